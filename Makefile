@@ -1,0 +1,62 @@
+# corral: the two commands of the README, and the rest.
+#   make run     bootstrap, build, run the demo on the embedded memory store
+#   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
+#   make bench   build optimised, run every benchmark (bench/bench_*)
+#   make tsan    build with ThreadSanitizer, run the unit tests
+#   make fuzz    build the libFuzzer targets with clang-14, run each for FUZZ_SECONDS
+#   make format-check / make format
+#   make install PREFIX=/usr/local
+JOBS         ?= $(shell nproc)
+PREFIX       ?= /usr/local
+FUZZ_SECONDS ?= 20
+CMAKE        := cmake
+CFG_COMMON   := -DCORRAL_WERROR=ON
+
+.PHONY: all bootstrap run test bench tsan fuzz format format-check install clean
+
+all: build/release/.built
+
+bootstrap:
+	@scripts/bootstrap
+
+build/release/.built: bootstrap FORCE
+	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release $(CFG_COMMON) >/dev/null
+	$(CMAKE) --build build/release -j$(JOBS)
+	@touch $@
+
+run: build/release/.built
+	./build/release/corral demo
+
+test: bootstrap
+	$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug $(CFG_COMMON) \
+	    -DCORRAL_SANITIZE=address,undefined -DCORRAL_BUILD_BENCH=OFF >/dev/null
+	$(CMAKE) --build build/asan -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ctest --test-dir build/asan --output-on-failure -j$(JOBS)
+
+tsan: bootstrap
+	$(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug $(CFG_COMMON) \
+	    -DCORRAL_SANITIZE=thread -DCORRAL_BUILD_BENCH=OFF >/dev/null
+	$(CMAKE) --build build/tsan -j$(JOBS)
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/scripts/tsan.supp" \
+	    ctest --test-dir build/tsan --output-on-failure -j$(JOBS) -L unit
+
+bench: build/release/.built
+	@for b in build/release/bench_*; do echo "== $$b"; $$b || exit 1; done
+
+fuzz: bootstrap
+	scripts/fuzz $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+install: build/release/.built
+	$(CMAKE) --install build/release --prefix $(PREFIX)
+
+clean:
+	rm -rf build
+
+FORCE:

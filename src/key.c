@@ -1,0 +1,109 @@
+/*
+ * key.c - Django's key scheme (default_key_func) and key validation (memcache_key_warnings,
+ * refused instead of warned, as Django's memcached backends effectively do).
+ *
+ * The hot path builds "prefix:version:key" with two memcpys and a precomputed version string;
+ * a per-call version is formatted on the fly. No allocation.
+ */
+#include "key.h"
+
+#include <string.h>
+#include <xxhash.h>
+
+/* Writes the decimal form of v into buf (at least 21 bytes); returns its length. */
+static size_t format_i64(int64_t v, char *buf) {
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0) buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
+void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t prefix_len,
+                            int64_t version, bool allow_binary, corral_key_fn fn, void *fn_ctx) {
+    ks->prefix = prefix;
+    ks->prefix_len = prefix_len;
+    ks->version = version;
+    ks->version_str_len = format_i64(version, ks->version_str);
+    ks->allow_binary = allow_binary;
+    ks->fn = fn;
+    ks->fn_ctx = fn_ctx;
+}
+
+int corral__key_validate(const void *key, size_t len, bool allow_binary) {
+    if (allow_binary) return len <= CORRAL__MAX_BINARY_KEY ? CORRAL_OK : CORRAL_EBADKEY;
+    if (len > CORRAL__MAX_KEY) return CORRAL_EBADKEY;
+    const unsigned char *p = key;
+    for (size_t i = 0; i < len; i++) {
+        /* Django: ord(char) < 33 or ord(char) == 127. */
+        if (p[i] <= 0x20 || p[i] == 0x7f) return CORRAL_EBADKEY;
+    }
+    return CORRAL_OK;
+}
+
+int corral__key_build(const corral__keyscheme *ks, int64_t version, const void *key, size_t key_len,
+                      char *out, size_t cap, size_t *out_len) {
+    *out_len = 0;
+    if (!key && key_len) return CORRAL_EBADKEY;
+    size_t limit = ks->allow_binary ? CORRAL__MAX_BINARY_KEY : CORRAL__MAX_KEY;
+    if (cap < limit + 1) return CORRAL_EINVAL;
+    char vbuf[24];
+    const char *vs = ks->version_str;
+    size_t vlen = ks->version_str_len;
+    if (version != CORRAL_VERSION_DEFAULT && version != ks->version) {
+        vlen = format_i64(version, vbuf);
+        vs = vbuf;
+    } else {
+        version = ks->version;
+    }
+    size_t len;
+    if (ks->fn) {
+        int rc = ks->fn(ks->fn_ctx, ks->prefix, ks->prefix_len, version, key, key_len, out,
+                        limit + 1, &len);
+        if (rc != CORRAL_OK || len > limit) return CORRAL_EBADKEY;
+    } else {
+        /* Checked before any write: prefix + ':' + version + ':' + key must fit the limit. */
+        if (key_len > limit || ks->prefix_len + vlen + 2 > limit - key_len) return CORRAL_EBADKEY;
+        char *p = out;
+        memcpy(p, ks->prefix, ks->prefix_len);
+        p += ks->prefix_len;
+        *p++ = ':';
+        memcpy(p, vs, vlen);
+        p += vlen;
+        *p++ = ':';
+        if (key_len) memcpy(p, key, key_len);
+        len = ks->prefix_len + vlen + 2 + key_len;
+    }
+    out[len] = '\0';
+    int rc = corral__key_validate(out, len, ks->allow_binary);
+    if (rc != CORRAL_OK) return rc;
+    *out_len = len;
+    return CORRAL_OK;
+}
+
+uint64_t corral__key_hash(const void *key, size_t len) {
+    return XXH3_64bits(key, len);
+}
+
+size_t corral__key_metric_prefix(const void *key, size_t len) {
+    static const char frag[] = "template.cache.";
+    const size_t frag_len = sizeof frag - 1;
+    const char *k = key;
+    if (len > frag_len && memcmp(k, frag, frag_len) == 0) {
+        /* template.cache.<name>.<md5>: the name may itself hold dots; the digest never does. */
+        for (size_t i = len; i > frag_len; i--) {
+            if (k[i - 1] == '.') return i - 1;
+        }
+        return len;
+    }
+    const char *colon = memchr(k, ':', len);
+    return colon ? (size_t)(colon - k) : len;
+}

@@ -1,0 +1,50 @@
+/*
+ * key.h - Django's key scheme and key validation.
+ *
+ * Physical key: KEY_PREFIX ":" VERSION ":" key (Django's default_key_func), or what the user's
+ * key function returns. Validation follows Django's memcache_key_warnings, refused instead of
+ * warned: at most 250 bytes, no byte in 0x00-0x20 or 0x7f. Binary keys (an option of the memory
+ * store) skip the byte check and allow up to CORRAL__MAX_BINARY_KEY bytes.
+ */
+#ifndef CORRAL_KEY_H
+#define CORRAL_KEY_H
+
+#include "common.h"
+
+#define CORRAL__MAX_KEY        250
+#define CORRAL__MAX_BINARY_KEY 4096
+/* Room for any physical key plus a NUL. */
+#define CORRAL__KEYBUF (CORRAL__MAX_BINARY_KEY + 1)
+
+typedef struct corral__keyscheme {
+    const char *prefix; /* KEY_PREFIX, owned by the handle */
+    size_t prefix_len;
+    int64_t version;      /* the handle's VERSION */
+    char version_str[24]; /* its decimal form, precomputed for the hot path */
+    size_t version_str_len;
+    bool allow_binary;
+    corral_key_fn fn; /* NULL: Django's default */
+    void *fn_ctx;
+} corral__keyscheme;
+
+/* Fills `ks`; `prefix` is borrowed and must outlive it. */
+void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t prefix_len,
+                            int64_t version, bool allow_binary, corral_key_fn fn, void *fn_ctx);
+
+/* Builds the physical key of `key` at `version` (CORRAL_VERSION_DEFAULT for the scheme's) into
+ * `out` (capacity `cap`, at least CORRAL__KEYBUF), NUL-terminated, and validates it. Returns
+ * CORRAL_OK or CORRAL_EBADKEY. */
+int corral__key_build(const corral__keyscheme *ks, int64_t version, const void *key, size_t key_len,
+                      char *out, size_t cap, size_t *out_len);
+
+/* Validates a physical key: CORRAL_OK or CORRAL_EBADKEY. */
+int corral__key_validate(const void *key, size_t len, bool allow_binary);
+
+/* The 64-bit hash every store and table uses (XXH3). */
+uint64_t corral__key_hash(const void *key, size_t len);
+
+/* The metrics prefix of a user key: up to the first ':'; for a fragment key
+ * "template.cache.<name>.<md5>", "template.cache.<name>". Returns its length. */
+size_t corral__key_metric_prefix(const void *key, size_t len);
+
+#endif /* CORRAL_KEY_H */

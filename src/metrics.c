@@ -1,0 +1,391 @@
+/*
+ * metrics.c - per-prefix counters in stripes, the prefix table, and the Prometheus text.
+ *
+ * Data model:
+ * - Classes: 0 is "other"; 1..max_prefixes are named, in order of first sight. A class's label
+ *   is fixed when it is created and never changes.
+ * - Prefix table: open addressing over `table_cap` slots (a power of two, at least twice the
+ *   number of classes, so a probe always ends at an empty slot). A slot holds the raw prefix
+ *   bytes (truncated to CORRAL__METRICS_LABEL_MAX) and its class. Slots are filled once, under
+ *   `lock`, and published by a release store of `cls1` (class + 1); readers probe without a lock
+ * and read a slot's bytes only after an acquire load of a non-zero `cls1`. Two raw prefixes whose
+ * labels come out equal after sanitising share one class, so no series is ever written twice.
+ * - Cells: `CORRAL__METRICS_STRIPES` stripes of [class][metric] int64 counters. A thread adds to
+ *   the stripe its thread id hashes to, with a relaxed atomic add (uncontended unless two
+ *   threads share a stripe). Reads sum the stripes; a sum is not a point-in-time snapshot of
+ *   all counters together, which Prometheus does not need.
+ *
+ * Locking: `lock` guards inserts into the prefix table and `n_named`; it is a leaf lock, taken
+ * on a first sight of a prefix only, never while calling out.
+ */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define METRICS_MAGIC 0x3e7c5a11u
+#define CACHE_LINE    64
+
+typedef struct prefix_slot {
+    _Atomic uint16_t cls1; /* class + 1, 0 when empty; published last, with release */
+    uint8_t raw_len;
+    char raw[CORRAL__METRICS_LABEL_MAX];
+} prefix_slot;
+
+struct corral__metrics {
+    uint32_t magic;
+    const corral__allocator *a;
+    size_t max_prefixes; /* named classes: 1..max_prefixes */
+    size_t n_classes;    /* max_prefixes + 1 */
+    size_t table_cap;    /* slots, a power of two */
+    prefix_slot *table;
+    char (*labels)[CORRAL__METRICS_LABEL_MAX + 1]; /* per class, NUL-terminated, sanitised */
+    _Atomic size_t n_named;                        /* classes in use, written under lock */
+    size_t n_slots;                                /* table slots in use, under lock */
+    corral__mutex lock;
+    size_t stride;          /* cells per stripe, rounded up to a cache line */
+    void *cells_block;      /* allocation holding the cells, for alignment */
+    size_t cells_bytes;     /* its size */
+    _Atomic int64_t *cells; /* [stripe][class][metric] */
+};
+
+static const char *const metric_names[CORRAL__M_COUNT] = {
+#define X(name, type, help) #name,
+    CORRAL__PREFIX_METRICS(X)
+#undef X
+};
+static const char *const metric_helps[CORRAL__M_COUNT] = {
+#define X(name, type, help) help,
+    CORRAL__PREFIX_METRICS(X)
+#undef X
+};
+static const char *const metric_types[CORRAL__M_COUNT] = {
+#define X(name, type, help) #type,
+    CORRAL__PREFIX_METRICS(X)
+#undef X
+};
+
+static uint64_t hash_bytes(const void *p, size_t n) {
+    /* FNV-1a: prefixes are short and this keeps the module free of the key hash's seed. */
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+int corral__metrics_new(corral__metrics **out, const corral__allocator *a, size_t max_prefixes) {
+    *out = NULL;
+    if (max_prefixes > 65000) return CORRAL_EINVAL;
+    corral__metrics *m = corral__calloc(a, 1, sizeof *m);
+    if (!m) return CORRAL_ENOMEM;
+    m->a = a;
+    m->max_prefixes = max_prefixes;
+    m->n_classes = max_prefixes + 1;
+    m->table_cap = 4;
+    while (m->table_cap < 2 * m->n_classes)
+        m->table_cap *= 2;
+    atomic_init(&m->n_named, 0);
+    m->stride = (m->n_classes * CORRAL__M_COUNT + 7) & ~(size_t)7;
+    m->table = corral__calloc(a, m->table_cap, sizeof *m->table);
+    m->labels = corral__calloc(a, m->n_classes, sizeof *m->labels);
+    size_t ncells = m->stride * CORRAL__METRICS_STRIPES;
+    m->cells_block = corral__alloc3(a, ncells, sizeof(int64_t), CACHE_LINE);
+    m->cells_bytes = ncells * sizeof(int64_t) + CACHE_LINE;
+    if (!m->table || !m->labels || !m->cells_block) goto fail;
+    if (corral__mutex_init(&m->lock) != CORRAL_OK) goto fail;
+    uintptr_t base = ((uintptr_t)m->cells_block + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1);
+    m->cells = (_Atomic int64_t *)base;
+    for (size_t i = 0; i < ncells; i++)
+        atomic_init(&m->cells[i], 0);
+    for (size_t i = 0; i < m->table_cap; i++)
+        atomic_init(&m->table[i].cls1, 0);
+    memcpy(m->labels[CORRAL__METRICS_OTHER], "other", 6);
+    m->magic = METRICS_MAGIC;
+    *out = m;
+    return CORRAL_OK;
+fail:
+    corral__free(a, m->cells_block, m->cells_bytes);
+    corral__free(a, m->labels, m->n_classes * sizeof *m->labels);
+    corral__free(a, m->table, m->table_cap * sizeof *m->table);
+    corral__free(a, m, sizeof *m);
+    return CORRAL_ENOMEM;
+}
+
+void corral__metrics_free(corral__metrics *m) {
+    if (!m) return;
+    CORRAL_CHECK_OBJ(m, METRICS_MAGIC);
+    const corral__allocator *a = m->a;
+    corral__mutex_deinit(&m->lock);
+    corral__free(a, m->cells_block, m->cells_bytes);
+    corral__free(a, m->labels, m->n_classes * sizeof *m->labels);
+    corral__free(a, m->table, m->table_cap * sizeof *m->table);
+    m->magic = 0;
+    corral__free(a, m, sizeof *m);
+}
+
+/* True when s[0..n) is well-formed UTF-8. */
+static bool utf8_valid(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t extra = c < 0x80         ? 0
+                       : (c >> 5) == 6  ? 1
+                       : (c >> 4) == 14 ? 2
+                       : (c >> 3) == 30 ? 3
+                                        : 9;
+        if (extra == 9 || i + extra >= n + (extra ? 0 : 1)) return false;
+        for (size_t k = 1; k <= extra; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return false;
+        }
+        i += extra + 1;
+    }
+    return true;
+}
+
+/* The label of a raw prefix: control bytes become '?', and so do bytes >= 0x80 unless the whole
+ * prefix is valid UTF-8 (Prometheus label values are UTF-8). Quotes and backslashes stay; they
+ * are escaped on output. */
+static void make_label(const char *raw, size_t n, char *out) {
+    bool utf8 = utf8_valid((const unsigned char *)raw, n);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        out[i] = (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) ? '?' : (char)c;
+    }
+    out[n] = '\0';
+}
+
+static uint16_t insert_class(corral__metrics *m, const char *raw, size_t n, uint64_t h) {
+    corral__mutex_lock(&m->lock);
+    size_t mask = m->table_cap - 1;
+    size_t i = (size_t)h & mask;
+    uint16_t cls = CORRAL__METRICS_OTHER;
+    for (;; i = (i + 1) & mask) {
+        prefix_slot *s = &m->table[i];
+        uint16_t c1 = atomic_load_explicit(&s->cls1, memory_order_relaxed);
+        if (c1 == 0) break;
+        if (s->raw_len == n && memcmp(s->raw, raw, n) == 0) {
+            cls = (uint16_t)(c1 - 1); /* another thread added it first */
+            goto out;
+        }
+    }
+    char label[CORRAL__METRICS_LABEL_MAX + 1];
+    make_label(raw, n, label);
+    size_t named = atomic_load_explicit(&m->n_named, memory_order_relaxed);
+    /* A prefix whose label is taken (by "other" itself, or by another raw prefix that sanitises
+     * the same) shares that class, so no series is ever written twice. */
+    bool shared = false;
+    for (size_t k = 0; k <= named && !shared; k++) {
+        if (strcmp(m->labels[k], label) == 0) {
+            cls = (uint16_t)k;
+            shared = true;
+        }
+    }
+    if (!shared) {
+        if (named >= m->max_prefixes) goto out; /* full: not remembered, so probes stay short */
+        cls = (uint16_t)(named + 1);
+        memcpy(m->labels[cls], label, n + 1);
+        atomic_store_explicit(&m->n_named, named + 1, memory_order_release);
+    }
+    /* Aliases (raw prefixes sharing a label) stop getting slots at half load, so a probe always
+     * ends at an empty slot; named classes always fit, as table_cap >= 2 * n_classes. */
+    if (m->n_slots >= m->table_cap / 2) goto out;
+    m->n_slots++;
+    m->table[i].raw_len = (uint8_t)n;
+    memcpy(m->table[i].raw, raw, n);
+    atomic_store_explicit(&m->table[i].cls1, (uint16_t)(cls + 1), memory_order_release);
+out:
+    corral__mutex_unlock(&m->lock);
+    return cls;
+}
+
+uint16_t corral__metrics_class(corral__metrics *m, const void *prefix, size_t len) {
+    if (len > CORRAL__METRICS_LABEL_MAX) len = CORRAL__METRICS_LABEL_MAX;
+    uint64_t h = hash_bytes(prefix, len);
+    size_t mask = m->table_cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        prefix_slot *s = &m->table[i];
+        uint16_t c1 = atomic_load_explicit(&s->cls1, memory_order_acquire);
+        if (c1 == 0) break;
+        if (s->raw_len == len && memcmp(s->raw, prefix, len) == 0) return (uint16_t)(c1 - 1);
+    }
+    if (atomic_load_explicit(&m->n_named, memory_order_relaxed) >= m->max_prefixes)
+        return CORRAL__METRICS_OTHER;
+    return insert_class(m, prefix, len, h);
+}
+
+static size_t stripe_of_thread(void) {
+    /* Thread descriptors sit megabytes apart; a multiplicative hash spreads them. */
+    uint64_t t = (uint64_t)(uintptr_t)pthread_self();
+    return (size_t)((t * 0x9E3779B97F4A7C15ull) >> 60) % CORRAL__METRICS_STRIPES;
+}
+
+void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta) {
+    size_t idx = stripe_of_thread() * m->stride + (size_t)cls * CORRAL__M_COUNT + (size_t)metric;
+    atomic_fetch_add_explicit(&m->cells[idx], delta, memory_order_relaxed);
+}
+
+static int64_t sum_cell(corral__metrics *m, size_t cls, int metric) {
+    int64_t s = 0;
+    for (size_t st = 0; st < CORRAL__METRICS_STRIPES; st++)
+        s +=
+            atomic_load_explicit(&m->cells[st * m->stride + cls * CORRAL__M_COUNT + (size_t)metric],
+                                 memory_order_relaxed);
+    return s;
+}
+
+static void fill_prefix(corral__metrics *m, size_t cls, corral_prefix_stats *ps) {
+    int64_t v[CORRAL__M_COUNT];
+    for (int k = 0; k < CORRAL__M_COUNT; k++)
+        v[k] = sum_cell(m, cls, k);
+    memset(ps, 0, sizeof *ps);
+    snprintf(ps->prefix, sizeof ps->prefix, "%s", m->labels[cls]);
+    ps->hits = (uint64_t)v[CORRAL__M_cache_hits_total];
+    ps->misses = (uint64_t)v[CORRAL__M_cache_misses_total];
+    ps->sets = (uint64_t)v[CORRAL__M_cache_sets_total];
+    ps->deletes = (uint64_t)v[CORRAL__M_cache_deletes_total];
+    ps->evictions = (uint64_t)v[CORRAL__M_cache_evictions_total];
+    ps->expirations = (uint64_t)v[CORRAL__M_cache_expirations_total];
+    ps->items = v[CORRAL__M_cache_items];
+    ps->bytes = v[CORRAL__M_cache_bytes];
+}
+
+static bool prefix_is_empty(const corral_prefix_stats *p) {
+    return !p->hits && !p->misses && !p->sets && !p->deletes && !p->evictions && !p->expirations &&
+           !p->items && !p->bytes;
+}
+
+static int cmp_prefix(const void *x, const void *y) {
+    return strcmp(((const corral_prefix_stats *)x)->prefix,
+                  ((const corral_prefix_stats *)y)->prefix);
+}
+
+int corral__metrics_snapshot(corral__metrics *m, corral_stats_snapshot **out) {
+    *out = NULL;
+    size_t named = atomic_load_explicit(&m->n_named, memory_order_acquire);
+    size_t n = named + 1;
+    if (n > (SIZE_MAX - sizeof(corral_stats_snapshot)) / sizeof(corral_prefix_stats))
+        return CORRAL_ENOMEM;
+    corral_stats_snapshot *s =
+        corral__user_alloc(m->a, sizeof *s + n * sizeof(corral_prefix_stats));
+    if (!s) return CORRAL_ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->prefixes = (corral_prefix_stats *)(s + 1);
+    size_t k = 0;
+    for (size_t cls = 1; cls <= named; cls++)
+        fill_prefix(m, cls, &s->prefixes[k++]);
+    fill_prefix(m, CORRAL__METRICS_OTHER, &s->prefixes[k]);
+    if (!prefix_is_empty(&s->prefixes[k])) k++;
+    s->n_prefixes = k;
+    qsort(s->prefixes, k, sizeof *s->prefixes, cmp_prefix);
+    corral_prefix_stats *t = &s->total;
+    for (size_t i = 0; i < k; i++) {
+        const corral_prefix_stats *p = &s->prefixes[i];
+        t->hits += p->hits;
+        t->misses += p->misses;
+        t->sets += p->sets;
+        t->deletes += p->deletes;
+        t->evictions += p->evictions;
+        t->expirations += p->expirations;
+        t->items += p->items;
+        t->bytes += p->bytes;
+    }
+    *out = s;
+    return CORRAL_OK;
+}
+
+void corral__metrics_snapshot_free(corral__metrics *m, corral_stats_snapshot *s) {
+    corral__user_free(m->a, s);
+}
+
+/* ---- Prometheus text ---- */
+
+typedef struct textbuf {
+    const corral__allocator *a;
+    char *p;
+    size_t len, cap;
+    bool failed;
+} textbuf;
+
+static void tb_reserve(textbuf *b, size_t more) {
+    if (b->failed) return;
+    if (b->len + more + 1 <= b->cap) return;
+    size_t ncap = b->cap ? b->cap : 4096;
+    while (ncap < b->len + more + 1)
+        ncap *= 2;
+    char *np = corral__user_realloc(b->a, b->p, ncap);
+    if (!np) {
+        b->failed = true;
+        return;
+    }
+    b->p = np;
+    b->cap = ncap;
+}
+
+static void tb_puts(textbuf *b, const char *s, size_t n) {
+    tb_reserve(b, n);
+    if (b->failed) return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void tb_printf(textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(textbuf *b, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        b->failed = true; /* every caller's line fits; a longer one is a bug, not truncated */
+        return;
+    }
+    tb_puts(b, tmp, (size_t)n);
+}
+
+/* Writes a label value with Prometheus escaping: backslash, double quote, newline. */
+static void tb_label(textbuf *b, const char *s) {
+    for (; *s; s++) {
+        if (*s == '\\')
+            tb_puts(b, "\\\\", 2);
+        else if (*s == '"')
+            tb_puts(b, "\\\"", 2);
+        else if (*s == '\n')
+            tb_puts(b, "\\n", 2);
+        else
+            tb_puts(b, s, 1);
+    }
+}
+
+int corral__metrics_prometheus(corral__metrics *m, const char *extra, char **out, size_t *out_len) {
+    *out = NULL;
+    *out_len = 0;
+    textbuf b = { .a = m->a };
+    size_t named = atomic_load_explicit(&m->n_named, memory_order_acquire);
+    bool other_used = false;
+    for (int k = 0; k < CORRAL__M_COUNT && !other_used; k++)
+        other_used = sum_cell(m, CORRAL__METRICS_OTHER, k) != 0;
+    for (int k = 0; k < CORRAL__M_COUNT; k++) {
+        const char *type = strcmp(metric_types[k], "COUNTER") == 0 ? "counter" : "gauge";
+        tb_printf(&b, "# HELP corral_%s %s.\n# TYPE corral_%s %s\n", metric_names[k],
+                  metric_helps[k], metric_names[k], type);
+        for (size_t cls = other_used ? 0 : 1; cls <= named; cls++) {
+            tb_printf(&b, "corral_%s{prefix=\"", metric_names[k]);
+            tb_label(&b, m->labels[cls]);
+            tb_printf(&b, "\"} %lld\n", (long long)sum_cell(m, cls, k));
+        }
+    }
+    if (extra) tb_puts(&b, extra, strlen(extra));
+    if (b.failed || !b.p) {
+        corral__user_free(m->a, b.p);
+        return CORRAL_ENOMEM;
+    }
+    *out = b.p;
+    *out_len = b.len;
+    return CORRAL_OK;
+}

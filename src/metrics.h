@@ -1,0 +1,54 @@
+/*
+ * metrics.h - per-prefix counters, summed at scrape, and their Prometheus text.
+ *
+ * A prefix maps to a class (uint16_t): 0 is "other" (prefixes past the bound), 1..max are the
+ * first prefixes seen. Counters live in stripes, one per group of threads, each stripe laid out
+ * [class][metric] and cache-line aligned, updated with relaxed atomics: the hot path is one
+ * uncontended atomic add. A read sums the stripes.
+ *
+ * Threads: everything is thread-safe. The prefix table is read without locks (slots are
+ * published once, with release stores, and never change); inserting a new prefix takes `lock`.
+ */
+#ifndef CORRAL_METRICS_H
+#define CORRAL_METRICS_H
+
+#include "common.h"
+#include "metrics_list.h"
+
+#include <stdatomic.h>
+
+enum {
+#define X(name, type, help) CORRAL__M_##name,
+    CORRAL__PREFIX_METRICS(X)
+#undef X
+        CORRAL__M_COUNT
+};
+
+#define CORRAL__METRICS_STRIPES   16
+#define CORRAL__METRICS_OTHER     0
+#define CORRAL__METRICS_LABEL_MAX 63
+
+typedef struct corral__metrics corral__metrics;
+
+/* Creates the metrics of a handle with room for `max_prefixes` named prefixes. */
+int corral__metrics_new(corral__metrics **out, const corral__allocator *a, size_t max_prefixes);
+void corral__metrics_free(corral__metrics *m);
+
+/* Returns the class of a metrics prefix, adding it when there is room; CORRAL__METRICS_OTHER when
+ * the table is full (or an allocation failed). Lock-free when the prefix is known. */
+uint16_t corral__metrics_class(corral__metrics *m, const void *prefix, size_t len);
+
+/* Adds `delta` to metric `metric` of class `cls`, on the calling thread's stripe. */
+void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta);
+
+/* Sums the stripes into a snapshot (allocated with `a`, freed with corral__metrics_snapshot_free).
+ */
+int corral__metrics_snapshot(corral__metrics *m, corral_stats_snapshot **out);
+void corral__metrics_snapshot_free(corral__metrics *m, corral_stats_snapshot *s);
+
+/* Appends the Prometheus text of every per-prefix metric, then `extra` (gauges of the store,
+ * already formatted; may be NULL), into a new buffer from `a`, size-prefixed for corral_free.
+ * See corral_metrics_write. */
+int corral__metrics_prometheus(corral__metrics *m, const char *extra, char **out, size_t *out_len);
+
+#endif /* CORRAL_METRICS_H */

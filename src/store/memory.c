@@ -1,0 +1,1108 @@
+/*
+ * memory.c - the embedded memory store: a bounded, sharded cache in process whose reads take no
+ * lock.
+ *
+ * Data model
+ * - One entry per key: a single allocation of corral__mem_entry_bytes(klen, vlen) bytes that
+ *   holds the header (mem_entry), the key, the value and a NUL after the value. That size is
+ *   also what the entry accounts for. The value is a corral_value embedded in the header, so a
+ *   hit hands out the stored bytes without a copy.
+ * - One lock-free hash table (liburcu's rculfhash, urcu-bp flavour) indexes every entry of the
+ *   store by key hash. Values and leases are separate keyspaces: the lookup compares the entry's
+ *   kind as well as its key, so a lease never shows up as a value and a value never blocks a
+ *   lease.
+ * - The store is split into shards by key hash. A shard owns a byte budget (max_bytes / shards)
+ *   and the eviction queues of its entries: one queue for SIEVE and LRU; a small queue, a main
+ *   queue and a ghost table of key hashes for S3-FIFO. docs/eviction.md explains the policies.
+ *
+ * Invariants (under the shard's mutex)
+ * - An entry is in the table iff it is in exactly one queue of its shard iff state == LIVE.
+ *   While a set replaces an entry, the old one leaves its queue first and the table last.
+ * - shard.used is the sum of `bytes` over the shard's queued entries and never exceeds
+ *   shard.budget; used_bytes() is the sum over shards, so it never exceeds max_bytes.
+ * - Every change of `used` is reported through the events callback with the same byte count:
+ *   the sum of ADDED bytes minus the bytes of every other change equals used_bytes.
+ * - An entry's key, value, kind, hash and size never change after it is published. set and
+ *   incr publish a new entry that replaces the old one in the table in one atomic step, so a
+ *   concurrent reader sees the old value or the new one, never a miss.
+ *
+ * Locking and references
+ * - Readers (get, get_into) run inside an RCU read-side section and take no lock. A hit marks
+ *   the entry with a relaxed atomic store (SIEVE's visited bit, S3-FIFO's frequency), written
+ *   only when it changes so a hot entry's cache line is not written on every hit. get takes a
+ *   reference on the embedded value; get_into copies the bytes and takes none. A reader that
+ *   finds an expired entry removes it only when the shard's mutex is free (trylock). LRU, kept
+ *   for comparison, moves a hit to the head under a trylock of the shard mutex.
+ * - Writers enter a read-side section, then lock their shard's mutex. The mutex serialises the
+ *   writers of that shard and guards its queues, SIEVE hand, expiry cursors, ghost table and
+ *   `used` (written under the mutex, read with relaxed loads anywhere). No thread holds two
+ *   shard mutexes. The allocator and clock hooks are never called with a shard mutex held:
+ *   writers read the clock and allocate the new entry before locking. The events callback is
+ *   called with the shard mutex held, as store.h allows.
+ * - The table holds one reference on each entry's value (refs = 1 at publication); each get
+ *   adds one. Removing an entry unlinks it from the table and its queue and queues
+ *   mem_entry_free_rcu with call_rcu; after a grace period, when no reader can still see the
+ *   entry, that callback drops the table's reference. The last reference frees the block
+ *   (mem_entry_release). The store counts the callbacks it has queued and not yet run
+ *   (`rcu_pending`); corral__mem_quiesce and close wait on `rcu_idle` until none is left. We
+ *   do not use liburcu's rcu_barrier: it waits for every callback in the process, and it
+ *   allocates on the caller's thread what the call_rcu thread frees, a race ThreadSanitizer
+ *   reports inside liburcu where no suppression can name it (the library is stripped).
+ * - Publication: an entry is filled, then its `state` is stored LIVE with release, then it is
+ *   inserted; the table's match function loads `state` with acquire before reading the key.
+ *   liburcu is not instrumented by ThreadSanitizer, so this pair is what shows TSan the
+ *   happens-before that rculfhash's own barriers provide. Under TSan, two annotations model
+ *   what liburcu guarantees: every read-side section ends with a release on the store's
+ *   `tsan_gp`, which mem_entry_free_rcu acquires (the grace period: a free by the last holder
+ *   of a value is ordered after every reader that saw the entry), and call_rcu is preceded by
+ *   a release on the entry, which the callback acquires first. With them our code needs no
+ *   TSan suppression (scripts/tsan.supp is empty on purpose).
+ * - Lock order: docs/threads.md.
+ *
+ * Expiry: an expired entry is never returned. Its memory is reclaimed incrementally, never by a
+ * scan of a whole shard in one call: each write examines MEM_WRITE_SCAN entries of each queue
+ * at a per-queue cursor, eviction takes expired entries it meets first, a read that finds an
+ * expired entry removes it when it can, and corral__mem_reclaim does bounded work on demand.
+ *
+ * References: SIEVE (Zhang et al., "SIEVE is Simpler than LRU", NSDI '24); S3-FIFO (Yang et
+ * al., "FIFO Queues are All You Need for Cache Eviction", SOSP '23); userspace RCU and
+ * rculfhash (Desnoyers et al., "User-Level Implementations of Read-Copy Update", IEEE TPDS
+ * 2012). Memory reclamation is liburcu's, not ours (DESIGN.md); Concurrency Kit's epoch
+ * reclamation needs every reader thread registered, which a library cannot ask of its users,
+ * while urcu-bp registers threads on their first read-side section.
+ */
+#include "memory.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+/* liburcu 0.13's inline read-side fast path (_LGPL_SOURCE) reaches the thread's reader
+ * through a pointer the library does not align as its struct declares (128 bytes). The access
+ * itself is an aligned 8-byte load, but UBSan's alignment check aborts on it, so ASan+UBSan
+ * builds (CORRAL_SANITIZE=address,undefined; GCC has no macro for UBSan alone) and builds that
+ * define CORRAL_URCU_OUT_OF_LINE call liburcu's out-of-line read lock instead. */
+#if defined(__SANITIZE_ADDRESS__) || defined(CORRAL_URCU_OUT_OF_LINE)
+#undef _LGPL_SOURCE
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#undef _LGPL_SOURCE
+#endif
+#endif
+#include <urcu-bp.h>
+#include <urcu/rculfhash.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define MEM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MEM_TSAN 1
+#endif
+#endif
+#ifdef MEM_TSAN
+#include <sanitizer/tsan_interface.h>
+#define MEM_TSAN_RELEASE(p) __tsan_release(p)
+#define MEM_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define MEM_TSAN_RELEASE(p) ((void)(p))
+#define MEM_TSAN_ACQUIRE(p) ((void)(p))
+#endif
+
+#define MEM_STORE_MAGIC 0x3e3057a5u
+#define MEM_ENTRY_MAGIC 0x3e3e7a7eu
+
+#define MEM_DEFAULT_POLICY  CORRAL_EVICT_S3FIFO /* measured best: docs/eviction.md */
+#define MEM_NEVER           UINT64_MAX          /* expires_ns of an entry that never expires */
+#define MEM_MAX_SHARDS      1024u
+#define MEM_AUTO_SHARDS     16u
+#define MEM_MIN_SHARD_BYTES ((size_t)1 << 20) /* automatic sharding keeps shards at least this */
+#define MEM_SHARD_VALUES    4u   /* ... and able to hold this many of the largest values */
+#define MEM_WRITE_SCAN      4u   /* entries of each queue a write examines for expiry */
+#define MEM_RECLAIM_FACTOR  8u   /* corral__mem_reclaim examines at most budget x this */
+#define MEM_LOCK_BATCH      64u  /* entries examined or removed per mutex hold (reclaim, clear) */
+#define MEM_SMALL_PERCENT   10u  /* S3-FIFO: the small queue's share of a shard's budget */
+#define MEM_S3_FREQ_MAX     3u   /* S3-FIFO: frequencies saturate here (2 bits) */
+#define MEM_S3_PROMOTE      1u   /* S3-FIFO: hits in the small queue that earn the main queue */
+#define MEM_GHOST_BYTES     512u /* S3-FIFO: one ghost slot per this many budget bytes */
+#define MEM_GHOST_MIN       64u
+#define MEM_GHOST_MAX       ((size_t)1 << 20)
+#define MEM_HT_INIT_BUCKETS 1024ul
+/* rculfhash resizes in its own worker thread (AUTO_RESIZE). Under ThreadSanitizer it does not:
+ * cds_lfht_destroy hands that worker a block it frees, which TSan reports inside the stripped
+ * library where no suppression can name it. Resizing changes no behaviour of ours, only bucket
+ * chain lengths, and the tests' tables stay small. */
+#ifdef MEM_TSAN
+#define MEM_HT_FLAGS CDS_LFHT_ACCOUNTING
+#else
+#define MEM_HT_FLAGS (CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING)
+#endif
+#define MEM_RETRY 100 /* internal outcome of incr: the key changed, try again */
+
+/* ---- Types ---- */
+
+enum { MEM_NEW = 0, MEM_LIVE = 1, MEM_DEAD = 2 }; /* mem_entry.state */
+enum { MEM_VALUE = 0, MEM_LEASE = 1 };            /* mem_entry.kind: the two keyspaces */
+enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
+
+typedef struct mem_store mem_store;
+
+typedef struct mem_entry {
+    uint32_t magic;
+    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
+     * under the shard mutex (LIVE with release before insertion); loaded with acquire by every
+     * lookup. */
+    _Atomic uint8_t state;
+    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
+     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
+    _Atomic uint8_t hits;
+    uint8_t kind;  /* MEM_VALUE or MEM_LEASE; immutable */
+    uint8_t queue; /* MEM_MAIN or MEM_SMALL; under the shard mutex */
+    uint16_t cls;  /* metrics class of the key, reported with every event */
+    /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
+     * mutex; readers load it relaxed. */
+    _Atomic uint64_t expires_ns;
+    uint64_t hash;    /* corral__skey.hash; immutable */
+    size_t bytes;     /* the allocation's size == what the entry accounts for */
+    size_t klen;      /* key bytes at `key` */
+    mem_store *store; /* for the release callback */
+    struct cds_lfht_node node;
+    union {
+        /* Queue links while LIVE, under the shard mutex. `newer` points toward the head. */
+        struct {
+            struct mem_entry *newer, *older;
+        } q;
+        struct rcu_head rcu; /* after removal: call_rcu's */
+    } u;
+    corral_value val;    /* the embedded value; val.data points into `key` */
+    unsigned char key[]; /* klen key bytes, then val.len value bytes, then a NUL */
+} mem_entry;
+
+/* A FIFO of entries: pushed at the head (newest), taken from the tail (oldest). */
+typedef struct mem_queue {
+    mem_entry *head, *tail;
+    mem_entry *hand; /* SIEVE: next entry the hand examines; NULL: start at the tail */
+    mem_entry *scan; /* expiry cursor: next entry examined; NULL: start at the tail */
+    size_t bytes;
+    size_t count;
+} mem_queue;
+
+typedef struct mem_shard {
+    corral__mutex lock;
+    mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
+    _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
+    size_t expiring;         /* entries with an expiry, under `lock`: no scan when 0 */
+    size_t budget;           /* bound on `used`; immutable */
+    size_t small_budget;     /* S3-FIFO: the small queue's share; immutable */
+    /* S3-FIFO ghost: fingerprints of keys evicted from the small queue without a hit,
+     * direct-mapped by hash (a newer key overwrites an older one in its slot). Under `lock`. */
+    uint32_t *ghost;
+    size_t ghost_mask;
+    char pad[64]; /* keeps neighbouring shards' mutexes off one cache line */
+} mem_shard;
+
+struct mem_store {
+    corral__store base; /* first: the vtable header every store begins with */
+    uint32_t magic;
+    corral__store_env env; /* a copy; what it points to outlives the store */
+    struct cds_lfht *ht;
+    corral_eviction policy; /* never CORRAL_EVICT_DEFAULT */
+    size_t max_bytes;
+    size_t max_value_bytes; /* 0: only the shard budget bounds a value */
+    unsigned nshards;
+    mem_shard *shards;
+    _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
+    /* Callbacks queued with call_rcu whose mem_entry_free_rcu has not finished. Raised under a
+     * shard mutex, lowered under `rcu_lock` by the call_rcu thread, which broadcasts
+     * `rcu_idle` at zero. */
+    _Atomic size_t rcu_pending;
+    pthread_mutex_t rcu_lock;
+    pthread_cond_t rcu_idle;
+    char tsan_gp; /* TSan only: the sync object that models grace periods */
+};
+
+/* What a lookup compares: the key bytes and the keyspace. */
+typedef struct mem_probe {
+    const void *key;
+    size_t len;
+    uint8_t kind;
+} mem_probe;
+
+/* ---- Small helpers ---- */
+
+size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
+    size_t n = offsetof(mem_entry, key);
+    if (key_len > SIZE_MAX - n) return SIZE_MAX;
+    n += key_len;
+    if (val_len >= SIZE_MAX - n) return SIZE_MAX;
+    return n + val_len + 1;
+}
+
+static mem_store *store_of(corral__store *base) {
+    mem_store *s = (mem_store *)base;
+    CORRAL_CHECK_OBJ(s, MEM_STORE_MAGIC);
+    return s;
+}
+
+static mem_shard *shard_of(const mem_store *s, uint64_t hash) {
+    /* The high half picks the shard; rculfhash buckets use the low bits. */
+    return &s->shards[((hash >> 32) * s->nshards) >> 32];
+}
+
+static uint64_t clock_now(const mem_store *s) {
+    return s->env.now_ns(s->env.clock_ctx);
+}
+
+/* The absolute expiry of a TTL (> 0 or CORRAL__NO_EXPIRY) read at `now`, saturating. */
+static uint64_t expiry_at(uint64_t now, int64_t ttl_ms) {
+    if (ttl_ms == CORRAL__NO_EXPIRY) return MEM_NEVER;
+    uint64_t d, at;
+    if (__builtin_mul_overflow((uint64_t)ttl_ms, (uint64_t)1000000, &d) ||
+        __builtin_add_overflow(now, d, &at) || at == MEM_NEVER)
+        return MEM_NEVER - 1;
+    return at;
+}
+
+static bool is_expired(const mem_entry *e, uint64_t now) {
+    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+    return at != MEM_NEVER && now >= at;
+}
+
+static uint8_t load_state(const mem_entry *e) {
+    return atomic_load_explicit(&e->state, memory_order_relaxed);
+}
+
+static void read_lock(mem_store *s) {
+    (void)s;
+    rcu_read_lock();
+}
+
+static void read_unlock(mem_store *s) {
+    MEM_TSAN_RELEASE(&s->tsan_gp);
+    rcu_read_unlock();
+}
+
+/* pthread calls on our own initialised objects fail only on a bug. */
+static void pthread_ok(int rc) {
+    assert(rc == 0);
+    (void)rc;
+}
+
+static void report(const mem_store *s, const mem_entry *e, corral__change why) {
+    if (s->env.events.changed) s->env.events.changed(s->env.events.ctx, e->cls, why, e->bytes);
+}
+
+/* ---- Entries ---- */
+
+/* Frees the block of an entry whose last reference is gone. Called by corral_value_unref. */
+static void mem_entry_release(corral_value *v) {
+    mem_entry *e = CORRAL_CONTAINER_OF(v, mem_entry, val);
+    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+    assert(load_state(e) == MEM_DEAD);
+    const corral__allocator *a = e->store->env.alloc;
+    e->magic = 0;
+    v->magic = 0;
+    corral__free(a, e, e->bytes);
+}
+
+/* Runs on liburcu's call_rcu thread after a grace period: no reader can reach the entry any
+ * more, so the table's reference goes. */
+static void mem_entry_free_rcu(struct rcu_head *head) {
+    mem_entry *e = CORRAL_CONTAINER_OF(head, mem_entry, u.rcu);
+    MEM_TSAN_ACQUIRE(e); /* call_rcu happened before: see entry_retire */
+    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+    mem_store *s = e->store;
+    MEM_TSAN_ACQUIRE(&s->tsan_gp); /* so did the end of every read-side section that saw e */
+    corral_value_unref(&e->val);   /* may free `e` */
+    /* Under the lock, so a waiter that sees zero cannot free the store before we let go. */
+    pthread_ok(pthread_mutex_lock(&s->rcu_lock));
+    if (atomic_fetch_sub_explicit(&s->rcu_pending, 1, memory_order_relaxed) == 1)
+        pthread_ok(pthread_cond_broadcast(&s->rcu_idle));
+    pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
+}
+
+/* Waits until every callback this store queued has run. Not inside a read-side section. */
+static void wait_rcu_idle(mem_store *s) {
+    pthread_ok(pthread_mutex_lock(&s->rcu_lock));
+    while (atomic_load_explicit(&s->rcu_pending, memory_order_relaxed) != 0)
+        pthread_ok(pthread_cond_wait(&s->rcu_idle, &s->rcu_lock));
+    pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
+}
+
+/* Hands an entry already out of the table to RCU. Call inside a read-side section. */
+static void entry_retire(mem_store *s, mem_entry *e) {
+    atomic_store_explicit(&e->state, MEM_DEAD, memory_order_release);
+    atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
+    MEM_TSAN_RELEASE(e); /* shows TSan that call_rcu happens before the callback */
+    call_rcu(&e->u.rcu, mem_entry_free_rcu);
+}
+
+/* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
+static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
+                            size_t len, uint64_t expires_ns) {
+    size_t bytes = corral__mem_entry_bytes(k->len, len);
+    mem_entry *e = corral__alloc(s->env.alloc, bytes);
+    if (!e) return NULL;
+    e->magic = MEM_ENTRY_MAGIC;
+    atomic_init(&e->state, MEM_NEW);
+    atomic_init(&e->hits, 0);
+    e->kind = kind;
+    e->queue = MEM_MAIN;
+    e->cls = k->cls;
+    atomic_init(&e->expires_ns, expires_ns);
+    e->hash = k->hash;
+    e->bytes = bytes;
+    e->klen = k->len;
+    e->store = s;
+    cds_lfht_node_init(&e->node);
+    e->u.q.newer = e->u.q.older = NULL;
+    if (k->len) memcpy(e->key, k->data, k->len);
+    unsigned char *data = e->key + k->len;
+    if (len) memcpy(data, val, len);
+    data[len] = '\0';
+    corral__value_init(&e->val, data, len, mem_entry_release);
+    return e;
+}
+
+/* Frees an entry that was never published. Accepts NULL. */
+static void entry_discard(mem_store *s, mem_entry *e) {
+    if (!e) return;
+    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+    assert(load_state(e) == MEM_NEW);
+    e->magic = 0;
+    e->val.magic = 0;
+    corral__free(s->env.alloc, e, e->bytes);
+}
+
+/* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
+static int check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
+                      uint8_t kind) {
+    if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
+    return corral__mem_entry_bytes(klen, vlen) > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
+}
+
+/* ---- The table ---- */
+
+static int entry_match(struct cds_lfht_node *node, const void *arg) {
+    const mem_entry *e = CORRAL_CONTAINER_OF(node, mem_entry, node);
+    const mem_probe *p = arg;
+    /* Acquire: pairs with the release store of LIVE at publication (see the top comment). */
+    (void)atomic_load_explicit(&e->state, memory_order_acquire);
+    return e->kind == p->kind && e->klen == p->len &&
+           (p->len == 0 || memcmp(e->key, p->key, p->len) == 0);
+}
+
+/* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
+ * until the section ends. Under the key's shard mutex, a found entry is LIVE. */
+static mem_entry *lookup_rcu(mem_store *s, const corral__skey *k, uint8_t kind) {
+    mem_probe p = { .key = k->data, .len = k->len, .kind = kind };
+    struct cds_lfht_iter it;
+    cds_lfht_lookup(s->ht, (unsigned long)k->hash, entry_match, &p, &it);
+    struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+    if (!node) return NULL;
+    mem_entry *e = CORRAL_CONTAINER_OF(node, mem_entry, node);
+    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+    return e;
+}
+
+/* ---- Queues ---- */
+
+static void queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *q = &sh->q[qi];
+    e->queue = (uint8_t)qi;
+    e->u.q.newer = NULL;
+    e->u.q.older = q->head;
+    if (q->head)
+        q->head->u.q.newer = e;
+    else
+        q->tail = e;
+    q->head = e;
+    q->bytes += e->bytes;
+    q->count++;
+}
+
+/* Takes `e` out of its queue. The SIEVE hand and the expiry cursor that pointed at it move to
+ * its newer neighbour, as they would have next. */
+static void queue_unlink_locked(mem_shard *sh, mem_entry *e) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *q = &sh->q[e->queue];
+    if (q->hand == e) q->hand = e->u.q.newer;
+    if (q->scan == e) q->scan = e->u.q.newer;
+    if (e->u.q.newer)
+        e->u.q.newer->u.q.older = e->u.q.older;
+    else
+        q->head = e->u.q.older;
+    if (e->u.q.older)
+        e->u.q.older->u.q.newer = e->u.q.newer;
+    else
+        q->tail = e->u.q.newer;
+    e->u.q.newer = e->u.q.older = NULL;
+    assert(q->bytes >= e->bytes && q->count > 0);
+    q->bytes -= e->bytes;
+    q->count--;
+}
+
+static size_t shard_count_locked(mem_shard *sh) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    return sh->q[MEM_MAIN].count + sh->q[MEM_SMALL].count;
+}
+
+/* ---- Accounting and removal ---- */
+
+/* Counts `e` in (ADDED) or out (any other change) of the shard and reports it. */
+static void account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
+    bool expires = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
+    if (why == CORRAL__ADDED) {
+        used += e->bytes;
+        sh->expiring += expires;
+        assert(used <= sh->budget);
+    } else {
+        assert(used >= e->bytes && sh->expiring >= expires);
+        used -= e->bytes;
+        sh->expiring -= expires;
+    }
+    atomic_store_explicit(&sh->used, used, memory_order_relaxed);
+    report(s, e, why);
+}
+
+/* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
+static void remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+    assert(load_state(e) == MEM_LIVE);
+    int rc = cds_lfht_del(s->ht, &e->node);
+    if (CORRAL_NEVER(rc != 0)) return;
+    queue_unlink_locked(sh, e);
+    account_locked(s, sh, e, why);
+    entry_retire(s, e);
+}
+
+/* ---- Expiry ---- */
+
+/* Examines up to `n` entries of queue `qi` at its cursor, oldest first and wrapping, and
+ * removes the expired ones, at most `max_remove`. Adds the entries examined to `*examined`;
+ * returns how many it removed. */
+static size_t scan_queue_locked(mem_store *s, mem_shard *sh, unsigned qi, uint64_t now, size_t n,
+                                size_t max_remove, size_t *examined) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *q = &sh->q[qi];
+    size_t removed = 0;
+    n = CORRAL_MIN(n, q->count); /* one lap at most */
+    for (size_t i = 0; i < n && removed < max_remove && q->count; i++) {
+        mem_entry *e = q->scan ? q->scan : q->tail;
+        q->scan = e->u.q.newer;
+        (*examined)++;
+        if (is_expired(e, now)) {
+            remove_locked(s, sh, e, CORRAL__EXPIRED);
+            removed++;
+        }
+    }
+    return removed;
+}
+
+static size_t scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t n, size_t max_remove,
+                          size_t *examined) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    size_t removed = 0;
+    if (sh->expiring == 0) return 0; /* examines nothing: the caller moves on */
+    for (unsigned qi = 0; qi < MEM_QUEUES && removed < max_remove; qi++)
+        removed += scan_queue_locked(s, sh, qi, now, n, max_remove - removed, examined);
+    return removed;
+}
+
+/* A reader found `e` expired: removes it if the shard's mutex is free, otherwise leaves it to
+ * the writers' cursors. Call inside the read-side section that found `e`. */
+static void reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
+    mem_shard *sh = shard_of(s, e->hash);
+    if (corral__mutex_trylock(&sh->lock) != 0) return;
+    if (load_state(e) == MEM_LIVE && is_expired(e, now)) remove_locked(s, sh, e, CORRAL__EXPIRED);
+    corral__mutex_unlock(&sh->lock);
+}
+
+/* ---- Eviction ---- */
+
+/* SIEVE: the hand walks from the tail toward the head, clearing visited bits, and stops at the
+ * first unvisited (or expired) entry; it wraps to the tail past the head. */
+static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *q = &sh->q[MEM_MAIN];
+    mem_entry *e = q->hand ? q->hand : q->tail;
+    /* Two laps clear every bit; readers setting bits again behind the hand cannot hold it
+     * longer than that. */
+    for (size_t seen = 0; seen <= 2 * q->count; seen++) {
+        if (is_expired(e, now) || !atomic_load_explicit(&e->hits, memory_order_relaxed)) break;
+        atomic_store_explicit(&e->hits, 0, memory_order_relaxed);
+        e = e->u.q.newer ? e->u.q.newer : q->tail;
+    }
+    q->hand = e; /* removal moves it on to the newer neighbour */
+    return e;
+}
+
+static bool ghost_take_locked(mem_shard *sh, uint64_t hash) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    uint32_t *slot = &sh->ghost[hash & sh->ghost_mask];
+    if (*slot != ((uint32_t)(hash >> 32) | 1u)) return false;
+    *slot = 0;
+    return true;
+}
+
+static void ghost_put_locked(mem_shard *sh, uint64_t hash) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    sh->ghost[hash & sh->ghost_mask] = (uint32_t)(hash >> 32) | 1u;
+}
+
+/* S3-FIFO: while the small queue holds more than its share, its tail either earns the main
+ * queue (it was hit) or leaves, remembered in the ghost; otherwise the main queue's tail is
+ * reinserted while it has frequency left (one less each time) or leaves. */
+static mem_entry *s3fifo_victim_locked(mem_shard *sh, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *small = &sh->q[MEM_SMALL], *mainq = &sh->q[MEM_MAIN];
+    /* Each entry moves at most MEM_S3_FREQ_MAX + 1 times unless readers keep raising its
+     * frequency; past this bound the tail goes regardless. */
+    size_t moves = (MEM_S3_FREQ_MAX + 2) * (small->count + mainq->count);
+    for (;;) {
+        bool from_small = small->count && (small->bytes > sh->small_budget || !mainq->count);
+        mem_entry *e = from_small ? small->tail : mainq->tail;
+        if (is_expired(e, now) || moves-- == 0) return e;
+        uint8_t f = atomic_load_explicit(&e->hits, memory_order_relaxed);
+        if (from_small && f < MEM_S3_PROMOTE) {
+            ghost_put_locked(sh, e->hash);
+            return e;
+        }
+        if (!from_small && f == 0) return e;
+        queue_unlink_locked(sh, e);
+        atomic_store_explicit(&e->hits, from_small ? 0 : (uint8_t)(f - 1), memory_order_relaxed);
+        queue_push_locked(sh, MEM_MAIN, e);
+    }
+}
+
+static mem_entry *victim_locked(mem_store *s, mem_shard *sh, uint64_t now) {
+    if (shard_count_locked(sh) == 0) return NULL;
+    switch (s->policy) {
+    case CORRAL_EVICT_S3FIFO: return s3fifo_victim_locked(sh, now);
+    case CORRAL_EVICT_LRU: return sh->q[MEM_MAIN].tail;
+    default: return sieve_victim_locked(sh, now);
+    }
+}
+
+/* Evicts until `need` more bytes fit the shard's budget. need <= budget (check_size). */
+static void make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    assert(need <= sh->budget);
+    while (atomic_load_explicit(&sh->used, memory_order_relaxed) > sh->budget - need) {
+        mem_entry *v = victim_locked(s, sh, now);
+        if (CORRAL_NEVER(v == NULL)) break;
+        remove_locked(s, sh, v, is_expired(v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
+    }
+}
+
+/* ---- Hits ---- */
+
+/* LRU: a hit moves the entry to the head when the shard's mutex is free. */
+static void lru_touch_rcu(mem_store *s, mem_entry *e) {
+    mem_shard *sh = shard_of(s, e->hash);
+    if (corral__mutex_trylock(&sh->lock) != 0) return;
+    if (load_state(e) == MEM_LIVE && sh->q[MEM_MAIN].head != e) {
+        queue_unlink_locked(sh, e);
+        queue_push_locked(sh, MEM_MAIN, e);
+    }
+    corral__mutex_unlock(&sh->lock);
+}
+
+/* Marks a hit without a lock. The store happens only when the mark changes, so hot entries
+ * are not written on every hit. */
+static void note_hit_rcu(mem_store *s, mem_entry *e) {
+    uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
+    switch (s->policy) {
+    case CORRAL_EVICT_S3FIFO:
+        if (h < MEM_S3_FREQ_MAX)
+            atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
+        break;
+    case CORRAL_EVICT_LRU: lru_touch_rcu(s, e); break;
+    default:
+        if (!h) atomic_store_explicit(&e->hits, 1, memory_order_relaxed);
+        break;
+    }
+}
+
+/* ---- Writes ---- */
+
+/* Puts the new entry `e` in the table and a queue in place of `old` (NULL when absent), after
+ * evicting what it needs. `old` is reported REPLACED when live, EXPIRED otherwise; a live
+ * `old` hands its queue and hit mark to `e`. Then examines a few entries for expiry. Call
+ * inside a read-side section; cannot fail. */
+static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry *old,
+                           uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    unsigned qi = MEM_MAIN;
+    bool live = old && !is_expired(old, now);
+    if (live) {
+        qi = old->queue;
+        atomic_store_explicit(&e->hits, atomic_load_explicit(&old->hits, memory_order_relaxed),
+                              memory_order_relaxed);
+    } else if (s->policy == CORRAL_EVICT_S3FIFO) {
+        qi = ghost_take_locked(sh, e->hash) ? MEM_MAIN : MEM_SMALL;
+    }
+    if (old) {
+        /* Out of its queue first, so eviction cannot pick it; out of the table last, in one
+         * step with the insertion, so readers never miss the key. */
+        queue_unlink_locked(sh, old);
+        account_locked(s, sh, old, live ? CORRAL__REPLACED : CORRAL__EXPIRED);
+    }
+    make_room_locked(s, sh, e->bytes, now);
+
+    atomic_store_explicit(&e->state, MEM_LIVE, memory_order_release);
+    mem_probe p = { .key = e->key, .len = e->klen, .kind = e->kind };
+    if (old) {
+        struct cds_lfht_node *n =
+            cds_lfht_add_replace(s->ht, (unsigned long)e->hash, entry_match, &p, &e->node);
+        assert(n == &old->node); /* the mutex keeps other writers of the key out */
+        (void)n;
+        entry_retire(s, old);
+    } else {
+        struct cds_lfht_node *n =
+            cds_lfht_add_unique(s->ht, (unsigned long)e->hash, entry_match, &p, &e->node);
+        assert(n == &e->node);
+        (void)n;
+    }
+    queue_push_locked(sh, qi, e);
+    account_locked(s, sh, e, CORRAL__ADDED);
+
+    size_t examined = 0;
+    scan_locked(s, sh, now, MEM_WRITE_SCAN, SIZE_MAX, &examined);
+}
+
+/* The write path of set, add and lease_acquire: builds the entry outside the lock, then
+ * decides under the shard mutex. */
+static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
+                       size_t len, int64_t ttl_ms, corral__set_mode mode) {
+    mem_shard *sh = shard_of(s, k->hash);
+    int rc = check_size(s, sh, k->len, len, kind);
+    if (rc != CORRAL_OK) return rc;
+    uint64_t now = clock_now(s);
+    mem_entry *e = entry_new(s, k, kind, val, len, expiry_at(now, ttl_ms));
+    if (!e) return CORRAL_ENOMEM;
+
+    read_lock(s);
+    corral__mutex_lock(&sh->lock);
+    mem_entry *old = lookup_rcu(s, k, kind);
+    bool live = old && !is_expired(old, now);
+    if (mode == CORRAL__SET_NX && live) {
+        rc = CORRAL_EXISTS;
+    } else if (mode == CORRAL__SET_XX && !live) {
+        if (old) remove_locked(s, sh, old, CORRAL__EXPIRED);
+        rc = CORRAL_MISS;
+    } else {
+        publish_locked(s, sh, e, old, now);
+        e = NULL;
+        rc = CORRAL_OK;
+    }
+    corral__mutex_unlock(&sh->lock);
+    read_unlock(s);
+    entry_discard(s, e);
+    return rc;
+}
+
+/* Removes the live entry `k` of keyspace `kind` if `token` is NULL or equals its value (a
+ * lease's owner); an expired one goes as EXPIRED. CORRAL_OK when a live entry was removed,
+ * CORRAL_MISS otherwise. */
+static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const void *token,
+                      size_t token_len) {
+    mem_shard *sh = shard_of(s, k->hash);
+    uint64_t now = clock_now(s);
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    corral__mutex_lock(&sh->lock);
+    mem_entry *e = lookup_rcu(s, k, kind);
+    if (e && is_expired(e, now)) {
+        remove_locked(s, sh, e, CORRAL__EXPIRED);
+    } else if (e && (!token || (e->val.len == token_len &&
+                                (token_len == 0 || memcmp(e->val.data, token, token_len) == 0)))) {
+        remove_locked(s, sh, e, CORRAL__DELETED);
+        rc = CORRAL_OK;
+    }
+    corral__mutex_unlock(&sh->lock);
+    read_unlock(s);
+    return rc;
+}
+
+/* Parses a stored counter: optional '-', then 1 to 19 digits. CORRAL_ENOTINT when the text is
+ * not of that form, CORRAL_ERANGE when it is but does not fit an int64. */
+static int parse_int64(const unsigned char *p, size_t n, int64_t *out) {
+    size_t i = (n && p[0] == '-') ? 1 : 0;
+    if (i == n || n - i > 19) return CORRAL_ENOTINT;
+    uint64_t v = 0; /* 19 digits fit: 10^19 - 1 < 2^64 */
+    for (size_t j = i; j < n; j++) {
+        if (p[j] < '0' || p[j] > '9') return CORRAL_ENOTINT;
+        v = v * 10 + (uint64_t)(p[j] - '0');
+    }
+    if (i) {
+        if (v > (uint64_t)INT64_MAX + 1) return CORRAL_ERANGE;
+        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+    } else {
+        if (v > (uint64_t)INT64_MAX) return CORRAL_ERANGE;
+        *out = (int64_t)v;
+    }
+    return CORRAL_OK;
+}
+
+/* ---- The vtable ---- */
+
+static int mem_get(corral__store *base, const corral__skey *k, corral_value **out) {
+    mem_store *s = store_of(base);
+    *out = NULL;
+    uint64_t now = clock_now(s);
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    if (e && is_expired(e, now)) {
+        reap_rcu(s, e, now);
+    } else if (e && CORRAL_ALWAYS(corral__value_tryref(&e->val))) {
+        /* The table's reference cannot go before this section ends, so tryref succeeds. */
+        note_hit_rcu(s, e);
+        *out = &e->val;
+        rc = CORRAL_OK;
+    }
+    read_unlock(s);
+    return rc;
+}
+
+static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
+                        size_t *len) {
+    mem_store *s = store_of(base);
+    *len = 0;
+    uint64_t now = clock_now(s);
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    if (e && is_expired(e, now)) {
+        reap_rcu(s, e, now);
+    } else if (e) {
+        note_hit_rcu(s, e);
+        *len = e->val.len;
+        if (e->val.len > cap) {
+            rc = CORRAL_ENOSPC;
+        } else {
+            if (e->val.len) memcpy(buf, e->val.data, e->val.len);
+            rc = CORRAL_OK;
+        }
+    }
+    read_unlock(s);
+    return rc;
+}
+
+static int mem_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                   int64_t ttl_ms, corral__set_mode mode) {
+    mem_store *s = store_of(base);
+    if (ttl_ms <= 0) return CORRAL_EINVAL; /* the layer above turns TTL 0 into a delete */
+    return write_entry(s, k, MEM_VALUE, val, len, ttl_ms, mode);
+}
+
+static int mem_del(corral__store *base, const corral__skey *k) {
+    return remove_key(store_of(base), k, MEM_VALUE, NULL, 0);
+}
+
+static int mem_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
+    mem_store *s = store_of(base);
+    if (ttl_ms <= 0) return CORRAL_EINVAL;
+    mem_shard *sh = shard_of(s, k->hash);
+    uint64_t now = clock_now(s);
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    corral__mutex_lock(&sh->lock);
+    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    if (e && is_expired(e, now)) {
+        remove_locked(s, sh, e, CORRAL__EXPIRED);
+    } else if (e) {
+        uint64_t at = expiry_at(now, ttl_ms);
+        sh->expiring -= atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
+        sh->expiring += at != MEM_NEVER;
+        atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
+        rc = CORRAL_OK;
+    }
+    corral__mutex_unlock(&sh->lock);
+    read_unlock(s);
+    return rc;
+}
+
+/* incr reads the counter and allocates the new entry without the mutex, then publishes it
+ * only if the entry it read is still the key's entry (values are immutable, and the entry
+ * cannot be freed and reused within one read-side section); otherwise it tries again. */
+static int mem_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
+    mem_store *s = store_of(base);
+    mem_shard *sh = shard_of(s, k->hash);
+    if (out) *out = 0;
+    for (;;) {
+        uint64_t now = clock_now(s);
+        int rc = CORRAL_OK;
+        int64_t cur = 0, next = 0;
+        char text[24];
+        mem_entry *ne = NULL;
+        read_lock(s);
+        mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+        if (!e || is_expired(e, now)) {
+            if (e) reap_rcu(s, e, now);
+            rc = CORRAL_MISS;
+            goto done;
+        }
+        rc = parse_int64(e->val.data, e->val.len, &cur);
+        if (rc != CORRAL_OK) goto done;
+        if (__builtin_add_overflow(cur, delta, &next)) {
+            rc = CORRAL_ERANGE;
+            goto done;
+        }
+        int n = snprintf(text, sizeof text, "%" PRId64, next);
+        if (CORRAL_NEVER(n < 0 || (size_t)n >= sizeof text)) {
+            rc = CORRAL_ERANGE;
+            goto done;
+        }
+        rc = check_size(s, sh, k->len, (size_t)n, MEM_VALUE);
+        if (rc != CORRAL_OK) goto done;
+        ne = entry_new(s, k, MEM_VALUE, text, (size_t)n, MEM_NEVER);
+        if (!ne) {
+            rc = CORRAL_ENOMEM;
+            goto done;
+        }
+        corral__mutex_lock(&sh->lock);
+        if (lookup_rcu(s, k, MEM_VALUE) == e && !is_expired(e, now)) {
+            atomic_store_explicit(&ne->expires_ns,
+                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed),
+                                  memory_order_relaxed);
+            publish_locked(s, sh, ne, e, now);
+            ne = NULL;
+        } else {
+            rc = MEM_RETRY;
+        }
+        corral__mutex_unlock(&sh->lock);
+    done:
+        read_unlock(s);
+        entry_discard(s, ne);
+        if (rc == MEM_RETRY) continue; /* another writer got there first */
+        if (rc == CORRAL_OK && out) *out = next;
+        return rc;
+    }
+}
+
+static int mem_clear(corral__store *base) {
+    mem_store *s = store_of(base);
+    for (unsigned i = 0; i < s->nshards; i++) {
+        mem_shard *sh = &s->shards[i];
+        /* Bounded work per mutex hold; entries written while clear runs may survive it. */
+        size_t todo = SIZE_MAX;
+        while (todo) {
+            size_t n = 0;
+            read_lock(s);
+            corral__mutex_lock(&sh->lock);
+            if (todo == SIZE_MAX) todo = shard_count_locked(sh);
+            for (unsigned qi = 0; qi < MEM_QUEUES; qi++) {
+                while (n < MEM_LOCK_BATCH && n < todo && sh->q[qi].tail) {
+                    remove_locked(s, sh, sh->q[qi].tail, CORRAL__DELETED);
+                    n++;
+                }
+            }
+            corral__mutex_unlock(&sh->lock);
+            read_unlock(s);
+            todo = n ? todo - n : 0;
+        }
+    }
+    return CORRAL_OK;
+}
+
+static int mem_lease_acquire(corral__store *base, const corral__skey *k, const void *token,
+                             size_t token_len, int64_t ttl_ms) {
+    mem_store *s = store_of(base);
+    if (ttl_ms <= 0 || ttl_ms == CORRAL__NO_EXPIRY) return CORRAL_EINVAL; /* leases expire */
+    return write_entry(s, k, MEM_LEASE, token, token_len, ttl_ms, CORRAL__SET_NX);
+}
+
+static int mem_lease_release(corral__store *base, const corral__skey *k, const void *token,
+                             size_t token_len) {
+    static const char none[1];
+    return remove_key(store_of(base), k, MEM_LEASE, token ? token : none, token_len);
+}
+
+static size_t mem_used_bytes(corral__store *base) {
+    mem_store *s = store_of(base);
+    size_t used = 0;
+    for (unsigned i = 0; i < s->nshards; i++)
+        used += atomic_load_explicit(&s->shards[i].used, memory_order_relaxed);
+    return used;
+}
+
+static size_t mem_max_bytes(corral__store *base) {
+    return store_of(base)->max_bytes;
+}
+
+static void store_free(mem_store *s, unsigned shards_inited, bool sync_inited) {
+    const corral__allocator *a = s->env.alloc;
+    if (sync_inited) {
+        pthread_ok(pthread_cond_destroy(&s->rcu_idle));
+        pthread_ok(pthread_mutex_destroy(&s->rcu_lock));
+    }
+    if (s->ht) {
+        int rc = cds_lfht_destroy(s->ht, NULL); /* fails only when not empty */
+        assert(rc == 0);
+        (void)rc;
+    }
+    for (unsigned i = 0; i < shards_inited; i++) {
+        mem_shard *sh = &s->shards[i];
+        corral__free(a, sh->ghost, (sh->ghost_mask + 1) * sizeof *sh->ghost);
+        corral__mutex_deinit(&sh->lock);
+    }
+    corral__free(a, s->shards, (size_t)s->nshards * sizeof *s->shards);
+    s->magic = 0;
+    corral__free(a, s, sizeof *s);
+}
+
+static void mem_close(corral__store *base) {
+    if (!base) return;
+    mem_store *s = store_of(base);
+    /* No other thread uses the store now; every handed-out value has been released. Close
+     * reports no events: the handle's gauges die with it. */
+    struct cds_lfht_iter it;
+    struct cds_lfht_node *node;
+    read_lock(s);
+    cds_lfht_for_each(s->ht, &it, node) {
+        mem_entry *e = CORRAL_CONTAINER_OF(node, mem_entry, node);
+        CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+        if (CORRAL_NEVER(cds_lfht_del(s->ht, node) != 0)) continue;
+        entry_retire(s, e);
+    }
+    read_unlock(s);
+    wait_rcu_idle(s); /* every entry of this store is freed after this */
+    store_free(s, s->nshards, true);
+}
+
+static const corral__store_ops mem_ops = {
+    .name = "mem",
+    .get = mem_get,
+    .get_into = mem_get_into,
+    .set = mem_set,
+    .del = mem_del,
+    .touch = mem_touch,
+    .incr = mem_incr,
+    .clear = mem_clear,
+    .get_many = corral__store_get_many,
+    .set_many = corral__store_set_many,
+    .del_many = corral__store_del_many,
+    .lease_acquire = mem_lease_acquire,
+    .lease_release = mem_lease_release,
+    .used_bytes = mem_used_bytes,
+    .max_bytes = mem_max_bytes,
+    .close = mem_close,
+};
+
+/* ---- Open, reclaim, quiesce ---- */
+
+static unsigned choose_shards(const corral__mem_config *cfg) {
+    if (cfg->shards) return CORRAL_MIN(cfg->shards, MEM_MAX_SHARDS);
+    unsigned n = MEM_AUTO_SHARDS;
+    while (n > 1 &&
+           (cfg->max_bytes / n < MEM_MIN_SHARD_BYTES ||
+            (cfg->max_value_bytes && cfg->max_bytes / n / MEM_SHARD_VALUES < cfg->max_value_bytes)))
+        n /= 2;
+    return n;
+}
+
+static size_t ghost_slots(size_t budget) {
+    size_t want = CORRAL_MAX(budget / MEM_GHOST_BYTES, (size_t)MEM_GHOST_MIN);
+    size_t n = MEM_GHOST_MIN;
+    while (n < want && n < MEM_GHOST_MAX)
+        n *= 2;
+    return n;
+}
+
+int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
+                     const corral__store_env *env) {
+    if (out) *out = NULL;
+    if (!out || !cfg || !env || !env->alloc || !env->now_ns || cfg->max_bytes == 0)
+        return CORRAL_EINVAL;
+    corral_eviction policy =
+        cfg->eviction == CORRAL_EVICT_DEFAULT ? MEM_DEFAULT_POLICY : cfg->eviction;
+    if (policy != CORRAL_EVICT_SIEVE && policy != CORRAL_EVICT_S3FIFO && policy != CORRAL_EVICT_LRU)
+        return CORRAL_EINVAL;
+    unsigned nshards = choose_shards(cfg);
+    if (cfg->max_bytes / nshards == 0) return CORRAL_EINVAL;
+
+    unsigned inited = 0;
+    bool sync_inited = false;
+    mem_store *s = corral__calloc(env->alloc, 1, sizeof *s);
+    if (!s) return CORRAL_ENOMEM;
+    s->base.ops = &mem_ops;
+    s->magic = MEM_STORE_MAGIC;
+    s->env = *env;
+    s->policy = policy;
+    s->max_bytes = cfg->max_bytes;
+    s->max_value_bytes = cfg->max_value_bytes;
+    s->nshards = nshards;
+    atomic_init(&s->reclaim_next, 0);
+    atomic_init(&s->rcu_pending, 0);
+    if (pthread_mutex_init(&s->rcu_lock, NULL) != 0) goto fail;
+    if (pthread_cond_init(&s->rcu_idle, NULL) != 0) {
+        pthread_ok(pthread_mutex_destroy(&s->rcu_lock));
+        goto fail;
+    }
+    sync_inited = true;
+    s->shards = corral__calloc(env->alloc, nshards, sizeof *s->shards);
+    if (!s->shards) goto fail;
+    for (; inited < nshards; inited++) {
+        mem_shard *sh = &s->shards[inited];
+        sh->budget = cfg->max_bytes / nshards;
+        sh->small_budget = sh->budget / 100 * MEM_SMALL_PERCENT;
+        atomic_init(&sh->used, 0);
+        if (policy == CORRAL_EVICT_S3FIFO) {
+            size_t slots = ghost_slots(sh->budget);
+            sh->ghost = corral__calloc(env->alloc, slots, sizeof *sh->ghost);
+            if (!sh->ghost) goto fail;
+            sh->ghost_mask = slots - 1;
+        }
+        if (corral__mutex_init(&sh->lock) != CORRAL_OK) {
+            corral__free(env->alloc, sh->ghost, (sh->ghost_mask + 1) * sizeof *sh->ghost);
+            goto fail;
+        }
+    }
+    /* rculfhash allocates with libc, outside the handle's allocator; its memory is not part of
+     * the accounted bytes. */
+    s->ht = cds_lfht_new(MEM_HT_INIT_BUCKETS, MEM_HT_INIT_BUCKETS, 0, MEM_HT_FLAGS, NULL);
+    if (!s->ht) goto fail;
+    *out = &s->base;
+    return CORRAL_OK;
+fail:
+    store_free(s, inited, sync_inited);
+    return CORRAL_ENOMEM;
+}
+
+size_t corral__mem_reclaim(corral__store *base, size_t budget) {
+    mem_store *s = store_of(base);
+    if (budget == 0) return 0;
+    uint64_t now = clock_now(s);
+    size_t examine =
+        budget > SIZE_MAX / MEM_RECLAIM_FACTOR ? SIZE_MAX : budget * MEM_RECLAIM_FACTOR;
+    size_t removed = 0;
+    unsigned start = atomic_fetch_add_explicit(&s->reclaim_next, 1, memory_order_relaxed);
+    for (unsigned i = 0; i < s->nshards && removed < budget && examine; i++) {
+        mem_shard *sh = &s->shards[(start + i) % s->nshards];
+        size_t lap = SIZE_MAX; /* one lap of the shard at most */
+        while (lap && removed < budget && examine) {
+            size_t examined = 0;
+            read_lock(s);
+            corral__mutex_lock(&sh->lock);
+            if (lap == SIZE_MAX) lap = shard_count_locked(sh);
+            size_t n = CORRAL_MIN(CORRAL_MIN(lap, examine), (size_t)MEM_LOCK_BATCH);
+            removed += scan_locked(s, sh, now, n, budget - removed, &examined);
+            corral__mutex_unlock(&sh->lock);
+            read_unlock(s);
+            if (examined == 0) break;
+            lap -= CORRAL_MIN(lap, examined);
+            examine -= CORRAL_MIN(examine, examined);
+        }
+    }
+    return removed;
+}
+
+void corral__mem_quiesce(corral__store *base) {
+    wait_rcu_idle(store_of(base));
+}

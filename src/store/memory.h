@@ -1,0 +1,49 @@
+/*
+ * memory.h - the embedded memory store: a bounded, sharded, lock-free-read cache in process.
+ * See memory.c for the data model, docs/eviction.md for the policies and docs/threads.md for
+ * the locks.
+ *
+ * Accounting: every entry accounts for corral__mem_entry_bytes(key, value) bytes, which is
+ * exactly what its one allocation asks the allocator for. Leases (lease_acquire) are entries
+ * too: they count in used_bytes, are reported through the events callback under their key's
+ * class like values, and may be evicted. The store's own structures (shards, the S3-FIFO ghost
+ * table) come from the same allocator but are not counted; rculfhash's buckets come from libc.
+ *
+ * Threads: every function is thread-safe, except that close must be the last call.
+ */
+#ifndef CORRAL_STORE_MEM_H
+#define CORRAL_STORE_MEM_H
+
+#include "store.h"
+
+typedef struct corral__mem_config {
+    size_t max_bytes;       /* bound on accounted bytes (keys, values, per-entry overhead) */
+    size_t max_value_bytes; /* larger values are refused with CORRAL_ETOOBIG; 0 = no limit but
+                               the shard's budget (max_bytes / shards) */
+    corral_eviction eviction;
+    unsigned shards; /* write shards, at most 1024; 0 = automatic: up to 16, keeping each shard
+                        at least 1 MiB and able to hold 4 values of max_value_bytes */
+} corral__mem_config;
+
+/* Opens a memory store. `env` is copied; what it points to (allocator, clock context, events
+ * context) must outlive the store. Returns CORRAL_OK, CORRAL_EINVAL (max_bytes 0, fewer bytes
+ * than shards, an unknown policy, or a NULL allocator or clock) or CORRAL_ENOMEM; `*out` NULL
+ * on failure. An entry larger than max_bytes / shards is refused with CORRAL_ETOOBIG. */
+int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
+                     const corral__store_env *env);
+
+/* Reclaims up to `budget` expired entries (bounded work, for maintenance and tests); returns how
+ * many were reclaimed. Examines at most 8 x budget entries, and at most one lap of each shard,
+ * holding a shard mutex for 64 entries at a time. Thread-safe. */
+size_t corral__mem_reclaim(corral__store *s, size_t budget);
+
+/* Waits until every entry this store removed so far has dropped the store's reference after
+ * its RCU grace period, so that entries no caller still holds are freed and a test can compare
+ * the allocator's numbers with the store's accounting. Waits for this store's callbacks only.
+ * Must not be called inside a read-side critical section; thread-safe otherwise. */
+void corral__mem_quiesce(corral__store *s);
+
+/* Bytes one entry with these key and value lengths accounts for. */
+size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);
+
+#endif /* CORRAL_STORE_MEM_H */

@@ -1,0 +1,125 @@
+/*
+ * store.h - the store vtable: the one seam between policy and storage.
+ *
+ * Everything above the store (key scheme, validation, single flight, tags, namespaces, metrics)
+ * is written once in src/ and works on every store. A store only keeps bytes under physical
+ * keys, with an optional expiry. Stores: memory.c (embedded, the default); redis.c and tiered.c
+ * implement the same table in later versions.
+ *
+ * Contracts common to every operation:
+ * - Keys arrive already built and validated (corral__skey: physical key, its 64-bit hash, and
+ *   the metrics class of its prefix). Stores may ignore `hash` and `cls`.
+ * - TTLs are relative milliseconds, > 0, or CORRAL__NO_EXPIRY. A TTL of 0 never reaches a store:
+ *   the layer above turns it into a delete.
+ * - Return codes are corral.h's. Outcomes: CORRAL_MISS for absent or expired keys,
+ *   CORRAL_EXISTS for an add on a present key or a lease held by another owner.
+ * - An expired entry is never returned by any operation.
+ * - Every operation is thread-safe; the store does its own locking.
+ * - The store reports every change of what it holds through `events` (set at open), so the
+ *   layer above keeps per-prefix item, byte, eviction and expiration counters without asking.
+ *   The callback is called with store locks held: it must be quick and must not call the store.
+ */
+#ifndef CORRAL_STORE_H
+#define CORRAL_STORE_H
+
+#include "../common.h"
+#include "../value.h"
+
+#define CORRAL__NO_EXPIRY INT64_MAX
+
+typedef struct corral__skey {
+    const char *data; /* the physical key, e.g. "djzen:1:featured_products:v3" */
+    size_t len;
+    uint64_t hash; /* corral__key_hash(data, len) */
+    uint16_t cls;  /* metrics class (prefix slot) of the key, recorded with the entry */
+} corral__skey;
+
+/* Why an entry stopped (or started) being held, for the events callback. */
+typedef enum corral__change {
+    CORRAL__ADDED,    /* a new entry (set/add/incr on an absent key) */
+    CORRAL__REPLACED, /* old entry replaced by a set: reported as removal of the old */
+    CORRAL__DELETED,  /* removed by delete, touch with 0, clear */
+    CORRAL__EVICTED,  /* removed to make room */
+    CORRAL__EXPIRED   /* removed after its expiry */
+} corral__change;
+
+typedef struct corral__store_events {
+    void *ctx;
+    /* `bytes` is what the entry accounts for (key + value + overhead). For CORRAL__ADDED it is
+     * counted in, for every other change counted out. */
+    void (*changed)(void *ctx, uint16_t cls, corral__change why, size_t bytes);
+} corral__store_events;
+
+/* How a set writes. */
+typedef enum corral__set_mode {
+    CORRAL__SET_ALWAYS, /* set */
+    CORRAL__SET_NX,     /* add: only when absent or expired (CORRAL_EXISTS otherwise) */
+    CORRAL__SET_XX      /* only when present (CORRAL_MISS otherwise) */
+} corral__set_mode;
+
+typedef struct corral__store corral__store;
+
+typedef struct corral__store_ops {
+    const char *name;
+
+    /* Returns CORRAL_OK and a new reference in `*out`, or CORRAL_MISS with `*out` NULL. */
+    int (*get)(corral__store *s, const corral__skey *k, corral_value **out);
+    /* Copies the value into buf. CORRAL_OK, CORRAL_MISS, or CORRAL_ENOSPC with *len needed. */
+    int (*get_into)(corral__store *s, const corral__skey *k, void *buf, size_t cap, size_t *len);
+    /* Stores a copy of the value. CORRAL_OK, CORRAL_EXISTS (NX), CORRAL_MISS (XX),
+     * CORRAL_ETOOBIG, CORRAL_ENOMEM. */
+    int (*set)(corral__store *s, const corral__skey *k, const void *val, size_t len, int64_t ttl_ms,
+               corral__set_mode mode);
+    /* CORRAL_OK when a live entry was removed, CORRAL_MISS otherwise. */
+    int (*del)(corral__store *s, const corral__skey *k);
+    /* Sets a new expiry (CORRAL__NO_EXPIRY to persist). CORRAL_OK or CORRAL_MISS. */
+    int (*touch)(corral__store *s, const corral__skey *k, int64_t ttl_ms);
+    /* Atomic add on a decimal integer value, keeping the expiry. CORRAL_OK, CORRAL_MISS,
+     * CORRAL_ENOTINT, CORRAL_ERANGE, CORRAL_ENOMEM. */
+    int (*incr)(corral__store *s, const corral__skey *k, int64_t delta, int64_t *out);
+    /* Removes every entry. */
+    int (*clear)(corral__store *s);
+
+    /* Many-ops. A store without them gets the loop over the single ops (store.c). */
+    int (*get_many)(corral__store *s, const corral__skey *ks, size_t n, corral_value **out);
+    int (*set_many)(corral__store *s, const corral__skey *ks, const corral_buf *vals, size_t n,
+                    int64_t ttl_ms);
+    int (*del_many)(corral__store *s, const corral__skey *ks, size_t n, size_t *deleted);
+
+    /* The lease primitive for single flight across processes: take the lease on `k` with the
+     * owner's `token` for `ttl_ms` (a lease always expires). CORRAL_OK when taken, CORRAL_EXISTS
+     * when another owner holds it. Release removes it only if `token` still owns it: CORRAL_OK
+     * when released, CORRAL_MISS when it is not (or no longer) ours. */
+    int (*lease_acquire)(corral__store *s, const corral__skey *k, const void *token,
+                         size_t token_len, int64_t ttl_ms);
+    int (*lease_release)(corral__store *s, const corral__skey *k, const void *token,
+                         size_t token_len);
+
+    /* Bytes the store accounts for now, and its bound (0 when it has none). */
+    size_t (*used_bytes)(corral__store *s);
+    size_t (*max_bytes)(corral__store *s);
+
+    /* Frees the store. Every value it handed out must have been released. */
+    void (*close)(corral__store *s);
+} corral__store_ops;
+
+/* Every store begins with this header. */
+struct corral__store {
+    const corral__store_ops *ops;
+};
+
+/* What a store needs from the handle at open. Everything pointed to outlives the store. */
+typedef struct corral__store_env {
+    const corral__allocator *alloc;
+    corral_clock_fn now_ns;
+    void *clock_ctx;
+    corral__store_events events;
+} corral__store_env;
+
+/* Generic many-ops over the single ops, for stores that have no batch form. */
+int corral__store_get_many(corral__store *s, const corral__skey *ks, size_t n, corral_value **out);
+int corral__store_set_many(corral__store *s, const corral__skey *ks, const corral_buf *vals,
+                           size_t n, int64_t ttl_ms);
+int corral__store_del_many(corral__store *s, const corral__skey *ks, size_t n, size_t *deleted);
+
+#endif /* CORRAL_STORE_H */

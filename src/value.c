@@ -1,0 +1,75 @@
+/*
+ * value.c - standalone refcounted values and the public value accessors.
+ * See value.h for the model. A standalone value is one block: header, bytes, NUL.
+ */
+#include "value.h"
+
+#include <string.h>
+
+typedef struct value_block {
+    corral_value v;
+    const corral__allocator *alloc; /* frees the block; must outlive the value */
+    size_t block_bytes;
+    unsigned char data[];
+} value_block;
+
+static void value_block_release(corral_value *v) {
+    value_block *b = CORRAL_CONTAINER_OF(v, value_block, v);
+    v->magic = 0;
+    corral__free(b->alloc, b, b->block_bytes);
+}
+
+void corral__value_init(corral_value *v, const unsigned char *data, size_t len,
+                        void (*release)(corral_value *v)) {
+    v->magic = CORRAL_VALUE_MAGIC;
+    atomic_init(&v->refs, 1);
+    v->len = len;
+    v->data = data;
+    v->release = release;
+}
+
+corral_value *corral__value_new(const corral__allocator *a, const void *data, size_t len) {
+    if (len > SIZE_MAX - sizeof(value_block) - 1) return NULL;
+    size_t bytes = sizeof(value_block) + len + 1;
+    value_block *b = corral__alloc(a, bytes);
+    if (!b) return NULL;
+    if (len) memcpy(b->data, data, len);
+    b->data[len] = '\0';
+    b->alloc = a;
+    b->block_bytes = bytes;
+    corral__value_init(&b->v, b->data, len, value_block_release);
+    return &b->v;
+}
+
+bool corral__value_tryref(corral_value *v) {
+    uint32_t r = atomic_load_explicit(&v->refs, memory_order_relaxed);
+    while (r != 0) {
+        if (atomic_compare_exchange_weak_explicit(&v->refs, &r, r + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+const void *corral_value_data(const corral_value *v) {
+    CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
+    return v->data;
+}
+
+size_t corral_value_len(const corral_value *v) {
+    CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
+    return v->len;
+}
+
+corral_value *corral_value_ref(corral_value *v) {
+    CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
+    atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+    return v;
+}
+
+void corral_value_unref(corral_value *v) {
+    if (!v) return;
+    CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
+    /* acq_rel: the last holder must see every other holder's reads finished before freeing. */
+    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) v->release(v);
+}

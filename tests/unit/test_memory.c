@@ -1,0 +1,1146 @@
+/*
+ * test_memory.c - the embedded memory store through its vtable (src/store/memory.c).
+ *
+ * Every test opens a store over a counting allocator, a fake clock and an events recorder, so
+ * it can check the store's accounting against what the allocator handed out and what the
+ * events reported. Time only moves when a test advances the fake clock; threads meet at
+ * barriers; nothing sleeps. Eviction-order tests give every key its own metrics class (its
+ * first byte), so the events log names the entries evicted, in order.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "key.h"
+#include "value.h"
+#include "store/memory.h"
+
+#define T0_NS    1700000000000000000ull /* the fake clock's start */
+#define MS       1000000ull
+#define LOG_MAX  256
+#define NO_LIMIT ((size_t)1 << 30)
+
+/* ---- Test doubles ---- */
+
+/* Counts outstanding bytes; fails allocation number `fail_at` (1-based since the last arm). */
+typedef struct counting_alloc {
+    _Atomic size_t outstanding;
+    _Atomic long allocs;
+    _Atomic long fail_at; /* 0: never */
+} counting_alloc;
+
+static void *ca_alloc(void *ctx, size_t n) {
+    counting_alloc *c = ctx;
+    long k = atomic_fetch_add(&c->allocs, 1) + 1;
+    if (k == atomic_load(&c->fail_at)) return NULL;
+    void *p = malloc(n ? n : 1);
+    if (p) atomic_fetch_add(&c->outstanding, n);
+    return p;
+}
+
+static void ca_free(void *ctx, void *p, size_t n) {
+    counting_alloc *c = ctx;
+    atomic_fetch_sub(&c->outstanding, n);
+    free(p);
+}
+
+static void *ca_realloc(void *ctx, void *p, size_t old_n, size_t new_n) {
+    counting_alloc *c = ctx;
+    void *q = realloc(p, new_n ? new_n : 1);
+    if (q) {
+        atomic_fetch_sub(&c->outstanding, old_n);
+        atomic_fetch_add(&c->outstanding, new_n);
+    }
+    return q;
+}
+
+/* Fails the k-th allocation from now (k >= 1), or none (k = 0). */
+static void ca_arm(counting_alloc *c, long k) {
+    atomic_store(&c->allocs, 0);
+    atomic_store(&c->fail_at, k);
+}
+
+typedef struct fake_clock {
+    _Atomic uint64_t now_ns;
+} fake_clock;
+
+static uint64_t fake_now(void *ctx) {
+    return atomic_load(&((fake_clock *)ctx)->now_ns);
+}
+
+/* Totals of the events callback, and a log of removals for single-threaded order tests. */
+typedef struct recorder {
+    _Atomic long count[5];
+    _Atomic long long bytes[5];
+    _Atomic size_t n_log;
+    uint16_t log_cls[LOG_MAX];
+    corral__change log_why[LOG_MAX];
+} recorder;
+
+static void on_change(void *ctx, uint16_t cls, corral__change why, size_t bytes) {
+    recorder *r = ctx;
+    atomic_fetch_add(&r->count[why], 1);
+    atomic_fetch_add(&r->bytes[why], (long long)bytes);
+    if (why == CORRAL__ADDED) return;
+    size_t i = atomic_fetch_add(&r->n_log, 1);
+    if (i < LOG_MAX) {
+        r->log_cls[i] = cls;
+        r->log_why[i] = why;
+    }
+}
+
+static long events(recorder *r, corral__change why) {
+    return atomic_load(&r->count[why]);
+}
+
+/* Added bytes minus every removal: what the layer above believes the store holds. */
+static long long event_balance(recorder *r) {
+    long long b = atomic_load(&r->bytes[CORRAL__ADDED]);
+    for (int w = CORRAL__REPLACED; w <= CORRAL__EXPIRED; w++)
+        b -= atomic_load(&r->bytes[w]);
+    return b;
+}
+
+/* ---- Fixture ---- */
+
+typedef struct fx {
+    counting_alloc ca;
+    corral__allocator alloc;
+    fake_clock clock;
+    recorder rec;
+    corral__store_env env;
+    corral__mem_config cfg;
+    corral__store *s;
+    size_t baseline; /* allocator bytes of the store itself, measured after open */
+} fx;
+
+static fx *fx_init(size_t max_bytes, corral_eviction ev, unsigned shards) {
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->alloc = (corral__allocator){ ca_alloc, ca_realloc, ca_free, &f->ca };
+    atomic_store(&f->clock.now_ns, T0_NS);
+    f->env = (corral__store_env){ .alloc = &f->alloc,
+                                  .now_ns = fake_now,
+                                  .clock_ctx = &f->clock,
+                                  .events = { .ctx = &f->rec, .changed = on_change } };
+    f->cfg = (corral__mem_config){ .max_bytes = max_bytes, .eviction = ev, .shards = shards };
+    return f;
+}
+
+static fx *fx_open(size_t max_bytes, corral_eviction ev, unsigned shards) {
+    fx *f = fx_init(max_bytes, ev, shards);
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    assert_non_null(f->s);
+    f->baseline = atomic_load(&f->ca.outstanding);
+    return f;
+}
+
+static size_t used(fx *f) {
+    return f->s->ops->used_bytes(f->s);
+}
+
+/* After every freed entry is gone: used_bytes == the events' balance == entry bytes the
+ * allocator holds. */
+static void check_accounting(fx *f) {
+    corral__mem_quiesce(f->s);
+    assert_int_equal((long long)used(f), event_balance(&f->rec));
+    assert_int_equal(atomic_load(&f->ca.outstanding) - f->baseline, used(f));
+}
+
+static void fx_close(fx *f) {
+    if (f->s) {
+        check_accounting(f);
+        f->s->ops->close(f->s);
+    }
+    assert_int_equal(atomic_load(&f->ca.outstanding), 0);
+    free(f);
+}
+
+static void advance_ms(fx *f, uint64_t ms) {
+    atomic_fetch_add(&f->clock.now_ns, ms * MS);
+}
+
+/* The store key of a C string; its metrics class is its first byte, naming it in the log. */
+static corral__skey K(const char *k) {
+    size_t n = strlen(k);
+    return (corral__skey){
+        .data = k, .len = n, .hash = corral__key_hash(k, n), .cls = (uint16_t)(unsigned char)k[0]
+    };
+}
+
+static int set_mode(fx *f, const char *k, const char *v, int64_t ttl_ms, corral__set_mode m) {
+    corral__skey sk = K(k);
+    return f->s->ops->set(f->s, &sk, v, strlen(v), ttl_ms, m);
+}
+
+static int set(fx *f, const char *k, const char *v, int64_t ttl_ms) {
+    return set_mode(f, k, v, ttl_ms, CORRAL__SET_ALWAYS);
+}
+
+static int get_rc(fx *f, const char *k) {
+    corral__skey sk = K(k);
+    corral_value *v = (corral_value *)&sk; /* must be overwritten */
+    int rc = f->s->ops->get(f->s, &sk, &v);
+    if (rc == CORRAL_OK) {
+        assert_non_null(v);
+        corral_value_unref(v);
+    } else {
+        assert_null(v);
+    }
+    return rc;
+}
+
+static void expect_stored(fx *f, const char *k, const char *want) {
+    corral__skey sk = K(k);
+    corral_value *v = NULL;
+    assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
+    assert_int_equal(corral_value_len(v), strlen(want));
+    assert_string_equal(corral_value_data(v), want);
+    corral_value_unref(v);
+}
+
+static int incr(fx *f, const char *k, int64_t delta, int64_t *out) {
+    corral__skey sk = K(k);
+    return f->s->ops->incr(f->s, &sk, delta, out);
+}
+
+static int touch(fx *f, const char *k, int64_t ttl_ms) {
+    corral__skey sk = K(k);
+    return f->s->ops->touch(f->s, &sk, ttl_ms);
+}
+
+static int del(fx *f, const char *k) {
+    corral__skey sk = K(k);
+    return f->s->ops->del(f->s, &sk);
+}
+
+static int lease_take(fx *f, const char *k, const char *token, int64_t ttl_ms) {
+    corral__skey sk = K(k);
+    return f->s->ops->lease_acquire(f->s, &sk, token, strlen(token), ttl_ms);
+}
+
+static int lease_give(fx *f, const char *k, const char *token) {
+    corral__skey sk = K(k);
+    return f->s->ops->lease_release(f->s, &sk, token, strlen(token));
+}
+
+/* The removals logged so far, as the first bytes of their keys. */
+static void expect_removed(fx *f, const char *keys, corral__change why) {
+    size_t n = atomic_load(&f->rec.n_log);
+    assert_int_equal(n, strlen(keys));
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(f->rec.log_cls[i], (unsigned char)keys[i]);
+        assert_int_equal(f->rec.log_why[i], why);
+    }
+}
+
+/* ---- Basic operations ---- */
+
+static void test_mem_get_returns_the_stored_bytes_without_a_copy(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set(f, "k", "hello", CORRAL__NO_EXPIRY), CORRAL_OK);
+    corral__skey sk = K("k");
+    corral_value *a = NULL, *b = NULL;
+    assert_int_equal(f->s->ops->get(f->s, &sk, &a), CORRAL_OK);
+    assert_int_equal(f->s->ops->get(f->s, &sk, &b), CORRAL_OK);
+    assert_ptr_equal(a, b); /* both hits hand out the one stored value */
+    assert_int_equal(corral_value_len(a), 5);
+    assert_memory_equal(corral_value_data(a), "hello", 6); /* NUL-terminated */
+    corral_value_unref(a);
+    corral_value_unref(b);
+    assert_int_equal(get_rc(f, "other"), CORRAL_MISS);
+    fx_close(f);
+}
+
+static void test_mem_get_into_copies_or_reports_the_needed_length(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set(f, "k", "hello", CORRAL__NO_EXPIRY), CORRAL_OK);
+    corral__skey sk = K("k"), missing = K("nope");
+    char buf[16] = { 0 };
+    size_t len = 99;
+    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, 4, &len), CORRAL_ENOSPC);
+    assert_int_equal(len, 5);
+    assert_int_equal(f->s->ops->get_into(f->s, &missing, buf, sizeof buf, &len), CORRAL_MISS);
+    assert_int_equal(len, 0);
+    fx_close(f);
+}
+
+static void test_mem_entry_bytes_is_exactly_what_the_allocator_gives(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    size_t before = atomic_load(&f->ca.outstanding);
+    assert_int_equal(set(f, "some:key", "0123456789", CORRAL__NO_EXPIRY), CORRAL_OK);
+    size_t want = corral__mem_entry_bytes(8, 10);
+    assert_int_equal(atomic_load(&f->ca.outstanding) - before, want);
+    assert_int_equal(used(f), want);
+    assert_true(want > 8 + 10 + 1); /* the header counts too */
+    assert_int_equal(corral__mem_entry_bytes(SIZE_MAX - 4, 10), SIZE_MAX); /* overflow */
+    fx_close(f);
+}
+
+static void test_mem_add_writes_only_when_the_key_is_absent_or_expired(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set_mode(f, "k", "one", 100, CORRAL__SET_NX), CORRAL_OK);
+    assert_int_equal(set_mode(f, "k", "two", 100, CORRAL__SET_NX), CORRAL_EXISTS);
+    expect_stored(f, "k", "one");
+    advance_ms(f, 100);
+    assert_int_equal(set_mode(f, "k", "three", 100, CORRAL__SET_NX), CORRAL_OK);
+    expect_stored(f, "k", "three");
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 1);
+    assert_int_equal(events(&f->rec, CORRAL__ADDED), 2);
+    fx_close(f);
+}
+
+static void test_mem_set_xx_writes_only_when_the_key_is_present(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set_mode(f, "k", "one", 100, CORRAL__SET_XX), CORRAL_MISS);
+    assert_int_equal(used(f), 0);
+    assert_int_equal(set(f, "k", "one", 100), CORRAL_OK);
+    assert_int_equal(set_mode(f, "k", "two", 100, CORRAL__SET_XX), CORRAL_OK);
+    expect_stored(f, "k", "two");
+    assert_int_equal(events(&f->rec, CORRAL__REPLACED), 1);
+    assert_int_equal(used(f), corral__mem_entry_bytes(1, 3));
+    fx_close(f);
+}
+
+static void test_mem_del_removes_a_live_entry_once(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set(f, "k", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(del(f, "k"), CORRAL_OK);
+    assert_int_equal(get_rc(f, "k"), CORRAL_MISS);
+    assert_int_equal(del(f, "k"), CORRAL_MISS);
+    assert_int_equal(events(&f->rec, CORRAL__DELETED), 1);
+    assert_int_equal(used(f), 0);
+    fx_close(f);
+}
+
+static void test_mem_touch_moves_or_removes_the_expiry(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set(f, "k", "v", 1000), CORRAL_OK);
+    advance_ms(f, 900);
+    assert_int_equal(touch(f, "k", 1000), CORRAL_OK);
+    advance_ms(f, 900);
+    expect_stored(f, "k", "v");
+    assert_int_equal(touch(f, "k", CORRAL__NO_EXPIRY), CORRAL_OK);
+    advance_ms(f, 1000ull * 1000 * 1000);
+    expect_stored(f, "k", "v");
+    assert_int_equal(touch(f, "missing", 1000), CORRAL_MISS);
+    fx_close(f);
+}
+
+static void test_mem_incr_adds_and_keeps_the_expiry(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    int64_t out = 0;
+    assert_int_equal(incr(f, "n", 1, &out), CORRAL_MISS);
+    assert_int_equal(set(f, "n", "10", 1000), CORRAL_OK);
+    assert_int_equal(incr(f, "n", 5, &out), CORRAL_OK);
+    assert_int_equal(out, 15);
+    assert_int_equal(incr(f, "n", -20, &out), CORRAL_OK);
+    assert_int_equal(out, -5);
+    expect_stored(f, "n", "-5");
+    advance_ms(f, 999);
+    assert_int_equal(incr(f, "n", 1, NULL), CORRAL_OK);
+    expect_stored(f, "n", "-4");
+    advance_ms(f, 1);
+    assert_int_equal(incr(f, "n", 1, &out), CORRAL_MISS);
+    assert_int_equal(events(&f->rec, CORRAL__REPLACED), 3);
+    fx_close(f);
+}
+
+static void test_mem_incr_rejects_non_integers_and_overflow_without_change(void **state) {
+    (void)state;
+    static const struct {
+        const char *stored;
+        int64_t delta;
+        int rc;
+        int64_t result;
+    } cases[] = {
+        { "", 1, CORRAL_ENOTINT, 0 },
+        { "-", 1, CORRAL_ENOTINT, 0 },
+        { "+1", 1, CORRAL_ENOTINT, 0 },
+        { " 1", 1, CORRAL_ENOTINT, 0 },
+        { "1 ", 1, CORRAL_ENOTINT, 0 },
+        { "1.5", 1, CORRAL_ENOTINT, 0 },
+        { "0x10", 1, CORRAL_ENOTINT, 0 },
+        { "12345678901234567890", 1, CORRAL_ENOTINT, 0 }, /* 20 digits */
+        { "9223372036854775808", 0, CORRAL_ERANGE, 0 },
+        { "9223372036854775807", 1, CORRAL_ERANGE, 0 },
+        { "-9223372036854775808", -1, CORRAL_ERANGE, 0 },
+        { "-9223372036854775808", 0, CORRAL_OK, INT64_MIN },
+        { "9223372036854775806", 1, CORRAL_OK, INT64_MAX },
+        { "007", 1, CORRAL_OK, 8 },
+        { "-0", 1, CORRAL_OK, 1 },
+    };
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(set(f, "n", cases[i].stored, CORRAL__NO_EXPIRY), CORRAL_OK);
+        long added = events(&f->rec, CORRAL__ADDED);
+        int64_t out = 42;
+        int rc = incr(f, "n", cases[i].delta, &out);
+        if (rc != cases[i].rc) fail_msg("case %zu (\"%s\"): rc %d", i, cases[i].stored, rc);
+        if (rc == CORRAL_OK) {
+            assert_int_equal(out, cases[i].result);
+            char want[24];
+            snprintf(want, sizeof want, "%" PRId64, cases[i].result);
+            expect_stored(f, "n", want);
+        } else {
+            assert_int_equal(out, 0);
+            expect_stored(f, "n", cases[i].stored);
+            assert_int_equal(events(&f->rec, CORRAL__ADDED), added);
+        }
+    }
+    fx_close(f);
+}
+
+static void test_mem_many_ops_go_through_the_single_ops(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    corral__skey ks[3] = { K("a"), K("b"), K("c") };
+    corral_buf vals[2] = { { "1", 1 }, { "22", 2 } };
+    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, CORRAL__NO_EXPIRY), CORRAL_OK);
+    corral_value *out[3];
+    assert_int_equal(f->s->ops->get_many(f->s, ks, 3, out), CORRAL_OK);
+    assert_string_equal(corral_value_data(out[0]), "1");
+    assert_string_equal(corral_value_data(out[1]), "22");
+    assert_null(out[2]);
+    corral_value_unref(out[0]);
+    corral_value_unref(out[1]);
+    size_t deleted = 0;
+    assert_int_equal(f->s->ops->del_many(f->s, ks, 3, &deleted), CORRAL_OK);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(used(f), 0);
+    fx_close(f);
+}
+
+static void test_mem_value_outlives_its_removal_until_released(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set(f, "k", "kept", CORRAL__NO_EXPIRY), CORRAL_OK);
+    corral__skey sk = K("k");
+    corral_value *v = NULL;
+    assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
+    assert_int_equal(set(f, "k", "new", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(del(f, "k"), CORRAL_OK);
+    corral__mem_quiesce(f->s);
+    assert_string_equal(corral_value_data(v), "kept");
+    assert_int_equal(used(f), 0);
+    assert_int_equal(atomic_load(&f->ca.outstanding) - f->baseline, corral__mem_entry_bytes(1, 4));
+    corral_value_unref(v);
+    assert_int_equal(atomic_load(&f->ca.outstanding), f->baseline);
+    fx_close(f);
+}
+
+static void test_mem_refuses_values_too_big_without_change(void **state) {
+    (void)state;
+    size_t max = corral__mem_entry_bytes(1, 100);
+    fx *f = fx_init(max, CORRAL_EVICT_DEFAULT, 1);
+    f->cfg.max_value_bytes = 50;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    f->baseline = atomic_load(&f->ca.outstanding);
+    char big[128];
+    memset(big, 'x', sizeof big);
+    big[51] = '\0';
+    assert_int_equal(set(f, "k", "small", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(set(f, "k", big, CORRAL__NO_EXPIRY), CORRAL_ETOOBIG); /* > max_value */
+    big[51] = 'x';
+    big[127] = '\0';
+    assert_int_equal(set(f, "k", big, CORRAL__NO_EXPIRY), CORRAL_ETOOBIG);
+    expect_stored(f, "k", "small");
+    assert_int_equal(del(f, "k"), CORRAL_OK);
+    f->s->ops->close(f->s);
+    /* Without max_value_bytes, the shard's budget is the bound. */
+    f->cfg.max_value_bytes = 0;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    assert_int_equal(set(f, "k", "small", CORRAL__NO_EXPIRY), CORRAL_OK);
+    big[101] = '\0';
+    assert_int_equal(set(f, "k", big, CORRAL__NO_EXPIRY), CORRAL_ETOOBIG);
+    big[101] = 'x';
+    big[100] = '\0';
+    assert_int_equal(set(f, "j", big, CORRAL__NO_EXPIRY), CORRAL_OK); /* exactly the budget */
+    assert_int_equal(get_rc(f, "k"), CORRAL_MISS);
+    assert_int_equal(used(f), max);
+    fx_close(f);
+}
+
+static void test_mem_open_refuses_invalid_configs(void **state) {
+    (void)state;
+    fx *f = fx_init(0, CORRAL_EVICT_DEFAULT, 0);
+    f->s = (corral__store *)f;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_EINVAL);
+    assert_null(f->s);
+    f->cfg.max_bytes = 1000;
+    f->cfg.eviction = (corral_eviction)42;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_EINVAL);
+    f->cfg.eviction = CORRAL_EVICT_LRU;
+    f->cfg.shards = 2000; /* more shards than bytes */
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_EINVAL);
+    assert_null(f->s);
+    fx_close(f);
+}
+
+static void test_mem_clear_removes_everything_as_deleted(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_S3FIFO, 4);
+    char k[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(k, sizeof k, "key%d", i);
+        assert_int_equal(set(f, k, "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    }
+    assert_int_equal(lease_take(f, "key1", "me", 1000), CORRAL_OK);
+    assert_int_equal(f->s->ops->clear(f->s), CORRAL_OK);
+    assert_int_equal(used(f), 0);
+    assert_int_equal(events(&f->rec, CORRAL__DELETED), 301);
+    assert_int_equal(get_rc(f, "key7"), CORRAL_MISS);
+    assert_int_equal(lease_take(f, "key1", "you", 1000), CORRAL_OK);
+    fx_close(f);
+}
+
+/* ---- Expiry ---- */
+
+typedef int (*expired_op)(fx *f);
+
+static int op_get(fx *f) {
+    return get_rc(f, "k");
+}
+static int op_get_into(fx *f) {
+    corral__skey sk = K("k");
+    char buf[8];
+    size_t len = 7;
+    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len);
+    assert_int_equal(len, 0);
+    return rc;
+}
+static int op_add(fx *f) {
+    return set_mode(f, "k", "new", CORRAL__NO_EXPIRY, CORRAL__SET_NX);
+}
+static int op_set_xx(fx *f) {
+    return set_mode(f, "k", "new", CORRAL__NO_EXPIRY, CORRAL__SET_XX);
+}
+static int op_incr(fx *f) {
+    return incr(f, "k", 1, NULL);
+}
+static int op_touch(fx *f) {
+    return touch(f, "k", 1000);
+}
+static int op_del(fx *f) {
+    return del(f, "k");
+}
+
+static void test_mem_expired_entry_is_never_returned(void **state) {
+    (void)state;
+    static const struct {
+        expired_op op;
+        int rc;
+    } ops[] = { { op_get, CORRAL_MISS },    { op_get_into, CORRAL_MISS }, { op_add, CORRAL_OK },
+                { op_set_xx, CORRAL_MISS }, { op_incr, CORRAL_MISS },     { op_touch, CORRAL_MISS },
+                { op_del, CORRAL_MISS } };
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        assert_int_equal(set(f, "k", "7", 100), CORRAL_OK);
+        advance_ms(f, 99);
+        expect_stored(f, "k", "7");
+        advance_ms(f, 1); /* expires at exactly set + ttl */
+        long expired = events(&f->rec, CORRAL__EXPIRED);
+        assert_int_equal(ops[i].op(f), ops[i].rc);
+        assert_int_equal(events(&f->rec, CORRAL__EXPIRED), expired + 1); /* reclaimed too */
+        if (ops[i].op == op_add) expect_stored(f, "k", "new");
+    }
+    fx_close(f);
+}
+
+static void fill_expiring(fx *f, int n, int64_t ttl_ms) {
+    char k[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "exp%d", i);
+        assert_int_equal(set(f, k, "v", ttl_ms), CORRAL_OK);
+    }
+}
+
+static void test_mem_write_reclaims_a_few_expired_entries_per_call(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_SIEVE, 1);
+    fill_expiring(f, 40, 100);
+    advance_ms(f, 100);
+    assert_int_equal(set(f, "fresh", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    long first = events(&f->rec, CORRAL__EXPIRED);
+    assert_in_range(first, 1, 4); /* a few, never the whole shard */
+    assert_int_equal(set(f, "fresh2", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_in_range(events(&f->rec, CORRAL__EXPIRED) - first, 1, 4);
+    assert_int_equal((long long)used(f), event_balance(&f->rec));
+    long left = 40 - events(&f->rec, CORRAL__EXPIRED);
+    assert_int_equal(corral__mem_reclaim(f->s, 100), left);
+    fx_close(f);
+}
+
+static void test_mem_write_reclaims_an_entry_that_touch_gave_an_expiry(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_SIEVE, 1);
+    assert_int_equal(set(f, "a", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(touch(f, "a", 100), CORRAL_OK);
+    advance_ms(f, 100);
+    assert_int_equal(set(f, "b", "v", CORRAL__NO_EXPIRY), CORRAL_OK); /* scans "a" */
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 1);
+    assert_int_equal(touch(f, "b", 100), CORRAL_OK);
+    assert_int_equal(touch(f, "b", CORRAL__NO_EXPIRY), CORRAL_OK);
+    advance_ms(f, 100);
+    assert_int_equal(corral__mem_reclaim(f->s, 10), 0);
+    expect_stored(f, "b", "v");
+    fx_close(f);
+}
+
+static void test_mem_reclaim_removes_at_most_its_budget(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_SIEVE, 2);
+    fill_expiring(f, 40, 100);
+    assert_int_equal(set(f, "live", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(corral__mem_reclaim(f->s, 10), 0); /* nothing expired yet */
+    advance_ms(f, 100);
+    assert_int_equal(corral__mem_reclaim(f->s, 10), 10);
+    assert_int_equal(corral__mem_reclaim(f->s, 1000), 30);
+    assert_int_equal(corral__mem_reclaim(f->s, 1000), 0);
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 40);
+    assert_int_equal(used(f), corral__mem_entry_bytes(4, 1));
+    expect_stored(f, "live", "v");
+    fx_close(f);
+}
+
+/* ---- Eviction ---- */
+
+/* A one-shard store that holds exactly `n` entries of a one-byte key and an 8-byte value. */
+static fx *fx_slots(corral_eviction ev, size_t n) {
+    return fx_open(n * corral__mem_entry_bytes(1, 8), ev, 1);
+}
+
+static void put(fx *f, const char *keys) {
+    for (const char *p = keys; *p; p++) {
+        char k[2] = { *p, '\0' };
+        assert_int_equal(set(f, k, "12345678", CORRAL__NO_EXPIRY), CORRAL_OK);
+    }
+}
+
+static void hit(fx *f, const char *keys) {
+    for (const char *p = keys; *p; p++) {
+        char k[2] = { *p, '\0' };
+        assert_int_equal(get_rc(f, k), CORRAL_OK);
+    }
+}
+
+static void test_mem_sieve_evicts_unvisited_entry_first_when_full(void **state) {
+    (void)state;
+    fx *f = fx_slots(CORRAL_EVICT_SIEVE, 4);
+    put(f, "abcd");
+    hit(f, "a");
+    /* The hand clears a's bit and takes b; then it moves on toward the head, so a stays put
+     * while c, d and e go, where LRU would have evicted a (see the next test). */
+    put(f, "efgh");
+    expect_removed(f, "bcde", CORRAL__EVICTED);
+    hit(f, "afgh");
+    assert_int_equal(used(f), 4 * corral__mem_entry_bytes(1, 8));
+    fx_close(f);
+}
+
+static void test_mem_lru_evicts_least_recently_used_entry(void **state) {
+    (void)state;
+    fx *f = fx_slots(CORRAL_EVICT_LRU, 4);
+    put(f, "abcd");
+    hit(f, "a");
+    put(f, "efgh");
+    expect_removed(f, "bcda", CORRAL__EVICTED);
+    hit(f, "efgh");
+    fx_close(f);
+}
+
+static void s3fifo_trace(corral_eviction ev) {
+    fx *f = fx_slots(ev, 10);
+    put(f, "abcdefghij");
+    hit(f, "ab");
+    /* k: the small queue's tail a and b were hit, so they move to the main queue; c was not,
+     * so it goes (remembered in the ghost). */
+    put(f, "kl");
+    expect_removed(f, "cd", CORRAL__EVICTED);
+    /* c comes back: the ghost sends it to the main queue, next to a and b. */
+    put(f, "c");
+    /* A scan of one-hit keys only churns the small queue. */
+    put(f, "mnopqrst");
+    expect_removed(f, "cdefghijklm", CORRAL__EVICTED);
+    hit(f, "abcnopqrst");
+    fx_close(f);
+}
+
+static void test_mem_s3fifo_keeps_reused_entries_through_a_scan(void **state) {
+    (void)state;
+    s3fifo_trace(CORRAL_EVICT_S3FIFO);
+}
+
+static void test_mem_default_policy_is_s3fifo(void **state) {
+    (void)state;
+    s3fifo_trace(CORRAL_EVICT_DEFAULT); /* the measured best, docs/eviction.md */
+}
+
+static void test_mem_eviction_prefers_expired_entries(void **state) {
+    (void)state;
+    fx *f = fx_slots(CORRAL_EVICT_SIEVE, 3);
+    put(f, "a");
+    char k[2] = { 'b', '\0' };
+    assert_int_equal(set(f, k, "12345678", 50), CORRAL_OK);
+    put(f, "c");
+    hit(f, "ac");
+    advance_ms(f, 50);
+    put(f, "d");
+    expect_removed(f, "b", CORRAL__EXPIRED);
+    hit(f, "acd");
+    fx_close(f);
+}
+
+/* Fills a store far past its bound with mixed sizes; checks the bound after every write and
+ * the accounting against the allocator at the end. */
+static void fill_past_bound(corral_eviction ev, unsigned shards) {
+    const size_t max = 64 * 1024;
+    fx *f = fx_open(max, ev, shards);
+    static char val[3000];
+    memset(val, 'v', sizeof val);
+    uint64_t x = 12345;
+    char k[32];
+    for (int i = 0; i < 6000; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        int kl = snprintf(k, sizeof k, "key:%d", (int)((x >> 33) % 2000));
+        size_t vl = (x >> 20) % (i % 10 == 0 ? sizeof val : 200);
+        corral__skey sk = { k, (size_t)kl, corral__key_hash(k, (size_t)kl), 1 };
+        int rc = f->s->ops->set(f->s, &sk, val, vl, (x & 1) ? 1000 : CORRAL__NO_EXPIRY,
+                                CORRAL__SET_ALWAYS);
+        assert_int_equal(rc, CORRAL_OK);
+        if (i % 3 == 0) (void)get_rc(f, k);
+        if (i % 500 == 0) advance_ms(f, 300);
+        assert_true(used(f) <= max + max / 100);
+    }
+    assert_true(events(&f->rec, CORRAL__EVICTED) > 1000);
+    assert_true(used(f) > max / 2);
+    fx_close(f); /* checks used == events == allocator */
+}
+
+static void test_mem_byte_bound_holds_and_matches_the_allocator(void **state) {
+    (void)state;
+    fill_past_bound(CORRAL_EVICT_SIEVE, 1);
+    fill_past_bound(CORRAL_EVICT_SIEVE, 4);
+    fill_past_bound(CORRAL_EVICT_S3FIFO, 2);
+    fill_past_bound(CORRAL_EVICT_LRU, 3);
+}
+
+static void test_mem_events_balance_used_bytes(void **state) {
+    (void)state;
+    fx *f = fx_slots(CORRAL_EVICT_DEFAULT, 6);
+    put(f, "abcdefgh");                                               /* ADDED, EVICTED */
+    assert_int_equal(set(f, "a", "x", CORRAL__NO_EXPIRY), CORRAL_OK); /* REPLACED */
+    assert_int_equal(set(f, "n", "5", 10), CORRAL_OK);
+    assert_int_equal(incr(f, "n", 1, NULL), CORRAL_OK); /* REPLACED */
+    assert_int_equal(del(f, "h"), CORRAL_OK);           /* DELETED */
+    assert_int_equal(lease_take(f, "l", "tok", 10), CORRAL_OK);
+    advance_ms(f, 10);
+    (void)corral__mem_reclaim(f->s, 100); /* EXPIRED */
+    assert_true(events(&f->rec, CORRAL__EVICTED) > 0);
+    assert_true(events(&f->rec, CORRAL__EXPIRED) >= 2);
+    assert_int_equal((long long)used(f), event_balance(&f->rec));
+    assert_int_equal(f->s->ops->clear(f->s), CORRAL_OK);
+    assert_int_equal(event_balance(&f->rec), 0);
+    fx_close(f);
+}
+
+/* ---- Leases ---- */
+
+static void test_mem_lease_is_released_only_by_its_owner(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(lease_take(f, "k", "owner", 1000), CORRAL_OK);
+    assert_int_equal(lease_take(f, "k", "other", 1000), CORRAL_EXISTS);
+    assert_int_equal(lease_give(f, "k", "other"), CORRAL_MISS);
+    assert_int_equal(lease_give(f, "k", "owne"), CORRAL_MISS);
+    assert_int_equal(lease_give(f, "k", "owner"), CORRAL_OK);
+    assert_int_equal(lease_give(f, "k", "owner"), CORRAL_MISS);
+    assert_int_equal(lease_take(f, "k", "other", 1000), CORRAL_OK);
+    fx_close(f);
+}
+
+static void test_mem_lease_expires_and_can_be_taken_again(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(lease_take(f, "k", "owner", 100), CORRAL_OK);
+    advance_ms(f, 100);
+    assert_int_equal(lease_take(f, "k", "other", 100), CORRAL_OK);
+    assert_int_equal(lease_give(f, "k", "owner"), CORRAL_MISS); /* no longer ours */
+    advance_ms(f, 100);
+    assert_int_equal(lease_give(f, "k", "other"), CORRAL_MISS); /* expired */
+    assert_int_equal(used(f), 0);
+    corral__skey sk = K("k");
+    assert_int_equal(f->s->ops->lease_acquire(f->s, &sk, "t", 1, CORRAL__NO_EXPIRY), CORRAL_EINVAL);
+    fx_close(f);
+}
+
+static void test_mem_lease_lives_apart_from_values(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(lease_take(f, "k", "token", 1000), CORRAL_OK);
+    assert_int_equal(get_rc(f, "k"), CORRAL_MISS);
+    assert_int_equal(del(f, "k"), CORRAL_MISS);
+    assert_int_equal(set_mode(f, "k", "value", 1000, CORRAL__SET_NX), CORRAL_OK);
+    expect_stored(f, "k", "value");
+    assert_int_equal(del(f, "k"), CORRAL_OK);
+    assert_int_equal(lease_give(f, "k", "token"), CORRAL_OK);
+    fx_close(f);
+}
+
+/* ---- Allocation failure ---- */
+
+static void test_mem_open_fails_cleanly_at_every_allocation(void **state) {
+    (void)state;
+    corral_eviction evs[] = { CORRAL_EVICT_SIEVE, CORRAL_EVICT_S3FIFO };
+    for (size_t e = 0; e < 2; e++) {
+        long k = 1;
+        for (;; k++) {
+            fx *f = fx_init(16 << 20, evs[e], 0);
+            ca_arm(&f->ca, k);
+            f->s = (corral__store *)f;
+            int rc = corral__mem_open(&f->s, &f->cfg, &f->env);
+            if (rc == CORRAL_OK) {
+                f->baseline = atomic_load(&f->ca.outstanding);
+                fx_close(f);
+                break;
+            }
+            assert_int_equal(rc, CORRAL_ENOMEM);
+            assert_null(f->s);
+            fx_close(f); /* no leak */
+        }
+        assert_true(k > 2); /* the sweep did fail something */
+    }
+}
+
+typedef int (*sweep_op)(fx *f);
+
+static int sweep_set(fx *f) {
+    return set(f, "k", "a longer value", CORRAL__NO_EXPIRY);
+}
+static int sweep_add(fx *f) {
+    return set_mode(f, "new", "v", CORRAL__NO_EXPIRY, CORRAL__SET_NX);
+}
+static int sweep_incr(fx *f) {
+    return incr(f, "n", 1000, NULL);
+}
+static int sweep_lease(fx *f) {
+    return lease_take(f, "k", "tok", 1000);
+}
+
+/* Fails the k-th allocation of `op` for k = 1, 2, ... until it succeeds; every failure must be
+ * a clean ENOMEM that changed nothing. */
+static void sweep(sweep_op op) {
+    for (long k = 1;; k++) {
+        fx *f = fx_slots(CORRAL_EVICT_DEFAULT, 3);
+        assert_int_equal(set(f, "k", "old", CORRAL__NO_EXPIRY), CORRAL_OK);
+        assert_int_equal(set(f, "n", "41", CORRAL__NO_EXPIRY), CORRAL_OK);
+        assert_int_equal(set(f, "x", "12345678", CORRAL__NO_EXPIRY), CORRAL_OK);
+        size_t before = used(f);
+        long added = events(&f->rec, CORRAL__ADDED);
+        ca_arm(&f->ca, k);
+        int rc = op(f);
+        ca_arm(&f->ca, 0);
+        if (rc == CORRAL_OK) {
+            assert_true(k > 1);
+            fx_close(f);
+            return;
+        }
+        assert_int_equal(rc, CORRAL_ENOMEM);
+        assert_int_equal(used(f), before);
+        assert_int_equal(events(&f->rec, CORRAL__ADDED), added);
+        expect_stored(f, "k", "old");
+        expect_stored(f, "n", "41");
+        expect_stored(f, "x", "12345678");
+        assert_int_equal(get_rc(f, "new"), CORRAL_MISS);
+        fx_close(f);
+    }
+}
+
+static void test_mem_writes_fail_cleanly_at_every_allocation(void **state) {
+    (void)state;
+    sweep(sweep_set);
+    sweep(sweep_add);
+    sweep(sweep_incr);
+    sweep(sweep_lease);
+}
+
+/* ---- Threads ---- */
+
+#define N_THREADS 4
+#define N_KEYS    48
+
+typedef struct worker {
+    fx *f;
+    pthread_barrier_t *start;
+    unsigned id;
+    int iters;
+    long incrs; /* successful incr calls on "ctr" */
+} worker;
+
+/* A value whose every byte is the same letter, its length set by the letter: a reader can
+ * tell a torn or foreign value from a whole one. */
+static size_t make_value(char *buf, uint64_t x) {
+    char c = (char)('a' + x % 26);
+    size_t n = 1 + (size_t)(c - 'a') * 13;
+    memset(buf, c, n);
+    return n;
+}
+
+static void check_value(const char *p, size_t n) {
+    assert_true(n >= 1);
+    assert_int_equal(n, 1 + (size_t)(p[0] - 'a') * 13);
+    for (size_t i = 1; i < n; i++)
+        assert_int_equal(p[i], p[0]);
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    fx *f = w->f;
+    corral__store *s = f->s;
+    uint64_t x = 0x9e3779b97f4a7c15u * (w->id + 1);
+    char val[512], buf[512], k[16], tok[8];
+    /* The last value got, held until the next get: users often drop an entry's last
+     * reference, after the store's, and readers of the same entry are still about. */
+    corral_value *held = NULL;
+    snprintf(tok, sizeof tok, "t%u", w->id);
+    int rc = pthread_barrier_wait(w->start);
+    assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
+    for (int i = 0; i < w->iters; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        int kl = snprintf(k, sizeof k, "k%u", (unsigned)((x >> 40) % N_KEYS));
+        corral__skey sk = { k, (size_t)kl, corral__key_hash(k, (size_t)kl), 1 };
+        corral_value *v = NULL;
+        size_t len = 0;
+        switch ((x >> 20) % 10) {
+        case 0:
+        case 1:
+            len = make_value(val, x >> 8);
+            rc = s->ops->set(s, &sk, val, len, (x & 4) ? 50 : CORRAL__NO_EXPIRY,
+                             (corral__set_mode)((x >> 12) % 3));
+            assert_true(rc >= 0);
+            break;
+        case 2:
+        case 3:
+        case 4:
+            if (s->ops->get(s, &sk, &v) == CORRAL_OK) {
+                check_value(corral_value_data(v), corral_value_len(v));
+                corral_value_unref(held);
+                held = v;
+            }
+            break;
+        case 5:
+        case 6:
+            rc = s->ops->get_into(s, &sk, buf, sizeof buf, &len);
+            if (rc == CORRAL_OK) check_value(buf, len);
+            break;
+        case 7: assert_true(s->ops->del(s, &sk) >= 0); break;
+        case 8: {
+            corral__skey ck = { "ctr", 3, corral__key_hash("ctr", 3), 2 };
+            int64_t out;
+            rc = s->ops->incr(s, &ck, 1, &out);
+            assert_true(rc == CORRAL_OK || rc == CORRAL_MISS); /* MISS once evicted */
+            if (rc == CORRAL_OK) w->incrs++;
+            break;
+        }
+        default:
+            if (x & 1) {
+                assert_true(s->ops->touch(s, &sk, 30) >= 0);
+            } else if (s->ops->lease_acquire(s, &sk, tok, strlen(tok), 20) == CORRAL_OK) {
+                /* MISS when it expired or was evicted in between. */
+                rc = s->ops->lease_release(s, &sk, tok, strlen(tok));
+                assert_true(rc == CORRAL_OK || rc == CORRAL_MISS);
+            }
+            if (w->id == 0 && i % 64 == 0) advance_ms(f, 10);
+            if (w->id == 1 && i % 256 == 0) (void)corral__mem_reclaim(s, 8);
+            break;
+        }
+    }
+    if (held) check_value(corral_value_data(held), corral_value_len(held));
+    corral_value_unref(held);
+    return NULL;
+}
+
+static void run_workers(corral_eviction ev, unsigned shards) {
+    /* Small enough that the workers evict all the time. */
+    fx *f = fx_open(8 * 1024, ev, shards);
+    assert_int_equal(set(f, "ctr", "0", CORRAL__NO_EXPIRY), CORRAL_OK);
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, N_THREADS), 0);
+    worker w[N_THREADS];
+    pthread_t t[N_THREADS];
+    for (unsigned i = 0; i < N_THREADS; i++) {
+        w[i] = (worker){ .f = f, .start = &start, .id = i, .iters = 4000 };
+        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    long incrs = 0;
+    for (unsigned i = 0; i < N_THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        incrs += w[i].incrs;
+    }
+    assert_int_equal(pthread_barrier_destroy(&start), 0);
+    assert_true(used(f) <= 8 * 1024);
+    assert_true(events(&f->rec, CORRAL__EVICTED) > 0);
+    /* The counter may have been evicted; if it is there, no increment was lost. */
+    corral__skey ck = { "ctr", 3, corral__key_hash("ctr", 3), 2 };
+    corral_value *v = NULL;
+    if (f->s->ops->get(f->s, &ck, &v) == CORRAL_OK) {
+        assert_true(strtoll(corral_value_data(v), NULL, 10) <= incrs);
+        corral_value_unref(v);
+    }
+    fx_close(f); /* used == events == allocator */
+}
+
+static void test_mem_concurrent_mixed_ops_keep_the_invariants(void **state) {
+    (void)state;
+    run_workers(CORRAL_EVICT_SIEVE, 2);
+    run_workers(CORRAL_EVICT_S3FIFO, 1);
+    run_workers(CORRAL_EVICT_LRU, 2);
+}
+
+/* One writer replaces a few keys; a reader copies them out (no reference, no lock); a holder
+ * keeps the value it got until its next get, so it often frees the entry, after the store's
+ * reference went and while the reader may have read it: the case RCU is there for. */
+typedef struct rcu_arg {
+    fx *f;
+    pthread_barrier_t *start;
+    int role; /* 0 writer, 1 reader, 2 holder */
+} rcu_arg;
+
+static void *rcu_main(void *p) {
+    rcu_arg *a = p;
+    corral__store *s = a->f->s;
+    char val[512], buf[512], k[8];
+    corral_value *held = NULL;
+    int rc = pthread_barrier_wait(a->start);
+    assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
+    for (int i = 0; i < 20000; i++) {
+        int kl = snprintf(k, sizeof k, "r%d", i % 4);
+        corral__skey sk = { k, (size_t)kl, corral__key_hash(k, (size_t)kl), 1 };
+        size_t len = 0;
+        corral_value *v = NULL;
+        if (a->role == 0) {
+            len = make_value(val, (uint64_t)i);
+            assert_int_equal(s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
+                             CORRAL_OK);
+        } else if (a->role == 1) {
+            if (s->ops->get_into(s, &sk, buf, sizeof buf, &len) == CORRAL_OK) check_value(buf, len);
+        } else if (s->ops->get(s, &sk, &v) == CORRAL_OK) {
+            check_value(corral_value_data(v), corral_value_len(v));
+            corral_value_unref(held);
+            held = v;
+        }
+    }
+    corral_value_unref(held);
+    return NULL;
+}
+
+static void test_mem_lock_free_readers_never_see_freed_or_torn_values(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, 3), 0);
+    rcu_arg a[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = (rcu_arg){ .f = f, .start = &start, .role = i };
+        assert_int_equal(pthread_create(&t[i], NULL, rcu_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(pthread_barrier_destroy(&start), 0);
+    assert_int_equal(events(&f->rec, CORRAL__ADDED), 20000);
+    fx_close(f);
+}
+
+typedef struct incr_arg {
+    fx *f;
+    pthread_barrier_t *start;
+    int n;
+} incr_arg;
+
+static void *incr_main(void *p) {
+    incr_arg *a = p;
+    int rc = pthread_barrier_wait(a->start);
+    assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
+    for (int i = 0; i < a->n; i++)
+        assert_int_equal(incr(a->f, "ctr", 1, NULL), CORRAL_OK);
+    return NULL;
+}
+
+static void test_mem_concurrent_incr_loses_no_update(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set(f, "ctr", "0", CORRAL__NO_EXPIRY), CORRAL_OK);
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, N_THREADS), 0);
+    incr_arg a = { .f = f, .start = &start, .n = 2000 };
+    pthread_t t[N_THREADS];
+    for (unsigned i = 0; i < N_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, incr_main, &a), 0);
+    for (unsigned i = 0; i < N_THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(pthread_barrier_destroy(&start), 0);
+    char want[16];
+    snprintf(want, sizeof want, "%d", N_THREADS * a.n);
+    expect_stored(f, "ctr", want);
+    fx_close(f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mem_get_returns_the_stored_bytes_without_a_copy),
+        cmocka_unit_test(test_mem_get_into_copies_or_reports_the_needed_length),
+        cmocka_unit_test(test_mem_entry_bytes_is_exactly_what_the_allocator_gives),
+        cmocka_unit_test(test_mem_add_writes_only_when_the_key_is_absent_or_expired),
+        cmocka_unit_test(test_mem_set_xx_writes_only_when_the_key_is_present),
+        cmocka_unit_test(test_mem_del_removes_a_live_entry_once),
+        cmocka_unit_test(test_mem_touch_moves_or_removes_the_expiry),
+        cmocka_unit_test(test_mem_incr_adds_and_keeps_the_expiry),
+        cmocka_unit_test(test_mem_incr_rejects_non_integers_and_overflow_without_change),
+        cmocka_unit_test(test_mem_many_ops_go_through_the_single_ops),
+        cmocka_unit_test(test_mem_value_outlives_its_removal_until_released),
+        cmocka_unit_test(test_mem_refuses_values_too_big_without_change),
+        cmocka_unit_test(test_mem_open_refuses_invalid_configs),
+        cmocka_unit_test(test_mem_clear_removes_everything_as_deleted),
+        cmocka_unit_test(test_mem_expired_entry_is_never_returned),
+        cmocka_unit_test(test_mem_write_reclaims_a_few_expired_entries_per_call),
+        cmocka_unit_test(test_mem_write_reclaims_an_entry_that_touch_gave_an_expiry),
+        cmocka_unit_test(test_mem_reclaim_removes_at_most_its_budget),
+        cmocka_unit_test(test_mem_sieve_evicts_unvisited_entry_first_when_full),
+        cmocka_unit_test(test_mem_lru_evicts_least_recently_used_entry),
+        cmocka_unit_test(test_mem_s3fifo_keeps_reused_entries_through_a_scan),
+        cmocka_unit_test(test_mem_default_policy_is_s3fifo),
+        cmocka_unit_test(test_mem_eviction_prefers_expired_entries),
+        cmocka_unit_test(test_mem_byte_bound_holds_and_matches_the_allocator),
+        cmocka_unit_test(test_mem_events_balance_used_bytes),
+        cmocka_unit_test(test_mem_lease_is_released_only_by_its_owner),
+        cmocka_unit_test(test_mem_lease_expires_and_can_be_taken_again),
+        cmocka_unit_test(test_mem_lease_lives_apart_from_values),
+        cmocka_unit_test(test_mem_open_fails_cleanly_at_every_allocation),
+        cmocka_unit_test(test_mem_writes_fail_cleanly_at_every_allocation),
+        cmocka_unit_test(test_mem_concurrent_mixed_ops_keep_the_invariants),
+        cmocka_unit_test(test_mem_concurrent_incr_loses_no_update),
+        cmocka_unit_test(test_mem_lock_free_readers_never_see_freed_or_torn_values),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
