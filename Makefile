@@ -53,8 +53,12 @@ format:
 format-check:
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
-install: build/release/.built
-	$(CMAKE) --install build/release --prefix $(PREFIX)
+# Configured for PREFIX, so corral.pc and the CMake package name the right paths.
+install: bootstrap
+	$(CMAKE) -S . -B build/install -DCMAKE_BUILD_TYPE=Release $(CFG_COMMON) \
+	    -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DCORRAL_BUILD_TESTS=OFF -DCORRAL_BUILD_BENCH=OFF >/dev/null
+	$(CMAKE) --build build/install -j$(JOBS)
+	$(CMAKE) --install build/install
 
 clean:
 	rm -rf build

@@ -7,7 +7,8 @@
  * - the result is CORRAL_OK or an error; on error `err.code` is the code and `err.msg` is a
  *   NUL-terminated message; on error the options are unchanged;
  * - corral_open on the same URL agrees with parse + corral_open_opts;
- * - an opened handle works: a set then a get of a short key round-trips.
+ * - an opened handle works: a set then a get of a short key round-trips (memory store only: a
+ *   Redis handle is opened and closed, which does no I/O, and never used).
  */
 #include "corral/corral.h"
 
@@ -37,6 +38,10 @@ static int open_and_use(const corral_options *o) {
     int rc = corral_open_opts(&c, o, &err);
     if (rc != CORRAL_OK) {
         CHECK(rc < 0 && c == NULL && err.code == rc && memchr(err.msg, 0, sizeof err.msg));
+        return rc;
+    }
+    if (strcmp(o->store, "redis") == 0) { /* a fuzz target does no I/O: opening connects nothing */
+        corral_close(c);
         return rc;
     }
     int set = corral_set(c, "fuzz:k", 6, "value", 5, CORRAL_TTL_FOREVER, NULL);

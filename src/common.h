@@ -31,6 +31,15 @@
 #define CORRAL_NEVER(x)  ((x) ? (assert(!(#x)), 1) : 0)
 #endif
 
+/* A call that cannot fail unless corral itself is broken (pthread_mutex_lock on a valid mutex,
+ * clock_gettime on CLOCK_MONOTONIC): its result is asserted in debug builds and still checked
+ * for the compiler in release builds. A statement, not an expression. */
+#ifdef NDEBUG
+#define CORRAL_MUST(x) ((void)(x))
+#else
+#define CORRAL_MUST(x) assert(x)
+#endif
+
 /* A mutex that knows its owner in debug builds, so `_locked` functions can assert it is held. */
 typedef struct corral__mutex {
     pthread_mutex_t m;

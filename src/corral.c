@@ -10,34 +10,16 @@
  * Threads: the handle's fields are written by corral_open_opts only and read-only afterwards;
  * the store and the metrics do their own locking. No lock is held here.
  */
-#include "common.h"
-#include "key.h"
-#include "metrics.h"
-#include "value.h"
+#include "handle.h"
 #include "store/memory.h"
-#include "store/store.h"
+#include "store/redis.h"
+#include "store/tiered.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define CORRAL_MAGIC 0xc0441a1du
-#define STR2(x)      #x
-#define STR(x)       STR2(x)
-
-struct corral {
-    uint32_t magic;
-    corral__allocator alloc;
-    corral_clock_fn now_ns;
-    void *clock_ctx;
-    char *key_prefix; /* owned copy */
-    size_t key_prefix_len;
-    corral__keyscheme ks;
-    int64_t default_ttl_ms; /* > 0, 0 (store nothing) or CORRAL_TTL_FOREVER */
-    size_t max_value_bytes;
-    size_t max_key_bytes; /* the longest physical key validation accepts */
-    corral__store *store;
-    corral__metrics *metrics;
-};
+#define STR2(x) #x
+#define STR(x)  STR2(x)
 
 /* ---- Codes ---- */
 
@@ -87,12 +69,25 @@ static void on_store_change(void *ctx, uint16_t cls, corral__change why, size_t 
 
 /* ---- Open and close ---- */
 
+/* Frees a handle whose open failed part way; every part accepts "never made". */
+static void open_undo(corral *c) {
+    corral__allocator a = c->alloc;
+    corral__loader_close(c);
+    corral__rules_free(c);
+    corral__metrics_free(c->metrics);
+    corral__free(&a, c->key_prefix, c->key_prefix_len + 1);
+    corral__free(&a, c, sizeof *c);
+}
+
 int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     if (out) *out = NULL;
     if (!out || !o) return corral__seterr(err, CORRAL_EINVAL, "corral_open: NULL argument");
-    if (o->store && strcmp(o->store, "mem") != 0)
-        return corral__seterr(err, CORRAL_EBADURL, "store: unknown store '%.32s' (known: mem)",
-                              o->store);
+    bool is_redis = o->store && strcmp(o->store, "redis") == 0;
+    if (o->store && strcmp(o->store, "mem") != 0 && !is_redis)
+        return corral__seterr(err, CORRAL_EBADURL,
+                              "store: unknown store '%.32s' (known: mem, redis)", o->store);
+    if (is_redis && o->allow_binary_keys) /* they could forge the store's lease keys */
+        return corral__seterr(err, CORRAL_EINVAL, "binary_keys: memory store only");
     if (o->max_memory_bytes == 0)
         return corral__seterr(err, CORRAL_EINVAL, "max_memory: must be more than 0");
     if (o->default_ttl_ms < 0 && o->default_ttl_ms != CORRAL_TTL_FOREVER)
@@ -116,6 +111,12 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     c->alloc = a;
     c->now_ns = o->now_ns ? o->now_ns : corral__realtime_ns;
     c->clock_ctx = o->now_ns ? o->clock_ctx : NULL;
+    c->rand64 = o->rand64;
+    c->rand_ctx = o->rand_ctx;
+    /* The default generator's seed: the clock and the handle's address, so two handles (and two
+     * processes) differ. */
+    atomic_init(&c->rng, corral__realtime_ns(NULL) ^ ((uint64_t)(uintptr_t)c << 16));
+    c->refresh_workers = o->refresh_workers ? o->refresh_workers : 2;
     c->default_ttl_ms = o->default_ttl_ms;
     c->max_value_bytes = o->max_value_bytes ? o->max_value_bytes : o->max_memory_bytes / 16;
     c->max_key_bytes = o->allow_binary_keys ? CORRAL__MAX_BINARY_KEY : CORRAL__MAX_KEY;
@@ -125,6 +126,9 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     corral__keyscheme_init(&c->ks, c->key_prefix, prefix_len, o->version, o->allow_binary_keys,
                            o->key_fn, o->key_fn_ctx);
     if (corral__metrics_new(&c->metrics, &c->alloc, o->max_prefixes) != CORRAL_OK) goto nomem;
+    c->cls_internal = corral__metrics_internal_class(c->metrics);
+    if (corral__rules_new(c) != CORRAL_OK) goto nomem;
+    if (corral__flights_new(c) != CORRAL_OK) goto nomem;
 
     corral__mem_config mc = { .max_bytes = o->max_memory_bytes,
                               .max_value_bytes = c->max_value_bytes,
@@ -134,20 +138,27 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
                               .now_ns = c->now_ns,
                               .clock_ctx = c->clock_ctx,
                               .events = { .ctx = c, .changed = on_store_change } };
-    int rc = corral__mem_open(&c->store, &mc, &env);
+    int rc = is_redis ? corral__redis_open(&c->store, &o->redis, c->max_value_bytes, &env, err)
+                      : corral__mem_open(&c->store, &mc, &env);
+    if (rc == CORRAL_OK && is_redis && o->redis.near_cache_bytes) {
+        corral__tiered_config tc = { .near_bytes = o->redis.near_cache_bytes,
+                                     .key_prefix = c->key_prefix,
+                                     .key_prefix_len = c->key_prefix_len,
+                                     .track_all = o->key_fn != NULL };
+        corral__store *redis = c->store;
+        c->store = NULL;
+        rc = corral__tiered_open_take(&c->store, redis, &tc, &env, err);
+    }
     if (rc != CORRAL_OK) {
-        corral__metrics_free(c->metrics);
-        corral__free(&c->alloc, c->key_prefix, prefix_len + 1);
-        corral__free(&a, c, sizeof *c);
+        open_undo(c);
+        if (is_redis) return rc; /* the Redis store explained in `err` */
         return corral__seterr(err, rc, "memory store: %s", corral_strerror(rc));
     }
     c->magic = CORRAL_MAGIC;
     *out = c;
     return CORRAL_OK;
 nomem:
-    corral__metrics_free(c->metrics);
-    corral__free(&c->alloc, c->key_prefix, prefix_len + 1);
-    corral__free(&a, c, sizeof *c);
+    open_undo(c);
     return corral__seterr(err, CORRAL_ENOMEM, "corral_open: out of memory");
 }
 
@@ -172,6 +183,8 @@ void corral_close(corral *c) {
     if (!c) return;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     corral__allocator a = c->alloc;
+    corral__loader_close(c); /* refresh workers may still use the store */
+    corral__rules_free(c);
     c->store->ops->close(c->store);
     corral__metrics_free(c->metrics);
     corral__free(&a, c->key_prefix, c->key_prefix_len + 1);
@@ -191,17 +204,113 @@ static int64_t call_version(const corral_call *call) {
     return call ? call->version : CORRAL_VERSION_DEFAULT;
 }
 
-/* Builds the store key of a user key into `buf` (CORRAL__KEYBUF bytes). */
-static int make_skey(corral *c, const void *key, size_t key_len, int64_t version, char *buf,
-                     corral__skey *sk) {
+static int make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
+                     bool create, char *buf, corral__skey *sk) {
     size_t len;
-    int rc = corral__key_build(&c->ks, version, key, key_len, buf, CORRAL__KEYBUF, &len);
+    int rc;
+    /* The class first: a read in a namespace without a generation still counts its miss. */
+    sk->cls = corral__metrics_class(c->metrics, key, corral__key_metric_prefix(key, key_len));
+    if (call && call->ns) {
+        /* Inside a namespace the key becomes "<ns>.<generation>:<key>", so a bump of the
+         * generation makes every key of the namespace unreachable at once. */
+        char gen[24];
+        size_t glen, nslen = strlen(call->ns);
+        rc = corral__ns_generation(c, call->ns, create, gen, sizeof gen, &glen);
+        if (rc != CORRAL_OK) return rc;
+        if (key_len > CORRAL__KEYBUF || nslen + glen + 2 > CORRAL__KEYBUF - key_len)
+            return CORRAL_EBADKEY;
+        if (!key && key_len) return CORRAL_EBADKEY;
+        char nkey[CORRAL__KEYBUF];
+        memcpy(nkey, call->ns, nslen);
+        nkey[nslen] = '.';
+        memcpy(nkey + nslen + 1, gen, glen);
+        nkey[nslen + 1 + glen] = ':';
+        if (key_len) memcpy(nkey + nslen + glen + 2, key, key_len);
+        rc = corral__key_build(&c->ks, call->version, nkey, nslen + glen + 2 + key_len, buf,
+                               CORRAL__KEYBUF, &len);
+    } else {
+        rc = corral__key_build(&c->ks, call_version(call), key, key_len, buf, CORRAL__KEYBUF, &len);
+    }
     if (rc != CORRAL_OK) return rc;
     sk->data = buf;
     sk->len = len;
     sk->hash = corral__key_hash(buf, len);
-    sk->cls = corral__metrics_class(c->metrics, key, corral__key_metric_prefix(key, key_len));
     return CORRAL_OK;
+}
+
+int corral__make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
+                      char *buf, corral__skey *sk) {
+    return make_skey(c, key, key_len, call, true, buf, sk);
+}
+
+int corral__make_skey_read(corral *c, const void *key, size_t key_len, const corral_call *call,
+                           char *buf, corral__skey *sk) {
+    return make_skey(c, key, key_len, call, false, buf, sk);
+}
+
+int corral__make_internal_key(corral *c, const char *kind, const char *name, size_t name_len,
+                              char *buf, corral__skey *sk) {
+    size_t kind_len = strlen(kind);
+    if (name_len > c->max_key_bytes ||
+        c->key_prefix_len + kind_len + 2 > c->max_key_bytes - name_len)
+        return CORRAL_EBADKEY;
+    char *p = buf;
+    memcpy(p, c->key_prefix, c->key_prefix_len);
+    p += c->key_prefix_len;
+    *p++ = ':';
+    memcpy(p, kind, kind_len);
+    p += kind_len;
+    *p++ = ':';
+    if (name_len) memcpy(p, name, name_len);
+    p += name_len;
+    *p = '\0';
+    size_t len = (size_t)(p - buf);
+    int rc = corral__key_validate(buf, len, c->ks.allow_binary);
+    if (rc != CORRAL_OK) return rc;
+    sk->data = buf;
+    sk->len = len;
+    sk->hash = corral__key_hash(buf, len);
+    sk->cls = c->cls_internal;
+    return CORRAL_OK;
+}
+
+uint64_t corral__rand64(corral *c) {
+    if (c->rand64) return c->rand64(c->rand_ctx);
+    /* splitmix64 over an atomic counter: thread-safe and lock-free. */
+    uint64_t z = atomic_fetch_add_explicit(&c->rng, 0x9E3779B97F4A7C15ull, memory_order_relaxed) +
+                 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+int corral__value_check(corral *c, const void *hdr, size_t hdr_len, uint64_t now_ms) {
+    if (hdr_len == 0) return CORRAL_OK;
+    corral__env env;
+    if (corral__env_parse(hdr, hdr_len, &env) != CORRAL_OK) return CORRAL_MISS;
+    if ((env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
+        return CORRAL_MISS;
+    if ((env.flags & CORRAL__ENV_TAGS) && !corral__tags_valid(c, &env)) return CORRAL_MISS;
+    return CORRAL_OK;
+}
+
+int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *env,
+                          const void *val, size_t len, int64_t store_ttl, corral__set_mode mode) {
+    corral__env empty = { 0 };
+    if (!env || env->flags == 0) {
+        if (!corral__env_needed_for_raw(val, len))
+            return c->store->ops->set(c->store, sk, val, len, store_ttl, mode);
+        env = &empty;
+    }
+    size_t hdr = corral__env_size(env);
+    if (len > SIZE_MAX - hdr) return CORRAL_ETOOBIG;
+    unsigned char *block = corral__alloc(&c->alloc, hdr + len);
+    if (!block) return CORRAL_ENOMEM;
+    corral__env_write(env, block);
+    if (len) memcpy(block + hdr, val, len);
+    int rc = c->store->ops->set(c->store, sk, block, hdr + len, store_ttl, mode);
+    corral__free(&c->alloc, block, hdr + len);
+    return rc;
 }
 
 int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call, char *out,
@@ -210,18 +319,17 @@ int corral_make_key(corral *c, const void *key, size_t key_len, const corral_cal
     if (!c || !out_len || (!out && cap)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char buf[CORRAL__KEYBUF];
-    size_t len;
-    int rc = corral__key_build(&c->ks, call_version(call), key, key_len, buf, sizeof buf, &len);
+    corral__skey sk;
+    int rc = corral__make_skey(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
+    size_t len = sk.len;
     *out_len = len;
     if (cap < len + 1) return CORRAL_ENOSPC;
     memcpy(out, buf, len + 1);
     return CORRAL_OK;
 }
 
-/* Resolves a call's TTL: CORRAL_OK with `*store_ttl` for the store (> 0 or CORRAL__NO_EXPIRY),
- * CORRAL_MISS when the TTL is 0 (store nothing), CORRAL_EINVAL for other negatives. */
-static int resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl) {
+int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl) {
     if (ttl_ms == CORRAL_TTL_DEFAULT) ttl_ms = c->default_ttl_ms;
     if (ttl_ms == CORRAL_TTL_FOREVER) {
         *store_ttl = CORRAL__NO_EXPIRY;
@@ -239,6 +347,17 @@ static void count(corral *c, uint16_t cls, int metric) {
 
 /* ---- Single-key operations ---- */
 
+/* A stored value that its envelope says is logically expired or busted reads as a miss. */
+static int check_got(corral *c, corral_value **out) {
+    corral_value *v = *out;
+    if (!v->hdr_len) return CORRAL_OK;
+    if (corral__value_check(c, v->data - v->hdr_len, v->hdr_len, corral__now_ms(c)) == CORRAL_OK)
+        return CORRAL_OK;
+    corral_value_unref(v);
+    *out = NULL;
+    return CORRAL_MISS;
+}
+
 int corral_get(corral *c, const void *key, size_t key_len, const corral_call *call,
                corral_value **out) {
     if (out) *out = NULL;
@@ -246,9 +365,10 @@ int corral_get(corral *c, const void *key, size_t key_len, const corral_call *ca
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
-    int rc = make_skey(c, key, key_len, call_version(call), buf, &sk);
-    if (rc != CORRAL_OK) return rc;
-    rc = c->store->ops->get(c->store, &sk, out);
+    int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
+    if (rc < 0) return rc;
+    if (rc == CORRAL_OK) rc = c->store->ops->get(c->store, &sk, out);
+    if (rc == CORRAL_OK) rc = check_got(c, out);
     if (rc == CORRAL_OK)
         count(c, sk.cls, CORRAL__M_cache_hits_total);
     else if (rc == CORRAL_MISS)
@@ -263,9 +383,28 @@ int corral_get_into(corral *c, const void *key, size_t key_len, const corral_cal
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char kbuf[CORRAL__KEYBUF];
     corral__skey sk;
-    int rc = make_skey(c, key, key_len, call_version(call), kbuf, &sk);
-    if (rc != CORRAL_OK) return rc;
-    rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len);
+    int rc = corral__make_skey_read(c, key, key_len, call, kbuf, &sk);
+    if (rc < 0) return rc;
+    unsigned char hdr[256];
+    size_t hdr_len = 0;
+    if (rc == CORRAL_OK)
+        rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len);
+    if ((rc == CORRAL_OK || rc == CORRAL_ENOSPC) && hdr_len) {
+        int ok;
+        if (hdr_len <= sizeof hdr) {
+            ok = corral__value_check(c, hdr, hdr_len, corral__now_ms(c));
+        } else {
+            /* A long header (many tags): check it on a reference instead of a copy. */
+            corral_value *v = NULL;
+            ok = c->store->ops->get(c->store, &sk, &v);
+            if (ok == CORRAL_OK) ok = check_got(c, &v);
+            corral_value_unref(v);
+        }
+        if (ok != CORRAL_OK) {
+            *out_len = 0;
+            rc = CORRAL_MISS;
+        }
+    }
     /* A value too big for the caller's buffer was found: it counts as a hit. */
     if (rc == CORRAL_OK || rc == CORRAL_ENOSPC)
         count(c, sk.cls, CORRAL__M_cache_hits_total);
@@ -274,6 +413,17 @@ int corral_get_into(corral *c, const void *key, size_t key_len, const corral_cal
     return rc;
 }
 
+/* The envelope of a plain set: the call's tags, with their versions read now. `vbuf` holds the
+ * versions. Returns CORRAL_OK with env->flags 0 when the call has no tags. */
+static int set_env(corral *c, const corral_call *call, corral__env *env, char *vbuf, size_t cap) {
+    memset(env, 0, offsetof(corral__env, tags));
+    if (!call || call->n_tags == 0) return CORRAL_OK;
+    if (!call->tags) return CORRAL_EINVAL;
+    return corral__tags_read(c, call->tags, call->n_tags, env, vbuf, cap);
+}
+
+#define TAG_VBUF (CORRAL__ENV_MAX_TAGS * 24)
+
 /* set and add share everything but the mode. */
 static int do_set(corral *c, const void *key, size_t key_len, const void *val, size_t val_len,
                   int64_t ttl_ms, const corral_call *call, corral__set_mode mode) {
@@ -281,11 +431,11 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
-    int rc = make_skey(c, key, key_len, call_version(call), buf, &sk);
+    int rc = corral__make_skey(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
     if (val_len > c->max_value_bytes) return CORRAL_ETOOBIG;
     int64_t store_ttl;
-    rc = resolve_ttl(c, ttl_ms, &store_ttl);
+    rc = corral__resolve_ttl(c, ttl_ms, &store_ttl);
     if (rc < 0) return rc;
     if (rc == CORRAL_MISS) {
         /* TTL 0: store nothing. A set removes the old value; an add reports whether one is
@@ -293,13 +443,28 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
         if (mode == CORRAL__SET_NX) {
             corral_value *v = NULL;
             rc = c->store->ops->get(c->store, &sk, &v);
+            if (rc == CORRAL_OK) rc = check_got(c, &v);
             corral_value_unref(v);
             return rc == CORRAL_OK ? CORRAL_EXISTS : rc == CORRAL_MISS ? CORRAL_OK : rc;
         }
         rc = c->store->ops->del(c->store, &sk);
         return rc < 0 ? rc : CORRAL_OK;
     }
-    rc = c->store->ops->set(c->store, &sk, val, val_len, store_ttl, mode);
+    corral__env env;
+    char vbuf[TAG_VBUF];
+    rc = set_env(c, call, &env, vbuf, sizeof vbuf);
+    if (rc != CORRAL_OK) return rc;
+    rc = corral__store_set_env(c, &sk, &env, val, val_len, store_ttl, mode);
+    if (rc == CORRAL_EXISTS) {
+        /* An add over a value that reads as a miss (busted tags, logically expired) replaces it,
+         * as Django's add over an expired key does. Best effort: a concurrent add may win. */
+        corral_value *v = NULL;
+        int got = c->store->ops->get(c->store, &sk, &v);
+        if (got == CORRAL_OK) got = check_got(c, &v);
+        corral_value_unref(v);
+        if (got == CORRAL_MISS)
+            rc = corral__store_set_env(c, &sk, &env, val, val_len, store_ttl, CORRAL__SET_ALWAYS);
+    }
     if (rc == CORRAL_OK) count(c, sk.cls, CORRAL__M_cache_sets_total);
     return rc;
 }
@@ -319,7 +484,7 @@ int corral_delete(corral *c, const void *key, size_t key_len, const corral_call 
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
-    int rc = make_skey(c, key, key_len, call_version(call), buf, &sk);
+    int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
     return c->store->ops->del(c->store, &sk);
 }
@@ -330,10 +495,10 @@ int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
-    int rc = make_skey(c, key, key_len, call_version(call), buf, &sk);
+    int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
     int64_t store_ttl;
-    rc = resolve_ttl(c, ttl_ms, &store_ttl);
+    rc = corral__resolve_ttl(c, ttl_ms, &store_ttl);
     if (rc < 0) return rc;
     if (rc == CORRAL_MISS) return c->store->ops->del(c->store, &sk); /* touch(0): expire now */
     return c->store->ops->touch(c->store, &sk, store_ttl);
@@ -346,7 +511,7 @@ int corral_incr(corral *c, const void *key, size_t key_len, int64_t delta, const
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
-    int rc = make_skey(c, key, key_len, call_version(call), buf, &sk);
+    int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
     int64_t v = 0;
     rc = c->store->ops->incr(c->store, &sk, delta, &v);
@@ -393,7 +558,7 @@ static int batch_build(corral *c, const corral_buf *keys, size_t n, const corral
     }
     char tmp[CORRAL__KEYBUF];
     for (size_t i = 0; i < n; i++) {
-        int rc = make_skey(c, keys[i].data, keys[i].len, call_version(call), tmp, &b->keys[i]);
+        int rc = corral__make_skey(c, keys[i].data, keys[i].len, call, tmp, &b->keys[i]);
         if (rc != CORRAL_OK) {
             batch_free(c, b);
             return rc;
@@ -419,6 +584,7 @@ int corral_get_many(corral *c, const corral_buf *keys, size_t n, const corral_ca
     if (rc == CORRAL_OK) {
         size_t hits = 0;
         for (size_t i = 0; i < n; i++) {
+            if (out[i]) check_got(c, &out[i]);
             hits += out[i] != NULL;
             count(c, b.keys[i].cls,
                   out[i] ? CORRAL__M_cache_hits_total : CORRAL__M_cache_misses_total);
@@ -434,7 +600,7 @@ int corral_set_many(corral *c, const corral_buf *keys, const corral_buf *vals, s
     if (!c || (!vals && n)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     int64_t store_ttl = 0;
-    int ttl_rc = resolve_ttl(c, ttl_ms, &store_ttl);
+    int ttl_rc = corral__resolve_ttl(c, ttl_ms, &store_ttl);
     if (ttl_rc < 0) return ttl_rc;
     for (size_t i = 0; i < n; i++) {
         if (!vals[i].data && vals[i].len) return CORRAL_EINVAL;
@@ -447,7 +613,20 @@ int corral_set_many(corral *c, const corral_buf *keys, const corral_buf *vals, s
         size_t d;
         rc = c->store->ops->del_many(c->store, b.keys, n, &d);
     } else {
-        rc = c->store->ops->set_many(c->store, b.keys, vals, n, store_ttl);
+        corral__env env;
+        char vbuf[TAG_VBUF];
+        rc = set_env(c, call, &env, vbuf, sizeof vbuf);
+        bool plain = rc == CORRAL_OK && env.flags == 0;
+        for (size_t i = 0; plain && i < n; i++)
+            plain = !corral__env_needed_for_raw(vals[i].data, vals[i].len);
+        if (plain) {
+            rc = c->store->ops->set_many(c->store, b.keys, vals, n, store_ttl);
+        } else {
+            /* Values with an envelope go one by one (the batch form takes raw bytes). */
+            for (size_t i = 0; rc == CORRAL_OK && i < n; i++)
+                rc = corral__store_set_env(c, &b.keys[i], &env, vals[i].data, vals[i].len,
+                                           store_ttl, CORRAL__SET_ALWAYS);
+        }
         if (rc == CORRAL_OK) {
             for (size_t i = 0; i < n; i++)
                 count(c, b.keys[i].cls, CORRAL__M_cache_sets_total);
@@ -476,6 +655,14 @@ int corral_clear(corral *c) {
     if (!c) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     return c->store->ops->clear(c->store);
+}
+
+int corral_clear_prefix(corral *c) {
+    if (!c) return CORRAL_EINVAL;
+    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    /* A store without clear_prefix is private to the handle: all it holds is under the prefix. */
+    if (!c->store->ops->clear_prefix) return c->store->ops->clear(c->store);
+    return c->store->ops->clear_prefix(c->store, c->key_prefix, c->key_prefix_len);
 }
 
 /* ---- Versions ---- */
@@ -542,7 +729,7 @@ int corral_metrics_write(corral *c, char **out, size_t *out_len) {
     if (out_len) *out_len = 0;
     if (!c || !out || !out_len) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    char extra[512];
+    char extra[4096];
     int n = snprintf(extra, sizeof extra,
                      "# HELP corral_store_used_bytes Bytes the store accounts for now.\n"
                      "# TYPE corral_store_used_bytes gauge\n"
@@ -553,5 +740,9 @@ int corral_metrics_write(corral *c, char **out, size_t *out_len) {
                      c->store->ops->name, c->store->ops->used_bytes(c->store), c->store->ops->name,
                      c->store->ops->max_bytes(c->store));
     if (n < 0 || (size_t)n >= sizeof extra) return CORRAL_EINVAL;
+    /* The store's own counters (Redis: errors, timeouts, reconnects, ...) follow its gauges. */
+    if (c->store->ops->metrics_text &&
+        c->store->ops->metrics_text(c->store, extra + n, sizeof extra - (size_t)n) != CORRAL_OK)
+        return CORRAL_EINVAL;
     return corral__metrics_prometheus(c->metrics, extra, out, out_len);
 }

@@ -38,7 +38,7 @@ struct corral__metrics {
     uint32_t magic;
     const corral__allocator *a;
     size_t max_prefixes; /* named classes: 1..max_prefixes */
-    size_t n_classes;    /* max_prefixes + 1 */
+    size_t n_classes;    /* max_prefixes + 2: "other", the named, corral's own */
     size_t table_cap;    /* slots, a power of two */
     prefix_slot *table;
     char (*labels)[CORRAL__METRICS_LABEL_MAX + 1]; /* per class, NUL-terminated, sanitised */
@@ -85,12 +85,12 @@ int corral__metrics_new(corral__metrics **out, const corral__allocator *a, size_
     if (!m) return CORRAL_ENOMEM;
     m->a = a;
     m->max_prefixes = max_prefixes;
-    m->n_classes = max_prefixes + 1;
+    m->n_classes = max_prefixes + 2;
     m->table_cap = 4;
     while (m->table_cap < 2 * m->n_classes)
         m->table_cap *= 2;
     atomic_init(&m->n_named, 0);
-    m->stride = (m->n_classes * CORRAL__M_COUNT + 7) & ~(size_t)7;
+    m->stride = (m->n_classes * CORRAL__ROW + 7) & ~(size_t)7;
     m->table = corral__calloc(a, m->table_cap, sizeof *m->table);
     m->labels = corral__calloc(a, m->n_classes, sizeof *m->labels);
     size_t ncells = m->stride * CORRAL__METRICS_STRIPES;
@@ -105,6 +105,7 @@ int corral__metrics_new(corral__metrics **out, const corral__allocator *a, size_
     for (size_t i = 0; i < m->table_cap; i++)
         atomic_init(&m->table[i].cls1, 0);
     memcpy(m->labels[CORRAL__METRICS_OTHER], "other", 6);
+    memcpy(m->labels[m->n_classes - 1], "corral.internal", 16);
     m->magic = METRICS_MAGIC;
     *out = m;
     return CORRAL_OK;
@@ -185,6 +186,10 @@ static uint16_t insert_class(corral__metrics *m, const char *raw, size_t n, uint
             shared = true;
         }
     }
+    if (!shared && strcmp(m->labels[m->n_classes - 1], label) == 0) {
+        cls = (uint16_t)(m->n_classes - 1);
+        shared = true;
+    }
     if (!shared) {
         if (named >= m->max_prefixes) goto out; /* full: not remembered, so probes stay short */
         cls = (uint16_t)(named + 1);
@@ -225,16 +230,43 @@ static size_t stripe_of_thread(void) {
 }
 
 void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta) {
-    size_t idx = stripe_of_thread() * m->stride + (size_t)cls * CORRAL__M_COUNT + (size_t)metric;
+    size_t idx = stripe_of_thread() * m->stride + (size_t)cls * CORRAL__ROW + (size_t)metric;
     atomic_fetch_add_explicit(&m->cells[idx], delta, memory_order_relaxed);
+}
+
+static const uint64_t hist_bounds_ns[CORRAL__HIST_NBOUNDS] = CORRAL__HIST_BOUNDS_NS;
+static const char *const hist_names[CORRAL__H_COUNT] = {
+#define H(name, help) #name,
+    CORRAL__PREFIX_HISTOGRAMS(H)
+#undef H
+};
+static const char *const hist_helps[CORRAL__H_COUNT] = {
+#define H(name, help) help,
+    CORRAL__PREFIX_HISTOGRAMS(H)
+#undef H
+};
+
+static size_t hist_cell(int hist, size_t i) {
+    return CORRAL__M_COUNT + (size_t)hist * CORRAL__H_CELLS + i;
+}
+
+void corral__metrics_observe(corral__metrics *m, uint16_t cls, int hist, uint64_t ns) {
+    size_t b = 0;
+    while (b < CORRAL__HIST_NBOUNDS && ns > hist_bounds_ns[b])
+        b++;
+    size_t base = stripe_of_thread() * m->stride + (size_t)cls * CORRAL__ROW;
+    atomic_fetch_add_explicit(&m->cells[base + hist_cell(hist, b)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->cells[base + hist_cell(hist, CORRAL__HIST_NBOUNDS + 1)], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->cells[base + hist_cell(hist, CORRAL__HIST_NBOUNDS + 2)],
+                              (int64_t)ns, memory_order_relaxed);
 }
 
 static int64_t sum_cell(corral__metrics *m, size_t cls, int metric) {
     int64_t s = 0;
     for (size_t st = 0; st < CORRAL__METRICS_STRIPES; st++)
-        s +=
-            atomic_load_explicit(&m->cells[st * m->stride + cls * CORRAL__M_COUNT + (size_t)metric],
-                                 memory_order_relaxed);
+        s += atomic_load_explicit(&m->cells[st * m->stride + cls * CORRAL__ROW + (size_t)metric],
+                                  memory_order_relaxed);
     return s;
 }
 
@@ -250,13 +282,16 @@ static void fill_prefix(corral__metrics *m, size_t cls, corral_prefix_stats *ps)
     ps->deletes = (uint64_t)v[CORRAL__M_cache_deletes_total];
     ps->evictions = (uint64_t)v[CORRAL__M_cache_evictions_total];
     ps->expirations = (uint64_t)v[CORRAL__M_cache_expirations_total];
+    ps->loads = (uint64_t)v[CORRAL__M_cache_loads_total];
+    ps->load_errors = (uint64_t)v[CORRAL__M_cache_load_errors_total];
+    ps->load_waiters = (uint64_t)v[CORRAL__M_cache_load_waiters_total];
+    ps->early_refreshes = (uint64_t)v[CORRAL__M_cache_early_refreshes_total];
+    ps->stale_served = (uint64_t)v[CORRAL__M_cache_stale_served_total];
+    ps->lease_timeouts = (uint64_t)v[CORRAL__M_cache_lease_timeouts_total];
+    ps->load_ns = (uint64_t)sum_cell(
+        m, cls, (int)hist_cell(CORRAL__H_cache_load_duration_seconds, CORRAL__HIST_NBOUNDS + 2));
     ps->items = v[CORRAL__M_cache_items];
     ps->bytes = v[CORRAL__M_cache_bytes];
-}
-
-static bool prefix_is_empty(const corral_prefix_stats *p) {
-    return !p->hits && !p->misses && !p->sets && !p->deletes && !p->evictions && !p->expirations &&
-           !p->items && !p->bytes;
 }
 
 static int cmp_prefix(const void *x, const void *y) {
@@ -264,10 +299,38 @@ static int cmp_prefix(const void *x, const void *y) {
                   ((const corral_prefix_stats *)y)->prefix);
 }
 
+uint16_t corral__metrics_internal_class(corral__metrics *m) {
+    return (uint16_t)(m->n_classes - 1);
+}
+
+static bool class_used(corral__metrics *m, size_t cls) {
+    for (int k = 0; k < CORRAL__ROW; k++) {
+        if (sum_cell(m, cls, k) != 0) return true;
+    }
+    return false;
+}
+
+/* Walks the classes to report, in order: the named ones (1..named), then "other" and corral's
+ * own when used. Start with *pos = 0; returns false at the end. */
+static bool next_class(corral__metrics *m, size_t named, size_t *pos, size_t *cls) {
+    while (*pos <= named + 1) {
+        size_t p = (*pos)++;
+        if (p < named) {
+            *cls = p + 1;
+            return true;
+        }
+        size_t c = p == named ? CORRAL__METRICS_OTHER : m->n_classes - 1;
+        if (class_used(m, c)) {
+            *cls = c;
+            return true;
+        }
+    }
+    return false;
+}
+
 int corral__metrics_snapshot(corral__metrics *m, corral_stats_snapshot **out) {
     *out = NULL;
-    size_t named = atomic_load_explicit(&m->n_named, memory_order_acquire);
-    size_t n = named + 1;
+    size_t n = m->n_classes;
     if (n > (SIZE_MAX - sizeof(corral_stats_snapshot)) / sizeof(corral_prefix_stats))
         return CORRAL_ENOMEM;
     corral_stats_snapshot *s =
@@ -275,11 +338,10 @@ int corral__metrics_snapshot(corral__metrics *m, corral_stats_snapshot **out) {
     if (!s) return CORRAL_ENOMEM;
     memset(s, 0, sizeof *s);
     s->prefixes = (corral_prefix_stats *)(s + 1);
-    size_t k = 0;
-    for (size_t cls = 1; cls <= named; cls++)
+    size_t named = atomic_load_explicit(&m->n_named, memory_order_acquire);
+    size_t k = 0, pos = 0, cls;
+    while (k < n && next_class(m, named, &pos, &cls))
         fill_prefix(m, cls, &s->prefixes[k++]);
-    fill_prefix(m, CORRAL__METRICS_OTHER, &s->prefixes[k]);
-    if (!prefix_is_empty(&s->prefixes[k])) k++;
     s->n_prefixes = k;
     qsort(s->prefixes, k, sizeof *s->prefixes, cmp_prefix);
     corral_prefix_stats *t = &s->total;
@@ -291,6 +353,13 @@ int corral__metrics_snapshot(corral__metrics *m, corral_stats_snapshot **out) {
         t->deletes += p->deletes;
         t->evictions += p->evictions;
         t->expirations += p->expirations;
+        t->loads += p->loads;
+        t->load_errors += p->load_errors;
+        t->load_waiters += p->load_waiters;
+        t->early_refreshes += p->early_refreshes;
+        t->stale_served += p->stale_served;
+        t->lease_timeouts += p->lease_timeouts;
+        t->load_ns += p->load_ns;
         t->items += p->items;
         t->bytes += p->bytes;
     }
@@ -367,17 +436,42 @@ int corral__metrics_prometheus(corral__metrics *m, const char *extra, char **out
     *out_len = 0;
     textbuf b = { .a = m->a };
     size_t named = atomic_load_explicit(&m->n_named, memory_order_acquire);
-    bool other_used = false;
-    for (int k = 0; k < CORRAL__M_COUNT && !other_used; k++)
-        other_used = sum_cell(m, CORRAL__METRICS_OTHER, k) != 0;
     for (int k = 0; k < CORRAL__M_COUNT; k++) {
         const char *type = strcmp(metric_types[k], "COUNTER") == 0 ? "counter" : "gauge";
         tb_printf(&b, "# HELP corral_%s %s.\n# TYPE corral_%s %s\n", metric_names[k],
                   metric_helps[k], metric_names[k], type);
-        for (size_t cls = other_used ? 0 : 1; cls <= named; cls++) {
+        size_t pos = 0, cls;
+        while (next_class(m, named, &pos, &cls)) {
             tb_printf(&b, "corral_%s{prefix=\"", metric_names[k]);
             tb_label(&b, m->labels[cls]);
             tb_printf(&b, "\"} %lld\n", (long long)sum_cell(m, cls, k));
+        }
+    }
+    for (int h = 0; h < CORRAL__H_COUNT; h++) {
+        tb_printf(&b, "# HELP corral_%s %s.\n# TYPE corral_%s histogram\n", hist_names[h],
+                  hist_helps[h], hist_names[h]);
+        size_t pos = 0, cls;
+        while (next_class(m, named, &pos, &cls)) {
+            int64_t count = sum_cell(m, cls, (int)hist_cell(h, CORRAL__HIST_NBOUNDS + 1));
+            if (count == 0) continue; /* a prefix that never loaded has no histogram */
+            int64_t cum = 0;
+            for (size_t i = 0; i <= CORRAL__HIST_NBOUNDS; i++) {
+                cum += sum_cell(m, cls, (int)hist_cell(h, i));
+                tb_printf(&b, "corral_%s_bucket{prefix=\"", hist_names[h]);
+                tb_label(&b, m->labels[cls]);
+                if (i < CORRAL__HIST_NBOUNDS)
+                    tb_printf(&b, "\",le=\"%g\"} %lld\n", (double)hist_bounds_ns[i] / 1e9,
+                              (long long)cum);
+                else
+                    tb_printf(&b, "\",le=\"+Inf\"} %lld\n", (long long)cum);
+            }
+            int64_t sum_ns = sum_cell(m, cls, (int)hist_cell(h, CORRAL__HIST_NBOUNDS + 2));
+            tb_printf(&b, "corral_%s_sum{prefix=\"", hist_names[h]);
+            tb_label(&b, m->labels[cls]);
+            tb_printf(&b, "\"} %.9f\ncorral_%s_count{prefix=\"", (double)sum_ns / 1e9,
+                      hist_names[h]);
+            tb_label(&b, m->labels[cls]);
+            tb_printf(&b, "\"} %lld\n", (long long)count);
         }
     }
     if (extra) tb_puts(&b, extra, strlen(extra));

@@ -24,6 +24,18 @@ enum {
         CORRAL__M_COUNT
 };
 
+enum {
+#define H(name, help) CORRAL__H_##name,
+    CORRAL__PREFIX_HISTOGRAMS(H)
+#undef H
+        CORRAL__H_COUNT
+};
+
+/* A histogram's cells: one per bucket (+Inf last), then the count, then the sum in ns. */
+#define CORRAL__H_CELLS (CORRAL__HIST_NBOUNDS + 3)
+/* Cells of one class: the counters, then the histograms. */
+#define CORRAL__ROW (CORRAL__M_COUNT + CORRAL__H_COUNT * CORRAL__H_CELLS)
+
 #define CORRAL__METRICS_STRIPES   16
 #define CORRAL__METRICS_OTHER     0
 #define CORRAL__METRICS_LABEL_MAX 63
@@ -38,8 +50,15 @@ void corral__metrics_free(corral__metrics *m);
  * the table is full (or an allocation failed). Lock-free when the prefix is known. */
 uint16_t corral__metrics_class(corral__metrics *m, const void *prefix, size_t len);
 
+/* The class of corral's own keys (tag versions, namespace generations): outside the bound,
+ * reported as "corral.internal" when used. */
+uint16_t corral__metrics_internal_class(corral__metrics *m);
+
 /* Adds `delta` to metric `metric` of class `cls`, on the calling thread's stripe. */
 void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta);
+
+/* Records one observation of `ns` nanoseconds in histogram `hist` of class `cls`. */
+void corral__metrics_observe(corral__metrics *m, uint16_t cls, int hist, uint64_t ns);
 
 /* Sums the stripes into a snapshot (allocated with `a`, freed with corral__metrics_snapshot_free).
  */

@@ -2,13 +2,19 @@
  * options.c - corral_options defaults and the cache URL parser.
  *
  *     mem://?max_memory=256MB&key_prefix=djzen&version=1&timeout=300&eviction=sieve
+ *     redis://[[user]:password@]host[:port][,host[:port]...][/db]?key_prefix=djzen&pool=8
+ *     redis+unix:///path/to/redis.sock?db=2
  *
- * The URL is scheme "://" [authority] ["?" query]. The memory store takes no authority. The
- * query is name=value pairs separated by '&', values percent-decoded ('+' stays '+': keys may
- * hold it). Written here rather than with a URL library: the grammar is this small, and every
- * error must name the parameter, which generic parsers do not report.
+ * The URL is scheme "://" [authority] ["?" query]. The memory store takes no authority. Redis
+ * takes userinfo (percent-decoded), a host list (validated by the Redis store's parser) and a
+ * path holding the database index; redis+unix takes a socket path. The query is name=value
+ * pairs separated by '&', values percent-decoded ('+' stays '+': keys may hold it). Each
+ * parameter applies to every store or to one; a parameter of another store is an error, as an
+ * unknown one is. Written here rather than with a URL library: the grammar is this small, and
+ * every error must name the parameter, which generic parsers do not report.
  */
 #include "common.h"
+#include "store/redis.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,10 +22,17 @@
 #include <string.h>
 #include <strings.h>
 
-#define DEFAULT_MAX_MEMORY   ((size_t)256 * 1024 * 1024)
-#define DEFAULT_TTL_MS       300000
-#define DEFAULT_MAX_PREFIXES 256
-#define MAX_PREFIXES_LIMIT   65000
+#define DEFAULT_MAX_MEMORY               ((size_t)256 * 1024 * 1024)
+#define DEFAULT_TTL_MS                   300000
+#define DEFAULT_MAX_PREFIXES             256
+#define MAX_PREFIXES_LIMIT               65000
+#define REDIS_DEFAULT_HOSTS              "127.0.0.1:6379"
+#define REDIS_DEFAULT_CONNECT_TIMEOUT_MS 1000
+#define REDIS_DEFAULT_COMMAND_TIMEOUT_MS 1000
+#define REDIS_DEFAULT_POOL               4
+#define REDIS_MAX_POOL                   1024
+#define REDIS_MAX_TIMEOUT_MS             (24 * 3600 * 1000) /* a day: longer is a mistake, not a deadline */
+#define REDIS_MAX_DB                     INT32_MAX
 
 void corral_options_init(corral_options *o) {
     memset(o, 0, sizeof *o);
@@ -35,6 +48,17 @@ void corral_options_init(corral_options *o) {
     o->max_prefixes = DEFAULT_MAX_PREFIXES;
     o->now_ns = NULL;
     o->key_fn = NULL;
+    o->rand64 = NULL;
+    o->refresh_workers = 2;
+    o->redis.hosts = REDIS_DEFAULT_HOSTS;
+    o->redis.unix_path = NULL;
+    o->redis.username = NULL;
+    o->redis.password = NULL;
+    o->redis.db = 0;
+    o->redis.connect_timeout_ms = REDIS_DEFAULT_CONNECT_TIMEOUT_MS;
+    o->redis.command_timeout_ms = REDIS_DEFAULT_COMMAND_TIMEOUT_MS;
+    o->redis.pool = REDIS_DEFAULT_POOL;
+    o->redis.near_cache_bytes = 0;
 }
 
 /* Parses a decimal with an optional fraction: "300", "1.5". Returns 0 on success. */
@@ -152,10 +176,40 @@ static long pct_decode(const char *s, size_t len, char *out) {
     return (long)n;
 }
 
+/* "250ms", "0.25", "2s" -> milliseconds, more than 0 and at most REDIS_MAX_TIMEOUT_MS. Seconds
+ * when no unit is given, as Django's timeouts. */
+static int parse_deadline_ms(const char *s, size_t len, int64_t *out) {
+    uint64_t w, fn, fd;
+    size_t used;
+    if (parse_decimal(s, len, &w, &fn, &fd, &used) != 0) return -1;
+    const char *u = s + used;
+    size_t ulen = len - used;
+    uint64_t ms;
+    if (ulen == 2 && strncasecmp(u, "ms", 2) == 0) {
+        if (w > REDIS_MAX_TIMEOUT_MS) return -1;
+        ms = w; /* fractions of a millisecond are dropped */
+    } else if (ulen == 0 || (ulen == 1 && (u[0] == 's' || u[0] == 'S'))) {
+        if (w > REDIS_MAX_TIMEOUT_MS / 1000) return -1;
+        ms = w * 1000 + fn * 1000 / fd;
+    } else {
+        return -1;
+    }
+    if (ms == 0 || ms > REDIS_MAX_TIMEOUT_MS) return -1;
+    *out = (int64_t)ms;
+    return 0;
+}
+
+/* Which stores a parameter applies to. */
+enum { FOR_ALL, FOR_MEM, FOR_REDIS };
+
 typedef struct param_seen {
     const char *name;
     bool seen;
+    int store; /* FOR_* */
 } param_seen;
+
+/* The URL's store. */
+typedef enum url_kind { URL_MEM, URL_REDIS, URL_REDIS_UNIX } url_kind;
 
 static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, corral_error *err);
 
@@ -169,30 +223,160 @@ int corral_options_parse_url(corral_options *o, const char *url, char *buf, size
     return rc;
 }
 
+static param_seen *find_param(param_seen *seen, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(seen[i].name, name) == 0) return &seen[i];
+    return NULL;
+}
+
+/* Copies s[0..len) into buf at *used, percent-decoded when `decode`, NUL-terminated; returns
+ * the copy, or NULL when it does not fit (`*bad` 0) or holds a bad escape or a NUL (`*bad` 1). */
+static char *copy_part(const char *s, size_t len, bool decode, char *buf, size_t cap, size_t *used,
+                       int *bad) {
+    *bad = 0;
+    if (!buf || cap - *used < len + 1) return NULL;
+    char *out = buf + *used;
+    size_t n = len;
+    if (decode) {
+        long dl = pct_decode(s, len, out);
+        if (dl < 0) {
+            *bad = 1;
+            return NULL;
+        }
+        n = (size_t)dl;
+    } else if (len) {
+        memcpy(out, s, len);
+    }
+    out[n] = '\0';
+    if (memchr(out, '\0', n)) {
+        *bad = 1;
+        return NULL;
+    }
+    *used += n + 1;
+    return out;
+}
+
+/* Parses the authority and path of a redis:// URL (`rest` up to the query, `len` bytes) into
+ * `o`, marking db and password seen when it names them. */
+static int parse_redis_authority(corral_options *o, const char *rest, size_t len, char *buf,
+                                 size_t cap, size_t *used, param_seen *seen, size_t n_seen,
+                                 corral_error *err) {
+    const char *slash = memchr(rest, '/', len);
+    size_t auth_len = slash ? (size_t)(slash - rest) : len;
+    const char *at = NULL;
+    for (size_t i = auth_len; i > 0; i--) {
+        if (rest[i - 1] == '@') {
+            at = rest + i - 1;
+            break;
+        }
+    }
+    int bad;
+    if (at) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        if (!colon)
+            return corral__seterr(err, CORRAL_EBADURL,
+                                  "url: password: userinfo must be '[user]:password@'");
+        size_t ulen = (size_t)(colon - rest), plen = (size_t)(at - colon - 1);
+        if (ulen) {
+            o->redis.username = copy_part(rest, ulen, true, buf, cap, used, &bad);
+            if (!o->redis.username)
+                return corral__seterr(err, bad ? CORRAL_EBADURL : CORRAL_ENOSPC,
+                                      "url: bad or too long user name");
+        } else {
+            o->redis.username = NULL;
+        }
+        o->redis.password = copy_part(colon + 1, plen, true, buf, cap, used, &bad);
+        if (!o->redis.password)
+            return corral__seterr(err, bad ? CORRAL_EBADURL : CORRAL_ENOSPC,
+                                  "url: bad or too long password");
+        find_param(seen, n_seen, "password")->seen = true;
+    }
+    const char *hosts = at ? at + 1 : rest;
+    size_t hosts_len = auth_len - (size_t)(hosts - rest);
+    if (hosts_len == 0) {
+        o->redis.hosts = REDIS_DEFAULT_HOSTS;
+    } else {
+        char *h = copy_part(hosts, hosts_len, false, buf, cap, used, &bad);
+        if (!h) return corral__seterr(err, CORRAL_ENOSPC, "url: buffer too small for the hosts");
+        int rc = corral__redis_check_hosts(h, err);
+        if (rc != CORRAL_OK) return rc;
+        o->redis.hosts = h;
+    }
+    o->redis.unix_path = NULL;
+    if (slash && len - auth_len > 1) { /* "/db"; a lone "/" names nothing */
+        const char *db = slash + 1;
+        size_t db_len = len - auth_len - 1;
+        int64_t v;
+        if (parse_i64(db, db_len, &v) != 0 || v < 0 || v > REDIS_MAX_DB)
+            return corral__seterr(err, CORRAL_EBADURL, "url: bad database '%.*s' in the path (db)",
+                                  (int)CORRAL_MIN(db_len, 32), db);
+        o->redis.db = (unsigned)v;
+        find_param(seen, n_seen, "db")->seen = true;
+    }
+    return CORRAL_OK;
+}
+
 static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, corral_error *err) {
     const char *sep = strstr(url, "://");
     if (!sep) return corral__seterr(err, CORRAL_EBADURL, "url: missing scheme (e.g. mem://)");
     size_t scheme_len = (size_t)(sep - url);
+    url_kind kind;
     if (scheme_len == 3 && strncmp(url, "mem", 3) == 0) {
+        kind = URL_MEM;
         o->store = "mem";
+    } else if (scheme_len == 5 && strncmp(url, "redis", 5) == 0) {
+        kind = URL_REDIS;
+        o->store = "redis";
+    } else if (scheme_len == 10 && strncmp(url, "redis+unix", 10) == 0) {
+        kind = URL_REDIS_UNIX;
+        o->store = "redis";
     } else {
-        return corral__seterr(err, CORRAL_EBADURL, "url: unknown scheme '%.*s' (known: mem)",
+        return corral__seterr(err, CORRAL_EBADURL,
+                              "url: unknown scheme '%.*s' (known: mem, redis, redis+unix)",
                               (int)CORRAL_MIN(scheme_len, 32), url);
     }
     const char *rest = sep + 3;
     const char *q = strchr(rest, '?');
     size_t auth_len = q ? (size_t)(q - rest) : strlen(rest);
-    if (auth_len != 0 && !(auth_len == 1 && rest[0] == '/'))
-        return corral__seterr(err, CORRAL_EBADURL, "url: mem:// takes no host or path, got '%.*s'",
-                              (int)CORRAL_MIN(auth_len, 32), rest);
+
+    param_seen seen[] = { { "max_memory", false, FOR_MEM },
+                          { "max_value", false, FOR_ALL },
+                          { "key_prefix", false, FOR_ALL },
+                          { "version", false, FOR_ALL },
+                          { "timeout", false, FOR_ALL },
+                          { "eviction", false, FOR_MEM },
+                          { "shards", false, FOR_MEM },
+                          { "binary_keys", false, FOR_MEM },
+                          { "max_prefixes", false, FOR_ALL },
+                          { "db", false, FOR_REDIS },
+                          { "password", false, FOR_REDIS },
+                          { "connect_timeout", false, FOR_REDIS },
+                          { "command_timeout", false, FOR_REDIS },
+                          { "pool", false, FOR_REDIS },
+                          { "near_cache", false, FOR_REDIS } };
+    const size_t n_seen = sizeof seen / sizeof seen[0];
+    size_t used = 0;
+    if (kind == URL_MEM) {
+        if (auth_len != 0 && !(auth_len == 1 && rest[0] == '/'))
+            return corral__seterr(err, CORRAL_EBADURL,
+                                  "url: mem:// takes no host or path, got '%.*s'",
+                                  (int)CORRAL_MIN(auth_len, 32), rest);
+    } else if (kind == URL_REDIS) {
+        int rc = parse_redis_authority(o, rest, auth_len, buf, cap, &used, seen, n_seen, err);
+        if (rc != CORRAL_OK) return rc;
+    } else {
+        if (auth_len < 2 || rest[0] != '/')
+            return corral__seterr(err, CORRAL_EBADURL,
+                                  "url: redis+unix:// needs a socket path: redis+unix:///path");
+        int bad;
+        char *path = copy_part(rest, auth_len, true, buf, cap, &used, &bad);
+        if (!path)
+            return corral__seterr(err, bad ? CORRAL_EBADURL : CORRAL_ENOSPC,
+                                  "url: bad or too long socket path");
+        o->redis.unix_path = path;
+    }
     if (!q) return CORRAL_OK;
 
-    param_seen seen[] = { { "max_memory", false },  { "max_value", false },
-                          { "key_prefix", false },  { "version", false },
-                          { "timeout", false },     { "eviction", false },
-                          { "shards", false },      { "binary_keys", false },
-                          { "max_prefixes", false } };
-    size_t used = 0;
     const char *p = q + 1;
     while (*p) {
         const char *amp = strchr(p, '&');
@@ -211,13 +395,23 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
             return corral__seterr(err, CORRAL_EBADURL, "url: parameter '%.*s' has no value", nshow,
                                   p);
         param_seen *ps = NULL;
-        for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {
+        for (size_t i = 0; i < n_seen; i++) {
             if (strlen(seen[i].name) == nlen && memcmp(seen[i].name, p, nlen) == 0) ps = &seen[i];
         }
         if (!ps)
             return corral__seterr(err, CORRAL_EBADURL, "url: unknown parameter '%.*s'", nshow, p);
+        if (ps->store == FOR_MEM && kind != URL_MEM)
+            return corral__seterr(err, CORRAL_EBADURL, "url: parameter '%s' applies to mem:// only",
+                                  ps->name);
+        if (ps->store == FOR_REDIS && kind == URL_MEM)
+            return corral__seterr(err, CORRAL_EBADURL,
+                                  "url: parameter '%s' applies to redis:// only", ps->name);
         if (ps->seen)
-            return corral__seterr(err, CORRAL_EBADURL, "url: parameter '%s' given twice", ps->name);
+            return corral__seterr(err, CORRAL_EBADURL, "url: parameter '%s' given twice%s",
+                                  ps->name,
+                                  strcmp(ps->name, "db") == 0 || strcmp(ps->name, "password") == 0
+                                      ? " (the URL's path or userinfo names it too)"
+                                      : "");
         ps->seen = true;
         /* Percent-decode the value into buf. */
         if (!buf || cap - used < vlen + 1)
@@ -277,6 +471,22 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
             int64_t n;
             bad = parse_i64(val, dlen, &n) != 0 || n < 0 || n > MAX_PREFIXES_LIMIT;
             if (!bad) o->max_prefixes = (size_t)n;
+        } else if (strcmp(name, "db") == 0) {
+            int64_t n;
+            bad = parse_i64(val, dlen, &n) != 0 || n < 0 || n > REDIS_MAX_DB;
+            if (!bad) o->redis.db = (unsigned)n;
+        } else if (strcmp(name, "password") == 0) {
+            o->redis.password = val;
+        } else if (strcmp(name, "connect_timeout") == 0) {
+            bad = parse_deadline_ms(val, dlen, &o->redis.connect_timeout_ms) != 0;
+        } else if (strcmp(name, "command_timeout") == 0) {
+            bad = parse_deadline_ms(val, dlen, &o->redis.command_timeout_ms) != 0;
+        } else if (strcmp(name, "pool") == 0) {
+            int64_t n;
+            bad = parse_i64(val, dlen, &n) != 0 || n < 1 || n > REDIS_MAX_POOL;
+            if (!bad) o->redis.pool = (unsigned)n;
+        } else if (strcmp(name, "near_cache") == 0) {
+            bad = parse_size(val, dlen, &o->redis.near_cache_bytes) != 0;
         }
         if (bad)
             return corral__seterr(err, CORRAL_EBADURL, "url: bad value '%.*s' for parameter '%s'",

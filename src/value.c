@@ -23,6 +23,7 @@ void corral__value_init(corral_value *v, const unsigned char *data, size_t len,
                         void (*release)(corral_value *v)) {
     v->magic = CORRAL_VALUE_MAGIC;
     atomic_init(&v->refs, 1);
+    v->hdr_len = 0;
     v->len = len;
     v->data = data;
     v->release = release;

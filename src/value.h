@@ -20,7 +20,8 @@
 struct corral_value {
     uint32_t magic;
     _Atomic uint32_t refs;
-    size_t len;                       /* bytes at `data`, not counting the NUL that follows them */
+    uint32_t hdr_len; /* bytes of the envelope header stored just before `data` (envelope.h) */
+    size_t len;       /* bytes at `data`, not counting the NUL that follows them */
     const unsigned char *data;        /* immutable; followed by a NUL */
     void (*release)(corral_value *v); /* frees the block that holds `v`, called at refs 0 */
 };

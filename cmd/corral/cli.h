@@ -8,6 +8,9 @@
 #include "corral/corral.h"
 
 int cli_demo(int argc, char **argv);
+/* Parts of the demo: each prints its step and returns 0, or 1 on failure. */
+int demo_herd(corral *c);
+int demo_tags(corral *c);
 int cli_key(int argc, char **argv);
 int cli_fragment(int argc, char **argv);
 

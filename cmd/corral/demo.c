@@ -88,16 +88,34 @@ static int product_card(shop *s, const product *p) {
     return corral_set(s->cache, key, klen, html, (size_t)n, 600 * 1000, NULL);
 }
 
-/* post_save: the guide's signal handler. Busts the featured list when it may have changed; the
- * card needs nothing, its key changes with updated_at. */
+/* The guide's receiver condition: `if instance.is_featured or kwargs.get("created")`. */
+static int featured_or_created(void *arg, const char *event, const corral_field *fields, size_t n) {
+    (void)arg;
+    (void)event;
+    for (size_t i = 0; i < n; i++) {
+        if ((strcmp(fields[i].name, "featured") == 0 || strcmp(fields[i].name, "created") == 0) &&
+            strcmp(fields[i].value, "1") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Registers the guide's post_save receiver as an event rule: the featured list goes when a
+ * featured product is saved. The card needs nothing: its key changes with updated_at. */
+static int register_rules(shop *s) {
+    static const char *const keys[] = { "featured_products:v3", "featured_products:v4" };
+    corral_rule r = { .keys = keys, .n_keys = 2, .when = featured_or_created };
+    return corral_on(s->cache, "product.saved", &r);
+}
+
+/* post_save: the signal. */
 static int save_product(shop *s, product *p, int new_price) {
     p->price_cents = new_price;
     p->updated_at += 60;
-    if (p->featured) {
-        int rc = corral_delete(s->cache, s->featured_key, strlen(s->featured_key), NULL);
-        if (rc < 0) return rc;
-    }
-    return CORRAL_OK;
+    char id[16];
+    snprintf(id, sizeof id, "%d", p->id);
+    corral_field f[] = { { "id", id }, { "featured", p->featured ? "1" : "0" } };
+    return corral_emit(s->cache, "product.saved", f, 2, NULL);
 }
 
 /* One page: the featured list and one product's card. */
@@ -149,7 +167,11 @@ int cli_demo(int argc, char **argv) {
         p->featured = i % 4 == 0;
         p->updated_at = 1767225600; /* 2026-01-01 */
     }
-    (void)argv;
+    if (register_rules(&s) != CORRAL_OK) {
+        fprintf(stderr, "corral demo: could not register the event rules\n");
+        corral_close(s.cache);
+        return 1;
+    }
     printf("corral %s demo on %s\n\n", corral_version(), url);
     int rc = page_views(&s, N_VIEWS / 2);
     printf("1. %d page views: the database was asked %u times (featured list + %d cards)\n",
@@ -158,9 +180,10 @@ int cli_demo(int argc, char **argv) {
     unsigned before = s.db_queries;
     if (rc == CORRAL_OK) rc = save_product(&s, &s.products[0], 1290);
     if (rc == CORRAL_OK) rc = page_view(&s, &s.products[0]);
-    printf("2. product 1 (featured) saved: featured_products:v3 busted, its card's key changed;\n"
-           "   viewing product 1 again asked the database %u times (list + card)\n",
-           s.db_queries - before);
+    printf(
+        "2. product 1 (featured) saved: corral_emit(\"product.saved\") busted the featured list,\n"
+        "   its card's key changed; viewing product 1 again asked the database %u times\n",
+        s.db_queries - before);
 
     before = s.db_queries;
     s.featured_key = "featured_products:v4";
@@ -176,6 +199,10 @@ int cli_demo(int argc, char **argv) {
     if (rc == CORRAL_OK) printf("   (physical key: \"%s\")\n", pk);
     if (rc < 0) {
         fprintf(stderr, "corral demo: %s\n", corral_strerror(rc));
+        corral_close(s.cache);
+        return 1;
+    }
+    if (demo_herd(s.cache) != 0 || demo_tags(s.cache) != 0) {
         corral_close(s.cache);
         return 1;
     }

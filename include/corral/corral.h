@@ -60,9 +60,11 @@ extern "C" {
 /* ---- Return codes ---- */
 
 enum {
-    CORRAL_OK = 0,     /* success */
-    CORRAL_MISS = 1,   /* the key is absent (or expired): not an error */
-    CORRAL_EXISTS = 2, /* corral_add: the key is present, nothing was written */
+    CORRAL_OK = 0,      /* success */
+    CORRAL_MISS = 1,    /* the key is absent (or expired): not an error */
+    CORRAL_EXISTS = 2,  /* corral_add: the key is present, nothing was written */
+    CORRAL_STALE = 3,   /* corral_get_or_set: an expired value served within its grace window */
+    CORRAL_WAITING = 4, /* corral_flight_join: queued behind another caller's producer */
 
     CORRAL_EINVAL = -1,    /* an argument is invalid (NULL handle, bad option value, ...) */
     CORRAL_ENOMEM = -2,    /* an allocation failed; nothing changed */
@@ -139,10 +141,40 @@ typedef enum corral_eviction {
     CORRAL_EVICT_LRU /* kept for comparison */
 } corral_eviction;
 
+/* Options of the Redis store (corral_options.redis, used when `store` is "redis"). Filled by
+ * corral_options_init; strings are copied by corral_open_opts. The store connects lazily: a
+ * handle opens while Redis is down, and its calls miss (reads) or fail (writes) until it is up. */
+typedef struct corral_redis_options {
+    /* The servers, "host[:port][,host[:port]...]" (port 6379 when omitted; an IPv6 address in
+     * brackets: "[::1]:6380"), at most 16. The first takes every write; reads go round-robin to
+     * the others (replicas), or to the first when it is alone or the chosen replica is failing.
+     * Reads from a replica may miss a write made an instant before (replication lag). Names are
+     * resolved with no deadline (getaddrinfo): prefer addresses. Default "127.0.0.1:6379". */
+    const char *hosts;
+    const char *unix_path; /* a unix socket path, used instead of `hosts` when not NULL */
+    const char *username;  /* ACL user for AUTH (Redis 6+); NULL: the default user */
+    const char *password;  /* AUTH password; NULL: no AUTH */
+    unsigned db;           /* database index (SELECT), default 0 */
+    /* Deadlines in ms, both > 0. connect: each connection attempt. command: waiting for a free
+     * connection of the pool, and each read and write of the socket (SO_RCVTIMEO/SO_SNDTIMEO).
+     * Defaults 1000 and 1000. A read that passes its deadline is a miss; a write,
+     * CORRAL_ETIMEDOUT. */
+    int64_t connect_timeout_ms;
+    int64_t command_timeout_ms;
+    unsigned pool; /* connections per server, 1 to 1024, default 4 */
+    /* The near cache's bound in bytes (0, the default: none). With one, hits are served from a
+     * memory store in this process, kept coherent by Redis client-side caching (CLIENT TRACKING
+     * BCAST on the handle's KEY_PREFIX, or on every key with a custom key function): a change
+     * made anywhere (another process, redis-cli, a Django site, expiry) drops the key from every
+     * near cache within one network hop. Reads that miss it go to the first server. While the
+     * tracking connection is down, the near cache is emptied and bypassed. */
+    size_t near_cache_bytes;
+} corral_redis_options;
+
 /* Options for corral_open_opts. Always fill with corral_options_init() first, so fields added
  * later get their defaults. Strings are copied by corral_open_opts. */
 typedef struct corral_options {
-    const char *store;        /* "mem" (default) */
+    const char *store;        /* "mem" (default) or "redis" (then `redis` applies) */
     const char *key_prefix;   /* KEY_PREFIX, default ""; at most 250 bytes (else EBADKEY) */
     int64_t version;          /* VERSION, default 1 */
     int64_t default_ttl_ms;   /* TIMEOUT in ms, default 300000; CORRAL_TTL_FOREVER = none */
@@ -157,6 +189,13 @@ typedef struct corral_options {
     void *clock_ctx;
     corral_key_fn key_fn; /* default: Django's "%s:%s:%s" % (prefix, version, key) */
     void *key_fn_ctx;
+    /* Random source for XFetch, TTL jitter, lease tokens and tag versions: 64 uniformly random
+     * bits a call. Must be thread-safe. Default: a per-handle generator seeded from the clock and
+     * the handle's address; tests pass a seeded one. */
+    uint64_t (*rand64)(void *ctx);
+    void *rand_ctx;
+    unsigned refresh_workers;   /* threads for background refreshes, default 2, started lazily */
+    corral_redis_options redis; /* the Redis store's servers, credentials, timeouts and pool */
 } corral_options;
 
 /* Fills `o` with the defaults. Never fails. */
@@ -168,11 +207,21 @@ CORRAL_API void corral_options_init(corral_options *o);
  *
  *     mem://?max_memory=256MB&key_prefix=djzen&version=1&timeout=300&eviction=sieve
  *
- * Parameters: max_memory (bytes with an optional unit B, KB, MB, GB, KiB, MiB, GiB; KB = 1000),
- * max_value (same units), key_prefix (percent-decoded; '+' stays '+'), version (integer), timeout
- * (seconds as Django's TIMEOUT, fractional allowed, or `none`), eviction (sieve, s3fifo, lru),
- * shards, binary_keys (0/1/true/false), max_prefixes. An unknown, repeated or malformed parameter
- * returns CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */
+ *     redis://[[user]:password@]host[:port][,host[:port]...][/db]?key_prefix=djzen&timeout=300
+ *     redis+unix:///path/to/redis.sock?db=2&password=secret
+ *
+ * Parameters of every store: key_prefix (percent-decoded; '+' stays '+'), version (integer),
+ * timeout (seconds as Django's TIMEOUT, fractional allowed, or `none`), max_value (bytes with an
+ * optional unit B, KB, MB, GB, KiB, MiB, GiB; KB = 1000), max_prefixes.
+ * Memory store only: max_memory (same units), eviction (sieve, s3fifo, lru), shards, binary_keys
+ * (0/1/true/false).
+ * Redis store only: db (also the URL's path; not both), password (also the URL's userinfo; not
+ * both; percent-decoded), connect_timeout and command_timeout (seconds, fractional allowed, or
+ * with a unit `s` or `ms`: "0.25", "250ms"; more than 0), pool (connections per server, 1-1024),
+ * near_cache (bytes, units as max_memory; 0 for none).
+ * Hosts as corral_redis_options.hosts describes; `redis://` alone is 127.0.0.1:6379.
+ * An unknown, repeated or malformed parameter, or one the URL's store does not take, returns
+ * CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */
 CORRAL_API int corral_options_parse_url(corral_options *o, const char *url, char *buf, size_t cap,
                                         corral_error *err);
 
@@ -212,10 +261,19 @@ CORRAL_API void corral_value_unref(corral_value *v);
 /* Extras of one call. NULL stands for all defaults. Fill with CORRAL_CALL_INIT. */
 typedef struct corral_call {
     int64_t version; /* Django's version=: CORRAL_VERSION_DEFAULT for the handle's */
+    /* A namespace (NULL: none). The key lives under the namespace's current generation, so
+     * corral_ns_bump makes every key of the namespace unreachable at once. */
+    const char *ns;
+    /* Tags written with a value (set, add, set_many, get_or_set; ignored elsewhere). The value
+     * is invalid once any of its tags is busted with corral_tag_bust. At most 32 tags of 1 to
+     * 200 bytes each, with no byte keys may not hold (0x00-0x20, 0x7f) unless the handle allows
+     * binary keys; otherwise the write fails with CORRAL_EINVAL and writes nothing. */
+    const char *const *tags;
+    size_t n_tags;
 } corral_call;
 
 #define CORRAL_CALL_INIT \
-    { .version = CORRAL_VERSION_DEFAULT }
+    { .version = CORRAL_VERSION_DEFAULT, .ns = NULL, .tags = NULL, .n_tags = 0 }
 
 /* A borrowed byte string, for the many-ops. */
 typedef struct corral_buf {
@@ -290,9 +348,26 @@ CORRAL_API int corral_set_many(corral *c, const corral_buf *keys, const corral_b
 CORRAL_API int corral_delete_many(corral *c, const corral_buf *keys, size_t n,
                                   const corral_call *call, size_t *deleted);
 
-/* Removes every entry of the store (Django's clear). The counters are kept. O(entries), done
- * under each shard's lock in turn; readers are never blocked. */
+/* Removes every entry of the store (Django's clear). The counters are kept. Memory store:
+ * O(entries), done under each shard's lock in turn; readers are never blocked.
+ *
+ * WARNING, Redis store: this is FLUSHDB on the configured database, as in Django. It removes
+ * EVERY key of that database, whatever its prefix and whoever wrote it (other corral handles,
+ * other applications, a Django site sharing the database). Give each cache its own database
+ * index (`redis://host/2`), or use corral_clear_prefix to remove only this handle's keys.
+ * Returns CORRAL_OK, or on Redis CORRAL_ESTORE / CORRAL_ETIMEDOUT when the server could not be
+ * reached (the database may or may not have been flushed). */
 CORRAL_API int corral_clear(corral *c);
+
+/* Removes the entries whose physical key begins with the handle's "KEY_PREFIX:" (every key the
+ * default key function makes; keys of a custom key function that do not begin so are kept), and
+ * the handle's leases. Redis store: SCAN with MATCH, then UNLINK, in batches of about 1000 keys,
+ * so the server is never blocked for long; keys written during the scan may survive it. On
+ * failure (CORRAL_ESTORE, CORRAL_ETIMEDOUT) the batches before the failure are removed. Memory
+ * store: the store is private to the handle and every key in it was made under the handle's
+ * prefix, so this is corral_clear. Returns CORRAL_OK on success. O(keys in the database) on
+ * Redis, O(entries) in memory. Thread-safe. */
+CORRAL_API int corral_clear_prefix(corral *c);
 
 /* Django's incr_version: moves the value of `key` from version V (the call's, or the handle's)
  * to V + delta and deletes it at V. Returns CORRAL_OK with `*new_version` (optional) = V + delta,
@@ -311,6 +386,171 @@ CORRAL_API int corral_decr_version(corral *c, const void *key, size_t key_len, i
  * key's length (so `cap` must be at least that plus one). */
 CORRAL_API int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call,
                                char *out, size_t cap, size_t *out_len);
+
+/* ---- get_or_set: one producer per key, however many callers ----
+ *
+ * corral_get_or_set returns the cached value of a key or runs `producer` to make it, once:
+ * - Single flight in a process: concurrent callers for one missing key wait for one producer
+ *   run and share its value (no copy); a waiter gives up at `wait_timeout_ms` (CORRAL_ETIMEDOUT).
+ * - Across processes sharing a store: the producer runs under a lease in the store (on Redis
+ *   `SET NX PX` with a random token, released only by its owner). A caller that loses the lease
+ *   serves the stale value if it is within its grace window, otherwise polls the store with
+ *   backoff until `wait_timeout_ms`, then computes itself (counted as a lease timeout).
+ * - Early refresh (XFetch, Vattani et al., VLDB 2015): a value remembers its expiry and how long
+ *   its producer took (delta); a hit refreshes early when now - delta * beta * ln(rand) >=
+ *   expiry. `beta` 0 turns it off.
+ * - Grace: with `stale_ttl_ms`, an expired value is served (CORRAL_STALE) for that long after its
+ *   expiry while exactly one caller refreshes it, in the background when `background` is set.
+ * - Stale-if-error: when the producer fails and a value expired less than `stale_if_error_ms`
+ *   ago exists, it is served (CORRAL_STALE) and the failure counted; otherwise every waiter gets
+ *   the producer's error. A failed producer never caches anything.
+ * - TTL jitter: the TTL is shortened by up to `ttl_jitter` (a fraction) at random, so keys
+ *   written together do not expire together. */
+
+/* What a producer hands back. */
+typedef struct corral_result corral_result;
+
+/* Sets the produced value (copied). Call once; a second call replaces the first. Returns
+ * CORRAL_OK, CORRAL_ETOOBIG or CORRAL_ENOMEM. */
+CORRAL_API int corral_result_set(corral_result *r, const void *data, size_t len);
+
+/* Overrides the TTL for this value (CORRAL_TTL_FOREVER, or > 0 ms; 0 returns the value to the
+ * caller and its waiters without caching it). */
+CORRAL_API void corral_result_set_ttl(corral_result *r, int64_t ttl_ms);
+
+/* Makes the value of `key`. Returns CORRAL_OK after corral_result_set, or a negative error of its
+ * choosing (nothing is cached; see stale-if-error). Runs on the calling thread, or on a refresh
+ * worker with `background`. Must not hold a lock that a caller of corral_get_or_set for the same
+ * key holds. */
+typedef int (*corral_producer)(void *arg, const void *key, size_t key_len, corral_result *out);
+
+typedef struct corral_load_opts {
+    int64_t ttl_ms;            /* CORRAL_TTL_DEFAULT, CORRAL_TTL_FOREVER or > 0 */
+    int64_t stale_ttl_ms;      /* grace window after expiry, default 0 */
+    int64_t stale_if_error_ms; /* window after expiry to serve stale on producer failure, 0 */
+    bool background;           /* refresh on the handle's workers; callers never wait on it */
+    double beta;               /* XFetch, default 1.0; 0 turns early refresh off */
+    double ttl_jitter;         /* 0 to 1, default 0 */
+    int64_t wait_timeout_ms;   /* how long a caller waits on another's producer, default 10 s */
+    int64_t lease_ttl_ms;      /* expiry of the store lease, default 30 s; always > 0 */
+    corral_call call;          /* version, namespace and tags of the key */
+} corral_load_opts;
+
+/* Fills `o` with the defaults. */
+CORRAL_API void corral_load_opts_init(corral_load_opts *o);
+
+/* Returns the value of `key` in `*out` (release with corral_value_unref), running `producer`
+ * with `arg` when it must. Returns CORRAL_OK (fresh, or just produced), CORRAL_STALE (an expired
+ * value within its grace or stale-if-error window), the producer's negative error, or
+ * CORRAL_ETIMEDOUT, CORRAL_EBADKEY, CORRAL_ENOMEM; `*out` is NULL on every error. With
+ * `background`, `producer` and `arg` must stay valid until corral_close. Thread-safe.
+ *
+ *     corral_load_opts o;
+ *     corral_load_opts_init(&o);
+ *     o.ttl_ms = 600000;
+ *     rc = corral_get_or_set(c, "featured_products:v3", 20, load_featured, db, &o, &v); */
+CORRAL_API int corral_get_or_set(corral *c, const void *key, size_t key_len,
+                                 corral_producer producer, void *arg, const corral_load_opts *o,
+                                 corral_value **out);
+
+/* ---- Single flight, the waiting primitive ----
+ *
+ * For callers that cannot block (an event loop): join the flight of a key; the first caller
+ * leads (it makes the value and finishes the flight), the others get a callback when it does.
+ *
+ *     corral_flight *lead;
+ *     rc = corral_flight_join(c, key, len, on_ready, conn, &lead);
+ *     if (rc == CORRAL_OK) { start fetching; later corral_flight_finish(c, lead, rc, value); }
+ *     else if (rc == CORRAL_WAITING) { on_ready(conn, rc, value) comes exactly once }
+ */
+typedef struct corral_flight corral_flight;
+
+/* Called once per waiter with the leader's outcome and a new reference to the value (NULL on
+ * error; the callee owns the reference). Called on the thread that finishes the flight, with no
+ * corral lock held; it may call corral functions, including joining a new flight. */
+typedef void (*corral_flight_cb)(void *arg, int rc, corral_value *v);
+
+/* Joins the flight of `key` (the physical key under the handle's prefix and version, or the
+ * call's). Returns CORRAL_OK with `*lead` set when the caller leads: it must call
+ * corral_flight_finish exactly once. Returns CORRAL_WAITING with `*lead` NULL when another caller
+ * leads: `cb(arg, ...)` is called exactly once, when the leader finishes or the waiter is
+ * cancelled. Errors (CORRAL_EBADKEY, CORRAL_ENOMEM) call nothing. Thread-safe. */
+CORRAL_API int corral_flight_join(corral *c, const void *key, size_t key_len,
+                                  const corral_call *call, corral_flight_cb cb, void *arg,
+                                  corral_flight **lead);
+
+/* Ends a flight the caller leads: every waiter's callback gets `rc` and a reference to `v`
+ * (which may be NULL; the caller keeps its own reference). Then the key has no flight until the
+ * next join. Returns the number of waiters released. Thread-safe. */
+CORRAL_API size_t corral_flight_finish(corral *c, corral_flight *lead, int rc, corral_value *v);
+
+/* Cancels a waiter (matched by `cb` and `arg`) of `key`'s flight: its callback is called with
+ * CORRAL_ETIMEDOUT and NULL, now, on this thread. Returns CORRAL_OK, or CORRAL_MISS when no such
+ * waiter is queued (already released). Thread-safe. */
+CORRAL_API int corral_flight_cancel(corral *c, const void *key, size_t key_len,
+                                    const corral_call *call, corral_flight_cb cb, void *arg);
+
+/* ---- Invalidation: namespaces, tags, events ---- */
+
+/* Makes every key stored under namespace `ns` (corral_call.ns) unreachable, in O(1): the
+ * namespace's generation, part of each physical key, is replaced by a new random one. The old
+ * entries are never read again and age out. A read in a namespace that has no generation yet
+ * misses and writes nothing; a write creates it. Returns CORRAL_OK, CORRAL_EINVAL (NULL, or a
+ * name that is empty, over 200 bytes or holds a byte keys may not), or a store error. When the
+ * store cannot write the new generation, the old one is deleted instead (which also hides every
+ * key), so a bump fails only when the store can do neither. */
+CORRAL_API int corral_ns_bump(corral *c, const char *ns);
+
+/* Invalidates every value carrying `tag`, in O(1): the tag's version is replaced by a new random
+ * one, and a read checks each tag version a value carries against the current ones (Symfony's
+ * TagAwareAdapter). A tag version that has vanished from the store counts as busted, so no
+ * invalidated value comes back; a set whose tag versions were read before a bust writes a value
+ * that is already invalid. Returns as corral_ns_bump, and like it falls back to deleting the
+ * version. */
+CORRAL_API int corral_tag_bust(corral *c, const char *tag);
+
+/* A named value of an event, substituted into rule templates as {name}. */
+typedef struct corral_field {
+    const char *name;
+    const char *value;
+} corral_field;
+
+/* Decides whether a rule applies to one emitted event (the guide's `if instance.is_featured or
+ * created`): return 1 to bust what the rule names, 0 to skip, or a negative error. May call
+ * corral functions (no corral lock is held). */
+typedef int (*corral_rule_fn)(void *arg, const char *event, const corral_field *fields, size_t n);
+
+/* What an event busts. Templates name fields in braces: "product:{id}". */
+typedef struct corral_rule {
+    const char *const *keys; /* user keys to delete (under the handle's version) */
+    size_t n_keys;
+    const char *const *tags; /* tags to bust */
+    size_t n_tags;
+    const char *const *namespaces; /* namespaces to bump */
+    size_t n_namespaces;
+    corral_rule_fn when; /* NULL: always */
+    void *when_arg;
+} corral_rule;
+
+/* Registers `rule` for `event` (everything is copied). Templates are 1 to 4096 bytes of literal
+ * text and `{field}` placeholders (a non-empty name); `{{` and `}}` stand for literal braces; an
+ * unbalanced brace is refused. A rule may have only a `when` callback. Rules of an event apply
+ * in registration order. Returns CORRAL_OK, CORRAL_EINVAL or CORRAL_ENOMEM. Thread-safe: emits
+ * running meanwhile see the rule or not, never half of it. */
+CORRAL_API int corral_on(corral *c, const char *event, const corral_rule *rule);
+
+/* Emits `event` with `fields`: every rule registered for it whose `when` says so (a return above
+ * 1 counts as 1) deletes its keys, busts its tags and bumps its namespaces, with the fields
+ * substituted. Every `when` is asked and every template of every applying rule expanded before
+ * anything is busted, so these fail the call with nothing busted: a `when` error (returned as
+ * is), a template naming a field the event lacks or a NULL field (CORRAL_EINVAL), an expanded
+ * key that is invalid (CORRAL_EBADKEY), an expanded tag or namespace that is invalid
+ * (CORRAL_EINVAL), CORRAL_ENOMEM. A store error while busting does not stop the rest: the first
+ * one is returned and `*busted` counts what was done. `*busted` (optional) counts the keys that
+ * were there and were deleted, plus every tag busted and namespace bumped. On a shared store
+ * every process sees the bust at once. No corral lock is held while `when` runs. */
+CORRAL_API int corral_emit(corral *c, const char *event, const corral_field *fields, size_t n,
+                           size_t *busted);
 
 /* ---- Fragment keys ---- */
 
@@ -333,6 +573,10 @@ CORRAL_API int corral_fragment_key(const char *name, size_t name_len, const corr
 typedef struct corral_prefix_stats {
     char prefix[64]; /* NUL-terminated; "other" collects prefixes past max_prefixes */
     uint64_t hits, misses, sets, deletes, evictions, expirations;
+    /* get_or_set: producer runs, failed runs, callers that waited on another's producer, XFetch
+     * early refreshes, stale values served, lease waits given up, producer time in total. */
+    uint64_t loads, load_errors, load_waiters, early_refreshes, stale_served, lease_timeouts;
+    uint64_t load_ns;
     int64_t items, bytes; /* gauges: live entries and their bytes in the store */
 } corral_prefix_stats;
 

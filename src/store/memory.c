@@ -7,52 +7,77 @@
  *   holds the header (mem_entry), the key, the value and a NUL after the value. That size is
  *   also what the entry accounts for. The value is a corral_value embedded in the header, so a
  *   hit hands out the stored bytes without a copy.
- * - One lock-free hash table (liburcu's rculfhash, urcu-bp flavour) indexes every entry of the
- *   store by key hash. Values and leases are separate keyspaces: the lookup compares the entry's
- *   kind as well as its key, so a lease never shows up as a value and a value never blocks a
- *   lease.
- * - The store is split into shards by key hash. A shard owns a byte budget (max_bytes / shards)
- *   and the eviction queues of its entries: one queue for SIEVE and LRU; a small queue, a main
- *   queue and a ghost table of key hashes for S3-FIFO. docs/eviction.md explains the policies.
+ * - One hash table indexes every entry of the store: a fixed array of 2^n bucket heads, sized at
+ *   open from max_bytes (one bucket per 128 to 256 bytes of the bound, between 2^10 and 2^26
+ *   buckets; docs/eviction.md counts its bytes), each the head of a chain linked through the
+ *   entries' `next`. The array never grows: the byte bound bounds the number of entries, so the
+ *   load factor stays below ~2 even when every entry is as small as an entry can be. Values and
+ *   leases are separate keyspaces: the lookup compares the entry's kind as well as its hash and
+ *   key, so a lease never shows up as a value and a value never blocks a lease.
+ * - The store is split into shards. A shard owns a contiguous range of buckets (the top bits of
+ *   the bucket index pick it), so a chain belongs to exactly one shard and only that shard's
+ *   writers change it. A shard also owns a byte budget (max_bytes / shards) and the eviction
+ *   queues of its entries: one queue for SIEVE and LRU; a small queue, a main queue and a ghost
+ *   table of key hashes for S3-FIFO. docs/eviction.md explains the policies.
+ * - The header is laid out for the read path: the fields a lookup reads (chain link, hash,
+ *   expiry, key length, hit mark, kind) come last, just before the key, and the value follows
+ *   the key, so a get_into reads one contiguous run of bytes from the embedded value's length
+ *   to the value's end. The fields only writers and reclamation use come first.
+ *
+ * Why our own table: liburcu's rculfhash (used before) is a split-ordered list, so a lookup
+ * walks dummy bucket nodes as well as entries, and its automatic resize, which a table created
+ * small depends on, left chains of about 1,000 entries in 4 of 6 runs of 1M inserts (measured:
+ * docs/eviction.md). A fixed array sized from the byte bound needs no resize, and a chain walk
+ * reads only entries. Memory reclamation stays liburcu's (DESIGN.md).
  *
  * Invariants (under the shard's mutex)
- * - An entry is in the table iff it is in exactly one queue of its shard iff state == LIVE.
- *   While a set replaces an entry, the old one leaves its queue first and the table last.
- * - shard.used is the sum of `bytes` over the shard's queued entries and never exceeds
+ * - An entry is in the table (reachable from its bucket) iff it is in exactly one queue of its
+ *   shard iff state == LIVE. While a set replaces an entry, the old one leaves its queue first
+ *   and the table last, in the same store that links the new one.
+ * - shard.used is the sum of the bytes of the shard's queued entries and never exceeds
  *   shard.budget; used_bytes() is the sum over shards, so it never exceeds max_bytes.
  * - Every change of `used` is reported through the events callback with the same byte count:
  *   the sum of ADDED bytes minus the bytes of every other change equals used_bytes.
  * - An entry's key, value, kind, hash and size never change after it is published. set and
- *   incr publish a new entry that replaces the old one in the table in one atomic step, so a
+ *   incr publish a new entry that replaces the old one in its chain in one atomic store, so a
  *   concurrent reader sees the old value or the new one, never a miss.
  *
  * Locking and references
- * - Readers (get, get_into) run inside an RCU read-side section and take no lock. A hit marks
- *   the entry with a relaxed atomic store (SIEVE's visited bit, S3-FIFO's frequency), written
- *   only when it changes so a hot entry's cache line is not written on every hit. get takes a
- *   reference on the embedded value; get_into copies the bytes and takes none. A reader that
- *   finds an expired entry removes it only when the shard's mutex is free (trylock). LRU, kept
- *   for comparison, moves a hit to the head under a trylock of the shard mutex.
- * - Writers enter a read-side section, then lock their shard's mutex. The mutex serialises the
- *   writers of that shard and guards its queues, SIEVE hand, expiry cursors, ghost table and
- *   `used` (written under the mutex, read with relaxed loads anywhere). No thread holds two
- *   shard mutexes. The allocator and clock hooks are never called with a shard mutex held:
- *   writers read the clock and allocate the new entry before locking. The events callback is
- *   called with the shard mutex held, as store.h allows.
+ * - Readers (get, get_into) run inside an RCU read-side section and take no lock. They walk a
+ *   chain with acquire loads and compare the stored hash before the key. A hit marks the entry
+ *   with a relaxed atomic store (SIEVE's visited bit, S3-FIFO's frequency), written only when
+ *   it changes so a hot entry's cache line is not written on every hit. get takes a reference
+ *   on the embedded value; get_into copies the bytes and takes none. Readers call the clock
+ *   only for an entry that has an expiry. A reader that finds an expired entry removes it only
+ *   when the shard's mutex is free (trylock). LRU, kept for comparison, moves a hit to the head
+ *   under a trylock of the shard mutex.
+ * - Writers enter a read-side section, look their key up without the lock (which brings its
+ *   chain into the cache), then lock their shard's mutex, spinning briefly before they block.
+ *   The mutex serialises the writers of that shard and guards its chains, queues, SIEVE hand,
+ *   expiry cursors, ghost table and `used` (written under the mutex, read with relaxed loads
+ *   anywhere). No thread holds two shard mutexes. The allocator and clock hooks are never
+ *   called with a shard mutex held: writers read the clock and allocate the new entry before
+ *   locking. The events callback is called with the shard mutex held, as store.h allows.
+ * - Chains change only under the shard mutex, by release stores: insertion links a filled
+ *   entry at the head of its bucket; replacement sets new->next = old->next, then stores new
+ *   where old was linked; removal stores old->next where old was linked. An unlinked entry's
+ *   `next` is left as it was, so a reader standing on it still reaches the rest of the chain.
  * - The table holds one reference on each entry's value (refs = 1 at publication); each get
- *   adds one. Removing an entry unlinks it from the table and its queue and queues
+ *   adds one. Removing an entry unlinks it from its chain and its queue and queues
  *   mem_entry_free_rcu with call_rcu; after a grace period, when no reader can still see the
  *   entry, that callback drops the table's reference. The last reference frees the block
- *   (mem_entry_release). The store counts the callbacks it has queued and not yet run
- *   (`rcu_pending`); corral__mem_quiesce and close wait on `rcu_idle` until none is left. We
- *   do not use liburcu's rcu_barrier: it waits for every callback in the process, and it
- *   allocates on the caller's thread what the call_rcu thread frees, a race ThreadSanitizer
- *   reports inside liburcu where no suppression can name it (the library is stripped).
- * - Publication: an entry is filled, then its `state` is stored LIVE with release, then it is
- *   inserted; the table's match function loads `state` with acquire before reading the key.
- *   liburcu is not instrumented by ThreadSanitizer, so this pair is what shows TSan the
- *   happens-before that rculfhash's own barriers provide. Under TSan, two annotations model
- *   what liburcu guarantees: every read-side section ends with a release on the store's
+ *   (mem_entry_release). call_rcu batches on its own: it enqueues without a lock, and liburcu's
+ *   worker thread, once woken, sleeps 10 ms between batches, so a stream of sets wakes it once
+ *   per batch rather than once per entry. The store counts the callbacks it has queued and not
+ *   yet run (`rcu_pending`); corral__mem_quiesce and close wait on `rcu_idle` until none is
+ *   left. We do not use liburcu's rcu_barrier: it waits for every callback in the process, and
+ *   it allocates on the caller's thread what the call_rcu thread frees, a race
+ *   ThreadSanitizer reports inside liburcu where no suppression can name it (the library is
+ *   stripped).
+ * - Publication: an entry is filled, then linked with a release store; readers load every link
+ *   with acquire, so they see the entry's fields as they were filled. These are C11 atomics,
+ *   which ThreadSanitizer sees. liburcu is not instrumented, so two annotations model what it
+ *   guarantees under TSan: every read-side section ends with a release on the store's
  *   `tsan_gp`, which mem_entry_free_rcu acquires (the grace period: a free by the last holder
  *   of a value is ordered after every reader that saw the entry), and call_rcu is preceded by
  *   a release on the entry, which the callback acquires first. With them our code needs no
@@ -65,18 +90,21 @@
  * expired entry removes it when it can, and corral__mem_reclaim does bounded work on demand.
  *
  * References: SIEVE (Zhang et al., "SIEVE is Simpler than LRU", NSDI '24); S3-FIFO (Yang et
- * al., "FIFO Queues are All You Need for Cache Eviction", SOSP '23); userspace RCU and
- * rculfhash (Desnoyers et al., "User-Level Implementations of Read-Copy Update", IEEE TPDS
- * 2012). Memory reclamation is liburcu's, not ours (DESIGN.md); Concurrency Kit's epoch
- * reclamation needs every reader thread registered, which a library cannot ask of its users,
- * while urcu-bp registers threads on their first read-side section.
+ * al., "FIFO Queues are All You Need for Cache Eviction", SOSP '23); userspace RCU (Desnoyers
+ * et al., "User-Level Implementations of Read-Copy Update", IEEE TPDS 2012); RCU-protected
+ * hash chains as in McKenney, "Is Parallel Programming Hard" (section 10.2). Memory
+ * reclamation is liburcu's, not ours (DESIGN.md); Concurrency Kit's epoch reclamation needs
+ * every reader thread registered, which a library cannot ask of its users, while urcu-bp
+ * registers threads on their first read-side section.
  */
 #include "memory.h"
+#include "../envelope.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h> /*XXX*/
 
 /* liburcu 0.13's inline read-side fast path (_LGPL_SOURCE) reaches the thread's reader
  * through a pointer the library does not align as its struct declares (128 bytes). The access
@@ -91,7 +119,6 @@
 #endif
 #endif
 #include <urcu-bp.h>
-#include <urcu/rculfhash.h>
 
 #if defined(__SANITIZE_THREAD__)
 #define MEM_TSAN 1
@@ -127,17 +154,17 @@
 #define MEM_GHOST_BYTES     512u /* S3-FIFO: one ghost slot per this many budget bytes */
 #define MEM_GHOST_MIN       64u
 #define MEM_GHOST_MAX       ((size_t)1 << 20)
-#define MEM_HT_INIT_BUCKETS 1024ul
-/* rculfhash resizes in its own worker thread (AUTO_RESIZE). Under ThreadSanitizer it does not:
- * cds_lfht_destroy hands that worker a block it frees, which TSan reports inside the stripped
- * library where no suppression can name it. Resizing changes no behaviour of ours, only bucket
- * chain lengths, and the tests' tables stay small. */
-#ifdef MEM_TSAN
-#define MEM_HT_FLAGS CDS_LFHT_ACCOUNTING
-#else
-#define MEM_HT_FLAGS (CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING)
-#endif
-#define MEM_RETRY 100 /* internal outcome of incr: the key changed, try again */
+/* The bucket array: 2^n heads with 2^n >= max_bytes / MEM_BUCKET_BYTES, so one bucket per 128
+ * to 256 bytes of the bound. The smallest entry is about 120 bytes, so chains average at most
+ * ~2 entries, and under 1 for entries of 256 bytes and more. The floor gives every one of up
+ * to MEM_MAX_SHARDS shards a bucket; past the cap (max_bytes of 16 GiB), chains grow. */
+#define MEM_BUCKET_BYTES    256u
+#define MEM_MIN_BUCKET_BITS 10u /* 2^10 == MEM_MAX_SHARDS */
+#define MEM_MAX_BUCKET_BITS 26u
+/* Writers try the shard mutex this many times, pausing between tries, before they sleep on it:
+ * a shard's critical section is shorter than a futex sleep and wake-up. */
+#define MEM_LOCK_SPINS 64u
+#define MEM_RETRY      100 /* internal outcome of incr: the key changed, try again */
 
 /* ---- Types ---- */
 
@@ -147,26 +174,16 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 typedef struct mem_store mem_store;
 
+/* Writers and reclamation use the fields before `val`; a get_into reads from val.hdr_len to the
+ * end of the value, one contiguous run (the top comment). */
 typedef struct mem_entry {
     uint32_t magic;
-    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
-     * under the shard mutex (LIVE with release before insertion); loaded with acquire by every
-     * lookup. */
-    _Atomic uint8_t state;
-    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
-     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
-    _Atomic uint8_t hits;
-    uint8_t kind;  /* MEM_VALUE or MEM_LEASE; immutable */
+    uint16_t cls;  /* metrics class of the key, reported with every event; immutable */
     uint8_t queue; /* MEM_MAIN or MEM_SMALL; under the shard mutex */
-    uint16_t cls;  /* metrics class of the key, reported with every event */
-    /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
-     * mutex; readers load it relaxed. */
-    _Atomic uint64_t expires_ns;
-    uint64_t hash;    /* corral__skey.hash; immutable */
-    size_t bytes;     /* the allocation's size == what the entry accounts for */
-    size_t klen;      /* key bytes at `key` */
+    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
+     * under the shard mutex; read under it, and by the release callback (always DEAD there). */
+    _Atomic uint8_t state;
     mem_store *store; /* for the release callback */
-    struct cds_lfht_node node;
     union {
         /* Queue links while LIVE, under the shard mutex. `newer` points toward the head. */
         struct {
@@ -174,8 +191,20 @@ typedef struct mem_entry {
         } q;
         struct rcu_head rcu; /* after removal: call_rcu's */
     } u;
-    corral_value val;    /* the embedded value; val.data points into `key` */
-    unsigned char key[]; /* klen key bytes, then val.len value bytes, then a NUL */
+    corral_value val; /* the embedded value; val.data points just after the key */
+    /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
+     * with acquire by readers; left as it is when the entry is unlinked. */
+    _Atomic(struct mem_entry *) next;
+    uint64_t hash; /* corral__skey.hash; immutable */
+    /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
+     * mutex; readers load it relaxed. */
+    _Atomic uint64_t expires_ns;
+    uint32_t klen; /* key bytes at `key`; immutable */
+    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
+     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
+    _Atomic uint8_t hits;
+    uint8_t kind;        /* MEM_VALUE or MEM_LEASE; immutable */
+    unsigned char key[]; /* klen key bytes, then the stored value bytes, then a NUL */
 } mem_entry;
 
 /* A FIFO of entries: pushed at the head (newest), taken from the tail (oldest). */
@@ -201,11 +230,17 @@ typedef struct mem_shard {
     char pad[64]; /* keeps neighbouring shards' mutexes off one cache line */
 } mem_shard;
 
+typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
+
 struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
     uint32_t magic;
     corral__store_env env; /* a copy; what it points to outlives the store */
-    struct cds_lfht *ht;
+    /* 2^bucket_bits chain heads; the array is immutable, each head changes under the mutex of
+     * the shard that owns its bucket (shard_of). */
+    mem_link *buckets;
+    unsigned bucket_bits;
+    uint64_t bucket_mask;   /* 2^bucket_bits - 1 */
     corral_eviction policy; /* never CORRAL_EVICT_DEFAULT */
     size_t max_bytes;
     size_t max_value_bytes; /* 0: only the shard budget bounds a value */
@@ -221,13 +256,6 @@ struct mem_store {
     char tsan_gp; /* TSan only: the sync object that models grace periods */
 };
 
-/* What a lookup compares: the key bytes and the keyspace. */
-typedef struct mem_probe {
-    const void *key;
-    size_t len;
-    uint8_t kind;
-} mem_probe;
-
 /* ---- Small helpers ---- */
 
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
@@ -238,15 +266,25 @@ size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
     return n + val_len + 1;
 }
 
+/* What `e` accounts for: its allocation's size. */
+static size_t entry_bytes(const mem_entry *e) {
+    return corral__mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
+}
+
 static mem_store *store_of(corral__store *base) {
     mem_store *s = (mem_store *)base;
     CORRAL_CHECK_OBJ(s, MEM_STORE_MAGIC);
     return s;
 }
 
+static mem_link *bucket_of(const mem_store *s, uint64_t hash) {
+    return &s->buckets[hash & s->bucket_mask];
+}
+
+/* The shard that owns the bucket of `hash`: the top bits of the bucket index, so each shard
+ * owns a contiguous range of buckets. The S3-FIFO ghost uses the hash's high half. */
 static mem_shard *shard_of(const mem_store *s, uint64_t hash) {
-    /* The high half picks the shard; rculfhash buckets use the low bits. */
-    return &s->shards[((hash >> 32) * s->nshards) >> 32];
+    return &s->shards[((hash & s->bucket_mask) * s->nshards) >> s->bucket_bits];
 }
 
 static uint64_t clock_now(const mem_store *s) {
@@ -268,6 +306,15 @@ static bool is_expired(const mem_entry *e, uint64_t now) {
     return at != MEM_NEVER && now >= at;
 }
 
+/* The reader's test: reads the clock only when `e` has an expiry, and then stores the time
+ * read in `*now` for the caller's later use. */
+static bool is_expired_lazy(const mem_store *s, const mem_entry *e, uint64_t *now) {
+    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+    if (at == MEM_NEVER) return false;
+    *now = clock_now(s);
+    return *now >= at;
+}
+
 static uint8_t load_state(const mem_entry *e) {
     return atomic_load_explicit(&e->state, memory_order_relaxed);
 }
@@ -282,6 +329,20 @@ static void read_unlock(mem_store *s) {
     rcu_read_unlock();
 }
 
+/* A writer's lock: a shard's critical section is short, so a writer that finds the mutex taken
+ * tries again a few times before it sleeps on it. */
+static void shard_lock(mem_shard *sh) {
+    for (unsigned i = 0; i < MEM_LOCK_SPINS; i++) {
+        if (corral__mutex_trylock(&sh->lock) == 0) return;
+        caa_cpu_relax();
+    }
+    corral__mutex_lock(&sh->lock);
+}
+
+static void shard_unlock(mem_shard *sh) {
+    corral__mutex_unlock(&sh->lock);
+}
+
 /* pthread calls on our own initialised objects fail only on a bug. */
 static void pthread_ok(int rc) {
     assert(rc == 0);
@@ -289,7 +350,8 @@ static void pthread_ok(int rc) {
 }
 
 static void report(const mem_store *s, const mem_entry *e, corral__change why) {
-    if (s->env.events.changed) s->env.events.changed(s->env.events.ctx, e->cls, why, e->bytes);
+    if (s->env.events.changed)
+        s->env.events.changed(s->env.events.ctx, e->cls, why, entry_bytes(e));
 }
 
 /* ---- Entries ---- */
@@ -300,9 +362,10 @@ static void mem_entry_release(corral_value *v) {
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_DEAD);
     const corral__allocator *a = e->store->env.alloc;
+    size_t bytes = entry_bytes(e);
     e->magic = 0;
     v->magic = 0;
-    corral__free(a, e, e->bytes);
+    corral__free(a, e, bytes);
 }
 
 /* Runs on liburcu's call_rcu thread after a grace period: no reader can reach the entry any
@@ -344,23 +407,25 @@ static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, c
     mem_entry *e = corral__alloc(s->env.alloc, bytes);
     if (!e) return NULL;
     e->magic = MEM_ENTRY_MAGIC;
+    e->cls = k->cls;
+    e->queue = MEM_MAIN;
     atomic_init(&e->state, MEM_NEW);
+    e->store = s;
+    e->u.q.newer = e->u.q.older = NULL;
+    atomic_init(&e->next, NULL);
+    e->hash = k->hash;
+    atomic_init(&e->expires_ns, expires_ns);
+    e->klen = (uint32_t)k->len;
     atomic_init(&e->hits, 0);
     e->kind = kind;
-    e->queue = MEM_MAIN;
-    e->cls = k->cls;
-    atomic_init(&e->expires_ns, expires_ns);
-    e->hash = k->hash;
-    e->bytes = bytes;
-    e->klen = k->len;
-    e->store = s;
-    cds_lfht_node_init(&e->node);
-    e->u.q.newer = e->u.q.older = NULL;
     if (k->len) memcpy(e->key, k->data, k->len);
     unsigned char *data = e->key + k->len;
     if (len) memcpy(data, val, len);
     data[len] = '\0';
-    corral__value_init(&e->val, data, len, mem_entry_release);
+    /* A value's envelope header sits before the bytes handed out; leases are raw. */
+    size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
+    corral__value_init(&e->val, data + hdr, len - hdr, mem_entry_release);
+    e->val.hdr_len = (uint32_t)hdr;
     return e;
 }
 
@@ -369,40 +434,79 @@ static void entry_discard(mem_store *s, mem_entry *e) {
     if (!e) return;
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_NEW);
+    size_t bytes = entry_bytes(e);
     e->magic = 0;
     e->val.magic = 0;
-    corral__free(s->env.alloc, e, e->bytes);
+    corral__free(s->env.alloc, e, bytes);
 }
 
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
 static int check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
                       uint8_t kind) {
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
+    if (klen > UINT32_MAX) return CORRAL_ETOOBIG; /* mem_entry.klen; keys are far shorter */
     return corral__mem_entry_bytes(klen, vlen) > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 
 /* ---- The table ---- */
 
-static int entry_match(struct cds_lfht_node *node, const void *arg) {
-    const mem_entry *e = CORRAL_CONTAINER_OF(node, mem_entry, node);
-    const mem_probe *p = arg;
-    /* Acquire: pairs with the release store of LIVE at publication (see the top comment). */
-    (void)atomic_load_explicit(&e->state, memory_order_acquire);
-    return e->kind == p->kind && e->klen == p->len &&
-           (p->len == 0 || memcmp(e->key, p->key, p->len) == 0);
+/* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
+ * until the section ends. Under the key's shard mutex, a found entry is LIVE. The stored hash
+ * is compared first: a chain's other entries then cost one load each. */
+static mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
+    mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
+    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+        if (e->hash != k->hash || e->klen != k->len || e->kind != kind) continue;
+        if (k->len == 0 || memcmp(e->key, k->data, k->len) == 0) {
+            CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+            return e;
+        }
+    }
+    return NULL;
 }
 
-/* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
- * until the section ends. Under the key's shard mutex, a found entry is LIVE. */
-static mem_entry *lookup_rcu(mem_store *s, const corral__skey *k, uint8_t kind) {
-    mem_probe p = { .key = k->data, .len = k->len, .kind = kind };
-    struct cds_lfht_iter it;
-    cds_lfht_lookup(s->ht, (unsigned long)k->hash, entry_match, &p, &it);
-    struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
-    if (!node) return NULL;
-    mem_entry *e = CORRAL_CONTAINER_OF(node, mem_entry, node);
-    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
-    return e;
+/* The link (bucket head or an entry's `next`) that points at the LIVE entry `e`; NULL only if
+ * `e` is not in its chain, which the invariants exclude. */
+static mem_link *link_of_locked(const mem_store *s, mem_shard *sh, const mem_entry *e) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    (void)sh;
+    mem_link *link = bucket_of(s, e->hash);
+    for (;;) {
+        mem_entry *cur = atomic_load_explicit(link, memory_order_relaxed);
+        if (CORRAL_NEVER(cur == NULL)) return NULL;
+        if (cur == e) return link;
+        link = &cur->next;
+    }
+}
+
+/* Links the filled entry `e` at the head of its chain: readers see all of it or nothing. */
+static void table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    (void)sh;
+    mem_link *head = bucket_of(s, e->hash);
+    atomic_store_explicit(&e->next, atomic_load_explicit(head, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(head, e, memory_order_release);
+}
+
+/* Puts the filled entry `e` where `old` is, in one store: a reader finds one or the other. */
+static void table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e) {
+    mem_link *link = link_of_locked(s, sh, old);
+    if (CORRAL_NEVER(link == NULL)) {
+        table_insert_locked(s, sh, e);
+        return;
+    }
+    atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(link, e, memory_order_release);
+}
+
+/* Unlinks `e`. Its own `next` stays, for readers standing on it. */
+static void table_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
+    mem_link *link = link_of_locked(s, sh, e);
+    if (CORRAL_NEVER(link == NULL)) return;
+    atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
+                          memory_order_release);
 }
 
 /* ---- Queues ---- */
@@ -418,7 +522,7 @@ static void queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
     else
         q->tail = e;
     q->head = e;
-    q->bytes += e->bytes;
+    q->bytes += entry_bytes(e);
     q->count++;
 }
 
@@ -438,8 +542,9 @@ static void queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     else
         q->tail = e->u.q.newer;
     e->u.q.newer = e->u.q.older = NULL;
-    assert(q->bytes >= e->bytes && q->count > 0);
-    q->bytes -= e->bytes;
+    size_t bytes = entry_bytes(e);
+    assert(q->bytes >= bytes && q->count > 0);
+    q->bytes -= bytes;
     q->count--;
 }
 
@@ -454,14 +559,15 @@ static size_t shard_count_locked(mem_shard *sh) {
 static void account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
     CORRAL_ASSERT_HELD(&sh->lock);
     size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
+    size_t bytes = entry_bytes(e);
     bool expires = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
     if (why == CORRAL__ADDED) {
-        used += e->bytes;
+        used += bytes;
         sh->expiring += expires;
         assert(used <= sh->budget);
     } else {
-        assert(used >= e->bytes && sh->expiring >= expires);
-        used -= e->bytes;
+        assert(used >= bytes && sh->expiring >= expires);
+        used -= bytes;
         sh->expiring -= expires;
     }
     atomic_store_explicit(&sh->used, used, memory_order_relaxed);
@@ -473,8 +579,7 @@ static void remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__cha
     CORRAL_ASSERT_HELD(&sh->lock);
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_LIVE);
-    int rc = cds_lfht_del(s->ht, &e->node);
-    if (CORRAL_NEVER(rc != 0)) return;
+    table_remove_locked(s, sh, e);
     queue_unlink_locked(sh, e);
     account_locked(s, sh, e, why);
     entry_retire(s, e);
@@ -519,7 +624,7 @@ static void reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
     mem_shard *sh = shard_of(s, e->hash);
     if (corral__mutex_trylock(&sh->lock) != 0) return;
     if (load_state(e) == MEM_LIVE && is_expired(e, now)) remove_locked(s, sh, e, CORRAL__EXPIRED);
-    corral__mutex_unlock(&sh->lock);
+    shard_unlock(sh);
 }
 
 /* ---- Eviction ---- */
@@ -541,17 +646,22 @@ static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
     return e;
 }
 
-static bool ghost_take_locked(mem_shard *sh, uint64_t hash) {
+/* A ghost slot is picked by the hash's high half and holds its low half (never 0): the low
+ * bits also pick the shard, so they would use only a shard's share of the slots. */
+static uint32_t *ghost_slot_locked(mem_shard *sh, uint64_t hash) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    uint32_t *slot = &sh->ghost[hash & sh->ghost_mask];
-    if (*slot != ((uint32_t)(hash >> 32) | 1u)) return false;
+    return &sh->ghost[(hash >> 32) & sh->ghost_mask];
+}
+
+static bool ghost_take_locked(mem_shard *sh, uint64_t hash) {
+    uint32_t *slot = ghost_slot_locked(sh, hash);
+    if (*slot != ((uint32_t)hash | 1u)) return false;
     *slot = 0;
     return true;
 }
 
 static void ghost_put_locked(mem_shard *sh, uint64_t hash) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    sh->ghost[hash & sh->ghost_mask] = (uint32_t)(hash >> 32) | 1u;
+    *ghost_slot_locked(sh, hash) = (uint32_t)hash | 1u;
 }
 
 /* S3-FIFO: while the small queue holds more than its share, its tail either earns the main
@@ -609,7 +719,7 @@ static void lru_touch_rcu(mem_store *s, mem_entry *e) {
         queue_unlink_locked(sh, e);
         queue_push_locked(sh, MEM_MAIN, e);
     }
-    corral__mutex_unlock(&sh->lock);
+    shard_unlock(sh);
 }
 
 /* Marks a hit without a lock. The store happens only when the mark changes, so hot entries
@@ -652,21 +762,16 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
         queue_unlink_locked(sh, old);
         account_locked(s, sh, old, live ? CORRAL__REPLACED : CORRAL__EXPIRED);
     }
-    make_room_locked(s, sh, e->bytes, now);
+    make_room_locked(s, sh, entry_bytes(e), now);
 
-    atomic_store_explicit(&e->state, MEM_LIVE, memory_order_release);
-    mem_probe p = { .key = e->key, .len = e->klen, .kind = e->kind };
+    /* Eviction may have changed the chain: the link to `old` is found now. The mutex keeps
+     * other writers of the key out. */
+    atomic_store_explicit(&e->state, MEM_LIVE, memory_order_relaxed);
     if (old) {
-        struct cds_lfht_node *n =
-            cds_lfht_add_replace(s->ht, (unsigned long)e->hash, entry_match, &p, &e->node);
-        assert(n == &old->node); /* the mutex keeps other writers of the key out */
-        (void)n;
+        table_replace_locked(s, sh, old, e);
         entry_retire(s, old);
     } else {
-        struct cds_lfht_node *n =
-            cds_lfht_add_unique(s->ht, (unsigned long)e->hash, entry_match, &p, &e->node);
-        assert(n == &e->node);
-        (void)n;
+        table_insert_locked(s, sh, e);
     }
     queue_push_locked(sh, qi, e);
     account_locked(s, sh, e, CORRAL__ADDED);
@@ -687,8 +792,11 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     if (!e) return CORRAL_ENOMEM;
 
     read_lock(s);
-    corral__mutex_lock(&sh->lock);
+    /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
+     * mutex, an entry still LIVE is still in the table, so still the key's entry. */
     mem_entry *old = lookup_rcu(s, k, kind);
+    shard_lock(sh);
+    if (!old || load_state(old) != MEM_LIVE) old = lookup_rcu(s, k, kind);
     bool live = old && !is_expired(old, now);
     if (mode == CORRAL__SET_NX && live) {
         rc = CORRAL_EXISTS;
@@ -700,7 +808,7 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
         e = NULL;
         rc = CORRAL_OK;
     }
-    corral__mutex_unlock(&sh->lock);
+    shard_unlock(sh);
     read_unlock(s);
     entry_discard(s, e);
     return rc;
@@ -715,7 +823,7 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     uint64_t now = clock_now(s);
     int rc = CORRAL_MISS;
     read_lock(s);
-    corral__mutex_lock(&sh->lock);
+    shard_lock(sh);
     mem_entry *e = lookup_rcu(s, k, kind);
     if (e && is_expired(e, now)) {
         remove_locked(s, sh, e, CORRAL__EXPIRED);
@@ -724,7 +832,7 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
         remove_locked(s, sh, e, CORRAL__DELETED);
         rc = CORRAL_OK;
     }
-    corral__mutex_unlock(&sh->lock);
+    shard_unlock(sh);
     read_unlock(s);
     return rc;
 }
@@ -754,11 +862,11 @@ static int parse_int64(const unsigned char *p, size_t n, int64_t *out) {
 static int mem_get(corral__store *base, const corral__skey *k, corral_value **out) {
     mem_store *s = store_of(base);
     *out = NULL;
-    uint64_t now = clock_now(s);
+    uint64_t now = 0;
     int rc = CORRAL_MISS;
     read_lock(s);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && is_expired(e, now)) {
+    if (e && is_expired_lazy(s, e, &now)) {
         reap_rcu(s, e, now);
     } else if (e && CORRAL_ALWAYS(corral__value_tryref(&e->val))) {
         /* The table's reference cannot go before this section ends, so tryref succeeds. */
@@ -771,22 +879,27 @@ static int mem_get(corral__store *base, const corral__skey *k, corral_value **ou
 }
 
 static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
-                        size_t *len) {
+                        size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
     mem_store *s = store_of(base);
     *len = 0;
-    uint64_t now = clock_now(s);
+    *hdr_len = 0;
+    uint64_t now = 0;
     int rc = CORRAL_MISS;
     read_lock(s);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && is_expired(e, now)) {
+    if (e && is_expired_lazy(s, e, &now)) {
         reap_rcu(s, e, now);
     } else if (e) {
         note_hit_rcu(s, e);
-        *len = e->val.len;
-        if (e->val.len > cap) {
+        size_t n = e->val.len, h = e->val.hdr_len;
+        const unsigned char *data = e->key + e->klen + h; /* == e->val.data */
+        *len = n;
+        *hdr_len = h;
+        if (h && h <= hdr_cap) memcpy(hdr, data - h, h);
+        if (n > cap) {
             rc = CORRAL_ENOSPC;
         } else {
-            if (e->val.len) memcpy(buf, e->val.data, e->val.len);
+            if (n) memcpy(buf, data, n);
             rc = CORRAL_OK;
         }
     }
@@ -812,7 +925,7 @@ static int mem_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms)
     uint64_t now = clock_now(s);
     int rc = CORRAL_MISS;
     read_lock(s);
-    corral__mutex_lock(&sh->lock);
+    shard_lock(sh);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     if (e && is_expired(e, now)) {
         remove_locked(s, sh, e, CORRAL__EXPIRED);
@@ -823,7 +936,7 @@ static int mem_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms)
         atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
         rc = CORRAL_OK;
     }
-    corral__mutex_unlock(&sh->lock);
+    shard_unlock(sh);
     read_unlock(s);
     return rc;
 }
@@ -848,7 +961,8 @@ static int mem_incr(corral__store *base, const corral__skey *k, int64_t delta, i
             rc = CORRAL_MISS;
             goto done;
         }
-        rc = parse_int64(e->val.data, e->val.len, &cur);
+        /* A value with an envelope (tags, times) is not a plain integer. */
+        rc = e->val.hdr_len ? CORRAL_ENOTINT : parse_int64(e->val.data, e->val.len, &cur);
         if (rc != CORRAL_OK) goto done;
         if (__builtin_add_overflow(cur, delta, &next)) {
             rc = CORRAL_ERANGE;
@@ -866,7 +980,7 @@ static int mem_incr(corral__store *base, const corral__skey *k, int64_t delta, i
             rc = CORRAL_ENOMEM;
             goto done;
         }
-        corral__mutex_lock(&sh->lock);
+        shard_lock(sh);
         if (lookup_rcu(s, k, MEM_VALUE) == e && !is_expired(e, now)) {
             atomic_store_explicit(&ne->expires_ns,
                                   atomic_load_explicit(&e->expires_ns, memory_order_relaxed),
@@ -876,7 +990,7 @@ static int mem_incr(corral__store *base, const corral__skey *k, int64_t delta, i
         } else {
             rc = MEM_RETRY;
         }
-        corral__mutex_unlock(&sh->lock);
+        shard_unlock(sh);
     done:
         read_unlock(s);
         entry_discard(s, ne);
@@ -895,7 +1009,7 @@ static int mem_clear(corral__store *base) {
         while (todo) {
             size_t n = 0;
             read_lock(s);
-            corral__mutex_lock(&sh->lock);
+            shard_lock(sh);
             if (todo == SIZE_MAX) todo = shard_count_locked(sh);
             for (unsigned qi = 0; qi < MEM_QUEUES; qi++) {
                 while (n < MEM_LOCK_BATCH && n < todo && sh->q[qi].tail) {
@@ -903,7 +1017,7 @@ static int mem_clear(corral__store *base) {
                     n++;
                 }
             }
-            corral__mutex_unlock(&sh->lock);
+            shard_unlock(sh);
             read_unlock(s);
             todo = n ? todo - n : 0;
         }
@@ -942,11 +1056,7 @@ static void store_free(mem_store *s, unsigned shards_inited, bool sync_inited) {
         pthread_ok(pthread_cond_destroy(&s->rcu_idle));
         pthread_ok(pthread_mutex_destroy(&s->rcu_lock));
     }
-    if (s->ht) {
-        int rc = cds_lfht_destroy(s->ht, NULL); /* fails only when not empty */
-        assert(rc == 0);
-        (void)rc;
-    }
+    corral__free(a, s->buckets, ((size_t)1 << s->bucket_bits) * sizeof *s->buckets);
     for (unsigned i = 0; i < shards_inited; i++) {
         mem_shard *sh = &s->shards[i];
         corral__free(a, sh->ghost, (sh->ghost_mask + 1) * sizeof *sh->ghost);
@@ -960,19 +1070,23 @@ static void store_free(mem_store *s, unsigned shards_inited, bool sync_inited) {
 static void mem_close(corral__store *base) {
     if (!base) return;
     mem_store *s = store_of(base);
-    /* No other thread uses the store now; every handed-out value has been released. Close
-     * reports no events: the handle's gauges die with it. */
-    struct cds_lfht_iter it;
-    struct cds_lfht_node *node;
-    read_lock(s);
-    cds_lfht_for_each(s->ht, &it, node) {
-        mem_entry *e = CORRAL_CONTAINER_OF(node, mem_entry, node);
-        CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
-        if (CORRAL_NEVER(cds_lfht_del(s->ht, node) != 0)) continue;
-        entry_retire(s, e);
+    /* No other thread uses the store now and every handed-out value has been released, so no
+     * reader can see an entry: each live one (each is in a queue) drops the table's reference
+     * at once, without a grace period. Close reports no events: the handle's gauges die with
+     * it. */
+    for (unsigned i = 0; i < s->nshards; i++) {
+        for (unsigned qi = 0; qi < MEM_QUEUES; qi++) {
+            mem_entry *e = s->shards[i].q[qi].head;
+            while (e) {
+                CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+                mem_entry *older = e->u.q.older;
+                atomic_store_explicit(&e->state, MEM_DEAD, memory_order_relaxed);
+                corral_value_unref(&e->val); /* frees `e` */
+                e = older;
+            }
+        }
     }
-    read_unlock(s);
-    wait_rcu_idle(s); /* every entry of this store is freed after this */
+    wait_rcu_idle(s); /* entries removed before close are freed after this */
     store_free(s, s->nshards, true);
 }
 
@@ -1007,6 +1121,16 @@ static unsigned choose_shards(const corral__mem_config *cfg) {
     return n;
 }
 
+/* log2 of the bucket count: one bucket per MEM_BUCKET_BYTES of max_bytes, rounded up to a
+ * power of two, within [2^MEM_MIN_BUCKET_BITS, 2^MEM_MAX_BUCKET_BITS]. */
+static unsigned choose_bucket_bits(size_t max_bytes) {
+    size_t want = max_bytes / (getenv("XB") ? (size_t)atoi(getenv("XB")) : MEM_BUCKET_BYTES); /*XXX*/
+    unsigned bits = MEM_MIN_BUCKET_BITS;
+    while (bits < MEM_MAX_BUCKET_BITS && ((size_t)1 << bits) < want)
+        bits++;
+    return bits;
+}
+
 static size_t ghost_slots(size_t budget) {
     size_t want = CORRAL_MAX(budget / MEM_GHOST_BYTES, (size_t)MEM_GHOST_MIN);
     size_t n = MEM_GHOST_MIN;
@@ -1038,6 +1162,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->max_bytes = cfg->max_bytes;
     s->max_value_bytes = cfg->max_value_bytes;
     s->nshards = nshards;
+    s->bucket_bits = choose_bucket_bits(cfg->max_bytes);
+    s->bucket_mask = ((uint64_t)1 << s->bucket_bits) - 1;
     atomic_init(&s->reclaim_next, 0);
     atomic_init(&s->rcu_pending, 0);
     if (pthread_mutex_init(&s->rcu_lock, NULL) != 0) goto fail;
@@ -1064,10 +1190,10 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
             goto fail;
         }
     }
-    /* rculfhash allocates with libc, outside the handle's allocator; its memory is not part of
-     * the accounted bytes. */
-    s->ht = cds_lfht_new(MEM_HT_INIT_BUCKETS, MEM_HT_INIT_BUCKETS, 0, MEM_HT_FLAGS, NULL);
-    if (!s->ht) goto fail;
+    /* Zeroed memory is an array of NULL heads on every platform we build on (C11 leaves the
+     * representation of an atomic pointer open; we rely on it being the plain pointer's). */
+    s->buckets = corral__calloc(env->alloc, (size_t)1 << s->bucket_bits, sizeof *s->buckets);
+    if (!s->buckets) goto fail;
     *out = &s->base;
     return CORRAL_OK;
 fail:
@@ -1089,11 +1215,11 @@ size_t corral__mem_reclaim(corral__store *base, size_t budget) {
         while (lap && removed < budget && examine) {
             size_t examined = 0;
             read_lock(s);
-            corral__mutex_lock(&sh->lock);
+            shard_lock(sh);
             if (lap == SIZE_MAX) lap = shard_count_locked(sh);
             size_t n = CORRAL_MIN(CORRAL_MIN(lap, examine), (size_t)MEM_LOCK_BATCH);
             removed += scan_locked(s, sh, now, n, budget - removed, &examined);
-            corral__mutex_unlock(&sh->lock);
+            shard_unlock(sh);
             read_unlock(s);
             if (examined == 0) break;
             lap -= CORRAL_MIN(lap, examined);

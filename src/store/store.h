@@ -3,8 +3,9 @@
  *
  * Everything above the store (key scheme, validation, single flight, tags, namespaces, metrics)
  * is written once in src/ and works on every store. A store only keeps bytes under physical
- * keys, with an optional expiry. Stores: memory.c (embedded, the default); redis.c and tiered.c
- * implement the same table in later versions.
+ * keys, with an optional expiry. Stores: memory.c (embedded, the default), redis.c (shared by
+ * every process that opens the same Redis); tiered.c implements the same table in a later
+ * version.
  *
  * Contracts common to every operation:
  * - Keys arrive already built and validated (corral__skey: physical key, its 64-bit hash, and
@@ -14,10 +15,23 @@
  * - Return codes are corral.h's. Outcomes: CORRAL_MISS for absent or expired keys,
  *   CORRAL_EXISTS for an add on a present key or a lease held by another owner.
  * - An expired entry is never returned by any operation.
+ * - Values are bytes. A value that begins with a valid envelope header (envelope.h) is handed out
+ *   with `data`/`len` covering the payload after it and `hdr_len` its length: stores find the
+ *   header with corral__env_hdr_len and otherwise ignore it. Leases are raw.
  * - Every operation is thread-safe; the store does its own locking.
- * - The store reports every change of what it holds through `events` (set at open), so the
- *   layer above keeps per-prefix item, byte, eviction and expiration counters without asking.
- *   The callback is called with store locks held: it must be quick and must not call the store.
+ * - A store that knows every change of what it holds reports it through `events` (set at open),
+ *   so the layer above keeps per-prefix item, byte, eviction and expiration counters without
+ *   asking. The callback is called with store locks held: it must be quick and must not call the
+ *   store. Which stores report what:
+ *     memory: every event (ADDED, REPLACED, DELETED, EVICTED, EXPIRED), leases included;
+ *     redis:  none. Redis evicts and expires on its own and other clients write the same keys,
+ *             so nothing it could report would be complete; its gauges stay 0 and its own
+ *             counters come through metrics_text.
+ * - Failures of a remote store (redis): a read that cannot reach the server is CORRAL_MISS
+ *   (counted by the store); a write is CORRAL_ESTORE, CORRAL_ETIMEDOUT past a deadline, or
+ *   CORRAL_ENOMEM when the server refuses it for memory. Unlike a local failure, a write whose
+ *   reply was lost (timeout, connection reset) may have been applied: "nothing changed" holds for
+ *   errors reported before the command was sent, not after.
  */
 #ifndef CORRAL_STORE_H
 #define CORRAL_STORE_H
@@ -64,8 +78,12 @@ typedef struct corral__store_ops {
 
     /* Returns CORRAL_OK and a new reference in `*out`, or CORRAL_MISS with `*out` NULL. */
     int (*get)(corral__store *s, const corral__skey *k, corral_value **out);
-    /* Copies the value into buf. CORRAL_OK, CORRAL_MISS, or CORRAL_ENOSPC with *len needed. */
-    int (*get_into)(corral__store *s, const corral__skey *k, void *buf, size_t cap, size_t *len);
+    /* Copies the value's payload into buf and its envelope header (envelope.h; none for a raw
+     * value) into hdr when it fits hdr_cap. *hdr_len is the header's length either way (0: no
+     * envelope); a header longer than hdr_cap is not copied. CORRAL_OK, CORRAL_MISS, or
+     * CORRAL_ENOSPC with *len the payload's length (nothing copied). */
+    int (*get_into)(corral__store *s, const corral__skey *k, void *buf, size_t cap, size_t *len,
+                    void *hdr, size_t hdr_cap, size_t *hdr_len);
     /* Stores a copy of the value. CORRAL_OK, CORRAL_EXISTS (NX), CORRAL_MISS (XX),
      * CORRAL_ETOOBIG, CORRAL_ENOMEM. */
     int (*set)(corral__store *s, const corral__skey *k, const void *val, size_t len, int64_t ttl_ms,
@@ -79,6 +97,11 @@ typedef struct corral__store_ops {
     int (*incr)(corral__store *s, const corral__skey *k, int64_t delta, int64_t *out);
     /* Removes every entry. */
     int (*clear)(corral__store *s);
+    /* Removes every entry whose physical key begins with `prefix` followed by ':' (the handle's
+     * KEY_PREFIX), leases included. Optional: NULL for a store private to its handle (memory),
+     * where corral_clear_prefix calls clear instead. A remote store may do it in batches, so a
+     * failure can leave it partly done. */
+    int (*clear_prefix)(corral__store *s, const char *prefix, size_t len);
 
     /* Many-ops. A store without them gets the loop over the single ops (store.c). */
     int (*get_many)(corral__store *s, const corral__skey *ks, size_t n, corral_value **out);
@@ -98,6 +121,12 @@ typedef struct corral__store_ops {
     /* Bytes the store accounts for now, and its bound (0 when it has none). */
     size_t (*used_bytes)(corral__store *s);
     size_t (*max_bytes)(corral__store *s);
+
+    /* Writes the store's own metrics (Prometheus text 0.0.4: # HELP, # TYPE and samples, names
+     * beginning "corral_<store>_") into `buf`, NUL-terminated. Returns CORRAL_OK, or
+     * CORRAL_ENOSPC when `cap` is too small (buf then holds whole lines only). Optional: NULL
+     * for a store with nothing to add (memory). Thread-safe; no I/O. */
+    int (*metrics_text)(corral__store *s, char *buf, size_t cap);
 
     /* Frees the store. Every value it handed out must have been released. */
     void (*close)(corral__store *s);

@@ -157,7 +157,101 @@ static const bad_case bad_cases[] = {
     { "mem:/?version=1", CORRAL_EBADURL, "scheme" },
     { "max_memory=1MB", CORRAL_EBADURL, "scheme" },
     { "mem://localhost?version=1", CORRAL_EBADURL, "localhost" },
+    /* Redis URLs. */
+    { "redis://h?max_memory=1MB", CORRAL_EBADURL, "max_memory" }, /* mem:// only */
+    { "redis://h?eviction=lru", CORRAL_EBADURL, "eviction" },
+    { "redis://h?shards=2", CORRAL_EBADURL, "shards" },
+    { "redis://h?binary_keys=1", CORRAL_EBADURL, "binary_keys" },
+    { "mem://?pool=4", CORRAL_EBADURL, "pool" }, /* redis:// only */
+    { "mem://?db=1", CORRAL_EBADURL, "db" },
+    { "mem://?password=x", CORRAL_EBADURL, "password" },
+    { "redis://h?pool=0", CORRAL_EBADURL, "pool" },
+    { "redis://h?pool=1025", CORRAL_EBADURL, "pool" },
+    { "redis://h?pool=four", CORRAL_EBADURL, "pool" },
+    { "redis://h?db=-1", CORRAL_EBADURL, "db" },
+    { "redis://h?db=x", CORRAL_EBADURL, "db" },
+    { "redis://h/2?db=3", CORRAL_EBADURL, "db" }, /* path and parameter */
+    { "redis://h/x", CORRAL_EBADURL, "db" },
+    { "redis://h/2/3", CORRAL_EBADURL, "db" },
+    { "redis://:a@h?password=b", CORRAL_EBADURL, "password" },
+    { "redis://user@h", CORRAL_EBADURL, "password" },
+    { "redis://:a%zz@h", CORRAL_EBADURL, "password" },
+    { "redis://h?connect_timeout=0", CORRAL_EBADURL, "connect_timeout" },
+    { "redis://h?connect_timeout=-1", CORRAL_EBADURL, "connect_timeout" },
+    { "redis://h?connect_timeout=1m", CORRAL_EBADURL, "connect_timeout" },
+    { "redis://h?connect_timeout=0.0001", CORRAL_EBADURL, "connect_timeout" },
+    { "redis://h?command_timeout=", CORRAL_EBADURL, "command_timeout" },
+    { "redis://h?command_timeout=0ms", CORRAL_EBADURL, "command_timeout" },
+    { "redis://h?command_timeout=100000s", CORRAL_EBADURL, "command_timeout" },
+    { "redis://h?colour=red", CORRAL_EBADURL, "colour" },
+    { "redis://h:0", CORRAL_EBADURL, "h:0" },
+    { "redis://h:99999", CORRAL_EBADURL, "h:99999" },
+    { "redis://a,,b", CORRAL_EBADURL, "host" },
+    { "redis://[::1", CORRAL_EBADURL, "[::1" },
+    { "redis://bad host", CORRAL_EBADURL, "bad host" },
+    { "redis+unix://", CORRAL_EBADURL, "socket path" },
+    { "redis+unix://relative/path", CORRAL_EBADURL, "socket path" },
+    { "redis+unix:///s?eviction=lru", CORRAL_EBADURL, "eviction" },
+    { "rediss://h", CORRAL_EBADURL, "rediss" },
 };
+
+/* Every Redis field the URL can set, in one line. */
+static void describe_redis(const corral_options *o, char *buf, size_t cap) {
+    const corral_redis_options *r = &o->redis;
+    int n = snprintf(buf, cap,
+                     "store=%s hosts=%s unix=%s user=%s pass=%s db=%u conn=%lld cmd=%lld pool=%u "
+                     "prefix='%s' ttl=%lld",
+                     o->store, r->hosts ? r->hosts : "-", r->unix_path ? r->unix_path : "-",
+                     r->username ? r->username : "-", r->password ? r->password : "-", r->db,
+                     (long long)r->connect_timeout_ms, (long long)r->command_timeout_ms, r->pool,
+                     o->key_prefix, (long long)o->default_ttl_ms);
+    assert_true(n > 0 && (size_t)n < cap);
+}
+
+static const ok_case redis_ok_cases[] = {
+    { "redis://", "store=redis hosts=127.0.0.1:6379 unix=- user=- pass=- db=0 conn=1000 cmd=1000 "
+                  "pool=4 prefix='' ttl=300000" },
+    { "redis://127.0.0.1:6379/2?key_prefix=djzen&timeout=300",
+      "store=redis hosts=127.0.0.1:6379 unix=- user=- pass=- db=2 conn=1000 cmd=1000 pool=4 "
+      "prefix='djzen' ttl=300000" },
+    { "redis://primary,replica1,replica2/2",
+      "store=redis hosts=primary,replica1,replica2 unix=- user=- pass=- db=2 conn=1000 cmd=1000 "
+      "pool=4 prefix='' ttl=300000" },
+    { "redis://:s%40cret@h:7000,[::1]:7001/",
+      "store=redis hosts=h:7000,[::1]:7001 unix=- user=- pass=s@cret db=0 conn=1000 cmd=1000 "
+      "pool=4 prefix='' ttl=300000" },
+    { "redis://app:pw@h?pool=16&connect_timeout=0.25&command_timeout=50ms",
+      "store=redis hosts=h unix=- user=app pass=pw db=0 conn=250 cmd=50 pool=16 prefix='' "
+      "ttl=300000" },
+    { "redis://h?db=5&password=p%26q&command_timeout=2s&max_value=1MB&version=3",
+      "store=redis hosts=h unix=- user=- pass=p&q db=5 conn=1000 cmd=2000 pool=4 prefix='' "
+      "ttl=300000" },
+    { "redis+unix:///run/redis/redis.sock?db=2",
+      "store=redis hosts=127.0.0.1:6379 unix=/run/redis/redis.sock user=- pass=- db=2 conn=1000 "
+      "cmd=1000 pool=4 prefix='' ttl=300000" },
+    { "redis+unix:///tmp/a%20b.sock?password=x&timeout=none",
+      "store=redis hosts=127.0.0.1:6379 unix=/tmp/a b.sock user=- pass=x db=0 conn=1000 "
+      "cmd=1000 pool=4 prefix='' ttl=-2" },
+};
+
+static void test_parse_url_accepts_redis_urls(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof redis_ok_cases / sizeof redis_ok_cases[0]; i++) {
+        corral_options o;
+        corral_options_init(&o);
+        size_t cap = strlen(redis_ok_cases[i].url) + 1; /* always enough */
+        char *buf = malloc(cap), got[512];
+        assert_non_null(buf);
+        corral_error err = { 0 };
+        int rc = corral_options_parse_url(&o, redis_ok_cases[i].url, buf, cap, &err);
+        if (rc != CORRAL_OK) fail_msg("%s: rc %d (%s)", redis_ok_cases[i].url, rc, err.msg);
+        describe_redis(&o, got, sizeof got);
+        if (strcmp(got, redis_ok_cases[i].want) != 0)
+            fail_msg("%s:\n  got  %s\n  want %s", redis_ok_cases[i].url, got,
+                     redis_ok_cases[i].want);
+        free(buf);
+    }
+}
 
 static void test_parse_url_refuses_malformed_urls_naming_the_part(void **state) {
     (void)state;
@@ -317,6 +411,14 @@ static void test_options_init_fills_documented_defaults(void **state) {
     assert_null(o.allocator.free);
     assert_null(o.now_ns);
     assert_null(o.key_fn);
+    assert_string_equal(o.redis.hosts, "127.0.0.1:6379");
+    assert_null(o.redis.unix_path);
+    assert_null(o.redis.username);
+    assert_null(o.redis.password);
+    assert_int_equal(o.redis.db, 0);
+    assert_int_equal(o.redis.connect_timeout_ms, 1000);
+    assert_int_equal(o.redis.command_timeout_ms, 1000);
+    assert_int_equal(o.redis.pool, 4);
 }
 
 /* ---- corral_open and corral_open_opts ---- */
@@ -429,6 +531,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options_init_fills_documented_defaults),
         cmocka_unit_test(test_parse_url_accepts_valid_urls),
+        cmocka_unit_test(test_parse_url_accepts_redis_urls),
         cmocka_unit_test(test_parse_url_reads_size_units),
         cmocka_unit_test(test_parse_url_refuses_malformed_urls_naming_the_part),
         cmocka_unit_test(test_parse_url_refuses_encoded_nul_in_values),

@@ -1,0 +1,902 @@
+/*
+ * redis.c - the Redis store: every operation of the store vtable (store.h), done the Redis way.
+ *
+ * Data model
+ * - A value is a Redis string under its physical key ("djzen:1:featured_products:v3"), byte
+ *   for byte (the envelope, when the layer above adds one, is part of those bytes; store.h), with
+ *   the entry's TTL as the key's expiry in milliseconds (PX). Redis expires keys itself, lazily
+ *   on access and actively in the background, and never returns an expired key.
+ * - A lease lives under its own key: the physical key followed by LEASE_SUFFIX, "\x1flease".
+ *   Validated keys never hold a byte in 0x00-0x20, so no user key, nor any key of another
+ *   lease, can be a lease key, and a lease never shows up as a value nor blocks one. A suffix
+ *   rather than a "lease:" namespace keeps a lease under its key's prefix, so
+ *   corral_clear_prefix (SCAN MATCH "prefix:*") removes both. Binary keys (the memory store's
+ *   option) are refused by the handle for this store, since they could hold that byte.
+ * - Tag and namespace versions of the layer above are plain integer values like any other.
+ *
+ * Commands (one round trip each unless noted)
+ * - get, get_into: GET. set: SET key value [PX ttl] [NX|XX]. del: DEL. touch: PEXPIRE, or
+ *   for no expiry the script TOUCH_FOREVER (PERSIST alone cannot tell a missing key from one
+ *   without a TTL). incr: the script INCR (below). clear: FLUSHDB ASYNC (Django's clear; the
+ *   keys are gone at once, their memory is freed in the background). clear_prefix: SCAN MATCH
+ *   then UNLINK, in bounded batches.
+ * - get_many: MGET, in chunks of MANY_CHUNK keys, pipelined: one round trip for the batch.
+ *   set_many: MULTI, SET ... PX per pair, EXEC, pipelined: one round trip, all or nothing.
+ *   del_many: DEL of MANY_CHUNK keys per command, pipelined: one round trip.
+ * - lease_acquire: SET lease token NX PX ttl. lease_release: the script LEASE_RELEASE,
+ *   compare-and-delete, so only the owner's token removes a lease.
+ * - Scripts are called with EVALSHA by their SHA-1, computed here at open; a NOSCRIPT reply (a
+ *   restarted server, SCRIPT FLUSH) falls back to EVAL, which loads the script for next time.
+ *
+ * incr: corral's incr returns CORRAL_MISS on an absent key where INCRBY would create it, and
+ * accepts what the memory store accepts ("007", "-0"), which Redis's string2ll refuses. The INCR
+ * script checks the value against "-?[0-9]{1,19}", refuses values beyond int64 with CORRAL_ERANGE
+ * (compared as digit strings: Lua's numbers are doubles), writes the canonical form when it
+ * differs (KEEPTTL), runs INCRBY (which keeps the TTL) and returns the result as a string; on
+ * overflow it restores the original bytes. The whole script is atomic on the server.
+ *
+ * Failures: a read that fails (server down, timeout, error reply) is a miss; a write that fails
+ * is CORRAL_ESTORE, or CORRAL_ETIMEDOUT past a deadline, or CORRAL_ENOMEM when Redis refuses it
+ * for maxmemory; each is counted (redis_pool.h). A write whose reply was lost (timeout, reset)
+ * may or may not have been applied: Redis gives no way to know.
+ *
+ * Events: none. Redis evicts, expires and may be written by other clients without telling us,
+ * so the store does not call the events callback (store.h); used_bytes and max_bytes are 0.
+ *
+ * Threads: the store's fields are written at open and read-only afterwards; connections are
+ * handed out one call at a time by redis_pool.c. No lock is taken here.
+ *
+ * References: Redis commands SET, MGET, PEXPIRE, PERSIST, INCRBY, EVALSHA, SCAN, UNLINK,
+ * FLUSHDB (redis.io/commands); Django's RedisCache (django/core/cache/backends/redis.py).
+ */
+#include "redis.h"
+#include "redis_pool.h"
+#include "../envelope.h"
+#include "../key.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/evp.h>
+
+#define REDIS_STORE_MAGIC 0x3ed15ea5u
+#define LEASE_SUFFIX      "\x1flease" /* 0x1f, then "lease" ('l' ends the hex escape) */
+#define LEASE_SUFFIX_LEN  (sizeof LEASE_SUFFIX - 1)
+#define MANY_CHUNK        512    /* keys per MGET or DEL command of a batch */
+#define SCAN_COUNT        "1000" /* SCAN's COUNT hint: keys examined per clear_prefix batch */
+#define TTL_DIGITS        24
+#define DEFAULT_HOSTS     "127.0.0.1:6379"
+
+/* Results of the INCR script: {code} or {INCR_OK, "new value"}. */
+#define INCR_MISS   0
+#define INCR_NOTINT 1
+#define INCR_RANGE  2
+#define INCR_OK     3
+
+static const char INCR_SRC[] =
+    "local v = redis.pcall('GET', KEYS[1])\n"
+    "if not v then return {0} end\n"
+    "if type(v) == 'table' then return {1} end\n"
+    "local neg, digits = string.match(v, '^(%-?)(%d+)$')\n"
+    "if not digits or #digits > 19 then return {1} end\n"
+    "local canon = (string.gsub(digits, '^0+', ''))\n"
+    "if canon == '' then canon = '0'; neg = '' end\n"
+    "if #canon == 19 then\n"
+    "  local lim = neg == '-' and '9223372036854775808' or '9223372036854775807'\n"
+    "  if canon > lim then return {2} end\n"
+    "end\n"
+    "local s = neg .. canon\n"
+    "if s ~= v then redis.call('SET', KEYS[1], s, 'KEEPTTL') end\n"
+    "local r = redis.pcall('INCRBY', KEYS[1], ARGV[1])\n"
+    "if type(r) == 'table' and r.err then\n"
+    "  if s ~= v then redis.call('SET', KEYS[1], v, 'KEEPTTL') end\n"
+    "  if string.find(r.err, 'overflow', 1, true) then return {2} end\n"
+    "  return {1}\n"
+    "end\n"
+    "return {3, redis.call('GET', KEYS[1])}\n";
+
+static const char TOUCH_FOREVER_SRC[] = "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+                                        "  redis.call('PERSIST', KEYS[1])\n"
+                                        "  return 1\n"
+                                        "end\n"
+                                        "return 0\n";
+
+static const char LEASE_RELEASE_SRC[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+typedef struct rscript {
+    const char *src;
+    size_t src_len;
+    char sha[41]; /* hex SHA-1 of src, what EVALSHA names it by */
+} rscript;
+
+typedef struct redis_store {
+    corral__store base;
+    uint32_t magic;
+    const corral__allocator *alloc;
+    corral__redis_pool *pool;
+    size_t max_value_bytes;
+    rscript incr, touch_forever, lease_release;
+} redis_store;
+
+static redis_store *store_of(corral__store *base) {
+    redis_store *s = CORRAL_CONTAINER_OF(base, redis_store, base);
+    CORRAL_CHECK_OBJ(s, REDIS_STORE_MAGIC);
+    return s;
+}
+
+/* ---- Helpers ---- */
+
+/* A value holding a copy of a reply's bytes, its envelope header (if any) before `data`. */
+static int make_value(redis_store *s, const char *bytes, size_t len, corral_value **out) {
+    corral_value *v = corral__value_new(s->alloc, bytes, len);
+    if (!v) return CORRAL_ENOMEM;
+    size_t hdr = corral__env_hdr_len(bytes, len);
+    v->data += hdr;
+    v->len -= hdr;
+    v->hdr_len = (uint32_t)hdr;
+    *out = v;
+    return CORRAL_OK;
+}
+
+static size_t fmt_i64(char *buf, int64_t v) {
+    int n = snprintf(buf, TTL_DIGITS, "%" PRId64, v);
+    assert(n > 0 && n < TTL_DIGITS);
+    return (size_t)n;
+}
+
+/* Runs a script by SHA, loading it with EVAL when the server does not know it. `keys_args`
+ * holds the key(s) then the arguments; at most 4 of them. */
+static redisReply *eval(corral__redis_call *c, const rscript *sc, int nkeys, int n,
+                        const char *const *keys_args, const size_t *lens) {
+    const char *argv[7];
+    size_t alen[7];
+    char nk[4];
+    assert(n <= 4 && nkeys <= n);
+    int nkl = snprintf(nk, sizeof nk, "%d", nkeys);
+    assert(nkl > 0 && (size_t)nkl < sizeof nk);
+    argv[0] = "EVALSHA";
+    alen[0] = 7;
+    argv[1] = sc->sha;
+    alen[1] = 40;
+    argv[2] = nk;
+    alen[2] = (size_t)nkl;
+    for (int i = 0; i < n; i++) {
+        argv[3 + i] = keys_args[i];
+        alen[3 + i] = lens[i];
+    }
+    redisReply *r = corral__redis_command(c, 3 + n, argv, alen);
+    if (r && r->type == REDIS_REPLY_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(r);
+        argv[0] = "EVAL";
+        alen[0] = 4;
+        argv[1] = sc->src;
+        alen[1] = sc->src_len;
+        r = corral__redis_command(c, 3 + n, argv, alen);
+    }
+    return r;
+}
+
+static int script_init(rscript *sc, const char *src, size_t len) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    sc->src = src;
+    sc->src_len = len;
+    if (!EVP_Digest(src, len, md, &md_len, EVP_sha1(), NULL) || md_len != 20) return CORRAL_ENOMEM;
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 20; i++) {
+        sc->sha[2 * i] = hex[md[i] >> 4];
+        sc->sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    sc->sha[40] = '\0';
+    return CORRAL_OK;
+}
+
+/* The lease key of `k` into `buf` (CORRAL__KEYBUF + LEASE_SUFFIX_LEN bytes). */
+static size_t lease_key(const corral__skey *k, char *buf) {
+    memcpy(buf, k->data, k->len);
+    memcpy(buf + k->len, LEASE_SUFFIX, LEASE_SUFFIX_LEN);
+    return k->len + LEASE_SUFFIX_LEN;
+}
+
+/* The result of a command answering with an integer 1 (done) or 0 (absent). */
+static int int_result(corral__redis_call *c, redisReply *r) {
+    if (!r) return corral__redis_failed(c);
+    int rc;
+    if (r->type == REDIS_REPLY_INTEGER)
+        rc = r->integer > 0 ? CORRAL_OK : CORRAL_MISS;
+    else
+        rc = corral__redis_error_reply(c, r);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- Single-key operations ---- */
+
+static int r_get(corral__store *base, const corral__skey *k, corral_value **out) {
+    redis_store *s = store_of(base);
+    *out = NULL;
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *argv[2] = { "GET", k->data };
+    size_t lens[2] = { 3, k->len };
+    redisReply *r = corral__redis_command(&c, 2, argv, lens);
+    if (!r)
+        rc = corral__redis_failed(&c);
+    else if (r->type == REDIS_REPLY_STRING)
+        rc = make_value(s, r->str, r->len, out);
+    else if (r->type == REDIS_REPLY_NIL)
+        rc = CORRAL_MISS;
+    else
+        rc = corral__redis_error_reply(&c, r); /* WRONGTYPE: not a value of ours */
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
+static int r_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
+                      size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
+    redis_store *s = store_of(base);
+    *len = 0;
+    *hdr_len = 0;
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *argv[2] = { "GET", k->data };
+    size_t lens[2] = { 3, k->len };
+    redisReply *r = corral__redis_command(&c, 2, argv, lens);
+    if (!r) {
+        rc = corral__redis_failed(&c);
+    } else if (r->type == REDIS_REPLY_STRING) {
+        size_t h = corral__env_hdr_len(r->str, r->len);
+        *hdr_len = h;
+        if (h && h <= hdr_cap) memcpy(hdr, r->str, h);
+        *len = r->len - h;
+        if (*len > cap) {
+            rc = CORRAL_ENOSPC;
+        } else {
+            if (*len) memcpy(buf, r->str + h, *len);
+            rc = CORRAL_OK;
+        }
+    } else if (r->type == REDIS_REPLY_NIL) {
+        rc = CORRAL_MISS;
+    } else {
+        rc = corral__redis_error_reply(&c, r);
+    }
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
+static int r_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                 int64_t ttl_ms, corral__set_mode mode) {
+    redis_store *s = store_of(base);
+    if (len > s->max_value_bytes) return CORRAL_ETOOBIG;
+    if (ttl_ms <= 0) return CORRAL_EINVAL; /* store.h: the layer above turns 0 into a delete */
+    char ttl[TTL_DIGITS];
+    const char *argv[6] = { "SET", k->data, val ? val : "" };
+    size_t lens[6] = { 3, k->len, len };
+    int argc = 3;
+    if (ttl_ms != CORRAL__NO_EXPIRY) {
+        argv[argc] = "PX";
+        lens[argc++] = 2;
+        lens[argc] = fmt_i64(ttl, ttl_ms);
+        argv[argc++] = ttl;
+    }
+    if (mode != CORRAL__SET_ALWAYS) {
+        argv[argc] = mode == CORRAL__SET_NX ? "NX" : "XX";
+        lens[argc++] = 2;
+    }
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    redisReply *r = corral__redis_command(&c, argc, argv, lens);
+    if (!r)
+        rc = corral__redis_failed(&c);
+    else if (r->type == REDIS_REPLY_STATUS)
+        rc = CORRAL_OK;
+    else if (r->type == REDIS_REPLY_NIL) /* NX on a present key, XX on an absent one */
+        rc = mode == CORRAL__SET_NX ? CORRAL_EXISTS : CORRAL_MISS;
+    else
+        rc = corral__redis_error_reply(&c, r);
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
+static int r_del(corral__store *base, const corral__skey *k) {
+    redis_store *s = store_of(base);
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *argv[2] = { "DEL", k->data };
+    size_t lens[2] = { 3, k->len };
+    rc = int_result(&c, corral__redis_command(&c, 2, argv, lens));
+    corral__redis_end(&c);
+    return rc;
+}
+
+static int r_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
+    redis_store *s = store_of(base);
+    if (ttl_ms <= 0) return CORRAL_EINVAL;
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    redisReply *r;
+    if (ttl_ms == CORRAL__NO_EXPIRY) {
+        const char *ka[1] = { k->data };
+        size_t kl[1] = { k->len };
+        r = eval(&c, &s->touch_forever, 1, 1, ka, kl);
+    } else {
+        char ttl[TTL_DIGITS];
+        const char *argv[3] = { "PEXPIRE", k->data, ttl };
+        size_t lens[3] = { 7, k->len, fmt_i64(ttl, ttl_ms) };
+        r = corral__redis_command(&c, 3, argv, lens);
+    }
+    rc = int_result(&c, r);
+    corral__redis_end(&c);
+    return rc;
+}
+
+/* Parses the decimal result of the INCR script (always a valid int64: INCRBY made it). */
+static int parse_result(const redisReply *e, int64_t *out) {
+    char buf[TTL_DIGITS];
+    if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len >= sizeof buf) return -1;
+    memcpy(buf, e->str, e->len);
+    buf[e->len] = '\0';
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno != 0 || *end != '\0') return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int r_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
+    redis_store *s = store_of(base);
+    *out = 0;
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    char d[TTL_DIGITS];
+    const char *ka[2] = { k->data, d };
+    size_t kl[2] = { k->len, fmt_i64(d, delta) };
+    redisReply *r = eval(&c, &s->incr, 1, 2, ka, kl);
+    if (!r) {
+        rc = corral__redis_failed(&c);
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+               r->element[0]->type == REDIS_REPLY_INTEGER) {
+        switch (r->element[0]->integer) {
+        case INCR_MISS: rc = CORRAL_MISS; break;
+        case INCR_NOTINT: rc = CORRAL_ENOTINT; break;
+        case INCR_RANGE: rc = CORRAL_ERANGE; break;
+        case INCR_OK:
+            rc = r->elements == 2 && parse_result(r->element[1], out) == 0
+                     ? CORRAL_OK
+                     : corral__redis_error_reply(&c, r);
+            break;
+        default: rc = corral__redis_error_reply(&c, r); break;
+        }
+    } else {
+        rc = corral__redis_error_reply(&c, r);
+    }
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
+static int r_clear(corral__store *base) {
+    redis_store *s = store_of(base);
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *argv[2] = { "FLUSHDB", "ASYNC" };
+    size_t lens[2] = { 7, 5 };
+    redisReply *r = corral__redis_command(&c, 2, argv, lens);
+    if (!r)
+        rc = corral__redis_failed(&c);
+    else
+        rc = r->type == REDIS_REPLY_STATUS ? CORRAL_OK : corral__redis_error_reply(&c, r);
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
+/* ---- clear_prefix: SCAN + UNLINK ---- */
+
+/* The SCAN pattern of keys beginning with "prefix:": glob metacharacters escaped. */
+static size_t prefix_pattern(const char *prefix, size_t len, char *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = prefix[i];
+        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') out[n++] = '\\';
+        out[n++] = ch;
+    }
+    out[n++] = ':';
+    out[n++] = '*';
+    return n;
+}
+
+/* UNLINKs the keys of one SCAN batch. */
+static int unlink_batch(redis_store *s, corral__redis_call *c, const redisReply *keys) {
+    size_t n = keys->elements;
+    const char **argv = corral__alloc3(s->alloc, n + 1, sizeof *argv, 0);
+    size_t *lens = corral__alloc3(s->alloc, n + 1, sizeof *lens, 0);
+    int rc = CORRAL_ENOMEM;
+    if (!argv || !lens) goto done;
+    argv[0] = "UNLINK";
+    lens[0] = 6;
+    for (size_t i = 0; i < n; i++) {
+        if (keys->element[i]->type != REDIS_REPLY_STRING) {
+            rc = corral__redis_error_reply(c, keys);
+            goto done;
+        }
+        argv[1 + i] = keys->element[i]->str;
+        lens[1 + i] = keys->element[i]->len;
+    }
+    redisReply *r = corral__redis_command(c, (int)(n + 1), argv, lens);
+    if (!r)
+        rc = corral__redis_failed(c);
+    else
+        rc = r->type == REDIS_REPLY_INTEGER ? CORRAL_OK : corral__redis_error_reply(c, r);
+    freeReplyObject(r);
+done:
+    corral__free(s->alloc, argv, (n + 1) * sizeof *argv);
+    corral__free(s->alloc, lens, (n + 1) * sizeof *lens);
+    return rc;
+}
+
+static int r_clear_prefix(corral__store *base, const char *prefix, size_t len) {
+    redis_store *s = store_of(base);
+    if (len > CORRAL__MAX_KEY) return CORRAL_EINVAL;
+    char pattern[2 * CORRAL__MAX_KEY + 2];
+    size_t plen = prefix_pattern(prefix, len, pattern);
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    char cursor[32] = "0";
+    size_t cursor_len = 1;
+    do {
+        const char *argv[6] = { "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT };
+        size_t lens[6] = { 4, cursor_len, 5, plen, 5, sizeof SCAN_COUNT - 1 };
+        redisReply *r = corral__redis_command(&c, 6, argv, lens);
+        if (!r) {
+            rc = corral__redis_failed(&c);
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len == 0 ||
+            r->element[0]->len >= sizeof cursor || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            rc = corral__redis_error_reply(&c, r);
+            freeReplyObject(r);
+            break;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor_len = r->element[0]->len;
+        cursor[cursor_len] = '\0';
+        if (r->element[1]->elements > 0) rc = unlink_batch(s, &c, r->element[1]);
+        freeReplyObject(r);
+    } while (rc == CORRAL_OK && !(cursor_len == 1 && cursor[0] == '0'));
+    corral__redis_end(&c);
+    return rc;
+}
+
+/* ---- Many-ops: pipelined ---- */
+
+/* Argument vectors for one command of up to MANY_CHUNK keys, allocated before any I/O so an
+ * allocation failure never leaves a pipeline half sent. */
+typedef struct keys_argv {
+    const char **argv;
+    size_t *lens;
+    size_t cap; /* entries, the command name included */
+} keys_argv;
+
+static int keys_argv_new(redis_store *s, size_t n, keys_argv *kv) {
+    kv->cap = CORRAL_MIN(n, (size_t)MANY_CHUNK) + 1;
+    kv->argv = corral__alloc3(s->alloc, kv->cap, sizeof *kv->argv, 0);
+    kv->lens = corral__alloc3(s->alloc, kv->cap, sizeof *kv->lens, 0);
+    return kv->argv && kv->lens ? CORRAL_OK : CORRAL_ENOMEM;
+}
+
+static void keys_argv_free(redis_store *s, keys_argv *kv) {
+    corral__free(s->alloc, kv->argv, kv->cap * sizeof *kv->argv);
+    corral__free(s->alloc, kv->lens, kv->cap * sizeof *kv->lens);
+}
+
+/* Queues one command of `n` (<= MANY_CHUNK) keys after `cmd` (MGET, DEL); 0 or -1. */
+static int append_keys(corral__redis_call *c, keys_argv *kv, const char *cmd,
+                       const corral__skey *ks, size_t n) {
+    assert(n + 1 <= kv->cap);
+    kv->argv[0] = cmd;
+    kv->lens[0] = strlen(cmd);
+    for (size_t i = 0; i < n; i++) {
+        kv->argv[1 + i] = ks[i].data;
+        kv->lens[1 + i] = ks[i].len;
+    }
+    return corral__redis_append(c, (int)(n + 1), kv->argv, kv->lens);
+}
+
+static void unref_all(corral_value **out, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        corral_value_unref(out[i]);
+        out[i] = NULL;
+    }
+}
+
+static int r_get_many(corral__store *base, const corral__skey *ks, size_t n, corral_value **out) {
+    redis_store *s = store_of(base);
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    if (n == 0) return CORRAL_OK;
+    keys_argv kv;
+    int rc = keys_argv_new(s, n, &kv);
+    if (rc != CORRAL_OK) {
+        keys_argv_free(s, &kv);
+        return rc;
+    }
+    corral__redis_call c;
+    rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
+    if (rc != CORRAL_OK) {
+        keys_argv_free(s, &kv);
+        return rc == CORRAL_MISS ? CORRAL_OK : rc; /* a failed read: all miss */
+    }
+    size_t chunks = (n + MANY_CHUNK - 1) / MANY_CHUNK, sent = 0;
+    for (; sent < chunks; sent++) {
+        size_t at = sent * MANY_CHUNK;
+        if (append_keys(&c, &kv, "MGET", ks + at, CORRAL_MIN(n - at, MANY_CHUNK)) != 0) break;
+    }
+    keys_argv_free(s, &kv);
+    rc = CORRAL_OK;
+    if (sent < chunks) {
+        rc = corral__redis_failed(&c); /* the append closed the connection: nothing was read */
+    } else {
+        /* Every reply is read, even after an allocation failure, to keep the stream aligned. */
+        for (size_t ch = 0; ch < chunks; ch++) {
+            size_t at = ch * MANY_CHUNK, m = CORRAL_MIN(n - at, MANY_CHUNK);
+            redisReply *r = corral__redis_read(&c);
+            if (!r) {
+                rc = corral__redis_failed(&c);
+                break;
+            }
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != m) {
+                if (rc == CORRAL_OK) rc = corral__redis_error_reply(&c, r);
+            } else {
+                for (size_t i = 0; i < m && rc == CORRAL_OK; i++) {
+                    const redisReply *e = r->element[i];
+                    if (e->type == REDIS_REPLY_STRING)
+                        rc = make_value(s, e->str, e->len, &out[at + i]);
+                }
+            }
+            freeReplyObject(r);
+        }
+    }
+    corral__redis_end(&c);
+    if (rc != CORRAL_OK) unref_all(out, n);
+    return rc == CORRAL_MISS ? CORRAL_OK : rc;
+}
+
+static int r_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
+                      int64_t ttl_ms) {
+    redis_store *s = store_of(base);
+    if (ttl_ms <= 0) return CORRAL_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (vals[i].len > s->max_value_bytes) return CORRAL_ETOOBIG;
+    if (n == 0) return CORRAL_OK;
+    char ttl[TTL_DIGITS];
+    size_t ttl_len = ttl_ms == CORRAL__NO_EXPIRY ? 0 : fmt_i64(ttl, ttl_ms);
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
+    size_t multi_len[1] = { 5 }, exec_len[1] = { 4 };
+    bool sent = corral__redis_append(&c, 1, multi, multi_len) == 0;
+    for (size_t i = 0; sent && i < n; i++) {
+        const char *argv[5] = { "SET", ks[i].data, vals[i].data ? vals[i].data : "", "PX", ttl };
+        size_t lens[5] = { 3, ks[i].len, vals[i].len, 2, ttl_len };
+        sent = corral__redis_append(&c, ttl_len ? 5 : 3, argv, lens) == 0;
+    }
+    if (sent) sent = corral__redis_append(&c, 1, exec, exec_len) == 0;
+    if (!sent) {
+        rc = corral__redis_failed(&c);
+        corral__redis_end(&c);
+        return rc;
+    }
+    /* MULTI's +OK, one +QUEUED per SET, then EXEC's array of the SET replies. An error at any
+     * step aborts the whole transaction (EXECABORT): nothing was written. */
+    for (size_t i = 0; i < n + 2; i++) {
+        redisReply *r = corral__redis_read(&c);
+        if (!r) {
+            rc = corral__redis_failed(&c);
+            break;
+        }
+        bool last = i == n + 1;
+        bool ok =
+            last ? r->type == REDIS_REPLY_ARRAY && r->elements == n : r->type == REDIS_REPLY_STATUS;
+        for (size_t j = 0; ok && last && j < n; j++)
+            ok = r->element[j]->type == REDIS_REPLY_STATUS;
+        if (!ok && rc == CORRAL_OK) {
+            const redisReply *why = r;
+            if (last && r->type == REDIS_REPLY_ARRAY) {
+                for (size_t j = 0; j < r->elements; j++)
+                    if (r->element[j]->type == REDIS_REPLY_ERROR) why = r->element[j];
+            }
+            rc = corral__redis_error_reply(&c, why);
+        }
+        freeReplyObject(r);
+    }
+    corral__redis_end(&c);
+    return rc;
+}
+
+static int r_del_many(corral__store *base, const corral__skey *ks, size_t n, size_t *deleted) {
+    redis_store *s = store_of(base);
+    *deleted = 0;
+    if (n == 0) return CORRAL_OK;
+    keys_argv kv;
+    int rc = keys_argv_new(s, n, &kv);
+    if (rc != CORRAL_OK) {
+        keys_argv_free(s, &kv);
+        return rc;
+    }
+    corral__redis_call c;
+    rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) {
+        keys_argv_free(s, &kv);
+        return rc;
+    }
+    size_t chunks = (n + MANY_CHUNK - 1) / MANY_CHUNK, sent = 0;
+    for (; sent < chunks; sent++) {
+        size_t at = sent * MANY_CHUNK;
+        if (append_keys(&c, &kv, "DEL", ks + at, CORRAL_MIN(n - at, MANY_CHUNK)) != 0) break;
+    }
+    keys_argv_free(s, &kv);
+    if (sent < chunks) {
+        rc = corral__redis_failed(&c);
+        corral__redis_end(&c);
+        return rc;
+    }
+    size_t d = 0;
+    for (size_t ch = 0; ch < chunks; ch++) {
+        redisReply *r = corral__redis_read(&c);
+        if (!r) {
+            rc = corral__redis_failed(&c);
+            break;
+        }
+        if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+            d += (size_t)r->integer;
+        else if (rc == CORRAL_OK)
+            rc = corral__redis_error_reply(&c, r);
+        freeReplyObject(r);
+    }
+    corral__redis_end(&c);
+    *deleted = d;
+    return rc;
+}
+
+/* ---- Leases ---- */
+
+static int r_lease_acquire(corral__store *base, const corral__skey *k, const void *token,
+                           size_t token_len, int64_t ttl_ms) {
+    redis_store *s = store_of(base);
+    if (ttl_ms <= 0 || ttl_ms == CORRAL__NO_EXPIRY) return CORRAL_EINVAL; /* leases expire */
+    char key[CORRAL__KEYBUF + LEASE_SUFFIX_LEN], ttl[TTL_DIGITS];
+    const char *argv[6] = { "SET", key, token, "NX", "PX", ttl };
+    size_t lens[6] = { 3, lease_key(k, key), token_len, 2, 2, fmt_i64(ttl, ttl_ms) };
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    redisReply *r = corral__redis_command(&c, 6, argv, lens);
+    if (!r)
+        rc = corral__redis_failed(&c);
+    else if (r->type == REDIS_REPLY_STATUS)
+        rc = CORRAL_OK;
+    else if (r->type == REDIS_REPLY_NIL)
+        rc = CORRAL_EXISTS;
+    else
+        rc = corral__redis_error_reply(&c, r);
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
+static int r_lease_release(corral__store *base, const corral__skey *k, const void *token,
+                           size_t token_len) {
+    redis_store *s = store_of(base);
+    char key[CORRAL__KEYBUF + LEASE_SUFFIX_LEN];
+    const char *ka[2] = { key, token };
+    size_t kl[2] = { lease_key(k, key), token_len };
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) return rc;
+    rc = int_result(&c, eval(&c, &s->lease_release, 1, 2, ka, kl));
+    corral__redis_end(&c);
+    return rc;
+}
+
+/* ---- For the near cache ---- */
+
+int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_value **out,
+                          int64_t *ttl_ms) {
+    redis_store *s = store_of(base);
+    *out = NULL;
+    *ttl_ms = 0;
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ_PRIMARY, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *get[2] = { "GET", k->data }, *pttl[2] = { "PTTL", k->data };
+    size_t get_len[2] = { 3, k->len }, pttl_len[2] = { 4, k->len };
+    redisReply *v = NULL, *t = NULL;
+    if (corral__redis_append(&c, 2, get, get_len) != 0 ||
+        corral__redis_append(&c, 2, pttl, pttl_len) != 0 || !(v = corral__redis_read(&c)) ||
+        !(t = corral__redis_read(&c))) {
+        rc = corral__redis_failed(&c);
+    } else if (v->type == REDIS_REPLY_NIL) {
+        rc = CORRAL_MISS;
+    } else if (v->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER) {
+        rc = corral__redis_error_reply(&c, v->type == REDIS_REPLY_STRING ? t : v);
+    } else {
+        rc = make_value(s, v->str, v->len, out);
+        /* PTTL: -1 no expiry; -2 gone since the GET, 0 about to go: not worth keeping near. */
+        *ttl_ms = t->integer == -1 ? CORRAL__NO_EXPIRY : t->integer > 0 ? (int64_t)t->integer : 0;
+    }
+    freeReplyObject(v);
+    freeReplyObject(t);
+    corral__redis_end(&c);
+    return rc;
+}
+
+struct redisContext *corral__redis_connect_primary(corral__store *base) {
+    return corral__redis_pool_connect(store_of(base)->pool);
+}
+
+/* ---- Accounting, metrics, close ---- */
+
+static size_t r_used_bytes(corral__store *base) {
+    (void)store_of(base);
+    return 0; /* Redis's memory is its own (INFO memory); asking would be I/O in a stats call */
+}
+
+static size_t r_max_bytes(corral__store *base) {
+    (void)store_of(base);
+    return 0;
+}
+
+static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
+    redis_store *s = store_of(base);
+    corral__redis_counters *ctr = corral__redis_pool_counters(s->pool);
+    const struct {
+        const char *name, *type, *help;
+        uint64_t v;
+    } rows[] = {
+#define LOAD(x) atomic_load_explicit(&ctr->x, memory_order_relaxed)
+        { "errors_total", "counter", "Redis calls that failed: I/O, timeout, error reply.",
+          LOAD(errors) },
+        { "timeouts_total", "counter", "Connect or command deadlines that passed.",
+          LOAD(timeouts) },
+        { "connects_total", "counter", "Connections established.", LOAD(connects) },
+        { "reconnects_total", "counter", "Connections re-established after a failure.",
+          LOAD(reconnects) },
+        { "connect_failures_total", "counter", "Connection attempts that failed.",
+          LOAD(connect_failures) },
+        { "backoff_rejections_total", "counter",
+          "Calls failed fast, without I/O, while reconnecting backs off.", LOAD(fast_fails) },
+        { "pool_timeouts_total", "counter",
+          "Calls that found no free connection within the command timeout.", LOAD(pool_timeouts) },
+        { "failed_reads_total", "counter", "Reads answered as a miss because Redis failed.",
+          LOAD(failed_reads) },
+        { "failed_writes_total", "counter", "Writes that returned an error because Redis failed.",
+          LOAD(failed_writes) },
+        { "connections", "gauge", "Connections open now.",
+          (uint64_t)CORRAL_MAX(LOAD(open), (int64_t)0) },
+#undef LOAD
+    };
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int n = snprintf(buf + used, cap - used,
+                         "# HELP corral_redis_%s %s\n# TYPE corral_redis_%s %s\n"
+                         "corral_redis_%s %" PRIu64 "\n",
+                         rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
+                         rows[i].v);
+        if (n < 0 || (size_t)n >= cap - used) {
+            buf[used] = '\0';
+            return CORRAL_ENOSPC;
+        }
+        used += (size_t)n;
+    }
+    return CORRAL_OK;
+}
+
+static void r_close(corral__store *base) {
+    redis_store *s = store_of(base);
+    corral__redis_pool_free(s->pool);
+    s->magic = 0;
+    corral__free(s->alloc, s, sizeof *s);
+}
+
+static const corral__store_ops redis_ops = {
+    .name = "redis",
+    .get = r_get,
+    .get_into = r_get_into,
+    .set = r_set,
+    .del = r_del,
+    .touch = r_touch,
+    .incr = r_incr,
+    .clear = r_clear,
+    .clear_prefix = r_clear_prefix,
+    .get_many = r_get_many,
+    .set_many = r_set_many,
+    .del_many = r_del_many,
+    .lease_acquire = r_lease_acquire,
+    .lease_release = r_lease_release,
+    .used_bytes = r_used_bytes,
+    .max_bytes = r_max_bytes,
+    .metrics_text = r_metrics_text,
+    .close = r_close,
+};
+
+/* ---- Open ---- */
+
+int corral__redis_check_hosts(const char *list, corral_error *err) {
+    size_t n;
+    return corral__redis_parse_hosts(list, NULL, 0, &n, err);
+}
+
+int corral__redis_open(corral__store **out, const corral_redis_options *o, size_t max_value_bytes,
+                       const corral__store_env *env, corral_error *err) {
+    *out = NULL;
+    corral__redis_addr addrs[CORRAL__REDIS_MAX_HOSTS];
+    size_t n_addrs = 0;
+    if (!o->unix_path) {
+        int rc = corral__redis_parse_hosts(o->hosts ? o->hosts : DEFAULT_HOSTS, addrs,
+                                           CORRAL__REDIS_MAX_HOSTS, &n_addrs, err);
+        if (rc != CORRAL_OK) return rc;
+    } else if (!*o->unix_path) {
+        return corral__seterr(err, CORRAL_EBADURL, "redis: empty unix socket path");
+    }
+    if (o->connect_timeout_ms <= 0)
+        return corral__seterr(err, CORRAL_EINVAL, "connect_timeout: must be more than 0");
+    if (o->command_timeout_ms <= 0)
+        return corral__seterr(err, CORRAL_EINVAL, "command_timeout: must be more than 0");
+    if (o->pool < 1 || o->pool > CORRAL__REDIS_MAX_POOL)
+        return corral__seterr(err, CORRAL_EINVAL, "pool: must be 1 to %u", CORRAL__REDIS_MAX_POOL);
+    if (o->db > INT32_MAX) return corral__seterr(err, CORRAL_EINVAL, "db: too large");
+
+    redis_store *s = corral__calloc(env->alloc, 1, sizeof *s);
+    if (!s) return corral__seterr(err, CORRAL_ENOMEM, "redis store: out of memory");
+    s->base.ops = &redis_ops;
+    s->magic = REDIS_STORE_MAGIC;
+    s->alloc = env->alloc;
+    s->max_value_bytes = CORRAL_MIN(max_value_bytes, CORRAL__REDIS_MAX_VALUE);
+    if (script_init(&s->incr, INCR_SRC, sizeof INCR_SRC - 1) != CORRAL_OK ||
+        script_init(&s->touch_forever, TOUCH_FOREVER_SRC, sizeof TOUCH_FOREVER_SRC - 1) !=
+            CORRAL_OK ||
+        script_init(&s->lease_release, LEASE_RELEASE_SRC, sizeof LEASE_RELEASE_SRC - 1) !=
+            CORRAL_OK)
+        goto nomem;
+    corral__redis_pool_config pc = { .addrs = addrs,
+                                     .n_addrs = n_addrs,
+                                     .unix_path = o->unix_path,
+                                     .username = o->username,
+                                     .password = o->password,
+                                     .db = o->db,
+                                     .connect_timeout_ms = o->connect_timeout_ms,
+                                     .command_timeout_ms = o->command_timeout_ms,
+                                     .pool = o->pool };
+    int rc = corral__redis_pool_new(&s->pool, &pc, env->alloc);
+    if (rc != CORRAL_OK) {
+        s->magic = 0;
+        corral__free(env->alloc, s, sizeof *s);
+        return corral__seterr(err, rc, "redis store: %s", corral_strerror(rc));
+    }
+    *out = &s->base;
+    return CORRAL_OK;
+nomem:
+    s->magic = 0;
+    corral__free(env->alloc, s, sizeof *s);
+    return corral__seterr(err, CORRAL_ENOMEM, "redis store: out of memory");
+}

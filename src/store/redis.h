@@ -1,0 +1,48 @@
+/*
+ * redis.h - the Redis store: corral's distributed engine, over hiredis 0.14 (RESP2).
+ * See redis.c for the data model and the commands, redis_pool.c for connections and failures.
+ *
+ * Every process that opens the same Redis (and database) shares one cache. The store keeps
+ * values as plain Redis strings under their physical keys, byte for byte, so redis-cli and a
+ * Django site see what corral wrote. It reports no events to the layer above (store.h): Redis
+ * evicts and expires on its own, so the per-prefix item and byte gauges stay at 0, and the
+ * store's own counters come through metrics_text.
+ *
+ * Threads: every function is thread-safe, except that close must be the last call.
+ */
+#ifndef CORRAL_STORE_REDIS_H
+#define CORRAL_STORE_REDIS_H
+
+#include "store.h"
+
+/* The largest value the store accepts: Redis's default proto-max-bulk-len (512 MB). */
+#define CORRAL__REDIS_MAX_VALUE ((size_t)512 * 1024 * 1024)
+
+/* Opens a Redis store from the handle's Redis options (corral.h): validates them (the host list,
+ * timeouts, pool size), computes the script digests, and creates the connection pools. It does
+ * not connect: the first call does, so a handle opens while Redis is down and its calls miss
+ * until Redis is up. Values above `max_value_bytes` (at most CORRAL__REDIS_MAX_VALUE) are refused
+ * with CORRAL_ETOOBIG. `env` is copied; its allocator must outlive the store. Returns CORRAL_OK,
+ * CORRAL_EBADURL or CORRAL_EINVAL (with `err` naming the option), or CORRAL_ENOMEM; `*out` is NULL
+ * on failure. */
+int corral__redis_open(corral__store **out, const corral_redis_options *o, size_t max_value_bytes,
+                       const corral__store_env *env, corral_error *err);
+
+/* For the near cache (tiered.c). */
+struct redisContext;
+
+/* Reads `k` from the primary with its remaining TTL in one round trip (GET and PTTL, pipelined):
+ * CORRAL_OK with `*out` and `*ttl_ms` (> 0, CORRAL__NO_EXPIRY, or 0 when the key was about to
+ * go or went right after the GET), CORRAL_MISS (absent, or Redis failed: counted as a failed
+ * read), or CORRAL_ENOMEM. Thread-safe. */
+int corral__redis_get_ttl(corral__store *s, const corral__skey *k, corral_value **out,
+                          int64_t *ttl_ms);
+
+/* Opens a connection to the primary outside the pool (corral__redis_pool_connect), or NULL. */
+struct redisContext *corral__redis_connect_primary(corral__store *s);
+
+/* Validates a host list ("host[:port][,host[:port]...]") as corral__redis_open would: CORRAL_OK
+ * or CORRAL_EBADURL with `err` naming the bad host. For the URL parser. Thread-safe. */
+int corral__redis_check_hosts(const char *list, corral_error *err);
+
+#endif /* CORRAL_STORE_REDIS_H */

@@ -1,0 +1,563 @@
+/*
+ * tiered.c - the near cache: a memory store (L1, in process) in front of the Redis store (L2),
+ * invalidated by Redis client-side caching.
+ *
+ * Model
+ * - Reads look in L1 first; a miss reads Redis (GET and PTTL in one round trip, from the
+ *   primary: invalidations come from the primary, and a replica may still hold what the primary
+ *   just invalidated) and fills L1 with the value and its remaining TTL. get_many serves the
+ *   keys L1 holds and reads the rest with one MGET, without filling.
+ * - Writes (set, add, delete, touch, incr, the many-ops, clear) go to Redis, then drop the key
+ *   from L1: the writer reads its own writes at once. Leases are Redis's only.
+ * - Coherence: a tracker thread holds one connection to the primary on which it ran
+ *   `CLIENT TRACKING on REDIRECT <its own id> BCAST PREFIX <key_prefix>:` and then
+ *   `SUBSCRIBE __redis__:invalidate` (RESP2 delivers invalidations as Pub/Sub messages, so the
+ *   connection redirects them to itself). Redis then reports every change of a key under the
+ *   prefix, whoever made it (another corral process, redis-cli, a Django site; expiry and
+ *   eviction too) with the key's name; a nil payload means FLUSHDB/FLUSHALL. The tracker drops
+ *   each named key from L1, or everything for a nil.
+ * - Liveness: L1 is used (read and filled) only while the tracker is subscribed (`live`). When
+ *   its connection breaks, invalidations may have been lost: `live` goes false, L1 is flushed,
+ *   and the tracker reconnects and subscribes again with backoff. Until then reads go to Redis.
+ *
+ * The in-flight read race: a read fetches v1 from Redis; before it fills L1, the key changes
+ * and the tracker processes the invalidation (dropping nothing: L1 had no entry); the fill would
+ * then keep v1 forever. Every invalidation first increments the generation of its key's slot
+ * (`gen`, GEN_SLOTS counters by key hash), then drops the key; every flush first increments
+ * `epoch`, then clears L1. A read notes both before its fetch, fills, and then looks again:
+ * if either moved (or `live` fell) it drops what it filled. An invalidation that comes after
+ * that second look drops the entry itself, since its drop follows its increment. Slots are
+ * shared by keys, so an unrelated invalidation can cost a fill, never correctness. Writes of
+ * this process increment the slot too, so a concurrent read of the old value is not kept.
+ *
+ * What is not covered: Redis tracks keys by name across databases, so a change in another
+ * database invalidates a key of the same name here (a wasted fill, never a stale read). Between
+ * a write elsewhere and its invalidation reaching this process (one network hop), L1 may serve
+ * the old value: the window of every client-side cache. A half-open tracker connection is found
+ * by TCP keepalive (hiredis: about 15 s idle + 3 probes 5 s apart); until then invalidations
+ * would not arrive.
+ *
+ * Locking: the store's fields are written at open and read-only afterwards, but for `gen`,
+ * `epoch`, `live` and `stopping` (sequentially consistent atomics: the race argument above needs
+ * the total order between a read's look and an invalidation's increment) and the counters
+ * (relaxed). L1 and L2 do their own locking. The tracker thread owns its connection; close
+ * wakes it through a pipe and joins it. No lock is held across I/O; docs/threads.md.
+ *
+ * References: Redis client-side caching (redis.io/docs/manual/client-side-caching/), CLIENT
+ * TRACKING (BCAST, PREFIX, REDIRECT), RESP2 Pub/Sub.
+ */
+#include "tiered.h"
+#include "memory.h"
+#include "redis.h"
+#include "redis_pool.h"
+#include "../key.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TIERED_MAGIC       0x71e5edc4u
+#define GEN_SLOTS          1024 /* invalidation generations, by key hash; a power of two */
+#define INVALIDATE_CHANNEL "__redis__:invalidate"
+
+typedef struct tiered_counters {
+    _Atomic uint64_t near_hits;     /* reads served by L1 */
+    _Atomic uint64_t near_misses;   /* reads that went to Redis */
+    _Atomic uint64_t fills;         /* values put in L1 */
+    _Atomic uint64_t fills_dropped; /* ... and dropped at once: invalidated while in flight */
+    _Atomic uint64_t invalidations; /* keys (or flushes) Redis reported */
+    _Atomic uint64_t flushes;       /* L1 emptied: connection lost, FLUSHDB, clear */
+    _Atomic uint64_t subscribes;    /* times the tracker subscribed */
+} tiered_counters;
+
+typedef struct tiered_store {
+    corral__store base;
+    uint32_t magic;
+    const corral__allocator *alloc;
+    corral__store *near;  /* memory store */
+    corral__store *redis; /* the Redis store */
+    char *track;          /* "<key_prefix>:", or NULL to track every key; owned */
+    size_t track_len;
+    _Atomic uint64_t gen[GEN_SLOTS];
+    _Atomic uint64_t epoch;
+    _Atomic bool live;     /* the tracker is subscribed: L1 may be read and filled */
+    _Atomic bool stopping; /* close has begun */
+    int wake[2];           /* pipe: close writes, the tracker polls */
+    pthread_t thread;
+    bool has_thread;
+    void (*after_fetch)(void *ctx, const corral__skey *k);
+    void *after_fetch_ctx;
+    tiered_counters ctr;
+} tiered_store;
+
+static tiered_store *store_of(corral__store *base) {
+    tiered_store *t = CORRAL_CONTAINER_OF(base, tiered_store, base);
+    CORRAL_CHECK_OBJ(t, TIERED_MAGIC);
+    return t;
+}
+
+static void count(_Atomic uint64_t *c) {
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static _Atomic uint64_t *slot_of(tiered_store *t, uint64_t hash) {
+    return &t->gen[hash & (GEN_SLOTS - 1)];
+}
+
+/* ---- Invalidation (tracker thread, and this process's writes) ---- */
+
+/* Drops `k` from L1 after bumping its slot: see the race argument at the top. */
+static void forget(tiered_store *t, const corral__skey *k) {
+    atomic_fetch_add(slot_of(t, k->hash), 1);
+    (void)t->near->ops->del(t->near, k);
+}
+
+/* Empties L1 after bumping the epoch. */
+static void flush(tiered_store *t) {
+    atomic_fetch_add(&t->epoch, 1);
+    (void)t->near->ops->clear(t->near);
+    count(&t->ctr.flushes);
+}
+
+/* ---- Reads ---- */
+
+/* Reads `k` from Redis and fills L1 unless an invalidation or a flush overtook the read. */
+static int fetch(tiered_store *t, const corral__skey *k, corral_value **out) {
+    _Atomic uint64_t *slot = slot_of(t, k->hash);
+    bool fill = atomic_load(&t->live);
+    uint64_t g0 = atomic_load(slot), e0 = atomic_load(&t->epoch);
+    count(&t->ctr.near_misses);
+    int64_t ttl_ms = 0;
+    int rc = corral__redis_get_ttl(t->redis, k, out, &ttl_ms);
+    if (rc != CORRAL_OK || !fill || ttl_ms == 0) return rc;
+    if (t->after_fetch) t->after_fetch(t->after_fetch_ctx, k);
+    const corral_value *v = *out;
+    /* The bytes as Redis holds them, envelope header included, so L1 splits it the same. */
+    if (t->near->ops->set(t->near, k, v->data - v->hdr_len, v->len + v->hdr_len, CORRAL__NO_EXPIRY,
+                          CORRAL__SET_ALWAYS) != CORRAL_OK)
+        return CORRAL_OK; /* too big for L1, or no memory: served, not kept */
+    count(&t->ctr.fills);
+    if (atomic_load(slot) != g0 || atomic_load(&t->epoch) != e0 || !atomic_load(&t->live)) {
+        (void)t->near->ops->del(t->near, k);
+        count(&t->ctr.fills_dropped);
+    }
+    return CORRAL_OK;
+}
+
+static int t_get(corral__store *base, const corral__skey *k, corral_value **out) {
+    tiered_store *t = store_of(base);
+    *out = NULL;
+    if (atomic_load(&t->live) && t->near->ops->get(t->near, k, out) == CORRAL_OK) {
+        count(&t->ctr.near_hits);
+        return CORRAL_OK;
+    }
+    return fetch(t, k, out);
+}
+
+static int t_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
+                      size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
+    tiered_store *t = store_of(base);
+    *len = 0;
+    *hdr_len = 0;
+    if (atomic_load(&t->live)) {
+        int rc = t->near->ops->get_into(t->near, k, buf, cap, len, hdr, hdr_cap, hdr_len);
+        if (rc == CORRAL_OK || rc == CORRAL_ENOSPC) {
+            count(&t->ctr.near_hits);
+            return rc;
+        }
+    }
+    corral_value *v = NULL;
+    int rc = fetch(t, k, &v);
+    if (rc != CORRAL_OK) return rc;
+    *len = v->len;
+    *hdr_len = v->hdr_len;
+    if (v->hdr_len && v->hdr_len <= hdr_cap) memcpy(hdr, v->data - v->hdr_len, v->hdr_len);
+    if (v->len > cap) {
+        rc = CORRAL_ENOSPC;
+    } else if (v->len) {
+        memcpy(buf, v->data, v->len);
+    }
+    corral_value_unref(v);
+    return rc;
+}
+
+static int t_get_many(corral__store *base, const corral__skey *ks, size_t n, corral_value **out) {
+    tiered_store *t = store_of(base);
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    if (n == 0) return CORRAL_OK;
+    size_t *idx = corral__alloc3(t->alloc, n, sizeof *idx, 0);
+    corral__skey *miss = corral__alloc3(t->alloc, n, sizeof *miss, 0);
+    corral_value **got = corral__alloc3(t->alloc, n, sizeof *got, 0);
+    int rc = CORRAL_ENOMEM;
+    if (!idx || !miss || !got) goto done;
+    size_t m = 0;
+    bool live = atomic_load(&t->live);
+    for (size_t i = 0; i < n; i++) {
+        if (live && t->near->ops->get(t->near, &ks[i], &out[i]) == CORRAL_OK) {
+            count(&t->ctr.near_hits);
+            continue;
+        }
+        count(&t->ctr.near_misses);
+        idx[m] = i;
+        miss[m++] = ks[i];
+    }
+    rc = m ? t->redis->ops->get_many(t->redis, miss, m, got) : CORRAL_OK;
+    if (rc == CORRAL_OK) {
+        for (size_t j = 0; j < m; j++)
+            out[idx[j]] = got[j];
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            corral_value_unref(out[i]);
+            out[i] = NULL;
+        }
+    }
+done:
+    corral__free(t->alloc, idx, n * sizeof *idx);
+    corral__free(t->alloc, miss, n * sizeof *miss);
+    corral__free(t->alloc, got, n * sizeof *got);
+    return rc;
+}
+
+/* ---- Writes: Redis first, then forget the key here ---- */
+
+static int t_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                 int64_t ttl_ms, corral__set_mode mode) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->set(t->redis, k, val, len, ttl_ms, mode);
+    forget(t, k); /* even on error: a write whose reply was lost may have been applied */
+    return rc;
+}
+
+static int t_del(corral__store *base, const corral__skey *k) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->del(t->redis, k);
+    forget(t, k);
+    return rc;
+}
+
+static int t_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->touch(t->redis, k, ttl_ms);
+    forget(t, k); /* L1 holds the old expiry */
+    return rc;
+}
+
+static int t_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->incr(t->redis, k, delta, out);
+    forget(t, k);
+    return rc;
+}
+
+static int t_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
+                      int64_t ttl_ms) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->set_many(t->redis, ks, vals, n, ttl_ms);
+    for (size_t i = 0; i < n; i++)
+        forget(t, &ks[i]);
+    return rc;
+}
+
+static int t_del_many(corral__store *base, const corral__skey *ks, size_t n, size_t *deleted) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->del_many(t->redis, ks, n, deleted);
+    for (size_t i = 0; i < n; i++)
+        forget(t, &ks[i]);
+    return rc;
+}
+
+static int t_clear(corral__store *base) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->clear(t->redis);
+    flush(t);
+    return rc;
+}
+
+static int t_clear_prefix(corral__store *base, const char *prefix, size_t len) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->clear_prefix(t->redis, prefix, len);
+    flush(t);
+    return rc;
+}
+
+static int t_lease_acquire(corral__store *base, const corral__skey *k, const void *token,
+                           size_t token_len, int64_t ttl_ms) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->lease_acquire(t->redis, k, token, token_len, ttl_ms);
+}
+
+static int t_lease_release(corral__store *base, const corral__skey *k, const void *token,
+                           size_t token_len) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->lease_release(t->redis, k, token, token_len);
+}
+
+static size_t t_used_bytes(corral__store *base) {
+    tiered_store *t = store_of(base);
+    return t->near->ops->used_bytes(t->near);
+}
+
+static size_t t_max_bytes(corral__store *base) {
+    tiered_store *t = store_of(base);
+    return t->near->ops->max_bytes(t->near);
+}
+
+static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->metrics_text(t->redis, buf, cap);
+    if (rc != CORRAL_OK) return rc;
+    size_t used = strlen(buf);
+    const struct {
+        const char *name, *type, *help;
+        uint64_t v;
+    } rows[] = {
+#define LOAD(x) atomic_load_explicit(&t->ctr.x, memory_order_relaxed)
+        { "near_hits_total", "counter",
+          "Reads served by the near cache (the rest of corral_cache_hits_total came from Redis).",
+          LOAD(near_hits) },
+        { "near_misses_total", "counter", "Reads the near cache sent to Redis.",
+          LOAD(near_misses) },
+        { "near_fills_total", "counter", "Values kept in the near cache.", LOAD(fills) },
+        { "near_fills_dropped_total", "counter",
+          "Values dropped from the near cache because they were invalidated while being read.",
+          LOAD(fills_dropped) },
+        { "near_invalidations_total", "counter",
+          "Invalidations Redis reported (keys, and flushes of the database).",
+          LOAD(invalidations) },
+        { "near_flushes_total", "counter",
+          "Times the near cache was emptied: tracking connection lost, FLUSHDB, clear.",
+          LOAD(flushes) },
+        { "near_subscribes_total", "counter", "Times the tracker subscribed to invalidations.",
+          LOAD(subscribes) },
+        { "near_live", "gauge", "1 while invalidations flow and the near cache is used.",
+          atomic_load(&t->live) ? 1u : 0u },
+#undef LOAD
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int n = snprintf(buf + used, cap - used,
+                         "# HELP corral_redis_%s %s\n# TYPE corral_redis_%s %s\n"
+                         "corral_redis_%s %" PRIu64 "\n",
+                         rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
+                         rows[i].v);
+        if (n < 0 || (size_t)n >= cap - used) {
+            buf[used] = '\0';
+            return CORRAL_ENOSPC;
+        }
+        used += (size_t)n;
+    }
+    return CORRAL_OK;
+}
+
+/* ---- The tracker thread ---- */
+
+static bool is_str(const redisReply *r, const char *s) {
+    size_t n = strlen(s);
+    return r->type == REDIS_REPLY_STRING && r->len == n && memcmp(r->str, s, n) == 0;
+}
+
+/* Applies one Pub/Sub message of the invalidation channel. */
+static void on_message(tiered_store *t, const redisReply *r) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message") ||
+        !is_str(r->element[1], INVALIDATE_CHANNEL))
+        return;
+    const redisReply *keys = r->element[2];
+    count(&t->ctr.invalidations);
+    if (keys->type != REDIS_REPLY_ARRAY) { /* nil: FLUSHDB or FLUSHALL */
+        flush(t);
+        return;
+    }
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        if (k->type != REDIS_REPLY_STRING) continue;
+        corral__skey sk = { .data = k->str,
+                            .len = k->len,
+                            .hash = corral__key_hash(k->str, k->len) };
+        forget(t, &sk);
+    }
+}
+
+/* CLIENT ID, CLIENT TRACKING ... REDIRECT <id> BCAST [PREFIX p], SUBSCRIBE. 0 or -1. */
+static int subscribe(tiered_store *t, redisContext *ctx) {
+    redisReply *r = redisCommand(ctx, "CLIENT ID");
+    if (!r || r->type != REDIS_REPLY_INTEGER) goto fail;
+    long long id = r->integer;
+    freeReplyObject(r);
+    r = t->track ? redisCommand(ctx, "CLIENT TRACKING on REDIRECT %lld BCAST PREFIX %b", id,
+                                t->track, t->track_len)
+                 : redisCommand(ctx, "CLIENT TRACKING on REDIRECT %lld BCAST", id);
+    if (!r || r->type != REDIS_REPLY_STATUS) goto fail;
+    freeReplyObject(r);
+    r = redisCommand(ctx, "SUBSCRIBE %s", INVALIDATE_CHANNEL);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        !is_str(r->element[0], "subscribe"))
+        goto fail;
+    freeReplyObject(r);
+    return 0;
+fail:
+    if (r) freeReplyObject(r);
+    return -1;
+}
+
+/* Applies messages until the connection fails or close wakes the thread. */
+static void listen_invalidations(tiered_store *t, redisContext *ctx) {
+    for (;;) {
+        void *reply = NULL;
+        while (redisGetReplyFromReader(ctx, &reply) == REDIS_OK && reply) {
+            on_message(t, reply);
+            freeReplyObject(reply);
+            reply = NULL;
+        }
+        if (ctx->err) return;
+        struct pollfd pf[2] = { { .fd = ctx->fd, .events = POLLIN },
+                                { .fd = t->wake[0], .events = POLLIN } };
+        int n = poll(pf, 2, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || pf[1].revents || atomic_load(&t->stopping)) return;
+        if (pf[0].revents && redisBufferRead(ctx) != REDIS_OK) return; /* EOF, reset */
+    }
+}
+
+/* Waits up to `ms` for close; true when closing. */
+static bool wait_or_stop(tiered_store *t, uint64_t ms) {
+    if (atomic_load(&t->stopping)) return true;
+    struct pollfd pf = { .fd = t->wake[0], .events = POLLIN };
+    int n = poll(&pf, 1, (int)CORRAL_MIN(ms, (uint64_t)INT32_MAX));
+    return (n > 0 && pf.revents) || atomic_load(&t->stopping);
+}
+
+static void *tracker_main(void *arg) {
+    tiered_store *t = arg;
+    /* Our own thread: a write to a dead server must not kill the process. */
+    sigset_t set;
+    if (sigemptyset(&set) == 0 && sigaddset(&set, SIGPIPE) == 0)
+        (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
+    unsigned fails = 0;
+    uint64_t rng = (uint64_t)(uintptr_t)t ^ 0x5deece66dull;
+    while (!atomic_load(&t->stopping)) {
+        redisContext *ctx = corral__redis_connect_primary(t->redis);
+        if (ctx && subscribe(t, ctx) == 0) {
+            fails = 0;
+            count(&t->ctr.subscribes);
+            atomic_store(&t->live, true); /* L1 is empty: it was flushed when the last one went */
+            listen_invalidations(t, ctx);
+            atomic_store(&t->live, false);
+            flush(t); /* invalidations may have been lost */
+        }
+        if (ctx) redisFree(ctx);
+        if (fails < UINT32_MAX) fails++;
+        rng = rng * 6364136223846793005u + 1442695040888963407u;
+        if (wait_or_stop(t, corral__redis_backoff_ms(fails, rng >> 11))) break;
+    }
+    return NULL;
+}
+
+/* ---- Open and close ---- */
+
+static void t_close(corral__store *base) {
+    tiered_store *t = store_of(base);
+    if (t->has_thread) {
+        atomic_store(&t->stopping, true);
+        char b = 1;
+        ssize_t w;
+        do {
+            w = write(t->wake[1], &b, 1);
+        } while (w < 0 && errno == EINTR);
+        int rc = pthread_join(t->thread, NULL);
+        assert(rc == 0);
+        (void)rc;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (t->wake[i] < 0) continue;
+        int crc = close(t->wake[i]);
+        assert(crc == 0);
+        (void)crc;
+    }
+    if (t->near) t->near->ops->close(t->near);
+    if (t->redis) t->redis->ops->close(t->redis);
+    corral__free(t->alloc, t->track, t->track_len + 1);
+    t->magic = 0;
+    corral__free(t->alloc, t, sizeof *t);
+}
+
+static const corral__store_ops tiered_ops = {
+    .name = "redis+near",
+    .get = t_get,
+    .get_into = t_get_into,
+    .set = t_set,
+    .del = t_del,
+    .touch = t_touch,
+    .incr = t_incr,
+    .clear = t_clear,
+    .clear_prefix = t_clear_prefix,
+    .get_many = t_get_many,
+    .set_many = t_set_many,
+    .del_many = t_del_many,
+    .lease_acquire = t_lease_acquire,
+    .lease_release = t_lease_release,
+    .used_bytes = t_used_bytes,
+    .max_bytes = t_max_bytes,
+    .metrics_text = t_metrics_text,
+    .close = t_close,
+};
+
+int corral__tiered_open_take(corral__store **out, corral__store *redis,
+                             const corral__tiered_config *cfg, const corral__store_env *env,
+                             corral_error *err) {
+    *out = NULL;
+    if (cfg->near_bytes == 0) {
+        redis->ops->close(redis);
+        return corral__seterr(err, CORRAL_EINVAL, "near_cache: must be more than 0");
+    }
+    tiered_store *t = corral__calloc(env->alloc, 1, sizeof *t);
+    if (!t) {
+        redis->ops->close(redis);
+        return corral__seterr(err, CORRAL_ENOMEM, "near cache: out of memory");
+    }
+    t->base.ops = &tiered_ops;
+    t->magic = TIERED_MAGIC;
+    t->alloc = env->alloc;
+    t->redis = redis;
+    t->wake[0] = t->wake[1] = -1;
+    t->after_fetch = cfg->after_fetch;
+    t->after_fetch_ctx = cfg->after_fetch_ctx;
+    for (size_t i = 0; i < GEN_SLOTS; i++)
+        atomic_init(&t->gen[i], 0);
+    atomic_init(&t->epoch, 0);
+    atomic_init(&t->live, false);
+    atomic_init(&t->stopping, false);
+    int rc = CORRAL_ENOMEM;
+    if (!cfg->track_all) {
+        t->track_len = cfg->key_prefix_len + 1;
+        t->track = corral__alloc(env->alloc, t->track_len + 1);
+        if (!t->track) goto fail;
+        if (cfg->key_prefix_len) memcpy(t->track, cfg->key_prefix, cfg->key_prefix_len);
+        t->track[cfg->key_prefix_len] = ':';
+        t->track[t->track_len] = '\0';
+    }
+    corral__mem_config mc = { .max_bytes = cfg->near_bytes, .eviction = CORRAL_EVICT_DEFAULT };
+    corral__store_env near_env = *env;
+    near_env.events = (corral__store_events){ 0 }; /* L1 is a cache of a cache: no gauges */
+    rc = corral__mem_open(&t->near, &mc, &near_env);
+    if (rc != CORRAL_OK) goto fail;
+    rc = CORRAL_ENOMEM;
+    if (pipe(t->wake) != 0) {
+        t->wake[0] = t->wake[1] = -1;
+        goto fail;
+    }
+    for (int i = 0; i < 2; i++)
+        if (fcntl(t->wake[i], F_SETFD, FD_CLOEXEC) != 0) goto fail;
+    if (pthread_create(&t->thread, NULL, tracker_main, t) != 0) goto fail;
+    t->has_thread = true;
+    *out = &t->base;
+    return CORRAL_OK;
+fail:
+    t_close(&t->base);
+    return corral__seterr(err, rc, "near cache: %s", corral_strerror(rc));
+}

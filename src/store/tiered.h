@@ -1,0 +1,35 @@
+/*
+ * tiered.h - the near cache: an in-process memory store in front of the Redis store, kept
+ * coherent by Redis client-side caching (CLIENT TRACKING ... BCAST). See tiered.c.
+ *
+ * Threads: every function is thread-safe, except that close must be the last call. The store
+ * runs one thread of its own, the tracker, which listens for invalidations.
+ */
+#ifndef CORRAL_STORE_TIERED_H
+#define CORRAL_STORE_TIERED_H
+
+#include "store.h"
+
+typedef struct corral__tiered_config {
+    size_t near_bytes; /* the near cache's bound, > 0 */
+    /* Keys whose changes Redis reports: those beginning "<key_prefix>:" (what the default key
+     * function makes), or every key with `track_all` (a custom key function). */
+    const char *key_prefix;
+    size_t key_prefix_len;
+    bool track_all;
+    /* Test seam, NULL in production: called by a read between its fetch from Redis and its
+     * fill of the near cache. */
+    void (*after_fetch)(void *ctx, const corral__skey *k);
+    void *after_fetch_ctx;
+} corral__tiered_config;
+
+/* Opens the near cache in front of `redis` (a store from corral__redis_open), which it takes:
+ * on every return path `redis` belongs to the tiered store or has been closed. Starts the
+ * tracker thread; until it has subscribed, reads go to Redis and nothing is kept near. Returns
+ * CORRAL_OK, CORRAL_EINVAL (near_bytes 0) or CORRAL_ENOMEM (memory, a thread or a pipe), with
+ * `err` filled; `*out` NULL on failure. */
+int corral__tiered_open_take(corral__store **out, corral__store *redis,
+                             const corral__tiered_config *cfg, const corral__store_env *env,
+                             corral_error *err);
+
+#endif /* CORRAL_STORE_TIERED_H */
