@@ -22,82 +22,13 @@
 
 #include "handle.h"
 
-#define T0_NS      ((uint64_t)1767225600 * 1000000000u)
-#define BLOCK_LIVE 0x11feb10cu
-#define MAX_SWEEP  1000
+#define T0_NS     ((uint64_t)1767225600 * 1000000000u)
+#define T0_NS     ((uint64_t)1767225600 * 1000000000u)
+#define MAX_SWEEP 1000
+
+#include "counting_alloc.h"
 
 static uint64_t base_seed;
-
-/* ---- Counting allocator (fails the k-th call when armed) ---- */
-
-typedef union block_hdr {
-    struct {
-        size_t n;
-        unsigned magic;
-    } h;
-    max_align_t align;
-} block_hdr;
-
-typedef struct counting {
-    atomic_size_t allocs, frees, bytes_in, bytes_out, mismatches;
-    atomic_long calls, fail_at, failed;
-} counting;
-
-static bool should_fail(counting *a) {
-    long k = atomic_fetch_add(&a->calls, 1) + 1;
-    if (k != atomic_load(&a->fail_at)) return false;
-    atomic_fetch_add(&a->failed, 1);
-    return true;
-}
-
-static void *count_alloc(void *ctx, size_t n) {
-    counting *a = ctx;
-    if (should_fail(a)) return NULL;
-    block_hdr *b = malloc(sizeof *b + n);
-    if (!b) return NULL;
-    b->h.n = n;
-    b->h.magic = BLOCK_LIVE;
-    atomic_fetch_add(&a->allocs, 1);
-    atomic_fetch_add(&a->bytes_in, n);
-    return b + 1;
-}
-
-static void count_free(void *ctx, void *p, size_t n) {
-    counting *a = ctx;
-    if (!p) return;
-    block_hdr *b = (block_hdr *)p - 1;
-    if (b->h.magic != BLOCK_LIVE || b->h.n != n) atomic_fetch_add(&a->mismatches, 1);
-    atomic_fetch_add(&a->frees, 1);
-    atomic_fetch_add(&a->bytes_out, b->h.n);
-    b->h.magic = 0;
-    free(b);
-}
-
-static void *count_realloc(void *ctx, void *p, size_t old_n, size_t new_n) {
-    counting *a = ctx;
-    if (!p) return count_alloc(ctx, new_n);
-    if (should_fail(a)) return NULL;
-    block_hdr *b = (block_hdr *)p - 1;
-    if (b->h.magic != BLOCK_LIVE || b->h.n != old_n) atomic_fetch_add(&a->mismatches, 1);
-    size_t was = b->h.n;
-    block_hdr *nb = realloc(b, sizeof *nb + new_n);
-    if (!nb) return NULL;
-    nb->h.n = new_n;
-    atomic_fetch_add(&a->bytes_out, was);
-    atomic_fetch_add(&a->bytes_in, new_n);
-    return nb + 1;
-}
-
-static void arm(counting *a, long k) {
-    atomic_store(&a->calls, 0);
-    atomic_store(&a->failed, 0);
-    atomic_store(&a->fail_at, k);
-}
-
-static long disarm(counting *a) {
-    atomic_store(&a->fail_at, 0);
-    return atomic_load(&a->failed);
-}
 
 /* ---- Fixture ---- */
 

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "counting_alloc.h"
+
 /* ---- Fixture: a fake clock and a scripted random source ---- */
 
 typedef struct fx {
@@ -625,45 +627,13 @@ static void test_get_or_set_waiter_gives_up_at_its_deadline(void **state) {
 
 /* ---- Allocation failures ---- */
 
-typedef struct failing {
-    _Atomic long allocs, fail_at;
-    _Atomic long outstanding;
-} failing;
-
-static void *fa_alloc(void *ctx, size_t n) {
-    failing *fa = ctx;
-    long k = atomic_fetch_add(&fa->allocs, 1) + 1;
-    if (k == atomic_load(&fa->fail_at)) return NULL;
-    atomic_fetch_add(&fa->outstanding, 1);
-    return malloc(n);
-}
-
-static void *fa_realloc(void *ctx, void *p, size_t o, size_t n) {
-    (void)o;
-    failing *fa = ctx;
-    long k = atomic_fetch_add(&fa->allocs, 1) + 1;
-    if (k == atomic_load(&fa->fail_at)) return NULL;
-    if (!p) atomic_fetch_add(&fa->outstanding, 1);
-    return realloc(p, n);
-}
-
-static void fa_free(void *ctx, void *p, size_t n) {
-    (void)n;
-    failing *fa = ctx;
-    if (p) atomic_fetch_sub(&fa->outstanding, 1);
-    free(p);
-}
-
 static void test_get_or_set_fails_cleanly_at_every_allocation(void **state) {
     (void)state;
     for (long k = 1; k < 200; k++) {
-        failing fa;
-        atomic_init(&fa.allocs, 0);
-        atomic_init(&fa.fail_at, 0);
-        atomic_init(&fa.outstanding, 0);
+        counting a = { 0 };
         corral_options o;
         corral_options_init(&o);
-        o.allocator = (corral_allocator){ fa_alloc, fa_realloc, fa_free, &fa };
+        o.allocator = counting_allocator(&a);
         corral *c;
         assert_int_equal(corral_open_opts(&c, &o, NULL), CORRAL_OK);
         fx f = { .c = c };
@@ -673,23 +643,22 @@ static void test_get_or_set_fails_cleanly_at_every_allocation(void **state) {
         corral_load_opts_init(&lo);
         lo.call.tags = tags;
         lo.call.n_tags = 2;
-        atomic_store(&fa.fail_at, atomic_load(&fa.allocs) + k);
+        arm(&a, k);
         corral_value *v = NULL;
         int rc = corral_get_or_set(c, "k", 1, produce, &p, &lo, &v);
-        bool failed = atomic_load(&fa.allocs) >= atomic_load(&fa.fail_at);
-        atomic_store(&fa.fail_at, 0);
+        long injected = disarm(&a);
         if (rc == CORRAL_OK) {
             corral_value_unref(v);
         } else {
             assert_int_equal(rc, CORRAL_ENOMEM);
             assert_null(v);
         }
-        /* Whatever failed, the handle still works and nothing leaked. */
+        /* Whatever failed, the handle still works, and nothing leaked. */
         assert_int_equal(corral_get_or_set(c, "k", 1, produce, &p, &lo, &v), CORRAL_OK);
         corral_value_unref(v);
         corral_close(c);
-        assert_int_equal(atomic_load(&fa.outstanding), 0);
-        if (!failed) return; /* k passed the number of allocations the call makes */
+        assert_balanced(&a);
+        if (injected == 0) return; /* k passed the number of allocations the call makes */
     }
     fail_msg("the sweep never ran past the call's allocations");
 }
