@@ -24,7 +24,7 @@ size_t corral__env_hdr_len(const void *bytes, size_t len) {
     if (len < CORRAL__ENV_MIN || p[0] != CORRAL__ENV_MAGIC || p[1] != CORRAL__ENV_FORMAT) return 0;
     if (p[2] & ~(CORRAL__ENV_TIMES | CORRAL__ENV_TAGS)) return 0;
     size_t h = (size_t)get_le(p + 3, 2);
-    size_t min = CORRAL__ENV_MIN + ((p[2] & CORRAL__ENV_TIMES) ? 12 : 0) +
+    size_t min = CORRAL__ENV_MIN + ((p[2] & CORRAL__ENV_TIMES) ? CORRAL__ENV_TIMES_LEN : 0) +
                  ((p[2] & CORRAL__ENV_TAGS) ? 1 : 0);
     if (h < min || h > len) return 0;
     /* Without tags the header has a fixed size: anything else is not ours. */
@@ -41,7 +41,8 @@ int corral__env_parse(const void *hdr, size_t hdr_len, corral__env *out) {
     if (out->flags & CORRAL__ENV_TIMES) {
         out->expiry_ms = get_le(p + off, 8);
         out->delta_ms = (uint32_t)get_le(p + off + 8, 4);
-        off += 12;
+        out->early_ms = (uint32_t)get_le(p + off + 12, 4);
+        off += CORRAL__ENV_TIMES_LEN;
     }
     if (out->flags & CORRAL__ENV_TAGS) {
         size_t n = p[off++];
@@ -68,7 +69,7 @@ int corral__env_parse(const void *hdr, size_t hdr_len, corral__env *out) {
 
 size_t corral__env_size(const corral__env *env) {
     size_t n = CORRAL__ENV_MIN;
-    if (env->flags & CORRAL__ENV_TIMES) n += 12;
+    if (env->flags & CORRAL__ENV_TIMES) n += CORRAL__ENV_TIMES_LEN;
     if (env->flags & CORRAL__ENV_TAGS) {
         n += 1;
         for (size_t i = 0; i < env->n_tags; i++)
@@ -88,7 +89,8 @@ void corral__env_write(const corral__env *env, unsigned char *out) {
     if (env->flags & CORRAL__ENV_TIMES) {
         put_le(out + off, env->expiry_ms, 8);
         put_le(out + off + 8, env->delta_ms, 4);
-        off += 12;
+        put_le(out + off + 12, env->early_ms, 4);
+        off += CORRAL__ENV_TIMES_LEN;
     }
     if (env->flags & CORRAL__ENV_TAGS) {
         assert(env->n_tags <= CORRAL__ENV_MAX_TAGS);

@@ -4,6 +4,7 @@
  * Layout (little-endian):
  *   [0] 0xC7 magic   [1] format 1   [2] flags   [3..4] header length (u16, this header's bytes)
  *   flags & CORRAL__ENV_TIMES: [u64 logical expiry, Unix ms; 0 = never] [u32 producer time, ms]
+ *                              [u32 XFetch lead, ms: refresh from expiry - lead on]
  *   flags & CORRAL__ENV_TAGS:  [u8 n] n x ([u8 name length] name [u8 version length] version)
  *   then the payload.
  * Tag versions are decimal ASCII, as the store keeps them (plain integers on Redis, so a
@@ -28,7 +29,9 @@
 #define CORRAL__ENV_MAX_TAG  200
 #define CORRAL__ENV_MIN      5
 /* A header with times and no tags, what the fast paths copy out. */
-#define CORRAL__ENV_SMALL 17
+#define CORRAL__ENV_SMALL 21
+/* Bytes of the times block. */
+#define CORRAL__ENV_TIMES_LEN 16
 
 typedef struct corral__env_tag {
     const char *name;
@@ -41,6 +44,10 @@ typedef struct corral__env {
     uint8_t flags;
     uint64_t expiry_ms; /* with CORRAL__ENV_TIMES; 0 = never */
     uint32_t delta_ms;  /* with CORRAL__ENV_TIMES */
+    /* With CORRAL__ENV_TIMES: how long before the expiry a reader refreshes early. XFetch draws
+     * it once, when the value is written (delta * beta * -ln(rand)), so every reader, in every
+     * process, agrees on one refresh point per value whatever the traffic. */
+    uint32_t early_ms;
     size_t n_tags;
     corral__env_tag tags[CORRAL__ENV_MAX_TAGS];
 } corral__env;

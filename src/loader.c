@@ -56,11 +56,15 @@ typedef struct waiter {
     struct waiter *next;
 } waiter;
 
+typedef struct flight_group flight_group;
+static void group_finish(corral *c, flight_group *g, int rc, corral_value *v);
+
 struct corral_flight {
     uint32_t magic;
     struct corral_flight *next; /* bucket chain */
     uint64_t hash;
-    waiter *head, **tail; /* FIFO of waiters, under the shard lock */
+    waiter *head, **tail; /* FIFO of callback waiters, under the shard lock */
+    flight_group *group;  /* the blocked callers, or NULL; set under the shard lock */
     size_t key_len;
     size_t bytes; /* of this allocation */
     char key[];   /* the physical key */
@@ -87,8 +91,9 @@ typedef struct job {
     size_t key_len;
     corral_producer producer;
     void *arg;
-    corral_load_opts opts; /* call.tags points into `mem`; call.ns is not needed (in sk) */
-    corral_value *stale;   /* for stale-if-error, or NULL */
+    corral_load_opts opts;   /* call.tags points into `mem`; call.ns is not needed (in sk) */
+    corral_value *stale;     /* for stale-if-error, or NULL */
+    uint64_t seen_expiry_ms; /* the expiry of the value the submitter saw */
     uint64_t stale_expiry_ms;
     void *mem;
     size_t mem_bytes;
@@ -181,6 +186,7 @@ static int join_sk(corral *c, const corral__skey *sk, corral_flight_cb cb, void 
     nf->hash = sk->hash;
     nf->head = NULL;
     nf->tail = &nf->head;
+    nf->group = NULL;
     nf->key_len = sk->len;
     nf->bytes = bytes;
     memcpy(nf->key, sk->data, sk->len);
@@ -211,6 +217,7 @@ static int try_lead(corral *c, const corral__skey *sk, corral_flight **lead) {
     nf->hash = sk->hash;
     nf->head = NULL;
     nf->tail = &nf->head;
+    nf->group = NULL;
     nf->key_len = sk->len;
     nf->bytes = bytes;
     memcpy(nf->key, sk->data, sk->len);
@@ -220,25 +227,6 @@ static int try_lead(corral *c, const corral__skey *sk, corral_flight **lead) {
     corral__mutex_unlock(&sh->lock);
     *lead = nf;
     return CORRAL_OK;
-}
-
-/* Takes back the waiter with `arg` from the flight of `sk`. Returns it (to free), or NULL when the
- * leader has already detached it (its callback is coming). */
-static waiter *take_back(corral *c, const corral__skey *sk, void *arg) {
-    flight_shard *sh = shard_of(c, sk->hash);
-    waiter *mine = NULL;
-    corral__mutex_lock(&sh->lock);
-    corral_flight *f = find_locked(sh, sk);
-    for (waiter **pp = f ? &f->head : NULL; pp && *pp; pp = &(*pp)->next) {
-        if ((*pp)->arg == arg) {
-            mine = *pp;
-            *pp = mine->next;
-            if (f->tail == &mine->next) f->tail = pp;
-            break;
-        }
-    }
-    corral__mutex_unlock(&sh->lock);
-    return mine;
 }
 
 int corral_flight_join(corral *c, const void *key, size_t key_len, const corral_call *call,
@@ -263,8 +251,10 @@ size_t corral_flight_finish(corral *c, corral_flight *f, int rc, corral_value *v
         pp = &(*pp)->next;
     *pp = f->next;
     waiter *w = f->head;
+    flight_group *g = f->group;
     corral__mutex_unlock(&sh->lock);
     flight_free(c, f);
+    group_finish(c, g, rc, v); /* one broadcast for every blocked caller */
     size_t n = 0;
     while (w) {
         waiter *next = w->next;
@@ -305,52 +295,130 @@ int corral_flight_cancel(corral *c, const void *key, size_t key_len, const corra
     return CORRAL_OK;
 }
 
-/* ---- Blocking waits ---- */
-
-/* A caller blocked on another's producer. Lives on the caller's stack; the callback signals
- * while holding `m`, so the caller cannot return before the callback is done with it. */
-typedef struct sync_wait {
+/* ---- Blocking waits ----
+ *
+ * Every caller blocked on one flight waits on one group: the leader publishes its result once
+ * and wakes them all with one broadcast, instead of waking them one by one (with 64 waiters on
+ * 2 cores, one-by-one wake-ups let the last waiter out hundreds of milliseconds after the
+ * producer returned). The group is counted: the flight holds one reference until it finishes,
+ * each waiter one until it leaves; the last one frees it. `m` guards everything in it.
+ */
+struct flight_group {
     pthread_mutex_t m;
     pthread_cond_t cv;
+    unsigned refs;
     bool done;
     int rc;
-    corral_value *v;
-} sync_wait;
+    corral_value *v; /* the group's reference to the result, or NULL */
+};
 
-static void sync_cb(void *arg, int rc, corral_value *v) {
-    sync_wait *w = arg;
-    CORRAL_MUST(pthread_mutex_lock(&w->m) == 0);
-    w->rc = rc;
-    w->v = v;
-    w->done = true;
-    CORRAL_MUST(pthread_cond_signal(&w->cv) == 0);
-    CORRAL_MUST(pthread_mutex_unlock(&w->m) == 0);
+static flight_group *group_new(corral *c) {
+    flight_group *g = corral__alloc(&c->alloc, sizeof *g);
+    if (!g) return NULL;
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) goto fail;
+    int ok =
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&g->cv, &ca) == 0;
+    CORRAL_MUST(pthread_condattr_destroy(&ca) == 0);
+    if (!ok) goto fail;
+    if (pthread_mutex_init(&g->m, NULL) != 0) {
+        CORRAL_MUST(pthread_cond_destroy(&g->cv) == 0);
+        goto fail;
+    }
+    g->refs = 1; /* the flight's */
+    g->done = false;
+    g->rc = CORRAL_ETIMEDOUT;
+    g->v = NULL;
+    return g;
+fail:
+    corral__free(&c->alloc, g, sizeof *g);
+    return NULL;
 }
 
-static int sync_init(sync_wait *w) {
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) return CORRAL_ENOMEM;
-    int ok =
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&w->cv, &ca) == 0;
-    CORRAL_MUST(pthread_condattr_destroy(&ca) == 0);
-    if (!ok) return CORRAL_ENOMEM;
-    if (pthread_mutex_init(&w->m, NULL) != 0) {
-        CORRAL_MUST(pthread_cond_destroy(&w->cv) == 0);
+static void group_free(corral *c, flight_group *g) {
+    if (!g) return;
+    CORRAL_MUST(pthread_cond_destroy(&g->cv) == 0);
+    CORRAL_MUST(pthread_mutex_destroy(&g->m) == 0);
+    corral_value_unref(g->v);
+    corral__free(&c->alloc, g, sizeof *g);
+}
+
+/* Drops one reference, with `g->m` held (it is released here). */
+static void group_put_locked(corral *c, flight_group *g) {
+    bool last = --g->refs == 0;
+    CORRAL_MUST(pthread_mutex_unlock(&g->m) == 0);
+    if (last) group_free(c, g);
+}
+
+/* Publishes the leader's result to the blocked callers and drops the flight's reference. */
+static void group_finish(corral *c, flight_group *g, int rc, corral_value *v) {
+    if (!g) return;
+    CORRAL_MUST(pthread_mutex_lock(&g->m) == 0);
+    g->done = true;
+    g->rc = rc;
+    g->v = v ? corral_value_ref(v) : NULL;
+    CORRAL_MUST(pthread_cond_broadcast(&g->cv) == 0);
+    group_put_locked(c, g);
+}
+
+/* Joins the flight of `sk` as a blocked caller. Returns CORRAL_OK with `*lead` when the caller
+ * leads, CORRAL_WAITING with `*group` (a reference the caller drops in group_wait) when another
+ * caller does, or CORRAL_ENOMEM. Allocations happen before the shard lock. */
+static int join_blocking(corral *c, const corral__skey *sk, corral_flight **lead,
+                         flight_group **group) {
+    *lead = NULL;
+    *group = NULL;
+    size_t bytes = sizeof(corral_flight) + sk->len;
+    corral_flight *nf = corral__alloc(&c->alloc, bytes);
+    flight_group *ng = group_new(c);
+    if (!nf || !ng) {
+        corral__free(&c->alloc, nf, bytes);
+        group_free(c, ng);
         return CORRAL_ENOMEM;
     }
-    w->done = false;
-    w->rc = CORRAL_ETIMEDOUT;
-    w->v = NULL;
+    flight_shard *sh = shard_of(c, sk->hash);
+    corral__mutex_lock(&sh->lock);
+    corral_flight *f = find_locked(sh, sk);
+    if (f) {
+        if (!f->group) {
+            f->group = ng;
+            ng = NULL;
+        }
+        flight_group *g = f->group;
+        /* The group outlives the flight while we hold a reference; taken under the shard lock,
+         * so the flight cannot finish in between. */
+        CORRAL_MUST(pthread_mutex_lock(&g->m) == 0);
+        g->refs++;
+        CORRAL_MUST(pthread_mutex_unlock(&g->m) == 0);
+        corral__mutex_unlock(&sh->lock);
+        corral__free(&c->alloc, nf, bytes);
+        group_free(c, ng);
+        corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_load_waiters_total, 1);
+        *group = g;
+        return CORRAL_WAITING;
+    }
+    nf->magic = FLIGHT_MAGIC;
+    nf->hash = sk->hash;
+    nf->head = NULL;
+    nf->tail = &nf->head;
+    nf->group = NULL;
+    nf->key_len = sk->len;
+    nf->bytes = bytes;
+    memcpy(nf->key, sk->data, sk->len);
+    corral_flight **b = bucket_of(sh, sk->hash);
+    nf->next = *b;
+    *b = nf;
+    corral__mutex_unlock(&sh->lock);
+    group_free(c, ng);
+    *lead = nf;
     return CORRAL_OK;
 }
 
-static void sync_deinit(sync_wait *w) {
-    CORRAL_MUST(pthread_cond_destroy(&w->cv) == 0);
-    CORRAL_MUST(pthread_mutex_destroy(&w->m) == 0);
-}
-
-/* Waits for the callback until `timeout_ms` of real time has passed. Returns true when it came. */
-static bool sync_wait_for(sync_wait *w, int64_t timeout_ms) {
+/* Waits on a group until its flight finishes or `timeout_ms` of real time passes. Returns the
+ * leader's code with `*v` a new reference (NULL on error), or CORRAL_ETIMEDOUT. Drops the
+ * caller's reference to the group. */
+static int group_wait(corral *c, flight_group *g, int64_t timeout_ms, corral_value **v) {
+    *v = NULL;
     struct timespec dl;
     CORRAL_MUST(clock_gettime(CLOCK_MONOTONIC, &dl) == 0);
     dl.tv_sec += timeout_ms / 1000;
@@ -359,20 +427,17 @@ static bool sync_wait_for(sync_wait *w, int64_t timeout_ms) {
         dl.tv_sec++;
         dl.tv_nsec -= 1000000000;
     }
-    CORRAL_MUST(pthread_mutex_lock(&w->m) == 0);
+    CORRAL_MUST(pthread_mutex_lock(&g->m) == 0);
     int e = 0;
-    while (!w->done && e != ETIMEDOUT)
-        e = pthread_cond_timedwait(&w->cv, &w->m, &dl);
-    bool done = w->done;
-    CORRAL_MUST(pthread_mutex_unlock(&w->m) == 0);
-    return done;
-}
-
-static void sync_wait_forever(sync_wait *w) {
-    CORRAL_MUST(pthread_mutex_lock(&w->m) == 0);
-    while (!w->done)
-        CORRAL_MUST(pthread_cond_wait(&w->cv, &w->m) == 0);
-    CORRAL_MUST(pthread_mutex_unlock(&w->m) == 0);
+    while (!g->done && e != ETIMEDOUT)
+        e = pthread_cond_timedwait(&g->cv, &g->m, &dl);
+    int rc = CORRAL_ETIMEDOUT;
+    if (g->done) {
+        rc = g->rc;
+        *v = g->v ? corral_value_ref(g->v) : NULL;
+    }
+    group_put_locked(c, g);
+    return rc;
 }
 
 /* ---- Producing a value ---- */
@@ -419,12 +484,20 @@ static double rand_unit(corral *c) {
     return (double)((corral__rand64(c) >> 11) + 1) * (1.0 / 9007199254740992.0);
 }
 
-/* XFetch: refresh early when now - delta * beta * ln(rand) >= expiry. */
-static bool xfetch_due(corral *c, const corral_load_opts *o, uint64_t now_ms,
-                       const corral__env *env) {
-    if (o->beta <= 0 || env->delta_ms == 0 || env->expiry_ms == 0) return false;
-    double gap = -(double)env->delta_ms * o->beta * log(rand_unit(c));
-    return (double)now_ms + gap >= (double)env->expiry_ms;
+/* XFetch's lead for a value about to be written: delta * beta * -ln(rand), drawn once per value
+ * (see envelope.h: every reader then agrees on one refresh point), at most the TTL. */
+static uint32_t xfetch_lead(corral *c, const corral_load_opts *o, uint64_t delta_ms,
+                            int64_t ttl_ms) {
+    if (o->beta <= 0 || delta_ms == 0) return 0;
+    double lead = -(double)delta_ms * o->beta * log(rand_unit(c));
+    if (lead > (double)ttl_ms) lead = (double)ttl_ms;
+    return lead >= UINT32_MAX ? UINT32_MAX : (uint32_t)lead;
+}
+
+/* XFetch: a reader with beta > 0 refreshes once now + lead reaches the expiry. */
+static bool xfetch_due(const corral_load_opts *o, uint64_t now_ms, const corral__env *env) {
+    if (o->beta <= 0 || env->early_ms == 0 || env->expiry_ms == 0) return false;
+    return now_ms + env->early_ms >= env->expiry_ms;
 }
 
 static void sleep_ms(uint64_t ms) {
@@ -454,12 +527,42 @@ static int read_fresh(corral *c, const corral__skey *sk, uint64_t now_ms, corral
     return CORRAL_OK;
 }
 
+/* Reads the value under `sk` if it is valid and fresh at `now_ms`: CORRAL_OK with a reference
+ * and its logical expiry (0: none), CORRAL_MISS otherwise. */
+static int read_current(corral *c, const corral__skey *sk, uint64_t now_ms, corral_value **out,
+                        uint64_t *expiry_ms) {
+    *out = NULL;
+    *expiry_ms = 0;
+    corral_value *v = NULL;
+    if (c->store->ops->get(c->store, sk, &v) != CORRAL_OK) return CORRAL_MISS;
+    corral__env env;
+    memset(&env, 0, offsetof(corral__env, tags));
+    bool ok = true;
+    if (v->hdr_len) {
+        ok = corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) == CORRAL_OK;
+        if (ok && (env.flags & CORRAL__ENV_TAGS)) ok = corral__tags_valid(c, &env);
+        if (ok && (env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
+            ok = false;
+    }
+    if (!ok) {
+        corral_value_unref(v);
+        return CORRAL_MISS;
+    }
+    *out = v;
+    *expiry_ms = (env.flags & CORRAL__ENV_TIMES) ? env.expiry_ms : 0;
+    return CORRAL_OK;
+}
+
+/* What a leader saw before it led: nothing (a miss). */
+#define SAW_NOTHING UINT64_MAX
+
 /* Runs the producer as the key's leader and stores what it made. Returns CORRAL_OK with the new
  * value, CORRAL_STALE with `stale` (a reference taken) when the producer failed inside the
  * stale-if-error window, or the producer's error. Never holds a lock. */
 static int load(corral *c, const corral__skey *sk, const void *key, size_t key_len,
-                corral_producer producer, void *arg, const corral_load_opts *o, corral_value *stale,
-                uint64_t stale_expiry_ms, corral_value **out) {
+                corral_producer producer, void *arg, const corral_load_opts *o,
+                uint64_t seen_expiry_ms, corral_value *stale, uint64_t stale_expiry_ms,
+                corral_value **out) {
     *out = NULL;
     /* Another process may be making this value: the lease decides. */
     char token[TOKEN_LEN];
@@ -495,6 +598,20 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
             sleep_ms(pause);
             pause = pause * 2 > 50 ? 50 : pause * 2;
         }
+    }
+
+    /* The caller decided from what it saw before it led: a leader that finished in between
+     * (here or in another process) may already have made the value. Then there is nothing to
+     * do. `seen_expiry_ms` tells that value apart from the one the caller saw. */
+    corral_value *cur;
+    uint64_t cur_expiry;
+    if (read_current(c, sk, corral__now_ms(c), &cur, &cur_expiry) == CORRAL_OK) {
+        if (seen_expiry_ms == SAW_NOTHING || cur_expiry != seen_expiry_ms) {
+            if (have_lease) c->store->ops->lease_release(c->store, sk, token, TOKEN_LEN);
+            *out = cur;
+            return CORRAL_OK;
+        }
+        corral_value_unref(cur);
     }
 
     /* Tag versions are read before the producer runs: a bust during the run wins. */
@@ -545,6 +662,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
             int64_t eff = store_ttl - (int64_t)((double)store_ttl * jitter * rand_unit(c));
             if (eff < 1) eff = 1;
             env.expiry_ms = now_ms + (uint64_t)eff;
+            env.early_ms = xfetch_lead(c, o, env.delta_ms, eff);
             int64_t extra = CORRAL_MAX(o->stale_ttl_ms, o->stale_if_error_ms);
             phys = eff + CORRAL_MAX(extra, 0);
         }
@@ -587,8 +705,8 @@ static void *worker_main(void *arg) {
         CORRAL_MUST(pthread_mutex_unlock(&w->lock) == 0);
         if (!j) return NULL; /* stopping and nothing queued */
         corral_value *v = NULL;
-        int rc = load(c, &j->sk, j->key, j->key_len, j->producer, j->arg, &j->opts, j->stale,
-                      j->stale_expiry_ms, &v);
+        int rc = load(c, &j->sk, j->key, j->key_len, j->producer, j->arg, &j->opts,
+                      j->seen_expiry_ms, j->stale, j->stale_expiry_ms, &v);
         corral_flight_finish(c, j->lead, rc, v);
         corral_value_unref(v);
         job_free(c, j);
@@ -686,6 +804,7 @@ static int submit_refresh(corral *c, corral_flight *lead, const corral__skey *sk
     j->producer = producer;
     j->arg = arg;
     j->stale = stale ? corral_value_ref(stale) : NULL;
+    j->seen_expiry_ms = stale_expiry_ms;
     j->stale_expiry_ms = stale_expiry_ms;
     j->mem = mem;
     j->mem_bytes = bytes;
@@ -750,14 +869,15 @@ void corral__loader_close(corral *c) {
  * the foreground, CORRAL_MISS when the refresh is elsewhere (another leader, or a worker). */
 static int refresh(corral *c, const corral__skey *sk, const void *key, size_t key_len,
                    corral_producer producer, void *arg, const corral_load_opts *o,
-                   corral_value *current, uint64_t expiry_ms, corral_value **fresh) {
+                   corral_value *current, uint64_t expiry_ms, bool early, corral_value **fresh) {
     *fresh = NULL;
     corral_flight *lead;
     if (try_lead(c, sk, &lead) != CORRAL_OK) return CORRAL_MISS; /* someone else refreshes */
+    if (early) corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_early_refreshes_total, 1);
     if (o->background && submit_refresh(c, lead, sk, key, key_len, producer, arg, o, current,
                                         expiry_ms) == CORRAL_OK)
         return CORRAL_MISS;
-    int rc = load(c, sk, key, key_len, producer, arg, o, current, expiry_ms, fresh);
+    int rc = load(c, sk, key, key_len, producer, arg, o, expiry_ms, current, expiry_ms, fresh);
     corral_flight_finish(c, lead, rc, *fresh);
     if (rc != CORRAL_OK) {
         corral_value_unref(*fresh);
@@ -802,11 +922,10 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
             /* Fresh. XFetch may start a refresh; this caller keeps the value it has unless it
              * refreshed in the foreground. */
             corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_hits_total, 1);
-            if ((env.flags & CORRAL__ENV_TIMES) && xfetch_due(c, opts, now_ms, &env)) {
-                corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_early_refreshes_total, 1);
+            if ((env.flags & CORRAL__ENV_TIMES) && xfetch_due(opts, now_ms, &env)) {
                 corral_value *fresh;
-                if (refresh(c, &sk, key, key_len, producer, arg, opts, v, env.expiry_ms, &fresh) ==
-                    CORRAL_OK) {
+                if (refresh(c, &sk, key, key_len, producer, arg, opts, v, env.expiry_ms, true,
+                            &fresh) == CORRAL_OK) {
                     corral_value_unref(v);
                     v = fresh;
                 }
@@ -817,8 +936,8 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
             /* In grace: serve it while exactly one caller refreshes. */
             corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_hits_total, 1);
             corral_value *fresh;
-            if (refresh(c, &sk, key, key_len, producer, arg, opts, v, env.expiry_ms, &fresh) ==
-                CORRAL_OK) {
+            if (refresh(c, &sk, key, key_len, producer, arg, opts, v, env.expiry_ms, false,
+                        &fresh) == CORRAL_OK) {
                 corral_value_unref(v);
                 *out = fresh;
                 return CORRAL_OK;
@@ -838,49 +957,32 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
     corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_misses_total, 1);
 
     /* A miss: lead the flight, or wait for its leader. */
-    sync_wait w;
-    rc = sync_init(&w);
-    if (rc != CORRAL_OK) {
-        corral_value_unref(stale);
-        return rc;
-    }
     corral_flight *lead = NULL;
-    rc = join_sk(c, &sk, sync_cb, &w, &lead);
+    flight_group *group = NULL;
+    rc = join_blocking(c, &sk, &lead, &group);
     if (rc == CORRAL_WAITING) {
+        corral_value *got = NULL;
         int64_t timeout = opts->wait_timeout_ms > 0 ? opts->wait_timeout_ms : 0;
-        if (!sync_wait_for(&w, timeout)) {
-            /* Deadline: take the waiter back, unless the leader is releasing it right now. */
-            waiter *mine = take_back(c, &sk, &w);
-            if (mine) {
-                corral__free(&c->alloc, mine, sizeof *mine);
-                w.rc = CORRAL_ETIMEDOUT;
-                w.v = NULL;
-            } else {
-                sync_wait_forever(&w);
-            }
-        }
-        sync_deinit(&w);
-        rc = w.rc;
+        rc = group_wait(c, group, timeout, &got);
         if (rc < 0 && stale && opts->stale_if_error_ms > 0) {
             corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_stale_served_total, 1);
             *out = stale;
-            corral_value_unref(w.v);
+            corral_value_unref(got);
             return CORRAL_STALE;
         }
         corral_value_unref(stale);
         if (rc < 0) {
-            corral_value_unref(w.v);
+            corral_value_unref(got);
             return rc;
         }
-        *out = w.v;
+        *out = got;
         return rc;
     }
-    sync_deinit(&w);
     if (rc != CORRAL_OK) {
         corral_value_unref(stale);
         return rc;
     }
-    rc = load(c, &sk, key, key_len, producer, arg, opts, stale, stale_expiry, &v);
+    rc = load(c, &sk, key, key_len, producer, arg, opts, SAW_NOTHING, stale, stale_expiry, &v);
     corral_flight_finish(c, lead, rc, v);
     corral_value_unref(stale);
     if (rc < 0) return rc;

@@ -39,6 +39,7 @@ static void make_env(corral__env *env, uint8_t flags, uint64_t expiry_ms, uint32
     env->flags = flags;
     env->expiry_ms = expiry_ms;
     env->delta_ms = delta_ms;
+    env->early_ms = delta_ms / 3;
     env->n_tags = n;
     for (size_t i = 0; i < n; i++) {
         env->tags[i] = (corral__env_tag){ .name = tags[i].name,
@@ -53,6 +54,7 @@ static void assert_env_equal(const corral__env *a, const corral__env *b) {
     if (a->flags & CORRAL__ENV_TIMES) {
         assert_int_equal(a->expiry_ms, b->expiry_ms);
         assert_int_equal(a->delta_ms, b->delta_ms);
+        assert_int_equal(a->early_ms, b->early_ms);
     }
     size_t n = (a->flags & CORRAL__ENV_TAGS) ? a->n_tags : 0;
     assert_int_equal(n, (b->flags & CORRAL__ENV_TAGS) ? b->n_tags : 0);
@@ -111,12 +113,12 @@ static void test_envelope_round_trips_every_shape(void **state) {
     } rows[] = {
         { "empty envelope", 0, 0, 0, NULL, 0, 5 },
         { "times, never expires", CORRAL__ENV_TIMES, 0, 0, NULL, 0, CORRAL__ENV_SMALL },
-        { "times, extremes", CORRAL__ENV_TIMES, UINT64_MAX, UINT32_MAX, NULL, 0, 17 },
-        { "times, a real expiry", CORRAL__ENV_TIMES, 1767225600123u, 250, NULL, 0, 17 },
+        { "times, extremes", CORRAL__ENV_TIMES, UINT64_MAX, UINT32_MAX, NULL, 0, 21 },
+        { "times, a real expiry", CORRAL__ENV_TIMES, 1767225600123u, 250, NULL, 0, 21 },
         { "tags, none", CORRAL__ENV_TAGS, 0, 0, NULL, 0, 6 },
         { "tags, one", CORRAL__ENV_TAGS, 0, 0, one, 1, 6 + 2 + 10 + 3 },
         { "tags, two", CORRAL__ENV_TAGS, 0, 0, two, 2, 6 + 2 + 10 + 1 + 2 + 8 + 20 },
-        { "times and tags", CORRAL__ENV_TIMES | CORRAL__ENV_TAGS, 42, 7, two, 2, 17 + 1 + 43 },
+        { "times and tags", CORRAL__ENV_TIMES | CORRAL__ENV_TAGS, 42, 7, two, 2, 21 + 1 + 43 },
         { "32 tags of 200 bytes", CORRAL__ENV_TAGS, 0, 0, max_tags(CORRAL__ENV_MAX_TAG),
           CORRAL__ENV_MAX_TAGS, 6 + 32 * (2 + 200 + 20) },
     };
@@ -188,9 +190,9 @@ static void test_envelope_payload_beginning_with_the_magic_is_not_read_as_a_head
     corral__env_write(&times, inner);
     unsigned char buf[64];
     corral__env_write(&env, buf);
-    memcpy(buf + 5, inner, 17);
-    assert_true(corral__env_needed_for_raw(inner, 17));
-    assert_int_equal(corral__env_hdr_len(buf, 22), 5);
+    memcpy(buf + 5, inner, 21);
+    assert_true(corral__env_needed_for_raw(inner, 21));
+    assert_int_equal(corral__env_hdr_len(buf, 26), 5);
     assert_int_equal(corral__env_parse(buf, 5, &got), CORRAL_OK);
     assert_int_equal(got.flags, 0);
 }
@@ -232,10 +234,10 @@ static void test_envelope_hdr_len_refuses_what_is_not_a_header(void **state) {
         { "length 0", "\xc7\x01\x00\x00\x00", 5 },
         { "length past the value", "\xc7\x01\x00\x06\x00", 5 },
         { "length 65535, value short", "\xc7\x01\x00\xff\xffxxxx", 9 },
-        { "times: length 16", "\xc7\x01\x01\x10\x00tttttttttttt", 17 },
-        { "times: value ends early", "\xc7\x01\x01\x11\x00ttttttttttt", 16 },
+        { "times: length 20", "\xc7\x01\x01\x14\x00tttttttttttttttt", 21 },
+        { "times: value ends early", "\xc7\x01\x01\x15\x00ttttttttttttttt", 20 },
         { "tags: no count byte", "\xc7\x01\x02\x05\x00", 5 },
-        { "times+tags: length 17", "\xc7\x01\x03\x11\x00tttttttttttt", 17 },
+        { "times+tags: length 21", "\xc7\x01\x03\x15\x00tttttttttttttttt", 21 },
         { "text that starts like one", "\xc7hello", 6 },
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
@@ -252,7 +254,7 @@ static void test_envelope_refuses_every_malformed_header(void **state) {
     } rows[] = {
         /* Fixed-size headers with bytes to spare: the parser must reach the declared end. */
         { "no flags, length 6", "\xc7\x01\x00\x06\x00x", 6 },
-        { "times, length 18", "\xc7\x01\x01\x12\x00ttttttttttttX", 18 },
+        { "times, length 22", "\xc7\x01\x01\x16\x00ttttttttttttttttX", 22 },
         /* Tag lists. */
         { "tags: 33 tags", "\xc7\x01\x02\x06\x00\x21", 6 },
         { "tags: 255 tags", "\xc7\x01\x02\x06\x00\xff", 6 },
@@ -263,8 +265,8 @@ static void test_envelope_refuses_every_malformed_header(void **state) {
         { "tags: two announced, one there", "\xc7\x01\x02\x0c\x00\x02\x02xy\x02\x31\x32", 12 },
         { "tags: a byte after the last tag", "\xc7\x01\x02\x0d\x00\x01\x02xy\x02\x31\x32X", 13 },
         { "tags: zero tags, a byte after", "\xc7\x01\x02\x07\x00\x00X", 7 },
-        { "times+tags: count missing", "\xc7\x01\x03\x12\x00tttttttttttt", 17 },
-        { "times+tags: tag cut short", "\xc7\x01\x03\x15\x00tttttttttttt\x01\x03xy", 21 },
+        { "times+tags: count missing", "\xc7\x01\x03\x16\x00tttttttttttttttt", 21 },
+        { "times+tags: tag cut short", "\xc7\x01\x03\x19\x00tttttttttttttttt\x01\x03xy", 25 },
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (!refused((const unsigned char *)rows[i].bytes, rows[i].len))

@@ -303,10 +303,11 @@ static void test_xfetch_refreshes_early_when_the_draw_says_so(void **state) {
     fx *f = *state;
     prod p = new_prod(f);
     corral_load_opts o;
+    /* The draw is made when the value is written. rand 0: u = 2^-53, -ln(u) = 36.7, a lead of
+     * 100 * 36.7 ms, capped at the TTL. */
+    script_rand(f, 0);
     load_with_delta(f, &p, &o);
     advance_ms(f, 500); /* 500 ms before expiry */
-    /* rand 0: u = 2^-53, -ln(u) = 36.7, gap = 100 * 36.7 ms, far past the expiry. */
-    script_rand(f, 0);
     char out[32];
     assert_int_equal(gos(f, "k", &p, &o, out, sizeof out), CORRAL_OK);
     assert_string_equal(out, "v2");
@@ -318,10 +319,10 @@ static void test_xfetch_keeps_the_value_when_the_draw_is_high(void **state) {
     fx *f = *state;
     prod p = new_prod(f);
     corral_load_opts o;
+    /* u = 0.5: a lead of 100 * 0.69 = 69 ms, short of the 500 ms left. */
+    script_rand(f, (uint64_t)1 << 63);
     load_with_delta(f, &p, &o);
     advance_ms(f, 500);
-    /* u = 0.5: gap = 100 * 0.69 = 69 ms, short of the 500 ms left. */
-    script_rand(f, (uint64_t)1 << 63);
     char out[32];
     assert_int_equal(gos(f, "k", &p, &o, out, sizeof out), CORRAL_OK);
     assert_string_equal(out, "v1");
@@ -331,14 +332,31 @@ static void test_xfetch_keeps_the_value_when_the_draw_is_high(void **state) {
     assert_string_equal(out, "v2");
 }
 
+static void test_xfetch_draws_once_per_value_so_traffic_adds_no_refreshes(void **state) {
+    fx *f = *state;
+    prod p = new_prod(f);
+    corral_load_opts o;
+    script_rand(f, (uint64_t)1 << 63); /* a lead of 69 ms */
+    load_with_delta(f, &p, &o);
+    script_rand(f, 0); /* draws made per hit would now all fire */
+    advance_ms(f, 900);
+    char out[32];
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(gos(f, "k", &p, &o, out, sizeof out), CORRAL_OK);
+        assert_string_equal(out, "v1");
+    }
+    assert_int_equal(atomic_load(&p.calls), 1);
+    assert_int_equal(prefix_stats(f, "k").early_refreshes, 0);
+}
+
 static void test_xfetch_beta_zero_never_refreshes_early(void **state) {
     fx *f = *state;
     prod p = new_prod(f);
     corral_load_opts o;
-    load_with_delta(f, &p, &o);
-    o.beta = 0;
-    advance_ms(f, 999);
     script_rand(f, 0);
+    load_with_delta(f, &p, &o);
+    o.beta = 0; /* the reader's beta decides */
+    advance_ms(f, 999);
     char out[32];
     assert_int_equal(gos(f, "k", &p, &o, out, sizeof out), CORRAL_OK);
     assert_string_equal(out, "v1");
@@ -676,6 +694,7 @@ int main(void) {
         T(test_get_or_set_runs_one_producer_for_concurrent_callers),
         T(test_xfetch_refreshes_early_when_the_draw_says_so),
         T(test_xfetch_keeps_the_value_when_the_draw_is_high),
+        T(test_xfetch_draws_once_per_value_so_traffic_adds_no_refreshes),
         T(test_xfetch_beta_zero_never_refreshes_early),
         T(test_grace_serves_stale_to_others_while_one_refreshes),
         T(test_grace_past_the_window_is_a_miss),
