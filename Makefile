@@ -2,6 +2,7 @@
 #   make run     bootstrap, build, run the demo on the embedded memory store
 #   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
 #   make bench   build optimised, run every benchmark (bench/bench_*)
+#   make bench-proxy   corral-proxy vs nginx proxy_cache vs Varnish (bench/proxy.sh), one table
 #   make tsan    build with ThreadSanitizer, run the unit tests
 #   make fuzz    build the libFuzzer targets with clang-14, run each for FUZZ_SECONDS
 #   make format-check / make format
@@ -12,7 +13,7 @@ FUZZ_SECONDS ?= 20
 CMAKE        := cmake
 CFG_COMMON   := -DCORRAL_WERROR=ON
 
-.PHONY: all bootstrap run test bench tsan fuzz format format-check install clean
+.PHONY: all bootstrap run test bench bench-proxy tsan fuzz format format-check install clean
 
 all: build/release/.built
 
@@ -43,6 +44,10 @@ tsan: bootstrap
 
 bench: build/release/.built
 	@for b in build/release/bench_*; do echo "== $$b"; $$b || exit 1; done
+
+# corral-proxy beside nginx proxy_cache and Varnish (installs them and wrk when missing).
+bench-proxy: build/release/.built
+	bench/proxy.sh build/release/corral-proxy
 
 fuzz: bootstrap
 	scripts/fuzz $(FUZZ_SECONDS)

@@ -34,9 +34,11 @@
  *   and the table's gap is the longest waiter's.
  * - For XFetch, how long before the value it replaced would have expired each refresh began
  *   (the previous producer's return plus the TTL, minus the next one's start), beside XFetch's
- *   expectation at the measured request rate R: delta * beta * (ln(R * delta * beta) + 0.577),
- *   where 0.577 is the Euler-Mascheroni constant (the first of R requests a second whose
- *   exponential draw clears the remaining time).
+ *   expectation at the measured request rate R: delta * beta * (ln(R * delta * beta) + 0.577)
+ *   (every hit draws; with R draws a second, the first whose exponential gap covers the time
+ *   left comes that early on average; 0.577 is the Euler-Mascheroni constant). For both corral
+ *   strategies, the loads that began within one producer time (50 ms) of the previous load's
+ *   return: redundant loads.
  *
  * Targets of the issue (PASS/MISS; a MISS does not fail the run, a failed cache call does):
  * - XFetch and grace: one producer call per expiry ((calls - 1) / expiries <= 1.0, the first cold
@@ -46,7 +48,8 @@
  *
  * A call can also be slow because its thread was not on a CPU: with more threads than CPUs a
  * woken or preempted thread waits its turn. That shows in max, >1 ms and the gaps; the header
- * prints the CPU count, and the reference strategy shows what the scheduler alone costs.
+ * prints the CPU count and the load average, and the reference strategy shows what the
+ * scheduler alone costs.
  *
  * Usage: bench_herd [-q] [-t THREADS] [-d SECONDS] [-S STRATEGIES]; -q is a 3 s window per
  * strategy (a smoke run, not a measurement), STRATEGIES is any of 12345 (default 1234).
@@ -356,7 +359,8 @@ typedef struct outcome {
     corral_prefix_stats st; /* the "herd" prefix's counters (corral strategies) */
     double lead_ms;         /* mean refresh lead before expiry (see the top comment) */
     double lead_min_ms, lead_max_ms;
-    uint64_t lead_n; /* refreshes in that mean */
+    uint64_t lead_n;       /* refreshes in that mean */
+    uint64_t back_to_back; /* loads that began within PRODUCE_NS of the previous one's return */
 } outcome;
 
 static void read_stats(corral *c, corral_prefix_stats *out) {
@@ -409,8 +413,10 @@ static void herd_deinit(herd *h) {
 }
 
 /* Mean, min and max over refreshes g + 1 of (end of g + TTL) - (start of g + 1), in ms: how
- * long before the value it replaced would have expired each load began. Loads of a single flight
- * never overlap, so generations are in time order. */
+ * long before the value it replaced would have expired each load began; and how many began within
+ * one producer time of the previous return, which no expiry or XFetch draw explains (a draw that
+ * early has a chance of about e^-19 per refresh here). Loads of a single flight never overlap, so
+ * generations are in time order. */
 static void refresh_lead(herd *h, outcome *o) {
     double sum = 0;
     uint64_t n = 0;
@@ -424,6 +430,7 @@ static void refresh_lead(herd *h, outcome *o) {
         sum += lead;
         o->lead_min_ms = fmin(o->lead_min_ms, lead);
         o->lead_max_ms = fmax(o->lead_max_ms, lead);
+        if (next < end + PRODUCE_NS) o->back_to_back++;
         n++;
     }
     o->lead_ms = n ? sum / (double)n : 0;
@@ -536,6 +543,10 @@ static void print_detail(const strategy *s, int index, const outcome *o, unsigne
                "%llu\n",
                (unsigned long long)o->st.loads, (unsigned long long)o->st.load_waiters,
                (unsigned long long)o->st.early_refreshes, (unsigned long long)o->st.stale_served);
+    if (s->is_corral && o->lead_n > 0)
+        printf("    loads that began within %u ms of the previous load's return: %llu of %llu\n",
+               PRODUCE_NS / 1000000u, (unsigned long long)o->back_to_back,
+               (unsigned long long)o->lead_n);
     if (s->has_p99_target && o->lead_n > 0) {
         double rate = (double)o->lat->n / window_s; /* XFetch draws per second */
         double db = (double)PRODUCE_NS / 1e9 * XFETCH_BETA;
@@ -544,6 +555,19 @@ static void print_detail(const strategy *s, int index, const outcome *o, unsigne
                o->lead_ms, (unsigned long long)o->lead_n, o->lead_min_ms, o->lead_max_ms,
                1e3 * db * (log(rate * db) + EULER_GAMMA), rate);
     }
+}
+
+/* Writes the 1-minute load average (from /proc/loadavg, Linux) into buf, or "unknown". Other
+ * processes' load changes every ms-scale figure here, so the header records it. */
+static void load_average(char *buf, size_t cap) {
+    double one = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &one) != 1) one = -1;
+        if (fclose(f) != 0) bench_die("fclose /proc/loadavg");
+    }
+    int n = one >= 0 ? snprintf(buf, cap, "%.2f", one) : snprintf(buf, cap, "unknown");
+    if (n < 0 || (size_t)n >= cap) bench_die("load_average: buffer too small");
 }
 
 static void usage(void) __attribute__((noreturn));
@@ -583,10 +607,12 @@ int main(int argc, char **argv) {
         }
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    char load[32];
+    load_average(load, sizeof load);
 
     printf("bench_herd: one hot key, a %u ms producer, TTL %d ms, %u threads, %u s per strategy, "
-           "%ld CPUs online\n\n",
-           PRODUCE_NS / 1000000u, TTL_MS, n_threads, window_s, cpus);
+           "%ld CPUs online, load average %s before the run\n\n",
+           PRODUCE_NS / 1000000u, TTL_MS, n_threads, window_s, cpus, load);
     fflush(stdout);
     outcome out[N_STRATEGIES];
     for (int k = 0; k < N_STRATEGIES; k++) {

@@ -39,6 +39,7 @@ const char *corral_strerror(int rc) {
     case CORRAL_ESTORE: return "store failure";
     case CORRAL_ENOTSUP: return "operation not supported by the store";
     case CORRAL_ETIMEDOUT: return "timed out";
+    case CORRAL_EFORMAT: return "stored value in a format corral cannot read";
     default: return "unknown error code";
     }
 }

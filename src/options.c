@@ -59,6 +59,7 @@ void corral_options_init(corral_options *o) {
     o->redis.command_timeout_ms = REDIS_DEFAULT_COMMAND_TIMEOUT_MS;
     o->redis.pool = REDIS_DEFAULT_POOL;
     o->redis.near_cache_bytes = 0;
+    o->redis.serializer = CORRAL_SERIALIZER_RAW;
 }
 
 /* Parses a decimal with an optional fraction: "300", "1.5". Returns 0 on success. */
@@ -353,7 +354,8 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
                           { "connect_timeout", false, FOR_REDIS },
                           { "command_timeout", false, FOR_REDIS },
                           { "pool", false, FOR_REDIS },
-                          { "near_cache", false, FOR_REDIS } };
+                          { "near_cache", false, FOR_REDIS },
+                          { "serializer", false, FOR_REDIS } };
     const size_t n_seen = sizeof seen / sizeof seen[0];
     size_t used = 0;
     if (kind == URL_MEM) {
@@ -487,6 +489,13 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
             if (!bad) o->redis.pool = (unsigned)n;
         } else if (strcmp(name, "near_cache") == 0) {
             bad = parse_size(val, dlen, &o->redis.near_cache_bytes) != 0;
+        } else if (strcmp(name, "serializer") == 0) {
+            if (strcasecmp(val, "raw") == 0)
+                o->redis.serializer = CORRAL_SERIALIZER_RAW;
+            else if (strcasecmp(val, "django") == 0)
+                o->redis.serializer = CORRAL_SERIALIZER_DJANGO;
+            else
+                bad = 1;
         }
         if (bad)
             return corral__seterr(err, CORRAL_EBADURL, "url: bad value '%.*s' for parameter '%s'",

@@ -75,8 +75,10 @@ enum {
     CORRAL_ENOSPC = -7,    /* a caller's buffer is too small (functions say what they return) */
     CORRAL_EBADURL = -8,   /* a URL or option string is malformed; corral_error names the part */
     CORRAL_ESTORE = -9,    /* the store failed (I/O, protocol); the call had no effect */
-    CORRAL_ENOTSUP = -10,  /* the store does not support this operation */
-    CORRAL_ETIMEDOUT = -11 /* a deadline passed */
+    CORRAL_ENOTSUP = -10,   /* the store does not support this operation */
+    CORRAL_ETIMEDOUT = -11, /* a deadline passed */
+    CORRAL_EFORMAT = -12    /* a stored value is in a form corral cannot read (Django wire format:
+                               a pickle of another type than str or bytes) */
 };
 
 /* Returns a static, human-readable string for any return code (unknown codes included).
@@ -141,6 +143,19 @@ typedef enum corral_eviction {
     CORRAL_EVICT_LRU /* kept for comparison */
 } corral_eviction;
 
+/* How the Redis store writes and reads values. */
+typedef enum corral_serializer {
+    CORRAL_SERIALIZER_RAW = 0, /* the value's bytes, as they are (default) */
+    /* Django's RedisCache and django-redis format, to share keys with a Django site: a value
+     * that is a canonical decimal integer ("-?(0|[1-9][0-9]*)") is stored as its digits (INCR
+     * works from both sides), a value that is valid UTF-8 as a pickled str (Django reads text),
+     * anything else as pickled bytes. Reading, a pickled str or bytes gives back its bytes, and
+     * a pickle of any other type is CORRAL_EFORMAT. Keys are Django's already. A value corral
+     * writes with metadata (get_or_set's times, tags) carries corral's envelope inside the
+     * pickle, which Django reads as bytes: share values written with set/add/set_many. */
+    CORRAL_SERIALIZER_DJANGO
+} corral_serializer;
+
 /* Options of the Redis store (corral_options.redis, used when `store` is "redis"). Filled by
  * corral_options_init; strings are copied by corral_open_opts. The store connects lazily: a
  * handle opens while Redis is down, and its calls miss (reads) or fail (writes) until it is up. */
@@ -169,6 +184,7 @@ typedef struct corral_redis_options {
      * near cache within one network hop. Reads that miss it go to the first server. While the
      * tracking connection is down, the near cache is emptied and bypassed. */
     size_t near_cache_bytes;
+    corral_serializer serializer; /* default CORRAL_SERIALIZER_RAW */
 } corral_redis_options;
 
 /* Options for corral_open_opts. Always fill with corral_options_init() first, so fields added
@@ -218,7 +234,7 @@ CORRAL_API void corral_options_init(corral_options *o);
  * Redis store only: db (also the URL's path; not both), password (also the URL's userinfo; not
  * both; percent-decoded), connect_timeout and command_timeout (seconds, fractional allowed, or
  * with a unit `s` or `ms`: "0.25", "250ms"; more than 0), pool (connections per server, 1-1024),
- * near_cache (bytes, units as max_memory; 0 for none).
+ * near_cache (bytes, units as max_memory; 0 for none), serializer (`raw` or `django`).
  * Hosts as corral_redis_options.hosts describes; `redis://` alone is 127.0.0.1:6379.
  * An unknown, repeated or malformed parameter, or one the URL's store does not take, returns
  * CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */

@@ -104,7 +104,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <stdlib.h> /*XXX*/
 
 /* liburcu 0.13's inline read-side fast path (_LGPL_SOURCE) reaches the thread's reader
  * through a pointer the library does not align as its struct declares (128 bytes). The access
@@ -242,6 +241,7 @@ struct mem_store {
     unsigned bucket_bits;
     uint64_t bucket_mask;   /* 2^bucket_bits - 1 */
     corral_eviction policy; /* never CORRAL_EVICT_DEFAULT */
+    uint8_t hit_max;        /* saturation of mem_entry.hits: 1 (SIEVE), 3 (S3-FIFO), 0 (LRU) */
     size_t max_bytes;
     size_t max_value_bytes; /* 0: only the shard budget bounds a value */
     unsigned nshards;
@@ -377,9 +377,15 @@ static void mem_entry_free_rcu(struct rcu_head *head) {
     mem_store *s = e->store;
     MEM_TSAN_ACQUIRE(&s->tsan_gp); /* so did the end of every read-side section that saw e */
     corral_value_unref(&e->val);   /* may free `e` */
-    /* Under the lock, so a waiter that sees zero cannot free the store before we let go. */
+    /* A count that stays above zero wakes nobody and needs no lock. The last one is taken
+     * under the lock, so a waiter that sees zero cannot free the store before we let go. */
+    size_t n = atomic_load_explicit(&s->rcu_pending, memory_order_relaxed);
+    while (n > 1)
+        if (atomic_compare_exchange_weak_explicit(&s->rcu_pending, &n, n - 1, memory_order_release,
+                                                  memory_order_relaxed))
+            return;
     pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    if (atomic_fetch_sub_explicit(&s->rcu_pending, 1, memory_order_relaxed) == 1)
+    if (atomic_fetch_sub_explicit(&s->rcu_pending, 1, memory_order_release) == 1)
         pthread_ok(pthread_cond_broadcast(&s->rcu_idle));
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
 }
@@ -387,7 +393,7 @@ static void mem_entry_free_rcu(struct rcu_head *head) {
 /* Waits until every callback this store queued has run. Not inside a read-side section. */
 static void wait_rcu_idle(mem_store *s) {
     pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    while (atomic_load_explicit(&s->rcu_pending, memory_order_relaxed) != 0)
+    while (atomic_load_explicit(&s->rcu_pending, memory_order_acquire) != 0)
         pthread_ok(pthread_cond_wait(&s->rcu_idle, &s->rcu_lock));
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
 }
@@ -450,14 +456,43 @@ static int check_size(const mem_store *s, const mem_shard *sh, size_t klen, size
 
 /* ---- The table ---- */
 
+static uint64_t load64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint32_t load32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* memcmp(a, b, n) == 0 without a library call for the short keys a cache mostly holds: whole
+ * words, the last one overlapping the one before. A get's instruction count decides how many
+ * gets the CPU overlaps while each waits for memory (docs/eviction.md), so this matters. */
+static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
+    const unsigned char *q = b;
+    if (n > 32) return memcmp(a, q, n) == 0;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (load64(a + i) != load64(q + i)) return false;
+        return load64(a + n - 8) == load64(q + n - 8);
+    }
+    if (n >= 4) return load32(a) == load32(q) && load32(a + n - 4) == load32(q + n - 4);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != q[i]) return false;
+    return true;
+}
+
 /* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
  * until the section ends. Under the key's shard mutex, a found entry is LIVE. The stored hash
  * is compared first: a chain's other entries then cost one load each. */
-static mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
+static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
     mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
-        if (e->hash != k->hash || e->klen != k->len || e->kind != kind) continue;
-        if (k->len == 0 || memcmp(e->key, k->data, k->len) == 0) {
+        if (e->hash == k->hash && e->klen == k->len && e->kind == kind &&
+            key_equal(e->key, k->data, k->len)) {
             CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
             return e;
         }
@@ -491,6 +526,7 @@ static void table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
 
 /* Puts the filled entry `e` where `old` is, in one store: a reader finds one or the other. */
 static void table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e) {
+    CORRAL_ASSERT_HELD(&sh->lock);
     mem_link *link = link_of_locked(s, sh, old);
     if (CORRAL_NEVER(link == NULL)) {
         table_insert_locked(s, sh, e);
@@ -503,6 +539,7 @@ static void table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, me
 
 /* Unlinks `e`. Its own `next` stays, for readers standing on it. */
 static void table_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
+    CORRAL_ASSERT_HELD(&sh->lock);
     mem_link *link = link_of_locked(s, sh, e);
     if (CORRAL_NEVER(link == NULL)) return;
     atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
@@ -722,20 +759,16 @@ static void lru_touch_rcu(mem_store *s, mem_entry *e) {
     shard_unlock(sh);
 }
 
-/* Marks a hit without a lock. The store happens only when the mark changes, so hot entries
- * are not written on every hit. */
-static void note_hit_rcu(mem_store *s, mem_entry *e) {
-    uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
-    switch (s->policy) {
-    case CORRAL_EVICT_S3FIFO:
-        if (h < MEM_S3_FREQ_MAX)
-            atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
-        break;
-    case CORRAL_EVICT_LRU: lru_touch_rcu(s, e); break;
-    default:
-        if (!h) atomic_store_explicit(&e->hits, 1, memory_order_relaxed);
-        break;
+/* Marks a hit without a lock: SIEVE's visited bit (hit_max 1) or S3-FIFO's frequency (hit_max
+ * 3). The store happens only when the mark changes, so a hot entry's line is written once or
+ * three times per pass of the evictor, not on every hit. Inline: it is on every hit's path. */
+static inline void note_hit_rcu(mem_store *s, mem_entry *e) {
+    if (s->policy == CORRAL_EVICT_LRU) {
+        lru_touch_rcu(s, e);
+        return;
     }
+    uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
+    if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
 }
 
 /* ---- Writes ---- */
@@ -881,9 +914,8 @@ static int mem_get(corral__store *base, const corral__skey *k, corral_value **ou
 static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
                         size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
     mem_store *s = store_of(base);
-    *len = 0;
-    *hdr_len = 0;
     uint64_t now = 0;
+    size_t n = 0, h = 0;
     int rc = CORRAL_MISS;
     read_lock(s);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
@@ -891,19 +923,16 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
         reap_rcu(s, e, now);
     } else if (e) {
         note_hit_rcu(s, e);
-        size_t n = e->val.len, h = e->val.hdr_len;
+        n = e->val.len;
+        h = e->val.hdr_len;
         const unsigned char *data = e->key + e->klen + h; /* == e->val.data */
-        *len = n;
-        *hdr_len = h;
         if (h && h <= hdr_cap) memcpy(hdr, data - h, h);
-        if (n > cap) {
-            rc = CORRAL_ENOSPC;
-        } else {
-            if (n) memcpy(buf, data, n);
-            rc = CORRAL_OK;
-        }
+        rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
+        if (rc == CORRAL_OK && n) memcpy(buf, data, n);
     }
     read_unlock(s);
+    *len = n;
+    *hdr_len = h;
     return rc;
 }
 
@@ -1124,11 +1153,21 @@ static unsigned choose_shards(const corral__mem_config *cfg) {
 /* log2 of the bucket count: one bucket per MEM_BUCKET_BYTES of max_bytes, rounded up to a
  * power of two, within [2^MEM_MIN_BUCKET_BITS, 2^MEM_MAX_BUCKET_BITS]. */
 static unsigned choose_bucket_bits(size_t max_bytes) {
-    size_t want = max_bytes / (getenv("XB") ? (size_t)atoi(getenv("XB")) : MEM_BUCKET_BYTES); /*XXX*/
+    size_t want = max_bytes / MEM_BUCKET_BYTES;
     unsigned bits = MEM_MIN_BUCKET_BITS;
     while (bits < MEM_MAX_BUCKET_BITS && ((size_t)1 << bits) < want)
         bits++;
     return bits;
+}
+
+/* Where a hit mark saturates: SIEVE's visited bit, S3-FIFO's 2-bit frequency. LRU moves entries
+ * instead of marking them. */
+static uint8_t hit_max_of(corral_eviction policy) {
+    switch (policy) {
+    case CORRAL_EVICT_S3FIFO: return MEM_S3_FREQ_MAX;
+    case CORRAL_EVICT_SIEVE: return 1;
+    default: return 0;
+    }
 }
 
 static size_t ghost_slots(size_t budget) {
@@ -1159,6 +1198,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->magic = MEM_STORE_MAGIC;
     s->env = *env;
     s->policy = policy;
+    s->hit_max = hit_max_of(policy);
     s->max_bytes = cfg->max_bytes;
     s->max_value_bytes = cfg->max_value_bytes;
     s->nshards = nshards;

@@ -7,7 +7,8 @@
  * exactly what its one allocation asks the allocator for. Leases (lease_acquire) are entries
  * too: they count in used_bytes, are reported through the events callback under their key's
  * class like values, and may be evicted. The store's own structures (shards, the S3-FIFO ghost
- * table) come from the same allocator but are not counted; rculfhash's buckets come from libc.
+ * table, the hash table's bucket array of 3 to 6 % of max_bytes: docs/eviction.md) come from
+ * the same allocator, at open, but are not counted.
  *
  * Threads: every function is thread-safe, except that close must be the last call.
  */

@@ -40,6 +40,10 @@
  * for maxmemory; each is counted (redis_pool.h). A write whose reply was lost (timeout, reset)
  * may or may not have been applied: Redis gives no way to know.
  *
+ * Django's wire format (serializer=django, redis_django.h): values are encoded on every write
+ * (set, set_many; leases and incr's digits are raw) and decoded on every read, so the layer
+ * above still sees the value's bytes; a pickle of another type reads as CORRAL_EFORMAT.
+ *
  * Events: none. Redis evicts, expires and may be written by other clients without telling us,
  * so the store does not call the events callback (store.h); used_bytes and max_bytes are 0.
  *
@@ -50,6 +54,7 @@
  * FLUSHDB (redis.io/commands); Django's RedisCache (django/core/cache/backends/redis.py).
  */
 #include "redis.h"
+#include "redis_django.h"
 #include "redis_pool.h"
 #include "../envelope.h"
 #include "../key.h"
@@ -119,6 +124,7 @@ typedef struct redis_store {
     const corral__allocator *alloc;
     corral__redis_pool *pool;
     size_t max_value_bytes;
+    bool django; /* serializer=django: values go through redis_django.c */
     rscript incr, touch_forever, lease_release;
 } redis_store;
 
@@ -130,8 +136,26 @@ static redis_store *store_of(corral__store *base) {
 
 /* ---- Helpers ---- */
 
+/* The value's bytes in a reply: the reply itself, or what the Django format wraps. */
+static int stored_bytes(const redis_store *s, const redisReply *r, const char **bytes,
+                        size_t *len) {
+    if (!s->django) {
+        *bytes = r->str;
+        *len = r->len;
+        return CORRAL_OK;
+    }
+    const unsigned char *b;
+    int rc = corral__django_decode(r->str, r->len, &b, len);
+    *bytes = (const char *)b;
+    return rc;
+}
+
 /* A value holding a copy of a reply's bytes, its envelope header (if any) before `data`. */
-static int make_value(redis_store *s, const char *bytes, size_t len, corral_value **out) {
+static int make_value(redis_store *s, const redisReply *r, corral_value **out) {
+    const char *bytes;
+    size_t len;
+    int rc = stored_bytes(s, r, &bytes, &len);
+    if (rc != CORRAL_OK) return rc;
     corral_value *v = corral__value_new(s->alloc, bytes, len);
     if (!v) return CORRAL_ENOMEM;
     size_t hdr = corral__env_hdr_len(bytes, len);
@@ -228,7 +252,7 @@ static int r_get(corral__store *base, const corral__skey *k, corral_value **out)
     if (!r)
         rc = corral__redis_failed(&c);
     else if (r->type == REDIS_REPLY_STRING)
-        rc = make_value(s, r->str, r->len, out);
+        rc = make_value(s, r, out);
     else if (r->type == REDIS_REPLY_NIL)
         rc = CORRAL_MISS;
     else
@@ -252,15 +276,17 @@ static int r_get_into(corral__store *base, const corral__skey *k, void *buf, siz
     if (!r) {
         rc = corral__redis_failed(&c);
     } else if (r->type == REDIS_REPLY_STRING) {
-        size_t h = corral__env_hdr_len(r->str, r->len);
+        const char *bytes;
+        size_t n;
+        rc = stored_bytes(s, r, &bytes, &n);
+        size_t h = rc == CORRAL_OK ? corral__env_hdr_len(bytes, n) : 0;
         *hdr_len = h;
-        if (h && h <= hdr_cap) memcpy(hdr, r->str, h);
-        *len = r->len - h;
-        if (*len > cap) {
+        if (h && h <= hdr_cap) memcpy(hdr, bytes, h);
+        *len = rc == CORRAL_OK ? n - h : 0;
+        if (rc == CORRAL_OK && *len > cap) {
             rc = CORRAL_ENOSPC;
-        } else {
-            if (*len) memcpy(buf, r->str + h, *len);
-            rc = CORRAL_OK;
+        } else if (rc == CORRAL_OK && *len) {
+            memcpy(buf, bytes + h, *len);
         }
     } else if (r->type == REDIS_REPLY_NIL) {
         rc = CORRAL_MISS;
@@ -272,14 +298,37 @@ static int r_get_into(corral__store *base, const corral__skey *k, void *buf, siz
     return rc;
 }
 
+/* The bytes to send for a value: the value, or its Django encoding in a new block (`*owned`,
+ * `*owned_len`, freed by the caller). */
+static int wire_bytes(redis_store *s, const void *val, size_t len, const char **out,
+                      size_t *out_len, char **owned, size_t *owned_len) {
+    *owned = NULL;
+    *owned_len = 0;
+    *out = val ? val : "";
+    *out_len = len;
+    if (!s->django) return CORRAL_OK;
+    size_t n = corral__django_encoded_len(val, len);
+    char *b = corral__alloc(s->alloc, n ? n : 1);
+    if (!b) return CORRAL_ENOMEM;
+    corral__django_encode(val, len, (unsigned char *)b);
+    *out = *owned = b;
+    *out_len = *owned_len = n;
+    return CORRAL_OK;
+}
+
 static int r_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
                  int64_t ttl_ms, corral__set_mode mode) {
     redis_store *s = store_of(base);
     if (len > s->max_value_bytes) return CORRAL_ETOOBIG;
     if (ttl_ms <= 0) return CORRAL_EINVAL; /* store.h: the layer above turns 0 into a delete */
+    const char *wire;
+    size_t wire_len, owned_len;
+    char *owned;
+    int rc = wire_bytes(s, val, len, &wire, &wire_len, &owned, &owned_len);
+    if (rc != CORRAL_OK) return rc;
     char ttl[TTL_DIGITS];
-    const char *argv[6] = { "SET", k->data, val ? val : "" };
-    size_t lens[6] = { 3, k->len, len };
+    const char *argv[6] = { "SET", k->data, wire };
+    size_t lens[6] = { 3, k->len, wire_len };
     int argc = 3;
     if (ttl_ms != CORRAL__NO_EXPIRY) {
         argv[argc] = "PX";
@@ -292,8 +341,11 @@ static int r_set(corral__store *base, const corral__skey *k, const void *val, si
         lens[argc++] = 2;
     }
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
-    if (rc != CORRAL_OK) return rc;
+    rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    if (rc != CORRAL_OK) {
+        corral__free(s->alloc, owned, owned_len);
+        return rc;
+    }
     redisReply *r = corral__redis_command(&c, argc, argv, lens);
     if (!r)
         rc = corral__redis_failed(&c);
@@ -305,6 +357,7 @@ static int r_set(corral__store *base, const corral__skey *k, const void *val, si
         rc = corral__redis_error_reply(&c, r);
     freeReplyObject(r);
     corral__redis_end(&c);
+    corral__free(s->alloc, owned, owned_len);
     return rc;
 }
 
@@ -567,8 +620,7 @@ static int r_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
             } else {
                 for (size_t i = 0; i < m && rc == CORRAL_OK; i++) {
                     const redisReply *e = r->element[i];
-                    if (e->type == REDIS_REPLY_STRING)
-                        rc = make_value(s, e->str, e->len, &out[at + i]);
+                    if (e->type == REDIS_REPLY_STRING) rc = make_value(s, e, &out[at + i]);
                 }
             }
             freeReplyObject(r);
@@ -586,19 +638,36 @@ static int r_set_many(corral__store *base, const corral__skey *ks, const corral_
     for (size_t i = 0; i < n; i++)
         if (vals[i].len > s->max_value_bytes) return CORRAL_ETOOBIG;
     if (n == 0) return CORRAL_OK;
+    /* Django format: one scratch block, as large as the largest encoding; each SET is copied
+     * into hiredis's output buffer as it is appended. */
+    size_t scratch_len = 0;
+    for (size_t i = 0; s->django && i < n; i++)
+        scratch_len =
+            CORRAL_MAX(scratch_len, corral__django_encoded_len(vals[i].data, vals[i].len));
+    unsigned char *scratch = NULL;
+    if (scratch_len && !(scratch = corral__alloc(s->alloc, scratch_len))) return CORRAL_ENOMEM;
     char ttl[TTL_DIGITS];
     size_t ttl_len = ttl_ms == CORRAL__NO_EXPIRY ? 0 : fmt_i64(ttl, ttl_ms);
     corral__redis_call c;
     int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
-    if (rc != CORRAL_OK) return rc;
+    if (rc != CORRAL_OK) {
+        corral__free(s->alloc, scratch, scratch_len);
+        return rc;
+    }
     const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
     size_t multi_len[1] = { 5 }, exec_len[1] = { 4 };
     bool sent = corral__redis_append(&c, 1, multi, multi_len) == 0;
     for (size_t i = 0; sent && i < n; i++) {
         const char *argv[5] = { "SET", ks[i].data, vals[i].data ? vals[i].data : "", "PX", ttl };
         size_t lens[5] = { 3, ks[i].len, vals[i].len, 2, ttl_len };
+        if (s->django) {
+            corral__django_encode(vals[i].data, vals[i].len, scratch);
+            argv[2] = (const char *)scratch;
+            lens[2] = corral__django_encoded_len(vals[i].data, vals[i].len);
+        }
         sent = corral__redis_append(&c, ttl_len ? 5 : 3, argv, lens) == 0;
     }
+    corral__free(s->alloc, scratch, scratch_len);
     if (sent) sent = corral__redis_append(&c, 1, exec, exec_len) == 0;
     if (!sent) {
         rc = corral__redis_failed(&c);
@@ -739,7 +808,7 @@ int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_val
     } else if (v->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER) {
         rc = corral__redis_error_reply(&c, v->type == REDIS_REPLY_STRING ? t : v);
     } else {
-        rc = make_value(s, v->str, v->len, out);
+        rc = make_value(s, v, out);
         /* PTTL: -1 no expiry; -2 gone since the GET, 0 about to go: not worth keeping near. */
         *ttl_ms = t->integer == -1 ? CORRAL__NO_EXPIRY : t->integer > 0 ? (int64_t)t->integer : 0;
     }
@@ -865,6 +934,8 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     if (o->pool < 1 || o->pool > CORRAL__REDIS_MAX_POOL)
         return corral__seterr(err, CORRAL_EINVAL, "pool: must be 1 to %u", CORRAL__REDIS_MAX_POOL);
     if (o->db > INT32_MAX) return corral__seterr(err, CORRAL_EINVAL, "db: too large");
+    if (o->serializer != CORRAL_SERIALIZER_RAW && o->serializer != CORRAL_SERIALIZER_DJANGO)
+        return corral__seterr(err, CORRAL_EINVAL, "serializer: unknown (raw or django)");
 
     redis_store *s = corral__calloc(env->alloc, 1, sizeof *s);
     if (!s) return corral__seterr(err, CORRAL_ENOMEM, "redis store: out of memory");
@@ -872,6 +943,7 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     s->magic = REDIS_STORE_MAGIC;
     s->alloc = env->alloc;
     s->max_value_bytes = CORRAL_MIN(max_value_bytes, CORRAL__REDIS_MAX_VALUE);
+    s->django = o->serializer == CORRAL_SERIALIZER_DJANGO;
     if (script_init(&s->incr, INCR_SRC, sizeof INCR_SRC - 1) != CORRAL_OK ||
         script_init(&s->touch_forever, TOUCH_FOREVER_SRC, sizeof TOUCH_FOREVER_SRC - 1) !=
             CORRAL_OK ||

@@ -459,23 +459,25 @@ redisContext *corral__redis_pool_connect(corral__redis_pool *p) {
 /* ---- Calls ---- */
 
 static void sigpipe_block(corral__redis_call *c) {
-    sigset_t set, pending;
+    sigset_t set;
     int rc = sigemptyset(&set);
     rc |= sigaddset(&set, SIGPIPE);
     rc |= pthread_sigmask(SIG_BLOCK, &set, &c->old_mask);
     assert(rc == 0);
-    c->sigpipe_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
     (void)rc;
+    c->app_blocks_sigpipe = sigismember(&c->old_mask, SIGPIPE) == 1;
 }
 
 static void sigpipe_unblock(corral__redis_call *c) {
+    if (c->app_blocks_sigpipe) return; /* the mask did not change */
     sigset_t set, pending;
     int rc = sigemptyset(&set);
     rc |= sigaddset(&set, SIGPIPE);
     assert(rc == 0);
-    if (!c->sigpipe_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-        /* Raised by our write to a dead server: consume it, so restoring the mask does not
-         * deliver it. */
+    /* SIGPIPE was unblocked until this call, so a pending one was raised by this call's write
+     * to a dead server (SIGPIPE of a write goes to the writing thread): consume it, so that
+     * restoring the mask does not deliver it. Only a failed call can have raised one. */
+    if (c->io_failed && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
         const struct timespec zero = { 0, 0 };
         int w;
         do {
@@ -498,6 +500,7 @@ static corral__redis_host *pick_host(corral__redis_pool *p, corral__redis_role r
 /* Ends a call that failed before it had a usable connection; returns its code. */
 static int fail_early(corral__redis_call *c, corral__redis_fail f) {
     c->fail = f;
+    c->io_failed = true; /* AUTH or SELECT may have written to a dead server */
     int rc = corral__redis_failed(c);
     corral__redis_end(c);
     return rc;
@@ -572,6 +575,7 @@ int corral__redis_begin(corral__redis_pool *p, corral__redis_role role, corral__
 /* The call's connection failed in a command: close it, count, back off. */
 static void conn_failed(corral__redis_call *c, int e) {
     corral__redis_pool *p = c->pool;
+    c->io_failed = true;
     c->fail = classify(c->conn->ctx, e);
     if (c->fail == CORRAL__REDIS_FAIL_TIMEOUT) count(&p->ctr.timeouts);
     record_failure(c->host, c->conn->epoch);

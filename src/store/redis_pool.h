@@ -125,15 +125,18 @@ typedef struct corral__redis_call {
     corral__redis_conn *conn;
     corral__redis_role role;
     corral__redis_fail fail;
-    sigset_t old_mask;    /* the thread's signal mask before the call */
-    bool sigpipe_pending; /* SIGPIPE was pending before the call: not ours to consume */
+    sigset_t old_mask;       /* the thread's signal mask before the call */
+    bool app_blocks_sigpipe; /* the thread had SIGPIPE blocked already: we leave it all be */
+    bool io_failed;          /* a write may have raised SIGPIPE: consume it at the end */
 } corral__redis_call;
 
 /* Begins a call: takes a free connection of the server for `role` (waiting at most the command
  * timeout), connecting it if needed. Returns CORRAL_OK, or the call's failure code (see
  * corral__redis_failed) with the call already ended. SIGPIPE is blocked on the calling thread
  * until corral__redis_end, and one raised by a write to a dead server is consumed there: hiredis
- * writes with write(2), and a library must not let a dead server kill its host process. */
+ * writes with write(2), and a library must not let a dead server kill its host process. Two
+ * syscalls a call (block, restore); a thread that blocks SIGPIPE itself keeps its mask and gets
+ * the pending signal as its own writes would leave it. */
 int corral__redis_begin(corral__redis_pool *p, corral__redis_role role, corral__redis_call *c);
 
 /* Runs one command and returns its reply (free it with freeReplyObject), or NULL when the

@@ -4,8 +4,8 @@
  * Everything above the store (key scheme, validation, single flight, tags, namespaces, metrics)
  * is written once in src/ and works on every store. A store only keeps bytes under physical
  * keys, with an optional expiry. Stores: memory.c (embedded, the default), redis.c (shared by
- * every process that opens the same Redis); tiered.c implements the same table in a later
- * version.
+ * every process that opens the same Redis), tiered.c (a memory store in front of redis.c, kept
+ * coherent by Redis client-side caching).
  *
  * Contracts common to every operation:
  * - Keys arrive already built and validated (corral__skey: physical key, its 64-bit hash, and
@@ -27,6 +27,7 @@
  *     redis:  none. Redis evicts and expires on its own and other clients write the same keys,
  *             so nothing it could report would be complete; its gauges stay 0 and its own
  *             counters come through metrics_text.
+ *     tiered: none (its near cache is a cache of a cache; its counters are in metrics_text).
  * - Failures of a remote store (redis): a read that cannot reach the server is CORRAL_MISS
  *   (counted by the store); a write is CORRAL_ESTORE, CORRAL_ETIMEDOUT past a deadline, or
  *   CORRAL_ENOMEM when the server refuses it for memory. Unlike a local failure, a write whose

@@ -8,7 +8,10 @@
  *   just invalidated) and fills L1 with the value and its remaining TTL. get_many serves the
  *   keys L1 holds and reads the rest with one MGET, without filling.
  * - Writes (set, add, delete, touch, incr, the many-ops, clear) go to Redis, then drop the key
- *   from L1: the writer reads its own writes at once. Leases are Redis's only.
+ *   from L1: the writer reads its own writes at once. Leases are Redis's only. Redis also
+ *   reports our own writes back (the tracker is another connection than the writer's), so a
+ *   key read right after this process wrote it may be dropped once more when that report
+ *   arrives: one extra Redis read, never a stale one.
  * - Coherence: a tracker thread holds one connection to the primary on which it ran
  *   `CLIENT TRACKING on REDIRECT <its own id> BCAST PREFIX <key_prefix>:` and then
  *   `SUBSCRIBE __redis__:invalidate` (RESP2 delivers invalidations as Pub/Sub messages, so the
@@ -71,7 +74,7 @@ typedef struct tiered_counters {
     _Atomic uint64_t near_misses;   /* reads that went to Redis */
     _Atomic uint64_t fills;         /* values put in L1 */
     _Atomic uint64_t fills_dropped; /* ... and dropped at once: invalidated while in flight */
-    _Atomic uint64_t invalidations; /* keys (or flushes) Redis reported */
+    _Atomic uint64_t invalidations; /* keys Redis reported changed, and database flushes */
     _Atomic uint64_t flushes;       /* L1 emptied: connection lost, FLUSHDB, clear */
     _Atomic uint64_t subscribes;    /* times the tracker subscribed */
 } tiered_counters;
@@ -88,9 +91,10 @@ typedef struct tiered_store {
     _Atomic uint64_t epoch;
     _Atomic bool live;     /* the tracker is subscribed: L1 may be read and filled */
     _Atomic bool stopping; /* close has begun */
-    int wake[2];           /* pipe: close writes, the tracker polls */
+    _Atomic int started;   /* 0: no tracker yet; 1: being started or running */
+    _Atomic bool has_thread;
+    int wake[2]; /* pipe: close writes, the tracker polls */
     pthread_t thread;
-    bool has_thread;
     void (*after_fetch)(void *ctx, const corral__skey *k);
     void *after_fetch_ctx;
     tiered_counters ctr;
@@ -127,6 +131,20 @@ static void flush(tiered_store *t) {
 
 /* ---- Reads ---- */
 
+static void *tracker_main(void *arg);
+
+/* Starts the tracker on the first read: opening a handle does no I/O. Should the thread not
+ * start, the near cache stays bypassed and the next read tries again. */
+static void ensure_tracker(tiered_store *t) {
+    if (atomic_load(&t->started)) return;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&t->started, &expected, 1)) return;
+    if (pthread_create(&t->thread, NULL, tracker_main, t) == 0)
+        atomic_store(&t->has_thread, true);
+    else
+        atomic_store(&t->started, 0);
+}
+
 /* Reads `k` from Redis and fills L1 unless an invalidation or a flush overtook the read. */
 static int fetch(tiered_store *t, const corral__skey *k, corral_value **out) {
     _Atomic uint64_t *slot = slot_of(t, k->hash);
@@ -139,7 +157,7 @@ static int fetch(tiered_store *t, const corral__skey *k, corral_value **out) {
     if (t->after_fetch) t->after_fetch(t->after_fetch_ctx, k);
     const corral_value *v = *out;
     /* The bytes as Redis holds them, envelope header included, so L1 splits it the same. */
-    if (t->near->ops->set(t->near, k, v->data - v->hdr_len, v->len + v->hdr_len, CORRAL__NO_EXPIRY,
+    if (t->near->ops->set(t->near, k, v->data - v->hdr_len, v->len + v->hdr_len, ttl_ms,
                           CORRAL__SET_ALWAYS) != CORRAL_OK)
         return CORRAL_OK; /* too big for L1, or no memory: served, not kept */
     count(&t->ctr.fills);
@@ -153,6 +171,7 @@ static int fetch(tiered_store *t, const corral__skey *k, corral_value **out) {
 static int t_get(corral__store *base, const corral__skey *k, corral_value **out) {
     tiered_store *t = store_of(base);
     *out = NULL;
+    ensure_tracker(t);
     if (atomic_load(&t->live) && t->near->ops->get(t->near, k, out) == CORRAL_OK) {
         count(&t->ctr.near_hits);
         return CORRAL_OK;
@@ -165,6 +184,7 @@ static int t_get_into(corral__store *base, const corral__skey *k, void *buf, siz
     tiered_store *t = store_of(base);
     *len = 0;
     *hdr_len = 0;
+    ensure_tracker(t);
     if (atomic_load(&t->live)) {
         int rc = t->near->ops->get_into(t->near, k, buf, cap, len, hdr, hdr_cap, hdr_len);
         if (rc == CORRAL_OK || rc == CORRAL_ENOSPC) {
@@ -192,6 +212,7 @@ static int t_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
     for (size_t i = 0; i < n; i++)
         out[i] = NULL;
     if (n == 0) return CORRAL_OK;
+    ensure_tracker(t);
     size_t *idx = corral__alloc3(t->alloc, n, sizeof *idx, 0);
     corral__skey *miss = corral__alloc3(t->alloc, n, sizeof *miss, 0);
     corral_value **got = corral__alloc3(t->alloc, n, sizeof *got, 0);
@@ -329,7 +350,7 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
           "Values dropped from the near cache because they were invalidated while being read.",
           LOAD(fills_dropped) },
         { "near_invalidations_total", "counter",
-          "Invalidations Redis reported (keys, and flushes of the database).",
+          "Keys Redis reported changed (own writes included), and database flushes.",
           LOAD(invalidations) },
         { "near_flushes_total", "counter",
           "Times the near cache was emptied: tracking connection lost, FLUSHDB, clear.",
@@ -368,14 +389,15 @@ static void on_message(tiered_store *t, const redisReply *r) {
         !is_str(r->element[1], INVALIDATE_CHANNEL))
         return;
     const redisReply *keys = r->element[2];
-    count(&t->ctr.invalidations);
     if (keys->type != REDIS_REPLY_ARRAY) { /* nil: FLUSHDB or FLUSHALL */
+        count(&t->ctr.invalidations);
         flush(t);
         return;
     }
     for (size_t i = 0; i < keys->elements; i++) {
         const redisReply *k = keys->element[i];
         if (k->type != REDIS_REPLY_STRING) continue;
+        count(&t->ctr.invalidations);
         corral__skey sk = { .data = k->str,
                             .len = k->len,
                             .hash = corral__key_hash(k->str, k->len) };
@@ -462,7 +484,7 @@ static void *tracker_main(void *arg) {
 
 static void t_close(corral__store *base) {
     tiered_store *t = store_of(base);
-    if (t->has_thread) {
+    if (atomic_load(&t->has_thread)) {
         atomic_store(&t->stopping, true);
         char b = 1;
         ssize_t w;
@@ -532,6 +554,8 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     atomic_init(&t->epoch, 0);
     atomic_init(&t->live, false);
     atomic_init(&t->stopping, false);
+    atomic_init(&t->started, 0);
+    atomic_init(&t->has_thread, false);
     int rc = CORRAL_ENOMEM;
     if (!cfg->track_all) {
         t->track_len = cfg->key_prefix_len + 1;
@@ -553,8 +577,6 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     }
     for (int i = 0; i < 2; i++)
         if (fcntl(t->wake[i], F_SETFD, FD_CLOEXEC) != 0) goto fail;
-    if (pthread_create(&t->thread, NULL, tracker_main, t) != 0) goto fail;
-    t->has_thread = true;
     *out = &t->base;
     return CORRAL_OK;
 fail:

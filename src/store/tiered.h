@@ -24,10 +24,11 @@ typedef struct corral__tiered_config {
 } corral__tiered_config;
 
 /* Opens the near cache in front of `redis` (a store from corral__redis_open), which it takes:
- * on every return path `redis` belongs to the tiered store or has been closed. Starts the
- * tracker thread; until it has subscribed, reads go to Redis and nothing is kept near. Returns
- * CORRAL_OK, CORRAL_EINVAL (near_bytes 0) or CORRAL_ENOMEM (memory, a thread or a pipe), with
- * `err` filled; `*out` NULL on failure. */
+ * on every return path `redis` belongs to the tiered store or has been closed. Does no I/O: the
+ * first read starts the tracker thread, and until it has subscribed, reads go to Redis and
+ * nothing is kept near. Returns CORRAL_OK, CORRAL_EINVAL (near_bytes 0, or too small for the
+ * memory store) or CORRAL_ENOMEM (memory or a pipe), with `err` filled; `*out` NULL on
+ * failure. */
 int corral__tiered_open_take(corral__store **out, corral__store *redis,
                              const corral__tiered_config *cfg, const corral__store_env *env,
                              corral_error *err);

@@ -851,6 +851,146 @@ static void test_mem_lock_free_readers_never_see_freed_or_torn_values(void **sta
     fx_close(f);
 }
 
+/* ---- Chains (keys whose hashes collide) ---- */
+
+/* A store key of a C string with a forced hash: keys built with the same hash share a bucket
+ * chain, which the tests below need. */
+static corral__skey KH(const char *k, uint64_t hash) {
+    return (corral__skey){ .data = k, .len = strlen(k), .hash = hash, .cls = 1 };
+}
+
+static int set_h(fx *f, const char *k, uint64_t hash, const char *v) {
+    corral__skey sk = KH(k, hash);
+    return f->s->ops->set(f->s, &sk, v, strlen(v), CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS);
+}
+
+static void expect_h(fx *f, const char *k, uint64_t hash, const char *want) {
+    corral__skey sk = KH(k, hash);
+    char buf[32];
+    size_t len = 0, hlen = 0;
+    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen);
+    if (!want) {
+        assert_int_equal(rc, CORRAL_MISS);
+        return;
+    }
+    assert_int_equal(rc, CORRAL_OK);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(buf, want, len);
+}
+
+static void test_mem_keys_that_share_a_hash_stay_apart_in_one_chain(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    const uint64_t h = 0x5eedu;
+    assert_int_equal(set_h(f, "a", h, "1"), CORRAL_OK);
+    assert_int_equal(set_h(f, "b", h, "2"), CORRAL_OK);
+    assert_int_equal(set_h(f, "c", h, "3"), CORRAL_OK);
+    assert_int_equal(set_h(f, "dd", h, "4"), CORRAL_OK); /* same hash, another length */
+    corral__skey lk = KH("b", h);
+    assert_int_equal(f->s->ops->lease_acquire(f->s, &lk, "t", 1, 1000), CORRAL_OK);
+    assert_int_equal(set_h(f, "b", h, "2b"), CORRAL_OK); /* replaced in the middle */
+    assert_int_equal(f->s->ops->del(f->s, &(corral__skey){ "dd", 2, h, 1 }), CORRAL_OK); /* head */
+    assert_int_equal(f->s->ops->del(f->s, &(corral__skey){ "a", 1, h, 1 }), CORRAL_OK);  /* tail */
+    expect_h(f, "a", h, NULL);
+    expect_h(f, "b", h, "2b");
+    expect_h(f, "c", h, "3");
+    expect_h(f, "dd", h, NULL);
+    expect_h(f, "b", h + 1, NULL); /* the hash is part of the match */
+    assert_int_equal(f->s->ops->lease_release(f->s, &lk, "t", 1), CORRAL_OK);
+    expect_h(f, "b", h, "2b"); /* the lease was its own entry */
+    fx_close(f);
+}
+
+/* Counts the calls of a clock that stands still. */
+static _Atomic long clock_calls;
+
+static uint64_t counting_now(void *ctx) {
+    (void)ctx;
+    atomic_fetch_add(&clock_calls, 1);
+    return T0_NS;
+}
+
+static void test_mem_gets_read_the_clock_only_for_entries_that_expire(void **state) {
+    (void)state;
+    fx *f = fx_init(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    f->env.now_ns = counting_now;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    f->baseline = atomic_load(&f->ca.outstanding);
+    assert_int_equal(set(f, "forever", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(set(f, "soon", "v", 1000), CORRAL_OK);
+    atomic_store(&clock_calls, 0);
+    expect_stored(f, "forever", "v");
+    expect_h(f, "forever", corral__key_hash("forever", 7), "v");
+    assert_int_equal(atomic_load(&clock_calls), 0);
+    expect_stored(f, "soon", "v");
+    assert_int_equal(atomic_load(&clock_calls), 1);
+    fx_close(f);
+}
+
+/* A writer keeps replacing and deleting keys that share one chain with a key it never touches;
+ * readers must find that key every time, and whole values for the others. */
+#define CHAIN_HASH  0xc4a1u
+#define CHAIN_ITERS 20000
+
+typedef struct chain_arg {
+    fx *f;
+    pthread_barrier_t *start;
+    bool writer;
+} chain_arg;
+
+static void *chain_main(void *p) {
+    chain_arg *a = p;
+    corral__store *s = a->f->s;
+    char val[512], buf[512], k[8];
+    int rc = pthread_barrier_wait(a->start);
+    assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
+    for (int i = 0; i < CHAIN_ITERS; i++) {
+        int kl = snprintf(k, sizeof k, "n%d", i % 5);
+        corral__skey sk = { k, (size_t)kl, CHAIN_HASH, 1 };
+        size_t len = 0, hlen = 0;
+        if (a->writer) {
+            if (i % 7 == 3) {
+                assert_true(s->ops->del(s, &sk) >= 0);
+            } else {
+                len = make_value(val, (uint64_t)i);
+                assert_int_equal(
+                    s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
+                    CORRAL_OK);
+            }
+            continue;
+        }
+        corral__skey stay = { "stay", 4, CHAIN_HASH, 1 };
+        assert_int_equal(s->ops->get_into(s, &stay, buf, sizeof buf, &len, NULL, 0, &hlen),
+                         CORRAL_OK);
+        check_value(buf, len);
+        if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen) == CORRAL_OK)
+            check_value(buf, len);
+    }
+    return NULL;
+}
+
+static void test_mem_readers_never_miss_a_key_while_its_chain_changes(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    char val[512];
+    size_t len = make_value(val, 7);
+    corral__skey stay = { "stay", 4, CHAIN_HASH, 1 };
+    assert_int_equal(f->s->ops->set(f->s, &stay, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
+                     CORRAL_OK);
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, 3), 0);
+    chain_arg a[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = (chain_arg){ .f = f, .start = &start, .writer = i == 0 };
+        assert_int_equal(pthread_create(&t[i], NULL, chain_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(pthread_barrier_destroy(&start), 0);
+    fx_close(f); /* used == events == allocator */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         STORE_SUITE_TESTS(&mem_target),
@@ -873,6 +1013,9 @@ int main(void) {
         cmocka_unit_test(test_mem_writes_fail_cleanly_at_every_allocation),
         cmocka_unit_test(test_mem_concurrent_mixed_ops_keep_the_invariants),
         cmocka_unit_test(test_mem_lock_free_readers_never_see_freed_or_torn_values),
+        cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),
+        cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
+        cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -193,6 +193,10 @@ static const bad_case bad_cases[] = {
     { "redis+unix://relative/path", CORRAL_EBADURL, "socket path" },
     { "redis+unix:///s?eviction=lru", CORRAL_EBADURL, "eviction" },
     { "rediss://h", CORRAL_EBADURL, "rediss" },
+    { "redis://h?near_cache=lots", CORRAL_EBADURL, "near_cache" },
+    { "redis://h?serializer=json", CORRAL_EBADURL, "serializer" },
+    { "mem://?serializer=django", CORRAL_EBADURL, "serializer" },
+    { "mem://?near_cache=1MB", CORRAL_EBADURL, "near_cache" },
 };
 
 /* Every Redis field the URL can set, in one line. */
@@ -200,38 +204,44 @@ static void describe_redis(const corral_options *o, char *buf, size_t cap) {
     const corral_redis_options *r = &o->redis;
     int n = snprintf(buf, cap,
                      "store=%s hosts=%s unix=%s user=%s pass=%s db=%u conn=%lld cmd=%lld pool=%u "
-                     "prefix='%s' ttl=%lld",
+                     "prefix='%s' ttl=%lld near=%zu",
                      o->store, r->hosts ? r->hosts : "-", r->unix_path ? r->unix_path : "-",
                      r->username ? r->username : "-", r->password ? r->password : "-", r->db,
                      (long long)r->connect_timeout_ms, (long long)r->command_timeout_ms, r->pool,
-                     o->key_prefix, (long long)o->default_ttl_ms);
+                     o->key_prefix, (long long)o->default_ttl_ms, r->near_cache_bytes);
     assert_true(n > 0 && (size_t)n < cap);
 }
 
 static const ok_case redis_ok_cases[] = {
     { "redis://", "store=redis hosts=127.0.0.1:6379 unix=- user=- pass=- db=0 conn=1000 cmd=1000 "
-                  "pool=4 prefix='' ttl=300000" },
+                  "pool=4 prefix='' ttl=300000 near=0" },
     { "redis://127.0.0.1:6379/2?key_prefix=djzen&timeout=300",
       "store=redis hosts=127.0.0.1:6379 unix=- user=- pass=- db=2 conn=1000 cmd=1000 pool=4 "
-      "prefix='djzen' ttl=300000" },
+      "prefix='djzen' ttl=300000 near=0" },
     { "redis://primary,replica1,replica2/2",
       "store=redis hosts=primary,replica1,replica2 unix=- user=- pass=- db=2 conn=1000 cmd=1000 "
-      "pool=4 prefix='' ttl=300000" },
+      "pool=4 prefix='' ttl=300000 near=0" },
     { "redis://:s%40cret@h:7000,[::1]:7001/",
       "store=redis hosts=h:7000,[::1]:7001 unix=- user=- pass=s@cret db=0 conn=1000 cmd=1000 "
-      "pool=4 prefix='' ttl=300000" },
+      "pool=4 prefix='' ttl=300000 near=0" },
     { "redis://app:pw@h?pool=16&connect_timeout=0.25&command_timeout=50ms",
       "store=redis hosts=h unix=- user=app pass=pw db=0 conn=250 cmd=50 pool=16 prefix='' "
-      "ttl=300000" },
+      "ttl=300000 near=0" },
     { "redis://h?db=5&password=p%26q&command_timeout=2s&max_value=1MB&version=3",
       "store=redis hosts=h unix=- user=- pass=p&q db=5 conn=1000 cmd=2000 pool=4 prefix='' "
-      "ttl=300000" },
+      "ttl=300000 near=0" },
     { "redis+unix:///run/redis/redis.sock?db=2",
       "store=redis hosts=127.0.0.1:6379 unix=/run/redis/redis.sock user=- pass=- db=2 conn=1000 "
-      "cmd=1000 pool=4 prefix='' ttl=300000" },
+      "cmd=1000 pool=4 prefix='' ttl=300000 near=0" },
     { "redis+unix:///tmp/a%20b.sock?password=x&timeout=none",
       "store=redis hosts=127.0.0.1:6379 unix=/tmp/a b.sock user=- pass=x db=0 conn=1000 "
-      "cmd=1000 pool=4 prefix='' ttl=-2" },
+      "cmd=1000 pool=4 prefix='' ttl=-2 near=0" },
+    { "redis://h?serializer=django&key_prefix=djzen",
+      "store=redis hosts=h unix=- user=- pass=- db=0 conn=1000 cmd=1000 pool=4 prefix='djzen' "
+      "ttl=300000 near=0" },
+    { "redis://h?near_cache=64MB",
+      "store=redis hosts=h unix=- user=- pass=- db=0 conn=1000 cmd=1000 pool=4 prefix='' "
+      "ttl=300000 near=64000000" },
 };
 
 static void test_parse_url_accepts_redis_urls(void **state) {
@@ -419,6 +429,8 @@ static void test_options_init_fills_documented_defaults(void **state) {
     assert_int_equal(o.redis.connect_timeout_ms, 1000);
     assert_int_equal(o.redis.command_timeout_ms, 1000);
     assert_int_equal(o.redis.pool, 4);
+    assert_int_equal(o.redis.near_cache_bytes, 0);
+    assert_int_equal(o.redis.serializer, CORRAL_SERIALIZER_RAW);
 }
 
 /* ---- corral_open and corral_open_opts ---- */

@@ -531,8 +531,8 @@ static void test_redis_expired_key_is_never_returned_on_the_servers_clock(void *
     redis_server_ok(&srv, "DEBUG SET-ACTIVE-EXPIRE 0");
     rfx *f = rfx_open(&srv, 0);
     corral__skey k = K("short");
-    uint64_t t0 = server_ms();
     assert_int_equal(f->s->ops->set(f->s, &k, "v", 1, 5, CORRAL__SET_ALWAYS), CORRAL_OK);
+    uint64_t t0 = server_ms(); /* after the SET ran: it expires by t0 + 5 */
     /* Poll the server's clock, with a deadline, until the TTL has surely passed. */
     uint64_t deadline = t0 + 10000;
     uint64_t now;

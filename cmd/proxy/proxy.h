@@ -1,0 +1,594 @@
+/*
+ * proxy.h - corral-proxy, the HTTP caching reverse proxy: the types its files share and the
+ * functions they call across seams. docs/proxy.md describes the design for operators.
+ *
+ * Files, one seam each:
+ *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
+ *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
+ *   client.c   listeners and client connections: reading, parsing, writing, timeouts
+ *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
+ *   fetch.c    one exchange with the origin: streaming to the client, storing, coalescing
+ *   cache.c    the cache logic: keys, stored objects, lookup, hits, waiters, purges
+ *   admin.c    the admin listener: PURGE, purges by surrogate key and prefix, /metrics
+ *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
+ *   log.c      the access log
+ *
+ * Data model:
+ * - px (one per process, owned by main.c): the corral handle (thread-safe, shared by every
+ *   thread), the current configuration, the workers, the admin listener and the signals.
+ * - px_worker: one thread running one uv loop. Everything reachable from a worker (its
+ *   listener, client connections, origin connections, fetches, log buffer) belongs to its loop
+ *   thread. Other threads talk to it only through its inbox (a mutex-protected list plus a
+ *   uv_async): flight wake-ups, a new configuration, the order to stop.
+ * - px_config: an immutable, refcounted snapshot. Each worker holds the current one; each
+ *   request and fetch holds the one it started with, so SIGHUP never changes a request midway.
+ * - px_conn: a client connection; one request at a time (pipelined requests wait in its read
+ *   buffer). px_fetch: one exchange with the origin, which may outlive the request that began
+ *   it (it keeps filling the cache when its client goes away) or have no client at all (a
+ *   background refresh). px_oconn: a connection to the origin, idle in its worker's pool or
+ *   owned by one fetch.
+ *
+ * Threads: every function here runs on the loop thread of the worker its first argument
+ * belongs to, unless its comment says otherwise. The only cross-thread paths are the inbox
+ * (px_worker_*), the config refcount, the metrics counters (relaxed atomics, one writer each)
+ * and libcorral, which is thread-safe.
+ */
+#ifndef CORRAL_PROXY_H
+#define CORRAL_PROXY_H
+
+#include "corral/corral.h"
+#include "corral/http.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+/* ---- Checks (the library's internal macros are not public; these are the binary's) ---- */
+
+#ifdef NDEBUG
+#define PX_CHECK_OBJ(p, m) ((void)0)
+#else
+#include <assert.h>
+#define PX_CHECK_OBJ(p, m) assert((p) != NULL && (p)->magic == (m))
+#endif
+
+/* A branch believed unreachable, kept for safety: asserts in debug builds (SQLite's NEVER). */
+#ifdef NDEBUG
+#define PX_NEVER(x) (x)
+#else
+#define PX_NEVER(x) ((x) ? (assert(!"PX_NEVER"), 1) : 0)
+#endif
+
+#define PX_WORKER_MAGIC 0x70e6e0a1u
+#define PX_CONN_MAGIC   0x70c0aa11u
+#define PX_FETCH_MAGIC  0x70fe7c11u
+#define PX_OCONN_MAGIC  0x700c0aa1u
+#define PX_CONFIG_MAGIC 0x70c0f190u
+#define PX_ADMIN_MAGIC  0x70ad3170u
+
+/* ---- Limits ---- */
+
+#define PX_MAX_ROUTES         32    /* routes in a configuration, the default one included */
+#define PX_ROUTE_NAME_MAX     32    /* bytes of a route name (a metrics label and key prefix) */
+#define PX_PREFIX_MAX         200   /* bytes of a route's path prefix */
+#define PX_MAX_COOKIE_NAMES   16    /* names in one route's cookie rule */
+#define PX_MAX_SURROGATE_KEYS 24    /* Surrogate-Key tokens an object may carry */
+#define PX_MAX_PATH_TAGS      8     /* path-prefix tags a vary record may carry */
+#define PX_METRIC_SLOTS       64    /* route names metrics remember across reloads, + "other" */
+#define PX_ORIGIN_MAX_HEADERS 128   /* fields of an origin response head */
+#define PX_ORIGIN_MAX_HEAD    65536 /* bytes of an origin response head */
+#define PX_OBJ_MAX_HEADERS    256   /* fields of a stored head (a freshened one may grow) */
+
+/* ---- Intrusive lists ---- */
+
+typedef struct px_link {
+    struct px_link *prev, *next;
+} px_link;
+
+void px_list_init(px_link *head);
+void px_list_push(px_link *head, px_link *l); /* at the tail */
+void px_list_remove(px_link *l);              /* then l is its own empty list */
+bool px_list_empty(const px_link *head);
+
+#define PX_CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- Configuration (config.c) ---- */
+
+/* A view-level rule for the paths under `prefix` (the longest matching prefix wins). */
+typedef struct px_route {
+    char name[PX_ROUTE_NAME_MAX + 1]; /* [A-Za-z0-9_.-]; the metrics label and the key prefix */
+    char prefix[PX_PREFIX_MAX + 1];   /* "/blog/"; "/" for the default route */
+    size_t prefix_len;
+    bool bypass;                        /* never cached: every request passes */
+    corral_http_policy policy;          /* ttl override, grace, stale-if-error, keep */
+    char vary[256];                     /* extra Vary names, "accept-language,x-theme" ("" none) */
+    size_t vary_len;                    /* bytes of `vary` */
+    char *cookies[PX_MAX_COOKIE_NAMES]; /* cookie rule names, into `cookie_store` */
+    size_t n_cookies;
+    bool keep_cookies;       /* the rule keeps only the named cookies (else strips them) */
+    char cookie_store[512];  /* the names' bytes */
+    int64_t hit_for_pass_ms; /* how long a non-storable answer makes the URL pass; 0: never */
+    unsigned slot;           /* metrics slot of `name` (px_metrics_slot) */
+} px_route;
+
+typedef struct px_config {
+    uint32_t magic;
+    atomic_uint refs;
+    /* Fixed at startup; a reload that changes them is refused with a warning. */
+    char origin_host[256]; /* numeric address or name, resolved at startup */
+    char origin_port[8];
+    char listen_host[64];
+    char listen_port[8];     /* the bound port (a configured 0 is replaced at startup) */
+    char listen_port_cfg[8]; /* the port as configured, for reload checks */
+    char admin_host[64];     /* "" when there is no admin listener */
+    char admin_port[8];
+    char store_url[1024];
+    unsigned threads; /* 0: one per core */
+    /* Reloadable. */
+    px_route routes[PX_MAX_ROUTES]; /* routes[0] is "default", prefix "/" */
+    size_t n_routes;
+    corral_http_limits limits;    /* client request heads: size and field count */
+    int64_t header_timeout_ms;    /* a client's request head must arrive within this */
+    int64_t keepalive_timeout_ms; /* an idle client connection is closed after this */
+    int64_t body_timeout_ms;      /* between bytes of a request body */
+    int64_t send_timeout_ms;      /* a client that reads nothing for this long is dropped */
+    int64_t connect_timeout_ms;   /* origin connect */
+    int64_t read_timeout_ms;      /* origin: first byte, and between bytes */
+    int64_t origin_idle_ms;       /* idle pooled origin connections are closed after this */
+    unsigned origin_max_idle;     /* pooled idle origin connections per worker */
+    int64_t coalesce_timeout_ms;  /* a waiter gives up on the leader and fetches itself */
+    int64_t shutdown_timeout_ms;  /* SIGTERM: in-flight requests get this long */
+    size_t max_object_size;       /* bodies over this are streamed and not stored */
+    unsigned path_tag_depth;      /* path segments tagged for prefix purges (1-8) */
+    bool x_cache_header;          /* add "X-Cache: HIT" etc. to responses */
+    char admin_token[128];        /* bearer token for the admin listener ("" none) */
+    bool admin_allow_remote;      /* admin reachable from non-loopback peers */
+    char access_log[1024];        /* "-" stdout, "off", or a file path */
+    int log_fd;                   /* opened for the snapshot; closed when it is freed */
+    char origin_authority[300];   /* "host:port", the Host for HTTP/1.0 requests without one */
+} px_config;
+
+/* Fills `cfg` with the defaults (no routes but "default"). */
+void px_config_defaults(px_config *cfg);
+
+/* Builds a configuration from the INI file `path` (NULL: none) and then the flags in argv
+ * (flags win). Returns a new snapshot with one reference, or NULL after printing why to
+ * stderr. Main thread. */
+px_config *px_config_load(const char *path, int argc, char **argv);
+
+/* Opens the access log named in the snapshot. Returns 0 or -1 (printed). */
+int px_config_open_log(px_config *cfg);
+
+/* True when the parts a reload cannot change are equal; prints the first difference. */
+bool px_config_compatible(const px_config *old, const px_config *cur);
+
+px_config *px_config_ref(px_config *cfg); /* any thread */
+void px_config_unref(px_config *cfg);     /* any thread; the last one frees; accepts NULL */
+
+/* The route for a request path (the longest prefix; the default route otherwise). */
+const px_route *px_route_match(const px_config *cfg, const char *path, size_t len);
+
+/* ---- Metrics (metrics.c) ---- */
+
+/* Per-route counters: X(name, help). Prometheus names are corral_proxy_<name>. */
+#define PX_COUNTERS(X)                                                                          \
+    X(requests_total, "Client requests")                                                        \
+    X(hits_total, "Requests answered from a fresh stored response")                             \
+    X(misses_total, "Requests whose object was fetched from the origin (led a fetch)")          \
+    X(coalesced_total, "Requests that waited on another request's fetch instead of the origin") \
+    X(stale_total, "Stale responses served at once while one background fetch refreshes them")  \
+    X(stale_if_error_total, "Stale responses served because the origin failed")                 \
+    X(revalidated_total, "Requests answered after a conditional fetch freshened the object")    \
+    X(pass_total,                                                                               \
+      "Requests forwarded without the cache (method, credentials, rule, hit-for-pass)")         \
+    X(errors_total, "Requests the proxy answered with an error (400, 502, 504, ...)")           \
+    X(origin_fetches_total, "Requests sent to the origin")                                      \
+    X(origin_errors_total, "Origin fetches that failed: connect, timeout, reset, malformed")    \
+    X(stored_total, "Objects written to the store")                                             \
+    X(not_stored_total, "Storable-looking responses that were not stored (size, store error)")  \
+    X(purges_total, "Purges that applied to this route")                                        \
+    X(response_bytes_total, "Body bytes sent to clients")
+
+enum {
+#define PX_ENUM(name, help) PX_M_##name,
+    PX_COUNTERS(PX_ENUM)
+#undef PX_ENUM
+        PX_M_COUNT
+};
+
+/* Origin latency (request sent to response head received) histogram bounds, seconds. */
+#define PX_LATENCY_BUCKETS 12
+
+/* The counters of one worker. One writer (the worker's loop thread), read at scrape by the
+ * admin thread: relaxed atomics, no lock. */
+typedef struct px_metrics {
+    atomic_uint_fast64_t c[PX_METRIC_SLOTS + 1][PX_M_COUNT];
+    atomic_uint_fast64_t lat[PX_METRIC_SLOTS + 1][PX_LATENCY_BUCKETS + 1]; /* +Inf last */
+    atomic_uint_fast64_t lat_sum_us[PX_METRIC_SLOTS + 1];
+    atomic_int_fast64_t connections;        /* open client connections (gauge) */
+    atomic_int_fast64_t origin_connections; /* open origin connections (gauge) */
+    atomic_uint_fast64_t purge_requests[3]; /* admin: by URL, surrogate key, prefix */
+} px_metrics;
+
+enum { PX_PURGE_URL = 0, PX_PURGE_KEY = 1, PX_PURGE_PREFIX = 2 };
+
+/* Route name registry: metric slot -> name. Written only by the main thread (config loads);
+ * slots are never reused, so a worker may keep using a slot number of an old snapshot. */
+typedef struct px_slots {
+    char names[PX_METRIC_SLOTS][PX_ROUTE_NAME_MAX + 1];
+    atomic_uint n;
+} px_slots;
+
+/* The slot of route `name`, adding it (slot PX_METRIC_SLOTS, "other", when full). Main thread. */
+unsigned px_metrics_slot(px_slots *s, const char *name);
+
+void px_metrics_add(px_metrics *m, unsigned slot, unsigned counter, uint64_t n);
+void px_metrics_latency(px_metrics *m, unsigned slot, uint64_t us);
+
+struct px;
+/* Writes the Prometheus text of the proxy (every worker's counters summed, the objects and bytes
+ * per route from the store) and libcorral's own into a new buffer (free()). Returns 0 or -1. */
+int px_metrics_text(struct px *px, char **out, size_t *len);
+
+/* ---- Workers (main.c) ---- */
+
+typedef struct px_worker {
+    uint32_t magic;
+    struct px *px;
+    unsigned id;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_tcp_t listener;
+    uv_async_t inbox_async;
+    uv_mutex_t inbox_lock; /* protects the three inbox fields below */
+    struct px_conn *inbox; /* connections whose flight ended (px_conn.wake_next chain) */
+    px_config *inbox_cfg;  /* a new configuration to adopt (a reference), or NULL */
+    bool inbox_stop;       /* stop: drain and exit */
+    bool inbox_closed;     /* the async handle is closed: senders must not signal it */
+    px_config *cfg;        /* the current snapshot (a reference) */
+    px_link conns;         /* client connections */
+    px_link fetches;       /* fetches in progress */
+    px_link idle;          /* pooled origin connections */
+    size_t n_idle;
+    struct sockaddr_storage origin_addr;
+    uv_timer_t drain_timer; /* the shutdown deadline */
+    uv_timer_t log_timer;   /* flushes the access log buffer */
+    char *log_buf;          /* access log lines not yet written */
+    size_t log_len, log_cap;
+    bool stopping;
+    bool handles_ready;   /* loop, inbox and timers are set up (startup) */
+    bool closing_handles; /* the loop's own handles are being closed: it is ending */
+    px_metrics *metrics;  /* this worker's counters (px->metrics[id]) */
+} px_worker;
+
+/* Wakes `w` for connection `c` whose flight ended. Any thread. */
+void px_worker_wake(px_worker *w, struct px_conn *c);
+/* Signals `w`'s inbox; the caller holds w->inbox_lock (so the handle cannot close meanwhile).
+ * Any thread. */
+void px_worker_signal_locked(px_worker *w);
+
+/* Called when a connection or fetch of a stopping worker ends: exits the loop when it was the
+ * last. Loop thread. */
+void px_worker_maybe_done(px_worker *w);
+
+typedef struct px {
+    corral *cache;
+    px_config *cfg; /* main thread's current snapshot */
+    const char *config_path;
+    int argc;
+    char **argv;
+    unsigned n_workers;
+    px_worker *workers;
+    px_metrics *metrics;       /* the workers' counters, one block each */
+    px_metrics *admin_metrics; /* the admin listener's (main thread) */
+    px_slots slots;
+    struct px_admin *admin;
+    int exit_code;
+} px_proxy;
+
+/* ---- Client connections (client.c) ---- */
+
+/* Cache results for the access log and metrics. */
+typedef enum px_result {
+    PX_R_NONE = 0,
+    PX_R_HIT,
+    PX_R_MISS,
+    PX_R_COALESCED,
+    PX_R_STALE,
+    PX_R_STALE_IF_ERROR,
+    PX_R_REVALIDATED,
+    PX_R_PASS,
+    PX_R_ERROR
+} px_result;
+
+const char *px_result_name(px_result r);
+
+/* A client's stored-object view: the parsed head of a stored object and its body. */
+typedef struct px_obj {
+    corral_value *v;      /* the reference (NULL: none) */
+    corral_http_msg head; /* points into v */
+    corral_http_header *hdrs;
+    const char *body;
+    size_t body_len;
+    const char *pk, *spec, *vk;
+    size_t pk_len, spec_len, vk_len;
+    int64_t req_ms, resp_ms;
+} px_obj;
+
+/* The vary record of a URL: its generation and vary spec, or a hit-for-pass mark. */
+typedef struct px_vrec {
+    bool found;
+    bool hit_for_pass;
+    uint64_t gen;
+    char spec[512];
+    size_t spec_len;
+} px_vrec;
+
+/* The request a connection is handling. */
+typedef struct px_request {
+    const corral_http_msg *raw; /* the parser's message; valid while the request is handled */
+    corral_http_msg msg;        /* what is keyed and forwarded: `raw` after the route's cookie
+                                   rule, with a Host when HTTP/1.0 had none */
+    const px_route *route;
+    px_config *cfg; /* a reference for the duration of the request */
+    char *pk;       /* primary key, into the connection's scratch */
+    size_t pk_len;
+    px_vrec vrec;
+    px_obj obj;     /* the object found, or the one a flight handed over */
+    int64_t now_ms; /* wall clock at the start */
+    uint64_t start_ns;
+    px_result result;
+    const char *reason;       /* the engine's reason for the result */
+    const char *store_reason; /* the store decision's reason, when a fetch made one */
+    unsigned status;
+    uint64_t body_bytes;
+    bool is_head;
+    bool has_body;        /* the request has a body (framing other than NONE) */
+    bool body_done;       /* the parser reported the request's end */
+    bool keep_alive;      /* the connection may serve another request after this one */
+    bool responded;       /* a response head was sent */
+    bool resp_chunked;    /* the response body is sent chunked */
+    bool close_delimited; /* the response body ends with the connection */
+    bool uncoalesced;     /* do not join flights any more (after a wake-up or a timeout) */
+    unsigned wakes;
+} px_request;
+
+typedef struct px_conn {
+    uint32_t magic;
+    px_worker *w;
+    px_link link;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    int timer_kind;   /* what the timer is timing (client.c's timer_kind) */
+    int open_handles; /* freed when both handles are closed */
+    corral_http_parser *parser;
+    void *parser_mem;
+    char *rbuf; /* unparsed input is rbuf[rpos, rlen) */
+    size_t rcap, rpos, rlen;
+    char *scratch; /* the request's keys and filtered cookies */
+    size_t scratch_cap;
+    corral_http_header *hdrs;     /* filtered request's fields */
+    corral_http_header *obj_hdrs; /* the stored object's fields */
+    size_t max_hdrs;
+    char peer[48];
+    bool busy;       /* a request is being handled */
+    bool in_process; /* px_conn_process is on the stack */
+    bool reading;
+    bool closing;
+    bool lingering;   /* closing gracefully: shut down, discarding input until EOF */
+    bool body_paused; /* the fetch asked to stop reading the request body for now */
+    bool peer_eof;    /* the client shut its side down */
+    bool got_bytes;   /* bytes arrived since the last request ended (for 408) */
+    unsigned queued_writes;
+    px_request req;
+    struct px_fetch *fetch; /* the fetch streaming to this connection, or sending its body */
+    /* Flight waiting (the only fields another thread touches, via px_worker_wake). */
+    bool waiting;
+    bool wait_timed_out;
+    char flight_key[128];
+    size_t flight_key_len;
+    struct px_conn *wake_next;
+    int wake_rc;
+    corral_value *wake_v;
+} px_conn;
+
+/* Starts the worker's listener (SO_REUSEPORT). Returns 0 or a negative uv error. */
+int px_listen(px_worker *w);
+
+/* Stops accepting and closes idle connections (SIGTERM). */
+void px_clients_stop(px_worker *w);
+/* Closes every connection now (the drain deadline). */
+void px_clients_abort(px_worker *w);
+
+/* Sends a response head (copied). The connection's framing flags decide how bodies follow. */
+void px_conn_send(px_conn *c, const char *data, size_t len);
+/* Sends body bytes (copied, or referenced when `hold` is given: a reference is taken), framed
+ * as a chunk when the response is chunked; nothing for HEAD requests. */
+void px_conn_body(px_conn *c, const char *data, size_t len, corral_value *hold);
+/* Sends a whole sized response, head and body, in one write (one syscall, one TCP segment
+ * when it fits): the hit path. The body is referenced from `hold` when given; it is left out
+ * for HEAD requests. */
+void px_conn_send_whole(px_conn *c, const char *head, size_t head_len, const char *body,
+                        size_t body_len, corral_value *hold);
+/* Ends the response (the last chunk), logs it and moves on to the next request or closes. */
+void px_conn_end(px_conn *c);
+/* Sends a small complete response generated by the proxy (errors, 304 without object). */
+void px_conn_simple(px_conn *c, unsigned status, const char *reason, const char *body,
+                    px_result result, const char *why);
+/* The extra fields every response head carries: X-Cache, Connection. Into `buf`; returns
+ * the length (0 when it does not fit). */
+size_t px_conn_extra(px_conn *c, px_result r, char *buf, size_t cap);
+/* Decides the response framing from the origin head (Content-Length known or not) and writes
+ * the framing fields into `buf`. Returns the length. */
+size_t px_conn_framing(px_conn *c, const corral_http_msg *resp, char *buf, size_t cap);
+/* The client went away or broke: close without a response. */
+void px_conn_abort(px_conn *c);
+/* Pauses / resumes the origin read side when the client's write queue is long. */
+bool px_conn_congested(const px_conn *c);
+/* Resumes reading the request (its body) after a pause. */
+void px_conn_resume_body(px_conn *c);
+/* Arms the connection's timer for a coalescing wait (px_cache_wait_expired when it fires). */
+void px_conn_wait(px_conn *c, int64_t ms);
+/* Frees a connection that closed while waiting on a flight, once its wake-up arrived. */
+void px_conn_release_closed(px_conn *c);
+
+/* ---- The cache (cache.c) ---- */
+
+/* Handles the request whose head the connection just parsed (c->req.raw set). Answers it,
+ * or starts a fetch, or queues it on a flight. */
+void px_cache_request(px_conn *c);
+/* A flight this connection waited on ended (inbox). */
+void px_cache_woken(px_conn *c, int rc, corral_value *v);
+/* The coalescing wait timed out, or the connection is closing: cancel the wait. The wake-up
+ * (rc CORRAL_ETIMEDOUT) still comes through the inbox. */
+void px_cache_wait_expired(px_conn *c);
+/* Releases what the request holds (object reference, config). */
+void px_request_release(px_conn *c);
+
+/* What a leader hands its waiters through corral_flight_finish (rc), besides CORRAL_OK with
+ * the stored object (or NULL: look it up again). */
+#define PX_FLIGHT_PASS           100 /* not stored: fetch yourself, in parallel (hit-for-pass) */
+#define PX_FLIGHT_ORIGIN_TIMEOUT (-1001) /* the origin timed out: stale-if-error or 504 */
+#define PX_FLIGHT_ORIGIN_ERROR   (-1002) /* the origin failed: stale-if-error or 502 */
+
+/* An object being built: header, primary key, vary spec, variant key, stored head, body. */
+typedef struct px_objbuf {
+    char *p;
+    size_t len, cap;
+    size_t body_off; /* where the body starts */
+} px_objbuf;
+
+int px_objbuf_init(px_objbuf *b, const char *pk, size_t pk_len, const char *spec, size_t spec_len,
+                   const char *vk, size_t vk_len, const char *head, size_t head_len, int64_t req_ms,
+                   int64_t resp_ms, size_t body_hint);
+int px_objbuf_append(px_objbuf *b, const void *data, size_t len);
+void px_objbuf_free(px_objbuf *b);
+/* Stores a built object under its URL's vary record (creating or reusing the record's
+ * generation, with the path tags for prefix purges) with `tags` (surrogate keys), and returns
+ * a reference to the stored value in `*out` (NULL when it could not be read back). Returns 0
+ * or a negative corral error (nothing stored). */
+int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
+                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags,
+                    corral_value **out);
+/* Marks a URL hit-for-pass for `ttl_ms`: lookups pass without coalescing. */
+int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_len,
+                    int64_t ttl_ms);
+/* Answers the connection's request from stored object `v` (the reference is taken). */
+void px_cache_serve(px_conn *c, corral_value *v, px_result r, const char *reason);
+
+/* Stored object encoding. Returns 0, or -1 when `v` is not a valid object. */
+int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_obj *o);
+/* Builds the object and vary keys. `out` has room for PX_KEY_MAX bytes. */
+#define PX_KEY_MAX 240
+size_t px_key_vary(const px_route *r, const char *pk, size_t pk_len, char *out);
+size_t px_key_object(const px_route *r, uint64_t gen, const char *pk, size_t pk_len, const char *vk,
+                     size_t vk_len, char *out);
+size_t px_key_flight(const px_route *r, const char *pk, size_t pk_len, const char *vk,
+                     size_t vk_len, char *out);
+/* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or -1 (store error: a miss). */
+int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len, px_vrec *vr);
+/* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0. */
+int px_purge_url(corral *cache, const px_config *cfg, const char *pk, size_t pk_len);
+/* Purges every object under a path prefix (whole segments). Returns 0 or < 0. */
+int px_purge_prefix(corral *cache, const px_config *cfg, const char *path, size_t len);
+/* Purges every object with a surrogate key. Returns 0 or < 0. */
+int px_purge_key(corral *cache, const char *key, size_t len);
+/* Writes the path tags of a path into `store` and `tags`. Returns their number. */
+size_t px_path_tags(const px_config *cfg, const char *path, size_t len, char *store, size_t cap,
+                    const char **tags, size_t max);
+/* Builds a tag name "<kind>:<name>" (hashed when long) into `out` (PX_KEY_MAX). */
+size_t px_tag_name(char kind, const char *name, size_t len, char *out);
+/* Wall clock, ms since the epoch. */
+int64_t px_now_ms(void);
+uint64_t px_hash64(const void *data, size_t len, uint64_t seed);
+
+/* ---- Fetches (fetch.c) ---- */
+
+typedef enum px_fetch_kind {
+    PX_FETCH_PASS = 1,  /* forward; never stored; unsafe methods invalidate after */
+    PX_FETCH_MISS,      /* fetch and store when storable */
+    PX_FETCH_REVALIDATE /* conditional fetch of a stored object */
+} px_fetch_kind;
+
+typedef struct px_fetch_args {
+    px_fetch_kind kind;
+    px_conn *sink;              /* the client to stream to, or NULL (background refresh) */
+    corral_flight *lead;        /* the flight this fetch leads, or NULL */
+    const corral_http_msg *req; /* the (filtered) client request */
+    const px_route *route;
+    px_config *cfg;
+    const char *pk;
+    size_t pk_len;
+    const px_vrec *vrec; /* the vary record found at lookup */
+    const px_obj *stale; /* the stored object (revalidation; stale-if-error), or NULL */
+    px_result result;    /* what the client's log line will say on success */
+} px_fetch_args;
+
+/* Starts a fetch. On failure (memory) it answers the sink with 503, finishes the flight with
+ * an error, and returns -1. */
+int px_fetch_start(px_worker *w, const px_fetch_args *a);
+/* Request body bytes from the sink's client, and its end. */
+void px_fetch_body(struct px_fetch *f, const char *data, size_t len);
+void px_fetch_body_end(struct px_fetch *f);
+/* The sink connection is going away. */
+void px_fetch_detach(struct px_fetch *f);
+/* Aborts every fetch of the worker (the drain deadline). */
+void px_fetches_abort(px_worker *w);
+/* The client drained its write queue: resume a paused origin read. */
+void px_fetch_unpause(struct px_fetch *f);
+
+/* Origin side callbacks (origin.c calls them). */
+struct px_oconn;
+void px_fetch_on_connected(struct px_fetch *f, struct px_oconn *oc);
+int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp); /* < 0: abort */
+int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len);
+void px_fetch_on_end(struct px_fetch *f);
+/* The exchange failed; the connection is gone. `timeout` when a deadline passed; `retryable`
+ * when nothing of the response arrived on a reused pooled connection (the origin closed it
+ * while it was idle: the fetch may retry once on a new one). */
+void px_fetch_on_error(struct px_fetch *f, int uv_err, bool timeout, bool retryable);
+/* The connection's write queue drained (request body flow control). */
+void px_fetch_on_drain(struct px_fetch *f);
+
+/* ---- Origin pool (origin.c) ---- */
+
+/* Gives fetch `f` a connection in `*out`: an idle pooled one (unless `fresh_only`), already
+ * connected, or a new one whose connection completes later with px_fetch_on_connected (or
+ * fails with px_fetch_on_error). Returns 0, or a negative uv error with `*out` NULL; nothing
+ * is called back from inside this call. */
+int px_origin_acquire(px_worker *w, struct px_fetch *f, bool fresh_only, struct px_oconn **out);
+bool px_origin_connected(const struct px_oconn *oc);
+/* Sends bytes (copied) on the fetch's connection. Returns 0 or a uv error. */
+int px_origin_send(struct px_oconn *oc, const char *data, size_t len);
+/* Starts reading the response; `method` is the request's (HEAD responses have no body).
+ * The response must begin, and then keep coming, within `read_timeout_ms`. */
+void px_origin_expect(struct px_oconn *oc, corral_http_method method, int64_t read_timeout_ms);
+/* Bytes written to the connection but not yet taken by the socket. */
+size_t px_origin_queued(const struct px_oconn *oc);
+/* The fetch is done with the connection: back to the pool when `reusable`, else closed. */
+void px_origin_release(struct px_oconn *oc, bool reusable);
+void px_origin_pause(struct px_oconn *oc);
+void px_origin_resume(struct px_oconn *oc);
+bool px_origin_reused(const struct px_oconn *oc);
+/* Closes the idle pool (stopping). */
+void px_origin_close_idle(px_worker *w);
+
+/* ---- Admin (admin.c) ---- */
+
+typedef struct px_admin px_admin;
+/* Starts the admin listener on the main loop. Returns 0 or -1 (printed). */
+int px_admin_start(px_proxy *px, uv_loop_t *loop, px_admin **out);
+void px_admin_stop(px_admin *a);
+
+/* ---- Access log (log.c) ---- */
+
+/* Appends the request's line to the worker's buffer (flushed by a timer). */
+void px_log_request(px_conn *c);
+/* Writes the buffer out. */
+void px_log_flush(px_worker *w);
+
+#endif /* CORRAL_PROXY_H */

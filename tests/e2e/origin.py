@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+"""A scriptable HTTP/1.1 origin for corral-proxy's end-to-end tests (standard library only).
+
+    /usr/bin/python3 origin.py [--port 0]      prints "PORT <n>" once listening
+
+Each path's answers are scripted by the tests through control endpoints:
+
+    POST /__ctl/script   {"path": "/x", ...spec}  or  {"path": "/x", "sequence": [spec, ...]}
+    GET  /__ctl/stats?path=/x   {"count": n, "in_flight": n, "max_in_flight": n,
+                                 "requests": [{"method":..., "target":..., "headers": {...},
+                                               "body_len": n}, ...]}
+    POST /__ctl/reset
+
+A spec (every key optional):
+    status        200
+    headers       {"Cache-Control": "max-age=60"} or [["Set-Cookie", "a=1"], ...]
+    body          text; "{n}" is replaced by the request's number for this path (1-based),
+                  "{h:Name}" by the request's header Name ("" when absent)
+    body_size     a body of this many bytes ('x' * n) instead of `body`
+    chunked       send the body with Transfer-Encoding: chunked (in 3 pieces)
+    delay         seconds to wait before answering
+    body_delay    seconds to wait between chunks
+    close         close the connection after the answer
+A sequence gives the n-th request of the path the n-th spec (the last one repeats).
+Unscripted paths answer 200 with "Cache-Control: max-age=60" and the body "<path> #<n>".
+"""
+import argparse
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+DEFAULT = {"status": 200, "headers": {"Cache-Control": "max-age=60"}, "body": "{path} #{n}"}
+
+
+class State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.scripts = {}
+        self.stats = {}
+
+    def reset(self):
+        with self.lock:
+            self.scripts.clear()
+            self.stats.clear()
+
+    def begin(self, path, record):
+        with self.lock:
+            s = self.stats.setdefault(
+                path, {"count": 0, "in_flight": 0, "max_in_flight": 0, "requests": []})
+            s["count"] += 1
+            s["in_flight"] += 1
+            s["max_in_flight"] = max(s["max_in_flight"], s["in_flight"])
+            s["requests"].append(record)
+            n = s["count"]
+            script = self.scripts.get(path)
+        if script is None:
+            return n, dict(DEFAULT)
+        seq = script.get("sequence")
+        if seq:
+            return n, dict(seq[min(n, len(seq)) - 1])
+        return n, dict(script)
+
+    def end(self, path):
+        with self.lock:
+            self.stats[path]["in_flight"] -= 1
+
+
+STATE = State()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "test-origin"
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def read_body(self):
+        te = self.headers.get("Transfer-Encoding", "")
+        if "chunked" in te.lower():
+            data = b""
+            while True:
+                line = self.rfile.readline().strip()
+                size = int(line.split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length", "0") or "0")
+        return self.rfile.read(n) if n else b""
+
+    def control(self, url, body):
+        q = parse_qs(url.query)
+        if url.path == "/__ctl/script":
+            spec = json.loads(body or b"{}")
+            with STATE.lock:
+                STATE.scripts[spec.pop("path")] = spec
+            return self.reply_json({"ok": True})
+        if url.path == "/__ctl/stats":
+            path = q.get("path", ["/"])[0]
+            with STATE.lock:
+                s = STATE.stats.get(path, {"count": 0, "in_flight": 0, "max_in_flight": 0,
+                                           "requests": []})
+                return self.reply_json(json.loads(json.dumps(s)))
+        if url.path == "/__ctl/reset":
+            STATE.reset()
+            return self.reply_json({"ok": True})
+        return self.reply_json({"error": "unknown control"}, 404)
+
+    def reply_json(self, obj, status=200):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle_any(self):
+        url = urlsplit(self.path)
+        body = self.read_body()
+        if url.path.startswith("/__ctl/"):
+            return self.control(url, body)
+        record = {"method": self.command, "target": self.path,
+                  "headers": {k.lower(): v for k, v in self.headers.items()},
+                  "body_len": len(body)}
+        n, spec = STATE.begin(url.path, record)
+        try:
+            self.answer(url.path, n, spec)
+        finally:
+            STATE.end(url.path)
+
+    def answer(self, path, n, spec):
+        if spec.get("delay"):
+            time.sleep(spec["delay"])
+        if "body_size" in spec:
+            data = b"x" * int(spec["body_size"])
+        else:
+            text = spec.get("body", DEFAULT["body"]).replace("{n}", str(n))
+            text = text.replace("{path}", path)
+            while "{h:" in text:
+                i = text.index("{h:")
+                j = text.index("}", i)
+                text = text[:i] + self.headers.get(text[i + 3:j], "") + text[j + 1:]
+            data = text.encode()
+        status = int(spec.get("status", 200))
+        self.send_response(status)
+        headers = spec.get("headers", DEFAULT["headers"])
+        items = headers.items() if isinstance(headers, dict) else headers
+        for k, v in items:
+            self.send_header(k, v)
+        bodiless = self.command == "HEAD" or status in (204, 304)
+        if spec.get("chunked") and not bodiless:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif status not in (204, 304):
+            self.send_header("Content-Length", str(len(data)))
+        if spec.get("close"):
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if bodiless:
+            return
+        if spec.get("chunked"):
+            third = max(1, len(data) // 3)
+            for i in range(0, len(data), third):
+                piece = data[i:i + third]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                if spec.get("body_delay"):
+                    time.sleep(spec["body_delay"])
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = handle_any
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    srv = Server(("127.0.0.1", args.port), Handler)
+    print("PORT %d" % srv.server_address[1], flush=True)
+    try:
+        srv.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

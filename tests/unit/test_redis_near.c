@@ -1,0 +1,450 @@
+/*
+ * test_redis_near.c - the near cache (src/store/tiered.c): a memory store in front of Redis,
+ * invalidated by Redis client-side caching, against a real redis-server.
+ *
+ * Invalidations travel through Redis to the handle's tracker thread, so a test that changes a
+ * key elsewhere polls the handle, with a deadline, until it sees the change: the assertion is
+ * that it does, where a near cache without invalidation would serve the old value forever (the
+ * tests write without expiry). Before filling, a test waits for the tracker to be subscribed
+ * (corral_redis_near_live 1); until then the near cache is bypassed by design.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "corral/corral.h"
+#include "key.h"
+#include "value.h"
+#include "store/redis.h"
+#include "store/tiered.h"
+#include "redis_server.h"
+
+#define DEADLINE_NS (15ull * 1000000000ull)
+
+static redis_server srv;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A counter of a Prometheus text, e.g. "near_hits_total". */
+static unsigned long long counter_in(const char *text, const char *name) {
+    char needle[96];
+    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
+    assert_true(n > 0 && n < (int)sizeof needle);
+    const char *at = strstr(text, needle);
+    if (!at) fail_msg("no %s in the metrics", name);
+    return strtoull(at + n, NULL, 10);
+}
+
+static unsigned long long counter(corral *c, const char *name) {
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
+    unsigned long long v = counter_in(text, name);
+    corral_free(c, text);
+    return v;
+}
+
+static corral *open_near(const char *extra) {
+    char url[256];
+    int n = snprintf(url, sizeof url, "redis://%s?near_cache=1MB&key_prefix=n&command_timeout=10%s",
+                     srv.hosts, extra);
+    assert_true(n > 0 && n < (int)sizeof url);
+    corral *c = NULL;
+    corral_error err = { 0 };
+    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open %s: %s", url, err.msg);
+    assert_int_equal(counter(c, "near_live"), 0); /* opening did no I/O */
+    /* The first read starts the tracker, which subscribes on its own thread. */
+    assert_int_equal(corral_has(c, "probe", 5, NULL), CORRAL_MISS);
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (counter(c, "near_live") != 1)
+        if (now_ns() > deadline) fail_msg("the tracker never subscribed");
+    return c;
+}
+
+/* The value of `key`, malloc'd, or NULL on a miss. */
+static char *get_str(corral *c, const char *key) {
+    corral_value *v = NULL;
+    int rc = corral_get(c, key, strlen(key), NULL, &v);
+    assert_true(rc == CORRAL_OK || rc == CORRAL_MISS);
+    if (rc == CORRAL_MISS) return NULL;
+    size_t n = corral_value_len(v);
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    memcpy(s, corral_value_data(v), n + 1);
+    corral_value_unref(v);
+    return s;
+}
+
+static void expect_get(corral *c, const char *key, const char *want) {
+    char *got = get_str(c, key);
+    if (!got) fail_msg("%s: miss, want '%s'", key, want);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* Polls until `key` reads `want` (NULL: a miss), or fails at the deadline. */
+static void eventually(corral *c, const char *key, const char *want) {
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    for (;;) {
+        char *got = get_str(c, key);
+        bool same = want ? got && strcmp(got, want) == 0 : got == NULL;
+        free(got);
+        if (same) return;
+        if (now_ns() > deadline) fail_msg("%s never read '%s'", key, want ? want : "(miss)");
+    }
+}
+
+static void set_forever(corral *c, const char *key, const char *val) {
+    assert_int_equal(corral_set(c, key, strlen(key), val, strlen(val), CORRAL_TTL_FOREVER, NULL),
+                     CORRAL_OK);
+}
+
+/* Waits until Redis has reported `n` changed keys to the handle: its own writes come back too,
+ * and a test that counts near hits must not have one dropped under it. */
+static void settle(corral *c, unsigned long long n) {
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (counter(c, "near_invalidations_total") < n)
+        if (now_ns() > deadline) fail_msg("the handle's own writes were never reported");
+}
+
+static void setup_each(void) {
+    redis_server_ok(&srv, "FLUSHALL");
+}
+
+/* ---- Hits ---- */
+
+static void test_near_serves_repeated_reads_from_memory(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "k", "v1");
+    settle(c, 1);
+    expect_get(c, "k", "v1"); /* from Redis, then kept near */
+    unsigned long long before = counter(c, "near_hits_total");
+    for (int i = 0; i < 3; i++)
+        expect_get(c, "k", "v1");
+    assert_int_equal(counter(c, "near_hits_total") - before, 3);
+    assert_true(counter(c, "near_fills_total") >= 1);
+    char buf[8];
+    size_t len = 0;
+    assert_int_equal(corral_get_into(c, "k", 1, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(len, 2);
+    assert_memory_equal(buf, "v1", 2);
+    assert_int_equal(counter(c, "near_hits_total") - before, 4);
+    corral_close(c);
+}
+
+static void test_near_get_many_serves_near_hits_and_reads_the_rest(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "a", "1");
+    set_forever(c, "b", "2");
+    settle(c, 2);
+    expect_get(c, "a", "1"); /* only a is near */
+    corral_buf keys[3] = { { "a", 1 }, { "b", 1 }, { "z", 1 } };
+    corral_value *out[3];
+    size_t found = 0;
+    unsigned long long hits = counter(c, "near_hits_total");
+    assert_int_equal(corral_get_many(c, keys, 3, NULL, out, &found), CORRAL_OK);
+    assert_int_equal(found, 2);
+    assert_string_equal(corral_value_data(out[0]), "1");
+    assert_string_equal(corral_value_data(out[1]), "2");
+    assert_null(out[2]);
+    corral_value_unref(out[0]);
+    corral_value_unref(out[1]);
+    assert_int_equal(counter(c, "near_hits_total") - hits, 1);
+    corral_close(c);
+}
+
+/* ---- Invalidation ---- */
+
+static void test_near_write_by_another_client_reaches_the_near_cache(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "k", "v1");
+    expect_get(c, "k", "v1");
+    expect_get(c, "k", "v1"); /* a near hit now */
+    redis_server_ok(&srv, "SET %s %s", "n:1:k", "from-cli");
+    eventually(c, "k", "from-cli");
+    assert_true(counter(c, "near_invalidations_total") >= 1);
+    corral_close(c);
+}
+
+static void test_near_write_by_another_corral_process_reaches_the_near_cache(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    corral *other = NULL;
+    char url[128];
+    snprintf(url, sizeof url, "redis://%s?key_prefix=n", srv.hosts);
+    assert_int_equal(corral_open(&other, url, NULL), CORRAL_OK);
+    set_forever(other, "k", "v1");
+    expect_get(c, "k", "v1");
+    set_forever(other, "k", "v2");
+    eventually(c, "k", "v2");
+    assert_int_equal(corral_delete(other, "k", 1, NULL), CORRAL_OK);
+    eventually(c, "k", NULL);
+    corral_close(other);
+    corral_close(c);
+}
+
+static void test_near_own_writes_are_read_at_once(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "k", "v1");
+    expect_get(c, "k", "v1");
+    set_forever(c, "k", "v2");
+    expect_get(c, "k", "v2"); /* no waiting on the invalidation */
+    assert_int_equal(corral_incr(c, "k", 1, 1, NULL, NULL), CORRAL_ENOTINT);
+    set_forever(c, "n", "1");
+    expect_get(c, "n", "1");
+    assert_int_equal(corral_incr(c, "n", 1, 1, NULL, NULL), CORRAL_OK);
+    expect_get(c, "n", "2");
+    assert_int_equal(corral_delete(c, "n", 1, NULL), CORRAL_OK);
+    assert_null(get_str(c, "n"));
+    corral_close(c);
+}
+
+static void test_near_flush_of_the_database_empties_the_near_cache(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "k", "v1");
+    expect_get(c, "k", "v1");
+    redis_server_ok(&srv, "FLUSHALL"); /* a nil invalidation */
+    eventually(c, "k", NULL);
+    corral_close(c);
+}
+
+/* The tracker's connection dies: the invalidations sent meanwhile are lost, so the near cache
+ * must be flushed and the subscription made again. */
+static void test_near_lost_tracking_connection_flushes_and_resubscribes(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "k", "v1");
+    expect_get(c, "k", "v1");
+    expect_get(c, "k", "v1");
+    unsigned long long subscribes = counter(c, "near_subscribes_total");
+    redis_server_ok(&srv, "CLIENT KILL TYPE pubsub");
+    redis_server_ok(&srv, "SET %s %s", "n:1:k", "v3"); /* nobody is told */
+    eventually(c, "k", "v3");
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (counter(c, "near_subscribes_total") <= subscribes || counter(c, "near_live") != 1)
+        if (now_ns() > deadline) fail_msg("the tracker did not subscribe again");
+    assert_true(counter(c, "near_flushes_total") >= 1);
+    expect_get(c, "k", "v3");
+    redis_server_ok(&srv, "SET %s %s", "n:1:k", "v4"); /* tracked again */
+    eventually(c, "k", "v4");
+    corral_close(c);
+}
+
+static void test_near_keeps_a_value_no_longer_than_its_ttl(void **state) {
+    (void)state;
+    setup_each();
+    /* Without active expiry Redis sends no invalidation: the near copy's own TTL must end it. */
+    redis_server_ok(&srv, "DEBUG SET-ACTIVE-EXPIRE 0");
+    corral *c = open_near("");
+    assert_int_equal(corral_set(c, "k", 1, "short", 5, 300, NULL), CORRAL_OK);
+    char *first = get_str(c, "k"); /* kept near with the PTTL Redis reported */
+    free(first);
+    eventually(c, "k", NULL);
+    corral_close(c);
+    redis_server_ok(&srv, "DEBUG SET-ACTIVE-EXPIRE 1");
+}
+
+/* ---- The in-flight read race ---- */
+
+typedef struct race {
+    corral__store *s;
+    int calls;
+} race;
+
+static unsigned long long store_counter(corral__store *s, const char *name) {
+    static char text[8192];
+    assert_int_equal(s->ops->metrics_text(s, text + 1, sizeof text - 1), CORRAL_OK);
+    text[0] = '\n';
+    return counter_in(text, name);
+}
+
+/* Between the read's fetch (v1) and its fill: the key changes and the invalidation is applied. */
+static void change_in_flight(void *ctx, const corral__skey *k) {
+    race *r = ctx;
+    if (r->calls++) return;
+    unsigned long long seen = store_counter(r->s, "near_invalidations_total");
+    redisReply *rep = redis_server_cmd(&srv, "SET %b %s", k->data, k->len, "v2");
+    assert_non_null(rep);
+    freeReplyObject(rep);
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (store_counter(r->s, "near_invalidations_total") == seen)
+        if (now_ns() > deadline) fail_msg("the invalidation never came");
+}
+
+static void test_near_read_invalidated_in_flight_is_not_kept(void **state) {
+    (void)state;
+    setup_each();
+    corral_options o;
+    corral_options_init(&o);
+    o.redis.hosts = srv.hosts;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__store_env env = { .alloc = &a, .now_ns = corral__realtime_ns };
+    corral__store *redis = NULL, *s = NULL;
+    assert_int_equal(corral__redis_open(&redis, &o.redis, 1 << 20, &env, NULL), CORRAL_OK);
+    race r = { 0 };
+    corral__tiered_config tc = { .near_bytes = 1 << 20,
+                                 .key_prefix = "n",
+                                 .key_prefix_len = 1,
+                                 .after_fetch = change_in_flight,
+                                 .after_fetch_ctx = &r };
+    assert_int_equal(corral__tiered_open_take(&s, redis, &tc, &env, NULL), CORRAL_OK);
+    r.s = s;
+    corral__skey probe = { .data = "n:1:probe",
+                           .len = 9,
+                           .hash = corral__key_hash("n:1:probe", 9) };
+    corral_value *pv = NULL;
+    assert_int_equal(s->ops->get(s, &probe, &pv), CORRAL_MISS); /* starts the tracker */
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (store_counter(s, "near_live") != 1)
+        if (now_ns() > deadline) fail_msg("the tracker never subscribed");
+    corral__skey k = { .data = "n:1:k", .len = 5, .hash = corral__key_hash("n:1:k", 5) };
+    assert_int_equal(s->ops->set(s, &k, "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), CORRAL_OK);
+    corral_value *v = NULL;
+    assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK);
+    assert_string_equal(corral_value_data(v), "v1"); /* what the read fetched */
+    corral_value_unref(v);
+    assert_int_equal(store_counter(s, "near_fills_dropped_total"), 1);
+    assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK);
+    assert_string_equal(corral_value_data(v), "v2"); /* v1 was not kept */
+    corral_value_unref(v);
+    s->ops->close(s);
+}
+
+/* ---- Threads ---- */
+
+#define READERS 4
+#define WRITES  300
+
+typedef struct reader_arg {
+    corral *c;
+    pthread_barrier_t *start;
+    _Atomic bool *fenced; /* every invalidation of the writes has been applied */
+    char error[96];       /* what went wrong, checked by the main thread (cmocka's asserts
+                             belong to it) */
+} reader_arg;
+
+static void *reader_main(void *p) {
+    reader_arg *a = p;
+    int rc = pthread_barrier_wait(a->start);
+    if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) {
+        snprintf(a->error, sizeof a->error, "barrier: %d", rc);
+        return NULL;
+    }
+    while (!atomic_load(a->fenced)) {
+        char *got = get_str(a->c, "k"); /* any value of the writes, while they go on */
+        if (!got) snprintf(a->error, sizeof a->error, "k missed during the writes");
+        free(got);
+    }
+    /* Reads that begin after the fence see the last write, every time: no stale value was
+     * kept, whatever fill was in flight when its invalidation came. */
+    char last[16];
+    snprintf(last, sizeof last, "%d", WRITES);
+    for (int i = 0; i < 50 && !a->error[0]; i++) {
+        char *got = get_str(a->c, "k");
+        if (!got || strcmp(got, last) != 0)
+            snprintf(a->error, sizeof a->error, "read %d after the fence: '%s'", i,
+                     got ? got : "(miss)");
+        free(got);
+    }
+    return NULL;
+}
+
+static void test_near_concurrent_readers_converge_on_the_last_write(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    corral *writer = NULL;
+    char url[128];
+    snprintf(url, sizeof url, "redis://%s?key_prefix=n", srv.hosts);
+    assert_int_equal(corral_open(&writer, url, NULL), CORRAL_OK);
+    unsigned long long reported = counter(c, "near_invalidations_total");
+    set_forever(writer, "k", "0");
+    set_forever(writer, "fence", "0");
+    settle(c, reported + 2); /* so no late report drops the fence we keep near next */
+    expect_get(c, "fence", "0");
+    unsigned long long hits = counter(c, "near_hits_total");
+    expect_get(c, "fence", "0");
+    /* The fence is near: only its invalidation will make c read "1" for it. */
+    assert_int_equal(counter(c, "near_hits_total"), hits + 1);
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, READERS + 1), 0);
+    _Atomic bool fenced = false;
+    reader_arg a[READERS];
+    pthread_t t[READERS];
+    for (int i = 0; i < READERS; i++) {
+        a[i] = (reader_arg){ .c = c, .start = &start, .fenced = &fenced };
+        assert_int_equal(pthread_create(&t[i], NULL, reader_main, &a[i]), 0);
+    }
+    int rc = pthread_barrier_wait(&start);
+    assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
+    char v[16];
+    for (int i = 1; i <= WRITES; i++) {
+        snprintf(v, sizeof v, "%d", i);
+        set_forever(writer, "k", v);
+    }
+    /* Redis reports changes in order on the one tracking connection: once the fence's report
+     * is applied, so are the reports of every write before it. */
+    set_forever(writer, "fence", "1");
+    eventually(c, "fence", "1");
+    atomic_store(&fenced, true);
+    for (int i = 0; i < READERS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(pthread_barrier_destroy(&start), 0);
+    for (int i = 0; i < READERS; i++)
+        if (a[i].error[0]) fail_msg("reader %d: %s", i, a[i].error);
+    corral_close(writer);
+    corral_close(c);
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    return redis_server_start(&srv);
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    redis_server_stop(&srv);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_near_serves_repeated_reads_from_memory),
+        cmocka_unit_test(test_near_get_many_serves_near_hits_and_reads_the_rest),
+        cmocka_unit_test(test_near_write_by_another_client_reaches_the_near_cache),
+        cmocka_unit_test(test_near_write_by_another_corral_process_reaches_the_near_cache),
+        cmocka_unit_test(test_near_own_writes_are_read_at_once),
+        cmocka_unit_test(test_near_flush_of_the_database_empties_the_near_cache),
+        cmocka_unit_test(test_near_lost_tracking_connection_flushes_and_resubscribes),
+        cmocka_unit_test(test_near_keeps_a_value_no_longer_than_its_ttl),
+        cmocka_unit_test(test_near_read_invalidated_in_flight_is_not_kept),
+        cmocka_unit_test(test_near_concurrent_readers_converge_on_the_last_write),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
