@@ -1,5 +1,7 @@
 # corral: the two commands of the README, and the rest.
-#   make run     bootstrap, build, run the demo on the embedded memory store
+#   make run     bootstrap, build, start corral-proxy in front of the shop example
+#                (examples/shop, scripts/run-shop) on the embedded memory store; Ctrl-C stops
+#   make demo    bootstrap, build, run `corral demo` (the guide's scenarios on the library)
 #   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
 #   make bench   build optimised, run every benchmark (bench/bench_*)
 #   make bench-proxy   corral-proxy vs nginx proxy_cache vs Varnish (bench/proxy.sh), one table
@@ -13,7 +15,7 @@ FUZZ_SECONDS ?= 20
 CMAKE        := cmake
 CFG_COMMON   := -DCORRAL_WERROR=ON
 
-.PHONY: all bootstrap run test bench bench-proxy tsan fuzz format format-check install clean
+.PHONY: all bootstrap run demo test bench bench-proxy tsan fuzz format format-check install clean
 
 all: build/release/.built
 
@@ -25,7 +27,11 @@ build/release/.built: bootstrap FORCE
 	$(CMAKE) --build build/release -j$(JOBS)
 	@touch $@
 
+# Ports: PROXY_PORT (8080), ADMIN_PORT (8081), SHOP_PORT (a free one); see scripts/run-shop.
 run: build/release/.built
+	@CORRAL_PROXY=build/release/corral-proxy CORRAL_SHOP=build/release/corral-shop scripts/run-shop
+
+demo: build/release/.built
 	./build/release/corral demo
 
 test: bootstrap

@@ -138,14 +138,17 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     corral__store_env env = { .alloc = &c->alloc,
                               .now_ns = c->now_ns,
                               .clock_ctx = c->clock_ctx,
-                              .events = { .ctx = c, .changed = on_store_change } };
+                              .events = { .ctx = c, .changed = on_store_change },
+                              .key_prefix = c->key_prefix,
+                              .key_prefix_len = c->key_prefix_len };
     int rc = is_redis ? corral__redis_open(&c->store, &o->redis, c->max_value_bytes, &env, err)
                       : corral__mem_open(&c->store, &mc, &env);
     if (rc == CORRAL_OK && is_redis && o->redis.near_cache_bytes) {
         corral__tiered_config tc = { .near_bytes = o->redis.near_cache_bytes,
                                      .key_prefix = c->key_prefix,
                                      .key_prefix_len = c->key_prefix_len,
-                                     .track_all = o->key_fn != NULL };
+                                     .track_all = o->key_fn != NULL,
+                                     .ping_timeout_ms = o->redis.command_timeout_ms };
         corral__store *redis = c->store;
         c->store = NULL;
         rc = corral__tiered_open_take(&c->store, redis, &tc, &env, err);
@@ -295,12 +298,59 @@ int corral__value_check(corral *c, const void *hdr, size_t hdr_len, uint64_t now
     return CORRAL_OK;
 }
 
+int corral__value_fresh(const void *hdr, size_t hdr_len, uint64_t now_ms) {
+    if (hdr_len == 0) return CORRAL_OK;
+    corral__env env;
+    if (corral__env_parse(hdr, hdr_len, &env) != CORRAL_OK) return CORRAL_MISS;
+    if ((env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
+        return CORRAL_MISS;
+    return CORRAL_OK;
+}
+
+int corral__get_checked(corral *c, const corral__skey *sk, corral_value **out) {
+    *out = NULL;
+    if (c->store->ops->get_checked) return c->store->ops->get_checked(c->store, sk, out);
+    corral_value *v = NULL;
+    int rc = c->store->ops->get(c->store, sk, &v);
+    if (rc != CORRAL_OK) return rc;
+    if (v->hdr_len) {
+        corral__env env;
+        /* A malformed envelope is a miss, as corral__value_check has it. */
+        if (corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) != CORRAL_OK ||
+            !corral__tags_valid(c, &env)) {
+            corral_value_unref(v);
+            return CORRAL_MISS;
+        }
+    }
+    *out = v;
+    return CORRAL_OK;
+}
+
+/* The store's set, or set_flags when there are flags and the store takes them. */
+static int store_set(corral *c, const corral__skey *sk, const void *val, size_t len,
+                     int64_t store_ttl, corral__set_mode mode, unsigned flags) {
+    if (flags && c->store->ops->set_flags)
+        return c->store->ops->set_flags(c->store, sk, val, len, store_ttl, mode, flags);
+    return c->store->ops->set(c->store, sk, val, len, store_ttl, mode);
+}
+
 int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *env,
                           const void *val, size_t len, int64_t store_ttl, corral__set_mode mode) {
+    return corral__store_set_env_flags(c, sk, env, val, len, store_ttl, mode, 0);
+}
+
+int corral__store_set_env_flags(corral *c, const corral__skey *sk, const corral__env *env,
+                                const void *val, size_t len, int64_t store_ttl,
+                                corral__set_mode mode, unsigned flags) {
     corral__env empty = { 0 };
+    if (c->store->caps & CORRAL__STORE_NO_ENVELOPE) {
+        /* The value goes bare: its times are dropped, and tags cannot be honoured. */
+        if (env && (env->flags & CORRAL__ENV_TAGS)) return CORRAL_ENOTSUP;
+        return store_set(c, sk, val, len, store_ttl, mode, flags);
+    }
     if (!env || env->flags == 0) {
         if (!corral__env_needed_for_raw(val, len))
-            return c->store->ops->set(c->store, sk, val, len, store_ttl, mode);
+            return store_set(c, sk, val, len, store_ttl, mode, flags);
         env = &empty;
     }
     size_t hdr = corral__env_size(env);
@@ -309,7 +359,7 @@ int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *
     if (!block) return CORRAL_ENOMEM;
     corral__env_write(env, block);
     if (len) memcpy(block + hdr, val, len);
-    int rc = c->store->ops->set(c->store, sk, block, hdr + len, store_ttl, mode);
+    int rc = store_set(c, sk, block, hdr + len, store_ttl, mode, flags);
     corral__free(&c->alloc, block, hdr + len);
     return rc;
 }
@@ -348,6 +398,18 @@ static void count(corral *c, uint16_t cls, int metric) {
 
 /* ---- Single-key operations ---- */
 
+/* A value read with corral__get_checked (tags done) that its envelope says is logically expired
+ * reads as a miss. */
+static int check_fresh(corral *c, corral_value **out) {
+    corral_value *v = *out;
+    if (!v->hdr_len) return CORRAL_OK;
+    if (corral__value_fresh(v->data - v->hdr_len, v->hdr_len, corral__now_ms(c)) == CORRAL_OK)
+        return CORRAL_OK;
+    corral_value_unref(v);
+    *out = NULL;
+    return CORRAL_MISS;
+}
+
 /* A stored value that its envelope says is logically expired or busted reads as a miss. */
 static int check_got(corral *c, corral_value **out) {
     corral_value *v = *out;
@@ -368,8 +430,8 @@ int corral_get(corral *c, const void *key, size_t key_len, const corral_call *ca
     corral__skey sk;
     int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc < 0) return rc;
-    if (rc == CORRAL_OK) rc = c->store->ops->get(c->store, &sk, out);
-    if (rc == CORRAL_OK) rc = check_got(c, out);
+    if (rc == CORRAL_OK) rc = corral__get_checked(c, &sk, out);
+    if (rc == CORRAL_OK) rc = check_fresh(c, out);
     if (rc == CORRAL_OK)
         count(c, sk.cls, CORRAL__M_cache_hits_total);
     else if (rc == CORRAL_MISS)
@@ -388,8 +450,22 @@ int corral_get_into(corral *c, const void *key, size_t key_len, const corral_cal
     if (rc < 0) return rc;
     unsigned char hdr[256];
     size_t hdr_len = 0;
-    if (rc == CORRAL_OK)
+    if (rc == CORRAL_OK && c->store->ops->get_checked) {
+        /* The store checks tags in the read's round trip: read a reference and copy it out. */
+        corral_value *v = NULL;
+        rc = c->store->ops->get_checked(c->store, &sk, &v);
+        if (rc == CORRAL_OK) rc = check_fresh(c, &v);
+        if (rc == CORRAL_OK) {
+            *out_len = v->len;
+            if (v->len > cap)
+                rc = CORRAL_ENOSPC;
+            else if (v->len)
+                memcpy(buf, v->data, v->len);
+        }
+        corral_value_unref(v);
+    } else if (rc == CORRAL_OK) {
         rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len);
+    }
     if ((rc == CORRAL_OK || rc == CORRAL_ENOSPC) && hdr_len) {
         int ok;
         if (hdr_len <= sizeof hdr) {
@@ -397,8 +473,8 @@ int corral_get_into(corral *c, const void *key, size_t key_len, const corral_cal
         } else {
             /* A long header (many tags): check it on a reference instead of a copy. */
             corral_value *v = NULL;
-            ok = c->store->ops->get(c->store, &sk, &v);
-            if (ok == CORRAL_OK) ok = check_got(c, &v);
+            ok = corral__get_checked(c, &sk, &v);
+            if (ok == CORRAL_OK) ok = check_fresh(c, &v);
             corral_value_unref(v);
         }
         if (ok != CORRAL_OK) {
@@ -430,6 +506,8 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
                   int64_t ttl_ms, const corral_call *call, corral__set_mode mode) {
     if (!c || (!val && val_len)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    if (call && call->n_tags && (c->store->caps & CORRAL__STORE_NO_ENVELOPE))
+        return CORRAL_ENOTSUP; /* before anything is written (a namespace's generation) */
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
     int rc = corral__make_skey(c, key, key_len, call, buf, &sk);
@@ -443,8 +521,8 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
          * there (Django's redis backend: SET NX then DEL). */
         if (mode == CORRAL__SET_NX) {
             corral_value *v = NULL;
-            rc = c->store->ops->get(c->store, &sk, &v);
-            if (rc == CORRAL_OK) rc = check_got(c, &v);
+            rc = corral__get_checked(c, &sk, &v);
+            if (rc == CORRAL_OK) rc = check_fresh(c, &v);
             corral_value_unref(v);
             return rc == CORRAL_OK ? CORRAL_EXISTS : rc == CORRAL_MISS ? CORRAL_OK : rc;
         }
@@ -455,16 +533,18 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
     char vbuf[TAG_VBUF];
     rc = set_env(c, call, &env, vbuf, sizeof vbuf);
     if (rc != CORRAL_OK) return rc;
-    rc = corral__store_set_env(c, &sk, &env, val, val_len, store_ttl, mode);
+    unsigned flags = corral__write_flags(call);
+    rc = corral__store_set_env_flags(c, &sk, &env, val, val_len, store_ttl, mode, flags);
     if (rc == CORRAL_EXISTS) {
         /* An add over a value that reads as a miss (busted tags, logically expired) replaces it,
          * as Django's add over an expired key does. Best effort: a concurrent add may win. */
         corral_value *v = NULL;
-        int got = c->store->ops->get(c->store, &sk, &v);
-        if (got == CORRAL_OK) got = check_got(c, &v);
+        int got = corral__get_checked(c, &sk, &v);
+        if (got == CORRAL_OK) got = check_fresh(c, &v);
         corral_value_unref(v);
         if (got == CORRAL_MISS)
-            rc = corral__store_set_env(c, &sk, &env, val, val_len, store_ttl, CORRAL__SET_ALWAYS);
+            rc = corral__store_set_env_flags(c, &sk, &env, val, val_len, store_ttl,
+                                             CORRAL__SET_ALWAYS, flags);
     }
     if (rc == CORRAL_OK) count(c, sk.cls, CORRAL__M_cache_sets_total);
     return rc;
@@ -600,6 +680,8 @@ int corral_set_many(corral *c, const corral_buf *keys, const corral_buf *vals, s
                     int64_t ttl_ms, const corral_call *call) {
     if (!c || (!vals && n)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    bool bare = c->store->caps & CORRAL__STORE_NO_ENVELOPE;
+    if (call && call->n_tags && bare) return CORRAL_ENOTSUP;
     int64_t store_ttl = 0;
     int ttl_rc = corral__resolve_ttl(c, ttl_ms, &store_ttl);
     if (ttl_rc < 0) return ttl_rc;
@@ -617,16 +699,19 @@ int corral_set_many(corral *c, const corral_buf *keys, const corral_buf *vals, s
         corral__env env;
         char vbuf[TAG_VBUF];
         rc = set_env(c, call, &env, vbuf, sizeof vbuf);
+        unsigned flags = corral__write_flags(call);
         bool plain = rc == CORRAL_OK && env.flags == 0;
-        for (size_t i = 0; plain && i < n; i++)
+        for (size_t i = 0; plain && !bare && i < n; i++)
             plain = !corral__env_needed_for_raw(vals[i].data, vals[i].len);
-        if (plain) {
+        if (plain && flags && c->store->ops->set_many_flags) {
+            rc = c->store->ops->set_many_flags(c->store, b.keys, vals, n, store_ttl, flags);
+        } else if (plain) {
             rc = c->store->ops->set_many(c->store, b.keys, vals, n, store_ttl);
         } else {
             /* Values with an envelope go one by one (the batch form takes raw bytes). */
             for (size_t i = 0; rc == CORRAL_OK && i < n; i++)
-                rc = corral__store_set_env(c, &b.keys[i], &env, vals[i].data, vals[i].len,
-                                           store_ttl, CORRAL__SET_ALWAYS);
+                rc = corral__store_set_env_flags(c, &b.keys[i], &env, vals[i].data, vals[i].len,
+                                                 store_ttl, CORRAL__SET_ALWAYS, flags);
         }
         if (rc == CORRAL_OK) {
             for (size_t i = 0; i < n; i++)

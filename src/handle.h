@@ -85,10 +85,35 @@ static inline uint64_t corral__now_ms(corral *c) {
  * header (hdr_len 0: a raw value, always OK). May read tag versions from the store. */
 int corral__value_check(corral *c, const void *hdr, size_t hdr_len, uint64_t now_ms);
 
+/* CORRAL_OK when the envelope header `hdr` (hdr_len 0: a raw value) does not say the value is
+ * logically expired at `now_ms`; CORRAL_MISS when it does or is malformed. Tags are not looked
+ * at: for a value read with corral__get_checked. */
+int corral__value_fresh(const void *hdr, size_t hdr_len, uint64_t now_ms);
+
+/* Reads `sk` with its tags validated: by the store in the read's own round trip when it has
+ * get_checked (store.h), otherwise with get and then corral__tags_valid. Returns CORRAL_OK with
+ * a new reference in `*out` (its logical expiry not checked: corral__value_fresh), CORRAL_MISS
+ * (absent, busted, or a malformed envelope), or the store's error (CORRAL_EFORMAT, ...), with
+ * `*out` NULL. */
+int corral__get_checked(corral *c, const corral__skey *sk, corral_value **out);
+
 /* Writes `val` under `sk` with an envelope when `env` has flags or the raw bytes need one (see
  * envelope.h); `env` NULL means no metadata. Same returns as the store's set. */
 int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *env,
                           const void *val, size_t len, int64_t store_ttl, corral__set_mode mode);
+
+/* corral__store_set_env with write flags (CORRAL__SETF_*, from corral__write_flags), passed to
+ * the store's set_flags when it has them. On a store with CORRAL__STORE_NO_ENVELOPE the value is
+ * written bare: `env`'s times are dropped, and an `env` with tags is CORRAL_ENOTSUP (nothing
+ * written). */
+int corral__store_set_env_flags(corral *c, const corral__skey *sk, const corral__env *env,
+                                const void *val, size_t len, int64_t store_ttl,
+                                corral__set_mode mode, unsigned flags);
+
+/* The store write flags a call asks for. */
+static inline unsigned corral__write_flags(const corral_call *call) {
+    return call && call->is_binary ? CORRAL__SETF_BINARY : 0;
+}
 
 /* ---- invalidate.c ---- */
 

@@ -14,7 +14,11 @@
  * - Values made by a producer carry an envelope (envelope.h) with their logical expiry and how
  *   long the producer took (delta, for XFetch), plus their tags' versions, read before the
  *   producer runs so a bust during the run leaves the value already invalid. The store keeps the
- *   value for its TTL plus the longer of its grace and stale-if-error windows.
+ *   value for its TTL plus the longer of its grace and stale-if-error windows. A store that
+ *   cannot carry the envelope (CORRAL__STORE_NO_ENVELOPE: Django's wire format) gets the bare
+ *   value for its TTL alone: no XFetch, no grace, no stale-if-error, and tags are refused.
+ * - Reads go through corral__get_checked, so a store that validates tags in the read's round trip
+ *   (Redis) does.
  * - Leases: the leader takes the store's lease on the key with a random token before running the
  *   producer, and releases it (owner-only) after. A leader that finds the lease held by another
  *   process polls the store with backoff (1 ms doubling to 50 ms) until the value appears or
@@ -517,9 +521,9 @@ static uint64_t mono_ms(void) {
 static int read_fresh(corral *c, const corral__skey *sk, uint64_t now_ms, corral_value **out) {
     *out = NULL;
     corral_value *v = NULL;
-    int rc = c->store->ops->get(c->store, sk, &v);
+    int rc = corral__get_checked(c, sk, &v);
     if (rc != CORRAL_OK) return rc < 0 ? CORRAL_MISS : rc;
-    if (corral__value_check(c, v->data - v->hdr_len, v->hdr_len, now_ms) != CORRAL_OK) {
+    if (corral__value_fresh(v->data - v->hdr_len, v->hdr_len, now_ms) != CORRAL_OK) {
         corral_value_unref(v);
         return CORRAL_MISS;
     }
@@ -534,13 +538,12 @@ static int read_current(corral *c, const corral__skey *sk, uint64_t now_ms, corr
     *out = NULL;
     *expiry_ms = 0;
     corral_value *v = NULL;
-    if (c->store->ops->get(c->store, sk, &v) != CORRAL_OK) return CORRAL_MISS;
+    if (corral__get_checked(c, sk, &v) != CORRAL_OK) return CORRAL_MISS; /* tags checked */
     corral__env env;
     memset(&env, 0, offsetof(corral__env, tags));
     bool ok = true;
     if (v->hdr_len) {
         ok = corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) == CORRAL_OK;
-        if (ok && (env.flags & CORRAL__ENV_TAGS)) ok = corral__tags_valid(c, &env);
         if (ok && (env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
             ok = false;
     }
@@ -663,10 +666,15 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
             if (eff < 1) eff = 1;
             env.expiry_ms = now_ms + (uint64_t)eff;
             env.early_ms = xfetch_lead(c, o, env.delta_ms, eff);
-            int64_t extra = CORRAL_MAX(o->stale_ttl_ms, o->stale_if_error_ms);
+            /* Grace and stale-if-error need the logical expiry in the envelope: a bare value
+             * would read as fresh past it. */
+            int64_t extra = (c->store->caps & CORRAL__STORE_NO_ENVELOPE)
+                                ? 0
+                                : CORRAL_MAX(o->stale_ttl_ms, o->stale_if_error_ms);
             phys = eff + CORRAL_MAX(extra, 0);
         }
-        int src = corral__store_set_env(c, sk, &env, r.data, r.len, phys, CORRAL__SET_ALWAYS);
+        int src = corral__store_set_env_flags(c, sk, &env, r.data, r.len, phys, CORRAL__SET_ALWAYS,
+                                              corral__write_flags(&o->call));
         if (src == CORRAL_OK)
             corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_sets_total, 1);
         /* A value the store refused (too big, store down) still goes to every caller. */
@@ -897,6 +905,8 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
         corral_load_opts_init(&defaults);
         opts = &defaults;
     }
+    if (opts->call.n_tags && (c->store->caps & CORRAL__STORE_NO_ENVELOPE))
+        return CORRAL_ENOTSUP; /* the store cannot keep tags with the value */
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
     int rc = corral__make_skey(c, key, key_len, &opts->call, buf, &sk);
@@ -906,14 +916,11 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
     corral_value *v = NULL;
     corral_value *stale = NULL; /* past expiry, kept for stale-if-error */
     uint64_t stale_expiry = 0;
-    if (c->store->ops->get(c->store, &sk, &v) == CORRAL_OK) {
+    if (corral__get_checked(c, &sk, &v) == CORRAL_OK) { /* tags checked */
         corral__env env;
         bool ok = true;
         memset(&env, 0, offsetof(corral__env, tags));
-        if (v->hdr_len) {
-            ok = corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) == CORRAL_OK;
-            if (ok && (env.flags & CORRAL__ENV_TAGS)) ok = corral__tags_valid(c, &env);
-        }
+        if (v->hdr_len) ok = corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) == CORRAL_OK;
         if (!ok) {
             corral_value_unref(v);
             v = NULL;

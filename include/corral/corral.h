@@ -149,10 +149,13 @@ typedef enum corral_serializer {
     /* Django's RedisCache and django-redis format, to share keys with a Django site: a value
      * that is a canonical decimal integer ("-?(0|[1-9][0-9]*)") is stored as its digits (INCR
      * works from both sides), a value that is valid UTF-8 as a pickled str (Django reads text),
-     * anything else as pickled bytes. Reading, a pickled str or bytes gives back its bytes, and
-     * a pickle of any other type is CORRAL_EFORMAT. Keys are Django's already. A value corral
-     * writes with metadata (get_or_set's times, tags) carries corral's envelope inside the
-     * pickle, which Django reads as bytes: share values written with set/add/set_many. */
+     * anything else as pickled bytes (corral_call.is_binary: always bytes). Reading, a pickled
+     * str or bytes gives back its bytes, and a pickle of any other type is CORRAL_EFORMAT. Keys
+     * are Django's already. Values carry no corral envelope in this format, so what Django reads
+     * is exactly the value, from get_or_set too; what needs the envelope does not work here:
+     * tags (a write with tags returns CORRAL_ENOTSUP and writes nothing), XFetch early refresh,
+     * grace (stale_ttl_ms) and stale-if-error (a value lives until its store TTL, then is
+     * gone). Namespaces and versions work: they live in keys. */
     CORRAL_SERIALIZER_DJANGO
 } corral_serializer;
 
@@ -286,10 +289,15 @@ typedef struct corral_call {
      * binary keys; otherwise the write fails with CORRAL_EINVAL and writes nothing. */
     const char *const *tags;
     size_t n_tags;
+    /* Writes (set, add, set_many, get_or_set; ignored elsewhere and by stores without a typed
+     * wire format) on the Redis store with serializer=django: store the value as pickled bytes
+     * even when it is valid UTF-8 or a decimal integer, so Django reads `bytes` where it would
+     * read a `str` or an `int` (and Django's incr then refuses it). Default false. */
+    bool is_binary;
 } corral_call;
 
 #define CORRAL_CALL_INIT \
-    { .version = CORRAL_VERSION_DEFAULT, .ns = NULL, .tags = NULL, .n_tags = 0 }
+    { .version = CORRAL_VERSION_DEFAULT, .ns = NULL, .tags = NULL, .n_tags = 0, .is_binary = false }
 
 /* A borrowed byte string, for the many-ops. */
 typedef struct corral_buf {

@@ -248,8 +248,8 @@ struct mem_store {
     mem_shard *shards;
     _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
     /* Callbacks queued with call_rcu whose mem_entry_free_rcu has not finished. Raised under a
-     * shard mutex, lowered under `rcu_lock` by the call_rcu thread, which broadcasts
-     * `rcu_idle` at zero. */
+     * shard mutex, lowered by the call_rcu thread: without a lock while it stays above zero,
+     * under `rcu_lock` to zero, which broadcasts `rcu_idle`. */
     _Atomic size_t rcu_pending;
     pthread_mutex_t rcu_lock;
     pthread_cond_t rcu_idle;

@@ -15,7 +15,8 @@
  * - Tag and namespace versions of the layer above are plain integer values like any other.
  *
  * Commands (one round trip each unless noted)
- * - get, get_into: GET. set: SET key value [PX ttl] [NX|XX]. del: DEL. touch: PEXPIRE, or
+ * - get, get_into: GET. get_checked: the script CHECKED (below). set: SET key value [PX ttl]
+ *   [NX|XX]. del: DEL. touch: PEXPIRE, or
  *   for no expiry the script TOUCH_FOREVER (PERSIST alone cannot tell a missing key from one
  *   without a TTL). incr: the script INCR (below). clear: FLUSHDB ASYNC (Django's clear; the
  *   keys are gone at once, their memory is freed in the background). clear_prefix: SCAN MATCH
@@ -27,6 +28,18 @@
  *   compare-and-delete, so only the owner's token removes a lease.
  * - Scripts are called with EVALSHA by their SHA-1, computed here at open; a NOSCRIPT reply (a
  *   restarted server, SCRIPT FLUSH) falls back to EVAL, which loads the script for next time.
+ *
+ * get_checked: a tagged read validated on the server, one round trip whatever the number of tags.
+ * The CHECKED script GETs the value; when it begins with an envelope with tags (envelope.h; the
+ * script parses the header as envelope.c does), it MGETs the tags' version keys
+ * "<KEY_PREFIX>:tag:<name>" and compares each with the version the envelope carries. It returns
+ * the value when every version matches (or there are no tags), nil when the key is absent, and 0
+ * when a tag was busted or vanished or the header is malformed: a miss. The tag keys are built in
+ * the script from ARGV[1] rather than passed as KEYS, which is fine on a standalone server or a
+ * replica (the only deployments this store supports) and would not be on a cluster. EVALSHA of a
+ * script that only reads runs on read-only replicas, so get_checked reads where get reads. Its
+ * cost over a GET is the script call on the server (about a microsecond); a read of a value with
+ * n tags otherwise costs n + 1 round trips.
  *
  * incr: corral's incr returns CORRAL_MISS on an absent key where INCRBY would create it, and
  * accepts what the memory store accepts ("007", "-0"), which Redis's string2ll refuses. The INCR
@@ -42,7 +55,11 @@
  *
  * Django's wire format (serializer=django, redis_django.h): values are encoded on every write
  * (set, set_many; leases and incr's digits are raw) and decoded on every read, so the layer
- * above still sees the value's bytes; a pickle of another type reads as CORRAL_EFORMAT.
+ * above still sees the value's bytes; a pickle of another type reads as CORRAL_EFORMAT. A Django
+ * site reads what corral writes, so the store cannot carry corral's envelope
+ * (CORRAL__STORE_NO_ENVELOPE, store.h): the handle writes values bare, and a value read is never
+ * split into an envelope and a payload. CORRAL__SETF_BINARY (corral_call.is_binary) writes a
+ * value as pickled bytes whatever it holds. get_checked is get: there are no tags to check.
  *
  * Events: none. Redis evicts, expires and may be written by other clients without telling us,
  * so the store does not call the events callback (store.h); used_bytes and max_bytes are 0.
@@ -108,6 +125,46 @@ static const char TOUCH_FOREVER_SRC[] = "if redis.call('EXISTS', KEYS[1]) == 1 t
                                         "end\n"
                                         "return 0\n";
 
+/* KEYS[1] the value's key, ARGV[1] "<KEY_PREFIX>:tag:". Returns the value, nil (absent) or 0
+ * (busted). The header checks mirror corral__env_hdr_len and corral__env_parse (1-based here):
+ * what is not a valid envelope with tags is returned as it is. A version is 1 to 20 decimal
+ * digits, as corral__tags_valid reads them: any other carried version counts as busted. */
+static const char CHECKED_SRC[] = "local v = redis.call('GET', KEYS[1])\n"
+                                  "if not v then return false end\n"
+                                  "local b = string.byte\n"
+                                  "if #v < 5 or b(v, 1) ~= 199 or b(v, 2) ~= 1 then return v end\n"
+                                  "local flags = b(v, 3)\n"
+                                  "if flags ~= 2 and flags ~= 3 then return v end\n"
+                                  "local h = b(v, 4) + 256 * b(v, 5)\n"
+                                  "local off = flags == 3 and 22 or 6\n"
+                                  "if h < off or h > #v then return v end\n"
+                                  "local n = b(v, off)\n"
+                                  "off = off + 1\n"
+                                  "if n > 32 then return 0 end\n"
+                                  "local keys, vers = {}, {}\n"
+                                  "for i = 1, n do\n"
+                                  "  if off > h then return 0 end\n"
+                                  "  local nl = b(v, off)\n"
+                                  "  off = off + 1\n"
+                                  "  if nl == 0 or nl > 200 or off + nl - 1 > h then return 0 end\n"
+                                  "  keys[i] = ARGV[1] .. string.sub(v, off, off + nl - 1)\n"
+                                  "  off = off + nl\n"
+                                  "  if off > h then return 0 end\n"
+                                  "  local vl = b(v, off)\n"
+                                  "  off = off + 1\n"
+                                  "  if vl == 0 or vl > 20 or off + vl - 1 > h then return 0 end\n"
+                                  "  vers[i] = string.sub(v, off, off + vl - 1)\n"
+                                  "  if not string.find(vers[i], '^%d+$') then return 0 end\n"
+                                  "  off = off + vl\n"
+                                  "end\n"
+                                  "if off ~= h + 1 then return 0 end\n"
+                                  "if n == 0 then return v end\n"
+                                  "local cur = redis.call('MGET', unpack(keys))\n"
+                                  "for i = 1, n do\n"
+                                  "  if cur[i] ~= vers[i] then return 0 end\n"
+                                  "end\n"
+                                  "return v\n";
+
 static const char LEASE_RELEASE_SRC[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n";
@@ -124,8 +181,10 @@ typedef struct redis_store {
     const corral__allocator *alloc;
     corral__redis_pool *pool;
     size_t max_value_bytes;
-    bool django; /* serializer=django: values go through redis_django.c */
-    rscript incr, touch_forever, lease_release;
+    bool django;      /* serializer=django: values go through redis_django.c */
+    char *tag_prefix; /* "<KEY_PREFIX>:tag:", ARGV[1] of CHECKED; owned */
+    size_t tag_prefix_len;
+    rscript incr, touch_forever, lease_release, checked;
 } redis_store;
 
 static redis_store *store_of(corral__store *base) {
@@ -150,6 +209,12 @@ static int stored_bytes(const redis_store *s, const redisReply *r, const char **
     return rc;
 }
 
+/* The length of the envelope header a stored value begins with: 0 for none, and always 0 in
+ * Django's format, whose values carry no envelope. */
+static size_t header_len(const redis_store *s, const char *bytes, size_t len) {
+    return s->django ? 0 : corral__env_hdr_len(bytes, len);
+}
+
 /* A value holding a copy of a reply's bytes, its envelope header (if any) before `data`. */
 static int make_value(redis_store *s, const redisReply *r, corral_value **out) {
     const char *bytes;
@@ -158,7 +223,7 @@ static int make_value(redis_store *s, const redisReply *r, corral_value **out) {
     if (rc != CORRAL_OK) return rc;
     corral_value *v = corral__value_new(s->alloc, bytes, len);
     if (!v) return CORRAL_ENOMEM;
-    size_t hdr = corral__env_hdr_len(bytes, len);
+    size_t hdr = header_len(s, bytes, len);
     v->data += hdr;
     v->len -= hdr;
     v->hdr_len = (uint32_t)hdr;
@@ -279,7 +344,7 @@ static int r_get_into(corral__store *base, const corral__skey *k, void *buf, siz
         const char *bytes;
         size_t n;
         rc = stored_bytes(s, r, &bytes, &n);
-        size_t h = rc == CORRAL_OK ? corral__env_hdr_len(bytes, n) : 0;
+        size_t h = rc == CORRAL_OK ? header_len(s, bytes, n) : 0;
         *hdr_len = h;
         if (h && h <= hdr_cap) memcpy(hdr, bytes, h);
         *len = rc == CORRAL_OK ? n - h : 0;
@@ -298,33 +363,59 @@ static int r_get_into(corral__store *base, const corral__skey *k, void *buf, siz
     return rc;
 }
 
+static int r_get_checked(corral__store *base, const corral__skey *k, corral_value **out) {
+    redis_store *s = store_of(base);
+    if (s->django) return r_get(base, k, out); /* no envelope, no tags */
+    *out = NULL;
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *ka[2] = { k->data, s->tag_prefix };
+    size_t kl[2] = { k->len, s->tag_prefix_len };
+    redisReply *r = eval(&c, &s->checked, 1, 2, ka, kl);
+    if (!r)
+        rc = corral__redis_failed(&c);
+    else if (r->type == REDIS_REPLY_STRING)
+        rc = make_value(s, r, out);
+    else if (r->type == REDIS_REPLY_NIL)
+        rc = CORRAL_MISS;
+    else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+        rc = CORRAL_MISS; /* a tag was busted */
+    else
+        rc = corral__redis_error_reply(&c, r);
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
 /* The bytes to send for a value: the value, or its Django encoding in a new block (`*owned`,
  * `*owned_len`, freed by the caller). */
-static int wire_bytes(redis_store *s, const void *val, size_t len, const char **out,
+static int wire_bytes(redis_store *s, const void *val, size_t len, unsigned flags, const char **out,
                       size_t *out_len, char **owned, size_t *owned_len) {
     *owned = NULL;
     *owned_len = 0;
     *out = val ? val : "";
     *out_len = len;
     if (!s->django) return CORRAL_OK;
-    size_t n = corral__django_encoded_len(val, len);
+    bool as_bytes = flags & CORRAL__SETF_BINARY;
+    size_t n = corral__django_encoded_len_as(val, len, as_bytes);
     char *b = corral__alloc(s->alloc, n ? n : 1);
     if (!b) return CORRAL_ENOMEM;
-    corral__django_encode(val, len, (unsigned char *)b);
+    corral__django_encode_as(val, len, as_bytes, (unsigned char *)b);
     *out = *owned = b;
     *out_len = *owned_len = n;
     return CORRAL_OK;
 }
 
-static int r_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
-                 int64_t ttl_ms, corral__set_mode mode) {
+static int r_set_flags(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                       int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
     redis_store *s = store_of(base);
     if (len > s->max_value_bytes) return CORRAL_ETOOBIG;
     if (ttl_ms <= 0) return CORRAL_EINVAL; /* store.h: the layer above turns 0 into a delete */
     const char *wire;
     size_t wire_len, owned_len;
     char *owned;
-    int rc = wire_bytes(s, val, len, &wire, &wire_len, &owned, &owned_len);
+    int rc = wire_bytes(s, val, len, flags, &wire, &wire_len, &owned, &owned_len);
     if (rc != CORRAL_OK) return rc;
     char ttl[TTL_DIGITS];
     const char *argv[6] = { "SET", k->data, wire };
@@ -359,6 +450,11 @@ static int r_set(corral__store *base, const corral__skey *k, const void *val, si
     corral__redis_end(&c);
     corral__free(s->alloc, owned, owned_len);
     return rc;
+}
+
+static int r_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                 int64_t ttl_ms, corral__set_mode mode) {
+    return r_set_flags(base, k, val, len, ttl_ms, mode, 0);
 }
 
 static int r_del(corral__store *base, const corral__skey *k) {
@@ -580,10 +676,21 @@ static void unref_all(corral_value **out, size_t n) {
     }
 }
 
-static int r_get_many(corral__store *base, const corral__skey *ks, size_t n, corral_value **out) {
-    redis_store *s = store_of(base);
-    for (size_t i = 0; i < n; i++)
+/* The remaining TTL a PTTL reply gives, as corral__redis_get_ttl reports it: -1 (no expiry) is
+ * CORRAL__NO_EXPIRY; -2 (gone) and 0 (about to go) are 0, not worth keeping near. */
+static int64_t ttl_of(const redisReply *t) {
+    if (t->type != REDIS_REPLY_INTEGER) return 0;
+    return t->integer == -1 ? CORRAL__NO_EXPIRY : t->integer > 0 ? (int64_t)t->integer : 0;
+}
+
+/* get_many, and with `ttls` also each key's remaining TTL (a PTTL per key after the MGETs, in
+ * the same pipeline). */
+static int get_many_role(redis_store *s, corral__redis_role role, const corral__skey *ks, size_t n,
+                         corral_value **out, int64_t *ttls) {
+    for (size_t i = 0; i < n; i++) {
         out[i] = NULL;
+        if (ttls) ttls[i] = 0;
+    }
     if (n == 0) return CORRAL_OK;
     keys_argv kv;
     int rc = keys_argv_new(s, n, &kv);
@@ -592,27 +699,35 @@ static int r_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
         return rc;
     }
     corral__redis_call c;
-    rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
+    rc = corral__redis_begin(s->pool, role, &c);
     if (rc != CORRAL_OK) {
         keys_argv_free(s, &kv);
         return rc == CORRAL_MISS ? CORRAL_OK : rc; /* a failed read: all miss */
     }
     size_t chunks = (n + MANY_CHUNK - 1) / MANY_CHUNK, sent = 0;
-    for (; sent < chunks; sent++) {
+    bool all_sent = true;
+    for (; sent < chunks && all_sent; sent++) {
         size_t at = sent * MANY_CHUNK;
-        if (append_keys(&c, &kv, "MGET", ks + at, CORRAL_MIN(n - at, MANY_CHUNK)) != 0) break;
+        all_sent = append_keys(&c, &kv, "MGET", ks + at, CORRAL_MIN(n - at, MANY_CHUNK)) == 0;
+    }
+    for (size_t i = 0; ttls && all_sent && i < n; i++) {
+        const char *argv[2] = { "PTTL", ks[i].data };
+        size_t lens[2] = { 4, ks[i].len };
+        all_sent = corral__redis_append(&c, 2, argv, lens) == 0;
     }
     keys_argv_free(s, &kv);
     rc = CORRAL_OK;
-    if (sent < chunks) {
+    if (!all_sent) {
         rc = corral__redis_failed(&c); /* the append closed the connection: nothing was read */
     } else {
         /* Every reply is read, even after an allocation failure, to keep the stream aligned. */
+        bool broken = false;
         for (size_t ch = 0; ch < chunks; ch++) {
             size_t at = ch * MANY_CHUNK, m = CORRAL_MIN(n - at, MANY_CHUNK);
             redisReply *r = corral__redis_read(&c);
             if (!r) {
                 rc = corral__redis_failed(&c);
+                broken = true;
                 break;
             }
             if (r->type != REDIS_REPLY_ARRAY || r->elements != m) {
@@ -625,15 +740,30 @@ static int r_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
             }
             freeReplyObject(r);
         }
+        for (size_t i = 0; ttls && !broken && i < n; i++) {
+            redisReply *t = corral__redis_read(&c);
+            if (!t) {
+                int f = corral__redis_failed(&c);
+                if (rc == CORRAL_OK) rc = f;
+                break;
+            }
+            ttls[i] = ttl_of(t);
+            freeReplyObject(t);
+        }
     }
     corral__redis_end(&c);
     if (rc != CORRAL_OK) unref_all(out, n);
     return rc == CORRAL_MISS ? CORRAL_OK : rc;
 }
 
-static int r_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
-                      int64_t ttl_ms) {
+static int r_get_many(corral__store *base, const corral__skey *ks, size_t n, corral_value **out) {
+    return get_many_role(store_of(base), CORRAL__REDIS_READ, ks, n, out, NULL);
+}
+
+static int r_set_many_flags(corral__store *base, const corral__skey *ks, const corral_buf *vals,
+                            size_t n, int64_t ttl_ms, unsigned flags) {
     redis_store *s = store_of(base);
+    bool as_bytes = flags & CORRAL__SETF_BINARY;
     if (ttl_ms <= 0) return CORRAL_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (vals[i].len > s->max_value_bytes) return CORRAL_ETOOBIG;
@@ -642,8 +772,8 @@ static int r_set_many(corral__store *base, const corral__skey *ks, const corral_
      * into hiredis's output buffer as it is appended. */
     size_t scratch_len = 0;
     for (size_t i = 0; s->django && i < n; i++)
-        scratch_len =
-            CORRAL_MAX(scratch_len, corral__django_encoded_len(vals[i].data, vals[i].len));
+        scratch_len = CORRAL_MAX(
+            scratch_len, corral__django_encoded_len_as(vals[i].data, vals[i].len, as_bytes));
     unsigned char *scratch = NULL;
     if (scratch_len && !(scratch = corral__alloc(s->alloc, scratch_len))) return CORRAL_ENOMEM;
     char ttl[TTL_DIGITS];
@@ -661,9 +791,9 @@ static int r_set_many(corral__store *base, const corral__skey *ks, const corral_
         const char *argv[5] = { "SET", ks[i].data, vals[i].data ? vals[i].data : "", "PX", ttl };
         size_t lens[5] = { 3, ks[i].len, vals[i].len, 2, ttl_len };
         if (s->django) {
-            corral__django_encode(vals[i].data, vals[i].len, scratch);
+            corral__django_encode_as(vals[i].data, vals[i].len, as_bytes, scratch);
             argv[2] = (const char *)scratch;
-            lens[2] = corral__django_encoded_len(vals[i].data, vals[i].len);
+            lens[2] = corral__django_encoded_len_as(vals[i].data, vals[i].len, as_bytes);
         }
         sent = corral__redis_append(&c, ttl_len ? 5 : 3, argv, lens) == 0;
     }
@@ -699,6 +829,11 @@ static int r_set_many(corral__store *base, const corral__skey *ks, const corral_
     }
     corral__redis_end(&c);
     return rc;
+}
+
+static int r_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
+                      int64_t ttl_ms) {
+    return r_set_many_flags(base, ks, vals, n, ttl_ms, 0);
 }
 
 static int r_del_many(corral__store *base, const corral__skey *ks, size_t n, size_t *deleted) {
@@ -809,13 +944,17 @@ int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_val
         rc = corral__redis_error_reply(&c, v->type == REDIS_REPLY_STRING ? t : v);
     } else {
         rc = make_value(s, v, out);
-        /* PTTL: -1 no expiry; -2 gone since the GET, 0 about to go: not worth keeping near. */
-        *ttl_ms = t->integer == -1 ? CORRAL__NO_EXPIRY : t->integer > 0 ? (int64_t)t->integer : 0;
+        *ttl_ms = ttl_of(t);
     }
     freeReplyObject(v);
     freeReplyObject(t);
     corral__redis_end(&c);
     return rc;
+}
+
+int corral__redis_get_many_ttl(corral__store *base, const corral__skey *ks, size_t n,
+                               corral_value **out, int64_t *ttl_ms) {
+    return get_many_role(store_of(base), CORRAL__REDIS_READ_PRIMARY, ks, n, out, ttl_ms);
 }
 
 struct redisContext *corral__redis_connect_primary(corral__store *base) {
@@ -859,6 +998,8 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
           LOAD(failed_reads) },
         { "failed_writes_total", "counter", "Writes that returned an error because Redis failed.",
           LOAD(failed_writes) },
+        { "round_trips_total", "counter",
+          "Commands and pipelines sent to Redis: one network round trip each.", LOAD(round_trips) },
         { "connections", "gauge", "Connections open now.",
           (uint64_t)CORRAL_MAX(LOAD(open), (int64_t)0) },
 #undef LOAD
@@ -883,6 +1024,7 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
 static void r_close(corral__store *base) {
     redis_store *s = store_of(base);
     corral__redis_pool_free(s->pool);
+    corral__free(s->alloc, s->tag_prefix, s->tag_prefix_len + 1);
     s->magic = 0;
     corral__free(s->alloc, s, sizeof *s);
 }
@@ -891,7 +1033,10 @@ static const corral__store_ops redis_ops = {
     .name = "redis",
     .get = r_get,
     .get_into = r_get_into,
+    .get_checked = r_get_checked,
     .set = r_set,
+    .set_flags = r_set_flags,
+    .set_many_flags = r_set_many_flags,
     .del = r_del,
     .touch = r_touch,
     .incr = r_incr,
@@ -944,11 +1089,18 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     s->alloc = env->alloc;
     s->max_value_bytes = CORRAL_MIN(max_value_bytes, CORRAL__REDIS_MAX_VALUE);
     s->django = o->serializer == CORRAL_SERIALIZER_DJANGO;
+    if (s->django) s->base.caps |= CORRAL__STORE_NO_ENVELOPE;
+    s->tag_prefix_len = env->key_prefix_len + sizeof ":tag:" - 1;
+    s->tag_prefix = corral__alloc(env->alloc, s->tag_prefix_len + 1);
+    if (!s->tag_prefix) goto nomem;
+    if (env->key_prefix_len) memcpy(s->tag_prefix, env->key_prefix, env->key_prefix_len);
+    memcpy(s->tag_prefix + env->key_prefix_len, ":tag:", sizeof ":tag:");
     if (script_init(&s->incr, INCR_SRC, sizeof INCR_SRC - 1) != CORRAL_OK ||
         script_init(&s->touch_forever, TOUCH_FOREVER_SRC, sizeof TOUCH_FOREVER_SRC - 1) !=
             CORRAL_OK ||
         script_init(&s->lease_release, LEASE_RELEASE_SRC, sizeof LEASE_RELEASE_SRC - 1) !=
-            CORRAL_OK)
+            CORRAL_OK ||
+        script_init(&s->checked, CHECKED_SRC, sizeof CHECKED_SRC - 1) != CORRAL_OK)
         goto nomem;
     corral__redis_pool_config pc = { .addrs = addrs,
                                      .n_addrs = n_addrs,
@@ -961,6 +1113,7 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
                                      .pool = o->pool };
     int rc = corral__redis_pool_new(&s->pool, &pc, env->alloc);
     if (rc != CORRAL_OK) {
+        corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1);
         s->magic = 0;
         corral__free(env->alloc, s, sizeof *s);
         return corral__seterr(err, rc, "redis store: %s", corral_strerror(rc));
@@ -968,6 +1121,7 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     *out = &s->base;
     return CORRAL_OK;
 nomem:
+    corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1); /* accepts NULL */
     s->magic = 0;
     corral__free(env->alloc, s, sizeof *s);
     return corral__seterr(err, CORRAL_ENOMEM, "redis store: out of memory");

@@ -22,7 +22,9 @@
  * timeouts, pool size), computes the script digests, and creates the connection pools. It does
  * not connect: the first call does, so a handle opens while Redis is down and its calls miss
  * until Redis is up. Values above `max_value_bytes` (at most CORRAL__REDIS_MAX_VALUE) are refused
- * with CORRAL_ETOOBIG. `env` is copied; its allocator must outlive the store. Returns CORRAL_OK,
+ * with CORRAL_ETOOBIG. `env` is copied (its key_prefix too: get_checked builds the tag keys
+ * from it); its allocator must outlive the store. With serializer=django the store has
+ * CORRAL__STORE_NO_ENVELOPE (store.h). Returns CORRAL_OK,
  * CORRAL_EBADURL or CORRAL_EINVAL (with `err` naming the option), or CORRAL_ENOMEM; `*out` is NULL
  * on failure. */
 int corral__redis_open(corral__store **out, const corral_redis_options *o, size_t max_value_bytes,
@@ -37,6 +39,14 @@ struct redisContext;
  * read), or CORRAL_ENOMEM. Thread-safe. */
 int corral__redis_get_ttl(corral__store *s, const corral__skey *k, corral_value **out,
                           int64_t *ttl_ms);
+
+/* Reads `n` keys from the primary with their remaining TTLs in one round trip (MGET, then a PTTL
+ * per key, pipelined): `out[i]` a new reference or NULL, `ttl_ms[i]` as corral__redis_get_ttl
+ * gives it (meaningless for a miss). Returns what get_many returns: CORRAL_OK (a failed read is
+ * all misses, counted), CORRAL_ENOMEM or CORRAL_EFORMAT, with every `out[i]` NULL on error.
+ * Thread-safe. */
+int corral__redis_get_many_ttl(corral__store *s, const corral__skey *ks, size_t n,
+                               corral_value **out, int64_t *ttl_ms);
 
 /* Opens a connection to the primary outside the pool (corral__redis_pool_connect), or NULL. */
 struct redisContext *corral__redis_connect_primary(corral__store *s);

@@ -73,8 +73,16 @@ static bool is_utf8(const unsigned char *s, size_t len) {
 }
 
 size_t corral__django_encoded_len(const void *val, size_t len) {
+    return corral__django_encoded_len_as(val, len, false);
+}
+
+void corral__django_encode(const void *val, size_t len, unsigned char *out) {
+    corral__django_encode_as(val, len, false, out);
+}
+
+size_t corral__django_encoded_len_as(const void *val, size_t len, bool as_bytes) {
     const unsigned char *s = val;
-    if (is_canonical_int(s, len)) return len;
+    if (!as_bytes && is_canonical_int(s, len)) return len;
     size_t len_bytes = len <= 0xff ? 1 : len <= 0xffffffffu ? 4 : 8;
     return 2 + 1 + len_bytes + len + 1; /* PROTO v, opcode, length, payload, STOP */
 }
@@ -84,13 +92,13 @@ static void put_le(unsigned char *out, uint64_t v, size_t n) {
         out[i] = (unsigned char)(v >> (8 * i));
 }
 
-void corral__django_encode(const void *val, size_t len, unsigned char *out) {
+void corral__django_encode_as(const void *val, size_t len, bool as_bytes, unsigned char *out) {
     const unsigned char *s = val;
-    if (is_canonical_int(s, len)) {
+    if (!as_bytes && is_canonical_int(s, len)) {
         memcpy(out, s, len);
         return;
     }
-    bool text = is_utf8(s, len);
+    bool text = !as_bytes && is_utf8(s, len);
     size_t n = 0;
     out[n++] = OP_PROTO;
     out[n++] = WRITE_PROTOCOL;

@@ -585,6 +585,7 @@ static void conn_failed(corral__redis_call *c, int e) {
 redisReply *corral__redis_command(corral__redis_call *c, int argc, const char **argv,
                                   const size_t *lens) {
     assert(c->conn && c->conn->ctx);
+    count(&c->pool->ctr.round_trips);
     errno = 0;
     redisReply *r = redisCommandArgv(c->conn->ctx, argc, argv, lens);
     int e = errno;
@@ -605,12 +606,17 @@ int corral__redis_append(corral__redis_call *c, int argc, const char **argv, con
         close_conn(c->pool, c->conn);
         return -1;
     }
+    c->unsent = true;
     return 0;
 }
 
 redisReply *corral__redis_read(corral__redis_call *c) {
     assert(c->conn);
     if (!c->conn->ctx) return NULL;
+    if (c->unsent) { /* redisGetReply flushes the pipeline before it reads */
+        c->unsent = false;
+        count(&c->pool->ctr.round_trips);
+    }
     void *r = NULL;
     errno = 0;
     int rc = redisGetReply(c->conn->ctx, &r);

@@ -68,6 +68,8 @@ typedef struct corral__redis_counters {
     _Atomic uint64_t pool_timeouts;    /* calls that found no free connection in time */
     _Atomic uint64_t failed_reads;     /* reads answered as a miss because of a failure */
     _Atomic uint64_t failed_writes;    /* writes that returned an error because of a failure */
+    _Atomic uint64_t round_trips;      /* commands and pipelines sent: one network round trip
+                                          each (connection setup not counted) */
     _Atomic int64_t open;              /* connections open now (gauge) */
 } corral__redis_counters;
 
@@ -128,6 +130,7 @@ typedef struct corral__redis_call {
     sigset_t old_mask;       /* the thread's signal mask before the call */
     bool app_blocks_sigpipe; /* the thread had SIGPIPE blocked already: we leave it all be */
     bool io_failed;          /* a write may have raised SIGPIPE: consume it at the end */
+    bool unsent;             /* commands appended since the last read: the next read sends them */
 } corral__redis_call;
 
 /* Begins a call: takes a free connection of the server for `role` (waiting at most the command

@@ -17,7 +17,8 @@
  * - An expired entry is never returned by any operation.
  * - Values are bytes. A value that begins with a valid envelope header (envelope.h) is handed out
  *   with `data`/`len` covering the payload after it and `hdr_len` its length: stores find the
- *   header with corral__env_hdr_len and otherwise ignore it. Leases are raw.
+ *   header with corral__env_hdr_len and otherwise ignore it. Leases are raw. A store with
+ *   CORRAL__STORE_NO_ENVELOPE hands every value out whole (hdr_len 0).
  * - Every operation is thread-safe; the store does its own locking.
  * - A store that knows every change of what it holds reports it through `events` (set at open),
  *   so the layer above keeps per-prefix item, byte, eviction and expiration counters without
@@ -65,6 +66,11 @@ typedef struct corral__store_events {
     void (*changed)(void *ctx, uint16_t cls, corral__change why, size_t bytes);
 } corral__store_events;
 
+/* Write flags of set_flags and set_many_flags. */
+/* serializer=django (redis): write the value as pickled bytes even when it is valid UTF-8 or a
+ * decimal integer, so Django reads bytes (corral_call.is_binary). */
+#define CORRAL__SETF_BINARY 0x01u
+
 /* How a set writes. */
 typedef enum corral__set_mode {
     CORRAL__SET_ALWAYS, /* set */
@@ -85,10 +91,29 @@ typedef struct corral__store_ops {
      * CORRAL_ENOSPC with *len the payload's length (nothing copied). */
     int (*get_into)(corral__store *s, const corral__skey *k, void *buf, size_t cap, size_t *len,
                     void *hdr, size_t hdr_cap, size_t *hdr_len);
+    /* Optional: get, with the value's tags validated by the store in the same round trip. When
+     * the value carries an envelope with tags (envelope.h), the store reads the current version
+     * of each tag under "<key_prefix>:tag:<name>" (key_prefix from corral__store_env) and
+     * compares it with the version the envelope carries. Returns CORRAL_OK with a new reference
+     * in `*out` when the value has no tags or every tag still has its version; CORRAL_MISS with
+     * `*out` NULL when the key is absent, a tag was busted or its version vanished, or the
+     * envelope is malformed (a busted value is never needed: grace and stale-if-error apply to
+     * expiry, not to busts). The logical expiry (the times block) is the caller's to check.
+     * NULL: the handle reads with get and then each tag version with a store read
+     * (corral__tags_valid). redis has it; memory and tiered (whose near cache keeps the tag
+     * versions too, so the generic path reads them from memory) do not. */
+    int (*get_checked)(corral__store *s, const corral__skey *k, corral_value **out);
     /* Stores a copy of the value. CORRAL_OK, CORRAL_EXISTS (NX), CORRAL_MISS (XX),
      * CORRAL_ETOOBIG, CORRAL_ENOMEM. */
     int (*set)(corral__store *s, const corral__skey *k, const void *val, size_t len, int64_t ttl_ms,
                corral__set_mode mode);
+    /* Optional: set and set_many with write flags (CORRAL__SETF_*), for a store with a flag to
+     * honour. The handle calls them when a call has a flag and the store has them; otherwise set
+     * and set_many, since a store without them has no use for any flag. Same returns. */
+    int (*set_flags)(corral__store *s, const corral__skey *k, const void *val, size_t len,
+                     int64_t ttl_ms, corral__set_mode mode, unsigned flags);
+    int (*set_many_flags)(corral__store *s, const corral__skey *ks, const corral_buf *vals,
+                          size_t n, int64_t ttl_ms, unsigned flags);
     /* CORRAL_OK when a live entry was removed, CORRAL_MISS otherwise. */
     int (*del)(corral__store *s, const corral__skey *k);
     /* Sets a new expiry (CORRAL__NO_EXPIRY to persist). CORRAL_OK or CORRAL_MISS. */
@@ -133,9 +158,17 @@ typedef struct corral__store_ops {
     void (*close)(corral__store *s);
 } corral__store_ops;
 
+/* Capabilities of a store instance (corral__store.caps; 0, the default, for none). */
+/* The store cannot carry corral's envelope: what it is given is what other clients read, and a
+ * value's bytes are never split into an envelope and a payload (redis with serializer=django,
+ * whose values a Django site reads). The handle then writes values bare: no logical expiry, no
+ * XFetch lead, no tags (a write with tags is CORRAL_ENOTSUP), and reads them as they are. */
+#define CORRAL__STORE_NO_ENVELOPE 0x01u
+
 /* Every store begins with this header. */
 struct corral__store {
     const corral__store_ops *ops;
+    unsigned caps; /* CORRAL__STORE_*, set at open and read-only afterwards */
 };
 
 /* What a store needs from the handle at open. Everything pointed to outlives the store. */
@@ -144,6 +177,10 @@ typedef struct corral__store_env {
     corral_clock_fn now_ns;
     void *clock_ctx;
     corral__store_events events;
+    /* The handle's KEY_PREFIX (not NUL-terminated; may be empty), for a store that builds
+     * corral's internal keys itself (get_checked: "<key_prefix>:tag:<name>"). */
+    const char *key_prefix;
+    size_t key_prefix_len;
 } corral__store_env;
 
 /* Generic many-ops over the single ops, for stores that have no batch form. */

@@ -6,7 +6,15 @@
  * - Reads look in L1 first; a miss reads Redis (GET and PTTL in one round trip, from the
  *   primary: invalidations come from the primary, and a replica may still hold what the primary
  *   just invalidated) and fills L1 with the value and its remaining TTL. get_many serves the
- *   keys L1 holds and reads the rest with one MGET, without filling.
+ *   keys L1 holds and reads the rest in one round trip (MGET and a PTTL per key, pipelined),
+ *   filling L1 with them as a single read does.
+ * - Tags: the store has no get_checked (store.h). The handle reads a tagged value, then each tag's
+ *   version key ("<KEY_PREFIX>:tag:<name>", under the tracked prefix), and those reads are near
+ *   hits like any other once warm: a tagged near hit costs no round trip at all, which beats the
+ *   Redis store's one-round-trip script. A bust writes the version in Redis, whose invalidation
+ *   drops it here.
+ * - Writes with flags (set_flags, set_many_flags: Django's "force bytes") go to Redis as the
+ *   plain writes do. The store has the Redis store's capabilities (caps).
  * - Writes (set, add, delete, touch, incr, the many-ops, clear) go to Redis, then drop the key
  *   from L1: the writer reads its own writes at once. Leases are Redis's only. Redis also
  *   reports our own writes back (the tracker is another connection than the writer's), so a
@@ -36,9 +44,16 @@
  * What is not covered: Redis tracks keys by name across databases, so a change in another
  * database invalidates a key of the same name here (a wasted fill, never a stale read). Between
  * a write elsewhere and its invalidation reaching this process (one network hop), L1 may serve
- * the old value: the window of every client-side cache. A half-open tracker connection is found
- * by TCP keepalive (hiredis: about 15 s idle + 3 probes 5 s apart); until then invalidations
- * would not arrive.
+ * the old value: the window of every client-side cache.
+ *
+ * A silent tracker connection (half-open: the server's host gone without a FIN or RST, a
+ * stopped server, a dropped route) would stop invalidations without an error, and TCP keepalive
+ * would notice only after about 30 s. So the tracker PINGs: when nothing has arrived for
+ * `ping_interval` it sends a PING (RESP2 answers ["pong", ""] on a subscribed connection), and
+ * when nothing at all arrives within `ping_timeout` of it the connection counts as lost: `live`
+ * falls, L1 is flushed and the tracker reconnects, as for a broken connection. Any byte received
+ * proves the connection, so a steady stream of invalidations sends no PING. The window of stale
+ * near hits after a connection goes silent is thus at most ping_interval + ping_timeout.
  *
  * Locking: the store's fields are written at open and read-only afterwards, but for `gen`,
  * `epoch`, `live` and `stopping` (sequentially consistent atomics: the race argument above needs
@@ -63,11 +78,14 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TIERED_MAGIC       0x71e5edc4u
 #define GEN_SLOTS          1024 /* invalidation generations, by key hash; a power of two */
 #define INVALIDATE_CHANNEL "__redis__:invalidate"
+#define PING_INTERVAL_MS   1000 /* defaults of corral__tiered_config */
+#define PING_TIMEOUT_MS    1000
 
 typedef struct tiered_counters {
     _Atomic uint64_t near_hits;     /* reads served by L1 */
@@ -77,6 +95,8 @@ typedef struct tiered_counters {
     _Atomic uint64_t invalidations; /* keys Redis reported changed, and database flushes */
     _Atomic uint64_t flushes;       /* L1 emptied: connection lost, FLUSHDB, clear */
     _Atomic uint64_t subscribes;    /* times the tracker subscribed */
+    _Atomic uint64_t pings;         /* PINGs the tracker sent on a quiet connection */
+    _Atomic uint64_t ping_timeouts; /* ... left unanswered past the deadline: connection lost */
 } tiered_counters;
 
 typedef struct tiered_store {
@@ -97,6 +117,8 @@ typedef struct tiered_store {
     pthread_t thread;
     void (*after_fetch)(void *ctx, const corral__skey *k);
     void *after_fetch_ctx;
+    uint64_t ping_interval_ns; /* quiet time on the tracker connection before a PING */
+    uint64_t ping_timeout_ns;  /* silence after a PING that counts as a lost connection */
     tiered_counters ctr;
 } tiered_store;
 
@@ -108,6 +130,13 @@ static tiered_store *store_of(corral__store *base) {
 
 static void count(_Atomic uint64_t *c) {
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* The tracker's deadlines measure a real socket: CLOCK_MONOTONIC, not the handle's clock hook. */
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static _Atomic uint64_t *slot_of(tiered_store *t, uint64_t hash) {
@@ -145,27 +174,34 @@ static void ensure_tracker(tiered_store *t) {
         atomic_store(&t->started, 0);
 }
 
-/* Reads `k` from Redis and fills L1 unless an invalidation or a flush overtook the read. */
-static int fetch(tiered_store *t, const corral__skey *k, corral_value **out) {
-    _Atomic uint64_t *slot = slot_of(t, k->hash);
-    bool fill = atomic_load(&t->live);
-    uint64_t g0 = atomic_load(slot), e0 = atomic_load(&t->epoch);
-    count(&t->ctr.near_misses);
-    int64_t ttl_ms = 0;
-    int rc = corral__redis_get_ttl(t->redis, k, out, &ttl_ms);
-    if (rc != CORRAL_OK || !fill || ttl_ms == 0) return rc;
+/* Fills L1 with `v`, read from Redis with `ttl_ms` left (0: not worth keeping), unless an
+ * invalidation of its slot or a flush overtook the read: `g0` and `e0` are the slot's generation
+ * and the epoch noted before the read was sent (see the race argument at the top). */
+static void keep(tiered_store *t, const corral__skey *k, const corral_value *v, int64_t ttl_ms,
+                 uint64_t g0, uint64_t e0) {
+    if (ttl_ms == 0) return;
     if (t->after_fetch) t->after_fetch(t->after_fetch_ctx, k);
-    const corral_value *v = *out;
     /* The bytes as Redis holds them, envelope header included, so L1 splits it the same. */
     if (t->near->ops->set(t->near, k, v->data - v->hdr_len, v->len + v->hdr_len, ttl_ms,
                           CORRAL__SET_ALWAYS) != CORRAL_OK)
-        return CORRAL_OK; /* too big for L1, or no memory: served, not kept */
+        return; /* too big for L1, or no memory: served, not kept */
     count(&t->ctr.fills);
-    if (atomic_load(slot) != g0 || atomic_load(&t->epoch) != e0 || !atomic_load(&t->live)) {
+    if (atomic_load(slot_of(t, k->hash)) != g0 || atomic_load(&t->epoch) != e0 ||
+        !atomic_load(&t->live)) {
         (void)t->near->ops->del(t->near, k);
         count(&t->ctr.fills_dropped);
     }
-    return CORRAL_OK;
+}
+
+/* Reads `k` from Redis and fills L1 unless an invalidation or a flush overtook the read. */
+static int fetch(tiered_store *t, const corral__skey *k, corral_value **out) {
+    bool fill = atomic_load(&t->live);
+    uint64_t g0 = atomic_load(slot_of(t, k->hash)), e0 = atomic_load(&t->epoch);
+    count(&t->ctr.near_misses);
+    int64_t ttl_ms = 0;
+    int rc = corral__redis_get_ttl(t->redis, k, out, &ttl_ms);
+    if (rc == CORRAL_OK && fill) keep(t, k, *out, ttl_ms, g0, e0);
+    return rc;
 }
 
 static int t_get(corral__store *base, const corral__skey *k, corral_value **out) {
@@ -207,17 +243,24 @@ static int t_get_into(corral__store *base, const corral__skey *k, void *buf, siz
     return rc;
 }
 
+/* One key of a get_many that L1 did not hold. */
+typedef struct pending {
+    size_t idx;  /* its place in the caller's arrays */
+    uint64_t g0; /* its slot's generation before the read */
+} pending;
+
 static int t_get_many(corral__store *base, const corral__skey *ks, size_t n, corral_value **out) {
     tiered_store *t = store_of(base);
     for (size_t i = 0; i < n; i++)
         out[i] = NULL;
     if (n == 0) return CORRAL_OK;
     ensure_tracker(t);
-    size_t *idx = corral__alloc3(t->alloc, n, sizeof *idx, 0);
+    pending *pend = corral__alloc3(t->alloc, n, sizeof *pend, 0);
     corral__skey *miss = corral__alloc3(t->alloc, n, sizeof *miss, 0);
     corral_value **got = corral__alloc3(t->alloc, n, sizeof *got, 0);
+    int64_t *ttls = corral__alloc3(t->alloc, n, sizeof *ttls, 0);
     int rc = CORRAL_ENOMEM;
-    if (!idx || !miss || !got) goto done;
+    if (!pend || !miss || !got || !ttls) goto done;
     size_t m = 0;
     bool live = atomic_load(&t->live);
     for (size_t i = 0; i < n; i++) {
@@ -226,13 +269,20 @@ static int t_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
             continue;
         }
         count(&t->ctr.near_misses);
-        idx[m] = i;
+        pend[m] = (pending){ .idx = i, .g0 = atomic_load(slot_of(t, ks[i].hash)) };
         miss[m++] = ks[i];
     }
-    rc = m ? t->redis->ops->get_many(t->redis, miss, m, got) : CORRAL_OK;
+    uint64_t e0 = atomic_load(&t->epoch);
+    rc = CORRAL_OK;
+    if (m && live) /* from the primary, with TTLs, to fill L1 */
+        rc = corral__redis_get_many_ttl(t->redis, miss, m, got, ttls);
+    else if (m)
+        rc = t->redis->ops->get_many(t->redis, miss, m, got);
     if (rc == CORRAL_OK) {
-        for (size_t j = 0; j < m; j++)
-            out[idx[j]] = got[j];
+        for (size_t j = 0; j < m; j++) {
+            if (live && got[j]) keep(t, &miss[j], got[j], ttls[j], pend[j].g0, e0);
+            out[pend[j].idx] = got[j];
+        }
     } else {
         for (size_t i = 0; i < n; i++) {
             corral_value_unref(out[i]);
@@ -240,9 +290,10 @@ static int t_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
         }
     }
 done:
-    corral__free(t->alloc, idx, n * sizeof *idx);
+    corral__free(t->alloc, pend, n * sizeof *pend);
     corral__free(t->alloc, miss, n * sizeof *miss);
     corral__free(t->alloc, got, n * sizeof *got);
+    corral__free(t->alloc, ttls, n * sizeof *ttls);
     return rc;
 }
 
@@ -253,6 +304,14 @@ static int t_set(corral__store *base, const corral__skey *k, const void *val, si
     tiered_store *t = store_of(base);
     int rc = t->redis->ops->set(t->redis, k, val, len, ttl_ms, mode);
     forget(t, k); /* even on error: a write whose reply was lost may have been applied */
+    return rc;
+}
+
+static int t_set_flags(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                       int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->set_flags(t->redis, k, val, len, ttl_ms, mode, flags);
+    forget(t, k);
     return rc;
 }
 
@@ -281,6 +340,15 @@ static int t_set_many(corral__store *base, const corral__skey *ks, const corral_
                       int64_t ttl_ms) {
     tiered_store *t = store_of(base);
     int rc = t->redis->ops->set_many(t->redis, ks, vals, n, ttl_ms);
+    for (size_t i = 0; i < n; i++)
+        forget(t, &ks[i]);
+    return rc;
+}
+
+static int t_set_many_flags(corral__store *base, const corral__skey *ks, const corral_buf *vals,
+                            size_t n, int64_t ttl_ms, unsigned flags) {
+    tiered_store *t = store_of(base);
+    int rc = t->redis->ops->set_many_flags(t->redis, ks, vals, n, ttl_ms, flags);
     for (size_t i = 0; i < n; i++)
         forget(t, &ks[i]);
     return rc;
@@ -357,6 +425,11 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
           LOAD(flushes) },
         { "near_subscribes_total", "counter", "Times the tracker subscribed to invalidations.",
           LOAD(subscribes) },
+        { "near_pings_total", "counter", "PINGs the tracker sent on a quiet connection.",
+          LOAD(pings) },
+        { "near_ping_timeouts_total", "counter",
+          "Tracker connections given up because a PING went unanswered past its deadline.",
+          LOAD(ping_timeouts) },
         { "near_live", "gauge", "1 while invalidations flow and the near cache is used.",
           atomic_load(&t->live) ? 1u : 0u },
 #undef LOAD
@@ -427,22 +500,58 @@ fail:
     return -1;
 }
 
-/* Applies messages until the connection fails or close wakes the thread. */
+/* Sends a PING on the subscribed connection. 0 or -1. A PING is a few bytes on a connection
+ * that sends nothing else, so the write does not block (and SO_SNDTIMEO bounds it if it did). */
+static int send_ping(redisContext *ctx) {
+    if (redisAppendCommand(ctx, "PING") != REDIS_OK) return -1;
+    int done = 0;
+    do {
+        if (redisBufferWrite(ctx, &done) != REDIS_OK) return -1;
+    } while (!done);
+    return 0;
+}
+
+/* Applies messages until the connection fails, goes silent past a PING's deadline, or close wakes
+ * the thread. */
 static void listen_invalidations(tiered_store *t, redisContext *ctx) {
+    uint64_t heard_ns = mono_ns(); /* when bytes last arrived (or the subscription began) */
+    uint64_t ping_ns = 0;          /* when the PING now unanswered went out; 0: none */
     for (;;) {
         void *reply = NULL;
         while (redisGetReplyFromReader(ctx, &reply) == REDIS_OK && reply) {
-            on_message(t, reply);
+            on_message(t, reply); /* a PING's ["pong", ""] is not a message: ignored */
             freeReplyObject(reply);
             reply = NULL;
         }
         if (ctx->err) return;
+        uint64_t now = mono_ns(), due;
+        if (ping_ns) {
+            due = ping_ns + t->ping_timeout_ns;
+            if (now >= due) {
+                count(&t->ctr.ping_timeouts);
+                return;
+            }
+        } else {
+            due = heard_ns + t->ping_interval_ns;
+            if (now >= due) {
+                if (send_ping(ctx) != 0) return;
+                count(&t->ctr.pings);
+                ping_ns = now;
+                continue;
+            }
+        }
+        uint64_t wait_ms = (due - now + 999999u) / 1000000u;
         struct pollfd pf[2] = { { .fd = ctx->fd, .events = POLLIN },
                                 { .fd = t->wake[0], .events = POLLIN } };
-        int n = poll(pf, 2, -1);
+        int n = poll(pf, 2, (int)CORRAL_MIN(wait_ms, (uint64_t)INT32_MAX));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 || pf[1].revents || atomic_load(&t->stopping)) return;
-        if (pf[0].revents && redisBufferRead(ctx) != REDIS_OK) return; /* EOF, reset */
+        if (pf[0].revents) {
+            if (redisBufferRead(ctx) != REDIS_OK) return; /* EOF, reset */
+            /* The connection carries bytes: it is alive. */
+            heard_ns = mono_ns();
+            ping_ns = 0;
+        }
     }
 }
 
@@ -513,6 +622,8 @@ static const corral__store_ops tiered_ops = {
     .get = t_get,
     .get_into = t_get_into,
     .set = t_set,
+    .set_flags = t_set_flags,
+    .set_many_flags = t_set_many_flags,
     .del = t_del,
     .touch = t_touch,
     .incr = t_incr,
@@ -543,12 +654,17 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
         return corral__seterr(err, CORRAL_ENOMEM, "near cache: out of memory");
     }
     t->base.ops = &tiered_ops;
+    t->base.caps = redis->caps;
     t->magic = TIERED_MAGIC;
     t->alloc = env->alloc;
     t->redis = redis;
     t->wake[0] = t->wake[1] = -1;
     t->after_fetch = cfg->after_fetch;
     t->after_fetch_ctx = cfg->after_fetch_ctx;
+    t->ping_interval_ns =
+        (uint64_t)(cfg->ping_interval_ms > 0 ? cfg->ping_interval_ms : PING_INTERVAL_MS) * 1000000u;
+    t->ping_timeout_ns =
+        (uint64_t)(cfg->ping_timeout_ms > 0 ? cfg->ping_timeout_ms : PING_TIMEOUT_MS) * 1000000u;
     for (size_t i = 0; i < GEN_SLOTS; i++)
         atomic_init(&t->gen[i], 0);
     atomic_init(&t->epoch, 0);

@@ -17,6 +17,11 @@ typedef struct corral__tiered_config {
     const char *key_prefix;
     size_t key_prefix_len;
     bool track_all;
+    /* The tracker's liveness check (tiered.c): a PING after `ping_interval_ms` with nothing
+     * received, and the connection counts as lost when nothing answers within
+     * `ping_timeout_ms`. 0: 1000 ms each. */
+    int64_t ping_interval_ms;
+    int64_t ping_timeout_ms;
     /* Test seam, NULL in production: called by a read between its fetch from Redis and its
      * fill of the near cache. */
     void (*after_fetch)(void *ctx, const corral__skey *k);

@@ -3,6 +3,9 @@
  * src/store/redis_django.c, table-driven against pickles Python made, and a round trip with a
  * real Django: corral writes and Django (Debian's python3-django with python3-django-redis, run
  * by /usr/bin/python3) reads, and the other way round, for str, bytes, int and a fragment key.
+ * Values carry no corral envelope in this format: Django reads what get_or_set made as the plain
+ * value, bytes that look like an envelope stay bytes, writes with tags are refused, and a call
+ * can make a text value go as bytes (corral_call.is_binary).
  *
  * The Python side runs as a child process against the test's own redis-server; it checks what it
  * reads itself and prints "OK", or "FAIL ..." and exits 1. scripts/bootstrap installs the Debian
@@ -91,6 +94,32 @@ static void test_django_encodes_ints_raw_text_as_str_and_the_rest_as_bytes(void 
                         "\x80\x04"
                         "B\x2c\x01\x00\x00",
                         7);
+}
+
+static void test_django_encodes_as_bytes_when_asked(void **state) {
+    (void)state;
+    static const enc_case cases[] = {
+        { B("42"), B("\x80\x04"
+                     "C\x02"
+                     "42.") },
+        { B("h\xc3\xa9"), B("\x80\x04"
+                            "C\x03h\xc3\xa9.") },
+        { B(""), B("\x80\x04"
+                   "C\x00.") },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const enc_case *c = &cases[i];
+        size_t n = corral__django_encoded_len_as(c->in, c->in_len, true);
+        if (n != c->out_len) fail_msg("case %zu: length %zu, want %zu", i, n, c->out_len);
+        unsigned char out[32];
+        corral__django_encode_as(c->in, c->in_len, true, out);
+        if (memcmp(out, c->out, n) != 0) fail_msg("case %zu: wrong bytes", i);
+        const unsigned char *v;
+        size_t vlen;
+        assert_int_equal(corral__django_decode(out, n, &v, &vlen), CORRAL_OK);
+        assert_int_equal(vlen, c->in_len);
+        assert_memory_equal(v, c->in, vlen);
+    }
 }
 
 typedef struct dec_case {
@@ -201,6 +230,13 @@ static const char DJANGO_SCRIPT[] =
     "            print('FAIL %s: %r (%s)' % (k, got, type(got).__name__)); sys.exit(1)\n"
     "    if cache.incr('i') != 43:\n"
     "        print('FAIL incr'); sys.exit(1)\n"
+    "elif mode == 'read_bare':\n"
+    "    for k, want in [('gos', 'made by get_or_set'), ('gosb', b'made as bytes'),\n"
+    "                    ('fb', b'text as bytes'), ('fbm', b'42'),\n"
+    "                    ('env', b'\\xc7\\x01\\x00\\x05\\x00bare')]:\n"
+    "        got = cache.get(k)\n"
+    "        if type(got) is not type(want) or got != want:\n"
+    "            print('FAIL %s: %r (%s)' % (k, got, type(got).__name__)); sys.exit(1)\n"
     "else:\n"
     "    cache.set('s2', 'w\\u00f6rld', None)\n"
     "    cache.set('b2', b'\\x01\\x02\\xfe', None)\n"
@@ -360,6 +396,103 @@ static void test_django_format_values_are_what_django_stores(void **state) {
     corral_close(c);
 }
 
+/* ---- No envelope in Django's format ---- */
+
+/* A producer making the text its argument points to. */
+static int produce(void *arg, const void *key, size_t key_len, corral_result *out) {
+    (void)key;
+    (void)key_len;
+    const char *text = arg;
+    return corral_result_set(out, text, strlen(text));
+}
+
+static char made_text[] = "made by get_or_set", made_bytes[] = "made as bytes", never[] = "never";
+
+static void test_django_reads_get_or_set_values_and_forced_bytes_bare(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    corral *c = open_django();
+    corral_load_opts o;
+    corral_load_opts_init(&o);
+    o.ttl_ms = 30000;
+    o.stale_ttl_ms = 60000; /* grace needs the envelope: ignored here */
+    corral_value *v = NULL;
+    assert_int_equal(corral_get_or_set(c, "gos", 3, produce, made_text, &o, &v), CORRAL_OK);
+    corral_value_unref(v);
+    o.call.is_binary = true;
+    assert_int_equal(corral_get_or_set(c, "gosb", 4, produce, made_bytes, &o, &v), CORRAL_OK);
+    corral_value_unref(v);
+    corral_call bin = CORRAL_CALL_INIT;
+    bin.is_binary = true;
+    assert_int_equal(corral_set(c, "fb", 2, "text as bytes", 13, CORRAL_TTL_FOREVER, &bin),
+                     CORRAL_OK);
+    corral_buf keys[1] = { { "fbm", 3 } }, vals[1] = { { "42", 2 } };
+    assert_int_equal(corral_set_many(c, keys, vals, 1, CORRAL_TTL_FOREVER, &bin), CORRAL_OK);
+    set_bytes(c, "env",
+              "\xc7\x01\x00\x05\x00"
+              "bare",
+              9); /* an empty envelope's bytes: a value like any other */
+    run_django("read_bare");
+    redisReply *r = redis_server_cmd(&srv, "GET djzen:1:gos");
+    assert_non_null(r);
+    assert_int_equal(r->len, 23);
+    assert_memory_equal(r->str, "\x80\x04\x8c\x12made by get_or_set.", 23);
+    freeReplyObject(r);
+    r = redis_server_cmd(&srv, "PTTL djzen:1:gos");
+    assert_non_null(r);
+    assert_in_range(r->integer, 1, 30000); /* its TTL alone: no grace time kept */
+    freeReplyObject(r);
+    expect_bytes(c, "gos", "made by get_or_set", 18);
+    expect_bytes(c, "fb", "text as bytes", 13);
+    expect_bytes(c, "env",
+                 "\xc7\x01\x00\x05\x00"
+                 "bare",
+                 9); /* whole: never split into an envelope and a payload */
+    corral_close(c);
+}
+
+static void test_django_format_refuses_tags_and_writes_nothing(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    corral *c = open_django();
+    const char *tags[1] = { "product:42" };
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = tags;
+    call.n_tags = 1;
+    assert_int_equal(corral_set(c, "k", 1, "v", 1, CORRAL_TTL_DEFAULT, &call), CORRAL_ENOTSUP);
+    assert_int_equal(corral_add(c, "k", 1, "v", 1, CORRAL_TTL_DEFAULT, &call), CORRAL_ENOTSUP);
+    corral_buf keys[1] = { { "k", 1 } }, vals[1] = { { "v", 1 } };
+    assert_int_equal(corral_set_many(c, keys, vals, 1, CORRAL_TTL_DEFAULT, &call), CORRAL_ENOTSUP);
+    corral_load_opts o;
+    corral_load_opts_init(&o);
+    o.call = call;
+    corral_value *v = (corral_value *)&v;
+    assert_int_equal(corral_get_or_set(c, "k", 1, produce, never, &o, &v), CORRAL_ENOTSUP);
+    assert_null(v);
+    redisReply *r = redis_server_cmd(&srv, "DBSIZE");
+    assert_non_null(r);
+    assert_int_equal(r->integer, 0); /* no value, no tag version */
+    freeReplyObject(r);
+    corral_close(c);
+}
+
+static void test_django_binary_flag_is_ignored_by_the_raw_format(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    char url[128];
+    snprintf(url, sizeof url, "redis://%s?key_prefix=djzen", srv.hosts);
+    corral *raw = NULL;
+    assert_int_equal(corral_open(&raw, url, NULL), CORRAL_OK);
+    corral_call bin = CORRAL_CALL_INIT;
+    bin.is_binary = true;
+    assert_int_equal(corral_set(raw, "t", 1, "text", 4, CORRAL_TTL_FOREVER, &bin), CORRAL_OK);
+    redisReply *r = redis_server_cmd(&srv, "GET djzen:1:t");
+    assert_non_null(r);
+    assert_string_equal(r->str, "text");
+    freeReplyObject(r);
+    corral_close(raw);
+}
+
 static int group_setup(void **state) {
     (void)state;
     return redis_server_start(&srv);
@@ -374,10 +507,14 @@ static int group_teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_django_encodes_ints_raw_text_as_str_and_the_rest_as_bytes),
+        cmocka_unit_test(test_django_encodes_as_bytes_when_asked),
         cmocka_unit_test(test_django_decodes_pythons_str_and_bytes_and_refuses_the_rest),
         cmocka_unit_test(test_django_reads_what_corral_wrote),
         cmocka_unit_test(test_django_writes_read_back_in_corral),
         cmocka_unit_test(test_django_format_values_are_what_django_stores),
+        cmocka_unit_test(test_django_reads_get_or_set_values_and_forced_bytes_bare),
+        cmocka_unit_test(test_django_format_refuses_tags_and_writes_nothing),
+        cmocka_unit_test(test_django_binary_flag_is_ignored_by_the_raw_format),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

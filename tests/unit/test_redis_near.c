@@ -7,6 +7,10 @@
  * that it does, where a near cache without invalidation would serve the old value forever (the
  * tests write without expiry). Before filling, a test waits for the tracker to be subscribed
  * (corral_redis_near_live 1); until then the near cache is bypassed by design.
+ *
+ * A silent tracker connection is made by stopping the server (SIGSTOP): the kernel keeps the
+ * connection up, so only the tracker's PING deadline can find it. The tests poll the store's
+ * counters until the tracker gives up and, after SIGCONT, subscribes again.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,11 +26,14 @@
 #include <time.h>
 
 #include "corral/corral.h"
+#include "envelope.h"
 #include "key.h"
 #include "value.h"
 #include "store/redis.h"
 #include "store/tiered.h"
 #include "redis_server.h"
+
+#include <signal.h>
 
 #define DEADLINE_NS (15ull * 1000000000ull)
 
@@ -170,6 +177,35 @@ static void test_near_get_many_serves_near_hits_and_reads_the_rest(void **state)
     corral_close(c);
 }
 
+static void test_near_get_many_fills_the_near_cache(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "a", "1");
+    set_forever(c, "b", "2");
+    settle(c, 2);
+    corral_buf keys[3] = { { "a", 1 }, { "b", 1 }, { "z", 1 } };
+    corral_value *out[3];
+    size_t found = 0;
+    unsigned long long fills = counter(c, "near_fills_total");
+    unsigned long long trips = counter(c, "round_trips_total");
+    assert_int_equal(corral_get_many(c, keys, 3, NULL, out, &found), CORRAL_OK);
+    assert_int_equal(found, 2);
+    assert_string_equal(corral_value_data(out[0]), "1");
+    assert_string_equal(corral_value_data(out[1]), "2");
+    assert_null(out[2]);
+    corral_value_unref(out[0]);
+    corral_value_unref(out[1]);
+    assert_int_equal(counter(c, "round_trips_total") - trips, 1); /* MGET and PTTLs, pipelined */
+    assert_int_equal(counter(c, "near_fills_total") - fills, 2);
+    unsigned long long hits = counter(c, "near_hits_total");
+    expect_get(c, "a", "1");
+    expect_get(c, "b", "2");
+    assert_int_equal(counter(c, "near_hits_total") - hits, 2);
+    assert_int_equal(counter(c, "round_trips_total") - trips, 1);
+    corral_close(c);
+}
+
 /* ---- Invalidation ---- */
 
 static void test_near_write_by_another_client_reaches_the_near_cache(void **state) {
@@ -269,6 +305,35 @@ static void test_near_keeps_a_value_no_longer_than_its_ttl(void **state) {
     redis_server_ok(&srv, "DEBUG SET-ACTIVE-EXPIRE 1");
 }
 
+/* ---- Tags ---- */
+
+/* The tag versions are kept near like any key under the prefix: a tagged near hit is checked
+ * without a round trip, and a bust elsewhere reaches it through the version's invalidation. */
+static void test_near_tagged_hit_costs_no_round_trip_and_a_bust_reaches_it(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    corral *other = NULL;
+    char url[128];
+    snprintf(url, sizeof url, "redis://%s?key_prefix=n", srv.hosts);
+    assert_int_equal(corral_open(&other, url, NULL), CORRAL_OK);
+    const char *tags[1] = { "featured" };
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = tags;
+    call.n_tags = 1;
+    unsigned long long reported = counter(c, "near_invalidations_total");
+    assert_int_equal(corral_set(c, "card", 4, "v1", 2, CORRAL_TTL_FOREVER, &call), CORRAL_OK);
+    settle(c, reported + 2);     /* the tag's new version and the value */
+    expect_get(c, "card", "v1"); /* the value and the version are kept near */
+    unsigned long long trips = counter(c, "round_trips_total");
+    expect_get(c, "card", "v1");
+    assert_int_equal(counter(c, "round_trips_total"), trips);
+    assert_int_equal(corral_tag_bust(other, "featured"), CORRAL_OK);
+    eventually(c, "card", NULL);
+    corral_close(other);
+    corral_close(c);
+}
+
 /* ---- The in-flight read race ---- */
 
 typedef struct race {
@@ -296,25 +361,22 @@ static void change_in_flight(void *ctx, const corral__skey *k) {
         if (now_ns() > deadline) fail_msg("the invalidation never came");
 }
 
-static void test_near_read_invalidated_in_flight_is_not_kept(void **state) {
-    (void)state;
-    setup_each();
+/* A near cache over the test server through the internal API, its tracker subscribed. The
+ * caller fills `tc` (near_bytes and key_prefix are set here) and closes the store. */
+static corral__store *open_tiered(corral__tiered_config *tc, int64_t command_timeout_ms) {
     corral_options o;
     corral_options_init(&o);
     o.redis.hosts = srv.hosts;
-    corral__allocator a;
+    if (command_timeout_ms) o.redis.command_timeout_ms = command_timeout_ms;
+    static corral__allocator a;
     corral__allocator_init(&a, NULL);
     corral__store_env env = { .alloc = &a, .now_ns = corral__realtime_ns };
     corral__store *redis = NULL, *s = NULL;
     assert_int_equal(corral__redis_open(&redis, &o.redis, 1 << 20, &env, NULL), CORRAL_OK);
-    race r = { 0 };
-    corral__tiered_config tc = { .near_bytes = 1 << 20,
-                                 .key_prefix = "n",
-                                 .key_prefix_len = 1,
-                                 .after_fetch = change_in_flight,
-                                 .after_fetch_ctx = &r };
-    assert_int_equal(corral__tiered_open_take(&s, redis, &tc, &env, NULL), CORRAL_OK);
-    r.s = s;
+    tc->near_bytes = 1 << 20;
+    tc->key_prefix = "n";
+    tc->key_prefix_len = 1;
+    assert_int_equal(corral__tiered_open_take(&s, redis, tc, &env, NULL), CORRAL_OK);
     corral__skey probe = { .data = "n:1:probe",
                            .len = 9,
                            .hash = corral__key_hash("n:1:probe", 9) };
@@ -323,7 +385,22 @@ static void test_near_read_invalidated_in_flight_is_not_kept(void **state) {
     uint64_t deadline = now_ns() + DEADLINE_NS;
     while (store_counter(s, "near_live") != 1)
         if (now_ns() > deadline) fail_msg("the tracker never subscribed");
-    corral__skey k = { .data = "n:1:k", .len = 5, .hash = corral__key_hash("n:1:k", 5) };
+    return s;
+}
+
+static corral__skey skey(const char *k) {
+    size_t n = strlen(k);
+    return (corral__skey){ .data = k, .len = n, .hash = corral__key_hash(k, n) };
+}
+
+static void test_near_read_invalidated_in_flight_is_not_kept(void **state) {
+    (void)state;
+    setup_each();
+    race r = { 0 };
+    corral__tiered_config tc = { .after_fetch = change_in_flight, .after_fetch_ctx = &r };
+    corral__store *s = open_tiered(&tc, 0);
+    r.s = s;
+    corral__skey k = skey("n:1:k");
     assert_int_equal(s->ops->set(s, &k, "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), CORRAL_OK);
     corral_value *v = NULL;
     assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK);
@@ -333,6 +410,92 @@ static void test_near_read_invalidated_in_flight_is_not_kept(void **state) {
     assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK);
     assert_string_equal(corral_value_data(v), "v2"); /* v1 was not kept */
     corral_value_unref(v);
+    s->ops->close(s);
+}
+
+static void test_near_get_many_read_invalidated_in_flight_is_not_kept(void **state) {
+    (void)state;
+    setup_each();
+    race r = { 0 };
+    corral__tiered_config tc = { .after_fetch = change_in_flight, .after_fetch_ctx = &r };
+    corral__store *s = open_tiered(&tc, 0);
+    r.s = s;
+    corral__skey ks[2] = { skey("n:1:a"), skey("n:1:b") };
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(s->ops->set(s, &ks[i], "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
+                         CORRAL_OK);
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (store_counter(s, "near_invalidations_total") < 2) /* our own writes' reports */
+        if (now_ns() > deadline) fail_msg("the writes were never reported");
+    corral_value *out[2];
+    assert_int_equal(s->ops->get_many(s, ks, 2, out), CORRAL_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(corral_value_data(out[i]), "v1"); /* what the read fetched */
+        corral_value_unref(out[i]);
+    }
+    /* The first key changed between the read and its fill: dropped. The second was kept. */
+    assert_int_equal(store_counter(s, "near_fills_dropped_total"), 1);
+    assert_int_equal(store_counter(s, "near_fills_total"), 2);
+    corral_value *v = NULL;
+    assert_int_equal(s->ops->get(s, &ks[0], &v), CORRAL_OK);
+    assert_string_equal(corral_value_data(v), "v2");
+    corral_value_unref(v);
+    s->ops->close(s);
+}
+
+/* ---- A silent tracker connection ---- */
+
+static void test_near_tracker_pings_a_quiet_connection_and_stays_live(void **state) {
+    (void)state;
+    setup_each();
+    corral__tiered_config tc = { .ping_interval_ms = 20, .ping_timeout_ms = 5000 };
+    corral__store *s = open_tiered(&tc, 0);
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (store_counter(s, "near_pings_total") < 3)
+        if (now_ns() > deadline) fail_msg("the tracker never pinged");
+    assert_int_equal(store_counter(s, "near_ping_timeouts_total"), 0);
+    assert_int_equal(store_counter(s, "near_subscribes_total"), 1);
+    assert_int_equal(store_counter(s, "near_live"), 1);
+    s->ops->close(s);
+}
+
+/* The server stops answering while the kernel keeps its connections up: no error, no EOF, and no
+ * invalidation either. The PING deadline must notice, flush the near cache and reconnect. */
+static void test_near_silent_tracker_connection_flushes_the_near_cache(void **state) {
+    (void)state;
+    setup_each();
+    corral__tiered_config tc = { .ping_interval_ms = 20, .ping_timeout_ms = 300 };
+    corral__store *s = open_tiered(&tc, 300);
+    corral__skey k = skey("n:1:k");
+    assert_int_equal(s->ops->set(s, &k, "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), CORRAL_OK);
+    uint64_t deadline = now_ns() + DEADLINE_NS;
+    while (store_counter(s, "near_invalidations_total") < 1) /* our own write's report */
+        if (now_ns() > deadline) fail_msg("the write was never reported");
+    corral_value *v = NULL;
+    for (int i = 0; i < 2; i++) { /* a fill, then a near hit */
+        assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK);
+        corral_value_unref(v);
+    }
+    assert_int_equal(store_counter(s, "near_hits_total"), 1);
+    unsigned long long flushes = store_counter(s, "near_flushes_total");
+    redis_server_signal(&srv, SIGSTOP);
+    deadline = now_ns() + DEADLINE_NS;
+    /* The tracker gives up (ping_timeouts), stops using the near cache (live), then flushes it. */
+    while (store_counter(s, "near_ping_timeouts_total") < 1 || store_counter(s, "near_live") != 0 ||
+           store_counter(s, "near_flushes_total") == flushes)
+        if (now_ns() > deadline) break;
+    unsigned long long timeouts = store_counter(s, "near_ping_timeouts_total");
+    unsigned long long flushed = store_counter(s, "near_flushes_total") - flushes;
+    redis_server_signal(&srv, SIGCONT); /* before any assertion: the next tests need it */
+    assert_true(timeouts >= 1);
+    assert_true(flushed >= 1);
+    deadline = now_ns() + DEADLINE_NS;
+    while (store_counter(s, "near_subscribes_total") < 2 || store_counter(s, "near_live") != 1)
+        if (now_ns() > deadline) fail_msg("the tracker did not subscribe again");
+    unsigned long long misses = store_counter(s, "near_misses_total");
+    assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK); /* from Redis: the copy was flushed */
+    corral_value_unref(v);
+    assert_int_equal(store_counter(s, "near_misses_total") - misses, 1);
     s->ops->close(s);
 }
 
@@ -437,13 +600,18 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_near_serves_repeated_reads_from_memory),
         cmocka_unit_test(test_near_get_many_serves_near_hits_and_reads_the_rest),
+        cmocka_unit_test(test_near_get_many_fills_the_near_cache),
         cmocka_unit_test(test_near_write_by_another_client_reaches_the_near_cache),
         cmocka_unit_test(test_near_write_by_another_corral_process_reaches_the_near_cache),
         cmocka_unit_test(test_near_own_writes_are_read_at_once),
         cmocka_unit_test(test_near_flush_of_the_database_empties_the_near_cache),
         cmocka_unit_test(test_near_lost_tracking_connection_flushes_and_resubscribes),
         cmocka_unit_test(test_near_keeps_a_value_no_longer_than_its_ttl),
+        cmocka_unit_test(test_near_tagged_hit_costs_no_round_trip_and_a_bust_reaches_it),
         cmocka_unit_test(test_near_read_invalidated_in_flight_is_not_kept),
+        cmocka_unit_test(test_near_get_many_read_invalidated_in_flight_is_not_kept),
+        cmocka_unit_test(test_near_tracker_pings_a_quiet_connection_and_stays_live),
+        cmocka_unit_test(test_near_silent_tracker_connection_flushes_the_near_cache),
         cmocka_unit_test(test_near_concurrent_readers_converge_on_the_last_write),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,0 +1,375 @@
+/*
+ * test_redis_tags.c - tagged reads on the Redis store (get_checked in src/store/redis.c): a
+ * value's tags are validated on the server, in the read's one round trip, by a script called by
+ * its SHA; against a real redis-server.
+ *
+ * Round trips are counted twice over: by the store's own counter (corral_redis_round_trips_total,
+ * one per command or pipeline sent) and by the server's INFO commandstats, which also counts the
+ * commands a script runs. A read of a value with three tags must be one EVALSHA, whose script
+ * runs one GET and one MGET; the generic path would send four GETs.
+ *
+ * The script parses corral's envelope in Lua, so a table of stored values (valid, busted,
+ * malformed, not an envelope at all) checks that it decides exactly as the handle's C code does
+ * (corral__value_check) on every one.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "corral/corral.h"
+#include "envelope.h"
+#include "handle.h"
+#include "key.h"
+#include "value.h"
+#include "redis_server.h"
+
+#define DEADLINE_NS (15ull * 1000000000ull)
+
+static redis_server srv;
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static corral *open_on(const redis_server *primary, const redis_server *replica) {
+    char url[256];
+    int n = replica ? snprintf(url, sizeof url, "redis://%s,%s?key_prefix=djzen&command_timeout=10",
+                               primary->hosts, replica->hosts)
+                    : snprintf(url, sizeof url, "redis://%s?key_prefix=djzen&command_timeout=10",
+                               primary->hosts);
+    assert_true(n > 0 && n < (int)sizeof url);
+    corral *c = NULL;
+    corral_error err = { 0 };
+    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open %s: %s", url, err.msg);
+    return c;
+}
+
+/* The store's counter `name` (e.g. "round_trips_total"). */
+static unsigned long long counter(corral *c, const char *name) {
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
+    char needle[96];
+    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
+    assert_true(n > 0 && n < (int)sizeof needle);
+    const char *at = strstr(text, needle);
+    if (!at) fail_msg("no %s in the metrics", name);
+    unsigned long long v = strtoull(at + n, NULL, 10);
+    corral_free(c, text);
+    return v;
+}
+
+/* Calls of `cmd` ("get", "evalsha") since the last CONFIG RESETSTAT, from INFO commandstats;
+ * commands run by scripts count too. */
+static long long server_calls(const char *cmd) {
+    redisReply *r = redis_server_cmd(&srv, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    char needle[64];
+    int n = snprintf(needle, sizeof needle, "cmdstat_%s:calls=", cmd);
+    assert_true(n > 0 && n < (int)sizeof needle);
+    const char *at = strstr(r->str, needle);
+    long long calls = at ? strtoll(at + n, NULL, 10) : 0;
+    freeReplyObject(r);
+    return calls;
+}
+
+static const char *const TAGS[3] = { "product:42", "category:7", "featured" };
+
+static corral_call tagged(void) {
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = TAGS;
+    call.n_tags = 3;
+    return call;
+}
+
+static void expect_hit(corral *c, const char *key, const char *want) {
+    corral_value *v = NULL;
+    int rc = corral_get(c, key, strlen(key), NULL, &v);
+    if (rc != CORRAL_OK) fail_msg("%s: rc %d, want a hit", key, rc);
+    assert_string_equal(corral_value_data(v), want);
+    corral_value_unref(v);
+}
+
+static void expect_miss(corral *c, const char *key) {
+    corral_value *v = (corral_value *)&v;
+    assert_int_equal(corral_get(c, key, strlen(key), NULL, &v), CORRAL_MISS);
+    assert_null(v);
+    char buf[32];
+    size_t len = 7;
+    assert_int_equal(corral_get_into(c, key, strlen(key), NULL, buf, sizeof buf, &len),
+                     CORRAL_MISS);
+    assert_int_equal(len, 0);
+}
+
+/* ---- One round trip ---- */
+
+static void test_redis_tagged_read_is_one_round_trip(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    corral *c = open_on(&srv, NULL);
+    corral_call call = tagged();
+    assert_int_equal(corral_set(c, "card", 4, "<div>42</div>", 13, CORRAL_TTL_DEFAULT, &call),
+                     CORRAL_OK);
+    expect_hit(c, "card", "<div>42</div>"); /* loads the script if the server lacks it */
+    redis_server_ok(&srv, "CONFIG RESETSTAT");
+    unsigned long long trips = counter(c, "round_trips_total");
+    expect_hit(c, "card", "<div>42</div>");
+    assert_int_equal(counter(c, "round_trips_total") - trips, 1);
+    assert_int_equal(server_calls("evalsha"), 1);
+    assert_int_equal(server_calls("get"), 1);  /* the script's, for the value */
+    assert_int_equal(server_calls("mget"), 1); /* the script's, for the three versions */
+    char buf[32];
+    size_t len = 0;
+    assert_int_equal(corral_get_into(c, "card", 4, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(len, 13);
+    assert_memory_equal(buf, "<div>42</div>", 13);
+    assert_int_equal(counter(c, "round_trips_total") - trips, 2);
+    assert_int_equal(corral_get_into(c, "card", 4, NULL, buf, 4, &len), CORRAL_ENOSPC);
+    assert_int_equal(len, 13);
+    corral_close(c);
+}
+
+static int produce(void *arg, const void *key, size_t key_len, corral_result *out) {
+    (void)key;
+    (void)key_len;
+    (*(int *)arg)++;
+    return corral_result_set(out, "made", 4);
+}
+
+static void test_redis_tagged_get_or_set_hit_is_one_round_trip(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    corral *c = open_on(&srv, NULL);
+    corral_load_opts o;
+    corral_load_opts_init(&o);
+    o.call = tagged();
+    o.beta = 0; /* no early refresh: a hit is a read and nothing else */
+    int calls = 0;
+    corral_value *v = NULL;
+    assert_int_equal(corral_get_or_set(c, "gos", 3, produce, &calls, &o, &v), CORRAL_OK);
+    corral_value_unref(v);
+    assert_int_equal(calls, 1);
+    unsigned long long trips = counter(c, "round_trips_total");
+    assert_int_equal(corral_get_or_set(c, "gos", 3, produce, &calls, &o, &v), CORRAL_OK);
+    assert_string_equal(corral_value_data(v), "made");
+    corral_value_unref(v);
+    assert_int_equal(calls, 1);
+    assert_int_equal(counter(c, "round_trips_total") - trips, 1);
+    assert_int_equal(corral_tag_bust(c, "featured"), CORRAL_OK);
+    assert_int_equal(corral_get_or_set(c, "gos", 3, produce, &calls, &o, &v), CORRAL_OK);
+    corral_value_unref(v);
+    assert_int_equal(calls, 2); /* busted: made again */
+    corral_close(c);
+}
+
+/* ---- Busts ---- */
+
+static void test_redis_busting_any_tag_makes_a_tagged_read_miss(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    corral *c = open_on(&srv, NULL);
+    corral *other = open_on(&srv, NULL); /* another process, for all the server knows */
+    corral_call call = tagged();
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(corral_set(c, "card", 4, "v", 1, CORRAL_TTL_DEFAULT, &call), CORRAL_OK);
+        expect_hit(c, "card", "v");
+        assert_int_equal(corral_tag_bust(other, TAGS[i]), CORRAL_OK);
+        expect_miss(c, "card");
+    }
+    /* A version that vanished (evicted, deleted by hand) counts as busted. */
+    assert_int_equal(corral_set(c, "card", 4, "v", 1, CORRAL_TTL_DEFAULT, &call), CORRAL_OK);
+    expect_hit(c, "card", "v");
+    redis_server_ok(&srv, "DEL djzen:tag:category:7");
+    expect_miss(c, "card");
+    corral_close(other);
+    corral_close(c);
+}
+
+/* ---- The script decides as the handle does ---- */
+
+typedef struct stored_case {
+    const char *name;
+    const char *bytes;
+    size_t len;
+    int rc; /* what both decide */
+} stored_case;
+
+#define S(s) s, sizeof s - 1
+/* Envelope headers, little-endian lengths: [C7 01 flags len_lo len_hi]. */
+#define TIMES16 "\x00\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00"
+
+static void test_redis_checked_script_decides_as_the_handle_does(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    redis_server_ok(&srv, "SET djzen:tag:a 123");
+    redis_server_ok(&srv, "SET djzen:tag:b 456");
+    redis_server_ok(&srv, "SET djzen:tag:x abc"); /* not a version: written by someone else */
+    static const stored_case cases[] = {
+        { "raw", S("plain"), CORRAL_OK },
+        { "magic, then junk", S("\xc7junk"), CORRAL_OK },
+        { "flags beyond ours", S("\xc7\x01\x04\x05\x00payload"), CORRAL_OK },
+        { "header past the value", S("\xc7\x01\x02\x40\x00\x00"), CORRAL_OK },
+        { "empty envelope", S("\xc7\x01\x00\x05\x00payload"), CORRAL_OK },
+        { "times only", S("\xc7\x01\x01\x15\x00" TIMES16 "payload"), CORRAL_OK },
+        { "no tags at all", S("\xc7\x01\x02\x06\x00\x00payload"), CORRAL_OK },
+        { "tags current",
+          S("\xc7\x01\x02\x12\x00\x02\x01"
+            "a\x03"
+            "123\x01"
+            "b\x03"
+            "456payload"),
+          CORRAL_OK },
+        { "times and tags current",
+          S("\xc7\x01\x03\x1c\x00" TIMES16 "\x01\x01"
+            "a\x03"
+            "123payload"),
+          CORRAL_OK },
+        { "one tag busted",
+          S("\xc7\x01\x02\x12\x00\x02\x01"
+            "a\x03"
+            "123\x01"
+            "b\x03"
+            "999payload"),
+          CORRAL_MISS },
+        { "tag version gone",
+          S("\xc7\x01\x02\x0a\x00\x01\x01"
+            "c\x01"
+            "1payload"),
+          CORRAL_MISS },
+        { "foreign version",
+          S("\xc7\x01\x02\x0c\x00\x01\x01"
+            "x\x03"
+            "abcpayload"),
+          CORRAL_MISS },
+        { "version of 21 digits",
+          S("\xc7\x01\x02\x1e\x00\x01\x01"
+            "a\x15"
+            "000000000000000000123payload"),
+          CORRAL_MISS },
+        { "empty tag name",
+          S("\xc7\x01\x02\x0a\x00\x01\x00\x03"
+            "123payload"),
+          CORRAL_MISS },
+        { "header longer than its tags",
+          S("\xc7\x01\x02\x0e\x00\x01\x01"
+            "a\x03"
+            "123zzpayload"),
+          CORRAL_MISS },
+        { "tag name past the header",
+          S("\xc7\x01\x02\x08\x00\x01\x05"
+            "a\x03"
+            "123"),
+          CORRAL_MISS },
+        { "over 32 tags", S("\xc7\x01\x02\x06\x00\x21payload"), CORRAL_MISS },
+    };
+    corral *c = open_on(&srv, NULL);
+    char kbuf[CORRAL__KEYBUF];
+    corral__skey sk;
+    assert_int_equal(corral__make_skey(c, "k", 1, NULL, kbuf, &sk), CORRAL_OK);
+    assert_non_null(c->store->ops->get_checked);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const stored_case *t = &cases[i];
+        redis_server_ok(&srv, "SET %b %b", sk.data, sk.len, t->bytes, t->len);
+        corral_value *checked = NULL, *plain = NULL;
+        int rc = c->store->ops->get_checked(c->store, &sk, &checked);
+        if (rc != t->rc) fail_msg("%s: script said %d, want %d", t->name, rc, t->rc);
+        /* The handle's generic decision: get, then the envelope's tags read one by one. */
+        assert_int_equal(c->store->ops->get(c->store, &sk, &plain), CORRAL_OK);
+        int generic =
+            corral__value_check(c, plain->data - plain->hdr_len, plain->hdr_len, corral__now_ms(c));
+        if (generic != t->rc) fail_msg("%s: the handle said %d, want %d", t->name, generic, t->rc);
+        if (rc == CORRAL_OK) {
+            assert_int_equal(checked->hdr_len, plain->hdr_len);
+            assert_int_equal(corral_value_len(checked), corral_value_len(plain));
+            assert_memory_equal(checked->data - checked->hdr_len, t->bytes, t->len);
+        } else {
+            assert_null(checked);
+        }
+        corral_value_unref(checked);
+        corral_value_unref(plain);
+    }
+    redis_server_ok(&srv, "DEL %b", sk.data, sk.len);
+    corral_value *v = (corral_value *)&v;
+    assert_int_equal(c->store->ops->get_checked(c->store, &sk, &v), CORRAL_MISS);
+    assert_null(v);
+    corral_close(c);
+}
+
+/* ---- Where reads go ---- */
+
+static void wait_for_replica(redis_server *replica, const char *key) {
+    uint64_t deadline = mono_ns() + DEADLINE_NS;
+    for (;;) {
+        redisReply *r = redis_server_cmd(replica, "EXISTS %s", key);
+        bool there = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        if (r) freeReplyObject(r);
+        if (there) return;
+        if (mono_ns() > deadline) fail_msg("the replica never got %s", key);
+    }
+}
+
+/* The script only reads, so it runs on a read-only replica, where reads go. */
+static void test_redis_tagged_read_runs_on_a_read_only_replica(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    redis_server replica = { 0 };
+    assert_int_equal(redis_server_start(&replica), 0);
+    redis_server_ok(&replica, "REPLICAOF 127.0.0.1 %d", srv.port);
+    corral *c = open_on(&srv, &replica);
+    corral_call call = tagged();
+    assert_int_equal(corral_set(c, "card", 4, "v1", 2, CORRAL_TTL_DEFAULT, &call), CORRAL_OK);
+    assert_int_equal(corral_set(c, "fence", 5, "1", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
+    wait_for_replica(&replica, "djzen:1:fence"); /* writes replicate in order */
+    redis_server_ok(&replica, "CONFIG RESETSTAT");
+    expect_hit(c, "card", "v1");
+    redisReply *r = redis_server_cmd(&replica, "INFO commandstats");
+    assert_non_null(r);
+    bool ran = strstr(r->str, "cmdstat_evalsha:calls=1") || strstr(r->str, "cmdstat_eval:calls=1");
+    freeReplyObject(r);
+    assert_true(ran);
+    assert_int_equal(corral_tag_bust(c, "product:42"), CORRAL_OK);
+    assert_int_equal(corral_set(c, "fence", 5, "2", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
+    uint64_t deadline = mono_ns() + DEADLINE_NS;
+    for (;;) { /* the bust replicates too */
+        corral_value *v = NULL;
+        int rc = corral_get(c, "card", 4, NULL, &v);
+        corral_value_unref(v);
+        if (rc == CORRAL_MISS) break;
+        assert_int_equal(rc, CORRAL_OK);
+        if (mono_ns() > deadline) fail_msg("the bust never reached the replica");
+    }
+    corral_close(c);
+    redis_server_stop(&replica);
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    return redis_server_start(&srv);
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    redis_server_stop(&srv);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_redis_tagged_read_is_one_round_trip),
+        cmocka_unit_test(test_redis_tagged_get_or_set_hit_is_one_round_trip),
+        cmocka_unit_test(test_redis_busting_any_tag_makes_a_tagged_read_miss),
+        cmocka_unit_test(test_redis_checked_script_decides_as_the_handle_does),
+        cmocka_unit_test(test_redis_tagged_read_runs_on_a_read_only_replica),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
