@@ -36,6 +36,19 @@ void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t pr
     ks->allow_binary = allow_binary;
     ks->fn = fn;
     ks->fn_ctx = fn_ctx;
+    ks->hdr_len = 0;
+    ks->hdr_valid = false;
+    if (prefix_len + ks->version_str_len + 2 <= sizeof ks->hdr) {
+        char *p = ks->hdr;
+        memcpy(p, prefix, prefix_len);
+        p += prefix_len;
+        *p++ = ':';
+        memcpy(p, ks->version_str, ks->version_str_len);
+        p += ks->version_str_len;
+        *p++ = ':';
+        ks->hdr_len = (size_t)(p - ks->hdr);
+        ks->hdr_valid = corral__key_validate(ks->hdr, ks->hdr_len, allow_binary) == CORRAL_OK;
+    }
 }
 
 int corral__key_validate(const void *key, size_t len, bool allow_binary) {
@@ -65,6 +78,18 @@ int corral__key_build(const corral__keyscheme *ks, int64_t version, const void *
         version = ks->version;
     }
     size_t len;
+    if (!ks->fn && vs == ks->version_str && ks->hdr_valid) {
+        /* The hot path: the header is known good, so only the user key is checked. */
+        if (key_len > limit || ks->hdr_len > limit - key_len) return CORRAL_EBADKEY;
+        if (corral__key_validate(key, key_len, ks->allow_binary) != CORRAL_OK)
+            return CORRAL_EBADKEY;
+        memcpy(out, ks->hdr, ks->hdr_len);
+        if (key_len) memcpy(out + ks->hdr_len, key, key_len);
+        len = ks->hdr_len + key_len;
+        out[len] = '\0';
+        *out_len = len;
+        return CORRAL_OK;
+    }
     if (ks->fn) {
         int rc = ks->fn(ks->fn_ctx, ks->prefix, ks->prefix_len, version, key, key_len, out,
                         limit + 1, &len);

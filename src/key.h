@@ -25,6 +25,11 @@ typedef struct corral__keyscheme {
     bool allow_binary;
     corral_key_fn fn; /* NULL: Django's default */
     void *fn_ctx;
+    /* "prefix:version:" for the handle's version, built once: the hot path copies it and the
+     * user key, and validates only the user key's bytes when the header itself is valid. */
+    char hdr[CORRAL__MAX_KEY + 24];
+    size_t hdr_len;
+    bool hdr_valid; /* the header passes validation on its own (no bad byte) */
 } corral__keyscheme;
 
 /* Fills `ks`; `prefix` is borrowed and must outlive it. */

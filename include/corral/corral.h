@@ -66,15 +66,15 @@ enum {
     CORRAL_STALE = 3,   /* corral_get_or_set: an expired value served within its grace window */
     CORRAL_WAITING = 4, /* corral_flight_join: queued behind another caller's producer */
 
-    CORRAL_EINVAL = -1,    /* an argument is invalid (NULL handle, bad option value, ...) */
-    CORRAL_ENOMEM = -2,    /* an allocation failed; nothing changed */
-    CORRAL_EBADKEY = -3,   /* the key is over 250 bytes or holds a byte in 0x00-0x20 or 0x7f */
-    CORRAL_ETOOBIG = -4,   /* the value cannot fit in the store at all */
-    CORRAL_ENOTINT = -5,   /* corral_incr: the stored value is not a decimal integer */
-    CORRAL_ERANGE = -6,    /* corral_incr: the result overflows a signed 64-bit integer */
-    CORRAL_ENOSPC = -7,    /* a caller's buffer is too small (functions say what they return) */
-    CORRAL_EBADURL = -8,   /* a URL or option string is malformed; corral_error names the part */
-    CORRAL_ESTORE = -9,    /* the store failed (I/O, protocol); the call had no effect */
+    CORRAL_EINVAL = -1,     /* an argument is invalid (NULL handle, bad option value, ...) */
+    CORRAL_ENOMEM = -2,     /* an allocation failed; nothing changed */
+    CORRAL_EBADKEY = -3,    /* the key is over 250 bytes or holds a byte in 0x00-0x20 or 0x7f */
+    CORRAL_ETOOBIG = -4,    /* the value cannot fit in the store at all */
+    CORRAL_ENOTINT = -5,    /* corral_incr: the stored value is not a decimal integer */
+    CORRAL_ERANGE = -6,     /* corral_incr: the result overflows a signed 64-bit integer */
+    CORRAL_ENOSPC = -7,     /* a caller's buffer is too small (functions say what they return) */
+    CORRAL_EBADURL = -8,    /* a URL or option string is malformed; corral_error names the part */
+    CORRAL_ESTORE = -9,     /* the store failed (I/O, protocol); the call had no effect */
     CORRAL_ENOTSUP = -10,   /* the store does not support this operation */
     CORRAL_ETIMEDOUT = -11, /* a deadline passed */
     CORRAL_EFORMAT = -12    /* a stored value is in a form corral cannot read (Django wire format:

@@ -37,9 +37,15 @@
  * when a tag was busted or vanished or the header is malformed: a miss. The tag keys are built in
  * the script from ARGV[1] rather than passed as KEYS, which is fine on a standalone server or a
  * replica (the only deployments this store supports) and would not be on a cluster. EVALSHA of a
- * script that only reads runs on read-only replicas, so get_checked reads where get reads. Its
- * cost over a GET is the script call on the server (about a microsecond); a read of a value with
- * n tags otherwise costs n + 1 round trips.
+ * script that only reads runs on read-only replicas, so get_checked reads where get reads.
+ * The script costs the server more than a GET: about 1.5 us a call, 10% of a loopback round
+ * trip, which every untagged read would pay for nothing. So the store learns, per metrics class
+ * of the key (its user prefix: corral__skey.cls), whether values there carry tags: a class is
+ * marked when this store writes a tagged value under it, or reads one with a plain GET. An
+ * unmarked class reads with GET, and a tagged value found that way is read again with the script
+ * (two round trips, once per class and process); a marked class reads with the script. Prefixes
+ * are in practice all tagged or all not, so untagged reads stay a GET and tagged ones are one
+ * round trip, n + 1 before.
  *
  * incr: corral's incr returns CORRAL_MISS on an absent key where INCRBY would create it, and
  * accepts what the memory store accepts ("007", "-0"), which Redis's string2ll refuses. The INCR
@@ -90,6 +96,7 @@
 #define SCAN_COUNT        "1000" /* SCAN's COUNT hint: keys examined per clear_prefix batch */
 #define TTL_DIGITS        24
 #define DEFAULT_HOSTS     "127.0.0.1:6379"
+#define TAGGED_WORDS      ((UINT16_MAX + 1) / 64) /* a bit per metrics class */
 
 /* Results of the INCR script: {code} or {INCR_OK, "new value"}. */
 #define INCR_MISS   0
@@ -184,6 +191,9 @@ typedef struct redis_store {
     bool django;      /* serializer=django: values go through redis_django.c */
     char *tag_prefix; /* "<KEY_PREFIX>:tag:", ARGV[1] of CHECKED; owned */
     size_t tag_prefix_len;
+    /* Bit `cls` set: values under metrics class `cls` carry tags, and get_checked reads them with
+     * the script. A hint (relaxed atomics): a stale bit costs a round trip, never correctness. */
+    _Atomic uint64_t tagged_cls[TAGGED_WORDS];
     rscript incr, touch_forever, lease_release, checked;
 } redis_store;
 
@@ -363,9 +373,34 @@ static int r_get_into(corral__store *base, const corral__skey *k, void *buf, siz
     return rc;
 }
 
+/* True when the bytes begin with an envelope that has tags. */
+static bool has_tags(const void *bytes, size_t len) {
+    return corral__env_hdr_len(bytes, len) > 0 &&
+           (((const unsigned char *)bytes)[2] & CORRAL__ENV_TAGS);
+}
+
+static bool cls_tagged(redis_store *s, uint16_t cls) {
+    uint64_t w = atomic_load_explicit(&s->tagged_cls[cls / 64], memory_order_relaxed);
+    return (w >> (cls % 64)) & 1;
+}
+
+static void mark_tagged(redis_store *s, uint16_t cls) {
+    if (!cls_tagged(s, cls))
+        atomic_fetch_or_explicit(&s->tagged_cls[cls / 64], (uint64_t)1 << (cls % 64),
+                                 memory_order_relaxed);
+}
+
 static int r_get_checked(corral__store *base, const corral__skey *k, corral_value **out) {
     redis_store *s = store_of(base);
     if (s->django) return r_get(base, k, out); /* no envelope, no tags */
+    if (!cls_tagged(s, k->cls)) {
+        int rc = r_get(base, k, out);
+        if (rc != CORRAL_OK || !has_tags((*out)->data - (*out)->hdr_len, (*out)->hdr_len))
+            return rc;
+        /* Tags where none were seen: this read and the class's next ones go through CHECKED. */
+        mark_tagged(s, k->cls);
+        corral_value_unref(*out);
+    }
     *out = NULL;
     corral__redis_call c;
     int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
@@ -412,6 +447,7 @@ static int r_set_flags(corral__store *base, const corral__skey *k, const void *v
     redis_store *s = store_of(base);
     if (len > s->max_value_bytes) return CORRAL_ETOOBIG;
     if (ttl_ms <= 0) return CORRAL_EINVAL; /* store.h: the layer above turns 0 into a delete */
+    if (!s->django && has_tags(val, len)) mark_tagged(s, k->cls); /* read it with CHECKED */
     const char *wire;
     size_t wire_len, owned_len;
     char *owned;
@@ -1090,6 +1126,8 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     s->max_value_bytes = CORRAL_MIN(max_value_bytes, CORRAL__REDIS_MAX_VALUE);
     s->django = o->serializer == CORRAL_SERIALIZER_DJANGO;
     if (s->django) s->base.caps |= CORRAL__STORE_NO_ENVELOPE;
+    for (size_t i = 0; i < TAGGED_WORDS; i++)
+        atomic_init(&s->tagged_cls[i], 0);
     s->tag_prefix_len = env->key_prefix_len + sizeof ":tag:" - 1;
     s->tag_prefix = corral__alloc(env->alloc, s->tag_prefix_len + 1);
     if (!s->tag_prefix) goto nomem;

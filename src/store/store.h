@@ -91,7 +91,8 @@ typedef struct corral__store_ops {
      * CORRAL_ENOSPC with *len the payload's length (nothing copied). */
     int (*get_into)(corral__store *s, const corral__skey *k, void *buf, size_t cap, size_t *len,
                     void *hdr, size_t hdr_cap, size_t *hdr_len);
-    /* Optional: get, with the value's tags validated by the store in the same round trip. When
+    /* Optional: get, with the value's tags validated by the store, in the read's own round trip
+     * (redis: once it has seen tagged values under the key's prefix; see redis.c). When
      * the value carries an envelope with tags (envelope.h), the store reads the current version
      * of each tag under "<key_prefix>:tag:<name>" (key_prefix from corral__store_env) and
      * compares it with the version the envelope carries. Returns CORRAL_OK with a new reference

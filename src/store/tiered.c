@@ -14,7 +14,8 @@
  *   Redis store's one-round-trip script. A bust writes the version in Redis, whose invalidation
  *   drops it here.
  * - Writes with flags (set_flags, set_many_flags: Django's "force bytes") go to Redis as the
- *   plain writes do. The store has the Redis store's capabilities (caps).
+ *   plain writes do. The store has the Redis store's capabilities (caps). Without envelopes
+ *   (Django's format), a value that begins like one is not kept near: L1 would split it.
  * - Writes (set, add, delete, touch, incr, the many-ops, clear) go to Redis, then drop the key
  *   from L1: the writer reads its own writes at once. Leases are Redis's only. Redis also
  *   reports our own writes back (the tracker is another connection than the writer's), so a
@@ -68,6 +69,7 @@
 #include "memory.h"
 #include "redis.h"
 #include "redis_pool.h"
+#include "../envelope.h"
 #include "../key.h"
 
 #include <errno.h>
@@ -180,6 +182,9 @@ static void ensure_tracker(tiered_store *t) {
 static void keep(tiered_store *t, const corral__skey *k, const corral_value *v, int64_t ttl_ms,
                  uint64_t g0, uint64_t e0) {
     if (ttl_ms == 0) return;
+    /* L1 (the memory store) splits an envelope off whatever begins with one; a store without
+     * envelopes hands such a value out whole, so it is served but not kept near. */
+    if ((t->base.caps & CORRAL__STORE_NO_ENVELOPE) && corral__env_hdr_len(v->data, v->len)) return;
     if (t->after_fetch) t->after_fetch(t->after_fetch_ctx, k);
     /* The bytes as Redis holds them, envelope header included, so L1 splits it the same. */
     if (t->near->ops->set(t->near, k, v->data - v->hdr_len, v->len + v->hdr_len, ttl_ms,

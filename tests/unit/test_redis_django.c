@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "corral/corral.h"
@@ -493,6 +494,47 @@ static void test_django_binary_flag_is_ignored_by_the_raw_format(void **state) {
     corral_close(raw);
 }
 
+static bool near_live(corral *c) {
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
+    bool live = strstr(text, "\ncorral_redis_near_live 1\n") != NULL;
+    corral_free(c, text);
+    return live;
+}
+
+/* The near cache (a memory store) would split what begins like an envelope: such a value must
+ * still read whole, however often it is read. */
+static void test_django_near_cache_serves_values_whole(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    char url[160];
+    snprintf(url, sizeof url, "redis://%s?key_prefix=djzen&serializer=django&near_cache=1MB",
+             srv.hosts);
+    corral *c = NULL;
+    assert_int_equal(corral_open(&c, url, NULL), CORRAL_OK);
+    assert_int_equal(corral_has(c, "probe", 5, NULL), CORRAL_MISS); /* starts the tracker */
+    struct timespec t0, t;
+    assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &t0), 0);
+    while (!near_live(c)) {
+        assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &t), 0);
+        if (t.tv_sec - t0.tv_sec > 15) fail_msg("the tracker never subscribed");
+    }
+    set_bytes(c, "env",
+              "\xc7\x01\x00\x05\x00"
+              "bare",
+              9);
+    set_bytes(c, "plain", "text", 4);
+    for (int i = 0; i < 3; i++) {
+        expect_bytes(c, "env",
+                     "\xc7\x01\x00\x05\x00"
+                     "bare",
+                     9);
+        expect_bytes(c, "plain", "text", 4);
+    }
+    corral_close(c);
+}
+
 static int group_setup(void **state) {
     (void)state;
     return redis_server_start(&srv);
@@ -515,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_django_reads_get_or_set_values_and_forced_bytes_bare),
         cmocka_unit_test(test_django_format_refuses_tags_and_writes_nothing),
         cmocka_unit_test(test_django_binary_flag_is_ignored_by_the_raw_format),
+        cmocka_unit_test(test_django_near_cache_serves_values_whole),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

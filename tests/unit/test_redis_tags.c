@@ -10,7 +10,8 @@
  *
  * The script parses corral's envelope in Lua, so a table of stored values (valid, busted,
  * malformed, not an envelope at all) checks that it decides exactly as the handle's C code does
- * (corral__value_check) on every one.
+ * (corral__value_check) on every one. The store reads a prefix with a plain GET until it has seen
+ * a tagged value there, so the table goes through both paths.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -137,6 +138,35 @@ static void test_redis_tagged_read_is_one_round_trip(void **state) {
     assert_int_equal(corral_get_into(c, "card", 4, NULL, buf, 4, &len), CORRAL_ENOSPC);
     assert_int_equal(len, 13);
     corral_close(c);
+}
+
+/* A process that did not write the value learns that its prefix holds tagged values from its
+ * first read (a GET, then the script: two round trips); untagged reads stay a plain GET. */
+static void test_redis_reader_learns_which_prefixes_hold_tagged_values(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    corral *writer = open_on(&srv, NULL);
+    corral_call call = tagged();
+    assert_int_equal(corral_set(writer, "card:1", 6, "v1", 2, CORRAL_TTL_DEFAULT, &call),
+                     CORRAL_OK);
+    assert_int_equal(corral_set(writer, "card:2", 6, "v2", 2, CORRAL_TTL_DEFAULT, &call),
+                     CORRAL_OK);
+    assert_int_equal(corral_set(writer, "page:1", 6, "p1", 2, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
+    corral *reader = open_on(&srv, NULL);
+    expect_hit(reader, "page:1", "p1"); /* opens the connection */
+    redis_server_ok(&srv, "CONFIG RESETSTAT");
+    unsigned long long trips = counter(reader, "round_trips_total");
+    expect_hit(reader, "page:1", "p1");
+    assert_int_equal(counter(reader, "round_trips_total") - trips, 1);
+    assert_int_equal(server_calls("evalsha") + server_calls("eval"), 0); /* a plain GET */
+    expect_hit(reader, "card:1", "v1");
+    assert_int_equal(counter(reader, "round_trips_total") - trips, 3); /* GET, then the script */
+    expect_hit(reader, "card:2", "v2");
+    assert_int_equal(counter(reader, "round_trips_total") - trips, 4); /* the script alone */
+    assert_int_equal(corral_tag_bust(writer, "featured"), CORRAL_OK);
+    expect_miss(reader, "card:1");
+    corral_close(reader);
+    corral_close(writer);
 }
 
 static int produce(void *arg, const void *key, size_t key_len, corral_result *out) {
@@ -277,26 +307,32 @@ static void test_redis_checked_script_decides_as_the_handle_does(void **state) {
     corral__skey sk;
     assert_int_equal(corral__make_skey(c, "k", 1, NULL, kbuf, &sk), CORRAL_OK);
     assert_non_null(c->store->ops->get_checked);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const stored_case *t = &cases[i];
-        redis_server_ok(&srv, "SET %b %b", sk.data, sk.len, t->bytes, t->len);
-        corral_value *checked = NULL, *plain = NULL;
-        int rc = c->store->ops->get_checked(c->store, &sk, &checked);
-        if (rc != t->rc) fail_msg("%s: script said %d, want %d", t->name, rc, t->rc);
-        /* The handle's generic decision: get, then the envelope's tags read one by one. */
-        assert_int_equal(c->store->ops->get(c->store, &sk, &plain), CORRAL_OK);
-        int generic =
-            corral__value_check(c, plain->data - plain->hdr_len, plain->hdr_len, corral__now_ms(c));
-        if (generic != t->rc) fail_msg("%s: the handle said %d, want %d", t->name, generic, t->rc);
-        if (rc == CORRAL_OK) {
-            assert_int_equal(checked->hdr_len, plain->hdr_len);
-            assert_int_equal(corral_value_len(checked), corral_value_len(plain));
-            assert_memory_equal(checked->data - checked->hdr_len, t->bytes, t->len);
-        } else {
-            assert_null(checked);
+    /* Pass 0 begins with the key's class unmarked: plain GETs until the first tagged value,
+     * then the script. Pass 1 has it marked: the script reads every case. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            const stored_case *t = &cases[i];
+            redis_server_ok(&srv, "SET %b %b", sk.data, sk.len, t->bytes, t->len);
+            corral_value *checked = NULL, *plain = NULL;
+            int rc = c->store->ops->get_checked(c->store, &sk, &checked);
+            if (rc != t->rc)
+                fail_msg("%s (pass %d): store said %d, want %d", t->name, pass, rc, t->rc);
+            /* The handle's generic decision: get, then the envelope's tags read one by one. */
+            assert_int_equal(c->store->ops->get(c->store, &sk, &plain), CORRAL_OK);
+            int generic = corral__value_check(c, plain->data - plain->hdr_len, plain->hdr_len,
+                                              corral__now_ms(c));
+            if (generic != t->rc)
+                fail_msg("%s: the handle said %d, want %d", t->name, generic, t->rc);
+            if (rc == CORRAL_OK) {
+                assert_int_equal(checked->hdr_len, plain->hdr_len);
+                assert_int_equal(corral_value_len(checked), corral_value_len(plain));
+                assert_memory_equal(checked->data - checked->hdr_len, t->bytes, t->len);
+            } else {
+                assert_null(checked);
+            }
+            corral_value_unref(checked);
+            corral_value_unref(plain);
         }
-        corral_value_unref(checked);
-        corral_value_unref(plain);
     }
     redis_server_ok(&srv, "DEL %b", sk.data, sk.len);
     corral_value *v = (corral_value *)&v;
@@ -367,6 +403,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redis_tagged_read_is_one_round_trip),
         cmocka_unit_test(test_redis_tagged_get_or_set_hit_is_one_round_trip),
+        cmocka_unit_test(test_redis_reader_learns_which_prefixes_hold_tagged_values),
         cmocka_unit_test(test_redis_busting_any_tag_makes_a_tagged_read_miss),
         cmocka_unit_test(test_redis_checked_script_decides_as_the_handle_does),
         cmocka_unit_test(test_redis_tagged_read_runs_on_a_read_only_replica),
