@@ -578,6 +578,12 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
     int64_t lease_ttl = o->lease_ttl_ms > 0 ? o->lease_ttl_ms : DEFAULT_LEASE_MS;
     int lrc = c->store->ops->lease_acquire(c->store, sk, token, TOKEN_LEN, lease_ttl);
     bool have_lease = lrc == CORRAL_OK;
+    if (lrc == CORRAL_EXISTS && seen_expiry_ms != SAW_NOTHING && stale) {
+        /* Another process is refreshing a value this caller still has (early refresh, or in
+         * grace): keep serving it rather than wait for that process. */
+        *out = corral_value_ref(stale);
+        return CORRAL_STALE;
+    }
     if (lrc == CORRAL_EXISTS) {
         uint64_t deadline = mono_ms() + (uint64_t)(o->wait_timeout_ms > 0 ? o->wait_timeout_ms : 0);
         uint64_t pause = 1;

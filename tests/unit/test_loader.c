@@ -569,6 +569,24 @@ static void test_lease_held_elsewhere_computes_after_the_deadline(void **state) 
     assert_int_equal(prefix_stats(f, "k").lease_timeouts, 1);
 }
 
+static void test_lease_held_elsewhere_in_grace_serves_stale_at_once(void **state) {
+    fx *f = *state;
+    prod p = new_prod(f);
+    corral_load_opts o;
+    corral_load_opts_init(&o);
+    o.ttl_ms = 1000;
+    o.stale_ttl_ms = 5000;
+    o.wait_timeout_ms = 60000; /* were it to wait, the test would hang for a minute */
+    char out[32];
+    assert_int_equal(gos(f, "k", &p, &o, out, sizeof out), CORRAL_OK);
+    advance_ms(f, 2000);                        /* in grace */
+    hold_lease(f, "k", "other-process", 60000); /* another process is refreshing it */
+    assert_int_equal(gos(f, "k", &p, &o, out, sizeof out), CORRAL_STALE);
+    assert_string_equal(out, "v1");
+    assert_int_equal(atomic_load(&p.calls), 1);
+    assert_int_equal(prefix_stats(f, "k").lease_timeouts, 0);
+}
+
 static void test_lease_is_released_by_its_owner_after_loading(void **state) {
     fx *f = *state;
     prod p = new_prod(f);
@@ -705,6 +723,7 @@ int main(void) {
         T(test_bust_during_the_producer_leaves_the_value_invalid),
         T(test_lease_of_a_crashed_owner_expires),
         T(test_lease_held_elsewhere_computes_after_the_deadline),
+        T(test_lease_held_elsewhere_in_grace_serves_stale_at_once),
         T(test_lease_is_released_by_its_owner_after_loading),
         T(test_flight_waiters_get_the_leaders_value),
         T(test_flight_cancel_calls_back_once_with_timeout),
