@@ -208,12 +208,28 @@ static int64_t call_version(const corral_call *call) {
     return call ? call->version : CORRAL_VERSION_DEFAULT;
 }
 
+/* The metrics class of the previous key of a batch: keys of one batch mostly share a prefix, so
+ * the class lookup runs once per run of equal prefixes. `prefix` points into the caller's key. */
+typedef struct prefix_cache {
+    const void *prefix;
+    size_t len;
+    uint16_t cls;
+} prefix_cache;
+
+static uint16_t key_class(corral *c, const void *key, size_t key_len, prefix_cache *pc) {
+    size_t plen = corral__key_metric_prefix(key, key_len);
+    if (pc && pc->prefix && pc->len == plen && memcmp(pc->prefix, key, plen) == 0) return pc->cls;
+    uint16_t cls = corral__metrics_class(c->metrics, key, plen);
+    if (pc) *pc = (prefix_cache){ .prefix = key, .len = plen, .cls = cls };
+    return cls;
+}
+
 static int make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
-                     bool create, char *buf, corral__skey *sk) {
+                     bool create, char *buf, corral__skey *sk, prefix_cache *pc) {
     size_t len;
     int rc;
     /* The class first: a read in a namespace without a generation still counts its miss. */
-    sk->cls = corral__metrics_class(c->metrics, key, corral__key_metric_prefix(key, key_len));
+    sk->cls = key_class(c, key, key_len, pc);
     if (call && call->ns) {
         /* Inside a namespace the key becomes "<ns>.<generation>:<key>", so a bump of the
          * generation makes every key of the namespace unreachable at once. */
@@ -244,12 +260,12 @@ static int make_skey(corral *c, const void *key, size_t key_len, const corral_ca
 
 int corral__make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
                       char *buf, corral__skey *sk) {
-    return make_skey(c, key, key_len, call, true, buf, sk);
+    return make_skey(c, key, key_len, call, true, buf, sk, NULL);
 }
 
 int corral__make_skey_read(corral *c, const void *key, size_t key_len, const corral_call *call,
                            char *buf, corral__skey *sk) {
-    return make_skey(c, key, key_len, call, false, buf, sk);
+    return make_skey(c, key, key_len, call, false, buf, sk, NULL);
 }
 
 int corral__make_internal_key(corral *c, const char *kind, const char *name, size_t name_len,
@@ -637,16 +653,15 @@ static int batch_build(corral *c, const corral_buf *keys, size_t n, const corral
         batch_free(c, b);
         return CORRAL_ENOMEM;
     }
-    char tmp[CORRAL__KEYBUF];
+    /* Each key is built in place: a physical key never exceeds max_key_bytes + 1 (the stride). */
+    prefix_cache pc = { 0 };
     for (size_t i = 0; i < n; i++) {
-        int rc = corral__make_skey(c, keys[i].data, keys[i].len, call, tmp, &b->keys[i]);
+        char *dst = b->bytes + i * b->stride;
+        int rc = make_skey(c, keys[i].data, keys[i].len, call, true, dst, &b->keys[i], &pc);
         if (rc != CORRAL_OK) {
             batch_free(c, b);
             return rc;
         }
-        char *dst = b->bytes + i * b->stride;
-        memcpy(dst, tmp, b->keys[i].len + 1);
-        b->keys[i].data = dst;
     }
     return CORRAL_OK;
 }
