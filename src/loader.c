@@ -153,6 +153,23 @@ static corral_flight *find_locked(flight_shard *sh, const corral__skey *sk) {
     return NULL;
 }
 
+/* Makes `nf` (a block of `bytes` from the allocator) the flight of `sk`: the caller leads. */
+static void link_flight_locked(flight_shard *sh, corral_flight *nf, size_t bytes,
+                               const corral__skey *sk) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    nf->magic = FLIGHT_MAGIC;
+    nf->hash = sk->hash;
+    nf->head = NULL;
+    nf->tail = &nf->head;
+    nf->group = NULL;
+    nf->key_len = sk->len;
+    nf->bytes = bytes;
+    memcpy(nf->key, sk->data, sk->len);
+    corral_flight **b = bucket_of(sh, sk->hash);
+    nf->next = *b;
+    *b = nf;
+}
+
 static void flight_free(corral *c, corral_flight *f) {
     if (!f) return;
     f->magic = 0;
@@ -186,17 +203,7 @@ static int join_sk(corral *c, const corral__skey *sk, corral_flight_cb cb, void 
         corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_load_waiters_total, 1);
         return CORRAL_WAITING;
     }
-    nf->magic = FLIGHT_MAGIC;
-    nf->hash = sk->hash;
-    nf->head = NULL;
-    nf->tail = &nf->head;
-    nf->group = NULL;
-    nf->key_len = sk->len;
-    nf->bytes = bytes;
-    memcpy(nf->key, sk->data, sk->len);
-    corral_flight **b = bucket_of(sh, sk->hash);
-    nf->next = *b;
-    *b = nf;
+    link_flight_locked(sh, nf, bytes, sk);
     corral__mutex_unlock(&sh->lock);
     corral__free(&c->alloc, w, sizeof *w);
     *lead = nf;
@@ -217,17 +224,7 @@ static int try_lead(corral *c, const corral__skey *sk, corral_flight **lead) {
         corral__free(&c->alloc, nf, bytes);
         return CORRAL_EXISTS;
     }
-    nf->magic = FLIGHT_MAGIC;
-    nf->hash = sk->hash;
-    nf->head = NULL;
-    nf->tail = &nf->head;
-    nf->group = NULL;
-    nf->key_len = sk->len;
-    nf->bytes = bytes;
-    memcpy(nf->key, sk->data, sk->len);
-    corral_flight **b = bucket_of(sh, sk->hash);
-    nf->next = *b;
-    *b = nf;
+    link_flight_locked(sh, nf, bytes, sk);
     corral__mutex_unlock(&sh->lock);
     *lead = nf;
     return CORRAL_OK;
@@ -401,17 +398,7 @@ static int join_blocking(corral *c, const corral__skey *sk, corral_flight **lead
         *group = g;
         return CORRAL_WAITING;
     }
-    nf->magic = FLIGHT_MAGIC;
-    nf->hash = sk->hash;
-    nf->head = NULL;
-    nf->tail = &nf->head;
-    nf->group = NULL;
-    nf->key_len = sk->len;
-    nf->bytes = bytes;
-    memcpy(nf->key, sk->data, sk->len);
-    corral_flight **b = bucket_of(sh, sk->hash);
-    nf->next = *b;
-    *b = nf;
+    link_flight_locked(sh, nf, bytes, sk);
     corral__mutex_unlock(&sh->lock);
     group_free(c, ng);
     *lead = nf;
