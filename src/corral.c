@@ -678,12 +678,23 @@ int corral_get_many(corral *c, const corral_buf *keys, size_t n, const corral_ca
     if (rc != CORRAL_OK) return rc;
     rc = n ? c->store->ops->get_many(c->store, b.keys, n, out) : CORRAL_OK;
     if (rc == CORRAL_OK) {
-        size_t hits = 0;
+        /* Counted once per run of keys of one class: a batch's keys mostly share a prefix. */
+        size_t hits = 0, run_hits = 0, run_misses = 0;
         for (size_t i = 0; i < n; i++) {
             if (out[i]) check_got(c, &out[i]);
             hits += out[i] != NULL;
-            count(c, b.keys[i].cls,
-                  out[i] ? CORRAL__M_cache_hits_total : CORRAL__M_cache_misses_total);
+            run_hits += out[i] != NULL;
+            run_misses += out[i] == NULL;
+            if (i + 1 == n || b.keys[i + 1].cls != b.keys[i].cls) {
+                uint16_t cls = b.keys[i].cls;
+                if (run_hits)
+                    corral__metrics_add(c->metrics, cls, CORRAL__M_cache_hits_total,
+                                        (int64_t)run_hits);
+                if (run_misses)
+                    corral__metrics_add(c->metrics, cls, CORRAL__M_cache_misses_total,
+                                        (int64_t)run_misses);
+                run_hits = run_misses = 0;
+            }
         }
         if (found) *found = hits;
     }

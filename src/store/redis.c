@@ -241,6 +241,67 @@ static int make_value(redis_store *s, const redisReply *r, corral_value **out) {
     return CORRAL_OK;
 }
 
+/* ---- Values that point into an MGET reply ----
+ *
+ * A batch read hands out values without copying: one block holds a value for every element of
+ * the reply, and the reply lives until the last of them is released. hiredis allocates its
+ * replies with libc (0.14 has no allocator hooks), and keeps every string NUL-terminated, as a
+ * value must be. */
+typedef struct reply_value {
+    corral_value v;
+    struct reply_holder *h;
+} reply_value;
+
+typedef struct reply_holder {
+    const corral__allocator *alloc;
+    size_t bytes;
+    _Atomic size_t refs; /* values not yet released */
+    redisReply *reply;
+    reply_value vals[];
+} reply_holder;
+
+static void reply_value_release(corral_value *v) {
+    reply_holder *h = CORRAL_CONTAINER_OF(v, reply_value, v)->h;
+    v->magic = 0;
+    if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1) return;
+    freeReplyObject(h->reply);
+    corral__free(h->alloc, h, h->bytes);
+}
+
+/* Turns the string elements of an MGET reply into values in out[0..m) (NULL for the others),
+ * taking the reply: it is freed here or with the last value. Raw format only (Django's is
+ * decoded, so copied). Returns CORRAL_OK or CORRAL_ENOMEM (the reply freed, out untouched). */
+static int values_from_reply(redis_store *s, redisReply *r, size_t m, corral_value **out) {
+    size_t strings = 0;
+    for (size_t i = 0; i < m; i++)
+        strings += r->element[i]->type == REDIS_REPLY_STRING;
+    if (strings == 0) {
+        freeReplyObject(r);
+        return CORRAL_OK;
+    }
+    reply_holder *h = corral__alloc3(s->alloc, m, sizeof(reply_value), sizeof(reply_holder));
+    if (!h) {
+        freeReplyObject(r);
+        return CORRAL_ENOMEM;
+    }
+    h->alloc = s->alloc;
+    h->bytes = sizeof(reply_holder) + m * sizeof(reply_value);
+    atomic_init(&h->refs, strings);
+    h->reply = r;
+    for (size_t i = 0; i < m; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING) continue;
+        size_t hdr = header_len(s, e->str, e->len);
+        reply_value *rv = &h->vals[i];
+        rv->h = h;
+        corral__value_init(&rv->v, (const unsigned char *)e->str + hdr, e->len - hdr,
+                           reply_value_release);
+        rv->v.hdr_len = (uint32_t)hdr;
+        out[i] = &rv->v;
+    }
+    return CORRAL_OK;
+}
+
 static size_t fmt_i64(char *buf, int64_t v) {
     int n = snprintf(buf, TTL_DIGITS, "%" PRId64, v);
     assert(n > 0 && n < TTL_DIGITS);
@@ -768,6 +829,9 @@ static int get_many_role(redis_store *s, corral__redis_role role, const corral__
             }
             if (r->type != REDIS_REPLY_ARRAY || r->elements != m) {
                 if (rc == CORRAL_OK) rc = corral__redis_error_reply(&c, r);
+            } else if (!s->django && rc == CORRAL_OK) {
+                rc = values_from_reply(s, r, m, out + at); /* takes the reply */
+                continue;
             } else {
                 for (size_t i = 0; i < m && rc == CORRAL_OK; i++) {
                     const redisReply *e = r->element[i];

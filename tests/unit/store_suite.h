@@ -357,6 +357,24 @@ static void test_store_many_ops_read_write_and_remove_batches(void **state) {
     f->close(f);
 }
 
+static void test_store_batch_values_outlive_each_other_and_their_keys(void **state) {
+    suite_fx *f = ss_open(state);
+    corral__skey ks[2] = { ss_key("a"), ss_key("b") };
+    corral_buf vals[2] = { { "first", 5 }, { "second", 6 } };
+    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, CORRAL__NO_EXPIRY), CORRAL_OK);
+    corral_value *out[2];
+    assert_int_equal(f->s->ops->get_many(f->s, ks, 2, out), CORRAL_OK);
+    corral_value_unref(out[0]); /* the first goes; the second must not go with it */
+    size_t deleted = 0;
+    assert_int_equal(f->s->ops->del_many(f->s, ks, 2, &deleted), CORRAL_OK);
+    corral_buf other = { "overwritten", 11 };
+    assert_int_equal(f->s->ops->set_many(f->s, &ks[1], &other, 1, CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(corral_value_len(out[1]), 6);
+    assert_string_equal(corral_value_data(out[1]), "second"); /* bytes and their NUL intact */
+    corral_value_unref(out[1]);
+    f->close(f);
+}
+
 static void test_store_set_many_applies_the_ttl_to_every_pair(void **state) {
     suite_fx *f = ss_open(state);
     corral__skey ks[2] = { ss_key("a"), ss_key("b") };
@@ -596,6 +614,8 @@ static void test_store_concurrent_incr_loses_no_update(void **state) {
         cmocka_unit_test_prestate(test_store_refuses_values_over_max_value_without_change,      \
                                   (target)),                                                    \
         cmocka_unit_test_prestate(test_store_many_ops_read_write_and_remove_batches, (target)), \
+        cmocka_unit_test_prestate(test_store_batch_values_outlive_each_other_and_their_keys,    \
+                                  (target)),                                                    \
         cmocka_unit_test_prestate(test_store_set_many_applies_the_ttl_to_every_pair, (target)), \
         cmocka_unit_test_prestate(test_store_many_ops_handle_large_batches, (target)),          \
         cmocka_unit_test_prestate(test_store_clear_removes_everything_as_deleted, (target)),    \
