@@ -103,6 +103,11 @@ static inline long disarm(counting *a) {
     return atomic_load(&a->failed);
 }
 
+/* Bytes handed out and not yet returned. */
+static inline size_t outstanding(counting *a) {
+    return atomic_load(&a->bytes_in) - atomic_load(&a->bytes_out);
+}
+
 /* Every block came back, each with the size it was made with. */
 static inline void assert_balanced(counting *a) {
     assert_int_equal(atomic_load(&a->mismatches), 0);

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "counting_alloc.h"
+
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -37,44 +39,6 @@
 #define NO_LIMIT ((size_t)1 << 30)
 
 /* ---- Test doubles ---- */
-
-/* Counts outstanding bytes; fails allocation number `fail_at` (1-based since the last arm). */
-typedef struct counting_alloc {
-    _Atomic size_t outstanding;
-    _Atomic long allocs;
-    _Atomic long fail_at; /* 0: never */
-} counting_alloc;
-
-static void *ca_alloc(void *ctx, size_t n) {
-    counting_alloc *c = ctx;
-    long k = atomic_fetch_add(&c->allocs, 1) + 1;
-    if (k == atomic_load(&c->fail_at)) return NULL;
-    void *p = malloc(n ? n : 1);
-    if (p) atomic_fetch_add(&c->outstanding, n);
-    return p;
-}
-
-static void ca_free(void *ctx, void *p, size_t n) {
-    counting_alloc *c = ctx;
-    atomic_fetch_sub(&c->outstanding, n);
-    free(p);
-}
-
-static void *ca_realloc(void *ctx, void *p, size_t old_n, size_t new_n) {
-    counting_alloc *c = ctx;
-    void *q = realloc(p, new_n ? new_n : 1);
-    if (q) {
-        atomic_fetch_sub(&c->outstanding, old_n);
-        atomic_fetch_add(&c->outstanding, new_n);
-    }
-    return q;
-}
-
-/* Fails the k-th allocation from now (k >= 1), or none (k = 0). */
-static void ca_arm(counting_alloc *c, long k) {
-    atomic_store(&c->allocs, 0);
-    atomic_store(&c->fail_at, k);
-}
 
 typedef struct fake_clock {
     _Atomic uint64_t now_ns;
@@ -120,7 +84,7 @@ static long long event_balance(recorder *r) {
 /* ---- Fixture ---- */
 
 typedef struct fx {
-    counting_alloc ca;
+    counting ca;
     corral__allocator alloc;
     fake_clock clock;
     recorder rec;
@@ -133,7 +97,7 @@ typedef struct fx {
 static fx *fx_init(size_t max_bytes, corral_eviction ev, unsigned shards) {
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    f->alloc = (corral__allocator){ ca_alloc, ca_realloc, ca_free, &f->ca };
+    f->alloc = (corral__allocator){ count_alloc, count_realloc, count_free, &f->ca };
     atomic_store(&f->clock.now_ns, T0_NS);
     f->env = (corral__store_env){ .alloc = &f->alloc,
                                   .now_ns = fake_now,
@@ -147,7 +111,7 @@ static fx *fx_open(size_t max_bytes, corral_eviction ev, unsigned shards) {
     fx *f = fx_init(max_bytes, ev, shards);
     assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
     assert_non_null(f->s);
-    f->baseline = atomic_load(&f->ca.outstanding);
+    f->baseline = outstanding(&f->ca);
     return f;
 }
 
@@ -160,7 +124,7 @@ static size_t used(fx *f) {
 static void check_accounting(fx *f) {
     corral__mem_quiesce(f->s);
     assert_int_equal((long long)used(f), event_balance(&f->rec));
-    assert_int_equal(atomic_load(&f->ca.outstanding) - f->baseline, used(f));
+    assert_int_equal(outstanding(&f->ca) - f->baseline, used(f));
 }
 
 static void fx_close(fx *f) {
@@ -168,7 +132,7 @@ static void fx_close(fx *f) {
         check_accounting(f);
         f->s->ops->close(f->s);
     }
-    assert_int_equal(atomic_load(&f->ca.outstanding), 0);
+    assert_int_equal(outstanding(&f->ca), 0);
     free(f);
 }
 
@@ -269,7 +233,7 @@ static suite_fx *mem_suite_open(suite_target *t, size_t max_value_bytes) {
     fx *f = fx_init(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
     f->cfg.max_value_bytes = max_value_bytes;
     assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
-    f->baseline = atomic_load(&f->ca.outstanding);
+    f->baseline = outstanding(&f->ca);
     suite_fx *sf = calloc(1, sizeof *sf);
     assert_non_null(sf);
     *sf = (suite_fx){ .s = f->s,
@@ -308,10 +272,10 @@ static void test_mem_get_returns_the_stored_bytes_without_a_copy(void **state) {
 static void test_mem_entry_bytes_is_exactly_what_the_allocator_gives(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
-    size_t before = atomic_load(&f->ca.outstanding);
+    size_t before = outstanding(&f->ca);
     assert_int_equal(set(f, "some:key", "0123456789", CORRAL__NO_EXPIRY), CORRAL_OK);
     size_t want = corral__mem_entry_bytes(8, 10);
-    assert_int_equal(atomic_load(&f->ca.outstanding) - before, want);
+    assert_int_equal(outstanding(&f->ca) - before, want);
     assert_int_equal(used(f), want);
     assert_true(want > 8 + 10 + 1); /* the header counts too */
     assert_int_equal(corral__mem_entry_bytes(SIZE_MAX - 4, 10), SIZE_MAX); /* overflow */
@@ -330,9 +294,9 @@ static void test_mem_value_outlives_its_removal_until_released(void **state) {
     corral__mem_quiesce(f->s);
     assert_string_equal(corral_value_data(v), "kept");
     assert_int_equal(used(f), 0);
-    assert_int_equal(atomic_load(&f->ca.outstanding) - f->baseline, corral__mem_entry_bytes(1, 4));
+    assert_int_equal(outstanding(&f->ca) - f->baseline, corral__mem_entry_bytes(1, 4));
     corral_value_unref(v);
-    assert_int_equal(atomic_load(&f->ca.outstanding), f->baseline);
+    assert_int_equal(outstanding(&f->ca), f->baseline);
     fx_close(f);
 }
 
@@ -342,7 +306,7 @@ static void test_mem_refuses_values_too_big_without_change(void **state) {
     fx *f = fx_init(max, CORRAL_EVICT_DEFAULT, 1);
     f->cfg.max_value_bytes = 50;
     assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
-    f->baseline = atomic_load(&f->ca.outstanding);
+    f->baseline = outstanding(&f->ca);
     char big[128];
     memset(big, 'x', sizeof big);
     big[51] = '\0';
@@ -594,11 +558,11 @@ static void test_mem_open_fails_cleanly_at_every_allocation(void **state) {
         long k = 1;
         for (;; k++) {
             fx *f = fx_init(16 << 20, evs[e], 0);
-            ca_arm(&f->ca, k);
+            arm(&f->ca, k);
             f->s = (corral__store *)f;
             int rc = corral__mem_open(&f->s, &f->cfg, &f->env);
             if (rc == CORRAL_OK) {
-                f->baseline = atomic_load(&f->ca.outstanding);
+                f->baseline = outstanding(&f->ca);
                 fx_close(f);
                 break;
             }
@@ -635,9 +599,9 @@ static void sweep(sweep_op op) {
         assert_int_equal(set(f, "x", "12345678", CORRAL__NO_EXPIRY), CORRAL_OK);
         size_t before = used(f);
         long added = events(&f->rec, CORRAL__ADDED);
-        ca_arm(&f->ca, k);
+        arm(&f->ca, k);
         int rc = op(f);
-        ca_arm(&f->ca, 0);
+        arm(&f->ca, 0);
         if (rc == CORRAL_OK) {
             assert_true(k > 1);
             fx_close(f);
@@ -915,7 +879,7 @@ static void test_mem_gets_read_the_clock_only_for_entries_that_expire(void **sta
     fx *f = fx_init(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
     f->env.now_ns = counting_now;
     assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
-    f->baseline = atomic_load(&f->ca.outstanding);
+    f->baseline = outstanding(&f->ca);
     assert_int_equal(set(f, "forever", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
     assert_int_equal(set(f, "soon", "v", 1000), CORRAL_OK);
     atomic_store(&clock_calls, 0);

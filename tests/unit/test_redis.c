@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "counting_alloc.h"
+
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -40,48 +42,10 @@
 
 static redis_server srv;
 
-/* ---- Counting allocator ---- */
-
-typedef struct counting_alloc {
-    _Atomic size_t outstanding;
-    _Atomic long allocs;
-    _Atomic long fail_at; /* 0: never */
-} counting_alloc;
-
-static void *ca_alloc(void *ctx, size_t n) {
-    counting_alloc *c = ctx;
-    long k = atomic_fetch_add(&c->allocs, 1) + 1;
-    if (k == atomic_load(&c->fail_at)) return NULL;
-    void *p = malloc(n ? n : 1);
-    if (p) atomic_fetch_add(&c->outstanding, n);
-    return p;
-}
-
-static void ca_free(void *ctx, void *p, size_t n) {
-    counting_alloc *c = ctx;
-    atomic_fetch_sub(&c->outstanding, n);
-    free(p);
-}
-
-static void *ca_realloc(void *ctx, void *p, size_t old_n, size_t new_n) {
-    counting_alloc *c = ctx;
-    void *q = realloc(p, new_n ? new_n : 1);
-    if (q) {
-        atomic_fetch_sub(&c->outstanding, old_n);
-        atomic_fetch_add(&c->outstanding, new_n);
-    }
-    return q;
-}
-
-static void ca_arm(counting_alloc *c, long k) {
-    atomic_store(&c->allocs, 0);
-    atomic_store(&c->fail_at, k);
-}
-
 /* ---- Store fixture ---- */
 
 typedef struct rfx {
-    counting_alloc ca;
+    counting ca;
     corral__allocator alloc;
     corral__store_env env;
     corral_redis_options ro;
@@ -92,7 +56,7 @@ typedef struct rfx {
 static rfx *rfx_init(const redis_server *server) {
     rfx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    f->alloc = (corral__allocator){ ca_alloc, ca_realloc, ca_free, &f->ca };
+    f->alloc = (corral__allocator){ count_alloc, count_realloc, count_free, &f->ca };
     f->env = (corral__store_env){ .alloc = &f->alloc, .now_ns = corral__realtime_ns };
     f->srv = server;
     corral_options o;
@@ -115,7 +79,7 @@ static rfx *rfx_open(const redis_server *server, size_t max_value_bytes) {
 
 static void rfx_close(rfx *f) {
     if (f->s) f->s->ops->close(f->s);
-    assert_int_equal(atomic_load(&f->ca.outstanding), 0);
+    assert_int_equal(outstanding(&f->ca), 0);
     free(f);
 }
 
@@ -641,7 +605,7 @@ static void test_redis_open_and_reads_fail_cleanly_at_every_allocation(void **st
     long k = 1;
     for (;; k++) {
         rfx *f = rfx_init(&srv);
-        ca_arm(&f->ca, k);
+        arm(&f->ca, k);
         int rc = corral__redis_open(&f->s, &f->ro, 1 << 20, &f->env, NULL);
         if (rc == CORRAL_OK) {
             rfx_close(f);
@@ -656,9 +620,9 @@ static void test_redis_open_and_reads_fail_cleanly_at_every_allocation(void **st
         rfx *f = rfx_open(&srv, 0);
         corral__skey ks[3] = { K("a"), K("b"), K("c") };
         corral_value *out[3];
-        ca_arm(&f->ca, k);
+        arm(&f->ca, k);
         int rc = f->s->ops->get_many(f->s, ks, 3, out);
-        ca_arm(&f->ca, 0);
+        arm(&f->ca, 0);
         if (rc == CORRAL_OK) {
             assert_string_equal(corral_value_data(out[2]), "333");
             for (int i = 0; i < 3; i++)
