@@ -36,7 +36,12 @@ enum {
 /* Cells of one class: the counters, then the histograms. */
 #define CORRAL__ROW (CORRAL__M_COUNT + CORRAL__H_COUNT * CORRAL__H_CELLS)
 
-#define CORRAL__METRICS_STRIPES   16
+/* Stripes of cells: the first CORRAL__METRICS_OWNED each belong to one thread, which adds to
+ * its cells with a plain load and store; threads beyond them share the rest, with atomic adds
+ * (metrics.c). */
+#define CORRAL__METRICS_OWNED     16
+#define CORRAL__METRICS_SHARED    4
+#define CORRAL__METRICS_STRIPES   (CORRAL__METRICS_OWNED + CORRAL__METRICS_SHARED)
 #define CORRAL__METRICS_OTHER     0
 #define CORRAL__METRICS_LABEL_MAX 63
 

@@ -190,6 +190,85 @@ static void test_concurrent_gets_are_each_counted_once(void **state) {
     corral_stats_free(f->c, s);
 }
 
+/* More threads than the stripes threads own (metrics.c: 16), so some count on the shared,
+ * atomic stripes; each thread alternates between two handles, whose stripes it owns apart. */
+#define MANY_THREADS 24
+
+typedef struct two_worker {
+    corral *a, *b;
+    pthread_barrier_t *go;
+    int failures;
+} two_worker;
+
+static void *two_handles_worker(void *arg) {
+    two_worker *w = arg;
+    int rc = pthread_barrier_wait(w->go);
+    if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) w->failures++;
+    char buf[16];
+    size_t len = 0;
+    for (int i = 0; i < N_ITERS; i++) {
+        if (corral_get_into(w->a, "g:hit", 5, NULL, buf, sizeof buf, &len) != CORRAL_OK)
+            w->failures++;
+        if (corral_get_into(w->b, "g:hit", 5, NULL, buf, sizeof buf, &len) != CORRAL_MISS)
+            w->failures++;
+        corral_value *v = NULL;
+        if (corral_get(w->b, "h:hit", 5, NULL, &v) != CORRAL_OK) w->failures++;
+        corral_value_unref(v);
+        if (corral_get_into(w->a, "h:hit", 5, NULL, buf, sizeof buf, &len) != CORRAL_MISS)
+            w->failures++;
+    }
+    return NULL;
+}
+
+/* The hits and misses of `prefix` in `c`. */
+static void prefix_counts(corral *c, const char *prefix, uint64_t *hits, uint64_t *misses) {
+    corral_stats_snapshot *s = NULL;
+    assert_int_equal(corral_stats(c, &s), CORRAL_OK);
+    const corral_prefix_stats *p = NULL;
+    for (size_t i = 0; i < s->n_prefixes; i++)
+        if (strcmp(s->prefixes[i].prefix, prefix) == 0) p = &s->prefixes[i];
+    assert_non_null(p);
+    *hits = p->hits;
+    *misses = p->misses;
+    corral_stats_free(c, s);
+}
+
+static void test_counts_are_exact_with_more_threads_than_owned_stripes(void **state) {
+    fixture *f = *state;
+    corral *b = NULL;
+    assert_int_equal(corral_open(&b, "mem://?max_memory=1MB", NULL), CORRAL_OK);
+    assert_int_equal(corral_set(f->c, "g:hit", 5, "v", 1, CORRAL_TTL_FOREVER, NULL), CORRAL_OK);
+    assert_int_equal(corral_set(b, "h:hit", 5, "w", 1, CORRAL_TTL_FOREVER, NULL), CORRAL_OK);
+    pthread_barrier_t go;
+    assert_int_equal(pthread_barrier_init(&go, NULL, MANY_THREADS), 0);
+    pthread_t tids[MANY_THREADS];
+    two_worker ws[MANY_THREADS];
+    for (int i = 0; i < MANY_THREADS; i++) {
+        ws[i] = (two_worker){ .a = f->c, .b = b, .go = &go };
+        assert_int_equal(pthread_create(&tids[i], NULL, two_handles_worker, &ws[i]), 0);
+    }
+    for (int i = 0; i < MANY_THREADS; i++) {
+        assert_int_equal(pthread_join(tids[i], NULL), 0);
+        assert_int_equal(ws[i].failures, 0);
+    }
+    assert_int_equal(pthread_barrier_destroy(&go), 0);
+    const uint64_t n = (uint64_t)MANY_THREADS * N_ITERS;
+    uint64_t hits, misses;
+    prefix_counts(f->c, "g", &hits, &misses);
+    assert_int_equal(hits, n);
+    assert_int_equal(misses, 0);
+    prefix_counts(f->c, "h", &hits, &misses);
+    assert_int_equal(hits, 0);
+    assert_int_equal(misses, n);
+    prefix_counts(b, "g", &hits, &misses);
+    assert_int_equal(hits, 0);
+    assert_int_equal(misses, n);
+    prefix_counts(b, "h", &hits, &misses);
+    assert_int_equal(hits, n);
+    assert_int_equal(misses, 0);
+    corral_close(b);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -197,6 +276,7 @@ int main(void) {
         T(test_concurrent_incr_set_get_lose_nothing),
         T(test_concurrent_add_has_exactly_one_winner_per_key),
         T(test_concurrent_gets_are_each_counted_once),
+        T(test_counts_are_exact_with_more_threads_than_owned_stripes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
