@@ -7,7 +7,9 @@
  * key, then up to 8 vary values. Flags: bit 0 binary keys; bit 1 use a per-call version; bits
  * 2-4 pick the handle's version and bits 5-7 the call's, from `versions` below. Handle byte:
  * bits 3 and 4 both set open a fresh handle whose prefix is part 0; otherwise bits 0-2 pick a
- * cached handle and its prefix from `cached_prefix` (part 0 is then unused).
+ * cached handle and its prefix from `cached_prefix` (part 0 is then unused); bit 5, without a
+ * per-call version, passes no call at all (NULL), so that gets also run corral_get_into's read
+ * path, which must agree with the general one.
  *
  * Oracles (this file recomputes the expected result and compares):
  * - make_key: the physical key is prefix ":" version ":" key to the byte; without binary keys it
@@ -123,6 +125,18 @@ static void check_key(corral *c, const char *prefix, bool binary, int64_t versio
         CHECK(((const char *)corral_value_data(v))[key->len] == '\0');
     }
     corral_value_unref(v);
+    if (!call) {
+        /* get_into without a call takes the read path that checks and hashes the key in place
+         * (corral.c, get_into_hot): it must agree with the general path. */
+        unsigned char buf[KEYCAP];
+        size_t blen = 1;
+        int into = corral_get_into(c, key->p, key->len, NULL, buf, sizeof buf, &blen);
+        CHECK(into == got);
+        if (into == CORRAL_OK)
+            CHECK(blen == key->len && (key->len == 0 || memcmp(buf, key->p, key->len) == 0));
+        else
+            CHECK(blen == 0);
+    }
     check_metrics(c);
     if (rc == CORRAL_OK) CHECK(corral_delete(c, key->p, key->len, call) == CORRAL_OK);
 }
@@ -239,7 +253,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     corral_call call = CORRAL_CALL_INIT;
     int64_t version = versions[version_i];
     if (flags & 2) version = call.version = versions[(flags >> 5) & 7];
-    check_key(c, prefix, binary, version, &call, key);
+    /* A call of defaults and no call mean the same; without one, gets take the read path. */
+    bool no_call = !(flags & 2) && (sel & 0x20);
+    check_key(c, prefix, binary, version, no_call ? NULL : &call, key);
     if ((sel & 0x18) == 0x18) corral_close(c);
     return 0;
 }

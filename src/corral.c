@@ -148,6 +148,7 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
                                      .key_prefix = c->key_prefix,
                                      .key_prefix_len = c->key_prefix_len,
                                      .track_all = o->key_fn != NULL,
+                                     .ks = &c->ks,
                                      .ping_timeout_ms = o->redis.command_timeout_ms };
         corral__store *redis = c->store;
         c->store = NULL;
@@ -158,6 +159,7 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
         if (is_redis) return rc; /* the Redis store explained in `err` */
         return corral__seterr(err, rc, "memory store: %s", corral_strerror(rc));
     }
+    c->hot_reads = c->ks.hot && (c->store->caps & CORRAL__STORE_CLS_ON_HIT);
     c->magic = CORRAL_MAGIC;
     *out = c;
     return CORRAL_OK;
@@ -254,7 +256,7 @@ static int make_skey(corral *c, const void *key, size_t key_len, const corral_ca
     if (rc != CORRAL_OK) return rc;
     sk->data = buf;
     sk->len = len;
-    sk->hash = corral__key_hash(buf, len);
+    sk->hash = corral__key_hash(&c->ks, buf, len);
     return CORRAL_OK;
 }
 
@@ -289,7 +291,7 @@ int corral__make_internal_key(corral *c, const char *kind, const char *name, siz
     if (rc != CORRAL_OK) return rc;
     sk->data = buf;
     sk->len = len;
-    sk->hash = corral__key_hash(buf, len);
+    sk->hash = corral__key_hash(&c->ks, buf, len);
     sk->cls = c->cls_internal;
     return CORRAL_OK;
 }
@@ -455,11 +457,66 @@ int corral_get(corral *c, const void *key, size_t key_len, const corral_call *ca
     return rc;
 }
 
+/* An enveloped value read by get_into: CORRAL_OK when it is still valid (not logically expired,
+ * tags unbusted), CORRAL_MISS otherwise. `hdr` holds its header when hdr_len <= hdr_cap. */
+static int get_into_check(corral *c, const corral__skey *sk, const void *hdr, size_t hdr_len,
+                          size_t hdr_cap) {
+    if (hdr_len <= hdr_cap) return corral__value_check(c, hdr, hdr_len, corral__now_ms(c));
+    /* A long header (many tags): check it on a reference instead of a copy. */
+    corral_value *v = NULL;
+    int ok = corral__get_checked(c, sk, &v);
+    if (ok == CORRAL_OK) ok = check_fresh(c, &v);
+    corral_value_unref(v);
+    return ok == CORRAL_OK ? CORRAL_OK : CORRAL_MISS;
+}
+
+/* get_into_check for the hot path's key in parts: builds the key, which the check may need to
+ * read the store again. Out of line, so that the hot path's frame stays small. */
+static __attribute__((noinline)) int get_into_hot_check(corral *c, const corral__skey *parts,
+                                                         uint16_t cls, const void *hdr,
+                                                         size_t hdr_len, size_t hdr_cap) {
+    char kbuf[CORRAL__KEYBUF];
+    memcpy(kbuf, parts->head, parts->head_len);
+    size_t tail_len = parts->len - parts->head_len;
+    if (tail_len) memcpy(kbuf + parts->head_len, parts->tail, tail_len);
+    kbuf[parts->len] = '\0';
+    corral__skey sk = { .data = kbuf, .len = parts->len, .hash = parts->hash, .cls = cls };
+    return get_into_check(c, &sk, hdr, hdr_len, hdr_cap);
+}
+
+/* get_into without a call on a handle with hot_reads: the key is checked and hashed where the
+ * caller has it and handed to the store in parts (the handle's header, the caller's bytes), and
+ * a hit counts under the class the store reports, so the class table is read only on a miss.
+ * Same results and counters as the general path below. */
+static int get_into_hot(corral *c, const void *key, size_t key_len, void *buf, size_t cap,
+                        size_t *out_len) {
+    corral__skey sk = {
+        .len = c->ks.hdr_len + key_len, .head = c->ks.hdr, .head_len = c->ks.hdr_len, .tail = key
+    };
+    int rc = corral__key_check_hot(&c->ks, key, key_len, &sk.hash);
+    if (rc != CORRAL_OK) return rc;
+    unsigned char hdr[256];
+    size_t hdr_len;
+    uint16_t cls;
+    rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len, &cls);
+    if ((rc == CORRAL_OK || rc == CORRAL_ENOSPC) && hdr_len &&
+        get_into_hot_check(c, &sk, cls, hdr, hdr_len, sizeof hdr) != CORRAL_OK) {
+        *out_len = 0;
+        rc = CORRAL_MISS;
+    }
+    if (rc == CORRAL_OK || rc == CORRAL_ENOSPC)
+        count(c, cls, CORRAL__M_cache_hits_total);
+    else if (rc == CORRAL_MISS)
+        count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
+    return rc;
+}
+
 int corral_get_into(corral *c, const void *key, size_t key_len, const corral_call *call, void *buf,
                     size_t cap, size_t *out_len) {
     if (out_len) *out_len = 0;
     if (!c || !out_len || (!buf && cap)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    if (!call && c->hot_reads) return get_into_hot(c, key, key_len, buf, cap, out_len);
     char kbuf[CORRAL__KEYBUF];
     corral__skey sk;
     int rc = corral__make_skey_read(c, key, key_len, call, kbuf, &sk);
@@ -480,20 +537,11 @@ int corral_get_into(corral *c, const void *key, size_t key_len, const corral_cal
         }
         corral_value_unref(v);
     } else if (rc == CORRAL_OK) {
-        rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len);
+        rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len,
+                                     NULL);
     }
     if ((rc == CORRAL_OK || rc == CORRAL_ENOSPC) && hdr_len) {
-        int ok;
-        if (hdr_len <= sizeof hdr) {
-            ok = corral__value_check(c, hdr, hdr_len, corral__now_ms(c));
-        } else {
-            /* A long header (many tags): check it on a reference instead of a copy. */
-            corral_value *v = NULL;
-            ok = corral__get_checked(c, &sk, &v);
-            if (ok == CORRAL_OK) ok = check_fresh(c, &v);
-            corral_value_unref(v);
-        }
-        if (ok != CORRAL_OK) {
+        if (get_into_check(c, &sk, hdr, hdr_len, sizeof hdr) != CORRAL_OK) {
             *out_len = 0;
             rc = CORRAL_MISS;
         }

@@ -160,8 +160,8 @@ static bool is_version(const char *v, size_t len) {
 static int read_version(corral *c, const corral__skey *sk, char *out, size_t *len, bool *foreign) {
     unsigned char hdr[CORRAL__ENV_SMALL];
     size_t hdr_len = 0;
-    int rc =
-        c->store->ops->get_into(c->store, sk, out, VERSION_MAX, len, hdr, sizeof hdr, &hdr_len);
+    int rc = c->store->ops->get_into(c->store, sk, out, VERSION_MAX, len, hdr, sizeof hdr, &hdr_len,
+                                     NULL);
     /* Too long for a version (ENOSPC), enveloped, or not decimal. */
     *foreign = rc == CORRAL_ENOSPC || (rc == CORRAL_OK && (hdr_len || !is_version(out, *len)));
     if (*foreign) {
@@ -473,7 +473,7 @@ int corral_on(corral *c, const char *event, const corral_rule *rule) {
     int rc = rule_new(c, rule, &rn);
     if (rc != CORRAL_OK) return rc;
     size_t len = strlen(event);
-    uint64_t hash = corral__key_hash(event, len);
+    uint64_t hash = corral__hash_bytes(event, len);
     /* Allocate outside the lock; the lock re-checks, and a node another registration beat us
      * to is freed after unlocking. */
     event_node *fresh = NULL;
@@ -636,7 +636,7 @@ int corral_emit(corral *c, const char *event, const corral_field *fields, size_t
     corral__rules *r = c->rules;
     CORRAL_CHECK_OBJ(r, RULES_MAGIC);
     size_t len = strlen(event);
-    event_node *ev = find_event(r, event, len, corral__key_hash(event, len));
+    event_node *ev = find_event(r, event, len, corral__hash_bytes(event, len));
     if (!ev) return CORRAL_OK;
     scratch s = { .c = c };
     int rc = expand_rules(&s, ev, event, fields, n);

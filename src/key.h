@@ -30,7 +30,14 @@ typedef struct corral__keyscheme {
     char hdr[CORRAL__MAX_KEY + 24];
     size_t hdr_len;
     bool hdr_valid; /* the header passes validation on its own (no bad byte) */
+    /* corral__key_check_hot applies: Django's function, text keys, a valid header of at most
+     * CORRAL__HOT_HDR bytes. */
+    bool hot;
+    uint64_t hdr_seed; /* corral__key_hash's seed for `hdr`: XXH3 of its bytes */
 } corral__keyscheme;
+
+/* The longest "prefix:version:" header the hot path copies as one fixed block. */
+#define CORRAL__HOT_HDR 16
 
 /* Fills `ks`; `prefix` is borrowed and must outlive it. */
 void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t prefix_len,
@@ -42,11 +49,29 @@ void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t pr
 int corral__key_build(const corral__keyscheme *ks, int64_t version, const void *key, size_t key_len,
                       char *out, size_t cap, size_t *out_len);
 
+/* The read path's corral__key_build for a scheme with `hot` set, at the scheme's own version,
+ * without building the key: checks the user key's bytes a word at a time and hashes it
+ * (corral__key_hash of ks->hdr followed by the key, computed from the caller's bytes).
+ * Returns CORRAL_OK or CORRAL_EBADKEY, exactly as corral__key_build does for the same key. */
+int corral__key_check_hot(const corral__keyscheme *ks, const void *key, size_t key_len,
+                          uint64_t *hash);
+
 /* Validates a physical key: CORRAL_OK or CORRAL_EBADKEY. */
 int corral__key_validate(const void *key, size_t len, bool allow_binary);
 
-/* The 64-bit hash every store and table uses (XXH3). */
-uint64_t corral__key_hash(const void *key, size_t len);
+/* The hash of a physical key, the one every store and table of a handle uses. A key of Django's
+ * scheme splits into its header, KEY_PREFIX ':' VERSION ':' (up to the first ':' after
+ * "KEY_PREFIX:"), and the rest; the hash is XXH3 of the rest seeded with XXH3 of the header.
+ * So the read path hashes the caller's own key bytes with the handle's precomputed seed and
+ * never reads back the key it has just built (a load spanning two fresh stores cannot be
+ * forwarded from them, and waits for them to retire: it would tie each get to the one before).
+ * A key with no such header (a scheme with a key function, a key outside KEY_PREFIX) is hashed
+ * whole, with seed 0: plain XXH3. A pure function of the scheme and the bytes, so any layer
+ * that meets a physical key (the near cache's invalidations) hashes it the same way. */
+uint64_t corral__key_hash(const corral__keyscheme *ks, const void *key, size_t len);
+
+/* XXH3 of `len` bytes: a store-level hash for keys that belong to no scheme (tests). */
+uint64_t corral__hash_bytes(const void *key, size_t len);
 
 /* The metrics prefix of a user key: up to the first ':'; for a fragment key
  * "template.cache.<name>.<md5>", "template.cache.<name>". Returns its length. */

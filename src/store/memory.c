@@ -20,9 +20,12 @@
  *   queues of its entries: one queue for SIEVE and LRU; a small queue, a main queue and a ghost
  *   table of key hashes for S3-FIFO. docs/eviction.md explains the policies.
  * - The header is laid out for the read path: the fields a lookup reads (chain link, hash,
- *   expiry, key length, hit mark, kind) come last, just before the key, and the value follows
- *   the key, so a get_into reads one contiguous run of bytes from the embedded value's length
- *   to the value's end. The fields only writers and reclamation use come first.
+ *   expiry, key, value and header lengths, hit mark, kind) come last, just before the key, and
+ *   the value follows the key, so a get_into reads one contiguous run of bytes from the chain
+ *   link to the value's end. The fields only writers, reclamation and a get's reference use
+ *   (the embedded corral_value among them) come first.
+ * - A lookup takes its key whole, or in two parts (store.h: the read path hands the handle's
+ *   "prefix:version:" header and the caller's key as they are, without building the key).
  *
  * Why our own table: liburcu's rculfhash (used before) is a split-ordered list, so a lookup
  * walks dummy bucket nodes as well as entries, and its automatic resize, which a table created
@@ -173,8 +176,9 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 typedef struct mem_store mem_store;
 
-/* Writers and reclamation use the fields before `val`; a get_into reads from val.hdr_len to the
- * end of the value, one contiguous run (the top comment). */
+/* Writers and reclamation use the fields before `next`. The read path reads from `next` to the
+ * end of the value, one contiguous run (the top comment): `dlen` and `hlen` repeat the embedded
+ * value's lengths there so that a get_into does not touch `val`. */
 typedef struct mem_entry {
     uint32_t magic;
     uint16_t cls;  /* metrics class of the key, reported with every event; immutable */
@@ -199,11 +203,13 @@ typedef struct mem_entry {
      * mutex; readers load it relaxed. */
     _Atomic uint64_t expires_ns;
     uint32_t klen; /* key bytes at `key`; immutable */
+    uint32_t dlen; /* == val.len; immutable (check_size keeps entries under 4 GiB) */
+    uint32_t hlen; /* == val.hdr_len: envelope header bytes between the key and the value */
     /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
      * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
     _Atomic uint8_t hits;
     uint8_t kind;        /* MEM_VALUE or MEM_LEASE; immutable */
-    unsigned char key[]; /* klen key bytes, then the stored value bytes, then a NUL */
+    unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
 
 /* A FIFO of entries: pushed at the head (newest), taken from the tail (oldest). */
@@ -432,6 +438,8 @@ static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, c
     size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
     corral__value_init(&e->val, data + hdr, len - hdr, mem_entry_release);
     e->val.hdr_len = (uint32_t)hdr;
+    e->dlen = (uint32_t)(len - hdr);
+    e->hlen = (uint32_t)hdr;
     return e;
 }
 
@@ -450,7 +458,8 @@ static void entry_discard(mem_store *s, mem_entry *e) {
 static int check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
                       uint8_t kind) {
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
-    if (klen > UINT32_MAX) return CORRAL_ETOOBIG; /* mem_entry.klen; keys are far shorter */
+    /* mem_entry.klen, dlen and hlen are 32 bits; keys are far shorter. */
+    if (klen > UINT32_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
     return corral__mem_entry_bytes(klen, vlen) > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 
@@ -492,7 +501,9 @@ static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, u
     mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
         if (e->hash == k->hash && e->klen == k->len && e->kind == kind &&
-            key_equal(e->key, k->data, k->len)) {
+            (k->data ? key_equal(e->key, k->data, k->len)
+                     : key_equal(e->key, k->head, k->head_len) &&
+                           key_equal(e->key + k->head_len, k->tail, k->len - k->head_len))) {
             CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
             return e;
         }
@@ -912,7 +923,7 @@ static int mem_get(corral__store *base, const corral__skey *k, corral_value **ou
 }
 
 static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
-                        size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
+                        size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len, uint16_t *cls) {
     mem_store *s = store_of(base);
     uint64_t now = 0;
     size_t n = 0, h = 0;
@@ -923,12 +934,13 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
         reap_rcu(s, e, now);
     } else if (e) {
         note_hit_rcu(s, e);
-        n = e->val.len;
-        h = e->val.hdr_len;
+        n = e->dlen;
+        h = e->hlen;
         const unsigned char *data = e->key + e->klen + h; /* == e->val.data */
         if (h && h <= hdr_cap) memcpy(hdr, data - h, h);
         rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
         if (rc == CORRAL_OK && n) memcpy(buf, data, n);
+        if (cls) *cls = e->cls;
     }
     read_unlock(s);
     *len = n;
@@ -1195,6 +1207,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     mem_store *s = corral__calloc(env->alloc, 1, sizeof *s);
     if (!s) return CORRAL_ENOMEM;
     s->base.ops = &mem_ops;
+    s->base.caps = CORRAL__STORE_CLS_ON_HIT;
     s->magic = MEM_STORE_MAGIC;
     s->env = *env;
     s->policy = policy;

@@ -105,9 +105,10 @@ typedef struct tiered_store {
     corral__store base;
     uint32_t magic;
     const corral__allocator *alloc;
-    corral__store *near;  /* memory store */
-    corral__store *redis; /* the Redis store */
-    char *track;          /* "<key_prefix>:", or NULL to track every key; owned */
+    corral__store *near;         /* memory store */
+    corral__store *redis;        /* the Redis store */
+    char *track;                 /* "<key_prefix>:", or NULL to track every key; owned */
+    const corral__keyscheme *ks; /* the handle's, to hash reported keys (corral__key_hash) */
     size_t track_len;
     _Atomic uint64_t gen[GEN_SLOTS];
     _Atomic uint64_t epoch;
@@ -221,13 +222,14 @@ static int t_get(corral__store *base, const corral__skey *k, corral_value **out)
 }
 
 static int t_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
-                      size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
+                      size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len, uint16_t *cls) {
     tiered_store *t = store_of(base);
     *len = 0;
     *hdr_len = 0;
+    if (cls) *cls = k->cls;
     ensure_tracker(t);
     if (atomic_load(&t->live)) {
-        int rc = t->near->ops->get_into(t->near, k, buf, cap, len, hdr, hdr_cap, hdr_len);
+        int rc = t->near->ops->get_into(t->near, k, buf, cap, len, hdr, hdr_cap, hdr_len, NULL);
         if (rc == CORRAL_OK || rc == CORRAL_ENOSPC) {
             count(&t->ctr.near_hits);
             return rc;
@@ -478,7 +480,8 @@ static void on_message(tiered_store *t, const redisReply *r) {
         count(&t->ctr.invalidations);
         corral__skey sk = { .data = k->str,
                             .len = k->len,
-                            .hash = corral__key_hash(k->str, k->len) };
+                            .hash = t->ks ? corral__key_hash(t->ks, k->str, k->len)
+                                          : corral__hash_bytes(k->str, k->len) };
         forget(t, &sk);
     }
 }
@@ -677,6 +680,7 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     atomic_init(&t->stopping, false);
     atomic_init(&t->started, 0);
     atomic_init(&t->has_thread, false);
+    t->ks = cfg->ks;
     int rc = CORRAL_ENOMEM;
     if (!cfg->track_all) {
         t->track_len = cfg->key_prefix_len + 1;

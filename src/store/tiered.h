@@ -9,6 +9,7 @@
 #define CORRAL_STORE_TIERED_H
 
 #include "store.h"
+#include "../key.h"
 
 typedef struct corral__tiered_config {
     size_t near_bytes; /* the near cache's bound, > 0 */
@@ -17,6 +18,9 @@ typedef struct corral__tiered_config {
     const char *key_prefix;
     size_t key_prefix_len;
     bool track_all;
+    /* The handle's key scheme, to hash the keys Redis reports as the handle hashed them; NULL
+     * hashes them whole (corral__hash_bytes), for tests that drive the store directly. */
+    const corral__keyscheme *ks;
     /* The tracker's liveness check (tiered.c): a PING after `ping_interval_ms` with nothing
      * received, and the connection counts as lost when nothing answers within
      * `ping_timeout_ms`. 0: 1000 ms each. */

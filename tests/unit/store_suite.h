@@ -65,7 +65,7 @@ static suite_fx *ss_open(void **state) {
 static corral__skey ss_key(const char *k) {
     size_t n = strlen(k);
     return (corral__skey){
-        .data = k, .len = n, .hash = corral__key_hash(k, n), .cls = (uint16_t)(unsigned char)k[0]
+        .data = k, .len = n, .hash = corral__hash_bytes(k, n), .cls = (uint16_t)(unsigned char)k[0]
     };
 }
 
@@ -165,15 +165,17 @@ static void test_store_get_into_copies_or_reports_the_needed_length(void **state
     corral__skey sk = ss_key("k"), missing = ss_key("nope");
     char buf[16] = { 0 };
     size_t len = 99, hlen;
-    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen),
+    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL),
                      CORRAL_OK);
     assert_int_equal(len, 5);
     assert_int_equal(hlen, 0);
     assert_memory_equal(buf, "hello", 5);
-    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, 4, &len, NULL, 0, &hlen), CORRAL_ENOSPC);
+    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, 4, &len, NULL, 0, &hlen, NULL),
+                     CORRAL_ENOSPC);
     assert_int_equal(len, 5);
-    assert_int_equal(f->s->ops->get_into(f->s, &missing, buf, sizeof buf, &len, NULL, 0, &hlen),
-                     CORRAL_MISS);
+    assert_int_equal(
+        f->s->ops->get_into(f->s, &missing, buf, sizeof buf, &len, NULL, 0, &hlen, NULL),
+        CORRAL_MISS);
     assert_int_equal(len, 0);
     f->close(f);
 }
@@ -467,7 +469,7 @@ static int ss_op_get_into(suite_fx *f) {
     corral__skey sk = ss_key("k");
     char buf[8];
     size_t len = 7, hlen;
-    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen);
+    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL);
     assert_int_equal(len, 0);
     return rc;
 }

@@ -18,7 +18,8 @@
 
 #include "corral/corral.h"
 
-#define KEYCAP 8192
+#define KEYCAP  8192
+#define MAX_KEY 250 /* bytes of a physical key (Django's memcached limit) */
 
 static corral *open_url(const char *url) {
     corral *c = NULL;
@@ -232,6 +233,61 @@ static void test_make_key_refuses_control_space_and_del_bytes(void **state) {
     corral_close(c);
 }
 
+/* corral_get_into without a call checks the key a word at a time (key.c): every length across
+ * the word boundaries, every position, every byte, must get the byte-by-byte answer. */
+static void test_read_path_refuses_a_bad_byte_at_every_position(void **state) {
+    (void)state;
+    corral *c = open_url("mem://?key_prefix=djzen&version=3");
+    char key[40], buf[8];
+    for (size_t len = 1; len <= sizeof key; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (int b = 0; b < 256; b++) {
+                memset(key, 'k', len);
+                key[pos] = (char)b;
+                size_t got = 99;
+                int want = (b <= 0x20 || b == 0x7f) ? CORRAL_EBADKEY : CORRAL_MISS;
+                int rc = corral_get_into(c, key, len, NULL, buf, sizeof buf, &got);
+                if (rc != want)
+                    fail_msg("len %zu, byte 0x%02x at %zu: rc %d, want %d", len, b, pos, rc, want);
+                assert_int_equal(got, 0);
+            }
+        }
+    }
+    corral_close(c);
+}
+
+/* The read path hashes the caller's bytes with the handle's header as a seed; every other path
+ * builds the key and hashes that (corral__key_hash). A value written by one path is found by
+ * the other, for every key length up to the limit, and the limit is the same. */
+static void test_read_path_and_write_path_agree_on_every_key_length(void **state) {
+    (void)state;
+    corral *c = open_url("mem://?key_prefix=djzen&version=3");
+    const size_t hdr = strlen("djzen:3:");
+    corral_call same = CORRAL_CALL_INIT; /* a call: the general path, same physical key */
+    same.version = 3;
+    char key[MAX_KEY + 2], buf[8];
+    for (size_t len = 0; len <= MAX_KEY - hdr + 1; len++) {
+        for (size_t i = 0; i < len; i++)
+            key[i] = (char)('!' + (i * 7 + len) % 90);
+        size_t got = 0;
+        int want = len <= MAX_KEY - hdr ? CORRAL_OK : CORRAL_EBADKEY;
+        assert_int_equal(corral_set(c, key, len, "v", 1, CORRAL_TTL_DEFAULT, NULL), want);
+        assert_int_equal(corral_get_into(c, key, len, NULL, buf, sizeof buf, &got), want);
+        if (want != CORRAL_OK) continue;
+        assert_int_equal(got, 1);
+        assert_int_equal(corral_get_into(c, key, len, &same, buf, sizeof buf, &got), CORRAL_OK);
+        assert_int_equal(corral_delete(c, key, len, &same), CORRAL_OK);
+        assert_int_equal(corral_get_into(c, key, len, NULL, buf, sizeof buf, &got), CORRAL_MISS);
+        /* Another version is another key, on both paths. */
+        corral_call v4 = CORRAL_CALL_INIT;
+        v4.version = 4;
+        assert_int_equal(corral_set(c, key, len, "w", 1, CORRAL_TTL_DEFAULT, &v4), CORRAL_OK);
+        assert_int_equal(corral_get_into(c, key, len, NULL, buf, sizeof buf, &got), CORRAL_MISS);
+        assert_int_equal(corral_get_into(c, key, len, &v4, buf, sizeof buf, &got), CORRAL_OK);
+    }
+    corral_close(c);
+}
+
 static void test_bad_key_is_refused_before_touching_the_store(void **state) {
     (void)state;
     corral *c = open_url(NULL);
@@ -428,6 +484,8 @@ int main(void) {
         cmocka_unit_test(test_fragment_key_enospc_returns_needed_length),
         cmocka_unit_test(test_fragment_key_refuses_null_arguments),
         cmocka_unit_test(test_fragment_key_is_a_valid_cache_key),
+        cmocka_unit_test(test_read_path_refuses_a_bad_byte_at_every_position),
+        cmocka_unit_test(test_read_path_and_write_path_agree_on_every_key_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

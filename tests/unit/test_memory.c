@@ -144,7 +144,7 @@ static void advance_ms(fx *f, uint64_t ms) {
 static corral__skey K(const char *k) {
     size_t n = strlen(k);
     return (corral__skey){
-        .data = k, .len = n, .hash = corral__key_hash(k, n), .cls = (uint16_t)(unsigned char)k[0]
+        .data = k, .len = n, .hash = corral__hash_bytes(k, n), .cls = (uint16_t)(unsigned char)k[0]
     };
 }
 
@@ -507,7 +507,9 @@ static void fill_past_bound(corral_eviction ev, unsigned shards) {
         x = x * 6364136223846793005u + 1442695040888963407u;
         int kl = snprintf(k, sizeof k, "key:%d", (int)((x >> 33) % 2000));
         size_t vl = (x >> 20) % (i % 10 == 0 ? sizeof val : 200);
-        corral__skey sk = { k, (size_t)kl, corral__key_hash(k, (size_t)kl), 1 };
+        corral__skey sk = {
+            .data = k, .len = (size_t)kl, .hash = corral__hash_bytes(k, (size_t)kl), .cls = 1
+        };
         int rc = f->s->ops->set(f->s, &sk, val, vl, (x & 1) ? 1000 : CORRAL__NO_EXPIRY,
                                 CORRAL__SET_ALWAYS);
         assert_int_equal(rc, CORRAL_OK);
@@ -670,7 +672,9 @@ static void *worker_main(void *arg) {
     for (int i = 0; i < w->iters; i++) {
         x = x * 6364136223846793005u + 1442695040888963407u;
         int kl = snprintf(k, sizeof k, "k%u", (unsigned)((x >> 40) % N_KEYS));
-        corral__skey sk = { k, (size_t)kl, corral__key_hash(k, (size_t)kl), 1 };
+        corral__skey sk = {
+            .data = k, .len = (size_t)kl, .hash = corral__hash_bytes(k, (size_t)kl), .cls = 1
+        };
         corral_value *v = NULL;
         size_t len = 0, hlen = 0;
         switch ((x >> 20) % 10) {
@@ -692,12 +696,14 @@ static void *worker_main(void *arg) {
             break;
         case 5:
         case 6:
-            rc = s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen);
+            rc = s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL);
             if (rc == CORRAL_OK) check_value(buf, len);
             break;
         case 7: assert_true(s->ops->del(s, &sk) >= 0); break;
         case 8: {
-            corral__skey ck = { "ctr", 3, corral__key_hash("ctr", 3), 2 };
+            corral__skey ck = {
+                .data = "ctr", .len = 3, .hash = corral__hash_bytes("ctr", 3), .cls = 2
+            };
             int64_t out;
             rc = s->ops->incr(s, &ck, 1, &out);
             assert_true(rc == CORRAL_OK || rc == CORRAL_MISS); /* MISS once evicted */
@@ -743,7 +749,7 @@ static void run_workers(corral_eviction ev, unsigned shards) {
     assert_true(used(f) <= 8 * 1024);
     assert_true(events(&f->rec, CORRAL__EVICTED) > 0);
     /* The counter may have been evicted; if it is there, no increment was lost. */
-    corral__skey ck = { "ctr", 3, corral__key_hash("ctr", 3), 2 };
+    corral__skey ck = { .data = "ctr", .len = 3, .hash = corral__hash_bytes("ctr", 3), .cls = 2 };
     corral_value *v = NULL;
     if (f->s->ops->get(f->s, &ck, &v) == CORRAL_OK) {
         assert_true(strtoll(corral_value_data(v), NULL, 10) <= incrs);
@@ -777,7 +783,9 @@ static void *rcu_main(void *p) {
     assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
     for (int i = 0; i < 20000; i++) {
         int kl = snprintf(k, sizeof k, "r%d", i % 4);
-        corral__skey sk = { k, (size_t)kl, corral__key_hash(k, (size_t)kl), 1 };
+        corral__skey sk = {
+            .data = k, .len = (size_t)kl, .hash = corral__hash_bytes(k, (size_t)kl), .cls = 1
+        };
         size_t len = 0, hlen = 0;
         corral_value *v = NULL;
         if (a->role == 0) {
@@ -785,7 +793,7 @@ static void *rcu_main(void *p) {
             assert_int_equal(s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
                              CORRAL_OK);
         } else if (a->role == 1) {
-            if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen) == CORRAL_OK)
+            if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL) == CORRAL_OK)
                 check_value(buf, len);
         } else if (s->ops->get(s, &sk, &v) == CORRAL_OK) {
             check_value(corral_value_data(v), corral_value_len(v));
@@ -832,7 +840,7 @@ static void expect_h(fx *f, const char *k, uint64_t hash, const char *want) {
     corral__skey sk = KH(k, hash);
     char buf[32];
     size_t len = 0, hlen = 0;
-    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen);
+    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL);
     if (!want) {
         assert_int_equal(rc, CORRAL_MISS);
         return;
@@ -853,8 +861,12 @@ static void test_mem_keys_that_share_a_hash_stay_apart_in_one_chain(void **state
     corral__skey lk = KH("b", h);
     assert_int_equal(f->s->ops->lease_acquire(f->s, &lk, "t", 1, 1000), CORRAL_OK);
     assert_int_equal(set_h(f, "b", h, "2b"), CORRAL_OK); /* replaced in the middle */
-    assert_int_equal(f->s->ops->del(f->s, &(corral__skey){ "dd", 2, h, 1 }), CORRAL_OK); /* head */
-    assert_int_equal(f->s->ops->del(f->s, &(corral__skey){ "a", 1, h, 1 }), CORRAL_OK);  /* tail */
+    assert_int_equal(
+        f->s->ops->del(f->s, &(corral__skey){ .data = "dd", .len = 2, .hash = h, .cls = 1 }),
+        CORRAL_OK); /* head */
+    assert_int_equal(
+        f->s->ops->del(f->s, &(corral__skey){ .data = "a", .len = 1, .hash = h, .cls = 1 }),
+        CORRAL_OK); /* tail */
     expect_h(f, "a", h, NULL);
     expect_h(f, "b", h, "2b");
     expect_h(f, "c", h, "3");
@@ -884,7 +896,7 @@ static void test_mem_gets_read_the_clock_only_for_entries_that_expire(void **sta
     assert_int_equal(set(f, "soon", "v", 1000), CORRAL_OK);
     atomic_store(&clock_calls, 0);
     expect_stored(f, "forever", "v");
-    expect_h(f, "forever", corral__key_hash("forever", 7), "v");
+    expect_h(f, "forever", corral__hash_bytes("forever", 7), "v");
     assert_int_equal(atomic_load(&clock_calls), 0);
     expect_stored(f, "soon", "v");
     assert_int_equal(atomic_load(&clock_calls), 1);
@@ -910,7 +922,7 @@ static void *chain_main(void *p) {
     assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
     for (int i = 0; i < CHAIN_ITERS; i++) {
         int kl = snprintf(k, sizeof k, "n%d", i % 5);
-        corral__skey sk = { k, (size_t)kl, CHAIN_HASH, 1 };
+        corral__skey sk = { .data = k, .len = (size_t)kl, .hash = CHAIN_HASH, .cls = 1 };
         size_t len = 0, hlen = 0;
         if (a->writer) {
             if (i % 7 == 3) {
@@ -923,11 +935,11 @@ static void *chain_main(void *p) {
             }
             continue;
         }
-        corral__skey stay = { "stay", 4, CHAIN_HASH, 1 };
-        assert_int_equal(s->ops->get_into(s, &stay, buf, sizeof buf, &len, NULL, 0, &hlen),
+        corral__skey stay = { .data = "stay", .len = 4, .hash = CHAIN_HASH, .cls = 1 };
+        assert_int_equal(s->ops->get_into(s, &stay, buf, sizeof buf, &len, NULL, 0, &hlen, NULL),
                          CORRAL_OK);
         check_value(buf, len);
-        if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen) == CORRAL_OK)
+        if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL) == CORRAL_OK)
             check_value(buf, len);
     }
     return NULL;
@@ -938,7 +950,7 @@ static void test_mem_readers_never_miss_a_key_while_its_chain_changes(void **sta
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
     char val[512];
     size_t len = make_value(val, 7);
-    corral__skey stay = { "stay", 4, CHAIN_HASH, 1 };
+    corral__skey stay = { .data = "stay", .len = 4, .hash = CHAIN_HASH, .cls = 1 };
     assert_int_equal(f->s->ops->set(f->s, &stay, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
                      CORRAL_OK);
     pthread_barrier_t start;

@@ -379,7 +379,7 @@ static corral__store *open_tiered(corral__tiered_config *tc, int64_t command_tim
     assert_int_equal(corral__tiered_open_take(&s, redis, tc, &env, NULL), CORRAL_OK);
     corral__skey probe = { .data = "n:1:probe",
                            .len = 9,
-                           .hash = corral__key_hash("n:1:probe", 9) };
+                           .hash = corral__hash_bytes("n:1:probe", 9) };
     corral_value *pv = NULL;
     assert_int_equal(s->ops->get(s, &probe, &pv), CORRAL_MISS); /* starts the tracker */
     uint64_t deadline = now_ns() + DEADLINE_NS;
@@ -390,7 +390,7 @@ static corral__store *open_tiered(corral__tiered_config *tc, int64_t command_tim
 
 static corral__skey skey(const char *k) {
     size_t n = strlen(k);
-    return (corral__skey){ .data = k, .len = n, .hash = corral__key_hash(k, n) };
+    return (corral__skey){ .data = k, .len = n, .hash = corral__hash_bytes(k, n) };
 }
 
 static void test_near_read_invalidated_in_flight_is_not_kept(void **state) {
