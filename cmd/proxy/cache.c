@@ -24,11 +24,14 @@
  * time) makes requests pass without waiting on each other.
  *
  * Coalescing: misses join the flight "<route>:f:<hash(pk, vk)>" (vk from the record's spec,
- * empty without a record). The leader fetches (fetch.c) and finishes the flight with the
- * stored object, or PX_FLIGHT_PASS at the response head when it is not storable, or an origin
- * error. Waiters are woken through their worker's inbox (the finishing thread may be another
- * worker's) and check the object against their own variant; a mismatch looks up again, and
- * after two wake-ups a request stops coalescing. Requests with credentials never coalesce.
+ * empty without a record). The leader fetches (fetch.c) and finishes the flight with
+ * PX_FLIGHT_STREAM at the head of a storable answer (the waiters stream its busy object,
+ * busy.c, from the head on), or PX_FLIGHT_PASS at the head when it is not storable, or the
+ * stored object, or an origin error. Waiters are woken through their worker's inbox (the
+ * finishing thread may be another worker's) and check the answer against their own variant; a
+ * mismatch looks up again, and after two wake-ups a request stops coalescing. A miss that finds
+ * a published busy object of its flight key streams it instead of fetching. Requests with
+ * credentials never coalesce.
  *
  * Threads: every function runs on the loop thread of the connection's worker, except on_flight,
  * which runs on whichever thread finishes the flight and only posts to the inbox.
@@ -254,9 +257,15 @@ void px_objbuf_free(px_objbuf *b) {
 }
 
 int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_obj *o) {
+    if (px_obj_parse_bytes(corral_value_data(v), corral_value_len(v), hdrs, max_hdrs, o) < 0)
+        return -1;
+    o->v = v;
+    return 0;
+}
+
+int px_obj_parse_bytes(const char *p, size_t len, corral_http_header *hdrs, size_t max_hdrs,
+                       px_obj *o) {
     memset(o, 0, sizeof *o);
-    const char *p = corral_value_data(v);
-    size_t len = corral_value_len(v);
     if (len < OBJ_HEADER || get_u32(p) != OBJ_MAGIC) return -1;
     size_t pk_len = get_u32(p + 4), spec_len = get_u32(p + 8), vk_len = get_u32(p + 12);
     size_t head_len = get_u32(p + 16);
@@ -282,7 +291,6 @@ int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_
                                NULL) != CORRAL_OK)
         return -1;
     o->hdrs = hdrs;
-    o->v = v;
     return 0;
 }
 
@@ -518,6 +526,8 @@ static void start_fetch(px_conn *c, px_fetch_kind kind, corral_flight *lead, px_
         .kind = kind,
         .sink = c,
         .lead = lead,
+        .flight_key = c->flight_key,
+        .flight_key_len = c->flight_key_len,
         .req = &rq->msg,
         .route = rq->route,
         .cfg = rq->cfg,
@@ -539,6 +549,10 @@ static void pass(px_conn *c, const char *reason) {
 /* Called by the thread that finishes a flight: hand the outcome to the waiter's worker. */
 static void on_flight(void *arg, int rc, corral_value *v) {
     px_conn *c = arg;
+    /* The leader published its busy object before finishing the flight, and cannot withdraw
+     * it before this returns: it is found (a newer one of the same key would do as well). */
+    if (rc == PX_FLIGHT_STREAM)
+        c->wake_busy = px_busy_find(c->w->px, c->flight_key, c->flight_key_len);
     c->wake_rc = rc;
     c->wake_v = v;
     px_worker_wake(c->w, c);
@@ -565,6 +579,12 @@ static void flight_key(px_conn *c, const char *vk, size_t vk_len) {
 static void refresh_in_background(px_conn *c) {
     px_request *rq = &c->req;
     corral *cache = c->w->px->cache;
+    /* A refresh whose answer is arriving (its flight ended at the head) is running too. */
+    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len);
+    if (b) {
+        px_busy_unref(b);
+        return;
+    }
     corral_flight *lead = NULL;
     int rc = corral_flight_join(cache, c->flight_key, c->flight_key_len, NULL, on_refresh_waiter,
                                 NULL, &lead);
@@ -573,6 +593,8 @@ static void refresh_in_background(px_conn *c) {
         .kind = has_validator(&rq->obj.head) ? PX_FETCH_REVALIDATE : PX_FETCH_MISS,
         .sink = NULL,
         .lead = lead,
+        .flight_key = c->flight_key,
+        .flight_key_len = c->flight_key_len,
         .req = &rq->msg,
         .route = rq->route,
         .cfg = rq->cfg,
@@ -587,6 +609,107 @@ static void refresh_in_background(px_conn *c) {
     }
 }
 
+/* ---- Streaming a busy object ---- */
+
+#define STREAM_SLICE (256u * 1024) /* bytes taken from a busy object between congestion checks */
+
+static void stream_stop(px_conn *c) {
+    if (!c->stream) return;
+    px_busy_detach(c->stream, &c->rd);
+    px_busy_unref(c->stream);
+    c->stream = NULL;
+    c->stream_blocked = false;
+}
+
+void px_cache_stream(px_conn *c) {
+    PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    if (c->closing) {
+        px_conn_release_closed(c);
+        return;
+    }
+    /* Sends what there is, unless the client's queue is long: on_write calls again. */
+    while (c->stream && !c->closing) {
+        if (px_conn_congested(c)) {
+            c->stream_blocked = true;
+            return;
+        }
+        c->stream_blocked = false;
+        const char *data;
+        size_t len;
+        int st = px_busy_read(c->stream, &c->rd, STREAM_SLICE, &data, &len);
+        if (st == PX_BUSY_MORE) {
+            px_conn_body(c, data, len, NULL);
+            continue;
+        }
+        if (st == PX_BUSY_WAIT) return;
+        stream_stop(c);
+        if (st == PX_BUSY_DONE)
+            px_conn_end(c);
+        else
+            px_conn_abort(c); /* the leader's fetch failed: cut short, as its own client is */
+        return;
+    }
+}
+
+/* Answers the request from busy object `b` (the reference is taken) when it is this request's
+ * variant and usable for it: the head now, the body as it arrives. Returns false (`b` released)
+ * otherwise. */
+static bool stream_from(px_conn *c, px_busy *b) {
+    px_request *rq = &c->req;
+    px_obj o = *px_busy_view(b); /* its fields are read-only: they point into `b` */
+    corral_http_decision d;
+    char *vk = rq->pk + rq->pk_len;
+    size_t vk_cap = c->scratch_cap - (size_t)(vk - c->scratch), vk_len = 0;
+    if (o.pk_len != rq->pk_len || memcmp(o.pk, rq->pk, rq->pk_len) != 0 ||
+        corral_http_variant_key(&rq->msg, o.spec, o.spec_len, vk, vk_cap, &vk_len) != CORRAL_OK ||
+        vk_len != o.vk_len || memcmp(vk, o.vk, vk_len) != 0) {
+        px_busy_unref(b);
+        return false;
+    }
+    /* Its framing, for the client's head: the stored head has none. */
+    uint64_t length = 0;
+    if (px_busy_length(b, &length)) {
+        o.head.framing = CORRAL_HTTP_FRAMING_LENGTH;
+        o.head.has_content_length = true;
+        o.head.content_length = length;
+    } else {
+        o.head.framing = CORRAL_HTTP_FRAMING_CHUNKED;
+        o.head.has_content_length = false;
+    }
+    corral_http_entry e = { &o.head, o.req_ms, o.resp_ms };
+    int64_t now = px_now_ms();
+    if (corral_http_lookup(&rq->route->policy, &rq->msg, &e, now, &d) != 0 ||
+        (d.action != CORRAL_HTTP_HIT && d.action != CORRAL_HTTP_STALE_WHILE_REVALIDATE &&
+         d.action != CORRAL_HTTP_REVALIDATE)) {
+        px_busy_unref(b);
+        return false;
+    }
+    obj_release(&rq->obj); /* a stale copy being revalidated */
+    rq->result = PX_R_COALESCED;
+    rq->reason = "coalesced (streamed)";
+    unsigned cs = corral_http_conditional_status(&rq->msg, &o.head, now);
+    if (cs == 304 || cs == 412) {
+        px_busy_unref(b);
+        px_conn_not_modified(c, &o.head, cs, PX_R_COALESCED);
+        return true;
+    }
+    if (px_conn_send_head(c, &o.head, PX_R_COALESCED) < 0) {
+        px_busy_unref(b);
+        px_conn_simple(c, 502, "Bad Gateway", "response head too large\n", PX_R_ERROR,
+                       "head too large");
+        return true;
+    }
+    if (rq->is_head) {
+        px_busy_unref(b);
+        px_conn_end(c);
+        return true;
+    }
+    c->stream = b;
+    px_busy_attach(b, &c->rd, c);
+    px_cache_stream(c);
+    return true;
+}
+
 /* MISS or REVALIDATE: fetch, sharing the fetch with concurrent requests for the object. */
 static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_decision *d) {
     px_request *rq = &c->req;
@@ -594,6 +717,9 @@ static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_de
         start_fetch(c, kind, NULL, kind == PX_FETCH_MISS ? PX_R_MISS : PX_R_REVALIDATED, d->reason);
         return;
     }
+    /* A fetch of it whose answer is arriving (the flight ended at its head): stream that. */
+    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len);
+    if (b && stream_from(c, b)) return;
     corral_flight *lead = NULL;
     int rc = corral_flight_join(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight,
                                 c, &lead);
@@ -749,8 +875,11 @@ void px_cache_wait_expired(px_conn *c) {
 
 void px_cache_woken(px_conn *c, int rc, corral_value *v) {
     px_request *rq = &c->req;
+    px_busy *b = c->wake_busy;
+    c->wake_busy = NULL;
     if (c->closing || !c->busy) {
         corral_value_unref(v);
+        px_busy_unref(b);
         px_conn_release_closed(c);
         return;
     }
@@ -761,8 +890,14 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v) {
     if (rq->wakes >= WAKES_BEFORE_SOLO) rq->uncoalesced = true;
     if (timed_out) {
         corral_value_unref(v);
+        px_busy_unref(b);
         rq->uncoalesced = true;
         start_fetch(c, PX_FETCH_MISS, NULL, PX_R_MISS, "coalescing wait timed out");
+        return;
+    }
+    if (rc == PX_FLIGHT_STREAM) {
+        /* Not usable (another variant): look up again. */
+        if (!b || !stream_from(c, b)) dispatch(c);
         return;
     }
     if (rc == CORRAL_OK && v) {
@@ -821,6 +956,7 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v) {
 
 void px_request_release(px_conn *c) {
     px_request *rq = &c->req;
+    stream_stop(c);
     obj_release(&rq->obj);
     px_config_unref(rq->cfg);
     rq->cfg = NULL;
