@@ -20,11 +20,12 @@
  * readers notice.
  *
  * The registry (px->busy, px->busy_lock) lists the busy objects new requests may stream: one
- * that finds a busy object for its flight key streams it instead of fetching.
+ * that finds a busy object for its flight key streams it instead of fetching. A purge marks the
+ * busy objects it names (px_busy_purge) so that requests arriving after it fetch anew.
  *
  * Locks and references: each busy object has a lock protecting its segment list, published
  * length, state and readers. px->busy_lock protects the registry list and each object's
- * `published`. Lock order: px->busy_lock and a busy object's lock are never
+ * `published` and `purged_ms`. Lock order: px->busy_lock and a busy object's lock are never
  * held together; a busy object's lock is held while a reader's inbox_lock is taken (the inbox
  * lock is a leaf). References: the leader's, the registry's while published, each reader's
  * (px_conn.stream) and each pending hand-off (px_conn.wake_busy). Any thread may drop the last.
@@ -51,9 +52,10 @@ struct px_busy {
     /* Registry: px->busy_lock. */
     px_link link;
     bool published;
+    int64_t purged_ms; /* a purge that named this object, ms (0: none) */
     /* Immutable after px_busy_new. */
-    char *key, *obj; /* into one allocation */
-    size_t key_len, obj_len;
+    char *key, *ukey, *tags, *obj; /* into one allocation; tags are NUL-terminated in a row */
+    size_t key_len, ukey_len, tags_len, obj_len;
     bool has_length;
     uint64_t length;
     px_obj view; /* `obj` parsed (empty body), for every reader */
@@ -67,9 +69,13 @@ struct px_busy {
     px_link readers;
 };
 
-px_busy *px_busy_new(px_proxy *px, const char *key, size_t key_len, const char *obj, size_t obj_len,
-                     bool has_length, uint64_t length) {
-    px_busy *b = calloc(1, sizeof *b + key_len + obj_len);
+px_busy *px_busy_new(px_proxy *px, const char *key, size_t key_len, const char *ukey,
+                     size_t ukey_len, const char *const *tags, size_t n_tags, const char *obj,
+                     size_t obj_len, bool has_length, uint64_t length) {
+    size_t tags_len = 0;
+    for (size_t i = 0; i < n_tags; i++)
+        tags_len += strlen(tags[i]) + 1;
+    px_busy *b = calloc(1, sizeof *b + key_len + ukey_len + tags_len + obj_len);
     if (!b) return NULL;
     if (uv_mutex_init(&b->lock) < 0) {
         free(b);
@@ -84,6 +90,16 @@ px_busy *px_busy_new(px_proxy *px, const char *key, size_t key_len, const char *
     b->key = p;
     memcpy(p, key, key_len);
     p += b->key_len = key_len;
+    b->ukey = p;
+    memcpy(p, ukey, ukey_len);
+    p += b->ukey_len = ukey_len;
+    b->tags = p;
+    for (size_t i = 0; i < n_tags; i++) {
+        size_t n = strlen(tags[i]) + 1;
+        memcpy(p, tags[i], n);
+        p += n;
+    }
+    b->tags_len = tags_len;
     b->obj = p;
     memcpy(p, obj, obj_len);
     b->obj_len = obj_len;
@@ -141,19 +157,55 @@ void px_busy_unpublish(px_busy *b) {
     if (was) px_busy_unref(b);
 }
 
-px_busy *px_busy_find(px_proxy *px, const char *key, size_t key_len) {
+px_busy *px_busy_find(px_proxy *px, const char *key, size_t key_len, bool purged_too) {
     px_busy *found = NULL;
     uv_mutex_lock(&px->busy_lock);
     /* Newest first: the list is in publishing order. */
     for (px_link *l = px->busy.prev; l != &px->busy; l = l->prev) {
         px_busy *b = PX_CONTAINER(l, px_busy, link);
-        if (b->key_len == key_len && memcmp(b->key, key, key_len) == 0) {
+        if (b->key_len == key_len && memcmp(b->key, key, key_len) == 0 &&
+            (purged_too || b->purged_ms == 0)) {
             found = px_busy_ref(b);
             break;
         }
     }
     uv_mutex_unlock(&px->busy_lock);
     return found;
+}
+
+static bool has_tag(const px_busy *b, const char *name, size_t len) {
+    for (const char *t = b->tags; t < b->tags + b->tags_len; t += strlen(t) + 1) {
+        if (strlen(t) == len && memcmp(t, name, len) == 0) return true;
+    }
+    return false;
+}
+
+void px_busy_purge(px_proxy *px, int by, const char *name, size_t len, int64_t now_ms) {
+    uv_mutex_lock(&px->busy_lock);
+    for (px_link *l = px->busy.next; l != &px->busy; l = l->next) {
+        px_busy *b = PX_CONTAINER(l, px_busy, link);
+        bool match =
+            by == PX_BUSY_BY_ALL ||
+            (by == PX_BUSY_BY_URL && b->ukey_len == len && memcmp(b->ukey, name, len) == 0) ||
+            (by == PX_BUSY_BY_TAG && has_tag(b, name, len));
+        if (match && b->purged_ms == 0) b->purged_ms = now_ms > 0 ? now_ms : 1;
+    }
+    uv_mutex_unlock(&px->busy_lock);
+}
+
+int64_t px_busy_purged_ms(px_busy *b) {
+    PX_CHECK_OBJ(b, PX_BUSY_MAGIC);
+    uv_mutex_lock(&b->px->busy_lock);
+    int64_t ms = b->purged_ms;
+    uv_mutex_unlock(&b->px->busy_lock);
+    return ms;
+}
+
+void px_busy_set_purged(px_busy *b, int64_t ms) {
+    PX_CHECK_OBJ(b, PX_BUSY_MAGIC);
+    uv_mutex_lock(&b->px->busy_lock);
+    if (b->purged_ms == 0 || ms < b->purged_ms) b->purged_ms = ms > 0 ? ms : 1;
+    uv_mutex_unlock(&b->px->busy_lock);
 }
 
 const px_obj *px_busy_view(const px_busy *b) {

@@ -33,6 +33,9 @@
  * a published busy object of its flight key streams it instead of fetching. Requests with
  * credentials never coalesce.
  *
+ * Purges write a purge stamp first (see "Purge stamps" below), so a fill in flight never undoes
+ * one.
+ *
  * Threads: every function runs on the loop thread of the connection's worker, except on_flight,
  * which runs on whichever thread finishes the flight and only posts to the inbox.
  */
@@ -165,8 +168,7 @@ size_t px_tag_name(char kind, const char *name, size_t len, char *out) {
     return 2 + hash_hex(out + 2, "", 0, name, len);
 }
 
-/* The path of a primary key ("host/path?query"): from its first '/', without the query. */
-static void pk_path(const char *pk, size_t pk_len, const char **path, size_t *len) {
+void px_pk_path(const char *pk, size_t pk_len, const char **path, size_t *len) {
     const char *slash = memchr(pk, '/', pk_len);
     if (!slash) {
         *path = "/";
@@ -348,7 +350,7 @@ static int vrec_put(corral *cache, const px_config *cfg, const px_route *r, cons
     const char *tags[PX_MAX_PATH_TAGS];
     const char *path;
     size_t plen;
-    pk_path(pk, pk_len, &path, &plen);
+    px_pk_path(pk, pk_len, &path, &plen);
     corral_call call = CORRAL_CALL_INIT;
     call.tags = tags;
     call.n_tags = px_path_tags(cfg, path, plen, tagstore, sizeof tagstore, tags, PX_MAX_PATH_TAGS);
@@ -383,8 +385,98 @@ static uint64_t new_generation(const char *pk, size_t pk_len) {
     return g ? g : 1;
 }
 
+/* ---- Purge stamps ----
+ *
+ * A purge first writes a stamp, "~purge:<what>" = the time in ms ('~' cannot start a route
+ * name, so stamps never count as a route's objects), for its URL's vary key, its tag, or "*"
+ * (everything), then purges. A fill that started at S reads, after it stored its object, the
+ * stamps of everything that names the object; one at or after S means a purge may have come
+ * after the origin made the answer, so the fill deletes what it stored. Either the fill sees the
+ * stamp, or it stored before the stamp was written and so before the purge, which then removes
+ * the object: a purge is never undone. Stamps are ordinary entries kept PX_STAMP_TTL_MS; a fill
+ * older than that counts as purged. Proxies sharing a store compare their wall clocks: their
+ * clocks must agree (NTP) to within the time between a fill's start and a purge that races it.
+ */
+
+#define STAMP_PREFIX     "~purge:"
+#define STAMP_PREFIX_LEN 7
+#define STAMP_INLINE_MAX 160 /* longer names are hashed */
+#define STAMP_MAX        (1 + PX_MAX_PATH_TAGS + PX_MAX_SURROGATE_KEYS + 1)
+
+static size_t stamp_key(const char *name, size_t len, char *out) {
+    memcpy(out, STAMP_PREFIX, STAMP_PREFIX_LEN);
+    if (len <= STAMP_INLINE_MAX) {
+        memcpy(out + STAMP_PREFIX_LEN, name, len);
+        return STAMP_PREFIX_LEN + len;
+    }
+    out[STAMP_PREFIX_LEN] = '#';
+    return STAMP_PREFIX_LEN + 1 + hash_hex(out + STAMP_PREFIX_LEN + 1, "", 0, name, len);
+}
+
+/* Writes the stamp of `name` (the time now). A failure only loses the protection of fills in
+ * flight against this purge; the purge itself goes on. */
+static void stamp(corral *cache, const char *name, size_t len, int64_t now_ms) {
+    char key[PX_KEY_MAX];
+    size_t klen = stamp_key(name, len, key);
+    char val[24];
+    int n = snprintf(val, sizeof val, "%lld", (long long)now_ms);
+    if (n <= 0 || (size_t)n >= sizeof val) return;
+    if (corral_set(cache, key, klen, val, (size_t)n, PX_STAMP_TTL_MS, NULL) < 0) {
+        /* The store is failing: the purge that follows most likely fails too. */
+    }
+}
+
+int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
+                        size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
+                        bool error_is_purge) {
+    int64_t now = px_now_ms();
+    if (now - start_ms >= PX_STAMP_TTL_MS - 60000) return now; /* its stamps may be gone */
+    char names[STAMP_MAX][PX_KEY_MAX];
+    corral_buf keys[STAMP_MAX];
+    corral_value *vals[STAMP_MAX];
+    size_t n = 0;
+    char name[PX_KEY_MAX];
+    size_t len = px_key_vary(r, pk, pk_len, name);
+    keys[n].len = stamp_key(name, len, names[n]);
+    keys[n].data = names[n];
+    n++;
+    const char *path;
+    size_t plen;
+    px_pk_path(pk, pk_len, &path, &plen);
+    char pstore[PX_MAX_PATH_TAGS * (PX_KEY_MAX + 1)];
+    const char *ptags[PX_MAX_PATH_TAGS];
+    size_t np = px_path_tags(cfg, path, plen, pstore, sizeof pstore, ptags, PX_MAX_PATH_TAGS);
+    for (size_t i = 0; i < np; i++, n++) {
+        keys[n].len = stamp_key(ptags[i], strlen(ptags[i]), names[n]);
+        keys[n].data = names[n];
+    }
+    for (size_t i = 0; i < n_tags && i < PX_MAX_SURROGATE_KEYS; i++, n++) {
+        keys[n].len = stamp_key(tags[i], strlen(tags[i]), names[n]);
+        keys[n].data = names[n];
+    }
+    keys[n].len = stamp_key("*", 1, names[n]);
+    keys[n].data = names[n];
+    n++;
+    if (corral_get_many(cache, keys, n, NULL, vals, NULL) != CORRAL_OK)
+        return error_is_purge ? now : 0;
+    int64_t latest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!vals[i]) continue;
+        char buf[24];
+        size_t vlen = corral_value_len(vals[i]);
+        if (vlen < sizeof buf) {
+            memcpy(buf, corral_value_data(vals[i]), vlen);
+            buf[vlen] = '\0';
+            long long ms = strtoll(buf, NULL, 10);
+            if (ms >= start_ms && ms > latest) latest = ms;
+        }
+        corral_value_unref(vals[i]);
+    }
+    return latest;
+}
+
 int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
-                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags,
+                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
                     corral_value **out) {
     *out = NULL;
     const char *p = b->p;
@@ -420,40 +512,67 @@ int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_o
     call.n_tags = n_tags;
     rc = corral_set(cache, okey, olen, b->p, b->len, store_ttl_ms, &call);
     if (rc < 0) return rc;
+    /* After the write, so that a purge either shows here or follows the write (above). */
+    if (px_purged_since(cache, cfg, r, pk, pk_len, tags, n_tags, start_ms, true) != 0) {
+        if (corral_delete(cache, okey, olen, NULL) < 0) {
+            /* The store is failing; the purge stamp stays, and so does this object. */
+        }
+        return PX_COMMIT_PURGED;
+    }
     if (corral_get(cache, okey, olen, NULL, out) != CORRAL_OK) *out = NULL;
     return 0;
 }
 
 /* ---- Purges ---- */
 
-int px_purge_url(corral *cache, const px_config *cfg, const char *pk, size_t pk_len) {
+int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_len) {
     const char *path;
     size_t plen;
-    pk_path(pk, pk_len, &path, &plen);
+    px_pk_path(pk, pk_len, &path, &plen);
     const px_route *r = px_route_match(cfg, path, plen);
     char key[PX_KEY_MAX];
     size_t klen = px_key_vary(r, pk, pk_len, key);
-    int rc = corral_delete(cache, key, klen, NULL);
+    int64_t now = px_now_ms();
+    stamp(px->cache, key, klen, now);
+    int rc = corral_delete(px->cache, key, klen, NULL);
+    px_busy_purge(px, PX_BUSY_BY_URL, key, klen, now);
     if (rc < 0) return rc;
     return rc == CORRAL_OK ? 1 : 0;
 }
 
-int px_purge_prefix(corral *cache, const px_config *cfg, const char *path, size_t len) {
-    char store[PX_KEY_MAX + 1];
+int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len) {
     const char *tags[PX_MAX_PATH_TAGS];
     char tagstore[PX_MAX_PATH_TAGS * (PX_KEY_MAX + 1)];
     size_t n = px_path_tags(cfg, path, len, tagstore, sizeof tagstore, tags, PX_MAX_PATH_TAGS);
-    (void)store;
-    if (n == 0) return corral_clear_prefix(cache); /* "/": everything */
+    int64_t now = px_now_ms();
+    int rc;
+    if (n == 0) {
+        /* "/": everything. The clear takes the stamps too, so "*" is written before and after
+         * it; a fill that stores and checks between the clear and the second stamp is the one
+         * race left. */
+        stamp(px->cache, "*", 1, now);
+        rc = corral_clear_prefix(px->cache);
+        stamp(px->cache, "*", 1, now);
+        px_busy_purge(px, PX_BUSY_BY_ALL, "", 0, now);
+        return rc;
+    }
     /* The deepest tag a record carries for this prefix; a deeper prefix purges this ancestor. */
-    return corral_tag_bust(cache, tags[n - 1]);
+    const char *tag = tags[n - 1];
+    stamp(px->cache, tag, strlen(tag), now);
+    rc = corral_tag_bust(px->cache, tag);
+    px_busy_purge(px, PX_BUSY_BY_TAG, tag, strlen(tag), now);
+    return rc;
 }
 
-int px_purge_key(corral *cache, const char *key, size_t len) {
+int px_purge_key(px_proxy *px, const char *key, size_t len) {
     char tag[PX_KEY_MAX + 1];
     size_t n = px_tag_name('s', key, len, tag);
     tag[n] = '\0';
-    return corral_tag_bust(cache, tag);
+    int64_t now = px_now_ms();
+    stamp(px->cache, tag, n, now);
+    int rc = corral_tag_bust(px->cache, tag);
+    px_busy_purge(px, PX_BUSY_BY_TAG, tag, n, now);
+    return rc;
 }
 
 /* ---- Answering from the cache ---- */
@@ -552,7 +671,7 @@ static void on_flight(void *arg, int rc, corral_value *v) {
     /* The leader published its busy object before finishing the flight, and cannot withdraw
      * it before this returns: it is found (a newer one of the same key would do as well). */
     if (rc == PX_FLIGHT_STREAM)
-        c->wake_busy = px_busy_find(c->w->px, c->flight_key, c->flight_key_len);
+        c->wake_busy = px_busy_find(c->w->px, c->flight_key, c->flight_key_len, true);
     c->wake_rc = rc;
     c->wake_v = v;
     px_worker_wake(c->w, c);
@@ -580,7 +699,7 @@ static void refresh_in_background(px_conn *c) {
     px_request *rq = &c->req;
     corral *cache = c->w->px->cache;
     /* A refresh whose answer is arriving (its flight ended at the head) is running too. */
-    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len);
+    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len, true);
     if (b) {
         px_busy_unref(b);
         return;
@@ -653,14 +772,16 @@ void px_cache_stream(px_conn *c) {
 
 /* Answers the request from busy object `b` (the reference is taken) when it is this request's
  * variant and usable for it: the head now, the body as it arrives. Returns false (`b` released)
- * otherwise. */
+ * otherwise, or when a purge came before the request did (it was made before the purge). */
 static bool stream_from(px_conn *c, px_busy *b) {
     px_request *rq = &c->req;
     px_obj o = *px_busy_view(b); /* its fields are read-only: they point into `b` */
     corral_http_decision d;
+    int64_t purged = px_busy_purged_ms(b);
     char *vk = rq->pk + rq->pk_len;
     size_t vk_cap = c->scratch_cap - (size_t)(vk - c->scratch), vk_len = 0;
-    if (o.pk_len != rq->pk_len || memcmp(o.pk, rq->pk, rq->pk_len) != 0 ||
+    if ((purged && rq->now_ms >= purged) || o.pk_len != rq->pk_len ||
+        memcmp(o.pk, rq->pk, rq->pk_len) != 0 ||
         corral_http_variant_key(&rq->msg, o.spec, o.spec_len, vk, vk_cap, &vk_len) != CORRAL_OK ||
         vk_len != o.vk_len || memcmp(vk, o.vk, vk_len) != 0) {
         px_busy_unref(b);
@@ -718,7 +839,7 @@ static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_de
         return;
     }
     /* A fetch of it whose answer is arriving (the flight ended at its head): stream that. */
-    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len);
+    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len, false);
     if (b && stream_from(c, b)) return;
     corral_flight *lead = NULL;
     int rc = corral_flight_join(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight,
@@ -896,7 +1017,7 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v) {
         return;
     }
     if (rc == PX_FLIGHT_STREAM) {
-        /* Not usable (another variant): look up again. */
+        /* Not usable (another variant, or purged before we asked): look up again. */
         if (!b || !stream_from(c, b)) dispatch(c);
         return;
     }

@@ -22,6 +22,8 @@
  * answer turns out not storable (so waiters go to the origin in parallel instead of queueing
  * behind a response they cannot share), with the stored object at the end when there is no
  * busy object (a 304 freshening a stored one; no memory for one), or with an origin error.
+ * The fetch remembers when it started (`start_ms`): its store is checked against the purge
+ * stamps (px_cache_commit), so a purge that came meanwhile is not undone.
  *
  * Re-entrancy: writing to the client may close it, which detaches it from the fetch
  * (px_fetch_detach). While the fetch is inside such a call (`in_cb`), a detach that makes the
@@ -77,10 +79,12 @@ struct px_fetch {
     bool abort_pending;
     corral_http_decision sd;
     px_objbuf ob;
-    char *fkey; /* the flight key the fetch leads (NULL: none) */
+    int64_t start_ms; /* wall clock at the start: a purge at or after it voids the store */
+    char *fkey;       /* the flight key the fetch leads (NULL: none) */
     size_t fkey_len;
     px_busy *busy;   /* the answer shared with coalesced requests while it arrives, or NULL */
     size_t body_len; /* body bytes of the object being stored */
+    bool no_commit;  /* a purge came after start_ms: stream the answer, do not store it */
     char *tagstore;
     const char *tags[PX_MAX_SURROGATE_KEYS];
     size_t n_tags;
@@ -293,6 +297,7 @@ int px_fetch_start(px_worker *w, const px_fetch_args *a) {
     f->cfg = px_config_ref(a->cfg);
     f->route = a->route;
     f->lead = a->lead;
+    f->start_ms = px_now_ms();
     px_list_push(&w->fetches, &f->link);
     if (a->lead && a->flight_key) {
         f->fkey = malloc(a->flight_key_len ? a->flight_key_len : 1);
@@ -611,7 +616,7 @@ static void invalidate(struct px_fetch *f, const corral_http_msg *resp) {
     size_t n = 0;
     if (corral_http_invalidations(&f->creq, resp, buf, sizeof buf, keys, &n) != CORRAL_OK) return;
     for (size_t i = 0; i < n; i++) {
-        if (px_purge_url(f->w->px->cache, f->cfg, keys[i].data, keys[i].len) > 0)
+        if (px_purge_url(f->w->px, f->cfg, keys[i].data, keys[i].len) > 0)
             count(f, PX_M_purges_total);
     }
 }
@@ -653,14 +658,14 @@ static int on_not_modified(struct px_fetch *f, const corral_http_msg *resp) {
             px_objbuf_append(&ob, f->stale.body, f->stale.body_len) == 0 &&
             surrogate_keys(f, &fresh) == 0 &&
             px_cache_commit(f->w->px->cache, f->cfg, f->route, &ob, f->sd.store_ttl_ms, f->tags,
-                            f->n_tags, &v) == 0)
+                            f->n_tags, f->start_ms, &v) == 0)
             count(f, PX_M_stored_total);
         px_objbuf_free(&ob);
     }
     free(hdrs);
     free(head);
-    /* When the store failed, the waiters get the object the origin just confirmed, as the
-     * leader's client does. */
+    /* When the store failed (or a purge came meanwhile), the waiters get the object the origin
+     * just confirmed, as the leader's client does. */
     finish_flight(f, CORRAL_OK, v ? v : f->stale_v);
     px_conn *c = take_sink(f);
     if (c)
@@ -675,9 +680,26 @@ static int on_not_modified(struct px_fetch *f, const corral_http_msg *resp) {
  * stream while the body arrives, published under the flight key for requests that come later.
  * Without memory for it the waiters get the stored object at the end, as before. */
 static void start_busy(struct px_fetch *f) {
-    px_busy *b = px_busy_new(f->w->px, f->fkey, f->fkey_len, f->ob.p, f->ob.body_off, f->has_length,
-                             f->expect_len);
+    px_proxy *px = f->w->px;
+    char pstore[PX_MAX_PATH_TAGS * (PX_KEY_MAX + 1)];
+    const char *tags[PX_MAX_PATH_TAGS + PX_MAX_SURROGATE_KEYS];
+    const char *path;
+    size_t plen;
+    px_pk_path(f->pk, f->pk_len, &path, &plen);
+    size_t n = px_path_tags(f->cfg, path, plen, pstore, sizeof pstore, tags, PX_MAX_PATH_TAGS);
+    for (size_t i = 0; i < f->n_tags; i++)
+        tags[n++] = f->tags[i];
+    char ukey[PX_KEY_MAX];
+    size_t ulen = px_key_vary(f->route, f->pk, f->pk_len, ukey);
+    /* A purge between the start and the head: waiters who joined after it fetch again. (A
+     * store error here is no sign of one: the commit checks again, strictly.) */
+    int64_t purged = px_purged_since(px->cache, f->cfg, f->route, f->pk, f->pk_len, f->tags,
+                                     f->n_tags, f->start_ms, false);
+    if (purged) f->no_commit = true;
+    px_busy *b = px_busy_new(px, f->fkey, f->fkey_len, ukey, ulen, tags, n, f->ob.p, f->ob.body_off,
+                             f->has_length, f->expect_len);
     if (!b) return;
+    if (purged) px_busy_set_purged(b, purged);
     f->busy = b;
     px_busy_publish(b);
     finish_flight(f, PX_FLIGHT_STREAM, NULL);
@@ -781,23 +803,27 @@ static void refetch(struct px_fetch *f) {
 /* Stores the complete object and hands it to the waiters (or, when they stream the busy
  * object, ends it for them first: they have the whole body whatever the store does). Runs
  * before the client gets the last byte, so a purge sent after the response arrived always comes
- * after the store. */
+ * after the store. A purge that came after the fetch started voids the store
+ * (px_cache_commit's stamp check): the waiters, who asked before it, still get the answer. */
 static void commit(struct px_fetch *f) {
     if (!f->storing) return;
     if (f->busy) px_busy_finish(f->busy, true);
     corral_value *v = NULL;
     int rc;
-    if (f->busy && px_busy_copy_body(f->busy, &f->ob) < 0)
+    if (f->no_commit)
+        rc = PX_COMMIT_PURGED;
+    else if (f->busy && px_busy_copy_body(f->busy, &f->ob) < 0)
         rc = CORRAL_ENOMEM;
     else
         rc = px_cache_commit(f->w->px->cache, f->cfg, f->route, &f->ob, f->sd.store_ttl_ms, f->tags,
-                             f->n_tags, &v);
+                             f->n_tags, f->start_ms, &v);
     px_objbuf_free(&f->ob);
     f->storing = false;
     f->committed = true;
-    if (rc < 0) {
+    if (rc != 0) {
         count(f, PX_M_not_stored_total);
-        if (f->sink) f->sink->req.store_reason = corral_strerror(rc);
+        if (f->sink)
+            f->sink->req.store_reason = rc < 0 ? corral_strerror(rc) : "purged while fetching";
         finish_flight(f, PX_FLIGHT_PASS, NULL);
     } else {
         count(f, PX_M_stored_total);

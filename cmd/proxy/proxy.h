@@ -298,7 +298,7 @@ typedef struct px {
     px_slots slots;
     struct px_admin *admin;
     int exit_code;
-    uv_mutex_t busy_lock; /* protects `busy` and each px_busy's `published` */
+    uv_mutex_t busy_lock; /* protects `busy` and the registry fields of each px_busy */
     px_link busy;         /* busy objects new requests may stream from (busy.c) */
 } px_proxy;
 
@@ -338,20 +338,32 @@ typedef struct px_busy_reader {
 
 /* What px_busy_read found. */
 enum { PX_BUSY_MORE = 0, PX_BUSY_WAIT, PX_BUSY_DONE, PX_BUSY_FAILED };
+/* What a purge names, for px_busy_purge. */
+enum { PX_BUSY_BY_URL = 0, PX_BUSY_BY_TAG, PX_BUSY_BY_ALL };
 
 /* A new busy object with one reference (the leader's), or NULL (memory). `key` is the flight
- * key; `obj` the object's encoding up to its body (px_objbuf: keys, times, stored head);
+ * key; `ukey` the URL's vary key and `tags` the path and surrogate-key tag names (what purges
+ * match); `obj` the object's encoding up to its body (px_objbuf: keys, times, stored head);
  * `has_length`/`length` the body's Content-Length when the origin sent one. Everything is
  * copied. Leader's loop thread. */
-px_busy *px_busy_new(px_proxy *px, const char *key, size_t key_len, const char *obj, size_t obj_len,
-                     bool has_length, uint64_t length);
+px_busy *px_busy_new(px_proxy *px, const char *key, size_t key_len, const char *ukey,
+                     size_t ukey_len, const char *const *tags, size_t n_tags, const char *obj,
+                     size_t obj_len, bool has_length, uint64_t length);
 px_busy *px_busy_ref(px_busy *b);
 void px_busy_unref(px_busy *b); /* any thread; the last one frees; accepts NULL */
 /* Makes the busy object findable by new requests (px_busy_find) until px_busy_unpublish. */
 void px_busy_publish(px_busy *b);
 void px_busy_unpublish(px_busy *b);
-/* A new reference to the newest published busy object of flight `key`, or NULL. Any thread. */
-px_busy *px_busy_find(px_proxy *px, const char *key, size_t key_len);
+/* A new reference to the newest published busy object of flight `key`, or NULL. Unless
+ * `purged_too`, one a purge matched is skipped. Any thread. */
+px_busy *px_busy_find(px_proxy *px, const char *key, size_t key_len, bool purged_too);
+/* Marks published busy objects a purge names (a URL's vary key, a tag, or all) as purged at
+ * `now_ms`: new requests no longer stream them. Any thread. */
+void px_busy_purge(px_proxy *px, int by, const char *name, size_t len, int64_t now_ms);
+/* When a purge matched `b` (0: never). Any thread. */
+int64_t px_busy_purged_ms(px_busy *b);
+/* Sets the purge time (the leader found one in the store's purge stamps). */
+void px_busy_set_purged(px_busy *b, int64_t ms);
 /* The object as given to px_busy_new, parsed (keys, times, head; an empty body). Borrowed
  * while the reference is held; read-only. */
 const px_obj *px_busy_view(const px_busy *b);
@@ -553,11 +565,22 @@ int px_objbuf_append(px_objbuf *b, const void *data, size_t len);
 void px_objbuf_free(px_objbuf *b);
 /* Stores a built object under its URL's vary record (creating or reusing the record's
  * generation, with the path tags for prefix purges) with `tags` (surrogate keys), and returns
- * a reference to the stored value in `*out` (NULL when it could not be read back). Returns 0
- * or a negative corral error (nothing stored). */
+ * a reference to the stored value in `*out` (NULL when it could not be read back). A fill that
+ * started at `start_ms` is checked against the purge stamps after it is written: when a purge
+ * of its URL, a path prefix or a surrogate key of it came at or after `start_ms`, the object is
+ * deleted again and PX_COMMIT_PURGED returned (so a purge racing the fill is never undone).
+ * Returns 0, PX_COMMIT_PURGED, or a negative corral error (nothing stored). */
+#define PX_COMMIT_PURGED 1
 int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
-                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags,
+                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
                     corral_value **out);
+/* The latest purge stamp at or after `start_ms` among those of URL `pk` (route `r`), its path
+ * prefixes, surrogate-key tags `tags` and "everything": its time in ms, or 0 when there is
+ * none. A start older than the stamps live counts as a purge (now), and so does a store error
+ * when `error_is_purge`. One store read (get_many). */
+int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
+                        size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
+                        bool error_is_purge);
 /* Marks a URL hit-for-pass for `ttl_ms`: lookups pass without coalescing. */
 int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_len,
                     int64_t ttl_ms);
@@ -580,11 +603,17 @@ size_t px_key_flight(const px_route *r, const char *pk, size_t pk_len, const cha
 /* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or -1 (store error: a miss). */
 int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len, px_vrec *vr);
 /* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0. */
-int px_purge_url(corral *cache, const px_config *cfg, const char *pk, size_t pk_len);
+int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_len);
 /* Purges every object under a path prefix (whole segments). Returns 0 or < 0. */
-int px_purge_prefix(corral *cache, const px_config *cfg, const char *path, size_t len);
+int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len);
 /* Purges every object with a surrogate key. Returns 0 or < 0. */
-int px_purge_key(corral *cache, const char *key, size_t len);
+int px_purge_key(px_proxy *px, const char *key, size_t len);
+/* Each purge first writes a purge stamp (the time, under "~purge:<what>", kept PX_STAMP_TTL_MS)
+ * for fills in flight to check (px_cache_commit), then purges, then marks the busy objects it
+ * names (px_busy_purge). Any thread. */
+#define PX_STAMP_TTL_MS 3600000
+/* The path of a primary key ("host/path?query"): from its first '/', without the query. */
+void px_pk_path(const char *pk, size_t pk_len, const char **path, size_t *len);
 /* Writes the path tags of a path into `store` and `tags`. Returns their number. */
 size_t px_path_tags(const px_config *cfg, const char *path, size_t len, char *store, size_t cap,
                     const char **tags, size_t max);
