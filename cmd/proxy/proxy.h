@@ -190,7 +190,8 @@ const px_route *px_route_match(const px_config *cfg, const char *path, size_t le
     X(origin_fetches_total, "Requests sent to the origin")                                      \
     X(origin_errors_total, "Origin fetches that failed: connect, timeout, reset, malformed")    \
     X(stored_total, "Objects written to the store")                                             \
-    X(not_stored_total, "Storable-looking responses that were not stored (size, store error)")  \
+    X(not_stored_total,                                                                         \
+      "Storable-looking responses that were not stored (size, store error, purged meanwhile)")  \
     X(purges_total, "Purges that applied to this route")                                        \
     X(response_bytes_total, "Body bytes sent to clients")
 
