@@ -247,7 +247,7 @@ static void handle(aconn *ac, const corral_http_msg *m) {
             respond_text(ac, 400, "Bad Request", "cannot key this URL\n");
             return;
         }
-        int rc = px_purge_url(px->cache, cfg, pk, pk_len);
+        int rc = px_purge_url(px, cfg, pk, pk_len);
         atomic_fetch_add_explicit(&pm->purge_requests[PX_PURGE_URL], 1, memory_order_relaxed);
         if (rc < 0) {
             respond_text(ac, 503, "Service Unavailable", "store error\n");
@@ -272,7 +272,7 @@ static void handle(aconn *ac, const corral_http_msg *m) {
             return;
         }
         atomic_fetch_add_explicit(&pm->purge_requests[PX_PURGE_KEY], 1, memory_order_relaxed);
-        if (px_purge_key(px->cache, key, klen) < 0) {
+        if (px_purge_key(px, key, klen) < 0) {
             respond_text(ac, 503, "Service Unavailable", "store error\n");
             return;
         }
@@ -294,7 +294,7 @@ static void handle(aconn *ac, const corral_http_msg *m) {
             plen += 1;
         }
         atomic_fetch_add_explicit(&pm->purge_requests[PX_PURGE_PREFIX], 1, memory_order_relaxed);
-        if (px_purge_prefix(px->cache, cfg, path, plen) < 0) {
+        if (px_purge_prefix(px, cfg, path, plen) < 0) {
             respond_text(ac, 503, "Service Unavailable", "store error\n");
             return;
         }

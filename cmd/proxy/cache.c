@@ -24,11 +24,17 @@
  * time) makes requests pass without waiting on each other.
  *
  * Coalescing: misses join the flight "<route>:f:<hash(pk, vk)>" (vk from the record's spec,
- * empty without a record). The leader fetches (fetch.c) and finishes the flight with the
- * stored object, or PX_FLIGHT_PASS at the response head when it is not storable, or an origin
- * error. Waiters are woken through their worker's inbox (the finishing thread may be another
- * worker's) and check the object against their own variant; a mismatch looks up again, and
- * after two wake-ups a request stops coalescing. Requests with credentials never coalesce.
+ * empty without a record). The leader fetches (fetch.c) and finishes the flight with
+ * PX_FLIGHT_STREAM at the head of a storable answer (the waiters stream its busy object,
+ * busy.c, from the head on), or PX_FLIGHT_PASS at the head when it is not storable, or the
+ * stored object, or an origin error. Waiters are woken through their worker's inbox (the
+ * finishing thread may be another worker's) and check the answer against their own variant; a
+ * mismatch looks up again, and after two wake-ups a request stops coalescing. A miss that finds
+ * a published busy object of its flight key streams it instead of fetching. Requests with
+ * credentials never coalesce.
+ *
+ * Purges write a purge stamp first (see "Purge stamps" below), so a fill in flight never undoes
+ * one.
  *
  * Threads: every function runs on the loop thread of the connection's worker, except on_flight,
  * which runs on whichever thread finishes the flight and only posts to the inbox.
@@ -162,8 +168,7 @@ size_t px_tag_name(char kind, const char *name, size_t len, char *out) {
     return 2 + hash_hex(out + 2, "", 0, name, len);
 }
 
-/* The path of a primary key ("host/path?query"): from its first '/', without the query. */
-static void pk_path(const char *pk, size_t pk_len, const char **path, size_t *len) {
+void px_pk_path(const char *pk, size_t pk_len, const char **path, size_t *len) {
     const char *slash = memchr(pk, '/', pk_len);
     if (!slash) {
         *path = "/";
@@ -254,9 +259,15 @@ void px_objbuf_free(px_objbuf *b) {
 }
 
 int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_obj *o) {
+    if (px_obj_parse_bytes(corral_value_data(v), corral_value_len(v), hdrs, max_hdrs, o) < 0)
+        return -1;
+    o->v = v;
+    return 0;
+}
+
+int px_obj_parse_bytes(const char *p, size_t len, corral_http_header *hdrs, size_t max_hdrs,
+                       px_obj *o) {
     memset(o, 0, sizeof *o);
-    const char *p = corral_value_data(v);
-    size_t len = corral_value_len(v);
     if (len < OBJ_HEADER || get_u32(p) != OBJ_MAGIC) return -1;
     size_t pk_len = get_u32(p + 4), spec_len = get_u32(p + 8), vk_len = get_u32(p + 12);
     size_t head_len = get_u32(p + 16);
@@ -282,7 +293,6 @@ int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_
                                NULL) != CORRAL_OK)
         return -1;
     o->hdrs = hdrs;
-    o->v = v;
     return 0;
 }
 
@@ -340,7 +350,7 @@ static int vrec_put(corral *cache, const px_config *cfg, const px_route *r, cons
     const char *tags[PX_MAX_PATH_TAGS];
     const char *path;
     size_t plen;
-    pk_path(pk, pk_len, &path, &plen);
+    px_pk_path(pk, pk_len, &path, &plen);
     corral_call call = CORRAL_CALL_INIT;
     call.tags = tags;
     call.n_tags = px_path_tags(cfg, path, plen, tagstore, sizeof tagstore, tags, PX_MAX_PATH_TAGS);
@@ -375,8 +385,98 @@ static uint64_t new_generation(const char *pk, size_t pk_len) {
     return g ? g : 1;
 }
 
+/* ---- Purge stamps ----
+ *
+ * A purge first writes a stamp, "~purge:<what>" = the time in ms ('~' cannot start a route
+ * name, so stamps never count as a route's objects), for its URL's vary key, its tag, or "*"
+ * (everything), then purges. A fill that started at S reads, after it stored its object, the
+ * stamps of everything that names the object; one at or after S means a purge may have come
+ * after the origin made the answer, so the fill deletes what it stored. Either the fill sees the
+ * stamp, or it stored before the stamp was written and so before the purge, which then removes
+ * the object: a purge is never undone. Stamps are ordinary entries kept PX_STAMP_TTL_MS; a fill
+ * older than that counts as purged. Proxies sharing a store compare their wall clocks: their
+ * clocks must agree (NTP) to within the time between a fill's start and a purge that races it.
+ */
+
+#define STAMP_PREFIX     "~purge:"
+#define STAMP_PREFIX_LEN 7
+#define STAMP_INLINE_MAX 160 /* longer names are hashed */
+#define STAMP_MAX        (1 + PX_MAX_PATH_TAGS + PX_MAX_SURROGATE_KEYS + 1)
+
+static size_t stamp_key(const char *name, size_t len, char *out) {
+    memcpy(out, STAMP_PREFIX, STAMP_PREFIX_LEN);
+    if (len <= STAMP_INLINE_MAX) {
+        memcpy(out + STAMP_PREFIX_LEN, name, len);
+        return STAMP_PREFIX_LEN + len;
+    }
+    out[STAMP_PREFIX_LEN] = '#';
+    return STAMP_PREFIX_LEN + 1 + hash_hex(out + STAMP_PREFIX_LEN + 1, "", 0, name, len);
+}
+
+/* Writes the stamp of `name` (the time now). A failure only loses the protection of fills in
+ * flight against this purge; the purge itself goes on. */
+static void stamp(corral *cache, const char *name, size_t len, int64_t now_ms) {
+    char key[PX_KEY_MAX];
+    size_t klen = stamp_key(name, len, key);
+    char val[24];
+    int n = snprintf(val, sizeof val, "%lld", (long long)now_ms);
+    if (n <= 0 || (size_t)n >= sizeof val) return;
+    if (corral_set(cache, key, klen, val, (size_t)n, PX_STAMP_TTL_MS, NULL) < 0) {
+        /* The store is failing: the purge that follows most likely fails too. */
+    }
+}
+
+int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
+                        size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
+                        bool error_is_purge) {
+    int64_t now = px_now_ms();
+    if (now - start_ms >= PX_STAMP_TTL_MS - 60000) return now; /* its stamps may be gone */
+    char names[STAMP_MAX][PX_KEY_MAX];
+    corral_buf keys[STAMP_MAX];
+    corral_value *vals[STAMP_MAX];
+    size_t n = 0;
+    char name[PX_KEY_MAX];
+    size_t len = px_key_vary(r, pk, pk_len, name);
+    keys[n].len = stamp_key(name, len, names[n]);
+    keys[n].data = names[n];
+    n++;
+    const char *path;
+    size_t plen;
+    px_pk_path(pk, pk_len, &path, &plen);
+    char pstore[PX_MAX_PATH_TAGS * (PX_KEY_MAX + 1)];
+    const char *ptags[PX_MAX_PATH_TAGS];
+    size_t np = px_path_tags(cfg, path, plen, pstore, sizeof pstore, ptags, PX_MAX_PATH_TAGS);
+    for (size_t i = 0; i < np; i++, n++) {
+        keys[n].len = stamp_key(ptags[i], strlen(ptags[i]), names[n]);
+        keys[n].data = names[n];
+    }
+    for (size_t i = 0; i < n_tags && i < PX_MAX_SURROGATE_KEYS; i++, n++) {
+        keys[n].len = stamp_key(tags[i], strlen(tags[i]), names[n]);
+        keys[n].data = names[n];
+    }
+    keys[n].len = stamp_key("*", 1, names[n]);
+    keys[n].data = names[n];
+    n++;
+    if (corral_get_many(cache, keys, n, NULL, vals, NULL) != CORRAL_OK)
+        return error_is_purge ? now : 0;
+    int64_t latest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!vals[i]) continue;
+        char buf[24];
+        size_t vlen = corral_value_len(vals[i]);
+        if (vlen < sizeof buf) {
+            memcpy(buf, corral_value_data(vals[i]), vlen);
+            buf[vlen] = '\0';
+            long long ms = strtoll(buf, NULL, 10);
+            if (ms >= start_ms && ms > latest) latest = ms;
+        }
+        corral_value_unref(vals[i]);
+    }
+    return latest;
+}
+
 int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
-                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags,
+                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
                     corral_value **out) {
     *out = NULL;
     const char *p = b->p;
@@ -412,40 +512,67 @@ int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_o
     call.n_tags = n_tags;
     rc = corral_set(cache, okey, olen, b->p, b->len, store_ttl_ms, &call);
     if (rc < 0) return rc;
+    /* After the write, so that a purge either shows here or follows the write (above). */
+    if (px_purged_since(cache, cfg, r, pk, pk_len, tags, n_tags, start_ms, true) != 0) {
+        if (corral_delete(cache, okey, olen, NULL) < 0) {
+            /* The store is failing; the purge stamp stays, and so does this object. */
+        }
+        return PX_COMMIT_PURGED;
+    }
     if (corral_get(cache, okey, olen, NULL, out) != CORRAL_OK) *out = NULL;
     return 0;
 }
 
 /* ---- Purges ---- */
 
-int px_purge_url(corral *cache, const px_config *cfg, const char *pk, size_t pk_len) {
+int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_len) {
     const char *path;
     size_t plen;
-    pk_path(pk, pk_len, &path, &plen);
+    px_pk_path(pk, pk_len, &path, &plen);
     const px_route *r = px_route_match(cfg, path, plen);
     char key[PX_KEY_MAX];
     size_t klen = px_key_vary(r, pk, pk_len, key);
-    int rc = corral_delete(cache, key, klen, NULL);
+    int64_t now = px_now_ms();
+    stamp(px->cache, key, klen, now);
+    int rc = corral_delete(px->cache, key, klen, NULL);
+    px_busy_purge(px, PX_BUSY_BY_URL, key, klen, now);
     if (rc < 0) return rc;
     return rc == CORRAL_OK ? 1 : 0;
 }
 
-int px_purge_prefix(corral *cache, const px_config *cfg, const char *path, size_t len) {
-    char store[PX_KEY_MAX + 1];
+int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len) {
     const char *tags[PX_MAX_PATH_TAGS];
     char tagstore[PX_MAX_PATH_TAGS * (PX_KEY_MAX + 1)];
     size_t n = px_path_tags(cfg, path, len, tagstore, sizeof tagstore, tags, PX_MAX_PATH_TAGS);
-    (void)store;
-    if (n == 0) return corral_clear_prefix(cache); /* "/": everything */
+    int64_t now = px_now_ms();
+    int rc;
+    if (n == 0) {
+        /* "/": everything. The clear takes the stamps too, so "*" is written before and after
+         * it; a fill that stores and checks between the clear and the second stamp is the one
+         * race left. */
+        stamp(px->cache, "*", 1, now);
+        rc = corral_clear_prefix(px->cache);
+        stamp(px->cache, "*", 1, now);
+        px_busy_purge(px, PX_BUSY_BY_ALL, "", 0, now);
+        return rc;
+    }
     /* The deepest tag a record carries for this prefix; a deeper prefix purges this ancestor. */
-    return corral_tag_bust(cache, tags[n - 1]);
+    const char *tag = tags[n - 1];
+    stamp(px->cache, tag, strlen(tag), now);
+    rc = corral_tag_bust(px->cache, tag);
+    px_busy_purge(px, PX_BUSY_BY_TAG, tag, strlen(tag), now);
+    return rc;
 }
 
-int px_purge_key(corral *cache, const char *key, size_t len) {
+int px_purge_key(px_proxy *px, const char *key, size_t len) {
     char tag[PX_KEY_MAX + 1];
     size_t n = px_tag_name('s', key, len, tag);
     tag[n] = '\0';
-    return corral_tag_bust(cache, tag);
+    int64_t now = px_now_ms();
+    stamp(px->cache, tag, n, now);
+    int rc = corral_tag_bust(px->cache, tag);
+    px_busy_purge(px, PX_BUSY_BY_TAG, tag, n, now);
+    return rc;
 }
 
 /* ---- Answering from the cache ---- */
@@ -518,6 +645,8 @@ static void start_fetch(px_conn *c, px_fetch_kind kind, corral_flight *lead, px_
         .kind = kind,
         .sink = c,
         .lead = lead,
+        .flight_key = c->flight_key,
+        .flight_key_len = c->flight_key_len,
         .req = &rq->msg,
         .route = rq->route,
         .cfg = rq->cfg,
@@ -539,6 +668,10 @@ static void pass(px_conn *c, const char *reason) {
 /* Called by the thread that finishes a flight: hand the outcome to the waiter's worker. */
 static void on_flight(void *arg, int rc, corral_value *v) {
     px_conn *c = arg;
+    /* The leader published its busy object before finishing the flight, and cannot withdraw
+     * it before this returns: it is found (a newer one of the same key would do as well). */
+    if (rc == PX_FLIGHT_STREAM)
+        c->wake_busy = px_busy_find(c->w->px, c->flight_key, c->flight_key_len, true);
     c->wake_rc = rc;
     c->wake_v = v;
     px_worker_wake(c->w, c);
@@ -565,6 +698,12 @@ static void flight_key(px_conn *c, const char *vk, size_t vk_len) {
 static void refresh_in_background(px_conn *c) {
     px_request *rq = &c->req;
     corral *cache = c->w->px->cache;
+    /* A refresh whose answer is arriving (its flight ended at the head) is running too. */
+    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len, true);
+    if (b) {
+        px_busy_unref(b);
+        return;
+    }
     corral_flight *lead = NULL;
     int rc = corral_flight_join(cache, c->flight_key, c->flight_key_len, NULL, on_refresh_waiter,
                                 NULL, &lead);
@@ -573,6 +712,8 @@ static void refresh_in_background(px_conn *c) {
         .kind = has_validator(&rq->obj.head) ? PX_FETCH_REVALIDATE : PX_FETCH_MISS,
         .sink = NULL,
         .lead = lead,
+        .flight_key = c->flight_key,
+        .flight_key_len = c->flight_key_len,
         .req = &rq->msg,
         .route = rq->route,
         .cfg = rq->cfg,
@@ -587,6 +728,109 @@ static void refresh_in_background(px_conn *c) {
     }
 }
 
+/* ---- Streaming a busy object ---- */
+
+#define STREAM_SLICE (256u * 1024) /* bytes taken from a busy object between congestion checks */
+
+static void stream_stop(px_conn *c) {
+    if (!c->stream) return;
+    px_busy_detach(c->stream, &c->rd);
+    px_busy_unref(c->stream);
+    c->stream = NULL;
+    c->stream_blocked = false;
+}
+
+void px_cache_stream(px_conn *c) {
+    PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    if (c->closing) {
+        px_conn_release_closed(c);
+        return;
+    }
+    /* Sends what there is, unless the client's queue is long: on_write calls again. */
+    while (c->stream && !c->closing) {
+        if (px_conn_congested(c)) {
+            c->stream_blocked = true;
+            return;
+        }
+        c->stream_blocked = false;
+        const char *data;
+        size_t len;
+        int st = px_busy_read(c->stream, &c->rd, STREAM_SLICE, &data, &len);
+        if (st == PX_BUSY_MORE) {
+            px_conn_body(c, data, len, NULL);
+            continue;
+        }
+        if (st == PX_BUSY_WAIT) return;
+        stream_stop(c);
+        if (st == PX_BUSY_DONE)
+            px_conn_end(c);
+        else
+            px_conn_abort(c); /* the leader's fetch failed: cut short, as its own client is */
+        return;
+    }
+}
+
+/* Answers the request from busy object `b` (the reference is taken) when it is this request's
+ * variant and usable for it: the head now, the body as it arrives. Returns false (`b` released)
+ * otherwise, or when a purge came before the request did (it was made before the purge). */
+static bool stream_from(px_conn *c, px_busy *b) {
+    px_request *rq = &c->req;
+    px_obj o = *px_busy_view(b); /* its fields are read-only: they point into `b` */
+    corral_http_decision d;
+    int64_t purged = px_busy_purged_ms(b);
+    char *vk = rq->pk + rq->pk_len;
+    size_t vk_cap = c->scratch_cap - (size_t)(vk - c->scratch), vk_len = 0;
+    if ((purged && rq->now_ms >= purged) || o.pk_len != rq->pk_len ||
+        memcmp(o.pk, rq->pk, rq->pk_len) != 0 ||
+        corral_http_variant_key(&rq->msg, o.spec, o.spec_len, vk, vk_cap, &vk_len) != CORRAL_OK ||
+        vk_len != o.vk_len || memcmp(vk, o.vk, vk_len) != 0) {
+        px_busy_unref(b);
+        return false;
+    }
+    /* Its framing, for the client's head: the stored head has none. */
+    uint64_t length = 0;
+    if (px_busy_length(b, &length)) {
+        o.head.framing = CORRAL_HTTP_FRAMING_LENGTH;
+        o.head.has_content_length = true;
+        o.head.content_length = length;
+    } else {
+        o.head.framing = CORRAL_HTTP_FRAMING_CHUNKED;
+        o.head.has_content_length = false;
+    }
+    corral_http_entry e = { &o.head, o.req_ms, o.resp_ms };
+    int64_t now = px_now_ms();
+    if (corral_http_lookup(&rq->route->policy, &rq->msg, &e, now, &d) != 0 ||
+        (d.action != CORRAL_HTTP_HIT && d.action != CORRAL_HTTP_STALE_WHILE_REVALIDATE &&
+         d.action != CORRAL_HTTP_REVALIDATE)) {
+        px_busy_unref(b);
+        return false;
+    }
+    obj_release(&rq->obj); /* a stale copy being revalidated */
+    rq->result = PX_R_COALESCED;
+    rq->reason = "coalesced (streamed)";
+    unsigned cs = corral_http_conditional_status(&rq->msg, &o.head, now);
+    if (cs == 304 || cs == 412) {
+        px_busy_unref(b);
+        px_conn_not_modified(c, &o.head, cs, PX_R_COALESCED);
+        return true;
+    }
+    if (px_conn_send_head(c, &o.head, PX_R_COALESCED) < 0) {
+        px_busy_unref(b);
+        px_conn_simple(c, 502, "Bad Gateway", "response head too large\n", PX_R_ERROR,
+                       "head too large");
+        return true;
+    }
+    if (rq->is_head) {
+        px_busy_unref(b);
+        px_conn_end(c);
+        return true;
+    }
+    c->stream = b;
+    px_busy_attach(b, &c->rd, c);
+    px_cache_stream(c);
+    return true;
+}
+
 /* MISS or REVALIDATE: fetch, sharing the fetch with concurrent requests for the object. */
 static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_decision *d) {
     px_request *rq = &c->req;
@@ -594,6 +838,9 @@ static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_de
         start_fetch(c, kind, NULL, kind == PX_FETCH_MISS ? PX_R_MISS : PX_R_REVALIDATED, d->reason);
         return;
     }
+    /* A fetch of it whose answer is arriving (the flight ended at its head): stream that. */
+    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len, false);
+    if (b && stream_from(c, b)) return;
     corral_flight *lead = NULL;
     int rc = corral_flight_join(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight,
                                 c, &lead);
@@ -749,8 +996,11 @@ void px_cache_wait_expired(px_conn *c) {
 
 void px_cache_woken(px_conn *c, int rc, corral_value *v) {
     px_request *rq = &c->req;
+    px_busy *b = c->wake_busy;
+    c->wake_busy = NULL;
     if (c->closing || !c->busy) {
         corral_value_unref(v);
+        px_busy_unref(b);
         px_conn_release_closed(c);
         return;
     }
@@ -761,8 +1011,14 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v) {
     if (rq->wakes >= WAKES_BEFORE_SOLO) rq->uncoalesced = true;
     if (timed_out) {
         corral_value_unref(v);
+        px_busy_unref(b);
         rq->uncoalesced = true;
         start_fetch(c, PX_FETCH_MISS, NULL, PX_R_MISS, "coalescing wait timed out");
+        return;
+    }
+    if (rc == PX_FLIGHT_STREAM) {
+        /* Not usable (another variant, or purged before we asked): look up again. */
+        if (!b || !stream_from(c, b)) dispatch(c);
         return;
     }
     if (rc == CORRAL_OK && v) {
@@ -821,6 +1077,7 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v) {
 
 void px_request_release(px_conn *c) {
     px_request *rq = &c->req;
+    stream_stop(c);
     obj_release(&rq->obj);
     px_config_unref(rq->cfg);
     rq->cfg = NULL;

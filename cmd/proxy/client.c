@@ -21,7 +21,9 @@
  * waiting on a flight is freed only once its wake-up arrived (px_conn_release_closed).
  *
  * Threads: everything here runs on the owning worker's loop thread. The only fields another
- * thread writes are wake_next/wake_rc/wake_v, through px_worker_wake under the inbox lock.
+ * thread writes are the wake_* and inbox fields, through px_worker_wake / px_worker_notify
+ * under the inbox lock (and wake_busy in the flight callback, before the wake). A connection in
+ * its worker's inbox is freed only once the inbox has handed it over.
  */
 /* SO_REUSEPORT is a Linux (BSD) extension that _POSIX_C_SOURCE alone hides. */
 #define _DEFAULT_SOURCE
@@ -103,13 +105,15 @@ static void on_conn_handle_closed(uv_handle_t *h) {
     px_conn *c = h->data;
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     if (--c->open_handles > 0) return;
-    if (c->waiting) return; /* its wake-up still comes: px_conn_release_closed frees it */
+    /* A wake-up still comes (or is queued): px_conn_release_closed frees it then. */
+    if (c->waiting || px_worker_queued(c->w, c)) return;
     conn_free(c);
 }
 
 void px_conn_release_closed(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
-    if (c->closing && c->open_handles == 0 && !c->waiting) conn_free(c);
+    if (c->closing && c->open_handles == 0 && !c->waiting && !px_worker_queued(c->w, c))
+        conn_free(c);
 }
 
 static void close_handles(px_conn *c) {
@@ -387,6 +391,7 @@ static void on_write(uv_write_t *r, int status) {
             conn_timer(c, T_NONE, 0);
     }
     if (c->fetch && q < CONGESTED_BYTES) px_fetch_unpause(c->fetch);
+    if (c->stream && c->stream_blocked && q < CONGESTED_BYTES) px_cache_stream(c);
 }
 
 /* Writes `bufs` in order. Buffer `hold_idx` (or none, -1) points into `hold`, which is
@@ -562,6 +567,58 @@ size_t px_conn_framing(px_conn *c, const corral_http_msg *resp, char *buf, size_
         c->req.keep_alive = false;
     }
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r) {
+    c->req.status = resp->status;
+    char framing[64], extra[160];
+    size_t flen = px_conn_framing(c, resp, framing, sizeof framing);
+    size_t elen = px_conn_extra(c, r, extra, sizeof extra);
+    char stack[8192];
+    char *buf = stack;
+    size_t cap = sizeof stack, len = 0;
+    int rc = corral_http_write_stored_head(resp, buf, cap, &len);
+    if (rc == CORRAL_ENOSPC || (rc == CORRAL_OK && len + flen + elen > cap)) {
+        cap = len + flen + elen;
+        buf = malloc(cap);
+        rc = buf ? corral_http_write_stored_head(resp, buf, cap, &len) : CORRAL_ENOMEM;
+    }
+    if (rc != CORRAL_OK || len + flen + elen > cap) {
+        if (buf != stack) free(buf);
+        return -1;
+    }
+    len -= 2; /* before the blank line */
+    memcpy(buf + len, framing, flen);
+    len += flen;
+    memcpy(buf + len, extra, elen);
+    len += elen;
+    memcpy(buf + len, "\r\n", 2);
+    len += 2;
+    c->req.responded = true;
+    px_conn_send(c, buf, len);
+    if (buf != stack) free(buf);
+    return 0;
+}
+
+void px_conn_not_modified(px_conn *c, const corral_http_msg *resp, unsigned cs, px_result r) {
+    if (cs == 412) {
+        px_conn_simple(c, 412, "Precondition Failed", "", r, c->req.reason);
+        return;
+    }
+    char extra[160];
+    size_t elen = px_conn_extra(c, r, extra, sizeof extra);
+    char buf[8192];
+    size_t len;
+    if (corral_http_write_cached_head(resp, 304, 0, -1, extra, elen, buf, sizeof buf, &len) != 0) {
+        px_conn_simple(c, 502, "Bad Gateway", "response head too large\n", PX_R_ERROR,
+                       "head too large");
+        return;
+    }
+    c->req.result = r;
+    c->req.status = 304;
+    c->req.responded = true;
+    px_conn_send(c, buf, len);
+    px_conn_end(c);
 }
 
 void px_conn_simple(px_conn *c, unsigned status, const char *reason, const char *body,

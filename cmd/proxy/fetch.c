@@ -12,12 +12,18 @@
  *   creq       a faithful copy of the client's (filtered) request, parsed back from `cbuf`,
  *              for store_decide, the variant key, on_error, invalidations and conditionals;
  *   stale      a reference to the stored object (revalidation, stale-if-error);
- *   ob         the object being built while the body streams (px_objbuf; bounded by
- *              max_object_size, beyond which the fetch stops storing and only streams).
- * The flight it leads (if any) is finished exactly once: with the stored object at the end,
- * with PX_FLIGHT_PASS as soon as the answer turns out not storable (so waiters go to the origin
- * in parallel instead of queueing behind a response they cannot share), or with an origin
- * error.
+ *   ob         the object being built (px_objbuf; bounded by max_object_size, beyond which
+ *              the fetch stops storing and only streams);
+ *   busy       when it leads a flight and the answer is storable, the busy object (busy.c)
+ *              that holds the body instead of `ob` while it arrives, streamed to the waiters
+ *              and published for later requests; `ob` gets the body at the end.
+ * The flight it leads (if any) is finished exactly once: with PX_FLIGHT_STREAM at the head of
+ * a storable answer (the waiters stream the busy object), with PX_FLIGHT_PASS as soon as the
+ * answer turns out not storable (so waiters go to the origin in parallel instead of queueing
+ * behind a response they cannot share), with the stored object at the end when there is no
+ * busy object (a 304 freshening a stored one; no memory for one), or with an origin error.
+ * The fetch remembers when it started (`start_ms`): its store is checked against the purge
+ * stamps (px_cache_commit), so a purge that came meanwhile is not undone.
  *
  * Re-entrancy: writing to the client may close it, which detaches it from the fetch
  * (px_fetch_detach). While the fetch is inside such a call (`in_cb`), a detach that makes the
@@ -73,6 +79,12 @@ struct px_fetch {
     bool abort_pending;
     corral_http_decision sd;
     px_objbuf ob;
+    int64_t start_ms; /* wall clock at the start: a purge at or after it voids the store */
+    char *fkey;       /* the flight key the fetch leads (NULL: none) */
+    size_t fkey_len;
+    px_busy *busy;   /* the answer shared with coalesced requests while it arrives, or NULL */
+    size_t body_len; /* body bytes of the object being stored */
+    bool no_commit;  /* a purge came after start_ms: stream the answer, do not store it */
     char *tagstore;
     const char *tags[PX_MAX_SURROGATE_KEYS];
     size_t n_tags;
@@ -83,6 +95,16 @@ static void commit(struct px_fetch *f);
 
 /* ---- Lifetime ---- */
 
+/* Ends the busy object (its readers get the end of the body, or are cut short unless `ok`)
+ * and withdraws it from new requests. */
+static void busy_end(struct px_fetch *f, bool ok) {
+    if (!f->busy) return;
+    px_busy_finish(f->busy, ok);
+    px_busy_unpublish(f->busy);
+    px_busy_unref(f->busy);
+    f->busy = NULL;
+}
+
 static void fetch_free(struct px_fetch *f) {
     PX_CHECK_OBJ(f, PX_FETCH_MAGIC);
     px_worker *w = f->w;
@@ -91,6 +113,7 @@ static void fetch_free(struct px_fetch *f) {
         f->sink = NULL;
     }
     if (f->oc) px_origin_release(f->oc, false);
+    busy_end(f, false);
     px_list_remove(&f->link);
     px_objbuf_free(&f->ob);
     corral_value_unref(f->stale_v);
@@ -101,6 +124,7 @@ static void fetch_free(struct px_fetch *f) {
     free(f->stale_hdrs);
     free(f->pend);
     free(f->pk);
+    free(f->fkey);
     free(f->tagstore);
     f->magic = 0;
     free(f);
@@ -273,7 +297,14 @@ int px_fetch_start(px_worker *w, const px_fetch_args *a) {
     f->cfg = px_config_ref(a->cfg);
     f->route = a->route;
     f->lead = a->lead;
+    f->start_ms = px_now_ms();
     px_list_push(&w->fetches, &f->link);
+    if (a->lead && a->flight_key) {
+        f->fkey = malloc(a->flight_key_len ? a->flight_key_len : 1);
+        if (!f->fkey) goto fail;
+        memcpy(f->fkey, a->flight_key, a->flight_key_len);
+        f->fkey_len = a->flight_key_len;
+    }
     if (a->pk) {
         f->pk = malloc(a->pk_len ? a->pk_len : 1);
         if (!f->pk) goto fail;
@@ -419,6 +450,7 @@ static void exchange_failed(struct px_fetch *f, int err, bool timeout) {
         /* Mid-body: nothing is stored, the client's response is cut short. */
         px_objbuf_free(&f->ob);
         f->storing = false;
+        busy_end(f, false);
         finish_flight(f, PX_FLIGHT_ORIGIN_ERROR, NULL);
         px_conn *c = take_sink(f);
         if (c) px_conn_abort(c);
@@ -493,6 +525,9 @@ static int surrogate_keys(struct px_fetch *f, const corral_http_msg *resp) {
 static void not_stored(struct px_fetch *f, const char *why) {
     px_objbuf_free(&f->ob);
     f->storing = false;
+    /* Readers streaming it are cut short (only a body without Content-Length can outgrow
+     * max_object_size after its head, and memory stays bounded). */
+    busy_end(f, false);
     count(f, PX_M_not_stored_total);
     if (f->sink) f->sink->req.store_reason = why;
     finish_flight(f, PX_FLIGHT_PASS, NULL);
@@ -558,23 +593,7 @@ static bool answer_conditional(struct px_fetch *f, const corral_http_msg *resp) 
     unsigned cs = corral_http_conditional_status(&f->creq, resp, f->t_resp_ms);
     if (cs != 304 && cs != 412) return false;
     px_conn *c = take_sink(f);
-    if (cs == 412) {
-        px_conn_simple(c, 412, "Precondition Failed", "", f->result, c->req.reason);
-        return true;
-    }
-    char extra[160];
-    size_t elen = px_conn_extra(c, f->result, extra, sizeof extra);
-    char buf[8192];
-    size_t len;
-    if (corral_http_write_cached_head(resp, 304, 0, -1, extra, elen, buf, sizeof buf, &len) != 0) {
-        px_conn_simple(c, 502, "Bad Gateway", "response head too large\n", PX_R_ERROR,
-                       "head too large");
-        return true;
-    }
-    c->req.status = 304;
-    c->req.responded = true;
-    px_conn_send(c, buf, len);
-    px_conn_end(c);
+    px_conn_not_modified(c, resp, cs, f->result);
     return true;
 }
 
@@ -583,35 +602,11 @@ static void send_head(struct px_fetch *f, const corral_http_msg *resp) {
     px_conn *c = f->sink;
     c->req.status = resp->status;
     if (answer_conditional(f, resp)) return;
-    char framing[64], extra[160];
-    size_t flen = px_conn_framing(c, resp, framing, sizeof framing);
-    size_t elen = px_conn_extra(c, f->result, extra, sizeof extra);
-    char stack[8192];
-    char *buf = stack;
-    size_t cap = sizeof stack, len = 0;
-    int rc = corral_http_write_stored_head(resp, buf, cap, &len);
-    if (rc == CORRAL_ENOSPC || (rc == CORRAL_OK && len + flen + elen > cap)) {
-        cap = len + flen + elen;
-        buf = malloc(cap);
-        rc = buf ? corral_http_write_stored_head(resp, buf, cap, &len) : CORRAL_ENOMEM;
-    }
-    if (rc != CORRAL_OK || len + flen + elen > cap) {
-        if (buf != stack) free(buf);
+    if (px_conn_send_head(c, resp, f->result) < 0) {
         take_sink(f);
         px_conn_simple(c, 502, "Bad Gateway", "response head too large\n", PX_R_ERROR,
                        "head too large");
-        return;
     }
-    len -= 2; /* before the blank line */
-    memcpy(buf + len, framing, flen);
-    len += flen;
-    memcpy(buf + len, extra, elen);
-    len += elen;
-    memcpy(buf + len, "\r\n", 2);
-    len += 2;
-    c->req.responded = true;
-    px_conn_send(c, buf, len);
-    if (buf != stack) free(buf);
 }
 
 /* After a 2xx/3xx answer to an unsafe method: purge the target, Location, Content-Location. */
@@ -621,7 +616,7 @@ static void invalidate(struct px_fetch *f, const corral_http_msg *resp) {
     size_t n = 0;
     if (corral_http_invalidations(&f->creq, resp, buf, sizeof buf, keys, &n) != CORRAL_OK) return;
     for (size_t i = 0; i < n; i++) {
-        if (px_purge_url(f->w->px->cache, f->cfg, keys[i].data, keys[i].len) > 0)
+        if (px_purge_url(f->w->px, f->cfg, keys[i].data, keys[i].len) > 0)
             count(f, PX_M_purges_total);
     }
 }
@@ -663,16 +658,15 @@ static int on_not_modified(struct px_fetch *f, const corral_http_msg *resp) {
             px_objbuf_append(&ob, f->stale.body, f->stale.body_len) == 0 &&
             surrogate_keys(f, &fresh) == 0 &&
             px_cache_commit(f->w->px->cache, f->cfg, f->route, &ob, f->sd.store_ttl_ms, f->tags,
-                            f->n_tags, &v) == 0)
+                            f->n_tags, f->start_ms, &v) == 0)
             count(f, PX_M_stored_total);
         px_objbuf_free(&ob);
     }
     free(hdrs);
     free(head);
-    if (v)
-        finish_flight(f, CORRAL_OK, v);
-    else
-        finish_flight(f, PX_FLIGHT_PASS, NULL);
+    /* When the store failed (or a purge came meanwhile), the waiters get the object the origin
+     * just confirmed, as the leader's client does. */
+    finish_flight(f, CORRAL_OK, v ? v : f->stale_v);
     px_conn *c = take_sink(f);
     if (c)
         px_cache_serve(c, v ? corral_value_ref(v) : corral_value_ref(f->stale_v), PX_R_REVALIDATED,
@@ -680,6 +674,35 @@ static int on_not_modified(struct px_fetch *f, const corral_http_msg *resp) {
     corral_value_unref(v);
     f->answered = true;
     return 0;
+}
+
+/* Shares a storable answer with the flight's waiters from its head on: a busy object they
+ * stream while the body arrives, published under the flight key for requests that come later.
+ * Without memory for it the waiters get the stored object at the end, as before. */
+static void start_busy(struct px_fetch *f) {
+    px_proxy *px = f->w->px;
+    char pstore[PX_MAX_PATH_TAGS * (PX_KEY_MAX + 1)];
+    const char *tags[PX_MAX_PATH_TAGS + PX_MAX_SURROGATE_KEYS];
+    const char *path;
+    size_t plen;
+    px_pk_path(f->pk, f->pk_len, &path, &plen);
+    size_t n = px_path_tags(f->cfg, path, plen, pstore, sizeof pstore, tags, PX_MAX_PATH_TAGS);
+    for (size_t i = 0; i < f->n_tags; i++)
+        tags[n++] = f->tags[i];
+    char ukey[PX_KEY_MAX];
+    size_t ulen = px_key_vary(f->route, f->pk, f->pk_len, ukey);
+    /* A purge between the start and the head: waiters who joined after it fetch again. (A
+     * store error here is no sign of one: the commit checks again, strictly.) */
+    int64_t purged = px_purged_since(px->cache, f->cfg, f->route, f->pk, f->pk_len, f->tags,
+                                     f->n_tags, f->start_ms, false);
+    if (purged) f->no_commit = true;
+    px_busy *b = px_busy_new(px, f->fkey, f->fkey_len, ukey, ulen, tags, n, f->ob.p, f->ob.body_off,
+                             f->has_length, f->expect_len);
+    if (!b) return;
+    if (purged) px_busy_set_purged(b, purged);
+    f->busy = b;
+    px_busy_publish(b);
+    finish_flight(f, PX_FLIGHT_STREAM, NULL);
 }
 
 static bool is_5xx_error(unsigned s) {
@@ -709,6 +732,7 @@ int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp) {
     f->has_length = resp->framing == CORRAL_HTTP_FRAMING_LENGTH;
     f->expect_len = resp->content_length;
     if (f->kind != PX_FETCH_PASS) decide_store(f, resp);
+    if (f->storing && f->lead && f->fkey) start_busy(f);
     bool bodiless =
         resp->framing == CORRAL_HTTP_FRAMING_NONE || (f->has_length && resp->content_length == 0);
     if (f->storing && bodiless) commit(f); /* complete already */
@@ -730,12 +754,15 @@ int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len) {
     PX_CHECK_OBJ(f, PX_FETCH_MAGIC);
     if (f->answered) return 0;
     if (f->storing) {
-        if (f->ob.len - f->ob.body_off + len > f->cfg->max_object_size)
+        if (f->body_len + len > f->cfg->max_object_size) {
             not_stored(f, "larger than max_object_size");
-        else if (px_objbuf_append(&f->ob, data, len) < 0)
+        } else if ((f->busy ? px_busy_append(f->busy, data, len)
+                            : px_objbuf_append(&f->ob, data, len)) < 0) {
             not_stored(f, "out of memory");
-        else if (f->has_length && f->ob.len - f->ob.body_off == f->expect_len)
-            commit(f);
+        } else {
+            f->body_len += len;
+            if (f->has_length && f->body_len == f->expect_len) commit(f);
+        }
     }
     if (f->sink) {
         f->in_cb++;
@@ -773,24 +800,36 @@ static void refetch(struct px_fetch *f) {
     connect_origin(f, false);
 }
 
-/* Stores the complete object and hands it to the waiters. Runs before the client gets the
- * last byte, so a purge sent after the response arrived always comes after the store. */
+/* Stores the complete object and hands it to the waiters (or, when they stream the busy
+ * object, ends it for them first: they have the whole body whatever the store does). Runs
+ * before the client gets the last byte, so a purge sent after the response arrived always comes
+ * after the store. A purge that came after the fetch started voids the store
+ * (px_cache_commit's stamp check): the waiters, who asked before it, still get the answer. */
 static void commit(struct px_fetch *f) {
     if (!f->storing) return;
+    if (f->busy) px_busy_finish(f->busy, true);
     corral_value *v = NULL;
-    int rc = px_cache_commit(f->w->px->cache, f->cfg, f->route, &f->ob, f->sd.store_ttl_ms, f->tags,
-                             f->n_tags, &v);
+    int rc;
+    if (f->no_commit)
+        rc = PX_COMMIT_PURGED;
+    else if (f->busy && px_busy_copy_body(f->busy, &f->ob) < 0)
+        rc = CORRAL_ENOMEM;
+    else
+        rc = px_cache_commit(f->w->px->cache, f->cfg, f->route, &f->ob, f->sd.store_ttl_ms, f->tags,
+                             f->n_tags, f->start_ms, &v);
     px_objbuf_free(&f->ob);
     f->storing = false;
     f->committed = true;
-    if (rc < 0) {
+    if (rc != 0) {
         count(f, PX_M_not_stored_total);
-        if (f->sink) f->sink->req.store_reason = corral_strerror(rc);
+        if (f->sink)
+            f->sink->req.store_reason = rc < 0 ? corral_strerror(rc) : "purged while fetching";
         finish_flight(f, PX_FLIGHT_PASS, NULL);
     } else {
         count(f, PX_M_stored_total);
         finish_flight(f, CORRAL_OK, v);
     }
+    busy_end(f, true);
     corral_value_unref(v);
 }
 

@@ -19,10 +19,13 @@
  * binary has no global mutable state), the admin listener and the signals. Workers own
  * everything under their loop; the main thread writes to a worker only through its inbox
  * (inbox_lock) and reads its metrics as relaxed atomics. Lock order: inbox_lock is a leaf
- * (nothing else is taken while it is held; uv_async_send calls nothing back).
+ * (nothing else is taken while it is held; uv_async_send calls nothing back). The inbox is a
+ * FIFO of connections, each queued at most once (px_conn.in_inbox): flight wake-ups, and
+ * readers of a busy object that grew (busy.c).
  */
 #include "proxy.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,12 +42,38 @@ void px_worker_signal_locked(px_worker *w) {
     if (rc < 0) fprintf(stderr, "corral-proxy: inbox of worker %u: %s\n", w->id, uv_strerror(rc));
 }
 
+/* Queues `c` at the inbox's tail unless it is queued already; the caller holds the lock. */
+static void enqueue_locked(px_worker *w, px_conn *c) {
+    if (c->in_inbox) return;
+    c->in_inbox = true;
+    c->wake_next = NULL;
+    if (w->inbox_tail)
+        w->inbox_tail->wake_next = c;
+    else
+        w->inbox = c;
+    w->inbox_tail = c;
+    w->inbox_len++;
+    px_worker_signal_locked(w);
+}
+
 void px_worker_wake(px_worker *w, px_conn *c) {
     uv_mutex_lock(&w->inbox_lock);
-    c->wake_next = w->inbox;
-    w->inbox = c;
-    px_worker_signal_locked(w);
+    c->wake_flight = true;
+    enqueue_locked(w, c);
     uv_mutex_unlock(&w->inbox_lock);
+}
+
+void px_worker_notify(px_worker *w, px_conn *c) {
+    uv_mutex_lock(&w->inbox_lock);
+    enqueue_locked(w, c);
+    uv_mutex_unlock(&w->inbox_lock);
+}
+
+bool px_worker_queued(px_worker *w, const px_conn *c) {
+    uv_mutex_lock(&w->inbox_lock);
+    bool q = c->in_inbox;
+    uv_mutex_unlock(&w->inbox_lock);
+    return q;
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -92,8 +121,7 @@ static void on_inbox(uv_async_t *a) {
     px_worker *w = a->data;
     PX_CHECK_OBJ(w, PX_WORKER_MAGIC);
     uv_mutex_lock(&w->inbox_lock);
-    px_conn *list = w->inbox;
-    w->inbox = NULL;
+    size_t n = w->inbox_len;
     px_config *cfg = w->inbox_cfg;
     w->inbox_cfg = NULL;
     bool stop = w->inbox_stop;
@@ -102,25 +130,39 @@ static void on_inbox(uv_async_t *a) {
         px_config_unref(w->cfg);
         w->cfg = cfg;
     }
-    /* The list is newest first; wake the oldest first. */
-    px_conn *rev = NULL;
-    while (list) {
-        px_conn *next = list->wake_next;
-        list->wake_next = rev;
-        rev = list;
-        list = next;
+    /* Oldest first, one at a time: a connection leaves the inbox before it is handled, so a
+     * busy object that grows meanwhile queues it again. At most the connections queued on
+     * entry are handled here (streaming readers requeue themselves as the body arrives); the
+     * rest get the next turn of the loop. */
+    for (size_t i = 0; i < n; i++) {
+        uv_mutex_lock(&w->inbox_lock);
+        px_conn *c = w->inbox;
+        if (!c) {
+            uv_mutex_unlock(&w->inbox_lock);
+            break;
+        }
+        w->inbox = c->wake_next;
+        if (!w->inbox) w->inbox_tail = NULL;
+        w->inbox_len--;
+        c->wake_next = NULL;
+        c->in_inbox = false;
+        bool flight = c->wake_flight;
+        c->wake_flight = false;
+        int rc = c->wake_rc;
+        corral_value *v = c->wake_v;
+        c->wake_v = NULL;
+        uv_mutex_unlock(&w->inbox_lock);
+        PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+        if (flight) {
+            c->waiting = false;
+            px_cache_woken(c, rc, v);
+        } else {
+            px_cache_stream(c);
+        }
     }
-    while (rev) {
-        px_conn *next = rev->wake_next;
-        rev->wake_next = NULL;
-        PX_CHECK_OBJ(rev, PX_CONN_MAGIC);
-        rev->waiting = false;
-        int rc = rev->wake_rc;
-        corral_value *v = rev->wake_v;
-        rev->wake_v = NULL;
-        px_cache_woken(rev, rc, v);
-        rev = next;
-    }
+    uv_mutex_lock(&w->inbox_lock);
+    if (w->inbox) px_worker_signal_locked(w);
+    uv_mutex_unlock(&w->inbox_lock);
     if (stop) begin_stop(w);
 }
 
@@ -416,7 +458,16 @@ int main(int argc, char **argv) {
         return 1;
     }
     assign_slots(&px, px.cfg);
+    px_list_init(&px.busy);
+    if (uv_mutex_init(&px.busy_lock) < 0) {
+        fprintf(stderr, "corral-proxy: cannot create a lock\n");
+        px_config_unref(px.cfg);
+        return 1;
+    }
     int code = run(&px);
+    /* Every worker has ended, so every fetch and reader is gone with its busy object. */
+    assert(px_list_empty(&px.busy));
+    uv_mutex_destroy(&px.busy_lock);
     px_config_unref(px.cfg);
     return code;
 }

@@ -9,6 +9,7 @@
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
  *   fetch.c    one exchange with the origin: streaming to the client, storing, coalescing
  *   cache.c    the cache logic: keys, stored objects, lookup, hits, waiters, purges
+ *   busy.c     busy objects: a storable answer being fetched, streamed to coalesced requests
  *   admin.c    the admin listener: PURGE, purges by surrogate key and prefix, /metrics
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
  *   log.c      the access log
@@ -68,6 +69,7 @@
 #define PX_OCONN_MAGIC  0x700c0aa1u
 #define PX_CONFIG_MAGIC 0x70c0f190u
 #define PX_ADMIN_MAGIC  0x70ad3170u
+#define PX_BUSY_MAGIC   0x70b05e11u
 
 /* ---- Limits ---- */
 
@@ -188,7 +190,8 @@ const px_route *px_route_match(const px_config *cfg, const char *path, size_t le
     X(origin_fetches_total, "Requests sent to the origin")                                      \
     X(origin_errors_total, "Origin fetches that failed: connect, timeout, reset, malformed")    \
     X(stored_total, "Objects written to the store")                                             \
-    X(not_stored_total, "Storable-looking responses that were not stored (size, store error)")  \
+    X(not_stored_total,                                                                         \
+      "Storable-looking responses that were not stored (size, store error, purged meanwhile)")  \
     X(purges_total, "Purges that applied to this route")                                        \
     X(response_bytes_total, "Body bytes sent to clients")
 
@@ -243,15 +246,18 @@ typedef struct px_worker {
     uv_thread_t thread;
     uv_tcp_t listener;
     uv_async_t inbox_async;
-    uv_mutex_t inbox_lock; /* protects the three inbox fields below */
-    struct px_conn *inbox; /* connections whose flight ended (px_conn.wake_next chain) */
-    px_config *inbox_cfg;  /* a new configuration to adopt (a reference), or NULL */
-    bool inbox_stop;       /* stop: drain and exit */
-    bool inbox_closed;     /* the async handle is closed: senders must not signal it */
-    px_config *cfg;        /* the current snapshot (a reference) */
-    px_link conns;         /* client connections */
-    px_link fetches;       /* fetches in progress */
-    px_link idle;          /* pooled origin connections */
+    uv_mutex_t inbox_lock; /* protects the inbox fields below and px_conn's wake_* fields */
+    struct px_conn *inbox; /* connections to wake, oldest first (px_conn.wake_next chain): a
+                              flight ended, or a busy object they stream from grew */
+    struct px_conn *inbox_tail;
+    size_t inbox_len;
+    px_config *inbox_cfg; /* a new configuration to adopt (a reference), or NULL */
+    bool inbox_stop;      /* stop: drain and exit */
+    bool inbox_closed;    /* the async handle is closed: senders must not signal it */
+    px_config *cfg;       /* the current snapshot (a reference) */
+    px_link conns;        /* client connections */
+    px_link fetches;      /* fetches in progress */
+    px_link idle;         /* pooled origin connections */
     size_t n_idle;
     struct sockaddr_storage origin_addr;
     uv_timer_t drain_timer; /* the shutdown deadline */
@@ -264,8 +270,14 @@ typedef struct px_worker {
     px_metrics *metrics;  /* this worker's counters (px->metrics[id]) */
 } px_worker;
 
-/* Wakes `w` for connection `c` whose flight ended. Any thread. */
+/* Wakes `w` for connection `c` whose flight ended (c->wake_rc, c->wake_v, c->wake_busy are
+ * set). Any thread. */
 void px_worker_wake(px_worker *w, struct px_conn *c);
+/* Wakes `w` for connection `c`, which streams a busy object that grew or ended; a connection
+ * already in the inbox is not queued twice. Any thread. */
+void px_worker_notify(px_worker *w, struct px_conn *c);
+/* True while `c` is in its worker's inbox (it must not be freed). Loop thread of `c`. */
+bool px_worker_queued(px_worker *w, const struct px_conn *c);
 /* Signals `w`'s inbox; the caller holds w->inbox_lock (so the handle cannot close meanwhile).
  * Any thread. */
 void px_worker_signal_locked(px_worker *w);
@@ -287,7 +299,91 @@ typedef struct px {
     px_slots slots;
     struct px_admin *admin;
     int exit_code;
+    uv_mutex_t busy_lock; /* protects `busy` and the registry fields of each px_busy */
+    px_link busy;         /* busy objects new requests may stream from (busy.c) */
 } px_proxy;
+
+/* A client's stored-object view: the parsed head of a stored object and its body. */
+typedef struct px_obj {
+    corral_value *v;      /* the reference (NULL: none) */
+    corral_http_msg head; /* points into v */
+    corral_http_header *hdrs;
+    const char *body;
+    size_t body_len;
+    const char *pk, *spec, *vk;
+    size_t pk_len, spec_len, vk_len;
+    int64_t req_ms, resp_ms;
+} px_obj;
+
+/* An object being built: header, primary key, vary spec, variant key, stored head, body. */
+typedef struct px_objbuf {
+    char *p;
+    size_t len, cap;
+    size_t body_off; /* where the body starts */
+} px_objbuf;
+
+/* ---- Busy objects (busy.c) ----
+ *
+ * A storable response while its leader fetches it, shared with the requests that coalesced on
+ * the fetch: they get its head at once and its body as it arrives (Varnish's busy objects).
+ * Refcounted; any thread. */
+typedef struct px_busy px_busy;
+
+/* A connection streaming a busy object: its place in the busy's readers and its cursor. */
+typedef struct px_busy_reader {
+    px_link link; /* in the busy's readers, under the busy's lock */
+    struct px_conn *c;
+    void *seg;  /* the segment of the next byte (NULL: the first) */
+    size_t off; /* the next byte within `seg` */
+} px_busy_reader;
+
+/* What px_busy_read found. */
+enum { PX_BUSY_MORE = 0, PX_BUSY_WAIT, PX_BUSY_DONE, PX_BUSY_FAILED };
+/* What a purge names, for px_busy_purge. */
+enum { PX_BUSY_BY_URL = 0, PX_BUSY_BY_TAG, PX_BUSY_BY_ALL };
+
+/* A new busy object with one reference (the leader's), or NULL (memory). `key` is the flight
+ * key; `ukey` the URL's vary key and `tags` the path and surrogate-key tag names (what purges
+ * match); `obj` the object's encoding up to its body (px_objbuf: keys, times, stored head);
+ * `has_length`/`length` the body's Content-Length when the origin sent one. Everything is
+ * copied. Leader's loop thread. */
+px_busy *px_busy_new(px_proxy *px, const char *key, size_t key_len, const char *ukey,
+                     size_t ukey_len, const char *const *tags, size_t n_tags, const char *obj,
+                     size_t obj_len, bool has_length, uint64_t length);
+px_busy *px_busy_ref(px_busy *b);
+void px_busy_unref(px_busy *b); /* any thread; the last one frees; accepts NULL */
+/* Makes the busy object findable by new requests (px_busy_find) until px_busy_unpublish. */
+void px_busy_publish(px_busy *b);
+void px_busy_unpublish(px_busy *b);
+/* A new reference to the newest published busy object of flight `key`, or NULL. Unless
+ * `purged_too`, one a purge matched is skipped. Any thread. */
+px_busy *px_busy_find(px_proxy *px, const char *key, size_t key_len, bool purged_too);
+/* Marks published busy objects a purge names (a URL's vary key, a tag, or all) as purged at
+ * `now_ms`: new requests no longer stream them. Any thread. */
+void px_busy_purge(px_proxy *px, int by, const char *name, size_t len, int64_t now_ms);
+/* When a purge matched `b` (0: never). Any thread. */
+int64_t px_busy_purged_ms(px_busy *b);
+/* Sets the purge time (the leader found one in the store's purge stamps). */
+void px_busy_set_purged(px_busy *b, int64_t ms);
+/* The object as given to px_busy_new, parsed (keys, times, head; an empty body). Borrowed
+ * while the reference is held; read-only. */
+const px_obj *px_busy_view(const px_busy *b);
+bool px_busy_length(const px_busy *b, uint64_t *length);
+/* Leader: appends body bytes (copied) and wakes the readers. Returns 0 or -1 (memory). */
+int px_busy_append(px_busy *b, const char *data, size_t len);
+/* Leader: the body is complete (`ok`) or cut short; wakes the readers. */
+void px_busy_finish(px_busy *b, bool ok);
+/* Body bytes so far (the leader's view). */
+size_t px_busy_body_len(const px_busy *b);
+/* Leader: appends the whole body to `ob`. Returns 0 or -1 (memory). */
+int px_busy_copy_body(px_busy *b, px_objbuf *ob);
+/* Reader: joins / leaves the busy object's readers (woken with px_worker_notify). */
+void px_busy_attach(px_busy *b, px_busy_reader *r, struct px_conn *c);
+void px_busy_detach(px_busy *b, px_busy_reader *r);
+/* Reader: the next body bytes (at most `max`, borrowed while the reference is held) and
+ * PX_BUSY_MORE, or PX_BUSY_WAIT (nothing yet: a notification follows), PX_BUSY_DONE (the whole
+ * body was read) or PX_BUSY_FAILED (the fetch failed: cut the response short). */
+int px_busy_read(px_busy *b, px_busy_reader *r, size_t max, const char **data, size_t *len);
 
 /* ---- Client connections (client.c) ---- */
 
@@ -305,18 +401,6 @@ typedef enum px_result {
 } px_result;
 
 const char *px_result_name(px_result r);
-
-/* A client's stored-object view: the parsed head of a stored object and its body. */
-typedef struct px_obj {
-    corral_value *v;      /* the reference (NULL: none) */
-    corral_http_msg head; /* points into v */
-    corral_http_header *hdrs;
-    const char *body;
-    size_t body_len;
-    const char *pk, *spec, *vk;
-    size_t pk_len, spec_len, vk_len;
-    int64_t req_ms, resp_ms;
-} px_obj;
 
 /* The vary record of a URL: its generation and vary spec, or a hit-for-pass mark. */
 typedef struct px_vrec {
@@ -386,14 +470,23 @@ typedef struct px_conn {
     unsigned queued_writes;
     px_request req;
     struct px_fetch *fetch; /* the fetch streaming to this connection, or sending its body */
-    /* Flight waiting (the only fields another thread touches, via px_worker_wake). */
+    /* Streaming a busy object (a coalesced request answered while the leader fetches). */
+    px_busy *stream;     /* a reference, or NULL */
+    px_busy_reader rd;   /* its place among the busy's readers */
+    bool stream_blocked; /* stopped reading it until the write queue drains */
+    /* Flight waiting. */
     bool waiting;
     bool wait_timed_out;
     char flight_key[128];
     size_t flight_key_len;
+    /* The inbox: the only fields another thread writes (px_worker_wake / px_worker_notify,
+     * under the worker's inbox_lock; wake_busy also before the wake, in the flight callback). */
     struct px_conn *wake_next;
+    bool in_inbox;
+    bool wake_flight; /* queued for a flight's end (else: its busy object grew) */
     int wake_rc;
     corral_value *wake_v;
+    px_busy *wake_busy; /* rc PX_FLIGHT_STREAM: the leader's busy object (a reference) */
 } px_conn;
 
 /* Starts the worker's listener (SO_REUSEPORT). Returns 0 or a negative uv error. */
@@ -425,6 +518,13 @@ size_t px_conn_extra(px_conn *c, px_result r, char *buf, size_t cap);
 /* Decides the response framing from the origin head (Content-Length known or not) and writes
  * the framing fields into `buf`. Returns the length. */
 size_t px_conn_framing(px_conn *c, const corral_http_msg *resp, char *buf, size_t cap);
+/* Sends the response head of `resp` (an origin or stored head): its stored form, the framing
+ * fields (px_conn_framing) and px_conn_extra's. Returns 0, or -1 when it cannot be written
+ * (nothing was sent; the caller answers). */
+int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r);
+/* Answers the client's conditional request with 304 (`cs`, from
+ * corral_http_conditional_status: the head of `resp`) or 412, and ends the response. */
+void px_conn_not_modified(px_conn *c, const corral_http_msg *resp, unsigned cs, px_result r);
 /* The client went away or broke: close without a response. */
 void px_conn_abort(px_conn *c);
 /* Pauses / resumes the origin read side when the client's write queue is long. */
@@ -443,6 +543,9 @@ void px_conn_release_closed(px_conn *c);
 void px_cache_request(px_conn *c);
 /* A flight this connection waited on ended (inbox). */
 void px_cache_woken(px_conn *c, int rc, corral_value *v);
+/* The busy object the connection streams grew or ended (inbox), or its write queue drained:
+ * send what there is. */
+void px_cache_stream(px_conn *c);
 /* The coalescing wait timed out, or the connection is closing: cancel the wait. The wake-up
  * (rc CORRAL_ETIMEDOUT) still comes through the inbox. */
 void px_cache_wait_expired(px_conn *c);
@@ -452,15 +555,9 @@ void px_request_release(px_conn *c);
 /* What a leader hands its waiters through corral_flight_finish (rc), besides CORRAL_OK with
  * the stored object (or NULL: look it up again). */
 #define PX_FLIGHT_PASS           100 /* not stored: fetch yourself, in parallel (hit-for-pass) */
+#define PX_FLIGHT_STREAM         101 /* storable: stream the leader's busy object (wake_busy) */
 #define PX_FLIGHT_ORIGIN_TIMEOUT (-1001) /* the origin timed out: stale-if-error or 504 */
 #define PX_FLIGHT_ORIGIN_ERROR   (-1002) /* the origin failed: stale-if-error or 502 */
-
-/* An object being built: header, primary key, vary spec, variant key, stored head, body. */
-typedef struct px_objbuf {
-    char *p;
-    size_t len, cap;
-    size_t body_off; /* where the body starts */
-} px_objbuf;
 
 int px_objbuf_init(px_objbuf *b, const char *pk, size_t pk_len, const char *spec, size_t spec_len,
                    const char *vk, size_t vk_len, const char *head, size_t head_len, int64_t req_ms,
@@ -469,11 +566,22 @@ int px_objbuf_append(px_objbuf *b, const void *data, size_t len);
 void px_objbuf_free(px_objbuf *b);
 /* Stores a built object under its URL's vary record (creating or reusing the record's
  * generation, with the path tags for prefix purges) with `tags` (surrogate keys), and returns
- * a reference to the stored value in `*out` (NULL when it could not be read back). Returns 0
- * or a negative corral error (nothing stored). */
+ * a reference to the stored value in `*out` (NULL when it could not be read back). A fill that
+ * started at `start_ms` is checked against the purge stamps after it is written: when a purge
+ * of its URL, a path prefix or a surrogate key of it came at or after `start_ms`, the object is
+ * deleted again and PX_COMMIT_PURGED returned (so a purge racing the fill is never undone).
+ * Returns 0, PX_COMMIT_PURGED, or a negative corral error (nothing stored). */
+#define PX_COMMIT_PURGED 1
 int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
-                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags,
+                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
                     corral_value **out);
+/* The latest purge stamp at or after `start_ms` among those of URL `pk` (route `r`), its path
+ * prefixes, surrogate-key tags `tags` and "everything": its time in ms, or 0 when there is
+ * none. A start older than the stamps live counts as a purge (now), and so does a store error
+ * when `error_is_purge`. One store read (get_many). */
+int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
+                        size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
+                        bool error_is_purge);
 /* Marks a URL hit-for-pass for `ttl_ms`: lookups pass without coalescing. */
 int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_len,
                     int64_t ttl_ms);
@@ -482,6 +590,10 @@ void px_cache_serve(px_conn *c, corral_value *v, px_result r, const char *reason
 
 /* Stored object encoding. Returns 0, or -1 when `v` is not a valid object. */
 int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_obj *o);
+/* The same for bytes (`o->v` is NULL): a busy object's encoding up to its body parses with an
+ * empty body. */
+int px_obj_parse_bytes(const char *p, size_t len, corral_http_header *hdrs, size_t max_hdrs,
+                       px_obj *o);
 /* Builds the object and vary keys. `out` has room for PX_KEY_MAX bytes. */
 #define PX_KEY_MAX 240
 size_t px_key_vary(const px_route *r, const char *pk, size_t pk_len, char *out);
@@ -492,11 +604,17 @@ size_t px_key_flight(const px_route *r, const char *pk, size_t pk_len, const cha
 /* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or -1 (store error: a miss). */
 int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len, px_vrec *vr);
 /* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0. */
-int px_purge_url(corral *cache, const px_config *cfg, const char *pk, size_t pk_len);
+int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_len);
 /* Purges every object under a path prefix (whole segments). Returns 0 or < 0. */
-int px_purge_prefix(corral *cache, const px_config *cfg, const char *path, size_t len);
+int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len);
 /* Purges every object with a surrogate key. Returns 0 or < 0. */
-int px_purge_key(corral *cache, const char *key, size_t len);
+int px_purge_key(px_proxy *px, const char *key, size_t len);
+/* Each purge first writes a purge stamp (the time, under "~purge:<what>", kept PX_STAMP_TTL_MS)
+ * for fills in flight to check (px_cache_commit), then purges, then marks the busy objects it
+ * names (px_busy_purge). Any thread. */
+#define PX_STAMP_TTL_MS 3600000
+/* The path of a primary key ("host/path?query"): from its first '/', without the query. */
+void px_pk_path(const char *pk, size_t pk_len, const char **path, size_t *len);
 /* Writes the path tags of a path into `store` and `tags`. Returns their number. */
 size_t px_path_tags(const px_config *cfg, const char *path, size_t len, char *store, size_t cap,
                     const char **tags, size_t max);
@@ -516,8 +634,10 @@ typedef enum px_fetch_kind {
 
 typedef struct px_fetch_args {
     px_fetch_kind kind;
-    px_conn *sink;              /* the client to stream to, or NULL (background refresh) */
-    corral_flight *lead;        /* the flight this fetch leads, or NULL */
+    px_conn *sink;          /* the client to stream to, or NULL (background refresh) */
+    corral_flight *lead;    /* the flight this fetch leads, or NULL */
+    const char *flight_key; /* its key (a storable answer is published under it) */
+    size_t flight_key_len;
     const corral_http_msg *req; /* the (filtered) client request */
     const px_route *route;
     px_config *cfg;

@@ -11,6 +11,7 @@ import os
 import signal as sig_mod
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 
@@ -95,6 +96,39 @@ def http_request(port, method, path, headers=None, body=None, timeout=30, conn=N
             conn.close()
 
 
+class StreamClient:
+    """One GET in a thread: it reads the head and the first `first_len` body bytes, sets
+    `got_first`, then reads the rest and sets `done`. An exception (a response cut short)
+    lands in `error`."""
+
+    def __init__(self, port, path, first_len):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.path = path
+        self.first_len = first_len
+        self.got_first = threading.Event()
+        self.done = threading.Event()
+        self.status = self.headers = self.first = self.rest = self.error = None
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        try:
+            self.conn.request("GET", self.path)
+            r = self.conn.getresponse()
+            self.status = r.status
+            self.headers = {k.lower(): v for k, v in r.getheaders()}
+            self.first = r.read(self.first_len)
+            self.got_first.set()
+            self.rest = r.read()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+        finally:
+            self.got_first.set()
+            self.done.set()
+
+    def close(self):
+        self.conn.sock.close()  # abruptly, in the middle of the body
+
+
 class Origin:
     def __init__(self):
         self.proc = subprocess.Popen(
@@ -122,6 +156,14 @@ class Origin:
 
     def count(self, path):
         return self.stats(path)["count"]
+
+    def open_gate(self, name):
+        """Releases the answers held at gate `name` (spec keys `gate`, `head_gate`)."""
+        self.ctl("POST", "/__ctl/gate", {"name": name})
+
+    def gate(self, name):
+        """{"open": bool, "waiting": n}: the answers held at gate `name` now."""
+        return self.ctl("GET", "/__ctl/gate?name=" + urllib.parse.quote(name))
 
     def stop(self):
         if self.proc.poll() is None:

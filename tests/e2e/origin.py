@@ -10,6 +10,8 @@ Each path's answers are scripted by the tests through control endpoints:
                                  "requests": [{"method":..., "target":..., "headers": {...},
                                                "body_len": n}, ...]}
     POST /__ctl/reset
+    POST /__ctl/gate     {"name": "g"}  opens gate g (gates start closed; reset closes them)
+    GET  /__ctl/gate?name=g   {"open": bool, "waiting": n}  answers held at the gate now
 
 A spec (every key optional):
     status        200
@@ -21,6 +23,10 @@ A spec (every key optional):
     delay         seconds to wait before answering
     body_delay    seconds to wait between chunks
     close         close the connection after the answer
+    head_gate     hold the whole answer until the test opens this gate
+    gate          send the head and the first `gate_after` bytes of the body (default 0; a
+                  chunk of its own when chunked), then hold the rest until this gate opens
+Held answers give up after 60 s, so a failing test cannot hang the origin.
 A sequence gives the n-th request of the path the n-th spec (the last one repeats).
 Unscripted paths answer 200 with "Cache-Control: max-age=60" and the body "<path> #<n>".
 """
@@ -35,16 +41,35 @@ from urllib.parse import parse_qs, urlsplit
 DEFAULT = {"status": 200, "headers": {"Cache-Control": "max-age=60"}, "body": "{path} #{n}"}
 
 
+GATE_TIMEOUT_S = 60
+
+
 class State:
     def __init__(self):
         self.lock = threading.Lock()
         self.scripts = {}
         self.stats = {}
+        self.gates = {}  # name -> [threading.Event, answers waiting at it]
 
     def reset(self):
         with self.lock:
             self.scripts.clear()
             self.stats.clear()
+            for event, _ in self.gates.values():
+                event.set()  # release what still waits
+            self.gates.clear()
+
+    def gate(self, name):
+        with self.lock:
+            return self.gates.setdefault(name, [threading.Event(), 0])
+
+    def pass_gate(self, name):
+        g = self.gate(name)
+        with self.lock:
+            g[1] += 1
+        g[0].wait(GATE_TIMEOUT_S)
+        with self.lock:
+            g[1] -= 1
 
     def begin(self, path, record):
         with self.lock:
@@ -107,6 +132,13 @@ class Handler(BaseHTTPRequestHandler):
                 s = STATE.stats.get(path, {"count": 0, "in_flight": 0, "max_in_flight": 0,
                                            "requests": []})
                 return self.reply_json(json.loads(json.dumps(s)))
+        if url.path == "/__ctl/gate":
+            if self.command == "POST":
+                STATE.gate(json.loads(body or b"{}")["name"])[0].set()
+                return self.reply_json({"ok": True})
+            g = STATE.gate(q.get("name", [""])[0])
+            with STATE.lock:
+                return self.reply_json({"open": g[0].is_set(), "waiting": g[1]})
         if url.path == "/__ctl/reset":
             STATE.reset()
             return self.reply_json({"ok": True})
@@ -138,6 +170,8 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self, path, n, spec):
         if spec.get("delay"):
             time.sleep(spec["delay"])
+        if spec.get("head_gate"):
+            STATE.pass_gate(spec["head_gate"])
         if "body_size" in spec:
             data = b"x" * int(spec["body_size"])
         else:
@@ -165,7 +199,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if bodiless:
             return
-        if spec.get("chunked"):
+        if spec.get("gate"):
+            first, rest = data[:int(spec.get("gate_after", 0))], data[int(spec.get("gate_after", 0)):]
+            if spec.get("chunked"):
+                if first:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(first), first))
+            else:
+                self.wfile.write(first)
+            self.wfile.flush()
+            STATE.pass_gate(spec["gate"])
+            if spec.get("chunked"):
+                if rest:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(rest), rest))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.wfile.write(rest)
+        elif spec.get("chunked"):
             third = max(1, len(data) // 3)
             for i in range(0, len(data), third):
                 piece = data[i:i + third]

@@ -1,0 +1,133 @@
+"""Coalesced requests stream the leader's answer: they get its status and headers the moment the
+origin sends them and the body as it arrives (busy objects), whatever becomes of the store, and
+a client that goes away disturbs neither the others nor the fill.
+
+The origin holds each answer on gates the test opens (origin.py `head_gate`, `gate`), so every
+assertion about "before the body is complete" is made while the origin is provably still
+holding the rest of the body."""
+import pytest
+
+from conftest import Proxy, StreamClient, eventually, free_port
+
+N = 20
+FIRST = b"first-chunk|"
+REST = b"the rest of the body, sent once the test opens the gate"
+DEADLINE_S = 30
+
+
+def start_clients(port, path, n=N):
+    clients = [StreamClient(port, path, len(FIRST)) for _ in range(n)]
+    for c in clients:
+        c.thread.start()
+    return clients
+
+
+def wait_all(events):
+    for e in events:
+        assert e.wait(DEADLINE_S), "a client got nothing within %d s" % DEADLINE_S
+
+
+def script_gated(origin, path, **extra):
+    spec = dict(body=(FIRST + REST).decode(), gate="body", gate_after=len(FIRST),
+                head_gate="head", headers={"Cache-Control": "max-age=60"})
+    spec.update(extra)
+    origin.script(path, **spec)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_waiters_get_the_head_and_first_bytes_before_the_origin_sends_the_rest(
+        origin, proxy, chunked):
+    script_gated(origin, "/s", chunked=chunked)
+    px = proxy()
+    clients = start_clients(px.port, "/s")
+    eventually(lambda: origin.count("/s") == 1, what="the leader's fetch")
+    origin.open_gate("head")
+    wait_all([c.got_first for c in clients])
+    # Every client has the status, the headers and the first bytes, and the origin still holds
+    # the rest of the one answer it was asked for.
+    assert origin.gate("body") == {"open": False, "waiting": 1}
+    assert all(c.error is None and c.status == 200 and c.first == FIRST for c in clients)
+    caches = sorted(c.headers.get("x-cache") for c in clients)
+    assert caches == ["COALESCED"] * (N - 1) + ["MISS"]
+    origin.open_gate("body")
+    wait_all([c.done for c in clients])
+    assert all(c.error is None and c.rest == REST for c in clients)
+    assert origin.count("/s") == 1
+    assert px.get("/s").cache == "HIT"
+
+
+def test_a_waiter_that_goes_away_disturbs_neither_the_others_nor_the_leader(origin, proxy):
+    script_gated(origin, "/w")
+    px = proxy()
+    clients = start_clients(px.port, "/w", 10)
+    eventually(lambda: origin.count("/w") == 1, what="the leader's fetch")
+    origin.open_gate("head")
+    wait_all([c.got_first for c in clients])
+    waiters = [c for c in clients if c.headers.get("x-cache") == "COALESCED"]
+    gone, staying = waiters[:4], [c for c in clients if c not in waiters[:4]]
+    for c in gone:
+        c.close()
+    origin.open_gate("body")
+    wait_all([c.done for c in staying])
+    assert all(c.error is None and c.first + c.rest == FIRST + REST for c in staying)
+    assert origin.count("/w") == 1
+    assert (px.get("/w").cache, origin.count("/w")) == ("HIT", 1)
+
+
+def test_the_leaders_client_going_away_does_not_abort_the_fill(origin, proxy):
+    script_gated(origin, "/l")
+    px = proxy()
+    clients = start_clients(px.port, "/l", 10)
+    eventually(lambda: origin.count("/l") == 1, what="the leader's fetch")
+    origin.open_gate("head")
+    wait_all([c.got_first for c in clients])
+    leader = [c for c in clients if c.headers.get("x-cache") == "MISS"]
+    assert len(leader) == 1
+    leader[0].close()
+    origin.open_gate("body")
+    waiters = [c for c in clients if c is not leader[0]]
+    wait_all([c.done for c in waiters])
+    assert all(c.error is None and c.first + c.rest == FIRST + REST for c in waiters)
+    # The fill went on for the waiters and was stored.
+    assert (px.get("/l").cache, origin.count("/l")) == ("HIT", 1)
+
+
+def test_a_body_outgrowing_max_object_size_cuts_its_streaming_waiters_short(origin, proxy):
+    # Without a Content-Length the size shows only as the body arrives; beyond the limit the
+    # answer is not stored, and waiters streaming it cannot be given the rest (memory stays
+    # bounded): their responses end early, as the leader's would on an origin failure.
+    big = "y" * 3000
+    script_gated(origin, "/big", chunked=True, body=FIRST.decode() + big)
+    px = proxy(args=["--set", "limits.max_object_size=2KB"])
+    clients = start_clients(px.port, "/big", 5)
+    eventually(lambda: origin.count("/big") == 1, what="the leader's fetch")
+    origin.open_gate("head")
+    wait_all([c.got_first for c in clients])
+    origin.open_gate("body")
+    wait_all([c.done for c in clients])
+    leader = [c for c in clients if c.headers.get("x-cache") == "MISS"][0]
+    assert leader.error is None and leader.first + leader.rest == FIRST + big.encode()
+    waiters = [c for c in clients if c is not leader]
+    assert all(c.error is not None for c in waiters)
+    assert origin.count("/big") == 1
+
+
+def test_a_store_failure_hands_the_waiters_the_leaders_answer(origin, tmp_path):
+    # A Redis store nobody listens on: every store call fails.
+    px = Proxy(origin.port, str(tmp_path), args=["--store", "redis://127.0.0.1:%d" % free_port()])
+    try:
+        script_gated(origin, "/r")
+        clients = start_clients(px.port, "/r")
+        eventually(lambda: origin.count("/r") == 1, what="the leader's fetch")
+        origin.open_gate("head")
+        wait_all([c.got_first for c in clients])
+        origin.open_gate("body")
+        wait_all([c.done for c in clients])
+        assert all(c.error is None and c.status == 200 and c.first + c.rest == FIRST + REST
+                   for c in clients)
+        assert origin.count("/r") == 1
+        # Nothing was stored: the next request goes to the origin.
+        assert px.get("/r").cache == "MISS"
+        assert origin.count("/r") == 2
+    finally:
+        assert px.stop() == 0, px.errors()[-4000:]
