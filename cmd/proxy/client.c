@@ -397,9 +397,14 @@ static void on_write(uv_write_t *r, int status) {
 /* Writes `bufs` in order. Buffer `hold_idx` (or none, -1) points into `hold`, which is
  * referenced instead of copied when the socket does not take everything at once; every other
  * buffer is copied. */
+static void count_request(px_conn *c);
+
 static void conn_writev(px_conn *c, const uv_buf_t *bufs, unsigned n, corral_value *hold,
                         int hold_idx) {
     if (c->closing) return;
+    /* The request is counted before its response's first byte leaves, so a client that has
+     * read its answer finds it in /metrics. */
+    if (c->busy && c->req.responded && !c->req.counted) count_request(c);
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
@@ -491,7 +496,8 @@ void px_conn_body(px_conn *c, const char *data, size_t len, corral_value *hold) 
     conn_writev(c, b, 3, hold, hold ? 1 : -1);
 }
 
-static void count_result(px_conn *c) {
+/* Counts the request and its result, once. */
+static void count_request(px_conn *c) {
     static const unsigned counter[] = {
         [PX_R_NONE] = PX_M_COUNT,
         [PX_R_HIT] = PX_M_hits_total,
@@ -503,11 +509,11 @@ static void count_result(px_conn *c) {
         [PX_R_PASS] = PX_M_pass_total,
         [PX_R_ERROR] = PX_M_errors_total,
     };
+    c->req.counted = true;
     px_metrics *m = c->w->metrics;
     unsigned slot = c->req.route->slot;
     px_metrics_add(m, slot, PX_M_requests_total, 1);
     if (counter[c->req.result] != PX_M_COUNT) px_metrics_add(m, slot, counter[c->req.result], 1);
-    px_metrics_add(m, slot, PX_M_response_bytes_total, c->req.body_bytes);
 }
 
 void px_conn_end(px_conn *c) {
@@ -515,7 +521,8 @@ void px_conn_end(px_conn *c) {
     if (!c->busy) return;
     if (c->req.resp_chunked && !c->req.is_head) px_conn_send(c, "0\r\n\r\n", 5);
     px_log_request(c);
-    count_result(c);
+    if (!c->req.counted) count_request(c);
+    px_metrics_add(c->w->metrics, c->req.route->slot, PX_M_response_bytes_total, c->req.body_bytes);
     bool keep = c->req.keep_alive && c->req.body_done && !c->req.close_delimited &&
                 !c->w->stopping && !c->peer_eof;
     px_request_release(c);

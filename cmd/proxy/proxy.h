@@ -434,6 +434,7 @@ typedef struct px_request {
     bool body_done;       /* the parser reported the request's end */
     bool keep_alive;      /* the connection may serve another request after this one */
     bool responded;       /* a response head was sent */
+    bool counted;         /* the request and its result are in the metrics (client.c) */
     bool resp_chunked;    /* the response body is sent chunked */
     bool close_delimited; /* the response body ends with the connection */
     bool uncoalesced;     /* do not join flights any more (after a wake-up or a timeout) */
