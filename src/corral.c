@@ -159,7 +159,7 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
         if (is_redis) return rc; /* the Redis store explained in `err` */
         return corral__seterr(err, rc, "memory store: %s", corral_strerror(rc));
     }
-    c->hot_reads = c->ks.hot && (c->store->caps & CORRAL__STORE_CLS_ON_HIT);
+    c->hot_reads = c->ks.hot && !is_redis;
     c->magic = CORRAL_MAGIC;
     *out = c;
     return CORRAL_OK;
@@ -470,45 +470,29 @@ static int get_into_check(corral *c, const corral__skey *sk, const void *hdr, si
     return ok == CORRAL_OK ? CORRAL_OK : CORRAL_MISS;
 }
 
-/* get_into_check for the hot path's key in parts: builds the key, which the check may need to
- * read the store again. Out of line, so that the hot path's frame stays small. */
-static __attribute__((noinline)) int get_into_hot_check(corral *c, const corral__skey *parts,
-                                                         uint16_t cls, const void *hdr,
-                                                         size_t hdr_len, size_t hdr_cap) {
-    char kbuf[CORRAL__KEYBUF];
-    memcpy(kbuf, parts->head, parts->head_len);
-    size_t tail_len = parts->len - parts->head_len;
-    if (tail_len) memcpy(kbuf + parts->head_len, parts->tail, tail_len);
-    kbuf[parts->len] = '\0';
-    corral__skey sk = { .data = kbuf, .len = parts->len, .hash = parts->hash, .cls = cls };
-    return get_into_check(c, &sk, hdr, hdr_len, hdr_cap);
-}
+/* get_into without a call on a handle with hot_reads: the memory store checks the key, hashes
+ * it where the caller has it and copies the value out in one call (corral__mem_get_into_hot),
+ * and a hit counts under the class its entry was stored with, so the class table is read only
+ * on a miss. What that call leaves (an enveloped or expired entry, LRU) takes the general path
+ * below. Same results and counters either way. */
+static int get_into_general(corral *c, const void *key, size_t key_len, const corral_call *call,
+                            void *buf, size_t cap, size_t *out_len);
 
-/* get_into without a call on a handle with hot_reads: the key is checked and hashed where the
- * caller has it and handed to the store in parts (the handle's header, the caller's bytes), and
- * a hit counts under the class the store reports, so the class table is read only on a miss.
- * Same results and counters as the general path below. */
 static int get_into_hot(corral *c, const void *key, size_t key_len, void *buf, size_t cap,
                         size_t *out_len) {
-    corral__skey sk = {
-        .len = c->ks.hdr_len + key_len, .head = c->ks.hdr, .head_len = c->ks.hdr_len, .tail = key
-    };
-    int rc = corral__key_check_hot(&c->ks, key, key_len, &sk.hash);
-    if (rc != CORRAL_OK) return rc;
-    unsigned char hdr[256];
-    size_t hdr_len;
-    uint16_t cls;
-    rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len, &cls);
-    if ((rc == CORRAL_OK || rc == CORRAL_ENOSPC) && hdr_len &&
-        get_into_hot_check(c, &sk, cls, hdr, hdr_len, sizeof hdr) != CORRAL_OK) {
-        *out_len = 0;
-        rc = CORRAL_MISS;
-    }
-    if (rc == CORRAL_OK || rc == CORRAL_ENOSPC)
+    uint16_t cls = 0;
+    int rc = corral__mem_get_into_hot(c->store, &c->ks, key, key_len, buf, cap, out_len, &cls);
+    if (rc == CORRAL_OK || rc == CORRAL_ENOSPC) {
         count(c, cls, CORRAL__M_cache_hits_total);
-    else if (rc == CORRAL_MISS)
+        return rc;
+    }
+    if (rc == CORRAL_MISS) {
         count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
-    return rc;
+        return rc;
+    }
+    if (rc != CORRAL__MEM_HOT_SLOW) return rc;
+    *out_len = 0;
+    return get_into_general(c, key, key_len, NULL, buf, cap, out_len);
 }
 
 int corral_get_into(corral *c, const void *key, size_t key_len, const corral_call *call, void *buf,
@@ -517,6 +501,11 @@ int corral_get_into(corral *c, const void *key, size_t key_len, const corral_cal
     if (!c || !out_len || (!buf && cap)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     if (!call && c->hot_reads) return get_into_hot(c, key, key_len, buf, cap, out_len);
+    return get_into_general(c, key, key_len, call, buf, cap, out_len);
+}
+
+static int get_into_general(corral *c, const void *key, size_t key_len, const corral_call *call,
+                            void *buf, size_t cap, size_t *out_len) {
     char kbuf[CORRAL__KEYBUF];
     corral__skey sk;
     int rc = corral__make_skey_read(c, key, key_len, call, kbuf, &sk);
@@ -537,8 +526,7 @@ int corral_get_into(corral *c, const void *key, size_t key_len, const corral_cal
         }
         corral_value_unref(v);
     } else if (rc == CORRAL_OK) {
-        rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len,
-                                     NULL);
+        rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len);
     }
     if ((rc == CORRAL_OK || rc == CORRAL_ENOSPC) && hdr_len) {
         if (get_into_check(c, &sk, hdr, hdr_len, sizeof hdr) != CORRAL_OK) {

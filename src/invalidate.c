@@ -160,8 +160,8 @@ static bool is_version(const char *v, size_t len) {
 static int read_version(corral *c, const corral__skey *sk, char *out, size_t *len, bool *foreign) {
     unsigned char hdr[CORRAL__ENV_SMALL];
     size_t hdr_len = 0;
-    int rc = c->store->ops->get_into(c->store, sk, out, VERSION_MAX, len, hdr, sizeof hdr, &hdr_len,
-                                     NULL);
+    int rc =
+        c->store->ops->get_into(c->store, sk, out, VERSION_MAX, len, hdr, sizeof hdr, &hdr_len);
     /* Too long for a version (ENOSPC), enveloped, or not decimal. */
     *foreign = rc == CORRAL_ENOSPC || (rc == CORRAL_OK && (hdr_len || !is_version(out, *len)));
     if (*foreign) {

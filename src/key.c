@@ -3,15 +3,12 @@
  * refused instead of warned, as Django's memcached backends effectively do).
  *
  * Keys are built from a precomputed "prefix:version:" header; a per-call version is formatted on
- * the fly. The read path does not build the key at all: it checks the user key a word at a
- * time and hashes it in place. No allocation.
- * XXH3 is compiled in (XXH_INLINE_ALL): the same function as libxxhash's, without the call
- * and its length dispatch on the read path.
+ * the fly. No allocation. The read path does not build the key at all: key_hot.h checks the
+ * user key a word at a time and hashes it in place.
  */
 #include "key.h"
 
 #include <string.h>
-#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 /* Writes the decimal form of v into buf (at least 21 bytes); returns its length. */
@@ -65,50 +62,6 @@ int corral__key_validate(const void *key, size_t len, bool allow_binary) {
         /* Django: ord(char) < 33 or ord(char) == 127. */
         if (p[i] <= 0x20 || p[i] == 0x7f) return CORRAL_EBADKEY;
     }
-    return CORRAL_OK;
-}
-
-/* Word-at-a-time key checks (the "haszero" and "hasless" tricks of Anderson's Bit Twiddling
- * Hacks): nonzero iff some byte of `w` is below 0x21 or equals 0x7f. Exact as a boolean; the
- * position of the flagged bit is not used. */
-#define ONES64 0x0101010101010101ull
-#define HIGH64 0x8080808080808080ull
-#define ONES32 0x01010101u
-#define HIGH32 0x80808080u
-
-static inline uint64_t bad_bytes64(uint64_t w) {
-    uint64_t d = w ^ (ONES64 * 0x7f);
-    return ((w - ONES64 * 0x21) & ~w & HIGH64) | ((d - ONES64) & ~d & HIGH64);
-}
-
-static inline uint32_t bad_bytes32(uint32_t w) {
-    uint32_t d = w ^ (ONES32 * 0x7f);
-    return ((w - ONES32 * 0x21) & ~w & HIGH32) | ((d - ONES32) & ~d & HIGH32);
-}
-
-int corral__key_check_hot(const corral__keyscheme *ks, const void *key, size_t key_len,
-                          uint64_t *hash) {
-    assert(ks->hot);
-    if (key_len > CORRAL__MAX_KEY - ks->hdr_len || (!key && key_len)) return CORRAL_EBADKEY;
-    const unsigned char *k = key;
-    if (key_len >= 8) {
-        uint64_t bad = 0, w;
-        for (size_t i = 0; i + 8 < key_len; i += 8) {
-            memcpy(&w, k + i, 8);
-            bad |= bad_bytes64(w);
-        }
-        memcpy(&w, k + key_len - 8, 8); /* the last 8 bytes, overlapping the previous word */
-        if (bad | bad_bytes64(w)) return CORRAL_EBADKEY;
-    } else if (key_len >= 4) {
-        uint32_t lo, hi;
-        memcpy(&lo, k, 4);
-        memcpy(&hi, k + key_len - 4, 4);
-        if (bad_bytes32(lo) | bad_bytes32(hi)) return CORRAL_EBADKEY;
-    } else {
-        for (size_t i = 0; i < key_len; i++)
-            if (k[i] <= 0x20 || k[i] == 0x7f) return CORRAL_EBADKEY;
-    }
-    *hash = XXH3_64bits_withSeed(key, key_len, ks->hdr_seed);
     return CORRAL_OK;
 }
 

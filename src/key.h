@@ -30,8 +30,8 @@ typedef struct corral__keyscheme {
     char hdr[CORRAL__MAX_KEY + 24];
     size_t hdr_len;
     bool hdr_valid; /* the header passes validation on its own (no bad byte) */
-    /* corral__key_check_hot applies: Django's function, text keys, a valid header of at most
-     * CORRAL__HOT_HDR bytes. */
+    /* corral__key_check_hot_inline (key_hot.h) applies: Django's function, text keys, a valid
+     * header of at most CORRAL__HOT_HDR bytes. */
     bool hot;
     uint64_t hdr_seed; /* corral__key_hash's seed for `hdr`: XXH3 of its bytes */
 } corral__keyscheme;
@@ -48,13 +48,6 @@ void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t pr
  * CORRAL_OK or CORRAL_EBADKEY. */
 int corral__key_build(const corral__keyscheme *ks, int64_t version, const void *key, size_t key_len,
                       char *out, size_t cap, size_t *out_len);
-
-/* The read path's corral__key_build for a scheme with `hot` set, at the scheme's own version,
- * without building the key: checks the user key's bytes a word at a time and hashes it
- * (corral__key_hash of ks->hdr followed by the key, computed from the caller's bytes).
- * Returns CORRAL_OK or CORRAL_EBADKEY, exactly as corral__key_build does for the same key. */
-int corral__key_check_hot(const corral__keyscheme *ks, const void *key, size_t key_len,
-                          uint64_t *hash);
 
 /* Validates a physical key: CORRAL_OK or CORRAL_EBADKEY. */
 int corral__key_validate(const void *key, size_t len, bool allow_binary);

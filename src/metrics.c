@@ -278,11 +278,27 @@ static inline void cell_add(_Atomic int64_t *cell, int64_t delta, bool owned) {
         atomic_fetch_add_explicit(cell, delta, memory_order_relaxed);
 }
 
-void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta) {
+static __attribute__((noinline)) void metrics_add_slow(corral__metrics *m, uint16_t cls, int metric,
+                                                       int64_t delta) {
     bool owned;
     size_t idx =
         stripe_of_thread(m, &owned) * m->stride + (size_t)cls * CORRAL__ROW + (size_t)metric;
     cell_add(&m->cells[idx], delta, owned);
+}
+
+void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta) {
+    /* The common case in a few instructions, with no registers to save: the thread's cached
+     * stripe is still its own. */
+    const struct last_stripe *last = &last_stripe;
+    if (last->m == m && last->self &&
+        atomic_load_explicit(&m->owner[last->i], memory_order_relaxed) == last->self) {
+        _Atomic int64_t *cell =
+            &m->cells[last->i * m->stride + (size_t)cls * CORRAL__ROW + (size_t)metric];
+        atomic_store_explicit(cell, atomic_load_explicit(cell, memory_order_relaxed) + delta,
+                              memory_order_relaxed);
+        return;
+    }
+    metrics_add_slow(m, cls, metric, delta);
 }
 
 static const uint64_t hist_bounds_ns[CORRAL__HIST_NBOUNDS] = CORRAL__HIST_BOUNDS_NS;

@@ -24,8 +24,9 @@
  *   the value follows the key, so a get_into reads one contiguous run of bytes from the chain
  *   link to the value's end. The fields only writers, reclamation and a get's reference use
  *   (the embedded corral_value among them) come first.
- * - A lookup takes its key whole, or in two parts (store.h: the read path hands the handle's
- *   "prefix:version:" header and the caller's key as they are, without building the key).
+ * - corral__mem_get_into_hot (memory.h) is corral_get_into's read path: the key check, hash,
+ *   lookup and copy in one function, comparing the entry's key with the handle's
+ *   "prefix:version:" header and the caller's bytes where they are, without building the key.
  *
  * Why our own table: liburcu's rculfhash (used before) is a split-ordered list, so a lookup
  * walks dummy bucket nodes as well as entries, and its automatic resize, which a table created
@@ -102,6 +103,7 @@
  */
 #include "memory.h"
 #include "../envelope.h"
+#include "../key_hot.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -501,9 +503,7 @@ static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, u
     mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
         if (e->hash == k->hash && e->klen == k->len && e->kind == kind &&
-            (k->data ? key_equal(e->key, k->data, k->len)
-                     : key_equal(e->key, k->head, k->head_len) &&
-                           key_equal(e->key + k->head_len, k->tail, k->len - k->head_len))) {
+            key_equal(e->key, k->data, k->len)) {
             CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
             return e;
         }
@@ -923,7 +923,7 @@ static int mem_get(corral__store *base, const corral__skey *k, corral_value **ou
 }
 
 static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
-                        size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len, uint16_t *cls) {
+                        size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
     mem_store *s = store_of(base);
     uint64_t now = 0;
     size_t n = 0, h = 0;
@@ -940,11 +940,43 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
         if (h && h <= hdr_cap) memcpy(hdr, data - h, h);
         rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
         if (rc == CORRAL_OK && n) memcpy(buf, data, n);
-        if (cls) *cls = e->cls;
     }
     read_unlock(s);
     *len = n;
     *hdr_len = h;
+    return rc;
+}
+
+int corral__mem_get_into_hot(corral__store *base, const corral__keyscheme *ks, const void *key,
+                             size_t key_len, void *buf, size_t cap, size_t *len, uint16_t *cls) {
+    mem_store *s = store_of(base);
+    uint64_t hash;
+    *len = 0;
+    if (corral__key_check_hot_inline(ks, key, key_len, &hash) != CORRAL_OK) return CORRAL_EBADKEY;
+    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
+    const size_t hl = ks->hdr_len, klen = hl + key_len;
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
+    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+        if (e->hash != hash || e->klen != klen || e->kind != MEM_VALUE ||
+            !key_equal(e->key, ks->hdr, hl) || !key_equal(e->key + hl, key, key_len))
+            continue;
+        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+        if (e->hlen || (at != MEM_NEVER && clock_now(s) >= at)) {
+            rc = CORRAL__MEM_HOT_SLOW;
+            break;
+        }
+        uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
+        if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
+        size_t n = e->dlen;
+        *len = n;
+        *cls = e->cls;
+        rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
+        if (rc == CORRAL_OK && n) memcpy(buf, e->key + klen, n);
+        break;
+    }
+    read_unlock(s);
     return rc;
 }
 
@@ -1207,7 +1239,6 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     mem_store *s = corral__calloc(env->alloc, 1, sizeof *s);
     if (!s) return CORRAL_ENOMEM;
     s->base.ops = &mem_ops;
-    s->base.caps = CORRAL__STORE_CLS_ON_HIT;
     s->magic = MEM_STORE_MAGIC;
     s->env = *env;
     s->policy = policy;

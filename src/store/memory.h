@@ -16,6 +16,7 @@
 #define CORRAL_STORE_MEM_H
 
 #include "store.h"
+#include "../key.h"
 
 typedef struct corral__mem_config {
     size_t max_bytes;       /* bound on accounted bytes (keys, values, per-entry overhead) */
@@ -46,5 +47,15 @@ void corral__mem_quiesce(corral__store *s);
 
 /* Bytes one entry with these key and value lengths accounts for. */
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);
+
+/* corral_get_into's read path on a memory store (corral.c get_into_hot): checks and hashes the
+ * user key of a hot key scheme (key_hot.h), finds "<ks->hdr><key>" and copies its value into
+ * buf, in one function. CORRAL_OK or CORRAL_ENOSPC (*len the value's length, *cls the class
+ * its entry was stored with), CORRAL_MISS, CORRAL_EBADKEY; or CORRAL__MEM_HOT_SLOW when the
+ * general get_into must answer: the entry has an envelope header or has expired (the general
+ * path reaps it), or the policy is LRU (a hit moves the entry). */
+#define CORRAL__MEM_HOT_SLOW 100
+int corral__mem_get_into_hot(corral__store *s, const corral__keyscheme *ks, const void *key,
+                             size_t key_len, void *buf, size_t cap, size_t *len, uint16_t *cls);
 
 #endif /* CORRAL_STORE_MEM_H */

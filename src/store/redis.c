@@ -399,11 +399,10 @@ static int r_get(corral__store *base, const corral__skey *k, corral_value **out)
 }
 
 static int r_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
-                      size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len, uint16_t *cls) {
+                      size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
     redis_store *s = store_of(base);
     *len = 0;
     *hdr_len = 0;
-    if (cls) *cls = k->cls;
     corral__redis_call c;
     int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
     if (rc != CORRAL_OK) return rc;

@@ -44,18 +44,10 @@
 #define CORRAL__NO_EXPIRY INT64_MAX
 
 typedef struct corral__skey {
-    /* The physical key, e.g. "djzen:1:featured_products:v3"; NULL for a key given in parts. */
-    const char *data;
+    const char *data; /* the physical key, e.g. "djzen:1:featured_products:v3" */
     size_t len;
     uint64_t hash; /* corral__key_hash of the key's bytes */
     uint16_t cls;  /* metrics class (prefix slot) of the key, recorded with the entry */
-    /* A key in parts (data NULL): `head` (head_len bytes) then `tail` (len - head_len). Only
-     * the get_into of a store with CORRAL__STORE_CLS_ON_HIT is given one: the read path then
-     * never builds the key, and compares the stored key with the handle's header and the
-     * caller's bytes where they are. */
-    const char *head;
-    size_t head_len;
-    const char *tail;
 } corral__skey;
 
 /* Why an entry stopped (or started) being held, for the events callback. */
@@ -96,11 +88,9 @@ typedef struct corral__store_ops {
     /* Copies the value's payload into buf and its envelope header (envelope.h; none for a raw
      * value) into hdr when it fits hdr_cap. *hdr_len is the header's length either way (0: no
      * envelope); a header longer than hdr_cap is not copied. CORRAL_OK, CORRAL_MISS, or
-     * CORRAL_ENOSPC with *len the payload's length (nothing copied). On those two, `*cls` (when
-     * `cls` is not NULL) is the metrics class the entry was stored with if the store keeps one
-     * (CORRAL__STORE_CLS_ON_HIT), k->cls otherwise. */
+     * CORRAL_ENOSPC with *len the payload's length (nothing copied). */
     int (*get_into)(corral__store *s, const corral__skey *k, void *buf, size_t cap, size_t *len,
-                    void *hdr, size_t hdr_cap, size_t *hdr_len, uint16_t *cls);
+                    void *hdr, size_t hdr_cap, size_t *hdr_len);
     /* Optional: get, with the value's tags validated by the store, in the read's own round trip
      * (redis: once it has seen tagged values under the key's prefix; see redis.c). When
      * the value carries an envelope with tags (envelope.h), the store reads the current version
@@ -175,12 +165,6 @@ typedef struct corral__store_ops {
  * whose values a Django site reads). The handle then writes values bare: no logical expiry, no
  * XFetch lead, no tags (a write with tags is CORRAL_ENOTSUP), and reads them as they are. */
 #define CORRAL__STORE_NO_ENVELOPE 0x01u
-/* get_into takes a key in parts and does not read k->cls, and reports on a hit the class its
- * entry was stored with (the memory store keeps it per entry). The read path then looks a key's
- * class up only on a miss: a hit counts under the class of the call that stored the entry, which
- * differs from the reader's only when two user keys map to one physical key (a key in a namespace,
- * and the same physical key spelled out without one). */
-#define CORRAL__STORE_CLS_ON_HIT 0x02u
 
 /* Every store begins with this header. */
 struct corral__store {

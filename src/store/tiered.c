@@ -222,14 +222,13 @@ static int t_get(corral__store *base, const corral__skey *k, corral_value **out)
 }
 
 static int t_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
-                      size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len, uint16_t *cls) {
+                      size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
     tiered_store *t = store_of(base);
     *len = 0;
     *hdr_len = 0;
-    if (cls) *cls = k->cls;
     ensure_tracker(t);
     if (atomic_load(&t->live)) {
-        int rc = t->near->ops->get_into(t->near, k, buf, cap, len, hdr, hdr_cap, hdr_len, NULL);
+        int rc = t->near->ops->get_into(t->near, k, buf, cap, len, hdr, hdr_cap, hdr_len);
         if (rc == CORRAL_OK || rc == CORRAL_ENOSPC) {
             count(&t->ctr.near_hits);
             return rc;

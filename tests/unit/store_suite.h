@@ -165,17 +165,15 @@ static void test_store_get_into_copies_or_reports_the_needed_length(void **state
     corral__skey sk = ss_key("k"), missing = ss_key("nope");
     char buf[16] = { 0 };
     size_t len = 99, hlen;
-    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL),
+    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen),
                      CORRAL_OK);
     assert_int_equal(len, 5);
     assert_int_equal(hlen, 0);
     assert_memory_equal(buf, "hello", 5);
-    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, 4, &len, NULL, 0, &hlen, NULL),
-                     CORRAL_ENOSPC);
+    assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, 4, &len, NULL, 0, &hlen), CORRAL_ENOSPC);
     assert_int_equal(len, 5);
-    assert_int_equal(
-        f->s->ops->get_into(f->s, &missing, buf, sizeof buf, &len, NULL, 0, &hlen, NULL),
-        CORRAL_MISS);
+    assert_int_equal(f->s->ops->get_into(f->s, &missing, buf, sizeof buf, &len, NULL, 0, &hlen),
+                     CORRAL_MISS);
     assert_int_equal(len, 0);
     f->close(f);
 }
@@ -469,7 +467,7 @@ static int ss_op_get_into(suite_fx *f) {
     corral__skey sk = ss_key("k");
     char buf[8];
     size_t len = 7, hlen;
-    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL);
+    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen);
     assert_int_equal(len, 0);
     return rc;
 }

@@ -323,6 +323,64 @@ static void test_get_into_miss_sets_length_zero(void **state) {
     assert_int_equal(len, 0);
 }
 
+/* The hits and misses counted under `prefix`. */
+static void prefix_counts(corral *c, const char *prefix, uint64_t *hits, uint64_t *misses) {
+    corral_stats_snapshot *s = NULL;
+    assert_int_equal(corral_stats(c, &s), CORRAL_OK);
+    *hits = *misses = 0;
+    for (size_t i = 0; i < s->n_prefixes; i++) {
+        if (strcmp(s->prefixes[i].prefix, prefix) != 0) continue;
+        *hits = s->prefixes[i].hits;
+        *misses = s->prefixes[i].misses;
+    }
+    corral_stats_free(c, s);
+}
+
+/* corral_get_into without a call reads the memory store in one function
+ * (corral__mem_get_into_hot) and leaves what it cannot answer alone to the general path: an
+ * entry that has expired, a value with an envelope (here, tags), the LRU policy. Each must read
+ * as it would with a call, and count once. */
+static void test_get_into_without_a_call_handles_expiry_envelopes_and_lru(void **state) {
+    fixture *f = *state;
+    char buf[16];
+    size_t len = 0;
+    assert_int_equal(set_str(f->c, "p:ttl", "v", 1000), CORRAL_OK);
+    assert_int_equal(corral_get_into(f->c, "p:ttl", 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    advance_ms(f, 1000);
+    assert_int_equal(corral_get_into(f->c, "p:ttl", 5, NULL, buf, sizeof buf, &len), CORRAL_MISS);
+    assert_int_equal(len, 0);
+
+    const char *tags[] = { "t" };
+    corral_call tagged = CORRAL_CALL_INIT;
+    tagged.tags = tags;
+    tagged.n_tags = 1;
+    assert_int_equal(corral_set(f->c, "p:tag", 5, "w", 1, CORRAL_TTL_DEFAULT, &tagged), CORRAL_OK);
+    assert_int_equal(corral_get_into(f->c, "p:tag", 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(len, 1);
+    assert_memory_equal(buf, "w", 1);
+    assert_int_equal(corral_get_into(f->c, "p:tag", 5, NULL, buf, 0, &len), CORRAL_ENOSPC);
+    assert_int_equal(len, 1);
+    assert_int_equal(corral_tag_bust(f->c, "t"), CORRAL_OK);
+    assert_int_equal(corral_get_into(f->c, "p:tag", 5, NULL, buf, sizeof buf, &len), CORRAL_MISS);
+    uint64_t hits, misses;
+    prefix_counts(f->c, "p", &hits, &misses);
+    assert_int_equal(hits, 3);
+    assert_int_equal(misses, 2);
+
+    corral *lru = open_clocked(f, "mem://?max_memory=1MB&eviction=lru");
+    assert_int_equal(set_str(lru, "q:k", "xyz", CORRAL_TTL_DEFAULT), CORRAL_OK);
+    assert_int_equal(corral_get_into(lru, "q:k", 3, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(len, 3);
+    assert_int_equal(corral_get_into(lru, "q:k", 3, NULL, buf, 2, &len), CORRAL_ENOSPC);
+    assert_int_equal(len, 3);
+    assert_int_equal(corral_get_into(lru, "q:none", 6, NULL, buf, sizeof buf, &len), CORRAL_MISS);
+    assert_int_equal(corral_get_into(lru, "q k", 3, NULL, buf, sizeof buf, &len), CORRAL_EBADKEY);
+    prefix_counts(lru, "q", &hits, &misses);
+    assert_int_equal(hits, 2);
+    assert_int_equal(misses, 1);
+    corral_close(lru);
+}
+
 /* ---- many-ops ---- */
 
 static void test_get_many_returns_hits_and_null_for_misses(void **state) {
@@ -752,6 +810,7 @@ int main(void) {
         T(test_get_into_copies_value),
         T(test_get_into_small_buffer_reports_length_and_copies_nothing),
         T(test_get_into_miss_sets_length_zero),
+        T(test_get_into_without_a_call_handles_expiry_envelopes_and_lru),
         T(test_get_many_returns_hits_and_null_for_misses),
         T(test_get_many_all_misses_is_ok),
         T(test_get_many_bad_key_fails_with_every_out_null),

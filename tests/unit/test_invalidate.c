@@ -161,8 +161,8 @@ static bool internal_present(corral *c, const char *kind, const char *name) {
     corral__skey sk = internal(c, kind, name, buf);
     char v[32], hdr[32];
     size_t len, hdr_len;
-    return c->store->ops->get_into(c->store, &sk, v, sizeof v, &len, hdr, sizeof hdr, &hdr_len,
-                                   NULL) == CORRAL_OK;
+    return c->store->ops->get_into(c->store, &sk, v, sizeof v, &len, hdr, sizeof hdr, &hdr_len) ==
+           CORRAL_OK;
 }
 
 /* ---- Namespaces ---- */
@@ -307,9 +307,9 @@ static int cnt_get(corral__store *s, const corral__skey *k, corral_value **out) 
     return inner_ops->get(s, k, out);
 }
 static int cnt_get_into(corral__store *s, const corral__skey *k, void *buf, size_t cap, size_t *len,
-                        void *hdr, size_t hdr_cap, size_t *hdr_len, uint16_t *cls) {
+                        void *hdr, size_t hdr_cap, size_t *hdr_len) {
     atomic_fetch_add(&store_calls, 1);
-    return inner_ops->get_into(s, k, buf, cap, len, hdr, hdr_cap, hdr_len, cls);
+    return inner_ops->get_into(s, k, buf, cap, len, hdr, hdr_cap, hdr_len);
 }
 static int cnt_set(corral__store *s, const corral__skey *k, const void *val, size_t len,
                    int64_t ttl_ms, corral__set_mode mode) {
@@ -509,9 +509,8 @@ static pthread_barrier_t both_missed;
 static atomic_int misses;
 
 static int miss_together_get_into(corral__store *s, const corral__skey *k, void *buf, size_t cap,
-                                  size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len,
-                                  uint16_t *cls) {
-    int rc = inner_ops->get_into(s, k, buf, cap, len, hdr, hdr_cap, hdr_len, cls);
+                                  size_t *len, void *hdr, size_t hdr_cap, size_t *hdr_len) {
+    int rc = inner_ops->get_into(s, k, buf, cap, len, hdr, hdr_cap, hdr_len);
     if (rc == CORRAL_MISS && atomic_fetch_add(&misses, 1) < 2) pthread_barrier_wait(&both_missed);
     return rc;
 }

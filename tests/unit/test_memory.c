@@ -696,7 +696,7 @@ static void *worker_main(void *arg) {
             break;
         case 5:
         case 6:
-            rc = s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL);
+            rc = s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen);
             if (rc == CORRAL_OK) check_value(buf, len);
             break;
         case 7: assert_true(s->ops->del(s, &sk) >= 0); break;
@@ -793,7 +793,7 @@ static void *rcu_main(void *p) {
             assert_int_equal(s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
                              CORRAL_OK);
         } else if (a->role == 1) {
-            if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL) == CORRAL_OK)
+            if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen) == CORRAL_OK)
                 check_value(buf, len);
         } else if (s->ops->get(s, &sk, &v) == CORRAL_OK) {
             check_value(corral_value_data(v), corral_value_len(v));
@@ -840,7 +840,7 @@ static void expect_h(fx *f, const char *k, uint64_t hash, const char *want) {
     corral__skey sk = KH(k, hash);
     char buf[32];
     size_t len = 0, hlen = 0;
-    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL);
+    int rc = f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen);
     if (!want) {
         assert_int_equal(rc, CORRAL_MISS);
         return;
@@ -936,10 +936,10 @@ static void *chain_main(void *p) {
             continue;
         }
         corral__skey stay = { .data = "stay", .len = 4, .hash = CHAIN_HASH, .cls = 1 };
-        assert_int_equal(s->ops->get_into(s, &stay, buf, sizeof buf, &len, NULL, 0, &hlen, NULL),
+        assert_int_equal(s->ops->get_into(s, &stay, buf, sizeof buf, &len, NULL, 0, &hlen),
                          CORRAL_OK);
         check_value(buf, len);
-        if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen, NULL) == CORRAL_OK)
+        if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen) == CORRAL_OK)
             check_value(buf, len);
     }
     return NULL;

@@ -312,9 +312,8 @@ static void test_redis_get_splits_an_envelope_header_from_the_payload(void **sta
     corral_value_unref(v);
     char buf[16], hdr[32];
     size_t len = 0, got_hl = 0;
-    assert_int_equal(
-        f->s->ops->get_into(f->s, &k, buf, sizeof buf, &len, hdr, sizeof hdr, &got_hl, NULL),
-        CORRAL_OK);
+    assert_int_equal(f->s->ops->get_into(f->s, &k, buf, sizeof buf, &len, hdr, sizeof hdr, &got_hl),
+                     CORRAL_OK);
     assert_int_equal(len, 7);
     assert_int_equal(got_hl, hl);
     assert_memory_equal(buf, "payload", 7);
