@@ -439,11 +439,37 @@ static int check_got(corral *c, corral_value **out) {
     return CORRAL_MISS;
 }
 
+static int get_general(corral *c, const void *key, size_t key_len, const corral_call *call,
+                       corral_value **out);
+
+/* get without a call on a handle with hot_reads: get_into_hot's way (below), with a reference
+ * instead of a copy. */
+static int get_hot(corral *c, const void *key, size_t key_len, corral_value **out) {
+    uint16_t cls = 0;
+    int rc = corral__mem_get_hot(c->store, &c->ks, key, key_len, out, &cls);
+    if (rc == CORRAL_OK) {
+        count(c, cls, CORRAL__M_cache_hits_total);
+        return rc;
+    }
+    if (rc == CORRAL_MISS) {
+        count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
+        return rc;
+    }
+    if (rc != CORRAL__MEM_HOT_SLOW) return rc;
+    return get_general(c, key, key_len, NULL, out);
+}
+
 int corral_get(corral *c, const void *key, size_t key_len, const corral_call *call,
                corral_value **out) {
     if (out) *out = NULL;
     if (!c || !out) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    if (!call && c->hot_reads) return get_hot(c, key, key_len, out);
+    return get_general(c, key, key_len, call, out);
+}
+
+static int get_general(corral *c, const void *key, size_t key_len, const corral_call *call,
+                       corral_value **out) {
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
     int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);

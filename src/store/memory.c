@@ -947,16 +947,13 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
     return rc;
 }
 
-int corral__mem_get_into_hot(corral__store *base, const corral__keyscheme *ks, const void *key,
-                             size_t key_len, void *buf, size_t cap, size_t *len, uint16_t *cls) {
-    mem_store *s = store_of(base);
-    uint64_t hash;
-    *len = 0;
-    if (corral__key_check_hot_inline(ks, key, key_len, &hash) != CORRAL_OK) return CORRAL_EBADKEY;
-    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
+/* The read path's lookup (corral__mem_get_into_hot, corral__mem_get_hot): the entry of
+ * "<ks->hdr><key>" (hash `hash`), compared with the header and the caller's bytes in place, or
+ * NULL. Call inside a read-side section. *slow is set when the entry is there but the general
+ * path must answer: it has an envelope header or has expired. A hit is marked. */
+static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, const void *key,
+                                  size_t key_len, uint64_t hash, bool *slow) {
     const size_t hl = ks->hdr_len, klen = hl + key_len;
-    int rc = CORRAL_MISS;
-    read_lock(s);
     mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
         if (e->hash != hash || e->klen != klen || e->kind != MEM_VALUE ||
@@ -964,17 +961,58 @@ int corral__mem_get_into_hot(corral__store *base, const corral__keyscheme *ks, c
             continue;
         uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
         if (e->hlen || (at != MEM_NEVER && clock_now(s) >= at)) {
-            rc = CORRAL__MEM_HOT_SLOW;
-            break;
+            *slow = true;
+            return NULL;
         }
         uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
         if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
+        return e;
+    }
+    return NULL;
+}
+
+int corral__mem_get_into_hot(corral__store *base, const corral__keyscheme *ks, const void *key,
+                             size_t key_len, void *buf, size_t cap, size_t *len, uint16_t *cls) {
+    mem_store *s = store_of(base);
+    uint64_t hash;
+    *len = 0;
+    if (corral__key_check_hot_inline(ks, key, key_len, &hash) != CORRAL_OK) return CORRAL_EBADKEY;
+    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
+    bool slow = false;
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    mem_entry *e = hot_find(s, ks, key, key_len, hash, &slow);
+    if (e) {
         size_t n = e->dlen;
         *len = n;
         *cls = e->cls;
         rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
-        if (rc == CORRAL_OK && n) memcpy(buf, e->key + klen, n);
-        break;
+        if (rc == CORRAL_OK && n) memcpy(buf, e->key + e->klen, n);
+    } else if (slow) {
+        rc = CORRAL__MEM_HOT_SLOW;
+    }
+    read_unlock(s);
+    return rc;
+}
+
+int corral__mem_get_hot(corral__store *base, const corral__keyscheme *ks, const void *key,
+                        size_t key_len, corral_value **out, uint16_t *cls) {
+    mem_store *s = store_of(base);
+    uint64_t hash;
+    *out = NULL;
+    if (corral__key_check_hot_inline(ks, key, key_len, &hash) != CORRAL_OK) return CORRAL_EBADKEY;
+    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
+    bool slow = false;
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    mem_entry *e = hot_find(s, ks, key, key_len, hash, &slow);
+    /* The table's reference cannot go before this section ends, so tryref succeeds. */
+    if (e && CORRAL_ALWAYS(corral__value_tryref(&e->val))) {
+        *out = &e->val;
+        *cls = e->cls;
+        rc = CORRAL_OK;
+    } else if (slow) {
+        rc = CORRAL__MEM_HOT_SLOW;
     }
     read_unlock(s);
     return rc;

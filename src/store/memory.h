@@ -57,5 +57,9 @@ size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);
 #define CORRAL__MEM_HOT_SLOW 100
 int corral__mem_get_into_hot(corral__store *s, const corral__keyscheme *ks, const void *key,
                              size_t key_len, void *buf, size_t cap, size_t *len, uint16_t *cls);
+/* corral_get's read path, the same way: CORRAL_OK with a new reference in *out and *cls the
+ * entry's class, CORRAL_MISS, CORRAL_EBADKEY or CORRAL__MEM_HOT_SLOW. */
+int corral__mem_get_hot(corral__store *s, const corral__keyscheme *ks, const void *key,
+                        size_t key_len, corral_value **out, uint16_t *cls);
 
 #endif /* CORRAL_STORE_MEM_H */

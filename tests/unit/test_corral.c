@@ -381,6 +381,50 @@ static void test_get_into_without_a_call_handles_expiry_envelopes_and_lru(void *
     corral_close(lru);
 }
 
+/* corral_get without a call: corral__mem_get_hot, handing off as get_into's read path does. */
+static void expect_get(corral *c, const char *key, int want_rc, const char *want) {
+    corral_value *v = (corral_value *)&v;
+    int rc = corral_get(c, key, strlen(key), NULL, &v);
+    if (rc != want_rc) fail_msg("get '%s': rc %d, want %d", key, rc, want_rc);
+    if (rc != CORRAL_OK) {
+        assert_null(v);
+        return;
+    }
+    assert_int_equal(corral_value_len(v), strlen(want));
+    assert_memory_equal(corral_value_data(v), want, strlen(want));
+    corral_value_unref(v);
+}
+
+static void test_get_without_a_call_handles_expiry_envelopes_and_lru(void **state) {
+    fixture *f = *state;
+    assert_int_equal(set_str(f->c, "p:ttl", "v", 1000), CORRAL_OK);
+    expect_get(f->c, "p:ttl", CORRAL_OK, "v");
+    advance_ms(f, 1000);
+    expect_get(f->c, "p:ttl", CORRAL_MISS, NULL);
+    const char *tags[] = { "t" };
+    corral_call tagged = CORRAL_CALL_INIT;
+    tagged.tags = tags;
+    tagged.n_tags = 1;
+    assert_int_equal(corral_set(f->c, "p:tag", 5, "w", 1, CORRAL_TTL_DEFAULT, &tagged), CORRAL_OK);
+    expect_get(f->c, "p:tag", CORRAL_OK, "w");
+    assert_int_equal(corral_tag_bust(f->c, "t"), CORRAL_OK);
+    expect_get(f->c, "p:tag", CORRAL_MISS, NULL);
+    expect_get(f->c, "p t", CORRAL_EBADKEY, NULL);
+    uint64_t hits, misses;
+    prefix_counts(f->c, "p", &hits, &misses);
+    assert_int_equal(hits, 2);
+    assert_int_equal(misses, 2);
+
+    corral *lru = open_clocked(f, "mem://?max_memory=1MB&eviction=lru");
+    assert_int_equal(set_str(lru, "q:k", "xyz", CORRAL_TTL_DEFAULT), CORRAL_OK);
+    expect_get(lru, "q:k", CORRAL_OK, "xyz");
+    expect_get(lru, "q:none", CORRAL_MISS, NULL);
+    prefix_counts(lru, "q", &hits, &misses);
+    assert_int_equal(hits, 1);
+    assert_int_equal(misses, 1);
+    corral_close(lru);
+}
+
 /* ---- many-ops ---- */
 
 static void test_get_many_returns_hits_and_null_for_misses(void **state) {
@@ -811,6 +855,7 @@ int main(void) {
         T(test_get_into_small_buffer_reports_length_and_copies_nothing),
         T(test_get_into_miss_sets_length_zero),
         T(test_get_into_without_a_call_handles_expiry_envelopes_and_lru),
+        T(test_get_without_a_call_handles_expiry_envelopes_and_lru),
         T(test_get_many_returns_hits_and_null_for_misses),
         T(test_get_many_all_misses_is_ok),
         T(test_get_many_bad_key_fails_with_every_out_null),
