@@ -738,6 +738,7 @@ static void stream_stop(px_conn *c) {
     px_busy_unref(c->stream);
     c->stream = NULL;
     c->stream_blocked = false;
+    px_conn_stream_wait(c, false);
 }
 
 void px_cache_stream(px_conn *c) {
@@ -757,17 +758,42 @@ void px_cache_stream(px_conn *c) {
         size_t len;
         int st = px_busy_read(c->stream, &c->rd, STREAM_SLICE, &data, &len);
         if (st == PX_BUSY_MORE) {
+            px_conn_stream_wait(c, false);
             px_conn_body(c, data, len, NULL);
             continue;
         }
-        if (st == PX_BUSY_WAIT) return;
+        if (st == PX_BUSY_WAIT) {
+            px_conn_stream_wait(c, true); /* a fetch that never moves again cannot hang us */
+            return;
+        }
         stream_stop(c);
-        if (st == PX_BUSY_DONE)
+        if (st == PX_BUSY_DONE) {
+            /* The leader's client: its fetch (complete, so not aborted) lets go of it. */
+            if (c->fetch) px_fetch_detach(c->fetch);
             px_conn_end(c);
-        else
+        } else {
             px_conn_abort(c); /* the leader's fetch failed: cut short, as its own client is */
+        }
         return;
     }
+}
+
+void px_cache_stream_busy(px_conn *c, px_busy *b) {
+    PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    c->stream = b;
+    px_busy_attach(b, &c->rd, c);
+    px_cache_stream(c);
+}
+
+void px_cache_stream_flush(px_conn *c) {
+    PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    while (c->stream && !c->closing) {
+        const char *data;
+        size_t len;
+        if (px_busy_read(c->stream, &c->rd, SIZE_MAX, &data, &len) != PX_BUSY_MORE) break;
+        px_conn_body(c, data, len, NULL);
+    }
+    stream_stop(c);
 }
 
 /* Answers the request from busy object `b` (the reference is taken) when it is this request's

@@ -48,12 +48,13 @@
 
 typedef enum timer_kind {
     T_NONE = 0,
-    T_IDLE,  /* keep-alive: no request started */
-    T_HEAD,  /* a request head is arriving */
-    T_BODY,  /* a request body is arriving */
-    T_SEND,  /* the client does not read what we write */
-    T_WAIT,  /* waiting on another request's fetch (coalescing) */
-    T_LINGER /* closing: discarding input until EOF */
+    T_IDLE,   /* keep-alive: no request started */
+    T_HEAD,   /* a request head is arriving */
+    T_BODY,   /* a request body is arriving */
+    T_SEND,   /* the client does not read what we write */
+    T_WAIT,   /* waiting on another request's fetch (coalescing) */
+    T_STREAM, /* streaming a busy object that has had nothing new for us */
+    T_LINGER  /* closing: discarding input until EOF */
 } timer_kind;
 
 /* A queued write and the bytes it keeps alive. */
@@ -143,6 +144,16 @@ void px_conn_wait(px_conn *c, int64_t ms) {
     conn_timer(c, T_WAIT, ms);
 }
 
+void px_conn_stream_wait(px_conn *c, bool waiting) {
+    if (!waiting) {
+        if (c->timer_kind == T_STREAM) conn_timer(c, T_NONE, 0);
+        return;
+    }
+    /* While writes are queued the send timer runs; on_write arms this one when they drain. */
+    if (c->timer_kind == T_NONE || c->timer_kind == T_STREAM)
+        conn_timer(c, T_STREAM, c->req.cfg->read_timeout_ms);
+}
+
 /* Starts the per-request state. `m` is NULL for a request that never parsed. */
 static void begin_request(px_conn *c, const corral_http_msg *m) {
     px_worker *w = c->w;
@@ -179,6 +190,11 @@ static void on_conn_timer(uv_timer_t *t) {
     case T_BODY:
     case T_SEND: conn_close(c, false); return;
     case T_WAIT: px_cache_wait_expired(c); return;
+    case T_STREAM:
+        /* The busy object made no progress for origin_read_timeout: whatever holds its fetch
+         * up, this reader is cut short rather than kept forever. */
+        conn_close(c, false);
+        return;
     case T_LINGER: close_handles(c); return;
     case T_NONE: return;
     }
@@ -387,6 +403,8 @@ static void on_write(uv_write_t *r, int status) {
             conn_timer(c, T_SEND, c->w->cfg->send_timeout_ms);
         else if (!c->busy)
             arm_idle(c); /* the last response drained: the keep-alive wait starts now */
+        else if (c->stream)
+            conn_timer(c, T_STREAM, c->req.cfg->read_timeout_ms);
         else
             conn_timer(c, T_NONE, 0);
     }

@@ -72,8 +72,9 @@ struct px_fetch {
     int64_t t_req_ms, t_resp_ms;
     unsigned status;
     bool got_head, storing, paused, retried, refetch, answered;
-    bool committed;      /* the object was stored (or the store refused it) */
-    uint64_t expect_len; /* the body's Content-Length, when the origin sent one */
+    bool sink_reads_busy; /* the client streams `busy` like a waiter (not written to here) */
+    bool committed;       /* the object was stored (or the store refused it) */
+    uint64_t expect_len;  /* the body's Content-Length, when the origin sent one */
     bool has_length;
     int in_cb;
     bool abort_pending;
@@ -161,7 +162,12 @@ static bool useless(const struct px_fetch *f) {
 void px_fetch_detach(struct px_fetch *f) {
     PX_CHECK_OBJ(f, PX_FETCH_MAGIC);
     take_sink(f);
-    if (!useless(f)) return;
+    f->sink_reads_busy = false;
+    /* The origin read waited for this client: it goes on for the store (and the waiters). */
+    if (!useless(f)) {
+        px_fetch_unpause(f);
+        return;
+    }
     if (f->in_cb)
         f->abort_pending = true;
     else
@@ -187,10 +193,12 @@ static void fetch_abort(struct px_fetch *f) {
     fetch_free(f);
 }
 
-/* Ends the client's response normally. */
+/* Ends the client's response normally (one that reads the busy object ends when it has read
+ * the whole body). */
 static void sink_done(struct px_fetch *f) {
+    bool reads_busy = f->sink_reads_busy;
     px_conn *c = take_sink(f);
-    if (c) px_conn_end(c);
+    if (c && !reads_busy) px_conn_end(c);
 }
 
 /* ---- Starting ---- */
@@ -523,6 +531,13 @@ static int surrogate_keys(struct px_fetch *f, const corral_http_msg *resp) {
 }
 
 static void not_stored(struct px_fetch *f, const char *why) {
+    if (f->sink && f->sink_reads_busy) {
+        /* The client gets the rest directly: first what it has not read of the busy object
+         * (at most max_object_size), then the origin's bytes as they come, paced by it. While
+         * the fetch is storing, closing the client cannot abort it. */
+        f->sink_reads_busy = false;
+        px_cache_stream_flush(f->sink);
+    }
     px_objbuf_free(&f->ob);
     f->storing = false;
     /* Readers streaming it are cut short (only a body without Content-Length can outgrow
@@ -743,6 +758,13 @@ int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp) {
         send_head(f, resp);
         if (leave(f) < 0) return -1;
     }
+    /* While there is a busy object, the leader's client is one more of its readers: the origin
+     * read is paced by nobody (the body is bounded by max_object_size), so a slow or gone
+     * client holds up neither the waiters nor the store. */
+    if (f->sink && f->busy && f->storing && !f->sink->req.is_head && !f->sink->closing) {
+        f->sink_reads_busy = true;
+        px_cache_stream_busy(f->sink, px_busy_ref(f->busy));
+    }
     if (useless(f)) {
         fetch_abort(f);
         return -1;
@@ -764,7 +786,7 @@ int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len) {
             if (f->has_length && f->body_len == f->expect_len) commit(f);
         }
     }
-    if (f->sink) {
+    if (f->sink && !f->sink_reads_busy) {
         f->in_cb++;
         px_conn_body(f->sink, data, len, NULL);
         if (f->sink && f->oc && px_conn_congested(f->sink)) {

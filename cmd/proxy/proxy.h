@@ -534,6 +534,10 @@ bool px_conn_congested(const px_conn *c);
 void px_conn_resume_body(px_conn *c);
 /* Arms the connection's timer for a coalescing wait (px_cache_wait_expired when it fires). */
 void px_conn_wait(px_conn *c, int64_t ms);
+/* Streaming a busy object: `waiting` arms a timer (origin_read_timeout) that closes the
+ * connection unless the object grows or ends meanwhile (and unless writes are queued: the send
+ * timer runs then); false stops it. */
+void px_conn_stream_wait(px_conn *c, bool waiting);
 /* Frees a connection that closed while waiting on a flight, once its wake-up arrived. */
 void px_conn_release_closed(px_conn *c);
 
@@ -547,6 +551,12 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v);
 /* The busy object the connection streams grew or ended (inbox), or its write queue drained:
  * send what there is. */
 void px_cache_stream(px_conn *c);
+/* The leader's own client reads the busy object `b` (the reference is taken) of its fetch like
+ * a waiter, after the fetch sent it the head: the origin read never waits for it. */
+void px_cache_stream_busy(px_conn *c, px_busy *b);
+/* Sends every published byte of the busy object the connection has not sent yet (copied into
+ * its write queue) and stops streaming it: the fetch writes to it directly from now on. */
+void px_cache_stream_flush(px_conn *c);
 /* The coalescing wait timed out, or the connection is closing: cancel the wait. The wake-up
  * (rc CORRAL_ETIMEDOUT) still comes through the inbox. */
 void px_cache_wait_expired(px_conn *c);

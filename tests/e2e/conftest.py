@@ -232,6 +232,13 @@ class Proxy:
         assert r.status == 200, r
         return r.text
 
+    def connections(self):
+        """The proxy's open client connections (the corral_proxy_connections gauge)."""
+        for line in self.metrics().splitlines():
+            if line.startswith("corral_proxy_connections "):
+                return int(line.split()[1])
+        raise AssertionError("no corral_proxy_connections in /metrics")
+
     def log_lines(self):
         try:
             with open(self.access_log) as f:

@@ -5,6 +5,9 @@ a client that goes away disturbs neither the others nor the fill.
 The origin holds each answer on gates the test opens (origin.py `head_gate`, `gate`), so every
 assertion about "before the body is complete" is made while the origin is provably still
 holding the rest of the body."""
+import socket
+import struct
+
 import pytest
 
 from conftest import Proxy, StreamClient, eventually, free_port
@@ -131,3 +134,63 @@ def test_a_store_failure_hands_the_waiters_the_leaders_answer(origin, tmp_path):
         assert origin.count("/r") == 2
     finally:
         assert px.stop() == 0, px.errors()[-4000:]
+
+
+BIG = 10 * 1024 * 1024
+SENT = 8 * 1024 * 1024  # what the origin sends before its gate: far more than the 1 MiB a
+                        # reader may leave unsent and the socket buffers to a stalled client
+
+
+class StalledClient:
+    """Sends one GET, reads its response head, then reads nothing more: its small receive
+    buffer fills, and the proxy's write queue to it grows."""
+
+    def __init__(self, port, path):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(60)
+        self.sock.connect(("127.0.0.1", port))
+        # The Host http.client sends, so that the requests share one primary key.
+        self.sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                          % (path.encode(), port))
+
+    def head(self):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(1024)
+            assert chunk, "the connection closed before the head"
+            data += chunk
+        return data.split(b"\r\n\r\n")[0].decode().lower()
+
+    def close(self):
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()  # a reset: nothing else holds this socket
+
+
+def test_issue_5_a_leader_client_that_stops_reading_and_goes_away_holds_back_nobody(
+        origin, proxy):
+    origin.script("/big", body_size=BIG, head_gate="head", gate="body", gate_after=SENT,
+                  headers={"Cache-Control": "max-age=60"})
+    px = proxy()
+    leader = StalledClient(px.port, "/big")
+    eventually(lambda: origin.gate("head")["waiting"] == 1, what="the leader's fetch")
+    waiters = [StreamClient(px.port, "/big", SENT) for _ in range(3)]
+    for c in waiters:
+        c.thread.start()
+    eventually(lambda: px.connections() == 4, what="the waiters")
+    origin.open_gate("head")
+    assert "x-cache: miss" in leader.head()
+    # The waiters get everything the origin sent while the leader's client reads nothing: the
+    # origin read does not wait for that client.
+    wait_all([c.got_first for c in waiters])
+    assert origin.gate("body") == {"open": False, "waiting": 1}
+    leader.close()
+    eventually(lambda: px.connections() == 3, what="the leader's connection closed")
+    origin.open_gate("body")
+    wait_all([c.done for c in waiters])
+    for c in waiters:
+        assert (c.error, c.headers["x-cache"], len(c.first) + len(c.rest)) == \
+            (None, "COALESCED", BIG)
+    # The fill went on without its client and was stored.
+    r = px.get("/big")
+    assert (r.cache, len(r.body), origin.count("/big")) == ("HIT", BIG, 1)
