@@ -17,7 +17,9 @@
  * Readers are the connections streaming the object; the leader wakes each through its
  * worker's inbox (px_worker_notify queues a connection at most once) after every append and
  * at the end. A reader that goes away only unlinks itself; neither the leader nor the other
- * readers notice.
+ * readers notice. The last byte of a body with a Content-Length is handed out only once the
+ * object ended, which the leader does after storing it: a client never has the whole answer
+ * before the store (a purge it sends next follows the store, and asking again is a hit).
  *
  * The registry (px->busy, px->busy_lock) lists the busy objects new requests may stream: one
  * that finds a busy object for its flight key streams it instead of fetching. A purge marks the
@@ -291,6 +293,7 @@ void px_busy_attach(px_busy *b, px_busy_reader *r, struct px_conn *c) {
     r->c = c;
     r->seg = NULL;
     r->off = 0;
+    r->pos = 0;
     uv_mutex_lock(&b->lock);
     px_list_push(&b->readers, &r->link);
     uv_mutex_unlock(&b->lock);
@@ -317,11 +320,17 @@ int px_busy_read(px_busy *b, px_busy_reader *r, size_t max, const char **data, s
             r->off = 0;
         }
         r->seg = s;
-        if (s && r->off < s->len) {
-            size_t n = s->len - r->off;
+        size_t n = s && r->off < s->len ? s->len - r->off : 0;
+        if (n > max) n = max;
+        /* The last byte of a sized body waits for the end (after the store), so a client that
+         * has the whole answer and asks again finds it stored. */
+        if (n && st == PX_BUSY_WAIT && b->has_length && r->pos + n >= b->length)
+            n = b->length > r->pos ? (size_t)(b->length - r->pos - 1) : 0;
+        if (n) {
             *data = s->data + r->off;
-            *len = n < max ? n : max;
-            r->off += *len;
+            *len = n;
+            r->off += n;
+            r->pos += n;
             st = PX_BUSY_MORE;
         }
     }

@@ -96,12 +96,13 @@ static void commit(struct px_fetch *f);
 
 /* ---- Lifetime ---- */
 
-/* Ends the busy object (its readers get the end of the body, or are cut short unless `ok`)
- * and withdraws it from new requests. */
+/* Withdraws the busy object from new requests, then ends it (its readers get the end of the
+ * body, or are cut short unless `ok`): a client that has read the whole answer and asks again
+ * finds the stored object (or nothing), never this one. */
 static void busy_end(struct px_fetch *f, bool ok) {
     if (!f->busy) return;
-    px_busy_finish(f->busy, ok);
     px_busy_unpublish(f->busy);
+    px_busy_finish(f->busy, ok);
     px_busy_unref(f->busy);
     f->busy = NULL;
 }
@@ -823,13 +824,13 @@ static void refetch(struct px_fetch *f) {
 }
 
 /* Stores the complete object and hands it to the waiters (or, when they stream the busy
- * object, ends it for them first: they have the whole body whatever the store does). Runs
- * before the client gets the last byte, so a purge sent after the response arrived always comes
- * after the store. A purge that came after the fetch started voids the store
- * (px_cache_commit's stamp check): the waiters, who asked before it, still get the answer. */
+ * object, ends it for them afterwards: they have the whole body whatever the store does). Runs
+ * before any client gets the last byte (the leader's client reads the busy object too), so a
+ * purge sent after the response arrived always comes after the store. A purge that came after the
+ * fetch started voids the store (px_cache_commit's stamp check): the waiters, who asked before it,
+ * still get the answer. */
 static void commit(struct px_fetch *f) {
     if (!f->storing) return;
-    if (f->busy) px_busy_finish(f->busy, true);
     corral_value *v = NULL;
     int rc;
     if (f->no_commit)

@@ -333,8 +333,9 @@ typedef struct px_busy px_busy;
 typedef struct px_busy_reader {
     px_link link; /* in the busy's readers, under the busy's lock */
     struct px_conn *c;
-    void *seg;  /* the segment of the next byte (NULL: the first) */
-    size_t off; /* the next byte within `seg` */
+    void *seg;    /* the segment of the next byte (NULL: the first) */
+    size_t off;   /* the next byte within `seg` */
+    uint64_t pos; /* body bytes read so far */
 } px_busy_reader;
 
 /* What px_busy_read found. */
