@@ -56,7 +56,39 @@ def test_waiters_get_the_head_and_first_bytes_before_the_origin_sends_the_rest(
     wait_all([c.done for c in clients])
     assert all(c.error is None and c.rest == REST for c in clients)
     assert origin.count("/s") == 1
-    assert px.get("/s").cache == "HIT"
+    # Each connection, the leader's included, ended its streamed response cleanly and serves
+    # the next request (kept alive: the same socket).
+    for c in clients:
+        sock = c.conn.sock
+        again = px.request("GET", "/s", conn=c.conn)
+        assert (again.cache, again.body, c.conn.sock is sock) == ("HIT", FIRST + REST, True)
+    assert origin.count("/s") == 1
+
+
+def test_a_head_waiter_gets_the_head_of_the_answer_in_flight(origin, proxy):
+    script_gated(origin, "/h")
+    px = proxy()
+    leader = StreamClient(px.port, "/h", len(FIRST))
+    leader.thread.start()
+    eventually(lambda: origin.count("/h") == 1, what="the leader's fetch")
+    head = StreamClient(px.port, "/h", 1, method="HEAD")
+    head.thread.start()
+    eventually(lambda: px.connections() == 2, what="the HEAD request")
+    origin.open_gate("head")
+    wait_all([head.done])
+    # The whole answer to HEAD, while the origin still holds the leader's body.
+    assert origin.gate("body") == {"open": False, "waiting": 1}
+    assert (head.error, head.status, head.first, head.rest) == (None, 200, b"", b"")
+    assert head.headers["x-cache"] == "COALESCED"
+    assert head.headers["content-length"] == str(len(FIRST + REST))
+    origin.open_gate("body")
+    wait_all([leader.done])
+    assert (leader.error, leader.first + leader.rest) == (None, FIRST + REST)
+    sock = head.conn.sock
+    again = px.request("HEAD", "/h", conn=head.conn)
+    assert (again.status, again.cache, again.body, head.conn.sock is sock) == \
+        (200, "HIT", b"", True)
+    assert origin.count("/h") == 1
 
 
 def test_a_waiter_that_goes_away_disturbs_neither_the_others_nor_the_leader(origin, proxy):
@@ -73,6 +105,9 @@ def test_a_waiter_that_goes_away_disturbs_neither_the_others_nor_the_leader(orig
     origin.open_gate("body")
     wait_all([c.done for c in staying])
     assert all(c.error is None and c.first + c.rest == FIRST + REST for c in staying)
+    # The gone ones really went: cut off on their side, and closed by the proxy.
+    assert all(c.error is not None and c.rest is None for c in gone)
+    eventually(lambda: px.connections() == len(staying), what="the gone connections closed")
     assert origin.count("/w") == 1
     assert (px.get("/w").cache, origin.count("/w")) == ("HIT", 1)
 
@@ -91,6 +126,8 @@ def test_the_leaders_client_going_away_does_not_abort_the_fill(origin, proxy):
     waiters = [c for c in clients if c is not leader[0]]
     wait_all([c.done for c in waiters])
     assert all(c.error is None and c.first + c.rest == FIRST + REST for c in waiters)
+    assert leader[0].error is not None and leader[0].rest is None
+    eventually(lambda: px.connections() == len(waiters), what="the leader's connection closed")
     # The fill went on for the waiters and was stored.
     assert (px.get("/l").cache, origin.count("/l")) == ("HIT", 1)
 
