@@ -413,11 +413,29 @@ static size_t stamp_key(const char *name, size_t len, char *out) {
     return STAMP_PREFIX_LEN + 1 + hash_hex(out + STAMP_PREFIX_LEN + 1, "", 0, name, len);
 }
 
-/* Writes the stamp of `name` (the time now). A failure only loses the protection of fills in
+/* The time a stamp holds, or 0 (none, or not a stamp). */
+static int64_t stamp_value(corral_value *v) {
+    char buf[24];
+    size_t len = v ? corral_value_len(v) : 0;
+    if (len == 0 || len >= sizeof buf) return 0;
+    memcpy(buf, corral_value_data(v), len);
+    buf[len] = '\0';
+    return strtoll(buf, NULL, 10);
+}
+
+/* Writes the stamp of `name`: the time now, or the stamp's own time when that is later (a purge
+ * that took its time before a newer one wrote its stamp does not move it back; the two may
+ * still interleave, which the margin covers). A failure only loses the protection of fills in
  * flight against this purge; the purge itself goes on. */
 static void stamp(corral *cache, const char *name, size_t len, int64_t now_ms) {
     char key[PX_KEY_MAX];
     size_t klen = stamp_key(name, len, key);
+    corral_value *old = NULL;
+    if (corral_get(cache, key, klen, NULL, &old) == CORRAL_OK) {
+        int64_t was = stamp_value(old);
+        if (was > now_ms) now_ms = was;
+    }
+    corral_value_unref(old);
     char val[24];
     int n = snprintf(val, sizeof val, "%lld", (long long)now_ms);
     if (n <= 0 || (size_t)n >= sizeof val) return;
@@ -430,7 +448,8 @@ int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, 
                         size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
                         bool error_is_purge) {
     int64_t now = px_now_ms();
-    if (now - start_ms >= PX_STAMP_TTL_MS - 60000) return now; /* its stamps may be gone */
+    /* Stamps older than the fill's start by up to the margin count: they must all be alive. */
+    if (now - (start_ms - cfg->purge_margin_ms) >= PX_STAMP_TTL_MS - 60000) return now;
     char names[STAMP_MAX][PX_KEY_MAX];
     corral_buf keys[STAMP_MAX];
     corral_value *vals[STAMP_MAX];
@@ -462,14 +481,8 @@ int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, 
     int64_t latest = 0;
     for (size_t i = 0; i < n; i++) {
         if (!vals[i]) continue;
-        char buf[24];
-        size_t vlen = corral_value_len(vals[i]);
-        if (vlen < sizeof buf) {
-            memcpy(buf, corral_value_data(vals[i]), vlen);
-            buf[vlen] = '\0';
-            long long ms = strtoll(buf, NULL, 10);
-            if (ms >= start_ms && ms > latest) latest = ms;
-        }
+        int64_t ms = stamp_value(vals[i]);
+        if (ms >= start_ms - cfg->purge_margin_ms && ms > latest) latest = ms;
         corral_value_unref(vals[i]);
     }
     return latest;

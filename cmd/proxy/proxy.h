@@ -144,6 +144,8 @@ typedef struct px_config {
     int64_t coalesce_timeout_ms;  /* a waiter gives up on the leader and fetches itself */
     int64_t shutdown_timeout_ms;  /* SIGTERM: in-flight requests get this long */
     size_t max_object_size;       /* bodies over this are streamed and not stored */
+    int64_t purge_margin_ms;      /* a fill that started less than this after a purge stamp is
+                                     not stored (PX_STAMP_MARGIN_MS) */
     unsigned path_tag_depth;      /* path segments tagged for prefix purges (1-8) */
     bool x_cache_header;          /* add "X-Cache: HIT" etc. to responses */
     char admin_token[128];        /* bearer token for the admin listener ("" none) */
@@ -587,10 +589,10 @@ void px_objbuf_free(px_objbuf *b);
 int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
                     int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
                     corral_value **out);
-/* The latest purge stamp at or after `start_ms` among those of URL `pk` (route `r`), its path
- * prefixes, surrogate-key tags `tags` and "everything": its time in ms, or 0 when there is
- * none. A start older than the stamps live counts as a purge (now), and so does a store error
- * when `error_is_purge`. One store read (get_many). */
+/* The latest purge stamp at or after `start_ms` minus cfg->purge_margin_ms among those of URL
+ * `pk` (route `r`), its path prefixes, surrogate-key tags `tags` and "everything": its time in
+ * ms, or 0 when there is none. A start older than the stamps live counts as a purge (now), and so
+ * does a store error when `error_is_purge`. One store read (get_many). */
 int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
                         size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
                         bool error_is_purge);
@@ -625,6 +627,13 @@ int px_purge_key(px_proxy *px, const char *key, size_t len);
  * for fills in flight to check (px_cache_commit), then purges, then marks the busy objects it
  * names (px_busy_purge). Any thread. */
 #define PX_STAMP_TTL_MS 3600000
+/* A stamp can say less than the truth: a purge that took its time early and wrote its stamp
+ * late may overwrite a newer purge's stamp, and proxies sharing a store compare clocks that
+ * may disagree. So a fill counts a stamp up to the margin (limits.purge_margin, default
+ * PX_STAMP_MARGIN_MS) before its start as one after it: a fill that started within the margin
+ * after a purge is not stored, which costs at most one more origin fetch. */
+#define PX_STAMP_MARGIN_MS     1000
+#define PX_STAMP_MARGIN_MAX_MS 600000
 /* The path of a primary key ("host/path?query"): from its first '/', without the query. */
 void px_pk_path(const char *pk, size_t pk_len, const char **path, size_t *len);
 /* Writes the path tags of a path into `store` and `tags`. Returns their number. */
