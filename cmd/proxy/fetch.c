@@ -707,19 +707,21 @@ static void start_busy(struct px_fetch *f) {
         tags[n++] = f->tags[i];
     char ukey[PX_KEY_MAX];
     size_t ulen = px_key_vary(f->route, f->pk, f->pk_len, ukey);
+    px_busy *b = px_busy_new(px, f->fkey, f->fkey_len, ukey, ulen, tags, n, f->ob.p, f->ob.body_off,
+                             f->has_length, f->expect_len);
+    /* Published before the stamps are read: a purge either finds it in the registry (and marks
+     * it) or wrote its stamp before the read below. Until px_busy_checked, new requests do not
+     * stream it: they join the flight, which is still open. */
+    if (b) px_busy_publish(b);
     /* A purge between the start and the head (or within the purge margin before the start):
      * nothing is stored, and when it came after the start, waiters who joined after it fetch
      * again. (A store error here is no sign of one: the commit checks again, strictly.) */
     int64_t purged = px_purged_since(px->cache, f->cfg, f->route, f->pk, f->pk_len, f->tags,
                                      f->n_tags, f->start_ms, false);
     if (purged) f->no_commit = true;
-    if (purged < f->start_ms) purged = 0;
-    px_busy *b = px_busy_new(px, f->fkey, f->fkey_len, ukey, ulen, tags, n, f->ob.p, f->ob.body_off,
-                             f->has_length, f->expect_len);
     if (!b) return;
-    if (purged) px_busy_set_purged(b, purged);
+    px_busy_checked(b, purged >= f->start_ms ? purged : 0);
     f->busy = b;
-    px_busy_publish(b);
     finish_flight(f, PX_FLIGHT_STREAM, NULL);
 }
 

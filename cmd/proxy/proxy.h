@@ -359,15 +359,17 @@ void px_busy_unref(px_busy *b); /* any thread; the last one frees; accepts NULL 
 void px_busy_publish(px_busy *b);
 void px_busy_unpublish(px_busy *b);
 /* A new reference to the newest published busy object of flight `key`, or NULL. Unless
- * `purged_too`, one a purge matched is skipped. Any thread. */
+ * `purged_too`, one a purge matched, or not yet checked against the stamps, is skipped. Any
+ * thread. */
 px_busy *px_busy_find(px_proxy *px, const char *key, size_t key_len, bool purged_too);
 /* Marks published busy objects a purge names (a URL's vary key, a tag, or all) as purged at
  * `now_ms`: new requests no longer stream them. Any thread. */
 void px_busy_purge(px_proxy *px, int by, const char *name, size_t len, int64_t now_ms);
 /* When a purge matched `b` (0: never). Any thread. */
 int64_t px_busy_purged_ms(px_busy *b);
-/* Sets the purge time (the leader found one in the store's purge stamps). */
-void px_busy_set_purged(px_busy *b, int64_t ms);
+/* The leader read the purge stamps after publishing `b`: `purged_ms` is the latest one after the
+ * fill's start (0: none). Until then px_busy_find skips `b` unless `purged_too`. Any thread. */
+void px_busy_checked(px_busy *b, int64_t purged_ms);
 /* The object as given to px_busy_new, parsed (keys, times, head; an empty body). Borrowed
  * while the reference is held; read-only. */
 const px_obj *px_busy_view(const px_busy *b);
