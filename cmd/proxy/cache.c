@@ -791,6 +791,11 @@ void px_cache_stream(px_conn *c) {
     }
 }
 
+void px_cache_stream_stop(px_conn *c) {
+    PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    stream_stop(c);
+}
+
 void px_cache_stream_busy(px_conn *c, px_busy *b) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     c->stream = b;
@@ -859,9 +864,12 @@ static bool stream_from(px_conn *c, px_busy *b) {
                        "head too large");
         return true;
     }
-    if (rq->is_head) {
+    if (rq->is_head || c->closing) {
+        /* A HEAD is answered; a connection that closed while sending the head (a write
+         * error) must not become a reader: notifications would queue a connection being
+         * freed. */
         px_busy_unref(b);
-        px_conn_end(c);
+        if (!c->closing) px_conn_end(c);
         return true;
     }
     c->stream = b;

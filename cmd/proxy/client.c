@@ -106,6 +106,9 @@ static void on_conn_handle_closed(uv_handle_t *h) {
     px_conn *c = h->data;
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     if (--c->open_handles > 0) return;
+    /* Leaving the busy object's readers first means no notification can queue the connection
+     * after the check below. */
+    px_cache_stream_stop(c);
     /* A wake-up still comes (or is queued): px_conn_release_closed frees it then. */
     if (c->waiting || px_worker_queued(c->w, c)) return;
     conn_free(c);
@@ -113,8 +116,9 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 
 void px_conn_release_closed(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
-    if (c->closing && c->open_handles == 0 && !c->waiting && !px_worker_queued(c->w, c))
-        conn_free(c);
+    if (!c->closing || c->open_handles > 0) return;
+    px_cache_stream_stop(c); /* as in on_conn_handle_closed */
+    if (!c->waiting && !px_worker_queued(c->w, c)) conn_free(c);
 }
 
 static void close_handles(px_conn *c) {

@@ -559,6 +559,8 @@ void px_cache_stream(px_conn *c);
 /* The leader's own client reads the busy object `b` (the reference is taken) of its fetch like
  * a waiter, after the fetch sent it the head: the origin read never waits for it. */
 void px_cache_stream_busy(px_conn *c, px_busy *b);
+/* Leaves the busy object's readers (no notification queues the connection after it returns). */
+void px_cache_stream_stop(px_conn *c);
 /* Sends every published byte of the busy object the connection has not sent yet (copied into
  * its write queue) and stops streaming it: the fetch writes to it directly from now on. */
 void px_cache_stream_flush(px_conn *c);

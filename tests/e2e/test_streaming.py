@@ -231,3 +231,24 @@ def test_issue_5_a_leader_client_that_stops_reading_and_goes_away_holds_back_nob
     # The fill went on without its client and was stored.
     r = px.get("/big")
     assert (r.cache, len(r.body), origin.count("/big")) == ("HIT", BIG, 1)
+
+
+def test_waiters_that_reset_before_the_head_are_dropped_cleanly(origin, proxy):
+    # Each waiter's connection is reset while it waits on the flight (the proxy is not reading
+    # it then), so writing the head fails at once and closes it; it must not become a reader of
+    # the busy object, which the leader (on another worker, with threads=2) keeps appending to.
+    origin.script("/reset", body_size=BIG, head_gate="head",
+                  headers={"Cache-Control": "max-age=60"})
+    px = proxy()
+    leader = StreamClient(px.port, "/reset", 1)
+    leader.thread.start()
+    eventually(lambda: origin.gate("head")["waiting"] == 1, what="the leader's fetch")
+    waiters = [StalledClient(px.port, "/reset") for _ in range(20)]
+    eventually(lambda: px.connections() == 21, what="the waiters")
+    for w in waiters:
+        w.close()
+    origin.open_gate("head")
+    wait_all([leader.done])
+    assert (leader.error, len(leader.first) + len(leader.rest)) == (None, BIG)
+    eventually(lambda: px.connections() == 1, what="the reset connections closed")
+    assert (px.get("/reset").cache, origin.count("/reset")) == ("HIT", 1)
