@@ -425,9 +425,9 @@ static int64_t stamp_value(corral_value *v) {
 
 /* Writes the stamp of `name`: the time now, or the stamp's own time when that is later (a purge
  * that took its time before a newer one wrote its stamp does not move it back; the two may
- * still interleave, which the margin covers). A failure only loses the protection of fills in
- * flight against this purge; the purge itself goes on. */
-static void stamp(corral *cache, const char *name, size_t len, int64_t now_ms) {
+ * still interleave, which the margin covers). Returns 0 or PX_ESTAMP. A failure loses the
+ * protection of fills in flight against this purge: the purge itself goes on, and reports it. */
+static int stamp(corral *cache, const char *name, size_t len, int64_t now_ms) {
     char key[PX_KEY_MAX];
     size_t klen = stamp_key(name, len, key);
     corral_value *old = NULL;
@@ -438,10 +438,8 @@ static void stamp(corral *cache, const char *name, size_t len, int64_t now_ms) {
     corral_value_unref(old);
     char val[24];
     int n = snprintf(val, sizeof val, "%lld", (long long)now_ms);
-    if (n <= 0 || (size_t)n >= sizeof val) return;
-    if (corral_set(cache, key, klen, val, (size_t)n, PX_STAMP_TTL_MS, NULL) < 0) {
-        /* The store is failing: the purge that follows most likely fails too. */
-    }
+    if (n <= 0 || (size_t)n >= sizeof val) return PX_ESTAMP;
+    return corral_set(cache, key, klen, val, (size_t)n, PX_STAMP_TTL_MS, NULL) < 0 ? PX_ESTAMP : 0;
 }
 
 int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
@@ -546,10 +544,11 @@ int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_l
     char key[PX_KEY_MAX];
     size_t klen = px_key_vary(r, pk, pk_len, key);
     int64_t now = px_now_ms();
-    stamp(px->cache, key, klen, now);
+    int src = stamp(px->cache, key, klen, now);
     int rc = corral_delete(px->cache, key, klen, NULL);
     px_busy_purge(px, PX_BUSY_BY_URL, key, klen, now);
     if (rc < 0) return rc;
+    if (src < 0) return src;
     return rc == CORRAL_OK ? 1 : 0;
 }
 
@@ -563,18 +562,18 @@ int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t
         /* "/": everything. The clear takes the stamps too, so "*" is written before and after
          * it; a fill that stores and checks between the clear and the second stamp is the one
          * race left. */
-        stamp(px->cache, "*", 1, now);
+        int src = stamp(px->cache, "*", 1, now);
         rc = corral_clear_prefix(px->cache);
-        stamp(px->cache, "*", 1, now);
+        if (src == 0) src = stamp(px->cache, "*", 1, now);
         px_busy_purge(px, PX_BUSY_BY_ALL, "", 0, now);
-        return rc;
+        return rc < 0 ? rc : src;
     }
     /* The deepest tag a record carries for this prefix; a deeper prefix purges this ancestor. */
     const char *tag = tags[n - 1];
-    stamp(px->cache, tag, strlen(tag), now);
+    int src = stamp(px->cache, tag, strlen(tag), now);
     rc = corral_tag_bust(px->cache, tag);
     px_busy_purge(px, PX_BUSY_BY_TAG, tag, strlen(tag), now);
-    return rc;
+    return rc < 0 ? rc : src;
 }
 
 int px_purge_key(px_proxy *px, const char *key, size_t len) {
@@ -582,10 +581,10 @@ int px_purge_key(px_proxy *px, const char *key, size_t len) {
     size_t n = px_tag_name('s', key, len, tag);
     tag[n] = '\0';
     int64_t now = px_now_ms();
-    stamp(px->cache, tag, n, now);
+    int src = stamp(px->cache, tag, n, now);
     int rc = corral_tag_bust(px->cache, tag);
     px_busy_purge(px, PX_BUSY_BY_TAG, tag, n, now);
-    return rc;
+    return rc < 0 ? rc : src;
 }
 
 /* ---- Answering from the cache ---- */

@@ -621,11 +621,14 @@ size_t px_key_flight(const px_route *r, const char *pk, size_t pk_len, const cha
                      size_t vk_len, char *out);
 /* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or -1 (store error: a miss). */
 int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len, px_vrec *vr);
-/* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0. */
+/* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0: a
+ * store error (nothing purged), or PX_ESTAMP (purged, but the purge stamp could not be
+ * written: a fill in flight may store the old answer again, so the purge should be retried). */
+#define PX_ESTAMP (-3001)
 int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_len);
-/* Purges every object under a path prefix (whole segments). Returns 0 or < 0. */
+/* Purges every object under a path prefix (whole segments). Returns 0 or < 0 (as above). */
 int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len);
-/* Purges every object with a surrogate key. Returns 0 or < 0. */
+/* Purges every object with a surrogate key. Returns 0 or < 0 (as above). */
 int px_purge_key(px_proxy *px, const char *key, size_t len);
 /* Each purge first writes a purge stamp (the time, under "~purge:<what>", kept PX_STAMP_TTL_MS)
  * for fills in flight to check (px_cache_commit), then purges, then marks the busy objects it
