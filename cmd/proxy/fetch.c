@@ -16,7 +16,9 @@
  *              the fetch stops storing and only streams);
  *   busy       when it leads a flight and the answer is storable, the busy object (busy.c)
  *              that holds the body instead of `ob` while it arrives, streamed to the waiters
- *              and published for later requests; `ob` gets the body at the end.
+ *              and to the fetch's own client (`sink_reads_busy`: the origin read then never
+ *              waits for that client) and published for later requests; `ob` gets the body at
+ *              the end.
  * The flight it leads (if any) is finished exactly once: with PX_FLIGHT_STREAM at the head of
  * a storable answer (the waiters stream the busy object), with PX_FLIGHT_PASS as soon as the
  * answer turns out not storable (so waiters go to the origin in parallel instead of queueing
