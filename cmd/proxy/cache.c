@@ -564,7 +564,8 @@ int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t
          * race left. */
         int src = stamp(px->cache, "*", 1, now);
         rc = corral_clear_prefix(px->cache);
-        if (src == 0) src = stamp(px->cache, "*", 1, now);
+        int again = stamp(px->cache, "*", 1, now); /* the clear took the first one */
+        if (src == 0) src = again;
         px_busy_purge(px, PX_BUSY_BY_ALL, "", 0, now);
         return rc < 0 ? rc : src;
     }
