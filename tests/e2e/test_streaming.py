@@ -182,14 +182,14 @@ class StalledClient:
     """Sends one GET, reads its response head, then reads nothing more: its small receive
     buffer fills, and the proxy's write queue to it grows."""
 
-    def __init__(self, port, path):
+    def __init__(self, port, path, extra=b""):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         self.sock.settimeout(60)
         self.sock.connect(("127.0.0.1", port))
         # The Host http.client sends, so that the requests share one primary key.
-        self.sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
-                          % (path.encode(), port))
+        self.sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n"
+                          % (path.encode(), port, extra))
 
     def head(self):
         data = b""
@@ -252,3 +252,49 @@ def test_waiters_that_reset_before_the_head_are_dropped_cleanly(origin, proxy):
     assert (leader.error, len(leader.first) + len(leader.rest)) == (None, BIG)
     eventually(lambda: px.connections() == 1, what="the reset connections closed")
     assert (px.get("/reset").cache, origin.count("/reset")) == ("HIT", 1)
+
+
+def in_transit(port):
+    """Bytes of the connections to `port` written by the server but not read by the client yet:
+    the server's unacknowledged send queues plus the clients' unread receive queues
+    (/proc/net/tcp)."""
+    total = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = (int(a.split(":")[1], 16) for a in fields[1:3])
+            tx, rx = (int(q, 16) for q in fields[4].split(":"))
+            if fields[3] == "01" and local == port:
+                total += tx
+            elif fields[3] == "01" and remote == port:
+                total += rx
+    return total
+
+
+def stored(px):
+    line = [l for l in px.metrics().splitlines()
+            if l.startswith('corral_proxy_stored_total{route="default"}')]
+    return int(float(line[0].split()[1])) if line else 0
+
+
+def test_issue_5_a_storing_fetch_paused_for_its_client_resumes_when_the_client_goes(
+        origin, proxy):
+    # A request with Authorization does not coalesce, so its storable answer has no busy object
+    # and the origin read follows its client: once 1 MiB waits for that client, the proxy stops
+    # reading the origin, and the rest of the body (megabytes) stays in the sockets between
+    # them. When the client goes away, the read resumes and the fill completes.
+    origin.script("/cred", body_size=BIG, headers={"Cache-Control": "public, max-age=60"})
+    px = proxy()
+    client = StalledClient(px.port, "/cred", b"Authorization: Bearer t\r\n")
+    assert "x-cache: miss" in client.head()
+    seen = []
+
+    def paused():  # a MiB or more in transit, and no byte read since the last look
+        seen.append(in_transit(origin.port))
+        return len(seen) >= 2 and seen[-1] == seen[-2] >= 1 << 20
+
+    eventually(paused, what="the origin read paused")
+    client.close()
+    eventually(lambda: stored(px) == 1, what="the fill stored")
+    r = px.get("/cred")
+    assert (r.cache, len(r.body), origin.count("/cred")) == ("HIT", BIG, 1)
