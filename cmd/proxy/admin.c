@@ -137,6 +137,16 @@ static void respond_text(aconn *ac, unsigned status, const char *reason, const c
     respond(ac, status, reason, "text/plain; charset=utf-8", body, strlen(body));
 }
 
+/* A purge that failed: 503, saying whether anything was purged. */
+static void purge_failed(aconn *ac, int rc) {
+    if (rc == PX_ESTAMP)
+        respond_text(ac, 503, "Service Unavailable",
+                     "purged, but the purge stamp could not be written (store full or failing): "
+                     "a fetch in flight may store the old answer again; retry the purge\n");
+    else
+        respond_text(ac, 503, "Service Unavailable", "store error\n");
+}
+
 /* ---- Requests ---- */
 
 static bool token_ok(const char *want, const corral_http_msg *m) {
@@ -250,7 +260,7 @@ static void handle(aconn *ac, const corral_http_msg *m) {
         int rc = px_purge_url(px, cfg, pk, pk_len);
         atomic_fetch_add_explicit(&pm->purge_requests[PX_PURGE_URL], 1, memory_order_relaxed);
         if (rc < 0) {
-            respond_text(ac, 503, "Service Unavailable", "store error\n");
+            purge_failed(ac, rc);
             return;
         }
         const char *path = memchr(pk, '/', pk_len);
@@ -272,8 +282,9 @@ static void handle(aconn *ac, const corral_http_msg *m) {
             return;
         }
         atomic_fetch_add_explicit(&pm->purge_requests[PX_PURGE_KEY], 1, memory_order_relaxed);
-        if (px_purge_key(px, key, klen) < 0) {
-            respond_text(ac, 503, "Service Unavailable", "store error\n");
+        int rc = px_purge_key(px, key, klen);
+        if (rc < 0) {
+            purge_failed(ac, rc);
             return;
         }
         respond_text(ac, 200, "OK", "purged\n");
@@ -294,8 +305,9 @@ static void handle(aconn *ac, const corral_http_msg *m) {
             plen += 1;
         }
         atomic_fetch_add_explicit(&pm->purge_requests[PX_PURGE_PREFIX], 1, memory_order_relaxed);
-        if (px_purge_prefix(px, cfg, path, plen) < 0) {
-            respond_text(ac, 503, "Service Unavailable", "store error\n");
+        int rc = px_purge_prefix(px, cfg, path, plen);
+        if (rc < 0) {
+            purge_failed(ac, rc);
             return;
         }
         respond_text(ac, 200, "OK", "purged\n");

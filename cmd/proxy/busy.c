@@ -17,18 +17,24 @@
  * Readers are the connections streaming the object; the leader wakes each through its
  * worker's inbox (px_worker_notify queues a connection at most once) after every append and
  * at the end. A reader that goes away only unlinks itself; neither the leader nor the other
- * readers notice.
+ * readers notice. The last byte of a body with a Content-Length is handed out only once the
+ * object ended, which the leader does after storing it: a client never has the whole answer
+ * before the store (a purge it sends next follows the store, and asking again is a hit).
  *
  * The registry (px->busy, px->busy_lock) lists the busy objects new requests may stream: one
  * that finds a busy object for its flight key streams it instead of fetching. A purge marks the
- * busy objects it names (px_busy_purge) so that requests arriving after it fetch anew.
+ * busy objects it names (px_busy_purge) so that requests arriving after it fetch anew. The
+ * leader publishes before it reads the purge stamps, and new requests skip the object until it
+ * has (px_busy_checked): a purge either finds the object in the registry or wrote its stamp
+ * before the leader read them, so it is never missed.
  *
  * Locks and references: each busy object has a lock protecting its segment list, published
  * length, state and readers. px->busy_lock protects the registry list and each object's
- * `published` and `purged_ms`. Lock order: px->busy_lock and a busy object's lock are never
- * held together; a busy object's lock is held while a reader's inbox_lock is taken (the inbox
- * lock is a leaf). References: the leader's, the registry's while published, each reader's
- * (px_conn.stream) and each pending hand-off (px_conn.wake_busy). Any thread may drop the last.
+ * `published`, `checked` and `purged_ms`. Lock order: px->busy_lock and a busy object's lock
+ * are never held together; a busy object's lock is held while a reader's inbox_lock is taken
+ * (the inbox lock is a leaf). References: the leader's, the registry's while published, each
+ * reader's (px_conn.stream) and each pending hand-off (px_conn.wake_busy). Any thread may drop the
+ * last.
  */
 #include "proxy.h"
 
@@ -52,6 +58,7 @@ struct px_busy {
     /* Registry: px->busy_lock. */
     px_link link;
     bool published;
+    bool checked;      /* the leader read the purge stamps after publishing it */
     int64_t purged_ms; /* a purge that named this object, ms (0: none) */
     /* Immutable after px_busy_new. */
     char *key, *ukey, *tags, *obj; /* into one allocation; tags are NUL-terminated in a row */
@@ -164,7 +171,7 @@ px_busy *px_busy_find(px_proxy *px, const char *key, size_t key_len, bool purged
     for (px_link *l = px->busy.prev; l != &px->busy; l = l->prev) {
         px_busy *b = PX_CONTAINER(l, px_busy, link);
         if (b->key_len == key_len && memcmp(b->key, key, key_len) == 0 &&
-            (purged_too || b->purged_ms == 0)) {
+            (purged_too || (b->checked && b->purged_ms == 0))) {
             found = px_busy_ref(b);
             break;
         }
@@ -201,10 +208,11 @@ int64_t px_busy_purged_ms(px_busy *b) {
     return ms;
 }
 
-void px_busy_set_purged(px_busy *b, int64_t ms) {
+void px_busy_checked(px_busy *b, int64_t purged_ms) {
     PX_CHECK_OBJ(b, PX_BUSY_MAGIC);
     uv_mutex_lock(&b->px->busy_lock);
-    if (b->purged_ms == 0 || ms < b->purged_ms) b->purged_ms = ms > 0 ? ms : 1;
+    if (purged_ms > 0 && (b->purged_ms == 0 || purged_ms < b->purged_ms)) b->purged_ms = purged_ms;
+    b->checked = true;
     uv_mutex_unlock(&b->px->busy_lock);
 }
 
@@ -291,6 +299,7 @@ void px_busy_attach(px_busy *b, px_busy_reader *r, struct px_conn *c) {
     r->c = c;
     r->seg = NULL;
     r->off = 0;
+    r->pos = 0;
     uv_mutex_lock(&b->lock);
     px_list_push(&b->readers, &r->link);
     uv_mutex_unlock(&b->lock);
@@ -317,11 +326,17 @@ int px_busy_read(px_busy *b, px_busy_reader *r, size_t max, const char **data, s
             r->off = 0;
         }
         r->seg = s;
-        if (s && r->off < s->len) {
-            size_t n = s->len - r->off;
+        size_t n = s && r->off < s->len ? s->len - r->off : 0;
+        if (n > max) n = max;
+        /* The last byte of a sized body waits for the end (after the store), so a client that
+         * has the whole answer and asks again finds it stored. */
+        if (n && st == PX_BUSY_WAIT && b->has_length && r->pos + n >= b->length)
+            n = b->length > r->pos ? (size_t)(b->length - r->pos - 1) : 0;
+        if (n) {
             *data = s->data + r->off;
-            *len = n < max ? n : max;
-            r->off += *len;
+            *len = n;
+            r->off += n;
+            r->pos += n;
             st = PX_BUSY_MORE;
         }
     }

@@ -413,24 +413,41 @@ static size_t stamp_key(const char *name, size_t len, char *out) {
     return STAMP_PREFIX_LEN + 1 + hash_hex(out + STAMP_PREFIX_LEN + 1, "", 0, name, len);
 }
 
-/* Writes the stamp of `name` (the time now). A failure only loses the protection of fills in
- * flight against this purge; the purge itself goes on. */
-static void stamp(corral *cache, const char *name, size_t len, int64_t now_ms) {
+/* The time a stamp holds, or 0 (none, or not a stamp). */
+static int64_t stamp_value(corral_value *v) {
+    char buf[24];
+    size_t len = v ? corral_value_len(v) : 0;
+    if (len == 0 || len >= sizeof buf) return 0;
+    memcpy(buf, corral_value_data(v), len);
+    buf[len] = '\0';
+    return strtoll(buf, NULL, 10);
+}
+
+/* Writes the stamp of `name`: the time now, or the stamp's own time when that is later (a purge
+ * that took its time before a newer one wrote its stamp does not move it back; the two may
+ * still interleave, which the margin covers). Returns 0 or PX_ESTAMP. A failure loses the
+ * protection of fills in flight against this purge: the purge itself goes on, and reports it. */
+static int stamp(corral *cache, const char *name, size_t len, int64_t now_ms) {
     char key[PX_KEY_MAX];
     size_t klen = stamp_key(name, len, key);
+    corral_value *old = NULL;
+    if (corral_get(cache, key, klen, NULL, &old) == CORRAL_OK) {
+        int64_t was = stamp_value(old);
+        if (was > now_ms) now_ms = was;
+    }
+    corral_value_unref(old);
     char val[24];
     int n = snprintf(val, sizeof val, "%lld", (long long)now_ms);
-    if (n <= 0 || (size_t)n >= sizeof val) return;
-    if (corral_set(cache, key, klen, val, (size_t)n, PX_STAMP_TTL_MS, NULL) < 0) {
-        /* The store is failing: the purge that follows most likely fails too. */
-    }
+    if (n <= 0 || (size_t)n >= sizeof val) return PX_ESTAMP;
+    return corral_set(cache, key, klen, val, (size_t)n, PX_STAMP_TTL_MS, NULL) < 0 ? PX_ESTAMP : 0;
 }
 
 int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
                         size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
                         bool error_is_purge) {
     int64_t now = px_now_ms();
-    if (now - start_ms >= PX_STAMP_TTL_MS - 60000) return now; /* its stamps may be gone */
+    /* Stamps older than the fill's start by up to the margin count: they must all be alive. */
+    if (now - (start_ms - cfg->purge_margin_ms) >= PX_STAMP_TTL_MS - 60000) return now;
     char names[STAMP_MAX][PX_KEY_MAX];
     corral_buf keys[STAMP_MAX];
     corral_value *vals[STAMP_MAX];
@@ -462,14 +479,8 @@ int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, 
     int64_t latest = 0;
     for (size_t i = 0; i < n; i++) {
         if (!vals[i]) continue;
-        char buf[24];
-        size_t vlen = corral_value_len(vals[i]);
-        if (vlen < sizeof buf) {
-            memcpy(buf, corral_value_data(vals[i]), vlen);
-            buf[vlen] = '\0';
-            long long ms = strtoll(buf, NULL, 10);
-            if (ms >= start_ms && ms > latest) latest = ms;
-        }
+        int64_t ms = stamp_value(vals[i]);
+        if (ms >= start_ms - cfg->purge_margin_ms && ms > latest) latest = ms;
         corral_value_unref(vals[i]);
     }
     return latest;
@@ -533,10 +544,11 @@ int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_l
     char key[PX_KEY_MAX];
     size_t klen = px_key_vary(r, pk, pk_len, key);
     int64_t now = px_now_ms();
-    stamp(px->cache, key, klen, now);
+    int src = stamp(px->cache, key, klen, now);
     int rc = corral_delete(px->cache, key, klen, NULL);
     px_busy_purge(px, PX_BUSY_BY_URL, key, klen, now);
     if (rc < 0) return rc;
+    if (src < 0) return src;
     return rc == CORRAL_OK ? 1 : 0;
 }
 
@@ -550,18 +562,19 @@ int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t
         /* "/": everything. The clear takes the stamps too, so "*" is written before and after
          * it; a fill that stores and checks between the clear and the second stamp is the one
          * race left. */
-        stamp(px->cache, "*", 1, now);
+        int src = stamp(px->cache, "*", 1, now);
         rc = corral_clear_prefix(px->cache);
-        stamp(px->cache, "*", 1, now);
+        int again = stamp(px->cache, "*", 1, now); /* the clear took the first one */
+        if (src == 0) src = again;
         px_busy_purge(px, PX_BUSY_BY_ALL, "", 0, now);
-        return rc;
+        return rc < 0 ? rc : src;
     }
     /* The deepest tag a record carries for this prefix; a deeper prefix purges this ancestor. */
     const char *tag = tags[n - 1];
-    stamp(px->cache, tag, strlen(tag), now);
+    int src = stamp(px->cache, tag, strlen(tag), now);
     rc = corral_tag_bust(px->cache, tag);
     px_busy_purge(px, PX_BUSY_BY_TAG, tag, strlen(tag), now);
-    return rc;
+    return rc < 0 ? rc : src;
 }
 
 int px_purge_key(px_proxy *px, const char *key, size_t len) {
@@ -569,10 +582,10 @@ int px_purge_key(px_proxy *px, const char *key, size_t len) {
     size_t n = px_tag_name('s', key, len, tag);
     tag[n] = '\0';
     int64_t now = px_now_ms();
-    stamp(px->cache, tag, n, now);
+    int src = stamp(px->cache, tag, n, now);
     int rc = corral_tag_bust(px->cache, tag);
     px_busy_purge(px, PX_BUSY_BY_TAG, tag, n, now);
-    return rc;
+    return rc < 0 ? rc : src;
 }
 
 /* ---- Answering from the cache ---- */
@@ -738,6 +751,7 @@ static void stream_stop(px_conn *c) {
     px_busy_unref(c->stream);
     c->stream = NULL;
     c->stream_blocked = false;
+    px_conn_stream_wait(c, false);
 }
 
 void px_cache_stream(px_conn *c) {
@@ -757,17 +771,47 @@ void px_cache_stream(px_conn *c) {
         size_t len;
         int st = px_busy_read(c->stream, &c->rd, STREAM_SLICE, &data, &len);
         if (st == PX_BUSY_MORE) {
+            px_conn_stream_wait(c, false);
             px_conn_body(c, data, len, NULL);
             continue;
         }
-        if (st == PX_BUSY_WAIT) return;
+        if (st == PX_BUSY_WAIT) {
+            px_conn_stream_wait(c, true); /* a fetch that never moves again cannot hang us */
+            return;
+        }
         stream_stop(c);
-        if (st == PX_BUSY_DONE)
+        if (st == PX_BUSY_DONE) {
+            /* The leader's client: its fetch (complete, so not aborted) lets go of it. */
+            if (c->fetch) px_fetch_detach(c->fetch);
             px_conn_end(c);
-        else
+        } else {
             px_conn_abort(c); /* the leader's fetch failed: cut short, as its own client is */
+        }
         return;
     }
+}
+
+void px_cache_stream_stop(px_conn *c) {
+    PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    stream_stop(c);
+}
+
+void px_cache_stream_busy(px_conn *c, px_busy *b) {
+    PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    c->stream = b;
+    px_busy_attach(b, &c->rd, c);
+    px_cache_stream(c);
+}
+
+void px_cache_stream_flush(px_conn *c) {
+    PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    while (c->stream && !c->closing) {
+        const char *data;
+        size_t len;
+        if (px_busy_read(c->stream, &c->rd, SIZE_MAX, &data, &len) != PX_BUSY_MORE) break;
+        px_conn_body(c, data, len, NULL);
+    }
+    stream_stop(c);
 }
 
 /* Answers the request from busy object `b` (the reference is taken) when it is this request's
@@ -820,9 +864,12 @@ static bool stream_from(px_conn *c, px_busy *b) {
                        "head too large");
         return true;
     }
-    if (rq->is_head) {
+    if (rq->is_head || c->closing) {
+        /* A HEAD is answered; a connection that closed while sending the head (a write
+         * error) must not become a reader: notifications would queue a connection being
+         * freed. */
         px_busy_unref(b);
-        px_conn_end(c);
+        if (!c->closing) px_conn_end(c);
         return true;
     }
     c->stream = b;

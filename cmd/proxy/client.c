@@ -48,12 +48,13 @@
 
 typedef enum timer_kind {
     T_NONE = 0,
-    T_IDLE,  /* keep-alive: no request started */
-    T_HEAD,  /* a request head is arriving */
-    T_BODY,  /* a request body is arriving */
-    T_SEND,  /* the client does not read what we write */
-    T_WAIT,  /* waiting on another request's fetch (coalescing) */
-    T_LINGER /* closing: discarding input until EOF */
+    T_IDLE,   /* keep-alive: no request started */
+    T_HEAD,   /* a request head is arriving */
+    T_BODY,   /* a request body is arriving */
+    T_SEND,   /* the client does not read what we write */
+    T_WAIT,   /* waiting on another request's fetch (coalescing) */
+    T_STREAM, /* streaming a busy object that has had nothing new for us */
+    T_LINGER  /* closing: discarding input until EOF */
 } timer_kind;
 
 /* A queued write and the bytes it keeps alive. */
@@ -105,6 +106,9 @@ static void on_conn_handle_closed(uv_handle_t *h) {
     px_conn *c = h->data;
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     if (--c->open_handles > 0) return;
+    /* Leaving the busy object's readers first means no notification can queue the connection
+     * after the check below. */
+    px_cache_stream_stop(c);
     /* A wake-up still comes (or is queued): px_conn_release_closed frees it then. */
     if (c->waiting || px_worker_queued(c->w, c)) return;
     conn_free(c);
@@ -112,8 +116,9 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 
 void px_conn_release_closed(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
-    if (c->closing && c->open_handles == 0 && !c->waiting && !px_worker_queued(c->w, c))
-        conn_free(c);
+    if (!c->closing || c->open_handles > 0) return;
+    px_cache_stream_stop(c); /* as in on_conn_handle_closed */
+    if (!c->waiting && !px_worker_queued(c->w, c)) conn_free(c);
 }
 
 static void close_handles(px_conn *c) {
@@ -141,6 +146,16 @@ static void conn_timer(px_conn *c, timer_kind k, int64_t ms) {
 
 void px_conn_wait(px_conn *c, int64_t ms) {
     conn_timer(c, T_WAIT, ms);
+}
+
+void px_conn_stream_wait(px_conn *c, bool waiting) {
+    if (!waiting) {
+        if (c->timer_kind == T_STREAM) conn_timer(c, T_NONE, 0);
+        return;
+    }
+    /* While writes are queued the send timer runs; on_write arms this one when they drain. */
+    if (c->timer_kind == T_NONE || c->timer_kind == T_STREAM)
+        conn_timer(c, T_STREAM, c->req.cfg->read_timeout_ms);
 }
 
 /* Starts the per-request state. `m` is NULL for a request that never parsed. */
@@ -179,6 +194,11 @@ static void on_conn_timer(uv_timer_t *t) {
     case T_BODY:
     case T_SEND: conn_close(c, false); return;
     case T_WAIT: px_cache_wait_expired(c); return;
+    case T_STREAM:
+        /* The busy object made no progress for origin_read_timeout: whatever holds its fetch
+         * up, this reader is cut short rather than kept forever. */
+        conn_close(c, false);
+        return;
     case T_LINGER: close_handles(c); return;
     case T_NONE: return;
     }
@@ -387,6 +407,8 @@ static void on_write(uv_write_t *r, int status) {
             conn_timer(c, T_SEND, c->w->cfg->send_timeout_ms);
         else if (!c->busy)
             arm_idle(c); /* the last response drained: the keep-alive wait starts now */
+        else if (c->stream)
+            conn_timer(c, T_STREAM, c->req.cfg->read_timeout_ms);
         else
             conn_timer(c, T_NONE, 0);
     }

@@ -7,7 +7,8 @@
  *             admin_allow_remote, x_cache_header
  *   [limits]  max_head_bytes, max_headers, header_timeout, keepalive_timeout, body_timeout,
  *             send_timeout, origin_connect_timeout, origin_read_timeout, origin_idle_timeout,
- *             origin_max_idle, coalesce_timeout, shutdown_timeout, max_object_size
+ *             origin_max_idle, coalesce_timeout, shutdown_timeout, max_object_size,
+ *             purge_margin
  *   [cache]   the defaults of every route: ttl, grace, stale_if_error, keep, max_ttl,
  *             hit_for_pass, honor_request_cache_control, path_tag_depth
  *   [route:NAME]  prefix (required), bypass, ttl, vary, strip_cookies, keep_cookies, grace,
@@ -351,6 +352,9 @@ static int set_limits(px_config *cfg, const char *key, const char *val) {
     if (!strcmp(key, "coalesce_timeout")) return parse_ms(val, &cfg->coalesce_timeout_ms);
     if (!strcmp(key, "shutdown_timeout")) return parse_ms(val, &cfg->shutdown_timeout_ms);
     if (!strcmp(key, "max_object_size")) return parse_size(val, &cfg->max_object_size);
+    if (!strcmp(key, "purge_margin"))
+        return parse_ms(val, &cfg->purge_margin_ms) &&
+               cfg->purge_margin_ms <= PX_STAMP_MARGIN_MAX_MS;
     return false;
 }
 
@@ -467,6 +471,7 @@ void px_config_defaults(px_config *cfg) {
     cfg->coalesce_timeout_ms = 30000;
     cfg->shutdown_timeout_ms = 30000;
     cfg->max_object_size = 16u << 20;
+    cfg->purge_margin_ms = PX_STAMP_MARGIN_MS;
     cfg->path_tag_depth = 4;
     cfg->x_cache_header = true;
     memcpy(cfg->access_log, "-", 2);

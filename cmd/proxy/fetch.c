@@ -16,7 +16,9 @@
  *              the fetch stops storing and only streams);
  *   busy       when it leads a flight and the answer is storable, the busy object (busy.c)
  *              that holds the body instead of `ob` while it arrives, streamed to the waiters
- *              and published for later requests; `ob` gets the body at the end.
+ *              and to the fetch's own client (`sink_reads_busy`: the origin read then never
+ *              waits for that client) and published for later requests; `ob` gets the body at
+ *              the end.
  * The flight it leads (if any) is finished exactly once: with PX_FLIGHT_STREAM at the head of
  * a storable answer (the waiters stream the busy object), with PX_FLIGHT_PASS as soon as the
  * answer turns out not storable (so waiters go to the origin in parallel instead of queueing
@@ -72,8 +74,9 @@ struct px_fetch {
     int64_t t_req_ms, t_resp_ms;
     unsigned status;
     bool got_head, storing, paused, retried, refetch, answered;
-    bool committed;      /* the object was stored (or the store refused it) */
-    uint64_t expect_len; /* the body's Content-Length, when the origin sent one */
+    bool sink_reads_busy; /* the client streams `busy` like a waiter (not written to here) */
+    bool committed;       /* the object was stored (or the store refused it) */
+    uint64_t expect_len;  /* the body's Content-Length, when the origin sent one */
     bool has_length;
     int in_cb;
     bool abort_pending;
@@ -95,12 +98,13 @@ static void commit(struct px_fetch *f);
 
 /* ---- Lifetime ---- */
 
-/* Ends the busy object (its readers get the end of the body, or are cut short unless `ok`)
- * and withdraws it from new requests. */
+/* Withdraws the busy object from new requests, then ends it (its readers get the end of the
+ * body, or are cut short unless `ok`): a client that has read the whole answer and asks again
+ * finds the stored object (or nothing), never this one. */
 static void busy_end(struct px_fetch *f, bool ok) {
     if (!f->busy) return;
-    px_busy_finish(f->busy, ok);
     px_busy_unpublish(f->busy);
+    px_busy_finish(f->busy, ok);
     px_busy_unref(f->busy);
     f->busy = NULL;
 }
@@ -161,7 +165,12 @@ static bool useless(const struct px_fetch *f) {
 void px_fetch_detach(struct px_fetch *f) {
     PX_CHECK_OBJ(f, PX_FETCH_MAGIC);
     take_sink(f);
-    if (!useless(f)) return;
+    f->sink_reads_busy = false;
+    /* The origin read waited for this client: it goes on for the store (and the waiters). */
+    if (!useless(f)) {
+        px_fetch_unpause(f);
+        return;
+    }
     if (f->in_cb)
         f->abort_pending = true;
     else
@@ -187,10 +196,12 @@ static void fetch_abort(struct px_fetch *f) {
     fetch_free(f);
 }
 
-/* Ends the client's response normally. */
+/* Ends the client's response normally (one that reads the busy object ends when it has read
+ * the whole body). */
 static void sink_done(struct px_fetch *f) {
+    bool reads_busy = f->sink_reads_busy;
     px_conn *c = take_sink(f);
-    if (c) px_conn_end(c);
+    if (c && !reads_busy) px_conn_end(c);
 }
 
 /* ---- Starting ---- */
@@ -523,6 +534,13 @@ static int surrogate_keys(struct px_fetch *f, const corral_http_msg *resp) {
 }
 
 static void not_stored(struct px_fetch *f, const char *why) {
+    if (f->sink && f->sink_reads_busy) {
+        /* The client gets the rest directly: first what it has not read of the busy object
+         * (at most max_object_size), then the origin's bytes as they come, paced by it. While
+         * the fetch is storing, closing the client cannot abort it. */
+        f->sink_reads_busy = false;
+        px_cache_stream_flush(f->sink);
+    }
     px_objbuf_free(&f->ob);
     f->storing = false;
     /* Readers streaming it are cut short (only a body without Content-Length can outgrow
@@ -691,17 +709,21 @@ static void start_busy(struct px_fetch *f) {
         tags[n++] = f->tags[i];
     char ukey[PX_KEY_MAX];
     size_t ulen = px_key_vary(f->route, f->pk, f->pk_len, ukey);
-    /* A purge between the start and the head: waiters who joined after it fetch again. (A
-     * store error here is no sign of one: the commit checks again, strictly.) */
+    px_busy *b = px_busy_new(px, f->fkey, f->fkey_len, ukey, ulen, tags, n, f->ob.p, f->ob.body_off,
+                             f->has_length, f->expect_len);
+    /* Published before the stamps are read: a purge either finds it in the registry (and marks
+     * it) or wrote its stamp before the read below. Until px_busy_checked, new requests do not
+     * stream it: they join the flight, which is still open. */
+    if (b) px_busy_publish(b);
+    /* A purge between the start and the head (or within the purge margin before the start):
+     * nothing is stored, and when it came after the start, waiters who joined after it fetch
+     * again. (A store error here is no sign of one: the commit checks again, strictly.) */
     int64_t purged = px_purged_since(px->cache, f->cfg, f->route, f->pk, f->pk_len, f->tags,
                                      f->n_tags, f->start_ms, false);
     if (purged) f->no_commit = true;
-    px_busy *b = px_busy_new(px, f->fkey, f->fkey_len, ukey, ulen, tags, n, f->ob.p, f->ob.body_off,
-                             f->has_length, f->expect_len);
     if (!b) return;
-    if (purged) px_busy_set_purged(b, purged);
+    px_busy_checked(b, purged >= f->start_ms ? purged : 0);
     f->busy = b;
-    px_busy_publish(b);
     finish_flight(f, PX_FLIGHT_STREAM, NULL);
 }
 
@@ -743,6 +765,13 @@ int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp) {
         send_head(f, resp);
         if (leave(f) < 0) return -1;
     }
+    /* While there is a busy object, the leader's client is one more of its readers: the origin
+     * read is paced by nobody (the body is bounded by max_object_size), so a slow or gone
+     * client holds up neither the waiters nor the store. */
+    if (f->sink && f->busy && f->storing && !f->sink->req.is_head && !f->sink->closing) {
+        f->sink_reads_busy = true;
+        px_cache_stream_busy(f->sink, px_busy_ref(f->busy));
+    }
     if (useless(f)) {
         fetch_abort(f);
         return -1;
@@ -764,7 +793,7 @@ int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len) {
             if (f->has_length && f->body_len == f->expect_len) commit(f);
         }
     }
-    if (f->sink) {
+    if (f->sink && !f->sink_reads_busy) {
         f->in_cb++;
         px_conn_body(f->sink, data, len, NULL);
         if (f->sink && f->oc && px_conn_congested(f->sink)) {
@@ -801,13 +830,13 @@ static void refetch(struct px_fetch *f) {
 }
 
 /* Stores the complete object and hands it to the waiters (or, when they stream the busy
- * object, ends it for them first: they have the whole body whatever the store does). Runs
- * before the client gets the last byte, so a purge sent after the response arrived always comes
- * after the store. A purge that came after the fetch started voids the store
- * (px_cache_commit's stamp check): the waiters, who asked before it, still get the answer. */
+ * object, ends it for them afterwards: they have the whole body whatever the store does). Runs
+ * before any client gets the last byte (the leader's client reads the busy object too), so a
+ * purge sent after the response arrived always comes after the store. A purge that came after the
+ * fetch started voids the store (px_cache_commit's stamp check): the waiters, who asked before it,
+ * still get the answer. */
 static void commit(struct px_fetch *f) {
     if (!f->storing) return;
-    if (f->busy) px_busy_finish(f->busy, true);
     corral_value *v = NULL;
     int rc;
     if (f->no_commit)

@@ -144,6 +144,8 @@ typedef struct px_config {
     int64_t coalesce_timeout_ms;  /* a waiter gives up on the leader and fetches itself */
     int64_t shutdown_timeout_ms;  /* SIGTERM: in-flight requests get this long */
     size_t max_object_size;       /* bodies over this are streamed and not stored */
+    int64_t purge_margin_ms;      /* a fill that started less than this after a purge stamp is
+                                     not stored (PX_STAMP_MARGIN_MS) */
     unsigned path_tag_depth;      /* path segments tagged for prefix purges (1-8) */
     bool x_cache_header;          /* add "X-Cache: HIT" etc. to responses */
     char admin_token[128];        /* bearer token for the admin listener ("" none) */
@@ -333,8 +335,9 @@ typedef struct px_busy px_busy;
 typedef struct px_busy_reader {
     px_link link; /* in the busy's readers, under the busy's lock */
     struct px_conn *c;
-    void *seg;  /* the segment of the next byte (NULL: the first) */
-    size_t off; /* the next byte within `seg` */
+    void *seg;    /* the segment of the next byte (NULL: the first) */
+    size_t off;   /* the next byte within `seg` */
+    uint64_t pos; /* body bytes read so far */
 } px_busy_reader;
 
 /* What px_busy_read found. */
@@ -356,15 +359,17 @@ void px_busy_unref(px_busy *b); /* any thread; the last one frees; accepts NULL 
 void px_busy_publish(px_busy *b);
 void px_busy_unpublish(px_busy *b);
 /* A new reference to the newest published busy object of flight `key`, or NULL. Unless
- * `purged_too`, one a purge matched is skipped. Any thread. */
+ * `purged_too`, one a purge matched, or not yet checked against the stamps, is skipped. Any
+ * thread. */
 px_busy *px_busy_find(px_proxy *px, const char *key, size_t key_len, bool purged_too);
 /* Marks published busy objects a purge names (a URL's vary key, a tag, or all) as purged at
  * `now_ms`: new requests no longer stream them. Any thread. */
 void px_busy_purge(px_proxy *px, int by, const char *name, size_t len, int64_t now_ms);
 /* When a purge matched `b` (0: never). Any thread. */
 int64_t px_busy_purged_ms(px_busy *b);
-/* Sets the purge time (the leader found one in the store's purge stamps). */
-void px_busy_set_purged(px_busy *b, int64_t ms);
+/* The leader read the purge stamps after publishing `b`: `purged_ms` is the latest one after the
+ * fill's start (0: none). Until then px_busy_find skips `b` unless `purged_too`. Any thread. */
+void px_busy_checked(px_busy *b, int64_t purged_ms);
 /* The object as given to px_busy_new, parsed (keys, times, head; an empty body). Borrowed
  * while the reference is held; read-only. */
 const px_obj *px_busy_view(const px_busy *b);
@@ -534,6 +539,10 @@ bool px_conn_congested(const px_conn *c);
 void px_conn_resume_body(px_conn *c);
 /* Arms the connection's timer for a coalescing wait (px_cache_wait_expired when it fires). */
 void px_conn_wait(px_conn *c, int64_t ms);
+/* Streaming a busy object: `waiting` arms a timer (origin_read_timeout) that closes the
+ * connection unless the object grows or ends meanwhile (and unless writes are queued: the send
+ * timer runs then); false stops it. */
+void px_conn_stream_wait(px_conn *c, bool waiting);
 /* Frees a connection that closed while waiting on a flight, once its wake-up arrived. */
 void px_conn_release_closed(px_conn *c);
 
@@ -547,6 +556,14 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v);
 /* The busy object the connection streams grew or ended (inbox), or its write queue drained:
  * send what there is. */
 void px_cache_stream(px_conn *c);
+/* The leader's own client reads the busy object `b` (the reference is taken) of its fetch like
+ * a waiter, after the fetch sent it the head: the origin read never waits for it. */
+void px_cache_stream_busy(px_conn *c, px_busy *b);
+/* Leaves the busy object's readers (no notification queues the connection after it returns). */
+void px_cache_stream_stop(px_conn *c);
+/* Sends every published byte of the busy object the connection has not sent yet (copied into
+ * its write queue) and stops streaming it: the fetch writes to it directly from now on. */
+void px_cache_stream_flush(px_conn *c);
 /* The coalescing wait timed out, or the connection is closing: cancel the wait. The wake-up
  * (rc CORRAL_ETIMEDOUT) still comes through the inbox. */
 void px_cache_wait_expired(px_conn *c);
@@ -576,10 +593,10 @@ void px_objbuf_free(px_objbuf *b);
 int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
                     int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
                     corral_value **out);
-/* The latest purge stamp at or after `start_ms` among those of URL `pk` (route `r`), its path
- * prefixes, surrogate-key tags `tags` and "everything": its time in ms, or 0 when there is
- * none. A start older than the stamps live counts as a purge (now), and so does a store error
- * when `error_is_purge`. One store read (get_many). */
+/* The latest purge stamp at or after `start_ms` minus cfg->purge_margin_ms among those of URL
+ * `pk` (route `r`), its path prefixes, surrogate-key tags `tags` and "everything": its time in
+ * ms, or 0 when there is none. A start older than the stamps live counts as a purge (now), and so
+ * does a store error when `error_is_purge`. One store read (get_many). */
 int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
                         size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
                         bool error_is_purge);
@@ -604,16 +621,26 @@ size_t px_key_flight(const px_route *r, const char *pk, size_t pk_len, const cha
                      size_t vk_len, char *out);
 /* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or -1 (store error: a miss). */
 int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len, px_vrec *vr);
-/* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0. */
+/* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0: a
+ * store error (nothing purged), or PX_ESTAMP (purged, but the purge stamp could not be
+ * written: a fill in flight may store the old answer again, so the purge should be retried). */
+#define PX_ESTAMP (-3001)
 int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_len);
-/* Purges every object under a path prefix (whole segments). Returns 0 or < 0. */
+/* Purges every object under a path prefix (whole segments). Returns 0 or < 0 (as above). */
 int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len);
-/* Purges every object with a surrogate key. Returns 0 or < 0. */
+/* Purges every object with a surrogate key. Returns 0 or < 0 (as above). */
 int px_purge_key(px_proxy *px, const char *key, size_t len);
 /* Each purge first writes a purge stamp (the time, under "~purge:<what>", kept PX_STAMP_TTL_MS)
  * for fills in flight to check (px_cache_commit), then purges, then marks the busy objects it
  * names (px_busy_purge). Any thread. */
 #define PX_STAMP_TTL_MS 3600000
+/* A stamp can say less than the truth: a purge that took its time early and wrote its stamp
+ * late may overwrite a newer purge's stamp, and proxies sharing a store compare clocks that
+ * may disagree. So a fill counts a stamp up to the margin (limits.purge_margin, default
+ * PX_STAMP_MARGIN_MS) before its start as one after it: a fill that started within the margin
+ * after a purge is not stored, which costs at most one more origin fetch. */
+#define PX_STAMP_MARGIN_MS     1000
+#define PX_STAMP_MARGIN_MAX_MS 600000
 /* The path of a primary key ("host/path?query"): from its first '/', without the query. */
 void px_pk_path(const char *pk, size_t pk_len, const char **path, size_t *len);
 /* Writes the path tags of a path into `store` and `tags`. Returns their number. */

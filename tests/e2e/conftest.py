@@ -10,6 +10,7 @@ import json
 import os
 import signal as sig_mod
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -97,12 +98,13 @@ def http_request(port, method, path, headers=None, body=None, timeout=30, conn=N
 
 
 class StreamClient:
-    """One GET in a thread: it reads the head and the first `first_len` body bytes, sets
-    `got_first`, then reads the rest and sets `done`. An exception (a response cut short)
-    lands in `error`."""
+    """One GET (or `method`) in a thread: it reads the head and the first `first_len` body
+    bytes, sets `got_first`, then reads the rest and sets `done`. An exception (a response cut
+    short) lands in `error`. The connection stays open for more requests (`conn`)."""
 
-    def __init__(self, port, path, first_len):
+    def __init__(self, port, path, first_len, method="GET"):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.method = method
         self.path = path
         self.first_len = first_len
         self.got_first = threading.Event()
@@ -112,7 +114,7 @@ class StreamClient:
 
     def run(self):
         try:
-            self.conn.request("GET", self.path)
+            self.conn.request(self.method, self.path)
             r = self.conn.getresponse()
             self.status = r.status
             self.headers = {k.lower(): v for k, v in r.getheaders()}
@@ -126,7 +128,14 @@ class StreamClient:
             self.done.set()
 
     def close(self):
-        self.conn.sock.close()  # abruptly, in the middle of the body
+        """Cuts the connection off in the middle of the body. The response's file object holds
+        the socket, so sock.close() alone would leave it open (and the thread reading): shutdown
+        ends the reading thread at once, and SO_LINGER 0 makes the last close a reset."""
+        s = self.conn.sock
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.shutdown(socket.SHUT_RDWR)
+        assert self.done.wait(60), "the reading thread did not stop"
+        self.conn.close()
 
 
 class Origin:
@@ -231,6 +240,13 @@ class Proxy:
         r = self.admin("GET", "/metrics")
         assert r.status == 200, r
         return r.text
+
+    def connections(self):
+        """The proxy's open client connections (the corral_proxy_connections gauge)."""
+        for line in self.metrics().splitlines():
+            if line.startswith("corral_proxy_connections "):
+                return int(line.split()[1])
+        raise AssertionError("no corral_proxy_connections in /metrics")
 
     def log_lines(self):
         try:

@@ -82,3 +82,42 @@ def test_admin_refuses_a_non_loopback_address_without_permission(origin, tmp_pat
                         "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "loopback-only" in r.stderr
+
+
+def redis_command(port, *args):
+    """Sends one command to Redis over RESP; returns the first line of the reply."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"*%d\r\n" % len(args) +
+                  b"".join(b"$%d\r\n%s\r\n" % (len(a), a.encode()) for a in args))
+        return s.makefile("rb").readline().decode().strip()
+
+
+def test_issue_5_a_purge_whose_stamp_cannot_be_written_answers_503(origin, tmp_path):
+    # Redis full with noeviction refuses writes and allows deletes: the purge removes the URL
+    # but cannot write its stamp, which would protect it from a fill in flight. The caller is
+    # told, so that it retries, instead of a 200.
+    import subprocess
+    from conftest import Proxy, free_port, wait_port
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                              "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+                             stdout=subprocess.DEVNULL, cwd=str(tmp_path))
+    px = None
+    try:
+        wait_port(port, redis)
+        px = Proxy(origin.port, str(tmp_path), args=["--store", "redis://127.0.0.1:%d" % port])
+        assert [px.get("/full").cache for _ in range(2)] == ["MISS", "HIT"]
+        assert redis_command(port, "CONFIG", "SET", "maxmemory", "1") == "+OK"
+        r = px.purge("/full")
+        assert r.status == 503 and b"purge stamp could not be written" in r.body, r
+        assert px.admin("POST", "/purge/key/k").status == 503
+        assert px.admin("POST", "/purge/prefix/full").status == 503
+        assert redis_command(port, "CONFIG", "SET", "maxmemory", "0") == "+OK"
+        # The URL itself was purged.
+        assert px.get("/full").cache == "MISS"
+    finally:
+        if px is not None:
+            assert px.stop() == 0, px.errors()[-4000:]
+        redis.terminate()
+        redis.wait(10)

@@ -94,3 +94,17 @@ def test_a_request_after_a_purge_does_not_stream_the_answer_in_flight(origin, pr
     for c in (before, after):
         assert c.done.wait(30), "a client got no body"
     assert (before.first + before.rest, after.first + after.rest) == (b"v #1", b"v #2")
+
+
+def test_issue_5_a_fill_that_starts_within_the_purge_margin_is_not_stored(origin, proxy):
+    # A stamp can read earlier than its purge really was (a purge that took its time early and
+    # wrote its stamp late, over a newer one; proxies sharing a store whose clocks disagree), so
+    # a fill that started up to limits.purge_margin after a stamp is not stored. A margin of
+    # ten minutes puts every fill of this test within it.
+    origin.script(PATH, body="v #{n}", headers=HEADERS)
+    px = proxy(args=["--set", "limits.purge_margin=10m"])
+    assert PURGES["surrogate-key"](px).status == 200
+    first = px.get(PATH)
+    assert (first.status, first.cache, first.body) == (200, "MISS", b"v #1")
+    second = px.get(PATH)
+    assert (second.cache, second.body, origin.count(PATH)) == ("MISS", b"v #2", 2)
