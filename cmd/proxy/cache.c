@@ -707,6 +707,31 @@ static void flight_key(px_conn *c, const char *vk, size_t vk_len) {
         px_key_flight(c->req.route, c->req.pk, c->req.pk_len, vk, vk_len, c->flight_key);
 }
 
+/* Computes the request's variant key (into the scratch after the primary key) from the URL's
+ * vary record, or, when there is none yet, from the Vary of an answer in flight for another
+ * variant (spec_hint), and sets the flight key from it. A request that learns the URL varies
+ * from another variant's answer thus waits under the same flight key as one that arrives after
+ * that answer's record was stored. -1 when the variant key is too long. */
+static int variant_flight_key(px_conn *c, const char **vk, size_t *vk_len) {
+    px_request *rq = &c->req;
+    const char *spec = rq->vrec.found ? rq->vrec.spec : rq->spec_hint;
+    size_t spec_len = rq->vrec.found ? rq->vrec.spec_len : rq->spec_hint_len;
+    char *out = rq->pk + rq->pk_len;
+    size_t cap = c->scratch_cap - (size_t)(out - c->scratch);
+    *vk = out;
+    *vk_len = 0;
+    if (corral_http_variant_key(&rq->msg, spec, spec_len, out, cap, vk_len) != CORRAL_OK) return -1;
+    flight_key(c, out, *vk_len);
+    return 0;
+}
+
+/* Remembers the Vary spec of another variant's answer to this URL (variant_flight_key). */
+static void note_spec(px_request *rq, const char *spec, size_t spec_len) {
+    if (rq->vrec.found || spec_len == 0 || spec_len > sizeof rq->spec_hint) return;
+    memcpy(rq->spec_hint, spec, spec_len);
+    rq->spec_hint_len = spec_len;
+}
+
 /* Starts one background refresh of the request's (stale) object unless one is running. */
 static void refresh_in_background(px_conn *c) {
     px_request *rq = &c->req;
@@ -825,9 +850,13 @@ static bool stream_from(px_conn *c, px_busy *b) {
     char *vk = rq->pk + rq->pk_len;
     size_t vk_cap = c->scratch_cap - (size_t)(vk - c->scratch), vk_len = 0;
     if ((purged && rq->now_ms >= purged) || o.pk_len != rq->pk_len ||
-        memcmp(o.pk, rq->pk, rq->pk_len) != 0 ||
-        corral_http_variant_key(&rq->msg, o.spec, o.spec_len, vk, vk_cap, &vk_len) != CORRAL_OK ||
+        memcmp(o.pk, rq->pk, rq->pk_len) != 0) {
+        px_busy_unref(b);
+        return false;
+    }
+    if (corral_http_variant_key(&rq->msg, o.spec, o.spec_len, vk, vk_cap, &vk_len) != CORRAL_OK ||
         vk_len != o.vk_len || memcmp(vk, o.vk, vk_len) != 0) {
+        note_spec(rq, o.spec, o.spec_len); /* another variant: the URL varies so */
         px_busy_unref(b);
         return false;
     }
@@ -888,6 +917,12 @@ static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_de
     /* A fetch of it whose answer is arriving (the flight ended at its head): stream that. */
     px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len, false);
     if (b && stream_from(c, b)) return;
+    const char *vk;
+    size_t vk_len;
+    if (b && !rq->vrec.found && rq->spec_hint_len && variant_flight_key(c, &vk, &vk_len) < 0) {
+        pass(c, "variant key too long");
+        return;
+    }
     corral_flight *lead = NULL;
     int rc = corral_flight_join(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight,
                                 c, &lead);
@@ -914,15 +949,12 @@ static void dispatch(px_conn *c) {
         start_fetch(c, PX_FETCH_MISS, NULL, PX_R_PASS, "hit-for-pass");
         return;
     }
-    /* The variant key goes into the scratch after the primary key. */
-    char *vk = rq->pk + rq->pk_len;
-    size_t vk_cap = c->scratch_cap - (size_t)(vk - c->scratch), vk_len = 0;
-    if (corral_http_variant_key(&rq->msg, rq->vrec.spec, rq->vrec.spec_len, vk, vk_cap, &vk_len) !=
-        CORRAL_OK) {
+    const char *vk;
+    size_t vk_len;
+    if (variant_flight_key(c, &vk, &vk_len) < 0) {
         pass(c, "variant key too long");
         return;
     }
-    flight_key(c, vk, vk_len);
     const corral_http_entry *entry = NULL;
     corral_http_entry e;
     if (rq->vrec.found) {
@@ -1089,6 +1121,7 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v) {
                 serve(c, PX_R_COALESCED, "coalesced", d.age_s);
                 return;
             }
+            note_spec(rq, o.spec, o.spec_len);
         }
         corral_value_unref(v);
         dispatch(c);

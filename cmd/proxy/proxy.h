@@ -426,6 +426,11 @@ typedef struct px_request {
     char *pk;       /* primary key, into the connection's scratch */
     size_t pk_len;
     px_vrec vrec;
+    /* The Vary spec of an answer in flight for another variant of this URL, seen before the
+     * URL's vary record was stored: with no record, the variant key (and so the flight key)
+     * comes from it (cache.c, variant_flight_key). */
+    char spec_hint[sizeof((px_vrec *)0)->spec];
+    size_t spec_hint_len;
     px_obj obj;     /* the object found, or the one a flight handed over */
     int64_t now_ms; /* wall clock at the start */
     uint64_t start_ns;

@@ -102,8 +102,9 @@ class StreamClient:
     bytes, sets `got_first`, then reads the rest and sets `done`. An exception (a response cut
     short) lands in `error`. The connection stays open for more requests (`conn`)."""
 
-    def __init__(self, port, path, first_len, method="GET"):
+    def __init__(self, port, path, first_len, method="GET", headers=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.req_headers = headers or {}
         self.method = method
         self.path = path
         self.first_len = first_len
@@ -114,7 +115,7 @@ class StreamClient:
 
     def run(self):
         try:
-            self.conn.request(self.method, self.path)
+            self.conn.request(self.method, self.path, headers=self.req_headers)
             r = self.conn.getresponse()
             self.status = r.status
             self.headers = {k.lower(): v for k, v in r.getheaders()}

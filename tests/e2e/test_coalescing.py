@@ -2,7 +2,7 @@
 turns out not storable sends the waiters on to the origin in parallel (hit-for-pass)."""
 import threading
 
-from conftest import eventually
+from conftest import StreamClient, eventually
 
 
 def herd(px, n, path, headers_of=lambda i: None):
@@ -71,6 +71,45 @@ def test_cold_herd_on_a_vary_object_fetches_once_per_variant(origin, proxy):
     for i, r in enumerate(results):
         assert r.body == (b"lang=de" if i % 2 else b"lang=fr")
     assert origin.count("/vh") == 2
+
+
+def load_waiters(px):
+    """corral_cache_load_waiters_total summed over prefixes: requests that joined a flight."""
+    return sum(int(float(line.split()[-1])) for line in px.metrics().splitlines()
+               if line.startswith("corral_cache_load_waiters_total"))
+
+
+def test_a_second_variant_learnt_from_the_first_answer_is_fetched_once(origin, proxy):
+    """The first answer to a cold URL says it varies. A request for another variant that sees it
+    in flight (before its vary record is stored) fetches under its own variant's flight, so a
+    request that arrives after the record is stored, and keys by it, waits on that fetch."""
+    hdrs = {"Cache-Control": "max-age=60", "Vary": "Accept-Language"}
+    body = "lang={h:Accept-Language}"
+    origin.script("/vl", sequence=[
+        {"body": body, "headers": hdrs, "gate": "fr-body", "gate_after": 3},
+        {"body": body, "headers": hdrs, "head_gate": "de"},
+        {"body": body, "headers": hdrs}])
+    px = proxy()
+    fr = StreamClient(px.port, "/vl", 3, headers={"Accept-Language": "fr"})
+    fr.thread.start()
+    assert fr.got_first.wait(30) and fr.error is None, fr.error  # fr's answer is in flight
+    de1 = StreamClient(px.port, "/vl", 1, headers={"Accept-Language": "de"})
+    de1.thread.start()
+    eventually(lambda: origin.gate("de")["waiting"] == 1, what="de's fetch held at the origin")
+    origin.open_gate("fr-body")
+    assert fr.done.wait(30) and fr.error is None, fr.error
+    assert fr.first + fr.rest == b"lang=fr"
+    assert px.get("/vl", {"Accept-Language": "fr"}).cache == "HIT"  # the vary record is stored
+    waiters = load_waiters(px)
+    de2 = StreamClient(px.port, "/vl", 1, headers={"Accept-Language": "de"})
+    de2.thread.start()
+    eventually(lambda: load_waiters(px) > waiters or origin.count("/vl") > 2,
+               what="the second de request waiting or fetching")
+    origin.open_gate("de")
+    for c in (de1, de2):
+        assert c.done.wait(30) and c.error is None, c.error
+        assert c.first + c.rest == b"lang=de"
+    assert origin.count("/vl") == 2
 
 
 def test_uncacheable_error_answers_are_relayed_to_every_waiter(origin, proxy):
