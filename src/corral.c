@@ -442,21 +442,22 @@ static int check_got(corral *c, corral_value **out) {
 static int get_general(corral *c, const void *key, size_t key_len, const corral_call *call,
                        corral_value **out);
 
+/* Counts an answer of the read path (get_hot, get_into_hot): a hit under the class the store
+ * reported, a miss under the key's class. False when the general path must answer instead. */
+static inline bool hot_answered(corral *c, int rc, uint16_t cls, const void *key, size_t key_len) {
+    if (rc == CORRAL_OK || rc == CORRAL_ENOSPC)
+        count(c, cls, CORRAL__M_cache_hits_total);
+    else if (rc == CORRAL_MISS)
+        count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
+    return rc != CORRAL__MEM_HOT_SLOW;
+}
+
 /* get without a call on a handle with hot_reads: get_into_hot's way (below), with a reference
  * instead of a copy. */
 static int get_hot(corral *c, const void *key, size_t key_len, corral_value **out) {
     uint16_t cls = 0;
     int rc = corral__mem_get_hot(c->store, &c->ks, key, key_len, out, &cls);
-    if (rc == CORRAL_OK) {
-        count(c, cls, CORRAL__M_cache_hits_total);
-        return rc;
-    }
-    if (rc == CORRAL_MISS) {
-        count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
-        return rc;
-    }
-    if (rc != CORRAL__MEM_HOT_SLOW) return rc;
-    return get_general(c, key, key_len, NULL, out);
+    return hot_answered(c, rc, cls, key, key_len) ? rc : get_general(c, key, key_len, NULL, out);
 }
 
 int corral_get(corral *c, const void *key, size_t key_len, const corral_call *call,
@@ -508,15 +509,7 @@ static int get_into_hot(corral *c, const void *key, size_t key_len, void *buf, s
                         size_t *out_len) {
     uint16_t cls = 0;
     int rc = corral__mem_get_into_hot(c->store, &c->ks, key, key_len, buf, cap, out_len, &cls);
-    if (rc == CORRAL_OK || rc == CORRAL_ENOSPC) {
-        count(c, cls, CORRAL__M_cache_hits_total);
-        return rc;
-    }
-    if (rc == CORRAL_MISS) {
-        count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
-        return rc;
-    }
-    if (rc != CORRAL__MEM_HOT_SLOW) return rc;
+    if (hot_answered(c, rc, cls, key, key_len)) return rc;
     *out_len = 0;
     return get_into_general(c, key, key_len, NULL, buf, cap, out_len);
 }

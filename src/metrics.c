@@ -243,18 +243,28 @@ static _Thread_local struct last_stripe {
     size_t i;
 } last_stripe __attribute__((tls_model("initial-exec")));
 
+/* True when the thread's cached stripe of `m` is still its own: its index in *i. */
+static inline bool cached_stripe(const corral__metrics *m, size_t *i) {
+    const struct last_stripe *last = &last_stripe;
+    if (last->m != m || !last->self ||
+        atomic_load_explicit(&m->owner[last->i], memory_order_relaxed) != last->self)
+        return false;
+    *i = last->i;
+    return true;
+}
+
 /* The calling thread's stripe; *owned when the thread owns it. */
 static inline size_t stripe_of_thread(corral__metrics *m, bool *owned) {
-    struct last_stripe *last = &last_stripe;
-    if (last->m == m && last->self &&
-        atomic_load_explicit(&m->owner[last->i], memory_order_relaxed) == last->self) {
+    size_t i;
+    if (cached_stripe(m, &i)) {
         *owned = true;
-        return last->i;
+        return i;
     }
+    struct last_stripe *last = &last_stripe;
     uintptr_t self = (uintptr_t)pthread_self();
     /* Thread descriptors sit megabytes apart; a multiplicative hash spreads them. */
     size_t h = (size_t)(((uint64_t)self * 0x9E3779B97F4A7C15ull) >> 58);
-    size_t i = h % CORRAL__METRICS_OWNED;
+    i = h % CORRAL__METRICS_OWNED;
     for (size_t n = 0; n < CORRAL__METRICS_OWNED; n++, i = (i + 1) % CORRAL__METRICS_OWNED) {
         uintptr_t o = atomic_load_explicit(&m->owner[i], memory_order_relaxed);
         uintptr_t expect = 0;
@@ -289,11 +299,10 @@ static __attribute__((noinline)) void metrics_add_slow(corral__metrics *m, uint1
 void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta) {
     /* The common case in a few instructions, with no registers to save: the thread's cached
      * stripe is still its own. */
-    const struct last_stripe *last = &last_stripe;
-    if (last->m == m && last->self &&
-        atomic_load_explicit(&m->owner[last->i], memory_order_relaxed) == last->self) {
+    size_t i;
+    if (cached_stripe(m, &i)) {
         _Atomic int64_t *cell =
-            &m->cells[last->i * m->stride + (size_t)cls * CORRAL__ROW + (size_t)metric];
+            &m->cells[i * m->stride + (size_t)cls * CORRAL__ROW + (size_t)metric];
         atomic_store_explicit(cell, atomic_load_explicit(cell, memory_order_relaxed) + delta,
                               memory_order_relaxed);
         return;
