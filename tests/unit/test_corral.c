@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "corral/corral.h"
+#include "prefix_stats.h"
 
 #define T0_NS ((uint64_t)1767225600 * 1000000000u) /* 2026-01-01 00:00:00 UTC */
 #define MS    ((uint64_t)1000000)
@@ -321,19 +322,6 @@ static void test_get_into_miss_sets_length_zero(void **state) {
     size_t len = 99;
     assert_int_equal(corral_get_into(f->c, "k", 1, NULL, buf, sizeof buf, &len), CORRAL_MISS);
     assert_int_equal(len, 0);
-}
-
-/* The hits and misses counted under `prefix`. */
-static void prefix_counts(corral *c, const char *prefix, uint64_t *hits, uint64_t *misses) {
-    corral_stats_snapshot *s = NULL;
-    assert_int_equal(corral_stats(c, &s), CORRAL_OK);
-    *hits = *misses = 0;
-    for (size_t i = 0; i < s->n_prefixes; i++) {
-        if (strcmp(s->prefixes[i].prefix, prefix) != 0) continue;
-        *hits = s->prefixes[i].hits;
-        *misses = s->prefixes[i].misses;
-    }
-    corral_stats_free(c, s);
 }
 
 /* corral_get_into without a call reads the memory store in one function

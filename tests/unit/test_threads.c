@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "corral/corral.h"
+#include "prefix_stats.h"
 
 #define T0_NS ((uint64_t)1767225600 * 1000000000u)
 
@@ -218,19 +219,6 @@ static void *two_handles_worker(void *arg) {
             w->failures++;
     }
     return NULL;
-}
-
-/* The hits and misses of `prefix` in `c`. */
-static void prefix_counts(corral *c, const char *prefix, uint64_t *hits, uint64_t *misses) {
-    corral_stats_snapshot *s = NULL;
-    assert_int_equal(corral_stats(c, &s), CORRAL_OK);
-    const corral_prefix_stats *p = NULL;
-    for (size_t i = 0; i < s->n_prefixes; i++)
-        if (strcmp(s->prefixes[i].prefix, prefix) == 0) p = &s->prefixes[i];
-    assert_non_null(p);
-    *hits = p->hits;
-    *misses = p->misses;
-    corral_stats_free(c, s);
 }
 
 static void test_counts_are_exact_with_more_threads_than_owned_stripes(void **state) {
