@@ -83,10 +83,11 @@ static int ss_set(suite_fx *f, const char *k, const char *v, int64_t ticks) {
     return ss_set_mode(f, k, v, ticks, CORRAL__SET_ALWAYS);
 }
 
-static int ss_get_rc(suite_fx *f, const char *k) {
+/* get on store `s`: its return code, with the reference checked and dropped. */
+static int ss_store_get_rc(corral__store *s, const char *k) {
     corral__skey sk = ss_key(k);
     corral_value *v = (corral_value *)&sk; /* must be overwritten */
-    int rc = f->s->ops->get(f->s, &sk, &v);
+    int rc = s->ops->get(s, &sk, &v);
     if (rc == CORRAL_OK) {
         assert_non_null(v);
         corral_value_unref(v);
@@ -96,13 +97,22 @@ static int ss_get_rc(suite_fx *f, const char *k) {
     return rc;
 }
 
-static void ss_expect_stored(suite_fx *f, const char *k, const char *want) {
+/* Asserts that store `s` holds `want` under `k`. */
+static void ss_store_expect(corral__store *s, const char *k, const char *want) {
     corral__skey sk = ss_key(k);
     corral_value *v = NULL;
-    assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
+    assert_int_equal(s->ops->get(s, &sk, &v), CORRAL_OK);
     assert_int_equal(corral_value_len(v), strlen(want));
     assert_string_equal(corral_value_data(v), want);
     corral_value_unref(v);
+}
+
+static int ss_get_rc(suite_fx *f, const char *k) {
+    return ss_store_get_rc(f->s, k);
+}
+
+static void ss_expect_stored(suite_fx *f, const char *k, const char *want) {
+    ss_store_expect(f->s, k, want);
 }
 
 static int ss_incr(suite_fx *f, const char *k, int64_t delta, int64_t *out) {

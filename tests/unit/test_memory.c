@@ -141,15 +141,8 @@ static void advance_ms(fx *f, uint64_t ms) {
 }
 
 /* The store key of a C string; its metrics class is its first byte, naming it in the log. */
-static corral__skey K(const char *k) {
-    size_t n = strlen(k);
-    return (corral__skey){
-        .data = k, .len = n, .hash = corral__hash_bytes(k, n), .cls = (uint16_t)(unsigned char)k[0]
-    };
-}
-
 static int set_mode(fx *f, const char *k, const char *v, int64_t ttl_ms, corral__set_mode m) {
-    corral__skey sk = K(k);
+    corral__skey sk = ss_key(k);
     return f->s->ops->set(f->s, &sk, v, strlen(v), ttl_ms, m);
 }
 
@@ -158,44 +151,30 @@ static int set(fx *f, const char *k, const char *v, int64_t ttl_ms) {
 }
 
 static int get_rc(fx *f, const char *k) {
-    corral__skey sk = K(k);
-    corral_value *v = (corral_value *)&sk; /* must be overwritten */
-    int rc = f->s->ops->get(f->s, &sk, &v);
-    if (rc == CORRAL_OK) {
-        assert_non_null(v);
-        corral_value_unref(v);
-    } else {
-        assert_null(v);
-    }
-    return rc;
+    return ss_store_get_rc(f->s, k);
 }
 
 static void expect_stored(fx *f, const char *k, const char *want) {
-    corral__skey sk = K(k);
-    corral_value *v = NULL;
-    assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
-    assert_int_equal(corral_value_len(v), strlen(want));
-    assert_string_equal(corral_value_data(v), want);
-    corral_value_unref(v);
+    ss_store_expect(f->s, k, want);
 }
 
 static int incr(fx *f, const char *k, int64_t delta, int64_t *out) {
-    corral__skey sk = K(k);
+    corral__skey sk = ss_key(k);
     return f->s->ops->incr(f->s, &sk, delta, out);
 }
 
 static int touch(fx *f, const char *k, int64_t ttl_ms) {
-    corral__skey sk = K(k);
+    corral__skey sk = ss_key(k);
     return f->s->ops->touch(f->s, &sk, ttl_ms);
 }
 
 static int del(fx *f, const char *k) {
-    corral__skey sk = K(k);
+    corral__skey sk = ss_key(k);
     return f->s->ops->del(f->s, &sk);
 }
 
 static int lease_take(fx *f, const char *k, const char *token, int64_t ttl_ms) {
-    corral__skey sk = K(k);
+    corral__skey sk = ss_key(k);
     return f->s->ops->lease_acquire(f->s, &sk, token, strlen(token), ttl_ms);
 }
 
@@ -256,7 +235,7 @@ static void test_mem_get_returns_the_stored_bytes_without_a_copy(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
     assert_int_equal(set(f, "k", "hello", CORRAL__NO_EXPIRY), CORRAL_OK);
-    corral__skey sk = K("k");
+    corral__skey sk = ss_key("k");
     corral_value *a = NULL, *b = NULL;
     assert_int_equal(f->s->ops->get(f->s, &sk, &a), CORRAL_OK);
     assert_int_equal(f->s->ops->get(f->s, &sk, &b), CORRAL_OK);
@@ -286,7 +265,7 @@ static void test_mem_value_outlives_its_removal_until_released(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
     assert_int_equal(set(f, "k", "kept", CORRAL__NO_EXPIRY), CORRAL_OK);
-    corral__skey sk = K("k");
+    corral__skey sk = ss_key("k");
     corral_value *v = NULL;
     assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
     assert_int_equal(set(f, "k", "new", CORRAL__NO_EXPIRY), CORRAL_OK);
