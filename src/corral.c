@@ -12,6 +12,7 @@
  */
 #include "handle.h"
 #include "store/memory.h"
+#include "store/memory_read.h"
 #include "store/redis.h"
 #include "store/tiered.h"
 
@@ -439,14 +440,15 @@ static int check_got(corral *c, corral_value **out) {
     return CORRAL_MISS;
 }
 
-static int get_general(corral *c, const void *key, size_t key_len, const corral_call *call,
-                       corral_value **out);
+/* noinline: corral_get is flattened (below) and this is not its fast path. */
+static __attribute__((noinline)) int get_general(corral *c, const void *key, size_t key_len,
+                                                 const corral_call *call, corral_value **out);
 
 /* Counts an answer of the read path (get_hot, get_into_hot): a hit under the class the store
  * reported, a miss under the key's class. False when the general path must answer instead. */
 static inline bool hot_answered(corral *c, int rc, uint16_t cls, const void *key, size_t key_len) {
     if (rc == CORRAL_OK || rc == CORRAL_ENOSPC)
-        count(c, cls, CORRAL__M_cache_hits_total);
+        corral__metrics_add_inline(c->metrics, cls, CORRAL__M_cache_hits_total, 1);
     else if (rc == CORRAL_MISS)
         count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
     return rc != CORRAL__MEM_HOT_SLOW;
@@ -460,8 +462,10 @@ static int get_hot(corral *c, const void *key, size_t key_len, corral_value **ou
     return hot_answered(c, rc, cls, key, key_len) ? rc : get_general(c, key, key_len, NULL, out);
 }
 
-int corral_get(corral *c, const void *key, size_t key_len, const corral_call *call,
-               corral_value **out) {
+/* flatten: the read path (get_hot, the memory store's inline read, XXH3) is one function; a get's
+ * instruction count bounds it (docs/eviction.md). */
+__attribute__((flatten)) int corral_get(corral *c, const void *key, size_t key_len,
+                                        const corral_call *call, corral_value **out) {
     if (out) *out = NULL;
     if (!c || !out) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
@@ -497,13 +501,15 @@ static int get_into_check(corral *c, const corral__skey *sk, const void *hdr, si
     return ok == CORRAL_OK ? CORRAL_OK : CORRAL_MISS;
 }
 
-/* get_into without a call on a handle with hot_reads: the memory store checks the key, hashes
- * it where the caller has it and copies the value out in one call (corral__mem_get_into_hot),
- * and a hit counts under the class its entry was stored with, so the class table is read only
- * on a miss. What that call leaves (an enveloped or expired entry, LRU) takes the general path
+/* get_into without a call on a handle with hot_reads: the memory store's read path, inline
+ * (store/memory_read.h), hashes the key where the caller has it and copies the value out, and
+ * a hit counts under the class its entry was stored with, so the class table is read only on a
+ * miss. What that call leaves (an enveloped or expired entry, LRU) takes the general path
  * below. Same results and counters either way. */
-static int get_into_general(corral *c, const void *key, size_t key_len, const corral_call *call,
-                            void *buf, size_t cap, size_t *out_len);
+/* noinline: corral_get_into is flattened (below) and this is not its fast path. */
+static __attribute__((noinline)) int get_into_general(corral *c, const void *key, size_t key_len,
+                                                      const corral_call *call, void *buf,
+                                                      size_t cap, size_t *out_len);
 
 static int get_into_hot(corral *c, const void *key, size_t key_len, void *buf, size_t cap,
                         size_t *out_len) {
@@ -514,8 +520,10 @@ static int get_into_hot(corral *c, const void *key, size_t key_len, void *buf, s
     return get_into_general(c, key, key_len, NULL, buf, cap, out_len);
 }
 
-int corral_get_into(corral *c, const void *key, size_t key_len, const corral_call *call, void *buf,
-                    size_t cap, size_t *out_len) {
+/* flatten: as corral_get. */
+__attribute__((flatten)) int corral_get_into(corral *c, const void *key, size_t key_len,
+                                             const corral_call *call, void *buf, size_t cap,
+                                             size_t *out_len) {
     if (out_len) *out_len = 0;
     if (!c || !out_len || (!buf && cap)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);

@@ -36,8 +36,8 @@ struct corral {
     char *key_prefix;     /* owned copy */
     size_t key_prefix_len;
     corral__keyscheme ks;
-    /* A read without a call takes the read path (corral.c get_into_hot and get_hot, memory.h
-     * corral__mem_get_into_hot): the key scheme is hot and the store is the memory store. */
+    /* A read without a call takes the read path (corral.c get_into_hot and get_hot, inline from
+     * store/memory_read.h): the key scheme is hot and the store is the memory store. */
     bool hot_reads;
     int64_t default_ttl_ms; /* > 0, 0 (store nothing) or CORRAL_TTL_FOREVER */
     size_t max_value_bytes;

@@ -233,23 +233,14 @@ uint16_t corral__metrics_class(corral__metrics *m, const void *prefix, size_t le
     return insert_class(m, prefix, len, h);
 }
 
-/* The calling thread's last owned stripe: stripe `i` of `m`, owned by the thread whose id is
- * `self`. A cache of the owner table, per thread (initial-exec TLS, no call to reach it); it is
- * trusted only while m->owner[i] still names this thread, so a handle freed and another made
- * at the same address is looked up afresh. */
-static _Thread_local struct last_stripe {
-    const corral__metrics *m;
-    uintptr_t self;
-    size_t i;
-} last_stripe __attribute__((tls_model("initial-exec")));
+/* metrics.h: the thread's cached stripe. Set when the thread claims a stripe or finds it owns
+ * one (stripe_of_thread). */
+_Thread_local corral__stripe_cache corral__stripe_cached __attribute__((tls_model("initial-exec")));
 
 /* True when the thread's cached stripe of `m` is still its own: its index in *i. */
 static inline bool cached_stripe(const corral__metrics *m, size_t *i) {
-    const struct last_stripe *last = &last_stripe;
-    if (last->m != m || !last->self ||
-        atomic_load_explicit(&m->owner[last->i], memory_order_relaxed) != last->self)
-        return false;
-    *i = last->i;
+    if (!corral__stripe_cached_for(m)) return false;
+    *i = (size_t)(corral__stripe_cached.owner - m->owner);
     return true;
 }
 
@@ -260,7 +251,6 @@ static inline size_t stripe_of_thread(corral__metrics *m, bool *owned) {
         *owned = true;
         return i;
     }
-    struct last_stripe *last = &last_stripe;
     uintptr_t self = (uintptr_t)pthread_self();
     /* Thread descriptors sit megabytes apart; a multiplicative hash spreads them. */
     size_t h = (size_t)(((uint64_t)self * 0x9E3779B97F4A7C15ull) >> 58);
@@ -271,7 +261,9 @@ static inline size_t stripe_of_thread(corral__metrics *m, bool *owned) {
         if (o == self || (o == 0 && atomic_compare_exchange_strong_explicit(
                                         &m->owner[i], &expect, self, memory_order_acq_rel,
                                         memory_order_relaxed))) {
-            *last = (struct last_stripe){ .m = m, .self = self, .i = i };
+            corral__stripe_cached = (corral__stripe_cache){
+                .m = m, .owner = &m->owner[i], .self = self, .cells = &m->cells[i * m->stride]
+            };
             *owned = true;
             return i;
         }
@@ -288,8 +280,7 @@ static inline void cell_add(_Atomic int64_t *cell, int64_t delta, bool owned) {
         atomic_fetch_add_explicit(cell, delta, memory_order_relaxed);
 }
 
-static __attribute__((noinline)) void metrics_add_slow(corral__metrics *m, uint16_t cls, int metric,
-                                                       int64_t delta) {
+void corral__metrics_add_slow(corral__metrics *m, uint16_t cls, int metric, int64_t delta) {
     bool owned;
     size_t idx =
         stripe_of_thread(m, &owned) * m->stride + (size_t)cls * CORRAL__ROW + (size_t)metric;
@@ -297,17 +288,7 @@ static __attribute__((noinline)) void metrics_add_slow(corral__metrics *m, uint1
 }
 
 void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta) {
-    /* The common case in a few instructions, with no registers to save: the thread's cached
-     * stripe is still its own. */
-    size_t i;
-    if (cached_stripe(m, &i)) {
-        _Atomic int64_t *cell =
-            &m->cells[i * m->stride + (size_t)cls * CORRAL__ROW + (size_t)metric];
-        atomic_store_explicit(cell, atomic_load_explicit(cell, memory_order_relaxed) + delta,
-                              memory_order_relaxed);
-        return;
-    }
-    metrics_add_slow(m, cls, metric, delta);
+    corral__metrics_add_inline(m, cls, metric, delta);
 }
 
 static const uint64_t hist_bounds_ns[CORRAL__HIST_NBOUNDS] = CORRAL__HIST_BOUNDS_NS;

@@ -48,18 +48,4 @@ void corral__mem_quiesce(corral__store *s);
 /* Bytes one entry with these key and value lengths accounts for. */
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);
 
-/* corral_get_into's read path on a memory store (corral.c get_into_hot): checks and hashes the
- * user key of a hot key scheme (key_hot.h), finds "<ks->hdr><key>" and copies its value into
- * buf, in one function. CORRAL_OK or CORRAL_ENOSPC (*len the value's length, *cls the class
- * its entry was stored with), CORRAL_MISS, CORRAL_EBADKEY; or CORRAL__MEM_HOT_SLOW when the
- * general get_into must answer: the entry has an envelope header or has expired (the general
- * path reaps it), or the policy is LRU (a hit moves the entry). */
-#define CORRAL__MEM_HOT_SLOW 100
-int corral__mem_get_into_hot(corral__store *s, const corral__keyscheme *ks, const void *key,
-                             size_t key_len, void *buf, size_t cap, size_t *len, uint16_t *cls);
-/* corral_get's read path, the same way: CORRAL_OK with a new reference in *out and *cls the
- * entry's class, CORRAL_MISS, CORRAL_EBADKEY or CORRAL__MEM_HOT_SLOW. */
-int corral__mem_get_hot(corral__store *s, const corral__keyscheme *ks, const void *key,
-                        size_t key_len, corral_value **out, uint16_t *cls);
-
 #endif /* CORRAL_STORE_MEM_H */

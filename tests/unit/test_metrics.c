@@ -288,6 +288,28 @@ static void test_stats_many_ops_count_per_key(void **state) {
     corral_stats_free(f->c, s);
 }
 
+/* A thread keeps a cache of the stripe it counts on in the last handle it used (metrics.h).
+ * Handles closed and opened one after another, often at the same address, each count exactly
+ * their own hits, on both read paths. */
+static void test_stats_handles_opened_in_turn_count_only_their_own_hits(void **state) {
+    fixture *f = *state;
+    for (int round = 1; round <= 6; round++) {
+        corral *c = open_clocked(f, "mem://?max_memory=4MB");
+        set_ok(c, "hot:1", "v");
+        for (int i = 0; i < round; i++) {
+            get_expect(c, "hot:1", CORRAL_OK);
+            char buf[4];
+            size_t len;
+            assert_int_equal(corral_get_into(c, "hot:1", 5, NULL, buf, sizeof buf, &len),
+                             CORRAL_OK);
+        }
+        corral_stats_snapshot *s = snap(c);
+        assert_int_equal(find(s, "hot")->hits, 2 * round);
+        corral_stats_free(c, s);
+        corral_close(c);
+    }
+}
+
 static void test_set_evicts_to_stay_within_max_memory(void **state) {
     fixture *f = *state;
     corral *c = open_clocked(f, "mem://?max_memory=64KiB");
@@ -449,6 +471,7 @@ int main(void) {
         T(test_stats_prefix_bound_counts_the_rest_as_other),
         T(test_stats_clear_keeps_counters_and_empties_gauges),
         T(test_stats_many_ops_count_per_key),
+        T(test_stats_handles_opened_in_turn_count_only_their_own_hits),
         T(test_set_evicts_to_stay_within_max_memory),
         T(test_metrics_write_declares_every_metric),
         T(test_metrics_write_reports_hits_per_prefix),

@@ -1,0 +1,313 @@
+/*
+ * memory_read.h - the memory store's read path, inline: the layout of its table and entries,
+ * and corral__mem_get_into_hot and corral__mem_get_hot, which corral.c compiles into
+ * corral_get_into and corral_get. memory.c (the rest of the store) includes it for the types.
+ *
+ * Why a header: a get's instruction count decides how many gets the CPU overlaps while each
+ * waits for memory (docs/eviction.md, "What bounds a get"). As a call from corral.c into
+ * memory.c, the read path paid two frames, eight arguments and a third call for the metrics;
+ * inline, the handle's checks, the lookup, the copy and the hit's count are one function.
+ */
+#ifndef CORRAL_STORE_MEMORY_READ_H
+#define CORRAL_STORE_MEMORY_READ_H
+
+#include "store.h"
+#include "../key_hot.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* liburcu 0.13's inline read-side fast path (_LGPL_SOURCE) reaches the thread's reader
+ * through a pointer the library does not align as its struct declares (128 bytes). The access
+ * itself is an aligned 8-byte load, but UBSan's alignment check aborts on it, so ASan+UBSan
+ * builds (CORRAL_SANITIZE=address,undefined; GCC has no macro for UBSan alone) and builds that
+ * define CORRAL_URCU_OUT_OF_LINE call liburcu's out-of-line read lock instead. */
+#if defined(__SANITIZE_ADDRESS__) || defined(CORRAL_URCU_OUT_OF_LINE)
+#undef _LGPL_SOURCE
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#undef _LGPL_SOURCE
+#endif
+#endif
+#include <urcu-bp.h>
+#ifdef _LGPL_SOURCE
+/* The inline read lock reaches the thread's reader through this liburcu-bp thread-local
+ * pointer. Declared again with the initial-exec model: compiled as position-independent code,
+ * each of the four reads in a get was otherwise a __tls_get_addr call (the linker relaxes the
+ * call into an offset when it links an executable, but the registers spilled around it stay).
+ * The same condition as our own initial-exec variables applies (metrics.h): a libcorral.so
+ * loaded with dlopen needs liburcu-bp's thread-local block in glibc's static TLS reserve. */
+extern _Thread_local struct urcu_bp_reader *urcu_bp_reader
+    __attribute__((tls_model("initial-exec")));
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define MEM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MEM_TSAN 1
+#endif
+#endif
+#ifdef MEM_TSAN
+#include <sanitizer/tsan_interface.h>
+#define MEM_TSAN_RELEASE(p) __tsan_release(p)
+#define MEM_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define MEM_TSAN_RELEASE(p) ((void)(p))
+#define MEM_TSAN_ACQUIRE(p) ((void)(p))
+#endif
+
+#define MEM_STORE_MAGIC 0x3e3057a5u
+#define MEM_NEVER       UINT64_MAX /* expires_ns of an entry that never expires */
+
+/* ---- Types ---- */
+
+enum { MEM_NEW = 0, MEM_LIVE = 1, MEM_DEAD = 2 }; /* mem_entry.state */
+enum { MEM_VALUE = 0, MEM_LEASE = 1 };            /* mem_entry.kind: the two keyspaces */
+enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
+
+typedef struct mem_store mem_store;
+
+/* Writers and reclamation use the fields before `next`. The read path reads from `next` to the
+ * end of the value, one contiguous run (the top comment): `dlen` and `hlen` repeat the embedded
+ * value's lengths there so that a get_into does not touch `val`. */
+typedef struct mem_entry {
+    uint32_t magic;
+    uint8_t queue; /* MEM_MAIN or MEM_SMALL; under the shard mutex */
+    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
+     * under the shard mutex; read under it, and by the release callback (always DEAD there). */
+    _Atomic uint8_t state;
+    mem_store *store; /* for the release callback */
+    union {
+        /* Queue links while LIVE, under the shard mutex. `newer` points toward the head. */
+        struct {
+            struct mem_entry *newer, *older;
+        } q;
+        struct rcu_head rcu; /* after removal: call_rcu's */
+    } u;
+    corral_value val; /* the embedded value; val.data points just after the key */
+    /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
+     * with acquire by readers; left as it is when the entry is unlinked. */
+    _Atomic(struct mem_entry *) next;
+    uint64_t hash; /* corral__skey.hash; immutable */
+    /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
+     * mutex; readers load it relaxed. */
+    _Atomic uint64_t expires_ns;
+    uint32_t klen; /* key bytes at `key`; immutable */
+    uint32_t dlen; /* == val.len; immutable (check_size keeps entries under 4 GiB) */
+    uint32_t hlen; /* == val.hdr_len: envelope header bytes between the key and the value */
+    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
+     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
+    _Atomic uint8_t hits;
+    uint8_t kind; /* MEM_VALUE or MEM_LEASE; immutable */
+    /* Metrics class of the key, reported with every event; immutable. Here, in the read run,
+     * because a hit counts under it: at the struct's start it cost every hit one more line. */
+    uint16_t cls;
+    unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
+} mem_entry;
+
+/* A FIFO of entries: pushed at the head (newest), taken from the tail (oldest). */
+typedef struct mem_queue {
+    mem_entry *head, *tail;
+    mem_entry *hand; /* SIEVE: next entry the hand examines; NULL: start at the tail */
+    mem_entry *scan; /* expiry cursor: next entry examined; NULL: start at the tail */
+    size_t bytes;
+    size_t count;
+} mem_queue;
+
+typedef struct mem_shard {
+    corral__mutex lock;
+    mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
+    _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
+    size_t expiring;         /* entries with an expiry, under `lock`: no scan when 0 */
+    size_t budget;           /* bound on `used`; immutable */
+    size_t small_budget;     /* S3-FIFO: the small queue's share; immutable */
+    /* S3-FIFO ghost: fingerprints of keys evicted from the small queue without a hit,
+     * direct-mapped by hash (a newer key overwrites an older one in its slot). Under `lock`. */
+    uint32_t *ghost;
+    size_t ghost_mask;
+    char pad[64]; /* keeps neighbouring shards' mutexes off one cache line */
+} mem_shard;
+
+typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
+
+struct mem_store {
+    corral__store base; /* first: the vtable header every store begins with */
+    uint32_t magic;
+    corral__store_env env; /* a copy; what it points to outlives the store */
+    /* 2^bucket_bits chain heads; the array is immutable, each head changes under the mutex of
+     * the shard that owns its bucket (shard_of). */
+    mem_link *buckets;
+    unsigned bucket_bits;
+    uint64_t bucket_mask;   /* 2^bucket_bits - 1 */
+    corral_eviction policy; /* never CORRAL_EVICT_DEFAULT */
+    uint8_t hit_max;        /* saturation of mem_entry.hits: 1 (SIEVE), 3 (S3-FIFO), 0 (LRU) */
+    size_t max_bytes;
+    size_t max_value_bytes; /* 0: only the shard budget bounds a value */
+    unsigned nshards;
+    mem_shard *shards;
+    _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
+    /* Callbacks queued with call_rcu whose mem_entry_free_rcu has not finished. Raised under a
+     * shard mutex, lowered by the call_rcu thread: without a lock while it stays above zero,
+     * under `rcu_lock` to zero, which broadcasts `rcu_idle`. */
+    _Atomic size_t rcu_pending;
+    pthread_mutex_t rcu_lock;
+    pthread_cond_t rcu_idle;
+    char tsan_gp; /* TSan only: the sync object that models grace periods */
+};
+
+/* ---- The read side ---- */
+
+static inline mem_store *store_of(corral__store *base) {
+    mem_store *s = (mem_store *)base;
+    CORRAL_CHECK_OBJ(s, MEM_STORE_MAGIC);
+    return s;
+}
+
+static inline mem_link *bucket_of(const mem_store *s, uint64_t hash) {
+    return &s->buckets[hash & s->bucket_mask];
+}
+
+static inline uint64_t clock_now(const mem_store *s) {
+    return s->env.now_ns(s->env.clock_ctx);
+}
+
+static inline void read_lock(mem_store *s) {
+    (void)s;
+    rcu_read_lock();
+}
+
+static inline void read_unlock(mem_store *s) {
+    MEM_TSAN_RELEASE(&s->tsan_gp);
+    rcu_read_unlock();
+}
+
+static inline uint64_t load64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint16_t load16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint32_t load32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* memcmp(a, b, n) == 0 without a library call for the short keys a cache mostly holds: whole
+ * words, the last one overlapping the one before. A get's instruction count decides how many
+ * gets the CPU overlaps while each waits for memory (docs/eviction.md), so this matters. */
+static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
+    const unsigned char *q = b;
+    if (n > 32) return memcmp(a, q, n) == 0;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (load64(a + i) != load64(q + i)) return false;
+        return load64(a + n - 8) == load64(q + n - 8);
+    }
+    if (n >= 4) return load32(a) == load32(q) && load32(a + n - 4) == load32(q + n - 4);
+    if (n >= 2) return load16(a) == load16(q) && a[n - 1] == q[n - 1]; /* ":1:" is 3 bytes */
+    return n == 0 || a[0] == q[0];
+}
+
+/* The read path's answer for a key it did not find: CORRAL_MISS, or CORRAL_EBADKEY when a byte
+ * of the key is refused. A key it finds needs no such check: it passed the same check, under
+ * the same scheme, when it was stored (only keys built by corral__key_build enter the table as
+ * values, and a hot scheme's physical key splits into header and user key one way only: the
+ * version is an integer). Checking only here takes the check off every hit. */
+static inline int hot_miss(const void *key, size_t key_len) {
+    return corral__key_bytes_ok_inline(key, key_len) ? CORRAL_MISS : CORRAL_EBADKEY;
+}
+
+/* The read path's lookup (corral__mem_get_into_hot, corral__mem_get_hot): the entry of
+ * "<ks->hdr><key>" (hash `hash`), compared with the header and the caller's bytes in place, or
+ * NULL. Call inside a read-side section. *slow is set when the entry is there but the general
+ * path must answer: it has an envelope header or has expired. A hit is marked. */
+static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, const void *key,
+                                  size_t key_len, uint64_t hash, bool *slow) {
+    const size_t hl = ks->hdr_len, klen = hl + key_len;
+    mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
+    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+        if (e->hash != hash || e->klen != klen || e->kind != MEM_VALUE ||
+            !key_equal(e->key, ks->hdr, hl) || !key_equal(e->key + hl, key, key_len))
+            continue;
+        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+        if (e->hlen || (at != MEM_NEVER && clock_now(s) >= at)) {
+            *slow = true;
+            return NULL;
+        }
+        uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
+        if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
+        return e;
+    }
+    return NULL;
+}
+
+/* What the read path leaves to the general one: CORRAL__MEM_HOT_SLOW. */
+#define CORRAL__MEM_HOT_SLOW 100
+
+/* corral_get_into's read path on a memory store (corral.c): hashes the user key of a hot key
+ * scheme (key_hot.h), finds "<ks->hdr><key>" and copies its value into buf. CORRAL_OK or
+ * CORRAL_ENOSPC (*len the value's length, *cls the class its entry was stored with),
+ * CORRAL_MISS, CORRAL_EBADKEY; or CORRAL__MEM_HOT_SLOW when the general get_into must answer:
+ * the entry has an envelope header or has expired (the general path reaps it), or the policy
+ * is LRU (a hit moves the entry). */
+static inline int corral__mem_get_into_hot(corral__store *base, const corral__keyscheme *ks,
+                                           const void *key, size_t key_len, void *buf, size_t cap,
+                                           size_t *len, uint16_t *cls) {
+    mem_store *s = store_of(base);
+    uint64_t hash;
+    *len = 0;
+    if (!corral__key_hash_hot_inline(ks, key, key_len, &hash)) return CORRAL_EBADKEY;
+    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
+    bool slow = false;
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    const mem_entry *e = hot_find(s, ks, key, key_len, hash, &slow);
+    if (e) {
+        size_t n = e->dlen;
+        *len = n;
+        *cls = e->cls;
+        rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
+        if (rc == CORRAL_OK && n) memcpy(buf, e->key + e->klen, n);
+    } else if (slow) {
+        rc = CORRAL__MEM_HOT_SLOW;
+    }
+    read_unlock(s);
+    return rc == CORRAL_MISS ? hot_miss(key, key_len) : rc;
+}
+
+/* corral_get's read path, the same way: CORRAL_OK with a new reference in *out and *cls the
+ * entry's class, CORRAL_MISS, CORRAL_EBADKEY or CORRAL__MEM_HOT_SLOW. */
+static inline int corral__mem_get_hot(corral__store *base, const corral__keyscheme *ks,
+                                      const void *key, size_t key_len, corral_value **out,
+                                      uint16_t *cls) {
+    mem_store *s = store_of(base);
+    uint64_t hash;
+    *out = NULL;
+    if (!corral__key_hash_hot_inline(ks, key, key_len, &hash)) return CORRAL_EBADKEY;
+    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
+    bool slow = false;
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    mem_entry *e = hot_find(s, ks, key, key_len, hash, &slow);
+    /* The table's reference cannot go before this section ends, so tryref succeeds. */
+    if (e && CORRAL_ALWAYS(corral__value_tryref(&e->val))) {
+        *out = &e->val;
+        *cls = e->cls;
+        rc = CORRAL_OK;
+    } else if (slow) {
+        rc = CORRAL__MEM_HOT_SLOW;
+    }
+    read_unlock(s);
+    return rc == CORRAL_MISS ? hot_miss(key, key_len) : rc;
+}
+
+#endif /* CORRAL_STORE_MEMORY_READ_H */
