@@ -230,24 +230,38 @@ static inline int hot_miss(const void *key, size_t key_len) {
  * "<ks->hdr><key>" (hash `hash`), compared with the header and the caller's bytes in place, or
  * NULL. Call inside a read-side section. *slow is set when the entry is there but the general
  * path must answer: it has an envelope header or has expired. A hit is marked. */
+static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks, const void *key,
+                                 size_t key_len) {
+    return e->klen == ks->hdr_len + key_len && e->kind == MEM_VALUE &&
+           key_equal(e->key, ks->hdr, ks->hdr_len) && key_equal(e->key + ks->hdr_len, key, key_len);
+}
+
+/* hot_find's walk past an entry whose hash matched and key did not (a 64-bit collision):
+ * out of line, so the common walk keeps few registers live. */
+static __attribute__((noinline, unused)) mem_entry *hot_find_after(mem_entry *e,
+                                                                   const corral__keyscheme *ks,
+                                                                   const void *key, size_t key_len,
+                                                                   uint64_t hash) {
+    while ((e = atomic_load_explicit(&e->next, memory_order_acquire)))
+        if (e->hash == hash && hot_key_equal(e, ks, key, key_len)) return e;
+    return NULL;
+}
+
 static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, const void *key,
                                   size_t key_len, uint64_t hash, bool *slow) {
-    const size_t hl = ks->hdr_len, klen = hl + key_len;
     mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
-    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
-        if (e->hash != hash || e->klen != klen || e->kind != MEM_VALUE ||
-            !key_equal(e->key, ks->hdr, hl) || !key_equal(e->key + hl, key, key_len))
-            continue;
-        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-        if (e->hlen || (at != MEM_NEVER && clock_now(s) >= at)) {
-            *slow = true;
-            return NULL;
-        }
-        uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
-        if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
-        return e;
+    while (e && e->hash != hash)
+        e = atomic_load_explicit(&e->next, memory_order_acquire);
+    if (e && !hot_key_equal(e, ks, key, key_len)) e = hot_find_after(e, ks, key, key_len, hash);
+    if (!e) return NULL;
+    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+    if (e->hlen || (at != MEM_NEVER && clock_now(s) >= at)) {
+        *slow = true;
+        return NULL;
     }
-    return NULL;
+    uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
+    if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
+    return e;
 }
 
 /* What the read path leaves to the general one: CORRAL__MEM_HOT_SLOW. */

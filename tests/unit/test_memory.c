@@ -31,6 +31,7 @@
 #include "key.h"
 #include "value.h"
 #include "store/memory.h"
+#include "store/memory_read.h"
 #include "store_suite.h"
 
 #define T0_NS    1700000000000000000ull /* the fake clock's start */
@@ -856,6 +857,40 @@ static void test_mem_keys_that_share_a_hash_stay_apart_in_one_chain(void **state
     fx_close(f);
 }
 
+/* The read path (memory_read.h) walks past entries whose hash matches and key does not: stored
+ * keys ":1:a", a lease of ":1:b", ":1:bb" and ":1:b" all under the hash the read path computes
+ * for "b" (the later ones first in the chain), so finding "b" passes three of them. */
+static void test_mem_read_path_passes_entries_that_share_its_hash(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    corral__keyscheme ks;
+    corral__keyscheme_init(&ks, "", 0, 1, false, NULL, NULL);
+    assert_true(ks.hot);
+    const uint64_t h = corral__key_hash(&ks, ":1:b", 4);
+    assert_int_equal(set_h(f, ":1:b", h, "right"), CORRAL_OK);
+    assert_int_equal(set_h(f, ":1:bb", h, "longer"), CORRAL_OK);
+    corral__skey lk = KH(":1:b", h);
+    assert_int_equal(f->s->ops->lease_acquire(f->s, &lk, "t", 1, 1000), CORRAL_OK);
+    assert_int_equal(set_h(f, ":1:a", h, "wrong"), CORRAL_OK);
+    char buf[16];
+    size_t len = 0;
+    uint16_t cls = 0;
+    assert_int_equal(corral__mem_get_into_hot(f->s, &ks, "b", 1, buf, sizeof buf, &len, &cls),
+                     CORRAL_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "right", 5);
+    corral_value *v = NULL;
+    assert_int_equal(corral__mem_get_hot(f->s, &ks, "b", 1, &v, &cls), CORRAL_OK);
+    assert_int_equal(corral_value_len(v), 5);
+    assert_memory_equal(corral_value_data(v), "right", 5);
+    corral_value_unref(v);
+    /* ":1:a" is stored under b's hash, not its own: the read path does not find it. */
+    assert_int_equal(corral__mem_get_into_hot(f->s, &ks, "a", 1, buf, sizeof buf, &len, &cls),
+                     CORRAL_MISS);
+    assert_int_equal(f->s->ops->lease_release(f->s, &lk, "t", 1), CORRAL_OK);
+    fx_close(f);
+}
+
 /* Counts the calls of a clock that stands still. */
 static _Atomic long clock_calls;
 
@@ -969,6 +1004,7 @@ int main(void) {
         cmocka_unit_test(test_mem_concurrent_mixed_ops_keep_the_invariants),
         cmocka_unit_test(test_mem_lock_free_readers_never_see_freed_or_torn_values),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),
+        cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
     };
