@@ -57,12 +57,8 @@ void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t pr
 int corral__key_validate(const void *key, size_t len, bool allow_binary) {
     if (allow_binary) return len <= CORRAL__MAX_BINARY_KEY ? CORRAL_OK : CORRAL_EBADKEY;
     if (len > CORRAL__MAX_KEY) return CORRAL_EBADKEY;
-    const unsigned char *p = key;
-    for (size_t i = 0; i < len; i++) {
-        /* Django: ord(char) < 33 or ord(char) == 127. */
-        if (p[i] <= 0x20 || p[i] == 0x7f) return CORRAL_EBADKEY;
-    }
-    return CORRAL_OK;
+    /* Django: ord(char) < 33 or ord(char) == 127; a word at a time (key.h). */
+    return corral__key_bytes_ok_inline(key, len) ? CORRAL_OK : CORRAL_EBADKEY;
 }
 
 int corral__key_build(const corral__keyscheme *ks, int64_t version, const void *key, size_t key_len,

@@ -11,6 +11,8 @@
 
 #include "common.h"
 
+#include <string.h>
+
 #define CORRAL__MAX_KEY        250
 #define CORRAL__MAX_BINARY_KEY 4096
 /* Room for any physical key plus a NUL. */
@@ -69,5 +71,45 @@ uint64_t corral__hash_bytes(const void *key, size_t len);
 /* The metrics prefix of a user key: up to the first ':'; for a fragment key
  * "template.cache.<name>.<md5>", "template.cache.<name>". Returns its length. */
 size_t corral__key_metric_prefix(const void *key, size_t len);
+
+/* Word-at-a-time key checks (the "haszero" and "hasless" tricks of Anderson's Bit Twiddling
+ * Hacks): nonzero iff some byte of `w` is below 0x21 or equals 0x7f. Exact as a boolean; the
+ * position of the flagged bit is not used. */
+static inline uint64_t corral__bad_bytes64(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t d = w ^ (ones * 0x7f);
+    return ((w - ones * 0x21) & ~w & high) | ((d - ones) & ~d & high);
+}
+
+static inline uint32_t corral__bad_bytes32(uint32_t w) {
+    const uint32_t ones = 0x01010101u, high = 0x80808080u;
+    uint32_t d = w ^ (ones * 0x7f);
+    return ((w - ones * 0x21) & ~w & high) | ((d - ones) & ~d & high);
+}
+
+/* True when no byte of the key is refused (0x00 to 0x20, 0x7f): corral__key_validate's rule
+ * for text keys, inline for the read path, which checks a key it did not find with it (with
+ * corral__key_hash_hot_inline, exactly corral__key_build's verdict on a hot scheme's key). */
+static inline bool corral__key_bytes_ok_inline(const void *key, size_t key_len) {
+    const unsigned char *k = key;
+    if (key_len >= 8) {
+        uint64_t bad = 0, w;
+        for (size_t i = 0; i + 8 < key_len; i += 8) {
+            memcpy(&w, k + i, 8);
+            bad |= corral__bad_bytes64(w);
+        }
+        memcpy(&w, k + key_len - 8, 8); /* the last 8 bytes, overlapping the previous word */
+        return !(bad | corral__bad_bytes64(w));
+    }
+    if (key_len >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, k, 4);
+        memcpy(&hi, k + key_len - 4, 4);
+        return !(corral__bad_bytes32(lo) | corral__bad_bytes32(hi));
+    }
+    for (size_t i = 0; i < key_len; i++)
+        if (k[i] <= 0x20 || k[i] == 0x7f) return false;
+    return true;
+}
 
 #endif /* CORRAL_KEY_H */
