@@ -651,7 +651,8 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
 /* The write path of set, add and lease_acquire: builds the entry outside the lock, then
  * decides under the shard mutex. */
 static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                       size_t len, int64_t ttl_ms, corral__set_mode mode) {
+                       size_t len, int64_t ttl_ms, corral__set_mode mode,
+                       corral__mem_guard_fn still, void *still_ctx) {
     mem_shard *sh = shard_of(s, k->hash);
     int rc = check_size(s, sh, k->len, len, kind);
     if (rc != CORRAL_OK) return rc;
@@ -666,7 +667,9 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     shard_lock(sh);
     if (!old || load_state(old) != MEM_LIVE) old = lookup_rcu(s, k, kind);
     bool live = old && !is_expired(old, now);
-    if (mode == CORRAL__SET_NX && live) {
+    if (still && !still(still_ctx)) {
+        rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
+    } else if (mode == CORRAL__SET_NX && live) {
         rc = CORRAL_EXISTS;
     } else if (mode == CORRAL__SET_XX && !live) {
         if (old) remove_locked(s, sh, old, CORRAL__EXPIRED);
@@ -775,7 +778,13 @@ static int mem_set(corral__store *base, const corral__skey *k, const void *val, 
                    int64_t ttl_ms, corral__set_mode mode) {
     mem_store *s = store_of(base);
     if (ttl_ms <= 0) return CORRAL_EINVAL; /* the layer above turns TTL 0 into a delete */
-    return write_entry(s, k, MEM_VALUE, val, len, ttl_ms, mode);
+    return write_entry(s, k, MEM_VALUE, val, len, ttl_ms, mode, NULL, NULL);
+}
+
+int corral__mem_set_guarded(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                            int64_t ttl_ms, corral__mem_guard_fn still, void *ctx) {
+    return write_entry(store_of(base), k, MEM_VALUE, val, len, ttl_ms, CORRAL__SET_ALWAYS, still,
+                       ctx);
 }
 
 static int mem_del(corral__store *base, const corral__skey *k) {
@@ -893,7 +902,7 @@ static int mem_lease_acquire(corral__store *base, const corral__skey *k, const v
                              size_t token_len, int64_t ttl_ms) {
     mem_store *s = store_of(base);
     if (ttl_ms <= 0 || ttl_ms == CORRAL__NO_EXPIRY) return CORRAL_EINVAL; /* leases expire */
-    return write_entry(s, k, MEM_LEASE, token, token_len, ttl_ms, CORRAL__SET_NX);
+    return write_entry(s, k, MEM_LEASE, token, token_len, ttl_ms, CORRAL__SET_NX, NULL, NULL);
 }
 
 static int mem_lease_release(corral__store *base, const corral__skey *k, const void *token,

@@ -45,6 +45,18 @@ size_t corral__mem_reclaim(corral__store *s, size_t budget);
  * Must not be called inside a read-side critical section; thread-safe otherwise. */
 void corral__mem_quiesce(corral__store *s);
 
+/* A set (CORRAL__SET_ALWAYS) that stores only if `still(ctx)` holds when it would publish.
+ * `still` runs with the mutex of the key's shard held, the mutex every write and delete of the
+ * key takes; it must be quick and take no lock of this store. The near cache fills with it
+ * (tiered.c): its `still` checks that no invalidation of the key began since the value was
+ * read, and an invalidation counts itself before it deletes, so either the fill sees it and
+ * stores nothing, or the delete comes after the fill and removes it. Another reader never sees
+ * an overtaken value in between. Returns CORRAL_OK, CORRAL_MISS when `still` said no (nothing
+ * changed), or the errors of set. */
+typedef bool (*corral__mem_guard_fn)(void *ctx);
+int corral__mem_set_guarded(corral__store *s, const corral__skey *k, const void *val, size_t len,
+                            int64_t ttl_ms, corral__mem_guard_fn still, void *ctx);
+
 /* Bytes one entry with these key and value lengths accounts for. */
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);
 

@@ -36,10 +36,13 @@
  * and the tracker processes the invalidation (dropping nothing: L1 had no entry); the fill would
  * then keep v1 forever. Every invalidation first increments the generation of its key's slot
  * (`gen`, GEN_SLOTS counters by key hash), then drops the key; every flush first increments
- * `epoch`, then clears L1. A read notes both before its fetch, fills, and then looks again:
- * if either moved (or `live` fell) it drops what it filled. An invalidation that comes after
- * that second look drops the entry itself, since its drop follows its increment. Slots are
- * shared by keys, so an unrelated invalidation can cost a fill, never correctness. Writes of
+ * `epoch`, then clears L1. A read notes both before its fetch, and fills only if neither moved
+ * (and `live` held), checked under the mutex of the key's L1 shard as the value is stored
+ * (corral__mem_set_guarded). An invalidation that comes after that check drops the entry itself:
+ * its increment precedes its drop, which takes the same mutex. Checking after the store instead
+ * (as this did first) let other readers hit the overtaken value until the fill dropped it again:
+ * test_near_concurrent_readers_converge_on_the_last_write read one 3 times in 100 runs. Slots
+ * are shared by keys, so an unrelated invalidation can cost a fill, never correctness. Writes of
  * this process increment the slot too, so a concurrent read of the old value is not kept.
  *
  * What is not covered: Redis tracks keys by name across databases, so a change in another
@@ -93,7 +96,7 @@ typedef struct tiered_counters {
     _Atomic uint64_t near_hits;     /* reads served by L1 */
     _Atomic uint64_t near_misses;   /* reads that went to Redis */
     _Atomic uint64_t fills;         /* values put in L1 */
-    _Atomic uint64_t fills_dropped; /* ... and dropped at once: invalidated while in flight */
+    _Atomic uint64_t fills_dropped; /* values not put in L1: invalidated while in flight */
     _Atomic uint64_t invalidations; /* keys Redis reported changed, and database flushes */
     _Atomic uint64_t flushes;       /* L1 emptied: connection lost, FLUSHDB, clear */
     _Atomic uint64_t subscribes;    /* times the tracker subscribed */
@@ -177,9 +180,25 @@ static void ensure_tracker(tiered_store *t) {
         atomic_store(&t->started, 0);
 }
 
+/* What a fill checks under L1's shard mutex, just before it stores: nothing has invalidated the
+ * key's slot or flushed L1 since the read was sent, and the tracker is still subscribed. */
+typedef struct fill_guard {
+    tiered_store *t;
+    _Atomic uint64_t *slot;
+    uint64_t g0, e0;
+} fill_guard;
+
+static bool fill_still_valid(void *ctx) {
+    const fill_guard *g = ctx;
+    return atomic_load(g->slot) == g->g0 && atomic_load(&g->t->epoch) == g->e0 &&
+           atomic_load(&g->t->live);
+}
+
 /* Fills L1 with `v`, read from Redis with `ttl_ms` left (0: not worth keeping), unless an
  * invalidation of its slot or a flush overtook the read: `g0` and `e0` are the slot's generation
- * and the epoch noted before the read was sent (see the race argument at the top). */
+ * and the epoch noted before the read was sent (see the race argument at the top). The check is
+ * made under L1's shard mutex as it stores (corral__mem_set_guarded), so an overtaken value is
+ * never in L1, not even for the moment another reader could have found it there. */
 static void keep(tiered_store *t, const corral__skey *k, const corral_value *v, int64_t ttl_ms,
                  uint64_t g0, uint64_t e0) {
     if (ttl_ms == 0) return;
@@ -187,16 +206,15 @@ static void keep(tiered_store *t, const corral__skey *k, const corral_value *v, 
      * envelopes hands such a value out whole, so it is served but not kept near. */
     if ((t->base.caps & CORRAL__STORE_NO_ENVELOPE) && corral__env_hdr_len(v->data, v->len)) return;
     if (t->after_fetch) t->after_fetch(t->after_fetch_ctx, k);
+    fill_guard g = { .t = t, .slot = slot_of(t, k->hash), .g0 = g0, .e0 = e0 };
     /* The bytes as Redis holds them, envelope header included, so L1 splits it the same. */
-    if (t->near->ops->set(t->near, k, v->data - v->hdr_len, v->len + v->hdr_len, ttl_ms,
-                          CORRAL__SET_ALWAYS) != CORRAL_OK)
-        return; /* too big for L1, or no memory: served, not kept */
-    count(&t->ctr.fills);
-    if (atomic_load(slot_of(t, k->hash)) != g0 || atomic_load(&t->epoch) != e0 ||
-        !atomic_load(&t->live)) {
-        (void)t->near->ops->del(t->near, k);
+    int rc = corral__mem_set_guarded(t->near, k, v->data - v->hdr_len, v->len + v->hdr_len, ttl_ms,
+                                     fill_still_valid, &g);
+    if (rc == CORRAL_OK)
+        count(&t->ctr.fills);
+    else if (rc == CORRAL_MISS)
         count(&t->ctr.fills_dropped);
-    }
+    /* Otherwise too big for L1, or no memory: served, not kept. */
 }
 
 /* Reads `k` from Redis and fills L1 unless an invalidation or a flush overtook the read. */
@@ -421,7 +439,7 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
           LOAD(near_misses) },
         { "near_fills_total", "counter", "Values kept in the near cache.", LOAD(fills) },
         { "near_fills_dropped_total", "counter",
-          "Values dropped from the near cache because they were invalidated while being read.",
+          "Values read from Redis and not kept near: invalidated while being read.",
           LOAD(fills_dropped) },
         { "near_invalidations_total", "counter",
           "Keys Redis reported changed (own writes included), and database flushes.",

@@ -249,6 +249,38 @@ static void test_mem_get_returns_the_stored_bytes_without_a_copy(void **state) {
     fx_close(f);
 }
 
+typedef struct guard_calls {
+    bool answer;
+    int calls;
+} guard_calls;
+
+static bool guard_says(void *ctx) {
+    guard_calls *g = ctx;
+    g->calls++;
+    return g->answer;
+}
+
+/* corral__mem_set_guarded (the near cache's fill) stores only when its guard says yes, asking
+ * it once; a refusal changes nothing, absent key or present. */
+static void test_mem_set_guarded_stores_only_what_its_guard_allows(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    corral__skey k = ss_key("k");
+    guard_calls no = { .answer = false }, yes = { .answer = true };
+    assert_int_equal(corral__mem_set_guarded(f->s, &k, "v1", 2, CORRAL__NO_EXPIRY, guard_says, &no),
+                     CORRAL_MISS);
+    assert_int_equal(get_rc(f, "k"), CORRAL_MISS);
+    assert_int_equal(
+        corral__mem_set_guarded(f->s, &k, "v1", 2, CORRAL__NO_EXPIRY, guard_says, &yes), CORRAL_OK);
+    expect_stored(f, "k", "v1");
+    assert_int_equal(corral__mem_set_guarded(f->s, &k, "v2", 2, CORRAL__NO_EXPIRY, guard_says, &no),
+                     CORRAL_MISS);
+    expect_stored(f, "k", "v1");
+    assert_int_equal(no.calls, 2);
+    assert_int_equal(yes.calls, 1);
+    fx_close(f);
+}
+
 static void test_mem_entry_bytes_is_exactly_what_the_allocator_gives(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
@@ -1005,6 +1037,7 @@ int main(void) {
         cmocka_unit_test(test_mem_lock_free_readers_never_see_freed_or_torn_values),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),
         cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
+        cmocka_unit_test(test_mem_set_guarded_stores_only_what_its_guard_allows),
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
     };
