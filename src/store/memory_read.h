@@ -217,19 +217,11 @@ static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
     return n == 0 || a[0] == q[0];
 }
 
-/* The read path's answer for a key it did not find: CORRAL_MISS, or CORRAL_EBADKEY when a byte
- * of the key is refused. A key it finds needs no such check: it passed the same check, under
- * the same scheme, when it was stored (only keys built by corral__key_build enter the table as
- * values, and a hot scheme's physical key splits into header and user key one way only: the
- * version is an integer). Checking only here takes the check off every hit. */
-static inline int hot_miss(const void *key, size_t key_len) {
-    return corral__key_bytes_ok_inline(key, key_len) ? CORRAL_MISS : CORRAL_EBADKEY;
-}
+/* What the read path leaves to the general one: CORRAL__MEM_HOT_SLOW. */
+#define CORRAL__MEM_HOT_SLOW 100
 
-/* The read path's lookup (corral__mem_get_into_hot, corral__mem_get_hot): the entry of
- * "<ks->hdr><key>" (hash `hash`), compared with the header and the caller's bytes in place, or
- * NULL. Call inside a read-side section. *slow is set when the entry is there but the general
- * path must answer: it has an envelope header or has expired. A hit is marked. */
+/* True when `e` holds the value of "<ks->hdr><key>": compared with the header and the caller's
+ * bytes in place. */
 static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks, const void *key,
                                  size_t key_len) {
     return e->klen == ks->hdr_len + key_len && e->kind == MEM_VALUE &&
@@ -247,16 +239,32 @@ static __attribute__((noinline, unused)) mem_entry *hot_find_after(mem_entry *e,
     return NULL;
 }
 
+/* The read path's start (corral__mem_get_into_hot, corral__mem_get_hot): hashes the key into
+ * *hash and enters the read-side section, returning CORRAL_OK; or returns the answer, having
+ * entered nothing: CORRAL_EBADKEY (its length), CORRAL__MEM_HOT_SLOW (LRU: a hit moves the
+ * entry, which the general path does). */
+static inline int hot_begin(mem_store *s, const corral__keyscheme *ks, const void *key,
+                            size_t key_len, uint64_t *hash) {
+    if (!corral__key_hash_hot_inline(ks, key, key_len, hash)) return CORRAL_EBADKEY;
+    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
+    read_lock(s);
+    return CORRAL_OK;
+}
+
+/* The read path's lookup, inside the section hot_begin entered: the entry of "<ks->hdr><key>"
+ * (hash `hash`), its hit marked; or NULL with *rc CORRAL_MISS, or CORRAL__MEM_HOT_SLOW when the
+ * entry is there but the general path must answer (an envelope header, or expired). */
 static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, const void *key,
-                                  size_t key_len, uint64_t hash, bool *slow) {
+                                  size_t key_len, uint64_t hash, int *rc) {
     mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
     while (e && e->hash != hash)
         e = atomic_load_explicit(&e->next, memory_order_acquire);
     if (e && !hot_key_equal(e, ks, key, key_len)) e = hot_find_after(e, ks, key, key_len, hash);
+    *rc = CORRAL_MISS;
     if (!e) return NULL;
     uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
     if (e->hlen || (at != MEM_NEVER && clock_now(s) >= at)) {
-        *slow = true;
+        *rc = CORRAL__MEM_HOT_SLOW;
         return NULL;
     }
     uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
@@ -264,38 +272,41 @@ static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, con
     return e;
 }
 
-/* What the read path leaves to the general one: CORRAL__MEM_HOT_SLOW. */
-#define CORRAL__MEM_HOT_SLOW 100
+/* The read path's end: leaves the section and returns `rc`, but for a key it did not find:
+ * CORRAL_MISS, or CORRAL_EBADKEY when a byte of the key is refused. A key it finds needs no such
+ * check: it passed the same check, under the same scheme, when it was stored (only keys built
+ * by corral__key_build enter the table as values, and a hot scheme's physical key splits into
+ * header and user key one way only: the version is an integer). Checking only here takes the
+ * check off every hit. */
+static inline int hot_end(mem_store *s, int rc, const void *key, size_t key_len) {
+    read_unlock(s);
+    if (rc != CORRAL_MISS) return rc;
+    return corral__key_bytes_ok_inline(key, key_len) ? CORRAL_MISS : CORRAL_EBADKEY;
+}
 
 /* corral_get_into's read path on a memory store (corral.c): hashes the user key of a hot key
  * scheme (key_hot.h), finds "<ks->hdr><key>" and copies its value into buf. CORRAL_OK or
  * CORRAL_ENOSPC (*len the value's length, *cls the class its entry was stored with),
  * CORRAL_MISS, CORRAL_EBADKEY; or CORRAL__MEM_HOT_SLOW when the general get_into must answer:
  * the entry has an envelope header or has expired (the general path reaps it), or the policy
- * is LRU (a hit moves the entry). */
+ * is LRU. */
 static inline int corral__mem_get_into_hot(corral__store *base, const corral__keyscheme *ks,
                                            const void *key, size_t key_len, void *buf, size_t cap,
                                            size_t *len, uint16_t *cls) {
     mem_store *s = store_of(base);
     uint64_t hash;
     *len = 0;
-    if (!corral__key_hash_hot_inline(ks, key, key_len, &hash)) return CORRAL_EBADKEY;
-    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
-    bool slow = false;
-    int rc = CORRAL_MISS;
-    read_lock(s);
-    const mem_entry *e = hot_find(s, ks, key, key_len, hash, &slow);
+    int rc = hot_begin(s, ks, key, key_len, &hash);
+    if (rc != CORRAL_OK) return rc;
+    const mem_entry *e = hot_find(s, ks, key, key_len, hash, &rc);
     if (e) {
         size_t n = e->dlen;
         *len = n;
         *cls = e->cls;
         rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
         if (rc == CORRAL_OK && n) memcpy(buf, e->key + e->klen, n);
-    } else if (slow) {
-        rc = CORRAL__MEM_HOT_SLOW;
     }
-    read_unlock(s);
-    return rc == CORRAL_MISS ? hot_miss(key, key_len) : rc;
+    return hot_end(s, rc, key, key_len);
 }
 
 /* corral_get's read path, the same way: CORRAL_OK with a new reference in *out and *cls the
@@ -306,22 +317,16 @@ static inline int corral__mem_get_hot(corral__store *base, const corral__keysche
     mem_store *s = store_of(base);
     uint64_t hash;
     *out = NULL;
-    if (!corral__key_hash_hot_inline(ks, key, key_len, &hash)) return CORRAL_EBADKEY;
-    if (s->policy == CORRAL_EVICT_LRU) return CORRAL__MEM_HOT_SLOW;
-    bool slow = false;
-    int rc = CORRAL_MISS;
-    read_lock(s);
-    mem_entry *e = hot_find(s, ks, key, key_len, hash, &slow);
+    int rc = hot_begin(s, ks, key, key_len, &hash);
+    if (rc != CORRAL_OK) return rc;
+    mem_entry *e = hot_find(s, ks, key, key_len, hash, &rc);
     /* The table's reference cannot go before this section ends, so tryref succeeds. */
     if (e && CORRAL_ALWAYS(corral__value_tryref(&e->val))) {
         *out = &e->val;
         *cls = e->cls;
         rc = CORRAL_OK;
-    } else if (slow) {
-        rc = CORRAL__MEM_HOT_SLOW;
     }
-    read_unlock(s);
-    return rc == CORRAL_MISS ? hot_miss(key, key_len) : rc;
+    return hot_end(s, rc, key, key_len);
 }
 
 #endif /* CORRAL_STORE_MEMORY_READ_H */
