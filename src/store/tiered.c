@@ -219,8 +219,10 @@ static void keep(tiered_store *t, const corral__skey *k, const corral_value *v, 
 
 /* Reads `k` from Redis and fills L1 unless an invalidation or a flush overtook the read. */
 static int fetch(tiered_store *t, const corral__skey *k, corral_value **out) {
-    bool fill = atomic_load(&t->live);
+    /* The epoch before liveness: a connection lost and found again between the two loads has
+     * moved the epoch, so the fill is refused (its invalidations may have been lost). */
     uint64_t g0 = atomic_load(slot_of(t, k->hash)), e0 = atomic_load(&t->epoch);
+    bool fill = atomic_load(&t->live);
     count(&t->ctr.near_misses);
     int64_t ttl_ms = 0;
     int rc = corral__redis_get_ttl(t->redis, k, out, &ttl_ms);
@@ -286,6 +288,7 @@ static int t_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
     int rc = CORRAL_ENOMEM;
     if (!pend || !miss || !got || !ttls) goto done;
     size_t m = 0;
+    uint64_t e0 = atomic_load(&t->epoch); /* before liveness, as in fetch */
     bool live = atomic_load(&t->live);
     for (size_t i = 0; i < n; i++) {
         if (live && t->near->ops->get(t->near, &ks[i], &out[i]) == CORRAL_OK) {
@@ -296,7 +299,6 @@ static int t_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
         pend[m] = (pending){ .idx = i, .g0 = atomic_load(slot_of(t, ks[i].hash)) };
         miss[m++] = ks[i];
     }
-    uint64_t e0 = atomic_load(&t->epoch);
     rc = CORRAL_OK;
     if (m && live) /* from the primary, with TTLs, to fill L1 */
         rc = corral__redis_get_many_ttl(t->redis, miss, m, got, ttls);
