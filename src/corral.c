@@ -507,8 +507,8 @@ static int get_into_check(corral *c, const corral__skey *sk, const void *hdr, si
 /* get_into without a call on a handle with hot_reads: the memory store's read path, inline
  * (store/memory_read.h), hashes the key where the caller has it and copies the value out, and
  * a hit counts under the class its entry was stored with, so the class table is read only on a
- * miss. What that call leaves (an enveloped or expired entry, LRU) takes the general path
- * below. Same results and counters either way. */
+ * miss. What it leaves (an enveloped or expired entry, LRU) takes the general path below.
+ * Same results and counters either way. */
 /* noinline: corral_get_into is flattened (below) and this is not its fast path. */
 static __attribute__((noinline)) int get_into_general(corral *c, const void *key, size_t key_len,
                                                       const corral_call *call, void *buf,

@@ -1,5 +1,5 @@
 /*
- * key_hot.h - the read path's key check and hash, inline. Included by the memory store's read
+ * key_hot.h - the read path's hash, inline. Included by the memory store's read
  * path (store/memory_read.h) so that a get's hash, lookup and key check are one function: each
  * instruction a get saves lets the CPU overlap more of the next get's cache misses with this
  * one's (docs/eviction.md).
@@ -20,7 +20,7 @@
  * the key, from the caller's bytes. False when corral__key_build refuses the key for its
  * length (or a NULL key of nonzero length); its bytes are not checked here: a key the read path
  * finds in the table passed corral__key_bytes_ok_inline when it was stored, so only a key not
- * found needs that check (store/memory_read.h, hot_miss). */
+ * found needs that check (store/memory_read.h, hot_end). */
 static inline bool corral__key_hash_hot_inline(const corral__keyscheme *ks, const void *key,
                                                size_t key_len, uint64_t *hash) {
     if (key_len > CORRAL__MAX_KEY - ks->hdr_len || (!key && key_len)) return false;

@@ -2,9 +2,10 @@
  * metrics.h - per-prefix counters, summed at scrape, and their Prometheus text.
  *
  * A prefix maps to a class (uint16_t): 0 is "other" (prefixes past the bound), 1..max are the
- * first prefixes seen. Counters live in stripes, one per group of threads, each stripe laid out
- * [class][metric] and cache-line aligned, updated with relaxed atomics: the hot path is one
- * uncontended atomic add. A read sums the stripes.
+ * first prefixes seen. Counters live in stripes, each laid out [class][metric] and cache-line
+ * aligned: the first CORRAL__METRICS_OWNED belong to one thread each, whose adds are a plain
+ * load and store of a relaxed atomic; threads beyond them share the rest with atomic adds. A
+ * read sums the stripes.
  *
  * Threads: everything is thread-safe. The prefix table is read without locks (slots are
  * published once, with release stores, and never change); inserting a new prefix takes `lock`.
