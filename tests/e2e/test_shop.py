@@ -90,9 +90,21 @@ class RunShop:
         return self.rc
 
 
+def start_shop(workdir):
+    """RunShop on free ports, started. Tests run in parallel, so a port free_port() found may be
+    taken before run-shop binds it: then it tries other ports, as conftest's Proxy does."""
+    for attempt in range(3):
+        rs = RunShop(workdir)
+        eventually(lambda: BANNER_END in rs.output() or rs.proc.poll() is not None,
+                   deadline_s=60, what="run-shop's banner")
+        if rs.proc.poll() is None or "already in use" not in rs.errors() or attempt == 2:
+            return rs
+        rs.stop()
+
+
 @pytest.fixture
 def shop(tmp_path):
-    rs = RunShop(str(tmp_path))
+    rs = start_shop(str(tmp_path))
     try:
         yield rs.wait_started()
     finally:
