@@ -730,12 +730,10 @@ static int parse_int64(const unsigned char *p, size_t n, int64_t *out) {
 
 /* ---- The vtable ---- */
 
-static int mem_get(corral__store *base, const corral__skey *k, corral_value **out) {
-    mem_store *s = store_of(base);
+/* get inside a read-side section the caller holds (mem_get, mem_get_many). */
+static int get_rcu(mem_store *s, const corral__skey *k, corral_value **out) {
     *out = NULL;
     uint64_t now = 0;
-    int rc = CORRAL_MISS;
-    read_lock(s);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     if (e && is_expired_lazy(s, e, &now)) {
         reap_rcu(s, e, now);
@@ -743,10 +741,45 @@ static int mem_get(corral__store *base, const corral__skey *k, corral_value **ou
         /* The table's reference cannot go before this section ends, so tryref succeeds. */
         note_hit_rcu(s, e);
         *out = &e->val;
-        rc = CORRAL_OK;
+        return CORRAL_OK;
     }
+    return CORRAL_MISS;
+}
+
+static int mem_get(corral__store *base, const corral__skey *k, corral_value **out) {
+    mem_store *s = store_of(base);
+    read_lock(s);
+    int rc = get_rcu(s, k, out);
     read_unlock(s);
     return rc;
+}
+
+/* Keys whose cache misses get_many puts in flight together. */
+#define MEM_PREFETCH_GROUP 16u
+
+/* get_many overlaps its keys' cache misses: for each group of keys it prefetches their
+ * buckets, then the first entry of each chain, then reads them as get does. A lone get waits
+ * for its bucket, then for its entry; here a group's misses are in flight at once. One
+ * read-side section covers the batch. */
+static int mem_get_many(corral__store *base, const corral__skey *ks, size_t n, corral_value **out) {
+    mem_store *s = store_of(base);
+    read_lock(s);
+    for (size_t i = 0; i < n; i += MEM_PREFETCH_GROUP) {
+        size_t m = CORRAL_MIN(n - i, (size_t)MEM_PREFETCH_GROUP);
+        for (size_t j = 0; j < m; j++)
+            __builtin_prefetch(bucket_of(s, ks[i + j].hash));
+        for (size_t j = 0; j < m; j++) {
+            const mem_entry *e =
+                atomic_load_explicit(bucket_of(s, ks[i + j].hash), memory_order_acquire);
+            if (!e) continue;
+            __builtin_prefetch(&e->next); /* the start of what a lookup reads */
+            __builtin_prefetch(&e->val);  /* the reference a hit takes */
+        }
+        for (size_t j = 0; j < m; j++)
+            (void)get_rcu(s, &ks[i + j], &out[i + j]);
+    }
+    read_unlock(s);
+    return CORRAL_OK;
 }
 
 static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,
@@ -972,7 +1005,7 @@ static const corral__store_ops mem_ops = {
     .touch = mem_touch,
     .incr = mem_incr,
     .clear = mem_clear,
-    .get_many = corral__store_get_many,
+    .get_many = mem_get_many,
     .set_many = corral__store_set_many,
     .del_many = corral__store_del_many,
     .lease_acquire = mem_lease_acquire,

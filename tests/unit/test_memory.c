@@ -949,6 +949,41 @@ static void test_mem_gets_read_the_clock_only_for_entries_that_expire(void **sta
     fx_close(f);
 }
 
+/* get_many (prefetching groups of keys) answers as get does, key by key: across more than one
+ * group, an expired entry is a miss and is reaped (EXPIRED), the rest are hits, absent keys
+ * miss. */
+static void test_mem_get_many_answers_as_get_does(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    enum { N = 40 };
+    char names[N][8];
+    corral__skey ks[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "g%d", i);
+        ks[i] = ss_key(names[i]);
+        /* every third key expires, every fifth is never written */
+        if (i % 5 == 4) continue;
+        assert_int_equal(set(f, names[i], names[i], i % 3 ? CORRAL__NO_EXPIRY : 100), CORRAL_OK);
+    }
+    advance_ms(f, 100);
+    corral_value *out[N];
+    assert_int_equal(f->s->ops->get_many(f->s, ks, N, out), CORRAL_OK);
+    long expired = 0;
+    for (int i = 0; i < N; i++) {
+        bool absent = i % 5 == 4, gone = !absent && i % 3 == 0;
+        expired += gone;
+        if (absent || gone) {
+            assert_null(out[i]);
+            continue;
+        }
+        assert_non_null(out[i]);
+        assert_string_equal(corral_value_data(out[i]), names[i]);
+        corral_value_unref(out[i]);
+    }
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), expired);
+    fx_close(f);
+}
+
 /* A writer keeps replacing and deleting keys that share one chain with a key it never touches;
  * readers must find that key every time, and whole values for the others. */
 #define CHAIN_HASH  0xc4a1u
@@ -1039,6 +1074,7 @@ int main(void) {
         cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
         cmocka_unit_test(test_mem_set_guarded_stores_only_what_its_guard_allows),
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
+        cmocka_unit_test(test_mem_get_many_answers_as_get_does),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
