@@ -202,6 +202,15 @@ typedef struct worker {
     uint64_t sink; /* folds one byte per value read, so no read is optimised away */
 } worker;
 
+/* A get run's end: keeps the worker's place in its key sequence for the next run and adds up
+ * its bad answers and checksum. Returns `ops`. */
+static uint64_t worker_done(worker *w, size_t pos, uint64_t bad, uint64_t sink, uint64_t ops) {
+    w->pos = pos;
+    w->bad += bad;
+    w->sink += sink;
+    return ops;
+}
+
 static uint64_t run_get_corral_into(void *p, const atomic_bool *stop) {
     worker *w = p;
     uint64_t ops = 0, bad = 0, sink = 0;
@@ -219,10 +228,17 @@ static uint64_t run_get_corral_into(void *p, const atomic_bool *stop) {
         }
         ops += BATCH;
     }
-    w->pos = pos;
-    w->bad += bad;
-    w->sink += sink;
-    return ops;
+    return worker_done(w, pos, bad, sink, ops);
+}
+
+/* A value read by reference (corral_get, corral_get_many), or NULL: copies its bytes into buf
+ * (VAL_CAP bytes) and drops the reference. Returns its length, 0 for NULL. */
+static size_t take_value(corral_value *v, unsigned char *buf) {
+    if (!v) return 0;
+    size_t len = corral_value_len(v);
+    memcpy(buf, corral_value_data(v), len <= VAL_CAP ? len : VAL_CAP);
+    corral_value_unref(v);
+    return len;
 }
 
 static uint64_t run_get_corral_ref(void *p, const atomic_bool *stop) {
@@ -235,23 +251,15 @@ static uint64_t run_get_corral_ref(void *p, const atomic_bool *stop) {
             uint32_t id = w->seq[pos];
             pos = (pos + 1) & SEQ_MASK;
             const bench_key *k = &w->keys[id];
-            corral_value *v;
+            corral_value *v = NULL;
             int rc = corral_get(w->c, k->s, k->len, NULL, &v);
-            size_t len = 0;
-            if (rc == CORRAL_OK) {
-                len = corral_value_len(v);
-                memcpy(buf, corral_value_data(v), len <= sizeof buf ? len : sizeof buf);
-                corral_value_unref(v);
-            }
+            size_t len = take_value(rc == CORRAL_OK ? v : NULL, buf);
             bad += !value_ok(rc, buf, len, id);
             sink += buf[VAL_LEN - 1];
         }
         ops += BATCH;
     }
-    w->pos = pos;
-    w->bad += bad;
-    w->sink += sink;
-    return ops;
+    return worker_done(w, pos, bad, sink, ops);
 }
 
 /* corral_get_many in batches of MANY keys: zero-copy values, each copied out and unreffed as
@@ -276,23 +284,15 @@ static uint64_t run_get_corral_many(void *p, const atomic_bool *stop) {
             }
             int rc = corral_get_many(w->c, keys, MANY, NULL, out, NULL);
             for (int m = 0; m < MANY; m++) {
-                size_t len = 0;
-                if (rc == CORRAL_OK && out[m]) {
-                    len = corral_value_len(out[m]);
-                    memcpy(buf, corral_value_data(out[m]), len <= sizeof buf ? len : sizeof buf);
-                    corral_value_unref(out[m]);
-                }
-                bad += !value_ok(rc == CORRAL_OK && out[m] ? CORRAL_OK : CORRAL_MISS, buf, len,
-                                 ids[m]);
+                int got = rc == CORRAL_OK && out[m] ? CORRAL_OK : CORRAL_MISS;
+                size_t len = take_value(got == CORRAL_OK ? out[m] : NULL, buf);
+                bad += !value_ok(got, buf, len, ids[m]);
                 sink += buf[VAL_LEN - 1];
             }
         }
         ops += BATCH;
     }
-    w->pos = pos;
-    w->bad += bad;
-    w->sink += sink;
-    return ops;
+    return worker_done(w, pos, bad, sink, ops);
 }
 
 static inline uint64_t run_get_peer(worker *w, const atomic_bool *stop, bool locked) {
@@ -310,10 +310,7 @@ static inline uint64_t run_get_peer(worker *w, const atomic_bool *stop, bool loc
         }
         ops += BATCH;
     }
-    w->pos = pos;
-    w->bad += bad;
-    w->sink += sink;
-    return ops;
+    return worker_done(w, pos, bad, sink, ops);
 }
 
 static uint64_t run_get_mutex(void *p, const atomic_bool *stop) {
