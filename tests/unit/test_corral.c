@@ -350,10 +350,7 @@ static void test_get_into_without_a_call_handles_expiry_envelopes_and_lru(void *
     assert_int_equal(len, 1);
     assert_int_equal(corral_tag_bust(f->c, "t"), CORRAL_OK);
     assert_int_equal(corral_get_into(f->c, "p:tag", 5, NULL, buf, sizeof buf, &len), CORRAL_MISS);
-    uint64_t hits, misses;
-    prefix_counts(f->c, "p", &hits, &misses);
-    assert_int_equal(hits, 3);
-    assert_int_equal(misses, 2);
+    expect_prefix_counts(f->c, "p", 3, 2);
 
     corral *lru = open_clocked(f, "mem://?max_memory=1MB&eviction=lru");
     assert_int_equal(set_str(lru, "q:k", "xyz", CORRAL_TTL_DEFAULT), CORRAL_OK);
@@ -363,9 +360,7 @@ static void test_get_into_without_a_call_handles_expiry_envelopes_and_lru(void *
     assert_int_equal(len, 3);
     assert_int_equal(corral_get_into(lru, "q:none", 6, NULL, buf, sizeof buf, &len), CORRAL_MISS);
     assert_int_equal(corral_get_into(lru, "q k", 3, NULL, buf, sizeof buf, &len), CORRAL_EBADKEY);
-    prefix_counts(lru, "q", &hits, &misses);
-    assert_int_equal(hits, 2);
-    assert_int_equal(misses, 1);
+    expect_prefix_counts(lru, "q", 2, 1);
     corral_close(lru);
 }
 
@@ -398,18 +393,13 @@ static void test_get_without_a_call_handles_expiry_envelopes_and_lru(void **stat
     assert_int_equal(corral_tag_bust(f->c, "t"), CORRAL_OK);
     expect_get(f->c, "p:tag", CORRAL_MISS, NULL);
     expect_get(f->c, "p t", CORRAL_EBADKEY, NULL);
-    uint64_t hits, misses;
-    prefix_counts(f->c, "p", &hits, &misses);
-    assert_int_equal(hits, 2);
-    assert_int_equal(misses, 2);
+    expect_prefix_counts(f->c, "p", 2, 2);
 
     corral *lru = open_clocked(f, "mem://?max_memory=1MB&eviction=lru");
     assert_int_equal(set_str(lru, "q:k", "xyz", CORRAL_TTL_DEFAULT), CORRAL_OK);
     expect_get(lru, "q:k", CORRAL_OK, "xyz");
     expect_get(lru, "q:none", CORRAL_MISS, NULL);
-    prefix_counts(lru, "q", &hits, &misses);
-    assert_int_equal(hits, 1);
-    assert_int_equal(misses, 1);
+    expect_prefix_counts(lru, "q", 1, 1);
     corral_close(lru);
 }
 

@@ -241,19 +241,10 @@ static void test_counts_are_exact_with_more_threads_than_owned_stripes(void **st
     }
     assert_int_equal(pthread_barrier_destroy(&go), 0);
     const uint64_t n = (uint64_t)MANY_THREADS * N_ITERS;
-    uint64_t hits, misses;
-    prefix_counts(f->c, "g", &hits, &misses);
-    assert_int_equal(hits, n);
-    assert_int_equal(misses, 0);
-    prefix_counts(f->c, "h", &hits, &misses);
-    assert_int_equal(hits, 0);
-    assert_int_equal(misses, n);
-    prefix_counts(b, "g", &hits, &misses);
-    assert_int_equal(hits, 0);
-    assert_int_equal(misses, n);
-    prefix_counts(b, "h", &hits, &misses);
-    assert_int_equal(hits, n);
-    assert_int_equal(misses, 0);
+    expect_prefix_counts(f->c, "g", n, 0);
+    expect_prefix_counts(f->c, "h", 0, n);
+    expect_prefix_counts(b, "g", 0, n);
+    expect_prefix_counts(b, "h", n, 0);
     corral_close(b);
 }
 
