@@ -25,6 +25,16 @@ def start_clients(port, path, n=N):
     return clients
 
 
+def clients_past_the_head(origin, port, path, n=N):
+    """Starts n clients of `path`, lets the origin's one fetch send its head, and waits until
+    every client has the head and the first bytes. The origin then holds the rest."""
+    clients = start_clients(port, path, n)
+    eventually(lambda: origin.count(path) == 1, what="the leader's fetch")
+    origin.open_gate("head")
+    wait_all([c.got_first for c in clients])
+    return clients
+
+
 def wait_all(events):
     for e in events:
         assert e.wait(DEADLINE_S), "a client got nothing within %d s" % DEADLINE_S
@@ -49,10 +59,7 @@ def test_waiters_get_the_head_and_first_bytes_before_the_origin_sends_the_rest(
         origin, proxy, chunked):
     script_gated(origin, "/s", chunked=chunked)
     px = proxy()
-    clients = start_clients(px.port, "/s")
-    eventually(lambda: origin.count("/s") == 1, what="the leader's fetch")
-    origin.open_gate("head")
-    wait_all([c.got_first for c in clients])
+    clients = clients_past_the_head(origin, px.port, "/s")
     # Every client has the status, the headers and the first bytes, and the origin still holds
     # the rest of the one answer it was asked for.
     wait_origin_holds_body(origin)
@@ -101,10 +108,7 @@ def test_a_head_waiter_gets_the_head_of_the_answer_in_flight(origin, proxy):
 def test_a_waiter_that_goes_away_disturbs_neither_the_others_nor_the_leader(origin, proxy):
     script_gated(origin, "/w")
     px = proxy()
-    clients = start_clients(px.port, "/w", 10)
-    eventually(lambda: origin.count("/w") == 1, what="the leader's fetch")
-    origin.open_gate("head")
-    wait_all([c.got_first for c in clients])
+    clients = clients_past_the_head(origin, px.port, "/w", 10)
     waiters = [c for c in clients if c.headers.get("x-cache") == "COALESCED"]
     gone, staying = waiters[:4], [c for c in clients if c not in waiters[:4]]
     for c in gone:
@@ -122,10 +126,7 @@ def test_a_waiter_that_goes_away_disturbs_neither_the_others_nor_the_leader(orig
 def test_the_leaders_client_going_away_does_not_abort_the_fill(origin, proxy):
     script_gated(origin, "/l")
     px = proxy()
-    clients = start_clients(px.port, "/l", 10)
-    eventually(lambda: origin.count("/l") == 1, what="the leader's fetch")
-    origin.open_gate("head")
-    wait_all([c.got_first for c in clients])
+    clients = clients_past_the_head(origin, px.port, "/l", 10)
     leader = [c for c in clients if c.headers.get("x-cache") == "MISS"]
     assert len(leader) == 1
     leader[0].close()
@@ -146,10 +147,7 @@ def test_a_body_outgrowing_max_object_size_cuts_its_streaming_waiters_short(orig
     big = "y" * 3000
     script_gated(origin, "/big", chunked=True, body=FIRST.decode() + big)
     px = proxy(args=["--set", "limits.max_object_size=2KB"])
-    clients = start_clients(px.port, "/big", 5)
-    eventually(lambda: origin.count("/big") == 1, what="the leader's fetch")
-    origin.open_gate("head")
-    wait_all([c.got_first for c in clients])
+    clients = clients_past_the_head(origin, px.port, "/big", 5)
     origin.open_gate("body")
     wait_all([c.done for c in clients])
     leader = [c for c in clients if c.headers.get("x-cache") == "MISS"][0]
@@ -164,10 +162,7 @@ def test_a_store_failure_hands_the_waiters_the_leaders_answer(origin, tmp_path):
     px = Proxy(origin.port, str(tmp_path), args=["--store", "redis://127.0.0.1:%d" % free_port()])
     try:
         script_gated(origin, "/r")
-        clients = start_clients(px.port, "/r")
-        eventually(lambda: origin.count("/r") == 1, what="the leader's fetch")
-        origin.open_gate("head")
-        wait_all([c.got_first for c in clients])
+        clients = clients_past_the_head(origin, px.port, "/r")
         origin.open_gate("body")
         wait_all([c.done for c in clients])
         assert all(c.error is None and c.status == 200 and c.first + c.rest == FIRST + REST
