@@ -128,6 +128,7 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     corral__keyscheme_init(&c->ks, c->key_prefix, prefix_len, o->version, o->allow_binary_keys,
                            o->key_fn, o->key_fn_ctx);
     if (corral__metrics_new(&c->metrics, &c->alloc, o->max_prefixes) != CORRAL_OK) goto nomem;
+    c->metrics_id = corral__metrics_id(c->metrics);
     c->cls_internal = corral__metrics_internal_class(c->metrics);
     if (corral__rules_new(c) != CORRAL_OK) goto nomem;
     if (corral__flights_new(c) != CORRAL_OK) goto nomem;
@@ -451,7 +452,7 @@ static __attribute__((noinline)) int get_general(corral *c, const void *key, siz
  * reported, a miss under the key's class. False when the general path must answer instead. */
 static inline bool hot_answered(corral *c, int rc, uint16_t cls, const void *key, size_t key_len) {
     if (rc == CORRAL_OK || rc == CORRAL_ENOSPC)
-        corral__metrics_add_inline(c->metrics, cls, CORRAL__M_cache_hits_total, 1);
+        corral__metrics_add_inline(c->metrics, c->metrics_id, cls, CORRAL__M_cache_hits_total, 1);
     else if (rc == CORRAL_MISS)
         count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
     return rc != CORRAL__MEM_HOT_SLOW;

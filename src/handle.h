@@ -44,6 +44,7 @@ struct corral {
     size_t max_key_bytes; /* the longest physical key validation accepts */
     corral__store *store;
     corral__metrics *metrics;
+    uint64_t metrics_id;   /* corral__metrics_id(metrics): the read path's count checks it */
     uint16_t cls_internal; /* metrics class of corral's own keys (tag versions, generations) */
     unsigned refresh_workers;
     corral__flights *flights;

@@ -57,7 +57,12 @@ struct corral__metrics {
     size_t cells_bytes;     /* its size */
     _Atomic int64_t *cells; /* [stripe][class][metric] */
     _Atomic uintptr_t owner[CORRAL__METRICS_OWNED]; /* thread id owning the stripe, 0: free */
+    uint64_t id;                                    /* corral__metrics_id */
 };
+
+/* The last table id given out. Process-wide, as ids must be unique across handles: a thread's
+ * cached stripe names its table by id (metrics.h). */
+static _Atomic uint64_t last_id;
 
 static const char *const metric_names[CORRAL__M_COUNT] = {
 #define X(name, type, help) #name,
@@ -116,6 +121,7 @@ int corral__metrics_new(corral__metrics **out, const corral__allocator *a, size_
         atomic_init(&m->owner[i], 0);
     memcpy(m->labels[CORRAL__METRICS_OTHER], "other", 6);
     memcpy(m->labels[m->n_classes - 1], "corral.internal", 16);
+    m->id = atomic_fetch_add_explicit(&last_id, 1, memory_order_relaxed) + 1;
     m->magic = METRICS_MAGIC;
     *out = m;
     return CORRAL_OK;
@@ -237,33 +243,29 @@ uint16_t corral__metrics_class(corral__metrics *m, const void *prefix, size_t le
  * one (stripe_of_thread). */
 _Thread_local corral__stripe_cache corral__stripe_cached __attribute__((tls_model("initial-exec")));
 
-/* True when the thread's cached stripe of `m` is still its own: its index in *i. */
-static inline bool cached_stripe(const corral__metrics *m, size_t *i) {
-    if (!corral__stripe_cached_for(m)) return false;
-    *i = (size_t)(corral__stripe_cached.owner - m->owner);
-    return true;
+uint64_t corral__metrics_id(const corral__metrics *m) {
+    return m->id;
 }
 
 /* The calling thread's stripe; *owned when the thread owns it. */
 static inline size_t stripe_of_thread(corral__metrics *m, bool *owned) {
-    size_t i;
-    if (cached_stripe(m, &i)) {
+    if (corral__stripe_cached.id == m->id) {
         *owned = true;
-        return i;
+        return corral__stripe_cached.stripe;
     }
     uintptr_t self = (uintptr_t)pthread_self();
     /* Thread descriptors sit megabytes apart; a multiplicative hash spreads them. */
     size_t h = (size_t)(((uint64_t)self * 0x9E3779B97F4A7C15ull) >> 58);
-    i = h % CORRAL__METRICS_OWNED;
+    size_t i = h % CORRAL__METRICS_OWNED;
     for (size_t n = 0; n < CORRAL__METRICS_OWNED; n++, i = (i + 1) % CORRAL__METRICS_OWNED) {
         uintptr_t o = atomic_load_explicit(&m->owner[i], memory_order_relaxed);
         uintptr_t expect = 0;
         if (o == self || (o == 0 && atomic_compare_exchange_strong_explicit(
                                         &m->owner[i], &expect, self, memory_order_acq_rel,
                                         memory_order_relaxed))) {
-            corral__stripe_cached = (corral__stripe_cache){
-                .m = m, .owner = &m->owner[i], .self = self, .cells = &m->cells[i * m->stride]
-            };
+            corral__stripe_cached = (corral__stripe_cache){ .id = m->id,
+                                                            .stripe = i,
+                                                            .cells = &m->cells[i * m->stride] };
             *owned = true;
             return i;
         }
@@ -288,7 +290,7 @@ void corral__metrics_add_slow(corral__metrics *m, uint16_t cls, int metric, int6
 }
 
 void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta) {
-    corral__metrics_add_inline(m, cls, metric, delta);
+    corral__metrics_add_inline(m, m->id, cls, metric, delta);
 }
 
 static const uint64_t hist_bounds_ns[CORRAL__HIST_NBOUNDS] = CORRAL__HIST_BOUNDS_NS;

@@ -63,32 +63,31 @@ uint16_t corral__metrics_internal_class(corral__metrics *m);
 /* Adds `delta` to metric `metric` of class `cls`, on the calling thread's stripe. */
 void corral__metrics_add(corral__metrics *m, uint16_t cls, int metric, int64_t delta);
 
-/* The calling thread's cache of the stripe it owns in one handle's metrics, kept by metrics.c:
- * trusted only while *owner still names the thread (`self`), so that a handle freed and another
- * made at the same address is looked up afresh. Initial-exec TLS: no call to reach it. */
+/* A metrics table's id: unique in the process for its lifetime and after (never reused), so
+ * that a thread's cached stripe (below) cannot be taken for a stripe of a table made later at
+ * the same address. */
+uint64_t corral__metrics_id(const corral__metrics *m);
+
+/* The calling thread's cache of the stripe it owns in one metrics table, kept by metrics.c:
+ * the table's id, the stripe's index and its first cell. Owned stripes are never released, so
+ * the cache holds while the table lives. Initial-exec TLS: no call to reach it. */
 typedef struct corral__stripe_cache {
-    const corral__metrics *m;
-    const _Atomic uintptr_t *owner; /* the stripe's entry in m's owner table */
-    uintptr_t self;
-    _Atomic int64_t *cells; /* the stripe's first cell */
+    uint64_t id; /* corral__metrics_id; 0: none */
+    size_t stripe;
+    _Atomic int64_t *cells;
 } corral__stripe_cache;
 extern _Thread_local corral__stripe_cache corral__stripe_cached
     __attribute__((tls_model("initial-exec")));
 
-/* True when the thread's cached stripe is its own stripe of `m`. */
-static inline bool corral__stripe_cached_for(const corral__metrics *m) {
-    const corral__stripe_cache *sc = &corral__stripe_cached;
-    return sc->m == m && atomic_load_explicit(sc->owner, memory_order_relaxed) == sc->self;
-}
-
 /* corral__metrics_add when the thread has no cached stripe of `m` (metrics.c). */
 void corral__metrics_add_slow(corral__metrics *m, uint16_t cls, int metric, int64_t delta);
 
-/* corral__metrics_add, inline: in the common case, the thread's cached stripe of `m` is still
- * its own, and the add is a plain load and store. The read path calls it. */
-static inline void corral__metrics_add_inline(corral__metrics *m, uint16_t cls, int metric,
-                                              int64_t delta) {
-    if (!corral__stripe_cached_for(m)) {
+/* corral__metrics_add, inline, for a caller that keeps the table's id (`id`, which is
+ * corral__metrics_id(m)): in the common case, the thread's cached stripe is a stripe of `m`,
+ * and the add is a plain load and store. The read path calls it. */
+static inline void corral__metrics_add_inline(corral__metrics *m, uint64_t id, uint16_t cls,
+                                              int metric, int64_t delta) {
+    if (__builtin_expect(corral__stripe_cached.id != id, 0)) {
         corral__metrics_add_slow(m, cls, metric, delta);
         return;
     }
