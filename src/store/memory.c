@@ -33,7 +33,8 @@
  * walks dummy bucket nodes as well as entries, and its automatic resize, which a table created
  * small depends on, left chains of about 1,000 entries in 4 of 6 runs of 1M inserts (measured:
  * docs/eviction.md). A fixed array sized from the byte bound needs no resize, and a chain walk
- * reads only entries. Memory reclamation stays liburcu's (DESIGN.md).
+ * reads only entries. Read-side sections are ours (store/reader.h: liburcu-bp's read lock cost
+ * a get 34 of its 217 instructions); liburcu's call_rcu still queues and runs the frees.
  *
  * Invariants (under the shard's mutex)
  * - An entry is in the table (reachable from its bucket) iff it is in exactly one queue of its
@@ -48,14 +49,14 @@
  *   concurrent reader sees the old value or the new one, never a miss.
  *
  * Locking and references
- * - Readers (get, get_into) run inside an RCU read-side section and take no lock. They walk a
- *   chain with acquire loads and compare the stored hash before the key. A hit marks the entry
- *   with a relaxed atomic store (SIEVE's visited bit, S3-FIFO's frequency), written only when
- *   it changes so a hot entry's cache line is not written on every hit. get takes a reference
- *   on the embedded value; get_into copies the bytes and takes none. Readers call the clock
- *   only for an entry that has an expiry. A reader that finds an expired entry removes it only
- *   when the shard's mutex is free (trylock). LRU, kept for comparison, moves a hit to the head
- *   under a trylock of the shard mutex.
+ * - Readers (get, get_into) run inside a read-side section (store/reader.h) and take no lock.
+ *   They walk a chain with acquire loads and compare the stored hash before the key. A hit
+ *   marks the entry with a relaxed atomic store (SIEVE's visited bit, S3-FIFO's frequency),
+ *   written only when it changes so a hot entry's cache line is not written on every hit. get
+ *   takes a reference on the embedded value; get_into copies the bytes and takes none. Readers
+ *   call the clock only for an entry that has an expiry. A reader that finds an expired entry
+ *   removes it only when the shard's mutex is free (trylock). LRU, kept for comparison, moves a
+ *   hit to the head under a trylock of the shard mutex.
  * - Writers enter a read-side section, look their key up without the lock (which brings its
  *   chain into the cache), then lock their shard's mutex, spinning briefly before they block.
  *   The mutex serialises the writers of that shard and guards its chains, queues, SIEVE hand,
@@ -69,24 +70,28 @@
  *   `next` is left as it was, so a reader standing on it still reaches the rest of the chain.
  * - The table holds one reference on each entry's value (refs = 1 at publication); each get
  *   adds one. Removing an entry unlinks it from its chain and its queue and queues
- *   mem_entry_free_rcu with call_rcu; after a grace period, when no reader can still see the
- *   entry, that callback drops the table's reference. The last reference frees the block
+ *   mem_entry_free_rcu with call_rcu. That callback puts the entry in the store's limbo and,
+ *   unless one is queued, queues a flush of the limbo (mem_limbo_flush_rcu, one more call_rcu).
+ *   The flush takes the limbo, waits for a grace period of our read-side sections
+ *   (corral__reader_sync), which begins after every entry it took was unlinked, and drops the
+ *   table's reference on each: one grace period per batch. The last reference frees the block
  *   (mem_entry_release). call_rcu batches on its own: it enqueues without a lock, and liburcu's
  *   worker thread, once woken, sleeps 10 ms between batches, so a stream of sets wakes it once
- *   per batch rather than once per entry. The store counts the callbacks it has queued and not
- *   yet run (`rcu_pending`); corral__mem_quiesce and close wait on `rcu_idle` until none is
- *   left. We do not use liburcu's rcu_barrier: it waits for every callback in the process, and
- *   it allocates on the caller's thread what the call_rcu thread frees, a race
- *   ThreadSanitizer reports inside liburcu where no suppression can name it (the library is
- *   stripped).
+ *   per batch rather than once per entry. The store counts the entries it has retired and not
+ *   yet released, and the flush queued (`rcu_pending`); corral__mem_quiesce and close wait on
+ *   `rcu_idle` until none is left. We do not use liburcu's rcu_barrier: it waits for every
+ *   callback in the process, and it allocates on the caller's thread what the call_rcu thread
+ *   frees, a race ThreadSanitizer reports inside liburcu where no suppression can name it (the
+ *   library is stripped).
  * - Publication: an entry is filled, then linked with a release store; readers load every link
  *   with acquire, so they see the entry's fields as they were filled. These are C11 atomics,
- *   which ThreadSanitizer sees. liburcu is not instrumented, so two annotations model what it
- *   guarantees under TSan: every read-side section ends with a release on the store's
- *   `tsan_gp`, which mem_entry_free_rcu acquires (the grace period: a free by the last holder
- *   of a value is ordered after every reader that saw the entry), and call_rcu is preceded by
- *   a release on the entry, which the callback acquires first. With them our code needs no
- *   TSan suppression (scripts/tsan.supp is empty on purpose).
+ *   which ThreadSanitizer sees. ThreadSanitizer does not see membarrier, on which the grace
+ *   period relies, nor liburcu, which is not instrumented, so two annotations model them: every
+ *   read-side section ends with a release on the store's `tsan_gp`, which the flush acquires
+ *   (the grace period: a free by the last holder of a value is ordered after every reader that
+ *   saw the entry), and call_rcu is preceded by a release on the entry, which the callback
+ *   acquires first. With them our code needs no TSan suppression (scripts/tsan.supp is empty on
+ *   purpose).
  * - Lock order: docs/threads.md.
  *
  * Expiry: an expired entry is never returned. Its memory is reclaimed incrementally, never by a
@@ -97,10 +102,9 @@
  * References: SIEVE (Zhang et al., "SIEVE is Simpler than LRU", NSDI '24); S3-FIFO (Yang et
  * al., "FIFO Queues are All You Need for Cache Eviction", SOSP '23); userspace RCU (Desnoyers
  * et al., "User-Level Implementations of Read-Copy Update", IEEE TPDS 2012); RCU-protected
- * hash chains as in McKenney, "Is Parallel Programming Hard" (section 10.2). Memory
- * reclamation is liburcu's, not ours (DESIGN.md); Concurrency Kit's epoch reclamation needs
- * every reader thread registered, which a library cannot ask of its users, while urcu-bp
- * registers threads on their first read-side section.
+ * hash chains as in McKenney, "Is Parallel Programming Hard" (section 10.2). DESIGN.md left
+ * reclamation to liburcu; its read side is now ours for the cost measured in store/reader.h,
+ * which also says why Concurrency Kit's epochs were not taken (a fence on every section).
  */
 #include "memory.h"
 #include "memory_read.h"
@@ -229,26 +233,61 @@ static void mem_entry_release(corral_value *v) {
     corral__free(a, e, bytes);
 }
 
-/* Runs on liburcu's call_rcu thread after a grace period: no reader can reach the entry any
- * more, so the table's reference goes. */
+/* Counts `n` of the store's pending frees done (rcu_pending). A count that stays above zero
+ * wakes nobody and needs no lock. The last one is taken under the lock, so a waiter that sees
+ * zero cannot free the store before we let go. */
+static void pending_done(mem_store *s, size_t n) {
+    size_t have = atomic_load_explicit(&s->rcu_pending, memory_order_relaxed);
+    while (have > n)
+        if (atomic_compare_exchange_weak_explicit(&s->rcu_pending, &have, have - n,
+                                                  memory_order_release, memory_order_relaxed))
+            return;
+    pthread_ok(pthread_mutex_lock(&s->rcu_lock));
+    if (atomic_fetch_sub_explicit(&s->rcu_pending, n, memory_order_release) == n)
+        pthread_ok(pthread_cond_broadcast(&s->rcu_idle));
+    pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
+}
+
+/* Runs on liburcu's call_rcu thread: takes the entries in limbo, waits for a grace period of
+ * our read-side sections (reader.h), which began after every one of them was unlinked, and
+ * drops the table's reference on each. One grace period frees a batch. */
+static void mem_limbo_flush_rcu(struct rcu_head *head) {
+    mem_store *s = CORRAL_CONTAINER_OF(head, mem_store, flush_head);
+    pthread_ok(pthread_mutex_lock(&s->rcu_lock));
+    mem_entry *e = s->limbo;
+    s->limbo = NULL;
+    s->flush_queued = false;
+    pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
+    corral__reader_sync();
+    size_t n = 1; /* this callback */
+    while (e) {
+        mem_entry *next = e->u.q.older;
+        MEM_TSAN_ACQUIRE(&s->tsan_gp); /* every read-side section that saw e has ended */
+        corral_value_unref(&e->val);   /* may free `e` */
+        e = next;
+        n++;
+    }
+    pending_done(s, n);
+}
+
+/* Runs on liburcu's call_rcu thread after one of its grace periods, which the store's readers
+ * do not take part in: puts the entry in the store's limbo, and queues a flush of the limbo
+ * (another call_rcu) when none is queued. The flush waits for our readers. */
 static void mem_entry_free_rcu(struct rcu_head *head) {
     mem_entry *e = CORRAL_CONTAINER_OF(head, mem_entry, u.rcu);
     MEM_TSAN_ACQUIRE(e); /* call_rcu happened before: see entry_retire */
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     mem_store *s = e->store;
-    MEM_TSAN_ACQUIRE(&s->tsan_gp); /* so did the end of every read-side section that saw e */
-    corral_value_unref(&e->val);   /* may free `e` */
-    /* A count that stays above zero wakes nobody and needs no lock. The last one is taken
-     * under the lock, so a waiter that sees zero cannot free the store before we let go. */
-    size_t n = atomic_load_explicit(&s->rcu_pending, memory_order_relaxed);
-    while (n > 1)
-        if (atomic_compare_exchange_weak_explicit(&s->rcu_pending, &n, n - 1, memory_order_release,
-                                                  memory_order_relaxed))
-            return;
     pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    if (atomic_fetch_sub_explicit(&s->rcu_pending, 1, memory_order_release) == 1)
-        pthread_ok(pthread_cond_broadcast(&s->rcu_idle));
+    e->u.q.older = s->limbo; /* the rcu_head is spent: the union's links are free */
+    s->limbo = e;
+    bool queue = !s->flush_queued;
+    if (queue) {
+        s->flush_queued = true;
+        atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
+    }
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
+    if (queue) call_rcu(&s->flush_head, mem_limbo_flush_rcu);
 }
 
 /* Waits until every callback this store queued has run. Not inside a read-side section. */

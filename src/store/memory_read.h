@@ -12,35 +12,13 @@
 #define CORRAL_STORE_MEMORY_READ_H
 
 #include "store.h"
+#include "reader.h"
 #include "../key_hot.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-
-/* liburcu 0.13's inline read-side fast path (_LGPL_SOURCE) reaches the thread's reader
- * through a pointer the library does not align as its struct declares (128 bytes). The access
- * itself is an aligned 8-byte load, but UBSan's alignment check aborts on it, so ASan+UBSan
- * builds (CORRAL_SANITIZE=address,undefined; GCC has no macro for UBSan alone) and builds that
- * define CORRAL_URCU_OUT_OF_LINE call liburcu's out-of-line read lock instead. */
-#if defined(__SANITIZE_ADDRESS__) || defined(CORRAL_URCU_OUT_OF_LINE)
-#undef _LGPL_SOURCE
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#undef _LGPL_SOURCE
-#endif
-#endif
-#include <urcu-bp.h>
-#ifdef _LGPL_SOURCE
-/* The inline read lock reaches the thread's reader through this liburcu-bp thread-local
- * pointer. Declared again with the initial-exec model: compiled as position-independent code,
- * each of the four reads in a get was otherwise a __tls_get_addr call (the linker relaxes the
- * call into an offset when it links an executable, but the registers spilled around it stay).
- * The same condition as our own initial-exec variables applies (metrics.h): a libcorral.so
- * loaded with dlopen needs liburcu-bp's thread-local block in glibc's static TLS reserve. */
-extern _Thread_local struct urcu_bp_reader *urcu_bp_reader
-    __attribute__((tls_model("initial-exec")));
-#endif
+#include <urcu-bp.h> /* call_rcu's struct rcu_head, in mem_entry */
 
 #if defined(__SANITIZE_THREAD__)
 #define MEM_TSAN 1
@@ -148,12 +126,18 @@ struct mem_store {
     unsigned nshards;
     mem_shard *shards;
     _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
-    /* Callbacks queued with call_rcu whose mem_entry_free_rcu has not finished. Raised under a
-     * shard mutex, lowered by the call_rcu thread: without a lock while it stays above zero,
-     * under `rcu_lock` to zero, which broadcasts `rcu_idle`. */
+    /* Entries retired and not yet released by a flush, plus the flush while it is queued.
+     * Raised under a shard mutex (or `rcu_lock`, for the flush), lowered by the flush on the
+     * call_rcu thread: without a lock while it stays above zero, under `rcu_lock` to zero,
+     * which broadcasts `rcu_idle`. */
     _Atomic size_t rcu_pending;
-    pthread_mutex_t rcu_lock;
+    pthread_mutex_t rcu_lock; /* also guards limbo and flush_queued */
     pthread_cond_t rcu_idle;
+    /* Entries past liburcu's grace period, waiting for ours (memory.c, mem_entry_free_rcu),
+     * linked through u.q.older; and the call_rcu head of their flush, queued when set. */
+    mem_entry *limbo;
+    bool flush_queued;
+    struct rcu_head flush_head;
     char tsan_gp; /* TSan only: the sync object that models grace periods */
 };
 
@@ -175,12 +159,12 @@ static inline uint64_t clock_now(const mem_store *s) {
 
 static inline void read_lock(mem_store *s) {
     (void)s;
-    rcu_read_lock();
+    corral__reader_enter();
 }
 
 static inline void read_unlock(mem_store *s) {
     MEM_TSAN_RELEASE(&s->tsan_gp);
-    rcu_read_unlock();
+    corral__reader_leave();
 }
 
 static inline uint64_t load64(const void *p) {

@@ -23,6 +23,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -923,6 +924,78 @@ static void test_mem_read_path_passes_entries_that_share_its_hash(void **state) 
     fx_close(f);
 }
 
+/* A reader on the read path that stops inside its section, on the entry of "k", until the main
+ * thread lets it go; then copies the entry's value (ASan would report a freed block). */
+typedef struct standing {
+    fx *f;
+    corral__keyscheme ks;
+    pthread_barrier_t in, out;
+    int found;
+    char seen[8];
+} standing;
+
+static void *stand_on_entry(void *p) {
+    standing *st = p;
+    mem_store *s = store_of(st->f->s);
+    uint64_t hash;
+    int rc = hot_begin(s, &st->ks, "k", 1, &hash);
+    const mem_entry *e = rc == CORRAL_OK ? hot_find(s, &st->ks, "k", 1, hash, &rc) : NULL;
+    st->found = e != NULL;
+    pthread_barrier_wait(&st->in);
+    pthread_barrier_wait(&st->out);
+    if (e && e->dlen < sizeof st->seen) memcpy(st->seen, e->key + e->klen, e->dlen);
+    if (e || rc != CORRAL_EBADKEY) (void)hot_end(s, e ? CORRAL_OK : rc, "k", 1);
+    return NULL;
+}
+
+typedef struct quiescer {
+    corral__store *s;
+    _Atomic bool done;
+} quiescer;
+
+static void *quiesce(void *p) {
+    quiescer *q = p;
+    corral__mem_quiesce(q->s);
+    atomic_store(&q->done, true);
+    return NULL;
+}
+
+/* The grace period of the store's own read-side sections (store/reader.h): an entry deleted
+ * while a reader stands on it stays allocated until that reader leaves its section. */
+static void test_mem_removed_entry_outlives_the_sections_that_saw_it(void **state) {
+    (void)state;
+    standing st = { .f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0) };
+    corral__keyscheme_init(&st.ks, "", 0, 1, false, NULL, NULL);
+    fx *f = st.f;
+    corral__skey sk = KH(":1:k", corral__key_hash(&st.ks, ":1:k", 4));
+    assert_int_equal(set_h(f, ":1:k", sk.hash, "kept"), CORRAL_OK);
+    size_t entry = outstanding(&f->ca) - f->baseline;
+    assert_int_equal(pthread_barrier_init(&st.in, NULL, 2), 0);
+    assert_int_equal(pthread_barrier_init(&st.out, NULL, 2), 0);
+    pthread_t reader, waiter;
+    assert_int_equal(pthread_create(&reader, NULL, stand_on_entry, &st), 0);
+    pthread_barrier_wait(&st.in);
+    assert_true(st.found);
+    assert_int_equal(f->s->ops->del(f->s, &sk), CORRAL_OK);
+    uint64_t before = corral__reader_waits();
+    quiescer q = { .s = f->s };
+    assert_int_equal(pthread_create(&waiter, NULL, quiesce, &q), 0);
+    /* Until the free's grace period finds the reader, or the free is done without one. */
+    while (corral__reader_waits() == before && !atomic_load(&q.done))
+        sched_yield();
+    assert_false(atomic_load(&q.done));
+    assert_int_equal(outstanding(&f->ca) - f->baseline, entry);
+    pthread_barrier_wait(&st.out);
+    assert_int_equal(pthread_join(reader, NULL), 0);
+    assert_int_equal(pthread_join(waiter, NULL), 0);
+    assert_true(atomic_load(&q.done));
+    assert_memory_equal(st.seen, "kept", 4);
+    assert_int_equal(outstanding(&f->ca), f->baseline);
+    pthread_barrier_destroy(&st.in);
+    pthread_barrier_destroy(&st.out);
+    fx_close(f);
+}
+
 /* Counts the calls of a clock that stands still. */
 static _Atomic long clock_calls;
 
@@ -1072,6 +1145,7 @@ int main(void) {
         cmocka_unit_test(test_mem_lock_free_readers_never_see_freed_or_torn_values),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),
         cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
+        cmocka_unit_test(test_mem_removed_entry_outlives_the_sections_that_saw_it),
         cmocka_unit_test(test_mem_set_guarded_stores_only_what_its_guard_allows),
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
         cmocka_unit_test(test_mem_get_many_answers_as_get_does),
