@@ -52,6 +52,13 @@ void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t pr
     }
     ks->hot = !fn && !allow_binary && ks->hdr_valid && ks->hdr_len <= CORRAL__HOT_HDR;
     ks->hdr_seed = XXH3_64bits(ks->hdr, ks->hdr_len);
+    unsigned char word[16] = { 0 }, mask[16] = { 0 };
+    for (size_t i = 0; i < ks->hdr_len && i < sizeof word; i++) {
+        word[i] = (unsigned char)ks->hdr[i];
+        mask[i] = 0xff;
+    }
+    memcpy(ks->hdr_word, word, sizeof word);
+    memcpy(ks->hdr_mask, mask, sizeof mask);
 }
 
 int corral__key_validate(const void *key, size_t len, bool allow_binary) {

@@ -36,6 +36,9 @@ typedef struct corral__keyscheme {
      * header of at most CORRAL__HOT_HDR bytes. */
     bool hot;
     uint64_t hdr_seed; /* corral__key_hash's seed for `hdr`: XXH3 of its bytes */
+    /* A hot scheme's header as two little-endian words, and masks of its bytes (zero past
+     * hdr_len): the read path compares a stored key's first 16 bytes with them. */
+    uint64_t hdr_word[2], hdr_mask[2];
 } corral__keyscheme;
 
 /* The longest "prefix:version:" header the hot path copies as one fixed block. */

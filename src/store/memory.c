@@ -152,7 +152,8 @@ size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
     if (key_len > SIZE_MAX - n) return SIZE_MAX;
     n += key_len;
     if (val_len >= SIZE_MAX - n) return SIZE_MAX;
-    return n + val_len + 1;
+    n += val_len + 1;
+    return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
 }
 
 /* What `e` accounts for: its allocation's size. */

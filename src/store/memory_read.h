@@ -204,12 +204,18 @@ static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
 /* What the read path leaves to the general one: CORRAL__MEM_HOT_SLOW. */
 #define CORRAL__MEM_HOT_SLOW 100
 
-/* True when `e` holds the value of "<ks->hdr><key>": compared with the header and the caller's
- * bytes in place. */
+/* Bytes from an entry's `key` that every entry's block holds (corral__mem_entry_bytes pads a
+ * short one): hot_key_equal loads the first 16 whatever the key's length. */
+#define MEM_KEY_LOAD 16u
+
+/* True when `e` holds the value of "<ks->hdr><key>": the header (at most 16 bytes in a hot
+ * scheme) compared as two masked words, then the caller's bytes in place. */
 static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks, const void *key,
                                  size_t key_len) {
-    return e->klen == ks->hdr_len + key_len && e->kind == MEM_VALUE &&
-           key_equal(e->key, ks->hdr, ks->hdr_len) && key_equal(e->key + ks->hdr_len, key, key_len);
+    if (e->klen != ks->hdr_len + key_len || e->kind != MEM_VALUE) return false;
+    uint64_t d = ((load64(e->key) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
+                 ((load64(e->key + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1]);
+    return d == 0 && key_equal(e->key + ks->hdr_len, key, key_len);
 }
 
 /* hot_find's walk past an entry whose hash matched and key did not (a 64-bit collision):

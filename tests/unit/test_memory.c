@@ -924,6 +924,39 @@ static void test_mem_read_path_passes_entries_that_share_its_hash(void **state) 
     fx_close(f);
 }
 
+/* The read path compares a stored key's "prefix:version:" header as two masked words: keys
+ * that differ from the scheme's only in the header, in either word, are not its key. */
+static void check_header_compared(const char *prefix, const char *other_prefix) {
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    corral__keyscheme ks;
+    corral__keyscheme_init(&ks, prefix, strlen(prefix), 1, false, NULL, NULL);
+    assert_true(ks.hot);
+    char mine[64], other_version[64], other_prefix_key[64];
+    snprintf(mine, sizeof mine, "%s:1:k", prefix);
+    snprintf(other_version, sizeof other_version, "%s:2:k", prefix);
+    snprintf(other_prefix_key, sizeof other_prefix_key, "%s:1:k", other_prefix);
+    const uint64_t h = corral__key_hash(&ks, mine, strlen(mine));
+    assert_int_equal(set_h(f, other_version, h, "version 2"), CORRAL_OK);
+    assert_int_equal(set_h(f, other_prefix_key, h, "other prefix"), CORRAL_OK);
+    char buf[16];
+    size_t len = 0;
+    uint16_t cls = 0;
+    assert_int_equal(corral__mem_get_into_hot(f->s, &ks, "k", 1, buf, sizeof buf, &len, &cls),
+                     CORRAL_MISS);
+    assert_int_equal(set_h(f, mine, h, "mine"), CORRAL_OK);
+    assert_int_equal(corral__mem_get_into_hot(f->s, &ks, "k", 1, buf, sizeof buf, &len, &cls),
+                     CORRAL_OK);
+    assert_memory_equal(buf, "mine", 4);
+    fx_close(f);
+}
+
+static void test_mem_read_path_compares_the_whole_header(void **state) {
+    (void)state;
+    check_header_compared("", "x");                /* ":1:" against "x:1:": the first word */
+    check_header_compared("abcdefgh", "abcdefgx"); /* 11 bytes: a difference in the second */
+    check_header_compared("abcdefghijklm", "abcdefghijklx"); /* 16 bytes, the most a hot one has */
+}
+
 /* A reader on the read path that stops inside its section, on the entry of "k", until the main
  * thread lets it go; then copies the entry's value (ASan would report a freed block). */
 typedef struct standing {
@@ -1145,6 +1178,7 @@ int main(void) {
         cmocka_unit_test(test_mem_lock_free_readers_never_see_freed_or_torn_values),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),
         cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
+        cmocka_unit_test(test_mem_read_path_compares_the_whole_header),
         cmocka_unit_test(test_mem_removed_entry_outlives_the_sections_that_saw_it),
         cmocka_unit_test(test_mem_set_guarded_stores_only_what_its_guard_allows),
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
