@@ -44,8 +44,10 @@ static void unregister_self(void *arg) {
 }
 
 static void init(void) {
-    /* Without the key, an exiting thread would leave its record in the list: nothing to do
-     * but stop. It fails only when the process has used up PTHREAD_KEYS_MAX keys. */
+    /* Without the key, an exiting thread would leave its record in the list, to be read after
+     * its thread-local block is gone: nothing to do but stop. It fails only when the process
+     * has used up PTHREAD_KEYS_MAX keys; liburcu-bp, whose read lock this replaces, dies the
+     * same way. */
     if (pthread_key_create(&exit_key, unregister_self) != 0) abort();
     long cmds = membarrier(MEMBARRIER_CMD_QUERY);
     have_membarrier = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
