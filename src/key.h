@@ -36,8 +36,8 @@ typedef struct corral__keyscheme {
      * header of at most CORRAL__HOT_HDR bytes. */
     bool hot;
     uint64_t hdr_seed; /* corral__key_hash's seed for `hdr`: XXH3 of its bytes */
-    /* A hot scheme's header as two little-endian words, and masks of its bytes (zero past
-     * hdr_len): the read path compares a stored key's first 16 bytes with them. */
+    /* A hot scheme's header as two words in the machine's byte order, and masks of its bytes
+     * (zero past hdr_len): the read path compares a stored key's first 16 bytes with them. */
     uint64_t hdr_word[2], hdr_mask[2];
 } corral__keyscheme;
 

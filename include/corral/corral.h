@@ -111,7 +111,9 @@ typedef struct corral_error {
 
 /* Allocator hooks, per handle, with a context pointer. `free` and `realloc` receive the size
  * the block was allocated with. All three must be set, or all left NULL (libc). The hooks must
- * be thread-safe: any thread that uses the handle may call them. */
+ * be thread-safe: any thread that uses the handle may call them. The hooks and the clock hook
+ * below may run while the calling thread is inside the memory store's read: they must not call
+ * corral, nor wait for another thread that is inside a corral call. */
 typedef struct corral_allocator {
     void *(*alloc)(void *ctx, size_t n);
     void *(*realloc)(void *ctx, void *p, size_t old_n, size_t new_n);

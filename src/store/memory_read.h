@@ -207,6 +207,7 @@ static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
 /* Bytes from an entry's `key` that every entry's block holds (corral__mem_entry_bytes pads a
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
+_Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
 
 /* True when `e` holds the value of "<ks->hdr><key>": the header (at most 16 bytes in a hot
  * scheme) compared as two masked words, then the caller's bytes in place. */

@@ -15,9 +15,11 @@
 
 _Thread_local corral__reader corral__reader_self __attribute__((tls_model("initial-exec")));
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static corral__reader *registry; /* under registry_lock */
-static size_t registered;        /* under registry_lock */
+static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;     /* one grace period at a time */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER; /* taken after sync_lock */
+static pthread_cond_t unpinned = PTHREAD_COND_INITIALIZER;        /* with registry_lock */
+static corral__reader *registry;                                  /* under registry_lock */
+static size_t registered;                                         /* under registry_lock */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
 static bool have_membarrier; /* written once, in init */
@@ -32,6 +34,8 @@ static long membarrier(int cmd) {
 static void unregister_self(void *arg) {
     corral__reader *r = arg;
     CORRAL_MUST(pthread_mutex_lock(&registry_lock) == 0);
+    while (r->pinned)
+        CORRAL_MUST(pthread_cond_wait(&unpinned, &registry_lock) == 0);
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -96,9 +100,11 @@ static void wait_until_moved(corral__reader *r, uint64_t q) {
 
 void corral__reader_sync(void) {
     CORRAL_MUST(pthread_once(&init_once, init) == 0);
+    CORRAL_MUST(pthread_mutex_lock(&sync_lock) == 0);
     CORRAL_MUST(pthread_mutex_lock(&registry_lock) == 0);
     /* Every thread of the process passes a full barrier after our unlinks (and readers that
-     * fence did so themselves): a section entered after this sees them. */
+     * fence did so themselves): a section entered after this sees them. So does a thread that
+     * registers after we let go of the registry: its mutex orders the two. */
     if (fences) {
         atomic_thread_fence(memory_order_seq_cst);
     } else if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
@@ -106,16 +112,28 @@ void corral__reader_sync(void) {
          * and there is nothing safe to fall back to. */
         abort();
     }
-    bool waited = false;
+    corral__reader *waiting = NULL;
     for (corral__reader *r = registry; r; r = r->next) {
         uint64_t q = atomic_load_explicit(&r->seq, memory_order_acquire);
         if (q & 1) {
-            if (!waited) atomic_fetch_add_explicit(&waits, 1, memory_order_relaxed);
-            waited = true;
-            wait_until_moved(r, q);
+            r->pinned = true;
+            r->pinned_seq = q;
+            r->waiter = waiting;
+            waiting = r;
         }
     }
     CORRAL_MUST(pthread_mutex_unlock(&registry_lock) == 0);
+    if (waiting) atomic_fetch_add_explicit(&waits, 1, memory_order_relaxed);
+    for (corral__reader *r = waiting; r; r = r->waiter)
+        wait_until_moved(r, r->pinned_seq);
+    if (waiting) {
+        CORRAL_MUST(pthread_mutex_lock(&registry_lock) == 0);
+        for (corral__reader *r = waiting; r; r = r->waiter)
+            r->pinned = false;
+        CORRAL_MUST(pthread_cond_broadcast(&unpinned) == 0);
+        CORRAL_MUST(pthread_mutex_unlock(&registry_lock) == 0);
+    }
+    CORRAL_MUST(pthread_mutex_unlock(&sync_lock) == 0);
 }
 
 uint64_t corral__reader_waits(void) {

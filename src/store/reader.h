@@ -31,8 +31,11 @@
  * Threads: the registry of records is one list for the process, as liburcu-bp's is, because a
  * grace period must find every thread that may be reading; it holds no per-handle state.
  * A thread registers on its first section (under the registry's mutex) and a thread-specific
- * key's destructor unregisters it when it exits. A grace period holds the registry's mutex
- * while it waits; readers never take it inside a section.
+ * key's destructor unregisters it when it exits. A grace period takes the registry's mutex to
+ * find the sections it must wait for and pins their records, then waits without it: a thread's
+ * first section does not wait behind a slow section elsewhere (which may be in a user's clock
+ * or allocator hook). An exiting thread whose record is pinned waits to be let go; it is not in
+ * a section, so that is the length of one scan. Grace periods run one at a time.
  */
 #ifndef CORRAL_STORE_READER_H
 #define CORRAL_STORE_READER_H
@@ -48,6 +51,11 @@ typedef struct corral__reader {
      * CORRAL__READER_FENCE set when the thread must fence after entering. */
     _Atomic uint64_t seq;
     struct corral__reader *prev, *next; /* the registry's list, under its mutex */
+    /* A grace period waiting for this record's section: the record stays registered (its
+     * thread's exit waits) until the grace period lets go. Under the registry's mutex. */
+    bool pinned;
+    uint64_t pinned_seq;           /* the odd sequence it waits to see move */
+    struct corral__reader *waiter; /* the grace period's list of pinned records */
 } corral__reader;
 
 /* Set in a record's seq when its thread fences after entering (membarrier is unavailable).

@@ -53,6 +53,13 @@ static void wait_for_a_waiting_sync(uint64_t before, const syncer *sy) {
         sched_yield();
 }
 
+static void *enter_and_leave(void *p) {
+    (void)p;
+    corral__reader_enter();
+    corral__reader_leave();
+    return NULL;
+}
+
 static void check_sync_waits_for_a_section(void) {
     standing st;
     assert_int_equal(pthread_barrier_init(&st.in, NULL, 2), 0);
@@ -85,11 +92,30 @@ static void test_reader_sync_waits_when_readers_fence(void **state) {
     corral__reader_force_fences(false);
 }
 
-static void *enter_and_leave(void *p) {
-    (void)p;
-    corral__reader_enter();
-    corral__reader_leave();
-    return NULL;
+/* A grace period waits for sections without the registry's mutex: a thread's first section
+ * (its registration) goes ahead while a grace period waits for a section elsewhere. */
+static void test_reader_new_threads_read_while_a_sync_waits(void **state) {
+    (void)state;
+    standing st;
+    assert_int_equal(pthread_barrier_init(&st.in, NULL, 2), 0);
+    assert_int_equal(pthread_barrier_init(&st.out, NULL, 2), 0);
+    pthread_t reader, sync_thread, newcomer;
+    assert_int_equal(pthread_create(&reader, NULL, stand_in_section, &st), 0);
+    pthread_barrier_wait(&st.in);
+    uint64_t before = corral__reader_waits();
+    syncer sy = { false };
+    assert_int_equal(pthread_create(&sync_thread, NULL, run_sync, &sy), 0);
+    wait_for_a_waiting_sync(before, &sy);
+    size_t registered = corral__reader_count();
+    assert_int_equal(pthread_create(&newcomer, NULL, enter_and_leave, NULL), 0);
+    assert_int_equal(pthread_join(newcomer, NULL), 0); /* hangs if registration waited */
+    assert_int_equal(corral__reader_count(), registered);
+    assert_false(atomic_load(&sy.done));
+    pthread_barrier_wait(&st.out);
+    assert_int_equal(pthread_join(sync_thread, NULL), 0);
+    assert_int_equal(pthread_join(reader, NULL), 0);
+    pthread_barrier_destroy(&st.in);
+    pthread_barrier_destroy(&st.out);
 }
 
 static void test_reader_sync_without_sections_does_not_wait(void **state) {
@@ -143,6 +169,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_sync_waits_for_a_section_that_began_before_it),
         cmocka_unit_test(test_reader_sync_waits_when_readers_fence),
+        cmocka_unit_test(test_reader_new_threads_read_while_a_sync_waits),
         cmocka_unit_test(test_reader_sync_without_sections_does_not_wait),
         cmocka_unit_test(test_reader_threads_register_on_first_section_and_leave_at_exit),
     };
