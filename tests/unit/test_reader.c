@@ -60,7 +60,9 @@ static void *enter_and_leave(void *p) {
     return NULL;
 }
 
-static void check_sync_waits_for_a_section(void) {
+/* Stands a reader in a section, starts a grace period and sees it wait; runs `meanwhile` (when
+ * set) while it waits; then lets the reader leave and sees the grace period return. */
+static void sync_beside_a_section(void (*meanwhile)(void)) {
     standing st;
     assert_int_equal(pthread_barrier_init(&st.in, NULL, 2), 0);
     assert_int_equal(pthread_barrier_init(&st.out, NULL, 2), 0);
@@ -72,6 +74,8 @@ static void check_sync_waits_for_a_section(void) {
     assert_int_equal(pthread_create(&sync_thread, NULL, run_sync, &sy), 0);
     wait_for_a_waiting_sync(before, &sy);
     assert_false(atomic_load(&sy.done)); /* it found the section and waits */
+    if (meanwhile) meanwhile();
+    assert_false(atomic_load(&sy.done));
     pthread_barrier_wait(&st.out);
     assert_int_equal(pthread_join(sync_thread, NULL), 0);
     assert_true(atomic_load(&sy.done));
@@ -82,40 +86,30 @@ static void check_sync_waits_for_a_section(void) {
 
 static void test_reader_sync_waits_for_a_section_that_began_before_it(void **state) {
     (void)state;
-    check_sync_waits_for_a_section();
+    sync_beside_a_section(NULL);
 }
 
 static void test_reader_sync_waits_when_readers_fence(void **state) {
     (void)state;
     corral__reader_force_fences(true);
-    check_sync_waits_for_a_section();
+    sync_beside_a_section(NULL);
     corral__reader_force_fences(false);
+}
+
+/* A new thread registers, reads once and exits. */
+static void a_new_thread_reads(void) {
+    size_t registered = corral__reader_count();
+    pthread_t newcomer;
+    assert_int_equal(pthread_create(&newcomer, NULL, enter_and_leave, NULL), 0);
+    assert_int_equal(pthread_join(newcomer, NULL), 0); /* hangs if registration waited */
+    assert_int_equal(corral__reader_count(), registered);
 }
 
 /* A grace period waits for sections without the registry's mutex: a thread's first section
  * (its registration) goes ahead while a grace period waits for a section elsewhere. */
 static void test_reader_new_threads_read_while_a_sync_waits(void **state) {
     (void)state;
-    standing st;
-    assert_int_equal(pthread_barrier_init(&st.in, NULL, 2), 0);
-    assert_int_equal(pthread_barrier_init(&st.out, NULL, 2), 0);
-    pthread_t reader, sync_thread, newcomer;
-    assert_int_equal(pthread_create(&reader, NULL, stand_in_section, &st), 0);
-    pthread_barrier_wait(&st.in);
-    uint64_t before = corral__reader_waits();
-    syncer sy = { false };
-    assert_int_equal(pthread_create(&sync_thread, NULL, run_sync, &sy), 0);
-    wait_for_a_waiting_sync(before, &sy);
-    size_t registered = corral__reader_count();
-    assert_int_equal(pthread_create(&newcomer, NULL, enter_and_leave, NULL), 0);
-    assert_int_equal(pthread_join(newcomer, NULL), 0); /* hangs if registration waited */
-    assert_int_equal(corral__reader_count(), registered);
-    assert_false(atomic_load(&sy.done));
-    pthread_barrier_wait(&st.out);
-    assert_int_equal(pthread_join(sync_thread, NULL), 0);
-    assert_int_equal(pthread_join(reader, NULL), 0);
-    pthread_barrier_destroy(&st.in);
-    pthread_barrier_destroy(&st.out);
+    sync_beside_a_section(a_new_thread_reads);
 }
 
 static void test_reader_sync_without_sections_does_not_wait(void **state) {
