@@ -10,9 +10,10 @@
  * (docs/eviction.md, "What bounds a get"). liburcu-bp's inline read lock and unlock are 34
  * instructions of a 217-instruction get (callgrind): each of their reads of the thread's reader
  * goes through the GOT and a pointer, they keep a nesting count, and they test a global flag
- * twice. libck's epoch sections fence on every entry. A section here is a load and a store on
- * entry and a store on exit, with no fence: the same scheme as liburcu's membarrier flavours,
- * without what a general library must allow (nesting, an unregistered thread's pointer).
+ * twice. libck's epoch sections fence on every entry. A section here is a load, a compare and
+ * a store on entry and a load and a store on exit, with no fence: the same scheme as liburcu's
+ * membarrier flavours, without what a general library must allow (nesting, a pointer to an
+ * unregistered thread's record).
  *
  * The scheme:
  * - Each thread that reads has a record in static thread-local storage: `seq`, 0 until the
