@@ -70,11 +70,12 @@
  *   `next` is left as it was, so a reader standing on it still reaches the rest of the chain.
  * - The table holds one reference on each entry's value (refs = 1 at publication); each get
  *   adds one. Removing an entry unlinks it from its chain and its queue and queues
- *   mem_entry_free_rcu with call_rcu. That callback puts the entry in the store's limbo and,
- *   unless one is queued, queues a flush of the limbo (mem_limbo_flush_rcu, one more call_rcu).
- *   The flush takes the limbo, waits for a grace period of our read-side sections
- *   (corral__reader_sync), which begins after every entry it took was unlinked, and drops the
- *   table's reference on each: one grace period per batch. The last reference frees the block
+ *   mem_entry_free_rcu with call_rcu. When frees are sparse, that callback waits for a grace
+ *   period of our read-side sections (corral__reader_sync) and drops the table's reference.
+ *   Otherwise it puts the entry in the store's limbo and, unless one is queued, queues a flush
+ *   of the limbo (mem_limbo_flush_rcu, one more call_rcu), which takes the limbo, waits for a
+ *   grace period, which begins after every entry it took was unlinked, and drops the table's
+ *   reference on each: one grace period per batch. The last reference frees the block
  *   (mem_entry_release). call_rcu batches on its own: it enqueues without a lock, and liburcu's
  *   worker thread, once woken, sleeps 10 ms between batches, so a stream of sets wakes it once
  *   per batch rather than once per entry. The store counts the entries it has retired and not
@@ -114,6 +115,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define MEM_ENTRY_MAGIC 0x3e3e7a7eu
 
@@ -121,16 +123,19 @@
 #define MEM_MAX_SHARDS      1024u
 #define MEM_AUTO_SHARDS     16u
 #define MEM_MIN_SHARD_BYTES ((size_t)1 << 20) /* automatic sharding keeps shards at least this */
-#define MEM_SHARD_VALUES    4u   /* ... and able to hold this many of the largest values */
-#define MEM_WRITE_SCAN      4u   /* entries of each queue a write examines for expiry */
-#define MEM_RECLAIM_FACTOR  8u   /* corral__mem_reclaim examines at most budget x this */
-#define MEM_LOCK_BATCH      64u  /* entries examined or removed per mutex hold (reclaim, clear) */
-#define MEM_SMALL_PERCENT   10u  /* S3-FIFO: the small queue's share of a shard's budget */
-#define MEM_S3_FREQ_MAX     3u   /* S3-FIFO: frequencies saturate here (2 bits) */
-#define MEM_S3_PROMOTE      1u   /* S3-FIFO: hits in the small queue that earn the main queue */
-#define MEM_GHOST_BYTES     512u /* S3-FIFO: one ghost slot per this many budget bytes */
-#define MEM_GHOST_MIN       64u
-#define MEM_GHOST_MAX       ((size_t)1 << 20)
+#define MEM_SHARD_VALUES    4u  /* ... and able to hold this many of the largest values */
+#define MEM_WRITE_SCAN      4u  /* entries of each queue a write examines for expiry */
+#define MEM_RECLAIM_FACTOR  8u  /* corral__mem_reclaim examines at most budget x this */
+#define MEM_LOCK_BATCH      64u /* entries examined or removed per mutex hold (reclaim, clear) */
+/* A free waits for a grace period of its own when the last began this long ago (by default;
+ * corral__mem_config.gp_spacing_ns); closer together, frees wait in limbo for one a batch. */
+#define MEM_GP_SPACING_NS 1000000u
+#define MEM_SMALL_PERCENT 10u  /* S3-FIFO: the small queue's share of a shard's budget */
+#define MEM_S3_FREQ_MAX   3u   /* S3-FIFO: frequencies saturate here (2 bits) */
+#define MEM_S3_PROMOTE    1u   /* S3-FIFO: hits in the small queue that earn the main queue */
+#define MEM_GHOST_BYTES   512u /* S3-FIFO: one ghost slot per this many budget bytes */
+#define MEM_GHOST_MIN     64u
+#define MEM_GHOST_MAX     ((size_t)1 << 20)
 /* The bucket array: 2^n heads with 2^n >= max_bytes / MEM_BUCKET_BYTES, so one bucket per 128
  * to 256 bytes of the bound. The smallest entry is about 120 bytes, so chains average at most
  * ~2 entries, and under 1 for entries of 256 bytes and more. The floor gives every one of up
@@ -234,6 +239,13 @@ static void mem_entry_release(corral_value *v) {
     corral__free(a, e, bytes);
 }
 
+/* The time that spaces grace periods for frees (not the store's clock: no cache time). */
+static uint64_t monotonic_ns(void) {
+    struct timespec ts;
+    CORRAL_MUST(clock_gettime(CLOCK_MONOTONIC, &ts) == 0);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Counts `n` of the store's pending frees done (rcu_pending). A count that stays above zero
  * wakes nobody and needs no lock. The last one is taken under the lock, so a waiter that sees
  * zero cannot free the store before we let go. */
@@ -258,6 +270,7 @@ static void mem_limbo_flush_rcu(struct rcu_head *head) {
     mem_entry *e = s->limbo;
     s->limbo = NULL;
     s->flush_queued = false;
+    s->last_gp_ns = monotonic_ns();
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
     corral__reader_sync();
     size_t n = 1; /* this callback */
@@ -272,23 +285,41 @@ static void mem_limbo_flush_rcu(struct rcu_head *head) {
 }
 
 /* Runs on liburcu's call_rcu thread after one of its grace periods, which the store's readers
- * do not take part in: puts the entry in the store's limbo, and queues a flush of the limbo
- * (another call_rcu) when none is queued. The flush waits for our readers. */
+ * do not take part in. When frees are sparse (no grace period of ours for gp_spacing_ns,
+ * nothing in limbo), waits for one of ours and drops the table's reference now: a delete then
+ * close costs one call_rcu round, not two. Otherwise puts the entry in the store's limbo, and
+ * queues a flush of the limbo (another call_rcu) when none is queued: under a stream of
+ * removals, one grace period frees a batch. */
 static void mem_entry_free_rcu(struct rcu_head *head) {
     mem_entry *e = CORRAL_CONTAINER_OF(head, mem_entry, u.rcu);
     MEM_TSAN_ACQUIRE(e); /* call_rcu happened before: see entry_retire */
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     mem_store *s = e->store;
+    uint64_t now = monotonic_ns();
     pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    e->u.q.older = s->limbo; /* the rcu_head is spent: the union's links are free */
-    s->limbo = e;
-    bool queue = !s->flush_queued;
-    if (queue) {
-        s->flush_queued = true;
-        atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
+    bool now_alone = !s->flush_queued && !s->limbo && now - s->last_gp_ns >= s->gp_spacing_ns &&
+                     s->gp_spacing_ns != UINT64_MAX;
+    bool queue = false;
+    if (now_alone) {
+        s->last_gp_ns = now;
+    } else {
+        e->u.q.older = s->limbo; /* the rcu_head is spent: the union's links are free */
+        s->limbo = e;
+        queue = !s->flush_queued;
+        if (queue) {
+            s->flush_queued = true;
+            atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
+        }
     }
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
-    if (queue) call_rcu(&s->flush_head, mem_limbo_flush_rcu);
+    if (now_alone) {
+        corral__reader_sync();
+        MEM_TSAN_ACQUIRE(&s->tsan_gp); /* every read-side section that saw e has ended */
+        corral_value_unref(&e->val);   /* may free `e` */
+        pending_done(s, 1);
+    } else if (queue) {
+        call_rcu(&s->flush_head, mem_limbo_flush_rcu);
+    }
 }
 
 /* Waits until every callback this store queued has run. Not inside a read-side section. */
@@ -1118,6 +1149,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->hit_max = hit_max_of(policy);
     s->max_bytes = cfg->max_bytes;
     s->max_value_bytes = cfg->max_value_bytes;
+    s->gp_spacing_ns = cfg->gp_spacing_ns ? cfg->gp_spacing_ns : MEM_GP_SPACING_NS;
     s->nshards = nshards;
     s->bucket_bits = choose_bucket_bits(cfg->max_bytes);
     s->bucket_mask = ((uint64_t)1 << s->bucket_bits) - 1;

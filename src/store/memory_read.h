@@ -138,7 +138,9 @@ struct mem_store {
     mem_entry *limbo;
     bool flush_queued;
     struct rcu_head flush_head;
-    char tsan_gp; /* TSan only: the sync object that models grace periods */
+    uint64_t last_gp_ns;    /* CLOCK_MONOTONIC when the last grace period for frees began */
+    uint64_t gp_spacing_ns; /* corral__mem_config's, 0 replaced by MEM_GP_SPACING_NS */
+    char tsan_gp;           /* TSan only: the sync object that models grace periods */
 };
 
 /* ---- The read side ---- */
