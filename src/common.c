@@ -160,6 +160,12 @@ uint64_t corral__realtime_ns(void *ctx) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t corral__monotonic_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- Errors ---- */
 
 int corral__seterr(corral_error *err, int code, const char *fmt, ...) {

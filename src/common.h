@@ -96,6 +96,10 @@ void corral__user_free(const corral__allocator *a, void *p);
 /* The default clock: CLOCK_REALTIME in ns. */
 uint64_t corral__realtime_ns(void *ctx);
 
+/* CLOCK_MONOTONIC in ns (0 if it fails): for deadlines, backoff and spacing that measure real
+ * time passing, never the handle's clock hook. */
+uint64_t corral__monotonic_ns(void);
+
 /* Sets a corral_error when `err` is not NULL; returns `code`. printf-style. */
 int corral__seterr(corral_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -115,7 +115,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define MEM_ENTRY_MAGIC 0x3e3e7a7eu
 
@@ -239,13 +238,6 @@ static void mem_entry_release(corral_value *v) {
     corral__free(a, e, bytes);
 }
 
-/* The time that spaces grace periods for frees (not the store's clock: no cache time). */
-static uint64_t monotonic_ns(void) {
-    struct timespec ts;
-    CORRAL_MUST(clock_gettime(CLOCK_MONOTONIC, &ts) == 0);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Counts `n` of the store's pending frees done (rcu_pending). A count that stays above zero
  * wakes nobody and needs no lock. The last one is taken under the lock, so a waiter that sees
  * zero cannot free the store before we let go. */
@@ -270,7 +262,7 @@ static void mem_limbo_flush_rcu(struct rcu_head *head) {
     mem_entry *e = s->limbo;
     s->limbo = NULL;
     s->flush_queued = false;
-    s->last_gp_ns = monotonic_ns();
+    s->last_gp_ns = corral__monotonic_ns();
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
     corral__reader_sync();
     size_t n = 1; /* this callback */
@@ -295,7 +287,7 @@ static void mem_entry_free_rcu(struct rcu_head *head) {
     MEM_TSAN_ACQUIRE(e); /* call_rcu happened before: see entry_retire */
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     mem_store *s = e->store;
-    uint64_t now = monotonic_ns();
+    uint64_t now = corral__monotonic_ns();
     pthread_ok(pthread_mutex_lock(&s->rcu_lock));
     bool now_alone = !s->flush_queued && !s->limbo && now - s->last_gp_ns >= s->gp_spacing_ns &&
                      s->gp_spacing_ns != UINT64_MAX;

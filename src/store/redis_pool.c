@@ -90,12 +90,6 @@ struct corral__redis_pool {
 
 /* ---- Small helpers ---- */
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
 static struct timespec ns_to_ts(uint64_t ns) {
     struct timespec ts = { .tv_sec = (time_t)(ns / NS_PER_S), .tv_nsec = (long)(ns % NS_PER_S) };
     return ts;
@@ -305,7 +299,7 @@ int corral__redis_pool_new(corral__redis_pool **out, const corral__redis_pool_co
         p->password = corral__strndup(a, cfg->password, p->password_len);
         if (!p->password) goto nomem;
     }
-    uint64_t seed = mono_ns() ^ (uint64_t)(uintptr_t)p;
+    uint64_t seed = corral__monotonic_ns() ^ (uint64_t)(uintptr_t)p;
     for (size_t i = 0; i < p->n_hosts; i++) {
         const char *name = cfg->unix_path ? cfg->unix_path : cfg->addrs[i].name;
         int port = cfg->unix_path ? 0 : cfg->addrs[i].port;
@@ -328,7 +322,7 @@ corral__redis_counters *corral__redis_pool_counters(corral__redis_pool *p) {
 /* Records a failure seen on a connection (or connection attempt) of `epoch`: only the first
  * failure of an epoch counts towards the backoff. */
 static void record_failure(corral__redis_host *h, uint64_t epoch) {
-    uint64_t now = mono_ns();
+    uint64_t now = corral__monotonic_ns();
     corral__mutex_lock(&h->lock);
     if (epoch == h->epoch) {
         h->epoch++;
@@ -494,7 +488,7 @@ static corral__redis_host *pick_host(corral__redis_pool *p, corral__redis_role r
     uint64_t i = atomic_fetch_add_explicit(&p->next_read, 1, memory_order_relaxed);
     corral__redis_host *h = &p->hosts[1 + i % (p->n_hosts - 1)];
     /* A replica that is backing off would only fail fast: read from the primary instead. */
-    return backing_off(h, mono_ns()) ? &p->hosts[0] : h;
+    return backing_off(h, corral__monotonic_ns()) ? &p->hosts[0] : h;
 }
 
 /* Ends a call that failed before it had a usable connection; returns its code. */
@@ -539,7 +533,7 @@ int corral__redis_begin(corral__redis_pool *p, corral__redis_role role, corral__
     sigpipe_block(c);
     corral__redis_host *h = pick_host(p, role);
     c->host = h;
-    struct timespec deadline = ns_to_ts(mono_ns() + p->command_timeout_ns);
+    struct timespec deadline = ns_to_ts(corral__monotonic_ns() + p->command_timeout_ns);
     corral__mutex_lock(&h->lock);
     while (h->n_idle == 0) {
         int w = wait_idle_locked(h, &deadline);
@@ -553,7 +547,7 @@ int corral__redis_begin(corral__redis_pool *p, corral__redis_role role, corral__
     corral__redis_conn *conn = &h->conns[h->idle[--h->n_idle]];
     uint64_t epoch = h->epoch;
     bool stale = conn->ctx && conn->epoch != epoch;
-    bool in_backoff = mono_ns() < h->retry_at_ns;
+    bool in_backoff = corral__monotonic_ns() < h->retry_at_ns;
     corral__mutex_unlock(&h->lock);
     c->conn = conn;
     if (stale) close_conn(p, conn);

@@ -138,13 +138,6 @@ static void count(_Atomic uint64_t *c) {
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* The tracker's deadlines measure a real socket: CLOCK_MONOTONIC, not the handle's clock hook. */
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static _Atomic uint64_t *slot_of(tiered_store *t, uint64_t hash) {
     return &t->gen[hash & (GEN_SLOTS - 1)];
 }
@@ -541,8 +534,9 @@ static int send_ping(redisContext *ctx) {
 /* Applies messages until the connection fails, goes silent past a PING's deadline, or close wakes
  * the thread. */
 static void listen_invalidations(tiered_store *t, redisContext *ctx) {
-    uint64_t heard_ns = mono_ns(); /* when bytes last arrived (or the subscription began) */
-    uint64_t ping_ns = 0;          /* when the PING now unanswered went out; 0: none */
+    uint64_t heard_ns =
+        corral__monotonic_ns(); /* when bytes last arrived (or the subscription began) */
+    uint64_t ping_ns = 0;       /* when the PING now unanswered went out; 0: none */
     for (;;) {
         void *reply = NULL;
         while (redisGetReplyFromReader(ctx, &reply) == REDIS_OK && reply) {
@@ -551,7 +545,7 @@ static void listen_invalidations(tiered_store *t, redisContext *ctx) {
             reply = NULL;
         }
         if (ctx->err) return;
-        uint64_t now = mono_ns(), due;
+        uint64_t now = corral__monotonic_ns(), due;
         if (ping_ns) {
             due = ping_ns + t->ping_timeout_ns;
             if (now >= due) {
@@ -576,7 +570,7 @@ static void listen_invalidations(tiered_store *t, redisContext *ctx) {
         if (pf[0].revents) {
             if (redisBufferRead(ctx) != REDIS_OK) return; /* EOF, reset */
             /* The connection carries bytes: it is alive. */
-            heard_ns = mono_ns();
+            heard_ns = corral__monotonic_ns();
             ping_ns = 0;
         }
     }
