@@ -122,19 +122,19 @@
 #define MEM_MAX_SHARDS      1024u
 #define MEM_AUTO_SHARDS     16u
 #define MEM_MIN_SHARD_BYTES ((size_t)1 << 20) /* automatic sharding keeps shards at least this */
-#define MEM_SHARD_VALUES    4u  /* ... and able to hold this many of the largest values */
-#define MEM_WRITE_SCAN      4u  /* entries of each queue a write examines for expiry */
-#define MEM_RECLAIM_FACTOR  8u  /* corral__mem_reclaim examines at most budget x this */
-#define MEM_LOCK_BATCH      64u /* entries examined or removed per mutex hold (reclaim, clear) */
+#define MEM_SHARD_VALUES    4u   /* ... and able to hold this many of the largest values */
+#define MEM_WRITE_SCAN      4u   /* entries of each queue a write examines for expiry */
+#define MEM_RECLAIM_FACTOR  8u   /* corral__mem_reclaim examines at most budget x this */
+#define MEM_LOCK_BATCH      64u  /* entries examined or removed per mutex hold (reclaim, clear) */
+#define MEM_SMALL_PERCENT   10u  /* S3-FIFO: the small queue's share of a shard's budget */
+#define MEM_S3_FREQ_MAX     3u   /* S3-FIFO: frequencies saturate here (2 bits) */
+#define MEM_S3_PROMOTE      1u   /* S3-FIFO: hits in the small queue that earn the main queue */
+#define MEM_GHOST_BYTES     512u /* S3-FIFO: one ghost slot per this many budget bytes */
+#define MEM_GHOST_MIN       64u
+#define MEM_GHOST_MAX       ((size_t)1 << 20)
 /* A free waits for a grace period of its own when the last began this long ago (by default;
  * corral__mem_config.gp_spacing_ns); closer together, frees wait in limbo for one a batch. */
 #define MEM_GP_SPACING_NS 1000000u
-#define MEM_SMALL_PERCENT 10u  /* S3-FIFO: the small queue's share of a shard's budget */
-#define MEM_S3_FREQ_MAX   3u   /* S3-FIFO: frequencies saturate here (2 bits) */
-#define MEM_S3_PROMOTE    1u   /* S3-FIFO: hits in the small queue that earn the main queue */
-#define MEM_GHOST_BYTES   512u /* S3-FIFO: one ghost slot per this many budget bytes */
-#define MEM_GHOST_MIN     64u
-#define MEM_GHOST_MAX     ((size_t)1 << 20)
 /* The bucket array: 2^n heads with 2^n >= max_bytes / MEM_BUCKET_BYTES, so one bucket per 128
  * to 256 bytes of the bound. The smallest entry is about 120 bytes, so chains average at most
  * ~2 entries, and under 1 for entries of 256 bytes and more. The floor gives every one of up
@@ -253,6 +253,22 @@ static void pending_done(mem_store *s, size_t n) {
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
 }
 
+/* Waits for a grace period of our read-side sections (reader.h), which begins after every
+ * entry of `list` (linked through u.q.older) was unlinked, drops the table's reference on each,
+ * and counts them, and `also` more, among the store's pending frees done. */
+static void release_after_grace(mem_store *s, mem_entry *list, size_t also) {
+    corral__reader_sync();
+    size_t n = also;
+    while (list) {
+        mem_entry *next = list->u.q.older;
+        MEM_TSAN_ACQUIRE(&s->tsan_gp);  /* every read-side section that saw it has ended */
+        corral_value_unref(&list->val); /* may free it */
+        list = next;
+        n++;
+    }
+    pending_done(s, n);
+}
+
 /* Runs on liburcu's call_rcu thread: takes the entries in limbo, waits for a grace period of
  * our read-side sections (reader.h), which began after every one of them was unlinked, and
  * drops the table's reference on each. One grace period frees a batch. */
@@ -264,16 +280,7 @@ static void mem_limbo_flush_rcu(struct rcu_head *head) {
     s->flush_queued = false;
     s->last_gp_ns = corral__monotonic_ns();
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
-    corral__reader_sync();
-    size_t n = 1; /* this callback */
-    while (e) {
-        mem_entry *next = e->u.q.older;
-        MEM_TSAN_ACQUIRE(&s->tsan_gp); /* every read-side section that saw e has ended */
-        corral_value_unref(&e->val);   /* may free `e` */
-        e = next;
-        n++;
-    }
-    pending_done(s, n);
+    release_after_grace(s, e, 1); /* and this callback */
 }
 
 /* Runs on liburcu's call_rcu thread after one of its grace periods, which the store's readers
@@ -289,13 +296,13 @@ static void mem_entry_free_rcu(struct rcu_head *head) {
     mem_store *s = e->store;
     uint64_t now = corral__monotonic_ns();
     pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    bool now_alone = !s->flush_queued && !s->limbo && now - s->last_gp_ns >= s->gp_spacing_ns &&
-                     s->gp_spacing_ns != UINT64_MAX;
+    bool now_alone = !s->flush_queued && !s->limbo && now - s->last_gp_ns >= s->gp_spacing_ns;
     bool queue = false;
+    e->u.q.older = NULL; /* the rcu_head is spent: the union's links are free */
     if (now_alone) {
         s->last_gp_ns = now;
     } else {
-        e->u.q.older = s->limbo; /* the rcu_head is spent: the union's links are free */
+        e->u.q.older = s->limbo;
         s->limbo = e;
         queue = !s->flush_queued;
         if (queue) {
@@ -304,14 +311,10 @@ static void mem_entry_free_rcu(struct rcu_head *head) {
         }
     }
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
-    if (now_alone) {
-        corral__reader_sync();
-        MEM_TSAN_ACQUIRE(&s->tsan_gp); /* every read-side section that saw e has ended */
-        corral_value_unref(&e->val);   /* may free `e` */
-        pending_done(s, 1);
-    } else if (queue) {
+    if (now_alone)
+        release_after_grace(s, e, 0);
+    else if (queue)
         call_rcu(&s->flush_head, mem_limbo_flush_rcu);
-    }
 }
 
 /* Waits until every callback this store queued has run. Not inside a read-side section. */
