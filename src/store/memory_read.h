@@ -126,12 +126,12 @@ struct mem_store {
     unsigned nshards;
     mem_shard *shards;
     _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
-    /* Entries retired and not yet released by a flush, plus the flush while it is queued.
-     * Raised under a shard mutex (or `rcu_lock`, for the flush), lowered by the flush on the
-     * call_rcu thread: without a lock while it stays above zero, under `rcu_lock` to zero,
-     * which broadcasts `rcu_idle`. */
+    /* Entries retired and not yet released, plus the flush while it is queued.
+     * Raised under a shard mutex (or `rcu_lock`, for the flush), lowered on the call_rcu thread
+     * once they are released (memory.c, release_after_grace): without a lock while it stays
+     * above zero, under `rcu_lock` to zero, which broadcasts `rcu_idle`. */
     _Atomic size_t rcu_pending;
-    pthread_mutex_t rcu_lock; /* also guards limbo and flush_queued */
+    pthread_mutex_t rcu_lock; /* also guards limbo, flush_queued and last_gp_ns */
     pthread_cond_t rcu_idle;
     /* Entries past liburcu's grace period, waiting for ours (memory.c, mem_entry_free_rcu),
      * linked through u.q.older; and the call_rcu head of their flush, queued when set. */
