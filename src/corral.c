@@ -346,12 +346,9 @@ int corral__get_checked(corral *c, const corral__skey *sk, corral_value **out) {
     return CORRAL_OK;
 }
 
-/* The store's set, or set_flags when there are flags and the store takes them. */
 static int store_set(corral *c, const corral__skey *sk, const void *val, size_t len,
                      int64_t store_ttl, corral__set_mode mode, unsigned flags) {
-    if (flags && c->store->ops->set_flags)
-        return c->store->ops->set_flags(c->store, sk, val, len, store_ttl, mode, flags);
-    return c->store->ops->set(c->store, sk, val, len, store_ttl, mode);
+    return c->store->ops->set(c->store, sk, val, len, store_ttl, mode, flags);
 }
 
 int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *env,
@@ -796,10 +793,8 @@ int corral_set_many(corral *c, const corral_buf *keys, const corral_buf *vals, s
         bool plain = rc == CORRAL_OK && env.flags == 0;
         for (size_t i = 0; plain && !bare && i < n; i++)
             plain = !corral__env_needed_for_raw(vals[i].data, vals[i].len);
-        if (plain && flags && c->store->ops->set_many_flags) {
-            rc = c->store->ops->set_many_flags(c->store, b.keys, vals, n, store_ttl, flags);
-        } else if (plain) {
-            rc = c->store->ops->set_many(c->store, b.keys, vals, n, store_ttl);
+        if (plain) {
+            rc = c->store->ops->set_many(c->store, b.keys, vals, n, store_ttl, flags);
         } else {
             /* Values with an envelope go one by one (the batch form takes raw bytes). */
             for (size_t i = 0; rc == CORRAL_OK && i < n; i++)

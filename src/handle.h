@@ -107,9 +107,9 @@ int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *
                           const void *val, size_t len, int64_t store_ttl, corral__set_mode mode);
 
 /* corral__store_set_env with write flags (CORRAL__SETF_*, from corral__write_flags), passed to
- * the store's set_flags when it has them. On a store with CORRAL__STORE_NO_ENVELOPE the value is
- * written bare: `env`'s times are dropped, and an `env` with tags is CORRAL_ENOTSUP (nothing
- * written). */
+ * the store's set (which ignores a flag it has no use for). On a store with
+ * CORRAL__STORE_NO_ENVELOPE the value is written bare: `env`'s times are dropped, and an `env` with
+ * tags is CORRAL_ENOTSUP (nothing written). */
 int corral__store_set_env_flags(corral *c, const corral__skey *sk, const corral__env *env,
                                 const void *val, size_t len, int64_t store_ttl,
                                 corral__set_mode mode, unsigned flags);

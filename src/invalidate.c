@@ -189,7 +189,7 @@ static int current_version(corral *c, int kind, const char *name, size_t name_le
         size_t len = new_version(c, out);
         /* Foreign bytes are overwritten: a version nobody could have carried. */
         rc = c->store->ops->set(c->store, &sk, out, len, CORRAL__NO_EXPIRY,
-                                foreign ? CORRAL__SET_ALWAYS : CORRAL__SET_NX);
+                                foreign ? CORRAL__SET_ALWAYS : CORRAL__SET_NX, 0);
         if (rc == CORRAL_OK) {
             *out_len = len;
             return CORRAL_OK;
@@ -209,7 +209,7 @@ static int bump(corral *c, int kind, const char *name, size_t len) {
     if (rc != CORRAL_OK) return rc;
     char v[VERSION_MAX];
     size_t vlen = new_version(c, v);
-    rc = c->store->ops->set(c->store, &sk, v, vlen, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS);
+    rc = c->store->ops->set(c->store, &sk, v, vlen, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0);
     if (rc == CORRAL_OK) return CORRAL_OK;
     int del_rc = c->store->ops->del(c->store, &sk);
     return del_rc >= 0 ? CORRAL_OK : rc;

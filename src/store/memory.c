@@ -873,8 +873,10 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
     return rc;
 }
 
+/* No write flag means anything to the memory store: `flags` is ignored (store.h). */
 static int mem_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
-                   int64_t ttl_ms, corral__set_mode mode) {
+                   int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
+    (void)flags;
     mem_store *s = store_of(base);
     if (ttl_ms <= 0) return CORRAL_EINVAL; /* the layer above turns TTL 0 into a delete */
     return write_entry(s, k, MEM_VALUE, val, len, ttl_ms, mode, NULL, NULL);

@@ -503,8 +503,8 @@ static int wire_bytes(redis_store *s, const void *val, size_t len, unsigned flag
     return CORRAL_OK;
 }
 
-static int r_set_flags(corral__store *base, const corral__skey *k, const void *val, size_t len,
-                       int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
+static int r_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                 int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
     redis_store *s = store_of(base);
     if (len > s->max_value_bytes) return CORRAL_ETOOBIG;
     if (ttl_ms <= 0) return CORRAL_EINVAL; /* store.h: the layer above turns 0 into a delete */
@@ -547,11 +547,6 @@ static int r_set_flags(corral__store *base, const corral__skey *k, const void *v
     corral__redis_end(&c);
     corral__free(s->alloc, owned, owned_len);
     return rc;
-}
-
-static int r_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
-                 int64_t ttl_ms, corral__set_mode mode) {
-    return r_set_flags(base, k, val, len, ttl_ms, mode, 0);
 }
 
 static int r_del(corral__store *base, const corral__skey *k) {
@@ -860,8 +855,8 @@ static int r_get_many(corral__store *base, const corral__skey *ks, size_t n, cor
     return get_many_role(store_of(base), CORRAL__REDIS_READ, ks, n, out, NULL);
 }
 
-static int r_set_many_flags(corral__store *base, const corral__skey *ks, const corral_buf *vals,
-                            size_t n, int64_t ttl_ms, unsigned flags) {
+static int r_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
+                      int64_t ttl_ms, unsigned flags) {
     redis_store *s = store_of(base);
     bool as_bytes = flags & CORRAL__SETF_BINARY;
     if (ttl_ms <= 0) return CORRAL_EINVAL;
@@ -929,11 +924,6 @@ static int r_set_many_flags(corral__store *base, const corral__skey *ks, const c
     }
     corral__redis_end(&c);
     return rc;
-}
-
-static int r_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
-                      int64_t ttl_ms) {
-    return r_set_many_flags(base, ks, vals, n, ttl_ms, 0);
 }
 
 static int r_del_many(corral__store *base, const corral__skey *ks, size_t n, size_t *deleted) {
@@ -1135,8 +1125,6 @@ static const corral__store_ops redis_ops = {
     .get_into = r_get_into,
     .get_checked = r_get_checked,
     .set = r_set,
-    .set_flags = r_set_flags,
-    .set_many_flags = r_set_many_flags,
     .del = r_del,
     .touch = r_touch,
     .incr = r_incr,

@@ -18,9 +18,10 @@ int corral__store_get_many(corral__store *s, const corral__skey *ks, size_t n, c
 }
 
 int corral__store_set_many(corral__store *s, const corral__skey *ks, const corral_buf *vals,
-                           size_t n, int64_t ttl_ms) {
+                           size_t n, int64_t ttl_ms, unsigned flags) {
     for (size_t i = 0; i < n; i++) {
-        int rc = s->ops->set(s, &ks[i], vals[i].data, vals[i].len, ttl_ms, CORRAL__SET_ALWAYS);
+        int rc =
+            s->ops->set(s, &ks[i], vals[i].data, vals[i].len, ttl_ms, CORRAL__SET_ALWAYS, flags);
         if (rc < 0) return rc;
     }
     return CORRAL_OK;

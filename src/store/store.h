@@ -5,7 +5,8 @@
  * is written once in src/ and works on every store. A store only keeps bytes under physical
  * keys, with an optional expiry. Stores: memory.c (embedded, the default), redis.c (shared by
  * every process that opens the same Redis), tiered.c (a memory store in front of redis.c, kept
- * coherent by Redis client-side caching).
+ * coherent by Redis client-side caching). The vtable below is the way into a store; the few
+ * other ways in are listed at the end of this file, so that this header names them all.
  *
  * Contracts common to every operation:
  * - Keys arrive already built and validated (corral__skey: physical key, its 64-bit hash, and
@@ -66,7 +67,7 @@ typedef struct corral__store_events {
     void (*changed)(void *ctx, uint16_t cls, corral__change why, size_t bytes);
 } corral__store_events;
 
-/* Write flags of set_flags and set_many_flags. */
+/* Write flags of set and set_many. */
 /* serializer=django (redis): write the value as pickled bytes even when it is valid UTF-8 or a
  * decimal integer, so Django reads bytes (corral_call.is_binary). */
 #define CORRAL__SETF_BINARY 0x01u
@@ -104,17 +105,11 @@ typedef struct corral__store_ops {
      * (corral__tags_valid). redis has it; memory and tiered (whose near cache keeps the tag
      * versions too, so the generic path reads them from memory) do not. */
     int (*get_checked)(corral__store *s, const corral__skey *k, corral_value **out);
-    /* Stores a copy of the value. CORRAL_OK, CORRAL_EXISTS (NX), CORRAL_MISS (XX),
-     * CORRAL_ETOOBIG, CORRAL_ENOMEM. */
+    /* Stores a copy of the value. `flags` are write flags (CORRAL__SETF_*); a store with no use
+     * for a flag ignores it (only redis with serializer=django honours one). CORRAL_OK,
+     * CORRAL_EXISTS (NX), CORRAL_MISS (XX), CORRAL_ETOOBIG, CORRAL_ENOMEM. */
     int (*set)(corral__store *s, const corral__skey *k, const void *val, size_t len, int64_t ttl_ms,
-               corral__set_mode mode);
-    /* Optional: set and set_many with write flags (CORRAL__SETF_*), for a store with a flag to
-     * honour. The handle calls them when a call has a flag and the store has them; otherwise set
-     * and set_many, since a store without them has no use for any flag. Same returns. */
-    int (*set_flags)(corral__store *s, const corral__skey *k, const void *val, size_t len,
-                     int64_t ttl_ms, corral__set_mode mode, unsigned flags);
-    int (*set_many_flags)(corral__store *s, const corral__skey *ks, const corral_buf *vals,
-                          size_t n, int64_t ttl_ms, unsigned flags);
+               corral__set_mode mode, unsigned flags);
     /* CORRAL_OK when a live entry was removed, CORRAL_MISS otherwise. */
     int (*del)(corral__store *s, const corral__skey *k);
     /* Sets a new expiry (CORRAL__NO_EXPIRY to persist). CORRAL_OK or CORRAL_MISS. */
@@ -133,7 +128,7 @@ typedef struct corral__store_ops {
     /* Many-ops. A store without them gets the loop over the single ops (store.c). */
     int (*get_many)(corral__store *s, const corral__skey *ks, size_t n, corral_value **out);
     int (*set_many)(corral__store *s, const corral__skey *ks, const corral_buf *vals, size_t n,
-                    int64_t ttl_ms);
+                    int64_t ttl_ms, unsigned flags);
     int (*del_many)(corral__store *s, const corral__skey *ks, size_t n, size_t *deleted);
 
     /* The lease primitive for single flight across processes: take the lease on `k` with the
@@ -184,10 +179,34 @@ typedef struct corral__store_env {
     size_t key_prefix_len;
 } corral__store_env;
 
+/* ---- Other ways into a store ----
+ *
+ * Besides the vtable, a store is entered these ways and only these; each store's struct is
+ * private to its own files.
+ * - Open: corral__mem_open (memory.h), corral__redis_open (redis.h) and
+ *   corral__tiered_open_take (tiered.h), called by corral_open (corral.c); the tiered store
+ *   opens its memory store itself and takes the Redis store it is given.
+ * - The memory store's inline read path: corral__mem_get_hot and corral__mem_get_into_hot
+ *   (memory_read.h), compiled into corral_get and corral_get_into (corral.c) for a call with no
+ *   corral_call, on a handle whose store is memory and whose key scheme is hot (handle.h,
+ *   `hot_reads`). They answer as get and get_into do for a raw, unexpired value of a SIEVE or
+ *   S3-FIFO store, and return CORRAL__MEM_HOT_SLOW for anything else (an envelope, an expired
+ *   entry, LRU), which the caller then reads through the vtable. Why inline: memory_read.h and
+ *   docs/eviction.md ("What bounds a get").
+ * - The tiered store's private calls into the two stores it is made of (tiered.c):
+ *     corral__mem_set_guarded (memory.h): a set that stores only while a guard holds, checked
+ *       under the key's shard mutex: the near cache's fill, which must not keep a value an
+ *       invalidation has overtaken;
+ *     corral__redis_get_ttl and corral__redis_get_many_ttl (redis.h): reads from the primary
+ *       that also return the remaining TTL, which the near cache keeps;
+ *     corral__redis_connect_primary (redis.h): a connection outside the pool, the tracker's.
+ * - Maintenance and tests: corral__mem_reclaim and corral__mem_quiesce (memory.h).
+ */
+
 /* Generic many-ops over the single ops, for stores that have no batch form. */
 int corral__store_get_many(corral__store *s, const corral__skey *ks, size_t n, corral_value **out);
 int corral__store_set_many(corral__store *s, const corral__skey *ks, const corral_buf *vals,
-                           size_t n, int64_t ttl_ms);
+                           size_t n, int64_t ttl_ms, unsigned flags);
 int corral__store_del_many(corral__store *s, const corral__skey *ks, size_t n, size_t *deleted);
 
 #endif /* CORRAL_STORE_H */

@@ -13,7 +13,7 @@
  *   hits like any other once warm: a tagged near hit costs no round trip at all, which beats the
  *   Redis store's one-round-trip script. A bust writes the version in Redis, whose invalidation
  *   drops it here.
- * - Writes with flags (set_flags, set_many_flags: Django's "force bytes") go to Redis as the
+ * - Writes with flags (CORRAL__SETF_BINARY: Django's "force bytes") go to Redis as the
  *   plain writes do. The store has the Redis store's capabilities (caps). Without envelopes
  *   (Django's format), a value that begins like one is not kept near: L1 would split it.
  * - Writes (set, add, delete, touch, incr, the many-ops, clear) go to Redis, then drop the key
@@ -319,18 +319,10 @@ done:
 /* ---- Writes: Redis first, then forget the key here ---- */
 
 static int t_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
-                 int64_t ttl_ms, corral__set_mode mode) {
+                 int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
     tiered_store *t = store_of(base);
-    int rc = t->redis->ops->set(t->redis, k, val, len, ttl_ms, mode);
+    int rc = t->redis->ops->set(t->redis, k, val, len, ttl_ms, mode, flags);
     forget(t, k); /* even on error: a write whose reply was lost may have been applied */
-    return rc;
-}
-
-static int t_set_flags(corral__store *base, const corral__skey *k, const void *val, size_t len,
-                       int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
-    tiered_store *t = store_of(base);
-    int rc = t->redis->ops->set_flags(t->redis, k, val, len, ttl_ms, mode, flags);
-    forget(t, k);
     return rc;
 }
 
@@ -356,18 +348,9 @@ static int t_incr(corral__store *base, const corral__skey *k, int64_t delta, int
 }
 
 static int t_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
-                      int64_t ttl_ms) {
+                      int64_t ttl_ms, unsigned flags) {
     tiered_store *t = store_of(base);
-    int rc = t->redis->ops->set_many(t->redis, ks, vals, n, ttl_ms);
-    for (size_t i = 0; i < n; i++)
-        forget(t, &ks[i]);
-    return rc;
-}
-
-static int t_set_many_flags(corral__store *base, const corral__skey *ks, const corral_buf *vals,
-                            size_t n, int64_t ttl_ms, unsigned flags) {
-    tiered_store *t = store_of(base);
-    int rc = t->redis->ops->set_many_flags(t->redis, ks, vals, n, ttl_ms, flags);
+    int rc = t->redis->ops->set_many(t->redis, ks, vals, n, ttl_ms, flags);
     for (size_t i = 0; i < n; i++)
         forget(t, &ks[i]);
     return rc;
@@ -643,8 +626,6 @@ static const corral__store_ops tiered_ops = {
     .get = t_get,
     .get_into = t_get_into,
     .set = t_set,
-    .set_flags = t_set_flags,
-    .set_many_flags = t_set_many_flags,
     .del = t_del,
     .touch = t_touch,
     .incr = t_incr,

@@ -76,7 +76,7 @@ static int64_t ss_ttl(suite_fx *f, int64_t ticks) {
 static int ss_set_mode(suite_fx *f, const char *k, const char *v, int64_t ticks,
                        corral__set_mode m) {
     corral__skey sk = ss_key(k);
-    return f->s->ops->set(f->s, &sk, v, strlen(v), ss_ttl(f, ticks), m);
+    return f->s->ops->set(f->s, &sk, v, strlen(v), ss_ttl(f, ticks), m, 0);
 }
 
 static int ss_set(suite_fx *f, const char *k, const char *v, int64_t ticks) {
@@ -161,7 +161,8 @@ static void test_store_get_returns_the_stored_bytes(void **state) {
     /* Binary bytes, NULs included, round-trip. */
     corral__skey bk = ss_key("bin");
     assert_int_equal(
-        f->s->ops->set(f->s, &bk, "a\0b\xff", 4, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), CORRAL_OK);
+        f->s->ops->set(f->s, &bk, "a\0b\xff", 4, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+        CORRAL_OK);
     assert_int_equal(f->s->ops->get(f->s, &bk, &v), CORRAL_OK);
     assert_int_equal(corral_value_len(v), 4);
     assert_memory_equal(corral_value_data(v), "a\0b\xff", 4);
@@ -337,7 +338,7 @@ static void test_store_refuses_values_over_max_value_without_change(void **state
     ss_expect_stored(f, "k", "small");
     corral__skey ks[2] = { ss_key("k"), ss_key("a") };
     corral_buf vals[2] = { { big, 51 }, { "1", 1 } };
-    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, CORRAL__NO_EXPIRY), CORRAL_ETOOBIG);
+    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, CORRAL__NO_EXPIRY, 0), CORRAL_ETOOBIG);
     assert_int_equal(ss_get_rc(f, "a"), CORRAL_MISS);
     ss_expect_stored(f, "k", "small");
     big[50] = '\0';
@@ -351,7 +352,7 @@ static void test_store_many_ops_read_write_and_remove_batches(void **state) {
     suite_fx *f = ss_open(state);
     corral__skey ks[3] = { ss_key("a"), ss_key("b"), ss_key("c") };
     corral_buf vals[2] = { { "1", 1 }, { "22", 2 } };
-    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, CORRAL__NO_EXPIRY, 0), CORRAL_OK);
     corral_value *out[3];
     assert_int_equal(f->s->ops->get_many(f->s, ks, 3, out), CORRAL_OK);
     assert_string_equal(corral_value_data(out[0]), "1");
@@ -371,14 +372,14 @@ static void test_store_batch_values_outlive_each_other_and_their_keys(void **sta
     suite_fx *f = ss_open(state);
     corral__skey ks[2] = { ss_key("a"), ss_key("b") };
     corral_buf vals[2] = { { "first", 5 }, { "second", 6 } };
-    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, CORRAL__NO_EXPIRY, 0), CORRAL_OK);
     corral_value *out[2];
     assert_int_equal(f->s->ops->get_many(f->s, ks, 2, out), CORRAL_OK);
     corral_value_unref(out[0]); /* the first goes; the second must not go with it */
     size_t deleted = 0;
     assert_int_equal(f->s->ops->del_many(f->s, ks, 2, &deleted), CORRAL_OK);
     corral_buf other = { "overwritten", 11 };
-    assert_int_equal(f->s->ops->set_many(f->s, &ks[1], &other, 1, CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(f->s->ops->set_many(f->s, &ks[1], &other, 1, CORRAL__NO_EXPIRY, 0), CORRAL_OK);
     assert_int_equal(corral_value_len(out[1]), 6);
     assert_string_equal(corral_value_data(out[1]), "second"); /* bytes and their NUL intact */
     corral_value_unref(out[1]);
@@ -389,7 +390,7 @@ static void test_store_set_many_applies_the_ttl_to_every_pair(void **state) {
     suite_fx *f = ss_open(state);
     corral__skey ks[2] = { ss_key("a"), ss_key("b") };
     corral_buf vals[2] = { { "1", 1 }, { "2", 1 } };
-    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, ss_ttl(f, 100)), CORRAL_OK);
+    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, 2, ss_ttl(f, 100), 0), CORRAL_OK);
     f->advance(f, 99);
     ss_expect_stored(f, "a", "1");
     ss_expect_stored(f, "b", "2");
@@ -423,7 +424,8 @@ static void test_store_many_ops_handle_large_batches(void **state) {
         even_vals[i] = vals[2 * i];
     }
     assert_int_equal(
-        f->s->ops->set_many(f->s, even, even_vals, SS_BIG_BATCH / 2, CORRAL__NO_EXPIRY), CORRAL_OK);
+        f->s->ops->set_many(f->s, even, even_vals, SS_BIG_BATCH / 2, CORRAL__NO_EXPIRY, 0),
+        CORRAL_OK);
     assert_int_equal(f->s->ops->get_many(f->s, ks, SS_BIG_BATCH, out), CORRAL_OK);
     for (size_t i = 0; i < SS_BIG_BATCH; i++) {
         if (i % 2) {

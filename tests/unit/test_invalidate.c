@@ -312,9 +312,9 @@ static int cnt_get_into(corral__store *s, const corral__skey *k, void *buf, size
     return inner_ops->get_into(s, k, buf, cap, len, hdr, hdr_cap, hdr_len);
 }
 static int cnt_set(corral__store *s, const corral__skey *k, const void *val, size_t len,
-                   int64_t ttl_ms, corral__set_mode mode) {
+                   int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
     atomic_fetch_add(&store_calls, 1);
-    return inner_ops->set(s, k, val, len, ttl_ms, mode);
+    return inner_ops->set(s, k, val, len, ttl_ms, mode, flags);
 }
 static int cnt_del(corral__store *s, const corral__skey *k) {
     atomic_fetch_add(&store_calls, 1);

@@ -145,7 +145,7 @@ static void advance_ms(fx *f, uint64_t ms) {
 /* The store key of a C string; its metrics class is its first byte, naming it in the log. */
 static int set_mode(fx *f, const char *k, const char *v, int64_t ttl_ms, corral__set_mode m) {
     corral__skey sk = ss_key(k);
-    return f->s->ops->set(f->s, &sk, v, strlen(v), ttl_ms, m);
+    return f->s->ops->set(f->s, &sk, v, strlen(v), ttl_ms, m, 0);
 }
 
 static int set(fx *f, const char *k, const char *v, int64_t ttl_ms) {
@@ -524,7 +524,7 @@ static void fill_past_bound(corral_eviction ev, unsigned shards) {
             .data = k, .len = (size_t)kl, .hash = corral__hash_bytes(k, (size_t)kl), .cls = 1
         };
         int rc = f->s->ops->set(f->s, &sk, val, vl, (x & 1) ? 1000 : CORRAL__NO_EXPIRY,
-                                CORRAL__SET_ALWAYS);
+                                CORRAL__SET_ALWAYS, 0);
         assert_int_equal(rc, CORRAL_OK);
         if (i % 3 == 0) (void)get_rc(f, k);
         if (i % 500 == 0) advance_ms(f, 300);
@@ -695,7 +695,7 @@ static void *worker_main(void *arg) {
         case 1:
             len = make_value(val, x >> 8);
             rc = s->ops->set(s, &sk, val, len, (x & 4) ? 50 : CORRAL__NO_EXPIRY,
-                             (corral__set_mode)((x >> 12) % 3));
+                             (corral__set_mode)((x >> 12) % 3), 0);
             assert_true(rc >= 0);
             break;
         case 2:
@@ -803,8 +803,8 @@ static void *rcu_main(void *p) {
         corral_value *v = NULL;
         if (a->role == 0) {
             len = make_value(val, (uint64_t)i);
-            assert_int_equal(s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
-                             CORRAL_OK);
+            assert_int_equal(
+                s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0), CORRAL_OK);
         } else if (a->role == 1) {
             if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen) == CORRAL_OK)
                 check_value(buf, len);
@@ -846,7 +846,7 @@ static corral__skey KH(const char *k, uint64_t hash) {
 
 static int set_h(fx *f, const char *k, uint64_t hash, const char *v) {
     corral__skey sk = KH(k, hash);
-    return f->s->ops->set(f->s, &sk, v, strlen(v), CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS);
+    return f->s->ops->set(f->s, &sk, v, strlen(v), CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0);
 }
 
 static void expect_h(fx *f, const char *k, uint64_t hash, const char *want) {
@@ -1126,7 +1126,7 @@ static void *chain_main(void *p) {
             } else {
                 len = make_value(val, (uint64_t)i);
                 assert_int_equal(
-                    s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
+                    s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
                     CORRAL_OK);
             }
             continue;
@@ -1147,8 +1147,8 @@ static void test_mem_readers_never_miss_a_key_while_its_chain_changes(void **sta
     char val[512];
     size_t len = make_value(val, 7);
     corral__skey stay = { .data = "stay", .len = 4, .hash = CHAIN_HASH, .cls = 1 };
-    assert_int_equal(f->s->ops->set(f->s, &stay, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
-                     CORRAL_OK);
+    assert_int_equal(
+        f->s->ops->set(f->s, &stay, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0), CORRAL_OK);
     pthread_barrier_t start;
     assert_int_equal(pthread_barrier_init(&start, NULL, 3), 0);
     chain_arg a[3];

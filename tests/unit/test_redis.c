@@ -246,7 +246,7 @@ static void test_redis_values_are_plain_bytes_other_clients_share(void **state) 
     redis_server_ok(&srv, "FLUSHALL");
     rfx *f = rfx_open(&srv, 0);
     corral__skey k = K("shared");
-    assert_int_equal(f->s->ops->set(f->s, &k, "a\0b", 3, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
+    assert_int_equal(f->s->ops->set(f->s, &k, "a\0b", 3, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
                      CORRAL_OK);
     redisReply *r = redis_server_cmd(&srv, "GET shared");
     assert_non_null(r);
@@ -275,14 +275,14 @@ static void test_redis_ttls_are_set_as_px_and_touch_persists(void **state) {
     redis_server_ok(&srv, "FLUSHALL");
     rfx *f = rfx_open(&srv, 0);
     corral__skey k = K("t");
-    assert_int_equal(f->s->ops->set(f->s, &k, "v", 1, 123456, CORRAL__SET_ALWAYS), CORRAL_OK);
+    assert_int_equal(f->s->ops->set(f->s, &k, "v", 1, 123456, CORRAL__SET_ALWAYS, 0), CORRAL_OK);
     assert_in_range(admin_int(0, "PTTL %b", "t"), 120000, 123456);
     assert_int_equal(f->s->ops->touch(f->s, &k, 7000), CORRAL_OK);
     assert_in_range(admin_int(0, "PTTL %b", "t"), 5000, 7000);
     assert_int_equal(f->s->ops->touch(f->s, &k, CORRAL__NO_EXPIRY), CORRAL_OK);
     assert_int_equal(admin_int(0, "PTTL %b", "t"), -1);
     /* incr keeps the TTL, even when it rewrites a non-canonical integer. */
-    assert_int_equal(f->s->ops->set(f->s, &k, "007", 3, 60000, CORRAL__SET_ALWAYS), CORRAL_OK);
+    assert_int_equal(f->s->ops->set(f->s, &k, "007", 3, 60000, CORRAL__SET_ALWAYS, 0), CORRAL_OK);
     int64_t out;
     assert_int_equal(f->s->ops->incr(f->s, &k, 1, &out), CORRAL_OK);
     assert_int_equal(out, 8);
@@ -301,8 +301,8 @@ static void test_redis_get_splits_an_envelope_header_from_the_payload(void **sta
     corral__env_write(&env, raw);
     memcpy(raw + hl, "payload", 7);
     corral__skey k = K("env");
-    assert_int_equal(f->s->ops->set(f->s, &k, raw, hl + 7, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
-                     CORRAL_OK);
+    assert_int_equal(
+        f->s->ops->set(f->s, &k, raw, hl + 7, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0), CORRAL_OK);
     corral_value *v = NULL;
     assert_int_equal(f->s->ops->get(f->s, &k, &v), CORRAL_OK);
     assert_int_equal(v->hdr_len, hl);
@@ -328,7 +328,7 @@ static void test_redis_scripts_load_again_after_script_flush(void **state) {
     redis_server_ok(&srv, "FLUSHALL");
     rfx *f = rfx_open(&srv, 0);
     corral__skey k = K("n");
-    assert_int_equal(f->s->ops->set(f->s, &k, "1", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
+    assert_int_equal(f->s->ops->set(f->s, &k, "1", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
                      CORRAL_OK);
     int64_t out = 0;
     assert_int_equal(f->s->ops->incr(f->s, &k, 1, &out), CORRAL_OK);
@@ -495,7 +495,7 @@ static void test_redis_expired_key_is_never_returned_on_the_servers_clock(void *
     redis_server_ok(&srv, "DEBUG SET-ACTIVE-EXPIRE 0");
     rfx *f = rfx_open(&srv, 0);
     corral__skey k = K("short");
-    assert_int_equal(f->s->ops->set(f->s, &k, "v", 1, 5, CORRAL__SET_ALWAYS), CORRAL_OK);
+    assert_int_equal(f->s->ops->set(f->s, &k, "v", 1, 5, CORRAL__SET_ALWAYS, 0), CORRAL_OK);
     uint64_t t0 = server_ms(); /* after the SET ran: it expires by t0 + 5 */
     /* Poll the server's clock, with a deadline, until the TTL has surely passed. */
     uint64_t deadline = t0 + 10000;
@@ -510,7 +510,7 @@ static void test_redis_expired_key_is_never_returned_on_the_servers_clock(void *
     corral_value *v = (corral_value *)&k;
     assert_int_equal(f->s->ops->get(f->s, &k, &v), CORRAL_MISS);
     assert_null(v);
-    assert_int_equal(f->s->ops->set(f->s, &k, "w", 1, 5, CORRAL__SET_NX), CORRAL_OK);
+    assert_int_equal(f->s->ops->set(f->s, &k, "w", 1, 5, CORRAL__SET_NX, 0), CORRAL_OK);
     rfx_close(f);
     redis_server_ok(&srv, "DEBUG SET-ACTIVE-EXPIRE 1");
 }

@@ -401,7 +401,8 @@ static void test_near_read_invalidated_in_flight_is_not_kept(void **state) {
     corral__store *s = open_tiered(&tc, 0);
     r.s = s;
     corral__skey k = skey("n:1:k");
-    assert_int_equal(s->ops->set(s, &k, "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), CORRAL_OK);
+    assert_int_equal(s->ops->set(s, &k, "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_OK);
     corral_value *v = NULL;
     assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK);
     assert_string_equal(corral_value_data(v), "v1"); /* what the read fetched */
@@ -424,7 +425,7 @@ static void test_near_get_many_read_invalidated_in_flight_is_not_kept(void **sta
     r.s = s;
     corral__skey ks[2] = { skey("n:1:a"), skey("n:1:b") };
     for (int i = 0; i < 2; i++)
-        assert_int_equal(s->ops->set(s, &ks[i], "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS),
+        assert_int_equal(s->ops->set(s, &ks[i], "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
                          CORRAL_OK);
     uint64_t deadline = now_ns() + DEADLINE_NS;
     while (store_counter(s, "near_invalidations_total") < 2) /* our own writes' reports */
@@ -469,7 +470,8 @@ static void test_near_silent_tracker_connection_flushes_the_near_cache(void **st
     corral__tiered_config tc = { .ping_interval_ms = 20, .ping_timeout_ms = 300 };
     corral__store *s = open_tiered(&tc, 300);
     corral__skey k = skey("n:1:k");
-    assert_int_equal(s->ops->set(s, &k, "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), CORRAL_OK);
+    assert_int_equal(s->ops->set(s, &k, "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_OK);
     uint64_t deadline = now_ns() + DEADLINE_NS;
     while (store_counter(s, "near_invalidations_total") < 1) /* our own write's report */
         if (now_ns() > deadline) fail_msg("the write was never reported");
