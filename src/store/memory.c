@@ -1,114 +1,46 @@
 /*
  * memory.c - the embedded memory store: a bounded, sharded cache in process whose reads take no
- * lock.
+ * lock. This file holds the entries, the table, the queues, the writes and the vtable;
+ * memory_evict.c decides what leaves (expiry, eviction), memory_rcu.c frees what left once no
+ * reader can see it, and memory_read.h is the read path, inline. Design and measurements:
+ * docs/memory-store.md; the eviction policies: docs/eviction.md.
  *
  * Data model
- * - One entry per key: a single allocation of corral__mem_entry_bytes(klen, vlen) bytes that
- *   holds the header (mem_entry), the key, the value and a NUL after the value. That size is
- *   also what the entry accounts for. The value is a corral_value embedded in the header, so a
- *   hit hands out the stored bytes without a copy.
- * - One hash table indexes every entry of the store: a fixed array of 2^n bucket heads, sized at
- *   open from max_bytes (one bucket per 128 to 256 bytes of the bound, between 2^10 and 2^26
- *   buckets; docs/eviction.md counts its bytes), each the head of a chain linked through the
- *   entries' `next`. The array never grows: the byte bound bounds the number of entries, so the
- *   load factor stays below ~2 even when every entry is as small as an entry can be. Values and
- *   leases are separate keyspaces: the lookup compares the entry's kind as well as its hash and
- *   key, so a lease never shows up as a value and a value never blocks a lease.
- * - The store is split into shards. A shard owns a contiguous range of buckets (the top bits of
- *   the bucket index pick it), so a chain belongs to exactly one shard and only that shard's
- *   writers change it. A shard also owns a byte budget (max_bytes / shards) and the eviction
- *   queues of its entries: one queue for SIEVE and LRU; a small queue, a main queue and a ghost
- *   table of key hashes for S3-FIFO. docs/eviction.md explains the policies.
- * - The header is laid out for the read path: the fields a lookup reads (chain link, hash,
- *   expiry, key, value and header lengths, hit mark, kind) come last, just before the key, and
- *   the value follows the key, so a get_into reads one contiguous run of bytes from the chain
- *   link to the value's end. The fields only writers, reclamation and a get's reference use
- *   (the embedded corral_value among them) come first.
- * - corral__mem_get_into_hot (memory_read.h, inline in corral_get_into) is the read path: the
- *   hash, lookup and copy, comparing the entry's key with the handle's "prefix:version:"
- *   header and the caller's bytes where they are, without building the key. The key's bytes
- *   are checked only when it is not found: a key in the table passed that check when stored.
- *
- * Why our own table: liburcu's rculfhash (used before) is a split-ordered list, so a lookup
- * walks dummy bucket nodes as well as entries, and its automatic resize, which a table created
- * small depends on, left chains of about 1,000 entries in 4 of 6 runs of 1M inserts (measured:
- * docs/eviction.md). A fixed array sized from the byte bound needs no resize, and a chain walk
- * reads only entries. Read-side sections are ours (store/reader.h: liburcu-bp's read lock cost
- * a get 34 of its 217 instructions); liburcu's call_rcu still queues and runs the frees.
+ * - One entry per key: one allocation of corral__mem_entry_bytes(klen, vlen) bytes holding the
+ *   header (mem_entry), the key, the value and a NUL; that size is what it accounts for. The
+ *   value is a corral_value embedded in the header, so a hit hands out the stored bytes.
+ * - One hash table: a fixed array of 2^n bucket heads sized at open from max_bytes, chains
+ *   linked through the entries' `next`. It never grows: the byte bound bounds the entries.
+ *   Values and leases are separate keyspaces: the lookup compares the entry's kind too.
+ * - Shards: a shard owns a contiguous range of buckets, a byte budget (max_bytes / shards) and
+ *   the eviction queues of its entries, so a chain has one shard and only its writers change it.
  *
  * Invariants (under the shard's mutex)
- * - An entry is in the table (reachable from its bucket) iff it is in exactly one queue of its
- *   shard iff state == LIVE. While a set replaces an entry, the old one leaves its queue first
- *   and the table last, in the same store that links the new one.
- * - shard.used is the sum of the bytes of the shard's queued entries and never exceeds
- *   shard.budget; used_bytes() is the sum over shards, so it never exceeds max_bytes.
- * - Every change of `used` is reported through the events callback with the same byte count:
- *   the sum of ADDED bytes minus the bytes of every other change equals used_bytes.
- * - An entry's key, value, kind, hash and size never change after it is published. set and
- *   incr publish a new entry that replaces the old one in its chain in one atomic store, so a
- *   concurrent reader sees the old value or the new one, never a miss.
+ * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff
+ *   state == LIVE. A set that replaces an entry takes the old one out of its queue first and
+ *   out of the table last, in the same store that links the new one.
+ * - shard.used is the sum of the bytes of its queued entries and never exceeds shard.budget.
+ *   Every change of it is reported through the events callback with the same byte count.
+ * - An entry's key, value, kind, hash and size never change once published: set and incr
+ *   publish a new entry in one atomic store, so a reader sees the old value or the new one.
  *
  * Locking and references
- * - Readers (get, get_into) run inside a read-side section (store/reader.h) and take no lock.
- *   They walk a chain with acquire loads and compare the stored hash before the key. A hit
- *   marks the entry with a relaxed atomic store (SIEVE's visited bit, S3-FIFO's frequency),
- *   written only when it changes so a hot entry's cache line is not written on every hit. get
- *   takes a reference on the embedded value; get_into copies the bytes and takes none. Readers
- *   call the clock only for an entry that has an expiry. A reader that finds an expired entry
- *   removes it only when the shard's mutex is free (trylock). LRU, kept for comparison, moves a
- *   hit to the head under a trylock of the shard mutex.
- * - Writers enter a read-side section, look their key up without the lock (which brings its
- *   chain into the cache), then lock their shard's mutex, spinning briefly before they block.
- *   The mutex serialises the writers of that shard and guards its chains, queues, SIEVE hand,
- *   expiry cursors, ghost table and `used` (written under the mutex, read with relaxed loads
- *   anywhere). No thread holds two shard mutexes. The allocator and clock hooks are never
- *   called with a shard mutex held: writers read the clock and allocate the new entry before
- *   locking. The events callback is called with the shard mutex held, as store.h allows.
- * - Chains change only under the shard mutex, by release stores: insertion links a filled
- *   entry at the head of its bucket; replacement sets new->next = old->next, then stores new
- *   where old was linked; removal stores old->next where old was linked. An unlinked entry's
- *   `next` is left as it was, so a reader standing on it still reaches the rest of the chain.
- * - The table holds one reference on each entry's value (refs = 1 at publication); each get
- *   adds one. Removing an entry unlinks it from its chain and its queue and queues
- *   mem_entry_free_rcu with call_rcu. When frees are sparse, that callback waits for a grace
- *   period of our read-side sections (corral__reader_sync) and drops the table's reference.
- *   Otherwise it puts the entry in the store's limbo and, unless one is queued, queues a flush
- *   of the limbo (mem_limbo_flush_rcu, one more call_rcu), which takes the limbo, waits for a
- *   grace period, which begins after every entry it took was unlinked, and drops the table's
- *   reference on each: one grace period per batch. The last reference frees the block
- *   (mem_entry_release). call_rcu batches on its own: it enqueues without a lock, and liburcu's
- *   worker thread, once woken, sleeps 10 ms between batches, so a stream of sets wakes it once
- *   per batch rather than once per entry. The store counts the entries it has retired and not
- *   yet released, and the flush queued (`rcu_pending`); corral__mem_quiesce and close wait on
- *   `rcu_idle` until none is left. We do not use liburcu's rcu_barrier: it waits for every
- *   callback in the process, and it allocates on the caller's thread what the call_rcu thread
- *   frees, a race ThreadSanitizer reports inside liburcu where no suppression can name it (the
- *   library is stripped).
- * - Publication: an entry is filled, then linked with a release store; readers load every link
- *   with acquire, so they see the entry's fields as they were filled. These are C11 atomics,
- *   which ThreadSanitizer sees. ThreadSanitizer does not see membarrier, on which the grace
- *   period relies, nor liburcu, which is not instrumented, so two annotations model them: every
- *   read-side section ends with a release on the store's `tsan_gp`, which the flush acquires
- *   (the grace period: a free by the last holder of a value is ordered after every reader that
- *   saw the entry), and call_rcu is preceded by a release on the entry, which the callback
- *   acquires first. With them our code needs no TSan suppression (scripts/tsan.supp is empty on
- *   purpose).
+ * - Readers run inside a read-side section (reader.h) and take no lock: they walk a chain with
+ *   acquire loads, compare the stored hash before the key, and mark a hit with a relaxed store
+ *   only when the mark changes. A reader that finds an expired entry removes it only if the
+ *   shard's mutex is free (trylock).
+ * - Writers look their key up without the lock (bringing its chain into the cache), then take
+ *   their shard's mutex, spinning briefly first. It guards the shard's chains, queues, cursors,
+ *   ghost table and `used`. No thread holds two shard mutexes; the allocator and clock hooks
+ *   are never called under one; the events callback is, as store.h allows.
+ * - Chains change only under the shard mutex, by release stores. An unlinked entry keeps its
+ *   `next`, so a reader standing on it still reaches the rest of the chain.
+ * - The table holds one reference on each entry's value and each get adds one. A removed entry
+ *   goes to memory_rcu.c, which drops the table's reference after a grace period.
  * - Lock order: docs/threads.md.
- *
- * Expiry: an expired entry is never returned. Its memory is reclaimed incrementally, never by a
- * scan of a whole shard in one call: each write examines MEM_WRITE_SCAN entries of each queue
- * at a per-queue cursor, eviction takes expired entries it meets first, a read that finds an
- * expired entry removes it when it can, and corral__mem_reclaim does bounded work on demand.
- *
- * References: SIEVE (Zhang et al., "SIEVE is Simpler than LRU", NSDI '24); S3-FIFO (Yang et
- * al., "FIFO Queues are All You Need for Cache Eviction", SOSP '23); userspace RCU (Desnoyers
- * et al., "User-Level Implementations of Read-Copy Update", IEEE TPDS 2012); RCU-protected
- * hash chains as in McKenney, "Is Parallel Programming Hard" (section 10.2). DESIGN.md left
- * reclamation to liburcu; its read side is now ours for the cost measured in store/reader.h,
- * which also says why Concurrency Kit's epochs were not taken (a fence on every section).
  */
 #include "memory.h"
-#include "memory_read.h"
+#include "memory_internal.h"
 #include "../envelope.h"
 
 #include <inttypes.h>
@@ -116,19 +48,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MEM_ENTRY_MAGIC 0x3e3e7a7eu
-
 #define MEM_DEFAULT_POLICY  CORRAL_EVICT_S3FIFO /* measured best: docs/eviction.md */
 #define MEM_MAX_SHARDS      1024u
 #define MEM_AUTO_SHARDS     16u
 #define MEM_MIN_SHARD_BYTES ((size_t)1 << 20) /* automatic sharding keeps shards at least this */
 #define MEM_SHARD_VALUES    4u   /* ... and able to hold this many of the largest values */
-#define MEM_WRITE_SCAN      4u   /* entries of each queue a write examines for expiry */
-#define MEM_RECLAIM_FACTOR  8u   /* corral__mem_reclaim examines at most budget x this */
-#define MEM_LOCK_BATCH      64u  /* entries examined or removed per mutex hold (reclaim, clear) */
 #define MEM_SMALL_PERCENT   10u  /* S3-FIFO: the small queue's share of a shard's budget */
-#define MEM_S3_FREQ_MAX     3u   /* S3-FIFO: frequencies saturate here (2 bits) */
-#define MEM_S3_PROMOTE      1u   /* S3-FIFO: hits in the small queue that earn the main queue */
 #define MEM_GHOST_BYTES     512u /* S3-FIFO: one ghost slot per this many budget bytes */
 #define MEM_GHOST_MIN       64u
 #define MEM_GHOST_MAX       ((size_t)1 << 20)
@@ -142,12 +67,7 @@
 #define MEM_BUCKET_BYTES    256u
 #define MEM_MIN_BUCKET_BITS 10u /* 2^10 == MEM_MAX_SHARDS */
 #define MEM_MAX_BUCKET_BITS 26u
-/* Writers try the shard mutex this many times, pausing between tries, before they sleep on it:
- * a shard's critical section is shorter than a futex sleep and wake-up. */
-#define MEM_LOCK_SPINS 64u
-#define MEM_RETRY      100 /* internal outcome of incr: the key changed, try again */
-
-/* ---- Types ---- */
+#define MEM_RETRY           100 /* internal outcome of incr: the key changed, try again */
 
 /* ---- Small helpers ---- */
 
@@ -160,17 +80,6 @@ size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
     return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
 }
 
-/* What `e` accounts for: its allocation's size. */
-static size_t entry_bytes(const mem_entry *e) {
-    return corral__mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
-}
-
-/* The shard that owns the bucket of `hash`: the top bits of the bucket index, so each shard
- * owns a contiguous range of buckets. The S3-FIFO ghost uses the hash's high half. */
-static mem_shard *shard_of(const mem_store *s, uint64_t hash) {
-    return &s->shards[((hash & s->bucket_mask) * s->nshards) >> s->bucket_bits];
-}
-
 /* The absolute expiry of a TTL (> 0 or CORRAL__NO_EXPIRY) read at `now`, saturating. */
 static uint64_t expiry_at(uint64_t now, int64_t ttl_ms) {
     if (ttl_ms == CORRAL__NO_EXPIRY) return MEM_NEVER;
@@ -179,11 +88,6 @@ static uint64_t expiry_at(uint64_t now, int64_t ttl_ms) {
         __builtin_add_overflow(now, d, &at) || at == MEM_NEVER)
         return MEM_NEVER - 1;
     return at;
-}
-
-static bool is_expired(const mem_entry *e, uint64_t now) {
-    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-    return at != MEM_NEVER && now >= at;
 }
 
 /* The reader's test: reads the clock only when `e` has an expiry, and then stores the time
@@ -195,143 +99,12 @@ static bool is_expired_lazy(const mem_store *s, const mem_entry *e, uint64_t *no
     return *now >= at;
 }
 
-static uint8_t load_state(const mem_entry *e) {
-    return atomic_load_explicit(&e->state, memory_order_relaxed);
-}
-
-/* A writer's lock: a shard's critical section is short, so a writer that finds the mutex taken
- * tries again a few times before it sleeps on it. */
-static void shard_lock(mem_shard *sh) {
-    for (unsigned i = 0; i < MEM_LOCK_SPINS; i++) {
-        if (corral__mutex_trylock(&sh->lock) == 0) return;
-        caa_cpu_relax();
-    }
-    corral__mutex_lock(&sh->lock);
-}
-
-static void shard_unlock(mem_shard *sh) {
-    corral__mutex_unlock(&sh->lock);
-}
-
-/* pthread calls on our own initialised objects fail only on a bug. */
-static void pthread_ok(int rc) {
-    assert(rc == 0);
-    (void)rc;
-}
-
 static void report(const mem_store *s, const mem_entry *e, corral__change why) {
     if (s->env.events.changed)
         s->env.events.changed(s->env.events.ctx, e->cls, why, entry_bytes(e));
 }
 
 /* ---- Entries ---- */
-
-/* Frees the block of an entry whose last reference is gone. Called by corral_value_unref. */
-static void mem_entry_release(corral_value *v) {
-    mem_entry *e = CORRAL_CONTAINER_OF(v, mem_entry, val);
-    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
-    assert(load_state(e) == MEM_DEAD);
-    const corral__allocator *a = e->store->env.alloc;
-    size_t bytes = entry_bytes(e);
-    e->magic = 0;
-    v->magic = 0;
-    corral__free(a, e, bytes);
-}
-
-/* Counts `n` of the store's pending frees done (rcu_pending). A count that stays above zero
- * wakes nobody and needs no lock. The last one is taken under the lock, so a waiter that sees
- * zero cannot free the store before we let go. */
-static void pending_done(mem_store *s, size_t n) {
-    size_t have = atomic_load_explicit(&s->rcu_pending, memory_order_relaxed);
-    while (have > n)
-        if (atomic_compare_exchange_weak_explicit(&s->rcu_pending, &have, have - n,
-                                                  memory_order_release, memory_order_relaxed))
-            return;
-    pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    if (atomic_fetch_sub_explicit(&s->rcu_pending, n, memory_order_release) == n)
-        pthread_ok(pthread_cond_broadcast(&s->rcu_idle));
-    pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
-}
-
-/* Waits for a grace period of our read-side sections (reader.h), which begins after every
- * entry of `list` (linked through u.q.older) was unlinked, drops the table's reference on each,
- * and counts them, and `also` more, among the store's pending frees done. */
-static void release_after_grace(mem_store *s, mem_entry *list, size_t also) {
-    corral__reader_sync();
-    size_t n = also;
-    while (list) {
-        mem_entry *next = list->u.q.older;
-        MEM_TSAN_ACQUIRE(&s->tsan_gp);  /* every read-side section that saw it has ended */
-        corral_value_unref(&list->val); /* may free it */
-        list = next;
-        n++;
-    }
-    pending_done(s, n);
-}
-
-/* Runs on liburcu's call_rcu thread: takes the entries in limbo, waits for a grace period of
- * our read-side sections (reader.h), which began after every one of them was unlinked, and
- * drops the table's reference on each. One grace period frees a batch. */
-static void mem_limbo_flush_rcu(struct rcu_head *head) {
-    mem_store *s = CORRAL_CONTAINER_OF(head, mem_store, flush_head);
-    pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    mem_entry *e = s->limbo;
-    s->limbo = NULL;
-    s->flush_queued = false;
-    s->last_gp_ns = corral__monotonic_ns();
-    pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
-    release_after_grace(s, e, 1); /* and this callback */
-}
-
-/* Runs on liburcu's call_rcu thread after one of its grace periods, which the store's readers
- * do not take part in. When frees are sparse (no grace period of ours for gp_spacing_ns,
- * nothing in limbo), waits for one of ours and drops the table's reference now: a delete then
- * close costs one call_rcu round, not two. Otherwise puts the entry in the store's limbo, and
- * queues a flush of the limbo (another call_rcu) when none is queued: under a stream of
- * removals, one grace period frees a batch. */
-static void mem_entry_free_rcu(struct rcu_head *head) {
-    mem_entry *e = CORRAL_CONTAINER_OF(head, mem_entry, u.rcu);
-    MEM_TSAN_ACQUIRE(e); /* call_rcu happened before: see entry_retire */
-    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
-    mem_store *s = e->store;
-    uint64_t now = corral__monotonic_ns();
-    pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    bool now_alone = !s->flush_queued && !s->limbo && now - s->last_gp_ns >= s->gp_spacing_ns;
-    bool queue = false;
-    e->u.q.older = NULL; /* the rcu_head is spent: the union's links are free */
-    if (now_alone) {
-        s->last_gp_ns = now;
-    } else {
-        e->u.q.older = s->limbo;
-        s->limbo = e;
-        queue = !s->flush_queued;
-        if (queue) {
-            s->flush_queued = true;
-            atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
-        }
-    }
-    pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
-    if (now_alone)
-        release_after_grace(s, e, 0);
-    else if (queue)
-        call_rcu(&s->flush_head, mem_limbo_flush_rcu);
-}
-
-/* Waits until every callback this store queued has run. Not inside a read-side section. */
-static void wait_rcu_idle(mem_store *s) {
-    pthread_ok(pthread_mutex_lock(&s->rcu_lock));
-    while (atomic_load_explicit(&s->rcu_pending, memory_order_acquire) != 0)
-        pthread_ok(pthread_cond_wait(&s->rcu_idle, &s->rcu_lock));
-    pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
-}
-
-/* Hands an entry already out of the table to RCU. Call inside a read-side section. */
-static void entry_retire(mem_store *s, mem_entry *e) {
-    atomic_store_explicit(&e->state, MEM_DEAD, memory_order_release);
-    atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
-    MEM_TSAN_RELEASE(e); /* shows TSan that call_rcu happens before the callback */
-    call_rcu(&e->u.rcu, mem_entry_free_rcu);
-}
 
 /* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
 static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
@@ -357,7 +130,7 @@ static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, c
     data[len] = '\0';
     /* A value's envelope header sits before the bytes handed out; leases are raw. */
     size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
-    corral__value_init(&e->val, data + hdr, len - hdr, mem_entry_release);
+    corral__value_init(&e->val, data + hdr, len - hdr, corral__mem_entry_release);
     e->val.hdr_len = (uint32_t)hdr;
     e->dlen = (uint32_t)(len - hdr);
     e->hlen = (uint32_t)hdr;
@@ -449,7 +222,7 @@ static void table_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
 
 /* ---- Queues ---- */
 
-static void queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
+void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[qi];
     e->queue = (uint8_t)qi;
@@ -466,7 +239,7 @@ static void queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
 
 /* Takes `e` out of its queue. The SIEVE hand and the expiry cursor that pointed at it move to
  * its newer neighbour, as they would have next. */
-static void queue_unlink_locked(mem_shard *sh, mem_entry *e) {
+void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[e->queue];
     if (q->hand == e) q->hand = e->u.q.newer;
@@ -486,7 +259,7 @@ static void queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     q->count--;
 }
 
-static size_t shard_count_locked(mem_shard *sh) {
+size_t corral__mem_shard_count_locked(mem_shard *sh) {
     CORRAL_ASSERT_HELD(&sh->lock);
     return sh->q[MEM_MAIN].count + sh->q[MEM_SMALL].count;
 }
@@ -513,159 +286,24 @@ static void account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__ch
 }
 
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
-static void remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
+void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
     CORRAL_ASSERT_HELD(&sh->lock);
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_LIVE);
     table_remove_locked(s, sh, e);
-    queue_unlink_locked(sh, e);
+    corral__mem_queue_unlink_locked(sh, e);
     account_locked(s, sh, e, why);
-    entry_retire(s, e);
-}
-
-/* ---- Expiry ---- */
-
-/* Examines up to `n` entries of queue `qi` at its cursor, oldest first and wrapping, and
- * removes the expired ones, at most `max_remove`. Adds the entries examined to `*examined`;
- * returns how many it removed. */
-static size_t scan_queue_locked(mem_store *s, mem_shard *sh, unsigned qi, uint64_t now, size_t n,
-                                size_t max_remove, size_t *examined) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    mem_queue *q = &sh->q[qi];
-    size_t removed = 0;
-    n = CORRAL_MIN(n, q->count); /* one lap at most */
-    for (size_t i = 0; i < n && removed < max_remove && q->count; i++) {
-        mem_entry *e = q->scan ? q->scan : q->tail;
-        q->scan = e->u.q.newer;
-        (*examined)++;
-        if (is_expired(e, now)) {
-            remove_locked(s, sh, e, CORRAL__EXPIRED);
-            removed++;
-        }
-    }
-    return removed;
-}
-
-static size_t scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t n, size_t max_remove,
-                          size_t *examined) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    size_t removed = 0;
-    if (sh->expiring == 0) return 0; /* examines nothing: the caller moves on */
-    for (unsigned qi = 0; qi < MEM_QUEUES && removed < max_remove; qi++)
-        removed += scan_queue_locked(s, sh, qi, now, n, max_remove - removed, examined);
-    return removed;
-}
-
-/* A reader found `e` expired: removes it if the shard's mutex is free, otherwise leaves it to
- * the writers' cursors. Call inside the read-side section that found `e`. */
-static void reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
-    mem_shard *sh = shard_of(s, e->hash);
-    if (corral__mutex_trylock(&sh->lock) != 0) return;
-    if (load_state(e) == MEM_LIVE && is_expired(e, now)) remove_locked(s, sh, e, CORRAL__EXPIRED);
-    shard_unlock(sh);
-}
-
-/* ---- Eviction ---- */
-
-/* SIEVE: the hand walks from the tail toward the head, clearing visited bits, and stops at the
- * first unvisited (or expired) entry; it wraps to the tail past the head. */
-static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    mem_queue *q = &sh->q[MEM_MAIN];
-    mem_entry *e = q->hand ? q->hand : q->tail;
-    /* Two laps clear every bit; readers setting bits again behind the hand cannot hold it
-     * longer than that. */
-    for (size_t seen = 0; seen <= 2 * q->count; seen++) {
-        if (is_expired(e, now) || !atomic_load_explicit(&e->hits, memory_order_relaxed)) break;
-        atomic_store_explicit(&e->hits, 0, memory_order_relaxed);
-        e = e->u.q.newer ? e->u.q.newer : q->tail;
-    }
-    q->hand = e; /* removal moves it on to the newer neighbour */
-    return e;
-}
-
-/* A ghost slot is picked by the hash's high half and holds its low half (never 0): the low
- * bits also pick the shard, so they would use only a shard's share of the slots. */
-static uint32_t *ghost_slot_locked(mem_shard *sh, uint64_t hash) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    return &sh->ghost[(hash >> 32) & sh->ghost_mask];
-}
-
-static bool ghost_take_locked(mem_shard *sh, uint64_t hash) {
-    uint32_t *slot = ghost_slot_locked(sh, hash);
-    if (*slot != ((uint32_t)hash | 1u)) return false;
-    *slot = 0;
-    return true;
-}
-
-static void ghost_put_locked(mem_shard *sh, uint64_t hash) {
-    *ghost_slot_locked(sh, hash) = (uint32_t)hash | 1u;
-}
-
-/* S3-FIFO: while the small queue holds more than its share, its tail either earns the main
- * queue (it was hit) or leaves, remembered in the ghost; otherwise the main queue's tail is
- * reinserted while it has frequency left (one less each time) or leaves. */
-static mem_entry *s3fifo_victim_locked(mem_shard *sh, uint64_t now) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    mem_queue *small = &sh->q[MEM_SMALL], *mainq = &sh->q[MEM_MAIN];
-    /* Each entry moves at most MEM_S3_FREQ_MAX + 1 times unless readers keep raising its
-     * frequency; past this bound the tail goes regardless. */
-    size_t moves = (MEM_S3_FREQ_MAX + 2) * (small->count + mainq->count);
-    for (;;) {
-        bool from_small = small->count && (small->bytes > sh->small_budget || !mainq->count);
-        mem_entry *e = from_small ? small->tail : mainq->tail;
-        if (is_expired(e, now) || moves-- == 0) return e;
-        uint8_t f = atomic_load_explicit(&e->hits, memory_order_relaxed);
-        if (from_small && f < MEM_S3_PROMOTE) {
-            ghost_put_locked(sh, e->hash);
-            return e;
-        }
-        if (!from_small && f == 0) return e;
-        queue_unlink_locked(sh, e);
-        atomic_store_explicit(&e->hits, from_small ? 0 : (uint8_t)(f - 1), memory_order_relaxed);
-        queue_push_locked(sh, MEM_MAIN, e);
-    }
-}
-
-static mem_entry *victim_locked(mem_store *s, mem_shard *sh, uint64_t now) {
-    if (shard_count_locked(sh) == 0) return NULL;
-    switch (s->policy) {
-    case CORRAL_EVICT_S3FIFO: return s3fifo_victim_locked(sh, now);
-    case CORRAL_EVICT_LRU: return sh->q[MEM_MAIN].tail;
-    default: return sieve_victim_locked(sh, now);
-    }
-}
-
-/* Evicts until `need` more bytes fit the shard's budget. need <= budget (check_size). */
-static void make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint64_t now) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    assert(need <= sh->budget);
-    while (atomic_load_explicit(&sh->used, memory_order_relaxed) > sh->budget - need) {
-        mem_entry *v = victim_locked(s, sh, now);
-        if (CORRAL_NEVER(v == NULL)) break;
-        remove_locked(s, sh, v, is_expired(v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
-    }
+    corral__mem_entry_retire(s, e);
 }
 
 /* ---- Hits ---- */
-
-/* LRU: a hit moves the entry to the head when the shard's mutex is free. */
-static void lru_touch_rcu(mem_store *s, mem_entry *e) {
-    mem_shard *sh = shard_of(s, e->hash);
-    if (corral__mutex_trylock(&sh->lock) != 0) return;
-    if (load_state(e) == MEM_LIVE && sh->q[MEM_MAIN].head != e) {
-        queue_unlink_locked(sh, e);
-        queue_push_locked(sh, MEM_MAIN, e);
-    }
-    shard_unlock(sh);
-}
 
 /* Marks a hit without a lock: SIEVE's visited bit (hit_max 1) or S3-FIFO's frequency (hit_max
  * 3). The store happens only when the mark changes, so a hot entry's line is written once or
  * three times per pass of the evictor, not on every hit. Inline: it is on every hit's path. */
 static inline void note_hit_rcu(mem_store *s, mem_entry *e) {
     if (s->policy == CORRAL_EVICT_LRU) {
-        lru_touch_rcu(s, e);
+        corral__mem_lru_touch_rcu(s, e);
         return;
     }
     uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
@@ -688,30 +326,30 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
         atomic_store_explicit(&e->hits, atomic_load_explicit(&old->hits, memory_order_relaxed),
                               memory_order_relaxed);
     } else if (s->policy == CORRAL_EVICT_S3FIFO) {
-        qi = ghost_take_locked(sh, e->hash) ? MEM_MAIN : MEM_SMALL;
+        qi = corral__mem_ghost_take_locked(sh, e->hash) ? MEM_MAIN : MEM_SMALL;
     }
     if (old) {
         /* Out of its queue first, so eviction cannot pick it; out of the table last, in one
          * step with the insertion, so readers never miss the key. */
-        queue_unlink_locked(sh, old);
+        corral__mem_queue_unlink_locked(sh, old);
         account_locked(s, sh, old, live ? CORRAL__REPLACED : CORRAL__EXPIRED);
     }
-    make_room_locked(s, sh, entry_bytes(e), now);
+    corral__mem_make_room_locked(s, sh, entry_bytes(e), now);
 
     /* Eviction may have changed the chain: the link to `old` is found now. The mutex keeps
      * other writers of the key out. */
     atomic_store_explicit(&e->state, MEM_LIVE, memory_order_relaxed);
     if (old) {
         table_replace_locked(s, sh, old, e);
-        entry_retire(s, old);
+        corral__mem_entry_retire(s, old);
     } else {
         table_insert_locked(s, sh, e);
     }
-    queue_push_locked(sh, qi, e);
+    corral__mem_queue_push_locked(sh, qi, e);
     account_locked(s, sh, e, CORRAL__ADDED);
 
     size_t examined = 0;
-    scan_locked(s, sh, now, MEM_WRITE_SCAN, SIZE_MAX, &examined);
+    corral__mem_scan_locked(s, sh, now, MEM_WRITE_SCAN, SIZE_MAX, &examined);
 }
 
 /* The write path of set, add and lease_acquire: builds the entry outside the lock, then
@@ -738,7 +376,7 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     } else if (mode == CORRAL__SET_NX && live) {
         rc = CORRAL_EXISTS;
     } else if (mode == CORRAL__SET_XX && !live) {
-        if (old) remove_locked(s, sh, old, CORRAL__EXPIRED);
+        if (old) corral__mem_remove_locked(s, sh, old, CORRAL__EXPIRED);
         rc = CORRAL_MISS;
     } else {
         publish_locked(s, sh, e, old, now);
@@ -763,10 +401,10 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     shard_lock(sh);
     mem_entry *e = lookup_rcu(s, k, kind);
     if (e && is_expired(e, now)) {
-        remove_locked(s, sh, e, CORRAL__EXPIRED);
+        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e && (!token || (e->val.len == token_len &&
                                 (token_len == 0 || memcmp(e->val.data, token, token_len) == 0)))) {
-        remove_locked(s, sh, e, CORRAL__DELETED);
+        corral__mem_remove_locked(s, sh, e, CORRAL__DELETED);
         rc = CORRAL_OK;
     }
     shard_unlock(sh);
@@ -802,7 +440,7 @@ static int get_rcu(mem_store *s, const corral__skey *k, corral_value **out) {
     uint64_t now = 0;
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     if (e && is_expired_lazy(s, e, &now)) {
-        reap_rcu(s, e, now);
+        corral__mem_reap_rcu(s, e, now);
     } else if (e && CORRAL_ALWAYS(corral__value_tryref(&e->val))) {
         /* The table's reference cannot go before this section ends, so tryref succeeds. */
         note_hit_rcu(s, e);
@@ -857,7 +495,7 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
     read_lock(s);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     if (e && is_expired_lazy(s, e, &now)) {
-        reap_rcu(s, e, now);
+        corral__mem_reap_rcu(s, e, now);
     } else if (e) {
         note_hit_rcu(s, e);
         n = e->dlen;
@@ -902,7 +540,7 @@ static int mem_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms)
     shard_lock(sh);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     if (e && is_expired(e, now)) {
-        remove_locked(s, sh, e, CORRAL__EXPIRED);
+        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
         uint64_t at = expiry_at(now, ttl_ms);
         sh->expiring -= atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
@@ -931,7 +569,7 @@ static int mem_incr(corral__store *base, const corral__skey *k, int64_t delta, i
         read_lock(s);
         mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
         if (!e || is_expired(e, now)) {
-            if (e) reap_rcu(s, e, now);
+            if (e) corral__mem_reap_rcu(s, e, now);
             rc = CORRAL_MISS;
             goto done;
         }
@@ -984,10 +622,10 @@ static int mem_clear(corral__store *base) {
             size_t n = 0;
             read_lock(s);
             shard_lock(sh);
-            if (todo == SIZE_MAX) todo = shard_count_locked(sh);
+            if (todo == SIZE_MAX) todo = corral__mem_shard_count_locked(sh);
             for (unsigned qi = 0; qi < MEM_QUEUES; qi++) {
                 while (n < MEM_LOCK_BATCH && n < todo && sh->q[qi].tail) {
-                    remove_locked(s, sh, sh->q[qi].tail, CORRAL__DELETED);
+                    corral__mem_remove_locked(s, sh, sh->q[qi].tail, CORRAL__DELETED);
                     n++;
                 }
             }
@@ -1060,7 +698,7 @@ static void mem_close(corral__store *base) {
             }
         }
     }
-    wait_rcu_idle(s); /* entries removed before close are freed after this */
+    corral__mem_wait_rcu_idle(s); /* entries removed before close are freed after this */
     store_free(s, s->nshards, true);
 }
 
@@ -1083,7 +721,7 @@ static const corral__store_ops mem_ops = {
     .close = mem_close,
 };
 
-/* ---- Open, reclaim, quiesce ---- */
+/* ---- Open ---- */
 
 static unsigned choose_shards(const corral__mem_config *cfg) {
     if (cfg->shards) return CORRAL_MIN(cfg->shards, MEM_MAX_SHARDS);
@@ -1185,36 +823,4 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
 fail:
     store_free(s, inited, sync_inited);
     return CORRAL_ENOMEM;
-}
-
-size_t corral__mem_reclaim(corral__store *base, size_t budget) {
-    mem_store *s = store_of(base);
-    if (budget == 0) return 0;
-    uint64_t now = clock_now(s);
-    size_t examine =
-        budget > SIZE_MAX / MEM_RECLAIM_FACTOR ? SIZE_MAX : budget * MEM_RECLAIM_FACTOR;
-    size_t removed = 0;
-    unsigned start = atomic_fetch_add_explicit(&s->reclaim_next, 1, memory_order_relaxed);
-    for (unsigned i = 0; i < s->nshards && removed < budget && examine; i++) {
-        mem_shard *sh = &s->shards[(start + i) % s->nshards];
-        size_t lap = SIZE_MAX; /* one lap of the shard at most */
-        while (lap && removed < budget && examine) {
-            size_t examined = 0;
-            read_lock(s);
-            shard_lock(sh);
-            if (lap == SIZE_MAX) lap = shard_count_locked(sh);
-            size_t n = CORRAL_MIN(CORRAL_MIN(lap, examine), (size_t)MEM_LOCK_BATCH);
-            removed += scan_locked(s, sh, now, n, budget - removed, &examined);
-            shard_unlock(sh);
-            read_unlock(s);
-            if (examined == 0) break;
-            lap -= CORRAL_MIN(lap, examined);
-            examine -= CORRAL_MIN(examine, examined);
-        }
-    }
-    return removed;
-}
-
-void corral__mem_quiesce(corral__store *base) {
-    wait_rcu_idle(store_of(base));
 }

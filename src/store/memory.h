@@ -1,7 +1,7 @@
 /*
  * memory.h - the embedded memory store: a bounded, sharded, lock-free-read cache in process.
- * See memory.c for the data model, docs/eviction.md for the policies and docs/threads.md for
- * the locks.
+ * See memory.c for the data model (memory_evict.c, memory_rcu.c for the rest), docs/eviction.md for
+ * the policies and docs/threads.md for the locks.
  *
  * Accounting: every entry accounts for corral__mem_entry_bytes(key, value) bytes, which is
  * exactly what its one allocation asks the allocator for. Leases (lease_acquire) are entries
@@ -26,7 +26,7 @@ typedef struct corral__mem_config {
     unsigned shards; /* write shards, at most 1024; 0 = automatic: up to 16, keeping each shard
                         at least 1 MiB and able to hold 4 values of max_value_bytes */
     /* A removed entry waits for a grace period of its own when the last one for frees began
-     * at least this long ago, and in limbo for a batch's otherwise (memory.c). 0 = 1 ms;
+     * at least this long ago, and in limbo for a batch's otherwise (memory_rcu.c). 0 = 1 ms;
      * tests set UINT64_MAX to send every free through the limbo. */
     uint64_t gp_spacing_ns;
 } corral__mem_config;

@@ -1,7 +1,7 @@
 /*
  * memory_read.h - the memory store's read path, inline: the layout of its table and entries,
  * and corral__mem_get_into_hot and corral__mem_get_hot, which corral.c compiles into
- * corral_get_into and corral_get. memory.c (the rest of the store) includes it for the types.
+ * corral_get_into and corral_get. memory*.c (the rest of the store) include it for the types.
  *
  * Why a header: a get's instruction count decides how many gets the CPU overlaps while each
  * waits for memory (docs/eviction.md, "What bounds a get"). As a call from corral.c into
@@ -128,12 +128,12 @@ struct mem_store {
     _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
     /* Entries retired and not yet released, plus the flush while it is queued.
      * Raised under a shard mutex (or `rcu_lock`, for the flush), lowered on the call_rcu thread
-     * once they are released (memory.c, release_after_grace): without a lock while it stays
+     * once they are released (memory_rcu.c, release_after_grace): without a lock while it stays
      * above zero, under `rcu_lock` to zero, which broadcasts `rcu_idle`. */
     _Atomic size_t rcu_pending;
     pthread_mutex_t rcu_lock; /* also guards limbo, flush_queued and last_gp_ns */
     pthread_cond_t rcu_idle;
-    /* Entries past liburcu's grace period, waiting for ours (memory.c, mem_entry_free_rcu),
+    /* Entries past liburcu's grace period, waiting for ours (memory_rcu.c, mem_entry_free_rcu),
      * linked through u.q.older; and the call_rcu head of their flush, queued when set. */
     mem_entry *limbo;
     bool flush_queued;

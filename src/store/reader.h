@@ -4,7 +4,7 @@
  * A thread reads the table inside a section (corral__reader_enter, corral__reader_leave); an
  * entry unlinked from the table is freed only after a grace period (corral__reader_sync), when
  * every section that could have seen it has ended. liburcu's call_rcu still queues the frees and
- * runs them on its worker thread (memory.c); the sections and the grace period are ours.
+ * runs them on its worker thread (memory_rcu.c); the sections and the grace period are ours.
  *
  * Why our own sections: a get's instruction count bounds how many gets the CPU overlaps
  * (docs/eviction.md, "What bounds a get"). liburcu-bp's inline read lock and unlock are 34

@@ -1,82 +1,41 @@
 /*
- * redis.c - the Redis store: every operation of the store vtable (store.h), done the Redis way.
+ * redis.c - the Redis store: the vtable's single-key operations, leases, the scripts, the near
+ * cache's reads and open. The many-key operations and clear_prefix are in redis_many.c,
+ * connections and failures in redis_pool.c, Django's wire format in redis_django.c. Why each
+ * command was chosen, and what was measured: docs/redis.md.
  *
  * Data model
- * - A value is a Redis string under its physical key ("djzen:1:featured_products:v3"), byte
- *   for byte (the envelope, when the layer above adds one, is part of those bytes; store.h), with
- *   the entry's TTL as the key's expiry in milliseconds (PX). Redis expires keys itself, lazily
- *   on access and actively in the background, and never returns an expired key.
- * - A lease lives under its own key: the physical key followed by LEASE_SUFFIX, "\x1flease".
- *   Validated keys never hold a byte in 0x00-0x20, so no user key, nor any key of another
- *   lease, can be a lease key, and a lease never shows up as a value nor blocks one. A suffix
- *   rather than a "lease:" namespace keeps a lease under its key's prefix, so
- *   corral_clear_prefix (SCAN MATCH "prefix:*") removes both. Binary keys (the memory store's
- *   option) are refused by the handle for this store, since they could hold that byte.
+ * - A value is a Redis string under its physical key, byte for byte (an envelope is part of
+ *   those bytes; store.h), with the entry's TTL as the key's expiry in milliseconds (PX).
+ * - A lease lives under the physical key followed by LEASE_SUFFIX, "\x1flease". Validated keys
+ *   never hold a byte in 0x00-0x20, so no value's key can be a lease key, and a lease stays
+ *   under its key's prefix, where clear_prefix finds it.
  * - Tag and namespace versions of the layer above are plain integer values like any other.
  *
- * Commands (one round trip each unless noted)
- * - get, get_into: GET. get_checked: the script CHECKED (below). set: SET key value [PX ttl]
- *   [NX|XX]. del: DEL. touch: PEXPIRE, or
- *   for no expiry the script TOUCH_FOREVER (PERSIST alone cannot tell a missing key from one
- *   without a TTL). incr: the script INCR (below). clear: FLUSHDB ASYNC (Django's clear; the
- *   keys are gone at once, their memory is freed in the background). clear_prefix: SCAN MATCH
- *   then UNLINK, in bounded batches.
- * - get_many: MGET, in chunks of MANY_CHUNK keys, pipelined: one round trip for the batch.
- *   set_many: MULTI, SET ... PX per pair, EXEC, pipelined: one round trip, all or nothing.
- *   del_many: DEL of MANY_CHUNK keys per command, pipelined: one round trip.
- * - lease_acquire: SET lease token NX PX ttl. lease_release: the script LEASE_RELEASE,
- *   compare-and-delete, so only the owner's token removes a lease.
- * - Scripts are called with EVALSHA by their SHA-1, computed here at open; a NOSCRIPT reply (a
- *   restarted server, SCRIPT FLUSH) falls back to EVAL, which loads the script for next time.
+ * Commands, one round trip each: get, get_into GET; set SET [PX] [NX|XX]; del DEL; touch
+ * PEXPIRE, or the script TOUCH_FOREVER for no expiry; incr the script INCR; clear FLUSHDB ASYNC;
+ * lease_acquire SET NX PX; lease_release the script LEASE_RELEASE (compare and delete). Scripts
+ * run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back to EVAL.
  *
- * get_checked: a tagged read validated on the server, one round trip whatever the number of tags.
- * The CHECKED script GETs the value; when it begins with an envelope with tags (envelope.h; the
- * script parses the header as envelope.c does), it MGETs the tags' version keys
- * "<KEY_PREFIX>:tag:<name>" and compares each with the version the envelope carries. It returns
- * the value when every version matches (or there are no tags), nil when the key is absent, and 0
- * when a tag was busted or vanished or the header is malformed: a miss. The tag keys are built in
- * the script from ARGV[1] rather than passed as KEYS, which is fine on a standalone server or a
- * replica (the only deployments this store supports) and would not be on a cluster. EVALSHA of a
- * script that only reads runs on read-only replicas, so get_checked reads where get reads.
- * The script costs the server more than a GET: about 1.5 us a call, 10% of a loopback round
- * trip, which every untagged read would pay for nothing. So the store learns, per metrics class
- * of the key (its user prefix: corral__skey.cls), whether values there carry tags: a class is
- * marked when this store writes a tagged value under it, or reads one with a plain GET. An
- * unmarked class reads with GET, and a tagged value found that way is read again with the script
- * (two round trips, once per class and process); a marked class reads with the script. Prefixes
- * are in practice all tagged or all not, so untagged reads stay a GET and tagged ones are one
- * round trip, n + 1 before.
- *
- * incr: corral's incr returns CORRAL_MISS on an absent key where INCRBY would create it, and
- * accepts what the memory store accepts ("007", "-0"), which Redis's string2ll refuses. The INCR
- * script checks the value against "-?[0-9]{1,19}", refuses values beyond int64 with CORRAL_ERANGE
- * (compared as digit strings: Lua's numbers are doubles), writes the canonical form when it
- * differs (KEEPTTL), runs INCRBY (which keeps the TTL) and returns the result as a string; on
- * overflow it restores the original bytes. The whole script is atomic on the server.
+ * get_checked: the script CHECKED reads a value and, when its envelope carries tags, the tags'
+ * versions, and returns it only when every version still matches: a tagged read in one round
+ * trip. It parses the envelope header in Lua, mirroring envelope.c: the two must agree. A class
+ * of keys (corral__skey.cls) reads with the script only once a tagged value was seen under it;
+ * until then a plain GET, since the script costs the server more than a GET.
  *
  * Failures: a read that fails (server down, timeout, error reply) is a miss; a write that fails
- * is CORRAL_ESTORE, or CORRAL_ETIMEDOUT past a deadline, or CORRAL_ENOMEM when Redis refuses it
- * for maxmemory; each is counted (redis_pool.h). A write whose reply was lost (timeout, reset)
- * may or may not have been applied: Redis gives no way to know.
+ * is CORRAL_ESTORE, CORRAL_ETIMEDOUT past a deadline, or CORRAL_ENOMEM when Redis refuses it for
+ * maxmemory; each is counted (redis_pool.h). A write whose reply was lost may have been applied.
  *
- * Django's wire format (serializer=django, redis_django.h): values are encoded on every write
- * (set, set_many; leases and incr's digits are raw) and decoded on every read, so the layer
- * above still sees the value's bytes; a pickle of another type reads as CORRAL_EFORMAT. A Django
- * site reads what corral writes, so the store cannot carry corral's envelope
- * (CORRAL__STORE_NO_ENVELOPE, store.h): the handle writes values bare, and a value read is never
- * split into an envelope and a payload. CORRAL__SETF_BINARY (corral_call.is_binary) writes a
- * value as pickled bytes whatever it holds. get_checked is get: there are no tags to check.
+ * Django's format (serializer=django): values are encoded on every write and decoded on every
+ * read; a Django site reads what corral writes, so the store has CORRAL__STORE_NO_ENVELOPE.
  *
- * Events: none. Redis evicts, expires and may be written by other clients without telling us,
- * so the store does not call the events callback (store.h); used_bytes and max_bytes are 0.
- *
- * Threads: the store's fields are written at open and read-only afterwards; connections are
- * handed out one call at a time by redis_pool.c. No lock is taken here.
- *
- * References: Redis commands SET, MGET, PEXPIRE, PERSIST, INCRBY, EVALSHA, SCAN, UNLINK,
- * FLUSHDB (redis.io/commands); Django's RedisCache (django/core/cache/backends/redis.py).
+ * Events: none (store.h); used_bytes and max_bytes are 0. Threads: the store's fields are
+ * written at open and read-only afterwards; connections are handed out one call at a time by
+ * redis_pool.c. No lock is taken here.
  */
 #include "redis.h"
+#include "redis_internal.h"
 #include "redis_django.h"
 #include "redis_pool.h"
 #include "../envelope.h"
@@ -89,14 +48,9 @@
 #include <string.h>
 #include <openssl/evp.h>
 
-#define REDIS_STORE_MAGIC 0x3ed15ea5u
-#define LEASE_SUFFIX      "\x1flease" /* 0x1f, then "lease" ('l' ends the hex escape) */
-#define LEASE_SUFFIX_LEN  (sizeof LEASE_SUFFIX - 1)
-#define MANY_CHUNK        512    /* keys per MGET or DEL command of a batch */
-#define SCAN_COUNT        "1000" /* SCAN's COUNT hint: keys examined per clear_prefix batch */
-#define TTL_DIGITS        24
-#define DEFAULT_HOSTS     "127.0.0.1:6379"
-#define TAGGED_WORDS      ((UINT16_MAX + 1) / 64) /* a bit per metrics class */
+#define LEASE_SUFFIX     "\x1flease" /* 0x1f, then "lease" ('l' ends the hex escape) */
+#define LEASE_SUFFIX_LEN (sizeof LEASE_SUFFIX - 1)
+#define DEFAULT_HOSTS    "127.0.0.1:6379"
 
 /* Results of the INCR script: {code} or {INCR_OK, "new value"}. */
 #define INCR_MISS   0
@@ -176,33 +130,6 @@ static const char LEASE_RELEASE_SRC[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n";
 
-typedef struct rscript {
-    const char *src;
-    size_t src_len;
-    char sha[41]; /* hex SHA-1 of src, what EVALSHA names it by */
-} rscript;
-
-typedef struct redis_store {
-    corral__store base;
-    uint32_t magic;
-    const corral__allocator *alloc;
-    corral__redis_pool *pool;
-    size_t max_value_bytes;
-    bool django;      /* serializer=django: values go through redis_django.c */
-    char *tag_prefix; /* "<KEY_PREFIX>:tag:", ARGV[1] of CHECKED; owned */
-    size_t tag_prefix_len;
-    /* Bit `cls` set: values under metrics class `cls` carry tags, and get_checked reads them with
-     * the script. A hint (relaxed atomics): a stale bit costs a round trip, never correctness. */
-    _Atomic uint64_t tagged_cls[TAGGED_WORDS];
-    rscript incr, touch_forever, lease_release, checked;
-} redis_store;
-
-static redis_store *store_of(corral__store *base) {
-    redis_store *s = CORRAL_CONTAINER_OF(base, redis_store, base);
-    CORRAL_CHECK_OBJ(s, REDIS_STORE_MAGIC);
-    return s;
-}
-
 /* ---- Helpers ---- */
 
 /* The value's bytes in a reply: the reply itself, or what the Django format wraps. */
@@ -219,14 +146,8 @@ static int stored_bytes(const redis_store *s, const redisReply *r, const char **
     return rc;
 }
 
-/* The length of the envelope header a stored value begins with: 0 for none, and always 0 in
- * Django's format, whose values carry no envelope. */
-static size_t header_len(const redis_store *s, const char *bytes, size_t len) {
-    return s->django ? 0 : corral__env_hdr_len(bytes, len);
-}
-
 /* A value holding a copy of a reply's bytes, its envelope header (if any) before `data`. */
-static int make_value(redis_store *s, const redisReply *r, corral_value **out) {
+int corral__redis_make_value(redis_store *s, const redisReply *r, corral_value **out) {
     const char *bytes;
     size_t len;
     int rc = stored_bytes(s, r, &bytes, &len);
@@ -241,68 +162,7 @@ static int make_value(redis_store *s, const redisReply *r, corral_value **out) {
     return CORRAL_OK;
 }
 
-/* ---- Values that point into an MGET reply ----
- *
- * A batch read hands out values without copying: one block holds a value for every element of
- * the reply, and the reply lives until the last of them is released. hiredis allocates its
- * replies with libc (0.14 has no allocator hooks), and keeps every string NUL-terminated, as a
- * value must be. */
-typedef struct reply_value {
-    corral_value v;
-    struct reply_holder *h;
-} reply_value;
-
-typedef struct reply_holder {
-    const corral__allocator *alloc;
-    size_t bytes;
-    _Atomic size_t refs; /* values not yet released */
-    redisReply *reply;
-    reply_value vals[];
-} reply_holder;
-
-static void reply_value_release(corral_value *v) {
-    reply_holder *h = CORRAL_CONTAINER_OF(v, reply_value, v)->h;
-    v->magic = 0;
-    if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1) return;
-    freeReplyObject(h->reply);
-    corral__free(h->alloc, h, h->bytes);
-}
-
-/* Turns the string elements of an MGET reply into values in out[0..m) (NULL for the others),
- * taking the reply: it is freed here or with the last value. Raw format only (Django's is
- * decoded, so copied). Returns CORRAL_OK or CORRAL_ENOMEM (the reply freed, out untouched). */
-static int values_from_reply(redis_store *s, redisReply *r, size_t m, corral_value **out) {
-    size_t strings = 0;
-    for (size_t i = 0; i < m; i++)
-        strings += r->element[i]->type == REDIS_REPLY_STRING;
-    if (strings == 0) {
-        freeReplyObject(r);
-        return CORRAL_OK;
-    }
-    reply_holder *h = corral__alloc3(s->alloc, m, sizeof(reply_value), sizeof(reply_holder));
-    if (!h) {
-        freeReplyObject(r);
-        return CORRAL_ENOMEM;
-    }
-    h->alloc = s->alloc;
-    h->bytes = sizeof(reply_holder) + m * sizeof(reply_value);
-    atomic_init(&h->refs, strings);
-    h->reply = r;
-    for (size_t i = 0; i < m; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_STRING) continue;
-        size_t hdr = header_len(s, e->str, e->len);
-        reply_value *rv = &h->vals[i];
-        rv->h = h;
-        corral__value_init(&rv->v, (const unsigned char *)e->str + hdr, e->len - hdr,
-                           reply_value_release);
-        rv->v.hdr_len = (uint32_t)hdr;
-        out[i] = &rv->v;
-    }
-    return CORRAL_OK;
-}
-
-static size_t fmt_i64(char *buf, int64_t v) {
+size_t corral__redis_fmt_i64(char *buf, int64_t v) {
     int n = snprintf(buf, TTL_DIGITS, "%" PRId64, v);
     assert(n > 0 && n < TTL_DIGITS);
     return (size_t)n;
@@ -388,7 +248,7 @@ static int r_get(corral__store *base, const corral__skey *k, corral_value **out)
     if (!r)
         rc = corral__redis_failed(&c);
     else if (r->type == REDIS_REPLY_STRING)
-        rc = make_value(s, r, out);
+        rc = corral__redis_make_value(s, r, out);
     else if (r->type == REDIS_REPLY_NIL)
         rc = CORRAL_MISS;
     else
@@ -472,7 +332,7 @@ static int r_get_checked(corral__store *base, const corral__skey *k, corral_valu
     if (!r)
         rc = corral__redis_failed(&c);
     else if (r->type == REDIS_REPLY_STRING)
-        rc = make_value(s, r, out);
+        rc = corral__redis_make_value(s, r, out);
     else if (r->type == REDIS_REPLY_NIL)
         rc = CORRAL_MISS;
     else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
@@ -521,7 +381,7 @@ static int r_set(corral__store *base, const corral__skey *k, const void *val, si
     if (ttl_ms != CORRAL__NO_EXPIRY) {
         argv[argc] = "PX";
         lens[argc++] = 2;
-        lens[argc] = fmt_i64(ttl, ttl_ms);
+        lens[argc] = corral__redis_fmt_i64(ttl, ttl_ms);
         argv[argc++] = ttl;
     }
     if (mode != CORRAL__SET_ALWAYS) {
@@ -575,7 +435,7 @@ static int r_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
     } else {
         char ttl[TTL_DIGITS];
         const char *argv[3] = { "PEXPIRE", k->data, ttl };
-        size_t lens[3] = { 7, k->len, fmt_i64(ttl, ttl_ms) };
+        size_t lens[3] = { 7, k->len, corral__redis_fmt_i64(ttl, ttl_ms) };
         r = corral__redis_command(&c, 3, argv, lens);
     }
     rc = int_result(&c, r);
@@ -605,7 +465,7 @@ static int r_incr(corral__store *base, const corral__skey *k, int64_t delta, int
     if (rc != CORRAL_OK) return rc;
     char d[TTL_DIGITS];
     const char *ka[2] = { k->data, d };
-    size_t kl[2] = { k->len, fmt_i64(d, delta) };
+    size_t kl[2] = { k->len, corral__redis_fmt_i64(d, delta) };
     redisReply *r = eval(&c, &s->incr, 1, 2, ka, kl);
     if (!r) {
         rc = corral__redis_failed(&c);
@@ -647,330 +507,6 @@ static int r_clear(corral__store *base) {
     return rc;
 }
 
-/* ---- clear_prefix: SCAN + UNLINK ---- */
-
-/* The SCAN pattern of keys beginning with "prefix:": glob metacharacters escaped. */
-static size_t prefix_pattern(const char *prefix, size_t len, char *out) {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = prefix[i];
-        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') out[n++] = '\\';
-        out[n++] = ch;
-    }
-    out[n++] = ':';
-    out[n++] = '*';
-    return n;
-}
-
-/* UNLINKs the keys of one SCAN batch. */
-static int unlink_batch(redis_store *s, corral__redis_call *c, const redisReply *keys) {
-    size_t n = keys->elements;
-    const char **argv = corral__alloc3(s->alloc, n + 1, sizeof *argv, 0);
-    size_t *lens = corral__alloc3(s->alloc, n + 1, sizeof *lens, 0);
-    int rc = CORRAL_ENOMEM;
-    if (!argv || !lens) goto done;
-    argv[0] = "UNLINK";
-    lens[0] = 6;
-    for (size_t i = 0; i < n; i++) {
-        if (keys->element[i]->type != REDIS_REPLY_STRING) {
-            rc = corral__redis_error_reply(c, keys);
-            goto done;
-        }
-        argv[1 + i] = keys->element[i]->str;
-        lens[1 + i] = keys->element[i]->len;
-    }
-    redisReply *r = corral__redis_command(c, (int)(n + 1), argv, lens);
-    if (!r)
-        rc = corral__redis_failed(c);
-    else
-        rc = r->type == REDIS_REPLY_INTEGER ? CORRAL_OK : corral__redis_error_reply(c, r);
-    freeReplyObject(r);
-done:
-    corral__free(s->alloc, argv, (n + 1) * sizeof *argv);
-    corral__free(s->alloc, lens, (n + 1) * sizeof *lens);
-    return rc;
-}
-
-static int r_clear_prefix(corral__store *base, const char *prefix, size_t len) {
-    redis_store *s = store_of(base);
-    if (len > CORRAL__MAX_KEY) return CORRAL_EINVAL;
-    char pattern[2 * CORRAL__MAX_KEY + 2];
-    size_t plen = prefix_pattern(prefix, len, pattern);
-    corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
-    if (rc != CORRAL_OK) return rc;
-    char cursor[32] = "0";
-    size_t cursor_len = 1;
-    do {
-        const char *argv[6] = { "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT };
-        size_t lens[6] = { 4, cursor_len, 5, plen, 5, sizeof SCAN_COUNT - 1 };
-        redisReply *r = corral__redis_command(&c, 6, argv, lens);
-        if (!r) {
-            rc = corral__redis_failed(&c);
-            break;
-        }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len == 0 ||
-            r->element[0]->len >= sizeof cursor || r->element[1]->type != REDIS_REPLY_ARRAY) {
-            rc = corral__redis_error_reply(&c, r);
-            freeReplyObject(r);
-            break;
-        }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor_len = r->element[0]->len;
-        cursor[cursor_len] = '\0';
-        if (r->element[1]->elements > 0) rc = unlink_batch(s, &c, r->element[1]);
-        freeReplyObject(r);
-    } while (rc == CORRAL_OK && !(cursor_len == 1 && cursor[0] == '0'));
-    corral__redis_end(&c);
-    return rc;
-}
-
-/* ---- Many-ops: pipelined ---- */
-
-/* Argument vectors for one command of up to MANY_CHUNK keys, allocated before any I/O so an
- * allocation failure never leaves a pipeline half sent. */
-typedef struct keys_argv {
-    const char **argv;
-    size_t *lens;
-    size_t cap; /* entries, the command name included */
-} keys_argv;
-
-static int keys_argv_new(redis_store *s, size_t n, keys_argv *kv) {
-    kv->cap = CORRAL_MIN(n, (size_t)MANY_CHUNK) + 1;
-    kv->argv = corral__alloc3(s->alloc, kv->cap, sizeof *kv->argv, 0);
-    kv->lens = corral__alloc3(s->alloc, kv->cap, sizeof *kv->lens, 0);
-    return kv->argv && kv->lens ? CORRAL_OK : CORRAL_ENOMEM;
-}
-
-static void keys_argv_free(redis_store *s, keys_argv *kv) {
-    corral__free(s->alloc, kv->argv, kv->cap * sizeof *kv->argv);
-    corral__free(s->alloc, kv->lens, kv->cap * sizeof *kv->lens);
-}
-
-/* Queues one command of `n` (<= MANY_CHUNK) keys after `cmd` (MGET, DEL); 0 or -1. */
-static int append_keys(corral__redis_call *c, keys_argv *kv, const char *cmd,
-                       const corral__skey *ks, size_t n) {
-    assert(n + 1 <= kv->cap);
-    kv->argv[0] = cmd;
-    kv->lens[0] = strlen(cmd);
-    for (size_t i = 0; i < n; i++) {
-        kv->argv[1 + i] = ks[i].data;
-        kv->lens[1 + i] = ks[i].len;
-    }
-    return corral__redis_append(c, (int)(n + 1), kv->argv, kv->lens);
-}
-
-static void unref_all(corral_value **out, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        corral_value_unref(out[i]);
-        out[i] = NULL;
-    }
-}
-
-/* The remaining TTL a PTTL reply gives, as corral__redis_get_ttl reports it: -1 (no expiry) is
- * CORRAL__NO_EXPIRY; -2 (gone) and 0 (about to go) are 0, not worth keeping near. */
-static int64_t ttl_of(const redisReply *t) {
-    if (t->type != REDIS_REPLY_INTEGER) return 0;
-    return t->integer == -1 ? CORRAL__NO_EXPIRY : t->integer > 0 ? (int64_t)t->integer : 0;
-}
-
-/* get_many, and with `ttls` also each key's remaining TTL (a PTTL per key after the MGETs, in
- * the same pipeline). */
-static int get_many_role(redis_store *s, corral__redis_role role, const corral__skey *ks, size_t n,
-                         corral_value **out, int64_t *ttls) {
-    for (size_t i = 0; i < n; i++) {
-        out[i] = NULL;
-        if (ttls) ttls[i] = 0;
-    }
-    if (n == 0) return CORRAL_OK;
-    keys_argv kv;
-    int rc = keys_argv_new(s, n, &kv);
-    if (rc != CORRAL_OK) {
-        keys_argv_free(s, &kv);
-        return rc;
-    }
-    corral__redis_call c;
-    rc = corral__redis_begin(s->pool, role, &c);
-    if (rc != CORRAL_OK) {
-        keys_argv_free(s, &kv);
-        return rc == CORRAL_MISS ? CORRAL_OK : rc; /* a failed read: all miss */
-    }
-    size_t chunks = (n + MANY_CHUNK - 1) / MANY_CHUNK, sent = 0;
-    bool all_sent = true;
-    for (; sent < chunks && all_sent; sent++) {
-        size_t at = sent * MANY_CHUNK;
-        all_sent = append_keys(&c, &kv, "MGET", ks + at, CORRAL_MIN(n - at, MANY_CHUNK)) == 0;
-    }
-    for (size_t i = 0; ttls && all_sent && i < n; i++) {
-        const char *argv[2] = { "PTTL", ks[i].data };
-        size_t lens[2] = { 4, ks[i].len };
-        all_sent = corral__redis_append(&c, 2, argv, lens) == 0;
-    }
-    keys_argv_free(s, &kv);
-    rc = CORRAL_OK;
-    if (!all_sent) {
-        rc = corral__redis_failed(&c); /* the append closed the connection: nothing was read */
-    } else {
-        /* Every reply is read, even after an allocation failure, to keep the stream aligned. */
-        bool broken = false;
-        for (size_t ch = 0; ch < chunks; ch++) {
-            size_t at = ch * MANY_CHUNK, m = CORRAL_MIN(n - at, MANY_CHUNK);
-            redisReply *r = corral__redis_read(&c);
-            if (!r) {
-                rc = corral__redis_failed(&c);
-                broken = true;
-                break;
-            }
-            if (r->type != REDIS_REPLY_ARRAY || r->elements != m) {
-                if (rc == CORRAL_OK) rc = corral__redis_error_reply(&c, r);
-            } else if (!s->django && rc == CORRAL_OK) {
-                rc = values_from_reply(s, r, m, out + at); /* takes the reply */
-                continue;
-            } else {
-                for (size_t i = 0; i < m && rc == CORRAL_OK; i++) {
-                    const redisReply *e = r->element[i];
-                    if (e->type == REDIS_REPLY_STRING) rc = make_value(s, e, &out[at + i]);
-                }
-            }
-            freeReplyObject(r);
-        }
-        for (size_t i = 0; ttls && !broken && i < n; i++) {
-            redisReply *t = corral__redis_read(&c);
-            if (!t) {
-                int f = corral__redis_failed(&c);
-                if (rc == CORRAL_OK) rc = f;
-                break;
-            }
-            ttls[i] = ttl_of(t);
-            freeReplyObject(t);
-        }
-    }
-    corral__redis_end(&c);
-    if (rc != CORRAL_OK) unref_all(out, n);
-    return rc == CORRAL_MISS ? CORRAL_OK : rc;
-}
-
-static int r_get_many(corral__store *base, const corral__skey *ks, size_t n, corral_value **out) {
-    return get_many_role(store_of(base), CORRAL__REDIS_READ, ks, n, out, NULL);
-}
-
-static int r_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
-                      int64_t ttl_ms, unsigned flags) {
-    redis_store *s = store_of(base);
-    bool as_bytes = flags & CORRAL__SETF_BINARY;
-    if (ttl_ms <= 0) return CORRAL_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (vals[i].len > s->max_value_bytes) return CORRAL_ETOOBIG;
-    if (n == 0) return CORRAL_OK;
-    /* Django format: one scratch block, as large as the largest encoding; each SET is copied
-     * into hiredis's output buffer as it is appended. */
-    size_t scratch_len = 0;
-    for (size_t i = 0; s->django && i < n; i++)
-        scratch_len = CORRAL_MAX(
-            scratch_len, corral__django_encoded_len_as(vals[i].data, vals[i].len, as_bytes));
-    unsigned char *scratch = NULL;
-    if (scratch_len && !(scratch = corral__alloc(s->alloc, scratch_len))) return CORRAL_ENOMEM;
-    char ttl[TTL_DIGITS];
-    size_t ttl_len = ttl_ms == CORRAL__NO_EXPIRY ? 0 : fmt_i64(ttl, ttl_ms);
-    corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
-    if (rc != CORRAL_OK) {
-        corral__free(s->alloc, scratch, scratch_len);
-        return rc;
-    }
-    const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
-    size_t multi_len[1] = { 5 }, exec_len[1] = { 4 };
-    bool sent = corral__redis_append(&c, 1, multi, multi_len) == 0;
-    for (size_t i = 0; sent && i < n; i++) {
-        const char *argv[5] = { "SET", ks[i].data, vals[i].data ? vals[i].data : "", "PX", ttl };
-        size_t lens[5] = { 3, ks[i].len, vals[i].len, 2, ttl_len };
-        if (s->django) {
-            corral__django_encode_as(vals[i].data, vals[i].len, as_bytes, scratch);
-            argv[2] = (const char *)scratch;
-            lens[2] = corral__django_encoded_len_as(vals[i].data, vals[i].len, as_bytes);
-        }
-        sent = corral__redis_append(&c, ttl_len ? 5 : 3, argv, lens) == 0;
-    }
-    corral__free(s->alloc, scratch, scratch_len);
-    if (sent) sent = corral__redis_append(&c, 1, exec, exec_len) == 0;
-    if (!sent) {
-        rc = corral__redis_failed(&c);
-        corral__redis_end(&c);
-        return rc;
-    }
-    /* MULTI's +OK, one +QUEUED per SET, then EXEC's array of the SET replies. An error at any
-     * step aborts the whole transaction (EXECABORT): nothing was written. */
-    for (size_t i = 0; i < n + 2; i++) {
-        redisReply *r = corral__redis_read(&c);
-        if (!r) {
-            rc = corral__redis_failed(&c);
-            break;
-        }
-        bool last = i == n + 1;
-        bool ok =
-            last ? r->type == REDIS_REPLY_ARRAY && r->elements == n : r->type == REDIS_REPLY_STATUS;
-        for (size_t j = 0; ok && last && j < n; j++)
-            ok = r->element[j]->type == REDIS_REPLY_STATUS;
-        if (!ok && rc == CORRAL_OK) {
-            const redisReply *why = r;
-            if (last && r->type == REDIS_REPLY_ARRAY) {
-                for (size_t j = 0; j < r->elements; j++)
-                    if (r->element[j]->type == REDIS_REPLY_ERROR) why = r->element[j];
-            }
-            rc = corral__redis_error_reply(&c, why);
-        }
-        freeReplyObject(r);
-    }
-    corral__redis_end(&c);
-    return rc;
-}
-
-static int r_del_many(corral__store *base, const corral__skey *ks, size_t n, size_t *deleted) {
-    redis_store *s = store_of(base);
-    *deleted = 0;
-    if (n == 0) return CORRAL_OK;
-    keys_argv kv;
-    int rc = keys_argv_new(s, n, &kv);
-    if (rc != CORRAL_OK) {
-        keys_argv_free(s, &kv);
-        return rc;
-    }
-    corral__redis_call c;
-    rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
-    if (rc != CORRAL_OK) {
-        keys_argv_free(s, &kv);
-        return rc;
-    }
-    size_t chunks = (n + MANY_CHUNK - 1) / MANY_CHUNK, sent = 0;
-    for (; sent < chunks; sent++) {
-        size_t at = sent * MANY_CHUNK;
-        if (append_keys(&c, &kv, "DEL", ks + at, CORRAL_MIN(n - at, MANY_CHUNK)) != 0) break;
-    }
-    keys_argv_free(s, &kv);
-    if (sent < chunks) {
-        rc = corral__redis_failed(&c);
-        corral__redis_end(&c);
-        return rc;
-    }
-    size_t d = 0;
-    for (size_t ch = 0; ch < chunks; ch++) {
-        redisReply *r = corral__redis_read(&c);
-        if (!r) {
-            rc = corral__redis_failed(&c);
-            break;
-        }
-        if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
-            d += (size_t)r->integer;
-        else if (rc == CORRAL_OK)
-            rc = corral__redis_error_reply(&c, r);
-        freeReplyObject(r);
-    }
-    corral__redis_end(&c);
-    *deleted = d;
-    return rc;
-}
-
 /* ---- Leases ---- */
 
 static int r_lease_acquire(corral__store *base, const corral__skey *k, const void *token,
@@ -979,7 +515,7 @@ static int r_lease_acquire(corral__store *base, const corral__skey *k, const voi
     if (ttl_ms <= 0 || ttl_ms == CORRAL__NO_EXPIRY) return CORRAL_EINVAL; /* leases expire */
     char key[CORRAL__KEYBUF + LEASE_SUFFIX_LEN], ttl[TTL_DIGITS];
     const char *argv[6] = { "SET", key, token, "NX", "PX", ttl };
-    size_t lens[6] = { 3, lease_key(k, key), token_len, 2, 2, fmt_i64(ttl, ttl_ms) };
+    size_t lens[6] = { 3, lease_key(k, key), token_len, 2, 2, corral__redis_fmt_i64(ttl, ttl_ms) };
     corral__redis_call c;
     int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
     if (rc != CORRAL_OK) return rc;
@@ -1033,18 +569,13 @@ int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_val
     } else if (v->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER) {
         rc = corral__redis_error_reply(&c, v->type == REDIS_REPLY_STRING ? t : v);
     } else {
-        rc = make_value(s, v, out);
-        *ttl_ms = ttl_of(t);
+        rc = corral__redis_make_value(s, v, out);
+        *ttl_ms = corral__redis_ttl_of(t);
     }
     freeReplyObject(v);
     freeReplyObject(t);
     corral__redis_end(&c);
     return rc;
-}
-
-int corral__redis_get_many_ttl(corral__store *base, const corral__skey *ks, size_t n,
-                               corral_value **out, int64_t *ttl_ms) {
-    return get_many_role(store_of(base), CORRAL__REDIS_READ_PRIMARY, ks, n, out, ttl_ms);
 }
 
 struct redisContext *corral__redis_connect_primary(corral__store *base) {
@@ -1129,10 +660,10 @@ static const corral__store_ops redis_ops = {
     .touch = r_touch,
     .incr = r_incr,
     .clear = r_clear,
-    .clear_prefix = r_clear_prefix,
-    .get_many = r_get_many,
-    .set_many = r_set_many,
-    .del_many = r_del_many,
+    .clear_prefix = corral__redis_clear_prefix,
+    .get_many = corral__redis_get_many,
+    .set_many = corral__redis_set_many,
+    .del_many = corral__redis_del_many,
     .lease_acquire = r_lease_acquire,
     .lease_release = r_lease_release,
     .used_bytes = r_used_bytes,

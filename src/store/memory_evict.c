@@ -1,0 +1,186 @@
+/*
+ * memory_evict.c - what leaves the memory store, and when: expiry and eviction. Everything here
+ * runs under the mutex of the shard it works on (the `_locked` functions) or takes it with a
+ * trylock from a read-side section (the `_rcu` ones); removal itself is memory.c's
+ * (corral__mem_remove_locked).
+ *
+ * Expiry: an expired entry is never returned. Its memory is reclaimed incrementally, never by a
+ * scan of a whole shard in one call: each write examines MEM_WRITE_SCAN entries of each queue at
+ * a per-queue cursor, eviction takes the expired entries it meets first, a read that finds an
+ * expired entry removes it when the shard's mutex is free, and corral__mem_reclaim does bounded
+ * work on demand.
+ *
+ * Eviction: a write makes room in its shard before it publishes. SIEVE keeps one queue and a
+ * hand; S3-FIFO a small queue, a main queue and a ghost table of key hashes; LRU, kept for
+ * comparison, moves a hit to the head. docs/eviction.md describes and measures them.
+ *
+ * References: SIEVE (Zhang et al., "SIEVE is Simpler than LRU", NSDI '24); S3-FIFO (Yang et al.,
+ * "FIFO Queues are All You Need for Cache Eviction", SOSP '23).
+ */
+#include "memory_internal.h"
+
+/* ---- Expiry ---- */
+
+/* Examines up to `n` entries of queue `qi` at its cursor, oldest first and wrapping, and
+ * removes the expired ones, at most `max_remove`. Adds the entries examined to `*examined`;
+ * returns how many it removed. */
+static size_t scan_queue_locked(mem_store *s, mem_shard *sh, unsigned qi, uint64_t now, size_t n,
+                                size_t max_remove, size_t *examined) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *q = &sh->q[qi];
+    size_t removed = 0;
+    n = CORRAL_MIN(n, q->count); /* one lap at most */
+    for (size_t i = 0; i < n && removed < max_remove && q->count; i++) {
+        mem_entry *e = q->scan ? q->scan : q->tail;
+        q->scan = e->u.q.newer;
+        (*examined)++;
+        if (is_expired(e, now)) {
+            corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+            removed++;
+        }
+    }
+    return removed;
+}
+
+size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t n,
+                               size_t max_remove, size_t *examined) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    size_t removed = 0;
+    if (sh->expiring == 0) return 0; /* examines nothing: the caller moves on */
+    for (unsigned qi = 0; qi < MEM_QUEUES && removed < max_remove; qi++)
+        removed += scan_queue_locked(s, sh, qi, now, n, max_remove - removed, examined);
+    return removed;
+}
+
+/* A reader found `e` expired: removes it if the shard's mutex is free, otherwise leaves it to
+ * the writers' cursors. Call inside the read-side section that found `e`. */
+void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
+    mem_shard *sh = shard_of(s, e->hash);
+    if (corral__mutex_trylock(&sh->lock) != 0) return;
+    if (load_state(e) == MEM_LIVE && is_expired(e, now))
+        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+    shard_unlock(sh);
+}
+
+/* ---- Eviction ---- */
+
+/* SIEVE: the hand walks from the tail toward the head, clearing visited bits, and stops at the
+ * first unvisited (or expired) entry; it wraps to the tail past the head. */
+static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *q = &sh->q[MEM_MAIN];
+    mem_entry *e = q->hand ? q->hand : q->tail;
+    /* Two laps clear every bit; readers setting bits again behind the hand cannot hold it
+     * longer than that. */
+    for (size_t seen = 0; seen <= 2 * q->count; seen++) {
+        if (is_expired(e, now) || !atomic_load_explicit(&e->hits, memory_order_relaxed)) break;
+        atomic_store_explicit(&e->hits, 0, memory_order_relaxed);
+        e = e->u.q.newer ? e->u.q.newer : q->tail;
+    }
+    q->hand = e; /* removal moves it on to the newer neighbour */
+    return e;
+}
+
+/* A ghost slot is picked by the hash's high half and holds its low half (never 0): the low
+ * bits also pick the shard, so they would use only a shard's share of the slots. */
+static uint32_t *ghost_slot_locked(mem_shard *sh, uint64_t hash) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    return &sh->ghost[(hash >> 32) & sh->ghost_mask];
+}
+
+bool corral__mem_ghost_take_locked(mem_shard *sh, uint64_t hash) {
+    uint32_t *slot = ghost_slot_locked(sh, hash);
+    if (*slot != ((uint32_t)hash | 1u)) return false;
+    *slot = 0;
+    return true;
+}
+
+static void ghost_put_locked(mem_shard *sh, uint64_t hash) {
+    *ghost_slot_locked(sh, hash) = (uint32_t)hash | 1u;
+}
+
+/* S3-FIFO: while the small queue holds more than its share, its tail either earns the main
+ * queue (it was hit) or leaves, remembered in the ghost; otherwise the main queue's tail is
+ * reinserted while it has frequency left (one less each time) or leaves. */
+static mem_entry *s3fifo_victim_locked(mem_shard *sh, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *small = &sh->q[MEM_SMALL], *mainq = &sh->q[MEM_MAIN];
+    /* Each entry moves at most MEM_S3_FREQ_MAX + 1 times unless readers keep raising its
+     * frequency; past this bound the tail goes regardless. */
+    size_t moves = (MEM_S3_FREQ_MAX + 2) * (small->count + mainq->count);
+    for (;;) {
+        bool from_small = small->count && (small->bytes > sh->small_budget || !mainq->count);
+        mem_entry *e = from_small ? small->tail : mainq->tail;
+        if (is_expired(e, now) || moves-- == 0) return e;
+        uint8_t f = atomic_load_explicit(&e->hits, memory_order_relaxed);
+        if (from_small && f < MEM_S3_PROMOTE) {
+            ghost_put_locked(sh, e->hash);
+            return e;
+        }
+        if (!from_small && f == 0) return e;
+        corral__mem_queue_unlink_locked(sh, e);
+        atomic_store_explicit(&e->hits, from_small ? 0 : (uint8_t)(f - 1), memory_order_relaxed);
+        corral__mem_queue_push_locked(sh, MEM_MAIN, e);
+    }
+}
+
+static mem_entry *victim_locked(mem_store *s, mem_shard *sh, uint64_t now) {
+    if (corral__mem_shard_count_locked(sh) == 0) return NULL;
+    switch (s->policy) {
+    case CORRAL_EVICT_S3FIFO: return s3fifo_victim_locked(sh, now);
+    case CORRAL_EVICT_LRU: return sh->q[MEM_MAIN].tail;
+    default: return sieve_victim_locked(sh, now);
+    }
+}
+
+/* Evicts until `need` more bytes fit the shard's budget. need <= budget (check_size). */
+void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    assert(need <= sh->budget);
+    while (atomic_load_explicit(&sh->used, memory_order_relaxed) > sh->budget - need) {
+        mem_entry *v = victim_locked(s, sh, now);
+        if (CORRAL_NEVER(v == NULL)) break;
+        corral__mem_remove_locked(s, sh, v, is_expired(v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
+    }
+}
+
+/* ---- Hits (LRU) and reclaim ---- */
+
+/* LRU: a hit moves the entry to the head when the shard's mutex is free. */
+void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e) {
+    mem_shard *sh = shard_of(s, e->hash);
+    if (corral__mutex_trylock(&sh->lock) != 0) return;
+    if (load_state(e) == MEM_LIVE && sh->q[MEM_MAIN].head != e) {
+        corral__mem_queue_unlink_locked(sh, e);
+        corral__mem_queue_push_locked(sh, MEM_MAIN, e);
+    }
+    shard_unlock(sh);
+}
+
+size_t corral__mem_reclaim(corral__store *base, size_t budget) {
+    mem_store *s = store_of(base);
+    if (budget == 0) return 0;
+    uint64_t now = clock_now(s);
+    size_t examine =
+        budget > SIZE_MAX / MEM_RECLAIM_FACTOR ? SIZE_MAX : budget * MEM_RECLAIM_FACTOR;
+    size_t removed = 0;
+    unsigned start = atomic_fetch_add_explicit(&s->reclaim_next, 1, memory_order_relaxed);
+    for (unsigned i = 0; i < s->nshards && removed < budget && examine; i++) {
+        mem_shard *sh = &s->shards[(start + i) % s->nshards];
+        size_t lap = SIZE_MAX; /* one lap of the shard at most */
+        while (lap && removed < budget && examine) {
+            size_t examined = 0;
+            read_lock(s);
+            shard_lock(sh);
+            if (lap == SIZE_MAX) lap = corral__mem_shard_count_locked(sh);
+            size_t n = CORRAL_MIN(CORRAL_MIN(lap, examine), (size_t)MEM_LOCK_BATCH);
+            removed += corral__mem_scan_locked(s, sh, now, n, budget - removed, &examined);
+            shard_unlock(sh);
+            read_unlock(s);
+            if (examined == 0) break;
+            lap -= CORRAL_MIN(lap, examined);
+            examine -= CORRAL_MIN(examine, examined);
+        }
+    }
+    return removed;
+}
