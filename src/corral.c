@@ -101,7 +101,7 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     c->metrics_id = corral__metrics_id(c->metrics);
     c->cls_internal = corral__metrics_internal_class(c->metrics);
     if (corral__rules_new(c) != CORRAL_OK) goto nomem;
-    if (corral__flights_new(c) != CORRAL_OK) goto nomem;
+    if (corral__loader_new(c) != CORRAL_OK) goto nomem;
 
     corral__mem_config mc = { .max_bytes = o->max_memory_bytes,
                               .max_value_bytes = c->max_value_bytes,

@@ -21,7 +21,7 @@
 
 #define CORRAL_MAGIC 0xc0441a1du
 
-typedef struct corral__flights corral__flights; /* loader.c */
+typedef struct corral__flights corral__flights; /* flight.c */
 typedef struct corral__workers corral__workers; /* loader.c */
 typedef struct corral__rules corral__rules;     /* invalidate.c */
 
@@ -48,7 +48,7 @@ struct corral {
     uint16_t cls_internal; /* metrics class of corral's own keys (tag versions, generations) */
     unsigned refresh_workers;
     corral__flights *flights;
-    corral__workers *workers; /* started by the first background refresh */
+    corral__workers *workers; /* threads started by the first background refresh */
     corral__rules *rules;
 };
 
@@ -149,9 +149,11 @@ bool corral__tags_valid(corral *c, const corral__env *env);
 
 /* ---- loader.c ---- */
 
-/* Creates the single-flight table of a handle / stops the refresh workers and frees the table
- * (flights still led are finished with CORRAL_ETIMEDOUT first). */
-int corral__flights_new(corral *c);
+/* Creates the loader's state of a handle: the single-flight table (flight.h) and the refresh
+ * workers' queue (no thread yet). corral__loader_close stops the workers (they finish the
+ * queue), then frees the table (flights still led are finished with CORRAL_ETIMEDOUT first); it
+ * accepts a handle whose corral__loader_new failed part way. */
+int corral__loader_new(corral *c);
 void corral__loader_close(corral *c);
 
 #endif /* CORRAL_HANDLE_H */
