@@ -18,6 +18,7 @@
  * Threads: everything here is thread-safe. Callbacks run on the finishing thread.
  */
 #include "flight.h"
+#include "access.h"
 
 #include <errno.h>
 #include <string.h>
@@ -59,7 +60,6 @@ struct corral__flights {
     uint32_t magic;
     flight_shard shards[FLIGHT_SHARDS];
 };
-
 
 int corral__flights_new(corral *c) {
     corral__flights *f = corral__calloc(&c->alloc, 1, sizeof *f);
@@ -302,7 +302,7 @@ static void group_finish(corral *c, flight_group *g, int rc, corral_value *v) {
 }
 
 int corral__flight_join_blocking(corral *c, const corral__skey *sk, corral_flight **lead,
-                         flight_group **group) {
+                                 flight_group **group) {
     *lead = NULL;
     *group = NULL;
     size_t bytes = sizeof(corral_flight) + sk->len;

@@ -33,7 +33,6 @@ int corral__flight_join_blocking(corral *c, const corral__skey *sk, corral_fligh
 /* Waits on a group until its flight finishes or `timeout_ms` of real time passes. Returns the
  * leader's code with `*v` a new reference (NULL on error), or CORRAL_ETIMEDOUT. Drops the
  * caller's reference to the group. */
-int corral__flight_wait(corral *c, corral__flight_group *g, int64_t timeout_ms,
-                        corral_value **v);
+int corral__flight_wait(corral *c, corral__flight_group *g, int64_t timeout_ms, corral_value **v);
 
 #endif /* CORRAL_FLIGHT_H */

@@ -29,6 +29,7 @@
  * or on a worker (background).
  */
 #include "flight.h"
+#include "access.h"
 
 #include <errno.h>
 #include <math.h>
