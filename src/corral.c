@@ -10,7 +10,7 @@
  * Threads: the handle's fields are written by corral_open_opts only and read-only afterwards;
  * the store and the metrics do their own locking. No lock is held here.
  */
-#include "handle.h"
+#include "access.h"
 #include "store/memory.h"
 #include "store/memory_read.h"
 #include "store/redis.h"
@@ -18,36 +18,6 @@
 
 #include <stdio.h>
 #include <string.h>
-
-#define STR2(x) #x
-#define STR(x)  STR2(x)
-
-/* ---- Codes ---- */
-
-const char *corral_strerror(int rc) {
-    switch (rc) {
-    case CORRAL_OK: return "success";
-    case CORRAL_MISS: return "key not found";
-    case CORRAL_EXISTS: return "key already exists";
-    case CORRAL_EINVAL: return "invalid argument";
-    case CORRAL_ENOMEM: return "out of memory";
-    case CORRAL_EBADKEY: return "invalid key (over 250 bytes, or a control or space byte)";
-    case CORRAL_ETOOBIG: return "value too large for the store";
-    case CORRAL_ENOTINT: return "value is not a decimal integer";
-    case CORRAL_ERANGE: return "integer overflow";
-    case CORRAL_ENOSPC: return "buffer too small";
-    case CORRAL_EBADURL: return "malformed URL or option";
-    case CORRAL_ESTORE: return "store failure";
-    case CORRAL_ENOTSUP: return "operation not supported by the store";
-    case CORRAL_ETIMEDOUT: return "timed out";
-    case CORRAL_EFORMAT: return "stored value in a format corral cannot read";
-    default: return "unknown error code";
-    }
-}
-
-const char *corral_version(void) {
-    return STR(CORRAL_VERSION_MAJOR) "." STR(CORRAL_VERSION_MINOR) "." STR(CORRAL_VERSION_PATCH);
-}
 
 /* ---- Store events -> metrics ---- */
 
@@ -131,7 +101,7 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     c->metrics_id = corral__metrics_id(c->metrics);
     c->cls_internal = corral__metrics_internal_class(c->metrics);
     if (corral__rules_new(c) != CORRAL_OK) goto nomem;
-    if (corral__flights_new(c) != CORRAL_OK) goto nomem;
+    if (corral__loader_new(c) != CORRAL_OK) goto nomem;
 
     corral__mem_config mc = { .max_bytes = o->max_memory_bytes,
                               .max_value_bytes = c->max_value_bytes,
@@ -206,184 +176,6 @@ void corral_free(corral *c, void *p) {
     corral__user_free(&c->alloc, p);
 }
 
-/* ---- Keys ---- */
-
-static int64_t call_version(const corral_call *call) {
-    return call ? call->version : CORRAL_VERSION_DEFAULT;
-}
-
-/* The metrics class of the previous key of a batch: keys of one batch mostly share a prefix, so
- * the class lookup runs once per run of equal prefixes. `prefix` points into the caller's key. */
-typedef struct prefix_cache {
-    const void *prefix;
-    size_t len;
-    uint16_t cls;
-} prefix_cache;
-
-static uint16_t key_class(corral *c, const void *key, size_t key_len, prefix_cache *pc) {
-    size_t plen = corral__key_metric_prefix(key, key_len);
-    if (pc && pc->prefix && pc->len == plen && memcmp(pc->prefix, key, plen) == 0) return pc->cls;
-    uint16_t cls = corral__metrics_class(c->metrics, key, plen);
-    if (pc) *pc = (prefix_cache){ .prefix = key, .len = plen, .cls = cls };
-    return cls;
-}
-
-static int make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
-                     bool create, char *buf, corral__skey *sk, prefix_cache *pc) {
-    size_t len;
-    int rc;
-    /* The class first: a read in a namespace without a generation still counts its miss. */
-    sk->cls = key_class(c, key, key_len, pc);
-    if (call && call->ns) {
-        /* Inside a namespace the key becomes "<ns>.<generation>:<key>", so a bump of the
-         * generation makes every key of the namespace unreachable at once. */
-        char gen[24];
-        size_t glen, nslen = strlen(call->ns);
-        rc = corral__ns_generation(c, call->ns, create, gen, sizeof gen, &glen);
-        if (rc != CORRAL_OK) return rc;
-        if (key_len > CORRAL__KEYBUF || nslen + glen + 2 > CORRAL__KEYBUF - key_len)
-            return CORRAL_EBADKEY;
-        if (!key && key_len) return CORRAL_EBADKEY;
-        char nkey[CORRAL__KEYBUF];
-        memcpy(nkey, call->ns, nslen);
-        nkey[nslen] = '.';
-        memcpy(nkey + nslen + 1, gen, glen);
-        nkey[nslen + 1 + glen] = ':';
-        if (key_len) memcpy(nkey + nslen + glen + 2, key, key_len);
-        rc = corral__key_build(&c->ks, call->version, nkey, nslen + glen + 2 + key_len, buf,
-                               CORRAL__KEYBUF, &len);
-    } else {
-        rc = corral__key_build(&c->ks, call_version(call), key, key_len, buf, CORRAL__KEYBUF, &len);
-    }
-    if (rc != CORRAL_OK) return rc;
-    sk->data = buf;
-    sk->len = len;
-    sk->hash = corral__key_hash(&c->ks, buf, len);
-    return CORRAL_OK;
-}
-
-int corral__make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
-                      char *buf, corral__skey *sk) {
-    return make_skey(c, key, key_len, call, true, buf, sk, NULL);
-}
-
-int corral__make_skey_read(corral *c, const void *key, size_t key_len, const corral_call *call,
-                           char *buf, corral__skey *sk) {
-    return make_skey(c, key, key_len, call, false, buf, sk, NULL);
-}
-
-int corral__make_internal_key(corral *c, const char *kind, const char *name, size_t name_len,
-                              char *buf, corral__skey *sk) {
-    size_t kind_len = strlen(kind);
-    if (name_len > c->max_key_bytes ||
-        c->key_prefix_len + kind_len + 2 > c->max_key_bytes - name_len)
-        return CORRAL_EBADKEY;
-    char *p = buf;
-    memcpy(p, c->key_prefix, c->key_prefix_len);
-    p += c->key_prefix_len;
-    *p++ = ':';
-    memcpy(p, kind, kind_len);
-    p += kind_len;
-    *p++ = ':';
-    if (name_len) memcpy(p, name, name_len);
-    p += name_len;
-    *p = '\0';
-    size_t len = (size_t)(p - buf);
-    int rc = corral__key_validate(buf, len, c->ks.allow_binary);
-    if (rc != CORRAL_OK) return rc;
-    sk->data = buf;
-    sk->len = len;
-    sk->hash = corral__key_hash(&c->ks, buf, len);
-    sk->cls = c->cls_internal;
-    return CORRAL_OK;
-}
-
-uint64_t corral__rand64(corral *c) {
-    if (c->rand64) return c->rand64(c->rand_ctx);
-    /* splitmix64 over an atomic counter: thread-safe and lock-free. */
-    uint64_t z = atomic_fetch_add_explicit(&c->rng, 0x9E3779B97F4A7C15ull, memory_order_relaxed) +
-                 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-int corral__value_check(corral *c, const void *hdr, size_t hdr_len, uint64_t now_ms) {
-    if (hdr_len == 0) return CORRAL_OK;
-    corral__env env;
-    if (corral__env_parse(hdr, hdr_len, &env) != CORRAL_OK) return CORRAL_MISS;
-    if ((env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
-        return CORRAL_MISS;
-    if ((env.flags & CORRAL__ENV_TAGS) && !corral__tags_valid(c, &env)) return CORRAL_MISS;
-    return CORRAL_OK;
-}
-
-int corral__value_fresh(const void *hdr, size_t hdr_len, uint64_t now_ms) {
-    if (hdr_len == 0) return CORRAL_OK;
-    corral__env env;
-    if (corral__env_parse(hdr, hdr_len, &env) != CORRAL_OK) return CORRAL_MISS;
-    if ((env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
-        return CORRAL_MISS;
-    return CORRAL_OK;
-}
-
-int corral__get_checked(corral *c, const corral__skey *sk, corral_value **out) {
-    *out = NULL;
-    if (c->store->ops->get_checked) return c->store->ops->get_checked(c->store, sk, out);
-    corral_value *v = NULL;
-    int rc = c->store->ops->get(c->store, sk, &v);
-    if (rc != CORRAL_OK) return rc;
-    if (v->hdr_len) {
-        corral__env env;
-        /* A malformed envelope is a miss, as corral__value_check has it. */
-        if (corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) != CORRAL_OK ||
-            !corral__tags_valid(c, &env)) {
-            corral_value_unref(v);
-            return CORRAL_MISS;
-        }
-    }
-    *out = v;
-    return CORRAL_OK;
-}
-
-static int store_set(corral *c, const corral__skey *sk, const void *val, size_t len,
-                     int64_t store_ttl, corral__set_mode mode, unsigned flags) {
-    return c->store->ops->set(c->store, sk, val, len, store_ttl, mode, flags);
-}
-
-int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *env,
-                          const void *val, size_t len, int64_t store_ttl, corral__set_mode mode) {
-    return corral__store_set_env_flags(c, sk, env, val, len, store_ttl, mode, 0);
-}
-
-/* The envelope of a raw value that must be wrapped (corral__env_needed_for_raw). Constant: as
- * a local, zeroing its 1 KB of tag slots cost every set more than the rest of this function. */
-static const corral__env empty_env;
-
-int corral__store_set_env_flags(corral *c, const corral__skey *sk, const corral__env *env,
-                                const void *val, size_t len, int64_t store_ttl,
-                                corral__set_mode mode, unsigned flags) {
-    if (c->store->caps & CORRAL__STORE_NO_ENVELOPE) {
-        /* The value goes bare: its times are dropped, and tags cannot be honoured. */
-        if (env && (env->flags & CORRAL__ENV_TAGS)) return CORRAL_ENOTSUP;
-        return store_set(c, sk, val, len, store_ttl, mode, flags);
-    }
-    if (!env || env->flags == 0) {
-        if (!corral__env_needed_for_raw(val, len))
-            return store_set(c, sk, val, len, store_ttl, mode, flags);
-        env = &empty_env;
-    }
-    size_t hdr = corral__env_size(env);
-    if (len > SIZE_MAX - hdr) return CORRAL_ETOOBIG;
-    unsigned char *block = corral__alloc(&c->alloc, hdr + len);
-    if (!block) return CORRAL_ENOMEM;
-    corral__env_write(env, block);
-    if (len) memcpy(block + hdr, val, len);
-    int rc = store_set(c, sk, block, hdr + len, store_ttl, mode, flags);
-    corral__free(&c->alloc, block, hdr + len);
-    return rc;
-}
-
 int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call, char *out,
                     size_t cap, size_t *out_len) {
     if (out_len) *out_len = 0;
@@ -397,18 +189,6 @@ int corral_make_key(corral *c, const void *key, size_t key_len, const corral_cal
     *out_len = len;
     if (cap < len + 1) return CORRAL_ENOSPC;
     memcpy(out, buf, len + 1);
-    return CORRAL_OK;
-}
-
-int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl) {
-    if (ttl_ms == CORRAL_TTL_DEFAULT) ttl_ms = c->default_ttl_ms;
-    if (ttl_ms == CORRAL_TTL_FOREVER) {
-        *store_ttl = CORRAL__NO_EXPIRY;
-        return CORRAL_OK;
-    }
-    if (ttl_ms < 0) return CORRAL_EINVAL;
-    if (ttl_ms == 0) return CORRAL_MISS;
-    *store_ttl = ttl_ms;
     return CORRAL_OK;
 }
 
@@ -451,7 +231,7 @@ static inline bool hot_answered(corral *c, int rc, uint16_t cls, const void *key
     if (rc == CORRAL_OK || rc == CORRAL_ENOSPC)
         corral__metrics_add_inline(c->metrics, c->metrics_id, cls, CORRAL__M_cache_hits_total, 1);
     else if (rc == CORRAL_MISS)
-        count(c, key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
+        count(c, corral__key_class(c, key, key_len, NULL), CORRAL__M_cache_misses_total);
     return rc != CORRAL__MEM_HOT_SLOW;
 }
 
@@ -643,11 +423,7 @@ int corral_add(corral *c, const void *key, size_t key_len, const void *val, size
 int corral_delete(corral *c, const void *key, size_t key_len, const corral_call *call) {
     if (!c) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    char buf[CORRAL__KEYBUF];
-    corral__skey sk;
-    int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
-    if (rc != CORRAL_OK) return rc;
-    return c->store->ops->del(c->store, &sk);
+    return corral__delete_key(c, key, key_len, call);
 }
 
 int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
@@ -718,10 +494,10 @@ static int batch_build(corral *c, const corral_buf *keys, size_t n, const corral
         return CORRAL_ENOMEM;
     }
     /* Each key is built in place: a physical key never exceeds max_key_bytes + 1 (the stride). */
-    prefix_cache pc = { 0 };
+    corral__prefix_cache pc = { 0 };
     for (size_t i = 0; i < n; i++) {
         char *dst = b->bytes + i * b->stride;
-        int rc = make_skey(c, keys[i].data, keys[i].len, call, true, dst, &b->keys[i], &pc);
+        int rc = corral__make_skey_batch(c, keys[i].data, keys[i].len, call, dst, &b->keys[i], &pc);
         if (rc != CORRAL_OK) {
             batch_free(c, b);
             return rc;
@@ -846,7 +622,7 @@ int corral_incr_version(corral *c, const void *key, size_t key_len, int64_t delt
     if (new_version) *new_version = 0;
     if (!c || delta == 0) return CORRAL_EINVAL; /* 0 would set, then delete, the same key */
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    int64_t v = call_version(call);
+    int64_t v = call ? call->version : CORRAL_VERSION_DEFAULT;
     if (v == CORRAL_VERSION_DEFAULT) v = c->ks.version;
     if ((delta > 0 && v > INT64_MAX - delta) || (delta < 0 && v < INT64_MIN + 1 - delta))
         return CORRAL_ERANGE;

@@ -1,26 +1,17 @@
 /*
- * invalidate.c - invalidation by namespaces, tags and events (issue 3, section 2). The design
- * and its reasons are in docs/invalidation.md; this comment is the summary a reader of the code
- * needs.
+ * invalidate.c - invalidation by namespaces, tags and events. The design and its reasons are in
+ * docs/invalidation.md; this comment is the summary a reader of the code needs.
  *
- * Versions in the store
- * - A tag and a namespace each own one of corral's internal keys,
- *   "<KEY_PREFIX>:tag:<name>" and "<KEY_PREFIX>:ns:<name>" (corral__make_internal_key), stored
- *   raw, without expiry. Its value is a *version*: the decimal ASCII of 64 random bits
- *   (corral__rand64), 1 to 20 digits.
+ * Namespaces and tags
+ * - A tag and a namespace each own a *version* in the store, kept by the access layer
+ *   (access.h: corral__version_key, corral__version_bump): random, never incremented, so a
+ *   version that vanished is recreated as one no value carries.
  * - A namespace's version is its generation, part of the physical key of every key stored in
  *   it (corral__make_skey). corral_ns_bump writes a new one: the old keys are never read again.
  * - A tagged value carries, in its envelope (envelope.h), each tag with the version it had
  *   when the value's tags were read. corral__tags_valid compares them with the store's current
  *   versions; corral_tag_bust writes a new version, so every value carrying the old one fails
  *   that comparison (Symfony's TagAwareAdapter, with random versions instead of counters).
- * - Versions are random, never incremented: a version that vanished (evicted, store restarted)
- *   is recreated as a new random number, so it cannot equal one a stored value carries (odds
- *   2^-64), and a vanished tag version counts as busted. A counter would come back as 1 and
- *   revive every value that carried 1.
- * - Creation is SET NX, so two processes creating a version at once agree on the winner's; the
- *   loser re-reads. A bust is a plain SET; when the store cannot write it (no memory), the bust
- *   deletes the version instead, which invalidates just as well.
  * - The race of a set against a bust: the loader reads tag versions (corral__tags_read) before
  *   it makes the value. A bust that lands after that read leaves the value carrying the old
  *   version, so it is invalid as soon as it is written; it can never resurrect what the bust
@@ -47,7 +38,7 @@
  *   emit of its event is walking the list may or may not apply to that emit.
  * - Namespaces and tags have no state in the handle; the store does their locking.
  */
-#include "handle.h"
+#include "access.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -56,12 +47,6 @@
 #define EVENT_MAGIC 0xe7e11700u
 #define RULE_MAGIC  0x40e1e001u
 
-/* Decimal digits of the largest u64, the longest version. */
-#define VERSION_MAX 20
-/* Attempts at reading or creating a version before giving up: a create loses to another
- * creator (re-read), the re-read misses because the winner's version was evicted at once, and
- * so on. Only a store that evicts everything it is given loops this long. */
-#define CREATE_ATTEMPTS 8
 /* Event chains of the handle's table; a power of two. */
 #define RULE_BUCKETS 64
 /* The longest template accepted, the longest key any handle accepts. */
@@ -70,8 +55,11 @@
 /* What a template of a rule names. */
 enum { KIND_KEY, KIND_TAG, KIND_NS, KIND_COUNT };
 
-/* The `kind` of each internal key (keys named by rules are user keys and have none). */
-static const char *const kind_name[KIND_COUNT] = { NULL, "tag", "ns" };
+/* The version kind of a tag or namespace template (access.h). */
+static corral__vkind vkind(int kind) {
+    assert(kind == KIND_TAG || kind == KIND_NS);
+    return kind == KIND_TAG ? CORRAL__VKIND_TAG : CORRAL__VKIND_NS;
+}
 
 typedef struct tpl {
     const char *s; /* NUL-terminated, inside the rule's block */
@@ -108,182 +96,16 @@ struct corral__rules {
     _Atomic(event_node *) buckets[RULE_BUCKETS];
 };
 
-/* ---- Names and versions ---- */
-
-/* A tag or namespace name: 1 to CORRAL__ENV_MAX_TAG bytes, none in 0x00-0x20 or 0x7f unless
- * the handle allows binary keys. Its internal key is validated when built. */
-static int check_name(const corral *c, const char *name, size_t len) {
-    if (!name || len == 0 || len > CORRAL__ENV_MAX_TAG) return CORRAL_EINVAL;
-    if (c->ks.allow_binary) return CORRAL_OK;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char b = (unsigned char)name[i];
-        if (b <= 0x20 || b == 0x7f) return CORRAL_EINVAL;
-    }
-    return CORRAL_OK;
-}
-
-/* Checks a name and builds its internal key. CORRAL_OK, CORRAL_EINVAL (the name, or a physical
- * key that validation refuses), or what corral__make_internal_key returns otherwise. */
-static int internal_key(corral *c, int kind, const char *name, size_t len, char *buf,
-                        corral__skey *sk) {
-    assert(kind == KIND_TAG || kind == KIND_NS);
-    int rc = check_name(c, name, len);
-    if (rc != CORRAL_OK) return rc;
-    rc = corral__make_internal_key(c, kind_name[kind], name, len, buf, sk);
-    return rc == CORRAL_EBADKEY ? CORRAL_EINVAL : rc;
-}
-
-/* Writes a new random version into `out` (VERSION_MAX bytes); returns its length. */
-static size_t new_version(corral *c, char *out) {
-    uint64_t r = corral__rand64(c);
-    char rev[VERSION_MAX];
-    size_t n = 0;
-    do {
-        rev[n++] = (char)('0' + r % 10);
-        r /= 10;
-    } while (r);
-    for (size_t i = 0; i < n; i++)
-        out[i] = rev[n - 1 - i];
-    return n;
-}
-
-static bool is_version(const char *v, size_t len) {
-    if (len == 0 || len > VERSION_MAX) return false;
-    for (size_t i = 0; i < len; i++)
-        if (v[i] < '0' || v[i] > '9') return false;
-    return true;
-}
-
-/* Reads the version stored under `sk` into `out` (VERSION_MAX bytes). Returns CORRAL_OK,
- * CORRAL_MISS when there is none, or a store error. `*foreign` is set when the key holds bytes
- * that are not a version (written by someone else): the caller replaces them. */
-static int read_version(corral *c, const corral__skey *sk, char *out, size_t *len, bool *foreign) {
-    unsigned char hdr[CORRAL__ENV_SMALL];
-    size_t hdr_len = 0;
-    int rc =
-        c->store->ops->get_into(c->store, sk, out, VERSION_MAX, len, hdr, sizeof hdr, &hdr_len);
-    /* Too long for a version (ENOSPC), enveloped, or not decimal. */
-    *foreign = rc == CORRAL_ENOSPC || (rc == CORRAL_OK && (hdr_len || !is_version(out, *len)));
-    if (*foreign) {
-        *len = 0;
-        return CORRAL_MISS;
-    }
-    return rc;
-}
-
-/* Writes the current version of a tag or namespace into `out` (VERSION_MAX bytes), creating a
- * random one (SET NX) when the store has none. Two creators agree: the loser of the NX reads the
- * winner's. Returns CORRAL_OK, CORRAL_EINVAL (name), a store error, or CORRAL_ESTORE when the
- * version vanished CREATE_ATTEMPTS times in a row. */
-static int current_version(corral *c, int kind, const char *name, size_t name_len, char *out,
-                           size_t *out_len) {
-    *out_len = 0;
-    char kbuf[CORRAL__KEYBUF];
-    corral__skey sk;
-    int rc = internal_key(c, kind, name, name_len, kbuf, &sk);
-    if (rc != CORRAL_OK) return rc;
-    for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
-        bool foreign;
-        rc = read_version(c, &sk, out, out_len, &foreign);
-        if (rc != CORRAL_MISS) return rc;
-        size_t len = new_version(c, out);
-        /* Foreign bytes are overwritten: a version nobody could have carried. */
-        rc = c->store->ops->set(c->store, &sk, out, len, CORRAL__NO_EXPIRY,
-                                foreign ? CORRAL__SET_ALWAYS : CORRAL__SET_NX, 0);
-        if (rc == CORRAL_OK) {
-            *out_len = len;
-            return CORRAL_OK;
-        }
-        if (rc != CORRAL_EXISTS) return rc;
-    }
-    return CORRAL_ESTORE;
-}
-
-/* Replaces the version of a tag or namespace by a new random one. When the store cannot write
- * it, deleting the version busts as well (a vanished version counts as busted), so only a store
- * that can neither write nor delete fails the bust. */
-static int bump(corral *c, int kind, const char *name, size_t len) {
-    char kbuf[CORRAL__KEYBUF];
-    corral__skey sk;
-    int rc = internal_key(c, kind, name, len, kbuf, &sk);
-    if (rc != CORRAL_OK) return rc;
-    char v[VERSION_MAX];
-    size_t vlen = new_version(c, v);
-    rc = c->store->ops->set(c->store, &sk, v, vlen, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0);
-    if (rc == CORRAL_OK) return CORRAL_OK;
-    int del_rc = c->store->ops->del(c->store, &sk);
-    return del_rc >= 0 ? CORRAL_OK : rc;
-}
-
 int corral_ns_bump(corral *c, const char *ns) {
     if (!c || !ns) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    return bump(c, KIND_NS, ns, strlen(ns));
+    return corral__version_bump(c, CORRAL__VKIND_NS, ns, strlen(ns));
 }
 
 int corral_tag_bust(corral *c, const char *tag) {
     if (!c || !tag) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    return bump(c, KIND_TAG, tag, strlen(tag));
-}
-
-int corral__ns_generation(corral *c, const char *ns, bool create, char *out, size_t cap,
-                          size_t *out_len) {
-    *out_len = 0;
-    if (!ns || CORRAL_NEVER(cap < VERSION_MAX + 1)) return CORRAL_EINVAL;
-    if (create) return current_version(c, KIND_NS, ns, strlen(ns), out, out_len);
-    /* A read: a namespace without a generation holds nothing, and a read writes nothing. */
-    char kbuf[CORRAL__KEYBUF];
-    corral__skey sk;
-    int rc = internal_key(c, KIND_NS, ns, strlen(ns), kbuf, &sk);
-    if (rc != CORRAL_OK) return rc;
-    bool foreign;
-    return read_version(c, &sk, out, out_len, &foreign);
-}
-
-int corral__tags_read(corral *c, const char *const *tags, size_t n, corral__env *env, char *vbuf,
-                      size_t vbuf_cap) {
-    if (n == 0) return CORRAL_OK;
-    if (!tags || n > CORRAL__ENV_MAX_TAGS) return CORRAL_EINVAL;
-    if (CORRAL_NEVER(vbuf_cap / (VERSION_MAX + 1) < n)) return CORRAL_EINVAL;
-    /* Every name is checked before any version is read or created. */
-    for (size_t i = 0; i < n; i++) {
-        int rc = tags[i] ? check_name(c, tags[i], strlen(tags[i])) : CORRAL_EINVAL;
-        if (rc != CORRAL_OK) return rc;
-    }
-    for (size_t i = 0; i < n; i++) {
-        corral__env_tag *t = &env->tags[i];
-        char *v = vbuf + i * (VERSION_MAX + 1);
-        size_t vlen;
-        int rc = current_version(c, KIND_TAG, tags[i], strlen(tags[i]), v, &vlen);
-        if (rc != CORRAL_OK) return rc;
-        v[vlen] = '\0';
-        t->name = tags[i];
-        t->name_len = strlen(tags[i]);
-        t->version = v;
-        t->version_len = vlen;
-    }
-    env->n_tags = n;
-    env->flags |= CORRAL__ENV_TAGS;
-    return CORRAL_OK;
-}
-
-bool corral__tags_valid(corral *c, const corral__env *env) {
-    if (!(env->flags & CORRAL__ENV_TAGS)) return true;
-    for (size_t i = 0; i < env->n_tags; i++) {
-        const corral__env_tag *t = &env->tags[i];
-        char kbuf[CORRAL__KEYBUF];
-        corral__skey sk;
-        if (internal_key(c, KIND_TAG, t->name, t->name_len, kbuf, &sk) != CORRAL_OK) return false;
-        char cur[VERSION_MAX];
-        size_t len;
-        bool foreign;
-        /* Missing, foreign or unreadable: busted. A store error makes the value a miss, never a
-         * stale hit. */
-        if (read_version(c, &sk, cur, &len, &foreign) != CORRAL_OK) return false;
-        if (len != t->version_len || memcmp(cur, t->version, len) != 0) return false;
-    }
-    return true;
+    return corral__version_bump(c, CORRAL__VKIND_TAG, tag, strlen(tag));
 }
 
 /* ---- Rules: registration ---- */
@@ -538,12 +360,9 @@ static const char *field_value(const corral_field *fields, size_t n, const char 
  * store. Returns CORRAL_OK, CORRAL_EBADKEY (a key) or CORRAL_EINVAL (a tag or namespace). */
 static int check_item(corral *c, int kind, const char *s, size_t len) {
     char kbuf[CORRAL__KEYBUF];
-    if (kind == KIND_KEY) {
-        size_t klen;
-        return corral_make_key(c, s, len, NULL, kbuf, sizeof kbuf, &klen);
-    }
     corral__skey sk;
-    return internal_key(c, kind, s, len, kbuf, &sk);
+    if (kind == KIND_KEY) return corral__make_skey(c, s, len, NULL, kbuf, &sk);
+    return corral__version_key(c, vkind(kind), s, len, kbuf, &sk);
 }
 
 /* Expands template `t` with `fields` and appends the record to `s`. Returns CORRAL_OK,
@@ -616,7 +435,8 @@ static int apply(corral *c, const scratch *s, size_t *busted) {
         memcpy(&len, s->buf + off + 1, sizeof len);
         const char *item = (const char *)s->buf + off + 1 + sizeof len;
         off += 1 + sizeof len + len + 1;
-        int rc = kind == KIND_KEY ? corral_delete(c, item, len, NULL) : bump(c, kind, item, len);
+        int rc = kind == KIND_KEY ? corral__delete_key(c, item, len, NULL)
+                                  : corral__version_bump(c, vkind(kind), item, len);
         if (rc == CORRAL_OK)
             (*busted)++;
         else if (rc < 0 && first == CORRAL_OK)

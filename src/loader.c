@@ -1,16 +1,10 @@
 /*
  * loader.c - corral_get_or_set: one producer per key however many callers wait, with a lease in
  * the store across processes, XFetch early refresh, grace (stale-while-revalidate),
- * stale-if-error and TTL jitter; the single-flight table it stands on (corral_flight_*); and the
- * refresh workers that run background refreshes.
+ * stale-if-error and TTL jitter; and the refresh workers that run background refreshes. It
+ * stands on the single-flight table (flight.c) and on the access layer (access.c).
  *
  * Data model:
- * - Flights: a table of `corral__flights`, FLIGHT_SHARDS shards of FLIGHT_BUCKETS chained
- *   buckets, keyed by the physical key. A flight exists from the first join of a key (its
- *   leader) until the leader finishes it; every later join appends a waiter. Finishing unlinks
- *   the flight and detaches its waiters under the shard lock, then calls the waiters' callbacks
- *   with no lock held (HOUSE_STYLE: no user code under our locks). Waiter and flight memory is
- *   allocated before the lock is taken, so the allocator hook never runs under it either.
  * - Values made by a producer carry an envelope (envelope.h) with their logical expiry and how
  *   long the producer took (delta, for XFetch), plus their tags' versions, read before the
  *   producer runs so a bust during the run leaves the value already invalid. The store keeps the
@@ -27,63 +21,26 @@
  * - Workers: `refresh_workers` threads, started by the first background refresh, take jobs from
  *   a FIFO. A job owns the flight its submitter led, so exactly one refresh runs per key.
  *
- * Locks (docs/threads.md): each flight shard's `lock` guards its buckets and the waiter lists of
- * its flights; `workers->lock` guards the job queue and the worker state. Neither is held while
- * calling a producer, a callback, the store or the allocator, and neither is taken while holding
- * the other. A blocking waiter's own mutex is a leaf.
+ * Locks (docs/threads.md): `workers->lock` guards the job queue and the worker state. It is not
+ * held while calling a producer, a callback, the store or the allocator, and no flight lock
+ * (flight.c) is taken while holding it.
  *
  * Threads: everything here is thread-safe. A producer runs on the caller's thread (foreground)
- * or on a worker (background). Flight callbacks run on the finishing thread.
+ * or on a worker (background).
  */
-#include "handle.h"
+#include "flight.h"
+#include "access.h"
 
 #include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
 
-#define FLIGHT_MAGIC   0xf1196a7eu
-#define FLIGHTS_MAGIC  0xf1195e75u
-#define WORKERS_MAGIC  0x30b5e7a1u
-#define FLIGHT_SHARDS  16
-#define FLIGHT_BUCKETS 64
-#define TOKEN_LEN      32
+#define WORKERS_MAGIC 0x30b5e7a1u
+#define TOKEN_LEN     32
 
 #define DEFAULT_WAIT_MS  10000
 #define DEFAULT_LEASE_MS 30000
-
-/* ---- The single-flight table ---- */
-
-typedef struct waiter {
-    corral_flight_cb cb;
-    void *arg;
-    struct waiter *next;
-} waiter;
-
-typedef struct flight_group flight_group;
-static void group_finish(corral *c, flight_group *g, int rc, corral_value *v);
-
-struct corral_flight {
-    uint32_t magic;
-    struct corral_flight *next; /* bucket chain */
-    uint64_t hash;
-    waiter *head, **tail; /* FIFO of callback waiters, under the shard lock */
-    flight_group *group;  /* the blocked callers, or NULL; set under the shard lock */
-    size_t key_len;
-    size_t bytes; /* of this allocation */
-    char key[];   /* the physical key */
-};
-
-typedef struct flight_shard {
-    corral__mutex lock;
-    corral_flight *buckets[FLIGHT_BUCKETS];
-} flight_shard;
-
-struct corral__flights {
-    uint32_t magic;
-    flight_shard shards[FLIGHT_SHARDS];
-    corral__mutex workers_lock; /* makes starting the workers happen once; a leaf */
-};
 
 /* ---- The refresh workers ---- */
 
@@ -110,326 +67,10 @@ struct corral__workers {
     pthread_cond_t wake;
     job *head, *tail;
     bool stopping;
-    unsigned n_started;
+    unsigned n_threads; /* room in `threads` */
+    unsigned n_started; /* threads running, under `lock` */
     pthread_t threads[];
 };
-
-int corral__flights_new(corral *c) {
-    corral__flights *f = corral__calloc(&c->alloc, 1, sizeof *f);
-    if (!f) return CORRAL_ENOMEM;
-    for (size_t i = 0; i < FLIGHT_SHARDS; i++) {
-        if (corral__mutex_init(&f->shards[i].lock) != CORRAL_OK) {
-            while (i--)
-                corral__mutex_deinit(&f->shards[i].lock);
-            corral__free(&c->alloc, f, sizeof *f);
-            return CORRAL_ENOMEM;
-        }
-    }
-    if (corral__mutex_init(&f->workers_lock) != CORRAL_OK) {
-        for (size_t i = 0; i < FLIGHT_SHARDS; i++)
-            corral__mutex_deinit(&f->shards[i].lock);
-        corral__free(&c->alloc, f, sizeof *f);
-        return CORRAL_ENOMEM;
-    }
-    f->magic = FLIGHTS_MAGIC;
-    c->flights = f;
-    return CORRAL_OK;
-}
-
-static flight_shard *shard_of(corral *c, uint64_t hash) {
-    return &c->flights->shards[(hash >> 32) % FLIGHT_SHARDS];
-}
-
-static corral_flight **bucket_of(flight_shard *sh, uint64_t hash) {
-    return &sh->buckets[hash % FLIGHT_BUCKETS];
-}
-
-static corral_flight *find_locked(flight_shard *sh, const corral__skey *sk) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    for (corral_flight *f = *bucket_of(sh, sk->hash); f; f = f->next) {
-        if (f->hash == sk->hash && f->key_len == sk->len && memcmp(f->key, sk->data, sk->len) == 0)
-            return f;
-    }
-    return NULL;
-}
-
-/* Makes `nf` (a block of `bytes` from the allocator) the flight of `sk`: the caller leads. */
-static void link_flight_locked(flight_shard *sh, corral_flight *nf, size_t bytes,
-                               const corral__skey *sk) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    nf->magic = FLIGHT_MAGIC;
-    nf->hash = sk->hash;
-    nf->head = NULL;
-    nf->tail = &nf->head;
-    nf->group = NULL;
-    nf->key_len = sk->len;
-    nf->bytes = bytes;
-    memcpy(nf->key, sk->data, sk->len);
-    corral_flight **b = bucket_of(sh, sk->hash);
-    nf->next = *b;
-    *b = nf;
-}
-
-static void flight_free(corral *c, corral_flight *f) {
-    if (!f) return;
-    f->magic = 0;
-    corral__free(&c->alloc, f, f->bytes);
-}
-
-/* Joins the flight of a built key. See corral_flight_join. */
-static int join_sk(corral *c, const corral__skey *sk, corral_flight_cb cb, void *arg,
-                   corral_flight **lead) {
-    *lead = NULL;
-    /* Both allocations happen before the lock; the one not needed is freed after. */
-    waiter *w = corral__alloc(&c->alloc, sizeof *w);
-    size_t bytes = sizeof(corral_flight) + sk->len;
-    corral_flight *nf = corral__alloc(&c->alloc, bytes);
-    if (!w || !nf) {
-        corral__free(&c->alloc, w, sizeof *w);
-        corral__free(&c->alloc, nf, bytes);
-        return CORRAL_ENOMEM;
-    }
-    w->cb = cb;
-    w->arg = arg;
-    w->next = NULL;
-    flight_shard *sh = shard_of(c, sk->hash);
-    corral__mutex_lock(&sh->lock);
-    corral_flight *f = find_locked(sh, sk);
-    if (f) {
-        *f->tail = w;
-        f->tail = &w->next;
-        corral__mutex_unlock(&sh->lock);
-        corral__free(&c->alloc, nf, bytes);
-        corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_load_waiters_total, 1);
-        return CORRAL_WAITING;
-    }
-    link_flight_locked(sh, nf, bytes, sk);
-    corral__mutex_unlock(&sh->lock);
-    corral__free(&c->alloc, w, sizeof *w);
-    *lead = nf;
-    return CORRAL_OK;
-}
-
-/* Leads the flight of a built key only if there is none: CORRAL_OK with `*lead`, or
- * CORRAL_EXISTS when another caller leads (nothing queued). */
-static int try_lead(corral *c, const corral__skey *sk, corral_flight **lead) {
-    *lead = NULL;
-    size_t bytes = sizeof(corral_flight) + sk->len;
-    corral_flight *nf = corral__alloc(&c->alloc, bytes);
-    if (!nf) return CORRAL_ENOMEM;
-    flight_shard *sh = shard_of(c, sk->hash);
-    corral__mutex_lock(&sh->lock);
-    if (find_locked(sh, sk)) {
-        corral__mutex_unlock(&sh->lock);
-        corral__free(&c->alloc, nf, bytes);
-        return CORRAL_EXISTS;
-    }
-    link_flight_locked(sh, nf, bytes, sk);
-    corral__mutex_unlock(&sh->lock);
-    *lead = nf;
-    return CORRAL_OK;
-}
-
-int corral_flight_join(corral *c, const void *key, size_t key_len, const corral_call *call,
-                       corral_flight_cb cb, void *arg, corral_flight **lead) {
-    if (lead) *lead = NULL;
-    if (!c || !cb || !lead) return CORRAL_EINVAL;
-    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    char buf[CORRAL__KEYBUF];
-    corral__skey sk;
-    int rc = corral__make_skey(c, key, key_len, call, buf, &sk);
-    if (rc != CORRAL_OK) return rc;
-    return join_sk(c, &sk, cb, arg, lead);
-}
-
-size_t corral_flight_finish(corral *c, corral_flight *f, int rc, corral_value *v) {
-    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    CORRAL_CHECK_OBJ(f, FLIGHT_MAGIC);
-    flight_shard *sh = shard_of(c, f->hash);
-    corral__mutex_lock(&sh->lock);
-    corral_flight **pp = bucket_of(sh, f->hash);
-    while (*pp != f)
-        pp = &(*pp)->next;
-    *pp = f->next;
-    waiter *w = f->head;
-    flight_group *g = f->group;
-    corral__mutex_unlock(&sh->lock);
-    flight_free(c, f);
-    group_finish(c, g, rc, v); /* one broadcast for every blocked caller */
-    size_t n = 0;
-    while (w) {
-        waiter *next = w->next;
-        w->cb(w->arg, rc, v ? corral_value_ref(v) : NULL);
-        corral__free(&c->alloc, w, sizeof *w);
-        w = next;
-        n++;
-    }
-    return n;
-}
-
-int corral_flight_cancel(corral *c, const void *key, size_t key_len, const corral_call *call,
-                         corral_flight_cb cb, void *arg) {
-    if (!c || !cb) return CORRAL_EINVAL;
-    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    char buf[CORRAL__KEYBUF];
-    corral__skey sk;
-    int rc = corral__make_skey(c, key, key_len, call, buf, &sk);
-    if (rc != CORRAL_OK) return rc;
-    flight_shard *sh = shard_of(c, sk.hash);
-    waiter *found = NULL;
-    corral__mutex_lock(&sh->lock);
-    corral_flight *f = find_locked(sh, &sk);
-    if (f) {
-        for (waiter **pp = &f->head; *pp; pp = &(*pp)->next) {
-            if ((*pp)->cb == cb && (*pp)->arg == arg) {
-                found = *pp;
-                *pp = found->next;
-                if (f->tail == &found->next) f->tail = pp;
-                break;
-            }
-        }
-    }
-    corral__mutex_unlock(&sh->lock);
-    if (!found) return CORRAL_MISS;
-    found->cb(found->arg, CORRAL_ETIMEDOUT, NULL);
-    corral__free(&c->alloc, found, sizeof *found);
-    return CORRAL_OK;
-}
-
-/* ---- Blocking waits ----
- *
- * Every caller blocked on one flight waits on one group: the leader publishes its result once
- * and wakes them all with one broadcast, instead of waking them one by one (with 64 waiters on
- * 2 cores, one-by-one wake-ups let the last waiter out hundreds of milliseconds after the
- * producer returned). The group is counted: the flight holds one reference until it finishes,
- * each waiter one until it leaves; the last one frees it. `m` guards everything in it.
- */
-struct flight_group {
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    unsigned refs;
-    bool done;
-    int rc;
-    corral_value *v; /* the group's reference to the result, or NULL */
-};
-
-static flight_group *group_new(corral *c) {
-    flight_group *g = corral__alloc(&c->alloc, sizeof *g);
-    if (!g) return NULL;
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) goto fail;
-    int ok =
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&g->cv, &ca) == 0;
-    CORRAL_MUST(pthread_condattr_destroy(&ca) == 0);
-    if (!ok) goto fail;
-    if (pthread_mutex_init(&g->m, NULL) != 0) {
-        CORRAL_MUST(pthread_cond_destroy(&g->cv) == 0);
-        goto fail;
-    }
-    g->refs = 1; /* the flight's */
-    g->done = false;
-    g->rc = CORRAL_ETIMEDOUT;
-    g->v = NULL;
-    return g;
-fail:
-    corral__free(&c->alloc, g, sizeof *g);
-    return NULL;
-}
-
-static void group_free(corral *c, flight_group *g) {
-    if (!g) return;
-    CORRAL_MUST(pthread_cond_destroy(&g->cv) == 0);
-    CORRAL_MUST(pthread_mutex_destroy(&g->m) == 0);
-    corral_value_unref(g->v);
-    corral__free(&c->alloc, g, sizeof *g);
-}
-
-/* Drops one reference, with `g->m` held (it is released here). */
-static void group_put_locked(corral *c, flight_group *g) {
-    bool last = --g->refs == 0;
-    CORRAL_MUST(pthread_mutex_unlock(&g->m) == 0);
-    if (last) group_free(c, g);
-}
-
-/* Publishes the leader's result to the blocked callers and drops the flight's reference. */
-static void group_finish(corral *c, flight_group *g, int rc, corral_value *v) {
-    if (!g) return;
-    CORRAL_MUST(pthread_mutex_lock(&g->m) == 0);
-    g->done = true;
-    g->rc = rc;
-    g->v = v ? corral_value_ref(v) : NULL;
-    CORRAL_MUST(pthread_cond_broadcast(&g->cv) == 0);
-    group_put_locked(c, g);
-}
-
-/* Joins the flight of `sk` as a blocked caller. Returns CORRAL_OK with `*lead` when the caller
- * leads, CORRAL_WAITING with `*group` (a reference the caller drops in group_wait) when another
- * caller does, or CORRAL_ENOMEM. Allocations happen before the shard lock. */
-static int join_blocking(corral *c, const corral__skey *sk, corral_flight **lead,
-                         flight_group **group) {
-    *lead = NULL;
-    *group = NULL;
-    size_t bytes = sizeof(corral_flight) + sk->len;
-    corral_flight *nf = corral__alloc(&c->alloc, bytes);
-    flight_group *ng = group_new(c);
-    if (!nf || !ng) {
-        corral__free(&c->alloc, nf, bytes);
-        group_free(c, ng);
-        return CORRAL_ENOMEM;
-    }
-    flight_shard *sh = shard_of(c, sk->hash);
-    corral__mutex_lock(&sh->lock);
-    corral_flight *f = find_locked(sh, sk);
-    if (f) {
-        if (!f->group) {
-            f->group = ng;
-            ng = NULL;
-        }
-        flight_group *g = f->group;
-        /* The group outlives the flight while we hold a reference; taken under the shard lock,
-         * so the flight cannot finish in between. */
-        CORRAL_MUST(pthread_mutex_lock(&g->m) == 0);
-        g->refs++;
-        CORRAL_MUST(pthread_mutex_unlock(&g->m) == 0);
-        corral__mutex_unlock(&sh->lock);
-        corral__free(&c->alloc, nf, bytes);
-        group_free(c, ng);
-        corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_load_waiters_total, 1);
-        *group = g;
-        return CORRAL_WAITING;
-    }
-    link_flight_locked(sh, nf, bytes, sk);
-    corral__mutex_unlock(&sh->lock);
-    group_free(c, ng);
-    *lead = nf;
-    return CORRAL_OK;
-}
-
-/* Waits on a group until its flight finishes or `timeout_ms` of real time passes. Returns the
- * leader's code with `*v` a new reference (NULL on error), or CORRAL_ETIMEDOUT. Drops the
- * caller's reference to the group. */
-static int group_wait(corral *c, flight_group *g, int64_t timeout_ms, corral_value **v) {
-    *v = NULL;
-    struct timespec dl;
-    CORRAL_MUST(clock_gettime(CLOCK_MONOTONIC, &dl) == 0);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
-    CORRAL_MUST(pthread_mutex_lock(&g->m) == 0);
-    int e = 0;
-    while (!g->done && e != ETIMEDOUT)
-        e = pthread_cond_timedwait(&g->cv, &g->m, &dl);
-    int rc = CORRAL_ETIMEDOUT;
-    if (g->done) {
-        rc = g->rc;
-        *v = g->v ? corral_value_ref(g->v) : NULL;
-    }
-    group_put_locked(c, g);
-    return rc;
-}
 
 /* ---- Producing a value ---- */
 
@@ -714,20 +355,15 @@ static void *worker_main(void *arg) {
     }
 }
 
-/* Starts the workers on first use, once. Returns CORRAL_OK when at least one runs. The block is
- * allocated before the lock and freed after it when another caller won, so the allocator hook
- * never runs under it. */
-static int workers_start(corral *c) {
-    corral__mutex *once = &c->flights->workers_lock;
-    corral__mutex_lock(once);
-    bool started = c->workers != NULL;
-    corral__mutex_unlock(once);
-    if (started) return CORRAL_OK;
+int corral__loader_new(corral *c) {
+    int rc = corral__flights_new(c);
+    if (rc != CORRAL_OK) return rc;
     unsigned n = c->refresh_workers ? c->refresh_workers : 1;
     size_t bytes = sizeof(corral__workers) + n * sizeof(pthread_t);
     corral__workers *w = corral__calloc(&c->alloc, 1, bytes);
     if (!w) return CORRAL_ENOMEM;
     w->bytes = bytes;
+    w->n_threads = n;
     if (pthread_mutex_init(&w->lock, NULL) != 0) {
         corral__free(&c->alloc, w, bytes);
         return CORRAL_ENOMEM;
@@ -738,28 +374,24 @@ static int workers_start(corral *c) {
         return CORRAL_ENOMEM;
     }
     w->magic = WORKERS_MAGIC;
-    int rc = CORRAL_OK;
-    corral__mutex_lock(once);
-    if (c->workers) {
-        started = true;
-    } else {
-        c->workers = w; /* before the threads start: they read it */
-        for (unsigned i = 0; i < n; i++) {
+    c->workers = w;
+    return CORRAL_OK;
+}
+
+/* Starts the workers on first use, once (a start where no thread could be created is tried
+ * again by the next submit). Returns CORRAL_OK when at least one runs. The threads are created
+ * under `w->lock`, which they take first, so none runs a job before the start is recorded. */
+static int workers_start(corral__workers *w, corral *c) {
+    CORRAL_MUST(pthread_mutex_lock(&w->lock) == 0);
+    if (w->n_started == 0) {
+        for (unsigned i = 0; i < w->n_threads; i++) {
             if (pthread_create(&w->threads[i], NULL, worker_main, c) != 0) break;
             w->n_started++;
         }
-        if (w->n_started == 0) {
-            c->workers = NULL;
-            rc = CORRAL_ENOMEM;
-        }
     }
-    corral__mutex_unlock(once);
-    if (started || rc != CORRAL_OK) {
-        CORRAL_MUST(pthread_cond_destroy(&w->wake) == 0);
-        CORRAL_MUST(pthread_mutex_destroy(&w->lock) == 0);
-        corral__free(&c->alloc, w, bytes);
-    }
-    return rc;
+    bool running = w->n_started > 0;
+    CORRAL_MUST(pthread_mutex_unlock(&w->lock) == 0);
+    return running ? CORRAL_OK : CORRAL_ENOMEM;
 }
 
 /* Hands a refresh the caller leads to the workers. On failure the caller still leads. */
@@ -810,14 +442,12 @@ static int submit_refresh(corral *c, corral_flight *lead, const corral__skey *sk
     j->mem = mem;
     j->mem_bytes = bytes;
 
-    int rc = workers_start(c);
+    corral__workers *w = c->workers;
+    int rc = workers_start(w, c);
     if (rc != CORRAL_OK) {
         job_free(c, j);
         return rc;
     }
-    corral__mutex_lock(&c->flights->workers_lock);
-    corral__workers *w = c->workers;
-    corral__mutex_unlock(&c->flights->workers_lock);
     CORRAL_MUST(pthread_mutex_lock(&w->lock) == 0);
     if (w->tail)
         w->tail->next = j;
@@ -846,21 +476,7 @@ void corral__loader_close(corral *c) {
         c->workers = NULL;
         corral__free(&c->alloc, w, w->bytes);
     }
-    corral__flights *f = c->flights;
-    if (!f) return;
-    for (size_t i = 0; i < FLIGHT_SHARDS; i++) {
-        /* A flight still here is led by a thread that outlived the handle: a caller's bug.
-         * Release its waiters rather than leak them. */
-        for (size_t b = 0; b < FLIGHT_BUCKETS; b++) {
-            while (f->shards[i].buckets[b])
-                corral_flight_finish(c, f->shards[i].buckets[b], CORRAL_ETIMEDOUT, NULL);
-        }
-        corral__mutex_deinit(&f->shards[i].lock);
-    }
-    corral__mutex_deinit(&f->workers_lock);
-    f->magic = 0;
-    corral__free(&c->alloc, f, sizeof *f);
-    c->flights = NULL;
+    corral__flights_free(c);
 }
 
 /* ---- get_or_set ---- */
@@ -873,7 +489,8 @@ static int refresh(corral *c, const corral__skey *sk, const void *key, size_t ke
                    corral_value *current, uint64_t expiry_ms, bool early, corral_value **fresh) {
     *fresh = NULL;
     corral_flight *lead;
-    if (try_lead(c, sk, &lead) != CORRAL_OK) return CORRAL_MISS; /* someone else refreshes */
+    if (corral__flight_try_lead(c, sk, &lead) != CORRAL_OK)
+        return CORRAL_MISS; /* someone else refreshes */
     if (early) corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_early_refreshes_total, 1);
     if (o->background && submit_refresh(c, lead, sk, key, key_len, producer, arg, o, current,
                                         expiry_ms) == CORRAL_OK)
@@ -958,12 +575,12 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
 
     /* A miss: lead the flight, or wait for its leader. */
     corral_flight *lead = NULL;
-    flight_group *group = NULL;
-    rc = join_blocking(c, &sk, &lead, &group);
+    corral__flight_group *group = NULL;
+    rc = corral__flight_join_blocking(c, &sk, &lead, &group);
     if (rc == CORRAL_WAITING) {
         corral_value *got = NULL;
         int64_t timeout = opts->wait_timeout_ms > 0 ? opts->wait_timeout_ms : 0;
-        rc = group_wait(c, group, timeout, &got);
+        rc = corral__flight_wait(c, group, timeout, &got);
         if (rc < 0 && stale && opts->stale_if_error_ms > 0) {
             corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_stale_served_total, 1);
             *out = stale;

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handle.h"
+#include "access.h"
 
 #define T0_NS     ((uint64_t)1767225600 * 1000000000u)
 #define T0_NS     ((uint64_t)1767225600 * 1000000000u)

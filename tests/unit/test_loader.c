@@ -4,7 +4,7 @@
  * background refresh, stale-if-error, leases held by another process, waiter deadlines, and an
  * allocation-failure sweep. No sleeps: threads meet at barriers or wait on observable state.
  */
-#include "handle.h"
+#include "access.h"
 
 #include <pthread.h>
 #include <sched.h>

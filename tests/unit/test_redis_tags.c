@@ -26,7 +26,7 @@
 
 #include "corral/corral.h"
 #include "envelope.h"
-#include "handle.h"
+#include "access.h"
 #include "key.h"
 #include "value.h"
 #include "redis_server.h"
