@@ -44,7 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -63,16 +62,6 @@
 #define WAKES_BEFORE_SOLO 2   /* wake-ups after which a request stops coalescing */
 
 /* ---- Small helpers ---- */
-
-int64_t px_now_ms(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-uint64_t px_hash64(const void *data, size_t len, uint64_t seed) {
-    return XXH3_64bits_withSeed(data, len, seed);
-}
 
 static void put_u32(char *p, uint32_t v) {
     for (int i = 0; i < 4; i++)

@@ -13,6 +13,7 @@
  *   admin.c    the admin listener: PURGE, purges by surrogate key and prefix, /metrics
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
  *   log.c      the access log
+ *   util.c     small helpers every file may use: lists, the wall clock, the hash
  *
  * Data model:
  * - px (one per process, owned by main.c): the corral handle (thread-safe, shared by every
@@ -84,7 +85,7 @@
 #define PX_ORIGIN_MAX_HEAD    65536 /* bytes of an origin response head */
 #define PX_OBJ_MAX_HEADERS    256   /* fields of a stored head (a freshened one may grow) */
 
-/* ---- Intrusive lists ---- */
+/* ---- Small helpers (util.c) ---- */
 
 typedef struct px_link {
     struct px_link *prev, *next;
@@ -96,6 +97,11 @@ void px_list_remove(px_link *l);              /* then l is its own empty list */
 bool px_list_empty(const px_link *head);
 
 #define PX_CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Wall clock, ms since the epoch (0 if the clock cannot be read). */
+int64_t px_now_ms(void);
+/* XXH3 of `data` with `seed`. */
+uint64_t px_hash64(const void *data, size_t len, uint64_t seed);
 
 /* ---- Configuration (config.c) ---- */
 
@@ -653,9 +659,6 @@ size_t px_path_tags(const px_config *cfg, const char *path, size_t len, char *st
                     const char **tags, size_t max);
 /* Builds a tag name "<kind>:<name>" (hashed when long) into `out` (PX_KEY_MAX). */
 size_t px_tag_name(char kind, const char *name, size_t len, char *out);
-/* Wall clock, ms since the epoch. */
-int64_t px_now_ms(void);
-uint64_t px_hash64(const void *data, size_t len, uint64_t seed);
 
 /* ---- Fetches (fetch.c) ---- */
 
