@@ -541,6 +541,8 @@ static void count_request(px_conn *c) {
 void px_conn_end(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     if (!c->busy) return;
+    /* The leader's client that streamed its busy object: its fetch is complete (not aborted). */
+    if (c->fetch) px_fetch_detach(c->fetch);
     if (c->req.resp_chunked && !c->req.is_head) px_conn_send(c, "0\r\n\r\n", 5);
     px_log_request(c);
     if (!c->req.counted) count_request(c);

@@ -54,29 +54,6 @@ typedef struct loader {
     bool failed;
 } loader;
 
-/* ---- Lists ---- */
-
-void px_list_init(px_link *head) {
-    head->prev = head->next = head;
-}
-
-void px_list_push(px_link *head, px_link *l) {
-    l->prev = head->prev;
-    l->next = head;
-    head->prev->next = l;
-    head->prev = l;
-}
-
-void px_list_remove(px_link *l) {
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    l->prev = l->next = l;
-}
-
-bool px_list_empty(const px_link *head) {
-    return head->next == head;
-}
-
 /* ---- Values ---- */
 
 static bool copy_str(char *dst, size_t cap, const char *src) {

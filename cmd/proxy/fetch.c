@@ -25,7 +25,7 @@
  * behind a response they cannot share), with the stored object at the end when there is no
  * busy object (a 304 freshening a stored one; no memory for one), or with an origin error.
  * The fetch remembers when it started (`start_ms`): its store is checked against the purge
- * stamps (px_cache_commit), so a purge that came meanwhile is not undone.
+ * stamps (px_obj_commit), so a purge that came meanwhile is not undone.
  *
  * Re-entrancy: writing to the client may close it, which detaches it from the fetch
  * (px_fetch_detach). While the fetch is inside such a call (`in_cb`), a detach that makes the
@@ -675,8 +675,8 @@ static int on_not_modified(struct px_fetch *f, const corral_http_msg *resp) {
                            f->stale.body_len) == 0 &&
             px_objbuf_append(&ob, f->stale.body, f->stale.body_len) == 0 &&
             surrogate_keys(f, &fresh) == 0 &&
-            px_cache_commit(f->w->px->cache, f->cfg, f->route, &ob, f->sd.store_ttl_ms, f->tags,
-                            f->n_tags, f->start_ms, &v) == 0)
+            px_obj_commit(f->w->px->cache, f->cfg, f->route, &ob, f->sd.store_ttl_ms, f->tags,
+                          f->n_tags, f->start_ms, &v) == 0)
             count(f, PX_M_stored_total);
         px_objbuf_free(&ob);
     }
@@ -833,7 +833,7 @@ static void refetch(struct px_fetch *f) {
  * object, ends it for them afterwards: they have the whole body whatever the store does). Runs
  * before any client gets the last byte (the leader's client reads the busy object too), so a
  * purge sent after the response arrived always comes after the store. A purge that came after the
- * fetch started voids the store (px_cache_commit's stamp check): the waiters, who asked before it,
+ * fetch started voids the store (px_obj_commit's stamp check): the waiters, who asked before it,
  * still get the answer. */
 static void commit(struct px_fetch *f) {
     if (!f->storing) return;
@@ -844,8 +844,8 @@ static void commit(struct px_fetch *f) {
     else if (f->busy && px_busy_copy_body(f->busy, &f->ob) < 0)
         rc = CORRAL_ENOMEM;
     else
-        rc = px_cache_commit(f->w->px->cache, f->cfg, f->route, &f->ob, f->sd.store_ttl_ms, f->tags,
-                             f->n_tags, f->start_ms, &v);
+        rc = px_obj_commit(f->w->px->cache, f->cfg, f->route, &f->ob, f->sd.store_ttl_ms, f->tags,
+                           f->n_tags, f->start_ms, &v);
     px_objbuf_free(&f->ob);
     f->storing = false;
     f->committed = true;

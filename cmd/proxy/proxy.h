@@ -7,12 +7,16 @@
  *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
  *   client.c   listeners and client connections: reading, parsing, writing, timeouts
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
+ *   request.c  a request from its parsed head to an answer: lookup, coalescing, grace, dispatch
  *   fetch.c    one exchange with the origin: streaming to the client, storing, coalescing
- *   cache.c    the cache logic: keys, stored objects, lookup, hits, waiters, purges
+ *   deliver.c  answers from the cache: stored objects served, busy objects streamed
  *   busy.c     busy objects: a storable answer being fetched, streamed to coalesced requests
+ *   purge.c    purges of a URL, a path prefix, a surrogate key
+ *   object.c   the store's side: keys, object encoding, vary records, purge stamps, commit
  *   admin.c    the admin listener: PURGE, purges by surrogate key and prefix, /metrics
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
  *   log.c      the access log
+ *   util.c     small helpers every file may use: lists, the wall clock, the hash
  *
  * Data model:
  * - px (one per process, owned by main.c): the corral handle (thread-safe, shared by every
@@ -84,7 +88,7 @@
 #define PX_ORIGIN_MAX_HEAD    65536 /* bytes of an origin response head */
 #define PX_OBJ_MAX_HEADERS    256   /* fields of a stored head (a freshened one may grow) */
 
-/* ---- Intrusive lists ---- */
+/* ---- Small helpers (util.c) ---- */
 
 typedef struct px_link {
     struct px_link *prev, *next;
@@ -96,6 +100,11 @@ void px_list_remove(px_link *l);              /* then l is its own empty list */
 bool px_list_empty(const px_link *head);
 
 #define PX_CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Wall clock, ms since the epoch (0 if the clock cannot be read). */
+int64_t px_now_ms(void);
+/* XXH3 of `data` with `seed`. */
+uint64_t px_hash64(const void *data, size_t len, uint64_t seed);
 
 /* ---- Configuration (config.c) ---- */
 
@@ -428,7 +437,7 @@ typedef struct px_request {
     px_vrec vrec;
     /* The Vary spec of an answer in flight for another variant of this URL, seen before the
      * URL's vary record was stored: with no record, the variant key (and so the flight key)
-     * comes from it (cache.c, variant_flight_key). */
+     * comes from it (request.c, variant_flight_key). */
     char spec_hint[sizeof((px_vrec *)0)->spec];
     size_t spec_hint_len;
     px_obj obj;     /* the object found, or the one a flight handed over */
@@ -551,42 +560,40 @@ void px_conn_stream_wait(px_conn *c, bool waiting);
 /* Frees a connection that closed while waiting on a flight, once its wake-up arrived. */
 void px_conn_release_closed(px_conn *c);
 
-/* ---- The cache (cache.c) ---- */
-
-/* Handles the request whose head the connection just parsed (c->req.raw set). Answers it,
- * or starts a fetch, or queues it on a flight. */
-void px_cache_request(px_conn *c);
-/* A flight this connection waited on ended (inbox). */
-void px_cache_woken(px_conn *c, int rc, corral_value *v);
-/* The busy object the connection streams grew or ended (inbox), or its write queue drained:
- * send what there is. */
-void px_cache_stream(px_conn *c);
-/* The leader's own client reads the busy object `b` (the reference is taken) of its fetch like
- * a waiter, after the fetch sent it the head: the origin read never waits for it. */
-void px_cache_stream_busy(px_conn *c, px_busy *b);
-/* Leaves the busy object's readers (no notification queues the connection after it returns). */
-void px_cache_stream_stop(px_conn *c);
-/* Sends every published byte of the busy object the connection has not sent yet (copied into
- * its write queue) and stops streaming it: the fetch writes to it directly from now on. */
-void px_cache_stream_flush(px_conn *c);
-/* The coalescing wait timed out, or the connection is closing: cancel the wait. The wake-up
- * (rc CORRAL_ETIMEDOUT) still comes through the inbox. */
-void px_cache_wait_expired(px_conn *c);
-/* Releases what the request holds (object reference, config). */
-void px_request_release(px_conn *c);
-
-/* What a leader hands its waiters through corral_flight_finish (rc), besides CORRAL_OK with
- * the stored object (or NULL: look it up again). */
-#define PX_FLIGHT_PASS           100 /* not stored: fetch yourself, in parallel (hit-for-pass) */
-#define PX_FLIGHT_STREAM         101 /* storable: stream the leader's busy object (wake_busy) */
-#define PX_FLIGHT_ORIGIN_TIMEOUT (-1001) /* the origin timed out: stale-if-error or 504 */
-#define PX_FLIGHT_ORIGIN_ERROR   (-1002) /* the origin failed: stale-if-error or 502 */
+/* ---- Stored objects (object.c): keys, encodings, vary records, stamps, commit ---- */
 
 int px_objbuf_init(px_objbuf *b, const char *pk, size_t pk_len, const char *spec, size_t spec_len,
                    const char *vk, size_t vk_len, const char *head, size_t head_len, int64_t req_ms,
                    int64_t resp_ms, size_t body_hint);
 int px_objbuf_append(px_objbuf *b, const void *data, size_t len);
 void px_objbuf_free(px_objbuf *b);
+/* Stored object encoding. Returns 0, or -1 when `v` is not a valid object. */
+int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_obj *o);
+/* The same for bytes (`o->v` is NULL): a busy object's encoding up to its body parses with an
+ * empty body. */
+int px_obj_parse_bytes(const char *p, size_t len, corral_http_header *hdrs, size_t max_hdrs,
+                       px_obj *o);
+/* Drops the view's reference and clears it. */
+void px_obj_release(px_obj *o);
+/* Builds the object and vary keys. `out` has room for PX_KEY_MAX bytes. */
+#define PX_KEY_MAX 240
+size_t px_key_vary(const px_route *r, const char *pk, size_t pk_len, char *out);
+size_t px_key_object(const px_route *r, uint64_t gen, const char *pk, size_t pk_len, const char *vk,
+                     size_t vk_len, char *out);
+size_t px_key_flight(const px_route *r, const char *pk, size_t pk_len, const char *vk,
+                     size_t vk_len, char *out);
+/* The path of a primary key ("host/path?query"): from its first '/', without the query. */
+void px_pk_path(const char *pk, size_t pk_len, const char **path, size_t *len);
+/* Writes the path tags of a path into `store` and `tags`. Returns their number. */
+size_t px_path_tags(const px_config *cfg, const char *path, size_t len, char *store, size_t cap,
+                    const char **tags, size_t max);
+/* Builds a tag name "<kind>:<name>" (hashed when long) into `out` (PX_KEY_MAX). */
+size_t px_tag_name(char kind, const char *name, size_t len, char *out);
+/* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or -1 (store error: a miss). */
+int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len, px_vrec *vr);
+/* Marks a URL hit-for-pass for `ttl_ms`: lookups pass without coalescing. */
+int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_len,
+                    int64_t ttl_ms);
 /* Stores a built object under its URL's vary record (creating or reusing the record's
  * generation, with the path tags for prefix purges) with `tags` (surrogate keys), and returns
  * a reference to the stored value in `*out` (NULL when it could not be read back). A fill that
@@ -595,9 +602,9 @@ void px_objbuf_free(px_objbuf *b);
  * deleted again and PX_COMMIT_PURGED returned (so a purge racing the fill is never undone).
  * Returns 0, PX_COMMIT_PURGED, or a negative corral error (nothing stored). */
 #define PX_COMMIT_PURGED 1
-int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
-                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
-                    corral_value **out);
+int px_obj_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
+                  int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
+                  corral_value **out);
 /* The latest purge stamp at or after `start_ms` minus cfg->purge_margin_ms among those of URL
  * `pk` (route `r`), its path prefixes, surrogate-key tags `tags` and "everything": its time in
  * ms, or 0 when there is none. A start older than the stamps live counts as a purge (now), and so
@@ -605,27 +612,27 @@ int px_cache_commit(corral *cache, const px_config *cfg, const px_route *r, px_o
 int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
                         size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
                         bool error_is_purge);
-/* Marks a URL hit-for-pass for `ttl_ms`: lookups pass without coalescing. */
-int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_len,
-                    int64_t ttl_ms);
-/* Answers the connection's request from stored object `v` (the reference is taken). */
-void px_cache_serve(px_conn *c, corral_value *v, px_result r, const char *reason);
+/* Writes the purge stamp of `name` (a vary key, a tag, or "*"): the time `now_ms`, or the
+ * stamp's own time when that is later (a purge that took its time before a newer one wrote its
+ * stamp does not move it back; the two may still interleave, which the margin covers). Returns
+ * 0 or PX_ESTAMP. A failure loses the protection of fills in flight against this purge: the
+ * purge itself goes on, and reports it. */
+int px_stamp_write(corral *cache, const char *name, size_t len, int64_t now_ms);
+/* Stamps are kept PX_STAMP_TTL_MS. */
+#define PX_STAMP_TTL_MS 3600000
+/* A stamp can say less than the truth: a purge that took its time early and wrote its stamp
+ * late may overwrite a newer purge's stamp, and proxies sharing a store compare clocks that
+ * may disagree. So a fill counts a stamp up to the margin (limits.purge_margin, default
+ * PX_STAMP_MARGIN_MS) before its start as one after it: a fill that started within the margin
+ * after a purge is not stored, which costs at most one more origin fetch. */
+#define PX_STAMP_MARGIN_MS     1000
+#define PX_STAMP_MARGIN_MAX_MS 600000
 
-/* Stored object encoding. Returns 0, or -1 when `v` is not a valid object. */
-int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_obj *o);
-/* The same for bytes (`o->v` is NULL): a busy object's encoding up to its body parses with an
- * empty body. */
-int px_obj_parse_bytes(const char *p, size_t len, corral_http_header *hdrs, size_t max_hdrs,
-                       px_obj *o);
-/* Builds the object and vary keys. `out` has room for PX_KEY_MAX bytes. */
-#define PX_KEY_MAX 240
-size_t px_key_vary(const px_route *r, const char *pk, size_t pk_len, char *out);
-size_t px_key_object(const px_route *r, uint64_t gen, const char *pk, size_t pk_len, const char *vk,
-                     size_t vk_len, char *out);
-size_t px_key_flight(const px_route *r, const char *pk, size_t pk_len, const char *vk,
-                     size_t vk_len, char *out);
-/* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or -1 (store error: a miss). */
-int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len, px_vrec *vr);
+/* ---- Purges (purge.c) ---- */
+
+/* Each purge first writes a purge stamp (the time, under "~purge:<what>", kept PX_STAMP_TTL_MS)
+ * for fills in flight to check (px_obj_commit), then purges, then marks the busy objects it
+ * names (px_busy_purge). Any thread. */
 /* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0: a
  * store error (nothing purged), or PX_ESTAMP (purged, but the purge stamp could not be
  * written: a fill in flight may store the old answer again, so the purge should be retried). */
@@ -635,27 +642,45 @@ int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_l
 int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len);
 /* Purges every object with a surrogate key. Returns 0 or < 0 (as above). */
 int px_purge_key(px_proxy *px, const char *key, size_t len);
-/* Each purge first writes a purge stamp (the time, under "~purge:<what>", kept PX_STAMP_TTL_MS)
- * for fills in flight to check (px_cache_commit), then purges, then marks the busy objects it
- * names (px_busy_purge). Any thread. */
-#define PX_STAMP_TTL_MS 3600000
-/* A stamp can say less than the truth: a purge that took its time early and wrote its stamp
- * late may overwrite a newer purge's stamp, and proxies sharing a store compare clocks that
- * may disagree. So a fill counts a stamp up to the margin (limits.purge_margin, default
- * PX_STAMP_MARGIN_MS) before its start as one after it: a fill that started within the margin
- * after a purge is not stored, which costs at most one more origin fetch. */
-#define PX_STAMP_MARGIN_MS     1000
-#define PX_STAMP_MARGIN_MAX_MS 600000
-/* The path of a primary key ("host/path?query"): from its first '/', without the query. */
-void px_pk_path(const char *pk, size_t pk_len, const char **path, size_t *len);
-/* Writes the path tags of a path into `store` and `tags`. Returns their number. */
-size_t px_path_tags(const px_config *cfg, const char *path, size_t len, char *store, size_t cap,
-                    const char **tags, size_t max);
-/* Builds a tag name "<kind>:<name>" (hashed when long) into `out` (PX_KEY_MAX). */
-size_t px_tag_name(char kind, const char *name, size_t len, char *out);
-/* Wall clock, ms since the epoch. */
-int64_t px_now_ms(void);
-uint64_t px_hash64(const void *data, size_t len, uint64_t seed);
+
+/* ---- Requests (request.c) ---- */
+
+/* Handles the request whose head the connection just parsed (c->req.raw set). Answers it,
+ * or starts a fetch, or queues it on a flight. */
+void px_cache_request(px_conn *c);
+/* A flight this connection waited on ended (inbox). */
+void px_cache_woken(px_conn *c, int rc, corral_value *v);
+/* The coalescing wait timed out, or the connection is closing: cancel the wait. The wake-up
+ * (rc CORRAL_ETIMEDOUT) still comes through the inbox. */
+void px_cache_wait_expired(px_conn *c);
+/* Releases what the request holds (busy object, object reference, config). */
+void px_request_release(px_conn *c);
+
+/* What a leader hands its waiters through corral_flight_finish (rc), besides CORRAL_OK with
+ * the stored object (or NULL: look it up again). */
+#define PX_FLIGHT_PASS           100 /* not stored: fetch yourself, in parallel (hit-for-pass) */
+#define PX_FLIGHT_STREAM         101 /* storable: stream the leader's busy object (wake_busy) */
+#define PX_FLIGHT_ORIGIN_TIMEOUT (-1001) /* the origin timed out: stale-if-error or 504 */
+#define PX_FLIGHT_ORIGIN_ERROR   (-1002) /* the origin failed: stale-if-error or 502 */
+
+/* ---- Delivery (deliver.c) ---- */
+
+/* Answers the connection's request from stored object `v` (the reference is taken). */
+void px_cache_serve(px_conn *c, corral_value *v, px_result r, const char *reason);
+/* Answers the connection's request from the object it holds (c->req.obj), `age_s` old. */
+void px_cache_answer(px_conn *c, px_result r, const char *reason, int64_t age_s);
+/* The busy object the connection streams grew or ended (inbox), or its write queue drained:
+ * send what there is. */
+void px_cache_stream(px_conn *c);
+/* The connection reads busy object `b` (the reference is taken) from its head on: a waiter, or
+ * the leader's own client after the fetch sent it the head (the origin read never waits for
+ * it). */
+void px_cache_stream_busy(px_conn *c, px_busy *b);
+/* Leaves the busy object's readers (no notification queues the connection after it returns). */
+void px_cache_stream_stop(px_conn *c);
+/* Sends every published byte of the busy object the connection has not sent yet (copied into
+ * its write queue) and stops streaming it: the fetch writes to it directly from now on. */
+void px_cache_stream_flush(px_conn *c);
 
 /* ---- Fetches (fetch.c) ---- */
 
