@@ -18,7 +18,7 @@ int cli_key(int argc, char **argv) {
     corral_error err;
     if (corral_open(&c, url, &err) != CORRAL_OK) {
         fprintf(stderr, "corral key: %s\n", err.msg);
-        return 1;
+        return CLI_USAGE;
     }
     char out[4200];
     size_t len;
@@ -26,7 +26,7 @@ int cli_key(int argc, char **argv) {
     corral_close(c);
     if (rc != CORRAL_OK) {
         fprintf(stderr, "corral key: %s\n", corral_strerror(rc));
-        return 1;
+        return CLI_USAGE;
     }
     printf("%s\n", out);
     return 0;
@@ -53,7 +53,7 @@ int cli_fragment(int argc, char **argv) {
     int rc = corral_fragment_key(argv[1], strlen(argv[1]), vary, n, out, sizeof out, &len);
     if (rc != CORRAL_OK) {
         fprintf(stderr, "corral fragment: %s\n", corral_strerror(rc));
-        return 1;
+        return CLI_USAGE;
     }
     printf("%s\n", out);
     return 0;
