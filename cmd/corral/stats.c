@@ -120,8 +120,8 @@ void table_json(FILE *f, const stat_table *t, bool all) {
     fprintf(f, "]");
 }
 
-int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_out, bool *json,
-                bool *all, int *sample_ms, int *interval_ms, long *count) {
+int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_out,
+                stats_opts *o) {
     static const struct option opts[] = {
         { "json", no_argument, NULL, 'j' },
         { "all", no_argument, NULL, 'a' },
@@ -129,26 +129,30 @@ int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_
         { "interval", required_argument, NULL, 'i' },
         { "count", required_argument, NULL, 'c' },
         { "token-file", required_argument, NULL, 'T' },
+        { "timeout", required_argument, NULL, 'w' },
         { NULL, 0, NULL, 0 },
     };
     const char *token_file = NULL;
     int ch;
     int64_t v;
-    while ((ch = getopt_long(argc, argv, "jas:i:c:T:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "jas:i:c:T:w:", opts, NULL)) != -1) {
         switch (ch) {
-        case 'j': *json = true; break;
-        case 'a': *all = true; break;
+        case 'j': o->json = true; break;
+        case 'a': o->all = true; break;
         case 'T': token_file = optarg; break;
         case 's':
         case 'i':
         case 'c':
+        case 'w':
             if (!parse_i64(optarg, &v) || v <= 0 || v > 86400000) return cli_usage(cmd);
             if (ch == 's')
-                *sample_ms = (int)v;
+                o->sample_ms = (int)v;
             else if (ch == 'i')
-                *interval_ms = (int)v;
+                o->interval_ms = (int)v;
+            else if (ch == 'w')
+                o->timeout_ms = (int)v;
             else
-                *count = (long)v;
+                o->count = (long)v;
             break;
         default: return cli_usage(cmd);
         }
@@ -182,15 +186,13 @@ int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_
 int cli_stats(int argc, char **argv) {
     target *ts;
     size_t n;
-    bool json = false, all = false;
-    int sample_ms = 2000, interval_ms = 1000;
-    long count = 1;
-    int ec =
-        stats_parse(argc, argv, "stats", &ts, &n, &json, &all, &sample_ms, &interval_ms, &count);
+    stats_opts o = { .sample_ms = 2000, .interval_ms = 1000, .timeout_ms = 5000, .count = 1 };
+    int ec = stats_parse(argc, argv, "stats", &ts, &n, &o);
     if (ec != CLI_OK) return ec;
+    bool json = o.json, all = o.all;
     stat_table fleet = { 0 };
     for (size_t i = 0; i < n; i++) {
-        if (target_fetch(&ts[i], 5000, sample_ms) < 0) {
+        if (target_fetch(&ts[i], o.timeout_ms, o.sample_ms) < 0) {
             fprintf(stderr, "corral stats: %s: %s\n", ts[i].spec, ts[i].why);
             ec = CLI_FAIL;
         } else if (table_add(&fleet, &ts[i].t) < 0) {

@@ -79,7 +79,14 @@ void table_json(FILE *f, const stat_table *t, bool all);
 
 /* Parses the options and targets of stats and top (stats.c). Returns CLI_OK with `*out` an
  * array of `*n_out` targets (free()), or CLI_USAGE after printing why. */
-int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_out, bool *json,
-                bool *all, int *sample_ms, int *interval_ms, long *count);
+typedef struct stats_opts {
+    bool json, all;
+    int sample_ms;   /* --sample-ms: a Redis sample's bound */
+    int interval_ms; /* --interval (top) */
+    int timeout_ms;  /* --timeout: each network exchange with a target */
+    long count;      /* --count (top): tables to show, 0 for no end */
+} stats_opts;
+
+int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_out, stats_opts *o);
 
 #endif /* CORRAL_CLI_STATS_H */

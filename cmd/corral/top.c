@@ -47,7 +47,7 @@ typedef struct top_state {
     stat_table fleet; /* the summed rates of the last interval */
     stat_table scratch;
     int sort;
-    int interval_ms, sample_ms;
+    int interval_ms, sample_ms, timeout_ms;
     bool tty, keys, all;
     double secs; /* the interval the rates cover, for the header */
     struct termios saved;
@@ -61,8 +61,7 @@ static int tick(top_state *s) {
     s->secs = 0;
     for (size_t i = 0; i < s->n; i++) {
         target *t = &s->ts[i];
-        if (target_fetch(t, s->interval_ms > 1000 ? s->interval_ms : 1000, s->sample_ms) < 0)
-            continue;
+        if (target_fetch(t, s->timeout_ms, s->sample_ms) < 0) continue;
         int64_t at = now_ms();
         if (s->prev_ms[i]) {
             double secs = (double)(at - s->prev_ms[i]) / 1000.0;
@@ -173,13 +172,17 @@ static int wait_until(top_state *s, int64_t deadline) {
 }
 
 int cli_top(int argc, char **argv) {
-    top_state s = { .interval_ms = 1000, .sample_ms = 500 };
-    bool json = false;
-    long count = 0;
-    int ec = stats_parse(argc, argv, "top", &s.ts, &s.n, &json, &s.all, &s.sample_ms,
-                         &s.interval_ms, &count);
+    top_state s = { 0 };
+    stats_opts o = { .sample_ms = 500, .interval_ms = 1000, .timeout_ms = 0, .count = 0 };
+    int ec = stats_parse(argc, argv, "top", &s.ts, &s.n, &o);
     if (ec != CLI_OK) return ec;
-    if (json) {
+    s.all = o.all;
+    s.sample_ms = o.sample_ms;
+    s.interval_ms = o.interval_ms;
+    /* Each reading must fit in the interval, unless asked otherwise. */
+    s.timeout_ms = o.timeout_ms ? o.timeout_ms : (o.interval_ms > 1000 ? o.interval_ms : 1000);
+    long count = o.count;
+    if (o.json) {
         fprintf(stderr, "corral top: --json: use `corral stats --json` for data\n");
         free(s.ts);
         return CLI_USAGE;

@@ -206,3 +206,18 @@ def test_purge_of_an_unreachable_admin_is_exit_3():
     r = corral("purge", admin, "--key", "product-1")
     assert r.returncode == 3
     assert r.stderr.decode() == "corral purge: %s: connection refused\n" % admin
+
+
+def test_a_target_that_never_answers_is_a_timeout():
+    # A listener that accepts (the kernel's backlog) and never answers: HTTP and Redis alike.
+    import socket
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        http, red = "http://127.0.0.1:%d/metrics" % port, "redis://127.0.0.1:%d/" % port
+        r = corral("stats", "--timeout", "300", http, red)
+    assert r.returncode == 3
+    assert r.stderr.decode().splitlines() == [
+        "corral stats: %s: timeout after 300 ms" % http,
+        "corral stats: %s: timeout after 300 ms" % red]
