@@ -24,7 +24,8 @@ typedef struct data_cmd {
     corral_call call;
     const char *url;
     const char *key;
-    char **rest; /* operands after KEY */
+    const char *tags[32]; /* --tag, for set */
+    char **rest;          /* operands after KEY */
     int n_rest;
     corral *c;
     redisContext *redis; /* the probe connection, redis:// only */
@@ -33,22 +34,26 @@ typedef struct data_cmd {
 
 /* Parses the options and the operands URL KEY [rest...]. Returns CLI_OK or CLI_USAGE. */
 static int parse(data_cmd *d, int argc, char **argv, int min_rest, int max_rest) {
-    static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
-                                          { "raw", no_argument, NULL, 'r' },
-                                          { "binary", no_argument, NULL, 'b' },
-                                          { "ttl", required_argument, NULL, 't' },
-                                          { "version", required_argument, NULL, 'v' },
-                                          { "ns", required_argument, NULL, 'n' },
-                                          { NULL, 0, NULL, 0 } };
+    static const struct option opts[] = {
+        { "json", no_argument, NULL, 'j' },          { "raw", no_argument, NULL, 'r' },
+        { "binary", no_argument, NULL, 'b' },        { "ttl", required_argument, NULL, 't' },
+        { "version", required_argument, NULL, 'v' }, { "ns", required_argument, NULL, 'n' },
+        { "tag", required_argument, NULL, 'g' },     { NULL, 0, NULL, 0 }
+    };
     d->call = (corral_call)CORRAL_CALL_INIT;
     d->ttl_ms = CORRAL_TTL_DEFAULT;
     int ch;
-    while ((ch = getopt_long(argc, argv, "jrbt:v:n:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "jrbt:v:n:g:", opts, NULL)) != -1) {
         switch (ch) {
         case 'j': d->json = true; break;
         case 'r': d->raw = true; break;
         case 'b': d->binary = true; break;
         case 'n': d->call.ns = optarg; break;
+        case 'g':
+            if (d->call.n_tags == sizeof d->tags / sizeof d->tags[0]) return cli_usage(d->name);
+            d->tags[d->call.n_tags++] = optarg;
+            d->call.tags = d->tags;
+            break;
         case 't':
             if (!parse_ttl(optarg, &d->ttl_ms)) {
                 fprintf(stderr, "corral %s: bad --ttl '%s' (seconds, 250ms, or none)\n", d->name,
@@ -145,8 +150,10 @@ static int report(data_cmd *d, int rc) {
     }
     const char *why = rc == CORRAL_MISS ? "the store failed the read" : corral_strerror(rc);
     fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, why);
-    return rc == CORRAL_ENOTINT || rc == CORRAL_ERANGE || rc == CORRAL_ETOOBIG ? CLI_USAGE
-                                                                               : CLI_FAIL;
+    return rc == CORRAL_ENOTINT || rc == CORRAL_ERANGE || rc == CORRAL_ETOOBIG ||
+                   rc == CORRAL_EINVAL || rc == CORRAL_ENOTSUP
+               ? CLI_USAGE
+               : CLI_FAIL;
 }
 
 static void json_head(data_cmd *d) {

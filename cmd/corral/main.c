@@ -19,9 +19,11 @@ typedef struct command {
 static const command commands[] = {
     { "get", cli_get, "get [--json] [--raw] [--version N] URL KEY",
       "Prints the value of KEY in the cache at URL (escaped unless --raw). Exit 1 on a miss.\n" },
-    { "set", cli_set, "set [--ttl SECONDS] [--binary] [--version N] URL KEY VALUE|-",
+    { "set", cli_set, "set [--ttl SECONDS] [--tag T...] [--binary] [--version N] URL KEY VALUE|-",
       "Stores VALUE (or stdin with -) under KEY; --ttl as Django's timeout (seconds, 250ms,\n"
-      "none); --binary stores pickled bytes with serializer=django.\n" },
+      "none); --tag T (repeatable) writes the value with tags (corral bust --tag T drops it);\n"
+      "--binary stores pickled bytes with serializer=django. Every data command takes --ns NS\n"
+      "(a namespace) and --version N (Django's version=).\n" },
     { "del", cli_del, "del [--json] [--version N] URL KEY",
       "Removes KEY. Exit 1 when it was not there.\n" },
     { "ttl", cli_ttl, "ttl [--json] [--version N] URL KEY",

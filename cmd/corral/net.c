@@ -292,8 +292,9 @@ static redisReply *command(redisContext *ctx, int argc, const char **argv, const
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        bool auth = strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0 ||
-                    strstr(r->str, "invalid password") || strstr(r->str, "invalid username");
+        bool auth = strcmp(what, "AUTH") == 0 || strncmp(r->str, "NOAUTH", 6) == 0 ||
+                    strncmp(r->str, "WRONGPASS", 9) == 0 || strstr(r->str, "invalid password") ||
+                    strstr(r->str, "invalid username");
         snprintf(why, why_cap, "%s%s: %s", auth ? "auth failed in " : "", what, r->str);
         freeReplyObject(r);
         return NULL;
