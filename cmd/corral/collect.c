@@ -314,7 +314,9 @@ static int sample_redis(target *t, int timeout_ms, int sample_ms) {
     dbsize = r->integer;
     freeReplyObject(r);
     table_clear(&t->t);
-    while (!complete && now_ms() < deadline && seen < SAMPLE_MAX_KEY) {
+    /* At least one batch, however short the bound. */
+    for (bool first = true; !complete && (first || (now_ms() < deadline && seen < SAMPLE_MAX_KEY));
+         first = false) {
         const char *av[4] = { "SCAN", cursor, "COUNT", SCAN_BATCH };
         r = redisCommandArgv(ctx, 4, av, NULL);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||

@@ -60,9 +60,9 @@ static const command commands[] = {
       "A live view of the same table, refreshed every interval (default 1000 ms) with rates\n"
       "over the last interval. Keys: r requests, h hit rate, m misses, n name (sort), q quit.\n"
       "When stdout is not a terminal, prints the table every interval (--count N tables).\n" },
-    { "key", cli_key, "key [URL] KEY",
+    { "key", cli_key, "key [--json] [URL] KEY",
       "Prints the physical key KEY maps to under URL's key_prefix and version.\n" },
-    { "fragment", cli_fragment, "fragment NAME [VARY...]",
+    { "fragment", cli_fragment, "fragment [--json] NAME [VARY...]",
       "Prints Django's template fragment key.\n" },
     { "demo", cli_demo, "demo [URL]", "Runs the guide's scenarios on the memory store.\n" },
 };

@@ -17,6 +17,11 @@ def test_version_and_help_and_usage_exit_codes():
     assert corral("get").returncode == 2
     assert corral("nosuch").returncode == 2
     assert corral("get", "redis://127.0.0.1/?nosuch=1", "k").returncode == 2
+    r = corral("key", "--json", "mem://?key_prefix=djzen", "featured_products:v3")
+    assert json.loads(r.stdout) == {"physical_key": "djzen:1:featured_products:v3"}
+    r = corral("fragment", "--json", "product_card", "-1")
+    assert r.returncode == 0 and json.loads(r.stdout)["key"].startswith(
+        "template.cache.product_card.")
 
 
 def test_set_get_ttl_through_the_key_scheme(redis):

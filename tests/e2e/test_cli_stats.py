@@ -221,3 +221,19 @@ def test_a_target_that_never_answers_is_a_timeout():
     assert r.stderr.decode().splitlines() == [
         "corral stats: %s: timeout after 300 ms" % http,
         "corral stats: %s: timeout after 300 ms" % red]
+
+
+def test_a_redis_sample_is_bounded_in_time_and_scaled_to_the_database(redis):
+    # 20000 keys under shop:1:product:, made server-side. A 1 ms bound reads one SCAN batch
+    # (about 1000 keys), then scales what it saw by DBSIZE / keys seen.
+    script = "for i=1,20000 do redis.call('SET', 'shop:1:product:'..i, 'x') end return 1"
+    assert resp(redis, "EVAL", script, "0") == 1
+    r, data = stats_json("--sample-ms", "1", "redis://127.0.0.1:%d/?key_prefix=shop" % redis)
+    assert r.returncode == 0, r.stderr
+    note = data["targets"][0]["note"]
+    m = re.match(r'sampled (\d+) of 20000 keys in 1 ms \(\1 under "shop:"\), scaled$', note)
+    assert m and int(m.group(1)) < 20000, note
+    (row,) = data["rows"]
+    assert row["name"] == "product" and row["estimated"] and round(row["items"]) == 20000
+    out = corral("stats", "--sample-ms", "1", "redis://127.0.0.1:%d/?key_prefix=shop" % redis)
+    assert re.search(rb"^product +prefix .* ~20000 +~", out.stdout, re.M), out.stdout
