@@ -81,6 +81,12 @@ static int tick(top_state *s) {
     return 0;
 }
 
+/* True when the line (with its '\n') is a flagged row. */
+static bool is_flagged_row(const char *line, size_t n) {
+    static const char flag[] = "<- under 90%\n";
+    return n >= sizeof flag - 1 && memcmp(line + n - (sizeof flag - 1), flag, sizeof flag - 1) == 0;
+}
+
 static void render(top_state *s, bool first) {
     char *buf = NULL;
     size_t len = 0;
@@ -117,7 +123,16 @@ static void render(top_state *s, bool first) {
             }
         }
     }
-    fwrite(buf, 1, len, stdout);
+    /* On a terminal, rows under 90% stand out in bold red. */
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(buf + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (buf + i)) + 1 : len - i;
+        bool flag = s->tty && is_flagged_row(buf + i, n);
+        if (flag) fputs("\033[1;31m", stdout);
+        fwrite(buf + i, 1, flag ? n - 1 : n, stdout);
+        if (flag) fputs("\033[0m\n", stdout);
+        i += n;
+    }
     fflush(stdout);
     free(buf);
 }
