@@ -212,7 +212,10 @@ static int parse_bust(bust_cmd *b, int argc, char **argv) {
         case 'j': b->json = true; break;
         case 'R': ec = read_rules(b, optarg); break;
         case 'r':
-            if (n_rule_args == MAX_RULES) return add_rule(b, "", "", 0, "");
+            if (n_rule_args == MAX_RULES) {
+                fprintf(stderr, "corral bust: at most %d rules\n", MAX_RULES);
+                return CLI_USAGE;
+            }
             rule_args[n_rule_args++] = optarg;
             break;
         case 't':
