@@ -237,3 +237,43 @@ def test_a_redis_sample_is_bounded_in_time_and_scaled_to_the_database(redis):
     assert row["name"] == "product" and row["estimated"] and round(row["items"]) == 20000
     out = corral("stats", "--sample-ms", "1", "redis://127.0.0.1:%d/?key_prefix=shop" % redis)
     assert re.search(rb"^product +prefix .* ~20000 +~", out.stdout, re.M), out.stdout
+
+
+def test_stats_reads_any_program_serving_corral_metrics_write(tmp_path):
+    # `corral demo` prints the library's Prometheus text (corral_metrics_write) after its table;
+    # served as it is by a plain HTTP server, it is a target like the proxy's /metrics.
+    import http.server
+    import threading
+    out = corral("demo").stdout.decode()
+    text = out.split("Prometheus text (what /metrics serves):\n", 1)[1].encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        target = "http://127.0.0.1:%d/metrics" % server.server_address[1]
+        r, data = stats_json(target)
+        table = corral("stats", "--all", target).stdout.decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in data["rows"]}
+    # The demo's own table says: featured_products 1998 hits, 3 misses; bestsellers 0 and 64.
+    assert (rows["featured_products"]["hits"], rows["featured_products"]["misses"]) == (1998, 3)
+    assert rows["featured_products"]["kind"] == "prefix"
+    assert rows["featured_products"]["requests"] == 2001
+    assert not rows["featured_products"]["under_90"]
+    assert rows["bestsellers"]["under_90"] and rows["bestsellers"]["loads"] >= 1
+    assert "corral.internal" not in rows  # internal: only with --all
+    assert re.search(r"^corral\.internal +prefix +0 +- ", table, re.M), table
