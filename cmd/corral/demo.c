@@ -142,8 +142,11 @@ static void print_table(corral *c) {
         const corral_prefix_stats *p = &st->prefixes[i];
         uint64_t total = p->hits + p->misses;
         double rate = total ? 100.0 * (double)p->hits / (double)total : 0.0;
-        printf("%-28s %8" PRIu64 " %8" PRIu64 " %8.1f%% %7" PRId64 " %9" PRId64 "%s\n", p->prefix,
-               p->hits, p->misses, rate, p->items, p->bytes,
+        /* A prefix that saw no hit and no miss has no hit rate: "-", not 0.0%. */
+        char hr[16] = "-";
+        if (total) snprintf(hr, sizeof hr, "%.1f%%", rate);
+        printf("%-28s %8" PRIu64 " %8" PRIu64 " %9s %7" PRId64 " %9" PRId64 "%s\n", p->prefix,
+               p->hits, p->misses, hr, p->items, p->bytes,
                total && rate < 90.0 ? "  <- under 90%" : "");
     }
     printf("%-28s %8" PRIu64 " %8" PRIu64 "\n", "total", st->total.hits, st->total.misses);

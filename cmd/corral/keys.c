@@ -4,21 +4,45 @@
  */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
-int cli_key(int argc, char **argv) {
-    if (argc != 2 && argc != 3) {
-        fprintf(stderr, "usage: corral key [URL] KEY\n");
-        return 2;
+/* Parses --json, which comes before the operands ('+': a vary value such as "-1" stays an
+ * operand). Returns CLI_OK, or CLI_USAGE. Operands start at optind. */
+static int parse_json_flag(int argc, char **argv, const char *cmd, bool *json) {
+    static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
+                                          { NULL, 0, NULL, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "+j", opts, NULL)) != -1) {
+        if (ch != 'j') return cli_usage(cmd);
+        *json = true;
     }
-    const char *url = argc == 3 ? argv[1] : NULL;
+    return CLI_OK;
+}
+
+static void print_key(bool json, const char *what, const char *key, size_t len) {
+    if (json) {
+        printf("{\"%s\":", what);
+        out_json_str(stdout, key, len);
+        printf("}\n");
+    } else {
+        printf("%s\n", key);
+    }
+}
+
+int cli_key(int argc, char **argv) {
+    bool json = false;
+    if (parse_json_flag(argc, argv, "key", &json) != CLI_OK) return CLI_USAGE;
+    int n = argc - optind;
+    if (n != 1 && n != 2) return cli_usage("key");
+    const char *url = n == 2 ? argv[optind] : NULL;
     const char *key = argv[argc - 1];
     corral *c;
     corral_error err;
     if (corral_open(&c, url, &err) != CORRAL_OK) {
         fprintf(stderr, "corral key: %s\n", err.msg);
-        return 1;
+        return CLI_USAGE;
     }
     char out[4200];
     size_t len;
@@ -26,23 +50,23 @@ int cli_key(int argc, char **argv) {
     corral_close(c);
     if (rc != CORRAL_OK) {
         fprintf(stderr, "corral key: %s\n", corral_strerror(rc));
-        return 1;
+        return CLI_USAGE;
     }
-    printf("%s\n", out);
-    return 0;
+    print_key(json, "physical_key", out, len);
+    return CLI_OK;
 }
 
 int cli_fragment(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: corral fragment NAME [VARY ...]\n");
-        return 2;
-    }
+    bool json = false;
+    if (parse_json_flag(argc, argv, "fragment", &json) != CLI_OK) return CLI_USAGE;
+    if (argc - optind < 1) return cli_usage("fragment");
+    const char *name = argv[optind];
     corral_buf vary[64];
     size_t n = 0;
-    for (int i = 2; i < argc; i++) {
+    for (int i = optind + 1; i < argc; i++) {
         if (n == sizeof vary / sizeof vary[0]) {
             fprintf(stderr, "corral fragment: at most 64 vary values\n");
-            return 2;
+            return CLI_USAGE;
         }
         vary[n].data = argv[i];
         vary[n].len = strlen(argv[i]);
@@ -50,11 +74,11 @@ int cli_fragment(int argc, char **argv) {
     }
     char out[512];
     size_t len;
-    int rc = corral_fragment_key(argv[1], strlen(argv[1]), vary, n, out, sizeof out, &len);
+    int rc = corral_fragment_key(name, strlen(name), vary, n, out, sizeof out, &len);
     if (rc != CORRAL_OK) {
         fprintf(stderr, "corral fragment: %s\n", corral_strerror(rc));
-        return 1;
+        return CLI_USAGE;
     }
-    printf("%s\n", out);
-    return 0;
+    print_key(json, "key", out, len);
+    return CLI_OK;
 }

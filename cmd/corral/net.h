@@ -1,0 +1,52 @@
+/*
+ * net.h - the CLI's two clients: a blocking HTTP/1.1 client for admin listeners and metrics
+ * endpoints (one request per connection, with a deadline on the whole exchange), and a Redis
+ * connection made from a cache URL (hosts, password, db and timeouts as the library reads them).
+ *
+ * Failures come back as one line for the user in `why` ("connection refused", "timeout after
+ * 2000 ms", "auth failed: WRONGPASS ...", "HTTP 401 Unauthorized"), so every command reports a
+ * failing target the same way.
+ */
+#ifndef CORRAL_CLI_NET_H
+#define CORRAL_CLI_NET_H
+
+#include <hiredis/hiredis.h>
+
+#include <stddef.h>
+
+/* An http:// URL split into its parts. */
+typedef struct http_url {
+    char host[256]; /* without brackets for IPv6 */
+    char port[8];
+    char path[2048]; /* begins with '/' ("/" when the URL has none) */
+} http_url;
+
+/* Parses "http://host[:port][/path]". Returns 0, or -1 with `why` set. */
+int http_url_parse(const char *url, http_url *out, char *why, size_t why_cap);
+
+typedef struct http_response {
+    unsigned status;
+    char reason[64];
+    char *body; /* malloc'd, NUL-terminated; free with http_response_free */
+    size_t body_len;
+} http_response;
+
+/* Sends `method target` to u's host and port with Host u's host:port, an optional bearer
+ * `token` and Connection: close, and reads the whole answer (chunked or by length, at most
+ * 64 MiB) within `timeout_ms`. Returns 0 with `*resp` filled (any status), or -1 with `why` set
+ * (connection refused, timeout, malformed answer); `resp->body` is then NULL. */
+int http_request(const http_url *u, const char *method, const char *target, const char *token,
+                 int timeout_ms, http_response *resp, char *why, size_t why_cap);
+void http_response_free(http_response *r);
+
+/* Opens a Redis connection for the cache URL `url` (its first host, or its unix socket), with
+ * AUTH and SELECT done and the URL's command timeout set; `timeout_ms` > 0 overrides both the
+ * connect and command timeouts. Returns the context, or NULL with `why` set (bad URL, not a
+ * redis URL, refused, timeout, auth). Free with redisFree. */
+redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size_t why_cap);
+
+/* Reads the admin token: the first line of `file` when given, else $CORRAL_ADMIN_TOKEN, else
+ * "" (no token). Returns 0, or -1 with `why` set when the file cannot be read. */
+int read_token(const char *file, char *out, size_t cap, char *why, size_t why_cap);
+
+#endif /* CORRAL_CLI_NET_H */
