@@ -11,11 +11,11 @@
 /* Header fields of the page's answer (each ending in CRLF): never cached, and a
  * Content-Security-Policy that lets it load nothing from anywhere and fetch only from the admin
  * listener itself. */
-#define PX_DASHBOARD_FIELDS                                                                        \
-    "Cache-Control: no-store\r\n"                                                                  \
-    "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "                   \
-    "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; "              \
-    "form-action 'none'; frame-ancestors 'none'\r\n"                                               \
+#define PX_DASHBOARD_FIELDS                                                           \
+    "Cache-Control: no-store\r\n"                                                     \
+    "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "       \
+    "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; " \
+    "form-action 'none'; frame-ancestors 'none'\r\n"                                  \
     "X-Content-Type-Options: nosniff\r\n"
 
 /* The challenge of a 401 from the admin listener: a browser asks for the token as a password. */
