@@ -271,7 +271,9 @@ static void usage(FILE *f) {
         "                    [--access-log -|off|PATH] [--access-log-format corral|combined|json]\n"
         "                    [--admin-token TOKEN]\n"
         "                    [--route 'PREFIX key=value ...'] [--set SECTION.KEY=VALUE]\n"
-        "See docs/proxy.md for the configuration keys.\n");
+        "The configuration keys, the admin listener (PURGE, /metrics, /dashboard) and the\n"
+        "access log: " CORRAL_DOCDIR "/proxy.md; an example configuration:\n" CORRAL_DOCDIR
+        "/examples/proxy.ini\n");
 }
 
 static int resolve_origin(uv_loop_t *loop, const px_config *cfg, struct sockaddr_storage *out) {

@@ -11,8 +11,9 @@
  *   cache.c    the cache logic: keys, stored objects, lookup, hits, waiters, purges
  *   busy.c     busy objects: a storable answer being fetched, streamed to coalesced requests
  *   admin.c    the admin listener: PURGE, purges by surrogate key and prefix, /metrics
+ *   dashboard.c  the admin listener's /dashboard page (dashboard.html, compiled in)
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
- *   log.c      the access log
+ *   log.c      the access log: corral, combined and JSON lines, in time order
  *
  * Data model:
  * - px (one per process, owned by main.c): the corral handle (thread-safe, shared by every
