@@ -27,9 +27,14 @@ build/release/.built: bootstrap FORCE
 	$(CMAKE) --build build/release -j$(JOBS)
 	@touch $@
 
-# Ports: PROXY_PORT (8080), ADMIN_PORT (8081), SHOP_PORT (a free one); see scripts/run-shop.
-run: build/release/.built
-	@CORRAL_PROXY=build/release/corral-proxy CORRAL_SHOP=build/release/corral-shop scripts/run-shop
+# Builds only what it runs: the proxy, the shop and the CLI its banner names (no test, benchmark
+# or fuzz binary). Ports: PROXY_PORT (8080), ADMIN_PORT (8081), SHOP_PORT (a free one); see
+# scripts/run-shop. A port already taken: run-shop exits 1, so make exits 2.
+run: bootstrap
+	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release $(CFG_COMMON) >/dev/null
+	$(CMAKE) --build build/release -j$(JOBS) --target corral-proxy corral-shop corral_cli
+	@CORRAL_PROXY=build/release/corral-proxy CORRAL_SHOP=build/release/corral-shop \
+	    CORRAL_CLI=build/release/corral scripts/run-shop
 
 demo: build/release/.built
 	./build/release/corral demo

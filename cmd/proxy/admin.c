@@ -6,10 +6,12 @@
  *   POST  /purge/key/<key>         every object whose Surrogate-Key header listed <key>
  *   POST  /purge/prefix/<path>     every object under /<path> (whole path segments)
  *   GET   /metrics                 Prometheus text: the proxy's and libcorral's
+ *   GET   /dashboard               the live page over /metrics (dashboard.c)
  *   GET   /health                  200 "ok"
  *
  * Access: only loopback peers unless admin_allow_remote; with admin_token set, every request
- * needs "Authorization: Bearer <token>" (compared in constant time). One request per
+ * needs "Authorization: Bearer <token>" (compared in constant time), or Basic credentials with
+ * the token as password, which is how a browser sends it (dashboard.c). One request per
  * connection: every answer says "Connection: close", and the connection is closed after it.
  *
  * Data model: px_admin (listener + list of connections); each admin connection has a parser
@@ -19,6 +21,7 @@
  * own metrics block (px->admin_metrics), of which this thread is the only writer.
  */
 #include "proxy.h"
+#include "dashboard.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,14 +108,15 @@ static void on_awrite(uv_write_t *req, int status) {
     if (status < 0 || uv_shutdown(&ac->shut, (uv_stream_t *)&ac->tcp, on_ashutdown) < 0) aclose(ac);
 }
 
-static void respond(aconn *ac, unsigned status, const char *reason, const char *type,
-                    const char *body, size_t body_len) {
+/* Answers with `fields` (header fields, each ending in CRLF) besides the usual ones. */
+static void respond_with(aconn *ac, unsigned status, const char *reason, const char *type,
+                         const char *fields, const char *body, size_t body_len) {
     ac->answered = true;
-    char head[256];
+    char head[768];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n",
-                     status, reason, type, body_len);
+                     "%sConnection: close\r\n\r\n",
+                     status, reason, type, body_len, fields);
     if (n < 0 || (size_t)n >= sizeof head) {
         aclose(ac);
         return;
@@ -133,6 +137,11 @@ static void respond(aconn *ac, unsigned status, const char *reason, const char *
     if (uv_read_stop((uv_stream_t *)&ac->tcp) < 0) aclose(ac);
 }
 
+static void respond(aconn *ac, unsigned status, const char *reason, const char *type,
+                    const char *body, size_t body_len) {
+    respond_with(ac, status, reason, type, "", body, body_len);
+}
+
 static void respond_text(aconn *ac, unsigned status, const char *reason, const char *body) {
     respond(ac, status, reason, "text/plain; charset=utf-8", body, strlen(body));
 }
@@ -149,16 +158,15 @@ static void purge_failed(aconn *ac, int rc) {
 
 /* ---- Requests ---- */
 
+/* "Bearer <token>", or Basic credentials with the token as password (a browser's, for the
+ * dashboard: dashboard.c). */
 static bool token_ok(const char *want, const corral_http_msg *m) {
     if (!want[0]) return true;
     const corral_http_header *h = corral_http_msg_get(m, "authorization", NULL);
+    if (h && h->value_len > 6 && strncasecmp(h->value, "Basic ", 6) == 0)
+        return px_basic_has_token(want, h->value + 6, h->value_len - 6);
     if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0) return false;
-    size_t wl = strlen(want), gl = h->value_len - 7;
-    const char *got = h->value + 7;
-    unsigned char diff = (unsigned char)(wl != gl);
-    for (size_t i = 0; i < wl; i++)
-        diff |= (unsigned char)(want[i] ^ (i < gl ? got[i] : 0));
-    return diff == 0;
+    return px_token_equal(want, h->value + 7, h->value_len - 7);
 }
 
 /* Percent-decodes `s` (`len` bytes) into `out` (cap). Returns the length, or 0 when bad. */
@@ -224,7 +232,10 @@ static void handle(aconn *ac, const corral_http_msg *m) {
         return;
     }
     if (!token_ok(cfg->admin_token, m)) {
-        respond_text(ac, 401, "Unauthorized", "bearer token required\n");
+        static const char need[] = "bearer token required (or, in a browser, the token as the "
+                                   "password)\n";
+        respond_with(ac, 401, "Unauthorized", "text/plain; charset=utf-8", PX_ADMIN_CHALLENGE, need,
+                     sizeof need - 1);
         return;
     }
     char body[256];
@@ -237,6 +248,12 @@ static void handle(aconn *ac, const corral_http_msg *m) {
         }
         respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, len);
         free(text);
+        return;
+    }
+    if (m->method == CORRAL_HTTP_GET && target_is(m, "/dashboard")) {
+        size_t len = 0;
+        const char *page = px_dashboard_page(&len);
+        respond_with(ac, 200, "OK", "text/html; charset=utf-8", PX_DASHBOARD_FIELDS, page, len);
         return;
     }
     if (m->method == CORRAL_HTTP_GET && target_is(m, "/health")) {
@@ -315,7 +332,7 @@ static void handle(aconn *ac, const corral_http_msg *m) {
     }
     respond_text(ac, 404, "Not Found",
                  "PURGE <url> | POST /purge/key/<key> | POST /purge/prefix/<path> | "
-                 "GET /metrics | GET /health\n");
+                 "GET /metrics | GET /dashboard | GET /health\n");
 }
 
 static void on_aalloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {

@@ -3,7 +3,7 @@
  * command-line flags on top, into an immutable refcounted snapshot (px_config).
  *
  * Sections and keys (docs/proxy.md has the table with defaults):
- *   [proxy]   origin, listen, admin, store, threads, access_log, admin_token,
+ *   [proxy]   origin, listen, admin, store, threads, access_log, access_log_format, admin_token,
  *             admin_allow_remote, x_cache_header
  *   [limits]  max_head_bytes, max_headers, header_timeout, keepalive_timeout, body_timeout,
  *             send_timeout, origin_connect_timeout, origin_read_timeout, origin_idle_timeout,
@@ -13,7 +13,8 @@
  *             hit_for_pass, honor_request_cache_control, path_tag_depth
  *   [route:NAME]  prefix (required), bypass, ttl, vary, strip_cookies, keep_cookies, grace,
  *             stale_if_error, keep, max_ttl, hit_for_pass
- * Flags: --origin, --listen, --admin, --store, --threads, --access-log, --admin-token,
+ * Flags: --origin, --listen, --admin, --store, --threads, --access-log, --access-log-format,
+ *        --admin-token,
  * --config, --route 'PREFIX key=value ...', and --set SECTION.KEY=VALUE for any key above.
  *
  * Data model: parsing fills a `loader` (the snapshot being built, plus per-route "was this key
@@ -298,6 +299,7 @@ static int set_proxy(px_config *cfg, const char *key, const char *val) {
     if (!strcmp(key, "store")) return copy_str(cfg->store_url, sizeof cfg->store_url, val);
     if (!strcmp(key, "threads")) return parse_uint(val, 0, 256, &cfg->threads);
     if (!strcmp(key, "access_log")) return copy_str(cfg->access_log, sizeof cfg->access_log, val);
+    if (!strcmp(key, "access_log_format")) return px_log_format_parse(val, &cfg->log_format);
     if (!strcmp(key, "admin_token"))
         return copy_str(cfg->admin_token, sizeof cfg->admin_token, val);
     if (!strcmp(key, "admin_allow_remote")) return parse_bool(val, &cfg->admin_allow_remote);
@@ -529,6 +531,7 @@ px_config *px_config_load(const char *path, int argc, char **argv) {
                    { "--store", "proxy", "store" },
                    { "--threads", "proxy", "threads" },
                    { "--access-log", "proxy", "access_log" },
+                   { "--access-log-format", "proxy", "access_log_format" },
                    { "--admin-token", "proxy", "admin_token" } };
     ld.where = "command line";
     for (int i = 1; i < argc; i++) {

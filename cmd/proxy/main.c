@@ -268,9 +268,12 @@ static void usage(FILE *f) {
         f,
         "usage: corral-proxy --origin http://HOST:PORT [--listen HOST:PORT] [--admin HOST:PORT]\n"
         "                    [--store mem://...|redis://...] [--config FILE.ini] [--threads N]\n"
-        "                    [--access-log -|off|PATH] [--admin-token TOKEN]\n"
+        "                    [--access-log -|off|PATH] [--access-log-format corral|combined|json]\n"
+        "                    [--admin-token TOKEN]\n"
         "                    [--route 'PREFIX key=value ...'] [--set SECTION.KEY=VALUE]\n"
-        "See docs/proxy.md for the configuration keys.\n");
+        "The configuration keys, the admin listener (PURGE, /metrics, /dashboard) and the\n"
+        "access log: " CORRAL_DOCDIR "/proxy.md; an example configuration:\n" CORRAL_DOCDIR
+        "/examples/proxy.ini\n");
 }
 
 static int resolve_origin(uv_loop_t *loop, const px_config *cfg, struct sockaddr_storage *out) {
@@ -409,7 +412,6 @@ close_workers:
         uv_mutex_destroy(&w->inbox_lock);
         px_config_unref(w->cfg);
         px_config_unref(w->inbox_cfg);
-        free(w->log_buf);
         w->magic = 0;
     }
 close_cache:
@@ -459,8 +461,10 @@ int main(int argc, char **argv) {
     }
     assign_slots(&px, px.cfg);
     px_list_init(&px.busy);
-    if (uv_mutex_init(&px.busy_lock) < 0) {
+    px.alog = px_alog_new();
+    if (!px.alog || uv_mutex_init(&px.busy_lock) < 0) {
         fprintf(stderr, "corral-proxy: cannot create a lock\n");
+        px_alog_free(px.alog, -1);
         px_config_unref(px.cfg);
         return 1;
     }
@@ -468,6 +472,7 @@ int main(int argc, char **argv) {
     /* Every worker has ended, so every fetch and reader is gone with its busy object. */
     assert(px_list_empty(&px.busy));
     uv_mutex_destroy(&px.busy_lock);
+    px_alog_free(px.alog, px.cfg->log_fd);
     px_config_unref(px.cfg);
     return code;
 }

@@ -14,8 +14,9 @@
  *   purge.c    purges of a URL, a path prefix, a surrogate key
  *   object.c   the store's side: keys, object encoding, vary records, purge stamps, commit
  *   admin.c    the admin listener: PURGE, purges by surrogate key and prefix, /metrics
+ *   dashboard.c  the admin listener's /dashboard page (dashboard.html, compiled in)
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
- *   log.c      the access log
+ *   log.c      the access log: corral, combined and JSON lines, in time order
  *   util.c     small helpers every file may use: lists, the wall clock, the hash
  *
  * Data model:
@@ -161,6 +162,7 @@ typedef struct px_config {
     bool admin_allow_remote;      /* admin reachable from non-loopback peers */
     char access_log[1024];        /* "-" stdout, "off", or a file path */
     int log_fd;                   /* opened for the snapshot; closed when it is freed */
+    int log_format;               /* PX_LOG_CORRAL, PX_LOG_COMBINED, PX_LOG_JSON (log.c) */
     char origin_authority[300];   /* "host:port", the Host for HTTP/1.0 requests without one */
 } px_config;
 
@@ -272,9 +274,7 @@ typedef struct px_worker {
     size_t n_idle;
     struct sockaddr_storage origin_addr;
     uv_timer_t drain_timer; /* the shutdown deadline */
-    uv_timer_t log_timer;   /* flushes the access log buffer */
-    char *log_buf;          /* access log lines not yet written */
-    size_t log_len, log_cap;
+    uv_timer_t log_timer;   /* flushes the access log (px->alog) */
     bool stopping;
     bool handles_ready;   /* loop, inbox and timers are set up (startup) */
     bool closing_handles; /* the loop's own handles are being closed: it is ending */
@@ -312,6 +312,7 @@ typedef struct px {
     int exit_code;
     uv_mutex_t busy_lock; /* protects `busy` and the registry fields of each px_busy */
     px_link busy;         /* busy objects new requests may stream from (busy.c) */
+    struct px_alog *alog; /* the access log's shared buffer (log.c) */
 } px_proxy;
 
 /* A client's stored-object view: the parsed head of a stored object and its body. */
@@ -764,9 +765,19 @@ void px_admin_stop(px_admin *a);
 
 /* ---- Access log (log.c) ---- */
 
-/* Appends the request's line to the worker's buffer (flushed by a timer). */
+enum { PX_LOG_CORRAL = 0, PX_LOG_COMBINED = 1, PX_LOG_JSON = 2 };
+
+/* "corral", "combined" or "json" into *out. Returns false for anything else. */
+bool px_log_format_parse(const char *s, int *out);
+/* The shared buffer every worker appends to. Returns NULL when out of memory. Main thread. */
+struct px_alog *px_alog_new(void);
+/* Writes what is left to `fd` (-1: drops it) and frees `l` (NULL is fine). Main thread, once
+ * no worker runs. */
+void px_alog_free(struct px_alog *l, int fd);
+/* Appends the request's line to the shared buffer, in the order of the lines' times (flushed
+ * by the worker's timer, or at once past 64 KiB). Loop thread of `c`. */
 void px_log_request(px_conn *c);
-/* Writes the buffer out. */
+/* Writes the shared buffer out to the worker's snapshot's log. Loop thread of `w`. */
 void px_log_flush(px_worker *w);
 
 #endif /* CORRAL_PROXY_H */

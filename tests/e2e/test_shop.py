@@ -120,6 +120,9 @@ def test_run_shop_prints_where_to_point_a_browser_and_where_the_metrics_are(shop
     out = shop.output()
     assert re.search(r"point a browser at +http://127\.0\.0\.1:%d/\n" % shop.port, out), out
     assert re.search(r"metrics +http://127\.0\.0\.1:%d/metrics\n" % shop.admin_port, out), out
+    assert re.search(r"dashboard +http://127\.0\.0\.1:%d/dashboard " % shop.admin_port, out), out
+    assert re.search(r"^  \S*corral top http://127\.0\.0\.1:%d/metrics$" % shop.admin_port, out,
+                     re.M), out
     curls = [l.strip() for l in out.splitlines() if l.startswith("  curl ")]
     assert len(curls) == 3, out
     assert "/products/1" in curls[0] and "/products/1/save" in curls[1]
@@ -186,6 +189,24 @@ def test_metrics_are_served_on_the_admin_listener(shop):
     assert re.search(r'^corral_proxy_requests_total\{route="default"\} [1-9]', r.text, re.M)
 
 
+def test_each_family_of_pages_has_its_own_route_in_the_metrics(shop):
+    """examples/shop/proxy.ini: product pages, pricing, reports and orders are counted apart,
+    each route listed from the start, so a hit rate per family shows from the first minute."""
+    for path in ("/products/2", "/products/2", "/products/3", "/pricing"):
+        shop.get(path)
+    text = shop.admin("/metrics").text
+
+    def counter(name, route):
+        m = re.search(r'^corral_proxy_%s_total\{route="%s"\} (\d+)$' % (name, route), text, re.M)
+        assert m, "no %s row for route %s:\n%s" % (name, route, text)
+        return int(m.group(1))
+
+    assert (counter("requests", "products"), counter("hits", "products")) == (3, 1)
+    assert (counter("requests", "pricing"), counter("misses", "pricing")) == (1, 1)
+    assert counter("requests", "reports") == 0 and counter("requests", "account") == 0
+    assert counter("requests", "default") == 0
+
+
 def test_sigterm_stops_the_proxy_and_the_shop_cleanly(shop):
     assert shop.get("/healthz").status == 200
     assert shop.stop() == 0
@@ -204,5 +225,5 @@ def test_a_taken_port_is_reported_and_run_shop_fails(tmp_path):
             rc = rs.proc.wait(60)
         finally:
             rs.stop()
-    assert rc != 0
+    assert rc == 1
     assert "127.0.0.1:%d is already in use" % rs.port in rs.errors()
