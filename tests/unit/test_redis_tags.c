@@ -10,7 +10,7 @@
  *
  * The script parses corral's envelope in Lua, so a table of stored values (valid, busted,
  * malformed, not an envelope at all) checks that it decides exactly as the handle's C code does
- * (corral__value_check) on every one. The store reads a prefix with a plain GET until it has seen
+ * (corral__classify) on every one. The store reads a prefix with a plain GET until it has seen
  * a tagged value there, so the table goes through both paths.
  */
 #include <stdarg.h>
@@ -319,8 +319,11 @@ static void test_redis_checked_script_decides_as_the_handle_does(void **state) {
                 fail_msg("%s (pass %d): store said %d, want %d", t->name, pass, rc, t->rc);
             /* The handle's generic decision: get, then the envelope's tags read one by one. */
             assert_int_equal(c->store->ops->get(c->store, &sk, &plain), CORRAL_OK);
-            int generic = corral__value_check(c, plain->data - plain->hdr_len, plain->hdr_len,
-                                              corral__now_ms(c));
+            corral__view view;
+            int generic = corral__classify(c, plain->data - plain->hdr_len, plain->hdr_len,
+                                           corral__now_ms(c), NULL, true, &view) == CORRAL__V_FRESH
+                              ? CORRAL_OK
+                              : CORRAL_MISS;
             if (generic != t->rc)
                 fail_msg("%s: the handle said %d, want %d", t->name, generic, t->rc);
             if (rc == CORRAL_OK) {
