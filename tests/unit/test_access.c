@@ -30,9 +30,7 @@ static size_t times_hdr(unsigned char *out, uint64_t expiry_ms, uint32_t early_m
     return corral__env_size(&env);
 }
 
-static const corral__windows windows = { .beta = 1.0,
-                                         .grace_ms = 1000,
-                                         .stale_if_error_ms = 5000 };
+static const corral__windows windows = { .beta = 1.0, .grace_ms = 1000, .stale_if_error_ms = 5000 };
 
 static corral__verdict at(const unsigned char *hdr, size_t len, uint64_t now_ms,
                           const corral__windows *w) {
