@@ -1,9 +1,12 @@
 /*
- * corral.c - the handle: options, Django's cache operations over the store vtable, and the
- * wiring of metrics.
+ * corral.c - the handle: open and close, Django's cache operations, and the wiring of metrics.
+ * The top of the library's one-way house (handle.h): it calls the loader, invalidate.c and the
+ * access layer, and nothing below calls it.
  *
- * Every keyed operation is: build and validate the physical key (key.c) into a stack buffer,
- * find the metrics class of the user key's prefix (metrics.c), call the store, count. The store
+ * Every keyed operation is: build and validate the physical key into a stack buffer (access.h,
+ * which also finds the metrics class of the user key's prefix), call the store (through the
+ * access layer when a value's envelope or freshness is involved, directly for the operations
+ * that pass straight through: delete, touch, incr, the batches, clear), count. The store
  * reports what it holds (added, replaced, deleted, evicted, expired) through the events
  * callback, which keeps the per-prefix gauges and the eviction/expiration counters.
  *

@@ -133,12 +133,6 @@ static void sleep_ms(uint64_t ms) {
     }
 }
 
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    CORRAL_MUST(clock_gettime(CLOCK_MONOTONIC, &ts) == 0);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Reads the value under `sk` if it is valid and fresh at `now_ms`: CORRAL_OK with a reference
  * and its logical expiry (0: none), CORRAL_MISS otherwise (a store error too). */
 static int read_current(corral *c, const corral__skey *sk, uint64_t now_ms, corral_value **out,
@@ -184,7 +178,9 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
         return CORRAL_STALE;
     }
     if (lrc == CORRAL_EXISTS) {
-        uint64_t deadline = mono_ms() + (uint64_t)(o->wait_timeout_ms > 0 ? o->wait_timeout_ms : 0);
+        uint64_t wait_ms = (uint64_t)(o->wait_timeout_ms > 0 ? o->wait_timeout_ms : 0);
+        uint64_t deadline_ns =
+            corral__monotonic_ns() + CORRAL_MIN(wait_ms, (uint64_t)INT64_MAX / 1000000u) * 1000000u;
         uint64_t pause = 1;
         for (;;) {
             corral_value *v;
@@ -198,7 +194,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
                 have_lease = true;
                 break;
             }
-            if (lrc != CORRAL_EXISTS || mono_ms() >= deadline) {
+            if (lrc != CORRAL_EXISTS || corral__monotonic_ns() >= deadline_ns) {
                 if (lrc == CORRAL_EXISTS)
                     corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_lease_timeouts_total,
                                         1);
