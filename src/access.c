@@ -131,44 +131,6 @@ uint64_t corral__rand64(corral *c) {
     return z ^ (z >> 31);
 }
 
-int corral__value_check(corral *c, const void *hdr, size_t hdr_len, uint64_t now_ms) {
-    if (hdr_len == 0) return CORRAL_OK;
-    corral__env env;
-    if (corral__env_parse(hdr, hdr_len, &env) != CORRAL_OK) return CORRAL_MISS;
-    if ((env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
-        return CORRAL_MISS;
-    if ((env.flags & CORRAL__ENV_TAGS) && !corral__tags_valid(c, &env)) return CORRAL_MISS;
-    return CORRAL_OK;
-}
-
-int corral__value_fresh(const void *hdr, size_t hdr_len, uint64_t now_ms) {
-    if (hdr_len == 0) return CORRAL_OK;
-    corral__env env;
-    if (corral__env_parse(hdr, hdr_len, &env) != CORRAL_OK) return CORRAL_MISS;
-    if ((env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
-        return CORRAL_MISS;
-    return CORRAL_OK;
-}
-
-int corral__get_checked(corral *c, const corral__skey *sk, corral_value **out) {
-    *out = NULL;
-    if (c->store->ops->get_checked) return c->store->ops->get_checked(c->store, sk, out);
-    corral_value *v = NULL;
-    int rc = c->store->ops->get(c->store, sk, &v);
-    if (rc != CORRAL_OK) return rc;
-    if (v->hdr_len) {
-        corral__env env;
-        /* A malformed envelope is a miss, as corral__value_check has it. */
-        if (corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) != CORRAL_OK ||
-            !corral__tags_valid(c, &env)) {
-            corral_value_unref(v);
-            return CORRAL_MISS;
-        }
-    }
-    *out = v;
-    return CORRAL_OK;
-}
-
 static int store_set(corral *c, const corral__skey *sk, const void *val, size_t len,
                      int64_t store_ttl, corral__set_mode mode, unsigned flags) {
     return c->store->ops->set(c->store, sk, val, len, store_ttl, mode, flags);
@@ -284,8 +246,8 @@ static int read_version(corral *c, const corral__skey *sk, char *out, size_t *le
  * random one (SET NX) when the store has none. Two creators agree: the loser of the NX reads the
  * winner's. Returns CORRAL_OK, CORRAL_EINVAL (name), a store error, or CORRAL_ESTORE when the
  * version vanished CREATE_ATTEMPTS times in a row. */
-static int current_version(corral *c, corral__vkind kind, const char *name, size_t name_len, char *out,
-                           size_t *out_len) {
+static int current_version(corral *c, corral__vkind kind, const char *name, size_t name_len,
+                           char *out, size_t *out_len) {
     *out_len = 0;
     char kbuf[CORRAL__KEYBUF];
     corral__skey sk;
@@ -368,7 +330,8 @@ bool corral__tags_valid(corral *c, const corral__env *env) {
         const corral__env_tag *t = &env->tags[i];
         char kbuf[CORRAL__KEYBUF];
         corral__skey sk;
-        if (corral__version_key(c, CORRAL__VKIND_TAG, t->name, t->name_len, kbuf, &sk) != CORRAL_OK) return false;
+        if (corral__version_key(c, CORRAL__VKIND_TAG, t->name, t->name_len, kbuf, &sk) != CORRAL_OK)
+            return false;
         char cur[VERSION_MAX];
         size_t len;
         bool foreign;
@@ -378,4 +341,71 @@ bool corral__tags_valid(corral *c, const corral__env *env) {
         if (len != t->version_len || memcmp(cur, t->version, len) != 0) return false;
     }
     return true;
+}
+
+/* ---- Freshness: one verdict for every read ---- */
+
+corral__verdict corral__freshness(const void *hdr, size_t hdr_len, uint64_t now_ms,
+                                  const corral__windows *w, corral__view *view) {
+    view->expiry_ms = 0;
+    if (hdr_len == 0) { /* a raw value: no metadata, fresh for as long as the store keeps it */
+        memset(&view->env, 0, offsetof(corral__env, tags));
+        return view->verdict = CORRAL__V_FRESH;
+    }
+    if (corral__env_parse(hdr, hdr_len, &view->env) != CORRAL_OK)
+        return view->verdict = CORRAL__V_BUSTED;
+    const corral__env *env = &view->env;
+    if (!(env->flags & CORRAL__ENV_TIMES) || env->expiry_ms == 0)
+        return view->verdict = CORRAL__V_FRESH;
+    uint64_t expiry = env->expiry_ms;
+    view->expiry_ms = expiry;
+    if (now_ms < expiry) {
+        /* XFetch: a reader with beta > 0 refreshes once now + the value's lead reaches expiry. */
+        bool early = w && w->beta > 0 && env->early_ms && now_ms + env->early_ms >= expiry;
+        return view->verdict = early ? CORRAL__V_EARLY : CORRAL__V_FRESH;
+    }
+    uint64_t past = now_ms - expiry;
+    if (w && w->grace_ms > 0 && past < (uint64_t)w->grace_ms)
+        return view->verdict = CORRAL__V_GRACE;
+    if (w && w->stale_if_error_ms > 0 && past < (uint64_t)w->stale_if_error_ms)
+        return view->verdict = CORRAL__V_STALE_IF_ERROR;
+    return view->verdict = CORRAL__V_EXPIRED;
+}
+
+corral__verdict corral__classify(corral *c, const void *hdr, size_t hdr_len, uint64_t now_ms,
+                                 const corral__windows *w, bool check_tags, corral__view *view) {
+    corral__verdict v = corral__freshness(hdr, hdr_len, now_ms, w, view);
+    /* An expired value is a miss whatever its tags say: their versions are not read. */
+    if (check_tags && v != CORRAL__V_EXPIRED && v != CORRAL__V_BUSTED &&
+        !corral__tags_valid(c, &view->env))
+        v = view->verdict = CORRAL__V_BUSTED;
+    return v;
+}
+
+int corral__read(corral *c, const corral__skey *sk, uint64_t now_ms, const corral__windows *w,
+                 corral_value **out, corral__view *view) {
+    *out = NULL;
+    view->verdict = CORRAL__V_BUSTED;
+    /* A store with get_checked validates the tags in the read's own round trip (store.h). */
+    bool store_checks = c->store->ops->get_checked != NULL;
+    corral_value *v = NULL;
+    int rc = store_checks ? c->store->ops->get_checked(c->store, sk, &v)
+                          : c->store->ops->get(c->store, sk, &v);
+    if (rc != CORRAL_OK) return rc;
+    if (corral__classify(c, v->data - v->hdr_len, v->hdr_len, now_ms, w, !store_checks, view) ==
+        CORRAL__V_BUSTED) {
+        corral_value_unref(v);
+        return CORRAL_MISS;
+    }
+    *out = v;
+    return CORRAL_OK;
+}
+
+int corral__read_fresh(corral *c, const corral__skey *sk, uint64_t now_ms, corral_value **out) {
+    corral__view view;
+    int rc = corral__read(c, sk, now_ms, NULL, out, &view);
+    if (rc != CORRAL_OK || view.verdict == CORRAL__V_FRESH) return rc;
+    corral_value_unref(*out);
+    *out = NULL;
+    return CORRAL_MISS;
 }

@@ -58,24 +58,6 @@ int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl);
 /* 64 random bits from the handle's source. Thread-safe. */
 uint64_t corral__rand64(corral *c);
 
-
-/* Decides whether a stored value may be returned: CORRAL_OK, or CORRAL_MISS when its envelope
- * says it is logically expired at `now_ms` or one of its tags was busted. `hdr` is the envelope
- * header (hdr_len 0: a raw value, always OK). May read tag versions from the store. */
-int corral__value_check(corral *c, const void *hdr, size_t hdr_len, uint64_t now_ms);
-
-/* CORRAL_OK when the envelope header `hdr` (hdr_len 0: a raw value) does not say the value is
- * logically expired at `now_ms`; CORRAL_MISS when it does or is malformed. Tags are not looked
- * at: for a value read with corral__get_checked. */
-int corral__value_fresh(const void *hdr, size_t hdr_len, uint64_t now_ms);
-
-/* Reads `sk` with its tags validated: by the store in the read's own round trip when it has
- * get_checked (store.h), otherwise with get and then corral__tags_valid. Returns CORRAL_OK with
- * a new reference in `*out` (its logical expiry not checked: corral__value_fresh), CORRAL_MISS
- * (absent, busted, or a malformed envelope), or the store's error (CORRAL_EFORMAT, ...), with
- * `*out` NULL. */
-int corral__get_checked(corral *c, const corral__skey *sk, corral_value **out);
-
 /* Writes `val` under `sk` with an envelope when `env` has flags or the raw bytes need one (see
  * envelope.h); `env` NULL means no metadata. Same returns as the store's set. */
 int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *env,
@@ -141,5 +123,65 @@ int corral__tags_read(corral *c, const char *const *tags, size_t n, corral__env 
 /* True when every tag of `env` still has the version `env` carries. A tag whose version is gone
  * from the store counts as busted. */
 bool corral__tags_valid(corral *c, const corral__env *env);
+
+/* ---- Freshness: one verdict for every read ----
+ *
+ * Whether a stored value may be served is decided here and nowhere else: its envelope is parsed
+ * once, into a view the caller keeps (expiry, XFetch lead, tags). The verdicts, in the order
+ * they are tried:
+ * - BUSTED (CORRAL__V_BUSTED): the envelope is malformed, or (when tags are checked) a tag's
+ * version moved on or vanished. Never served.
+ * - FRESH: no logical expiry, or before it (a raw value is always fresh).
+ * - EARLY: fresh, and XFetch (beta > 0) says this reader refreshes now: now + the value's
+ *   drawn lead (envelope.h) has reached the expiry.
+ * - GRACE: past the expiry by less than the grace window (stale-while-revalidate).
+ * - STALE_IF_ERROR: past the grace, by less than the stale-if-error window: served only when
+ *   a producer fails.
+ * - EXPIRED: past every window. A miss.
+ * Without windows (NULL: a plain get) a value is FRESH, EXPIRED or BUSTED.
+ */
+typedef enum corral__verdict {
+    CORRAL__V_FRESH,
+    CORRAL__V_EARLY,
+    CORRAL__V_GRACE,
+    CORRAL__V_STALE_IF_ERROR,
+    CORRAL__V_EXPIRED,
+    CORRAL__V_BUSTED,
+} corral__verdict;
+
+/* What a reader tolerates past a value's logical expiry (corral_load_opts, ms). */
+typedef struct corral__windows {
+    double beta;               /* XFetch; <= 0: never early */
+    int64_t grace_ms;          /* stale_ttl_ms; <= 0: none */
+    int64_t stale_if_error_ms; /* <= 0: none */
+} corral__windows;
+
+/* A classified value: the verdict and the envelope it was read from, parsed once. */
+typedef struct corral__view {
+    corral__verdict verdict;
+    uint64_t expiry_ms; /* the logical expiry, Unix ms; 0: none */
+    corral__env env;    /* flags 0 for a raw value; tag names and versions point into the value */
+} corral__view;
+
+/* Classifies an envelope header `hdr` (hdr_len 0: a raw value) at `now_ms`, parsing it once into
+ * `view`, and returns the verdict (also in view->verdict). Pure: tags are not looked at. */
+corral__verdict corral__freshness(const void *hdr, size_t hdr_len, uint64_t now_ms,
+                                  const corral__windows *w, corral__view *view);
+
+/* corral__freshness, then, with `check_tags` and a verdict that could be served, the tags'
+ * versions in the store (corral__tags_valid): any moved on or vanished makes it BUSTED. */
+corral__verdict corral__classify(corral *c, const void *hdr, size_t hdr_len, uint64_t now_ms,
+                                 const corral__windows *w, bool check_tags, corral__view *view);
+
+/* Reads `sk` and classifies it. The tags are checked by the store in the read's own round trip
+ * when it has get_checked (store.h), otherwise by corral__classify. Returns CORRAL_OK with a new
+ * reference in `*out` and `view` filled (any verdict but BUSTED), CORRAL_MISS (absent or
+ * BUSTED), or the store's error (CORRAL_EFORMAT, ...), with `*out` NULL. */
+int corral__read(corral *c, const corral__skey *sk, uint64_t now_ms, const corral__windows *w,
+                 corral_value **out, corral__view *view);
+
+/* corral__read for a plain get: CORRAL_OK only for a FRESH value, CORRAL_MISS for any other
+ * verdict, or the store's error. */
+int corral__read_fresh(corral *c, const corral__skey *sk, uint64_t now_ms, corral_value **out);
 
 #endif /* CORRAL_ACCESS_H */

@@ -1,9 +1,12 @@
 /*
- * corral.c - the handle: options, Django's cache operations over the store vtable, and the
- * wiring of metrics.
+ * corral.c - the handle: open and close, Django's cache operations, and the wiring of metrics.
+ * The top of the library's one-way house (handle.h): it calls the loader, invalidate.c and the
+ * access layer, and nothing below calls it.
  *
- * Every keyed operation is: build and validate the physical key (key.c) into a stack buffer,
- * find the metrics class of the user key's prefix (metrics.c), call the store, count. The store
+ * Every keyed operation is: build and validate the physical key into a stack buffer (access.h,
+ * which also finds the metrics class of the user key's prefix), call the store (through the
+ * access layer when a value's envelope or freshness is involved, directly for the operations
+ * that pass straight through: delete, touch, incr, the batches, clear), count. The store
  * reports what it holds (added, replaced, deleted, evicted, expired) through the events
  * callback, which keeps the per-prefix gauges and the eviction/expiration counters.
  *
@@ -198,23 +201,14 @@ static void count(corral *c, uint16_t cls, int metric) {
 
 /* ---- Single-key operations ---- */
 
-/* A value read with corral__get_checked (tags done) that its envelope says is logically expired
- * reads as a miss. */
-static int check_fresh(corral *c, corral_value **out) {
-    corral_value *v = *out;
-    if (!v->hdr_len) return CORRAL_OK;
-    if (corral__value_fresh(v->data - v->hdr_len, v->hdr_len, corral__now_ms(c)) == CORRAL_OK)
-        return CORRAL_OK;
-    corral_value_unref(v);
-    *out = NULL;
-    return CORRAL_MISS;
-}
-
-/* A stored value that its envelope says is logically expired or busted reads as a miss. */
+/* A value got without a tag check (get_many) that is not FRESH (corral__classify) reads as a
+ * miss. */
 static int check_got(corral *c, corral_value **out) {
     corral_value *v = *out;
     if (!v->hdr_len) return CORRAL_OK;
-    if (corral__value_check(c, v->data - v->hdr_len, v->hdr_len, corral__now_ms(c)) == CORRAL_OK)
+    corral__view view;
+    if (corral__classify(c, v->data - v->hdr_len, v->hdr_len, corral__now_ms(c), NULL, true,
+                         &view) == CORRAL__V_FRESH)
         return CORRAL_OK;
     corral_value_unref(v);
     *out = NULL;
@@ -260,8 +254,7 @@ static int get_general(corral *c, const void *key, size_t key_len, const corral_
     corral__skey sk;
     int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc < 0) return rc;
-    if (rc == CORRAL_OK) rc = corral__get_checked(c, &sk, out);
-    if (rc == CORRAL_OK) rc = check_fresh(c, out);
+    if (rc == CORRAL_OK) rc = corral__read_fresh(c, &sk, corral__now_ms(c), out);
     if (rc == CORRAL_OK)
         count(c, sk.cls, CORRAL__M_cache_hits_total);
     else if (rc == CORRAL_MISS)
@@ -273,11 +266,16 @@ static int get_general(corral *c, const void *key, size_t key_len, const corral_
  * tags unbusted), CORRAL_MISS otherwise. `hdr` holds its header when hdr_len <= hdr_cap. */
 static int get_into_check(corral *c, const corral__skey *sk, const void *hdr, size_t hdr_len,
                           size_t hdr_cap) {
-    if (hdr_len <= hdr_cap) return corral__value_check(c, hdr, hdr_len, corral__now_ms(c));
+    uint64_t now_ms = corral__now_ms(c);
+    if (hdr_len <= hdr_cap) {
+        corral__view view;
+        return corral__classify(c, hdr, hdr_len, now_ms, NULL, true, &view) == CORRAL__V_FRESH
+                   ? CORRAL_OK
+                   : CORRAL_MISS;
+    }
     /* A long header (many tags): check it on a reference instead of a copy. */
     corral_value *v = NULL;
-    int ok = corral__get_checked(c, sk, &v);
-    if (ok == CORRAL_OK) ok = check_fresh(c, &v);
+    int ok = corral__read_fresh(c, sk, now_ms, &v);
     corral_value_unref(v);
     return ok == CORRAL_OK ? CORRAL_OK : CORRAL_MISS;
 }
@@ -323,8 +321,7 @@ static int get_into_general(corral *c, const void *key, size_t key_len, const co
     if (rc == CORRAL_OK && c->store->ops->get_checked) {
         /* The store checks tags in the read's round trip: read a reference and copy it out. */
         corral_value *v = NULL;
-        rc = c->store->ops->get_checked(c->store, &sk, &v);
-        if (rc == CORRAL_OK) rc = check_fresh(c, &v);
+        rc = corral__read_fresh(c, &sk, corral__now_ms(c), &v);
         if (rc == CORRAL_OK) {
             *out_len = v->len;
             if (v->len > cap)
@@ -381,8 +378,7 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
          * there (Django's redis backend: SET NX then DEL). */
         if (mode == CORRAL__SET_NX) {
             corral_value *v = NULL;
-            rc = corral__get_checked(c, &sk, &v);
-            if (rc == CORRAL_OK) rc = check_fresh(c, &v);
+            rc = corral__read_fresh(c, &sk, corral__now_ms(c), &v);
             corral_value_unref(v);
             return rc == CORRAL_OK ? CORRAL_EXISTS : rc == CORRAL_MISS ? CORRAL_OK : rc;
         }
@@ -399,8 +395,7 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
         /* An add over a value that reads as a miss (busted tags, logically expired) replaces it,
          * as Django's add over an expired key does. Best effort: a concurrent add may win. */
         corral_value *v = NULL;
-        int got = corral__get_checked(c, &sk, &v);
-        if (got == CORRAL_OK) got = check_fresh(c, &v);
+        int got = corral__read_fresh(c, &sk, corral__now_ms(c), &v);
         corral_value_unref(v);
         if (got == CORRAL_MISS)
             rc = corral__store_set_env_flags(c, &sk, &env, val, val_len, store_ttl,

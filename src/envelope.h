@@ -15,6 +15,10 @@
  * with the magic byte gets an empty envelope, so every value corral writes parses one way.
  * Values written by other clients that happen to begin with a valid envelope are the one
  * ambiguity; they are read as enveloped.
+ *
+ * This layout has a second parser, in Lua, in the Redis store's CHECKED script (store/redis.c),
+ * so a tagged read is one round trip. docs/invalidation.md says why; test_redis_tags.c holds the
+ * two to the same decisions on every value of fuzz/corpus/fuzz_envelope.
  */
 #ifndef CORRAL_ENVELOPE_H
 #define CORRAL_ENVELOPE_H

@@ -5,7 +5,8 @@
  *     for arg in vary_on: hasher.update(str(arg).encode()); hasher.update(b":")
  *     return f"template.cache.{fragment_name}.{hasher.hexdigest()}"
  *
- * MD5 comes from OpenSSL's EVP interface (libcrypto), as DESIGN.md says.
+ * MD5 comes from OpenSSL's EVP interface (libcrypto): a Debian library where one does the job
+ * (docs/dependencies.md).
  */
 #include "common.h"
 

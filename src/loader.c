@@ -11,8 +11,9 @@
  *   value for its TTL plus the longer of its grace and stale-if-error windows. A store that
  *   cannot carry the envelope (CORRAL__STORE_NO_ENVELOPE: Django's wire format) gets the bare
  *   value for its TTL alone: no XFetch, no grace, no stale-if-error, and tags are refused.
- * - Reads go through corral__get_checked, so a store that validates tags in the read's round trip
- *   (Redis) does.
+ * - Reads go through corral__read (access.h), which classifies a value once: fresh, early
+ *   (XFetch), in grace, kept for stale-if-error, expired or busted. A store that validates tags
+ *   in the read's round trip (Redis) does.
  * - Leases: the leader takes the store's lease on the key with a random token before running the
  *   producer, and releases it (owner-only) after. A leader that finds the lease held by another
  *   process polls the store with backoff (1 ms doubling to 50 ms) until the value appears or
@@ -126,61 +127,25 @@ static uint32_t xfetch_lead(corral *c, const corral_load_opts *o, uint64_t delta
     return lead >= UINT32_MAX ? UINT32_MAX : (uint32_t)lead;
 }
 
-/* XFetch: a reader with beta > 0 refreshes once now + lead reaches the expiry. */
-static bool xfetch_due(const corral_load_opts *o, uint64_t now_ms, const corral__env *env) {
-    if (o->beta <= 0 || env->early_ms == 0 || env->expiry_ms == 0) return false;
-    return now_ms + env->early_ms >= env->expiry_ms;
-}
-
 static void sleep_ms(uint64_t ms) {
     struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
 
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    CORRAL_MUST(clock_gettime(CLOCK_MONOTONIC, &ts) == 0);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* Reads the value under `sk` and returns CORRAL_OK with a reference when it is fresh and valid
- * (its envelope parsed into `env` when it has one), CORRAL_MISS otherwise. */
-static int read_fresh(corral *c, const corral__skey *sk, uint64_t now_ms, corral_value **out) {
-    *out = NULL;
-    corral_value *v = NULL;
-    int rc = corral__get_checked(c, sk, &v);
-    if (rc != CORRAL_OK) return rc < 0 ? CORRAL_MISS : rc;
-    if (corral__value_fresh(v->data - v->hdr_len, v->hdr_len, now_ms) != CORRAL_OK) {
-        corral_value_unref(v);
-        return CORRAL_MISS;
-    }
-    *out = v;
-    return CORRAL_OK;
-}
-
 /* Reads the value under `sk` if it is valid and fresh at `now_ms`: CORRAL_OK with a reference
- * and its logical expiry (0: none), CORRAL_MISS otherwise. */
+ * and its logical expiry (0: none), CORRAL_MISS otherwise (a store error too). */
 static int read_current(corral *c, const corral__skey *sk, uint64_t now_ms, corral_value **out,
                         uint64_t *expiry_ms) {
-    *out = NULL;
+    corral__view view;
     *expiry_ms = 0;
-    corral_value *v = NULL;
-    if (corral__get_checked(c, sk, &v) != CORRAL_OK) return CORRAL_MISS; /* tags checked */
-    corral__env env;
-    memset(&env, 0, offsetof(corral__env, tags));
-    bool ok = true;
-    if (v->hdr_len) {
-        ok = corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) == CORRAL_OK;
-        if (ok && (env.flags & CORRAL__ENV_TIMES) && env.expiry_ms && now_ms >= env.expiry_ms)
-            ok = false;
-    }
-    if (!ok) {
-        corral_value_unref(v);
+    if (corral__read(c, sk, now_ms, NULL, out, &view) != CORRAL_OK) return CORRAL_MISS;
+    if (view.verdict != CORRAL__V_FRESH) {
+        corral_value_unref(*out);
+        *out = NULL;
         return CORRAL_MISS;
     }
-    *out = v;
-    *expiry_ms = (env.flags & CORRAL__ENV_TIMES) ? env.expiry_ms : 0;
+    *expiry_ms = view.expiry_ms;
     return CORRAL_OK;
 }
 
@@ -213,11 +178,14 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
         return CORRAL_STALE;
     }
     if (lrc == CORRAL_EXISTS) {
-        uint64_t deadline = mono_ms() + (uint64_t)(o->wait_timeout_ms > 0 ? o->wait_timeout_ms : 0);
+        uint64_t wait_ms = (uint64_t)(o->wait_timeout_ms > 0 ? o->wait_timeout_ms : 0);
+        uint64_t deadline_ns =
+            corral__monotonic_ns() + CORRAL_MIN(wait_ms, (uint64_t)INT64_MAX / 1000000u) * 1000000u;
         uint64_t pause = 1;
         for (;;) {
             corral_value *v;
-            if (read_fresh(c, sk, corral__now_ms(c), &v) == CORRAL_OK) {
+            uint64_t expiry_ms;
+            if (read_current(c, sk, corral__now_ms(c), &v, &expiry_ms) == CORRAL_OK) {
                 *out = v;
                 return CORRAL_OK;
             }
@@ -226,7 +194,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
                 have_lease = true;
                 break;
             }
-            if (lrc != CORRAL_EXISTS || mono_ms() >= deadline) {
+            if (lrc != CORRAL_EXISTS || corral__monotonic_ns() >= deadline_ns) {
                 if (lrc == CORRAL_EXISTS)
                     corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_lease_timeouts_total,
                                         1);
@@ -526,34 +494,30 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
     corral_value *v = NULL;
     corral_value *stale = NULL; /* past expiry, kept for stale-if-error */
     uint64_t stale_expiry = 0;
-    if (corral__get_checked(c, &sk, &v) == CORRAL_OK) { /* tags checked */
-        corral__env env;
-        bool ok = true;
-        memset(&env, 0, offsetof(corral__env, tags));
-        if (v->hdr_len) ok = corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) == CORRAL_OK;
-        if (!ok) {
-            corral_value_unref(v);
-            v = NULL;
-        } else if (!(env.flags & CORRAL__ENV_TIMES) || env.expiry_ms == 0 ||
-                   now_ms < env.expiry_ms) {
-            /* Fresh. XFetch may start a refresh; this caller keeps the value it has unless it
+    corral__windows w = { .beta = opts->beta,
+                          .grace_ms = opts->stale_ttl_ms,
+                          .stale_if_error_ms = opts->stale_if_error_ms };
+    corral__view view;
+    if (corral__read(c, &sk, now_ms, &w, &v, &view) == CORRAL_OK) {
+        corral_value *fresh;
+        switch (view.verdict) {
+        case CORRAL__V_FRESH:
+        case CORRAL__V_EARLY:
+            /* XFetch may start a refresh; this caller keeps the value it has unless it
              * refreshed in the foreground. */
             corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_hits_total, 1);
-            if ((env.flags & CORRAL__ENV_TIMES) && xfetch_due(opts, now_ms, &env)) {
-                corral_value *fresh;
-                if (refresh(c, &sk, key, key_len, producer, arg, opts, v, env.expiry_ms, true,
-                            &fresh) == CORRAL_OK) {
-                    corral_value_unref(v);
-                    v = fresh;
-                }
+            if (view.verdict == CORRAL__V_EARLY &&
+                refresh(c, &sk, key, key_len, producer, arg, opts, v, view.expiry_ms, true,
+                        &fresh) == CORRAL_OK) {
+                corral_value_unref(v);
+                v = fresh;
             }
             *out = v;
             return CORRAL_OK;
-        } else if (now_ms < env.expiry_ms + (uint64_t)CORRAL_MAX(opts->stale_ttl_ms, 0)) {
-            /* In grace: serve it while exactly one caller refreshes. */
+        case CORRAL__V_GRACE:
+            /* Serve it while exactly one caller refreshes. */
             corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_hits_total, 1);
-            corral_value *fresh;
-            if (refresh(c, &sk, key, key_len, producer, arg, opts, v, env.expiry_ms, false,
+            if (refresh(c, &sk, key, key_len, producer, arg, opts, v, view.expiry_ms, false,
                         &fresh) == CORRAL_OK) {
                 corral_value_unref(v);
                 *out = fresh;
@@ -562,13 +526,16 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
             corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_stale_served_total, 1);
             *out = v;
             return CORRAL_STALE;
-        } else if (now_ms < env.expiry_ms + (uint64_t)CORRAL_MAX(opts->stale_if_error_ms, 0)) {
+        case CORRAL__V_STALE_IF_ERROR: /* kept in case the producer fails */
             stale = v;
-            stale_expiry = env.expiry_ms;
+            stale_expiry = view.expiry_ms;
             v = NULL;
-        } else {
+            break;
+        case CORRAL__V_EXPIRED:
+        case CORRAL__V_BUSTED: /* corral__read returns no BUSTED value */
             corral_value_unref(v);
             v = NULL;
+            break;
         }
     }
     corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_misses_total, 1);

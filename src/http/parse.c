@@ -2,18 +2,19 @@
  * parse.c - a strict, incremental HTTP/1.1 message parser (RFC 9112) for requests and
  * responses, with chunked transfer decoding, and its one-shot form for complete heads.
  *
- * Why our own parser: DESIGN.md asks for Debian's libhttp-parser-dev (2.9.4) where it fits. We
- * tried it on the request-smuggling vectors this proxy must refuse (docs/http.md has the
- * table). It rejects duplicate Content-Length, Content-Length with Transfer-Encoding and a bare
- * CR, but accepts: obs-fold (even folding "Transfer-Encoding:\r\n chunked"), lines ended by a
- * bare LF, whitespace between a field name and its colon ("Content-Length : 3", which RFC 9112
- * §5.1 says MUST be rejected), chunk data not followed by CRLF ("3\r\nabcXX0\r\n\r\n" parses),
- * whitespace after a chunk size, Transfer-Encoding in HTTP/1.0, and HTTP/1.1 requests without
- * or with two Hosts. The chunk and folding cases happen inside its tokenizer and cannot be seen
- * from its callbacks, so a wrapper would have to parse the bytes a second time; and the library
- * is no longer maintained upstream (its authors point to llhttp, which Debian 12 does not
- * package as a C library). The part we need is small: heads are copied whole into the caller's
- * block and checked line by line, and the body is framed by a byte-level state machine.
+ * Why our own parser: the project uses Debian's libraries where they fit (docs/dependencies.md),
+ * and libhttp-parser-dev (2.9.4) does not. We tried it on the request-smuggling vectors this
+ * proxy must refuse (docs/http.md has the table). It rejects duplicate Content-Length,
+ * Content-Length with Transfer-Encoding and a bare CR, but accepts: obs-fold (even folding
+ * "Transfer-Encoding:\r\n chunked"), lines ended by a bare LF, whitespace between a field name and
+ * its colon ("Content-Length : 3", which RFC 9112 §5.1 says MUST be rejected), chunk data not
+ * followed by CRLF ("3\r\nabcXX0\r\n\r\n" parses), whitespace after a chunk size, Transfer-Encoding
+ * in HTTP/1.0, and HTTP/1.1 requests without or with two Hosts. The chunk and folding cases happen
+ * inside its tokenizer and cannot be seen from its callbacks, so a wrapper would have to parse the
+ * bytes a second time; and the library is no longer maintained upstream (its authors point to
+ * llhttp, which Debian 12 does not package as a C library). The part we need is small: heads are
+ * copied whole into the caller's block and checked line by line, and the body is framed by a
+ * byte-level state machine.
  *
  * Data model: a parser lives in one caller-given block: the struct, then the field array
  * (limits.max_headers entries), then the head buffer (limits.max_head_bytes). Head bytes are

@@ -4,8 +4,8 @@
  *
  * "Refused" means either stage says no: corral__env_hdr_len returns 0 (the store then treats
  * the bytes as a raw value), or it accepts the length and corral__env_parse returns
- * CORRAL_EINVAL (corral__value_check then reads the value as a miss). hdr_len is O(1) and does
- * not look at tags, so a few malformed headers pass it and are refused by the parser; the
+ * CORRAL_EINVAL (corral__freshness then reads the value as BUSTED, a miss). hdr_len is O(1) and
+ * does not look at tags, so a few malformed headers pass it and are refused by the parser; the
  * hdr_len table pins down what it must refuse on its own.
  *
  * The mutation test is seeded; it prints its seed (set ENVELOPE_SEED to replay one).

@@ -10,8 +10,9 @@
  *
  * The script parses corral's envelope in Lua, so a table of stored values (valid, busted,
  * malformed, not an envelope at all) checks that it decides exactly as the handle's C code does
- * (corral__value_check) on every one. The store reads a prefix with a plain GET until it has seen
- * a tagged value there, so the table goes through both paths.
+ * (corral__classify) on every one. The store reads a prefix with a plain GET until it has seen
+ * a tagged value there, so the table goes through both paths. The same agreement is checked on
+ * every stored value of the envelope fuzz corpus (fuzz/corpus/fuzz_envelope).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,8 +321,11 @@ static void test_redis_checked_script_decides_as_the_handle_does(void **state) {
                 fail_msg("%s (pass %d): store said %d, want %d", t->name, pass, rc, t->rc);
             /* The handle's generic decision: get, then the envelope's tags read one by one. */
             assert_int_equal(c->store->ops->get(c->store, &sk, &plain), CORRAL_OK);
-            int generic = corral__value_check(c, plain->data - plain->hdr_len, plain->hdr_len,
-                                              corral__now_ms(c));
+            corral__view view;
+            int generic = corral__classify(c, plain->data - plain->hdr_len, plain->hdr_len,
+                                           corral__now_ms(c), NULL, true, &view) == CORRAL__V_FRESH
+                              ? CORRAL_OK
+                              : CORRAL_MISS;
             if (generic != t->rc)
                 fail_msg("%s: the handle said %d, want %d", t->name, generic, t->rc);
             if (rc == CORRAL_OK) {
@@ -339,6 +344,106 @@ static void test_redis_checked_script_decides_as_the_handle_does(void **state) {
     assert_int_equal(c->store->ops->get_checked(c->store, &sk, &v), CORRAL_MISS);
     assert_null(v);
     corral_close(c);
+}
+
+/* ---- The Lua parser and the C parser agree on the envelope corpus ---- */
+
+/* Reads a whole file (at most `cap` bytes) into `buf`; returns its length. */
+static size_t slurp(const char *path, unsigned char *buf, size_t cap) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) fail_msg("cannot open %s", path);
+    size_t n = fread(buf, 1, cap, fp);
+    assert_true(feof(fp));
+    fclose(fp);
+    return n;
+}
+
+/* Sets the version key of every tag record found in the header `b` (of `h` bytes, 0: none) to
+ * the version it carries. The walk is lenient (no limit on counts or lengths, only the header's
+ * bounds), so a parser that accepts too much meets a version that matches. */
+static void set_carried_versions(const unsigned char *b, size_t h) {
+    if (h == 0 || !(b[2] & CORRAL__ENV_TAGS)) return;
+    size_t off = CORRAL__ENV_MIN + ((b[2] & CORRAL__ENV_TIMES) ? CORRAL__ENV_TIMES_LEN : 0);
+    size_t n = off < h ? b[off++] : 0;
+    for (size_t i = 0; i < n && off < h; i++) {
+        size_t nl = b[off++];
+        if (nl > h - off) return;
+        const unsigned char *name = b + off;
+        off += nl;
+        if (off >= h) return;
+        size_t vl = b[off++];
+        if (vl > h - off) return;
+        redis_server_ok(&srv, "SET djzen:tag:%b %b", name, nl, b + off, vl);
+        off += vl;
+    }
+}
+
+/* What the handle's C code decides on `bytes` (read with the store's plain get, tags read one by
+ * one): CORRAL_OK or CORRAL_MISS. The clock is 0, so no logical expiry has passed: the verdict
+ * is the parse and the tags alone, which is what the script decides. */
+static int c_decides(corral *c, const corral__skey *sk) {
+    corral_value *plain = NULL;
+    assert_int_equal(c->store->ops->get(c->store, sk, &plain), CORRAL_OK);
+    corral__view view;
+    corral__verdict v =
+        corral__classify(c, plain->data - plain->hdr_len, plain->hdr_len, 0, NULL, true, &view);
+    corral_value_unref(plain);
+    assert_true(v == CORRAL__V_FRESH || v == CORRAL__V_BUSTED);
+    return v == CORRAL__V_FRESH ? CORRAL_OK : CORRAL_MISS;
+}
+
+/* Every stored value of fuzz/corpus/fuzz_envelope, twice: with each tag's version key holding the
+ * version the envelope carries (current; set_carried_versions), and with none (vanished). The
+ * script (get_checked) and the C parser must decide alike, and a value both accept comes back byte
+ * for byte. */
+static void test_redis_checked_script_agrees_with_c_on_the_envelope_corpus(void **state) {
+    (void)state;
+    const char *dir = CORRAL_SOURCE_DIR "/fuzz/corpus/fuzz_envelope";
+    DIR *d = opendir(dir);
+    if (!d) fail_msg("cannot open %s", dir);
+    corral *c = open_on(&srv, NULL);
+    char kbuf[CORRAL__KEYBUF];
+    corral__skey sk;
+    assert_int_equal(corral__make_skey(c, "corpus", 6, NULL, kbuf, &sk), CORRAL_OK);
+    size_t files = 0, tagged_ok = 0, misses = 0;
+    static unsigned char bytes[64 * 1024];
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char path[512];
+        int pn = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        assert_true(pn > 0 && pn < (int)sizeof path);
+        size_t len = slurp(path, bytes, sizeof bytes);
+        files++;
+        corral__env env;
+        size_t h = corral__env_hdr_len(bytes, len);
+        bool parsed = h && corral__env_parse(bytes, h, &env) == CORRAL_OK;
+        for (int pass = 0; pass < 2; pass++) {
+            redis_server_ok(&srv, "FLUSHALL");
+            if (pass == 0) set_carried_versions(bytes, h);
+            redis_server_ok(&srv, "SET %b %b", sk.data, sk.len, bytes, len);
+            int want = c_decides(c, &sk);
+            corral_value *checked = NULL;
+            int rc = c->store->ops->get_checked(c->store, &sk, &checked);
+            if (rc != want)
+                fail_msg("%s (%s): the script said %d, the C parser %d", de->d_name,
+                         pass ? "tags vanished" : "tags current", rc, want);
+            if (rc == CORRAL_OK) {
+                assert_int_equal(checked->hdr_len + corral_value_len(checked), len);
+                if (len) assert_memory_equal(checked->data - checked->hdr_len, bytes, len);
+                tagged_ok += parsed && env.n_tags > 0;
+            } else {
+                misses++;
+            }
+            corral_value_unref(checked);
+        }
+    }
+    closedir(d);
+    corral_close(c);
+    /* The corpus holds accepted tagged values and refused ones, or the test proves nothing. */
+    assert_true(files >= 20);
+    assert_true(tagged_ok > 0);
+    assert_true(misses > 0);
 }
 
 /* ---- Where reads go ---- */
@@ -406,6 +511,7 @@ int main(void) {
         cmocka_unit_test(test_redis_reader_learns_which_prefixes_hold_tagged_values),
         cmocka_unit_test(test_redis_busting_any_tag_makes_a_tagged_read_miss),
         cmocka_unit_test(test_redis_checked_script_decides_as_the_handle_does),
+        cmocka_unit_test(test_redis_checked_script_agrees_with_c_on_the_envelope_corpus),
         cmocka_unit_test(test_redis_tagged_read_runs_on_a_read_only_replica),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
