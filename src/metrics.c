@@ -15,12 +15,12 @@
  *   does not need). The first CORRAL__METRICS_OWNED stripes are owned: `owner[i]` names the one
  *   thread that writes stripe i, claimed by a compare-and-swap from 0 on the thread's first
  *   count (probing from a hash of its id) and never released. An owner adds with a relaxed load
- *   and a relaxed store: no locked instruction on the read path, whose lock-prefixed add cost
- *   ~30 % of get throughput at two threads (bench_store), as each one waits for the loads before
- *   it. A thread that finds every owned stripe taken adds to a shared stripe, picked by its id
- *   hash, with an atomic add. A thread id that a dead thread leaves behind can be given to a new
- *   thread, which then inherits the stripe: still one writer at a time. A program that keeps
- *   creating threads fills the owned stripes and falls back to the shared ones, as before.
+ *   and a relaxed store: no locked instruction on the read path, where a lock-prefixed add
+ *   waits for the loads before it (docs/eviction.md measures what it cost). A thread that finds
+ *   every owned stripe taken adds to a shared stripe, picked by its id hash, with an atomic add.
+ *   A thread id that a dead thread leaves behind can be given to a new thread, which then
+ *   inherits the stripe: still one writer at a time. A program that keeps creating threads fills
+ *   the owned stripes and falls back to the shared ones.
  *
  * Locking: `lock` guards inserts into the prefix table and `n_named`; it is a leaf lock, taken
  * on a first sight of a prefix only, never while calling out.
