@@ -37,6 +37,7 @@
  * wakes it through a pipe and joins it. No lock is held across I/O; docs/threads.md.
  */
 #include "tiered.h"
+#include "../prom.h"
 #include "memory.h"
 #include "redis.h"
 #include "redis_pool.h"
@@ -373,10 +374,7 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
     int rc = t->redis->ops->metrics_text(t->redis, buf, cap);
     if (rc != CORRAL_OK) return rc;
     size_t used = strlen(buf);
-    const struct {
-        const char *name, *type, *help;
-        uint64_t v;
-    } rows[] = {
+    const corral__prom_row rows[] = {
 #define LOAD(x) atomic_load_explicit(&t->ctr.x, memory_order_relaxed)
         { "near_hits_total", "counter",
           "Reads served by the near cache (the rest of corral_cache_hits_total came from Redis).",
@@ -404,19 +402,7 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
           atomic_load(&t->live) ? 1u : 0u },
 #undef LOAD
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        int n = snprintf(buf + used, cap - used,
-                         "# HELP corral_redis_%s %s\n# TYPE corral_redis_%s %s\n"
-                         "corral_redis_%s %" PRIu64 "\n",
-                         rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
-                         rows[i].v);
-        if (n < 0 || (size_t)n >= cap - used) {
-            buf[used] = '\0';
-            return CORRAL_ENOSPC;
-        }
-        used += (size_t)n;
-    }
-    return CORRAL_OK;
+    return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
 }
 
 /* ---- The tracker thread ---- */
