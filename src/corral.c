@@ -18,6 +18,7 @@
 #include "store/memory_read.h"
 #include "store/redis.h"
 #include "store/tiered.h"
+#include "prom.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -675,16 +676,25 @@ int corral_metrics_write(corral *c, char **out, size_t *out_len) {
     if (!c || !out || !out_len) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char extra[4096];
-    int n = snprintf(extra, sizeof extra,
-                     "# HELP corral_store_used_bytes Bytes the store accounts for now.\n"
-                     "# TYPE corral_store_used_bytes gauge\n"
-                     "corral_store_used_bytes{store=\"%s\"} %zu\n"
-                     "# HELP corral_store_max_bytes The store's bound in bytes (0: none).\n"
-                     "# TYPE corral_store_max_bytes gauge\n"
-                     "corral_store_max_bytes{store=\"%s\"} %zu\n",
-                     c->store->ops->name, c->store->ops->used_bytes(c->store), c->store->ops->name,
-                     c->store->ops->max_bytes(c->store));
-    if (n < 0 || (size_t)n >= sizeof extra) return CORRAL_EINVAL;
+    const struct {
+        const char *name, *help;
+        size_t v;
+    } gauges[] = {
+        { "used_bytes", "Bytes the store accounts for now.", c->store->ops->used_bytes(c->store) },
+        { "max_bytes", "The store's bound in bytes (0: none).",
+          c->store->ops->max_bytes(c->store) },
+    };
+    int n = 0;
+    for (size_t i = 0; i < 2; i++) {
+        int h = corral__prom_family(extra + n, sizeof extra - (size_t)n, "corral_store_",
+                                    gauges[i].name, "gauge", gauges[i].help);
+        if (h < 0 || (size_t)h >= sizeof extra - (size_t)n) return CORRAL_EINVAL;
+        n += h;
+        h = snprintf(extra + n, sizeof extra - (size_t)n, "corral_store_%s{store=\"%s\"} %zu\n",
+                     gauges[i].name, c->store->ops->name, gauges[i].v);
+        if (h < 0 || (size_t)h >= sizeof extra - (size_t)n) return CORRAL_EINVAL;
+        n += h;
+    }
     /* The store's own counters (Redis: errors, timeouts, reconnects, ...) follow its gauges. */
     if (c->store->ops->metrics_text &&
         c->store->ops->metrics_text(c->store, extra + n, sizeof extra - (size_t)n) != CORRAL_OK)

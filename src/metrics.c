@@ -15,17 +15,18 @@
  *   does not need). The first CORRAL__METRICS_OWNED stripes are owned: `owner[i]` names the one
  *   thread that writes stripe i, claimed by a compare-and-swap from 0 on the thread's first
  *   count (probing from a hash of its id) and never released. An owner adds with a relaxed load
- *   and a relaxed store: no locked instruction on the read path, whose lock-prefixed add cost
- *   ~30 % of get throughput at two threads (bench_store), as each one waits for the loads before
- *   it. A thread that finds every owned stripe taken adds to a shared stripe, picked by its id
- *   hash, with an atomic add. A thread id that a dead thread leaves behind can be given to a new
- *   thread, which then inherits the stripe: still one writer at a time. A program that keeps
- *   creating threads fills the owned stripes and falls back to the shared ones, as before.
+ *   and a relaxed store: no locked instruction on the read path, where a lock-prefixed add
+ *   waits for the loads before it (docs/eviction.md measures what it cost). A thread that finds
+ *   every owned stripe taken adds to a shared stripe, picked by its id hash, with an atomic add.
+ *   A thread id that a dead thread leaves behind can be given to a new thread, which then
+ *   inherits the stripe: still one writer at a time. A program that keeps creating threads fills
+ *   the owned stripes and falls back to the shared ones.
  *
  * Locking: `lock` guards inserts into the prefix table and `n_named`; it is a leaf lock, taken
  * on a first sight of a prefix only, never while calling out.
  */
 #include "metrics.h"
+#include "prom.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -69,8 +70,9 @@ static const char *const metric_names[CORRAL__M_COUNT] = {
     CORRAL__PREFIX_METRICS(X)
 #undef X
 };
+/* HELP text ends with a period; the rows' help strings do not. */
 static const char *const metric_helps[CORRAL__M_COUNT] = {
-#define X(name, type, help) help,
+#define X(name, type, help) help ".",
     CORRAL__PREFIX_METRICS(X)
 #undef X
 };
@@ -300,7 +302,7 @@ static const char *const hist_names[CORRAL__H_COUNT] = {
 #undef H
 };
 static const char *const hist_helps[CORRAL__H_COUNT] = {
-#define H(name, help) help,
+#define H(name, help) help ".",
     CORRAL__PREFIX_HISTOGRAMS(H)
 #undef H
 };
@@ -489,6 +491,14 @@ static void tb_label(textbuf *b, const char *s) {
     }
 }
 
+/* A family's HELP and TYPE lines (prom.h). */
+static void tb_family(textbuf *b, const char *name, const char *type, const char *help) {
+    char head[CORRAL__PROM_HEAD_MAX];
+    const char *h = corral__prom_head(head, "corral_", name, type, help);
+    if (h) tb_puts(b, h, strlen(h));
+    b->failed |= !h;
+}
+
 int corral__metrics_prometheus(corral__metrics *m, const char *extra, char **out, size_t *out_len) {
     *out = NULL;
     *out_len = 0;
@@ -496,8 +506,7 @@ int corral__metrics_prometheus(corral__metrics *m, const char *extra, char **out
     size_t named = atomic_load_explicit(&m->n_named, memory_order_acquire);
     for (int k = 0; k < CORRAL__M_COUNT; k++) {
         const char *type = strcmp(metric_types[k], "COUNTER") == 0 ? "counter" : "gauge";
-        tb_printf(&b, "# HELP corral_%s %s.\n# TYPE corral_%s %s\n", metric_names[k],
-                  metric_helps[k], metric_names[k], type);
+        tb_family(&b, metric_names[k], type, metric_helps[k]);
         size_t pos = 0, cls;
         while (next_class(m, named, &pos, &cls)) {
             tb_printf(&b, "corral_%s{prefix=\"", metric_names[k]);
@@ -506,8 +515,7 @@ int corral__metrics_prometheus(corral__metrics *m, const char *extra, char **out
         }
     }
     for (int h = 0; h < CORRAL__H_COUNT; h++) {
-        tb_printf(&b, "# HELP corral_%s %s.\n# TYPE corral_%s histogram\n", hist_names[h],
-                  hist_helps[h], hist_names[h]);
+        tb_family(&b, hist_names[h], "histogram", hist_helps[h]);
         size_t pos = 0, cls;
         while (next_class(m, named, &pos, &cls)) {
             int64_t count = sum_cell(m, cls, (int)hist_cell(h, CORRAL__HIST_NBOUNDS + 1));

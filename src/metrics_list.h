@@ -4,7 +4,8 @@
  * X(name, TYPE, help): `name` is the Prometheus name without the "corral_" prefix; TYPE is
  * COUNTER or GAUGE. The counter enum, the stripes, the Prometheus HELP/TYPE lines and the
  * stats snapshot are all generated from these rows. Every series carries a `prefix` label.
- * The table in docs/metrics.md is generated from them too (scripts/metrics-doc).
+ * docs/metrics.md describes every metric; add a row there with each row here (a test in
+ * tests/unit/test_metrics.c fails when one is missing).
  */
 #define CORRAL__PREFIX_METRICS(X)                                                            \
     X(cache_hits_total, COUNTER, "Lookups that found a live entry")                          \

@@ -15,6 +15,7 @@
  * px_metrics_text on the main thread.
  */
 #include "proxy.h"
+#include "../../src/prom.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -98,6 +99,14 @@ static void put(text *t, const char *fmt, ...) {
     }
 }
 
+/* A family's HELP and TYPE lines, from the library's one writer (src/prom.h). */
+static void family(text *t, const char *name, const char *type, const char *help) {
+    char head[CORRAL__PROM_HEAD_MAX];
+    const char *h = corral__prom_head(head, "corral_proxy_", name, type, help);
+    if (h) put(t, "%s", h);
+    t->failed |= !h;
+}
+
 static uint64_t sum_counter(px_proxy *px, unsigned slot, unsigned counter) {
     uint64_t s = 0;
     for (unsigned w = 0; w < px->n_workers; w++)
@@ -126,8 +135,7 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
 #undef PX_ROW
     };
     for (unsigned k = 0; k < PX_M_COUNT; k++) {
-        put(&t, "# HELP corral_proxy_%s %s\n# TYPE corral_proxy_%s counter\n", counters[k].name,
-            counters[k].help, counters[k].name);
+        family(&t, counters[k].name, "counter", counters[k].help);
         for (unsigned s = 0; s <= PX_METRIC_SLOTS; s++) {
             if (s >= nslots && s != PX_METRIC_SLOTS) continue;
             uint64_t v = sum_counter(px, s, k);
@@ -136,9 +144,8 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
                 slot_name(px, s), v);
         }
     }
-    put(&t, "# HELP corral_proxy_origin_latency_seconds Time from sending a request to the origin "
-            "to receiving its response head\n# TYPE corral_proxy_origin_latency_seconds "
-            "histogram\n");
+    family(&t, "origin_latency_seconds", "histogram",
+           "Time from sending a request to the origin to receiving its response head");
     for (unsigned s = 0; s <= PX_METRIC_SLOTS; s++) {
         if (s >= nslots && s != PX_METRIC_SLOTS) continue;
         uint64_t cum = 0, sum_us = 0;
@@ -176,26 +183,20 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
     for (unsigned k = 0; k < 3; k++)
         purges[k] =
             atomic_load_explicit(&px->admin_metrics->purge_requests[k], memory_order_relaxed);
+    family(&t, "connections", "gauge", "Open client connections");
+    put(&t, "corral_proxy_connections %" PRId64 "\n", conns);
+    family(&t, "origin_connections", "gauge", "Open origin connections (busy and pooled)");
+    put(&t, "corral_proxy_origin_connections %" PRId64 "\n", oconns);
+    family(&t, "purge_requests_total", "counter", "Admin purge requests by kind");
     put(&t,
-        "# HELP corral_proxy_connections Open client connections\n"
-        "# TYPE corral_proxy_connections gauge\ncorral_proxy_connections %" PRId64 "\n",
-        conns);
-    put(&t,
-        "# HELP corral_proxy_origin_connections Open origin connections (busy and pooled)\n"
-        "# TYPE corral_proxy_origin_connections gauge\n"
-        "corral_proxy_origin_connections %" PRId64 "\n",
-        oconns);
-    put(&t,
-        "# HELP corral_proxy_purge_requests_total Admin purge requests by kind\n"
-        "# TYPE corral_proxy_purge_requests_total counter\n"
         "corral_proxy_purge_requests_total{kind=\"url\"} %" PRIu64 "\n"
         "corral_proxy_purge_requests_total{kind=\"surrogate_key\"} %" PRIu64 "\n"
         "corral_proxy_purge_requests_total{kind=\"prefix\"} %" PRIu64 "\n",
         purges[0], purges[1], purges[2]);
     corral_stats_snapshot *snap = NULL;
     if (corral_stats(px->cache, &snap) == CORRAL_OK) {
-        put(&t, "# HELP corral_proxy_objects Entries the store holds for the route (variants, "
-                "plus one vary record per URL)\n# TYPE corral_proxy_objects gauge\n");
+        family(&t, "objects", "gauge",
+               "Entries the store holds for the route (variants, plus one vary record per URL)");
         for (size_t i = 0; i < snap->n_prefixes; i++) {
             for (unsigned s = 0; s < nslots; s++) {
                 if (strcmp(snap->prefixes[i].prefix, px->slots.names[s]) == 0)
@@ -203,8 +204,7 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
                         snap->prefixes[i].items);
             }
         }
-        put(&t, "# HELP corral_proxy_bytes Bytes the store holds for the route\n"
-                "# TYPE corral_proxy_bytes gauge\n");
+        family(&t, "bytes", "gauge", "Bytes the store holds for the route");
         for (size_t i = 0; i < snap->n_prefixes; i++) {
             for (unsigned s = 0; s < nslots; s++) {
                 if (strcmp(snap->prefixes[i].prefix, px->slots.names[s]) == 0)

@@ -2,8 +2,8 @@
  * corral.h - libcorral, an embeddable cache: Django's cache framework done in C.
  *
  * A `corral` handle is a cache over one store: the embedded memory store (`mem://`, the
- * default), or Redis (`redis://`, shared by many processes, optionally behind an in-process
- * near cache). Keys follow Django's scheme exactly: the physical key
+ * default) or Redis (`redis://`, shared by every process that opens it, optionally with a near
+ * cache in process). Keys follow Django's scheme exactly: the physical key
  * of user key `k` is `KEY_PREFIX:VERSION:k` (so `:1:k` with the defaults). Values are
  * binary-safe bytes; a hit hands out an immutable, refcounted `corral_value`.
  *

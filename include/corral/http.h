@@ -7,28 +7,18 @@
  * that caches its own responses in-process. docs/http.md lists every rule with its RFC section.
  *
  * The pieces, in the order a caching proxy uses them:
- *
- *   parse      corral_http_parser_* turns bytes into a corral_http_msg (a view: start line,
- *              header list, framing) and body pieces; corral_http_parse_head parses a complete
- *              head in one call (a stored response's head, a test fixture).
- *   keys       corral_http_primary_key (host + target: every variant of a URL shares it, so
- *              one purge removes them all), corral_http_vary_spec (the normalised names a
- *              response varies on), corral_http_variant_key (the normalised values of those
- *              headers in a request), corral_http_request_filter_cookies (route rules).
- *   lookup     corral_http_lookup(request, stored entry or NULL, now) says HIT, STALE_WHILE_
- *              REVALIDATE, REVALIDATE, MISS, PASS or GATEWAY_TIMEOUT, with a reason and the Age
- *              to send; corral_http_on_error says whether a stale entry may stand in for an
- *              origin that failed (stale-if-error); corral_http_conditional_status answers the
- *              client's own If-None-Match / If-Modified-Since with 304 (or 412).
- *   fetch      corral_http_write_origin_request writes the request for the origin (hop-by-hop
- *              fields removed; on revalidation If-None-Match / If-Modified-Since added).
- *   store      corral_http_store_decide(request, response, times) says STORE (with TTL,
- *              grace, stale-if-error and keep windows) or DONT_STORE with the reason;
- *              corral_http_write_stored_head serialises the head to keep; corral_http_freshen
- *              merges a 304 into a stored head (RFC 9111 §4.3.4).
- *   serve      corral_http_write_cached_head writes a stored head for a client with Age.
- *   invalidate corral_http_invalidations: the keys an unsafe request's success invalidates
- *              (target, Location, Content-Location of the same origin; §4.4).
+ *   parse      corral_http_parser_* (incremental, bytes to a corral_http_msg view and body
+ *              pieces); corral_http_parse_head (a complete head in one call).
+ *   keys       corral_http_primary_key (host + target: one purge removes every variant),
+ *              corral_http_vary_spec, corral_http_variant_key, corral_http_request_filter_cookies.
+ *   lookup     corral_http_lookup (HIT, STALE_WHILE_REVALIDATE, REVALIDATE, MISS, PASS or
+ *              GATEWAY_TIMEOUT, with a reason and the Age), corral_http_on_error
+ *              (stale-if-error), corral_http_conditional_status (the client's own 304 or 412).
+ *   fetch      corral_http_write_origin_request (hop-by-hop fields out, validators in).
+ *   store      corral_http_store_decide (STORE with its windows, or DONT_STORE with a reason),
+ *              corral_http_write_stored_head, corral_http_freshen (a 304 merged, RFC 9111 §4.3.4).
+ *   serve      corral_http_write_cached_head (a stored head for a client, with Age).
+ *   invalidate corral_http_invalidations (what an unsafe request's success invalidates; §4.4).
  *
  * Threads: the engine has no global state. Every function is thread-safe on distinct objects;
  * a parser belongs to one thread at a time (the connection's loop thread), and messages,
@@ -45,19 +35,6 @@
  * bytes it was parsed from (the caller's buffer for corral_http_parse_head, the parser's block
  * for the incremental parser) and are valid as long as those are. Strings are (pointer,
  * length), never NUL-terminated by assumption. Reason strings are static.
- *
- * Usage (a proxy's read callback; `p` lives in the connection's memory):
- *     size_t n;
- *     corral_buf body;
- *     for (;;) {
- *         int rc = corral_http_parser_execute(p, data, len, &n, &body);
- *         data += n, len -= n;
- *         if (rc < 0) { reply(corral_http_error_status(rc)); close(); break; }
- *         if (rc == CORRAL_OK) break;                       // all consumed: wait for bytes
- *         if (rc == CORRAL_HTTP_GOT_HEAD) on_head(corral_http_parser_msg(p));
- *         if (rc == CORRAL_HTTP_GOT_BODY) on_body(body.data, body.len);
- *         if (rc == CORRAL_HTTP_GOT_END) on_end();
- *     }
  */
 #ifndef CORRAL_HTTP_H
 #define CORRAL_HTTP_H
@@ -251,7 +228,20 @@ CORRAL_API void corral_http_parser_deinit(corral_http_parser *p);
  * body bytes are not. `body` is zeroed unless the result is GOT_BODY. The message returned by
  * corral_http_parser_msg stays valid until the call after GOT_END (which starts the next
  * message), so a proxy that pipelines stops feeding after GOT_END until it is done with it.
- * O(len). Leading empty lines before a message are skipped (RFC 9112 §2.2). */
+ * O(len). Leading empty lines before a message are skipped (RFC 9112 §2.2).
+ * Usage (a proxy's read callback; `p` lives in the connection's memory):
+ *     size_t n;
+ *     corral_buf body;
+ *     for (;;) {
+ *         int rc = corral_http_parser_execute(p, data, len, &n, &body);
+ *         data += n, len -= n;
+ *         if (rc < 0) { reply(corral_http_error_status(rc)); close(); break; }
+ *         if (rc == CORRAL_OK) break;                       // all consumed: wait for bytes
+ *         if (rc == CORRAL_HTTP_GOT_HEAD) on_head(corral_http_parser_msg(p));
+ *         if (rc == CORRAL_HTTP_GOT_BODY) on_body(body.data, body.len);
+ *         if (rc == CORRAL_HTTP_GOT_END) on_end();
+ *     }
+ */
 CORRAL_API int corral_http_parser_execute(corral_http_parser *p, const void *data, size_t len,
                                           size_t *consumed, corral_buf *body);
 

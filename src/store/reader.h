@@ -6,14 +6,11 @@
  * every section that could have seen it has ended. liburcu's call_rcu still queues the frees and
  * runs them on its worker thread (memory_rcu.c); the sections and the grace period are ours.
  *
- * Why our own sections: a get's instruction count bounds how many gets the CPU overlaps
- * (docs/eviction.md, "What bounds a get"). liburcu-bp's inline read lock and unlock are 34
- * instructions of a 217-instruction get (callgrind): each of their reads of the thread's reader
- * goes through the GOT and a pointer, they keep a nesting count, and they test a global flag
- * twice. libck's epoch sections fence on every entry. A section here is a load, a compare and
- * a store on entry and a load and a store on exit, with no fence: the same scheme as liburcu's
- * membarrier flavours, without what a general library must allow (nesting, a pointer to an
- * unregistered thread's record).
+ * Why our own sections: a get's instruction count bounds how many gets the CPU overlaps, and
+ * liburcu-bp's read lock and unlock cost a get a large share of its instructions; libck's epoch
+ * sections fence on every entry. A section here is a load, a compare and a store on entry and a
+ * load and a store on exit, with no fence: the scheme of liburcu's membarrier flavours, without
+ * nesting. The numbers: docs/memory-store.md, "Why our own read-side sections".
  *
  * The scheme:
  * - Each thread that reads has a record in static thread-local storage: `seq`, 0 until the

@@ -35,6 +35,7 @@
  * redis_pool.c. No lock is taken here.
  */
 #include "redis.h"
+#include "../prom.h"
 #include "redis_internal.h"
 #include "redis_django.h"
 #include "redis_pool.h"
@@ -597,10 +598,7 @@ static size_t r_max_bytes(corral__store *base) {
 static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
     redis_store *s = store_of(base);
     corral__redis_counters *ctr = corral__redis_pool_counters(s->pool);
-    const struct {
-        const char *name, *type, *help;
-        uint64_t v;
-    } rows[] = {
+    const corral__prom_row rows[] = {
 #define LOAD(x) atomic_load_explicit(&ctr->x, memory_order_relaxed)
         { "errors_total", "counter", "Redis calls that failed: I/O, timeout, error reply.",
           LOAD(errors) },
@@ -626,20 +624,8 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
 #undef LOAD
     };
     size_t used = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        int n = snprintf(buf + used, cap - used,
-                         "# HELP corral_redis_%s %s\n# TYPE corral_redis_%s %s\n"
-                         "corral_redis_%s %" PRIu64 "\n",
-                         rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
-                         rows[i].v);
-        if (n < 0 || (size_t)n >= cap - used) {
-            buf[used] = '\0';
-            return CORRAL_ENOSPC;
-        }
-        used += (size_t)n;
-    }
-    return CORRAL_OK;
+    if (cap) buf[0] = '\0';
+    return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
 }
 
 static void r_close(corral__store *base) {

@@ -1,74 +1,43 @@
 /*
  * tiered.c - the near cache: a memory store (L1, in process) in front of the Redis store (L2),
- * invalidated by Redis client-side caching.
+ * invalidated by Redis client-side caching. docs/near-cache.md has the full model, the races
+ * and how they were found.
  *
  * Model
- * - Reads look in L1 first; a miss reads Redis (GET and PTTL in one round trip, from the
- *   primary: invalidations come from the primary, and a replica may still hold what the primary
- *   just invalidated) and fills L1 with the value and its remaining TTL. get_many serves the
- *   keys L1 holds and reads the rest in one round trip (MGET and a PTTL per key, pipelined),
- *   filling L1 with them as a single read does.
- * - Tags: the store has no get_checked (store.h). The handle reads a tagged value, then each tag's
- *   version key ("<KEY_PREFIX>:tag:<name>", under the tracked prefix), and those reads are near
- *   hits like any other once warm: a tagged near hit costs no round trip at all, which beats the
- *   Redis store's one-round-trip script. A bust writes the version in Redis, whose invalidation
- *   drops it here.
- * - Writes with flags (CORRAL__SETF_BINARY: Django's "force bytes") go to Redis as the
- *   plain writes do. The store has the Redis store's capabilities (caps). Without envelopes
- *   (Django's format), a value that begins like one is not kept near: L1 would split it.
- * - Writes (set, add, delete, touch, incr, the many-ops, clear) go to Redis, then drop the key
- *   from L1: the writer reads its own writes at once. Leases are Redis's only. Redis also
- *   reports our own writes back (the tracker is another connection than the writer's), so a
- *   key read right after this process wrote it may be dropped once more when that report
- *   arrives: one extra Redis read, never a stale one.
- * - Coherence: a tracker thread holds one connection to the primary on which it ran
- *   `CLIENT TRACKING on REDIRECT <its own id> BCAST PREFIX <key_prefix>:` and then
- *   `SUBSCRIBE __redis__:invalidate` (RESP2 delivers invalidations as Pub/Sub messages, so the
- *   connection redirects them to itself). Redis then reports every change of a key under the
- *   prefix, whoever made it (another corral process, redis-cli, a Django site; expiry and
- *   eviction too) with the key's name; a nil payload means FLUSHDB/FLUSHALL. The tracker drops
- *   each named key from L1, or everything for a nil.
- * - Liveness: L1 is used (read and filled) only while the tracker is subscribed (`live`). When
- *   its connection breaks, invalidations may have been lost: `live` goes false, L1 is flushed,
- *   and the tracker reconnects and subscribes again with backoff. Until then reads go to Redis.
+ * - Reads look in L1 first; a miss reads Redis from the primary (GET and PTTL in one round trip:
+ *   a replica may still hold what the primary just invalidated) and fills L1 with the value and
+ *   its remaining TTL. get_many serves what L1 holds and reads the rest in one round trip.
+ * - Tags: no get_checked (store.h). A tag's version key is a near hit like any other once warm.
+ * - Writes go to Redis, then drop the key from L1, so a writer reads its own writes at once.
+ *   Leases are Redis's only. Without envelopes (Django's format), a value that begins like one
+ *   is not kept near: L1 would split it.
+ * - Coherence: a tracker thread holds one connection to the primary with `CLIENT TRACKING on
+ *   REDIRECT <its own id> BCAST PREFIX <key_prefix>:` and `SUBSCRIBE __redis__:invalidate`, and
+ *   drops each key Redis reports from L1, or everything for a nil payload (FLUSHDB/FLUSHALL).
+ * - Liveness: L1 is used only while the tracker is subscribed (`live`). When its connection
+ *   breaks or goes silent (a PING after ping_interval, lost after ping_timeout more), `live`
+ *   falls, L1 is flushed and the tracker reconnects with backoff; reads go to Redis meanwhile.
  *
- * The in-flight read race: a read fetches v1 from Redis; before it fills L1, the key changes
- * and the tracker processes the invalidation (dropping nothing: L1 had no entry); the fill would
- * then keep v1 forever. Every invalidation first increments the generation of its key's slot
- * (`gen`, GEN_SLOTS counters by key hash), then drops the key; every flush first increments
- * `epoch`, then clears L1. A read notes both before its fetch, and fills only if neither moved
- * (and `live` held), checked under the mutex of the key's L1 shard as the value is stored
- * (corral__mem_set_guarded). An invalidation that comes after that check drops the entry itself:
- * its increment precedes its drop, which takes the same mutex. Checking after the store instead
- * (as this did first) let other readers hit the overtaken value until the fill dropped it again:
- * test_near_concurrent_readers_converge_on_the_last_write read one 3 times in 100 runs. Slots
- * are shared by keys, so an unrelated invalidation can cost a fill, never correctness. Writes of
- * this process increment the slot too, so a concurrent read of the old value is not kept.
+ * The in-flight read race: a read that fetched v1 must not fill L1 after an invalidation of the
+ * key has passed. Every invalidation first increments its key's slot generation (`gen`), then
+ * drops the key; every flush first increments `epoch`, then clears L1. A read notes both before
+ * its fetch and fills only if neither moved (and `live` held), checked under the mutex of the
+ * key's L1 shard as the value is stored (corral__mem_set_guarded). An invalidation after that
+ * check drops the entry itself: its increment precedes its drop, which takes the same mutex.
+ * Writes of this process increment the slot too.
  *
- * What is not covered: Redis tracks keys by name across databases, so a change in another
- * database invalidates a key of the same name here (a wasted fill, never a stale read). Between
- * a write elsewhere and its invalidation reaching this process (one network hop), L1 may serve
- * the old value: the window of every client-side cache.
- *
- * A silent tracker connection (half-open: the server's host gone without a FIN or RST, a
- * stopped server, a dropped route) would stop invalidations without an error, and TCP keepalive
- * would notice only after about 30 s. So the tracker PINGs: when nothing has arrived for
- * `ping_interval` it sends a PING (RESP2 answers ["pong", ""] on a subscribed connection), and
- * when nothing at all arrives within `ping_timeout` of it the connection counts as lost: `live`
- * falls, L1 is flushed and the tracker reconnects, as for a broken connection. Any byte received
- * proves the connection, so a steady stream of invalidations sends no PING. The window of stale
- * near hits after a connection goes silent is thus at most ping_interval + ping_timeout.
+ * Not covered: Redis tracks keys by name across databases (a wasted fill, never a stale read);
+ * between a write elsewhere and its invalidation arriving, L1 may serve the old value, the
+ * window of every client-side cache.
  *
  * Locking: the store's fields are written at open and read-only afterwards, but for `gen`,
- * `epoch`, `live` and `stopping` (sequentially consistent atomics: the race argument above needs
- * the total order between a read's look and an invalidation's increment) and the counters
+ * `epoch`, `live` and `stopping` (sequentially consistent atomics: the race argument needs the
+ * total order between a read's look and an invalidation's increment) and the counters
  * (relaxed). L1 and L2 do their own locking. The tracker thread owns its connection; close
  * wakes it through a pipe and joins it. No lock is held across I/O; docs/threads.md.
- *
- * References: Redis client-side caching (redis.io/docs/manual/client-side-caching/), CLIENT
- * TRACKING (BCAST, PREFIX, REDIRECT), RESP2 Pub/Sub.
  */
 #include "tiered.h"
+#include "../prom.h"
 #include "memory.h"
 #include "redis.h"
 #include "redis_pool.h"
@@ -405,10 +374,7 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
     int rc = t->redis->ops->metrics_text(t->redis, buf, cap);
     if (rc != CORRAL_OK) return rc;
     size_t used = strlen(buf);
-    const struct {
-        const char *name, *type, *help;
-        uint64_t v;
-    } rows[] = {
+    const corral__prom_row rows[] = {
 #define LOAD(x) atomic_load_explicit(&t->ctr.x, memory_order_relaxed)
         { "near_hits_total", "counter",
           "Reads served by the near cache (the rest of corral_cache_hits_total came from Redis).",
@@ -436,19 +402,7 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
           atomic_load(&t->live) ? 1u : 0u },
 #undef LOAD
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        int n = snprintf(buf + used, cap - used,
-                         "# HELP corral_redis_%s %s\n# TYPE corral_redis_%s %s\n"
-                         "corral_redis_%s %" PRIu64 "\n",
-                         rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
-                         rows[i].v);
-        if (n < 0 || (size_t)n >= cap - used) {
-            buf[used] = '\0';
-            return CORRAL_ENOSPC;
-        }
-        used += (size_t)n;
-    }
-    return CORRAL_OK;
+    return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
 }
 
 /* ---- The tracker thread ---- */

@@ -20,6 +20,7 @@
 
 #include "corral/corral.h"
 #include "store/memory.h"
+#include "metrics_list.h"
 
 #define T0_NS ((uint64_t)1767225600 * 1000000000u)
 
@@ -457,6 +458,29 @@ static void test_metrics_write_lines_are_comments_or_samples(void **state) {
     corral_free(f->c, text);
 }
 
+/* docs/metrics.md names every per-prefix metric of src/metrics_list.h, as `corral_<name>`. */
+static void test_docs_metrics_lists_every_prefix_metric(void **state) {
+    (void)state;
+    FILE *fp = fopen(CORRAL_DOCS_DIR "/metrics.md", "rb");
+    assert_non_null(fp);
+    static char doc[65536];
+    size_t n = fread(doc, 1, sizeof doc - 1, fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_true(n > 0 && n < sizeof doc - 1);
+    doc[n] = '\0';
+    static const char *const names[] = {
+#define DOC_NAME(name, ...) #name,
+        CORRAL__PREFIX_METRICS(DOC_NAME) CORRAL__PREFIX_HISTOGRAMS(DOC_NAME)
+#undef DOC_NAME
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char want[128];
+        int w = snprintf(want, sizeof want, "`corral_%s`", names[i]);
+        assert_true(w > 0 && (size_t)w < sizeof want);
+        if (!strstr(doc, want)) fail_msg("docs/metrics.md does not list %s", want);
+    }
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -480,6 +504,7 @@ int main(void) {
         T(test_metrics_write_never_repeats_a_series),
         T(test_stats_prefix_named_other_is_not_split_in_two),
         T(test_metrics_write_lines_are_comments_or_samples),
+        cmocka_unit_test(test_docs_metrics_lists_every_prefix_metric),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
