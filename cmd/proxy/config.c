@@ -590,7 +590,7 @@ int px_config_open_log(px_config *cfg) {
     if (cfg->log_fd < 0) {
         fprintf(stderr, "corral-proxy: cannot open access log %s: %s\n", cfg->access_log,
                 strerror(errno));
-        return -1;
+        return PX_EIO;
     }
     return 0;
 }

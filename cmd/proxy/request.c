@@ -464,4 +464,3 @@ void px_request_release(px_conn *c) {
     px_config_unref(rq->cfg);
     rq->cfg = NULL;
 }
-
