@@ -735,7 +735,6 @@ typedef struct px_fetch_args {
     px_config *cfg;
     const char *pk;
     size_t pk_len;
-    const px_vrec *vrec; /* the vary record found at lookup */
     const px_obj *stale; /* the stored object (revalidation; stale-if-error), or NULL */
     px_result result;    /* what the client's log line will say on success */
 } px_fetch_args;
