@@ -102,7 +102,8 @@ int corral_parse_bytes(const char *s, size_t len, uint64_t *out) {
 
 int corral_parse_duration_ms(const char *s, size_t len, int64_t *out) {
     static const unit units[] = {
-        { "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
+        { "", 1000 },   { "ms", 1 },      { "s", 1000 },
+        { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
     };
     uint64_t ms;
     if (!out) return CORRAL_EINVAL;

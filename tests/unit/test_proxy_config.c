@@ -31,10 +31,10 @@ static px_config *load(const char *path, ...) {
 
 static void test_flags_fill_the_snapshot(void **state) {
     (void)state;
-    px_config *cfg = load(NULL, "--origin", "http://127.0.0.1:9000", "--set",
-                          "limits.max_object_size=64MB", "--set",
-                          "limits.origin_read_timeout=5m", "--set", "limits.header_timeout=250ms",
-                          "--set", "limits.send_timeout=2", "--set", "cache.grace=1.5h", NULL);
+    px_config *cfg =
+        load(NULL, "--origin", "http://127.0.0.1:9000", "--set", "limits.max_object_size=64MB",
+             "--set", "limits.origin_read_timeout=5m", "--set", "limits.header_timeout=250ms",
+             "--set", "limits.send_timeout=2", "--set", "cache.grace=1.5h", NULL);
     assert_non_null(cfg);
     assert_string_equal(cfg->origin_host, "127.0.0.1");
     assert_string_equal(cfg->origin_port, "9000");
@@ -54,8 +54,8 @@ static void test_sizes_take_every_unit(void **state) {
         const char *set;
         size_t want;
     } cases[] = {
-        { "limits.max_object_size=4096", 4096 },   { "limits.max_object_size=64KiB", 65536 },
-        { "limits.max_object_size=1MB", 1000000 }, { "limits.max_object_size=2 MiB", 2u << 20 },
+        { "limits.max_object_size=4096", 4096 },      { "limits.max_object_size=64KiB", 65536 },
+        { "limits.max_object_size=1MB", 1000000 },    { "limits.max_object_size=2 MiB", 2u << 20 },
         { "limits.max_object_size=1GB", 1000000000 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -125,10 +125,9 @@ static void test_route_match_takes_the_longest_prefix(void **state) {
     static const struct {
         const char *path, *route;
     } cases[] = {
-        { "/", "default" },         { "/blog", "default" }, /* "/blog/" needs its slash */
-        { "/blog/", "blog" },       { "/blog/2023/x", "blog" },
-        { "/blog/2024/x", "y2024" }, { "/api", "api" },
-        { "/apix", "api" },         { "/other", "default" },
+        { "/", "default" },   { "/blog", "default" }, /* "/blog/" needs its slash */
+        { "/blog/", "blog" }, { "/blog/2023/x", "blog" }, { "/blog/2024/x", "y2024" },
+        { "/api", "api" },    { "/apix", "api" },         { "/other", "default" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const px_route *r = px_route_match(cfg, cases[i].path, strlen(cases[i].path));

@@ -220,13 +220,27 @@ static void test_return_codes_map_and_name(void **state) {
     assert_int_equal(px_from_corral(CORRAL_ENOMEM), PX_ENOMEM);
     assert_int_equal(px_from_corral(CORRAL_ESTORE), PX_ESTORE);
     assert_int_equal(px_from_corral(CORRAL_EXISTS), CORRAL_EXISTS); /* outcomes pass */
-    static const int codes[] = { PX_OK,          PX_COMMIT_PURGED, PX_FLIGHT_PASS,
-                                 PX_FLIGHT_STREAM, PX_FLIGHT_ORIGIN_TIMEOUT, PX_FLIGHT_ORIGIN_ERROR,
-                                 PX_ENOMEM,      PX_ESTAMP,        PX_ESTORE,
-                                 PX_EFORMAT,     PX_ETOOBIG,       PX_EINVAL,
-                                 PX_EIO,         PX_ECONNREFUSED,  PX_ECONNRESET,
-                                 PX_EOF,         PX_EPROTO,        PX_ETIMEDOUT,
-                                 PX_EPIPE,       PX_EADDRINUSE,    PX_EACCES };
+    static const int codes[] = { PX_OK,
+                                 PX_COMMIT_PURGED,
+                                 PX_FLIGHT_PASS,
+                                 PX_FLIGHT_STREAM,
+                                 PX_FLIGHT_ORIGIN_TIMEOUT,
+                                 PX_FLIGHT_ORIGIN_ERROR,
+                                 PX_ENOMEM,
+                                 PX_ESTAMP,
+                                 PX_ESTORE,
+                                 PX_EFORMAT,
+                                 PX_ETOOBIG,
+                                 PX_EINVAL,
+                                 PX_EIO,
+                                 PX_ECONNREFUSED,
+                                 PX_ECONNRESET,
+                                 PX_EOF,
+                                 PX_EPROTO,
+                                 PX_ETIMEDOUT,
+                                 PX_EPIPE,
+                                 PX_EADDRINUSE,
+                                 PX_EACCES };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         if (strcmp(px_strerror(codes[i]), "unknown error") == 0)
             fail_msg("code %d has no message", codes[i]);

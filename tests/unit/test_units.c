@@ -37,8 +37,8 @@ static void test_parse_bytes_reads_every_unit_and_spelling(void **state) {
         { "1.5GB", CORRAL_OK, 1500000000 },
         { ".5KiB", CORRAL_OK, 512 },
         { "+2KB", CORRAL_OK, 2000 },
-        { "16 MB", CORRAL_OK, 16000000 },  /* the proxy's config allowed a space */
-        { " 16MB", CORRAL_OK, 16000000 },  /* and leading blanks (strtod) */
+        { "16 MB", CORRAL_OK, 16000000 },     /* the proxy's config allowed a space */
+        { " 16MB", CORRAL_OK, 16000000 },     /* and leading blanks (strtod) */
         { "1.0000000000001B", CORRAL_OK, 1 }, /* below a byte: dropped */
         { "", CORRAL_EINVAL, 0 },
         { "MB", CORRAL_EINVAL, 0 },
