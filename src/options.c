@@ -62,69 +62,12 @@ void corral_options_init(corral_options *o) {
     o->redis.serializer = CORRAL_SERIALIZER_RAW;
 }
 
-/* Parses a decimal with an optional fraction: "300", "1.5". Returns 0 on success. */
-static int parse_decimal(const char *s, size_t len, uint64_t *whole, uint64_t *frac_num,
-                         uint64_t *frac_den, size_t *used) {
-    size_t i = 0;
-    uint64_t w = 0, fn = 0, fd = 1;
-    if (i >= len || !isdigit((unsigned char)s[i])) return -1;
-    while (i < len && isdigit((unsigned char)s[i])) {
-        unsigned d = (unsigned)(s[i] - '0');
-        if (w > (UINT64_MAX - d) / 10) return -1;
-        w = w * 10 + d;
-        i++;
-    }
-    if (i < len && s[i] == '.') {
-        i++;
-        if (i >= len || !isdigit((unsigned char)s[i])) return -1;
-        while (i < len && isdigit((unsigned char)s[i])) {
-            if (fd < 1000000000000ull) { /* keep 12 fractional digits, drop the rest */
-                fn = fn * 10 + (unsigned)(s[i] - '0');
-                fd *= 10;
-            }
-            i++;
-        }
-    }
-    *whole = w;
-    *frac_num = fn;
-    *frac_den = fd;
-    *used = i;
-    return 0;
-}
-
-/* "256MB", "1GiB", "4096", "1.5GB" -> bytes. Units are case-insensitive; KB = 1000, KiB = 1024. */
+/* A size (units.c's grammar) that fits a size_t. Returns 0 on success. */
 static int parse_size(const char *s, size_t len, size_t *out) {
-    uint64_t w, fn, fd;
-    size_t used;
-    if (parse_decimal(s, len, &w, &fn, &fd, &used) != 0) return -1;
-    const char *u = s + used;
-    size_t ulen = len - used;
-    static const struct {
-        const char *name;
-        uint64_t mult;
-    } units[] = {
-        { "", 1 },
-        { "b", 1 },
-        { "kb", 1000ull },
-        { "mb", 1000ull * 1000 },
-        { "gb", 1000ull * 1000 * 1000 },
-        { "tb", 1000ull * 1000 * 1000 * 1000 },
-        { "kib", 1ull << 10 },
-        { "mib", 1ull << 20 },
-        { "gib", 1ull << 30 },
-        { "tib", 1ull << 40 },
-    };
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strlen(units[i].name) != ulen || strncasecmp(u, units[i].name, ulen) != 0) continue;
-        uint64_t m = units[i].mult;
-        if (w > UINT64_MAX / m) return -1;
-        uint64_t bytes = w * m;
-        uint64_t extra = (uint64_t)((double)fn / (double)fd * (double)m);
-        if (bytes > UINT64_MAX - extra || bytes + extra > SIZE_MAX) return -1;
-        *out = (size_t)(bytes + extra);
-        return 0;
-    }
-    return -1;
+    uint64_t v;
+    if (corral_parse_bytes(s, len, &v) != CORRAL_OK || v > SIZE_MAX) return -1;
+    *out = (size_t)v;
+    return 0;
 }
 
 static int parse_i64(const char *s, size_t len, int64_t *out) {
@@ -177,26 +120,13 @@ static long pct_decode(const char *s, size_t len, char *out) {
     return (long)n;
 }
 
-/* "250ms", "0.25", "2s" -> milliseconds, more than 0 and at most REDIS_MAX_TIMEOUT_MS. Seconds
- * when no unit is given, as Django's timeouts. */
+/* A duration (units.c's grammar: "250ms", "0.25", "2s") -> milliseconds, more than 0 and at
+ * most REDIS_MAX_TIMEOUT_MS. */
 static int parse_deadline_ms(const char *s, size_t len, int64_t *out) {
-    uint64_t w, fn, fd;
-    size_t used;
-    if (parse_decimal(s, len, &w, &fn, &fd, &used) != 0) return -1;
-    const char *u = s + used;
-    size_t ulen = len - used;
-    uint64_t ms;
-    if (ulen == 2 && strncasecmp(u, "ms", 2) == 0) {
-        if (w > REDIS_MAX_TIMEOUT_MS) return -1;
-        ms = w; /* fractions of a millisecond are dropped */
-    } else if (ulen == 0 || (ulen == 1 && (u[0] == 's' || u[0] == 'S'))) {
-        if (w > REDIS_MAX_TIMEOUT_MS / 1000) return -1;
-        ms = w * 1000 + fn * 1000 / fd;
-    } else {
+    int64_t ms;
+    if (corral_parse_duration_ms(s, len, &ms) != CORRAL_OK || ms == 0 || ms > REDIS_MAX_TIMEOUT_MS)
         return -1;
-    }
-    if (ms == 0 || ms > REDIS_MAX_TIMEOUT_MS) return -1;
-    *out = (int64_t)ms;
+    *out = ms;
     return 0;
 }
 
@@ -448,11 +378,10 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
             if (dlen == 4 && strncasecmp(val, "none", 4) == 0) {
                 o->default_ttl_ms = CORRAL_TTL_FOREVER;
             } else {
-                uint64_t w, fn, fd;
-                size_t u;
-                bad = parse_decimal(val, dlen, &w, &fn, &fd, &u) != 0 || u != dlen ||
-                      w > (uint64_t)INT64_MAX / 1000 - 1;
-                if (!bad) o->default_ttl_ms = (int64_t)(w * 1000 + fn * 1000 / fd);
+                int64_t ms;
+                bad = corral_parse_duration_ms(val, dlen, &ms) != CORRAL_OK ||
+                      ms / 1000 > INT64_MAX / 1000 - 1;
+                if (!bad) o->default_ttl_ms = ms;
             }
         } else if (strcmp(name, "eviction") == 0) {
             if (strcasecmp(val, "sieve") == 0)

@@ -425,7 +425,7 @@ int px_admin_start(px_proxy *px, uv_loop_t *loop, px_admin **out) {
     if (uv_ip4_addr(cfg->admin_host, port, (struct sockaddr_in *)&sa) != 0 &&
         uv_ip6_addr(cfg->admin_host, port, (struct sockaddr_in6 *)&sa) != 0) {
         fprintf(stderr, "corral-proxy: bad admin address %s\n", cfg->admin_host);
-        return -1;
+        return PX_EIO;
     }
     bool loopback = strncmp(cfg->admin_host, "127.", 4) == 0 || strcmp(cfg->admin_host, "::1") == 0;
     if (!loopback && !cfg->admin_allow_remote) {
@@ -433,17 +433,17 @@ int px_admin_start(px_proxy *px, uv_loop_t *loop, px_admin **out) {
                 "corral-proxy: the admin listener is loopback-only; set "
                 "admin_allow_remote = true (and an admin_token) to listen on %s\n",
                 cfg->admin_host);
-        return -1;
+        return PX_EIO;
     }
     px_admin *a = calloc(1, sizeof *a);
-    if (!a) return -1;
+    if (!a) return PX_EIO;
     a->magic = PX_ADMIN_MAGIC;
     a->px = px;
     px_list_init(&a->conns);
     int rc = uv_tcp_init(loop, &a->listener);
     if (rc < 0) {
         free(a);
-        return -1;
+        return PX_EIO;
     }
     a->listener.data = a;
     a->listening = true;
@@ -452,7 +452,7 @@ int px_admin_start(px_proxy *px, uv_loop_t *loop, px_admin **out) {
         (rc = uv_listen((uv_stream_t *)&a->listener, 128, on_aconnection)) < 0) {
         fprintf(stderr, "corral-proxy: cannot listen on admin %s:%s: %s\n", cfg->admin_host,
                 cfg->admin_port, uv_strerror(rc));
-        return -1;
+        return PX_EIO;
     }
     return 0;
 }

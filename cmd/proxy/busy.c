@@ -248,7 +248,7 @@ int px_busy_append(px_busy *b, const char *data, size_t len) {
         if (b->has_length && b->length > b->total) cap = (size_t)(b->length - b->total);
         if (cap < want) cap = want;
         ns = malloc(sizeof *ns + cap);
-        if (!ns) return -1;
+        if (!ns) return PX_ENOMEM;
         ns->next = NULL;
         ns->len = want;
         ns->cap = cap;
@@ -287,7 +287,7 @@ size_t px_busy_body_len(const px_busy *b) {
 int px_busy_copy_body(px_busy *b, px_objbuf *ob) {
     PX_CHECK_OBJ(b, PX_BUSY_MAGIC);
     for (const seg *s = b->first; s; s = s->next) {
-        if (px_objbuf_append(ob, s->data, s->len) < 0) return -1;
+        if (px_objbuf_append(ob, s->data, s->len) < 0) return PX_ENOMEM;
     }
     return 0;
 }

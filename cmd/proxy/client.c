@@ -616,7 +616,7 @@ int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r) {
     }
     if (rc != CORRAL_OK || len + flen + elen > cap) {
         if (buf != stack) free(buf);
-        return -1;
+        return rc == CORRAL_ENOMEM ? PX_ENOMEM : PX_ETOOBIG;
     }
     len -= 2; /* before the blank line */
     memcpy(buf + len, framing, flen);
@@ -797,7 +797,8 @@ static void on_connection(uv_stream_t *server, int status) {
     update_reading(c);
 }
 
-int px_listen(px_worker *w) {
+/* px_listen in libuv's codes. */
+static int listen_uv(px_worker *w) {
     const px_config *cfg = w->cfg;
     struct sockaddr_storage sa;
     memset(&sa, 0, sizeof sa);
@@ -828,6 +829,10 @@ int px_listen(px_worker *w) {
         return rc;
     }
     return uv_listen((uv_stream_t *)&w->listener, BACKLOG, on_connection);
+}
+
+int px_listen(px_worker *w) {
+    return px_from_uv(listen_uv(w));
 }
 
 static void on_listener_closed(uv_handle_t *h) {

@@ -20,7 +20,7 @@
  * Data model: parsing fills a `loader` (the snapshot being built, plus per-route "was this key
  * given" marks, since [cache] may come after the routes it provides defaults for); the routes
  * are resolved against [cache] at the end. Times are "250ms", "10s", "5m", "1h", "1d" or bare
- * seconds; sizes "16MB", "64KiB" or bare bytes.
+ * seconds; sizes "16MB", "64KiB" or bare bytes (libcorral's one grammar, src/units.c).
  *
  * Threads: loading runs on the main thread (startup and SIGHUP). A snapshot is immutable once
  * published; its refcount is atomic and the last unref (any thread) frees it.
@@ -64,54 +64,22 @@ static bool copy_str(char *dst, size_t cap, const char *src) {
     return true;
 }
 
-/* Parses a duration into ms. */
+/* A duration (libcorral's grammar, corral_parse_duration_ms: "250ms", "30s", "5m", bare
+ * seconds) into ms, at most 9e15 ms. */
 static bool parse_ms(const char *s, int64_t *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || v < 0) return false;
-    while (*end == ' ')
-        end++;
-    double mul = 1000;
-    if (strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "s") == 0 || *end == '\0')
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else if (strcmp(end, "d") == 0)
-        mul = 86400000;
-    else
+    int64_t ms;
+    if (corral_parse_duration_ms(s, strlen(s), &ms) != CORRAL_OK || ms > 9000000000000000)
         return false;
-    double ms = v * mul;
-    if (ms > 9.0e15) return false;
-    *out = (int64_t)ms;
+    *out = ms;
     return true;
 }
 
+/* A size (corral_parse_bytes: "64MB", "16KiB", bare bytes), at most 1e15 bytes. */
 static bool parse_size(const char *s, size_t *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || v < 0) return false;
-    while (*end == ' ')
-        end++;
-    static const struct {
-        const char *unit;
-        double mul;
-    } units[] = { { "", 1 },     { "B", 1 },        { "KB", 1e3 },        { "MB", 1e6 },
-                  { "GB", 1e9 }, { "KiB", 1024.0 }, { "MiB", 1048576.0 }, { "GiB", 1073741824.0 } };
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            double b = v * units[i].mul;
-            if (b > 1e15) return false;
-            *out = (size_t)b;
-            return true;
-        }
-    }
-    return false;
+    uint64_t b;
+    if (corral_parse_bytes(s, strlen(s), &b) != CORRAL_OK || b > 1000000000000000) return false;
+    *out = (size_t)b;
+    return true;
 }
 
 static bool parse_bool(const char *s, bool *out) {
@@ -593,7 +561,7 @@ int px_config_open_log(px_config *cfg) {
     if (cfg->log_fd < 0) {
         fprintf(stderr, "corral-proxy: cannot open access log %s: %s\n", cfg->access_log,
                 strerror(errno));
-        return -1;
+        return PX_EIO;
     }
     return 0;
 }

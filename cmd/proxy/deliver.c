@@ -36,7 +36,7 @@ void px_cache_answer(px_conn *c, px_result r, const char *reason, int64_t age_s)
     if (rc < 0 || !buf) {
         if (buf != stack) free(buf);
         px_conn_simple(c, 500, "Internal Server Error", "cannot write the stored head\n",
-                       PX_R_ERROR, corral_strerror(rc));
+                       PX_R_ERROR, px_strerror(px_from_corral(rc)));
         return;
     }
     rq->status = status ? status : o->head.status;
@@ -139,4 +139,3 @@ void px_cache_stream_flush(px_conn *c) {
     }
     stream_stop(c);
 }
-

@@ -355,7 +355,7 @@ answer:
     if (a->sink)
         px_conn_simple(a->sink, 503, "Service Unavailable", "proxy out of memory\n", PX_R_ERROR,
                        "cannot start the fetch");
-    return -1;
+    return PX_ENOMEM;
 }
 
 /* ---- The request ---- */
@@ -367,7 +367,7 @@ static int send_or_queue(struct px_fetch *f, const char *data, size_t len) {
         while (cap - f->pend_len < len)
             cap *= 2;
         char *p = realloc(f->pend, cap);
-        if (!p) return UV_ENOMEM;
+        if (!p) return PX_ENOMEM;
         f->pend = p;
         f->pend_cap = cap;
     }
@@ -407,7 +407,7 @@ void px_fetch_body_end(struct px_fetch *f) {
     if (!f->has_body || f->body_done) return;
     f->body_done = true;
     if (f->body_chunked && send_or_queue(f, "0\r\n\r\n", 5) < 0)
-        exchange_failed(f, UV_ENOMEM, false);
+        exchange_failed(f, PX_ENOMEM, false);
 }
 
 void px_fetch_on_drain(struct px_fetch *f) {
@@ -441,10 +441,10 @@ static void start_exchange(struct px_fetch *f) {
 static const char *error_reason(int err, bool timeout) {
     if (timeout) return "origin timeout";
     switch (err) {
-    case UV_ECONNREFUSED: return "origin refused the connection";
-    case UV_ECONNRESET: return "origin reset the connection";
-    case UV_EOF: return "origin closed the connection";
-    case UV_EPROTO: return "origin sent a malformed response";
+    case PX_ECONNREFUSED: return "origin refused the connection";
+    case PX_ECONNRESET: return "origin reset the connection";
+    case PX_EOF: return "origin closed the connection";
+    case PX_EPROTO: return "origin sent a malformed response";
     default: return "origin error";
     }
 }
@@ -748,7 +748,7 @@ int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp) {
             px_conn *c = take_sink(f);
             if (c) px_cache_serve(c, corral_value_ref(f->stale_v), PX_R_STALE_IF_ERROR, d.reason);
             fetch_abort(f);
-            return -1;
+            return PX_EPIPE;
         }
     }
     f->has_length = resp->framing == CORRAL_HTTP_FRAMING_LENGTH;
@@ -763,7 +763,7 @@ int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp) {
     if (f->sink) {
         f->in_cb++;
         send_head(f, resp);
-        if (leave(f) < 0) return -1;
+        if (leave(f) < 0) return PX_EPIPE;
     }
     /* While there is a busy object, the leader's client is one more of its readers: the origin
      * read is paced by nobody (the body is bounded by max_object_size), so a slow or gone
@@ -774,7 +774,7 @@ int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp) {
     }
     if (useless(f)) {
         fetch_abort(f);
-        return -1;
+        return PX_EPIPE;
     }
     return 0;
 }
@@ -800,11 +800,11 @@ int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len) {
             px_origin_pause(f->oc);
             f->paused = true;
         }
-        if (leave(f) < 0) return -1;
+        if (leave(f) < 0) return PX_EPIPE;
     }
     if (useless(f)) {
         fetch_abort(f);
-        return -1;
+        return PX_EPIPE;
     }
     return 0;
 }
@@ -823,7 +823,7 @@ static void refetch(struct px_fetch *f) {
     f->got_head = false;
     f->sent_ns = 0;
     if (write_request(f, &f->creq, NULL, f->sink ? f->sink->peer : NULL) < 0) {
-        exchange_failed(f, UV_ENOMEM, false);
+        exchange_failed(f, PX_ENOMEM, false);
         return;
     }
     connect_origin(f, false);
@@ -851,8 +851,7 @@ static void commit(struct px_fetch *f) {
     f->committed = true;
     if (rc != 0) {
         count(f, PX_M_not_stored_total);
-        if (f->sink)
-            f->sink->req.store_reason = rc < 0 ? corral_strerror(rc) : "purged while fetching";
+        if (f->sink) f->sink->req.store_reason = rc < 0 ? px_strerror(rc) : "purged while fetching";
         finish_flight(f, PX_FLIGHT_PASS, NULL);
     } else {
         count(f, PX_M_stored_total);

@@ -186,14 +186,14 @@ static int worker_init(px_proxy *px, px_worker *w, unsigned id,
     px_list_init(&w->fetches);
     px_list_init(&w->idle);
     int rc = uv_loop_init(&w->loop);
-    if (rc < 0) return rc;
+    if (rc < 0) return px_from_uv(rc);
     w->loop.data = w;
-    if ((rc = uv_mutex_init(&w->inbox_lock)) < 0) return rc;
-    if ((rc = uv_async_init(&w->loop, &w->inbox_async, on_inbox)) < 0) return rc;
+    if ((rc = uv_mutex_init(&w->inbox_lock)) < 0) return px_from_uv(rc);
+    if ((rc = uv_async_init(&w->loop, &w->inbox_async, on_inbox)) < 0) return px_from_uv(rc);
     w->inbox_async.data = w;
-    if ((rc = uv_timer_init(&w->loop, &w->drain_timer)) < 0) return rc;
+    if ((rc = uv_timer_init(&w->loop, &w->drain_timer)) < 0) return px_from_uv(rc);
     w->drain_timer.data = w;
-    if ((rc = uv_timer_init(&w->loop, &w->log_timer)) < 0) return rc;
+    if ((rc = uv_timer_init(&w->loop, &w->log_timer)) < 0) return px_from_uv(rc);
     w->log_timer.data = w;
     w->handles_ready = true;
     return px_listen(w);
@@ -333,7 +333,7 @@ static int run(px_proxy *px) {
         int rc = worker_init(px, w, ready, &origin);
         if (rc < 0) {
             fprintf(stderr, "corral-proxy: cannot listen on %s:%s: %s\n", px->cfg->listen_host,
-                    px->cfg->listen_port, uv_strerror(rc));
+                    px->cfg->listen_port, px_strerror(rc));
             listening = false;
             if (!w->handles_ready) break; /* nothing of it to close */
             continue;

@@ -41,11 +41,11 @@
 #define VREC_HEADER     24
 #define VREC_HFP        0x1u
 #define VREC_MIN_TTL_MS 3600000 /* a vary record outlives most of its variants */
-#define PK_INLINE_MAX                                                                \
-    128                       /* longer primary keys are hashed in record keys; the  \
-                                rest of the 250-byte key budget is the route and the \
-                                store URL's key_prefix */
-#define TAG_INLINE_MAX    190 /* longer tag names are hashed */
+#define PK_INLINE_MAX                                                             \
+    128                    /* longer primary keys are hashed in record keys; the  \
+                             rest of the 250-byte key budget is the route and the \
+                             store URL's key_prefix */
+#define TAG_INLINE_MAX 190 /* longer tag names are hashed */
 
 /* ---- Small helpers ---- */
 
@@ -184,11 +184,11 @@ int px_objbuf_init(px_objbuf *b, const char *pk, size_t pk_len, const char *spec
     memset(b, 0, sizeof *b);
     if (pk_len > UINT32_MAX || spec_len > UINT32_MAX || vk_len > UINT32_MAX ||
         head_len > UINT32_MAX)
-        return -1;
+        return PX_ETOOBIG;
     size_t fixed = OBJ_HEADER + pk_len + spec_len + vk_len + head_len;
     b->cap = fixed + (body_hint ? body_hint : 4096);
     b->p = malloc(b->cap);
-    if (!b->p) return -1;
+    if (!b->p) return PX_ENOMEM;
     char *p = b->p;
     put_u32(p, OBJ_MAGIC);
     put_u32(p + 4, (uint32_t)pk_len);
@@ -218,7 +218,7 @@ int px_objbuf_append(px_objbuf *b, const void *data, size_t len) {
         while (cap - b->len < len)
             cap *= 2;
         char *p = realloc(b->p, cap);
-        if (!p) return -1;
+        if (!p) return PX_ENOMEM;
         b->p = p;
         b->cap = cap;
     }
@@ -235,7 +235,7 @@ void px_objbuf_free(px_objbuf *b) {
 
 int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_obj *o) {
     if (px_obj_parse_bytes(corral_value_data(v), corral_value_len(v), hdrs, max_hdrs, o) < 0)
-        return -1;
+        return PX_EFORMAT;
     o->v = v;
     return 0;
 }
@@ -243,12 +243,12 @@ int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_
 int px_obj_parse_bytes(const char *p, size_t len, corral_http_header *hdrs, size_t max_hdrs,
                        px_obj *o) {
     memset(o, 0, sizeof *o);
-    if (len < OBJ_HEADER || get_u32(p) != OBJ_MAGIC) return -1;
+    if (len < OBJ_HEADER || get_u32(p) != OBJ_MAGIC) return PX_EFORMAT;
     size_t pk_len = get_u32(p + 4), spec_len = get_u32(p + 8), vk_len = get_u32(p + 12);
     size_t head_len = get_u32(p + 16);
     uint64_t body_len = get_u64(p + 24);
     size_t fixed = OBJ_HEADER + pk_len + spec_len + vk_len + head_len;
-    if (fixed > len || body_len != len - fixed) return -1;
+    if (fixed > len || body_len != len - fixed) return PX_EFORMAT;
     o->pk = p + OBJ_HEADER;
     o->pk_len = pk_len;
     o->spec = o->pk + pk_len;
@@ -266,7 +266,7 @@ int px_obj_parse_bytes(const char *p, size_t len, corral_http_header *hdrs, size
     lim.max_headers = max_hdrs;
     if (corral_http_parse_head(CORRAL_HTTP_RESPONSE, head, head_len, &lim, hdrs, max_hdrs, &o->head,
                                NULL) != CORRAL_OK)
-        return -1;
+        return PX_EFORMAT;
     o->hdrs = hdrs;
     return 0;
 }
@@ -279,7 +279,7 @@ int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len,
     size_t klen = px_key_vary(r, pk, pk_len, key);
     corral_value *v = NULL;
     int rc = corral_get(cache, key, klen, NULL, &v);
-    if (rc < 0) return -1;
+    if (rc < 0) return PX_ESTORE;
     if (rc != CORRAL_OK) return 0;
     const char *p = corral_value_data(v);
     size_t len = corral_value_len(v);
@@ -336,7 +336,7 @@ int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_
     size_t klen = px_key_vary(r, pk, pk_len, key);
     size_t len = VREC_HEADER + pk_len;
     char *buf = malloc(len);
-    if (!buf) return CORRAL_ENOMEM;
+    if (!buf) return PX_ENOMEM;
     put_u32(buf, VREC_MAGIC);
     put_u32(buf + 4, VREC_HFP);
     put_u64(buf + 8, 0);
@@ -345,7 +345,7 @@ int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_
     memcpy(buf + VREC_HEADER, pk, pk_len);
     int rc = corral_set(cache, key, klen, buf, len, ttl_ms, NULL);
     free(buf);
-    return rc;
+    return px_from_corral(rc);
 }
 
 static uint64_t new_generation(const char *pk, size_t pk_len) {
@@ -453,15 +453,15 @@ int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, 
 }
 
 int px_obj_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
-                    int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
-                    corral_value **out) {
+                  int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
+                  corral_value **out) {
     *out = NULL;
     const char *p = b->p;
     size_t pk_len = get_u32(p + 4), spec_len = get_u32(p + 8), vk_len = get_u32(p + 12);
     const char *pk = p + OBJ_HEADER, *spec = pk + pk_len, *vk = spec + spec_len;
     int64_t vrec_ttl = store_ttl_ms > VREC_MIN_TTL_MS ? store_ttl_ms : VREC_MIN_TTL_MS;
     px_vrec cur;
-    if (px_vrec_get(cache, r, pk, pk_len, &cur) < 0) return CORRAL_ESTORE;
+    if (px_vrec_get(cache, r, pk, pk_len, &cur) < 0) return PX_ESTORE;
     uint64_t gen;
     int rc;
     for (int attempt = 0;; attempt++) {
@@ -471,16 +471,16 @@ int px_obj_commit(corral *cache, const px_config *cfg, const px_route *r, px_obj
             char key[PX_KEY_MAX];
             size_t klen = px_key_vary(r, pk, pk_len, key);
             rc = corral_touch(cache, key, klen, vrec_ttl, NULL);
-            if (rc < 0) return rc;
+            if (rc < 0) return px_from_corral(rc);
             break;
         }
         gen = new_generation(pk, pk_len);
         /* A new URL: add, so concurrent first stores of two variants agree on one record. */
         bool add = !cur.found && attempt == 0;
         rc = vrec_put(cache, cfg, r, pk, pk_len, 0, gen, spec, spec_len, vrec_ttl, add);
-        if (rc < 0) return rc;
+        if (rc < 0) return px_from_corral(rc);
         if (rc != CORRAL_EXISTS) break;
-        if (px_vrec_get(cache, r, pk, pk_len, &cur) < 0) return CORRAL_ESTORE;
+        if (px_vrec_get(cache, r, pk, pk_len, &cur) < 0) return PX_ESTORE;
     }
     char okey[PX_KEY_MAX];
     size_t olen = px_key_object(r, gen, pk, pk_len, vk, vk_len, okey);
@@ -488,7 +488,7 @@ int px_obj_commit(corral *cache, const px_config *cfg, const px_route *r, px_obj
     call.tags = tags;
     call.n_tags = n_tags;
     rc = corral_set(cache, okey, olen, b->p, b->len, store_ttl_ms, &call);
-    if (rc < 0) return rc;
+    if (rc < 0) return px_from_corral(rc);
     /* After the write, so that a purge either shows here or follows the write (above). */
     if (px_purged_since(cache, cfg, r, pk, pk_len, tags, n_tags, start_ms, true) != 0) {
         if (corral_delete(cache, okey, olen, NULL) < 0) {

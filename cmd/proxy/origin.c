@@ -105,12 +105,13 @@ static void oconn_close(struct px_oconn *oc) {
     uv_close((uv_handle_t *)&oc->timer, on_oconn_closed);
 }
 
-/* The exchange failed: close and tell the fetch (if it still owns the connection). */
+/* The exchange failed (`err`, a uv error): close and tell the fetch (if it still owns the
+ * connection). */
 static void oconn_fail(struct px_oconn *oc, int err, bool timeout) {
     struct px_fetch *f = oc->fetch;
     bool retryable = oc->reused && !oc->got_bytes && !timeout;
     oconn_close(oc);
-    if (f) px_fetch_on_error(f, err, timeout, retryable);
+    if (f) px_fetch_on_error(f, px_from_uv(err), timeout, retryable);
 }
 
 /* ---- Timers ---- */
@@ -251,8 +252,8 @@ static void on_owrite(uv_write_t *r, int status) {
     if (oc->queued == 0 && oc->fetch) px_fetch_on_drain(oc->fetch);
 }
 
-int px_origin_send(struct px_oconn *oc, const char *data, size_t len) {
-    PX_CHECK_OBJ(oc, PX_OCONN_MAGIC);
+/* Sends what it can now and queues the rest; returns 0 or a uv error. */
+static int osend(struct px_oconn *oc, const char *data, size_t len) {
     if (oc->closing) return UV_EPIPE;
     if (len == 0) return 0;
     size_t done = 0;
@@ -280,6 +281,11 @@ int px_origin_send(struct px_oconn *oc, const char *data, size_t len) {
     oc->queued += rest;
     oc->writes++;
     return 0;
+}
+
+int px_origin_send(struct px_oconn *oc, const char *data, size_t len) {
+    PX_CHECK_OBJ(oc, PX_OCONN_MAGIC);
+    return px_from_uv(osend(oc, data, len));
 }
 
 size_t px_origin_queued(const struct px_oconn *oc) {
@@ -352,7 +358,7 @@ int px_origin_acquire(px_worker *w, struct px_fetch *f, bool fresh_only, struct 
         return 0;
     }
     struct px_oconn *oc = calloc(1, sizeof *oc);
-    if (!oc) return UV_ENOMEM;
+    if (!oc) return PX_ENOMEM;
     oc->magic = PX_OCONN_MAGIC;
     oc->w = w;
     px_list_init(&oc->link);
@@ -374,7 +380,7 @@ int px_origin_acquire(px_worker *w, struct px_fetch *f, bool fresh_only, struct 
     if ((rc = uv_timer_init(&w->loop, &oc->timer)) < 0) {
         oc->closing = true;
         uv_close((uv_handle_t *)&oc->tcp, on_oconn_closed);
-        return rc;
+        return px_from_uv(rc);
     }
     oc->timer.data = oc;
     oc->open_handles = 2;
@@ -383,7 +389,7 @@ int px_origin_acquire(px_worker *w, struct px_fetch *f, bool fresh_only, struct 
                         on_connect);
     if (rc < 0) {
         oconn_close(oc);
-        return rc;
+        return px_from_uv(rc);
     }
     oc->fetch = f;
     otimer_set(oc, OT_CONNECT, w->cfg->connect_timeout_ms);
@@ -394,7 +400,7 @@ fail:
     free(oc->pmem);
     free(oc->rbuf);
     free(oc);
-    return rc;
+    return px_from_uv(rc);
 }
 
 void px_origin_close_idle(px_worker *w) {

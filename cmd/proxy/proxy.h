@@ -76,6 +76,44 @@
 #define PX_ADMIN_MAGIC  0x70ad3170u
 #define PX_BUSY_MAGIC   0x70b05e11u
 
+/* ---- Return codes (util.c) ----
+ *
+ * One space for every proxy function that can fail: 0 (PX_OK), a small positive outcome the
+ * function documents, or a negative PX_E* code, so `rc < 0` is the only error test. libuv and
+ * libcorral errors are mapped where the proxy receives them (px_from_uv, px_from_corral); they
+ * never travel further. The flight outcomes are in the same space because they travel through
+ * corral_flight_finish beside CORRAL_OK. */
+typedef enum px_code {
+    PX_OK = 0,
+    PX_COMMIT_PURGED = 1,   /* px_obj_commit: stored, then deleted: a purge came after the start */
+    PX_FLIGHT_PASS = 100,   /* flight: not stored: fetch yourself, in parallel (hit-for-pass) */
+    PX_FLIGHT_STREAM = 101, /* flight: storable: stream the leader's busy object (wake_busy) */
+    PX_FLIGHT_ORIGIN_TIMEOUT = -1001, /* flight: the origin timed out: stale-if-error or 504 */
+    PX_FLIGHT_ORIGIN_ERROR = -1002,   /* flight: the origin failed: stale-if-error or 502 */
+    PX_ENOMEM = -3000,                /* out of memory */
+    PX_ESTAMP = -3001,  /* purged, but the purge stamp could not be written (px_purge_url) */
+    PX_ESTORE = -3002,  /* the store failed (a libcorral error other than memory or size) */
+    PX_EFORMAT = -3003, /* bytes that are not what they should be (a stored object) */
+    PX_ETOOBIG = -3004, /* over a size limit (a value, a head) */
+    PX_EINVAL = -3005,  /* an invalid argument or configuration */
+    PX_EIO = -3006,     /* a socket or system call failed (any other libuv error) */
+    PX_ECONNREFUSED = -3007,
+    PX_ECONNRESET = -3008,
+    PX_EOF = -3009,    /* the peer closed the connection */
+    PX_EPROTO = -3010, /* the peer broke the protocol (a malformed response) */
+    PX_ETIMEDOUT = -3011,
+    PX_EPIPE = -3012, /* the connection is closing or broken */
+    PX_EADDRINUSE = -3013,
+    PX_EACCES = -3014
+} px_code;
+
+/* A static description of a px_code (or of an unknown code). */
+const char *px_strerror(int rc);
+/* Maps a libuv error (negative; 0 and positive values pass through) into the px_code space. */
+int px_from_uv(int uv_err);
+/* Maps a libcorral result: negative errors into the px_code space, others unchanged. */
+int px_from_corral(int rc);
+
 /* ---- Limits ---- */
 
 #define PX_MAX_ROUTES         32    /* routes in a configuration, the default one included */
@@ -174,7 +212,7 @@ void px_config_defaults(px_config *cfg);
  * stderr. Main thread. */
 px_config *px_config_load(const char *path, int argc, char **argv);
 
-/* Opens the access log named in the snapshot. Returns 0 or -1 (printed). */
+/* Opens the access log named in the snapshot. Returns 0 or PX_EIO (printed). */
 int px_config_open_log(px_config *cfg);
 
 /* True when the parts a reload cannot change are equal; prints the first difference. */
@@ -384,13 +422,13 @@ void px_busy_checked(px_busy *b, int64_t purged_ms);
  * while the reference is held; read-only. */
 const px_obj *px_busy_view(const px_busy *b);
 bool px_busy_length(const px_busy *b, uint64_t *length);
-/* Leader: appends body bytes (copied) and wakes the readers. Returns 0 or -1 (memory). */
+/* Leader: appends body bytes (copied) and wakes the readers. Returns 0 or PX_ENOMEM. */
 int px_busy_append(px_busy *b, const char *data, size_t len);
 /* Leader: the body is complete (`ok`) or cut short; wakes the readers. */
 void px_busy_finish(px_busy *b, bool ok);
 /* Body bytes so far (the leader's view). */
 size_t px_busy_body_len(const px_busy *b);
-/* Leader: appends the whole body to `ob`. Returns 0 or -1 (memory). */
+/* Leader: appends the whole body to `ob`. Returns 0 or PX_ENOMEM. */
 int px_busy_copy_body(px_busy *b, px_objbuf *ob);
 /* Reader: joins / leaves the busy object's readers (woken with px_worker_notify). */
 void px_busy_attach(px_busy *b, px_busy_reader *r, struct px_conn *c);
@@ -510,7 +548,7 @@ typedef struct px_conn {
     px_busy *wake_busy; /* rc PX_FLIGHT_STREAM: the leader's busy object (a reference) */
 } px_conn;
 
-/* Starts the worker's listener (SO_REUSEPORT). Returns 0 or a negative uv error. */
+/* Starts the worker's listener (SO_REUSEPORT). Returns 0 or a PX_E* code. */
 int px_listen(px_worker *w);
 
 /* Stops accepting and closes idle connections (SIGTERM). */
@@ -540,8 +578,8 @@ size_t px_conn_extra(px_conn *c, px_result r, char *buf, size_t cap);
  * the framing fields into `buf`. Returns the length. */
 size_t px_conn_framing(px_conn *c, const corral_http_msg *resp, char *buf, size_t cap);
 /* Sends the response head of `resp` (an origin or stored head): its stored form, the framing
- * fields (px_conn_framing) and px_conn_extra's. Returns 0, or -1 when it cannot be written
- * (nothing was sent; the caller answers). */
+ * fields (px_conn_framing) and px_conn_extra's. Returns 0, or PX_ETOOBIG / PX_ENOMEM when it
+ * cannot be written (nothing was sent; the caller answers). */
 int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r);
 /* Answers the client's conditional request with 304 (`cs`, from
  * corral_http_conditional_status: the head of `resp`) or 412, and ends the response. */
@@ -563,12 +601,14 @@ void px_conn_release_closed(px_conn *c);
 
 /* ---- Stored objects (object.c): keys, encodings, vary records, stamps, commit ---- */
 
+/* Starts building an object (keys, times, stored head; the body follows with
+ * px_objbuf_append). Both return 0, PX_ENOMEM, or PX_ETOOBIG (a part over 4 GiB). */
 int px_objbuf_init(px_objbuf *b, const char *pk, size_t pk_len, const char *spec, size_t spec_len,
                    const char *vk, size_t vk_len, const char *head, size_t head_len, int64_t req_ms,
                    int64_t resp_ms, size_t body_hint);
 int px_objbuf_append(px_objbuf *b, const void *data, size_t len);
 void px_objbuf_free(px_objbuf *b);
-/* Stored object encoding. Returns 0, or -1 when `v` is not a valid object. */
+/* Stored object encoding. Returns 0, or PX_EFORMAT when `v` is not a valid object. */
 int px_obj_parse(corral_value *v, corral_http_header *hdrs, size_t max_hdrs, px_obj *o);
 /* The same for bytes (`o->v` is NULL): a busy object's encoding up to its body parses with an
  * empty body. */
@@ -590,9 +630,10 @@ size_t px_path_tags(const px_config *cfg, const char *path, size_t len, char *st
                     const char **tags, size_t max);
 /* Builds a tag name "<kind>:<name>" (hashed when long) into `out` (PX_KEY_MAX). */
 size_t px_tag_name(char kind, const char *name, size_t len, char *out);
-/* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or -1 (store error: a miss). */
+/* Reads a URL's vary record. Returns 0 (found or not, in `vr`) or PX_ESTORE (a miss). */
 int px_vrec_get(corral *cache, const px_route *r, const char *pk, size_t pk_len, px_vrec *vr);
-/* Marks a URL hit-for-pass for `ttl_ms`: lookups pass without coalescing. */
+/* Marks a URL hit-for-pass for `ttl_ms`: lookups pass without coalescing. Returns 0 or a
+ * PX_E* code. */
 int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_len,
                     int64_t ttl_ms);
 /* Stores a built object under its URL's vary record (creating or reusing the record's
@@ -601,8 +642,7 @@ int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_
  * started at `start_ms` is checked against the purge stamps after it is written: when a purge
  * of its URL, a path prefix or a surrogate key of it came at or after `start_ms`, the object is
  * deleted again and PX_COMMIT_PURGED returned (so a purge racing the fill is never undone).
- * Returns 0, PX_COMMIT_PURGED, or a negative corral error (nothing stored). */
-#define PX_COMMIT_PURGED 1
+ * Returns 0, PX_COMMIT_PURGED, or a PX_E* code (nothing stored). */
 int px_obj_commit(corral *cache, const px_config *cfg, const px_route *r, px_objbuf *b,
                   int64_t store_ttl_ms, const char *const *tags, size_t n_tags, int64_t start_ms,
                   corral_value **out);
@@ -634,10 +674,9 @@ int px_stamp_write(corral *cache, const char *name, size_t len, int64_t now_ms);
 /* Each purge first writes a purge stamp (the time, under "~purge:<what>", kept PX_STAMP_TTL_MS)
  * for fills in flight to check (px_obj_commit), then purges, then marks the busy objects it
  * names (px_busy_purge). Any thread. */
-/* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, < 0: a
- * store error (nothing purged), or PX_ESTAMP (purged, but the purge stamp could not be
+/* Purges one URL (every variant). Returns 1 when a record was removed, 0 when none, a PX_E*
+ * code: a store error (nothing purged), or PX_ESTAMP (purged, but the purge stamp could not be
  * written: a fill in flight may store the old answer again, so the purge should be retried). */
-#define PX_ESTAMP (-3001)
 int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_len);
 /* Purges every object under a path prefix (whole segments). Returns 0 or < 0 (as above). */
 int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len);
@@ -656,13 +695,8 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v);
 void px_cache_wait_expired(px_conn *c);
 /* Releases what the request holds (busy object, object reference, config). */
 void px_request_release(px_conn *c);
-
-/* What a leader hands its waiters through corral_flight_finish (rc), besides CORRAL_OK with
- * the stored object (or NULL: look it up again). */
-#define PX_FLIGHT_PASS           100 /* not stored: fetch yourself, in parallel (hit-for-pass) */
-#define PX_FLIGHT_STREAM         101 /* storable: stream the leader's busy object (wake_busy) */
-#define PX_FLIGHT_ORIGIN_TIMEOUT (-1001) /* the origin timed out: stale-if-error or 504 */
-#define PX_FLIGHT_ORIGIN_ERROR   (-1002) /* the origin failed: stale-if-error or 502 */
+/* A leader hands its waiters, through corral_flight_finish, CORRAL_OK with the stored object
+ * (or NULL: look it up again), or one of the PX_FLIGHT_* codes. */
 
 /* ---- Delivery (deliver.c) ---- */
 
@@ -702,13 +736,12 @@ typedef struct px_fetch_args {
     px_config *cfg;
     const char *pk;
     size_t pk_len;
-    const px_vrec *vrec; /* the vary record found at lookup */
     const px_obj *stale; /* the stored object (revalidation; stale-if-error), or NULL */
     px_result result;    /* what the client's log line will say on success */
 } px_fetch_args;
 
 /* Starts a fetch. On failure (memory) it answers the sink with 503, finishes the flight with
- * an error, and returns -1. */
+ * an error, and returns PX_ENOMEM. */
 int px_fetch_start(px_worker *w, const px_fetch_args *a);
 /* Request body bytes from the sink's client, and its end. */
 void px_fetch_body(struct px_fetch *f, const char *data, size_t len);
@@ -723,13 +756,14 @@ void px_fetch_unpause(struct px_fetch *f);
 /* Origin side callbacks (origin.c calls them). */
 struct px_oconn;
 void px_fetch_on_connected(struct px_fetch *f, struct px_oconn *oc);
-int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp); /* < 0: abort */
+/* Both return 0, or PX_EPIPE when the fetch is gone (stop reading). */
+int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp);
 int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len);
 void px_fetch_on_end(struct px_fetch *f);
 /* The exchange failed; the connection is gone. `timeout` when a deadline passed; `retryable`
  * when nothing of the response arrived on a reused pooled connection (the origin closed it
  * while it was idle: the fetch may retry once on a new one). */
-void px_fetch_on_error(struct px_fetch *f, int uv_err, bool timeout, bool retryable);
+void px_fetch_on_error(struct px_fetch *f, int err, bool timeout, bool retryable);
 /* The connection's write queue drained (request body flow control). */
 void px_fetch_on_drain(struct px_fetch *f);
 
@@ -737,11 +771,11 @@ void px_fetch_on_drain(struct px_fetch *f);
 
 /* Gives fetch `f` a connection in `*out`: an idle pooled one (unless `fresh_only`), already
  * connected, or a new one whose connection completes later with px_fetch_on_connected (or
- * fails with px_fetch_on_error). Returns 0, or a negative uv error with `*out` NULL; nothing
+ * fails with px_fetch_on_error). Returns 0, or a PX_E* code with `*out` NULL; nothing
  * is called back from inside this call. */
 int px_origin_acquire(px_worker *w, struct px_fetch *f, bool fresh_only, struct px_oconn **out);
 bool px_origin_connected(const struct px_oconn *oc);
-/* Sends bytes (copied) on the fetch's connection. Returns 0 or a uv error. */
+/* Sends bytes (copied) on the fetch's connection. Returns 0 or a PX_E* code. */
 int px_origin_send(struct px_oconn *oc, const char *data, size_t len);
 /* Starts reading the response; `method` is the request's (HEAD responses have no body).
  * The response must begin, and then keep coming, within `read_timeout_ms`. */
@@ -759,7 +793,7 @@ void px_origin_close_idle(px_worker *w);
 /* ---- Admin (admin.c) ---- */
 
 typedef struct px_admin px_admin;
-/* Starts the admin listener on the main loop. Returns 0 or -1 (printed). */
+/* Starts the admin listener on the main loop. Returns 0 or PX_EIO (printed). */
 int px_admin_start(px_proxy *px, uv_loop_t *loop, px_admin **out);
 void px_admin_stop(px_admin *a);
 

@@ -21,7 +21,7 @@ int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_l
     int src = px_stamp_write(px->cache, key, klen, now);
     int rc = corral_delete(px->cache, key, klen, NULL);
     px_busy_purge(px, PX_BUSY_BY_URL, key, klen, now);
-    if (rc < 0) return rc;
+    if (rc < 0) return px_from_corral(rc);
     if (src < 0) return src;
     return rc == CORRAL_OK ? 1 : 0;
 }
@@ -41,14 +41,14 @@ int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t
         int again = px_stamp_write(px->cache, "*", 1, now); /* the clear took the first one */
         if (src == 0) src = again;
         px_busy_purge(px, PX_BUSY_BY_ALL, "", 0, now);
-        return rc < 0 ? rc : src;
+        return rc < 0 ? px_from_corral(rc) : src;
     }
     /* The deepest tag a record carries for this prefix; a deeper prefix purges this ancestor. */
     const char *tag = tags[n - 1];
     int src = px_stamp_write(px->cache, tag, strlen(tag), now);
     rc = corral_tag_bust(px->cache, tag);
     px_busy_purge(px, PX_BUSY_BY_TAG, tag, strlen(tag), now);
-    return rc < 0 ? rc : src;
+    return rc < 0 ? px_from_corral(rc) : src;
 }
 
 int px_purge_key(px_proxy *px, const char *key, size_t len) {
@@ -59,6 +59,5 @@ int px_purge_key(px_proxy *px, const char *key, size_t len) {
     int src = px_stamp_write(px->cache, tag, n, now);
     int rc = corral_tag_bust(px->cache, tag);
     px_busy_purge(px, PX_BUSY_BY_TAG, tag, n, now);
-    return rc < 0 ? rc : src;
+    return rc < 0 ? px_from_corral(rc) : src;
 }
-

@@ -26,14 +26,16 @@
 
 /* ---- Fetching ---- */
 
-static void start_fetch(px_conn *c, px_fetch_kind kind, corral_flight *lead, px_result result,
-                        const char *reason) {
+/* Starts a fetch of the request's object, streamed to `sink` (the request's own client, or NULL
+ * for a background refresh), leading flight `lead` (or none) under the request's flight key,
+ * with `stale` (or NULL) for revalidation and stale-if-error. The one place a px_fetch_args is
+ * built. */
+static void fetch_for(px_conn *c, px_fetch_kind kind, px_conn *sink, corral_flight *lead,
+                      const px_obj *stale, px_result result) {
     px_request *rq = &c->req;
-    rq->result = result;
-    rq->reason = reason;
     px_fetch_args a = {
         .kind = kind,
-        .sink = c,
+        .sink = sink,
         .lead = lead,
         .flight_key = c->flight_key,
         .flight_key_len = c->flight_key_len,
@@ -42,13 +44,20 @@ static void start_fetch(px_conn *c, px_fetch_kind kind, corral_flight *lead, px_
         .cfg = rq->cfg,
         .pk = rq->pk,
         .pk_len = rq->pk_len,
-        .vrec = &rq->vrec,
-        .stale = rq->obj.v ? &rq->obj : NULL,
+        .stale = stale,
         .result = result,
     };
     if (px_fetch_start(c->w, &a) < 0) {
-        /* px_fetch_start answered the client and finished the flight. */
+        /* px_fetch_start answered the sink (if any) and finished the flight. */
     }
+}
+
+static void start_fetch(px_conn *c, px_fetch_kind kind, corral_flight *lead, px_result result,
+                        const char *reason) {
+    px_request *rq = &c->req;
+    rq->result = result;
+    rq->reason = reason;
+    fetch_for(c, kind, c, lead, rq->obj.v ? &rq->obj : NULL, result);
 }
 
 static void pass(px_conn *c, const char *reason) {
@@ -123,24 +132,8 @@ static void refresh_in_background(px_conn *c) {
     int rc = corral_flight_join(cache, c->flight_key, c->flight_key_len, NULL, on_refresh_waiter,
                                 NULL, &lead);
     if (rc != CORRAL_OK) return; /* one is running (or no memory: the next request tries) */
-    px_fetch_args a = {
-        .kind = has_validator(&rq->obj.head) ? PX_FETCH_REVALIDATE : PX_FETCH_MISS,
-        .sink = NULL,
-        .lead = lead,
-        .flight_key = c->flight_key,
-        .flight_key_len = c->flight_key_len,
-        .req = &rq->msg,
-        .route = rq->route,
-        .cfg = rq->cfg,
-        .pk = rq->pk,
-        .pk_len = rq->pk_len,
-        .vrec = &rq->vrec,
-        .stale = &rq->obj,
-        .result = PX_R_STALE,
-    };
-    if (px_fetch_start(c->w, &a) < 0) {
-        /* The flight was finished with an error by px_fetch_start. */
-    }
+    px_fetch_kind kind = has_validator(&rq->obj.head) ? PX_FETCH_REVALIDATE : PX_FETCH_MISS;
+    fetch_for(c, kind, NULL, lead, &rq->obj, PX_R_STALE);
 }
 
 /* Answers the request from busy object `b` (the reference is taken) when it is this request's
@@ -464,4 +457,3 @@ void px_request_release(px_conn *c) {
     px_config_unref(rq->cfg);
     rq->cfg = NULL;
 }
-

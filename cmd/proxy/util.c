@@ -45,3 +45,60 @@ int64_t px_now_ms(void) {
 uint64_t px_hash64(const void *data, size_t len, uint64_t seed) {
     return XXH3_64bits_withSeed(data, len, seed);
 }
+
+/* ---- Return codes ---- */
+
+const char *px_strerror(int rc) {
+    switch ((px_code)rc) {
+    case PX_OK: return "ok";
+    case PX_COMMIT_PURGED: return "purged while fetching";
+    case PX_FLIGHT_PASS: return "not storable (pass)";
+    case PX_FLIGHT_STREAM: return "streaming the leader's answer";
+    case PX_FLIGHT_ORIGIN_TIMEOUT: return "origin timed out";
+    case PX_FLIGHT_ORIGIN_ERROR: return "origin failed";
+    case PX_ENOMEM: return "out of memory";
+    case PX_ESTAMP: return "purge stamp not written";
+    case PX_ESTORE: return "store error";
+    case PX_EFORMAT: return "malformed stored data";
+    case PX_ETOOBIG: return "too large";
+    case PX_EINVAL: return "invalid argument";
+    case PX_EIO: return "input/output error";
+    case PX_ECONNREFUSED: return "connection refused";
+    case PX_ECONNRESET: return "connection reset by peer";
+    case PX_EOF: return "connection closed";
+    case PX_EPROTO: return "protocol error";
+    case PX_ETIMEDOUT: return "timed out";
+    case PX_EPIPE: return "broken pipe";
+    case PX_EADDRINUSE: return "address already in use";
+    case PX_EACCES: return "permission denied";
+    }
+    return "unknown error";
+}
+
+int px_from_uv(int uv_err) {
+    if (uv_err >= 0) return uv_err;
+    switch (uv_err) {
+    case UV_ENOMEM: return PX_ENOMEM;
+    case UV_EINVAL: return PX_EINVAL;
+    case UV_ECONNREFUSED: return PX_ECONNREFUSED;
+    case UV_ECONNRESET: return PX_ECONNRESET;
+    case UV_EOF: return PX_EOF;
+    case UV_EPROTO: return PX_EPROTO;
+    case UV_ETIMEDOUT: return PX_ETIMEDOUT;
+    case UV_EPIPE: return PX_EPIPE;
+    case UV_EADDRINUSE: return PX_EADDRINUSE;
+    case UV_EACCES: return PX_EACCES;
+    default: return PX_EIO;
+    }
+}
+
+int px_from_corral(int rc) {
+    if (rc >= 0) return rc;
+    switch (rc) {
+    case CORRAL_ENOMEM: return PX_ENOMEM;
+    case CORRAL_ETOOBIG: return PX_ETOOBIG;
+    case CORRAL_ENOSPC: return PX_ETOOBIG;
+    case CORRAL_EINVAL: return PX_EINVAL;
+    default: return PX_ESTORE;
+    }
+}

@@ -233,19 +233,31 @@ CORRAL_API void corral_options_init(corral_options *o);
  *     redis+unix:///path/to/redis.sock?db=2&password=secret
  *
  * Parameters of every store: key_prefix (percent-decoded; '+' stays '+'), version (integer),
- * timeout (seconds as Django's TIMEOUT, fractional allowed, or `none`), max_value (bytes with an
- * optional unit B, KB, MB, GB, KiB, MiB, GiB; KB = 1000), max_prefixes.
+ * timeout (a duration as corral_parse_duration_ms reads it: bare seconds as Django's TIMEOUT,
+ * fractional allowed, or a unit, "5m"; or `none`), max_value (a size as corral_parse_bytes reads
+ * it: "1MB", "64KiB"; KB = 1000), max_prefixes.
  * Memory store only: max_memory (same units), eviction (sieve, s3fifo, lru), shards, binary_keys
  * (0/1/true/false).
  * Redis store only: db (also the URL's path; not both), password (also the URL's userinfo; not
- * both; percent-decoded), connect_timeout and command_timeout (seconds, fractional allowed, or
- * with a unit `s` or `ms`: "0.25", "250ms"; more than 0), pool (connections per server, 1-1024),
+ * both; percent-decoded), connect_timeout and command_timeout (durations: "0.25", "250ms";
+ * more than 0, at most a day), pool (connections per server, 1-1024),
  * near_cache (bytes, units as max_memory; 0 for none), serializer (`raw` or `django`).
  * Hosts as corral_redis_options.hosts describes; `redis://` alone is 127.0.0.1:6379.
  * An unknown, repeated or malformed parameter, or one the URL's store does not take, returns
  * CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */
 CORRAL_API int corral_options_parse_url(corral_options *o, const char *url, char *buf, size_t cap,
                                         corral_error *err);
+
+/* The sizes and durations of cache URLs and of corral-proxy's configuration, one grammar:
+ * a decimal number ("64", "1.5", ".5", "+2"; not "1."), optional spaces or tabs before it and
+ * before its unit, and a case-insensitive unit. corral_parse_bytes:        B, KB, MB, GB, TB
+ * (powers of 1000), KiB, MiB, GiB, TiB (powers of 1024), or none (bytes): "64MB", "16 KiB", "4096".
+ *   corral_parse_duration_ms:  ms, s, m, h, d, or none (seconds): "250ms", "30s", "5m", "0.5".
+ * Fractions below a byte or a millisecond are dropped. `s` is `len` bytes (no NUL needed).
+ * Returns CORRAL_OK with `*out` set, CORRAL_EINVAL (malformed, or NULL `s`/`out`; `*out`
+ * unchanged) or CORRAL_ERANGE (the result overflows `*out`'s type). Thread-safe. */
+CORRAL_API int corral_parse_bytes(const char *s, size_t len, uint64_t *out);
+CORRAL_API int corral_parse_duration_ms(const char *s, size_t len, int64_t *out);
 
 /* Opens a handle from a URL; see corral_options_parse_url for the parameters. NULL or "" opens
  * `mem://` with the defaults. On success `*out` is the handle; on failure `*out` is NULL, the

@@ -178,7 +178,7 @@ static const bad_case bad_cases[] = {
     { "redis://:a%zz@h", CORRAL_EBADURL, "password" },
     { "redis://h?connect_timeout=0", CORRAL_EBADURL, "connect_timeout" },
     { "redis://h?connect_timeout=-1", CORRAL_EBADURL, "connect_timeout" },
-    { "redis://h?connect_timeout=1m", CORRAL_EBADURL, "connect_timeout" },
+    { "redis://h?connect_timeout=1min", CORRAL_EBADURL, "connect_timeout" },
     { "redis://h?connect_timeout=0.0001", CORRAL_EBADURL, "connect_timeout" },
     { "redis://h?command_timeout=", CORRAL_EBADURL, "command_timeout" },
     { "redis://h?command_timeout=0ms", CORRAL_EBADURL, "command_timeout" },
