@@ -1,6 +1,7 @@
 /*
- * test_prom_writer.c - the Prometheus text writer (src/prom.c): a family's HELP and TYPE lines byte for
- * byte, rows of one sample each, and what a too-small buffer holds afterwards (whole rows only).
+ * test_prom_writer.c - the Prometheus text writer (src/prom.c): a family's HELP and TYPE lines byte
+ * for byte, rows of one sample each, and what a too-small buffer holds afterwards (whole rows
+ * only).
  */
 #include <stdarg.h>
 #include <stddef.h>
