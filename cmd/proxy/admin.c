@@ -10,9 +10,10 @@
  *   GET   /health                  200 "ok"
  *
  * Access: only loopback peers unless admin_allow_remote; with admin_token set, every request
- * needs "Authorization: Bearer <token>" (compared in constant time), or Basic credentials with
- * the token as password, which is how a browser sends it (dashboard.c). One request per
- * connection: every answer says "Connection: close", and the connection is closed after it.
+ * needs "Authorization: Bearer <token>" (compared in constant time), or, for a GET, Basic
+ * credentials with the token as password, which is how a browser sends it (dashboard.c). One
+ * request per connection: every answer says "Connection: close", and the connection is closed after
+ * it.
  *
  * Data model: px_admin (listener + list of connections); each admin connection has a parser
  * block (default limits), an 8 KiB read buffer and a timer (10 s to send a request).
@@ -158,13 +159,15 @@ static void purge_failed(aconn *ac, int rc) {
 
 /* ---- Requests ---- */
 
-/* "Bearer <token>", or Basic credentials with the token as password (a browser's, for the
- * dashboard: dashboard.c). */
+/* "Bearer <token>", or, for a GET only, Basic credentials with the token as password (a
+ * browser's, for the dashboard: dashboard.c). A browser resends remembered Basic credentials
+ * with a form another site posts, so purges take the bearer token only. */
 static bool token_ok(const char *want, const corral_http_msg *m) {
     if (!want[0]) return true;
     const corral_http_header *h = corral_http_msg_get(m, "authorization", NULL);
     if (h && h->value_len > 6 && strncasecmp(h->value, "Basic ", 6) == 0)
-        return px_basic_has_token(want, h->value + 6, h->value_len - 6);
+        return m->method == CORRAL_HTTP_GET &&
+               px_basic_has_token(want, h->value + 6, h->value_len - 6);
     if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0) return false;
     return px_token_equal(want, h->value + 7, h->value_len - 7);
 }

@@ -57,6 +57,18 @@ typedef struct loader {
 
 /* ---- Values ---- */
 
+/* access_log_format: corral, combined or json (log.c writes each). */
+bool px_log_format_parse(const char *s, int *out) {
+    static const char *const names[] = { "corral", "combined", "json" };
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(s, names[i])) {
+            *out = i;
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool copy_str(char *dst, size_t cap, const char *src) {
     size_t n = strlen(src);
     if (n >= cap) return false;

@@ -58,17 +58,6 @@ struct px_alog {
     char iso_sec[ISO_LEN + 1], clf_sec[CLF_LEN + 1];
 };
 
-bool px_log_format_parse(const char *s, int *out) {
-    static const char *const names[] = { "corral", "combined", "json" };
-    for (int i = 0; i < 3; i++) {
-        if (!strcmp(s, names[i])) {
-            *out = i;
-            return true;
-        }
-    }
-    return false;
-}
-
 struct px_alog *px_alog_new(void) {
     struct px_alog *l = calloc(1, sizeof *l);
     if (!l) return NULL;

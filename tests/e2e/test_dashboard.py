@@ -109,6 +109,11 @@ def test_the_dashboard_needs_the_admin_token_like_every_admin_request(proxy):
     assert not re.search(r'\b(src|href)\s*=', page.text), "the page references another resource"
     assert http_request(px.admin_port, "GET", "/metrics",
                         {"Authorization": "Basic " + basic}).status == 200
+    # A browser resends Basic credentials with a form another site posts: purges take Bearer only.
+    for method, target in (("POST", "/purge/prefix/"), ("POST", "/purge/key/k"),
+                           ("PURGE", "http://127.0.0.1:%d/" % px.port)):
+        assert http_request(px.admin_port, method, target,
+                            {"Authorization": "Basic " + basic}).status == 401, (method, target)
 
 
 def test_the_dashboard_shows_what_metrics_says_per_route_and_flags_the_low_one(proxy, driver):
