@@ -316,6 +316,8 @@ class Soak:
         self.wrk = []  # (window, json)
         self.stop = False
         self.seq = 0
+        self.t0 = time.monotonic()
+        self.log = open(os.path.join(work, "failures-%s.log" % store), "w")  # one line each
 
     # -- processes
     def start_redis(self):
@@ -364,6 +366,8 @@ class Soak:
         except (OSError, StopIteration):
             rss = fds = -1
         self.samples.append((label, rss, fds))
+        self.log.write("%.3f sample %s rss_kb=%d fds=%d\n" % (time.monotonic() - self.t0, label,
+                                                             rss, fds))
 
     # -- checks
     def check(self, target, sent_at, status, fields, body, window):
@@ -393,6 +397,8 @@ class Soak:
             status, hdrs, data = await conn.request(method, target, body, fields)
         except Failure as f:
             self.tally.count(f.kind, window)
+            self.log.write("%.3f %s %s %s %s\n" % (time.monotonic() - self.t0, window, method,
+                                                   target, f.kind))
             return None
         if method == "POST":
             self.tally.count(None if status == 200 else str(status), window)
@@ -403,8 +409,12 @@ class Soak:
     async def checker(self, k):
         conn = Conn(self.port)
         rnd = random.Random(k)
+        last = None
         while not self.stop:
-            window = self.tally.window  # a GET after a POST counts where the POST did
+            window = self.tally.window
+            if window != last:  # a new connection per window: none carries a fault's damage
+                conn.close()
+                last = window
             x = rnd.random()
             if x < 0.4:
                 i = rnd.randrange(N_OBJ)
@@ -494,6 +504,7 @@ class Soak:
                     self.tally.count("idle connect failed")
                     continue
                 socks.append(s)
+            await asyncio.sleep(max(0.0, end - time.monotonic()) / 2)
             self.sample("5000 idle conns open")
             await asyncio.sleep(max(0.0, end - time.monotonic()))
             for s in socks:
@@ -570,6 +581,7 @@ class Soak:
         self.wrk.append((window, None))
 
     async def window(self, name, seconds):
+        self.log.write("%.3f window %s\n" % (time.monotonic() - self.t0, name))
         self.tally.window = name
         self.tally.rows.setdefault(name, {"requests": 0})
         wrk = asyncio.ensure_future(self.run_wrk(name, seconds))
