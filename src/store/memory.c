@@ -3,10 +3,10 @@
  * lock.
  *
  * Data model
- * - One entry per key: a single allocation of corral__mem_entry_bytes(klen, vlen) bytes that
- *   holds the header (mem_entry), the key, the value and a NUL after the value. That size is
- *   also what the entry accounts for. The value is a corral_value embedded in the header, so a
- *   hit hands out the stored bytes without a copy.
+ * - One entry per key: a single block (memory_block.h) of corral__mem_entry_bytes(klen, vlen)
+ *   bytes that holds the header (mem_entry), the key, the value and a NUL after the value. The
+ *   entry accounts for what that block costs (memory.h, "Accounting"). The value is a
+ *   corral_value embedded in the header, so a hit hands out the stored bytes without a copy.
  * - One hash table indexes every entry of the store: a fixed array of 2^n bucket heads, sized at
  *   open from max_bytes (one bucket per 128 to 256 bytes of the bound, between 2^10 and 2^26
  *   buckets; docs/eviction.md counts its bytes), each the head of a chain linked through the
@@ -160,9 +160,14 @@ size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
     return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
 }
 
-/* What `e` accounts for: its allocation's size. */
-static size_t entry_bytes(const mem_entry *e) {
+/* The size of `e`'s block. */
+static size_t entry_block_bytes(const mem_entry *e) {
     return corral__mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
+}
+
+/* What `e` accounts for: what its block costs (memory_block.h), its size with allocator hooks. */
+static size_t entry_bytes(const mem_entry *e) {
+    return corral__mem_block_cost(&e->store->blocks, entry_block_bytes(e));
 }
 
 /* The shard that owns the bucket of `hash`: the top bits of the bucket index, so each shard
@@ -231,11 +236,11 @@ static void mem_entry_release(corral_value *v) {
     mem_entry *e = CORRAL_CONTAINER_OF(v, mem_entry, val);
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_DEAD);
-    const corral__allocator *a = e->store->env.alloc;
-    size_t bytes = entry_bytes(e);
+    mem_store *s = e->store;
+    size_t bytes = entry_block_bytes(e);
     e->magic = 0;
     v->magic = 0;
-    corral__free(a, e, bytes);
+    corral__mem_block_free(&s->blocks, e, bytes);
 }
 
 /* Counts `n` of the store's pending frees done (rcu_pending). A count that stays above zero
@@ -266,6 +271,7 @@ static void release_after_grace(mem_store *s, mem_entry *list, size_t also) {
         list = next;
         n++;
     }
+    corral__mem_blocks_trim(&s->blocks); /* on the call_rcu thread: no request waits */
     pending_done(s, n);
 }
 
@@ -337,7 +343,7 @@ static void entry_retire(mem_store *s, mem_entry *e) {
 static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
                             size_t len, uint64_t expires_ns) {
     size_t bytes = corral__mem_entry_bytes(k->len, len);
-    mem_entry *e = corral__alloc(s->env.alloc, bytes);
+    mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
     if (!e) return NULL;
     e->magic = MEM_ENTRY_MAGIC;
     e->cls = k->cls;
@@ -369,10 +375,10 @@ static void entry_discard(mem_store *s, mem_entry *e) {
     if (!e) return;
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_NEW);
-    size_t bytes = entry_bytes(e);
+    size_t bytes = entry_block_bytes(e);
     e->magic = 0;
     e->val.magic = 0;
-    corral__free(s->env.alloc, e, bytes);
+    corral__mem_block_free(&s->blocks, e, bytes);
 }
 
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
@@ -381,7 +387,8 @@ static int check_size(const mem_store *s, const mem_shard *sh, size_t klen, size
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
     /* mem_entry.klen, dlen and hlen are 32 bits; keys are far shorter. */
     if (klen > UINT32_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
-    return corral__mem_entry_bytes(klen, vlen) > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
+    size_t cost = corral__mem_block_cost(&s->blocks, corral__mem_entry_bytes(klen, vlen));
+    return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 
 /* ---- The table ---- */
@@ -1121,6 +1128,23 @@ static size_t ghost_slots(size_t budget) {
     return n;
 }
 
+/* Each shard's budget: max_bytes / nshards, less, when the store bounds what the process holds
+ * (libc's allocator: memory_block.h), a share of the store's fixed structures (the bucket array,
+ * the ghost tables, the shards), at most half of max_bytes in all (only stores of a few KiB
+ * reach that cap). With allocator hooks, the budgets bound the entries' bytes alone. */
+static size_t shard_budget(const mem_store *s, size_t max_bytes, unsigned nshards,
+                           corral_eviction policy) {
+    if (!s->blocks.real_cost) return max_bytes / nshards;
+    size_t ghost =
+        policy == CORRAL_EVICT_S3FIFO ? ghost_slots(max_bytes / nshards) * sizeof(uint32_t) : 0;
+    size_t fixed =
+        corral__mem_block_cost(&s->blocks, ((size_t)1 << s->bucket_bits) * sizeof(mem_link)) +
+        (size_t)nshards * corral__mem_block_cost(&s->blocks, ghost) +
+        corral__mem_block_cost(&s->blocks, (size_t)nshards * sizeof(mem_shard)) +
+        corral__mem_block_cost(&s->blocks, sizeof(mem_store));
+    return (max_bytes - CORRAL_MIN(fixed, max_bytes / 2)) / nshards;
+}
+
 int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
                      const corral__store_env *env) {
     if (out) *out = NULL;
@@ -1148,6 +1172,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->nshards = nshards;
     s->bucket_bits = choose_bucket_bits(cfg->max_bytes);
     s->bucket_mask = ((uint64_t)1 << s->bucket_bits) - 1;
+    corral__mem_blocks_init(&s->blocks, env->alloc, cfg->max_bytes);
+    size_t budget = shard_budget(s, cfg->max_bytes, nshards, policy);
     atomic_init(&s->reclaim_next, 0);
     atomic_init(&s->rcu_pending, 0);
     if (pthread_mutex_init(&s->rcu_lock, NULL) != 0) goto fail;
@@ -1160,7 +1186,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     if (!s->shards) goto fail;
     for (; inited < nshards; inited++) {
         mem_shard *sh = &s->shards[inited];
-        sh->budget = cfg->max_bytes / nshards;
+        sh->budget = budget;
         sh->small_budget = sh->budget / 100 * MEM_SMALL_PERCENT;
         atomic_init(&sh->used, 0);
         if (policy == CORRAL_EVICT_S3FIFO) {
