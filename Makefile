@@ -5,6 +5,8 @@
 #   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
 #   make bench   build optimised, run every benchmark (bench/bench_*)
 #   make bench-proxy   corral-proxy vs nginx proxy_cache vs Varnish (bench/proxy.sh), one table
+#   make soak    corral-proxy under wrk load and injected faults, memory store then Redis
+#                (bench/soak.sh; SOAK_SECONDS, default 300); not part of make test
 #   make tsan    build with ThreadSanitizer, run the unit tests
 #   make fuzz    build the libFuzzer targets with clang-14, run each for FUZZ_SECONDS
 #   make format-check / make format
@@ -15,7 +17,7 @@ FUZZ_SECONDS ?= 20
 CMAKE        := cmake
 CFG_COMMON   := -DCORRAL_WERROR=ON
 
-.PHONY: all bootstrap run demo test bench bench-proxy tsan fuzz format format-check install clean
+.PHONY: all bootstrap run demo test bench bench-proxy soak tsan fuzz format format-check install clean
 
 all: build/release/.built
 
@@ -59,6 +61,10 @@ bench: build/release/.built
 # corral-proxy beside nginx proxy_cache and Varnish (installs them and wrk when missing).
 bench-proxy: build/release/.built
 	bench/proxy.sh build/release/corral-proxy
+
+# Faults on a schedule under load; a table at the end, exit 0 only when clean.
+soak: build/release/.built
+	bench/soak.sh build/release/corral-proxy
 
 fuzz: bootstrap
 	scripts/fuzz $(FUZZ_SECONDS)

@@ -218,6 +218,7 @@ typedef struct bench_thread {
     bench_worker_fn fn;
     void *arg;
     const atomic_bool *stop;
+    atomic_uint *done; /* counts the workers that returned */
     pthread_barrier_t *barrier;
     uint64_t ops;
     uint64_t elapsed_ns;
@@ -230,27 +231,40 @@ static inline void *bench_thread_main(void *p) {
     uint64_t t0 = bench_now_ns();
     t->ops = t->fn(t->arg, t->stop);
     t->elapsed_ns = bench_now_ns() - t0;
+    atomic_fetch_add_explicit(t->done, 1, memory_order_release);
     return NULL;
 }
 
-/* Runs fn(args[i]) on n threads for `window_ns` and returns the aggregate ops per second. */
-static inline double bench_run_threads(unsigned n, bench_worker_fn fn, void **args,
-                                       uint64_t window_ns) {
+/* Runs fn(args[i]) on n threads until `window_ns` has passed or, when `until_done`, every
+ * worker has returned on its own (looked at every millisecond), whichever comes first; returns
+ * the aggregate ops per second, each worker timed from the barrier to its return. */
+static inline double bench_run_threads_for(unsigned n, bench_worker_fn fn, void **args,
+                                           uint64_t window_ns, bool until_done) {
     enum { max_threads = 64 };
     if (n == 0 || n > max_threads) bench_die("bad thread count %u", n);
     bench_thread th[max_threads];
     atomic_bool stop;
     atomic_init(&stop, false);
+    atomic_uint done;
+    atomic_init(&done, 0);
     pthread_barrier_t barrier;
     if (pthread_barrier_init(&barrier, NULL, n + 1) != 0) bench_die("pthread_barrier_init");
     for (unsigned i = 0; i < n; i++) {
-        th[i] = (bench_thread){ .fn = fn, .arg = args[i], .stop = &stop, .barrier = &barrier };
+        th[i] = (bench_thread){
+            .fn = fn, .arg = args[i], .stop = &stop, .done = &done, .barrier = &barrier
+        };
         int rc = pthread_create(&th[i].tid, NULL, bench_thread_main, &th[i]);
         if (rc != 0) bench_die("pthread_create: %d", rc);
     }
     int rc = pthread_barrier_wait(&barrier);
     if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) bench_die("pthread_barrier_wait: %d", rc);
-    bench_sleep_ns(window_ns);
+    if (until_done) {
+        uint64_t end = bench_now_ns() + window_ns;
+        while (atomic_load_explicit(&done, memory_order_acquire) < n && bench_now_ns() < end)
+            bench_sleep_ns(1000000);
+    } else {
+        bench_sleep_ns(window_ns);
+    }
     atomic_store_explicit(&stop, true, memory_order_relaxed);
     double rate = 0;
     for (unsigned i = 0; i < n; i++) {
@@ -260,6 +274,18 @@ static inline double bench_run_threads(unsigned n, bench_worker_fn fn, void **ar
     }
     if (pthread_barrier_destroy(&barrier) != 0) bench_die("pthread_barrier_destroy");
     return rate;
+}
+
+/* Runs fn(args[i]) on n threads for `window_ns` and returns the aggregate ops per second. */
+static inline double bench_run_threads(unsigned n, bench_worker_fn fn, void **args,
+                                       uint64_t window_ns) {
+    return bench_run_threads_for(n, fn, args, window_ns, false);
+}
+
+/* Runs fn(args[i]) on n threads until every one returns (at most `max_ns`); ops per second. */
+static inline double bench_run_threads_until(unsigned n, bench_worker_fn fn, void **args,
+                                             uint64_t max_ns) {
+    return bench_run_threads_for(n, fn, args, max_ns, true);
 }
 
 /* ---- Statistics and printing ---- */

@@ -16,8 +16,12 @@
  *    - a chained hash table under one global pthread mutex (XXH3, the hash family corral
  *      uses; the hash is computed outside the lock, the value copied out under it);
  *    - the same table read with no lock at all: the ceiling of an unsynchronised read.
- * 2. Set throughput (overwrites of present keys, same key streams): corral_set vs the
- *    mutex table (which overwrites the value in place under its lock).
+ * 2. Set throughput, at 1 and 2 threads against the mutex table: overwrites of present keys
+ *    (same key streams; the mutex table overwrites the value in place under its lock) by
+ *    corral_set and by corral_set_many (16 keys a call; ns/op is per key); and inserts: every
+ *    key written once into an empty store (a new handle, max_memory 1 GiB, and a new table for
+ *    every run), thread t of n writing ids t, t + n, ... Targets of issue 15 on corral_set:
+ *    >= 0.5x the mutex table at 1 thread, >= 1.0x at 2, for overwrites and for inserts.
  * 3. Hit ratio of corral's policies (SIEVE, S3-FIFO) against LRU on the same store, on
  *    Zipf(0.8), Zipf(0.99), and Zipf(0.99) polluted by bursts of never-repeated keys (scans), at
  *    caches of 1% and 10% of the key space. Single-threaded: get_into, and on a miss set.
@@ -69,6 +73,9 @@
 #define TARGET_2T_VS_MUTEX  4.0
 #define TARGET_2T_VS_NOLOCK 0.8
 #define TARGET_1T_VS_MUTEX  1.0
+/* Targets of issue 15, on the sets table. */
+#define TARGET_SET_1T 0.5
+#define TARGET_SET_2T 1.0
 
 typedef struct config {
     uint64_t seed;
@@ -198,8 +205,9 @@ typedef struct worker {
     const bench_key *keys;
     corral *c;
     peer_table *t;
-    uint64_t bad;  /* gets that missed or returned a wrong value; sets that failed */
-    uint64_t sink; /* folds one byte per value read, so no read is optimised away */
+    uint32_t stride; /* inserts: the thread count (run_insert) */
+    uint64_t bad;    /* gets that missed or returned a wrong value; sets that failed */
+    uint64_t sink;   /* folds one byte per value read, so no read is optimised away */
 } worker;
 
 /* A get run's end: keeps the worker's place in its key sequence for the next run and adds up
@@ -362,6 +370,66 @@ static uint64_t run_set_mutex(void *p, const atomic_bool *stop) {
     return ops;
 }
 
+/* corral_set_many in batches of MANY overwrites; ns/op is per key. */
+static uint64_t run_set_corral_many(void *p, const atomic_bool *stop) {
+    worker *w = p;
+    uint64_t ops = 0, bad = 0;
+    size_t pos = w->pos;
+    unsigned char vals[MANY][VAL_LEN];
+    corral_buf keys[MANY], bufs[MANY];
+    for (int m = 0; m < MANY; m++) {
+        value_make(vals[m], 0);
+        bufs[m] = (corral_buf){ vals[m], VAL_LEN };
+    }
+    while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+        for (int j = 0; j < BATCH; j += MANY) {
+            for (int m = 0; m < MANY; m++) {
+                uint32_t id = w->seq[pos];
+                pos = (pos + 1) & SEQ_MASK;
+                const bench_key *k = &w->keys[id];
+                keys[m] = (corral_buf){ k->s, k->len };
+                memcpy(vals[m], &id, sizeof id);
+            }
+            bad += corral_set_many(w->c, keys, bufs, MANY, CORRAL_TTL_FOREVER, NULL) != 0;
+        }
+        ops += BATCH;
+    }
+    w->pos = pos;
+    w->bad += bad;
+    return ops;
+}
+
+/* Inserts: the worker writes ids first, first + stride, ... below N_KEYS, each once, into an
+ * empty store, and stops there (or at the stop flag). `pos` is its first id, `stride` the
+ * thread count. */
+static uint64_t run_insert(worker *w, const atomic_bool *stop, bool is_corral) {
+    uint64_t ops = 0, bad = 0;
+    unsigned char val[VAL_LEN];
+    value_make(val, 0);
+    uint32_t id = (uint32_t)w->pos;
+    while (id < N_KEYS && !atomic_load_explicit(stop, memory_order_relaxed)) {
+        for (int j = 0; j < BATCH && id < N_KEYS; j++, id += w->stride) {
+            const bench_key *k = &w->keys[id];
+            memcpy(val, &id, sizeof id);
+            if (is_corral)
+                bad += corral_set(w->c, k->s, k->len, val, VAL_LEN, CORRAL_TTL_FOREVER, NULL) != 0;
+            else
+                peer_set(w->t, k->s, k->len, val, VAL_LEN);
+            ops++;
+        }
+    }
+    w->bad += bad;
+    return ops;
+}
+
+static uint64_t run_insert_corral(void *p, const atomic_bool *stop) {
+    return run_insert(p, stop, true);
+}
+
+static uint64_t run_insert_mutex(void *p, const atomic_bool *stop) {
+    return run_insert(p, stop, false);
+}
+
 /* ---- Contestants and result rows ---- */
 
 typedef struct contestant {
@@ -378,10 +446,17 @@ static const contestant get_contestants[N_GETS] = {
     { "hash table, no lock", run_get_nolock },
 };
 
-enum { SET_CORRAL, SET_MUTEX, N_SETS };
+enum { SET_CORRAL, SET_MANY, SET_MUTEX, N_SETS };
 static const contestant set_contestants[N_SETS] = {
     { "corral_set (mem://)", run_set_corral },
+    { "corral_set_many, 16 keys", run_set_corral_many },
     { "hash table, global mutex", run_set_mutex },
+};
+
+enum { INS_CORRAL, INS_MUTEX, N_INS };
+static const contestant ins_contestants[N_INS] = {
+    { "corral_set (mem://)", run_insert_corral },
+    { "hash table, global mutex", run_insert_mutex },
 };
 
 #define MAX_ROUNDS 8
@@ -438,7 +513,7 @@ static void measure(const config *cfg, const contestant *cs, size_t n_cs, worker
 
 /* Target verdicts, collected for the summary at the end. */
 typedef struct verdicts {
-    char line[8][160];
+    char line[12][160];
     int n;
     int missed;
 } verdicts;
@@ -517,25 +592,47 @@ static void print_gets(const config *cfg, result res[MAX_THREADS][N_GETS], verdi
     bench_rule(width);
 }
 
-static void print_sets(const config *cfg, result res[MAX_THREADS][N_GETS]) {
-    printf("\nSETS  overwrites of present keys, %u-byte values, Zipf(0.99); best of %u x %.1f s\n",
-           VAL_LEN, cfg->rounds, (double)cfg->set_window_ns / 1e9);
-    const int width = 72;
-    bench_rule(width);
-    printf("%-3s %-26s %10s %8s %7s %8s\n", "thr", "contestant", "ops/s", "ns/op", "spread",
-           "vs mutex");
-    bench_rule(width);
+/* The sets table's target cell for corral_set at `nt` threads, `vs` the mutex table; adds the
+ * verdict. */
+static void set_target(char *out, size_t cap, verdicts *v, const char *what, unsigned nt,
+                       double vs) {
+    double want = nt == 1 ? TARGET_SET_1T : TARGET_SET_2T;
+    bool ok = vs >= want;
+    int n = snprintf(out, cap, ">=%.1fx mutex %s", want, ok ? "PASS" : "MISS");
+    if (n < 0 || (size_t)n >= cap) bench_die("target text too long");
+    verdict_add(v, ok, "%u thread%s: corral_set %s %.2fx the mutex table (target >= %.1fx)", nt,
+                nt == 1 ? "" : "s", what, vs, want);
+}
+
+static void print_set_rows(const config *cfg, const contestant *cs, int n_cs, int corral_row,
+                           int mutex_row, const char *what, result res[MAX_THREADS][N_GETS],
+                           verdicts *v) {
     for (unsigned nt = 1; nt <= MAX_THREADS; nt++) {
-        double mutex = res[nt - 1][SET_MUTEX].best;
-        for (int i = 0; i < N_SETS; i++) {
+        double mutex = res[nt - 1][mutex_row].best;
+        for (int i = 0; i < n_cs; i++) {
             const result *r = &res[nt - 1][i];
-            char rate[32];
-            printf("%-3u %-26s %10s %8.1f %6.1f%% %7.2fx\n", nt, set_contestants[i].name,
+            char rate[32], target[48] = "";
+            if (i == corral_row) set_target(target, sizeof target, v, what, nt, r->best / mutex);
+            printf("%-3u %-9s %-26s %10s %8.1f %6.1f%% %7.2fx  %s\n", nt, what, cs[i].name,
                    bench_fmt_rate(rate, sizeof rate, r->best), nt * 1e9 / r->best, r->spread * 100,
-                   r->best / mutex);
+                   r->best / mutex, target);
             print_rounds(cfg, r);
         }
     }
+}
+
+static void print_sets(const config *cfg, result over[MAX_THREADS][N_GETS],
+                       result ins[MAX_THREADS][N_GETS], verdicts *v) {
+    printf("\nSETS  %u-byte values; overwrites of present keys, Zipf(0.99), best of %u x %.1f s; "
+           "inserts of\n%u keys into an empty store, best of %u; ns/op is per thread\n",
+           VAL_LEN, cfg->rounds, (double)cfg->set_window_ns / 1e9, N_KEYS, cfg->rounds);
+    const int width = 96;
+    bench_rule(width);
+    printf("%-3s %-9s %-26s %10s %8s %7s %8s  %s\n", "thr", "kind", "contestant", "ops/s", "ns/op",
+           "spread", "vs mutex", "target");
+    bench_rule(width);
+    print_set_rows(cfg, set_contestants, N_SETS, SET_CORRAL, SET_MUTEX, "overwrite", over, v);
+    if (ins) print_set_rows(cfg, ins_contestants, N_INS, INS_CORRAL, INS_MUTEX, "insert", ins, v);
     bench_rule(width);
 }
 
@@ -568,6 +665,53 @@ static void store_usage(corral *c, uint64_t *items, size_t *used_bytes) {
     *items = s->total.items > 0 ? (uint64_t)s->total.items : 0;
     *used_bytes = s->used_bytes;
     corral_stats_free(c, s);
+}
+
+/* Runs the insert contestants at 1 and 2 threads, interleaved, `rounds` times, each on a new,
+ * empty store; fills res[t][i]. A run ends when its threads have written every key. */
+static void measure_inserts(const config *cfg, const bench_key *keys,
+                            result res[MAX_THREADS][N_GETS]) {
+    const uint64_t cap_ns = 60ull * 1000000000u; /* a run that takes longer is cut */
+    for (unsigned r = 0; r < cfg->rounds; r++) {
+        for (unsigned nt = 1; nt <= MAX_THREADS; nt++) {
+            for (int i = 0; i < N_INS; i++) {
+                corral *c = NULL;
+                peer_table table;
+                if (i == INS_CORRAL)
+                    c = open_mem((size_t)THROUGHPUT_MB << 20, CORRAL_EVICT_DEFAULT, NULL);
+                else
+                    peer_init(&table, N_KEYS);
+                worker w[MAX_THREADS];
+                void *args[MAX_THREADS];
+                for (unsigned t = 0; t < nt; t++) {
+                    w[t] = (worker){ .pos = t, .stride = nt, .keys = keys, .c = c, .t = &table };
+                    args[t] = &w[t];
+                }
+                double rate = bench_run_threads_until(nt, ins_contestants[i].fn, args, cap_ns);
+                uint64_t bad = 0;
+                for (unsigned t = 0; t < nt; t++)
+                    bad += w[t].bad;
+                if (bad)
+                    bench_die("%s inserts at %u thread(s): %llu sets failed",
+                              ins_contestants[i].name, nt, (unsigned long long)bad);
+                if (c) {
+                    uint64_t items;
+                    size_t used;
+                    store_usage(c, &items, &used);
+                    if (items != N_KEYS)
+                        bench_die("inserts: corral holds %llu of %u keys",
+                                  (unsigned long long)items, N_KEYS);
+                    corral_close(c);
+                } else {
+                    peer_deinit(&table);
+                }
+                res[nt - 1][i].rate[r] = rate;
+            }
+        }
+    }
+    for (unsigned nt = 1; nt <= MAX_THREADS; nt++)
+        for (int i = 0; i < N_INS; i++)
+            result_close(&res[nt - 1][i], cfg->rounds);
 }
 
 /* ---- Hit ratio ---- */
@@ -843,14 +987,16 @@ int main(int argc, char **argv) {
     for (unsigned t = 0; t < MAX_THREADS; t++)
         workers[t] = (worker){ .seq = seqs[t], .pos = 0, .keys = keys, .c = c, .t = &table };
     verdicts v = { .n = 0 };
-    static result get_res[MAX_THREADS][N_GETS], set_res[MAX_THREADS][N_GETS];
+    static result get_res[MAX_THREADS][N_GETS], set_res[MAX_THREADS][N_GETS],
+        ins_res[MAX_THREADS][N_GETS];
     if (cfg.run_gets) {
         measure(&cfg, get_contestants, N_GETS, workers, cfg.get_window_ns, true, get_res);
         print_gets(&cfg, get_res, &v);
     }
     if (cfg.run_sets) {
         measure(&cfg, set_contestants, N_SETS, workers, cfg.set_window_ns, false, set_res);
-        print_sets(&cfg, set_res);
+        measure_inserts(&cfg, keys, ins_res);
+        print_sets(&cfg, set_res, ins_res, &v);
     }
     uint64_t sink = 0;
     for (unsigned t = 0; t < MAX_THREADS; t++)

@@ -98,6 +98,10 @@ void corral__allocator_init(corral__allocator *a, const corral_allocator *user) 
     }
 }
 
+bool corral__allocator_is_libc(const corral__allocator *a) {
+    return a->alloc == libc_alloc && a->free == libc_free;
+}
+
 void *corral__alloc3(const corral__allocator *a, size_t n, size_t m, size_t extra) {
     size_t prod;
     if (m != 0 && n > SIZE_MAX / m) return NULL;

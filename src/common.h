@@ -73,6 +73,10 @@ typedef struct corral__allocator {
 /* Fills `a` from the user's hooks, or libc's when `user` has none. */
 void corral__allocator_init(corral__allocator *a, const corral_allocator *user);
 
+/* True when `a` is libc's malloc (the user gave no hooks): the memory store then bounds what the
+ * process holds for it (store/memory_block.h). */
+bool corral__allocator_is_libc(const corral__allocator *a);
+
 /* Allocates a * b + c bytes; NULL on overflow or failure. */
 void *corral__alloc3(const corral__allocator *a, size_t n, size_t m, size_t extra);
 static inline void *corral__alloc(const corral__allocator *a, size_t n) {

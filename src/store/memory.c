@@ -6,9 +6,10 @@
  * docs/memory-store.md; the eviction policies: docs/eviction.md.
  *
  * Data model
- * - One entry per key: one allocation of corral__mem_entry_bytes(klen, vlen) bytes holding the
- *   header (mem_entry), the key, the value and a NUL; that size is what it accounts for. The
- *   value is a corral_value embedded in the header, so a hit hands out the stored bytes.
+ * - One entry per key: one block (memory_block.h) of corral__mem_entry_bytes(klen, vlen) bytes
+ *   holding the header (mem_entry), the key, the value and a NUL; it accounts for what that
+ *   block costs (memory.h). The value is a corral_value embedded in the header, so a hit hands
+ *   out the stored bytes.
  * - One hash table: a fixed array of 2^n bucket heads sized at open from max_bytes, chains
  *   linked through the entries' `next`. It never grows: the byte bound bounds the entries.
  *   Values and leases are separate keyspaces: the lookup compares the entry's kind too.
@@ -110,7 +111,7 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why) {
 static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
                             size_t len, uint64_t expires_ns) {
     size_t bytes = corral__mem_entry_bytes(k->len, len);
-    mem_entry *e = corral__alloc(s->env.alloc, bytes);
+    mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
     if (!e) return NULL;
     e->magic = MEM_ENTRY_MAGIC;
     e->cls = k->cls;
@@ -142,10 +143,10 @@ static void entry_discard(mem_store *s, mem_entry *e) {
     if (!e) return;
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_NEW);
-    size_t bytes = entry_bytes(e);
+    size_t bytes = entry_block_bytes(e);
     e->magic = 0;
     e->val.magic = 0;
-    corral__free(s->env.alloc, e, bytes);
+    corral__mem_block_free(&s->blocks, e, bytes);
 }
 
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
@@ -154,7 +155,8 @@ static int check_size(const mem_store *s, const mem_shard *sh, size_t klen, size
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
     /* mem_entry.klen, dlen and hlen are 32 bits; keys are far shorter. */
     if (klen > UINT32_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
-    return corral__mem_entry_bytes(klen, vlen) > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
+    size_t cost = corral__mem_block_cost(&s->blocks, corral__mem_entry_bytes(klen, vlen));
+    return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 
 /* ---- The table ---- */
@@ -761,6 +763,23 @@ static size_t ghost_slots(size_t budget) {
     return n;
 }
 
+/* Each shard's budget: max_bytes / nshards, less, when the store bounds what the process holds
+ * (libc's allocator: memory_block.h), a share of the store's fixed structures (the bucket array,
+ * the ghost tables, the shards), at most half of max_bytes in all (only stores of a few KiB
+ * reach that cap). With allocator hooks, the budgets bound the entries' bytes alone. */
+static size_t shard_budget(const mem_store *s, size_t max_bytes, unsigned nshards,
+                           corral_eviction policy) {
+    if (!s->blocks.real_cost) return max_bytes / nshards;
+    size_t ghost =
+        policy == CORRAL_EVICT_S3FIFO ? ghost_slots(max_bytes / nshards) * sizeof(uint32_t) : 0;
+    size_t fixed =
+        corral__mem_block_cost(&s->blocks, ((size_t)1 << s->bucket_bits) * sizeof(mem_link)) +
+        (size_t)nshards * corral__mem_block_cost(&s->blocks, ghost) +
+        corral__mem_block_cost(&s->blocks, (size_t)nshards * sizeof(mem_shard)) +
+        corral__mem_block_cost(&s->blocks, sizeof(mem_store));
+    return (max_bytes - CORRAL_MIN(fixed, max_bytes / 2)) / nshards;
+}
+
 int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
                      const corral__store_env *env) {
     if (out) *out = NULL;
@@ -788,6 +807,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->nshards = nshards;
     s->bucket_bits = choose_bucket_bits(cfg->max_bytes);
     s->bucket_mask = ((uint64_t)1 << s->bucket_bits) - 1;
+    corral__mem_blocks_init(&s->blocks, env->alloc, cfg->max_bytes);
+    size_t budget = shard_budget(s, cfg->max_bytes, nshards, policy);
     atomic_init(&s->reclaim_next, 0);
     atomic_init(&s->rcu_pending, 0);
     if (pthread_mutex_init(&s->rcu_lock, NULL) != 0) goto fail;
@@ -800,7 +821,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     if (!s->shards) goto fail;
     for (; inited < nshards; inited++) {
         mem_shard *sh = &s->shards[inited];
-        sh->budget = cfg->max_bytes / nshards;
+        sh->budget = budget;
         sh->small_budget = sh->budget / 100 * MEM_SMALL_PERCENT;
         atomic_init(&sh->used, 0);
         if (policy == CORRAL_EVICT_S3FIFO) {

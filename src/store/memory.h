@@ -3,12 +3,15 @@
  * See memory.c for the data model (memory_evict.c, memory_rcu.c for the rest), docs/eviction.md for
  * the policies and docs/threads.md for the locks.
  *
- * Accounting: every entry accounts for corral__mem_entry_bytes(key, value) bytes, which is
- * exactly what its one allocation asks the allocator for. Leases (lease_acquire) are entries
+ * Accounting: every entry accounts for what its block costs (memory_block.h): with the
+ * application's allocator hooks, exactly the corral__mem_entry_bytes(key, value) bytes its one
+ * allocation asks the hooks for; with libc's malloc, what the process holds for it (glibc's size
+ * word and rounding, or its own page-rounded mapping). Leases (lease_acquire) are entries
  * too: they count in used_bytes, are reported through the events callback under their key's
  * class like values, and may be evicted. The store's own structures (shards, the S3-FIFO ghost
  * table, the hash table's bucket array of 3 to 6 % of max_bytes: docs/eviction.md) come from
- * the same allocator, at open, but are not counted.
+ * the same allocator, at open; with libc's malloc they are charged to the budget (each shard's
+ * budget is max_bytes less their cost, over the shards), with hooks they are not.
  *
  * Threads: every function is thread-safe, except that close must be the last call.
  */

@@ -24,9 +24,14 @@
 
 /* ---- Small helpers ---- */
 
-/* What `e` accounts for: its allocation's size. */
-static inline size_t entry_bytes(const mem_entry *e) {
+/* The size of `e`'s block. */
+static inline size_t entry_block_bytes(const mem_entry *e) {
     return corral__mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
+}
+
+/* What `e` accounts for: what its block costs (memory_block.h), its size with allocator hooks. */
+static inline size_t entry_bytes(const mem_entry *e) {
+    return corral__mem_block_cost(&e->store->blocks, entry_block_bytes(e));
 }
 
 /* The shard that owns the bucket of `hash`: the top bits of the bucket index, so each shard

@@ -33,11 +33,11 @@ void corral__mem_entry_release(corral_value *v) {
     mem_entry *e = CORRAL_CONTAINER_OF(v, mem_entry, val);
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_DEAD);
-    const corral__allocator *a = e->store->env.alloc;
-    size_t bytes = entry_bytes(e);
+    mem_store *s = e->store;
+    size_t bytes = entry_block_bytes(e);
     e->magic = 0;
     v->magic = 0;
-    corral__free(a, e, bytes);
+    corral__mem_block_free(&s->blocks, e, bytes);
 }
 
 /* Counts `n` of the store's pending frees done (rcu_pending). A count that stays above zero
@@ -68,6 +68,7 @@ static void release_after_grace(mem_store *s, mem_entry *list, size_t also) {
         list = next;
         n++;
     }
+    corral__mem_blocks_trim(&s->blocks); /* on the call_rcu thread: no request waits */
     pending_done(s, n);
 }
 

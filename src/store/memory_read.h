@@ -12,6 +12,7 @@
 #define CORRAL_STORE_MEMORY_READ_H
 
 #include "store.h"
+#include "memory_block.h"
 #include "reader.h"
 #include "../key_hot.h"
 
@@ -113,7 +114,8 @@ typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
 struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
     uint32_t magic;
-    corral__store_env env; /* a copy; what it points to outlives the store */
+    corral__store_env env;     /* a copy; what it points to outlives the store */
+    corral__mem_blocks blocks; /* the entries' blocks and what each costs (memory_block.h) */
     /* 2^bucket_bits chain heads; the array is immutable, each head changes under the mutex of
      * the shard that owns its bucket (shard_of). */
     mem_link *buckets;

@@ -24,6 +24,8 @@ A spec (every key optional):
     body_delay    seconds to wait between chunks
     close         close the connection after the answer
     head_gate     hold the whole answer until the test opens this gate
+    informational [[103, {"Link": "</a.css>; rel=preload"}], ...]: interim (1xx) answers sent,
+                  each flushed, before the final one
     gate          send the head and the first `gate_after` bytes of the body (default 0; a
                   chunk of its own when chunked), then hold the rest until this gate opens
 Held answers give up after 60 s, so a failing test cannot hang the origin.
@@ -182,6 +184,11 @@ class Handler(BaseHTTPRequestHandler):
                 j = text.index("}", i)
                 text = text[:i] + self.headers.get(text[i + 3:j], "") + text[j + 1:]
             data = text.encode()
+        for code, fields in spec.get("informational", []):
+            interim = b"HTTP/1.1 %d Interim\r\n" % int(code)
+            interim += b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in fields.items())
+            self.wfile.write(interim + b"\r\n")
+            self.wfile.flush()
         status = int(spec.get("status", 200))
         self.send_response(status)
         headers = spec.get("headers", DEFAULT["headers"])

@@ -5,8 +5,8 @@
  *
  * The prefix of a user key is the part before its first ':' (the handle's key_prefix plays no
  * part); a fragment key counts under "template.cache.<name>". Exact byte gauges come from the
- * memory store's own accounting rule, corral__mem_entry_bytes (internal header), applied to the
- * physical key.
+ * memory store's own accounting rule (internal headers): corral__mem_entry_bytes of the physical
+ * key, costed by corral__mem_block_cost as with libc's allocator, which these handles use.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +20,7 @@
 
 #include "corral/corral.h"
 #include "store/memory.h"
+#include "store/memory_block.h"
 #include "metrics_list.h"
 
 #define T0_NS ((uint64_t)1767225600 * 1000000000u)
@@ -94,7 +95,11 @@ static int64_t entry_bytes(corral *c, const char *key, size_t val_len) {
     size_t len = 0;
     assert_int_equal(corral_make_key(c, key, strlen(key), NULL, phys, sizeof phys, &len),
                      CORRAL_OK);
-    return (int64_t)corral__mem_entry_bytes(len, val_len);
+    corral__allocator libc;
+    corral__allocator_init(&libc, NULL);
+    corral__mem_blocks blocks;
+    corral__mem_blocks_init(&blocks, &libc, 16000000);
+    return (int64_t)corral__mem_block_cost(&blocks, corral__mem_entry_bytes(len, val_len));
 }
 
 static char *metrics_text(corral *c) {

@@ -1,0 +1,63 @@
+/*
+ * memory_block.h - the blocks behind the memory store's entries: how they are allocated, what
+ * each costs, and giving freed heap pages back to the system. docs/memory-density.md has the
+ * measurements behind each rule.
+ *
+ * With the application's allocator hooks, a block is what the hooks give, and it costs exactly
+ * the bytes asked for: the hooks' memory is the application's to bound, and tests count it to
+ * the byte. With libc's malloc (no hooks), the store bounds what the process really holds:
+ * - a block of `map_min` bytes or more (256 KiB) is an anonymous mapping of its own, rounded to
+ *   pages and unmapped when freed. glibc raises its mmap threshold each time it unmaps a block
+ *   it mapped, after which large blocks land in the heap and fragment it; ours never do. (At
+ *   64 KiB, the page faults of fresh mappings made the mixed-size writes 2.5x slower.)
+ * - a smaller block costs what glibc's malloc holds for it: the request plus the 8-byte size
+ *   word, rounded up to 16, at least 32 bytes;
+ * - once `trim_every` bytes (an eighth of the bound plus 4 MiB) were freed since the last
+ *   trim, corral__mem_blocks_trim gives the heap's free pages back (malloc_trim): glibc returns
+ *   the top of its heap by itself, never a hole inside it. The store calls it on its call_rcu
+ *   thread, after a batch of frees, never on a writer's or reader's path.
+ * Under a sanitizer, blocks are never mapped and the heap is never trimmed: AddressSanitizer
+ * keeps seeing every entry (bounds, leaks), and the sanitizers' allocators are not glibc's.
+ *
+ * Threads: every function is thread-safe; the struct is immutable after init but for its
+ * atomic counters.
+ */
+#ifndef CORRAL_STORE_MEMORY_BLOCK_H
+#define CORRAL_STORE_MEMORY_BLOCK_H
+
+#include "../common.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define CORRAL__MEM_MAP_MIN ((size_t)256 << 10)
+
+typedef struct corral__mem_blocks {
+    const corral__allocator *alloc;
+    bool real_cost;        /* libc: cost is what glibc or the mapping holds; hooks: bytes asked */
+    size_t map_min;        /* blocks this big or bigger are mapped; SIZE_MAX: never */
+    size_t page;           /* the system's page size */
+    size_t trim_every;     /* freed bytes between two trims; 0: never trim */
+    _Atomic size_t freed;  /* cost freed since the last trim */
+    _Atomic size_t mapped; /* cost of the blocks mapped now (tests, stats) */
+    _Atomic size_t trims;  /* trims done (tests) */
+} corral__mem_blocks;
+
+/* Sets up the blocks of a store bounded at `max_bytes` that allocates from `a` (which must
+ * outlive them). */
+void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes);
+
+/* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). */
+size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n);
+
+/* A block of `n` bytes, or NULL. Free it with corral__mem_block_free and the same `n`. */
+void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);
+
+/* Frees a block of `n` bytes (NULL accepted) and counts its cost toward the next trim. */
+void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n);
+
+/* Trims the heap if trim_every bytes were freed since the last trim; returns true if it did.
+ * Can take milliseconds on a large heap: call it where no request waits. */
+bool corral__mem_blocks_trim(corral__mem_blocks *b);
+
+#endif /* CORRAL_STORE_MEMORY_BLOCK_H */
