@@ -36,6 +36,7 @@
  * or on a worker (background). Flight callbacks run on the finishing thread.
  */
 #include "handle.h"
+#include "fork.h"
 
 #include <errno.h>
 #include <math.h>
@@ -82,7 +83,8 @@ typedef struct flight_shard {
 struct corral__flights {
     uint32_t magic;
     flight_shard shards[FLIGHT_SHARDS];
-    corral__mutex workers_lock; /* makes starting the workers happen once; a leaf */
+    corral__mutex workers_lock;  /* makes starting the workers happen once; a leaf */
+    corral__fork_hook fork_hook; /* flights_after_fork, in a forked child */
 };
 
 /* ---- The refresh workers ---- */
@@ -114,6 +116,21 @@ struct corral__workers {
     pthread_t threads[];
 };
 
+/* In a forked child (fork.h): the refresh workers, and the threads that led or waited on a
+ * flight, are gone. Forget them (their memory is the parent's copy, left as it is: freeing a
+ * job or a waiter could release what a dead thread was using): a new flight starts on the next
+ * miss, new workers on the next background refresh. */
+static void flights_after_fork(void *arg) {
+    corral *c = arg;
+    corral__flights *f = c->flights;
+    for (size_t i = 0; i < FLIGHT_SHARDS; i++) {
+        memset(f->shards[i].buckets, 0, sizeof f->shards[i].buckets);
+        CORRAL_MUST(corral__mutex_init(&f->shards[i].lock) == CORRAL_OK);
+    }
+    CORRAL_MUST(corral__mutex_init(&f->workers_lock) == CORRAL_OK);
+    c->workers = NULL;
+}
+
 int corral__flights_new(corral *c) {
     corral__flights *f = corral__calloc(&c->alloc, 1, sizeof *f);
     if (!f) return CORRAL_ENOMEM;
@@ -133,6 +150,9 @@ int corral__flights_new(corral *c) {
     }
     f->magic = FLIGHTS_MAGIC;
     c->flights = f;
+    f->fork_hook.child = flights_after_fork;
+    f->fork_hook.arg = c;
+    corral__fork_hook_add(&f->fork_hook);
     return CORRAL_OK;
 }
 
@@ -830,6 +850,7 @@ static int submit_refresh(corral *c, corral_flight *lead, const corral__skey *sk
 }
 
 void corral__loader_close(corral *c) {
+    if (c->flights) corral__fork_hook_remove(&c->flights->fork_hook);
     corral__workers *w = c->workers;
     if (w) {
         CORRAL_CHECK_OBJ(w, WORKERS_MAGIC);
