@@ -494,6 +494,8 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
                 o->redis.serializer = CORRAL_SERIALIZER_RAW;
             else if (strcasecmp(val, "django") == 0)
                 o->redis.serializer = CORRAL_SERIALIZER_DJANGO;
+            else if (strcasecmp(val, "bare") == 0)
+                o->redis.serializer = CORRAL_SERIALIZER_BARE;
             else
                 bad = 1;
         }

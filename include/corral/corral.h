@@ -158,7 +158,12 @@ typedef enum corral_serializer {
      * tags (a write with tags returns CORRAL_ENOTSUP and writes nothing), XFetch early refresh,
      * grace (stale_ttl_ms) and stale-if-error (a value lives until its store TTL, then is
      * gone). Namespaces and versions work: they live in keys. */
-    CORRAL_SERIALIZER_DJANGO
+    CORRAL_SERIALIZER_DJANGO,
+    /* Values as the caller gives them, with no envelope, for a caller that writes Django's
+     * format itself (the Python package: ints as their digits, anything else pickled), so any
+     * Python object round-trips. Reads return the stored bytes. What needs the envelope does
+     * not work, as with CORRAL_SERIALIZER_DJANGO. */
+    CORRAL_SERIALIZER_BARE
 } corral_serializer;
 
 /* Options of the Redis store (corral_options.redis, used when `store` is "redis"). Filled by
@@ -239,7 +244,7 @@ CORRAL_API void corral_options_init(corral_options *o);
  * Redis store only: db (also the URL's path; not both), password (also the URL's userinfo; not
  * both; percent-decoded), connect_timeout and command_timeout (seconds, fractional allowed, or
  * with a unit `s` or `ms`: "0.25", "250ms"; more than 0), pool (connections per server, 1-1024),
- * near_cache (bytes, units as max_memory; 0 for none), serializer (`raw` or `django`).
+ * near_cache (bytes, units as max_memory; 0 for none), serializer (`raw`, `django` or `bare`).
  * Hosts as corral_redis_options.hosts describes; `redis://` alone is 127.0.0.1:6379.
  * An unknown, repeated or malformed parameter, or one the URL's store does not take, returns
  * CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */

@@ -66,6 +66,8 @@
  * (CORRAL__STORE_NO_ENVELOPE, store.h): the handle writes values bare, and a value read is never
  * split into an envelope and a payload. CORRAL__SETF_BINARY (corral_call.is_binary) writes a
  * value as pickled bytes whatever it holds. get_checked is get: there are no tags to check.
+ * serializer=bare is the same without the encoding: the caller (the Python package) writes
+ * Django's format itself, and a read hands back the stored bytes.
  *
  * Events: none. Redis evicts, expires and may be written by other clients without telling us,
  * so the store does not call the events callback (store.h); used_bytes and max_bytes are 0.
@@ -188,7 +190,8 @@ typedef struct redis_store {
     const corral__allocator *alloc;
     corral__redis_pool *pool;
     size_t max_value_bytes;
-    bool django;      /* serializer=django: values go through redis_django.c */
+    bool django;      /* serializer=django or bare: values carry no envelope */
+    bool pickles;     /* serializer=django: values go through redis_django.c */
     char *tag_prefix; /* "<KEY_PREFIX>:tag:", ARGV[1] of CHECKED; owned */
     size_t tag_prefix_len;
     /* Bit `cls` set: values under metrics class `cls` carry tags, and get_checked reads them with
@@ -208,7 +211,7 @@ static redis_store *store_of(corral__store *base) {
 /* The value's bytes in a reply: the reply itself, or what the Django format wraps. */
 static int stored_bytes(const redis_store *s, const redisReply *r, const char **bytes,
                         size_t *len) {
-    if (!s->django) {
+    if (!s->pickles) {
         *bytes = r->str;
         *len = r->len;
         return CORRAL_OK;
@@ -492,7 +495,7 @@ static int wire_bytes(redis_store *s, const void *val, size_t len, unsigned flag
     *owned_len = 0;
     *out = val ? val : "";
     *out_len = len;
-    if (!s->django) return CORRAL_OK;
+    if (!s->pickles) return CORRAL_OK;
     bool as_bytes = flags & CORRAL__SETF_BINARY;
     size_t n = corral__django_encoded_len_as(val, len, as_bytes);
     char *b = corral__alloc(s->alloc, n ? n : 1);
@@ -871,7 +874,7 @@ static int r_set_many_flags(corral__store *base, const corral__skey *ks, const c
     /* Django format: one scratch block, as large as the largest encoding; each SET is copied
      * into hiredis's output buffer as it is appended. */
     size_t scratch_len = 0;
-    for (size_t i = 0; s->django && i < n; i++)
+    for (size_t i = 0; s->pickles && i < n; i++)
         scratch_len = CORRAL_MAX(
             scratch_len, corral__django_encoded_len_as(vals[i].data, vals[i].len, as_bytes));
     unsigned char *scratch = NULL;
@@ -890,7 +893,7 @@ static int r_set_many_flags(corral__store *base, const corral__skey *ks, const c
     for (size_t i = 0; sent && i < n; i++) {
         const char *argv[5] = { "SET", ks[i].data, vals[i].data ? vals[i].data : "", "PX", ttl };
         size_t lens[5] = { 3, ks[i].len, vals[i].len, 2, ttl_len };
-        if (s->django) {
+        if (s->pickles) {
             corral__django_encode_as(vals[i].data, vals[i].len, as_bytes, scratch);
             argv[2] = (const char *)scratch;
             lens[2] = corral__django_encoded_len_as(vals[i].data, vals[i].len, as_bytes);
@@ -1179,8 +1182,9 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     if (o->pool < 1 || o->pool > CORRAL__REDIS_MAX_POOL)
         return corral__seterr(err, CORRAL_EINVAL, "pool: must be 1 to %u", CORRAL__REDIS_MAX_POOL);
     if (o->db > INT32_MAX) return corral__seterr(err, CORRAL_EINVAL, "db: too large");
-    if (o->serializer != CORRAL_SERIALIZER_RAW && o->serializer != CORRAL_SERIALIZER_DJANGO)
-        return corral__seterr(err, CORRAL_EINVAL, "serializer: unknown (raw or django)");
+    if (o->serializer != CORRAL_SERIALIZER_RAW && o->serializer != CORRAL_SERIALIZER_DJANGO &&
+        o->serializer != CORRAL_SERIALIZER_BARE)
+        return corral__seterr(err, CORRAL_EINVAL, "serializer: unknown (raw, django or bare)");
 
     redis_store *s = corral__calloc(env->alloc, 1, sizeof *s);
     if (!s) return corral__seterr(err, CORRAL_ENOMEM, "redis store: out of memory");
@@ -1188,7 +1192,8 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     s->magic = REDIS_STORE_MAGIC;
     s->alloc = env->alloc;
     s->max_value_bytes = CORRAL_MIN(max_value_bytes, CORRAL__REDIS_MAX_VALUE);
-    s->django = o->serializer == CORRAL_SERIALIZER_DJANGO;
+    s->pickles = o->serializer == CORRAL_SERIALIZER_DJANGO;
+    s->django = s->pickles || o->serializer == CORRAL_SERIALIZER_BARE;
     if (s->django) s->base.caps |= CORRAL__STORE_NO_ENVELOPE;
     for (size_t i = 0; i < TAGGED_WORDS; i++)
         atomic_init(&s->tagged_cls[i], 0);
