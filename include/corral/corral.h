@@ -208,7 +208,8 @@ typedef struct corral_options {
     size_t max_value_bytes;   /* largest value accepted, default 0 = max_memory_bytes / 16 */
     corral_eviction eviction; /* memory store policy */
     unsigned shards;          /* memory store write shards, 0 = automatic */
-    bool allow_binary_keys;   /* memory store: skip the 0x00-0x20/0x7f check; keys up to 4096 B */
+    bool allow_binary_keys;   /* every byte but 0x1f, keys up to 4096 B (Django's non-memcached
+                                 backends' keys: spaces, control bytes, long keys) */
     size_t max_prefixes;      /* metrics label bound, default 256 (0: all count as "other") */
     corral_allocator allocator;
     corral_clock_fn now_ns; /* default: CLOCK_REALTIME */
@@ -238,9 +239,9 @@ CORRAL_API void corral_options_init(corral_options *o);
  *
  * Parameters of every store: key_prefix (percent-decoded; '+' stays '+'), version (integer),
  * timeout (seconds as Django's TIMEOUT, fractional allowed, or `none`), max_value (bytes with an
- * optional unit B, KB, MB, GB, KiB, MiB, GiB; KB = 1000), max_prefixes.
- * Memory store only: max_memory (same units), eviction (sieve, s3fifo, lru), shards, binary_keys
+ * optional unit B, KB, MB, GB, KiB, MiB, GiB; KB = 1000), max_prefixes, binary_keys
  * (0/1/true/false).
+ * Memory store only: max_memory (same units), eviction (sieve, s3fifo, lru), shards.
  * Redis store only: db (also the URL's path; not both), password (also the URL's userinfo; not
  * both; percent-decoded), connect_timeout and command_timeout (seconds, fractional allowed, or
  * with a unit `s` or `ms`: "0.25", "250ms"; more than 0), pool (connections per server, 1-1024),
