@@ -44,6 +44,7 @@
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define POOL_MAGIC 0x9e015e7au
 #define HOST_MAGIC 0x9e0a057au
@@ -254,20 +255,29 @@ static int host_init(corral__redis_pool *p, corral__redis_host *h, const char *n
 }
 
 /* In a forked child (fork.h): the connections are the parent's sockets, and the threads that
- * held slots, or a host's mutex, are gone. Close the child's copies of the descriptors (hiredis
- * sends nothing on free), make every slot idle and reconnect on first use. */
+ * held slots, or a host's mutex, are gone. Close the child's copies of the descriptors, make
+ * every slot idle and reconnect on first use. An idle connection is freed (hiredis sends
+ * nothing on free); one a thread was using may be halfway through a write or a read, so only
+ * its descriptor is closed, and its memory (the child's copy) is left as it is. */
 static void pool_after_fork(void *arg) {
     corral__redis_pool *p = arg;
     for (size_t i = 0; i < p->n_hosts; i++) {
         corral__redis_host *h = &p->hosts[i];
         for (unsigned s = 0; s < p->size; s++) {
-            if (h->conns[s].ctx) {
-                redisFree(h->conns[s].ctx);
-                h->conns[s].ctx = NULL;
-                atomic_fetch_sub_explicit(&p->ctr.open, 1, memory_order_relaxed);
-            }
-            h->idle[s] = p->size - 1 - s;
+            corral__redis_conn *conn = &h->conns[s];
+            if (!conn->ctx) continue;
+            bool idle = false;
+            for (unsigned k = 0; k < h->n_idle && !idle; k++)
+                idle = h->idle[k] == s;
+            if (idle)
+                redisFree(conn->ctx);
+            else if (conn->ctx->fd >= 0)
+                (void)close(conn->ctx->fd);
+            conn->ctx = NULL;
+            atomic_fetch_sub_explicit(&p->ctr.open, 1, memory_order_relaxed);
         }
+        for (unsigned s = 0; s < p->size; s++)
+            h->idle[s] = p->size - 1 - s;
         h->n_idle = p->size;
         h->epoch++;
         h->fails = 0;

@@ -638,8 +638,10 @@ static int wake_pipe(tiered_store *t) {
  * makes it live. A pipe that cannot be made again leaves the near cache bypassed. */
 static void tiered_after_fork(void *arg) {
     tiered_store *t = arg;
+    /* The child's copy of the descriptor; the parent's stays open. The tracker may have been
+     * halfway through a read, so the context's memory is left as it is. */
     redisContext *ctx = atomic_exchange(&t->tracker_ctx, NULL);
-    if (ctx) redisFree(ctx); /* the child's copy of the descriptor; the parent's stays open */
+    if (ctx && ctx->fd >= 0) (void)close(ctx->fd);
     atomic_store(&t->live, false);
     atomic_fetch_add(&t->epoch, 1); /* fills begun before the fork are not kept */
     atomic_store(&t->flush_first, true);

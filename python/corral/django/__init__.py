@@ -34,8 +34,6 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 import corral
 
-default_app_config = "corral.django.apps.CorralConfig"
-
 __all__ = ["CorralCache", "bust_on", "metrics", "purge", "surrogate_keys",
            "SurrogateKeyMiddleware"]
 
@@ -132,8 +130,8 @@ class CorralCache(BaseCache):
 
     # ---- Django's API ----
 
-    def get(self, key, default=None, version=None):
-        data = self._c.get(self._key(key, version), version=version)
+    def get(self, key, default=None, version=None, ns=None):
+        data = self._c.get(self._key(key, version), version=version, ns=ns)
         return default if data is None else self._decode(data)
 
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None, tags=None, ns=None):
@@ -144,31 +142,31 @@ class CorralCache(BaseCache):
         return self._c.add(self._key(key, version), self._encode(value), self._ttl(timeout),
                            version=version, tags=tags, ns=ns)
 
-    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
-        return self._c.touch(self._key(key, version), self._ttl(timeout), version=version)
+    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None, ns=None):
+        return self._c.touch(self._key(key, version), self._ttl(timeout), version=version, ns=ns)
 
-    def delete(self, key, version=None):
-        return self._c.delete(self._key(key, version), version=version)
+    def delete(self, key, version=None, ns=None):
+        return self._c.delete(self._key(key, version), version=version, ns=ns)
 
-    def has_key(self, key, version=None):
-        return self._c.has(self._key(key, version), version=version)
+    def has_key(self, key, version=None, ns=None):
+        return self._c.has(self._key(key, version), version=version, ns=ns)
 
-    def get_many(self, keys, version=None):
+    def get_many(self, keys, version=None, ns=None):
         made = {self._key(k, version): k for k in keys}
-        found = self._c.get_many(list(made), version=version)
+        found = self._c.get_many(list(made), version=version, ns=ns)
         return {made[k]: self._decode(v) for k, v in found.items()}
 
-    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None, tags=None, ns=None):
         self._c.set_many({self._key(k, version): self._encode(v) for k, v in data.items()},
-                         self._ttl(timeout), version=version)
+                         self._ttl(timeout), version=version, tags=tags, ns=ns)
         return []
 
-    def delete_many(self, keys, version=None):
-        self._c.delete_many([self._key(k, version) for k in keys], version=version)
+    def delete_many(self, keys, version=None, ns=None):
+        self._c.delete_many([self._key(k, version) for k in keys], version=version, ns=ns)
 
-    def incr(self, key, delta=1, version=None):
+    def incr(self, key, delta=1, version=None, ns=None):
         try:
-            return self._c.incr(self._key(key, version), delta, version=version)
+            return self._c.incr(self._key(key, version), delta, version=version, ns=ns)
         except KeyError:
             raise ValueError("Key '%s' not found" % key) from None
         except corral.Error as e:
@@ -198,11 +196,11 @@ class CorralCache(BaseCache):
         stale_if_error, jitter, wait_timeout (seconds; OPTIONS give the defaults), tags, ns."""
         k = self._key(key, version)
         if not callable(default):
-            value = self.get(key, _MISSING, version=version)
+            value = self.get(key, _MISSING, version=version, ns=load.get("ns"))
             if value is _MISSING:
                 self.add(key, default, timeout, version=version,
                          tags=load.get("tags"), ns=load.get("ns"))
-                return self.get(key, default, version=version)
+                return self.get(key, default, version=version, ns=load.get("ns"))
             return value
         opts = dict(self._load_defaults)
         opts.update(load)
