@@ -3,7 +3,7 @@
 #                (examples/shop, scripts/run-shop) on the embedded memory store; Ctrl-C stops
 #   make demo    bootstrap, build, run `corral demo` (the guide's scenarios on the library)
 #   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
-#   make bench   build optimised, run every benchmark (bench/bench_*)
+#   make bench   build optimised, run every benchmark (bench/bench_*, bench/bench_django.py)
 #   make bench-proxy   corral-proxy vs nginx proxy_cache vs Varnish (bench/proxy.sh), one table
 #   make tsan    build with ThreadSanitizer, run the unit tests
 #   make fuzz    build the libFuzzer targets with clang-14, run each for FUZZ_SECONDS
@@ -50,6 +50,8 @@ tsan: bootstrap
 
 bench: build/release/.built
 	@for b in build/release/bench_*; do echo "== $$b"; $$b || exit 1; done
+	@echo "== bench/bench_django.py"
+	@PYTHONPATH=build/release/python /usr/bin/python3 bench/bench_django.py
 
 # corral-proxy beside nginx proxy_cache and Varnish (installs them and wrk when missing).
 bench-proxy: build/release/.built
