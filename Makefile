@@ -45,7 +45,7 @@ tsan: bootstrap
 	$(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug $(CFG_COMMON) \
 	    -DCORRAL_SANITIZE=thread -DCORRAL_BUILD_BENCH=OFF >/dev/null
 	$(CMAKE) --build build/tsan -j$(JOBS)
-	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/scripts/tsan.supp" \
+	TSAN_OPTIONS="halt_on_error=1 die_after_fork=0 suppressions=$(CURDIR)/scripts/tsan.supp" \
 	    ctest --test-dir build/tsan --output-on-failure -j$(JOBS) -L unit
 
 bench: build/release/.built
