@@ -3,7 +3,7 @@
 #                (examples/shop, scripts/run-shop) on the embedded memory store; Ctrl-C stops
 #   make demo    bootstrap, build, run `corral demo` (the guide's scenarios on the library)
 #   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
-#   make bench   build optimised, run every benchmark (bench/bench_*)
+#   make bench   build optimised, run every benchmark (bench/bench_*, bench/bench_django.py)
 #   make bench-proxy   corral-proxy vs nginx proxy_cache vs Varnish (bench/proxy.sh), one table
 #   make soak    corral-proxy under wrk load and injected faults, memory store then Redis
 #                (bench/soak.sh; SOAK_SECONDS, default 300); not part of make test
@@ -52,11 +52,13 @@ tsan: bootstrap
 	$(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug $(CFG_COMMON) \
 	    -DCORRAL_SANITIZE=thread -DCORRAL_BUILD_BENCH=OFF >/dev/null
 	$(CMAKE) --build build/tsan -j$(JOBS)
-	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/scripts/tsan.supp" \
+	TSAN_OPTIONS="halt_on_error=1 die_after_fork=0 suppressions=$(CURDIR)/scripts/tsan.supp" \
 	    ctest --test-dir build/tsan --output-on-failure -j$(JOBS) -L unit
 
 bench: build/release/.built
 	@for b in build/release/bench_*; do echo "== $$b"; $$b || exit 1; done
+	@echo "== bench/bench_django.py"
+	@PYTHONPATH=build/release/python /usr/bin/python3 bench/bench_django.py
 
 # corral-proxy beside nginx proxy_cache and Varnish (installs them and wrk when missing).
 bench-proxy: build/release/.built

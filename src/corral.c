@@ -62,8 +62,6 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     if (o->store && strcmp(o->store, "mem") != 0 && !is_redis)
         return corral__seterr(err, CORRAL_EBADURL,
                               "store: unknown store '%.32s' (known: mem, redis)", o->store);
-    if (is_redis && o->allow_binary_keys) /* they could forge the store's lease keys */
-        return corral__seterr(err, CORRAL_EINVAL, "binary_keys: memory store only");
     if (o->max_memory_bytes == 0)
         return corral__seterr(err, CORRAL_EINVAL, "max_memory: must be more than 0");
     if (o->default_ttl_ms < 0 && o->default_ttl_ms != CORRAL_TTL_FOREVER)

@@ -19,6 +19,7 @@
  */
 #include "flight.h"
 #include "access.h"
+#include "fork.h"
 
 #include <errno.h>
 #include <string.h>
@@ -59,7 +60,19 @@ typedef struct flight_shard {
 struct corral__flights {
     uint32_t magic;
     flight_shard shards[FLIGHT_SHARDS];
+    corral__fork_hook fork_hook; /* flights_after_fork, in a forked child */
 };
+
+/* In a forked child (fork.h): the threads that led or waited on a flight are gone. Forget their
+ * flights (their memory is the parent's copy, left as it is: freeing a waiter could release what
+ * a dead thread was using): a new flight starts on the next miss. */
+static void flights_after_fork(void *arg) {
+    corral__flights *f = arg;
+    for (size_t i = 0; i < FLIGHT_SHARDS; i++) {
+        memset(f->shards[i].buckets, 0, sizeof f->shards[i].buckets);
+        CORRAL_MUST(corral__mutex_init(&f->shards[i].lock) == CORRAL_OK);
+    }
+}
 
 int corral__flights_new(corral *c) {
     corral__flights *f = corral__calloc(&c->alloc, 1, sizeof *f);
@@ -74,6 +87,9 @@ int corral__flights_new(corral *c) {
     }
     f->magic = FLIGHTS_MAGIC;
     c->flights = f;
+    f->fork_hook.child = flights_after_fork;
+    f->fork_hook.arg = f;
+    corral__fork_hook_add(&f->fork_hook);
     return CORRAL_OK;
 }
 
@@ -368,6 +384,7 @@ void corral__flights_free(corral *c) {
     corral__flights *f = c->flights;
     if (!f) return;
     CORRAL_CHECK_OBJ(f, FLIGHTS_MAGIC);
+    corral__fork_hook_remove(&f->fork_hook);
     for (size_t i = 0; i < FLIGHT_SHARDS; i++) {
         /* A flight still here is led by a thread that outlived the handle: a caller's bug.
          * Release its waiters rather than leak them. */

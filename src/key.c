@@ -62,7 +62,11 @@ void corral__keyscheme_init(corral__keyscheme *ks, const char *prefix, size_t pr
 }
 
 int corral__key_validate(const void *key, size_t len, bool allow_binary) {
-    if (allow_binary) return len <= CORRAL__MAX_BINARY_KEY ? CORRAL_OK : CORRAL_EBADKEY;
+    /* Binary keys take every byte but 0x1f, which corral's own keys use as a separator (the
+     * Redis store's lease keys: redis.c), so no user key can be one of them. */
+    if (allow_binary)
+        return len <= CORRAL__MAX_BINARY_KEY && !memchr(key, 0x1f, len) ? CORRAL_OK
+                                                                        : CORRAL_EBADKEY;
     if (len > CORRAL__MAX_KEY) return CORRAL_EBADKEY;
     /* Django: ord(char) < 33 or ord(char) == 127; a word at a time (key.h). */
     return corral__key_bytes_ok_inline(key, len) ? CORRAL_OK : CORRAL_EBADKEY;

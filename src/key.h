@@ -3,8 +3,8 @@
  *
  * Physical key: KEY_PREFIX ":" VERSION ":" key (Django's default_key_func), or what the user's
  * key function returns. Validation follows Django's memcache_key_warnings, refused instead of
- * warned: at most 250 bytes, no byte in 0x00-0x20 or 0x7f. Binary keys (an option of the memory
- * store) skip the byte check and allow up to CORRAL__MAX_BINARY_KEY bytes.
+ * warned: at most 250 bytes, no byte in 0x00-0x20 or 0x7f. Binary keys (the binary_keys option)
+ * allow every byte but 0x1f (corral's own separator) and up to CORRAL__MAX_BINARY_KEY bytes.
  */
 #ifndef CORRAL_KEY_H
 #define CORRAL_KEY_H

@@ -31,6 +31,7 @@
  */
 #include "flight.h"
 #include "access.h"
+#include "fork.h"
 
 #include <errno.h>
 #include <math.h>
@@ -68,10 +69,24 @@ struct corral__workers {
     pthread_cond_t wake;
     job *head, *tail;
     bool stopping;
-    unsigned n_threads; /* room in `threads` */
-    unsigned n_started; /* threads running, under `lock` */
+    unsigned n_threads;          /* room in `threads` */
+    unsigned n_started;          /* threads running, under `lock` */
+    corral__fork_hook fork_hook; /* workers_after_fork, in a forked child */
     pthread_t threads[];
 };
+
+/* In a forked child (fork.h): the refresh workers are gone, and one may have held `lock`. Forget
+ * them and their queue (the jobs are the parent's copy, left as they are: their flights are
+ * forgotten too, flight.c); new workers start on the next background refresh. */
+static void workers_after_fork(void *arg) {
+    corral__workers *w = arg;
+    memset(&w->lock, 0, sizeof w->lock);
+    memset(&w->wake, 0, sizeof w->wake);
+    CORRAL_MUST(pthread_mutex_init(&w->lock, NULL) == 0);
+    CORRAL_MUST(pthread_cond_init(&w->wake, NULL) == 0);
+    w->head = w->tail = NULL;
+    w->n_started = 0;
+}
 
 /* ---- Producing a value ---- */
 
@@ -343,6 +358,9 @@ int corral__loader_new(corral *c) {
     }
     w->magic = WORKERS_MAGIC;
     c->workers = w;
+    w->fork_hook.child = workers_after_fork;
+    w->fork_hook.arg = w;
+    corral__fork_hook_add(&w->fork_hook);
     return CORRAL_OK;
 }
 
@@ -431,6 +449,7 @@ void corral__loader_close(corral *c) {
     corral__workers *w = c->workers;
     if (w) {
         CORRAL_CHECK_OBJ(w, WORKERS_MAGIC);
+        corral__fork_hook_remove(&w->fork_hook);
         CORRAL_MUST(pthread_mutex_lock(&w->lock) == 0);
         w->stopping = true;
         CORRAL_MUST(pthread_cond_broadcast(&w->wake) == 0);

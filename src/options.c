@@ -277,7 +277,7 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
                           { "timeout", false, FOR_ALL },
                           { "eviction", false, FOR_MEM },
                           { "shards", false, FOR_MEM },
-                          { "binary_keys", false, FOR_MEM },
+                          { "binary_keys", false, FOR_ALL },
                           { "max_prefixes", false, FOR_ALL },
                           { "db", false, FOR_REDIS },
                           { "password", false, FOR_REDIS },
@@ -423,6 +423,8 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
                 o->redis.serializer = CORRAL_SERIALIZER_RAW;
             else if (strcasecmp(val, "django") == 0)
                 o->redis.serializer = CORRAL_SERIALIZER_DJANGO;
+            else if (strcasecmp(val, "bare") == 0)
+                o->redis.serializer = CORRAL_SERIALIZER_BARE;
             else
                 bad = 1;
         }

@@ -159,7 +159,12 @@ typedef enum corral_serializer {
      * tags (a write with tags returns CORRAL_ENOTSUP and writes nothing), XFetch early refresh,
      * grace (stale_ttl_ms) and stale-if-error (a value lives until its store TTL, then is
      * gone). Namespaces and versions work: they live in keys. */
-    CORRAL_SERIALIZER_DJANGO
+    CORRAL_SERIALIZER_DJANGO,
+    /* Values as the caller gives them, with no envelope, for a caller that writes Django's
+     * format itself (the Python package: ints as their digits, anything else pickled), so any
+     * Python object round-trips. Reads return the stored bytes. What needs the envelope does
+     * not work, as with CORRAL_SERIALIZER_DJANGO. */
+    CORRAL_SERIALIZER_BARE
 } corral_serializer;
 
 /* Options of the Redis store (corral_options.redis, used when `store` is "redis"). Filled by
@@ -204,7 +209,8 @@ typedef struct corral_options {
     size_t max_value_bytes;   /* largest value accepted, default 0 = max_memory_bytes / 16 */
     corral_eviction eviction; /* memory store policy */
     unsigned shards;          /* memory store write shards, 0 = automatic */
-    bool allow_binary_keys;   /* memory store: skip the 0x00-0x20/0x7f check; keys up to 4096 B */
+    bool allow_binary_keys;   /* every byte but 0x1f, keys up to 4096 B (Django's non-memcached
+                                 backends' keys: spaces, control bytes, long keys) */
     size_t max_prefixes;      /* metrics label bound, default 256 (0: all count as "other") */
     corral_allocator allocator;
     corral_clock_fn now_ns; /* default: CLOCK_REALTIME */
@@ -235,13 +241,13 @@ CORRAL_API void corral_options_init(corral_options *o);
  * Parameters of every store: key_prefix (percent-decoded; '+' stays '+'), version (integer),
  * timeout (a duration as corral_parse_duration_ms reads it: bare seconds as Django's TIMEOUT,
  * fractional allowed, or a unit, "5m"; or `none`), max_value (a size as corral_parse_bytes reads
- * it: "1MB", "64KiB"; KB = 1000), max_prefixes.
- * Memory store only: max_memory (same units), eviction (sieve, s3fifo, lru), shards, binary_keys
+ * it: "1MB", "64KiB"; KB = 1000), max_prefixes, binary_keys
  * (0/1/true/false).
+ * Memory store only: max_memory (same units), eviction (sieve, s3fifo, lru), shards.
  * Redis store only: db (also the URL's path; not both), password (also the URL's userinfo; not
  * both; percent-decoded), connect_timeout and command_timeout (durations: "0.25", "250ms";
  * more than 0, at most a day), pool (connections per server, 1-1024),
- * near_cache (bytes, units as max_memory; 0 for none), serializer (`raw` or `django`).
+ * near_cache (bytes, units as max_memory; 0 for none), serializer (`raw`, `django` or `bare`).
  * Hosts as corral_redis_options.hosts describes; `redis://` alone is 127.0.0.1:6379.
  * An unknown, repeated or malformed parameter, or one the URL's store does not take, returns
  * CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */

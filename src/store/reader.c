@@ -158,3 +158,28 @@ void corral__reader_force_fences(bool on) {
             atomic_fetch_and_explicit(&r->seq, ~CORRAL__READER_FENCE, memory_order_relaxed);
     CORRAL_MUST(pthread_mutex_unlock(&registry_lock) == 0);
 }
+
+/* ---- fork (reader.h) ---- */
+
+void corral__reader_before_fork(void) {
+    CORRAL_MUST(pthread_mutex_lock(&sync_lock) == 0);
+    CORRAL_MUST(pthread_mutex_lock(&registry_lock) == 0);
+}
+
+void corral__reader_after_fork_parent(void) {
+    CORRAL_MUST(pthread_mutex_unlock(&registry_lock) == 0);
+    CORRAL_MUST(pthread_mutex_unlock(&sync_lock) == 0);
+}
+
+void corral__reader_after_fork_child(void) {
+    corral__reader *self = &corral__reader_self;
+    bool mine = atomic_load_explicit(&self->seq, memory_order_relaxed) != 0;
+    registry = mine ? self : NULL;
+    registered = mine ? 1 : 0;
+    if (mine) self->prev = self->next = NULL;
+    self->pinned = false;
+    CORRAL_MUST(pthread_cond_init(&unpinned, NULL) == 0); /* its waiters were other threads */
+    if (have_membarrier) (void)membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+    CORRAL_MUST(pthread_mutex_unlock(&registry_lock) == 0);
+    CORRAL_MUST(pthread_mutex_unlock(&sync_lock) == 0);
+}

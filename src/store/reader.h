@@ -89,6 +89,13 @@ static inline void corral__reader_leave(void) {
     atomic_store_explicit(&r->seq, q + 1, memory_order_release);
 }
 
+/* fork() (fork.c's atfork handlers): before, takes the grace period's and the registry's locks;
+ * after, the parent lets go of them, and the child also drops every record but its own (the
+ * other threads are gone) and registers with membarrier again. */
+void corral__reader_before_fork(void);
+void corral__reader_after_fork_parent(void);
+void corral__reader_after_fork_child(void);
+
 /* For tests: grace periods that found a section to wait for, since the process started. */
 uint64_t corral__reader_waits(void);
 /* For tests: registered threads. */

@@ -29,6 +29,8 @@
  *
  * Django's format (serializer=django): values are encoded on every write and decoded on every
  * read; a Django site reads what corral writes, so the store has CORRAL__STORE_NO_ENVELOPE.
+ * serializer=bare is the same without the encoding: the caller (the Python package) writes
+ * Django's format itself, and a read hands back the stored bytes.
  *
  * Events: none (store.h); used_bytes and max_bytes are 0. Threads: the store's fields are
  * written at open and read-only afterwards; connections are handed out one call at a time by
@@ -136,7 +138,7 @@ static const char LEASE_RELEASE_SRC[] =
 /* The value's bytes in a reply: the reply itself, or what the Django format wraps. */
 static int stored_bytes(const redis_store *s, const redisReply *r, const char **bytes,
                         size_t *len) {
-    if (!s->django) {
+    if (!s->pickles) {
         *bytes = r->str;
         *len = r->len;
         return CORRAL_OK;
@@ -353,7 +355,7 @@ static int wire_bytes(redis_store *s, const void *val, size_t len, unsigned flag
     *owned_len = 0;
     *out = val ? val : "";
     *out_len = len;
-    if (!s->django) return CORRAL_OK;
+    if (!s->pickles) return CORRAL_OK;
     bool as_bytes = flags & CORRAL__SETF_BINARY;
     size_t n = corral__django_encoded_len_as(val, len, as_bytes);
     char *b = corral__alloc(s->alloc, n ? n : 1);
@@ -684,8 +686,9 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     if (o->pool < 1 || o->pool > CORRAL__REDIS_MAX_POOL)
         return corral__seterr(err, CORRAL_EINVAL, "pool: must be 1 to %u", CORRAL__REDIS_MAX_POOL);
     if (o->db > INT32_MAX) return corral__seterr(err, CORRAL_EINVAL, "db: too large");
-    if (o->serializer != CORRAL_SERIALIZER_RAW && o->serializer != CORRAL_SERIALIZER_DJANGO)
-        return corral__seterr(err, CORRAL_EINVAL, "serializer: unknown (raw or django)");
+    if (o->serializer != CORRAL_SERIALIZER_RAW && o->serializer != CORRAL_SERIALIZER_DJANGO &&
+        o->serializer != CORRAL_SERIALIZER_BARE)
+        return corral__seterr(err, CORRAL_EINVAL, "serializer: unknown (raw, django or bare)");
 
     redis_store *s = corral__calloc(env->alloc, 1, sizeof *s);
     if (!s) return corral__seterr(err, CORRAL_ENOMEM, "redis store: out of memory");
@@ -693,7 +696,8 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     s->magic = REDIS_STORE_MAGIC;
     s->alloc = env->alloc;
     s->max_value_bytes = CORRAL_MIN(max_value_bytes, CORRAL__REDIS_MAX_VALUE);
-    s->django = o->serializer == CORRAL_SERIALIZER_DJANGO;
+    s->pickles = o->serializer == CORRAL_SERIALIZER_DJANGO;
+    s->django = s->pickles || o->serializer == CORRAL_SERIALIZER_BARE;
     if (s->django) s->base.caps |= CORRAL__STORE_NO_ENVELOPE;
     for (size_t i = 0; i < TAGGED_WORDS; i++)
         atomic_init(&s->tagged_cls[i], 0);

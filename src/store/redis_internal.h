@@ -28,7 +28,8 @@ typedef struct redis_store {
     const corral__allocator *alloc;
     corral__redis_pool *pool;
     size_t max_value_bytes;
-    bool django;      /* serializer=django: values go through redis_django.c */
+    bool django;      /* serializer=django or bare: values carry no envelope */
+    bool pickles;     /* serializer=django: values go through redis_django.c */
     char *tag_prefix; /* "<KEY_PREFIX>:tag:", ARGV[1] of CHECKED; owned */
     size_t tag_prefix_len;
     /* Bit `cls` set: values under metrics class `cls` carry tags, and get_checked reads them with

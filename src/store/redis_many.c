@@ -296,7 +296,7 @@ int corral__redis_set_many(corral__store *base, const corral__skey *ks, const co
     /* Django format: one scratch block, as large as the largest encoding; each SET is copied
      * into hiredis's output buffer as it is appended. */
     size_t scratch_len = 0;
-    for (size_t i = 0; s->django && i < n; i++)
+    for (size_t i = 0; s->pickles && i < n; i++)
         scratch_len = CORRAL_MAX(
             scratch_len, corral__django_encoded_len_as(vals[i].data, vals[i].len, as_bytes));
     unsigned char *scratch = NULL;
@@ -315,7 +315,7 @@ int corral__redis_set_many(corral__store *base, const corral__skey *ks, const co
     for (size_t i = 0; sent && i < n; i++) {
         const char *argv[5] = { "SET", ks[i].data, vals[i].data ? vals[i].data : "", "PX", ttl };
         size_t lens[5] = { 3, ks[i].len, vals[i].len, 2, ttl_len };
-        if (s->django) {
+        if (s->pickles) {
             corral__django_encode_as(vals[i].data, vals[i].len, as_bytes, scratch);
             argv[2] = (const char *)scratch;
             lens[2] = corral__django_encoded_len_as(vals[i].data, vals[i].len, as_bytes);

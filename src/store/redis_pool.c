@@ -39,10 +39,12 @@
  * real sockets, and the hook (a fake clock in tests) may stand still.
  */
 #include "redis_pool.h"
+#include "../fork.h"
 
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define POOL_MAGIC 0x9e015e7au
 #define HOST_MAGIC 0x9e0a057au
@@ -86,6 +88,7 @@ struct corral__redis_pool {
     uint64_t command_timeout_ns;
     _Atomic uint64_t next_read; /* round-robin cursor over the replicas */
     corral__redis_counters ctr;
+    corral__fork_hook fork_hook; /* pool_after_fork, in a forked child */
 };
 
 /* ---- Small helpers ---- */
@@ -251,9 +254,48 @@ static int host_init(corral__redis_pool *p, corral__redis_host *h, const char *n
     return CORRAL_OK;
 }
 
+/* In a forked child (fork.h): the connections are the parent's sockets, and the threads that
+ * held slots, or a host's mutex, are gone. Close the child's copies of the descriptors, make
+ * every slot idle and reconnect on first use. An idle connection is freed (hiredis sends
+ * nothing on free); one a thread was using may be halfway through a write or a read, so only
+ * its descriptor is closed, and its memory (the child's copy) is left as it is. */
+static void pool_after_fork(void *arg) {
+    corral__redis_pool *p = arg;
+    for (size_t i = 0; i < p->n_hosts; i++) {
+        corral__redis_host *h = &p->hosts[i];
+        for (unsigned s = 0; s < p->size; s++) {
+            corral__redis_conn *conn = &h->conns[s];
+            if (!conn->ctx) continue;
+            bool idle = false;
+            for (unsigned k = 0; k < h->n_idle && !idle; k++)
+                idle = h->idle[k] == s;
+            if (idle)
+                redisFree(conn->ctx);
+            else if (conn->ctx->fd >= 0)
+                (void)close(conn->ctx->fd);
+            conn->ctx = NULL;
+            atomic_fetch_sub_explicit(&p->ctr.open, 1, memory_order_relaxed);
+        }
+        for (unsigned s = 0; s < p->size; s++)
+            h->idle[s] = p->size - 1 - s;
+        h->n_idle = p->size;
+        h->epoch++;
+        h->fails = 0;
+        h->retry_at_ns = 0;
+        h->rng ^= corral__monotonic_ns();
+        CORRAL_MUST(corral__mutex_init(&h->lock) == CORRAL_OK);
+        pthread_condattr_t attr; /* as host_init made it, which succeeded once already */
+        CORRAL_MUST(pthread_condattr_init(&attr) == 0);
+        CORRAL_MUST(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0);
+        CORRAL_MUST(pthread_cond_init(&h->freed, &attr) == 0);
+        CORRAL_MUST(pthread_condattr_destroy(&attr) == 0);
+    }
+}
+
 void corral__redis_pool_free(corral__redis_pool *p) {
     if (!p) return;
     CORRAL_CHECK_OBJ(p, POOL_MAGIC);
+    corral__fork_hook_remove(&p->fork_hook);
     corral__allocator a = p->alloc;
     for (size_t i = 0; p->hosts && i < p->n_hosts; i++)
         host_deinit(p, &p->hosts[i]);
@@ -305,6 +347,9 @@ int corral__redis_pool_new(corral__redis_pool **out, const corral__redis_pool_co
         int port = cfg->unix_path ? 0 : cfg->addrs[i].port;
         if (host_init(p, &p->hosts[i], name, port, splitmix64(&seed)) != CORRAL_OK) goto nomem;
     }
+    p->fork_hook.child = pool_after_fork;
+    p->fork_hook.arg = p;
+    corral__fork_hook_add(&p->fork_hook);
     *out = p;
     return CORRAL_OK;
 nomem:

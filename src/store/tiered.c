@@ -42,6 +42,7 @@
 #include "redis.h"
 #include "redis_pool.h"
 #include "../envelope.h"
+#include "../fork.h"
 #include "../key.h"
 
 #include <errno.h>
@@ -88,6 +89,11 @@ typedef struct tiered_store {
     _Atomic bool stopping; /* close has begun */
     _Atomic int started;   /* 0: no tracker yet; 1: being started or running */
     _Atomic bool has_thread;
+    /* fork.h: the tracker's connection while it has one (the child closes its copy), and
+     * whether the next tracker must empty L1 first (set in a forked child: L1 is the parent's). */
+    _Atomic(redisContext *) tracker_ctx;
+    _Atomic bool flush_first;
+    corral__fork_hook fork_hook;
     int wake[2]; /* pipe: close writes, the tracker polls */
     pthread_t thread;
     void (*after_fetch)(void *ctx, const corral__skey *k);
@@ -529,8 +535,10 @@ static void *tracker_main(void *arg) {
         (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
     unsigned fails = 0;
     uint64_t rng = (uint64_t)(uintptr_t)t ^ 0x5deece66dull;
+    if (atomic_exchange(&t->flush_first, false)) flush(t);
     while (!atomic_load(&t->stopping)) {
         redisContext *ctx = corral__redis_connect_primary(t->redis);
+        atomic_store(&t->tracker_ctx, ctx);
         if (ctx && subscribe(t, ctx) == 0) {
             fails = 0;
             count(&t->ctr.subscribes);
@@ -539,6 +547,7 @@ static void *tracker_main(void *arg) {
             atomic_store(&t->live, false);
             flush(t); /* invalidations may have been lost */
         }
+        atomic_store(&t->tracker_ctx, NULL); /* before the free: a child never frees it twice */
         if (ctx) redisFree(ctx);
         if (fails < UINT32_MAX) fails++;
         rng = rng * 6364136223846793005u + 1442695040888963407u;
@@ -549,8 +558,39 @@ static void *tracker_main(void *arg) {
 
 /* ---- Open and close ---- */
 
+/* The wake-up pipe, close-on-exec. Returns 0, or -1 with both ends -1. */
+static int wake_pipe(tiered_store *t) {
+    if (pipe(t->wake) != 0) {
+        t->wake[0] = t->wake[1] = -1;
+        return -1;
+    }
+    for (int i = 0; i < 2; i++)
+        if (fcntl(t->wake[i], F_SETFD, FD_CLOEXEC) != 0) return -1;
+    return 0;
+}
+
+/* In a forked child (fork.h): the tracker thread is gone, its connection and the wake-up pipe
+ * are the parent's (a write to the pipe would stop the parent's tracker), and L1 holds what the
+ * parent knew. The next read starts a tracker of the child's own, which empties L1 before it
+ * makes it live. A pipe that cannot be made again leaves the near cache bypassed. */
+static void tiered_after_fork(void *arg) {
+    tiered_store *t = arg;
+    /* The child's copy of the descriptor; the parent's stays open. The tracker may have been
+     * halfway through a read, so the context's memory is left as it is. */
+    redisContext *ctx = atomic_exchange(&t->tracker_ctx, NULL);
+    if (ctx && ctx->fd >= 0) (void)close(ctx->fd);
+    atomic_store(&t->live, false);
+    atomic_fetch_add(&t->epoch, 1); /* fills begun before the fork are not kept */
+    atomic_store(&t->flush_first, true);
+    atomic_store(&t->has_thread, false);
+    for (int i = 0; i < 2; i++)
+        if (t->wake[i] >= 0) (void)close(t->wake[i]);
+    atomic_store(&t->started, wake_pipe(t) == 0 ? 0 : 1);
+}
+
 static void t_close(corral__store *base) {
     tiered_store *t = store_of(base);
+    corral__fork_hook_remove(&t->fork_hook);
     if (atomic_load(&t->has_thread)) {
         atomic_store(&t->stopping, true);
         char b = 1;
@@ -628,6 +668,8 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     atomic_init(&t->stopping, false);
     atomic_init(&t->started, 0);
     atomic_init(&t->has_thread, false);
+    atomic_init(&t->tracker_ctx, NULL);
+    atomic_init(&t->flush_first, false);
     t->ks = cfg->ks;
     int rc = CORRAL_ENOMEM;
     if (!cfg->track_all) {
@@ -644,12 +686,10 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     rc = corral__mem_open(&t->near, &mc, &near_env);
     if (rc != CORRAL_OK) goto fail;
     rc = CORRAL_ENOMEM;
-    if (pipe(t->wake) != 0) {
-        t->wake[0] = t->wake[1] = -1;
-        goto fail;
-    }
-    for (int i = 0; i < 2; i++)
-        if (fcntl(t->wake[i], F_SETFD, FD_CLOEXEC) != 0) goto fail;
+    if (wake_pipe(t) != 0) goto fail;
+    t->fork_hook.child = tiered_after_fork;
+    t->fork_hook.arg = t;
+    corral__fork_hook_add(&t->fork_hook);
     *out = &t->base;
     return CORRAL_OK;
 fail:

@@ -302,7 +302,7 @@ static void test_bad_key_is_refused_before_touching_the_store(void **state) {
 
 /* ---- Binary keys ---- */
 
-static void test_binary_keys_option_accepts_every_byte(void **state) {
+static void test_binary_keys_option_accepts_every_byte_but_the_separator(void **state) {
     (void)state;
     corral *c = open_binary();
     for (int b = 0; b < 256; b++) {
@@ -310,6 +310,10 @@ static void test_binary_keys_option_accepts_every_byte(void **state) {
         char out[KEYCAP];
         size_t len = 0;
         int rc = corral_make_key(c, key, sizeof key, NULL, out, sizeof out, &len);
+        if (b == 0x1f) { /* corral's own keys use it: a lease key could be forged */
+            assert_int_equal(rc, CORRAL_EBADKEY);
+            continue;
+        }
         if (rc != CORRAL_OK) fail_msg("byte 0x%02x: rc %d", b, rc);
         assert_int_equal(len, 6);
         assert_memory_equal(out, ":1:", 3);
@@ -475,7 +479,7 @@ int main(void) {
         cmocka_unit_test(test_make_key_limit_counts_the_key_prefix),
         cmocka_unit_test(test_make_key_refuses_control_space_and_del_bytes),
         cmocka_unit_test(test_bad_key_is_refused_before_touching_the_store),
-        cmocka_unit_test(test_binary_keys_option_accepts_every_byte),
+        cmocka_unit_test(test_binary_keys_option_accepts_every_byte_but_the_separator),
         cmocka_unit_test(test_binary_keys_url_parameter_accepts_control_bytes),
         cmocka_unit_test(test_binary_keys_skip_the_250_byte_limit),
         cmocka_unit_test(test_make_key_enospc_reports_needed_length),

@@ -161,7 +161,6 @@ static const bad_case bad_cases[] = {
     { "redis://h?max_memory=1MB", CORRAL_EBADURL, "max_memory" }, /* mem:// only */
     { "redis://h?eviction=lru", CORRAL_EBADURL, "eviction" },
     { "redis://h?shards=2", CORRAL_EBADURL, "shards" },
-    { "redis://h?binary_keys=1", CORRAL_EBADURL, "binary_keys" },
     { "mem://?pool=4", CORRAL_EBADURL, "pool" }, /* redis:// only */
     { "mem://?db=1", CORRAL_EBADURL, "db" },
     { "mem://?password=x", CORRAL_EBADURL, "password" },

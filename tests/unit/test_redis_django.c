@@ -477,6 +477,45 @@ static void test_django_format_refuses_tags_and_writes_nothing(void **state) {
     corral_close(c);
 }
 
+/* serializer=bare: the caller's bytes go to Redis as they are, with no envelope (get_or_set's
+ * too), and come back as they are; a pickle is not decoded. */
+static void test_bare_format_stores_the_callers_bytes_as_they_are(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    char url[128];
+    snprintf(url, sizeof url, "redis://%s?key_prefix=djzen&serializer=bare", srv.hosts);
+    corral *c = NULL;
+    assert_int_equal(corral_open(&c, url, NULL), CORRAL_OK);
+    set_bytes(c, "p", "\x80\x04\x8c\x02hi.", 7);
+    corral_load_opts o;
+    corral_load_opts_init(&o);
+    corral_value *v = NULL;
+    assert_int_equal(corral_get_or_set(c, "g", 1, produce, made_text, &o, &v), CORRAL_OK);
+    corral_value_unref(v);
+    redisReply *r = redis_server_cmd(&srv, "GET djzen:1:p");
+    assert_non_null(r);
+    assert_int_equal(r->len, 7);
+    assert_memory_equal(r->str, "\x80\x04\x8c\x02hi.", 7);
+    freeReplyObject(r);
+    r = redis_server_cmd(&srv, "GET djzen:1:g");
+    assert_non_null(r);
+    assert_int_equal(r->len, strlen(made_text));
+    assert_memory_equal(r->str, made_text, r->len);
+    freeReplyObject(r);
+    expect_bytes(c, "p", "\x80\x04\x8c\x02hi.", 7);
+    corral_buf keys[1] = { { "n", 1 } }, vals[1] = { { "41", 2 } };
+    assert_int_equal(corral_set_many(c, keys, vals, 1, CORRAL_TTL_FOREVER, NULL), CORRAL_OK);
+    int64_t out = 0;
+    assert_int_equal(corral_incr(c, "n", 1, 1, NULL, &out), CORRAL_OK);
+    assert_int_equal(out, 42);
+    const char *tags[1] = { "t" };
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = tags;
+    call.n_tags = 1;
+    assert_int_equal(corral_set(c, "x", 1, "v", 1, 1000, &call), CORRAL_ENOTSUP);
+    corral_close(c);
+}
+
 static void test_django_binary_flag_is_ignored_by_the_raw_format(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
@@ -558,6 +597,7 @@ int main(void) {
         cmocka_unit_test(test_django_format_refuses_tags_and_writes_nothing),
         cmocka_unit_test(test_django_binary_flag_is_ignored_by_the_raw_format),
         cmocka_unit_test(test_django_near_cache_serves_values_whole),
+        cmocka_unit_test(test_bare_format_stores_the_callers_bytes_as_they_are),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,0 +1,217 @@
+#!/usr/bin/python3
+"""bench_django.py - corral through Django's cache API beside Django's own backends, in one run.
+
+Everything goes through ``caches[alias]``, with the same keys and values: 1 KB pickled dicts,
+keys drawn from a Zipf(0.99) distribution over KEYS keys (the sequence is drawn once, before any
+timing, with a fixed seed). One redis-server on a free port serves every Redis backend.
+
+1. gets/s, one thread: corral ``mem://`` vs Django's LocMemCache.
+2. gets/s, one thread, every get a round trip to Redis: corral ``redis://`` vs django-redis.
+3. gets/s of the hot keys (the Zipf sequence, every key present): corral
+   ``redis://?near_cache=64MB`` (served in process, kept coherent by Redis tracking) vs
+   django-redis.
+4. The herd: PROCS processes x THREADS threads call get_or_set on one key for HERD_S seconds;
+   the producer sleeps PRODUCE_S (the slow query) and the value lives TTL_S. Printed: producer
+   calls per expiry (expiries = HERD_S / TTL_S) over all processes, and the callers' p50/p99.
+   corral runs with grace (stale_ttl 30 s; the corral serializer, which carries the envelope
+   grace needs); django-redis is Django's get_or_set (get, then the callable, then add).
+
+Usage: bench_django.py [--quick]   (PYTHONPATH must reach the corral package; `make bench` sets
+it to build/release/python). Prints one table; numbers vary with the machine and its load.
+"""
+import bisect
+import multiprocessing
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+KEYS = 10_000
+ZIPF_S = 0.99
+SEQ = 200_000
+PROCS, THREADS, PRODUCE_S, TTL_S = 6, 4, 0.2, 1.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis():
+    port = free_port()
+    d = tempfile.mkdtemp(prefix="bench-django-redis-")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", d],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc, port, d
+        except OSError:
+            pass
+        if time.monotonic() > end:
+            raise SystemExit("redis-server did not start")
+        time.sleep(0.02)
+
+
+def configure(port):
+    import django
+    from django.conf import settings
+
+    url = "redis://127.0.0.1:%d/%d"
+    settings.configure(CACHES={
+        "corral_mem": {"BACKEND": "corral.django.CorralCache",
+                       "LOCATION": "mem://?max_memory=256MB", "KEY_PREFIX": "b"},
+        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                   "OPTIONS": {"MAX_ENTRIES": 1_000_000}},
+        "corral_redis": {"BACKEND": "corral.django.CorralCache", "LOCATION": url % (port, 1),
+                         "KEY_PREFIX": "b"},
+        "corral_near": {"BACKEND": "corral.django.CorralCache",
+                        "LOCATION": url % (port, 1) + "?near_cache=64MB", "KEY_PREFIX": "b"},
+        "django_redis": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url % (port, 1),
+                         "KEY_PREFIX": "b"},
+        "corral_herd": {"BACKEND": "corral.django.CorralCache", "LOCATION": url % (port, 2),
+                        "KEY_PREFIX": "h", "OPTIONS": {"serializer": "corral", "stale_ttl": 30}},
+        "django_redis_herd": {"BACKEND": "django_redis.cache.RedisCache",
+                              "LOCATION": url % (port, 3), "KEY_PREFIX": "h"},
+    })
+    django.setup()
+
+
+def zipf_sequence(n_keys, s, length, seed=42):
+    weights = [1.0 / (i + 1) ** s for i in range(n_keys)]
+    cdf, acc = [], 0.0
+    for w in weights:
+        acc += w
+        cdf.append(acc)
+    rng = random.Random(seed)
+    return ["product_card:%d" % bisect.bisect_left(cdf, rng.random() * acc)
+            for _ in range(length)]
+
+
+def value(i):
+    """A dict whose pickle is about 1 KB."""
+    return {"id": i, "name": "product %d" % i, "price": i * 1.25,
+            "tags": ["t%d" % (i % 7), "featured"], "body": "x" * 900}
+
+
+def timed_gets(cache, seq, seconds):
+    """gets/s over `seq` for about `seconds` (the clock is read every 1000 gets)."""
+    get = cache.get
+    n, i, t0 = 0, 0, time.perf_counter()
+    end = t0 + seconds
+    while True:
+        for k in seq[i:i + 1000]:
+            get(k)
+        n += 1000
+        i = (i + 1000) % (len(seq) - 1000)
+        if time.perf_counter() >= end:
+            return n / (time.perf_counter() - t0)
+
+
+def fill(cache):
+    cache.set_many({"product_card:%d" % i: value(i) for i in range(KEYS)}, None)
+
+
+def herd_process(alias, port, barrier, seconds, out):
+    from django.core.cache import caches
+    import redis
+
+    cache, counter = caches[alias], redis.Redis(port=port, db=0)
+
+    def produce():
+        counter.incr("calls:" + alias)
+        time.sleep(PRODUCE_S)
+        return value(1)
+
+    lat = []
+    barrier.wait()
+    end = time.monotonic() + seconds
+
+    def loop():
+        mine = []
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            cache.get_or_set("bestsellers:v1", produce, TTL_S)
+            mine.append(time.perf_counter() - t)
+        lat.extend(mine)
+
+    ts = [threading.Thread(target=loop) for _ in range(THREADS)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    out.put(lat)
+
+
+def herd(alias, port, seconds):
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(PROCS), ctx.Queue()
+    ps = [ctx.Process(target=herd_process, args=(alias, port, barrier, seconds, out))
+          for _ in range(PROCS)]
+    [p.start() for p in ps]
+    lat = []
+    for _ in ps:
+        lat.extend(out.get())
+    [p.join() for p in ps]
+    import redis
+
+    calls = int(redis.Redis(port=port, db=0).get("calls:" + alias) or 0)
+    lat.sort()
+    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+    return calls, calls / (seconds / TTL_S), pct(0.50), pct(0.99), len(lat)
+
+
+def main():
+    quick = "--quick" in sys.argv
+    secs = 0.5 if quick else 2.0
+    herd_s = 3.0 if quick else 10.0
+    proc, port, d = start_redis()
+    try:
+        configure(port)
+        from django.core.cache import caches
+
+        seq = zipf_sequence(KEYS, ZIPF_S, SEQ)
+        rows = []
+        for alias in ("corral_mem", "locmem", "corral_redis", "django_redis"):
+            fill(caches[alias])
+        for alias in ("corral_mem", "locmem", "corral_redis", "django_redis", "corral_near"):
+            c = caches[alias]
+            timed_gets(c, seq, 0.2)  # warm: connections, and the near cache's hot keys
+            rows.append((alias, timed_gets(c, seq, secs)))
+        r = dict(rows)
+        print("bench_django: %d keys, 1 KB pickled dicts, Zipf(%.2f), one thread, %.1f s each"
+              % (KEYS, ZIPF_S, secs))
+        print("%-44s %12s %10s" % ("backend (through caches[...].get)", "gets/s", "ratio"))
+        print("%-44s %12.0f %10s" % ("LocMemCache", r["locmem"], ""))
+        print("%-44s %12.0f %9.2fx" % ("corral mem://", r["corral_mem"],
+                                        r["corral_mem"] / r["locmem"]))
+        print("%-44s %12.0f %10s" % ("django_redis (every get to Redis)", r["django_redis"], ""))
+        print("%-44s %12.0f %9.2fx" % ("corral redis:// (every get to Redis)", r["corral_redis"],
+                                        r["corral_redis"] / r["django_redis"]))
+        print("%-44s %12.0f %9.2fx" % ("corral redis://?near_cache=64MB (hot keys)",
+                                        r["corral_near"], r["corral_near"] / r["django_redis"]))
+        print()
+        print("herd: %d processes x %d threads, one key, producer %.0f ms, TTL %.0f s, %.0f s"
+              % (PROCS, THREADS, PRODUCE_S * 1000, TTL_S, herd_s))
+        print("%-44s %8s %10s %9s %9s %9s" % ("get_or_set", "calls", "per expiry", "p50 ms",
+                                               "p99 ms", "callers"))
+        for alias, label in (("corral_herd", "corral redis:// (lease, grace 30 s)"),
+                             ("django_redis_herd", "django_redis (Django's get_or_set)")):
+            calls, per, p50, p99, n = herd(alias, port, herd_s)
+            print("%-44s %8d %10.2f %9.2f %9.2f %9d" % (label, calls, per, p50, p99, n))
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

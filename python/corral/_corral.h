@@ -1,0 +1,81 @@
+/*
+ * _corral.h - what the two files of the CPython extension share (python/corral/_corral.c: the
+ * module, the Cache type and its plain operations; _corral_load.c: get_or_set, events, stats).
+ *
+ * The extension is a thin skin over libcorral: every semantic lives in C. Each method converts
+ * its arguments with the GIL held, releases the GIL around the corral call (which may block on
+ * the store, a lock or another caller's producer), and converts the result with the GIL again.
+ * User code called back from C (a producer, a rule's `when`, a key function) takes the GIL
+ * with PyGILState_Ensure: it may run on any thread that is inside a corral call.
+ *
+ * An exception raised by user code cannot cross C frames, so it is kept in a ring of the
+ * Cache (EXC_RING slots, under the GIL) and its slot's sequence number travels as the negative
+ * return code EXC_BASE - seq: corral hands a producer's error to its caller and to every waiter
+ * of the flight, and each of them raises the same exception object.
+ */
+#ifndef CORRAL_PY_CORRAL_H
+#define CORRAL_PY_CORRAL_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <corral/corral.h>
+
+#define EXC_RING    256
+#define EXC_BASE    (-1000) /* codes at or below it name a kept exception */
+#define EXC_SEQ_MAX (1 << 20)
+
+typedef struct rule_ctx rule_ctx;
+
+typedef struct {
+    PyObject_HEAD corral *c; /* NULL once closed */
+    long active;             /* calls in progress (under the GIL): close refuses while > 0 */
+    PyObject *key_function;  /* the Python key function, or NULL */
+    struct {
+        unsigned seq;
+        PyObject *exc;
+    } ring[EXC_RING]; /* under the GIL */
+    unsigned next_seq;
+    rule_ctx *rules; /* the `when` contexts of corral_on, freed at dealloc */
+} CacheObject;
+
+/* The arguments of one call, converted once: the call's version, namespace and tags. */
+typedef struct {
+    corral_call call;
+    const char *tags[32];
+    PyObject *tags_fast; /* keeps the tag strings alive */
+} call_args;
+
+extern PyObject *corral_py_error;
+
+/* Raises corral.Error(code, reason) and returns NULL. */
+PyObject *corral_py_raise(int rc);
+
+/* Keeps the current exception in the ring; returns the code that names it. GIL held. */
+int corral_py_keep_exception(CacheObject *self);
+/* Raises the kept exception a code names (or corral.Error when it is gone); returns NULL. */
+PyObject *corral_py_raise_kept(CacheObject *self, int rc);
+
+/* A key (str as UTF-8, or bytes). Borrowed: valid while `obj` lives. Returns 0 or -1 (raised). */
+int corral_py_key(PyObject *obj, const char **p, Py_ssize_t *n);
+/* Fills `a` from version (None: default), ns (None or str), tags (None or an iterable of str).
+ * Returns 0 or -1 (raised). Release with call_args_done. */
+int corral_py_call_args(call_args *a, PyObject *version, PyObject *ns, PyObject *tags);
+void corral_py_call_args_done(call_args *a);
+/* A TTL in seconds: NULL (not given) is the handle's default, None forever, <= 0 expires at
+ * once. Returns 0 or -1 (raised). */
+int corral_py_ttl(PyObject *obj, int64_t *ttl_ms);
+/* Checks that the Cache is open and counts a call in progress; returns NULL (raised) when
+ * closed. Pair with corral_py_end. */
+corral *corral_py_begin(CacheObject *self);
+void corral_py_end(CacheObject *self);
+
+/* _corral_load.c */
+PyObject *corral_py_get_or_set(CacheObject *self, PyObject *args, PyObject *kw);
+PyObject *corral_py_on(CacheObject *self, PyObject *args, PyObject *kw);
+PyObject *corral_py_emit(CacheObject *self, PyObject *args, PyObject *kw);
+PyObject *corral_py_stats(CacheObject *self, PyObject *unused);
+PyObject *corral_py_metrics(CacheObject *self, PyObject *unused);
+void corral_py_rules_free(CacheObject *self);
+
+#endif /* CORRAL_PY_CORRAL_H */
