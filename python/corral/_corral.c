@@ -385,8 +385,11 @@ static PyObject *cache_touch(CacheObject *self, PyObject *args, PyObject *kw) {
     return PyBool_FromLong(rc == CORRAL_OK);
 }
 
-/* incr(key, delta=1): the new value; KeyError when absent, corral.Error ENOTINT / ERANGE. */
-static PyObject *cache_incr(CacheObject *self, PyObject *args, PyObject *kw) {
+/* incr and incr_version: the same arguments and answers around a different call. */
+typedef int (*incr_fn)(corral *c, const void *key, size_t key_len, int64_t delta,
+                       const corral_call *call, int64_t *out);
+
+static PyObject *incr_with(CacheObject *self, PyObject *args, PyObject *kw, incr_fn fn) {
     static char *names[] = { "key", "delta", "version", "ns", NULL };
     PyObject *key, *version = NULL, *ns = NULL;
     long long delta = 1;
@@ -401,7 +404,7 @@ static PyObject *cache_incr(CacheObject *self, PyObject *args, PyObject *kw) {
     if (!c) return NULL;
     int rc;
     int64_t out = 0;
-    Py_BEGIN_ALLOW_THREADS rc = corral_incr(c, k, (size_t)kn, delta, &a.call, &out);
+    Py_BEGIN_ALLOW_THREADS rc = fn(c, k, (size_t)kn, delta, &a.call, &out);
     Py_END_ALLOW_THREADS corral_py_end(self);
     if (rc == CORRAL_MISS) {
         PyErr_SetObject(PyExc_KeyError, key);
@@ -411,30 +414,14 @@ static PyObject *cache_incr(CacheObject *self, PyObject *args, PyObject *kw) {
     return PyLong_FromLongLong(out);
 }
 
+/* incr(key, delta=1): the new value; KeyError when absent, corral.Error ENOTINT / ERANGE. */
+static PyObject *cache_incr(CacheObject *self, PyObject *args, PyObject *kw) {
+    return incr_with(self, args, kw, corral_incr);
+}
+
 /* incr_version(key, delta=1, version=None): the new version; KeyError when absent. */
 static PyObject *cache_incr_version(CacheObject *self, PyObject *args, PyObject *kw) {
-    static char *names[] = { "key", "delta", "version", "ns", NULL };
-    PyObject *key, *version = NULL, *ns = NULL;
-    long long delta = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|L$OO", names, &key, &delta, &version, &ns))
-        return NULL;
-    const char *k;
-    Py_ssize_t kn;
-    call_args a;
-    if (corral_py_key(key, &k, &kn) < 0 || corral_py_call_args(&a, version, ns, NULL) < 0)
-        return NULL;
-    corral *c = corral_py_begin(self);
-    if (!c) return NULL;
-    int rc;
-    int64_t out = 0;
-    Py_BEGIN_ALLOW_THREADS rc = corral_incr_version(c, k, (size_t)kn, delta, &a.call, &out);
-    Py_END_ALLOW_THREADS corral_py_end(self);
-    if (rc == CORRAL_MISS) {
-        PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
-    }
-    if (rc < 0) return corral_py_raise(rc);
-    return PyLong_FromLongLong(out);
+    return incr_with(self, args, kw, corral_incr_version);
 }
 
 /* Converts a sequence of keys to corral_bufs in `*bufs` (PyMem; free it). */
