@@ -9,7 +9,7 @@
  * the same text twice gives the same samples (count and sum of finite values) and the same
  * result.
  */
-#include "../cmd/corral/prom.h" /* the CLI's parser, not src/prom.h */
+#include "../cmd/corral/prom_parse.h"
 
 #include <math.h>
 #include <stdint.h>

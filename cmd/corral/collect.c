@@ -13,7 +13,7 @@
  */
 #include "stats.h"
 #include "net.h"
-#include "prom.h"
+#include "prom_parse.h"
 
 #include "corral/corral.h"
 

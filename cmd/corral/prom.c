@@ -3,7 +3,7 @@
  * located first (its end is the next LF), then read with a cursor that never passes it, so no
  * token can run into the next line and nothing reads past `len`.
  */
-#include "prom.h"
+#include "prom_parse.h"
 
 #include <math.h>
 #include <stdbool.h>

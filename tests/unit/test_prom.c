@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../cmd/corral/prom.h"
+#include "prom_parse.h"
 
 /* What the callback saw: each sample as "name{l=v,...} value". */
 typedef struct seen {

@@ -1,5 +1,5 @@
 /*
- * prom.h - a parser of the Prometheus text exposition format (version 0.0.4), the text every
+ * prom_parse.h - a parser of the Prometheus text exposition format (version 0.0.4), the text every
  * corral process serves (corral_metrics_write, corral-proxy's /metrics), for `corral stats` and
  * `corral top`.
  *
