@@ -284,7 +284,8 @@ void px_metrics_latency(px_metrics *m, unsigned slot, uint64_t us);
 
 struct px;
 /* Writes the Prometheus text of the proxy (every worker's counters summed, the objects and bytes
- * per route from the store) and libcorral's own into a new buffer (free()). Returns 0 or -1. */
+ * per route from the store) and libcorral's own into a new buffer (free()). Returns PX_OK, or
+ * PX_ENOMEM or PX_EINVAL (a row that could not be formatted) with `*out` NULL. */
 int px_metrics_text(struct px *px, char **out, size_t *len);
 
 /* ---- Workers (main.c) ---- */
