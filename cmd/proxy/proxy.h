@@ -4,6 +4,7 @@
  *
  * Files, one seam each:
  *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
+ *   worker.c   a worker's loop: its inbox (wake-ups from other threads) and its stop
  *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
  *   client.c   listeners and client connections: reading, parsing, writing, timeouts
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
@@ -17,7 +18,7 @@
  *   dashboard.c  the admin listener's /dashboard page (dashboard.html, compiled in)
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
  *   log.c      the access log: corral, combined and JSON lines, in time order
- *   util.c     small helpers every file may use: lists, the wall clock, the hash
+ *   util.c     small helpers every file may use: lists, the wall clock, the hash, names
  *
  * Data model:
  * - px (one per process, owned by main.c): the corral handle (thread-safe, shared by every
@@ -288,11 +289,50 @@ struct px;
  * PX_ENOMEM or PX_EINVAL (a row that could not be formatted) with `*out` NULL. */
 int px_metrics_text(struct px *px, char **out, size_t *len);
 
-/* ---- Workers (main.c) ---- */
+/* ---- Workers (worker.c) ---- */
+
+struct px_conn;
+struct px_fetch;
+struct px_worker;
+
+/* What the loop layer (worker.c, client.c) calls in the files above it. main.c fills one at
+ * start-up and every worker points to it (px_worker.on), so the loop layer names nothing above
+ * it and the files above call down into it. Each runs on the worker's loop thread; the function
+ * main.c sets is named in brackets. */
+typedef struct px_handlers {
+    /* A request head was parsed on `c` (px_cache_request). */
+    void (*request)(struct px_conn *c);
+    /* The coalescing wait of `c` timed out (px_cache_wait_expired). */
+    void (*wait_expired)(struct px_conn *c);
+    /* The request of `c` is over, or `c` is freed: release its state (px_request_release). */
+    void (*request_release)(struct px_conn *c);
+    /* The flight `c` waited on ended, with its result (px_cache_woken). */
+    void (*woken)(struct px_conn *c, int rc, corral_value *v);
+    /* The busy object `c` streams grew or ended, or its write queue drained (px_cache_stream);
+     * `c` goes away (px_cache_stream_stop). */
+    void (*stream)(struct px_conn *c);
+    void (*stream_stop)(struct px_conn *c);
+    /* To the fetch a connection feeds or drains: request body bytes and their end, the
+     * connection going away, its write queue drained (px_fetch_body, _body_end, _detach,
+     * _unpause). */
+    void (*fetch_body)(struct px_fetch *f, const char *data, size_t len);
+    void (*fetch_body_end)(struct px_fetch *f);
+    void (*fetch_detach)(struct px_fetch *f);
+    void (*fetch_unpause)(struct px_fetch *f);
+    /* The worker stops: stop accepting, close what is idle (main.c: px_clients_stop,
+     * px_origin_close_idle). */
+    void (*stop)(struct px_worker *w);
+    /* The shutdown deadline passed: close the fetches and connections left (main.c:
+     * px_fetches_abort, px_clients_abort). */
+    void (*abort)(struct px_worker *w);
+    /* Nothing is left: close the idle origin connections (px_origin_close_idle). */
+    void (*done)(struct px_worker *w);
+} px_handlers;
 
 typedef struct px_worker {
     uint32_t magic;
     struct px *px;
+    const px_handlers *on; /* the layers above, for the loop layer (main.c's, at start-up) */
     unsigned id;
     uv_loop_t loop;
     uv_thread_t thread;
@@ -335,6 +375,12 @@ void px_worker_signal_locked(px_worker *w);
 /* Called when a connection or fetch of a stopping worker ends: exits the loop when it was the
  * last. Loop thread. */
 void px_worker_maybe_done(px_worker *w);
+
+/* Sets up worker `w` (loop, inbox, timers; not the listener: px_listen) before its thread
+ * starts, with the handlers `on` (kept: they must outlive the worker). Returns PX_OK or a PX_E*
+ * code; w->handles_ready tells whether there is anything to close. Main thread. */
+int px_worker_init(struct px *px, px_worker *w, unsigned id, const px_handlers *on,
+                   const struct sockaddr_storage *origin);
 
 typedef struct px {
     corral *cache;
@@ -454,6 +500,7 @@ typedef enum px_result {
     PX_R_ERROR
 } px_result;
 
+/* The result's name in X-Cache and the access log ("HIT", ...; "-" for none). util.c. */
 const char *px_result_name(px_result r);
 
 /* The vary record of a URL: its generation and vary spec, or a hit-for-pass mark. */

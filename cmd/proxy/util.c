@@ -1,6 +1,7 @@
 /*
- * util.c - corral-proxy's small shared helpers: intrusive lists, the wall clock and the hash.
- * They call nothing else of the proxy, so every file may use them.
+ * util.c - corral-proxy's small shared helpers: intrusive lists, the wall clock, the hash, the
+ * return codes' and results' names. They call nothing else of the proxy, so every file may use
+ * them.
  *
  * Threads: any thread; none keeps state.
  */
@@ -101,4 +102,19 @@ int px_from_corral(int rc) {
     case CORRAL_EINVAL: return PX_EINVAL;
     default: return PX_ESTORE;
     }
+}
+
+const char *px_result_name(px_result r) {
+    switch (r) {
+    case PX_R_HIT: return "HIT";
+    case PX_R_MISS: return "MISS";
+    case PX_R_COALESCED: return "COALESCED";
+    case PX_R_STALE: return "STALE";
+    case PX_R_STALE_IF_ERROR: return "STALE_IF_ERROR";
+    case PX_R_REVALIDATED: return "REVALIDATED";
+    case PX_R_PASS: return "PASS";
+    case PX_R_ERROR: return "ERROR";
+    case PX_R_NONE: break;
+    }
+    return "-";
 }
