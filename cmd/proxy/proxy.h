@@ -4,7 +4,6 @@
  *
  * Files, one seam each:
  *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
- *   worker.c   a worker's loop: its inbox (wake-ups from other threads) and its stop
  *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
  *   client.c   listeners and client connections: reading, parsing, writing, timeouts
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
@@ -18,7 +17,8 @@
  *   dashboard.c  the admin listener's /dashboard page (dashboard.html, compiled in)
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
  *   log.c      the access log: corral, combined and JSON lines, in time order
- *   util.c     small helpers every file may use: lists, the wall clock, the hash, names
+ *   util.c     small helpers every file may use: lists, the wall clock, the hash
+ *   worker.c   a worker's loop: its inbox (wake-ups from other threads) and its stop
  *
  * Data model:
  * - px (one per process, owned by main.c): the corral handle (thread-safe, shared by every

@@ -1,7 +1,6 @@
 /*
- * util.c - corral-proxy's small shared helpers: intrusive lists, the wall clock, the hash, the
- * return codes' and results' names. They call nothing else of the proxy, so every file may use
- * them.
+ * util.c - corral-proxy's small shared helpers: intrusive lists, the wall clock and the hash.
+ * They call nothing else of the proxy, so every file may use them.
  *
  * Threads: any thread; none keeps state.
  */
