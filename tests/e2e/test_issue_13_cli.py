@@ -69,3 +69,29 @@ def test_issue_13_stats_sends_the_token_only_where_asked():
         # A --token-to that names no target is a usage error, not a silent no-op.
         r = with_token("stats", "--token-to", "127.0.0.1:1", ta, tb)
         assert r.returncode == 2 and b"--token-to 127.0.0.1:1: no http target" in r.stderr
+
+
+def test_issue_13_top_ends_when_its_terminal_hangs_up():
+    # top on a pseudo-terminal that is not its controlling one: when the other end closes, no
+    # SIGHUP comes, only POLLHUP and failing reads. It must end by itself (it used to spin).
+    with metrics_server() as (a, _seen):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([cli_binary(), "top", "--interval", "100", "http://%s" % a],
+                                stdin=slave, stdout=slave, stderr=subprocess.PIPE)
+        os.close(slave)
+        try:
+            screen, end = b"", time.monotonic() + 30
+            while b"sort: requests" not in screen and time.monotonic() < end:
+                if select.select([master], [], [], 1)[0]:
+                    screen += os.read(master, 65536)
+            assert b"sort: requests" in screen, screen
+            os.close(master)
+            master = None
+            assert proc.wait(timeout=20) == 0, proc.stderr.read()
+        finally:
+            if master is not None:
+                os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
