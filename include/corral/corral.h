@@ -427,10 +427,21 @@ CORRAL_API int corral_decr_version(corral *c, const void *key, size_t key_len, i
 
 /* Writes into `out` (capacity `cap`) the physical key that `key` maps to under the handle's
  * prefix, version (or the call's) and key function, NUL-terminated, and sets `*out_len`
- * (without the NUL). Returns CORRAL_OK, CORRAL_EBADKEY, or CORRAL_ENOSPC with `*out_len` the
- * key's length (so `cap` must be at least that plus one). */
+ * (without the NUL). Inside the call's namespace the key holds the namespace's generation, which
+ * is created in the store when it has none (corral_make_key_read only reads). Returns CORRAL_OK,
+ * CORRAL_EBADKEY, a store error, or CORRAL_ENOSPC with `*out_len` the key's length (so `cap`
+ * must be at least that plus one). */
 CORRAL_API int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call,
                                char *out, size_t cap, size_t *out_len);
+
+/* corral_make_key for a caller that only reads: when the call names a namespace that has no
+ * generation in the store yet (never written in, never bumped), it is not created: the result is
+ * CORRAL_MISS with `*out_len` 0 (no key of that namespace can be present), and nothing is
+ * written. Otherwise as corral_make_key. A store that cannot be read also gives CORRAL_MISS
+ * (reads fail as misses). */
+CORRAL_API int corral_make_key_read(corral *c, const void *key, size_t key_len,
+                                    const corral_call *call, char *out, size_t cap,
+                                    size_t *out_len);
 
 /* ---- get_or_set: one producer per key, however many callers ----
  *

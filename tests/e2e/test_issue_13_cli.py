@@ -4,6 +4,7 @@ with --ns created the namespace; ttl on mem:// could only say "not found"; demo 
 printed numbers instead of stopping."""
 import contextlib
 import http.server
+import json
 import os
 import pty
 import select
@@ -95,3 +96,26 @@ def test_issue_13_top_ends_when_its_terminal_hangs_up():
                 proc.kill()
                 proc.wait()
             proc.stderr.close()
+
+
+def test_issue_13_reads_in_a_namespace_write_nothing(redis):
+    url = "redis://127.0.0.1:%d/?key_prefix=shop" % redis
+    assert corral("get", "--ns", "x", url, "k").returncode == 1
+    assert resp(redis, "DBSIZE") == 0  # no generation key "shop:ns:x" was created
+    for cmd in ("get", "ttl", "del", "incr", "touch"):
+        extra = ("--ttl", "5") if cmd == "touch" else ()
+        r = corral(cmd, "--ns", "x", url, "k", *extra)
+        assert r.returncode == 1, (cmd, r)
+        assert r.stderr == b"corral %s: k in namespace x (which has no generation): not found\n" \
+            % cmd.encode()
+    assert resp(redis, "DBSIZE") == 0  # no generation key "shop:ns:x" was created
+    r = corral("get", "--json", "--ns", "x", url, "k")
+    assert r.returncode == 1 and r.stdout == b'{"key":"k","physical_key":null,"found":false}\n'
+    # A write makes the generation, and then reads find the key under it.
+    r = corral("set", "--json", "--ns", "x", url, "k", "v")
+    assert r.returncode == 0, r.stderr
+    physical = json.loads(r.stdout)["physical_key"]
+    assert physical.startswith("shop:1:x.") and physical.endswith(":k")
+    assert resp(redis, "DBSIZE") == 2  # the value and the generation
+    r = corral("get", "--json", "--ns", "x", url, "k")
+    assert json.loads(r.stdout)["physical_key"] == physical and r.returncode == 0
