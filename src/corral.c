@@ -447,6 +447,21 @@ int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
     return c->store->ops->touch(c->store, &sk, store_ttl);
 }
 
+int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
+               int64_t *ttl_ms) {
+    if (ttl_ms) *ttl_ms = 0;
+    if (!c || !ttl_ms) return CORRAL_EINVAL;
+    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    char buf[CORRAL__KEYBUF];
+    corral__skey sk;
+    int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
+    if (rc != CORRAL_OK) return rc;
+    int64_t left = 0;
+    rc = c->store->ops->ttl(c->store, &sk, &left);
+    if (rc == CORRAL_OK) *ttl_ms = left == CORRAL__NO_EXPIRY ? CORRAL_TTL_FOREVER : left;
+    return rc;
+}
+
 int corral_incr(corral *c, const void *key, size_t key_len, int64_t delta, const corral_call *call,
                 int64_t *out) {
     if (out) *out = 0;

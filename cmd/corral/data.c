@@ -9,7 +9,7 @@
  * redis:// URL it first connects itself (net.c: refused, timeout, auth), and after a miss it
  * reads the handle's own corral_redis_failed_reads_total, which counts reads that failed.
  * Only set creates a namespace's generation (corral_make_key_read): a read must not write.
- * `ttl` asks that connection for PTTL of the physical key (the library has no TTL read).
+ * `ttl` is corral_ttl: the time the store keeps the key (PTTL on Redis).
  */
 #include "cli.h"
 #include "net.h"
@@ -289,23 +289,10 @@ int cli_del(int argc, char **argv) {
 }
 
 static int op_ttl(data_cmd *d) {
-    long long ms;
-    if (d->redis) {
-        const char *av[2] = { "PTTL", d->physical };
-        redisReply *r = redisCommandArgv(d->redis, 2, av, NULL);
-        if (!r || r->type != REDIS_REPLY_INTEGER) {
-            fprintf(stderr, "corral ttl: %s: %s\n", d->url,
-                    r && r->type == REDIS_REPLY_ERROR ? r->str : "the store failed the read");
-            if (r) freeReplyObject(r);
-            return CLI_FAIL;
-        }
-        ms = r->integer;
-        freeReplyObject(r);
-    } else {
-        /* A memory store lives in one process: this one has nothing, but ask it all the same. */
-        ms = corral_has(d->c, d->key, strlen(d->key), &d->call) == CORRAL_OK ? -1 : -2;
-    }
-    if (ms == -2) return report(d, CORRAL_MISS);
+    int64_t left;
+    int rc = corral_ttl(d->c, d->key, strlen(d->key), &d->call, &left);
+    if (rc != CORRAL_OK) return report(d, rc);
+    long long ms = left == CORRAL_TTL_FOREVER ? -1 : (long long)left;
     if (d->json) {
         json_head(d);
         printf(",\"found\":true,\"ttl_ms\":");

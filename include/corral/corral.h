@@ -365,6 +365,16 @@ CORRAL_API int corral_delete(corral *c, const void *key, size_t key_len, const c
 CORRAL_API int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
                             const corral_call *call);
 
+/* The time the store keeps a key: CORRAL_OK with `*ttl_ms` the milliseconds left (> 0, rounded
+ * up) or CORRAL_TTL_FOREVER when it never expires; CORRAL_MISS with `*ttl_ms` 0 when the key is
+ * absent or expired (or in a namespace that has no generation: nothing is created). This is the
+ * store's expiry, as Redis's PTTL: a value made by corral_get_or_set with a grace window
+ * (stale_ttl_ms) is kept that long past its logical expiry, and a value whose tag was busted is
+ * kept until it expires. Counts no hit or miss. On Redis, a read that fails is CORRAL_MISS, as
+ * for corral_get. CORRAL_EINVAL for a NULL handle or `ttl_ms`. */
+CORRAL_API int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
+                          int64_t *ttl_ms);
+
 /* Adds `delta` (negative decrements) to a value holding a decimal integer, atomically, keeping
  * its TTL, and returns the new value in `*out` (optional). Returns CORRAL_OK, CORRAL_MISS
  * when absent (as Django raises ValueError), CORRAL_ENOTINT when the value is not a decimal
