@@ -130,23 +130,11 @@ static void close_cache(data_cmd *d) {
     corral_close(d->c);
 }
 
-/* True when the handle counted a read that failed (so a miss was not a real miss). */
-static bool read_failed(corral *c) {
-    char *text;
-    size_t len;
-    if (corral_metrics_write(c, &text, &len) != CORRAL_OK) return false;
-    static const char name[] = "\ncorral_redis_failed_reads_total ";
-    const char *p = strstr(text, name);
-    bool failed = p && strtoull(p + sizeof name - 1, NULL, 10) > 0;
-    corral_free(c, text);
-    return failed;
-}
-
 /* Reports an outcome that is not CORRAL_OK: a miss (exit 1) or a failure (exit 3). */
 static void json_head(data_cmd *d);
 
 static int report(data_cmd *d, int rc) {
-    if (rc == CORRAL_MISS && !read_failed(d->c)) {
+    if (rc == CORRAL_MISS && !cli_read_failed(d->c)) {
         if (d->json) {
             json_head(d);
             printf(",\"found\":false}\n");

@@ -119,3 +119,21 @@ def test_issue_13_reads_in_a_namespace_write_nothing(redis):
     assert resp(redis, "DBSIZE") == 2  # the value and the generation
     r = corral("get", "--json", "--ns", "x", url, "k")
     assert json.loads(r.stdout)["physical_key"] == physical and r.returncode == 0
+
+
+def test_issue_13_demo_on_a_dead_store_stops_with_the_reason():
+    dead = "redis://127.0.0.1:%d/?key_prefix=shop" % free_port()
+    r = corral("demo", dead)
+    assert r.returncode == 3
+    assert r.stderr.decode() == "corral demo: %s: connection refused\n" % dead
+    assert b"page views" not in r.stdout  # no numbers from a store that never answered
+
+
+def test_issue_13_demo_stops_at_the_first_step_the_store_fails(redis):
+    # A store that answers but refuses every write: the first step fails, with its reason.
+    assert resp(redis, "CONFIG", "SET", "maxmemory-policy", "noeviction") == "OK"
+    assert resp(redis, "CONFIG", "SET", "maxmemory", "1") == "OK"
+    r = corral("demo", "redis://127.0.0.1:%d/?key_prefix=shop" % redis)
+    assert r.returncode == 3
+    assert r.stderr == b"corral demo: 1. page views: out of memory\n"
+    assert b"page views" not in r.stdout
