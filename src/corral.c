@@ -180,20 +180,32 @@ void corral_free(corral *c, void *p) {
     corral__user_free(&c->alloc, p);
 }
 
-int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call, char *out,
-                    size_t cap, size_t *out_len) {
+/* corral_make_key and corral_make_key_read: `create` makes a namespace's missing generation. */
+static int make_key(corral *c, const void *key, size_t key_len, const corral_call *call,
+                    bool create, char *out, size_t cap, size_t *out_len) {
     if (out_len) *out_len = 0;
     if (!c || !out_len || (!out && cap)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
-    int rc = corral__make_skey(c, key, key_len, call, buf, &sk);
+    int rc = create ? corral__make_skey(c, key, key_len, call, buf, &sk)
+                    : corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
     size_t len = sk.len;
     *out_len = len;
     if (cap < len + 1) return CORRAL_ENOSPC;
     memcpy(out, buf, len + 1);
     return CORRAL_OK;
+}
+
+int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call, char *out,
+                    size_t cap, size_t *out_len) {
+    return make_key(c, key, key_len, call, true, out, cap, out_len);
+}
+
+int corral_make_key_read(corral *c, const void *key, size_t key_len, const corral_call *call,
+                         char *out, size_t cap, size_t *out_len) {
+    return make_key(c, key, key_len, call, false, out, cap, out_len);
 }
 
 static void count(corral *c, uint16_t cls, int metric) {
@@ -381,6 +393,21 @@ int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
     if (rc < 0) return rc;
     if (rc == CORRAL_MISS) return corral__del(c, &sk); /* touch(0): expire now */
     return corral__touch(c, &sk, store_ttl);
+}
+
+int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
+               int64_t *ttl_ms) {
+    if (ttl_ms) *ttl_ms = 0;
+    if (!c || !ttl_ms) return CORRAL_EINVAL;
+    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    char buf[CORRAL__KEYBUF];
+    corral__skey sk;
+    int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
+    if (rc != CORRAL_OK) return rc;
+    int64_t left = 0;
+    rc = c->store->ops->ttl(c->store, &sk, &left);
+    if (rc == CORRAL_OK) *ttl_ms = left == CORRAL__NO_EXPIRY ? CORRAL_TTL_FOREVER : left;
+    return rc;
 }
 
 int corral_incr(corral *c, const void *key, size_t key_len, int64_t delta, const corral_call *call,

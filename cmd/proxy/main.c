@@ -122,7 +122,8 @@ static void on_hup(uv_signal_t *s, int signum) {
         fprintf(stderr, "corral-proxy: SIGHUP: configuration not reloaded\n");
         return;
     }
-    if (!px_config_compatible(px->cfg, cfg) || px_config_open_log(cfg) < 0) {
+    if (!px_config_compatible(px->cfg, cfg) || px_config_open_log(cfg) < 0 ||
+        px_alog_reopen(px->alog, cfg) < 0) {
         px_config_unref(cfg);
         fprintf(stderr, "corral-proxy: SIGHUP: configuration not reloaded\n");
         return;
@@ -342,10 +343,10 @@ int main(int argc, char **argv) {
     }
     assign_slots(&px, px.cfg);
     px_list_init(&px.busy);
-    px.alog = px_alog_new();
+    px.alog = px_alog_new(px.cfg);
     if (!px.alog || uv_mutex_init(&px.busy_lock) < 0) {
-        fprintf(stderr, "corral-proxy: cannot create a lock\n");
-        px_alog_free(px.alog, -1);
+        fprintf(stderr, "corral-proxy: cannot create a lock or the access log's writer\n");
+        px_alog_free(px.alog);
         px_config_unref(px.cfg);
         return 1;
     }
@@ -353,7 +354,7 @@ int main(int argc, char **argv) {
     /* Every worker has ended, so every fetch and reader is gone with its busy object. */
     assert(px_list_empty(&px.busy));
     uv_mutex_destroy(&px.busy_lock);
-    px_alog_free(px.alog, px.cfg->log_fd);
+    px_alog_free(px.alog);
     px_config_unref(px.cfg);
     return code;
 }

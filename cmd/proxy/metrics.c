@@ -191,6 +191,10 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
     put(&t, "corral_proxy_connections %" PRId64 "\n", conns);
     family(&t, "origin_connections", "gauge", "Open origin connections (busy and pooled)");
     put(&t, "corral_proxy_origin_connections %" PRId64 "\n", oconns);
+    family(&t, "access_log_dropped_lines_total", "counter",
+           "Access log lines dropped: its writer was 4 MiB behind (a log that blocks), or a write "
+           "failed");
+    put(&t, "corral_proxy_access_log_dropped_lines_total %" PRIu64 "\n", px_alog_dropped(px->alog));
     family(&t, "purge_requests_total", "counter", "Admin purge requests by kind");
     put(&t,
         "corral_proxy_purge_requests_total{kind=\"url\"} %" PRIu64 "\n"

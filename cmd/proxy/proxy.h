@@ -851,15 +851,23 @@ enum { PX_LOG_CORRAL = 0, PX_LOG_COMBINED = 1, PX_LOG_JSON = 2 };
 
 /* "corral", "combined" or "json" into *out. Returns false for anything else. */
 bool px_log_format_parse(const char *s, int *out);
-/* The shared buffer every worker appends to. Returns NULL when out of memory. Main thread. */
-struct px_alog *px_alog_new(void);
-/* Writes what is left to `fd` (-1: drops it) and frees `l` (NULL is fine). Main thread, once
- * no worker runs. */
-void px_alog_free(struct px_alog *l, int fd);
-/* Appends the request's line to the shared buffer, in the order of the lines' times (flushed
- * by the worker's timer, or at once past 64 KiB). Loop thread of `c`. */
+/* The shared buffer every worker appends to, and the thread that writes it to `cfg`'s log_fd
+ * (a reference is taken). Returns NULL when out of memory or no thread. Main thread. */
+struct px_alog *px_alog_new(px_config *cfg);
+/* After a reload: lines appended from now on go to `cfg`'s log_fd (a reference is taken); those
+ * before still go to the previous snapshot's. Returns 0 or PX_ENOMEM (nothing changed). Main
+ * thread. */
+int px_alog_reopen(struct px_alog *l, px_config *cfg);
+/* Lines dropped so far: the writer was 4 MiB behind (a log that blocks), or a write failed. */
+uint64_t px_alog_dropped(struct px_alog *l);
+/* Has the writer write what is left (for at most 1 s) and frees `l` (NULL is fine). Main thread,
+ * once no worker runs. */
+void px_alog_free(struct px_alog *l);
+/* Appends the request's line to the shared buffer, in the order of the lines' times (written
+ * after the worker's 100 ms timer, or at once past 64 KiB). Never writes, never waits for a
+ * write. Loop thread of `c`. */
 void px_log_request(px_conn *c);
-/* Writes the shared buffer out to the worker's snapshot's log. Loop thread of `w`. */
+/* Asks the writer to write the shared buffer now; returns at once. Loop thread of `w`. */
 void px_log_flush(px_worker *w);
 
 #endif /* CORRAL_PROXY_H */

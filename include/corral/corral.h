@@ -365,6 +365,16 @@ CORRAL_API int corral_delete(corral *c, const void *key, size_t key_len, const c
 CORRAL_API int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
                             const corral_call *call);
 
+/* The time the store keeps a key: CORRAL_OK with `*ttl_ms` the milliseconds left (> 0, rounded
+ * up) or CORRAL_TTL_FOREVER when it never expires; CORRAL_MISS with `*ttl_ms` 0 when the key is
+ * absent or expired (or in a namespace that has no generation: nothing is created). This is the
+ * store's expiry, as Redis's PTTL: a value made by corral_get_or_set with a grace window
+ * (stale_ttl_ms) is kept that long past its logical expiry, and a value whose tag was busted is
+ * kept until it expires. Counts no hit or miss. On Redis, a read that fails is CORRAL_MISS, as
+ * for corral_get. CORRAL_EINVAL for a NULL handle or `ttl_ms`. */
+CORRAL_API int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
+                          int64_t *ttl_ms);
+
 /* Adds `delta` (negative decrements) to a value holding a decimal integer, atomically, keeping
  * its TTL, and returns the new value in `*out` (optional). Returns CORRAL_OK, CORRAL_MISS
  * when absent (as Django raises ValueError), CORRAL_ENOTINT when the value is not a decimal
@@ -427,10 +437,21 @@ CORRAL_API int corral_decr_version(corral *c, const void *key, size_t key_len, i
 
 /* Writes into `out` (capacity `cap`) the physical key that `key` maps to under the handle's
  * prefix, version (or the call's) and key function, NUL-terminated, and sets `*out_len`
- * (without the NUL). Returns CORRAL_OK, CORRAL_EBADKEY, or CORRAL_ENOSPC with `*out_len` the
- * key's length (so `cap` must be at least that plus one). */
+ * (without the NUL). Inside the call's namespace the key holds the namespace's generation, which
+ * is created in the store when it has none (corral_make_key_read only reads). Returns CORRAL_OK,
+ * CORRAL_EBADKEY, a store error, or CORRAL_ENOSPC with `*out_len` the key's length (so `cap`
+ * must be at least that plus one). */
 CORRAL_API int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call,
                                char *out, size_t cap, size_t *out_len);
+
+/* corral_make_key for a caller that only reads: when the call names a namespace that has no
+ * generation in the store yet (never written in, never bumped), it is not created: the result is
+ * CORRAL_MISS with `*out_len` 0 (no key of that namespace can be present), and nothing is
+ * written. Otherwise as corral_make_key. A store that cannot be read also gives CORRAL_MISS
+ * (reads fail as misses). */
+CORRAL_API int corral_make_key_read(corral *c, const void *key, size_t key_len,
+                                    const corral_call *call, char *out, size_t cap,
+                                    size_t *out_len);
 
 /* ---- get_or_set: one producer per key, however many callers ----
  *

@@ -269,6 +269,23 @@ static void test_near_keeps_a_value_no_longer_than_its_ttl(void **state) {
     redis_server_ok(&srv, "DEBUG SET-ACTIVE-EXPIRE 1");
 }
 
+/* corral_ttl asks Redis, not the near copy: an expiry set by another client shows at once. */
+static void test_near_ttl_is_the_primary_s(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "k", "v");
+    expect_get(c, "k", "v"); /* now kept near, without expiry */
+    int64_t ms = 0;
+    assert_int_equal(corral_ttl(c, "k", 1, NULL, &ms), CORRAL_OK);
+    assert_true(ms == CORRAL_TTL_FOREVER);
+    redis_server_ok(&srv, "PEXPIRE n:1:k 50000");
+    assert_int_equal(corral_ttl(c, "k", 1, NULL, &ms), CORRAL_OK);
+    assert_true(ms > 0 && ms <= 50000);
+    assert_int_equal(corral_ttl(c, "absent", 6, NULL, &ms), CORRAL_MISS);
+    corral_close(c);
+}
+
 /* ---- Tags ---- */
 
 /* The tag versions are kept near like any key under the prefix: a tagged near hit is checked
@@ -560,6 +577,7 @@ int main(void) {
         cmocka_unit_test(test_near_flush_of_the_database_empties_the_near_cache),
         cmocka_unit_test(test_near_lost_tracking_connection_flushes_and_resubscribes),
         cmocka_unit_test(test_near_keeps_a_value_no_longer_than_its_ttl),
+        cmocka_unit_test(test_near_ttl_is_the_primary_s),
         cmocka_unit_test(test_near_tagged_hit_costs_no_round_trip_and_a_bust_reaches_it),
         cmocka_unit_test(test_near_read_invalidated_in_flight_is_not_kept),
         cmocka_unit_test(test_near_get_many_read_invalidated_in_flight_is_not_kept),
