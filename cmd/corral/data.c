@@ -23,6 +23,7 @@ typedef struct data_cmd {
     int64_t ttl_ms;
     corral_call call;
     const char *url;
+    char shown[1024]; /* url with its credentials hidden (corral_url_redact), for messages */
     const char *key;
     const char *tags[32]; /* --tag, for set */
     char **rest;          /* operands after KEY */
@@ -77,6 +78,7 @@ static int parse(data_cmd *d, int argc, char **argv, int min_rest, int max_rest)
     char **ops = argv + optind;
     if (n < 2 + min_rest || n > 2 + max_rest) return cli_usage(d->name);
     d->url = ops[0];
+    corral_url_redact(d->url, d->shown, sizeof d->shown);
     d->key = ops[1];
     d->rest = ops + 2;
     d->n_rest = n - 2;
@@ -92,7 +94,7 @@ static int open_cache(data_cmd *d) {
     corral_error err;
     int rc = corral_open(&d->c, d->url, &err);
     if (rc != CORRAL_OK) {
-        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, err.msg);
+        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, err.msg);
         return rc == CORRAL_EBADURL || rc == CORRAL_EINVAL ? CLI_USAGE : CLI_FAIL;
     }
     size_t len;
@@ -106,12 +108,12 @@ static int open_cache(data_cmd *d) {
         char why[256];
         d->redis = cli_redis_connect(d->url, 0, why, sizeof why);
         if (!d->redis) {
-            fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, why);
+            fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, why);
             return CLI_FAIL;
         }
     }
     if (rc != CORRAL_OK) { /* a namespace's generation could not be read */
-        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, corral_strerror(rc));
+        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, corral_strerror(rc));
         return CLI_FAIL;
     }
     return CLI_OK;
@@ -149,7 +151,7 @@ static int report(data_cmd *d, int rc) {
         return CLI_MISS;
     }
     const char *why = rc == CORRAL_MISS ? "the store failed the read" : corral_strerror(rc);
-    fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, why);
+    fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, why);
     return rc == CORRAL_ENOTINT || rc == CORRAL_ERANGE || rc == CORRAL_ETOOBIG ||
                    rc == CORRAL_EINVAL || rc == CORRAL_ENOTSUP
                ? CLI_USAGE
@@ -272,7 +274,7 @@ static int op_ttl(data_cmd *d) {
         const char *av[2] = { "PTTL", d->physical };
         redisReply *r = redisCommandArgv(d->redis, 2, av, NULL);
         if (!r || r->type != REDIS_REPLY_INTEGER) {
-            fprintf(stderr, "corral ttl: %s: %s\n", d->url,
+            fprintf(stderr, "corral ttl: %s: %s\n", d->shown,
                     r && r->type == REDIS_REPLY_ERROR ? r->str : "the store failed the read");
             if (r) freeReplyObject(r);
             return CLI_FAIL;

@@ -481,11 +481,17 @@ static const char *bad_section(const char *section) {
 }
 
 /* A value as a message may show it: the admin token never, a store URL without its
- * credentials, others cut at 100 bytes. */
+ * credentials (corral_url_redact, the one redaction of every URL the proxy shows), others cut
+ * at 100 bytes. */
 static void shown_value(const char *key, const char *val, char *out, size_t cap) {
     if (!strcmp(key, "admin_token")) {
         snprintf(out, cap, "(hidden)");
         return;
+    }
+    char safe[1100];
+    if (!strcmp(key, "store")) {
+        corral_url_redact(val, safe, sizeof safe);
+        val = safe;
     }
     snprintf(out, cap, "'%.100s%s'", val, strlen(val) > 100 ? "..." : "");
 }
@@ -624,9 +630,11 @@ static bool apply_set_flag(loader *ld, const char *spec, px_error *err) {
         return px_fail(err, "--set: longer than %zu bytes", sizeof buf - 1);
     char *dot = strchr(buf, '.');
     char *eq = strchr(buf, '=');
+    char shown[1300]; /* it may be a store URL */
+    corral_url_redact(spec, shown, sizeof shown);
     if (!dot || !eq || eq < dot)
         return px_fail(err, "--set '%.100s': want SECTION.KEY=VALUE (e.g. cache.ttl=5m)",
-                       strstr(spec, "token") ? "..." : spec);
+                       strstr(spec, "token") ? "..." : shown);
     *dot = '\0';
     *eq = '\0';
     char where[80];

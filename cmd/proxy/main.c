@@ -314,9 +314,12 @@ static int run(px_proxy *px) {
     struct sockaddr_storage origin;
     if (resolve_origin(&main_loop, px->cfg, &origin) < 0) goto close_loop;
 
+    /* The store URL may hold a password: every line shows it redacted. */
+    char store_shown[sizeof px->cfg->store_url];
+    corral_url_redact(px->cfg->store_url, store_shown, sizeof store_shown);
     corral_error err;
     if (corral_open(&px->cache, px->cfg->store_url, &err) < 0) {
-        fprintf(stderr, "corral-proxy: store %s: %s\n", px->cfg->store_url, err.msg);
+        fprintf(stderr, "corral-proxy: store %s: %s\n", store_shown, err.msg);
         goto close_loop;
     }
     unsigned n = px->cfg->threads ? px->cfg->threads : uv_available_parallelism();
@@ -381,7 +384,7 @@ static int run(px_proxy *px) {
     fprintf(stderr,
             "corral-proxy %s: listening on http://%s:%s/ (%u threads), origin %s, store %s\n",
             corral_version(), px->cfg->listen_host, px->cfg->listen_port, px->n_workers,
-            px->cfg->origin_authority, px->cfg->store_url);
+            px->cfg->origin_authority, store_shown);
     if (px->cfg->admin_host[0])
         fprintf(stderr, "corral-proxy: admin (PURGE, /metrics) on http://%s:%s/\n",
                 px->cfg->admin_host, px->cfg->admin_port);
@@ -443,6 +446,14 @@ int main(int argc, char **argv) {
     if (flags.version) {
         printf("corral-proxy %s\n", corral_version());
         return 0;
+    }
+    for (size_t i = 0; i < flags.n; i++) {
+        const px_flag *fl = &flags.v[i];
+        if (fl->opt == PX_FLAG_ADMIN_TOKEN ||
+            (fl->opt == PX_FLAG_SET && !strncmp(fl->value, "proxy.admin_token=", 18)))
+            fprintf(stderr, "corral-proxy: warning: a token on the command line is visible to "
+                            "every user (ps); use --admin-token-file FILE or "
+                            "CORRAL_ADMIN_TOKEN\n");
     }
     /* A client or origin that closes while we write must not kill the process. */
     struct sigaction sa;
