@@ -17,12 +17,14 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 bool px_fail(px_error *err, const char *fmt, ...) {
     va_list ap;
@@ -170,8 +172,14 @@ px_config *px_config_load(const px_flags *f, px_error *err) {
  * A file that group or others may read or write is refused (chmod 600, or systemd's
  * LoadCredential=, which makes a 0400 copy), as ssh refuses such a private key. */
 bool px_read_token_file(const char *path, char *out, size_t cap, px_error *err) {
-    FILE *f = fopen(path, "re");
-    if (!f) return px_fail(err, "admin token file %s: %s", path, strerror(errno));
+    /* O_NONBLOCK: a FIFO named by mistake is refused below instead of hanging a reload. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        px_fail(err, "admin token file %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return false;
+    }
     struct stat st;
     bool ok = false;
     char line[256];
