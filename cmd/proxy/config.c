@@ -189,8 +189,8 @@ static bool parse_origin(px_config *cfg, const char *url, char *why) {
     }
     size_t scheme_len = (size_t)(sep - url);
     if (scheme_len == 5 && strncasecmp(url, "https", 5) == 0)
-        return why_set(why, "TLS to the origin is not supported: use http:// (the origin, or a "
-                            "TLS client beside the proxy, must speak plain HTTP)");
+        return why_set(why, "TLS to the origin is not supported: give its plain-HTTP address, "
+                            "http://HOST[:PORT]");
     if (scheme_len != 4 || strncasecmp(url, "http", 4) != 0)
         return why_set(why, "scheme '%.*s' is not supported: %s",
                        (int)(scheme_len > 20 ? 20 : scheme_len), url, want);
