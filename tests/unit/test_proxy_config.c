@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proxy.h"
@@ -316,6 +317,98 @@ static void test_ini_grammar_comments_bom_and_long_lines(void **state) {
     px_config_unref(cfg);
 }
 
+/* Writes `text` to a new temporary file of mode `mode`; its path goes to `path` (a template). */
+static void temp_file(char *path, const char *text, mode_t mode) {
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    assert_int_equal(fchmod(fd, mode), 0);
+    assert_int_equal(close(fd), 0);
+}
+
+/* The token file: its first line, refused when others may read it, empty or not a token. */
+static void test_token_file_is_read_only_when_private(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        mode_t mode;
+        const char *want; /* the token, or a piece of the refusal */
+    } cases[] = {
+        { "s3cret-token\n", 0600, "s3cret-token" },
+        { "s3cret-token  \r\nsecond line\n", 0400, "s3cret-token" },
+        { "s3cret-token\n", 0640, "group or others may read or write it (mode 640)" },
+        { "s3cret-token\n", 0604, "group or others may read or write it (mode 604)" },
+        { "", 0600, "empty" },
+        { "two words\n", 0600, "the first line must be the token" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[] = "/tmp/test_proxy_token_XXXXXX";
+        temp_file(path, cases[i].text, cases[i].mode);
+        char token[128] = "";
+        px_error err = { .msg = "" };
+        bool ok = px_read_token_file(path, token, sizeof token, &err);
+        assert_int_equal(unlink(path), 0);
+        const char *got = ok ? token : err.msg;
+        if (!strstr(got, cases[i].want))
+            fail_msg("case %zu: '%s', want '%s'", i, got, cases[i].want);
+        if (!ok && strstr(err.msg, "s3cret")) fail_msg("case %zu: the token in '%s'", i, err.msg);
+    }
+    char token[8];
+    px_error err;
+    char path[] = "/tmp/test_proxy_token_XXXXXX";
+    temp_file(path, "0123456789\n", 0600);
+    assert_false(px_read_token_file(path, token, sizeof token, &err));
+    assert_int_equal(unlink(path), 0);
+    assert_non_null(strstr(err.msg, "longer than 7 bytes"));
+    assert_false(px_read_token_file("/tmp", token, sizeof token, &err));
+    assert_non_null(strstr(err.msg, "not a regular file"));
+}
+
+/* The token's sources, the last one winning: the file's key, the environment, the flags. */
+static void test_token_sources_file_then_environment_then_flags(void **state) {
+    (void)state;
+    char tf[] = "/tmp/test_proxy_token_XXXXXX";
+    temp_file(tf, "from-file\n", 0600);
+    char ini[300];
+    snprintf(ini, sizeof ini, "[proxy]\norigin = http://h:1\nadmin_token_file = %s\n", tf);
+    static char flag_file[] = "--admin-token-file", flag_token[] = "--admin-token=from-flag";
+    char *none[] = { NULL }, *by_flag[] = { flag_token, NULL },
+         *by_file[] = { flag_file, tf, NULL };
+    static const struct {
+        const char *ini_token; /* NULL: the file names the token file */
+        const char *env;
+        int flags; /* 0 none, 1 --admin-token, 2 --admin-token-file */
+        const char *want;
+    } cases[] = {
+        { NULL, NULL, 0, "from-file" },       { "in-ini", NULL, 0, "in-ini" },
+        { NULL, "from-env", 0, "from-env" },  { "in-ini", "from-env", 0, "from-env" },
+        { NULL, "from-env", 1, "from-flag" }, { "in-ini", "from-env", 2, "from-file" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[300];
+        if (cases[i].ini_token)
+            snprintf(text, sizeof text, "[proxy]\norigin = http://h:1\nadmin_token = %s\n",
+                     cases[i].ini_token);
+        else
+            snprintf(text, sizeof text, "%s", ini);
+        if (cases[i].env)
+            assert_int_equal(setenv("CORRAL_ADMIN_TOKEN", cases[i].env, 1), 0);
+        else
+            assert_int_equal(unsetenv("CORRAL_ADMIN_TOKEN"), 0);
+        static px_flags f;
+        flags_from(&f, cases[i].flags == 1 ? by_flag : cases[i].flags == 2 ? by_file : none);
+        px_error err;
+        px_config *cfg = px_config_parse("f.ini", text, strlen(text), &f, &err);
+        if (!cfg) fail_msg("case %zu: %s", i, err.msg);
+        if (strcmp(cfg->admin_token, cases[i].want) != 0)
+            fail_msg("case %zu: '%s', want '%s'", i, cfg->admin_token, cases[i].want);
+        px_config_unref(cfg);
+    }
+    assert_int_equal(unsetenv("CORRAL_ADMIN_TOKEN"), 0);
+    assert_int_equal(unlink(tf), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flags_fill_the_snapshot),
@@ -327,6 +420,8 @@ int main(void) {
         cmocka_unit_test(test_flags_take_equals_and_report_usage_errors),
         cmocka_unit_test(test_file_errors_say_file_line_key_and_why),
         cmocka_unit_test(test_ini_grammar_comments_bom_and_long_lines),
+        cmocka_unit_test(test_token_file_is_read_only_when_private),
+        cmocka_unit_test(test_token_sources_file_then_environment_then_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
