@@ -42,7 +42,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define UNSET (-3) /* a route time not given: inherit [cache]'s */
@@ -142,8 +141,8 @@ static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
     return true;
 }
 
-/* Splits "host:port" / "[v6]:port" / ":port" (every IPv4 address). `what` names the address
- * in `why` ("listen", "origin"). */
+/* Splits "host:port" / "[v6]:port" / ":port" (every IPv4 address); on failure `why` says what
+ * is wrong with it. */
 static bool parse_hostport(const char *s, char *host, size_t host_cap, char *port, size_t port_cap,
                            char *why) {
     const char *colon;
@@ -217,8 +216,7 @@ static bool parse_origin(px_config *cfg, const char *url, char *why) {
                         sizeof cfg->origin_port, why))
         return false;
     if (!strcmp(cfg->origin_port, "0")) return why_set(why, "port 0 is not a port to connect to");
-    if (!cfg->origin_host[0] || !strcmp(auth, "") || auth[0] == ':')
-        return why_set(why, "no host: %s", want);
+    if (!cfg->origin_host[0] || auth[0] == ':') return why_set(why, "no host: %s", want);
     return true;
 }
 

@@ -432,7 +432,7 @@ close_loop:
 }
 
 int main(int argc, char **argv) {
-    static px_flags flags; /* read-only once parsed; static for its size */
+    px_flags flags; /* read-only once parsed; lives as long as px */
     px_error err;
     if (!px_flags_parse(&flags, argc, argv, &err)) {
         fprintf(stderr, "corral-proxy: %s\n", err.msg);
