@@ -24,6 +24,7 @@ typedef struct data_cmd {
     int64_t ttl_ms;
     corral_call call;
     const char *url;
+    char shown[1024]; /* url with its credentials hidden (corral_url_redact), for messages */
     const char *key;
     const char *tags[32]; /* --tag, for set */
     char **rest;          /* operands after KEY */
@@ -79,6 +80,7 @@ static int parse(data_cmd *d, int argc, char **argv, int min_rest, int max_rest)
     char **ops = argv + optind;
     if (n < 2 + min_rest || n > 2 + max_rest) return cli_usage(d->name);
     d->url = ops[0];
+    corral_url_redact(d->url, d->shown, sizeof d->shown);
     d->key = ops[1];
     d->rest = ops + 2;
     d->n_rest = n - 2;
@@ -94,7 +96,7 @@ static int open_cache(data_cmd *d) {
     corral_error err;
     int rc = corral_open(&d->c, d->url, &err);
     if (rc != CORRAL_OK) {
-        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, err.msg);
+        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, err.msg);
         return rc == CORRAL_EBADURL || rc == CORRAL_EINVAL ? CLI_USAGE : CLI_FAIL;
     }
     /* Only a read's key: a namespace without a generation is not created here (CORRAL_MISS,
@@ -114,12 +116,12 @@ static int open_cache(data_cmd *d) {
         char why[256];
         d->redis = cli_redis_connect(d->url, 0, why, sizeof why);
         if (!d->redis) {
-            fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, why);
+            fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, why);
             return CLI_FAIL;
         }
     }
     if (rc != CORRAL_OK) { /* a namespace's generation could not be read */
-        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, corral_strerror(rc));
+        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, corral_strerror(rc));
         return CLI_FAIL;
     }
     return CLI_OK;
@@ -147,7 +149,7 @@ static int report(data_cmd *d, int rc) {
         return CLI_MISS;
     }
     const char *why = rc == CORRAL_MISS ? "the store failed the read" : corral_strerror(rc);
-    fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, why);
+    fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, why);
     return rc == CORRAL_ENOTINT || rc == CORRAL_ERANGE || rc == CORRAL_ETOOBIG ||
                    rc == CORRAL_EINVAL || rc == CORRAL_ENOTSUP
                ? CLI_USAGE

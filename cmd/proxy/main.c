@@ -8,7 +8,9 @@
  *   corral-proxy --origin http://127.0.0.1:8000 --listen 127.0.0.1:8080
  *                [--admin 127.0.0.1:8081] [--store mem://...|redis://...] [--config file.ini]
  *                [--threads N] [--access-log -|off|PATH] [--route 'PREFIX key=value ...']
- *                [--set SECTION.KEY=VALUE]
+ *                [--admin-token-file FILE] [--set SECTION.KEY=VALUE]
+ * Options take their value as the next argument or after '=' (--origin=http://...). A bad value
+ * is reported with its flag or file:line, key and reason (px_error), and exits 2.
  *
  * Signals (uv_signal on the main loop, so no handler runs in signal context):
  *   SIGTERM, SIGINT  stop accepting, let in-flight requests finish (at most shutdown_timeout),
@@ -117,9 +119,11 @@ static void on_hup(uv_signal_t *s, int signum) {
     (void)signum;
     sigs *sg = s->data;
     px_proxy *px = sg->px;
-    px_config *cfg = px_config_load(px->config_path, px->argc, px->argv);
+    px_error err;
+    px_config *cfg = px_config_load(px->flags, &err);
     if (!cfg) {
-        fprintf(stderr, "corral-proxy: SIGHUP: configuration not reloaded\n");
+        fprintf(stderr, "corral-proxy: %s\ncorral-proxy: SIGHUP: configuration not reloaded\n",
+                err.msg);
         return;
     }
     if (!px_config_compatible(px->cfg, cfg) || px_config_open_log(cfg) < 0 ||
@@ -151,7 +155,7 @@ static void usage(FILE *f) {
         "usage: corral-proxy --origin http://HOST:PORT [--listen HOST:PORT] [--admin HOST:PORT]\n"
         "                    [--store mem://...|redis://...] [--config FILE.ini] [--threads N]\n"
         "                    [--access-log -|off|PATH] [--access-log-format corral|combined|json]\n"
-        "                    [--admin-token TOKEN]\n"
+        "                    [--admin-token-file FILE] (or $CORRAL_ADMIN_TOKEN)\n"
         "                    [--route 'PREFIX key=value ...'] [--set SECTION.KEY=VALUE]\n"
         "The configuration keys, the admin listener (PURGE, /metrics, /dashboard) and the\n"
         "access log: " CORRAL_DOCDIR "/proxy.md; an example configuration:\n" CORRAL_DOCDIR
@@ -192,9 +196,12 @@ static int run(px_proxy *px) {
     struct sockaddr_storage origin;
     if (resolve_origin(&main_loop, px->cfg, &origin) < 0) goto close_loop;
 
+    /* The store URL may hold a password: every line shows it redacted. */
+    char store_shown[sizeof px->cfg->store_url];
+    corral_url_redact(px->cfg->store_url, store_shown, sizeof store_shown);
     corral_error err;
     if (corral_open(&px->cache, px->cfg->store_url, &err) < 0) {
-        fprintf(stderr, "corral-proxy: store %s: %s\n", px->cfg->store_url, err.msg);
+        fprintf(stderr, "corral-proxy: store %s: %s\n", store_shown, err.msg);
         goto close_loop;
     }
     unsigned n = px->cfg->threads ? px->cfg->threads : uv_available_parallelism();
@@ -259,7 +266,7 @@ static int run(px_proxy *px) {
     fprintf(stderr,
             "corral-proxy %s: listening on http://%s:%s/ (%u threads), origin %s, store %s\n",
             corral_version(), px->cfg->listen_host, px->cfg->listen_port, px->n_workers,
-            px->cfg->origin_authority, px->cfg->store_url);
+            px->cfg->origin_authority, store_shown);
     if (px->cfg->admin_host[0])
         fprintf(stderr, "corral-proxy: admin (PURGE, /metrics) on http://%s:%s/\n",
                 px->cfg->admin_host, px->cfg->admin_port);
@@ -307,17 +314,28 @@ close_loop:
 }
 
 int main(int argc, char **argv) {
-    const char *config_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "--version")) {
-            printf("corral-proxy %s\n", corral_version());
-            return 0;
-        }
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config_path = argv[i + 1];
+    px_flags flags; /* read-only once parsed; lives as long as px */
+    px_error err;
+    if (!px_flags_parse(&flags, argc, argv, &err)) {
+        fprintf(stderr, "corral-proxy: %s\n", err.msg);
+        usage(stderr);
+        return 2;
+    }
+    if (flags.help) {
+        usage(stdout);
+        return 0;
+    }
+    if (flags.version) {
+        printf("corral-proxy %s\n", corral_version());
+        return 0;
+    }
+    for (size_t i = 0; i < flags.n; i++) {
+        const px_flag *fl = &flags.v[i];
+        if (fl->opt == PX_FLAG_ADMIN_TOKEN ||
+            (fl->opt == PX_FLAG_SET && !strncmp(fl->value, "proxy.admin_token=", 18)))
+            fprintf(stderr, "corral-proxy: warning: a token on the command line is visible to "
+                            "every user (ps); use --admin-token-file FILE or "
+                            "CORRAL_ADMIN_TOKEN\n");
     }
     /* A client or origin that closes while we write must not kill the process. */
     struct sigaction sa;
@@ -329,12 +347,11 @@ int main(int argc, char **argv) {
     }
     px_proxy px;
     memset(&px, 0, sizeof px);
-    px.config_path = config_path;
-    px.argc = argc;
-    px.argv = argv;
-    px.cfg = px_config_load(config_path, argc, argv);
+    px.flags = &flags;
+    px.cfg = px_config_load(&flags, &err);
     if (!px.cfg) {
-        usage(stderr);
+        fprintf(stderr, "corral-proxy: %s\n", err.msg);
+        if (err.usage) usage(stderr);
         return 2;
     }
     if (px_config_open_log(px.cfg) < 0) {

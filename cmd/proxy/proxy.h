@@ -4,7 +4,8 @@
  *
  * Files, one seam each:
  *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
- *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
+ *   config.c   the configuration: keys and values, routes, reload snapshots
+ *   args.c     its text forms: the INI file's lines, the flags (getopt_long)
  *   client.c   listeners and client connections: reading, parsing, writing, timeouts
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
  *   request.c  a request from its parsed head to an answer: lookup, coalescing, grace, dispatch
@@ -208,10 +209,85 @@ typedef struct px_config {
 /* Fills `cfg` with the defaults (no routes but "default"). */
 void px_config_defaults(px_config *cfg);
 
-/* Builds a configuration from the INI file `path` (NULL: none) and then the flags in argv
- * (flags win). Returns a new snapshot with one reference, or NULL after printing why to
- * stderr. Main thread. */
-px_config *px_config_load(const char *path, int argc, char **argv);
+/* ---- Configuration text: INI lines and flags (args.c) ---- */
+
+/* Why a configuration was refused: one line naming the file and line (or the flag), the
+ * section and key, the value (credentials hidden) and the reason. `usage` marks errors in the
+ * command line's shape (unknown option, missing value, no origin), after which the usage is
+ * worth printing. */
+typedef struct px_error {
+    bool usage;
+    char msg[1024];
+} px_error;
+
+/* Formats `err->msg`; returns false, for `return px_fail(err, ...)`. */
+bool px_fail(px_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One event of the INI reader: a section header (`key` and `value` NULL) or a `key = value`
+ * line of `section`, at `line` (1-based). Returns true to go on, or false with `err` set. */
+typedef bool (*px_ini_fn)(void *user, int line, const char *section, const char *key,
+                          const char *value, px_error *err);
+
+/* Reads INI `text` (`len` bytes; NUL bytes are refused), calling `fn` for each header and
+ * key. Syntax errors ("FILE:LINE: ...", `name` being the file's) and `fn`'s refusals stop it.
+ * Returns true when every line was accepted. Pure; any thread. */
+bool px_ini_parse(const char *name, const char *text, size_t len, px_ini_fn fn, void *user,
+                  px_error *err);
+
+enum {
+    PX_FLAG_ORIGIN = 256, /* above every short option's character */
+    PX_FLAG_LISTEN,
+    PX_FLAG_ADMIN,
+    PX_FLAG_STORE,
+    PX_FLAG_THREADS,
+    PX_FLAG_ACCESS_LOG,
+    PX_FLAG_ACCESS_LOG_FORMAT,
+    PX_FLAG_ADMIN_TOKEN,
+    PX_FLAG_ADMIN_TOKEN_FILE,
+    PX_FLAG_ROUTE,
+    PX_FLAG_SET,
+    PX_FLAG_CONFIG,
+    PX_FLAG_VERSION
+};
+
+#define PX_MAX_FLAGS 256 /* settings on one command line */
+
+/* A setting flag and its value (borrowed from argv). */
+typedef struct px_flag {
+    int opt; /* PX_FLAG_* */
+    const char *value;
+} px_flag;
+
+/* The command line, parsed once at startup and reapplied on every reload. */
+typedef struct px_flags {
+    const char *config_path; /* --config, or NULL */
+    const char *env_token;   /* $CORRAL_ADMIN_TOKEN when set and not empty, or NULL */
+    bool help, version;
+    size_t n;
+    px_flag v[PX_MAX_FLAGS]; /* the settings in their order (later ones win) */
+} px_flags;
+
+/* Parses argv with getopt_long into `f` (which borrows argv's strings) and reads
+ * CORRAL_ADMIN_TOKEN. Returns false with `err` set (`err->usage` true). Main thread. */
+bool px_flags_parse(px_flags *f, int argc, char **argv, px_error *err);
+
+/* The long name of a PX_FLAG_* ("origin"). */
+const char *px_flag_name(int opt);
+
+/* Builds a configuration from INI `text` (`len` bytes; NULL: no file) named `name` in
+ * messages, then CORRAL_ADMIN_TOKEN, then the flags (later sources win), and reads
+ * admin_token_file if one is named. Returns a new snapshot with one reference, or NULL with
+ * `err` set. Main thread (reading the token file is its only I/O). */
+px_config *px_config_parse(const char *name, const char *text, size_t len, const px_flags *f,
+                           px_error *err);
+
+/* px_config_parse of the file f->config_path (at most 1 MiB; none when NULL). args.c. */
+px_config *px_config_load(const px_flags *f, px_error *err);
+
+/* Reads the admin token (the first line, 1 to cap-1 visible ASCII bytes) from `path` into
+ * `out`. Refuses a file that group or others may read or write. Returns false with `err`
+ * set. */
+bool px_read_token_file(const char *path, char *out, size_t cap, px_error *err);
 
 /* Opens the access log named in the snapshot. Returns 0 or PX_EIO (printed). */
 int px_config_open_log(px_config *cfg);
@@ -384,10 +460,8 @@ int px_worker_init(struct px *px, px_worker *w, unsigned id, const px_handlers *
 
 typedef struct px {
     corral *cache;
-    px_config *cfg; /* main thread's current snapshot */
-    const char *config_path;
-    int argc;
-    char **argv;
+    px_config *cfg;        /* main thread's current snapshot */
+    const px_flags *flags; /* the command line, reapplied on SIGHUP */
     unsigned n_workers;
     px_worker *workers;
     px_metrics *metrics;       /* the workers' counters, one block each */

@@ -254,6 +254,15 @@ CORRAL_API void corral_options_init(corral_options *o);
 CORRAL_API int corral_options_parse_url(corral_options *o, const char *url, char *buf, size_t cap,
                                         corral_error *err);
 
+/* Copies `url` into `out` (capacity `cap`) with its credentials replaced by "***": the password
+ * of the userinfo ("redis://user:***@host/2"; a userinfo without ':' is hidden whole) and the
+ * value of every `password` parameter ("?password=***"). Any text before the last '@' ahead of
+ * the query counts as userinfo, so a malformed URL is over-hidden rather than shown. Meant for
+ * every banner, log line, error message and metric that shows a URL. Returns the length of the
+ * whole redacted URL, as snprintf does: a result >= `cap` means `out` holds a cut prefix (always
+ * NUL-terminated when `cap` > 0). A NULL `url` is "". Thread-safe. */
+CORRAL_API size_t corral_url_redact(const char *url, char *out, size_t cap);
+
 /* The sizes and durations of cache URLs and of corral-proxy's configuration, one grammar:
  * a decimal number ("64", "1.5", ".5", "+2"; not "1."), optional spaces or tabs before it and
  * before its unit, and a case-insensitive unit. corral_parse_bytes:        B, KB, MB, GB, TB
