@@ -446,6 +446,9 @@ CORRAL_API int corral_make_key(corral *c, const void *key, size_t key_len, const
  *   expiry. `beta` 0 turns it off.
  * - Grace: with `stale_ttl_ms`, an expired value is served (CORRAL_STALE) for that long after its
  *   expiry while exactly one caller refreshes it, in the background when `background` is set.
+ *   A caller gets CORRAL_STALE only under its own windows (grace, stale-if-error): one that
+ *   waited on a producer whose leader kept an old value (another process held the lease) waits
+ *   on for the fresh value, until `wait_timeout_ms`.
  * - Stale-if-error: when the producer fails and a value expired less than `stale_if_error_ms`
  *   ago exists, it is served (CORRAL_STALE) and the failure counted; otherwise every waiter gets
  *   the producer's error. A failed producer never caches anything.
