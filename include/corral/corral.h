@@ -554,7 +554,10 @@ CORRAL_API int corral_ns_bump(corral *c, const char *ns);
  * TagAwareAdapter). A tag version that has vanished from the store counts as busted, so no
  * invalidated value comes back; a set whose tag versions were read before a bust writes a value
  * that is already invalid. Returns as corral_ns_bump, and like it falls back to deleting the
- * version. */
+ * version. When it returns, no handle of this process serves a busted value, near caches
+ * included (they share the bust before it returns when they name the same server the same way:
+ * docs/near-cache.md). A near cache in another process learns of the bust from Redis, one
+ * network hop later: until then it may still serve a value the bust invalidated. */
 CORRAL_API int corral_tag_bust(corral *c, const char *tag);
 
 /* A named value of an event, substituted into rule templates as {name}. */

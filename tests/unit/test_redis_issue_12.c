@@ -171,9 +171,117 @@ static void test_issue_12_get_or_set_without_grace_never_returns_stale(void **st
     corral_close(c);
 }
 
+/* ---- A bust reaches this process's near caches before it returns ---- */
+
+/* A counter ("near_live") of the handle's Prometheus text. */
+static unsigned long long counter(corral *c, const char *name) {
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
+    char needle[96];
+    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
+    assert_true(n > 0 && n < (int)sizeof needle);
+    const char *at = strstr(text, needle);
+    if (!at) fail_msg("no %s in the metrics", name);
+    unsigned long long v = strtoull(at + n, NULL, 10);
+    corral_free(c, text);
+    return v;
+}
+
+static corral *open_url(const char *query) {
+    char url[256];
+    int n = snprintf(url, sizeof url, "redis://%s?key_prefix=i12&%s", srv.hosts, query);
+    assert_true(n > 0 && n < (int)sizeof url);
+    corral *c = NULL;
+    corral_error err = { 0 };
+    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open %s: %s", url, err.msg);
+    return c;
+}
+
+/* A handle with a near cache whose tracker is subscribed (until then L1 is bypassed). */
+static corral *open_near(void) {
+    corral *c = open_url("near_cache=1MB");
+    assert_int_equal(corral_has(c, "probe", 5, NULL), CORRAL_MISS); /* starts the tracker */
+    uint64_t deadline = mono_ns() + DEADLINE_NS;
+    while (counter(c, "near_live") != 1)
+        if (mono_ns() > deadline) fail_msg("the tracker never subscribed");
+    return c;
+}
+
+/* Keeps the near caches' trackers busy for a while: another client changes 5000 keys under the
+ * prefix in one script, and Redis reports each to every tracker, ahead of what comes next. */
+static void flood_trackers(void) {
+    redis_server_ok(&srv, "EVAL %s 0",
+                    "for i = 1, 5000 do redis.call('SET', 'i12:1:flood' .. i, 'x') end return 1");
+}
+
+/* Handle `c` (near cache) holds a tagged value and its tag's version in L1; another handle of
+ * the process busts the tag. The read right after the bust returns must miss. Redis's report of
+ * the change is one hop away, here queued behind a flood of reports: before the fix the read hit
+ * L1 (and 195 of 200 times without the flood). */
+static void test_issue_12_tag_bust_reaches_near_caches_of_the_process_at_once(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    corral *c = open_near();
+    corral *buster = open_url("timeout=60");
+    const char *tags[1] = { "featured" };
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = tags;
+    call.n_tags = 1;
+    for (int trial = 0; trial < 20; trial++) {
+        assert_int_equal(corral_set(c, "card", 4, "v1", 2, CORRAL_TTL_FOREVER, &call), CORRAL_OK);
+        corral_value *v = NULL;
+        uint64_t deadline = mono_ns() + DEADLINE_NS; /* until the value and the version are near */
+        unsigned long long hits = counter(c, "near_hits_total");
+        while (counter(c, "near_hits_total") < hits + 2) {
+            assert_int_equal(corral_get(c, "card", 4, NULL, &v), CORRAL_OK);
+            corral_value_unref(v);
+            if (mono_ns() > deadline) fail_msg("the value was never served from the near cache");
+        }
+        flood_trackers();
+        assert_int_equal(corral_tag_bust(buster, "featured"), CORRAL_OK);
+        int rc = corral_get(c, "card", 4, NULL, &v);
+        corral_value_unref(v);
+        if (rc != CORRAL_MISS) fail_msg("trial %d: busted value served (rc %d)", trial, rc);
+    }
+    corral_close(buster);
+    corral_close(c);
+}
+
+/* The same for plain writes, both ways between two near caches of the process. */
+static void test_issue_12_writes_reach_near_caches_of_the_process_at_once(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    corral *a = open_near(), *b = open_near();
+    for (int trial = 0; trial < 20; trial++) {
+        corral *writer = trial % 2 ? a : b, *reader = trial % 2 ? b : a;
+        char val[16];
+        int n = snprintf(val, sizeof val, "v%d", trial);
+        assert_int_equal(corral_set(writer, "k", 1, val, (size_t)n, CORRAL_TTL_FOREVER, NULL),
+                         CORRAL_OK);
+        corral_value *v = NULL;
+        uint64_t deadline = mono_ns() + DEADLINE_NS; /* until the reader serves it near */
+        unsigned long long hits = counter(reader, "near_hits_total");
+        while (counter(reader, "near_hits_total") == hits) {
+            assert_int_equal(corral_get(reader, "k", 1, NULL, &v), CORRAL_OK);
+            corral_value_unref(v);
+            if (mono_ns() > deadline) fail_msg("the value was never served from the near cache");
+        }
+        flood_trackers();
+        assert_int_equal(corral_delete(writer, "k", 1, NULL), CORRAL_OK);
+        int rc = corral_get(reader, "k", 1, NULL, &v);
+        corral_value_unref(v);
+        if (rc != CORRAL_MISS) fail_msg("trial %d: deleted value served (rc %d)", trial, rc);
+    }
+    corral_close(b);
+    corral_close(a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_issue_12_get_or_set_without_grace_never_returns_stale),
+        cmocka_unit_test(test_issue_12_tag_bust_reaches_near_caches_of_the_process_at_once),
+        cmocka_unit_test(test_issue_12_writes_reach_near_caches_of_the_process_at_once),
     };
     return cmocka_run_group_tests(tests, setup_group, teardown_group);
 }
