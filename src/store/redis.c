@@ -631,6 +631,10 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
     return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
 }
 
+static int r_status(corral__store *base, size_t i, corral_server_status *out) {
+    return corral__redis_pool_status(store_of(base)->pool, i, out);
+}
+
 static void r_close(corral__store *base) {
     redis_store *s = store_of(base);
     corral__redis_pool_free(s->pool);
@@ -725,6 +729,7 @@ static const corral__store_ops redis_ops = {
     .used_bytes = r_used_bytes,
     .max_bytes = r_max_bytes,
     .metrics_text = r_metrics_text,
+    .status = r_status,
     .close = r_close,
 };
 
@@ -803,7 +808,9 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
                                      .db = o->db,
                                      .connect_timeout_ms = o->connect_timeout_ms,
                                      .command_timeout_ms = o->command_timeout_ms,
-                                     .pool = o->pool };
+                                     .pool = o->pool,
+                                     .on_state = env->on_state,
+                                     .state_ctx = env->state_ctx };
     int rc = corral__redis_pool_new(&s->pool, &pc, env->alloc);
     if (rc != CORRAL_OK) {
         corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1);

@@ -150,6 +150,11 @@ typedef struct corral__store_ops {
      * for a store with nothing to add (memory). Thread-safe; no I/O. */
     int (*metrics_text)(corral__store *s, char *buf, size_t cap);
 
+    /* The state of server `i` (corral_store_status, corral.h): CORRAL_OK with `*out` filled, or
+     * CORRAL_MISS when there is no server `i`. Optional: NULL for a store without servers
+     * (memory). Thread-safe; no I/O. */
+    int (*status)(corral__store *s, size_t i, corral_server_status *out);
+
     /* Frees the store. Every value it handed out must have been released. */
     void (*close)(corral__store *s);
 } corral__store_ops;
@@ -177,6 +182,10 @@ typedef struct corral__store_env {
      * corral's internal keys itself (get_checked: "<key_prefix>:tag:<name>"). */
     const char *key_prefix;
     size_t key_prefix_len;
+    /* Told when a server of a remote store goes down or comes back (corral_store_state_fn,
+     * corral.h); NULL: nobody. */
+    corral_store_state_fn on_state;
+    void *state_ctx;
 } corral__store_env;
 
 /* ---- Other ways into a store ----

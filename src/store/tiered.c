@@ -435,6 +435,11 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
     return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
 }
 
+static int t_status(corral__store *base, size_t i, corral_server_status *out) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->status(t->redis, i, out);
+}
+
 /* ---- The tracker thread ---- */
 
 static bool is_str(const redisReply *r, const char *s) {
@@ -654,6 +659,7 @@ static const corral__store_ops tiered_ops = {
     .used_bytes = t_used_bytes,
     .max_bytes = t_max_bytes,
     .metrics_text = t_metrics_text,
+    .status = t_status,
     .close = t_close,
 };
 
