@@ -16,6 +16,14 @@
  * - `fails` is reset by the first reply on a new connection, not by the connect: a server that
  *   accepts connections and then does not answer (DEBUG SLEEP, CLIENT PAUSE, a hung host whose
  *   kernel still completes handshakes) keeps backing off.
+ * - A breaker: while `fails` > 0 the host is tried by one call at a time, the probe (`probing`),
+ *   and only once its backoff is over; every other call fails fast, without I/O and without
+ *   waiting for a connection. Without it, a stopped server (SIGSTOP: the kernel still accepts
+ *   connections) stalled every call that came once the backoff was over, each for a command
+ *   timeout, and the calls waiting for a connection behind them (issue 12: a proxy's hits at
+ *   p99 2.9 s). The probe's answer (fails = 0) closes the breaker; its failure backs off longer.
+ * - State (`down`, `reason`, `msg`): every failure records its reason for corral_store_status,
+ *   and a change of `down` is told to the handle's callback (tell()); see docs/redis.md.
  * - Deadlines: redisConnectWithTimeout bounds the connect (hiredis polls its non-blocking
  *   connect); redisSetTimeout then sets SO_RCVTIMEO and SO_SNDTIMEO to the command timeout, so
  *   every read and write of the socket is bounded. A call is bounded by one command timeout per
@@ -29,9 +37,10 @@
  *
  * Locking
  * - `host.lock` (corral__mutex, one per host) protects the idle stack, `fails`, `epoch`,
- *   `retry_at_ns` and `rng`. It is a leaf: held for a few instructions, never across I/O and
- *   never with another lock. `host.freed` (CLOCK_MONOTONIC condition) wakes a caller waiting
- *   for an idle connection; it waits at most the command timeout.
+ *   `retry_at_ns`, `probing`, `rng` and the state (`down`, `reason`, `msg`, `telling`, ...). It is
+ * a leaf: held for a few instructions, never across I/O and never with another lock. `host.freed`
+ * (CLOCK_MONOTONIC condition) wakes a caller waiting for an idle connection; it waits at most the
+ * command timeout.
  * - A slot's fields (ctx, epoch, verified, ever_open) belong to the thread that holds the slot.
  * - Counters are relaxed atomics.
  *
@@ -74,6 +83,7 @@ struct corral__redis_host {
     unsigned fails;
     uint64_t retry_at_ns; /* CLOCK_MONOTONIC */
     uint64_t rng;         /* splitmix64 state for the backoff jitter */
+    bool probing;         /* a call is probing the failed host: the others fail fast */
     bool has_lock, has_cond;
     /* The state corral_store_status reads and the state callback is told, under `lock`. */
     bool down;           /* failed for a reason that concerns the server; not answered since */
@@ -299,6 +309,7 @@ static void pool_after_fork(void *arg) {
         h->fails = 0;
         h->retry_at_ns = 0;
         h->telling = false; /* a thread telling the parent's callback is not in the child */
+        h->probing = false; /* nor is a parent's probe */
         h->rng ^= corral__monotonic_ns();
         CORRAL_MUST(corral__mutex_init(&h->lock) == CORRAL_OK);
         pthread_condattr_t attr; /* as host_init made it, which succeeded once already */
@@ -556,9 +567,16 @@ static void mark_verified(corral__redis_host *h, corral__redis_conn *conn) {
     corral__mutex_unlock(&h->lock);
 }
 
+/* The host failed and no call of ours may try it now: its backoff runs, or another call is
+ * probing it. */
+static bool closed_locked(corral__redis_host *h, uint64_t now) {
+    CORRAL_ASSERT_HELD(&h->lock);
+    return h->fails > 0 && (now < h->retry_at_ns || h->probing);
+}
+
 static bool backing_off(corral__redis_host *h, uint64_t now) {
     corral__mutex_lock(&h->lock);
-    bool b = now < h->retry_at_ns;
+    bool b = now < h->retry_at_ns || closed_locked(h, now);
     corral__mutex_unlock(&h->lock);
     return b;
 }
@@ -793,8 +811,17 @@ int corral__redis_begin(corral__redis_pool *p, corral__redis_role role, corral__
     sigpipe_block(c);
     corral__redis_host *h = pick_host(p, role);
     c->host = h;
-    struct timespec deadline = ns_to_ts(corral__monotonic_ns() + p->command_timeout_ns);
+    uint64_t now = corral__monotonic_ns();
+    struct timespec deadline = ns_to_ts(now + p->command_timeout_ns);
     corral__mutex_lock(&h->lock);
+    /* A failed host is tried by one call at a time, the probe, once its backoff is over; the
+     * others fail fast, without waiting for a connection (the probe may hold the last one). */
+    if (closed_locked(h, now)) {
+        corral__mutex_unlock(&h->lock);
+        count(&p->ctr.fast_fails);
+        return fail_early(c, CORRAL__REDIS_FAIL_BACKOFF);
+    }
+    if (h->fails > 0) h->probing = c->probe = true;
     while (h->n_idle == 0) {
         int w = wait_idle_locked(h, &deadline);
         if (w == ETIMEDOUT && h->n_idle == 0) {
@@ -927,6 +954,12 @@ void corral__redis_end(corral__redis_call *c) {
     if (c->conn) {
         give_back(c->host, c->conn, c->pool);
         c->conn = NULL;
+    }
+    if (c->probe) { /* its failure or its answer is recorded: the next probe may go */
+        corral__mutex_lock(&c->host->lock);
+        c->host->probing = false;
+        corral__mutex_unlock(&c->host->lock);
+        c->probe = false;
     }
     sigpipe_unblock(c);
     /* A call the server answered without failing ends a down state (one atomic load when up). */
