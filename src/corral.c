@@ -116,7 +116,9 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
                               .clock_ctx = c->clock_ctx,
                               .events = { .ctx = c, .changed = on_store_change },
                               .key_prefix = c->key_prefix,
-                              .key_prefix_len = c->key_prefix_len };
+                              .key_prefix_len = c->key_prefix_len,
+                              .on_state = o->on_store_state,
+                              .state_ctx = o->store_state_ctx };
     int rc = is_redis ? corral__redis_open(&c->store, &o->redis, c->max_value_bytes, &env, err)
                       : corral__mem_open(&c->store, &mc, &env);
     if (rc == CORRAL_OK && is_redis && o->redis.near_cache_bytes) {
@@ -172,6 +174,16 @@ void corral_close(corral *c) {
     corral__free(&a, c->key_prefix, c->key_prefix_len + 1);
     c->magic = 0;
     corral__free(&a, c, sizeof *c);
+}
+
+int corral_store_status(corral *c, size_t i, corral_server_status *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!c || !out) return CORRAL_EINVAL;
+    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    if (!c->store->ops->status) return CORRAL_ENOTSUP;
+    int rc = c->store->ops->status(c->store, i, out);
+    if (rc != CORRAL_OK) memset(out, 0, sizeof *out);
+    return rc;
 }
 
 void corral_free(corral *c, void *p) {

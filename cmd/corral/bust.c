@@ -192,7 +192,10 @@ static int do_action(corral *c, const char *url, const action *a, corral_field *
         else
             printf(": %s\n", what);
     }
-    if (rc < 0) fprintf(stderr, "corral bust: %s %s: %s\n", kind, a->arg, corral_strerror(rc));
+    char buf[512];
+    if (rc < 0)
+        fprintf(stderr, "corral bust: %s %s: %s\n", kind, a->arg,
+                out_store_why(c, rc, buf, sizeof buf));
     return rc;
 }
 

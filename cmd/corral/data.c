@@ -148,8 +148,9 @@ static int report(data_cmd *d, int rc) {
         }
         return CLI_MISS;
     }
-    const char *why = rc == CORRAL_MISS ? "the store failed the read" : corral_strerror(rc);
-    fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, why);
+    char buf[512];
+    fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown,
+            out_store_why(d->c, rc, buf, sizeof buf));
     return rc == CORRAL_ENOTINT || rc == CORRAL_ERANGE || rc == CORRAL_ETOOBIG ||
                    rc == CORRAL_EINVAL || rc == CORRAL_ENOTSUP
                ? CLI_USAGE

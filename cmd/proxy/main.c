@@ -189,6 +189,37 @@ static void drain_unstarted(px_worker *w) {
         fprintf(stderr, "corral-proxy: worker %u: handles left open\n", w->id);
 }
 
+/* The store's state callback (corral_store_state_fn): one line when a server of the store goes
+ * down, with the reason, and one when it is back; never one per request. Runs on whichever
+ * thread's store call saw the change. */
+static void on_store_state(void *ctx, const corral_server_status *st) {
+    (void)ctx;
+    if (st->is_down)
+        fprintf(stderr, "corral-proxy: store %s down: %s (%s); serving without the cache\n",
+                st->server, st->msg, corral_store_reason_name(st->reason));
+    else
+        fprintf(stderr, "corral-proxy: store %s back up\n", st->server);
+}
+
+/* corral_open with the state callback set. */
+static int open_store(px_proxy *px, corral_error *err) {
+    const char *url = px->cfg->store_url;
+    size_t cap = strlen(url) + 1;
+    char *buf = malloc(cap);
+    if (!buf) {
+        err->code = CORRAL_ENOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return CORRAL_ENOMEM;
+    }
+    corral_options o;
+    corral_options_init(&o);
+    int rc = corral_options_parse_url(&o, url, buf, cap, err);
+    o.on_store_state = on_store_state;
+    if (rc == CORRAL_OK) rc = corral_open_opts(&px->cache, &o, err);
+    free(buf);
+    return rc;
+}
+
 static int run(px_proxy *px) {
     int code = 1;
     uv_loop_t main_loop;
@@ -200,7 +231,7 @@ static int run(px_proxy *px) {
     char store_shown[sizeof px->cfg->store_url];
     corral_url_redact(px->cfg->store_url, store_shown, sizeof store_shown);
     corral_error err;
-    if (corral_open(&px->cache, px->cfg->store_url, &err) < 0) {
+    if (open_store(px, &err) < 0) {
         fprintf(stderr, "corral-proxy: store %s: %s\n", store_shown, err.msg);
         goto close_loop;
     }
