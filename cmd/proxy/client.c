@@ -286,7 +286,9 @@ static bool is_expect_continue(const corral_http_msg *m) {
 static void start_request(px_conn *c) {
     const corral_http_msg *m = corral_http_parser_msg(c->parser);
     begin_request(c, m);
-    if (m->framing == CORRAL_HTTP_FRAMING_NONE) {
+    /* `Content-Length: 0` is no body: the request may be cached, and its end is taken now. */
+    if (m->framing == CORRAL_HTTP_FRAMING_NONE ||
+        (m->framing == CORRAL_HTTP_FRAMING_LENGTH && m->content_length == 0)) {
         /* Take the message's end now, so the message stays valid (until the next call). */
         size_t n = 0;
         corral_buf b;
@@ -343,7 +345,8 @@ static void conn_process(px_conn *c) {
         if (c->busy && !body_phase) break;
         if (body_phase && c->body_paused) break;
         size_t avail = c->rlen - c->rpos;
-        if (avail == 0) break;
+        /* A body's end follows its last byte without more input: ask for it even then. */
+        if (avail == 0 && !body_phase) break;
         size_t n = 0;
         corral_buf body;
         int rc = corral_http_parser_execute(c->parser, c->rbuf + c->rpos, avail, &n, &body);
@@ -568,6 +571,9 @@ size_t px_conn_extra(px_conn *c, px_result r, char *buf, size_t cap) {
         n = snprintf(buf, cap, "X-Cache: %s\r\n", px_result_name(r));
     if (n < 0 || (size_t)n >= cap) return 0;
     const char *conn = NULL;
+    /* An answer that starts before the request's body ended (an origin that answers early,
+     * an Expect: 100-continue refused) leaves the rest of the body unread: close after it. */
+    if (!c->req.body_done) c->req.keep_alive = false;
     if (!c->req.keep_alive)
         conn = "Connection: close\r\n";
     else if (c->req.raw && c->req.raw->version_minor == 0)

@@ -23,6 +23,7 @@ A spec (every key optional):
     delay         seconds to wait before answering
     body_delay    seconds to wait between chunks
     close         close the connection after the answer
+    early         answer without reading the request body (then close the connection)
     head_gate     hold the whole answer until the test opens this gate
     informational [[103, {"Link": "</a.css>; rel=preload"}], ...]: interim (1xx) answers sent,
                   each flushed, before the final one
@@ -157,7 +158,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         url = urlsplit(self.path)
-        body = self.read_body()
+        with STATE.lock:
+            early = (STATE.scripts.get(url.path) or {}).get("early")
+        body = b"" if early else self.read_body()
+        if early:
+            self.close_connection = True  # the unread body would be taken for a request
         if url.path.startswith("/__ctl/"):
             return self.control(url, body)
         record = {"method": self.command, "target": self.path,
