@@ -278,11 +278,6 @@ static void update_reading(px_conn *c) {
     c->reading = want;
 }
 
-static bool is_expect_continue(const corral_http_msg *m) {
-    const corral_http_header *h = corral_http_msg_get(m, "expect", NULL);
-    return h && h->value_len == 12 && strncasecmp(h->value, "100-continue", 12) == 0;
-}
-
 static void start_request(px_conn *c) {
     const corral_http_msg *m = corral_http_parser_msg(c->parser);
     begin_request(c, m);
@@ -301,8 +296,6 @@ static void start_request(px_conn *c) {
         c->req.has_body = true;
         c->req.body_done = false;
         conn_timer(c, T_BODY, c->req.cfg->body_timeout_ms);
-        if (m->version_minor == 1 && is_expect_continue(m))
-            px_conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
     px_cache_request(c);
 }
@@ -635,6 +628,18 @@ int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r) {
     px_conn_send(c, buf, len);
     if (buf != stack) free(buf);
     return 0;
+}
+
+void px_conn_interim(px_conn *c, const corral_http_msg *resp) {
+    /* HTTP/1.0 clients may not understand 1xx (RFC 9110 §15.2); after the final head, none. */
+    if (c->closing || !c->busy || c->req.responded || !c->req.raw ||
+        c->req.raw->version_minor == 0 || resp->status < 100 || resp->status > 199 ||
+        resp->status == 101)
+        return;
+    char buf[8192];
+    size_t len = 0;
+    if (corral_http_write_stored_head(resp, buf, sizeof buf, &len) == CORRAL_OK)
+        px_conn_send(c, buf, len); /* an interim head too large is only dropped */
 }
 
 void px_conn_not_modified(px_conn *c, const corral_http_msg *resp, unsigned cs, px_result r) {

@@ -809,6 +809,11 @@ int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len) {
     return 0;
 }
 
+void px_fetch_on_interim(struct px_fetch *f, const corral_http_msg *resp) {
+    PX_CHECK_OBJ(f, PX_FETCH_MAGIC);
+    if (f->sink) px_conn_interim(f->sink, resp);
+}
+
 void px_fetch_unpause(struct px_fetch *f) {
     PX_CHECK_OBJ(f, PX_FETCH_MAGIC);
     if (!f->paused || !f->oc) return;

@@ -581,6 +581,10 @@ size_t px_conn_framing(px_conn *c, const corral_http_msg *resp, char *buf, size_
  * fields (px_conn_framing) and px_conn_extra's. Returns 0, or PX_ETOOBIG / PX_ENOMEM when it
  * cannot be written (nothing was sent; the caller answers). */
 int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r);
+/* Forwards an interim (1xx) response head of the origin to an HTTP/1.1 client before the final
+ * one (RFC 9110 §15.2): 100 Continue to an Expect: 100-continue the origin got, 102, 103
+ * Early Hints. Never 101, never to HTTP/1.0 clients, never after the final head. */
+void px_conn_interim(px_conn *c, const corral_http_msg *resp);
 /* Answers the client's conditional request with 304 (`cs`, from
  * corral_http_conditional_status: the head of `resp`) or 412, and ends the response. */
 void px_conn_not_modified(px_conn *c, const corral_http_msg *resp, unsigned cs, px_result r);
@@ -760,6 +764,8 @@ void px_fetch_on_connected(struct px_fetch *f, struct px_oconn *oc);
 int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp);
 int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len);
 void px_fetch_on_end(struct px_fetch *f);
+/* An interim (1xx, not 101) response head: forwarded to the client, never stored. */
+void px_fetch_on_interim(struct px_fetch *f, const corral_http_msg *resp);
 /* The exchange failed; the connection is gone. `timeout` when a deadline passed; `retryable`
  * when nothing of the response arrived on a reused pooled connection (the origin closed it
  * while it was idle: the fetch may retry once on a new one). */

@@ -23,7 +23,8 @@ A spec (every key optional):
     delay         seconds to wait before answering
     body_delay    seconds to wait between chunks
     close         close the connection after the answer
-    early         answer without reading the request body (then close the connection)
+    early         answer without reading the request body (then close the connection), and
+                  without granting an Expect: 100-continue
     head_gate     hold the whole answer until the test opens this gate
     informational [[103, {"Link": "</a.css>; rel=preload"}], ...]: interim (1xx) answers sent,
                   each flushed, before the final one
@@ -155,6 +156,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(data)
+
+    def handle_expect_100(self):
+        # http.server grants "Expect: 100-continue" before the handler runs; an `early` path
+        # answers (and refuses) without granting it.
+        with STATE.lock:
+            early = (STATE.scripts.get(urlsplit(self.path).path) or {}).get("early")
+        return True if early else super().handle_expect_100()
 
     def handle_any(self):
         url = urlsplit(self.path)
