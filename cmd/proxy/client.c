@@ -1,7 +1,6 @@
 /*
- * client.c - the client side of corral-proxy: each worker's listener (its own socket on the
- * shared port with SO_REUSEPORT, so the kernel spreads connections over the workers) and the
- * client connections: reading and parsing requests with the engine's strict parser, writing
+ * client.c - the client side of corral-proxy: the client connections each worker's listener
+ * (listen.c) accepts: reading and parsing requests with the engine's strict parser, writing
  * responses (Content-Length, chunked, or until close for HTTP/1.0), keep-alive, pipelining
  * (one request at a time; the next waits in the read buffer), timeouts and lingering close.
  *
@@ -25,8 +24,6 @@
  * under the inbox lock (and wake_busy in the flight callback, before the wake). A connection in
  * its worker's inbox is freed only once the inbox has handed it over.
  */
-/* SO_REUSEPORT is a Linux (BSD) extension that _POSIX_C_SOURCE alone hides. */
-#define _DEFAULT_SOURCE
 #include "proxy.h"
 
 #include <errno.h>
@@ -43,7 +40,6 @@
 #define RBUF_SIZE       16384
 #define LINGER_MS       2000
 #define CONGESTED_BYTES (1u << 20) /* a client write queue this long pauses the origin read */
-#define BACKLOG         1024
 #define MAX_WRITE_BUFS  4
 
 typedef enum timer_kind {
@@ -745,7 +741,7 @@ void px_conn_abort(px_conn *c) {
 
 /* ---- Accepting ---- */
 
-static void on_connection(uv_stream_t *server, int status) {
+void px_conn_accept(uv_stream_t *server, int status) {
     px_worker *w = server->data;
     PX_CHECK_OBJ(w, PX_WORKER_MAGIC);
     if (status < 0) {
@@ -806,44 +802,6 @@ static void on_connection(uv_stream_t *server, int status) {
     }
     conn_timer(c, T_IDLE, cfg->keepalive_timeout_ms);
     update_reading(c);
-}
-
-/* px_listen in libuv's codes. */
-static int listen_uv(px_worker *w) {
-    const px_config *cfg = w->cfg;
-    struct sockaddr_storage sa;
-    memset(&sa, 0, sizeof sa);
-    int port = atoi(cfg->listen_port);
-    if (uv_ip4_addr(cfg->listen_host, port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(cfg->listen_host, port, (struct sockaddr_in6 *)&sa) != 0)
-        return UV_EINVAL;
-    int fd = socket(sa.ss_family, SOCK_STREAM, 0);
-    if (fd < 0) return -errno;
-    int one = 1;
-    socklen_t salen =
-        sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&sa, salen) != 0) {
-        int e = -errno;
-        if (close(fd) != 0) e = -errno;
-        return e;
-    }
-    int rc = uv_tcp_init(&w->loop, &w->listener);
-    if (rc < 0) {
-        if (close(fd) != 0) rc = -errno;
-        return rc;
-    }
-    w->listener.data = w;
-    if ((rc = uv_tcp_open(&w->listener, fd)) < 0) {
-        if (close(fd) != 0) rc = -errno;
-        return rc;
-    }
-    return uv_listen((uv_stream_t *)&w->listener, BACKLOG, on_connection);
-}
-
-int px_listen(px_worker *w) {
-    return px_from_uv(listen_uv(w));
 }
 
 static void on_listener_closed(uv_handle_t *h) {

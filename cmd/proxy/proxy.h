@@ -5,7 +5,8 @@
  * Files, one seam each:
  *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
  *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
- *   client.c   listeners and client connections: reading, parsing, writing, timeouts
+ *   listen.c   the workers' listening sockets (one port, SO_REUSEPORT among our own workers)
+ *   client.c   client connections: accepting, reading, parsing, writing, timeouts
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
  *   request.c  a request from its parsed head to an answer: lookup, coalescing, grace, dispatch
  *   fetch.c    one exchange with the origin: streaming to the client, storing, coalescing
@@ -548,8 +549,12 @@ typedef struct px_conn {
     px_busy *wake_busy; /* rc PX_FLIGHT_STREAM: the leader's busy object (a reference) */
 } px_conn;
 
-/* Starts the worker's listener (SO_REUSEPORT). Returns 0 or a PX_E* code. */
+/* Starts the worker's listener (listen.c: SO_REUSEPORT among the process's own workers; worker
+ * 0's bind is exclusive, so an address another process holds fails with PX_EADDRINUSE).
+ * Returns 0 or a PX_E* code. */
 int px_listen(px_worker *w);
+/* The listener's connection callback (client.c): accepts one client connection. */
+void px_conn_accept(uv_stream_t *server, int status);
 
 /* Stops accepting and closes idle connections (SIGTERM). */
 void px_clients_stop(px_worker *w);

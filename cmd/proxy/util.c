@@ -69,7 +69,7 @@ const char *px_strerror(int rc) {
     case PX_EPROTO: return "protocol error";
     case PX_ETIMEDOUT: return "timed out";
     case PX_EPIPE: return "broken pipe";
-    case PX_EADDRINUSE: return "address already in use";
+    case PX_EADDRINUSE: return "address in use";
     case PX_EACCES: return "permission denied";
     }
     return "unknown error";
