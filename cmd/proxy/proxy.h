@@ -145,6 +145,11 @@ bool px_list_empty(const px_link *head);
 int64_t px_now_ms(void);
 /* XXH3 of `data` with `seed`. */
 uint64_t px_hash64(const void *data, size_t len, uint64_t seed);
+/* Writes request head `m` into a new buffer `*buf` (free()) and parses it back into `*out` with
+ * its fields in a new array `*hdrs` (free()), so the caller owns a copy. Returns 0 or -1
+ * (memory; what was allocated is still in *buf / *hdrs for the caller to free). */
+int px_msg_copy(const corral_http_msg *m, char **buf, corral_http_header **hdrs,
+                corral_http_msg *out);
 
 /* ---- Configuration (config.c) ---- */
 
