@@ -87,6 +87,7 @@ static void conn_free(px_conn *c) {
     px_request_release(c);
     px_list_remove(&c->link);
     atomic_fetch_sub_explicit(&w->metrics->connections, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&w->px->clients, 1, memory_order_relaxed);
     corral_http_parser_deinit(c->parser);
     free(c->parser_mem);
     free(c->rbuf);
@@ -741,13 +742,7 @@ void px_conn_abort(px_conn *c) {
 
 /* ---- Accepting ---- */
 
-void px_conn_accept(uv_stream_t *server, int status) {
-    px_worker *w = server->data;
-    PX_CHECK_OBJ(w, PX_WORKER_MAGIC);
-    if (status < 0) {
-        fprintf(stderr, "corral-proxy: accept: %s\n", uv_strerror(status));
-        return;
-    }
+void px_conn_accept(px_worker *w, uv_stream_t *server) {
     const px_config *cfg = w->cfg;
     px_conn *c = calloc(1, sizeof *c);
     if (!c) return; /* libuv calls again; the connection waits in the backlog */
@@ -755,9 +750,11 @@ void px_conn_accept(uv_stream_t *server, int status) {
     c->w = w;
     px_list_push(&w->conns, &c->link);
     atomic_fetch_add_explicit(&w->metrics->connections, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->px->clients, 1, memory_order_relaxed);
     if (uv_tcp_init(&w->loop, &c->tcp) < 0) {
         px_list_remove(&c->link);
         atomic_fetch_sub_explicit(&w->metrics->connections, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&w->px->clients, 1, memory_order_relaxed);
         free(c);
         return;
     }

@@ -18,6 +18,7 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,7 +26,102 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#define BACKLOG 1024
+#define BACKLOG   1024
+#define LINGER_MS 2000
+
+/* The answer to a connection over the limits. */
+static const char REFUSED[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                              "Content-Type: text/plain; charset=utf-8\r\n"
+                              "Content-Length: 21\r\n"
+                              "Retry-After: 1\r\n"
+                              "Connection: close\r\n\r\n"
+                              "too many connections\n";
+
+/* A connection refused over the limits: answered, shut down, its input discarded until EOF
+ * or LINGER_MS (so the client reads the 503 instead of a reset), then closed. */
+typedef struct refusal {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    int handles;
+    bool timer_ok;
+    char discard[512];
+} refusal;
+
+static void on_refusal_closed(uv_handle_t *h) {
+    refusal *r = h->data;
+    if (--r->handles == 0) free(r);
+}
+
+static void refusal_close(refusal *r) {
+    if (!uv_is_closing((uv_handle_t *)&r->tcp)) uv_close((uv_handle_t *)&r->tcp, on_refusal_closed);
+    if (r->timer_ok && !uv_is_closing((uv_handle_t *)&r->timer))
+        uv_close((uv_handle_t *)&r->timer, on_refusal_closed);
+}
+
+static void on_refusal_timer(uv_timer_t *t) {
+    refusal_close(t->data);
+}
+
+static void on_refusal_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+    (void)hint;
+    refusal *r = h->data;
+    *buf = uv_buf_init(r->discard, sizeof r->discard);
+}
+
+static void on_refusal_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    (void)buf;
+    if (nread < 0) refusal_close(s->data);
+}
+
+static void on_refusal_shutdown(uv_shutdown_t *req, int status) {
+    refusal *r = req->data;
+    if (status < 0 || uv_timer_start(&r->timer, on_refusal_timer, LINGER_MS, 0) < 0 ||
+        uv_read_start((uv_stream_t *)&r->tcp, on_refusal_alloc, on_refusal_read) < 0)
+        refusal_close(r);
+}
+
+/* Accepts the connection and answers 503. */
+static void refuse(px_worker *w, uv_stream_t *server) {
+    atomic_fetch_add_explicit(&w->metrics->rejected, 1, memory_order_relaxed);
+    refusal *r = calloc(1, sizeof *r);
+    if (!r) return; /* as px_conn_accept: it waits in the backlog */
+    if (uv_tcp_init(&w->loop, &r->tcp) < 0) {
+        free(r);
+        return;
+    }
+    r->tcp.data = r;
+    r->handles = 1;
+    r->timer_ok = uv_timer_init(&w->loop, &r->timer) == 0;
+    r->handles += r->timer_ok;
+    r->timer.data = r;
+    r->shut.data = r;
+    uv_buf_t b = uv_buf_init((char *)REFUSED, sizeof REFUSED - 1);
+    if (uv_accept(server, (uv_stream_t *)&r->tcp) < 0 || !r->timer_ok ||
+        uv_try_write((uv_stream_t *)&r->tcp, &b, 1) < 0 ||
+        uv_shutdown(&r->shut, (uv_stream_t *)&r->tcp, on_refusal_shutdown) < 0)
+        refusal_close(r);
+}
+
+/* The listener's callback: a client connection within the limits is accepted (client.c),
+ * one beyond them refused with 503. The total may be passed by one connection per worker for
+ * an instant (the workers check it concurrently). */
+static void on_connection(uv_stream_t *server, int status) {
+    px_worker *w = server->data;
+    PX_CHECK_OBJ(w, PX_WORKER_MAGIC);
+    if (status < 0) {
+        fprintf(stderr, "corral-proxy: accept: %s\n", uv_strerror(status));
+        return;
+    }
+    const px_config *cfg = w->cfg;
+    unsigned total = atomic_load_explicit(&w->px->clients, memory_order_relaxed);
+    int64_t mine = atomic_load_explicit(&w->metrics->connections, memory_order_relaxed);
+    if (total >= cfg->max_connections ||
+        (cfg->max_worker_connections && mine >= (int64_t)cfg->max_worker_connections))
+        refuse(w, server);
+    else
+        px_conn_accept(w, server);
+}
 
 /* px_listen in libuv's codes. */
 static int listen_uv(px_worker *w) {
@@ -61,7 +157,7 @@ static int listen_uv(px_worker *w) {
         if (close(fd) != 0) rc = -errno;
         return rc;
     }
-    return uv_listen((uv_stream_t *)&w->listener, BACKLOG, px_conn_accept);
+    return uv_listen((uv_stream_t *)&w->listener, BACKLOG, on_connection);
 }
 
 int px_listen(px_worker *w) {

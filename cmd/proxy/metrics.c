@@ -175,9 +175,10 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
             total);
     }
     int64_t conns = 0, oconns = 0;
-    uint64_t purges[3] = { 0, 0, 0 };
+    uint64_t purges[3] = { 0, 0, 0 }, rejected = 0;
     for (unsigned w = 0; w < px->n_workers; w++) {
         conns += atomic_load_explicit(&px->metrics[w].connections, memory_order_relaxed);
+        rejected += atomic_load_explicit(&px->metrics[w].rejected, memory_order_relaxed);
         oconns += atomic_load_explicit(&px->metrics[w].origin_connections, memory_order_relaxed);
     }
     for (unsigned k = 0; k < 3; k++)
@@ -185,6 +186,10 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
             atomic_load_explicit(&px->admin_metrics->purge_requests[k], memory_order_relaxed);
     family(&t, "connections", "gauge", "Open client connections");
     put(&t, "corral_proxy_connections %" PRId64 "\n", conns);
+    family(&t, "connections_rejected_total", "counter",
+           "Client connections answered 503 and closed: over max_connections or "
+           "max_worker_connections");
+    put(&t, "corral_proxy_connections_rejected_total %" PRIu64 "\n", rejected);
     family(&t, "origin_connections", "gauge", "Open origin connections (busy and pooled)");
     put(&t, "corral_proxy_origin_connections %" PRId64 "\n", oconns);
     family(&t, "purge_requests_total", "counter", "Admin purge requests by kind");

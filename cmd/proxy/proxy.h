@@ -186,28 +186,30 @@ typedef struct px_config {
     /* Reloadable. */
     px_route routes[PX_MAX_ROUTES]; /* routes[0] is "default", prefix "/" */
     size_t n_routes;
-    corral_http_limits limits;    /* client request heads: size and field count */
-    int64_t header_timeout_ms;    /* a client's request head must arrive within this */
-    int64_t keepalive_timeout_ms; /* an idle client connection is closed after this */
-    int64_t body_timeout_ms;      /* between bytes of a request body */
-    int64_t send_timeout_ms;      /* a client that reads nothing for this long is dropped */
-    int64_t connect_timeout_ms;   /* origin connect */
-    int64_t read_timeout_ms;      /* origin: first byte, and between bytes */
-    int64_t origin_idle_ms;       /* idle pooled origin connections are closed after this */
-    unsigned origin_max_idle;     /* pooled idle origin connections per worker */
-    int64_t coalesce_timeout_ms;  /* a waiter gives up on the leader and fetches itself */
-    int64_t shutdown_timeout_ms;  /* SIGTERM: in-flight requests get this long */
-    size_t max_object_size;       /* bodies over this are streamed and not stored */
-    int64_t purge_margin_ms;      /* a fill that started less than this after a purge stamp is
-                                     not stored (PX_STAMP_MARGIN_MS) */
-    unsigned path_tag_depth;      /* path segments tagged for prefix purges (1-8) */
-    bool x_cache_header;          /* add "X-Cache: HIT" etc. to responses */
-    char admin_token[128];        /* bearer token for the admin listener ("" none) */
-    bool admin_allow_remote;      /* admin reachable from non-loopback peers */
-    char access_log[1024];        /* "-" stdout, "off", or a file path */
-    int log_fd;                   /* opened for the snapshot; closed when it is freed */
-    int log_format;               /* PX_LOG_CORRAL, PX_LOG_COMBINED, PX_LOG_JSON (log.c) */
-    char origin_authority[300];   /* "host:port", the Host for HTTP/1.0 requests without one */
+    corral_http_limits limits;       /* client request heads: size and field count */
+    int64_t header_timeout_ms;       /* a client's request head must arrive within this */
+    int64_t keepalive_timeout_ms;    /* an idle client connection is closed after this */
+    int64_t body_timeout_ms;         /* between bytes of a request body */
+    int64_t send_timeout_ms;         /* a client that reads nothing for this long is dropped */
+    int64_t connect_timeout_ms;      /* origin connect */
+    int64_t read_timeout_ms;         /* origin: first byte, and between bytes */
+    int64_t origin_idle_ms;          /* idle pooled origin connections are closed after this */
+    unsigned origin_max_idle;        /* pooled idle origin connections per worker */
+    unsigned max_connections;        /* client connections in all; beyond: 503 and close */
+    unsigned max_worker_connections; /* client connections per worker (0: only the total) */
+    int64_t coalesce_timeout_ms;     /* a waiter gives up on the leader and fetches itself */
+    int64_t shutdown_timeout_ms;     /* SIGTERM: in-flight requests get this long */
+    size_t max_object_size;          /* bodies over this are streamed and not stored */
+    int64_t purge_margin_ms;         /* a fill that started less than this after a purge stamp is
+                                        not stored (PX_STAMP_MARGIN_MS) */
+    unsigned path_tag_depth;         /* path segments tagged for prefix purges (1-8) */
+    bool x_cache_header;             /* add "X-Cache: HIT" etc. to responses */
+    char admin_token[128];           /* bearer token for the admin listener ("" none) */
+    bool admin_allow_remote;         /* admin reachable from non-loopback peers */
+    char access_log[1024];           /* "-" stdout, "off", or a file path */
+    int log_fd;                      /* opened for the snapshot; closed when it is freed */
+    int log_format;                  /* PX_LOG_CORRAL, PX_LOG_COMBINED, PX_LOG_JSON (log.c) */
+    char origin_authority[300];      /* "host:port", the Host for HTTP/1.0 requests without one */
 } px_config;
 
 /* Fills `cfg` with the defaults (no routes but "default"). */
@@ -271,6 +273,7 @@ typedef struct px_metrics {
     atomic_int_fast64_t connections;        /* open client connections (gauge) */
     atomic_int_fast64_t origin_connections; /* open origin connections (gauge) */
     atomic_uint_fast64_t purge_requests[3]; /* admin: by URL, surrogate key, prefix */
+    atomic_uint_fast64_t rejected;          /* client connections refused over the limits */
 } px_metrics;
 
 enum { PX_PURGE_URL = 0, PX_PURGE_KEY = 1, PX_PURGE_PREFIX = 2 };
@@ -357,6 +360,7 @@ typedef struct px {
     uv_mutex_t busy_lock; /* protects `busy` and the registry fields of each px_busy */
     px_link busy;         /* busy objects new requests may stream from (busy.c) */
     struct px_alog *alog; /* the access log's shared buffer (log.c) */
+    atomic_uint clients;  /* open client connections of every worker (limits.max_connections) */
 } px_proxy;
 
 /* A client's stored-object view: the parsed head of a stored object and its body. */
@@ -558,8 +562,8 @@ typedef struct px_conn {
  * 0's bind is exclusive, so an address another process holds fails with PX_EADDRINUSE).
  * Returns 0 or a PX_E* code. */
 int px_listen(px_worker *w);
-/* The listener's connection callback (client.c): accepts one client connection. */
-void px_conn_accept(uv_stream_t *server, int status);
+/* Accepts one client connection from `server` (client.c; listen.c checked the limits). */
+void px_conn_accept(px_worker *w, uv_stream_t *server);
 
 /* Stops accepting and closes idle connections (SIGTERM). */
 void px_clients_stop(px_worker *w);
