@@ -4,10 +4,11 @@
  * responses (Content-Length, chunked, or until close for HTTP/1.0), keep-alive, pipelining
  * (one request at a time; the next waits in the read buffer), timeouts and lingering close.
  *
- * Data model: a px_conn owns a parser block, a read buffer (unparsed input is rbuf[rpos,
- * rlen)), a scratch buffer for the request's keys and filtered cookies, two field arrays (the
- * filtered request's and the stored object's), one timer whose meaning depends on the state
- * (timer_kind below), and the current px_request. A fetch streaming to the connection is
+ * Data model: a px_conn holds, while it reads or handles a request (cbuf.c: none while idle),
+ * a parser block, a read buffer (unparsed input is rbuf[rpos, rlen)), a scratch buffer for the
+ * request's keys and filtered cookies, two field arrays (the filtered request's and the stored
+ * object's); always one timer whose meaning depends on the state (timer_kind below), and the
+ * current px_request. A fetch streaming to the connection is
  * linked both ways (c->fetch, f->sink) and either side unlinks both when it goes away.
  *
  * Life of a connection: accept -> [idle timer] -> bytes -> [head timer] -> head parsed ->
@@ -37,7 +38,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#define RBUF_SIZE       16384
 #define LINGER_MS       2000
 #define CONGESTED_BYTES (1u << 20) /* a client write queue this long pauses the origin read */
 #define MAX_WRITE_BUFS  4
@@ -88,12 +88,7 @@ static void conn_free(px_conn *c) {
     px_list_remove(&c->link);
     atomic_fetch_sub_explicit(&w->metrics->connections, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&w->px->clients, 1, memory_order_relaxed);
-    corral_http_parser_deinit(c->parser);
-    free(c->parser_mem);
-    free(c->rbuf);
-    free(c->scratch);
-    free(c->hdrs);
-    free(c->obj_hdrs);
+    px_cbuf_release(c);
     c->magic = 0;
     free(c);
     px_worker_maybe_done(w);
@@ -203,11 +198,21 @@ static void on_conn_timer(uv_timer_t *t) {
 
 /* ---- Reading ---- */
 
+/* Gives the buffers back while the connection waits for a request with nothing of it read. */
+static void release_if_idle(px_conn *c) {
+    if (!c->busy && !c->closing && !c->got_bytes && !c->in_process && c->rpos == c->rlen)
+        px_cbuf_release(c);
+}
+
 static void update_reading(px_conn *c);
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     (void)hint;
     px_conn *c = h->data;
+    if (!c->bufs && px_cbuf_acquire(c) < 0) {
+        *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS and closes */
+        return;
+    }
     if (c->lingering) c->rpos = c->rlen = 0; /* discarded input */
     if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
     if (c->rlen == c->rcap && c->rpos > 0) {
@@ -223,7 +228,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     (void)buf;
     px_conn *c = s->data;
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
-    if (nread == 0) return;
+    if (nread == 0) {
+        release_if_idle(c); /* nothing came after all */
+        return;
+    }
     if (nread < 0) {
         if (c->lingering) {
             close_handles(c);
@@ -264,7 +272,7 @@ static void update_reading(px_conn *c) {
         want = !c->req.body_done && !c->body_paused;
     else
         want = true;
-    if (want && c->rpos == 0 && c->rlen == c->rcap) want = false;
+    if (want && c->bufs && c->rpos == 0 && c->rlen == c->rcap) want = false;
     if (want == c->reading) return;
     int rc = want ? uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read)
                   : uv_read_stop((uv_stream_t *)&c->tcp);
@@ -356,6 +364,7 @@ static void conn_process(px_conn *c) {
     if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
     c->in_process = false;
     if (!c->closing) update_reading(c);
+    release_if_idle(c); /* a request answered at once (a hit) ended inside the loop */
 }
 
 void px_conn_resume_body(px_conn *c) {
@@ -552,6 +561,7 @@ void px_conn_end(px_conn *c) {
     }
     if (c->timer_kind != T_SEND || c->rlen > c->rpos) arm_idle(c);
     conn_process(c);
+    release_if_idle(c);
 }
 
 size_t px_conn_extra(px_conn *c, px_result r, char *buf, size_t cap) {
@@ -764,20 +774,9 @@ void px_conn_accept(px_worker *w, uv_stream_t *server) {
         c->timer.data = c;
         c->open_handles = 2;
     }
-    size_t mem = corral_http_parser_mem_size(&cfg->limits);
-    c->parser_mem = malloc(mem);
-    c->rcap = RBUF_SIZE;
-    c->rbuf = malloc(c->rcap);
-    c->scratch_cap = 2 * cfg->limits.max_head_bytes + 4096;
-    c->scratch = malloc(c->scratch_cap);
-    c->max_hdrs = cfg->limits.max_headers + 4;
-    c->hdrs = calloc(c->max_hdrs, sizeof *c->hdrs);
-    c->obj_hdrs = calloc(PX_OBJ_MAX_HEADERS, sizeof *c->obj_hdrs);
+    /* No buffer yet: they come with the first bytes (cbuf.c). */
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
-    if (c->open_handles < 2 || rc < 0 || !c->parser_mem || !c->rbuf || !c->scratch || !c->hdrs ||
-        !c->obj_hdrs ||
-        corral_http_parser_init(&c->parser, c->parser_mem, mem, CORRAL_HTTP_REQUEST, &cfg->limits) <
-            0) {
+    if (c->open_handles < 2 || rc < 0) {
         c->closing = true;
         if (c->open_handles < 2) {
             uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);

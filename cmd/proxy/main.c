@@ -98,6 +98,7 @@ void px_worker_maybe_done(px_worker *w) {
     w->closing_handles = true;
     px_log_flush(w);
     px_origin_close_idle(w);
+    px_cbuf_drop_spares(w);
     /* No connection is left, so no flight can wake us any more; the main thread may still
      * signal (SIGHUP), hence the flag under the lock. */
     uv_mutex_lock(&w->inbox_lock);
@@ -187,6 +188,7 @@ static int worker_init(px_proxy *px, px_worker *w, unsigned id,
     px_list_init(&w->conns);
     px_list_init(&w->fetches);
     px_list_init(&w->idle);
+    px_list_init(&w->spare_bufs);
     int rc = uv_loop_init(&w->loop);
     if (rc < 0) return px_from_uv(rc);
     w->loop.data = w;
@@ -318,10 +320,14 @@ static void print_limits(const px_config *cfg, unsigned workers) {
     char per[48] = "no bound per worker";
     if (cfg->max_worker_connections)
         snprintf(per, sizeof per, "at most %u per worker", cfg->max_worker_connections);
+    size_t buf = px_cbuf_bytes(cfg);
     fprintf(stderr,
             "corral-proxy: limits: %u client connections (%s, %u workers); beyond them: 503 and "
-            "close\n",
-            cfg->max_connections, per, workers);
+            "close\n"
+            "corral-proxy: limits: %zu bytes of buffers per connection reading a request (none "
+            "while idle), at most %zu MiB in all; a streamed answer queues at most ~1 MiB\n",
+            cfg->max_connections, per, workers, buf,
+            (buf * ((size_t)cfg->max_connections + (size_t)workers * PX_SPARE_BUFS)) >> 20);
 }
 
 /* Closes the handles of a worker whose thread never ran, by running its loop here. */

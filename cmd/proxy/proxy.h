@@ -7,6 +7,7 @@
  *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
  *   listen.c   the workers' listening sockets (one port, SO_REUSEPORT among our own workers)
  *   client.c   client connections: accepting, reading, parsing, writing, timeouts
+ *   cbuf.c     client connection buffers: held while a request is read, spares reused
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
  *   request.c  a request from its parsed head to an answer: lookup, coalescing, grace, dispatch
  *   fetch.c    one exchange with the origin: streaming to the client, storing, coalescing
@@ -274,6 +275,7 @@ typedef struct px_metrics {
     atomic_int_fast64_t origin_connections; /* open origin connections (gauge) */
     atomic_uint_fast64_t purge_requests[3]; /* admin: by URL, surrogate key, prefix */
     atomic_uint_fast64_t rejected;          /* client connections refused over the limits */
+    atomic_int_fast64_t buffer_bytes;       /* client connection buffers allocated (cbuf.c) */
 } px_metrics;
 
 enum { PX_PURGE_URL = 0, PX_PURGE_KEY = 1, PX_PURGE_PREFIX = 2 };
@@ -319,6 +321,8 @@ typedef struct px_worker {
     px_link fetches;      /* fetches in progress */
     px_link idle;         /* pooled origin connections */
     size_t n_idle;
+    px_link spare_bufs;    /* client connection buffers given back, for reuse (cbuf.c) */
+    unsigned n_spare_bufs; /* their number */
     struct sockaddr_storage origin_addr;
     uv_timer_t drain_timer; /* the shutdown deadline */
     uv_timer_t log_timer;   /* flushes the access log (px->alog) */
@@ -518,8 +522,9 @@ typedef struct px_conn {
     uv_shutdown_t shut;
     int timer_kind;   /* what the timer is timing (client.c's timer_kind) */
     int open_handles; /* freed when both handles are closed */
+    /* The buffers (cbuf.c): held only while a request is read or handled, NULL when idle. */
+    void *bufs; /* the block holding the parser, rbuf, scratch and both field tables */
     corral_http_parser *parser;
-    void *parser_mem;
     char *rbuf; /* unparsed input is rbuf[rpos, rlen) */
     size_t rcap, rpos, rlen;
     char *scratch; /* the request's keys and filtered cookies */
@@ -564,6 +569,16 @@ typedef struct px_conn {
 int px_listen(px_worker *w);
 /* Accepts one client connection from `server` (client.c; listen.c checked the limits). */
 void px_conn_accept(px_worker *w, uv_stream_t *server);
+
+/* A connection's buffers (cbuf.c): px_cbuf_acquire gives it its block (a spare of its worker,
+ * or a new one) and returns 0 or PX_ENOMEM; px_cbuf_release gives it back (no request may be
+ * parsed or handled then). px_cbuf_bytes is one block's size for `cfg`. px_cbuf_drop_spares
+ * frees the worker's spares (it is ending). */
+int px_cbuf_acquire(px_conn *c);
+void px_cbuf_release(px_conn *c);
+size_t px_cbuf_bytes(const px_config *cfg);
+#define PX_SPARE_BUFS 32 /* spare blocks a worker keeps */
+void px_cbuf_drop_spares(px_worker *w);
 
 /* Stops accepting and closes idle connections (SIGTERM). */
 void px_clients_stop(px_worker *w);

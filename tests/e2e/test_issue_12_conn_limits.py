@@ -5,6 +5,7 @@ Client connections are bounded in all (limits.max_connections) and per worker
 `Connection: close` and closed, and counted in corral_proxy_connections_rejected_total. Slow
 clients do not hold up others: a request is answered while 300 heads trickle in a byte a second.
 """
+import re
 import socket
 import threading
 import time
@@ -29,16 +30,18 @@ def read_all(s):
 
 
 def open_idle(px, n):
-    """n idle connections the proxy has accepted (its gauge says so), once the connections
-    conftest made to see the port open are gone."""
-    eventually(lambda: px.connections() == 0, what="the readiness probes to close")
+    """n idle connections the proxy (one worker) has accepted (its gauge says so), once the
+    connection conftest made to see the port open is gone: it is accepted before a request
+    made after it (one listener accepts in order), then closes."""
+    assert px.get("/warm").status == 200
+    eventually(lambda: px.connections() == 0, what="the readiness probe to close")
     socks = [socket.create_connection(("127.0.0.1", px.port), timeout=30) for _ in range(n)]
     eventually(lambda: px.connections() == n, what="%d connections accepted" % n)
     return socks
 
 
 def test_issue_12_a_connection_over_max_connections_gets_503_and_close(origin, proxy):
-    px = proxy(args=["--set", "limits.max_connections=3"])
+    px = proxy(threads=1, args=["--set", "limits.max_connections=3"])
     eventually(lambda: "limits: 3 client connections" in px.errors(), what="the limits line")
     idle = open_idle(px, 3)
     try:
@@ -104,4 +107,43 @@ def test_issue_12_300_stalled_heads_do_not_hold_up_a_normal_request(origin, prox
         stop.set()
         t.join()
         for s in slow:
+            s.close()
+
+
+def metric(px, name):
+    for line in px.metrics().splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def test_issue_12_idle_connections_hold_no_buffers(origin, proxy):
+    # A connection takes its buffers when bytes arrive and gives them back when it is idle
+    # again; a worker keeps at most 32 spares. 200 keep-alive connections that each had one
+    # answer, and 200 that never sent a byte, leave at most the spares allocated.
+    px = proxy(threads=2)
+    banner = eventually(lambda: re.search(rb"(\d+) bytes of buffers per connection",
+                                          px.errors().encode()), what="the limits line")
+    per_conn = int(banner.group(1))
+    used = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", px.port), timeout=30)
+            s.sendall(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+            used.append(s)
+        for s in used:
+            got = b""
+            while b"\r\n\r\n" not in got or len(got.partition(b"\r\n\r\n")[2]) < 8:
+                chunk = s.recv(65536)
+                assert chunk, got
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 200 "), got
+        silent = [socket.create_connection(("127.0.0.1", px.port), timeout=30)
+                  for _ in range(200)]
+        used += silent
+        eventually(lambda: px.connections() == 400, what="400 connections")
+        held = metric(px, "corral_proxy_client_buffer_bytes")
+        assert 0 < held <= 2 * 32 * per_conn, (held, per_conn)
+    finally:
+        for s in used:
             s.close()
