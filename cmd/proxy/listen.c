@@ -1,7 +1,9 @@
 /*
- * listen.c - the workers' listening sockets on the shared port. Each worker has its own socket
- * with SO_REUSEPORT, so the kernel spreads connections over the workers without an acceptor
- * thread (libuv 1.44 has no flag for it: the socket is made by hand, given to uv_tcp_open).
+ * listen.c - the workers' listening sockets on the shared port, and admission: a connection
+ * within limits.max_connections (all workers) and max_worker_connections goes to client.c, one
+ * beyond them is answered 503 and closed here. Each worker has its own socket with
+ * SO_REUSEPORT, so the kernel spreads connections over the workers without an acceptor thread
+ * (libuv 1.44 has no flag for it: the socket is made by hand, given to uv_tcp_open).
  *
  * SO_REUSEPORT alone would let any process of the same user join the group, so a second
  * corral-proxy started on a taken port would take part of its traffic. Worker 0 therefore binds
@@ -11,7 +13,8 @@
  * exclusive bind can. Another program that binds with SO_REUSEPORT itself as the same user could
  * still join: corral-proxy never does.
  *
- * Threads: px_listen runs on the main thread at startup, before the worker's loop runs.
+ * Threads: px_listen runs on the main thread at startup, before the worker's loop runs; the
+ * rest on the worker's loop thread (px.clients is read by every worker: a relaxed atomic).
  */
 /* SO_REUSEPORT is a Linux (BSD) extension that _POSIX_C_SOURCE alone hides. */
 #define _DEFAULT_SOURCE

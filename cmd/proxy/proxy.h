@@ -5,7 +5,8 @@
  * Files, one seam each:
  *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
  *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
- *   listen.c   the workers' listening sockets (one port, SO_REUSEPORT among our own workers)
+ *   listen.c   the workers' listening sockets (one port, SO_REUSEPORT among our own workers),
+ *              admission (503 beyond the connection limits)
  *   client.c   client connections: accepting, reading, parsing, writing, timeouts
  *   cbuf.c     client connection buffers: held while a request is read, spares reused
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
