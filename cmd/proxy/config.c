@@ -10,7 +10,7 @@
  *   [limits]  max_head_bytes, max_headers, header_timeout, keepalive_timeout, body_timeout,
  *             send_timeout, origin_connect_timeout, origin_read_timeout, origin_idle_timeout,
  *             origin_max_idle, coalesce_timeout, shutdown_timeout, max_object_size,
- *             purge_margin
+ *             purge_margin, max_connections, max_worker_connections
  *   [cache]   the defaults of every route: ttl, grace, stale_if_error, keep, max_ttl,
  *             hit_for_pass, honor_request_cache_control, path_tag_depth
  *   [route:NAME]  prefix (required), bypass, ttl, vary, strip_cookies, keep_cookies, grace,
@@ -375,6 +375,9 @@ static int set_limits(px_config *cfg, const char *key, const char *val) {
     if (!strcmp(key, "coalesce_timeout")) return parse_ms(val, &cfg->coalesce_timeout_ms);
     if (!strcmp(key, "shutdown_timeout")) return parse_ms(val, &cfg->shutdown_timeout_ms);
     if (!strcmp(key, "max_object_size")) return parse_size(val, &cfg->max_object_size);
+    if (!strcmp(key, "max_connections")) return parse_uint(val, 1, 1000000, &cfg->max_connections);
+    if (!strcmp(key, "max_worker_connections"))
+        return parse_uint(val, 0, 1000000, &cfg->max_worker_connections);
     if (!strcmp(key, "purge_margin"))
         return parse_ms(val, &cfg->purge_margin_ms) &&
                cfg->purge_margin_ms <= PX_STAMP_MARGIN_MAX_MS;
@@ -695,6 +698,7 @@ void px_config_defaults(px_config *cfg) {
     cfg->read_timeout_ms = 30000;
     cfg->origin_idle_ms = 20000;
     cfg->origin_max_idle = 64;
+    cfg->max_connections = 16384;
     cfg->coalesce_timeout_ms = 30000;
     cfg->shutdown_timeout_ms = 30000;
     cfg->max_object_size = 16u << 20;

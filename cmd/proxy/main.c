@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/resource.h>
+
 /* ---- Workers ---- */
 
 /* A stopping worker stops accepting and closes what is idle. */
@@ -180,6 +182,38 @@ static int resolve_origin(uv_loop_t *loop, const px_config *cfg, struct sockaddr
     return 0;
 }
 
+/* Raises the open-file limit to what max_connections needs (each client connection is a
+ * descriptor; the rest: listeners, origin connections, the store, the log) when the hard limit
+ * allows it, and says so when it does not. */
+static void raise_fd_limit(const px_config *cfg) {
+    struct rlimit rl;
+    rlim_t need = (rlim_t)cfg->max_connections + 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) return;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+        rl.rlim_cur < need)
+        fprintf(stderr,
+                "corral-proxy: warning: the open-file limit (%llu) is below max_connections + "
+                "1024: beyond it accepts fail (EMFILE); raise ulimit -n or lower "
+                "limits.max_connections\n",
+                (unsigned long long)rl.rlim_cur);
+}
+
+/* The bounds an operator relies on, once at startup. */
+static void print_limits(const px_config *cfg, unsigned workers) {
+    char per[48] = "no bound per worker";
+    if (cfg->max_worker_connections)
+        snprintf(per, sizeof per, "at most %u per worker", cfg->max_worker_connections);
+    size_t buf = px_cbuf_bytes(cfg);
+    fprintf(stderr,
+            "corral-proxy: limits: %u client connections (%s, %u workers); beyond them: 503 and "
+            "close\n"
+            "corral-proxy: limits: %zu bytes of buffers per connection reading a request (none "
+            "while idle), at most %zu MiB in all; a streamed answer queues at most ~1 MiB\n",
+            cfg->max_connections, per, workers, buf,
+            (buf * ((size_t)cfg->max_connections + (size_t)workers * PX_SPARE_BUFS)) >> 20);
+}
+
 /* Closes the handles of a worker whose thread never ran, by running its loop here. */
 static void drain_unstarted(px_worker *w) {
     w->stopping = true;
@@ -235,6 +269,7 @@ static int run(px_proxy *px) {
         fprintf(stderr, "corral-proxy: store %s: %s\n", store_shown, err.msg);
         goto close_loop;
     }
+    raise_fd_limit(px->cfg);
     unsigned n = px->cfg->threads ? px->cfg->threads : uv_available_parallelism();
     if (n == 0) n = 1;
     px->workers = calloc(n, sizeof *px->workers);
@@ -298,6 +333,7 @@ static int run(px_proxy *px) {
             "corral-proxy %s: listening on http://%s:%s/ (%u threads), origin %s, store %s\n",
             corral_version(), px->cfg->listen_host, px->cfg->listen_port, px->n_workers,
             px->cfg->origin_authority, store_shown);
+    print_limits(px->cfg, px->n_workers);
     if (px->cfg->admin_host[0])
         fprintf(stderr, "corral-proxy: admin (PURGE, /metrics) on http://%s:%s/\n",
                 px->cfg->admin_host, px->cfg->admin_port);

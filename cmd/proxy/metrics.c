@@ -179,9 +179,12 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
             total);
     }
     int64_t conns = 0, oconns = 0;
-    uint64_t purges[3] = { 0, 0, 0 };
+    uint64_t purges[3] = { 0, 0, 0 }, rejected = 0;
+    int64_t bufs = 0;
     for (unsigned w = 0; w < px->n_workers; w++) {
+        bufs += atomic_load_explicit(&px->metrics[w].buffer_bytes, memory_order_relaxed);
         conns += atomic_load_explicit(&px->metrics[w].connections, memory_order_relaxed);
+        rejected += atomic_load_explicit(&px->metrics[w].rejected, memory_order_relaxed);
         oconns += atomic_load_explicit(&px->metrics[w].origin_connections, memory_order_relaxed);
     }
     for (unsigned k = 0; k < 3; k++)
@@ -189,6 +192,14 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
             atomic_load_explicit(&px->admin_metrics->purge_requests[k], memory_order_relaxed);
     family(&t, "connections", "gauge", "Open client connections");
     put(&t, "corral_proxy_connections %" PRId64 "\n", conns);
+    family(&t, "connections_rejected_total", "counter",
+           "Client connections answered 503 and closed: over max_connections or "
+           "max_worker_connections");
+    put(&t, "corral_proxy_connections_rejected_total %" PRIu64 "\n", rejected);
+    family(&t, "client_buffer_bytes", "gauge",
+           "Client connection buffers allocated: held by connections reading or handling a "
+           "request (idle ones hold none), and each worker's spares");
+    put(&t, "corral_proxy_client_buffer_bytes %" PRId64 "\n", bufs);
     family(&t, "origin_connections", "gauge", "Open origin connections (busy and pooled)");
     put(&t, "corral_proxy_origin_connections %" PRId64 "\n", oconns);
     family(&t, "access_log_dropped_lines_total", "counter",

@@ -6,7 +6,10 @@
  *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
  *   config.c   the configuration: keys and values, routes, reload snapshots
  *   args.c     its text forms: the INI file's lines, the flags (getopt_long)
- *   client.c   listeners and client connections: reading, parsing, writing, timeouts
+ *   listen.c   the workers' listening sockets (one port, SO_REUSEPORT among our own workers),
+ *              admission (503 beyond the connection limits)
+ *   client.c   client connections: accepting, reading, parsing, writing, timeouts
+ *   cbuf.c     client connection buffers: held while a request is read, spares reused
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
  *   request.c  a request from its parsed head to an answer: lookup, coalescing, grace, dispatch
  *   fetch.c    one exchange with the origin: streaming to the client, storing, coalescing
@@ -146,6 +149,11 @@ bool px_list_empty(const px_link *head);
 int64_t px_now_ms(void);
 /* XXH3 of `data` with `seed`. */
 uint64_t px_hash64(const void *data, size_t len, uint64_t seed);
+/* Writes request head `m` into a new buffer `*buf` (free()) and parses it back into `*out` with
+ * its fields in a new array `*hdrs` (free()), so the caller owns a copy. Returns 0 or -1
+ * (memory; what was allocated is still in *buf / *hdrs for the caller to free). */
+int px_msg_copy(const corral_http_msg *m, char **buf, corral_http_header **hdrs,
+                corral_http_msg *out);
 
 /* ---- Configuration (config.c) ---- */
 
@@ -182,28 +190,30 @@ typedef struct px_config {
     /* Reloadable. */
     px_route routes[PX_MAX_ROUTES]; /* routes[0] is "default", prefix "/" */
     size_t n_routes;
-    corral_http_limits limits;    /* client request heads: size and field count */
-    int64_t header_timeout_ms;    /* a client's request head must arrive within this */
-    int64_t keepalive_timeout_ms; /* an idle client connection is closed after this */
-    int64_t body_timeout_ms;      /* between bytes of a request body */
-    int64_t send_timeout_ms;      /* a client that reads nothing for this long is dropped */
-    int64_t connect_timeout_ms;   /* origin connect */
-    int64_t read_timeout_ms;      /* origin: first byte, and between bytes */
-    int64_t origin_idle_ms;       /* idle pooled origin connections are closed after this */
-    unsigned origin_max_idle;     /* pooled idle origin connections per worker */
-    int64_t coalesce_timeout_ms;  /* a waiter gives up on the leader and fetches itself */
-    int64_t shutdown_timeout_ms;  /* SIGTERM: in-flight requests get this long */
-    size_t max_object_size;       /* bodies over this are streamed and not stored */
-    int64_t purge_margin_ms;      /* a fill that started less than this after a purge stamp is
-                                     not stored (PX_STAMP_MARGIN_MS) */
-    unsigned path_tag_depth;      /* path segments tagged for prefix purges (1-8) */
-    bool x_cache_header;          /* add "X-Cache: HIT" etc. to responses */
-    char admin_token[128];        /* bearer token for the admin listener ("" none) */
-    bool admin_allow_remote;      /* admin reachable from non-loopback peers */
-    char access_log[1024];        /* "-" stdout, "off", or a file path */
-    int log_fd;                   /* opened for the snapshot; closed when it is freed */
-    int log_format;               /* PX_LOG_CORRAL, PX_LOG_COMBINED, PX_LOG_JSON (log.c) */
-    char origin_authority[300];   /* "host:port", the Host for HTTP/1.0 requests without one */
+    corral_http_limits limits;       /* client request heads: size and field count */
+    int64_t header_timeout_ms;       /* a client's request head must arrive within this */
+    int64_t keepalive_timeout_ms;    /* an idle client connection is closed after this */
+    int64_t body_timeout_ms;         /* between bytes of a request body */
+    int64_t send_timeout_ms;         /* a client that reads nothing for this long is dropped */
+    int64_t connect_timeout_ms;      /* origin connect */
+    int64_t read_timeout_ms;         /* origin: first byte, and between bytes */
+    int64_t origin_idle_ms;          /* idle pooled origin connections are closed after this */
+    unsigned origin_max_idle;        /* pooled idle origin connections per worker */
+    unsigned max_connections;        /* client connections in all; beyond: 503 and close */
+    unsigned max_worker_connections; /* client connections per worker (0: only the total) */
+    int64_t coalesce_timeout_ms;     /* a waiter gives up on the leader and fetches itself */
+    int64_t shutdown_timeout_ms;     /* SIGTERM: in-flight requests get this long */
+    size_t max_object_size;          /* bodies over this are streamed and not stored */
+    int64_t purge_margin_ms;         /* a fill that started less than this after a purge stamp is
+                                        not stored (PX_STAMP_MARGIN_MS) */
+    unsigned path_tag_depth;         /* path segments tagged for prefix purges (1-8) */
+    bool x_cache_header;             /* add "X-Cache: HIT" etc. to responses */
+    char admin_token[128];           /* bearer token for the admin listener ("" none) */
+    bool admin_allow_remote;         /* admin reachable from non-loopback peers */
+    char access_log[1024];           /* "-" stdout, "off", or a file path */
+    int log_fd;                      /* opened for the snapshot; closed when it is freed */
+    int log_format;                  /* PX_LOG_CORRAL, PX_LOG_COMBINED, PX_LOG_JSON (log.c) */
+    char origin_authority[300];      /* "host:port", the Host for HTTP/1.0 requests without one */
 } px_config;
 
 /* Fills `cfg` with the defaults (no routes but "default"). */
@@ -342,6 +352,8 @@ typedef struct px_metrics {
     atomic_int_fast64_t connections;        /* open client connections (gauge) */
     atomic_int_fast64_t origin_connections; /* open origin connections (gauge) */
     atomic_uint_fast64_t purge_requests[3]; /* admin: by URL, surrogate key, prefix */
+    atomic_uint_fast64_t rejected;          /* client connections refused over the limits */
+    atomic_int_fast64_t buffer_bytes;       /* client connection buffers allocated (cbuf.c) */
 } px_metrics;
 
 enum { PX_PURGE_URL = 0, PX_PURGE_KEY = 1, PX_PURGE_PREFIX = 2 };
@@ -427,6 +439,8 @@ typedef struct px_worker {
     px_link fetches;      /* fetches in progress */
     px_link idle;         /* pooled origin connections */
     size_t n_idle;
+    px_link spare_bufs;    /* client connection buffers given back, for reuse (cbuf.c) */
+    unsigned n_spare_bufs; /* their number */
     struct sockaddr_storage origin_addr;
     uv_timer_t drain_timer; /* the shutdown deadline */
     uv_timer_t log_timer;   /* flushes the access log (px->alog) */
@@ -472,6 +486,7 @@ typedef struct px {
     uv_mutex_t busy_lock; /* protects `busy` and the registry fields of each px_busy */
     px_link busy;         /* busy objects new requests may stream from (busy.c) */
     struct px_alog *alog; /* the access log's shared buffer (log.c) */
+    atomic_uint clients;  /* open client connections of every worker (limits.max_connections) */
 } px_proxy;
 
 /* A client's stored-object view: the parsed head of a stored object and its body. */
@@ -630,8 +645,9 @@ typedef struct px_conn {
     uv_shutdown_t shut;
     int timer_kind;   /* what the timer is timing (client.c's timer_kind) */
     int open_handles; /* freed when both handles are closed */
+    /* The buffers (cbuf.c): held only while a request is read or handled, NULL when idle. */
+    void *bufs; /* the block holding the parser, rbuf, scratch and both field tables */
     corral_http_parser *parser;
-    void *parser_mem;
     char *rbuf; /* unparsed input is rbuf[rpos, rlen) */
     size_t rcap, rpos, rlen;
     char *scratch; /* the request's keys and filtered cookies */
@@ -670,8 +686,22 @@ typedef struct px_conn {
     px_busy *wake_busy; /* rc PX_FLIGHT_STREAM: the leader's busy object (a reference) */
 } px_conn;
 
-/* Starts the worker's listener (SO_REUSEPORT). Returns 0 or a PX_E* code. */
+/* Starts the worker's listener (listen.c: SO_REUSEPORT among the process's own workers; worker
+ * 0's bind is exclusive, so an address another process holds fails with PX_EADDRINUSE).
+ * Returns 0 or a PX_E* code. */
 int px_listen(px_worker *w);
+/* Accepts one client connection from `server` (client.c; listen.c checked the limits). */
+void px_conn_accept(px_worker *w, uv_stream_t *server);
+
+/* A connection's buffers (cbuf.c): px_cbuf_acquire gives it its block (a spare of its worker,
+ * or a new one) and returns 0 or PX_ENOMEM; px_cbuf_release gives it back (no request may be
+ * parsed or handled then). px_cbuf_bytes is one block's size for `cfg`. px_cbuf_drop_spares
+ * frees the worker's spares (it is ending). */
+int px_cbuf_acquire(px_conn *c);
+void px_cbuf_release(px_conn *c);
+size_t px_cbuf_bytes(const px_config *cfg);
+#define PX_SPARE_BUFS 32 /* spare blocks a worker keeps */
+void px_cbuf_drop_spares(px_worker *w);
 
 /* Stops accepting and closes idle connections (SIGTERM). */
 void px_clients_stop(px_worker *w);
@@ -703,6 +733,10 @@ size_t px_conn_framing(px_conn *c, const corral_http_msg *resp, char *buf, size_
  * fields (px_conn_framing) and px_conn_extra's. Returns 0, or PX_ETOOBIG / PX_ENOMEM when it
  * cannot be written (nothing was sent; the caller answers). */
 int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r);
+/* Forwards an interim (1xx) response head of the origin to an HTTP/1.1 client before the final
+ * one (RFC 9110 §15.2): 100 Continue to an Expect: 100-continue the origin got, 102, 103
+ * Early Hints. Never 101, never to HTTP/1.0 clients, never after the final head. */
+void px_conn_interim(px_conn *c, const corral_http_msg *resp);
 /* Answers the client's conditional request with 304 (`cs`, from
  * corral_http_conditional_status: the head of `resp`) or 412, and ends the response. */
 void px_conn_not_modified(px_conn *c, const corral_http_msg *resp, unsigned cs, px_result r);
@@ -882,6 +916,8 @@ void px_fetch_on_connected(struct px_fetch *f, struct px_oconn *oc);
 int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp);
 int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len);
 void px_fetch_on_end(struct px_fetch *f);
+/* An interim (1xx, not 101) response head: forwarded to the client, never stored. */
+void px_fetch_on_interim(struct px_fetch *f, const corral_http_msg *resp);
 /* The exchange failed; the connection is gone. `timeout` when a deadline passed; `retryable`
  * when nothing of the response arrived on a reused pooled connection (the origin closed it
  * while it was idle: the fetch may retry once on a new one). */

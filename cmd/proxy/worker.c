@@ -81,6 +81,7 @@ void px_worker_maybe_done(px_worker *w) {
     w->closing_handles = true;
     px_log_flush(w);
     w->on->done(w);
+    px_cbuf_drop_spares(w);
     /* No connection is left, so no flight can wake us any more; the main thread may still
      * signal (SIGHUP), hence the flag under the lock. */
     uv_mutex_lock(&w->inbox_lock);
@@ -163,6 +164,7 @@ int px_worker_init(px_proxy *px, px_worker *w, unsigned id, const px_handlers *o
     px_list_init(&w->conns);
     px_list_init(&w->fetches);
     px_list_init(&w->idle);
+    px_list_init(&w->spare_bufs);
     int rc = uv_loop_init(&w->loop);
     if (rc < 0) return px_from_uv(rc);
     w->loop.data = w;
