@@ -9,12 +9,38 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* ---- Fields for the proxy alone ---- */
+
+int px_client_view(const px_config *cfg, const corral_http_msg *m, corral_http_header *tmp,
+                   size_t max, corral_http_msg *out) {
+    const char *names[8];
+    char list[sizeof cfg->cc_targets];
+    size_t n = 0;
+    if (!cfg->keep_surrogate_key) names[n++] = "surrogate-key";
+    memcpy(list, cfg->cc_targets, sizeof list);
+    list[sizeof list - 1] = '\0';
+    for (char *p = list; *p && n < sizeof names / sizeof names[0];) {
+        names[n++] = p;
+        char *comma = strchr(p, ',');
+        if (!comma) break;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    if (corral_http_msg_drop_fields(m, names, n, tmp, max, out) == CORRAL_OK) return 0;
+    *out = *m;
+    return PX_ETOOBIG;
+}
 
 /* ---- Answering from the cache ---- */
 
 void px_cache_answer(px_conn *c, px_result r, const char *reason, int64_t age_s) {
     px_request *rq = &c->req;
     const px_obj *o = &rq->obj;
+    corral_http_header kept[PX_OBJ_MAX_HEADERS];
+    corral_http_msg head;
+    (void)px_client_view(rq->cfg, &o->head, kept, PX_OBJ_MAX_HEADERS, &head); /* never too many */
     rq->result = r;
     rq->reason = reason;
     unsigned cs = corral_http_conditional_status(&rq->msg, &o->head, rq->now_ms);
@@ -28,11 +54,11 @@ void px_cache_answer(px_conn *c, px_result r, const char *reason, int64_t age_s)
     char *buf = stack;
     size_t len;
     unsigned status = cs == 304 ? 304 : 0;
-    int rc = corral_http_write_cached_head(&o->head, status, age_s, (int64_t)o->body_len, extra,
-                                           elen, buf, sizeof stack, &len);
+    int rc = corral_http_write_cached_head(&head, status, age_s, (int64_t)o->body_len, extra, elen,
+                                           buf, sizeof stack, &len);
     if (rc == CORRAL_ENOSPC && (buf = malloc(len)) != NULL)
-        rc = corral_http_write_cached_head(&o->head, status, age_s, (int64_t)o->body_len, extra,
-                                           elen, buf, len, &len);
+        rc = corral_http_write_cached_head(&head, status, age_s, (int64_t)o->body_len, extra, elen,
+                                           buf, len, &len);
     if (rc < 0 || !buf) {
         if (buf != stack) free(buf);
         px_conn_simple(c, 500, "Internal Server Error", "cannot write the stored head\n",

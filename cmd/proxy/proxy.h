@@ -196,6 +196,10 @@ typedef struct px_config {
                                      not stored (PX_STAMP_MARGIN_MS) */
     unsigned path_tag_depth;      /* path segments tagged for prefix purges (1-8) */
     bool x_cache_header;          /* add "X-Cache: HIT" etc. to responses */
+    bool keep_surrogate_key;      /* pass Surrogate-Key on to clients (default: strip it) */
+    char cc_targets[128];         /* targeted cache-control fields obeyed and stripped before
+                                     the client (RFC 9213), "corral-cache-control,cdn-cache-
+                                     control"; every route's policy points here ("" none) */
     char admin_token[128];        /* bearer token for the admin listener ("" none) */
     bool admin_allow_remote;      /* admin reachable from non-loopback peers */
     char access_log[1024];        /* "-" stdout, "off", or a file path */
@@ -700,6 +704,12 @@ void px_request_release(px_conn *c);
 
 /* ---- Delivery (deliver.c) ---- */
 
+/* Makes `out` the client's view of response head `m`: without the fields meant for the proxy
+ * alone (Surrogate-Key unless cfg->keep_surrogate_key, the targeted cache-control fields of
+ * cfg->cc_targets), their array in `tmp` (room for `max`). Returns 0, or PX_ETOOBIG with `out`
+ * the unfiltered `m`. Any thread. */
+int px_client_view(const px_config *cfg, const corral_http_msg *m, corral_http_header *tmp,
+                   size_t max, corral_http_msg *out);
 /* Answers the connection's request from stored object `v` (the reference is taken). */
 void px_cache_serve(px_conn *c, corral_value *v, px_result r, const char *reason);
 /* Answers the connection's request from the object it holds (c->req.obj), `age_s` old. */

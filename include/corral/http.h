@@ -171,6 +171,17 @@ CORRAL_API int corral_http_msg_join(const corral_http_msg *m, const char *name, 
 CORRAL_API bool corral_http_is_hop_by_hop(const corral_http_msg *m, const char *name,
                                           size_t name_len);
 
+/* Makes `out` a copy of message `m` without the fields named in `names` (`n_names`
+ * NUL-terminated names, case-insensitive): what a proxy does with fields meant for it alone
+ * (Surrogate-Key, CDN-Cache-Control) before a response goes on to the client. The kept fields
+ * go into `headers` (room for `max_headers`); strings still point into m's bytes. When no field
+ * is dropped, `out` is `*m` itself (its field list untouched, `headers` unused). Returns
+ * CORRAL_OK, CORRAL_EINVAL (NULL arguments) or CORRAL_ENOSPC (`*out` then unspecified).
+ * O(fields x names). */
+CORRAL_API int corral_http_msg_drop_fields(const corral_http_msg *m, const char *const *names,
+                                           size_t n_names, corral_http_header *headers,
+                                           size_t max_headers, corral_http_msg *out);
+
 /* Returns the method's name ("GET", ...; "OTHER"), a static string. */
 CORRAL_API const char *corral_http_method_name(corral_http_method m);
 
@@ -363,6 +374,14 @@ typedef struct corral_http_policy {
     int64_t stale_if_error_ms;        /* likewise for origin errors; default 0 */
     int64_t keep_ms;                  /* keep expired entries that have a validator this long
                                          for conditional revalidation; default 600000 */
+    const char *cc_targets;           /* targeted cache-control fields this cache obeys (RFC
+                                         9213), in priority order, comma-separated and
+                                         NUL-terminated ("Corral-Cache-Control,
+                                         CDN-Cache-Control"): the first one a response carries
+                                         as a valid Structured Field Dictionary replaces its
+                                         Cache-Control for every decision on the response.
+                                         Borrowed: it must outlive the policy's use. Default
+                                         NULL: none (Cache-Control only) */
 } corral_http_policy;
 
 /* Fills `p` with the defaults. Never fails. */
