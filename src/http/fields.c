@@ -351,6 +351,7 @@ const char *corral_http_strerror(int rc) {
     case CORRAL_HTTP_GOT_END: return "message complete";
     case CORRAL_HTTP_NOMATCH: return "validators do not match the stored response";
     case CORRAL_HTTP_VARY_ANY: return "response varies on everything (Vary: *)";
+    case CORRAL_HTTP_RANGE_UNSATISFIABLE: return "no range overlaps the representation";
     case CORRAL_HTTP_EBADLINE: return "malformed request or status line";
     case CORRAL_HTTP_EBADTARGET: return "malformed request-target";
     case CORRAL_HTTP_EVERSION: return "unsupported HTTP version";
