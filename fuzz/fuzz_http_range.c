@@ -66,8 +66,9 @@ static void select_and_frame(const char *v, size_t len, uint64_t length, size_t 
     size_t cap = len + 128;
     char *text = malloc(cap);
     CHECK(text);
-    int w = snprintf(text, cap, "GET / HTTP/1.1\r\nHost: a\r\nIf-Range: \"v\"\r\nRange: %.*s\r\n\r\n",
-                     (int)len, v);
+    int w =
+        snprintf(text, cap, "GET / HTTP/1.1\r\nHost: a\r\nIf-Range: \"v\"\r\nRange: %.*s\r\n\r\n",
+                 (int)len, v);
     CHECK(w > 0 && (size_t)w < cap);
     corral_http_limits l;
     corral_http_limits_init(&l);

@@ -83,3 +83,35 @@ def test_issue_12_surrogate_key_is_stripped_unless_kept(origin, proxy):
     assert px.get("/sk").cache == "MISS"
     kept = proxy(args=("--set", "proxy.keep_surrogate_key=true"))
     assert [kept.get("/sk").headers.get("surrogate-key") for _ in range(2)] == ["a b", "a b"]
+
+
+def test_issue_12_purges_by_key_and_prefix_say_how_many_they_purged(origin, proxy):
+    for p in ("/k/a", "/k/b"):
+        origin.script(p, headers={"Cache-Control": "max-age=60", "Surrogate-Key": "list"})
+    origin.script("/k/v", headers={"Cache-Control": "max-age=60", "Surrogate-Key": "list",
+                                   "Vary": "Accept-Language"})
+    px = proxy()
+    for p in ("/k/a", "/k/b", "/k/a", "/other"):
+        px.get(p)
+    px.get("/k/v", {"Accept-Language": "de"})
+    px.get("/k/v", {"Accept-Language": "fr"})
+    # Objects (variants) carrying the key: /k/a, /k/b and two variants of /k/v; /k/a once.
+    r = px.admin("POST", "/purge/key/list")
+    assert (r.status, r.body, r.headers["x-purged"]) == (200, b"purged 4\n", "4")
+    assert px.admin("POST", "/purge/key/list").body == b"purged 0\n"
+    assert px.admin("POST", "/purge/key/nothing").body == b"purged 0\n"
+    # Refilled, then purged by prefix: URLs (vary records), each with every variant.
+    for p in ("/k/a", "/k/b", "/k/deep/c"):
+        px.get(p)
+    px.get("/k/v", {"Accept-Language": "de"})
+    r = px.admin("POST", "/purge/prefix/k")
+    assert (r.body, r.headers["x-purged"]) == (b"purged 4\n", "4")
+    assert px.admin("POST", "/purge/prefix/k").body == b"purged 0\n"
+    assert [px.get(p).cache for p in ("/k/a", "/other")] == ["MISS", "HIT"]
+    r = px.purge("/k/a")
+    assert (r.body, r.headers["x-purged"]) == (b"purged 1\n", "1")
+    # Everything: the store's entries of the routes (objects and records, reachable or not).
+    r = px.admin("POST", "/purge/prefix/")
+    assert int(r.headers["x-purged"]) >= 4 and r.body == b"purged %s\n" % r.headers[
+        "x-purged"].encode()
+    assert px.admin("POST", "/purge/prefix/").body == b"purged 0\n"

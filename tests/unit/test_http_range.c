@@ -38,10 +38,10 @@ static const range_row rows[] = {
     { "bytes=,0-1", 1000, CORRAL_OK, "0-1" },
     { "BYTES=0-1", 1000, CORRAL_OK, "0-1" },
     { "  bytes=0-1  ", 1000, CORRAL_OK, "0-1" },
-    { "bytes=900-1200", 1000, CORRAL_OK, "900-999" },        /* last clamped */
-    { "bytes=-5000", 1000, CORRAL_OK, "0-999" },             /* suffix over the length */
+    { "bytes=900-1200", 1000, CORRAL_OK, "900-999" },                /* last clamped */
+    { "bytes=-5000", 1000, CORRAL_OK, "0-999" },                     /* suffix over the length */
     { "bytes=0-99999999999999999999999", 1000, CORRAL_OK, "0-999" }, /* saturated */
-    { "bytes=2000-3000,0-1", 1000, CORRAL_OK, "0-1" },       /* the unsatisfiable one dropped */
+    { "bytes=2000-3000,0-1", 1000, CORRAL_OK, "0-1" }, /* the unsatisfiable one dropped */
     { "bytes=3-3", 4, CORRAL_OK, "3-3" },
     /* nothing overlaps (§14.1.2): 416 */
     { "bytes=1000-", 1000, CORRAL_HTTP_RANGE_UNSATISFIABLE, NULL },
@@ -128,9 +128,9 @@ static const corral_http_msg *parse(fixture *f, corral_http_kind kind, const cha
     return &f->m;
 }
 
-#define STORED                                                                                \
-    "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nETag: \"v1\"\r\n"              \
-    "Last-Modified: Tue, 14 Nov 2023 22:00:00 GMT\r\nContent-Type: text/plain\r\n"            \
+#define STORED                                                                     \
+    "HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nETag: \"v1\"\r\n"   \
+    "Last-Modified: Tue, 14 Nov 2023 22:00:00 GMT\r\nContent-Type: text/plain\r\n" \
     "Cache-Control: max-age=60\r\n\r\n"
 
 typedef struct select_row {
@@ -167,8 +167,9 @@ static const select_row select_rows[] = {
       CORRAL_OK, 0 },
     { "If-Range with a weak ETag never holds", GET("Range: bytes=0-9\r\nIf-Range: W/\"v1\"\r\n"),
       STORED, CORRAL_OK, 0 },
-    { "If-Range with a weak stored ETag never holds", GET("Range: bytes=0-9\r\nIf-Range: \"v1\"\r\n"),
-      "HTTP/1.1 200 OK\r\nETag: W/\"v1\"\r\n\r\n", CORRAL_OK, 0 },
+    { "If-Range with a weak stored ETag never holds",
+      GET("Range: bytes=0-9\r\nIf-Range: \"v1\"\r\n"), "HTTP/1.1 200 OK\r\nETag: W/\"v1\"\r\n\r\n",
+      CORRAL_OK, 0 },
     { "If-Range with the Last-Modified date",
       GET("Range: bytes=0-9\r\nIf-Range: Tue, 14 Nov 2023 22:00:00 GMT\r\n"), STORED, CORRAL_OK,
       1 },
@@ -236,26 +237,26 @@ static void test_http_content_range_and_multipart_parts(void **state) {
     const corral_http_msg *st = parse(&fs, CORRAL_HTTP_RESPONSE, STORED);
     static const char first[] = "--B1\r\nContent-Type: text/plain\r\n"
                                 "Content-Range: bytes 10-19/100\r\n\r\n";
-    assert_int_equal(corral_http_write_byteranges_part(st, "B1", 2, &r, 100, true, buf, sizeof buf,
-                                                       &len),
-                     CORRAL_OK);
+    assert_int_equal(
+        corral_http_write_byteranges_part(st, "B1", 2, &r, 100, true, buf, sizeof buf, &len),
+        CORRAL_OK);
     assert_int_equal(len, sizeof first - 1);
     assert_memory_equal(buf, first, len);
-    assert_int_equal(corral_http_write_byteranges_part(st, "B1", 2, &r, 100, false, buf,
-                                                       sizeof buf, &len),
-                     CORRAL_OK);
+    assert_int_equal(
+        corral_http_write_byteranges_part(st, "B1", 2, &r, 100, false, buf, sizeof buf, &len),
+        CORRAL_OK);
     assert_memory_equal(buf, "\r\n--B1\r\n", 8);
-    assert_int_equal(corral_http_write_byteranges_part(st, "B1", 2, NULL, 100, false, buf,
-                                                       sizeof buf, &len),
-                     CORRAL_OK);
+    assert_int_equal(
+        corral_http_write_byteranges_part(st, "B1", 2, NULL, 100, false, buf, sizeof buf, &len),
+        CORRAL_OK);
     assert_int_equal(len, 10);
     assert_memory_equal(buf, "\r\n--B1--\r\n", 10);
     assert_int_equal(
         corral_http_write_byteranges_part(st, "B 1", 3, &r, 100, true, buf, sizeof buf, &len),
         CORRAL_EINVAL);
-    assert_int_equal(corral_http_write_byteranges_part(st, "", 0, &r, 100, true, buf, sizeof buf,
-                                                       &len),
-                     CORRAL_EINVAL);
+    assert_int_equal(
+        corral_http_write_byteranges_part(st, "", 0, &r, 100, true, buf, sizeof buf, &len),
+        CORRAL_EINVAL);
 }
 
 static void test_http_cached_head_as_206(void **state) {
@@ -271,7 +272,8 @@ static void test_http_cached_head_as_206(void **state) {
     buf[len] = '\0';
     assert_memory_equal(buf, "HTTP/1.1 206 Partial Content\r\n", 30);
     assert_non_null(strstr(buf, "\r\nETag: \"v1\"\r\n"));
-    assert_non_null(strstr(buf, "\r\nAge: 5\r\nContent-Length: 10\r\nContent-Range: bytes 0-9/1000"));
+    assert_non_null(
+        strstr(buf, "\r\nAge: 5\r\nContent-Length: 10\r\nContent-Range: bytes 0-9/1000"));
     /* 206 only from a stored 200. */
     fixture f404;
     const corral_http_msg *nf = parse(&f404, CORRAL_HTTP_RESPONSE, "HTTP/1.1 404 X\r\n\r\n");
