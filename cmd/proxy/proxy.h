@@ -168,6 +168,13 @@ typedef struct px_route {
 typedef struct px_config {
     uint32_t magic;
     atomic_uint refs;
+
+    /* Fields meant for the proxy alone (reloadable). */
+    bool keep_surrogate_key; /* pass Surrogate-Key on to clients (default: strip it) */
+    char cc_targets[128];    /* targeted cache-control fields obeyed and stripped before the
+                                client (RFC 9213), "corral-cache-control,cdn-cache-control";
+                                every route's policy points here ("" none) */
+
     /* Fixed at startup; a reload that changes them is refused with a warning. */
     char origin_host[256]; /* numeric address or name, resolved at startup */
     char origin_port[8];
@@ -197,10 +204,6 @@ typedef struct px_config {
                                      not stored (PX_STAMP_MARGIN_MS) */
     unsigned path_tag_depth;      /* path segments tagged for prefix purges (1-8) */
     bool x_cache_header;          /* add "X-Cache: HIT" etc. to responses */
-    bool keep_surrogate_key;      /* pass Surrogate-Key on to clients (default: strip it) */
-    char cc_targets[128];         /* targeted cache-control fields obeyed and stripped before
-                                     the client (RFC 9213), "corral-cache-control,cdn-cache-
-                                     control"; every route's policy points here ("" none) */
     char admin_token[128];        /* bearer token for the admin listener ("" none) */
     bool admin_allow_remote;      /* admin reachable from non-loopback peers */
     char access_log[1024];        /* "-" stdout, "off", or a file path */
