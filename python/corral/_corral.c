@@ -679,7 +679,7 @@ static PyObject *cache_closed(CacheObject *self, void *unused) {
 static PyGetSetDef cache_getset[] = { { "closed", (getter)cache_closed, NULL, NULL, NULL },
                                       { NULL, NULL, NULL, NULL, NULL } };
 
-static PyTypeObject cache_type = {
+PyTypeObject corral_py_cache_type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "corral._corral.Cache",
     .tp_basicsize = sizeof(CacheObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
@@ -747,15 +747,16 @@ static struct PyModuleDef module = { PyModuleDef_HEAD_INIT,
 
 PyMODINIT_FUNC PyInit__corral(void);
 PyMODINIT_FUNC PyInit__corral(void) {
-    if (PyType_Ready(&cache_type) < 0) return NULL;
+    if (PyType_Ready(&corral_py_cache_type) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     corral_py_error = PyErr_NewExceptionWithDoc(
         "corral._corral.Error", "a libcorral error: args (code, reason); .code, .reason", NULL,
         NULL);
     if (!corral_py_error || PyModule_AddObjectRef(m, "Error", corral_py_error) < 0 ||
-        PyModule_AddObjectRef(m, "Cache", (PyObject *)&cache_type) < 0 ||
-        PyModule_AddStringConstant(m, "__libcorral_version__", corral_version()) < 0)
+        PyModule_AddObjectRef(m, "Cache", (PyObject *)&corral_py_cache_type) < 0 ||
+        PyModule_AddStringConstant(m, "__libcorral_version__", corral_version()) < 0 ||
+        corral_py_django_add(m) < 0)
         goto fail;
     static const struct {
         const char *name;

@@ -1,6 +1,7 @@
 /*
- * _corral.h - what the two files of the CPython extension share (python/corral/_corral.c: the
- * module, the Cache type and its plain operations; _corral_load.c: get_or_set, events, stats).
+ * _corral.h - what the files of the CPython extension share (python/corral/_corral.c: the
+ * module, the Cache type and its plain operations; _corral_load.c: get_or_set, events, stats;
+ * _corral_django.c: the Django backend's fast path).
  *
  * The extension is a thin skin over libcorral: every semantic lives in C. Each method converts
  * its arguments with the GIL held, releases the GIL around the corral call (which may block on
@@ -47,6 +48,7 @@ typedef struct {
 } call_args;
 
 extern PyObject *corral_py_error;
+extern PyTypeObject corral_py_cache_type;
 
 /* Raises corral.Error(code, reason) and returns NULL. */
 PyObject *corral_py_raise(int rc);
@@ -77,5 +79,8 @@ PyObject *corral_py_emit(CacheObject *self, PyObject *args, PyObject *kw);
 PyObject *corral_py_stats(CacheObject *self, PyObject *unused);
 PyObject *corral_py_metrics(CacheObject *self, PyObject *unused);
 void corral_py_rules_free(CacheObject *self);
+
+/* _corral_django.c: adds the DjangoOps type to the module. Returns 0 or -1 (raised). */
+int corral_py_django_add(PyObject *module);
 
 #endif /* CORRAL_PY_CORRAL_H */

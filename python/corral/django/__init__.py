@@ -24,7 +24,8 @@ OPTIONS: ``stale_ttl``, ``stale_if_error``, ``beta``, ``jitter``, ``wait_timeout
 defaults for get_or_set), ``pickle_protocol`` (default pickle.HIGHEST_PROTOCOL; django-redis's
 ``PICKLE_VERSION`` is read too), ``serializer`` (Redis only: ``"django"``, the default, is
 Django's format with no envelope, so tags, grace, stale-if-error and XFetch need
-``"corral"``, which only corral reads).
+``"corral"``, which only corral reads), ``fast_path`` (default True: get, set and get_many
+are one C call each; False keeps them in Python, for comparison).
 """
 import pickle
 import threading
@@ -33,6 +34,7 @@ import urllib.parse
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 import corral
+from corral import _corral
 
 __all__ = ["CorralCache", "bust_on", "metrics", "purge", "surrogate_keys",
            "SurrogateKeyMiddleware"]
@@ -94,6 +96,22 @@ class CorralCache(BaseCache):
         self._url = _add_params(location, extra)
         self._c = _handle(self._url, self.key_func if custom else None)
         self._hdr_len = len(self.key_prefix) + len(str(self.version)) + 2
+        self._prefix_ok = not any(ord(ch) < 33 or ord(ch) == 127 for ch in self.key_prefix)
+        if not custom and options.get("fast_path", True):
+            self._bind_fast_path()
+
+    def _bind_fast_path(self):
+        """Makes get, set and get_many one C call each (corral._corral.DjangoOps), unless a
+        subclass overrides them. The C path takes the calls where it provably does what the
+        Python methods below do, and hands the rest (keys Django warns about, tags, odd
+        arguments) to them."""
+        cls = CorralCache
+        ops = _corral.DjangoOps(self._c, self.key_prefix, self.version, self._protocol,
+                                self.default_timeout, DEFAULT_TIMEOUT, cls.get.__get__(self),
+                                cls.set.__get__(self), cls.get_many.__get__(self))
+        for name in ("get", "set", "get_many"):
+            if getattr(type(self), name) is getattr(cls, name):
+                setattr(self, name, getattr(ops, name))
 
     # ---- values: Django's Redis wire format ----
 
@@ -117,7 +135,7 @@ class CorralCache(BaseCache):
         if type(key) is not str:
             key = str(key)
         if (len(key) + self._hdr_len > 240 or not key.isprintable() or " " in key
-                or (version is not None and version != self.version)):
+                or (version is not None and version != self.version) or not self._prefix_ok):
             self.validate_key(self.make_key(key, version=version))
         return key
 
