@@ -20,8 +20,8 @@
 - ``surrogate_keys`` (view decorator) with ``SurrogateKeyMiddleware``, and ``purge()``, which
   calls corral-proxy's admin listener.
 
-OPTIONS: ``stale_ttl``, ``stale_if_error``, ``beta``, ``jitter``, ``wait_timeout`` (seconds,
-defaults for get_or_set), ``pickle_protocol`` (default pickle.HIGHEST_PROTOCOL; django-redis's
+OPTIONS: ``stale_ttl``, ``stale_if_error``, ``beta``, ``jitter``, ``wait_timeout`` (seconds),
+``background`` (bool: refresh on corral's threads; the defaults for get_or_set), ``pickle_protocol`` (default pickle.HIGHEST_PROTOCOL; django-redis's
 ``PICKLE_VERSION`` is read too), ``serializer`` (Redis only: ``"django"``, the default, is
 Django's format with no envelope, so tags, grace, stale-if-error and XFetch need
 ``"corral"``, which only corral reads), ``fast_path`` (default True: get, set and get_many
@@ -83,6 +83,7 @@ class CorralCache(BaseCache):
             "beta": float(options.get("beta", 1.0)),
             "jitter": float(options.get("jitter", 0.0)),
             "wait_timeout": options.get("wait_timeout", 10.0),
+            "background": bool(options.get("background", False)),
         }
         location = location or "mem://"
         extra = {"key_prefix": self.key_prefix, "version": self.version}
@@ -211,7 +212,9 @@ class CorralCache(BaseCache):
     def get_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None, **load):
         """Django's get_or_set; with a callable, the producer runs once per key however many
         callers miss at once (threads, processes, machines). Extra keywords: stale_ttl, beta,
-        stale_if_error, jitter, wait_timeout (seconds; OPTIONS give the defaults), tags, ns."""
+        stale_if_error, jitter, wait_timeout (seconds), background (early refreshes and those
+        in grace run on corral's refresh threads; callers keep the value they have); OPTIONS
+        give the defaults; tags, ns."""
         k = self._key(key, version)
         if not callable(default):
             value = self.get(key, _MISSING, version=version, ns=load.get("ns"))
