@@ -4,6 +4,7 @@ one without give the same results, the same exceptions and the same CacheKeyWarn
 C takes itself (defaults, versions, ns, ints raw, Django's key limits to the character) and
 edges it hands to Python (keys Django warns about, non-str keys, tags, iterators, odd
 arguments, a custom KEY_FUNCTION, a subclass's own get) are each here."""
+import json
 import pickle
 import types
 import warnings
@@ -128,6 +129,20 @@ def test_a_subclass_keeps_its_own_get():
     c.set("k", "v")  # set is not overridden: the C path
     assert isinstance(c.set, types.BuiltinMethodType)
     assert c.get("k") == "v" and Counting.calls == 1
+
+
+def test_a_subclass_with_its_own_encoding_keeps_the_python_path():
+    class Json(CorralCache):
+        def _encode(self, value):
+            return json.dumps(value).encode()
+
+        def _decode(self, data):
+            return json.loads(data)
+
+    c = Json("mem://?max_memory=8MB", {"KEY_PREFIX": "json"})
+    assert isinstance(c.get, types.MethodType) and isinstance(c.set, types.MethodType)
+    c.set("k", {"a": 1})
+    assert c.corral.get("k") == b'{"a": 1}' and c.get("k") == {"a": 1}
 
 
 def test_a_key_prefix_django_warns_about_warns_for_every_key():

@@ -103,10 +103,13 @@ class CorralCache(BaseCache):
 
     def _bind_fast_path(self):
         """Makes get, set and get_many one C call each (corral._corral.DjangoOps), unless a
-        subclass overrides them. The C path takes the calls where it provably does what the
-        Python methods below do, and hands the rest (keys Django warns about, tags, odd
-        arguments) to them."""
+        subclass overrides them, or what they stand on (keys, warnings, encoding). The C path
+        takes the calls where it provably does what the Python methods below do, and hands the
+        rest (keys Django warns about, tags, odd arguments) to them."""
         cls = CorralCache
+        if any(getattr(type(self), name) is not getattr(cls, name)
+               for name in ("_key", "_encode", "_decode", "make_key", "validate_key")):
+            return
         ops = _corral.DjangoOps(self._c, self.key_prefix, self.version, self._protocol,
                                 self.default_timeout, DEFAULT_TIMEOUT, cls.get.__get__(self),
                                 cls.set.__get__(self), cls.get_many.__get__(self))
