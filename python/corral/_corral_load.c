@@ -13,9 +13,8 @@
  * caller). corral keeps the producer's context until corral_close, so each (key, version, ns)
  * has one, holding the latest caller's callable (the refresh calls that one), freed at dealloc:
  * a Cache keeps at most `max_background_keys` of them (Cache(); default 65536) and refreshes
- * further keys in the caller. An
- * exception of a producer on a worker goes to sys.unraisablehook (and to any caller waiting on
- * that flight).
+ * further keys in the caller. An exception of a producer on a worker goes to sys.unraisablehook
+ * (and to any caller waiting on that flight).
  */
 #include "_corral.h"
 
