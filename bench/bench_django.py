@@ -22,14 +22,15 @@ machine falls on them alike); each backend's best round is printed.
 Rows marked "fast_path off" run corral's backend with OPTIONS fast_path=False: get in Python
 (the backend's methods) instead of one C call (corral._corral.DjangoOps).
 
---levers prints instead where the time of one get goes (ns per call of its parts).
+--levers prints instead where the time of one get goes (ns per call of its parts; docs/django.md
+has the same parts counted in instructions, which load does not move).
 
-Usage: bench_django.py [--quick] [--no-herd] [--levers]   (PYTHONPATH must reach the corral package; `make bench` sets
-it to build/release/python). Prints one table; numbers vary with the machine and its load.
+Usage: bench_django.py [--quick] [--no-herd] [--levers]   (PYTHONPATH must reach the corral
+package; `make bench` sets it to build/release/python). Prints one table; numbers vary with
+the machine and its load.
 """
 import bisect
 import multiprocessing
-import os
 import random
 import shutil
 import socket

@@ -21,11 +21,12 @@
   calls corral-proxy's admin listener.
 
 OPTIONS: ``stale_ttl``, ``stale_if_error``, ``beta``, ``jitter``, ``wait_timeout`` (seconds),
-``background`` (bool: refresh on corral's threads; the defaults for get_or_set), ``pickle_protocol`` (default pickle.HIGHEST_PROTOCOL; django-redis's
-``PICKLE_VERSION`` is read too), ``serializer`` (Redis only: ``"django"``, the default, is
-Django's format with no envelope, so tags, grace, stale-if-error and XFetch need
-``"corral"``, which only corral reads), ``fast_path`` (default True: get, set and get_many
-are one C call each; False keeps them in Python, for comparison).
+``background`` (bool: refresh on corral's threads; these are the defaults for get_or_set),
+``pickle_protocol`` (default pickle.HIGHEST_PROTOCOL; django-redis's ``PICKLE_VERSION`` is read
+too), ``serializer`` (Redis only: ``"django"``, the default, is Django's format with no
+envelope, so tags, grace, stale-if-error and XFetch need ``"corral"``, which only corral
+reads), ``fast_path`` (default True: get, set and get_many are one C call each; False keeps
+them in Python, for comparison).
 """
 import pickle
 import threading
