@@ -13,10 +13,10 @@
  *   the backend's protocol), read with one cached reference to pickle.loads.
  * Anything else goes to the Python method the backend passed (`slow`), with the same arguments:
  * a key that would warn (Python warns, then makes the call), a key that is not a str, a version
- * that is not an int, tags, an argument this parser does not know (Python raises Django's
+ * that is not an int, tags, an argument this parser does not know (Python raises its own
  * TypeError). So the Python path stays the one definition of every edge, and the C path only
- * takes calls where the two provably agree. A backend with a custom KEY_FUNCTION makes no
- * DjangoOps (corral/django/__init__.py).
+ * takes calls where the two provably agree. A backend with a custom KEY_FUNCTION, or a subclass
+ * with its own keys or encoding, makes no DjangoOps (corral/django/__init__.py).
  *
  * Threads: as the Cache's methods (_corral.h); the GIL is released around each corral call.
  */
