@@ -192,10 +192,16 @@ static int py_key_fn(void *ctx, const char *prefix, size_t prefix_len, int64_t v
 /* ---- The Cache type ---- */
 
 static int cache_init(CacheObject *self, PyObject *args, PyObject *kw) {
-    static char *names[] = { "url", "key_function", NULL };
+    static char *names[] = { "url", "key_function", "max_background_keys", NULL };
     const char *url = NULL;
     PyObject *key_function = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zO", names, &url, &key_function)) return -1;
+    Py_ssize_t max_bg = 65536;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zO$n", names, &url, &key_function, &max_bg))
+        return -1;
+    if (max_bg < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_background_keys is 0 or more");
+        return -1;
+    }
     if (self->c) {
         PyErr_SetString(corral_py_error, "Cache.__init__ called twice");
         return -1;
@@ -236,6 +242,7 @@ static int cache_init(CacheObject *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     self->c = c;
+    self->max_bg = (size_t)max_bg;
     return 0;
 }
 
@@ -251,9 +258,61 @@ static PyObject *cache_close(CacheObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* ---- Closing at exit the Caches that refresh in the background ----
+ *
+ * A refresh worker runs a Python producer with the GIL it takes. Once the interpreter is
+ * finalizing, a thread that takes the GIL is ended on the spot, in the middle of corral's
+ * refresh. So the Caches with background refreshes are closed by an atexit function, while
+ * threads still run: corral_close lets the workers finish their queue. The list is under the
+ * GIL; a Cache leaves it at dealloc. */
+
+static CacheObject *bg_exit_list;
+
+void corral_py_bg_listed(CacheObject *self) {
+    if (self->bg_listed) return;
+    self->bg_exit_next = bg_exit_list;
+    bg_exit_list = self;
+    self->bg_listed = true;
+}
+
+static void bg_unlist(CacheObject *self) {
+    for (CacheObject **p = &bg_exit_list; *p; p = &(*p)->bg_exit_next)
+        if (*p == self) {
+            *p = self->bg_exit_next;
+            break;
+        }
+    self->bg_listed = false;
+}
+
+static PyObject *cache_close(CacheObject *self, PyObject *unused);
+
+/* The atexit function: closes each listed Cache that no thread is inside. */
+static PyObject *mod_close_background(PyObject *mod, PyObject *unused) {
+    (void)mod;
+    (void)unused;
+    CacheObject *self;
+    while ((self = bg_exit_list)) { /* closing releases the GIL: take each off the list first */
+        bg_unlist(self);
+        Py_INCREF(self);
+        PyObject *r = self->active == 0 ? cache_close(self, NULL) : NULL;
+        if (!r) PyErr_Clear();
+        Py_XDECREF(r);
+        Py_DECREF(self);
+    }
+    Py_RETURN_NONE;
+}
+
 static void cache_dealloc(CacheObject *self) {
-    if (self->c) corral_close(self->c); /* no call is in progress: the object is unreachable */
+    /* No call is in progress (the object is unreachable), but a refresh worker may be waiting
+     * for the GIL to run a producer: closing lets it. */
+    if (self->c) {
+        corral *c = self->c;
+        Py_BEGIN_ALLOW_THREADS corral_close(c);
+        Py_END_ALLOW_THREADS
+    }
     self->c = NULL;
+    if (self->bg_listed) bg_unlist(self);
+    corral_py_bg_free(self);
     corral_py_rules_free(self);
     for (int i = 0; i < EXC_RING; i++)
         Py_CLEAR(self->ring[i].exc);
@@ -658,7 +717,8 @@ static PyMethodDef cache_methods[] = {
     KW("make_key", cache_make_key, "make_key(key, *, version=None, ns=None) -> physical key"),
     KW("get_or_set", corral_py_get_or_set,
        "get_or_set(key, producer, ttl=default, *, stale_ttl=0, beta=1.0, stale_if_error=0, "
-       "tags=None, ns=None, version=None, wait_timeout=10.0, jitter=0.0) -> bytes"),
+       "tags=None, ns=None, version=None, wait_timeout=10.0, jitter=0.0, background=False) -> "
+       "bytes"),
     KW("on", corral_py_on, "on(event, *, keys=(), tags=(), namespaces=(), when=None)"),
     KW("emit", corral_py_emit, "emit(event, **fields) -> number busted"),
     { "tag_bust", (PyCFunction)cache_tag_bust, METH_O, "tag_bust(tag)" },
@@ -679,11 +739,12 @@ static PyObject *cache_closed(CacheObject *self, void *unused) {
 static PyGetSetDef cache_getset[] = { { "closed", (getter)cache_closed, NULL, NULL, NULL },
                                       { NULL, NULL, NULL, NULL, NULL } };
 
-static PyTypeObject cache_type = {
+PyTypeObject corral_py_cache_type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "corral._corral.Cache",
     .tp_basicsize = sizeof(CacheObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Cache(url='mem://', key_function=None): a libcorral handle",
+    .tp_doc = "Cache(url='mem://', key_function=None, *, max_background_keys=65536): a "
+              "libcorral handle",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)cache_init,
     .tp_dealloc = (destructor)cache_dealloc,
@@ -730,10 +791,13 @@ static PyObject *mod_strerror(PyObject *mod, PyObject *arg) {
     return PyUnicode_FromString(corral_strerror((int)rc));
 }
 
-static PyMethodDef mod_methods[] = { { "fragment_key", mod_fragment_key, METH_VARARGS,
-                                       "fragment_key(name, *vary) -> str" },
-                                     { "strerror", mod_strerror, METH_O, "strerror(code) -> str" },
-                                     { NULL, NULL, 0, NULL } };
+static PyMethodDef mod_methods[] = {
+    { "fragment_key", mod_fragment_key, METH_VARARGS, "fragment_key(name, *vary) -> str" },
+    { "strerror", mod_strerror, METH_O, "strerror(code) -> str" },
+    { "_close_background", mod_close_background, METH_NOARGS,
+      "closes the Caches with background refreshes (registered with atexit)" },
+    { NULL, NULL, 0, NULL }
+};
 
 static struct PyModuleDef module = { PyModuleDef_HEAD_INIT,
                                      "corral._corral",
@@ -747,15 +811,16 @@ static struct PyModuleDef module = { PyModuleDef_HEAD_INIT,
 
 PyMODINIT_FUNC PyInit__corral(void);
 PyMODINIT_FUNC PyInit__corral(void) {
-    if (PyType_Ready(&cache_type) < 0) return NULL;
+    if (PyType_Ready(&corral_py_cache_type) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     corral_py_error = PyErr_NewExceptionWithDoc(
         "corral._corral.Error", "a libcorral error: args (code, reason); .code, .reason", NULL,
         NULL);
     if (!corral_py_error || PyModule_AddObjectRef(m, "Error", corral_py_error) < 0 ||
-        PyModule_AddObjectRef(m, "Cache", (PyObject *)&cache_type) < 0 ||
-        PyModule_AddStringConstant(m, "__libcorral_version__", corral_version()) < 0)
+        PyModule_AddObjectRef(m, "Cache", (PyObject *)&corral_py_cache_type) < 0 ||
+        PyModule_AddStringConstant(m, "__libcorral_version__", corral_version()) < 0 ||
+        corral_py_django_add(m) < 0)
         goto fail;
     static const struct {
         const char *name;
@@ -770,6 +835,13 @@ PyMODINIT_FUNC PyInit__corral(void) {
                   { "EFORMAT", CORRAL_EFORMAT } };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         if (PyModule_AddIntConstant(m, codes[i].name, codes[i].code) < 0) goto fail;
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *closer = PyObject_GetAttrString(m, "_close_background");
+    PyObject *r = atexit && closer ? PyObject_CallMethod(atexit, "register", "O", closer) : NULL;
+    Py_XDECREF(atexit);
+    Py_XDECREF(closer);
+    if (!r) goto fail;
+    Py_DECREF(r);
     return m;
 fail:
     Py_DECREF(m);

@@ -1,6 +1,7 @@
 /*
- * _corral.h - what the two files of the CPython extension share (python/corral/_corral.c: the
- * module, the Cache type and its plain operations; _corral_load.c: get_or_set, events, stats).
+ * _corral.h - what the files of the CPython extension share (python/corral/_corral.c: the
+ * module, the Cache type and its plain operations; _corral_load.c: get_or_set, events, stats;
+ * _corral_django.c: the Django backend's fast path).
  *
  * The extension is a thin skin over libcorral: every semantic lives in C. Each method converts
  * its arguments with the GIL held, releases the GIL around the corral call (which may block on
@@ -26,8 +27,9 @@
 #define EXC_SEQ_MAX (1 << 20)
 
 typedef struct rule_ctx rule_ctx;
+typedef struct producer_ctx producer_ctx;
 
-typedef struct {
+typedef struct CacheObject {
     PyObject_HEAD corral *c; /* NULL once closed */
     long active;             /* calls in progress (under the GIL): close refuses while > 0 */
     PyObject *key_function;  /* the Python key function, or NULL */
@@ -37,7 +39,23 @@ typedef struct {
     } ring[EXC_RING]; /* under the GIL */
     unsigned next_seq;
     rule_ctx *rules; /* the `when` contexts of corral_on, freed at dealloc */
+    /* Background refreshes (get_or_set(background=True)): corral keeps a producer's context
+     * until corral_close, so there is one per (key, version, ns), holding the latest caller's
+     * producer, found through `bg_index` ({(key, version, ns): capsule}) and freed at dealloc. */
+    PyObject *bg_index;
+    producer_ctx *bg;
+    size_t n_bg, max_bg; /* contexts made, and the most allowed (max_background_keys) */
+    struct CacheObject *bg_exit_next; /* in the list closed at exit (corral_py_bg_listed) */
+    bool bg_listed;
 } CacheObject;
+
+/* The context of a producer: the Cache (borrowed: it outlives the call, or corral_close joins
+ * the refresh workers before it is freed) and the callable (a reference, under the GIL). */
+struct producer_ctx {
+    CacheObject *self;
+    PyObject *fn;
+    producer_ctx *next; /* in self->bg */
+};
 
 /* The arguments of one call, converted once: the call's version, namespace and tags. */
 typedef struct {
@@ -47,6 +65,7 @@ typedef struct {
 } call_args;
 
 extern PyObject *corral_py_error;
+extern PyTypeObject corral_py_cache_type;
 
 /* Raises corral.Error(code, reason) and returns NULL. */
 PyObject *corral_py_raise(int rc);
@@ -77,5 +96,13 @@ PyObject *corral_py_emit(CacheObject *self, PyObject *args, PyObject *kw);
 PyObject *corral_py_stats(CacheObject *self, PyObject *unused);
 PyObject *corral_py_metrics(CacheObject *self, PyObject *unused);
 void corral_py_rules_free(CacheObject *self);
+void corral_py_bg_free(CacheObject *self);
+
+/* Puts a Cache with background refreshes on the list closed at interpreter exit (atexit, while
+ * the refresh workers can still take the GIL to run a producer), once. GIL held. */
+void corral_py_bg_listed(CacheObject *self);
+
+/* _corral_django.c: adds the DjangoOps type to the module. Returns 0 or -1 (raised). */
+int corral_py_django_add(PyObject *module);
 
 #endif /* CORRAL_PY_CORRAL_H */

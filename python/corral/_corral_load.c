@@ -7,35 +7,101 @@
  * (PyGILState_Ensure). A callable that raises makes the producer return the code of the kept
  * exception (_corral.h): nothing is cached (stale-if-error may serve the old value), the caller
  * and every waiter of the flight raise that exception. A callable must return bytes.
+ *
+ * get_or_set(background=True): an early refresh or a refresh in grace runs on the handle's
+ * refresh workers while callers keep the value they have (a miss still runs the producer in its
+ * caller). corral keeps the producer's context until corral_close, so each (key, version, ns)
+ * has one, holding the latest caller's callable (the refresh calls that one), freed at dealloc:
+ * a Cache keeps at most `max_background_keys` of them (Cache(); default 65536) and refreshes
+ * further keys in the caller. An exception of a producer on a worker goes to sys.unraisablehook
+ * (and to any caller waiting on that flight).
  */
 #include "_corral.h"
 
 #include <string.h>
 
-typedef struct {
-    CacheObject *self;
-    PyObject *fn;
-} producer_ctx;
+/* The producer context of the get_or_set call in progress on this thread: a producer called with
+ * another one runs on a refresh worker, where nobody is there to raise its exception. */
+static _Thread_local producer_ctx *calling;
 
 static int py_producer(void *arg, const void *key, size_t key_len, corral_result *out) {
     (void)key;
     (void)key_len;
     producer_ctx *p = arg;
+    bool on_worker = p != calling;
     PyGILState_STATE g = PyGILState_Ensure();
     int rc;
-    PyObject *r = PyObject_CallNoArgs(p->fn);
+    PyObject *fn = p->fn; /* a later caller may replace p->fn during the call */
+    Py_INCREF(fn);
+    PyObject *r = PyObject_CallNoArgs(fn);
     if (r && !PyBytes_Check(r)) {
         PyErr_Format(PyExc_TypeError, "a producer returns bytes, not %.80s", Py_TYPE(r)->tp_name);
         Py_CLEAR(r);
     }
     if (!r) {
+        /* Kept for the callers waiting on this flight; from a worker also reported, as an
+         * exception in a thread is (sys.unraisablehook), since no caller raises it. */
         rc = corral_py_keep_exception(p->self);
+        if (on_worker) {
+            PyObject *exc = p->self->ring[(unsigned)(EXC_BASE - rc) % EXC_RING].exc;
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            PyErr_WriteUnraisable(fn);
+        }
     } else {
         rc = corral_result_set(out, PyBytes_AS_STRING(r), (size_t)PyBytes_GET_SIZE(r));
         Py_DECREF(r);
     }
+    Py_DECREF(fn);
     PyGILState_Release(g);
     return rc;
+}
+
+void corral_py_bg_free(CacheObject *self) {
+    for (producer_ctx *p = self->bg, *next; p; p = next) {
+        next = p->next;
+        Py_CLEAR(p->fn);
+        PyMem_Free(p);
+    }
+    self->bg = NULL;
+    self->n_bg = 0;
+    Py_CLEAR(self->bg_index);
+}
+
+/* The background context of (key, version, ns), made on first use, now holding `fn`. Returns
+ * it, or NULL with no exception when the Cache has max_background_keys already, or NULL
+ * (raised). */
+static producer_ctx *bg_ctx(CacheObject *self, PyObject *key, PyObject *version, PyObject *ns,
+                            PyObject *fn) {
+    if (!self->bg_index && !(self->bg_index = PyDict_New())) return NULL;
+    PyObject *id = PyTuple_Pack(3, key, version ? version : Py_None, ns ? ns : Py_None);
+    if (!id) return NULL;
+    producer_ctx *p = NULL;
+    PyObject *cap = PyDict_GetItemWithError(self->bg_index, id);
+    if (cap) {
+        p = PyCapsule_GetPointer(cap, NULL);
+    } else if (!PyErr_Occurred() && self->n_bg < self->max_bg) {
+        if (!(p = PyMem_Calloc(1, sizeof *p))) {
+            PyErr_NoMemory();
+        } else if (!(cap = PyCapsule_New(p, NULL, NULL)) ||
+                   PyDict_SetItem(self->bg_index, id, cap) < 0) {
+            Py_XDECREF(cap);
+            PyMem_Free(p);
+            p = NULL;
+        } else {
+            Py_DECREF(cap);
+            p->self = self;
+            p->next = self->bg;
+            self->bg = p;
+            self->n_bg++;
+            corral_py_bg_listed(self);
+        }
+    }
+    Py_DECREF(id);
+    if (p) {
+        Py_INCREF(fn);
+        Py_XSETREF(p->fn, fn);
+    }
+    return p;
 }
 
 static int seconds_ms(PyObject *obj, int64_t *ms) {
@@ -49,12 +115,15 @@ static int seconds_ms(PyObject *obj, int64_t *ms) {
 PyObject *corral_py_get_or_set(CacheObject *self, PyObject *args, PyObject *kw) {
     static char *names[] = { "key",     "producer",       "ttl",    "stale_ttl",
                              "beta",    "stale_if_error", "tags",   "ns",
-                             "version", "wait_timeout",   "jitter", NULL };
+                             "version", "wait_timeout",   "jitter", "background",
+                             NULL };
     PyObject *key, *fn, *ttl = NULL, *stale = NULL, *sie = NULL, *tags = NULL, *ns = NULL;
     PyObject *version = NULL, *wait = NULL;
     double beta = 1.0, jitter = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O$OdOOOOOd", names, &key, &fn, &ttl, &stale,
-                                     &beta, &sie, &tags, &ns, &version, &wait, &jitter))
+    int background = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O$OdOOOOOdp", names, &key, &fn, &ttl, &stale,
+                                     &beta, &sie, &tags, &ns, &version, &wait, &jitter,
+                                     &background))
         return NULL;
     if (!PyCallable_Check(fn)) {
         PyErr_SetString(PyExc_TypeError, "producer must be callable");
@@ -76,7 +145,17 @@ PyObject *corral_py_get_or_set(CacheObject *self, PyObject *args, PyObject *kw) 
     /* TTL 0 makes the value and hands it back without caching it. */
     bool no_cache = o.ttl_ms == 0;
     if (no_cache) o.ttl_ms = CORRAL_TTL_DEFAULT;
-    producer_ctx p = { self, fn };
+    producer_ctx p = { self, fn, NULL }, *ctx = &p;
+    if (background && !no_cache) {
+        if (!(ctx = bg_ctx(self, key, version, ns, fn))) {
+            if (PyErr_Occurred()) {
+                corral_py_call_args_done(&a);
+                return NULL;
+            }
+            ctx = &p; /* max_background_keys already: refresh in the caller */
+        }
+        o.background = ctx != &p;
+    }
     PyObject *res = NULL;
     corral *c = corral_py_begin(self);
     if (c) {
@@ -97,8 +176,11 @@ PyObject *corral_py_get_or_set(CacheObject *self, PyObject *args, PyObject *kw) 
             corral_py_call_args_done(&a);
             return r;
         }
-        Py_BEGIN_ALLOW_THREADS rc = corral_get_or_set(c, k, (size_t)kn, py_producer, &p, &o, &v);
+        producer_ctx *outer = calling;
+        calling = ctx;
+        Py_BEGIN_ALLOW_THREADS rc = corral_get_or_set(c, k, (size_t)kn, py_producer, ctx, &o, &v);
         Py_END_ALLOW_THREADS corral_py_end(self);
+        calling = outer;
         if (rc <= EXC_BASE) {
             corral_py_raise_kept(self, rc);
         } else if (rc < 0) {

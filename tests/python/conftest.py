@@ -70,6 +70,8 @@ def pytest_configure(config):
                         "LOCATION": "mem://?max_memory=64MB", "KEY_PREFIX": "t"},
             "redis": {"BACKEND": "corral.django.CorralCache", "LOCATION": redis_url(1),
                       "KEY_PREFIX": "djzen"},
+            "redis_py": {"BACKEND": "corral.django.CorralCache", "LOCATION": redis_url(1),
+                         "KEY_PREFIX": "djzen", "OPTIONS": {"fast_path": False}},
             "django_redis": {"BACKEND": "django_redis.cache.RedisCache",
                              "LOCATION": redis_url(1), "KEY_PREFIX": "djzen"},
             "near": {"BACKEND": "corral.django.CorralCache",

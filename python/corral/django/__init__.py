@@ -20,11 +20,13 @@
 - ``surrogate_keys`` (view decorator) with ``SurrogateKeyMiddleware``, and ``purge()``, which
   calls corral-proxy's admin listener.
 
-OPTIONS: ``stale_ttl``, ``stale_if_error``, ``beta``, ``jitter``, ``wait_timeout`` (seconds,
-defaults for get_or_set), ``pickle_protocol`` (default pickle.HIGHEST_PROTOCOL; django-redis's
-``PICKLE_VERSION`` is read too), ``serializer`` (Redis only: ``"django"``, the default, is
-Django's format with no envelope, so tags, grace, stale-if-error and XFetch need
-``"corral"``, which only corral reads).
+OPTIONS: ``stale_ttl``, ``stale_if_error``, ``beta``, ``jitter``, ``wait_timeout`` (seconds),
+``background`` (bool: refresh on corral's threads; these are the defaults for get_or_set),
+``pickle_protocol`` (default pickle.HIGHEST_PROTOCOL; django-redis's ``PICKLE_VERSION`` is read
+too), ``serializer`` (Redis only: ``"django"``, the default, is Django's format with no
+envelope, so tags, grace, stale-if-error and XFetch need ``"corral"``, which only corral
+reads), ``fast_path`` (default True: get, set and get_many are one C call each; False keeps
+them in Python, for comparison).
 """
 import pickle
 import threading
@@ -33,6 +35,7 @@ import urllib.parse
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 import corral
+from corral import _corral
 
 __all__ = ["CorralCache", "bust_on", "metrics", "purge", "surrogate_keys",
            "SurrogateKeyMiddleware"]
@@ -81,6 +84,7 @@ class CorralCache(BaseCache):
             "beta": float(options.get("beta", 1.0)),
             "jitter": float(options.get("jitter", 0.0)),
             "wait_timeout": options.get("wait_timeout", 10.0),
+            "background": bool(options.get("background", False)),
         }
         location = location or "mem://"
         extra = {"key_prefix": self.key_prefix, "version": self.version}
@@ -94,6 +98,25 @@ class CorralCache(BaseCache):
         self._url = _add_params(location, extra)
         self._c = _handle(self._url, self.key_func if custom else None)
         self._hdr_len = len(self.key_prefix) + len(str(self.version)) + 2
+        self._prefix_ok = not any(ord(ch) < 33 or ord(ch) == 127 for ch in self.key_prefix)
+        if not custom and options.get("fast_path", True):
+            self._bind_fast_path()
+
+    def _bind_fast_path(self):
+        """Makes get, set and get_many one C call each (corral._corral.DjangoOps), unless a
+        subclass overrides them, or what they stand on (keys, warnings, encoding). The C path
+        takes the calls where it provably does what the Python methods below do, and hands the
+        rest (keys Django warns about, tags, odd arguments) to them."""
+        cls = CorralCache
+        if any(getattr(type(self), name) is not getattr(cls, name)
+               for name in ("_key", "_encode", "_decode", "make_key", "validate_key")):
+            return
+        ops = _corral.DjangoOps(self._c, self.key_prefix, self.version, self._protocol,
+                                self.default_timeout, DEFAULT_TIMEOUT, cls.get.__get__(self),
+                                cls.set.__get__(self), cls.get_many.__get__(self))
+        for name in ("get", "set", "get_many"):
+            if getattr(type(self), name) is getattr(cls, name):
+                setattr(self, name, getattr(ops, name))
 
     # ---- values: Django's Redis wire format ----
 
@@ -117,7 +140,7 @@ class CorralCache(BaseCache):
         if type(key) is not str:
             key = str(key)
         if (len(key) + self._hdr_len > 240 or not key.isprintable() or " " in key
-                or (version is not None and version != self.version)):
+                or (version is not None and version != self.version) or not self._prefix_ok):
             self.validate_key(self.make_key(key, version=version))
         return key
 
@@ -193,7 +216,9 @@ class CorralCache(BaseCache):
     def get_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None, **load):
         """Django's get_or_set; with a callable, the producer runs once per key however many
         callers miss at once (threads, processes, machines). Extra keywords: stale_ttl, beta,
-        stale_if_error, jitter, wait_timeout (seconds; OPTIONS give the defaults), tags, ns."""
+        stale_if_error, jitter, wait_timeout (seconds), background (early refreshes and those
+        in grace run on corral's refresh threads; callers keep the value they have); OPTIONS
+        give the defaults; tags, ns."""
         k = self._key(key, version)
         if not callable(default):
             value = self.get(key, _MISSING, version=version, ns=load.get("ns"))

@@ -5,6 +5,7 @@
 
     MIDDLEWARE = ["corral.django.SurrogateKeyMiddleware", ...]
     CORRAL_PROXY_ADMIN = "http://127.0.0.1:8081"
+    CORRAL_PROXY_ADMIN_TOKEN = "s3cret"      # when the proxy has admin_token set
 
     purge(key="product:42")                  # POST /purge/key/product:42
     purge(url="https://shop.example/p/42")   # PURGE /p/42 with Host: shop.example
@@ -59,18 +60,21 @@ class PurgeError(Exception):
     """The admin listener refused a purge or could not be reached (status, body)."""
 
 
-def purge(key=None, url=None, prefix=None, admin=None, timeout=5.0):
+def purge(key=None, url=None, prefix=None, admin=None, timeout=5.0, token=None):
     """Purges corral-proxy's page cache by surrogate key, URL or path prefix (exactly one),
-    through its admin listener (`admin`, default settings.CORRAL_PROXY_ADMIN). Returns the
-    answer's body; raises PurgeError unless the listener answers 200 (503 means retry)."""
+    through its admin listener (`admin`, default settings.CORRAL_PROXY_ADMIN), sending the
+    bearer `token` (default settings.CORRAL_PROXY_ADMIN_TOKEN, if set). Returns the answer's
+    body ("purged N\n"); raises PurgeError unless the listener answers 200 (503 means retry)."""
     if sum(x is not None for x in (key, url, prefix)) != 1:
         raise ValueError("purge: exactly one of key=, url=, prefix=")
-    if admin is None:
-        from django.conf import settings
+    from django.conf import settings
 
+    if admin is None:
         admin = settings.CORRAL_PROXY_ADMIN
+    if token is None and settings.configured:
+        token = getattr(settings, "CORRAL_PROXY_ADMIN_TOKEN", None)
     a = urllib.parse.urlsplit(admin)
-    headers = {}
+    headers = {"Authorization": "Bearer " + token} if token else {}
     if key is not None:
         method, path = "POST", "/purge/key/" + urllib.parse.quote(key, safe=":")
     elif prefix is not None:
