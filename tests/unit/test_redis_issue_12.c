@@ -25,21 +25,6 @@
 
 #define DEADLINE_NS (15ull * 1000000000ull)
 
-/* An integer field ("blocked_clients") of the server's INFO text. */
-static long long info_field(const char *section, const char *field) {
-    redisReply *r = redis_server_cmd(&srv, "INFO %s", section);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    char needle[64];
-    int n = snprintf(needle, sizeof needle, "%s:", field);
-    assert_true(n > 0 && n < (int)sizeof needle);
-    const char *at = strstr(r->str, needle);
-    assert_non_null(at);
-    long long v = strtoll(at + n, NULL, 10);
-    freeReplyObject(r);
-    return v;
-}
-
 /* ---- get_or_set with no grace never serves a stale value ---- */
 
 /* The handles' shared fake clock, in ns; producers move it as if they took 100 ms. */
@@ -135,7 +120,7 @@ static void test_issue_12_get_or_set_without_grace_never_returns_stale(void **st
     assert_int_equal(pthread_create(&tx, NULL, call_get_or_set, &x), 0);
     uint64_t deadline =
         redis_fx_now_ns() + DEADLINE_NS; /* X leads, its lease request held by Redis */
-    while (info_field("clients", "blocked_clients") != 1)
+    while (redis_fx_info(&srv, "clients", "blocked_clients:") != 1)
         if (redis_fx_now_ns() > deadline) fail_msg("the refresh never asked for the lease");
     atomic_store(&fake_now_ns, expiry_ns + 1000 * 1000000ull); /* v1 expired, for Y */
     assert_int_equal(pthread_create(&ty, NULL, call_get_or_set, &y), 0);
