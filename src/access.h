@@ -6,10 +6,10 @@
  *
  * Every keyed operation and every clear reaches the store through here: what involves a value's
  * envelope (reads, writes, batches) through the functions of access.c, and the store's own
- * verbs, which leave the bytes alone (delete, touch, incr, leases, clears), through the inline
- * pass-throughs below. The handle itself (corral.c) only opens and closes its store, reads its
- * gauges and counters for stats and metrics, and inlines the memory store's read path
- * (store.h, "The read path").
+ * verbs, which leave the bytes alone (delete, touch, ttl, incr, leases, clears), through the
+ * inline pass-throughs below. The handle itself (corral.c) only opens and closes its store,
+ * reads its gauges, counters and servers' status for stats and metrics, and inlines the memory
+ * store's read path (store.h, "The read path").
  *
  * Threads: every call is thread-safe (the store does its own locking).
  */
@@ -113,6 +113,10 @@ static inline int corral__del_many(corral *c, const corral__skey *keys, size_t n
 
 static inline int corral__touch(corral *c, const corral__skey *sk, int64_t store_ttl) {
     return c->store->ops->touch(c->store, sk, store_ttl);
+}
+
+static inline int corral__ttl(corral *c, const corral__skey *sk, int64_t *store_ttl) {
+    return c->store->ops->ttl(c->store, sk, store_ttl);
 }
 
 /* An enveloped value is not a decimal integer: its incr is CORRAL_ENOTINT, as for any other

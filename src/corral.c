@@ -6,10 +6,10 @@
  * Every keyed operation is: build and validate the physical key into a stack buffer (access.h,
  * which also finds the metrics class of the user key's prefix), reach the store through the
  * access layer (its reads and writes for values, its pass-throughs for the store's own verbs:
- * delete, touch, incr, clear), count. The handle calls the store vtable itself only to open and
- * close it and to read its gauges and counters, and it inlines the memory store's read path
- * (get_hot, get_into_hot). The store reports what it holds (added, replaced, deleted, evicted,
- * expired) through the events callback, which keeps the per-prefix gauges and the
+ * delete, touch, ttl, incr, clear), count. The handle calls the store vtable itself only to open
+ * and close it and to read its gauges, counters and servers' status, and it inlines the memory
+ * store's read path (get_hot, get_into_hot). The store reports what it holds (added, replaced,
+ * deleted, evicted, expired) through the events callback, which keeps the per-prefix gauges and the
  * eviction/expiration counters.
  *
  * Threads: the handle's fields are written by corral_open_opts only and read-only afterwards;
@@ -417,7 +417,7 @@ int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *ca
     int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
     int64_t left = 0;
-    rc = c->store->ops->ttl(c->store, &sk, &left);
+    rc = corral__ttl(c, &sk, &left);
     if (rc == CORRAL_OK) *ttl_ms = left == CORRAL__NO_EXPIRY ? CORRAL_TTL_FOREVER : left;
     return rc;
 }

@@ -296,6 +296,15 @@ long long redis_fx_metric(corral *c, const char *name) {
     return v;
 }
 
+long long redis_fx_info(const redis_server *s, const char *section, const char *prefix) {
+    redisReply *r = redis_server_cmd(s, "INFO %s", section);
+    if (!r || r->type != REDIS_REPLY_STRING) fail_msg("redis: INFO %s was not answered", section);
+    const char *at = strstr(r->str, prefix);
+    long long v = at ? strtoll(at + strlen(prefix), NULL, 10) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
 unsigned long long redis_fx_counter(corral *c, const char *name) {
     long long v = redis_fx_metric(c, name);
     if (v < 0) fail_msg("no corral_redis_%s in the metrics", name);

@@ -92,6 +92,11 @@ corral *redis_fx_open(const redis_server *s, const char *fmt, ...)
 long long redis_fx_metric_in(const char *text, const char *name);
 long long redis_fx_metric(corral *c, const char *name);
 
+/* The integer after `prefix` ("blocked_clients:", "cmdstat_get:calls=") in the server's INFO
+ * `section`, or -1 when the section has no such field. Fails the test when INFO is not
+ * answered. */
+long long redis_fx_info(const redis_server *s, const char *section, const char *prefix);
+
 /* redis_fx_metric, failing the test when the handle has no such row. */
 unsigned long long redis_fx_counter(corral *c, const char *name);
 

@@ -259,27 +259,6 @@ static void test_health_callback_hears_each_change_of_state_once(void **state) {
 
 /* ---- The breaker: a stopped server stalls one call at a time ---- */
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* A store counter ("timeouts_total") of the handle's Prometheus text. */
-static unsigned long long counter(corral *c, const char *name) {
-    char *text = NULL;
-    size_t len = 0;
-    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
-    char needle[96];
-    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
-    assert_true(n > 0 && n < (int)sizeof needle);
-    const char *at = strstr(text, needle);
-    assert_non_null(at);
-    unsigned long long v = strtoull(at + n, NULL, 10);
-    corral_free(c, text);
-    return v;
-}
-
 typedef struct reader {
     corral *c;
     pthread_barrier_t *go;
@@ -291,10 +270,10 @@ static void *read_once(void *arg) {
     reader *r = arg;
     int b = pthread_barrier_wait(r->go);
     assert_true(b == 0 || b == PTHREAD_BARRIER_SERIAL_THREAD);
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = redis_fx_now_ns();
     corral_value *v = NULL;
     r->rc = corral_get(r->c, "k", 1, NULL, &v);
-    r->took_ns = mono_ns() - t0;
+    r->took_ns = redis_fx_now_ns() - t0;
     corral_value_unref(v);
     return NULL;
 }
@@ -309,8 +288,8 @@ static void test_health_stopped_server_is_probed_by_one_call_at_a_time(void **st
     redis_server_signal(s, SIGSTOP);
     corral_value *v = NULL;
     assert_int_equal(corral_get(c, "k", 1, NULL, &v), CORRAL_MISS); /* the first timeout */
-    unsigned long long timeouts = counter(c, "timeouts_total");
-    unsigned long long fast = counter(c, "backoff_rejections_total");
+    unsigned long long timeouts = redis_fx_counter(c, "timeouts_total");
+    unsigned long long fast = redis_fx_counter(c, "backoff_rejections_total");
 
     enum { N = 4 };
     pthread_barrier_t go;
@@ -327,18 +306,18 @@ static void test_health_stopped_server_is_probed_by_one_call_at_a_time(void **st
         assert_true(r[i].took_ns < 5000000000ull); /* a generous bound: none hangs */
     }
     assert_int_equal(pthread_barrier_destroy(&go), 0);
-    assert_true(counter(c, "timeouts_total") - timeouts <= 1);
-    assert_true(counter(c, "backoff_rejections_total") - fast >= N - 1);
+    assert_true(redis_fx_counter(c, "timeouts_total") - timeouts <= 1);
+    assert_true(redis_fx_counter(c, "backoff_rejections_total") - fast >= N - 1);
     /* A write fails as fast, with the reason of the last real failure. */
     int rc = corral_set(c, "k", 1, "v", 1, CORRAL_TTL_FOREVER, NULL);
     assert_true(rc == CORRAL_ESTORE || rc == CORRAL_ETIMEDOUT);
     assert_int_equal(status_of(c).reason, CORRAL_REASON_TIMEOUT);
 
     redis_server_signal(s, SIGCONT); /* the next probe closes the breaker */
-    uint64_t deadline = mono_ns() + 15000000000ull;
+    uint64_t deadline = redis_fx_now_ns() + 15000000000ull;
     while ((rc = corral_set(c, "k", 1, "v2", 2, CORRAL_TTL_FOREVER, NULL)) != CORRAL_OK) {
         assert_true(rc == CORRAL_ESTORE || rc == CORRAL_ETIMEDOUT);
-        if (mono_ns() > deadline) fail_msg("the handle never came back");
+        if (redis_fx_now_ns() > deadline) fail_msg("the handle never came back");
     }
     assert_false(status_of(c).is_down);
     corral_close(c);

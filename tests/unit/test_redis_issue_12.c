@@ -25,21 +25,6 @@
 
 #define DEADLINE_NS (15ull * 1000000000ull)
 
-/* An integer field ("blocked_clients") of the server's INFO text. */
-static long long info_field(const char *section, const char *field) {
-    redisReply *r = redis_server_cmd(&srv, "INFO %s", section);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    char needle[64];
-    int n = snprintf(needle, sizeof needle, "%s:", field);
-    assert_true(n > 0 && n < (int)sizeof needle);
-    const char *at = strstr(r->str, needle);
-    assert_non_null(at);
-    long long v = strtoll(at + n, NULL, 10);
-    freeReplyObject(r);
-    return v;
-}
-
 /* ---- get_or_set with no grace never serves a stale value ---- */
 
 /* The handles' shared fake clock, in ns; producers move it as if they took 100 ms. */
@@ -135,7 +120,7 @@ static void test_issue_12_get_or_set_without_grace_never_returns_stale(void **st
     assert_int_equal(pthread_create(&tx, NULL, call_get_or_set, &x), 0);
     uint64_t deadline =
         redis_fx_now_ns() + DEADLINE_NS; /* X leads, its lease request held by Redis */
-    while (info_field("clients", "blocked_clients") != 1)
+    while (redis_fx_info(&srv, "clients", "blocked_clients:") != 1)
         if (redis_fx_now_ns() > deadline) fail_msg("the refresh never asked for the lease");
     atomic_store(&fake_now_ns, expiry_ns + 1000 * 1000000ull); /* v1 expired, for Y */
     assert_int_equal(pthread_create(&ty, NULL, call_get_or_set, &y), 0);
@@ -155,38 +140,14 @@ static void test_issue_12_get_or_set_without_grace_never_returns_stale(void **st
 
 /* ---- A bust reaches this process's near caches before it returns ---- */
 
-/* A counter ("near_live") of the handle's Prometheus text. */
-static unsigned long long counter(corral *c, const char *name) {
-    char *text = NULL;
-    size_t len = 0;
-    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
-    char needle[96];
-    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
-    assert_true(n > 0 && n < (int)sizeof needle);
-    const char *at = strstr(text, needle);
-    if (!at) fail_msg("no %s in the metrics", name);
-    unsigned long long v = strtoull(at + n, NULL, 10);
-    corral_free(c, text);
-    return v;
-}
-
 static corral *open_url(const char *query) {
-    char url[256];
-    int n = snprintf(url, sizeof url, "redis://%s?key_prefix=i12&%s", srv.hosts, query);
-    assert_true(n > 0 && n < (int)sizeof url);
-    corral *c = NULL;
-    corral_error err = { 0 };
-    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open %s: %s", url, err.msg);
-    return c;
+    return redis_fx_open(&srv, "?key_prefix=i12&%s", query);
 }
 
 /* A handle with a near cache whose tracker is subscribed (until then L1 is bypassed). */
 static corral *open_near(void) {
     corral *c = open_url("near_cache=1MB");
-    assert_int_equal(corral_has(c, "probe", 5, NULL), CORRAL_MISS); /* starts the tracker */
-    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
-    while (counter(c, "near_live") != 1)
-        if (redis_fx_now_ns() > deadline) fail_msg("the tracker never subscribed");
+    redis_fx_wait_live(c);
     return c;
 }
 
@@ -215,8 +176,8 @@ static void test_issue_12_tag_bust_reaches_near_caches_of_the_process_at_once(vo
         corral_value *v = NULL;
         uint64_t deadline =
             redis_fx_now_ns() + DEADLINE_NS; /* until the value and the version are near */
-        unsigned long long hits = counter(c, "near_hits_total");
-        while (counter(c, "near_hits_total") < hits + 2) {
+        unsigned long long hits = redis_fx_counter(c, "near_hits_total");
+        while (redis_fx_counter(c, "near_hits_total") < hits + 2) {
             assert_int_equal(corral_get(c, "card", 4, NULL, &v), CORRAL_OK);
             corral_value_unref(v);
             if (redis_fx_now_ns() > deadline)
@@ -245,8 +206,8 @@ static void test_issue_12_writes_reach_near_caches_of_the_process_at_once(void *
                          CORRAL_OK);
         corral_value *v = NULL;
         uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS; /* until the reader serves it near */
-        unsigned long long hits = counter(reader, "near_hits_total");
-        while (counter(reader, "near_hits_total") == hits) {
+        unsigned long long hits = redis_fx_counter(reader, "near_hits_total");
+        while (redis_fx_counter(reader, "near_hits_total") == hits) {
             assert_int_equal(corral_get(reader, "k", 1, NULL, &v), CORRAL_OK);
             corral_value_unref(v);
             if (redis_fx_now_ns() > deadline)
