@@ -142,7 +142,9 @@ def test_issue_12_the_cli_hides_the_store_password_in_its_messages():
     from cli import corral
     dead = free_port()
     for args in (["get", "redis://:%s@127.0.0.1:%d/0" % (SECRET, dead), "k"],
-                 ["bust", "redis://127.0.0.1:%d/0?password=%s" % (dead, SECRET), "--key", "k"]):
+                 ["bust", "redis://127.0.0.1:%d/0?password=%s" % (dead, SECRET), "--key", "k"],
+                 ["stats", "redis://:%s@127.0.0.1:%d/0" % (SECRET, dead)],
+                 ["stats", "--json", "redis://:%s@127.0.0.1:%d/0" % (SECRET, dead)]):
         r = corral(*args)
         err = r.stderr.decode()
         assert r.returncode == 3 and "127.0.0.1:%d" % dead in err, err
