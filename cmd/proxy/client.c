@@ -8,8 +8,8 @@
  * a parser block, a read buffer (unparsed input is rbuf[rpos, rlen)), a scratch buffer for the
  * request's keys and filtered cookies, two field arrays (the filtered request's and the stored
  * object's); always one timer whose meaning depends on the state (timer_kind below), and the
- * current px_request. A fetch streaming to the connection is
- * linked both ways (c->fetch, f->sink) and either side unlinks both when it goes away.
+ * current px_request. A fetch streaming to the connection is linked both ways (c->fetch,
+ * f->sink) and either side unlinks both when it goes away.
  *
  * Life of a connection: accept -> [idle timer] -> bytes -> [head timer] -> head parsed ->
  * the request handler -> response written with px_conn_send/body/end -> next request or close.

@@ -427,6 +427,8 @@ static const struct key_form {
     { "limits", "shutdown_timeout", DURATION },
     { "limits", "max_object_size", SIZE },
     { "limits", "purge_margin", "a duration of at most 10m" },
+    { "limits", "max_connections", "an integer from 1 to 1000000" },
+    { "limits", "max_worker_connections", "an integer from 0 (only the total) to 1000000" },
     { "cache", "honor_request_cache_control", BOOLEAN },
     { "cache", "path_tag_depth", "an integer from 1 to 8" },
     { "*", "ttl", DURATION },
