@@ -37,10 +37,10 @@
  *
  * Locking
  * - `host.lock` (corral__mutex, one per host) protects the idle stack, `fails`, `epoch`,
- *   `retry_at_ns`, `probing` and `rng`. The host's state has its own leaf lock (redis_state.h). It
- * is a leaf: held for a few instructions, never across I/O and never with another lock.
- * `host.freed` (CLOCK_MONOTONIC condition) wakes a caller waiting for an idle connection; it waits
- * at most the command timeout.
+ *   `retry_at_ns`, `probing` and `rng`. It is a leaf: held for a few instructions, never across
+ *   I/O and never with another lock. `host.freed` (CLOCK_MONOTONIC condition) wakes a caller
+ *   waiting for an idle connection; it waits at most the command timeout. The host's state has
+ *   a leaf lock of its own (redis_state.h), never held with this one.
  * - A slot's fields (ctx, epoch, verified, ever_open) belong to the thread that holds the slot.
  * - Counters are relaxed atomics.
  *
