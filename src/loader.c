@@ -184,7 +184,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
             token[i + k] = hex[r & 15];
     }
     int64_t lease_ttl = o->lease_ttl_ms > 0 ? o->lease_ttl_ms : DEFAULT_LEASE_MS;
-    int lrc = c->store->ops->lease_acquire(c->store, sk, token, TOKEN_LEN, lease_ttl);
+    int lrc = corral__lease_acquire(c, sk, token, TOKEN_LEN, lease_ttl);
     bool have_lease = lrc == CORRAL_OK;
     if (lrc == CORRAL_EXISTS && seen_expiry_ms != SAW_NOTHING && stale) {
         /* Another process is refreshing a value this caller still has (early refresh, or in
@@ -204,7 +204,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
                 *out = v;
                 return CORRAL_OK;
             }
-            lrc = c->store->ops->lease_acquire(c->store, sk, token, TOKEN_LEN, lease_ttl);
+            lrc = corral__lease_acquire(c, sk, token, TOKEN_LEN, lease_ttl);
             if (lrc == CORRAL_OK) {
                 have_lease = true;
                 break;
@@ -227,7 +227,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
     uint64_t cur_expiry;
     if (read_current(c, sk, corral__now_ms(c), &cur, &cur_expiry) == CORRAL_OK) {
         if (seen_expiry_ms == SAW_NOTHING || cur_expiry != seen_expiry_ms) {
-            if (have_lease) c->store->ops->lease_release(c->store, sk, token, TOKEN_LEN);
+            if (have_lease) corral__lease_release(c, sk, token, TOKEN_LEN);
             *out = cur;
             return CORRAL_OK;
         }
@@ -257,7 +257,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
     if (rc < 0) {
         corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_load_errors_total, 1);
         if (r.is_set) corral__free(&c->alloc, r.data, r.len ? r.len : 1);
-        if (have_lease) c->store->ops->lease_release(c->store, sk, token, TOKEN_LEN);
+        if (have_lease) corral__lease_release(c, sk, token, TOKEN_LEN);
         uint64_t now_ms = t1 / 1000000u;
         if (stale && o->stale_if_error_ms > 0 &&
             now_ms < stale_expiry_ms + (uint64_t)o->stale_if_error_ms) {
@@ -285,9 +285,8 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
             env.early_ms = xfetch_lead(c, o, env.delta_ms, eff);
             /* Grace and stale-if-error need the logical expiry in the envelope: a bare value
              * would read as fresh past it. */
-            int64_t extra = (c->store->caps & CORRAL__STORE_NO_ENVELOPE)
-                                ? 0
-                                : CORRAL_MAX(o->stale_ttl_ms, o->stale_if_error_ms);
+            int64_t extra =
+                corral__has_envelopes(c) ? CORRAL_MAX(o->stale_ttl_ms, o->stale_if_error_ms) : 0;
             phys = eff + CORRAL_MAX(extra, 0);
         }
         int src = corral__store_set_env_flags(c, sk, &env, r.data, r.len, phys, CORRAL__SET_ALWAYS,
@@ -297,7 +296,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
         /* A value the store refused (too big, store down) still goes to every caller. */
     }
     corral__free(&c->alloc, r.data, r.len ? r.len : 1);
-    if (have_lease) c->store->ops->lease_release(c->store, sk, token, TOKEN_LEN);
+    if (have_lease) corral__lease_release(c, sk, token, TOKEN_LEN);
     if (!v) return CORRAL_ENOMEM;
     if (trc < 0) {
         corral_value_unref(v);
@@ -526,7 +525,7 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
         corral_load_opts_init(&defaults);
         opts = &defaults;
     }
-    if (opts->call.n_tags && (c->store->caps & CORRAL__STORE_NO_ENVELOPE))
+    if (opts->call.n_tags && !corral__has_envelopes(c))
         return CORRAL_ENOTSUP; /* the store cannot keep tags with the value */
     char buf[CORRAL__KEYBUF];
     corral__skey sk;

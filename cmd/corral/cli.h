@@ -26,7 +26,8 @@ enum {
 
 /* ---- Commands ---- */
 int cli_demo(int argc, char **argv);
-/* Parts of the demo: each prints its step and returns 0, or 1 on failure. */
+/* Parts of the demo: each prints its step and returns 0, or 1 after printing why it failed (one
+ * line on stderr); every thread a part starts has ended when it returns. */
 int demo_herd(corral *c);
 int demo_tags(corral *c);
 int cli_key(int argc, char **argv);

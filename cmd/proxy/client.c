@@ -12,7 +12,10 @@
  * linked both ways (c->fetch, f->sink) and either side unlinks both when it goes away.
  *
  * Life of a connection: accept -> [idle timer] -> bytes -> [head timer] -> head parsed ->
- * px_cache_request -> response written with px_conn_send/body/end -> next request or close.
+ * the request handler -> response written with px_conn_send/body/end -> next request or close.
+ * With worker.c this is the loop layer: what it calls above it (the request state machine,
+ * delivery, the fetch a connection feeds) goes through its worker's handlers (px_worker.on,
+ * set by main.c), so the files above call down into it and it names none of them.
  * A malformed request head gets the engine's status (400, 431, 501, 505) and the connection is
  * closed: the framing of whatever follows is unknown. Closing is graceful (queued writes are
  * flushed, then shutdown(SHUT_WR), then input is discarded until EOF or LINGER_MS, so the
@@ -68,27 +71,12 @@ typedef struct wreq {
 static void conn_close(px_conn *c, bool graceful);
 static void conn_process(px_conn *c);
 
-const char *px_result_name(px_result r) {
-    switch (r) {
-    case PX_R_HIT: return "HIT";
-    case PX_R_MISS: return "MISS";
-    case PX_R_COALESCED: return "COALESCED";
-    case PX_R_STALE: return "STALE";
-    case PX_R_STALE_IF_ERROR: return "STALE_IF_ERROR";
-    case PX_R_REVALIDATED: return "REVALIDATED";
-    case PX_R_PASS: return "PASS";
-    case PX_R_ERROR: return "ERROR";
-    case PX_R_NONE: break;
-    }
-    return "-";
-}
-
 /* ---- Freeing ---- */
 
 static void conn_free(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     px_worker *w = c->w;
-    px_request_release(c);
+    c->w->on->request_release(c);
     px_list_remove(&c->link);
     atomic_fetch_sub_explicit(&w->metrics->connections, 1, memory_order_relaxed);
     corral_http_parser_deinit(c->parser);
@@ -108,7 +96,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
     if (--c->open_handles > 0) return;
     /* Leaving the busy object's readers first means no notification can queue the connection
      * after the check below. */
-    px_cache_stream_stop(c);
+    c->w->on->stream_stop(c);
     /* A wake-up still comes (or is queued): px_conn_release_closed frees it then. */
     if (c->waiting || px_worker_queued(c->w, c)) return;
     conn_free(c);
@@ -117,7 +105,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 void px_conn_release_closed(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     if (!c->closing || c->open_handles > 0) return;
-    px_cache_stream_stop(c); /* as in on_conn_handle_closed */
+    c->w->on->stream_stop(c); /* as in on_conn_handle_closed */
     if (!c->waiting && !px_worker_queued(c->w, c)) conn_free(c);
 }
 
@@ -193,7 +181,7 @@ static void on_conn_timer(uv_timer_t *t) {
     case T_IDLE:
     case T_BODY:
     case T_SEND: conn_close(c, false); return;
-    case T_WAIT: px_cache_wait_expired(c); return;
+    case T_WAIT: c->w->on->wait_expired(c); return;
     case T_STREAM:
         /* The busy object made no progress for origin_read_timeout: whatever holds its fetch
          * up, this reader is cut short rather than kept forever. */
@@ -302,19 +290,19 @@ static void start_request(px_conn *c) {
         if (m->version_minor == 1 && is_expect_continue(m))
             px_conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
-    px_cache_request(c);
+    c->w->on->request(c);
 }
 
 static void body_end(px_conn *c) {
     c->req.body_done = true;
     if (c->timer_kind == T_BODY) conn_timer(c, T_NONE, 0);
-    if (c->fetch) px_fetch_body_end(c->fetch);
+    if (c->fetch) c->w->on->fetch_body_end(c->fetch);
 }
 
 static void parse_error(px_conn *c, int rc) {
     if (c->busy) {
         /* A malformed request body: the origin got part of it. */
-        if (c->fetch) px_fetch_detach(c->fetch);
+        if (c->fetch) c->w->on->fetch_detach(c->fetch);
         if (c->req.responded) {
             conn_close(c, false);
             return;
@@ -356,7 +344,7 @@ static void conn_process(px_conn *c) {
         if (rc == CORRAL_HTTP_GOT_HEAD)
             start_request(c);
         else if (rc == CORRAL_HTTP_GOT_BODY && c->fetch)
-            px_fetch_body(c->fetch, body.data, body.len);
+            c->w->on->fetch_body(c->fetch, body.data, body.len);
         else if (rc == CORRAL_HTTP_GOT_END)
             body_end(c);
     }
@@ -412,8 +400,8 @@ static void on_write(uv_write_t *r, int status) {
         else
             conn_timer(c, T_NONE, 0);
     }
-    if (c->fetch && q < CONGESTED_BYTES) px_fetch_unpause(c->fetch);
-    if (c->stream && c->stream_blocked && q < CONGESTED_BYTES) px_cache_stream(c);
+    if (c->fetch && q < CONGESTED_BYTES) c->w->on->fetch_unpause(c->fetch);
+    if (c->stream && c->stream_blocked && q < CONGESTED_BYTES) c->w->on->stream(c);
 }
 
 /* Writes `bufs` in order. Buffer `hold_idx` (or none, -1) points into `hold`, which is
@@ -542,14 +530,14 @@ void px_conn_end(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     if (!c->busy) return;
     /* The leader's client that streamed its busy object: its fetch is complete (not aborted). */
-    if (c->fetch) px_fetch_detach(c->fetch);
+    if (c->fetch) c->w->on->fetch_detach(c->fetch);
     if (c->req.resp_chunked && !c->req.is_head) px_conn_send(c, "0\r\n\r\n", 5);
     px_log_request(c);
     if (!c->req.counted) count_request(c);
     px_metrics_add(c->w->metrics, c->req.route->slot, PX_M_response_bytes_total, c->req.body_bytes);
     bool keep = c->req.keep_alive && c->req.body_done && !c->req.close_delimited &&
                 !c->w->stopping && !c->peer_eof;
-    px_request_release(c);
+    c->w->on->request_release(c);
     c->busy = false;
     c->body_paused = false;
     if (c->closing) return;
@@ -712,12 +700,12 @@ static void conn_close(px_conn *c, bool graceful) {
         return;
     }
     c->closing = true;
-    if (c->fetch) px_fetch_detach(c->fetch);
-    if (c->waiting) px_cache_wait_expired(c);
+    if (c->fetch) c->w->on->fetch_detach(c->fetch);
+    if (c->waiting) c->w->on->wait_expired(c);
     if (c->reading && uv_read_stop((uv_stream_t *)&c->tcp) == 0) c->reading = false;
     conn_timer(c, T_NONE, 0);
     if (c->busy) {
-        px_request_release(c);
+        c->w->on->request_release(c);
         c->busy = false;
     }
     if (graceful && !c->peer_eof) {

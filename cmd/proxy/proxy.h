@@ -4,7 +4,8 @@
  *
  * Files, one seam each:
  *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
- *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
+ *   config.c   the configuration: keys and values, routes, reload snapshots
+ *   args.c     its text forms: the INI file's lines, the flags (getopt_long)
  *   client.c   listeners and client connections: reading, parsing, writing, timeouts
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
  *   request.c  a request from its parsed head to an answer: lookup, coalescing, grace, dispatch
@@ -18,6 +19,7 @@
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
  *   log.c      the access log: corral, combined and JSON lines, in time order
  *   util.c     small helpers every file may use: lists, the wall clock, the hash
+ *   worker.c   a worker's loop: its inbox (wake-ups from other threads) and its stop
  *
  * Data model:
  * - px (one per process, owned by main.c): the corral handle (thread-safe, shared by every
@@ -207,10 +209,85 @@ typedef struct px_config {
 /* Fills `cfg` with the defaults (no routes but "default"). */
 void px_config_defaults(px_config *cfg);
 
-/* Builds a configuration from the INI file `path` (NULL: none) and then the flags in argv
- * (flags win). Returns a new snapshot with one reference, or NULL after printing why to
- * stderr. Main thread. */
-px_config *px_config_load(const char *path, int argc, char **argv);
+/* ---- Configuration text: INI lines and flags (args.c) ---- */
+
+/* Why a configuration was refused: one line naming the file and line (or the flag), the
+ * section and key, the value (credentials hidden) and the reason. `usage` marks errors in the
+ * command line's shape (unknown option, missing value, no origin), after which the usage is
+ * worth printing. */
+typedef struct px_error {
+    bool usage;
+    char msg[1024];
+} px_error;
+
+/* Formats `err->msg`; returns false, for `return px_fail(err, ...)`. */
+bool px_fail(px_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One event of the INI reader: a section header (`key` and `value` NULL) or a `key = value`
+ * line of `section`, at `line` (1-based). Returns true to go on, or false with `err` set. */
+typedef bool (*px_ini_fn)(void *user, int line, const char *section, const char *key,
+                          const char *value, px_error *err);
+
+/* Reads INI `text` (`len` bytes; NUL bytes are refused), calling `fn` for each header and
+ * key. Syntax errors ("FILE:LINE: ...", `name` being the file's) and `fn`'s refusals stop it.
+ * Returns true when every line was accepted. Pure; any thread. */
+bool px_ini_parse(const char *name, const char *text, size_t len, px_ini_fn fn, void *user,
+                  px_error *err);
+
+enum {
+    PX_FLAG_ORIGIN = 256, /* above every short option's character */
+    PX_FLAG_LISTEN,
+    PX_FLAG_ADMIN,
+    PX_FLAG_STORE,
+    PX_FLAG_THREADS,
+    PX_FLAG_ACCESS_LOG,
+    PX_FLAG_ACCESS_LOG_FORMAT,
+    PX_FLAG_ADMIN_TOKEN,
+    PX_FLAG_ADMIN_TOKEN_FILE,
+    PX_FLAG_ROUTE,
+    PX_FLAG_SET,
+    PX_FLAG_CONFIG,
+    PX_FLAG_VERSION
+};
+
+#define PX_MAX_FLAGS 256 /* settings on one command line */
+
+/* A setting flag and its value (borrowed from argv). */
+typedef struct px_flag {
+    int opt; /* PX_FLAG_* */
+    const char *value;
+} px_flag;
+
+/* The command line, parsed once at startup and reapplied on every reload. */
+typedef struct px_flags {
+    const char *config_path; /* --config, or NULL */
+    const char *env_token;   /* $CORRAL_ADMIN_TOKEN when set and not empty, or NULL */
+    bool help, version;
+    size_t n;
+    px_flag v[PX_MAX_FLAGS]; /* the settings in their order (later ones win) */
+} px_flags;
+
+/* Parses argv with getopt_long into `f` (which borrows argv's strings) and reads
+ * CORRAL_ADMIN_TOKEN. Returns false with `err` set (`err->usage` true). Main thread. */
+bool px_flags_parse(px_flags *f, int argc, char **argv, px_error *err);
+
+/* The long name of a PX_FLAG_* ("origin"). */
+const char *px_flag_name(int opt);
+
+/* Builds a configuration from INI `text` (`len` bytes; NULL: no file) named `name` in
+ * messages, then CORRAL_ADMIN_TOKEN, then the flags (later sources win), and reads
+ * admin_token_file if one is named. Returns a new snapshot with one reference, or NULL with
+ * `err` set. Main thread (reading the token file is its only I/O). */
+px_config *px_config_parse(const char *name, const char *text, size_t len, const px_flags *f,
+                           px_error *err);
+
+/* px_config_parse of the file f->config_path (at most 1 MiB; none when NULL). args.c. */
+px_config *px_config_load(const px_flags *f, px_error *err);
+
+/* Reads the admin token (the first line, 1 to cap-1 visible ASCII bytes) from `path` into
+ * `out`. Refuses a file that group or others may read or write. Returns false with `err`
+ * set. */
+bool px_read_token_file(const char *path, char *out, size_t cap, px_error *err);
 
 /* Opens the access log named in the snapshot. Returns 0 or PX_EIO (printed). */
 int px_config_open_log(px_config *cfg);
@@ -284,14 +361,54 @@ void px_metrics_latency(px_metrics *m, unsigned slot, uint64_t us);
 
 struct px;
 /* Writes the Prometheus text of the proxy (every worker's counters summed, the objects and bytes
- * per route from the store) and libcorral's own into a new buffer (free()). Returns 0 or -1. */
+ * per route from the store) and libcorral's own into a new buffer (free()). Returns PX_OK, or
+ * PX_ENOMEM or PX_EINVAL (a row that could not be formatted) with `*out` NULL. */
 int px_metrics_text(struct px *px, char **out, size_t *len);
 
-/* ---- Workers (main.c) ---- */
+/* ---- Workers (worker.c) ---- */
+
+struct px_conn;
+struct px_fetch;
+struct px_worker;
+
+/* What the loop layer (worker.c, client.c) calls in the files above it. main.c fills one at
+ * start-up and every worker points to it (px_worker.on), so the loop layer names nothing above
+ * it and the files above call down into it. Each runs on the worker's loop thread; the function
+ * main.c sets is named in brackets. */
+typedef struct px_handlers {
+    /* A request head was parsed on `c` (px_cache_request). */
+    void (*request)(struct px_conn *c);
+    /* The coalescing wait of `c` timed out (px_cache_wait_expired). */
+    void (*wait_expired)(struct px_conn *c);
+    /* The request of `c` is over, or `c` is freed: release its state (px_request_release). */
+    void (*request_release)(struct px_conn *c);
+    /* The flight `c` waited on ended, with its result (px_cache_woken). */
+    void (*woken)(struct px_conn *c, int rc, corral_value *v);
+    /* The busy object `c` streams grew or ended, or its write queue drained (px_cache_stream);
+     * `c` goes away (px_cache_stream_stop). */
+    void (*stream)(struct px_conn *c);
+    void (*stream_stop)(struct px_conn *c);
+    /* To the fetch a connection feeds or drains: request body bytes and their end, the
+     * connection going away, its write queue drained (px_fetch_body, _body_end, _detach,
+     * _unpause). */
+    void (*fetch_body)(struct px_fetch *f, const char *data, size_t len);
+    void (*fetch_body_end)(struct px_fetch *f);
+    void (*fetch_detach)(struct px_fetch *f);
+    void (*fetch_unpause)(struct px_fetch *f);
+    /* The worker stops: stop accepting, close what is idle (main.c: px_clients_stop,
+     * px_origin_close_idle). */
+    void (*stop)(struct px_worker *w);
+    /* The shutdown deadline passed: close the fetches and connections left (main.c:
+     * px_fetches_abort, px_clients_abort). */
+    void (*abort)(struct px_worker *w);
+    /* Nothing is left: close the idle origin connections (px_origin_close_idle). */
+    void (*done)(struct px_worker *w);
+} px_handlers;
 
 typedef struct px_worker {
     uint32_t magic;
     struct px *px;
+    const px_handlers *on; /* the layers above, for the loop layer (main.c's, at start-up) */
     unsigned id;
     uv_loop_t loop;
     uv_thread_t thread;
@@ -335,12 +452,16 @@ void px_worker_signal_locked(px_worker *w);
  * last. Loop thread. */
 void px_worker_maybe_done(px_worker *w);
 
+/* Sets up worker `w` (loop, inbox, timers; not the listener: px_listen) before its thread
+ * starts, with the handlers `on` (kept: they must outlive the worker). Returns PX_OK or a PX_E*
+ * code; w->handles_ready tells whether there is anything to close. Main thread. */
+int px_worker_init(struct px *px, px_worker *w, unsigned id, const px_handlers *on,
+                   const struct sockaddr_storage *origin);
+
 typedef struct px {
     corral *cache;
-    px_config *cfg; /* main thread's current snapshot */
-    const char *config_path;
-    int argc;
-    char **argv;
+    px_config *cfg;        /* main thread's current snapshot */
+    const px_flags *flags; /* the command line, reapplied on SIGHUP */
     unsigned n_workers;
     px_worker *workers;
     px_metrics *metrics;       /* the workers' counters, one block each */
@@ -453,6 +574,7 @@ typedef enum px_result {
     PX_R_ERROR
 } px_result;
 
+/* The result's name in X-Cache and the access log ("HIT", ...; "-" for none). util.c. */
 const char *px_result_name(px_result r);
 
 /* The vary record of a URL: its generation and vary spec, or a hit-for-pass mark. */
@@ -803,15 +925,23 @@ enum { PX_LOG_CORRAL = 0, PX_LOG_COMBINED = 1, PX_LOG_JSON = 2 };
 
 /* "corral", "combined" or "json" into *out. Returns false for anything else. */
 bool px_log_format_parse(const char *s, int *out);
-/* The shared buffer every worker appends to. Returns NULL when out of memory. Main thread. */
-struct px_alog *px_alog_new(void);
-/* Writes what is left to `fd` (-1: drops it) and frees `l` (NULL is fine). Main thread, once
- * no worker runs. */
-void px_alog_free(struct px_alog *l, int fd);
-/* Appends the request's line to the shared buffer, in the order of the lines' times (flushed
- * by the worker's timer, or at once past 64 KiB). Loop thread of `c`. */
+/* The shared buffer every worker appends to, and the thread that writes it to `cfg`'s log_fd
+ * (a reference is taken). Returns NULL when out of memory or no thread. Main thread. */
+struct px_alog *px_alog_new(px_config *cfg);
+/* After a reload: lines appended from now on go to `cfg`'s log_fd (a reference is taken); those
+ * before still go to the previous snapshot's. Returns 0 or PX_ENOMEM (nothing changed). Main
+ * thread. */
+int px_alog_reopen(struct px_alog *l, px_config *cfg);
+/* Lines dropped so far: the writer was 4 MiB behind (a log that blocks), or a write failed. */
+uint64_t px_alog_dropped(struct px_alog *l);
+/* Has the writer write what is left (for at most 1 s) and frees `l` (NULL is fine). Main thread,
+ * once no worker runs. */
+void px_alog_free(struct px_alog *l);
+/* Appends the request's line to the shared buffer, in the order of the lines' times (written
+ * after the worker's 100 ms timer, or at once past 64 KiB). Never writes, never waits for a
+ * write. Loop thread of `c`. */
 void px_log_request(px_conn *c);
-/* Writes the shared buffer out to the worker's snapshot's log. Loop thread of `w`. */
+/* Asks the writer to write the shared buffer now; returns at once. Loop thread of `w`. */
 void px_log_flush(px_worker *w);
 
 #endif /* CORRAL_PROXY_H */

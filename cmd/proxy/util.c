@@ -102,3 +102,18 @@ int px_from_corral(int rc) {
     default: return PX_ESTORE;
     }
 }
+
+const char *px_result_name(px_result r) {
+    switch (r) {
+    case PX_R_HIT: return "HIT";
+    case PX_R_MISS: return "MISS";
+    case PX_R_COALESCED: return "COALESCED";
+    case PX_R_STALE: return "STALE";
+    case PX_R_STALE_IF_ERROR: return "STALE_IF_ERROR";
+    case PX_R_REVALIDATED: return "REVALIDATED";
+    case PX_R_PASS: return "PASS";
+    case PX_R_ERROR: return "ERROR";
+    case PX_R_NONE: break;
+    }
+    return "-";
+}

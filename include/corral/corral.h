@@ -319,6 +319,15 @@ CORRAL_API void corral_options_init(corral_options *o);
 CORRAL_API int corral_options_parse_url(corral_options *o, const char *url, char *buf, size_t cap,
                                         corral_error *err);
 
+/* Copies `url` into `out` (capacity `cap`) with its credentials replaced by "***": the password
+ * of the userinfo ("redis://user:***@host/2"; a userinfo without ':' is hidden whole) and the
+ * value of every `password` parameter ("?password=***"). Any text before the last '@' ahead of
+ * the query counts as userinfo, so a malformed URL is over-hidden rather than shown. Meant for
+ * every banner, log line, error message and metric that shows a URL. Returns the length of the
+ * whole redacted URL, as snprintf does: a result >= `cap` means `out` holds a cut prefix (always
+ * NUL-terminated when `cap` > 0). A NULL `url` is "". Thread-safe. */
+CORRAL_API size_t corral_url_redact(const char *url, char *out, size_t cap);
+
 /* The sizes and durations of cache URLs and of corral-proxy's configuration, one grammar:
  * a decimal number ("64", "1.5", ".5", "+2"; not "1."), optional spaces or tabs before it and
  * before its unit, and a case-insensitive unit. corral_parse_bytes:        B, KB, MB, GB, TB
@@ -430,6 +439,16 @@ CORRAL_API int corral_delete(corral *c, const void *key, size_t key_len, const c
 CORRAL_API int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
                             const corral_call *call);
 
+/* The time the store keeps a key: CORRAL_OK with `*ttl_ms` the milliseconds left (> 0, rounded
+ * up) or CORRAL_TTL_FOREVER when it never expires; CORRAL_MISS with `*ttl_ms` 0 when the key is
+ * absent or expired (or in a namespace that has no generation: nothing is created). This is the
+ * store's expiry, as Redis's PTTL: a value made by corral_get_or_set with a grace window
+ * (stale_ttl_ms) is kept that long past its logical expiry, and a value whose tag was busted is
+ * kept until it expires. Counts no hit or miss. On Redis, a read that fails is CORRAL_MISS, as
+ * for corral_get. CORRAL_EINVAL for a NULL handle or `ttl_ms`. */
+CORRAL_API int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
+                          int64_t *ttl_ms);
+
 /* Adds `delta` (negative decrements) to a value holding a decimal integer, atomically, keeping
  * its TTL, and returns the new value in `*out` (optional). Returns CORRAL_OK, CORRAL_MISS
  * when absent (as Django raises ValueError), CORRAL_ENOTINT when the value is not a decimal
@@ -492,10 +511,21 @@ CORRAL_API int corral_decr_version(corral *c, const void *key, size_t key_len, i
 
 /* Writes into `out` (capacity `cap`) the physical key that `key` maps to under the handle's
  * prefix, version (or the call's) and key function, NUL-terminated, and sets `*out_len`
- * (without the NUL). Returns CORRAL_OK, CORRAL_EBADKEY, or CORRAL_ENOSPC with `*out_len` the
- * key's length (so `cap` must be at least that plus one). */
+ * (without the NUL). Inside the call's namespace the key holds the namespace's generation, which
+ * is created in the store when it has none (corral_make_key_read only reads). Returns CORRAL_OK,
+ * CORRAL_EBADKEY, a store error, or CORRAL_ENOSPC with `*out_len` the key's length (so `cap`
+ * must be at least that plus one). */
 CORRAL_API int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call,
                                char *out, size_t cap, size_t *out_len);
+
+/* corral_make_key for a caller that only reads: when the call names a namespace that has no
+ * generation in the store yet (never written in, never bumped), it is not created: the result is
+ * CORRAL_MISS with `*out_len` 0 (no key of that namespace can be present), and nothing is
+ * written. Otherwise as corral_make_key. A store that cannot be read also gives CORRAL_MISS
+ * (reads fail as misses). */
+CORRAL_API int corral_make_key_read(corral *c, const void *key, size_t key_len,
+                                    const corral_call *call, char *out, size_t cap,
+                                    size_t *out_len);
 
 /* ---- get_or_set: one producer per key, however many callers ----
  *

@@ -13,9 +13,10 @@
  * - Tag and namespace versions of the layer above are plain integer values like any other.
  *
  * Commands, one round trip each: get, get_into GET; set SET [PX] [NX|XX]; del DEL; touch
- * PEXPIRE, or the script TOUCH_FOREVER for no expiry; incr the script INCR; clear FLUSHDB ASYNC;
- * lease_acquire SET NX PX; lease_release the script LEASE_RELEASE (compare and delete). Scripts
- * run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back to EVAL.
+ * PEXPIRE, or the script TOUCH_FOREVER for no expiry; ttl PTTL (on the primary); incr the script
+ * INCR; clear FLUSHDB ASYNC; lease_acquire SET NX PX; lease_release the script LEASE_RELEASE
+ * (compare and delete). Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back
+ * to EVAL.
  *
  * get_checked: the script CHECKED reads a value and, when its envelope carries tags, the tags'
  * versions, and returns it only when every version still matches: a tagged read in one round
@@ -551,6 +552,30 @@ static int r_lease_release(corral__store *base, const corral__skey *k, const voi
     return rc;
 }
 
+/* PTTL: -2 absent, -1 no expiry, else the milliseconds left (0: expiring now, a miss). */
+static int r_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
+    redis_store *s = store_of(base);
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ_PRIMARY, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *argv[2] = { "PTTL", k->data };
+    size_t lens[2] = { 4, k->len };
+    redisReply *r = corral__redis_command(&c, 2, argv, lens);
+    if (!r) {
+        rc = corral__redis_failed(&c);
+    } else if (r->type != REDIS_REPLY_INTEGER) {
+        rc = corral__redis_error_reply(&c, r);
+    } else if (r->integer == -1 || r->integer > 0) {
+        *ttl_ms = corral__redis_ttl_of(r);
+        rc = CORRAL_OK;
+    } else {
+        rc = CORRAL_MISS;
+    }
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
 /* ---- For the near cache ---- */
 
 int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_value **out,
@@ -718,6 +743,7 @@ static const corral__store_ops redis_ops = {
     .set = w_set,
     .del = w_del,
     .touch = w_touch,
+    .ttl = r_ttl,
     .incr = w_incr,
     .clear = w_clear,
     .clear_prefix = w_clear_prefix,

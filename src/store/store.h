@@ -114,6 +114,10 @@ typedef struct corral__store_ops {
     int (*del)(corral__store *s, const corral__skey *k);
     /* Sets a new expiry (CORRAL__NO_EXPIRY to persist). CORRAL_OK or CORRAL_MISS. */
     int (*touch)(corral__store *s, const corral__skey *k, int64_t ttl_ms);
+    /* The time the store keeps `k`: CORRAL_OK with `*ttl_ms` > 0 (rounded up) or
+     * CORRAL__NO_EXPIRY, or CORRAL_MISS (absent, expired; a remote read that failed). Reads
+     * nothing else and changes nothing, not even the entry's standing for eviction. */
+    int (*ttl)(corral__store *s, const corral__skey *k, int64_t *ttl_ms);
     /* Atomic add on a decimal integer value, keeping the expiry. CORRAL_OK, CORRAL_MISS,
      * CORRAL_ENOTINT, CORRAL_ERANGE, CORRAL_ENOMEM. */
     int (*incr)(corral__store *s, const corral__skey *k, int64_t delta, int64_t *out);

@@ -339,6 +339,12 @@ static int t_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
     return rc;
 }
 
+/* Redis holds the truth: the near cache keeps a copy of the expiry at most. */
+static int t_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->ttl(t->redis, k, ttl_ms);
+}
+
 static int t_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
     tiered_store *t = store_of(base);
     int rc = t->redis->ops->incr(t->redis, k, delta, out);
@@ -648,6 +654,7 @@ static const corral__store_ops tiered_ops = {
     .set = t_set,
     .del = t_del,
     .touch = t_touch,
+    .ttl = t_ttl,
     .incr = t_incr,
     .clear = t_clear,
     .clear_prefix = t_clear_prefix,

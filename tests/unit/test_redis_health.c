@@ -24,37 +24,18 @@
 #include "corral/corral.h"
 #include "redis_server.h"
 
-static int setup_server(void **state) {
-    redis_server *s = calloc(1, sizeof *s);
-    if (!s) return -1;
-    *state = s;
-    return redis_server_start(s);
-}
-
 /* A server that requires a password. Set after the start: the fixture's readiness PING sends
  * none. */
 static int setup_password_server(void **state) {
-    if (setup_server(state) != 0) return -1;
+    if (redis_fx_setup(state) != 0) return -1;
     redis_server_ok(*state, "CONFIG SET requirepass right-pw");
     return 0;
 }
 
 static int setup_full_server(void **state) {
-    redis_server *s = calloc(1, sizeof *s);
-    if (!s) return -1;
-    s->extra[0] = "--maxmemory";
-    s->extra[1] = "4mb";
-    s->extra[2] = "--maxmemory-policy";
-    s->extra[3] = "noeviction";
-    *state = s;
-    return redis_server_start(s);
-}
-
-static int teardown_server(void **state) {
-    redis_server *s = *state;
-    redis_server_stop(s);
-    free(s);
-    return 0;
+    static const char *const full[] = { "--maxmemory", "4mb", "--maxmemory-policy", "noeviction",
+                                        NULL };
+    return redis_fx_setup_args(state, full);
 }
 
 /* What the state callback heard, in order. */
@@ -365,28 +346,28 @@ static void test_health_stopped_server_is_probed_by_one_call_at_a_time(void **st
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_health_dead_port_is_refused, setup_server,
-                                        teardown_server),
+        cmocka_unit_test_setup_teardown(test_health_dead_port_is_refused, redis_fx_setup,
+                                        redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_health_wrong_password_is_auth, setup_password_server,
-                                        teardown_server),
+                                        redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_health_missing_password_is_auth, setup_password_server,
-                                        teardown_server),
+                                        redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_health_database_that_does_not_exist_is_bad_db,
-                                        setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_health_stopped_server_is_a_timeout, setup_server,
-                                        teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_health_stopped_server_is_a_timeout, redis_fx_setup,
+                                        redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_health_full_server_is_oom_until_a_write_is_accepted,
-                                        setup_full_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_health_replica_is_readonly, setup_server,
-                                        teardown_server),
+                                        setup_full_server, redis_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_health_replica_is_readonly, redis_fx_setup,
+                                        redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_health_error_reply_to_one_command_is_not_a_down_server,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_health_status_of_servers_that_are_not_there,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_health_callback_hears_each_change_of_state_once,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_health_stopped_server_is_probed_by_one_call_at_a_time,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

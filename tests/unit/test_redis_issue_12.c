@@ -25,25 +25,6 @@
 
 #define DEADLINE_NS (15ull * 1000000000ull)
 
-static redis_server srv;
-
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int setup_group(void **state) {
-    (void)state;
-    return redis_server_start(&srv);
-}
-
-static int teardown_group(void **state) {
-    (void)state;
-    redis_server_stop(&srv);
-    return 0;
-}
-
 /* An integer field ("blocked_clients") of the server's INFO text. */
 static long long info_field(const char *section, const char *field) {
     redisReply *r = redis_server_cmd(&srv, "INFO %s", section);
@@ -152,13 +133,14 @@ static void test_issue_12_get_or_set_without_grace_never_returns_stale(void **st
     atomic_store(&fake_now_ns, expiry_ns - 1000 * 1000000ull); /* due for early refresh */
     pthread_t tx, ty;
     assert_int_equal(pthread_create(&tx, NULL, call_get_or_set, &x), 0);
-    uint64_t deadline = mono_ns() + DEADLINE_NS; /* X leads, its lease request held by Redis */
+    uint64_t deadline =
+        redis_fx_now_ns() + DEADLINE_NS; /* X leads, its lease request held by Redis */
     while (info_field("clients", "blocked_clients") != 1)
-        if (mono_ns() > deadline) fail_msg("the refresh never asked for the lease");
+        if (redis_fx_now_ns() > deadline) fail_msg("the refresh never asked for the lease");
     atomic_store(&fake_now_ns, expiry_ns + 1000 * 1000000ull); /* v1 expired, for Y */
     assert_int_equal(pthread_create(&ty, NULL, call_get_or_set, &y), 0);
     while (load_waiters(c) != 1)
-        if (mono_ns() > deadline) fail_msg("the second caller never waited on the first");
+        if (redis_fx_now_ns() > deadline) fail_msg("the second caller never waited on the first");
     redis_server_ok(&srv, "CLIENT UNPAUSE");
     assert_int_equal(pthread_join(tx, NULL), 0);
     redis_server_ok(&srv, "DEL %b\x1flease", pk, pk_len); /* the other process is done */
@@ -202,9 +184,9 @@ static corral *open_url(const char *query) {
 static corral *open_near(void) {
     corral *c = open_url("near_cache=1MB");
     assert_int_equal(corral_has(c, "probe", 5, NULL), CORRAL_MISS); /* starts the tracker */
-    uint64_t deadline = mono_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     while (counter(c, "near_live") != 1)
-        if (mono_ns() > deadline) fail_msg("the tracker never subscribed");
+        if (redis_fx_now_ns() > deadline) fail_msg("the tracker never subscribed");
     return c;
 }
 
@@ -231,12 +213,14 @@ static void test_issue_12_tag_bust_reaches_near_caches_of_the_process_at_once(vo
     for (int trial = 0; trial < 20; trial++) {
         assert_int_equal(corral_set(c, "card", 4, "v1", 2, CORRAL_TTL_FOREVER, &call), CORRAL_OK);
         corral_value *v = NULL;
-        uint64_t deadline = mono_ns() + DEADLINE_NS; /* until the value and the version are near */
+        uint64_t deadline =
+            redis_fx_now_ns() + DEADLINE_NS; /* until the value and the version are near */
         unsigned long long hits = counter(c, "near_hits_total");
         while (counter(c, "near_hits_total") < hits + 2) {
             assert_int_equal(corral_get(c, "card", 4, NULL, &v), CORRAL_OK);
             corral_value_unref(v);
-            if (mono_ns() > deadline) fail_msg("the value was never served from the near cache");
+            if (redis_fx_now_ns() > deadline)
+                fail_msg("the value was never served from the near cache");
         }
         flood_trackers();
         assert_int_equal(corral_tag_bust(buster, "featured"), CORRAL_OK);
@@ -260,12 +244,13 @@ static void test_issue_12_writes_reach_near_caches_of_the_process_at_once(void *
         assert_int_equal(corral_set(writer, "k", 1, val, (size_t)n, CORRAL_TTL_FOREVER, NULL),
                          CORRAL_OK);
         corral_value *v = NULL;
-        uint64_t deadline = mono_ns() + DEADLINE_NS; /* until the reader serves it near */
+        uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS; /* until the reader serves it near */
         unsigned long long hits = counter(reader, "near_hits_total");
         while (counter(reader, "near_hits_total") == hits) {
             assert_int_equal(corral_get(reader, "k", 1, NULL, &v), CORRAL_OK);
             corral_value_unref(v);
-            if (mono_ns() > deadline) fail_msg("the value was never served from the near cache");
+            if (redis_fx_now_ns() > deadline)
+                fail_msg("the value was never served from the near cache");
         }
         flood_trackers();
         assert_int_equal(corral_delete(writer, "k", 1, NULL), CORRAL_OK);
@@ -283,5 +268,5 @@ int main(void) {
         cmocka_unit_test(test_issue_12_tag_bust_reaches_near_caches_of_the_process_at_once),
         cmocka_unit_test(test_issue_12_writes_reach_near_caches_of_the_process_at_once),
     };
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }
