@@ -470,7 +470,9 @@ void corral__loader_close(corral *c) {
 /* A waiter got CORRAL_STALE and `v` from the flight's leader, which served it under its own
  * windows. Returns true, with `*rc` this caller's code, when the caller's own windows allow it
  * too: CORRAL_OK while it has not expired (the leader refreshed it early), CORRAL_STALE within
- * the caller's grace or stale-if-error window (counted as served stale). */
+ * the caller's grace (counted as served stale). Not under its stale-if-error window: the leader
+ * may have kept the value for another reason than a failed producer (another process held the
+ * lease), and a caller that leads runs the producer and applies that window itself. */
 static bool served_by_own_windows(corral *c, uint16_t cls, const corral_value *v,
                                   const corral__windows *w, int *rc) {
     if (!v) return false;
@@ -481,7 +483,7 @@ static bool served_by_own_windows(corral *c, uint16_t cls, const corral_value *v
         *rc = CORRAL_OK;
         return true;
     }
-    if (verdict == CORRAL__V_GRACE || verdict == CORRAL__V_STALE_IF_ERROR) {
+    if (verdict == CORRAL__V_GRACE) {
         corral__metrics_add(c->metrics, cls, CORRAL__M_cache_stale_served_total, 1);
         *rc = CORRAL_STALE;
         return true;
@@ -598,8 +600,9 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
         rc = corral__flight_wait(c, group, left_ms, &got);
         if (rc == CORRAL_STALE && !served_by_own_windows(c, sk.cls, got, &w, &rc)) {
             /* The leader kept an old value under its own windows (an early refresh or grace
-             * while another process holds the lease, or its stale-if-error): not this caller's.
-             * Wait for the fresh value: join again, leading it or waiting on its next leader. */
+             * while another process held the lease, or its stale-if-error) that this caller's do
+             * not allow. Wait for the fresh value: join again, leading or waiting on the next
+             * leader, until the caller's wait_timeout_ms. */
             corral_value_unref(got);
             if (corral__monotonic_ns() < deadline_ns) continue;
             rc = CORRAL_ETIMEDOUT;
