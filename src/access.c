@@ -169,6 +169,20 @@ int corral__store_set_env_flags(corral *c, const corral__skey *sk, const corral_
     return rc;
 }
 
+int corral__set_many_env(corral *c, const corral__skey *keys, const corral_buf *vals, size_t n,
+                         const corral__env *env, int64_t store_ttl, unsigned flags) {
+    bool plain = !env || env->flags == 0;
+    for (size_t i = 0; plain && corral__has_envelopes(c) && i < n; i++)
+        plain = !corral__env_needed_for_raw(vals[i].data, vals[i].len);
+    if (plain) return c->store->ops->set_many(c->store, keys, vals, n, store_ttl, flags);
+    /* Values with an envelope go one by one (the batch form takes raw bytes). */
+    int rc = CORRAL_OK;
+    for (size_t i = 0; rc == CORRAL_OK && i < n; i++)
+        rc = corral__store_set_env_flags(c, &keys[i], env, vals[i].data, vals[i].len, store_ttl,
+                                         CORRAL__SET_ALWAYS, flags);
+    return rc;
+}
+
 int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl) {
     if (ttl_ms == CORRAL_TTL_DEFAULT) ttl_ms = c->default_ttl_ms;
     if (ttl_ms == CORRAL_TTL_FOREVER) {
@@ -408,4 +422,65 @@ int corral__read_fresh(corral *c, const corral__skey *sk, uint64_t now_ms, corra
     corral_value_unref(*out);
     *out = NULL;
     return CORRAL_MISS;
+}
+
+/* An enveloped value copied out by get_into: whether it is FRESH (tags checked). `hdr` holds its
+ * header when hdr_len <= hdr_cap. */
+static bool copied_is_fresh(corral *c, const corral__skey *sk, const void *hdr, size_t hdr_len,
+                            size_t hdr_cap) {
+    uint64_t now_ms = corral__now_ms(c);
+    if (hdr_len <= hdr_cap) {
+        corral__view view;
+        return corral__classify(c, hdr, hdr_len, now_ms, NULL, true, &view) == CORRAL__V_FRESH;
+    }
+    /* A long header (many tags): check it on a reference instead of a copy. */
+    corral_value *v = NULL;
+    int ok = corral__read_fresh(c, sk, now_ms, &v);
+    corral_value_unref(v);
+    return ok == CORRAL_OK;
+}
+
+int corral__read_fresh_into(corral *c, const corral__skey *sk, void *buf, size_t cap,
+                            size_t *out_len) {
+    *out_len = 0;
+    if (c->store->ops->get_checked) {
+        /* The store checks tags in the read's round trip: read a reference and copy it out. */
+        corral_value *v = NULL;
+        int rc = corral__read_fresh(c, sk, corral__now_ms(c), &v);
+        if (rc == CORRAL_OK) {
+            *out_len = v->len;
+            if (v->len > cap)
+                rc = CORRAL_ENOSPC;
+            else if (v->len)
+                memcpy(buf, v->data, v->len);
+        }
+        corral_value_unref(v);
+        return rc;
+    }
+    unsigned char hdr[256];
+    size_t hdr_len = 0;
+    int rc = c->store->ops->get_into(c->store, sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len);
+    if ((rc == CORRAL_OK || rc == CORRAL_ENOSPC) && hdr_len &&
+        !copied_is_fresh(c, sk, hdr, hdr_len, sizeof hdr)) {
+        *out_len = 0;
+        rc = CORRAL_MISS;
+    }
+    return rc;
+}
+
+int corral__read_many_fresh(corral *c, const corral__skey *keys, size_t n, corral_value **out) {
+    int rc = c->store->ops->get_many(c->store, keys, n, out);
+    if (rc != CORRAL_OK) return rc;
+    /* A value that is not FRESH reads as a miss. */
+    for (size_t i = 0; i < n; i++) {
+        corral_value *v = out[i];
+        if (!v || !v->hdr_len) continue;
+        corral__view view;
+        if (corral__classify(c, v->data - v->hdr_len, v->hdr_len, corral__now_ms(c), NULL, true,
+                             &view) == CORRAL__V_FRESH)
+            continue;
+        corral_value_unref(v);
+        out[i] = NULL;
+    }
+    return CORRAL_OK;
 }

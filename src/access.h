@@ -4,6 +4,13 @@
  * corral lays out what it stores; the modules of the handle (corral.c, loader.c, invalidate.c,
  * flight.c) call it, and it calls only the store, key.c, envelope.c and metrics.c.
  *
+ * Every keyed operation and every clear reaches the store through here: what involves a value's
+ * envelope (reads, writes, batches) through the functions of access.c, and the store's own
+ * verbs, which leave the bytes alone (delete, touch, incr, leases, clears), through the inline
+ * pass-throughs below. The handle itself (corral.c) only opens and closes its store, reads its
+ * gauges and counters for stats and metrics, and inlines the memory store's read path
+ * (store.h, "The read path").
+ *
  * Threads: every call is thread-safe (the store does its own locking).
  */
 #ifndef CORRAL_ACCESS_H
@@ -79,6 +86,61 @@ static inline unsigned corral__write_flags(const corral_call *call) {
 /* corral__make_skey for one key of a batch: `pc` carries the class lookup over (see above). */
 int corral__make_skey_batch(corral *c, const void *key, size_t key_len, const corral_call *call,
                             char *buf, corral__skey *sk, corral__prefix_cache *pc);
+
+/* False when the store cannot carry corral's envelope (CORRAL__STORE_NO_ENVELOPE, store.h): its
+ * values are written bare, so they can carry neither tags nor a logical expiry. */
+static inline bool corral__has_envelopes(const corral *c) {
+    return !(c->store->caps & CORRAL__STORE_NO_ENVELOPE);
+}
+
+/* Writes `n` values under `keys`, each with the envelope `env` (NULL or flags 0: none, as
+ * corral__store_set_env_flags): in one batch (the store's set_many) when no value needs an
+ * envelope, else one by one. Returns CORRAL_OK or the first error; a failure may leave some of
+ * the values written. */
+int corral__set_many_env(corral *c, const corral__skey *keys, const corral_buf *vals, size_t n,
+                         const corral__env *env, int64_t store_ttl, unsigned flags);
+
+/* ---- The store's own verbs: they leave a value's bytes alone ---- */
+
+/* Returns of store.h's verbs of the same names. */
+static inline int corral__del(corral *c, const corral__skey *sk) {
+    return c->store->ops->del(c->store, sk);
+}
+
+static inline int corral__del_many(corral *c, const corral__skey *keys, size_t n, size_t *deleted) {
+    return c->store->ops->del_many(c->store, keys, n, deleted);
+}
+
+static inline int corral__touch(corral *c, const corral__skey *sk, int64_t store_ttl) {
+    return c->store->ops->touch(c->store, sk, store_ttl);
+}
+
+/* An enveloped value is not a decimal integer: its incr is CORRAL_ENOTINT, as for any other
+ * bytes that are not one. */
+static inline int corral__incr(corral *c, const corral__skey *sk, int64_t delta, int64_t *out) {
+    return c->store->ops->incr(c->store, sk, delta, out);
+}
+
+static inline int corral__lease_acquire(corral *c, const corral__skey *sk, const void *token,
+                                        size_t token_len, int64_t ttl_ms) {
+    return c->store->ops->lease_acquire(c->store, sk, token, token_len, ttl_ms);
+}
+
+static inline int corral__lease_release(corral *c, const corral__skey *sk, const void *token,
+                                        size_t token_len) {
+    return c->store->ops->lease_release(c->store, sk, token, token_len);
+}
+
+static inline int corral__clear(corral *c) {
+    return c->store->ops->clear(c->store);
+}
+
+/* Removes every key under the handle's KEY_PREFIX. A store without clear_prefix is private to
+ * the handle: all it holds is under the prefix, so it is cleared. */
+static inline int corral__clear_prefix(corral *c) {
+    if (!c->store->ops->clear_prefix) return c->store->ops->clear(c->store);
+    return c->store->ops->clear_prefix(c->store, c->key_prefix, c->key_prefix_len);
+}
 
 /* Removes a user key: builds it as corral__make_skey_read does (a namespace without a
  * generation holds nothing: CORRAL_MISS) and returns the store's del (CORRAL_OK removed,
@@ -183,5 +245,18 @@ int corral__read(corral *c, const corral__skey *sk, uint64_t now_ms, const corra
 /* corral__read for a plain get: CORRAL_OK only for a FRESH value, CORRAL_MISS for any other
  * verdict, or the store's error. */
 int corral__read_fresh(corral *c, const corral__skey *sk, uint64_t now_ms, corral_value **out);
+
+/* corral__read_fresh into the caller's buffer, at the handle's clock: CORRAL_OK with the payload
+ * copied and its length in `*out_len`; CORRAL_ENOSPC with `*out_len` the payload's length when
+ * it does not fit `cap` (nothing copied; a fresh value was found); CORRAL_MISS with `*out_len`
+ * 0; or the store's error. A store without get_checked copies the value out (get_into) and the
+ * envelope is classified from the copied header. */
+int corral__read_fresh_into(corral *c, const corral__skey *sk, void *buf, size_t cap,
+                            size_t *out_len);
+
+/* Reads `n` keys in one batch (the store's get_many): `out[i]` is a new reference to the value
+ * of keys[i] when it is FRESH, tags checked, else NULL. Returns CORRAL_OK or the store's
+ * error. */
+int corral__read_many_fresh(corral *c, const corral__skey *keys, size_t n, corral_value **out);
 
 #endif /* CORRAL_ACCESS_H */

@@ -4,11 +4,13 @@
  * access layer, and nothing below calls it.
  *
  * Every keyed operation is: build and validate the physical key into a stack buffer (access.h,
- * which also finds the metrics class of the user key's prefix), call the store (through the
- * access layer when a value's envelope or freshness is involved, directly for the operations
- * that pass straight through: delete, touch, incr, the batches, clear), count. The store
- * reports what it holds (added, replaced, deleted, evicted, expired) through the events
- * callback, which keeps the per-prefix gauges and the eviction/expiration counters.
+ * which also finds the metrics class of the user key's prefix), reach the store through the
+ * access layer (its reads and writes for values, its pass-throughs for the store's own verbs:
+ * delete, touch, incr, clear), count. The handle calls the store vtable itself only to open and
+ * close it and to read its gauges and counters, and it inlines the memory store's read path
+ * (get_hot, get_into_hot). The store reports what it holds (added, replaced, deleted, evicted,
+ * expired) through the events callback, which keeps the per-prefix gauges and the
+ * eviction/expiration counters.
  *
  * Threads: the handle's fields are written by corral_open_opts only and read-only afterwards;
  * the store and the metrics do their own locking. No lock is held here.
@@ -114,7 +116,9 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
                               .clock_ctx = c->clock_ctx,
                               .events = { .ctx = c, .changed = on_store_change },
                               .key_prefix = c->key_prefix,
-                              .key_prefix_len = c->key_prefix_len };
+                              .key_prefix_len = c->key_prefix_len,
+                              .on_state = o->on_store_state,
+                              .state_ctx = o->store_state_ctx };
     int rc = is_redis ? corral__redis_open(&c->store, &o->redis, c->max_value_bytes, &env, err)
                       : corral__mem_open(&c->store, &mc, &env);
     if (rc == CORRAL_OK && is_redis && o->redis.near_cache_bytes) {
@@ -172,20 +176,32 @@ void corral_close(corral *c) {
     corral__free(&a, c, sizeof *c);
 }
 
+int corral_store_status(corral *c, size_t i, corral_server_status *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!c || !out) return CORRAL_EINVAL;
+    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    if (!c->store->ops->status) return CORRAL_ENOTSUP;
+    int rc = c->store->ops->status(c->store, i, out);
+    if (rc != CORRAL_OK) memset(out, 0, sizeof *out);
+    return rc;
+}
+
 void corral_free(corral *c, void *p) {
     if (!p) return;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     corral__user_free(&c->alloc, p);
 }
 
-int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call, char *out,
-                    size_t cap, size_t *out_len) {
+/* corral_make_key and corral_make_key_read: `create` makes a namespace's missing generation. */
+static int make_key(corral *c, const void *key, size_t key_len, const corral_call *call,
+                    bool create, char *out, size_t cap, size_t *out_len) {
     if (out_len) *out_len = 0;
     if (!c || !out_len || (!out && cap)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
-    int rc = corral__make_skey(c, key, key_len, call, buf, &sk);
+    int rc = create ? corral__make_skey(c, key, key_len, call, buf, &sk)
+                    : corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
     size_t len = sk.len;
     *out_len = len;
@@ -194,25 +210,21 @@ int corral_make_key(corral *c, const void *key, size_t key_len, const corral_cal
     return CORRAL_OK;
 }
 
+int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call, char *out,
+                    size_t cap, size_t *out_len) {
+    return make_key(c, key, key_len, call, true, out, cap, out_len);
+}
+
+int corral_make_key_read(corral *c, const void *key, size_t key_len, const corral_call *call,
+                         char *out, size_t cap, size_t *out_len) {
+    return make_key(c, key, key_len, call, false, out, cap, out_len);
+}
+
 static void count(corral *c, uint16_t cls, int metric) {
     corral__metrics_add(c->metrics, cls, metric, 1);
 }
 
 /* ---- Single-key operations ---- */
-
-/* A value got without a tag check (get_many) that is not FRESH (corral__classify) reads as a
- * miss. */
-static int check_got(corral *c, corral_value **out) {
-    corral_value *v = *out;
-    if (!v->hdr_len) return CORRAL_OK;
-    corral__view view;
-    if (corral__classify(c, v->data - v->hdr_len, v->hdr_len, corral__now_ms(c), NULL, true,
-                         &view) == CORRAL__V_FRESH)
-        return CORRAL_OK;
-    corral_value_unref(v);
-    *out = NULL;
-    return CORRAL_MISS;
-}
 
 /* noinline: corral_get is flattened (below) and this is not its fast path. */
 static __attribute__((noinline)) int get_general(corral *c, const void *key, size_t key_len,
@@ -261,24 +273,6 @@ static int get_general(corral *c, const void *key, size_t key_len, const corral_
     return rc;
 }
 
-/* An enveloped value read by get_into: CORRAL_OK when it is still valid (not logically expired,
- * tags unbusted), CORRAL_MISS otherwise. `hdr` holds its header when hdr_len <= hdr_cap. */
-static int get_into_check(corral *c, const corral__skey *sk, const void *hdr, size_t hdr_len,
-                          size_t hdr_cap) {
-    uint64_t now_ms = corral__now_ms(c);
-    if (hdr_len <= hdr_cap) {
-        corral__view view;
-        return corral__classify(c, hdr, hdr_len, now_ms, NULL, true, &view) == CORRAL__V_FRESH
-                   ? CORRAL_OK
-                   : CORRAL_MISS;
-    }
-    /* A long header (many tags): check it on a reference instead of a copy. */
-    corral_value *v = NULL;
-    int ok = corral__read_fresh(c, sk, now_ms, &v);
-    corral_value_unref(v);
-    return ok == CORRAL_OK ? CORRAL_OK : CORRAL_MISS;
-}
-
 /* get_into without a call on a handle with hot_reads: the memory store's read path, inline
  * (store/memory_read.h), hashes the key where the caller has it and copies the value out, and
  * a hit counts under the class its entry was stored with, so the class table is read only on a
@@ -315,29 +309,7 @@ static int get_into_general(corral *c, const void *key, size_t key_len, const co
     corral__skey sk;
     int rc = corral__make_skey_read(c, key, key_len, call, kbuf, &sk);
     if (rc < 0) return rc;
-    unsigned char hdr[256];
-    size_t hdr_len = 0;
-    if (rc == CORRAL_OK && c->store->ops->get_checked) {
-        /* The store checks tags in the read's round trip: read a reference and copy it out. */
-        corral_value *v = NULL;
-        rc = corral__read_fresh(c, &sk, corral__now_ms(c), &v);
-        if (rc == CORRAL_OK) {
-            *out_len = v->len;
-            if (v->len > cap)
-                rc = CORRAL_ENOSPC;
-            else if (v->len)
-                memcpy(buf, v->data, v->len);
-        }
-        corral_value_unref(v);
-    } else if (rc == CORRAL_OK) {
-        rc = c->store->ops->get_into(c->store, &sk, buf, cap, out_len, hdr, sizeof hdr, &hdr_len);
-    }
-    if ((rc == CORRAL_OK || rc == CORRAL_ENOSPC) && hdr_len) {
-        if (get_into_check(c, &sk, hdr, hdr_len, sizeof hdr) != CORRAL_OK) {
-            *out_len = 0;
-            rc = CORRAL_MISS;
-        }
-    }
+    if (rc == CORRAL_OK) rc = corral__read_fresh_into(c, &sk, buf, cap, out_len);
     /* A value too big for the caller's buffer was found: it counts as a hit. */
     if (rc == CORRAL_OK || rc == CORRAL_ENOSPC)
         count(c, sk.cls, CORRAL__M_cache_hits_total);
@@ -362,7 +334,7 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
                   int64_t ttl_ms, const corral_call *call, corral__set_mode mode) {
     if (!c || (!val && val_len)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    if (call && call->n_tags && (c->store->caps & CORRAL__STORE_NO_ENVELOPE))
+    if (call && call->n_tags && !corral__has_envelopes(c))
         return CORRAL_ENOTSUP; /* before anything is written (a namespace's generation) */
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
@@ -381,7 +353,7 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
             corral_value_unref(v);
             return rc == CORRAL_OK ? CORRAL_EXISTS : rc == CORRAL_MISS ? CORRAL_OK : rc;
         }
-        rc = c->store->ops->del(c->store, &sk);
+        rc = corral__del(c, &sk);
         return rc < 0 ? rc : CORRAL_OK;
     }
     corral__env env;
@@ -431,8 +403,23 @@ int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
     int64_t store_ttl;
     rc = corral__resolve_ttl(c, ttl_ms, &store_ttl);
     if (rc < 0) return rc;
-    if (rc == CORRAL_MISS) return c->store->ops->del(c->store, &sk); /* touch(0): expire now */
-    return c->store->ops->touch(c->store, &sk, store_ttl);
+    if (rc == CORRAL_MISS) return corral__del(c, &sk); /* touch(0): expire now */
+    return corral__touch(c, &sk, store_ttl);
+}
+
+int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
+               int64_t *ttl_ms) {
+    if (ttl_ms) *ttl_ms = 0;
+    if (!c || !ttl_ms) return CORRAL_EINVAL;
+    CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+    char buf[CORRAL__KEYBUF];
+    corral__skey sk;
+    int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
+    if (rc != CORRAL_OK) return rc;
+    int64_t left = 0;
+    rc = c->store->ops->ttl(c->store, &sk, &left);
+    if (rc == CORRAL_OK) *ttl_ms = left == CORRAL__NO_EXPIRY ? CORRAL_TTL_FOREVER : left;
+    return rc;
 }
 
 int corral_incr(corral *c, const void *key, size_t key_len, int64_t delta, const corral_call *call,
@@ -445,7 +432,7 @@ int corral_incr(corral *c, const void *key, size_t key_len, int64_t delta, const
     int rc = corral__make_skey_read(c, key, key_len, call, buf, &sk);
     if (rc != CORRAL_OK) return rc;
     int64_t v = 0;
-    rc = c->store->ops->incr(c->store, &sk, delta, &v);
+    rc = corral__incr(c, &sk, delta, &v);
     if (rc == CORRAL_OK) {
         count(c, sk.cls, CORRAL__M_cache_sets_total);
         if (out) *out = v;
@@ -510,12 +497,11 @@ int corral_get_many(corral *c, const corral_buf *keys, size_t n, const corral_ca
     batch b;
     int rc = batch_build(c, keys, n, call, &b);
     if (rc != CORRAL_OK) return rc;
-    rc = n ? c->store->ops->get_many(c->store, b.keys, n, out) : CORRAL_OK;
+    rc = n ? corral__read_many_fresh(c, b.keys, n, out) : CORRAL_OK;
     if (rc == CORRAL_OK) {
         /* Counted once per run of keys of one class: a batch's keys mostly share a prefix. */
         size_t hits = 0, run_hits = 0, run_misses = 0;
         for (size_t i = 0; i < n; i++) {
-            if (out[i]) check_got(c, &out[i]);
             hits += out[i] != NULL;
             run_hits += out[i] != NULL;
             run_misses += out[i] == NULL;
@@ -540,8 +526,7 @@ int corral_set_many(corral *c, const corral_buf *keys, const corral_buf *vals, s
                     int64_t ttl_ms, const corral_call *call) {
     if (!c || (!vals && n)) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    bool bare = c->store->caps & CORRAL__STORE_NO_ENVELOPE;
-    if (call && call->n_tags && bare) return CORRAL_ENOTSUP;
+    if (call && call->n_tags && !corral__has_envelopes(c)) return CORRAL_ENOTSUP;
     int64_t store_ttl = 0;
     int ttl_rc = corral__resolve_ttl(c, ttl_ms, &store_ttl);
     if (ttl_rc < 0) return ttl_rc;
@@ -554,23 +539,14 @@ int corral_set_many(corral *c, const corral_buf *keys, const corral_buf *vals, s
     if (rc != CORRAL_OK || n == 0) return rc;
     if (ttl_rc == CORRAL_MISS) {
         size_t d;
-        rc = c->store->ops->del_many(c->store, b.keys, n, &d);
+        rc = corral__del_many(c, b.keys, n, &d);
     } else {
         corral__env env;
         char vbuf[TAG_VBUF];
         rc = set_env(c, call, &env, vbuf, sizeof vbuf);
-        unsigned flags = corral__write_flags(call);
-        bool plain = rc == CORRAL_OK && env.flags == 0;
-        for (size_t i = 0; plain && !bare && i < n; i++)
-            plain = !corral__env_needed_for_raw(vals[i].data, vals[i].len);
-        if (plain) {
-            rc = c->store->ops->set_many(c->store, b.keys, vals, n, store_ttl, flags);
-        } else {
-            /* Values with an envelope go one by one (the batch form takes raw bytes). */
-            for (size_t i = 0; rc == CORRAL_OK && i < n; i++)
-                rc = corral__store_set_env_flags(c, &b.keys[i], &env, vals[i].data, vals[i].len,
-                                                 store_ttl, CORRAL__SET_ALWAYS, flags);
-        }
+        if (rc == CORRAL_OK)
+            rc = corral__set_many_env(c, b.keys, vals, n, &env, store_ttl,
+                                      corral__write_flags(call));
         if (rc == CORRAL_OK) {
             for (size_t i = 0; i < n; i++)
                 count(c, b.keys[i].cls, CORRAL__M_cache_sets_total);
@@ -589,7 +565,7 @@ int corral_delete_many(corral *c, const corral_buf *keys, size_t n, const corral
     int rc = batch_build(c, keys, n, call, &b);
     if (rc != CORRAL_OK || n == 0) return rc;
     size_t d = 0;
-    rc = c->store->ops->del_many(c->store, b.keys, n, &d);
+    rc = corral__del_many(c, b.keys, n, &d);
     if (deleted) *deleted = d;
     batch_free(c, &b);
     return rc;
@@ -598,15 +574,13 @@ int corral_delete_many(corral *c, const corral_buf *keys, size_t n, const corral
 int corral_clear(corral *c) {
     if (!c) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    return c->store->ops->clear(c->store);
+    return corral__clear(c);
 }
 
 int corral_clear_prefix(corral *c) {
     if (!c) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    /* A store without clear_prefix is private to the handle: all it holds is under the prefix. */
-    if (!c->store->ops->clear_prefix) return c->store->ops->clear(c->store);
-    return c->store->ops->clear_prefix(c->store, c->key_prefix, c->key_prefix_len);
+    return corral__clear_prefix(c);
 }
 
 /* ---- Versions ---- */

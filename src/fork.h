@@ -10,6 +10,7 @@
  *   socket with the parent;
  * - each near cache forgets its tracker (a new one starts on the next read, with its own
  *   connection and wake-up pipe, and empties L1 before it serves from it);
+ * - the process's list of near caches (store/near_peers.c) re-initialises its lock;
  * - each handle forgets its refresh workers (they restart on the next background refresh) and
  *   the flights of threads that no longer exist (their waiters are gone too);
  * - the memory store's reader registry keeps only the forking thread, and liburcu's call_rcu

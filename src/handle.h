@@ -3,8 +3,9 @@
  * house is one-way: corral.c (public operations, open and close) calls loader.c (get_or_set,
  * refresh workers; on flight.c, the single-flight table) and invalidate.c (events, busts); all
  * of them reach the store through the access layer (access.h: keys, versions, envelopes, the
- * tag-checked read), and only it and the operations that pass straight through call the store
- * vtable (store/store.h).
+ * tag-checked read, and the store's own verbs passed through), the only caller of the store
+ * vtable (store/store.h) for keys and clears. corral.c opens and closes the store, reads its
+ * gauges and counters, and inlines the memory store's read path.
  *
  * Threads: the plain fields are written by corral_open_opts only and read-only afterwards. The
  * modules' own state (flights, workers, rules) carries its own locks, described in each module

@@ -184,7 +184,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
             token[i + k] = hex[r & 15];
     }
     int64_t lease_ttl = o->lease_ttl_ms > 0 ? o->lease_ttl_ms : DEFAULT_LEASE_MS;
-    int lrc = c->store->ops->lease_acquire(c->store, sk, token, TOKEN_LEN, lease_ttl);
+    int lrc = corral__lease_acquire(c, sk, token, TOKEN_LEN, lease_ttl);
     bool have_lease = lrc == CORRAL_OK;
     if (lrc == CORRAL_EXISTS && seen_expiry_ms != SAW_NOTHING && stale) {
         /* Another process is refreshing a value this caller still has (early refresh, or in
@@ -204,7 +204,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
                 *out = v;
                 return CORRAL_OK;
             }
-            lrc = c->store->ops->lease_acquire(c->store, sk, token, TOKEN_LEN, lease_ttl);
+            lrc = corral__lease_acquire(c, sk, token, TOKEN_LEN, lease_ttl);
             if (lrc == CORRAL_OK) {
                 have_lease = true;
                 break;
@@ -227,7 +227,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
     uint64_t cur_expiry;
     if (read_current(c, sk, corral__now_ms(c), &cur, &cur_expiry) == CORRAL_OK) {
         if (seen_expiry_ms == SAW_NOTHING || cur_expiry != seen_expiry_ms) {
-            if (have_lease) c->store->ops->lease_release(c->store, sk, token, TOKEN_LEN);
+            if (have_lease) corral__lease_release(c, sk, token, TOKEN_LEN);
             *out = cur;
             return CORRAL_OK;
         }
@@ -257,7 +257,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
     if (rc < 0) {
         corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_load_errors_total, 1);
         if (r.is_set) corral__free(&c->alloc, r.data, r.len ? r.len : 1);
-        if (have_lease) c->store->ops->lease_release(c->store, sk, token, TOKEN_LEN);
+        if (have_lease) corral__lease_release(c, sk, token, TOKEN_LEN);
         uint64_t now_ms = t1 / 1000000u;
         if (stale && o->stale_if_error_ms > 0 &&
             now_ms < stale_expiry_ms + (uint64_t)o->stale_if_error_ms) {
@@ -285,9 +285,8 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
             env.early_ms = xfetch_lead(c, o, env.delta_ms, eff);
             /* Grace and stale-if-error need the logical expiry in the envelope: a bare value
              * would read as fresh past it. */
-            int64_t extra = (c->store->caps & CORRAL__STORE_NO_ENVELOPE)
-                                ? 0
-                                : CORRAL_MAX(o->stale_ttl_ms, o->stale_if_error_ms);
+            int64_t extra =
+                corral__has_envelopes(c) ? CORRAL_MAX(o->stale_ttl_ms, o->stale_if_error_ms) : 0;
             phys = eff + CORRAL_MAX(extra, 0);
         }
         int src = corral__store_set_env_flags(c, sk, &env, r.data, r.len, phys, CORRAL__SET_ALWAYS,
@@ -297,7 +296,7 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
         /* A value the store refused (too big, store down) still goes to every caller. */
     }
     corral__free(&c->alloc, r.data, r.len ? r.len : 1);
-    if (have_lease) c->store->ops->lease_release(c->store, sk, token, TOKEN_LEN);
+    if (have_lease) corral__lease_release(c, sk, token, TOKEN_LEN);
     if (!v) return CORRAL_ENOMEM;
     if (trc < 0) {
         corral_value_unref(v);
@@ -468,6 +467,28 @@ void corral__loader_close(corral *c) {
 
 /* ---- get_or_set ---- */
 
+/* A waiter got CORRAL_STALE and `v` from the flight's leader, which served it under its own
+ * windows. Returns true, with `*rc` this caller's code, when the caller's own windows allow it
+ * too: CORRAL_OK while it has not expired (the leader refreshed it early), CORRAL_STALE within
+ * the caller's grace or stale-if-error window (counted as served stale). */
+static bool served_by_own_windows(corral *c, uint16_t cls, const corral_value *v,
+                                  const corral__windows *w, int *rc) {
+    if (!v) return false;
+    corral__view view;
+    corral__verdict verdict =
+        corral__freshness(v->data - v->hdr_len, v->hdr_len, corral__now_ms(c), w, &view);
+    if (verdict == CORRAL__V_FRESH || verdict == CORRAL__V_EARLY) {
+        *rc = CORRAL_OK;
+        return true;
+    }
+    if (verdict == CORRAL__V_GRACE || verdict == CORRAL__V_STALE_IF_ERROR) {
+        corral__metrics_add(c->metrics, cls, CORRAL__M_cache_stale_served_total, 1);
+        *rc = CORRAL_STALE;
+        return true;
+    }
+    return false;
+}
+
 /* Refreshes a value the caller still has (early refresh, or grace) if nobody else is: in the
  * background, or now on this thread. Returns CORRAL_OK with `*fresh` set when it refreshed in
  * the foreground, CORRAL_MISS when the refresh is elsewhere (another leader, or a worker). */
@@ -502,7 +523,7 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
         corral_load_opts_init(&defaults);
         opts = &defaults;
     }
-    if (opts->call.n_tags && (c->store->caps & CORRAL__STORE_NO_ENVELOPE))
+    if (opts->call.n_tags && !corral__has_envelopes(c))
         return CORRAL_ENOTSUP; /* the store cannot keep tags with the value */
     char buf[CORRAL__KEYBUF];
     corral__skey sk;
@@ -560,13 +581,30 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
     corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_misses_total, 1);
 
     /* A miss: lead the flight, or wait for its leader. */
+    int64_t timeout = opts->wait_timeout_ms > 0 ? opts->wait_timeout_ms : 0;
+    uint64_t deadline_ns = corral__monotonic_ns() + (uint64_t)timeout * 1000000u;
     corral_flight *lead = NULL;
-    corral__flight_group *group = NULL;
-    rc = corral__flight_join_blocking(c, &sk, &lead, &group);
-    if (rc == CORRAL_WAITING) {
+    for (;;) {
+        corral__flight_group *group = NULL;
+        rc = corral__flight_join_blocking(c, &sk, &lead, &group);
+        if (rc == CORRAL_OK) break;
+        if (rc != CORRAL_WAITING) {
+            corral_value_unref(stale);
+            return rc;
+        }
+        uint64_t now_ns = corral__monotonic_ns();
+        int64_t left_ms = now_ns < deadline_ns ? (int64_t)((deadline_ns - now_ns) / 1000000u) : 0;
         corral_value *got = NULL;
-        int64_t timeout = opts->wait_timeout_ms > 0 ? opts->wait_timeout_ms : 0;
-        rc = corral__flight_wait(c, group, timeout, &got);
+        rc = corral__flight_wait(c, group, left_ms, &got);
+        if (rc == CORRAL_STALE && !served_by_own_windows(c, sk.cls, got, &w, &rc)) {
+            /* The leader kept an old value under its own windows (an early refresh or grace
+             * while another process holds the lease, or its stale-if-error): not this caller's.
+             * Wait for the fresh value: join again, leading it or waiting on its next leader. */
+            corral_value_unref(got);
+            if (corral__monotonic_ns() < deadline_ns) continue;
+            rc = CORRAL_ETIMEDOUT;
+            got = NULL;
+        }
         if (rc < 0 && stale && opts->stale_if_error_ms > 0) {
             corral__metrics_add(c->metrics, sk.cls, CORRAL__M_cache_stale_served_total, 1);
             *out = stale;
@@ -579,10 +617,6 @@ int corral_get_or_set(corral *c, const void *key, size_t key_len, corral_produce
             return rc;
         }
         *out = got;
-        return rc;
-    }
-    if (rc != CORRAL_OK) {
-        corral_value_unref(stale);
         return rc;
     }
     rc = load(c, &sk, key, key_len, producer, arg, opts, SAW_NOTHING, stale, stale_expiry, &v);

@@ -436,3 +436,60 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
     }
     return CORRAL_OK;
 }
+
+/* ---- Redaction ---- */
+
+typedef struct redact_out {
+    char *buf;
+    size_t cap, len; /* len: bytes of the whole result, written or not */
+} redact_out;
+
+static void put(redact_out *o, const char *s, size_t n) {
+    if (o->len < o->cap) {
+        size_t room = o->cap - o->len - 1, k = n < room ? n : room;
+        memcpy(o->buf + o->len, s, k);
+        o->buf[o->len + k] = '\0';
+    }
+    o->len += n;
+}
+
+size_t corral_url_redact(const char *url, char *out, size_t cap) {
+    redact_out o = { out, cap, 0 };
+    if (cap) out[0] = '\0';
+    if (!url) return 0;
+    const char *q = strchr(url, '?');
+    size_t head = q ? (size_t)(q - url) : strlen(url);
+    const char *sep = strstr(url, "://");
+    if (sep && (size_t)(sep - url) > head) sep = NULL;
+    const char *auth = sep ? sep + 3 : url;
+    const char *at = NULL;
+    for (const char *p = auth; p < url + head; p++) {
+        if (*p == '@') at = p;
+    }
+    if (at) {
+        /* The user name stays (it tells which account); the password never does. */
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        put(&o, url, (size_t)((colon ? colon + 1 : auth) - url));
+        put(&o, "***", 3);
+        put(&o, at, head - (size_t)(at - url));
+    } else {
+        put(&o, url, head);
+    }
+    if (!q) return o.len;
+    const char *p = q + 1;
+    put(&o, "?", 1);
+    for (;;) {
+        size_t n = strcspn(p, "&");
+        const char *eq = memchr(p, '=', n);
+        if (eq && (size_t)(eq - p) == 8 && strncasecmp(p, "password", 8) == 0) {
+            put(&o, p, 9);
+            put(&o, "***", 3);
+        } else {
+            put(&o, p, n);
+        }
+        if (!p[n]) break;
+        put(&o, "&", 1);
+        p += n + 1;
+    }
+    return o.len;
+}

@@ -33,3 +33,21 @@ const char *corral_strerror(int rc) {
 const char *corral_version(void) {
     return STR(CORRAL_VERSION_MAJOR) "." STR(CORRAL_VERSION_MINOR) "." STR(CORRAL_VERSION_PATCH);
 }
+
+const char *corral_store_reason_name(corral_store_reason r) {
+    switch (r) {
+    case CORRAL_REASON_NONE: return "none";
+    case CORRAL_REASON_REFUSED: return "refused";
+    case CORRAL_REASON_TIMEOUT: return "timeout";
+    case CORRAL_REASON_IO: return "io";
+    case CORRAL_REASON_AUTH: return "auth";
+    case CORRAL_REASON_BAD_DB: return "bad_db";
+    case CORRAL_REASON_OOM: return "oom";
+    case CORRAL_REASON_READONLY: return "readonly";
+    case CORRAL_REASON_UNAVAILABLE: return "unavailable";
+    case CORRAL_REASON_REPLY: return "reply";
+    case CORRAL_REASON_POOL: return "pool";
+    case CORRAL_REASON_NOMEM: return "nomem";
+    }
+    return "unknown";
+}

@@ -129,7 +129,9 @@ static int open_with_prefix(const char *url, const char *prefix, corral **out) {
         rc = corral_open_opts(out, &o, &err);
     }
     free(buf);
-    if (rc != CORRAL_OK) fprintf(stderr, "corral bust: %s: %s\n", url, err.msg);
+    char shown[1024];
+    corral_url_redact(url, shown, sizeof shown);
+    if (rc != CORRAL_OK) fprintf(stderr, "corral bust: %s: %s\n", shown, err.msg);
     return rc;
 }
 
@@ -190,7 +192,10 @@ static int do_action(corral *c, const char *url, const action *a, corral_field *
         else
             printf(": %s\n", what);
     }
-    if (rc < 0) fprintf(stderr, "corral bust: %s %s: %s\n", kind, a->arg, corral_strerror(rc));
+    char buf[512];
+    if (rc < 0)
+        fprintf(stderr, "corral bust: %s %s: %s\n", kind, a->arg,
+                out_store_why(c, rc, buf, sizeof buf));
     return rc;
 }
 
@@ -261,6 +266,8 @@ int cli_bust(int argc, char **argv) {
     int ec = b.rules && fields ? parse_bust(&b, argc, argv) : CLI_FAIL;
     if (ec != CLI_OK) goto done;
     const char *url = argv[optind];
+    char shown[1024]; /* url, credentials hidden, for what is printed */
+    corral_url_redact(url, shown, sizeof shown);
     size_t n_fields = 0;
     for (int i = optind + 1; i < argc; i++) {
         char *eq = strchr(argv[i], '=');
@@ -275,7 +282,7 @@ int cli_bust(int argc, char **argv) {
     corral_error err;
     int rc = corral_open(&c, url, &err);
     if (rc != CORRAL_OK) {
-        fprintf(stderr, "corral bust: %s: %s\n", url, err.msg);
+        fprintf(stderr, "corral bust: %s: %s\n", shown, err.msg);
         ec = rc == CORRAL_EBADURL || rc == CORRAL_EINVAL ? CLI_USAGE : CLI_FAIL;
         goto done;
     }
@@ -283,7 +290,7 @@ int cli_bust(int argc, char **argv) {
         char why[256];
         redisContext *probe = cli_redis_connect(url, 0, why, sizeof why);
         if (!probe) {
-            fprintf(stderr, "corral bust: %s: %s\n", url, why);
+            fprintf(stderr, "corral bust: %s: %s\n", shown, why);
             ec = CLI_FAIL;
             goto done;
         }
@@ -292,7 +299,7 @@ int cli_bust(int argc, char **argv) {
     if ((ec = register_rules(c, &b)) != CLI_OK) goto done;
     if (b.json) {
         printf("{\"url\":");
-        out_json_str(stdout, url, strlen(url));
+        out_json_str(stdout, shown, strlen(shown));
         printf(",\"actions\":[");
     }
     for (size_t i = 0; i < b.n_actions; i++) {

@@ -26,7 +26,8 @@ enum {
 
 /* ---- Commands ---- */
 int cli_demo(int argc, char **argv);
-/* Parts of the demo: each prints its step and returns 0, or 1 on failure. */
+/* Parts of the demo: each prints its step and returns 0, or 1 after printing why it failed (one
+ * line on stderr); every thread a part starts has ended when it returns. */
 int demo_herd(corral *c);
 int demo_tags(corral *c);
 int cli_key(int argc, char **argv);
@@ -56,6 +57,10 @@ void out_json_str(FILE *f, const void *data, size_t len);
 bool out_is_utf8(const void *data, size_t len);
 /* A double as JSON: a number, or null when it is not finite. */
 void out_json_num(FILE *f, double v);
+/* What a failed call on `c` returned (`rc`; CORRAL_MISS: a read the store failed) and, when the
+ * store knows it (corral_store_status), why: "store failure: 127.0.0.1:6379: connection refused
+ * (refused)". Returns `buf` (capacity `cap`) or a static string. */
+const char *out_store_why(corral *c, int rc, char *buf, size_t cap);
 
 /* ---- Parsing helpers (out.c) ---- */
 

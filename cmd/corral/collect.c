@@ -411,7 +411,9 @@ int target_fetch(target *t, int timeout_ms, int sample_ms) {
     if (http_request(&u, "GET", u.path, t->token, timeout_ms, &r, t->why, sizeof t->why) < 0)
         return -1;
     if (r.status != 200) {
-        snprintf(t->why, sizeof t->why, "HTTP %u %s", r.status, r.reason);
+        /* A token goes only where it was asked for (stats.c): say so when one was missed. */
+        snprintf(t->why, sizeof t->why, "HTTP %u %s%s", r.status, r.reason,
+                 r.status == 401 && !t->token[0] ? " (no admin token sent here: --token-to)" : "");
         http_response_free(&r);
         return -1;
     }

@@ -8,7 +8,8 @@
  * must tell "not there" (exit 1) from "could not ask" (exit 3), with the reason: so for a
  * redis:// URL it first connects itself (net.c: refused, timeout, auth), and after a miss it
  * reads the handle's own corral_redis_failed_reads_total, which counts reads that failed.
- * `ttl` asks that connection for PTTL of the physical key (the library has no TTL read).
+ * Only set creates a namespace's generation (corral_make_key_read): a read must not write.
+ * `ttl` is corral_ttl: the time the store keeps the key (PTTL on Redis).
  */
 #include "cli.h"
 #include "net.h"
@@ -23,12 +24,14 @@ typedef struct data_cmd {
     int64_t ttl_ms;
     corral_call call;
     const char *url;
+    char shown[1024]; /* url with its credentials hidden (corral_url_redact), for messages */
     const char *key;
     const char *tags[32]; /* --tag, for set */
     char **rest;          /* operands after KEY */
     int n_rest;
     corral *c;
     redisContext *redis; /* the probe connection, redis:// only */
+    bool no_ns;          /* the call's namespace has no generation: no physical key yet */
     char physical[4200];
 } data_cmd;
 
@@ -77,6 +80,7 @@ static int parse(data_cmd *d, int argc, char **argv, int min_rest, int max_rest)
     char **ops = argv + optind;
     if (n < 2 + min_rest || n > 2 + max_rest) return cli_usage(d->name);
     d->url = ops[0];
+    corral_url_redact(d->url, d->shown, sizeof d->shown);
     d->key = ops[1];
     d->rest = ops + 2;
     d->n_rest = n - 2;
@@ -92,12 +96,18 @@ static int open_cache(data_cmd *d) {
     corral_error err;
     int rc = corral_open(&d->c, d->url, &err);
     if (rc != CORRAL_OK) {
-        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, err.msg);
+        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, err.msg);
         return rc == CORRAL_EBADURL || rc == CORRAL_EINVAL ? CLI_USAGE : CLI_FAIL;
     }
+    /* Only a read's key: a namespace without a generation is not created here (CORRAL_MISS,
+     * then the command finds nothing); set makes its key after the write (op_set). */
     size_t len;
-    rc = corral_make_key(d->c, d->key, strlen(d->key), &d->call, d->physical, sizeof d->physical,
-                         &len);
+    rc = corral_make_key_read(d->c, d->key, strlen(d->key), &d->call, d->physical,
+                              sizeof d->physical, &len);
+    if (rc == CORRAL_MISS) {
+        d->no_ns = true;
+        rc = CORRAL_OK;
+    }
     if (rc == CORRAL_EBADKEY || rc == CORRAL_EINVAL) {
         fprintf(stderr, "corral %s: '%s': %s\n", d->name, d->key, corral_strerror(rc));
         return CLI_USAGE;
@@ -106,12 +116,12 @@ static int open_cache(data_cmd *d) {
         char why[256];
         d->redis = cli_redis_connect(d->url, 0, why, sizeof why);
         if (!d->redis) {
-            fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, why);
+            fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, why);
             return CLI_FAIL;
         }
     }
     if (rc != CORRAL_OK) { /* a namespace's generation could not be read */
-        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, corral_strerror(rc));
+        fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown, corral_strerror(rc));
         return CLI_FAIL;
     }
     return CLI_OK;
@@ -122,55 +132,54 @@ static void close_cache(data_cmd *d) {
     corral_close(d->c);
 }
 
-/* True when the handle counted a read that failed (so a miss was not a real miss). */
-static bool read_failed(corral *c) {
-    char *text;
-    size_t len;
-    if (corral_metrics_write(c, &text, &len) != CORRAL_OK) return false;
-    static const char name[] = "\ncorral_redis_failed_reads_total ";
-    const char *p = strstr(text, name);
-    bool failed = p && strtoull(p + sizeof name - 1, NULL, 10) > 0;
-    corral_free(c, text);
-    return failed;
-}
-
 /* Reports an outcome that is not CORRAL_OK: a miss (exit 1) or a failure (exit 3). */
+static void json_head(data_cmd *d);
+
 static int report(data_cmd *d, int rc) {
-    if (rc == CORRAL_MISS && !read_failed(d->c)) {
+    if (rc == CORRAL_MISS && !cli_read_failed(d->c)) {
         if (d->json) {
-            printf("{\"key\":");
-            out_json_str(stdout, d->key, strlen(d->key));
-            printf(",\"physical_key\":");
-            out_json_str(stdout, d->physical, strlen(d->physical));
+            json_head(d);
             printf(",\"found\":false}\n");
+        } else if (!d->physical[0]) {
+            fprintf(stderr, "corral %s: %s in namespace %s (which has no generation): not found\n",
+                    d->name, d->key, d->call.ns);
         } else {
             fprintf(stderr, "corral %s: %s: not found\n", d->name, d->physical);
         }
         return CLI_MISS;
     }
-    const char *why = rc == CORRAL_MISS ? "the store failed the read" : corral_strerror(rc);
-    fprintf(stderr, "corral %s: %s: %s\n", d->name, d->url, why);
+    char buf[512];
+    fprintf(stderr, "corral %s: %s: %s\n", d->name, d->shown,
+            out_store_why(d->c, rc, buf, sizeof buf));
     return rc == CORRAL_ENOTINT || rc == CORRAL_ERANGE || rc == CORRAL_ETOOBIG ||
                    rc == CORRAL_EINVAL || rc == CORRAL_ENOTSUP
                ? CLI_USAGE
                : CLI_FAIL;
 }
 
+/* The key and its physical key (null in a namespace that has no generation). */
 static void json_head(data_cmd *d) {
     printf("{\"key\":");
     out_json_str(stdout, d->key, strlen(d->key));
     printf(",\"physical_key\":");
-    out_json_str(stdout, d->physical, strlen(d->physical));
+    if (d->physical[0])
+        out_json_str(stdout, d->physical, strlen(d->physical));
+    else
+        printf("null");
 }
 
 typedef int (*op_fn)(data_cmd *d);
+static int op_set(data_cmd *d);
 
 static int run(const char *name, int argc, char **argv, int min_rest, int max_rest, op_fn op) {
     data_cmd d = { .name = name };
     int ec = parse(&d, argc, argv, min_rest, max_rest);
     if (ec != CLI_OK) return ec;
     ec = open_cache(&d);
-    if (ec == CLI_OK) ec = op(&d);
+    if (ec == CLI_OK && d.no_ns && op != op_set)
+        ec = report(&d, CORRAL_MISS); /* a namespace without a generation holds nothing */
+    else if (ec == CLI_OK)
+        ec = op(&d);
     close_cache(&d);
     return ec;
 }
@@ -237,6 +246,10 @@ static int op_set(data_cmd *d) {
     int rc = corral_set(d->c, d->key, strlen(d->key), val, len, d->ttl_ms, &d->call);
     free(owned);
     if (rc != CORRAL_OK) return report(d, rc);
+    size_t plen; /* the namespace has a generation now */
+    if (d->no_ns && corral_make_key_read(d->c, d->key, strlen(d->key), &d->call, d->physical,
+                                         sizeof d->physical, &plen) != CORRAL_OK)
+        d->physical[0] = '\0';
     if (d->json) {
         json_head(d);
         printf(",\"stored\":true,\"bytes\":%zu}\n", len);
@@ -267,23 +280,10 @@ int cli_del(int argc, char **argv) {
 }
 
 static int op_ttl(data_cmd *d) {
-    long long ms;
-    if (d->redis) {
-        const char *av[2] = { "PTTL", d->physical };
-        redisReply *r = redisCommandArgv(d->redis, 2, av, NULL);
-        if (!r || r->type != REDIS_REPLY_INTEGER) {
-            fprintf(stderr, "corral ttl: %s: %s\n", d->url,
-                    r && r->type == REDIS_REPLY_ERROR ? r->str : "the store failed the read");
-            if (r) freeReplyObject(r);
-            return CLI_FAIL;
-        }
-        ms = r->integer;
-        freeReplyObject(r);
-    } else {
-        /* A memory store lives in one process: this one has nothing, but ask it all the same. */
-        ms = corral_has(d->c, d->key, strlen(d->key), &d->call) == CORRAL_OK ? -1 : -2;
-    }
-    if (ms == -2) return report(d, CORRAL_MISS);
+    int64_t left;
+    int rc = corral_ttl(d->c, d->key, strlen(d->key), &d->call, &left);
+    if (rc != CORRAL_OK) return report(d, rc);
+    long long ms = left == CORRAL_TTL_FOREVER ? -1 : (long long)left;
     if (d->json) {
         json_head(d);
         printf(",\"found\":true,\"ttl_ms\":");

@@ -9,6 +9,7 @@
  * change the output.
  */
 #include "cli.h"
+#include "net.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -154,13 +155,41 @@ static void print_table(corral *c) {
     corral_stats_free(c, st);
 }
 
+/* A step's outcome: CORRAL_OK, or its error; a read the store failed (a Redis read that failed is
+ * a miss, which would count as a database query) is CORRAL_ESTORE, so no wrong number is shown. */
+static int checked(shop *s, int rc) {
+    if (rc == CORRAL_OK && cli_read_failed(s->cache)) return CORRAL_ESTORE;
+    return rc;
+}
+
+/* Ends the demo at the first failed step, with the step and the reason. */
+static int stop(shop *s, const char *step, int rc) {
+    fprintf(stderr, "corral demo: %s: %s\n", step,
+            rc == CORRAL_ESTORE && cli_read_failed(s->cache) ? "the store failed a read"
+                                                             : corral_strerror(rc));
+    corral_close(s->cache);
+    return CLI_FAIL;
+}
+
 int cli_demo(int argc, char **argv) {
     const char *url = argc > 1 ? argv[1] : "mem://?max_memory=64MB&key_prefix=shop&timeout=300";
     shop s = { .rng = 0x9e3779b97f4a7c15ull, .featured_key = "featured_products:v3" };
     corral_error err;
-    if (corral_open(&s.cache, url, &err) != CORRAL_OK) {
-        fprintf(stderr, "corral demo: %s\n", err.msg);
-        return 1;
+    int rc = corral_open(&s.cache, url, &err);
+    if (rc != CORRAL_OK) {
+        fprintf(stderr, "corral demo: %s: %s\n", url, err.msg);
+        return rc == CORRAL_EBADURL || rc == CORRAL_EINVAL ? CLI_USAGE : CLI_FAIL;
+    }
+    if (strncmp(url, "redis", 5) == 0) {
+        /* The library makes a dead Redis a miss: ask it directly first, for the reason. */
+        char why[256];
+        redisContext *probe = cli_redis_connect(url, 0, why, sizeof why);
+        if (!probe) {
+            fprintf(stderr, "corral demo: %s: %s\n", url, why);
+            corral_close(s.cache);
+            return CLI_FAIL;
+        }
+        redisFree(probe);
     }
     for (int i = 0; i < N_PRODUCTS; i++) {
         product *p = &s.products[i];
@@ -170,19 +199,17 @@ int cli_demo(int argc, char **argv) {
         p->featured = i % 4 == 0;
         p->updated_at = 1767225600; /* 2026-01-01 */
     }
-    if (register_rules(&s) != CORRAL_OK) {
-        fprintf(stderr, "corral demo: could not register the event rules\n");
-        corral_close(s.cache);
-        return 1;
-    }
+    if ((rc = register_rules(&s)) != CORRAL_OK) return stop(&s, "the event rules", rc);
     printf("corral %s demo on %s\n\n", corral_version(), url);
-    int rc = page_views(&s, N_VIEWS / 2);
+    if ((rc = checked(&s, page_views(&s, N_VIEWS / 2))) != CORRAL_OK)
+        return stop(&s, "1. page views", rc);
     printf("1. %d page views: the database was asked %u times (featured list + %d cards)\n",
            N_VIEWS / 2, s.db_queries, (int)s.db_queries - 1);
 
     unsigned before = s.db_queries;
-    if (rc == CORRAL_OK) rc = save_product(&s, &s.products[0], 1290);
+    rc = save_product(&s, &s.products[0], 1290);
     if (rc == CORRAL_OK) rc = page_view(&s, &s.products[0]);
+    if ((rc = checked(&s, rc)) != CORRAL_OK) return stop(&s, "2. a product saved", rc);
     printf(
         "2. product 1 (featured) saved: corral_emit(\"product.saved\") busted the featured list,\n"
         "   its card's key changed; viewing product 1 again asked the database %u times\n",
@@ -190,24 +217,20 @@ int cli_demo(int argc, char **argv) {
 
     before = s.db_queries;
     s.featured_key = "featured_products:v4";
-    if (rc == CORRAL_OK) rc = page_views(&s, N_VIEWS / 2);
+    if ((rc = checked(&s, page_views(&s, N_VIEWS / 2))) != CORRAL_OK)
+        return stop(&s, "3. a deploy's new key", rc);
     unsigned q = s.db_queries - before;
     printf("3. deploy bumps the key to featured_products:v4: %d more views, %u database %s\n",
            N_VIEWS / 2, q, q == 1 ? "query" : "queries");
 
     char pk[256];
     size_t pklen;
-    if (rc == CORRAL_OK)
-        rc = corral_make_key(s.cache, "featured_products:v4", 20, NULL, pk, sizeof pk, &pklen);
-    if (rc == CORRAL_OK) printf("   (physical key: \"%s\")\n", pk);
-    if (rc < 0) {
-        fprintf(stderr, "corral demo: %s\n", corral_strerror(rc));
-        corral_close(s.cache);
-        return 1;
-    }
+    rc = corral_make_key(s.cache, "featured_products:v4", 20, NULL, pk, sizeof pk, &pklen);
+    if (rc != CORRAL_OK) return stop(&s, "3. the physical key", rc);
+    printf("   (physical key: \"%s\")\n", pk);
     if (demo_herd(s.cache) != 0 || demo_tags(s.cache) != 0) {
         corral_close(s.cache);
-        return 1;
+        return CLI_FAIL;
     }
     print_table(s.cache);
 
@@ -218,5 +241,5 @@ int cli_demo(int argc, char **argv) {
         corral_free(s.cache, text);
     }
     corral_close(s.cache);
-    return 0;
+    return CLI_OK;
 }

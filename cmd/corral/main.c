@@ -47,19 +47,23 @@ static const command commands[] = {
       "object with Surrogate-Key K, or every object under path P. The admin token comes from\n"
       "--token-file or $CORRAL_ADMIN_TOKEN, never from the command line.\n" },
     { "stats", cli_stats,
-      "stats [--json] [--all] [--sample-ms MS] [--timeout MS] [--token-file F] TARGET...",
+      "stats [--json] [--all] [--sample-ms MS] [--timeout MS] [--token-file F]\n"
+      "       [--token-to HOST:PORT...] TARGET...",
       "One table of hit rate per prefix or route, summed over every TARGET: a Prometheus\n"
       "endpoint (http://host:port/metrics of corral-proxy's admin, or any program serving\n"
       "corral_metrics_write) or a redis:// URL (items and bytes per prefix sampled with SCAN and\n"
       "MEMORY USAGE for at most --sample-ms, default 2000). Rows under 90% are flagged; --all\n"
       "adds corral's internal prefixes; --timeout bounds each target's answer (default 5000).\n"
-      "The admin token: --token-file or $CORRAL_ADMIN_TOKEN. Exit 3 when a target failed (the\n"
-      "others are still shown).\n" },
+      "The admin token (--token-file or $CORRAL_ADMIN_TOKEN) goes to the http targets at the\n"
+      "HOST:PORT each --token-to names, or without --token-to to the only http target; never\n"
+      "to the others. Exit 3 when a target failed (the others are still shown).\n" },
     { "top", cli_top,
-      "top [--interval MS] [--count N] [--all] [--timeout MS] [--token-file F] TARGET...",
+      "top [--interval MS] [--count N] [--all] [--timeout MS] [--token-file F]\n"
+      "     [--token-to HOST:PORT...] TARGET...",
       "A live view of the same table, refreshed every interval (default 1000 ms) with rates\n"
       "over the last interval. Keys: r requests, h hit rate, m misses, n name (sort), q quit.\n"
-      "When stdout is not a terminal, prints the table every interval (--count N tables).\n" },
+      "When stdout is not a terminal, prints the table every interval (--count N tables).\n"
+      "The admin token goes where stats sends it.\n" },
     { "key", cli_key, "key [--json] [URL] KEY",
       "Prints the physical key KEY maps to under URL's key_prefix and version.\n" },
     { "fragment", cli_fragment, "fragment [--json] NAME [VARY...]",

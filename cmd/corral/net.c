@@ -386,6 +386,17 @@ fail:
     return NULL;
 }
 
+bool cli_read_failed(corral *c) {
+    char *text;
+    size_t len;
+    if (corral_metrics_write(c, &text, &len) != CORRAL_OK) return false;
+    static const char name[] = "\ncorral_redis_failed_reads_total ";
+    const char *p = strstr(text, name);
+    bool failed = p && strtoull(p + sizeof name - 1, NULL, 10) > 0;
+    corral_free(c, text);
+    return failed;
+}
+
 int read_token(const char *file, char *out, size_t cap, char *why, size_t why_cap) {
     out[0] = '\0';
     if (file) {

@@ -10,8 +10,11 @@
 #ifndef CORRAL_CLI_NET_H
 #define CORRAL_CLI_NET_H
 
+#include "corral/corral.h"
+
 #include <hiredis/hiredis.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* An http:// URL split into its parts. */
@@ -44,6 +47,10 @@ void http_response_free(http_response *r);
  * connect and command timeouts. Returns the context, or NULL with `why` set (bad URL, not a
  * redis URL, refused, timeout, auth). Free with redisFree. */
 redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size_t why_cap);
+
+/* True when the handle counted a Redis read that failed (corral_redis_failed_reads_total): the
+ * library turns such a read into a miss, which the CLI must not report as "not found". */
+bool cli_read_failed(corral *c);
 
 /* Reads the admin token: the first line of `file` when given, else $CORRAL_ADMIN_TOKEN, else
  * "" (no token). Returns 0, or -1 with `why` set when the file cannot be read. */

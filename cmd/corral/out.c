@@ -139,3 +139,17 @@ bool parse_ttl(const char *s, int64_t *ms) {
     *ms = (int64_t)(r + 0.5);
     return true;
 }
+
+const char *out_store_why(corral *c, int rc, char *buf, size_t cap) {
+    const char *code = rc == CORRAL_MISS ? "the store failed the read" : corral_strerror(rc);
+    if (rc != CORRAL_MISS && rc != CORRAL_ESTORE && rc != CORRAL_ETIMEDOUT && rc != CORRAL_ENOMEM)
+        return code; /* not the store's doing */
+    corral_server_status st;
+    for (size_t i = 0; corral_store_status(c, i, &st) == CORRAL_OK; i++) {
+        if (st.reason == CORRAL_REASON_NONE) continue;
+        int n = snprintf(buf, cap, "%s: %s: %s (%s)", code, st.server, st.msg,
+                         corral_store_reason_name(st.reason));
+        if (n > 0) return buf;
+    }
+    return code;
+}

@@ -120,6 +120,51 @@ void table_json(FILE *f, const stat_table *t, bool all) {
     fprintf(f, "]");
 }
 
+/* The "HOST:PORT" (or http:// URL) of a --token-to as host and port. Returns 0 or -1. */
+static int token_to_parse(const char *spec, http_url *u) {
+    char why[64], buf[512];
+    if (strncmp(spec, "http://", 7) == 0) return http_url_parse(spec, u, why, sizeof why);
+    int n = snprintf(buf, sizeof buf, "http://%s", spec);
+    if (n < 0 || (size_t)n >= sizeof buf || strchr(spec, '/')) return -1;
+    return http_url_parse(buf, u, why, sizeof why);
+}
+
+/* Gives the admin token to the http targets it was asked for: those whose host and port (as
+ * written) a --token-to names, or, without --token-to, the only http target when there is one.
+ * Every other target gets none, so a token never reaches an endpoint that was not named for it
+ * (a fleet's stats may read a third party's exporter). Returns CLI_OK or CLI_USAGE. */
+static int assign_token(target *ts, size_t n, const char *token, char **to, size_t n_to,
+                        const char *cmd) {
+    size_t n_http = 0;
+    for (size_t i = 0; i < n; i++)
+        n_http += ts[i].kind == TARGET_HTTP;
+    for (size_t j = 0; j < n_to; j++) {
+        http_url want;
+        bool named = false;
+        if (token_to_parse(to[j], &want) < 0) {
+            fprintf(stderr, "corral %s: --token-to %s: not HOST:PORT\n", cmd, to[j]);
+            return CLI_USAGE;
+        }
+        for (size_t i = 0; i < n; i++) {
+            http_url u;
+            char why[64];
+            if (ts[i].kind != TARGET_HTTP || http_url_parse(ts[i].spec, &u, why, sizeof why) < 0)
+                continue;
+            if (strcmp(u.host, want.host) == 0 && strcmp(u.port, want.port) == 0) {
+                ts[i].token = token;
+                named = true;
+            }
+        }
+        if (!named) {
+            fprintf(stderr, "corral %s: --token-to %s: no http target there\n", cmd, to[j]);
+            return CLI_USAGE;
+        }
+    }
+    for (size_t i = 0; n_to == 0 && n_http == 1 && i < n; i++)
+        if (ts[i].kind == TARGET_HTTP) ts[i].token = token;
+    return CLI_OK;
+}
+
 int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_out,
                 stats_opts *o) {
     static const struct option opts[] = {
@@ -129,17 +174,24 @@ int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_
         { "interval", required_argument, NULL, 'i' },
         { "count", required_argument, NULL, 'c' },
         { "token-file", required_argument, NULL, 'T' },
+        { "token-to", required_argument, NULL, 'o' },
         { "timeout", required_argument, NULL, 'w' },
         { NULL, 0, NULL, 0 },
     };
     const char *token_file = NULL;
+    char *token_to[32];
+    size_t n_to = 0;
     int ch;
     int64_t v;
-    while ((ch = getopt_long(argc, argv, "jas:i:c:T:w:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "jas:i:c:T:o:w:", opts, NULL)) != -1) {
         switch (ch) {
         case 'j': o->json = true; break;
         case 'a': o->all = true; break;
         case 'T': token_file = optarg; break;
+        case 'o':
+            if (n_to == sizeof token_to / sizeof token_to[0]) return cli_usage(cmd);
+            token_to[n_to++] = optarg;
+            break;
         case 's':
         case 'i':
         case 'c':
@@ -169,7 +221,7 @@ int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_
     if (!ts) return CLI_FAIL;
     for (size_t i = 0; i < n; i++) {
         ts[i].spec = argv[optind + (int)i];
-        ts[i].token = token;
+        ts[i].token = "";
         ts[i].kind = target_kind(ts[i].spec);
         if (ts[i].kind < 0) {
             fprintf(stderr, "corral %s: %s: not a target (http://host:port/metrics or redis://)\n",
@@ -177,6 +229,11 @@ int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_
             free(ts);
             return CLI_USAGE;
         }
+    }
+    int ec = assign_token(ts, n, token, token_to, n_to, cmd);
+    if (ec != CLI_OK) {
+        free(ts);
+        return ec;
     }
     *out = ts;
     *n_out = n;

@@ -38,7 +38,8 @@ enum { TARGET_HTTP, TARGET_REDIS };
 
 typedef struct target {
     const char *spec;  /* as given */
-    const char *token; /* the admin bearer token for http targets ("" for none) */
+    const char *token; /* the admin bearer token, for the http targets it was asked for (--token-to,
+                        * or the only http target); "" for none */
     int kind;
     bool ok;
     char why[256];  /* when !ok: one line, "connection refused", "line 1: bad metric name" */

@@ -5,8 +5,10 @@
  * On a terminal: the alternate screen, redrawn every interval (default 1 s) as one write, with
  * the keys r (sort by requests), h (hit rate, lowest first), m (misses), n (name) and q (quit)
  * read from stdin in non-canonical mode; the terminal is restored on q, on --count, and on
- * SIGINT/SIGTERM/SIGHUP. When stdout is not a terminal: the table is printed every interval
- * under a time stamp line, --count N times (default: until killed).
+ * SIGINT/SIGTERM/SIGHUP. A terminal that hung up without a SIGHUP (not our controlling one) ends
+ * it too, with exit 0: its poll reports POLLHUP, its reads fail, writes to it fail. When stdout is
+ * not a terminal: the table is printed every interval under a time stamp line, --count N times
+ * (default: until killed).
  *
  * Rates come per target: a target's counters are compared with its own previous reading, so
  * a target that fails for one interval leaves a gap in the sum instead of a negative rate, and
@@ -87,11 +89,12 @@ static bool is_flagged_row(const char *line, size_t n) {
     return n >= sizeof flag - 1 && memcmp(line + n - (sizeof flag - 1), flag, sizeof flag - 1) == 0;
 }
 
-static void render(top_state *s, bool first) {
+/* Draws the table. Returns false when stdout no longer takes it (a terminal that hung up). */
+static bool render(top_state *s, bool first) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
-    if (!f) return;
+    if (!f) return true;
     size_t ok = 0;
     for (size_t i = 0; i < s->n; i++)
         ok += s->ts[i].ok;
@@ -133,8 +136,9 @@ static void render(top_state *s, bool first) {
         if (flag) fputs("\033[0m\n", stdout);
         i += n;
     }
-    fflush(stdout);
+    bool written = fflush(stdout) == 0 && !ferror(stdout);
     free(buf);
+    return written;
 }
 
 static void term_enter(top_state *s) {
@@ -156,7 +160,9 @@ static void term_leave(top_state *s) {
     if (s->keys) tcsetattr(STDIN_FILENO, TCSANOW, &s->saved);
 }
 
-/* Waits until `deadline`, handling keys. Returns 1 to quit, 2 to redraw now, 0 at the deadline. */
+/* Waits until `deadline`, handling keys. Returns 1 to quit, 2 to redraw now, 0 at the deadline.
+ * A terminal that hung up (POLLHUP, or a read that fails or finds the end) quits: poll would
+ * report it again at once, and the loop would spin. */
 static int wait_until(top_state *s, int64_t deadline) {
     for (;;) {
         if (stop_requested) return 1;
@@ -165,9 +171,17 @@ static int wait_until(top_state *s, int64_t deadline) {
         struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
         int n = poll(&pfd, s->keys ? 1 : 0, (int)left);
         if (n < 0 && errno != EINTR) return 1;
-        if (n <= 0 || !(pfd.revents & POLLIN)) continue;
+        if (n <= 0) continue;
+        bool hup = pfd.revents & (POLLHUP | POLLERR | POLLNVAL);
+        if (!(pfd.revents & POLLIN)) {
+            if (hup) return 1;
+            continue;
+        }
         char c;
-        if (read(STDIN_FILENO, &c, 1) != 1) continue;
+        ssize_t got = read(STDIN_FILENO, &c, 1);
+        if (got < 0 && errno != EINTR && errno != EAGAIN) return 1; /* EIO: hung up */
+        if (got == 0 && hup) return 1;
+        if (got != 1) continue;
         int sort = -1;
         switch (c) {
         case 'q':
@@ -217,14 +231,14 @@ int cli_top(int argc, char **argv) {
     s.tty = isatty(STDOUT_FILENO);
     if (s.tty) term_enter(&s);
     if (tick(&s) < 0) ec = CLI_FAIL;
-    if (s.tty) render(&s, true);
+    bool out_ok = !s.tty || render(&s, true);
     long shown = 0;
     int64_t next = now_ms() + s.interval_ms;
-    while (ec == CLI_OK) {
+    while (ec == CLI_OK && out_ok) {
         int w = wait_until(&s, next);
         if (w == 1) break;
         if (w == 2) {
-            render(&s, false);
+            out_ok = render(&s, false);
             continue;
         }
         next += s.interval_ms;
@@ -233,7 +247,7 @@ int cli_top(int argc, char **argv) {
             ec = CLI_FAIL;
             break;
         }
-        render(&s, false);
+        out_ok = render(&s, false);
         if (count && ++shown >= count) break;
     }
     if (s.tty) term_leave(&s);

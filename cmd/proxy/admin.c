@@ -261,8 +261,11 @@ static void handle(aconn *ac, const corral_http_msg *m) {
     if (m->method == CORRAL_HTTP_GET && target_is(m, "/metrics")) {
         char *text = NULL;
         size_t len = 0;
-        if (px_metrics_text(px, &text, &len) < 0) {
-            respond_text(ac, 500, "Internal Server Error", "out of memory\n");
+        int rc = px_metrics_text(px, &text, &len);
+        if (rc < 0) {
+            char why[96];
+            snprintf(why, sizeof why, "%s\n", px_strerror(rc));
+            respond_text(ac, 500, "Internal Server Error", why);
             return;
         }
         respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, len);

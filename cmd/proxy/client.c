@@ -1,18 +1,21 @@
 /*
- * client.c - the client side of corral-proxy: each worker's listener (its own socket on the
- * shared port with SO_REUSEPORT, so the kernel spreads connections over the workers) and the
- * client connections: reading and parsing requests with the engine's strict parser, writing
+ * client.c - the client side of corral-proxy: the client connections each worker's listener
+ * (listen.c) accepts: reading and parsing requests with the engine's strict parser, writing
  * responses (Content-Length, chunked, or until close for HTTP/1.0), keep-alive, pipelining
  * (one request at a time; the next waits in the read buffer), timeouts and lingering close.
  *
- * Data model: a px_conn owns a parser block, a read buffer (unparsed input is rbuf[rpos,
- * rlen)), a scratch buffer for the request's keys and filtered cookies, two field arrays (the
- * filtered request's and the stored object's), one timer whose meaning depends on the state
- * (timer_kind below), and the current px_request. A fetch streaming to the connection is
+ * Data model: a px_conn holds, while it reads or handles a request (cbuf.c: none while idle),
+ * a parser block, a read buffer (unparsed input is rbuf[rpos, rlen)), a scratch buffer for the
+ * request's keys and filtered cookies, two field arrays (the filtered request's and the stored
+ * object's); always one timer whose meaning depends on the state (timer_kind below), and the
+ * current px_request. A fetch streaming to the connection is
  * linked both ways (c->fetch, f->sink) and either side unlinks both when it goes away.
  *
  * Life of a connection: accept -> [idle timer] -> bytes -> [head timer] -> head parsed ->
- * px_cache_request -> response written with px_conn_send/body/end -> next request or close.
+ * the request handler -> response written with px_conn_send/body/end -> next request or close.
+ * With worker.c this is the loop layer: what it calls above it (the request state machine,
+ * delivery, the fetch a connection feeds) goes through its worker's handlers (px_worker.on,
+ * set by main.c), so the files above call down into it and it names none of them.
  * A malformed request head gets the engine's status (400, 431, 501, 505) and the connection is
  * closed: the framing of whatever follows is unknown. Closing is graceful (queued writes are
  * flushed, then shutdown(SHUT_WR), then input is discarded until EOF or LINGER_MS, so the
@@ -25,8 +28,6 @@
  * under the inbox lock (and wake_busy in the flight callback, before the wake). A connection in
  * its worker's inbox is freed only once the inbox has handed it over.
  */
-/* SO_REUSEPORT is a Linux (BSD) extension that _POSIX_C_SOURCE alone hides. */
-#define _DEFAULT_SOURCE
 #include "proxy.h"
 
 #include <errno.h>
@@ -40,10 +41,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#define RBUF_SIZE       16384
 #define LINGER_MS       2000
 #define CONGESTED_BYTES (1u << 20) /* a client write queue this long pauses the origin read */
-#define BACKLOG         1024
 #define MAX_WRITE_BUFS  4
 
 typedef enum timer_kind {
@@ -68,35 +67,16 @@ typedef struct wreq {
 static void conn_close(px_conn *c, bool graceful);
 static void conn_process(px_conn *c);
 
-const char *px_result_name(px_result r) {
-    switch (r) {
-    case PX_R_HIT: return "HIT";
-    case PX_R_MISS: return "MISS";
-    case PX_R_COALESCED: return "COALESCED";
-    case PX_R_STALE: return "STALE";
-    case PX_R_STALE_IF_ERROR: return "STALE_IF_ERROR";
-    case PX_R_REVALIDATED: return "REVALIDATED";
-    case PX_R_PASS: return "PASS";
-    case PX_R_ERROR: return "ERROR";
-    case PX_R_NONE: break;
-    }
-    return "-";
-}
-
 /* ---- Freeing ---- */
 
 static void conn_free(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     px_worker *w = c->w;
-    px_request_release(c);
+    c->w->on->request_release(c);
     px_list_remove(&c->link);
     atomic_fetch_sub_explicit(&w->metrics->connections, 1, memory_order_relaxed);
-    corral_http_parser_deinit(c->parser);
-    free(c->parser_mem);
-    free(c->rbuf);
-    free(c->scratch);
-    free(c->hdrs);
-    free(c->obj_hdrs);
+    atomic_fetch_sub_explicit(&w->px->clients, 1, memory_order_relaxed);
+    px_cbuf_release(c);
     c->magic = 0;
     free(c);
     px_worker_maybe_done(w);
@@ -108,7 +88,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
     if (--c->open_handles > 0) return;
     /* Leaving the busy object's readers first means no notification can queue the connection
      * after the check below. */
-    px_cache_stream_stop(c);
+    c->w->on->stream_stop(c);
     /* A wake-up still comes (or is queued): px_conn_release_closed frees it then. */
     if (c->waiting || px_worker_queued(c->w, c)) return;
     conn_free(c);
@@ -117,7 +97,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 void px_conn_release_closed(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     if (!c->closing || c->open_handles > 0) return;
-    px_cache_stream_stop(c); /* as in on_conn_handle_closed */
+    c->w->on->stream_stop(c); /* as in on_conn_handle_closed */
     if (!c->waiting && !px_worker_queued(c->w, c)) conn_free(c);
 }
 
@@ -193,7 +173,7 @@ static void on_conn_timer(uv_timer_t *t) {
     case T_IDLE:
     case T_BODY:
     case T_SEND: conn_close(c, false); return;
-    case T_WAIT: px_cache_wait_expired(c); return;
+    case T_WAIT: c->w->on->wait_expired(c); return;
     case T_STREAM:
         /* The busy object made no progress for origin_read_timeout: whatever holds its fetch
          * up, this reader is cut short rather than kept forever. */
@@ -206,11 +186,21 @@ static void on_conn_timer(uv_timer_t *t) {
 
 /* ---- Reading ---- */
 
+/* Gives the buffers back while the connection waits for a request with nothing of it read. */
+static void release_if_idle(px_conn *c) {
+    if (!c->busy && !c->closing && !c->got_bytes && !c->in_process && c->rpos == c->rlen)
+        px_cbuf_release(c);
+}
+
 static void update_reading(px_conn *c);
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     (void)hint;
     px_conn *c = h->data;
+    if (!c->bufs && px_cbuf_acquire(c) < 0) {
+        *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS and closes */
+        return;
+    }
     if (c->lingering) c->rpos = c->rlen = 0; /* discarded input */
     if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
     if (c->rlen == c->rcap && c->rpos > 0) {
@@ -226,7 +216,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     (void)buf;
     px_conn *c = s->data;
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
-    if (nread == 0) return;
+    if (nread == 0) {
+        release_if_idle(c); /* nothing came after all */
+        return;
+    }
     if (nread < 0) {
         if (c->lingering) {
             close_handles(c);
@@ -267,7 +260,7 @@ static void update_reading(px_conn *c) {
         want = !c->req.body_done && !c->body_paused;
     else
         want = true;
-    if (want && c->rpos == 0 && c->rlen == c->rcap) want = false;
+    if (want && c->bufs && c->rpos == 0 && c->rlen == c->rcap) want = false;
     if (want == c->reading) return;
     int rc = want ? uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read)
                   : uv_read_stop((uv_stream_t *)&c->tcp);
@@ -278,15 +271,12 @@ static void update_reading(px_conn *c) {
     c->reading = want;
 }
 
-static bool is_expect_continue(const corral_http_msg *m) {
-    const corral_http_header *h = corral_http_msg_get(m, "expect", NULL);
-    return h && h->value_len == 12 && strncasecmp(h->value, "100-continue", 12) == 0;
-}
-
 static void start_request(px_conn *c) {
     const corral_http_msg *m = corral_http_parser_msg(c->parser);
     begin_request(c, m);
-    if (m->framing == CORRAL_HTTP_FRAMING_NONE) {
+    /* `Content-Length: 0` is no body: the request may be cached, and its end is taken now. */
+    if (m->framing == CORRAL_HTTP_FRAMING_NONE ||
+        (m->framing == CORRAL_HTTP_FRAMING_LENGTH && m->content_length == 0)) {
         /* Take the message's end now, so the message stays valid (until the next call). */
         size_t n = 0;
         corral_buf b;
@@ -299,22 +289,20 @@ static void start_request(px_conn *c) {
         c->req.has_body = true;
         c->req.body_done = false;
         conn_timer(c, T_BODY, c->req.cfg->body_timeout_ms);
-        if (m->version_minor == 1 && is_expect_continue(m))
-            px_conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
-    px_cache_request(c);
+    c->w->on->request(c);
 }
 
 static void body_end(px_conn *c) {
     c->req.body_done = true;
     if (c->timer_kind == T_BODY) conn_timer(c, T_NONE, 0);
-    if (c->fetch) px_fetch_body_end(c->fetch);
+    if (c->fetch) c->w->on->fetch_body_end(c->fetch);
 }
 
 static void parse_error(px_conn *c, int rc) {
     if (c->busy) {
         /* A malformed request body: the origin got part of it. */
-        if (c->fetch) px_fetch_detach(c->fetch);
+        if (c->fetch) c->w->on->fetch_detach(c->fetch);
         if (c->req.responded) {
             conn_close(c, false);
             return;
@@ -343,7 +331,8 @@ static void conn_process(px_conn *c) {
         if (c->busy && !body_phase) break;
         if (body_phase && c->body_paused) break;
         size_t avail = c->rlen - c->rpos;
-        if (avail == 0) break;
+        /* A body's end follows its last byte without more input: ask for it even then. */
+        if (avail == 0 && !body_phase) break;
         size_t n = 0;
         corral_buf body;
         int rc = corral_http_parser_execute(c->parser, c->rbuf + c->rpos, avail, &n, &body);
@@ -356,13 +345,14 @@ static void conn_process(px_conn *c) {
         if (rc == CORRAL_HTTP_GOT_HEAD)
             start_request(c);
         else if (rc == CORRAL_HTTP_GOT_BODY && c->fetch)
-            px_fetch_body(c->fetch, body.data, body.len);
+            c->w->on->fetch_body(c->fetch, body.data, body.len);
         else if (rc == CORRAL_HTTP_GOT_END)
             body_end(c);
     }
     if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
     c->in_process = false;
     if (!c->closing) update_reading(c);
+    release_if_idle(c); /* a request answered at once (a hit) ended inside the loop */
 }
 
 void px_conn_resume_body(px_conn *c) {
@@ -412,8 +402,8 @@ static void on_write(uv_write_t *r, int status) {
         else
             conn_timer(c, T_NONE, 0);
     }
-    if (c->fetch && q < CONGESTED_BYTES) px_fetch_unpause(c->fetch);
-    if (c->stream && c->stream_blocked && q < CONGESTED_BYTES) px_cache_stream(c);
+    if (c->fetch && q < CONGESTED_BYTES) c->w->on->fetch_unpause(c->fetch);
+    if (c->stream && c->stream_blocked && q < CONGESTED_BYTES) c->w->on->stream(c);
 }
 
 /* Writes `bufs` in order. Buffer `hold_idx` (or none, -1) points into `hold`, which is
@@ -542,14 +532,14 @@ void px_conn_end(px_conn *c) {
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
     if (!c->busy) return;
     /* The leader's client that streamed its busy object: its fetch is complete (not aborted). */
-    if (c->fetch) px_fetch_detach(c->fetch);
+    if (c->fetch) c->w->on->fetch_detach(c->fetch);
     if (c->req.resp_chunked && !c->req.is_head) px_conn_send(c, "0\r\n\r\n", 5);
     px_log_request(c);
     if (!c->req.counted) count_request(c);
     px_metrics_add(c->w->metrics, c->req.route->slot, PX_M_response_bytes_total, c->req.body_bytes);
     bool keep = c->req.keep_alive && c->req.body_done && !c->req.close_delimited &&
                 !c->w->stopping && !c->peer_eof;
-    px_request_release(c);
+    c->w->on->request_release(c);
     c->busy = false;
     c->body_paused = false;
     if (c->closing) return;
@@ -559,6 +549,7 @@ void px_conn_end(px_conn *c) {
     }
     if (c->timer_kind != T_SEND || c->rlen > c->rpos) arm_idle(c);
     conn_process(c);
+    release_if_idle(c);
 }
 
 size_t px_conn_extra(px_conn *c, px_result r, char *buf, size_t cap) {
@@ -568,6 +559,9 @@ size_t px_conn_extra(px_conn *c, px_result r, char *buf, size_t cap) {
         n = snprintf(buf, cap, "X-Cache: %s\r\n", px_result_name(r));
     if (n < 0 || (size_t)n >= cap) return 0;
     const char *conn = NULL;
+    /* An answer that starts before the request's body ended (an origin that answers early,
+     * an Expect: 100-continue refused) leaves the rest of the body unread: close after it. */
+    if (!c->req.body_done) c->req.keep_alive = false;
     if (!c->req.keep_alive)
         conn = "Connection: close\r\n";
     else if (c->req.raw && c->req.raw->version_minor == 0)
@@ -633,6 +627,18 @@ int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r) {
     px_conn_send(c, buf, len);
     if (buf != stack) free(buf);
     return 0;
+}
+
+void px_conn_interim(px_conn *c, const corral_http_msg *resp) {
+    /* HTTP/1.0 clients may not understand 1xx (RFC 9110 §15.2); after the final head, none. */
+    if (c->closing || !c->busy || c->req.responded || !c->req.raw ||
+        c->req.raw->version_minor == 0 || resp->status < 100 || resp->status > 199 ||
+        resp->status == 101)
+        return;
+    char buf[8192];
+    size_t len = 0;
+    if (corral_http_write_stored_head(resp, buf, sizeof buf, &len) == CORRAL_OK)
+        px_conn_send(c, buf, len); /* an interim head too large is only dropped */
 }
 
 void px_conn_not_modified(px_conn *c, const corral_http_msg *resp, unsigned cs, px_result r) {
@@ -716,12 +722,12 @@ static void conn_close(px_conn *c, bool graceful) {
         return;
     }
     c->closing = true;
-    if (c->fetch) px_fetch_detach(c->fetch);
-    if (c->waiting) px_cache_wait_expired(c);
+    if (c->fetch) c->w->on->fetch_detach(c->fetch);
+    if (c->waiting) c->w->on->wait_expired(c);
     if (c->reading && uv_read_stop((uv_stream_t *)&c->tcp) == 0) c->reading = false;
     conn_timer(c, T_NONE, 0);
     if (c->busy) {
-        px_request_release(c);
+        c->w->on->request_release(c);
         c->busy = false;
     }
     if (graceful && !c->peer_eof) {
@@ -738,13 +744,7 @@ void px_conn_abort(px_conn *c) {
 
 /* ---- Accepting ---- */
 
-static void on_connection(uv_stream_t *server, int status) {
-    px_worker *w = server->data;
-    PX_CHECK_OBJ(w, PX_WORKER_MAGIC);
-    if (status < 0) {
-        fprintf(stderr, "corral-proxy: accept: %s\n", uv_strerror(status));
-        return;
-    }
+void px_conn_accept(px_worker *w, uv_stream_t *server) {
     const px_config *cfg = w->cfg;
     px_conn *c = calloc(1, sizeof *c);
     if (!c) return; /* libuv calls again; the connection waits in the backlog */
@@ -752,9 +752,11 @@ static void on_connection(uv_stream_t *server, int status) {
     c->w = w;
     px_list_push(&w->conns, &c->link);
     atomic_fetch_add_explicit(&w->metrics->connections, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->px->clients, 1, memory_order_relaxed);
     if (uv_tcp_init(&w->loop, &c->tcp) < 0) {
         px_list_remove(&c->link);
         atomic_fetch_sub_explicit(&w->metrics->connections, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&w->px->clients, 1, memory_order_relaxed);
         free(c);
         return;
     }
@@ -764,20 +766,9 @@ static void on_connection(uv_stream_t *server, int status) {
         c->timer.data = c;
         c->open_handles = 2;
     }
-    size_t mem = corral_http_parser_mem_size(&cfg->limits);
-    c->parser_mem = malloc(mem);
-    c->rcap = RBUF_SIZE;
-    c->rbuf = malloc(c->rcap);
-    c->scratch_cap = 2 * cfg->limits.max_head_bytes + 4096;
-    c->scratch = malloc(c->scratch_cap);
-    c->max_hdrs = cfg->limits.max_headers + 4;
-    c->hdrs = calloc(c->max_hdrs, sizeof *c->hdrs);
-    c->obj_hdrs = calloc(PX_OBJ_MAX_HEADERS, sizeof *c->obj_hdrs);
+    /* No buffer yet: they come with the first bytes (cbuf.c). */
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
-    if (c->open_handles < 2 || rc < 0 || !c->parser_mem || !c->rbuf || !c->scratch || !c->hdrs ||
-        !c->obj_hdrs ||
-        corral_http_parser_init(&c->parser, c->parser_mem, mem, CORRAL_HTTP_REQUEST, &cfg->limits) <
-            0) {
+    if (c->open_handles < 2 || rc < 0) {
         c->closing = true;
         if (c->open_handles < 2) {
             uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
@@ -799,44 +790,6 @@ static void on_connection(uv_stream_t *server, int status) {
     }
     conn_timer(c, T_IDLE, cfg->keepalive_timeout_ms);
     update_reading(c);
-}
-
-/* px_listen in libuv's codes. */
-static int listen_uv(px_worker *w) {
-    const px_config *cfg = w->cfg;
-    struct sockaddr_storage sa;
-    memset(&sa, 0, sizeof sa);
-    int port = atoi(cfg->listen_port);
-    if (uv_ip4_addr(cfg->listen_host, port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(cfg->listen_host, port, (struct sockaddr_in6 *)&sa) != 0)
-        return UV_EINVAL;
-    int fd = socket(sa.ss_family, SOCK_STREAM, 0);
-    if (fd < 0) return -errno;
-    int one = 1;
-    socklen_t salen =
-        sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&sa, salen) != 0) {
-        int e = -errno;
-        if (close(fd) != 0) e = -errno;
-        return e;
-    }
-    int rc = uv_tcp_init(&w->loop, &w->listener);
-    if (rc < 0) {
-        if (close(fd) != 0) rc = -errno;
-        return rc;
-    }
-    w->listener.data = w;
-    if ((rc = uv_tcp_open(&w->listener, fd)) < 0) {
-        if (close(fd) != 0) rc = -errno;
-        return rc;
-    }
-    return uv_listen((uv_stream_t *)&w->listener, BACKLOG, on_connection);
-}
-
-int px_listen(px_worker *w) {
-    return px_from_uv(listen_uv(w));
 }
 
 static void on_listener_closed(uv_handle_t *h) {

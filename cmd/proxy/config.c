@@ -1,21 +1,28 @@
 /*
- * config.c - corral-proxy's configuration: an INI file read with Debian's libinih, then the
- * command-line flags on top, into an immutable refcounted snapshot (px_config).
+ * config.c - corral-proxy's configuration: the INI file, the environment and the command-line
+ * flags (args.c reads their text) applied in that order into an immutable refcounted snapshot
+ * (px_config).
  *
- * Sections and keys (docs/proxy.md has the table with defaults):
+ * Sections and keys (docs/proxy.md has the table with defaults; key_forms below, the form of
+ * each value, is the reason given when one is refused):
  *   [proxy]   origin, listen, admin, store, threads, access_log, access_log_format, admin_token,
- *             admin_allow_remote, x_cache_header
+ *             admin_token_file, admin_allow_remote, x_cache_header, keep_surrogate_key,
+ *             targeted_cache_control
  *   [limits]  max_head_bytes, max_headers, header_timeout, keepalive_timeout, body_timeout,
  *             send_timeout, origin_connect_timeout, origin_read_timeout, origin_idle_timeout,
  *             origin_max_idle, coalesce_timeout, shutdown_timeout, max_object_size,
- *             purge_margin
+ *             purge_margin, max_connections, max_worker_connections
  *   [cache]   the defaults of every route: ttl, grace, stale_if_error, keep, max_ttl,
  *             hit_for_pass, honor_request_cache_control, path_tag_depth
  *   [route:NAME]  prefix (required), bypass, ttl, vary, strip_cookies, keep_cookies, grace,
  *             stale_if_error, keep, max_ttl, hit_for_pass
  * Flags: --origin, --listen, --admin, --store, --threads, --access-log, --access-log-format,
- *        --admin-token,
- * --config, --route 'PREFIX key=value ...', and --set SECTION.KEY=VALUE for any key above.
+ * --admin-token, --admin-token-file, --config, --route 'PREFIX key=value ...', and
+ * --set SECTION.KEY=VALUE for any key above. The admin token's sources, the last one winning:
+ * the file's admin_token / admin_token_file, $CORRAL_ADMIN_TOKEN, the flags.
+ *
+ * Every refusal names where (FILE:LINE or the flag), the section and key, the value (never the
+ * token's) and why. A section given twice in the file is an error naming both lines.
  *
  * Data model: parsing fills a `loader` (the snapshot being built, plus per-route "was this key
  * given" marks, since [cache] may come after the routes it provides defaults for); the routes
@@ -31,12 +38,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
-
-#include <ini.h>
 
 #define UNSET (-3) /* a route time not given: inherit [cache]'s */
 
@@ -44,15 +51,22 @@
 typedef struct route_src {
     int64_t ttl_ms, grace_ms, sie_ms, keep_ms, max_ttl_ms, hfp_ms;
     bool has_prefix;
+    int line; /* the line of its [route:NAME] in the file; 0 for a --route or --set */
 } route_src;
 
 typedef struct loader {
     px_config *cfg;
     route_src src[PX_MAX_ROUTES];
-    route_src cache;   /* [cache] */
-    int honor_cc;      /* -1 unset */
-    const char *where; /* "config file" or "--set" for messages */
-    bool failed;
+    route_src cache;  /* [cache] */
+    int honor_cc;     /* -1 unset */
+    char why[256];    /* WHY_CAP: why the last value was refused ("" if the key's form says it) */
+    const char *file; /* the config file's name, for messages */
+    struct {
+        char name[PX_ROUTE_NAME_MAX + 8];
+        int line;
+    } sections[PX_MAX_ROUTES + 4]; /* the file's section headers so far (duplicates) */
+    size_t n_sections;
+    char token_file[1024]; /* admin_token_file, read once every source is applied ("" none) */
 } loader;
 
 /* ---- Values ---- */
@@ -74,6 +88,19 @@ static bool copy_str(char *dst, size_t cap, const char *src) {
     if (n >= cap) return false;
     memcpy(dst, src, n + 1);
     return true;
+}
+
+#define WHY_CAP 256 /* bytes of a reason ("why") buffer */
+
+/* Writes a reason into `why` (WHY_CAP bytes); returns false, for `return why_set(...)`. */
+static bool why_set(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool why_set(char *why, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(why, WHY_CAP, fmt, ap);
+    va_end(ap);
+    if (n < 0) why[0] = '\0';
+    return false;
 }
 
 /* A duration (libcorral's grammar, corral_parse_duration_ms: "250ms", "30s", "5m", bare
@@ -115,55 +142,83 @@ static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
     return true;
 }
 
-/* Splits "host:port" / "[v6]:port" / ":port". */
-static bool parse_hostport(const char *s, char *host, size_t host_cap, char *port,
-                           size_t port_cap) {
+/* Splits "host:port" / "[v6]:port" / ":port" (every IPv4 address); on failure `why` says what
+ * is wrong with it. */
+static bool parse_hostport(const char *s, char *host, size_t host_cap, char *port, size_t port_cap,
+                           char *why) {
     const char *colon;
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
-        if (!close || close[1] != ':') return false;
+        if (!close) return why_set(why, "unclosed '[' of an IPv6 address: want [ADDR]:PORT");
+        if (close[1] != ':') return why_set(why, "no port after ']': want [ADDR]:PORT");
         size_t n = (size_t)(close - s - 1);
-        if (n == 0 || n >= host_cap) return false;
+        if (n == 0 || n >= host_cap) return why_set(why, "empty or too long an IPv6 address");
         memcpy(host, s + 1, n);
         host[n] = '\0';
         colon = close + 1;
     } else {
         colon = strrchr(s, ':');
-        if (!colon) return false;
+        if (!colon) {
+            bool digits = *s && strspn(s, "0123456789") == strlen(s);
+            return why_set(why,
+                           digits ? "no host: want HOST:PORT (127.0.0.1:%s, or :%s for "
+                                    "every IPv4 address)"
+                                  : "no port: want HOST:PORT (e.g. 127.0.0.1:8080)",
+                           s, s);
+        }
         size_t n = (size_t)(colon - s);
-        if (n >= host_cap) return false;
+        if (n >= host_cap) return why_set(why, "the host is longer than %zu bytes", host_cap - 1);
         memcpy(host, s, n);
         host[n] = '\0';
         if (n == 0 && !copy_str(host, host_cap, "0.0.0.0")) return false;
     }
     unsigned p;
-    if (!parse_uint(colon + 1, 0, 65535, &p)) return false;
+    if (!parse_uint(colon + 1, 0, 65535, &p))
+        return why_set(why, "port '%.20s' is not a number from 0 to 65535", colon + 1);
     int w = snprintf(port, port_cap, "%u", p);
     return w > 0 && (size_t)w < port_cap;
 }
 
 /* "http://host[:port][/]" */
-static bool parse_origin(px_config *cfg, const char *url) {
-    const char *p = url;
-    if (strncmp(p, "http://", 7) != 0) return false;
-    p += 7;
+static bool parse_origin(px_config *cfg, const char *url, char *why) {
+    static const char want[] = "want http://HOST[:PORT]";
+    const char *sep = strstr(url, "://");
+    if (!sep) {
+        if (url[0] == '/') return why_set(why, "a path, not a URL: %s", want);
+        return why_set(why, "no scheme: %s (e.g. http://%s)", want, *url ? url : "127.0.0.1:8000");
+    }
+    size_t scheme_len = (size_t)(sep - url);
+    if (scheme_len == 5 && strncasecmp(url, "https", 5) == 0)
+        return why_set(why, "TLS to the origin is not supported: give its plain-HTTP address, "
+                            "http://HOST[:PORT]");
+    if (scheme_len != 4 || strncasecmp(url, "http", 4) != 0)
+        return why_set(why, "scheme '%.*s' is not supported: %s",
+                       (int)(scheme_len > 20 ? 20 : scheme_len), url, want);
+    const char *p = sep + 3;
     char auth[300];
-    size_t n = strcspn(p, "/");
-    if (n == 0 || n >= sizeof auth) return false;
-    if (p[n] == '/' && p[n + 1] != '\0') return false; /* a path prefix is not supported */
+    size_t n = strcspn(p, "/?#");
+    if (n == 0) return why_set(why, "no host: %s", want);
+    if (n >= sizeof auth)
+        return why_set(why, "the host and port are longer than %zu bytes", sizeof auth - 1);
+    if (p[n] == '?' || p[n] == '#' || (p[n] == '/' && p[n + 1] != '\0'))
+        return why_set(why,
+                       "a path or query after the host is not supported (the origin is a "
+                       "site's root): %s",
+                       want);
     memcpy(auth, p, n);
     auth[n] = '\0';
+    if (strchr(auth, '@')) return why_set(why, "credentials in the origin URL are not supported");
     if (!copy_str(cfg->origin_authority, sizeof cfg->origin_authority, auth)) return false;
     bool has_port = auth[0] == '[' ? strstr(auth, "]:") != NULL : strchr(auth, ':') != NULL;
-    if (!has_port) {
-        char with[310];
-        int w = snprintf(with, sizeof with, "%s:80", auth);
-        if (w < 0 || (size_t)w >= sizeof with) return false;
-        return parse_hostport(with, cfg->origin_host, sizeof cfg->origin_host, cfg->origin_port,
-                              sizeof cfg->origin_port);
-    }
-    return parse_hostport(auth, cfg->origin_host, sizeof cfg->origin_host, cfg->origin_port,
-                          sizeof cfg->origin_port);
+    char with[310];
+    int w = snprintf(with, sizeof with, has_port ? "%s" : "%s:80", auth);
+    if (w < 0 || (size_t)w >= sizeof with) return false;
+    if (!parse_hostport(with, cfg->origin_host, sizeof cfg->origin_host, cfg->origin_port,
+                        sizeof cfg->origin_port, why))
+        return false;
+    if (!strcmp(cfg->origin_port, "0")) return why_set(why, "port 0 is not a port to connect to");
+    if (!cfg->origin_host[0] || auth[0] == ':') return why_set(why, "no host: %s", want);
+    return true;
 }
 
 static bool valid_route_name(const char *s) {
@@ -263,25 +318,35 @@ static bool route_key(px_route *r, route_src *s, const char *key, const char *va
     return false;
 }
 
-static int set_proxy(px_config *cfg, const char *key, const char *val) {
-    if (!strcmp(key, "origin")) return parse_origin(cfg, val);
+static int set_proxy(loader *ld, const char *key, const char *val) {
+    px_config *cfg = ld->cfg;
+    if (!strcmp(key, "origin")) return parse_origin(cfg, val, ld->why);
     if (!strcmp(key, "listen"))
         return parse_hostport(val, cfg->listen_host, sizeof cfg->listen_host, cfg->listen_port,
-                              sizeof cfg->listen_port);
+                              sizeof cfg->listen_port, ld->why);
     if (!strcmp(key, "admin")) {
         if (!strcmp(val, "off") || !*val) {
             cfg->admin_host[0] = '\0';
             return true;
         }
         return parse_hostport(val, cfg->admin_host, sizeof cfg->admin_host, cfg->admin_port,
-                              sizeof cfg->admin_port);
+                              sizeof cfg->admin_port, ld->why);
     }
     if (!strcmp(key, "store")) return copy_str(cfg->store_url, sizeof cfg->store_url, val);
     if (!strcmp(key, "threads")) return parse_uint(val, 0, 256, &cfg->threads);
     if (!strcmp(key, "access_log")) return copy_str(cfg->access_log, sizeof cfg->access_log, val);
     if (!strcmp(key, "access_log_format")) return px_log_format_parse(val, &cfg->log_format);
-    if (!strcmp(key, "admin_token"))
-        return copy_str(cfg->admin_token, sizeof cfg->admin_token, val);
+    /* The two token keys replace each other: the last source given wins. */
+    if (!strcmp(key, "admin_token")) {
+        if (!copy_str(cfg->admin_token, sizeof cfg->admin_token, val)) return false;
+        ld->token_file[0] = '\0';
+        return true;
+    }
+    if (!strcmp(key, "admin_token_file")) {
+        if (!*val || !copy_str(ld->token_file, sizeof ld->token_file, val)) return false;
+        cfg->admin_token[0] = '\0';
+        return true;
+    }
     if (!strcmp(key, "admin_allow_remote")) return parse_bool(val, &cfg->admin_allow_remote);
     if (!strcmp(key, "x_cache_header")) return parse_bool(val, &cfg->x_cache_header);
     if (!strcmp(key, "keep_surrogate_key")) return parse_bool(val, &cfg->keep_surrogate_key);
@@ -317,16 +382,141 @@ static int set_limits(px_config *cfg, const char *key, const char *val) {
     if (!strcmp(key, "coalesce_timeout")) return parse_ms(val, &cfg->coalesce_timeout_ms);
     if (!strcmp(key, "shutdown_timeout")) return parse_ms(val, &cfg->shutdown_timeout_ms);
     if (!strcmp(key, "max_object_size")) return parse_size(val, &cfg->max_object_size);
+    if (!strcmp(key, "max_connections")) return parse_uint(val, 1, 1000000, &cfg->max_connections);
+    if (!strcmp(key, "max_worker_connections"))
+        return parse_uint(val, 0, 1000000, &cfg->max_worker_connections);
     if (!strcmp(key, "purge_margin"))
         return parse_ms(val, &cfg->purge_margin_ms) &&
                cfg->purge_margin_ms <= PX_STAMP_MARGIN_MAX_MS;
     return false;
 }
 
-/* One key=value of a section; returns true when accepted. */
+/* ---- Keys and their forms ---- */
+
+#define DURATION "a duration: 250ms, 10s, 5m, 1h, 1d or bare seconds"
+#define SIZE     "a size: 16MB, 64KiB or bare bytes"
+#define BOOLEAN  "true or false (yes/no, on/off, 1/0)"
+
+/* Every key, and the form its value takes (the reason given when a value is refused and the
+ * parser has none more precise). `in` is a section, "route" for [route:NAME], or "*" for the
+ * keys of both [cache] and the routes. A key missing here is reported as unknown. */
+static const struct key_form {
+    const char *in, *key, *form;
+} key_forms[] = {
+    { "proxy", "origin", "http://HOST[:PORT]" },
+    { "proxy", "listen", "HOST:PORT" },
+    { "proxy", "admin", "HOST:PORT or off" },
+    { "proxy", "store", "a cache URL (mem://..., redis://...) of at most 1023 bytes" },
+    { "proxy", "threads", "an integer from 0 (one per core) to 256" },
+    { "proxy", "access_log", "-, off or a path of at most 1023 bytes" },
+    { "proxy", "access_log_format", "corral, combined or json" },
+    { "proxy", "admin_token", "at most 127 bytes" },
+    { "proxy", "admin_token_file", "a path of at most 1023 bytes" },
+    { "proxy", "admin_allow_remote", BOOLEAN },
+    { "proxy", "x_cache_header", BOOLEAN },
+    { "proxy", "keep_surrogate_key", BOOLEAN },
+    { "proxy", "targeted_cache_control",
+      "off, or a comma list of field names (visible ASCII, at most 127 bytes)" },
+    { "limits", "max_head_bytes", "a size from 256 bytes to 1MiB" },
+    { "limits", "max_headers", "an integer from 1 to 1024" },
+    { "limits", "header_timeout", DURATION },
+    { "limits", "keepalive_timeout", DURATION },
+    { "limits", "body_timeout", DURATION },
+    { "limits", "send_timeout", DURATION },
+    { "limits", "origin_connect_timeout", DURATION },
+    { "limits", "origin_read_timeout", DURATION },
+    { "limits", "origin_idle_timeout", DURATION },
+    { "limits", "origin_max_idle", "an integer from 0 to 100000" },
+    { "limits", "coalesce_timeout", DURATION },
+    { "limits", "shutdown_timeout", DURATION },
+    { "limits", "max_object_size", SIZE },
+    { "limits", "purge_margin", "a duration of at most 10m" },
+    { "cache", "honor_request_cache_control", BOOLEAN },
+    { "cache", "path_tag_depth", "an integer from 1 to 8" },
+    { "*", "ttl", DURATION },
+    { "*", "grace", DURATION },
+    { "*", "stale_if_error", DURATION },
+    { "*", "keep", DURATION },
+    { "*", "max_ttl", DURATION },
+    { "*", "hit_for_pass", DURATION },
+    { "route", "prefix", "a path starting with '/': at most 200 bytes of visible ASCII" },
+    { "route", "bypass", BOOLEAN },
+    { "route", "vary", "a comma list of field names (visible ASCII, at most 255 bytes)" },
+    { "route", "strip_cookies", "a comma list of at most 16 cookie names (511 bytes)" },
+    { "route", "keep_cookies", "a comma list of at most 16 cookie names (511 bytes)" },
+};
+
+/* The key_forms group of a section name. */
+static const char *section_kind(const char *section) {
+    return strncmp(section, "route:", 6) == 0 ? "route" : section;
+}
+
+static bool form_in(const struct key_form *f, const char *kind) {
+    return !strcmp(f->in, kind) ||
+           (!strcmp(f->in, "*") && (!strcmp(kind, "cache") || !strcmp(kind, "route")));
+}
+
+static const char *key_form(const char *section, const char *key) {
+    const char *kind = section_kind(section);
+    for (size_t i = 0; i < sizeof key_forms / sizeof key_forms[0]; i++) {
+        if (form_in(&key_forms[i], kind) && !strcmp(key_forms[i].key, key))
+            return key_forms[i].form;
+    }
+    return NULL;
+}
+
+/* "a, b, c": the keys of a section, for the message about an unknown one. */
+static void known_keys(const char *section, char *out, size_t cap) {
+    const char *kind = section_kind(section);
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof key_forms / sizeof key_forms[0]; i++) {
+        if (!form_in(&key_forms[i], kind)) continue;
+        int w = snprintf(out + n, cap - n, "%s%s", n ? ", " : "", key_forms[i].key);
+        if (w < 0 || (size_t)w >= cap - n) break;
+        n += (size_t)w;
+    }
+}
+
+/* Why `section` is no section of ours, or NULL when it is one. */
+static const char *bad_section(const char *section) {
+    if (!strcmp(section, "proxy") || !strcmp(section, "limits") || !strcmp(section, "cache"))
+        return NULL;
+    if (strncmp(section, "route:", 6) != 0)
+        return "unknown section (known: proxy, limits, cache, route:NAME)";
+    if (!strcmp(section + 6, "default"))
+        return "the route 'default' is built in (its settings are [cache]'s)";
+    if (!valid_route_name(section + 6))
+        return "a route name is 1 to 32 of A-Z, a-z, 0-9, '_' and '-'";
+    return NULL;
+}
+
+/* A value as a message may show it: the admin token never, a store URL without its
+ * credentials (corral_url_redact, the one redaction of every URL the proxy shows), others cut
+ * at 100 bytes. */
+static void shown_value(const char *key, const char *val, char *out, size_t cap) {
+    if (!strcmp(key, "admin_token")) {
+        snprintf(out, cap, "(hidden)");
+        return;
+    }
+    char safe[1100];
+    if (!strcmp(key, "store")) {
+        corral_url_redact(val, safe, sizeof safe);
+        val = safe;
+    }
+    snprintf(out, cap, "'%.100s%s'", val, strlen(val) > 100 ? "..." : "");
+}
+
+/* ---- Applying keys ---- */
+
+/* One key=value of a section. Returns true when accepted; false with ld->why set, or empty
+ * when the key's form (key_forms) is the reason. */
 static bool apply(loader *ld, const char *section, const char *key, const char *val) {
     px_config *cfg = ld->cfg;
-    if (!strcmp(section, "proxy")) return set_proxy(cfg, key, val);
+    ld->why[0] = '\0';
+    const char *bad = bad_section(section);
+    if (bad) return why_set(ld->why, "%s", bad);
+    if (!strcmp(section, "proxy")) return set_proxy(ld, key, val);
     if (!strcmp(section, "limits")) return set_limits(cfg, key, val);
     if (!strcmp(section, "cache")) {
         if (!strcmp(key, "path_tag_depth"))
@@ -339,35 +529,68 @@ static bool apply(loader *ld, const char *section, const char *key, const char *
         }
         return route_key(NULL, &ld->cache, key, val);
     }
-    if (!strncmp(section, "route:", 6)) {
-        const char *name = section + 6;
-        if (!valid_route_name(name) || !strcmp(name, "default")) return false;
-        size_t i;
-        px_route *r = route_find(cfg, name, true, ld, &i);
-        if (!r) return false;
-        return route_key(r, &ld->src[i], key, val);
-    }
-    return false;
+    size_t i;
+    px_route *r = route_find(cfg, section + 6, true, ld, &i);
+    if (!r) return why_set(ld->why, "more than %d routes", PX_MAX_ROUTES - 1);
+    return route_key(r, &ld->src[i], key, val);
 }
 
-static int on_ini(void *user, const char *section, const char *name, const char *value) {
+/* Applies one key and explains a refusal in `err`: "WHERE: [SECTION] KEY = 'VALUE': WHY", or
+ * "WHERE: unknown key ...". `where` is "FILE:LINE" or the flag. */
+static bool apply_or_explain(loader *ld, const char *where, const char *section, const char *key,
+                             const char *val, px_error *err) {
+    if (apply(ld, section, key, val)) return true;
+    char shown[128];
+    shown_value(key, val, shown, sizeof shown);
+    if (ld->why[0])
+        return px_fail(err, "%s: [%s] %s = %s: %s", where, section, key, shown, ld->why);
+    const char *form = key_form(section, key);
+    if (form) return px_fail(err, "%s: [%s] %s = %s: want %s", where, section, key, shown, form);
+    char known[700];
+    known_keys(section, known, sizeof known);
+    return px_fail(err, "%s: unknown key '%.60s' in [%s] (known: %s)", where, key, section, known);
+}
+
+/* The INI reader's events: section headers (checked, duplicates refused) and keys. */
+static bool on_ini(void *user, int line, const char *section, const char *key, const char *val,
+                   px_error *err) {
     loader *ld = user;
-    if (!apply(ld, section, name, value)) {
-        fprintf(stderr, "corral-proxy: %s: bad or unknown setting [%s] %s = %s\n", ld->where,
-                section, name, value);
-        ld->failed = true;
-        return 0;
+    if (key) {
+        char where[1100];
+        snprintf(where, sizeof where, "%s:%d", ld->file, line);
+        return apply_or_explain(ld, where, section, key, val, err);
     }
-    return 1;
+    const char *bad = bad_section(section);
+    if (bad) return px_fail(err, "%s:%d: [%.60s]: %s", ld->file, line, section, bad);
+    for (size_t i = 0; i < ld->n_sections; i++) {
+        if (!strcmp(ld->sections[i].name, section))
+            return px_fail(err, "%s:%d: section [%s] is given twice (first at line %d)", ld->file,
+                           line, section, ld->sections[i].line);
+    }
+    if (ld->n_sections == sizeof ld->sections / sizeof ld->sections[0])
+        return px_fail(err, "%s:%d: more than %d routes", ld->file, line, PX_MAX_ROUTES - 1);
+    memcpy(ld->sections[ld->n_sections].name, section, strlen(section) + 1);
+    ld->sections[ld->n_sections++].line = line;
+    if (!strncmp(section, "route:", 6)) {
+        size_t i;
+        if (!route_find(ld->cfg, section + 6, true, ld, &i))
+            return px_fail(err, "%s:%d: more than %d routes", ld->file, line, PX_MAX_ROUTES - 1);
+        ld->src[i].line = line;
+    }
+    return true;
 }
 
 /* "--route 'PREFIX key=value ...'" */
-static bool apply_route_flag(loader *ld, const char *spec) {
+static bool apply_route_flag(loader *ld, const char *spec, px_error *err) {
     char buf[1024];
-    if (!copy_str(buf, sizeof buf, spec)) return false;
+    if (!copy_str(buf, sizeof buf, spec))
+        return px_fail(err, "--route: longer than %zu bytes", sizeof buf - 1);
+    char where[1100];
+    snprintf(where, sizeof where, "--route '%.200s'", spec);
     char *save = NULL;
     char *prefix = strtok_r(buf, " ", &save);
-    if (!prefix || prefix[0] != '/') return false;
+    if (!prefix || prefix[0] != '/')
+        return px_fail(err, "%s: want 'PREFIX key=value ...', the prefix starting with '/'", where);
     char name[PX_ROUTE_NAME_MAX + 1];
     size_t n = 0;
     for (const char *p = prefix; *p && n < PX_ROUTE_NAME_MAX; p++) {
@@ -385,36 +608,88 @@ static bool apply_route_flag(loader *ld, const char *spec) {
     size_t nrest = 0;
     while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
         if (!strncmp(tok, "name=", 5)) {
-            if (!copy_str(name, sizeof name, tok + 5)) return false;
+            if (!copy_str(name, sizeof name, tok + 5) || !valid_route_name(name) ||
+                !strcmp(name, "default"))
+                return px_fail(err,
+                               "%s: bad route name '%.40s' (1 to 32 of A-Z, a-z, 0-9, '_', "
+                               "'-'; not 'default')",
+                               where, tok + 5);
+        } else if (!strchr(tok, '=')) {
+            return px_fail(err, "%s: '%.60s' is not key=value", where, tok);
         } else if (nrest < 32) {
             rest[nrest++] = tok;
         } else {
-            return false;
+            return px_fail(err, "%s: more than 32 settings", where);
         }
     }
     char section[PX_ROUTE_NAME_MAX + 8];
     int w = snprintf(section, sizeof section, "route:%s", name);
-    if (w < 0 || (size_t)w >= sizeof section) return false;
-    if (!apply(ld, section, "prefix", prefix)) return false;
+    if (w < 0 || (size_t)w >= sizeof section) return px_fail(err, "%s: name too long", where);
+    if (!apply_or_explain(ld, where, section, "prefix", prefix, err)) return false;
     for (size_t i = 0; i < nrest; i++) {
         char *eq = strchr(rest[i], '=');
-        if (!eq) return false;
         *eq = '\0';
-        if (!apply(ld, section, rest[i], eq + 1)) return false;
+        if (!apply_or_explain(ld, where, section, rest[i], eq + 1, err)) return false;
     }
     return true;
 }
 
 /* "--set SECTION.KEY=VALUE" */
-static bool apply_set_flag(loader *ld, const char *spec) {
+static bool apply_set_flag(loader *ld, const char *spec, px_error *err) {
     char buf[1200];
-    if (!copy_str(buf, sizeof buf, spec)) return false;
+    if (!copy_str(buf, sizeof buf, spec))
+        return px_fail(err, "--set: longer than %zu bytes", sizeof buf - 1);
     char *dot = strchr(buf, '.');
     char *eq = strchr(buf, '=');
-    if (!dot || !eq || eq < dot) return false;
+    char shown[1300]; /* it may be a store URL */
+    corral_url_redact(spec, shown, sizeof shown);
+    if (!dot || !eq || eq < dot)
+        return px_fail(err, "--set '%.100s': want SECTION.KEY=VALUE (e.g. cache.ttl=5m)",
+                       strstr(spec, "token") ? "..." : shown);
     *dot = '\0';
     *eq = '\0';
-    return apply(ld, buf, dot + 1, eq + 1);
+    char where[80];
+    snprintf(where, sizeof where, "--set %.30s.%.30s", buf, dot + 1);
+    return apply_or_explain(ld, where, buf, dot + 1, eq + 1, err);
+}
+
+/* Applies the command line's settings (flags win over the file). */
+static bool apply_flags(loader *ld, const px_flags *f, px_error *err) {
+    static const struct {
+        int opt;
+        const char *key;
+    } simple[] = { { PX_FLAG_ORIGIN, "origin" },
+                   { PX_FLAG_LISTEN, "listen" },
+                   { PX_FLAG_ADMIN, "admin" },
+                   { PX_FLAG_STORE, "store" },
+                   { PX_FLAG_THREADS, "threads" },
+                   { PX_FLAG_ACCESS_LOG, "access_log" },
+                   { PX_FLAG_ACCESS_LOG_FORMAT, "access_log_format" },
+                   { PX_FLAG_ADMIN_TOKEN, "admin_token" },
+                   { PX_FLAG_ADMIN_TOKEN_FILE, "admin_token_file" } };
+    for (size_t i = 0; i < f->n; i++) {
+        const px_flag *fl = &f->v[i];
+        bool ok = true, done = false;
+        if (fl->opt == PX_FLAG_ROUTE) {
+            ok = apply_route_flag(ld, fl->value, err);
+            done = true;
+        } else if (fl->opt == PX_FLAG_SET) {
+            ok = apply_set_flag(ld, fl->value, err);
+            done = true;
+        }
+        for (size_t k = 0; !done && k < sizeof simple / sizeof simple[0]; k++) {
+            if (simple[k].opt != fl->opt) continue;
+            done = true;
+            if (apply(ld, "proxy", simple[k].key, fl->value)) break;
+            char shown[128];
+            shown_value(simple[k].key, fl->value, shown, sizeof shown);
+            const char *why = ld->why[0] ? ld->why : key_form("proxy", simple[k].key);
+            ok = px_fail(err, "--%s %s: %s%s", px_flag_name(fl->opt), shown,
+                         ld->why[0] ? "" : "want ", why);
+        }
+        if (!ok) return false;
+    }
+    return true;
 }
 
 void px_config_defaults(px_config *cfg) {
@@ -433,6 +708,7 @@ void px_config_defaults(px_config *cfg) {
     cfg->read_timeout_ms = 30000;
     cfg->origin_idle_ms = 20000;
     cfg->origin_max_idle = 64;
+    cfg->max_connections = 16384;
     cfg->coalesce_timeout_ms = 30000;
     cfg->shutdown_timeout_ms = 30000;
     cfg->max_object_size = 16u << 20;
@@ -456,16 +732,24 @@ static int64_t pick(int64_t route, int64_t cache, int64_t def) {
     return def;
 }
 
+/* Where a route was defined, for messages: " (FILE:LINE)" or "" for a flag. */
+static void route_where(const loader *ld, size_t i, char *out, size_t cap) {
+    if (ld->src[i].line)
+        snprintf(out, cap, " (%s:%d)", ld->file, ld->src[i].line);
+    else
+        out[0] = '\0';
+}
+
 /* Applies [cache] and the engine's defaults to every route. */
-static bool resolve_routes(loader *ld) {
+static bool resolve_routes(loader *ld, px_error *err) {
     px_config *cfg = ld->cfg;
     for (size_t i = 0; i < cfg->n_routes; i++) {
         px_route *r = &cfg->routes[i];
         route_src *s = &ld->src[i];
-        if (i > 0 && !s->has_prefix) {
-            fprintf(stderr, "corral-proxy: route %s has no prefix\n", r->name);
-            return false;
-        }
+        char at[1100], at2[1100];
+        route_where(ld, i, at, sizeof at);
+        if (i > 0 && !s->has_prefix)
+            return px_fail(err, "route %s%s has no prefix (prefix = /PATH/)", r->name, at);
         corral_http_policy *p = &r->policy;
         corral_http_policy_init(p);
         p->ttl_override_ms = pick(s->ttl_ms, ld->cache.ttl_ms, -1);
@@ -478,92 +762,54 @@ static bool resolve_routes(loader *ld) {
         r->hit_for_pass_ms = pick(s->hfp_ms, ld->cache.hfp_ms, 10000);
         for (size_t j = 0; j < i; j++) {
             if (strcmp(cfg->routes[j].prefix, r->prefix) == 0) {
-                fprintf(stderr, "corral-proxy: routes %s and %s have the same prefix\n",
-                        cfg->routes[j].name, r->name);
-                return false;
+                route_where(ld, j, at2, sizeof at2);
+                return px_fail(err, "routes %s%s and %s%s have the same prefix '%s'",
+                               cfg->routes[j].name, at2, r->name, at, r->prefix);
             }
         }
     }
     return true;
 }
 
-px_config *px_config_load(const char *path, int argc, char **argv) {
+px_config *px_config_parse(const char *name, const char *text, size_t len, const px_flags *f,
+                           px_error *err) {
+    err->usage = false;
+    err->msg[0] = '\0';
     px_config *cfg = malloc(sizeof *cfg);
-    if (!cfg) {
-        fprintf(stderr, "corral-proxy: out of memory\n");
-        return NULL;
-    }
-    px_config_defaults(cfg);
-    loader ld = { .cfg = cfg, .honor_cc = -1, .where = path ? path : "" };
-    route_src *s0 = &ld.src[0];
-    s0->ttl_ms = s0->grace_ms = s0->sie_ms = s0->keep_ms = s0->max_ttl_ms = s0->hfp_ms = UNSET;
-    s0->has_prefix = true;
-    ld.cache = *s0;
-    if (path) {
-        int rc = ini_parse(path, on_ini, &ld);
-        if (rc < 0) {
-            fprintf(stderr, "corral-proxy: cannot read config file %s\n", path);
-            goto fail;
-        }
-        if (rc > 0 && !ld.failed) {
-            fprintf(stderr, "corral-proxy: %s:%d: syntax error\n", path, rc);
-            goto fail;
-        }
-        if (ld.failed) goto fail;
-    }
-    static const struct {
-        const char *flag, *section, *key;
-    } simple[] = { { "--origin", "proxy", "origin" },
-                   { "--listen", "proxy", "listen" },
-                   { "--admin", "proxy", "admin" },
-                   { "--store", "proxy", "store" },
-                   { "--threads", "proxy", "threads" },
-                   { "--access-log", "proxy", "access_log" },
-                   { "--access-log-format", "proxy", "access_log_format" },
-                   { "--admin-token", "proxy", "admin_token" } };
-    ld.where = "command line";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool done = false;
-        for (size_t k = 0; k < sizeof simple / sizeof simple[0]; k++) {
-            if (strcmp(a, simple[k].flag) != 0) continue;
-            if (!v || !apply(&ld, simple[k].section, simple[k].key, v)) {
-                fprintf(stderr, "corral-proxy: bad value for %s\n", a);
-                goto fail;
-            }
-            i++;
-            done = true;
-            break;
-        }
-        if (done) continue;
-        if (!strcmp(a, "--config")) {
-            i++; /* read by main */
-        } else if (!strcmp(a, "--route")) {
-            if (!v || !apply_route_flag(&ld, v)) {
-                fprintf(stderr, "corral-proxy: bad --route '%s'\n", v ? v : "");
-                goto fail;
-            }
-            i++;
-        } else if (!strcmp(a, "--set")) {
-            if (!v || !apply_set_flag(&ld, v)) {
-                fprintf(stderr, "corral-proxy: bad --set '%s'\n", v ? v : "");
-                goto fail;
-            }
-            i++;
-        } else {
-            fprintf(stderr, "corral-proxy: unknown argument '%s'\n", a);
-            goto fail;
-        }
-    }
-    if (!cfg->origin_host[0]) {
-        fprintf(stderr, "corral-proxy: --origin http://HOST:PORT is required\n");
+    loader *ld = calloc(1, sizeof *ld);
+    if (!cfg || !ld) {
+        px_fail(err, "out of memory");
         goto fail;
     }
-    if (!resolve_routes(&ld)) goto fail;
+    px_config_defaults(cfg);
+    ld->cfg = cfg;
+    ld->honor_cc = -1;
+    ld->file = name ? name : "(config)";
+    route_src *s0 = &ld->src[0];
+    s0->ttl_ms = s0->grace_ms = s0->sie_ms = s0->keep_ms = s0->max_ttl_ms = s0->hfp_ms = UNSET;
+    s0->has_prefix = true;
+    ld->cache = *s0;
+    if (text && !px_ini_parse(ld->file, text, len, on_ini, ld, err)) goto fail;
+    /* The environment's token overrides the file's and yields to the command line's. */
+    if (f->env_token && !apply(ld, "proxy", "admin_token", f->env_token)) {
+        px_fail(err, "CORRAL_ADMIN_TOKEN: want %s", key_form("proxy", "admin_token"));
+        goto fail;
+    }
+    if (!apply_flags(ld, f, err)) goto fail;
+    if (!cfg->origin_host[0]) {
+        px_fail(err, "no origin: give --origin http://HOST:PORT or origin = in [proxy]");
+        err->usage = true;
+        goto fail;
+    }
+    if (!resolve_routes(ld, err)) goto fail;
+    if (ld->token_file[0] &&
+        !px_read_token_file(ld->token_file, cfg->admin_token, sizeof cfg->admin_token, err))
+        goto fail;
     memcpy(cfg->listen_port_cfg, cfg->listen_port, sizeof cfg->listen_port_cfg);
+    free(ld);
     return cfg;
 fail:
+    free(ld);
     free(cfg);
     return NULL;
 }

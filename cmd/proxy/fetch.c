@@ -206,47 +206,6 @@ static void sink_done(struct px_fetch *f) {
 
 /* ---- Starting ---- */
 
-/* Writes request `m` as a head and parses it back, so the fetch owns a copy. */
-static int copy_request(struct px_fetch *f, const corral_http_msg *m) {
-    size_t size = m->method_len + m->target_len + 16;
-    for (size_t i = 0; i < m->n_headers; i++)
-        size += m->headers[i].name_len + m->headers[i].value_len + 4;
-    size += 2;
-    f->cbuf = malloc(size);
-    f->creq_hdrs = calloc(m->n_headers + 1, sizeof *f->creq_hdrs);
-    if (!f->cbuf || !f->creq_hdrs) return -1;
-    char *p = f->cbuf;
-    memcpy(p, m->method_name, m->method_len);
-    p += m->method_len;
-    *p++ = ' ';
-    memcpy(p, m->target, m->target_len);
-    p += m->target_len;
-    memcpy(p, m->version_minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n", 11);
-    p += 11;
-    for (size_t i = 0; i < m->n_headers; i++) {
-        const corral_http_header *h = &m->headers[i];
-        memcpy(p, h->name, h->name_len);
-        p += h->name_len;
-        *p++ = ':';
-        *p++ = ' ';
-        memcpy(p, h->value, h->value_len);
-        p += h->value_len;
-        *p++ = '\r';
-        *p++ = '\n';
-    }
-    *p++ = '\r';
-    *p++ = '\n';
-    size_t len = (size_t)(p - f->cbuf);
-    corral_http_limits lim;
-    corral_http_limits_init(&lim);
-    lim.max_head_bytes = len + 1;
-    lim.max_headers = m->n_headers + 1;
-    return corral_http_parse_head(CORRAL_HTTP_REQUEST, f->cbuf, len, &lim, f->creq_hdrs,
-                                  m->n_headers + 1, &f->creq, NULL) == CORRAL_OK
-               ? 0
-               : -1;
-}
-
 /* Writes the origin request head into f->reqbuf. `reval` asks for a conditional request. */
 static int write_request(struct px_fetch *f, const corral_http_msg *req,
                          const corral_http_msg *reval, const char *peer) {
@@ -329,10 +288,11 @@ int px_fetch_start(px_worker *w, const px_fetch_args *a) {
             px_obj_parse(f->stale_v, f->stale_hdrs, PX_OBJ_MAX_HEADERS, &f->stale) < 0)
             goto fail;
     }
-    if (copy_request(f, a->req) < 0) goto fail;
+    if (px_msg_copy(a->req, &f->cbuf, &f->creq_hdrs, &f->creq) < 0) goto fail;
     const corral_http_msg *reval = f->kind == PX_FETCH_REVALIDATE ? &f->stale.head : NULL;
     if (write_request(f, a->req, reval, a->sink ? a->sink->peer : NULL) < 0) goto fail;
-    if (f->kind == PX_FETCH_PASS && a->req->framing != CORRAL_HTTP_FRAMING_NONE) {
+    if (f->kind == PX_FETCH_PASS && a->req->framing != CORRAL_HTTP_FRAMING_NONE &&
+        (a->req->framing != CORRAL_HTTP_FRAMING_LENGTH || a->req->content_length > 0)) {
         f->has_body = true;
         f->body_chunked = a->req->framing == CORRAL_HTTP_FRAMING_CHUNKED;
     }
@@ -420,11 +380,26 @@ void px_fetch_on_connected(struct px_fetch *f, struct px_oconn *oc) {
     start_exchange(f);
 }
 
+/* Once more on a new connection: the pooled one was closed by the origin. */
+static void retry(struct px_fetch *f) {
+    f->retried = true;
+    f->sent_ns = 0;
+    connect_origin(f, true);
+}
+
 static void start_exchange(struct px_fetch *f) {
     f->sent_ns = uv_hrtime();
     f->t_req_ms = px_now_ms();
     count(f, PX_M_origin_fetches_total);
     int rc = px_origin_send(f->oc, f->reqbuf, f->req_len);
+    if (rc < 0 && px_origin_reused(f->oc) && !f->retried) {
+        /* A pooled connection the origin closed, and no byte of the request went out (the
+         * first write failed): the origin cannot have acted on it, whatever the method. */
+        px_origin_release(f->oc, false);
+        f->oc = NULL;
+        retry(f);
+        return;
+    }
     if (rc == 0 && f->pend_len) {
         rc = px_origin_send(f->oc, f->pend, f->pend_len);
         f->pend_len = 0;
@@ -493,12 +468,14 @@ static void exchange_failed(struct px_fetch *f, int err, bool timeout) {
 void px_fetch_on_error(struct px_fetch *f, int err, bool timeout, bool retryable) {
     PX_CHECK_OBJ(f, PX_FETCH_MAGIC);
     f->oc = NULL; /* origin.c closed it */
-    if (retryable && !f->retried && !f->has_body && !f->got_head &&
-        (f->send_method == CORRAL_HTTP_GET || f->send_method == CORRAL_HTTP_HEAD)) {
-        /* A pooled connection the origin had closed: once more on a new one. */
-        f->retried = true;
-        f->sent_ns = 0;
-        connect_origin(f, true);
+    corral_http_method m = f->send_method;
+    bool idempotent = m == CORRAL_HTTP_GET || m == CORRAL_HTTP_HEAD || m == CORRAL_HTTP_OPTIONS ||
+                      m == CORRAL_HTTP_TRACE || m == CORRAL_HTTP_PUT || m == CORRAL_HTTP_DELETE;
+    if (retryable && !f->retried && !f->has_body && !f->got_head && idempotent) {
+        /* A pooled connection the origin closed as the request went out, before any byte of an
+         * answer: an idempotent request without a body is sent again (RFC 9110 §9.2.2); one
+         * that is not (POST, PATCH) may have been acted on, so it is never repeated. */
+        retry(f);
         return;
     }
     exchange_failed(f, err, timeout);
@@ -807,6 +784,11 @@ int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len) {
         return PX_EPIPE;
     }
     return 0;
+}
+
+void px_fetch_on_interim(struct px_fetch *f, const corral_http_msg *resp) {
+    PX_CHECK_OBJ(f, PX_FETCH_MAGIC);
+    if (f->sink) px_conn_interim(f->sink, resp);
 }
 
 void px_fetch_unpause(struct px_fetch *f) {

@@ -11,20 +11,27 @@
  * lines of all workers come out in the order of their times. Every worker appends to one shared
  * buffer (px_alog) under its lock, reading the clock inside the lock: so the buffer is in time
  * order by construction. The line is formatted before, with a placeholder of fixed width where
- * the time goes, so the lock covers a clock read, a time stamp and a memcpy. Flushing swaps the
- * buffer out under the lock and writes it with one write(2) per flush, outside it, under a
- * second lock that keeps flushes (on any worker) in order. A clock that steps back is held at
- * the last time written, so the order holds; the times then stand still until it catches up.
+ * the time goes, so the lock covers a clock read, a time stamp and a memcpy. A clock that steps
+ * back is held at the last time written, so the order holds; the times then stand still until it
+ * catches up.
  *
- * The buffer is flushed by a 100 ms timer of the worker that appended, or at once when it passes
- * 64 KiB; lines beyond 4 MiB unwritten (a log file that blocks) are dropped, and a failed write
- * drops the batch: the log must never stall the proxy. In combined and json, fields from the
- * request (target, Referer, User-Agent) are escaped: `"`, `\` and bytes outside printable ASCII
- * as \xHH in combined (as nginx), as JSON escapes (\u00HH for each such byte) in json.
+ * Writing: one writer thread does every write(2), so a log that blocks (a full pipe, a FIFO
+ * nobody reads, a hung disk) stalls only it, never a worker. Workers ask it to write: a 100 ms
+ * timer of the worker that appended, or at once past 64 KiB. It swaps the buffer out under the
+ * lock and writes it outside. Lines the writer is more than 4 MiB behind on are dropped and
+ * counted (corral_proxy_access_log_dropped_lines_total), as are the lines of a failed write.
+ * Reopen (SIGHUP): the buffer goes to the snapshot it was written for, each snapshot holding its
+ * own log fd; lines appended after px_alog_reopen go to the new snapshot's, whichever snapshot
+ * the worker that appends them still holds. At exit the writer gets WRITER_EXIT_MS to write what
+ * is left; a log that still blocks then loses it.
  *
- * Threads: px_log_request and px_log_flush on any worker's loop thread; px_alog_new and
- * px_alog_free on the main thread. Locks: `lock` (the buffer), `write_lock` (one flush at a
- * time); write_lock is taken before lock, and both are leaves otherwise.
+ * In combined and json, fields from the request (target, Referer, User-Agent) are escaped: `"`,
+ * `\` and bytes outside printable ASCII as \xHH in combined (as nginx), as JSON escapes (\u00HH
+ * for each such byte) in json.
+ *
+ * Threads: px_log_request and px_log_flush on any worker's loop thread; px_alog_new,
+ * px_alog_reopen, px_alog_free on the main thread, px_alog_dropped on any. `lock` guards every
+ * field but `dropped` (atomic); it is a leaf, and never held across I/O.
  */
 #include "proxy.h"
 
@@ -37,44 +44,45 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FLUSH_MS     100
-#define FLUSH_BYTES  65536
-#define MAX_PENDING  (4u << 20)
-#define LINE_MAX_LEN 8192
-#define TARGET_MAX   2000
-#define FIELD_MAX    512
+#define FLUSH_MS       100
+#define FLUSH_BYTES    65536
+#define MAX_PENDING    (4u << 20)
+#define LINE_MAX_LEN   8192
+#define TARGET_MAX     2000
+#define FIELD_MAX      512
+#define WRITER_EXIT_MS 1000
 
 /* Widths of the time placeholders: "2026-01-01T10:00:00.123Z", "01/Jan/2026:10:00:00 +0000". */
 #define ISO_LEN 24
 #define CLF_LEN 26
 
+/* Lines of an earlier snapshot, waiting for the writer after a reopen. */
+typedef struct alog_batch {
+    struct alog_batch *next;
+    px_config *cfg; /* a reference: its log_fd stays open until the lines are written */
+    char *buf;
+    size_t len;
+} alog_batch;
+
 struct px_alog {
-    uv_mutex_t lock;       /* buf, len, cap, last_ms, the cached second */
-    uv_mutex_t write_lock; /* one flush at a time, so batches reach the file in order */
+    uv_mutex_t lock; /* every field below but `dropped` */
+    uv_cond_t wake;  /* to the writer: lines to write, a batch, or stop */
+    uv_cond_t done;  /* from the writer: it has ended */
+    uv_thread_t writer;
+    px_config *cfg; /* the snapshot whose log_fd `buf` goes to (a reference) */
     char *buf;
     size_t len, cap;
-    int64_t last_ms; /* the time of the newest line: a clock stepping back is held here */
-    int64_t sec;     /* the second whose stamps are cached below (-1: none) */
+    alog_batch *retired, **retired_tail; /* older snapshots' lines, oldest first */
+    size_t unwritten;                    /* bytes appended and not yet written, all batches */
+    bool flush, stop, ended;
+    atomic_uint_fast64_t dropped; /* lines dropped: too far behind, or a write failed */
+    int64_t last_ms;              /* the time of the newest line: a clock stepping back is held */
+    int64_t sec;                  /* the second whose stamps are cached below (-1: none) */
     char iso_sec[ISO_LEN + 1], clf_sec[CLF_LEN + 1];
 };
 
-struct px_alog *px_alog_new(void) {
-    struct px_alog *l = calloc(1, sizeof *l);
-    if (!l) return NULL;
-    if (uv_mutex_init(&l->lock) < 0) {
-        free(l);
-        return NULL;
-    }
-    if (uv_mutex_init(&l->write_lock) < 0) {
-        uv_mutex_destroy(&l->lock);
-        free(l);
-        return NULL;
-    }
-    l->sec = -1;
-    return l;
-}
-
-static void write_all(int fd, const char *p, size_t len) {
+/* Writes everything, or counts the lines it could not write. */
+static void write_all(struct px_alog *l, int fd, const char *p, size_t len) {
     size_t off = 0;
     while (fd >= 0 && off < len) {
         ssize_t n = write(fd, p + off, len - off);
@@ -82,32 +90,128 @@ static void write_all(int fd, const char *p, size_t len) {
         if (n <= 0) break;
         off += (size_t)n;
     }
+    uint64_t lost = 0;
+    for (size_t i = off; fd >= 0 && i < len; i++)
+        lost += p[i] == '\n';
+    if (lost) atomic_fetch_add_explicit(&l->dropped, lost, memory_order_relaxed);
 }
 
-/* Swaps the buffer out and writes it to `fd`. */
-static void alog_flush(struct px_alog *l, int fd) {
-    uv_mutex_lock(&l->write_lock);
+static void writer_main(void *arg) {
+    struct px_alog *l = arg;
     uv_mutex_lock(&l->lock);
-    char *p = l->buf;
-    size_t len = l->len;
+    for (;;) {
+        alog_batch b = { 0 };
+        if (l->retired) {
+            alog_batch *r = l->retired;
+            l->retired = r->next;
+            if (!l->retired) l->retired_tail = &l->retired;
+            b = *r;
+            free(r);
+        } else if (l->len && (l->flush || l->stop)) {
+            b = (alog_batch){ .cfg = px_config_ref(l->cfg), .buf = l->buf, .len = l->len };
+            l->buf = NULL;
+            l->len = l->cap = 0;
+            l->flush = false;
+        } else if (l->stop) {
+            break;
+        } else {
+            uv_cond_wait(&l->wake, &l->lock);
+            continue;
+        }
+        uv_mutex_unlock(&l->lock);
+        write_all(l, b.cfg->log_fd, b.buf, b.len);
+        free(b.buf);
+        px_config_unref(b.cfg);
+        uv_mutex_lock(&l->lock);
+        l->unwritten -= b.len;
+    }
+    l->ended = true;
+    uv_cond_signal(&l->done);
+    uv_mutex_unlock(&l->lock);
+}
+
+struct px_alog *px_alog_new(px_config *cfg) {
+    struct px_alog *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    if (uv_mutex_init(&l->lock) < 0) goto free_l;
+    if (uv_cond_init(&l->wake) < 0) goto free_lock;
+    if (uv_cond_init(&l->done) < 0) goto free_wake;
+    l->cfg = px_config_ref(cfg);
+    l->retired_tail = &l->retired;
+    l->sec = -1;
+    atomic_init(&l->dropped, 0);
+    if (uv_thread_create(&l->writer, writer_main, l) == 0) return l;
+    px_config_unref(l->cfg);
+    uv_cond_destroy(&l->done);
+free_wake:
+    uv_cond_destroy(&l->wake);
+free_lock:
+    uv_mutex_destroy(&l->lock);
+free_l:
+    free(l);
+    return NULL;
+}
+
+int px_alog_reopen(struct px_alog *l, px_config *cfg) {
+    alog_batch *b = malloc(sizeof *b);
+    if (!b) return PX_ENOMEM;
+    uv_mutex_lock(&l->lock);
+    *b = (alog_batch){ .cfg = l->cfg, .buf = l->buf, .len = l->len };
+    l->cfg = px_config_ref(cfg);
     l->buf = NULL;
     l->len = l->cap = 0;
+    if (b->len) {
+        *l->retired_tail = b;
+        l->retired_tail = &b->next;
+        uv_cond_signal(&l->wake);
+        b = NULL;
+    }
     uv_mutex_unlock(&l->lock);
-    write_all(fd, p, len);
-    free(p);
-    uv_mutex_unlock(&l->write_lock);
+    if (b) {
+        px_config_unref(b->cfg);
+        free(b);
+    }
+    return 0;
 }
 
-void px_alog_free(struct px_alog *l, int fd) {
+uint64_t px_alog_dropped(struct px_alog *l) {
+    return atomic_load_explicit(&l->dropped, memory_order_relaxed);
+}
+
+void px_alog_free(struct px_alog *l) {
     if (!l) return;
-    alog_flush(l, fd);
+    uv_mutex_lock(&l->lock);
+    l->stop = true;
+    uv_cond_signal(&l->wake);
+    uint64_t deadline = uv_hrtime() + (uint64_t)WRITER_EXIT_MS * 1000000u;
+    while (!l->ended) {
+        uint64_t now = uv_hrtime();
+        if (now >= deadline || uv_cond_timedwait(&l->done, &l->lock, deadline - now) != 0) break;
+    }
+    bool ended = l->ended;
+    uv_mutex_unlock(&l->lock);
+    if (!ended) {
+        /* The writer is stuck in a write that blocks: the process ends without it, and `l`
+         * stays allocated for it. */
+        fprintf(stderr, "corral-proxy: the access log blocks; its last lines are lost\n");
+        return;
+    }
+    uv_thread_join(&l->writer);
+    px_config_unref(l->cfg);
+    uv_cond_destroy(&l->done);
+    uv_cond_destroy(&l->wake);
     uv_mutex_destroy(&l->lock);
-    uv_mutex_destroy(&l->write_lock);
     free(l);
 }
 
 void px_log_flush(px_worker *w) {
-    alog_flush(w->px->alog, w->cfg->log_fd);
+    struct px_alog *l = w->px->alog;
+    uv_mutex_lock(&l->lock);
+    if (l->len) {
+        l->flush = true;
+        uv_cond_signal(&l->wake);
+    }
+    uv_mutex_unlock(&l->lock);
 }
 
 static void on_log_timer(uv_timer_t *t) {
@@ -292,7 +396,7 @@ static void stamp_locked(struct px_alog *l, int64_t now_ms, int format, char *ds
 void px_log_request(px_conn *c) {
     px_worker *w = c->w;
     const px_request *rq = &c->req;
-    if (!rq->cfg || rq->cfg->log_fd < 0 || w->cfg->log_fd < 0) return;
+    if (!rq->cfg || rq->cfg->log_fd < 0) return;
     char buf[LINE_MAX_LEN];
     line o = { .p = buf, .cap = sizeof buf };
     size_t at = 0;
@@ -303,12 +407,16 @@ void px_log_request(px_conn *c) {
     struct px_alog *l = w->px->alog;
     struct timespec ts;
     uv_mutex_lock(&l->lock);
+    if (l->cfg->log_fd < 0) { /* the log was turned off by a reload */
+        uv_mutex_unlock(&l->lock);
+        return;
+    }
     /* The clock is read under the lock: the order in the buffer is the order of the times. */
     int64_t now_ms = l->last_ms;
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
         now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     if (now_ms < l->last_ms) now_ms = l->last_ms;
-    bool ok = l->len + o.len <= MAX_PENDING;
+    bool ok = l->unwritten + o.len <= MAX_PENDING;
     if (ok && l->cap - l->len < o.len) {
         size_t cap = l->cap ? l->cap * 2 : FLUSH_BYTES + LINE_MAX_LEN;
         while (cap - l->len < o.len)
@@ -326,12 +434,17 @@ void px_log_request(px_conn *c) {
         stamp_locked(l, now_ms, format, buf + at);
         memcpy(l->buf + l->len, buf, o.len);
         l->len += o.len;
+        l->unwritten += o.len;
+        if (l->len >= FLUSH_BYTES) {
+            l->flush = true;
+            uv_cond_signal(&l->wake);
+        }
+    } else {
+        atomic_fetch_add_explicit(&l->dropped, 1, memory_order_relaxed);
     }
-    bool full = l->len >= FLUSH_BYTES;
+    bool flushing = l->flush;
     uv_mutex_unlock(&l->lock);
-    if (full) {
-        px_log_flush(w);
-    } else if (ok && !uv_is_active((uv_handle_t *)&w->log_timer) && !w->closing_handles) {
+    if (ok && !flushing && !uv_is_active((uv_handle_t *)&w->log_timer) && !w->closing_handles) {
         if (uv_timer_start(&w->log_timer, on_log_timer, FLUSH_MS, 0) < 0) px_log_flush(w);
     }
 }

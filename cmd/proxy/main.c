@@ -1,12 +1,16 @@
 /*
  * main.c - corral-proxy's entry point: reads the configuration, opens the cache, starts one
  * worker thread per core (each a uv loop with its own SO_REUSEPORT listener, connections and
- * origin pool) and runs the main loop, which owns the admin listener and the signals.
+ * origin pool) and runs the main loop, which owns the admin listener and the signals. The top
+ * of the proxy: it gives the loop layer (worker.c, client.c) the handlers through which that
+ * layer calls the files above it.
  *
  *   corral-proxy --origin http://127.0.0.1:8000 --listen 127.0.0.1:8080
  *                [--admin 127.0.0.1:8081] [--store mem://...|redis://...] [--config file.ini]
  *                [--threads N] [--access-log -|off|PATH] [--route 'PREFIX key=value ...']
- *                [--set SECTION.KEY=VALUE]
+ *                [--admin-token-file FILE] [--set SECTION.KEY=VALUE]
+ * Options take their value as the next argument or after '=' (--origin=http://...). A bad value
+ * is reported with its flag or file:line, key and reason (px_error), and exits 2.
  *
  * Signals (uv_signal on the main loop, so no handler runs in signal context):
  *   SIGTERM, SIGINT  stop accepting, let in-flight requests finish (at most shutdown_timeout),
@@ -18,10 +22,7 @@
  * Threads: the main thread owns `px` (the process state; it lives on main's stack, so the
  * binary has no global mutable state), the admin listener and the signals. Workers own
  * everything under their loop; the main thread writes to a worker only through its inbox
- * (inbox_lock) and reads its metrics as relaxed atomics. Lock order: inbox_lock is a leaf
- * (nothing else is taken while it is held; uv_async_send calls nothing back). The inbox is a
- * FIFO of connections, each queued at most once (px_conn.in_inbox): flight wake-ups, and
- * readers of a busy object that grew (busy.c).
+ * (worker.c, under inbox_lock) and reads its metrics as relaxed atomics.
  */
 #include "proxy.h"
 
@@ -32,138 +33,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- Worker inbox ---- */
+#include <sys/resource.h>
 
-void px_worker_signal_locked(px_worker *w) {
-    if (w->inbox_closed) return;
-    /* uv_async_send is thread-safe and calls nothing back, so it may run under the lock,
-     * which keeps the worker from closing the handle between our check and the send. */
-    int rc = uv_async_send(&w->inbox_async);
-    if (rc < 0) fprintf(stderr, "corral-proxy: inbox of worker %u: %s\n", w->id, uv_strerror(rc));
-}
+/* ---- Workers ---- */
 
-/* Queues `c` at the inbox's tail unless it is queued already; the caller holds the lock. */
-static void enqueue_locked(px_worker *w, px_conn *c) {
-    if (c->in_inbox) return;
-    c->in_inbox = true;
-    c->wake_next = NULL;
-    if (w->inbox_tail)
-        w->inbox_tail->wake_next = c;
-    else
-        w->inbox = c;
-    w->inbox_tail = c;
-    w->inbox_len++;
-    px_worker_signal_locked(w);
-}
-
-void px_worker_wake(px_worker *w, px_conn *c) {
-    uv_mutex_lock(&w->inbox_lock);
-    c->wake_flight = true;
-    enqueue_locked(w, c);
-    uv_mutex_unlock(&w->inbox_lock);
-}
-
-void px_worker_notify(px_worker *w, px_conn *c) {
-    uv_mutex_lock(&w->inbox_lock);
-    enqueue_locked(w, c);
-    uv_mutex_unlock(&w->inbox_lock);
-}
-
-bool px_worker_queued(px_worker *w, const px_conn *c) {
-    uv_mutex_lock(&w->inbox_lock);
-    bool q = c->in_inbox;
-    uv_mutex_unlock(&w->inbox_lock);
-    return q;
-}
-
-static void on_handle_closed(uv_handle_t *h) {
-    (void)h;
-}
-
-static void on_drain_deadline(uv_timer_t *t) {
-    px_worker *w = t->data;
-    PX_CHECK_OBJ(w, PX_WORKER_MAGIC);
-    fprintf(stderr, "corral-proxy: worker %u: shutdown timeout, closing what is left\n", w->id);
-    px_fetches_abort(w);
-    px_clients_abort(w);
-    px_worker_maybe_done(w);
-}
-
-void px_worker_maybe_done(px_worker *w) {
-    PX_CHECK_OBJ(w, PX_WORKER_MAGIC);
-    if (!w->stopping || w->closing_handles) return;
-    if (!px_list_empty(&w->conns) || !px_list_empty(&w->fetches)) return;
-    w->closing_handles = true;
-    px_log_flush(w);
-    px_origin_close_idle(w);
-    /* No connection is left, so no flight can wake us any more; the main thread may still
-     * signal (SIGHUP), hence the flag under the lock. */
-    uv_mutex_lock(&w->inbox_lock);
-    w->inbox_closed = true;
-    uv_mutex_unlock(&w->inbox_lock);
-    uv_close((uv_handle_t *)&w->inbox_async, on_handle_closed);
-    uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&w->log_timer, on_handle_closed);
-}
-
-static void begin_stop(px_worker *w) {
-    if (w->stopping) return;
-    w->stopping = true;
+/* A stopping worker stops accepting and closes what is idle. */
+static void worker_stop(px_worker *w) {
     px_clients_stop(w);
     px_origin_close_idle(w);
-    int rc = uv_timer_start(&w->drain_timer, on_drain_deadline,
-                            (uint64_t)w->cfg->shutdown_timeout_ms, 0);
-    if (rc < 0) fprintf(stderr, "corral-proxy: drain timer: %s\n", uv_strerror(rc));
-    px_worker_maybe_done(w);
 }
 
-static void on_inbox(uv_async_t *a) {
-    px_worker *w = a->data;
-    PX_CHECK_OBJ(w, PX_WORKER_MAGIC);
-    uv_mutex_lock(&w->inbox_lock);
-    size_t n = w->inbox_len;
-    px_config *cfg = w->inbox_cfg;
-    w->inbox_cfg = NULL;
-    bool stop = w->inbox_stop;
-    uv_mutex_unlock(&w->inbox_lock);
-    if (cfg) {
-        px_config_unref(w->cfg);
-        w->cfg = cfg;
-    }
-    /* Oldest first, one at a time: a connection leaves the inbox before it is handled, so a
-     * busy object that grows meanwhile queues it again. At most the connections queued on
-     * entry are handled here (streaming readers requeue themselves as the body arrives); the
-     * rest get the next turn of the loop. */
-    for (size_t i = 0; i < n; i++) {
-        uv_mutex_lock(&w->inbox_lock);
-        px_conn *c = w->inbox;
-        if (!c) {
-            uv_mutex_unlock(&w->inbox_lock);
-            break;
-        }
-        w->inbox = c->wake_next;
-        if (!w->inbox) w->inbox_tail = NULL;
-        w->inbox_len--;
-        c->wake_next = NULL;
-        c->in_inbox = false;
-        bool flight = c->wake_flight;
-        c->wake_flight = false;
-        int rc = c->wake_rc;
-        corral_value *v = c->wake_v;
-        c->wake_v = NULL;
-        uv_mutex_unlock(&w->inbox_lock);
-        PX_CHECK_OBJ(c, PX_CONN_MAGIC);
-        if (flight) {
-            c->waiting = false;
-            px_cache_woken(c, rc, v);
-        } else {
-            px_cache_stream(c);
-        }
-    }
-    uv_mutex_lock(&w->inbox_lock);
-    if (w->inbox) px_worker_signal_locked(w);
-    uv_mutex_unlock(&w->inbox_lock);
-    if (stop) begin_stop(w);
+/* Past the shutdown deadline, what is left is closed. */
+static void worker_abort(px_worker *w) {
+    px_fetches_abort(w);
+    px_clients_abort(w);
+}
+
+/* What the loop layer (worker.c, client.c) calls above it: the request state machine, delivery,
+ * fetches and the origin pool. */
+static const px_handlers handlers = {
+    .request = px_cache_request,
+    .wait_expired = px_cache_wait_expired,
+    .request_release = px_request_release,
+    .woken = px_cache_woken,
+    .stream = px_cache_stream,
+    .stream_stop = px_cache_stream_stop,
+    .fetch_body = px_fetch_body,
+    .fetch_body_end = px_fetch_body_end,
+    .fetch_detach = px_fetch_detach,
+    .fetch_unpause = px_fetch_unpause,
+    .stop = worker_stop,
+    .abort = worker_abort,
+    .done = px_origin_close_idle,
+};
+
+/* Sets up worker `w` (loop, inbox, timers, listener) before its thread starts. */
+static int worker_init(px_proxy *px, px_worker *w, unsigned id,
+                       const struct sockaddr_storage *origin) {
+    int rc = px_worker_init(px, w, id, &handlers, origin);
+    return rc < 0 ? rc : px_listen(w);
 }
 
 static void worker_main(void *arg) {
@@ -172,34 +80,11 @@ static void worker_main(void *arg) {
     (void)rc; /* 0 once every handle is closed: the worker is done */
 }
 
-/* Sets up worker `w` (loop, inbox, timers, listener) before its thread starts. */
-static int worker_init(px_proxy *px, px_worker *w, unsigned id,
-                       const struct sockaddr_storage *origin) {
-    memset(w, 0, sizeof *w);
-    w->magic = PX_WORKER_MAGIC;
-    w->px = px;
-    w->id = id;
-    w->metrics = &px->metrics[id];
-    w->cfg = px_config_ref(px->cfg);
-    w->origin_addr = *origin;
-    px_list_init(&w->conns);
-    px_list_init(&w->fetches);
-    px_list_init(&w->idle);
-    int rc = uv_loop_init(&w->loop);
-    if (rc < 0) return px_from_uv(rc);
-    w->loop.data = w;
-    if ((rc = uv_mutex_init(&w->inbox_lock)) < 0) return px_from_uv(rc);
-    if ((rc = uv_async_init(&w->loop, &w->inbox_async, on_inbox)) < 0) return px_from_uv(rc);
-    w->inbox_async.data = w;
-    if ((rc = uv_timer_init(&w->loop, &w->drain_timer)) < 0) return px_from_uv(rc);
-    w->drain_timer.data = w;
-    if ((rc = uv_timer_init(&w->loop, &w->log_timer)) < 0) return px_from_uv(rc);
-    w->log_timer.data = w;
-    w->handles_ready = true;
-    return px_listen(w);
-}
-
 /* ---- Signals ---- */
+
+static void on_handle_closed(uv_handle_t *h) {
+    (void)h;
+}
 
 typedef struct sigs {
     px_proxy *px;
@@ -236,12 +121,15 @@ static void on_hup(uv_signal_t *s, int signum) {
     (void)signum;
     sigs *sg = s->data;
     px_proxy *px = sg->px;
-    px_config *cfg = px_config_load(px->config_path, px->argc, px->argv);
+    px_error err;
+    px_config *cfg = px_config_load(px->flags, &err);
     if (!cfg) {
-        fprintf(stderr, "corral-proxy: SIGHUP: configuration not reloaded\n");
+        fprintf(stderr, "corral-proxy: %s\ncorral-proxy: SIGHUP: configuration not reloaded\n",
+                err.msg);
         return;
     }
-    if (!px_config_compatible(px->cfg, cfg) || px_config_open_log(cfg) < 0) {
+    if (!px_config_compatible(px->cfg, cfg) || px_config_open_log(cfg) < 0 ||
+        px_alog_reopen(px->alog, cfg) < 0) {
         px_config_unref(cfg);
         fprintf(stderr, "corral-proxy: SIGHUP: configuration not reloaded\n");
         return;
@@ -269,7 +157,7 @@ static void usage(FILE *f) {
         "usage: corral-proxy --origin http://HOST:PORT [--listen HOST:PORT] [--admin HOST:PORT]\n"
         "                    [--store mem://...|redis://...] [--config FILE.ini] [--threads N]\n"
         "                    [--access-log -|off|PATH] [--access-log-format corral|combined|json]\n"
-        "                    [--admin-token TOKEN]\n"
+        "                    [--admin-token-file FILE] (or $CORRAL_ADMIN_TOKEN)\n"
         "                    [--route 'PREFIX key=value ...'] [--set SECTION.KEY=VALUE]\n"
         "The configuration keys, the admin listener (PURGE, /metrics, /dashboard) and the\n"
         "access log: " CORRAL_DOCDIR "/proxy.md; an example configuration:\n" CORRAL_DOCDIR
@@ -294,6 +182,38 @@ static int resolve_origin(uv_loop_t *loop, const px_config *cfg, struct sockaddr
     return 0;
 }
 
+/* Raises the open-file limit to what max_connections needs (each client connection is a
+ * descriptor; the rest: listeners, origin connections, the store, the log) when the hard limit
+ * allows it, and says so when it does not. */
+static void raise_fd_limit(const px_config *cfg) {
+    struct rlimit rl;
+    rlim_t need = (rlim_t)cfg->max_connections + 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) return;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+        rl.rlim_cur < need)
+        fprintf(stderr,
+                "corral-proxy: warning: the open-file limit (%llu) is below max_connections + "
+                "1024: beyond it accepts fail (EMFILE); raise ulimit -n or lower "
+                "limits.max_connections\n",
+                (unsigned long long)rl.rlim_cur);
+}
+
+/* The bounds an operator relies on, once at startup. */
+static void print_limits(const px_config *cfg, unsigned workers) {
+    char per[48] = "no bound per worker";
+    if (cfg->max_worker_connections)
+        snprintf(per, sizeof per, "at most %u per worker", cfg->max_worker_connections);
+    size_t buf = px_cbuf_bytes(cfg);
+    fprintf(stderr,
+            "corral-proxy: limits: %u client connections (%s, %u workers); beyond them: 503 and "
+            "close\n"
+            "corral-proxy: limits: %zu bytes of buffers per connection reading a request (none "
+            "while idle), at most %zu MiB in all; a streamed answer queues at most ~1 MiB\n",
+            cfg->max_connections, per, workers, buf,
+            (buf * ((size_t)cfg->max_connections + (size_t)workers * PX_SPARE_BUFS)) >> 20);
+}
+
 /* Closes the handles of a worker whose thread never ran, by running its loop here. */
 static void drain_unstarted(px_worker *w) {
     w->stopping = true;
@@ -303,6 +223,37 @@ static void drain_unstarted(px_worker *w) {
         fprintf(stderr, "corral-proxy: worker %u: handles left open\n", w->id);
 }
 
+/* The store's state callback (corral_store_state_fn): one line when a server of the store goes
+ * down, with the reason, and one when it is back; never one per request. Runs on whichever
+ * thread's store call saw the change. */
+static void on_store_state(void *ctx, const corral_server_status *st) {
+    (void)ctx;
+    if (st->is_down)
+        fprintf(stderr, "corral-proxy: store %s down: %s (%s); serving without the cache\n",
+                st->server, st->msg, corral_store_reason_name(st->reason));
+    else
+        fprintf(stderr, "corral-proxy: store %s back up\n", st->server);
+}
+
+/* corral_open with the state callback set. */
+static int open_store(px_proxy *px, corral_error *err) {
+    const char *url = px->cfg->store_url;
+    size_t cap = strlen(url) + 1;
+    char *buf = malloc(cap);
+    if (!buf) {
+        err->code = CORRAL_ENOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return CORRAL_ENOMEM;
+    }
+    corral_options o;
+    corral_options_init(&o);
+    int rc = corral_options_parse_url(&o, url, buf, cap, err);
+    o.on_store_state = on_store_state;
+    if (rc == CORRAL_OK) rc = corral_open_opts(&px->cache, &o, err);
+    free(buf);
+    return rc;
+}
+
 static int run(px_proxy *px) {
     int code = 1;
     uv_loop_t main_loop;
@@ -310,11 +261,15 @@ static int run(px_proxy *px) {
     struct sockaddr_storage origin;
     if (resolve_origin(&main_loop, px->cfg, &origin) < 0) goto close_loop;
 
+    /* The store URL may hold a password: every line shows it redacted. */
+    char store_shown[sizeof px->cfg->store_url];
+    corral_url_redact(px->cfg->store_url, store_shown, sizeof store_shown);
     corral_error err;
-    if (corral_open(&px->cache, px->cfg->store_url, &err) < 0) {
-        fprintf(stderr, "corral-proxy: store %s: %s\n", px->cfg->store_url, err.msg);
+    if (open_store(px, &err) < 0) {
+        fprintf(stderr, "corral-proxy: store %s: %s\n", store_shown, err.msg);
         goto close_loop;
     }
+    raise_fd_limit(px->cfg);
     unsigned n = px->cfg->threads ? px->cfg->threads : uv_available_parallelism();
     if (n == 0) n = 1;
     px->workers = calloc(n, sizeof *px->workers);
@@ -377,7 +332,8 @@ static int run(px_proxy *px) {
     fprintf(stderr,
             "corral-proxy %s: listening on http://%s:%s/ (%u threads), origin %s, store %s\n",
             corral_version(), px->cfg->listen_host, px->cfg->listen_port, px->n_workers,
-            px->cfg->origin_authority, px->cfg->store_url);
+            px->cfg->origin_authority, store_shown);
+    print_limits(px->cfg, px->n_workers);
     if (px->cfg->admin_host[0])
         fprintf(stderr, "corral-proxy: admin (PURGE, /metrics) on http://%s:%s/\n",
                 px->cfg->admin_host, px->cfg->admin_port);
@@ -425,17 +381,28 @@ close_loop:
 }
 
 int main(int argc, char **argv) {
-    const char *config_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "--version")) {
-            printf("corral-proxy %s\n", corral_version());
-            return 0;
-        }
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) config_path = argv[i + 1];
+    px_flags flags; /* read-only once parsed; lives as long as px */
+    px_error err;
+    if (!px_flags_parse(&flags, argc, argv, &err)) {
+        fprintf(stderr, "corral-proxy: %s\n", err.msg);
+        usage(stderr);
+        return 2;
+    }
+    if (flags.help) {
+        usage(stdout);
+        return 0;
+    }
+    if (flags.version) {
+        printf("corral-proxy %s\n", corral_version());
+        return 0;
+    }
+    for (size_t i = 0; i < flags.n; i++) {
+        const px_flag *fl = &flags.v[i];
+        if (fl->opt == PX_FLAG_ADMIN_TOKEN ||
+            (fl->opt == PX_FLAG_SET && !strncmp(fl->value, "proxy.admin_token=", 18)))
+            fprintf(stderr, "corral-proxy: warning: a token on the command line is visible to "
+                            "every user (ps); use --admin-token-file FILE or "
+                            "CORRAL_ADMIN_TOKEN\n");
     }
     /* A client or origin that closes while we write must not kill the process. */
     struct sigaction sa;
@@ -447,12 +414,11 @@ int main(int argc, char **argv) {
     }
     px_proxy px;
     memset(&px, 0, sizeof px);
-    px.config_path = config_path;
-    px.argc = argc;
-    px.argv = argv;
-    px.cfg = px_config_load(config_path, argc, argv);
+    px.flags = &flags;
+    px.cfg = px_config_load(&flags, &err);
     if (!px.cfg) {
-        usage(stderr);
+        fprintf(stderr, "corral-proxy: %s\n", err.msg);
+        if (err.usage) usage(stderr);
         return 2;
     }
     if (px_config_open_log(px.cfg) < 0) {
@@ -461,10 +427,10 @@ int main(int argc, char **argv) {
     }
     assign_slots(&px, px.cfg);
     px_list_init(&px.busy);
-    px.alog = px_alog_new();
+    px.alog = px_alog_new(px.cfg);
     if (!px.alog || uv_mutex_init(&px.busy_lock) < 0) {
-        fprintf(stderr, "corral-proxy: cannot create a lock\n");
-        px_alog_free(px.alog, -1);
+        fprintf(stderr, "corral-proxy: cannot create a lock or the access log's writer\n");
+        px_alog_free(px.alog);
         px_config_unref(px.cfg);
         return 1;
     }
@@ -472,7 +438,7 @@ int main(int argc, char **argv) {
     /* Every worker has ended, so every fetch and reader is gone with its busy object. */
     assert(px_list_empty(&px.busy));
     uv_mutex_destroy(&px.busy_lock);
-    px_alog_free(px.alog, px.cfg->log_fd);
+    px_alog_free(px.alog);
     px_config_unref(px.cfg);
     return code;
 }

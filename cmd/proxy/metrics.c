@@ -67,21 +67,23 @@ void px_metrics_latency(px_metrics *m, unsigned slot, uint64_t us) {
 
 /* ---- Text ---- */
 
+/* The text being written; `rc` is the first failure (PX_ENOMEM, PX_EINVAL), after which nothing
+ * more is written. */
 typedef struct text {
     char *p;
     size_t len, cap;
-    bool failed;
+    int rc;
 } text;
 
 static void put(text *t, const char *fmt, ...) {
-    if (t->failed) return;
+    if (t->rc < 0) return;
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
         int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
         va_end(ap);
         if (n < 0) {
-            t->failed = true;
+            t->rc = PX_EINVAL;
             return;
         }
         if ((size_t)n < t->cap - t->len) {
@@ -91,7 +93,7 @@ static void put(text *t, const char *fmt, ...) {
         size_t cap = t->cap * 2 + (size_t)n;
         char *p = realloc(t->p, cap);
         if (!p) {
-            t->failed = true;
+            t->rc = PX_ENOMEM;
             return;
         }
         t->p = p;
@@ -103,8 +105,10 @@ static void put(text *t, const char *fmt, ...) {
 static void family(text *t, const char *name, const char *type, const char *help) {
     char head[CORRAL__PROM_HEAD_MAX];
     const char *h = corral__prom_head(head, "corral_proxy_", name, type, help);
-    if (h) put(t, "%s", h);
-    t->failed |= !h;
+    if (h)
+        put(t, "%s", h);
+    else if (t->rc == PX_OK)
+        t->rc = PX_EINVAL; /* a name or help text past CORRAL__PROM_HEAD_MAX */
 }
 
 static uint64_t sum_counter(px_proxy *px, unsigned slot, unsigned counter) {
@@ -122,9 +126,9 @@ static const char *slot_name(px_proxy *px, unsigned slot) {
 int px_metrics_text(px_proxy *px, char **out, size_t *len) {
     *out = NULL;
     *len = 0;
-    text t = { .cap = 16384 };
+    text t = { .cap = 16384, .rc = PX_OK };
     t.p = malloc(t.cap);
-    if (!t.p) return -1;
+    if (!t.p) return PX_ENOMEM;
     t.p[0] = '\0';
     unsigned nslots = atomic_load_explicit(&px->slots.n, memory_order_acquire);
     static const struct {
@@ -175,9 +179,12 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
             total);
     }
     int64_t conns = 0, oconns = 0;
-    uint64_t purges[3] = { 0, 0, 0 };
+    uint64_t purges[3] = { 0, 0, 0 }, rejected = 0;
+    int64_t bufs = 0;
     for (unsigned w = 0; w < px->n_workers; w++) {
+        bufs += atomic_load_explicit(&px->metrics[w].buffer_bytes, memory_order_relaxed);
         conns += atomic_load_explicit(&px->metrics[w].connections, memory_order_relaxed);
+        rejected += atomic_load_explicit(&px->metrics[w].rejected, memory_order_relaxed);
         oconns += atomic_load_explicit(&px->metrics[w].origin_connections, memory_order_relaxed);
     }
     for (unsigned k = 0; k < 3; k++)
@@ -185,8 +192,20 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
             atomic_load_explicit(&px->admin_metrics->purge_requests[k], memory_order_relaxed);
     family(&t, "connections", "gauge", "Open client connections");
     put(&t, "corral_proxy_connections %" PRId64 "\n", conns);
+    family(&t, "connections_rejected_total", "counter",
+           "Client connections answered 503 and closed: over max_connections or "
+           "max_worker_connections");
+    put(&t, "corral_proxy_connections_rejected_total %" PRIu64 "\n", rejected);
+    family(&t, "client_buffer_bytes", "gauge",
+           "Client connection buffers allocated: held by connections reading or handling a "
+           "request (idle ones hold none), and each worker's spares");
+    put(&t, "corral_proxy_client_buffer_bytes %" PRId64 "\n", bufs);
     family(&t, "origin_connections", "gauge", "Open origin connections (busy and pooled)");
     put(&t, "corral_proxy_origin_connections %" PRId64 "\n", oconns);
+    family(&t, "access_log_dropped_lines_total", "counter",
+           "Access log lines dropped: its writer was 4 MiB behind (a log that blocks), or a write "
+           "failed");
+    put(&t, "corral_proxy_access_log_dropped_lines_total %" PRIu64 "\n", px_alog_dropped(px->alog));
     family(&t, "purge_requests_total", "counter", "Admin purge requests by kind");
     put(&t,
         "corral_proxy_purge_requests_total{kind=\"url\"} %" PRIu64 "\n"
@@ -220,11 +239,11 @@ int px_metrics_text(px_proxy *px, char **out, size_t *len) {
         put(&t, "%.*s", (int)lib_len, lib);
         corral_free(px->cache, lib);
     }
-    if (t.failed) {
+    if (t.rc < 0) {
         free(t.p);
-        return -1;
+        return t.rc;
     }
     *out = t.p;
     *len = t.len;
-    return 0;
+    return PX_OK;
 }

@@ -167,13 +167,17 @@ static void feed(struct px_oconn *oc, const char *data, size_t len) {
                     oconn_fail(oc, UV_EPROTO, false);
                     return;
                 }
-                continue; /* 100 Continue, 103 Early Hints: not forwarded */
+                /* 100 Continue, 102 Processing, 103 Early Hints: interim, never final. */
+                px_fetch_on_interim(f, m);
+                if (oc->fetch != f) return;
+                continue;
             }
             if (px_fetch_on_head(f, m) < 0 || oc->fetch != f) return;
         } else if (rc == CORRAL_HTTP_GOT_BODY) {
             if (px_fetch_on_body(f, body.data, body.len) < 0 || oc->fetch != f) return;
         } else if (rc == CORRAL_HTTP_GOT_END) {
             const corral_http_msg *m = corral_http_parser_msg(oc->parser);
+            if (m && m->status < 200) continue; /* an interim response: the final one follows */
             oc->expecting = false;
             oc->reusable = m && m->keep_alive && off == len && oc->writes == 0;
             otimer_set(oc, OT_NONE, 0);

@@ -4,8 +4,12 @@
  *
  * Files, one seam each:
  *   main.c     arguments, startup, worker threads, signals (SIGTERM drain, SIGHUP reload)
- *   config.c   the configuration: INI file (libinih) + flags, routes, reload snapshots
- *   client.c   listeners and client connections: reading, parsing, writing, timeouts
+ *   config.c   the configuration: keys and values, routes, reload snapshots
+ *   args.c     its text forms: the INI file's lines, the flags (getopt_long)
+ *   listen.c   the workers' listening sockets (one port, SO_REUSEPORT among our own workers),
+ *              admission (503 beyond the connection limits)
+ *   client.c   client connections: accepting, reading, parsing, writing, timeouts
+ *   cbuf.c     client connection buffers: held while a request is read, spares reused
  *   origin.c   the origin connection pool: connect, send, parse responses, timeouts
  *   request.c  a request from its parsed head to an answer: lookup, coalescing, grace, dispatch
  *   fetch.c    one exchange with the origin: streaming to the client, storing, coalescing
@@ -18,6 +22,7 @@
  *   metrics.c  per-route counters and the origin latency histogram, Prometheus text
  *   log.c      the access log: corral, combined and JSON lines, in time order
  *   util.c     small helpers every file may use: lists, the wall clock, the hash
+ *   worker.c   a worker's loop: its inbox (wake-ups from other threads) and its stop
  *
  * Data model:
  * - px (one per process, owned by main.c): the corral handle (thread-safe, shared by every
@@ -145,6 +150,11 @@ bool px_list_empty(const px_link *head);
 int64_t px_now_ms(void);
 /* XXH3 of `data` with `seed`. */
 uint64_t px_hash64(const void *data, size_t len, uint64_t seed);
+/* Writes request head `m` into a new buffer `*buf` (free()) and parses it back into `*out` with
+ * its fields in a new array `*hdrs` (free()), so the caller owns a copy. Returns 0 or -1
+ * (memory; what was allocated is still in *buf / *hdrs for the caller to free). */
+int px_msg_copy(const corral_http_msg *m, char **buf, corral_http_header **hdrs,
+                corral_http_msg *out);
 
 /* ---- Configuration (config.c) ---- */
 
@@ -188,37 +198,114 @@ typedef struct px_config {
     /* Reloadable. */
     px_route routes[PX_MAX_ROUTES]; /* routes[0] is "default", prefix "/" */
     size_t n_routes;
-    corral_http_limits limits;    /* client request heads: size and field count */
-    int64_t header_timeout_ms;    /* a client's request head must arrive within this */
-    int64_t keepalive_timeout_ms; /* an idle client connection is closed after this */
-    int64_t body_timeout_ms;      /* between bytes of a request body */
-    int64_t send_timeout_ms;      /* a client that reads nothing for this long is dropped */
-    int64_t connect_timeout_ms;   /* origin connect */
-    int64_t read_timeout_ms;      /* origin: first byte, and between bytes */
-    int64_t origin_idle_ms;       /* idle pooled origin connections are closed after this */
-    unsigned origin_max_idle;     /* pooled idle origin connections per worker */
-    int64_t coalesce_timeout_ms;  /* a waiter gives up on the leader and fetches itself */
-    int64_t shutdown_timeout_ms;  /* SIGTERM: in-flight requests get this long */
-    size_t max_object_size;       /* bodies over this are streamed and not stored */
-    int64_t purge_margin_ms;      /* a fill that started less than this after a purge stamp is
-                                     not stored (PX_STAMP_MARGIN_MS) */
-    unsigned path_tag_depth;      /* path segments tagged for prefix purges (1-8) */
-    bool x_cache_header;          /* add "X-Cache: HIT" etc. to responses */
-    char admin_token[128];        /* bearer token for the admin listener ("" none) */
-    bool admin_allow_remote;      /* admin reachable from non-loopback peers */
-    char access_log[1024];        /* "-" stdout, "off", or a file path */
-    int log_fd;                   /* opened for the snapshot; closed when it is freed */
-    int log_format;               /* PX_LOG_CORRAL, PX_LOG_COMBINED, PX_LOG_JSON (log.c) */
-    char origin_authority[300];   /* "host:port", the Host for HTTP/1.0 requests without one */
+    corral_http_limits limits;       /* client request heads: size and field count */
+    int64_t header_timeout_ms;       /* a client's request head must arrive within this */
+    int64_t keepalive_timeout_ms;    /* an idle client connection is closed after this */
+    int64_t body_timeout_ms;         /* between bytes of a request body */
+    int64_t send_timeout_ms;         /* a client that reads nothing for this long is dropped */
+    int64_t connect_timeout_ms;      /* origin connect */
+    int64_t read_timeout_ms;         /* origin: first byte, and between bytes */
+    int64_t origin_idle_ms;          /* idle pooled origin connections are closed after this */
+    unsigned origin_max_idle;        /* pooled idle origin connections per worker */
+    unsigned max_connections;        /* client connections in all; beyond: 503 and close */
+    unsigned max_worker_connections; /* client connections per worker (0: only the total) */
+    int64_t coalesce_timeout_ms;     /* a waiter gives up on the leader and fetches itself */
+    int64_t shutdown_timeout_ms;     /* SIGTERM: in-flight requests get this long */
+    size_t max_object_size;          /* bodies over this are streamed and not stored */
+    int64_t purge_margin_ms;         /* a fill that started less than this after a purge stamp is
+                                        not stored (PX_STAMP_MARGIN_MS) */
+    unsigned path_tag_depth;         /* path segments tagged for prefix purges (1-8) */
+    bool x_cache_header;             /* add "X-Cache: HIT" etc. to responses */
+    char admin_token[128];           /* bearer token for the admin listener ("" none) */
+    bool admin_allow_remote;         /* admin reachable from non-loopback peers */
+    char access_log[1024];           /* "-" stdout, "off", or a file path */
+    int log_fd;                      /* opened for the snapshot; closed when it is freed */
+    int log_format;                  /* PX_LOG_CORRAL, PX_LOG_COMBINED, PX_LOG_JSON (log.c) */
+    char origin_authority[300];      /* "host:port", the Host for HTTP/1.0 requests without one */
 } px_config;
 
 /* Fills `cfg` with the defaults (no routes but "default"). */
 void px_config_defaults(px_config *cfg);
 
-/* Builds a configuration from the INI file `path` (NULL: none) and then the flags in argv
- * (flags win). Returns a new snapshot with one reference, or NULL after printing why to
- * stderr. Main thread. */
-px_config *px_config_load(const char *path, int argc, char **argv);
+/* ---- Configuration text: INI lines and flags (args.c) ---- */
+
+/* Why a configuration was refused: one line naming the file and line (or the flag), the
+ * section and key, the value (credentials hidden) and the reason. `usage` marks errors in the
+ * command line's shape (unknown option, missing value, no origin), after which the usage is
+ * worth printing. */
+typedef struct px_error {
+    bool usage;
+    char msg[1024];
+} px_error;
+
+/* Formats `err->msg`; returns false, for `return px_fail(err, ...)`. */
+bool px_fail(px_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One event of the INI reader: a section header (`key` and `value` NULL) or a `key = value`
+ * line of `section`, at `line` (1-based). Returns true to go on, or false with `err` set. */
+typedef bool (*px_ini_fn)(void *user, int line, const char *section, const char *key,
+                          const char *value, px_error *err);
+
+/* Reads INI `text` (`len` bytes; NUL bytes are refused), calling `fn` for each header and
+ * key. Syntax errors ("FILE:LINE: ...", `name` being the file's) and `fn`'s refusals stop it.
+ * Returns true when every line was accepted. Pure; any thread. */
+bool px_ini_parse(const char *name, const char *text, size_t len, px_ini_fn fn, void *user,
+                  px_error *err);
+
+enum {
+    PX_FLAG_ORIGIN = 256, /* above every short option's character */
+    PX_FLAG_LISTEN,
+    PX_FLAG_ADMIN,
+    PX_FLAG_STORE,
+    PX_FLAG_THREADS,
+    PX_FLAG_ACCESS_LOG,
+    PX_FLAG_ACCESS_LOG_FORMAT,
+    PX_FLAG_ADMIN_TOKEN,
+    PX_FLAG_ADMIN_TOKEN_FILE,
+    PX_FLAG_ROUTE,
+    PX_FLAG_SET,
+    PX_FLAG_CONFIG,
+    PX_FLAG_VERSION
+};
+
+#define PX_MAX_FLAGS 256 /* settings on one command line */
+
+/* A setting flag and its value (borrowed from argv). */
+typedef struct px_flag {
+    int opt; /* PX_FLAG_* */
+    const char *value;
+} px_flag;
+
+/* The command line, parsed once at startup and reapplied on every reload. */
+typedef struct px_flags {
+    const char *config_path; /* --config, or NULL */
+    const char *env_token;   /* $CORRAL_ADMIN_TOKEN when set and not empty, or NULL */
+    bool help, version;
+    size_t n;
+    px_flag v[PX_MAX_FLAGS]; /* the settings in their order (later ones win) */
+} px_flags;
+
+/* Parses argv with getopt_long into `f` (which borrows argv's strings) and reads
+ * CORRAL_ADMIN_TOKEN. Returns false with `err` set (`err->usage` true). Main thread. */
+bool px_flags_parse(px_flags *f, int argc, char **argv, px_error *err);
+
+/* The long name of a PX_FLAG_* ("origin"). */
+const char *px_flag_name(int opt);
+
+/* Builds a configuration from INI `text` (`len` bytes; NULL: no file) named `name` in
+ * messages, then CORRAL_ADMIN_TOKEN, then the flags (later sources win), and reads
+ * admin_token_file if one is named. Returns a new snapshot with one reference, or NULL with
+ * `err` set. Main thread (reading the token file is its only I/O). */
+px_config *px_config_parse(const char *name, const char *text, size_t len, const px_flags *f,
+                           px_error *err);
+
+/* px_config_parse of the file f->config_path (at most 1 MiB; none when NULL). args.c. */
+px_config *px_config_load(const px_flags *f, px_error *err);
+
+/* Reads the admin token (the first line, 1 to cap-1 visible ASCII bytes) from `path` into
+ * `out`. Refuses a file that group or others may read or write. Returns false with `err`
+ * set. */
+bool px_read_token_file(const char *path, char *out, size_t cap, px_error *err);
 
 /* Opens the access log named in the snapshot. Returns 0 or PX_EIO (printed). */
 int px_config_open_log(px_config *cfg);
@@ -273,6 +360,8 @@ typedef struct px_metrics {
     atomic_int_fast64_t connections;        /* open client connections (gauge) */
     atomic_int_fast64_t origin_connections; /* open origin connections (gauge) */
     atomic_uint_fast64_t purge_requests[3]; /* admin: by URL, surrogate key, prefix */
+    atomic_uint_fast64_t rejected;          /* client connections refused over the limits */
+    atomic_int_fast64_t buffer_bytes;       /* client connection buffers allocated (cbuf.c) */
 } px_metrics;
 
 enum { PX_PURGE_URL = 0, PX_PURGE_KEY = 1, PX_PURGE_PREFIX = 2 };
@@ -292,14 +381,54 @@ void px_metrics_latency(px_metrics *m, unsigned slot, uint64_t us);
 
 struct px;
 /* Writes the Prometheus text of the proxy (every worker's counters summed, the objects and bytes
- * per route from the store) and libcorral's own into a new buffer (free()). Returns 0 or -1. */
+ * per route from the store) and libcorral's own into a new buffer (free()). Returns PX_OK, or
+ * PX_ENOMEM or PX_EINVAL (a row that could not be formatted) with `*out` NULL. */
 int px_metrics_text(struct px *px, char **out, size_t *len);
 
-/* ---- Workers (main.c) ---- */
+/* ---- Workers (worker.c) ---- */
+
+struct px_conn;
+struct px_fetch;
+struct px_worker;
+
+/* What the loop layer (worker.c, client.c) calls in the files above it. main.c fills one at
+ * start-up and every worker points to it (px_worker.on), so the loop layer names nothing above
+ * it and the files above call down into it. Each runs on the worker's loop thread; the function
+ * main.c sets is named in brackets. */
+typedef struct px_handlers {
+    /* A request head was parsed on `c` (px_cache_request). */
+    void (*request)(struct px_conn *c);
+    /* The coalescing wait of `c` timed out (px_cache_wait_expired). */
+    void (*wait_expired)(struct px_conn *c);
+    /* The request of `c` is over, or `c` is freed: release its state (px_request_release). */
+    void (*request_release)(struct px_conn *c);
+    /* The flight `c` waited on ended, with its result (px_cache_woken). */
+    void (*woken)(struct px_conn *c, int rc, corral_value *v);
+    /* The busy object `c` streams grew or ended, or its write queue drained (px_cache_stream);
+     * `c` goes away (px_cache_stream_stop). */
+    void (*stream)(struct px_conn *c);
+    void (*stream_stop)(struct px_conn *c);
+    /* To the fetch a connection feeds or drains: request body bytes and their end, the
+     * connection going away, its write queue drained (px_fetch_body, _body_end, _detach,
+     * _unpause). */
+    void (*fetch_body)(struct px_fetch *f, const char *data, size_t len);
+    void (*fetch_body_end)(struct px_fetch *f);
+    void (*fetch_detach)(struct px_fetch *f);
+    void (*fetch_unpause)(struct px_fetch *f);
+    /* The worker stops: stop accepting, close what is idle (main.c: px_clients_stop,
+     * px_origin_close_idle). */
+    void (*stop)(struct px_worker *w);
+    /* The shutdown deadline passed: close the fetches and connections left (main.c:
+     * px_fetches_abort, px_clients_abort). */
+    void (*abort)(struct px_worker *w);
+    /* Nothing is left: close the idle origin connections (px_origin_close_idle). */
+    void (*done)(struct px_worker *w);
+} px_handlers;
 
 typedef struct px_worker {
     uint32_t magic;
     struct px *px;
+    const px_handlers *on; /* the layers above, for the loop layer (main.c's, at start-up) */
     unsigned id;
     uv_loop_t loop;
     uv_thread_t thread;
@@ -318,6 +447,8 @@ typedef struct px_worker {
     px_link fetches;      /* fetches in progress */
     px_link idle;         /* pooled origin connections */
     size_t n_idle;
+    px_link spare_bufs;    /* client connection buffers given back, for reuse (cbuf.c) */
+    unsigned n_spare_bufs; /* their number */
     struct sockaddr_storage origin_addr;
     uv_timer_t drain_timer; /* the shutdown deadline */
     uv_timer_t log_timer;   /* flushes the access log (px->alog) */
@@ -343,12 +474,16 @@ void px_worker_signal_locked(px_worker *w);
  * last. Loop thread. */
 void px_worker_maybe_done(px_worker *w);
 
+/* Sets up worker `w` (loop, inbox, timers; not the listener: px_listen) before its thread
+ * starts, with the handlers `on` (kept: they must outlive the worker). Returns PX_OK or a PX_E*
+ * code; w->handles_ready tells whether there is anything to close. Main thread. */
+int px_worker_init(struct px *px, px_worker *w, unsigned id, const px_handlers *on,
+                   const struct sockaddr_storage *origin);
+
 typedef struct px {
     corral *cache;
-    px_config *cfg; /* main thread's current snapshot */
-    const char *config_path;
-    int argc;
-    char **argv;
+    px_config *cfg;        /* main thread's current snapshot */
+    const px_flags *flags; /* the command line, reapplied on SIGHUP */
     unsigned n_workers;
     px_worker *workers;
     px_metrics *metrics;       /* the workers' counters, one block each */
@@ -359,6 +494,7 @@ typedef struct px {
     uv_mutex_t busy_lock; /* protects `busy` and the registry fields of each px_busy */
     px_link busy;         /* busy objects new requests may stream from (busy.c) */
     struct px_alog *alog; /* the access log's shared buffer (log.c) */
+    atomic_uint clients;  /* open client connections of every worker (limits.max_connections) */
 } px_proxy;
 
 /* A client's stored-object view: the parsed head of a stored object and its body. */
@@ -461,6 +597,7 @@ typedef enum px_result {
     PX_R_ERROR
 } px_result;
 
+/* The result's name in X-Cache and the access log ("HIT", ...; "-" for none). util.c. */
 const char *px_result_name(px_result r);
 
 /* The vary record of a URL: its generation and vary spec, or a hit-for-pass mark. */
@@ -524,8 +661,9 @@ typedef struct px_conn {
     uv_shutdown_t shut;
     int timer_kind;   /* what the timer is timing (client.c's timer_kind) */
     int open_handles; /* freed when both handles are closed */
+    /* The buffers (cbuf.c): held only while a request is read or handled, NULL when idle. */
+    void *bufs; /* the block holding the parser, rbuf, scratch and both field tables */
     corral_http_parser *parser;
-    void *parser_mem;
     char *rbuf; /* unparsed input is rbuf[rpos, rlen) */
     size_t rcap, rpos, rlen;
     char *scratch; /* the request's keys and filtered cookies */
@@ -564,8 +702,22 @@ typedef struct px_conn {
     px_busy *wake_busy; /* rc PX_FLIGHT_STREAM: the leader's busy object (a reference) */
 } px_conn;
 
-/* Starts the worker's listener (SO_REUSEPORT). Returns 0 or a PX_E* code. */
+/* Starts the worker's listener (listen.c: SO_REUSEPORT among the process's own workers; worker
+ * 0's bind is exclusive, so an address another process holds fails with PX_EADDRINUSE).
+ * Returns 0 or a PX_E* code. */
 int px_listen(px_worker *w);
+/* Accepts one client connection from `server` (client.c; listen.c checked the limits). */
+void px_conn_accept(px_worker *w, uv_stream_t *server);
+
+/* A connection's buffers (cbuf.c): px_cbuf_acquire gives it its block (a spare of its worker,
+ * or a new one) and returns 0 or PX_ENOMEM; px_cbuf_release gives it back (no request may be
+ * parsed or handled then). px_cbuf_bytes is one block's size for `cfg`. px_cbuf_drop_spares
+ * frees the worker's spares (it is ending). */
+int px_cbuf_acquire(px_conn *c);
+void px_cbuf_release(px_conn *c);
+size_t px_cbuf_bytes(const px_config *cfg);
+#define PX_SPARE_BUFS 32 /* spare blocks a worker keeps */
+void px_cbuf_drop_spares(px_worker *w);
 
 /* Stops accepting and closes idle connections (SIGTERM). */
 void px_clients_stop(px_worker *w);
@@ -597,6 +749,10 @@ size_t px_conn_framing(px_conn *c, const corral_http_msg *resp, char *buf, size_
  * fields (px_conn_framing) and px_conn_extra's. Returns 0, or PX_ETOOBIG / PX_ENOMEM when it
  * cannot be written (nothing was sent; the caller answers). */
 int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r);
+/* Forwards an interim (1xx) response head of the origin to an HTTP/1.1 client before the final
+ * one (RFC 9110 §15.2): 100 Continue to an Expect: 100-continue the origin got, 102, 103
+ * Early Hints. Never 101, never to HTTP/1.0 clients, never after the final head. */
+void px_conn_interim(px_conn *c, const corral_http_msg *resp);
 /* Answers the client's conditional request with 304 (`cs`, from
  * corral_http_conditional_status: the head of `resp`) or 412, and ends the response. */
 void px_conn_not_modified(px_conn *c, const corral_http_msg *resp, unsigned cs, px_result r);
@@ -808,6 +964,8 @@ void px_fetch_on_connected(struct px_fetch *f, struct px_oconn *oc);
 int px_fetch_on_head(struct px_fetch *f, const corral_http_msg *resp);
 int px_fetch_on_body(struct px_fetch *f, const char *data, size_t len);
 void px_fetch_on_end(struct px_fetch *f);
+/* An interim (1xx, not 101) response head: forwarded to the client, never stored. */
+void px_fetch_on_interim(struct px_fetch *f, const corral_http_msg *resp);
 /* The exchange failed; the connection is gone. `timeout` when a deadline passed; `retryable`
  * when nothing of the response arrived on a reused pooled connection (the origin closed it
  * while it was idle: the fetch may retry once on a new one). */
@@ -851,15 +1009,23 @@ enum { PX_LOG_CORRAL = 0, PX_LOG_COMBINED = 1, PX_LOG_JSON = 2 };
 
 /* "corral", "combined" or "json" into *out. Returns false for anything else. */
 bool px_log_format_parse(const char *s, int *out);
-/* The shared buffer every worker appends to. Returns NULL when out of memory. Main thread. */
-struct px_alog *px_alog_new(void);
-/* Writes what is left to `fd` (-1: drops it) and frees `l` (NULL is fine). Main thread, once
- * no worker runs. */
-void px_alog_free(struct px_alog *l, int fd);
-/* Appends the request's line to the shared buffer, in the order of the lines' times (flushed
- * by the worker's timer, or at once past 64 KiB). Loop thread of `c`. */
+/* The shared buffer every worker appends to, and the thread that writes it to `cfg`'s log_fd
+ * (a reference is taken). Returns NULL when out of memory or no thread. Main thread. */
+struct px_alog *px_alog_new(px_config *cfg);
+/* After a reload: lines appended from now on go to `cfg`'s log_fd (a reference is taken); those
+ * before still go to the previous snapshot's. Returns 0 or PX_ENOMEM (nothing changed). Main
+ * thread. */
+int px_alog_reopen(struct px_alog *l, px_config *cfg);
+/* Lines dropped so far: the writer was 4 MiB behind (a log that blocks), or a write failed. */
+uint64_t px_alog_dropped(struct px_alog *l);
+/* Has the writer write what is left (for at most 1 s) and frees `l` (NULL is fine). Main thread,
+ * once no worker runs. */
+void px_alog_free(struct px_alog *l);
+/* Appends the request's line to the shared buffer, in the order of the lines' times (written
+ * after the worker's 100 ms timer, or at once past 64 KiB). Never writes, never waits for a
+ * write. Loop thread of `c`. */
 void px_log_request(px_conn *c);
-/* Writes the shared buffer out to the worker's snapshot's log. Loop thread of `w`. */
+/* Asks the writer to write the shared buffer now; returns at once. Loop thread of `w`. */
 void px_log_flush(px_worker *w);
 
 #endif /* CORRAL_PROXY_H */

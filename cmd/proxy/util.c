@@ -1,11 +1,14 @@
 /*
- * util.c - corral-proxy's small shared helpers: intrusive lists, the wall clock and the hash.
+ * util.c - corral-proxy's small shared helpers: intrusive lists, the wall clock, the hash, a
+ * request head copied.
  * They call nothing else of the proxy, so every file may use them.
  *
  * Threads: any thread; none keeps state.
  */
 #include "proxy.h"
 
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define XXH_INLINE_ALL
@@ -69,7 +72,7 @@ const char *px_strerror(int rc) {
     case PX_EPROTO: return "protocol error";
     case PX_ETIMEDOUT: return "timed out";
     case PX_EPIPE: return "broken pipe";
-    case PX_EADDRINUSE: return "address already in use";
+    case PX_EADDRINUSE: return "address in use";
     case PX_EACCES: return "permission denied";
     }
     return "unknown error";
@@ -101,4 +104,62 @@ int px_from_corral(int rc) {
     case CORRAL_EINVAL: return PX_EINVAL;
     default: return PX_ESTORE;
     }
+}
+
+const char *px_result_name(px_result r) {
+    switch (r) {
+    case PX_R_HIT: return "HIT";
+    case PX_R_MISS: return "MISS";
+    case PX_R_COALESCED: return "COALESCED";
+    case PX_R_STALE: return "STALE";
+    case PX_R_STALE_IF_ERROR: return "STALE_IF_ERROR";
+    case PX_R_REVALIDATED: return "REVALIDATED";
+    case PX_R_PASS: return "PASS";
+    case PX_R_ERROR: return "ERROR";
+    case PX_R_NONE: break;
+    }
+    return "-";
+}
+
+/* ---- Messages ---- */
+
+int px_msg_copy(const corral_http_msg *m, char **buf, corral_http_header **hdrs,
+                corral_http_msg *out) {
+    size_t size = m->method_len + m->target_len + 16;
+    for (size_t i = 0; i < m->n_headers; i++)
+        size += m->headers[i].name_len + m->headers[i].value_len + 4;
+    size += 2;
+    *buf = malloc(size);
+    *hdrs = calloc(m->n_headers + 1, sizeof **hdrs);
+    if (!*buf || !*hdrs) return -1;
+    char *p = *buf;
+    memcpy(p, m->method_name, m->method_len);
+    p += m->method_len;
+    *p++ = ' ';
+    memcpy(p, m->target, m->target_len);
+    p += m->target_len;
+    memcpy(p, m->version_minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n", 11);
+    p += 11;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const corral_http_header *h = &m->headers[i];
+        memcpy(p, h->name, h->name_len);
+        p += h->name_len;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, h->value, h->value_len);
+        p += h->value_len;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    size_t len = (size_t)(p - *buf);
+    corral_http_limits lim;
+    corral_http_limits_init(&lim);
+    lim.max_head_bytes = len + 1;
+    lim.max_headers = m->n_headers + 1;
+    return corral_http_parse_head(CORRAL_HTTP_REQUEST, *buf, len, &lim, *hdrs, m->n_headers + 1,
+                                  out, NULL) == CORRAL_OK
+               ? 0
+               : -1;
 }

@@ -1,12 +1,13 @@
 /*
  * main.c - corral-shop's entry point: flags, the loop and the signals.
  *
- *   corral-shop [--listen HOST:PORT] [--admin HOST:PORT] [--admin-token TOKEN]
+ *   corral-shop [--listen HOST:PORT] [--admin HOST:PORT]
  *
  *   --listen       where the shop serves (default 127.0.0.1:8000; port 0 picks a free one)
  *   --admin        corral-proxy's admin listener, where a save purges its product's surrogate
  *                  key (default: none, and saves purge nothing)
- *   --admin-token  the admin's bearer token, when it has one
+ *   $CORRAL_ADMIN_TOKEN  the admin's bearer token, when it has one (the environment, as
+ *                  corral-proxy and the corral CLI take it: argv is visible to every user)
  *
  * Once listening, it prints one line on stdout, "corral-shop: listening on http://HOST:PORT/"
  * (scripts/run-shop reads the port from it). SIGTERM and SIGINT stop it: it stops accepting,
@@ -23,10 +24,10 @@
 #include <time.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: corral-shop [--listen HOST:PORT] [--admin HOST:PORT] [--admin-token TOKEN]\n"
+    fprintf(f, "usage: corral-shop [--listen HOST:PORT] [--admin HOST:PORT]\n"
                "  --listen       where the shop serves (default 127.0.0.1:8000; port 0: any)\n"
                "  --admin        corral-proxy's admin listener, purged on every save\n"
-               "  --admin-token  the admin's bearer token\n"
+               "  $CORRAL_ADMIN_TOKEN  the admin's bearer token, if it has one\n"
                "See examples/shop/README.md.\n");
 }
 
@@ -100,7 +101,7 @@ static int bound_address(shop *s, char *out, size_t cap) {
 }
 
 int main(int argc, char **argv) {
-    const char *listen_at = "127.0.0.1:8000", *admin = NULL, *token = NULL;
+    const char *listen_at = "127.0.0.1:8000", *admin = NULL;
     for (int i = 1; i < argc; i++) {
         bool has_value = i + 1 < argc;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -110,8 +111,6 @@ int main(int argc, char **argv) {
             listen_at = argv[++i];
         } else if (!strcmp(argv[i], "--admin") && has_value) {
             admin = argv[++i];
-        } else if (!strcmp(argv[i], "--admin-token") && has_value) {
-            token = argv[++i];
         } else {
             fprintf(stderr, "corral-shop: unknown or incomplete argument '%s'\n", argv[i]);
             usage(stderr);
@@ -149,7 +148,8 @@ int main(int argc, char **argv) {
             goto done;
         }
         s.has_admin = true;
-        s.admin_token = token;
+        const char *token = getenv("CORRAL_ADMIN_TOKEN");
+        s.admin_token = token && *token ? token : NULL;
     }
     if ((rc = resolve(&loop, listen_at, &listen_addr)) < 0) {
         fprintf(stderr, "corral-shop: bad --listen '%s': %s\n", listen_at, uv_strerror(rc));

@@ -198,6 +198,67 @@ typedef struct corral_redis_options {
     corral_serializer serializer; /* default CORRAL_SERIALIZER_RAW */
 } corral_redis_options;
 
+/* ---- Store health: why the store fails ----
+ *
+ * A failing Redis makes reads miss and writes return CORRAL_ESTORE or CORRAL_ETIMEDOUT; the
+ * reason is kept per server of the store: corral_store_status reads it, and the handle's state
+ * callback (corral_options.on_store_state) is told when a server goes down and when it comes
+ * back, once per change, never once per call. The memory store has no servers. */
+
+/* Why a server of the store failed. */
+typedef enum corral_store_reason {
+    CORRAL_REASON_NONE = 0,    /* no failure */
+    CORRAL_REASON_REFUSED,     /* connection refused: nothing listens at the address */
+    CORRAL_REASON_TIMEOUT,     /* a connect or command deadline passed: the server is stopped,
+                                  overloaded or unreachable */
+    CORRAL_REASON_IO,          /* the connection failed otherwise: reset, closed by the server, a
+                                  name that does not resolve, a protocol error */
+    CORRAL_REASON_AUTH,        /* the server refused the credentials (WRONGPASS, NOAUTH, NOPERM) */
+    CORRAL_REASON_BAD_DB,      /* the server refused the database index (SELECT): it has no such
+                                  database */
+    CORRAL_REASON_OOM,         /* the server is at maxmemory and refuses writes (OOM) */
+    CORRAL_REASON_READONLY,    /* the server is a replica and refuses writes (READONLY) */
+    CORRAL_REASON_UNAVAILABLE, /* the server cannot serve now: LOADING, BUSY, MASTERDOWN, MISCONF
+                                  (writes refused), max number of clients reached */
+    CORRAL_REASON_REPLY,       /* another error reply to one command (WRONGTYPE: a key holding
+                                  what corral did not write); the server itself is fine */
+    CORRAL_REASON_POOL,        /* no connection of the pool came free within the command timeout:
+                                  this process is busier than its pool */
+    CORRAL_REASON_NOMEM        /* an allocation in this process failed */
+} corral_store_reason;
+
+/* Returns the reason's name, a static string: "none", "refused", "timeout", "io", "auth",
+ * "bad_db", "oom", "readonly", "unavailable", "reply", "pool", "nomem", or "unknown" for another
+ * value. Thread-safe. */
+CORRAL_API const char *corral_store_reason_name(corral_store_reason r);
+
+/* One server of the store, as corral_store_status and the state callback describe it. */
+typedef struct corral_server_status {
+    /* "127.0.0.1:6379" ("[::1]:6379"), or the unix socket path; NUL-terminated. Never holds a
+     * credential. */
+    char server[272];
+    /* The server failed for a reason that concerns it (every reason but REPLY, POOL and NOMEM)
+     * and has not answered a command since. A refusal of writes (OOM, READONLY, MISCONF) ends
+     * with the next write it accepts, not with a read. */
+    bool is_down;
+    /* The latest failure's reason and, for people, its text ("connection refused", "WRONGPASS
+     * invalid username-password pair or user is disabled."); NUL-terminated, "" and
+     * CORRAL_REASON_NONE when the server never failed. Never holds a credential. */
+    corral_store_reason reason;
+    char msg[160];
+    uint64_t failures; /* failures of calls to this server since open, every reason */
+} corral_server_status;
+
+/* Told of a change of a server's state: `st->is_down` became true (its first failure of a reason
+ * that concerns it, since open or since it last answered), or false (it answered again). Called
+ * once per change, so quick flaps may merge: two calls in a row never carry the same is_down,
+ * and the last call tells the current state. Runs on a thread that is inside a corral call on
+ * the handle (the one that saw the change, or one still telling of an earlier change of the
+ * same server), with no corral lock held; calls about one server never overlap. `st` is
+ * borrowed for the call. It must be quick, and must not call corral functions on the handle
+ * other than corral_store_status. */
+typedef void (*corral_store_state_fn)(void *ctx, const corral_server_status *st);
+
 /* Options for corral_open_opts. Always fill with corral_options_init() first, so fields added
  * later get their defaults. Strings are copied by corral_open_opts. */
 typedef struct corral_options {
@@ -222,6 +283,10 @@ typedef struct corral_options {
      * the handle's address; tests pass a seeded one. */
     uint64_t (*rand64)(void *ctx);
     void *rand_ctx;
+    /* Told when a server of the store goes down and when it comes back (corral_store_state_fn).
+     * NULL: nothing is told (corral_store_status still knows). */
+    corral_store_state_fn on_store_state;
+    void *store_state_ctx;
     unsigned refresh_workers;   /* threads for background refreshes, default 2, started lazily */
     corral_redis_options redis; /* the Redis store's servers, credentials, timeouts and pool */
 } corral_options;
@@ -253,6 +318,15 @@ CORRAL_API void corral_options_init(corral_options *o);
  * CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */
 CORRAL_API int corral_options_parse_url(corral_options *o, const char *url, char *buf, size_t cap,
                                         corral_error *err);
+
+/* Copies `url` into `out` (capacity `cap`) with its credentials replaced by "***": the password
+ * of the userinfo ("redis://user:***@host/2"; a userinfo without ':' is hidden whole) and the
+ * value of every `password` parameter ("?password=***"). Any text before the last '@' ahead of
+ * the query counts as userinfo, so a malformed URL is over-hidden rather than shown. Meant for
+ * every banner, log line, error message and metric that shows a URL. Returns the length of the
+ * whole redacted URL, as snprintf does: a result >= `cap` means `out` holds a cut prefix (always
+ * NUL-terminated when `cap` > 0). A NULL `url` is "". Thread-safe. */
+CORRAL_API size_t corral_url_redact(const char *url, char *out, size_t cap);
 
 /* The sizes and durations of cache URLs and of corral-proxy's configuration, one grammar:
  * a decimal number ("64", "1.5", ".5", "+2"; not "1."), optional spaces or tabs before it and
@@ -365,6 +439,16 @@ CORRAL_API int corral_delete(corral *c, const void *key, size_t key_len, const c
 CORRAL_API int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
                             const corral_call *call);
 
+/* The time the store keeps a key: CORRAL_OK with `*ttl_ms` the milliseconds left (> 0, rounded
+ * up) or CORRAL_TTL_FOREVER when it never expires; CORRAL_MISS with `*ttl_ms` 0 when the key is
+ * absent or expired (or in a namespace that has no generation: nothing is created). This is the
+ * store's expiry, as Redis's PTTL: a value made by corral_get_or_set with a grace window
+ * (stale_ttl_ms) is kept that long past its logical expiry, and a value whose tag was busted is
+ * kept until it expires. Counts no hit or miss. On Redis, a read that fails is CORRAL_MISS, as
+ * for corral_get. CORRAL_EINVAL for a NULL handle or `ttl_ms`. */
+CORRAL_API int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
+                          int64_t *ttl_ms);
+
 /* Adds `delta` (negative decrements) to a value holding a decimal integer, atomically, keeping
  * its TTL, and returns the new value in `*out` (optional). Returns CORRAL_OK, CORRAL_MISS
  * when absent (as Django raises ValueError), CORRAL_ENOTINT when the value is not a decimal
@@ -427,10 +511,21 @@ CORRAL_API int corral_decr_version(corral *c, const void *key, size_t key_len, i
 
 /* Writes into `out` (capacity `cap`) the physical key that `key` maps to under the handle's
  * prefix, version (or the call's) and key function, NUL-terminated, and sets `*out_len`
- * (without the NUL). Returns CORRAL_OK, CORRAL_EBADKEY, or CORRAL_ENOSPC with `*out_len` the
- * key's length (so `cap` must be at least that plus one). */
+ * (without the NUL). Inside the call's namespace the key holds the namespace's generation, which
+ * is created in the store when it has none (corral_make_key_read only reads). Returns CORRAL_OK,
+ * CORRAL_EBADKEY, a store error, or CORRAL_ENOSPC with `*out_len` the key's length (so `cap`
+ * must be at least that plus one). */
 CORRAL_API int corral_make_key(corral *c, const void *key, size_t key_len, const corral_call *call,
                                char *out, size_t cap, size_t *out_len);
+
+/* corral_make_key for a caller that only reads: when the call names a namespace that has no
+ * generation in the store yet (never written in, never bumped), it is not created: the result is
+ * CORRAL_MISS with `*out_len` 0 (no key of that namespace can be present), and nothing is
+ * written. Otherwise as corral_make_key. A store that cannot be read also gives CORRAL_MISS
+ * (reads fail as misses). */
+CORRAL_API int corral_make_key_read(corral *c, const void *key, size_t key_len,
+                                    const corral_call *call, char *out, size_t cap,
+                                    size_t *out_len);
 
 /* ---- get_or_set: one producer per key, however many callers ----
  *
@@ -446,6 +541,9 @@ CORRAL_API int corral_make_key(corral *c, const void *key, size_t key_len, const
  *   expiry. `beta` 0 turns it off.
  * - Grace: with `stale_ttl_ms`, an expired value is served (CORRAL_STALE) for that long after its
  *   expiry while exactly one caller refreshes it, in the background when `background` is set.
+ *   A caller gets CORRAL_STALE only under its own windows (grace, stale-if-error): one that
+ *   waited on a producer whose leader kept an old value (another process held the lease) waits
+ *   on for the fresh value, until `wait_timeout_ms`.
  * - Stale-if-error: when the producer fails and a value expired less than `stale_if_error_ms`
  *   ago exists, it is served (CORRAL_STALE) and the failure counted; otherwise every waiter gets
  *   the producer's error. A failed producer never caches anything.
@@ -551,7 +649,10 @@ CORRAL_API int corral_ns_bump(corral *c, const char *ns);
  * TagAwareAdapter). A tag version that has vanished from the store counts as busted, so no
  * invalidated value comes back; a set whose tag versions were read before a bust writes a value
  * that is already invalid. Returns as corral_ns_bump, and like it falls back to deleting the
- * version. */
+ * version. When it returns, no handle of this process serves a busted value, near caches
+ * included (they share the bust before it returns when they name the same server the same way:
+ * docs/near-cache.md). A near cache in another process learns of the bust from Redis, one
+ * network hop later: until then it may still serve a value the bust invalidated. */
 CORRAL_API int corral_tag_bust(corral *c, const char *tag);
 
 /* A named value of an event, substituted into rule templates as {name}. */
@@ -644,6 +745,20 @@ CORRAL_API void corral_stats_free(corral *c, corral_stats_snapshot *s);
  * `_total`, sizes are in bytes; every per-prefix series carries a `prefix` label. Returns
  * CORRAL_OK or CORRAL_ENOMEM (with `*out` NULL). */
 CORRAL_API int corral_metrics_write(corral *c, char **out, size_t *out_len);
+
+/* ---- Store health ---- */
+
+/* Fills `*out` with the state of server `i` of the handle's store (0: the first, which takes the
+ * writes; then the replicas in the order of the URL's host list; a near cache's Redis counts).
+ * Returns CORRAL_OK, CORRAL_MISS when the store has no server `i`, CORRAL_ENOTSUP for a store
+ * without servers (mem://), or CORRAL_EINVAL; `*out` is zeroed on every error. The state is the
+ * handle's, shared by its threads: after a failed call the latest failure may be another
+ * thread's, of the same moment. Copied under the server's lock; no I/O. Thread-safe.
+ *
+ *     if (corral_set(c, k, n, v, len, CORRAL_TTL_DEFAULT, NULL) < 0 &&
+ *         corral_store_status(c, 0, &st) == CORRAL_OK && st.reason != CORRAL_REASON_NONE)
+ *         fprintf(stderr, "store %s: %s\n", st.server, st.msg); */
+CORRAL_API int corral_store_status(corral *c, size_t i, corral_server_status *out);
 
 #ifdef __cplusplus
 }

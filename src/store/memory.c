@@ -555,6 +555,21 @@ static int mem_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms)
     return rc;
 }
 
+static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
+    mem_store *s = store_of(base);
+    uint64_t now = clock_now(s);
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    const mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    if (e && !is_expired(e, now)) {
+        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+        *ttl_ms = at == MEM_NEVER ? CORRAL__NO_EXPIRY : (int64_t)((at - now + 999999) / 1000000);
+        rc = CORRAL_OK;
+    }
+    read_unlock(s);
+    return rc;
+}
+
 /* incr reads the counter and allocates the new entry without the mutex, then publishes it
  * only if the entry it read is still the key's entry (values are immutable, and the entry
  * cannot be freed and reused within one read-side section); otherwise it tries again. */
@@ -711,6 +726,7 @@ static const corral__store_ops mem_ops = {
     .set = mem_set,
     .del = mem_del,
     .touch = mem_touch,
+    .ttl = mem_ttl,
     .incr = mem_incr,
     .clear = mem_clear,
     .get_many = mem_get_many,

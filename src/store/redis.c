@@ -13,9 +13,10 @@
  * - Tag and namespace versions of the layer above are plain integer values like any other.
  *
  * Commands, one round trip each: get, get_into GET; set SET [PX] [NX|XX]; del DEL; touch
- * PEXPIRE, or the script TOUCH_FOREVER for no expiry; incr the script INCR; clear FLUSHDB ASYNC;
- * lease_acquire SET NX PX; lease_release the script LEASE_RELEASE (compare and delete). Scripts
- * run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back to EVAL.
+ * PEXPIRE, or the script TOUCH_FOREVER for no expiry; ttl PTTL (on the primary); incr the script
+ * INCR; clear FLUSHDB ASYNC; lease_acquire SET NX PX; lease_release the script LEASE_RELEASE
+ * (compare and delete). Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back
+ * to EVAL.
  *
  * get_checked: the script CHECKED reads a value and, when its envelope carries tags, the tags'
  * versions, and returns it only when every version still matches: a tagged read in one round
@@ -41,6 +42,7 @@
 #include "redis_internal.h"
 #include "redis_django.h"
 #include "redis_pool.h"
+#include "near_peers.h"
 #include "../envelope.h"
 #include "../key.h"
 
@@ -550,6 +552,30 @@ static int r_lease_release(corral__store *base, const corral__skey *k, const voi
     return rc;
 }
 
+/* PTTL: -2 absent, -1 no expiry, else the milliseconds left (0: expiring now, a miss). */
+static int r_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
+    redis_store *s = store_of(base);
+    corral__redis_call c;
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ_PRIMARY, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *argv[2] = { "PTTL", k->data };
+    size_t lens[2] = { 4, k->len };
+    redisReply *r = corral__redis_command(&c, 2, argv, lens);
+    if (!r) {
+        rc = corral__redis_failed(&c);
+    } else if (r->type != REDIS_REPLY_INTEGER) {
+        rc = corral__redis_error_reply(&c, r);
+    } else if (r->integer == -1 || r->integer > 0) {
+        *ttl_ms = corral__redis_ttl_of(r);
+        rc = CORRAL_OK;
+    } else {
+        rc = CORRAL_MISS;
+    }
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
 /* ---- For the near cache ---- */
 
 int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_value **out,
@@ -630,12 +656,83 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
     return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
 }
 
+static int r_status(corral__store *base, size_t i, corral_server_status *out) {
+    return corral__redis_pool_status(store_of(base)->pool, i, out);
+}
+
 static void r_close(corral__store *base) {
     redis_store *s = store_of(base);
     corral__redis_pool_free(s->pool);
     corral__free(s->alloc, s->tag_prefix, s->tag_prefix_len + 1);
+    corral__free(s->alloc, s->server_id, s->server_id_len + 1);
     s->magic = 0;
     corral__free(s->alloc, s, sizeof *s);
+}
+
+/* ---- Writes, as this process's near caches see them (near_peers.h) ----
+ *
+ * After every write, whatever it returned (a write whose reply was lost may have been applied),
+ * the near caches of other handles of this process on the same server drop the keys, before the
+ * write returns to its caller. */
+
+static int w_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                 int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
+    int rc = r_set(base, k, val, len, ttl_ms, mode, flags);
+    corral__redis_wrote(store_of(base), k, 1);
+    return rc;
+}
+
+static int w_del(corral__store *base, const corral__skey *k) {
+    int rc = r_del(base, k);
+    corral__redis_wrote(store_of(base), k, 1);
+    return rc;
+}
+
+static int w_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
+    int rc = r_touch(base, k, ttl_ms);
+    corral__redis_wrote(store_of(base), k, 1);
+    return rc;
+}
+
+static int w_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
+    int rc = r_incr(base, k, delta, out);
+    corral__redis_wrote(store_of(base), k, 1);
+    return rc;
+}
+
+static int w_clear(corral__store *base) {
+    int rc = r_clear(base);
+    corral__redis_wrote(store_of(base), NULL, 0);
+    return rc;
+}
+
+static int w_clear_prefix(corral__store *base, const char *prefix, size_t len) {
+    int rc = corral__redis_clear_prefix(base, prefix, len);
+    corral__redis_wrote(store_of(base), NULL, 0);
+    return rc;
+}
+
+static int w_set_many(corral__store *base, const corral__skey *ks, const corral_buf *vals, size_t n,
+                      int64_t ttl_ms, unsigned flags) {
+    int rc = corral__redis_set_many(base, ks, vals, n, ttl_ms, flags);
+    corral__redis_wrote(store_of(base), ks, n);
+    return rc;
+}
+
+static int w_del_many(corral__store *base, const corral__skey *ks, size_t n, size_t *deleted) {
+    int rc = corral__redis_del_many(base, ks, n, deleted);
+    corral__redis_wrote(store_of(base), ks, n);
+    return rc;
+}
+
+void corral__redis_wrote(redis_store *s, const corral__skey *ks, size_t n) {
+    corral__near_peers_changed(s->server_id, s->server_id_len, &s->base, ks, n);
+}
+
+const char *corral__redis_server_id(corral__store *base, size_t *len) {
+    redis_store *s = store_of(base);
+    *len = s->server_id_len;
+    return s->server_id;
 }
 
 static const corral__store_ops redis_ops = {
@@ -643,24 +740,39 @@ static const corral__store_ops redis_ops = {
     .get = r_get,
     .get_into = r_get_into,
     .get_checked = r_get_checked,
-    .set = r_set,
-    .del = r_del,
-    .touch = r_touch,
-    .incr = r_incr,
-    .clear = r_clear,
-    .clear_prefix = corral__redis_clear_prefix,
+    .set = w_set,
+    .del = w_del,
+    .touch = w_touch,
+    .ttl = r_ttl,
+    .incr = w_incr,
+    .clear = w_clear,
+    .clear_prefix = w_clear_prefix,
     .get_many = corral__redis_get_many,
-    .set_many = corral__redis_set_many,
-    .del_many = corral__redis_del_many,
+    .set_many = w_set_many,
+    .del_many = w_del_many,
     .lease_acquire = r_lease_acquire,
     .lease_release = r_lease_release,
     .used_bytes = r_used_bytes,
     .max_bytes = r_max_bytes,
     .metrics_text = r_metrics_text,
+    .status = r_status,
     .close = r_close,
 };
 
 /* ---- Open ---- */
+
+/* The server's identity for near_peers.h: "<primary>:<port>/<db>" or "unix:<path>/<db>". */
+static int server_id_new(redis_store *s, const corral_redis_options *o,
+                         const corral__redis_addr *addrs) {
+    char id[CORRAL__REDIS_MAX_HOSTNAME + 4096 + 32];
+    int n = o->unix_path ? snprintf(id, sizeof id, "unix:%s/%u", o->unix_path, o->db)
+                         : snprintf(id, sizeof id, "%s:%d/%u", addrs[0].name, addrs[0].port, o->db);
+    if (n < 0) return CORRAL_ENOMEM;
+    /* A unix path too long for `id` is cut: two such paths that agree on 4 KB are one server. */
+    s->server_id_len = CORRAL_MIN((size_t)n, sizeof id - 1);
+    s->server_id = corral__strndup(s->alloc, id, s->server_id_len);
+    return s->server_id ? CORRAL_OK : CORRAL_ENOMEM;
+}
 
 int corral__redis_check_hosts(const char *list, corral_error *err) {
     size_t n;
@@ -706,6 +818,7 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     if (!s->tag_prefix) goto nomem;
     if (env->key_prefix_len) memcpy(s->tag_prefix, env->key_prefix, env->key_prefix_len);
     memcpy(s->tag_prefix + env->key_prefix_len, ":tag:", sizeof ":tag:");
+    if (server_id_new(s, o, addrs) != CORRAL_OK) goto nomem;
     if (script_init(&s->incr, INCR_SRC, sizeof INCR_SRC - 1) != CORRAL_OK ||
         script_init(&s->touch_forever, TOUCH_FOREVER_SRC, sizeof TOUCH_FOREVER_SRC - 1) !=
             CORRAL_OK ||
@@ -721,10 +834,13 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
                                      .db = o->db,
                                      .connect_timeout_ms = o->connect_timeout_ms,
                                      .command_timeout_ms = o->command_timeout_ms,
-                                     .pool = o->pool };
+                                     .pool = o->pool,
+                                     .on_state = env->on_state,
+                                     .state_ctx = env->state_ctx };
     int rc = corral__redis_pool_new(&s->pool, &pc, env->alloc);
     if (rc != CORRAL_OK) {
         corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1);
+        corral__free(env->alloc, s->server_id, s->server_id_len + 1);
         s->magic = 0;
         corral__free(env->alloc, s, sizeof *s);
         return corral__seterr(err, rc, "redis store: %s", corral_strerror(rc));
@@ -733,6 +849,7 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     return CORRAL_OK;
 nomem:
     corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1); /* accepts NULL */
+    corral__free(env->alloc, s->server_id, s->server_id_len + 1);
     s->magic = 0;
     corral__free(env->alloc, s, sizeof *s);
     return corral__seterr(err, CORRAL_ENOMEM, "redis store: out of memory");

@@ -48,6 +48,10 @@ int corral__redis_get_ttl(corral__store *s, const corral__skey *k, corral_value 
 int corral__redis_get_many_ttl(corral__store *s, const corral__skey *ks, size_t n,
                                corral_value **out, int64_t *ttl_ms);
 
+/* The server's identity for this process's near caches (near_peers.h): "<primary>:<port>/<db>"
+ * or "unix:<path>/<db>", borrowed for the store's life, `*len` bytes. */
+const char *corral__redis_server_id(corral__store *s, size_t *len);
+
 /* Opens a connection to the primary outside the pool (corral__redis_pool_connect), or NULL. */
 struct redisContext *corral__redis_connect_primary(corral__store *s);
 

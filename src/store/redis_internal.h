@@ -36,6 +36,8 @@ typedef struct redis_store {
      * the script. A hint (relaxed atomics): a stale bit costs a round trip, never correctness. */
     _Atomic uint64_t tagged_cls[TAGGED_WORDS];
     rscript incr, touch_forever, lease_release, checked;
+    char *server_id; /* the server's identity for this process's near caches (near_peers.h) */
+    size_t server_id_len;
 } redis_store;
 
 static inline redis_store *store_of(corral__store *base) {
@@ -57,6 +59,10 @@ int corral__redis_make_value(redis_store *s, const redisReply *r, corral_value *
 size_t corral__redis_fmt_i64(char *buf, int64_t v);
 /* The remaining TTL a PTTL reply gives, as corral__redis_get_ttl reports it. */
 int64_t corral__redis_ttl_of(const redisReply *t);
+
+/* Tells this process's other near caches on the server that `n` keys of `ks` changed (NULL:
+ * every key), after a write (near_peers.h). */
+void corral__redis_wrote(redis_store *s, const corral__skey *ks, size_t n);
 
 /* redis_many.c: the vtable's many-ops and clear_prefix (store.h). */
 int corral__redis_get_many(corral__store *base, const corral__skey *ks, size_t n,

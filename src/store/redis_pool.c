@@ -16,6 +16,14 @@
  * - `fails` is reset by the first reply on a new connection, not by the connect: a server that
  *   accepts connections and then does not answer (DEBUG SLEEP, CLIENT PAUSE, a hung host whose
  *   kernel still completes handshakes) keeps backing off.
+ * - A breaker: while `fails` > 0 the host is tried by one call at a time, the probe (`probing`),
+ *   and only once its backoff is over; every other call fails fast, without I/O and without
+ *   waiting for a connection. Without it, a stopped server (SIGSTOP: the kernel still accepts
+ *   connections) stalled every call that came once the backoff was over, each for a command
+ *   timeout, and the calls waiting for a connection behind them (issue 12: a proxy's hits at
+ *   p99 2.9 s). The probe's answer (fails = 0) closes the breaker; its failure backs off longer.
+ * - State (`down`, `reason`, `msg`): every failure records its reason for corral_store_status,
+ *   and a change of `down` is told to the handle's callback (tell()); see docs/redis.md.
  * - Deadlines: redisConnectWithTimeout bounds the connect (hiredis polls its non-blocking
  *   connect); redisSetTimeout then sets SO_RCVTIMEO and SO_SNDTIMEO to the command timeout, so
  *   every read and write of the socket is bounded. A call is bounded by one command timeout per
@@ -29,9 +37,10 @@
  *
  * Locking
  * - `host.lock` (corral__mutex, one per host) protects the idle stack, `fails`, `epoch`,
- *   `retry_at_ns` and `rng`. It is a leaf: held for a few instructions, never across I/O and
- *   never with another lock. `host.freed` (CLOCK_MONOTONIC condition) wakes a caller waiting
- *   for an idle connection; it waits at most the command timeout.
+ *   `retry_at_ns`, `probing`, `rng` and the state (`down`, `reason`, `msg`, `telling`, ...). It is
+ * a leaf: held for a few instructions, never across I/O and never with another lock. `host.freed`
+ * (CLOCK_MONOTONIC condition) wakes a caller waiting for an idle connection; it waits at most the
+ * command timeout.
  * - A slot's fields (ctx, epoch, verified, ever_open) belong to the thread that holds the slot.
  * - Counters are relaxed atomics.
  *
@@ -42,6 +51,8 @@
 #include "../fork.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,7 +83,18 @@ struct corral__redis_host {
     unsigned fails;
     uint64_t retry_at_ns; /* CLOCK_MONOTONIC */
     uint64_t rng;         /* splitmix64 state for the backoff jitter */
+    bool probing;         /* a call is probing the failed host: the others fail fast */
     bool has_lock, has_cond;
+    /* The state corral_store_status reads and the state callback is told, under `lock`. */
+    bool down;           /* failed for a reason that concerns the server; not answered since */
+    bool writes_refused; /* down for writes only (OOM, READONLY, MISCONF): a read's answer does
+                            not end it, a write's does */
+    bool told_down;      /* the state last told to the callback */
+    bool telling;        /* a thread is calling the callback for this host */
+    corral_store_reason reason; /* of the latest failure */
+    char msg[sizeof(((corral_server_status *)0)->msg)];
+    uint64_t failures;
+    _Atomic bool down_hint; /* `down`, for the end of every call to check without the lock */
 };
 
 struct corral__redis_pool {
@@ -85,7 +107,10 @@ struct corral__redis_pool {
     size_t username_len, password_len;
     unsigned db;
     struct timeval connect_tv, command_tv;
+    int64_t connect_timeout_ms, command_timeout_ms; /* for the failure messages */
     uint64_t command_timeout_ns;
+    corral_store_state_fn on_state; /* NULL: nobody is told */
+    void *state_ctx;
     _Atomic uint64_t next_read; /* round-robin cursor over the replicas */
     corral__redis_counters ctr;
     corral__fork_hook fork_hook; /* pool_after_fork, in a forked child */
@@ -235,6 +260,7 @@ static int host_init(corral__redis_pool *p, corral__redis_host *h, const char *n
         h->idle[i] = p->size - 1 - i; /* slot 0 on top: the pool opens as few as it needs */
     h->n_idle = p->size;
     h->rng = seed;
+    atomic_init(&h->down_hint, false);
     if (corral__mutex_init(&h->lock) != CORRAL_OK) return CORRAL_ENOMEM;
     h->has_lock = true;
     pthread_condattr_t attr;
@@ -282,6 +308,8 @@ static void pool_after_fork(void *arg) {
         h->epoch++;
         h->fails = 0;
         h->retry_at_ns = 0;
+        h->telling = false; /* a thread telling the parent's callback is not in the child */
+        h->probing = false; /* nor is a parent's probe */
         h->rng ^= corral__monotonic_ns();
         CORRAL_MUST(corral__mutex_init(&h->lock) == CORRAL_OK);
         pthread_condattr_t attr; /* as host_init made it, which succeeded once already */
@@ -327,6 +355,10 @@ int corral__redis_pool_new(corral__redis_pool **out, const corral__redis_pool_co
     p->db = cfg->db;
     p->connect_tv = ms_to_tv(cfg->connect_timeout_ms);
     p->command_tv = ms_to_tv(cfg->command_timeout_ms);
+    p->connect_timeout_ms = cfg->connect_timeout_ms;
+    p->command_timeout_ms = cfg->command_timeout_ms;
+    p->on_state = cfg->on_state;
+    p->state_ctx = cfg->state_ctx;
     p->command_timeout_ns = (uint64_t)cfg->command_timeout_ms * NS_PER_MS;
     p->n_hosts = cfg->unix_path ? 1 : cfg->n_addrs;
     p->hosts = corral__calloc(a, p->n_hosts, sizeof *p->hosts);
@@ -362,6 +394,154 @@ corral__redis_counters *corral__redis_pool_counters(corral__redis_pool *p) {
     return &p->ctr;
 }
 
+/* ---- State: why a server fails, and telling of its changes ---- */
+
+/* Reasons that concern the server, not one command or this process. */
+static bool reason_is_server(corral_store_reason r) {
+    return r != CORRAL_REASON_NONE && r != CORRAL_REASON_REPLY && r != CORRAL_REASON_POOL &&
+           r != CORRAL_REASON_NOMEM;
+}
+
+static void status_locked(corral__redis_pool *p, corral__redis_host *h, corral_server_status *out) {
+    CORRAL_ASSERT_HELD(&h->lock);
+    memset(out, 0, sizeof *out);
+    int n = h->port ? snprintf(out->server, sizeof out->server,
+                               memchr(h->name, ':', h->name_len) ? "[%s]:%d" : "%s:%d", h->name,
+                               h->port)
+                    : snprintf(out->server, sizeof out->server, "%s", h->name);
+    (void)n; /* a longer unix path is cut; the field stays NUL-terminated */
+    (void)p;
+    out->is_down = h->down;
+    out->reason = h->reason;
+    memcpy(out->msg, h->msg, sizeof out->msg);
+    out->failures = h->failures;
+}
+
+int corral__redis_pool_status(corral__redis_pool *p, size_t i, corral_server_status *out) {
+    CORRAL_CHECK_OBJ(p, POOL_MAGIC);
+    if (i >= p->n_hosts) return CORRAL_MISS;
+    corral__redis_host *h = &p->hosts[i];
+    corral__mutex_lock(&h->lock);
+    status_locked(p, h, out);
+    corral__mutex_unlock(&h->lock);
+    return CORRAL_OK;
+}
+
+/* Tells the callback of each change of `h`'s state not told yet. A thread that finds another
+ * telling leaves it to that one, which looks again after each call: calls about a host never
+ * overlap, never repeat a state, and the last one tells the current state. The callback runs
+ * with no lock held. */
+static void tell(corral__redis_pool *p, corral__redis_host *h) {
+    if (!p->on_state) return;
+    corral__mutex_lock(&h->lock);
+    if (h->telling) {
+        corral__mutex_unlock(&h->lock);
+        return;
+    }
+    h->telling = true;
+    while (h->down != h->told_down) {
+        h->told_down = h->down;
+        corral_server_status st;
+        status_locked(p, h, &st);
+        corral__mutex_unlock(&h->lock);
+        p->on_state(p->state_ctx, &st);
+        corral__mutex_lock(&h->lock);
+    }
+    h->telling = false;
+    corral__mutex_unlock(&h->lock);
+}
+
+/* Records a failure of a call to `h`: its reason and text (`msg`, `len` bytes; control bytes
+ * are written as '?'). A reason that concerns the server takes it down (for writes only, with
+ * `writes_only`), and the callback is told when that is a change. */
+static void note_failure(corral__redis_pool *p, corral__redis_host *h, corral_store_reason reason,
+                         bool writes_only, const char *msg, size_t len) {
+    bool changed = false;
+    corral__mutex_lock(&h->lock);
+    h->failures++;
+    h->reason = reason;
+    len = CORRAL_MIN(len, sizeof h->msg - 1);
+    for (size_t i = 0; i < len; i++)
+        h->msg[i] = (unsigned char)msg[i] < 0x20 || msg[i] == 0x7f ? '?' : msg[i];
+    h->msg[len] = '\0';
+    if (reason_is_server(reason)) {
+        if (!h->down) {
+            h->down = changed = true;
+            h->writes_refused = writes_only;
+            atomic_store_explicit(&h->down_hint, true, memory_order_relaxed);
+        } else if (!writes_only) {
+            h->writes_refused = false;
+        }
+    }
+    corral__mutex_unlock(&h->lock);
+    if (changed) tell(p, h);
+}
+
+static void note_failuref(corral__redis_pool *p, corral__redis_host *h, corral_store_reason reason,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* note_failure with a formatted text, for failures that are not a server's reply. */
+static void note_failuref(corral__redis_pool *p, corral__redis_host *h, corral_store_reason reason,
+                          const char *fmt, ...) {
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    note_failure(p, h, reason, false, msg, n < 0 ? 0 : CORRAL_MIN((size_t)n, sizeof msg - 1));
+}
+
+/* A call to `h` was answered without failing: a server that was down is up again, unless it
+ * refuses writes only and this was a read. */
+static void note_answered(corral__redis_pool *p, corral__redis_host *h, bool is_write) {
+    corral__mutex_lock(&h->lock);
+    bool changed = h->down && (!h->writes_refused || is_write);
+    if (changed) {
+        h->down = h->writes_refused = false;
+        atomic_store_explicit(&h->down_hint, false, memory_order_relaxed);
+    }
+    corral__mutex_unlock(&h->lock);
+    if (changed) tell(p, h);
+}
+
+/* The reason of an error reply, by its first word (Redis's error codes). `*writes_only` is set
+ * for the codes that refuse writes and still serve reads. */
+static corral_store_reason reply_reason(const char *s, size_t n, bool *writes_only) {
+    static const struct {
+        const char *code;
+        corral_store_reason reason;
+        bool writes_only;
+    } codes[] = {
+        { "OOM", CORRAL_REASON_OOM, true },
+        { "READONLY", CORRAL_REASON_READONLY, true },
+        { "MISCONF", CORRAL_REASON_UNAVAILABLE, true },
+        { "NOREPLICAS", CORRAL_REASON_UNAVAILABLE, true },
+        { "LOADING", CORRAL_REASON_UNAVAILABLE, false },
+        { "BUSY", CORRAL_REASON_UNAVAILABLE, false },
+        { "MASTERDOWN", CORRAL_REASON_UNAVAILABLE, false },
+        { "TRYAGAIN", CORRAL_REASON_UNAVAILABLE, false },
+        { "CLUSTERDOWN", CORRAL_REASON_UNAVAILABLE, false },
+        { "NOAUTH", CORRAL_REASON_AUTH, false },
+        { "WRONGPASS", CORRAL_REASON_AUTH, false },
+        { "NOPERM", CORRAL_REASON_AUTH, false },
+    };
+    *writes_only = false;
+    size_t word = 0;
+    while (word < n && s[word] != ' ')
+        word++;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        size_t len = strlen(codes[i].code);
+        if (word == len && memcmp(s, codes[i].code, len) == 0) {
+            *writes_only = codes[i].writes_only;
+            return codes[i].reason;
+        }
+    }
+    static const char max_clients[] = "ERR max number of clients reached";
+    if (n >= sizeof max_clients - 1 && memcmp(s, max_clients, sizeof max_clients - 1) == 0)
+        return CORRAL_REASON_UNAVAILABLE;
+    return CORRAL_REASON_REPLY;
+}
+
 /* ---- Health ---- */
 
 /* Records a failure seen on a connection (or connection attempt) of `epoch`: only the first
@@ -387,9 +567,16 @@ static void mark_verified(corral__redis_host *h, corral__redis_conn *conn) {
     corral__mutex_unlock(&h->lock);
 }
 
+/* The host failed and no call of ours may try it now: its backoff runs, or another call is
+ * probing it. */
+static bool closed_locked(corral__redis_host *h, uint64_t now) {
+    CORRAL_ASSERT_HELD(&h->lock);
+    return h->fails > 0 && (now < h->retry_at_ns || h->probing);
+}
+
 static bool backing_off(corral__redis_host *h, uint64_t now) {
     corral__mutex_lock(&h->lock);
-    bool b = now < h->retry_at_ns;
+    bool b = now < h->retry_at_ns || closed_locked(h, now);
     corral__mutex_unlock(&h->lock);
     return b;
 }
@@ -413,42 +600,88 @@ static void close_conn(corral__redis_pool *p, corral__redis_conn *conn) {
     atomic_fetch_sub_explicit(&p->ctr.open, 1, memory_order_relaxed);
 }
 
-/* Runs one setup command (AUTH, SELECT) on a new connection; 0 on a +OK reply. */
-static corral__redis_fail setup_command(redisContext *ctx, int argc, const char **argv,
-                                        const size_t *lens) {
+/* Records a failure of the connection `ctx` (NULL: none was made), sorted by classify as `f`,
+ * with `e` the errno of the failing call and `connecting` telling a connect from a command. */
+static void note_conn_failure(corral__redis_pool *p, corral__redis_host *h, const redisContext *ctx,
+                              int e, corral__redis_fail f, bool connecting) {
+    if (f == CORRAL__REDIS_FAIL_NOMEM) {
+        note_failuref(p, h, CORRAL_REASON_NOMEM, "out of memory");
+    } else if (f == CORRAL__REDIS_FAIL_TIMEOUT) {
+        if (connecting)
+            note_failuref(p, h, CORRAL_REASON_TIMEOUT, "connect timed out (%lld ms)",
+                          (long long)p->connect_timeout_ms);
+        else
+            note_failuref(p, h, CORRAL_REASON_TIMEOUT,
+                          "no reply within the command timeout (%lld ms)",
+                          (long long)p->command_timeout_ms);
+    } else if (e == ECONNREFUSED || (ctx && strstr(ctx->errstr, "refused"))) {
+        note_failuref(p, h, CORRAL_REASON_REFUSED, "connection refused");
+    } else {
+        note_failuref(p, h, CORRAL_REASON_IO, "%s",
+                      ctx && ctx->errstr[0] ? ctx->errstr : "connection failed");
+    }
+}
+
+/* Runs one setup command (AUTH, SELECT) on a new connection; NONE on a +OK reply. A failure is
+ * recorded (with `note`) as `refused_as` when the server answers with an error that has no
+ * reason of its own (SELECT's "ERR DB index is out of range": BAD_DB). */
+static corral__redis_fail setup_command(corral__redis_pool *p, corral__redis_host *h, bool note,
+                                        corral_store_reason refused_as, redisContext *ctx, int argc,
+                                        const char **argv, const size_t *lens) {
     errno = 0;
     redisReply *r = redisCommandArgv(ctx, argc, argv, lens);
     int e = errno;
-    if (!r) return classify(ctx, e);
+    if (!r) {
+        corral__redis_fail f = classify(ctx, e);
+        if (note) note_conn_failure(p, h, ctx, e, f, true);
+        return f;
+    }
     corral__redis_fail f =
         r->type == REDIS_REPLY_STATUS ? CORRAL__REDIS_FAIL_NONE : CORRAL__REDIS_FAIL_REPLY;
+    if (f != CORRAL__REDIS_FAIL_NONE && note) {
+        bool is_error = r->type == REDIS_REPLY_ERROR;
+        bool writes_only;
+        corral_store_reason why =
+            is_error ? reply_reason(r->str, r->len, &writes_only) : CORRAL_REASON_IO;
+        if (why == CORRAL_REASON_REPLY) why = refused_as;
+        if (is_error)
+            note_failure(p, h, why, false, r->str, r->len);
+        else
+            note_failuref(p, h, why, "%s: unexpected reply", argv[0]);
+    }
     freeReplyObject(r);
     return f;
 }
 
-/* Connects to host `h`: connect, timeouts, keepalive, AUTH, SELECT. */
-static corral__redis_fail connect_host(corral__redis_pool *p, corral__redis_host *h,
+/* Connects to host `h`: connect, timeouts, keepalive, AUTH, SELECT. With `note`, a failure is
+ * recorded for the host's state (a connection of the pool; not the tracker's). */
+static corral__redis_fail connect_host(corral__redis_pool *p, corral__redis_host *h, bool note,
                                        redisContext **out) {
     *out = NULL;
     errno = 0;
     redisContext *ctx = h->port ? redisConnectWithTimeout(h->name, h->port, p->connect_tv)
                                 : redisConnectUnixWithTimeout(h->name, p->connect_tv);
     int e = errno;
-    if (!ctx) return CORRAL__REDIS_FAIL_NOMEM;
+    if (!ctx) {
+        if (note) note_conn_failure(p, h, NULL, e, CORRAL__REDIS_FAIL_NOMEM, true);
+        return CORRAL__REDIS_FAIL_NOMEM;
+    }
     corral__redis_fail f = CORRAL__REDIS_FAIL_NONE;
     if (ctx->err) {
         f = classify(ctx, e);
+        if (note) note_conn_failure(p, h, ctx, e, f, true);
         goto fail;
     }
     if (redisSetTimeout(ctx, p->command_tv) != REDIS_OK ||
         (h->port && redisEnableKeepAlive(ctx) != REDIS_OK)) {
         f = CORRAL__REDIS_FAIL_IO;
+        if (note) note_conn_failure(p, h, ctx, errno, f, true);
         goto fail;
     }
     if (p->password) {
         const char *argv[3] = { "AUTH", p->username ? p->username : p->password, p->password };
         size_t lens[3] = { 4, p->username ? p->username_len : p->password_len, p->password_len };
-        f = p->username ? setup_command(ctx, 3, argv, lens) : setup_command(ctx, 2, argv, lens);
+        f = setup_command(p, h, note, CORRAL_REASON_AUTH, ctx, p->username ? 3 : 2, argv, lens);
         if (f != CORRAL__REDIS_FAIL_NONE) goto fail;
     }
     if (p->db) {
@@ -460,7 +693,7 @@ static corral__redis_fail connect_host(corral__redis_pool *p, corral__redis_host
         }
         const char *argv[2] = { "SELECT", db };
         size_t lens[2] = { 6, (size_t)n };
-        f = setup_command(ctx, 2, argv, lens);
+        f = setup_command(p, h, note, CORRAL_REASON_BAD_DB, ctx, 2, argv, lens);
         if (f != CORRAL__REDIS_FAIL_NONE) goto fail;
     }
     *out = ctx;
@@ -474,7 +707,7 @@ fail:
 static corral__redis_fail open_conn(corral__redis_pool *p, corral__redis_host *h,
                                     corral__redis_conn *conn, uint64_t epoch) {
     redisContext *ctx;
-    corral__redis_fail f = connect_host(p, h, &ctx);
+    corral__redis_fail f = connect_host(p, h, true, &ctx);
     if (f != CORRAL__REDIS_FAIL_NONE) return f;
     conn->ctx = ctx;
     conn->epoch = epoch;
@@ -490,7 +723,7 @@ static corral__redis_fail open_conn(corral__redis_pool *p, corral__redis_host *h
 redisContext *corral__redis_pool_connect(corral__redis_pool *p) {
     CORRAL_CHECK_OBJ(p, POOL_MAGIC);
     redisContext *ctx;
-    corral__redis_fail f = connect_host(p, &p->hosts[0], &ctx);
+    corral__redis_fail f = connect_host(p, &p->hosts[0], false, &ctx);
     if (f == CORRAL__REDIS_FAIL_TIMEOUT) count(&p->ctr.timeouts);
     return f == CORRAL__REDIS_FAIL_NONE ? ctx : NULL;
 }
@@ -578,13 +811,25 @@ int corral__redis_begin(corral__redis_pool *p, corral__redis_role role, corral__
     sigpipe_block(c);
     corral__redis_host *h = pick_host(p, role);
     c->host = h;
-    struct timespec deadline = ns_to_ts(corral__monotonic_ns() + p->command_timeout_ns);
+    uint64_t now = corral__monotonic_ns();
+    struct timespec deadline = ns_to_ts(now + p->command_timeout_ns);
     corral__mutex_lock(&h->lock);
+    /* A failed host is tried by one call at a time, the probe, once its backoff is over; the
+     * others fail fast, without waiting for a connection (the probe may hold the last one). */
+    if (closed_locked(h, now)) {
+        corral__mutex_unlock(&h->lock);
+        count(&p->ctr.fast_fails);
+        return fail_early(c, CORRAL__REDIS_FAIL_BACKOFF);
+    }
+    if (h->fails > 0) h->probing = c->probe = true;
     while (h->n_idle == 0) {
         int w = wait_idle_locked(h, &deadline);
         if (w == ETIMEDOUT && h->n_idle == 0) {
             corral__mutex_unlock(&h->lock);
             count(&p->ctr.pool_timeouts);
+            note_failuref(p, h, CORRAL_REASON_POOL,
+                          "no free connection within the command timeout (%lld ms, pool %u)",
+                          (long long)p->command_timeout_ms, p->size);
             return fail_early(c, CORRAL__REDIS_FAIL_POOL);
         }
         assert(w == 0 || w == ETIMEDOUT);
@@ -616,6 +861,7 @@ static void conn_failed(corral__redis_call *c, int e) {
     corral__redis_pool *p = c->pool;
     c->io_failed = true;
     c->fail = classify(c->conn->ctx, e);
+    note_conn_failure(p, c->host, c->conn->ctx, e, c->fail, false);
     if (c->fail == CORRAL__REDIS_FAIL_TIMEOUT) count(&p->ctr.timeouts);
     record_failure(c->host, c->conn->epoch);
     close_conn(p, c->conn);
@@ -632,6 +878,7 @@ redisReply *corral__redis_command(corral__redis_call *c, int argc, const char **
         conn_failed(c, e);
         return NULL;
     }
+    c->replied = true;
     mark_verified(c->host, c->conn);
     return r;
 }
@@ -642,6 +889,7 @@ int corral__redis_append(corral__redis_call *c, int argc, const char **argv, con
     if (redisAppendCommandArgv(c->conn->ctx, argc, argv, lens) != REDIS_OK) {
         /* Only an allocation fails here; the output buffer may hold part of the pipeline. */
         c->fail = CORRAL__REDIS_FAIL_NOMEM;
+        note_failuref(c->pool, c->host, CORRAL_REASON_NOMEM, "out of memory");
         close_conn(c->pool, c->conn);
         return -1;
     }
@@ -664,6 +912,7 @@ redisReply *corral__redis_read(corral__redis_call *c) {
         conn_failed(c, e);
         return NULL;
     }
+    c->replied = true;
     mark_verified(c->host, c->conn);
     return r;
 }
@@ -686,6 +935,13 @@ int corral__redis_failed(corral__redis_call *c) {
 
 int corral__redis_error_reply(corral__redis_call *c, const redisReply *r) {
     c->fail = CORRAL__REDIS_FAIL_REPLY;
+    if (r->type == REDIS_REPLY_ERROR) {
+        bool writes_only;
+        corral_store_reason why = reply_reason(r->str, r->len, &writes_only);
+        note_failure(c->pool, c->host, why, writes_only, r->str, r->len);
+    } else {
+        note_failuref(c->pool, c->host, CORRAL_REASON_REPLY, "unexpected reply (type %d)", r->type);
+    }
     int rc = corral__redis_failed(c);
     /* "OOM command not allowed when used memory > 'maxmemory'": the write was refused whole. */
     if (rc == CORRAL_ESTORE && r->type == REDIS_REPLY_ERROR && r->len >= 3 &&
@@ -699,5 +955,15 @@ void corral__redis_end(corral__redis_call *c) {
         give_back(c->host, c->conn, c->pool);
         c->conn = NULL;
     }
+    if (c->probe) { /* its failure or its answer is recorded: the next probe may go */
+        corral__mutex_lock(&c->host->lock);
+        c->host->probing = false;
+        corral__mutex_unlock(&c->host->lock);
+        c->probe = false;
+    }
     sigpipe_unblock(c);
+    /* A call the server answered without failing ends a down state (one atomic load when up). */
+    if (c->replied && c->fail == CORRAL__REDIS_FAIL_NONE &&
+        atomic_load_explicit(&c->host->down_hint, memory_order_relaxed))
+        note_answered(c->pool, c->host, c->role == CORRAL__REDIS_WRITE);
 }

@@ -81,9 +81,11 @@ typedef struct corral__redis_pool_config {
     const char *username;  /* NULL: none */
     const char *password;  /* NULL: no AUTH */
     unsigned db;
-    int64_t connect_timeout_ms; /* > 0 */
-    int64_t command_timeout_ms; /* > 0 */
-    unsigned pool;              /* connections per server, 1..CORRAL__REDIS_MAX_POOL */
+    int64_t connect_timeout_ms;     /* > 0 */
+    int64_t command_timeout_ms;     /* > 0 */
+    unsigned pool;                  /* connections per server, 1..CORRAL__REDIS_MAX_POOL */
+    corral_store_state_fn on_state; /* told of each server's changes of state; NULL: nobody */
+    void *state_ctx;
 } corral__redis_pool_config;
 
 /* Creates the pools. Connects nothing: connections open on first use, so a handle opens while
@@ -94,6 +96,10 @@ int corral__redis_pool_new(corral__redis_pool **out, const corral__redis_pool_co
 void corral__redis_pool_free(corral__redis_pool *p);
 
 corral__redis_counters *corral__redis_pool_counters(corral__redis_pool *p);
+
+/* The state of server `i` (corral_store_status, corral.h): CORRAL_OK, or CORRAL_MISS past the
+ * last server. Copied under the host's lock. */
+int corral__redis_pool_status(corral__redis_pool *p, size_t i, corral_server_status *out);
 
 /* Opens a connection to the first server (the primary) outside the pools, set up as the pooled
  * ones (deadlines, AUTH, SELECT), for a subscriber such as the near cache's invalidation
@@ -131,6 +137,8 @@ typedef struct corral__redis_call {
     bool app_blocks_sigpipe; /* the thread had SIGPIPE blocked already: we leave it all be */
     bool io_failed;          /* a write may have raised SIGPIPE: consume it at the end */
     bool unsent;             /* commands appended since the last read: the next read sends them */
+    bool replied;            /* a reply came back: with no failure, the server answered */
+    bool probe;              /* the call probes a failed host (redis_pool.c: the breaker) */
 } corral__redis_call;
 
 /* Begins a call: takes a free connection of the server for `role` (waiting at most the command

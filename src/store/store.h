@@ -114,6 +114,10 @@ typedef struct corral__store_ops {
     int (*del)(corral__store *s, const corral__skey *k);
     /* Sets a new expiry (CORRAL__NO_EXPIRY to persist). CORRAL_OK or CORRAL_MISS. */
     int (*touch)(corral__store *s, const corral__skey *k, int64_t ttl_ms);
+    /* The time the store keeps `k`: CORRAL_OK with `*ttl_ms` > 0 (rounded up) or
+     * CORRAL__NO_EXPIRY, or CORRAL_MISS (absent, expired; a remote read that failed). Reads
+     * nothing else and changes nothing, not even the entry's standing for eviction. */
+    int (*ttl)(corral__store *s, const corral__skey *k, int64_t *ttl_ms);
     /* Atomic add on a decimal integer value, keeping the expiry. CORRAL_OK, CORRAL_MISS,
      * CORRAL_ENOTINT, CORRAL_ERANGE, CORRAL_ENOMEM. */
     int (*incr)(corral__store *s, const corral__skey *k, int64_t delta, int64_t *out);
@@ -150,6 +154,11 @@ typedef struct corral__store_ops {
      * for a store with nothing to add (memory). Thread-safe; no I/O. */
     int (*metrics_text)(corral__store *s, char *buf, size_t cap);
 
+    /* The state of server `i` (corral_store_status, corral.h): CORRAL_OK with `*out` filled, or
+     * CORRAL_MISS when there is no server `i`. Optional: NULL for a store without servers
+     * (memory). Thread-safe; no I/O. */
+    int (*status)(corral__store *s, size_t i, corral_server_status *out);
+
     /* Frees the store. Every value it handed out must have been released. */
     void (*close)(corral__store *s);
 } corral__store_ops;
@@ -177,6 +186,10 @@ typedef struct corral__store_env {
      * corral's internal keys itself (get_checked: "<key_prefix>:tag:<name>"). */
     const char *key_prefix;
     size_t key_prefix_len;
+    /* Told when a server of a remote store goes down or comes back (corral_store_state_fn,
+     * corral.h); NULL: nobody. */
+    corral_store_state_fn on_state;
+    void *state_ctx;
 } corral__store_env;
 
 /* ---- Other ways into a store ----
@@ -199,7 +212,10 @@ typedef struct corral__store_env {
  *       invalidation has overtaken;
  *     corral__redis_get_ttl and corral__redis_get_many_ttl (redis.h): reads from the primary
  *       that also return the remaining TTL, which the near cache keeps;
- *     corral__redis_connect_primary (redis.h): a connection outside the pool, the tracker's.
+ *     corral__redis_connect_primary (redis.h): a connection outside the pool, the tracker's;
+ *     corral__redis_server_id (redis.h): the server's identity, under which the near cache
+ *       joins this process's list of near caches (near_peers.h), which every Redis store's
+ *       writes walk.
  * - Maintenance and tests: corral__mem_reclaim and corral__mem_quiesce (memory.h).
  */
 

@@ -14,6 +14,8 @@
  * - Coherence: a tracker thread holds one connection to the primary with `CLIENT TRACKING on
  *   REDIRECT <its own id> BCAST PREFIX <key_prefix>:` and `SUBSCRIBE __redis__:invalidate`, and
  *   drops each key Redis reports from L1, or everything for a nil payload (FLUSHDB/FLUSHALL).
+ *   Writes made through other handles of this process on the same server do not wait for that
+ *   report: the writer drops the keys from L1 before its write returns (near_peers.h).
  * - Liveness: L1 is used only while the tracker is subscribed (`live`). When its connection
  *   breaks or goes silent (a PING after ping_interval, lost after ping_timeout more), `live`
  *   falls, L1 is flushed and the tracker reconnects with backoff; reads go to Redis meanwhile.
@@ -27,8 +29,8 @@
  * Writes of this process increment the slot too.
  *
  * Not covered: Redis tracks keys by name across databases (a wasted fill, never a stale read);
- * between a write elsewhere and its invalidation arriving, L1 may serve the old value, the
- * window of every client-side cache.
+ * between a write in another process and its invalidation arriving (one network hop), L1 may
+ * serve the old value, the window of every client-side cache.
  *
  * Locking: the store's fields are written at open and read-only afterwards, but for `gen`,
  * `epoch`, `live` and `stopping` (sequentially consistent atomics: the race argument needs the
@@ -39,6 +41,7 @@
 #include "tiered.h"
 #include "../prom.h"
 #include "memory.h"
+#include "near_peers.h"
 #include "redis.h"
 #include "redis_pool.h"
 #include "../envelope.h"
@@ -94,7 +97,8 @@ typedef struct tiered_store {
     _Atomic(redisContext *) tracker_ctx;
     _Atomic bool flush_first;
     corral__fork_hook fork_hook;
-    int wake[2]; /* pipe: close writes, the tracker polls */
+    corral__near_peer peer; /* in this process's list of near caches (near_peers.h) */
+    int wake[2];            /* pipe: close writes, the tracker polls */
     pthread_t thread;
     void (*after_fetch)(void *ctx, const corral__skey *k);
     void *after_fetch_ctx;
@@ -130,6 +134,26 @@ static void flush(tiered_store *t) {
     atomic_fetch_add(&t->epoch, 1);
     (void)t->near->ops->clear(t->near);
     count(&t->ctr.flushes);
+}
+
+/* forget() for a key known by name only (reported by Redis, or by another handle of this
+ * process), hashed as the handle hashes its keys. */
+static void forget_named(tiered_store *t, const char *key, size_t len) {
+    corral__skey sk = { .data = key,
+                        .len = len,
+                        .hash = t->ks ? corral__key_hash(t->ks, key, len)
+                                      : corral__hash_bytes(key, len) };
+    forget(t, &sk);
+}
+
+/* Another handle of this process wrote to the same server (near_peers.h): `key`, or every key
+ * when NULL, changed. */
+static void peer_forget(void *ctx, const char *key, size_t len) {
+    tiered_store *t = ctx;
+    if (key)
+        forget_named(t, key, len);
+    else
+        flush(t);
 }
 
 /* ---- Reads ---- */
@@ -315,6 +339,12 @@ static int t_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
     return rc;
 }
 
+/* Redis holds the truth: the near cache keeps a copy of the expiry at most. */
+static int t_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->ttl(t->redis, k, ttl_ms);
+}
+
 static int t_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
     tiered_store *t = store_of(base);
     int rc = t->redis->ops->incr(t->redis, k, delta, out);
@@ -411,6 +441,11 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
     return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
 }
 
+static int t_status(corral__store *base, size_t i, corral_server_status *out) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->status(t->redis, i, out);
+}
+
 /* ---- The tracker thread ---- */
 
 static bool is_str(const redisReply *r, const char *s) {
@@ -433,11 +468,7 @@ static void on_message(tiered_store *t, const redisReply *r) {
         const redisReply *k = keys->element[i];
         if (k->type != REDIS_REPLY_STRING) continue;
         count(&t->ctr.invalidations);
-        corral__skey sk = { .data = k->str,
-                            .len = k->len,
-                            .hash = t->ks ? corral__key_hash(t->ks, k->str, k->len)
-                                          : corral__hash_bytes(k->str, k->len) };
-        forget(t, &sk);
+        forget_named(t, k->str, k->len);
     }
 }
 
@@ -590,6 +621,7 @@ static void tiered_after_fork(void *arg) {
 
 static void t_close(corral__store *base) {
     tiered_store *t = store_of(base);
+    corral__near_peer_remove(&t->peer); /* no other handle's write reaches L1 from here on */
     corral__fork_hook_remove(&t->fork_hook);
     if (atomic_load(&t->has_thread)) {
         atomic_store(&t->stopping, true);
@@ -622,6 +654,7 @@ static const corral__store_ops tiered_ops = {
     .set = t_set,
     .del = t_del,
     .touch = t_touch,
+    .ttl = t_ttl,
     .incr = t_incr,
     .clear = t_clear,
     .clear_prefix = t_clear_prefix,
@@ -633,6 +666,7 @@ static const corral__store_ops tiered_ops = {
     .used_bytes = t_used_bytes,
     .max_bytes = t_max_bytes,
     .metrics_text = t_metrics_text,
+    .status = t_status,
     .close = t_close,
 };
 
@@ -690,6 +724,11 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     t->fork_hook.child = tiered_after_fork;
     t->fork_hook.arg = t;
     corral__fork_hook_add(&t->fork_hook);
+    t->peer.server = corral__redis_server_id(redis, &t->peer.server_len);
+    t->peer.owner = redis;
+    t->peer.forget = peer_forget;
+    t->peer.ctx = t;
+    corral__near_peer_add(&t->peer);
     *out = &t->base;
     return CORRAL_OK;
 fail:

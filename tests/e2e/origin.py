@@ -10,6 +10,8 @@ Each path's answers are scripted by the tests through control endpoints:
                                  "requests": [{"method":..., "target":..., "headers": {...},
                                                "body_len": n}, ...]}
     POST /__ctl/reset
+    POST /__ctl/drop_idle   resets (RST) every keep-alive connection idle after an answer, as an
+                            origin's idle timeout does; answers {"closed": n} once they are closed
     POST /__ctl/gate     {"name": "g"}  opens gate g (gates start closed; reset closes them)
     GET  /__ctl/gate?name=g   {"open": bool, "waiting": n}  answers held at the gate now
 
@@ -23,6 +25,9 @@ A spec (every key optional):
     delay         seconds to wait before answering
     body_delay    seconds to wait between chunks
     close         close the connection after the answer
+    drop          read the request, then reset the connection (RST) without answering
+    early         answer without reading the request body (then close the connection), and
+                  without granting an Expect: 100-continue
     head_gate     hold the whole answer until the test opens this gate
     informational [[103, {"Link": "</a.css>; rel=preload"}], ...]: interim (1xx) answers sent,
                   each flushed, before the final one
@@ -34,6 +39,8 @@ Unscripted paths answer 200 with "Cache-Control: max-age=60" and the body "<path
 """
 import argparse
 import json
+import socket
+import struct
 import sys
 import threading
 import time
@@ -52,6 +59,7 @@ class State:
         self.scripts = {}
         self.stats = {}
         self.gates = {}  # name -> [threading.Event, answers waiting at it]
+        self.conns = set()  # the handlers of open connections (drop_idle)
 
     def reset(self):
         with self.lock:
@@ -141,6 +149,13 @@ class Handler(BaseHTTPRequestHandler):
             g = STATE.gate(q.get("name", [""])[0])
             with STATE.lock:
                 return self.reply_json({"open": g[0].is_set(), "waiting": g[1]})
+        if url.path == "/__ctl/drop_idle":
+            with STATE.lock:
+                idle = [h for h in STATE.conns if h is not self and h.idle and h.served]
+            for h in idle:
+                h.reset()
+            closed = sum(1 for h in idle if h.closed.wait(GATE_TIMEOUT_S))
+            return self.reply_json({"closed": closed})
         if url.path == "/__ctl/reset":
             STATE.reset()
             return self.reply_json({"ok": True})
@@ -155,15 +170,53 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def setup(self):
+        super().setup()
+        self.idle, self.served, self.closed = True, 0, threading.Event()
+        with STATE.lock:
+            STATE.conns.add(self)
+
+    def handle_one_request(self):
+        self.idle = True  # until the request line arrives (parse_request)
+        super().handle_one_request()
+        self.served += 1
+
+    def parse_request(self):
+        self.idle = False
+        return super().parse_request()
+
+    def reset(self):
+        """Makes the close a reset (SO_LINGER 0) and wakes the thread reading the socket."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def handle_expect_100(self):
+        # http.server grants "Expect: 100-continue" before the handler runs; an `early` path
+        # answers (and refuses) without granting it.
+        with STATE.lock:
+            early = (STATE.scripts.get(urlsplit(self.path).path) or {}).get("early")
+        return True if early else super().handle_expect_100()
+
     def handle_any(self):
         url = urlsplit(self.path)
-        body = self.read_body()
+        with STATE.lock:
+            early = (STATE.scripts.get(url.path) or {}).get("early")
+        body = b"" if early else self.read_body()
+        if early:
+            self.close_connection = True  # the unread body would be taken for a request
         if url.path.startswith("/__ctl/"):
             return self.control(url, body)
         record = {"method": self.command, "target": self.path,
                   "headers": {k.lower(): v for k, v in self.headers.items()},
                   "body_len": len(body)}
         n, spec = STATE.begin(url.path, record)
+        if spec.get("drop"):
+            STATE.end(url.path)
+            return self.reset()
         try:
             self.answer(url.path, n, spec)
         finally:
@@ -239,6 +292,15 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512
+
+    def shutdown_request(self, request):
+        super().shutdown_request(request)  # closed: a reset when SO_LINGER 0 was set
+        with STATE.lock:
+            done = [h for h in STATE.conns if h.connection is request]
+            for h in done:
+                STATE.conns.discard(h)
+        for h in done:
+            h.closed.set()
 
 
 def main():

@@ -1,5 +1,6 @@
-"""contrib/: the Grafana dashboard queries only metrics corral exports, and the example
-proxy.ini starts a proxy with its routes."""
+"""contrib/: the Grafana dashboard queries only metrics corral exports, the example proxy.ini
+starts a proxy with its routes, and the systemd unit hands the admin token over as a
+credential file, never on the command line."""
 import json
 import os
 import re
@@ -8,6 +9,7 @@ from conftest import ROOT, eventually
 
 GRAFANA = os.path.join(ROOT, "contrib", "grafana", "corral.json")
 EXAMPLE_INI = os.path.join(ROOT, "contrib", "proxy.ini")
+UNIT = os.path.join(ROOT, "contrib", "systemd", "corral-proxy.service.in")
 
 
 def exported(text):
@@ -72,3 +74,13 @@ def test_the_example_proxy_ini_starts_a_proxy_with_its_routes(origin, proxy):
     for route in ("static", "blog", "account", "default"):
         assert 'corral_proxy_requests_total{route="%s"}' % route in text, route
     assert 'corral_proxy_requests_total{route="blog"} 1' in text
+
+
+def test_issue_12_the_systemd_unit_passes_the_token_as_a_credential_file():
+    with open(UNIT) as f:
+        lines = [l.strip() for l in f if not l.startswith("#")]
+    cred = [l for l in lines if l.startswith("LoadCredential=")]
+    assert cred == ["LoadCredential=admin-token:/etc/corral/admin-token"]
+    start = [l for l in lines if l.startswith("ExecStart=")]
+    assert len(start) == 1 and start[0].endswith(" --admin-token-file %d/admin-token"), start
+    assert "--admin-token " not in start[0] and "admin_token=" not in start[0]

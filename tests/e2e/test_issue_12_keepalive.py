@@ -2,8 +2,10 @@
 
 A request carrying a body (POST, PUT) or even `Content-Length: 0` is answered, then the
 connection is closed without `Connection: close`, so a client's next request on it gets no
-answer. These tests fail until the fix lands (CMake registers them DISABLED until then).
+answer. An answer that must close the connection (it came before the request body ended)
+says `Connection: close`.
 """
+import socket
 
 
 def test_issue_12_get_with_content_length_0_keeps_the_connection(origin, proxy):
@@ -42,3 +44,23 @@ def test_issue_12_a_put_then_a_get_share_one_connection(origin, proxy):
     finally:
         conn.close()
     assert r.status == 200 and r.body == b"doc 2"
+
+
+def test_issue_12_an_answer_before_the_request_body_ended_says_connection_close(origin, proxy):
+    # The origin answers as soon as it has the head; the client has sent none of the body yet.
+    # The rest of the body stays unread, so the connection cannot carry another request: the
+    # answer must say so instead of the connection just closing after it.
+    origin.script("/early", status=413, headers={"Cache-Control": "no-store"}, body="too big",
+                  early=True)
+    px = proxy()
+    with socket.create_connection(("127.0.0.1", px.port), timeout=30) as s:
+        s.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), got
+    assert b"\r\nconnection: close" in head.lower() and body == b"too big", got

@@ -4,7 +4,7 @@ An origin that sends `103 Early Hints` or `102 Processing` before its final answ
 client with nothing. RFC 9110 §15.2: a proxy forwards 1xx to HTTP/1.1 clients (never to
 HTTP/1.0 ones, §15.2 and §2.5) and never treats them as final; a cache never stores them.
 `Expect: 100-continue` works both ways (RFC 9110 §10.1.1). These tests fail until the fix
-lands (CMake registers them DISABLED until then).
+lands.
 """
 import socket
 
@@ -75,3 +75,25 @@ def test_issue_12_expect_100_continue_gets_100_then_the_answer(origin, proxy):
     statuses, body = split_responses(got)
     assert statuses[-1] == 200 and body == b"stored", got
     assert [r["body_len"] for r in origin.stats("/upload")["requests"]] == [5]
+
+
+def test_issue_12_expect_100_continue_is_the_origins_to_grant(origin, proxy):
+    # RFC 9110 §10.1.1: the proxy forwards the expectation instead of granting it itself, so an
+    # origin that refuses the body at once (here 417, without reading it) is the client's first
+    # answer, and the body the client then does not send leaves the connection closed.
+    origin.script("/refuse", status=417, headers={"Cache-Control": "no-store"}, body="no",
+                  early=True)
+    px = proxy()
+    with socket.create_connection(("127.0.0.1", px.port), timeout=30) as s:
+        s.sendall(b"PUT /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    statuses, body = split_responses(got)
+    assert statuses == [417] and body == b"no", got
+    assert b"\r\nconnection: close" in got.split(b"\r\n\r\n")[0].lower(), got
+    assert origin.stats("/refuse")["requests"][0]["headers"].get("expect") == "100-continue"

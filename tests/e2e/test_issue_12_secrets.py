@@ -2,10 +2,10 @@
 
 A Redis password given in the store URL (userinfo or `?password=`) appears verbatim in the
 startup line, and the admin token can only be given as a flag, which `ps` shows. Every
-credential is redacted in banners, log lines, error messages and metrics; the admin token can
-come from the environment. These tests fail until the fix lands (CMake registers them DISABLED
-until then). CORRAL_ADMIN_TOKEN is the name this test proposes; rename both when the fix
-chooses another.
+credential is redacted in banners, log lines, error messages and metrics (corral_url_redact);
+the admin token can come from the environment (CORRAL_ADMIN_TOKEN) or a file
+(--admin-token-file, admin_token_file) that group and others cannot read, and a token on the
+command line draws a warning.
 """
 import os
 import subprocess
@@ -72,3 +72,79 @@ def test_issue_12_admin_token_from_the_environment_is_required(origin, tmp_path)
     finally:
         assert px.stop() == 0
     assert env_token not in px.errors()
+
+
+def write_token(path, token, mode):
+    path.write_text(token + "\n")
+    os.chmod(path, mode)
+    return str(path)
+
+
+def assert_token_needed(px, token):
+    assert px.admin("GET", "/metrics").status == 401
+    assert px.admin("GET", "/metrics", {"Authorization": "Bearer " + token}).status == 200
+
+
+def test_issue_12_admin_token_from_a_file_flag_or_config_key(origin, tmp_path):
+    token = "file-" + SECRET
+    path = write_token(tmp_path / "token", token, 0o600)
+    for how in (dict(args=["--admin-token-file", path]),
+                dict(config="[proxy]\nadmin_token_file = %s\n" % path)):
+        px = Proxy(origin.port, str(tmp_path), **how)
+        try:
+            assert_token_needed(px, token)
+            with open("/proc/%d/cmdline" % px.proc.pid, "rb") as f:
+                assert token.encode() not in f.read()
+        finally:
+            assert px.stop() == 0
+        assert token not in px.errors() and "warning" not in px.errors()
+
+
+def test_issue_12_a_token_file_others_may_read_is_refused(origin, tmp_path):
+    token = "file-" + SECRET
+    path = write_token(tmp_path / "token", token, 0o644)
+    r = subprocess.run([proxy_binary(), "--origin", "http://127.0.0.1:%d" % origin.port,
+                        "--listen", "127.0.0.1:0", "--admin-token-file", path],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "admin token file %s: group or others may read or write it (mode 644)" % path \
+        in r.stderr, r.stderr
+    assert token not in r.stderr + r.stdout
+
+
+def test_issue_12_the_flag_beats_the_environment_and_warns(origin, tmp_path):
+    os.environ["CORRAL_ADMIN_TOKEN"] = "env-" + SECRET
+    try:
+        px = Proxy(origin.port, str(tmp_path), args=["--admin-token", "argv-" + SECRET])
+    finally:
+        del os.environ["CORRAL_ADMIN_TOKEN"]
+    try:
+        assert_token_needed(px, "argv-" + SECRET)
+    finally:
+        assert px.stop() == 0
+    assert "warning: a token on the command line is visible to every user (ps)" in px.errors()
+    assert SECRET not in px.errors()
+
+
+def test_issue_12_config_errors_hide_the_password_and_the_token(origin, tmp_path):
+    long_url = "redis://:%s@127.0.0.1/2?key_prefix=%s" % (SECRET, "k" * 1100)
+    for args, shown in ((["--store", long_url], "--store 'redis://:***@127.0.0.1/2?key_prefix="),
+                        (["--set", "proxy.admin_token=%s%s" % (SECRET, "t" * 200)],
+                         "[proxy] admin_token = (hidden): want at most 127 bytes")):
+        r = subprocess.run([proxy_binary(), "--origin", "http://127.0.0.1:%d" % origin.port,
+                            "--listen", "127.0.0.1:0", *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and shown in r.stderr, r.stderr
+        assert SECRET not in r.stderr + r.stdout
+
+
+def test_issue_12_the_cli_hides_the_store_password_in_its_messages():
+    from cli import corral
+    dead = free_port()
+    for args in (["get", "redis://:%s@127.0.0.1:%d/0" % (SECRET, dead), "k"],
+                 ["bust", "redis://127.0.0.1:%d/0?password=%s" % (dead, SECRET), "--key", "k"]):
+        r = corral(*args)
+        err = r.stderr.decode()
+        assert r.returncode == 3 and "127.0.0.1:%d" % dead in err, err
+        assert SECRET not in err + r.stdout.decode()
+        assert "***" in err, err

@@ -36,7 +36,7 @@ def shop_binary():
 class RunShop:
     """scripts/run-shop as a subprocess; its stdout and stderr go to files in `workdir`."""
 
-    def __init__(self, workdir, proxy_port=None, admin_port=None):
+    def __init__(self, workdir, proxy_port=None, admin_port=None, token=None):
         self.port = proxy_port or free_port()
         self.admin_port = admin_port or free_port()
         self.out_path = os.path.join(workdir, "run-shop.out")
@@ -45,6 +45,9 @@ class RunShop:
                    PROXY_PORT=str(self.port), ADMIN_PORT=str(self.admin_port),
                    PROXY_ARGS="--threads 2")
         env.pop("ADMIN_TOKEN", None)
+        env.pop("CORRAL_ADMIN_TOKEN", None)
+        if token:
+            env["ADMIN_TOKEN"] = token
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen([RUN_SHOP], stdout=out, stderr=err, env=env,
                                          stdin=subprocess.DEVNULL)
@@ -90,11 +93,11 @@ class RunShop:
         return self.rc
 
 
-def start_shop(workdir):
+def start_shop(workdir, token=None):
     """RunShop on free ports, started. Tests run in parallel, so a port free_port() found may be
     taken before run-shop binds it: then it tries other ports, as conftest's Proxy does."""
     for attempt in range(3):
-        rs = RunShop(workdir)
+        rs = RunShop(workdir, token=token)
         eventually(lambda: BANNER_END in rs.output() or rs.proc.poll() is not None,
                    deadline_s=60, what="run-shop's banner")
         if rs.proc.poll() is None or "already in use" not in rs.errors() or attempt == 2:
@@ -227,3 +230,20 @@ def test_a_taken_port_is_reported_and_run_shop_fails(tmp_path):
             rs.stop()
     assert rc == 1
     assert "127.0.0.1:%d is already in use" % rs.port in rs.errors()
+
+
+def test_issue_12_an_admin_token_reaches_proxy_and_shop_but_no_command_line(tmp_path):
+    token = "shop-t0ken-4d1e"
+    rs = start_shop(str(tmp_path), token=token)
+    try:
+        rs.wait_started()
+        assert rs.admin("/metrics").status == 401
+        # The shop purges with the token: its save's purge is accepted.
+        saved = rs.post("/products/1/save")
+        assert (saved.status, saved.headers["x-shop-purge"]) == (200, "product-1 200")
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert "corral-proxy" in ps and token not in ps
+        assert token not in rs.output() + rs.errors()
+    finally:
+        rc = rs.stop()
+    assert rc == 0, rs.errors()[-4000:]

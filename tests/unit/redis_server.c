@@ -1,7 +1,8 @@
 /*
- * redis_server.c - starts, restarts and stops a real redis-server for the tests.
- * See redis_server.h. The port comes from binding port 0 and closing; should another process
- * take it in between, the start fails fast (the server exits) and is retried on a new port.
+ * redis_server.c - starts, restarts and stops a real redis-server for the tests, and the
+ * fixture of the Redis tests. See redis_server.h. The port comes from binding port 0 and closing;
+ * should another process take it in between, the start fails fast (the server exits) and is retried
+ * on a new port.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,8 +29,9 @@
 #define START_DEADLINE_NS (10ull * 1000000000ull)
 #define POLL_PAUSE_NS     2000000L /* between readiness polls: a poll interval, not a wait */
 #define START_ATTEMPTS    5
+#define LIVE_DEADLINE_NS  (15ull * 1000000000ull)
 
-static uint64_t now_ns(void) {
+uint64_t redis_fx_now_ns(void) {
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -80,8 +82,8 @@ static int spawn(redis_server *s) {
 
 /* Polls PING until the server answers, it exits, or the deadline passes. */
 static int wait_ready(redis_server *s) {
-    uint64_t deadline = now_ns() + START_DEADLINE_NS;
-    while (now_ns() < deadline) {
+    uint64_t deadline = redis_fx_now_ns() + START_DEADLINE_NS;
+    while (redis_fx_now_ns() < deadline) {
         int status;
         pid_t w = waitpid(s->pid, &status, WNOHANG);
         if (w == s->pid) {
@@ -193,4 +195,123 @@ void redis_server_ok(const redis_server *s, const char *fmt, ...) {
     bool ok = r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_INTEGER;
     if (!ok) fail_msg("redis: '%s' answered %d %s", fmt, r->type, r->str ? r->str : "");
     freeReplyObject(r);
+}
+
+/* ---- The fixture ---- */
+
+redis_server srv;
+
+int redis_fx_group_setup(void **state) {
+    (void)state;
+    memset(&srv, 0, sizeof srv);
+    return redis_server_start(&srv);
+}
+
+int redis_fx_group_teardown(void **state) {
+    (void)state;
+    redis_server_stop(&srv);
+    return 0;
+}
+
+int redis_fx_setup_args(void **state, const char *const *extra) {
+    redis_server *s = calloc(1, sizeof *s);
+    if (!s) return -1;
+    for (size_t i = 0; extra && extra[i]; i++) {
+        if (i == REDIS_SERVER_MAX_ARGS - 1) {
+            free(s);
+            return -1; /* the list must stay NULL-ended */
+        }
+        s->extra[i] = extra[i];
+    }
+    *state = s;
+    return redis_server_start(s);
+}
+
+int redis_fx_setup(void **state) {
+    return redis_fx_setup_args(state, NULL);
+}
+
+int redis_fx_teardown(void **state) {
+    redis_server *s = *state;
+    redis_server_stop(s);
+    free(s);
+    return 0;
+}
+
+void redis_fx_options(const redis_server *s, corral_options *o) {
+    corral_options_init(o);
+    o->store = "redis";
+    o->redis.hosts = s->hosts;
+    o->redis.connect_timeout_ms = 2000;
+    o->redis.command_timeout_ms = 5000;
+}
+
+static int open_vurl(corral **c, const char *head, const char *fmt, va_list ap) {
+    char url[512];
+    int h = snprintf(url, sizeof url, "%s", head);
+    assert_true(h >= 0 && h < (int)sizeof url);
+    int n = vsnprintf(url + h, sizeof url - (size_t)h, fmt, ap);
+    assert_true(n >= 0 && n < (int)sizeof url - h);
+    corral_error err = { 0 };
+    int rc = corral_open(c, url, &err);
+    if (rc != CORRAL_OK) print_message("open %s: %s\n", url, err.msg);
+    return rc;
+}
+
+int redis_fx_open_url(corral **c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = open_vurl(c, "", fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+corral *redis_fx_open(const redis_server *s, const char *fmt, ...) {
+    char head[64];
+    int h = snprintf(head, sizeof head, "redis://%s", s->hosts);
+    assert_true(h > 0 && h < (int)sizeof head);
+    corral *c = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = open_vurl(&c, head, fmt, ap);
+    va_end(ap);
+    if (rc != CORRAL_OK) fail_msg("the handle did not open: %d", rc);
+    return c;
+}
+
+long long redis_fx_metric_in(const char *text, const char *name) {
+    char needle[96];
+    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
+    if (n < 0 || n >= (int)sizeof needle) return -1;
+    const char *at = strstr(text, needle);
+    return at ? strtoll(at + n, NULL, 10) : -1;
+}
+
+long long redis_fx_metric(corral *c, const char *name) {
+    char *text = NULL;
+    size_t len = 0;
+    if (corral_metrics_write(c, &text, &len) != CORRAL_OK) return -1;
+    long long v = redis_fx_metric_in(text, name);
+    corral_free(c, text);
+    return v;
+}
+
+unsigned long long redis_fx_counter(corral *c, const char *name) {
+    long long v = redis_fx_metric(c, name);
+    if (v < 0) fail_msg("no corral_redis_%s in the metrics", name);
+    return (unsigned long long)v;
+}
+
+void redis_fx_wait_live(corral *c) {
+    assert_int_equal(corral_has(c, "probe", 5, NULL), CORRAL_MISS);
+    uint64_t deadline = redis_fx_now_ns() + LIVE_DEADLINE_NS;
+    while (redis_fx_metric(c, "near_live") != 1)
+        if (redis_fx_now_ns() > deadline) fail_msg("the tracker never subscribed");
+}
+
+int redis_fx_produce(void *runs, const void *key, size_t key_len, corral_result *out) {
+    (void)key;
+    (void)key_len;
+    (*(int *)runs)++;
+    return corral_result_set(out, "made", 4);
 }

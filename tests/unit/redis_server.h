@@ -1,5 +1,7 @@
 /*
- * redis_server.h - a real redis-server for the tests, started and stopped by the test itself.
+ * redis_server.h - a real redis-server for the tests, started and stopped by the test itself,
+ * and the fixture every Redis test file (test_redis*.c) shares: the server, a handle on it, the
+ * store's counters.
  *
  * A test server listens on 127.0.0.1 on a free port (found by binding port 0) and on a unix
  * socket, keeps its files in a fresh temporary directory, saves nothing (--save '',
@@ -14,8 +16,11 @@
 #define CORRAL_TEST_REDIS_SERVER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <hiredis/hiredis.h>
+
+#include "corral/corral.h"
 
 #define REDIS_SERVER_MAX_ARGS 8
 
@@ -51,5 +56,54 @@ redisReply *redis_server_cmd_db(const redis_server *s, int db, const char *fmt, 
 
 /* Runs a command that must answer +OK (or an integer); fails the test otherwise. */
 void redis_server_ok(const redis_server *s, const char *fmt, ...);
+
+/* ---- The fixture ---- */
+
+/* The server that a test file's tests share (the tests name it: srv.hosts, &srv):
+ * redis_fx_group_setup starts it and redis_fx_group_teardown stops it (pass both to
+ * cmocka_run_group_tests). */
+extern redis_server srv;
+int redis_fx_group_setup(void **state);
+int redis_fx_group_teardown(void **state);
+
+/* A server of the test's own, in `*state` (cmocka_unit_test_setup_teardown). _args starts it
+ * with more "--name", "value" arguments (NULL-ended, at most REDIS_SERVER_MAX_ARGS). */
+int redis_fx_setup(void **state);
+int redis_fx_setup_args(void **state, const char *const *extra);
+int redis_fx_teardown(void **state);
+
+/* Options of a handle, or of a Redis store, on `s`: corral_options_init's, the Redis store on
+ * s->hosts, with deadlines generous enough for sanitizers (connect 2 s, command 5 s). */
+void redis_fx_options(const redis_server *s, corral_options *o);
+
+/* Opens `*c` on the URL printf-style `fmt` makes; prints why it did not open. Returns what
+ * corral_open returns. */
+int redis_fx_open_url(corral **c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Opens a handle on `s`: the URL "redis://<s->hosts>" followed by what `fmt` makes (a query, a
+ * database, more hosts). Fails the test when it does not open. */
+corral *redis_fx_open(const redis_server *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The value of the store's row corral_redis_<name> ("near_live", "errors_total") in the
+ * Prometheus text `text` (a row counts after a newline), or in the handle's; -1 when there is
+ * none. They assert nothing, so a
+ * forked child may call them. */
+long long redis_fx_metric_in(const char *text, const char *name);
+long long redis_fx_metric(corral *c, const char *name);
+
+/* redis_fx_metric, failing the test when the handle has no such row. */
+unsigned long long redis_fx_counter(corral *c, const char *name);
+
+/* Starts the tracker of a handle with a near cache (a read of a key "probe", which must miss)
+ * and waits until it is subscribed (corral_redis_near_live 1): until then the near cache is
+ * bypassed by design. Fails the test after 15 s. */
+void redis_fx_wait_live(corral *c);
+
+/* CLOCK_MONOTONIC in ns, for the deadlines of polls. */
+uint64_t redis_fx_now_ns(void);
+
+/* A producer for corral_get_or_set: counts its runs in `*(int *)runs` and makes "made". */
+int redis_fx_produce(void *runs, const void *key, size_t key_len, corral_result *out);
 
 #endif /* CORRAL_TEST_REDIS_SERVER_H */

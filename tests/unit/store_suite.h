@@ -260,6 +260,38 @@ static void test_store_touch_moves_or_removes_the_expiry(void **state) {
     f->close(f);
 }
 
+static int ss_ttl_left(suite_fx *f, const char *k, int64_t *ms) {
+    corral__skey sk = ss_key(k);
+    return f->s->ops->ttl(f->s, &sk, ms);
+}
+
+/* `ms` is within the tick before `ticks` (a remote store's clock ran a little meanwhile). */
+static void ss_assert_ticks_left(suite_fx *f, int64_t ms, int64_t ticks) {
+    if (ms > ticks * f->tick_ms || ms <= (ticks - 1) * f->tick_ms)
+        fail_msg("ttl %" PRId64 " ms, want about %" PRId64 " ticks of %" PRId64 " ms", ms, ticks,
+                 f->tick_ms);
+}
+
+static void test_store_ttl_tells_the_time_left_and_changes_nothing(void **state) {
+    suite_fx *f = ss_open(state);
+    int64_t ms = 0;
+    assert_int_equal(ss_set(f, "k", "v", 1000), CORRAL_OK);
+    assert_int_equal(ss_ttl_left(f, "k", &ms), CORRAL_OK);
+    ss_assert_ticks_left(f, ms, 1000);
+    f->advance(f, 600);
+    assert_int_equal(ss_ttl_left(f, "k", &ms), CORRAL_OK);
+    ss_assert_ticks_left(f, ms, 400);
+    assert_int_equal(ss_touch(f, "k", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(ss_ttl_left(f, "k", &ms), CORRAL_OK);
+    assert_true(ms == CORRAL__NO_EXPIRY);
+    assert_int_equal(ss_set(f, "e", "v", 10), CORRAL_OK);
+    f->advance(f, 10);
+    assert_int_equal(ss_ttl_left(f, "e", &ms), CORRAL_MISS); /* expired */
+    assert_int_equal(ss_ttl_left(f, "missing", &ms), CORRAL_MISS);
+    ss_expect_stored(f, "k", "v");
+    f->close(f);
+}
+
 static void test_store_incr_adds_and_keeps_the_expiry(void **state) {
     suite_fx *f = ss_open(state);
     int64_t out = 0;
@@ -620,6 +652,8 @@ static void test_store_concurrent_incr_loses_no_update(void **state) {
         cmocka_unit_test_prestate(test_store_set_replaces_the_value_and_its_expiry, (target)),  \
         cmocka_unit_test_prestate(test_store_del_removes_a_live_entry_once, (target)),          \
         cmocka_unit_test_prestate(test_store_touch_moves_or_removes_the_expiry, (target)),      \
+        cmocka_unit_test_prestate(test_store_ttl_tells_the_time_left_and_changes_nothing,       \
+                                  (target)),                                                    \
         cmocka_unit_test_prestate(test_store_incr_adds_and_keeps_the_expiry, (target)),         \
         cmocka_unit_test_prestate(                                                              \
             test_store_incr_rejects_non_integers_and_overflow_without_change, (target)),        \

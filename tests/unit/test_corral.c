@@ -197,6 +197,42 @@ static void test_touch_on_absent_key_misses(void **state) {
     assert_int_equal(corral_has(f->c, "k", 1, NULL), CORRAL_MISS);
 }
 
+/* ---- ttl ---- */
+
+static void test_ttl_tells_the_time_the_store_keeps_a_key(void **state) {
+    fixture *f = *state;
+    int64_t ms = -1;
+    assert_int_equal(set_str(f->c, "k", "v", 1000), CORRAL_OK);
+    advance_ms(f, 400);
+    assert_int_equal(corral_ttl(f->c, "k", 1, NULL, &ms), CORRAL_OK);
+    assert_int_equal(ms, 600);
+    assert_int_equal(set_str(f->c, "d", "v", CORRAL_TTL_DEFAULT), CORRAL_OK);
+    assert_int_equal(corral_ttl(f->c, "d", 1, NULL, &ms), CORRAL_OK);
+    assert_int_equal(ms, 300000); /* the handle's timeout */
+    assert_int_equal(set_str(f->c, "f", "v", CORRAL_TTL_FOREVER), CORRAL_OK);
+    assert_int_equal(corral_ttl(f->c, "f", 1, NULL, &ms), CORRAL_OK);
+    assert_int_equal(ms, CORRAL_TTL_FOREVER);
+    advance_ms(f, 600);
+    assert_int_equal(corral_ttl(f->c, "k", 1, NULL, &ms), CORRAL_MISS);
+    assert_int_equal(ms, 0);
+}
+
+static void test_ttl_misses_absent_keys_and_creates_no_namespace(void **state) {
+    fixture *f = *state;
+    int64_t ms = -1;
+    corral_call in_ns = CORRAL_CALL_INIT;
+    in_ns.ns = "never-written";
+    assert_int_equal(corral_ttl(f->c, "k", 1, NULL, &ms), CORRAL_MISS);
+    assert_int_equal(corral_ttl(f->c, "k", 1, &in_ns, &ms), CORRAL_MISS);
+    char key[64];
+    size_t len;
+    assert_int_equal(corral_make_key_read(f->c, "k", 1, &in_ns, key, sizeof key, &len),
+                     CORRAL_MISS); /* still no generation */
+    assert_int_equal(corral_ttl(f->c, "bad key", 7, NULL, &ms), CORRAL_EBADKEY);
+    assert_int_equal(corral_ttl(f->c, "k", 1, NULL, NULL), CORRAL_EINVAL);
+    assert_int_equal(corral_ttl(NULL, "k", 1, NULL, &ms), CORRAL_EINVAL);
+}
+
 /* ---- incr ---- */
 
 typedef struct incr_case {
@@ -822,6 +858,8 @@ int main(void) {
         T(test_touch_forever_removes_expiry),
         T(test_touch_zero_expires_now),
         T(test_touch_on_absent_key_misses),
+        T(test_ttl_tells_the_time_the_store_keeps_a_key),
+        T(test_ttl_misses_absent_keys_and_creates_no_namespace),
         T(test_incr_adds_delta_and_stores_decimal),
         T(test_incr_out_is_optional),
         T(test_incr_on_absent_key_misses),

@@ -216,6 +216,28 @@ static void test_reads_in_a_new_namespace_miss_and_write_nothing(void **state) {
                      CORRAL_MISS); /* no generation was created by the reads */
 }
 
+static void test_make_key_read_in_a_new_namespace_misses_and_writes_nothing(void **state) {
+    fixture *f = *state;
+    corral_call fresh = in_ns("never-written");
+    char out[CORRAL__KEYBUF], again[CORRAL__KEYBUF];
+    size_t len = 99, again_len;
+    assert_int_equal(corral_make_key_read(f->c, "a", 1, &fresh, out, sizeof out, &len),
+                     CORRAL_MISS);
+    assert_int_equal(len, 0);
+    char g[24];
+    size_t l;
+    assert_int_equal(corral__ns_generation(f->c, "never-written", false, g, sizeof g, &l),
+                     CORRAL_MISS); /* the read created no generation */
+    /* Once the namespace has one, both give the same key, and make_key_read still writes none. */
+    assert_int_equal(corral_make_key(f->c, "a", 1, &fresh, out, sizeof out, &len), CORRAL_OK);
+    assert_int_equal(corral_make_key_read(f->c, "a", 1, &fresh, again, sizeof again, &again_len),
+                     CORRAL_OK);
+    assert_int_equal(again_len, len);
+    assert_string_equal(again, out);
+    assert_int_equal(corral_make_key_read(f->c, "a", 1, NULL, out, sizeof out, &len), CORRAL_OK);
+    assert_string_equal(out, ":1:a");
+}
+
 static void test_ns_generation_vanished_keeps_old_keys_unreachable(void **state) {
     fixture *f = *state;
     corral_call products = in_ns("products");
@@ -1092,6 +1114,7 @@ int main(void) {
         T(test_ns_bump_hides_every_key_of_the_namespace_and_no_other),
         T(test_ns_generation_is_stable_until_bumped),
         T(test_reads_in_a_new_namespace_miss_and_write_nothing),
+        T(test_make_key_read_in_a_new_namespace_misses_and_writes_nothing),
         T(test_ns_generation_vanished_keeps_old_keys_unreachable),
         T(test_ns_bump_refuses_invalid_names),
         T_OWN(test_ns_name_whose_internal_key_is_too_long_is_refused),

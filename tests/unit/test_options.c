@@ -538,6 +538,54 @@ static void test_open_opts_refuses_zero_max_memory(void **state) {
     assert_int_equal(err.code, rc);
 }
 
+/* corral_url_redact hides every credential the parser would take, and nothing else. */
+static void test_url_redact_hides_every_credential(void **state) {
+    (void)state;
+    static const struct {
+        const char *url, *want;
+    } cases[] = {
+        { "redis://:pw@host/2", "redis://:***@host/2" },
+        { "redis://user:pw@h1:6379,h2/2?key_prefix=a",
+          "redis://user:***@h1:6379,h2/2?key_prefix=a" },
+        { "redis://h/2?password=pw", "redis://h/2?password=***" },
+        { "redis://h/2?pool=2&PassWord=pw&key_prefix=x",
+          "redis://h/2?pool=2&PassWord=***&key_prefix=x" },
+        { "redis+unix:///run/r.sock?password=pw&db=2",
+          "redis+unix:///run/r.sock?password=***&db=2" },
+        { "redis://:p@w@host", "redis://:***@host" },       /* the last '@' ends the userinfo */
+        { "redis://:pa/ss@host/2", "redis://:***@host/2" }, /* malformed: hidden anyway */
+        { "redis://pw@host", "redis://***@host" },          /* no ':': the whole userinfo */
+        { "redis://:pw@host?password=pw2", "redis://:***@host?password=***" },
+        { "mem://?max_memory=1MB&key_prefix=a@b", "mem://?max_memory=1MB&key_prefix=a@b" },
+        { "mem://?passwords=x&password", "mem://?passwords=x&password" },
+        { "redis://host/2?", "redis://host/2?" },
+        { "", "" },
+        { "no scheme:pw@host", "no scheme:***@host" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        size_t n = corral_url_redact(cases[i].url, out, sizeof out);
+        if (strcmp(out, cases[i].want) != 0 || n != strlen(cases[i].want))
+            fail_msg("%s: '%s' (%zu), want '%s'", cases[i].url, out, n, cases[i].want);
+    }
+    assert_int_equal(corral_url_redact(NULL, NULL, 0), 0);
+}
+
+/* A small buffer gets a NUL-terminated prefix of the redacted URL, never of the original. */
+static void test_url_redact_cuts_like_snprintf(void **state) {
+    (void)state;
+    static const char url[] = "redis://:secret@host/2?password=secret";
+    static const char want[] = "redis://:***@host/2?password=***";
+    for (size_t cap = 1; cap <= sizeof want; cap++) {
+        char out[sizeof want];
+        memset(out, 'x', sizeof out);
+        assert_int_equal(corral_url_redact(url, out, cap), sizeof want - 1);
+        assert_int_equal(strlen(out), cap - 1);
+        assert_memory_equal(out, want, cap - 1);
+        assert_null(strstr(out, "sec"));
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options_init_fills_documented_defaults),
@@ -560,6 +608,8 @@ int main(void) {
         cmocka_unit_test(test_open_opts_refuses_partial_allocator),
         cmocka_unit_test(test_open_opts_copies_its_strings),
         cmocka_unit_test(test_open_opts_refuses_zero_max_memory),
+        cmocka_unit_test(test_url_redact_hides_every_credential),
+        cmocka_unit_test(test_url_redact_cuts_like_snprintf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,10 +38,6 @@
 #include "redis_server.h"
 #include "store_suite.h"
 
-#define URL_MAX 256
-
-static redis_server srv;
-
 /* ---- Store fixture ---- */
 
 typedef struct rfx {
@@ -60,11 +56,8 @@ static rfx *rfx_init(const redis_server *server) {
     f->env = (corral__store_env){ .alloc = &f->alloc, .now_ns = corral__realtime_ns };
     f->srv = server;
     corral_options o;
-    corral_options_init(&o);
+    redis_fx_options(server, &o);
     f->ro = o.redis;
-    f->ro.hosts = server->hosts;
-    f->ro.connect_timeout_ms = 2000;
-    f->ro.command_timeout_ms = 5000; /* generous: sanitizers slow everything */
     return f;
 }
 
@@ -164,25 +157,11 @@ static suite_target redis_target = { .name = "redis", .open = redis_suite_open, 
 
 /* ---- URL and public API ---- */
 
-static int open_url(corral **c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int open_url(corral **c, const char *fmt, ...) {
-    char url[URL_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(url, sizeof url, fmt, ap);
-    va_end(ap);
-    assert_true(n > 0 && n < (int)sizeof url);
-    corral_error err = { 0 };
-    int rc = corral_open(c, url, &err);
-    if (rc != CORRAL_OK) print_message("open %s: %s\n", url, err.msg);
-    return rc;
-}
-
 static void test_redis_url_opens_a_handle_on_the_configured_db(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
     corral *c = NULL;
-    assert_int_equal(open_url(&c, "redis://%s/3?key_prefix=djzen&timeout=300", srv.hosts),
+    assert_int_equal(redis_fx_open_url(&c, "redis://%s/3?key_prefix=djzen&timeout=300", srv.hosts),
                      CORRAL_OK);
     assert_int_equal(
         corral_set(c, "featured_products:v3", 20, "[1,2,3]", 7, CORRAL_TTL_DEFAULT, NULL),
@@ -204,7 +183,7 @@ static void test_redis_opens_while_the_server_is_down_and_misses(void **state) {
     (void)state;
     corral *c = NULL;
     /* Port 1 on loopback: nothing listens there, the connection is refused at once. */
-    assert_int_equal(open_url(&c, "redis://127.0.0.1:1?connect_timeout=0.5"), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis://127.0.0.1:1?connect_timeout=0.5"), CORRAL_OK);
     corral_value *v = (corral_value *)&c;
     assert_int_equal(corral_get(c, "k", 1, NULL, &v), CORRAL_MISS);
     assert_null(v);
@@ -215,9 +194,7 @@ static void test_redis_opens_while_the_server_is_down_and_misses(void **state) {
 static void test_redis_open_refuses_bad_options(void **state) {
     (void)state;
     corral_options o;
-    corral_options_init(&o);
-    o.store = "redis";
-    o.redis.hosts = srv.hosts;
+    redis_fx_options(&srv, &o);
     corral *c = (corral *)&c;
     corral_error err = { 0 };
     o.redis.pool = 0;
@@ -241,10 +218,7 @@ static void test_redis_open_refuses_bad_options(void **state) {
  * refused. */
 static void test_redis_binary_keys_take_what_django_takes_but_no_lease_key(void **state) {
     (void)state;
-    char url[128];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=bk&binary_keys=1", srv.hosts);
-    corral *c = NULL;
-    assert_int_equal(corral_open(&c, url, NULL), CORRAL_OK);
+    corral *c = redis_fx_open(&srv, "?key_prefix=bk&binary_keys=1");
     static char longkey[1000];
     memset(longkey, 'k', sizeof longkey);
     const char spaced[] = "my key\n";
@@ -387,7 +361,7 @@ static void test_redis_clear_flushes_only_the_configured_db(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
     corral *c = NULL;
-    assert_int_equal(open_url(&c, "redis://%s/3?key_prefix=a", srv.hosts), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis://%s/3?key_prefix=a", srv.hosts), CORRAL_OK);
     assert_int_equal(corral_set(c, "k", 1, "v", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     redisReply *r = redis_server_cmd_db(&srv, 3, "SET foreign x");
     freeReplyObject(r);
@@ -407,8 +381,10 @@ static void test_redis_clear_prefix_removes_only_the_handles_keys(void **state) 
     redis_server_ok(&srv, "FLUSHALL");
     corral *mine = NULL, *theirs = NULL;
     /* A prefix with glob characters: SCAN's pattern must escape them. */
-    assert_int_equal(open_url(&mine, "redis://%s?key_prefix=shop%%2A", srv.hosts), CORRAL_OK);
-    assert_int_equal(open_url(&theirs, "redis://%s?key_prefix=shopx", srv.hosts), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&mine, "redis://%s?key_prefix=shop%%2A", srv.hosts),
+                     CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&theirs, "redis://%s?key_prefix=shopx", srv.hosts),
+                     CORRAL_OK);
     char k[32];
     for (int i = 0; i < 2500; i++) { /* several SCAN batches */
         int n = snprintf(k, sizeof k, "item:%d", i);
@@ -450,7 +426,7 @@ static void test_redis_writes_go_to_the_first_host_and_reads_to_the_others(void 
     assert_int_equal(redis_server_start(&replica), 0);
     redis_server_ok(&srv, "FLUSHALL");
     corral *c = NULL;
-    assert_int_equal(open_url(&c, "redis://%s,%s", srv.hosts, replica.hosts), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis://%s,%s", srv.hosts, replica.hosts), CORRAL_OK);
     assert_int_equal(corral_set(c, "k", 1, "primary", 7, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     char *on_primary = admin_get(0, ":1:k");
     assert_string_equal(on_primary, "primary");
@@ -470,7 +446,8 @@ static void test_redis_unix_socket_url(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
     corral *c = NULL;
-    assert_int_equal(open_url(&c, "redis+unix://%s?db=2&key_prefix=u", srv.sock), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis+unix://%s?db=2&key_prefix=u", srv.sock),
+                     CORRAL_OK);
     assert_int_equal(corral_set(c, "k", 1, "via socket", 10, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     char *raw = admin_get(2, "u:1:k");
     assert_string_equal(raw, "via socket");
@@ -485,13 +462,14 @@ static void test_redis_auth_with_password_from_userinfo_or_parameter(void **stat
     assert_int_equal(redis_server_start(&locked), 0);
     redis_server_ok(&locked, "CONFIG SET requirepass %s", "s3cr:t");
     corral *c = NULL;
-    assert_int_equal(open_url(&c, "redis://:wrong@%s", locked.hosts), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis://:wrong@%s", locked.hosts), CORRAL_OK);
     assert_int_equal(corral_set(c, "k", 1, "v", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_ESTORE);
     corral_close(c);
-    assert_int_equal(open_url(&c, "redis://:s3cr%%3At@%s", locked.hosts), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis://:s3cr%%3At@%s", locked.hosts), CORRAL_OK);
     assert_int_equal(corral_set(c, "k", 1, "v", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     corral_close(c);
-    assert_int_equal(open_url(&c, "redis://%s/1?password=s3cr%%3At", locked.hosts), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis://%s/1?password=s3cr%%3At", locked.hosts),
+                     CORRAL_OK);
     assert_int_equal(corral_set(c, "k", 1, "v", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     assert_int_equal(corral_has(c, "k", 1, NULL), CORRAL_OK);
     corral_close(c);
@@ -544,7 +522,7 @@ static void test_redis_metrics_text_carries_the_store_counters(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
     corral *c = NULL;
-    assert_int_equal(open_url(&c, "redis://%s", srv.hosts), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis://%s", srv.hosts), CORRAL_OK);
     assert_int_equal(corral_set(c, "k", 1, "v", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     char *text = NULL;
     size_t len = 0;
@@ -592,7 +570,8 @@ static void test_redis_threads_share_a_small_pool(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
     corral *c = NULL;
-    assert_int_equal(open_url(&c, "redis://%s?pool=2&command_timeout=10", srv.hosts), CORRAL_OK);
+    assert_int_equal(redis_fx_open_url(&c, "redis://%s?pool=2&command_timeout=10", srv.hosts),
+                     CORRAL_OK);
     assert_int_equal(corral_set(c, "ctr", 3, "0", 1, CORRAL_TTL_FOREVER, NULL), CORRAL_OK);
     pthread_barrier_t start;
     assert_int_equal(pthread_barrier_init(&start, NULL, POOL_THREADS), 0);
@@ -716,17 +695,6 @@ static void test_redis_host_lists_parse_or_name_the_bad_host(void **state) {
     }
 }
 
-static int group_setup(void **state) {
-    (void)state;
-    return redis_server_start(&srv);
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    redis_server_stop(&srv);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         STORE_SUITE_TESTS(&redis_target),
@@ -752,5 +720,5 @@ int main(void) {
         cmocka_unit_test(test_redis_backoff_grows_exponentially_and_is_capped),
         cmocka_unit_test(test_redis_host_lists_parse_or_name_the_bad_host),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }

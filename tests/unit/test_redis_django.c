@@ -32,8 +32,6 @@
 #define PYTHON     "/usr/bin/python3"
 #define OUTPUT_MAX 4096
 
-static redis_server srv;
-
 /* ---- The codec ---- */
 
 typedef struct enc_case {
@@ -286,12 +284,7 @@ static void run_django(const char *mode) {
 }
 
 static corral *open_django(void) {
-    char url[128];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=djzen&serializer=django", srv.hosts);
-    corral *c = NULL;
-    corral_error err = { 0 };
-    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open: %s", err.msg);
-    return c;
+    return redis_fx_open(&srv, "?key_prefix=djzen&serializer=django");
 }
 
 static void set_bytes(corral *c, const char *key, const void *val, size_t len) {
@@ -388,10 +381,7 @@ static void test_django_format_values_are_what_django_stores(void **state) {
     assert_string_equal(r->str, "12");
     freeReplyObject(r);
     /* Raw mode stores the same bytes as they are. */
-    char url[128];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=djzen", srv.hosts);
-    corral *raw = NULL;
-    assert_int_equal(corral_open(&raw, url, NULL), CORRAL_OK);
+    corral *raw = redis_fx_open(&srv, "?key_prefix=djzen");
     expect_bytes(raw, "t", "\x80\x04\x8c\x02hi.", 7);
     corral_close(raw);
     corral_close(c);
@@ -482,10 +472,7 @@ static void test_django_format_refuses_tags_and_writes_nothing(void **state) {
 static void test_bare_format_stores_the_callers_bytes_as_they_are(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
-    char url[128];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=djzen&serializer=bare", srv.hosts);
-    corral *c = NULL;
-    assert_int_equal(corral_open(&c, url, NULL), CORRAL_OK);
+    corral *c = redis_fx_open(&srv, "?key_prefix=djzen&serializer=bare");
     set_bytes(c, "p", "\x80\x04\x8c\x02hi.", 7);
     corral_load_opts o;
     corral_load_opts_init(&o);
@@ -519,10 +506,7 @@ static void test_bare_format_stores_the_callers_bytes_as_they_are(void **state) 
 static void test_django_binary_flag_is_ignored_by_the_raw_format(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
-    char url[128];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=djzen", srv.hosts);
-    corral *raw = NULL;
-    assert_int_equal(corral_open(&raw, url, NULL), CORRAL_OK);
+    corral *raw = redis_fx_open(&srv, "?key_prefix=djzen");
     corral_call bin = CORRAL_CALL_INIT;
     bin.is_binary = true;
     assert_int_equal(corral_set(raw, "t", 1, "text", 4, CORRAL_TTL_FOREVER, &bin), CORRAL_OK);
@@ -533,32 +517,13 @@ static void test_django_binary_flag_is_ignored_by_the_raw_format(void **state) {
     corral_close(raw);
 }
 
-static bool near_live(corral *c) {
-    char *text = NULL;
-    size_t len = 0;
-    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
-    bool live = strstr(text, "\ncorral_redis_near_live 1\n") != NULL;
-    corral_free(c, text);
-    return live;
-}
-
 /* The near cache (a memory store) would split what begins like an envelope: such a value must
  * still read whole, however often it is read. */
 static void test_django_near_cache_serves_values_whole(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
-    char url[160];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=djzen&serializer=django&near_cache=1MB",
-             srv.hosts);
-    corral *c = NULL;
-    assert_int_equal(corral_open(&c, url, NULL), CORRAL_OK);
-    assert_int_equal(corral_has(c, "probe", 5, NULL), CORRAL_MISS); /* starts the tracker */
-    struct timespec t0, t;
-    assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &t0), 0);
-    while (!near_live(c)) {
-        assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &t), 0);
-        if (t.tv_sec - t0.tv_sec > 15) fail_msg("the tracker never subscribed");
-    }
+    corral *c = redis_fx_open(&srv, "?key_prefix=djzen&serializer=django&near_cache=1MB");
+    redis_fx_wait_live(c);
     set_bytes(c, "env",
               "\xc7\x01\x00\x05\x00"
               "bare",
@@ -572,17 +537,6 @@ static void test_django_near_cache_serves_values_whole(void **state) {
         expect_bytes(c, "plain", "text", 4);
     }
     corral_close(c);
-}
-
-static int group_setup(void **state) {
-    (void)state;
-    return redis_server_start(&srv);
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    redis_server_stop(&srv);
-    return 0;
 }
 
 int main(void) {
@@ -599,5 +553,5 @@ int main(void) {
         cmocka_unit_test(test_django_near_cache_serves_values_whole),
         cmocka_unit_test(test_bare_format_stores_the_callers_bytes_as_they_are),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }

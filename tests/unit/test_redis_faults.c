@@ -27,78 +27,41 @@
 
 #define RECOVERY_DEADLINE_NS (15ull * 1000000000ull)
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int setup_server(void **state) {
-    redis_server *s = calloc(1, sizeof *s);
-    if (!s) return -1;
-    *state = s;
-    return redis_server_start(s);
-}
-
 static int setup_full_server(void **state) {
-    redis_server *s = calloc(1, sizeof *s);
-    if (!s) return -1;
-    s->extra[0] = "--maxmemory";
-    s->extra[1] = "4mb";
-    s->extra[2] = "--maxmemory-policy";
-    s->extra[3] = "allkeys-lru";
-    *state = s;
-    return redis_server_start(s);
-}
-
-static int teardown_server(void **state) {
-    redis_server *s = *state;
-    redis_server_stop(s);
-    free(s);
-    return 0;
-}
-
-/* Opens a handle on `s` with the URL parameters `query`. */
-static corral *open_query(const redis_server *s, const char *query) {
-    char url[256];
-    int n = snprintf(url, sizeof url, "redis://%s?%s", s->hosts, query);
-    assert_true(n > 0 && n < (int)sizeof url);
-    corral *c = NULL;
-    corral_error err = { 0 };
-    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open %s: %s", url, err.msg);
-    return c;
+    static const char *const full[] = { "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru",
+                                        NULL };
+    return redis_fx_setup_args(state, full);
 }
 
 /* Opens a handle on `s` with short deadlines: 100 ms per command, as the fault tests want. */
 static corral *open_fast(const redis_server *s, const char *extra) {
-    char query[128];
-    int n = snprintf(query, sizeof query, "connect_timeout=0.5&command_timeout=100ms%s", extra);
-    assert_true(n > 0 && n < (int)sizeof query);
-    return open_query(s, query);
+    return redis_fx_open(s, "?connect_timeout=0.5&command_timeout=100ms%s", extra);
 }
 
-/* The value of a store counter ("errors_total", ...) in the handle's Prometheus text. */
-static unsigned long long counter(corral *c, const char *name) {
-    char *text = NULL;
-    size_t len = 0;
-    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
-    char needle[96];
-    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
-    assert_true(n > 0 && n < (int)sizeof needle);
-    const char *at = strstr(text, needle);
-    assert_non_null(at);
-    unsigned long long v = strtoull(at + n, NULL, 10);
-    corral_free(c, text);
-    return v;
+/* A pool of `size` connections to `s` (a 1 s connect deadline). */
+static corral__redis_pool *open_pool(const redis_server *s, int64_t command_timeout_ms,
+                                     unsigned size) {
+    corral__redis_addr addr = { .port = s->port };
+    strcpy(addr.name, "127.0.0.1");
+    corral__redis_pool_config cfg = { .addrs = &addr,
+                                      .n_addrs = 1,
+                                      .connect_timeout_ms = 1000,
+                                      .command_timeout_ms = command_timeout_ms,
+                                      .pool = size };
+    corral__allocator a; /* the pool keeps a copy, and copies the addresses */
+    corral__allocator_init(&a, NULL);
+    corral__redis_pool *p = NULL;
+    assert_int_equal(corral__redis_pool_new(&p, &cfg, &a), CORRAL_OK);
+    return p;
 }
 
 /* Polls `set` until the handle writes again, or fails the test at the deadline. */
 static void wait_recovered(corral *c) {
-    uint64_t deadline = now_ns() + RECOVERY_DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + RECOVERY_DEADLINE_NS;
     int rc;
     while ((rc = corral_set(c, "probe", 5, "1", 1, CORRAL_TTL_DEFAULT, NULL)) != CORRAL_OK) {
         assert_true(rc == CORRAL_ESTORE || rc == CORRAL_ETIMEDOUT);
-        if (now_ns() > deadline) fail_msg("the handle did not recover: rc %d", rc);
+        if (redis_fx_now_ns() > deadline) fail_msg("the handle did not recover: rc %d", rc);
     }
 }
 
@@ -143,9 +106,9 @@ static void test_faults_dead_server_turns_reads_into_misses_and_writes_into_erro
     assert_int_equal(corral_clear(c), CORRAL_ESTORE);
     assert_int_equal(corral_clear_prefix(c), CORRAL_ESTORE);
 
-    assert_int_equal(counter(c, "failed_reads_total"), 4);
-    assert_int_equal(counter(c, "failed_writes_total"), 9);
-    assert_int_equal(counter(c, "errors_total"), 13);
+    assert_int_equal(redis_fx_counter(c, "failed_reads_total"), 4);
+    assert_int_equal(redis_fx_counter(c, "failed_writes_total"), 9);
+    assert_int_equal(redis_fx_counter(c, "errors_total"), 13);
     corral_close(c);
 }
 
@@ -161,8 +124,8 @@ static void test_faults_handle_recovers_after_a_restart(void **state) {
     assert_int_equal(corral_set(c, "after", 5, "2", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     expect_cached(c, "after", "2");
     assert_int_equal(corral_has(c, "before", 6, NULL), CORRAL_MISS); /* the restart lost it */
-    assert_true(counter(c, "reconnects_total") >= 1);
-    assert_int_equal(counter(c, "connections"), 1);
+    assert_true(redis_fx_counter(c, "reconnects_total") >= 1);
+    assert_int_equal(redis_fx_counter(c, "connections"), 1);
     corral_close(c);
 }
 
@@ -174,26 +137,16 @@ static void test_faults_backoff_fails_fast_without_touching_the_network(void **s
     for (int i = 0; i < 50; i++)
         assert_int_equal(corral_has(c, "k", 1, NULL), CORRAL_MISS);
     /* Connection attempts back off exponentially: most calls never reached the network. */
-    assert_true(counter(c, "backoff_rejections_total") > 0);
-    assert_true(counter(c, "connect_failures_total") < 25);
-    assert_int_equal(counter(c, "failed_reads_total"), 50);
+    assert_true(redis_fx_counter(c, "backoff_rejections_total") > 0);
+    assert_true(redis_fx_counter(c, "connect_failures_total") < 25);
+    assert_int_equal(redis_fx_counter(c, "failed_reads_total"), 50);
     corral_close(c);
 }
 
 /* After a restart every pooled connection is stale; only the first one used costs a failure. */
 static void test_faults_stale_pool_connections_cost_one_failure(void **state) {
     redis_server *s = *state;
-    corral__redis_addr addr = { .port = s->port };
-    strcpy(addr.name, "127.0.0.1");
-    corral__redis_pool_config cfg = { .addrs = &addr,
-                                      .n_addrs = 1,
-                                      .connect_timeout_ms = 1000,
-                                      .command_timeout_ms = 2000,
-                                      .pool = 4 };
-    corral__allocator a;
-    corral__allocator_init(&a, NULL);
-    corral__redis_pool *p = NULL;
-    assert_int_equal(corral__redis_pool_new(&p, &cfg, &a), CORRAL_OK);
+    corral__redis_pool *p = open_pool(s, 2000, 4);
     const char *ping[1] = { "PING" };
     size_t ping_len[1] = { 4 };
     corral__redis_call calls[4];
@@ -238,7 +191,7 @@ static redisContext *send_only(const redis_server *s, const char *cmd) {
 
 /* Polls until a PING on a new connection goes unanswered for 50 ms: the server is asleep. */
 static void wait_unresponsive(const redis_server *s) {
-    uint64_t deadline = now_ns() + RECOVERY_DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + RECOVERY_DEADLINE_NS;
     for (;;) {
         struct timeval tv = { 0, 50000 };
         redisContext *ctx = redisConnectWithTimeout("127.0.0.1", s->port, tv);
@@ -249,7 +202,7 @@ static void wait_unresponsive(const redis_server *s) {
         if (r) freeReplyObject(r);
         redisFree(ctx);
         if (!answered) return;
-        if (now_ns() > deadline) fail_msg("the server kept answering");
+        if (redis_fx_now_ns() > deadline) fail_msg("the server kept answering");
     }
 }
 
@@ -262,7 +215,7 @@ static void test_faults_debug_sleep_times_out_instead_of_hanging(void **state) {
     assert_int_equal(corral_has(c, "k", 1, NULL), CORRAL_MISS);
     int rc = corral_set(c, "k", 1, "w", 1, CORRAL_TTL_DEFAULT, NULL);
     assert_true(rc == CORRAL_ETIMEDOUT || rc == CORRAL_ESTORE);
-    assert_true(counter(c, "timeouts_total") >= 1);
+    assert_true(redis_fx_counter(c, "timeouts_total") >= 1);
     void *reply = NULL;
     assert_int_equal(redisGetReply(sleeper, &reply), REDIS_OK); /* the sleep is over */
     freeReplyObject(reply);
@@ -283,7 +236,7 @@ static void test_faults_client_pause_times_out_instead_of_hanging(void **state) 
     int64_t out = 0;
     rc = corral_incr(c, "n", 1, 1, NULL, &out);
     assert_true(rc == CORRAL_ETIMEDOUT || rc == CORRAL_ESTORE);
-    assert_true(counter(c, "timeouts_total") >= 1);
+    assert_true(redis_fx_counter(c, "timeouts_total") >= 1);
     wait_recovered(c); /* the pause ends by itself */
     assert_int_equal(corral_set(c, "k", 1, "x", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     expect_cached(c, "k", "x");
@@ -307,13 +260,6 @@ static void test_faults_stopped_server_never_hangs_a_call(void **state) {
 }
 
 /* get_or_set keeps working on a dead Redis: the producer runs, nothing is cached. */
-static int produce(void *arg, const void *key, size_t key_len, corral_result *out) {
-    (void)key;
-    (void)key_len;
-    (*(int *)arg)++;
-    return corral_result_set(out, "made", 4);
-}
-
 static void test_faults_get_or_set_runs_the_producer_when_redis_is_dead(void **state) {
     redis_server *s = *state;
     corral *c = open_fast(s, "");
@@ -324,7 +270,8 @@ static void test_faults_get_or_set_runs_the_producer_when_redis_is_dead(void **s
     int runs = 0;
     for (int i = 0; i < 3; i++) {
         corral_value *v = NULL;
-        assert_int_equal(corral_get_or_set(c, "page", 4, produce, &runs, &o, &v), CORRAL_OK);
+        assert_int_equal(corral_get_or_set(c, "page", 4, redis_fx_produce, &runs, &o, &v),
+                         CORRAL_OK);
         assert_string_equal(corral_value_data(v), "made");
         corral_value_unref(v);
     }
@@ -336,17 +283,7 @@ static void test_faults_get_or_set_runs_the_producer_when_redis_is_dead(void **s
 
 static void test_faults_pool_wait_is_bounded_by_the_command_timeout(void **state) {
     redis_server *s = *state;
-    corral__redis_addr addr = { .port = s->port };
-    strcpy(addr.name, "127.0.0.1");
-    corral__redis_pool_config cfg = { .addrs = &addr,
-                                      .n_addrs = 1,
-                                      .connect_timeout_ms = 1000,
-                                      .command_timeout_ms = 100,
-                                      .pool = 1 };
-    corral__allocator a;
-    corral__allocator_init(&a, NULL);
-    corral__redis_pool *p = NULL;
-    assert_int_equal(corral__redis_pool_new(&p, &cfg, &a), CORRAL_OK);
+    corral__redis_pool *p = open_pool(s, 100, 1);
     corral__redis_call held, waiting;
     assert_int_equal(corral__redis_begin(p, CORRAL__REDIS_WRITE, &held), CORRAL_OK);
     /* The only connection is taken: a write waits the command timeout, then gives up. */
@@ -392,7 +329,7 @@ static void test_faults_writes_to_a_dead_server_never_raise_sigpipe(void **state
 
 static void test_faults_full_server_evicts_or_refuses_writes_cleanly(void **state) {
     redis_server *s = *state;
-    corral *c = open_query(s, "command_timeout=5");
+    corral *c = redis_fx_open(s, "?command_timeout=5");
     static char val[4096];
     char key[32];
     int ok = 0;
@@ -447,28 +384,28 @@ static void test_faults_full_server_evicts_or_refuses_writes_cleanly(void **stat
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            test_faults_dead_server_turns_reads_into_misses_and_writes_into_errors, setup_server,
-            teardown_server),
-        cmocka_unit_test_setup_teardown(test_faults_handle_recovers_after_a_restart, setup_server,
-                                        teardown_server),
+            test_faults_dead_server_turns_reads_into_misses_and_writes_into_errors, redis_fx_setup,
+            redis_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_handle_recovers_after_a_restart, redis_fx_setup,
+                                        redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_faults_backoff_fails_fast_without_touching_the_network,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_faults_stale_pool_connections_cost_one_failure,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_faults_debug_sleep_times_out_instead_of_hanging,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_faults_client_pause_times_out_instead_of_hanging,
-                                        setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_faults_stopped_server_never_hangs_a_call, setup_server,
-                                        teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_stopped_server_never_hangs_a_call,
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_faults_get_or_set_runs_the_producer_when_redis_is_dead,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_faults_pool_wait_is_bounded_by_the_command_timeout,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_faults_writes_to_a_dead_server_never_raise_sigpipe,
-                                        setup_server, teardown_server),
+                                        redis_fx_setup, redis_fx_teardown),
         cmocka_unit_test_setup_teardown(test_faults_full_server_evicts_or_refuses_writes_cleanly,
-                                        setup_full_server, teardown_server),
+                                        setup_full_server, redis_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

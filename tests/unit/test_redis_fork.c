@@ -32,38 +32,6 @@
 #define ALARM_S     60
 #define DEADLINE_NS (20ull * 1000000000ull)
 
-static redis_server srv;
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Opens "redis://<the test server><query>", or `mem` as it is when not NULL. */
-static corral *open_url(const char *query, const char *mem) {
-    char url[256];
-    int n = snprintf(url, sizeof url, "redis://%s%s", srv.hosts, query);
-    assert_true(n > 0 && n < (int)sizeof url);
-    if (mem) snprintf(url, sizeof url, "%s", mem);
-    corral *c = NULL;
-    corral_error err = { 0 };
-    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open %s: %s", url, err.msg);
-    return c;
-}
-
-/* A metric's value in the handle's Prometheus text ("corral_redis_connections "). */
-static long long metric(corral *c, const char *name) {
-    char *text = NULL, needle[96];
-    size_t len = 0;
-    if (corral_metrics_write(c, &text, &len) != CORRAL_OK) return -1;
-    int n = snprintf(needle, sizeof needle, "\n%s ", name);
-    const char *at = n > 0 && n < (int)sizeof needle ? strstr(text, needle) : NULL;
-    long long v = at ? strtoll(at + n, NULL, 10) : -1;
-    corral_free(c, text);
-    return v;
-}
-
 /* Sets and reads back ROUNDS keys of its own ("<who>:<i>" = "<who>=<i>"). 0, or a failed step. */
 static int own_keys(corral *c, const char *who) {
     for (int i = 0; i < ROUNDS; i++) {
@@ -91,16 +59,16 @@ static void wait_ok(pid_t pid) {
  * handle at once without ever reading one another's replies. */
 static void test_fork_children_use_their_own_connections_concurrently(void **state) {
     (void)state;
-    corral *c = open_url("?key_prefix=f&pool=2", NULL);
+    corral *c = redis_fx_open(&srv, "?key_prefix=f&pool=2");
     assert_int_equal(corral_set(c, "shared", 6, "parent", 6, 60000, NULL), CORRAL_OK);
-    assert_true(metric(c, "corral_redis_connections") >= 1);
+    assert_true(redis_fx_metric(c, "connections") >= 1);
     pid_t kids[CHILDREN];
     for (int k = 0; k < CHILDREN; k++) {
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
             alarm(ALARM_S);
-            if (metric(c, "corral_redis_connections") != 0) _exit(1);
+            if (redis_fx_metric(c, "connections") != 0) _exit(1);
             char who[16], got[16];
             snprintf(who, sizeof who, "child%d", k);
             size_t len = 0;
@@ -122,7 +90,7 @@ static void test_fork_children_use_their_own_connections_concurrently(void **sta
     size_t len = 0;
     assert_int_equal(corral_get_into(c, "shared", 6, NULL, got, sizeof got, &len), CORRAL_OK);
     assert_memory_equal(got, "parent", 6);
-    assert_int_equal(metric(c, "corral_redis_reconnects_total"), 0);
+    assert_int_equal(redis_fx_metric(c, "reconnects_total"), 0);
     corral_close(c);
 }
 
@@ -130,15 +98,14 @@ static void test_fork_children_use_their_own_connections_concurrently(void **sta
  * the fork, and it gets invalidations of its own afterwards (a tracker of its own). */
 static void test_fork_child_near_cache_forgets_the_parents_and_tracks_its_own(void **state) {
     (void)state;
-    corral *c = open_url("?key_prefix=n&near_cache=1MB", NULL);
+    corral *c = redis_fx_open(&srv, "?key_prefix=n&near_cache=1MB");
     assert_int_equal(corral_set(c, "k", 1, "v1", 2, CORRAL_TTL_FOREVER, NULL), CORRAL_OK);
-    uint64_t deadline = now_ns() + DEADLINE_NS;
-    while (metric(c, "corral_redis_near_live") != 1 ||
-           metric(c, "corral_redis_near_hits_total") < 1) {
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
+    while (redis_fx_metric(c, "near_live") != 1 || redis_fx_metric(c, "near_hits_total") < 1) {
         corral_value *v = NULL;
         (void)corral_get(c, "k", 1, NULL, &v); /* starts the tracker, then fills L1 and hits */
         corral_value_unref(v);
-        if (now_ns() > deadline) fail_msg("the parent's near cache never served a hit");
+        if (redis_fx_now_ns() > deadline) fail_msg("the parent's near cache never served a hit");
     }
     int go[2];
     assert_int_equal(pipe(go), 0);
@@ -158,13 +125,13 @@ static void test_fork_child_near_cache_forgets_the_parents_and_tracks_its_own(vo
         /* Its own tracker: the change reaches its L1, which serves hits of its own. */
         for (;;) {
             if (corral_get_into(c, "k", 1, NULL, got, sizeof got, &len) == CORRAL_OK && len == 2 &&
-                memcmp(got, "v3", 2) == 0 && metric(c, "corral_redis_near_live") == 1)
+                memcmp(got, "v3", 2) == 0 && redis_fx_metric(c, "near_live") == 1)
                 break;
         }
-        long long hits = metric(c, "corral_redis_near_hits_total");
+        long long hits = redis_fx_metric(c, "near_hits_total");
         for (int i = 0; i < 100; i++)
             if (corral_get_into(c, "k", 1, NULL, got, sizeof got, &len) != CORRAL_OK) _exit(5);
-        if (metric(c, "corral_redis_near_hits_total") <= hits) _exit(6);
+        if (redis_fx_metric(c, "near_hits_total") <= hits) _exit(6);
         corral_close(c);
         _exit(0);
     }
@@ -176,16 +143,16 @@ static void test_fork_child_near_cache_forgets_the_parents_and_tracks_its_own(vo
     assert_int_equal(close(go[0]), 0);
     assert_int_equal(close(go[1]), 0);
     /* The parent's tracker still runs: the child never touched its pipe or connection. */
-    deadline = now_ns() + DEADLINE_NS;
+    deadline = redis_fx_now_ns() + DEADLINE_NS;
     for (;;) {
         char got[8];
         size_t len = 0;
         if (corral_get_into(c, "k", 1, NULL, got, sizeof got, &len) == CORRAL_OK && len == 2 &&
             memcmp(got, "v3", 2) == 0)
             break;
-        if (now_ns() > deadline) fail_msg("the parent never saw the child's write");
+        if (redis_fx_now_ns() > deadline) fail_msg("the parent never saw the child's write");
     }
-    assert_int_equal(metric(c, "corral_redis_near_live"), 1);
+    assert_int_equal(redis_fx_metric(c, "near_live"), 1);
     corral_close(c);
 }
 
@@ -231,7 +198,11 @@ static void *lead_flight(void *arg) {
 static void test_fork_child_does_not_wait_for_a_parent_threads_flight(void **state) {
     (void)state;
     for (int mem = 0; mem < 2; mem++) {
-        corral *c = open_url("?key_prefix=g", mem ? "mem://?max_memory=8MB" : NULL);
+        corral *c = NULL;
+        if (mem)
+            assert_int_equal(corral_open(&c, "mem://?max_memory=8MB", NULL), CORRAL_OK);
+        else
+            c = redis_fx_open(&srv, "?key_prefix=g");
         slow_ctx s = { .c = c };
         assert_int_equal(pipe(s.entered), 0);
         assert_int_equal(pipe(s.release), 0);
@@ -268,23 +239,11 @@ static void test_fork_child_does_not_wait_for_a_parent_threads_flight(void **sta
     }
 }
 
-static int setup(void **state) {
-    (void)state;
-    memset(&srv, 0, sizeof srv);
-    return redis_server_start(&srv);
-}
-
-static int teardown(void **state) {
-    (void)state;
-    redis_server_stop(&srv);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_children_use_their_own_connections_concurrently),
         cmocka_unit_test(test_fork_child_near_cache_forgets_the_parents_and_tracks_its_own),
         cmocka_unit_test(test_fork_child_does_not_wait_for_a_parent_threads_flight),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }

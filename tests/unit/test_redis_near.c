@@ -37,47 +37,11 @@
 
 #define DEADLINE_NS (15ull * 1000000000ull)
 
-static redis_server srv;
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* A counter of a Prometheus text, e.g. "near_hits_total". */
-static unsigned long long counter_in(const char *text, const char *name) {
-    char needle[96];
-    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
-    assert_true(n > 0 && n < (int)sizeof needle);
-    const char *at = strstr(text, needle);
-    if (!at) fail_msg("no %s in the metrics", name);
-    return strtoull(at + n, NULL, 10);
-}
-
-static unsigned long long counter(corral *c, const char *name) {
-    char *text = NULL;
-    size_t len = 0;
-    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
-    unsigned long long v = counter_in(text, name);
-    corral_free(c, text);
-    return v;
-}
-
+/* A handle with a near cache on the test server, its tracker subscribed. */
 static corral *open_near(const char *extra) {
-    char url[256];
-    int n = snprintf(url, sizeof url, "redis://%s?near_cache=1MB&key_prefix=n&command_timeout=10%s",
-                     srv.hosts, extra);
-    assert_true(n > 0 && n < (int)sizeof url);
-    corral *c = NULL;
-    corral_error err = { 0 };
-    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open %s: %s", url, err.msg);
-    assert_int_equal(counter(c, "near_live"), 0); /* opening did no I/O */
-    /* The first read starts the tracker, which subscribes on its own thread. */
-    assert_int_equal(corral_has(c, "probe", 5, NULL), CORRAL_MISS);
-    uint64_t deadline = now_ns() + DEADLINE_NS;
-    while (counter(c, "near_live") != 1)
-        if (now_ns() > deadline) fail_msg("the tracker never subscribed");
+    corral *c = redis_fx_open(&srv, "?near_cache=1MB&key_prefix=n&command_timeout=10%s", extra);
+    assert_int_equal(redis_fx_counter(c, "near_live"), 0); /* opening did no I/O */
+    redis_fx_wait_live(c); /* the first read starts the tracker, on its own thread */
     return c;
 }
 
@@ -104,13 +68,14 @@ static void expect_get(corral *c, const char *key, const char *want) {
 
 /* Polls until `key` reads `want` (NULL: a miss), or fails at the deadline. */
 static void eventually(corral *c, const char *key, const char *want) {
-    uint64_t deadline = now_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     for (;;) {
         char *got = get_str(c, key);
         bool same = want ? got && strcmp(got, want) == 0 : got == NULL;
         free(got);
         if (same) return;
-        if (now_ns() > deadline) fail_msg("%s never read '%s'", key, want ? want : "(miss)");
+        if (redis_fx_now_ns() > deadline)
+            fail_msg("%s never read '%s'", key, want ? want : "(miss)");
     }
 }
 
@@ -122,9 +87,9 @@ static void set_forever(corral *c, const char *key, const char *val) {
 /* Waits until Redis has reported `n` changed keys to the handle: its own writes come back too,
  * and a test that counts near hits must not have one dropped under it. */
 static void settle(corral *c, unsigned long long n) {
-    uint64_t deadline = now_ns() + DEADLINE_NS;
-    while (counter(c, "near_invalidations_total") < n)
-        if (now_ns() > deadline) fail_msg("the handle's own writes were never reported");
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
+    while (redis_fx_counter(c, "near_invalidations_total") < n)
+        if (redis_fx_now_ns() > deadline) fail_msg("the handle's own writes were never reported");
 }
 
 static void setup_each(void) {
@@ -140,17 +105,17 @@ static void test_near_serves_repeated_reads_from_memory(void **state) {
     set_forever(c, "k", "v1");
     settle(c, 1);
     expect_get(c, "k", "v1"); /* from Redis, then kept near */
-    unsigned long long before = counter(c, "near_hits_total");
+    unsigned long long before = redis_fx_counter(c, "near_hits_total");
     for (int i = 0; i < 3; i++)
         expect_get(c, "k", "v1");
-    assert_int_equal(counter(c, "near_hits_total") - before, 3);
-    assert_true(counter(c, "near_fills_total") >= 1);
+    assert_int_equal(redis_fx_counter(c, "near_hits_total") - before, 3);
+    assert_true(redis_fx_counter(c, "near_fills_total") >= 1);
     char buf[8];
     size_t len = 0;
     assert_int_equal(corral_get_into(c, "k", 1, NULL, buf, sizeof buf, &len), CORRAL_OK);
     assert_int_equal(len, 2);
     assert_memory_equal(buf, "v1", 2);
-    assert_int_equal(counter(c, "near_hits_total") - before, 4);
+    assert_int_equal(redis_fx_counter(c, "near_hits_total") - before, 4);
     corral_close(c);
 }
 
@@ -165,7 +130,7 @@ static void test_near_get_many_serves_near_hits_and_reads_the_rest(void **state)
     corral_buf keys[3] = { { "a", 1 }, { "b", 1 }, { "z", 1 } };
     corral_value *out[3];
     size_t found = 0;
-    unsigned long long hits = counter(c, "near_hits_total");
+    unsigned long long hits = redis_fx_counter(c, "near_hits_total");
     assert_int_equal(corral_get_many(c, keys, 3, NULL, out, &found), CORRAL_OK);
     assert_int_equal(found, 2);
     assert_string_equal(corral_value_data(out[0]), "1");
@@ -173,7 +138,7 @@ static void test_near_get_many_serves_near_hits_and_reads_the_rest(void **state)
     assert_null(out[2]);
     corral_value_unref(out[0]);
     corral_value_unref(out[1]);
-    assert_int_equal(counter(c, "near_hits_total") - hits, 1);
+    assert_int_equal(redis_fx_counter(c, "near_hits_total") - hits, 1);
     corral_close(c);
 }
 
@@ -187,8 +152,8 @@ static void test_near_get_many_fills_the_near_cache(void **state) {
     corral_buf keys[3] = { { "a", 1 }, { "b", 1 }, { "z", 1 } };
     corral_value *out[3];
     size_t found = 0;
-    unsigned long long fills = counter(c, "near_fills_total");
-    unsigned long long trips = counter(c, "round_trips_total");
+    unsigned long long fills = redis_fx_counter(c, "near_fills_total");
+    unsigned long long trips = redis_fx_counter(c, "round_trips_total");
     assert_int_equal(corral_get_many(c, keys, 3, NULL, out, &found), CORRAL_OK);
     assert_int_equal(found, 2);
     assert_string_equal(corral_value_data(out[0]), "1");
@@ -196,13 +161,14 @@ static void test_near_get_many_fills_the_near_cache(void **state) {
     assert_null(out[2]);
     corral_value_unref(out[0]);
     corral_value_unref(out[1]);
-    assert_int_equal(counter(c, "round_trips_total") - trips, 1); /* MGET and PTTLs, pipelined */
-    assert_int_equal(counter(c, "near_fills_total") - fills, 2);
-    unsigned long long hits = counter(c, "near_hits_total");
+    assert_int_equal(redis_fx_counter(c, "round_trips_total") - trips,
+                     1); /* MGET and PTTLs, pipelined */
+    assert_int_equal(redis_fx_counter(c, "near_fills_total") - fills, 2);
+    unsigned long long hits = redis_fx_counter(c, "near_hits_total");
     expect_get(c, "a", "1");
     expect_get(c, "b", "2");
-    assert_int_equal(counter(c, "near_hits_total") - hits, 2);
-    assert_int_equal(counter(c, "round_trips_total") - trips, 1);
+    assert_int_equal(redis_fx_counter(c, "near_hits_total") - hits, 2);
+    assert_int_equal(redis_fx_counter(c, "round_trips_total") - trips, 1);
     corral_close(c);
 }
 
@@ -217,7 +183,7 @@ static void test_near_write_by_another_client_reaches_the_near_cache(void **stat
     expect_get(c, "k", "v1"); /* a near hit now */
     redis_server_ok(&srv, "SET %s %s", "n:1:k", "from-cli");
     eventually(c, "k", "from-cli");
-    assert_true(counter(c, "near_invalidations_total") >= 1);
+    assert_true(redis_fx_counter(c, "near_invalidations_total") >= 1);
     corral_close(c);
 }
 
@@ -225,10 +191,7 @@ static void test_near_write_by_another_corral_process_reaches_the_near_cache(voi
     (void)state;
     setup_each();
     corral *c = open_near("");
-    corral *other = NULL;
-    char url[128];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=n", srv.hosts);
-    assert_int_equal(corral_open(&other, url, NULL), CORRAL_OK);
+    corral *other = redis_fx_open(&srv, "?key_prefix=n");
     set_forever(other, "k", "v1");
     expect_get(c, "k", "v1");
     set_forever(other, "k", "v2");
@@ -277,14 +240,15 @@ static void test_near_lost_tracking_connection_flushes_and_resubscribes(void **s
     set_forever(c, "k", "v1");
     expect_get(c, "k", "v1");
     expect_get(c, "k", "v1");
-    unsigned long long subscribes = counter(c, "near_subscribes_total");
+    unsigned long long subscribes = redis_fx_counter(c, "near_subscribes_total");
     redis_server_ok(&srv, "CLIENT KILL TYPE pubsub");
     redis_server_ok(&srv, "SET %s %s", "n:1:k", "v3"); /* nobody is told */
     eventually(c, "k", "v3");
-    uint64_t deadline = now_ns() + DEADLINE_NS;
-    while (counter(c, "near_subscribes_total") <= subscribes || counter(c, "near_live") != 1)
-        if (now_ns() > deadline) fail_msg("the tracker did not subscribe again");
-    assert_true(counter(c, "near_flushes_total") >= 1);
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
+    while (redis_fx_counter(c, "near_subscribes_total") <= subscribes ||
+           redis_fx_counter(c, "near_live") != 1)
+        if (redis_fx_now_ns() > deadline) fail_msg("the tracker did not subscribe again");
+    assert_true(redis_fx_counter(c, "near_flushes_total") >= 1);
     expect_get(c, "k", "v3");
     redis_server_ok(&srv, "SET %s %s", "n:1:k", "v4"); /* tracked again */
     eventually(c, "k", "v4");
@@ -305,6 +269,23 @@ static void test_near_keeps_a_value_no_longer_than_its_ttl(void **state) {
     redis_server_ok(&srv, "DEBUG SET-ACTIVE-EXPIRE 1");
 }
 
+/* corral_ttl asks Redis, not the near copy: an expiry set by another client shows at once. */
+static void test_near_ttl_is_the_primary_s(void **state) {
+    (void)state;
+    setup_each();
+    corral *c = open_near("");
+    set_forever(c, "k", "v");
+    expect_get(c, "k", "v"); /* now kept near, without expiry */
+    int64_t ms = 0;
+    assert_int_equal(corral_ttl(c, "k", 1, NULL, &ms), CORRAL_OK);
+    assert_true(ms == CORRAL_TTL_FOREVER);
+    redis_server_ok(&srv, "PEXPIRE n:1:k 50000");
+    assert_int_equal(corral_ttl(c, "k", 1, NULL, &ms), CORRAL_OK);
+    assert_true(ms > 0 && ms <= 50000);
+    assert_int_equal(corral_ttl(c, "absent", 6, NULL, &ms), CORRAL_MISS);
+    corral_close(c);
+}
+
 /* ---- Tags ---- */
 
 /* The tag versions are kept near like any key under the prefix: a tagged near hit is checked
@@ -313,21 +294,18 @@ static void test_near_tagged_hit_costs_no_round_trip_and_a_bust_reaches_it(void 
     (void)state;
     setup_each();
     corral *c = open_near("");
-    corral *other = NULL;
-    char url[128];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=n", srv.hosts);
-    assert_int_equal(corral_open(&other, url, NULL), CORRAL_OK);
+    corral *other = redis_fx_open(&srv, "?key_prefix=n");
     const char *tags[1] = { "featured" };
     corral_call call = CORRAL_CALL_INIT;
     call.tags = tags;
     call.n_tags = 1;
-    unsigned long long reported = counter(c, "near_invalidations_total");
+    unsigned long long reported = redis_fx_counter(c, "near_invalidations_total");
     assert_int_equal(corral_set(c, "card", 4, "v1", 2, CORRAL_TTL_FOREVER, &call), CORRAL_OK);
     settle(c, reported + 2);     /* the tag's new version and the value */
     expect_get(c, "card", "v1"); /* the value and the version are kept near */
-    unsigned long long trips = counter(c, "round_trips_total");
+    unsigned long long trips = redis_fx_counter(c, "round_trips_total");
     expect_get(c, "card", "v1");
-    assert_int_equal(counter(c, "round_trips_total"), trips);
+    assert_int_equal(redis_fx_counter(c, "round_trips_total"), trips);
     assert_int_equal(corral_tag_bust(other, "featured"), CORRAL_OK);
     eventually(c, "card", NULL);
     corral_close(other);
@@ -341,11 +319,14 @@ typedef struct race {
     int calls;
 } race;
 
+/* A counter of the store's own text (redis_fx_metric_in). */
 static unsigned long long store_counter(corral__store *s, const char *name) {
     static char text[8192];
     assert_int_equal(s->ops->metrics_text(s, text + 1, sizeof text - 1), CORRAL_OK);
     text[0] = '\n';
-    return counter_in(text, name);
+    long long v = redis_fx_metric_in(text, name);
+    if (v < 0) fail_msg("no %s in the store's metrics", name);
+    return (unsigned long long)v;
 }
 
 /* Between the read's fetch (v1) and its fill: the key changes and the invalidation is applied. */
@@ -356,17 +337,16 @@ static void change_in_flight(void *ctx, const corral__skey *k) {
     redisReply *rep = redis_server_cmd(&srv, "SET %b %s", k->data, k->len, "v2");
     assert_non_null(rep);
     freeReplyObject(rep);
-    uint64_t deadline = now_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     while (store_counter(r->s, "near_invalidations_total") == seen)
-        if (now_ns() > deadline) fail_msg("the invalidation never came");
+        if (redis_fx_now_ns() > deadline) fail_msg("the invalidation never came");
 }
 
 /* A near cache over the test server through the internal API, its tracker subscribed. The
  * caller fills `tc` (near_bytes and key_prefix are set here) and closes the store. */
 static corral__store *open_tiered(corral__tiered_config *tc, int64_t command_timeout_ms) {
     corral_options o;
-    corral_options_init(&o);
-    o.redis.hosts = srv.hosts;
+    redis_fx_options(&srv, &o);
     if (command_timeout_ms) o.redis.command_timeout_ms = command_timeout_ms;
     static corral__allocator a;
     corral__allocator_init(&a, NULL);
@@ -382,9 +362,9 @@ static corral__store *open_tiered(corral__tiered_config *tc, int64_t command_tim
                            .hash = corral__hash_bytes("n:1:probe", 9) };
     corral_value *pv = NULL;
     assert_int_equal(s->ops->get(s, &probe, &pv), CORRAL_MISS); /* starts the tracker */
-    uint64_t deadline = now_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     while (store_counter(s, "near_live") != 1)
-        if (now_ns() > deadline) fail_msg("the tracker never subscribed");
+        if (redis_fx_now_ns() > deadline) fail_msg("the tracker never subscribed");
     return s;
 }
 
@@ -427,9 +407,9 @@ static void test_near_get_many_read_invalidated_in_flight_is_not_kept(void **sta
     for (int i = 0; i < 2; i++)
         assert_int_equal(s->ops->set(s, &ks[i], "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
                          CORRAL_OK);
-    uint64_t deadline = now_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     while (store_counter(s, "near_invalidations_total") < 2) /* our own writes' reports */
-        if (now_ns() > deadline) fail_msg("the writes were never reported");
+        if (redis_fx_now_ns() > deadline) fail_msg("the writes were never reported");
     corral_value *out[2];
     assert_int_equal(s->ops->get_many(s, ks, 2, out), CORRAL_OK);
     for (int i = 0; i < 2; i++) {
@@ -453,9 +433,9 @@ static void test_near_tracker_pings_a_quiet_connection_and_stays_live(void **sta
     setup_each();
     corral__tiered_config tc = { .ping_interval_ms = 20, .ping_timeout_ms = 5000 };
     corral__store *s = open_tiered(&tc, 0);
-    uint64_t deadline = now_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     while (store_counter(s, "near_pings_total") < 3)
-        if (now_ns() > deadline) fail_msg("the tracker never pinged");
+        if (redis_fx_now_ns() > deadline) fail_msg("the tracker never pinged");
     assert_int_equal(store_counter(s, "near_ping_timeouts_total"), 0);
     assert_int_equal(store_counter(s, "near_subscribes_total"), 1);
     assert_int_equal(store_counter(s, "near_live"), 1);
@@ -472,9 +452,9 @@ static void test_near_silent_tracker_connection_flushes_the_near_cache(void **st
     corral__skey k = skey("n:1:k");
     assert_int_equal(s->ops->set(s, &k, "v1", 2, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
                      CORRAL_OK);
-    uint64_t deadline = now_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     while (store_counter(s, "near_invalidations_total") < 1) /* our own write's report */
-        if (now_ns() > deadline) fail_msg("the write was never reported");
+        if (redis_fx_now_ns() > deadline) fail_msg("the write was never reported");
     corral_value *v = NULL;
     for (int i = 0; i < 2; i++) { /* a fill, then a near hit */
         assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK);
@@ -483,19 +463,19 @@ static void test_near_silent_tracker_connection_flushes_the_near_cache(void **st
     assert_int_equal(store_counter(s, "near_hits_total"), 1);
     unsigned long long flushes = store_counter(s, "near_flushes_total");
     redis_server_signal(&srv, SIGSTOP);
-    deadline = now_ns() + DEADLINE_NS;
+    deadline = redis_fx_now_ns() + DEADLINE_NS;
     /* The tracker gives up (ping_timeouts), stops using the near cache (live), then flushes it. */
     while (store_counter(s, "near_ping_timeouts_total") < 1 || store_counter(s, "near_live") != 0 ||
            store_counter(s, "near_flushes_total") == flushes)
-        if (now_ns() > deadline) break;
+        if (redis_fx_now_ns() > deadline) break;
     unsigned long long timeouts = store_counter(s, "near_ping_timeouts_total");
     unsigned long long flushed = store_counter(s, "near_flushes_total") - flushes;
     redis_server_signal(&srv, SIGCONT); /* before any assertion: the next tests need it */
     assert_true(timeouts >= 1);
     assert_true(flushed >= 1);
-    deadline = now_ns() + DEADLINE_NS;
+    deadline = redis_fx_now_ns() + DEADLINE_NS;
     while (store_counter(s, "near_subscribes_total") < 2 || store_counter(s, "near_live") != 1)
-        if (now_ns() > deadline) fail_msg("the tracker did not subscribe again");
+        if (redis_fx_now_ns() > deadline) fail_msg("the tracker did not subscribe again");
     unsigned long long misses = store_counter(s, "near_misses_total");
     assert_int_equal(s->ops->get(s, &k, &v), CORRAL_OK); /* from Redis: the copy was flushed */
     corral_value_unref(v);
@@ -546,19 +526,16 @@ static void test_near_concurrent_readers_converge_on_the_last_write(void **state
     (void)state;
     setup_each();
     corral *c = open_near("");
-    corral *writer = NULL;
-    char url[128];
-    snprintf(url, sizeof url, "redis://%s?key_prefix=n", srv.hosts);
-    assert_int_equal(corral_open(&writer, url, NULL), CORRAL_OK);
-    unsigned long long reported = counter(c, "near_invalidations_total");
+    corral *writer = redis_fx_open(&srv, "?key_prefix=n");
+    unsigned long long reported = redis_fx_counter(c, "near_invalidations_total");
     set_forever(writer, "k", "0");
     set_forever(writer, "fence", "0");
     settle(c, reported + 2); /* so no late report drops the fence we keep near next */
     expect_get(c, "fence", "0");
-    unsigned long long hits = counter(c, "near_hits_total");
+    unsigned long long hits = redis_fx_counter(c, "near_hits_total");
     expect_get(c, "fence", "0");
     /* The fence is near: only its invalidation will make c read "1" for it. */
-    assert_int_equal(counter(c, "near_hits_total"), hits + 1);
+    assert_int_equal(redis_fx_counter(c, "near_hits_total"), hits + 1);
     pthread_barrier_t start;
     assert_int_equal(pthread_barrier_init(&start, NULL, READERS + 1), 0);
     _Atomic bool fenced = false;
@@ -589,17 +566,6 @@ static void test_near_concurrent_readers_converge_on_the_last_write(void **state
     corral_close(c);
 }
 
-static int group_setup(void **state) {
-    (void)state;
-    return redis_server_start(&srv);
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    redis_server_stop(&srv);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_near_serves_repeated_reads_from_memory),
@@ -611,6 +577,7 @@ int main(void) {
         cmocka_unit_test(test_near_flush_of_the_database_empties_the_near_cache),
         cmocka_unit_test(test_near_lost_tracking_connection_flushes_and_resubscribes),
         cmocka_unit_test(test_near_keeps_a_value_no_longer_than_its_ttl),
+        cmocka_unit_test(test_near_ttl_is_the_primary_s),
         cmocka_unit_test(test_near_tagged_hit_costs_no_round_trip_and_a_bust_reaches_it),
         cmocka_unit_test(test_near_read_invalidated_in_flight_is_not_kept),
         cmocka_unit_test(test_near_get_many_read_invalidated_in_flight_is_not_kept),
@@ -618,5 +585,5 @@ int main(void) {
         cmocka_unit_test(test_near_silent_tracker_connection_flushes_the_near_cache),
         cmocka_unit_test(test_near_concurrent_readers_converge_on_the_last_write),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }

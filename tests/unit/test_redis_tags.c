@@ -35,40 +35,10 @@
 
 #define DEADLINE_NS (15ull * 1000000000ull)
 
-static redis_server srv;
-
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
+/* A handle on `primary`, reading from `replica` too when not NULL. */
 static corral *open_on(const redis_server *primary, const redis_server *replica) {
-    char url[256];
-    int n = replica ? snprintf(url, sizeof url, "redis://%s,%s?key_prefix=djzen&command_timeout=10",
-                               primary->hosts, replica->hosts)
-                    : snprintf(url, sizeof url, "redis://%s?key_prefix=djzen&command_timeout=10",
-                               primary->hosts);
-    assert_true(n > 0 && n < (int)sizeof url);
-    corral *c = NULL;
-    corral_error err = { 0 };
-    if (corral_open(&c, url, &err) != CORRAL_OK) fail_msg("open %s: %s", url, err.msg);
-    return c;
-}
-
-/* The store's counter `name` (e.g. "round_trips_total"). */
-static unsigned long long counter(corral *c, const char *name) {
-    char *text = NULL;
-    size_t len = 0;
-    assert_int_equal(corral_metrics_write(c, &text, &len), CORRAL_OK);
-    char needle[96];
-    int n = snprintf(needle, sizeof needle, "\ncorral_redis_%s ", name);
-    assert_true(n > 0 && n < (int)sizeof needle);
-    const char *at = strstr(text, needle);
-    if (!at) fail_msg("no %s in the metrics", name);
-    unsigned long long v = strtoull(at + n, NULL, 10);
-    corral_free(c, text);
-    return v;
+    return redis_fx_open(primary, "%s%s?key_prefix=djzen&command_timeout=10", replica ? "," : "",
+                         replica ? replica->hosts : "");
 }
 
 /* Calls of `cmd` ("get", "evalsha") since the last CONFIG RESETSTAT, from INFO commandstats;
@@ -125,9 +95,9 @@ static void test_redis_tagged_read_is_one_round_trip(void **state) {
                      CORRAL_OK);
     expect_hit(c, "card", "<div>42</div>"); /* loads the script if the server lacks it */
     redis_server_ok(&srv, "CONFIG RESETSTAT");
-    unsigned long long trips = counter(c, "round_trips_total");
+    unsigned long long trips = redis_fx_counter(c, "round_trips_total");
     expect_hit(c, "card", "<div>42</div>");
-    assert_int_equal(counter(c, "round_trips_total") - trips, 1);
+    assert_int_equal(redis_fx_counter(c, "round_trips_total") - trips, 1);
     assert_int_equal(server_calls("evalsha"), 1);
     assert_int_equal(server_calls("get"), 1);  /* the script's, for the value */
     assert_int_equal(server_calls("mget"), 1); /* the script's, for the three versions */
@@ -136,7 +106,7 @@ static void test_redis_tagged_read_is_one_round_trip(void **state) {
     assert_int_equal(corral_get_into(c, "card", 4, NULL, buf, sizeof buf, &len), CORRAL_OK);
     assert_int_equal(len, 13);
     assert_memory_equal(buf, "<div>42</div>", 13);
-    assert_int_equal(counter(c, "round_trips_total") - trips, 2);
+    assert_int_equal(redis_fx_counter(c, "round_trips_total") - trips, 2);
     assert_int_equal(corral_get_into(c, "card", 4, NULL, buf, 4, &len), CORRAL_ENOSPC);
     assert_int_equal(len, 13);
     corral_close(c);
@@ -157,25 +127,20 @@ static void test_redis_reader_learns_which_prefixes_hold_tagged_values(void **st
     corral *reader = open_on(&srv, NULL);
     expect_hit(reader, "page:1", "p1"); /* opens the connection */
     redis_server_ok(&srv, "CONFIG RESETSTAT");
-    unsigned long long trips = counter(reader, "round_trips_total");
+    unsigned long long trips = redis_fx_counter(reader, "round_trips_total");
     expect_hit(reader, "page:1", "p1");
-    assert_int_equal(counter(reader, "round_trips_total") - trips, 1);
+    assert_int_equal(redis_fx_counter(reader, "round_trips_total") - trips, 1);
     assert_int_equal(server_calls("evalsha") + server_calls("eval"), 0); /* a plain GET */
     expect_hit(reader, "card:1", "v1");
-    assert_int_equal(counter(reader, "round_trips_total") - trips, 3); /* GET, then the script */
+    assert_int_equal(redis_fx_counter(reader, "round_trips_total") - trips,
+                     3); /* GET, then the script */
     expect_hit(reader, "card:2", "v2");
-    assert_int_equal(counter(reader, "round_trips_total") - trips, 4); /* the script alone */
+    assert_int_equal(redis_fx_counter(reader, "round_trips_total") - trips,
+                     4); /* the script alone */
     assert_int_equal(corral_tag_bust(writer, "featured"), CORRAL_OK);
     expect_miss(reader, "card:1");
     corral_close(reader);
     corral_close(writer);
-}
-
-static int produce(void *arg, const void *key, size_t key_len, corral_result *out) {
-    (void)key;
-    (void)key_len;
-    (*(int *)arg)++;
-    return corral_result_set(out, "made", 4);
 }
 
 static void test_redis_tagged_get_or_set_hit_is_one_round_trip(void **state) {
@@ -188,17 +153,17 @@ static void test_redis_tagged_get_or_set_hit_is_one_round_trip(void **state) {
     o.beta = 0; /* no early refresh: a hit is a read and nothing else */
     int calls = 0;
     corral_value *v = NULL;
-    assert_int_equal(corral_get_or_set(c, "gos", 3, produce, &calls, &o, &v), CORRAL_OK);
+    assert_int_equal(corral_get_or_set(c, "gos", 3, redis_fx_produce, &calls, &o, &v), CORRAL_OK);
     corral_value_unref(v);
     assert_int_equal(calls, 1);
-    unsigned long long trips = counter(c, "round_trips_total");
-    assert_int_equal(corral_get_or_set(c, "gos", 3, produce, &calls, &o, &v), CORRAL_OK);
+    unsigned long long trips = redis_fx_counter(c, "round_trips_total");
+    assert_int_equal(corral_get_or_set(c, "gos", 3, redis_fx_produce, &calls, &o, &v), CORRAL_OK);
     assert_string_equal(corral_value_data(v), "made");
     corral_value_unref(v);
     assert_int_equal(calls, 1);
-    assert_int_equal(counter(c, "round_trips_total") - trips, 1);
+    assert_int_equal(redis_fx_counter(c, "round_trips_total") - trips, 1);
     assert_int_equal(corral_tag_bust(c, "featured"), CORRAL_OK);
-    assert_int_equal(corral_get_or_set(c, "gos", 3, produce, &calls, &o, &v), CORRAL_OK);
+    assert_int_equal(corral_get_or_set(c, "gos", 3, redis_fx_produce, &calls, &o, &v), CORRAL_OK);
     corral_value_unref(v);
     assert_int_equal(calls, 2); /* busted: made again */
     corral_close(c);
@@ -449,13 +414,13 @@ static void test_redis_checked_script_agrees_with_c_on_the_envelope_corpus(void 
 /* ---- Where reads go ---- */
 
 static void wait_for_replica(redis_server *replica, const char *key) {
-    uint64_t deadline = mono_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     for (;;) {
         redisReply *r = redis_server_cmd(replica, "EXISTS %s", key);
         bool there = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
         if (r) freeReplyObject(r);
         if (there) return;
-        if (mono_ns() > deadline) fail_msg("the replica never got %s", key);
+        if (redis_fx_now_ns() > deadline) fail_msg("the replica never got %s", key);
     }
 }
 
@@ -480,28 +445,17 @@ static void test_redis_tagged_read_runs_on_a_read_only_replica(void **state) {
     assert_true(ran);
     assert_int_equal(corral_tag_bust(c, "product:42"), CORRAL_OK);
     assert_int_equal(corral_set(c, "fence", 5, "2", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
-    uint64_t deadline = mono_ns() + DEADLINE_NS;
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
     for (;;) { /* the bust replicates too */
         corral_value *v = NULL;
         int rc = corral_get(c, "card", 4, NULL, &v);
         corral_value_unref(v);
         if (rc == CORRAL_MISS) break;
         assert_int_equal(rc, CORRAL_OK);
-        if (mono_ns() > deadline) fail_msg("the bust never reached the replica");
+        if (redis_fx_now_ns() > deadline) fail_msg("the bust never reached the replica");
     }
     corral_close(c);
     redis_server_stop(&replica);
-}
-
-static int group_setup(void **state) {
-    (void)state;
-    return redis_server_start(&srv);
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    redis_server_stop(&srv);
-    return 0;
 }
 
 int main(void) {
@@ -514,5 +468,5 @@ int main(void) {
         cmocka_unit_test(test_redis_checked_script_agrees_with_c_on_the_envelope_corpus),
         cmocka_unit_test(test_redis_tagged_read_runs_on_a_read_only_replica),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }
