@@ -6,7 +6,8 @@
  * Sections and keys (docs/proxy.md has the table with defaults; key_forms below, the form of
  * each value, is the reason given when one is refused):
  *   [proxy]   origin, listen, admin, store, threads, access_log, access_log_format, admin_token,
- *             admin_token_file, admin_allow_remote, x_cache_header
+ *             admin_token_file, admin_allow_remote, x_cache_header, keep_surrogate_key,
+ *             targeted_cache_control
  *   [limits]  max_head_bytes, max_headers, header_timeout, keepalive_timeout, body_timeout,
  *             send_timeout, origin_connect_timeout, origin_read_timeout, origin_idle_timeout,
  *             origin_max_idle, coalesce_timeout, shutdown_timeout, max_object_size,
@@ -413,6 +414,9 @@ static const struct key_form {
     { "proxy", "admin_token_file", "a path of at most 1023 bytes" },
     { "proxy", "admin_allow_remote", BOOLEAN },
     { "proxy", "x_cache_header", BOOLEAN },
+    { "proxy", "keep_surrogate_key", BOOLEAN },
+    { "proxy", "targeted_cache_control",
+      "off, or a comma list of field names (visible ASCII, at most 127 bytes)" },
     { "limits", "max_head_bytes", "a size from 256 bytes to 1MiB" },
     { "limits", "max_headers", "an integer from 1 to 1024" },
     { "limits", "header_timeout", DURATION },
