@@ -88,7 +88,7 @@ struct corral__redis_host {
     /* The state corral_store_status reads and the state callback is told, under `lock`. */
     bool down;           /* failed for a reason that concerns the server; not answered since */
     bool writes_refused; /* down for writes only (OOM, READONLY, MISCONF): a read's answer does
-                            not end it, a write's does */
+                            not end it, a SET's does (note_sent) */
     bool told_down;      /* the state last told to the callback */
     bool telling;        /* a thread is calling the callback for this host */
     corral_store_reason reason; /* of the latest failure */
@@ -492,10 +492,10 @@ static void note_failuref(corral__redis_pool *p, corral__redis_host *h, corral_s
 }
 
 /* A call to `h` was answered without failing: a server that was down is up again, unless it
- * refuses writes only and this was a read. */
-static void note_answered(corral__redis_pool *p, corral__redis_host *h, bool is_write) {
+ * refuses writes only and the call wrote nothing that grows (`wrote`: a SET, note_sent). */
+static void note_answered(corral__redis_pool *p, corral__redis_host *h, bool wrote) {
     corral__mutex_lock(&h->lock);
-    bool changed = h->down && (!h->writes_refused || is_write);
+    bool changed = h->down && (!h->writes_refused || wrote);
     if (changed) {
         h->down = h->writes_refused = false;
         atomic_store_explicit(&h->down_hint, false, memory_order_relaxed);
@@ -867,9 +867,16 @@ static void conn_failed(corral__redis_call *c, int e) {
     close_conn(p, c->conn);
 }
 
+/* A SET accepted proves the server takes writes again; a DEL or PEXPIRE does not: a server at
+ * maxmemory accepts them and refuses what grows (OOM). */
+static void note_sent(corral__redis_call *c, const char *cmd, size_t len) {
+    if (len == 3 && memcmp(cmd, "SET", 3) == 0) c->sent_set = true;
+}
+
 redisReply *corral__redis_command(corral__redis_call *c, int argc, const char **argv,
                                   const size_t *lens) {
     assert(c->conn && c->conn->ctx);
+    note_sent(c, argv[0], lens[0]);
     count(&c->pool->ctr.round_trips);
     errno = 0;
     redisReply *r = redisCommandArgv(c->conn->ctx, argc, argv, lens);
@@ -886,6 +893,7 @@ redisReply *corral__redis_command(corral__redis_call *c, int argc, const char **
 int corral__redis_append(corral__redis_call *c, int argc, const char **argv, const size_t *lens) {
     assert(c->conn);
     if (!c->conn->ctx) return -1; /* an earlier command of the pipeline broke it */
+    note_sent(c, argv[0], lens[0]);
     if (redisAppendCommandArgv(c->conn->ctx, argc, argv, lens) != REDIS_OK) {
         /* Only an allocation fails here; the output buffer may hold part of the pipeline. */
         c->fail = CORRAL__REDIS_FAIL_NOMEM;
@@ -965,5 +973,5 @@ void corral__redis_end(corral__redis_call *c) {
     /* A call the server answered without failing ends a down state (one atomic load when up). */
     if (c->replied && c->fail == CORRAL__REDIS_FAIL_NONE &&
         atomic_load_explicit(&c->host->down_hint, memory_order_relaxed))
-        note_answered(c->pool, c->host, c->role == CORRAL__REDIS_WRITE);
+        note_answered(c->pool, c->host, c->sent_set);
 }
