@@ -221,11 +221,12 @@ int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_
     if (!ts) return CLI_FAIL;
     for (size_t i = 0; i < n; i++) {
         ts[i].spec = argv[optind + (int)i];
+        corral_url_redact(ts[i].spec, ts[i].shown, sizeof ts[i].shown);
         ts[i].token = "";
         ts[i].kind = target_kind(ts[i].spec);
         if (ts[i].kind < 0) {
             fprintf(stderr, "corral %s: %s: not a target (http://host:port/metrics or redis://)\n",
-                    cmd, ts[i].spec);
+                    cmd, ts[i].shown);
             free(ts);
             return CLI_USAGE;
         }
@@ -250,7 +251,7 @@ int cli_stats(int argc, char **argv) {
     stat_table fleet = { 0 };
     for (size_t i = 0; i < n; i++) {
         if (target_fetch(&ts[i], o.timeout_ms, o.sample_ms) < 0) {
-            fprintf(stderr, "corral stats: %s: %s\n", ts[i].spec, ts[i].why);
+            fprintf(stderr, "corral stats: %s: %s\n", ts[i].shown, ts[i].why);
             ec = CLI_FAIL;
         } else if (table_add(&fleet, &ts[i].t) < 0) {
             fprintf(stderr, "corral stats: out of memory\n");
@@ -262,7 +263,7 @@ int cli_stats(int argc, char **argv) {
         printf("{\"targets\":[");
         for (size_t i = 0; i < n; i++) {
             printf("%s{\"target\":", i ? "," : "");
-            out_json_str(stdout, ts[i].spec, strlen(ts[i].spec));
+            out_json_str(stdout, ts[i].shown, strlen(ts[i].shown));
             printf(",\"ok\":%s,\"error\":", ts[i].ok ? "true" : "false");
             if (ts[i].ok)
                 printf("null");
@@ -281,7 +282,7 @@ int cli_stats(int argc, char **argv) {
             ok += ts[i].ok;
         if (n > 1) printf("fleet: %zu of %zu targets\n", ok, n);
         for (size_t i = 0; i < n; i++)
-            if (ts[i].ok && ts[i].note[0]) printf("%s: %s\n", ts[i].spec, ts[i].note);
+            if (ts[i].ok && ts[i].note[0]) printf("%s: %s\n", ts[i].shown, ts[i].note);
         if (ok) table_print(stdout, &fleet, all, false);
     }
     for (size_t i = 0; i < n; i++)

@@ -38,6 +38,7 @@ enum { TARGET_HTTP, TARGET_REDIS };
 
 typedef struct target {
     const char *spec;  /* as given */
+    char shown[1024];  /* spec as every line shows it: credentials hidden (corral_url_redact) */
     const char *token; /* the admin bearer token, for the http targets it was asked for (--token-to,
                         * or the only http target); "" for none */
     int kind;

@@ -145,6 +145,21 @@ def test_issue_13_demo_never_prints_the_store_password(redis):
     assert r.returncode == 0 and "demo on redis://" in out and secret not in out, out
 
 
+def test_issue_13_stats_never_prints_a_redis_target_password(redis):
+    # A redis:// target is named in errors, in notes and in --json: its password hidden.
+    secret = "pw-stats-5ecret"
+    dead = "redis://:%s@127.0.0.1:%d/" % (secret, free_port())
+    for args in (("stats", dead), ("stats", "--json", dead)):
+        r = corral(*args)
+        out = (r.stdout + r.stderr).decode()
+        assert r.returncode != 0 and "redis://:***@" in out and secret not in out, out
+    assert resp(redis, "CONFIG", "SET", "requirepass", secret) == "OK"
+    live = "redis://:%s@127.0.0.1:%d/" % (secret, redis)
+    r = corral("stats", "--json", live)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 0 and "redis://:***@" in out and secret not in out, out
+
+
 def test_issue_13_demo_stops_at_the_first_step_the_store_fails(redis):
     # A store that answers but refuses every write: the first step fails, with its reason.
     assert resp(redis, "CONFIG", "SET", "maxmemory-policy", "noeviction") == "OK"
