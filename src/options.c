@@ -194,6 +194,12 @@ static int parse_redis_authority(corral_options *o, const char *rest, size_t len
                                  corral_error *err) {
     const char *slash = memchr(rest, '/', len);
     size_t auth_len = slash ? (size_t)(slash - rest) : len;
+    /* An '@' past the first '/' is a password holding a '/' not percent-encoded: the host and
+     * database messages below would show a part of it, so this one names neither. */
+    if (slash && memchr(slash, '@', len - auth_len))
+        return corral__seterr(err, CORRAL_EBADURL,
+                              "url: '@' after the host: percent-encode '/' and '@' in the user "
+                              "name and password (%%2F, %%40)");
     const char *at = NULL;
     for (size_t i = auth_len; i > 0; i--) {
         if (rest[i - 1] == '@') {

@@ -174,10 +174,12 @@ static int stop(shop *s, const char *step, int rc) {
 int cli_demo(int argc, char **argv) {
     const char *url = argc > 1 ? argv[1] : "mem://?max_memory=64MB&key_prefix=shop&timeout=300";
     shop s = { .rng = 0x9e3779b97f4a7c15ull, .featured_key = "featured_products:v3" };
+    char shown[1024]; /* the URL as every line shows it: its credentials hidden */
+    corral_url_redact(url, shown, sizeof shown);
     corral_error err;
     int rc = corral_open(&s.cache, url, &err);
     if (rc != CORRAL_OK) {
-        fprintf(stderr, "corral demo: %s: %s\n", url, err.msg);
+        fprintf(stderr, "corral demo: %s: %s\n", shown, err.msg);
         return rc == CORRAL_EBADURL || rc == CORRAL_EINVAL ? CLI_USAGE : CLI_FAIL;
     }
     if (strncmp(url, "redis", 5) == 0) {
@@ -185,7 +187,7 @@ int cli_demo(int argc, char **argv) {
         char why[256];
         redisContext *probe = cli_redis_connect(url, 0, why, sizeof why);
         if (!probe) {
-            fprintf(stderr, "corral demo: %s: %s\n", url, why);
+            fprintf(stderr, "corral demo: %s: %s\n", shown, why);
             corral_close(s.cache);
             return CLI_FAIL;
         }
@@ -200,7 +202,7 @@ int cli_demo(int argc, char **argv) {
         p->updated_at = 1767225600; /* 2026-01-01 */
     }
     if ((rc = register_rules(&s)) != CORRAL_OK) return stop(&s, "the event rules", rc);
-    printf("corral %s demo on %s\n\n", corral_version(), url);
+    printf("corral %s demo on %s\n\n", corral_version(), shown);
     if ((rc = checked(&s, page_views(&s, N_VIEWS / 2))) != CORRAL_OK)
         return stop(&s, "1. page views", rc);
     printf("1. %d page views: the database was asked %u times (featured list + %d cards)\n",

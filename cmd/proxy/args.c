@@ -57,6 +57,15 @@ static char *trim(char *s, size_t *n) {
 /* Shows at most 60 bytes of a line in an error message. */
 #define SHOW(n) ((int)((n) > 60 ? 60 : (n)))
 
+/* The bytes of a malformed line `s` (`n` bytes) a message shows: its first word only, so that a
+ * value written without its '=' (a token, a store URL with its password) is not shown. */
+static int first_word(const char *s, size_t n) {
+    size_t w = 0;
+    while (w < n && !is_space(s[w]))
+        w++;
+    return SHOW(w);
+}
+
 bool px_ini_parse(const char *name, const char *text, size_t len, px_ini_fn fn, void *user,
                   px_error *err) {
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
@@ -110,13 +119,14 @@ bool px_ini_parse(const char *name, const char *text, size_t len, px_ini_fn fn, 
         }
         char *eq = memchr(s, '=', n);
         if (!eq) {
-            ok = px_fail(err, "%s:%d: '%.*s' is not 'key = value', '[section]' or a comment", name,
-                         line, SHOW(n), s);
+            int w = first_word(s, n);
+            ok = px_fail(err, "%s:%d: '%.*s%s' is not 'key = value', '[section]' or a comment",
+                         name, line, w, s, (size_t)w < n ? " ..." : "");
             continue;
         }
         size_t kn = (size_t)(eq - s), vn = n - kn - 1;
         if (kn == 0) { /* the line is trimmed: a key has no leading space */
-            ok = px_fail(err, "%s:%d: '%.*s' has no key before '='", name, line, SHOW(n), s);
+            ok = px_fail(err, "%s:%d: '= ...' has no key before '='", name, line);
             continue;
         }
         char *key = trim(s, &kn);

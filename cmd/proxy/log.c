@@ -160,6 +160,9 @@ int px_alog_reopen(struct px_alog *l, px_config *cfg) {
     l->cfg = px_config_ref(cfg);
     l->buf = NULL;
     l->len = l->cap = 0;
+    /* A flush asked for the lines moved to `b` is done by writing `b`; a flag left set would keep
+     * the next lines' timer from starting, and they would wait for 64 KiB more. */
+    l->flush = false;
     if (b->len) {
         *l->retired_tail = b;
         l->retired_tail = &b->next;

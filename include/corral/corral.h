@@ -239,7 +239,8 @@ typedef struct corral_server_status {
     char server[272];
     /* The server failed for a reason that concerns it (every reason but REPLY, POOL and NOMEM)
      * and has not answered a command since. A refusal of writes (OOM, READONLY, MISCONF) ends
-     * with the next write it accepts, not with a read. */
+     * with the next value written it accepts, not with a read, a delete or a touch (a server
+     * at maxmemory accepts those). */
     bool is_down;
     /* The latest failure's reason and, for people, its text ("connection refused", "WRONGPASS
      * invalid username-password pair or user is disabled."); NUL-terminated, "" and

@@ -713,11 +713,18 @@ static void conn_failed(corral__redis_call *c, int e) {
     close_conn(p, c->conn);
 }
 
+/* A SET accepted proves the server takes writes again; a DEL or PEXPIRE does not: a server at
+ * maxmemory accepts them and refuses what grows (OOM). */
+static void note_sent(corral__redis_call *c, const char *cmd, size_t len) {
+    if (len == 3 && memcmp(cmd, "SET", 3) == 0) c->sent_set = true;
+}
+
 redisReply *corral__redis_command(corral__redis_call *c, int argc, const char **argv,
                                   const size_t *lens) {
     assert(c->conn && c->conn->ctx);
     count(&c->pool->ctr.round_trips);
     errno = 0;
+    note_sent(c, argv[0], lens[0]);
     redisReply *r = redisCommandArgv(c->conn->ctx, argc, argv, lens);
     int e = errno;
     if (!r) {
@@ -732,6 +739,7 @@ redisReply *corral__redis_command(corral__redis_call *c, int argc, const char **
 int corral__redis_append(corral__redis_call *c, int argc, const char **argv, const size_t *lens) {
     assert(c->conn);
     if (!c->conn->ctx) return -1; /* an earlier command of the pipeline broke it */
+    note_sent(c, argv[0], lens[0]);
     if (redisAppendCommandArgv(c->conn->ctx, argc, argv, lens) != REDIS_OK) {
         /* Only an allocation fails here; the output buffer may hold part of the pipeline. */
         c->fail = CORRAL__REDIS_FAIL_NOMEM;
@@ -808,5 +816,5 @@ void corral__redis_end(corral__redis_call *c) {
     sigpipe_unblock(c);
     /* A call the server answered without failing ends a down state (one atomic load when up). */
     if (c->replied && c->fail == CORRAL__REDIS_FAIL_NONE)
-        corral__redis_state_answered(&c->host->state, c->role == CORRAL__REDIS_WRITE);
+        corral__redis_state_answered(&c->host->state, c->sent_set);
 }

@@ -138,6 +138,7 @@ typedef struct corral__redis_call {
     bool io_failed;          /* a write may have raised SIGPIPE: consume it at the end */
     bool unsent;             /* commands appended since the last read: the next read sends them */
     bool replied;            /* a reply came back: with no failure, the server answered */
+    bool sent_set;           /* a SET was sent: its answer ends a refusal of writes (OOM) */
     bool probe;              /* the call probes a failed host (redis_pool.c: the breaker) */
 } corral__redis_call;
 

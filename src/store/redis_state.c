@@ -153,10 +153,10 @@ void corral__redis_state_error_reply(corral__redis_state *st, const char *s, siz
     corral__redis_state_failed(st, otherwise, false, s, n);
 }
 
-void corral__redis_state_answered(corral__redis_state *st, bool is_write) {
+void corral__redis_state_answered(corral__redis_state *st, bool wrote) {
     if (!atomic_load_explicit(&st->down_hint, memory_order_relaxed)) return;
     corral__mutex_lock(&st->lock);
-    bool changed = st->down && (!st->writes_refused || is_write);
+    bool changed = st->down && (!st->writes_refused || wrote);
     if (changed) {
         st->down = st->writes_refused = false;
         atomic_store_explicit(&st->down_hint, false, memory_order_relaxed);

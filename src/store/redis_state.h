@@ -26,7 +26,7 @@ typedef struct corral__redis_state {
     char server[sizeof(((corral_server_status *)0)->server)]; /* "host:port", the socket path */
     /* Under `lock`: */
     bool down;           /* failed for a reason that concerns the server; not answered since */
-    bool writes_refused; /* down for writes only: a read's answer does not end it */
+    bool writes_refused; /* down for writes only: only an accepted SET's answer ends it */
     bool told_down;      /* the state last told to the callback */
     bool telling;        /* a thread is calling the callback */
     corral_store_reason reason; /* of the latest failure */
@@ -59,7 +59,7 @@ void corral__redis_state_error_reply(corral__redis_state *st, const char *s, siz
 
 /* A call the server answered without failing (a write with `is_write`): ends a down state.
  * Costs one relaxed load while the server is up. */
-void corral__redis_state_answered(corral__redis_state *st, bool is_write);
+void corral__redis_state_answered(corral__redis_state *st, bool wrote);
 
 /* Copies the state into `out`. */
 void corral__redis_state_get(corral__redis_state *st, corral_server_status *out);

@@ -57,3 +57,39 @@ def test_issue_13_after_a_reopen_lines_go_to_the_file_current_when_logged(origin
         old = f.read()
     assert '"GET /before ' in old and "/after/" not in old
     assert not any("/before" in l for l in px.log_lines())
+
+
+def test_issue_13_a_reopen_while_the_log_blocks_leaves_the_new_log_flushed(origin, proxy,
+                                                                             tmp_path):
+    # The writer is stuck on a log nobody reads, with a flush asked for the lines it holds
+    # (64 KiB and more): the reopen moves them to the old log's batch, and the new log's lines
+    # must still be written by the flush timer, not wait for a flag that batch's write settles.
+    fifo = str(tmp_path / "access.log")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        px = proxy(args=("--access-log", fifo))
+        path = "/long/" + "x" * 1900
+        conn = px.connection(timeout=20)
+        try:
+            for i in range(2600):  # past 4 MiB: the writer is stuck, the buffer full
+                assert px.get(path, conn=conn).status == 200, i
+        finally:
+            conn.close()
+        dropped = metric(px, "corral_proxy_access_log_dropped_lines_total")
+        assert dropped > 0
+        os.rename(fifo, fifo + ".1")
+        px.signal(signal.SIGHUP)
+        eventually(lambda: "configuration reloaded" in px.errors(), what="the reload")
+    finally:
+        os.close(reader)  # the stuck write fails (EPIPE): the writer is free again
+    # The old log's lines (about 2000 of 2 KB) fail to be written and are counted: the writer
+    # has nothing left and waits, so the next line is on the flush timer alone.
+    eventually(lambda: metric(px, "corral_proxy_access_log_dropped_lines_total") > dropped + 1000,
+               what="the old log's lines counted")
+    assert px.get("/after").status == 200
+
+    def logged():
+        with open(fifo) as f:
+            return "/after" in f.read()
+    eventually(logged, what="the line in the new log")

@@ -129,6 +129,37 @@ def test_issue_13_demo_on_a_dead_store_stops_with_the_reason():
     assert b"page views" not in r.stdout  # no numbers from a store that never answered
 
 
+def test_issue_13_demo_never_prints_the_store_password(redis):
+    # The demo names its store on every line; a password of the URL is hidden there, on the
+    # error paths (a bad URL, a store that refuses the connection) and in the banner.
+    secret = "pw-demo-5ecret"
+    dead = free_port()
+    for url in ("redis://:%s@127.0.0.1:%d/?bogus=1" % (secret, dead),
+                "redis://:%s@127.0.0.1:%d/?key_prefix=shop" % (secret, dead)):
+        r = corral("demo", url)
+        out = (r.stdout + r.stderr).decode()
+        assert r.returncode != 0 and "corral demo: redis://:***@" in out and secret not in out, out
+    assert resp(redis, "CONFIG", "SET", "requirepass", secret) == "OK"
+    r = corral("demo", "redis://127.0.0.1:%d/?key_prefix=shop&password=%s" % (redis, secret))
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 0 and "demo on redis://" in out and secret not in out, out
+
+
+def test_issue_13_stats_never_prints_a_redis_target_password(redis):
+    # A redis:// target is named in errors, in notes and in --json: its password hidden.
+    secret = "pw-stats-5ecret"
+    dead = "redis://:%s@127.0.0.1:%d/" % (secret, free_port())
+    for args in (("stats", dead), ("stats", "--json", dead)):
+        r = corral(*args)
+        out = (r.stdout + r.stderr).decode()
+        assert r.returncode != 0 and "redis://:***@" in out and secret not in out, out
+    assert resp(redis, "CONFIG", "SET", "requirepass", secret) == "OK"
+    live = "redis://:%s@127.0.0.1:%d/" % (secret, redis)
+    r = corral("stats", "--json", live)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 0 and "redis://:***@" in out and secret not in out, out
+
+
 def test_issue_13_demo_stops_at_the_first_step_the_store_fails(redis):
     # A store that answers but refuses every write: the first step fails, with its reason.
     assert resp(redis, "CONFIG", "SET", "maxmemory-policy", "noeviction") == "OK"

@@ -571,6 +571,26 @@ static void test_url_redact_hides_every_credential(void **state) {
     assert_int_equal(corral_url_redact(NULL, NULL, 0), 0);
 }
 
+/* A password holding a '/' or '@' not percent-encoded is refused by a message that shows no
+ * part of it (it used to name the host or database it was cut into: "bad host ':sec'"). */
+static void test_parse_url_error_never_shows_a_password_cut_by_a_slash(void **state) {
+    (void)state;
+    static const char *const urls[] = { "redis://:sec/ret@localhost:6379/0",
+                                        "redis://user:sec/ret@h/2", "redis://:sec@ret/x@h/2",
+                                        "redis://h/sec@ret" };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        corral_options o;
+        corral_options_init(&o);
+        char buf[256];
+        corral_error err = { 0 };
+        int rc = corral_options_parse_url(&o, urls[i], buf, sizeof buf, &err);
+        if (rc != CORRAL_EBADURL) fail_msg("%s: rc %d, want CORRAL_EBADURL", urls[i], rc);
+        if (strstr(err.msg, "sec") || strstr(err.msg, "ret"))
+            fail_msg("%s: the message shows the password: '%s'", urls[i], err.msg);
+        assert_non_null(strstr(err.msg, "percent-encode"));
+    }
+}
+
 /* A small buffer gets a NUL-terminated prefix of the redacted URL, never of the original. */
 static void test_url_redact_cuts_like_snprintf(void **state) {
     (void)state;
@@ -610,6 +630,7 @@ int main(void) {
         cmocka_unit_test(test_open_opts_refuses_zero_max_memory),
         cmocka_unit_test(test_url_redact_hides_every_credential),
         cmocka_unit_test(test_url_redact_cuts_like_snprintf),
+        cmocka_unit_test(test_parse_url_error_never_shows_a_password_cut_by_a_slash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

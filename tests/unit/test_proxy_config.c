@@ -266,7 +266,11 @@ static void test_file_errors_say_file_line_key_and_why(void **state) {
         { "[cache]\nprefix = /a/\n", "f.ini:2: unknown key 'prefix' in [cache]" },
         { "origin = http://h:1\n", "f.ini:1: key 'origin' comes before any section" },
         { "[proxy]\njunk\n", "f.ini:2: 'junk' is not 'key = value'" },
-        { "[proxy]\n= 1\n", "f.ini:2: '= 1' has no key" },
+        { "[proxy]\n= 1\n", "f.ini:2: '= ...' has no key" },
+        /* A value without its '=' is not shown: it may be a token or a password. */
+        { "[proxy]\nadmin_token s3cret\n", "f.ini:2: 'admin_token ...' is not 'key = value'" },
+        { "[proxy]\nstore\tredis://:s3cret@h/0\n", "f.ini:2: 'store ...' is not 'key = value'" },
+        { "[proxy]\n=s3cret\n", "f.ini:2: '= ...' has no key" },
         { "[proxy] x\n", "f.ini:1: text after the section header" },
         { "[]\n", "f.ini:1: an empty section name" },
         { "[nope]\n", "f.ini:1: [nope]: unknown section" },
@@ -288,6 +292,7 @@ static void test_file_errors_say_file_line_key_and_why(void **state) {
         px_config *cfg = px_config_parse("f.ini", cases[i].text, len, &f, &err);
         if (cfg) fail_msg("accepted: %s", cases[i].text);
         if (!strstr(err.msg, cases[i].want)) fail_msg("'%s', want '%s'", err.msg, cases[i].want);
+        if (strstr(err.msg, "s3cret")) fail_msg("'%s' shows the secret", err.msg);
     }
 }
 

@@ -173,6 +173,11 @@ static void test_health_full_server_is_oom_until_a_write_is_accepted(void **stat
     assert_int_equal(corral_get(c, "small", 5, NULL, &v), CORRAL_OK);
     corral_value_unref(v);
     assert_true(status_of(c).is_down);
+    /* A delete and a touch are accepted at maxmemory (they do not grow it): not a sign that the
+     * server takes writes again. */
+    assert_int_equal(corral_delete(c, "nokey", 5, NULL), CORRAL_MISS);
+    assert_int_equal(corral_touch(c, "small", 5, 60000, NULL), CORRAL_OK);
+    assert_true(status_of(c).is_down);
     redis_server_ok(s, "CONFIG SET maxmemory 0");
     assert_int_equal(corral_set(c, "k", 1, "v", 1, CORRAL_TTL_DEFAULT, NULL), CORRAL_OK);
     assert_false(status_of(c).is_down);
