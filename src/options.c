@@ -160,6 +160,12 @@ static param_seen *find_param(param_seen *seen, size_t n, const char *name) {
     return NULL;
 }
 
+static bool known_param(const param_seen *seen, size_t n, const char *name, size_t len) {
+    for (size_t i = 0; i < n; i++)
+        if (strlen(seen[i].name) == len && memcmp(seen[i].name, name, len) == 0) return true;
+    return false;
+}
+
 /* Copies s[0..len) into buf at *used, percent-decoded when `decode`, NUL-terminated; returns
  * the copy, or NULL when it does not fit (`*bad` 0) or holds a bad escape or a NUL (`*bad` 1). */
 static char *copy_part(const char *s, size_t len, bool decode, char *buf, size_t cap, size_t *used,
@@ -316,6 +322,7 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
     if (!q) return CORRAL_OK;
 
     const char *p = q + 1;
+    bool after_password = false; /* the part before was password=: this one may be its rest */
     while (*p) {
         const char *amp = strchr(p, '&');
         size_t plen = amp ? (size_t)(amp - p) : strlen(p);
@@ -329,6 +336,12 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
         const char *v = eq ? eq + 1 : p + plen;
         size_t vlen = eq ? plen - nlen - 1 : 0;
         int nshow = (int)CORRAL_MIN(nlen, 40);
+        bool pw_rest = after_password;
+        after_password = eq && nlen == 8 && memcmp(p, "password", 8) == 0;
+        if (pw_rest && (!eq || !known_param(seen, n_seen, p, nlen)))
+            return corral__seterr(err, CORRAL_EBADURL,
+                                  "url: the parameter after 'password' is not one (an '&' in a "
+                                  "password is written %%26)");
         if (!eq)
             return corral__seterr(err, CORRAL_EBADURL, "url: parameter '%.*s' has no value", nshow,
                                   p);
@@ -484,17 +497,24 @@ size_t corral_url_redact(const char *url, char *out, size_t cap) {
     if (!q) return o.len;
     const char *p = q + 1;
     put(&o, "?", 1);
+    bool in_password = false;
     for (;;) {
         size_t n = strcspn(p, "&");
         const char *eq = memchr(p, '=', n);
+        bool later = p > q + 1;
         if (eq && (size_t)(eq - p) == 8 && strncasecmp(p, "password", 8) == 0) {
+            if (later) put(&o, "&", 1);
             put(&o, p, 9);
             put(&o, "***", 3);
+            in_password = true;
+        } else if (in_password && !eq) {
+            /* An unencoded '&' inside the password: the rest of it, not a parameter. */
         } else {
+            if (later) put(&o, "&", 1);
             put(&o, p, n);
+            in_password = false;
         }
         if (!p[n]) break;
-        put(&o, "&", 1);
         p += n + 1;
     }
     return o.len;

@@ -561,6 +561,10 @@ static void test_url_redact_hides_every_credential(void **state) {
         { "redis://host/2?", "redis://host/2?" },
         { "", "" },
         { "no scheme:pw@host", "no scheme:***@host" },
+        /* an '&' not percent-encoded inside a password: the rest is the password's too */
+        { "redis://h/2?password=ab&cd", "redis://h/2?password=***" },
+        { "redis://h/2?password=ab&cd&db=3", "redis://h/2?password=***&db=3" },
+        { "redis://h/2?pool=2&password=ab&cd", "redis://h/2?pool=2&password=***" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[128];
@@ -569,6 +573,25 @@ static void test_url_redact_hides_every_credential(void **state) {
             fail_msg("%s: '%s' (%zu), want '%s'", cases[i].url, out, n, cases[i].want);
     }
     assert_int_equal(corral_url_redact(NULL, NULL, 0), 0);
+}
+
+/* A password holding an '&' not percent-encoded is refused without showing its rest. */
+static void test_parse_url_error_never_shows_a_password_cut_by_an_ampersand(void **state) {
+    (void)state;
+    static const char *const urls[] = { "redis://h/2?password=sec&ret",
+                                        "redis://h/2?password=sec&ret=x",
+                                        "redis://h/2?password=sec&ret&db=2" };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        corral_options o;
+        corral_options_init(&o);
+        char buf[256];
+        corral_error err = { 0 };
+        int rc = corral_options_parse_url(&o, urls[i], buf, sizeof buf, &err);
+        if (rc != CORRAL_EBADURL) fail_msg("%s: rc %d, want CORRAL_EBADURL", urls[i], rc);
+        if (strstr(err.msg, "sec") || strstr(err.msg, "ret"))
+            fail_msg("%s: the message shows the password: '%s'", urls[i], err.msg);
+        assert_non_null(strstr(err.msg, "%26"));
+    }
 }
 
 /* A password holding a '/' or '@' not percent-encoded is refused by a message that shows no
@@ -630,6 +653,7 @@ int main(void) {
         cmocka_unit_test(test_open_opts_refuses_zero_max_memory),
         cmocka_unit_test(test_url_redact_hides_every_credential),
         cmocka_unit_test(test_url_redact_cuts_like_snprintf),
+        cmocka_unit_test(test_parse_url_error_never_shows_a_password_cut_by_an_ampersand),
         cmocka_unit_test(test_parse_url_error_never_shows_a_password_cut_by_a_slash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
