@@ -265,7 +265,8 @@ bool px_flags_parse(px_flags *f, int argc, char **argv, px_error *err) {
         const char *arg = argv[optind - 1];
         if (c == '?') {
             if (optopt) return px_fail(err, "unknown option '-%c'", optopt);
-            return px_fail(err, "unknown option '%s'", arg);
+            /* Only the name: a mistyped --admin-token=VALUE must not print the token. */
+            return px_fail(err, "unknown option '%.*s'", (int)strcspn(arg, "="), arg);
         }
         if (c == ':') return px_fail(err, "option '%s' needs a value", arg);
         if (c == 'h') {

@@ -226,6 +226,7 @@ static void test_flags_take_equals_and_report_usage_errors(void **state) {
     } cases[] = {
         { { "--nope", NULL }, "unknown option '--nope'" },
         { { "-x", NULL }, "unknown option '-x'" },
+        { { "--admin-tokn=s3cret", NULL }, "unknown option '--admin-tokn'" },
         { { "--origin", NULL }, "option '--origin' needs a value" },
         { { "--origin", "http://h:1", "stray" }, "unexpected argument 'stray'" },
     };
@@ -241,6 +242,7 @@ static void test_flags_take_equals_and_report_usage_errors(void **state) {
         assert_false(px_flags_parse(&f, argc, argv, &err));
         assert_true(err.usage);
         if (!strstr(err.msg, cases[i].want)) fail_msg("'%s', want '%s'", err.msg, cases[i].want);
+        assert_null(strstr(err.msg, "s3cret")); /* a mistyped flag's value is never shown */
     }
     char *none[] = { NULL };
     bool usage = false;
