@@ -284,12 +284,12 @@ typedef struct corral_options {
      * the handle's address; tests pass a seeded one. */
     uint64_t (*rand64)(void *ctx);
     void *rand_ctx;
+    unsigned refresh_workers;   /* threads for background refreshes, default 2, started lazily */
+    corral_redis_options redis; /* the Redis store's servers, credentials, timeouts and pool */
     /* Told when a server of the store goes down and when it comes back (corral_store_state_fn).
      * NULL: nothing is told (corral_store_status still knows). */
     corral_store_state_fn on_store_state;
     void *store_state_ctx;
-    unsigned refresh_workers;   /* threads for background refreshes, default 2, started lazily */
-    corral_redis_options redis; /* the Redis store's servers, credentials, timeouts and pool */
 } corral_options;
 
 /* Fills `o` with the defaults. Never fails. */
@@ -446,7 +446,8 @@ CORRAL_API int corral_touch(corral *c, const void *key, size_t key_len, int64_t 
  * store's expiry, as Redis's PTTL: a value made by corral_get_or_set with a grace window
  * (stale_ttl_ms) is kept that long past its logical expiry, and a value whose tag was busted is
  * kept until it expires. Counts no hit or miss. On Redis, a read that fails is CORRAL_MISS, as
- * for corral_get. CORRAL_EINVAL for a NULL handle or `ttl_ms`. */
+ * for corral_get. CORRAL_EBADKEY for an invalid key, CORRAL_EINVAL for a NULL handle or `ttl_ms`.
+ * Thread-safe. */
 CORRAL_API int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
                           int64_t *ttl_ms);
 

@@ -268,17 +268,14 @@ typedef struct reader {
     corral *c;
     pthread_barrier_t *go;
     int rc;
-    uint64_t took_ns;
 } reader;
 
 static void *read_once(void *arg) {
     reader *r = arg;
     int b = pthread_barrier_wait(r->go);
     assert_true(b == 0 || b == PTHREAD_BARRIER_SERIAL_THREAD);
-    uint64_t t0 = redis_fx_now_ns();
     corral_value *v = NULL;
     r->rc = corral_get(r->c, "k", 1, NULL, &v);
-    r->took_ns = redis_fx_now_ns() - t0;
     corral_value_unref(v);
     return NULL;
 }
@@ -308,7 +305,6 @@ static void test_health_stopped_server_is_probed_by_one_call_at_a_time(void **st
     for (int i = 0; i < N; i++) {
         assert_int_equal(pthread_join(t[i], NULL), 0);
         assert_int_equal(r[i].rc, CORRAL_MISS);
-        assert_true(r[i].took_ns < 5000000000ull); /* a generous bound: none hangs */
     }
     assert_int_equal(pthread_barrier_destroy(&go), 0);
     assert_true(redis_fx_counter(c, "timeouts_total") - timeouts <= 1);
