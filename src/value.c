@@ -45,7 +45,9 @@ corral_value *corral__value_new(const corral__allocator *a, const void *data, si
 bool corral__value_tryref(corral_value *v) {
     uint32_t r = atomic_load_explicit(&v->refs, memory_order_relaxed);
     while (r != 0) {
-        if (atomic_compare_exchange_weak_explicit(&v->refs, &r, r + 1, memory_order_relaxed,
+        /* acquire: a store that rewrites a value while it holds the only reference (the
+         * memory store's overwrite in place) releases it with a store of refs. */
+        if (atomic_compare_exchange_weak_explicit(&v->refs, &r, r + 1, memory_order_acquire,
                                                   memory_order_relaxed))
             return true;
     }

@@ -34,7 +34,8 @@ corral_value *corral__value_new(const corral__allocator *a, const void *data, si
 void corral__value_init(corral_value *v, const unsigned char *data, size_t len,
                         void (*release)(corral_value *v));
 
-/* Takes a reference only if the value is still live (refs > 0); returns false otherwise. */
+/* Takes a reference only if the value is still live (refs > 0); returns false otherwise.
+ * Acquire on success. */
 bool corral__value_tryref(corral_value *v);
 
 #endif /* CORRAL_VALUE_H */
