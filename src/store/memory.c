@@ -124,7 +124,7 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     atomic_init(&e->next, NULL);
     e->hash = k->hash;
     atomic_init(&e->expires_ns, expires_ns);
-    e->klen = (uint32_t)k->len;
+    e->klen = (uint16_t)k->len;
     atomic_init(&e->hits, 0);
     e->kind = kind;
     if (k->len) memcpy(e->key, k->data, k->len);
@@ -135,8 +135,6 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
     corral__value_init(&e->val, data + hdr, len - hdr, corral__mem_entry_release);
     e->val.hdr_len = (uint32_t)hdr;
-    atomic_init(&e->dlen, (uint32_t)(len - hdr));
-    atomic_init(&e->hlen, (uint32_t)hdr);
     atomic_init(&e->seq, 0);
     return e;
 }
@@ -156,8 +154,8 @@ void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
 int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
                            uint8_t kind) {
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
-    /* mem_entry.klen, dlen and hlen are 32 bits; keys are far shorter. */
-    if (klen > UINT32_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
+    /* mem_entry.klen is 16 bits, corral_value's lengths 32; keys are far shorter. */
+    if (klen > UINT16_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
     size_t cost = corral__mem_block_cost(&s->blocks, corral__mem_entry_bytes(klen, vlen));
     return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }

@@ -49,15 +49,15 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 typedef struct mem_store mem_store;
 
-/* Writers and reclamation use the fields before `next`. The read path reads from `next` to the
- * end of the value, one contiguous run (the top comment): `dlen` and `hlen` repeat the embedded
- * value's lengths there so that a get_into does not touch `val`. */
+/* 96 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
+ * the fields before `val`. The read path reads from the value's lengths (in `val`) to the end
+ * of the value, one contiguous run (the top comment). */
 typedef struct mem_entry {
     uint32_t magic;
-    uint8_t queue; /* MEM_MAIN or MEM_SMALL; under the shard mutex */
-    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
-     * under the shard mutex; read under it, and by the release callback (always DEAD there). */
-    _Atomic uint8_t state;
+    /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
+     * shard mutex. A reader that copies without a reference (get_into) checks it did not
+     * move across the copy: a seqlock. */
+    _Atomic uint32_t seq;
     mem_store *store; /* for the release callback */
     union {
         /* Queue links while LIVE, under the shard mutex. `newer` points toward the head. */
@@ -74,22 +74,18 @@ typedef struct mem_entry {
     /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
      * mutex; readers load it relaxed. */
     _Atomic uint64_t expires_ns;
-    uint32_t klen; /* key bytes at `key`; immutable */
-    /* == val.len and val.hdr_len (envelope header bytes between the key and the value), here
-     * in the read run. An overwrite in place rewrites them, under `seq`. */
-    _Atomic uint32_t dlen;
-    _Atomic uint32_t hlen;
-    /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
-     * shard mutex. A reader that copies without a reference (get_into) checks it did not
-     * move across the copy: a seqlock. */
-    _Atomic uint32_t seq;
-    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
-     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
-    _Atomic uint8_t hits;
-    uint8_t kind; /* MEM_VALUE or MEM_LEASE; immutable */
+    uint16_t klen; /* key bytes at `key`; immutable (keys are at most 4 KiB: key.h) */
     /* Metrics class of the key, reported with every event; immutable. Here, in the read run,
      * because a hit counts under it: at the struct's start it cost every hit one more line. */
     uint16_t cls;
+    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
+     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
+    _Atomic uint8_t hits;
+    uint8_t kind;  /* MEM_VALUE or MEM_LEASE; immutable */
+    uint8_t queue; /* MEM_MAIN or MEM_SMALL; under the shard mutex */
+    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
+     * under the shard mutex; read under it, and by the release callback (always DEAD there). */
+    _Atomic uint8_t state;
     unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
 
@@ -269,12 +265,14 @@ static inline corral_value *mem_value_ref_rcu(mem_entry *e) {
     return &e->val;
 }
 
+/* The value's lengths, which an overwrite in place rewrites (with atomic stores) under `seq`:
+ * read with atomic loads by readers that hold no reference. */
 static inline uint32_t mem_dlen(const mem_entry *e) {
-    return atomic_load_explicit(&e->dlen, memory_order_relaxed);
+    return __atomic_load_n(&e->val.len, __ATOMIC_RELAXED);
 }
 
 static inline uint32_t mem_hlen(const mem_entry *e) {
-    return atomic_load_explicit(&e->hlen, memory_order_relaxed);
+    return __atomic_load_n(&e->val.hdr_len, __ATOMIC_RELAXED);
 }
 
 /* What the read path leaves to the general one: CORRAL__MEM_HOT_SLOW. */
@@ -284,6 +282,7 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
+_Static_assert(offsetof(mem_entry, key) == 96, "the entry header docs/memory-density.md counts");
 
 /* load64 of a stored key's first 16 bytes, which reach into the value when the key is
  * shorter: an overwrite in place may be writing those bytes, which the masks then discard.

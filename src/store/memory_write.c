@@ -131,11 +131,11 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
 #endif
     copy_in(data, val, len);
     copy_in(data + len, "", 1);
-    atomic_store_explicit(&e->dlen, (uint32_t)(len - hdr), memory_order_relaxed);
-    atomic_store_explicit(&e->hlen, (uint32_t)hdr, memory_order_relaxed);
-    e->val.data = data + hdr; /* read by holders of a reference only: none now */
-    e->val.len = len - hdr;
-    e->val.hdr_len = (uint32_t)hdr;
+    /* Readers without a reference load the lengths atomically (mem_dlen, mem_hlen); `data` is
+     * read by holders of a reference only: none now. */
+    __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
+    __atomic_store_n(&e->val.hdr_len, (uint32_t)hdr, __ATOMIC_RELAXED);
+    e->val.data = data + hdr;
     atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
     atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
     atomic_store_explicit(&e->val.refs, 1, memory_order_release);

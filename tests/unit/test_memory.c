@@ -1069,7 +1069,7 @@ static void *stand_on_entry(void *p) {
     st->found = e != NULL;
     pthread_barrier_wait(&st->in);
     pthread_barrier_wait(&st->out);
-    if (e && e->dlen < sizeof st->seen) memcpy(st->seen, e->key + e->klen, e->dlen);
+    if (e && e->val.len < sizeof st->seen) memcpy(st->seen, e->key + e->klen, e->val.len);
     if (e || rc != CORRAL_EBADKEY) (void)hot_end(s, e ? CORRAL_OK : rc, "k", 1);
     return NULL;
 }
