@@ -24,13 +24,14 @@ void corral__value_init(corral_value *v, const unsigned char *data, size_t len,
     v->magic = CORRAL_VALUE_MAGIC;
     atomic_init(&v->refs, 1);
     v->hdr_len = 0;
-    v->len = len;
+    assert(len <= UINT32_MAX);
+    v->len = (uint32_t)len;
     v->data = data;
     v->release = release;
 }
 
 corral_value *corral__value_new(const corral__allocator *a, const void *data, size_t len) {
-    if (len > SIZE_MAX - sizeof(value_block) - 1) return NULL;
+    if (len > UINT32_MAX) return NULL; /* corral_value.len */
     size_t bytes = sizeof(value_block) + len + 1;
     value_block *b = corral__alloc(a, bytes);
     if (!b) return NULL;
@@ -45,7 +46,9 @@ corral_value *corral__value_new(const corral__allocator *a, const void *data, si
 bool corral__value_tryref(corral_value *v) {
     uint32_t r = atomic_load_explicit(&v->refs, memory_order_relaxed);
     while (r != 0) {
-        if (atomic_compare_exchange_weak_explicit(&v->refs, &r, r + 1, memory_order_relaxed,
+        /* acquire: a store that rewrites a value while it holds the only reference (the
+         * memory store's overwrite in place) releases it with a store of refs. */
+        if (atomic_compare_exchange_weak_explicit(&v->refs, &r, r + 1, memory_order_acquire,
                                                   memory_order_relaxed))
             return true;
     }

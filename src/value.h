@@ -21,20 +21,24 @@ struct corral_value {
     uint32_t magic;
     _Atomic uint32_t refs;
     uint32_t hdr_len; /* bytes of the envelope header stored just before `data` (envelope.h) */
-    size_t len;       /* bytes at `data`, not counting the NUL that follows them */
+    /* Bytes at `data`, not counting the NUL that follows them. 32 bits: the memory store embeds
+     * a value in every entry, and 8 bytes of the 32 are 8 bytes of every entry (values are
+     * bounded far below 4 GiB: Redis's 512 MB, the memory store's budget). */
+    uint32_t len;
     const unsigned char *data;        /* immutable; followed by a NUL */
     void (*release)(corral_value *v); /* frees the block that holds `v`, called at refs 0 */
 };
 
 /* Makes a standalone value: a copy of `data` (plus a NUL) in one block from `a`, refs = 1.
- * `a` must outlive the value. Returns NULL on allocation failure. */
+ * `a` must outlive the value. Returns NULL on allocation failure, or when len >= 4 GiB. */
 corral_value *corral__value_new(const corral__allocator *a, const void *data, size_t len);
 
-/* Initialises a value embedded in a larger block; refs = 1. */
+/* Initialises a value embedded in a larger block; refs = 1. len < 4 GiB. */
 void corral__value_init(corral_value *v, const unsigned char *data, size_t len,
                         void (*release)(corral_value *v));
 
-/* Takes a reference only if the value is still live (refs > 0); returns false otherwise. */
+/* Takes a reference only if the value is still live (refs > 0); returns false otherwise.
+ * Acquire on success. */
 bool corral__value_tryref(corral_value *v);
 
 #endif /* CORRAL_VALUE_H */

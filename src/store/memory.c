@@ -1,9 +1,10 @@
 /*
  * memory.c - the embedded memory store: a bounded, sharded cache in process whose reads take no
- * lock. This file holds the entries, the table, the queues, the writes and the vtable;
- * memory_evict.c decides what leaves (expiry, eviction), memory_rcu.c frees what left once no
- * reader can see it, and memory_read.h is the read path, inline. Design and measurements:
- * docs/memory-store.md; the eviction policies: docs/eviction.md.
+ * lock. This file holds the entries, the table, the queues, the reads and the vtable;
+ * memory_write.c the writes, memory_evict.c decides what leaves (expiry, eviction),
+ * memory_rcu.c frees what left once no reader can see it, and memory_read.h is the read path,
+ * inline. Design and measurements: docs/memory-store.md; the eviction policies:
+ * docs/eviction.md.
  *
  * Data model
  * - One entry per key: one block (memory_block.h) of corral__mem_entry_bytes(klen, vlen) bytes
@@ -22,8 +23,11 @@
  *   out of the table last, in the same store that links the new one.
  * - shard.used is the sum of the bytes of its queued entries and never exceeds shard.budget.
  *   Every change of it is reported through the events callback with the same byte count.
- * - An entry's key, value, kind, hash and size never change once published: set and incr
- *   publish a new entry in one atomic store, so a reader sees the old value or the new one.
+ * - An entry's key, kind, hash and size never change once published. Its value changes only
+ *   by an overwrite in place (memory_write.c), while the table holds the value's only
+ *   reference, under `seq` (memory_read.h); otherwise set and incr publish a new entry in one
+ *   atomic store. Either way a reader sees the old value or the new one, and a value handed
+ *   out never changes.
  *
  * Locking and references
  * - Readers run inside a read-side section (reader.h) and take no lock: they walk a chain with
@@ -68,7 +72,6 @@
 #define MEM_BUCKET_BYTES    256u
 #define MEM_MIN_BUCKET_BITS 10u /* 2^10 == MEM_MAX_SHARDS */
 #define MEM_MAX_BUCKET_BITS 26u
-#define MEM_RETRY           100 /* internal outcome of incr: the key changed, try again */
 
 /* ---- Small helpers ---- */
 
@@ -81,8 +84,7 @@ size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
     return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
 }
 
-/* The absolute expiry of a TTL (> 0 or CORRAL__NO_EXPIRY) read at `now`, saturating. */
-static uint64_t expiry_at(uint64_t now, int64_t ttl_ms) {
+uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms) {
     if (ttl_ms == CORRAL__NO_EXPIRY) return MEM_NEVER;
     uint64_t d, at;
     if (__builtin_mul_overflow((uint64_t)ttl_ms, (uint64_t)1000000, &d) ||
@@ -108,8 +110,8 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why) {
 /* ---- Entries ---- */
 
 /* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
-static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                            size_t len, uint64_t expires_ns) {
+mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
+                                 size_t len, uint64_t expires_ns) {
     size_t bytes = corral__mem_entry_bytes(k->len, len);
     mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
     if (!e) return NULL;
@@ -122,7 +124,7 @@ static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, c
     atomic_init(&e->next, NULL);
     e->hash = k->hash;
     atomic_init(&e->expires_ns, expires_ns);
-    e->klen = (uint32_t)k->len;
+    e->klen = (uint16_t)k->len;
     atomic_init(&e->hits, 0);
     e->kind = kind;
     if (k->len) memcpy(e->key, k->data, k->len);
@@ -133,13 +135,12 @@ static mem_entry *entry_new(mem_store *s, const corral__skey *k, uint8_t kind, c
     size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
     corral__value_init(&e->val, data + hdr, len - hdr, corral__mem_entry_release);
     e->val.hdr_len = (uint32_t)hdr;
-    e->dlen = (uint32_t)(len - hdr);
-    e->hlen = (uint32_t)hdr;
+    atomic_init(&e->seq, 0);
     return e;
 }
 
 /* Frees an entry that was never published. Accepts NULL. */
-static void entry_discard(mem_store *s, mem_entry *e) {
+void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
     if (!e) return;
     CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
     assert(load_state(e) == MEM_NEW);
@@ -150,31 +151,16 @@ static void entry_discard(mem_store *s, mem_entry *e) {
 }
 
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
-static int check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
-                      uint8_t kind) {
+int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
+                           uint8_t kind) {
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
-    /* mem_entry.klen, dlen and hlen are 32 bits; keys are far shorter. */
-    if (klen > UINT32_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
+    /* mem_entry.klen is 16 bits, corral_value's lengths 32; keys are far shorter. */
+    if (klen > UINT16_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
     size_t cost = corral__mem_block_cost(&s->blocks, corral__mem_entry_bytes(klen, vlen));
     return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 
 /* ---- The table ---- */
-
-/* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
- * until the section ends. Under the key's shard mutex, a found entry is LIVE. The stored hash
- * is compared first: a chain's other entries then cost one load each. */
-static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
-    mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
-    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
-        if (e->hash == k->hash && e->klen == k->len && e->kind == kind &&
-            key_equal(e->key, k->data, k->len)) {
-            CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
-            return e;
-        }
-    }
-    return NULL;
-}
 
 /* The link (bucket head or an entry's `next`) that points at the LIVE entry `e`; NULL only if
  * `e` is not in its chain, which the invariants exclude. */
@@ -191,7 +177,7 @@ static mem_link *link_of_locked(const mem_store *s, mem_shard *sh, const mem_ent
 }
 
 /* Links the filled entry `e` at the head of its chain: readers see all of it or nothing. */
-static void table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
+void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     (void)sh;
     mem_link *head = bucket_of(s, e->hash);
@@ -201,11 +187,11 @@ static void table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
 }
 
 /* Puts the filled entry `e` where `old` is, in one store: a reader finds one or the other. */
-static void table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e) {
+void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_link *link = link_of_locked(s, sh, old);
     if (CORRAL_NEVER(link == NULL)) {
-        table_insert_locked(s, sh, e);
+        corral__mem_table_insert_locked(s, sh, e);
         return;
     }
     atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed),
@@ -261,6 +247,28 @@ void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     q->count--;
 }
 
+void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *e) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    mem_queue *q = &sh->q[old->queue];
+    e->queue = old->queue;
+    e->u.q.newer = old->u.q.newer;
+    e->u.q.older = old->u.q.older;
+    if (e->u.q.newer)
+        e->u.q.newer->u.q.older = e;
+    else
+        q->head = e;
+    if (e->u.q.older)
+        e->u.q.older->u.q.newer = e;
+    else
+        q->tail = e;
+    if (q->hand == old) q->hand = e;
+    if (q->scan == old) q->scan = e;
+    old->u.q.newer = old->u.q.older = NULL;
+    size_t bytes = entry_bytes(old);
+    assert(q->bytes >= bytes);
+    q->bytes = q->bytes - bytes + entry_bytes(e);
+}
+
 size_t corral__mem_shard_count_locked(mem_shard *sh) {
     CORRAL_ASSERT_HELD(&sh->lock);
     return sh->q[MEM_MAIN].count + sh->q[MEM_SMALL].count;
@@ -269,7 +277,7 @@ size_t corral__mem_shard_count_locked(mem_shard *sh) {
 /* ---- Accounting and removal ---- */
 
 /* Counts `e` in (ADDED) or out (any other change) of the shard and reports it. */
-static void account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
+void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
     CORRAL_ASSERT_HELD(&sh->lock);
     size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
     size_t bytes = entry_bytes(e);
@@ -294,7 +302,7 @@ void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral
     assert(load_state(e) == MEM_LIVE);
     table_remove_locked(s, sh, e);
     corral__mem_queue_unlink_locked(sh, e);
-    account_locked(s, sh, e, why);
+    corral__mem_account_locked(s, sh, e, why);
     corral__mem_entry_retire(s, e);
 }
 
@@ -312,128 +320,6 @@ static inline void note_hit_rcu(mem_store *s, mem_entry *e) {
     if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
 }
 
-/* ---- Writes ---- */
-
-/* Puts the new entry `e` in the table and a queue in place of `old` (NULL when absent), after
- * evicting what it needs. `old` is reported REPLACED when live, EXPIRED otherwise; a live
- * `old` hands its queue and hit mark to `e`. Then examines a few entries for expiry. Call
- * inside a read-side section; cannot fail. */
-static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry *old,
-                           uint64_t now) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    unsigned qi = MEM_MAIN;
-    bool live = old && !is_expired(old, now);
-    if (live) {
-        qi = old->queue;
-        atomic_store_explicit(&e->hits, atomic_load_explicit(&old->hits, memory_order_relaxed),
-                              memory_order_relaxed);
-    } else if (s->policy == CORRAL_EVICT_S3FIFO) {
-        qi = corral__mem_ghost_take_locked(sh, e->hash) ? MEM_MAIN : MEM_SMALL;
-    }
-    if (old) {
-        /* Out of its queue first, so eviction cannot pick it; out of the table last, in one
-         * step with the insertion, so readers never miss the key. */
-        corral__mem_queue_unlink_locked(sh, old);
-        account_locked(s, sh, old, live ? CORRAL__REPLACED : CORRAL__EXPIRED);
-    }
-    corral__mem_make_room_locked(s, sh, entry_bytes(e), now);
-
-    /* Eviction may have changed the chain: the link to `old` is found now. The mutex keeps
-     * other writers of the key out. */
-    atomic_store_explicit(&e->state, MEM_LIVE, memory_order_relaxed);
-    if (old) {
-        table_replace_locked(s, sh, old, e);
-        corral__mem_entry_retire(s, old);
-    } else {
-        table_insert_locked(s, sh, e);
-    }
-    corral__mem_queue_push_locked(sh, qi, e);
-    account_locked(s, sh, e, CORRAL__ADDED);
-
-    size_t examined = 0;
-    corral__mem_scan_locked(s, sh, now, MEM_WRITE_SCAN, SIZE_MAX, &examined);
-}
-
-/* The write path of set, add and lease_acquire: builds the entry outside the lock, then
- * decides under the shard mutex. */
-static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                       size_t len, int64_t ttl_ms, corral__set_mode mode,
-                       corral__mem_guard_fn still, void *still_ctx) {
-    mem_shard *sh = shard_of(s, k->hash);
-    int rc = check_size(s, sh, k->len, len, kind);
-    if (rc != CORRAL_OK) return rc;
-    uint64_t now = clock_now(s);
-    mem_entry *e = entry_new(s, k, kind, val, len, expiry_at(now, ttl_ms));
-    if (!e) return CORRAL_ENOMEM;
-
-    read_lock(s);
-    /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
-     * mutex, an entry still LIVE is still in the table, so still the key's entry. */
-    mem_entry *old = lookup_rcu(s, k, kind);
-    shard_lock(sh);
-    if (!old || load_state(old) != MEM_LIVE) old = lookup_rcu(s, k, kind);
-    bool live = old && !is_expired(old, now);
-    if (still && !still(still_ctx)) {
-        rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
-    } else if (mode == CORRAL__SET_NX && live) {
-        rc = CORRAL_EXISTS;
-    } else if (mode == CORRAL__SET_XX && !live) {
-        if (old) corral__mem_remove_locked(s, sh, old, CORRAL__EXPIRED);
-        rc = CORRAL_MISS;
-    } else {
-        publish_locked(s, sh, e, old, now);
-        e = NULL;
-        rc = CORRAL_OK;
-    }
-    shard_unlock(sh);
-    read_unlock(s);
-    entry_discard(s, e);
-    return rc;
-}
-
-/* Removes the live entry `k` of keyspace `kind` if `token` is NULL or equals its value (a
- * lease's owner); an expired one goes as EXPIRED. CORRAL_OK when a live entry was removed,
- * CORRAL_MISS otherwise. */
-static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const void *token,
-                      size_t token_len) {
-    mem_shard *sh = shard_of(s, k->hash);
-    uint64_t now = clock_now(s);
-    int rc = CORRAL_MISS;
-    read_lock(s);
-    shard_lock(sh);
-    mem_entry *e = lookup_rcu(s, k, kind);
-    if (e && is_expired(e, now)) {
-        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
-    } else if (e && (!token || (e->val.len == token_len &&
-                                (token_len == 0 || memcmp(e->val.data, token, token_len) == 0)))) {
-        corral__mem_remove_locked(s, sh, e, CORRAL__DELETED);
-        rc = CORRAL_OK;
-    }
-    shard_unlock(sh);
-    read_unlock(s);
-    return rc;
-}
-
-/* Parses a stored counter: optional '-', then 1 to 19 digits. CORRAL_ENOTINT when the text is
- * not of that form, CORRAL_ERANGE when it is but does not fit an int64. */
-static int parse_int64(const unsigned char *p, size_t n, int64_t *out) {
-    size_t i = (n && p[0] == '-') ? 1 : 0;
-    if (i == n || n - i > 19) return CORRAL_ENOTINT;
-    uint64_t v = 0; /* 19 digits fit: 10^19 - 1 < 2^64 */
-    for (size_t j = i; j < n; j++) {
-        if (p[j] < '0' || p[j] > '9') return CORRAL_ENOTINT;
-        v = v * 10 + (uint64_t)(p[j] - '0');
-    }
-    if (i) {
-        if (v > (uint64_t)INT64_MAX + 1) return CORRAL_ERANGE;
-        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
-    } else {
-        if (v > (uint64_t)INT64_MAX) return CORRAL_ERANGE;
-        *out = (int64_t)v;
-    }
-    return CORRAL_OK;
-}
-
 /* ---- The vtable ---- */
 
 /* get inside a read-side section the caller holds (mem_get, mem_get_many). */
@@ -443,10 +329,9 @@ static int get_rcu(mem_store *s, const corral__skey *k, corral_value **out) {
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     if (e && is_expired_lazy(s, e, &now)) {
         corral__mem_reap_rcu(s, e, now);
-    } else if (e && CORRAL_ALWAYS(corral__value_tryref(&e->val))) {
-        /* The table's reference cannot go before this section ends, so tryref succeeds. */
+    } else if (e) {
         note_hit_rcu(s, e);
-        *out = &e->val;
+        *out = mem_value_ref_rcu(e);
         return CORRAL_OK;
     }
     return CORRAL_MISS;
@@ -500,133 +385,21 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
         corral__mem_reap_rcu(s, e, now);
     } else if (e) {
         note_hit_rcu(s, e);
-        n = e->dlen;
-        h = e->hlen;
-        const unsigned char *data = e->key + e->klen + h; /* == e->val.data */
-        if (h && h <= hdr_cap) memcpy(hdr, data - h, h);
-        rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
-        if (rc == CORRAL_OK && n) memcpy(buf, data, n);
+        uint32_t sq;
+        do { /* copied again if an overwrite in place moved `seq` (memory_read.h) */
+            sq = mem_seq_begin(e);
+            n = mem_dlen(e);
+            h = mem_hlen(e);
+            const unsigned char *data = e->key + e->klen + h; /* == e->val.data */
+            if (h && h <= hdr_cap) mem_copy_out(hdr, data - h, h);
+            rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
+            if (rc == CORRAL_OK && n) mem_copy_out(buf, data, n);
+        } while (mem_seq_retry(e, sq));
     }
     read_unlock(s);
     *len = n;
     *hdr_len = h;
     return rc;
-}
-
-/* No write flag means anything to the memory store: `flags` is ignored (store.h). */
-static int mem_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
-                   int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
-    (void)flags;
-    mem_store *s = store_of(base);
-    if (ttl_ms <= 0) return CORRAL_EINVAL; /* the layer above turns TTL 0 into a delete */
-    return write_entry(s, k, MEM_VALUE, val, len, ttl_ms, mode, NULL, NULL);
-}
-
-int corral__mem_set_guarded(corral__store *base, const corral__skey *k, const void *val, size_t len,
-                            int64_t ttl_ms, corral__mem_guard_fn still, void *ctx) {
-    return write_entry(store_of(base), k, MEM_VALUE, val, len, ttl_ms, CORRAL__SET_ALWAYS, still,
-                       ctx);
-}
-
-static int mem_del(corral__store *base, const corral__skey *k) {
-    return remove_key(store_of(base), k, MEM_VALUE, NULL, 0);
-}
-
-static int mem_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
-    mem_store *s = store_of(base);
-    if (ttl_ms <= 0) return CORRAL_EINVAL;
-    mem_shard *sh = shard_of(s, k->hash);
-    uint64_t now = clock_now(s);
-    int rc = CORRAL_MISS;
-    read_lock(s);
-    shard_lock(sh);
-    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && is_expired(e, now)) {
-        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
-    } else if (e) {
-        uint64_t at = expiry_at(now, ttl_ms);
-        sh->expiring -= atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
-        sh->expiring += at != MEM_NEVER;
-        atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
-        rc = CORRAL_OK;
-    }
-    shard_unlock(sh);
-    read_unlock(s);
-    return rc;
-}
-
-static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
-    mem_store *s = store_of(base);
-    uint64_t now = clock_now(s);
-    int rc = CORRAL_MISS;
-    read_lock(s);
-    const mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && !is_expired(e, now)) {
-        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-        *ttl_ms = at == MEM_NEVER ? CORRAL__NO_EXPIRY : (int64_t)((at - now + 999999) / 1000000);
-        rc = CORRAL_OK;
-    }
-    read_unlock(s);
-    return rc;
-}
-
-/* incr reads the counter and allocates the new entry without the mutex, then publishes it
- * only if the entry it read is still the key's entry (values are immutable, and the entry
- * cannot be freed and reused within one read-side section); otherwise it tries again. */
-static int mem_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
-    mem_store *s = store_of(base);
-    mem_shard *sh = shard_of(s, k->hash);
-    if (out) *out = 0;
-    for (;;) {
-        uint64_t now = clock_now(s);
-        int rc = CORRAL_OK;
-        int64_t cur = 0, next = 0;
-        char text[24];
-        mem_entry *ne = NULL;
-        read_lock(s);
-        mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-        if (!e || is_expired(e, now)) {
-            if (e) corral__mem_reap_rcu(s, e, now);
-            rc = CORRAL_MISS;
-            goto done;
-        }
-        /* A value with an envelope (tags, times) is not a plain integer. */
-        rc = e->val.hdr_len ? CORRAL_ENOTINT : parse_int64(e->val.data, e->val.len, &cur);
-        if (rc != CORRAL_OK) goto done;
-        if (__builtin_add_overflow(cur, delta, &next)) {
-            rc = CORRAL_ERANGE;
-            goto done;
-        }
-        int n = snprintf(text, sizeof text, "%" PRId64, next);
-        if (CORRAL_NEVER(n < 0 || (size_t)n >= sizeof text)) {
-            rc = CORRAL_ERANGE;
-            goto done;
-        }
-        rc = check_size(s, sh, k->len, (size_t)n, MEM_VALUE);
-        if (rc != CORRAL_OK) goto done;
-        ne = entry_new(s, k, MEM_VALUE, text, (size_t)n, MEM_NEVER);
-        if (!ne) {
-            rc = CORRAL_ENOMEM;
-            goto done;
-        }
-        shard_lock(sh);
-        if (lookup_rcu(s, k, MEM_VALUE) == e && !is_expired(e, now)) {
-            atomic_store_explicit(&ne->expires_ns,
-                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed),
-                                  memory_order_relaxed);
-            publish_locked(s, sh, ne, e, now);
-            ne = NULL;
-        } else {
-            rc = MEM_RETRY;
-        }
-        shard_unlock(sh);
-    done:
-        read_unlock(s);
-        entry_discard(s, ne);
-        if (rc == MEM_RETRY) continue; /* another writer got there first */
-        if (rc == CORRAL_OK && out) *out = next;
-        return rc;
-    }
 }
 
 static int mem_clear(corral__store *base) {
@@ -652,19 +425,6 @@ static int mem_clear(corral__store *base) {
         }
     }
     return CORRAL_OK;
-}
-
-static int mem_lease_acquire(corral__store *base, const corral__skey *k, const void *token,
-                             size_t token_len, int64_t ttl_ms) {
-    mem_store *s = store_of(base);
-    if (ttl_ms <= 0 || ttl_ms == CORRAL__NO_EXPIRY) return CORRAL_EINVAL; /* leases expire */
-    return write_entry(s, k, MEM_LEASE, token, token_len, ttl_ms, CORRAL__SET_NX, NULL, NULL);
-}
-
-static int mem_lease_release(corral__store *base, const corral__skey *k, const void *token,
-                             size_t token_len) {
-    static const char none[1];
-    return remove_key(store_of(base), k, MEM_LEASE, token ? token : none, token_len);
 }
 
 static size_t mem_used_bytes(corral__store *base) {
@@ -719,21 +479,37 @@ static void mem_close(corral__store *base) {
     store_free(s, s->nshards, true);
 }
 
+/* The store's expiry of a key: remaining ms rounded up, or CORRAL__NO_EXPIRY (store.h). */
+static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
+    mem_store *s = store_of(base);
+    uint64_t now = clock_now(s);
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    const mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    if (e && !is_expired(e, now)) {
+        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+        *ttl_ms = at == MEM_NEVER ? CORRAL__NO_EXPIRY : (int64_t)((at - now + 999999) / 1000000);
+        rc = CORRAL_OK;
+    }
+    read_unlock(s);
+    return rc;
+}
+
 static const corral__store_ops mem_ops = {
     .name = "mem",
     .get = mem_get,
     .get_into = mem_get_into,
-    .set = mem_set,
-    .del = mem_del,
-    .touch = mem_touch,
+    .set = corral__mem_op_set,
+    .del = corral__mem_op_del,
+    .touch = corral__mem_op_touch,
     .ttl = mem_ttl,
-    .incr = mem_incr,
+    .incr = corral__mem_op_incr,
     .clear = mem_clear,
     .get_many = mem_get_many,
     .set_many = corral__store_set_many,
     .del_many = corral__store_del_many,
-    .lease_acquire = mem_lease_acquire,
-    .lease_release = mem_lease_release,
+    .lease_acquire = corral__mem_op_lease_acquire,
+    .lease_release = corral__mem_op_lease_release,
     .used_bytes = mem_used_bytes,
     .max_bytes = mem_max_bytes,
     .close = mem_close,

@@ -19,8 +19,12 @@
 #endif
 #endif
 
-#define MEM_TRIM_SLACK \
-    ((size_t)4 << 20) /* with max_bytes / 8: within the 8 MB + 15 % of the bound */
+/* A trim after each max_bytes / MEM_TRIM_DIV + MEM_TRIM_SLACK bytes freed. Every trim costs the
+ * writes that follow it the page faults of the pages it returned: with an eighth of the bound
+ * (the first setting) the mixed-size writes of bench_memory took about twice as long as with
+ * no trim; with half, 1.0 to 1.4x, and the RSS held the same (docs/memory-density.md). */
+#define MEM_TRIM_DIV   2u
+#define MEM_TRIM_SLACK ((size_t)4 << 20)
 
 void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes) {
     long page = sysconf(_SC_PAGESIZE);
@@ -32,7 +36,7 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
 #if !defined(MEM_BLOCK_SANITIZED)
     if (b->real_cost) b->map_min = CORRAL__MEM_MAP_MIN;
 #if defined(__GLIBC__)
-    if (b->real_cost) b->trim_every = max_bytes / 8 + MEM_TRIM_SLACK;
+    if (b->real_cost) b->trim_every = max_bytes / MEM_TRIM_DIV + MEM_TRIM_SLACK;
 #endif
 #endif
     (void)max_bytes;

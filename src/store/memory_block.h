@@ -12,7 +12,7 @@
  *   64 KiB, the page faults of fresh mappings made the mixed-size writes 2.5x slower.)
  * - a smaller block costs what glibc's malloc holds for it: the request plus the 8-byte size
  *   word, rounded up to 16, at least 32 bytes;
- * - once `trim_every` bytes (an eighth of the bound plus 4 MiB) were freed since the last
+ * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
  *   trim, corral__mem_blocks_trim gives the heap's free pages back (malloc_trim): glibc returns
  *   the top of its heap by itself, never a hole inside it. The store calls it on its call_rcu
  *   thread, after a batch of frees, never on a writer's or reader's path.

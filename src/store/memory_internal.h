@@ -24,7 +24,8 @@
 
 /* ---- Small helpers ---- */
 
-/* The size of `e`'s block. */
+/* The size of `e`'s block. Under the shard mutex, or once `e` is DEAD (an overwrite in place
+ * rewrites the lengths). */
 static inline size_t entry_block_bytes(const mem_entry *e) {
     return corral__mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
 }
@@ -63,21 +64,68 @@ static inline void shard_unlock(mem_shard *sh) {
     corral__mutex_unlock(&sh->lock);
 }
 
+/* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
+ * until the section ends. Under the key's shard mutex, a found entry is LIVE. The stored hash
+ * is compared first: a chain's other entries then cost one load each. */
+static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
+    mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
+    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+        if (e->hash == k->hash && e->klen == k->len && e->kind == kind &&
+            key_equal(e->key, k->data, k->len)) {
+            CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+            return e;
+        }
+    }
+    return NULL;
+}
+
 /* pthread calls on our own initialised objects fail only on a bug. */
 static inline void pthread_ok(int rc) {
     assert(rc == 0);
     (void)rc;
 }
 
-/* ---- memory.c: queues and removal (the shard's mutex held) ---- */
+/* ---- memory.c: entries, the table, queues, accounting and removal ---- */
+
+/* The absolute expiry of a TTL (> 0 or CORRAL__NO_EXPIRY) read at `now`, saturating. */
+uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms);
+/* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
+mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
+                                 size_t len, uint64_t expires_ns);
+/* Frees an entry that was never published. Accepts NULL. */
+void corral__mem_entry_discard(mem_store *s, mem_entry *e);
+/* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
+int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
+                           uint8_t kind);
+/* Links the filled entry `e` at the head of its chain: readers see all of it or nothing. */
+void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e);
+/* Puts the filled entry `e` where `old` is, in one store: a reader finds one or the other. */
+void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e);
+/* Counts `e` in (ADDED) or out (any other change) of the shard and reports it. */
+void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
 
 void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e);
 /* Takes `e` out of its queue; the SIEVE hand and the expiry cursor move to its newer
  * neighbour. */
 void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e);
+/* Puts `e` (not in a queue) in `old`'s place in its queue, `old` out of it; the SIEVE hand
+ * and the expiry cursor that pointed at `old` point at `e`. */
+void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *e);
 size_t corral__mem_shard_count_locked(mem_shard *sh);
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
 void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
+
+/* ---- memory_write.c: the writes (the vtable's set, del, touch, incr and leases) ---- */
+
+int corral__mem_op_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                       int64_t ttl_ms, corral__set_mode mode, unsigned flags);
+int corral__mem_op_del(corral__store *base, const corral__skey *k);
+int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms);
+int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out);
+int corral__mem_op_lease_acquire(corral__store *base, const corral__skey *k, const void *token,
+                                 size_t token_len, int64_t ttl_ms);
+int corral__mem_op_lease_release(corral__store *base, const corral__skey *k, const void *token,
+                                 size_t token_len);
 
 /* ---- memory_evict.c: expiry and eviction ---- */
 

@@ -17,6 +17,7 @@
 #include "../key_hot.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <urcu-bp.h> /* call_rcu's struct rcu_head, in mem_entry */
@@ -48,15 +49,15 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 typedef struct mem_store mem_store;
 
-/* Writers and reclamation use the fields before `next`. The read path reads from `next` to the
- * end of the value, one contiguous run (the top comment): `dlen` and `hlen` repeat the embedded
- * value's lengths there so that a get_into does not touch `val`. */
+/* 96 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
+ * the fields before `val`. The read path reads from the value's lengths (in `val`) to the end
+ * of the value, one contiguous run (the top comment). */
 typedef struct mem_entry {
     uint32_t magic;
-    uint8_t queue; /* MEM_MAIN or MEM_SMALL; under the shard mutex */
-    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
-     * under the shard mutex; read under it, and by the release callback (always DEAD there). */
-    _Atomic uint8_t state;
+    /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
+     * shard mutex. A reader that copies without a reference (get_into) checks it did not
+     * move across the copy: a seqlock. */
+    _Atomic uint32_t seq;
     mem_store *store; /* for the release callback */
     union {
         /* Queue links while LIVE, under the shard mutex. `newer` points toward the head. */
@@ -73,16 +74,18 @@ typedef struct mem_entry {
     /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
      * mutex; readers load it relaxed. */
     _Atomic uint64_t expires_ns;
-    uint32_t klen; /* key bytes at `key`; immutable */
-    uint32_t dlen; /* == val.len; immutable (check_size keeps entries under 4 GiB) */
-    uint32_t hlen; /* == val.hdr_len: envelope header bytes between the key and the value */
-    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
-     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
-    _Atomic uint8_t hits;
-    uint8_t kind; /* MEM_VALUE or MEM_LEASE; immutable */
+    uint16_t klen; /* key bytes at `key`; immutable (keys are at most 4 KiB: key.h) */
     /* Metrics class of the key, reported with every event; immutable. Here, in the read run,
      * because a hit counts under it: at the struct's start it cost every hit one more line. */
     uint16_t cls;
+    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
+     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
+    _Atomic uint8_t hits;
+    uint8_t kind;  /* MEM_VALUE or MEM_LEASE; immutable */
+    uint8_t queue; /* MEM_MAIN or MEM_SMALL; under the shard mutex */
+    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
+     * under the shard mutex; read under it, and by the release callback (always DEAD there). */
+    _Atomic uint8_t state;
     unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
 
@@ -147,6 +150,10 @@ struct mem_store {
 
 /* ---- The read side ---- */
 
+/* Readers that wait for an overwrite in place (a short copy under the shard mutex) pause this
+ * many times before they yield the CPU to a writer that may have been preempted. */
+#define MEM_SPIN_YIELD 256u
+
 static inline mem_store *store_of(corral__store *base) {
     mem_store *s = (mem_store *)base;
     CORRAL_CHECK_OBJ(s, MEM_STORE_MAGIC);
@@ -205,6 +212,69 @@ static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
     return n == 0 || a[0] == q[0];
 }
 
+/* ---- Overwrites in place: what readers do about them ----
+ * An overwrite in place (memory_write.c) rewrites an entry's value when only the table holds
+ * it: it swaps the value's refs from 1 to 0, which corral__value_tryref refuses, makes `seq`
+ * odd, writes, makes `seq` even again and puts refs back to 1. A get that takes a reference
+ * therefore waits until refs is not 0 (mem_value_ref_rcu): inside a read-side section refs
+ * is 0 only during such a write, since the table's reference is dropped after a grace period.
+ * A get_into copies without a reference, so it reads `seq` before and after the copy and
+ * copies again if it moved (the seqlock of Linux's seqcount_t; Boehm, "Can seqlocks get along
+ * with programming language memory models?", MSPC 2012). The bytes are copied with memcpy; under
+ * ThreadSanitizer, byte by byte with atomic loads and stores, which it checks. */
+
+static inline void mem_spin(unsigned i) {
+    if (i < MEM_SPIN_YIELD)
+        caa_cpu_relax();
+    else
+        sched_yield();
+}
+
+/* The even `seq` of `e` before a copy of its value. Call inside a read-side section. */
+static inline uint32_t mem_seq_begin(const mem_entry *e) {
+    uint32_t sq;
+    for (unsigned i = 0; (sq = atomic_load_explicit(&e->seq, memory_order_acquire)) & 1u; i++)
+        mem_spin(i);
+    return sq;
+}
+
+/* True when the value copied since mem_seq_begin returned `sq` may be torn: copy again. */
+static inline bool mem_seq_retry(const mem_entry *e, uint32_t sq) {
+#ifndef MEM_TSAN
+    atomic_thread_fence(memory_order_acquire); /* the copy's loads before the check */
+#endif
+    return atomic_load_explicit(&e->seq, memory_order_relaxed) != sq;
+}
+
+/* memcpy from a value an overwrite in place may be rewriting (see above). */
+static inline void mem_copy_out(void *dst, const unsigned char *src, size_t n) {
+#ifdef MEM_TSAN
+    unsigned char *d = dst;
+    for (size_t i = 0; i < n; i++) /* acquire: the loads stay before mem_seq_retry's */
+        d[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
+/* A reference on `e`'s value, waiting out an overwrite in place. Call inside the read-side
+ * section that found `e` in the table. */
+static inline corral_value *mem_value_ref_rcu(mem_entry *e) {
+    for (unsigned i = 0; !corral__value_tryref(&e->val); i++)
+        mem_spin(i);
+    return &e->val;
+}
+
+/* The value's lengths, which an overwrite in place rewrites (with atomic stores) under `seq`:
+ * read with atomic loads by readers that hold no reference. */
+static inline uint32_t mem_dlen(const mem_entry *e) {
+    return __atomic_load_n(&e->val.len, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t mem_hlen(const mem_entry *e) {
+    return __atomic_load_n(&e->val.hdr_len, __ATOMIC_RELAXED);
+}
+
 /* What the read path leaves to the general one: CORRAL__MEM_HOT_SLOW. */
 #define CORRAL__MEM_HOT_SLOW 100
 
@@ -212,14 +282,30 @@ static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
+_Static_assert(offsetof(mem_entry, key) == 96, "the entry header docs/memory-density.md counts");
+
+/* load64 of a stored key's first 16 bytes, which reach into the value when the key is
+ * shorter: an overwrite in place may be writing those bytes, which the masks then discard.
+ * Under ThreadSanitizer the bytes are loaded one by one with atomic loads, so that it sees no
+ * race on bytes the comparison does not use. */
+static inline uint64_t load64_key(const unsigned char *p) {
+#ifdef MEM_TSAN
+    unsigned char b[8];
+    for (unsigned i = 0; i < 8; i++)
+        b[i] = __atomic_load_n(&p[i], __ATOMIC_RELAXED);
+    return load64(b);
+#else
+    return load64(p);
+#endif
+}
 
 /* True when `e` holds the value of "<ks->hdr><key>": the header (at most 16 bytes in a hot
  * scheme) compared as two masked words, then the caller's bytes in place. */
 static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks, const void *key,
                                  size_t key_len) {
     if (e->klen != ks->hdr_len + key_len || e->kind != MEM_VALUE) return false;
-    uint64_t d = ((load64(e->key) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
-                 ((load64(e->key + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1]);
+    uint64_t d = ((load64_key(e->key) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
+                 ((load64_key(e->key + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1]);
     return d == 0 && key_equal(e->key + ks->hdr_len, key, key_len);
 }
 
@@ -248,7 +334,8 @@ static inline int hot_begin(mem_store *s, const corral__keyscheme *ks, const voi
 
 /* The read path's lookup, inside the section hot_begin entered: the entry of "<ks->hdr><key>"
  * (hash `hash`), its hit marked; or NULL with *rc CORRAL_MISS, or CORRAL__MEM_HOT_SLOW when the
- * entry is there but the general path must answer (an envelope header, or expired). */
+ * entry is there but the general path must answer (expired). The caller sends an entry with an
+ * envelope header to the general path too. */
 static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, const void *key,
                                   size_t key_len, uint64_t hash, int *rc) {
     mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
@@ -258,7 +345,7 @@ static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, con
     *rc = CORRAL_MISS;
     if (!e) return NULL;
     uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-    if (e->hlen || (at != MEM_NEVER && clock_now(s) >= at)) {
+    if (at != MEM_NEVER && clock_now(s) >= at) {
         *rc = CORRAL__MEM_HOT_SLOW;
         return NULL;
     }
@@ -295,11 +382,16 @@ static inline int corral__mem_get_into_hot(corral__store *base, const corral__ke
     if (rc != CORRAL_OK) return rc;
     const mem_entry *e = hot_find(s, ks, key, key_len, hash, &rc);
     if (e) {
-        size_t n = e->dlen;
-        *len = n;
         *cls = e->cls;
-        rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
-        if (rc == CORRAL_OK && n) memcpy(buf, e->key + e->klen, n);
+        uint32_t sq;
+        size_t n;
+        do {
+            sq = mem_seq_begin(e);
+            n = mem_dlen(e);
+            rc = mem_hlen(e) ? CORRAL__MEM_HOT_SLOW : n > cap ? CORRAL_ENOSPC : CORRAL_OK;
+            if (rc == CORRAL_OK && n) mem_copy_out(buf, e->key + e->klen, n);
+        } while (mem_seq_retry(e, sq));
+        *len = rc == CORRAL__MEM_HOT_SLOW ? 0 : n;
     }
     return hot_end(s, rc, key, key_len);
 }
@@ -315,11 +407,19 @@ static inline int corral__mem_get_hot(corral__store *base, const corral__keysche
     int rc = hot_begin(s, ks, key, key_len, &hash);
     if (rc != CORRAL_OK) return rc;
     mem_entry *e = hot_find(s, ks, key, key_len, hash, &rc);
-    /* The table's reference cannot go before this section ends, so tryref succeeds. */
-    if (e && CORRAL_ALWAYS(corral__value_tryref(&e->val))) {
-        *out = &e->val;
-        *cls = e->cls;
-        rc = CORRAL_OK;
+    if (e && mem_hlen(e)) {
+        rc = CORRAL__MEM_HOT_SLOW;
+    } else if (e) {
+        corral_value *v = mem_value_ref_rcu(e);
+        if (v->hdr_len) { /* an envelope: the general path reads it (our reference is not the
+                             last: the table holds one until after this section) */
+            corral_value_unref(v);
+            rc = CORRAL__MEM_HOT_SLOW;
+        } else {
+            *out = v;
+            *cls = e->cls;
+            rc = CORRAL_OK;
+        }
     }
     return hot_end(s, rc, key, key_len);
 }

@@ -446,12 +446,19 @@ static void test_tag_bust_without_memory_deletes_the_version_and_still_busts(voi
     const char *tags[] = { "featured" };
     corral_call call = with_tags(tags, 1);
     put(f->c, "a", "old", &call);
+    /* A reference held on the version: the memory store rewrites in place only a value nobody
+     * holds, so the bump must allocate. */
+    char buf[CORRAL__KEYBUF];
+    corral__skey sk = internal(f->c, "tag", "featured", buf);
+    corral_value *held = NULL;
+    assert_int_equal(f->c->store->ops->get(f->c->store, &sk, &held), CORRAL_OK);
     arm(&f->alloc, 1); /* the store cannot allocate the new version */
     int rc = corral_tag_bust(f->c, "featured");
     assert_int_equal(disarm(&f->alloc), 1);
     assert_int_equal(rc, CORRAL_OK);
     assert_false(internal_present(f->c, "tag", "featured"));
     expect_miss(f->c, "a", NULL);
+    corral_value_unref(held);
 }
 
 static void test_set_refuses_bad_tags_and_writes_nothing(void **state) {

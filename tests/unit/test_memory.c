@@ -592,7 +592,8 @@ static void test_mem_open_fails_cleanly_at_every_allocation(void **state) {
 typedef int (*sweep_op)(fx *f);
 
 static int sweep_set(fx *f) {
-    return set(f, "k", "a longer value", CORRAL__NO_EXPIRY);
+    /* Longer than a block of "old" holds, so not an overwrite in place: it allocates. */
+    return set(f, "k", "a value longer than the old block", CORRAL__NO_EXPIRY);
 }
 static int sweep_add(fx *f) {
     return set_mode(f, "new", "v", CORRAL__NO_EXPIRY, CORRAL__SET_NX);
@@ -784,8 +785,27 @@ static void test_mem_concurrent_mixed_ops_keep_the_invariants(void **state) {
 typedef struct rcu_arg {
     fx *f;
     pthread_barrier_t *start;
-    int role; /* 0 writer, 1 reader, 2 holder */
+    int role;      /* 0 writer, 1 reader, 2 holder */
+    bool same_len; /* the writer writes values of one length: every overwrite goes in place */
+    int iters;
 } rcu_arg;
+
+/* A value of 1 + 13 x 20 bytes, all one letter: check_value's shape at a fixed length. */
+static size_t make_value_fixed(char *buf, uint64_t x) {
+    size_t n = 1 + 20 * 13;
+    char c = (char)('a' + x % 26);
+    memset(buf, c, n);
+    buf[0] = 'u'; /* check_any_value reads the length from the first byte */
+    return n;
+}
+
+/* check_value for both shapes: the first byte names the length, the rest are one letter. */
+static void check_any_value(const char *p, size_t n) {
+    assert_true(n >= 1);
+    assert_int_equal(n, 1 + (size_t)(p[0] - 'a') * 13);
+    for (size_t i = 2; i < n; i++)
+        assert_int_equal(p[i], p[1]);
+}
 
 static void *rcu_main(void *p) {
     rcu_arg *a = p;
@@ -794,7 +814,7 @@ static void *rcu_main(void *p) {
     corral_value *held = NULL;
     int rc = pthread_barrier_wait(a->start);
     assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
-    for (int i = 0; i < 20000; i++) {
+    for (int i = 0; i < a->iters; i++) {
         int kl = snprintf(k, sizeof k, "r%d", i % 4);
         corral__skey sk = {
             .data = k, .len = (size_t)kl, .hash = corral__hash_bytes(k, (size_t)kl), .cls = 1
@@ -802,14 +822,14 @@ static void *rcu_main(void *p) {
         size_t len = 0, hlen = 0;
         corral_value *v = NULL;
         if (a->role == 0) {
-            len = make_value(val, (uint64_t)i);
+            len = a->same_len ? make_value_fixed(val, (uint64_t)i) : make_value(val, (uint64_t)i);
             assert_int_equal(
                 s->ops->set(s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0), CORRAL_OK);
         } else if (a->role == 1) {
             if (s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen) == CORRAL_OK)
-                check_value(buf, len);
+                check_any_value(buf, len);
         } else if (s->ops->get(s, &sk, &v) == CORRAL_OK) {
-            check_value(corral_value_data(v), corral_value_len(v));
+            check_any_value(corral_value_data(v), corral_value_len(v));
             corral_value_unref(held);
             held = v;
         }
@@ -818,21 +838,94 @@ static void *rcu_main(void *p) {
     return NULL;
 }
 
-static void test_mem_lock_free_readers_never_see_freed_or_torn_values(void **state) {
-    (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+static void run_rcu_roles(fx *f, bool same_len, int iters) {
     pthread_barrier_t start;
     assert_int_equal(pthread_barrier_init(&start, NULL, 3), 0);
     rcu_arg a[3];
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
-        a[i] = (rcu_arg){ .f = f, .start = &start, .role = i };
+        a[i] =
+            (rcu_arg){ .f = f, .start = &start, .role = i, .same_len = same_len, .iters = iters };
         assert_int_equal(pthread_create(&t[i], NULL, rcu_main, &a[i]), 0);
     }
     for (int i = 0; i < 3; i++)
         assert_int_equal(pthread_join(t[i], NULL), 0);
     assert_int_equal(pthread_barrier_destroy(&start), 0);
+}
+
+static void test_mem_lock_free_readers_never_see_freed_or_torn_values(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    run_rcu_roles(f, false, 20000);
     assert_int_equal(events(&f->rec, CORRAL__ADDED), 20000);
+    fx_close(f);
+}
+
+/* The same with values of one length: every overwrite the holder does not block goes in place,
+ * under readers that copy without a reference (get_into) and take one (get). */
+static void test_mem_readers_never_see_a_torn_overwrite_in_place(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    size_t allocs = atomic_load(&f->ca.allocs);
+    run_rcu_roles(f, true, 8000);
+    assert_int_equal(events(&f->rec, CORRAL__ADDED), 8000);
+    assert_int_equal(events(&f->rec, CORRAL__REPLACED), 8000 - 4);
+    /* Most overwrites allocated nothing: only those a held value blocked did (the holder
+     * holds one of the four keys' values at a time). */
+    assert_true(atomic_load(&f->ca.allocs) - allocs < 8000 * 3 / 4);
+    fx_close(f);
+}
+
+/* A set of a live key with a value of the same size rewrites its entry in place: no
+ * allocation, the same events as a replacing set, the new bytes read back. */
+static void test_mem_overwrite_of_the_same_size_allocates_nothing(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set(f, "k", "first", CORRAL__NO_EXPIRY), CORRAL_OK);
+    size_t allocs = atomic_load(&f->ca.allocs), bytes = used(f);
+    assert_int_equal(set(f, "k", "again", 1000), CORRAL_OK);
+    assert_int_equal(atomic_load(&f->ca.allocs), allocs);
+    assert_int_equal(used(f), bytes);
+    expect_stored(f, "k", "again");
+    assert_int_equal(events(&f->rec, CORRAL__REPLACED), 1);
+    assert_int_equal(events(&f->rec, CORRAL__ADDED), 2);
+    assert_int_equal(set_mode(f, "k", "third", CORRAL__NO_EXPIRY, CORRAL__SET_NX), CORRAL_EXISTS);
+    expect_stored(f, "k", "again");
+    advance_ms(f, 1000); /* the TTL of the overwrite holds */
+    assert_int_equal(get_rc(f, "k"), CORRAL_MISS);
+    assert_int_equal(set(f, "k", "longer value", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(atomic_load(&f->ca.allocs), allocs + 1); /* another size: a new entry */
+    fx_close(f);
+}
+
+/* A value handed out is never rewritten: with a reference held, an overwrite of the same size
+ * takes a new entry, and the holder keeps reading the old bytes. */
+static void test_mem_overwrite_leaves_a_held_value_unchanged(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    assert_int_equal(set(f, "k", "first", CORRAL__NO_EXPIRY), CORRAL_OK);
+    corral__skey sk = ss_key("k");
+    corral_value *held = NULL;
+    assert_int_equal(f->s->ops->get(f->s, &sk, &held), CORRAL_OK);
+    size_t allocs = atomic_load(&f->ca.allocs);
+    assert_int_equal(set(f, "k", "again", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(atomic_load(&f->ca.allocs), allocs + 1);
+    assert_memory_equal(corral_value_data(held), "first", 6);
+    expect_stored(f, "k", "again");
+    corral_value_unref(held);
+    fx_close(f);
+}
+
+/* incr after an overwrite in place reads the new counter. */
+static void test_mem_incr_reads_a_counter_rewritten_in_place(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    int64_t out = 0;
+    assert_int_equal(set(f, "n", "10", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(set(f, "n", "41", CORRAL__NO_EXPIRY), CORRAL_OK); /* in place */
+    assert_int_equal(incr(f, "n", 1, &out), CORRAL_OK);
+    assert_int_equal(out, 42);
+    expect_stored(f, "n", "42");
     fx_close(f);
 }
 
@@ -976,7 +1069,7 @@ static void *stand_on_entry(void *p) {
     st->found = e != NULL;
     pthread_barrier_wait(&st->in);
     pthread_barrier_wait(&st->out);
-    if (e && e->dlen < sizeof st->seen) memcpy(st->seen, e->key + e->klen, e->dlen);
+    if (e && e->val.len < sizeof st->seen) memcpy(st->seen, e->key + e->klen, e->val.len);
     if (e || rc != CORRAL_EBADKEY) (void)hot_end(s, e ? CORRAL_OK : rc, "k", 1);
     return NULL;
 }
@@ -1185,6 +1278,10 @@ int main(void) {
         cmocka_unit_test(test_mem_writes_fail_cleanly_at_every_allocation),
         cmocka_unit_test(test_mem_concurrent_mixed_ops_keep_the_invariants),
         cmocka_unit_test(test_mem_lock_free_readers_never_see_freed_or_torn_values),
+        cmocka_unit_test(test_mem_readers_never_see_a_torn_overwrite_in_place),
+        cmocka_unit_test(test_mem_overwrite_of_the_same_size_allocates_nothing),
+        cmocka_unit_test(test_mem_overwrite_leaves_a_held_value_unchanged),
+        cmocka_unit_test(test_mem_incr_reads_a_counter_rewritten_in_place),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),
         cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
         cmocka_unit_test(test_mem_read_path_compares_the_whole_header),

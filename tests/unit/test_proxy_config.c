@@ -195,6 +195,10 @@ static void test_flag_errors_say_which_flag_value_and_why(void **state) {
         { "--set", "cache.ttll=1",
           "unknown key 'ttll' in [cache] (known: honor_request_cache_control, path_tag_depth, "
           "ttl," },
+        { "--set", "proxy.keep_surrogate_key=maybe",
+          "[proxy] keep_surrogate_key = 'maybe': want true or false" },
+        { "--set", "proxy.targeted_cache_control=a\x01b",
+          "': want off, or a comma list of field names" },
         { "--set", "nosuch.key=1", "[nosuch] key = '1': unknown section" },
         { "--set", "ttl", "--set 'ttl': want SECTION.KEY=VALUE" },
         { "--route", "/blog/ foo=1", "--route '/blog/ foo=1': unknown key 'foo' in [route:blog]" },

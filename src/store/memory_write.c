@@ -1,0 +1,391 @@
+/*
+ * memory_write.c - the memory store's writes: set, add, the guarded set of the near cache,
+ * delete, touch, incr and the leases. memory.c holds the entries, the table and the queues they
+ * change; memory.c's top comment states the invariants and the locking they keep.
+ *
+ * A write builds its entry outside the lock and decides under the mutex of the key's shard,
+ * except an overwrite in place: a set of a key whose entry is live, unexpired and of a block
+ * the size the new entry's would be, and whose value only the table holds,
+ * rewrites that entry's value under the mutex instead (overwrite_locked). No allocation, no
+ * grace period, no free. Readers see the old value or the new one: a get waits for the write
+ * to end before it takes a reference, a get_into copies again if the entry's `seq` moved
+ * (memory_read.h); a value handed out is never rewritten, since a reference held refuses the
+ * write, which then takes the allocating path. docs/memory-store.md has the measurements.
+ */
+#include "memory_internal.h"
+#include "../envelope.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MEM_RETRY 100 /* internal outcome of incr: the key changed, try again */
+/* Values up to this many bytes may be overwritten in place: readers wait for the copy. */
+#define MEM_INPLACE_MAX 4096u
+
+/* ---- Writes ---- */
+
+/* An overwrite of a live entry is an access to its key: the hit mark `old` hands on, raised by
+ * one as a hit raises it (note_hit_rcu). */
+static uint8_t overwritten_hits(const mem_store *s, const mem_entry *old) {
+    uint8_t h = atomic_load_explicit(&old->hits, memory_order_relaxed);
+    return h < s->hit_max ? (uint8_t)(h + 1) : h;
+}
+
+/* Puts the new entry `e` in the table and a queue in place of `old` (NULL when absent), after
+ * evicting what it needs. `old` is reported REPLACED when live, EXPIRED otherwise. A live `old`
+ * hands `e` its hit mark, raised by one, and its place in its queue, as an overwrite in place
+ * keeps it; but under LRU, or when `e` is the larger and eviction may need to run, `e` goes to
+ * the head of `old`'s queue. Then examines a few entries for expiry. Call inside a read-side
+ * section; cannot fail. */
+static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry *old,
+                           uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    unsigned qi = MEM_MAIN;
+    bool live = old && !is_expired(old, now);
+    bool in_place = live && s->policy != CORRAL_EVICT_LRU && entry_bytes(e) <= entry_bytes(old);
+    if (live) {
+        qi = old->queue;
+        atomic_store_explicit(&e->hits, overwritten_hits(s, old), memory_order_relaxed);
+    } else if (s->policy == CORRAL_EVICT_S3FIFO) {
+        qi = corral__mem_ghost_take_locked(sh, e->hash) ? MEM_MAIN : MEM_SMALL;
+    }
+    if (in_place) {
+        /* `e` fits where `old` was: nothing to evict. */
+        corral__mem_queue_replace_locked(sh, old, e);
+        corral__mem_account_locked(s, sh, old, CORRAL__REPLACED);
+    } else if (old) {
+        /* Out of its queue first, so eviction cannot pick it; out of the table last, in one
+         * step with the insertion, so readers never miss the key. */
+        corral__mem_queue_unlink_locked(sh, old);
+        corral__mem_account_locked(s, sh, old, live ? CORRAL__REPLACED : CORRAL__EXPIRED);
+    }
+    if (!in_place) corral__mem_make_room_locked(s, sh, entry_bytes(e), now);
+
+    /* Eviction may have changed the chain: the link to `old` is found now. The mutex keeps
+     * other writers of the key out. */
+    atomic_store_explicit(&e->state, MEM_LIVE, memory_order_relaxed);
+    if (old) {
+        corral__mem_table_replace_locked(s, sh, old, e);
+        corral__mem_entry_retire(s, old);
+    } else {
+        corral__mem_table_insert_locked(s, sh, e);
+    }
+    if (!in_place) corral__mem_queue_push_locked(sh, qi, e);
+    corral__mem_account_locked(s, sh, e, CORRAL__ADDED);
+
+    size_t examined = 0;
+    corral__mem_scan_locked(s, sh, now, MEM_WRITE_SCAN, SIZE_MAX, &examined);
+}
+
+/* ---- Overwrites in place ---- */
+
+/* memcpy into a value that get_into readers may be copying (memory_read.h, mem_copy_out). */
+static void copy_in(unsigned char *dst, const void *src, size_t n) {
+#ifdef MEM_TSAN
+    const unsigned char *q = src;
+    for (size_t i = 0; i < n; i++) /* release: after the store that made `seq` odd */
+        __atomic_store_n(&dst[i], q[i], __ATOMIC_RELEASE);
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
+/* True when a value of `len` bytes under `k` may replace the value of `e`, whose key and
+ * value hold `have` bytes, in `e`'s block: the same metrics class (the events name it), a
+ * small value (readers wait for the copy), and a block of the same size, so the accounting
+ * and the block's free are what they would have been. (A block of the same cost would hold it
+ * with glibc, but not with an allocator that gives the bytes asked, as the sanitizers' do,
+ * and the size the block is freed with must be the size it was allocated with.) */
+static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k, size_t len) {
+    return e->cls == k->cls && len <= MEM_INPLACE_MAX &&
+           corral__mem_entry_bytes(e->klen, have) == corral__mem_entry_bytes(k->len, len);
+}
+
+/* Rewrites the value of `e` (LIVE, unexpired, fits_in_place) with `len` bytes at `val`,
+ * expiring at `at`, if the table holds the only reference to it; returns false, having
+ * changed nothing, otherwise. The events and the queue see what a replacing set does: `e`
+ * reported REPLACED then ADDED, its place in the queue kept and its hit mark raised. */
+static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const void *val, size_t len,
+                             uint64_t at, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    uint32_t one = 1;
+    /* refs 0 keeps gets out until the write ends (tryref refuses 0); acquire: the last
+     * holder's reads are done. */
+    if (!atomic_compare_exchange_strong_explicit(&e->val.refs, &one, 0, memory_order_acquire,
+                                                 memory_order_relaxed))
+        return false;
+    /* The entry keeps its place (LRU: goes to the head) and counts the overwrite as a hit:
+     * publish_locked does the same for an entry it replaces. */
+    bool to_head = s->policy == CORRAL_EVICT_LRU;
+    if (to_head) corral__mem_queue_unlink_locked(sh, e);
+    atomic_store_explicit(&e->hits, overwritten_hits(s, e), memory_order_relaxed);
+    corral__mem_account_locked(s, sh, e, CORRAL__REPLACED);
+
+    size_t hdr = corral__env_hdr_len(val, len);
+    unsigned char *data = e->key + e->klen;
+    uint32_t sq = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, sq + 1, memory_order_relaxed);
+#ifndef MEM_TSAN
+    atomic_thread_fence(memory_order_release); /* `seq` odd before the bytes change */
+#endif
+    copy_in(data, val, len);
+    copy_in(data + len, "", 1);
+    /* Readers without a reference load the lengths atomically (mem_dlen, mem_hlen); `data` is
+     * read by holders of a reference only: none now. */
+    __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
+    __atomic_store_n(&e->val.hdr_len, (uint32_t)hdr, __ATOMIC_RELAXED);
+    e->val.data = data + hdr;
+    atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
+    atomic_store_explicit(&e->val.refs, 1, memory_order_release);
+
+    if (to_head) corral__mem_queue_push_locked(sh, e->queue, e);
+    corral__mem_account_locked(s, sh, e, CORRAL__ADDED);
+    size_t examined = 0;
+    corral__mem_scan_locked(s, sh, now, MEM_WRITE_SCAN, SIZE_MAX, &examined);
+    return true;
+}
+
+/* set and add of a value, in place when they can: true when it decided the write (*rc its
+ * outcome), false when the allocating path must (no live entry of the key, a block of another
+ * cost, a reference held on the value). */
+static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, const void *val,
+                           size_t len, uint64_t at, corral__set_mode mode,
+                           corral__mem_guard_fn still, void *still_ctx, uint64_t now, int *rc) {
+    bool done = false;
+    read_lock(s);
+    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    /* A first look without the mutex, at lengths that may be changing: a size that cannot fit
+     * does not take the mutex twice. */
+    if (e && fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), k, len)) {
+        shard_lock(sh);
+        if (load_state(e) == MEM_LIVE && !is_expired(e, now) &&
+            fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, k, len)) {
+            done = true;
+            if (still && !still(still_ctx))
+                *rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
+            else if (mode == CORRAL__SET_NX)
+                *rc = CORRAL_EXISTS;
+            else if (overwrite_locked(s, sh, e, val, len, at, now))
+                *rc = CORRAL_OK;
+            else
+                done = false;
+        }
+        shard_unlock(sh);
+    }
+    read_unlock(s);
+    return done;
+}
+
+/* ---- Writes that allocate ---- */
+
+/* The write path of set, add and lease_acquire: an overwrite in place when it can be; else
+ * builds the entry outside the lock, then decides under the shard mutex. */
+static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
+                       size_t len, int64_t ttl_ms, corral__set_mode mode,
+                       corral__mem_guard_fn still, void *still_ctx) {
+    mem_shard *sh = shard_of(s, k->hash);
+    int rc = corral__mem_check_size(s, sh, k->len, len, kind);
+    if (rc != CORRAL_OK) return rc;
+    uint64_t now = clock_now(s);
+    uint64_t at = corral__mem_expiry_at(now, ttl_ms);
+    if (kind == MEM_VALUE && len <= MEM_INPLACE_MAX &&
+        write_in_place(s, sh, k, val, len, at, mode, still, still_ctx, now, &rc))
+        return rc;
+    mem_entry *e = corral__mem_entry_new(s, k, kind, val, len, at);
+    if (!e) return CORRAL_ENOMEM;
+
+    read_lock(s);
+    /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
+     * mutex, an entry still LIVE is still in the table, so still the key's entry. */
+    mem_entry *old = lookup_rcu(s, k, kind);
+    shard_lock(sh);
+    if (!old || load_state(old) != MEM_LIVE) old = lookup_rcu(s, k, kind);
+    bool live = old && !is_expired(old, now);
+    if (still && !still(still_ctx)) {
+        rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
+    } else if (mode == CORRAL__SET_NX && live) {
+        rc = CORRAL_EXISTS;
+    } else if (mode == CORRAL__SET_XX && !live) {
+        if (old) corral__mem_remove_locked(s, sh, old, CORRAL__EXPIRED);
+        rc = CORRAL_MISS;
+    } else {
+        publish_locked(s, sh, e, old, now);
+        e = NULL;
+        rc = CORRAL_OK;
+    }
+    shard_unlock(sh);
+    read_unlock(s);
+    corral__mem_entry_discard(s, e);
+    return rc;
+}
+
+/* Removes the live entry `k` of keyspace `kind` if `token` is NULL or equals its value (a
+ * lease's owner); an expired one goes as EXPIRED. CORRAL_OK when a live entry was removed,
+ * CORRAL_MISS otherwise. */
+static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const void *token,
+                      size_t token_len) {
+    mem_shard *sh = shard_of(s, k->hash);
+    uint64_t now = clock_now(s);
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    shard_lock(sh);
+    mem_entry *e = lookup_rcu(s, k, kind);
+    if (e && is_expired(e, now)) {
+        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+    } else if (e && (!token || (e->val.len == token_len &&
+                                (token_len == 0 || memcmp(e->val.data, token, token_len) == 0)))) {
+        corral__mem_remove_locked(s, sh, e, CORRAL__DELETED);
+        rc = CORRAL_OK;
+    }
+    shard_unlock(sh);
+    read_unlock(s);
+    return rc;
+}
+
+/* Parses a stored counter: optional '-', then 1 to 19 digits. CORRAL_ENOTINT when the text is
+ * not of that form, CORRAL_ERANGE when it is but does not fit an int64. */
+static int parse_int64(const unsigned char *p, size_t n, int64_t *out) {
+    size_t i = (n && p[0] == '-') ? 1 : 0;
+    if (i == n || n - i > 19) return CORRAL_ENOTINT;
+    uint64_t v = 0; /* 19 digits fit: 10^19 - 1 < 2^64 */
+    for (size_t j = i; j < n; j++) {
+        if (p[j] < '0' || p[j] > '9') return CORRAL_ENOTINT;
+        v = v * 10 + (uint64_t)(p[j] - '0');
+    }
+    if (i) {
+        if (v > (uint64_t)INT64_MAX + 1) return CORRAL_ERANGE;
+        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+    } else {
+        if (v > (uint64_t)INT64_MAX) return CORRAL_ERANGE;
+        *out = (int64_t)v;
+    }
+    return CORRAL_OK;
+}
+
+/* No write flag means anything to the memory store: `flags` is ignored (store.h). */
+int corral__mem_op_set(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                       int64_t ttl_ms, corral__set_mode mode, unsigned flags) {
+    (void)flags;
+    mem_store *s = store_of(base);
+    if (ttl_ms <= 0) return CORRAL_EINVAL; /* the layer above turns TTL 0 into a delete */
+    return write_entry(s, k, MEM_VALUE, val, len, ttl_ms, mode, NULL, NULL);
+}
+
+int corral__mem_set_guarded(corral__store *base, const corral__skey *k, const void *val, size_t len,
+                            int64_t ttl_ms, corral__mem_guard_fn still, void *ctx) {
+    return write_entry(store_of(base), k, MEM_VALUE, val, len, ttl_ms, CORRAL__SET_ALWAYS, still,
+                       ctx);
+}
+
+int corral__mem_op_del(corral__store *base, const corral__skey *k) {
+    return remove_key(store_of(base), k, MEM_VALUE, NULL, 0);
+}
+
+int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
+    mem_store *s = store_of(base);
+    if (ttl_ms <= 0) return CORRAL_EINVAL;
+    mem_shard *sh = shard_of(s, k->hash);
+    uint64_t now = clock_now(s);
+    int rc = CORRAL_MISS;
+    read_lock(s);
+    shard_lock(sh);
+    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    if (e && is_expired(e, now)) {
+        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+    } else if (e) {
+        uint64_t at = corral__mem_expiry_at(now, ttl_ms);
+        sh->expiring -= atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
+        sh->expiring += at != MEM_NEVER;
+        atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
+        rc = CORRAL_OK;
+    }
+    shard_unlock(sh);
+    read_unlock(s);
+    return rc;
+}
+
+/* incr reads the counter and allocates the new entry without the mutex, then publishes it
+ * only if the entry it read is still the key's entry with the value it read (the entry cannot
+ * be freed and reused within one read-side section, and an overwrite in place moves its
+ * `seq`); otherwise it tries again. */
+int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
+    mem_store *s = store_of(base);
+    mem_shard *sh = shard_of(s, k->hash);
+    if (out) *out = 0;
+    for (;;) {
+        uint64_t now = clock_now(s);
+        int rc = CORRAL_OK;
+        int64_t cur = 0, next = 0;
+        char text[24];
+        mem_entry *ne = NULL;
+        read_lock(s);
+        mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+        if (!e || is_expired(e, now)) {
+            if (e) corral__mem_reap_rcu(s, e, now);
+            rc = CORRAL_MISS;
+            goto done;
+        }
+        /* A value with an envelope (tags, times) is not a plain integer. Read under `seq`:
+         * an overwrite in place may be rewriting it. */
+        unsigned char digits[20];
+        uint32_t sq = mem_seq_begin(e);
+        size_t dl = mem_dlen(e);
+        bool plain = mem_hlen(e) == 0 && dl <= sizeof digits;
+        if (plain) mem_copy_out(digits, e->key + e->klen, dl);
+        if (mem_seq_retry(e, sq)) {
+            rc = MEM_RETRY;
+            goto done;
+        }
+        rc = plain ? parse_int64(digits, dl, &cur) : CORRAL_ENOTINT;
+        if (rc != CORRAL_OK) goto done;
+        if (__builtin_add_overflow(cur, delta, &next)) {
+            rc = CORRAL_ERANGE;
+            goto done;
+        }
+        int n = snprintf(text, sizeof text, "%" PRId64, next);
+        if (CORRAL_NEVER(n < 0 || (size_t)n >= sizeof text)) {
+            rc = CORRAL_ERANGE;
+            goto done;
+        }
+        rc = corral__mem_check_size(s, sh, k->len, (size_t)n, MEM_VALUE);
+        if (rc != CORRAL_OK) goto done;
+        ne = corral__mem_entry_new(s, k, MEM_VALUE, text, (size_t)n, MEM_NEVER);
+        if (!ne) {
+            rc = CORRAL_ENOMEM;
+            goto done;
+        }
+        shard_lock(sh);
+        if (lookup_rcu(s, k, MEM_VALUE) == e && !is_expired(e, now) &&
+            atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
+            atomic_store_explicit(&ne->expires_ns,
+                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed),
+                                  memory_order_relaxed);
+            publish_locked(s, sh, ne, e, now);
+            ne = NULL;
+        } else {
+            rc = MEM_RETRY;
+        }
+        shard_unlock(sh);
+    done:
+        read_unlock(s);
+        corral__mem_entry_discard(s, ne);
+        if (rc == MEM_RETRY) continue; /* another writer got there first */
+        if (rc == CORRAL_OK && out) *out = next;
+        return rc;
+    }
+}
+
+int corral__mem_op_lease_acquire(corral__store *base, const corral__skey *k, const void *token,
+                                 size_t token_len, int64_t ttl_ms) {
+    mem_store *s = store_of(base);
+    if (ttl_ms <= 0 || ttl_ms == CORRAL__NO_EXPIRY) return CORRAL_EINVAL; /* leases expire */
+    return write_entry(s, k, MEM_LEASE, token, token_len, ttl_ms, CORRAL__SET_NX, NULL, NULL);
+}
+
+int corral__mem_op_lease_release(corral__store *base, const corral__skey *k, const void *token,
+                                 size_t token_len) {
+    static const char none[1];
+    return remove_key(store_of(base), k, MEM_LEASE, token ? token : none, token_len);
+}
