@@ -399,11 +399,15 @@ int cli_purge(int argc, char **argv) {
         fprintf(stderr, "corral purge: %s: %s\n", admin, why);
         return CLI_FAIL;
     }
-    /* The admin answers "purged N" for a URL (N = objects removed), "purged" otherwise. */
+    /* The admin answers "purged N" (a URL: its record, 0 or 1; a key: objects; a prefix: URLs),
+     * or "purged at least N"; only a URL purge that found nothing is a miss. */
     long purged = -1;
-    if (r.status == 200 && strncmp(r.body, "purged ", 7) == 0)
-        purged = strtol(r.body + 7, NULL, 10);
-    int ec = r.status == 200   ? (purged == 0 ? CLI_MISS : CLI_OK)
+    if (r.status == 200 && strncmp(r.body, "purged ", 7) == 0) {
+        const char *n = r.body + 7;
+        if (strncmp(n, "at least ", 9) == 0) n += 9;
+        if (*n >= '0' && *n <= '9') purged = strtol(n, NULL, 10);
+    }
+    int ec = r.status == 200   ? (url && purged == 0 ? CLI_MISS : CLI_OK)
              : r.status == 400 ? CLI_USAGE
                                : CLI_FAIL;
     r.body[strcspn(r.body, "\r\n")] = '\0';

@@ -147,6 +147,23 @@ static void respond_text(aconn *ac, unsigned status, const char *reason, const c
     respond(ac, status, reason, "text/plain; charset=utf-8", body, strlen(body));
 }
 
+/* A prefix or key purge's answer: "purged N" (or "purged at least N") and X-Purged: N. */
+static void purged(aconn *ac, const px_purge_count *count) {
+    if (count->n < 0) {
+        respond_text(ac, 200, "OK", "purged (count unknown: store error)\n");
+        return;
+    }
+    char body[64], field[48];
+    int b = snprintf(body, sizeof body, "purged %s%lld\n", count->at_least ? "at least " : "",
+                     (long long)count->n);
+    int f = snprintf(field, sizeof field, "X-Purged: %lld\r\n", (long long)count->n);
+    if (b < 0 || (size_t)b >= sizeof body || f < 0 || (size_t)f >= sizeof field) {
+        respond_text(ac, 200, "OK", "purged\n");
+        return;
+    }
+    respond_with(ac, 200, "OK", "text/plain; charset=utf-8", field, body, (size_t)b);
+}
+
 /* A purge that failed: 503, saying whether anything was purged. */
 static void purge_failed(aconn *ac, int rc) {
     if (rc == PX_ESTAMP)
@@ -241,7 +258,6 @@ static void handle(aconn *ac, const corral_http_msg *m) {
                      sizeof need - 1);
         return;
     }
-    char body[256];
     if (m->method == CORRAL_HTTP_GET && target_is(m, "/metrics")) {
         char *text = NULL;
         size_t len = 0;
@@ -290,8 +306,8 @@ static void handle(aconn *ac, const corral_http_msg *m) {
         const px_route *r =
             px_route_match(cfg, path ? path : "/", path ? pk_len - (size_t)(path - pk) : 1);
         if (rc > 0) px_metrics_add(pm, r->slot, PX_M_purges_total, 1);
-        int n = snprintf(body, sizeof body, "purged %d\n", rc);
-        respond_text(ac, 200, "OK", n > 0 && (size_t)n < sizeof body ? body : "purged\n");
+        px_purge_count count = { rc, false };
+        purged(ac, &count);
         return;
     }
     static const char key_path[] = "/purge/key/", prefix_path[] = "/purge/prefix/";
@@ -305,12 +321,13 @@ static void handle(aconn *ac, const corral_http_msg *m) {
             return;
         }
         atomic_fetch_add_explicit(&pm->purge_requests[PX_PURGE_KEY], 1, memory_order_relaxed);
-        int rc = px_purge_key(px, key, klen);
+        px_purge_count count;
+        int rc = px_purge_key(px, key, klen, &count);
         if (rc < 0) {
             purge_failed(ac, rc);
             return;
         }
-        respond_text(ac, 200, "OK", "purged\n");
+        purged(ac, &count);
         return;
     }
     if (m->method == CORRAL_HTTP_POST && m->target_len >= sizeof prefix_path - 1 &&
@@ -328,12 +345,13 @@ static void handle(aconn *ac, const corral_http_msg *m) {
             plen += 1;
         }
         atomic_fetch_add_explicit(&pm->purge_requests[PX_PURGE_PREFIX], 1, memory_order_relaxed);
-        int rc = px_purge_prefix(px, cfg, path, plen);
+        px_purge_count count;
+        int rc = px_purge_prefix(px, cfg, path, plen, &count);
         if (rc < 0) {
             purge_failed(ac, rc);
             return;
         }
-        respond_text(ac, 200, "OK", "purged\n");
+        purged(ac, &count);
         return;
     }
     respond_text(ac, 404, "Not Found",

@@ -596,6 +596,10 @@ size_t px_conn_framing(px_conn *c, const corral_http_msg *resp, char *buf, size_
 
 int px_conn_send_head(px_conn *c, const corral_http_msg *resp, px_result r) {
     c->req.status = resp->status;
+    corral_http_header kept[PX_OBJ_MAX_HEADERS]; /* Surrogate-Key and the like go no further */
+    corral_http_msg view;
+    if (c->req.cfg && px_client_view(c->req.cfg, resp, kept, PX_OBJ_MAX_HEADERS, &view) == 0)
+        resp = &view;
     char framing[64], extra[160];
     size_t flen = px_conn_framing(c, resp, framing, sizeof framing);
     size_t elen = px_conn_extra(c, r, extra, sizeof extra);

@@ -348,6 +348,12 @@ static int set_proxy(loader *ld, const char *key, const char *val) {
     }
     if (!strcmp(key, "admin_allow_remote")) return parse_bool(val, &cfg->admin_allow_remote);
     if (!strcmp(key, "x_cache_header")) return parse_bool(val, &cfg->x_cache_header);
+    if (!strcmp(key, "keep_surrogate_key")) return parse_bool(val, &cfg->keep_surrogate_key);
+    if (!strcmp(key, "targeted_cache_control")) {
+        size_t n;
+        if (!strcmp(val, "off")) val = "";
+        return parse_names(val, cfg->cc_targets, sizeof cfg->cc_targets, &n);
+    }
     return false;
 }
 
@@ -707,6 +713,7 @@ void px_config_defaults(px_config *cfg) {
     cfg->purge_margin_ms = PX_STAMP_MARGIN_MS;
     cfg->path_tag_depth = 4;
     cfg->x_cache_header = true;
+    memcpy(cfg->cc_targets, "cdn-cache-control", 18);
     memcpy(cfg->access_log, "-", 2);
     cfg->log_fd = -1;
     px_route *d = &cfg->routes[0];
@@ -749,6 +756,7 @@ static bool resolve_routes(loader *ld, px_error *err) {
         p->keep_ms = pick(s->keep_ms, ld->cache.keep_ms, p->keep_ms);
         p->max_ttl_ms = pick(s->max_ttl_ms, ld->cache.max_ttl_ms, 0);
         if (ld->honor_cc >= 0) p->honor_request_cache_control = ld->honor_cc;
+        p->cc_targets = cfg->cc_targets[0] ? cfg->cc_targets : NULL; /* cfg is not moved */
         r->hit_for_pass_ms = pick(s->hfp_ms, ld->cache.hfp_ms, 10000);
         for (size_t j = 0; j < i; j++) {
             if (strcmp(cfg->routes[j].prefix, r->prefix) == 0) {

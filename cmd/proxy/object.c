@@ -15,6 +15,7 @@
  *        the stored head (corral_http_write_stored_head), the body. Tagged with its
  *        Surrogate-Key tokens ("s:<key>").
  *   ~purge:<what>   a purge stamp (below).
+ *   ~tn:<tag>, ~tm:<tag>:<n>   the tag's member index, for purge counts (below).
  *
  * A lookup reads the vary record, computes the request's variant key from its spec, and reads
  * the variant under the record's generation. Purging a URL deletes its record: every variant
@@ -327,7 +328,127 @@ static int vrec_put(corral *cache, const px_config *cfg, const px_route *r, cons
     int rc = add ? corral_add(cache, key, klen, buf, len, ttl_ms, &call)
                  : corral_set(cache, key, klen, buf, len, ttl_ms, &call);
     if (buf != stack) free(buf);
+    if (rc == CORRAL_OK) px_tag_note(cache, tags, call.n_tags, key, klen, ttl_ms);
     return rc;
+}
+
+/* ---- Tag members, for purge counts ----
+ *
+ * A tag bust is O(1) and tells nothing of what it invalidated, so each entry written with a tag
+ * is also noted under it: "~tn:<tag>" counts the notes (corral_incr: atomic on every store, so
+ * proxies sharing Redis never take the same number) and "~tm:<tag>:<n>" holds the n-th
+ * entry's key, with the entry's TTL. A purge reads the last PX_TAG_COUNT_MAX notes, removes
+ * repeats and counts the keys that still read as valid (tags checked), before its bust: that is
+ * what the bust invalidates. Entries noted long ago (more than PX_TAG_COUNT_MAX notes back, or
+ * past the counter's day) are not counted, nor a fill's note that races the purge: a count can
+ * be low, never high. A note that fails only makes a later count low. */
+
+#define TN_PREFIX    "~tn:"
+#define TM_PREFIX    "~tm:"
+#define TN_TTL_MS    86400000
+#define TAG_KEY_ROOM (4 + TAG_INLINE_MAX + 2 + 1 + 20 + 1)
+
+static size_t tag_counter_key(const char *tag, char *out) {
+    size_t n = strlen(tag);
+    memcpy(out, TN_PREFIX, 4);
+    memcpy(out + 4, tag, n);
+    return 4 + n;
+}
+
+static size_t tag_member_key(const char *tag, int64_t i, char *out) {
+    size_t n = strlen(tag);
+    memcpy(out, TM_PREFIX, 4);
+    memcpy(out + 4, tag, n);
+    int w = snprintf(out + 4 + n, 22, ":%lld", (long long)i);
+    return 4 + n + (w > 0 ? (size_t)w : 0);
+}
+
+void px_tag_note(corral *cache, const char *const *tags, size_t n_tags, const char *key,
+                 size_t key_len, int64_t ttl_ms) {
+    for (size_t t = 0; t < n_tags; t++) {
+        if (strlen(tags[t]) > TAG_INLINE_MAX + 2) continue; /* names are hashed before that */
+        char ck[TAG_KEY_ROOM], mk[TAG_KEY_ROOM];
+        size_t cl = tag_counter_key(tags[t], ck);
+        int64_t i = 0;
+        int rc = corral_incr(cache, ck, cl, 1, NULL, &i);
+        if (rc == CORRAL_MISS) {
+            rc = corral_add(cache, ck, cl, "1", 1, TN_TTL_MS, NULL);
+            i = 1;
+            if (rc == CORRAL_EXISTS) rc = corral_incr(cache, ck, cl, 1, NULL, &i);
+        }
+        if (rc != CORRAL_OK) continue;
+        size_t ml = tag_member_key(tags[t], i, mk);
+        (void)corral_set(cache, mk, ml, key, key_len, ttl_ms, NULL);
+    }
+}
+
+static int cmp_buf(const void *a, const void *b) {
+    const corral_buf *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->data, y->data, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+int64_t px_tag_count(corral *cache, const char *tag, bool *more) {
+    *more = false;
+    if (strlen(tag) > TAG_INLINE_MAX + 2) return PX_EINVAL;
+    char ck[TAG_KEY_ROOM];
+    size_t cl = tag_counter_key(tag, ck);
+    corral_value *v = NULL;
+    int rc = corral_get(cache, ck, cl, NULL, &v);
+    if (rc == CORRAL_MISS) return 0;
+    if (rc != CORRAL_OK) return px_from_corral(rc);
+    char num[24];
+    size_t nl = corral_value_len(v) < sizeof num - 1 ? corral_value_len(v) : sizeof num - 1;
+    memcpy(num, corral_value_data(v), nl);
+    num[nl] = '\0';
+    corral_value_unref(v);
+    int64_t last = strtoll(num, NULL, 10);
+    if (last <= 0) return 0;
+    int64_t first = last > PX_TAG_COUNT_MAX ? last - PX_TAG_COUNT_MAX + 1 : 1;
+    *more = first > 1;
+    size_t n = (size_t)(last - first + 1);
+    corral_buf *keys = calloc(n, sizeof *keys);
+    char *names = malloc(n * TAG_KEY_ROOM);
+    corral_value **vals = calloc(n, sizeof *vals);
+    int64_t count = PX_ENOMEM;
+    if (!keys || !names || !vals) goto done;
+    for (size_t k = 0; k < n; k++) {
+        keys[k].data = names + k * TAG_KEY_ROOM;
+        keys[k].len = tag_member_key(tag, first + (int64_t)k, names + k * TAG_KEY_ROOM);
+    }
+    rc = corral_get_many(cache, keys, n, NULL, vals, NULL);
+    if (rc != CORRAL_OK) {
+        count = px_from_corral(rc);
+        goto done;
+    }
+    /* The members' keys, each once. */
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (!vals[k]) continue;
+        keys[m].data = corral_value_data(vals[k]);
+        keys[m].len = corral_value_len(vals[k]);
+        m++;
+    }
+    qsort(keys, m, sizeof *keys, cmp_buf);
+    size_t u = 0;
+    for (size_t k = 0; k < m; k++)
+        if (u == 0 || cmp_buf(&keys[u - 1], &keys[k]) != 0) keys[u++] = keys[k];
+    size_t found = 0;
+    corral_value **live = calloc(u ? u : 1, sizeof *live);
+    if (!live) goto done;
+    rc = u ? corral_get_many(cache, keys, u, NULL, live, &found) : CORRAL_OK;
+    for (size_t k = 0; k < u; k++)
+        corral_value_unref(live[k]);
+    free(live);
+    count = rc == CORRAL_OK ? (int64_t)found : px_from_corral(rc);
+done:
+    for (size_t k = 0; vals && k < n; k++)
+        corral_value_unref(vals[k]);
+    free(vals);
+    free(names);
+    free(keys);
+    return count;
 }
 
 int px_vrec_set_hfp(corral *cache, const px_route *r, const char *pk, size_t pk_len,
@@ -496,6 +617,7 @@ int px_obj_commit(corral *cache, const px_config *cfg, const px_route *r, px_obj
         }
         return PX_COMMIT_PURGED;
     }
+    px_tag_note(cache, tags, n_tags, okey, olen, store_ttl_ms);
     if (corral_get(cache, okey, olen, NULL, out) != CORRAL_OK) *out = NULL;
     return 0;
 }

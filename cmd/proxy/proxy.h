@@ -131,6 +131,7 @@ int px_from_corral(int rc);
 #define PX_ORIGIN_MAX_HEADERS 128   /* fields of an origin response head */
 #define PX_ORIGIN_MAX_HEAD    65536 /* bytes of an origin response head */
 #define PX_OBJ_MAX_HEADERS    256   /* fields of a stored head (a freshened one may grow) */
+#define PX_MAX_RANGES         16    /* ranges of one Range request; more: the whole answer */
 
 /* ---- Small helpers (util.c) ---- */
 
@@ -177,6 +178,13 @@ typedef struct px_route {
 typedef struct px_config {
     uint32_t magic;
     atomic_uint refs;
+
+    /* Fields meant for the proxy alone (reloadable). */
+    bool keep_surrogate_key; /* pass Surrogate-Key on to clients (default: strip it) */
+    char cc_targets[128];    /* targeted cache-control fields obeyed and stripped before the
+                                client (RFC 9213), "corral-cache-control,cdn-cache-control";
+                                every route's policy points here ("" none) */
+
     /* Fixed at startup; a reload that changes them is refused with a warning. */
     char origin_host[256]; /* numeric address or name, resolved at startup */
     char origin_port[8];
@@ -634,6 +642,14 @@ typedef struct px_request {
     bool close_delimited; /* the response body ends with the connection */
     bool uncoalesced;     /* do not join flights any more (after a wake-up or a timeout) */
     unsigned wakes;
+    /* A 206 being streamed from a busy object (deliver.c): the ranges, ascending, the next one
+     * to send, whether its multipart header went out, the multipart boundary ("" for one). */
+    bool range_led; /* a Range miss waiting on the fetch it started itself (counted a miss) */
+    corral_http_range ranges[PX_MAX_RANGES];
+    size_t n_ranges, range_i;
+    bool range_open;
+    uint64_t range_length; /* the representation's length */
+    char boundary[24];
 } px_request;
 
 typedef struct px_conn {
@@ -809,6 +825,16 @@ int px_obj_commit(corral *cache, const px_config *cfg, const px_route *r, px_obj
 int64_t px_purged_since(corral *cache, const px_config *cfg, const px_route *r, const char *pk,
                         size_t pk_len, const char *const *tags, size_t n_tags, int64_t start_ms,
                         bool error_is_purge);
+/* Notes store key `key` as carrying each of `tags` (for purge counts), for `ttl_ms`. Best
+ * effort: a failure only makes a later count low. */
+void px_tag_note(corral *cache, const char *const *tags, size_t n_tags, const char *key,
+                 size_t key_len, int64_t ttl_ms);
+/* The number of entries noted under `tag` (px_tag_note) that still read as valid, each once:
+ * what busting the tag now invalidates. Reads at most the last PX_TAG_COUNT_MAX notes (`*more`
+ * says there were older ones: the count is then a lower bound). Returns the count or a PX_E*
+ * code. */
+#define PX_TAG_COUNT_MAX 4096
+int64_t px_tag_count(corral *cache, const char *tag, bool *more);
 /* Writes the purge stamp of `name` (a vary key, a tag, or "*"): the time `now_ms`, or the
  * stamp's own time when that is later (a purge that took its time before a newer one wrote its
  * stamp does not move it back; the two may still interleave, which the margin covers). Returns
@@ -834,10 +860,20 @@ int px_stamp_write(corral *cache, const char *name, size_t len, int64_t now_ms);
  * code: a store error (nothing purged), or PX_ESTAMP (purged, but the purge stamp could not be
  * written: a fill in flight may store the old answer again, so the purge should be retried). */
 int px_purge_url(px_proxy *px, const px_config *cfg, const char *pk, size_t pk_len);
-/* Purges every object under a path prefix (whole segments). Returns 0 or < 0 (as above). */
-int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len);
-/* Purges every object with a surrogate key. Returns 0 or < 0 (as above). */
-int px_purge_key(px_proxy *px, const char *key, size_t len);
+/* What a prefix or key purge invalidated: `n` (-1 when the store could not tell), a lower
+ * bound when `at_least`. */
+typedef struct px_purge_count {
+    int64_t n;
+    bool at_least;
+} px_purge_count;
+/* Purges every object under a path prefix (whole segments); `*count` is the number of URLs
+ * (vary records, each with all its variants), or for "/" the store's entries of the routes.
+ * Returns 0 or < 0 (as above). */
+int px_purge_prefix(px_proxy *px, const px_config *cfg, const char *path, size_t len,
+                    px_purge_count *count);
+/* Purges every object with a surrogate key; `*count` is the number of objects (variants).
+ * Returns 0 or < 0 (as above). */
+int px_purge_key(px_proxy *px, const char *key, size_t len, px_purge_count *count);
 
 /* ---- Requests (request.c) ---- */
 
@@ -856,10 +892,22 @@ void px_request_release(px_conn *c);
 
 /* ---- Delivery (deliver.c) ---- */
 
+/* Makes `out` the client's view of response head `m`: without the fields meant for the proxy
+ * alone (Surrogate-Key unless cfg->keep_surrogate_key, the targeted cache-control fields of
+ * cfg->cc_targets), their array in `tmp` (room for `max`). Returns 0, or PX_ETOOBIG with `out`
+ * the unfiltered `m`. Any thread. */
+int px_client_view(const px_config *cfg, const corral_http_msg *m, corral_http_header *tmp,
+                   size_t max, corral_http_msg *out);
 /* Answers the connection's request from stored object `v` (the reference is taken). */
 void px_cache_serve(px_conn *c, corral_value *v, px_result r, const char *reason);
-/* Answers the connection's request from the object it holds (c->req.obj), `age_s` old. */
+/* Answers the connection's request from the object it holds (c->req.obj), `age_s` old: the
+ * whole response, or the ranges a Range asks for (206, or 416 when none can be served). */
 void px_cache_answer(px_conn *c, px_result r, const char *reason, int64_t age_s);
+/* A Range request about to stream busy object `b` (whose parsed head is `head`, `age_s` old):
+ * when the ranges can be served as the body arrives (a Content-Length, ascending ranges), sends
+ * the 206 (or 416) head and streams the ranges, taking the reference, and returns true; false
+ * (nothing sent, `b` still the caller's) to stream the whole answer instead. */
+bool px_cache_stream_ranges(px_conn *c, px_busy *b, const corral_http_msg *head, int64_t age_s);
 /* The busy object the connection streams grew or ended (inbox), or its write queue drained:
  * send what there is. */
 void px_cache_stream(px_conn *c);

@@ -176,15 +176,17 @@ static bool stream_from(px_conn *c, px_busy *b) {
         return false;
     }
     px_obj_release(&rq->obj); /* a stale copy being revalidated */
-    rq->result = PX_R_COALESCED;
-    rq->reason = "coalesced (streamed)";
+    px_result res = rq->range_led ? PX_R_MISS : PX_R_COALESCED;
+    rq->result = res;
+    rq->reason = rq->range_led ? "range miss (streamed)" : "coalesced (streamed)";
     unsigned cs = corral_http_conditional_status(&rq->msg, &o.head, now);
     if (cs == 304 || cs == 412) {
         px_busy_unref(b);
-        px_conn_not_modified(c, &o.head, cs, PX_R_COALESCED);
+        px_conn_not_modified(c, &o.head, cs, res);
         return true;
     }
-    if (px_conn_send_head(c, &o.head, PX_R_COALESCED) < 0) {
+    if (px_cache_stream_ranges(c, b, &o.head, d.age_s)) return true;
+    if (px_conn_send_head(c, &o.head, res) < 0) {
         px_busy_unref(b);
         px_conn_simple(c, 502, "Bad Gateway", "response head too large\n", PX_R_ERROR,
                        "head too large");
@@ -221,6 +223,17 @@ static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_de
     corral_flight *lead = NULL;
     int rc = corral_flight_join(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight,
                                 c, &lead);
+    if (rc == CORRAL_OK && kind == PX_FETCH_MISS && !rq->is_head &&
+        corral_http_msg_get(&rq->msg, "range", NULL)) {
+        /* A range of an object not in the cache: a fetch of its own (no client) fills the
+         * cache with the whole object, and this request waits on it as a coalesced one does,
+         * then answers its range from the object as it arrives (deliver.c). */
+        fetch_for(c, kind, NULL, lead, NULL, PX_R_MISS);
+        rc = corral_flight_join(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight,
+                                c, &lead);
+        /* Else that fetch is over already (no memory): lead a fetch of the whole, or fetch. */
+        if (rc == CORRAL_WAITING) rq->range_led = true;
+    }
     if (rc == CORRAL_WAITING) {
         c->waiting = true;
         rq->reason = d->reason;
@@ -413,7 +426,8 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v) {
                 /* Just fetched for this very request: serve it (as Varnish and nginx do). */
                 px_obj_release(&rq->obj);
                 rq->obj = o;
-                px_cache_answer(c, PX_R_COALESCED, "coalesced", d.age_s);
+                px_cache_answer(c, rq->range_led ? PX_R_MISS : PX_R_COALESCED,
+                                rq->range_led ? "range miss" : "coalesced", d.age_s);
                 return;
             }
             note_spec(rq, o.spec, o.spec_len);

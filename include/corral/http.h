@@ -19,6 +19,8 @@
  *              corral_http_write_stored_head, corral_http_freshen (a 304 merged, RFC 9111 §4.3.4).
  *   serve      corral_http_write_cached_head (a stored head for a client, with Age).
  *   invalidate corral_http_invalidations (what an unsafe request's success invalidates; §4.4).
+ *   range      corral_http_range_select (206, 416 or the whole 200 from a stored response,
+ *              RFC 9110 §14), corral_http_parse_range, and the 206's framing pieces.
  *
  * Threads: the engine has no global state. Every function is thread-safe on distinct objects;
  * a parser belongs to one thread at a time (the connection's loop thread), and messages,
@@ -58,6 +60,7 @@ enum {
     CORRAL_HTTP_GOT_END = 12,  /* parser: the message is complete */
     CORRAL_HTTP_NOMATCH = 13,  /* freshen: the 304 names another representation; refetch */
     CORRAL_HTTP_VARY_ANY = 14, /* vary_spec: the response has `Vary: *` (never stored) */
+    CORRAL_HTTP_RANGE_UNSATISFIABLE = 15, /* range: no range overlaps the representation (416) */
 
     /* Message errors. corral_http_error_status maps each to the status a proxy answers a
      * client with (400 and close, unless stated); from an origin they all mean 502. */
@@ -170,6 +173,17 @@ CORRAL_API int corral_http_msg_join(const corral_http_msg *m, const char *name, 
  * fields are neither forwarded nor stored. */
 CORRAL_API bool corral_http_is_hop_by_hop(const corral_http_msg *m, const char *name,
                                           size_t name_len);
+
+/* Makes `out` a copy of message `m` without the fields named in `names` (`n_names`
+ * NUL-terminated names, case-insensitive): what a proxy does with fields meant for it alone
+ * (Surrogate-Key, CDN-Cache-Control) before a response goes on to the client. The kept fields
+ * go into `headers` (room for `max_headers`); strings still point into m's bytes. When no field
+ * is dropped, `out` is `*m` itself (its field list untouched, `headers` unused). Returns
+ * CORRAL_OK, CORRAL_EINVAL (NULL arguments) or CORRAL_ENOSPC (`*out` then unspecified).
+ * O(fields x names). */
+CORRAL_API int corral_http_msg_drop_fields(const corral_http_msg *m, const char *const *names,
+                                           size_t n_names, corral_http_header *headers,
+                                           size_t max_headers, corral_http_msg *out);
 
 /* Returns the method's name ("GET", ...; "OTHER"), a static string. */
 CORRAL_API const char *corral_http_method_name(corral_http_method m);
@@ -363,6 +377,14 @@ typedef struct corral_http_policy {
     int64_t stale_if_error_ms;        /* likewise for origin errors; default 0 */
     int64_t keep_ms;                  /* keep expired entries that have a validator this long
                                          for conditional revalidation; default 600000 */
+    const char *cc_targets;           /* targeted cache-control fields this cache obeys (RFC
+                                         9213), in priority order, comma-separated and
+                                         NUL-terminated ("Corral-Cache-Control,
+                                         CDN-Cache-Control"): the first one a response carries
+                                         as a valid Structured Field Dictionary replaces its
+                                         Cache-Control for every decision on the response.
+                                         Borrowed: it must outlive the policy's use. Default
+                                         NULL: none (Cache-Control only) */
 } corral_http_policy;
 
 /* Fills `p` with the defaults. Never fails. */
@@ -533,7 +555,10 @@ CORRAL_API int corral_http_freshen(const corral_http_msg *stored, const corral_h
 
 /* Writes the head that answers a client from stored response `stored`: with `status` 0 the
  * stored status line and fields, Age replaced by `age_s`, and Content-Length `body_len` (when
- * >= 0 and the status allows a body); with `status` 304 a Not Modified carrying only the
+ * >= 0 and the status allows a body); with `status` 206 (a stored 200 only) the same fields
+ * under "206 Partial Content", `body_len` being the 206's body (put its Content-Range, or the
+ * multipart Content-Type, in `extra`, and drop a stored Content-Type for multipart with
+ * corral_http_msg_drop_fields); with `status` 304 a Not Modified carrying only the
  * fields RFC 9110 §15.4.5 wants (Cache-Control, Content-Location, Date, ETag, Expires, Vary,
  * and Last-Modified when there is no ETag) and Age. Then `extra` (complete field lines such as
  * "Connection: close\r\n"; may be NULL) and the blank line. Returns CORRAL_OK, CORRAL_EINVAL
@@ -541,6 +566,60 @@ CORRAL_API int corral_http_freshen(const corral_http_msg *stored, const corral_h
 CORRAL_API int corral_http_write_cached_head(const corral_http_msg *stored, unsigned status,
                                              int64_t age_s, int64_t body_len, const char *extra,
                                              size_t extra_len, char *buf, size_t cap, size_t *len);
+
+/* ---- Range requests (RFC 9110 §14) ---- */
+
+/* One byte range of a representation: positions `first` to `last`, both included. */
+typedef struct corral_http_range {
+    uint64_t first;
+    uint64_t last;
+} corral_http_range;
+
+/* Parses a Range field value (`len` bytes of `s`) against a representation of `length` bytes:
+ * "bytes=" (the unit in any case) and a comma-separated list of "first-last", "first-" and
+ * "-suffix" (RFC 9110 §14.1.1). Writes the satisfiable ranges, in the order given, resolved
+ * against `length` (last clamped to length - 1, a suffix made absolute), into `out` (room for
+ * `max`) and their number into `*n`. Returns CORRAL_OK (`*n` >= 1);
+ * CORRAL_HTTP_RANGE_UNSATISFIABLE (`*n` 0) when the value is valid but no range overlaps
+ * (§14.1.2; every range of an empty representation); CORRAL_EINVAL (`*n` 0) when it is
+ * malformed, of another unit, or has a range whose last is before its first (such a field is
+ * ignored, §14.2); CORRAL_ENOSPC (`*n` 0) when it has more than `max` ranges. Never allocates;
+ * O(len). Thread-safe. */
+CORRAL_API int corral_http_parse_range(const char *s, size_t len, uint64_t length,
+                                       corral_http_range *out, size_t max, size_t *n);
+
+/* Decides how to answer request `req` from stored response `stored`, a complete representation
+ * whose body is `length` bytes (RFC 9110 §14.2, If-Range §13.1.5). Call it after
+ * corral_http_conditional_status (a 304 or 412 comes first, §13.2.2). Returns CORRAL_OK with
+ * `*n` ranges in `out` (room for `max`): `*n` 0 means answer the whole response (no Range, not
+ * a GET, stored status not 200, empty body, If-Range not holding (it holds for an entity-tag
+ * strongly equal to the stored ETag, or a date equal to a strong Last-Modified, §8.8.2.2), or a
+ * Range that is ignored: malformed, another unit, more than `max` ranges, overlapping ranges);
+ * 1 means a 206 with Content-Range; more a 206 multipart/byteranges, parts in the order asked.
+ * Returns CORRAL_HTTP_RANGE_UNSATISFIABLE for a 416 (with corral_http_write_content_range's
+ * unsatisfied form), or
+ * CORRAL_EINVAL for bad arguments. O(fields + len + n^2). */
+CORRAL_API int corral_http_range_select(const corral_http_msg *req, const corral_http_msg *stored,
+                                        uint64_t length, corral_http_range *out, size_t max,
+                                        size_t *n);
+
+/* Writes the field line "Content-Range: bytes first-last/length\r\n" for `r`, or, with `r`
+ * NULL, the 416's "Content-Range: bytes * /length\r\n" (without the space). Returns CORRAL_OK,
+ * CORRAL_EINVAL (a range outside `length`) or CORRAL_ENOSPC (`*len` needed). */
+CORRAL_API int corral_http_write_content_range(const corral_http_range *r, uint64_t length,
+                                               char *buf, size_t cap, size_t *len);
+
+/* Writes what precedes the bytes of part `r` in a multipart/byteranges body (§14.6): a CRLF
+ * unless `first`, the delimiter "--" `boundary`, the stored response's Content-Type (when it has
+ * one) and the part's Content-Range, and the blank line; with `r` NULL, the close delimiter
+ * (CRLF "--" boundary "--" CRLF) that ends the body. `boundary` is 1 to 70 characters of RFC
+ * 2046's bchars without space; the response's own head says
+ * "Content-Type: multipart/byteranges; boundary=<boundary>" and has no other Content-Type.
+ * Returns CORRAL_OK, CORRAL_EINVAL or CORRAL_ENOSPC (`*len` needed). */
+CORRAL_API int corral_http_write_byteranges_part(const corral_http_msg *stored,
+                                                 const char *boundary, size_t boundary_len,
+                                                 const corral_http_range *r, uint64_t length,
+                                                 bool first, char *buf, size_t cap, size_t *len);
 
 /* ---- Invalidation (RFC 9111 §4.4) ---- */
 

@@ -261,7 +261,8 @@ int corral_http_write_cached_head(const corral_http_msg *stored, unsigned status
                                   size_t cap, size_t *len) {
     if (len) *len = 0;
     if (!stored || !len || stored->is_request || !status_ok(stored->status) ||
-        (status != 0 && status != 304) || (!extra && extra_len))
+        (status != 0 && status != 304 && status != 206) ||
+        (status == 206 && stored->status != 200) || (!extra && extra_len))
         return CORRAL_EINVAL;
     static const char *const for_304[] = { "cache-control", "content-location", "date",
                                            "etag",          "expires",          "vary" };
@@ -270,13 +271,16 @@ int corral_http_write_cached_head(const corral_http_msg *stored, unsigned status
     corral__http_out_init(&o, buf, cap);
     if (status == 304)
         put_status_line(&o, 304, "Not Modified", 12);
+    else if (status == 206)
+        put_status_line(&o, 206, "Partial Content", 15);
     else
         put_status_line(&o, stored->status, stored->reason,
                         stored->reason ? stored->reason_len : 0);
     for (size_t i = 0; i < stored->n_headers; i++) {
         const corral_http_header *h = &stored->headers[i];
         if (corral_http_is_hop_by_hop(stored, h->name, h->name_len) ||
-            is_one_of(h, framing_fields, 2) || corral__http_ieq(h->name, h->name_len, "age"))
+            is_one_of(h, framing_fields, 2) || corral__http_ieq(h->name, h->name_len, "age") ||
+            (status == 206 && corral__http_ieq(h->name, h->name_len, "content-range")))
             continue;
         if (status == 304 && !is_one_of(h, for_304, 6) &&
             !(!has_etag && corral__http_ieq(h->name, h->name_len, "last-modified")))
@@ -287,7 +291,7 @@ int corral_http_write_cached_head(const corral_http_msg *stored, unsigned status
     corral__http_put_u64(&o, age_s > 0 ? (uint64_t)age_s : 0);
     corral__http_puts(&o, "\r\n");
     unsigned st = stored->status;
-    if (status == 0 && body_len >= 0 && st >= 200 && st != 204 && st != 304) {
+    if (status != 304 && body_len >= 0 && st >= 200 && st != 204 && st != 304) {
         corral__http_puts(&o, "Content-Length: ");
         corral__http_put_u64(&o, (uint64_t)body_len);
         corral__http_puts(&o, "\r\n");

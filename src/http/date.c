@@ -4,6 +4,10 @@
  *
  * Calendar arithmetic is proleptic Gregorian over years 1-9999, in UTC (HTTP-dates are GMT).
  * libc's timegm is neither C11 nor POSIX and strptime depends on the locale, hence this file.
+ *
+ * Names (day, month, "GMT") are read without regard to case: senders must write them as the
+ * grammar spells them, but §5.6.7 asks recipients to be robust, and an "Expires" written
+ * "thu, 01 jan 2037 00:00:00 gmt" means that instant to every browser.
  */
 #include "http_internal.h"
 
@@ -57,9 +61,17 @@ typedef struct cursor {
     bool ok;
 } cursor;
 
+/* True when the `n` bytes at `s` equal `l` ignoring ASCII case. */
+static bool ieq_n(const char *s, const char *l, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (corral__http_lower((unsigned char)s[k]) != corral__http_lower((unsigned char)l[k]))
+            return false;
+    return true;
+}
+
 static void lit(cursor *c, const char *l) {
     size_t n = strlen(l);
-    if (c->ok && c->len - c->i >= n && memcmp(c->s + c->i, l, n) == 0)
+    if (c->ok && c->len - c->i >= n && ieq_n(c->s + c->i, l, n))
         c->i += n;
     else
         c->ok = false;
@@ -88,7 +100,7 @@ static int digits(cursor *c, size_t n) {
 static int name_of(cursor *c, const char *const *names, int n) {
     for (int k = 0; c->ok && k < n; k++) {
         size_t l = strlen(names[k]);
-        if (c->len - c->i >= l && memcmp(c->s + c->i, names[k], l) == 0) {
+        if (c->len - c->i >= l && ieq_n(c->s + c->i, names[k], l)) {
             c->i += l;
             return k;
         }

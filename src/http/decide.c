@@ -120,7 +120,7 @@ int corral_http_lookup(const corral_http_policy *pol, const corral_http_msg *req
     if (!reusable_status(resp) || corral__http_has_token(resp, "vary", "*"))
         return to_origin(out, oic, false, NULL, "stored response not reusable");
     corral__http_cc rc;
-    corral__http_cc_parse(resp, &rc);
+    corral__http_cc_parse_response(pol, resp, &rc);
     const char *why = NULL;
     if (!shareable(pol, req, resp, &rc, false, &why)) return to_origin(out, oic, false, NULL, why);
 
@@ -193,7 +193,7 @@ int corral_http_on_error(const corral_http_policy *pol, const corral_http_msg *r
     if (!reusable_status(resp) || corral__http_has_token(resp, "vary", "*"))
         return decided(out, CORRAL_HTTP_ERROR, "stored response not reusable");
     corral__http_cc rc, rq;
-    corral__http_cc_parse(resp, &rc);
+    corral__http_cc_parse_response(pol, resp, &rc);
     if (pol->honor_request_cache_control)
         corral__http_cc_parse(req, &rq);
     else
@@ -257,7 +257,7 @@ int corral_http_store_decide(const corral_http_policy *pol, const corral_http_ms
     if (st == 304) return dont_store(out, "304: freshen the stored response instead", false);
 
     corral__http_cc rc, rq;
-    corral__http_cc_parse(resp, &rc);
+    corral__http_cc_parse_response(pol, resp, &rc);
     if (pol->honor_request_cache_control)
         corral__http_cc_parse(req, &rq);
     else

@@ -273,6 +273,41 @@ bool corral_http_is_hop_by_hop(const corral_http_msg *m, const char *name, size_
     return false;
 }
 
+static bool named(const corral_http_header *h, const char *const *names, size_t n_names) {
+    for (size_t k = 0; k < n_names; k++) {
+        const char *l = names[k];
+        size_t i = 0;
+        while (i < h->name_len && l[i] &&
+               corral__http_lower((unsigned char)h->name[i]) ==
+                   corral__http_lower((unsigned char)l[i]))
+            i++;
+        if (i == h->name_len && l[i] == '\0') return true;
+    }
+    return false;
+}
+
+int corral_http_msg_drop_fields(const corral_http_msg *m, const char *const *names, size_t n_names,
+                                corral_http_header *headers, size_t max_headers,
+                                corral_http_msg *out) {
+    if (!m || !out || (!names && n_names) || (!headers && max_headers)) return CORRAL_EINVAL;
+    for (size_t k = 0; k < n_names; k++)
+        if (!names[k]) return CORRAL_EINVAL;
+    size_t i = 0;
+    while (i < m->n_headers && !named(&m->headers[i], names, n_names))
+        i++;
+    *out = *m;
+    if (i == m->n_headers) return CORRAL_OK;
+    size_t count = 0;
+    for (i = 0; i < m->n_headers; i++) {
+        if (named(&m->headers[i], names, n_names)) continue;
+        if (count == max_headers) return CORRAL_ENOSPC;
+        headers[count++] = m->headers[i];
+    }
+    out->headers = headers;
+    out->n_headers = count;
+    return CORRAL_OK;
+}
+
 const char *corral_http_method_name(corral_http_method m) {
     switch (m) {
     case CORRAL_HTTP_GET: return "GET";
@@ -316,6 +351,7 @@ const char *corral_http_strerror(int rc) {
     case CORRAL_HTTP_GOT_END: return "message complete";
     case CORRAL_HTTP_NOMATCH: return "validators do not match the stored response";
     case CORRAL_HTTP_VARY_ANY: return "response varies on everything (Vary: *)";
+    case CORRAL_HTTP_RANGE_UNSATISFIABLE: return "no range overlaps the representation";
     case CORRAL_HTTP_EBADLINE: return "malformed request or status line";
     case CORRAL_HTTP_EBADTARGET: return "malformed request-target";
     case CORRAL_HTTP_EVERSION: return "unsupported HTTP version";

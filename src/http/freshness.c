@@ -36,7 +36,7 @@ int corral_http_freshness_lifetime(const corral_http_policy *pol, const corral_h
     if (source) *source = "none";
     if (!pol || !resp || !ms || resp->is_request) return CORRAL_EINVAL;
     corral__http_cc cc;
-    corral__http_cc_parse(resp, &cc);
+    corral__http_cc_parse_response(pol, resp, &cc);
     int64_t life = 0;
     const char *src = "none";
     if (pol->ttl_override_ms >= 0) {
@@ -86,10 +86,12 @@ int corral_http_current_age(const corral_http_entry *entry, int64_t now_ms, int6
     if (!entry || !entry->resp || entry->resp->is_request) return CORRAL_EINVAL;
     const corral_http_msg *resp = entry->resp;
     int64_t age_value = 0;
-    size_t count;
-    const corral_http_header *h = corral__http_get(resp, "age", &count);
-    /* An invalid or repeated Age is ignored (§5.1). */
-    if (h && count == 1 && corral__http_delta_seconds(h->value, h->value_len, &age_value))
+    /* §5.1: an Age that arrives as a list, or on several lines, is read as its first member
+     * (the first element of the first line); an invalid first member is ignored. */
+    const char *el;
+    size_t el_len, hi = 0, pos = 0;
+    if (corral__http_fields_next(resp, "age", &hi, &pos, &el, &el_len) && el[0] != '"' &&
+        corral__http_delta_seconds(el, el_len, &age_value))
         age_value = corral__http_s_to_ms(age_value);
     else
         age_value = 0;

@@ -138,6 +138,16 @@ typedef struct corral__http_cc {
 /* Parses every Cache-Control field of `m`. Unknown directives are ignored. Never fails. */
 void corral__http_cc_parse(const corral_http_msg *m, corral__http_cc *cc);
 
+/* The directives of response `resp` as cache `pol` reads them: those of its first targeted
+ * field (pol->cc_targets, RFC 9213) that is present and valid, else those of Cache-Control. */
+void corral__http_cc_parse_response(const corral_http_policy *pol, const corral_http_msg *resp,
+                                    corral__http_cc *cc);
+
+/* Writes into `lc` (capacity `cap`) the lowercased name of the targeted field of `pol` that
+ * `m`'s directives come from, and returns true; false when they come from Cache-Control. */
+bool corral__http_cc_target(const corral_http_policy *pol, const corral_http_msg *m, char *lc,
+                            size_t cap);
+
 /* ---- Output ---- */
 
 /* Appends to a caller's buffer; past its capacity it only counts, so the caller learns the

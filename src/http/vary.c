@@ -6,8 +6,13 @@
  *
  * Normalisation (§4.1 allows combining field lines and normalising per the field's syntax):
  * - every field: its lines are combined in order, each line's value already trimmed;
- * - Accept, Accept-Charset, Accept-Language: split into elements, lowercased, whitespace
- *   outside quoted strings removed (order kept: it expresses preference);
+ * - Accept: split into elements, lowercased, whitespace outside quoted strings removed (order
+ *   kept: it expresses preference);
+ * - Accept-Language, Accept-Charset: the same, and then ordered by weight (RFC 9110 §12.4.2):
+ *   the q-value is written in one canonical form ("q=1", "q=1.0" and none are equal; "0.80"
+ *   is "0.8") and elements are sorted by it, highest first, keeping the order of equal weights
+ *   (§12.5.4: some recipients read it as a preference). "en;q=0.5, fr" and "fr,en;q=0.50"
+ *   share a variant; "fr, de" and "de, fr" do not;
  * - Accept-Encoding: codings lowercased, parameters dropped, codings with q=0 dropped, the rest
  *   sorted and deduplicated ("gzip, br" and "br,gzip;q=1.0" share a variant). An origin that
  *   picks between codings by their q-values alone would see its choice shared between clients
@@ -20,6 +25,7 @@
 
 #define MAX_VARY_NAMES 64
 #define MAX_CODINGS    64
+#define MAX_WEIGHED    64 /* Accept-Language elements ordered by weight; beyond: kept as sent */
 
 /* Case-insensitive ordering of two byte strings. */
 static int icmp(const char *a, size_t an, const char *b, size_t bn) {
@@ -113,13 +119,19 @@ int corral_http_vary_spec(const corral_http_msg *resp, const char *extra, size_t
 
 /* ---- Variant key ---- */
 
-typedef enum norm_kind { NORM_PLAIN, NORM_ACCEPT, NORM_ENCODING, NORM_COOKIE } norm_kind;
+typedef enum norm_kind {
+    NORM_PLAIN,
+    NORM_ACCEPT,
+    NORM_WEIGHED,
+    NORM_ENCODING,
+    NORM_COOKIE
+} norm_kind;
 
 static norm_kind norm_of(const char *name, size_t n) {
     if (corral__http_ieq(name, n, "accept-encoding")) return NORM_ENCODING;
-    if (corral__http_ieq(name, n, "accept") || corral__http_ieq(name, n, "accept-language") ||
-        corral__http_ieq(name, n, "accept-charset"))
-        return NORM_ACCEPT;
+    if (corral__http_ieq(name, n, "accept-language") || corral__http_ieq(name, n, "accept-charset"))
+        return NORM_WEIGHED;
+    if (corral__http_ieq(name, n, "accept")) return NORM_ACCEPT;
     if (corral__http_ieq(name, n, "cookie")) return NORM_COOKIE;
     return NORM_PLAIN;
 }
@@ -180,6 +192,89 @@ static void coding_of(const char *el, size_t n, const char **coding, size_t *cod
     }
 }
 
+/* Writes one Accept-style element lowercased, without whitespace outside quoted strings. */
+static void put_accept_element(corral__http_out *o, const char *el, size_t el_len) {
+    bool quoted = false;
+    for (size_t k = 0; k < el_len; k++) {
+        char c = el[k];
+        if (c == '"') quoted = !quoted;
+        if (!quoted && corral__http_is_ws((unsigned char)c)) continue;
+        c = quoted ? c : (char)corral__http_lower((unsigned char)c);
+        corral__http_put(o, &c, 1);
+    }
+}
+
+/* Parses a qvalue (RFC 9110 §12.4.2) into thousandths. False when malformed. */
+static bool qvalue(const char *v, size_t n, unsigned *out) {
+    if (n == 0 || (v[0] != '0' && v[0] != '1') || n > 5 || (n > 1 && v[1] != '.')) return false;
+    unsigned q = (unsigned)(v[0] - '0') * 1000, scale = 100;
+    for (size_t k = 2; k < n; k++, scale /= 10) {
+        if (v[k] < '0' || v[k] > '9') return false;
+        q += (unsigned)(v[k] - '0') * scale;
+    }
+    if (q > 1000) return false;
+    *out = q;
+    return true;
+}
+
+/* An element of a weighed list and its weight in thousandths. */
+typedef struct weighed {
+    const char *text; /* the element without its weight */
+    size_t len;
+    unsigned q;
+} weighed;
+
+/* Splits "fr-ch ; q=0.8" into "fr-ch " and 800. An element whose last parameter is not a valid
+ * weight keeps its whole text, at weight 1000 (what it says is kept, only its place moves). */
+static weighed weigh(const char *el, size_t n) {
+    weighed w = { el, n, 1000 };
+    const char *semi = NULL;
+    for (size_t k = n; k > 0; k--) {
+        if (el[k - 1] == ';') {
+            semi = el + k - 1;
+            break;
+        }
+    }
+    if (!semi) return w;
+    const char *p = semi + 1;
+    size_t pn = n - (size_t)(p - el);
+    corral__http_trim(&p, &pn);
+    unsigned q;
+    if (pn >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=' && qvalue(p + 2, pn - 2, &q)) {
+        w.len = (size_t)(semi - el);
+        w.q = q;
+    }
+    return w;
+}
+
+/* Accept-Language / Accept-Charset: elements ordered by weight, highest first, stable. Returns
+ * false (nothing written) when there are more than MAX_WEIGHED elements. */
+static bool put_weighed(corral__http_out *o, const corral_http_msg *req, const char *name,
+                        size_t n) {
+    weighed w[MAX_WEIGHED];
+    size_t count = 0, hi = 0, pos = 0, el_len;
+    const char *el;
+    while (next_element(req, name, n, &hi, &pos, &el, &el_len)) {
+        if (count == MAX_WEIGHED) return false;
+        weighed x = weigh(el, el_len);
+        size_t k = count++;
+        for (; k > 0 && w[k - 1].q < x.q; k--) /* insertion sort: stable */
+            w[k] = w[k - 1];
+        w[k] = x;
+    }
+    for (size_t k = 0; k < count; k++) {
+        if (k) corral__http_puts(o, ",");
+        put_accept_element(o, w[k].text, w[k].len);
+        if (w[k].q == 1000) continue;
+        char q[8] = { ';', 'q', '=', '0', '.', 0, 0, 0 };
+        size_t ql = 4;
+        for (unsigned v = w[k].q, scale = 100; v; v %= scale, scale /= 10)
+            q[ql++] = (char)('0' + v / scale);
+        corral__http_put(o, q, w[k].q ? ql : 4);
+    }
+    return true;
+}
+
 /* Writes the normalised value of the fields named (name, n). Returns false when absent. */
 static bool put_normalised(corral__http_out *o, const corral_http_msg *req, const char *name,
                            size_t n) {
@@ -216,19 +311,14 @@ static bool put_normalised(corral__http_out *o, const corral_http_msg *req, cons
                 k = end + 1;
             }
         }
-    } else if (kind == NORM_ACCEPT) {
+    } else if (kind == NORM_ACCEPT || (kind == NORM_WEIGHED && !put_weighed(o, req, name, n))) {
         while (next_element(req, name, n, &hi, &pos, &el, &el_len)) {
             if (!first) corral__http_puts(o, ",");
-            bool quoted = false;
-            for (size_t k = 0; k < el_len; k++) {
-                char c = el[k];
-                if (c == '"') quoted = !quoted;
-                if (!quoted && corral__http_is_ws((unsigned char)c)) continue;
-                c = quoted ? c : (char)corral__http_lower((unsigned char)c);
-                corral__http_put(o, &c, 1);
-            }
+            put_accept_element(o, el, el_len);
             first = false;
         }
+    } else if (kind == NORM_WEIGHED) {
+        /* put_weighed wrote it */
     } else {
         /* Accept-Encoding: the sorted set of acceptable codings. */
         size_t count = 0;

@@ -91,7 +91,8 @@ typedef enum pol_kind {
     P_MAXTTL,     /* max_ttl 60 s */
     P_NOHEUR,     /* heuristic_percent 0 */
     P_IGNORE_REQ, /* the request's Cache-Control is ignored */
-    P_NOKEEP      /* keep 0 */
+    P_NOKEEP,     /* keep 0 */
+    P_TARGETED    /* obeys Corral-Cache-Control, then CDN-Cache-Control (RFC 9213) */
 } pol_kind;
 
 static void policy_of(pol_kind k, corral_http_policy *p) {
@@ -108,6 +109,7 @@ static void policy_of(pol_kind k, corral_http_policy *p) {
     case P_NOHEUR: p->heuristic_percent = 0; break;
     case P_IGNORE_REQ: p->honor_request_cache_control = false; break;
     case P_NOKEEP: p->keep_ms = 0; break;
+    case P_TARGETED: p->cc_targets = "Corral-Cache-Control, CDN-Cache-Control"; break;
     }
 }
 
@@ -193,9 +195,42 @@ static const store_case store_cases[] = {
     { "Date in the future is no negative age", P_DEFAULT, GET,
       "200\nDate: " T0_P1H "\nCache-Control: max-age=60", 0, 0, CORRAL_HTTP_STORE, false, 60, NO,
       NO, NO, NULL },
+    { "Age as a list: its first member (§5.1)", P_DEFAULT, GET,
+      "200\nCache-Control: max-age=60\nAge: 20, 50", 0, 0, CORRAL_HTTP_STORE, false, 40, NO, NO, NO,
+      NULL },
+    { "Age on two lines: the first (§5.1)", P_DEFAULT, GET,
+      "200\nCache-Control: max-age=60\nAge: 20\nAge: 50", 0, 0, CORRAL_HTTP_STORE, false, 40, NO,
+      NO, NO, NULL },
     { "Age over max-age: stale on arrival", P_DEFAULT, GET,
       "200\nCache-Control: max-age=60\nAge: 90\nETag: \"v\"", 0, 0, CORRAL_HTTP_STORE, false, 0, NO,
       NO, 600, "stale on arrival" },
+
+    /* targeted cache control (RFC 9213): the first valid targeted field replaces Cache-Control */
+    { "CDN-Cache-Control replaces Cache-Control", P_TARGETED, GET,
+      "200\nCache-Control: no-store\nCDN-Cache-Control: max-age=600", 0, 0, CORRAL_HTTP_STORE,
+      false, 600, NO, NO, NO, "max-age" },
+    { "CDN-Cache-Control can forbid what Cache-Control allows", P_TARGETED, GET,
+      "200\nCache-Control: max-age=600\nCDN-Cache-Control: private", 0, 0, CORRAL_HTTP_DONT_STORE,
+      true, NO, NO, NO, NO, "private" },
+    { "the configured field comes before CDN-Cache-Control", P_TARGETED, GET,
+      "200\nCDN-Cache-Control: max-age=600\ncorral-cache-control: max-age=30", 0, 0,
+      CORRAL_HTTP_STORE, false, 30, NO, NO, NO, NULL },
+    { "an invalid targeted field is ignored", P_TARGETED, GET,
+      "200\nCache-Control: max-age=60\nCorral-Cache-Control: Max-Age=5\n"
+      "CDN-Cache-Control: max-age=900",
+      0, 0, CORRAL_HTTP_STORE, false, 900, NO, NO, NO, NULL },
+    { "a targeted field that does not parse falls back to Cache-Control", P_TARGETED, GET,
+      "200\nCache-Control: max-age=60\nCDN-Cache-Control: max-age=600,", 0, 0, CORRAL_HTTP_STORE,
+      false, 60, NO, NO, NO, NULL },
+    { "a targeted member set to false is absent", P_TARGETED, GET,
+      "200\nCache-Control: no-store\nCDN-Cache-Control: max-age=60, no-store=?0", 0, 0,
+      CORRAL_HTTP_STORE, false, 60, NO, NO, NO, NULL },
+    { "targeted fields mean nothing to a cache not told to obey them", P_DEFAULT, GET,
+      "200\nCache-Control: max-age=60\nCDN-Cache-Control: max-age=600", 0, 0, CORRAL_HTTP_STORE,
+      false, 60, NO, NO, NO, NULL },
+    { "targeted stale-while-revalidate", P_TARGETED, GET,
+      "200\nCDN-Cache-Control: max-age=60, stale-while-revalidate=30;x=\"a\", k=(1 2)", 0, 0,
+      CORRAL_HTTP_STORE, false, 60, 30, NO, NO, NULL },
 
     /* heuristic freshness (§4.2.2) */
     { "heuristic: 10% of Date - Last-Modified", P_DEFAULT, GET, "200\nLast-Modified: " T0_M5D, 0, 0,
@@ -413,6 +448,14 @@ static const lookup_case lookup_cases[] = {
     { "stored Age makes it stale sooner", P_DEFAULT, GET, FRESH60 "\nAge: 20", 45, CORRAL_HTTP_MISS,
       65, NULL },
     { "Expires", P_DEFAULT, GET, "200\nExpires: " T0_P1H, 1800, CORRAL_HTTP_HIT, 1800, NULL },
+    { "Expires in lower case (RFC 9110 §5.6.7)", P_DEFAULT, GET,
+      "200\nExpires: tue, 14 nov 2023 23:13:20 gmt", 1800, CORRAL_HTTP_HIT, 1800, NULL },
+    { "a stored CDN-Cache-Control decides the lookup", P_TARGETED, GET,
+      "200\nCache-Control: max-age=10\nCDN-Cache-Control: max-age=100", 50, CORRAL_HTTP_HIT, 50,
+      NULL },
+    { "a stored CDN-Cache-Control no-cache revalidates", P_TARGETED, GET,
+      "200\nCache-Control: max-age=100\nCDN-Cache-Control: no-cache" ETAG, 5,
+      CORRAL_HTTP_REVALIDATE, NO, NULL },
     { "heuristic", P_DEFAULT, GET, "200\nLast-Modified: " T0_M5D, 3600, CORRAL_HTTP_HIT, NO, NULL },
     { "invalid max-age is stale", P_DEFAULT, GET, "200\nCache-Control: max-age=x" ETAG, 1,
       CORRAL_HTTP_REVALIDATE, NO, NULL },
@@ -643,12 +686,25 @@ static void test_http_current_age_follows_rfc9111_4_2_3(void **state) {
     /* A clock that went backwards gives no negative resident time. */
     assert_int_equal(corral_http_current_age(&e, T0_MS - S(100), &ms, NULL), CORRAL_OK);
     assert_int_equal(ms, S(30));
-    /* A repeated or malformed Age is ignored. */
-    resp = resp_of(&fr, "200\nAge: 10\nAge: 20");
-    e.resp = resp;
     e.request_time_ms = T0_MS;
-    assert_int_equal(corral_http_current_age(&e, T0_MS, &ms, NULL), CORRAL_OK);
-    assert_int_equal(ms, 0);
+    /* RFC 9111 §5.1: a list-valued or repeated Age is read as its first member; an invalid
+     * first member is ignored. */
+    static const struct {
+        const char *resp;
+        int64_t age_s;
+    } ages[] = {
+        { "200\nAge: 10\nAge: 20", 10 }, { "200\nAge: 10, 20", 10 }, { "200\nAge: ,7,20", 7 },
+        { "200\nAge:\nAge: 8", 8 },      { "200\nAge: x, 20", 0 },   { "200\nAge: -1", 0 },
+        { "200\nAge: \"10\"", 0 },       { "200\nAge: 1 0", 0 },     { "200\nAge: 5\nAge: x", 5 },
+    };
+    for (size_t i = 0; i < sizeof ages / sizeof ages[0]; i++) {
+        e.resp = resp_of(&fr, ages[i].resp);
+        assert_int_equal(corral_http_current_age(&e, T0_MS, &ms, NULL), CORRAL_OK);
+        if (ms != S(ages[i].age_s)) {
+            print_error("row \"%s\": age %lld ms\n", ages[i].resp, (long long)ms);
+            fail();
+        }
+    }
     e.resp = NULL;
     assert_int_equal(corral_http_current_age(&e, T0_MS, &ms, &s), CORRAL_EINVAL);
 }

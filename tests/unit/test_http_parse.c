@@ -574,6 +574,31 @@ static void test_http_parse_fills_the_message_view(void **state) {
     assert_int_equal(count, 0);
 }
 
+static void test_http_msg_drop_fields_keeps_the_rest_in_order(void **state) {
+    (void)state;
+    static const char in[] = "HTTP/1.1 200 OK\r\nSurrogate-Key: a b\r\nX-A: 1\r\n"
+                             "cdn-cache-control: max-age=9\r\nX-B: 2\r\nSURROGATE-KEY: c\r\n\r\n";
+    corral_http_header hs[8], kept[8];
+    corral_http_msg m, out;
+    assert_int_equal(
+        corral_http_parse_head(CORRAL_HTTP_RESPONSE, in, sizeof in - 1, NULL, hs, 8, &m, NULL),
+        CORRAL_OK);
+    const char *const names[] = { "surrogate-key", "CDN-Cache-Control" };
+    assert_int_equal(corral_http_msg_drop_fields(&m, names, 2, kept, 8, &out), CORRAL_OK);
+    assert_int_equal(out.n_headers, 2);
+    assert_memory_equal(out.headers[0].name, "X-A", 3);
+    assert_memory_equal(out.headers[1].name, "X-B", 3);
+    assert_int_equal(out.status, 200);
+    assert_int_equal(m.n_headers, 5); /* the source is untouched */
+    /* Nothing to drop: the message itself, the buffer unused. */
+    const char *const other[] = { "x-c", "surrogate-key-x" };
+    assert_int_equal(corral_http_msg_drop_fields(&m, other, 2, NULL, 0, &out), CORRAL_OK);
+    assert_ptr_equal(out.headers, m.headers);
+    assert_int_equal(out.n_headers, 5);
+    assert_int_equal(corral_http_msg_drop_fields(&m, names, 2, kept, 1, &out), CORRAL_ENOSPC);
+    assert_int_equal(corral_http_msg_drop_fields(&m, NULL, 1, kept, 8, &out), CORRAL_EINVAL);
+}
+
 static void test_http_parse_keep_alive_follows_version_and_connection(void **state) {
     (void)state;
     static const struct {
@@ -838,6 +863,7 @@ int main(void) {
         cmocka_unit_test(test_http_parse_request_table),
         cmocka_unit_test(test_http_parse_response_table),
         cmocka_unit_test(test_http_parse_fills_the_message_view),
+        cmocka_unit_test(test_http_msg_drop_fields_keeps_the_rest_in_order),
         cmocka_unit_test(test_http_parse_keep_alive_follows_version_and_connection),
         cmocka_unit_test(test_http_parse_response_to_head_has_no_body),
         cmocka_unit_test(test_http_parse_head_size_limit_is_exact),

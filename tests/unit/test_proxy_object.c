@@ -210,6 +210,37 @@ static void test_commit_after_a_purge_stamp_is_voided(void **state) {
     corral_close(cache);
 }
 
+static void test_tag_count_counts_each_valid_member_once(void **state) {
+    (void)state;
+    corral *cache = open_mem();
+    bool more = true;
+    assert_int_equal(px_tag_count(cache, "s:list", &more), 0);
+    assert_false(more);
+    /* Three entries under the tag, one noted twice (a refill), one under another tag. */
+    const char *list[] = { "s:list" }, *other[] = { "s:other" };
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = list;
+    call.n_tags = 1;
+    static const char *const keys[] = { "r:o:1", "r:o:2", "r:o:3" };
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(corral_set(cache, keys[i], 5, "x", 1, 60000, &call), CORRAL_OK);
+        px_tag_note(cache, list, 1, keys[i], 5, 60000);
+    }
+    px_tag_note(cache, list, 1, keys[0], 5, 60000);
+    call.tags = other;
+    assert_int_equal(corral_set(cache, "r:o:4", 5, "x", 1, 60000, &call), CORRAL_OK);
+    px_tag_note(cache, other, 1, "r:o:4", 5, 60000);
+    assert_int_equal(px_tag_count(cache, "s:list", &more), 3);
+    assert_false(more);
+    /* A member gone from the store no longer counts; after the bust none does. */
+    assert_int_equal(corral_delete(cache, "r:o:2", 5, NULL), CORRAL_OK);
+    assert_int_equal(px_tag_count(cache, "s:list", &more), 2);
+    assert_int_equal(corral_tag_bust(cache, "s:list"), CORRAL_OK);
+    assert_int_equal(px_tag_count(cache, "s:list", &more), 0);
+    assert_int_equal(px_tag_count(cache, "s:other", &more), 1);
+    corral_close(cache);
+}
+
 static void test_return_codes_map_and_name(void **state) {
     (void)state;
     assert_int_equal(px_from_uv(UV_ENOMEM), PX_ENOMEM);
@@ -255,6 +286,7 @@ int main(void) {
         cmocka_unit_test(test_tags_and_paths),
         cmocka_unit_test(test_commit_stores_under_the_vary_record),
         cmocka_unit_test(test_commit_after_a_purge_stamp_is_voided),
+        cmocka_unit_test(test_tag_count_counts_each_valid_member_once),
         cmocka_unit_test(test_return_codes_map_and_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
