@@ -57,7 +57,7 @@ static const char *refusal(const char *text, char **args, bool *usage) {
     px_config *cfg = px_config_parse("f.ini", text, text ? strlen(text) : 0, &f, &err);
     if (cfg) {
         px_config_unref(cfg);
-        fail_msg("accepted: %s", text ? text : args[0]);
+        fail_msg("accepted: %s", text ? text : args[0] ? args[0] : "(no arguments)");
     }
     if (usage) *usage = err.usage;
     return err.msg;
