@@ -4,9 +4,8 @@
  * Model
  * - One host per server of the URL (one for a unix socket). A host owns `size` connection slots,
  *   opened on first use, and a stack of the idle ones. A call takes one slot for its duration,
- *   so no connection is ever used by two threads at once (hiredis: "a redisContext is not
- *   thread-safe"). Writes go to the first host; reads go round-robin to the others, or to the
- *   first when it is alone or when the chosen replica is backing off.
+ *   so no connection is used by two threads at once (a redisContext is not thread-safe). Writes
+ *   go to the first host; reads round-robin to the others (the first when alone or backing off).
  * - Health of a host: `fails` (consecutive failures), `retry_at_ns` (no connection attempt
  *   before it: calls meanwhile fail fast, without I/O) and `epoch` (bumped at every counted
  *   failure). A connection remembers the epoch it was opened in; one from an older epoch is
@@ -18,18 +17,13 @@
  *   kernel still completes handshakes) keeps backing off.
  * - A breaker: while `fails` > 0 the host is tried by one call at a time, the probe (`probing`),
  *   and only once its backoff is over; every other call fails fast, without I/O and without
- *   waiting for a connection. Without it, a stopped server (SIGSTOP: the kernel still accepts
- *   connections) stalled every call that came once the backoff was over, each for a command
- *   timeout, and the calls waiting for a connection behind them (issue 12: a proxy's hits at
- *   p99 2.9 s). The probe's answer (fails = 0) closes the breaker; its failure backs off longer.
+ *   waiting for a connection (docs/redis.md says why). The probe's answer closes it.
  * - State: every failure records its reason, and every answered call ends a down state, in the
  *   host's corral__redis_state (redis_state.h), which corral_store_status reads.
  * - Deadlines: redisConnectWithTimeout bounds the connect (hiredis polls its non-blocking
  *   connect); redisSetTimeout then sets SO_RCVTIMEO and SO_SNDTIMEO to the command timeout, so
  *   every read and write of the socket is bounded. A call is bounded by one command timeout per
- *   read(2) its reply needs, in practice by one; only a server trickling bytes could stretch it.
- *   DNS resolution (getaddrinfo, inside hiredis) has no deadline: name servers by address, or by
- *   names /etc/hosts resolves, when the resolver might hang.
+ *   read(2) its reply needs, in practice by one. DNS has no deadline (docs/redis.md).
  * - A connection that failed or timed out is closed: its reply stream can no longer be trusted.
  * - SIGPIPE: hiredis writes with write(2). A call blocks SIGPIPE on its thread and consumes the
  *   one a write to a dead server raised before restoring the mask (the per-thread technique of
