@@ -3,8 +3,7 @@
  * lock. This file holds the entries, the table, the queues, the reads and the vtable;
  * memory_write.c the writes, memory_evict.c decides what leaves (expiry, eviction),
  * memory_rcu.c frees what left once no reader can see it, and memory_read.h is the read path,
- * inline. Design and measurements: docs/memory-store.md; the eviction policies:
- * docs/eviction.md.
+ * inline. Design and measurements: docs/memory-store.md; eviction policies: docs/eviction.md.
  *
  * Data model
  * - One entry per key: one block (memory_block.h) of corral__mem_entry_bytes(klen, vlen) bytes
@@ -41,8 +40,8 @@
  * - Chains change only under the shard mutex, by release stores. An unlinked entry keeps its
  *   `next`, so a reader standing on it still reaches the rest of the chain.
  * - The table holds one reference on each entry's value and each get adds one. A removed entry
- *   goes to memory_rcu.c, which drops the table's reference after a grace period.
- * - Lock order: docs/threads.md.
+ *   goes to memory_rcu.c, which drops the table's reference after a grace period. Lock order:
+ *   docs/threads.md.
  */
 #include "memory.h"
 #include "memory_internal.h"
