@@ -183,6 +183,16 @@ static void keys_argv_free(redis_store *s, keys_argv *kv) {
     corral__free(s->alloc, kv->lens, kv->cap * sizeof *kv->lens);
 }
 
+/* The start of a many-op: the key argv and a call in `role`. On failure nothing is held and the
+ * return is keys_argv_new's or corral__redis_begin's code. */
+static int begin_many(redis_store *s, corral__redis_role role, size_t n, keys_argv *kv,
+                      corral__redis_call *c) {
+    int rc = keys_argv_new(s, n, kv);
+    if (rc == CORRAL_OK) rc = corral__redis_begin(s->pool, role, c);
+    if (rc != CORRAL_OK) keys_argv_free(s, kv);
+    return rc;
+}
+
 /* Queues one command of `n` (<= MANY_CHUNK) keys after `cmd` (MGET, DEL); 0 or -1. */
 static int append_keys(corral__redis_call *c, keys_argv *kv, const char *cmd,
                        const corral__skey *ks, size_t n) {
@@ -213,17 +223,9 @@ static int get_many_role(redis_store *s, corral__redis_role role, const corral__
     }
     if (n == 0) return CORRAL_OK;
     keys_argv kv;
-    int rc = keys_argv_new(s, n, &kv);
-    if (rc != CORRAL_OK) {
-        keys_argv_free(s, &kv);
-        return rc;
-    }
     corral__redis_call c;
-    rc = corral__redis_begin(s->pool, role, &c);
-    if (rc != CORRAL_OK) {
-        keys_argv_free(s, &kv);
-        return rc == CORRAL_MISS ? CORRAL_OK : rc; /* a failed read: all miss */
-    }
+    int rc = begin_many(s, role, n, &kv, &c);
+    if (rc != CORRAL_OK) return rc == CORRAL_MISS ? CORRAL_OK : rc; /* a failed read: all miss */
     size_t chunks = (n + MANY_CHUNK - 1) / MANY_CHUNK, sent = 0;
     bool all_sent = true;
     for (; sent < chunks && all_sent; sent++) {
@@ -361,17 +363,9 @@ int corral__redis_del_many(corral__store *base, const corral__skey *ks, size_t n
     *deleted = 0;
     if (n == 0) return CORRAL_OK;
     keys_argv kv;
-    int rc = keys_argv_new(s, n, &kv);
-    if (rc != CORRAL_OK) {
-        keys_argv_free(s, &kv);
-        return rc;
-    }
     corral__redis_call c;
-    rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
-    if (rc != CORRAL_OK) {
-        keys_argv_free(s, &kv);
-        return rc;
-    }
+    int rc = begin_many(s, CORRAL__REDIS_WRITE, n, &kv, &c);
+    if (rc != CORRAL_OK) return rc;
     size_t chunks = (n + MANY_CHUNK - 1) / MANY_CHUNK, sent = 0;
     for (; sent < chunks; sent++) {
         size_t at = sent * MANY_CHUNK;
