@@ -119,6 +119,7 @@ static void oconn_fail(struct px_oconn *oc, int err, bool timeout) {
 static void on_otimer(uv_timer_t *t) {
     struct px_oconn *oc = t->data;
     PX_CHECK_OBJ(oc, PX_OCONN_MAGIC);
+    if (px_worker_defer(oc->w, t, on_otimer)) return; /* the loop, not the origin, was slow */
     otimer k = oc->tkind;
     oc->tkind = OT_NONE;
     if (k == OT_IDLE)
@@ -134,7 +135,7 @@ static void otimer_set(struct px_oconn *oc, otimer k, int64_t ms) {
         (void)rc; /* cannot fail on an open handle */
         return;
     }
-    if (uv_timer_start(&oc->timer, on_otimer, (uint64_t)ms, 0) == 0) oc->tkind = k;
+    if (px_worker_deadline(oc->w, &oc->timer, on_otimer, (uint64_t)ms) == 0) oc->tkind = k;
 }
 
 /* ---- Reading ---- */

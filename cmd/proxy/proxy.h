@@ -258,6 +258,9 @@ typedef struct px_worker {
     struct sockaddr_storage origin_addr;
     uv_timer_t drain_timer; /* the shutdown deadline */
     uv_timer_t log_timer;   /* flushes the access log (px->alog) */
+    uv_check_t stall_check; /* after each poll: were its callbacks held up (px_worker_defer)? */
+    bool stalled;           /* the last poll's callbacks held the loop for PX_STALL_MS or more */
+    bool stall_seen;        /* this turn's callbacks did so (worker.c: read_clock) */
     bool stopping;
     bool handles_ready;   /* loop, inbox and timers are set up (startup) */
     bool closing_handles; /* the loop's own handles are being closed: it is ending */
@@ -279,6 +282,17 @@ void px_worker_signal_locked(px_worker *w);
 /* Called when a connection or fetch of a stopping worker ends: exits the loop when it was the
  * last. Loop thread. */
 void px_worker_maybe_done(px_worker *w);
+
+/* A deadline timer asks this first. When the loop's last turn was held up (a callback blocked
+ * on the store, e.g. a Redis server that stopped answering), it re-arms `t` with `cb` for the
+ * next turn and returns true: libuv runs expired timers before it polls, so bytes or progress
+ * that came during the stall would otherwise lose to a deadline they met. The peer is judged
+ * again once the loop has looked at its socket. Loop thread. */
+#define PX_STALL_MS 50
+bool px_worker_defer(px_worker *w, uv_timer_t *t, uv_timer_cb cb);
+/* Starts deadline `t` (`cb` in `ms`) from now as the clock says, not from when the loop last
+ * polled: a callback that ran after a stall would otherwise start a deadline already past. */
+int px_worker_deadline(px_worker *w, uv_timer_t *t, uv_timer_cb cb, uint64_t ms);
 
 /* Sets up worker `w` (loop, inbox, timers; not the listener: px_listen) before its thread
  * starts, with the handlers `on` (kept: they must outlive the worker). Returns PX_OK or a PX_E*
