@@ -114,6 +114,7 @@ static void on_conn_timer(uv_timer_t *t);
 
 static void conn_timer(px_conn *c, timer_kind k, int64_t ms) {
     c->timer_kind = T_NONE;
+    c->timer_deferred = false;
     if (uv_is_closing((uv_handle_t *)&c->timer)) return;
     if (k == T_NONE || ms <= 0) {
         int rc = uv_timer_stop(&c->timer);
@@ -158,7 +159,8 @@ static void begin_request(px_conn *c, const corral_http_msg *m) {
 static void on_conn_timer(uv_timer_t *t) {
     px_conn *c = t->data;
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
-    if (c->timer_kind != T_LINGER && px_worker_defer(c->w, t, on_conn_timer)) return;
+    if (c->timer_kind != T_LINGER && px_worker_defer(c->w, t, on_conn_timer, &c->timer_deferred))
+        return;
     timer_kind k = (timer_kind)c->timer_kind;
     c->timer_kind = T_NONE;
     switch (k) {

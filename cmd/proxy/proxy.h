@@ -286,10 +286,12 @@ void px_worker_maybe_done(px_worker *w);
 /* A deadline timer asks this first. When the loop's last turn was held up (a callback blocked
  * on the store, e.g. a Redis server that stopped answering), it re-arms `t` with `cb` for the
  * next turn and returns true: libuv runs expired timers before it polls, so bytes or progress
- * that came during the stall would otherwise lose to a deadline they met. The peer is judged
- * again once the loop has looked at its socket. Loop thread. */
+ * that came during the stall would otherwise lose to a deadline they met. At most once per arm
+ * (`*deferred`, which the caller clears when it arms the timer): after one poll the peer's
+ * socket has been looked at, and a loop that stalls on every turn must not switch deadlines off.
+ * Loop thread. */
 #define PX_STALL_MS 50
-bool px_worker_defer(px_worker *w, uv_timer_t *t, uv_timer_cb cb);
+bool px_worker_defer(px_worker *w, uv_timer_t *t, uv_timer_cb cb, bool *deferred);
 /* Starts deadline `t` (`cb` in `ms`) from now as the clock says, not from when the loop last
  * polled: a callback that ran after a stall would otherwise start a deadline already past. */
 int px_worker_deadline(px_worker *w, uv_timer_t *t, uv_timer_cb cb, uint64_t ms);
@@ -479,8 +481,9 @@ typedef struct px_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shut;
-    int timer_kind;   /* what the timer is timing (client.c's timer_kind) */
-    int open_handles; /* freed when both handles are closed */
+    int timer_kind;      /* what the timer is timing (client.c's timer_kind) */
+    bool timer_deferred; /* this arm of the timer waited a poll once (px_worker_defer) */
+    int open_handles;    /* freed when both handles are closed */
     /* The buffers (cbuf.c): held only while a request is read or handled, NULL when idle. */
     void *bufs; /* the block holding the parser, rbuf, scratch and both field tables */
     corral_http_parser *parser;

@@ -1,7 +1,8 @@
 /*
  * worker.c - the loop of a corral-proxy worker: its inbox (the one way other threads reach it:
  * flight wake-ups, readers of a busy object that grew, a new configuration, the order to stop),
- * and its stop (drain, deadline, the loop's own handles closed last).
+ * its stop (drain, deadline, the loop's own handles closed last), and its deadlines' view of a
+ * loop held up by the store (px_worker_deadline, px_worker_defer).
  *
  * With client.c it is the loop layer, the bottom of the proxy's event handling: what it must
  * call above it (a connection woken, a worker stopping) goes through the px_handlers that
@@ -109,8 +110,10 @@ static void on_stall_check(uv_check_t *h) {
     w->stall_seen = false;
 }
 
-bool px_worker_defer(px_worker *w, uv_timer_t *t, uv_timer_cb cb) {
-    if (!w->stalled) return false;
+bool px_worker_defer(px_worker *w, uv_timer_t *t, uv_timer_cb cb, bool *deferred) {
+    /* stall_seen: a timer callback earlier in this timers phase held the loop up. */
+    if (*deferred || !(w->stalled || w->stall_seen)) return false;
+    *deferred = true;
     return uv_timer_start(t, cb, 1, 0) == 0;
 }
 
