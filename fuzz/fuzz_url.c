@@ -9,6 +9,13 @@
  * - corral_open on the same URL agrees with parse + corral_open_opts;
  * - an opened handle works: a set then a get of a short key round-trips (memory store only: a
  *   Redis handle is opened and closed, which does no I/O, and never used).
+ *
+ * Speed: a memory store's open zeroes a hash table of 3 to 6 % of max_memory (256 MiB by
+ * default), which made every input cost two large zeroings (about 35 runs/s under ASan, and a
+ * corpus of 120 too slow to replay in make test). So a memory store of more than
+ * MAX_OPEN_BYTES is opened at MAX_OPEN_BYTES, and for those inputs corral_open's agreement is
+ * not checked (the sizes differ); inputs the parser refuses, Redis URLs and small memory stores
+ * still check it.
  */
 #include "corral/corral.h"
 
@@ -17,6 +24,8 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_OPEN_BYTES ((size_t)16 << 20)
 
 #define CHECK(x)           \
     do {                   \
@@ -70,6 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     corral_options_init(&o);
     before = o;
     corral_error err;
+    bool capped = false;
     memset(&err, 0x5a, sizeof err);
     int rc = corral_options_parse_url(&o, url, buf, cap, &err);
     if (rc != CORRAL_OK) {
@@ -77,15 +87,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(same_options(&o, &before));
     } else {
         CHECK(o.key_prefix != NULL && o.store != NULL);
+        if (strcmp(o.store, "redis") != 0 && o.max_memory_bytes > MAX_OPEN_BYTES) {
+            o.max_memory_bytes = MAX_OPEN_BYTES;
+            capped = true;
+        }
         rc = open_and_use(&o);
     }
 
     /* corral_open is parse + open: the same outcome. */
-    corral *c = NULL;
-    int rc2 = corral_open(&c, url, NULL);
-    CHECK(rc2 == rc);
-    CHECK((rc2 == CORRAL_OK) == (c != NULL));
-    corral_close(c);
+    if (!capped) {
+        corral *c = NULL;
+        int rc2 = corral_open(&c, url, NULL);
+        CHECK(rc2 == rc);
+        CHECK((rc2 == CORRAL_OK) == (c != NULL));
+        corral_close(c);
+    }
 
     free(buf);
     free(url);

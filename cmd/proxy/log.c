@@ -29,7 +29,11 @@
  * `\` and bytes outside printable ASCII as \xHH in combined (as nginx), as JSON escapes (\u00HH
  * for each such byte) in json.
  *
- * Threads: px_log_request and px_log_flush on any worker's loop thread; px_alog_new,
+ * The writer also writes the lines other threads must not block on to stderr (px_alog_note:
+ * the store's state changes, told on whichever thread saw them), first, as they come.
+ *
+ * Threads: px_log_request and px_log_flush on any worker's loop thread; px_alog_note on any;
+ * px_alog_new,
  * px_alog_reopen, px_alog_free on the main thread, px_alog_dropped on any. `lock` guards every
  * field but `dropped` (atomic); it is a leaf, and never held across I/O.
  */
@@ -51,6 +55,7 @@
 #define TARGET_MAX     2000
 #define FIELD_MAX      512
 #define WRITER_EXIT_MS 1000
+#define NOTES_MAX      8192 /* stderr bytes queued by px_alog_note; lines beyond are dropped */
 
 /* Widths of the time placeholders: "2026-01-01T10:00:00.123Z", "01/Jan/2026:10:00:00 +0000". */
 #define ISO_LEN 24
@@ -79,6 +84,8 @@ struct px_alog {
     int64_t last_ms;              /* the time of the newest line: a clock stepping back is held */
     int64_t sec;                  /* the second whose stamps are cached below (-1: none) */
     char iso_sec[ISO_LEN + 1], clf_sec[CLF_LEN + 1];
+    char notes[NOTES_MAX]; /* lines for stderr (px_alog_note), whole lines only */
+    size_t notes_len;
 };
 
 /* Writes everything, or counts the lines it could not write. */
@@ -98,9 +105,24 @@ static void write_all(struct px_alog *l, int fd, const char *p, size_t len) {
 
 static void writer_main(void *arg) {
     struct px_alog *l = arg;
+    char notes[NOTES_MAX];
     uv_mutex_lock(&l->lock);
     for (;;) {
         alog_batch b = { 0 };
+        if (l->notes_len) {
+            size_t len = l->notes_len;
+            memcpy(notes, l->notes, len);
+            l->notes_len = 0;
+            uv_mutex_unlock(&l->lock);
+            for (size_t off = 0; off < len;) { /* a failing stderr loses them: nowhere to say */
+                ssize_t n = write(STDERR_FILENO, notes + off, len - off);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) break;
+                off += (size_t)n;
+            }
+            uv_mutex_lock(&l->lock);
+            continue;
+        }
         if (l->retired) {
             alog_batch *r = l->retired;
             l->retired = r->next;
@@ -175,6 +197,16 @@ int px_alog_reopen(struct px_alog *l, px_config *cfg) {
         free(b);
     }
     return 0;
+}
+
+void px_alog_note(struct px_alog *l, const char *line, size_t len) {
+    uv_mutex_lock(&l->lock);
+    if (len <= NOTES_MAX - l->notes_len) {
+        memcpy(l->notes + l->notes_len, line, len);
+        l->notes_len += len;
+        uv_cond_signal(&l->wake);
+    }
+    uv_mutex_unlock(&l->lock);
 }
 
 uint64_t px_alog_dropped(struct px_alog *l) {

@@ -225,14 +225,22 @@ static void drain_unstarted(px_worker *w) {
 
 /* The store's state callback (corral_store_state_fn): one line when a server of the store goes
  * down, with the reason, and one when it is back; never one per request. Runs on whichever
- * thread's store call saw the change. */
+ * thread's store call saw the change, often a worker's: the line goes to stderr through the
+ * access log's writer (px_alog_note), so a stderr that blocks never holds up a worker. */
 static void on_store_state(void *ctx, const corral_server_status *st) {
-    (void)ctx;
-    if (st->is_down)
-        fprintf(stderr, "corral-proxy: store %s down: %s (%s); serving without the cache\n",
-                st->server, st->msg, corral_store_reason_name(st->reason));
-    else
-        fprintf(stderr, "corral-proxy: store %s back up\n", st->server);
+    px_proxy *px = ctx;
+    char line[512];
+    int n = st->is_down
+                ? snprintf(line, sizeof line,
+                           "corral-proxy: store %s down: %s (%s); serving without the cache\n",
+                           st->server, st->msg, corral_store_reason_name(st->reason))
+                : snprintf(line, sizeof line, "corral-proxy: store %s back up\n", st->server);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof line) { /* cut: the line still ends */
+        n = sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    px_alog_note(px->alog, line, (size_t)n);
 }
 
 /* corral_open with the state callback set. */
@@ -249,6 +257,7 @@ static int open_store(px_proxy *px, corral_error *err) {
     corral_options_init(&o);
     int rc = corral_options_parse_url(&o, url, buf, cap, err);
     o.on_store_state = on_store_state;
+    o.store_state_ctx = px;
     if (rc == CORRAL_OK) rc = corral_open_opts(&px->cache, &o, err);
     free(buf);
     return rc;

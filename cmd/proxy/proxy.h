@@ -839,6 +839,10 @@ struct px_alog *px_alog_new(px_config *cfg);
  * before still go to the previous snapshot's. Returns 0 or PX_ENOMEM (nothing changed). Main
  * thread. */
 int px_alog_reopen(struct px_alog *l, px_config *cfg);
+/* Queues `len` bytes of whole lines for the writer to write to stderr, so that a worker (or a
+ * store's thread) never waits on a stderr that blocks; while one does, the access log waits
+ * too. Past 8 KiB not yet written, lines are dropped. Never writes. Any thread. */
+void px_alog_note(struct px_alog *l, const char *line, size_t len);
 /* Lines dropped so far: the writer was 4 MiB behind (a log that blocks), or a write failed. */
 uint64_t px_alog_dropped(struct px_alog *l);
 /* Has the writer write what is left (for at most 1 s) and frees `l` (NULL is fine). Main thread,

@@ -204,6 +204,22 @@ static bool stream_from(px_conn *c, px_busy *b) {
     return true;
 }
 
+/* fetch_coalesced found no busy object, then joined the flight and leads it. The flight it
+ * looked for may have ended in between: a leader publishes its busy object, reads the purge
+ * stamps, then ends the flight at the head (fetch.c start_busy), and a request that looked
+ * before the stamps were read and joined after the end would fetch a second time what is
+ * arriving (its client the only one to get the newer answer). When that busy object is there
+ * now and serves this request, the request streams it and the flight just begun ends (its
+ * waiters look for the busy object too; finishing only queues them on their inboxes). When it
+ * does not (another variant after all), the request stays the leader. Returns true when it
+ * streams. */
+static bool stream_late(px_conn *c, corral_flight *lead) {
+    px_busy *b = px_busy_find(c->w->px, c->flight_key, c->flight_key_len, false);
+    if (!b || !stream_from(c, b)) return false;
+    corral_flight_finish(c->w->px->cache, lead, PX_FLIGHT_STREAM, NULL);
+    return true;
+}
+
 /* MISS or REVALIDATE: fetch, sharing the fetch with concurrent requests for the object. */
 static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_decision *d) {
     px_request *rq = &c->req;
@@ -223,6 +239,7 @@ static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_de
     corral_flight *lead = NULL;
     int rc = corral_flight_join(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight,
                                 c, &lead);
+    if (rc == CORRAL_OK && !b && stream_late(c, lead)) return;
     if (rc == CORRAL_OK && kind == PX_FETCH_MISS && !rq->is_head &&
         corral_http_msg_get(&rq->msg, "range", NULL)) {
         /* A range of an object not in the cache: a fetch of its own (no client) fills the

@@ -453,23 +453,28 @@ static bool is_str(const redisReply *r, const char *s) {
     return r->type == REDIS_REPLY_STRING && r->len == n && memcmp(r->str, s, n) == 0;
 }
 
-/* Applies one Pub/Sub message of the invalidation channel. */
-static void on_message(tiered_store *t, const redisReply *r) {
+size_t corral__near_apply_reply(const struct redisReply *r,
+                                void (*drop)(void *ctx, const char *key, size_t len), void *ctx) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message") ||
         !is_str(r->element[1], INVALIDATE_CHANNEL))
-        return;
+        return 0;
     const redisReply *keys = r->element[2];
-    if (keys->type != REDIS_REPLY_ARRAY) { /* nil: FLUSHDB or FLUSHALL */
-        count(&t->ctr.invalidations);
-        flush(t);
-        return;
+    bool named = keys->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; named && i < keys->elements; i++)
+        named = keys->element[i]->type == REDIS_REPLY_STRING;
+    if (!named) { /* nil: FLUSHDB or FLUSHALL; anything else names no key we could drop */
+        drop(ctx, NULL, 0);
+        return 1;
     }
-    for (size_t i = 0; i < keys->elements; i++) {
-        const redisReply *k = keys->element[i];
-        if (k->type != REDIS_REPLY_STRING) continue;
-        count(&t->ctr.invalidations);
-        forget_named(t, k->str, k->len);
-    }
+    for (size_t i = 0; i < keys->elements; i++)
+        drop(ctx, keys->element[i]->str, keys->element[i]->len);
+    return keys->elements;
+}
+
+/* Applies one reply of the tracker's connection to L1. */
+static void on_message(tiered_store *t, const redisReply *r) {
+    size_t n = corral__near_apply_reply(r, peer_forget, t);
+    if (n) atomic_fetch_add_explicit(&t->ctr.invalidations, n, memory_order_relaxed);
 }
 
 /* CLIENT ID, CLIENT TRACKING ... REDIRECT <id> BCAST [PREFIX p], SUBSCRIBE. 0 or -1. */

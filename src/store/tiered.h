@@ -42,4 +42,15 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
                              const corral__tiered_config *cfg, const corral__store_env *env,
                              corral_error *err);
 
+/* Applies one reply read on the tracker's connection (hiredis's redisReply): a message of the
+ * invalidation channel calls `drop` for each key it names, or once with `key` NULL (drop every
+ * key) when its payload is nil (FLUSHDB, FLUSHALL) or holds anything but strings (a change we
+ * cannot name must not leave a stale value near). Any other reply (subscribe confirmations, a
+ * PING's answer, other channels, errors) changes nothing. Returns the invalidations applied:
+ * the keys named, 1 for a drop of everything, 0 for no change. Pure but for `drop`; the
+ * tracker's code, given its own name for fuzz/fuzz_near_invalidation.c. */
+struct redisReply;
+size_t corral__near_apply_reply(const struct redisReply *r,
+                                void (*drop)(void *ctx, const char *key, size_t len), void *ctx);
+
 #endif /* CORRAL_STORE_TIERED_H */

@@ -33,6 +33,7 @@
 #include "store/tiered.h"
 #include "redis_server.h"
 
+#include <hiredis/hiredis.h>
 #include <signal.h>
 
 #define DEADLINE_NS (15ull * 1000000000ull)
@@ -566,6 +567,71 @@ static void test_near_concurrent_readers_converge_on_the_last_write(void **state
     corral_close(c);
 }
 
+/* ---- The tracker's reading of one reply (corral__near_apply_reply), no server needed ---- */
+
+typedef struct drops {
+    char keys[8][16]; /* "*" for a drop of everything */
+    size_t n;
+} drops;
+
+static void record_drop(void *ctx, const char *key, size_t len) {
+    drops *d = ctx;
+    assert_true(d->n < 8 && len < 16);
+    if (key)
+        snprintf(d->keys[d->n++], 16, "%.*s", (int)len, key);
+    else
+        snprintf(d->keys[d->n++], 16, "*");
+}
+
+/* Parses `resp` (one reply) as the tracker's reader does and applies it; returns the count. */
+static size_t apply_resp(const char *resp, drops *d) {
+    redisReader *rd = redisReaderCreate();
+    assert_non_null(rd);
+    assert_int_equal(redisReaderFeed(rd, resp, strlen(resp)), REDIS_OK);
+    void *reply = NULL;
+    assert_int_equal(redisReaderGetReply(rd, &reply), REDIS_OK);
+    assert_non_null(reply);
+    memset(d, 0, sizeof *d);
+    size_t n = corral__near_apply_reply(reply, record_drop, d);
+    freeReplyObject(reply);
+    redisReaderFree(rd);
+    return n;
+}
+
+#define INVALIDATE "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
+
+static void test_near_reply_drops_the_keys_named_and_everything_for_what_names_none(void **state) {
+    (void)state;
+    drops d;
+    assert_int_equal(apply_resp(INVALIDATE "*2\r\n$3\r\nn:a\r\n$3\r\nn:b\r\n", &d), 2);
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.keys[0], "n:a");
+    assert_string_equal(d.keys[1], "n:b");
+    /* nil (FLUSHDB, FLUSHALL), as a nil array or a nil bulk: everything. */
+    assert_int_equal(apply_resp(INVALIDATE "*-1\r\n", &d), 1);
+    assert_true(d.n == 1 && strcmp(d.keys[0], "*") == 0);
+    assert_int_equal(apply_resp(INVALIDATE "$-1\r\n", &d), 1);
+    assert_true(d.n == 1 && strcmp(d.keys[0], "*") == 0);
+    /* A key list with an element that is not a key: which key changed is unknown, so
+     * everything goes (dropping only "n:a" would keep a stale value of the key not named). */
+    assert_int_equal(apply_resp(INVALIDATE "*2\r\n$3\r\nn:a\r\n:7\r\n", &d), 1);
+    assert_true(d.n == 1 && strcmp(d.keys[0], "*") == 0);
+    assert_int_equal(apply_resp(INVALIDATE "*1\r\n*1\r\n$3\r\nn:a\r\n", &d), 1);
+    assert_true(d.n == 1 && strcmp(d.keys[0], "*") == 0);
+    /* Replies that are not invalidations change nothing. */
+    const char *others[] = {
+        "*3\r\n$9\r\nsubscribe\r\n$20\r\n__redis__:invalidate\r\n:1\r\n",
+        "*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+        "*3\r\n$7\r\nmessage\r\n$5\r\nother\r\n*1\r\n$3\r\nn:a\r\n",
+        "-ERR unknown command\r\n",
+        "+OK\r\n",
+    };
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        assert_int_equal(apply_resp(others[i], &d), 0);
+        assert_int_equal(d.n, 0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_near_serves_repeated_reads_from_memory),
@@ -584,6 +650,7 @@ int main(void) {
         cmocka_unit_test(test_near_tracker_pings_a_quiet_connection_and_stays_live),
         cmocka_unit_test(test_near_silent_tracker_connection_flushes_the_near_cache),
         cmocka_unit_test(test_near_concurrent_readers_converge_on_the_last_write),
+        cmocka_unit_test(test_near_reply_drops_the_keys_named_and_everything_for_what_names_none),
     };
     return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }
