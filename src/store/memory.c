@@ -72,12 +72,7 @@
 /* ---- Small helpers ---- */
 
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
-    size_t n = offsetof(mem_entry, key);
-    if (key_len > SIZE_MAX - n) return SIZE_MAX;
-    n += key_len;
-    if (val_len >= SIZE_MAX - n) return SIZE_MAX;
-    n += val_len + 1;
-    return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
+    return mem_entry_bytes(key_len, val_len);
 }
 
 uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms) {
@@ -98,9 +93,8 @@ static bool is_expired_lazy(const mem_store *s, const mem_entry *e, uint64_t *no
     return *now >= at;
 }
 
-static void report(const mem_store *s, const mem_entry *e, corral__change why) {
-    if (s->env.events.changed)
-        s->env.events.changed(s->env.events.ctx, e->cls, why, entry_bytes(&s->blocks, e));
+static void report(const mem_store *s, const mem_entry *e, corral__change why, size_t bytes) {
+    if (s->env.events.changed) s->env.events.changed(s->env.events.ctx, e->cls, why, bytes);
 }
 
 /* ---- Entries ---- */
@@ -108,7 +102,7 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why) {
 /* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
                                  size_t len, uint64_t expires_ns) {
-    size_t bytes = corral__mem_entry_bytes(k->len, len);
+    size_t bytes = mem_entry_bytes(k->len, len);
     mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
     if (!e) return NULL;
     e->cls = k->cls;
@@ -149,7 +143,7 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
     /* mem_entry.klen is 16 bits, corral_value's lengths 32; keys are far shorter. */
     if (klen > UINT16_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
-    size_t cost = corral__mem_block_cost(&s->blocks, corral__mem_entry_bytes(klen, vlen));
+    size_t cost = corral__mem_block_cost(&s->blocks, mem_entry_bytes(klen, vlen));
     return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 
@@ -285,7 +279,7 @@ void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corra
         sh->expiring -= expires;
     }
     atomic_store_explicit(&sh->used, used, memory_order_relaxed);
-    report(s, e, why);
+    report(s, e, why, bytes);
 }
 
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */

@@ -22,10 +22,20 @@
 
 /* ---- Small helpers ---- */
 
+/* corral__mem_entry_bytes (memory.h), inline for the write path. */
+static inline size_t mem_entry_bytes(size_t key_len, size_t val_len) {
+    size_t n = offsetof(mem_entry, key);
+    if (key_len > SIZE_MAX - n) return SIZE_MAX;
+    n += key_len;
+    if (val_len >= SIZE_MAX - n) return SIZE_MAX;
+    n += val_len + 1;
+    return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
+}
+
 /* The size of `e`'s block. Under the shard mutex, or once `e` is DEAD (an overwrite in place
  * rewrites the lengths). */
 static inline size_t entry_block_bytes(const mem_entry *e) {
-    return corral__mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
+    return mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
 }
 
 /* What `e` accounts for: what its block costs in `b` (memory_block.h), its size with allocator
@@ -35,7 +45,7 @@ static inline size_t entry_bytes(const corral__mem_blocks *b, const mem_entry *e
 }
 
 /* The shard that owns the bucket of `hash`: the top bits of the bucket index, so each shard
- * owns a contiguous range of buckets. The S3-FIFO ghost uses the hash's high half. */
+ * owns a contiguous range of buckets. */
 static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
     return &s->shards[((hash & s->bucket_mask) * s->nshards) >> s->bucket_bits];
 }

@@ -100,7 +100,7 @@ static void copy_in(unsigned char *dst, const void *src, size_t n) {
  * and the size the block is freed with must be the size it was allocated with.) */
 static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k, size_t len) {
     return e->cls == k->cls && len <= MEM_INPLACE_MAX &&
-           corral__mem_entry_bytes(e->klen, have) == corral__mem_entry_bytes(k->len, len);
+           mem_entry_bytes(e->klen, have) == mem_entry_bytes(k->len, len);
 }
 
 /* Rewrites the value of `e` (LIVE, unexpired, fits_in_place) with `len` bytes at `val`,
