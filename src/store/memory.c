@@ -68,6 +68,8 @@
 #define MEM_BUCKET_BYTES    256u
 #define MEM_MIN_BUCKET_BITS 10u /* 2^10 == MEM_MAX_SHARDS */
 #define MEM_MAX_BUCKET_BITS 26u
+/* An entry keeps 32 bits of its key's hash (memory_read.h): they must hold the bucket index. */
+_Static_assert(MEM_MAX_BUCKET_BITS <= 32, "the entry's 32-bit hash must hold the bucket index");
 
 /* ---- Small helpers ---- */
 
