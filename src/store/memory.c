@@ -61,9 +61,6 @@
 #define MEM_GHOST_BYTES     512u /* S3-FIFO: one ghost slot per this many budget bytes */
 #define MEM_GHOST_MIN       64u
 #define MEM_GHOST_MAX       ((size_t)1 << 20)
-/* A free waits for a grace period of its own when the last began this long ago (by default;
- * corral__mem_config.gp_spacing_ns); closer together, frees wait in limbo for one a batch. */
-#define MEM_GP_SPACING_NS 1000000u
 /* The bucket array: 2^n heads with 2^n >= max_bytes / MEM_BUCKET_BYTES, so one bucket per 128
  * to 256 bytes of the bound. The smallest entry is about 120 bytes, so chains average at most
  * ~2 entries, and under 1 for entries of 256 bytes and more. The floor gives every one of up
@@ -71,16 +68,13 @@
 #define MEM_BUCKET_BYTES    256u
 #define MEM_MIN_BUCKET_BITS 10u /* 2^10 == MEM_MAX_SHARDS */
 #define MEM_MAX_BUCKET_BITS 26u
+/* An entry keeps 32 bits of its key's hash (memory_read.h): they must hold the bucket index. */
+_Static_assert(MEM_MAX_BUCKET_BITS <= 32, "the entry's 32-bit hash must hold the bucket index");
 
 /* ---- Small helpers ---- */
 
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
-    size_t n = offsetof(mem_entry, key);
-    if (key_len > SIZE_MAX - n) return SIZE_MAX;
-    n += key_len;
-    if (val_len >= SIZE_MAX - n) return SIZE_MAX;
-    n += val_len + 1;
-    return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
+    return mem_entry_bytes(key_len, val_len);
 }
 
 uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms) {
@@ -101,9 +95,8 @@ static bool is_expired_lazy(const mem_store *s, const mem_entry *e, uint64_t *no
     return *now >= at;
 }
 
-static void report(const mem_store *s, const mem_entry *e, corral__change why) {
-    if (s->env.events.changed)
-        s->env.events.changed(s->env.events.ctx, e->cls, why, entry_bytes(e));
+static void report(const mem_store *s, const mem_entry *e, corral__change why, size_t bytes) {
+    if (s->env.events.changed) s->env.events.changed(s->env.events.ctx, e->cls, why, bytes);
 }
 
 /* ---- Entries ---- */
@@ -111,17 +104,15 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why) {
 /* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
                                  size_t len, uint64_t expires_ns) {
-    size_t bytes = corral__mem_entry_bytes(k->len, len);
+    size_t bytes = mem_entry_bytes(k->len, len);
     mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
     if (!e) return NULL;
-    e->magic = MEM_ENTRY_MAGIC;
     e->cls = k->cls;
     e->queue = MEM_MAIN;
     atomic_init(&e->state, MEM_NEW);
-    e->store = s;
     e->u.q.newer = e->u.q.older = NULL;
     atomic_init(&e->next, NULL);
-    e->hash = k->hash;
+    e->hash = (uint32_t)k->hash;
     atomic_init(&e->expires_ns, expires_ns);
     e->klen = (uint16_t)k->len;
     atomic_init(&e->hits, 0);
@@ -141,10 +132,9 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
 /* Frees an entry that was never published. Accepts NULL. */
 void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
     if (!e) return;
-    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+    CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     assert(load_state(e) == MEM_NEW);
     size_t bytes = entry_block_bytes(e);
-    e->magic = 0;
     e->val.magic = 0;
     corral__mem_block_free(&s->blocks, e, bytes);
 }
@@ -155,7 +145,7 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
     /* mem_entry.klen is 16 bits, corral_value's lengths 32; keys are far shorter. */
     if (klen > UINT16_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
-    size_t cost = corral__mem_block_cost(&s->blocks, corral__mem_entry_bytes(klen, vlen));
+    size_t cost = corral__mem_block_cost(&s->blocks, mem_entry_bytes(klen, vlen));
     return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 
@@ -220,7 +210,7 @@ void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
     else
         q->tail = e;
     q->head = e;
-    q->bytes += entry_bytes(e);
+    q->bytes += entry_bytes(sh->blocks, e);
     q->count++;
 }
 
@@ -240,7 +230,7 @@ void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     else
         q->tail = e->u.q.newer;
     e->u.q.newer = e->u.q.older = NULL;
-    size_t bytes = entry_bytes(e);
+    size_t bytes = entry_bytes(sh->blocks, e);
     assert(q->bytes >= bytes && q->count > 0);
     q->bytes -= bytes;
     q->count--;
@@ -263,9 +253,9 @@ void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *
     if (q->hand == old) q->hand = e;
     if (q->scan == old) q->scan = e;
     old->u.q.newer = old->u.q.older = NULL;
-    size_t bytes = entry_bytes(old);
+    size_t bytes = entry_bytes(sh->blocks, old);
     assert(q->bytes >= bytes);
-    q->bytes = q->bytes - bytes + entry_bytes(e);
+    q->bytes = q->bytes - bytes + entry_bytes(sh->blocks, e);
 }
 
 size_t corral__mem_shard_count_locked(mem_shard *sh) {
@@ -279,7 +269,7 @@ size_t corral__mem_shard_count_locked(mem_shard *sh) {
 void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
     CORRAL_ASSERT_HELD(&sh->lock);
     size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
-    size_t bytes = entry_bytes(e);
+    size_t bytes = entry_bytes(sh->blocks, e);
     bool expires = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
     if (why == CORRAL__ADDED) {
         used += bytes;
@@ -291,13 +281,13 @@ void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corra
         sh->expiring -= expires;
     }
     atomic_store_explicit(&sh->used, used, memory_order_relaxed);
-    report(s, e, why);
+    report(s, e, why, bytes);
 }
 
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
 void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+    CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     assert(load_state(e) == MEM_LIVE);
     table_remove_locked(s, sh, e);
     corral__mem_queue_unlink_locked(sh, e);
@@ -466,9 +456,10 @@ static void mem_close(corral__store *base) {
         for (unsigned qi = 0; qi < MEM_QUEUES; qi++) {
             mem_entry *e = s->shards[i].q[qi].head;
             while (e) {
-                CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+                CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
                 mem_entry *older = e->u.q.older;
                 atomic_store_explicit(&e->state, MEM_DEAD, memory_order_relaxed);
+                e->u.dead.store = s;
                 corral_value_unref(&e->val); /* frees `e` */
                 e = older;
             }
@@ -594,7 +585,6 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->hit_max = hit_max_of(policy);
     s->max_bytes = cfg->max_bytes;
     s->max_value_bytes = cfg->max_value_bytes;
-    s->gp_spacing_ns = cfg->gp_spacing_ns ? cfg->gp_spacing_ns : MEM_GP_SPACING_NS;
     s->nshards = nshards;
     s->bucket_bits = choose_bucket_bits(cfg->max_bytes);
     s->bucket_mask = ((uint64_t)1 << s->bucket_bits) - 1;
@@ -602,6 +592,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     size_t budget = shard_budget(s, cfg->max_bytes, nshards, policy);
     atomic_init(&s->reclaim_next, 0);
     atomic_init(&s->rcu_pending, 0);
+    atomic_init(&s->limbo, NULL);
+    atomic_init(&s->flush_queued, false);
     if (pthread_mutex_init(&s->rcu_lock, NULL) != 0) goto fail;
     if (pthread_cond_init(&s->rcu_idle, NULL) != 0) {
         pthread_ok(pthread_mutex_destroy(&s->rcu_lock));
@@ -613,6 +605,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     for (; inited < nshards; inited++) {
         mem_shard *sh = &s->shards[inited];
         sh->budget = budget;
+        sh->blocks = &s->blocks;
         sh->small_budget = sh->budget / 100 * MEM_SMALL_PERCENT;
         atomic_init(&sh->used, 0);
         if (policy == CORRAL_EVICT_S3FIFO) {

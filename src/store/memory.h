@@ -28,10 +28,6 @@ typedef struct corral__mem_config {
     corral_eviction eviction;
     unsigned shards; /* write shards, at most 1024; 0 = automatic: up to 16, keeping each shard
                         at least 1 MiB and able to hold 4 values of max_value_bytes */
-    /* A removed entry waits for a grace period of its own when the last one for frees began
-     * at least this long ago, and in limbo for a batch's otherwise (memory_rcu.c). 0 = 1 ms;
-     * tests set UINT64_MAX to send every free through the limbo. */
-    uint64_t gp_spacing_ns;
 } corral__mem_config;
 
 /* Opens a memory store. `env` is copied; what it points to (allocator, clock context, events

@@ -45,14 +45,6 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
     atomic_init(&b->trims, 0);
 }
 
-size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n) {
-    if (!b->real_cost) return n;
-    if (n > SIZE_MAX - b->page) return SIZE_MAX;
-    if (n >= b->map_min) return (n + b->page - 1) / b->page * b->page;
-    /* glibc: the size word, 16-byte alignment, 32 bytes at least (also a fair guess elsewhere). */
-    return CORRAL_MAX((n + 8 + 15) & ~(size_t)15, (size_t)32);
-}
-
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
     if (n < b->map_min) return corral__alloc(b->alloc, n);
     size_t cost = corral__mem_block_cost(b, n);

@@ -47,8 +47,15 @@ typedef struct corral__mem_blocks {
  * outlive them). */
 void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes);
 
-/* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). */
-size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n);
+/* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). Inline:
+ * an overwrite counts its entry's cost out and in, and reports both. */
+static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n) {
+    if (!b->real_cost) return n;
+    if (n > SIZE_MAX - b->page) return SIZE_MAX;
+    if (n >= b->map_min) return (n + b->page - 1) / b->page * b->page;
+    /* glibc: the size word, 16-byte alignment, 32 bytes at least (also a fair guess elsewhere). */
+    return CORRAL_MAX((n + 8 + 15) & ~(size_t)15, (size_t)32);
+}
 
 /* A block of `n` bytes, or NULL. Free it with corral__mem_block_free and the same `n`. */
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);

@@ -81,22 +81,23 @@ static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
     return e;
 }
 
-/* A ghost slot is picked by the hash's high half and holds its low half (never 0): the low
- * bits also pick the shard, so they would use only a shard's share of the slots. */
-static uint32_t *ghost_slot_locked(mem_shard *sh, uint64_t hash) {
+/* A ghost slot is picked by a multiplicative hash of the entry's 32 stored hash bits (their low
+ * bits pick the shard and the bucket, so they alone would use a shard's share of the slots);
+ * it holds those bits, never 0. */
+static uint32_t *ghost_slot_locked(mem_shard *sh, uint32_t hash) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    return &sh->ghost[(hash >> 32) & sh->ghost_mask];
+    return &sh->ghost[((uint64_t)hash * 0x9e3779b97f4a7c15u >> 32) & sh->ghost_mask];
 }
 
-bool corral__mem_ghost_take_locked(mem_shard *sh, uint64_t hash) {
+bool corral__mem_ghost_take_locked(mem_shard *sh, uint32_t hash) {
     uint32_t *slot = ghost_slot_locked(sh, hash);
-    if (*slot != ((uint32_t)hash | 1u)) return false;
+    if (*slot != (hash | 1u)) return false;
     *slot = 0;
     return true;
 }
 
-static void ghost_put_locked(mem_shard *sh, uint64_t hash) {
-    *ghost_slot_locked(sh, hash) = (uint32_t)hash | 1u;
+static void ghost_put_locked(mem_shard *sh, uint32_t hash) {
+    *ghost_slot_locked(sh, hash) = hash | 1u;
 }
 
 /* S3-FIFO: while the small queue holds more than its share, its tail either earns the main

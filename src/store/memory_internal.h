@@ -11,8 +11,6 @@
 
 #include <stdatomic.h>
 
-#define MEM_ENTRY_MAGIC 0x3e3e7a7eu
-
 #define MEM_WRITE_SCAN     4u  /* entries of each queue a write examines for expiry */
 #define MEM_RECLAIM_FACTOR 8u  /* corral__mem_reclaim examines at most budget x this */
 #define MEM_LOCK_BATCH     64u /* entries examined or removed per mutex hold (reclaim, clear) */
@@ -24,19 +22,30 @@
 
 /* ---- Small helpers ---- */
 
+/* corral__mem_entry_bytes (memory.h), inline for the write path. */
+static inline size_t mem_entry_bytes(size_t key_len, size_t val_len) {
+    size_t n = offsetof(mem_entry, key);
+    if (key_len > SIZE_MAX - n) return SIZE_MAX;
+    n += key_len;
+    if (val_len >= SIZE_MAX - n) return SIZE_MAX;
+    n += val_len + 1;
+    return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
+}
+
 /* The size of `e`'s block. Under the shard mutex, or once `e` is DEAD (an overwrite in place
  * rewrites the lengths). */
 static inline size_t entry_block_bytes(const mem_entry *e) {
-    return corral__mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
+    return mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
 }
 
-/* What `e` accounts for: what its block costs (memory_block.h), its size with allocator hooks. */
-static inline size_t entry_bytes(const mem_entry *e) {
-    return corral__mem_block_cost(&e->store->blocks, entry_block_bytes(e));
+/* What `e` accounts for: what its block costs in `b` (memory_block.h), its size with allocator
+ * hooks. */
+static inline size_t entry_bytes(const corral__mem_blocks *b, const mem_entry *e) {
+    return corral__mem_block_cost(b, entry_block_bytes(e));
 }
 
 /* The shard that owns the bucket of `hash`: the top bits of the bucket index, so each shard
- * owns a contiguous range of buckets. The S3-FIFO ghost uses the hash's high half. */
+ * owns a contiguous range of buckets. */
 static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
     return &s->shards[((hash & s->bucket_mask) * s->nshards) >> s->bucket_bits];
 }
@@ -70,9 +79,9 @@ static inline void shard_unlock(mem_shard *sh) {
 static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
     mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
-        if (e->hash == k->hash && e->klen == k->len && e->kind == kind &&
+        if (e->hash == (uint32_t)k->hash && e->klen == k->len && e->kind == kind &&
             key_equal(e->key, k->data, k->len)) {
-            CORRAL_CHECK_OBJ(e, MEM_ENTRY_MAGIC);
+            CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
             return e;
         }
     }
@@ -139,13 +148,13 @@ void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now);
 /* Evicts until `need` more bytes fit the shard's budget (need <= budget). */
 void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint64_t now);
 /* S3-FIFO: true (and the slot cleared) when `hash` was evicted from the small queue lately. */
-bool corral__mem_ghost_take_locked(mem_shard *sh, uint64_t hash);
+bool corral__mem_ghost_take_locked(mem_shard *sh, uint32_t hash);
 /* LRU: a hit moves the entry to the head when the shard's mutex is free. */
 void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e);
 
 /* ---- memory_rcu.c: freeing removed entries ---- */
 
-/* Hands an entry already out of the table to RCU. Call inside a read-side section. */
+/* Hands an entry already out of the table to the limbo. Call inside a read-side section. */
 void corral__mem_entry_retire(mem_store *s, mem_entry *e);
 /* Waits until every callback this store queued has run. Not inside a read-side section. */
 void corral__mem_wait_rcu_idle(mem_store *s);

@@ -49,34 +49,38 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 typedef struct mem_store mem_store;
 
-/* 96 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
- * the fields before `val`. The read path reads from the value's lengths (in `val`) to the end
- * of the value, one contiguous run (the top comment). */
+/* 80 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
+ * `u`; the read path reads from `val` to the end of the value, one contiguous run. */
 typedef struct mem_entry {
-    uint32_t magic;
-    /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
-     * shard mutex. A reader that copies without a reference (get_into) checks it did not
-     * move across the copy: a seqlock. */
-    _Atomic uint32_t seq;
-    mem_store *store; /* for the release callback */
     union {
         /* Queue links while LIVE, under the shard mutex. `newer` points toward the head. */
         struct {
             struct mem_entry *newer, *older;
         } q;
-        struct rcu_head rcu; /* after removal: call_rcu's */
+        /* Once removed (memory_rcu.c): the next entry waiting for its grace period, and the
+         * store, which the release callback frees the block through. */
+        struct {
+            struct mem_entry *next;
+            mem_store *store;
+        } dead;
     } u;
     corral_value val; /* the embedded value; val.data points just after the key */
     /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
      * with acquire by readers; left as it is when the entry is unlinked. */
     _Atomic(struct mem_entry *) next;
-    uint64_t hash; /* corral__skey.hash; immutable */
     /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
      * mutex; readers load it relaxed. */
     _Atomic uint64_t expires_ns;
+    /* The low 32 bits of corral__skey.hash; immutable. They hold the bucket index (at most
+     * MEM_MAX_BUCKET_BITS bits), so the shard and the chain; a lookup compares them first. */
+    uint32_t hash;
+    /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
+     * shard mutex. A reader that copies without a reference (get_into) checks it did not
+     * move across the copy: a seqlock. */
+    _Atomic uint32_t seq;
     uint16_t klen; /* key bytes at `key`; immutable (keys are at most 4 KiB: key.h) */
-    /* Metrics class of the key, reported with every event; immutable. Here, in the read run,
-     * because a hit counts under it: at the struct's start it cost every hit one more line. */
+    /* Metrics class of the key, reported with every event; immutable. In the read run,
+     * because a hit counts under it. */
     uint16_t cls;
     /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
      * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
@@ -100,11 +104,12 @@ typedef struct mem_queue {
 
 typedef struct mem_shard {
     corral__mutex lock;
-    mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
-    _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
-    size_t expiring;         /* entries with an expiry, under `lock`: no scan when 0 */
-    size_t budget;           /* bound on `used`; immutable */
-    size_t small_budget;     /* S3-FIFO: the small queue's share; immutable */
+    mem_queue q[MEM_QUEUES];          /* SIEVE and LRU use MEM_MAIN only */
+    _Atomic size_t used;              /* accounted bytes; written under `lock`, read anywhere */
+    size_t expiring;                  /* entries with an expiry, under `lock`: no scan when 0 */
+    size_t budget;                    /* bound on `used`; immutable */
+    const corral__mem_blocks *blocks; /* the store's, for what an entry costs; immutable */
+    size_t small_budget;              /* S3-FIFO: the small queue's share; immutable */
     /* S3-FIFO ghost: fingerprints of keys evicted from the small queue without a hit,
      * direct-mapped by hash (a newer key overwrites an older one in its slot). Under `lock`. */
     uint32_t *ghost;
@@ -131,21 +136,20 @@ struct mem_store {
     unsigned nshards;
     mem_shard *shards;
     _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
-    /* Entries retired and not yet released, plus the flush while it is queued.
-     * Raised under a shard mutex (or `rcu_lock`, for the flush), lowered on the call_rcu thread
-     * once they are released (memory_rcu.c, release_after_grace): without a lock while it stays
-     * above zero, under `rcu_lock` to zero, which broadcasts `rcu_idle`. */
+    /* Entries retired and not yet released, plus the flush while it is queued. Raised by
+     * writers (under a shard mutex) and by the flush, lowered on the call_rcu thread once they
+     * are released (memory_rcu.c, release_after_grace): without a lock while it stays above
+     * zero, under `rcu_lock` to zero, which broadcasts `rcu_idle`. */
     _Atomic size_t rcu_pending;
-    pthread_mutex_t rcu_lock; /* also guards limbo, flush_queued and last_gp_ns */
+    pthread_mutex_t rcu_lock; /* guards only the last decrement of rcu_pending */
     pthread_cond_t rcu_idle;
-    /* Entries past liburcu's grace period, waiting for ours (memory_rcu.c, mem_entry_free_rcu),
-     * linked through u.q.older; and the call_rcu head of their flush, queued when set. */
-    mem_entry *limbo;
-    bool flush_queued;
+    /* Entries removed and waiting for a grace period, linked through u.dead.next: a stack that
+     * writers push and the flush takes whole (memory_rcu.c); and the call_rcu head of that
+     * flush, queued while `flush_queued` is set. */
+    _Atomic(mem_entry *) limbo;
+    _Atomic bool flush_queued;
     struct rcu_head flush_head;
-    uint64_t last_gp_ns;    /* CLOCK_MONOTONIC when the last grace period for frees began */
-    uint64_t gp_spacing_ns; /* corral__mem_config's, 0 replaced by MEM_GP_SPACING_NS */
-    char tsan_gp;           /* TSan only: the sync object that models grace periods */
+    char tsan_gp; /* TSan only: the sync object that models grace periods */
 };
 
 /* ---- The read side ---- */
@@ -282,7 +286,7 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
-_Static_assert(offsetof(mem_entry, key) == 96, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, key) == 80, "the entry header docs/memory-density.md counts");
 
 /* load64 of a stored key's first 16 bytes, which reach into the value when the key is
  * shorter: an overwrite in place may be writing those bytes, which the masks then discard.
@@ -316,7 +320,7 @@ static __attribute__((noinline, unused)) mem_entry *hot_find_after(mem_entry *e,
                                                                    const void *key, size_t key_len,
                                                                    uint64_t hash) {
     while ((e = atomic_load_explicit(&e->next, memory_order_acquire)))
-        if (e->hash == hash && hot_key_equal(e, ks, key, key_len)) return e;
+        if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) return e;
     return NULL;
 }
 
@@ -339,7 +343,7 @@ static inline int hot_begin(mem_store *s, const corral__keyscheme *ks, const voi
 static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, const void *key,
                                   size_t key_len, uint64_t hash, int *rc) {
     mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
-    while (e && e->hash != hash)
+    while (e && e->hash != (uint32_t)hash)
         e = atomic_load_explicit(&e->next, memory_order_acquire);
     if (e && !hot_key_equal(e, ks, key, key_len)) e = hot_find_after(e, ks, key, key_len, hash);
     *rc = CORRAL_MISS;

@@ -43,7 +43,8 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
     CORRAL_ASSERT_HELD(&sh->lock);
     unsigned qi = MEM_MAIN;
     bool live = old && !is_expired(old, now);
-    bool in_place = live && s->policy != CORRAL_EVICT_LRU && entry_bytes(e) <= entry_bytes(old);
+    bool in_place = live && s->policy != CORRAL_EVICT_LRU &&
+                    entry_bytes(&s->blocks, e) <= entry_bytes(&s->blocks, old);
     if (live) {
         qi = old->queue;
         atomic_store_explicit(&e->hits, overwritten_hits(s, old), memory_order_relaxed);
@@ -60,7 +61,7 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
         corral__mem_queue_unlink_locked(sh, old);
         corral__mem_account_locked(s, sh, old, live ? CORRAL__REPLACED : CORRAL__EXPIRED);
     }
-    if (!in_place) corral__mem_make_room_locked(s, sh, entry_bytes(e), now);
+    if (!in_place) corral__mem_make_room_locked(s, sh, entry_bytes(&s->blocks, e), now);
 
     /* Eviction may have changed the chain: the link to `old` is found now. The mutex keeps
      * other writers of the key out. */
@@ -99,7 +100,7 @@ static void copy_in(unsigned char *dst, const void *src, size_t n) {
  * and the size the block is freed with must be the size it was allocated with.) */
 static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k, size_t len) {
     return e->cls == k->cls && len <= MEM_INPLACE_MAX &&
-           corral__mem_entry_bytes(e->klen, have) == corral__mem_entry_bytes(k->len, len);
+           mem_entry_bytes(e->klen, have) == mem_entry_bytes(k->len, len);
 }
 
 /* Rewrites the value of `e` (LIVE, unexpired, fits_in_place) with `len` bytes at `val`,
