@@ -798,6 +798,8 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     if (o->pool < 1 || o->pool > CORRAL__REDIS_MAX_POOL)
         return corral__seterr(err, CORRAL_EINVAL, "pool: must be 1 to %u", CORRAL__REDIS_MAX_POOL);
     if (o->db > INT32_MAX) return corral__seterr(err, CORRAL_EINVAL, "db: too large");
+    if (o->cluster)
+        return corral__seterr(err, CORRAL_ENOTSUP, "redis+cluster: not supported by this build");
     if (o->serializer != CORRAL_SERIALIZER_RAW && o->serializer != CORRAL_SERIALIZER_DJANGO &&
         o->serializer != CORRAL_SERIALIZER_BARE)
         return corral__seterr(err, CORRAL_EINVAL, "serializer: unknown (raw, django or bare)");

@@ -86,6 +86,7 @@ typedef struct corral__redis_pool_config {
     unsigned pool;                  /* connections per server, 1..CORRAL__REDIS_MAX_POOL */
     corral_store_state_fn on_state; /* told of each server's changes of state; NULL: nobody */
     void *state_ctx;
+    bool readonly; /* READONLY on every new connection: a cluster's replica then serves reads */
 } corral__redis_pool_config;
 
 /* Creates the pools. Connects nothing: connections open on first use, so a handle opens while
