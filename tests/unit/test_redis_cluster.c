@@ -1,0 +1,535 @@
+/*
+ * test_redis_cluster.c - the Redis store on a real Redis Cluster: 6 redis-server nodes (3
+ * primaries, 3 replicas) on free ports of 127.0.0.1, started once for the whole file by
+ * scripts/redis-cluster (the group setup) and stopped by the group teardown; the nodes die with
+ * this process if it crashes (OWNER_PID). When redis-server has no cluster support (the script
+ * exits 2) every test is skipped with that message; any other failure to start fails.
+ *
+ * Order matters: the store suite (store_suite.h) and the routing tests first, then the ones that
+ * change the cluster: slots moved by hand (ASK, then MOVED), slots resharded under load, a node
+ * stopped (SIGSTOP), and last a primary killed under load, after which its replica serves.
+ *
+ * Oracles are the servers' own: CLUSTER KEYSLOT for the slot math, INFO commandstats per node
+ * for what each node was sent (GET calls, ASKING, CLUSTER SLOTS), the store's round-trip
+ * counter for pipelining; no timing assertion but "returned within its deadline" bounds.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "counting_alloc.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "corral/corral.h"
+#include "key.h"
+#include "value.h"
+#include "store/redis.h"
+#include "store/redis_slots.h"
+#include "redis_server.h"
+#include "store_suite.h"
+
+#define SCRIPT    CORRAL_SOURCE_DIR "/scripts/redis-cluster"
+#define MAX_NODES 8
+
+/* ---- The cluster ---- */
+
+static struct {
+    bool up;
+    char skip_why[256];
+    char dir[64];
+    char seeds[256];
+    int ports[MAX_NODES]; /* every node */
+    size_t n_ports;
+} cl;
+
+/* Runs the script with `args`; its first line of output into `out` (may be NULL). Returns the
+ * exit status. */
+static int script(char *out, size_t cap, const char *fmt, ...) {
+    char args[256], cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "OWNER_PID=%d %s %s", (int)getpid(), SCRIPT, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[512] = "";
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    char rest[512];
+    while (fgets(rest, sizeof rest, p)) {
+    }
+    int st = pclose(p);
+    line[strcspn(line, "\n")] = '\0';
+    if (out) snprintf(out, cap, "%s", line);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    snprintf(cl.dir, sizeof cl.dir, "/tmp/corral-cluster-%d", (int)getpid());
+    int rc = script(cl.seeds, sizeof cl.seeds, "start %s 6 1", cl.dir);
+    if (rc == 2) {
+        snprintf(cl.skip_why, sizeof cl.skip_why,
+                 "redis-server has no cluster support: cluster tests skipped");
+        fprintf(stderr, "%s\n", cl.skip_why);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "scripts/redis-cluster start failed (%d)\n", rc);
+        return -1;
+    }
+    for (const char *p = cl.seeds; p && *p && cl.n_ports < MAX_NODES;) {
+        const char *colon = strchr(p, ':');
+        if (!colon) break;
+        cl.ports[cl.n_ports++] = atoi(colon + 1);
+        p = strchr(colon, ',');
+        if (p) p++;
+    }
+    cl.up = cl.n_ports == 6;
+    return cl.up ? 0 : -1;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    if (cl.dir[0]) script(NULL, 0, "stop %s", cl.dir);
+    return 0;
+}
+
+static void need_cluster(void) {
+    if (!cl.up) {
+        print_message("%s\n", cl.skip_why);
+        skip();
+    }
+}
+
+/* One command to the node on `port` on a new connection (2 s deadlines); NULL when unanswered. */
+static redisReply *node_cmd(int port, const char *fmt, ...) {
+    struct timeval tv = { 2, 0 };
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!ctx || ctx->err) {
+        if (ctx) redisFree(ctx);
+        return NULL;
+    }
+    redisSetTimeout(ctx, tv);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(ctx, fmt, ap);
+    va_end(ap);
+    redisFree(ctx);
+    return r;
+}
+
+static long long node_info(int port, const char *section, const char *field) {
+    redisReply *r = node_cmd(port, "INFO %s", section);
+    if (!r || r->type != REDIS_REPLY_STRING) fail_msg("node %d: INFO not answered", port);
+    const char *at = strstr(r->str, field);
+    long long v = at ? strtoll(at + strlen(field), NULL, 10) : 0; /* absent: never called */
+    freeReplyObject(r);
+    return v;
+}
+
+static bool is_primary(int port) {
+    redisReply *r = node_cmd(port, "ROLE");
+    bool p = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+    freeReplyObject(r);
+    return p;
+}
+
+/* The live primaries' ports; their count. */
+static size_t primaries(int *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < cl.n_ports; i++)
+        if (is_primary(cl.ports[i])) out[n++] = cl.ports[i];
+    return n;
+}
+
+/* The port of the primary that serves `slot`, asked of a live primary (CLUSTER SLOTS). */
+static int owner_of(uint16_t slot) {
+    int ps[MAX_NODES];
+    size_t n = primaries(ps);
+    assert_true(n > 0);
+    redisReply *r = node_cmd(ps[0], "CLUSTER SLOTS");
+    assert_non_null(r);
+    corral__redis_slot_map *m = malloc(sizeof *m);
+    assert_non_null(m);
+    assert_int_equal(corral__redis_slots_parse(r, "127.0.0.1", m, NULL), CORRAL_OK);
+    int port = m->shard_of[slot] == CORRAL__REDIS_NO_SHARD
+                   ? -1
+                   : m->shards[m->shard_of[slot]].primary.port;
+    free(m);
+    freeReplyObject(r);
+    return port;
+}
+
+static void flush_all(void) {
+    int ps[MAX_NODES];
+    size_t n = primaries(ps);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = node_cmd(ps[i], "FLUSHALL");
+        assert_non_null(r);
+        freeReplyObject(r);
+    }
+}
+
+/* ---- A store on the cluster ---- */
+
+typedef struct cfx {
+    counting ca;
+    corral__allocator alloc;
+    corral__store_env env;
+    corral__store *s;
+} cfx;
+
+static cfx *cfx_open_opts(int64_t command_timeout_ms, bool from_replicas, size_t max_value) {
+    cfx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->alloc = (corral__allocator){ count_alloc, count_realloc, count_free, &f->ca };
+    f->env = (corral__store_env){ .alloc = &f->alloc, .now_ns = corral__realtime_ns };
+    corral_options o;
+    corral_options_init(&o);
+    o.redis.hosts = cl.seeds;
+    o.redis.cluster = true;
+    o.redis.read_from_replicas = from_replicas;
+    o.redis.connect_timeout_ms = 2000;
+    o.redis.command_timeout_ms = command_timeout_ms;
+    corral_error err = { 0 };
+    int rc = corral__redis_open(&f->s, &o.redis, max_value ? max_value : 16 << 20, &f->env, &err);
+    if (rc != CORRAL_OK) fail_msg("cluster open: %d %s", rc, err.msg);
+    return f;
+}
+
+static cfx *cfx_open(void) {
+    return cfx_open_opts(5000, false, 0);
+}
+
+static void cfx_close(cfx *f) {
+    f->s->ops->close(f->s);
+    assert_int_equal(outstanding(&f->ca), 0);
+    free(f);
+}
+
+static long long store_metric(corral__store *s, const char *name) {
+    static char text[8192];
+    assert_int_equal(s->ops->metrics_text(s, text, sizeof text), CORRAL_OK);
+    char with_nl[8200];
+    snprintf(with_nl, sizeof with_nl, "\n%s", text);
+    return redis_fx_metric_in(with_nl, name);
+}
+
+static corral__skey K(const char *k) {
+    size_t n = strlen(k);
+    return (corral__skey){ .data = k, .len = n, .hash = corral__hash_bytes(k, n), .cls = 1 };
+}
+
+static int set_str(corral__store *s, const char *k, const char *v) {
+    corral__skey sk = K(k);
+    return s->ops->set(s, &sk, v, strlen(v), 60000, CORRAL__SET_ALWAYS, 0);
+}
+
+/* The value of `k` as a string ("" for a miss) in `buf`; the get's code. */
+static int get_str(corral__store *s, const char *k, char *buf, size_t cap) {
+    corral__skey sk = K(k);
+    corral_value *v = NULL;
+    int rc = s->ops->get(s, &sk, &v);
+    buf[0] = '\0';
+    if (rc == CORRAL_OK) {
+        snprintf(buf, cap, "%.*s", (int)v->len, (const char *)v->data);
+        corral_value_unref(v);
+    }
+    return rc;
+}
+
+/* ---- The store suite on the cluster ---- */
+
+static const char SHIFT_SCRIPT[] =
+    "local ms = tonumber(ARGV[1])\n"
+    "for _, k in ipairs(redis.call('KEYS', '*')) do\n"
+    "  local t = redis.call('PTTL', k)\n"
+    "  if t > 0 then\n"
+    "    if t - ms <= 0 then redis.call('DEL', k) else redis.call('PEXPIRE', k, t - ms) end\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+/* Every primary shifts its own keys' expiries (KEYS sees the node's keys only). */
+static void cluster_advance(suite_fx *sf, int64_t ticks) {
+    int ps[MAX_NODES];
+    size_t n = primaries(ps);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r =
+            node_cmd(ps[i], "EVAL %s 0 %lld", SHIFT_SCRIPT, (long long)(ticks * sf->tick_ms));
+        assert_non_null(r);
+        if (r->type != REDIS_REPLY_INTEGER) fail_msg("shift on %d: %s", ps[i], r->str);
+        freeReplyObject(r);
+    }
+}
+
+static void cluster_suite_close(suite_fx *sf) {
+    cfx_close(sf->impl);
+    free(sf);
+}
+
+static suite_fx *cluster_suite_open(suite_target *t, size_t max_value_bytes) {
+    (void)t;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open_opts(5000, false, max_value_bytes);
+    suite_fx *sf = calloc(1, sizeof *sf);
+    assert_non_null(sf);
+    *sf = (suite_fx){ .s = f->s,
+                      .tick_ms = 1000,
+                      .advance = cluster_advance,
+                      .close = cluster_suite_close,
+                      .impl = f };
+    return sf;
+}
+
+static suite_target cluster_target = { .name = "redis cluster", .open = cluster_suite_open };
+
+/* ---- Routing ---- */
+
+static void test_cluster_slots_agree_with_cluster_keyslot(void **state) {
+    (void)state;
+    need_cluster();
+    static const char *const keys[] = { "123456789",    "foo",        "site:1:home",
+                                        "{user1000}.a", "foo{}{bar}", "foo{{bar}}zap",
+                                        "a{b}c{d}",     "x\x1flease", "djzen:1:page:v3" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        redisReply *r = node_cmd(cl.ports[0], "CLUSTER KEYSLOT %b", keys[i], strlen(keys[i]));
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(corral__redis_key_slot(keys[i], strlen(keys[i])), r->integer);
+        freeReplyObject(r);
+    }
+}
+
+/* Keys spread over every primary, written and read back through the store; each lives on the
+ * node that owns its slot. */
+static void test_cluster_keys_live_on_the_owner_of_their_slot(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    char k[32], v[32], got[64];
+    for (int i = 0; i < 60; i++) {
+        snprintf(k, sizeof k, "spread:%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        assert_int_equal(set_str(f->s, k, v), CORRAL_OK);
+    }
+    for (int i = 0; i < 60; i++) {
+        snprintf(k, sizeof k, "spread:%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_OK);
+        assert_string_equal(got, v);
+        redisReply *r = node_cmd(owner_of(corral__redis_key_slot(k, strlen(k))), "GET %s", k);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STRING); /* on its owner, no redirection */
+        assert_string_equal(r->str, v);
+        freeReplyObject(r);
+    }
+    cfx_close(f);
+}
+
+/* get_many of 100 keys over 3 primaries: one pipelined round trip per primary, each primary
+ * sent one GET per key it owns. */
+static void test_cluster_get_many_is_one_round_trip_per_primary(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    enum { N = 100 };
+    static char names[N][24];
+    corral__skey ks[N];
+    corral_buf vals[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "many:%d", i);
+        ks[i] = K(names[i]);
+        vals[i] = (corral_buf){ .data = names[i], .len = strlen(names[i]) };
+    }
+    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, N, 60000, 0), CORRAL_OK);
+    int ps[MAX_NODES];
+    size_t np = primaries(ps);
+    assert_int_equal(np, 3);
+    long long before[MAX_NODES], owned[MAX_NODES] = { 0 };
+    for (size_t p = 0; p < np; p++)
+        before[p] = node_info(ps[p], "commandstats", "cmdstat_get:calls=");
+    for (int i = 0; i < N; i++) {
+        int o = owner_of(corral__redis_key_slot(names[i], strlen(names[i])));
+        for (size_t p = 0; p < np; p++)
+            owned[p] += ps[p] == o;
+    }
+    long long rt0 = store_metric(f->s, "round_trips_total");
+    corral_value *out[N];
+    assert_int_equal(f->s->ops->get_many(f->s, ks, N, out), CORRAL_OK);
+    long long rt1 = store_metric(f->s, "round_trips_total");
+    for (int i = 0; i < N; i++) {
+        assert_non_null(out[i]);
+        assert_memory_equal(out[i]->data, names[i], strlen(names[i]));
+        corral_value_unref(out[i]);
+    }
+    assert_int_equal(rt1 - rt0, (long long)np); /* 3 pipelines, not 100 commands */
+    for (size_t p = 0; p < np; p++) {
+        assert_true(owned[p] > 0);
+        assert_int_equal(node_info(ps[p], "commandstats", "cmdstat_get:calls=") - before[p],
+                         owned[p]);
+    }
+    size_t deleted = 0;
+    assert_int_equal(f->s->ops->del_many(f->s, ks, N, &deleted), CORRAL_OK);
+    assert_int_equal(deleted, N);
+    cfx_close(f);
+}
+
+/* clear_prefix removes the prefix's keys on every primary, and nothing else. */
+static void test_cluster_clear_prefix_scans_every_primary(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    char k[32], got[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "gone:%d", i);
+        assert_int_equal(set_str(f->s, k, "x"), CORRAL_OK);
+        snprintf(k, sizeof k, "kept:%d", i);
+        assert_int_equal(set_str(f->s, k, "y"), CORRAL_OK);
+    }
+    assert_int_equal(f->s->ops->clear_prefix(f->s, "gone", 4), CORRAL_OK);
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "gone:%d", i);
+        assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_MISS);
+        snprintf(k, sizeof k, "kept:%d", i);
+        assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_OK);
+    }
+    assert_int_equal(f->s->ops->clear(f->s), CORRAL_OK); /* FLUSHDB on every primary */
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "kept:%d", i);
+        assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_MISS);
+    }
+    cfx_close(f);
+}
+
+/* Reads from replicas: with READONLY the replicas answer GETs for their primaries' slots. */
+static void test_cluster_reads_from_replicas_when_asked(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open_opts(5000, true, 0);
+    assert_int_equal(set_str(f->s, "rep:1", "one"), CORRAL_OK);
+    int replica = -1;
+    for (size_t i = 0; i < cl.n_ports; i++)
+        if (!is_primary(cl.ports[i])) {
+            /* the replica of rep:1's primary: its master_port is the owner */
+            long long mp = node_info(cl.ports[i], "replication", "master_port:");
+            if (mp == owner_of(corral__redis_key_slot("rep:1", 5))) replica = cl.ports[i];
+        }
+    assert_true(replica > 0);
+    /* Replication is asynchronous: wait for the replica to hold the key before reading. */
+    uint64_t end = redis_fx_now_ns() + 10000000000ull;
+    for (;;) {
+        redisReply *r = node_cmd(replica, "READONLY");
+        freeReplyObject(r);
+        long long offset = node_info(replica, "replication", "slave_repl_offset:");
+        long long master = node_info(owner_of(corral__redis_key_slot("rep:1", 5)), "replication",
+                                     "master_repl_offset:");
+        if (offset >= master) break;
+        if (redis_fx_now_ns() > end) fail_msg("replica did not catch up");
+    }
+    long long before = node_info(replica, "commandstats", "cmdstat_get:calls=");
+    char got[16];
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(get_str(f->s, "rep:1", got, sizeof got), CORRAL_OK);
+        assert_string_equal(got, "one");
+    }
+    assert_int_equal(node_info(replica, "commandstats", "cmdstat_get:calls=") - before, 4);
+    cfx_close(f);
+}
+
+/* ---- Redirections: a slot moved by hand ---- */
+
+static void node_id(int port, char *out, size_t cap) {
+    redisReply *r = node_cmd(port, "CLUSTER MYID");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    snprintf(out, cap, "%s", r->str);
+    freeReplyObject(r);
+}
+
+static void ok_cmd(int port, const char *what, redisReply *r) {
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s on %d: %s", what, port, r ? r->str : "no answer");
+    freeReplyObject(r);
+}
+
+/* The slot of "{mv}..." keys is migrating from its owner to another primary: a key already
+ * moved is found through ASK (ASKING then the command on the importing node); once the slot
+ * is given to the new node, the old one answers MOVED and the store refreshes its map. */
+static void test_cluster_follows_ask_then_moved(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    uint16_t slot = corral__redis_key_slot("{mv}", 4);
+    assert_int_equal(set_str(f->s, "{mv}old", "before"), CORRAL_OK);
+    assert_int_equal(set_str(f->s, "{mv}moved", "early"), CORRAL_OK);
+    int from = owner_of(slot), to = -1, ps[MAX_NODES];
+    size_t np = primaries(ps);
+    for (size_t i = 0; i < np; i++)
+        if (ps[i] != from) to = ps[i];
+    char from_id[64], to_id[64];
+    node_id(from, from_id, sizeof from_id);
+    node_id(to, to_id, sizeof to_id);
+    ok_cmd(to, "IMPORTING", node_cmd(to, "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id));
+    ok_cmd(from, "MIGRATING", node_cmd(from, "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id));
+    ok_cmd(from, "MIGRATE",
+           node_cmd(from, "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS {mv}moved", to, "", (size_t)0));
+    long long asking0 = node_info(to, "commandstats", "cmdstat_asking:calls=");
+    char got[32];
+    assert_int_equal(get_str(f->s, "{mv}moved", got, sizeof got), CORRAL_OK); /* ASK */
+    assert_string_equal(got, "early");
+    assert_int_equal(get_str(f->s, "{mv}old", got, sizeof got), CORRAL_OK); /* still on `from` */
+    assert_string_equal(got, "before");
+    assert_int_equal(set_str(f->s, "{mv}new", "during"), CORRAL_OK); /* absent on `from`: ASK */
+    assert_true(node_info(to, "commandstats", "cmdstat_asking:calls=") - asking0 >= 2);
+    ok_cmd(from, "MIGRATE",
+           node_cmd(from, "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS {mv}old", to, "", (size_t)0));
+    for (size_t i = 0; i < np; i++)
+        ok_cmd(ps[i], "NODE", node_cmd(ps[i], "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    long long slots0 = node_info(to, "commandstats", "cmdstat_cluster|slots:calls=") +
+                       node_info(from, "commandstats", "cmdstat_cluster|slots:calls=");
+    assert_int_equal(get_str(f->s, "{mv}old", got, sizeof got), CORRAL_OK); /* MOVED */
+    assert_string_equal(got, "before");
+    assert_int_equal(get_str(f->s, "{mv}new", got, sizeof got), CORRAL_OK);
+    assert_string_equal(got, "during");
+    long long slots1 = 0;
+    for (size_t i = 0; i < np; i++)
+        slots1 += node_info(ps[i], "commandstats", "cmdstat_cluster|slots:calls=");
+    assert_true(slots1 > slots0); /* the map was refreshed */
+    /* Settled: the next read goes straight to the new owner. */
+    long long gets0 = node_info(from, "commandstats", "cmdstat_get:calls=");
+    assert_int_equal(get_str(f->s, "{mv}old", got, sizeof got), CORRAL_OK);
+    assert_int_equal(node_info(from, "commandstats", "cmdstat_get:calls=") - gets0, 0);
+    cfx_close(f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        STORE_SUITE_TESTS(&cluster_target),
+        cmocka_unit_test(test_cluster_slots_agree_with_cluster_keyslot),
+        cmocka_unit_test(test_cluster_keys_live_on_the_owner_of_their_slot),
+        cmocka_unit_test(test_cluster_get_many_is_one_round_trip_per_primary),
+        cmocka_unit_test(test_cluster_clear_prefix_scans_every_primary),
+        cmocka_unit_test(test_cluster_reads_from_replicas_when_asked),
+        cmocka_unit_test(test_cluster_follows_ask_then_moved),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
