@@ -636,7 +636,7 @@ static size_t r_max_bytes(corral__store *base) {
 static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
     redis_store *s = store_of(base);
     corral__redis_counters sum, *ctr = &sum;
-    corral__redis_cluster_stats own;
+    corral__redis_cluster_stats own = { 0 };
     if (s->cluster)
         corral__redis_cluster_counters(s->cluster, &sum, &own); /* every node's, summed */
     else
@@ -668,7 +668,10 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
     };
     size_t used = 0;
     if (cap) buf[0] = '\0';
-    return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
+    int rc =
+        corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
+    if (rc != CORRAL_OK || !s->cluster) return rc;
+    return corral__redis_cluster_metrics(&own, buf, cap, &used);
 }
 
 static int r_status(corral__store *base, size_t i, corral_server_status *out) {

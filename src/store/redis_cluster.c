@@ -31,6 +31,7 @@
  */
 #include "redis_cluster.h"
 #include "redis_slots.h"
+#include "../prom.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -193,10 +194,11 @@ static int load_from(corral__redis_cluster *cl, int node) {
 }
 
 /* Refreshes the route from a known node: the primaries first, then every other node, then the
- * seeds, at most REFRESH_TRIES of them that do I/O (a node in backoff fails without any). One
- * thread at a time; with `urgent` false, at most once per REFRESH_GAP_MS. Returns true when
- * this call installed a new route. */
-static bool refresh(corral__redis_cluster *cl, bool urgent) {
+ * seeds, at most REFRESH_TRIES of them that do I/O (a node in backoff fails without any), never
+ * the pool `avoid` (the node that just failed this call: a stopped node would cost another
+ * timeout). One thread at a time; with `urgent` false, at most once per REFRESH_GAP_MS.
+ * Returns true when this call installed a new route. */
+static bool refresh(corral__redis_cluster *cl, bool urgent, const corral__redis_pool *avoid) {
     uint64_t now = corral__monotonic_ns();
     if (!urgent && now - atomic_load_explicit(&cl->last_refresh_ns, memory_order_relaxed) <
                        REFRESH_GAP_MS * NS_PER_MS)
@@ -226,6 +228,7 @@ static bool refresh(corral__redis_cluster *cl, bool urgent) {
     unsigned tries = 0;
     for (size_t i = 0; i < n && !ok && tries < REFRESH_TRIES; i++) {
         corral__redis_pool *p = pool_of(cl, order[i]);
+        if (p == avoid) continue;
         corral__redis_counters *ctr = corral__redis_pool_counters(p);
         uint64_t fast = atomic_load_explicit(&ctr->fast_fails, memory_order_relaxed);
         ok = load_from(cl, order[i]) == 0;
@@ -263,9 +266,9 @@ static bool loaded(corral__redis_cluster *cl) {
 int corral__redis_cluster_node_of(corral__redis_cluster *cl, corral__redis_role role,
                                   uint16_t slot) {
     CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
-    if (!loaded(cl)) refresh(cl, true);
+    if (!loaded(cl)) refresh(cl, true, NULL);
     int node = route(cl, role, slot);
-    if (node < 0 && refresh(cl, false)) node = route(cl, role, slot);
+    if (node < 0 && refresh(cl, false, NULL)) node = route(cl, role, slot);
     return node;
 }
 
@@ -305,7 +308,7 @@ int corral__redis_cluster_begin(corral__redis_cluster *cl, corral__redis_role ro
         if (role == CORRAL__REDIS_READ && cl->cfg.readonly)
             next = route(cl, CORRAL__REDIS_READ_PRIMARY, slot);
         if (next == node || next < 0) {
-            refresh(cl, false);
+            refresh(cl, false, p);
             next = route(cl, role == CORRAL__REDIS_READ ? CORRAL__REDIS_READ_PRIMARY : role, slot);
         }
         if (next == node || next < 0 || hop + 1 >= CORRAL__REDIS_MAX_HOPS ||
@@ -372,7 +375,7 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
         }
         asking = false;
         if (!r) {
-            refresh(cl, false); /* the node may be gone: the next calls find its successor */
+            refresh(cl, false, c->pool); /* the node may be gone: calls find its successor */
             return NULL;
         }
         if (r->type != REDIS_REPLY_ERROR) return r;
@@ -385,22 +388,21 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
             freeReplyObject(r);
             count(&cl->retries);
             pause_ms(1u << CORRAL_MIN(hop, 4u), deadline);
-            if (down && refresh(cl, false) && c->slot >= 0) {
+            if (down && refresh(cl, false, NULL) && c->slot >= 0) {
                 int node = route(cl, c->role, (uint16_t)c->slot);
                 if (node >= 0 && move_call(cl, c, node) != CORRAL_OK) return NULL;
             }
             continue;
         }
-        char asked[CORRAL__REDIS_MAX_HOSTNAME + 1] = "";
         bool is_ask;
         uint16_t slot;
         corral__redis_addr to;
-        if (corral__redis_parse_redirect(r->str, r->len, asked, &is_ask, &slot, &to) != CORRAL_OK ||
+        if (corral__redis_parse_redirect(r->str, r->len, NULL, &is_ask, &slot, &to) != CORRAL_OK ||
             last)
             return r;
         freeReplyObject(r);
         count(is_ask ? &cl->ask : &cl->moved);
-        if (!is_ask) refresh(cl, true); /* the slot moved for good */
+        if (!is_ask) refresh(cl, true, NULL); /* the slot moved for good */
         int node = node_at(cl, &to, false);
         if (node < 0) {
             c->fail = CORRAL__REDIS_FAIL_NOMEM;
@@ -476,7 +478,7 @@ void corral__redis_cluster_free(corral__redis_cluster *cl) {
 
 size_t corral__redis_cluster_primaries(corral__redis_cluster *cl, int *out) {
     CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
-    if (!loaded(cl)) refresh(cl, true);
+    if (!loaded(cl)) refresh(cl, true, NULL);
     pthread_rwlock_rdlock(&cl->lock);
     size_t n = cl->n_shards;
     for (size_t i = 0; i < n; i++)
@@ -519,6 +521,21 @@ void corral__redis_cluster_counters(corral__redis_cluster *cl, corral__redis_cou
     OWN(retries);
     OWN(no_route);
 #undef OWN
+}
+
+int corral__redis_cluster_metrics(const corral__redis_cluster_stats *own, char *buf, size_t cap,
+                                  size_t *used) {
+    const corral__prom_row rows[] = {
+        { "cluster_moved_total", "counter", "MOVED redirections followed.", own->moved },
+        { "cluster_ask_total", "counter", "ASK redirections followed.", own->ask },
+        { "cluster_refreshes_total", "counter", "Slot map refreshes.", own->refreshes },
+        { "cluster_refresh_failures_total", "counter", "Slot map refreshes that failed.",
+          own->refresh_failures },
+        { "cluster_retries_total", "counter", "Calls tried again on another node or later.",
+          own->retries },
+        { "cluster_no_route_total", "counter", "Calls whose slot no node served.", own->no_route },
+    };
+    return corral__prom_rows(buf, cap, used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
 }
 
 int corral__redis_cluster_status(corral__redis_cluster *cl, size_t i, corral_server_status *out) {

@@ -68,6 +68,10 @@ typedef struct corral__redis_cluster_stats {
 } corral__redis_cluster_stats;
 void corral__redis_cluster_counters(corral__redis_cluster *cl, corral__redis_counters *sum,
                                     corral__redis_cluster_stats *own);
+/* Appends the cluster's own rows (corral_redis_cluster_*) to the Prometheus text in `buf` from
+ * `*used`, as corral__prom_rows does. */
+int corral__redis_cluster_metrics(const corral__redis_cluster_stats *own, char *buf, size_t cap,
+                                  size_t *used);
 
 /* The state of node `i` in the order the store met them (corral_store_status). */
 int corral__redis_cluster_status(corral__redis_cluster *cl, size_t i, corral_server_status *out);

@@ -154,8 +154,8 @@ static size_t primaries(int *out) {
     return n;
 }
 
-/* The port of the primary that serves `slot`, asked of a live primary (CLUSTER SLOTS). */
-static int owner_of(uint16_t slot) {
+/* The slot map as a live primary tells it (CLUSTER SLOTS); free() it. */
+static corral__redis_slot_map *slot_map(void) {
     int ps[MAX_NODES];
     size_t n = primaries(ps);
     assert_true(n > 0);
@@ -164,11 +164,21 @@ static int owner_of(uint16_t slot) {
     corral__redis_slot_map *m = malloc(sizeof *m);
     assert_non_null(m);
     assert_int_equal(corral__redis_slots_parse(r, "127.0.0.1", m, NULL), CORRAL_OK);
-    int port = m->shard_of[slot] == CORRAL__REDIS_NO_SHARD
-                   ? -1
-                   : m->shards[m->shard_of[slot]].primary.port;
-    free(m);
     freeReplyObject(r);
+    return m;
+}
+
+/* The port of the primary that serves `slot` in `m`, or -1. */
+static int owner_in(const corral__redis_slot_map *m, uint16_t slot) {
+    return m->shard_of[slot] == CORRAL__REDIS_NO_SHARD ? -1
+                                                       : m->shards[m->shard_of[slot]].primary.port;
+}
+
+/* The port of the primary that serves `slot` now. */
+static int owner_of(uint16_t slot) {
+    corral__redis_slot_map *m = slot_map();
+    int port = owner_in(m, slot);
+    free(m);
     return port;
 }
 
@@ -521,6 +531,292 @@ static void test_cluster_follows_ask_then_moved(void **state) {
     cfx_close(f);
 }
 
+/* ---- Through a handle: the URL, tags, namespaces, get_or_set ---- */
+
+static corral *open_handle(const char *query) {
+    corral *c = NULL;
+    int rc = redis_fx_open_url(&c, "redis+cluster://%s/?key_prefix=site&command_timeout=5s%s",
+                               cl.seeds, query);
+    assert_int_equal(rc, CORRAL_OK);
+    return c;
+}
+
+static void test_cluster_handle_tags_namespaces_and_get_or_set(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    corral *c = open_handle("");
+    const char *tags[] = { "product:1", "shelf:9", "front" };
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = tags;
+    call.n_tags = 3;
+    char buf[64];
+    size_t len = 0;
+    /* Keys and tag versions on several slots: the value is read, then its tags where they live. */
+    for (int i = 0; i < 20; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "page%d", i);
+        assert_int_equal(corral_set(c, k, strlen(k), "html", 4, 60000, &call), CORRAL_OK);
+        assert_int_equal(corral_get_into(c, k, strlen(k), NULL, buf, sizeof buf, &len), CORRAL_OK);
+        assert_int_equal(len, 4);
+    }
+    assert_int_equal(corral_tag_bust(c, "shelf:9"), CORRAL_OK);
+    for (int i = 0; i < 20; i++) { /* busted: never served again */
+        char k[16];
+        snprintf(k, sizeof k, "page%d", i);
+        assert_int_equal(corral_get_into(c, k, strlen(k), NULL, buf, sizeof buf, &len),
+                         CORRAL_MISS);
+    }
+    corral_call ns = CORRAL_CALL_INIT;
+    ns.ns = "catalog";
+    assert_int_equal(corral_set(c, "item", 4, "v1", 2, 60000, &ns), CORRAL_OK);
+    assert_int_equal(corral_get_into(c, "item", 4, &ns, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(corral_ns_bump(c, "catalog"), CORRAL_OK);
+    assert_int_equal(corral_get_into(c, "item", 4, &ns, buf, sizeof buf, &len), CORRAL_MISS);
+    int runs = 0;
+    corral_value *v = NULL;
+    for (int i = 0; i < 3; i++) { /* the lease and the value on the cluster */
+        assert_int_equal(corral_get_or_set(c, "made", 4, redis_fx_produce, &runs, NULL, &v),
+                         CORRAL_OK);
+        corral_value_unref(v);
+    }
+    assert_int_equal(runs, 1);
+    assert_int_equal(corral_set(c, "hits", 4, "10", 2, 60000, NULL), CORRAL_OK);
+    int64_t now = 0;
+    assert_int_equal(corral_incr(c, "hits", 4, 5, NULL, &now), CORRAL_OK);
+    assert_int_equal(now, 15);
+    corral_close(c);
+}
+
+/* ---- Failures ---- */
+
+static pid_t pid_of(int port) {
+    char path[128], buf[32] = "";
+    snprintf(path, sizeof path, "%s/%d/pid", cl.dir, port);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    if (!fgets(buf, sizeof buf, fp)) buf[0] = '\0';
+    fclose(fp);
+    pid_t p = (pid_t)atoi(buf);
+    assert_true(p > 0);
+    return p;
+}
+
+static uint64_t ms_since(uint64_t t0) {
+    return (redis_fx_now_ns() - t0) / 1000000u;
+}
+
+/* A stopped node (SIGSTOP: the kernel still accepts its connections): calls for its slots fail
+ * within their deadline, a read as a miss and a write as an error; other nodes' slots work. The
+ * node is stopped for less than the cluster's node timeout, so no failover starts. */
+static void test_cluster_stopped_node_times_out_and_others_serve(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    enum { TIMEOUT_MS = 250 };
+    cfx *f = cfx_open_opts(TIMEOUT_MS, false, 0);
+    /* A key on another node than the one stopped. */
+    assert_int_equal(set_str(f->s, "slow:a", "a"), CORRAL_OK);
+    int stopped = owner_of(corral__redis_key_slot("slow:a", 6));
+    char other[16] = "";
+    for (int i = 0; i < 100 && !other[0]; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "slow:%d", i);
+        if (owner_of(corral__redis_key_slot(k, strlen(k))) != stopped) strcpy(other, k);
+    }
+    assert_true(other[0]);
+    assert_int_equal(set_str(f->s, other, "b"), CORRAL_OK);
+    pid_t pid = pid_of(stopped);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    char got[16];
+    uint64_t t0 = redis_fx_now_ns();
+    int get_rc = get_str(f->s, "slow:a", got, sizeof got);
+    uint64_t get_ms = ms_since(t0);
+    t0 = redis_fx_now_ns();
+    int set_rc = set_str(f->s, "slow:a", "z");
+    uint64_t set_ms = ms_since(t0);
+    t0 = redis_fx_now_ns();
+    int other_rc = get_str(f->s, other, got, sizeof got);
+    uint64_t other_ms = ms_since(t0);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_int_equal(get_rc, CORRAL_MISS);
+    assert_true(set_rc == CORRAL_ETIMEDOUT || set_rc == CORRAL_ESTORE);
+    /* Within the deadline: one command timeout, and a refresh that skips the stopped node. */
+    if (get_ms > 4 * TIMEOUT_MS || set_ms > 4 * TIMEOUT_MS)
+        fail_msg("a call waited %llu / %llu ms with a %d ms timeout", (unsigned long long)get_ms,
+                 (unsigned long long)set_ms, TIMEOUT_MS);
+    assert_int_equal(other_rc, CORRAL_OK);
+    assert_string_equal(got, "b");
+    (void)other_ms;
+    /* Back: the node answers again once its breaker lets a probe through. */
+    uint64_t end = redis_fx_now_ns() + 10000000000ull;
+    while (get_str(f->s, "slow:a", got, sizeof got) != CORRAL_OK)
+        if (redis_fx_now_ns() > end) fail_msg("the node did not come back");
+    cfx_close(f);
+}
+
+/* Load: threads writing and reading their own keys, checking every value they read. */
+typedef struct load {
+    corral__store *s;
+    int id;
+    atomic_bool *stop;
+    long long ops, errors, misses, wrong, max_ms;
+    long long last_seq[32];
+    char keys[32][32]; /* the thread's keys */
+} load;
+
+/* A key "{t<n>}:<id>:<i>" whose tag hashes to `slot` (the first such n). */
+static void load_key_in(char *k, size_t cap, uint16_t slot, int id, int i) {
+    char tag[16];
+    for (unsigned n = 0;; n++) {
+        int len = snprintf(tag, sizeof tag, "t%u", n);
+        if (corral__redis_key_slot(tag, (size_t)len) == slot) break;
+    }
+    snprintf(k, cap, "{%s}:%d:%d", tag, id, i);
+}
+
+static void *load_thread(void *arg) {
+    load *l = arg;
+    char k[32], v[64], got[64];
+    long long seq = 0;
+    while (!atomic_load(l->stop)) {
+        int i = (int)(seq % 32);
+        snprintf(k, sizeof k, "%s", l->keys[i]);
+        snprintf(v, sizeof v, "%d:%d:%lld", l->id, i, ++seq);
+        uint64_t t0 = redis_fx_now_ns();
+        int rc = set_str(l->s, k, v);
+        long long ms = (long long)ms_since(t0);
+        if (ms > l->max_ms) l->max_ms = ms;
+        if (rc == CORRAL_OK)
+            l->last_seq[i] = seq;
+        else
+            l->errors++;
+        t0 = redis_fx_now_ns();
+        rc = get_str(l->s, k, got, sizeof got);
+        ms = (long long)ms_since(t0);
+        if (ms > l->max_ms) l->max_ms = ms;
+        l->ops += 2;
+        if (rc == CORRAL_MISS) {
+            l->misses++;
+            continue;
+        }
+        int gid = -1, gi = -1;
+        long long gseq = -1;
+        /* The value must be one this thread wrote for this key, never newer than the last. */
+        if (sscanf(got, "%d:%d:%lld", &gid, &gi, &gseq) != 3 || gid != l->id || gi != i ||
+            gseq > seq)
+            l->wrong++;
+    }
+    return NULL;
+}
+
+enum { LOAD_THREADS = 3 };
+
+static void load_start(load *ls, pthread_t *th, corral__store *s, atomic_bool *stop,
+                       const uint16_t *slots, size_t n_slots) {
+    atomic_store(stop, false);
+    for (int t = 0; t < LOAD_THREADS; t++) {
+        ls[t] = (load){ .s = s, .id = t, .stop = stop };
+        for (int i = 0; i < 32; i++) {
+            if (slots) /* a key of one of `slots`: "{<tag>}..." where the tag hashes there */
+                load_key_in(ls[t].keys[i], sizeof ls[t].keys[i],
+                            slots[(size_t)(t * 32 + i) % n_slots], t, i);
+            else
+                snprintf(ls[t].keys[i], sizeof ls[t].keys[i], "load:%d:%d", t, i);
+        }
+        assert_int_equal(pthread_create(&th[t], NULL, load_thread, &ls[t]), 0);
+    }
+}
+
+static void load_stop(load *ls, pthread_t *th, atomic_bool *stop, load *sum) {
+    atomic_store(stop, true);
+    memset(sum, 0, sizeof *sum);
+    for (int t = 0; t < LOAD_THREADS; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        sum->ops += ls[t].ops;
+        sum->errors += ls[t].errors;
+        sum->misses += ls[t].misses;
+        sum->wrong += ls[t].wrong;
+        if (ls[t].max_ms > sum->max_ms) sum->max_ms = ls[t].max_ms;
+    }
+}
+
+/* Slots resharded under load (redis-cli --cluster reshard: MIGRATING/IMPORTING, MIGRATE, then
+ * the new owner): every read finds the value last written (ASK while a slot migrates, MOVED
+ * after), and no call fails. */
+static void test_cluster_reshard_under_load_loses_nothing(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    int ps[MAX_NODES];
+    size_t np = primaries(ps);
+    assert_true(np >= 2);
+    load ls[LOAD_THREADS], sum;
+    pthread_t th[LOAD_THREADS];
+    atomic_bool stop;
+    /* redis-cli takes the source's lowest slots: the load's keys live in the first 300. */
+    static uint16_t moving[300];
+    size_t n_moving = 0;
+    corral__redis_slot_map *m = slot_map();
+    for (unsigned slot = 0; slot < CORRAL__REDIS_SLOTS && n_moving < 300; slot++)
+        if (owner_in(m, (uint16_t)slot) == ps[0]) moving[n_moving++] = (uint16_t)slot;
+    free(m);
+    assert_int_equal(n_moving, 300);
+    load_start(ls, th, f->s, &stop, moving, n_moving);
+    int rc = script(NULL, 0, "reshard %s %d %d 300", cl.dir, ps[0], ps[1]);
+    load_stop(ls, th, &stop, &sum);
+    assert_int_equal(rc, 0);
+    print_message("reshard: %lld ops, %lld errors, %lld misses, moved %lld, ask %lld\n", sum.ops,
+                  sum.errors, sum.misses, store_metric(f->s, "cluster_moved_total"),
+                  store_metric(f->s, "cluster_ask_total"));
+    assert_true(sum.ops > 0);
+    assert_int_equal(sum.wrong, 0);
+    assert_int_equal(sum.errors, 0);
+    assert_int_equal(sum.misses, 0);
+    assert_true(store_metric(f->s, "cluster_moved_total") > 0);
+    cfx_close(f);
+}
+
+/* A primary killed under load: its calls fail (never past their deadline) until its replica is
+ * promoted, then everything works again without reopening; no value read is one that was never
+ * written for its key. Writes the dead primary acknowledged just before dying may be lost
+ * (Redis replicates asynchronously): an older value may be read, never another key's. */
+static void test_cluster_primary_killed_under_load_fails_over(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    enum { TIMEOUT_MS = 500 };
+    cfx *f = cfx_open_opts(TIMEOUT_MS, false, 0);
+    load ls[LOAD_THREADS], sum;
+    pthread_t th[LOAD_THREADS];
+    atomic_bool stop;
+    load_start(ls, th, f->s, &stop, NULL, 0);
+    char killed[64];
+    assert_int_equal(script(killed, sizeof killed, "kill-primary %s", cl.dir), 0);
+    assert_int_equal(script(NULL, 0, "wait %s", cl.dir), 0);
+    /* The cluster is whole again: every key works within a few map refreshes. */
+    uint64_t end = redis_fx_now_ns() + 5000000000ull;
+    bool all_ok = false;
+    while (!all_ok) {
+        all_ok = true;
+        for (int i = 0; i < 60 && all_ok; i++) {
+            char k[32], got[32];
+            snprintf(k, sizeof k, "after:%d", i);
+            all_ok = set_str(f->s, k, "ok") == CORRAL_OK &&
+                     get_str(f->s, k, got, sizeof got) == CORRAL_OK && strcmp(got, "ok") == 0;
+        }
+        if (!all_ok && redis_fx_now_ns() > end) fail_msg("calls still fail after the failover");
+    }
+    load_stop(ls, th, &stop, &sum);
+    print_message("failover of %s: %lld ops, %lld errors, %lld misses, slowest call %lld ms\n",
+                  killed, sum.ops, sum.errors, sum.misses, sum.max_ms);
+    assert_int_equal(sum.wrong, 0);
+    /* No call hangs: one command timeout per send, a redirection or retry only within one more. */
+    assert_true(sum.max_ms <= 3 * TIMEOUT_MS + 2000 /* connect timeout */);
+    cfx_close(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         STORE_SUITE_TESTS(&cluster_target),
@@ -530,6 +826,10 @@ int main(void) {
         cmocka_unit_test(test_cluster_clear_prefix_scans_every_primary),
         cmocka_unit_test(test_cluster_reads_from_replicas_when_asked),
         cmocka_unit_test(test_cluster_follows_ask_then_moved),
+        cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
+        cmocka_unit_test(test_cluster_stopped_node_times_out_and_others_serve),
+        cmocka_unit_test(test_cluster_reshard_under_load_loses_nothing),
+        cmocka_unit_test(test_cluster_primary_killed_under_load_fails_over),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
