@@ -10,7 +10,8 @@
  *   single-key operation, which follows it. set_many is not atomic on a cluster: each SET is
  *   done or not (the standalone store's MULTI/EXEC would need one slot).
  * - get_checked: the value's GET, then its tags' versions read where they live, one pipeline
- *   per node holding some of them, and compared here (the CHECKED script of redis.c cannot run:
+ *   per node holding some of them, all sent before any is read (two round trips of latency),
+ *   and compared here (the CHECKED script of redis.c cannot run:
  *   a script may only touch keys of one slot, and the tag keys are on other slots). Reading the
  *   versions after the value is what makes it safe: a bust that landed before the version was
  *   read shows as a mismatch, so a value busted before the read began is never returned
@@ -226,6 +227,72 @@ int corral__redis_cluster_del_many(redis_store *s, const corral__skey *ks, size_
 
 /* ---- get_checked ---- */
 
+/* Reads n (<= CORRAL__ENV_MAX_TAGS) keys with every node's pipeline sent before any reply is
+ * read: one round trip of latency however many nodes hold them. Calls are begun in ascending
+ * node order, so two such reads never wait on each other's connections in a cycle (a single
+ * call holds one connection only), and ended in reverse, so the first restores the thread's
+ * signal mask; it is told of any write that failed in the others, to consume the SIGPIPE that
+ * write may have left pending (redis_pool.h). A key whose node fails reads as NULL; a
+ * redirected one is read again alone. CORRAL_OK or CORRAL_ENOMEM. */
+static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral_value **out) {
+    int node[CORRAL__ENV_MAX_TAGS], nodes[CORRAL__ENV_MAX_TAGS];
+    size_t nn = 0;
+    route_keys(s, CORRAL__REDIS_READ, ks, n, node);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = NULL;
+        size_t at = 0;
+        while (node[i] >= 0 && at < nn && nodes[at] < node[i])
+            at++;
+        if (node[i] < 0 || (at < nn && nodes[at] == node[i])) continue;
+        memmove(nodes + at + 1, nodes + at, (nn - at) * sizeof *nodes);
+        nodes[at] = node[i];
+        nn++;
+    }
+    corral__redis_call calls[CORRAL__ENV_MAX_TAGS];
+    bool begun[CORRAL__ENV_MAX_TAGS] = { false }, sent[CORRAL__ENV_MAX_TAGS] = { false };
+    for (size_t g = 0; g < nn; g++) {
+        begun[g] = corral__redis_cluster_begin_node(s->cluster, nodes[g], CORRAL__REDIS_READ,
+                                                    &calls[g]) == CORRAL_OK;
+        sent[g] = begun[g];
+        for (size_t i = 0; i < n && sent[g]; i++) {
+            if (node[i] != nodes[g]) continue;
+            const char *argv[2] = { "GET", ks[i].data };
+            size_t lens[2] = { 3, ks[i].len };
+            sent[g] = corral__redis_append(&calls[g], 2, argv, lens) == 0;
+        }
+        if (begun[g] && !sent[g]) (void)corral__redis_failed(&calls[g]);
+    }
+    int rc = CORRAL_OK;
+    for (size_t g = 0; g < nn; g++) {
+        for (size_t i = 0; i < n && sent[g]; i++) {
+            if (node[i] != nodes[g]) continue;
+            redisReply *r = corral__redis_read(&calls[g]);
+            if (!r) {
+                (void)corral__redis_failed(&calls[g]);
+                break;
+            }
+            if (redirected(r))
+                node[i] = AGAIN;
+            else if (r->type == REDIS_REPLY_STRING && rc == CORRAL_OK)
+                rc = corral__redis_make_value(s, r, &out[i]);
+            else if (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_STRING)
+                (void)corral__redis_error_reply(&calls[g], r);
+            freeReplyObject(r);
+        }
+    }
+    size_t first = nn;
+    for (size_t g = 0; g < nn; g++)
+        if (begun[g] && first == nn) first = g;
+    for (size_t g = nn; g-- > 0;) {
+        if (!begun[g]) continue;
+        if (g != first && calls[g].io_failed) calls[first].io_failed = true;
+        corral__redis_end(&calls[g]);
+    }
+    for (size_t i = 0; i < n && rc == CORRAL_OK; i++)
+        if (node[i] == AGAIN) (void)s->base.ops->get(&s->base, &ks[i], &out[i]);
+    return rc;
+}
+
 int corral__redis_cluster_get_checked(redis_store *s, const corral__skey *k, corral_value **out) {
     corral__store *base = &s->base;
     int rc = base->ops->get(base, k, out);
@@ -251,7 +318,7 @@ int corral__redis_cluster_get_checked(redis_store *s, const corral__skey *k, cor
         kb[s->tag_prefix_len + env.tags[i].name_len] = '\0';
         sk[i] = (corral__skey){ .data = kb, .len = s->tag_prefix_len + env.tags[i].name_len };
     }
-    rc = corral__redis_cluster_get_many(s, sk, n, cur);
+    rc = get_parallel(s, sk, n, cur);
     bool valid = rc == CORRAL_OK;
     for (size_t i = 0; i < n; i++) {
         const corral_value *c = cur[i];

@@ -560,6 +560,21 @@ static void test_cluster_handle_tags_namespaces_and_get_or_set(void **state) {
         assert_int_equal(corral_get_into(c, k, strlen(k), NULL, buf, sizeof buf, &len), CORRAL_OK);
         assert_int_equal(len, 4);
     }
+    /* A tagged read: the value's GET, then one pipeline per node holding a tag version, all sent
+     * before any is read (two round trips of latency). */
+    int tag_nodes[3], distinct = 0;
+    for (int i = 0; i < 3; i++) {
+        char tk[64];
+        int n = snprintf(tk, sizeof tk, "site:tag:%s", tags[i]);
+        tag_nodes[i] = owner_of(corral__redis_key_slot(tk, (size_t)n));
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen = seen || tag_nodes[j] == tag_nodes[i];
+        distinct += !seen;
+    }
+    unsigned long long rt0 = redis_fx_counter(c, "round_trips_total");
+    assert_int_equal(corral_get_into(c, "page0", 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(redis_fx_counter(c, "round_trips_total") - rt0, 1 + (unsigned)distinct);
     assert_int_equal(corral_tag_bust(c, "shelf:9"), CORRAL_OK);
     for (int i = 0; i < 20; i++) { /* busted: never served again */
         char k[16];
