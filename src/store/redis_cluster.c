@@ -26,11 +26,12 @@
  *
  * Locking: `lock` (a rwlock) protects the node table's length and the route; readers copy a
  * node index out and drop it before any I/O. `refreshing` (atomic) lets one thread refresh.
- * Pools have their own locks (redis_pool.c); no lock of this file is held while one is taken,
- * except that a new pool is made (allocation only, no I/O) under the write lock.
+ * Pools have their own locks (redis_pool.c); `lock` is a leaf: no other lock is taken while it
+ * is held (a new node's pool is made before, docs/threads.md).
  */
 #include "redis_cluster.h"
 #include "redis_slots.h"
+#include "../fork.h"
 #include "../prom.h"
 
 #include <errno.h>
@@ -79,6 +80,7 @@ struct corral__redis_cluster {
     _Atomic uint64_t last_refresh_ns;
     _Atomic uint64_t next_replica;
     _Atomic uint64_t moved, ask, refreshes, refresh_failures, retries, no_route;
+    corral__fork_hook fork_hook; /* cluster_after_fork, in a forked child */
 };
 
 static void count(_Atomic uint64_t *c) {
@@ -97,33 +99,38 @@ static int find_node_locked(corral__redis_cluster *cl, const corral__redis_addr 
     return -1;
 }
 
-/* The node at `a`, made when new; -1 when the table is full or memory ran out. Takes the write
- * lock when it must add one (`held`: the caller holds it already). */
-static int node_at(corral__redis_cluster *cl, const corral__redis_addr *a, bool held) {
-    if (!held) {
-        pthread_rwlock_rdlock(&cl->lock);
-        int i = find_node_locked(cl, a);
-        pthread_rwlock_unlock(&cl->lock);
-        if (i >= 0) return i;
-        pthread_rwlock_wrlock(&cl->lock);
-    }
+/* The node at `a`, made when new; -1 when the table is full or memory ran out. A new node's
+ * pool is made with no lock held (making it registers a fork hook, under the fork list's lock,
+ * which is taken with no other lock held: docs/threads.md), then added under the write lock
+ * unless another thread added the same node meanwhile. */
+static int node_at(corral__redis_cluster *cl, const corral__redis_addr *a) {
+    pthread_rwlock_rdlock(&cl->lock);
     int i = find_node_locked(cl, a);
-    if (i < 0 && cl->n_nodes < CORRAL__REDIS_MAX_NODES) {
-        cnode *n = corral__calloc(&cl->alloc, 1, sizeof *n);
-        corral__redis_pool_config pc = cl->cfg;
-        if (n) {
-            n->addr = *a;
-            pc.addrs = &n->addr;
-            pc.n_addrs = 1;
-        }
-        if (n && corral__redis_pool_new(&n->pool, &pc, &cl->alloc) == CORRAL_OK) {
-            i = (int)cl->n_nodes;
-            cl->nodes[cl->n_nodes++] = n;
-        } else {
-            corral__free(&cl->alloc, n, sizeof *n);
-        }
+    bool full = cl->n_nodes == CORRAL__REDIS_MAX_NODES;
+    pthread_rwlock_unlock(&cl->lock);
+    if (i >= 0 || full) return i;
+    cnode *n = corral__calloc(&cl->alloc, 1, sizeof *n);
+    if (!n) return -1;
+    n->addr = *a;
+    corral__redis_pool_config pc = cl->cfg;
+    pc.addrs = &n->addr;
+    pc.n_addrs = 1;
+    if (corral__redis_pool_new(&n->pool, &pc, &cl->alloc) != CORRAL_OK) {
+        corral__free(&cl->alloc, n, sizeof *n);
+        return -1;
     }
-    if (!held) pthread_rwlock_unlock(&cl->lock);
+    pthread_rwlock_wrlock(&cl->lock);
+    i = find_node_locked(cl, a);
+    if (i < 0 && cl->n_nodes < CORRAL__REDIS_MAX_NODES) {
+        i = (int)cl->n_nodes;
+        cl->nodes[cl->n_nodes++] = n;
+        n = NULL;
+    }
+    pthread_rwlock_unlock(&cl->lock);
+    if (n) { /* lost the race, or the table filled meanwhile */
+        corral__redis_pool_free(n->pool);
+        corral__free(&cl->alloc, n, sizeof *n);
+    }
     return i;
 }
 
@@ -136,20 +143,26 @@ static corral__redis_pool *pool_of(corral__redis_cluster *cl, int node) {
 
 /* ---- The route ---- */
 
-/* Installs `m` as the route (write lock held). Nodes it names are made; a shard whose primary
- * cannot be made leaves its slots without a route. */
-static void install_locked(corral__redis_cluster *cl, const corral__redis_slot_map *m) {
+/* Makes the nodes `m` names (no lock held), then installs it as the route under the write lock.
+ * A shard whose primary could not be made leaves its slots without a route. */
+static void install(corral__redis_cluster *cl, const corral__redis_slot_map *m) {
+    for (size_t s = 0; s < m->n_shards; s++) {
+        (void)node_at(cl, &m->shards[s].primary);
+        for (unsigned r = 0; r < m->shards[s].n_replicas; r++)
+            (void)node_at(cl, &m->shards[s].replicas[r]);
+    }
+    pthread_rwlock_wrlock(&cl->lock);
     uint16_t shard_idx[CORRAL__REDIS_MAX_SHARDS];
     size_t n = 0;
     for (size_t s = 0; s < m->n_shards; s++) {
-        int p = node_at(cl, &m->shards[s].primary, true);
+        int p = find_node_locked(cl, &m->shards[s].primary);
         shard_idx[s] = NO_NODE;
         if (p < 0) continue;
         cshard *cs = &cl->shards[n];
         cs->primary = (uint16_t)p;
         cs->n_replicas = 0;
         for (unsigned r = 0; r < m->shards[s].n_replicas; r++) {
-            int ri = node_at(cl, &m->shards[s].replicas[r], true);
+            int ri = find_node_locked(cl, &m->shards[s].replicas[r]);
             if (ri >= 0) cs->replicas[cs->n_replicas++] = (uint16_t)ri;
         }
         shard_idx[s] = (uint16_t)n++;
@@ -159,6 +172,7 @@ static void install_locked(corral__redis_cluster *cl, const corral__redis_slot_m
         cl->shard_of[i] =
             m->shard_of[i] == CORRAL__REDIS_NO_SHARD ? NO_NODE : shard_idx[m->shard_of[i]];
     cl->loaded = true;
+    pthread_rwlock_unlock(&cl->lock);
 }
 
 /* Asks node `node` for the map and installs it. 0 on success. */
@@ -180,9 +194,7 @@ static int load_from(corral__redis_cluster *cl, int node) {
         pthread_rwlock_unlock(&cl->lock);
         if (corral__redis_slots_parse(r, asked, cl->scratch, NULL) == CORRAL_OK &&
             cl->scratch->n_shards > 0) {
-            pthread_rwlock_wrlock(&cl->lock);
-            install_locked(cl, cl->scratch);
-            pthread_rwlock_unlock(&cl->lock);
+            install(cl, cl->scratch);
             rc = 0;
         } else {
             (void)corral__redis_error_reply(&c, r);
@@ -218,7 +230,7 @@ static bool refresh(corral__redis_cluster *cl, bool urgent, const corral__redis_
         if (!seen[i]) order[n++] = (int)i;
     pthread_rwlock_unlock(&cl->lock);
     for (size_t i = 0; i < cl->n_seeds; i++) {
-        int s = node_at(cl, &cl->seeds[i], false);
+        int s = node_at(cl, &cl->seeds[i]);
         bool dup = false;
         for (size_t k = 0; k < n && !dup; k++)
             dup = order[k] == s;
@@ -403,7 +415,7 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
         freeReplyObject(r);
         count(is_ask ? &cl->ask : &cl->moved);
         if (!is_ask) refresh(cl, true, NULL); /* the slot moved for good */
-        int node = node_at(cl, &to, false);
+        int node = node_at(cl, &to);
         if (node < 0) {
             c->fail = CORRAL__REDIS_FAIL_NOMEM;
             return NULL;
@@ -414,6 +426,14 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
 }
 
 /* ---- Open, close, stats ---- */
+
+/* In a forked child (fork.h): the lock is made again and a parent's refresh is not running.
+ * The nodes' pools have hooks of their own. */
+static void cluster_after_fork(void *arg) {
+    corral__redis_cluster *cl = arg;
+    CORRAL_MUST(pthread_rwlock_init(&cl->lock, NULL) == 0);
+    atomic_store_explicit(&cl->refreshing, false, memory_order_relaxed);
+}
 
 int corral__redis_cluster_new(corral__redis_cluster **out, const corral__redis_pool_config *cfg,
                               const corral__allocator *a) {
@@ -451,6 +471,9 @@ int corral__redis_cluster_new(corral__redis_cluster **out, const corral__redis_p
         corral__redis_cluster_free(cl);
         return CORRAL_ENOMEM;
     }
+    cl->fork_hook.child = cluster_after_fork;
+    cl->fork_hook.arg = cl;
+    corral__fork_hook_add(&cl->fork_hook);
     *out = cl;
     return CORRAL_OK;
 }
@@ -458,6 +481,7 @@ int corral__redis_cluster_new(corral__redis_cluster **out, const corral__redis_p
 void corral__redis_cluster_free(corral__redis_cluster *cl) {
     if (!cl) return;
     CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
+    corral__fork_hook_remove(&cl->fork_hook);
     corral__allocator a = cl->alloc;
     for (size_t i = 0; i < cl->n_nodes; i++) {
         corral__redis_pool_free(cl->nodes[i]->pool);
