@@ -10,7 +10,7 @@
  * takes userinfo (percent-decoded), a host list (validated by the Redis store's parser) and a
  * path holding the database index; redis+unix takes a socket path; redis+cluster takes redis's
  * userinfo and hosts (seed nodes of a Redis Cluster) and no database but 0 (a cluster has one),
- * and adds read_from_replicas; a near cache is refused there (not built for a cluster yet). The
+ * and adds read_from_replicas. The
  * query is name=value pairs separated by '&', values percent-decoded ('+' stays '+': keys may hold
  * it). Each parameter applies to every store or to one; a parameter of another store is an error,
  * as an unknown one is. Written here rather than with a URL library: the grammar is this small, and
@@ -456,9 +456,6 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
             if (!bad) o->redis.pool = (unsigned)n;
         } else if (strcmp(name, "near_cache") == 0) {
             bad = parse_size(val, dlen, &o->redis.near_cache_bytes) != 0;
-            if (!bad && kind == URL_REDIS_CLUSTER && o->redis.near_cache_bytes)
-                return corral__seterr(err, CORRAL_EBADURL,
-                                      "url: near_cache is not supported on a Redis Cluster yet");
         } else if (strcmp(name, "read_from_replicas") == 0) {
             bad = parse_bool(val, dlen, &o->redis.read_from_replicas) != 0;
         } else if (strcmp(name, "serializer") == 0) {

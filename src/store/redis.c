@@ -616,11 +616,6 @@ int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_val
     return rc;
 }
 
-struct redisContext *corral__redis_connect_primary(corral__store *base) {
-    redis_store *s = store_of(base);
-    return s->cluster ? NULL : corral__redis_pool_connect(s->pool); /* no near cache there */
-}
-
 /* ---- Accounting, metrics, close ---- */
 
 static size_t r_used_bytes(corral__store *base) {
@@ -820,9 +815,9 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     if (o->pool < 1 || o->pool > CORRAL__REDIS_MAX_POOL)
         return corral__seterr(err, CORRAL_EINVAL, "pool: must be 1 to %u", CORRAL__REDIS_MAX_POOL);
     if (o->db > INT32_MAX) return corral__seterr(err, CORRAL_EINVAL, "db: too large");
-    if (o->cluster && (o->unix_path || o->db || o->near_cache_bytes))
+    if (o->cluster && (o->unix_path || o->db))
         return corral__seterr(err, CORRAL_EINVAL,
-                              "redis+cluster: no unix socket, no db other than 0, no near_cache");
+                              "redis+cluster: no unix socket, no db other than 0");
     if (o->serializer != CORRAL_SERIALIZER_RAW && o->serializer != CORRAL_SERIALIZER_DJANGO &&
         o->serializer != CORRAL_SERIALIZER_BARE)
         return corral__seterr(err, CORRAL_EINVAL, "serializer: unknown (raw, django or bare)");

@@ -79,6 +79,7 @@ struct corral__redis_cluster {
     _Atomic bool refreshing;
     _Atomic uint64_t last_refresh_ns;
     _Atomic uint64_t next_replica;
+    _Atomic uint64_t topology; /* bumped when the set of primaries changes */
     _Atomic uint64_t moved, ask, refreshes, refresh_failures, retries, no_route;
     corral__fork_hook fork_hook; /* cluster_after_fork, in a forked child */
 };
@@ -152,6 +153,10 @@ static void install(corral__redis_cluster *cl, const corral__redis_slot_map *m) 
             (void)node_at(cl, &m->shards[s].replicas[r]);
     }
     pthread_rwlock_wrlock(&cl->lock);
+    uint16_t old[CORRAL__REDIS_MAX_SHARDS];
+    size_t n_old = cl->n_shards;
+    for (size_t s = 0; s < n_old; s++)
+        old[s] = cl->shards[s].primary;
     uint16_t shard_idx[CORRAL__REDIS_MAX_SHARDS];
     size_t n = 0;
     for (size_t s = 0; s < m->n_shards; s++) {
@@ -172,6 +177,14 @@ static void install(corral__redis_cluster *cl, const corral__redis_slot_map *m) 
         cl->shard_of[i] =
             m->shard_of[i] == CORRAL__REDIS_NO_SHARD ? NO_NODE : shard_idx[m->shard_of[i]];
     cl->loaded = true;
+    bool same = n == n_old;
+    for (size_t s = 0; s < n && same; s++) {
+        bool found = false;
+        for (size_t o = 0; o < n_old && !found; o++)
+            found = old[o] == cl->shards[s].primary;
+        same = found;
+    }
+    if (!same) atomic_fetch_add_explicit(&cl->topology, 1, memory_order_relaxed);
     pthread_rwlock_unlock(&cl->lock);
 }
 
@@ -545,6 +558,29 @@ void corral__redis_cluster_counters(corral__redis_cluster *cl, corral__redis_cou
     OWN(retries);
     OWN(no_route);
 #undef OWN
+}
+
+uint64_t corral__redis_cluster_topology(corral__redis_cluster *cl) {
+    CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
+    return atomic_load_explicit(&cl->topology, memory_order_relaxed);
+}
+
+size_t corral__redis_cluster_connect_primaries(corral__redis_cluster *cl, redisContext **out,
+                                               size_t cap) {
+    int nodes[CORRAL__REDIS_MAX_NODES];
+    size_t n = corral__redis_cluster_primaries(cl, nodes);
+    if (n > cap) return 0;
+    for (size_t i = 0; i < n; i++) {
+        corral__redis_pool *p = pool_of(cl, nodes[i]);
+        out[i] = p ? corral__redis_pool_connect(p) : NULL;
+        if (!out[i]) {
+            refresh(cl, false, p); /* the node may be gone */
+            while (i-- > 0)
+                redisFree(out[i]);
+            return 0;
+        }
+    }
+    return n;
 }
 
 int corral__redis_cluster_metrics(const corral__redis_cluster_stats *own, char *buf, size_t cap,

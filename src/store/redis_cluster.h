@@ -62,6 +62,15 @@ int corral__redis_cluster_begin_node(corral__redis_cluster *cl, int node, corral
  * count (0 when the map cannot be loaded). */
 size_t corral__redis_cluster_primaries(corral__redis_cluster *cl, int *out);
 
+/* A number that changes whenever the slot map's set of primaries changes (a failover, a node
+ * added or gone): the near cache's tracker reconnects when it moves. */
+uint64_t corral__redis_cluster_topology(corral__redis_cluster *cl);
+/* Opens a connection outside the pools to every primary (corral__redis_pool_connect), into
+ * `out`: their count, or 0 when one could not be opened or there are more than `cap` (none is
+ * then left open). */
+size_t corral__redis_cluster_connect_primaries(corral__redis_cluster *cl, redisContext **out,
+                                               size_t cap);
+
 /* Sums every node's counters into `sum`, plus the cluster's own. */
 typedef struct corral__redis_cluster_stats {
     uint64_t moved, ask, refreshes, refresh_failures, retries, no_route;

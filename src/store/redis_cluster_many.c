@@ -55,6 +55,7 @@ typedef struct many {
     bool as_bytes;          /* OP_SET, Django's format: pickled as bytes */
     unsigned char *scratch; /* OP_SET, Django's format: one encoding at a time */
     corral_value **out;     /* OP_GET */
+    int64_t *ttls;          /* OP_GET for the near cache: a PTTL after each GET; else NULL */
     size_t deleted;         /* OP_DEL */
     int rc;                 /* the first error */
 } many;
@@ -64,6 +65,10 @@ static int append_one(many *m, corral__redis_call *c, size_t i) {
     if (m->op == OP_GET || m->op == OP_DEL) {
         const char *argv[2] = { m->op == OP_GET ? "GET" : "DEL", k->data };
         size_t lens[2] = { 3, k->len };
+        if (corral__redis_append(c, 2, argv, lens) != 0) return -1;
+        if (!m->ttls) return 0;
+        argv[0] = "PTTL";
+        lens[0] = 4;
         return corral__redis_append(c, 2, argv, lens);
     }
     const corral_buf *v = &m->vals[i];
@@ -139,6 +144,16 @@ static void run_group(many *m, corral__redis_role role, size_t first, size_t n, 
         }
         take_reply(m, &c, i, r, node);
         freeReplyObject(r);
+        if (m->ttls) { /* the key's PTTL, right after its GET */
+            redisReply *t = corral__redis_read(&c);
+            if (!t) {
+                (void)corral__redis_failed(&c);
+                broken = true;
+                continue;
+            }
+            m->ttls[i] = node[i] == AGAIN ? 0 : corral__redis_ttl_of(t);
+            freeReplyObject(t);
+        }
     }
     corral__redis_end(&c);
 }
@@ -172,14 +187,16 @@ static void run(many *m, corral__redis_role role, size_t n, int *node) {
 }
 
 int corral__redis_cluster_get_many(redis_store *s, const corral__skey *ks, size_t n,
-                                   corral_value **out) {
-    for (size_t i = 0; i < n; i++)
+                                   corral_value **out, int64_t *ttls) {
+    for (size_t i = 0; i < n; i++) {
         out[i] = NULL;
+        if (ttls) ttls[i] = 0;
+    }
     if (n == 0) return CORRAL_OK;
     int *node = corral__alloc3(s->alloc, n, sizeof *node, 0);
     if (!node) return CORRAL_ENOMEM;
-    many m = { .s = s, .op = OP_GET, .ks = ks, .out = out };
-    run(&m, CORRAL__REDIS_READ, n, node);
+    many m = { .s = s, .op = OP_GET, .ks = ks, .out = out, .ttls = ttls };
+    run(&m, ttls ? CORRAL__REDIS_READ_PRIMARY : CORRAL__REDIS_READ, n, node);
     corral__free(s->alloc, node, n * sizeof *node);
     if (m.rc != CORRAL_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -223,6 +240,21 @@ int corral__redis_cluster_del_many(redis_store *s, const corral__skey *ks, size_
     corral__free(s->alloc, node, n * sizeof *node);
     *deleted = m.deleted;
     return m.rc;
+}
+
+/* ---- The near cache's connections ---- */
+
+size_t corral__redis_connect_primaries(corral__store *base, struct redisContext **out, size_t cap) {
+    redis_store *s = store_of(base);
+    if (s->cluster) return corral__redis_cluster_connect_primaries(s->cluster, out, cap);
+    if (cap == 0) return 0;
+    out[0] = corral__redis_pool_connect(s->pool);
+    return out[0] ? 1 : 0;
+}
+
+uint64_t corral__redis_topology(corral__store *base) {
+    redis_store *s = store_of(base);
+    return s->cluster ? corral__redis_cluster_topology(s->cluster) : 0;
 }
 
 /* ---- get_checked ---- */

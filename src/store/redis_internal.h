@@ -110,7 +110,7 @@ int corral__redis_clear_prefix(corral__store *base, const char *prefix, size_t l
 /* redis_cluster_many.c: the many-ops and get_checked on a cluster (s->cluster set), called by
  * the functions above and by redis.c's get_checked; contracts as store.h's. */
 int corral__redis_cluster_get_many(redis_store *s, const corral__skey *ks, size_t n,
-                                   corral_value **out);
+                                   corral_value **out, int64_t *ttls);
 int corral__redis_cluster_set_many(redis_store *s, const corral__skey *ks, const corral_buf *vals,
                                    size_t n, int64_t ttl_ms, unsigned flags);
 int corral__redis_cluster_del_many(redis_store *s, const corral__skey *ks, size_t n,

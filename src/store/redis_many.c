@@ -250,7 +250,7 @@ static int get_many_role(redis_store *s, corral__redis_role role, const corral__
         if (ttls) ttls[i] = 0;
     }
     if (n == 0) return CORRAL_OK;
-    if (s->cluster) return corral__redis_cluster_get_many(s, ks, n, out); /* no TTLs: 0 */
+    if (s->cluster) return corral__redis_cluster_get_many(s, ks, n, out, ttls);
     keys_argv kv;
     corral__redis_call c;
     int rc = begin_many(s, role, n, &kv, &c);

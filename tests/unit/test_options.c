@@ -127,7 +127,6 @@ typedef struct bad_case {
 static const bad_case bad_cases[] = {
     { "redis+cluster://h:7000/2", CORRAL_EBADURL, "only database 0" },
     { "redis+cluster://h:7000?db=3", CORRAL_EBADURL, "only database 0" },
-    { "redis+cluster://h:7000?near_cache=1MB", CORRAL_EBADURL, "near_cache" },
     { "redis+cluster://h:7000?read_from_replicas=maybe", CORRAL_EBADURL, "read_from_replicas" },
     { "redis+cluster://h:0", CORRAL_EBADURL, "bad host 'h:0'" },
     { "redis+cluster://h1:7000,,h2", CORRAL_EBADURL, "bad host" },
@@ -232,6 +231,9 @@ static const ok_case redis_ok_cases[] = {
     { "redis+cluster://u:pw@10.0.0.1:7000?read_from_replicas=1&command_timeout=250ms&db=0",
       "store=redis hosts=10.0.0.1:7000 unix=- user=u pass=pw db=0 conn=1000 cmd=250 pool=4 "
       "prefix='' ttl=300000 near=0 cluster=1 from_replicas=1" },
+    { "redis+cluster://h:1?near_cache=1MB",
+      "store=redis hosts=h:1 unix=- user=- pass=- db=0 conn=1000 cmd=1000 pool=4 prefix='' "
+      "ttl=300000 near=1000000 cluster=1 from_replicas=0" },
     { "redis+cluster://", "store=redis hosts=127.0.0.1:6379 unix=- user=- pass=- db=0 conn=1000 "
                           "cmd=1000 pool=4 prefix='' ttl=300000 near=0 cluster=1 from_replicas=0" },
     { "redis://", "store=redis hosts=127.0.0.1:6379 unix=- user=- pass=- db=0 conn=1000 cmd=1000 "
