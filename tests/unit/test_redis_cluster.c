@@ -874,6 +874,19 @@ static void test_cluster_primary_killed_under_load_fails_over(void **state) {
     flush_all();
     enum { TIMEOUT_MS = 500 };
     cfx *f = cfx_open_opts(TIMEOUT_MS, false, 0);
+    /* A near cache too: its tracker loses the dead primary and must follow the promotion. */
+    corral *near = open_handle("&near_cache=1MB");
+    redis_fx_wait_live(near);
+    char buf[32];
+    size_t len = 0;
+    for (int i = 0; i < 30; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "nf%d", i);
+        assert_int_equal(corral_set(near, k, strlen(k), "before", 6, 60000, NULL), CORRAL_OK);
+        assert_int_equal(corral_get_into(near, k, strlen(k), NULL, buf, sizeof buf, &len),
+                         CORRAL_OK);
+    }
+    unsigned long long flushes0 = redis_fx_counter(near, "near_flushes_total");
     load ls[LOAD_THREADS], sum;
     pthread_t th[LOAD_THREADS];
     atomic_bool stop;
@@ -900,6 +913,30 @@ static void test_cluster_primary_killed_under_load_fails_over(void **state) {
     assert_int_equal(sum.wrong, 0);
     /* No call hangs: one command timeout per send, a redirection or retry only within one more. */
     assert_true(sum.max_ms <= 3 * TIMEOUT_MS + 2000 /* connect timeout */);
+    /* The near cache was emptied when its tracker lost the primary, and tracks the new one: a
+     * change made on each key's (new) owner by another client reaches it. */
+    assert_true(redis_fx_counter(near, "near_flushes_total") > flushes0);
+    redis_fx_wait_live(near);
+    for (int i = 0; i < 30; i++) {
+        char k[16], phys[32];
+        snprintf(k, sizeof k, "nf%d", i);
+        /* A write the dead primary took just before dying may be gone: OK or a miss. */
+        int rc = corral_get_into(near, k, strlen(k), NULL, buf, sizeof buf, &len);
+        assert_true(rc == CORRAL_OK || rc == CORRAL_MISS);
+        snprintf(phys, sizeof phys, "site:1:%s", k);
+        ok_cmd(
+            0, "SET",
+            node_cmd(owner_of(corral__redis_key_slot(phys, strlen(phys))), "SET %s after", phys));
+    }
+    end = redis_fx_now_ns() + 10000000000ull;
+    for (int i = 0; i < 30; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "nf%d", i);
+        while (corral_get_into(near, k, strlen(k), NULL, buf, sizeof buf, &len) != CORRAL_OK ||
+               len != 5 || memcmp(buf, "after", 5) != 0)
+            if (redis_fx_now_ns() > end) fail_msg("%s: the near cache kept a dead node's value", k);
+    }
+    corral_close(near);
     cfx_close(f);
 }
 
