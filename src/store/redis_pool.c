@@ -777,13 +777,16 @@ redisReply *corral__redis_read(corral__redis_call *c) {
 }
 
 int corral__redis_failed(corral__redis_call *c) {
-    corral__redis_counters *ctr = &c->pool->ctr;
-    count(&ctr->errors);
+    /* Once per call: a cluster call that moved to another node and failed to begin there was
+     * counted by that begin (redis_cluster.c), and its caller asks again. */
+    bool first = !c->counted && c->pool;
+    c->counted = true;
+    if (first) count(&c->pool->ctr.errors);
     if (c->role != CORRAL__REDIS_WRITE) {
-        count(&ctr->failed_reads);
+        if (first) count(&c->pool->ctr.failed_reads);
         return CORRAL_MISS;
     }
-    count(&ctr->failed_writes);
+    if (first) count(&c->pool->ctr.failed_writes);
     switch (c->fail) {
     case CORRAL__REDIS_FAIL_TIMEOUT:
     case CORRAL__REDIS_FAIL_POOL: return CORRAL_ETIMEDOUT;

@@ -141,6 +141,7 @@ typedef struct corral__redis_call {
     bool replied;            /* a reply came back: with no failure, the server answered */
     bool sent_set;           /* a SET was sent: its answer ends a refusal of writes (OOM) */
     bool probe;              /* the call probes a failed host (redis_pool.c: the breaker) */
+    bool counted;            /* its failure was counted (corral__redis_failed counts once) */
     int slot;                /* redis_cluster.c's: the hash slot the call serves, -1 none */
 } corral__redis_call;
 
