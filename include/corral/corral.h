@@ -196,6 +196,14 @@ typedef struct corral_redis_options {
      * tracking connection is down, the near cache is emptied and bypassed. */
     size_t near_cache_bytes;
     corral_serializer serializer; /* default CORRAL_SERIALIZER_RAW */
+    /* A Redis Cluster (URL `redis+cluster://`): `hosts` are seed nodes, any of the cluster's; the
+     * store asks them for the slot map (CLUSTER SLOTS), sends each key's commands to the primary
+     * of its slot, follows MOVED and ASK, and finds the new primary after a failover. db must be
+     * 0 (another is refused); a near cache tracks every primary. Default false. */
+    bool cluster;
+    /* Cluster only: reads go to the slot's replicas (READONLY), round-robin, the primary when it
+     * has none or they fail; they may miss a write made an instant before. Default false. */
+    bool read_from_replicas;
 } corral_redis_options;
 
 /* ---- Store health: why the store fails ----
@@ -303,6 +311,7 @@ CORRAL_API void corral_options_init(corral_options *o);
  *
  *     redis://[[user]:password@]host[:port][,host[:port]...][/db]?key_prefix=djzen&timeout=300
  *     redis+unix:///path/to/redis.sock?db=2&password=secret
+ *     redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]?key_prefix=site
  *
  * Parameters of every store: key_prefix (percent-decoded; '+' stays '+'), version (integer),
  * timeout (a duration as corral_parse_duration_ms reads it: bare seconds as Django's TIMEOUT,
@@ -314,6 +323,8 @@ CORRAL_API void corral_options_init(corral_options *o);
  * both; percent-decoded), connect_timeout and command_timeout (durations: "0.25", "250ms";
  * more than 0, at most a day), pool (connections per server, 1-1024),
  * near_cache (bytes, units as max_memory; 0 for none), serializer (`raw`, `django` or `bare`).
+ * redis+cluster:// takes the Redis parameters but db (other than 0), and its own
+ * read_from_replicas (0/1/true/false); its hosts are seeds (corral_redis_options.cluster).
  * Hosts as corral_redis_options.hosts describes; `redis://` alone is 127.0.0.1:6379.
  * An unknown, repeated or malformed parameter, or one the URL's store does not take, returns
  * CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */

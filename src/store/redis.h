@@ -52,8 +52,14 @@ int corral__redis_get_many_ttl(corral__store *s, const corral__skey *ks, size_t 
  * or "unix:<path>/<db>", borrowed for the store's life, `*len` bytes. */
 const char *corral__redis_server_id(corral__store *s, size_t *len);
 
-/* Opens a connection to the primary outside the pool (corral__redis_pool_connect), or NULL. */
-struct redisContext *corral__redis_connect_primary(corral__store *s);
+/* Opens a connection outside the pools to every primary: the server's one, or each of a
+ * cluster's (corral__redis_pool_connect). Returns their count, or 0 when one could not be
+ * opened or there are more than `cap` (none is then left open). redis_cluster_many.c. */
+size_t corral__redis_connect_primaries(corral__store *s, struct redisContext **out, size_t cap);
+
+/* A number that changes when the store's set of primaries changes (a cluster's failover or
+ * resharding onto a new node); always 0 on a standalone server. redis_cluster_many.c. */
+uint64_t corral__redis_topology(corral__store *s);
 
 /* Validates a host list ("host[:port][,host[:port]...]") as corral__redis_open would: CORRAL_OK
  * or CORRAL_EBADURL with `err` naming the bad host. For the URL parser. Thread-safe. */

@@ -212,7 +212,8 @@ typedef struct corral__store_env {
  *       invalidation has overtaken;
  *     corral__redis_get_ttl and corral__redis_get_many_ttl (redis.h): reads from the primary
  *       that also return the remaining TTL, which the near cache keeps;
- *     corral__redis_connect_primary (redis.h): a connection outside the pool, the tracker's;
+ *     corral__redis_connect_primaries and corral__redis_topology (redis.h): connections outside
+ *       the pools to every primary, the tracker's, and when to open them again;
  *     corral__redis_server_id (redis.h): the server's identity, under which the near cache
  *       joins this process's list of near caches (near_peers.h), which every Redis store's
  *       writes walk.
