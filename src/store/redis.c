@@ -15,8 +15,8 @@
  * Commands, one round trip each: get, get_into GET; set SET [PX] [NX|XX]; del DEL; touch
  * PEXPIRE, or the script TOUCH_FOREVER for no expiry; ttl PTTL (on the primary); incr the script
  * INCR; clear FLUSHDB ASYNC; lease_acquire SET NX PX; lease_release the script LEASE_RELEASE
- * (compare and delete). Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back
- * to EVAL.
+ * (compare and delete, then PUBLISH the release for other processes' waiters: redis_notify.c).
+ * Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back to EVAL.
  *
  * get_checked: the script CHECKED reads a value and, when its envelope carries tags, the tags'
  * versions, and returns it only when every version still matches: a tagged read in one round
@@ -41,6 +41,7 @@
 #include "../prom.h"
 #include "redis_internal.h"
 #include "redis_django.h"
+#include "redis_notify.h"
 #include "redis_pool.h"
 #include "near_peers.h"
 #include "../envelope.h"
@@ -131,9 +132,14 @@ static const char CHECKED_SRC[] = "local v = redis.call('GET', KEYS[1])\n"
                                   "end\n"
                                   "return v\n";
 
-static const char LEASE_RELEASE_SRC[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-    "return 0\n";
+/* KEYS[1] the lease, ARGV[1] the token, ARGV[2] the store's channel, ARGV[3] the value's key:
+ * the release is announced to every process's watches (redis_notify.c). */
+static const char LEASE_RELEASE_SRC[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                        "  redis.call('DEL', KEYS[1])\n"
+                                        "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
+                                        "  return 1\n"
+                                        "end\n"
+                                        "return 0\n";
 
 /* ---- Helpers ---- */
 
@@ -542,14 +548,24 @@ static int r_lease_release(corral__store *base, const corral__skey *k, const voi
                            size_t token_len) {
     redis_store *s = store_of(base);
     char key[CORRAL__KEYBUF + LEASE_SUFFIX_LEN];
-    const char *ka[2] = { key, token };
-    size_t kl[2] = { lease_key(k, key), token_len };
+    size_t ch_len;
+    const char *ch = corral__redis_notify_channel(s->notify, &ch_len);
+    const char *ka[4] = { key, token, ch, k->data };
+    size_t kl[4] = { lease_key(k, key), token_len, ch_len, k->len };
     corral__redis_call c;
     int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
     if (rc != CORRAL_OK) return rc;
-    rc = int_result(&c, eval(&c, &s->lease_release, 1, 2, ka, kl));
+    rc = int_result(&c, eval(&c, &s->lease_release, 1, 4, ka, kl));
     corral__redis_end(&c);
     return rc;
+}
+
+static int r_lease_watch(corral__store *base, const corral__skey *k, corral__lease_watch *w) {
+    return corral__redis_notify_watch(store_of(base)->notify, k, w);
+}
+
+static bool r_lease_unwatch(corral__store *base, corral__lease_watch *w) {
+    return corral__redis_notify_unwatch(store_of(base)->notify, w);
 }
 
 /* PTTL: -2 absent, -1 no expiry, else the milliseconds left (0: expiring now, a miss). */
@@ -626,8 +642,10 @@ static size_t r_max_bytes(corral__store *base) {
 static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
     redis_store *s = store_of(base);
     corral__redis_counters *ctr = corral__redis_pool_counters(s->pool);
+    corral__redis_notify_counters *nc = corral__redis_notify_counters_of(s->notify);
     const corral__prom_row rows[] = {
-#define LOAD(x) atomic_load_explicit(&ctr->x, memory_order_relaxed)
+#define LOAD(x)  atomic_load_explicit(&ctr->x, memory_order_relaxed)
+#define NLOAD(x) atomic_load_explicit(&nc->x, memory_order_relaxed)
         { "errors_total", "counter", "Redis calls that failed: I/O, timeout, error reply.",
           LOAD(errors) },
         { "timeouts_total", "counter", "Connect or command deadlines that passed.",
@@ -649,7 +667,14 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
           "Commands and pipelines sent to Redis: one network round trip each.", LOAD(round_trips) },
         { "connections", "gauge", "Connections open now.",
           (uint64_t)CORRAL_MAX(LOAD(open), (int64_t)0) },
+        { "lease_releases_heard_total", "counter",
+          "Lease releases heard on the store's channel (redis_notify.c).", NLOAD(messages) },
+        { "lease_wakeups_total", "counter", "Lease waiters woken by a release of their key.",
+          NLOAD(wakeups) },
+        { "lease_subscribes_total", "counter", "Times the lease subscriber subscribed.",
+          NLOAD(subscribes) },
 #undef LOAD
+#undef NLOAD
     };
     size_t used = 0;
     if (cap) buf[0] = '\0';
@@ -662,6 +687,7 @@ static int r_status(corral__store *base, size_t i, corral_server_status *out) {
 
 static void r_close(corral__store *base) {
     redis_store *s = store_of(base);
+    corral__redis_notify_free(s->notify);
     corral__redis_pool_free(s->pool);
     corral__free(s->alloc, s->tag_prefix, s->tag_prefix_len + 1);
     corral__free(s->alloc, s->server_id, s->server_id_len + 1);
@@ -729,6 +755,11 @@ void corral__redis_wrote(redis_store *s, const corral__skey *ks, size_t n) {
     corral__near_peers_changed(s->server_id, s->server_id_len, &s->base, ks, n);
 }
 
+void corral__redis_on_release(corral__store *base,
+                              void (*fn)(void *ctx, const char *key, size_t len), void *ctx) {
+    corral__redis_notify_on_release(store_of(base)->notify, fn, ctx);
+}
+
 const char *corral__redis_server_id(corral__store *base, size_t *len) {
     redis_store *s = store_of(base);
     *len = s->server_id_len;
@@ -752,6 +783,8 @@ static const corral__store_ops redis_ops = {
     .del_many = w_del_many,
     .lease_acquire = r_lease_acquire,
     .lease_release = r_lease_release,
+    .lease_watch = r_lease_watch,
+    .lease_unwatch = r_lease_unwatch,
     .used_bytes = r_used_bytes,
     .max_bytes = r_max_bytes,
     .metrics_text = r_metrics_text,
@@ -838,6 +871,11 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
                                      .on_state = env->on_state,
                                      .state_ctx = env->state_ctx };
     int rc = corral__redis_pool_new(&s->pool, &pc, env->alloc);
+    if (rc == CORRAL_OK) {
+        rc = corral__redis_notify_new(&s->notify, s->pool, env->key_prefix, env->key_prefix_len,
+                                      env->alloc);
+        if (rc != CORRAL_OK) corral__redis_pool_free(s->pool);
+    }
     if (rc != CORRAL_OK) {
         corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1);
         corral__free(env->alloc, s->server_id, s->server_id_len + 1);

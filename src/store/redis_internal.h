@@ -27,6 +27,7 @@ typedef struct redis_store {
     uint32_t magic;
     const corral__allocator *alloc;
     corral__redis_pool *pool;
+    struct corral__redis_notify *notify; /* lease wake-ups (redis_notify.c) */
     size_t max_value_bytes;
     bool django;      /* serializer=django or bare: values carry no envelope */
     bool pickles;     /* serializer=django: values go through redis_django.c */

@@ -395,6 +395,23 @@ static int t_lease_release(corral__store *base, const corral__skey *k, const voi
     return t->redis->ops->lease_release(t->redis, k, token, token_len);
 }
 
+static int t_lease_watch(corral__store *base, const corral__skey *k, corral__lease_watch *w) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->lease_watch(t->redis, k, w);
+}
+
+static bool t_lease_unwatch(corral__store *base, corral__lease_watch *w) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->lease_unwatch(t->redis, w);
+}
+
+/* A lease released in another process (redis_notify.c): its key was probably just written. The
+ * tracker reports that write on its own connection, maybe after the waiters woke by this one:
+ * drop the key now, so that they read Redis rather than an old copy. */
+static void released_elsewhere(void *ctx, const char *key, size_t len) {
+    forget_named(ctx, key, len);
+}
+
 static size_t t_used_bytes(corral__store *base) {
     tiered_store *t = store_of(base);
     return t->near->ops->used_bytes(t->near);
@@ -622,6 +639,7 @@ static void tiered_after_fork(void *arg) {
 static void t_close(corral__store *base) {
     tiered_store *t = store_of(base);
     corral__near_peer_remove(&t->peer); /* no other handle's write reaches L1 from here on */
+    if (t->redis) corral__redis_on_release(t->redis, NULL, NULL); /* nor another process's */
     corral__fork_hook_remove(&t->fork_hook);
     if (atomic_load(&t->has_thread)) {
         atomic_store(&t->stopping, true);
@@ -663,6 +681,8 @@ static const corral__store_ops tiered_ops = {
     .del_many = t_del_many,
     .lease_acquire = t_lease_acquire,
     .lease_release = t_lease_release,
+    .lease_watch = t_lease_watch,
+    .lease_unwatch = t_lease_unwatch,
     .used_bytes = t_used_bytes,
     .max_bytes = t_max_bytes,
     .metrics_text = t_metrics_text,
@@ -729,6 +749,7 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     t->peer.forget = peer_forget;
     t->peer.ctx = t;
     corral__near_peer_add(&t->peer);
+    corral__redis_on_release(redis, released_elsewhere, t);
     *out = &t->base;
     return CORRAL_OK;
 fail:
