@@ -107,8 +107,7 @@ static bool is_str(const redisReply *r, const char *s, size_t len) {
 }
 
 static void on_message(corral__redis_notify *n, const redisReply *r) {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        !is_str(r->element[0], "message", 7) ||
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message", 7) ||
         !is_str(r->element[1], n->channel, n->channel_len) ||
         r->element[2]->type != REDIS_REPLY_STRING)
         return; /* a PING's ["pong", ""] */

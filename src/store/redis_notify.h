@@ -48,7 +48,6 @@ corral__redis_notify_counters *corral__redis_notify_counters_of(corral__redis_no
  * waiter must not read an old copy its tracker has not dropped yet (tiered.c). Set once, before
  * the first watch. */
 void corral__redis_notify_on_release(corral__redis_notify *n,
-                                     void (*fn)(void *ctx, const char *key, size_t len),
-                                     void *ctx);
+                                     void (*fn)(void *ctx, const char *key, size_t len), void *ctx);
 
 #endif /* CORRAL_STORE_REDIS_NOTIFY_H */

@@ -66,7 +66,8 @@ static void child(int result, producer_ctx *p, int64_t lease_ttl_ms) {
     corral_value *v = NULL;
     int rc = corral_get_or_set(c, KEY, sizeof KEY - 1, produce, p, &o, &v);
     char line[128];
-    int n = snprintf(line, sizeof line, "%c %.*s %lld %lld\n", p->ran ? 'P' : 'W', rc == CORRAL_OK ? (int)corral_value_len(v) : 5,
+    int n = snprintf(line, sizeof line, "%c %.*s %lld %lld\n", p->ran ? 'P' : 'W',
+                     rc == CORRAL_OK ? (int)corral_value_len(v) : 5,
                      rc == CORRAL_OK ? (const char *)corral_value_data(v) : "error",
                      redis_fx_metric(c, "round_trips_total") - trips0,
                      redis_fx_metric(c, "lease_wakeups_total"));
@@ -210,7 +211,7 @@ static void test_fleet_a_dead_leader_is_replaced_after_its_lease(void **state) {
     for (size_t i = 0; i < WAITERS; i++)
         reap(w[i], 0);
     for (size_t i = 0; i < WAITERS; i++)
-    assert_int_equal(runs(), 2); /* the dead leader's, and its successor's */
+        assert_int_equal(runs(), 2); /* the dead leader's, and its successor's */
     size_t produced = 0;
     for (size_t i = 0; i < WAITERS; i++) {
         char role, value[64];
