@@ -3,6 +3,9 @@
  * another process's lease are woken by its release (src/store/redis_notify.c), not by polling,
  * and a leader that dies is replaced once its lease expires.
  *
+ * corral_lease_try, the same for callers that cannot block (corral-proxy), is tested between two
+ * handles of the test process: the lease is the store's, so two handles are two processes to it.
+ *
  * Each process is a fork of the test with a handle of its own, opened after the fork (the test
  * process opens none, so it forks with one thread). The producer counts its runs in Redis
  * (INCR "runs"), so the count covers every process.
@@ -12,6 +15,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,10 +230,96 @@ static void test_fleet_a_dead_leader_is_replaced_after_its_lease(void **state) {
     }
 }
 
+/* ---- corral_lease_try: two handles, one lease ---- */
+
+typedef struct calls {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int n;
+} calls;
+
+static void called(void *arg) {
+    calls *k = arg;
+    pthread_mutex_lock(&k->m);
+    k->n++;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->m);
+}
+
+static int count_of(calls *k) {
+    pthread_mutex_lock(&k->m);
+    int n = k->n;
+    pthread_mutex_unlock(&k->m);
+    return n;
+}
+
+/* Waits (20 s at most) until `k` was called more than `n` times; returns the count. */
+static int called_after(calls *k, int n) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 20;
+    pthread_mutex_lock(&k->m);
+    while (k->n <= n && pthread_cond_timedwait(&k->cv, &k->m, &dl) == 0) {
+    }
+    int got = k->n;
+    pthread_mutex_unlock(&k->m);
+    return got;
+}
+
+static void test_fleet_lease_try_is_not_needed_on_a_memory_store(void **state) {
+    (void)state;
+    corral *c = NULL;
+    assert_int_equal(corral_open(&c, "mem://", NULL), CORRAL_OK);
+    corral_lease *l = (corral_lease *)&c; /* anything: it must come back NULL */
+    assert_int_equal(corral_lease_try(c, "k", 1, NULL, 1000, called, NULL, &l), CORRAL_ENOTSUP);
+    assert_null(l);
+    assert_int_equal(corral_lease_end(c, NULL), CORRAL_OK);
+    corral_close(c);
+}
+
+static void test_fleet_lease_release_calls_the_waiter_back(void **state) {
+    (void)state;
+    corral *a = redis_fx_open(&srv, "?key_prefix=fleet");
+    corral *b = redis_fx_open(&srv, "?key_prefix=fleet");
+    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 1000, NULL, NULL, NULL), CORRAL_EINVAL);
+    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 0, NULL, NULL, &(corral_lease *){ 0 }),
+                     CORRAL_EINVAL);
+    assert_int_equal(
+        corral_lease_try(a, "bad key", 7, NULL, 1000, NULL, NULL, &(corral_lease *){ 0 }),
+        CORRAL_EBADKEY);
+    corral_lease *held = NULL, *watch = NULL;
+    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 60000, called, NULL, &held), CORRAL_OK);
+    assert_false(corral_lease_live(held));
+    calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+    /* Until b's announcements are live, a watch is woken by their start: try again then. */
+    for (;;) {
+        assert_int_equal(corral_lease_try(b, "k", 1, NULL, 60000, called, &k, &watch),
+                         CORRAL_EXISTS);
+        if (corral_lease_live(watch)) break;
+        int n = count_of(&k);
+        assert_true(called_after(&k, n) > n);
+        assert_int_equal(corral_lease_end(b, watch), CORRAL_MISS); /* it called back */
+    }
+    int before = count_of(&k);
+    assert_int_equal(corral_lease_end(a, held), CORRAL_OK); /* released, and announced */
+    assert_int_equal(called_after(&k, before), before + 1);
+    assert_int_equal(corral_lease_end(b, watch), CORRAL_MISS);
+    assert_int_equal(redis_fx_counter(b, "lease_wakeups_total"), 1);
+    /* Free now; a watch without a call-back (cb NULL) ends with nothing to report. */
+    assert_int_equal(corral_lease_try(b, "k", 1, NULL, 60000, called, &k, &held), CORRAL_OK);
+    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 60000, NULL, NULL, &watch), CORRAL_EXISTS);
+    assert_int_equal(corral_lease_end(a, watch), CORRAL_OK);
+    assert_int_equal(corral_lease_end(b, held), CORRAL_OK);
+    corral_close(a);
+    corral_close(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fleet_waiters_are_woken_by_the_release),
         cmocka_unit_test(test_fleet_a_dead_leader_is_replaced_after_its_lease),
+        cmocka_unit_test(test_fleet_lease_try_is_not_needed_on_a_memory_store),
+        cmocka_unit_test(test_fleet_lease_release_calls_the_waiter_back),
     };
     return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }
