@@ -134,3 +134,27 @@ def test_a_leader_proxy_killed_mid_fetch_is_replaced_after_its_lease(origin, tmp
         assert stats["max_in_flight"] == 1  # b fetched only after a's lease was gone
     finally:
         fleet.stop()
+
+
+def test_grace_over_two_proxies_refreshes_once(origin, tmp_path):
+    # Stale on arrival (Age 20 > max-age 10) and inside stale-while-revalidate: every request
+    # on either proxy is answered stale at once, and one background refresh runs for the fleet
+    # (the proxy that finds the lease taken does not refresh).
+    origin.script("/news", sequence=[
+        {"headers": {"Cache-Control": "max-age=10, stale-while-revalidate=60", "Age": "20"},
+         "body": "news #{n}"},
+        {"delay": 2, "headers": {"Cache-Control": "max-age=60"}, "body": "news #{n}"}])
+    fleet = Fleet(origin, tmp_path, 2)
+    try:
+        a, b = fleet.proxies
+        assert a.get("/news", HOST).cache == "MISS"
+        results = herd(fleet.proxies, 20, "/news")
+        assert [(r.cache, r.body) for r in results] == [("STALE", b"news #1")] * 20
+        stats = origin.stats("/news")
+        assert stats["count"] == 2 and stats["in_flight"] == 1  # one refresh, still running
+        for px in fleet.proxies:
+            eventually(lambda px=px: px.get("/news", HOST).body == b"news #2",
+                       what="the refreshed object")
+        assert origin.count("/news") == 2
+    finally:
+        fleet.stop()
