@@ -52,10 +52,12 @@ int corral__redis_get_many_ttl(corral__store *s, const corral__skey *ks, size_t 
  * or "unix:<path>/<db>", borrowed for the store's life, `*len` bytes. */
 const char *corral__redis_server_id(corral__store *s, size_t *len);
 
-/* Tells `fn` of every lease release another process announces (corral__redis_notify_on_release):
- * the near cache drops the key before the waiters wake. */
-void corral__redis_on_release(corral__store *s, void (*fn)(void *ctx, const char *key, size_t len),
-                              void *ctx);
+/* The near cache's tracker carries the lease channel (redis_notify.h: attach, deliver,
+ * set_live): lease_attach returns the channel's name (borrowed for the store's life) for the
+ * tracker's SUBSCRIBE. */
+const char *corral__redis_lease_attach(corral__store *s, size_t *len);
+void corral__redis_lease_heard(corral__store *s, const char *key, size_t len);
+void corral__redis_lease_live(corral__store *s, bool live);
 
 /* Opens a connection to the primary outside the pool (corral__redis_pool_connect), or NULL. */
 struct redisContext *corral__redis_connect_primary(corral__store *s);

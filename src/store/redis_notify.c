@@ -16,6 +16,11 @@
  *   watcher polls on its own deadline too (loader.c, the proxy), so a lost message costs at
  *   most that poll, and a leader that dies is replaced when its lease expires.
  * - The thread starts with the first watch: opening a store does no I/O.
+ * - Under a near cache (tiered.c), its tracker subscribes to the channel on the connection that
+ *   brings the invalidations, and hands the messages in here; no thread of ours starts. Redis
+ *   sends a connection's messages in order, and the invalidations of a leader's writes before
+ *   its release: so a woken waiter's near cache has dropped what the leader wrote (the value,
+ *   and for the proxy its object and vary record, under other keys than the lease's).
  *
  * Locks: `lock` guards the buckets, `n_watches`, `live` and the thread's start; woken callbacks
  * run under it (store.h: they are quick and call no store). It is never held across I/O.
@@ -56,8 +61,7 @@ struct corral__redis_notify {
     int wake[2];                 /* pipe: free writes, the thread polls */
     corral__fork_hook fork_hook;
     corral__redis_notify_counters ctr;
-    void (*on_release)(void *ctx, const char *key, size_t len);
-    void *on_release_ctx;
+    bool attached; /* the near cache's tracker listens for us (corral__redis_notify_attach) */
 };
 
 static void count(_Atomic uint64_t *c) {
@@ -93,7 +97,7 @@ static void wake_locked(corral__redis_notify *n, uint64_t hash, bool all) {
     }
 }
 
-static void set_live(corral__redis_notify *n, bool live) {
+void corral__redis_notify_set_live(corral__redis_notify *n, bool live) {
     corral__mutex_lock(&n->lock);
     n->live = live;
     wake_locked(n, 0, true);
@@ -106,17 +110,20 @@ static bool is_str(const redisReply *r, const char *s, size_t len) {
     return r->type == REDIS_REPLY_STRING && r->len == len && memcmp(r->str, s, len) == 0;
 }
 
+void corral__redis_notify_deliver(corral__redis_notify *n, const char *key, size_t len) {
+    count(&n->ctr.messages);
+    uint64_t h = corral__hash_bytes(key, len);
+    corral__mutex_lock(&n->lock);
+    wake_locked(n, h, false);
+    corral__mutex_unlock(&n->lock);
+}
+
 static void on_message(corral__redis_notify *n, const redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message", 7) ||
         !is_str(r->element[1], n->channel, n->channel_len) ||
         r->element[2]->type != REDIS_REPLY_STRING)
         return; /* a PING's ["pong", ""] */
-    count(&n->ctr.messages);
-    uint64_t h = corral__hash_bytes(r->element[2]->str, r->element[2]->len);
-    corral__mutex_lock(&n->lock);
-    if (n->on_release) n->on_release(n->on_release_ctx, r->element[2]->str, r->element[2]->len);
-    wake_locked(n, h, false);
-    corral__mutex_unlock(&n->lock);
+    corral__redis_notify_deliver(n, r->element[2]->str, r->element[2]->len);
 }
 
 static int subscribe(corral__redis_notify *n, redisContext *ctx) {
@@ -189,9 +196,9 @@ static void *notify_main(void *arg) {
         if (ctx && subscribe(n, ctx) == 0) {
             fails = 0;
             count(&n->ctr.subscribes);
-            set_live(n, true);
+            corral__redis_notify_set_live(n, true);
             listen_releases(n, ctx);
-            set_live(n, false);
+            corral__redis_notify_set_live(n, false);
         }
         atomic_store(&n->ctx, NULL);
         if (ctx) redisFree(ctx);
@@ -209,7 +216,7 @@ int corral__redis_notify_watch(corral__redis_notify *n, const corral__skey *k,
     CORRAL_CHECK_OBJ(n, NOTIFY_MAGIC);
     w->hash = corral__hash_bytes(k->data, k->len);
     corral__mutex_lock(&n->lock);
-    if (!n->started && n->wake[0] >= 0) {
+    if (!n->started && !n->attached && n->wake[0] >= 0) {
         n->started = true;
         n->has_thread = pthread_create(&n->thread, NULL, notify_main, n) == 0;
         if (!n->has_thread) n->started = false; /* the next watch tries again */
@@ -329,11 +336,8 @@ corral__redis_notify_counters *corral__redis_notify_counters_of(corral__redis_no
     return &n->ctr;
 }
 
-void corral__redis_notify_on_release(corral__redis_notify *n,
-                                     void (*fn)(void *ctx, const char *key, size_t len),
-                                     void *ctx) {
+void corral__redis_notify_attach(corral__redis_notify *n) {
     corral__mutex_lock(&n->lock);
-    n->on_release = fn;
-    n->on_release_ctx = ctx;
+    n->attached = true;
     corral__mutex_unlock(&n->lock);
 }

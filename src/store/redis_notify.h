@@ -43,11 +43,11 @@ bool corral__redis_notify_unwatch(corral__redis_notify *n, corral__lease_watch *
 
 corral__redis_notify_counters *corral__redis_notify_counters_of(corral__redis_notify *n);
 
-/* Tells `fn(ctx, key, len)` of every release heard, before the key's watches wake, under the
- * notifier's lock (quick; no store call but into a memory store). The near cache's: a woken
- * waiter must not read an old copy its tracker has not dropped yet (tiered.c). Set once, before
- * the first watch. */
-void corral__redis_notify_on_release(corral__redis_notify *n,
-                                     void (*fn)(void *ctx, const char *key, size_t len), void *ctx);
+/* The near cache's tracker carries the channel instead of a connection of ours (tiered.c): no
+ * thread is started; the tracker hands in what it hears (deliver) and whether it is subscribed
+ * (set_live). Called once, at the near cache's open, before any watch. */
+void corral__redis_notify_attach(corral__redis_notify *n);
+void corral__redis_notify_deliver(corral__redis_notify *n, const char *key, size_t len);
+void corral__redis_notify_set_live(corral__redis_notify *n, bool live);
 
 #endif /* CORRAL_STORE_REDIS_NOTIFY_H */

@@ -235,8 +235,8 @@ typedef struct corral__store_env {
  *     corral__redis_get_ttl and corral__redis_get_many_ttl (redis.h): reads from the primary
  *       that also return the remaining TTL, which the near cache keeps;
  *     corral__redis_connect_primary (redis.h): a connection outside the pool, the tracker's;
- *     corral__redis_on_release (redis.h): told of lease releases announced by other processes,
- *       so the near cache drops the key before the waiters it woke read it;
+ *     corral__redis_lease_attach, _heard and _live (redis.h): the tracker carries the store's
+ *       lease channel on its own connection, after the invalidations that came before;
  *     corral__redis_server_id (redis.h): the server's identity, under which the near cache
  *       joins this process's list of near caches (near_peers.h), which every Redis store's
  *       writes walk.

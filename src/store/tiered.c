@@ -105,6 +105,8 @@ typedef struct tiered_store {
     uint64_t ping_interval_ns; /* quiet time on the tracker connection before a PING */
     uint64_t ping_timeout_ns;  /* silence after a PING that counts as a lost connection */
     tiered_counters ctr;
+    const char *lease_ch; /* the Redis store's lease channel, which the tracker carries */
+    size_t lease_ch_len;
 } tiered_store;
 
 static tiered_store *store_of(corral__store *base) {
@@ -397,19 +399,13 @@ static int t_lease_release(corral__store *base, const corral__skey *k, const voi
 
 static int t_lease_watch(corral__store *base, const corral__skey *k, corral__lease_watch *w) {
     tiered_store *t = store_of(base);
+    ensure_tracker(t); /* it carries the lease channel */
     return t->redis->ops->lease_watch(t->redis, k, w);
 }
 
 static bool t_lease_unwatch(corral__store *base, corral__lease_watch *w) {
     tiered_store *t = store_of(base);
     return t->redis->ops->lease_unwatch(t->redis, w);
-}
-
-/* A lease released in another process (redis_notify.c): its key was probably just written. The
- * tracker reports that write on its own connection, maybe after the waiters woke by this one:
- * drop the key now, so that they read Redis rather than an old copy. */
-static void released_elsewhere(void *ctx, const char *key, size_t len) {
-    forget_named(ctx, key, len);
 }
 
 static size_t t_used_bytes(corral__store *base) {
@@ -470,11 +466,21 @@ static bool is_str(const redisReply *r, const char *s) {
     return r->type == REDIS_REPLY_STRING && r->len == n && memcmp(r->str, s, n) == 0;
 }
 
-/* Applies one Pub/Sub message of the invalidation channel. */
+/* Applies one Pub/Sub message of the invalidation channel, or hands one of the lease channel to
+ * the Redis store's waiters (redis_notify.c), after dropping the released key: its value was
+ * probably just written, and the invalidations that came before are applied already. */
 static void on_message(tiered_store *t, const redisReply *r) {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message") ||
-        !is_str(r->element[1], INVALIDATE_CHANNEL))
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message"))
         return;
+    const redisReply *ch = r->element[1], *released = r->element[2];
+    if (ch->type == REDIS_REPLY_STRING && ch->len == t->lease_ch_len &&
+        memcmp(ch->str, t->lease_ch, t->lease_ch_len) == 0) {
+        if (released->type != REDIS_REPLY_STRING) return;
+        forget_named(t, released->str, released->len);
+        corral__redis_lease_heard(t->redis, released->str, released->len);
+        return;
+    }
+    if (!is_str(ch, INVALIDATE_CHANNEL)) return;
     const redisReply *keys = r->element[2];
     if (keys->type != REDIS_REPLY_ARRAY) { /* nil: FLUSHDB or FLUSHALL */
         count(&t->ctr.invalidations);
@@ -501,6 +507,11 @@ static int subscribe(tiered_store *t, redisContext *ctx) {
     if (!r || r->type != REDIS_REPLY_STATUS) goto fail;
     freeReplyObject(r);
     r = redisCommand(ctx, "SUBSCRIBE %s", INVALIDATE_CHANNEL);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        !is_str(r->element[0], "subscribe"))
+        goto fail;
+    freeReplyObject(r);
+    r = redisCommand(ctx, "SUBSCRIBE %b", t->lease_ch, t->lease_ch_len);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         !is_str(r->element[0], "subscribe"))
         goto fail;
@@ -591,8 +602,10 @@ static void *tracker_main(void *arg) {
             fails = 0;
             count(&t->ctr.subscribes);
             atomic_store(&t->live, true); /* L1 is empty: it was flushed when the last one went */
+            corral__redis_lease_live(t->redis, true);
             listen_invalidations(t, ctx);
             atomic_store(&t->live, false);
+            corral__redis_lease_live(t->redis, false);
             flush(t); /* invalidations may have been lost */
         }
         atomic_store(&t->tracker_ctx, NULL); /* before the free: a child never frees it twice */
@@ -639,7 +652,6 @@ static void tiered_after_fork(void *arg) {
 static void t_close(corral__store *base) {
     tiered_store *t = store_of(base);
     corral__near_peer_remove(&t->peer); /* no other handle's write reaches L1 from here on */
-    if (t->redis) corral__redis_on_release(t->redis, NULL, NULL); /* nor another process's */
     corral__fork_hook_remove(&t->fork_hook);
     if (atomic_load(&t->has_thread)) {
         atomic_store(&t->stopping, true);
@@ -749,7 +761,7 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     t->peer.forget = peer_forget;
     t->peer.ctx = t;
     corral__near_peer_add(&t->peer);
-    corral__redis_on_release(redis, released_elsewhere, t);
+    t->lease_ch = corral__redis_lease_attach(redis, &t->lease_ch_len);
     *out = &t->base;
     return CORRAL_OK;
 fail:

@@ -314,12 +314,61 @@ static void test_fleet_lease_release_calls_the_waiter_back(void **state) {
     corral_close(b);
 }
 
+/* A near cache's waiter, woken by a release, reads what the leader wrote before it, under any
+ * key: the announcement comes on the tracker's connection, after the invalidations of those
+ * writes (docs/redis.md). Here the waiter holds an old copy of "obj" near, waits on the lease
+ * of another key ("flight", as the proxy's), and the leader writes "obj" then releases. */
+static void test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake(void **state) {
+    (void)state;
+    /* The leader on the unix socket: another server to this process's near caches, whose own
+     * writes would otherwise reach them at once (near_peers.h), as another process's do not. */
+    corral *lead = NULL;
+    assert_int_equal(redis_fx_open_url(&lead, "redis+unix://%s?key_prefix=fleet", srv.sock),
+                     CORRAL_OK);
+    corral *near = redis_fx_open(&srv, "?key_prefix=fleet&near_cache=1MB");
+    redis_fx_wait_live(near);
+    for (int round = 0; round < 20; round++) {
+        char old[16], fresh[16];
+        snprintf(old, sizeof old, "old-%d", round);
+        snprintf(fresh, sizeof fresh, "new-%d", round);
+        assert_int_equal(corral_set(lead, "obj", 3, old, strlen(old), 60000, NULL), CORRAL_OK);
+        char buf[16];
+        size_t len = 0;
+        uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
+        for (;;) { /* until the near cache serves the old value (a near hit) */
+            unsigned long long hits = redis_fx_counter(near, "near_hits_total");
+            assert_int_equal(corral_get_into(near, "obj", 3, NULL, buf, sizeof buf, &len),
+                             CORRAL_OK);
+            if (len == strlen(old) && memcmp(buf, old, len) == 0 &&
+                redis_fx_counter(near, "near_hits_total") > hits)
+                break;
+            if (redis_fx_now_ns() > deadline) fail_msg("the near cache never kept it");
+        }
+        corral_lease *held = NULL, *watch = NULL;
+        assert_int_equal(corral_lease_try(lead, "flight", 6, NULL, 60000, NULL, NULL, &held),
+                         CORRAL_OK);
+        calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+        assert_int_equal(corral_lease_try(near, "flight", 6, NULL, 60000, called, &k, &watch),
+                         CORRAL_EXISTS);
+        assert_true(corral_lease_live(watch)); /* the tracker is subscribed */
+        assert_int_equal(corral_set(lead, "obj", 3, fresh, strlen(fresh), 60000, NULL), CORRAL_OK);
+        assert_int_equal(corral_lease_end(lead, held), CORRAL_OK);
+        assert_int_equal(called_after(&k, 0), 1);
+        assert_int_equal(corral_lease_end(near, watch), CORRAL_MISS);
+        assert_int_equal(corral_get_into(near, "obj", 3, NULL, buf, sizeof buf, &len), CORRAL_OK);
+        assert_memory_equal(buf, fresh, strlen(fresh));
+    }
+    corral_close(lead);
+    corral_close(near);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fleet_waiters_are_woken_by_the_release),
         cmocka_unit_test(test_fleet_a_dead_leader_is_replaced_after_its_lease),
         cmocka_unit_test(test_fleet_lease_try_is_not_needed_on_a_memory_store),
         cmocka_unit_test(test_fleet_lease_release_calls_the_waiter_back),
+        cmocka_unit_test(test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake),
     };
     return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }
