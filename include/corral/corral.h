@@ -671,7 +671,8 @@ CORRAL_API bool corral_lease_live(const corral_lease *l);
 /* Ends `l` and frees it. A held lease is released if it is still the caller's (the release is
  * announced): CORRAL_OK, CORRAL_MISS (it expired, maybe taken by another), or a store error. A
  * watch is removed: CORRAL_OK when its callback will never come, CORRAL_MISS when it came (it
- * has returned). Accepts NULL (CORRAL_OK). Thread-safe. */
+ * has returned). Accepts NULL (CORRAL_OK). Every lease is ended before corral_close.
+ * Thread-safe. */
 CORRAL_API int corral_lease_end(corral *c, corral_lease *l);
 
 /* ---- Invalidation: namespaces, tags, events ---- */
