@@ -646,6 +646,46 @@ CORRAL_API size_t corral_flight_finish(corral *c, corral_flight *lead, int rc, c
 CORRAL_API int corral_flight_cancel(corral *c, const void *key, size_t key_len,
                                     const corral_call *call, corral_flight_cb cb, void *arg);
 
+/* ---- Leases across processes, the waiting primitive ----
+ *
+ * corral_get_or_set takes the store's lease itself. A caller that leads a key's flight in an
+ * event loop (corral_flight_join) and shares its store with other processes (Redis) takes the
+ * lease with corral_lease_try, so that one process of all those sharing the store does the
+ * work: the others wait for it without blocking and are called back when its lease is released
+ * (on Redis, a PUBLISH on "<KEY_PREFIX>:lease-released": docs/redis.md).
+ *
+ *     corral_lease *l;
+ *     rc = corral_lease_try(c, key, len, NULL, 30000, on_released, conn, &l);
+ *     CORRAL_OK:      lead; corral_lease_end(c, l) once the value is stored (announces it)
+ *     CORRAL_EXISTS:  on_released(conn) comes once; poll on a timer too; corral_lease_end(c, l)
+ *     CORRAL_ENOTSUP: the store is this process's own: the flight is enough (no I/O was done)
+ */
+typedef struct corral_lease corral_lease;
+typedef void (*corral_lease_cb)(void *arg);
+
+/* Takes the store's lease on `key` (built as corral_flight_join builds it) for `ttl_ms` (> 0),
+ * with a random token of its own. Returns CORRAL_OK with `*out` the held lease; CORRAL_EXISTS
+ * with `*out` a watch when another owner holds it: `cb(arg)` (unless `cb` is NULL) is then called
+ * once, when a release of the lease is announced or the store's announcements (re)start or are
+ * lost (a release may have been missed): on a thread of the library with its lock held (quick:
+ * no corral call), or on this thread before this returns when the release came meanwhile. No
+ * call comes for a lease that expires (its owner died): poll for that too. CORRAL_ENOTSUP
+ * (`*out` NULL) when the store is private to this process (memory); a store error, CORRAL_EBADKEY,
+ * CORRAL_EINVAL or CORRAL_ENOMEM. Thread-safe. */
+CORRAL_API int corral_lease_try(corral *c, const void *key, size_t key_len, const corral_call *call,
+                                int64_t ttl_ms, corral_lease_cb cb, void *arg, corral_lease **out);
+
+/* A watch (CORRAL_EXISTS): true when the store's announcements are live, so a release calls
+ * back; false while they are not (poll briefly). False for a held lease. */
+CORRAL_API bool corral_lease_live(const corral_lease *l);
+
+/* Ends `l` and frees it. A held lease is released if it is still the caller's (the release is
+ * announced): CORRAL_OK, CORRAL_MISS (it expired, maybe taken by another), or a store error. A
+ * watch is removed: CORRAL_OK when its callback will never come, CORRAL_MISS when it came (it
+ * has returned). Accepts NULL (CORRAL_OK). Every lease is ended before corral_close.
+ * Thread-safe. */
+CORRAL_API int corral_lease_end(corral *c, corral_lease *l);
+
 /* ---- Invalidation: namespaces, tags, events ---- */
 
 /* Makes every key stored under namespace `ns` (corral_call.ns) unreachable, in O(1): the

@@ -1,6 +1,6 @@
 /*
- * redis.c - the Redis store: the vtable's single-key operations, leases, the scripts, the near
- * cache's reads and open. The many-key operations and clear_prefix are in redis_many.c,
+ * redis.c - the Redis store: the vtable's single-key operations, leases, the scripts and open.
+ * The many-key operations, clear_prefix and the near cache's reads are in redis_many.c,
  * connections and failures in redis_pool.c, Django's wire format in redis_django.c. Why each
  * command was chosen, and what was measured: docs/redis.md.
  *
@@ -15,8 +15,9 @@
  * Commands, one round trip each: get, get_into GET; set SET [PX] [NX|XX]; del DEL; touch
  * PEXPIRE, or the script TOUCH_FOREVER for no expiry; ttl PTTL (on the primary); incr the script
  * INCR; clear FLUSHDB ASYNC; lease_acquire SET NX PX; lease_release the script LEASE_RELEASE
- * (compare and delete). Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back
- * to EVAL.
+ * (compare and delete, then PUBLISH the release for other processes' waiters: redis_notify.c;
+ * not on a cluster, which has no notifier, `notify` NULL: docs/redis.md, "Lease wake-ups").
+ * Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back to EVAL.
  *
  * get_checked: the script CHECKED reads a value and, when its envelope carries tags, the tags'
  * versions, and returns it only when every version still matches: a tagged read in one round
@@ -41,6 +42,7 @@
 #include "../prom.h"
 #include "redis_internal.h"
 #include "redis_django.h"
+#include "redis_notify.h"
 #include "redis_pool.h"
 #include "near_peers.h"
 #include "../envelope.h"
@@ -131,9 +133,17 @@ static const char CHECKED_SRC[] = "local v = redis.call('GET', KEYS[1])\n"
                                   "end\n"
                                   "return v\n";
 
-static const char LEASE_RELEASE_SRC[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-    "return 0\n";
+/* KEYS[1] the lease, ARGV[1] the token, ARGV[2] the store's channel, ARGV[3] the value's key:
+ * the release is announced to every process's watches (redis_notify.c). Without ARGV[2] (a
+ * cluster: nobody listens) it is not announced. */
+static const char LEASE_RELEASE_SRC[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                        "  redis.call('DEL', KEYS[1])\n"
+                                        "  if ARGV[2] then\n"
+                                        "    redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
+                                        "  end\n"
+                                        "  return 1\n"
+                                        "end\n"
+                                        "return 0\n";
 
 /* ---- Helpers ---- */
 
@@ -551,14 +561,24 @@ static int r_lease_release(corral__store *base, const corral__skey *k, const voi
                            size_t token_len) {
     redis_store *s = store_of(base);
     char key[CORRAL__KEYBUF + LEASE_SUFFIX_LEN];
-    const char *ka[2] = { key, token };
-    size_t kl[2] = { lease_key(k, key), token_len };
+    size_t ch_len;
+    const char *ch = corral__redis_notify_channel(s->notify, &ch_len);
+    const char *ka[4] = { key, token, ch, k->data };
+    size_t kl[4] = { lease_key(k, key), token_len, ch_len, k->len };
     corral__redis_call c;
     int rc = corral__redis_begin_key(s, CORRAL__REDIS_WRITE, key, kl[0], &c);
     if (rc != CORRAL_OK) return rc;
-    rc = int_result(&c, eval(s, &c, &s->lease_release, 1, 2, ka, kl));
+    rc = int_result(&c, eval(s, &c, &s->lease_release, 1, ch ? 4 : 2, ka, kl));
     corral__redis_end(&c);
     return rc;
+}
+
+static int r_lease_watch(corral__store *base, const corral__skey *k, corral__lease_watch *w) {
+    return corral__redis_notify_watch(store_of(base)->notify, k, w);
+}
+
+static bool r_lease_unwatch(corral__store *base, corral__lease_watch *w) {
+    return corral__redis_notify_unwatch(store_of(base)->notify, w);
 }
 
 /* PTTL: -2 absent, -1 no expiry, else the milliseconds left (0: expiring now, a miss). */
@@ -585,37 +605,6 @@ static int r_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
     return rc;
 }
 
-/* ---- For the near cache ---- */
-
-int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_value **out,
-                          int64_t *ttl_ms) {
-    redis_store *s = store_of(base);
-    *out = NULL;
-    *ttl_ms = 0;
-    corral__redis_call c;
-    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ_PRIMARY, k->data, k->len, &c);
-    if (rc != CORRAL_OK) return rc;
-    const char *get[2] = { "GET", k->data }, *pttl[2] = { "PTTL", k->data };
-    size_t get_len[2] = { 3, k->len }, pttl_len[2] = { 4, k->len };
-    redisReply *v = NULL, *t = NULL;
-    if (corral__redis_append(&c, 2, get, get_len) != 0 ||
-        corral__redis_append(&c, 2, pttl, pttl_len) != 0 || !(v = corral__redis_read(&c)) ||
-        !(t = corral__redis_read(&c))) {
-        rc = corral__redis_failed(&c);
-    } else if (v->type == REDIS_REPLY_NIL) {
-        rc = CORRAL_MISS;
-    } else if (v->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER) {
-        rc = corral__redis_error_reply(&c, v->type == REDIS_REPLY_STRING ? t : v);
-    } else {
-        rc = corral__redis_make_value(s, v, out);
-        *ttl_ms = corral__redis_ttl_of(t);
-    }
-    freeReplyObject(v);
-    freeReplyObject(t);
-    corral__redis_end(&c);
-    return rc;
-}
-
 /* ---- Accounting, metrics, close ---- */
 
 static size_t r_used_bytes(corral__store *base) {
@@ -636,8 +625,11 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
         corral__redis_cluster_counters(s->cluster, &sum, &own); /* every node's, summed */
     else
         ctr = corral__redis_pool_counters(s->pool);
+    corral__redis_notify_counters none = { 0 }, *nc = &none; /* a cluster: no notifier */
+    if (s->notify) nc = corral__redis_notify_counters_of(s->notify);
     const corral__prom_row rows[] = {
-#define LOAD(x) atomic_load_explicit(&ctr->x, memory_order_relaxed)
+#define LOAD(x)  atomic_load_explicit(&ctr->x, memory_order_relaxed)
+#define NLOAD(x) atomic_load_explicit(&nc->x, memory_order_relaxed)
         { "errors_total", "counter", "Redis calls that failed: I/O, timeout, error reply.",
           LOAD(errors) },
         { "timeouts_total", "counter", "Connect or command deadlines that passed.",
@@ -659,7 +651,14 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
           "Commands and pipelines sent to Redis: one network round trip each.", LOAD(round_trips) },
         { "connections", "gauge", "Connections open now.",
           (uint64_t)CORRAL_MAX(LOAD(open), (int64_t)0) },
+        { "lease_releases_heard_total", "counter",
+          "Lease releases heard on the store's channel (redis_notify.c).", NLOAD(messages) },
+        { "lease_wakeups_total", "counter", "Lease waiters woken by a release of their key.",
+          NLOAD(wakeups) },
+        { "lease_subscribes_total", "counter", "Times the lease subscriber subscribed.",
+          NLOAD(subscribes) },
 #undef LOAD
+#undef NLOAD
     };
     size_t used = 0;
     if (cap) buf[0] = '\0';
@@ -677,6 +676,7 @@ static int r_status(corral__store *base, size_t i, corral_server_status *out) {
 
 static void r_close(corral__store *base) {
     redis_store *s = store_of(base);
+    corral__redis_notify_free(s->notify);
     corral__redis_pool_free(s->pool);
     corral__redis_cluster_free(s->cluster);
     corral__free(s->alloc, s->tag_prefix, s->tag_prefix_len + 1);
@@ -745,6 +745,20 @@ void corral__redis_wrote(redis_store *s, const corral__skey *ks, size_t n) {
     corral__near_peers_changed(s->server_id, s->server_id_len, &s->base, ks, n);
 }
 
+const char *corral__redis_lease_attach(corral__store *base, size_t *len) {
+    redis_store *s = store_of(base);
+    corral__redis_notify_attach(s->notify);
+    return corral__redis_notify_channel(s->notify, len);
+}
+
+void corral__redis_lease_heard(corral__store *base, const char *key, size_t len) {
+    corral__redis_notify_deliver(store_of(base)->notify, key, len);
+}
+
+void corral__redis_lease_live(corral__store *base, bool live) {
+    corral__redis_notify_set_live(store_of(base)->notify, live);
+}
+
 const char *corral__redis_server_id(corral__store *base, size_t *len) {
     redis_store *s = store_of(base);
     *len = s->server_id_len;
@@ -768,6 +782,8 @@ static const corral__store_ops redis_ops = {
     .del_many = w_del_many,
     .lease_acquire = r_lease_acquire,
     .lease_release = r_lease_release,
+    .lease_watch = r_lease_watch,
+    .lease_unwatch = r_lease_unwatch,
     .used_bytes = r_used_bytes,
     .max_bytes = r_max_bytes,
     .metrics_text = r_metrics_text,
@@ -860,6 +876,11 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
                                      .readonly = o->cluster && o->read_from_replicas };
     int rc = o->cluster ? corral__redis_cluster_new(&s->cluster, &pc, env->alloc)
                         : corral__redis_pool_new(&s->pool, &pc, env->alloc);
+    if (rc == CORRAL_OK && !o->cluster) { /* a cluster announces no releases: notify NULL */
+        rc = corral__redis_notify_new(&s->notify, s->pool, env->key_prefix, env->key_prefix_len,
+                                      env->alloc);
+        if (rc != CORRAL_OK) corral__redis_pool_free(s->pool);
+    }
     if (rc != CORRAL_OK) {
         corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1);
         corral__free(env->alloc, s->server_id, s->server_id_len + 1);

@@ -61,6 +61,14 @@ size_t corral__redis_connect_primaries(corral__store *s, struct redisContext **o
  * resharding onto a new node); always 0 on a standalone server. redis_cluster_many.c. */
 uint64_t corral__redis_topology(corral__store *s);
 
+/* The near cache's tracker carries the lease channel (redis_notify.h: attach, deliver,
+ * set_live): lease_attach returns the channel's name (borrowed for the store's life) for the
+ * tracker's SUBSCRIBE, or NULL (`*len` 0) on a cluster, which announces no releases; heard and
+ * live then do nothing. */
+const char *corral__redis_lease_attach(corral__store *s, size_t *len);
+void corral__redis_lease_heard(corral__store *s, const char *key, size_t len);
+void corral__redis_lease_live(corral__store *s, bool live);
+
 /* Validates a host list ("host[:port][,host[:port]...]") as corral__redis_open would: CORRAL_OK
  * or CORRAL_EBADURL with `err` naming the bad host. For the URL parser. Thread-safe. */
 int corral__redis_check_hosts(const char *list, corral_error *err);

@@ -30,6 +30,7 @@ typedef struct redis_store {
     const corral__allocator *alloc;
     corral__redis_pool *pool;       /* a standalone server (and its replicas); NULL on a cluster */
     corral__redis_cluster *cluster; /* a Redis Cluster (redis_cluster.h); NULL otherwise */
+    struct corral__redis_notify *notify; /* lease wake-ups (redis_notify.c); NULL on a cluster */
     size_t max_value_bytes;
     bool django;      /* serializer=django or bare: values carry no envelope */
     bool pickles;     /* serializer=django: values go through redis_django.c */

@@ -1,7 +1,8 @@
 /*
  * redis_many.c - the Redis store's operations on many keys: get_many, set_many and del_many,
- * each one pipelined round trip, the near cache's corral__redis_get_many_ttl, and
- * clear_prefix. Single-key operations, the scripts and open are in redis.c.
+ * each one pipelined round trip, the near cache's reads (corral__redis_get_ttl and
+ * corral__redis_get_many_ttl, from the primary with the TTL), and clear_prefix. Single-key
+ * operations, the scripts and open are in redis.c.
  *
  * - get_many: MGET, in chunks of MANY_CHUNK keys, pipelined. In the raw format the values it
  *   hands out point into the MGET reply instead of copying it (below); Django's format is
@@ -431,6 +432,35 @@ int corral__redis_del_many(corral__store *base, const corral__skey *ks, size_t n
 int64_t corral__redis_ttl_of(const redisReply *t) {
     if (t->type != REDIS_REPLY_INTEGER) return 0;
     return t->integer == -1 ? CORRAL__NO_EXPIRY : t->integer > 0 ? (int64_t)t->integer : 0;
+}
+
+int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_value **out,
+                          int64_t *ttl_ms) {
+    redis_store *s = store_of(base);
+    *out = NULL;
+    *ttl_ms = 0;
+    corral__redis_call c;
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ_PRIMARY, k->data, k->len, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *get[2] = { "GET", k->data }, *pttl[2] = { "PTTL", k->data };
+    size_t get_len[2] = { 3, k->len }, pttl_len[2] = { 4, k->len };
+    redisReply *v = NULL, *t = NULL;
+    if (corral__redis_append(&c, 2, get, get_len) != 0 ||
+        corral__redis_append(&c, 2, pttl, pttl_len) != 0 || !(v = corral__redis_read(&c)) ||
+        !(t = corral__redis_read(&c))) {
+        rc = corral__redis_failed(&c);
+    } else if (v->type == REDIS_REPLY_NIL) {
+        rc = CORRAL_MISS;
+    } else if (v->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER) {
+        rc = corral__redis_error_reply(&c, v->type == REDIS_REPLY_STRING ? t : v);
+    } else {
+        rc = corral__redis_make_value(s, v, out);
+        *ttl_ms = corral__redis_ttl_of(t);
+    }
+    freeReplyObject(v);
+    freeReplyObject(t);
+    corral__redis_end(&c);
+    return rc;
 }
 
 int corral__redis_get_many_ttl(corral__store *base, const corral__skey *ks, size_t n,

@@ -111,6 +111,9 @@ typedef struct tiered_store {
     uint64_t ping_interval_ns; /* quiet time on the tracker connection before a PING */
     uint64_t ping_timeout_ns;  /* silence after a PING that counts as a lost connection */
     tiered_counters ctr;
+    const char *lease_ch; /* the Redis store's lease channel, which the tracker carries; NULL
+                           * on a cluster, which announces no releases (redis.h) */
+    size_t lease_ch_len;
 } tiered_store;
 
 static tiered_store *store_of(corral__store *base) {
@@ -401,6 +404,17 @@ static int t_lease_release(corral__store *base, const corral__skey *k, const voi
     return t->redis->ops->lease_release(t->redis, k, token, token_len);
 }
 
+static int t_lease_watch(corral__store *base, const corral__skey *k, corral__lease_watch *w) {
+    tiered_store *t = store_of(base);
+    ensure_tracker(t); /* it carries the lease channel */
+    return t->redis->ops->lease_watch(t->redis, k, w);
+}
+
+static bool t_lease_unwatch(corral__store *base, corral__lease_watch *w) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->lease_unwatch(t->redis, w);
+}
+
 static size_t t_used_bytes(corral__store *base) {
     tiered_store *t = store_of(base);
     return t->near->ops->used_bytes(t->near);
@@ -459,11 +473,21 @@ static bool is_str(const redisReply *r, const char *s) {
     return r->type == REDIS_REPLY_STRING && r->len == n && memcmp(r->str, s, n) == 0;
 }
 
-/* Applies one Pub/Sub message of the invalidation channel. */
+/* Applies one Pub/Sub message of the invalidation channel, or hands one of the lease channel to
+ * the Redis store's waiters (redis_notify.c), after dropping the released key: its value was
+ * probably just written, and the invalidations that came before are applied already. */
 static void on_message(tiered_store *t, const redisReply *r) {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message") ||
-        !is_str(r->element[1], INVALIDATE_CHANNEL))
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message"))
         return;
+    const redisReply *ch = r->element[1], *released = r->element[2];
+    if (t->lease_ch && ch->type == REDIS_REPLY_STRING && ch->len == t->lease_ch_len &&
+        memcmp(ch->str, t->lease_ch, t->lease_ch_len) == 0) {
+        if (released->type != REDIS_REPLY_STRING) return;
+        forget_named(t, released->str, released->len);
+        corral__redis_lease_heard(t->redis, released->str, released->len);
+        return;
+    }
+    if (!is_str(ch, INVALIDATE_CHANNEL)) return;
     const redisReply *keys = r->element[2];
     if (keys->type != REDIS_REPLY_ARRAY) { /* nil: FLUSHDB or FLUSHALL */
         count(&t->ctr.invalidations);
@@ -490,6 +514,12 @@ static int subscribe(tiered_store *t, redisContext *ctx) {
     if (!r || r->type != REDIS_REPLY_STATUS) goto fail;
     freeReplyObject(r);
     r = redisCommand(ctx, "SUBSCRIBE %s", INVALIDATE_CHANNEL);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        !is_str(r->element[0], "subscribe"))
+        goto fail;
+    freeReplyObject(r);
+    if (!t->lease_ch) return 0; /* a cluster: no lease channel (redis.h) */
+    r = redisCommand(ctx, "SUBSCRIBE %b", t->lease_ch, t->lease_ch_len);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         !is_str(r->element[0], "subscribe"))
         goto fail;
@@ -599,8 +629,10 @@ static void *tracker_main(void *arg) {
             fails = 0;
             count(&t->ctr.subscribes);
             atomic_store(&t->live, true); /* L1 is empty: it was flushed when the last one went */
+            corral__redis_lease_live(t->redis, true);
             listen_invalidations(t, tr, n, topo);
             atomic_store(&t->live, false);
+            corral__redis_lease_live(t->redis, false);
             flush(t); /* invalidations may have been lost */
         }
         for (size_t i = 0; i < n; i++) {
@@ -693,6 +725,8 @@ static const corral__store_ops tiered_ops = {
     .del_many = t_del_many,
     .lease_acquire = t_lease_acquire,
     .lease_release = t_lease_release,
+    .lease_watch = t_lease_watch,
+    .lease_unwatch = t_lease_unwatch,
     .used_bytes = t_used_bytes,
     .max_bytes = t_max_bytes,
     .metrics_text = t_metrics_text,
@@ -760,6 +794,7 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     t->peer.forget = peer_forget;
     t->peer.ctx = t;
     corral__near_peer_add(&t->peer);
+    t->lease_ch = corral__redis_lease_attach(redis, &t->lease_ch_len);
     *out = &t->base;
     return CORRAL_OK;
 fail:

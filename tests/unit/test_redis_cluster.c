@@ -676,6 +676,76 @@ static void test_cluster_near_cache_tracks_every_primary(void **state) {
 
 /* ---- Failures ---- */
 
+/* ---- Leases across processes: no announcements on a cluster, waiters poll ---- */
+
+typedef struct lease_waiter_fx {
+    corral *c;
+    int runs; /* the producer's: must stay 0, the value comes from the lease's holder */
+    int rc;
+    char got[16];
+    size_t len;
+} lease_waiter_fx;
+
+static void count_call(void *arg) {
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void *get_or_set_v(void *arg) {
+    lease_waiter_fx *w = arg;
+    corral_load_opts o;
+    corral_load_opts_init(&o);
+    o.wait_timeout_ms = 20000;
+    corral_value *v = NULL;
+    w->rc = corral_get_or_set(w->c, "v", 1, redis_fx_produce, &w->runs, &o, &v);
+    if (v) {
+        w->len = corral_value_len(v) < sizeof w->got ? corral_value_len(v) : sizeof w->got;
+        memcpy(w->got, corral_value_data(v), w->len);
+    }
+    corral_value_unref(v);
+    return NULL;
+}
+
+/* A cluster announces no lease releases (docs/redis.md, "Lease wake-ups"): corral_lease_try's
+ * watch is never live and never called back, and a get_or_set waiting on another handle's lease
+ * finds the value by polling, with or without a near cache; the holder's release still works. */
+static void test_cluster_lease_waiters_poll(void **state) {
+    (void)state;
+    need_cluster();
+    const char *queries[] = { "", "&near_cache=1MB" };
+    for (size_t q = 0; q < 2; q++) {
+        flush_all();
+        corral *holder = open_handle(""), *waiter = open_handle(queries[q]);
+        corral_lease *held = NULL, *watch = NULL;
+        assert_int_equal(corral_lease_try(holder, "v", 1, NULL, 60000, NULL, NULL, &held),
+                         CORRAL_OK);
+        atomic_int calls = 0;
+        assert_int_equal(corral_lease_try(waiter, "v", 1, NULL, 60000, count_call, &calls, &watch),
+                         CORRAL_EXISTS);
+        assert_false(corral_lease_live(watch));                       /* its caller polls */
+        assert_int_equal(corral_lease_end(waiter, watch), CORRAL_OK); /* no call-back came */
+        assert_int_equal(atomic_load(&calls), 0);
+        lease_waiter_fx w = { .c = waiter };
+        unsigned long long trips = redis_fx_counter(waiter, "round_trips_total");
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, get_or_set_v, &w), 0);
+        /* Until the waiter has looked and found the lease taken a few times: it is polling. */
+        uint64_t deadline = redis_fx_now_ns() + 20000000000ull;
+        while (redis_fx_counter(waiter, "round_trips_total") < trips + 6)
+            if (redis_fx_now_ns() > deadline) fail_msg("the waiter never polled");
+        assert_int_equal(corral_set(holder, "v", 1, "landed", 6, 60000, NULL), CORRAL_OK);
+        assert_int_equal(corral_lease_end(holder, held), CORRAL_OK); /* released, unannounced */
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_int_equal(w.rc, CORRAL_OK);
+        assert_int_equal(w.runs, 0);
+        assert_int_equal(w.len, 6);
+        assert_memory_equal(w.got, "landed", 6);
+        assert_int_equal(redis_fx_counter(waiter, "lease_wakeups_total"), 0);
+        assert_int_equal(redis_fx_counter(waiter, "lease_subscribes_total"), 0);
+        corral_close(holder);
+        corral_close(waiter);
+    }
+}
+
 static pid_t pid_of(int port) {
     char path[128], buf[32] = "";
     snprintf(path, sizeof path, "%s/%d/pid", cl.dir, port);
@@ -951,6 +1021,7 @@ int main(void) {
         cmocka_unit_test(test_cluster_follows_ask_then_moved),
         cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
         cmocka_unit_test(test_cluster_near_cache_tracks_every_primary),
+        cmocka_unit_test(test_cluster_lease_waiters_poll),
         cmocka_unit_test(test_cluster_stopped_node_times_out_and_others_serve),
         cmocka_unit_test(test_cluster_reshard_under_load_loses_nothing),
         cmocka_unit_test(test_cluster_primary_killed_under_load_fails_over),
