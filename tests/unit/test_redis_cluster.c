@@ -182,6 +182,8 @@ static int owner_of(uint16_t slot) {
     return port;
 }
 
+static pid_t pid_of(int port);
+
 static void flush_all(void) {
     int ps[MAX_NODES];
     size_t n = primaries(ps);
@@ -461,6 +463,19 @@ static void test_cluster_reads_from_replicas_when_asked(void **state) {
         assert_string_equal(got, "one");
     }
     assert_int_equal(node_info(replica, "commandstats", "cmdstat_get:calls=") - before, 4);
+    cfx_close(f);
+    /* The replica stopped: once its breaker is open (a call or two timed out on it), reads go
+     * to the primary. Stopped for less than the node timeout, so the cluster does not mark it. */
+    f = cfx_open_opts(250, true, 0);
+    assert_int_equal(get_str(f->s, "rep:1", got, sizeof got), CORRAL_OK); /* connections made */
+    pid_t pid = pid_of(replica);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    int rc = CORRAL_MISS;
+    for (int i = 0; i < 5 && rc != CORRAL_OK; i++)
+        rc = get_str(f->s, "rep:1", got, sizeof got);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_int_equal(rc, CORRAL_OK);
+    assert_string_equal(got, "one");
     cfx_close(f);
 }
 
