@@ -114,13 +114,14 @@ static void on_conn_timer(uv_timer_t *t);
 
 static void conn_timer(px_conn *c, timer_kind k, int64_t ms) {
     c->timer_kind = T_NONE;
+    c->timer_deferred = false;
     if (uv_is_closing((uv_handle_t *)&c->timer)) return;
     if (k == T_NONE || ms <= 0) {
         int rc = uv_timer_stop(&c->timer);
         (void)rc; /* uv_timer_stop cannot fail on an open handle */
         return;
     }
-    int rc = uv_timer_start(&c->timer, on_conn_timer, (uint64_t)ms, 0);
+    int rc = px_worker_deadline(c->w, &c->timer, on_conn_timer, (uint64_t)ms);
     if (rc == 0) c->timer_kind = k;
 }
 
@@ -158,6 +159,8 @@ static void begin_request(px_conn *c, const corral_http_msg *m) {
 static void on_conn_timer(uv_timer_t *t) {
     px_conn *c = t->data;
     PX_CHECK_OBJ(c, PX_CONN_MAGIC);
+    if (c->timer_kind != T_LINGER && px_worker_defer(c->w, t, on_conn_timer, &c->timer_deferred))
+        return;
     timer_kind k = (timer_kind)c->timer_kind;
     c->timer_kind = T_NONE;
     switch (k) {

@@ -39,6 +39,7 @@ struct px_oconn {
     uv_connect_t connect_req;
     int open_handles;
     otimer tkind;
+    bool tdeferred; /* this arm of the timer waited a poll once (px_worker_defer) */
     int64_t read_timeout_ms;
     corral_http_parser *parser;
     void *pmem;
@@ -119,6 +120,8 @@ static void oconn_fail(struct px_oconn *oc, int err, bool timeout) {
 static void on_otimer(uv_timer_t *t) {
     struct px_oconn *oc = t->data;
     PX_CHECK_OBJ(oc, PX_OCONN_MAGIC);
+    /* The loop, not the origin, may have been slow. */
+    if (oc->tkind != OT_IDLE && px_worker_defer(oc->w, t, on_otimer, &oc->tdeferred)) return;
     otimer k = oc->tkind;
     oc->tkind = OT_NONE;
     if (k == OT_IDLE)
@@ -129,12 +132,13 @@ static void on_otimer(uv_timer_t *t) {
 
 static void otimer_set(struct px_oconn *oc, otimer k, int64_t ms) {
     oc->tkind = OT_NONE;
+    oc->tdeferred = false;
     if (k == OT_NONE || ms <= 0) {
         int rc = uv_timer_stop(&oc->timer);
         (void)rc; /* cannot fail on an open handle */
         return;
     }
-    if (uv_timer_start(&oc->timer, on_otimer, (uint64_t)ms, 0) == 0) oc->tkind = k;
+    if (px_worker_deadline(oc->w, &oc->timer, on_otimer, (uint64_t)ms) == 0) oc->tkind = k;
 }
 
 /* ---- Reading ---- */

@@ -259,6 +259,9 @@ typedef struct px_worker {
     struct sockaddr_storage origin_addr;
     uv_timer_t drain_timer; /* the shutdown deadline */
     uv_timer_t log_timer;   /* flushes the access log (px->alog) */
+    uv_check_t stall_check; /* after each poll: were its callbacks held up (px_worker_defer)? */
+    bool stalled;           /* the last poll's callbacks held the loop for PX_STALL_MS or more */
+    bool stall_seen;        /* this turn's callbacks did so (worker.c: read_clock) */
     bool stopping;
     bool handles_ready;   /* loop, inbox and timers are set up (startup) */
     bool closing_handles; /* the loop's own handles are being closed: it is ending */
@@ -280,6 +283,19 @@ void px_worker_signal_locked(px_worker *w);
 /* Called when a connection or fetch of a stopping worker ends: exits the loop when it was the
  * last. Loop thread. */
 void px_worker_maybe_done(px_worker *w);
+
+/* A deadline timer asks this first. When the loop's last turn was held up (a callback blocked
+ * on the store, e.g. a Redis server that stopped answering), it re-arms `t` with `cb` for the
+ * next turn and returns true: libuv runs expired timers before it polls, so bytes or progress
+ * that came during the stall would otherwise lose to a deadline they met. At most once per arm
+ * (`*deferred`, which the caller clears when it arms the timer): after one poll the peer's
+ * socket has been looked at, and a loop that stalls on every turn must not switch deadlines off.
+ * Loop thread. */
+#define PX_STALL_MS 50
+bool px_worker_defer(px_worker *w, uv_timer_t *t, uv_timer_cb cb, bool *deferred);
+/* Starts deadline `t` (`cb` in `ms`) from now as the clock says, not from when the loop last
+ * polled: a callback that ran after a stall would otherwise start a deadline already past. */
+int px_worker_deadline(px_worker *w, uv_timer_t *t, uv_timer_cb cb, uint64_t ms);
 
 /* Sets up worker `w` (loop, inbox, timers; not the listener: px_listen) before its thread
  * starts, with the handlers `on` (kept: they must outlive the worker). Returns PX_OK or a PX_E*
@@ -475,8 +491,9 @@ typedef struct px_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shut;
-    int timer_kind;   /* what the timer is timing (client.c's timer_kind) */
-    int open_handles; /* freed when both handles are closed */
+    int timer_kind;      /* what the timer is timing (client.c's timer_kind) */
+    bool timer_deferred; /* this arm of the timer waited a poll once (px_worker_defer) */
+    int open_handles;    /* freed when both handles are closed */
     /* The buffers (cbuf.c): held only while a request is read or handled, NULL when idle. */
     void *bufs; /* the block holding the parser, rbuf, scratch and both field tables */
     corral_http_parser *parser;

@@ -1,7 +1,8 @@
 /*
  * worker.c - the loop of a corral-proxy worker: its inbox (the one way other threads reach it:
  * flight wake-ups, readers of a busy object that grew, a new configuration, the order to stop),
- * and its stop (drain, deadline, the loop's own handles closed last).
+ * its stop (drain, deadline, the loop's own handles closed last), and its deadlines' view of a
+ * loop held up by the store (px_worker_deadline, px_worker_defer).
  *
  * With client.c it is the loop layer, the bottom of the proxy's event handling: what it must
  * call above it (a connection woken, a worker stopping) goes through the px_handlers that
@@ -90,6 +91,35 @@ void px_worker_maybe_done(px_worker *w) {
     uv_close((uv_handle_t *)&w->inbox_async, on_handle_closed);
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->log_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&w->stall_check, on_handle_closed);
+}
+
+/* Brings the loop's clock to now; a jump of PX_STALL_MS or more means the callbacks since it
+ * was last read (the poll's return, or an earlier deadline) held the loop up. */
+static void read_clock(px_worker *w) {
+    uint64_t before = uv_now(&w->loop);
+    uv_update_time(&w->loop);
+    if (uv_now(&w->loop) - before >= PX_STALL_MS) w->stall_seen = true;
+}
+
+/* Runs after the poll's callbacks: tells the next turn's timers whether this one stalled. */
+static void on_stall_check(uv_check_t *h) {
+    px_worker *w = h->data;
+    read_clock(w);
+    w->stalled = w->stall_seen;
+    w->stall_seen = false;
+}
+
+bool px_worker_defer(px_worker *w, uv_timer_t *t, uv_timer_cb cb, bool *deferred) {
+    /* stall_seen: a timer callback earlier in this timers phase held the loop up. */
+    if (*deferred || !(w->stalled || w->stall_seen)) return false;
+    *deferred = true;
+    return uv_timer_start(t, cb, 1, 0) == 0;
+}
+
+int px_worker_deadline(px_worker *w, uv_timer_t *t, uv_timer_cb cb, uint64_t ms) {
+    read_clock(w);
+    return uv_timer_start(t, cb, ms, 0);
 }
 
 static void begin_stop(px_worker *w) {
@@ -175,6 +205,9 @@ int px_worker_init(px_proxy *px, px_worker *w, unsigned id, const px_handlers *o
     w->drain_timer.data = w;
     if ((rc = uv_timer_init(&w->loop, &w->log_timer)) < 0) return px_from_uv(rc);
     w->log_timer.data = w;
+    if ((rc = uv_check_init(&w->loop, &w->stall_check)) < 0) return px_from_uv(rc);
+    w->stall_check.data = w;
+    if ((rc = uv_check_start(&w->stall_check, on_stall_check)) < 0) return px_from_uv(rc);
     w->handles_ready = true;
     return PX_OK;
 }
