@@ -745,20 +745,6 @@ void corral__redis_wrote(redis_store *s, const corral__skey *ks, size_t n) {
     corral__near_peers_changed(s->server_id, s->server_id_len, &s->base, ks, n);
 }
 
-const char *corral__redis_lease_attach(corral__store *base, size_t *len) {
-    redis_store *s = store_of(base);
-    corral__redis_notify_attach(s->notify);
-    return corral__redis_notify_channel(s->notify, len);
-}
-
-void corral__redis_lease_heard(corral__store *base, const char *key, size_t len) {
-    corral__redis_notify_deliver(store_of(base)->notify, key, len);
-}
-
-void corral__redis_lease_live(corral__store *base, bool live) {
-    corral__redis_notify_set_live(store_of(base)->notify, live);
-}
-
 const char *corral__redis_server_id(corral__store *base, size_t *len) {
     redis_store *s = store_of(base);
     *len = s->server_id_len;

@@ -16,17 +16,21 @@
  *   watcher polls on its own deadline too (loader.c, the proxy), so a lost message costs at
  *   most that poll, and a leader that dies is replaced when its lease expires.
  * - The thread starts with the first watch: opening a store does no I/O.
+ * - A store on a Redis Cluster has no notifier (NULL, accepted here: redis_notify.h), so its
+ *   waiters poll; docs/redis.md ("Lease wake-ups") says why.
  * - Under a near cache (tiered.c), its tracker subscribes to the channel on the connection that
  *   brings the invalidations, and hands the messages in here; no thread of ours starts. Redis
  *   sends a connection's messages in order, and the invalidations of a leader's writes before
  *   its release: so a woken waiter's near cache has dropped what the leader wrote (the value,
- *   and for the proxy its object and vary record, under other keys than the lease's).
+ *   and for the proxy its object and vary record, under other keys than the lease's). The
+ *   near cache's calls for that (redis.h: corral__redis_lease_attach, _heard, _live) are here.
  *
  * Locks: `lock` guards the buckets, `n_watches`, `live` and the thread's start; woken callbacks
  * run under it (store.h: they are quick and call no store). It is never held across I/O.
  * docs/threads.md.
  */
 #include "redis_notify.h"
+#include "redis_internal.h"
 #include "../fork.h"
 #include "../key.h"
 
@@ -347,4 +351,20 @@ void corral__redis_notify_attach(corral__redis_notify *n) {
     corral__mutex_lock(&n->lock);
     n->attached = true;
     corral__mutex_unlock(&n->lock);
+}
+
+/* ---- The near cache's way in (redis.h) ---- */
+
+const char *corral__redis_lease_attach(corral__store *base, size_t *len) {
+    redis_store *s = store_of(base);
+    corral__redis_notify_attach(s->notify);
+    return corral__redis_notify_channel(s->notify, len);
+}
+
+void corral__redis_lease_heard(corral__store *base, const char *key, size_t len) {
+    corral__redis_notify_deliver(store_of(base)->notify, key, len);
+}
+
+void corral__redis_lease_live(corral__store *base, bool live) {
+    corral__redis_notify_set_live(store_of(base)->notify, live);
 }
