@@ -647,7 +647,7 @@ int corral_metrics_write(corral *c, char **out, size_t *out_len) {
     if (out_len) *out_len = 0;
     if (!c || !out || !out_len) return CORRAL_EINVAL;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
-    char extra[4096];
+    char extra[8192]; /* the store's gauges and rows: redis+near passes 4 KB, a cluster more */
     const struct {
         const char *name, *help;
         size_t v;

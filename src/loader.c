@@ -16,9 +16,11 @@
  *   in the read's round trip (Redis) does.
  * - Leases: the leader takes the store's lease on the key with a random token before running the
  *   producer, and releases it (owner-only) after. A leader that finds the lease held by another
- *   process polls the store with backoff (1 ms doubling to 50 ms) until the value appears or
- *   `wait_timeout_ms` passes, then computes itself (counted). Those sleeps wait on another
- *   process, which gives no signal; everything in-process waits on condition variables.
+ *   process waits until the value appears, the lease is free, or `wait_timeout_ms` passes (then
+ *   it computes itself, counted): woken by the store's announcement of the release (Redis:
+ *   redis_notify.c) and polling only as a fallback (a quarter of the lease TTL, 10 ms to 1 s),
+ *   or, when the store has no announcements or they are down, polling with backoff (1 ms
+ *   doubling to 50 ms). Everything in-process waits on condition variables.
  * - Workers: `refresh_workers` threads, started by the first background refresh, take jobs from
  *   a FIFO. A job owns the flight its submitter led, so exactly one refresh runs per key.
  *
@@ -43,6 +45,7 @@
 
 #define DEFAULT_WAIT_MS  10000
 #define DEFAULT_LEASE_MS 30000
+#define NOT_LIVE_POLL_MS 50 /* wait_lease while the store's announcements are not live */
 
 /* ---- The refresh workers ---- */
 
@@ -164,6 +167,111 @@ static int read_current(corral *c, const corral__skey *sk, uint64_t now_ms, corr
     return CORRAL_OK;
 }
 
+/* A caller waiting on another process's lease (wait_lease): the store's watch wakes it. */
+typedef struct lease_waiter {
+    corral__lease_watch w;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    bool woken;
+} lease_waiter;
+
+/* The store's thread, under the store's lock: the waiter cannot be gone yet (it unwatches,
+ * which takes that lock, before it goes). */
+static void lease_woken(corral__lease_watch *w) {
+    lease_waiter *lw = CORRAL_CONTAINER_OF(w, lease_waiter, w);
+    CORRAL_MUST(pthread_mutex_lock(&lw->m) == 0);
+    lw->woken = true;
+    CORRAL_MUST(pthread_cond_signal(&lw->cv) == 0);
+    CORRAL_MUST(pthread_mutex_unlock(&lw->m) == 0);
+}
+
+/* Waits until `lw` is woken or the monotonic clock reaches `until_ns`. */
+static void lease_sleep(lease_waiter *lw, uint64_t until_ns) {
+    struct timespec dl = { .tv_sec = (time_t)(until_ns / 1000000000u),
+                           .tv_nsec = (long)(until_ns % 1000000000u) };
+    CORRAL_MUST(pthread_mutex_lock(&lw->m) == 0);
+    while (!lw->woken) {
+        int e = pthread_cond_timedwait(&lw->cv, &lw->m, &dl);
+        if (e == ETIMEDOUT) break;
+        CORRAL_MUST(e == 0 || e == EINTR);
+    }
+    CORRAL_MUST(pthread_mutex_unlock(&lw->m) == 0);
+}
+
+/* How long a waiter whose store announces releases sleeps when none comes: the announcement
+ * wakes it before; this bounds a lost one, and finds a lease that expired (its leader died). */
+static uint64_t fallback_poll_ms(int64_t lease_ttl_ms) {
+    return (uint64_t)CORRAL_MAX(CORRAL_MIN(lease_ttl_ms / 4, 1000), 10);
+}
+
+/* Waits for another process's leader: until the value lands (CORRAL_MISS, `*out` set), this
+ * caller takes the lease (CORRAL_OK), or `wait_timeout_ms` passes or the store fails
+ * (CORRAL_EXISTS or the error: the caller computes without the lease). Woken by the store's
+ * announcement of the lease's release when it has them (store.h: lease_watch), polled with
+ * backoff (1 ms doubling to 50 ms) when it has not or they are down. */
+static int wait_lease(corral *c, const corral__skey *sk, const char *token, int64_t lease_ttl,
+                      int64_t wait_timeout_ms, corral_value **out) {
+    uint64_t wait_ms = (uint64_t)(wait_timeout_ms > 0 ? wait_timeout_ms : 0);
+    uint64_t deadline_ns =
+        corral__monotonic_ns() + CORRAL_MIN(wait_ms, (uint64_t)INT64_MAX / 2000000u) * 1000000u;
+    corral__store *s = c->store;
+    lease_waiter lw = { .w = { .woken = lease_woken } };
+    pthread_condattr_t ca;
+    bool can_watch = s->ops->lease_watch && pthread_condattr_init(&ca) == 0;
+    if (can_watch) {
+        can_watch = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+                    pthread_cond_init(&lw.cv, &ca) == 0;
+        CORRAL_MUST(pthread_condattr_destroy(&ca) == 0);
+        if (can_watch && pthread_mutex_init(&lw.m, NULL) != 0) {
+            CORRAL_MUST(pthread_cond_destroy(&lw.cv) == 0);
+            can_watch = false;
+        }
+    }
+    uint64_t pause = 1;
+    int lrc;
+    for (;;) {
+        /* Watch first, then look: a release between the look and the sleep wakes the sleep. */
+        int wrc = CORRAL_ENOTSUP;
+        if (can_watch) {
+            lw.woken = false;
+            wrc = s->ops->lease_watch(s, sk, &lw.w);
+        }
+        bool armed = wrc == CORRAL_OK || wrc == CORRAL_WAITING;
+        corral_value *v;
+        uint64_t expiry_ms;
+        if (read_current(c, sk, corral__now_ms(c), &v, &expiry_ms) == CORRAL_OK) {
+            *out = v;
+            lrc = CORRAL_MISS;
+        } else {
+            lrc = corral__lease_acquire(c, sk, token, TOKEN_LEN, lease_ttl);
+        }
+        uint64_t now_ns = corral__monotonic_ns();
+        if (lrc != CORRAL_EXISTS || now_ns >= deadline_ns) {
+            if (armed) (void)s->ops->lease_unwatch(s, &lw.w);
+            if (lrc == CORRAL_EXISTS)
+                corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_lease_timeouts_total, 1);
+            break;
+        }
+        /* Not live yet (CORRAL_WAITING): the subscription's start wakes the watch. */
+        uint64_t nap_ms = wrc == CORRAL_OK        ? fallback_poll_ms(lease_ttl)
+                          : wrc == CORRAL_WAITING ? NOT_LIVE_POLL_MS
+                                                  : pause;
+        uint64_t until_ns = CORRAL_MIN(now_ns + nap_ms * 1000000u, deadline_ns);
+        if (armed) {
+            lease_sleep(&lw, until_ns);
+            (void)s->ops->lease_unwatch(s, &lw.w);
+        } else {
+            sleep_ms((until_ns - now_ns + 999999u) / 1000000u);
+        }
+        if (!armed) pause = pause * 2 > 50 ? 50 : pause * 2;
+    }
+    if (can_watch) {
+        CORRAL_MUST(pthread_cond_destroy(&lw.cv) == 0);
+        CORRAL_MUST(pthread_mutex_destroy(&lw.m) == 0);
+    }
+    return lrc;
+}
+
 /* What a leader saw before it led: nothing (a miss). */
 #define SAW_NOTHING UINT64_MAX
 
@@ -193,31 +301,9 @@ static int load(corral *c, const corral__skey *sk, const void *key, size_t key_l
         return CORRAL_STALE;
     }
     if (lrc == CORRAL_EXISTS) {
-        uint64_t wait_ms = (uint64_t)(o->wait_timeout_ms > 0 ? o->wait_timeout_ms : 0);
-        uint64_t deadline_ns =
-            corral__monotonic_ns() + CORRAL_MIN(wait_ms, (uint64_t)INT64_MAX / 1000000u) * 1000000u;
-        uint64_t pause = 1;
-        for (;;) {
-            corral_value *v;
-            uint64_t expiry_ms;
-            if (read_current(c, sk, corral__now_ms(c), &v, &expiry_ms) == CORRAL_OK) {
-                *out = v;
-                return CORRAL_OK;
-            }
-            lrc = corral__lease_acquire(c, sk, token, TOKEN_LEN, lease_ttl);
-            if (lrc == CORRAL_OK) {
-                have_lease = true;
-                break;
-            }
-            if (lrc != CORRAL_EXISTS || corral__monotonic_ns() >= deadline_ns) {
-                if (lrc == CORRAL_EXISTS)
-                    corral__metrics_add(c->metrics, sk->cls, CORRAL__M_cache_lease_timeouts_total,
-                                        1);
-                break; /* compute ourselves */
-            }
-            sleep_ms(pause);
-            pause = pause * 2 > 50 ? 50 : pause * 2;
-        }
+        lrc = wait_lease(c, sk, token, lease_ttl, o->wait_timeout_ms, out);
+        if (lrc == CORRAL_MISS) return CORRAL_OK; /* the value landed: `*out` */
+        have_lease = lrc == CORRAL_OK;
     }
 
     /* The caller decided from what it saw before it led: a leader that finished in between

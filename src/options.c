@@ -4,13 +4,16 @@
  *     mem://?max_memory=256MB&key_prefix=djzen&version=1&timeout=300&eviction=sieve
  *     redis://[[user]:password@]host[:port][,host[:port]...][/db]?key_prefix=djzen&pool=8
  *     redis+unix:///path/to/redis.sock?db=2
+ *     redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]?key_prefix=site
  *
  * The URL is scheme "://" [authority] ["?" query]. The memory store takes no authority. Redis
  * takes userinfo (percent-decoded), a host list (validated by the Redis store's parser) and a
- * path holding the database index; redis+unix takes a socket path. The query is name=value
- * pairs separated by '&', values percent-decoded ('+' stays '+': keys may hold it). Each
- * parameter applies to every store or to one; a parameter of another store is an error, as an
- * unknown one is. Written here rather than with a URL library: the grammar is this small, and
+ * path holding the database index; redis+unix takes a socket path; redis+cluster takes redis's
+ * userinfo and hosts (seed nodes of a Redis Cluster) and no database but 0 (a cluster has one),
+ * and adds read_from_replicas. The
+ * query is name=value pairs separated by '&', values percent-decoded ('+' stays '+': keys may hold
+ * it). Each parameter applies to every store or to one; a parameter of another store is an error,
+ * as an unknown one is. Written here rather than with a URL library: the grammar is this small, and
  * every error must name the parameter, which generic parsers do not report.
  */
 #include "common.h"
@@ -131,7 +134,7 @@ static int parse_deadline_ms(const char *s, size_t len, int64_t *out) {
 }
 
 /* Which stores a parameter applies to. */
-enum { FOR_ALL, FOR_MEM, FOR_REDIS };
+enum { FOR_ALL, FOR_MEM, FOR_REDIS, FOR_CLUSTER };
 
 typedef struct param_seen {
     const char *name;
@@ -140,7 +143,7 @@ typedef struct param_seen {
 } param_seen;
 
 /* The URL's store. */
-typedef enum url_kind { URL_MEM, URL_REDIS, URL_REDIS_UNIX } url_kind;
+typedef enum url_kind { URL_MEM, URL_REDIS, URL_REDIS_UNIX, URL_REDIS_CLUSTER } url_kind;
 
 static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, corral_error *err);
 
@@ -273,9 +276,13 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
     } else if (scheme_len == 10 && strncmp(url, "redis+unix", 10) == 0) {
         kind = URL_REDIS_UNIX;
         o->store = "redis";
+    } else if (scheme_len == 13 && strncmp(url, "redis+cluster", 13) == 0) {
+        kind = URL_REDIS_CLUSTER;
+        o->store = "redis";
     } else {
         return corral__seterr(err, CORRAL_EBADURL,
-                              "url: unknown scheme '%.*s' (known: mem, redis, redis+unix)",
+                              "url: unknown scheme '%.*s' (known: mem, redis, redis+unix, "
+                              "redis+cluster)",
                               (int)CORRAL_MIN(scheme_len, 32), url);
     }
     const char *rest = sep + 3;
@@ -297,7 +304,8 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
                           { "command_timeout", false, FOR_REDIS },
                           { "pool", false, FOR_REDIS },
                           { "near_cache", false, FOR_REDIS },
-                          { "serializer", false, FOR_REDIS } };
+                          { "serializer", false, FOR_REDIS },
+                          { "read_from_replicas", false, FOR_CLUSTER } };
     const size_t n_seen = sizeof seen / sizeof seen[0];
     size_t used = 0;
     if (kind == URL_MEM) {
@@ -305,9 +313,13 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
             return corral__seterr(err, CORRAL_EBADURL,
                                   "url: mem:// takes no host or path, got '%.*s'",
                                   (int)CORRAL_MIN(auth_len, 32), rest);
-    } else if (kind == URL_REDIS) {
+    } else if (kind == URL_REDIS || kind == URL_REDIS_CLUSTER) {
         int rc = parse_redis_authority(o, rest, auth_len, buf, cap, &used, seen, n_seen, err);
         if (rc != CORRAL_OK) return rc;
+        if (kind == URL_REDIS_CLUSTER && o->redis.db != 0)
+            return corral__seterr(err, CORRAL_EBADURL,
+                                  "url: a Redis Cluster has only database 0 (db)");
+        o->redis.cluster = kind == URL_REDIS_CLUSTER;
     } else {
         if (auth_len < 2 || rest[0] != '/')
             return corral__seterr(err, CORRAL_EBADURL,
@@ -318,6 +330,7 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
             return corral__seterr(err, bad ? CORRAL_EBADURL : CORRAL_ENOSPC,
                                   "url: bad or too long socket path");
         o->redis.unix_path = path;
+        o->redis.cluster = false;
     }
     if (!q) return CORRAL_OK;
 
@@ -357,6 +370,9 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
         if (ps->store == FOR_REDIS && kind == URL_MEM)
             return corral__seterr(err, CORRAL_EBADURL,
                                   "url: parameter '%s' applies to redis:// only", ps->name);
+        if (ps->store == FOR_CLUSTER && kind != URL_REDIS_CLUSTER)
+            return corral__seterr(err, CORRAL_EBADURL,
+                                  "url: parameter '%s' applies to redis+cluster:// only", ps->name);
         if (ps->seen)
             return corral__seterr(err, CORRAL_EBADURL, "url: parameter '%s' given twice%s",
                                   ps->name,
@@ -424,6 +440,9 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
         } else if (strcmp(name, "db") == 0) {
             int64_t n;
             bad = parse_i64(val, dlen, &n) != 0 || n < 0 || n > REDIS_MAX_DB;
+            if (!bad && kind == URL_REDIS_CLUSTER && n != 0)
+                return corral__seterr(err, CORRAL_EBADURL,
+                                      "url: a Redis Cluster has only database 0 (db)");
             if (!bad) o->redis.db = (unsigned)n;
         } else if (strcmp(name, "password") == 0) {
             o->redis.password = val;
@@ -437,6 +456,8 @@ static int parse_url(corral_options *o, const char *url, char *buf, size_t cap, 
             if (!bad) o->redis.pool = (unsigned)n;
         } else if (strcmp(name, "near_cache") == 0) {
             bad = parse_size(val, dlen, &o->redis.near_cache_bytes) != 0;
+        } else if (strcmp(name, "read_from_replicas") == 0) {
+            bad = parse_bool(val, dlen, &o->redis.read_from_replicas) != 0;
         } else if (strcmp(name, "serializer") == 0) {
             if (strcasecmp(val, "raw") == 0)
                 o->redis.serializer = CORRAL_SERIALIZER_RAW;

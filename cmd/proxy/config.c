@@ -10,7 +10,7 @@
  *             targeted_cache_control
  *   [limits]  max_head_bytes, max_headers, header_timeout, keepalive_timeout, body_timeout,
  *             send_timeout, origin_connect_timeout, origin_read_timeout, origin_idle_timeout,
- *             origin_max_idle, coalesce_timeout, shutdown_timeout, max_object_size,
+ *             origin_max_idle, coalesce_timeout, fleet_lease, shutdown_timeout, max_object_size,
  *             purge_margin, max_connections, max_worker_connections
  *   [cache]   the defaults of every route: ttl, grace, stale_if_error, keep, max_ttl,
  *             hit_for_pass, honor_request_cache_control, path_tag_depth
@@ -380,6 +380,7 @@ static int set_limits(px_config *cfg, const char *key, const char *val) {
     if (!strcmp(key, "origin_idle_timeout")) return parse_ms(val, &cfg->origin_idle_ms);
     if (!strcmp(key, "origin_max_idle")) return parse_uint(val, 0, 100000, &cfg->origin_max_idle);
     if (!strcmp(key, "coalesce_timeout")) return parse_ms(val, &cfg->coalesce_timeout_ms);
+    if (!strcmp(key, "fleet_lease")) return parse_ms(val, &cfg->fleet_lease_ms);
     if (!strcmp(key, "shutdown_timeout")) return parse_ms(val, &cfg->shutdown_timeout_ms);
     if (!strcmp(key, "max_object_size")) return parse_size(val, &cfg->max_object_size);
     if (!strcmp(key, "max_connections")) return parse_uint(val, 1, 1000000, &cfg->max_connections);
@@ -428,6 +429,7 @@ static const struct key_form {
     { "limits", "origin_idle_timeout", DURATION },
     { "limits", "origin_max_idle", "an integer from 0 to 100000" },
     { "limits", "coalesce_timeout", DURATION },
+    { "limits", "fleet_lease", DURATION },
     { "limits", "shutdown_timeout", DURATION },
     { "limits", "max_object_size", SIZE },
     { "limits", "purge_margin", "a duration of at most 10m" },
@@ -712,6 +714,7 @@ void px_config_defaults(px_config *cfg) {
     cfg->origin_max_idle = 64;
     cfg->max_connections = 16384;
     cfg->coalesce_timeout_ms = 30000;
+    cfg->fleet_lease_ms = 30000;
     cfg->shutdown_timeout_ms = 30000;
     cfg->max_object_size = 16u << 20;
     cfg->purge_margin_ms = PX_STAMP_MARGIN_MS;

@@ -82,6 +82,7 @@ typedef struct px_config {
     unsigned max_connections;        /* client connections in all; beyond: 503 and close */
     unsigned max_worker_connections; /* client connections per worker (0: only the total) */
     int64_t coalesce_timeout_ms;     /* a waiter gives up on the leader and fetches itself */
+    int64_t fleet_lease_ms;          /* shared store: a fetch's lease over every proxy (fleet.c) */
     int64_t shutdown_timeout_ms;     /* SIGTERM: in-flight requests get this long */
     size_t max_object_size;          /* bodies over this are streamed and not stored */
     int64_t purge_margin_ms;         /* a fill that started less than this after a purge stamp is

@@ -55,6 +55,7 @@ struct px_fetch {
     const px_route *route;
     px_conn *sink;
     corral_flight *lead;
+    corral_lease *lease; /* the fleet's lease on the flight key (fleet.c), or NULL */
     struct px_oconn *oc;
     char *reqbuf; /* the origin request head */
     size_t req_len;
@@ -118,6 +119,7 @@ static void fetch_free(struct px_fetch *f) {
     }
     if (f->oc) px_origin_release(f->oc, false);
     busy_end(f, false);
+    px_fleet_end(w, &f->lease);
     px_list_remove(&f->link);
     px_objbuf_free(&f->ob);
     corral_value_unref(f->stale_v);
@@ -135,7 +137,9 @@ static void fetch_free(struct px_fetch *f) {
     px_worker_maybe_done(w);
 }
 
+/* Also ends the fleet's lease unless the answer streams (then the store, or its end, does). */
 static void finish_flight(struct px_fetch *f, int rc, corral_value *v) {
+    if (rc != PX_FLIGHT_STREAM) px_fleet_end(f->w, &f->lease);
     if (!f->lead) return;
     corral_flight *lead = f->lead;
     f->lead = NULL;
@@ -267,6 +271,7 @@ int px_fetch_start(px_worker *w, const px_fetch_args *a) {
     f->cfg = px_config_ref(a->cfg);
     f->route = a->route;
     f->lead = a->lead;
+    f->lease = a->lease;
     f->start_ms = px_now_ms();
     px_list_push(&w->fetches, &f->link);
     if (a->lead && a->flight_key) {
@@ -311,6 +316,8 @@ fail:
     goto answer;
 fail_early:
     if (a->lead) corral_flight_finish(w->px->cache, a->lead, PX_FLIGHT_ORIGIN_ERROR, NULL);
+    corral_lease *lease = a->lease;
+    px_fleet_end(w, &lease);
 answer:
     if (a->sink)
         px_conn_simple(a->sink, 503, "Service Unavailable", "proxy out of memory\n", PX_R_ERROR,

@@ -74,6 +74,7 @@ typedef enum px_code {
     PX_COMMIT_PURGED = 1,   /* px_obj_commit: stored, then deleted: a purge came after the start */
     PX_FLIGHT_PASS = 100,   /* flight: not stored: fetch yourself, in parallel (hit-for-pass) */
     PX_FLIGHT_STREAM = 101, /* flight: storable: stream the leader's busy object (wake_busy) */
+    PX_FLEET_WAKE = 102,    /* another proxy's lease was released, or its poll is due (fleet.c) */
     PX_FLIGHT_ORIGIN_TIMEOUT = -1001, /* flight: the origin timed out: stale-if-error or 504 */
     PX_FLIGHT_ORIGIN_ERROR = -1002,   /* flight: the origin failed: stale-if-error or 502 */
     PX_ENOMEM = -3000,                /* out of memory */
@@ -467,6 +468,15 @@ typedef struct px_request {
     /* A 206 being streamed from a busy object (deliver.c): the ranges, ascending, the next one
      * to send, whether its multipart header went out, the multipart boundary ("" for one). */
     bool range_led; /* a Range miss waiting on the fetch it started itself (counted a miss) */
+    /* Coalescing across proxies (fleet.c): the flight this request leads here while another
+     * proxy fetches (`fleet_lead`, under the key `fleet_key`), its watch on that proxy's lease,
+     * the fleet's lease once this request takes it (handed to its fetch), when it began to wait. */
+    corral_flight *fleet_lead;
+    corral_lease *fleet_watch;
+    corral_lease *fleet_lease;
+    int64_t fleet_since_ms;
+    char fleet_key[128];
+    size_t fleet_key_len;
     corral_http_range ranges[PX_MAX_RANGES];
     size_t n_ranges, range_i;
     bool range_open;
@@ -710,6 +720,30 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v);
 void px_cache_wait_expired(px_conn *c);
 /* Releases what the request holds (busy object, object reference, config). */
 void px_request_release(px_conn *c);
+
+/* ---- Coalescing across proxies sharing a store (fleet.c) ---- */
+
+/* `c` leads `lead` (its flight key) in this proxy: takes the fleet's lease on the flight key
+ * (rq->fleet_lease, for its fetch) and returns false, or, when another proxy holds it, keeps
+ * `lead` and waits (a PX_FLEET_WAKE wake-up when that lease is released or a poll is due) and
+ * returns true. False without a lease when the store is this process's own (memory: no I/O),
+ * fails, or the wait has lasted coalesce_timeout. */
+bool px_fleet_wait(px_conn *c, corral_flight *lead);
+/* Takes the fleet's lease for a background refresh: true when it may fetch (with *lease set,
+ * or NULL), false when another proxy refreshes. */
+bool px_fleet_refresh(px_conn *c, corral_lease **lease);
+/* The flight `c` leads while it waits, if it is still under `c`'s flight key: handed back (the
+ * request fetches or waits again). NULL otherwise (finished for its waiters first with
+ * CORRAL_OK and `v`, which they check as a leader's answer, or look up again when NULL). */
+corral_flight *px_fleet_take(px_conn *c, corral_value *v);
+/* Finishes the flight `c` leads while it waits, if any, with `rc` and `v`. */
+void px_fleet_drop(px_conn *c, int rc, corral_value *v);
+/* The wait's timer fired, or the connection closes: ends the watch (a wake-up always follows). */
+void px_fleet_expired(px_conn *c);
+/* The PX_FLEET_WAKE wake-up came: ends the watch. */
+void px_fleet_woken(px_conn *c);
+/* Ends a fleet lease (the announcement wakes the other proxies' waiters). Accepts NULL. */
+void px_fleet_end(px_worker *w, corral_lease **lease);
 /* A leader hands its waiters, through corral_flight_finish, CORRAL_OK with the stored object
  * (or NULL: look it up again), or one of the PX_FLIGHT_* codes. */
 
@@ -765,6 +799,8 @@ typedef struct px_fetch_args {
     size_t pk_len;
     const px_obj *stale; /* the stored object (revalidation; stale-if-error), or NULL */
     px_result result;    /* what the client's log line will say on success */
+    corral_lease *lease; /* the fleet's lease on the flight key (fleet.c), or NULL; the fetch
+                            ends it once the object is stored or will not be */
 } px_fetch_args;
 
 /* Starts a fetch. On failure (memory) it answers the sink with 503, finishes the flight with

@@ -46,7 +46,9 @@ static void fetch_for(px_conn *c, px_fetch_kind kind, px_conn *sink, corral_flig
         .pk_len = rq->pk_len,
         .stale = stale,
         .result = result,
+        .lease = rq->fleet_lease, /* the fetch ends it */
     };
+    rq->fleet_lease = NULL;
     if (px_fetch_start(c->w, &a) < 0) {
         /* px_fetch_start answered the sink (if any) and finished the flight. */
     }
@@ -132,6 +134,10 @@ static void refresh_in_background(px_conn *c) {
     int rc = corral_flight_join(cache, c->flight_key, c->flight_key_len, NULL, on_refresh_waiter,
                                 NULL, &lead);
     if (rc != CORRAL_OK) return; /* one is running (or no memory: the next request tries) */
+    if (!px_fleet_refresh(c, &rq->fleet_lease)) { /* another proxy refreshes it */
+        corral_flight_finish(cache, lead, CORRAL_OK, NULL);
+        return;
+    }
     px_fetch_kind kind = has_validator(&rq->obj.head) ? PX_FETCH_REVALIDATE : PX_FETCH_MISS;
     fetch_for(c, kind, NULL, lead, &rq->obj, PX_R_STALE);
 }
@@ -220,9 +226,18 @@ static bool stream_late(px_conn *c, corral_flight *lead) {
     return true;
 }
 
+static void fetch_led(px_conn *c, px_fetch_kind kind, const corral_http_decision *d,
+                      corral_flight *lead);
+
 /* MISS or REVALIDATE: fetch, sharing the fetch with concurrent requests for the object. */
 static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_decision *d) {
     px_request *rq = &c->req;
+    /* Woken from a wait on another proxy (fleet.c) and still a miss: lead again. */
+    corral_flight *held = px_fleet_take(c, NULL);
+    if (held) {
+        fetch_led(c, kind, d, held);
+        return;
+    }
     if (d->credentialed || rq->uncoalesced) {
         start_fetch(c, kind, NULL, kind == PX_FETCH_MISS ? PX_R_MISS : PX_R_REVALIDATED, d->reason);
         return;
@@ -240,8 +255,30 @@ static void fetch_coalesced(px_conn *c, px_fetch_kind kind, const corral_http_de
     int rc = corral_flight_join(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight,
                                 c, &lead);
     if (rc == CORRAL_OK && !b && stream_late(c, lead)) return;
-    if (rc == CORRAL_OK && kind == PX_FETCH_MISS && !rq->is_head &&
-        corral_http_msg_get(&rq->msg, "range", NULL)) {
+    if (rc == CORRAL_OK) {
+        fetch_led(c, kind, d, lead);
+        return;
+    }
+    if (rc == CORRAL_WAITING) {
+        c->waiting = true;
+        rq->reason = d->reason;
+        px_conn_wait(c, rq->cfg->coalesce_timeout_ms);
+        return;
+    }
+    start_fetch(c, kind, NULL, kind == PX_FETCH_MISS ? PX_R_MISS : PX_R_REVALIDATED, d->reason);
+}
+
+/* The request leads its flight here: the fleet's lease, then the fetch (a range miss: a fetch of
+ * the whole object, which the request waits on). */
+static void fetch_led(px_conn *c, px_fetch_kind kind, const corral_http_decision *d,
+                      corral_flight *lead) {
+    px_request *rq = &c->req;
+    if (px_fleet_wait(c, lead)) { /* another proxy fetches it */
+        rq->reason = d->reason;
+        return;
+    }
+    int rc = CORRAL_OK;
+    if (kind == PX_FETCH_MISS && !rq->is_head && corral_http_msg_get(&rq->msg, "range", NULL)) {
         /* A range of an object not in the cache: a fetch of its own (no client) fills the
          * cache with the whole object, and this request waits on it as a coalesced one does,
          * then answers its range from the object as it arrives (deliver.c). */
@@ -270,6 +307,7 @@ static void dispatch(px_conn *c) {
     if (px_vrec_get(cache, r, rq->pk, rq->pk_len, &rq->vrec) < 0)
         memset(&rq->vrec, 0, sizeof rq->vrec);
     if (rq->vrec.hit_for_pass) {
+        px_fleet_drop(c, PX_FLIGHT_PASS, NULL); /* woken from a fleet wait: the waiters pass too */
         rq->uncoalesced = true;
         start_fetch(c, PX_FETCH_MISS, NULL, PX_R_PASS, "hit-for-pass");
         return;
@@ -277,6 +315,7 @@ static void dispatch(px_conn *c) {
     const char *vk;
     size_t vk_len;
     if (variant_flight_key(c, &vk, &vk_len) < 0) {
+        px_fleet_drop(c, CORRAL_OK, NULL);
         pass(c, "variant key too long");
         return;
     }
@@ -301,9 +340,14 @@ static void dispatch(px_conn *c) {
     }
     corral_http_decision d;
     if (corral_http_lookup(&r->policy, &rq->msg, entry, rq->now_ms, &d) < 0) {
+        px_fleet_drop(c, CORRAL_OK, NULL);
         pass(c, "lookup failed");
         return;
     }
+    /* Woken from a wait on another proxy (fleet.c) and it is no miss any more: this proxy's
+     * waiters get what it found (fetch_coalesced keeps the flight on a miss). */
+    if (d.action != CORRAL_HTTP_MISS && d.action != CORRAL_HTTP_REVALIDATE)
+        px_fleet_drop(c, CORRAL_OK, entry ? rq->obj.v : NULL);
     switch (d.action) {
     case CORRAL_HTTP_HIT: px_cache_answer(c, PX_R_HIT, d.reason, d.age_s); return;
     case CORRAL_HTTP_STALE_WHILE_REVALIDATE:
@@ -392,6 +436,10 @@ void px_cache_request(px_conn *c) {
 
 void px_cache_wait_expired(px_conn *c) {
     if (!c->waiting) return;
+    if (c->req.fleet_watch) { /* waiting on another proxy's lease: the poll is due */
+        px_fleet_expired(c);
+        return;
+    }
     c->wait_timed_out = true;
     int rc =
         corral_flight_cancel(c->w->px->cache, c->flight_key, c->flight_key_len, NULL, on_flight, c);
@@ -400,6 +448,17 @@ void px_cache_wait_expired(px_conn *c) {
 
 void px_cache_woken(px_conn *c, int rc, corral_value *v) {
     px_request *rq = &c->req;
+    if (rc == PX_FLEET_WAKE) { /* another proxy's lease was released, or the poll is due */
+        px_fleet_woken(c);
+        if (c->closing || !c->busy) {
+            px_fleet_drop(c, CORRAL_OK, NULL);
+            px_conn_release_closed(c);
+            return;
+        }
+        px_conn_wait(c, 0);
+        dispatch(c);
+        return;
+    }
     px_busy *b = c->wake_busy;
     c->wake_busy = NULL;
     if (c->closing || !c->busy) {
@@ -483,6 +542,9 @@ void px_cache_woken(px_conn *c, int rc, corral_value *v) {
 
 void px_request_release(px_conn *c) {
     px_request *rq = &c->req;
+    px_fleet_expired(c); /* a wait on another proxy (a wake-up follows) */
+    px_fleet_drop(c, CORRAL_OK, NULL);
+    px_fleet_end(c->w, &rq->fleet_lease);
     px_cache_stream_stop(c);
     px_obj_release(&rq->obj);
     px_config_unref(rq->cfg);

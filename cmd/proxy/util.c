@@ -57,6 +57,7 @@ const char *px_strerror(int rc) {
     case PX_COMMIT_PURGED: return "purged while fetching";
     case PX_FLIGHT_PASS: return "not storable (pass)";
     case PX_FLIGHT_STREAM: return "streaming the leader's answer";
+    case PX_FLEET_WAKE: return "another proxy's fetch ended";
     case PX_FLIGHT_ORIGIN_TIMEOUT: return "origin timed out";
     case PX_FLIGHT_ORIGIN_ERROR: return "origin failed";
     case PX_ENOMEM: return "out of memory";

@@ -196,6 +196,14 @@ typedef struct corral_redis_options {
      * tracking connection is down, the near cache is emptied and bypassed. */
     size_t near_cache_bytes;
     corral_serializer serializer; /* default CORRAL_SERIALIZER_RAW */
+    /* A Redis Cluster (URL `redis+cluster://`): `hosts` are seed nodes, any of the cluster's; the
+     * store asks them for the slot map (CLUSTER SLOTS), sends each key's commands to the primary
+     * of its slot, follows MOVED and ASK, and finds the new primary after a failover. db must be
+     * 0 (another is refused); a near cache tracks every primary. Default false. */
+    bool cluster;
+    /* Cluster only: reads go to the slot's replicas (READONLY), round-robin, the primary when it
+     * has none or they fail; they may miss a write made an instant before. Default false. */
+    bool read_from_replicas;
 } corral_redis_options;
 
 /* ---- Store health: why the store fails ----
@@ -303,6 +311,7 @@ CORRAL_API void corral_options_init(corral_options *o);
  *
  *     redis://[[user]:password@]host[:port][,host[:port]...][/db]?key_prefix=djzen&timeout=300
  *     redis+unix:///path/to/redis.sock?db=2&password=secret
+ *     redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]?key_prefix=site
  *
  * Parameters of every store: key_prefix (percent-decoded; '+' stays '+'), version (integer),
  * timeout (a duration as corral_parse_duration_ms reads it: bare seconds as Django's TIMEOUT,
@@ -314,6 +323,8 @@ CORRAL_API void corral_options_init(corral_options *o);
  * both; percent-decoded), connect_timeout and command_timeout (durations: "0.25", "250ms";
  * more than 0, at most a day), pool (connections per server, 1-1024),
  * near_cache (bytes, units as max_memory; 0 for none), serializer (`raw`, `django` or `bare`).
+ * redis+cluster:// takes the Redis parameters but db (other than 0), and its own
+ * read_from_replicas (0/1/true/false); its hosts are seeds (corral_redis_options.cluster).
  * Hosts as corral_redis_options.hosts describes; `redis://` alone is 127.0.0.1:6379.
  * An unknown, repeated or malformed parameter, or one the URL's store does not take, returns
  * CORRAL_EBADURL and names it in `err`; a too-small `buf`, CORRAL_ENOSPC. Thread-safe. */
@@ -634,6 +645,46 @@ CORRAL_API size_t corral_flight_finish(corral *c, corral_flight *lead, int rc, c
  * waiter is queued (already released). Thread-safe. */
 CORRAL_API int corral_flight_cancel(corral *c, const void *key, size_t key_len,
                                     const corral_call *call, corral_flight_cb cb, void *arg);
+
+/* ---- Leases across processes, the waiting primitive ----
+ *
+ * corral_get_or_set takes the store's lease itself. A caller that leads a key's flight in an
+ * event loop (corral_flight_join) and shares its store with other processes (Redis) takes the
+ * lease with corral_lease_try, so that one process of all those sharing the store does the
+ * work: the others wait for it without blocking and are called back when its lease is released
+ * (on Redis, a PUBLISH on "<KEY_PREFIX>:lease-released": docs/redis.md).
+ *
+ *     corral_lease *l;
+ *     rc = corral_lease_try(c, key, len, NULL, 30000, on_released, conn, &l);
+ *     CORRAL_OK:      lead; corral_lease_end(c, l) once the value is stored (announces it)
+ *     CORRAL_EXISTS:  on_released(conn) comes once; poll on a timer too; corral_lease_end(c, l)
+ *     CORRAL_ENOTSUP: the store is this process's own: the flight is enough (no I/O was done)
+ */
+typedef struct corral_lease corral_lease;
+typedef void (*corral_lease_cb)(void *arg);
+
+/* Takes the store's lease on `key` (built as corral_flight_join builds it) for `ttl_ms` (> 0),
+ * with a random token of its own. Returns CORRAL_OK with `*out` the held lease; CORRAL_EXISTS
+ * with `*out` a watch when another owner holds it: `cb(arg)` (unless `cb` is NULL) is then called
+ * once, when a release of the lease is announced or the store's announcements (re)start or are
+ * lost (a release may have been missed): on a thread of the library with its lock held (quick:
+ * no corral call), or on this thread before this returns when the release came meanwhile. No
+ * call comes for a lease that expires (its owner died): poll for that too. CORRAL_ENOTSUP
+ * (`*out` NULL) when the store is private to this process (memory); a store error, CORRAL_EBADKEY,
+ * CORRAL_EINVAL or CORRAL_ENOMEM. Thread-safe. */
+CORRAL_API int corral_lease_try(corral *c, const void *key, size_t key_len, const corral_call *call,
+                                int64_t ttl_ms, corral_lease_cb cb, void *arg, corral_lease **out);
+
+/* A watch (CORRAL_EXISTS): true when the store's announcements are live, so a release calls
+ * back; false while they are not (poll briefly). False for a held lease. */
+CORRAL_API bool corral_lease_live(const corral_lease *l);
+
+/* Ends `l` and frees it. A held lease is released if it is still the caller's (the release is
+ * announced): CORRAL_OK, CORRAL_MISS (it expired, maybe taken by another), or a store error. A
+ * watch is removed: CORRAL_OK when its callback will never come, CORRAL_MISS when it came (it
+ * has returned). Accepts NULL (CORRAL_OK). Every lease is ended before corral_close.
+ * Thread-safe. */
+CORRAL_API int corral_lease_end(corral *c, corral_lease *l);
 
 /* ---- Invalidation: namespaces, tags, events ---- */
 

@@ -1,6 +1,6 @@
 /*
- * redis.c - the Redis store: the vtable's single-key operations, leases, the scripts, the near
- * cache's reads and open. The many-key operations and clear_prefix are in redis_many.c,
+ * redis.c - the Redis store: the vtable's single-key operations, leases, the scripts and open.
+ * The many-key operations, clear_prefix and the near cache's reads are in redis_many.c,
  * connections and failures in redis_pool.c, Django's wire format in redis_django.c. Why each
  * command was chosen, and what was measured: docs/redis.md.
  *
@@ -15,8 +15,9 @@
  * Commands, one round trip each: get, get_into GET; set SET [PX] [NX|XX]; del DEL; touch
  * PEXPIRE, or the script TOUCH_FOREVER for no expiry; ttl PTTL (on the primary); incr the script
  * INCR; clear FLUSHDB ASYNC; lease_acquire SET NX PX; lease_release the script LEASE_RELEASE
- * (compare and delete). Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back
- * to EVAL.
+ * (compare and delete, then PUBLISH the release for other processes' waiters: redis_notify.c;
+ * not on a cluster, which has no notifier, `notify` NULL: docs/redis.md, "Lease wake-ups").
+ * Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back to EVAL.
  *
  * get_checked: the script CHECKED reads a value and, when its envelope carries tags, the tags'
  * versions, and returns it only when every version still matches: a tagged read in one round
@@ -41,6 +42,7 @@
 #include "../prom.h"
 #include "redis_internal.h"
 #include "redis_django.h"
+#include "redis_notify.h"
 #include "redis_pool.h"
 #include "near_peers.h"
 #include "../envelope.h"
@@ -131,9 +133,17 @@ static const char CHECKED_SRC[] = "local v = redis.call('GET', KEYS[1])\n"
                                   "end\n"
                                   "return v\n";
 
-static const char LEASE_RELEASE_SRC[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-    "return 0\n";
+/* KEYS[1] the lease, ARGV[1] the token, ARGV[2] the store's channel, ARGV[3] the value's key:
+ * the release is announced to every process's watches (redis_notify.c). Without ARGV[2] (a
+ * cluster: nobody listens) it is not announced. */
+static const char LEASE_RELEASE_SRC[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                        "  redis.call('DEL', KEYS[1])\n"
+                                        "  if ARGV[2] then\n"
+                                        "    redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
+                                        "  end\n"
+                                        "  return 1\n"
+                                        "end\n"
+                                        "return 0\n";
 
 /* ---- Helpers ---- */
 
@@ -175,7 +185,7 @@ size_t corral__redis_fmt_i64(char *buf, int64_t v) {
 
 /* Runs a script by SHA, loading it with EVAL when the server does not know it. `keys_args`
  * holds the key(s) then the arguments; at most 4 of them. */
-static redisReply *eval(corral__redis_call *c, const rscript *sc, int nkeys, int n,
+static redisReply *eval(redis_store *s, corral__redis_call *c, const rscript *sc, int nkeys, int n,
                         const char *const *keys_args, const size_t *lens) {
     const char *argv[7];
     size_t alen[7];
@@ -193,14 +203,14 @@ static redisReply *eval(corral__redis_call *c, const rscript *sc, int nkeys, int
         argv[3 + i] = keys_args[i];
         alen[3 + i] = lens[i];
     }
-    redisReply *r = corral__redis_command(c, 3 + n, argv, alen);
+    redisReply *r = corral__redis_cmd(s, c, 3 + n, argv, alen);
     if (r && r->type == REDIS_REPLY_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0) {
         freeReplyObject(r);
         argv[0] = "EVAL";
         alen[0] = 4;
         argv[1] = sc->src;
         alen[1] = sc->src_len;
-        r = corral__redis_command(c, 3 + n, argv, alen);
+        r = corral__redis_cmd(s, c, 3 + n, argv, alen);
     }
     return r;
 }
@@ -245,11 +255,11 @@ static int r_get(corral__store *base, const corral__skey *k, corral_value **out)
     redis_store *s = store_of(base);
     *out = NULL;
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;
     const char *argv[2] = { "GET", k->data };
     size_t lens[2] = { 3, k->len };
-    redisReply *r = corral__redis_command(&c, 2, argv, lens);
+    redisReply *r = corral__redis_cmd(s, &c, 2, argv, lens);
     if (!r)
         rc = corral__redis_failed(&c);
     else if (r->type == REDIS_REPLY_STRING)
@@ -269,11 +279,11 @@ static int r_get_into(corral__store *base, const corral__skey *k, void *buf, siz
     *len = 0;
     *hdr_len = 0;
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;
     const char *argv[2] = { "GET", k->data };
     size_t lens[2] = { 3, k->len };
-    redisReply *r = corral__redis_command(&c, 2, argv, lens);
+    redisReply *r = corral__redis_cmd(s, &c, 2, argv, lens);
     if (!r) {
         rc = corral__redis_failed(&c);
     } else if (r->type == REDIS_REPLY_STRING) {
@@ -318,7 +328,8 @@ static void mark_tagged(redis_store *s, uint16_t cls) {
 
 static int r_get_checked(corral__store *base, const corral__skey *k, corral_value **out) {
     redis_store *s = store_of(base);
-    if (s->django) return r_get(base, k, out); /* no envelope, no tags */
+    if (s->django) return r_get(base, k, out);                           /* no envelope, no tags */
+    if (s->cluster) return corral__redis_cluster_get_checked(s, k, out); /* tags on other slots */
     if (!cls_tagged(s, k->cls)) {
         int rc = r_get(base, k, out);
         if (rc != CORRAL_OK || !has_tags((*out)->data - (*out)->hdr_len, (*out)->hdr_len))
@@ -329,11 +340,11 @@ static int r_get_checked(corral__store *base, const corral__skey *k, corral_valu
     }
     *out = NULL;
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;
     const char *ka[2] = { k->data, s->tag_prefix };
     size_t kl[2] = { k->len, s->tag_prefix_len };
-    redisReply *r = eval(&c, &s->checked, 1, 2, ka, kl);
+    redisReply *r = eval(s, &c, &s->checked, 1, 2, ka, kl);
     if (!r)
         rc = corral__redis_failed(&c);
     else if (r->type == REDIS_REPLY_STRING)
@@ -394,12 +405,12 @@ static int r_set(corral__store *base, const corral__skey *k, const void *val, si
         lens[argc++] = 2;
     }
     corral__redis_call c;
-    rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    rc = corral__redis_begin_key(s, CORRAL__REDIS_WRITE, k->data, k->len, &c);
     if (rc != CORRAL_OK) {
         corral__free(s->alloc, owned, owned_len);
         return rc;
     }
-    redisReply *r = corral__redis_command(&c, argc, argv, lens);
+    redisReply *r = corral__redis_cmd(s, &c, argc, argv, lens);
     if (!r)
         rc = corral__redis_failed(&c);
     else if (r->type == REDIS_REPLY_STATUS)
@@ -417,11 +428,11 @@ static int r_set(corral__store *base, const corral__skey *k, const void *val, si
 static int r_del(corral__store *base, const corral__skey *k) {
     redis_store *s = store_of(base);
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_WRITE, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;
     const char *argv[2] = { "DEL", k->data };
     size_t lens[2] = { 3, k->len };
-    rc = int_result(&c, corral__redis_command(&c, 2, argv, lens));
+    rc = int_result(&c, corral__redis_cmd(s, &c, 2, argv, lens));
     corral__redis_end(&c);
     return rc;
 }
@@ -430,18 +441,18 @@ static int r_touch(corral__store *base, const corral__skey *k, int64_t ttl_ms) {
     redis_store *s = store_of(base);
     if (ttl_ms <= 0) return CORRAL_EINVAL;
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_WRITE, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;
     redisReply *r;
     if (ttl_ms == CORRAL__NO_EXPIRY) {
         const char *ka[1] = { k->data };
         size_t kl[1] = { k->len };
-        r = eval(&c, &s->touch_forever, 1, 1, ka, kl);
+        r = eval(s, &c, &s->touch_forever, 1, 1, ka, kl);
     } else {
         char ttl[TTL_DIGITS];
         const char *argv[3] = { "PEXPIRE", k->data, ttl };
         size_t lens[3] = { 7, k->len, corral__redis_fmt_i64(ttl, ttl_ms) };
-        r = corral__redis_command(&c, 3, argv, lens);
+        r = corral__redis_cmd(s, &c, 3, argv, lens);
     }
     rc = int_result(&c, r);
     corral__redis_end(&c);
@@ -466,12 +477,12 @@ static int r_incr(corral__store *base, const corral__skey *k, int64_t delta, int
     redis_store *s = store_of(base);
     *out = 0;
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_WRITE, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;
     char d[TTL_DIGITS];
     const char *ka[2] = { k->data, d };
     size_t kl[2] = { k->len, corral__redis_fmt_i64(d, delta) };
-    redisReply *r = eval(&c, &s->incr, 1, 2, ka, kl);
+    redisReply *r = eval(s, &c, &s->incr, 1, 2, ka, kl);
     if (!r) {
         rc = corral__redis_failed(&c);
     } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
@@ -495,20 +506,28 @@ static int r_incr(corral__store *base, const corral__skey *k, int64_t delta, int
     return rc;
 }
 
+/* FLUSHDB ASYNC on the standalone server, or on every primary of a cluster. */
 static int r_clear(corral__store *base) {
     redis_store *s = store_of(base);
-    corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
-    if (rc != CORRAL_OK) return rc;
-    const char *argv[2] = { "FLUSHDB", "ASYNC" };
-    size_t lens[2] = { 7, 5 };
-    redisReply *r = corral__redis_command(&c, 2, argv, lens);
-    if (!r)
-        rc = corral__redis_failed(&c);
-    else
-        rc = r->type == REDIS_REPLY_STATUS ? CORRAL_OK : corral__redis_error_reply(&c, r);
-    freeReplyObject(r);
-    corral__redis_end(&c);
+    int nodes[CORRAL__REDIS_MAX_NODES];
+    size_t n = corral__redis_primaries(s, nodes);
+    int rc = n ? CORRAL_OK : CORRAL_ESTORE; /* a cluster whose map cannot be loaded */
+    for (size_t i = 0; i < n; i++) {
+        corral__redis_call c;
+        int one = corral__redis_begin_on(s, nodes[i], CORRAL__REDIS_WRITE, &c);
+        if (one == CORRAL_OK) {
+            const char *argv[2] = { "FLUSHDB", "ASYNC" };
+            size_t lens[2] = { 7, 5 };
+            redisReply *r = corral__redis_command(&c, 2, argv, lens);
+            if (!r)
+                one = corral__redis_failed(&c);
+            else if (r->type != REDIS_REPLY_STATUS)
+                one = corral__redis_error_reply(&c, r);
+            freeReplyObject(r);
+            corral__redis_end(&c);
+        }
+        if (rc == CORRAL_OK) rc = one;
+    }
     return rc;
 }
 
@@ -522,9 +541,9 @@ static int r_lease_acquire(corral__store *base, const corral__skey *k, const voi
     const char *argv[6] = { "SET", key, token, "NX", "PX", ttl };
     size_t lens[6] = { 3, lease_key(k, key), token_len, 2, 2, corral__redis_fmt_i64(ttl, ttl_ms) };
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_WRITE, key, lens[1], &c);
     if (rc != CORRAL_OK) return rc;
-    redisReply *r = corral__redis_command(&c, 6, argv, lens);
+    redisReply *r = corral__redis_cmd(s, &c, 6, argv, lens);
     if (!r)
         rc = corral__redis_failed(&c);
     else if (r->type == REDIS_REPLY_STATUS)
@@ -542,25 +561,35 @@ static int r_lease_release(corral__store *base, const corral__skey *k, const voi
                            size_t token_len) {
     redis_store *s = store_of(base);
     char key[CORRAL__KEYBUF + LEASE_SUFFIX_LEN];
-    const char *ka[2] = { key, token };
-    size_t kl[2] = { lease_key(k, key), token_len };
+    size_t ch_len;
+    const char *ch = corral__redis_notify_channel(s->notify, &ch_len);
+    const char *ka[4] = { key, token, ch, k->data };
+    size_t kl[4] = { lease_key(k, key), token_len, ch_len, k->len };
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_WRITE, key, kl[0], &c);
     if (rc != CORRAL_OK) return rc;
-    rc = int_result(&c, eval(&c, &s->lease_release, 1, 2, ka, kl));
+    rc = int_result(&c, eval(s, &c, &s->lease_release, 1, ch ? 4 : 2, ka, kl));
     corral__redis_end(&c);
     return rc;
+}
+
+static int r_lease_watch(corral__store *base, const corral__skey *k, corral__lease_watch *w) {
+    return corral__redis_notify_watch(store_of(base)->notify, k, w);
+}
+
+static bool r_lease_unwatch(corral__store *base, corral__lease_watch *w) {
+    return corral__redis_notify_unwatch(store_of(base)->notify, w);
 }
 
 /* PTTL: -2 absent, -1 no expiry, else the milliseconds left (0: expiring now, a miss). */
 static int r_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
     redis_store *s = store_of(base);
     corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ_PRIMARY, &c);
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ_PRIMARY, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;
     const char *argv[2] = { "PTTL", k->data };
     size_t lens[2] = { 4, k->len };
-    redisReply *r = corral__redis_command(&c, 2, argv, lens);
+    redisReply *r = corral__redis_cmd(s, &c, 2, argv, lens);
     if (!r) {
         rc = corral__redis_failed(&c);
     } else if (r->type != REDIS_REPLY_INTEGER) {
@@ -574,41 +603,6 @@ static int r_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
     freeReplyObject(r);
     corral__redis_end(&c);
     return rc;
-}
-
-/* ---- For the near cache ---- */
-
-int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_value **out,
-                          int64_t *ttl_ms) {
-    redis_store *s = store_of(base);
-    *out = NULL;
-    *ttl_ms = 0;
-    corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ_PRIMARY, &c);
-    if (rc != CORRAL_OK) return rc;
-    const char *get[2] = { "GET", k->data }, *pttl[2] = { "PTTL", k->data };
-    size_t get_len[2] = { 3, k->len }, pttl_len[2] = { 4, k->len };
-    redisReply *v = NULL, *t = NULL;
-    if (corral__redis_append(&c, 2, get, get_len) != 0 ||
-        corral__redis_append(&c, 2, pttl, pttl_len) != 0 || !(v = corral__redis_read(&c)) ||
-        !(t = corral__redis_read(&c))) {
-        rc = corral__redis_failed(&c);
-    } else if (v->type == REDIS_REPLY_NIL) {
-        rc = CORRAL_MISS;
-    } else if (v->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER) {
-        rc = corral__redis_error_reply(&c, v->type == REDIS_REPLY_STRING ? t : v);
-    } else {
-        rc = corral__redis_make_value(s, v, out);
-        *ttl_ms = corral__redis_ttl_of(t);
-    }
-    freeReplyObject(v);
-    freeReplyObject(t);
-    corral__redis_end(&c);
-    return rc;
-}
-
-struct redisContext *corral__redis_connect_primary(corral__store *base) {
-    return corral__redis_pool_connect(store_of(base)->pool);
 }
 
 /* ---- Accounting, metrics, close ---- */
@@ -625,9 +619,17 @@ static size_t r_max_bytes(corral__store *base) {
 
 static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
     redis_store *s = store_of(base);
-    corral__redis_counters *ctr = corral__redis_pool_counters(s->pool);
+    corral__redis_counters sum, *ctr = &sum;
+    corral__redis_cluster_stats own = { 0 };
+    if (s->cluster)
+        corral__redis_cluster_counters(s->cluster, &sum, &own); /* every node's, summed */
+    else
+        ctr = corral__redis_pool_counters(s->pool);
+    corral__redis_notify_counters none = { 0 }, *nc = &none; /* a cluster: no notifier */
+    if (s->notify) nc = corral__redis_notify_counters_of(s->notify);
     const corral__prom_row rows[] = {
-#define LOAD(x) atomic_load_explicit(&ctr->x, memory_order_relaxed)
+#define LOAD(x)  atomic_load_explicit(&ctr->x, memory_order_relaxed)
+#define NLOAD(x) atomic_load_explicit(&nc->x, memory_order_relaxed)
         { "errors_total", "counter", "Redis calls that failed: I/O, timeout, error reply.",
           LOAD(errors) },
         { "timeouts_total", "counter", "Connect or command deadlines that passed.",
@@ -649,20 +651,34 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
           "Commands and pipelines sent to Redis: one network round trip each.", LOAD(round_trips) },
         { "connections", "gauge", "Connections open now.",
           (uint64_t)CORRAL_MAX(LOAD(open), (int64_t)0) },
+        { "lease_releases_heard_total", "counter",
+          "Lease releases heard on the store's channel (redis_notify.c).", NLOAD(messages) },
+        { "lease_wakeups_total", "counter", "Lease waiters woken by a release of their key.",
+          NLOAD(wakeups) },
+        { "lease_subscribes_total", "counter", "Times the lease subscriber subscribed.",
+          NLOAD(subscribes) },
 #undef LOAD
+#undef NLOAD
     };
     size_t used = 0;
     if (cap) buf[0] = '\0';
-    return corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
+    int rc =
+        corral__prom_rows(buf, cap, &used, "corral_redis_", rows, sizeof rows / sizeof rows[0]);
+    if (rc != CORRAL_OK || !s->cluster) return rc;
+    return corral__redis_cluster_metrics(&own, buf, cap, &used);
 }
 
 static int r_status(corral__store *base, size_t i, corral_server_status *out) {
-    return corral__redis_pool_status(store_of(base)->pool, i, out);
+    redis_store *s = store_of(base);
+    return s->cluster ? corral__redis_cluster_status(s->cluster, i, out)
+                      : corral__redis_pool_status(s->pool, i, out);
 }
 
 static void r_close(corral__store *base) {
     redis_store *s = store_of(base);
+    corral__redis_notify_free(s->notify);
     corral__redis_pool_free(s->pool);
+    corral__redis_cluster_free(s->cluster);
     corral__free(s->alloc, s->tag_prefix, s->tag_prefix_len + 1);
     corral__free(s->alloc, s->server_id, s->server_id_len + 1);
     s->magic = 0;
@@ -752,6 +768,8 @@ static const corral__store_ops redis_ops = {
     .del_many = w_del_many,
     .lease_acquire = r_lease_acquire,
     .lease_release = r_lease_release,
+    .lease_watch = r_lease_watch,
+    .lease_unwatch = r_lease_unwatch,
     .used_bytes = r_used_bytes,
     .max_bytes = r_max_bytes,
     .metrics_text = r_metrics_text,
@@ -766,6 +784,7 @@ static int server_id_new(redis_store *s, const corral_redis_options *o,
                          const corral__redis_addr *addrs) {
     char id[CORRAL__REDIS_MAX_HOSTNAME + 4096 + 32];
     int n = o->unix_path ? snprintf(id, sizeof id, "unix:%s/%u", o->unix_path, o->db)
+            : o->cluster ? snprintf(id, sizeof id, "cluster:%s:%d", addrs[0].name, addrs[0].port)
                          : snprintf(id, sizeof id, "%s:%d/%u", addrs[0].name, addrs[0].port, o->db);
     if (n < 0) return CORRAL_ENOMEM;
     /* A unix path too long for `id` is cut: two such paths that agree on 4 KB are one server. */
@@ -798,6 +817,9 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
     if (o->pool < 1 || o->pool > CORRAL__REDIS_MAX_POOL)
         return corral__seterr(err, CORRAL_EINVAL, "pool: must be 1 to %u", CORRAL__REDIS_MAX_POOL);
     if (o->db > INT32_MAX) return corral__seterr(err, CORRAL_EINVAL, "db: too large");
+    if (o->cluster && (o->unix_path || o->db))
+        return corral__seterr(err, CORRAL_EINVAL,
+                              "redis+cluster: no unix socket, no db other than 0");
     if (o->serializer != CORRAL_SERIALIZER_RAW && o->serializer != CORRAL_SERIALIZER_DJANGO &&
         o->serializer != CORRAL_SERIALIZER_BARE)
         return corral__seterr(err, CORRAL_EINVAL, "serializer: unknown (raw, django or bare)");
@@ -836,8 +858,15 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
                                      .command_timeout_ms = o->command_timeout_ms,
                                      .pool = o->pool,
                                      .on_state = env->on_state,
-                                     .state_ctx = env->state_ctx };
-    int rc = corral__redis_pool_new(&s->pool, &pc, env->alloc);
+                                     .state_ctx = env->state_ctx,
+                                     .readonly = o->cluster && o->read_from_replicas };
+    int rc = o->cluster ? corral__redis_cluster_new(&s->cluster, &pc, env->alloc)
+                        : corral__redis_pool_new(&s->pool, &pc, env->alloc);
+    if (rc == CORRAL_OK && !o->cluster) { /* a cluster announces no releases: notify NULL */
+        rc = corral__redis_notify_new(&s->notify, s->pool, env->key_prefix, env->key_prefix_len,
+                                      env->alloc);
+        if (rc != CORRAL_OK) corral__redis_pool_free(s->pool);
+    }
     if (rc != CORRAL_OK) {
         corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1);
         corral__free(env->alloc, s->server_id, s->server_id_len + 1);

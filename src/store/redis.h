@@ -52,8 +52,22 @@ int corral__redis_get_many_ttl(corral__store *s, const corral__skey *ks, size_t 
  * or "unix:<path>/<db>", borrowed for the store's life, `*len` bytes. */
 const char *corral__redis_server_id(corral__store *s, size_t *len);
 
-/* Opens a connection to the primary outside the pool (corral__redis_pool_connect), or NULL. */
-struct redisContext *corral__redis_connect_primary(corral__store *s);
+/* Opens a connection outside the pools to every primary: the server's one, or each of a
+ * cluster's (corral__redis_pool_connect). Returns their count, or 0 when one could not be
+ * opened or there are more than `cap` (none is then left open). redis_cluster_many.c. */
+size_t corral__redis_connect_primaries(corral__store *s, struct redisContext **out, size_t cap);
+
+/* A number that changes when the store's set of primaries changes (a cluster's failover or
+ * resharding onto a new node); always 0 on a standalone server. redis_cluster_many.c. */
+uint64_t corral__redis_topology(corral__store *s);
+
+/* The near cache's tracker carries the lease channel (redis_notify.h: attach, deliver,
+ * set_live): lease_attach returns the channel's name (borrowed for the store's life) for the
+ * tracker's SUBSCRIBE, or NULL (`*len` 0) on a cluster, which announces no releases; heard and
+ * live then do nothing. */
+const char *corral__redis_lease_attach(corral__store *s, size_t *len);
+void corral__redis_lease_heard(corral__store *s, const char *key, size_t len);
+void corral__redis_lease_live(corral__store *s, bool live);
 
 /* Validates a host list ("host[:port][,host[:port]...]") as corral__redis_open would: CORRAL_OK
  * or CORRAL_EBADURL with `err` naming the bad host. For the URL parser. Thread-safe. */

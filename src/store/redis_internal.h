@@ -7,7 +7,9 @@
 #define CORRAL_STORE_REDIS_INTERNAL_H
 
 #include "redis.h"
+#include "redis_cluster.h"
 #include "redis_pool.h"
+#include "redis_slots.h"
 #include "../envelope.h"
 
 #include <stdatomic.h>
@@ -26,7 +28,9 @@ typedef struct redis_store {
     corral__store base;
     uint32_t magic;
     const corral__allocator *alloc;
-    corral__redis_pool *pool;
+    corral__redis_pool *pool;       /* a standalone server (and its replicas); NULL on a cluster */
+    corral__redis_cluster *cluster; /* a Redis Cluster (redis_cluster.h); NULL otherwise */
+    struct corral__redis_notify *notify; /* lease wake-ups (redis_notify.c); NULL on a cluster */
     size_t max_value_bytes;
     bool django;      /* serializer=django or bare: values carry no envelope */
     bool pickles;     /* serializer=django: values go through redis_django.c */
@@ -44,6 +48,38 @@ static inline redis_store *store_of(corral__store *base) {
     redis_store *s = CORRAL_CONTAINER_OF(base, redis_store, base);
     CORRAL_CHECK_OBJ(s, REDIS_STORE_MAGIC);
     return s;
+}
+
+/* Begins a call for the key `key` (`len` bytes): on the server, or on the cluster node of its
+ * slot. As corral__redis_begin. */
+static inline int corral__redis_begin_key(redis_store *s, corral__redis_role role, const char *key,
+                                          size_t len, corral__redis_call *c) {
+    if (!s->cluster) return corral__redis_begin(s->pool, role, c);
+    return corral__redis_cluster_begin(s->cluster, role, corral__redis_key_slot(key, len), c);
+}
+
+/* Runs a command of a call begun with corral__redis_begin_key: on a cluster, redirections are
+ * followed (corral__redis_cluster_command). As corral__redis_command. */
+static inline redisReply *corral__redis_cmd(redis_store *s, corral__redis_call *c, int argc,
+                                            const char **argv, const size_t *lens) {
+    if (!s->cluster) return corral__redis_command(c, argc, argv, lens);
+    return corral__redis_cluster_command(s->cluster, c, argc, argv, lens);
+}
+
+/* The nodes a command for the whole store runs on (FLUSHDB, SCAN): the standalone server (one,
+ * written -1) or every primary of a cluster (0 when its map cannot be loaded). `nodes` has room
+ * for CORRAL__REDIS_MAX_NODES. */
+static inline size_t corral__redis_primaries(redis_store *s, int *nodes) {
+    if (s->cluster) return corral__redis_cluster_primaries(s->cluster, nodes);
+    nodes[0] = -1;
+    return 1;
+}
+
+/* Begins a call on one of those nodes. As corral__redis_begin. */
+static inline int corral__redis_begin_on(redis_store *s, int node, corral__redis_role role,
+                                         corral__redis_call *c) {
+    if (!s->cluster) return corral__redis_begin(s->pool, role, c);
+    return corral__redis_cluster_begin_node(s->cluster, node, role, c);
 }
 
 /* The length of the envelope header a stored value begins with: 0 for none, and always 0 in
@@ -71,5 +107,15 @@ int corral__redis_set_many(corral__store *base, const corral__skey *ks, const co
                            size_t n, int64_t ttl_ms, unsigned flags);
 int corral__redis_del_many(corral__store *base, const corral__skey *ks, size_t n, size_t *deleted);
 int corral__redis_clear_prefix(corral__store *base, const char *prefix, size_t len);
+
+/* redis_cluster_many.c: the many-ops and get_checked on a cluster (s->cluster set), called by
+ * the functions above and by redis.c's get_checked; contracts as store.h's. */
+int corral__redis_cluster_get_many(redis_store *s, const corral__skey *ks, size_t n,
+                                   corral_value **out, int64_t *ttls);
+int corral__redis_cluster_set_many(redis_store *s, const corral__skey *ks, const corral_buf *vals,
+                                   size_t n, int64_t ttl_ms, unsigned flags);
+int corral__redis_cluster_del_many(redis_store *s, const corral__skey *ks, size_t n,
+                                   size_t *deleted);
+int corral__redis_cluster_get_checked(redis_store *s, const corral__skey *k, corral_value **out);
 
 #endif /* CORRAL_STORE_REDIS_INTERNAL_H */

@@ -1,7 +1,8 @@
 /*
  * redis_many.c - the Redis store's operations on many keys: get_many, set_many and del_many,
- * each one pipelined round trip, the near cache's corral__redis_get_many_ttl, and
- * clear_prefix. Single-key operations, the scripts and open are in redis.c.
+ * each one pipelined round trip, the near cache's reads (corral__redis_get_ttl and
+ * corral__redis_get_many_ttl, from the primary with the TTL), and clear_prefix. Single-key
+ * operations, the scripts and open are in redis.c.
  *
  * - get_many: MGET, in chunks of MANY_CHUNK keys, pipelined. In the raw format the values it
  *   hands out point into the MGET reply instead of copying it (below); Django's format is
@@ -9,7 +10,8 @@
  * - set_many: MULTI, SET ... PX per pair, EXEC, pipelined: one round trip, all or nothing.
  * - del_many: DEL of MANY_CHUNK keys per command, pipelined.
  * - clear_prefix: SCAN MATCH "prefix:*" then UNLINK, in bounded batches, so a failure can leave
- *   it partly done (store.h).
+ *   it partly done (store.h); on a cluster on every primary, an UNLINK per key.
+ * On a Redis Cluster the many-ops are redis_cluster_many.c's.
  * A read that fails is all misses; a write that fails is an error (redis.c, "Failures").
  */
 #include "redis_internal.h"
@@ -97,9 +99,28 @@ static size_t prefix_pattern(const char *prefix, size_t len, char *out) {
     return n;
 }
 
-/* UNLINKs the keys of one SCAN batch. */
+/* UNLINKs the keys of one SCAN batch: one command, or on a cluster (where the keys of one
+ * command must share a slot) one per key, pipelined. */
 static int unlink_batch(redis_store *s, corral__redis_call *c, const redisReply *keys) {
     size_t n = keys->elements;
+    for (size_t i = 0; i < n; i++)
+        if (keys->element[i]->type != REDIS_REPLY_STRING) return corral__redis_error_reply(c, keys);
+    if (s->cluster) {
+        for (size_t i = 0; i < n; i++) {
+            const char *argv[2] = { "UNLINK", keys->element[i]->str };
+            size_t lens[2] = { 6, keys->element[i]->len };
+            if (corral__redis_append(c, 2, argv, lens) != 0) return corral__redis_failed(c);
+        }
+        int rc = CORRAL_OK;
+        for (size_t i = 0; i < n; i++) {
+            redisReply *r = corral__redis_read(c);
+            if (!r) return corral__redis_failed(c);
+            if (r->type != REDIS_REPLY_INTEGER && rc == CORRAL_OK)
+                rc = corral__redis_error_reply(c, r);
+            freeReplyObject(r);
+        }
+        return rc;
+    }
     const char **argv = corral__alloc3(s->alloc, n + 1, sizeof *argv, 0);
     size_t *lens = corral__alloc3(s->alloc, n + 1, sizeof *lens, 0);
     int rc = CORRAL_ENOMEM;
@@ -107,10 +128,6 @@ static int unlink_batch(redis_store *s, corral__redis_call *c, const redisReply 
     argv[0] = "UNLINK";
     lens[0] = 6;
     for (size_t i = 0; i < n; i++) {
-        if (keys->element[i]->type != REDIS_REPLY_STRING) {
-            rc = corral__redis_error_reply(c, keys);
-            goto done;
-        }
         argv[1 + i] = keys->element[i]->str;
         lens[1 + i] = keys->element[i]->len;
     }
@@ -126,38 +143,50 @@ done:
     return rc;
 }
 
-int corral__redis_clear_prefix(corral__store *base, const char *prefix, size_t len) {
-    redis_store *s = store_of(base);
-    if (len > CORRAL__MAX_KEY) return CORRAL_EINVAL;
-    char pattern[2 * CORRAL__MAX_KEY + 2];
-    size_t plen = prefix_pattern(prefix, len, pattern);
-    corral__redis_call c;
-    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_WRITE, &c);
-    if (rc != CORRAL_OK) return rc;
+/* SCAN MATCH and UNLINK over the whole key space of the call's node. */
+static int scan_unlink(redis_store *s, corral__redis_call *c, const char *pattern, size_t plen) {
     char cursor[32] = "0";
     size_t cursor_len = 1;
+    int rc = CORRAL_OK;
     do {
         const char *argv[6] = { "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT };
         size_t lens[6] = { 4, cursor_len, 5, plen, 5, sizeof SCAN_COUNT - 1 };
-        redisReply *r = corral__redis_command(&c, 6, argv, lens);
-        if (!r) {
-            rc = corral__redis_failed(&c);
-            break;
-        }
+        redisReply *r = corral__redis_command(c, 6, argv, lens);
+        if (!r) return corral__redis_failed(c);
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len == 0 ||
             r->element[0]->len >= sizeof cursor || r->element[1]->type != REDIS_REPLY_ARRAY) {
-            rc = corral__redis_error_reply(&c, r);
+            rc = corral__redis_error_reply(c, r);
             freeReplyObject(r);
             break;
         }
         memcpy(cursor, r->element[0]->str, r->element[0]->len);
         cursor_len = r->element[0]->len;
         cursor[cursor_len] = '\0';
-        if (r->element[1]->elements > 0) rc = unlink_batch(s, &c, r->element[1]);
+        if (r->element[1]->elements > 0) rc = unlink_batch(s, c, r->element[1]);
         freeReplyObject(r);
     } while (rc == CORRAL_OK && !(cursor_len == 1 && cursor[0] == '0'));
-    corral__redis_end(&c);
+    return rc;
+}
+
+/* On a cluster, on every primary: each holds its own slots' keys. */
+int corral__redis_clear_prefix(corral__store *base, const char *prefix, size_t len) {
+    redis_store *s = store_of(base);
+    if (len > CORRAL__MAX_KEY) return CORRAL_EINVAL;
+    char pattern[2 * CORRAL__MAX_KEY + 2];
+    size_t plen = prefix_pattern(prefix, len, pattern);
+    int nodes[CORRAL__REDIS_MAX_NODES];
+    size_t n = corral__redis_primaries(s, nodes);
+    int rc = n ? CORRAL_OK : CORRAL_ESTORE; /* a cluster whose map cannot be loaded */
+    for (size_t i = 0; i < n; i++) {
+        corral__redis_call c;
+        int one = corral__redis_begin_on(s, nodes[i], CORRAL__REDIS_WRITE, &c);
+        if (one == CORRAL_OK) {
+            one = scan_unlink(s, &c, pattern, plen);
+            corral__redis_end(&c);
+        }
+        if (rc == CORRAL_OK) rc = one;
+    }
     return rc;
 }
 
@@ -222,6 +251,7 @@ static int get_many_role(redis_store *s, corral__redis_role role, const corral__
         if (ttls) ttls[i] = 0;
     }
     if (n == 0) return CORRAL_OK;
+    if (s->cluster) return corral__redis_cluster_get_many(s, ks, n, out, ttls);
     keys_argv kv;
     corral__redis_call c;
     int rc = begin_many(s, role, n, &kv, &c);
@@ -295,6 +325,7 @@ int corral__redis_set_many(corral__store *base, const corral__skey *ks, const co
     for (size_t i = 0; i < n; i++)
         if (vals[i].len > s->max_value_bytes) return CORRAL_ETOOBIG;
     if (n == 0) return CORRAL_OK;
+    if (s->cluster) return corral__redis_cluster_set_many(s, ks, vals, n, ttl_ms, flags);
     /* Django format: one scratch block, as large as the largest encoding; each SET is copied
      * into hiredis's output buffer as it is appended. */
     size_t scratch_len = 0;
@@ -362,6 +393,7 @@ int corral__redis_del_many(corral__store *base, const corral__skey *ks, size_t n
     redis_store *s = store_of(base);
     *deleted = 0;
     if (n == 0) return CORRAL_OK;
+    if (s->cluster) return corral__redis_cluster_del_many(s, ks, n, deleted);
     keys_argv kv;
     corral__redis_call c;
     int rc = begin_many(s, CORRAL__REDIS_WRITE, n, &kv, &c);
@@ -400,6 +432,35 @@ int corral__redis_del_many(corral__store *base, const corral__skey *ks, size_t n
 int64_t corral__redis_ttl_of(const redisReply *t) {
     if (t->type != REDIS_REPLY_INTEGER) return 0;
     return t->integer == -1 ? CORRAL__NO_EXPIRY : t->integer > 0 ? (int64_t)t->integer : 0;
+}
+
+int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_value **out,
+                          int64_t *ttl_ms) {
+    redis_store *s = store_of(base);
+    *out = NULL;
+    *ttl_ms = 0;
+    corral__redis_call c;
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ_PRIMARY, k->data, k->len, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *get[2] = { "GET", k->data }, *pttl[2] = { "PTTL", k->data };
+    size_t get_len[2] = { 3, k->len }, pttl_len[2] = { 4, k->len };
+    redisReply *v = NULL, *t = NULL;
+    if (corral__redis_append(&c, 2, get, get_len) != 0 ||
+        corral__redis_append(&c, 2, pttl, pttl_len) != 0 || !(v = corral__redis_read(&c)) ||
+        !(t = corral__redis_read(&c))) {
+        rc = corral__redis_failed(&c);
+    } else if (v->type == REDIS_REPLY_NIL) {
+        rc = CORRAL_MISS;
+    } else if (v->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER) {
+        rc = corral__redis_error_reply(&c, v->type == REDIS_REPLY_STRING ? t : v);
+    } else {
+        rc = corral__redis_make_value(s, v, out);
+        *ttl_ms = corral__redis_ttl_of(t);
+    }
+    freeReplyObject(v);
+    freeReplyObject(t);
+    corral__redis_end(&c);
+    return rc;
 }
 
 int corral__redis_get_many_ttl(corral__store *base, const corral__skey *ks, size_t n,

@@ -20,6 +20,8 @@
  *   waiting for a connection (docs/redis.md says why). The probe's answer closes it.
  * - State: every failure records its reason, and every answered call ends a down state, in the
  *   host's corral__redis_state (redis_state.h), which corral_store_status reads.
+ * - Setup of a new connection: AUTH with a password, SELECT with a database other than 0,
+ *   READONLY when asked (a Redis Cluster's replica then serves reads of its primary's slots).
  * - Deadlines: redisConnectWithTimeout bounds the connect (hiredis polls its non-blocking
  *   connect); redisSetTimeout then sets SO_RCVTIMEO and SO_SNDTIMEO to the command timeout, so
  *   every read and write of the socket is bounded. A call is bounded by one command timeout per
@@ -91,6 +93,7 @@ struct corral__redis_pool {
     char *username, *password;
     size_t username_len, password_len;
     unsigned db;
+    bool readonly; /* READONLY on every new connection (a cluster's replicas serve reads) */
     struct timeval connect_tv, command_tv;
     int64_t connect_timeout_ms, command_timeout_ms; /* for the failure messages */
     uint64_t command_timeout_ns;
@@ -338,6 +341,7 @@ int corral__redis_pool_new(corral__redis_pool **out, const corral__redis_pool_co
     p->alloc = *a;
     p->size = cfg->pool;
     p->db = cfg->db;
+    p->readonly = cfg->readonly;
     p->connect_tv = ms_to_tv(cfg->connect_timeout_ms);
     p->command_tv = ms_to_tv(cfg->command_timeout_ms);
     p->connect_timeout_ms = cfg->connect_timeout_ms;
@@ -535,6 +539,12 @@ static corral__redis_fail connect_host(corral__redis_pool *p, corral__redis_host
         f = setup_command(p, h, note, CORRAL_REASON_BAD_DB, ctx, 2, argv, lens);
         if (f != CORRAL__REDIS_FAIL_NONE) goto fail;
     }
+    if (p->readonly) {
+        const char *argv[1] = { "READONLY" };
+        size_t lens[1] = { 8 };
+        f = setup_command(p, h, note, CORRAL_REASON_REPLY, ctx, 1, argv, lens);
+        if (f != CORRAL__REDIS_FAIL_NONE) goto fail;
+    }
     *out = ctx;
     return CORRAL__REDIS_FAIL_NONE;
 fail:
@@ -555,7 +565,8 @@ static corral__redis_fail open_conn(corral__redis_pool *p, corral__redis_host *h
     count(&p->ctr.connects);
     if (conn->ever_open) count(&p->ctr.reconnects);
     conn->ever_open = true;
-    if (p->password || p->db) mark_verified(h, conn); /* the setup commands were answered */
+    if (p->password || p->db || p->readonly)
+        mark_verified(h, conn); /* the setup commands were answered */
     return CORRAL__REDIS_FAIL_NONE;
 }
 
@@ -766,13 +777,16 @@ redisReply *corral__redis_read(corral__redis_call *c) {
 }
 
 int corral__redis_failed(corral__redis_call *c) {
-    corral__redis_counters *ctr = &c->pool->ctr;
-    count(&ctr->errors);
+    /* Once per call: a cluster call that moved to another node and failed to begin there was
+     * counted by that begin (redis_cluster.c), and its caller asks again. */
+    bool first = !c->counted && c->pool;
+    c->counted = true;
+    if (first) count(&c->pool->ctr.errors);
     if (c->role != CORRAL__REDIS_WRITE) {
-        count(&ctr->failed_reads);
+        if (first) count(&c->pool->ctr.failed_reads);
         return CORRAL_MISS;
     }
-    count(&ctr->failed_writes);
+    if (first) count(&c->pool->ctr.failed_writes);
     switch (c->fail) {
     case CORRAL__REDIS_FAIL_TIMEOUT:
     case CORRAL__REDIS_FAIL_POOL: return CORRAL_ETIMEDOUT;

@@ -86,6 +86,7 @@ typedef struct corral__redis_pool_config {
     unsigned pool;                  /* connections per server, 1..CORRAL__REDIS_MAX_POOL */
     corral_store_state_fn on_state; /* told of each server's changes of state; NULL: nobody */
     void *state_ctx;
+    bool readonly; /* READONLY on every new connection: a cluster's replica then serves reads */
 } corral__redis_pool_config;
 
 /* Creates the pools. Connects nothing: connections open on first use, so a handle opens while
@@ -140,6 +141,8 @@ typedef struct corral__redis_call {
     bool replied;            /* a reply came back: with no failure, the server answered */
     bool sent_set;           /* a SET was sent: its answer ends a refusal of writes (OOM) */
     bool probe;              /* the call probes a failed host (redis_pool.c: the breaker) */
+    bool counted;            /* its failure was counted (corral__redis_failed counts once) */
+    int slot;                /* redis_cluster.c's: the hash slot the call serves, -1 none */
 } corral__redis_call;
 
 /* Begins a call: takes a free connection of the server for `role` (waiting at most the command

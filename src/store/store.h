@@ -81,6 +81,15 @@ typedef enum corral__set_mode {
 
 typedef struct corral__store corral__store;
 
+/* A watch on a lease (lease_watch): the caller's memory; `woken` and `arg` are the caller's,
+ * the rest the store's. */
+typedef struct corral__lease_watch {
+    void (*woken)(struct corral__lease_watch *w);
+    void *arg;
+    uint64_t hash; /* corral__hash_bytes of the key */
+    struct corral__lease_watch *next, **pprev;
+} corral__lease_watch;
+
 typedef struct corral__store_ops {
     const char *name;
 
@@ -143,6 +152,20 @@ typedef struct corral__store_ops {
                          size_t token_len, int64_t ttl_ms);
     int (*lease_release)(corral__store *s, const corral__skey *k, const void *token,
                          size_t token_len);
+    /* Optional: wake-ups across processes for a lease's waiters (NULL: a store private to its
+     * process, memory, whose waiters are the flight table's). A store that has them announces
+     * every release by the owner (lease_release) to every process's watches of the key.
+     * lease_watch registers `w` on `k`; `w->woken(w)` is then called once, on the store's own
+     * thread with its lock held (quick, no store call): when a release of `k`'s lease is
+     * announced, or when the store's notifications (re)start or are lost (a release may have
+     * been missed). Returns CORRAL_OK when notifications are live (a release wakes `w`),
+     * CORRAL_WAITING when they are not yet (the caller polls meanwhile; `w` wakes once they
+     * are), CORRAL_ENOTSUP when this store announces no releases (a Redis Cluster: the caller
+     * polls) or CORRAL_ENOMEM (nothing registered in either case). No I/O. lease_unwatch removes
+     * `w`: true when it was still registered (woken is never called), false when woken was called
+     * (and has returned). Every registered watch is unwatched before the store closes. */
+    int (*lease_watch)(corral__store *s, const corral__skey *k, corral__lease_watch *w);
+    bool (*lease_unwatch)(corral__store *s, corral__lease_watch *w);
 
     /* Bytes the store accounts for now, and its bound (0 when it has none). */
     size_t (*used_bytes)(corral__store *s);
@@ -212,7 +235,11 @@ typedef struct corral__store_env {
  *       invalidation has overtaken;
  *     corral__redis_get_ttl and corral__redis_get_many_ttl (redis.h): reads from the primary
  *       that also return the remaining TTL, which the near cache keeps;
- *     corral__redis_connect_primary (redis.h): a connection outside the pool, the tracker's;
+ *     corral__redis_connect_primaries and corral__redis_topology (redis.h): connections outside
+ *       the pools to every primary, the tracker's, and when to open them again;
+ *     corral__redis_lease_attach, _heard and _live (redis.h): the tracker carries the store's
+ *       lease channel on its own connection, after the invalidations that came before (not on
+ *       a cluster, which has no lease channel);
  *     corral__redis_server_id (redis.h): the server's identity, under which the near cache
  *       joins this process's list of near caches (near_peers.h), which every Redis store's
  *       writes walk.

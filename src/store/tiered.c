@@ -11,14 +11,19 @@
  * - Writes go to Redis, then drop the key from L1, so a writer reads its own writes at once.
  *   Leases are Redis's only. Without envelopes (Django's format), a value that begins like one
  *   is not kept near: L1 would split it.
- * - Coherence: a tracker thread holds one connection to the primary with `CLIENT TRACKING on
- *   REDIRECT <its own id> BCAST PREFIX <key_prefix>:` and `SUBSCRIBE __redis__:invalidate`, and
- *   drops each key Redis reports from L1, or everything for a nil payload (FLUSHDB/FLUSHALL).
+ * - Coherence: a tracker thread holds one connection to the primary (to every primary of a
+ *   Redis Cluster) with `CLIENT TRACKING on REDIRECT <its own id> BCAST PREFIX <key_prefix>:`
+ *   and `SUBSCRIBE __redis__:invalidate`, and drops each key Redis reports from L1, or
+ *   everything for a nil payload (FLUSHDB/FLUSHALL). On a cluster each primary reports the
+ *   keys of its own slots; a failover or a reshard that changes the set of primaries
+ *   (corral__redis_topology) ends the subscriptions: L1 is flushed and the tracker subscribes
+ *   to the new primaries.
  *   Writes made through other handles of this process on the same server do not wait for that
  *   report: the writer drops the keys from L1 before its write returns (near_peers.h).
- * - Liveness: L1 is used only while the tracker is subscribed (`live`). When its connection
- *   breaks or goes silent (a PING after ping_interval, lost after ping_timeout more), `live`
- *   falls, L1 is flushed and the tracker reconnects with backoff; reads go to Redis meanwhile.
+ * - Liveness: L1 is used only while the tracker is subscribed (`live`, every connection). When
+ *   one of its connections breaks or goes silent (a PING after ping_interval, lost after
+ * ping_timeout more), `live` falls, L1 is flushed and the tracker reconnects with backoff; reads go
+ * to Redis meanwhile.
  *
  * The in-flight read race: a read that fetched v1 must not fill L1 after an invalidation of the
  * key has passed. Every invalidation first increments its key's slot generation (`gen`), then
@@ -64,6 +69,7 @@
 #define INVALIDATE_CHANNEL "__redis__:invalidate"
 #define PING_INTERVAL_MS   1000 /* defaults of corral__tiered_config */
 #define PING_TIMEOUT_MS    1000
+#define TRACK_MAX          64 /* tracked primaries: a cluster's, at most (redis_slots.h) */
 
 typedef struct tiered_counters {
     _Atomic uint64_t near_hits;     /* reads served by L1 */
@@ -94,7 +100,7 @@ typedef struct tiered_store {
     _Atomic bool has_thread;
     /* fork.h: the tracker's connection while it has one (the child closes its copy), and
      * whether the next tracker must empty L1 first (set in a forked child: L1 is the parent's). */
-    _Atomic(redisContext *) tracker_ctx;
+    _Atomic(redisContext *) tracker_ctx[TRACK_MAX];
     _Atomic bool flush_first;
     corral__fork_hook fork_hook;
     corral__near_peer peer; /* in this process's list of near caches (near_peers.h) */
@@ -105,6 +111,9 @@ typedef struct tiered_store {
     uint64_t ping_interval_ns; /* quiet time on the tracker connection before a PING */
     uint64_t ping_timeout_ns;  /* silence after a PING that counts as a lost connection */
     tiered_counters ctr;
+    const char *lease_ch; /* the Redis store's lease channel, which the tracker carries; NULL
+                           * on a cluster, which announces no releases (redis.h) */
+    size_t lease_ch_len;
 } tiered_store;
 
 static tiered_store *store_of(corral__store *base) {
@@ -395,6 +404,17 @@ static int t_lease_release(corral__store *base, const corral__skey *k, const voi
     return t->redis->ops->lease_release(t->redis, k, token, token_len);
 }
 
+static int t_lease_watch(corral__store *base, const corral__skey *k, corral__lease_watch *w) {
+    tiered_store *t = store_of(base);
+    ensure_tracker(t); /* it carries the lease channel */
+    return t->redis->ops->lease_watch(t->redis, k, w);
+}
+
+static bool t_lease_unwatch(corral__store *base, corral__lease_watch *w) {
+    tiered_store *t = store_of(base);
+    return t->redis->ops->lease_unwatch(t->redis, w);
+}
+
 static size_t t_used_bytes(corral__store *base) {
     tiered_store *t = store_of(base);
     return t->near->ops->used_bytes(t->near);
@@ -471,8 +491,20 @@ size_t corral__near_apply_reply(const struct redisReply *r,
     return keys->elements;
 }
 
-/* Applies one reply of the tracker's connection to L1. */
+/* Applies one reply of the tracker's connection: a message of the lease channel goes to the
+ * Redis store's waiters (redis_notify.c; the invalidations that came before it on this
+ * connection are applied already), any other to L1. */
 static void on_message(tiered_store *t, const redisReply *r) {
+    if (t->lease_ch && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        is_str(r->element[0], "message")) {
+        const redisReply *ch = r->element[1], *released = r->element[2];
+        if (ch->type == REDIS_REPLY_STRING && ch->len == t->lease_ch_len &&
+            memcmp(ch->str, t->lease_ch, t->lease_ch_len) == 0) {
+            if (released->type == REDIS_REPLY_STRING)
+                corral__redis_lease_heard(t->redis, released->str, released->len);
+            return;
+        }
+    }
     size_t n = corral__near_apply_reply(r, peer_forget, t);
     if (n) atomic_fetch_add_explicit(&t->ctr.invalidations, n, memory_order_relaxed);
 }
@@ -489,6 +521,12 @@ static int subscribe(tiered_store *t, redisContext *ctx) {
     if (!r || r->type != REDIS_REPLY_STATUS) goto fail;
     freeReplyObject(r);
     r = redisCommand(ctx, "SUBSCRIBE %s", INVALIDATE_CHANNEL);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        !is_str(r->element[0], "subscribe"))
+        goto fail;
+    freeReplyObject(r);
+    if (!t->lease_ch) return 0; /* a cluster: no lease channel (redis.h) */
+    r = redisCommand(ctx, "SUBSCRIBE %b", t->lease_ch, t->lease_ch_len);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         !is_str(r->element[0], "subscribe"))
         goto fail;
@@ -510,47 +548,57 @@ static int send_ping(redisContext *ctx) {
     return 0;
 }
 
-/* Applies messages until the connection fails, goes silent past a PING's deadline, or close wakes
- * the thread. */
-static void listen_invalidations(tiered_store *t, redisContext *ctx) {
-    uint64_t heard_ns =
-        corral__monotonic_ns(); /* when bytes last arrived (or the subscription began) */
-    uint64_t ping_ns = 0;       /* when the PING now unanswered went out; 0: none */
+/* One subscribed connection's liveness. */
+typedef struct tracked {
+    redisContext *ctx;
+    uint64_t heard_ns; /* when bytes last arrived (or the subscription began) */
+    uint64_t ping_ns;  /* when the PING now unanswered went out; 0: none */
+} tracked;
+
+/* Applies messages until a connection fails or goes silent past a PING's deadline, the store's
+ * set of primaries changes (corral__redis_topology moved from `topo`), or close wakes the
+ * thread. Every connection counts: a node whose invalidations stop may hold keys L1 keeps. */
+static void listen_invalidations(tiered_store *t, tracked *tr, size_t n, uint64_t topo) {
+    struct pollfd pf[TRACK_MAX + 1];
     for (;;) {
-        void *reply = NULL;
-        while (redisGetReplyFromReader(ctx, &reply) == REDIS_OK && reply) {
-            on_message(t, reply); /* a PING's ["pong", ""] is not a message: ignored */
-            freeReplyObject(reply);
-            reply = NULL;
-        }
-        if (ctx->err) return;
-        uint64_t now = corral__monotonic_ns(), due;
-        if (ping_ns) {
-            due = ping_ns + t->ping_timeout_ns;
-            if (now >= due) {
-                count(&t->ctr.ping_timeouts);
-                return;
+        uint64_t now = corral__monotonic_ns(), due = UINT64_MAX;
+        for (size_t i = 0; i < n; i++) {
+            void *reply = NULL;
+            while (redisGetReplyFromReader(tr[i].ctx, &reply) == REDIS_OK && reply) {
+                on_message(t, reply); /* a PING's ["pong", ""] is not a message: ignored */
+                freeReplyObject(reply);
+                reply = NULL;
             }
-        } else {
-            due = heard_ns + t->ping_interval_ns;
-            if (now >= due) {
-                if (send_ping(ctx) != 0) return;
+            if (tr[i].ctx->err) return;
+            if (tr[i].ping_ns) {
+                if (now >= tr[i].ping_ns + t->ping_timeout_ns) {
+                    count(&t->ctr.ping_timeouts);
+                    return;
+                }
+                due = CORRAL_MIN(due, tr[i].ping_ns + t->ping_timeout_ns);
+            } else if (now >= tr[i].heard_ns + t->ping_interval_ns) {
+                if (send_ping(tr[i].ctx) != 0) return;
                 count(&t->ctr.pings);
-                ping_ns = now;
-                continue;
+                tr[i].ping_ns = now;
+                due = CORRAL_MIN(due, now + t->ping_timeout_ns);
+            } else {
+                due = CORRAL_MIN(due, tr[i].heard_ns + t->ping_interval_ns);
             }
+            pf[i] = (struct pollfd){ .fd = tr[i].ctx->fd, .events = POLLIN };
         }
-        uint64_t wait_ms = (due - now + 999999u) / 1000000u;
-        struct pollfd pf[2] = { { .fd = ctx->fd, .events = POLLIN },
-                                { .fd = t->wake[0], .events = POLLIN } };
-        int n = poll(pf, 2, (int)CORRAL_MIN(wait_ms, (uint64_t)INT32_MAX));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 || pf[1].revents || atomic_load(&t->stopping)) return;
-        if (pf[0].revents) {
-            if (redisBufferRead(ctx) != REDIS_OK) return; /* EOF, reset */
+        /* A failover or a reshard onto another node: the new primaries are not tracked yet. */
+        if (corral__redis_topology(t->redis) != topo) return;
+        pf[n] = (struct pollfd){ .fd = t->wake[0], .events = POLLIN };
+        uint64_t wait_ms = due > now ? (due - now + 999999u) / 1000000u : 0;
+        int got = poll(pf, (nfds_t)(n + 1), (int)CORRAL_MIN(wait_ms, (uint64_t)INT32_MAX));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 || pf[n].revents || atomic_load(&t->stopping)) return;
+        for (size_t i = 0; i < n; i++) {
+            if (!pf[i].revents) continue;
+            if (redisBufferRead(tr[i].ctx) != REDIS_OK) return; /* EOF, reset */
             /* The connection carries bytes: it is alive. */
-            heard_ns = corral__monotonic_ns();
-            ping_ns = 0;
+            tr[i].heard_ns = corral__monotonic_ns();
+            tr[i].ping_ns = 0;
         }
     }
 }
@@ -573,18 +621,32 @@ static void *tracker_main(void *arg) {
     uint64_t rng = (uint64_t)(uintptr_t)t ^ 0x5deece66dull;
     if (atomic_exchange(&t->flush_first, false)) flush(t);
     while (!atomic_load(&t->stopping)) {
-        redisContext *ctx = corral__redis_connect_primary(t->redis);
-        atomic_store(&t->tracker_ctx, ctx);
-        if (ctx && subscribe(t, ctx) == 0) {
+        /* The topology before the connections: a change after it is seen by the listener. */
+        uint64_t topo = corral__redis_topology(t->redis);
+        redisContext *ctxs[TRACK_MAX];
+        tracked tr[TRACK_MAX];
+        size_t n = corral__redis_connect_primaries(t->redis, ctxs, TRACK_MAX);
+        bool subscribed = n > 0;
+        for (size_t i = 0; i < n; i++) {
+            atomic_store(&t->tracker_ctx[i], ctxs[i]);
+            subscribed = subscribed && subscribe(t, ctxs[i]) == 0;
+            tr[i] = (tracked){ .ctx = ctxs[i], .heard_ns = corral__monotonic_ns() };
+        }
+        if (subscribed) {
             fails = 0;
             count(&t->ctr.subscribes);
             atomic_store(&t->live, true); /* L1 is empty: it was flushed when the last one went */
-            listen_invalidations(t, ctx);
+            corral__redis_lease_live(t->redis, true);
+            listen_invalidations(t, tr, n, topo);
             atomic_store(&t->live, false);
+            corral__redis_lease_live(t->redis, false);
             flush(t); /* invalidations may have been lost */
         }
-        atomic_store(&t->tracker_ctx, NULL); /* before the free: a child never frees it twice */
-        if (ctx) redisFree(ctx);
+        for (size_t i = 0; i < n; i++) {
+            /* Before the free: a child never frees it twice. */
+            atomic_store(&t->tracker_ctx[i], NULL);
+            redisFree(ctxs[i]);
+        }
         if (fails < UINT32_MAX) fails++;
         rng = rng * 6364136223846793005u + 1442695040888963407u;
         if (wait_or_stop(t, corral__redis_backoff_ms(fails, rng >> 11))) break;
@@ -613,8 +675,10 @@ static void tiered_after_fork(void *arg) {
     tiered_store *t = arg;
     /* The child's copy of the descriptor; the parent's stays open. The tracker may have been
      * halfway through a read, so the context's memory is left as it is. */
-    redisContext *ctx = atomic_exchange(&t->tracker_ctx, NULL);
-    if (ctx && ctx->fd >= 0) (void)close(ctx->fd);
+    for (size_t i = 0; i < TRACK_MAX; i++) {
+        redisContext *ctx = atomic_exchange(&t->tracker_ctx[i], NULL);
+        if (ctx && ctx->fd >= 0) (void)close(ctx->fd);
+    }
     atomic_store(&t->live, false);
     atomic_fetch_add(&t->epoch, 1); /* fills begun before the fork are not kept */
     atomic_store(&t->flush_first, true);
@@ -668,6 +732,8 @@ static const corral__store_ops tiered_ops = {
     .del_many = t_del_many,
     .lease_acquire = t_lease_acquire,
     .lease_release = t_lease_release,
+    .lease_watch = t_lease_watch,
+    .lease_unwatch = t_lease_unwatch,
     .used_bytes = t_used_bytes,
     .max_bytes = t_max_bytes,
     .metrics_text = t_metrics_text,
@@ -707,7 +773,8 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     atomic_init(&t->stopping, false);
     atomic_init(&t->started, 0);
     atomic_init(&t->has_thread, false);
-    atomic_init(&t->tracker_ctx, NULL);
+    for (size_t i = 0; i < TRACK_MAX; i++)
+        atomic_init(&t->tracker_ctx[i], NULL);
     atomic_init(&t->flush_first, false);
     t->ks = cfg->ks;
     int rc = CORRAL_ENOMEM;
@@ -734,6 +801,7 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     t->peer.forget = peer_forget;
     t->peer.ctx = t;
     corral__near_peer_add(&t->peer);
+    t->lease_ch = corral__redis_lease_attach(redis, &t->lease_ch_len);
     *out = &t->base;
     return CORRAL_OK;
 fail:

@@ -125,6 +125,14 @@ typedef struct bad_case {
 } bad_case;
 
 static const bad_case bad_cases[] = {
+    { "redis+cluster://h:7000/2", CORRAL_EBADURL, "only database 0" },
+    { "redis+cluster://h:7000?db=3", CORRAL_EBADURL, "only database 0" },
+    { "redis+cluster://h:7000?read_from_replicas=maybe", CORRAL_EBADURL, "read_from_replicas" },
+    { "redis+cluster://h:0", CORRAL_EBADURL, "bad host 'h:0'" },
+    { "redis+cluster://h1:7000,,h2", CORRAL_EBADURL, "bad host" },
+    { "redis://h?read_from_replicas=1", CORRAL_EBADURL, "redis+cluster:// only" },
+    { "mem://?read_from_replicas=1", CORRAL_EBADURL, "read_from_replicas" },
+    { "redis+clusters://h", CORRAL_EBADURL, "unknown scheme" },
     { "mem://?bogus=1", CORRAL_EBADURL, "bogus" },
     { "mem://?max_memory=1MB&colour=red", CORRAL_EBADURL, "colour" },
     { "mem://?max_memory=-1", CORRAL_EBADURL, "max_memory" },
@@ -209,9 +217,25 @@ static void describe_redis(const corral_options *o, char *buf, size_t cap) {
                      (long long)r->connect_timeout_ms, (long long)r->command_timeout_ms, r->pool,
                      o->key_prefix, (long long)o->default_ttl_ms, r->near_cache_bytes);
     assert_true(n > 0 && (size_t)n < cap);
+    if (r->cluster || r->read_from_replicas) { /* only the cluster's URLs set them */
+        int m = snprintf(buf + n, cap - (size_t)n, " cluster=%d from_replicas=%d", r->cluster,
+                         r->read_from_replicas);
+        assert_true(m > 0 && (size_t)m < cap - (size_t)n);
+    }
 }
 
 static const ok_case redis_ok_cases[] = {
+    { "redis+cluster://h1:7000,h2:7001/?key_prefix=site",
+      "store=redis hosts=h1:7000,h2:7001 unix=- user=- pass=- db=0 conn=1000 cmd=1000 pool=4 "
+      "prefix='site' ttl=300000 near=0 cluster=1 from_replicas=0" },
+    { "redis+cluster://u:pw@10.0.0.1:7000?read_from_replicas=1&command_timeout=250ms&db=0",
+      "store=redis hosts=10.0.0.1:7000 unix=- user=u pass=pw db=0 conn=1000 cmd=250 pool=4 "
+      "prefix='' ttl=300000 near=0 cluster=1 from_replicas=1" },
+    { "redis+cluster://h:1?near_cache=1MB",
+      "store=redis hosts=h:1 unix=- user=- pass=- db=0 conn=1000 cmd=1000 pool=4 prefix='' "
+      "ttl=300000 near=1000000 cluster=1 from_replicas=0" },
+    { "redis+cluster://", "store=redis hosts=127.0.0.1:6379 unix=- user=- pass=- db=0 conn=1000 "
+                          "cmd=1000 pool=4 prefix='' ttl=300000 near=0 cluster=1 from_replicas=0" },
     { "redis://", "store=redis hosts=127.0.0.1:6379 unix=- user=- pass=- db=0 conn=1000 cmd=1000 "
                   "pool=4 prefix='' ttl=300000 near=0" },
     { "redis://127.0.0.1:6379/2?key_prefix=djzen&timeout=300",

@@ -1,0 +1,119 @@
+/*
+ * fleet.c - coalescing across proxies that share a store (Redis): one origin fetch per miss for
+ * the whole fleet. docs/proxy.md ("Coalescing across proxies") has the model and its limits.
+ *
+ * A request that leads its object's flight in this proxy (request.c) takes the store's lease on
+ * the flight key before it fetches (corral_lease_try; the lease goes to its fetch, which ends it
+ * once the object is stored, or at once when the answer is not storable or the origin fails).
+ * When another proxy holds it, the request keeps leading the local flight (this proxy's waiters
+ * stay parked behind it) and waits, without a thread, for that lease's release: libcorral calls
+ * back on the store's thread, which only posts a PX_FLEET_WAKE wake-up to the worker's inbox.
+ * A timer polls as well (a quarter of fleet_lease, 10 ms to 1 s; 50 ms while the store's
+ * announcements are not live): a leader that dies leaves its lease to expire, with no release.
+ * Woken, the request looks up again (request.c: dispatch): a hit answers it and its local
+ * waiters; a miss under the same flight key tries the lease again, until coalesce_timeout, after
+ * which it fetches without the lease. The memory store is this process's own: no lease, no I/O.
+ *
+ * Threads: the connection's worker, but for on_released (any thread: it only posts a wake-up).
+ */
+#include "proxy.h"
+
+#include <string.h>
+
+#define POLL_MIN_MS      10
+#define POLL_MAX_MS      1000
+#define POLL_NOT_LIVE_MS 50
+
+/* The lease's holder released it (or the announcements changed state). Any thread. */
+static void on_released(void *arg) {
+    px_conn *c = arg;
+    c->wake_rc = PX_FLEET_WAKE;
+    c->wake_v = NULL;
+    px_worker_wake(c->w, c);
+}
+
+static int64_t poll_ms(const px_config *cfg, bool live) {
+    if (!live) return POLL_NOT_LIVE_MS;
+    int64_t ms = cfg->fleet_lease_ms / 4;
+    return ms < POLL_MIN_MS ? POLL_MIN_MS : ms > POLL_MAX_MS ? POLL_MAX_MS : ms;
+}
+
+bool px_fleet_wait(px_conn *c, corral_flight *lead) {
+    px_request *rq = &c->req;
+    corral *cache = c->w->px->cache;
+    const px_config *cfg = rq->cfg;
+    int64_t now = px_now_ms();
+    if (cfg->fleet_lease_ms <= 0 ||
+        (rq->fleet_since_ms && now - rq->fleet_since_ms >= cfg->coalesce_timeout_ms))
+        return false;
+    corral_lease *l = NULL;
+    int rc = corral_lease_try(cache, c->flight_key, c->flight_key_len, NULL, cfg->fleet_lease_ms,
+                              on_released, c, &l);
+    if (rc == CORRAL_OK) {
+        rq->fleet_lease = l;
+        return false;
+    }
+    if (rc != CORRAL_EXISTS) return false; /* memory store, or the store fails: fetch alone */
+    if (!rq->fleet_since_ms) rq->fleet_since_ms = now;
+    rq->fleet_lead = lead;
+    rq->fleet_watch = l;
+    memcpy(rq->fleet_key, c->flight_key, c->flight_key_len);
+    rq->fleet_key_len = c->flight_key_len;
+    c->waiting = true;
+    px_conn_wait(c, poll_ms(cfg, corral_lease_live(l)));
+    return true;
+}
+
+bool px_fleet_refresh(px_conn *c, corral_lease **lease) {
+    *lease = NULL;
+    const px_config *cfg = c->req.cfg;
+    if (cfg->fleet_lease_ms <= 0) return true;
+    int rc = corral_lease_try(c->w->px->cache, c->flight_key, c->flight_key_len, NULL,
+                              cfg->fleet_lease_ms, NULL, NULL, lease);
+    if (rc != CORRAL_EXISTS) return true;
+    (void)corral_lease_end(c->w->px->cache, *lease);
+    *lease = NULL;
+    return false;
+}
+
+corral_flight *px_fleet_take(px_conn *c, corral_value *v) {
+    px_request *rq = &c->req;
+    if (!rq->fleet_lead) return NULL;
+    if (rq->fleet_key_len == c->flight_key_len &&
+        memcmp(rq->fleet_key, c->flight_key, c->flight_key_len) == 0) {
+        corral_flight *lead = rq->fleet_lead;
+        rq->fleet_lead = NULL;
+        return lead;
+    }
+    px_fleet_drop(c, CORRAL_OK, v);
+    return NULL;
+}
+
+void px_fleet_drop(px_conn *c, int rc, corral_value *v) {
+    px_request *rq = &c->req;
+    if (!rq->fleet_lead) return;
+    corral_flight *lead = rq->fleet_lead;
+    rq->fleet_lead = NULL;
+    corral_flight_finish(c->w->px->cache, lead, rc, v);
+}
+
+void px_fleet_expired(px_conn *c) {
+    px_request *rq = &c->req;
+    corral_lease *l = rq->fleet_watch;
+    rq->fleet_watch = NULL;
+    /* CORRAL_OK: no call-back will come, so post the wake-up the wait ends with ourselves. */
+    if (l && corral_lease_end(c->w->px->cache, l) == CORRAL_OK) on_released(c);
+}
+
+void px_fleet_woken(px_conn *c) {
+    px_request *rq = &c->req;
+    corral_lease *l = rq->fleet_watch;
+    rq->fleet_watch = NULL;
+    (void)corral_lease_end(c->w->px->cache, l);
+}
+
+void px_fleet_end(px_worker *w, corral_lease **lease) {
+    if (!*lease) return;
+    (void)corral_lease_end(w->px->cache, *lease);
+    *lease = NULL;
+}

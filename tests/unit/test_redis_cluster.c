@@ -1,0 +1,1045 @@
+/*
+ * test_redis_cluster.c - the Redis store on a real Redis Cluster: 6 redis-server nodes (3
+ * primaries, 3 replicas) on free ports of 127.0.0.1, started once for the whole file by
+ * scripts/redis-cluster (the group setup) and stopped by the group teardown; the nodes die with
+ * this process if it crashes (OWNER_PID). When redis-server has no cluster support (the script
+ * exits 2) every test is skipped with that message; any other failure to start fails.
+ *
+ * Order matters: the store suite (store_suite.h) and the routing tests first, then the ones that
+ * change the cluster: slots moved by hand (ASK, then MOVED), slots resharded under load, a node
+ * stopped (SIGSTOP), and last a primary killed under load, after which its replica serves.
+ *
+ * Oracles are the servers' own: CLUSTER KEYSLOT for the slot math, INFO commandstats per node
+ * for what each node was sent (GET calls, ASKING, CLUSTER SLOTS), the store's round-trip
+ * counter for pipelining; no timing assertion but "returned within its deadline" bounds.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "counting_alloc.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "corral/corral.h"
+#include "key.h"
+#include "value.h"
+#include "store/redis.h"
+#include "store/redis_slots.h"
+#include "redis_server.h"
+#include "store_suite.h"
+
+#define SCRIPT    CORRAL_SOURCE_DIR "/scripts/redis-cluster"
+#define MAX_NODES 8
+
+/* ---- The cluster ---- */
+
+static struct {
+    bool up;
+    char skip_why[256];
+    char dir[64];
+    char seeds[256];
+    int ports[MAX_NODES]; /* every node */
+    size_t n_ports;
+} cl;
+
+/* Runs the script with `args`; its first line of output into `out` (may be NULL). Returns the
+ * exit status. */
+static int script(char *out, size_t cap, const char *fmt, ...) {
+    char args[256], cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "OWNER_PID=%d %s %s", (int)getpid(), SCRIPT, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[512] = "";
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    char rest[512];
+    while (fgets(rest, sizeof rest, p)) {
+    }
+    int st = pclose(p);
+    line[strcspn(line, "\n")] = '\0';
+    if (out) snprintf(out, cap, "%s", line);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    snprintf(cl.dir, sizeof cl.dir, "/tmp/corral-cluster-%d", (int)getpid());
+    int rc = script(cl.seeds, sizeof cl.seeds, "start %s 6 1", cl.dir);
+    if (rc == 2) {
+        snprintf(cl.skip_why, sizeof cl.skip_why,
+                 "redis-server has no cluster support: cluster tests skipped");
+        fprintf(stderr, "%s\n", cl.skip_why);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "scripts/redis-cluster start failed (%d)\n", rc);
+        return -1;
+    }
+    for (const char *p = cl.seeds; p && *p && cl.n_ports < MAX_NODES;) {
+        const char *colon = strchr(p, ':');
+        if (!colon) break;
+        cl.ports[cl.n_ports++] = atoi(colon + 1);
+        p = strchr(colon, ',');
+        if (p) p++;
+    }
+    cl.up = cl.n_ports == 6;
+    return cl.up ? 0 : -1;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    if (cl.dir[0]) script(NULL, 0, "stop %s", cl.dir);
+    return 0;
+}
+
+static void need_cluster(void) {
+    if (!cl.up) {
+        print_message("%s\n", cl.skip_why);
+        skip();
+    }
+}
+
+/* One command to the node on `port` on a new connection (2 s deadlines); NULL when unanswered. */
+static redisReply *node_cmd(int port, const char *fmt, ...) {
+    struct timeval tv = { 2, 0 };
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!ctx || ctx->err) {
+        if (ctx) redisFree(ctx);
+        return NULL;
+    }
+    redisSetTimeout(ctx, tv);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(ctx, fmt, ap);
+    va_end(ap);
+    redisFree(ctx);
+    return r;
+}
+
+static long long node_info(int port, const char *section, const char *field) {
+    redisReply *r = node_cmd(port, "INFO %s", section);
+    if (!r || r->type != REDIS_REPLY_STRING) fail_msg("node %d: INFO not answered", port);
+    const char *at = strstr(r->str, field);
+    long long v = at ? strtoll(at + strlen(field), NULL, 10) : 0; /* absent: never called */
+    freeReplyObject(r);
+    return v;
+}
+
+static bool is_primary(int port) {
+    redisReply *r = node_cmd(port, "ROLE");
+    bool p = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+    freeReplyObject(r);
+    return p;
+}
+
+/* The live primaries' ports; their count. */
+static size_t primaries(int *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < cl.n_ports; i++)
+        if (is_primary(cl.ports[i])) out[n++] = cl.ports[i];
+    return n;
+}
+
+/* The slot map as a live primary tells it (CLUSTER SLOTS); free() it. */
+static corral__redis_slot_map *slot_map(void) {
+    int ps[MAX_NODES];
+    size_t n = primaries(ps);
+    assert_true(n > 0);
+    redisReply *r = node_cmd(ps[0], "CLUSTER SLOTS");
+    assert_non_null(r);
+    corral__redis_slot_map *m = malloc(sizeof *m);
+    assert_non_null(m);
+    assert_int_equal(corral__redis_slots_parse(r, "127.0.0.1", m, NULL), CORRAL_OK);
+    freeReplyObject(r);
+    return m;
+}
+
+/* The port of the primary that serves `slot` in `m`, or -1. */
+static int owner_in(const corral__redis_slot_map *m, uint16_t slot) {
+    return m->shard_of[slot] == CORRAL__REDIS_NO_SHARD ? -1
+                                                       : m->shards[m->shard_of[slot]].primary.port;
+}
+
+/* The port of the primary that serves `slot` now. */
+static int owner_of(uint16_t slot) {
+    corral__redis_slot_map *m = slot_map();
+    int port = owner_in(m, slot);
+    free(m);
+    return port;
+}
+
+static pid_t pid_of(int port);
+
+static void flush_all(void) {
+    int ps[MAX_NODES];
+    size_t n = primaries(ps);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = node_cmd(ps[i], "FLUSHALL");
+        assert_non_null(r);
+        freeReplyObject(r);
+    }
+}
+
+/* ---- A store on the cluster ---- */
+
+typedef struct cfx {
+    counting ca;
+    corral__allocator alloc;
+    corral__store_env env;
+    corral__store *s;
+} cfx;
+
+static cfx *cfx_open_opts(int64_t command_timeout_ms, bool from_replicas, size_t max_value) {
+    cfx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->alloc = (corral__allocator){ count_alloc, count_realloc, count_free, &f->ca };
+    f->env = (corral__store_env){ .alloc = &f->alloc, .now_ns = corral__realtime_ns };
+    corral_options o;
+    corral_options_init(&o);
+    o.redis.hosts = cl.seeds;
+    o.redis.cluster = true;
+    o.redis.read_from_replicas = from_replicas;
+    o.redis.connect_timeout_ms = 2000;
+    o.redis.command_timeout_ms = command_timeout_ms;
+    corral_error err = { 0 };
+    int rc = corral__redis_open(&f->s, &o.redis, max_value ? max_value : 16 << 20, &f->env, &err);
+    if (rc != CORRAL_OK) fail_msg("cluster open: %d %s", rc, err.msg);
+    return f;
+}
+
+static cfx *cfx_open(void) {
+    return cfx_open_opts(5000, false, 0);
+}
+
+static void cfx_close(cfx *f) {
+    f->s->ops->close(f->s);
+    assert_int_equal(outstanding(&f->ca), 0);
+    free(f);
+}
+
+static long long store_metric(corral__store *s, const char *name) {
+    static char text[8192];
+    assert_int_equal(s->ops->metrics_text(s, text, sizeof text), CORRAL_OK);
+    char with_nl[8200];
+    snprintf(with_nl, sizeof with_nl, "\n%s", text);
+    return redis_fx_metric_in(with_nl, name);
+}
+
+static corral__skey K(const char *k) {
+    size_t n = strlen(k);
+    return (corral__skey){ .data = k, .len = n, .hash = corral__hash_bytes(k, n), .cls = 1 };
+}
+
+static int set_str(corral__store *s, const char *k, const char *v) {
+    corral__skey sk = K(k);
+    return s->ops->set(s, &sk, v, strlen(v), 60000, CORRAL__SET_ALWAYS, 0);
+}
+
+/* The value of `k` as a string ("" for a miss) in `buf`; the get's code. */
+static int get_str(corral__store *s, const char *k, char *buf, size_t cap) {
+    corral__skey sk = K(k);
+    corral_value *v = NULL;
+    int rc = s->ops->get(s, &sk, &v);
+    buf[0] = '\0';
+    if (rc == CORRAL_OK) {
+        snprintf(buf, cap, "%.*s", (int)v->len, (const char *)v->data);
+        corral_value_unref(v);
+    }
+    return rc;
+}
+
+/* ---- The store suite on the cluster ---- */
+
+static const char SHIFT_SCRIPT[] =
+    "local ms = tonumber(ARGV[1])\n"
+    "for _, k in ipairs(redis.call('KEYS', '*')) do\n"
+    "  local t = redis.call('PTTL', k)\n"
+    "  if t > 0 then\n"
+    "    if t - ms <= 0 then redis.call('DEL', k) else redis.call('PEXPIRE', k, t - ms) end\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+/* Every primary shifts its own keys' expiries (KEYS sees the node's keys only). */
+static void cluster_advance(suite_fx *sf, int64_t ticks) {
+    int ps[MAX_NODES];
+    size_t n = primaries(ps);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r =
+            node_cmd(ps[i], "EVAL %s 0 %lld", SHIFT_SCRIPT, (long long)(ticks * sf->tick_ms));
+        assert_non_null(r);
+        if (r->type != REDIS_REPLY_INTEGER) fail_msg("shift on %d: %s", ps[i], r->str);
+        freeReplyObject(r);
+    }
+}
+
+static void cluster_suite_close(suite_fx *sf) {
+    cfx_close(sf->impl);
+    free(sf);
+}
+
+static suite_fx *cluster_suite_open(suite_target *t, size_t max_value_bytes) {
+    (void)t;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open_opts(5000, false, max_value_bytes);
+    suite_fx *sf = calloc(1, sizeof *sf);
+    assert_non_null(sf);
+    *sf = (suite_fx){ .s = f->s,
+                      .tick_ms = 1000,
+                      .advance = cluster_advance,
+                      .close = cluster_suite_close,
+                      .impl = f };
+    return sf;
+}
+
+static suite_target cluster_target = { .name = "redis cluster", .open = cluster_suite_open };
+
+/* ---- Routing ---- */
+
+static void test_cluster_slots_agree_with_cluster_keyslot(void **state) {
+    (void)state;
+    need_cluster();
+    static const char *const keys[] = { "123456789",    "foo",        "site:1:home",
+                                        "{user1000}.a", "foo{}{bar}", "foo{{bar}}zap",
+                                        "a{b}c{d}",     "x\x1flease", "djzen:1:page:v3" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        redisReply *r = node_cmd(cl.ports[0], "CLUSTER KEYSLOT %b", keys[i], strlen(keys[i]));
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(corral__redis_key_slot(keys[i], strlen(keys[i])), r->integer);
+        freeReplyObject(r);
+    }
+}
+
+/* Keys spread over every primary, written and read back through the store; each lives on the
+ * node that owns its slot. */
+static void test_cluster_keys_live_on_the_owner_of_their_slot(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    char k[32], v[32], got[64];
+    for (int i = 0; i < 60; i++) {
+        snprintf(k, sizeof k, "spread:%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        assert_int_equal(set_str(f->s, k, v), CORRAL_OK);
+    }
+    for (int i = 0; i < 60; i++) {
+        snprintf(k, sizeof k, "spread:%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_OK);
+        assert_string_equal(got, v);
+        redisReply *r = node_cmd(owner_of(corral__redis_key_slot(k, strlen(k))), "GET %s", k);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STRING); /* on its owner, no redirection */
+        assert_string_equal(r->str, v);
+        freeReplyObject(r);
+    }
+    cfx_close(f);
+}
+
+/* get_many of 100 keys over 3 primaries: one pipelined round trip per primary, each primary
+ * sent one GET per key it owns. */
+static void test_cluster_get_many_is_one_round_trip_per_primary(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    enum { N = 100 };
+    static char names[N][24];
+    corral__skey ks[N];
+    corral_buf vals[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "many:%d", i);
+        ks[i] = K(names[i]);
+        vals[i] = (corral_buf){ .data = names[i], .len = strlen(names[i]) };
+    }
+    assert_int_equal(f->s->ops->set_many(f->s, ks, vals, N, 60000, 0), CORRAL_OK);
+    int ps[MAX_NODES];
+    size_t np = primaries(ps);
+    assert_int_equal(np, 3);
+    long long before[MAX_NODES], owned[MAX_NODES] = { 0 };
+    for (size_t p = 0; p < np; p++)
+        before[p] = node_info(ps[p], "commandstats", "cmdstat_get:calls=");
+    for (int i = 0; i < N; i++) {
+        int o = owner_of(corral__redis_key_slot(names[i], strlen(names[i])));
+        for (size_t p = 0; p < np; p++)
+            owned[p] += ps[p] == o;
+    }
+    long long rt0 = store_metric(f->s, "round_trips_total");
+    corral_value *out[N];
+    assert_int_equal(f->s->ops->get_many(f->s, ks, N, out), CORRAL_OK);
+    long long rt1 = store_metric(f->s, "round_trips_total");
+    for (int i = 0; i < N; i++) {
+        assert_non_null(out[i]);
+        assert_memory_equal(out[i]->data, names[i], strlen(names[i]));
+        corral_value_unref(out[i]);
+    }
+    assert_int_equal(rt1 - rt0, (long long)np); /* 3 pipelines, not 100 commands */
+    for (size_t p = 0; p < np; p++) {
+        assert_true(owned[p] > 0);
+        assert_int_equal(node_info(ps[p], "commandstats", "cmdstat_get:calls=") - before[p],
+                         owned[p]);
+    }
+    size_t deleted = 0;
+    assert_int_equal(f->s->ops->del_many(f->s, ks, N, &deleted), CORRAL_OK);
+    assert_int_equal(deleted, N);
+    cfx_close(f);
+}
+
+/* clear_prefix removes the prefix's keys on every primary, and nothing else. */
+static void test_cluster_clear_prefix_scans_every_primary(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    char k[32], got[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "gone:%d", i);
+        assert_int_equal(set_str(f->s, k, "x"), CORRAL_OK);
+        snprintf(k, sizeof k, "kept:%d", i);
+        assert_int_equal(set_str(f->s, k, "y"), CORRAL_OK);
+    }
+    assert_int_equal(f->s->ops->clear_prefix(f->s, "gone", 4), CORRAL_OK);
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "gone:%d", i);
+        assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_MISS);
+        snprintf(k, sizeof k, "kept:%d", i);
+        assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_OK);
+    }
+    assert_int_equal(f->s->ops->clear(f->s), CORRAL_OK); /* FLUSHDB on every primary */
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "kept:%d", i);
+        assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_MISS);
+    }
+    cfx_close(f);
+}
+
+/* Reads from replicas: with READONLY the replicas answer GETs for their primaries' slots. */
+static void test_cluster_reads_from_replicas_when_asked(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open_opts(5000, true, 0);
+    assert_int_equal(set_str(f->s, "rep:1", "one"), CORRAL_OK);
+    int replica = -1;
+    for (size_t i = 0; i < cl.n_ports; i++)
+        if (!is_primary(cl.ports[i])) {
+            /* the replica of rep:1's primary: its master_port is the owner */
+            long long mp = node_info(cl.ports[i], "replication", "master_port:");
+            if (mp == owner_of(corral__redis_key_slot("rep:1", 5))) replica = cl.ports[i];
+        }
+    assert_true(replica > 0);
+    /* Replication is asynchronous: wait for the replica to hold the key before reading. */
+    uint64_t end = redis_fx_now_ns() + 10000000000ull;
+    for (;;) {
+        redisReply *r = node_cmd(replica, "READONLY");
+        freeReplyObject(r);
+        long long offset = node_info(replica, "replication", "slave_repl_offset:");
+        long long master = node_info(owner_of(corral__redis_key_slot("rep:1", 5)), "replication",
+                                     "master_repl_offset:");
+        if (offset >= master) break;
+        if (redis_fx_now_ns() > end) fail_msg("replica did not catch up");
+    }
+    long long before = node_info(replica, "commandstats", "cmdstat_get:calls=");
+    char got[16];
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(get_str(f->s, "rep:1", got, sizeof got), CORRAL_OK);
+        assert_string_equal(got, "one");
+    }
+    assert_int_equal(node_info(replica, "commandstats", "cmdstat_get:calls=") - before, 4);
+    cfx_close(f);
+    /* The replica stopped: once its breaker is open (a call or two timed out on it), reads go
+     * to the primary. Stopped for less than the node timeout, so the cluster does not mark it. */
+    f = cfx_open_opts(250, true, 0);
+    assert_int_equal(get_str(f->s, "rep:1", got, sizeof got), CORRAL_OK); /* connections made */
+    pid_t pid = pid_of(replica);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    int rc = CORRAL_MISS;
+    for (int i = 0; i < 5 && rc != CORRAL_OK; i++)
+        rc = get_str(f->s, "rep:1", got, sizeof got);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_int_equal(rc, CORRAL_OK);
+    assert_string_equal(got, "one");
+    cfx_close(f);
+}
+
+/* ---- Redirections: a slot moved by hand ---- */
+
+static void node_id(int port, char *out, size_t cap) {
+    redisReply *r = node_cmd(port, "CLUSTER MYID");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    snprintf(out, cap, "%s", r->str);
+    freeReplyObject(r);
+}
+
+static void ok_cmd(int port, const char *what, redisReply *r) {
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s on %d: %s", what, port, r ? r->str : "no answer");
+    freeReplyObject(r);
+}
+
+/* The slot of "{mv}..." keys is migrating from its owner to another primary: a key already
+ * moved is found through ASK (ASKING then the command on the importing node); once the slot
+ * is given to the new node, the old one answers MOVED and the store refreshes its map. */
+static void test_cluster_follows_ask_then_moved(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    uint16_t slot = corral__redis_key_slot("{mv}", 4);
+    assert_int_equal(set_str(f->s, "{mv}old", "before"), CORRAL_OK);
+    assert_int_equal(set_str(f->s, "{mv}moved", "early"), CORRAL_OK);
+    int from = owner_of(slot), to = -1, ps[MAX_NODES];
+    size_t np = primaries(ps);
+    for (size_t i = 0; i < np; i++)
+        if (ps[i] != from) to = ps[i];
+    char from_id[64], to_id[64];
+    node_id(from, from_id, sizeof from_id);
+    node_id(to, to_id, sizeof to_id);
+    ok_cmd(to, "IMPORTING", node_cmd(to, "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id));
+    ok_cmd(from, "MIGRATING", node_cmd(from, "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id));
+    ok_cmd(from, "MIGRATE",
+           node_cmd(from, "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS {mv}moved", to, "", (size_t)0));
+    long long asking0 = node_info(to, "commandstats", "cmdstat_asking:calls=");
+    char got[32];
+    assert_int_equal(get_str(f->s, "{mv}moved", got, sizeof got), CORRAL_OK); /* ASK */
+    assert_string_equal(got, "early");
+    assert_int_equal(get_str(f->s, "{mv}old", got, sizeof got), CORRAL_OK); /* still on `from` */
+    assert_string_equal(got, "before");
+    assert_int_equal(set_str(f->s, "{mv}new", "during"), CORRAL_OK); /* absent on `from`: ASK */
+    assert_true(node_info(to, "commandstats", "cmdstat_asking:calls=") - asking0 >= 2);
+    ok_cmd(from, "MIGRATE",
+           node_cmd(from, "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS {mv}old", to, "", (size_t)0));
+    for (size_t i = 0; i < np; i++)
+        ok_cmd(ps[i], "NODE", node_cmd(ps[i], "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    long long slots0 = node_info(to, "commandstats", "cmdstat_cluster|slots:calls=") +
+                       node_info(from, "commandstats", "cmdstat_cluster|slots:calls=");
+    assert_int_equal(get_str(f->s, "{mv}old", got, sizeof got), CORRAL_OK); /* MOVED */
+    assert_string_equal(got, "before");
+    assert_int_equal(get_str(f->s, "{mv}new", got, sizeof got), CORRAL_OK);
+    assert_string_equal(got, "during");
+    long long slots1 = 0;
+    for (size_t i = 0; i < np; i++)
+        slots1 += node_info(ps[i], "commandstats", "cmdstat_cluster|slots:calls=");
+    assert_true(slots1 > slots0); /* the map was refreshed */
+    /* Settled: the next read goes straight to the new owner. */
+    long long gets0 = node_info(from, "commandstats", "cmdstat_get:calls=");
+    assert_int_equal(get_str(f->s, "{mv}old", got, sizeof got), CORRAL_OK);
+    assert_int_equal(node_info(from, "commandstats", "cmdstat_get:calls=") - gets0, 0);
+    cfx_close(f);
+}
+
+/* ---- Through a handle: the URL, tags, namespaces, get_or_set ---- */
+
+static corral *open_handle(const char *query) {
+    corral *c = NULL;
+    int rc = redis_fx_open_url(&c, "redis+cluster://%s/?key_prefix=site&command_timeout=5s%s",
+                               cl.seeds, query);
+    assert_int_equal(rc, CORRAL_OK);
+    return c;
+}
+
+static void test_cluster_handle_tags_namespaces_and_get_or_set(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    corral *c = open_handle("");
+    const char *tags[] = { "product:1", "shelf:9", "front" };
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = tags;
+    call.n_tags = 3;
+    char buf[64];
+    size_t len = 0;
+    /* Keys and tag versions on several slots: the value is read, then its tags where they live. */
+    for (int i = 0; i < 20; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "page%d", i);
+        assert_int_equal(corral_set(c, k, strlen(k), "html", 4, 60000, &call), CORRAL_OK);
+        assert_int_equal(corral_get_into(c, k, strlen(k), NULL, buf, sizeof buf, &len), CORRAL_OK);
+        assert_int_equal(len, 4);
+    }
+    /* A tagged read: the value's GET, then one pipeline per node holding a tag version, all sent
+     * before any is read (two round trips of latency). */
+    int tag_nodes[3], distinct = 0;
+    for (int i = 0; i < 3; i++) {
+        char tk[64];
+        int n = snprintf(tk, sizeof tk, "site:tag:%s", tags[i]);
+        tag_nodes[i] = owner_of(corral__redis_key_slot(tk, (size_t)n));
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen = seen || tag_nodes[j] == tag_nodes[i];
+        distinct += !seen;
+    }
+    unsigned long long rt0 = redis_fx_counter(c, "round_trips_total");
+    assert_int_equal(corral_get_into(c, "page0", 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(redis_fx_counter(c, "round_trips_total") - rt0, 1 + (unsigned)distinct);
+    assert_int_equal(corral_tag_bust(c, "shelf:9"), CORRAL_OK);
+    for (int i = 0; i < 20; i++) { /* busted: never served again */
+        char k[16];
+        snprintf(k, sizeof k, "page%d", i);
+        assert_int_equal(corral_get_into(c, k, strlen(k), NULL, buf, sizeof buf, &len),
+                         CORRAL_MISS);
+    }
+    corral_call ns = CORRAL_CALL_INIT;
+    ns.ns = "catalog";
+    assert_int_equal(corral_set(c, "item", 4, "v1", 2, 60000, &ns), CORRAL_OK);
+    assert_int_equal(corral_get_into(c, "item", 4, &ns, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(corral_ns_bump(c, "catalog"), CORRAL_OK);
+    assert_int_equal(corral_get_into(c, "item", 4, &ns, buf, sizeof buf, &len), CORRAL_MISS);
+    int runs = 0;
+    corral_value *v = NULL;
+    for (int i = 0; i < 3; i++) { /* the lease and the value on the cluster */
+        assert_int_equal(corral_get_or_set(c, "made", 4, redis_fx_produce, &runs, NULL, &v),
+                         CORRAL_OK);
+        corral_value_unref(v);
+    }
+    assert_int_equal(runs, 1);
+    assert_int_equal(corral_set(c, "hits", 4, "10", 2, 60000, NULL), CORRAL_OK);
+    int64_t now = 0;
+    assert_int_equal(corral_incr(c, "hits", 4, 5, NULL, &now), CORRAL_OK);
+    assert_int_equal(now, 15);
+    corral_close(c);
+}
+
+/* ---- The near cache on a cluster ---- */
+
+/* The tracker subscribes on every primary: a change made by another client on any node drops
+ * the key from the near cache; a node's tracking connection lost empties it. */
+static void test_cluster_near_cache_tracks_every_primary(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    corral *c = open_handle("&near_cache=1MB");
+    redis_fx_wait_live(c);
+    enum { N = 30 };
+    char k[16], phys[32], buf[32];
+    size_t len = 0;
+    int owners[MAX_NODES], n_owners = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "near%d", i);
+        assert_int_equal(corral_set(c, k, strlen(k), "first", 5, 60000, NULL), CORRAL_OK);
+        assert_int_equal(corral_get_into(c, k, strlen(k), NULL, buf, sizeof buf, &len), CORRAL_OK);
+        snprintf(phys, sizeof phys, "site:1:%s", k);
+        int o = owner_of(corral__redis_key_slot(phys, strlen(phys)));
+        bool seen = false;
+        for (int j = 0; j < n_owners; j++)
+            seen = seen || owners[j] == o;
+        if (!seen) owners[n_owners++] = o;
+    }
+    assert_int_equal(n_owners, 3); /* keys on every primary */
+    /* Every key comes to be served near. (The tracker reports this process's own writes too,
+     * which may drop a fill once: docs/near-cache.md.) */
+    uint64_t end = redis_fx_now_ns() + 10000000000ull;
+    for (;;) {
+        unsigned long long hits0 = redis_fx_counter(c, "near_hits_total");
+        for (int i = 0; i < N; i++) {
+            snprintf(k, sizeof k, "near%d", i);
+            assert_int_equal(corral_get_into(c, k, strlen(k), NULL, buf, sizeof buf, &len),
+                             CORRAL_OK);
+            assert_memory_equal(buf, "first", 5);
+        }
+        if (redis_fx_counter(c, "near_hits_total") - hits0 == N) break;
+        if (redis_fx_now_ns() > end) fail_msg("the near cache never served every key");
+    }
+    /* Another client changes every key on its node: each near copy goes. */
+    for (int i = 0; i < N; i++) {
+        snprintf(phys, sizeof phys, "site:1:near%d", i);
+        ok_cmd(
+            0, "SET",
+            node_cmd(owner_of(corral__redis_key_slot(phys, strlen(phys))), "SET %s second", phys));
+    }
+    end = redis_fx_now_ns() + 10000000000ull;
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "near%d", i);
+        for (;;) {
+            assert_int_equal(corral_get_into(c, k, strlen(k), NULL, buf, sizeof buf, &len),
+                             CORRAL_OK);
+            if (len == 6 && memcmp(buf, "second", 6) == 0) break;
+            assert_true(len == 5 && memcmp(buf, "first", 5) == 0); /* nothing else, ever */
+            if (redis_fx_now_ns() > end) fail_msg("%s: the invalidation never came", k);
+        }
+    }
+    /* One node's tracking connection lost: the near cache is emptied, then used again. */
+    unsigned long long flushes0 = redis_fx_counter(c, "near_flushes_total");
+    ok_cmd(owners[0], "CLIENT KILL", node_cmd(owners[0], "CLIENT KILL TYPE pubsub"));
+    end = redis_fx_now_ns() + 10000000000ull;
+    while (redis_fx_counter(c, "near_flushes_total") == flushes0)
+        if (redis_fx_now_ns() > end) fail_msg("the lost connection did not flush the near cache");
+    redis_fx_wait_live(c);
+    snprintf(k, sizeof k, "near0");
+    assert_int_equal(corral_get_into(c, k, 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    assert_memory_equal(buf, "second", 6);
+    corral_close(c);
+}
+
+/* ---- Failures ---- */
+
+/* ---- Leases across processes: no announcements on a cluster, waiters poll ---- */
+
+typedef struct lease_waiter_fx {
+    corral *c;
+    int runs; /* the producer's: must stay 0, the value comes from the lease's holder */
+    int rc;
+    char got[16];
+    size_t len;
+} lease_waiter_fx;
+
+static void count_call(void *arg) {
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void *get_or_set_v(void *arg) {
+    lease_waiter_fx *w = arg;
+    corral_load_opts o;
+    corral_load_opts_init(&o);
+    o.wait_timeout_ms = 20000;
+    corral_value *v = NULL;
+    w->rc = corral_get_or_set(w->c, "v", 1, redis_fx_produce, &w->runs, &o, &v);
+    if (v) {
+        w->len = corral_value_len(v) < sizeof w->got ? corral_value_len(v) : sizeof w->got;
+        memcpy(w->got, corral_value_data(v), w->len);
+    }
+    corral_value_unref(v);
+    return NULL;
+}
+
+/* A cluster announces no lease releases (docs/redis.md, "Lease wake-ups"): corral_lease_try's
+ * watch is never live and never called back, and a get_or_set waiting on another handle's lease
+ * finds the value by polling, with or without a near cache; the holder's release still works. */
+static void test_cluster_lease_waiters_poll(void **state) {
+    (void)state;
+    need_cluster();
+    const char *queries[] = { "", "&near_cache=1MB" };
+    for (size_t q = 0; q < 2; q++) {
+        flush_all();
+        corral *holder = open_handle(""), *waiter = open_handle(queries[q]);
+        corral_lease *held = NULL, *watch = NULL;
+        assert_int_equal(corral_lease_try(holder, "v", 1, NULL, 60000, NULL, NULL, &held),
+                         CORRAL_OK);
+        atomic_int calls = 0;
+        assert_int_equal(corral_lease_try(waiter, "v", 1, NULL, 60000, count_call, &calls, &watch),
+                         CORRAL_EXISTS);
+        assert_false(corral_lease_live(watch));                       /* its caller polls */
+        assert_int_equal(corral_lease_end(waiter, watch), CORRAL_OK); /* no call-back came */
+        assert_int_equal(atomic_load(&calls), 0);
+        lease_waiter_fx w = { .c = waiter };
+        unsigned long long trips = redis_fx_counter(waiter, "round_trips_total");
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, get_or_set_v, &w), 0);
+        /* Until the waiter has looked and found the lease taken a few times: it is polling. */
+        uint64_t deadline = redis_fx_now_ns() + 20000000000ull;
+        while (redis_fx_counter(waiter, "round_trips_total") < trips + 6)
+            if (redis_fx_now_ns() > deadline) fail_msg("the waiter never polled");
+        assert_int_equal(corral_set(holder, "v", 1, "landed", 6, 60000, NULL), CORRAL_OK);
+        assert_int_equal(corral_lease_end(holder, held), CORRAL_OK); /* released, unannounced */
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_int_equal(w.rc, CORRAL_OK);
+        assert_int_equal(w.runs, 0);
+        assert_int_equal(w.len, 6);
+        assert_memory_equal(w.got, "landed", 6);
+        assert_int_equal(redis_fx_counter(waiter, "lease_wakeups_total"), 0);
+        assert_int_equal(redis_fx_counter(waiter, "lease_subscribes_total"), 0);
+        corral_close(holder);
+        corral_close(waiter);
+    }
+}
+
+static pid_t pid_of(int port) {
+    char path[128], buf[32] = "";
+    snprintf(path, sizeof path, "%s/%d/pid", cl.dir, port);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    if (!fgets(buf, sizeof buf, fp)) buf[0] = '\0';
+    fclose(fp);
+    pid_t p = (pid_t)atoi(buf);
+    assert_true(p > 0);
+    return p;
+}
+
+static uint64_t ms_since(uint64_t t0) {
+    return (redis_fx_now_ns() - t0) / 1000000u;
+}
+
+/* A stopped node (SIGSTOP: the kernel still accepts its connections): calls for its slots fail
+ * within their deadline, a read as a miss and a write as an error; other nodes' slots work. The
+ * node is stopped for less than the cluster's node timeout, so no failover starts. */
+static void test_cluster_stopped_node_times_out_and_others_serve(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    enum { TIMEOUT_MS = 250 };
+    cfx *f = cfx_open_opts(TIMEOUT_MS, false, 0);
+    /* A key on another node than the one stopped. */
+    assert_int_equal(set_str(f->s, "slow:a", "a"), CORRAL_OK);
+    int stopped = owner_of(corral__redis_key_slot("slow:a", 6));
+    char other[16] = "";
+    for (int i = 0; i < 100 && !other[0]; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "slow:%d", i);
+        if (owner_of(corral__redis_key_slot(k, strlen(k))) != stopped) strcpy(other, k);
+    }
+    assert_true(other[0]);
+    assert_int_equal(set_str(f->s, other, "b"), CORRAL_OK);
+    pid_t pid = pid_of(stopped);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    char got[16];
+    uint64_t t0 = redis_fx_now_ns();
+    int get_rc = get_str(f->s, "slow:a", got, sizeof got);
+    uint64_t get_ms = ms_since(t0);
+    t0 = redis_fx_now_ns();
+    int set_rc = set_str(f->s, "slow:a", "z");
+    uint64_t set_ms = ms_since(t0);
+    t0 = redis_fx_now_ns();
+    int other_rc = get_str(f->s, other, got, sizeof got);
+    uint64_t other_ms = ms_since(t0);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_int_equal(get_rc, CORRAL_MISS);
+    assert_true(set_rc == CORRAL_ETIMEDOUT || set_rc == CORRAL_ESTORE);
+    /* Within the deadline: one command timeout, and a refresh that skips the stopped node. */
+    if (get_ms > 4 * TIMEOUT_MS || set_ms > 4 * TIMEOUT_MS)
+        fail_msg("a call waited %llu / %llu ms with a %d ms timeout", (unsigned long long)get_ms,
+                 (unsigned long long)set_ms, TIMEOUT_MS);
+    assert_int_equal(other_rc, CORRAL_OK);
+    assert_string_equal(got, "b");
+    (void)other_ms;
+    /* Back: the node answers again once its breaker lets a probe through. */
+    uint64_t end = redis_fx_now_ns() + 10000000000ull;
+    while (get_str(f->s, "slow:a", got, sizeof got) != CORRAL_OK)
+        if (redis_fx_now_ns() > end) fail_msg("the node did not come back");
+    cfx_close(f);
+}
+
+/* Load: threads writing and reading their own keys, checking every value they read. */
+typedef struct load {
+    corral__store *s;
+    int id;
+    atomic_bool *stop;
+    long long ops, errors, misses, wrong, max_ms;
+    long long last_seq[32];
+    char keys[32][32]; /* the thread's keys */
+} load;
+
+/* A key "{t<n>}:<id>:<i>" whose tag hashes to `slot` (the first such n). */
+static void load_key_in(char *k, size_t cap, uint16_t slot, int id, int i) {
+    char tag[16];
+    for (unsigned n = 0;; n++) {
+        int len = snprintf(tag, sizeof tag, "t%u", n);
+        if (corral__redis_key_slot(tag, (size_t)len) == slot) break;
+    }
+    snprintf(k, cap, "{%s}:%d:%d", tag, id, i);
+}
+
+static void *load_thread(void *arg) {
+    load *l = arg;
+    char k[32], v[64], got[64];
+    long long seq = 0;
+    while (!atomic_load(l->stop)) {
+        int i = (int)(seq % 32);
+        snprintf(k, sizeof k, "%s", l->keys[i]);
+        snprintf(v, sizeof v, "%d:%d:%lld", l->id, i, ++seq);
+        uint64_t t0 = redis_fx_now_ns();
+        int rc = set_str(l->s, k, v);
+        long long ms = (long long)ms_since(t0);
+        if (ms > l->max_ms) l->max_ms = ms;
+        if (rc == CORRAL_OK)
+            l->last_seq[i] = seq;
+        else
+            l->errors++;
+        t0 = redis_fx_now_ns();
+        rc = get_str(l->s, k, got, sizeof got);
+        ms = (long long)ms_since(t0);
+        if (ms > l->max_ms) l->max_ms = ms;
+        l->ops += 2;
+        if (rc == CORRAL_MISS) {
+            l->misses++;
+            continue;
+        }
+        int gid = -1, gi = -1;
+        long long gseq = -1;
+        /* The value must be one this thread wrote for this key, never newer than the last. */
+        if (sscanf(got, "%d:%d:%lld", &gid, &gi, &gseq) != 3 || gid != l->id || gi != i ||
+            gseq > seq)
+            l->wrong++;
+    }
+    return NULL;
+}
+
+enum { LOAD_THREADS = 3 };
+
+static void load_start(load *ls, pthread_t *th, corral__store *s, atomic_bool *stop,
+                       const uint16_t *slots, size_t n_slots) {
+    atomic_store(stop, false);
+    for (int t = 0; t < LOAD_THREADS; t++) {
+        ls[t] = (load){ .s = s, .id = t, .stop = stop };
+        for (int i = 0; i < 32; i++) {
+            if (slots) /* a key of one of `slots`: "{<tag>}..." where the tag hashes there */
+                load_key_in(ls[t].keys[i], sizeof ls[t].keys[i],
+                            slots[(size_t)(t * 32 + i) % n_slots], t, i);
+            else
+                snprintf(ls[t].keys[i], sizeof ls[t].keys[i], "load:%d:%d", t, i);
+        }
+        assert_int_equal(pthread_create(&th[t], NULL, load_thread, &ls[t]), 0);
+    }
+}
+
+static void load_stop(load *ls, pthread_t *th, atomic_bool *stop, load *sum) {
+    atomic_store(stop, true);
+    memset(sum, 0, sizeof *sum);
+    for (int t = 0; t < LOAD_THREADS; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        sum->ops += ls[t].ops;
+        sum->errors += ls[t].errors;
+        sum->misses += ls[t].misses;
+        sum->wrong += ls[t].wrong;
+        if (ls[t].max_ms > sum->max_ms) sum->max_ms = ls[t].max_ms;
+    }
+}
+
+/* Slots resharded under load (redis-cli --cluster reshard: MIGRATING/IMPORTING, MIGRATE, then
+ * the new owner): every read finds the value last written (ASK while a slot migrates, MOVED
+ * after), and no call fails. */
+static void test_cluster_reshard_under_load_loses_nothing(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    int ps[MAX_NODES];
+    size_t np = primaries(ps);
+    assert_true(np >= 2);
+    load ls[LOAD_THREADS], sum;
+    pthread_t th[LOAD_THREADS];
+    atomic_bool stop;
+    /* redis-cli takes the source's lowest slots: the load's keys live in the first 300. */
+    static uint16_t moving[300];
+    size_t n_moving = 0;
+    corral__redis_slot_map *m = slot_map();
+    for (unsigned slot = 0; slot < CORRAL__REDIS_SLOTS && n_moving < 300; slot++)
+        if (owner_in(m, (uint16_t)slot) == ps[0]) moving[n_moving++] = (uint16_t)slot;
+    free(m);
+    assert_int_equal(n_moving, 300);
+    load_start(ls, th, f->s, &stop, moving, n_moving);
+    int rc = script(NULL, 0, "reshard %s %d %d 300", cl.dir, ps[0], ps[1]);
+    load_stop(ls, th, &stop, &sum);
+    assert_int_equal(rc, 0);
+    print_message("reshard: %lld ops, %lld errors, %lld misses, moved %lld, ask %lld\n", sum.ops,
+                  sum.errors, sum.misses, store_metric(f->s, "cluster_moved_total"),
+                  store_metric(f->s, "cluster_ask_total"));
+    assert_true(sum.ops > 0);
+    assert_int_equal(sum.wrong, 0);
+    assert_int_equal(sum.errors, 0);
+    assert_int_equal(sum.misses, 0);
+    assert_true(store_metric(f->s, "cluster_moved_total") > 0);
+    cfx_close(f);
+}
+
+/* A primary killed under load: its calls fail (never past their deadline) until its replica is
+ * promoted, then everything works again without reopening; no value read is one that was never
+ * written for its key. Writes the dead primary acknowledged just before dying may be lost
+ * (Redis replicates asynchronously): an older value may be read, never another key's. */
+static void test_cluster_primary_killed_under_load_fails_over(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    enum { TIMEOUT_MS = 500 };
+    cfx *f = cfx_open_opts(TIMEOUT_MS, false, 0);
+    /* A near cache too: its tracker loses the dead primary and must follow the promotion. */
+    corral *near = open_handle("&near_cache=1MB");
+    redis_fx_wait_live(near);
+    char buf[32];
+    size_t len = 0;
+    for (int i = 0; i < 30; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "nf%d", i);
+        assert_int_equal(corral_set(near, k, strlen(k), "before", 6, 60000, NULL), CORRAL_OK);
+        assert_int_equal(corral_get_into(near, k, strlen(k), NULL, buf, sizeof buf, &len),
+                         CORRAL_OK);
+    }
+    unsigned long long flushes0 = redis_fx_counter(near, "near_flushes_total");
+    load ls[LOAD_THREADS], sum;
+    pthread_t th[LOAD_THREADS];
+    atomic_bool stop;
+    load_start(ls, th, f->s, &stop, NULL, 0);
+    char killed[64];
+    assert_int_equal(script(killed, sizeof killed, "kill-primary %s", cl.dir), 0);
+    assert_int_equal(script(NULL, 0, "wait %s", cl.dir), 0);
+    /* The cluster is whole again: every key works within a few map refreshes. */
+    uint64_t end = redis_fx_now_ns() + 5000000000ull;
+    bool all_ok = false;
+    while (!all_ok) {
+        all_ok = true;
+        for (int i = 0; i < 60 && all_ok; i++) {
+            char k[32], got[32];
+            snprintf(k, sizeof k, "after:%d", i);
+            all_ok = set_str(f->s, k, "ok") == CORRAL_OK &&
+                     get_str(f->s, k, got, sizeof got) == CORRAL_OK && strcmp(got, "ok") == 0;
+        }
+        if (!all_ok && redis_fx_now_ns() > end) fail_msg("calls still fail after the failover");
+    }
+    load_stop(ls, th, &stop, &sum);
+    print_message("failover of %s: %lld ops, %lld errors, %lld misses, slowest call %lld ms\n",
+                  killed, sum.ops, sum.errors, sum.misses, sum.max_ms);
+    assert_int_equal(sum.wrong, 0);
+    /* No call hangs: one command timeout per send, a redirection or retry only within one more. */
+    assert_true(sum.max_ms <= 3 * TIMEOUT_MS + 2000 /* connect timeout */);
+    /* The near cache was emptied when its tracker lost the primary, and tracks the new one: a
+     * change made on each key's (new) owner by another client reaches it. */
+    assert_true(redis_fx_counter(near, "near_flushes_total") > flushes0);
+    redis_fx_wait_live(near);
+    for (int i = 0; i < 30; i++) {
+        char k[16], phys[32];
+        snprintf(k, sizeof k, "nf%d", i);
+        /* A write the dead primary took just before dying may be gone: OK or a miss. */
+        int rc = corral_get_into(near, k, strlen(k), NULL, buf, sizeof buf, &len);
+        assert_true(rc == CORRAL_OK || rc == CORRAL_MISS);
+        snprintf(phys, sizeof phys, "site:1:%s", k);
+        ok_cmd(
+            0, "SET",
+            node_cmd(owner_of(corral__redis_key_slot(phys, strlen(phys))), "SET %s after", phys));
+    }
+    end = redis_fx_now_ns() + 10000000000ull;
+    for (int i = 0; i < 30; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "nf%d", i);
+        while (corral_get_into(near, k, strlen(k), NULL, buf, sizeof buf, &len) != CORRAL_OK ||
+               len != 5 || memcmp(buf, "after", 5) != 0)
+            if (redis_fx_now_ns() > end) fail_msg("%s: the near cache kept a dead node's value", k);
+    }
+    corral_close(near);
+    cfx_close(f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        STORE_SUITE_TESTS(&cluster_target),
+        cmocka_unit_test(test_cluster_slots_agree_with_cluster_keyslot),
+        cmocka_unit_test(test_cluster_keys_live_on_the_owner_of_their_slot),
+        cmocka_unit_test(test_cluster_get_many_is_one_round_trip_per_primary),
+        cmocka_unit_test(test_cluster_clear_prefix_scans_every_primary),
+        cmocka_unit_test(test_cluster_reads_from_replicas_when_asked),
+        cmocka_unit_test(test_cluster_follows_ask_then_moved),
+        cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
+        cmocka_unit_test(test_cluster_near_cache_tracks_every_primary),
+        cmocka_unit_test(test_cluster_lease_waiters_poll),
+        cmocka_unit_test(test_cluster_stopped_node_times_out_and_others_serve),
+        cmocka_unit_test(test_cluster_reshard_under_load_loses_nothing),
+        cmocka_unit_test(test_cluster_primary_killed_under_load_fails_over),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,374 @@
+/*
+ * test_redis_fleet.c - corral_get_or_set across processes on one redis-server: the waiters of
+ * another process's lease are woken by its release (src/store/redis_notify.c), not by polling,
+ * and a leader that dies is replaced once its lease expires.
+ *
+ * corral_lease_try, the same for callers that cannot block (corral-proxy), is tested between two
+ * handles of the test process: the lease is the store's, so two handles are two processes to it.
+ *
+ * Each process is a fork of the test with a handle of its own, opened after the fork (the test
+ * process opens none, so it forks with one thread). The producer counts its runs in Redis
+ * (INCR "runs"), so the count covers every process.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "redis_server.h"
+
+#define WAITERS     4
+#define KEY         "herd"
+#define CHANNEL     "fleet:lease-released" /* key_prefix=fleet */
+#define DEADLINE_NS (20ull * 1000000000ull)
+
+/* What a producer does: count the run, say so on `entered`, then wait for a byte on `release`
+ * (-1: none), or never return, and make `value`. */
+typedef struct producer_ctx {
+    int entered;
+    int release;
+    const char *value;
+    bool stuck; /* never returns */
+    bool ran;   /* set by the run, in the child that made it */
+} producer_ctx;
+
+static int produce(void *arg, const void *key, size_t key_len, corral_result *out) {
+    (void)key;
+    (void)key_len;
+    producer_ctx *p = arg;
+    p->ran = true;
+    redisReply *r = redis_server_cmd(&srv, "INCR runs");
+    if (r) freeReplyObject(r);
+    char b = 1;
+    if (p->entered >= 0 && write(p->entered, &b, 1) != 1) return CORRAL_EINVAL;
+    if (p->release >= 0 && read(p->release, &b, 1) != 1) return CORRAL_EINVAL;
+    if (p->stuck) pause(); /* killed there */
+    return corral_result_set(out, p->value, strlen(p->value));
+}
+
+/* A child: get_or_set KEY with the producer, then writes to `result` what it got, the store
+ * round trips its call made and the releases that woke it: "<P: it produced, W: it waited>
+ * <value> <trips> <wakeups>". */
+static void child(int result, producer_ctx *p, int64_t lease_ttl_ms) {
+    corral *c = NULL;
+    if (redis_fx_open_url(&c, "redis://%s/?key_prefix=fleet", srv.hosts) != CORRAL_OK) _exit(2);
+    corral_load_opts o;
+    corral_load_opts_init(&o);
+    o.ttl_ms = 60000;
+    o.lease_ttl_ms = lease_ttl_ms;
+    o.wait_timeout_ms = 30000;
+    long long trips0 = redis_fx_metric(c, "round_trips_total");
+    corral_value *v = NULL;
+    int rc = corral_get_or_set(c, KEY, sizeof KEY - 1, produce, p, &o, &v);
+    char line[128];
+    int n = snprintf(line, sizeof line, "%c %.*s %lld %lld\n", p->ran ? 'P' : 'W',
+                     rc == CORRAL_OK ? (int)corral_value_len(v) : 5,
+                     rc == CORRAL_OK ? (const char *)corral_value_data(v) : "error",
+                     redis_fx_metric(c, "round_trips_total") - trips0,
+                     redis_fx_metric(c, "lease_wakeups_total"));
+    corral_value_unref(v);
+    corral_close(c);
+    _exit(write(result, line, (size_t)n) == n ? 0 : 3);
+}
+
+static pid_t spawn(int result, producer_ctx *p, int64_t lease_ttl_ms) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) child(result, p, lease_ttl_ms);
+    return pid;
+}
+
+static long long subscribers(void) {
+    redisReply *r = redis_server_cmd(&srv, "PUBSUB NUMSUB %s", CHANNEL);
+    assert_non_null(r);
+    long long n = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? r->element[1]->integer : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+static void wait_subscribers(long long n) {
+    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
+    while (subscribers() < n)
+        if (redis_fx_now_ns() > deadline) fail_msg("the waiters never subscribed");
+}
+
+static long long runs(void) {
+    redisReply *r = redis_server_cmd(&srv, "GET runs");
+    assert_non_null(r);
+    long long n = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Reads one result line per child from `fd` (each written at once) into `lines`. */
+static void read_results(int fd, char lines[][128], size_t n) {
+    char buf[4096];
+    size_t used = 0, got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + used, sizeof buf - 1 - used);
+        if (r <= 0) fail_msg("a child died without a result");
+        used += (size_t)r;
+        buf[used] = '\0';
+        char *nl;
+        while (got < n && (nl = strchr(buf, '\n'))) {
+            size_t len = (size_t)(nl - buf);
+            assert_true(len < 128);
+            memcpy(lines[got], buf, len);
+            lines[got++][len] = '\0';
+            memmove(buf, nl + 1, used - len - 1);
+            used -= len + 1;
+            buf[used] = '\0';
+        }
+    }
+}
+
+static void reap(pid_t pid, int want_status) {
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (want_status >= 0) {
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), want_status);
+    }
+}
+
+/* One leader, WAITERS processes waiting on its lease: one producer run; every waiter gets the
+ * leader's value, woken by the release. The leader holds 600 ms after every waiter subscribed
+ * (less than the 1 s fallback poll of a 20 s lease): a waiter polling with backoff (1 ms
+ * doubling to 50 ms) would make some 17 GETs and as many lease attempts meanwhile, over 30
+ * round trips; a woken one makes its first looks (a GET and a lease attempt each, a few while
+ * its subscription starts), then one GET after the wake: about 7. */
+static void test_fleet_waiters_are_woken_by_the_release(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    int entered[2], release[2], results[2];
+    assert_int_equal(pipe(entered), 0);
+    assert_int_equal(pipe(release), 0);
+    assert_int_equal(pipe(results), 0);
+    producer_ctx lead = { entered[1], release[0], "made-by-leader", false, false };
+    pid_t leader = spawn(results[1], &lead, 20000);
+    char b;
+    assert_int_equal(read(entered[0], &b, 1), 1); /* it holds the lease and runs */
+    producer_ctx other = { -1, -1, "made-by-waiter", false, false };
+    pid_t w[WAITERS];
+    for (size_t i = 0; i < WAITERS; i++)
+        w[i] = spawn(results[1], &other, 20000);
+    wait_subscribers(WAITERS);
+    struct timespec hold = { 0, 600 * 1000000 }; /* the producer's work, not a synchronisation */
+    nanosleep(&hold, NULL);
+    assert_int_equal(write(release[1], "x", 1), 1);
+    char lines[WAITERS + 1][128];
+    read_results(results[0], lines, WAITERS + 1);
+    reap(leader, 0);
+    for (size_t i = 0; i < WAITERS; i++)
+        reap(w[i], 0);
+    assert_int_equal(runs(), 1);
+    size_t waited = 0, woken = 0;
+    for (size_t i = 0; i < WAITERS + 1; i++) {
+        char role, value[64];
+        long long trips = -1, wakeups = -1;
+        assert_int_equal(sscanf(lines[i], "%c %63s %lld %lld", &role, value, &trips, &wakeups), 4);
+        assert_string_equal(value, "made-by-leader");
+        if (role == 'P') continue;
+        waited++;
+        assert_in_range(wakeups, 0, 1); /* 0: it was looking when the release came */
+        woken += (size_t)wakeups;
+        assert_in_range(trips, 3, 20);
+    }
+    assert_int_equal(waited, WAITERS);
+    assert_true(woken >= 1);
+    for (int i = 0; i < 2; i++) {
+        close(entered[i]);
+        close(release[i]);
+        close(results[i]);
+    }
+}
+
+/* The leader dies holding its lease (SIGKILL in its producer): once the lease expires, one
+ * waiter leads, and the others get its value, woken by its release. */
+static void test_fleet_a_dead_leader_is_replaced_after_its_lease(void **state) {
+    (void)state;
+    redis_server_ok(&srv, "FLUSHALL");
+    int entered[2], results[2];
+    assert_int_equal(pipe(entered), 0);
+    assert_int_equal(pipe(results), 0);
+    producer_ctx stuck = { entered[1], -1, "never", true, false };
+    pid_t leader = spawn(results[1], &stuck, 1000);
+    char b;
+    assert_int_equal(read(entered[0], &b, 1), 1);
+    producer_ctx next = { -1, -1, "made-by-next", false, false };
+    pid_t w[WAITERS];
+    for (size_t i = 0; i < WAITERS; i++)
+        w[i] = spawn(results[1], &next, 1000);
+    assert_int_equal(kill(leader, SIGKILL), 0);
+    reap(leader, -1);
+    char lines[WAITERS][128];
+    read_results(results[0], lines, WAITERS);
+    for (size_t i = 0; i < WAITERS; i++)
+        reap(w[i], 0);
+    for (size_t i = 0; i < WAITERS; i++)
+        assert_int_equal(runs(), 2); /* the dead leader's, and its successor's */
+    size_t produced = 0;
+    for (size_t i = 0; i < WAITERS; i++) {
+        char role, value[64];
+        assert_int_equal(sscanf(lines[i], "%c %63s", &role, value), 2);
+        assert_string_equal(value, "made-by-next");
+        produced += role == 'P';
+    }
+    assert_int_equal(produced, 1);
+    for (int i = 0; i < 2; i++) {
+        close(entered[i]);
+        close(results[i]);
+    }
+}
+
+/* ---- corral_lease_try: two handles, one lease ---- */
+
+typedef struct calls {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int n;
+} calls;
+
+static void called(void *arg) {
+    calls *k = arg;
+    pthread_mutex_lock(&k->m);
+    k->n++;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->m);
+}
+
+static int count_of(calls *k) {
+    pthread_mutex_lock(&k->m);
+    int n = k->n;
+    pthread_mutex_unlock(&k->m);
+    return n;
+}
+
+/* Waits (20 s at most) until `k` was called more than `n` times; returns the count. */
+static int called_after(calls *k, int n) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 20;
+    pthread_mutex_lock(&k->m);
+    while (k->n <= n && pthread_cond_timedwait(&k->cv, &k->m, &dl) == 0) {
+    }
+    int got = k->n;
+    pthread_mutex_unlock(&k->m);
+    return got;
+}
+
+static void test_fleet_lease_try_is_not_needed_on_a_memory_store(void **state) {
+    (void)state;
+    corral *c = NULL;
+    assert_int_equal(corral_open(&c, "mem://", NULL), CORRAL_OK);
+    corral_lease *l = (corral_lease *)&c; /* anything: it must come back NULL */
+    assert_int_equal(corral_lease_try(c, "k", 1, NULL, 1000, called, NULL, &l), CORRAL_ENOTSUP);
+    assert_null(l);
+    assert_int_equal(corral_lease_end(c, NULL), CORRAL_OK);
+    corral_close(c);
+}
+
+static void test_fleet_lease_release_calls_the_waiter_back(void **state) {
+    (void)state;
+    corral *a = redis_fx_open(&srv, "?key_prefix=fleet");
+    corral *b = redis_fx_open(&srv, "?key_prefix=fleet");
+    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 1000, NULL, NULL, NULL), CORRAL_EINVAL);
+    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 0, NULL, NULL, &(corral_lease *){ 0 }),
+                     CORRAL_EINVAL);
+    assert_int_equal(
+        corral_lease_try(a, "bad key", 7, NULL, 1000, NULL, NULL, &(corral_lease *){ 0 }),
+        CORRAL_EBADKEY);
+    corral_lease *held = NULL, *watch = NULL;
+    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 60000, called, NULL, &held), CORRAL_OK);
+    assert_false(corral_lease_live(held));
+    calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+    /* Until b's announcements are live, a watch is woken by their start: try again then. */
+    for (;;) {
+        assert_int_equal(corral_lease_try(b, "k", 1, NULL, 60000, called, &k, &watch),
+                         CORRAL_EXISTS);
+        if (corral_lease_live(watch)) break;
+        int n = count_of(&k);
+        assert_true(called_after(&k, n) > n);
+        assert_int_equal(corral_lease_end(b, watch), CORRAL_MISS); /* it called back */
+    }
+    int before = count_of(&k);
+    assert_int_equal(corral_lease_end(a, held), CORRAL_OK); /* released, and announced */
+    assert_int_equal(called_after(&k, before), before + 1);
+    assert_int_equal(corral_lease_end(b, watch), CORRAL_MISS);
+    assert_int_equal(redis_fx_counter(b, "lease_wakeups_total"), 1);
+    /* Free now; a watch without a call-back (cb NULL) ends with nothing to report. */
+    assert_int_equal(corral_lease_try(b, "k", 1, NULL, 60000, called, &k, &held), CORRAL_OK);
+    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 60000, NULL, NULL, &watch), CORRAL_EXISTS);
+    assert_int_equal(corral_lease_end(a, watch), CORRAL_OK);
+    assert_int_equal(corral_lease_end(b, held), CORRAL_OK);
+    corral_close(a);
+    corral_close(b);
+}
+
+/* A near cache's waiter, woken by a release, reads what the leader wrote before it, under any
+ * key: the announcement comes on the tracker's connection, after the invalidations of those
+ * writes (docs/redis.md). Here the waiter holds an old copy of "obj" near, waits on the lease
+ * of another key ("flight", as the proxy's), and the leader writes "obj" then releases. */
+static void test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake(void **state) {
+    (void)state;
+    /* The leader on the unix socket: another server to this process's near caches, whose own
+     * writes would otherwise reach them at once (near_peers.h), as another process's do not. */
+    corral *lead = NULL;
+    assert_int_equal(redis_fx_open_url(&lead, "redis+unix://%s?key_prefix=fleet", srv.sock),
+                     CORRAL_OK);
+    corral *near = redis_fx_open(&srv, "?key_prefix=fleet&near_cache=1MB");
+    redis_fx_wait_live(near);
+    for (int round = 0; round < 20; round++) {
+        char old[16], fresh[16];
+        snprintf(old, sizeof old, "old-%d", round);
+        snprintf(fresh, sizeof fresh, "new-%d", round);
+        assert_int_equal(corral_set(lead, "obj", 3, old, strlen(old), 60000, NULL), CORRAL_OK);
+        char buf[16];
+        size_t len = 0;
+        uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
+        for (;;) { /* until the near cache serves the old value (a near hit) */
+            unsigned long long hits = redis_fx_counter(near, "near_hits_total");
+            assert_int_equal(corral_get_into(near, "obj", 3, NULL, buf, sizeof buf, &len),
+                             CORRAL_OK);
+            if (len == strlen(old) && memcmp(buf, old, len) == 0 &&
+                redis_fx_counter(near, "near_hits_total") > hits)
+                break;
+            if (redis_fx_now_ns() > deadline) fail_msg("the near cache never kept it");
+        }
+        corral_lease *held = NULL, *watch = NULL;
+        assert_int_equal(corral_lease_try(lead, "flight", 6, NULL, 60000, NULL, NULL, &held),
+                         CORRAL_OK);
+        calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+        assert_int_equal(corral_lease_try(near, "flight", 6, NULL, 60000, called, &k, &watch),
+                         CORRAL_EXISTS);
+        assert_true(corral_lease_live(watch)); /* the tracker is subscribed */
+        assert_int_equal(corral_set(lead, "obj", 3, fresh, strlen(fresh), 60000, NULL), CORRAL_OK);
+        assert_int_equal(corral_lease_end(lead, held), CORRAL_OK);
+        assert_int_equal(called_after(&k, 0), 1);
+        assert_int_equal(corral_lease_end(near, watch), CORRAL_MISS);
+        assert_int_equal(corral_get_into(near, "obj", 3, NULL, buf, sizeof buf, &len), CORRAL_OK);
+        assert_memory_equal(buf, fresh, strlen(fresh));
+    }
+    corral_close(lead);
+    corral_close(near);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fleet_waiters_are_woken_by_the_release),
+        cmocka_unit_test(test_fleet_a_dead_leader_is_replaced_after_its_lease),
+        cmocka_unit_test(test_fleet_lease_try_is_not_needed_on_a_memory_store),
+        cmocka_unit_test(test_fleet_lease_release_calls_the_waiter_back),
+        cmocka_unit_test(test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake),
+    };
+    return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
+}
