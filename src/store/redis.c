@@ -592,8 +592,12 @@ int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_val
     redis_store *s = store_of(base);
     *out = NULL;
     *ttl_ms = 0;
+    if (s->cluster) { /* the pipeline follows MOVED and ASK there (redis_cluster_many.c) */
+        int rc = corral__redis_cluster_get_many(s, k, 1, out, ttl_ms);
+        return rc == CORRAL_OK && !*out ? CORRAL_MISS : rc;
+    }
     corral__redis_call c;
-    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ_PRIMARY, k->data, k->len, &c);
+    int rc = corral__redis_begin(s->pool, CORRAL__REDIS_READ_PRIMARY, &c);
     if (rc != CORRAL_OK) return rc;
     const char *get[2] = { "GET", k->data }, *pttl[2] = { "PTTL", k->data };
     size_t get_len[2] = { 3, k->len }, pttl_len[2] = { 4, k->len };

@@ -556,6 +556,58 @@ static corral *open_handle(const char *query) {
     return c;
 }
 
+/* A near cache's read (GET and PTTL pipelined on the primary) while its key's slot migrates: a
+ * key already moved is found through ASK, and once the slot is given away, through MOVED with
+ * the map refreshed; never a miss, never an error counted. */
+static void test_cluster_near_cache_reads_follow_ask_and_moved(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    corral *c = open_handle("&near_cache=1MB");
+    redis_fx_wait_live(c);
+    assert_int_equal(corral_set(c, "{nm}a", 5, "va", 2, 60000, NULL), CORRAL_OK);
+    assert_int_equal(corral_set(c, "{nm}b", 5, "vb", 2, 60000, NULL), CORRAL_OK);
+    uint16_t slot = corral__redis_key_slot("nm", 2); /* of "site:1:{nm}..." */
+    int from = owner_of(slot), to = -1, ps[MAX_NODES];
+    size_t np = primaries(ps);
+    for (size_t i = 0; i < np; i++)
+        if (ps[i] != from) to = ps[i];
+    char from_id[64], to_id[64];
+    node_id(from, from_id, sizeof from_id);
+    node_id(to, to_id, sizeof to_id);
+    ok_cmd(to, "IMPORTING", node_cmd(to, "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id));
+    ok_cmd(from, "MIGRATING", node_cmd(from, "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id));
+    ok_cmd(from, "MIGRATE",
+           node_cmd(from, "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS site:1:{nm}a", to, "", (size_t)0));
+    unsigned long long errors0 = redis_fx_counter(c, "errors_total");
+    unsigned long long ask0 = redis_fx_counter(c, "cluster_ask_total");
+    char buf[16];
+    size_t len = 0;
+    for (int i = 0; i < 20; i++) { /* "{nm}a" is on `to` now: `from` answers ASK */
+        assert_int_equal(corral_get_into(c, "{nm}a", 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+        assert_memory_equal(buf, "va", 2);
+        assert_int_equal(corral_get_into(c, "{nm}b", 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+        assert_memory_equal(buf, "vb", 2);
+    }
+    assert_true(redis_fx_counter(c, "cluster_ask_total") > ask0);
+    ok_cmd(from, "MIGRATE",
+           node_cmd(from, "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS site:1:{nm}b", to, "", (size_t)0));
+    for (size_t i = 0; i < np; i++)
+        ok_cmd(ps[i], "NODE", node_cmd(ps[i], "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    unsigned long long moved0 = redis_fx_counter(c, "cluster_moved_total");
+    unsigned long long refreshes0 = redis_fx_counter(c, "cluster_refreshes_total");
+    for (int i = 0; i < 20; i++) { /* `from` answers MOVED, until the map is refreshed */
+        assert_int_equal(corral_get_into(c, "{nm}a", 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+        assert_memory_equal(buf, "va", 2);
+        assert_int_equal(corral_get_into(c, "{nm}b", 5, NULL, buf, sizeof buf, &len), CORRAL_OK);
+        assert_memory_equal(buf, "vb", 2);
+    }
+    assert_true(redis_fx_counter(c, "cluster_moved_total") > moved0);
+    assert_true(redis_fx_counter(c, "cluster_refreshes_total") > refreshes0);
+    assert_int_equal(redis_fx_counter(c, "errors_total"), errors0);
+    corral_close(c);
+}
+
 static void test_cluster_handle_tags_namespaces_and_get_or_set(void **state) {
     (void)state;
     need_cluster();
@@ -966,6 +1018,7 @@ int main(void) {
         cmocka_unit_test(test_cluster_follows_ask_then_moved),
         cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
         cmocka_unit_test(test_cluster_near_cache_tracks_every_primary),
+        cmocka_unit_test(test_cluster_near_cache_reads_follow_ask_and_moved),
         cmocka_unit_test(test_cluster_stopped_node_times_out_and_others_serve),
         cmocka_unit_test(test_cluster_reshard_under_load_loses_nothing),
         cmocka_unit_test(test_cluster_primary_killed_under_load_fails_over),
