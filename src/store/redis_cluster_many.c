@@ -283,7 +283,8 @@ uint64_t corral__redis_topology(corral__store *base) {
 
 /* ---- get_checked ---- */
 
-/* Reads n (<= CORRAL__ENV_MAX_TAGS) keys with every node's pipeline sent before any reply is
+/* Reads n (<= CORRAL__ENV_MAX_TAGS) keys from their primaries (a replica may not have a bust
+ * yet, even with reads from replicas) with every node's pipeline sent before any reply is
  * read: one round trip of latency however many nodes hold them. Calls are begun in ascending
  * node order, so two such reads never wait on each other's connections in a cycle (a single
  * call holds one connection only), and ended in reverse, so the first restores the thread's
@@ -293,7 +294,7 @@ uint64_t corral__redis_topology(corral__store *base) {
 static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral_value **out) {
     int node[CORRAL__ENV_MAX_TAGS], nodes[CORRAL__ENV_MAX_TAGS];
     size_t nn = 0;
-    route_keys(s, CORRAL__REDIS_READ, ks, n, node);
+    route_keys(s, CORRAL__REDIS_READ_PRIMARY, ks, n, node);
     for (size_t i = 0; i < n; i++) {
         out[i] = NULL;
         size_t at = 0;
@@ -307,8 +308,8 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
     corral__redis_call calls[CORRAL__ENV_MAX_TAGS];
     bool begun[CORRAL__ENV_MAX_TAGS] = { false }, sent[CORRAL__ENV_MAX_TAGS] = { false };
     for (size_t g = 0; g < nn; g++) {
-        begun[g] = corral__redis_cluster_begin_node(s->cluster, nodes[g], CORRAL__REDIS_READ,
-                                                    &calls[g]) == CORRAL_OK;
+        begun[g] = corral__redis_cluster_begin_node(
+                       s->cluster, nodes[g], CORRAL__REDIS_READ_PRIMARY, &calls[g]) == CORRAL_OK;
         sent[g] = begun[g];
         for (size_t i = 0; i < n && sent[g]; i++) {
             if (node[i] != nodes[g]) continue;
@@ -345,7 +346,7 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
         corral__redis_end(&calls[g]);
     }
     for (size_t i = 0; i < n && rc == CORRAL_OK; i++)
-        if (node[i] == AGAIN) (void)s->base.ops->get(&s->base, &ks[i], &out[i]);
+        if (node[i] == AGAIN) (void)get_primary(s, &ks[i], &out[i]);
     return rc;
 }
 

@@ -479,6 +479,58 @@ static void test_cluster_reads_from_replicas_when_asked(void **state) {
     cfx_close(f);
 }
 
+/* Waits until every live replica has everything its primary had when called (replication is
+ * asynchronous). */
+static void wait_replicas(void) {
+    uint64_t end = redis_fx_now_ns() + 10000000000ull;
+    for (size_t i = 0; i < cl.n_ports; i++) {
+        if (is_primary(cl.ports[i])) continue;
+        long long mp = node_info(cl.ports[i], "replication", "master_port:");
+        long long want = node_info((int)mp, "replication", "master_repl_offset:");
+        while (node_info(cl.ports[i], "replication", "slave_repl_offset:") < want)
+            if (redis_fx_now_ns() > end) fail_msg("replica %d did not catch up", cl.ports[i]);
+    }
+}
+
+/* GET calls served so far by the primaries (`primary` true) or by the replicas. */
+static long long gets_on(bool primary) {
+    long long n = 0;
+    for (size_t i = 0; i < cl.n_ports; i++)
+        if (is_primary(cl.ports[i]) == primary)
+            n += node_info(cl.ports[i], "commandstats", "cmdstat_get:calls=");
+    return n;
+}
+
+/* With reads from replicas, a tagged read takes its value from a replica but its tags' versions
+ * from their primaries: a replica lagging behind a bust would otherwise serve a busted value
+ * (docs/redis.md, "Tags on a cluster"). */
+static void test_cluster_tag_versions_read_from_primaries(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    corral *c = NULL;
+    assert_int_equal(redis_fx_open_url(&c,
+                                       "redis+cluster://%s/?key_prefix=site&command_timeout=5s"
+                                       "&read_from_replicas=1",
+                                       cl.seeds),
+                     CORRAL_OK);
+    const char *tags[] = { "product:1", "shelf:9", "front" };
+    corral_call call = CORRAL_CALL_INIT;
+    call.tags = tags;
+    call.n_tags = 3;
+    assert_int_equal(corral_set(c, "page", 4, "html", 4, 60000, &call), CORRAL_OK);
+    wait_replicas();
+    char buf[16];
+    size_t len = 0;
+    long long rep0 = gets_on(false), pri0 = gets_on(true);
+    assert_int_equal(corral_get_into(c, "page", 4, NULL, buf, sizeof buf, &len), CORRAL_OK);
+    assert_int_equal(gets_on(false) - rep0, 1); /* the value */
+    assert_int_equal(gets_on(true) - pri0, 3);  /* the three versions */
+    assert_int_equal(corral_tag_bust(c, "front"), CORRAL_OK);
+    assert_int_equal(corral_get_into(c, "page", 4, NULL, buf, sizeof buf, &len), CORRAL_MISS);
+    corral_close(c);
+}
+
 /* ---- Redirections: a slot moved by hand ---- */
 
 static void node_id(int port, char *out, size_t cap) {
@@ -1015,6 +1067,7 @@ int main(void) {
         cmocka_unit_test(test_cluster_get_many_is_one_round_trip_per_primary),
         cmocka_unit_test(test_cluster_clear_prefix_scans_every_primary),
         cmocka_unit_test(test_cluster_reads_from_replicas_when_asked),
+        cmocka_unit_test(test_cluster_tag_versions_read_from_primaries),
         cmocka_unit_test(test_cluster_follows_ask_then_moved),
         cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
         cmocka_unit_test(test_cluster_near_cache_tracks_every_primary),
