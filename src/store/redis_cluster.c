@@ -313,6 +313,12 @@ int corral__redis_cluster_begin_node(corral__redis_cluster *cl, int node, corral
     return rc;
 }
 
+void corral__redis_cluster_lost(corral__redis_cluster *cl, int node) {
+    CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
+    corral__redis_pool *p = pool_of(cl, node);
+    if (p) refresh(cl, false, p);
+}
+
 int corral__redis_cluster_begin(corral__redis_cluster *cl, corral__redis_role role, uint16_t slot,
                                 corral__redis_call *c) {
     CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);

@@ -118,6 +118,7 @@ static void run_group(many *m, corral__redis_role role, size_t first, size_t n, 
         for (size_t i = first; i < n; i++)
             if (node[i] == nd) node[i] = DONE;
         if (rc != CORRAL_MISS && m->rc == CORRAL_OK) m->rc = rc;
+        corral__redis_cluster_lost(m->s->cluster, nd);
         return;
     }
     size_t sent = 0;
@@ -156,6 +157,7 @@ static void run_group(many *m, corral__redis_role role, size_t first, size_t n, 
         }
     }
     corral__redis_end(&c);
+    if (broken) corral__redis_cluster_lost(m->s->cluster, nd);
 }
 
 /* A GET of `k` on its slot's primary, following redirections (for the near cache's reads,
@@ -307,6 +309,7 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
     }
     corral__redis_call calls[CORRAL__ENV_MAX_TAGS];
     bool begun[CORRAL__ENV_MAX_TAGS] = { false }, sent[CORRAL__ENV_MAX_TAGS] = { false };
+    bool read_all[CORRAL__ENV_MAX_TAGS] = { false }; /* the node answered every key */
     for (size_t g = 0; g < nn; g++) {
         begun[g] = corral__redis_cluster_begin_node(
                        s->cluster, nodes[g], CORRAL__REDIS_READ_PRIMARY, &calls[g]) == CORRAL_OK;
@@ -321,11 +324,13 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
     }
     int rc = CORRAL_OK;
     for (size_t g = 0; g < nn; g++) {
+        read_all[g] = sent[g];
         for (size_t i = 0; i < n && sent[g]; i++) {
             if (node[i] != nodes[g]) continue;
             redisReply *r = corral__redis_read(&calls[g]);
             if (!r) {
                 (void)corral__redis_failed(&calls[g]);
+                read_all[g] = false;
                 break;
             }
             if (redirected(r))
@@ -345,6 +350,8 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
         if (g != first && calls[g].io_failed) calls[first].io_failed = true;
         corral__redis_end(&calls[g]);
     }
+    for (size_t g = 0; g < nn; g++) /* with no call held: the refresh waits on none of ours */
+        if (!read_all[g]) corral__redis_cluster_lost(s->cluster, nodes[g]);
     for (size_t i = 0; i < n && rc == CORRAL_OK; i++)
         if (node[i] == AGAIN) (void)get_primary(s, &ks[i], &out[i]);
     return rc;

@@ -1006,13 +1006,57 @@ static void test_cluster_primary_killed_under_load_fails_over(void **state) {
                          CORRAL_OK);
     }
     unsigned long long flushes0 = redis_fx_counter(near, "near_flushes_total");
+    /* The primary killed holds a tag's version; a tagged value lives on another node. Two more
+     * stores learn the map now and after the kill make only many-key calls or tagged reads,
+     * which must find the new primary by themselves (no single-key call refreshes for them). */
+    int victim = owner_of(corral__redis_key_slot("site:tag:gone", 13));
+    char tk[16] = "";
+    for (int i = 0; i < 1000 && !tk[0]; i++) {
+        char phys[32];
+        snprintf(tk, sizeof tk, "tv%d", i);
+        snprintf(phys, sizeof phys, "site:1:%s", tk);
+        if (owner_of(corral__redis_key_slot(phys, strlen(phys))) == victim) tk[0] = '\0';
+    }
+    assert_true(tk[0]);
+    corral *tagged = open_handle("");
+    const char *tag[] = { "gone" };
+    corral_call tcall = CORRAL_CALL_INIT;
+    tcall.tags = tag;
+    tcall.n_tags = 1;
+    assert_int_equal(corral_set(tagged, tk, strlen(tk), "tv", 2, 60000, &tcall), CORRAL_OK);
+    assert_int_equal(corral_get_into(tagged, tk, strlen(tk), NULL, buf, sizeof buf, &len),
+                     CORRAL_OK);
+    cfx *many = cfx_open_opts(TIMEOUT_MS, false, 0);
+    enum { N_MANY = 60 };
+    char mk[N_MANY][16];
+    corral__skey mks[N_MANY];
+    corral_buf mvs[N_MANY];
+    for (int i = 0; i < N_MANY; i++) {
+        snprintf(mk[i], sizeof mk[i], "many:%d", i);
+        mks[i] = K(mk[i]);
+        mvs[i] = (corral_buf){ .data = "m", .len = 1 };
+    }
+    assert_int_equal(many->s->ops->set_many(many->s, mks, mvs, N_MANY, 60000, 0), CORRAL_OK);
+    wait_replicas(); /* the tag's version must survive the kill */
     load ls[LOAD_THREADS], sum;
     pthread_t th[LOAD_THREADS];
     atomic_bool stop;
     load_start(ls, th, f->s, &stop, NULL, 0);
     char killed[64];
-    assert_int_equal(script(killed, sizeof killed, "kill-primary %s", cl.dir), 0);
+    assert_int_equal(script(killed, sizeof killed, "kill-primary %s %d", cl.dir, victim), 0);
     assert_int_equal(script(NULL, 0, "wait %s", cl.dir), 0);
+    /* Only many-key calls, then only tagged reads: each refreshes the map when a node cannot
+     * be reached. (Checked after the load stops: a failed assertion must not leave it running.) */
+    uint64_t many_end = redis_fx_now_ns() + 5000000000ull;
+    bool many_ok = false, tagged_ok = false;
+    while (!(many_ok = many->s->ops->set_many(many->s, mks, mvs, N_MANY, 60000, 0) == CORRAL_OK) &&
+           redis_fx_now_ns() < many_end) {
+    }
+    many_end = redis_fx_now_ns() + 5000000000ull;
+    while (!(tagged_ok = corral_get_into(tagged, tk, strlen(tk), NULL, buf, sizeof buf, &len) ==
+                         CORRAL_OK) &&
+           redis_fx_now_ns() < many_end) {
+    }
     /* The cluster is whole again: every key works within a few map refreshes. */
     uint64_t end = redis_fx_now_ns() + 5000000000ull;
     bool all_ok = false;
@@ -1029,6 +1073,19 @@ static void test_cluster_primary_killed_under_load_fails_over(void **state) {
     load_stop(ls, th, &stop, &sum);
     print_message("failover of %s: %lld ops, %lld errors, %lld misses, slowest call %lld ms\n",
                   killed, sum.ops, sum.errors, sum.misses, sum.max_ms);
+    if (!many_ok) fail_msg("set_many still fails 5 s after the failover");
+    corral_value *mout[N_MANY];
+    assert_int_equal(many->s->ops->get_many(many->s, mks, N_MANY, mout), CORRAL_OK);
+    for (int i = 0; i < N_MANY; i++) {
+        assert_non_null(mout[i]);
+        corral_value_unref(mout[i]);
+    }
+    size_t deleted = 0;
+    assert_int_equal(many->s->ops->del_many(many->s, mks, N_MANY, &deleted), CORRAL_OK);
+    assert_int_equal(deleted, N_MANY);
+    cfx_close(many);
+    if (!tagged_ok) fail_msg("tagged reads still miss 5 s after the failover");
+    corral_close(tagged);
     assert_int_equal(sum.wrong, 0);
     /* No call hangs: one command timeout per send, a redirection or retry only within one more. */
     assert_true(sum.max_ms <= 3 * TIMEOUT_MS + 2000 /* connect timeout */);
