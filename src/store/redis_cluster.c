@@ -352,16 +352,27 @@ int corral__redis_cluster_begin(corral__redis_cluster *cl, corral__redis_role ro
 
 /* ---- Commands ---- */
 
-/* Moves the call to node `node`: ends it where it is and begins it there. CORRAL_OK, or the
- * begin's failure (the call is then ended). */
-static int move_call(corral__redis_cluster *cl, corral__redis_call *c, int node) {
+/* How move_call treats the map between leaving a node and beginning on the next. */
+typedef enum move_map { KEEP_MAP, REFRESH, REFRESH_NOW } move_map;
+
+/* Moves the call: ends it where it is; with `map` REFRESH (at most once per REFRESH_GAP_MS) or
+ * REFRESH_NOW, refreshes the map then, with none of its connections held (a refresh made while
+ * holding one could wait a command timeout for it: a pool of one); and begins it on node `node`,
+ * or with -1 on the slot's node by the map then (where it was when the map names none).
+ * CORRAL_OK, or the begin's failure (the call is then ended). */
+static int move_call(corral__redis_cluster *cl, corral__redis_call *c, int node, move_map map) {
     corral__redis_role role = c->role;
     int slot = c->slot;
+    corral__redis_pool *p = c->pool;
     corral__redis_end(c);
-    corral__redis_pool *p = pool_of(cl, node);
+    if (map != KEEP_MAP) refresh(cl, map == REFRESH_NOW, NULL);
+    if (node < 0 && slot >= 0) node = route(cl, role, (uint16_t)slot);
+    if (node >= 0) p = pool_of(cl, node);
     if (!p) {
-        memset(c, 0, sizeof *c);
-        c->role = role;
+        /* Ended, and left so: no connection, and its caller's corral__redis_end restores the
+         * same signal mask again (a zeroed call would restore an empty one). */
+        c->pool = NULL;
+        c->replied = false;
         return no_route(cl, role);
     }
     int rc = corral__redis_begin(p, role, c);
@@ -419,9 +430,10 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
             freeReplyObject(r);
             count(&cl->retries);
             pause_ms(1u << CORRAL_MIN(hop, 4u), deadline);
-            if (down && refresh(cl, false, NULL) && c->slot >= 0) {
-                int node = route(cl, c->role, (uint16_t)c->slot);
-                if (node >= 0 && move_call(cl, c, node) != CORRAL_OK) return NULL;
+            if (down && c->slot >= 0) { /* to the slot's node by a new map */
+                if (move_call(cl, c, -1, REFRESH) != CORRAL_OK) return NULL;
+            } else if (down) {
+                refresh(cl, false, c->pool); /* not waiting for the connection held */
             }
             continue;
         }
@@ -433,13 +445,13 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
             return r;
         freeReplyObject(r);
         count(is_ask ? &cl->ask : &cl->moved);
-        if (!is_ask) refresh(cl, true, NULL); /* the slot moved for good */
         int node = node_at(cl, &to);
         if (node < 0) {
             c->fail = CORRAL__REDIS_FAIL_NOMEM;
             return NULL;
         }
-        if (move_call(cl, c, node) != CORRAL_OK) return NULL;
+        /* MOVED: the slot moved for good, the map is refreshed. */
+        if (move_call(cl, c, node, is_ask ? KEEP_MAP : REFRESH_NOW) != CORRAL_OK) return NULL;
         asking = is_ask;
     }
 }

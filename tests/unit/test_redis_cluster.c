@@ -203,7 +203,8 @@ typedef struct cfx {
     corral__store *s;
 } cfx;
 
-static cfx *cfx_open_opts(int64_t command_timeout_ms, bool from_replicas, size_t max_value) {
+static cfx *cfx_open_pool(int64_t command_timeout_ms, bool from_replicas, size_t max_value,
+                          unsigned pool) {
     cfx *f = calloc(1, sizeof *f);
     assert_non_null(f);
     f->alloc = (corral__allocator){ count_alloc, count_realloc, count_free, &f->ca };
@@ -215,10 +216,15 @@ static cfx *cfx_open_opts(int64_t command_timeout_ms, bool from_replicas, size_t
     o.redis.read_from_replicas = from_replicas;
     o.redis.connect_timeout_ms = 2000;
     o.redis.command_timeout_ms = command_timeout_ms;
+    if (pool) o.redis.pool = pool;
     corral_error err = { 0 };
     int rc = corral__redis_open(&f->s, &o.redis, max_value ? max_value : 16 << 20, &f->env, &err);
     if (rc != CORRAL_OK) fail_msg("cluster open: %d %s", rc, err.msg);
     return f;
+}
+
+static cfx *cfx_open_opts(int64_t command_timeout_ms, bool from_replicas, size_t max_value) {
+    return cfx_open_pool(command_timeout_ms, from_replicas, max_value, 0);
 }
 
 static cfx *cfx_open(void) {
@@ -595,6 +601,44 @@ static void test_cluster_follows_ask_then_moved(void **state) {
     long long gets0 = node_info(from, "commandstats", "cmdstat_get:calls=");
     assert_int_equal(get_str(f->s, "{mv}old", got, sizeof got), CORRAL_OK);
     assert_int_equal(node_info(from, "commandstats", "cmdstat_get:calls=") - gets0, 0);
+    cfx_close(f);
+}
+
+/* With one connection per node, a MOVED read refreshes the map without waiting for the
+ * connection the call itself held (the call leaves the node before the refresh): no "no free
+ * connection" failure is recorded. The slot moved is one of the node the refresh asks first
+ * (the owner of slot 0: CLUSTER SLOTS lists ranges in slot order). */
+static void test_cluster_moved_with_a_pool_of_one(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open_pool(1000, false, 0, 1);
+    int from = owner_of(0), to = -1, ps[MAX_NODES];
+    size_t np = primaries(ps);
+    for (size_t i = 0; i < np; i++)
+        if (ps[i] != from) to = ps[i];
+    char k[16] = "";
+    for (int i = 0; i < 1000 && !k[0]; i++) {
+        snprintf(k, sizeof k, "one:%d", i);
+        if (owner_of(corral__redis_key_slot(k, strlen(k))) != from) k[0] = '\0';
+    }
+    assert_true(k[0]);
+    uint16_t slot = corral__redis_key_slot(k, strlen(k));
+    assert_int_equal(set_str(f->s, k, "v"), CORRAL_OK);
+    char from_id[64], to_id[64], got[16];
+    node_id(from, from_id, sizeof from_id);
+    node_id(to, to_id, sizeof to_id);
+    ok_cmd(to, "IMPORTING", node_cmd(to, "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id));
+    ok_cmd(from, "MIGRATING", node_cmd(from, "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id));
+    ok_cmd(from, "MIGRATE", node_cmd(from, "MIGRATE 127.0.0.1 %d %s 0 5000", to, k));
+    for (size_t i = 0; i < np; i++)
+        ok_cmd(ps[i], "NODE", node_cmd(ps[i], "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    long long moved0 = store_metric(f->s, "cluster_moved_total");
+    long long waits0 = store_metric(f->s, "pool_timeouts_total");
+    assert_int_equal(get_str(f->s, k, got, sizeof got), CORRAL_OK);
+    assert_string_equal(got, "v");
+    assert_int_equal(store_metric(f->s, "cluster_moved_total") - moved0, 1);
+    assert_int_equal(store_metric(f->s, "pool_timeouts_total") - waits0, 0);
     cfx_close(f);
 }
 
@@ -1126,6 +1170,7 @@ int main(void) {
         cmocka_unit_test(test_cluster_reads_from_replicas_when_asked),
         cmocka_unit_test(test_cluster_tag_versions_read_from_primaries),
         cmocka_unit_test(test_cluster_follows_ask_then_moved),
+        cmocka_unit_test(test_cluster_moved_with_a_pool_of_one),
         cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
         cmocka_unit_test(test_cluster_near_cache_tracks_every_primary),
         cmocka_unit_test(test_cluster_near_cache_reads_follow_ask_and_moved),
