@@ -380,6 +380,18 @@ static int move_call(corral__redis_cluster *cl, corral__redis_call *c, int node,
     return rc;
 }
 
+/* The host name of the node whose pool is `p` into `out` ("" when unknown): the node a
+ * redirection with an empty host ("MOVED 3999 :7001") names. */
+static void host_of(corral__redis_cluster *cl, const corral__redis_pool *p,
+                    char out[CORRAL__REDIS_MAX_HOSTNAME + 1]) {
+    out[0] = '\0';
+    pthread_rwlock_rdlock(&cl->lock);
+    for (size_t i = 0; i < cl->n_nodes; i++)
+        if (cl->nodes[i]->pool == p)
+            memcpy(out, cl->nodes[i]->addr.name, sizeof cl->nodes[i]->addr.name);
+    pthread_rwlock_unlock(&cl->lock);
+}
+
 static bool error_is(const redisReply *r, const char *word) {
     size_t n = strlen(word);
     return r->type == REDIS_REPLY_ERROR && r->len >= n && memcmp(r->str, word, n) == 0 &&
@@ -440,7 +452,10 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
         bool is_ask;
         uint16_t slot;
         corral__redis_addr to;
-        if (corral__redis_parse_redirect(r->str, r->len, NULL, &is_ask, &slot, &to) != CORRAL_OK ||
+        char asked[CORRAL__REDIS_MAX_HOSTNAME + 1];
+        host_of(cl, c->pool, asked);
+        if (corral__redis_parse_redirect(r->str, r->len, asked[0] ? asked : NULL, &is_ask, &slot,
+                                         &to) != CORRAL_OK ||
             last)
             return r;
         freeReplyObject(r);

@@ -642,6 +642,49 @@ static void test_cluster_moved_with_a_pool_of_one(void **state) {
     cfx_close(f);
 }
 
+/* A node that names no endpoint (cluster-preferred-endpoint-type unknown-endpoint) answers
+ * "MOVED <slot> :<port>": the host is the node that answered, which the store asked. */
+static void test_cluster_moved_with_an_empty_host(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    cfx *f = cfx_open();
+    int ps[MAX_NODES];
+    size_t np = primaries(ps);
+    for (size_t i = 0; i < np; i++)
+        ok_cmd(ps[i], "CONFIG SET",
+               node_cmd(ps[i], "CONFIG SET cluster-preferred-endpoint-type unknown-endpoint"));
+    int set_rc = set_str(f->s, "unnamed", "u"); /* the map read with nil hosts */
+    uint16_t slot = corral__redis_key_slot("unnamed", 7);
+    int from = owner_of(slot), to = -1;
+    for (size_t i = 0; i < np; i++)
+        if (ps[i] != from) to = ps[i];
+    char from_id[64], to_id[64], got[16];
+    node_id(from, from_id, sizeof from_id);
+    node_id(to, to_id, sizeof to_id);
+    ok_cmd(to, "IMPORTING", node_cmd(to, "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id));
+    ok_cmd(from, "MIGRATING", node_cmd(from, "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id));
+    ok_cmd(from, "MIGRATE", node_cmd(from, "MIGRATE 127.0.0.1 %d unnamed 0 5000", to));
+    for (size_t i = 0; i < np; i++)
+        ok_cmd(ps[i], "NODE", node_cmd(ps[i], "CLUSTER SETSLOT %d NODE %s", slot, to_id));
+    redisReply *r = node_cmd(from, "GET unnamed");
+    char said[64], want[64];
+    snprintf(said, sizeof said, "%s", r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+    freeReplyObject(r);
+    long long moved0 = store_metric(f->s, "cluster_moved_total");
+    int rc = get_str(f->s, "unnamed", got, sizeof got);
+    for (size_t i = 0; i < np; i++) /* back before any assertion: later tests need the hosts */
+        ok_cmd(ps[i], "CONFIG SET",
+               node_cmd(ps[i], "CONFIG SET cluster-preferred-endpoint-type ip"));
+    assert_int_equal(set_rc, CORRAL_OK);
+    snprintf(want, sizeof want, "MOVED %d :%d", slot, to);
+    assert_string_equal(said, want); /* what the store was answered */
+    assert_int_equal(rc, CORRAL_OK);
+    assert_string_equal(got, "u");
+    assert_int_equal(store_metric(f->s, "cluster_moved_total") - moved0, 1);
+    cfx_close(f);
+}
+
 /* ---- Through a handle: the URL, tags, namespaces, get_or_set ---- */
 
 static corral *open_handle(const char *query) {
@@ -1178,6 +1221,7 @@ int main(void) {
         cmocka_unit_test(test_cluster_tag_versions_read_from_primaries),
         cmocka_unit_test(test_cluster_follows_ask_then_moved),
         cmocka_unit_test(test_cluster_moved_with_a_pool_of_one),
+        cmocka_unit_test(test_cluster_moved_with_an_empty_host),
         cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
         cmocka_unit_test(test_cluster_near_cache_tracks_every_primary),
         cmocka_unit_test(test_cluster_near_cache_reads_follow_ask_and_moved),
