@@ -35,8 +35,9 @@ struct redisContext;
 
 /* Reads `k` from the primary with its remaining TTL in one round trip (GET and PTTL, pipelined):
  * CORRAL_OK with `*out` and `*ttl_ms` (> 0, CORRAL__NO_EXPIRY, or 0 when the key was about to
- * go or went right after the GET), CORRAL_MISS (absent, or Redis failed: counted as a failed
- * read), or CORRAL_ENOMEM. Thread-safe. */
+ * go or went right after the GET, or its cluster slot was moving: read again through the
+ * redirection), CORRAL_MISS (absent, or Redis failed: counted as a failed read), or
+ * CORRAL_ENOMEM. Thread-safe. */
 int corral__redis_get_ttl(corral__store *s, const corral__skey *k, corral_value **out,
                           int64_t *ttl_ms);
 

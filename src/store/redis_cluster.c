@@ -11,7 +11,8 @@
  *   from a known node) when a node answers MOVED, when a node cannot be reached, and on
  *   CLUSTERDOWN. One thread refreshes at a time; the others go on with the route they have (a
  *   MOVED still takes them to the right node at the cost of a hop). Refreshes after a failure
- *   are at most one per REFRESH_GAP_MS, so a dead node is not asked for the map by every call.
+ *   are at most one per REFRESH_GAP_MS, so a dead node is not asked for the map by every call;
+ *   a MOVED refreshes unless a refresh began after its command was sent.
  * - Failover: a primary that dies fails its calls (connection refused, or its pool's breaker:
  *   redis_pool.c) and asks for a refresh; once the cluster has promoted its replica, the next
  *   refresh names the new primary and calls go there. Nothing restarts; the outage is the
@@ -21,8 +22,9 @@
  *   to the primary when a replica cannot be reached.
  * - Deadlines: a call never waits on the network longer than its pool allows per send, and a
  *   redirection or retry is made only while less than one command timeout has passed since the
- *   call's first send, at most CORRAL__REDIS_MAX_HOPS times: a call returns within about two
- *   command timeouts (plus a connect timeout per new node) whatever the cluster does.
+ *   call's first send, at most CORRAL__REDIS_MAX_HOPS times, and a refresh asks a second node
+ *   only before that deadline: a call returns within about two command timeouts (plus a
+ *   connect timeout per new node) whatever the cluster does.
  *
  * Locking: `lock` (a rwlock) protects the node table's length and the route; readers copy a
  * node index out and drop it before any I/O. `refreshing` (atomic) lets one thread refresh.
@@ -218,12 +220,19 @@ static int load_from(corral__redis_cluster *cl, int node) {
     return rc;
 }
 
+/* A deadline for a refresh made outside any call: one command timeout from now. */
+static uint64_t from_now(const corral__redis_cluster *cl) {
+    return corral__monotonic_ns() + cl->command_timeout_ns;
+}
+
 /* Refreshes the route from a known node: the primaries first, then every other node, then the
  * seeds, at most REFRESH_TRIES of them that do I/O (a node in backoff fails without any), never
  * the pool `avoid` (the node that just failed this call: a stopped node would cost another
- * timeout). One thread at a time; with `urgent` false, at most once per REFRESH_GAP_MS.
- * Returns true when this call installed a new route. */
-static bool refresh(corral__redis_cluster *cl, bool urgent, const corral__redis_pool *avoid) {
+ * timeout), and after the first only while `deadline` (the call's) has not passed, so a refresh
+ * keeps a call past it by one node's timeout at most. One thread at a time; with `urgent`
+ * false, at most once per REFRESH_GAP_MS. Returns true when this call installed a new route. */
+static bool refresh(corral__redis_cluster *cl, bool urgent, const corral__redis_pool *avoid,
+                    uint64_t deadline) {
     uint64_t now = corral__monotonic_ns();
     if (!urgent && now - atomic_load_explicit(&cl->last_refresh_ns, memory_order_relaxed) <
                        REFRESH_GAP_MS * NS_PER_MS)
@@ -251,9 +260,12 @@ static bool refresh(corral__redis_cluster *cl, bool urgent, const corral__redis_
     }
     bool ok = false;
     unsigned tries = 0;
+    bool asked = false;
     for (size_t i = 0; i < n && !ok && tries < REFRESH_TRIES; i++) {
         corral__redis_pool *p = pool_of(cl, order[i]);
         if (p == avoid) continue;
+        if (asked && corral__monotonic_ns() >= deadline) break;
+        asked = true;
         corral__redis_counters *ctr = corral__redis_pool_counters(p);
         uint64_t fast = atomic_load_explicit(&ctr->fast_fails, memory_order_relaxed);
         ok = load_from(cl, order[i]) == 0;
@@ -291,9 +303,9 @@ static bool loaded(corral__redis_cluster *cl) {
 int corral__redis_cluster_node_of(corral__redis_cluster *cl, corral__redis_role role,
                                   uint16_t slot) {
     CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
-    if (!loaded(cl)) refresh(cl, true, NULL);
+    if (!loaded(cl)) refresh(cl, true, NULL, from_now(cl));
     int node = route(cl, role, slot);
-    if (node < 0 && refresh(cl, false, NULL)) node = route(cl, role, slot);
+    if (node < 0 && refresh(cl, false, NULL, from_now(cl))) node = route(cl, role, slot);
     return node;
 }
 
@@ -311,6 +323,12 @@ int corral__redis_cluster_begin_node(corral__redis_cluster *cl, int node, corral
     int rc = corral__redis_begin(p, role, c);
     if (rc == CORRAL_OK) c->slot = -1;
     return rc;
+}
+
+void corral__redis_cluster_lost(corral__redis_cluster *cl, int node) {
+    CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
+    corral__redis_pool *p = pool_of(cl, node);
+    if (p) refresh(cl, false, p, from_now(cl));
 }
 
 int corral__redis_cluster_begin(corral__redis_cluster *cl, corral__redis_role role, uint16_t slot,
@@ -333,7 +351,7 @@ int corral__redis_cluster_begin(corral__redis_cluster *cl, corral__redis_role ro
         if (role == CORRAL__REDIS_READ && cl->cfg.readonly)
             next = route(cl, CORRAL__REDIS_READ_PRIMARY, slot);
         if (next == node || next < 0) {
-            refresh(cl, false, p);
+            refresh(cl, false, p, deadline);
             next = route(cl, role == CORRAL__REDIS_READ ? CORRAL__REDIS_READ_PRIMARY : role, slot);
         }
         if (next == node || next < 0 || hop + 1 >= CORRAL__REDIS_MAX_HOPS ||
@@ -346,21 +364,45 @@ int corral__redis_cluster_begin(corral__redis_cluster *cl, corral__redis_role ro
 
 /* ---- Commands ---- */
 
-/* Moves the call to node `node`: ends it where it is and begins it there. CORRAL_OK, or the
- * begin's failure (the call is then ended). */
-static int move_call(corral__redis_cluster *cl, corral__redis_call *c, int node) {
+/* How move_call treats the map between leaving a node and beginning on the next. */
+typedef enum move_map { KEEP_MAP, REFRESH, REFRESH_NOW } move_map;
+
+/* Moves the call: ends it where it is; with `map` REFRESH (at most once per REFRESH_GAP_MS) or
+ * REFRESH_NOW, refreshes the map then, with none of its connections held (a refresh made while
+ * holding one could wait a command timeout for it: a pool of one); and begins it on node `node`,
+ * or with -1 on the slot's node by the map then (where it was when the map names none).
+ * CORRAL_OK, or the begin's failure (the call is then ended). */
+static int move_call(corral__redis_cluster *cl, corral__redis_call *c, int node, move_map map,
+                     uint64_t deadline) {
     corral__redis_role role = c->role;
     int slot = c->slot;
+    corral__redis_pool *p = c->pool;
     corral__redis_end(c);
-    corral__redis_pool *p = pool_of(cl, node);
+    if (map != KEEP_MAP) refresh(cl, map == REFRESH_NOW, NULL, deadline);
+    if (node < 0 && slot >= 0) node = route(cl, role, (uint16_t)slot);
+    if (node >= 0) p = pool_of(cl, node);
     if (!p) {
-        memset(c, 0, sizeof *c);
-        c->role = role;
+        /* Ended, and left so: no connection, and its caller's corral__redis_end restores the
+         * same signal mask again (a zeroed call would restore an empty one). */
+        c->pool = NULL;
+        c->replied = false;
         return no_route(cl, role);
     }
     int rc = corral__redis_begin(p, role, c);
     c->slot = slot;
     return rc;
+}
+
+/* The host name of the node whose pool is `p` into `out` ("" when unknown): the node a
+ * redirection with an empty host ("MOVED 3999 :7001") names. */
+static void host_of(corral__redis_cluster *cl, const corral__redis_pool *p,
+                    char out[CORRAL__REDIS_MAX_HOSTNAME + 1]) {
+    out[0] = '\0';
+    pthread_rwlock_rdlock(&cl->lock);
+    for (size_t i = 0; i < cl->n_nodes; i++)
+        if (cl->nodes[i]->pool == p)
+            memcpy(out, cl->nodes[i]->addr.name, sizeof cl->nodes[i]->addr.name);
+    pthread_rwlock_unlock(&cl->lock);
 }
 
 static bool error_is(const redisReply *r, const char *word) {
@@ -385,6 +427,7 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
     uint64_t deadline = corral__monotonic_ns() + cl->command_timeout_ns;
     bool asking = false;
     for (unsigned hop = 0;; hop++) {
+        uint64_t sent = corral__monotonic_ns();
         redisReply *r;
         if (asking) { /* ASKING, then the command, in one round trip */
             const char *a[1] = { "ASKING" };
@@ -400,7 +443,8 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
         }
         asking = false;
         if (!r) {
-            refresh(cl, false, c->pool); /* the node may be gone: calls find its successor */
+            /* the node may be gone: calls find its successor */
+            refresh(cl, false, c->pool, deadline);
             return NULL;
         }
         if (r->type != REDIS_REPLY_ERROR) return r;
@@ -413,27 +457,36 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
             freeReplyObject(r);
             count(&cl->retries);
             pause_ms(1u << CORRAL_MIN(hop, 4u), deadline);
-            if (down && refresh(cl, false, NULL) && c->slot >= 0) {
-                int node = route(cl, c->role, (uint16_t)c->slot);
-                if (node >= 0 && move_call(cl, c, node) != CORRAL_OK) return NULL;
+            if (down && c->slot >= 0) { /* to the slot's node by a new map */
+                if (move_call(cl, c, -1, REFRESH, deadline) != CORRAL_OK) return NULL;
+            } else if (down) {
+                refresh(cl, false, c->pool, deadline); /* not waiting for the connection held */
             }
             continue;
         }
         bool is_ask;
         uint16_t slot;
         corral__redis_addr to;
-        if (corral__redis_parse_redirect(r->str, r->len, NULL, &is_ask, &slot, &to) != CORRAL_OK ||
+        char asked[CORRAL__REDIS_MAX_HOSTNAME + 1];
+        host_of(cl, c->pool, asked);
+        if (corral__redis_parse_redirect(r->str, r->len, asked[0] ? asked : NULL, &is_ask, &slot,
+                                         &to) != CORRAL_OK ||
             last)
             return r;
         freeReplyObject(r);
         count(is_ask ? &cl->ask : &cl->moved);
-        if (!is_ask) refresh(cl, true, NULL); /* the slot moved for good */
         int node = node_at(cl, &to);
         if (node < 0) {
             c->fail = CORRAL__REDIS_FAIL_NOMEM;
             return NULL;
         }
-        if (move_call(cl, c, node) != CORRAL_OK) return NULL;
+        /* MOVED: the slot moved for good, the map is refreshed, unless a refresh began after
+         * the command was sent (then it knows: a migration's MOVEDs refresh once, not once per
+         * call). */
+        move_map map = REFRESH_NOW;
+        if (is_ask || atomic_load_explicit(&cl->last_refresh_ns, memory_order_relaxed) >= sent)
+            map = KEEP_MAP;
+        if (move_call(cl, c, node, map, deadline) != CORRAL_OK) return NULL;
         asking = is_ask;
     }
 }
@@ -515,7 +568,7 @@ void corral__redis_cluster_free(corral__redis_cluster *cl) {
 
 size_t corral__redis_cluster_primaries(corral__redis_cluster *cl, int *out) {
     CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
-    if (!loaded(cl)) refresh(cl, true, NULL);
+    if (!loaded(cl)) refresh(cl, true, NULL, from_now(cl));
     pthread_rwlock_rdlock(&cl->lock);
     size_t n = cl->n_shards;
     for (size_t i = 0; i < n; i++)
@@ -574,7 +627,7 @@ size_t corral__redis_cluster_connect_primaries(corral__redis_cluster *cl, redisC
         corral__redis_pool *p = pool_of(cl, nodes[i]);
         out[i] = p ? corral__redis_pool_connect(p) : NULL;
         if (!out[i]) {
-            refresh(cl, false, p); /* the node may be gone */
+            refresh(cl, false, p, from_now(cl)); /* the node may be gone */
             while (i-- > 0)
                 redisFree(out[i]);
             return 0;

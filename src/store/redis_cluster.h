@@ -55,9 +55,15 @@ redisReply *corral__redis_cluster_command(corral__redis_cluster *cl, corral__red
  * -1 when none does. Loads the map on first use. For batches grouped by node. */
 int corral__redis_cluster_node_of(corral__redis_cluster *cl, corral__redis_role role,
                                   uint16_t slot);
-/* Begins a call on node `node` (from corral__redis_cluster_node_of). */
+/* Begins a call on node `node` (from corral__redis_cluster_node_of). A failure here or in
+ * the call's commands is reported with corral__redis_cluster_lost once the thread holds no call
+ * (the map refresh must not wait for a connection its own thread holds). */
 int corral__redis_cluster_begin_node(corral__redis_cluster *cl, int node, corral__redis_role role,
                                      corral__redis_call *c);
+/* Node `node` could not be reached: it may be gone (a failover), so the map is refreshed, at
+ * most once per short gap and never asking that node, for the next calls to find its
+ * successor. */
+void corral__redis_cluster_lost(corral__redis_cluster *cl, int node);
 /* The primaries now, as node indexes into `out` (room for CORRAL__REDIS_MAX_NODES); their
  * count (0 when the map cannot be loaded). */
 size_t corral__redis_cluster_primaries(corral__redis_cluster *cl, int *out);

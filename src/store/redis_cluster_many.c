@@ -118,6 +118,7 @@ static void run_group(many *m, corral__redis_role role, size_t first, size_t n, 
         for (size_t i = first; i < n; i++)
             if (node[i] == nd) node[i] = DONE;
         if (rc != CORRAL_MISS && m->rc == CORRAL_OK) m->rc = rc;
+        corral__redis_cluster_lost(m->s->cluster, nd);
         return;
     }
     size_t sent = 0;
@@ -156,9 +157,33 @@ static void run_group(many *m, corral__redis_role role, size_t first, size_t n, 
         }
     }
     corral__redis_end(&c);
+    if (broken) corral__redis_cluster_lost(m->s->cluster, nd);
 }
 
-/* Groups, sends and reads; then the redirected keys one by one. */
+/* A GET of `k` on its slot's primary, following redirections (for the near cache's reads,
+ * which must not read a replica). As the store's get. */
+static int get_primary(redis_store *s, const corral__skey *k, corral_value **out) {
+    corral__redis_call c;
+    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ_PRIMARY, k->data, k->len, &c);
+    if (rc != CORRAL_OK) return rc;
+    const char *argv[2] = { "GET", k->data };
+    size_t lens[2] = { 3, k->len };
+    redisReply *r = corral__redis_cmd(s, &c, 2, argv, lens);
+    if (!r)
+        rc = corral__redis_failed(&c);
+    else if (r->type == REDIS_REPLY_STRING)
+        rc = corral__redis_make_value(s, r, out);
+    else if (r->type == REDIS_REPLY_NIL)
+        rc = CORRAL_MISS;
+    else
+        rc = corral__redis_error_reply(&c, r);
+    freeReplyObject(r);
+    corral__redis_end(&c);
+    return rc;
+}
+
+/* Groups, sends and reads; then the redirected keys one by one (a read for the near cache on
+ * the primary, its TTL left 0: not kept near, as the slot is moving). */
 static void run(many *m, corral__redis_role role, size_t n, int *node) {
     route_keys(m->s, role, m->ks, n, node);
     for (size_t i = 0; i < n; i++) {
@@ -174,7 +199,8 @@ static void run(many *m, corral__redis_role role, size_t n, int *node) {
         if (node[i] != AGAIN) continue;
         int rc = CORRAL_OK;
         if (m->op == OP_GET) {
-            rc = base->ops->get(base, &m->ks[i], &m->out[i]);
+            rc = m->ttls ? get_primary(m->s, &m->ks[i], &m->out[i])
+                         : base->ops->get(base, &m->ks[i], &m->out[i]);
         } else if (m->op == OP_SET) {
             rc = base->ops->set(base, &m->ks[i], m->vals[i].data, m->vals[i].len, m->ttl_ms,
                                 CORRAL__SET_ALWAYS, m->as_bytes ? CORRAL__SETF_BINARY : 0);
@@ -259,7 +285,8 @@ uint64_t corral__redis_topology(corral__store *base) {
 
 /* ---- get_checked ---- */
 
-/* Reads n (<= CORRAL__ENV_MAX_TAGS) keys with every node's pipeline sent before any reply is
+/* Reads n (<= CORRAL__ENV_MAX_TAGS) keys from their primaries (a replica may not have a bust
+ * yet, even with reads from replicas) with every node's pipeline sent before any reply is
  * read: one round trip of latency however many nodes hold them. Calls are begun in ascending
  * node order, so two such reads never wait on each other's connections in a cycle (a single
  * call holds one connection only), and ended in reverse, so the first restores the thread's
@@ -269,7 +296,7 @@ uint64_t corral__redis_topology(corral__store *base) {
 static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral_value **out) {
     int node[CORRAL__ENV_MAX_TAGS], nodes[CORRAL__ENV_MAX_TAGS];
     size_t nn = 0;
-    route_keys(s, CORRAL__REDIS_READ, ks, n, node);
+    route_keys(s, CORRAL__REDIS_READ_PRIMARY, ks, n, node);
     for (size_t i = 0; i < n; i++) {
         out[i] = NULL;
         size_t at = 0;
@@ -282,9 +309,10 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
     }
     corral__redis_call calls[CORRAL__ENV_MAX_TAGS];
     bool begun[CORRAL__ENV_MAX_TAGS] = { false }, sent[CORRAL__ENV_MAX_TAGS] = { false };
+    bool read_all[CORRAL__ENV_MAX_TAGS] = { false }; /* the node answered every key */
     for (size_t g = 0; g < nn; g++) {
-        begun[g] = corral__redis_cluster_begin_node(s->cluster, nodes[g], CORRAL__REDIS_READ,
-                                                    &calls[g]) == CORRAL_OK;
+        begun[g] = corral__redis_cluster_begin_node(
+                       s->cluster, nodes[g], CORRAL__REDIS_READ_PRIMARY, &calls[g]) == CORRAL_OK;
         sent[g] = begun[g];
         for (size_t i = 0; i < n && sent[g]; i++) {
             if (node[i] != nodes[g]) continue;
@@ -296,11 +324,13 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
     }
     int rc = CORRAL_OK;
     for (size_t g = 0; g < nn; g++) {
+        read_all[g] = sent[g];
         for (size_t i = 0; i < n && sent[g]; i++) {
             if (node[i] != nodes[g]) continue;
             redisReply *r = corral__redis_read(&calls[g]);
             if (!r) {
                 (void)corral__redis_failed(&calls[g]);
+                read_all[g] = false;
                 break;
             }
             if (redirected(r))
@@ -320,8 +350,10 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
         if (g != first && calls[g].io_failed) calls[first].io_failed = true;
         corral__redis_end(&calls[g]);
     }
+    for (size_t g = 0; g < nn; g++) /* with no call held: the refresh waits on none of ours */
+        if (!read_all[g]) corral__redis_cluster_lost(s->cluster, nodes[g]);
     for (size_t i = 0; i < n && rc == CORRAL_OK; i++)
-        if (node[i] == AGAIN) (void)s->base.ops->get(&s->base, &ks[i], &out[i]);
+        if (node[i] == AGAIN) (void)get_primary(s, &ks[i], &out[i]);
     return rc;
 }
 

@@ -439,6 +439,10 @@ int corral__redis_get_ttl(corral__store *base, const corral__skey *k, corral_val
     redis_store *s = store_of(base);
     *out = NULL;
     *ttl_ms = 0;
+    if (s->cluster) { /* the pipeline follows MOVED and ASK there (redis_cluster_many.c) */
+        int rc = corral__redis_cluster_get_many(s, k, 1, out, ttl_ms);
+        return rc == CORRAL_OK && !*out ? CORRAL_MISS : rc;
+    }
     corral__redis_call c;
     int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ_PRIMARY, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;

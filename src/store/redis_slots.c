@@ -68,10 +68,13 @@ static bool same_addr(const corral__redis_addr *a, const corral__redis_addr *b) 
     return a->port == b->port && strcmp(a->name, b->name) == 0;
 }
 
-/* One node of a range: [host, port, ...]. 0, 1 (an unknown endpoint, "?") or -1 (bad). */
+/* One node of a range: [host, port, ...]. 0, 1 (an unknown endpoint, "?") or -1 (bad). A nil
+ * host (cluster-preferred-endpoint-type unknown-endpoint) is the one asked, as an empty one. */
 static int parse_node(const redisReply *n, const char *asked, corral__redis_addr *out) {
     if (n->type != REDIS_REPLY_ARRAY || n->elements < 2) return -1;
     const redisReply *h = n->element[0], *p = n->element[1];
+    if (h->type == REDIS_REPLY_NIL && p->type == REDIS_REPLY_INTEGER)
+        return make_addr("", 0, asked, p->integer, out);
     if (h->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_INTEGER) return -1;
     if (h->len == 1 && h->str[0] == '?') return 1;
     return make_addr(h->str, h->len, asked, p->integer, out);

@@ -44,12 +44,12 @@ typedef struct corral__redis_slot_map {
 } corral__redis_slot_map;
 
 /* Reads a CLUSTER SLOTS reply (RESP2: an array of [start, end, [host, port, id, ...] of the
- * primary, then one such array per replica]) into `out`. A node whose host is empty is on the
- * host that answered, `asked_host`; a replica whose endpoint is unknown ("?") is left out. Slots
- * no range names stay CORRAL__REDIS_NO_SHARD (a cluster that lost a shard still serves the
- * others). Returns CORRAL_OK, or CORRAL_EFORMAT with `err` saying what is wrong: not that shape,
- * a slot outside 0-16383 or a range backwards, two ranges that overlap, a bad host or port, a
- * primary whose endpoint is unknown, more than CORRAL__REDIS_MAX_SHARDS primaries. `out` is
+ * primary, then one such array per replica]) into `out`. A node whose host is empty or nil is
+ * on the host that answered, `asked_host`; a replica whose endpoint is unknown ("?") is left
+ * out. Slots no range names stay CORRAL__REDIS_NO_SHARD (a cluster that lost a shard still
+ * serves the others). Returns CORRAL_OK, or CORRAL_EFORMAT with `err` saying what is wrong: not
+ * that shape, a slot outside 0-16383 or a range backwards, two ranges that overlap, a bad host or
+ * port, a primary whose endpoint is unknown, more than CORRAL__REDIS_MAX_SHARDS primaries. `out` is
  * then unspecified. */
 int corral__redis_slots_parse(const redisReply *r, const char *asked_host,
                               corral__redis_slot_map *out, corral_error *err);

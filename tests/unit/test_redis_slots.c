@@ -90,6 +90,13 @@ static void test_slots_parse_reads_ranges_primaries_and_replicas(void **state) {
     assert_int_equal(m->shard_of[16383], 0);
     freeReplyObject(r);
 
+    /* A nil host (cluster-preferred-endpoint-type unknown-endpoint): the host that answered. */
+    r = resp("*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$-1\r\n:7005\r\n$2\r\nid\r\n");
+    assert_int_equal(corral__redis_slots_parse(r, "10.0.0.9", m, &err), CORRAL_OK);
+    assert_string_equal(m->shards[0].primary.name, "10.0.0.9");
+    assert_int_equal(m->shards[0].primary.port, 7005);
+    freeReplyObject(r);
+
     /* A cluster that lost a shard: its slots have none. */
     r = resp("*1\r\n*3\r\n:100\r\n:200\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n");
     assert_int_equal(corral__redis_slots_parse(r, NULL, m, &err), CORRAL_OK);
