@@ -467,8 +467,10 @@ static bool is_str(const redisReply *r, const char *s) {
 }
 
 /* Applies one Pub/Sub message of the invalidation channel, or hands one of the lease channel to
- * the Redis store's waiters (redis_notify.c), after dropping the released key: its value was
- * probably just written, and the invalidations that came before are applied already. */
+ * the Redis store's waiters (redis_notify.c). A release drops nothing from the near cache: the
+ * leader's writes were announced by the invalidations before it on this connection, applied
+ * already. So a release takes no L1 shard lock on this thread, in any process that hears it
+ * (one more chance to hold one while the application forks: fork.h, "Not covered"). */
 static void on_message(tiered_store *t, const redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_str(r->element[0], "message"))
         return;
@@ -476,7 +478,6 @@ static void on_message(tiered_store *t, const redisReply *r) {
     if (ch->type == REDIS_REPLY_STRING && ch->len == t->lease_ch_len &&
         memcmp(ch->str, t->lease_ch, t->lease_ch_len) == 0) {
         if (released->type != REDIS_REPLY_STRING) return;
-        forget_named(t, released->str, released->len);
         corral__redis_lease_heard(t->redis, released->str, released->len);
         return;
     }
