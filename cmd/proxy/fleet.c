@@ -11,8 +11,9 @@
  * A timer polls as well (a quarter of fleet_lease, 10 ms to 1 s; 50 ms while the store's
  * announcements are not live): a leader that dies leaves its lease to expire, with no release.
  * Woken, the request looks up again (request.c: dispatch): a hit answers it and its local
- * waiters; a miss under the same flight key tries the lease again, until coalesce_timeout, after
- * which it fetches without the lease. The memory store is this process's own: no lease, no I/O.
+ * waiters; a miss under the same flight key tries the lease again, until half of
+ * coalesce_timeout, after which it fetches without the lease; either way it fetches once, still
+ * leading its local flight, before its waiters' own coalesce_timeout. The memory store is this process's own: no lease, no I/O.
  *
  * Threads: the connection's worker, but for on_released (any thread: it only posts a wake-up).
  */
@@ -43,8 +44,11 @@ bool px_fleet_wait(px_conn *c, corral_flight *lead) {
     corral *cache = c->w->px->cache;
     const px_config *cfg = rq->cfg;
     int64_t now = px_now_ms();
+    /* At most half of coalesce_timeout (config.c holds fleet_lease to that too): this proxy's
+     * waiters joined after the wait began and give up coalesce_timeout after they joined, so
+     * the fetch that follows the wait has the other half, and they stay behind it. */
     if (cfg->fleet_lease_ms <= 0 ||
-        (rq->fleet_since_ms && now - rq->fleet_since_ms >= cfg->coalesce_timeout_ms))
+        (rq->fleet_since_ms && now - rq->fleet_since_ms >= cfg->coalesce_timeout_ms / 2))
         return false;
     corral_lease *l = NULL;
     int rc = corral_lease_try(cache, c->flight_key, c->flight_key_len, NULL, cfg->fleet_lease_ms,
