@@ -61,6 +61,12 @@ class Fleet:
         assert not errors, "\n".join(errors)
 
 
+def metric(proxy, name):
+    """The sum of a metric's samples in the proxy's /metrics (0 when it has none)."""
+    return sum(float(l.split()[-1]) for l in proxy.metrics().splitlines()
+               if l.split("{")[0].split(" ")[0] == name)
+
+
 def herd(proxies, n, path):
     barrier = threading.Barrier(n)
     results = [None] * n
@@ -91,6 +97,8 @@ def test_a_cold_herd_over_two_proxies_makes_one_origin_request(origin, tmp_path)
         # (a line's time is when its answer was complete, in ms, one clock for both proxies).
         lead = fleet.proxies[caches.index("MISS") % 2]
         other = fleet.proxies[1 - caches.index("MISS") % 2]
+        # The other proxy was woken by the leader's release, not by its poll alone.
+        assert metric(other, "corral_redis_lease_wakeups_total") >= 1
         lines = {p: eventually(lambda p=p: [l for l in p.log_lines() if "/cold" in l]
                                if len([l for l in p.log_lines() if "/cold" in l]) == 25 else None,
                                what="the access log") for p in fleet.proxies}
@@ -104,9 +112,11 @@ def test_a_cold_herd_over_two_proxies_makes_one_origin_request(origin, tmp_path)
 
 
 def test_a_leader_proxy_killed_mid_fetch_is_replaced_after_its_lease(origin, tmp_path):
+    # coalesce_timeout far above the lease: only the lease's expiry can end b's wait, and b's
+    # ten clients stay behind its one fetch (config.c refuses a lease over half of it).
     origin.script("/slow", head_gate="g", body="slow #{n}",
                   headers={"Cache-Control": "max-age=60"})
-    fleet = Fleet(origin, tmp_path, 2, config="fleet_lease = 1s\n")
+    fleet = Fleet(origin, tmp_path, 2, config="fleet_lease = 2s\ncoalesce_timeout = 5m\n")
     a, b = fleet.proxies
     try:
         def lead():
@@ -118,19 +128,27 @@ def test_a_leader_proxy_killed_mid_fetch_is_replaced_after_its_lease(origin, tmp
         first = threading.Thread(target=lead, daemon=True)
         first.start()
         eventually(lambda: origin.gate("g")["waiting"] == 1, what="the leader's fetch")
-        got = {}
-        second = threading.Thread(target=lambda: got.setdefault("r", b.get("/slow", HOST, timeout=60)))
-        second.start()
-        # b waits on a's lease: its subscriber is on the store's channel.
-        eventually(lambda: fleet.subscribed() >= 1, what="the second proxy waiting")
+        subscribed = fleet.subscribed()
+        results = [None] * 10
+
+        def wait_on_b(i):
+            results[i] = b.get("/slow", HOST, timeout=60)
+
+        clients = [threading.Thread(target=wait_on_b, args=(i,)) for i in range(10)]
+        for t in clients:
+            t.start()
+        # b waits on a's lease: its subscriber joins the store's channel.
+        eventually(lambda: fleet.subscribed() > subscribed, what="the second proxy waiting")
+        eventually(lambda: b.connections() == 10, what="b's ten clients")
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(10)
         origin.open_gate("g")  # a's held answer goes nowhere; b's fetch passes at once
-        second.join(60)
-        r = got["r"]
-        assert r.status == 200 and r.body == b"slow #2", r
+        for t in clients:
+            t.join(60)
+        assert all(r is not None and r.status == 200 and r.body == b"slow #2" for r in results), \
+            results
         stats = origin.stats("/slow")
-        assert stats["count"] == 2
+        assert stats["count"] == 2  # a's dead fetch and b's one, for its ten clients
         assert stats["max_in_flight"] == 1  # b fetched only after a's lease was gone
     finally:
         fleet.stop()
@@ -158,3 +176,4 @@ def test_grace_over_two_proxies_refreshes_once(origin, tmp_path):
         assert origin.count("/news") == 2
     finally:
         fleet.stop()
+
