@@ -51,6 +51,13 @@ class Fleet:
         lines = redis_command(self.port, "PUBSUB", "NUMSUB", "lease-released")
         return int(lines[-2][1:]) if len(lines) >= 2 and lines[-2].startswith(":") else 0
 
+    def sets(self):
+        """SET commands the store has run (INFO commandstats): lease attempts are SET ... NX."""
+        for line in redis_command(self.port, "INFO", "commandstats"):
+            if line.startswith("cmdstat_set:"):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
+
     def stop(self):
         errors = []
         for p in self.proxies:
@@ -177,3 +184,29 @@ def test_grace_over_two_proxies_refreshes_once(origin, tmp_path):
     finally:
         fleet.stop()
 
+
+def test_stale_hits_during_another_proxys_refresh_cost_no_lease_attempt_each(origin, tmp_path):
+    # a refreshes (3 s at the origin) holding the lease; b serves 200 stale hits meanwhile. b's
+    # refresh flight stays open while a's lease is held (a poll's time, 1 s), so its stale hits
+    # join it instead of each sending the store a lease attempt (SET ... NX).
+    origin.script("/hot", sequence=[
+        {"headers": {"Cache-Control": "max-age=10, stale-while-revalidate=60", "Age": "20"},
+         "body": "hot #{n}"},
+        {"delay": 3, "headers": {"Cache-Control": "max-age=60"}, "body": "hot #{n}"}])
+    fleet = Fleet(origin, tmp_path, 2)
+    a, b = fleet.proxies
+    try:
+        assert a.get("/hot", HOST).cache == "MISS"
+        assert a.get("/hot", HOST).cache == "STALE"  # a's refresh starts
+        eventually(lambda: origin.stats("/hot")["in_flight"] == 1, what="a's refresh")
+        before = fleet.sets()
+        for _ in range(200):
+            r = b.get("/hot", HOST)
+            assert (r.cache, r.body) == ("STALE", b"hot #1"), r
+        sets = fleet.sets() - before
+        stats = origin.stats("/hot")
+        assert stats["in_flight"] == 1 and stats["count"] == 2  # all during a's refresh
+        print("fleet: 200 stale hits on the other proxy during a refresh sent %d SETs" % sets)
+        assert sets <= 8, sets  # a few per worker of b's, not one per hit
+    finally:
+        fleet.stop()
