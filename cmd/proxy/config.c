@@ -807,9 +807,8 @@ px_config *px_config_parse(const char *name, const char *text, size_t len, const
         goto fail;
     }
     if (!resolve_routes(ld, err)) goto fail;
-    /* A fleet wait (fleet.c) ends by half of coalesce_timeout, so that this proxy's waiters,
-     * queued behind the request that waits, are still there for its one fetch: a lease that
-     * outlives a wait would let every proxy's waiters time out and fetch with it. */
+    /* A fleet wait ends by half of coalesce_timeout, so the waiters behind it stay for its one
+     * fetch (fleet.c); a lease outliving the wait would let them all time out and fetch. */
     if (cfg->fleet_lease_ms > 0 && cfg->fleet_lease_ms > cfg->coalesce_timeout_ms / 2) {
         px_fail(err,
                 "fleet_lease (%lld ms) must be at most half of coalesce_timeout (%lld ms); "
