@@ -11,6 +11,9 @@
  * - each near cache forgets its tracker (a new one starts on the next read, with its own
  *   connection and wake-up pipe, and empties L1 before it serves from it);
  * - the process's list of near caches (store/near_peers.c) re-initialises its lock;
+ * - each Redis store's lease notifier (store/redis_notify.c) closes its subscriber connection,
+ *   drops its watches (their threads are gone) and re-initialises its lock: the next watch
+ *   starts a subscriber of the child's;
  * - each handle forgets its refresh workers (they restart on the next background refresh) and
  *   the flights of threads that no longer exist (their waiters are gone too);
  * - the memory store's reader registry keeps only the forking thread, and liburcu's call_rcu

@@ -714,7 +714,7 @@ void px_config_defaults(px_config *cfg) {
     cfg->origin_max_idle = 64;
     cfg->max_connections = 16384;
     cfg->coalesce_timeout_ms = 30000;
-    cfg->fleet_lease_ms = 30000;
+    cfg->fleet_lease_ms = 10000; /* at most half of coalesce_timeout: px_config_parse */
     cfg->shutdown_timeout_ms = 30000;
     cfg->max_object_size = 16u << 20;
     cfg->purge_margin_ms = PX_STAMP_MARGIN_MS;
@@ -807,6 +807,15 @@ px_config *px_config_parse(const char *name, const char *text, size_t len, const
         goto fail;
     }
     if (!resolve_routes(ld, err)) goto fail;
+    /* A fleet wait ends by half of coalesce_timeout, so the waiters behind it stay for its one
+     * fetch (fleet.c); a lease outliving the wait would let them all time out and fetch. */
+    if (cfg->fleet_lease_ms > 0 && cfg->fleet_lease_ms > cfg->coalesce_timeout_ms / 2) {
+        px_fail(err,
+                "fleet_lease (%lld ms) must be at most half of coalesce_timeout (%lld ms); "
+                "fleet_lease = 0 turns it off",
+                (long long)cfg->fleet_lease_ms, (long long)cfg->coalesce_timeout_ms);
+        goto fail;
+    }
     if (ld->token_file[0] &&
         !px_read_token_file(ld->token_file, cfg->admin_token, sizeof cfg->admin_token, err))
         goto fail;

@@ -11,13 +11,18 @@
  * A timer polls as well (a quarter of fleet_lease, 10 ms to 1 s; 50 ms while the store's
  * announcements are not live): a leader that dies leaves its lease to expire, with no release.
  * Woken, the request looks up again (request.c: dispatch): a hit answers it and its local
- * waiters; a miss under the same flight key tries the lease again, until coalesce_timeout, after
- * which it fetches without the lease. The memory store is this process's own: no lease, no I/O.
+ * waiters; a miss under the same flight key tries the lease again, until half of
+ * coalesce_timeout, after which it fetches without the lease; either way it fetches once, still
+ * leading its local flight, before its waiters' own coalesce_timeout.
+ * A background refresh that finds the lease taken keeps its local flight open for a poll's time
+ * (the stale hits meanwhile join it and send the store nothing), and finishes it then.
+ * The memory store is this process's own: no lease, no I/O.
  *
  * Threads: the connection's worker, but for on_released (any thread: it only posts a wake-up).
  */
 #include "proxy.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define POLL_MIN_MS      10
@@ -43,8 +48,11 @@ bool px_fleet_wait(px_conn *c, corral_flight *lead) {
     corral *cache = c->w->px->cache;
     const px_config *cfg = rq->cfg;
     int64_t now = px_now_ms();
+    /* At most half of coalesce_timeout (config.c holds fleet_lease to that too): this proxy's
+     * waiters joined after the wait began and give up coalesce_timeout after they joined, so
+     * the fetch that follows the wait has the other half, and they stay behind it. */
     if (cfg->fleet_lease_ms <= 0 ||
-        (rq->fleet_since_ms && now - rq->fleet_since_ms >= cfg->coalesce_timeout_ms))
+        (rq->fleet_since_ms && now - rq->fleet_since_ms >= cfg->coalesce_timeout_ms / 2))
         return false;
     corral_lease *l = NULL;
     int rc = corral_lease_try(cache, c->flight_key, c->flight_key_len, NULL, cfg->fleet_lease_ms,
@@ -57,6 +65,7 @@ bool px_fleet_wait(px_conn *c, corral_flight *lead) {
     if (!rq->fleet_since_ms) rq->fleet_since_ms = now;
     rq->fleet_lead = lead;
     rq->fleet_watch = l;
+    _Static_assert(sizeof rq->fleet_key == sizeof c->flight_key, "a flight key fits fleet_key");
     memcpy(rq->fleet_key, c->flight_key, c->flight_key_len);
     rq->fleet_key_len = c->flight_key_len;
     c->waiting = true;
@@ -64,16 +73,59 @@ bool px_fleet_wait(px_conn *c, corral_flight *lead) {
     return true;
 }
 
-bool px_fleet_refresh(px_conn *c, corral_lease **lease) {
+/* A background refresh's flight held open while another proxy refreshes (px_fleet_refresh). */
+typedef struct refresh_wait {
+    px_link link; /* in w->refreshes */
+    uv_timer_t timer;
+    px_worker *w;
+    corral_flight *lead;
+} refresh_wait;
+
+static void on_refresh_wait_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void refresh_wait_end(refresh_wait *rw) {
+    px_list_remove(&rw->link);
+    corral_flight_finish(rw->w->px->cache, rw->lead, CORRAL_OK, NULL);
+    uv_close((uv_handle_t *)&rw->timer, on_refresh_wait_closed);
+}
+
+static void on_refresh_poll(uv_timer_t *t) {
+    refresh_wait_end(t->data);
+}
+
+bool px_fleet_refresh(px_conn *c, corral_flight *lead, corral_lease **lease) {
     *lease = NULL;
+    px_worker *w = c->w;
     const px_config *cfg = c->req.cfg;
     if (cfg->fleet_lease_ms <= 0) return true;
-    int rc = corral_lease_try(c->w->px->cache, c->flight_key, c->flight_key_len, NULL,
+    int rc = corral_lease_try(w->px->cache, c->flight_key, c->flight_key_len, NULL,
                               cfg->fleet_lease_ms, NULL, NULL, lease);
     if (rc != CORRAL_EXISTS) return true;
-    (void)corral_lease_end(c->w->px->cache, *lease);
+    (void)corral_lease_end(w->px->cache, *lease);
     *lease = NULL;
+    /* Its flight stays open for a poll's time: the stale hits meanwhile find it and return,
+     * where each would send the store a lease attempt. No call-back: the other's release
+     * stores a fresh object, so no stale hit follows it to need the flight closed sooner. */
+    refresh_wait *rw = calloc(1, sizeof *rw);
+    if (!rw) {
+        corral_flight_finish(w->px->cache, lead, CORRAL_OK, NULL);
+        return false;
+    }
+    rw->w = w;
+    rw->lead = lead;
+    rw->timer.data = rw;
+    (void)uv_timer_init(&w->loop, &rw->timer); /* 0: it only links the handle to the loop */
+    px_list_push(&w->refreshes, &rw->link);
+    if (px_worker_deadline(w, &rw->timer, on_refresh_poll, (uint64_t)poll_ms(cfg, true)) < 0)
+        refresh_wait_end(rw);
     return false;
+}
+
+void px_fleet_refreshes_end(px_worker *w) {
+    while (!px_list_empty(&w->refreshes))
+        refresh_wait_end(PX_CONTAINER(w->refreshes.next, refresh_wait, link));
 }
 
 corral_flight *px_fleet_take(px_conn *c, corral_value *v) {

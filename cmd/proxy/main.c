@@ -51,6 +51,12 @@ static void worker_abort(px_worker *w) {
 
 /* What the loop layer (worker.c, client.c) calls above it: the request state machine, delivery,
  * fetches and the origin pool. */
+/* Nothing is left but the idle origin connections and the refresh flights held open. */
+static void worker_done(px_worker *w) {
+    px_fleet_refreshes_end(w);
+    px_origin_close_idle(w);
+}
+
 static const px_handlers handlers = {
     .request = px_cache_request,
     .wait_expired = px_cache_wait_expired,
@@ -64,7 +70,7 @@ static const px_handlers handlers = {
     .fetch_unpause = px_fetch_unpause,
     .stop = worker_stop,
     .abort = worker_abort,
-    .done = px_origin_close_idle,
+    .done = worker_done,
 };
 
 /* Sets up worker `w` (loop, inbox, timers, listener) before its thread starts. */

@@ -253,6 +253,7 @@ typedef struct px_worker {
     px_link conns;        /* client connections */
     px_link fetches;      /* fetches in progress */
     px_link idle;         /* pooled origin connections */
+    px_link refreshes;    /* refresh flights open while another proxy refreshes (fleet.c) */
     size_t n_idle;
     px_link spare_bufs;    /* client connection buffers given back, for reuse (cbuf.c) */
     unsigned n_spare_bufs; /* their number */
@@ -727,11 +728,14 @@ void px_request_release(px_conn *c);
  * (rq->fleet_lease, for its fetch) and returns false, or, when another proxy holds it, keeps
  * `lead` and waits (a PX_FLEET_WAKE wake-up when that lease is released or a poll is due) and
  * returns true. False without a lease when the store is this process's own (memory: no I/O),
- * fails, or the wait has lasted coalesce_timeout. */
+ * fails, or the wait has lasted half of coalesce_timeout. */
 bool px_fleet_wait(px_conn *c, corral_flight *lead);
-/* Takes the fleet's lease for a background refresh: true when it may fetch (with *lease set,
- * or NULL), false when another proxy refreshes. */
-bool px_fleet_refresh(px_conn *c, corral_lease **lease);
+/* Takes the fleet's lease for a background refresh that leads `lead`: true when it may fetch
+ * (with *lease set, or NULL), false when another proxy refreshes; `lead` then stays open until
+ * the poll is due (the stale hits meanwhile join it: no store command), and is finished then. */
+bool px_fleet_refresh(px_conn *c, corral_flight *lead, corral_lease **lease);
+/* Finishes the background refreshes' flights still open (px_fleet_refresh): the worker ends. */
+void px_fleet_refreshes_end(px_worker *w);
 /* The flight `c` leads while it waits, if it is still under `c`'s flight key: handed back (the
  * request fetches or waits again). NULL otherwise (finished for its waiters first with
  * CORRAL_OK and `v`, which they check as a leader's answer, or look up again when NULL). */

@@ -134,10 +134,7 @@ static void refresh_in_background(px_conn *c) {
     int rc = corral_flight_join(cache, c->flight_key, c->flight_key_len, NULL, on_refresh_waiter,
                                 NULL, &lead);
     if (rc != CORRAL_OK) return; /* one is running (or no memory: the next request tries) */
-    if (!px_fleet_refresh(c, &rq->fleet_lease)) { /* another proxy refreshes it */
-        corral_flight_finish(cache, lead, CORRAL_OK, NULL);
-        return;
-    }
+    if (!px_fleet_refresh(c, lead, &rq->fleet_lease)) return; /* another proxy refreshes it */
     px_fetch_kind kind = has_validator(&rq->obj.head) ? PX_FETCH_REVALIDATE : PX_FETCH_MISS;
     fetch_for(c, kind, NULL, lead, &rq->obj, PX_R_STALE);
 }

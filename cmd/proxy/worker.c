@@ -194,6 +194,7 @@ int px_worker_init(px_proxy *px, px_worker *w, unsigned id, const px_handlers *o
     px_list_init(&w->conns);
     px_list_init(&w->fetches);
     px_list_init(&w->idle);
+    px_list_init(&w->refreshes);
     px_list_init(&w->spare_bufs);
     int rc = uv_loop_init(&w->loop);
     if (rc < 0) return px_from_uv(rc);

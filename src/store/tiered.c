@@ -492,8 +492,10 @@ size_t corral__near_apply_reply(const struct redisReply *r,
 }
 
 /* Applies one reply of the tracker's connection: a message of the lease channel goes to the
- * Redis store's waiters (redis_notify.c; the invalidations that came before it on this
- * connection are applied already), any other to L1. */
+ * Redis store's waiters (redis_notify.c), any other to L1. A release drops nothing from L1: the
+ * leader's writes were announced by the invalidations before it on this connection, applied
+ * already. So a release takes no L1 shard lock on this thread, in any process that hears it
+ * (one more chance to hold one while the application forks: fork.h, "Not covered"). */
 static void on_message(tiered_store *t, const redisReply *r) {
     if (t->lease_ch && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         is_str(r->element[0], "message")) {

@@ -51,6 +51,13 @@ class Fleet:
         lines = redis_command(self.port, "PUBSUB", "NUMSUB", "lease-released")
         return int(lines[-2][1:]) if len(lines) >= 2 and lines[-2].startswith(":") else 0
 
+    def sets(self):
+        """SET commands the store has run (INFO commandstats): lease attempts are SET ... NX."""
+        for line in redis_command(self.port, "INFO", "commandstats"):
+            if line.startswith("cmdstat_set:"):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
+
     def stop(self):
         errors = []
         for p in self.proxies:
@@ -59,6 +66,12 @@ class Fleet:
         self.redis.terminate()
         self.redis.wait(10)
         assert not errors, "\n".join(errors)
+
+
+def metric(proxy, name):
+    """The sum of a metric's samples in the proxy's /metrics (0 when it has none)."""
+    return sum(float(l.split()[-1]) for l in proxy.metrics().splitlines()
+               if l.split("{")[0].split(" ")[0] == name)
 
 
 def herd(proxies, n, path):
@@ -91,6 +104,8 @@ def test_a_cold_herd_over_two_proxies_makes_one_origin_request(origin, tmp_path)
         # (a line's time is when its answer was complete, in ms, one clock for both proxies).
         lead = fleet.proxies[caches.index("MISS") % 2]
         other = fleet.proxies[1 - caches.index("MISS") % 2]
+        # The other proxy was woken by the leader's release, not by its poll alone.
+        assert metric(other, "corral_redis_lease_wakeups_total") >= 1
         lines = {p: eventually(lambda p=p: [l for l in p.log_lines() if "/cold" in l]
                                if len([l for l in p.log_lines() if "/cold" in l]) == 25 else None,
                                what="the access log") for p in fleet.proxies}
@@ -104,9 +119,11 @@ def test_a_cold_herd_over_two_proxies_makes_one_origin_request(origin, tmp_path)
 
 
 def test_a_leader_proxy_killed_mid_fetch_is_replaced_after_its_lease(origin, tmp_path):
+    # coalesce_timeout far above the lease: only the lease's expiry can end b's wait, and b's
+    # ten clients stay behind its one fetch (config.c refuses a lease over half of it).
     origin.script("/slow", head_gate="g", body="slow #{n}",
                   headers={"Cache-Control": "max-age=60"})
-    fleet = Fleet(origin, tmp_path, 2, config="fleet_lease = 1s\n")
+    fleet = Fleet(origin, tmp_path, 2, config="fleet_lease = 2s\ncoalesce_timeout = 5m\n")
     a, b = fleet.proxies
     try:
         def lead():
@@ -118,19 +135,27 @@ def test_a_leader_proxy_killed_mid_fetch_is_replaced_after_its_lease(origin, tmp
         first = threading.Thread(target=lead, daemon=True)
         first.start()
         eventually(lambda: origin.gate("g")["waiting"] == 1, what="the leader's fetch")
-        got = {}
-        second = threading.Thread(target=lambda: got.setdefault("r", b.get("/slow", HOST, timeout=60)))
-        second.start()
-        # b waits on a's lease: its subscriber is on the store's channel.
-        eventually(lambda: fleet.subscribed() >= 1, what="the second proxy waiting")
+        subscribed = fleet.subscribed()
+        results = [None] * 10
+
+        def wait_on_b(i):
+            results[i] = b.get("/slow", HOST, timeout=60)
+
+        clients = [threading.Thread(target=wait_on_b, args=(i,)) for i in range(10)]
+        for t in clients:
+            t.start()
+        # b waits on a's lease: its subscriber joins the store's channel.
+        eventually(lambda: fleet.subscribed() > subscribed, what="the second proxy waiting")
+        eventually(lambda: b.connections() == 10, what="b's ten clients")
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(10)
         origin.open_gate("g")  # a's held answer goes nowhere; b's fetch passes at once
-        second.join(60)
-        r = got["r"]
-        assert r.status == 200 and r.body == b"slow #2", r
+        for t in clients:
+            t.join(60)
+        assert all(r is not None and r.status == 200 and r.body == b"slow #2" for r in results), \
+            results
         stats = origin.stats("/slow")
-        assert stats["count"] == 2
+        assert stats["count"] == 2  # a's dead fetch and b's one, for its ten clients
         assert stats["max_in_flight"] == 1  # b fetched only after a's lease was gone
     finally:
         fleet.stop()
@@ -156,5 +181,32 @@ def test_grace_over_two_proxies_refreshes_once(origin, tmp_path):
             eventually(lambda px=px: px.get("/news", HOST).body == b"news #2",
                        what="the refreshed object")
         assert origin.count("/news") == 2
+    finally:
+        fleet.stop()
+
+
+def test_stale_hits_during_another_proxys_refresh_cost_no_lease_attempt_each(origin, tmp_path):
+    # a refreshes (3 s at the origin) holding the lease; b serves 200 stale hits meanwhile. b's
+    # refresh flight stays open while a's lease is held (a poll's time, 1 s), so its stale hits
+    # join it instead of each sending the store a lease attempt (SET ... NX).
+    origin.script("/hot", sequence=[
+        {"headers": {"Cache-Control": "max-age=10, stale-while-revalidate=60", "Age": "20"},
+         "body": "hot #{n}"},
+        {"delay": 3, "headers": {"Cache-Control": "max-age=60"}, "body": "hot #{n}"}])
+    fleet = Fleet(origin, tmp_path, 2)
+    a, b = fleet.proxies
+    try:
+        assert a.get("/hot", HOST).cache == "MISS"
+        assert a.get("/hot", HOST).cache == "STALE"  # a's refresh starts
+        eventually(lambda: origin.stats("/hot")["in_flight"] == 1, what="a's refresh")
+        before = fleet.sets()
+        for _ in range(200):
+            r = b.get("/hot", HOST)
+            assert (r.cache, r.body) == ("STALE", b"hot #1"), r
+        sets = fleet.sets() - before
+        stats = origin.stats("/hot")
+        assert stats["in_flight"] == 1 and stats["count"] == 2  # all during a's refresh
+        print("fleet: 200 stale hits on the other proxy during a refresh sent %d SETs" % sets)
+        assert sets <= 8, sets  # a few per worker of b's, not one per hit
     finally:
         fleet.stop()

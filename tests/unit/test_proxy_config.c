@@ -117,6 +117,30 @@ static void test_bad_values_are_refused(void **state) {
     assert_null(load(NULL, NULL)); /* no origin */
 }
 
+/* A fleet wait ends by half of coalesce_timeout (cmd/proxy/fleet.c): a lease longer than that
+ * is refused, so that this proxy's waiters outlast the wait of the request they queue behind. */
+static void test_fleet_lease_is_at_most_half_of_coalesce_timeout(void **state) {
+    (void)state;
+    px_config *cfg = load(NULL, "--origin", "http://h:1", NULL);
+    assert_non_null(cfg);
+    assert_true(cfg->fleet_lease_ms > 0 && cfg->fleet_lease_ms <= cfg->coalesce_timeout_ms / 2);
+    px_config_unref(cfg);
+    static char origin_flag[] = "--origin", origin[] = "http://h:1";
+    char *args[] = { origin_flag, origin, NULL };
+    const char *msg = refusal("[limits]\nfleet_lease = 2s\ncoalesce_timeout = 2s\n", args, NULL);
+    assert_non_null(strstr(msg, "at most half of coalesce_timeout"));
+    msg = refusal("[limits]\ncoalesce_timeout = 5s\n", args, NULL); /* the default lease */
+    assert_non_null(strstr(msg, "fleet_lease"));
+    cfg = load(NULL, "--origin", "http://h:1", "--set", "limits.coalesce_timeout=5m", "--set",
+               "limits.fleet_lease=2s", NULL);
+    assert_non_null(cfg);
+    px_config_unref(cfg);
+    cfg = load(NULL, "--origin", "http://h:1", "--set", "limits.coalesce_timeout=1s", "--set",
+               "limits.fleet_lease=0", NULL);
+    assert_non_null(cfg); /* off */
+    px_config_unref(cfg);
+}
+
 static void test_ini_file_routes_and_their_defaults(void **state) {
     (void)state;
     char path[] = "/tmp/test_proxy_config_XXXXXX";
@@ -425,6 +449,7 @@ int main(void) {
         cmocka_unit_test(test_flags_fill_the_snapshot),
         cmocka_unit_test(test_sizes_take_every_unit),
         cmocka_unit_test(test_bad_values_are_refused),
+        cmocka_unit_test(test_fleet_lease_is_at_most_half_of_coalesce_timeout),
         cmocka_unit_test(test_ini_file_routes_and_their_defaults),
         cmocka_unit_test(test_route_match_takes_the_longest_prefix),
         cmocka_unit_test(test_flag_errors_say_which_flag_value_and_why),
