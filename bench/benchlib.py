@@ -27,11 +27,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def request(port, method, path, body=None, timeout=30):
+def request(port, method, path, body=None, timeout=30, headers=None):
     """One request on a new connection: (status, headers as a dict of lower-case names, body)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        c.request(method, path, body=body)
+        c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
         data = r.read()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data

@@ -1,0 +1,362 @@
+#!/usr/bin/python3
+"""The fleet benchmark (issue 16, section 3); bench/fleet.sh starts it, `make bench-fleet` runs it.
+
+    bench/fleet.py PROXY        BENCH_SECONDS=10 (each measured run), BENCH_RUNS=1 (hits: the
+                                median of this many runs), FLEET_SIZES=2,4
+
+One origin (tests/e2e/origin.py, 200 ms per answer on the herd paths) behind fleets of 2, then 4:
+  - corral-proxy instances (1 thread each, access log off) on one redis-server, with the near
+    cache (redis://...?near_cache=64MB);
+  - corral-proxy instances on a 3-primary Redis Cluster with a replica each (started by
+    scripts/redis-cluster), with the near cache: "n/a" with the reason when the script or the
+    cluster store is missing (the URL is tried with `corral get` before anything is measured);
+  - Varnish instances and nginx proxy_cache instances, each with its own cache as they are
+    deployed (the setups of bench/proxy.sh, nginx with 1 worker each).
+The clients are spread evenly over a fleet's instances (client i on instance i mod N; wrk's
+thread i on instance i mod N, bench/fleet.lua). For each fleet one table row:
+  - cold herd: 100 clients released together on a never-cached object: origin requests
+    (target for corral: 1, whatever the fleet's size);
+  - steady herd: 200 connections for BENCH_SECONDS on an object with max-age=1: origin requests
+    per expiry (target for corral: at most 1.2). An expiry is the origin requests that come
+    within 0.5 s of the first one after a quiet spell (the object lives 1 s, so one instance's
+    two fetches never fall in one window; the instances of a fleet whose caches are their own
+    drift apart by a few ms per expiry, much less than the window);
+  - hits: 64 connections for BENCH_SECONDS over 64 stored 1 KB objects: requests/s of the
+    fleet and p99;
+  - store node killed (corral only): the hits run again (for BENCH_SECONDS, at least 10: a
+    cluster's failover takes about 3 s), and a third of the way in the
+    redis-server is killed (SIGKILL) and started again at once on its port, empty (as systemd's
+    Restart= would), or one cluster primary is killed (its replica takes over): errors (non-2xx
+    answers, failed and timed-out requests), p99, and the time to recover: from the kill to the
+    last answer, of a probe asking each instance in turn every few ms, that was not a HIT.
+Everything runs on loopback on the machine's cores; the numbers compare, they do not bound.
+"""
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import http.client
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, Bench, cold_herd, free_port, request, versions, wrk  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+RUNS = int(os.environ.get("BENCH_RUNS", "1"))
+KILL_SECONDS = max(SECONDS, 10)  # a cluster fails over in ~3 s (scripts/redis-cluster)
+SIZES = [int(n) for n in os.environ.get("FLEET_SIZES", "2,4").split(",")]
+ORIGIN_S = 0.2
+COLD_CLIENTS = 100
+STEADY_CONNS = 200
+HIT_CONNS = 64
+HOT = 64
+EXPIRY_WINDOW_S = 0.5
+LUA = os.path.join(ROOT, "bench", "fleet.lua")
+NEAR = "near_cache=64MB"
+HOST = {"Host": "fleet"}  # one Host everywhere, whichever instance is asked: one cache key
+
+
+class NotAvailable(Exception):
+    """A fleet that cannot run here; its message goes in the table."""
+
+
+# ---- the stores -----------------------------------------------------------------------------
+
+class Redis:
+    """One redis-server on a free port; kill() kills it and starts it again at once."""
+    name = "redis-server + near cache"
+
+    def __init__(self, bench):
+        self.bench = bench
+        self.port = free_port()
+        self.start()
+        self.url = "redis://127.0.0.1:%d/0?key_prefix=fleet&%s" % (self.port, NEAR)
+
+    def start(self):
+        self.proc = self.bench.start("redis-%d" % self.port, [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no"])
+        self.bench.wait_port(self.port, self.proc, "redis-%d" % self.port)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.bench.procs.remove(self.proc)
+        self.start()
+        return "redis-server killed, restarted at once"
+
+    def stop(self):
+        self.bench.stop([self.proc])
+
+
+class Cluster:
+    """A Redis Cluster of 3 primaries with a replica each, started by scripts/redis-cluster (which
+    prints the seed list; OWNER_PID: its nodes go with this process), tried with the near cache
+    and then without it. NotAvailable when the script or the cluster store is missing."""
+
+    def __init__(self, bench, cli):
+        self.script = os.path.join(ROOT, "scripts", "redis-cluster")
+        if not os.access(self.script, os.X_OK):
+            raise NotAvailable("n/a (cluster store not built: no scripts/redis-cluster)")
+        self.dir = os.path.join(bench.work, "cluster-%d" % free_port())
+        r = subprocess.run([self.script, "start", self.dir, "6", "1"], capture_output=True,
+                           text=True, timeout=180, env=dict(os.environ, OWNER_PID=str(os.getpid())))
+        if r.returncode != 0:
+            raise NotAvailable("n/a (scripts/redis-cluster: %s)" % last_line(r.stderr, r.returncode))
+        seeds = r.stdout.strip()
+        self.name = "3-primary cluster + near cache"
+        self.url = "redis+cluster://%s/?key_prefix=fleet&%s" % (seeds, NEAR)
+        why = self.try_url(cli)
+        if why:
+            self.name = "3-primary cluster, no near cache (%s)" % why
+            self.url = "redis+cluster://%s/?key_prefix=fleet" % seeds
+            why = self.try_url(cli)
+            if why:
+                self.stop()
+                raise NotAvailable("n/a (cluster store not built: %s)" % why)
+
+    def try_url(self, cli):
+        """None when `corral get` through the URL answers (a miss), else why not."""
+        r = subprocess.run([cli, "get", self.url, "fleet-probe"], capture_output=True, text=True,
+                           timeout=30)
+        if r.returncode == 1:
+            return None
+        why = last_line(r.stderr, r.returncode)  # "corral get: URL: url: unknown scheme ..."
+        return why.split(": url: ")[-1].split(" (known:")[0]
+
+    def kill(self):
+        r = subprocess.run([self.script, "kill-primary", self.dir], capture_output=True,
+                           text=True, timeout=60)
+        return "primary %s killed (SIGKILL); its replica takes over" % r.stdout.strip() \
+            if r.returncode == 0 else "kill-primary failed: %s" % last_line(r.stderr, r.returncode)
+
+    def stop(self):
+        subprocess.run([self.script, "stop", self.dir], capture_output=True, timeout=60)
+
+
+def last_line(text, rc):
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "exit %d" % rc
+
+
+# ---- the fleets -----------------------------------------------------------------------------
+
+class Fleet:
+    def __init__(self, kind, n, ports, procs, store=None):
+        self.kind, self.n, self.ports, self.procs, self.store = kind, n, ports, procs, store
+
+
+def start_corral(bench, proxy, origin, n, store):
+    ports, procs = [], []
+    for i in range(n):
+        port = free_port()
+        name = "corral-%d" % port
+        p = bench.start(name, [proxy, "--origin", "http://127.0.0.1:%d" % origin.port,
+                               "--listen", "127.0.0.1:%d" % port, "--threads", "1",
+                               "--access-log", "off", "--store", store.url])
+        bench.wait_port(port, p, name)
+        ports.append(port)
+        procs.append(p)
+    return ports, procs
+
+
+def start_fleet(bench, proxy, cli, origin, kind, n):
+    """The fleet of `kind` and size n, or NotAvailable."""
+    if kind in ("redis", "cluster"):
+        store = Redis(bench) if kind == "redis" else Cluster(bench, cli)
+        ports, procs = start_corral(bench, proxy, origin, n, store)
+        return Fleet(kind, n, ports, procs, store)
+    ports = [free_port() for _ in range(n)]
+    if kind == "varnish":
+        procs = [bench.start_varnish("varnish-%d" % p, p, origin.port, "64m") for p in ports]
+    else:
+        procs = [bench.start_nginx("nginx-%d" % p, p, origin.port, workers=1) for p in ports]
+    return Fleet(kind, n, ports, procs)
+
+
+def stop_fleet(bench, fleet):
+    bench.stop(fleet.procs)
+    if fleet.store:
+        fleet.store.stop()
+
+
+# ---- the measurements -----------------------------------------------------------------------
+
+def fleet_wrk(fleet, path, conns, paths=1, seconds=SECONDS):
+    threads = fleet.n * max(1, 2 // fleet.n)
+    return wrk("http://127.0.0.1:%d/" % fleet.ports[0], conns, seconds, threads=threads,
+               script=LUA, timeout="10s",
+               env={"FLEET_PORTS": ",".join(map(str, fleet.ports)), "FLEET_PATH": path,
+                    "FLEET_PATHS": str(paths)})
+
+
+def expiries(times):
+    """The origin request times grouped into expiries (see the opening comment)."""
+    groups = []
+    for t in sorted(times):
+        if not groups or t - groups[-1][0] > EXPIRY_WINDOW_S:
+            groups.append([t])
+        else:
+            groups[-1].append(t)
+    return groups
+
+
+class Probe(threading.Thread):
+    """Asks each instance in turn for one of the hot objects, every few ms, until stopped;
+    keeps (time answered, ok, X-Cache)."""
+
+    def __init__(self, fleet, tag):
+        super().__init__(daemon=True)
+        self.fleet, self.tag = fleet, tag
+        self.samples = []
+        self.halt = threading.Event()
+
+    def run(self):
+        conns = {}
+        k = 0
+        while not self.halt.is_set():
+            port = self.fleet.ports[k % self.fleet.n]
+            path = "/%s/hot/%d" % (self.tag, k % HOT)
+            k += 1
+            try:
+                c = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conns[port] = c
+                c.request("GET", path, headers=HOST)
+                r = c.getresponse()
+                r.read()
+                self.samples.append((time.monotonic(), r.status == 200, r.getheader("X-Cache")))
+            except (OSError, http.client.HTTPException):
+                conns.pop(port, None)
+                self.samples.append((time.monotonic(), False, None))
+            time.sleep(0.005)
+
+
+def measure(bench, origin, fleet, tag):
+    res = {}
+    hdr = {"Cache-Control": "max-age=3600"}
+
+    # The cold herd.
+    cold = "/%s/cold" % tag
+    origin.script(cold, body_size=1024, delay=ORIGIN_S, headers=hdr)
+    cold_herd(fleet.ports, cold, COLD_CLIENTS)
+    res["cold"] = "%d" % origin.count(cold)
+
+    # The steady herd: every instance has the object, then 200 connections for SECONDS.
+    steady = "/%s/steady" % tag
+    origin.script(steady, body_size=1024, delay=ORIGIN_S, headers={"Cache-Control": "max-age=1"})
+    warm = [threading.Thread(target=request, args=(port, "GET", steady), kwargs={"headers": HOST})
+            for port in fleet.ports]  # together: caches of their own begin in step
+    for t in warm:
+        t.start()
+    for t in warm:
+        t.join()
+    begin = time.monotonic()
+    fleet_wrk(fleet, steady, STEADY_CONNS)
+    times = [r["time"] for r in origin.stats(steady)["requests"] if r["time"] >= begin]
+    groups = expiries(times)
+    res["steady"] = "%.2f (%d/%d)" % (len(times) / len(groups), len(times), len(groups)) \
+        if groups else "no expiry"
+
+    # Hits over 64 objects, each stored on every instance first.
+    hot = "/%s/hot/%%d" % tag
+    for i in range(HOT):
+        origin.script(hot % i, body_size=1024, headers=hdr)
+        for port in fleet.ports:
+            request(port, "GET", hot % i, headers=HOST)
+    runs = [fleet_wrk(fleet, hot, HIT_CONNS, HOT) for _ in range(RUNS)]
+    res["rps"] = "%.0f" % statistics.median(r["rps"] for r in runs)
+    res["p99"] = "%.2f" % statistics.median(r["p99"] for r in runs)
+
+    # The same with a store node killed a third of the way in.
+    if not fleet.store:
+        res["kill"] = res["kill_p99"] = res["recover"] = "n/a (own caches)"
+        return res
+    probe = Probe(fleet, tag)
+    probe.start()
+    killed = {}
+
+    def kill():
+        time.sleep(KILL_SECONDS / 3)
+        killed["at"] = time.monotonic()
+        killed["what"] = fleet.store.kill()
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    r = fleet_wrk(fleet, hot, HIT_CONNS, HOT, KILL_SECONDS)
+    killer.join()
+    probe.halt.set()
+    probe.join()
+    after = [s for s in probe.samples if s[0] >= killed["at"]]
+    bad = [s for s in after if not (s[1] and s[2] == "HIT")]
+    probe_errors = sum(1 for s in probe.samples if not s[1])
+    res["kill"] = "%d" % (r["non2xx"] + r["socket_errors"] + probe_errors)
+    res["kill_p99"] = "%.1f" % r["p99"]
+    if not bad:
+        res["recover"] = "0 (no miss)"
+    elif bad[-1] is after[-1]:
+        res["recover"] = "not in %.1f s" % (after[-1][0] - killed["at"])
+    else:
+        res["recover"] = "%.2f" % (bad[-1][0] - killed["at"])
+    res["killed"] = killed["what"]
+    return res
+
+
+def main():
+    proxy = os.path.abspath(sys.argv[1])
+    cli = os.path.join(os.path.dirname(proxy), "corral")
+    nginx_v, varnish_v = versions()
+    label = {
+        "redis": "corral-proxy, " + Redis.name,
+        "cluster": "corral-proxy, 3-primary cluster",
+        "varnish": "Varnish %s, own caches" % varnish_v,
+        "nginx": "nginx %s proxy_cache, own caches" % nginx_v,
+    }
+    rows = []
+    notes = set()
+    bench = Bench("corral-fleet-")
+    try:
+        origin = bench.start_origin()
+        for n in SIZES:
+            for kind in ("redis", "cluster", "varnish", "nginx"):
+                name = "%d x %s" % (n, label[kind])
+                print("fleet: %s" % name, file=sys.stderr, flush=True)
+                try:
+                    fleet = start_fleet(bench, proxy, cli, origin, kind, n)
+                except NotAvailable as e:
+                    rows.append((name, None, str(e)))
+                    continue
+                if fleet.store:
+                    name = "%d x corral-proxy, %s" % (n, fleet.store.name)
+                try:
+                    res = measure(bench, origin, fleet, "%s%d" % (kind, n))
+                finally:
+                    stop_fleet(bench, fleet)
+                if "killed" in res:
+                    notes.add("%s: %s" % (kind, res["killed"]))
+                rows.append((name, res, None))
+    finally:
+        bench.stop_all()
+
+    cols = [("cold herd: origin requests", "cold"),
+            ("steady herd: origin req. per expiry (req/expiries)", "steady"),
+            ("hits/s", "rps"), ("hit p99 ms", "p99"),
+            ("node killed: errors", "kill"), ("killed: p99 ms", "kill_p99"),
+            ("time to recover s", "recover")]
+    print("The fleet: origin %d ms per answer; %d s per run (hits: median of %d); %d cores"
+          % (ORIGIN_S * 1000, SECONDS, RUNS, os.cpu_count()))
+    print()
+    print("| fleet | " + " | ".join(c[0] for c in cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for name, res, why in rows:
+        cells = [why] + [""] * (len(cols) - 1) if res is None else [res[k] for _, k in cols]
+        print("| %s | %s |" % (name, " | ".join(cells)))
+    print()
+    for note in sorted(notes):
+        print("killed: %s" % note)
+    print("targets for corral: 1 origin request per cold herd whatever the fleet's size; at most "
+          "1.2 origin requests per expiry")
+
+
+if __name__ == "__main__":
+    main()
