@@ -84,7 +84,7 @@ class Redis:
         self.proc.wait()
         self.bench.procs.remove(self.proc)
         self.start()
-        return "redis-server killed, restarted at once"
+        return "redis-server killed (SIGKILL), started again at once, empty"
 
     def stop(self):
         self.bench.stop([self.proc])
@@ -128,8 +128,7 @@ class Cluster:
     def kill(self):
         r = subprocess.run([self.script, "kill-primary", self.dir], capture_output=True,
                            text=True, timeout=60)
-        return "primary %s killed (SIGKILL); its replica takes over" % r.stdout.strip() \
-            if r.returncode == 0 else "kill-primary failed: %s" % last_line(r.stderr, r.returncode)
+        return "a primary killed (SIGKILL), its replica takes over" if r.returncode == 0 else "kill-primary failed: %s" % last_line(r.stderr, r.returncode)
 
     def stop(self):
         subprocess.run([self.script, "stop", self.dir], capture_output=True, timeout=60)
@@ -333,7 +332,7 @@ def main():
                 finally:
                     stop_fleet(bench, fleet)
                 if "killed" in res:
-                    notes.add("%s: %s" % (kind, res["killed"]))
+                    notes.add("%s: %s" % (fleet.store.name, res["killed"]))
                 rows.append((name, res, None))
     finally:
         bench.stop_all()
@@ -353,7 +352,7 @@ def main():
         print("| %s | %s |" % (name, " | ".join(cells)))
     print()
     for note in sorted(notes):
-        print("killed: %s" % note)
+        print("node killed, %s" % note)
     print("targets for corral: 1 origin request per cold herd whatever the fleet's size; at most "
           "1.2 origin requests per expiry")
 
