@@ -2,11 +2,12 @@
 """The fleet benchmark (issue 16, section 3); bench/fleet.sh starts it, `make bench-fleet` runs it.
 
     bench/fleet.py PROXY        BENCH_SECONDS=10 (each measured run), BENCH_RUNS=1 (hits: the
-                                median of this many runs), FLEET_SIZES=2,4
+                                median of this many runs), FLEET_SIZES=2,4,
+                                FLEET_KINDS=redis,redis-far,cluster,varnish,nginx
 
 One origin (tests/e2e/origin.py, 200 ms per answer on the herd paths) behind fleets of 2, then 4:
   - corral-proxy instances (1 thread each, access log off) on one redis-server, with the near
-    cache (redis://...?near_cache=64MB);
+    cache (redis://...?near_cache=64MB: "redis"), then without it ("redis-far");
   - corral-proxy instances on a 3-primary Redis Cluster with a replica each (started by
     scripts/redis-cluster), with the near cache: "n/a" with the reason when the script or the
     cluster store is missing (the URL is tried with `corral get` before anything is measured);
@@ -46,6 +47,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))
 KILL_SECONDS = max(SECONDS, 10)  # a cluster fails over in ~3 s (scripts/redis-cluster)
 SIZES = [int(n) for n in os.environ.get("FLEET_SIZES", "2,4").split(",")]
+KINDS = os.environ.get("FLEET_KINDS", "redis,redis-far,cluster,varnish,nginx").split(",")
 ORIGIN_S = 0.2
 COLD_CLIENTS = 100
 STEADY_CONNS = 200
@@ -64,14 +66,16 @@ class NotAvailable(Exception):
 # ---- the stores -----------------------------------------------------------------------------
 
 class Redis:
-    """One redis-server on a free port; kill() kills it and starts it again at once."""
-    name = "redis-server + near cache"
+    """One redis-server on a free port, used with the near cache or without it; kill() kills it
+    and starts it again at once."""
 
-    def __init__(self, bench):
+    def __init__(self, bench, near):
         self.bench = bench
         self.port = free_port()
         self.start()
-        self.url = "redis://127.0.0.1:%d/0?key_prefix=fleet&%s" % (self.port, NEAR)
+        self.name = "redis-server" + (" + near cache" if near else ", no near cache")
+        self.url = "redis://127.0.0.1:%d/0?key_prefix=fleet" % self.port + ("&" + NEAR if near
+                                                                          else "")
 
     def start(self):
         self.proc = self.bench.start("redis-%d" % self.port, [
@@ -162,8 +166,8 @@ def start_corral(bench, proxy, origin, n, store):
 
 def start_fleet(bench, proxy, cli, origin, kind, n):
     """The fleet of `kind` and size n, or NotAvailable."""
-    if kind in ("redis", "cluster"):
-        store = Redis(bench) if kind == "redis" else Cluster(bench, cli)
+    if kind in ("redis", "redis-far", "cluster"):
+        store = Cluster(bench, cli) if kind == "cluster" else Redis(bench, kind == "redis")
         ports, procs = start_corral(bench, proxy, origin, n, store)
         return Fleet(kind, n, ports, procs, store)
     ports = [free_port() for _ in range(n)]
@@ -306,18 +310,23 @@ def main():
     cli = os.path.join(os.path.dirname(proxy), "corral")
     nginx_v, varnish_v = versions()
     label = {
-        "redis": "corral-proxy, " + Redis.name,
+        "redis": "corral-proxy, redis-server + near cache",
+        "redis-far": "corral-proxy, redis-server, no near cache",
         "cluster": "corral-proxy, 3-primary cluster",
         "varnish": "Varnish %s, own caches" % varnish_v,
         "nginx": "nginx %s proxy_cache, own caches" % nginx_v,
     }
+    unknown = [k for k in KINDS if k not in label]
+    if unknown:
+        sys.exit("bench/fleet.py: FLEET_KINDS: unknown %s (known: %s)" % (
+            ", ".join(unknown), ",".join(label)))
     rows = []
     notes = set()
     bench = Bench("corral-fleet-")
     try:
         origin = bench.start_origin()
         for n in SIZES:
-            for kind in ("redis", "cluster", "varnish", "nginx"):
+            for kind in KINDS:
                 name = "%d x %s" % (n, label[kind])
                 print("fleet: %s" % name, file=sys.stderr, flush=True)
                 try:

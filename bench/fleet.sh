@@ -6,6 +6,7 @@
 # with which the cluster URL is tried).
 #
 #   bench/fleet.sh [path/to/corral-proxy]   BENCH_SECONDS=10 BENCH_RUNS=1 FLEET_SIZES=2,4
+#                                           FLEET_KINDS=redis,redis-far,cluster,varnish,nginx
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
