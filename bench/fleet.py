@@ -343,7 +343,7 @@ def main():
                 finally:
                     stop_fleet(bench, fleet)
                 if "killed" in res:
-                    notes.add("%s: %s" % (fleet.store.name, res["killed"]))
+                    notes.add("%s: %s" % (fleet.store.name.split(" (")[0], res["killed"]))
                 rows.append((name, res, None))
     finally:
         bench.stop_all()
