@@ -9,8 +9,9 @@ One origin (tests/e2e/origin.py, 200 ms per answer on the herd paths) behind fle
   - corral-proxy instances (1 thread each, access log off) on one redis-server, with the near
     cache (redis://...?near_cache=64MB: "redis"), then without it ("redis-far");
   - corral-proxy instances on a 3-primary Redis Cluster with a replica each (started by
-    scripts/redis-cluster), with the near cache: "n/a" with the reason when the script or the
-    cluster store is missing (the URL is tried with `corral get` before anything is measured);
+    scripts/redis-cluster), with the near cache, or without it when the store refuses it there
+    (the row says why); "n/a" with the reason when the script or the cluster store is missing
+    (the URL is tried with `corral get` before anything is measured);
   - Varnish instances and nginx proxy_cache instances, each with its own cache as they are
     deployed (the setups of bench/proxy.sh, nginx with 1 worker each).
 The clients are spread evenly over a fleet's instances (client i on instance i mod N; wrk's
@@ -20,17 +21,17 @@ thread i on instance i mod N, bench/fleet.lua). For each fleet one table row:
     (target: the origin's 200 ms + 10 ms);
   - steady herd: 200 connections for BENCH_SECONDS on an object with max-age=1: origin requests
     per expiry (target for corral: at most 1.2). An expiry is the origin requests that come
-    within 0.5 s of the first one after a quiet spell (the object lives 1 s, so one instance's
-    two fetches never fall in one window; the instances of a fleet whose caches are their own
-    drift apart by a few ms per expiry, much less than the window);
+    within 0.5 s of the first one after a quiet spell (the object lives at least 1 s, so one
+    instance's two fetches never fall in one window; instances with caches of their own are
+    warmed together, and stay in step within the window);
   - hits: 64 connections for BENCH_SECONDS over 64 stored 1 KB objects: requests/s of the
     fleet and p99;
   - store node killed (corral only): the hits run again (for BENCH_SECONDS, at least 10: a
-    cluster's failover takes about 3 s), and a third of the way in the
-    redis-server is killed (SIGKILL) and started again at once on its port, empty (as systemd's
-    Restart= would), or one cluster primary is killed (its replica takes over): errors (non-2xx
-    answers, failed and timed-out requests), p99, and the time to recover: from the kill to the
-    last answer, of a probe asking each instance in turn every few ms, that was not a HIT.
+    cluster's failover takes about 3 s), and a third of the way in the redis-server is killed
+    (SIGKILL) and started again at once on its port, empty (as systemd's Restart= would), or one
+    cluster primary is killed (its replica takes over): errors (non-2xx answers, failed and
+    timed-out requests, of wrk and of the probe), p99, and the time to recover: from the kill to
+    the last answer, of a probe asking each instance in turn every few ms, that was not a HIT.
 Everything runs on loopback on the machine's cores; the numbers compare, they do not bound.
 """
 import os

@@ -18,7 +18,8 @@
 #     and max latency;
 #   - a cold herd: 100 clients released together on a never-cached object (origin 200 ms):
 #     origin requests, the first answer, and how long after it the last waiter was answered.
-# Everything runs on loopback on the same cores; the numbers compare, they do not bound.
+# Everything runs on loopback on the same cores; the numbers compare, they do not bound. What it
+# shares with bench/fleet.py (processes, the origin, nginx and Varnish, wrk) is bench/benchlib.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
