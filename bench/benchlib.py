@@ -3,7 +3,10 @@ test origin (tests/e2e/origin.py), nginx proxy_cache and Varnish set up as bench
 describes, wrk's report parsed, and the cold herd driven from one thread.
 
 Every process started through a Bench is stopped by Bench.stop_all (SIGTERM, then SIGKILL after
-15 s), and its output goes to WORK/<name>.err, named in the error when it exits at startup.
+15 s), and its output goes to WORK/<name>.err, named in the error when it exits at startup;
+Bench.exited() says whether one has exited since. A Bench turns SIGTERM and SIGHUP into
+SystemExit, so a bench stopped that way still runs its stop_all (the processes, WORK and the
+caches on /dev/shm go with it); WORK is kept when keep_work() was called, to read the logs.
 """
 import http.client
 import json
@@ -11,6 +14,7 @@ import os
 import re
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,17 +43,49 @@ def request(port, method, path, body=None, timeout=30, headers=None):
         c.close()
 
 
+class Stopped(SystemExit):
+    """SIGTERM or SIGHUP arrived: a SystemExit, so the `finally` that calls stop_all runs."""
+
+
+def _exit_on_signal(signum, _frame):
+    raise Stopped(128 + signum)
+
+
 class Bench:
     def __init__(self, prefix):
         self.work = tempfile.mkdtemp(prefix=prefix)
         self.procs = []
+        self.names = {}  # process -> its name (WORK/<name>.err)
         self.dirs = []
+        self.cleanups = []  # callables stop_all calls, for what is not a process of ours
+        self.keep = False
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _exit_on_signal)
 
     def start(self, what, cmd, **kw):
         err = open(os.path.join(self.work, what + ".err"), "w")
         p = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, **kw)
         self.procs.append(p)
+        self.names[p] = what
         return p
+
+    def exited(self, procs):
+        """None while every one of procs runs; else the first in the list that exited: a line
+        with its name and exit code (negative: the signal that ended it), then its log's end."""
+        for p in procs:
+            if p.poll() is not None:
+                what = self.names.get(p, "pid %d" % p.pid)
+                head = "%s (pid %d) exited with code %d" % (what, p.pid, p.returncode)
+                if not os.path.exists(os.path.join(self.work, what + ".err")):
+                    return head + " (its output went to the bench's stderr)"
+                lines = self.log(what).strip().splitlines()[-10:]
+                tail = "\n".join("    " + line for line in lines) or "    (empty)"
+                return "%s\nthe end of %s/%s.err:\n%s" % (head, self.work, what, tail)
+        return None
+
+    def keep_work(self):
+        """stop_all leaves WORK (the logs) in place and names it."""
+        self.keep = True
 
     def wait_port(self, port, proc, what, seconds=30):
         end = time.monotonic() + seconds
@@ -83,18 +119,29 @@ class Bench:
         self.procs = [p for p in self.procs if p not in procs]
 
     def stop_all(self):
-        self.stop(list(self.procs))
-        shutil.rmtree(self.work, ignore_errors=True)
-        for d in self.dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        try:  # a second SIGTERM does not cut the cleanup short
+            for cleanup in list(self.cleanups):
+                cleanup()
+            self.stop(list(self.procs))
+            if self.keep:
+                print("bench: the logs are kept in %s" % self.work, file=sys.stderr)
+            else:
+                shutil.rmtree(self.work, ignore_errors=True)
+            for d in self.dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
     # ---- the origin: tests/e2e/origin.py, scripted per path ----
     def start_origin(self):
         origin = subprocess.Popen(
             ["/usr/bin/python3", os.path.join(ROOT, "tests/e2e/origin.py"), "--port", "0"],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, text=True)  # its stderr is the bench's
         self.procs.append(origin)
-        return Origin(int(origin.stdout.readline().split()[1]))
+        self.names[origin] = "origin"
+        return Origin(int(origin.stdout.readline().split()[1]), origin)
 
     # ---- nginx proxy_cache, its best setup (bench/proxy.sh) ----
     def start_nginx(self, name, port, oport, workers=2):
@@ -120,8 +167,8 @@ class Bench:
 
 
 class Origin:
-    def __init__(self, port):
-        self.port = port
+    def __init__(self, port, proc):
+        self.port, self.proc = port, proc
 
     def script(self, path, **spec):
         spec["path"] = path
