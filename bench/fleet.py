@@ -40,10 +40,12 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ROOT, Bench, cold_herd, free_port, request, versions, wrk  # noqa: E402
+from benchlib import (ROOT, Bench, Stopped, cold_herd, free_port, request, versions,  # noqa: E402
+                      wrk)
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))
@@ -63,6 +65,21 @@ HOST = {"Host": "fleet"}  # one Host everywhere, whichever instance is asked: on
 
 class NotAvailable(Exception):
     """A fleet that cannot run here; its message goes in the table."""
+
+
+class FleetFailed(Exception):
+    """A fleet whose run went wrong (a process exited, the store's kill failed): the table so far
+    is printed and the bench exits 1."""
+
+
+def describe(e):
+    """One exception as one line or a few: what the bench says about a failure."""
+    if isinstance(e, SystemExit):
+        return str(e.code)
+    if isinstance(e, subprocess.CalledProcessError):
+        return "%s exited with code %d: %s" % (e.cmd[0], e.returncode,
+                                                last_line(e.stderr or e.stdout or "", e.returncode))
+    return "%s: %s" % (type(e).__name__, e)
 
 
 # ---- the stores -----------------------------------------------------------------------------
@@ -85,7 +102,11 @@ class Redis:
             "--appendonly", "no"])
         self.bench.wait_port(self.port, self.proc, "redis-%d" % self.port)
 
+    def procs(self):
+        return [self.proc]
+
     def kill(self):
+        """Raises SystemExit (bench.wait_port's) when the new redis-server does not start."""
         self.proc.kill()
         self.proc.wait()
         self.bench.procs.remove(self.proc)
@@ -99,7 +120,8 @@ class Redis:
 class Cluster:
     """A Redis Cluster of 3 primaries with a replica each, started by scripts/redis-cluster (which
     prints the seed list; OWNER_PID: its nodes go with this process), tried with the near cache
-    and then without it. NotAvailable when the script or the cluster store is missing."""
+    and then without it. NotAvailable when the script or the cluster store is missing. Once
+    started it is one of the bench's cleanups, so stop_all stops it whatever fails after."""
 
     def __init__(self, bench, cli):
         self.script = os.path.join(ROOT, "scripts", "redis-cluster")
@@ -109,7 +131,10 @@ class Cluster:
         r = subprocess.run([self.script, "start", self.dir, "6", "1"], capture_output=True,
                            text=True, timeout=180, env=dict(os.environ, OWNER_PID=str(os.getpid())))
         if r.returncode != 0:
-            raise NotAvailable("n/a (scripts/redis-cluster: %s)" % last_line(r.stderr, r.returncode))
+            raise NotAvailable("n/a (scripts/redis-cluster: %s)"
+                               % last_line(r.stderr, r.returncode))
+        bench.cleanups.append(self.stop)
+        self.bench = bench
         seeds = r.stdout.strip()
         self.name = "3-primary cluster + near cache"
         self.url = "redis+cluster://%s/?key_prefix=fleet&%s" % (seeds, NEAR)
@@ -131,13 +156,21 @@ class Cluster:
         why = last_line(r.stderr, r.returncode)  # "corral get: URL: url: unknown scheme ..."
         return why.split(": url: ")[-1].split(" (known:")[0]
 
+    def procs(self):
+        return []  # the nodes are the script's (it kills them when this process is gone)
+
     def kill(self):
         r = subprocess.run([self.script, "kill-primary", self.dir], capture_output=True,
                            text=True, timeout=60)
-        return "a primary killed (SIGKILL), its replica takes over" if r.returncode == 0 else "kill-primary failed: %s" % last_line(r.stderr, r.returncode)
+        if r.returncode != 0:
+            raise RuntimeError("scripts/redis-cluster kill-primary: %s"
+                               % last_line(r.stderr, r.returncode))
+        return "a primary killed (SIGKILL), its replica takes over"
 
     def stop(self):
-        subprocess.run([self.script, "stop", self.dir], capture_output=True, timeout=60)
+        if self.stop in self.bench.cleanups:
+            self.bench.cleanups.remove(self.stop)
+            subprocess.run([self.script, "stop", self.dir], capture_output=True, timeout=60)
 
 
 def last_line(text, rc):
@@ -150,6 +183,16 @@ def last_line(text, rc):
 class Fleet:
     def __init__(self, kind, n, ports, procs, store=None):
         self.kind, self.n, self.ports, self.procs, self.store = kind, n, ports, procs, store
+
+    def needs(self, origin):
+        """The processes the fleet needs: its instances, its redis-server, the origin."""
+        return self.procs + (self.store.procs() if self.store else []) + [origin.proc]
+
+    def check(self, bench, origin, after):
+        """FleetFailed when one of the processes it needs has exited (bench.exited says how)."""
+        why = bench.exited(self.needs(origin))
+        if why:
+            raise FleetFailed("after %s: %s" % (after, why))
 
 
 def start_corral(bench, proxy, origin, n, store):
@@ -245,6 +288,7 @@ def measure(bench, origin, fleet, tag):
     cold = "/%s/cold" % tag
     origin.script(cold, body_size=1024, delay=ORIGIN_S, headers=hdr)
     first, spread = cold_herd(fleet.ports, cold, COLD_CLIENTS)
+    fleet.check(bench, origin, "the cold herd")
     res["cold"] = "%d" % origin.count(cold)
     res["cold_last"] = "%.0f" % (first + spread)
 
@@ -259,6 +303,7 @@ def measure(bench, origin, fleet, tag):
         t.join()
     begin = time.monotonic()
     fleet_wrk(fleet, steady, STEADY_CONNS)
+    fleet.check(bench, origin, "the steady herd")
     times = [r["time"] for r in origin.stats(steady)["requests"] if r["time"] >= begin]
     groups = expiries(times)
     res["steady"] = "%.2f (%d/%d)" % (len(times) / len(groups), len(times), len(groups)) \
@@ -271,6 +316,7 @@ def measure(bench, origin, fleet, tag):
         for port in fleet.ports:
             request(port, "GET", hot % i, headers=HOST)
     runs = [fleet_wrk(fleet, hot, HIT_CONNS, HOT) for _ in range(RUNS)]
+    fleet.check(bench, origin, "the hits")
     res["rps"] = "%.0f" % statistics.median(r["rps"] for r in runs)
     res["p99"] = "%.2f" % statistics.median(r["p99"] for r in runs)
 
@@ -279,26 +325,43 @@ def measure(bench, origin, fleet, tag):
         res["kill"] = res["kill_p99"] = res["recover"] = "n/a (own caches)"
         return res
     probe = Probe(fleet, tag)
-    probe.start()
     killed = {}
+    cancel = threading.Event()
 
     def kill():
-        time.sleep(KILL_SECONDS / 3)
+        if cancel.wait(KILL_SECONDS / 3):
+            return
         killed["at"] = time.monotonic()
-        killed["what"] = fleet.store.kill()
+        try:
+            killed["what"] = fleet.store.kill()
+        except BaseException as e:  # SystemExit too: a redis-server that did not start again
+            killed["error"] = describe(e)
 
-    killer = threading.Thread(target=kill)
+    killer = threading.Thread(target=kill, daemon=True)
+    probe.start()
     killer.start()
-    r = fleet_wrk(fleet, hot, HIT_CONNS, HOT, KILL_SECONDS)
-    killer.join()
-    probe.halt.set()
-    probe.join()
+    try:
+        r = fleet_wrk(fleet, hot, HIT_CONNS, HOT, KILL_SECONDS)
+    except BaseException:
+        cancel.set()  # no kill (nor a restarted store) after the bench has moved on
+        raise
+    finally:
+        killer.join()
+        probe.halt.set()
+        probe.join()
+    if "error" in killed:
+        raise FleetFailed("killing the store node: %s" % killed["error"])
+    if "at" not in killed:
+        raise FleetFailed("the store node was not killed within the %d s run" % KILL_SECONDS)
+    fleet.check(bench, origin, "the run with the store node killed")
     after = [s for s in probe.samples if s[0] >= killed["at"]]
     bad = [s for s in after if not (s[1] and s[2] == "HIT")]
     probe_errors = sum(1 for s in probe.samples if not s[1])
     res["kill"] = "%d" % (r["non2xx"] + r["socket_errors"] + probe_errors)
     res["kill_p99"] = "%.1f" % r["p99"]
-    if not bad:
+    if not after:
+        res["recover"] = "n/a (no probe answer after the kill)"
+    elif not bad:
         res["recover"] = "0 (no miss)"
     elif bad[-1] is after[-1]:
         res["recover"] = "not in %.1f s" % (after[-1][0] - killed["at"])
@@ -325,27 +388,44 @@ def main():
             ", ".join(unknown), ",".join(label)))
     rows = []
     notes = set()
+    failed = None
     bench = Bench("corral-fleet-")
     try:
         origin = bench.start_origin()
-        for n in SIZES:
-            for kind in KINDS:
-                name = "%d x %s" % (n, label[kind])
-                print("fleet: %s" % name, file=sys.stderr, flush=True)
-                try:
-                    fleet = start_fleet(bench, proxy, cli, origin, kind, n)
-                except NotAvailable as e:
-                    rows.append((name, None, str(e)))
-                    continue
+        for n, kind in [(n, kind) for n in SIZES for kind in KINDS]:
+            name = "%d x %s" % (n, label[kind])
+            print("fleet: %s" % name, file=sys.stderr, flush=True)
+            fleet = None
+            try:
+                fleet = start_fleet(bench, proxy, cli, origin, kind, n)
                 if fleet.store:
                     name = "%d x corral-proxy, %s" % (n, fleet.store.name)
-                try:
-                    res = measure(bench, origin, fleet, "%s%d" % (kind, n))
-                finally:
+                res = measure(bench, origin, fleet, "%s%d" % (kind, n))
+            except NotAvailable as e:
+                rows.append((name, None, str(e)))
+                continue
+            except Stopped:
+                raise
+            except (Exception, SystemExit) as e:
+                # A process that exited explains a failed request better than the request does.
+                dead = fleet and bench.exited(fleet.needs(origin))
+                if isinstance(e, FleetFailed):
+                    failed = str(e)
+                elif dead:
+                    failed = "%s\n(what the bench saw: %s)" % (dead, describe(e))
+                else:
+                    if not isinstance(e, SystemExit):  # not one of the bench's own messages
+                        traceback.print_exc()
+                    failed = describe(e)
+                bench.keep_work()
+                rows.append((name, None, "FAILED: " + failed.splitlines()[0]))
+                break
+            finally:
+                if fleet:
                     stop_fleet(bench, fleet)
-                if "killed" in res:
-                    notes.add("%s: %s" % (fleet.store.name.split(" (")[0], res["killed"]))
-                rows.append((name, res, None))
+            if "killed" in res:
+                notes.add("%s: %s" % (fleet.store.name.split(" (")[0], res["killed"]))
+            rows.append((name, res, None))
     finally:
         bench.stop_all()
 
@@ -368,6 +448,8 @@ def main():
     print("targets for corral: 1 origin request per cold herd whatever the fleet's size, every "
           "client answered within %d ms; at most 1.2 origin requests per expiry"
           % (ORIGIN_S * 1000 + 10))
+    if failed:
+        sys.exit("bench/fleet.py: %s: %s" % (rows[-1][0], failed))
 
 
 if __name__ == "__main__":
