@@ -157,11 +157,12 @@ class Bench:
         self.wait_port(port, p, name)
         return p
 
-    # ---- Varnish: -s malloc, the builtin VCL, default grace ----
-    def start_varnish(self, name, port, oport, malloc="256m"):
+    # ---- Varnish: -s malloc, the builtin VCL, default grace; params: more -p NAME=VALUE ----
+    def start_varnish(self, name, port, oport, malloc="256m", params=()):
         p = self.start(name, ["varnishd", "-F", "-j", "none", "-n", os.path.join(self.work, name),
                               "-a", "127.0.0.1:%d" % port, "-b", "127.0.0.1:%d" % oport,
-                              "-s", "malloc," + malloc])
+                              "-s", "malloc," + malloc]
+                       + [a for param in params for a in ("-p", param)])
         self.wait_port(port, p, name)
         return p
 

@@ -13,17 +13,22 @@ One origin (tests/e2e/origin.py, 200 ms per answer on the herd paths) behind fle
     (the row says why); "n/a" with the reason when the script or the cluster store is missing
     (the URL is tried with `corral get` before anything is measured);
   - Varnish instances and nginx proxy_cache instances, each with its own cache as they are
-    deployed (the setups of bench/proxy.sh, nginx with 1 worker each).
-The clients are spread evenly over a fleet's instances (client i on instance i mod N; wrk's
-thread i on instance i mod N, bench/fleet.lua). For each fleet one table row:
+    deployed (the setups of bench/proxy.sh).
+Each instance is set up to use one core: corral-proxy --threads 1 (one event loop), nginx 1
+worker, Varnish -p thread_pools=1 (one pool; its worker threads are still one per connection,
+so it alone can spread over more than one core). The clients are spread evenly over a fleet's
+instances (client i on instance i mod N; wrk runs one thread per instance, 2 for a fleet of 1,
+and thread i sends to instance i mod N, bench/fleet.lua). For each fleet one table row:
   - cold herd: 100 clients released together on a never-cached object: origin requests
     (target for corral: 1, whatever the fleet's size), and when the last client had its answer
     (target: the origin's 200 ms + 10 ms);
-  - steady herd: 200 connections for BENCH_SECONDS on an object with max-age=1: origin requests
-    per expiry (target for corral: at most 1.2). An expiry is the origin requests that come
-    within 0.5 s of the first one after a quiet spell (the object lives at least 1 s, so one
-    instance's two fetches never fall in one window; instances with caches of their own are
-    warmed together, and stay in step within the window);
+  - steady herd: one request per instance, sent together, stores an object with max-age=1
+    everywhere; then 200 connections for BENCH_SECONDS: origin requests per expiry (target for
+    corral: at most 1.2), counting only the origin requests from the start of that run (`begin`
+    leaves the warm-up's out). A copy's age counts from the origin's Date, in whole seconds, so
+    the first refetch comes less than 1 s after the warm-up (0.6-0.8 s in runs here), the later
+    ones on the origin's whole seconds, the instances in step. expiries() groups the request
+    times: a request more than 0.5 s after its group's first begins a new group, an expiry;
   - hits: 64 connections for BENCH_SECONDS over 64 stored 1 KB objects: requests/s of the
     fleet and p99;
   - store node killed (corral only): the hits run again (for BENCH_SECONDS, at least 10: a
@@ -217,7 +222,8 @@ def start_fleet(bench, proxy, cli, origin, kind, n):
         return Fleet(kind, n, ports, procs, store)
     ports = [free_port() for _ in range(n)]
     if kind == "varnish":
-        procs = [bench.start_varnish("varnish-%d" % p, p, origin.port, "64m") for p in ports]
+        procs = [bench.start_varnish("varnish-%d" % p, p, origin.port, "64m", ["thread_pools=1"])
+                 for p in ports]
     else:
         procs = [bench.start_nginx("nginx-%d" % p, p, origin.port, workers=1) for p in ports]
     return Fleet(kind, n, ports, procs)
