@@ -5,8 +5,9 @@
 #   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
 #   make bench   build optimised, run every benchmark (bench/bench_*, bench/bench_django.py)
 #   make bench-proxy   corral-proxy vs nginx proxy_cache vs Varnish (bench/proxy.sh), one table
-#   make bench-fleet   fleets of 2 and 4: corral-proxy on one Redis and on a Redis Cluster vs
-#                Varnish and nginx (bench/fleet.sh; BENCH_SECONDS, FLEET_SIZES), one table
+#   make bench-fleet   fleets of 2 and 4: corral-proxy on one Redis (with the near cache and
+#                without) and on a Redis Cluster vs Varnish and nginx (bench/fleet.sh;
+#                BENCH_SECONDS, FLEET_SIZES, FLEET_KINDS), one table
 #   make soak    corral-proxy under wrk load and injected faults, memory store then Redis
 #                (bench/soak.sh; SOAK_SECONDS, default 300); not part of make test
 #   make tsan    build with ThreadSanitizer, run the unit tests

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/fleet.sh - fleets of 2 and 4 proxies behind one origin, one table (issue 16, section 3):
-# corral-proxy on one redis-server and on a Redis Cluster, both with the near cache, beside as
-# many Varnish and nginx proxy_cache instances; bench/fleet.py says what is measured and how.
+# corral-proxy on one redis-server, with the near cache and without it, and on a Redis Cluster
+# (with the near cache where the cluster store takes it), beside as many Varnish and nginx
+# proxy_cache instances; bench/fleet.py says what is measured and how.
 # Run by `make bench-fleet`, which builds the release binaries (corral-proxy and the corral CLI,
 # with which the cluster URL is tried).
 #
