@@ -5,6 +5,9 @@
 #   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
 #   make bench   build optimised, run every benchmark (bench/bench_*, bench/bench_django.py)
 #   make bench-proxy   corral-proxy vs nginx proxy_cache vs Varnish (bench/proxy.sh), one table
+#   make bench-fleet   fleets of 2 and 4: corral-proxy on one Redis (with the near cache and
+#                without) and on a Redis Cluster vs Varnish and nginx (bench/fleet.sh;
+#                BENCH_SECONDS, FLEET_SIZES, FLEET_KINDS), one table
 #   make soak    corral-proxy under wrk load and injected faults, memory store then Redis
 #                (bench/soak.sh; SOAK_SECONDS, default 300); not part of make test
 #   make tsan    build with ThreadSanitizer, run the unit tests
@@ -17,7 +20,7 @@ FUZZ_SECONDS ?= 20
 CMAKE        := cmake
 CFG_COMMON   := -DCORRAL_WERROR=ON
 
-.PHONY: all bootstrap run demo test bench bench-proxy soak tsan fuzz format format-check install clean
+.PHONY: all bootstrap run demo test bench bench-proxy bench-fleet soak tsan fuzz format format-check install clean
 
 all: build/release/.built
 
@@ -63,6 +66,10 @@ bench: build/release/.built
 # corral-proxy beside nginx proxy_cache and Varnish (installs them and wrk when missing).
 bench-proxy: build/release/.built
 	bench/proxy.sh build/release/corral-proxy
+
+# Fleets of proxies on a shared store, beside Varnish and nginx (installs them and wrk).
+bench-fleet: build/release/.built
+	bench/fleet.sh build/release/corral-proxy
 
 # Faults on a schedule under load; a table at the end, exit 0 only when clean.
 soak: build/release/.built

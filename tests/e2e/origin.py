@@ -8,7 +8,8 @@ Each path's answers are scripted by the tests through control endpoints:
     POST /__ctl/script   {"path": "/x", ...spec}  or  {"path": "/x", "sequence": [spec, ...]}
     GET  /__ctl/stats?path=/x   {"count": n, "in_flight": n, "max_in_flight": n,
                                  "requests": [{"method":..., "target":..., "headers": {...},
-                                               "body_len": n}, ...]}
+                                               "body_len": n, "time": t}, ...]}
+                         (t: the origin's time.monotonic() when it had read the request)
     POST /__ctl/reset
     POST /__ctl/drop_idle   resets (RST) every keep-alive connection idle after an answer, as an
                             origin's idle timeout does; answers {"closed": n} once they are closed
@@ -212,7 +213,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(url, body)
         record = {"method": self.command, "target": self.path,
                   "headers": {k.lower(): v for k, v in self.headers.items()},
-                  "body_len": len(body)}
+                  "body_len": len(body), "time": time.monotonic()}
         n, spec = STATE.begin(url.path, record)
         if spec.get("drop"):
             STATE.end(url.path)
