@@ -300,10 +300,24 @@ static bool loaded(corral__redis_cluster *cl) {
     return l;
 }
 
+/* Loads the first map, or waits for the one another thread is loading (the near cache's
+ * tracker, a call of another thread), in 1 ms pauses for at most a command timeout: a call made
+ * meanwhile must not fail for want of a map that is on its way. */
+static void first_map(corral__redis_cluster *cl) {
+    if (loaded(cl) || refresh(cl, true, NULL, from_now(cl))) return;
+    uint64_t deadline = corral__monotonic_ns() + cl->command_timeout_ns;
+    while (!loaded(cl) && atomic_load_explicit(&cl->refreshing, memory_order_acquire) &&
+           corral__monotonic_ns() < deadline) {
+        struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000 };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+}
+
 int corral__redis_cluster_node_of(corral__redis_cluster *cl, corral__redis_role role,
                                   uint16_t slot) {
     CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
-    if (!loaded(cl)) refresh(cl, true, NULL, from_now(cl));
+    first_map(cl);
     int node = route(cl, role, slot);
     if (node < 0 && refresh(cl, false, NULL, from_now(cl))) node = route(cl, role, slot);
     return node;
@@ -568,7 +582,7 @@ void corral__redis_cluster_free(corral__redis_cluster *cl) {
 
 size_t corral__redis_cluster_primaries(corral__redis_cluster *cl, int *out) {
     CORRAL_CHECK_OBJ(cl, CLUSTER_MAGIC);
-    if (!loaded(cl)) refresh(cl, true, NULL, from_now(cl));
+    first_map(cl);
     pthread_rwlock_rdlock(&cl->lock);
     size_t n = cl->n_shards;
     for (size_t i = 0; i < n; i++)
