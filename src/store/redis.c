@@ -251,11 +251,11 @@ static int int_result(corral__redis_call *c, redisReply *r) {
 
 /* ---- Single-key operations ---- */
 
-static int r_get(corral__store *base, const corral__skey *k, corral_value **out) {
-    redis_store *s = store_of(base);
+int corral__redis_get_role(redis_store *s, corral__redis_role role, const corral__skey *k,
+                           corral_value **out) {
     *out = NULL;
     corral__redis_call c;
-    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ, k->data, k->len, &c);
+    int rc = corral__redis_begin_key(s, role, k->data, k->len, &c);
     if (rc != CORRAL_OK) return rc;
     const char *argv[2] = { "GET", k->data };
     size_t lens[2] = { 3, k->len };
@@ -271,6 +271,10 @@ static int r_get(corral__store *base, const corral__skey *k, corral_value **out)
     freeReplyObject(r);
     corral__redis_end(&c);
     return rc;
+}
+
+static int r_get(corral__store *base, const corral__skey *k, corral_value **out) {
+    return corral__redis_get_role(store_of(base), CORRAL__REDIS_READ, k, out);
 }
 
 static int r_get_into(corral__store *base, const corral__skey *k, void *buf, size_t cap,

@@ -160,28 +160,6 @@ static void run_group(many *m, corral__redis_role role, size_t first, size_t n, 
     if (broken) corral__redis_cluster_lost(m->s->cluster, nd);
 }
 
-/* A GET of `k` on its slot's primary, following redirections (for the near cache's reads,
- * which must not read a replica). As the store's get. */
-static int get_primary(redis_store *s, const corral__skey *k, corral_value **out) {
-    corral__redis_call c;
-    int rc = corral__redis_begin_key(s, CORRAL__REDIS_READ_PRIMARY, k->data, k->len, &c);
-    if (rc != CORRAL_OK) return rc;
-    const char *argv[2] = { "GET", k->data };
-    size_t lens[2] = { 3, k->len };
-    redisReply *r = corral__redis_cmd(s, &c, 2, argv, lens);
-    if (!r)
-        rc = corral__redis_failed(&c);
-    else if (r->type == REDIS_REPLY_STRING)
-        rc = corral__redis_make_value(s, r, out);
-    else if (r->type == REDIS_REPLY_NIL)
-        rc = CORRAL_MISS;
-    else
-        rc = corral__redis_error_reply(&c, r);
-    freeReplyObject(r);
-    corral__redis_end(&c);
-    return rc;
-}
-
 /* Groups, sends and reads; then the redirected keys one by one (a read for the near cache on
  * the primary, its TTL left 0: not kept near, as the slot is moving). */
 static void run(many *m, corral__redis_role role, size_t n, int *node) {
@@ -199,7 +177,8 @@ static void run(many *m, corral__redis_role role, size_t n, int *node) {
         if (node[i] != AGAIN) continue;
         int rc = CORRAL_OK;
         if (m->op == OP_GET) {
-            rc = m->ttls ? get_primary(m->s, &m->ks[i], &m->out[i])
+            rc = m->ttls ? corral__redis_get_role(m->s, CORRAL__REDIS_READ_PRIMARY, &m->ks[i],
+                                                  &m->out[i])
                          : base->ops->get(base, &m->ks[i], &m->out[i]);
         } else if (m->op == OP_SET) {
             rc = base->ops->set(base, &m->ks[i], m->vals[i].data, m->vals[i].len, m->ttl_ms,
@@ -353,7 +332,8 @@ static int get_parallel(redis_store *s, const corral__skey *ks, size_t n, corral
     for (size_t g = 0; g < nn; g++) /* with no call held: the refresh waits on none of ours */
         if (!read_all[g]) corral__redis_cluster_lost(s->cluster, nodes[g]);
     for (size_t i = 0; i < n && rc == CORRAL_OK; i++)
-        if (node[i] == AGAIN) (void)get_primary(s, &ks[i], &out[i]);
+        if (node[i] == AGAIN)
+            (void)corral__redis_get_role(s, CORRAL__REDIS_READ_PRIMARY, &ks[i], &out[i]);
     return rc;
 }
 

@@ -91,6 +91,11 @@ static inline size_t header_len(const redis_store *s, const char *bytes, size_t 
 /* A value holding a copy of a reply's bytes (decoded in Django's format), its envelope header
  * (if any) before `data`. CORRAL_OK, CORRAL_ENOMEM or CORRAL_EFORMAT. */
 int corral__redis_make_value(redis_store *s, const redisReply *r, corral_value **out);
+/* A GET of `k` through a connection of `role` (on a cluster: on its slot's node, following
+ * redirections): the store's get with READ, the near cache's read of a moving slot with
+ * READ_PRIMARY. */
+int corral__redis_get_role(redis_store *s, corral__redis_role role, const corral__skey *k,
+                           corral_value **out);
 /* Formats `v` in decimal into `buf` (TTL_DIGITS bytes); returns its length. */
 size_t corral__redis_fmt_i64(char *buf, int64_t v);
 /* The remaining TTL a PTTL reply gives, as corral__redis_get_ttl reports it. */
