@@ -327,7 +327,8 @@ def herd_parts(fleet, t0, asked, answers):
     own = [a[1] for a in answers if a[0] == lead[0]]
     others = [a[1] for a in answers if a[0] != lead[0]]
     at = (min(r["time"] for r in asked) - t0) * 1000  # the origin's clock is this machine's
-    return "%.0f / %.0f / %.0f / %.0f" % (at, lead[1], max(own), max(others))
+    return "%.0f / %.0f / %.0f / %s" % (at, lead[1], max(own),
+                                        "%.0f" % max(others) if others else "none")
 
 
 def measure(bench, origin, fleet, tag, alone):
