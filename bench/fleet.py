@@ -318,9 +318,9 @@ def herd_parts(fleet, t0, asked, answers):
     """For a fleet of corral-proxy, ms from the herd's release: when the origin read the
     request, and when the last answer came to the leader's client (its X-Cache is MISS), to
     the other clients of the leader's proxy, and to the clients of the other proxies."""
-    leaders = [a for a in answers if a[2] == "MISS"]
     if not fleet.store:
         return "n/a (own caches)"
+    leaders = [a for a in answers if a[2] == "MISS"]
     if len(leaders) != 1 or not asked:
         return "n/a (%d MISS answers)" % len(leaders)
     lead = leaders[0]
@@ -335,10 +335,9 @@ def measure(bench, origin, fleet, tag, alone):
     res = {}
     hdr = {"Cache-Control": "max-age=3600"}
 
-    # The cold herd, on a fleet that serves: each instance fetches an object first, so its
-    # connections to the store and the origin are open (warm_up).
-    # COLD_HERDS herds, each on an object of its own: one herd is one sample of a shared
-    # machine's scheduling; the median herd (by its last answer) fills the row.
+    # The cold herds, on a fleet that serves (warm_up), each on an object of its own: one herd
+    # is one sample of a shared machine's scheduling; the median herd (by its last answer)
+    # fills the row.
     warm_up(fleet, tag)
     herds = []
     for k in range(COLD_HERDS):
