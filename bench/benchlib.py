@@ -24,6 +24,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's number, unnamed in some Pythons
+TIMESPEC = struct.Struct("@ll")  # its timestamp: C longs tv_sec, tv_nsec (32 bits on 32-bit Linux)
 ROOT = os.path.dirname(HERE)
 
 
@@ -294,7 +295,7 @@ def herd(ports, path, n=100):
             at = (time.monotonic() - t0) * 1000
             for level, kind, data in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, ns = struct.unpack("qq", data[:16])
+                    sec, ns = TIMESPEC.unpack(data[:TIMESPEC.size])
                     at = (sec + ns / 1e9 - wall0) * 1000
             if chunk:
                 bufs[i] += chunk
