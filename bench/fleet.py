@@ -495,8 +495,8 @@ def main():
 
     cols = [("cold herd: origin requests", "cold"),
             ("cold herd: last answer ms, median (each herd)", "cold_last"),
-            ("cold herd: last answer over the origin alone ms", "cold_over"),
-            ("cold herd: origin asked / leader / leader's proxy / other proxies ms",
+            ("cold herd: the median's last answer over the origin alone ms", "cold_over"),
+            ("cold herd, the median: origin asked / leader / leader's proxy / other proxies ms",
              "cold_parts"),
             ("steady herd: origin req. per expiry (req/expiries)", "steady"),
             ("hits/s", "rps"), ("hit p99 ms", "p99"),
