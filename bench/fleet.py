@@ -324,11 +324,11 @@ def herd_parts(fleet, t0, asked, answers):
     if len(leaders) != 1 or not asked:
         return "n/a (%d MISS answers)" % len(leaders)
     lead = leaders[0]
-    own = [a[1] for a in answers if a[0] == lead[0]]
+    own = [a[1] for a in answers if a[0] == lead[0] and a is not lead]
     others = [a[1] for a in answers if a[0] != lead[0]]
     at = (min(r["time"] for r in asked) - t0) * 1000  # the origin's clock is this machine's
-    return "%.0f / %.0f / %.0f / %s" % (at, lead[1], max(own),
-                                        "%.0f" % max(others) if others else "none")
+    return "%.0f / %.0f / %s / %s" % (at, lead[1], "%.0f" % max(own) if own else "none",
+                                      "%.0f" % max(others) if others else "none")
 
 
 def measure(bench, origin, fleet, tag, alone):
