@@ -12,7 +12,8 @@ Each path's answers are scripted by the tests through control endpoints:
                          (t: the origin's time.monotonic() when it had read the request)
     POST /__ctl/reset
     POST /__ctl/drop_idle   resets (RST) every keep-alive connection idle after an answer, as an
-                            origin's idle timeout does; answers {"closed": n} once they are closed
+                            origin's idle timeout does; answers {"closed": n} once they are closed;
+                            ?min=N first waits (up to the gate timeout) until N are idle
     POST /__ctl/gate     {"name": "g"}  opens gate g (gates start closed; reset closes them)
     GET  /__ctl/gate?name=g   {"open": bool, "waiting": n}  answers held at the gate now
 
@@ -151,8 +152,15 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.lock:
                 return self.reply_json({"open": g[0].is_set(), "waiting": g[1]})
         if url.path == "/__ctl/drop_idle":
-            with STATE.lock:
-                idle = [h for h in STATE.conns if h is not self and h.idle and h.served]
+            # A connection's thread marks it idle only after its answer went out, so a caller
+            # that saw the answer may ask before that: ?min=N waits (bounded) for N of them.
+            want, end = int(q.get("min", ["0"])[0]), time.monotonic() + GATE_TIMEOUT_S
+            while True:
+                with STATE.lock:
+                    idle = [h for h in STATE.conns if h is not self and h.idle and h.served]
+                if len(idle) >= want or time.monotonic() > end:
+                    break
+                time.sleep(0.005)
             for h in idle:
                 h.reset()
             closed = sum(1 for h in idle if h.closed.wait(GATE_TIMEOUT_S))

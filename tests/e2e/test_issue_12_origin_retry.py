@@ -32,7 +32,7 @@ def test_issue_12_a_request_on_a_pooled_connection_reset_while_idle_is_retried(o
         px.signal(signal.SIGSTOP)
         try:
             conn.request("DELETE", "/after")
-            assert origin.ctl("POST", "/__ctl/drop_idle")["closed"] >= 1
+            assert origin.ctl("POST", "/__ctl/drop_idle?min=1")["closed"] >= 1
         finally:
             px.signal(signal.SIGCONT)
         r = conn.getresponse()
