@@ -280,6 +280,12 @@ def test_a_primary_down_is_named_and_the_others_still_shown(tmp_path):
         assert out.startswith('%s: 2 of 3 primaries: %d keys, %d under "shop:"\n' %
                               (url, len(alive), len(alive))), out
         assert re.search(r"^product +prefix .* %d +" % len(alive), out, re.M), out
+        r = corral("top", "--count", "1", "--interval", "100", url)
+        assert r.returncode == 3
+        assert "\n! %s: primary 127.0.0.1:%d: connection refused\n" % (url, dead) in \
+            r.stdout.decode(), r.stdout
+        assert r.stderr.decode() == ("corral top: %s: primary 127.0.0.1:%d: connection "
+                                     "refused\n" % (url, dead))
         r = corral("stats", "--json", url)
         target = json.loads(r.stdout)["targets"][0]
         assert target["ok"] and target["error"] == "primary 127.0.0.1:%d: connection refused" % dead
@@ -329,6 +335,12 @@ def test_the_fleet_view_sums_two_proxies_on_the_cluster(cluster, origin, tmp_pat
         out = corral("stats", *targets).stdout.decode()
         assert out.startswith("fleet: 3 of 3 targets\n%s: 3 primaries: " % store), out
         assert re.search(r"^products +route +4 +50\.0% +2 ", out, re.M), out
+        # top over the same fleet: rates (no traffic now) and the cluster's items.
+        r = corral("top", "--count", "2", "--interval", "200", *targets)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.decode()
+        assert len(re.findall(r"^corral top .*  3 of 3 targets  rates over", out, re.M)) == 2
+        assert re.search(r"^products +route +0\.0 +- +0\.0 .* 4 +", out, re.M), out
     finally:
         for p in (a, b):
             assert p.stop() == 0, p.errors()
