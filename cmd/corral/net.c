@@ -507,12 +507,13 @@ int cli_cluster_primaries(const char *url, int timeout_ms, cli_node *out, size_t
                 seen |= strcmp(out[j], node) == 0;
             if (seen) continue;
             if ((size_t)n == cap) {
-                n = -1;
+                snprintf(why, why_cap, "more than %zu primaries", cap);
+                n = -2;
                 break;
             }
             memcpy(out[n++], node, sizeof node);
         }
-        if (n < 0) snprintf(why, why_cap, "malformed CLUSTER SLOTS reply");
+        if (n == -1) snprintf(why, why_cap, "malformed CLUSTER SLOTS reply");
         if (n == 0) {
             snprintf(why, why_cap, "the cluster serves no slot yet (CLUSTER SLOTS is empty)");
             n = -1;
@@ -522,7 +523,7 @@ int cli_cluster_primaries(const char *url, int timeout_ms, cli_node *out, size_t
     }
     if (r) freeReplyObject(r);
     redisFree(ctx);
-    return n;
+    return n < 0 ? -1 : n;
 }
 
 bool cli_read_failed(corral *c) {
