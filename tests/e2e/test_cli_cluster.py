@@ -47,6 +47,10 @@ class Cluster:
             pytest.skip("redis-server has no cluster support: " + r.stderr.strip())
         assert r.returncode == 0, r.stderr
         self.seeds = r.stdout.strip()
+        # The slot map, read once: no test moves a slot, and a primary killed stays in the map
+        # until the node timeout.
+        port = int(self.seeds.split(",")[0].split(":")[1])
+        self.slots = [(e[0], e[1], e[2][1]) for e in resp(port, "CLUSTER", "SLOTS")]
 
     def script(self, what, *args):
         r = subprocess.run([SCRIPT, what, self.dir] + list(args), capture_output=True, text=True,
@@ -55,22 +59,15 @@ class Cluster:
         return r.stdout.split()
 
     def primaries(self):
-        return sorted(int(a.split(":")[1]) for a in self.script("primaries"))
-
-    def replicas(self):
-        return sorted(int(a.split(":")[1]) for a in self.script("replicas"))
+        return sorted({port for _, _, port in self.slots})
 
     def url(self, query="key_prefix=shop", seeds=None):
         return "redis+cluster://%s/?%s" % (seeds or self.seeds, query)
 
-    def slot_map(self):
-        """[(first slot, last slot, port of its primary)] from CLUSTER SLOTS."""
-        return [(e[0], e[1], e[2][1]) for e in resp(self.primaries()[0], "CLUSTER", "SLOTS")]
-
-    def owner(self, key, slots=None):
+    def owner(self, key):
         """The port of the primary that serves `key`'s slot."""
         slot = keyslot(key)
-        for first, last, port in slots or self.slot_map():
+        for first, last, port in self.slots:
             if first <= slot <= last:
                 return port
         raise AssertionError("no owner of slot %d" % slot)
@@ -81,9 +78,9 @@ class Cluster:
     def fill(self, keys, value="x"):
         """Writes the physical keys, each on its slot's primary (a pipeline per primary): the
         test's data, without a CLI run per key."""
-        slots, by_port = self.slot_map(), {}
+        by_port = {}
         for k in keys:
-            by_port.setdefault(self.owner(k, slots), []).append(k)
+            by_port.setdefault(self.owner(k), []).append(k)
         for port, ks in by_port.items():
             pipeline_set(port, ks, value)
         return by_port
@@ -118,19 +115,21 @@ def ok(*args):
 
 def test_data_commands_reach_every_primary(cluster):
     url = cluster.url()
-    for i in range(12):
+    for i in range(3):
         assert ok("set", url, "product:%d" % i, "v%d" % i) == "OK\n"
-    # The keys are on every primary, each on the one that serves its slot.
-    for p in cluster.primaries():
-        assert cluster.keys(p), "primary %d holds none of the 12 keys" % p
-    assert keyslot("shop:1:product:7") == resp(cluster.primaries()[0], "CLUSTER", "KEYSLOT",
-                                               "shop:1:product:7")
-    assert resp(cluster.owner("shop:1:product:7"), "GET", "shop:1:product:7") == b"v7"
-    for i in (0, 1, 2):  # one on each primary
+    # The three keys' slots are on three primaries: each key is on the one serving its slot
+    # (the slot as the server computes it).
+    assert keyslot("shop:1:product:2") == resp(cluster.primaries()[0], "CLUSTER", "KEYSLOT",
+                                               "shop:1:product:2")
+    assert sorted(p for p in cluster.primaries() for _ in cluster.keys(p)) == cluster.primaries()
+    assert [cluster.keys(cluster.owner("shop:1:product:%d" % i)) for i in range(3)] == [
+        ["shop:1:product:%d" % i] for i in range(3)]
+    assert resp(cluster.owner("shop:1:product:2"), "GET", "shop:1:product:2") == b"v2"
+    for i in range(3):
         assert ok("get", url, "product:%d" % i) == "v%d\n" % i
-    r = corral("get", "--json", url, "product:3")
-    assert json.loads(r.stdout) == {"key": "product:3", "physical_key": "shop:1:product:3",
-                                    "found": True, "bytes": 2, "utf8": True, "value": "v3"}
+    r = corral("get", "--json", url, "product:2")
+    assert json.loads(r.stdout) == {"key": "product:2", "physical_key": "shop:1:product:2",
+                                    "found": True, "bytes": 2, "utf8": True, "value": "v2"}
     assert ok("touch", "--ttl", "none", url, "product:1") == "OK\n"
     assert ok("ttl", url, "product:1") == "none\n"
     assert ok("set", url, "hits", "41") == "OK\n"
@@ -302,7 +301,7 @@ def test_a_primary_down_is_named_and_the_others_still_shown(tmp_path):
         assert r.stderr.decode() == ("corral bust: prefix shop: store failure: 127.0.0.1:%d: "
                                      "connection refused (refused)\n" % dead)
         for p in c.primaries():
-            assert c.keys(p) == []
+            assert p == dead or c.keys(p) == []
     finally:
         c.stop()
 
