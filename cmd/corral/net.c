@@ -432,7 +432,7 @@ redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size
         ctx = connect_node(&o, host, timeout_ms, why, why_cap);
     } else {
         /* Any seed will do, as for the store: each in turn until one answers; when none does,
-         * every seed's reason. */
+         * every seed's reason. A seed that refuses the credentials ends the search. */
         size_t used = (size_t)snprintf(why, why_cap, "no seed answered");
         bool first = true;
         int mto = timeout_ms > 0 ? timeout_ms : (int)o.redis.command_timeout_ms;
@@ -445,6 +445,10 @@ redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size
             if (ctx) {
                 ctx = check_cluster_node(ctx, seed, mto, why, why_cap);
                 if (!ctx) break; /* a node that answers, but not as a cluster node */
+            } else if (strncmp(one, "auth failed", 11) == 0) {
+                /* It answered: the others would refuse the same credentials. */
+                snprintf(why, why_cap, "%s: %s", seed, one);
+                break;
             } else if (used < why_cap) {
                 used += (size_t)snprintf(why + used, why_cap - used, "%s %s: %s", first ? ":" : ";",
                                          seed, one);

@@ -50,7 +50,8 @@ void http_response_free(http_response *r);
  * A redis+cluster:// URL: the first of its seeds that answers and is a cluster node (CLUSTER
  * MYID), as the store takes any seed. When none answers, `why` has every seed's reason ("no
  * seed answered: 127.0.0.1:7000: connection refused; 127.0.0.1:7001: timeout after 2000 ms");
- * a seed that answers but has cluster support disabled says so ("use redis://"). */
+ * a seed that refuses the credentials, or answers but has cluster support disabled ("use
+ * redis://"), ends the search with its reason. */
 redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size_t why_cap);
 
 /* Opens a connection as cli_redis_connect does, to the node "host:port" ("[v6]:port") with the

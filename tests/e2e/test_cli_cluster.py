@@ -239,6 +239,50 @@ def test_a_seed_that_is_down_is_skipped_and_no_seed_is_one_line(cluster):
         assert r.stderr.decode() == "corral %s: %s: %s\n" % (args[0], url, want)
 
 
+def auth_resp(port, password, *args):
+    """One command after AUTH, on a new connection to `port`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(encode("AUTH", password) + encode(*args))
+        f = s.makefile("rb")
+        assert read_reply(f) == "OK"
+        return read_reply(f)
+
+
+def test_a_password_reaches_every_primary_and_is_never_shown(cluster):
+    secret = "pw-cluster-5ecret"
+    nodes = [int(a.split(":")[1]) for a in cluster.seeds.split(",")]
+    for p in nodes:
+        assert resp(p, "CONFIG", "SET", "masterauth", secret) == "OK"
+        assert resp(p, "CONFIG", "SET", "requirepass", secret) == "OK"
+    try:
+        url = "redis+cluster://:%s@%s/?key_prefix=shop" % (secret, cluster.seeds)
+        shown = "redis+cluster://:***@%s/?key_prefix=shop" % cluster.seeds
+        for i in range(3):  # one key on each primary
+            assert ok("set", url, "product:%d" % i, "v") == "OK\n"
+        r = corral("stats", "--json", url)
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        assert data["targets"][0]["target"] == shown
+        assert data["targets"][0]["note"] == '3 primaries: 3 keys, 3 under "shop:"'
+        assert secret not in r.stdout.decode()
+        # No password, or a wrong one: the first seed's refusal, not every seed's.
+        first = nodes[0]
+        r = corral("get", cluster.url(), "product:1")
+        assert r.returncode == 3
+        assert r.stderr.decode() == ("corral get: %s: 127.0.0.1:%d: auth failed in PING: NOAUTH "
+                                     "Authentication required.\n" % (cluster.url(), first))
+        wrong = "redis+cluster://:nope@%s/?key_prefix=shop" % cluster.seeds
+        r = corral("stats", wrong)
+        assert r.returncode == 3 and "nope" not in r.stderr.decode()
+        assert r.stderr.decode().startswith(
+            "corral stats: redis+cluster://:***@%s/?key_prefix=shop: 127.0.0.1:%d: auth failed "
+            "in AUTH: WRONGPASS" % (cluster.seeds, first)), r.stderr
+    finally:
+        for p in nodes:
+            assert auth_resp(p, secret, "CONFIG", "SET", "requirepass", "") == "OK"
+            assert resp(p, "CONFIG", "SET", "masterauth", "") == "OK"
+
+
 def test_a_standalone_server_given_as_a_cluster_says_so(redis_plain):
     url = "redis+cluster://127.0.0.1:%d/" % redis_plain
     for args in (("get", url, "k"), ("stats", url)):
