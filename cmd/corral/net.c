@@ -8,6 +8,9 @@
 
 #include "corral/corral.h"
 #include "corral/http.h"
+/* The store's CLUSTER SLOTS reader (pure: no I/O, no state), fuzzed by fuzz/fuzz_redis_slots.c:
+ * the CLI reads the slot map a server sends as the store does. */
+#include "../../src/store/redis_slots.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -472,62 +475,36 @@ redisContext *cli_redis_connect_node(const char *url, const char *hostport, int 
     return ctx;
 }
 
-/* "host:port" of a node in a CLUSTER SLOTS entry ([host, port, id, ...]); an empty or nil host
- * (cluster-preferred-endpoint-type unknown-endpoint) is the node that answered. */
-static int slots_node(const redisReply *n, const redisContext *asked, char *out, size_t cap) {
-    if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
-        n->element[1]->type != REDIS_REPLY_INTEGER)
-        return -1;
-    const redisReply *h = n->element[0];
-    const char *host = h->type == REDIS_REPLY_STRING && h->len && strcmp(h->str, "?") != 0
-                           ? h->str
-                           : asked->tcp.host;
-    if (!host) return -1;
-    bool v6 = strchr(host, ':') != NULL;
-    int w = snprintf(out, cap, "%s%s%s:%lld", v6 ? "[" : "", host, v6 ? "]" : "",
-                     n->element[1]->integer);
-    return w > 0 && (size_t)w < cap ? 0 : -1;
-}
-
 int cli_cluster_primaries(const char *url, int timeout_ms, cli_node *out, size_t cap, char *why,
                           size_t why_cap) {
     redisContext *ctx = cli_redis_connect(url, timeout_ms, why, why_cap);
     if (!ctx) return -1;
     const char *av[2] = { "CLUSTER", "SLOTS" };
     redisReply *r = command(ctx, 2, av, "CLUSTER SLOTS", timeout_ms, why, why_cap);
+    corral__redis_slot_map *map = r ? malloc(sizeof *map) : NULL;
+    corral_error err;
     int n = -1;
-    if (r && r->type == REDIS_REPLY_ARRAY) {
-        n = 0;
-        for (size_t i = 0; i < r->elements && n >= 0; i++) {
-            const redisReply *e = r->element[i];
-            cli_node node;
-            if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-                slots_node(e->element[2], ctx, node, sizeof node) < 0) {
-                n = -1;
-                break;
-            }
-            bool seen = false;
-            for (int j = 0; j < n; j++)
-                seen |= strcmp(out[j], node) == 0;
-            if (seen) continue;
-            if ((size_t)n == cap) {
-                snprintf(why, why_cap, "more than %zu primaries", cap);
-                n = -2;
-                break;
-            }
-            memcpy(out[n++], node, sizeof node);
+    if (r && !map) {
+        snprintf(why, why_cap, "out of memory");
+    } else if (map && corral__redis_slots_parse(r, ctx->tcp.host, map, &err) != CORRAL_OK) {
+        snprintf(why, why_cap, "%s", err.msg);
+    } else if (map && map->n_shards == 0) {
+        snprintf(why, why_cap, "the cluster serves no slot yet (CLUSTER SLOTS is empty)");
+    } else if (map && map->n_shards > cap) {
+        snprintf(why, why_cap, "more than %zu primaries", cap);
+    } else if (map) {
+        for (size_t i = 0; i < map->n_shards; i++) {
+            const corral__redis_addr *a = &map->shards[i].primary;
+            bool v6 = strchr(a->name, ':') != NULL;
+            snprintf(out[i], sizeof out[i], "%s%s%s:%d", v6 ? "[" : "", a->name, v6 ? "]" : "",
+                     a->port);
         }
-        if (n == -1) snprintf(why, why_cap, "malformed CLUSTER SLOTS reply");
-        if (n == 0) {
-            snprintf(why, why_cap, "the cluster serves no slot yet (CLUSTER SLOTS is empty)");
-            n = -1;
-        }
-    } else if (r) {
-        snprintf(why, why_cap, "malformed CLUSTER SLOTS reply");
+        n = (int)map->n_shards;
     }
+    free(map);
     if (r) freeReplyObject(r);
     redisFree(ctx);
-    return n < 0 ? -1 : n;
+    return n;
 }
 
 bool cli_read_failed(corral *c) {

@@ -63,8 +63,9 @@ redisContext *cli_redis_connect_node(const char *url, const char *hostport, int 
 typedef char cli_node[272];
 
 /* The primaries of the cluster at the redis+cluster:// URL `url`, from CLUSTER SLOTS on the
- * first seed that answers: their count (at most `cap`) in `out`, in the order of their slots,
- * or -1 with `why` (no seed answered, not a cluster, no slot served, more than `cap`). */
+ * first seed that answers, read by the store's parser (src/store/redis_slots.h): their count
+ * (at most `cap`) in `out`, in the order the reply first names them, or -1 with `why` (no seed
+ * answered, not a cluster, a reply the parser refuses, no slot served, more than `cap`). */
 int cli_cluster_primaries(const char *url, int timeout_ms, cli_node *out, size_t cap, char *why,
                           size_t why_cap);
 

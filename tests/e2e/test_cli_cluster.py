@@ -8,7 +8,9 @@ import json
 import os
 import re
 import socket
+import socketserver
 import subprocess
+import threading
 
 import pytest
 
@@ -302,6 +304,55 @@ def redis_plain(tmp_path):
     yield port
     proc.terminate()
     proc.wait(10)
+
+
+class FakeNode(socketserver.ThreadingTCPServer):
+    """A server that answers as a cluster node (PING, CLUSTER MYID) and sends `slots` as its
+    CLUSTER SLOTS reply: what a broken or hostile node could send."""
+    daemon_threads = True
+    slots = b"*0\r\n"
+
+    def __init__(self):
+        node = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                replies = {b"PING": b"+PONG\r\n", b"CLUSTER MYID": b"$4\r\nfake\r\n"}
+                while True:
+                    try:
+                        cmd = b" ".join(read_reply(self.rfile)).upper()
+                    except (RuntimeError, ValueError):
+                        return
+                    self.wfile.write(node.slots if cmd == b"CLUSTER SLOTS" else
+                                     replies.get(cmd, b"-ERR unknown command\r\n"))
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.port = self.server_address[1]
+
+
+@pytest.fixture
+def fake_node():
+    node = FakeNode()
+    threading.Thread(target=node.serve_forever, daemon=True).start()
+    yield node
+    node.shutdown()
+    node.server_close()
+
+
+def test_a_malformed_slot_map_is_refused_with_the_reason(fake_node):
+    # The store's parser reads it: a range past slot 16383, a primary whose endpoint is unknown,
+    # a reply that is not an array. Nothing is sampled from what such a map names.
+    url = "redis+cluster://127.0.0.1:%d/" % fake_node.port
+    primary = b"*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$2\r\nid\r\n" % fake_node.port
+    unknown = b"*3\r\n$1\r\n?\r\n:%d\r\n$2\r\nid\r\n" % fake_node.port
+    for slots, why in ((b"*1\r\n*3\r\n:0\r\n:16384\r\n" + primary, "bad range 0-16384"),
+                       (b"*1\r\n*3\r\n:0\r\n:16383\r\n" + unknown,
+                        "range 0-16383 has a bad primary"),
+                       (b":7\r\n", "not an array")):
+        fake_node.slots = slots
+        r = corral("stats", url)
+        assert r.returncode == 3 and r.stdout == b"", r
+        assert r.stderr.decode() == "corral stats: %s: CLUSTER SLOTS: %s\n" % (url, why)
 
 
 def test_a_primary_down_is_named_and_the_others_still_shown(tmp_path):
