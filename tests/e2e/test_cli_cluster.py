@@ -97,7 +97,10 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("cl"), 6, 1)
+    # A node timeout of 60 s: no test waits for a failover, and the module's last test kills a
+    # primary that must stay in the slot map while it runs.
+    c = Cluster(tmp_path_factory.mktemp("cl"), 6, 1, node_timeout=60000)
+    c.broken = False
     yield c
     c.stop()
 
@@ -105,8 +108,16 @@ def shared(tmp_path_factory):
 @pytest.fixture
 def cluster(shared):
     """The module's cluster of 3 primaries with a replica each, emptied for the test."""
+    assert not shared.broken, "a test ran after the one that kills a primary"
     shared.flush()
     return shared
+
+
+@pytest.fixture
+def cluster_to_break(cluster):
+    """The module's cluster for its last test, which kills a primary: no test may follow."""
+    yield cluster
+    cluster.broken = True
 
 
 def ok(*args):
@@ -214,8 +225,7 @@ def test_a_stats_sample_is_bounded_and_scaled_per_primary(cluster):
 
 def test_top_shows_the_cluster_in_a_pipe(cluster):
     url = cluster.url()
-    for i in range(12):
-        assert ok("set", url, "product:%d" % i, "v") == "OK\n"
+    cluster.fill("shop:1:product:%d" % i for i in range(12))
     r = corral("top", "--count", "2", "--interval", "200", url)
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
@@ -355,52 +365,6 @@ def test_a_malformed_slot_map_is_refused_with_the_reason(fake_node):
         assert r.stderr.decode() == "corral stats: %s: CLUSTER SLOTS: %s\n" % (url, why)
 
 
-def test_a_primary_down_is_named_and_the_others_still_shown(tmp_path):
-    # Its own cluster, without replicas and with a long node timeout: the dead primary stays in
-    # the slot map for the whole test (no failover), as in a cluster's failover window.
-    c = Cluster(tmp_path, 3, 0, node_timeout=60000)
-    try:
-        url = c.url()
-        c.fill("shop:1:product:%d" % i for i in range(30))
-        dead = int(c.script("kill-primary")[0].split(":")[1])
-        on_dead = [i for i in range(30) if c.owner("shop:1:product:%d" % i) == dead]
-        alive = [i for i in range(30) if i not in on_dead]
-        assert on_dead and alive
-        r = corral("stats", url)
-        assert r.returncode == 3
-        assert r.stderr.decode() == ("corral stats: %s: primary 127.0.0.1:%d: connection "
-                                     "refused\n" % (url, dead))
-        out = r.stdout.decode()
-        assert out.startswith('%s: 2 of 3 primaries: %d keys, %d under "shop:"\n' %
-                              (url, len(alive), len(alive))), out
-        assert re.search(r"^product +prefix .* %d +" % len(alive), out, re.M), out
-        r = corral("top", "--count", "1", "--interval", "100", url)
-        assert r.returncode == 3
-        assert "\n! %s: primary 127.0.0.1:%d: connection refused\n" % (url, dead) in \
-            r.stdout.decode(), r.stdout
-        assert r.stderr.decode() == ("corral top: %s: primary 127.0.0.1:%d: connection "
-                                     "refused\n" % (url, dead))
-        r = corral("stats", "--json", url)
-        target = json.loads(r.stdout)["targets"][0]
-        assert target["ok"] and target["error"] == "primary 127.0.0.1:%d: connection refused" % dead
-        # A key on a live primary still answers; one on the dead primary is a failure, not a miss.
-        assert ok("set", url, "product:%d" % alive[0], "v") == "OK\n"
-        assert ok("get", url, "product:%d" % alive[0]) == "v\n"
-        r = corral("get", url, "product:%d" % on_dead[0])
-        assert r.returncode == 3
-        assert r.stderr.decode() == ("corral get: %s: the store failed the read: 127.0.0.1:%d: "
-                                     "connection refused (refused)\n" % (url, dead))
-        # bust --prefix clears the primaries that answer and names the one that did not.
-        r = corral("bust", url, "--prefix", "shop")
-        assert r.returncode == 3 and r.stdout == b""
-        assert r.stderr.decode() == ("corral bust: prefix shop: store failure: 127.0.0.1:%d: "
-                                     "connection refused (refused)\n" % dead)
-        for p in c.primaries():
-            assert p == dead or c.keys(p) == []
-    finally:
-        c.stop()
-
-
 # One site behind both proxies: the same Host (the cache key has it), as behind a load balancer.
 HOST = {"Host": "fleet.example"}
 ROUTES = "[route:products]\nprefix = /products/\n\n[route:search]\nprefix = /search/\n"
@@ -438,3 +402,46 @@ def test_the_fleet_view_sums_two_proxies_on_the_cluster(cluster, origin, tmp_pat
     finally:
         for p in (a, b):
             assert p.stop() == 0, p.errors()
+
+
+def test_a_primary_down_is_named_and_the_others_still_shown(cluster_to_break):
+    # The node timeout of 60 s keeps the dead primary in the slot map for the whole test (its
+    # replica is not promoted), as in a cluster's failover window.
+    c = cluster_to_break
+    url = c.url()
+    c.fill("shop:1:product:%d" % i for i in range(30))
+    dead = int(c.script("kill-primary")[0].split(":")[1])
+    on_dead = [i for i in range(30) if c.owner("shop:1:product:%d" % i) == dead]
+    alive = [i for i in range(30) if i not in on_dead]
+    assert on_dead and alive
+    r = corral("stats", url)
+    assert r.returncode == 3
+    assert r.stderr.decode() == ("corral stats: %s: primary 127.0.0.1:%d: connection "
+                                 "refused\n" % (url, dead))
+    out = r.stdout.decode()
+    assert out.startswith('%s: 2 of 3 primaries: %d keys, %d under "shop:"\n' %
+                          (url, len(alive), len(alive))), out
+    assert re.search(r"^product +prefix .* %d +" % len(alive), out, re.M), out
+    r = corral("top", "--count", "1", "--interval", "100", url)
+    assert r.returncode == 3
+    assert "\n! %s: primary 127.0.0.1:%d: connection refused\n" % (url, dead) in \
+        r.stdout.decode(), r.stdout
+    assert r.stderr.decode() == ("corral top: %s: primary 127.0.0.1:%d: connection "
+                                 "refused\n" % (url, dead))
+    r = corral("stats", "--json", url)
+    target = json.loads(r.stdout)["targets"][0]
+    assert target["ok"] and target["error"] == "primary 127.0.0.1:%d: connection refused" % dead
+    # A key on a live primary still answers; one on the dead primary is a failure, not a miss.
+    assert ok("set", url, "product:%d" % alive[0], "v") == "OK\n"
+    assert ok("get", url, "product:%d" % alive[0]) == "v\n"
+    r = corral("get", url, "product:%d" % on_dead[0])
+    assert r.returncode == 3
+    assert r.stderr.decode() == ("corral get: %s: the store failed the read: 127.0.0.1:%d: "
+                                 "connection refused (refused)\n" % (url, dead))
+    # bust --prefix clears the primaries that answer and names the one that did not.
+    r = corral("bust", url, "--prefix", "shop")
+    assert r.returncode == 3 and r.stdout == b""
+    assert r.stderr.decode() == ("corral bust: prefix shop: store failure: 127.0.0.1:%d: "
+                                 "connection refused (refused)\n" % dead)
+    for p in c.primaries():
+        assert p == dead or c.keys(p) == []
