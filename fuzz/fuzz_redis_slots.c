@@ -1,6 +1,7 @@
 /*
  * fuzz_redis_slots.c - libFuzzer target for Redis Cluster's replies as the Redis store reads
- * them (src/store/redis_slots.c): the CLUSTER SLOTS reply parser and the MOVED / ASK parser.
+ * them (src/store/redis_slots.c): the CLUSTER SLOTS reply parser, which the CLI's stats and top
+ * use too (cmd/corral/net.c), and the MOVED / ASK parser.
  *
  * The input is RESP bytes from a server, read by hiredis's reader into a reply tree (as the
  * store's connections read them); the tree goes to corral__redis_slots_parse, and the input as a
