@@ -21,16 +21,13 @@
  * fuzz-options: -detect_leaks=0
  * The corpus replay in `make test` (fuzz_near_invalidation_corpus) checks leaks at exit.
  *
- * An array header of up to 2^31 elements makes hiredis 0.14.1 allocate 8 bytes per element at
- * once (16 GiB): in production that calloc fails or only reserves address space, under ASan it
- * costs gigabytes of shadow and libFuzzer stops with out-of-memory. The reader here refuses
- * arrays over MAX_ARRAY as a failed allocation (a protocol error for the tracker, which then
- * reconnects and empties L1); docs/fuzzing.md records it.
+ * The reader refuses an array header over FUZZ_MAX_ARRAY as a failed allocation (a protocol
+ * error for the tracker, which then reconnects and empties L1); fuzz_resp_reader.h says why.
  */
+#include "fuzz_resp_reader.h"
 #include "store/memory.h"
 #include "store/tiered.h"
 
-#include <hiredis/hiredis.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,18 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         if (!(x)) abort(); \
     } while (0)
 
-#define MAX_KEYS  64
-#define MAX_ARRAY (1 << 20)
+#define MAX_KEYS 64
 
 static corral__store *l1;
 static corral__allocator alloc;
-
-static redisReplyObjectFunctions bounded; /* hiredis's own, but createArray */
-static void *(*create_array_default)(const redisReadTask *, int);
-
-static void *create_array(const redisReadTask *t, int elements) {
-    return elements > MAX_ARRAY ? NULL : create_array_default(t, elements);
-}
 
 static uint64_t clock_zero(void *ctx) {
     (void)ctx;
@@ -169,14 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(corral__mem_open(&l1, &cfg, &env) == CORRAL_OK);
     }
     size_t cut = size > 1 ? 1 + data[0] % (size - 1) : 1;
-    redisReader *rd = redisReaderCreate();
+    redisReader *rd = fuzz_reader_create();
     CHECK(rd != NULL);
-    if (!create_array_default) {
-        bounded = *rd->fn;
-        create_array_default = bounded.createArray;
-        bounded.createArray = create_array;
-    }
-    rd->fn = &bounded;
     bool ok = true;
     for (int part = 0; part < 2 && ok; part++) {
         const uint8_t *b = part ? data + cut : data + 1;

@@ -1,6 +1,7 @@
 /*
  * fuzz_redis_slots.c - libFuzzer target for Redis Cluster's replies as the Redis store reads
- * them (src/store/redis_slots.c): the CLUSTER SLOTS reply parser and the MOVED / ASK parser.
+ * them (src/store/redis_slots.c): the CLUSTER SLOTS reply parser, which the CLI's stats and top
+ * use too (cmd/corral/net.c), and the MOVED / ASK parser.
  *
  * The input is RESP bytes from a server, read by hiredis's reader into a reply tree (as the
  * store's connections read them); the tree goes to corral__redis_slots_parse, and the input as a
@@ -11,12 +12,11 @@
  * - a redirect that parses names a slot below 16384 and a port in 1-65535;
  * - key slots are below 16384 and a hash tag's slot is its content's.
  *
- * hiredis 0.14 allocates an array's element table at once from its header (8 bytes an element,
- * up to 2^31 of them): the reader here refuses arrays over MAX_ARRAY as a failed allocation, as
- * fuzz_near_invalidation.c's does, so a huge header is not a slow input (a store connection
- * would see a protocol error). A CLUSTER SLOTS reply of a real cluster has one entry per slot
- * range, far below that.
+ * The reader refuses an array header over FUZZ_MAX_ARRAY (fuzz_resp_reader.h says why), so a
+ * huge header is not a slow input. A CLUSTER SLOTS reply of a real cluster has one entry per
+ * slot range, far below that.
  */
+#include "fuzz_resp_reader.h"
 #include "store/redis_slots.h"
 
 #include <stdint.h>
@@ -30,16 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         if (!(x)) abort(); \
     } while (0)
 
-#define MAX_ARRAY (1 << 20)
-
 static corral__redis_slot_map map;
-static redisReplyObjectFunctions bounded; /* hiredis's own, but createArray */
-static void *(*create_array_default)(const redisReadTask *, int);
-
-static void *create_array(const redisReadTask *t, int elements) {
-    return elements > MAX_ARRAY ? NULL : create_array_default(t, elements);
-}
-
 static void check_map(void) {
     CHECK(map.n_shards <= CORRAL__REDIS_MAX_SHARDS);
     for (size_t i = 0; i < CORRAL__REDIS_SLOTS; i++)
@@ -54,14 +45,8 @@ static void check_map(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    redisReader *rd = redisReaderCreate();
+    redisReader *rd = fuzz_reader_create();
     CHECK(rd != NULL);
-    if (!create_array_default) {
-        bounded = *rd->fn;
-        create_array_default = bounded.createArray;
-        bounded.createArray = create_array;
-    }
-    rd->fn = &bounded;
     if (redisReaderFeed(rd, (const char *)data, size) == REDIS_OK) {
         void *r = NULL;
         if (redisReaderGetReply(rd, &r) == REDIS_OK && r) {

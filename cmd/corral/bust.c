@@ -140,8 +140,8 @@ static int do_action(corral *c, const char *url, const action *a, corral_field *
                      size_t n_fields, bool json, bool first) {
     int rc;
     size_t busted = 0;
-    const char *kind = "tag", *what = "busted";
-    char phys[4200] = "";
+    const char *kind = "tag", *what = "busted", *why = NULL;
+    char phys[4200] = "", buf[512];
     switch (a->kind) {
     case 't': rc = corral_tag_bust(c, a->arg); break;
     case 'n':
@@ -164,6 +164,9 @@ static int do_action(corral *c, const char *url, const action *a, corral_field *
         rc = open_with_prefix(url, a->arg, &pc);
         if (rc != CORRAL_OK) return rc;
         rc = corral_clear_prefix(pc);
+        /* The reason is in the handle that failed, not in `c`. On a cluster the primaries
+         * that answered are cleared even when one fails. */
+        if (rc < 0) why = out_store_why(pc, rc, buf, sizeof buf);
         corral_close(pc);
         break;
     }
@@ -192,10 +195,9 @@ static int do_action(corral *c, const char *url, const action *a, corral_field *
         else
             printf(": %s\n", what);
     }
-    char buf[512];
     if (rc < 0)
         fprintf(stderr, "corral bust: %s %s: %s\n", kind, a->arg,
-                out_store_why(c, rc, buf, sizeof buf));
+                why ? why : out_store_why(c, rc, buf, sizeof buf));
     return rc;
 }
 

@@ -10,6 +10,10 @@
  * (and a namespace's "<ns>.<generation>:"), the user key up to its first ':', or
  * "template.cache.<name>" for a fragment key; tag and namespace versions
  * ("KEY_PREFIX:tag:...", "KEY_PREFIX:ns:...") are corral.internal.
+ *
+ * A Redis Cluster (redis+cluster://) spreads the keys over its primaries by slot, so every
+ * primary (CLUSTER SLOTS from the first seed that answers) is sampled and the rows summed;
+ * replicas hold copies and are not read.
  */
 #include "stats.h"
 #include "net.h"
@@ -295,6 +299,110 @@ static int url_key_prefix(const char *url, char *out, size_t cap) {
     return rc;
 }
 
+/* What a sample of one server saw. */
+typedef struct sample_count {
+    long long dbsize, seen, matched;
+    bool complete;
+} sample_count;
+
+static bool ours(const redisReply *k, const char *kp, size_t kpl) {
+    return k->type == REDIS_REPLY_STRING && k->len > kpl && memcmp(k->str, kp, kpl) == 0 &&
+           k->str[kpl] == ':';
+}
+
+/* Samples one server into `out` (cleared first) until `deadline` (at least one SCAN batch):
+ * items and MEMORY USAGE bytes per prefix of the keys under "kp:", scaled up to the server's
+ * DBSIZE when the SCAN did not finish. Returns 0, or -1 with `why`. */
+static int sample_server(redisContext *ctx, const char *kp, int64_t deadline, stat_table *out,
+                         sample_count *cnt, char *why, size_t why_cap) {
+    size_t kpl = strlen(kp);
+    char cursor[32] = "0";
+    int ret = -1;
+    *cnt = (sample_count){ 0 };
+    table_clear(out);
+    redisReply *r = redisCommand(ctx, "DBSIZE");
+    if (!r || r->type != REDIS_REPLY_INTEGER) goto fail;
+    cnt->dbsize = r->integer;
+    freeReplyObject(r);
+    r = NULL;
+    for (bool first = true;
+         !cnt->complete && (first || (now_ms() < deadline && cnt->seen < SAMPLE_MAX_KEY));
+         first = false) {
+        const char *av[4] = { "SCAN", cursor, "COUNT", SCAN_BATCH };
+        r = redisCommandArgv(ctx, 4, av, NULL);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
+            goto fail;
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        cnt->complete = strcmp(cursor, "0") == 0;
+        redisReply *keys = r->element[1];
+        size_t n = 0;
+        for (size_t i = 0; i < keys->elements; i++) {
+            redisReply *k = keys->element[i];
+            cnt->seen++;
+            if (!ours(k, kp, kpl)) continue;
+            const char *mav[3] = { "MEMORY", "USAGE", k->str };
+            size_t mlen[3] = { 6, 5, k->len };
+            if (redisAppendCommandArgv(ctx, 3, mav, mlen) != REDIS_OK) goto fail;
+            n++;
+        }
+        for (size_t i = 0, j = 0; i < keys->elements && j < n; i++) {
+            redisReply *k = keys->element[i];
+            if (!ours(k, kp, kpl)) continue;
+            j++;
+            redisReply *mu;
+            if (redisGetReply(ctx, (void **)&mu) != REDIS_OK || !mu) goto fail;
+            char name[64];
+            classify(k->str + kpl + 1, k->len - kpl - 1, name, sizeof name);
+            stat_row *row = table_row(out, name);
+            if (!row) {
+                freeReplyObject(mu);
+                goto fail;
+            }
+            row->items += 1;
+            if (mu->type == REDIS_REPLY_INTEGER) row->bytes += (double)mu->integer;
+            freeReplyObject(mu);
+            cnt->matched++;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (!cnt->complete && cnt->seen > 0 && cnt->dbsize > cnt->seen) {
+        double scale = (double)cnt->dbsize / (double)cnt->seen;
+        for (size_t i = 0; i < out->n; i++) {
+            out->rows[i].items *= scale;
+            out->rows[i].bytes *= scale;
+            out->rows[i].estimated = true;
+        }
+    } else {
+        cnt->complete = true; /* every key seen (or more than DBSIZE said) */
+    }
+    ret = 0;
+fail:
+    if (ret < 0) {
+        if (ctx->err)
+            snprintf(why, why_cap, "%s", ctx->errstr);
+        else if (r && r->type == REDIS_REPLY_ERROR)
+            snprintf(why, why_cap, "%s", r->str);
+        else
+            snprintf(why, why_cap, "unexpected reply to SCAN or MEMORY USAGE");
+    }
+    if (r) freeReplyObject(r);
+    return ret;
+}
+
+/* The note of a sample: what was seen, and whether it was scaled. */
+static void sample_note(target *t, const sample_count *c, int sample_ms, const char *kp,
+                        const char *where) {
+    if (!c->complete)
+        snprintf(t->note, sizeof t->note,
+                 "%ssampled %lld of %lld keys in %d ms (%lld under \"%s:\"), scaled", where,
+                 c->seen, c->dbsize, sample_ms, c->matched, kp);
+    else
+        snprintf(t->note, sizeof t->note, "%s%lld keys, %lld under \"%s:\"", where, c->seen,
+                 c->matched, kp);
+}
+
 static int sample_redis(target *t, int timeout_ms, int sample_ms) {
     char kp[256];
     if (url_key_prefix(t->spec, kp, sizeof kp) != CORRAL_OK) {
@@ -303,89 +411,64 @@ static int sample_redis(target *t, int timeout_ms, int sample_ms) {
     }
     redisContext *ctx = cli_redis_connect(t->spec, timeout_ms, t->why, sizeof t->why);
     if (!ctx) return -1;
-    size_t kpl = strlen(kp);
-    int64_t deadline = now_ms() + sample_ms;
-    long long dbsize = 0, seen = 0, matched = 0;
-    char cursor[32] = "0";
-    bool complete = false;
-    int ret = -1;
-    redisReply *r = redisCommand(ctx, "DBSIZE");
-    if (!r || r->type != REDIS_REPLY_INTEGER) goto fail;
-    dbsize = r->integer;
-    freeReplyObject(r);
-    table_clear(&t->t);
-    /* At least one batch, however short the bound. */
-    for (bool first = true; !complete && (first || (now_ms() < deadline && seen < SAMPLE_MAX_KEY));
-         first = false) {
-        const char *av[4] = { "SCAN", cursor, "COUNT", SCAN_BATCH };
-        r = redisCommandArgv(ctx, 4, av, NULL);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
-            goto fail;
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        complete = strcmp(cursor, "0") == 0;
-        redisReply *keys = r->element[1];
-        size_t n = 0;
-        for (size_t i = 0; i < keys->elements; i++) {
-            redisReply *k = keys->element[i];
-            seen++;
-            if (k->type != REDIS_REPLY_STRING || k->len <= kpl || memcmp(k->str, kp, kpl) != 0 ||
-                k->str[kpl] != ':')
-                continue;
-            const char *mav[3] = { "MEMORY", "USAGE", k->str };
-            size_t mlen[3] = { 6, 5, k->len };
-            if (redisAppendCommandArgv(ctx, 3, mav, mlen) != REDIS_OK) goto fail;
-            n++;
-        }
-        for (size_t i = 0, j = 0; i < keys->elements && j < n; i++) {
-            redisReply *k = keys->element[i];
-            if (k->type != REDIS_REPLY_STRING || k->len <= kpl || memcmp(k->str, kp, kpl) != 0 ||
-                k->str[kpl] != ':')
-                continue;
-            j++;
-            redisReply *mu;
-            if (redisGetReply(ctx, (void **)&mu) != REDIS_OK || !mu) goto fail;
-            char name[64];
-            classify(k->str + kpl + 1, k->len - kpl - 1, name, sizeof name);
-            stat_row *row = table_row(&t->t, name);
-            if (!row) {
-                freeReplyObject(mu);
-                goto fail;
-            }
-            row->items += 1;
-            if (mu->type == REDIS_REPLY_INTEGER) row->bytes += (double)mu->integer;
-            freeReplyObject(mu);
-            matched++;
-        }
-        freeReplyObject(r);
-        r = NULL;
-    }
-    if (!complete && seen > 0 && dbsize > seen) {
-        double scale = (double)dbsize / (double)seen;
-        for (size_t i = 0; i < t->t.n; i++) {
-            t->t.rows[i].items *= scale;
-            t->t.rows[i].bytes *= scale;
-            t->t.rows[i].estimated = true;
-        }
-        snprintf(t->note, sizeof t->note,
-                 "sampled %lld of %lld keys in %d ms (%lld under \"%s:\"), scaled", seen, dbsize,
-                 sample_ms, matched, kp);
-    } else {
-        snprintf(t->note, sizeof t->note, "%lld keys, %lld under \"%s:\"", seen, matched, kp);
-    }
-    ret = 0;
-fail:
-    if (ret < 0) {
-        if (ctx->err)
-            snprintf(t->why, sizeof t->why, "%s", ctx->errstr);
-        else if (r && r->type == REDIS_REPLY_ERROR)
-            snprintf(t->why, sizeof t->why, "%s", r->str);
-        else
-            snprintf(t->why, sizeof t->why, "unexpected reply to SCAN or MEMORY USAGE");
-    }
-    if (r) freeReplyObject(r);
+    sample_count c;
+    int rc = sample_server(ctx, kp, now_ms() + sample_ms, &t->t, &c, t->why, sizeof t->why);
+    if (rc == 0) sample_note(t, &c, sample_ms, kp, "");
     redisFree(ctx);
-    return ret;
+    return rc;
+}
+
+/* A Redis Cluster: every primary sampled in turn (the keys are spread over them by slot), each
+ * within its share of --sample-ms (time a primary leaves goes to the next), each scaled by its
+ * own DBSIZE. A primary that fails is named in `why` and the others are still summed
+ * (t->partial): a primary down loses its keys' rows, not the table. */
+static int sample_cluster(target *t, int timeout_ms, int sample_ms) {
+    char kp[256];
+    if (url_key_prefix(t->spec, kp, sizeof kp) != CORRAL_OK) {
+        snprintf(t->why, sizeof t->why, "bad cache URL");
+        return -1;
+    }
+    cli_node nodes[64];
+    int n = cli_cluster_primaries(t->spec, timeout_ms, nodes, 64, t->why, sizeof t->why);
+    if (n < 0) return -1;
+    table_clear(&t->t);
+    stat_table one = { 0 };
+    sample_count sum = { .complete = true };
+    int64_t start = now_ms();
+    int ok = 0;
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        char why[200];
+        sample_count c;
+        redisContext *ctx = cli_redis_connect_node(t->spec, nodes[i], timeout_ms, why, sizeof why);
+        int rc = ctx ? sample_server(ctx, kp, start + (int64_t)sample_ms * (i + 1) / n, &one, &c,
+                                     why, sizeof why)
+                     : -1;
+        if (ctx) redisFree(ctx);
+        if (rc == 0 && table_add(&t->t, &one) < 0) {
+            snprintf(why, sizeof why, "out of memory");
+            rc = -1;
+        }
+        if (rc < 0) {
+            if (used < sizeof t->why)
+                used += (size_t)snprintf(t->why + used, sizeof t->why - used, "%sprimary %s: %s",
+                                         used ? "; " : "", nodes[i], why);
+            continue;
+        }
+        ok++;
+        sum.dbsize += c.dbsize;
+        sum.seen += c.seen;
+        sum.matched += c.matched;
+        sum.complete &= c.complete;
+    }
+    table_free(&one);
+    if (ok == 0) return -1;
+    char where[64];
+    snprintf(where, sizeof where, "%d of %d primaries: ", ok, n);
+    if (ok == n) snprintf(where, sizeof where, "%d primaries: ", n);
+    sample_note(t, &sum, sample_ms, kp, where);
+    t->partial = ok < n;
+    return 0;
 }
 
 /* ---- Targets ---- */
@@ -394,15 +477,18 @@ int target_kind(const char *spec) {
     if (strncmp(spec, "http://", 7) == 0) return TARGET_HTTP;
     if (strncmp(spec, "redis://", 8) == 0 || strncmp(spec, "redis+unix://", 13) == 0)
         return TARGET_REDIS;
+    if (strncmp(spec, "redis+cluster://", 16) == 0) return TARGET_CLUSTER;
     return -1;
 }
 
 int target_fetch(target *t, int timeout_ms, int sample_ms) {
-    t->ok = false;
+    t->ok = t->partial = false;
     t->why[0] = t->note[0] = '\0';
-    if (t->kind == TARGET_REDIS) {
-        t->ok = sample_redis(t, timeout_ms, sample_ms) == 0;
-        return t->ok ? 0 : -1;
+    if (t->kind == TARGET_REDIS || t->kind == TARGET_CLUSTER) {
+        int rc = t->kind == TARGET_REDIS ? sample_redis(t, timeout_ms, sample_ms)
+                                         : sample_cluster(t, timeout_ms, sample_ms);
+        t->ok = rc == 0;
+        return rc;
     }
     http_url u;
     if (http_url_parse(t->spec, &u, t->why, sizeof t->why) < 0) return -1;

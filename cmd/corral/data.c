@@ -6,7 +6,8 @@
  *
  * The library turns a failing Redis into a miss (a read) or an error code (a write). The CLI
  * must tell "not there" (exit 1) from "could not ask" (exit 3), with the reason: so for a
- * redis:// URL it first connects itself (net.c: refused, timeout, auth), and after a miss it
+ * redis:// URL it first connects itself (net.c: refused, timeout, auth; on a redis+cluster://
+ * URL to the first seed that answers, as the store does), and after a miss it
  * reads the handle's own corral_redis_failed_reads_total, which counts reads that failed.
  * Only set creates a namespace's generation (corral_make_key_read): a read must not write.
  * `ttl` is corral_ttl: the time the store keeps the key (PTTL on Redis).
@@ -88,7 +89,8 @@ static int parse(data_cmd *d, int argc, char **argv, int min_rest, int max_rest)
 }
 
 static bool is_redis(const char *url) {
-    return strncmp(url, "redis://", 8) == 0 || strncmp(url, "redis+unix://", 13) == 0;
+    return strncmp(url, "redis://", 8) == 0 || strncmp(url, "redis+unix://", 13) == 0 ||
+           strncmp(url, "redis+cluster://", 16) == 0;
 }
 
 /* Opens the handle (and for Redis the probe connection) and makes the physical key. */

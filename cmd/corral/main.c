@@ -37,10 +37,12 @@ static const command commands[] = {
       "bust URL (--tag T | --ns N | --key K | --prefix P | --event NAME [field=value...]\n"
       "       [--rule KIND=TEMPLATE...] [--rules FILE]) [--json]",
       "Invalidates as the library does: --tag corral_tag_bust, --ns corral_ns_bump, --key\n"
-      "corral_delete, --prefix corral_clear_prefix under key_prefix P (SCAN + UNLINK on Redis),\n"
-      "--event corral_emit with the rules given by --rule (key=, tag= or ns= a template such as\n"
-      "product:{id}) and --rules FILE (lines \"EVENT KIND TEMPLATE\"; # comments). Each option\n"
-      "may repeat; all are done in order.\n" },
+      "corral_delete, --prefix corral_clear_prefix under key_prefix P (SCAN + UNLINK on Redis,\n"
+      "on every primary of a redis+cluster://; the CLI has no clear, which on a cluster is\n"
+      "FLUSHDB on every primary: every application's keys), --event corral_emit with the\n"
+      "rules given by --rule (key=, tag= or ns= a template such as product:{id}) and --rules\n"
+      "FILE (lines \"EVENT KIND TEMPLATE\"; # comments). Each option may repeat; all are done\n"
+      "in order.\n" },
     { "purge", cli_purge,
       "purge ADMIN_URL (--url U | --key K | --prefix P) [--token-file F] [--json]",
       "Purges from a corral-proxy through its admin listener: one URL (every variant), every\n"
@@ -52,8 +54,10 @@ static const command commands[] = {
       "One table of hit rate per prefix or route, summed over every TARGET: a Prometheus\n"
       "endpoint (http://host:port/metrics of corral-proxy's admin, or any program serving\n"
       "corral_metrics_write) or a redis:// URL (items and bytes per prefix sampled with SCAN and\n"
-      "MEMORY USAGE for at most --sample-ms, default 2000). Rows under 90% are flagged; --all\n"
-      "adds corral's internal prefixes; --timeout bounds each target's answer (default 5000).\n"
+      "MEMORY USAGE for at most --sample-ms, default 2000), or a redis+cluster:// URL (every\n"
+      "primary sampled; one that fails is named, the others shown). Rows under 90% are flagged;\n"
+      "--all adds corral's internal prefixes; --timeout bounds each target's answer (default\n"
+      "5000).\n"
       "The admin token (--token-file or $CORRAL_ADMIN_TOKEN) goes to the http targets at the\n"
       "HOST:PORT each --token-to names, or without --token-to to the only http target; never\n"
       "to the others. Exit 3 when a target failed (the others are still shown).\n" },
@@ -84,7 +88,8 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  corral %s\n", commands[i].synopsis);
     fprintf(f, "\nURL is a cache URL (redis://host:port/db?key_prefix=...&version=...,\n"
-               "mem://...). `corral help COMMAND` tells more; `man corral` tells all.\n"
+               "redis+cluster://host:port,host:port/?key_prefix=..., mem://...).\n"
+               "`corral help COMMAND` tells more; `man corral` tells all.\n"
                "Exit: 0 ok, 1 not found (miss), 2 usage, 3 store or network failure.\n");
 }
 

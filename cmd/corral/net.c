@@ -8,6 +8,9 @@
 
 #include "corral/corral.h"
 #include "corral/http.h"
+/* The store's CLUSTER SLOTS reader (pure: no I/O, no state), fuzzed by fuzz/fuzz_redis_slots.c:
+ * the CLI reads the slot map a server sends as the store does. */
+#include "../../src/store/redis_slots.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -302,53 +305,45 @@ static redisReply *command(redisContext *ctx, int argc, const char **argv, const
     return r;
 }
 
-redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size_t why_cap) {
-    corral_options o;
-    corral_options_init(&o);
-    size_t cap = strlen(url) + 1;
-    char *buf = malloc(cap);
-    corral_error err;
-    redisContext *ctx = NULL;
-    if (!buf) {
-        snprintf(why, why_cap, "out of memory");
-        return NULL;
+/* Splits "host[:port]" or "[v6][:port]" (the first `len` bytes of `h`) into host and port. */
+static int split_host(const char *h, size_t len, char *host, size_t cap, int *port) {
+    if (len >= cap) return -1;
+    memcpy(host, h, len);
+    host[len] = '\0';
+    *port = 6379;
+    char *colon = strrchr(host, ':');
+    if (host[0] == '[') {
+        char *rb = strchr(host, ']');
+        if (!rb) return -1;
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+        memmove(host, host + 1, (size_t)(rb - host - 1));
+        host[rb - host - 1] = '\0';
+    } else if (colon) {
+        *colon = '\0';
     }
-    if (corral_options_parse_url(&o, url, buf, cap, &err) != CORRAL_OK) {
-        snprintf(why, why_cap, "%s", err.msg);
-        goto fail;
-    }
-    if (!o.store || strcmp(o.store, "redis") != 0) {
-        snprintf(why, why_cap, "not a redis:// URL");
-        goto fail;
-    }
-    int64_t cto = timeout_ms > 0 ? timeout_ms : o.redis.connect_timeout_ms;
-    int64_t mto = timeout_ms > 0 ? timeout_ms : o.redis.command_timeout_ms;
+    if (colon) *port = atoi(colon + 1);
+    return *port > 0 && *port < 65536 ? 0 : -1;
+}
+
+/* Connects to one server of the parsed URL `o` (hostport NULL: its unix socket), then AUTH,
+ * SELECT and PING. Returns the context, or NULL with `why`. */
+static redisContext *connect_node(const corral_options *o, const char *hostport, int timeout_ms,
+                                  char *why, size_t why_cap) {
+    int64_t cto = timeout_ms > 0 ? timeout_ms : o->redis.connect_timeout_ms;
+    int64_t mto = timeout_ms > 0 ? timeout_ms : o->redis.command_timeout_ms;
     struct timeval ctv = { .tv_sec = cto / 1000, .tv_usec = (cto % 1000) * 1000 };
     struct timeval mtv = { .tv_sec = mto / 1000, .tv_usec = (mto % 1000) * 1000 };
-    if (o.redis.unix_path) {
-        ctx = redisConnectUnixWithTimeout(o.redis.unix_path, ctv);
+    redisContext *ctx = NULL;
+    if (!hostport) {
+        ctx = redisConnectUnixWithTimeout(o->redis.unix_path, ctv);
     } else {
-        /* The first host: writes and SCAN go there. "host[:port]" or "[v6][:port]". */
         char host[256];
-        const char *h = o.redis.hosts ? o.redis.hosts : "127.0.0.1:6379";
-        size_t hl = strcspn(h, ",");
-        if (hl >= sizeof host) hl = sizeof host - 1;
-        memcpy(host, h, hl);
-        host[hl] = '\0';
-        int port = 6379;
-        char *name = host;
-        char *colon = strrchr(host, ':');
-        if (host[0] == '[') {
-            char *rb = strchr(host, ']');
-            if (rb) {
-                *rb = '\0';
-                name = host + 1;
-                colon = rb[1] == ':' ? rb + 1 : NULL;
-            }
+        int port;
+        if (split_host(hostport, strlen(hostport), host, sizeof host, &port) < 0) {
+            snprintf(why, why_cap, "bad host '%s'", hostport);
+            return NULL;
         }
-        if (colon && name == host) *colon = '\0';
-        if (colon) port = atoi(colon + 1);
-        ctx = redisConnectWithTimeout(name, port, ctv);
+        ctx = redisConnectWithTimeout(host, port, ctv);
     }
     if (!ctx || ctx->err) {
         redis_why(ctx, (int)cto, why, why_cap);
@@ -359,16 +354,16 @@ redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size
         goto fail;
     }
     redisReply *r;
-    if (o.redis.password) {
-        const char *av[3] = { "AUTH", o.redis.username ? o.redis.username : o.redis.password,
-                              o.redis.password };
-        r = command(ctx, o.redis.username ? 3 : 2, av, "AUTH", (int)mto, why, why_cap);
+    if (o->redis.password) {
+        const char *av[3] = { "AUTH", o->redis.username ? o->redis.username : o->redis.password,
+                              o->redis.password };
+        r = command(ctx, o->redis.username ? 3 : 2, av, "AUTH", (int)mto, why, why_cap);
         if (!r) goto fail;
         freeReplyObject(r);
     }
-    if (o.redis.db) {
+    if (o->redis.db) {
         char db[16];
-        snprintf(db, sizeof db, "%u", o.redis.db);
+        snprintf(db, sizeof db, "%u", o->redis.db);
         const char *av[2] = { "SELECT", db };
         r = command(ctx, 2, av, "SELECT", (int)mto, why, why_cap);
         if (!r) goto fail;
@@ -378,12 +373,138 @@ redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size
     r = command(ctx, 1, ping, "PING", (int)mto, why, why_cap);
     if (!r) goto fail;
     freeReplyObject(r);
-    free(buf);
     return ctx;
 fail:
     if (ctx) redisFree(ctx);
-    free(buf);
     return NULL;
+}
+
+/* Parses `url` into `o` (strings in `*buf`, to free). Returns 0, or -1 with `why`. */
+static int parse_redis_url(const char *url, corral_options *o, char **buf, char *why,
+                           size_t why_cap) {
+    corral_options_init(o);
+    size_t cap = strlen(url) + 1;
+    corral_error err;
+    if (!(*buf = malloc(cap))) {
+        snprintf(why, why_cap, "out of memory");
+        return -1;
+    }
+    if (corral_options_parse_url(o, url, *buf, cap, &err) != CORRAL_OK) {
+        snprintf(why, why_cap, "%s", err.msg);
+        return -1;
+    }
+    if (!o->store || strcmp(o->store, "redis") != 0) {
+        snprintf(why, why_cap, "not a redis:// URL");
+        return -1;
+    }
+    return 0;
+}
+
+/* A seed of a cluster URL that answered: is it a cluster node? NULL with `why` when it is not. */
+static redisContext *check_cluster_node(redisContext *ctx, const char *seed, int timeout_ms,
+                                        char *why, size_t why_cap) {
+    const char *av[2] = { "CLUSTER", "MYID" };
+    char err[200];
+    redisReply *r = command(ctx, 2, av, "CLUSTER MYID", timeout_ms, err, sizeof err);
+    if (r) {
+        freeReplyObject(r);
+        return ctx;
+    }
+    if (strstr(err, "cluster support disabled"))
+        snprintf(why, why_cap, "%s is not a cluster node (cluster support disabled): use redis://",
+                 seed);
+    else
+        snprintf(why, why_cap, "%s: %s", seed, err);
+    redisFree(ctx);
+    return NULL;
+}
+
+redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size_t why_cap) {
+    corral_options o;
+    char *buf = NULL;
+    redisContext *ctx = NULL;
+    if (parse_redis_url(url, &o, &buf, why, why_cap) < 0) goto done;
+    const char *h = o.redis.hosts ? o.redis.hosts : "127.0.0.1:6379";
+    if (o.redis.unix_path) {
+        ctx = connect_node(&o, NULL, timeout_ms, why, why_cap);
+    } else if (!o.redis.cluster) {
+        /* The first host: writes and SCAN go there. */
+        char host[272];
+        size_t hl = strcspn(h, ",");
+        snprintf(host, sizeof host, "%.*s", (int)(hl < sizeof host ? hl : sizeof host - 1), h);
+        ctx = connect_node(&o, host, timeout_ms, why, why_cap);
+    } else {
+        /* Any seed will do, as for the store: each in turn until one answers; when none does,
+         * every seed's reason. A seed that refuses the credentials ends the search. */
+        size_t used = (size_t)snprintf(why, why_cap, "no seed answered");
+        bool first = true;
+        int mto = timeout_ms > 0 ? timeout_ms : (int)o.redis.command_timeout_ms;
+        while (!ctx && *h) {
+            char seed[272], one[200];
+            size_t hl = strcspn(h, ",");
+            snprintf(seed, sizeof seed, "%.*s", (int)(hl < sizeof seed ? hl : sizeof seed - 1), h);
+            h += hl + (h[hl] == ',');
+            ctx = connect_node(&o, seed, timeout_ms, one, sizeof one);
+            if (ctx) {
+                ctx = check_cluster_node(ctx, seed, mto, why, why_cap);
+                if (!ctx) break; /* a node that answers, but not as a cluster node */
+            } else if (strncmp(one, "auth failed", 11) == 0) {
+                /* It answered: the others would refuse the same credentials. */
+                snprintf(why, why_cap, "%s: %s", seed, one);
+                break;
+            } else if (used < why_cap) {
+                used += (size_t)snprintf(why + used, why_cap - used, "%s %s: %s", first ? ":" : ";",
+                                         seed, one);
+                first = false;
+            }
+        }
+    }
+done:
+    free(buf);
+    return ctx;
+}
+
+redisContext *cli_redis_connect_node(const char *url, const char *hostport, int timeout_ms,
+                                     char *why, size_t why_cap) {
+    corral_options o;
+    char *buf = NULL;
+    redisContext *ctx = NULL;
+    if (parse_redis_url(url, &o, &buf, why, why_cap) == 0)
+        ctx = connect_node(&o, hostport, timeout_ms, why, why_cap);
+    free(buf);
+    return ctx;
+}
+
+int cli_cluster_primaries(const char *url, int timeout_ms, cli_node *out, size_t cap, char *why,
+                          size_t why_cap) {
+    redisContext *ctx = cli_redis_connect(url, timeout_ms, why, why_cap);
+    if (!ctx) return -1;
+    const char *av[2] = { "CLUSTER", "SLOTS" };
+    redisReply *r = command(ctx, 2, av, "CLUSTER SLOTS", timeout_ms, why, why_cap);
+    corral__redis_slot_map *map = r ? malloc(sizeof *map) : NULL;
+    corral_error err;
+    int n = -1;
+    if (r && !map) {
+        snprintf(why, why_cap, "out of memory");
+    } else if (map && corral__redis_slots_parse(r, ctx->tcp.host, map, &err) != CORRAL_OK) {
+        snprintf(why, why_cap, "%s", err.msg);
+    } else if (map && map->n_shards == 0) {
+        snprintf(why, why_cap, "the cluster serves no slot yet (CLUSTER SLOTS is empty)");
+    } else if (map && map->n_shards > cap) {
+        snprintf(why, why_cap, "more than %zu primaries", cap);
+    } else if (map) {
+        for (size_t i = 0; i < map->n_shards; i++) {
+            const corral__redis_addr *a = &map->shards[i].primary;
+            bool v6 = strchr(a->name, ':') != NULL;
+            snprintf(out[i], sizeof out[i], "%s%s%s:%d", v6 ? "[" : "", a->name, v6 ? "]" : "",
+                     a->port);
+        }
+        n = (int)map->n_shards;
+    }
+    free(map);
+    if (r) freeReplyObject(r);
+    redisFree(ctx);
+    return n;
 }
 
 bool cli_read_failed(corral *c) {

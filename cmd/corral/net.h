@@ -45,8 +45,29 @@ void http_response_free(http_response *r);
 /* Opens a Redis connection for the cache URL `url` (its first host, or its unix socket), with
  * AUTH and SELECT done and the URL's command timeout set; `timeout_ms` > 0 overrides both the
  * connect and command timeouts. Returns the context, or NULL with `why` set (bad URL, not a
- * redis URL, refused, timeout, auth). Free with redisFree. */
+ * redis URL, refused, timeout, auth). Free with redisFree.
+ *
+ * A redis+cluster:// URL: the first of its seeds that answers and is a cluster node (CLUSTER
+ * MYID), as the store takes any seed. When none answers, `why` has every seed's reason ("no
+ * seed answered: 127.0.0.1:7000: connection refused; 127.0.0.1:7001: timeout after 2000 ms");
+ * a seed that refuses the credentials, or answers but has cluster support disabled ("use
+ * redis://"), ends the search with its reason. */
 redisContext *cli_redis_connect(const char *url, int timeout_ms, char *why, size_t why_cap);
+
+/* Opens a connection as cli_redis_connect does, to the node "host:port" ("[v6]:port") with the
+ * URL's credentials: a node of a cluster, from cli_cluster_primaries. */
+redisContext *cli_redis_connect_node(const char *url, const char *hostport, int timeout_ms,
+                                     char *why, size_t why_cap);
+
+/* A node's "host:port". */
+typedef char cli_node[272];
+
+/* The primaries of the cluster at the redis+cluster:// URL `url`, from CLUSTER SLOTS on the
+ * first seed that answers, read by the store's parser (src/store/redis_slots.h): their count
+ * (at most `cap`) in `out`, in the order the reply first names them, or -1 with `why` (no seed
+ * answered, not a cluster, a reply the parser refuses, no slot served, more than `cap`). */
+int cli_cluster_primaries(const char *url, int timeout_ms, cli_node *out, size_t cap, char *why,
+                          size_t why_cap);
 
 /* True when the handle counted a Redis read that failed (corral_redis_failed_reads_total): the
  * library turns such a read into a miss, which the CLI must not report as "not found". */

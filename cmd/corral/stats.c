@@ -2,7 +2,8 @@
  * stats.c - `corral stats TARGET...`: the guide's "hit rate per key prefix" from running
  * processes, as one table summed over every target (the fleet view), and the table printing
  * `corral top` shares. A target that fails is one line on stderr with its reason; the others
- * are still shown, and the exit code is then 3.
+ * are still shown, and the exit code is then 3. So is a cluster target with a primary that
+ * failed: its line names the primary, and the other primaries' rows are still summed.
  */
 #include "cli.h"
 #include "net.h"
@@ -225,7 +226,9 @@ int stats_parse(int argc, char **argv, const char *cmd, target **out, size_t *n_
         ts[i].token = "";
         ts[i].kind = target_kind(ts[i].spec);
         if (ts[i].kind < 0) {
-            fprintf(stderr, "corral %s: %s: not a target (http://host:port/metrics or redis://)\n",
+            fprintf(stderr,
+                    "corral %s: %s: not a target (http://host:port/metrics, redis:// or "
+                    "redis+cluster://)\n",
                     cmd, ts[i].shown);
             free(ts);
             return CLI_USAGE;
@@ -256,6 +259,9 @@ int cli_stats(int argc, char **argv) {
         } else if (table_add(&fleet, &ts[i].t) < 0) {
             fprintf(stderr, "corral stats: out of memory\n");
             ec = CLI_FAIL;
+        } else if (ts[i].partial) { /* shown, without the primaries that failed */
+            fprintf(stderr, "corral stats: %s: %s\n", ts[i].shown, ts[i].why);
+            ec = CLI_FAIL;
         }
     }
     table_sort(&fleet, SORT_REQUESTS);
@@ -265,7 +271,7 @@ int cli_stats(int argc, char **argv) {
             printf("%s{\"target\":", i ? "," : "");
             out_json_str(stdout, ts[i].shown, strlen(ts[i].shown));
             printf(",\"ok\":%s,\"error\":", ts[i].ok ? "true" : "false");
-            if (ts[i].ok)
+            if (ts[i].ok && !ts[i].partial)
                 printf("null");
             else
                 out_json_str(stdout, ts[i].why, strlen(ts[i].why));

@@ -3,10 +3,10 @@
  * per-route) counters read from them.
  *
  * A target is a Prometheus endpoint of a corral process (http://host:port[/path]; the path
- * defaults to /metrics) or a redis:// URL. From Prometheus text a row is made per `prefix`
- * label of the corral_cache_* series (libcorral) and per `route` label of the corral_proxy_*
- * series (corral-proxy, whose cache prefixes are its route names): for a route the HTTP
- * counters (requests, hits, misses, origin fetches as loads, stale served) take the place of
+ * defaults to /metrics) or a redis:// or redis+cluster:// URL. From Prometheus text a row is made
+ * per `prefix` label of the corral_cache_* series (libcorral) and per `route` label of the
+ * corral_proxy_* series (corral-proxy, whose cache prefixes are its route names): for a route the
+ * HTTP counters (requests, hits, misses, origin fetches as loads, stale served) take the place of
  * the library's, and evictions, items and bytes come from the library's series of the same
  * name. From Redis, items and bytes per prefix are sampled (collect.c).
  *
@@ -34,7 +34,7 @@ typedef struct stat_table {
     size_t n, cap;
 } stat_table;
 
-enum { TARGET_HTTP, TARGET_REDIS };
+enum { TARGET_HTTP, TARGET_REDIS, TARGET_CLUSTER };
 
 typedef struct target {
     const char *spec;  /* as given */
@@ -43,7 +43,9 @@ typedef struct target {
                         * or the only http target); "" for none */
     int kind;
     bool ok;
-    char why[256];  /* when !ok: one line, "connection refused", "line 1: bad metric name" */
+    bool partial;   /* ok, but some of a cluster's primaries failed: `why` names them */
+    char why[256];  /* when !ok or partial: one line, "connection refused", "line 1: bad metric
+                     * name", "primary 127.0.0.1:7002: connection refused" */
     char note[512]; /* when ok, about a Redis sample: "sampled 1000 of 5000 keys (scaled)" */
     stat_table t;
 } target;
@@ -51,7 +53,8 @@ typedef struct target {
 /* Reads one target into t->t (replacing what it held). `timeout_ms` bounds each network
  * exchange, `sample_ms` a Redis sample. Sets ok, why and note. Returns 0 or -1 (t->why set). */
 int target_fetch(target *t, int timeout_ms, int sample_ms);
-/* Classifies a spec; returns -1 for one that is neither http:// nor redis://. */
+/* Classifies a spec; returns -1 for one that is neither http:// nor redis://, redis+unix:// or
+ * redis+cluster://. */
 int target_kind(const char *spec);
 
 /* Parses Prometheus text into rows (exposed for tests). Returns 0, or -1 with `why`: a parse

@@ -106,7 +106,8 @@ static bool render(top_state *s, bool first) {
     fprintf(f, "corral top  %s  %zu of %zu targets  rates over %.1f s  sort: %s%s\n", when, ok,
             s->n, s->secs, sort_names[s->sort], s->keys ? "  (r h m n: sort, q: quit)" : "");
     for (size_t i = 0; i < s->n; i++)
-        if (!s->ts[i].ok) fprintf(f, "! %s: %s\n", s->ts[i].shown, s->ts[i].why);
+        if (!s->ts[i].ok || s->ts[i].partial)
+            fprintf(f, "! %s: %s\n", s->ts[i].shown, s->ts[i].why);
     if (first)
         fprintf(f, "(first reading; rates from the next one)\n");
     else
@@ -253,7 +254,7 @@ int cli_top(int argc, char **argv) {
     if (s.tty) term_leave(&s);
     /* As stats: a target that failed at the end makes the exit 3. */
     for (size_t i = 0; i < s.n; i++) {
-        if (!s.ts[i].ok) {
+        if (!s.ts[i].ok || s.ts[i].partial) {
             fprintf(stderr, "corral top: %s: %s\n", s.ts[i].shown, s.ts[i].why);
             ec = CLI_FAIL;
         }
