@@ -35,7 +35,6 @@
 #include "../key.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -251,16 +250,6 @@ bool corral__redis_notify_unwatch(corral__redis_notify *n, corral__lease_watch *
 
 /* ---- Life ---- */
 
-static int wake_pipe(corral__redis_notify *n) {
-    if (pipe(n->wake) != 0) {
-        n->wake[0] = n->wake[1] = -1;
-        return -1;
-    }
-    for (int i = 0; i < 2; i++)
-        (void)fcntl(n->wake[i], F_SETFD, FD_CLOEXEC);
-    return 0;
-}
-
 /* In a forked child (fork.h): the thread is gone, and so are the threads that watched; the
  * connection and the pipe are the parent's. The next watch starts a thread of the child's. */
 static void notify_after_fork(void *arg) {
@@ -276,7 +265,8 @@ static void notify_after_fork(void *arg) {
     n->has_thread = false;
     for (int i = 0; i < 2; i++)
         if (n->wake[i] >= 0) (void)close(n->wake[i]);
-    (void)wake_pipe(n); /* without one, watches stay CORRAL_WAITING: their callers poll */
+    /* Without one, watches stay CORRAL_WAITING: their callers poll. */
+    (void)corral__cloexec_pipe(n->wake);
 }
 
 int corral__redis_notify_new(corral__redis_notify **out, corral__redis_pool *pool,
@@ -304,7 +294,7 @@ int corral__redis_notify_new(corral__redis_notify **out, corral__redis_pool *poo
     memcpy(p, CORRAL__REDIS_NOTIFY_SUFFIX, suffix + 1);
     atomic_init(&n->stopping, false);
     atomic_init(&n->ctx, NULL);
-    (void)wake_pipe(n);
+    (void)corral__cloexec_pipe(n->wake); /* as in a child: without one, callers poll */
     n->magic = NOTIFY_MAGIC;
     n->fork_hook.child = notify_after_fork;
     n->fork_hook.arg = n;
@@ -319,11 +309,7 @@ void corral__redis_notify_free(corral__redis_notify *n) {
     corral__fork_hook_remove(&n->fork_hook);
     if (n->has_thread) {
         atomic_store(&n->stopping, true);
-        char b = 1;
-        ssize_t w;
-        do {
-            w = write(n->wake[1], &b, 1);
-        } while (w < 0 && errno == EINTR);
+        (void)corral__pipe_poke(n->wake[1]);
         CORRAL_MUST(pthread_join(n->thread, NULL) == 0);
     }
     for (int i = 0; i < 2; i++)

@@ -54,7 +54,6 @@
 #include "../key.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -658,17 +657,6 @@ static void *tracker_main(void *arg) {
 
 /* ---- Open and close ---- */
 
-/* The wake-up pipe, close-on-exec. Returns 0, or -1 with both ends -1. */
-static int wake_pipe(tiered_store *t) {
-    if (pipe(t->wake) != 0) {
-        t->wake[0] = t->wake[1] = -1;
-        return -1;
-    }
-    for (int i = 0; i < 2; i++)
-        if (fcntl(t->wake[i], F_SETFD, FD_CLOEXEC) != 0) return -1;
-    return 0;
-}
-
 /* In a forked child (fork.h): the tracker thread is gone, its connection and the wake-up pipe
  * are the parent's (a write to the pipe would stop the parent's tracker), and L1 holds what the
  * parent knew. The next read starts a tracker of the child's own, which empties L1 before it
@@ -687,7 +675,7 @@ static void tiered_after_fork(void *arg) {
     atomic_store(&t->has_thread, false);
     for (int i = 0; i < 2; i++)
         if (t->wake[i] >= 0) (void)close(t->wake[i]);
-    atomic_store(&t->started, wake_pipe(t) == 0 ? 0 : 1);
+    atomic_store(&t->started, corral__cloexec_pipe(t->wake) == 0 ? 0 : 1);
 }
 
 static void t_close(corral__store *base) {
@@ -696,11 +684,7 @@ static void t_close(corral__store *base) {
     corral__fork_hook_remove(&t->fork_hook);
     if (atomic_load(&t->has_thread)) {
         atomic_store(&t->stopping, true);
-        char b = 1;
-        ssize_t w;
-        do {
-            w = write(t->wake[1], &b, 1);
-        } while (w < 0 && errno == EINTR);
+        (void)corral__pipe_poke(t->wake[1]);
         int rc = pthread_join(t->thread, NULL);
         assert(rc == 0);
         (void)rc;
@@ -794,7 +778,7 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     rc = corral__mem_open(&t->near, &mc, &near_env);
     if (rc != CORRAL_OK) goto fail;
     rc = CORRAL_ENOMEM;
-    if (wake_pipe(t) != 0) goto fail;
+    if (corral__cloexec_pipe(t->wake) != 0) goto fail;
     t->fork_hook.child = tiered_after_fork;
     t->fork_hook.arg = t;
     corral__fork_hook_add(&t->fork_hook);
