@@ -118,8 +118,11 @@ static bool is_str(const redisReply *r, const char *s, size_t len) {
 }
 
 uint64_t corral__redis_notify_key_hash(const char *payload, size_t len) {
-    const char *space = memchr(payload, ' ', len); /* a key holds no byte 0x00-0x20 */
-    return corral__hash_bytes(payload, space ? (size_t)(space - payload) : len);
+    /* The last space: a binary key may hold spaces (key.h), a token (hex) holds none. */
+    size_t key_len = len;
+    while (key_len > 0 && payload[key_len - 1] != ' ')
+        key_len--;
+    return corral__hash_bytes(payload, key_len > 0 ? key_len - 1 : len);
 }
 
 void corral__redis_notify_deliver(corral__redis_notify *n, uint64_t key_hash) {

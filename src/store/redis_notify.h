@@ -52,8 +52,9 @@ bool corral__redis_notify_unwatch(corral__redis_notify *n, corral__lease_watch *
 
 corral__redis_notify_counters *corral__redis_notify_counters_of(corral__redis_notify *n);
 
-/* The hash of the key a message's payload announces ("<key> <token>"; "<key>" alone is read
- * too), as watches are matched: corral__hash_bytes of the key's bytes. */
+/* The hash of the key a message's payload announces ("<key> <token>", split at the last space:
+ * a binary key may hold spaces; "<key>" alone, without a space, is read too), as watches are
+ * matched: corral__hash_bytes of the key's bytes. */
 uint64_t corral__redis_notify_key_hash(const char *payload, size_t len);
 
 /* The near cache's tracker carries the channel instead of a connection of ours (tiered.c): no
