@@ -1009,13 +1009,17 @@ static void test_cluster_lease_release_wakes_waiters(void **state) {
         corral_lease *held = hold(holder, "w");
         lease_waiter_fx w = { .c = waiter, .key = "w" };
         unsigned long long woken = redis_fx_counter(waiter, "lease_wakeups_total");
-        unsigned long long trips = redis_fx_counter(waiter, "round_trips_total");
+        char lease[16];
+        int lease_len = snprintf(lease, sizeof lease, "site:1:w%clease", 0x1f);
+        int lease_node = owner_of(corral__redis_key_slot(lease, (size_t)lease_len));
+        long long sets = node_info(lease_node, "commandstats", "cmdstat_set:calls=");
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, get_or_set_v, &w), 0);
-        /* Its read and lease attempt, then wait_lease's: a watch, the look and the attempt. From
-         * the fourth round trip on, a release wakes its watch. */
+        /* Its lease attempt, then wait_lease's, after its watch: once the lease's node has
+         * answered the second (the lease is held, so it failed), a release wakes the watch. The
+         * node's count, not the handle's round trips, which count a command before it is sent. */
         uint64_t deadline = redis_fx_now_ns() + 20000000000ull;
-        while (redis_fx_counter(waiter, "round_trips_total") < trips + 4)
+        while (node_info(lease_node, "commandstats", "cmdstat_set:calls=") < sets + 2)
             if (redis_fx_now_ns() > deadline) fail_msg("the waiter never waited");
         assert_int_equal(corral_set(holder, "w", 1, "landed", 6, 60000, NULL), CORRAL_OK);
         assert_int_equal(corral_lease_end(holder, held), CORRAL_OK);
