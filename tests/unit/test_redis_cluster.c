@@ -1036,6 +1036,12 @@ static void test_cluster_lease_release_wakes_waiters(void **state) {
     }
 }
 
+/* Writes 8000 keys of KEYS[1]'s slot whose names are 400 bytes long: one invalidation message of
+ * 3 MB to the near caches tracking them. */
+static const char FLOOD_SRC[] = "local pad = string.rep('p', 400)\n"
+                                "for i = 1, 8000 do redis.call('SET', KEYS[1] .. pad .. i, 1) end\n"
+                                "return 8000\n";
+
 /* A near cache's waiter, woken by a release, reads what the leader wrote before it, under another
  * key on another primary: the tracker wakes it once every primary's connection brought the
  * release, each after its invalidations of the leader's writes. The leader is another server to
@@ -1055,6 +1061,14 @@ static void test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake(v
     }
     assert_true(obj[0]);
     size_t obj_len = strlen(obj);
+    char phys[32], flood[32] = "";
+    int obj_node = owner_of(
+        corral__redis_key_slot(phys, (size_t)snprintf(phys, sizeof phys, "site:1:%s", obj)));
+    for (int i = 0; i < 1000 && !flood[0]; i++) { /* a key under the tracked prefix, there */
+        int n = snprintf(flood, sizeof flood, "site:{flood%d}:", i);
+        if (owner_of(corral__redis_key_slot(flood, (size_t)n)) != obj_node) flood[0] = '\0';
+    }
+    assert_true(flood[0]);
     corral *lead = NULL;
     assert_int_equal(
         redis_fx_open_url(&lead, "redis+cluster://127.0.0.1:%d/?key_prefix=site", cl.ports[1]),
@@ -1082,6 +1096,12 @@ static void test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake(v
         calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
         int before;
         corral_lease *watch = live_watch(near, "flight", &k, &before);
+        /* Megabytes of invalidations ahead of the leader's write on its primary's connection:
+         * the release's copy from the lease's primary arrives long before that write's. */
+        redisReply *r = node_cmd(obj_node, "EVAL %s 1 %s", FLOOD_SRC, flood);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        freeReplyObject(r);
         assert_int_equal(corral_set(lead, obj, obj_len, fresh, strlen(fresh), 60000, NULL),
                          CORRAL_OK);
         assert_int_equal(corral_lease_end(lead, held), CORRAL_OK);
