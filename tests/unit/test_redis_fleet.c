@@ -24,7 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "key.h"
 #include "redis_server.h"
+#include "store/redis.h"
 
 #define WAITERS     4
 #define KEY         "herd"
@@ -327,6 +329,19 @@ static void test_fleet_lease_release_calls_the_waiter_back(void **state) {
     corral_close(b);
 }
 
+/* A release's message names its key as watches are matched (corral__hash_bytes of the key): the
+ * bytes before its last space, or the whole message when it has none (the key alone, as releases
+ * announced before tokens were added to the message). */
+static void test_fleet_release_message_names_the_key_before_its_last_space(void **state) {
+    (void)state;
+    uint64_t k = corral__hash_bytes("p:1:k", 5), spaced = corral__hash_bytes("p:1:a b", 7);
+    assert_int_equal(corral__redis_lease_key_hash("p:1:k 0123abcd", 14), k);
+    assert_int_equal(corral__redis_lease_key_hash("p:1:k", 5), k);
+    assert_int_equal(corral__redis_lease_key_hash("p:1:a b 0123abcd", 16), spaced);
+    assert_int_equal(corral__redis_lease_key_hash(" 0123abcd", 9), corral__hash_bytes("", 0));
+    assert_int_equal(corral__redis_lease_key_hash("", 0), corral__hash_bytes("", 0));
+}
+
 /* A binary key may hold spaces (key.h), and the release's message is "<key> <token>": the
  * waiter of such a key is woken by the message as any other. */
 static void test_fleet_release_of_a_binary_key_with_spaces_calls_the_waiter_back(void **state) {
@@ -403,6 +418,7 @@ int main(void) {
         cmocka_unit_test(test_fleet_a_dead_leader_is_replaced_after_its_lease),
         cmocka_unit_test(test_fleet_lease_try_is_not_needed_on_a_memory_store),
         cmocka_unit_test(test_fleet_lease_release_calls_the_waiter_back),
+        cmocka_unit_test(test_fleet_release_message_names_the_key_before_its_last_space),
         cmocka_unit_test(test_fleet_release_of_a_binary_key_with_spaces_calls_the_waiter_back),
         cmocka_unit_test(test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake),
     };
