@@ -40,8 +40,9 @@
  * Locking: the store's fields are written at open and read-only afterwards, but for `gen`,
  * `epoch`, `live` and `stopping` (sequentially consistent atomics: the race argument needs the
  * total order between a read's look and an invalidation's increment) and the counters
- * (relaxed). L1 and L2 do their own locking. The tracker thread owns its connection; close
- * wakes it through a pipe and joins it. No lock is held across I/O; docs/threads.md.
+ * (relaxed). L1 and L2 do their own locking. The tracker thread owns its connections and the
+ * table of releases pending (`rel`, release_heard); close wakes it through a pipe and joins it. No
+ * lock is held across I/O; docs/threads.md.
  */
 #include "tiered.h"
 #include "../prom.h"
