@@ -1,15 +1,18 @@
 /*
- * common.c - the allocator, the debug mutex, the default clock and error filling.
+ * common.c - the allocator, the debug mutex, the default clock, wake-up pipes and error filling.
  * No state of its own: everything here works on what the caller passes.
  */
 #include "common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- Mutex ---- */
 
@@ -168,6 +171,33 @@ uint64_t corral__monotonic_ns(void) {
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- Wake-up pipes ---- */
+
+int corral__cloexec_pipe(int fd[2]) {
+    fd[0] = fd[1] = -1;
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    /* pipe2(O_CLOEXEC) is not POSIX; between pipe and fcntl another thread's fork+exec may
+     * inherit the ends, which only keeps them open in that program. */
+    if (fcntl(p[0], F_SETFD, FD_CLOEXEC) != 0 || fcntl(p[1], F_SETFD, FD_CLOEXEC) != 0) {
+        (void)close(p[0]);
+        (void)close(p[1]);
+        return -1;
+    }
+    fd[0] = p[0];
+    fd[1] = p[1];
+    return 0;
+}
+
+int corral__pipe_poke(int fd) {
+    char b = 1;
+    ssize_t w;
+    do {
+        w = write(fd, &b, 1);
+    } while (w < 0 && errno == EINTR);
+    return w == 1 ? 0 : -1;
 }
 
 /* ---- Errors ---- */

@@ -104,6 +104,14 @@ uint64_t corral__realtime_ns(void *ctx);
  * time passing, never the handle's clock hook. */
 uint64_t corral__monotonic_ns(void);
 
+/* ---- Wake-up pipes ---- */
+
+/* A pipe whose two ends are close-on-exec (a thread's wake-up: a program the application execs
+ * must not inherit it). 0, or -1 with nothing left open and both ends -1. */
+int corral__cloexec_pipe(int fd[2]);
+/* Writes one byte to a wake-up pipe's write end `fd` (again on EINTR); 0 or -1. */
+int corral__pipe_poke(int fd);
+
 /* Sets a corral_error when `err` is not NULL; returns `code`. printf-style. */
 int corral__seterr(corral_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

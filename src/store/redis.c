@@ -16,7 +16,7 @@
  * PEXPIRE, or the script TOUCH_FOREVER for no expiry; ttl PTTL (on the primary); incr the script
  * INCR; clear FLUSHDB ASYNC; lease_acquire SET NX PX; lease_release the script LEASE_RELEASE
  * (compare and delete, then PUBLISH the release for other processes' waiters: redis_notify.c;
- * not on a cluster, which has no notifier, `notify` NULL: docs/redis.md, "Lease wake-ups").
+ * on a cluster too, where a PUBLISH reaches every node: docs/redis.md, "Lease wake-ups").
  * Scripts run with EVALSHA by the SHA-1 computed at open; NOSCRIPT falls back to EVAL.
  *
  * get_checked: the script CHECKED reads a value and, when its envelope carries tags, the tags'
@@ -134,16 +134,16 @@ static const char CHECKED_SRC[] = "local v = redis.call('GET', KEYS[1])\n"
                                   "return v\n";
 
 /* KEYS[1] the lease, ARGV[1] the token, ARGV[2] the store's channel, ARGV[3] the value's key:
- * the release is announced to every process's watches (redis_notify.c). Without ARGV[2] (a
- * cluster: nobody listens) it is not announced. */
-static const char LEASE_RELEASE_SRC[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-                                        "  redis.call('DEL', KEYS[1])\n"
-                                        "  if ARGV[2] then\n"
-                                        "    redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
-                                        "  end\n"
-                                        "  return 1\n"
-                                        "end\n"
-                                        "return 0\n";
+ * the release is announced to every process's watches (redis_notify.c) as "<key> <token>" (the
+ * token tells two releases of one key apart: tiered.c matches a release heard on each primary
+ * of a cluster). */
+static const char LEASE_RELEASE_SRC[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. ARGV[1])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
 
 /* ---- Helpers ---- */
 
@@ -572,7 +572,7 @@ static int r_lease_release(corral__store *base, const corral__skey *k, const voi
     corral__redis_call c;
     int rc = corral__redis_begin_key(s, CORRAL__REDIS_WRITE, key, kl[0], &c);
     if (rc != CORRAL_OK) return rc;
-    rc = int_result(&c, eval(s, &c, &s->lease_release, 1, ch ? 4 : 2, ka, kl));
+    rc = int_result(&c, eval(s, &c, &s->lease_release, 1, 4, ka, kl));
     corral__redis_end(&c);
     return rc;
 }
@@ -629,8 +629,7 @@ static int r_metrics_text(corral__store *base, char *buf, size_t cap) {
         corral__redis_cluster_counters(s->cluster, &sum, &own); /* every node's, summed */
     else
         ctr = corral__redis_pool_counters(s->pool);
-    corral__redis_notify_counters none = { 0 }, *nc = &none; /* a cluster: no notifier */
-    if (s->notify) nc = corral__redis_notify_counters_of(s->notify);
+    corral__redis_notify_counters *nc = corral__redis_notify_counters_of(s->notify);
     const corral__prom_row rows[] = {
 #define LOAD(x)  atomic_load_explicit(&ctr->x, memory_order_relaxed)
 #define NLOAD(x) atomic_load_explicit(&nc->x, memory_order_relaxed)
@@ -866,10 +865,13 @@ int corral__redis_open(corral__store **out, const corral_redis_options *o, size_
                                      .readonly = o->cluster && o->read_from_replicas };
     int rc = o->cluster ? corral__redis_cluster_new(&s->cluster, &pc, env->alloc)
                         : corral__redis_pool_new(&s->pool, &pc, env->alloc);
-    if (rc == CORRAL_OK && !o->cluster) { /* a cluster announces no releases: notify NULL */
-        rc = corral__redis_notify_new(&s->notify, s->pool, env->key_prefix, env->key_prefix_len,
-                                      env->alloc);
-        if (rc != CORRAL_OK) corral__redis_pool_free(s->pool);
+    if (rc == CORRAL_OK) {
+        rc = corral__redis_notify_new(&s->notify, corral__redis_notify_connect, s, env->key_prefix,
+                                      env->key_prefix_len, env->alloc);
+        if (rc != CORRAL_OK) {
+            corral__redis_pool_free(s->pool);
+            corral__redis_cluster_free(s->cluster);
+        }
     }
     if (rc != CORRAL_OK) {
         corral__free(env->alloc, s->tag_prefix, s->tag_prefix_len + 1);

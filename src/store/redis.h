@@ -64,10 +64,13 @@ uint64_t corral__redis_topology(corral__store *s);
 
 /* The near cache's tracker carries the lease channel (redis_notify.h: attach, deliver,
  * set_live): lease_attach returns the channel's name (borrowed for the store's life) for the
- * tracker's SUBSCRIBE, or NULL (`*len` 0) on a cluster, which announces no releases; heard and
- * live then do nothing. */
+ * tracker's SUBSCRIBE, or NULL (`*len` 0) when the store has no notifier;
+ * heard and live then do nothing. lease_key_hash is the hash of the key a message's payload
+ * announces, which heard takes: the tracker of a cluster hands a release in once every
+ * primary's connection brought it (tiered.c). */
 const char *corral__redis_lease_attach(corral__store *s, size_t *len);
-void corral__redis_lease_heard(corral__store *s, const char *key, size_t len);
+uint64_t corral__redis_lease_key_hash(const char *payload, size_t len);
+void corral__redis_lease_heard(corral__store *s, uint64_t key_hash);
 void corral__redis_lease_live(corral__store *s, bool live);
 
 /* Validates a host list ("host[:port][,host[:port]...]") as corral__redis_open would: CORRAL_OK

@@ -81,7 +81,8 @@ struct corral__redis_cluster {
     _Atomic bool refreshing;
     _Atomic uint64_t last_refresh_ns;
     _Atomic uint64_t next_replica;
-    _Atomic uint64_t topology; /* bumped when the set of primaries changes */
+    _Atomic uint64_t next_subscriber; /* corral__redis_cluster_connect_any's turn */
+    _Atomic uint64_t topology;        /* bumped when the set of primaries changes */
     _Atomic uint64_t moved, ask, refreshes, refresh_failures, retries, no_route;
     corral__fork_hook fork_hook; /* cluster_after_fork, in a forked child */
 };
@@ -648,6 +649,17 @@ size_t corral__redis_cluster_connect_primaries(corral__redis_cluster *cl, redisC
         }
     }
     return n;
+}
+
+redisContext *corral__redis_cluster_connect_any(corral__redis_cluster *cl) {
+    int nodes[CORRAL__REDIS_MAX_NODES];
+    size_t n = corral__redis_cluster_primaries(cl, nodes);
+    if (n == 0) return NULL;
+    uint64_t turn = atomic_fetch_add_explicit(&cl->next_subscriber, 1, memory_order_relaxed);
+    corral__redis_pool *p = pool_of(cl, nodes[turn % n]);
+    redisContext *ctx = p ? corral__redis_pool_connect(p) : NULL;
+    if (!ctx) refresh(cl, false, p, from_now(cl)); /* the node may be gone */
+    return ctx;
 }
 
 int corral__redis_cluster_metrics(const corral__redis_cluster_stats *own, char *buf, size_t cap,

@@ -77,6 +77,12 @@ uint64_t corral__redis_cluster_topology(corral__redis_cluster *cl);
 size_t corral__redis_cluster_connect_primaries(corral__redis_cluster *cl, redisContext **out,
                                                size_t cap);
 
+/* Opens a connection outside the pools to one primary, a different one at each call (the
+ * lease subscriber's: a PUBLISH reaches every node, so any serves, and one that failed is not
+ * tried first again). NULL when it could not be opened (the map is then refreshed: the node may
+ * be gone) or no primary is known. */
+redisContext *corral__redis_cluster_connect_any(corral__redis_cluster *cl);
+
 /* Sums every node's counters into `sum`, plus the cluster's own. */
 typedef struct corral__redis_cluster_stats {
     uint64_t moved, ask, refreshes, refresh_failures, retries, no_route;

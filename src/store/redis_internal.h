@@ -30,7 +30,7 @@ typedef struct redis_store {
     const corral__allocator *alloc;
     corral__redis_pool *pool;       /* a standalone server (and its replicas); NULL on a cluster */
     corral__redis_cluster *cluster; /* a Redis Cluster (redis_cluster.h); NULL otherwise */
-    struct corral__redis_notify *notify; /* lease wake-ups (redis_notify.c); NULL on a cluster */
+    struct corral__redis_notify *notify; /* lease wake-ups (redis_notify.c) */
     size_t max_value_bytes;
     bool django;      /* serializer=django or bare: values carry no envelope */
     bool pickles;     /* serializer=django: values go through redis_django.c */
@@ -81,6 +81,10 @@ static inline int corral__redis_begin_on(redis_store *s, int node, corral__redis
     if (!s->cluster) return corral__redis_begin(s->pool, role, c);
     return corral__redis_cluster_begin_node(s->cluster, node, role, c);
 }
+
+/* The lease subscriber's connection (redis_notify.h: connect_fn; `store` a redis_store): to the
+ * server's primary, or to a primary of the cluster (corral__redis_cluster_connect_any). */
+struct redisContext *corral__redis_notify_connect(void *store);
 
 /* The length of the envelope header a stored value begins with: 0 for none, and always 0 in
  * Django's format, whose values carry no envelope. */

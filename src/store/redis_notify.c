@@ -4,10 +4,12 @@
  *
  * Model
  * - The release script (redis.c) deletes a lease its owner holds and, in the same script,
- *   PUBLISHes the value's key on "<KEY_PREFIX>:lease-released". A thread of this file holds one
- *   connection to the primary, SUBSCRIBEd to that channel, and on each message wakes the
- *   watches of the key (matched by corral__hash_bytes of its bytes: a collision is one spurious
- *   wake-up, which a watcher survives as it survives any).
+ *   PUBLISHes "<key> <token>" (the value's key, the lease's token) on
+ *   "<KEY_PREFIX>:lease-released". A thread of this file holds one connection, SUBSCRIBEd to
+ *   that channel, and on each message wakes the watches of the key (matched by
+ *   corral__hash_bytes of its bytes: a collision is one spurious wake-up, which a watcher
+ *   survives as it survives any). The connection is to the primary; on a Redis Cluster to one
+ *   node, any: a PUBLISH there is broadcast to every node (docs/redis.md, "Lease wake-ups").
  * - Liveness: `live` is true while the connection is subscribed. A watch registered meanwhile is
  *   told so (CORRAL_OK); one registered before is told CORRAL_WAITING and woken when the
  *   subscription begins. When the connection breaks or goes silent (a PING after a quiet
@@ -16,14 +18,14 @@
  *   watcher polls on its own deadline too (loader.c, the proxy), so a lost message costs at
  *   most that poll, and a leader that dies is replaced when its lease expires.
  * - The thread starts with the first watch: opening a store does no I/O.
- * - A store on a Redis Cluster has no notifier (NULL, accepted here: redis_notify.h), so its
- *   waiters poll; docs/redis.md ("Lease wake-ups") says why.
  * - Under a near cache (tiered.c), its tracker subscribes to the channel on the connection that
  *   brings the invalidations, and hands the messages in here; no thread of ours starts. Redis
  *   sends a connection's messages in order, and the invalidations of a leader's writes before
  *   its release: so a woken waiter's near cache has dropped what the leader wrote (the value,
- *   and for the proxy its object and vary record, under other keys than the lease's). The
- *   near cache's calls for that (redis.h: corral__redis_lease_attach, _heard, _live) are here.
+ *   and for the proxy its object and vary record, under other keys than the lease's). On a
+ *   cluster the tracker hands a release in once it heard it on every primary's connection
+ *   (tiered.c). The near cache's calls for that (redis.h: corral__redis_lease_attach, _heard,
+ *   _live) are here, and so is the store's `connect` (corral__redis_notify_connect).
  *
  * Locks: `lock` guards the buckets, `n_watches`, `live` and the thread's start; woken callbacks
  * run under it (store.h: they are quick and call no store). It is never held across I/O.
@@ -35,7 +37,6 @@
 #include "../key.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -50,7 +51,8 @@
 struct corral__redis_notify {
     uint32_t magic;
     const corral__allocator *alloc;
-    corral__redis_pool *pool;
+    corral__redis_notify_connect_fn *connect;
+    void *connect_arg;
     char *channel;
     size_t channel_len;
     corral__mutex lock;
@@ -115,12 +117,19 @@ static bool is_str(const redisReply *r, const char *s, size_t len) {
     return r->type == REDIS_REPLY_STRING && r->len == len && memcmp(r->str, s, len) == 0;
 }
 
-void corral__redis_notify_deliver(corral__redis_notify *n, const char *key, size_t len) {
+uint64_t corral__redis_notify_key_hash(const char *payload, size_t len) {
+    /* The last space: a binary key may hold spaces (key.h), a token (hex) holds none. */
+    size_t key_len = len;
+    while (key_len > 0 && payload[key_len - 1] != ' ')
+        key_len--;
+    return corral__hash_bytes(payload, key_len > 0 ? key_len - 1 : len);
+}
+
+void corral__redis_notify_deliver(corral__redis_notify *n, uint64_t key_hash) {
     if (!n) return;
     count(&n->ctr.messages);
-    uint64_t h = corral__hash_bytes(key, len);
     corral__mutex_lock(&n->lock);
-    wake_locked(n, h, false);
+    wake_locked(n, key_hash, false);
     corral__mutex_unlock(&n->lock);
 }
 
@@ -129,7 +138,8 @@ static void on_message(corral__redis_notify *n, const redisReply *r) {
         !is_str(r->element[1], n->channel, n->channel_len) ||
         r->element[2]->type != REDIS_REPLY_STRING)
         return; /* a PING's ["pong", ""] */
-    corral__redis_notify_deliver(n, r->element[2]->str, r->element[2]->len);
+    corral__redis_notify_deliver(
+        n, corral__redis_notify_key_hash(r->element[2]->str, r->element[2]->len));
 }
 
 static int subscribe(corral__redis_notify *n, redisContext *ctx) {
@@ -197,7 +207,7 @@ static void *notify_main(void *arg) {
     unsigned fails = 0;
     uint64_t rng = (uint64_t)(uintptr_t)n ^ 0x9e3779b97f4a7c15ull;
     while (!atomic_load(&n->stopping)) {
-        redisContext *ctx = corral__redis_pool_connect(n->pool);
+        redisContext *ctx = n->connect(n->connect_arg);
         atomic_store(&n->ctx, ctx);
         if (ctx && subscribe(n, ctx) == 0) {
             fails = 0;
@@ -251,16 +261,6 @@ bool corral__redis_notify_unwatch(corral__redis_notify *n, corral__lease_watch *
 
 /* ---- Life ---- */
 
-static int wake_pipe(corral__redis_notify *n) {
-    if (pipe(n->wake) != 0) {
-        n->wake[0] = n->wake[1] = -1;
-        return -1;
-    }
-    for (int i = 0; i < 2; i++)
-        (void)fcntl(n->wake[i], F_SETFD, FD_CLOEXEC);
-    return 0;
-}
-
 /* In a forked child (fork.h): the thread is gone, and so are the threads that watched; the
  * connection and the pipe are the parent's. The next watch starts a thread of the child's. */
 static void notify_after_fork(void *arg) {
@@ -276,17 +276,19 @@ static void notify_after_fork(void *arg) {
     n->has_thread = false;
     for (int i = 0; i < 2; i++)
         if (n->wake[i] >= 0) (void)close(n->wake[i]);
-    (void)wake_pipe(n); /* without one, watches stay CORRAL_WAITING: their callers poll */
+    /* Without one, watches stay CORRAL_WAITING: their callers poll. */
+    (void)corral__cloexec_pipe(n->wake);
 }
 
-int corral__redis_notify_new(corral__redis_notify **out, corral__redis_pool *pool,
-                             const char *key_prefix, size_t key_prefix_len,
+int corral__redis_notify_new(corral__redis_notify **out, corral__redis_notify_connect_fn *connect,
+                             void *arg, const char *key_prefix, size_t key_prefix_len,
                              const corral__allocator *a) {
     *out = NULL;
     corral__redis_notify *n = corral__calloc(a, 1, sizeof *n);
     if (!n) return CORRAL_ENOMEM;
     n->alloc = a;
-    n->pool = pool;
+    n->connect = connect;
+    n->connect_arg = arg;
     size_t suffix = sizeof CORRAL__REDIS_NOTIFY_SUFFIX - 1;
     n->channel_len = key_prefix_len ? key_prefix_len + 1 + suffix : suffix;
     n->channel = corral__alloc(a, n->channel_len + 1);
@@ -304,7 +306,7 @@ int corral__redis_notify_new(corral__redis_notify **out, corral__redis_pool *poo
     memcpy(p, CORRAL__REDIS_NOTIFY_SUFFIX, suffix + 1);
     atomic_init(&n->stopping, false);
     atomic_init(&n->ctx, NULL);
-    (void)wake_pipe(n);
+    (void)corral__cloexec_pipe(n->wake); /* as in a child: without one, callers poll */
     n->magic = NOTIFY_MAGIC;
     n->fork_hook.child = notify_after_fork;
     n->fork_hook.arg = n;
@@ -319,11 +321,7 @@ void corral__redis_notify_free(corral__redis_notify *n) {
     corral__fork_hook_remove(&n->fork_hook);
     if (n->has_thread) {
         atomic_store(&n->stopping, true);
-        char b = 1;
-        ssize_t w;
-        do {
-            w = write(n->wake[1], &b, 1);
-        } while (w < 0 && errno == EINTR);
+        (void)corral__pipe_poke(n->wake[1]);
         CORRAL_MUST(pthread_join(n->thread, NULL) == 0);
     }
     for (int i = 0; i < 2; i++)
@@ -353,7 +351,13 @@ void corral__redis_notify_attach(corral__redis_notify *n) {
     corral__mutex_unlock(&n->lock);
 }
 
-/* ---- The near cache's way in (redis.h) ---- */
+/* ---- The store's connection, and the near cache's way in (redis.h) ---- */
+
+redisContext *corral__redis_notify_connect(void *store) {
+    redis_store *s = store;
+    return s->cluster ? corral__redis_cluster_connect_any(s->cluster)
+                      : corral__redis_pool_connect(s->pool);
+}
 
 const char *corral__redis_lease_attach(corral__store *base, size_t *len) {
     redis_store *s = store_of(base);
@@ -361,8 +365,12 @@ const char *corral__redis_lease_attach(corral__store *base, size_t *len) {
     return corral__redis_notify_channel(s->notify, len);
 }
 
-void corral__redis_lease_heard(corral__store *base, const char *key, size_t len) {
-    corral__redis_notify_deliver(store_of(base)->notify, key, len);
+uint64_t corral__redis_lease_key_hash(const char *payload, size_t len) {
+    return corral__redis_notify_key_hash(payload, len);
+}
+
+void corral__redis_lease_heard(corral__store *base, uint64_t key_hash) {
+    corral__redis_notify_deliver(store_of(base)->notify, key_hash);
 }
 
 void corral__redis_lease_live(corral__store *base, bool live) {

@@ -160,8 +160,8 @@ typedef struct corral__store_ops {
      * announced, or when the store's notifications (re)start or are lost (a release may have
      * been missed). Returns CORRAL_OK when notifications are live (a release wakes `w`),
      * CORRAL_WAITING when they are not yet (the caller polls meanwhile; `w` wakes once they
-     * are), CORRAL_ENOTSUP when this store announces no releases (a Redis Cluster: the caller
-     * polls) or CORRAL_ENOMEM (nothing registered in either case). No I/O. lease_unwatch removes
+     * are), CORRAL_ENOTSUP when this store announces no releases (the caller polls) or
+     * CORRAL_ENOMEM (nothing registered in either case). No I/O. lease_unwatch removes
      * `w`: true when it was still registered (woken is never called), false when woken was called
      * (and has returned). Every registered watch is unwatched before the store closes. */
     int (*lease_watch)(corral__store *s, const corral__skey *k, corral__lease_watch *w);

@@ -40,8 +40,9 @@
  * Locking: the store's fields are written at open and read-only afterwards, but for `gen`,
  * `epoch`, `live` and `stopping` (sequentially consistent atomics: the race argument needs the
  * total order between a read's look and an invalidation's increment) and the counters
- * (relaxed). L1 and L2 do their own locking. The tracker thread owns its connection; close
- * wakes it through a pipe and joins it. No lock is held across I/O; docs/threads.md.
+ * (relaxed). L1 and L2 do their own locking. The tracker thread owns its connections and the
+ * table of releases pending (`rel`, release_heard); close wakes it through a pipe and joins it. No
+ * lock is held across I/O; docs/threads.md.
  */
 #include "tiered.h"
 #include "../prom.h"
@@ -54,7 +55,6 @@
 #include "../key.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -69,7 +69,9 @@
 #define INVALIDATE_CHANNEL "__redis__:invalidate"
 #define PING_INTERVAL_MS   1000 /* defaults of corral__tiered_config */
 #define PING_TIMEOUT_MS    1000
-#define TRACK_MAX          64 /* tracked primaries: a cluster's, at most (redis_slots.h) */
+#define TRACK_MAX          64  /* tracked primaries: a cluster's, at most (redis_slots.h) */
+#define REL_PENDING        256 /* releases heard on some primaries' connections, not all yet */
+#define REL_MAX_AGE_NS     1000000000ull /* ... given up after a second: their waiters poll */
 
 typedef struct tiered_counters {
     _Atomic uint64_t near_hits;     /* reads served by L1 */
@@ -81,7 +83,16 @@ typedef struct tiered_counters {
     _Atomic uint64_t subscribes;    /* times the tracker subscribed */
     _Atomic uint64_t pings;         /* PINGs the tracker sent on a quiet connection */
     _Atomic uint64_t ping_timeouts; /* ... left unanswered past the deadline: connection lost */
+    _Atomic uint64_t rel_dropped;   /* lease releases not heard on every primary in time */
 } tiered_counters;
+
+/* A lease release heard on some of a cluster's primaries' connections (release_heard). */
+typedef struct rel_pending {
+    uint64_t id;       /* hash of the message: the released key and the lease's token */
+    uint64_t key_hash; /* what the Redis store's watches are matched by */
+    uint64_t heard;    /* a bit per connection that brought it */
+    uint64_t first_ns; /* when the first did */
+} rel_pending;
 
 typedef struct tiered_store {
     corral__store base;
@@ -111,9 +122,10 @@ typedef struct tiered_store {
     uint64_t ping_interval_ns; /* quiet time on the tracker connection before a PING */
     uint64_t ping_timeout_ns;  /* silence after a PING that counts as a lost connection */
     tiered_counters ctr;
-    const char *lease_ch; /* the Redis store's lease channel, which the tracker carries; NULL
-                           * on a cluster, which announces no releases (redis.h) */
+    const char *lease_ch; /* the Redis store's lease channel, which the tracker carries */
     size_t lease_ch_len;
+    rel_pending rel[REL_PENDING]; /* the tracker thread's: releases not heard on every primary */
+    size_t n_rel;
 } tiered_store;
 
 static tiered_store *store_of(corral__store *base) {
@@ -454,6 +466,9 @@ static int t_metrics_text(corral__store *base, char *buf, size_t cap) {
         { "near_ping_timeouts_total", "counter",
           "Tracker connections given up because a PING went unanswered past its deadline.",
           LOAD(ping_timeouts) },
+        { "near_lease_releases_dropped_total", "counter",
+          "Lease releases not heard on every primary of a cluster in time: their waiters poll.",
+          LOAD(rel_dropped) },
         { "near_live", "gauge", "1 while invalidations flow and the near cache is used.",
           atomic_load(&t->live) ? 1u : 0u },
 #undef LOAD
@@ -491,24 +506,64 @@ size_t corral__near_apply_reply(const struct redisReply *r,
     return keys->elements;
 }
 
-/* Applies one reply of the tracker's connection: a message of the lease channel goes to the
- * Redis store's waiters (redis_notify.c), any other to L1. A release drops nothing from L1: the
- * leader's writes were announced by the invalidations before it on this connection, applied
- * already. So a release takes no L1 shard lock on this thread, in any process that hears it
- * (one more chance to hold one while the application forks: fork.h, "Not covered"). */
-static void on_message(tiered_store *t, const redisReply *r) {
+/* A lease release (the channel's message `msg`) heard on connection `conn` of `n`: handed to the
+ * Redis store's waiters once every connection brought it. On a cluster the leader's writes may
+ * be on any primary, and each primary sends its invalidations of them before the release (which
+ * reaches it over the cluster bus after the writes were acknowledged): so once every primary's
+ * connection brought the release, L1 has dropped everything the leader wrote. A release not
+ * heard on every connection within REL_MAX_AGE_NS, or with REL_PENDING others pending, is given
+ * up: its waiters find the value on their next poll. */
+static void release_heard(tiered_store *t, size_t conn, size_t n, const char *msg, size_t len) {
+    uint64_t key_hash = corral__redis_lease_key_hash(msg, len);
+    if (n == 1) {
+        corral__redis_lease_heard(t->redis, key_hash);
+        return;
+    }
+    uint64_t id = corral__hash_bytes(msg, len), now = corral__monotonic_ns();
+    uint64_t all = n == 64 ? UINT64_MAX : (1ull << n) - 1;
+    size_t kept = 0, hit = SIZE_MAX;
+    for (size_t i = 0; i < t->n_rel; i++) {
+        if (now - t->rel[i].first_ns > REL_MAX_AGE_NS) {
+            count(&t->ctr.rel_dropped);
+            continue;
+        }
+        t->rel[kept] = t->rel[i];
+        if (t->rel[kept].id == id && hit == SIZE_MAX) hit = kept;
+        kept++;
+    }
+    t->n_rel = kept;
+    if (hit == SIZE_MAX) {
+        if (t->n_rel == REL_PENDING) {
+            count(&t->ctr.rel_dropped);
+            return;
+        }
+        hit = t->n_rel++;
+        t->rel[hit] = (rel_pending){ .id = id, .key_hash = key_hash, .first_ns = now };
+    }
+    t->rel[hit].heard |= 1ull << conn;
+    if (t->rel[hit].heard != all) return;
+    t->rel[hit] = t->rel[--t->n_rel];
+    corral__redis_lease_heard(t->redis, key_hash);
+}
+
+/* Applies one reply of the tracker's connection `conn` (of `n`): a message of the lease channel
+ * goes to the Redis store's waiters (release_heard), any other to L1. A release drops nothing
+ * from L1: the leader's writes were announced by the invalidations before it, applied already.
+ * So a release takes no L1 shard lock on this thread, in any process that hears it (one more
+ * chance to hold one while the application forks: fork.h, "Not covered"). */
+static void on_message(tiered_store *t, const redisReply *r, size_t conn, size_t n) {
     if (t->lease_ch && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         is_str(r->element[0], "message")) {
         const redisReply *ch = r->element[1], *released = r->element[2];
         if (ch->type == REDIS_REPLY_STRING && ch->len == t->lease_ch_len &&
             memcmp(ch->str, t->lease_ch, t->lease_ch_len) == 0) {
             if (released->type == REDIS_REPLY_STRING)
-                corral__redis_lease_heard(t->redis, released->str, released->len);
+                release_heard(t, conn, n, released->str, released->len);
             return;
         }
     }
-    size_t n = corral__near_apply_reply(r, peer_forget, t);
-    if (n) atomic_fetch_add_explicit(&t->ctr.invalidations, n, memory_order_relaxed);
+    size_t keys = corral__near_apply_reply(r, peer_forget, t);
+    if (keys) atomic_fetch_add_explicit(&t->ctr.invalidations, keys, memory_order_relaxed);
 }
 
 /* CLIENT ID, CLIENT TRACKING ... REDIRECT <id> BCAST [PREFIX p], SUBSCRIBE. 0 or -1. */
@@ -527,7 +582,7 @@ static int subscribe(tiered_store *t, redisContext *ctx) {
         !is_str(r->element[0], "subscribe"))
         goto fail;
     freeReplyObject(r);
-    if (!t->lease_ch) return 0; /* a cluster: no lease channel (redis.h) */
+    if (!t->lease_ch) return 0; /* the store has no notifier (redis.h) */
     r = redisCommand(ctx, "SUBSCRIBE %b", t->lease_ch, t->lease_ch_len);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         !is_str(r->element[0], "subscribe"))
@@ -567,7 +622,7 @@ static void listen_invalidations(tiered_store *t, tracked *tr, size_t n, uint64_
         for (size_t i = 0; i < n; i++) {
             void *reply = NULL;
             while (redisGetReplyFromReader(tr[i].ctx, &reply) == REDIS_OK && reply) {
-                on_message(t, reply); /* a PING's ["pong", ""] is not a message: ignored */
+                on_message(t, reply, i, n); /* a PING's ["pong", ""]: not a message, ignored */
                 freeReplyObject(reply);
                 reply = NULL;
             }
@@ -628,7 +683,15 @@ static void *tracker_main(void *arg) {
         redisContext *ctxs[TRACK_MAX];
         tracked tr[TRACK_MAX];
         size_t n = corral__redis_connect_primaries(t->redis, ctxs, TRACK_MAX);
+        if (n > 0 && corral__redis_topology(t->redis) != topo) {
+            /* The map changed while connecting (its first load does): connect to its primaries
+             * at once, rather than go live and end at the listener's first look. */
+            for (size_t i = 0; i < n; i++)
+                redisFree(ctxs[i]);
+            continue;
+        }
         bool subscribed = n > 0;
+        t->n_rel = 0;
         for (size_t i = 0; i < n; i++) {
             atomic_store(&t->tracker_ctx[i], ctxs[i]);
             subscribed = subscribed && subscribe(t, ctxs[i]) == 0;
@@ -658,17 +721,6 @@ static void *tracker_main(void *arg) {
 
 /* ---- Open and close ---- */
 
-/* The wake-up pipe, close-on-exec. Returns 0, or -1 with both ends -1. */
-static int wake_pipe(tiered_store *t) {
-    if (pipe(t->wake) != 0) {
-        t->wake[0] = t->wake[1] = -1;
-        return -1;
-    }
-    for (int i = 0; i < 2; i++)
-        if (fcntl(t->wake[i], F_SETFD, FD_CLOEXEC) != 0) return -1;
-    return 0;
-}
-
 /* In a forked child (fork.h): the tracker thread is gone, its connection and the wake-up pipe
  * are the parent's (a write to the pipe would stop the parent's tracker), and L1 holds what the
  * parent knew. The next read starts a tracker of the child's own, which empties L1 before it
@@ -687,7 +739,7 @@ static void tiered_after_fork(void *arg) {
     atomic_store(&t->has_thread, false);
     for (int i = 0; i < 2; i++)
         if (t->wake[i] >= 0) (void)close(t->wake[i]);
-    atomic_store(&t->started, wake_pipe(t) == 0 ? 0 : 1);
+    atomic_store(&t->started, corral__cloexec_pipe(t->wake) == 0 ? 0 : 1);
 }
 
 static void t_close(corral__store *base) {
@@ -696,11 +748,7 @@ static void t_close(corral__store *base) {
     corral__fork_hook_remove(&t->fork_hook);
     if (atomic_load(&t->has_thread)) {
         atomic_store(&t->stopping, true);
-        char b = 1;
-        ssize_t w;
-        do {
-            w = write(t->wake[1], &b, 1);
-        } while (w < 0 && errno == EINTR);
+        (void)corral__pipe_poke(t->wake[1]);
         int rc = pthread_join(t->thread, NULL);
         assert(rc == 0);
         (void)rc;
@@ -794,7 +842,7 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
     rc = corral__mem_open(&t->near, &mc, &near_env);
     if (rc != CORRAL_OK) goto fail;
     rc = CORRAL_ENOMEM;
-    if (wake_pipe(t) != 0) goto fail;
+    if (corral__cloexec_pipe(t->wake) != 0) goto fail;
     t->fork_hook.child = tiered_after_fork;
     t->fork_hook.arg = t;
     corral__fork_hook_add(&t->fork_hook);

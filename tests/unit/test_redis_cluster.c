@@ -7,7 +7,8 @@
  *
  * Order matters: the store suite (store_suite.h) and the routing tests first, then the ones that
  * change the cluster: slots moved by hand (ASK, then MOVED), slots resharded under load, a node
- * stopped (SIGSTOP), and last a primary killed under load, after which its replica serves.
+ * stopped (SIGSTOP), a primary killed under load, after which its replica serves, and last the
+ * primary a lease subscriber is on killed (one that still has a replica).
  *
  * Oracles are the servers' own: CLUSTER KEYSLOT for the slot math, INFO commandstats per node
  * for what each node was sent (GET calls, ASKING, CLUSTER SLOTS), the store's round-trip
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "corral/corral.h"
@@ -882,19 +884,101 @@ static void test_cluster_near_cache_tracks_every_primary(void **state) {
 
 /* ---- Failures ---- */
 
-/* ---- Leases across processes: no announcements on a cluster, waiters poll ---- */
+/* ---- Lease wake-ups across handles (docs/redis.md, "Lease wake-ups") ---- */
+
+/* Two handles are two processes to the store: the lease and its announcements are Redis's. */
+
+typedef struct calls {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int n;
+} calls;
+
+static void called(void *arg) {
+    calls *k = arg;
+    pthread_mutex_lock(&k->m);
+    k->n++;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->m);
+}
+
+static int count_of(calls *k) {
+    pthread_mutex_lock(&k->m);
+    int n = k->n;
+    pthread_mutex_unlock(&k->m);
+    return n;
+}
+
+/* Waits (20 s at most) until `k` was called more than `n` times; returns the count. */
+static int called_after(calls *k, int n) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 20;
+    pthread_mutex_lock(&k->m);
+    while (k->n <= n && pthread_cond_timedwait(&k->cv, &k->m, &dl) == 0) {
+    }
+    int got = k->n;
+    pthread_mutex_unlock(&k->m);
+    return got;
+}
+
+/* Takes the lease of `key` for `holder`, trying again while the cluster fails over (20 s). */
+static corral_lease *hold(corral *holder, const char *key) {
+    corral_lease *held = NULL;
+    uint64_t deadline = redis_fx_now_ns() + 20000000000ull;
+    while (corral_lease_try(holder, key, strlen(key), NULL, 60000, NULL, NULL, &held) != CORRAL_OK)
+        if (redis_fx_now_ns() > deadline) fail_msg("%s: the lease was never taken", key);
+    return held;
+}
+
+/* A watch of `waiter` on `key` (another handle holds its lease) once the waiter's announcements
+ * are live, not called back yet: until then a watch is called back when they start (or stop),
+ * and the try is made again. `*calls_before` is the count of `k` before it was made. */
+static corral_lease *live_watch(corral *waiter, const char *key, calls *k, int *calls_before) {
+    corral_lease *watch = NULL;
+    uint64_t deadline = redis_fx_now_ns() + 20000000000ull;
+    for (;;) {
+        int n = count_of(k); /* before the try: the start may call back during it */
+        *calls_before = n;
+        int rc = corral_lease_try(waiter, key, strlen(key), NULL, 60000, called, k, &watch);
+        if (rc != CORRAL_EXISTS) { /* a failover: the waiter's map is not the new one yet */
+            assert_int_not_equal(rc, CORRAL_OK);
+            if (redis_fx_now_ns() > deadline) fail_msg("%s: %s", key, corral_strerror(rc));
+            continue;
+        }
+        if (corral_lease_live(watch) && count_of(k) == n) return watch;
+        if (called_after(k, n) <= n) fail_msg("%s: the announcements never started", key);
+        assert_int_equal(corral_lease_end(waiter, watch), CORRAL_MISS); /* it called back */
+    }
+}
+
+/* `holder` releases its lease on `key` while `waiter` watches it, live: the watch is called back
+ * by the release's message. lease_wakeups_total counts the watches a message woke, not the ones
+ * a change of the announcements' state woke: so the call-back was the message's. */
+static void release_wakes(corral *holder, corral *waiter, const char *key) {
+    corral_lease *held = hold(holder, key);
+    calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+    int before;
+    corral_lease *watch = live_watch(waiter, key, &k, &before);
+    unsigned long long woken = redis_fx_counter(waiter, "lease_wakeups_total");
+    assert_int_equal(corral_lease_end(holder, held), CORRAL_OK); /* released, announced */
+    if (called_after(&k, before) != before + 1)
+        fail_msg("%s: no call-back; heard %llu, dropped %llu, live %llu", key,
+                 redis_fx_counter(waiter, "lease_releases_heard_total"),
+                 redis_fx_counter(waiter, "near_lease_releases_dropped_total"),
+                 redis_fx_counter(waiter, "near_live"));
+    assert_int_equal(corral_lease_end(waiter, watch), CORRAL_MISS);
+    assert_int_equal(redis_fx_counter(waiter, "lease_wakeups_total") - woken, 1);
+}
 
 typedef struct lease_waiter_fx {
     corral *c;
+    const char *key;
     int runs; /* the producer's: must stay 0, the value comes from the lease's holder */
     int rc;
     char got[16];
     size_t len;
 } lease_waiter_fx;
-
-static void count_call(void *arg) {
-    atomic_fetch_add((atomic_int *)arg, 1);
-}
 
 static void *get_or_set_v(void *arg) {
     lease_waiter_fx *w = arg;
@@ -902,7 +986,7 @@ static void *get_or_set_v(void *arg) {
     corral_load_opts_init(&o);
     o.wait_timeout_ms = 20000;
     corral_value *v = NULL;
-    w->rc = corral_get_or_set(w->c, "v", 1, redis_fx_produce, &w->runs, &o, &v);
+    w->rc = corral_get_or_set(w->c, w->key, strlen(w->key), redis_fx_produce, &w->runs, &o, &v);
     if (v) {
         w->len = corral_value_len(v) < sizeof w->got ? corral_value_len(v) : sizeof w->got;
         memcpy(w->got, corral_value_data(v), w->len);
@@ -911,47 +995,126 @@ static void *get_or_set_v(void *arg) {
     return NULL;
 }
 
-/* A cluster announces no lease releases (docs/redis.md, "Lease wake-ups"): corral_lease_try's
- * watch is never live and never called back, and a get_or_set waiting on another handle's lease
- * finds the value by polling, with or without a near cache; the holder's release still works. */
-static void test_cluster_lease_waiters_poll(void **state) {
+/* A release on a cluster wakes the waiters of other handles (processes, to the store): a
+ * corral_lease_try watch (corral-proxy's) and a corral_get_or_set, with and without a near cache
+ * (whose tracker hears the release on every primary's connection before it wakes them). */
+static void test_cluster_lease_release_wakes_waiters(void **state) {
     (void)state;
     need_cluster();
     const char *queries[] = { "", "&near_cache=1MB" };
     for (size_t q = 0; q < 2; q++) {
         flush_all();
         corral *holder = open_handle(""), *waiter = open_handle(queries[q]);
-        corral_lease *held = NULL, *watch = NULL;
-        assert_int_equal(corral_lease_try(holder, "v", 1, NULL, 60000, NULL, NULL, &held),
-                         CORRAL_OK);
-        atomic_int calls = 0;
-        /* The handle's first call, and with a near cache its tracker's start: the one waits for
-         * the slot map the other is loading (it once failed with CORRAL_ESTORE). */
-        assert_int_equal(corral_lease_try(waiter, "v", 1, NULL, 60000, count_call, &calls, &watch),
-                         CORRAL_EXISTS);
-        assert_false(corral_lease_live(watch));                       /* its caller polls */
-        assert_int_equal(corral_lease_end(waiter, watch), CORRAL_OK); /* no call-back came */
-        assert_int_equal(atomic_load(&calls), 0);
-        lease_waiter_fx w = { .c = waiter };
-        unsigned long long trips = redis_fx_counter(waiter, "round_trips_total");
+        release_wakes(holder, waiter, "v"); /* the waiter's announcements are live from here */
+        corral_lease *held = hold(holder, "w");
+        lease_waiter_fx w = { .c = waiter, .key = "w" };
+        unsigned long long woken = redis_fx_counter(waiter, "lease_wakeups_total");
+        char lease[16];
+        int lease_len = snprintf(lease, sizeof lease, "site:1:w%clease", 0x1f);
+        int lease_node = owner_of(corral__redis_key_slot(lease, (size_t)lease_len));
+        long long sets = node_info(lease_node, "commandstats", "cmdstat_set:calls=");
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, get_or_set_v, &w), 0);
-        /* Until the waiter has looked and found the lease taken a few times: it is polling. */
+        /* Its lease attempt, then wait_lease's, after its watch: once the lease's node has
+         * answered the second (the lease is held, so it failed), a release wakes the watch. The
+         * node's count, not the handle's round trips, which count a command before it is sent. */
         uint64_t deadline = redis_fx_now_ns() + 20000000000ull;
-        while (redis_fx_counter(waiter, "round_trips_total") < trips + 6)
-            if (redis_fx_now_ns() > deadline) fail_msg("the waiter never polled");
-        assert_int_equal(corral_set(holder, "v", 1, "landed", 6, 60000, NULL), CORRAL_OK);
-        assert_int_equal(corral_lease_end(holder, held), CORRAL_OK); /* released, unannounced */
+        while (node_info(lease_node, "commandstats", "cmdstat_set:calls=") < sets + 2)
+            if (redis_fx_now_ns() > deadline) fail_msg("the waiter never waited");
+        assert_int_equal(corral_set(holder, "w", 1, "landed", 6, 60000, NULL), CORRAL_OK);
+        assert_int_equal(corral_lease_end(holder, held), CORRAL_OK);
         assert_int_equal(pthread_join(th, NULL), 0);
         assert_int_equal(w.rc, CORRAL_OK);
         assert_int_equal(w.runs, 0);
         assert_int_equal(w.len, 6);
         assert_memory_equal(w.got, "landed", 6);
-        assert_int_equal(redis_fx_counter(waiter, "lease_wakeups_total"), 0);
-        assert_int_equal(redis_fx_counter(waiter, "lease_subscribes_total"), 0);
+        /* The release's message woke the waiting watch (a poll that found the value first
+         * would have left no watch for it to wake). */
+        assert_int_equal(redis_fx_counter(waiter, "lease_wakeups_total") - woken, 1);
         corral_close(holder);
         corral_close(waiter);
     }
+}
+
+/* Writes 8000 keys of KEYS[1]'s slot whose names are 400 bytes long: one invalidation message of
+ * 3 MB to the near caches tracking them. */
+static const char FLOOD_SRC[] = "local pad = string.rep('p', 400)\n"
+                                "for i = 1, 8000 do redis.call('SET', KEYS[1] .. pad .. i, 1) end\n"
+                                "return 8000\n";
+
+/* A near cache's waiter, woken by a release, reads what the leader wrote before it, under another
+ * key on another primary: the tracker wakes it once every primary's connection brought the
+ * release, each after its invalidations of the leader's writes. The leader is another server to
+ * this process's near caches (its first seed differs: near_peers.h), as another process is. */
+static void test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    char lease[32], obj[16] = "";
+    int lease_len = snprintf(lease, sizeof lease, "site:1:flight%clease", 0x1f);
+    int lease_node = owner_of(corral__redis_key_slot(lease, (size_t)lease_len));
+    for (int i = 0; i < 1000 && !obj[0]; i++) {
+        char phys[32];
+        snprintf(obj, sizeof obj, "obj%d", i);
+        int n = snprintf(phys, sizeof phys, "site:1:%s", obj);
+        if (owner_of(corral__redis_key_slot(phys, (size_t)n)) == lease_node) obj[0] = '\0';
+    }
+    assert_true(obj[0]);
+    size_t obj_len = strlen(obj);
+    char phys[32], flood[32] = "";
+    int obj_node = owner_of(
+        corral__redis_key_slot(phys, (size_t)snprintf(phys, sizeof phys, "site:1:%s", obj)));
+    for (int i = 0; i < 1000 && !flood[0]; i++) { /* a key under the tracked prefix, there */
+        int n = snprintf(flood, sizeof flood, "site:{flood%d}:", i);
+        if (owner_of(corral__redis_key_slot(flood, (size_t)n)) != obj_node) flood[0] = '\0';
+    }
+    assert_true(flood[0]);
+    corral *lead = NULL;
+    assert_int_equal(
+        redis_fx_open_url(&lead, "redis+cluster://127.0.0.1:%d/?key_prefix=site", cl.ports[1]),
+        CORRAL_OK);
+    corral *near = open_handle("&near_cache=1MB");
+    redis_fx_wait_live(near);
+    for (int round = 0; round < 20; round++) {
+        char old[16], fresh[16];
+        snprintf(old, sizeof old, "old-%d", round);
+        snprintf(fresh, sizeof fresh, "new-%d", round);
+        assert_int_equal(corral_set(lead, obj, obj_len, old, strlen(old), 60000, NULL), CORRAL_OK);
+        char buf[16];
+        size_t len = 0;
+        uint64_t deadline = redis_fx_now_ns() + 20000000000ull;
+        for (;;) { /* until the near cache serves the old value (a near hit) */
+            unsigned long long hits = redis_fx_counter(near, "near_hits_total");
+            assert_int_equal(corral_get_into(near, obj, obj_len, NULL, buf, sizeof buf, &len),
+                             CORRAL_OK);
+            if (len == strlen(old) && memcmp(buf, old, len) == 0 &&
+                redis_fx_counter(near, "near_hits_total") > hits)
+                break;
+            if (redis_fx_now_ns() > deadline) fail_msg("the near cache never kept it");
+        }
+        corral_lease *held = hold(lead, "flight");
+        calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+        int before;
+        corral_lease *watch = live_watch(near, "flight", &k, &before);
+        /* Megabytes of invalidations ahead of the leader's write on its primary's connection:
+         * the release's copy from the lease's primary arrives long before that write's. */
+        redisReply *r = node_cmd(obj_node, "EVAL %s 1 %s", FLOOD_SRC, flood);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        freeReplyObject(r);
+        assert_int_equal(corral_set(lead, obj, obj_len, fresh, strlen(fresh), 60000, NULL),
+                         CORRAL_OK);
+        assert_int_equal(corral_lease_end(lead, held), CORRAL_OK);
+        assert_int_equal(called_after(&k, before), before + 1);
+        assert_int_equal(corral_lease_end(near, watch), CORRAL_MISS);
+        assert_int_equal(corral_get_into(near, obj, obj_len, NULL, buf, sizeof buf, &len),
+                         CORRAL_OK);
+        assert_int_equal(len, strlen(fresh));
+        assert_memory_equal(buf, fresh, len);
+    }
+    assert_int_equal(redis_fx_counter(near, "lease_wakeups_total"), 20);
+    corral_close(lead);
+    corral_close(near);
 }
 
 static pid_t pid_of(int port) {
@@ -1282,6 +1445,73 @@ static void test_cluster_primary_killed_under_load_fails_over(void **state) {
     cfx_close(f);
 }
 
+/* The port of the primary that serves the lease subscriber of the only handle subscribed (PUBSUB
+ * NUMSUB answers for its node alone), -1 when none is. */
+static int subscriber_on(void) {
+    int ps[MAX_NODES];
+    size_t n = primaries(ps);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = node_cmd(ps[i], "PUBSUB NUMSUB site:lease-released");
+        bool here =
+            r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->integer > 0;
+        freeReplyObject(r);
+        if (here) return ps[i];
+    }
+    return -1;
+}
+
+static bool has_replica(int port) {
+    corral__redis_slot_map *m = slot_map();
+    bool has = false;
+    for (size_t s = 0; s < m->n_shards; s++)
+        has = has || (m->shards[s].primary.port == port && m->shards[s].n_replicas > 0);
+    free(m);
+    return has;
+}
+
+/* The primary a waiter's lease subscriber is on dies; once its replica is promoted, the
+ * subscriber (a connection of its own without a near cache, the tracker's on every primary with
+ * one) is subscribed again on the new map, and a release wakes the waiters again. Runs after the
+ * other failover: the primary killed here is one that still has a replica. */
+static void test_cluster_lease_wakeups_come_back_after_a_failover(void **state) {
+    (void)state;
+    need_cluster();
+    flush_all();
+    corral *holder = open_handle(""), *plain = open_handle("");
+    release_wakes(holder, plain, "a");
+    /* Its subscriber onto a primary that has a replica: each connection killed makes it
+     * subscribe on the next primary. */
+    int victim = -1;
+    for (int i = 0; i < 6 && victim < 0; i++) {
+        int at = subscriber_on();
+        assert_true(at > 0);
+        if (has_replica(at)) {
+            victim = at;
+        } else {
+            unsigned long long subs = redis_fx_counter(plain, "lease_subscribes_total");
+            ok_cmd(at, "CLIENT KILL", node_cmd(at, "CLIENT KILL TYPE pubsub"));
+            uint64_t deadline = redis_fx_now_ns() + 20000000000ull;
+            while (redis_fx_counter(plain, "lease_subscribes_total") == subs)
+                if (redis_fx_now_ns() > deadline) fail_msg("never subscribed again");
+        }
+    }
+    assert_true(victim > 0);
+    corral *near = open_handle("&near_cache=1MB");
+    redis_fx_wait_live(near);
+    release_wakes(holder, near, "b");
+    unsigned long long subs = redis_fx_counter(plain, "lease_subscribes_total");
+    unsigned long long near_subs = redis_fx_counter(near, "near_subscribes_total");
+    assert_int_equal(script(NULL, 0, "kill-primary %s %d", cl.dir, victim), 0);
+    assert_int_equal(script(NULL, 0, "wait %s", cl.dir), 0);
+    release_wakes(holder, plain, "c");
+    release_wakes(holder, near, "d");
+    assert_true(redis_fx_counter(plain, "lease_subscribes_total") > subs);
+    assert_true(redis_fx_counter(near, "near_subscribes_total") > near_subs);
+    corral_close(near);
+    corral_close(plain);
+    corral_close(holder);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         STORE_SUITE_TESTS(&cluster_target),
@@ -1296,11 +1526,13 @@ int main(void) {
         cmocka_unit_test(test_cluster_moved_with_an_empty_host),
         cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
         cmocka_unit_test(test_cluster_near_cache_tracks_every_primary),
-        cmocka_unit_test(test_cluster_lease_waiters_poll),
+        cmocka_unit_test(test_cluster_lease_release_wakes_waiters),
+        cmocka_unit_test(test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake),
         cmocka_unit_test(test_cluster_near_cache_reads_follow_ask_and_moved),
         cmocka_unit_test(test_cluster_stopped_node_times_out_and_others_serve),
         cmocka_unit_test(test_cluster_reshard_under_load_loses_nothing),
         cmocka_unit_test(test_cluster_primary_killed_under_load_fails_over),
+        cmocka_unit_test(test_cluster_lease_wakeups_come_back_after_a_failover),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -24,7 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "key.h"
 #include "redis_server.h"
+#include "store/redis.h"
 
 #define WAITERS     4
 #define KEY         "herd"
@@ -282,6 +284,22 @@ static void test_fleet_lease_try_is_not_needed_on_a_memory_store(void **state) {
     corral_close(c);
 }
 
+/* A watch of `waiter` on `key` (another handle holds its lease) once the waiter's announcements
+ * are live: until then a watch is called back by their start, and the try is made again. */
+static corral_lease *live_watch(corral *waiter, const char *key, size_t len, calls *k) {
+    for (;;) {
+        corral_lease *watch = NULL;
+        /* Counted before the try: the start may wake the watch during it (the try then calls
+         * back itself) or just after it returns. */
+        int n = count_of(k);
+        assert_int_equal(corral_lease_try(waiter, key, len, NULL, 60000, called, k, &watch),
+                         CORRAL_EXISTS);
+        if (corral_lease_live(watch)) return watch;
+        assert_true(called_after(k, n) > n);
+        assert_int_equal(corral_lease_end(waiter, watch), CORRAL_MISS); /* it called back */
+    }
+}
+
 static void test_fleet_lease_release_calls_the_waiter_back(void **state) {
     (void)state;
     corral *a = redis_fx_open(&srv, "?key_prefix=fleet");
@@ -296,17 +314,7 @@ static void test_fleet_lease_release_calls_the_waiter_back(void **state) {
     assert_int_equal(corral_lease_try(a, "k", 1, NULL, 60000, called, NULL, &held), CORRAL_OK);
     assert_false(corral_lease_live(held));
     calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
-    /* Until b's announcements are live, a watch is woken by their start: try again then. */
-    for (;;) {
-        /* Counted before the try: the start may wake the watch during it (the try then calls
-         * back itself) or just after it returns. */
-        int n = count_of(&k);
-        assert_int_equal(corral_lease_try(b, "k", 1, NULL, 60000, called, &k, &watch),
-                         CORRAL_EXISTS);
-        if (corral_lease_live(watch)) break;
-        assert_true(called_after(&k, n) > n);
-        assert_int_equal(corral_lease_end(b, watch), CORRAL_MISS); /* it called back */
-    }
+    watch = live_watch(b, "k", 1, &k);
     int before = count_of(&k);
     assert_int_equal(corral_lease_end(a, held), CORRAL_OK); /* released, and announced */
     assert_int_equal(called_after(&k, before), before + 1);
@@ -317,6 +325,41 @@ static void test_fleet_lease_release_calls_the_waiter_back(void **state) {
     assert_int_equal(corral_lease_try(a, "k", 1, NULL, 60000, NULL, NULL, &watch), CORRAL_EXISTS);
     assert_int_equal(corral_lease_end(a, watch), CORRAL_OK);
     assert_int_equal(corral_lease_end(b, held), CORRAL_OK);
+    corral_close(a);
+    corral_close(b);
+}
+
+/* A release's message names its key as watches are matched (corral__hash_bytes of the key): the
+ * bytes before its last space, or the whole message when it has none (the key alone, as releases
+ * announced before tokens were added to the message). */
+static void test_fleet_release_message_names_the_key_before_its_last_space(void **state) {
+    (void)state;
+    uint64_t k = corral__hash_bytes("p:1:k", 5), spaced = corral__hash_bytes("p:1:a b", 7);
+    assert_int_equal(corral__redis_lease_key_hash("p:1:k 0123abcd", 14), k);
+    assert_int_equal(corral__redis_lease_key_hash("p:1:k", 5), k);
+    assert_int_equal(corral__redis_lease_key_hash("p:1:a b 0123abcd", 16), spaced);
+    assert_int_equal(corral__redis_lease_key_hash(" 0123abcd", 9), corral__hash_bytes("", 0));
+    assert_int_equal(corral__redis_lease_key_hash("", 0), corral__hash_bytes("", 0));
+}
+
+/* A binary key may hold spaces (key.h), and the release's message is "<key> <token>": the
+ * waiter of such a key is woken by the message as any other. */
+static void test_fleet_release_of_a_binary_key_with_spaces_calls_the_waiter_back(void **state) {
+    (void)state;
+    corral *a = redis_fx_open(&srv, "?key_prefix=fleet&binary_keys=1");
+    corral *b = redis_fx_open(&srv, "?key_prefix=fleet&binary_keys=1");
+    const char key[] = "a key with spaces";
+    corral_lease *held = NULL;
+    assert_int_equal(corral_lease_try(a, key, sizeof key - 1, NULL, 60000, NULL, NULL, &held),
+                     CORRAL_OK);
+    calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+    corral_lease *watch = live_watch(b, key, sizeof key - 1, &k);
+    unsigned long long woken = redis_fx_counter(b, "lease_wakeups_total");
+    int before = count_of(&k);
+    assert_int_equal(corral_lease_end(a, held), CORRAL_OK); /* released, and announced */
+    assert_int_equal(called_after(&k, before), before + 1);
+    assert_int_equal(corral_lease_end(b, watch), CORRAL_MISS);
+    assert_int_equal(redis_fx_counter(b, "lease_wakeups_total") - woken, 1); /* the message's */
     corral_close(a);
     corral_close(b);
 }
@@ -375,6 +418,8 @@ int main(void) {
         cmocka_unit_test(test_fleet_a_dead_leader_is_replaced_after_its_lease),
         cmocka_unit_test(test_fleet_lease_try_is_not_needed_on_a_memory_store),
         cmocka_unit_test(test_fleet_lease_release_calls_the_waiter_back),
+        cmocka_unit_test(test_fleet_release_message_names_the_key_before_its_last_space),
+        cmocka_unit_test(test_fleet_release_of_a_binary_key_with_spaces_calls_the_waiter_back),
         cmocka_unit_test(test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake),
     };
     return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
