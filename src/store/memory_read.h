@@ -92,16 +92,6 @@ typedef struct mem_entry {
      * SIEVE's visited bit, S3-FIFO's frequency 0..MEM_S3_FREQ_MAX; raised by readers with
      * relaxed stores, lowered by the evictor under the shard mutex; unused by LRU. */
     corral_value val;
-    /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
-     * with acquire by readers; left as it is when the entry is unlinked. */
-    _Atomic(struct mem_entry *) next;
-    /* The low 32 bits of corral__skey.hash; immutable. They hold the bucket index (at most
-     * MEM_MAX_BUCKET_BITS bits), so the shard and the chain; a lookup compares them first. */
-    uint32_t hash;
-    /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
-     * shard mutex. A reader that copies without a reference (get_into) checks it did not
-     * move across the copy: a seqlock. */
-    _Atomic uint32_t seq;
     /* The expiry against one of the store's two epochs (MEM_EXP_*), or MEM_EXP_NEVER. Written
      * under the shard mutex (touch, an overwrite in place, an epoch move) or before the entry
      * is published; readers load it with acquire (mem_exp_at reads the epoch it names). */
@@ -112,6 +102,17 @@ typedef struct mem_entry {
     /* Metrics class of the key, reported with every event; immutable. In the read run,
      * because a hit counts under it. */
     uint16_t cls;
+    /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
+     * with acquire by readers; left as it is when the entry is unlinked. With `hash`, in one
+     * 16-byte slot of the block (16-aligned): an entry a chain walk passes costs one line. */
+    _Atomic(struct mem_entry *) next;
+    /* The low 32 bits of corral__skey.hash; immutable. They hold the bucket index (at most
+     * MEM_MAX_BUCKET_BITS bits), so the shard and the chain; a lookup compares them first. */
+    uint32_t hash;
+    /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
+     * shard mutex. A reader that copies without a reference (get_into) checks it did not
+     * move across the copy: a seqlock. */
+    _Atomic uint32_t seq;
     unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
 
@@ -121,10 +122,6 @@ static inline unsigned mem_kw(const mem_entry *e) {
 
 static inline size_t mem_klen(const mem_entry *e) {
     return mem_kw(e) & MEM_KLEN_MAX;
-}
-
-static inline uint8_t mem_kind(const mem_entry *e) {
-    return (mem_kw(e) & MEM_KW_LEASE) ? MEM_LEASE : MEM_VALUE;
 }
 
 static inline unsigned mem_queue_of(const mem_entry *e) {
@@ -371,6 +368,9 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
 _Static_assert(offsetof(mem_entry, key) == 64, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, next) % 16 == 0 &&
+                   offsetof(mem_entry, hash) == offsetof(mem_entry, next) + 8,
+               "a chain walk reads one 16-byte slot of an entry");
 _Static_assert(CORRAL__MAX_BINARY_KEY <= MEM_KLEN_MAX, "every physical key fits mem_entry.kw");
 
 /* load64 of a stored key's first 16 bytes, which reach into the value when the key is
