@@ -42,6 +42,7 @@ typedef struct reply_holder {
     reply_value vals[];
 } reply_holder;
 
+/* CORRAL__RELEASE_REDIS_REPLY (value.h): drops one value of the reply; the last frees it. */
 void corral__redis_reply_release(corral_value *v) {
     reply_holder *h = CORRAL_CONTAINER_OF(v, reply_value, v)->h;
     v->magic = 0;

@@ -410,6 +410,30 @@ static void test_mem_keeps_an_envelope_header_of_the_longest_length(void **state
     fx_close(f);
 }
 
+/* corral_value.release is an index into the library's release functions: a standalone value
+ * and an entry of the store are each freed by their own, to the byte their allocator gave. */
+static void test_mem_values_are_freed_by_the_release_their_index_names(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    corral_value *v = corral__value_new(&f->alloc, "standalone", 10);
+    assert_non_null(v);
+    assert_int_equal(v->release, CORRAL__RELEASE_BLOCK);
+    assert_true(outstanding(&f->ca) > f->baseline);
+    corral_value_unref(v);
+    assert_int_equal(outstanding(&f->ca), f->baseline);
+
+    assert_int_equal(set(f, "k", "entry", CORRAL__NO_EXPIRY), CORRAL_OK);
+    corral__skey sk = ss_key("k");
+    assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
+    assert_int_equal(v->release, CORRAL__RELEASE_MEM_ENTRY);
+    assert_int_equal(del(f, "k"), CORRAL_OK);
+    corral__mem_quiesce(f->s);
+    assert_int_equal(outstanding(&f->ca) - f->baseline, corral__mem_entry_bytes(1, 5));
+    corral_value_unref(v); /* the entry's release frees its block through its store */
+    assert_int_equal(outstanding(&f->ca), f->baseline);
+    fx_close(f);
+}
+
 /* ---- 32-bit expiries (mem_entry.exp) and the epochs they count from ---- */
 
 #define SEC  (1000 * MS)
@@ -1421,6 +1445,7 @@ int main(void) {
         cmocka_unit_test(test_mem_refuses_values_too_big_without_change),
         cmocka_unit_test(test_mem_key_length_limit_of_the_entry_header),
         cmocka_unit_test(test_mem_keeps_an_envelope_header_of_the_longest_length),
+        cmocka_unit_test(test_mem_values_are_freed_by_the_release_their_index_names),
         cmocka_unit_test(test_mem_expiry_is_kept_to_the_ms),
         cmocka_unit_test(test_mem_expiries_keep_their_time_as_the_epoch_moves),
         cmocka_unit_test(test_mem_open_refuses_invalid_configs),
