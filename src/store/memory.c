@@ -89,10 +89,10 @@ uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms) {
 /* The reader's test: reads the clock only when `e` has an expiry, and then stores the time
  * read in `*now` for the caller's later use. */
 static bool is_expired_lazy(const mem_store *s, const mem_entry *e, uint64_t *now) {
-    uint32_t x = mem_exp(e);
-    if (x == MEM_EXP_NEVER) return false;
+    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+    if (at == MEM_NEVER) return false;
     *now = clock_now(s);
-    return *now >= mem_exp_at(s, x);
+    return *now >= at;
 }
 
 static void report(const mem_store *s, const mem_entry *e, corral__change why, size_t bytes) {
@@ -112,7 +112,7 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     e->u.q.newer = e->u.q.older = NULL;
     atomic_init(&e->next, NULL);
     e->hash = (uint32_t)k->hash;
-    atomic_init(&e->exp, corral__mem_exp_encode(s, expires_ns));
+    atomic_init(&e->expires_ns, expires_ns);
     if (k->len) memcpy(e->key, k->data, k->len);
     unsigned char *data = e->key + k->len;
     if (len) memcpy(data, val, len);
@@ -266,7 +266,7 @@ void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corra
     CORRAL_ASSERT_HELD(&sh->lock);
     size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
     size_t bytes = entry_bytes(sh->blocks, e);
-    bool expires = mem_exp(e) != MEM_EXP_NEVER;
+    bool expires = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
     if (why == CORRAL__ADDED) {
         used += bytes;
         sh->expiring += expires;
@@ -472,10 +472,9 @@ static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) 
     int rc = CORRAL_MISS;
     read_lock(s);
     const mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && !is_expired(s, e, now)) {
-        uint32_t x = mem_exp(e);
-        *ttl_ms = x == MEM_EXP_NEVER ? CORRAL__NO_EXPIRY
-                                     : (int64_t)((mem_exp_at(s, x) - now + 999999) / 1000000);
+    if (e && !is_expired(e, now)) {
+        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+        *ttl_ms = at == MEM_NEVER ? CORRAL__NO_EXPIRY : (int64_t)((at - now + 999999) / 1000000);
         rc = CORRAL_OK;
     }
     read_unlock(s);
@@ -588,14 +587,6 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     corral__mem_blocks_init(&s->blocks, env->alloc, cfg->max_bytes);
     size_t budget = shard_budget(s, cfg->max_bytes, nshards, policy);
     atomic_init(&s->reclaim_next, 0);
-    uint64_t now = env->now_ns(env->clock_ctx);
-    for (unsigned i = 0; i < 4; i++) {
-        atomic_init(&s->epoch_ns[i], now);
-        s->epoch_unit[i] = (i & 1) ? 1000000000u : 1000000u;
-    }
-    atomic_init(&s->epoch_cur, 0);
-    atomic_init(&s->epoch_moving, false);
-    atomic_init(&s->epoch_moves, 0);
     atomic_init(&s->rcu_pending, 0);
     atomic_init(&s->limbo, NULL);
     atomic_init(&s->flush_queued, false);

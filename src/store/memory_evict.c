@@ -34,7 +34,7 @@ static size_t scan_queue_locked(mem_store *s, mem_shard *sh, unsigned qi, uint64
         mem_entry *e = q->scan ? q->scan : q->tail;
         q->scan = e->u.q.newer;
         (*examined)++;
-        if (is_expired(s, e, now)) {
+        if (is_expired(e, now)) {
             corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
             removed++;
         }
@@ -57,7 +57,7 @@ size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t
 void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
     mem_shard *sh = shard_of(s, e->hash);
     if (corral__mutex_trylock(&sh->lock) != 0) return;
-    if (mem_live(e) && is_expired(s, e, now)) corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+    if (mem_live(e) && is_expired(e, now)) corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     shard_unlock(sh);
 }
 
@@ -65,14 +65,14 @@ void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
 
 /* SIEVE: the hand walks from the tail toward the head, clearing visited bits, and stops at the
  * first unvisited (or expired) entry; it wraps to the tail past the head. */
-static mem_entry *sieve_victim_locked(const mem_store *s, mem_shard *sh, uint64_t now) {
+static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[MEM_MAIN];
     mem_entry *e = q->hand ? q->hand : q->tail;
     /* Two laps clear every bit; readers setting bits again behind the hand cannot hold it
      * longer than that. */
     for (size_t seen = 0; seen <= 2 * q->count; seen++) {
-        if (is_expired(s, e, now) || !mem_hits(e)) break;
+        if (is_expired(e, now) || !mem_hits(e)) break;
         mem_set_hits(e, 0);
         e = e->u.q.newer ? e->u.q.newer : q->tail;
     }
@@ -102,7 +102,7 @@ static void ghost_put_locked(mem_shard *sh, uint32_t hash) {
 /* S3-FIFO: while the small queue holds more than its share, its tail either earns the main
  * queue (it was hit) or leaves, remembered in the ghost; otherwise the main queue's tail is
  * reinserted while it has frequency left (one less each time) or leaves. */
-static mem_entry *s3fifo_victim_locked(const mem_store *s, mem_shard *sh, uint64_t now) {
+static mem_entry *s3fifo_victim_locked(mem_shard *sh, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *small = &sh->q[MEM_SMALL], *mainq = &sh->q[MEM_MAIN];
     /* Each entry moves at most MEM_S3_FREQ_MAX + 1 times unless readers keep raising its
@@ -111,7 +111,7 @@ static mem_entry *s3fifo_victim_locked(const mem_store *s, mem_shard *sh, uint64
     for (;;) {
         bool from_small = small->count && (small->bytes > sh->small_budget || !mainq->count);
         mem_entry *e = from_small ? small->tail : mainq->tail;
-        if (is_expired(s, e, now) || moves-- == 0) return e;
+        if (is_expired(e, now) || moves-- == 0) return e;
         uint8_t f = mem_hits(e);
         if (from_small && f < MEM_S3_PROMOTE) {
             ghost_put_locked(sh, e->hash);
@@ -127,9 +127,9 @@ static mem_entry *s3fifo_victim_locked(const mem_store *s, mem_shard *sh, uint64
 static mem_entry *victim_locked(mem_store *s, mem_shard *sh, uint64_t now) {
     if (corral__mem_shard_count_locked(sh) == 0) return NULL;
     switch (s->policy) {
-    case CORRAL_EVICT_S3FIFO: return s3fifo_victim_locked(s, sh, now);
+    case CORRAL_EVICT_S3FIFO: return s3fifo_victim_locked(sh, now);
     case CORRAL_EVICT_LRU: return sh->q[MEM_MAIN].tail;
-    default: return sieve_victim_locked(s, sh, now);
+    default: return sieve_victim_locked(sh, now);
     }
 }
 
@@ -140,8 +140,7 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
     while (atomic_load_explicit(&sh->used, memory_order_relaxed) > sh->budget - need) {
         mem_entry *v = victim_locked(s, sh, now);
         if (CORRAL_NEVER(v == NULL)) break;
-        corral__mem_remove_locked(s, sh, v,
-                                  is_expired(s, v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
+        corral__mem_remove_locked(s, sh, v, is_expired(v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
     }
 }
 

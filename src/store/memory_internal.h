@@ -50,9 +50,9 @@ static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
     return &s->shards[((hash & s->bucket_mask) * s->nshards) >> s->bucket_bits];
 }
 
-static inline bool is_expired(const mem_store *s, const mem_entry *e, uint64_t now) {
-    uint32_t x = mem_exp(e);
-    return x != MEM_EXP_NEVER && now >= mem_exp_at(s, x);
+static inline bool is_expired(const mem_entry *e, uint64_t now) {
+    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+    return at != MEM_NEVER && now >= at;
 }
 
 /* A writer's lock: a shard's critical section is short, so a writer that finds the mutex taken
@@ -149,32 +149,6 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
 bool corral__mem_ghost_take_locked(mem_shard *sh, uint32_t hash);
 /* LRU: a hit moves the entry to the head when the shard's mutex is free. */
 void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e);
-
-/* ---- memory_expiry.c: the 32-bit expiries ---- */
-
-/* Moves the epoch forward unless another writer is moving it. A writer's call: not inside a
- * read-side section, no shard mutex held. */
-void corral__mem_epoch_move(mem_store *s, uint64_t now);
-
-/* Moves the epoch forward if it is MEM_EPOCH_MOVE_NS old at `now` (as corral__mem_epoch_move). */
-static inline void corral__mem_epoch_check(mem_store *s, uint64_t now) {
-    unsigned cur = atomic_load_explicit(&s->epoch_cur, memory_order_acquire);
-    if (now >= mem_epoch_ns(s, cur) + MEM_EPOCH_MOVE_NS) corral__mem_epoch_move(s, now);
-}
-
-/* mem_entry.exp of the absolute expiry `at` (env clock ns, or MEM_NEVER), rounded up: in ms
- * when they reach, else in seconds, cut to MEM_EXP_COUNT_MAX of them (34 years). */
-static inline uint32_t corral__mem_exp_encode(const mem_store *s, uint64_t at) {
-    const uint64_t ms = 1000000u, sec = 1000000000u;
-    if (at == MEM_NEVER) return MEM_EXP_NEVER;
-    unsigned slot = atomic_load_explicit(&s->epoch_cur, memory_order_acquire);
-    uint64_t base = mem_epoch_ns(s, slot);
-    uint64_t d = at > base ? at - base : 0;
-    uint32_t top = slot ? MEM_EXP_SLOT : 0;
-    if (d <= MEM_EXP_COUNT_MAX * ms) return top | (uint32_t)((d + ms - 1) / ms);
-    uint64_t n = d / sec + (d % sec != 0);
-    return top | MEM_EXP_SECONDS | (uint32_t)CORRAL_MIN(n, (uint64_t)MEM_EXP_COUNT_MAX);
-}
 
 /* ---- memory_rcu.c: freeing removed entries ---- */
 

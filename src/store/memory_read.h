@@ -39,22 +39,7 @@
 #endif
 
 #define MEM_STORE_MAGIC 0x3e3057a5u
-#define MEM_NEVER       UINT64_MAX /* the absolute expiry (ns) of an entry that never expires */
-
-/* mem_entry.exp: 32 bits of expiry. The top bit names one of the store's two epochs
- * (mem_store.epoch_ns), the next one the unit, and the rest counts from that epoch: in ms, or
- * in seconds when the ms do not reach (after about 12 days). Rounded up: an entry expires at
- * the first ms (second) after its exact expiry counted from the epoch. Writers move the epoch
- * forward every MEM_EPOCH_MOVE_NS (memory_expiry.c), so a TTL under about 6 days is kept to
- * the ms, and a longer one to the second, up to 34 years (longer ones are cut to that). */
-#define MEM_EXP_NEVER     UINT32_MAX
-#define MEM_EXP_SLOT      0x80000000u
-#define MEM_EXP_SECONDS   0x40000000u
-#define MEM_EXP_COUNT     0x3fffffffu
-#define MEM_EXP_COUNT_MAX (MEM_EXP_COUNT - 1) /* MEM_EXP_NEVER's count is no expiry */
-/* The age of the current epoch at which a writer moves it: 2^29 ms, about 6.2 days, half of
- * what 30 bits of ms reach, so a new expiry has at least that many ms. */
-#define MEM_EPOCH_MOVE_NS ((uint64_t)1000000u << 29)
+#define MEM_NEVER       UINT64_MAX /* expires_ns of an entry that never expires */
 
 /* ---- Types ---- */
 
@@ -62,7 +47,7 @@ enum { MEM_VALUE = 0, MEM_LEASE = 1 }; /* an entry's kind: the two keyspaces */
 enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 /* mem_entry.kw: the key's length and kind (immutable), the queue and whether the entry is in the
- * table (both under the shard mutex). One word, so the header stays 64 bytes and a lookup
+ * table (both under the shard mutex). One word, so the header stays 68 bytes and a lookup
  * compares the length and the kind at once. */
 #define MEM_KLEN_MAX 0x1fffu /* keys are at most 4 KiB (key.h); longer ones are refused */
 #define MEM_KW_LEASE 0x2000u /* kind MEM_LEASE */
@@ -73,7 +58,7 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 typedef struct mem_store mem_store;
 
-/* 64 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
+/* 68 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
  * `u`; the read path reads from `val` to the end of the value, one contiguous run. */
 typedef struct mem_entry {
     union {
@@ -92,16 +77,9 @@ typedef struct mem_entry {
      * SIEVE's visited bit, S3-FIFO's frequency 0..MEM_S3_FREQ_MAX; raised by readers with
      * relaxed stores, lowered by the evictor under the shard mutex; unused by LRU. */
     corral_value val;
-    /* The expiry against one of the store's two epochs (MEM_EXP_*), or MEM_EXP_NEVER. Written
-     * under the shard mutex (touch, an overwrite in place, an epoch move) or before the entry
-     * is published; readers load it with acquire (mem_exp_at reads the epoch it names). */
-    _Atomic uint32_t exp;
-    /* The key's length (MEM_KLEN_MAX bits) and the MEM_KW_* flags above. Written under the
-     * shard mutex, loaded relaxed: mem_klen and the others below. */
-    _Atomic uint16_t kw;
-    /* Metrics class of the key, reported with every event; immutable. In the read run,
-     * because a hit counts under it. */
-    uint16_t cls;
+    /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
+     * mutex; readers load it relaxed. */
+    _Atomic uint64_t expires_ns;
     /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
      * with acquire by readers; left as it is when the entry is unlinked. With `hash`, in one
      * 16-byte slot of the block (16-aligned): an entry a chain walk passes costs one line. */
@@ -113,6 +91,12 @@ typedef struct mem_entry {
      * shard mutex. A reader that copies without a reference (get_into) checks it did not
      * move across the copy: a seqlock. */
     _Atomic uint32_t seq;
+    /* The key's length (MEM_KLEN_MAX bits) and the MEM_KW_* flags above. Written under the
+     * shard mutex, loaded relaxed: mem_klen and the others below. */
+    _Atomic uint16_t kw;
+    /* Metrics class of the key, reported with every event; immutable. In the read run,
+     * because a hit counts under it. */
+    uint16_t cls;
     unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
 
@@ -190,17 +174,6 @@ struct mem_store {
     unsigned nshards;
     mem_shard *shards;
     _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
-    /* The epochs mem_entry.exp counts from (env clock ns), indexed by its top two bits: the
-     * slot, then the unit (ms, s). New expiries count from slot epoch_cur's epoch, older ones
-     * may count from the other's. Moved forward by whole seconds (memory_expiry.c): the other
-     * slot's entries are counted from the current epoch first, and a grace period passes
-     * before that slot takes the new epoch. Two arrays, so that a reader indexes both with
-     * one register. */
-    _Atomic uint64_t epoch_ns[4];
-    uint64_t epoch_unit[4]; /* 1 ms or 1 s (ns); immutable */
-    _Atomic unsigned epoch_cur;
-    _Atomic bool epoch_moving;  /* a writer is moving the epoch: the others go on */
-    _Atomic size_t epoch_moves; /* epochs moved since open (tests) */
     /* Entries retired and not yet released, plus the flush while it is queued. Raised by
      * writers (under a shard mutex) and by the flush, lowered on the call_rcu thread once they
      * are released (memory_rcu.c, release_after_grace): without a lock while it stays above
@@ -235,22 +208,6 @@ static inline mem_link *bucket_of(const mem_store *s, uint64_t hash) {
 
 static inline uint64_t clock_now(const mem_store *s) {
     return s->env.now_ns(s->env.clock_ctx);
-}
-
-static inline uint32_t mem_exp(const mem_entry *e) {
-    return atomic_load_explicit(&e->exp, memory_order_acquire);
-}
-
-/* The absolute expiry (env clock ns) of `x`, an entry's exp other than MEM_EXP_NEVER. */
-static inline uint64_t mem_exp_at(const mem_store *s, uint32_t x) {
-    unsigned i = x >> 30;
-    return atomic_load_explicit(&s->epoch_ns[i], memory_order_relaxed) +
-           (x & MEM_EXP_COUNT) * s->epoch_unit[i];
-}
-
-/* The epoch (env clock ns) of `slot`. */
-static inline uint64_t mem_epoch_ns(const mem_store *s, unsigned slot) {
-    return atomic_load_explicit(&s->epoch_ns[slot << 1], memory_order_relaxed);
 }
 
 static inline void read_lock(mem_store *s) {
@@ -367,7 +324,7 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
-_Static_assert(offsetof(mem_entry, key) == 64, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, key) == 68, "the entry header docs/memory-density.md counts");
 _Static_assert(offsetof(mem_entry, next) % 16 == 0 &&
                    offsetof(mem_entry, hash) == offsetof(mem_entry, next) + 8,
                "a chain walk reads one 16-byte slot of an entry");
@@ -434,8 +391,8 @@ static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, con
     if (e && !hot_key_equal(e, ks, key, key_len)) e = hot_find_after(e, ks, key, key_len, hash);
     *rc = CORRAL_MISS;
     if (!e) return NULL;
-    uint32_t x = mem_exp(e);
-    if (x != MEM_EXP_NEVER && clock_now(s) >= mem_exp_at(s, x)) {
+    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
+    if (at != MEM_NEVER && clock_now(s) >= at) {
         *rc = CORRAL__MEM_HOT_SLOW;
         return NULL;
     }

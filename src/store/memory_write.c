@@ -42,7 +42,7 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
                            uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     unsigned qi = MEM_MAIN;
-    bool live = old && !is_expired(s, old, now);
+    bool live = old && !is_expired(old, now);
     bool in_place = live && s->policy != CORRAL_EVICT_LRU &&
                     entry_bytes(&s->blocks, e) <= entry_bytes(&s->blocks, old);
     if (live) {
@@ -137,7 +137,7 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
     __atomic_store_n(&e->val.hdr_len, (uint16_t)hdr, __ATOMIC_RELAXED);
     e->val.data = data + hdr;
-    atomic_store_explicit(&e->exp, corral__mem_exp_encode(s, at), memory_order_release);
+    atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
     atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
     atomic_store_explicit(&e->val.refs, 1, memory_order_release);
 
@@ -161,7 +161,7 @@ static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, c
      * does not take the mutex twice. */
     if (e && fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), k, len)) {
         shard_lock(sh);
-        if (mem_live(e) && !is_expired(s, e, now) &&
+        if (mem_live(e) && !is_expired(e, now) &&
             fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, k, len)) {
             done = true;
             if (still && !still(still_ctx))
@@ -190,7 +190,6 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     int rc = corral__mem_check_size(s, sh, k->len, len, kind);
     if (rc != CORRAL_OK) return rc;
     uint64_t now = clock_now(s);
-    corral__mem_epoch_check(s, now);
     uint64_t at = corral__mem_expiry_at(now, ttl_ms);
     if (kind == MEM_VALUE && len <= MEM_INPLACE_MAX &&
         write_in_place(s, sh, k, val, len, at, mode, still, still_ctx, now, &rc))
@@ -204,7 +203,7 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     mem_entry *old = lookup_rcu(s, k, kind);
     shard_lock(sh);
     if (!old || !mem_live(old)) old = lookup_rcu(s, k, kind);
-    bool live = old && !is_expired(s, old, now);
+    bool live = old && !is_expired(old, now);
     if (still && !still(still_ctx)) {
         rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
     } else if (mode == CORRAL__SET_NX && live) {
@@ -230,12 +229,11 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
                       size_t token_len) {
     mem_shard *sh = shard_of(s, k->hash);
     uint64_t now = clock_now(s);
-    corral__mem_epoch_check(s, now);
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
     mem_entry *e = lookup_rcu(s, k, kind);
-    if (e && is_expired(s, e, now)) {
+    if (e && is_expired(e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e && (!token || (e->val.len == token_len &&
                                 (token_len == 0 || memcmp(e->val.data, token, token_len) == 0)))) {
@@ -291,18 +289,17 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
     if (ttl_ms <= 0) return CORRAL_EINVAL;
     mem_shard *sh = shard_of(s, k->hash);
     uint64_t now = clock_now(s);
-    corral__mem_epoch_check(s, now);
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && is_expired(s, e, now)) {
+    if (e && is_expired(e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
-        uint32_t x = corral__mem_exp_encode(s, corral__mem_expiry_at(now, ttl_ms));
-        sh->expiring -= mem_exp(e) != MEM_EXP_NEVER;
-        sh->expiring += x != MEM_EXP_NEVER;
-        atomic_store_explicit(&e->exp, x, memory_order_release);
+        uint64_t at = corral__mem_expiry_at(now, ttl_ms);
+        sh->expiring -= atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
+        sh->expiring += at != MEM_NEVER;
+        atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
         rc = CORRAL_OK;
     }
     shard_unlock(sh);
@@ -326,7 +323,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         mem_entry *ne = NULL;
         read_lock(s);
         mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-        if (!e || is_expired(s, e, now)) {
+        if (!e || is_expired(e, now)) {
             if (e) corral__mem_reap_rcu(s, e, now);
             rc = CORRAL_MISS;
             goto done;
@@ -361,9 +358,11 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
             goto done;
         }
         shard_lock(sh);
-        if (lookup_rcu(s, k, MEM_VALUE) == e && !is_expired(s, e, now) &&
+        if (lookup_rcu(s, k, MEM_VALUE) == e && !is_expired(e, now) &&
             atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
-            atomic_store_explicit(&ne->exp, mem_exp(e), memory_order_relaxed);
+            atomic_store_explicit(&ne->expires_ns,
+                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed),
+                                  memory_order_relaxed);
             publish_locked(s, sh, ne, e, now);
             ne = NULL;
         } else {

@@ -434,104 +434,6 @@ static void test_mem_values_are_freed_by_the_release_their_index_names(void **st
     fx_close(f);
 }
 
-/* ---- 32-bit expiries (mem_entry.exp) and the epochs they count from ---- */
-
-#define SEC  (1000 * MS)
-#define DAYS (86400 * SEC)
-
-static void clock_at(fx *f, uint64_t since_t0_ns) {
-    atomic_store(&f->clock.now_ns, T0_NS + since_t0_ns);
-}
-
-static int64_t ttl_of(fx *f, const char *k) {
-    corral__skey sk = ss_key(k);
-    int64_t ms = -1;
-    assert_int_equal(f->s->ops->ttl(f->s, &sk, &ms), CORRAL_OK);
-    return ms;
-}
-
-/* An expiry counts whole ms from the store's epoch (the clock at open here): a TTL that starts
- * on a ms expires exactly at its end; one that starts between two ms, at the first ms after
- * its exact end, never before it. */
-static void test_mem_expiry_is_kept_to_the_ms(void **state) {
-    (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
-    clock_at(f, 5 * MS);
-    assert_int_equal(set(f, "a", "v", 7), CORRAL_OK); /* ends at 12 ms */
-    clock_at(f, 5 * MS + 300000);
-    assert_int_equal(set(f, "b", "v", 10), CORRAL_OK); /* ends at 15.3 ms, kept as 16 ms */
-    clock_at(f, 12 * MS - 1);
-    assert_int_equal(get_rc(f, "a"), CORRAL_OK);
-    clock_at(f, 12 * MS);
-    assert_int_equal(get_rc(f, "a"), CORRAL_MISS);
-    clock_at(f, 16 * MS - 1);
-    assert_int_equal(get_rc(f, "b"), CORRAL_OK);
-    clock_at(f, 16 * MS);
-    assert_int_equal(get_rc(f, "b"), CORRAL_MISS);
-    fx_close(f);
-}
-
-/* The epoch moves forward on a write once it is MEM_EPOCH_MOVE_NS old, and again after as
- * long, when the slot of the first epoch is reused: entries written before either move keep
- * their expiry (to the ms under 12 days from their epoch, to the second past it), entries
- * written after count from the new epoch, and a TTL far in the future is kept to the second. */
-static void test_mem_expiries_keep_their_time_as_the_epoch_moves(void **state) {
-    (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
-    mem_store *ms = store_of(f->s);
-    const int64_t year_ms = 365LL * 86400 * 1000;
-    assert_int_equal(set(f, "near", "v", 3 * 86400 * 1000 + 5), CORRAL_OK); /* ms */
-    assert_int_equal(set(f, "far", "v", 20LL * 86400 * 1000), CORRAL_OK);   /* seconds */
-    assert_int_equal(set(f, "decade", "v", 10 * year_ms), CORRAL_OK);       /* seconds */
-    assert_int_equal(set(f, "never", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
-    clock_at(f, 3 * DAYS + 5 * MS - 1);
-    assert_int_equal(get_rc(f, "near"), CORRAL_OK);
-    clock_at(f, 3 * DAYS + 5 * MS);
-    assert_int_equal(get_rc(f, "near"), CORRAL_MISS);
-
-    /* Just before the move's age, a write moves nothing; at it, the first move. */
-    clock_at(f, MEM_EPOCH_MOVE_NS - 1);
-    assert_int_equal(set(f, "w1", "v", 1000), CORRAL_OK);
-    assert_int_equal(atomic_load(&ms->epoch_moves), 0);
-    uint64_t t1 = MEM_EPOCH_MOVE_NS + 250 * MS;
-    clock_at(f, t1);
-    assert_int_equal(set(f, "w2", "v", 1000), CORRAL_OK); /* from the new epoch */
-    assert_int_equal(atomic_load(&ms->epoch_moves), 1);
-    assert_int_equal(atomic_load(&ms->epoch_cur), 1);
-    uint64_t e1 = mem_epoch_ns(ms, 1);
-    assert_true(e1 <= T0_NS + t1 && T0_NS + t1 - e1 < SEC && (e1 - T0_NS) % SEC == 0);
-    clock_at(f, t1 + 1000 * MS - 1);
-    assert_int_equal(get_rc(f, "w2"), CORRAL_OK);
-    clock_at(f, t1 + 1000 * MS);
-    assert_int_equal(get_rc(f, "w2"), CORRAL_MISS);
-
-    /* The second move reuses slot 0: "far", "decade" and "never" are counted again from
-     * epoch 1 first. */
-    uint64_t t2 = e1 - T0_NS + MEM_EPOCH_MOVE_NS + 3 * MS;
-    clock_at(f, t2);
-    assert_int_equal(set(f, "w3", "v", 123), CORRAL_OK);
-    assert_int_equal(atomic_load(&ms->epoch_moves), 2);
-    assert_int_equal(atomic_load(&ms->epoch_cur), 0);
-    assert_true(mem_epoch_ns(ms, 0) > e1);
-    assert_int_equal(ttl_of(f, "never"), CORRAL__NO_EXPIRY);
-    assert_int_equal(ttl_of(f, "w3"), 123);
-    int64_t left = (int64_t)((10 * (uint64_t)year_ms * MS - t2) / MS);
-    assert_in_range(ttl_of(f, "decade"), left, left + 1000);
-    clock_at(f, t2 + 123 * MS - 1);
-    assert_int_equal(get_rc(f, "w3"), CORRAL_OK);
-    clock_at(f, t2 + 123 * MS);
-    assert_int_equal(get_rc(f, "w3"), CORRAL_MISS);
-    clock_at(f, 20 * DAYS - 1);
-    assert_int_equal(get_rc(f, "far"), CORRAL_OK);
-    clock_at(f, 20 * DAYS);
-    assert_int_equal(get_rc(f, "far"), CORRAL_MISS);
-    assert_int_equal(get_rc(f, "never"), CORRAL_OK);
-    /* touch rewrites an expiry against the current epoch */
-    assert_int_equal(touch(f, "never", 40), CORRAL_OK);
-    assert_int_equal(ttl_of(f, "never"), 40);
-    fx_close(f);
-}
-
 static void test_mem_open_refuses_invalid_configs(void **state) {
     (void)state;
     fx *f = fx_init(0, CORRAL_EVICT_DEFAULT, 0);
@@ -1446,8 +1348,6 @@ int main(void) {
         cmocka_unit_test(test_mem_key_length_limit_of_the_entry_header),
         cmocka_unit_test(test_mem_keeps_an_envelope_header_of_the_longest_length),
         cmocka_unit_test(test_mem_values_are_freed_by_the_release_their_index_names),
-        cmocka_unit_test(test_mem_expiry_is_kept_to_the_ms),
-        cmocka_unit_test(test_mem_expiries_keep_their_time_as_the_epoch_moves),
         cmocka_unit_test(test_mem_open_refuses_invalid_configs),
         cmocka_unit_test(test_mem_write_reclaims_a_few_expired_entries_per_call),
         cmocka_unit_test(test_mem_write_reclaims_an_entry_that_touch_gave_an_expiry),
