@@ -82,5 +82,9 @@ void corral_value_unref(corral_value *v) {
     if (!v) return;
     CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
     /* acq_rel: the last holder must see every other holder's reads finished before freeing. */
-    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) releases[v->release](v);
+    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1) return;
+    /* An index out of the table is a corrupted value: asserted in debug builds; in release
+     * builds the block leaks rather than a call through whatever lies past the table. */
+    if (CORRAL_NEVER(v->release >= CORRAL__RELEASES)) return;
+    releases[v->release](v);
 }
