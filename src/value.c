@@ -19,15 +19,22 @@ static void value_block_release(corral_value *v) {
     corral__free(b->alloc, b, b->block_bytes);
 }
 
-void corral__value_init(corral_value *v, const unsigned char *data, size_t len,
-                        void (*release)(corral_value *v)) {
+static void (*const releases[CORRAL__RELEASES])(corral_value *v) = {
+    [CORRAL__RELEASE_BLOCK] = value_block_release,
+    [CORRAL__RELEASE_MEM_ENTRY] = corral__mem_entry_release,
+    [CORRAL__RELEASE_REDIS_REPLY] = corral__redis_reply_release,
+};
+
+void corral__value_init(corral_value *v, const unsigned char *data, size_t len, unsigned release) {
     v->magic = CORRAL_VALUE_MAGIC;
     atomic_init(&v->refs, 1);
     v->hdr_len = 0;
     assert(len <= UINT32_MAX);
     v->len = (uint32_t)len;
     v->data = data;
-    v->release = release;
+    assert(release < CORRAL__RELEASES);
+    v->release = (uint8_t)release;
+    atomic_init(&v->owner, 0);
 }
 
 corral_value *corral__value_new(const corral__allocator *a, const void *data, size_t len) {
@@ -39,7 +46,7 @@ corral_value *corral__value_new(const corral__allocator *a, const void *data, si
     b->data[len] = '\0';
     b->alloc = a;
     b->block_bytes = bytes;
-    corral__value_init(&b->v, b->data, len, value_block_release);
+    corral__value_init(&b->v, b->data, len, CORRAL__RELEASE_BLOCK);
     return &b->v;
 }
 
@@ -75,5 +82,9 @@ void corral_value_unref(corral_value *v) {
     if (!v) return;
     CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
     /* acq_rel: the last holder must see every other holder's reads finished before freeing. */
-    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) v->release(v);
+    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1) return;
+    /* An index out of the table is a corrupted value: asserted in debug builds; in release
+     * builds the block leaks rather than a call through whatever lies past the table. */
+    if (CORRAL_NEVER(v->release >= CORRAL__RELEASES)) return;
+    releases[v->release](v);
 }

@@ -18,7 +18,7 @@
  *
  * Invariants (under the shard's mutex)
  * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff
- *   state == LIVE. A set that replaces an entry takes the old one out of its queue first and
+ *   it is MEM_KW_LIVE. A set that replaces an entry takes the old one out of its queue first and
  *   out of the table last, in the same store that links the new one.
  * - shard.used is the sum of the bytes of its queued entries and never exceeds shard.budget.
  *   Every change of it is reported through the events callback with the same byte count.
@@ -108,23 +108,19 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
     if (!e) return NULL;
     e->cls = k->cls;
-    e->queue = MEM_MAIN;
-    atomic_init(&e->state, MEM_NEW);
+    atomic_init(&e->kw, (uint16_t)(k->len | (kind == MEM_LEASE ? MEM_KW_LEASE : 0)));
     e->u.q.newer = e->u.q.older = NULL;
     atomic_init(&e->next, NULL);
     e->hash = (uint32_t)k->hash;
     atomic_init(&e->expires_ns, expires_ns);
-    e->klen = (uint16_t)k->len;
-    atomic_init(&e->hits, 0);
-    e->kind = kind;
     if (k->len) memcpy(e->key, k->data, k->len);
     unsigned char *data = e->key + k->len;
     if (len) memcpy(data, val, len);
     data[len] = '\0';
     /* A value's envelope header sits before the bytes handed out; leases are raw. */
     size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
-    corral__value_init(&e->val, data + hdr, len - hdr, corral__mem_entry_release);
-    e->val.hdr_len = (uint32_t)hdr;
+    corral__value_init(&e->val, data + hdr, len - hdr, CORRAL__RELEASE_MEM_ENTRY);
+    e->val.hdr_len = (uint16_t)hdr; /* the envelope's length field is 16 bits */
     atomic_init(&e->seq, 0);
     return e;
 }
@@ -133,7 +129,7 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
 void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
     if (!e) return;
     CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
-    assert(load_state(e) == MEM_NEW);
+    assert(!mem_live(e));
     size_t bytes = entry_block_bytes(e);
     e->val.magic = 0;
     corral__mem_block_free(&s->blocks, e, bytes);
@@ -143,8 +139,8 @@ void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
 int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
                            uint8_t kind) {
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
-    /* mem_entry.klen is 16 bits, corral_value's lengths 32; keys are far shorter. */
-    if (klen > UINT16_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
+    /* mem_entry.kw holds 13 bits of key length, corral_value.len 32; keys are far shorter. */
+    if (klen > MEM_KLEN_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
     size_t cost = corral__mem_block_cost(&s->blocks, mem_entry_bytes(klen, vlen));
     return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
@@ -202,7 +198,7 @@ static void table_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
 void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[qi];
-    e->queue = (uint8_t)qi;
+    mem_kw_set(e, MEM_KW_SMALL, qi == MEM_SMALL ? MEM_KW_SMALL : 0);
     e->u.q.newer = NULL;
     e->u.q.older = q->head;
     if (q->head)
@@ -218,7 +214,7 @@ void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
  * its newer neighbour, as they would have next. */
 void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    mem_queue *q = &sh->q[e->queue];
+    mem_queue *q = &sh->q[mem_queue_of(e)];
     if (q->hand == e) q->hand = e->u.q.newer;
     if (q->scan == e) q->scan = e->u.q.newer;
     if (e->u.q.newer)
@@ -238,8 +234,8 @@ void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
 
 void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    mem_queue *q = &sh->q[old->queue];
-    e->queue = old->queue;
+    mem_queue *q = &sh->q[mem_queue_of(old)];
+    mem_kw_set(e, MEM_KW_SMALL, mem_kw(old) & MEM_KW_SMALL);
     e->u.q.newer = old->u.q.newer;
     e->u.q.older = old->u.q.older;
     if (e->u.q.newer)
@@ -288,7 +284,7 @@ void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corra
 void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
     CORRAL_ASSERT_HELD(&sh->lock);
     CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
-    assert(load_state(e) == MEM_LIVE);
+    assert(mem_live(e));
     table_remove_locked(s, sh, e);
     corral__mem_queue_unlink_locked(sh, e);
     corral__mem_account_locked(s, sh, e, why);
@@ -305,8 +301,8 @@ static inline void note_hit_rcu(mem_store *s, mem_entry *e) {
         corral__mem_lru_touch_rcu(s, e);
         return;
     }
-    uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
-    if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
+    uint8_t h = mem_hits(e);
+    if (h < s->hit_max) mem_set_hits(e, (uint8_t)(h + 1));
 }
 
 /* ---- The vtable ---- */
@@ -379,7 +375,7 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
             sq = mem_seq_begin(e);
             n = mem_dlen(e);
             h = mem_hlen(e);
-            const unsigned char *data = e->key + e->klen + h; /* == e->val.data */
+            const unsigned char *data = e->key + mem_klen(e) + h; /* == e->val.data */
             if (h && h <= hdr_cap) mem_copy_out(hdr, data - h, h);
             rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
             if (rc == CORRAL_OK && n) mem_copy_out(buf, data, n);
@@ -458,7 +454,7 @@ static void mem_close(corral__store *base) {
             while (e) {
                 CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
                 mem_entry *older = e->u.q.older;
-                atomic_store_explicit(&e->state, MEM_DEAD, memory_order_relaxed);
+                mem_kw_set(e, MEM_KW_LIVE, 0);
                 e->u.dead.store = s;
                 corral_value_unref(&e->val); /* frees `e` */
                 e = older;

@@ -57,8 +57,7 @@ size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t
 void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
     mem_shard *sh = shard_of(s, e->hash);
     if (corral__mutex_trylock(&sh->lock) != 0) return;
-    if (load_state(e) == MEM_LIVE && is_expired(e, now))
-        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+    if (mem_live(e) && is_expired(e, now)) corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     shard_unlock(sh);
 }
 
@@ -73,8 +72,8 @@ static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
     /* Two laps clear every bit; readers setting bits again behind the hand cannot hold it
      * longer than that. */
     for (size_t seen = 0; seen <= 2 * q->count; seen++) {
-        if (is_expired(e, now) || !atomic_load_explicit(&e->hits, memory_order_relaxed)) break;
-        atomic_store_explicit(&e->hits, 0, memory_order_relaxed);
+        if (is_expired(e, now) || !mem_hits(e)) break;
+        mem_set_hits(e, 0);
         e = e->u.q.newer ? e->u.q.newer : q->tail;
     }
     q->hand = e; /* removal moves it on to the newer neighbour */
@@ -113,14 +112,14 @@ static mem_entry *s3fifo_victim_locked(mem_shard *sh, uint64_t now) {
         bool from_small = small->count && (small->bytes > sh->small_budget || !mainq->count);
         mem_entry *e = from_small ? small->tail : mainq->tail;
         if (is_expired(e, now) || moves-- == 0) return e;
-        uint8_t f = atomic_load_explicit(&e->hits, memory_order_relaxed);
+        uint8_t f = mem_hits(e);
         if (from_small && f < MEM_S3_PROMOTE) {
             ghost_put_locked(sh, e->hash);
             return e;
         }
         if (!from_small && f == 0) return e;
         corral__mem_queue_unlink_locked(sh, e);
-        atomic_store_explicit(&e->hits, from_small ? 0 : (uint8_t)(f - 1), memory_order_relaxed);
+        mem_set_hits(e, from_small ? 0 : (uint8_t)(f - 1));
         corral__mem_queue_push_locked(sh, MEM_MAIN, e);
     }
 }
@@ -151,7 +150,7 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
 void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e) {
     mem_shard *sh = shard_of(s, e->hash);
     if (corral__mutex_trylock(&sh->lock) != 0) return;
-    if (load_state(e) == MEM_LIVE && sh->q[MEM_MAIN].head != e) {
+    if (mem_live(e) && sh->q[MEM_MAIN].head != e) {
         corral__mem_queue_unlink_locked(sh, e);
         corral__mem_queue_push_locked(sh, MEM_MAIN, e);
     }

@@ -35,7 +35,7 @@ static inline size_t mem_entry_bytes(size_t key_len, size_t val_len) {
 /* The size of `e`'s block. Under the shard mutex, or once `e` is DEAD (an overwrite in place
  * rewrites the lengths). */
 static inline size_t entry_block_bytes(const mem_entry *e) {
-    return mem_entry_bytes(e->klen, (size_t)e->val.hdr_len + e->val.len);
+    return mem_entry_bytes(mem_klen(e), (size_t)e->val.hdr_len + e->val.len);
 }
 
 /* What `e` accounts for: what its block costs in `b` (memory_block.h), its size with allocator
@@ -53,10 +53,6 @@ static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
 static inline bool is_expired(const mem_entry *e, uint64_t now) {
     uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
     return at != MEM_NEVER && now >= at;
-}
-
-static inline uint8_t load_state(const mem_entry *e) {
-    return atomic_load_explicit(&e->state, memory_order_relaxed);
 }
 
 /* A writer's lock: a shard's critical section is short, so a writer that finds the mutex taken
@@ -79,7 +75,9 @@ static inline void shard_unlock(mem_shard *sh) {
 static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
     mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
-        if (e->hash == (uint32_t)k->hash && e->klen == k->len && e->kind == kind &&
+        if (e->hash == (uint32_t)k->hash &&
+            (mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) ==
+                (k->len | (kind == MEM_LEASE ? MEM_KW_LEASE : 0)) &&
             key_equal(e->key, k->data, k->len)) {
             CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
             return e;

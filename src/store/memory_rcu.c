@@ -2,8 +2,8 @@
  * memory_rcu.c - freeing what the memory store removed: an entry leaves the table at once, and
  * its block is freed only once no reader can still be looking at it.
  *
- * - Removal (corral__mem_entry_retire, under the shard mutex) marks the entry DEAD, records the
- *   store in it and pushes it on the store's limbo, a lock-free stack. Unless one is queued, it
+ * - Removal (corral__mem_entry_retire, under the shard mutex) clears the entry's LIVE flag, records
+ * the store in it and pushes it on the store's limbo, a lock-free stack. Unless one is queued, it
  *   then queues a flush with liburcu's call_rcu (only to run on its call_rcu thread: the grace
  *   period that matters is ours). The flush takes the whole limbo, waits for one grace period
  *   of our read-side sections (reader.h) and drops the table's reference on each entry; the
@@ -34,7 +34,7 @@
 void corral__mem_entry_release(corral_value *v) {
     mem_entry *e = CORRAL_CONTAINER_OF(v, mem_entry, val);
     CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
-    assert(load_state(e) == MEM_DEAD);
+    assert(!mem_live(e));
     mem_store *s = e->u.dead.store;
     size_t bytes = entry_block_bytes(e);
     v->magic = 0;
@@ -88,7 +88,7 @@ void corral__mem_wait_rcu_idle(mem_store *s) {
 
 /* Hands an entry already out of the table to the limbo. Call inside a read-side section. */
 void corral__mem_entry_retire(mem_store *s, mem_entry *e) {
-    atomic_store_explicit(&e->state, MEM_DEAD, memory_order_relaxed);
+    mem_kw_set(e, MEM_KW_LIVE, 0);
     e->u.dead.store = s;
     atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
     mem_entry *top = atomic_load_explicit(&s->limbo, memory_order_relaxed);

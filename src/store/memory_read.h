@@ -43,17 +43,26 @@
 
 /* ---- Types ---- */
 
-enum { MEM_NEW = 0, MEM_LIVE = 1, MEM_DEAD = 2 }; /* mem_entry.state */
-enum { MEM_VALUE = 0, MEM_LEASE = 1 };            /* mem_entry.kind: the two keyspaces */
+enum { MEM_VALUE = 0, MEM_LEASE = 1 }; /* an entry's kind: the two keyspaces */
 enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
+
+/* mem_entry.kw: the key's length and kind (immutable), the queue and whether the entry is in the
+ * table (both under the shard mutex). One word, so the header stays 68 bytes and a lookup
+ * compares the length and the kind at once. */
+#define MEM_KLEN_MAX 0x1fffu /* keys are at most 4 KiB (key.h); longer ones are refused */
+#define MEM_KW_LEASE 0x2000u /* kind MEM_LEASE */
+#define MEM_KW_SMALL 0x4000u /* in queue MEM_SMALL, else MEM_MAIN */
+/* In the table: set when published, cleared when removed (before it, and after, the entry is
+ * no reader's concern: not yet findable, or waiting for a grace period). */
+#define MEM_KW_LIVE 0x8000u
 
 typedef struct mem_store mem_store;
 
-/* 80 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
+/* 68 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
  * `u`; the read path reads from `val` to the end of the value, one contiguous run. */
 typedef struct mem_entry {
     union {
-        /* Queue links while LIVE, under the shard mutex. `newer` points toward the head. */
+        /* Queue links while live, under the shard mutex. `newer` points toward the head. */
         struct {
             struct mem_entry *newer, *older;
         } q;
@@ -64,13 +73,17 @@ typedef struct mem_entry {
             mem_store *store;
         } dead;
     } u;
-    corral_value val; /* the embedded value; val.data points just after the key */
-    /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
-     * with acquire by readers; left as it is when the entry is unlinked. */
-    _Atomic(struct mem_entry *) next;
+    /* The embedded value; val.data points just after the key. val.owner is the hit mark:
+     * SIEVE's visited bit, S3-FIFO's frequency 0..MEM_S3_FREQ_MAX; raised by readers with
+     * relaxed stores, lowered by the evictor under the shard mutex; unused by LRU. */
+    corral_value val;
     /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
      * mutex; readers load it relaxed. */
     _Atomic uint64_t expires_ns;
+    /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
+     * with acquire by readers; left as it is when the entry is unlinked. With `hash`, in one
+     * 16-byte slot of the block (16-aligned): an entry a chain walk passes costs one line. */
+    _Atomic(struct mem_entry *) next;
     /* The low 32 bits of corral__skey.hash; immutable. They hold the bucket index (at most
      * MEM_MAX_BUCKET_BITS bits), so the shard and the chain; a lookup compares them first. */
     uint32_t hash;
@@ -78,20 +91,45 @@ typedef struct mem_entry {
      * shard mutex. A reader that copies without a reference (get_into) checks it did not
      * move across the copy: a seqlock. */
     _Atomic uint32_t seq;
-    uint16_t klen; /* key bytes at `key`; immutable (keys are at most 4 KiB: key.h) */
+    /* The key's length (MEM_KLEN_MAX bits) and the MEM_KW_* flags above. Written under the
+     * shard mutex, loaded relaxed: mem_klen and the others below. */
+    _Atomic uint16_t kw;
     /* Metrics class of the key, reported with every event; immutable. In the read run,
      * because a hit counts under it. */
     uint16_t cls;
-    /* SIEVE: visited bit. S3-FIFO: frequency 0..MEM_S3_FREQ_MAX. Raised by readers with relaxed
-     * stores, lowered by the evictor under the shard mutex. Unused by LRU. */
-    _Atomic uint8_t hits;
-    uint8_t kind;  /* MEM_VALUE or MEM_LEASE; immutable */
-    uint8_t queue; /* MEM_MAIN or MEM_SMALL; under the shard mutex */
-    /* MEM_NEW until published, MEM_LIVE while in the table, MEM_DEAD once removed. Written
-     * under the shard mutex; read under it, and by the release callback (always DEAD there). */
-    _Atomic uint8_t state;
     unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
+
+static inline unsigned mem_kw(const mem_entry *e) {
+    return atomic_load_explicit(&e->kw, memory_order_relaxed);
+}
+
+static inline size_t mem_klen(const mem_entry *e) {
+    return mem_kw(e) & MEM_KLEN_MAX;
+}
+
+static inline unsigned mem_queue_of(const mem_entry *e) {
+    return (mem_kw(e) & MEM_KW_SMALL) ? MEM_SMALL : MEM_MAIN;
+}
+
+static inline bool mem_live(const mem_entry *e) {
+    return mem_kw(e) & MEM_KW_LIVE;
+}
+
+/* Sets the `mask` bits of kw to `bits`. Under the shard mutex, or before the entry is
+ * published: the mutex orders the writers, readers only load. */
+static inline void mem_kw_set(mem_entry *e, unsigned mask, unsigned bits) {
+    atomic_store_explicit(&e->kw, (uint16_t)((mem_kw(e) & ~mask) | bits), memory_order_relaxed);
+}
+
+/* The hit mark (val.owner). */
+static inline uint8_t mem_hits(const mem_entry *e) {
+    return atomic_load_explicit(&e->val.owner, memory_order_relaxed);
+}
+
+static inline void mem_set_hits(mem_entry *e, uint8_t h) {
+    atomic_store_explicit(&e->val.owner, h, memory_order_relaxed);
+}
 
 /* A FIFO of entries: pushed at the head (newest), taken from the tail (oldest). */
 typedef struct mem_queue {
@@ -130,7 +168,7 @@ struct mem_store {
     unsigned bucket_bits;
     uint64_t bucket_mask;   /* 2^bucket_bits - 1 */
     corral_eviction policy; /* never CORRAL_EVICT_DEFAULT */
-    uint8_t hit_max;        /* saturation of mem_entry.hits: 1 (SIEVE), 3 (S3-FIFO), 0 (LRU) */
+    uint8_t hit_max; /* saturation of the hit mark (mem_hits): 1 (SIEVE), 3 (S3-FIFO), 0 (LRU) */
     size_t max_bytes;
     size_t max_value_bytes; /* 0: only the shard budget bounds a value */
     unsigned nshards;
@@ -286,7 +324,11 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
-_Static_assert(offsetof(mem_entry, key) == 80, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, key) == 68, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, next) % 16 == 0 &&
+                   offsetof(mem_entry, hash) == offsetof(mem_entry, next) + 8,
+               "a chain walk reads one 16-byte slot of an entry");
+_Static_assert(CORRAL__MAX_BINARY_KEY <= MEM_KLEN_MAX, "every physical key fits mem_entry.kw");
 
 /* load64 of a stored key's first 16 bytes, which reach into the value when the key is
  * shorter: an overwrite in place may be writing those bytes, which the masks then discard.
@@ -307,7 +349,8 @@ static inline uint64_t load64_key(const unsigned char *p) {
  * scheme) compared as two masked words, then the caller's bytes in place. */
 static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks, const void *key,
                                  size_t key_len) {
-    if (e->klen != ks->hdr_len + key_len || e->kind != MEM_VALUE) return false;
+    /* the length and the kind (MEM_VALUE: no flag) in one compare */
+    if ((mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) != ks->hdr_len + key_len) return false;
     uint64_t d = ((load64_key(e->key) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
                  ((load64_key(e->key + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1]);
     return d == 0 && key_equal(e->key + ks->hdr_len, key, key_len);
@@ -353,8 +396,8 @@ static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, con
         *rc = CORRAL__MEM_HOT_SLOW;
         return NULL;
     }
-    uint8_t h = atomic_load_explicit(&e->hits, memory_order_relaxed);
-    if (h < s->hit_max) atomic_store_explicit(&e->hits, (uint8_t)(h + 1), memory_order_relaxed);
+    uint8_t h = mem_hits(e);
+    if (h < s->hit_max) mem_set_hits(e, (uint8_t)(h + 1));
     return e;
 }
 
@@ -393,7 +436,7 @@ static inline int corral__mem_get_into_hot(corral__store *base, const corral__ke
             sq = mem_seq_begin(e);
             n = mem_dlen(e);
             rc = mem_hlen(e) ? CORRAL__MEM_HOT_SLOW : n > cap ? CORRAL_ENOSPC : CORRAL_OK;
-            if (rc == CORRAL_OK && n) mem_copy_out(buf, e->key + e->klen, n);
+            if (rc == CORRAL_OK && n) mem_copy_out(buf, e->key + ks->hdr_len + key_len, n);
         } while (mem_seq_retry(e, sq));
         *len = rc == CORRAL__MEM_HOT_SLOW ? 0 : n;
     }

@@ -28,7 +28,7 @@
 /* An overwrite of a live entry is an access to its key: the hit mark `old` hands on, raised by
  * one as a hit raises it (note_hit_rcu). */
 static uint8_t overwritten_hits(const mem_store *s, const mem_entry *old) {
-    uint8_t h = atomic_load_explicit(&old->hits, memory_order_relaxed);
+    uint8_t h = mem_hits(old);
     return h < s->hit_max ? (uint8_t)(h + 1) : h;
 }
 
@@ -46,8 +46,8 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
     bool in_place = live && s->policy != CORRAL_EVICT_LRU &&
                     entry_bytes(&s->blocks, e) <= entry_bytes(&s->blocks, old);
     if (live) {
-        qi = old->queue;
-        atomic_store_explicit(&e->hits, overwritten_hits(s, old), memory_order_relaxed);
+        qi = mem_queue_of(old);
+        mem_set_hits(e, overwritten_hits(s, old));
     } else if (s->policy == CORRAL_EVICT_S3FIFO) {
         qi = corral__mem_ghost_take_locked(sh, e->hash) ? MEM_MAIN : MEM_SMALL;
     }
@@ -65,7 +65,7 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
 
     /* Eviction may have changed the chain: the link to `old` is found now. The mutex keeps
      * other writers of the key out. */
-    atomic_store_explicit(&e->state, MEM_LIVE, memory_order_relaxed);
+    mem_kw_set(e, MEM_KW_LIVE, MEM_KW_LIVE);
     if (old) {
         corral__mem_table_replace_locked(s, sh, old, e);
         corral__mem_entry_retire(s, old);
@@ -100,7 +100,7 @@ static void copy_in(unsigned char *dst, const void *src, size_t n) {
  * and the size the block is freed with must be the size it was allocated with.) */
 static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k, size_t len) {
     return e->cls == k->cls && len <= MEM_INPLACE_MAX &&
-           mem_entry_bytes(e->klen, have) == mem_entry_bytes(k->len, len);
+           mem_entry_bytes(mem_klen(e), have) == mem_entry_bytes(k->len, len);
 }
 
 /* Rewrites the value of `e` (LIVE, unexpired, fits_in_place) with `len` bytes at `val`,
@@ -120,11 +120,11 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
      * publish_locked does the same for an entry it replaces. */
     bool to_head = s->policy == CORRAL_EVICT_LRU;
     if (to_head) corral__mem_queue_unlink_locked(sh, e);
-    atomic_store_explicit(&e->hits, overwritten_hits(s, e), memory_order_relaxed);
+    mem_set_hits(e, overwritten_hits(s, e));
     corral__mem_account_locked(s, sh, e, CORRAL__REPLACED);
 
     size_t hdr = corral__env_hdr_len(val, len);
-    unsigned char *data = e->key + e->klen;
+    unsigned char *data = e->key + mem_klen(e);
     uint32_t sq = atomic_load_explicit(&e->seq, memory_order_relaxed);
     atomic_store_explicit(&e->seq, sq + 1, memory_order_relaxed);
 #ifndef MEM_TSAN
@@ -135,13 +135,13 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     /* Readers without a reference load the lengths atomically (mem_dlen, mem_hlen); `data` is
      * read by holders of a reference only: none now. */
     __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
-    __atomic_store_n(&e->val.hdr_len, (uint32_t)hdr, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->val.hdr_len, (uint16_t)hdr, __ATOMIC_RELAXED);
     e->val.data = data + hdr;
     atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
     atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
     atomic_store_explicit(&e->val.refs, 1, memory_order_release);
 
-    if (to_head) corral__mem_queue_push_locked(sh, e->queue, e);
+    if (to_head) corral__mem_queue_push_locked(sh, mem_queue_of(e), e);
     corral__mem_account_locked(s, sh, e, CORRAL__ADDED);
     size_t examined = 0;
     corral__mem_scan_locked(s, sh, now, MEM_WRITE_SCAN, SIZE_MAX, &examined);
@@ -161,7 +161,7 @@ static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, c
      * does not take the mutex twice. */
     if (e && fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), k, len)) {
         shard_lock(sh);
-        if (load_state(e) == MEM_LIVE && !is_expired(e, now) &&
+        if (mem_live(e) && !is_expired(e, now) &&
             fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, k, len)) {
             done = true;
             if (still && !still(still_ctx))
@@ -202,7 +202,7 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
      * mutex, an entry still LIVE is still in the table, so still the key's entry. */
     mem_entry *old = lookup_rcu(s, k, kind);
     shard_lock(sh);
-    if (!old || load_state(old) != MEM_LIVE) old = lookup_rcu(s, k, kind);
+    if (!old || !mem_live(old)) old = lookup_rcu(s, k, kind);
     bool live = old && !is_expired(old, now);
     if (still && !still(still_ctx)) {
         rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
@@ -334,7 +334,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         uint32_t sq = mem_seq_begin(e);
         size_t dl = mem_dlen(e);
         bool plain = mem_hlen(e) == 0 && dl <= sizeof digits;
-        if (plain) mem_copy_out(digits, e->key + e->klen, dl);
+        if (plain) mem_copy_out(digits, e->key + mem_klen(e), dl);
         if (mem_seq_retry(e, sq)) {
             rc = MEM_RETRY;
             goto done;

@@ -172,7 +172,7 @@ int corral__redis_make_value(redis_store *s, const redisReply *r, corral_value *
     size_t hdr = header_len(s, bytes, len);
     v->data += hdr;
     v->len -= hdr;
-    v->hdr_len = (uint32_t)hdr;
+    v->hdr_len = (uint16_t)hdr;
     *out = v;
     return CORRAL_OK;
 }

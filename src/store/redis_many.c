@@ -42,7 +42,8 @@ typedef struct reply_holder {
     reply_value vals[];
 } reply_holder;
 
-static void reply_value_release(corral_value *v) {
+/* CORRAL__RELEASE_REDIS_REPLY (value.h): drops one value of the reply; the last frees it. */
+void corral__redis_reply_release(corral_value *v) {
     reply_holder *h = CORRAL_CONTAINER_OF(v, reply_value, v)->h;
     v->magic = 0;
     if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1) return;
@@ -77,8 +78,8 @@ static int values_from_reply(redis_store *s, redisReply *r, size_t m, corral_val
         reply_value *rv = &h->vals[i];
         rv->h = h;
         corral__value_init(&rv->v, (const unsigned char *)e->str + hdr, e->len - hdr,
-                           reply_value_release);
-        rv->v.hdr_len = (uint32_t)hdr;
+                           CORRAL__RELEASE_REDIS_REPLY);
+        rv->v.hdr_len = (uint16_t)hdr;
         out[i] = &rv->v;
     }
     return CORRAL_OK;

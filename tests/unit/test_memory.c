@@ -345,6 +345,95 @@ static void test_mem_refuses_values_too_big_without_change(void **state) {
     fx_close(f);
 }
 
+/* An entry holds its key's length in 13 bits (mem_entry.kw, beside the kind, queue and live
+ * flags): a key of MEM_KLEN_MAX bytes is stored and found, in both keyspaces, and the kind bit
+ * next to the length keeps them apart; one byte more is refused, changing nothing. */
+static void test_mem_key_length_limit_of_the_entry_header(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    char *key = malloc(MEM_KLEN_MAX + 2);
+    assert_non_null(key);
+    memset(key, 'k', MEM_KLEN_MAX + 1);
+    key[MEM_KLEN_MAX + 1] = '\0';
+    corral__skey over = ss_key(key); /* MEM_KLEN_MAX + 1 bytes */
+    assert_int_equal(f->s->ops->set(f->s, &over, "v", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_ETOOBIG);
+    assert_int_equal(f->s->ops->lease_acquire(f->s, &over, "t", 1, 1000), CORRAL_ETOOBIG);
+    assert_int_equal(used(f), 0);
+
+    key[MEM_KLEN_MAX] = '\0';
+    corral__skey max = ss_key(key);
+    assert_int_equal(
+        f->s->ops->set(f->s, &max, "value", 5, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+        CORRAL_OK);
+    assert_int_equal(f->s->ops->lease_acquire(f->s, &max, "token", 5, 1000), CORRAL_OK);
+    corral_value *v = NULL;
+    assert_int_equal(f->s->ops->get(f->s, &max, &v), CORRAL_OK);
+    assert_int_equal(corral_value_len(v), 5);
+    assert_memory_equal(corral_value_data(v), "value", 5); /* the value, not the lease's token */
+    corral_value_unref(v);
+    assert_int_equal(f->s->ops->lease_release(f->s, &max, "token", 5), CORRAL_OK);
+    assert_int_equal(f->s->ops->get(f->s, &max, &v), CORRAL_OK); /* the value stays */
+    corral_value_unref(v);
+    assert_int_equal(used(f), corral__mem_entry_bytes(MEM_KLEN_MAX, 5));
+    free(key);
+    fx_close(f);
+}
+
+/* corral_value.hdr_len is 16 bits, as the envelope's own length field: a value whose envelope
+ * header is 65535 bytes long keeps all of it before the payload handed out. */
+static void test_mem_keeps_an_envelope_header_of_the_longest_length(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    size_t hdr = UINT16_MAX, payload = 300, n = hdr + payload;
+    unsigned char *raw = calloc(1, n);
+    assert_non_null(raw);
+    /* magic, format, flags (tags: any length past the minimum parses as a header), length */
+    raw[0] = 0xC7;
+    raw[1] = 1;
+    raw[2] = 0x02;
+    raw[3] = 0xff;
+    raw[4] = 0xff;
+    for (size_t i = 0; i < payload; i++)
+        raw[hdr + i] = (unsigned char)('a' + i % 26);
+    corral__skey sk = ss_key("k");
+    assert_int_equal(f->s->ops->set(f->s, &sk, raw, n, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_OK);
+    corral_value *v = NULL;
+    assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
+    assert_int_equal(v->hdr_len, hdr);
+    assert_int_equal(corral_value_len(v), payload);
+    assert_memory_equal(corral_value_data(v), raw + hdr, payload);
+    assert_memory_equal((const unsigned char *)corral_value_data(v) - hdr, raw, hdr);
+    corral_value_unref(v);
+    free(raw);
+    fx_close(f);
+}
+
+/* corral_value.release is an index into the library's release functions: a standalone value
+ * and an entry of the store are each freed by their own, to the byte their allocator gave. */
+static void test_mem_values_are_freed_by_the_release_their_index_names(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    corral_value *v = corral__value_new(&f->alloc, "standalone", 10);
+    assert_non_null(v);
+    assert_int_equal(v->release, CORRAL__RELEASE_BLOCK);
+    assert_true(outstanding(&f->ca) > f->baseline);
+    corral_value_unref(v);
+    assert_int_equal(outstanding(&f->ca), f->baseline);
+
+    assert_int_equal(set(f, "k", "entry", CORRAL__NO_EXPIRY), CORRAL_OK);
+    corral__skey sk = ss_key("k");
+    assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
+    assert_int_equal(v->release, CORRAL__RELEASE_MEM_ENTRY);
+    assert_int_equal(del(f, "k"), CORRAL_OK);
+    corral__mem_quiesce(f->s);
+    assert_int_equal(outstanding(&f->ca) - f->baseline, corral__mem_entry_bytes(1, 5));
+    corral_value_unref(v); /* the entry's release frees its block through its store */
+    assert_int_equal(outstanding(&f->ca), f->baseline);
+    fx_close(f);
+}
+
 static void test_mem_open_refuses_invalid_configs(void **state) {
     (void)state;
     fx *f = fx_init(0, CORRAL_EVICT_DEFAULT, 0);
@@ -1069,7 +1158,7 @@ static void *stand_on_entry(void *p) {
     st->found = e != NULL;
     pthread_barrier_wait(&st->in);
     pthread_barrier_wait(&st->out);
-    if (e && e->val.len < sizeof st->seen) memcpy(st->seen, e->key + e->klen, e->val.len);
+    if (e && e->val.len < sizeof st->seen) memcpy(st->seen, e->key + mem_klen(e), e->val.len);
     if (e || rc != CORRAL_EBADKEY) (void)hot_end(s, e ? CORRAL_OK : rc, "k", 1);
     return NULL;
 }
@@ -1256,6 +1345,9 @@ int main(void) {
         cmocka_unit_test(test_mem_entry_bytes_is_exactly_what_the_allocator_gives),
         cmocka_unit_test(test_mem_value_outlives_its_removal_until_released),
         cmocka_unit_test(test_mem_refuses_values_too_big_without_change),
+        cmocka_unit_test(test_mem_key_length_limit_of_the_entry_header),
+        cmocka_unit_test(test_mem_keeps_an_envelope_header_of_the_longest_length),
+        cmocka_unit_test(test_mem_values_are_freed_by_the_release_their_index_names),
         cmocka_unit_test(test_mem_open_refuses_invalid_configs),
         cmocka_unit_test(test_mem_write_reclaims_a_few_expired_entries_per_call),
         cmocka_unit_test(test_mem_write_reclaims_an_entry_that_touch_gave_an_expiry),
