@@ -22,6 +22,7 @@
  * lock is held here.
  */
 #include "access.h"
+#include "key_hot.h"
 
 #include <string.h>
 
@@ -34,16 +35,42 @@
 
 /* ---- Keys ---- */
 
+/* access.h: the thread's memo of its last class lookup. */
+_Thread_local corral__class_memo corral__class_memo_tls __attribute__((tls_model("initial-exec")));
+
 static int64_t call_version(const corral_call *call) {
     return call ? call->version : CORRAL_VERSION_DEFAULT;
+}
+
+/* The store key of `key` under a hot scheme (key.h `hot`) at the scheme's own version, in one
+ * pass over the caller's bytes: the length and bytes checked and the key hashed where the
+ * caller has it (key_hot.h), then the header copied as one 16-byte block and the key after it.
+ * The same key, hash and verdict as corral__key_build and corral__key_hash. */
+static int hot_skey(const corral__keyscheme *ks, const void *key, size_t key_len, char *buf,
+                    corral__skey *sk) {
+    uint64_t hash;
+    if (!corral__key_hash_hot_inline(ks, key, key_len, &hash) ||
+        !corral__key_bytes_ok_inline(key, key_len))
+        return CORRAL_EBADKEY;
+    memcpy(buf, ks->hdr, CORRAL__HOT_HDR);
+    if (key_len) memcpy(buf + ks->hdr_len, key, key_len);
+    buf[ks->hdr_len + key_len] = '\0';
+    sk->data = buf;
+    sk->len = ks->hdr_len + key_len;
+    sk->hash = hash;
+    return CORRAL_OK;
 }
 
 static int make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
                      bool create, char *buf, corral__skey *sk, corral__prefix_cache *pc) {
     size_t len;
     int rc;
+    if (!key && key_len) return CORRAL_EBADKEY;
     /* The class first: a read in a namespace without a generation still counts its miss. */
     sk->cls = corral__key_class(c, key, key_len, pc);
+    if (c->ks.hot && (!call || (!call->ns && (call->version == CORRAL_VERSION_DEFAULT ||
+                                              call->version == c->ks.version))))
+        return hot_skey(&c->ks, key, key_len, buf, sk);
     if (call && call->ns) {
         /* Inside a namespace the key becomes "<ns>.<generation>:<key>", so a bump of the
          * generation makes every key of the namespace unreachable at once. */

@@ -30,13 +30,42 @@ typedef struct corral__prefix_cache {
     uint16_t cls;
 } corral__prefix_cache;
 
-/* The metrics class of a user key's prefix; `pc` (or NULL) remembers the last one. */
+/* The calling thread's last class lookup outside a batch (corral__key_class): the metrics table
+ * it was made in (corral__metrics_id, never reused; 0: none), a prefix that ended at the key's
+ * first ':' and its class. A prefix's class never changes while its table lives (metrics.c), so
+ * the memo holds until the thread looks up another prefix. */
+#define CORRAL__CLASS_MEMO_MAX 48
+typedef struct corral__class_memo {
+    uint64_t id;
+    uint16_t cls;
+    uint8_t len;
+    char prefix[CORRAL__CLASS_MEMO_MAX];
+} corral__class_memo;
+extern _Thread_local corral__class_memo corral__class_memo_tls
+    __attribute__((tls_model("initial-exec")));
+
+/* The metrics class of a user key's prefix; `pc` (or NULL) remembers the last one of a batch.
+ * Without `pc`, a key whose bytes begin with the thread's memo and a ':' has the memo's prefix
+ * (the memo's holds no ':', and a fragment key's "template.cache." holds no ':' either), so
+ * its class is the memo's: no search for the ':' and no probe of the class table. */
 static inline uint16_t corral__key_class(corral *c, const void *key, size_t key_len,
                                          corral__prefix_cache *pc) {
+    corral__class_memo *m = &corral__class_memo_tls;
+    const char *k = key;
+    if (!pc && m->id == c->metrics_id && key_len > m->len && k[m->len] == ':' &&
+        memcmp(m->prefix, k, m->len) == 0)
+        return m->cls;
     size_t plen = corral__key_metric_prefix(key, key_len);
     if (pc && pc->prefix && pc->len == plen && memcmp(pc->prefix, key, plen) == 0) return pc->cls;
     uint16_t cls = corral__metrics_class(c->metrics, key, plen);
-    if (pc) *pc = (corral__prefix_cache){ .prefix = key, .len = plen, .cls = cls };
+    if (pc) {
+        *pc = (corral__prefix_cache){ .prefix = key, .len = plen, .cls = cls };
+    } else if (plen < key_len && plen <= CORRAL__CLASS_MEMO_MAX && k[plen] == ':') {
+        m->id = c->metrics_id;
+        m->cls = cls;
+        m->len = (uint8_t)plen;
+        if (plen) memcpy(m->prefix, key, plen);
+    }
     return cls;
 }
 

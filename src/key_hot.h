@@ -2,7 +2,8 @@
  * key_hot.h - the read path's hash, inline. Included by the memory store's read
  * path (store/memory_read.h) so that a get's hash, lookup and key check are one function: each
  * instruction a get saves lets the CPU overlap more of the next get's cache misses with this
- * one's (docs/eviction.md).
+ * one's (docs/eviction.md). The access layer builds a write's key with it too (access.c,
+ * hot_skey): checked, hashed and copied in one pass over the caller's bytes.
  *
  * XXH3 is compiled in (XXH_INLINE_ALL): the same function as libxxhash's.
  */

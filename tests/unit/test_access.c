@@ -197,6 +197,57 @@ static void test_read_classifies_a_stored_value_and_misses_a_busted_one(void **s
     corral_close(c);
 }
 
+/* ---- Keys ---- */
+
+/* corral__make_skey's one pass over a key of a hot scheme (access.c, hot_skey) gives the key,
+ * hash and verdict that corral__key_build and corral__key_hash give, for every length XXH3
+ * treats apart, at the limit and past it, and with a refused byte anywhere. */
+static void expect_skey_as_built(corral *c, const char *key, size_t len, int64_t version) {
+    char want[CORRAL__KEYBUF], got[CORRAL__KEYBUF];
+    size_t want_len = 0;
+    int want_rc = corral__key_build(&c->ks, version, key, len, want, sizeof want, &want_len);
+    corral_call call = { .version = version };
+    corral__skey sk;
+    int rc =
+        corral__make_skey(c, key, len, version == CORRAL_VERSION_DEFAULT ? NULL : &call, got, &sk);
+    if (rc != want_rc) fail_msg("key of %zu bytes: rc %d, built %d", len, rc, want_rc);
+    if (rc != CORRAL_OK) return;
+    assert_int_equal(sk.len, want_len);
+    assert_memory_equal(sk.data, want, want_len + 1); /* NUL-terminated as well */
+    assert_int_equal(sk.hash, corral__key_hash(&c->ks, want, want_len));
+}
+
+static void test_a_store_key_is_built_and_hashed_in_one_pass_as_in_three(void **state) {
+    (void)state;
+    static const char *const urls[] = { "mem://", "mem://?key_prefix=djzen&version=7" };
+    char key[CORRAL__MAX_KEY + 8];
+    for (size_t u = 0; u < 2; u++) {
+        corral *c = NULL;
+        assert_int_equal(corral_open(&c, urls[u], NULL), CORRAL_OK);
+        assert_true(c->ks.hot);
+        size_t max = CORRAL__MAX_KEY - c->ks.hdr_len;
+        for (size_t len = 0; len <= max + 2; len++) {
+            for (size_t i = 0; i < len; i++)
+                key[i] = (char)('!' + (i * 7 + len) % 94);
+            expect_skey_as_built(c, key, len, CORRAL_VERSION_DEFAULT);
+            expect_skey_as_built(c, key, len, c->ks.version); /* the handle's own: one pass too */
+            expect_skey_as_built(c, key, len, 3);
+            if (len == 0 || len % 5) continue;
+            for (size_t at = 0; at < len; at += 3) {
+                char keep = key[at];
+                key[at] = at % 2 ? ' ' : '\x7f';
+                expect_skey_as_built(c, key, len, CORRAL_VERSION_DEFAULT);
+                key[at] = keep;
+            }
+        }
+        expect_skey_as_built(c, NULL, 1, CORRAL_VERSION_DEFAULT);
+        /* A NULL key of some length is refused before its prefix is looked for. */
+        assert_int_equal(corral_set(c, NULL, 3, "v", 1, CORRAL_TTL_FOREVER, NULL), CORRAL_EBADKEY);
+        assert_int_equal(corral_delete(c, NULL, 3, NULL), CORRAL_EBADKEY);
+        corral_close(c);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_raw_value_is_fresh_forever),
@@ -208,6 +259,7 @@ int main(void) {
         cmocka_unit_test(test_a_malformed_envelope_is_busted),
         cmocka_unit_test(test_a_busted_tag_makes_a_value_busted_unless_it_expired),
         cmocka_unit_test(test_read_classifies_a_stored_value_and_misses_a_busted_one),
+        cmocka_unit_test(test_a_store_key_is_built_and_hashed_in_one_pass_as_in_three),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

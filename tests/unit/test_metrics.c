@@ -281,6 +281,49 @@ static void test_stats_key_without_colon_is_its_own_prefix(void **state) {
     corral_stats_free(f->c, s);
 }
 
+/* A thread remembers its last prefix and class (access.h, corral__key_class): a key that
+ * shares the remembered bytes but not the prefix, a fragment key after a "template" key, and
+ * two handles used in turn by one thread, each with its own classes, still count where
+ * their prefixes say. */
+static void test_stats_prefix_memo_counts_every_key_under_its_own_prefix(void **state) {
+    fixture *f = *state;
+    static const char *const keys[] = { "user:1",     "user",   "user2:1", "use:1",
+                                        "template:1", "user:2", "users:1", "template:2" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        set_ok(f->c, keys[i], "v");
+    char frag[128];
+    size_t len = 0;
+    corral_buf vary[1] = { { "42", 2 } };
+    assert_int_equal(corral_fragment_key("card", 4, vary, 1, frag, sizeof frag, &len), CORRAL_OK);
+    set_ok(f->c, "template:3", "v");
+    set_ok(f->c, frag, "v");
+    corral_stats_snapshot *s = snap(f->c);
+    assert_int_equal(find(s, "user")->sets, 3);
+    assert_int_equal(find(s, "user2")->sets, 1);
+    assert_int_equal(find(s, "use")->sets, 1);
+    assert_int_equal(find(s, "users")->sets, 1);
+    assert_int_equal(find(s, "template")->sets, 3);
+    assert_int_equal(find(s, "template.cache.card")->sets, 1);
+    corral_stats_free(f->c, s);
+
+    /* Two handles in turn: "b" is the second class of one and "other" in the second. */
+    corral *one = open_clocked(f, "mem://?max_prefixes=1");
+    set_ok(one, "a:1", "v");
+    set_ok(f->c, "b:1", "v");
+    set_ok(one, "b:1", "v");
+    set_ok(f->c, "b:2", "v");
+    set_ok(one, "b:2", "v");
+    s = snap(one);
+    assert_int_equal(s->n_prefixes, 2);
+    assert_int_equal(find(s, "a")->sets, 1);
+    assert_int_equal(find(s, "other")->sets, 2);
+    corral_stats_free(one, s);
+    corral_close(one);
+    s = snap(f->c);
+    assert_int_equal(find(s, "b")->sets, 2);
+    corral_stats_free(f->c, s);
+}
+
 static void test_stats_prefix_bound_counts_the_rest_as_other(void **state) {
     fixture *f = *state;
     corral *c = open_clocked(f, "mem://?max_prefixes=2");
@@ -538,6 +581,7 @@ int main(void) {
         T(test_stats_prefixes_are_sorted),
         T(test_stats_fragment_key_counts_under_its_template_name),
         T(test_stats_key_without_colon_is_its_own_prefix),
+        T(test_stats_prefix_memo_counts_every_key_under_its_own_prefix),
         T(test_stats_prefix_bound_counts_the_rest_as_other),
         T(test_stats_clear_keeps_counters_and_empties_gauges),
         T(test_stats_many_ops_count_per_key),
