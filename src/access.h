@@ -89,7 +89,17 @@ int corral__make_internal_key(corral *c, const char *kind, const char *name, siz
 
 /* Resolves a call's TTL: CORRAL_OK with `*store_ttl` for the store (> 0 or CORRAL__NO_EXPIRY),
  * CORRAL_MISS when the TTL is 0 (store nothing), CORRAL_EINVAL for other negatives. */
-int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl);
+static inline int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl) {
+    if (ttl_ms == CORRAL_TTL_DEFAULT) ttl_ms = c->default_ttl_ms;
+    if (ttl_ms == CORRAL_TTL_FOREVER) {
+        *store_ttl = CORRAL__NO_EXPIRY;
+        return CORRAL_OK;
+    }
+    if (ttl_ms < 0) return CORRAL_EINVAL;
+    if (ttl_ms == 0) return CORRAL_MISS;
+    *store_ttl = ttl_ms;
+    return CORRAL_OK;
+}
 
 /* 64 random bits from the handle's source. Thread-safe. */
 uint64_t corral__rand64(corral *c);
@@ -99,13 +109,24 @@ uint64_t corral__rand64(corral *c);
 int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *env,
                           const void *val, size_t len, int64_t store_ttl, corral__set_mode mode);
 
+/* corral__store_set_env_flags's way for a value with an envelope, or on a store without them. */
+int corral__store_set_enveloped(corral *c, const corral__skey *sk, const corral__env *env,
+                                const void *val, size_t len, int64_t store_ttl,
+                                corral__set_mode mode, unsigned flags);
+
 /* corral__store_set_env with write flags (CORRAL__SETF_*, from corral__write_flags), passed to
  * the store's set (which ignores a flag it has no use for). On a store with
  * CORRAL__STORE_NO_ENVELOPE the value is written bare: `env`'s times are dropped, and an `env` with
- * tags is CORRAL_ENOTSUP (nothing written). */
-int corral__store_set_env_flags(corral *c, const corral__skey *sk, const corral__env *env,
-                                const void *val, size_t len, int64_t store_ttl,
-                                corral__set_mode mode, unsigned flags);
+ * tags is CORRAL_ENOTSUP (nothing written). Inline for the common write, which goes to the store
+ * as it is on every store: no metadata, and bytes that need no envelope. */
+static inline int corral__store_set_env_flags(corral *c, const corral__skey *sk,
+                                              const corral__env *env, const void *val, size_t len,
+                                              int64_t store_ttl, corral__set_mode mode,
+                                              unsigned flags) {
+    if ((!env || env->flags == 0) && !corral__env_needed_for_raw(val, len))
+        return c->store->ops->set(c->store, sk, val, len, store_ttl, mode, flags);
+    return corral__store_set_enveloped(c, sk, env, val, len, store_ttl, mode, flags);
+}
 
 /* The store write flags a call asks for. */
 static inline unsigned corral__write_flags(const corral_call *call) {

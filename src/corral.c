@@ -222,7 +222,7 @@ int corral_make_key_read(corral *c, const void *key, size_t key_len, const corra
 }
 
 static void count(corral *c, uint16_t cls, int metric) {
-    corral__metrics_add(c->metrics, cls, metric, 1);
+    corral__metrics_add_inline(c->metrics, c->metrics_id, cls, metric, 1);
 }
 
 /* ---- Single-key operations ---- */
