@@ -46,8 +46,9 @@ static int64_t call_version(const corral_call *call) {
  * pass over the caller's bytes: the length and bytes checked and the key hashed where the
  * caller has it (key_hot.h), then the header copied as one 16-byte block and the key after it.
  * The same key, hash and verdict as corral__key_build and corral__key_hash. */
-static int hot_skey(const corral__keyscheme *ks, const void *key, size_t key_len, char *buf,
-                    corral__skey *sk) {
+static inline __attribute__((always_inline)) int hot_skey(const corral__keyscheme *ks,
+                                                          const void *key, size_t key_len,
+                                                          char *buf, corral__skey *sk) {
     uint64_t hash;
     if (!corral__key_hash_hot_inline(ks, key, key_len, &hash) ||
         !corral__key_bytes_ok_inline(key, key_len))

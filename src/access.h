@@ -37,6 +37,9 @@ typedef struct corral__prefix_cache {
 #define CORRAL__CLASS_MEMO_MAX 48
 typedef struct corral__class_memo {
     uint64_t id;
+    /* A prefix of under 8 bytes with its ':' as one word in the machine's byte order, and the
+     * mask of those bytes: a key of 8 bytes or more is matched with one load. */
+    uint64_t word, mask;
     uint16_t cls;
     uint8_t len;
     char prefix[CORRAL__CLASS_MEMO_MAX];
@@ -52,9 +55,15 @@ static inline uint16_t corral__key_class(corral *c, const void *key, size_t key_
                                          corral__prefix_cache *pc) {
     corral__class_memo *m = &corral__class_memo_tls;
     const char *k = key;
-    if (!pc && m->id == c->metrics_id && key_len > m->len && k[m->len] == ':' &&
-        memcmp(m->prefix, k, m->len) == 0)
-        return m->cls;
+    if (!pc && m->id == c->metrics_id && key_len > m->len) {
+        uint64_t w;
+        if (m->len < 8 && key_len >= 8) {
+            memcpy(&w, k, 8);
+            if ((w & m->mask) == m->word) return m->cls;
+        } else if (k[m->len] == ':' && memcmp(m->prefix, k, m->len) == 0) {
+            return m->cls;
+        }
+    }
     size_t plen = corral__key_metric_prefix(key, key_len);
     if (pc && pc->prefix && pc->len == plen && memcmp(pc->prefix, key, plen) == 0) return pc->cls;
     uint16_t cls = corral__metrics_class(c->metrics, key, plen);
@@ -65,6 +74,13 @@ static inline uint16_t corral__key_class(corral *c, const void *key, size_t key_
         m->cls = cls;
         m->len = (uint8_t)plen;
         if (plen) memcpy(m->prefix, key, plen);
+        if (plen < 8) {
+            unsigned char word[8] = { 0 }, mask[8] = { 0 };
+            memcpy(word, key, plen + 1); /* with its ':' */
+            memset(mask, 0xff, plen + 1);
+            memcpy(&m->word, word, 8);
+            memcpy(&m->mask, mask, 8);
+        }
     }
     return cls;
 }
