@@ -42,26 +42,6 @@ static int64_t call_version(const corral_call *call) {
     return call ? call->version : CORRAL_VERSION_DEFAULT;
 }
 
-/* The store key of `key` under a hot scheme (key.h `hot`) at the scheme's own version, in one
- * pass over the caller's bytes: the length and bytes checked and the key hashed where the
- * caller has it (key_hot.h), then the header copied as one 16-byte block and the key after it.
- * The same key, hash and verdict as corral__key_build and corral__key_hash. */
-static inline __attribute__((always_inline)) int hot_skey(const corral__keyscheme *ks,
-                                                          const void *key, size_t key_len,
-                                                          char *buf, corral__skey *sk) {
-    uint64_t hash;
-    if (!corral__key_hash_hot_inline(ks, key, key_len, &hash) ||
-        !corral__key_bytes_ok_inline(key, key_len))
-        return CORRAL_EBADKEY;
-    memcpy(buf, ks->hdr, CORRAL__HOT_HDR);
-    if (key_len) memcpy(buf + ks->hdr_len, key, key_len);
-    buf[ks->hdr_len + key_len] = '\0';
-    sk->data = buf;
-    sk->len = ks->hdr_len + key_len;
-    sk->hash = hash;
-    return CORRAL_OK;
-}
-
 /* make_skey's way for a namespace, another version or a scheme that is not hot. */
 static __attribute__((noinline)) int make_skey_built(corral *c, const void *key, size_t key_len,
                                                      const corral_call *call, bool create,
@@ -106,8 +86,10 @@ static inline __attribute__((always_inline)) int make_skey(corral *c, const void
     /* The class first: a read in a namespace without a generation still counts its miss. */
     sk->cls = corral__key_class(c, key, key_len, pc);
     if (c->ks.hot && (!call || (!call->ns && (call->version == CORRAL_VERSION_DEFAULT ||
-                                              call->version == c->ks.version))))
-        return hot_skey(&c->ks, key, key_len, buf, sk);
+                                              call->version == c->ks.version)))) {
+        sk->data = buf;
+        return corral__key_build_hot_inline(&c->ks, key, key_len, buf, &sk->len, &sk->hash);
+    }
     return make_skey_built(c, key, key_len, call, create, buf, sk);
 }
 
