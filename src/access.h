@@ -32,8 +32,10 @@ typedef struct corral__prefix_cache {
 
 /* The calling thread's last class lookup outside a batch (corral__key_class): the metrics table
  * it was made in (corral__metrics_id, never reused; 0: none), a prefix that ended at the key's
- * first ':' and its class. A prefix's class never changes while its table lives (metrics.c), so
- * the memo holds until the thread looks up another prefix. */
+ * first ':' and its class. A prefix's class does not change while its table lives (metrics.c),
+ * so the memo holds until the thread looks up another prefix. (One exception: an alias, a prefix
+ * that shares a named class's label but got no slot, looks up as "other" once the table is full;
+ * a memo made before keeps the label's class. Entries carry their class, so gauges balance.) */
 #define CORRAL__CLASS_MEMO_MAX 48
 typedef struct corral__class_memo {
     uint64_t id;
