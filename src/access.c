@@ -22,6 +22,7 @@
  * lock is held here.
  */
 #include "access.h"
+#include "key_hot.h"
 
 #include <string.h>
 
@@ -34,16 +35,19 @@
 
 /* ---- Keys ---- */
 
+/* access.h: the thread's memo of its last class lookup. */
+_Thread_local corral__class_memo corral__class_memo_tls __attribute__((tls_model("initial-exec")));
+
 static int64_t call_version(const corral_call *call) {
     return call ? call->version : CORRAL_VERSION_DEFAULT;
 }
 
-static int make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
-                     bool create, char *buf, corral__skey *sk, corral__prefix_cache *pc) {
+/* make_skey's way for a namespace, another version or a scheme that is not hot. */
+static __attribute__((noinline)) int make_skey_built(corral *c, const void *key, size_t key_len,
+                                                     const corral_call *call, bool create,
+                                                     char *buf, corral__skey *sk) {
     size_t len;
     int rc;
-    /* The class first: a read in a namespace without a generation still counts its miss. */
-    sk->cls = corral__key_class(c, key, key_len, pc);
     if (call && call->ns) {
         /* Inside a namespace the key becomes "<ns>.<generation>:<key>", so a bump of the
          * generation makes every key of the namespace unreachable at once. */
@@ -70,6 +74,23 @@ static int make_skey(corral *c, const void *key, size_t key_len, const corral_ca
     sk->len = len;
     sk->hash = corral__key_hash(&c->ks, buf, len);
     return CORRAL_OK;
+}
+
+/* Inline in each of its callers below, so that a key of a hot scheme costs no call but the
+ * class table's on a new prefix. */
+static inline __attribute__((always_inline)) int make_skey(corral *c, const void *key,
+                                                           size_t key_len, const corral_call *call,
+                                                           bool create, char *buf, corral__skey *sk,
+                                                           corral__prefix_cache *pc) {
+    if (!key && key_len) return CORRAL_EBADKEY;
+    /* The class first: a read in a namespace without a generation still counts its miss. */
+    sk->cls = corral__key_class(c, key, key_len, pc);
+    if (c->ks.hot && (!call || (!call->ns && (call->version == CORRAL_VERSION_DEFAULT ||
+                                              call->version == c->ks.version)))) {
+        sk->data = buf;
+        return corral__key_build_hot_inline(&c->ks, key, key_len, buf, &sk->len, &sk->hash);
+    }
+    return make_skey_built(c, key, key_len, call, create, buf, sk);
 }
 
 int corral__make_skey(corral *c, const void *key, size_t key_len, const corral_call *call,
@@ -145,7 +166,7 @@ int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *
  * a local, zeroing its 1 KB of tag slots cost every set more than the rest of this function. */
 static const corral__env empty_env;
 
-int corral__store_set_env_flags(corral *c, const corral__skey *sk, const corral__env *env,
+int corral__store_set_enveloped(corral *c, const corral__skey *sk, const corral__env *env,
                                 const void *val, size_t len, int64_t store_ttl,
                                 corral__set_mode mode, unsigned flags) {
     if (c->store->caps & CORRAL__STORE_NO_ENVELOPE) {
@@ -181,18 +202,6 @@ int corral__set_many_env(corral *c, const corral__skey *keys, const corral_buf *
         rc = corral__store_set_env_flags(c, &keys[i], env, vals[i].data, vals[i].len, store_ttl,
                                          CORRAL__SET_ALWAYS, flags);
     return rc;
-}
-
-int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl) {
-    if (ttl_ms == CORRAL_TTL_DEFAULT) ttl_ms = c->default_ttl_ms;
-    if (ttl_ms == CORRAL_TTL_FOREVER) {
-        *store_ttl = CORRAL__NO_EXPIRY;
-        return CORRAL_OK;
-    }
-    if (ttl_ms < 0) return CORRAL_EINVAL;
-    if (ttl_ms == 0) return CORRAL_MISS;
-    *store_ttl = ttl_ms;
-    return CORRAL_OK;
 }
 
 /* ---- Names and versions ---- */

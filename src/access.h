@@ -30,13 +30,60 @@ typedef struct corral__prefix_cache {
     uint16_t cls;
 } corral__prefix_cache;
 
-/* The metrics class of a user key's prefix; `pc` (or NULL) remembers the last one. */
+/* The calling thread's last class lookup outside a batch (corral__key_class): the metrics table
+ * it was made in (corral__metrics_id, never reused; 0: none), a prefix that ended at the key's
+ * first ':' and its class. A prefix's class does not change while its table lives (metrics.c),
+ * so the memo holds until the thread looks up another prefix. (One exception: an alias, a prefix
+ * that shares a named class's label but got no slot, looks up as "other" once the table is full;
+ * a memo made before keeps the label's class. Entries carry their class, so gauges balance.) */
+#define CORRAL__CLASS_MEMO_MAX 48
+typedef struct corral__class_memo {
+    uint64_t id;
+    /* A prefix of under 8 bytes with its ':' as one word in the machine's byte order, and the
+     * mask of those bytes: a key of 8 bytes or more is matched with one load. */
+    uint64_t word, mask;
+    uint16_t cls;
+    uint8_t len;
+    char prefix[CORRAL__CLASS_MEMO_MAX];
+} corral__class_memo;
+extern _Thread_local corral__class_memo corral__class_memo_tls
+    __attribute__((tls_model("initial-exec")));
+
+/* The metrics class of a user key's prefix; `pc` (or NULL) remembers the last one of a batch.
+ * Without `pc`, a key whose bytes begin with the thread's memo and a ':' has the memo's prefix
+ * (the memo's holds no ':', and a fragment key's "template.cache." holds no ':' either), so
+ * its class is the memo's: no search for the ':' and no probe of the class table. */
 static inline uint16_t corral__key_class(corral *c, const void *key, size_t key_len,
                                          corral__prefix_cache *pc) {
+    corral__class_memo *m = &corral__class_memo_tls;
+    const char *k = key;
+    if (!pc && m->id == c->metrics_id && key_len > m->len) {
+        uint64_t w;
+        if (m->len < 8 && key_len >= 8) {
+            memcpy(&w, k, 8);
+            if ((w & m->mask) == m->word) return m->cls;
+        } else if (k[m->len] == ':' && memcmp(m->prefix, k, m->len) == 0) {
+            return m->cls;
+        }
+    }
     size_t plen = corral__key_metric_prefix(key, key_len);
     if (pc && pc->prefix && pc->len == plen && memcmp(pc->prefix, key, plen) == 0) return pc->cls;
     uint16_t cls = corral__metrics_class(c->metrics, key, plen);
-    if (pc) *pc = (corral__prefix_cache){ .prefix = key, .len = plen, .cls = cls };
+    if (pc) {
+        *pc = (corral__prefix_cache){ .prefix = key, .len = plen, .cls = cls };
+    } else if (plen < key_len && plen <= CORRAL__CLASS_MEMO_MAX && k[plen] == ':') {
+        m->id = c->metrics_id;
+        m->cls = cls;
+        m->len = (uint8_t)plen;
+        if (plen) memcpy(m->prefix, key, plen);
+        if (plen < 8) {
+            unsigned char word[8] = { 0 }, mask[8] = { 0 };
+            memcpy(word, key, plen + 1); /* with its ':' */
+            memset(mask, 0xff, plen + 1);
+            memcpy(&m->word, word, 8);
+            memcpy(&m->mask, mask, 8);
+        }
+    }
     return cls;
 }
 
@@ -60,7 +107,17 @@ int corral__make_internal_key(corral *c, const char *kind, const char *name, siz
 
 /* Resolves a call's TTL: CORRAL_OK with `*store_ttl` for the store (> 0 or CORRAL__NO_EXPIRY),
  * CORRAL_MISS when the TTL is 0 (store nothing), CORRAL_EINVAL for other negatives. */
-int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl);
+static inline int corral__resolve_ttl(const corral *c, int64_t ttl_ms, int64_t *store_ttl) {
+    if (ttl_ms == CORRAL_TTL_DEFAULT) ttl_ms = c->default_ttl_ms;
+    if (ttl_ms == CORRAL_TTL_FOREVER) {
+        *store_ttl = CORRAL__NO_EXPIRY;
+        return CORRAL_OK;
+    }
+    if (ttl_ms < 0) return CORRAL_EINVAL;
+    if (ttl_ms == 0) return CORRAL_MISS;
+    *store_ttl = ttl_ms;
+    return CORRAL_OK;
+}
 
 /* 64 random bits from the handle's source. Thread-safe. */
 uint64_t corral__rand64(corral *c);
@@ -70,13 +127,24 @@ uint64_t corral__rand64(corral *c);
 int corral__store_set_env(corral *c, const corral__skey *sk, const corral__env *env,
                           const void *val, size_t len, int64_t store_ttl, corral__set_mode mode);
 
+/* corral__store_set_env_flags's way for a value with an envelope, or on a store without them. */
+int corral__store_set_enveloped(corral *c, const corral__skey *sk, const corral__env *env,
+                                const void *val, size_t len, int64_t store_ttl,
+                                corral__set_mode mode, unsigned flags);
+
 /* corral__store_set_env with write flags (CORRAL__SETF_*, from corral__write_flags), passed to
  * the store's set (which ignores a flag it has no use for). On a store with
  * CORRAL__STORE_NO_ENVELOPE the value is written bare: `env`'s times are dropped, and an `env` with
- * tags is CORRAL_ENOTSUP (nothing written). */
-int corral__store_set_env_flags(corral *c, const corral__skey *sk, const corral__env *env,
-                                const void *val, size_t len, int64_t store_ttl,
-                                corral__set_mode mode, unsigned flags);
+ * tags is CORRAL_ENOTSUP (nothing written). Inline for the common write, which goes to the store
+ * as it is on every store: no metadata, and bytes that need no envelope. */
+static inline int corral__store_set_env_flags(corral *c, const corral__skey *sk,
+                                              const corral__env *env, const void *val, size_t len,
+                                              int64_t store_ttl, corral__set_mode mode,
+                                              unsigned flags) {
+    if ((!env || env->flags == 0) && !corral__env_needed_for_raw(val, len))
+        return c->store->ops->set(c->store, sk, val, len, store_ttl, mode, flags);
+    return corral__store_set_enveloped(c, sk, env, val, len, store_ttl, mode, flags);
+}
 
 /* The store write flags a call asks for. */
 static inline unsigned corral__write_flags(const corral_call *call) {

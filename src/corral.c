@@ -30,6 +30,7 @@
 static void on_store_change(void *ctx, uint16_t cls, corral__change why, size_t bytes) {
     corral *c = ctx;
     int64_t b = (int64_t)bytes;
+    if (why == CORRAL__OVERWRITTEN) return; /* the same item, the same bytes: nothing moves */
     if (why == CORRAL__ADDED) {
         corral__metrics_add(c->metrics, cls, CORRAL__M_cache_items, 1);
         corral__metrics_add(c->metrics, cls, CORRAL__M_cache_bytes, b);
@@ -221,7 +222,7 @@ int corral_make_key_read(corral *c, const void *key, size_t key_len, const corra
 }
 
 static void count(corral *c, uint16_t cls, int metric) {
-    corral__metrics_add(c->metrics, cls, metric, 1);
+    corral__metrics_add_inline(c->metrics, c->metrics_id, cls, metric, 1);
 }
 
 /* ---- Single-key operations ---- */

@@ -1,8 +1,9 @@
 /*
- * key_hot.h - the read path's hash, inline. Included by the memory store's read
+ * key_hot.h - a hot scheme's key hash and key, inline. Included by the memory store's read
  * path (store/memory_read.h) so that a get's hash, lookup and key check are one function: each
  * instruction a get saves lets the CPU overlap more of the next get's cache misses with this
- * one's (docs/eviction.md).
+ * one's (docs/eviction.md). The access layer builds the other calls' store keys with it
+ * (access.c, make_skey): checked, hashed and copied in one pass over the caller's bytes.
  *
  * XXH3 is compiled in (XXH_INLINE_ALL): the same function as libxxhash's.
  */
@@ -26,6 +27,25 @@ static inline bool corral__key_hash_hot_inline(const corral__keyscheme *ks, cons
     if (key_len > CORRAL__MAX_KEY - ks->hdr_len || (!key && key_len)) return false;
     *hash = XXH3_64bits_withSeed(key, key_len, ks->hdr_seed);
     return true;
+}
+
+/* corral__key_build and corral__key_hash of `key` under a hot scheme at its own version, in one
+ * pass over the caller's bytes: the length and bytes checked and the key hashed where the
+ * caller has it, then the header copied as one CORRAL__HOT_HDR-byte block and the key after it
+ * into `out` (at least CORRAL__KEYBUF bytes), NUL-terminated. The same key, length, hash and
+ * verdict (CORRAL_OK or CORRAL_EBADKEY) as theirs; tests/unit/test_access.c checks it against
+ * them. */
+static inline __attribute__((always_inline)) int
+corral__key_build_hot_inline(const corral__keyscheme *ks, const void *key, size_t key_len,
+                             char *out, size_t *out_len, uint64_t *hash) {
+    if (!corral__key_hash_hot_inline(ks, key, key_len, hash) ||
+        !corral__key_bytes_ok_inline(key, key_len))
+        return CORRAL_EBADKEY;
+    memcpy(out, ks->hdr, CORRAL__HOT_HDR);
+    if (key_len) memcpy(out + ks->hdr_len, key, key_len);
+    out[ks->hdr_len + key_len] = '\0';
+    *out_len = ks->hdr_len + key_len;
+    return CORRAL_OK;
 }
 
 #endif /* CORRAL_KEY_HOT_H */

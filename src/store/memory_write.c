@@ -103,10 +103,24 @@ static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k
            mem_entry_bytes(mem_klen(e), have) == mem_entry_bytes(k->len, len);
 }
 
+/* The accounting of an overwrite in place of `e`, whose expiry was `had_expiry` and is now
+ * `at`: its bytes stay (fits_in_place), so only the shard's count of entries with an expiry
+ * may move, and the events callback hears one OVERWRITTEN (store.h) for the REPLACED and ADDED
+ * of a replacing set. */
+static void account_overwrite_locked(mem_store *s, mem_shard *sh, const mem_entry *e,
+                                     bool had_expiry, uint64_t at) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    assert(sh->expiring >= had_expiry);
+    sh->expiring = sh->expiring - had_expiry + (at != MEM_NEVER);
+    if (s->env.events.changed)
+        s->env.events.changed(s->env.events.ctx, e->cls, CORRAL__OVERWRITTEN,
+                              entry_bytes(&s->blocks, e));
+}
+
 /* Rewrites the value of `e` (LIVE, unexpired, fits_in_place) with `len` bytes at `val`,
  * expiring at `at`, if the table holds the only reference to it; returns false, having
- * changed nothing, otherwise. The events and the queue see what a replacing set does: `e`
- * reported REPLACED then ADDED, its place in the queue kept and its hit mark raised. */
+ * changed nothing, otherwise. The queue sees what a replacing set does: `e` keeps its place
+ * and its hit mark is raised; the events hear one OVERWRITTEN (account_overwrite_locked). */
 static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const void *val, size_t len,
                              uint64_t at, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
@@ -121,7 +135,7 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     bool to_head = s->policy == CORRAL_EVICT_LRU;
     if (to_head) corral__mem_queue_unlink_locked(sh, e);
     mem_set_hits(e, overwritten_hits(s, e));
-    corral__mem_account_locked(s, sh, e, CORRAL__REPLACED);
+    bool had_expiry = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
 
     size_t hdr = corral__env_hdr_len(val, len);
     unsigned char *data = e->key + mem_klen(e);
@@ -142,7 +156,7 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     atomic_store_explicit(&e->val.refs, 1, memory_order_release);
 
     if (to_head) corral__mem_queue_push_locked(sh, mem_queue_of(e), e);
-    corral__mem_account_locked(s, sh, e, CORRAL__ADDED);
+    account_overwrite_locked(s, sh, e, had_expiry, at);
     size_t examined = 0;
     corral__mem_scan_locked(s, sh, now, MEM_WRITE_SCAN, SIZE_MAX, &examined);
     return true;

@@ -25,7 +25,8 @@
  *   so the layer above keeps per-prefix item, byte, eviction and expiration counters without
  *   asking. The callback is called with store locks held: it must be quick and must not call the
  *   store. Which stores report what:
- *     memory: every event (ADDED, REPLACED, DELETED, EVICTED, EXPIRED), leases included;
+ *     memory: every event (ADDED, REPLACED, DELETED, EVICTED, EXPIRED, OVERWRITTEN), leases
+ *             included;
  *     redis:  none. Redis evicts and expires on its own and other clients write the same keys,
  *             so nothing it could report would be complete; its gauges stay 0 and its own
  *             counters come through metrics_text.
@@ -57,13 +58,18 @@ typedef enum corral__change {
     CORRAL__REPLACED, /* old entry replaced by a set: reported as removal of the old */
     CORRAL__DELETED,  /* removed by delete, touch with 0, clear */
     CORRAL__EVICTED,  /* removed to make room */
-    CORRAL__EXPIRED   /* removed after its expiry */
+    CORRAL__EXPIRED,  /* removed after its expiry */
+    /* A set rewrote a live entry's value in place (memory_write.c): the entry stays, with its
+     * class and its bytes. It stands for a REPLACED and an ADDED of the same bytes, in one
+     * report, so the counters above have nothing to change; `bytes` is what the entry accounts
+     * for, before and after. */
+    CORRAL__OVERWRITTEN
 } corral__change;
 
 typedef struct corral__store_events {
     void *ctx;
     /* `bytes` is what the entry accounts for (key + value + overhead). For CORRAL__ADDED it is
-     * counted in, for every other change counted out. */
+     * counted in, for CORRAL__OVERWRITTEN neither in nor out, for every other change out. */
     void (*changed)(void *ctx, uint16_t cls, corral__change why, size_t bytes);
 } corral__store_events;
 

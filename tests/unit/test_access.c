@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "access.h"
@@ -197,6 +198,88 @@ static void test_read_classifies_a_stored_value_and_misses_a_busted_one(void **s
     corral_close(c);
 }
 
+/* ---- Keys ---- */
+
+/* corral__make_skey's one pass over a key of a hot scheme (key_hot.h,
+ * corral__key_build_hot_inline) gives the key, hash and verdict that corral__key_build and
+ * corral__key_hash give, for every length XXH3 treats apart, at the limit and past it, and with
+ * a refused byte anywhere. */
+static void expect_skey_as_built(corral *c, const char *key, size_t len, int64_t version) {
+    char want[CORRAL__KEYBUF], got[CORRAL__KEYBUF];
+    size_t want_len = 0;
+    int want_rc = corral__key_build(&c->ks, version, key, len, want, sizeof want, &want_len);
+    corral_call call = { .version = version };
+    corral__skey sk;
+    int rc =
+        corral__make_skey(c, key, len, version == CORRAL_VERSION_DEFAULT ? NULL : &call, got, &sk);
+    if (rc != want_rc) fail_msg("key of %zu bytes: rc %d, built %d", len, rc, want_rc);
+    if (rc != CORRAL_OK) return;
+    assert_int_equal(sk.len, want_len);
+    assert_memory_equal(sk.data, want, want_len + 1); /* NUL-terminated as well */
+    assert_int_equal(sk.hash, corral__key_hash(&c->ks, want, want_len));
+}
+
+/* A key function that is Django's with another separator. */
+static int bar_key(void *ctx, const char *prefix, size_t prefix_len, int64_t version,
+                   const void *key, size_t key_len, char *out, size_t cap, size_t *out_len) {
+    (void)ctx;
+    int n = snprintf(out, cap, "%.*s|%lld|%.*s", (int)prefix_len, prefix, (long long)version,
+                     (int)key_len, key ? (const char *)key : "");
+    if (n < 0 || (size_t)n >= cap) return CORRAL_ENOSPC;
+    *out_len = (size_t)n;
+    return CORRAL_OK;
+}
+
+/* The one pass is taken for a hot scheme only (key.h `hot`); a scheme with binary keys, a
+ * header over CORRAL__HOT_HDR bytes or a key function gets the key corral__key_build gives. */
+static void test_a_store_key_is_built_and_hashed_in_one_pass_as_in_three(void **state) {
+    (void)state;
+    static const struct {
+        const char *prefix;
+        int64_t version;
+        bool binary, fn, hot;
+    } schemes[] = {
+        { "", 1, false, false, true },
+        { "djzen", 7, false, false, true },
+        { "a:b", -3, false, false, true },
+        { "", 1, true, false, false },
+        { "prefix_over_16_bytes", 1, false, false, false },
+        { "djzen", 7, false, true, false },
+    };
+    char key[CORRAL__MAX_KEY + 8];
+    for (size_t u = 0; u < sizeof schemes / sizeof schemes[0]; u++) {
+        corral_options o;
+        corral_options_init(&o);
+        o.key_prefix = schemes[u].prefix;
+        o.version = schemes[u].version;
+        o.allow_binary_keys = schemes[u].binary;
+        if (schemes[u].fn) o.key_fn = bar_key;
+        corral *c = NULL;
+        assert_int_equal(corral_open_opts(&c, &o, NULL), CORRAL_OK);
+        assert_int_equal(c->ks.hot, schemes[u].hot);
+        size_t max = CORRAL__MAX_KEY - c->ks.hdr_len;
+        for (size_t len = 0; len <= max + 2; len++) {
+            for (size_t i = 0; i < len; i++)
+                key[i] = (char)('!' + (i * 7 + len) % 94);
+            expect_skey_as_built(c, key, len, CORRAL_VERSION_DEFAULT);
+            expect_skey_as_built(c, key, len, c->ks.version); /* the handle's own: one pass too */
+            expect_skey_as_built(c, key, len, 3);
+            if (len == 0 || len % 5) continue;
+            for (size_t at = 0; at < len; at += 3) {
+                char keep = key[at];
+                key[at] = at % 2 ? ' ' : '\x7f';
+                expect_skey_as_built(c, key, len, CORRAL_VERSION_DEFAULT);
+                key[at] = keep;
+            }
+        }
+        expect_skey_as_built(c, NULL, 1, CORRAL_VERSION_DEFAULT);
+        /* A NULL key of some length is refused before its prefix is looked for. */
+        assert_int_equal(corral_set(c, NULL, 3, "v", 1, CORRAL_TTL_FOREVER, NULL), CORRAL_EBADKEY);
+        assert_int_equal(corral_delete(c, NULL, 3, NULL), CORRAL_EBADKEY);
+        corral_close(c);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_raw_value_is_fresh_forever),
@@ -208,6 +291,7 @@ int main(void) {
         cmocka_unit_test(test_a_malformed_envelope_is_busted),
         cmocka_unit_test(test_a_busted_tag_makes_a_value_busted_unless_it_expired),
         cmocka_unit_test(test_read_classifies_a_stored_value_and_misses_a_busted_one),
+        cmocka_unit_test(test_a_store_key_is_built_and_hashed_in_one_pass_as_in_three),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -163,6 +163,46 @@ static void test_stats_items_and_bytes_follow_live_entries(void **state) {
     corral_stats_free(f->c, s);
 }
 
+/* Overwrites of one size go in place (one OVERWRITTEN event, store.h), of another size through a
+ * new entry (REPLACED, ADDED), of a value over the in-place limit always so: the gauges of each
+ * prefix stay the bytes of the values last written, however the overwrites went. */
+static void test_stats_items_and_bytes_stay_exact_under_overwrites(void **state) {
+    fixture *f = *state;
+    enum { KEYS = 24, ROUNDS = 1500 };
+    static const size_t sizes[] = { 1, 7, 100, 101, 600, 4096, 5000 };
+    static char val[5000];
+    memset(val, 'v', sizeof val);
+    size_t len[KEYS] = { 0 };
+    uint32_t x = 12345;
+    for (int i = 0; i < ROUNDS; i++) {
+        x = x * 1103515245u + 12345u;
+        int k = (int)((x >> 8) % KEYS);
+        /* Three times in four the size the key has (in place), else another one. */
+        if (len[k] == 0 || (x >> 20) % 4 == 0) len[k] = sizes[(x >> 24) % 7];
+        char key[32];
+        snprintf(key, sizeof key, "%s:%d", k % 2 ? "odd" : "even", k);
+        val[0] = (char)('a' + i % 26);
+        assert_int_equal(corral_set(f->c, key, strlen(key), val, len[k], CORRAL_TTL_DEFAULT, NULL),
+                         CORRAL_OK);
+    }
+    int64_t want[2] = { 0, 0 }, items[2] = { 0, 0 };
+    for (int k = 0; k < KEYS; k++) {
+        if (len[k] == 0) continue;
+        char key[32];
+        snprintf(key, sizeof key, "%s:%d", k % 2 ? "odd" : "even", k);
+        want[k % 2] += entry_bytes(f->c, key, len[k]);
+        items[k % 2]++;
+    }
+    corral_stats_snapshot *s = snap(f->c);
+    assert_int_equal(find(s, "even")->items, items[0]);
+    assert_int_equal(find(s, "odd")->items, items[1]);
+    assert_int_equal(find(s, "even")->bytes, want[0]);
+    assert_int_equal(find(s, "odd")->bytes, want[1]);
+    assert_int_equal(find(s, "even")->sets + find(s, "odd")->sets, ROUNDS);
+    assert_int_equal(s->used_bytes, (size_t)(want[0] + want[1]));
+    corral_stats_free(f->c, s);
+}
+
 static void test_stats_total_sums_every_prefix(void **state) {
     fixture *f = *state;
     set_ok(f->c, "a:1", "x");
@@ -238,6 +278,50 @@ static void test_stats_key_without_colon_is_its_own_prefix(void **state) {
     corral_stats_snapshot *s = snap(f->c);
     assert_int_equal(find(s, "ctr")->items, 1);
     assert_int_equal(find(s, "ctr")->sets, 2); /* set, then incr */
+    corral_stats_free(f->c, s);
+}
+
+/* A thread remembers its last prefix and class (access.h, corral__key_class): a key that
+ * shares the remembered bytes but not the prefix, a fragment key after a "template" key, and
+ * two handles used in turn by one thread, each with its own classes, still count where
+ * their prefixes say. */
+static void test_stats_prefix_memo_counts_every_key_under_its_own_prefix(void **state) {
+    fixture *f = *state;
+    static const char *const keys[] = { "user:1",     "user",      "user2:1",   "use:1",
+                                        "template:1", "user:2",    "users:1",   "template:2",
+                                        "user:1234",  "user2:123", "use:12345", "users:123" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        set_ok(f->c, keys[i], "v");
+    char frag[128];
+    size_t len = 0;
+    corral_buf vary[1] = { { "42", 2 } };
+    assert_int_equal(corral_fragment_key("card", 4, vary, 1, frag, sizeof frag, &len), CORRAL_OK);
+    set_ok(f->c, "template:3", "v");
+    set_ok(f->c, frag, "v");
+    corral_stats_snapshot *s = snap(f->c);
+    assert_int_equal(find(s, "user")->sets, 4);
+    assert_int_equal(find(s, "user2")->sets, 2);
+    assert_int_equal(find(s, "use")->sets, 2);
+    assert_int_equal(find(s, "users")->sets, 2);
+    assert_int_equal(find(s, "template")->sets, 3);
+    assert_int_equal(find(s, "template.cache.card")->sets, 1);
+    corral_stats_free(f->c, s);
+
+    /* Two handles in turn: "b" is the second class of one and "other" in the second. */
+    corral *one = open_clocked(f, "mem://?max_prefixes=1");
+    set_ok(one, "a:1", "v");
+    set_ok(f->c, "b:1", "v");
+    set_ok(one, "b:1", "v");
+    set_ok(f->c, "b:2", "v");
+    set_ok(one, "b:2", "v");
+    s = snap(one);
+    assert_int_equal(s->n_prefixes, 2);
+    assert_int_equal(find(s, "a")->sets, 1);
+    assert_int_equal(find(s, "other")->sets, 2);
+    corral_stats_free(one, s);
+    corral_close(one);
+    s = snap(f->c);
+    assert_int_equal(find(s, "b")->sets, 2);
     corral_stats_free(f->c, s);
 }
 
@@ -492,11 +576,13 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_stats_counts_hits_misses_sets_deletes_per_prefix),
         T(test_stats_items_and_bytes_follow_live_entries),
+        T(test_stats_items_and_bytes_stay_exact_under_overwrites),
         T(test_stats_total_sums_every_prefix),
         T(test_stats_used_bytes_matches_the_byte_gauges),
         T(test_stats_prefixes_are_sorted),
         T(test_stats_fragment_key_counts_under_its_template_name),
         T(test_stats_key_without_colon_is_its_own_prefix),
+        T(test_stats_prefix_memo_counts_every_key_under_its_own_prefix),
         T(test_stats_prefix_bound_counts_the_rest_as_other),
         T(test_stats_clear_keeps_counters_and_empties_gauges),
         T(test_stats_many_ops_count_per_key),
