@@ -37,6 +37,7 @@
 #include "value.h"
 #include "store/redis.h"
 #include "store/redis_slots.h"
+#include "calls.h"
 #include "redis_server.h"
 #include "store_suite.h"
 
@@ -887,40 +888,6 @@ static void test_cluster_near_cache_tracks_every_primary(void **state) {
 /* ---- Lease wake-ups across handles (docs/redis.md, "Lease wake-ups") ---- */
 
 /* Two handles are two processes to the store: the lease and its announcements are Redis's. */
-
-typedef struct calls {
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    int n;
-} calls;
-
-static void called(void *arg) {
-    calls *k = arg;
-    pthread_mutex_lock(&k->m);
-    k->n++;
-    pthread_cond_broadcast(&k->cv);
-    pthread_mutex_unlock(&k->m);
-}
-
-static int count_of(calls *k) {
-    pthread_mutex_lock(&k->m);
-    int n = k->n;
-    pthread_mutex_unlock(&k->m);
-    return n;
-}
-
-/* Waits (20 s at most) until `k` was called more than `n` times; returns the count. */
-static int called_after(calls *k, int n) {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 20;
-    pthread_mutex_lock(&k->m);
-    while (k->n <= n && pthread_cond_timedwait(&k->cv, &k->m, &dl) == 0) {
-    }
-    int got = k->n;
-    pthread_mutex_unlock(&k->m);
-    return got;
-}
 
 /* Takes the lease of `key` for `holder`, trying again while the cluster fails over (20 s). */
 static corral_lease *hold(corral *holder, const char *key) {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "key.h"
+#include "calls.h"
 #include "redis_server.h"
 #include "store/redis.h"
 
@@ -238,40 +239,6 @@ static void test_fleet_a_dead_leader_is_replaced_after_its_lease(void **state) {
 }
 
 /* ---- corral_lease_try: two handles, one lease ---- */
-
-typedef struct calls {
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    int n;
-} calls;
-
-static void called(void *arg) {
-    calls *k = arg;
-    pthread_mutex_lock(&k->m);
-    k->n++;
-    pthread_cond_broadcast(&k->cv);
-    pthread_mutex_unlock(&k->m);
-}
-
-static int count_of(calls *k) {
-    pthread_mutex_lock(&k->m);
-    int n = k->n;
-    pthread_mutex_unlock(&k->m);
-    return n;
-}
-
-/* Waits (20 s at most) until `k` was called more than `n` times; returns the count. */
-static int called_after(calls *k, int n) {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 20;
-    pthread_mutex_lock(&k->m);
-    while (k->n <= n && pthread_cond_timedwait(&k->cv, &k->m, &dl) == 0) {
-    }
-    int got = k->n;
-    pthread_mutex_unlock(&k->m);
-    return got;
-}
 
 static void test_fleet_lease_try_is_not_needed_on_a_memory_store(void **state) {
     (void)state;
