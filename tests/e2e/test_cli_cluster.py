@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from cli import corral, encode, read_reply, resp
-from conftest import Proxy, free_port, wait_port
+from cli import redis as redis_plain  # noqa: F401 (a fixture: one redis-server, its port)
+from conftest import Proxy, free_port
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
                       "redis-cluster")
@@ -303,17 +304,6 @@ def test_a_standalone_server_given_as_a_cluster_says_so(redis_plain):
         assert r.stderr.decode() == (
             "corral %s: %s: 127.0.0.1:%d is not a cluster node (cluster support disabled): "
             "use redis://\n" % (args[0], url, redis_plain))
-
-
-@pytest.fixture
-def redis_plain(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly",
-                             "no"], stdout=subprocess.DEVNULL, cwd=str(tmp_path))
-    wait_port(port, proc)
-    yield port
-    proc.terminate()
-    proc.wait(10)
 
 
 class FakeNode(socketserver.ThreadingTCPServer):
