@@ -33,9 +33,7 @@
  * check drops the entry itself: its increment precedes its drop, which takes the same mutex.
  * Writes of this process increment the slot too.
  *
- * Not covered: Redis tracks keys by name across databases (a wasted fill, never a stale read);
- * between a write in another process and its invalidation arriving (one network hop), L1 may
- * serve the old value, the window of every client-side cache.
+ * Not covered (docs/near-cache.md): another process's write until its invalidation arrives.
  *
  * Locking: the store's fields are written at open and read-only afterwards, but for `gen`,
  * `epoch`, `live` and `stopping` (sequentially consistent atomics: the race argument needs the
