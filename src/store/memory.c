@@ -370,16 +370,20 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
         corral__mem_reap_rcu(s, e, now);
     } else if (e) {
         note_hit_rcu(s, e);
-        uint32_t sq;
-        do { /* copied again if an overwrite in place moved `seq` (memory_read.h) */
-            sq = mem_seq_begin(e);
+        /* Copied again if an overwrite in place moved `seq` (memory_read.h). `seq` is checked
+         * twice: after the lengths, since the payload starts h bytes in and h of one version
+         * with n of another can reach past the block; and after the copy, as any seqlock. */
+        for (;;) {
+            uint32_t sq = mem_seq_begin(e);
             n = mem_dlen(e);
             h = mem_hlen(e);
+            if (mem_seq_retry(e, sq)) continue;
             const unsigned char *data = e->key + mem_klen(e) + h; /* == e->val.data */
             if (h && h <= hdr_cap) mem_copy_out(hdr, data - h, h);
             rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
             if (rc == CORRAL_OK && n) mem_copy_out(buf, data, n);
-        } while (mem_seq_retry(e, sq));
+            if (!mem_seq_retry(e, sq)) break;
+        }
     }
     read_unlock(s);
     *len = n;

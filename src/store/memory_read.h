@@ -263,7 +263,15 @@ static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
  * A get_into copies without a reference, so it reads `seq` before and after the copy and
  * copies again if it moved (the seqlock of Linux's seqcount_t; Boehm, "Can seqlocks get along
  * with programming language memory models?", MSPC 2012). The bytes are copied with memcpy; under
- * ThreadSanitizer, byte by byte with atomic loads and stores, which it checks. */
+ * ThreadSanitizer, byte by byte with atomic loads and stores, which it checks.
+ *
+ * Such a copy must stay inside the entry's block even when it is torn. An overwrite in place
+ * keeps the block, so every version's hdr_len + len fits it (fits_in_place, memory_write.c),
+ * but a reader's two loads of the lengths may come from two versions. Copying `len` bytes from
+ * the end of the key (the read path, incr) is safe with any version's `len`. Copying them from
+ * `hdr_len` bytes further (the general get_into) is not: a plain value of 200 bytes and one
+ * with a header of 100 and 100 bytes after it give 100 + 200. So that reader checks `seq`
+ * between the loads of the lengths and the copy, and copies only with lengths of one version. */
 
 static inline void mem_spin(unsigned i) {
     if (i < MEM_SPIN_YIELD)
@@ -308,13 +316,20 @@ static inline corral_value *mem_value_ref_rcu(mem_entry *e) {
 }
 
 /* The value's lengths, which an overwrite in place rewrites (with atomic stores) under `seq`:
- * read with atomic loads by readers that hold no reference. */
+ * read with atomic loads by readers that hold no reference. Under ThreadSanitizer, which has no
+ * fences, acquire keeps them before a mem_seq_retry that checks them, as mem_copy_out's. */
+#ifdef MEM_TSAN
+#define MEM_LEN_ORDER __ATOMIC_ACQUIRE
+#else
+#define MEM_LEN_ORDER __ATOMIC_RELAXED
+#endif
+
 static inline uint32_t mem_dlen(const mem_entry *e) {
-    return __atomic_load_n(&e->val.len, __ATOMIC_RELAXED);
+    return __atomic_load_n(&e->val.len, MEM_LEN_ORDER);
 }
 
 static inline uint32_t mem_hlen(const mem_entry *e) {
-    return __atomic_load_n(&e->val.hdr_len, __ATOMIC_RELAXED);
+    return __atomic_load_n(&e->val.hdr_len, MEM_LEN_ORDER);
 }
 
 /* What the read path leaves to the general one: CORRAL__MEM_HOT_SLOW. */
@@ -432,7 +447,7 @@ static inline int corral__mem_get_into_hot(corral__store *base, const corral__ke
         *cls = e->cls;
         uint32_t sq;
         size_t n;
-        do {
+        do { /* `len` from the key's end: in the block whatever version it is (see above) */
             sq = mem_seq_begin(e);
             n = mem_dlen(e);
             rc = mem_hlen(e) ? CORRAL__MEM_HOT_SLOW : n > cap ? CORRAL_ENOSPC : CORRAL_OK;

@@ -1150,6 +1150,111 @@ static void test_mem_read_path_compares_the_whole_header(void **state) {
     check_header_compared("abcdefghijklm", "abcdefghijklx"); /* 16 bytes, the most a hot one has */
 }
 
+/* ---- Overwrites in place that move the envelope header ---- */
+
+/* Two values of one total length, so each overwrites the other in place: FLIP_TOTAL plain bytes
+ * 'p', and an envelope header of FLIP_HDR bytes followed by FLIP_TOTAL - FLIP_HDR bytes 'w'. A
+ * get_into that took the payload length of the plain one (FLIP_TOTAL) and the header length of
+ * the other (FLIP_HDR) would copy from FLIP_HDR bytes into the value to FLIP_HDR - 1 bytes past
+ * the entry's block, which AddressSanitizer reports. */
+#define FLIP_TOTAL  200u
+#define FLIP_HDR    100u
+#define FLIP_WRITES 100000
+
+typedef struct flip_arg {
+    fx *f;
+    pthread_barrier_t *start;
+    const corral__keyscheme *ks;
+    corral__skey sk; /* ks's physical key of "k" */
+    _Atomic bool *done;
+    bool writer;
+    unsigned char plain[FLIP_TOTAL], wrapped[FLIP_TOTAL];
+} flip_arg;
+
+static void flip_values(flip_arg *a) {
+    memset(a->plain, 'p', FLIP_TOTAL);
+    memset(a->wrapped, 0, FLIP_HDR);
+    memset(a->wrapped + FLIP_HDR, 'w', FLIP_TOTAL - FLIP_HDR);
+    /* magic, format, flags (tags: a header of any length past the minimum), length */
+    memcpy(a->wrapped, (unsigned char[]){ 0xC7, 1, 0x02, FLIP_HDR & 0xff, FLIP_HDR >> 8 }, 5);
+}
+
+/* One whole version: the plain bytes, or the wrapped header and its payload. */
+static void check_flip(const flip_arg *a, const unsigned char *buf, size_t len,
+                       const unsigned char *hdr, size_t hlen) {
+    if (hlen == 0) {
+        assert_int_equal(len, FLIP_TOTAL);
+        assert_memory_equal(buf, a->plain, FLIP_TOTAL);
+    } else {
+        assert_int_equal(hlen, FLIP_HDR);
+        assert_int_equal(len, FLIP_TOTAL - FLIP_HDR);
+        assert_memory_equal(hdr, a->wrapped, FLIP_HDR);
+        assert_memory_equal(buf, a->wrapped + FLIP_HDR, len);
+    }
+}
+
+static void *flip_main(void *p) {
+    flip_arg *a = p;
+    corral__store *s = a->f->s;
+    unsigned char buf[FLIP_TOTAL], hdr[FLIP_TOTAL];
+    int rc = pthread_barrier_wait(a->start);
+    assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
+    if (a->writer) {
+        for (int i = 1; i <= FLIP_WRITES; i++)
+            assert_int_equal(s->ops->set(s, &a->sk, i % 2 ? a->wrapped : a->plain, FLIP_TOTAL,
+                                         CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                             CORRAL_OK);
+        atomic_store(a->done, true);
+        return NULL;
+    }
+    while (!atomic_load(a->done)) {
+        size_t len = 0, hlen = 0;
+        assert_int_equal(s->ops->get_into(s, &a->sk, buf, sizeof buf, &len, hdr, sizeof hdr, &hlen),
+                         CORRAL_OK);
+        check_flip(a, buf, len, hdr, hlen);
+        uint16_t cls = 0;
+        rc = corral__mem_get_into_hot(s, a->ks, "k", 1, buf, sizeof buf, &len, &cls);
+        if (rc == CORRAL_OK)
+            check_flip(a, buf, len, NULL, 0);
+        else
+            assert_int_equal(rc, CORRAL__MEM_HOT_SLOW); /* the wrapped one: a header */
+    }
+    return NULL;
+}
+
+/* A get_into copies a value only with lengths of one version of it, which fit its block, while
+ * overwrites in place alternate a value without an envelope header and one with a header of
+ * the same total length: the general path (header and payload) and the read path (payload). */
+static void
+test_mem_get_into_copies_within_the_block_while_the_header_length_changes(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    corral__keyscheme ks;
+    corral__keyscheme_init(&ks, "", 0, 1, false, NULL, NULL);
+    assert_true(ks.hot);
+    _Atomic bool done = false;
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
+    flip_arg a[2];
+    for (int i = 0; i < 2; i++) {
+        a[i] = (flip_arg){ .f = f, .start = &start, .ks = &ks, .done = &done, .writer = i == 0 };
+        a[i].sk = KH(":1:k", corral__key_hash(&ks, ":1:k", 4));
+        flip_values(&a[i]);
+    }
+    assert_int_equal(f->s->ops->set(f->s, &a[0].sk, a[0].plain, FLIP_TOTAL, CORRAL__NO_EXPIRY,
+                                    CORRAL__SET_ALWAYS, 0),
+                     CORRAL_OK);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, flip_main, &a[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(pthread_barrier_destroy(&start), 0);
+    /* Every write went in place: readers that copy hold no reference to refuse it. */
+    assert_int_equal(events(&f->rec, CORRAL__OVERWRITTEN), FLIP_WRITES);
+    fx_close(f);
+}
+
 /* A reader on the read path that stops inside its section, on the entry of "k", until the main
  * thread lets it go; then copies the entry's value (ASan would report a freed block). */
 typedef struct standing {
@@ -1379,6 +1484,7 @@ int main(void) {
         cmocka_unit_test(test_mem_overwrite_leaves_a_held_value_unchanged),
         cmocka_unit_test(test_mem_incr_reads_a_counter_rewritten_in_place),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),
+        cmocka_unit_test(test_mem_get_into_copies_within_the_block_while_the_header_length_changes),
         cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
         cmocka_unit_test(test_mem_read_path_compares_the_whole_header),
         cmocka_unit_test(test_mem_removed_entry_outlives_the_sections_that_saw_it),
