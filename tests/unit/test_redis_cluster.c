@@ -907,7 +907,7 @@ static corral_lease *live_watch(corral *waiter, const char *key, calls *k, int *
     for (;;) {
         int n = count_of(k); /* before the try: the start may call back during it */
         *calls_before = n;
-        int rc = corral_lease_try(waiter, key, strlen(key), NULL, 60000, called, k, &watch);
+        int rc = watch_try(waiter, key, strlen(key), k, &watch);
         if (rc != CORRAL_EXISTS) { /* a failover: the waiter's map is not the new one yet */
             assert_int_not_equal(rc, CORRAL_OK);
             if (redis_fx_now_ns() > deadline) fail_msg("%s: %s", key, corral_strerror(rc));
@@ -915,7 +915,7 @@ static corral_lease *live_watch(corral *waiter, const char *key, calls *k, int *
         }
         if (corral_lease_live(watch) && count_of(k) == n) return watch;
         if (called_after(k, n) <= n) fail_msg("%s: the announcements never started", key);
-        assert_int_equal(corral_lease_end(waiter, watch), CORRAL_MISS); /* it called back */
+        assert_int_equal(watch_end(waiter, watch), CORRAL_MISS); /* it called back */
     }
 }
 
@@ -924,17 +924,17 @@ static corral_lease *live_watch(corral *waiter, const char *key, calls *k, int *
  * a change of the announcements' state woke: so the call-back was the message's. */
 static void release_wakes(corral *holder, corral *waiter, const char *key) {
     corral_lease *held = hold(holder, key);
-    calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+    calls *k = calls_new();
     int before;
-    corral_lease *watch = live_watch(waiter, key, &k, &before);
+    corral_lease *watch = live_watch(waiter, key, k, &before);
     unsigned long long woken = redis_fx_counter(waiter, "lease_wakeups_total");
     assert_int_equal(corral_lease_end(holder, held), CORRAL_OK); /* released, announced */
-    if (called_after(&k, before) != before + 1)
+    if (called_after(k, before) != before + 1)
         fail_msg("%s: no call-back; heard %llu, dropped %llu, live %llu", key,
                  redis_fx_counter(waiter, "lease_releases_heard_total"),
                  redis_fx_counter(waiter, "near_lease_releases_dropped_total"),
                  redis_fx_counter(waiter, "near_live"));
-    assert_int_equal(corral_lease_end(waiter, watch), CORRAL_MISS);
+    assert_int_equal(watch_end(waiter, watch), CORRAL_MISS);
     assert_int_equal(redis_fx_counter(waiter, "lease_wakeups_total") - woken, 1);
 }
 
@@ -1042,6 +1042,7 @@ static void test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake(v
         CORRAL_OK);
     corral *near = open_handle("&near_cache=1MB");
     redis_fx_wait_live(near);
+    calls *k = calls_new();
     for (int round = 0; round < 20; round++) {
         char old[16], fresh[16];
         snprintf(old, sizeof old, "old-%d", round);
@@ -1060,9 +1061,8 @@ static void test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake(v
             if (redis_fx_now_ns() > deadline) fail_msg("the near cache never kept it");
         }
         corral_lease *held = hold(lead, "flight");
-        calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
         int before;
-        corral_lease *watch = live_watch(near, "flight", &k, &before);
+        corral_lease *watch = live_watch(near, "flight", k, &before);
         /* Megabytes of invalidations ahead of the leader's write on its primary's connection:
          * the release's copy from the lease's primary arrives long before that write's. */
         redisReply *r = node_cmd(obj_node, "EVAL %s 1 %s", FLOOD_SRC, flood);
@@ -1072,8 +1072,8 @@ static void test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake(v
         assert_int_equal(corral_set(lead, obj, obj_len, fresh, strlen(fresh), 60000, NULL),
                          CORRAL_OK);
         assert_int_equal(corral_lease_end(lead, held), CORRAL_OK);
-        assert_int_equal(called_after(&k, before), before + 1);
-        assert_int_equal(corral_lease_end(near, watch), CORRAL_MISS);
+        assert_int_equal(called_after(k, before), before + 1);
+        assert_int_equal(watch_end(near, watch), CORRAL_MISS);
         assert_int_equal(corral_get_into(near, obj, obj_len, NULL, buf, sizeof buf, &len),
                          CORRAL_OK);
         assert_int_equal(len, strlen(fresh));
@@ -1493,13 +1493,15 @@ int main(void) {
         cmocka_unit_test(test_cluster_moved_with_an_empty_host),
         cmocka_unit_test(test_cluster_handle_tags_namespaces_and_get_or_set),
         cmocka_unit_test(test_cluster_near_cache_tracks_every_primary),
-        cmocka_unit_test(test_cluster_lease_release_wakes_waiters),
-        cmocka_unit_test(test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake),
+        cmocka_unit_test_teardown(test_cluster_lease_release_wakes_waiters, watches_teardown),
+        cmocka_unit_test_teardown(
+            test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake, watches_teardown),
         cmocka_unit_test(test_cluster_near_cache_reads_follow_ask_and_moved),
         cmocka_unit_test(test_cluster_stopped_node_times_out_and_others_serve),
         cmocka_unit_test(test_cluster_reshard_under_load_loses_nothing),
         cmocka_unit_test(test_cluster_primary_killed_under_load_fails_over),
-        cmocka_unit_test(test_cluster_lease_wakeups_come_back_after_a_failover),
+        cmocka_unit_test_teardown(test_cluster_lease_wakeups_come_back_after_a_failover,
+                                  watches_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

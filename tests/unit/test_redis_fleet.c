@@ -259,11 +259,10 @@ static corral_lease *live_watch(corral *waiter, const char *key, size_t len, cal
         /* Counted before the try: the start may wake the watch during it (the try then calls
          * back itself) or just after it returns. */
         int n = count_of(k);
-        assert_int_equal(corral_lease_try(waiter, key, len, NULL, 60000, called, k, &watch),
-                         CORRAL_EXISTS);
+        assert_int_equal(watch_try(waiter, key, len, k, &watch), CORRAL_EXISTS);
         if (corral_lease_live(watch)) return watch;
         assert_true(called_after(k, n) > n);
-        assert_int_equal(corral_lease_end(waiter, watch), CORRAL_MISS); /* it called back */
+        assert_int_equal(watch_end(waiter, watch), CORRAL_MISS); /* it called back */
     }
 }
 
@@ -280,17 +279,17 @@ static void test_fleet_lease_release_calls_the_waiter_back(void **state) {
     corral_lease *held = NULL, *watch = NULL;
     assert_int_equal(corral_lease_try(a, "k", 1, NULL, 60000, called, NULL, &held), CORRAL_OK);
     assert_false(corral_lease_live(held));
-    calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
-    watch = live_watch(b, "k", 1, &k);
-    int before = count_of(&k);
+    calls *k = calls_new();
+    watch = live_watch(b, "k", 1, k);
+    int before = count_of(k);
     assert_int_equal(corral_lease_end(a, held), CORRAL_OK); /* released, and announced */
-    assert_int_equal(called_after(&k, before), before + 1);
-    assert_int_equal(corral_lease_end(b, watch), CORRAL_MISS);
+    assert_int_equal(called_after(k, before), before + 1);
+    assert_int_equal(watch_end(b, watch), CORRAL_MISS);
     assert_int_equal(redis_fx_counter(b, "lease_wakeups_total"), 1);
     /* Free now; a watch without a call-back (cb NULL) ends with nothing to report. */
-    assert_int_equal(corral_lease_try(b, "k", 1, NULL, 60000, called, &k, &held), CORRAL_OK);
-    assert_int_equal(corral_lease_try(a, "k", 1, NULL, 60000, NULL, NULL, &watch), CORRAL_EXISTS);
-    assert_int_equal(corral_lease_end(a, watch), CORRAL_OK);
+    assert_int_equal(corral_lease_try(b, "k", 1, NULL, 60000, called, k, &held), CORRAL_OK);
+    assert_int_equal(watch_try(a, "k", 1, NULL, &watch), CORRAL_EXISTS);
+    assert_int_equal(watch_end(a, watch), CORRAL_OK);
     assert_int_equal(corral_lease_end(b, held), CORRAL_OK);
     corral_close(a);
     corral_close(b);
@@ -319,13 +318,13 @@ static void test_fleet_release_of_a_binary_key_with_spaces_calls_the_waiter_back
     corral_lease *held = NULL;
     assert_int_equal(corral_lease_try(a, key, sizeof key - 1, NULL, 60000, NULL, NULL, &held),
                      CORRAL_OK);
-    calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
-    corral_lease *watch = live_watch(b, key, sizeof key - 1, &k);
+    calls *k = calls_new();
+    corral_lease *watch = live_watch(b, key, sizeof key - 1, k);
     unsigned long long woken = redis_fx_counter(b, "lease_wakeups_total");
-    int before = count_of(&k);
+    int before = count_of(k);
     assert_int_equal(corral_lease_end(a, held), CORRAL_OK); /* released, and announced */
-    assert_int_equal(called_after(&k, before), before + 1);
-    assert_int_equal(corral_lease_end(b, watch), CORRAL_MISS);
+    assert_int_equal(called_after(k, before), before + 1);
+    assert_int_equal(watch_end(b, watch), CORRAL_MISS);
     assert_int_equal(redis_fx_counter(b, "lease_wakeups_total") - woken, 1); /* the message's */
     corral_close(a);
     corral_close(b);
@@ -344,6 +343,7 @@ static void test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake(voi
                      CORRAL_OK);
     corral *near = redis_fx_open(&srv, "?key_prefix=fleet&near_cache=1MB");
     redis_fx_wait_live(near);
+    calls *k = calls_new();
     for (int round = 0; round < 20; round++) {
         char old[16], fresh[16];
         snprintf(old, sizeof old, "old-%d", round);
@@ -364,14 +364,13 @@ static void test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake(voi
         corral_lease *held = NULL, *watch = NULL;
         assert_int_equal(corral_lease_try(lead, "flight", 6, NULL, 60000, NULL, NULL, &held),
                          CORRAL_OK);
-        calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
-        assert_int_equal(corral_lease_try(near, "flight", 6, NULL, 60000, called, &k, &watch),
-                         CORRAL_EXISTS);
+        int before = count_of(k);
+        assert_int_equal(watch_try(near, "flight", 6, k, &watch), CORRAL_EXISTS);
         assert_true(corral_lease_live(watch)); /* the tracker is subscribed */
         assert_int_equal(corral_set(lead, "obj", 3, fresh, strlen(fresh), 60000, NULL), CORRAL_OK);
         assert_int_equal(corral_lease_end(lead, held), CORRAL_OK);
-        assert_int_equal(called_after(&k, 0), 1);
-        assert_int_equal(corral_lease_end(near, watch), CORRAL_MISS);
+        assert_int_equal(called_after(k, before), before + 1);
+        assert_int_equal(watch_end(near, watch), CORRAL_MISS);
         assert_int_equal(corral_get_into(near, "obj", 3, NULL, buf, sizeof buf, &len), CORRAL_OK);
         assert_memory_equal(buf, fresh, strlen(fresh));
     }
@@ -384,10 +383,12 @@ int main(void) {
         cmocka_unit_test(test_fleet_waiters_are_woken_by_the_release),
         cmocka_unit_test(test_fleet_a_dead_leader_is_replaced_after_its_lease),
         cmocka_unit_test(test_fleet_lease_try_is_not_needed_on_a_memory_store),
-        cmocka_unit_test(test_fleet_lease_release_calls_the_waiter_back),
+        cmocka_unit_test_teardown(test_fleet_lease_release_calls_the_waiter_back, watches_teardown),
         cmocka_unit_test(test_fleet_release_message_names_the_key_before_its_last_space),
-        cmocka_unit_test(test_fleet_release_of_a_binary_key_with_spaces_calls_the_waiter_back),
-        cmocka_unit_test(test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake),
+        cmocka_unit_test_teardown(
+            test_fleet_release_of_a_binary_key_with_spaces_calls_the_waiter_back, watches_teardown),
+        cmocka_unit_test_teardown(test_fleet_near_cache_has_dropped_the_leaders_writes_at_the_wake,
+                                  watches_teardown),
     };
     return cmocka_run_group_tests(tests, redis_fx_group_setup, redis_fx_group_teardown);
 }
