@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +32,15 @@
 
 #define WAITERS     4
 #define KEY         "herd"
-#define CHANNEL     "fleet:lease-released" /* key_prefix=fleet */
 #define DEADLINE_NS (20ull * 1000000000ull)
 
 /* What a producer does: count the run, say so on `entered`, then wait for a byte on `release`
- * (-1: none), or never return, and make `value`. */
+ * (-1: none), or never return, and make `value`. `parked` is the waiters' (child): -1, or where a
+ * waiter writes a byte once it waits on a live watch (report_parked). */
 typedef struct producer_ctx {
     int entered;
     int release;
+    int parked;
     const char *value;
     bool stuck; /* never returns */
     bool ran;   /* set by the run, in the child that made it */
@@ -58,9 +60,50 @@ static int produce(void *arg, const void *key, size_t key_len, corral_result *ou
     return corral_result_set(out, p->value, strlen(p->value));
 }
 
+/* Makes the lease announcements of `c` live (another process holds KEY's lease): a watch of
+ * KEY made before they start is called back when they do. In a child, which exits on failure. */
+static void announcements_live(corral *c) {
+    calls k = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+    for (;;) {
+        corral_lease *watch = NULL;
+        int n = count_of(&k);
+        if (corral_lease_try(c, KEY, sizeof KEY - 1, NULL, 60000, called, &k, &watch) !=
+            CORRAL_EXISTS)
+            _exit(4);
+        bool live = corral_lease_live(watch);
+        if (!live && called_after(&k, n) <= n) _exit(5);
+        (void)corral_lease_end(c, watch); /* no call-back after it */
+        if (live) return;
+    }
+}
+
+/* A waiter's get_or_set, seen from a thread of its own. */
+typedef struct parked_watch {
+    corral *c;
+    long long trips0; /* round_trips_total before the get_or_set */
+    int fd;
+    _Atomic bool done; /* the get_or_set returned */
+} parked_watch;
+
+/* Writes a byte on pw->fd once the get_or_set waits on a live watch: after its look (a GET) and
+ * its lease attempt, wait_lease makes its watch, live since announcements_live, before its own
+ * look (loader.c), and round_trips_total counts a command before it is sent, so a third round
+ * trip means the watch is there. Or once the get_or_set returned, so the test never hangs. The
+ * handle's own counter, read in process: a pause of 1 ms between looks. */
+static void *report_parked(void *arg) {
+    parked_watch *pw = arg;
+    struct timespec pause_1ms = { 0, 1000000 };
+    while (redis_fx_metric(pw->c, "round_trips_total") - pw->trips0 < 3 && !atomic_load(&pw->done))
+        nanosleep(&pause_1ms, NULL);
+    char b = 1;
+    if (write(pw->fd, &b, 1) != 1) _exit(6);
+    return NULL;
+}
+
 /* A child: get_or_set KEY with the producer, then writes to `result` what it got, the store
  * round trips its call made and the releases that woke it: "<P: it produced, W: it waited>
- * <value> <trips> <wakeups>". */
+ * <value> <trips> <wakeups>". A waiter (p->parked >= 0) makes its announcements live first and
+ * reports when it waits (report_parked). */
 static void child(int result, producer_ctx *p, int64_t lease_ttl_ms) {
     corral *c = NULL;
     if (redis_fx_open_url(&c, "redis://%s/?key_prefix=fleet", srv.hosts) != CORRAL_OK) _exit(2);
@@ -69,9 +112,17 @@ static void child(int result, producer_ctx *p, int64_t lease_ttl_ms) {
     o.ttl_ms = 60000;
     o.lease_ttl_ms = lease_ttl_ms;
     o.wait_timeout_ms = 30000;
-    long long trips0 = redis_fx_metric(c, "round_trips_total");
+    if (p->parked >= 0) announcements_live(c);
+    parked_watch pw = { .c = c,
+                        .trips0 = redis_fx_metric(c, "round_trips_total"),
+                        .fd = p->parked };
+    long long trips0 = pw.trips0;
+    pthread_t reporter;
+    if (p->parked >= 0 && pthread_create(&reporter, NULL, report_parked, &pw) != 0) _exit(7);
     corral_value *v = NULL;
     int rc = corral_get_or_set(c, KEY, sizeof KEY - 1, produce, p, &o, &v);
+    atomic_store(&pw.done, true);
+    if (p->parked >= 0 && pthread_join(reporter, NULL) != 0) _exit(8);
     char line[128];
     int n = snprintf(line, sizeof line, "%c %.*s %lld %lld\n", p->ran ? 'P' : 'W',
                      rc == CORRAL_OK ? (int)corral_value_len(v) : 5,
@@ -88,24 +139,6 @@ static pid_t spawn(int result, producer_ctx *p, int64_t lease_ttl_ms) {
     assert_true(pid >= 0);
     if (pid == 0) child(result, p, lease_ttl_ms);
     return pid;
-}
-
-static long long subscribers(void) {
-    redisReply *r = redis_server_cmd(&srv, "PUBSUB NUMSUB %s", CHANNEL);
-    assert_non_null(r);
-    long long n = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? r->element[1]->integer : -1;
-    freeReplyObject(r);
-    return n;
-}
-
-/* Polls the server (an external state: a pause of 1 ms between looks) until `n` subscribe. */
-static void wait_subscribers(long long n) {
-    uint64_t deadline = redis_fx_now_ns() + DEADLINE_NS;
-    struct timespec pause_1ms = { 0, 1000000 };
-    while (subscribers() < n) {
-        if (redis_fx_now_ns() > deadline) fail_msg("the waiters never subscribed");
-        nanosleep(&pause_1ms, NULL);
-    }
 }
 
 static long long runs(void) {
@@ -148,29 +181,35 @@ static void reap(pid_t pid, int want_status) {
 }
 
 /* One leader, WAITERS processes waiting on its lease: one producer run; every waiter gets the
- * leader's value, woken by the release. The leader holds 600 ms after every waiter subscribed
- * (less than the 1 s fallback poll of a 20 s lease): a waiter polling with backoff (1 ms
- * doubling to 50 ms) would make some 17 GETs and as many lease attempts meanwhile, over 30
- * round trips; a woken one makes its first looks (a GET and a lease attempt each, a few while
- * its subscription starts), then one GET after the wake: about 7. */
+ * leader's value, woken by the release. The leader holds until every waiter waits on a live
+ * watch (each says so on `parked`), whatever the machine's load: a waiter whose watch came
+ * after the release would find the value by its look, not be woken. Each waiter's announcements
+ * are live before its get_or_set, so its round trips do not depend on how long a subscription
+ * takes: its look and lease attempt, wait_lease's look and attempt, then one GET after the
+ * wake, 5; a waiter polling with backoff (1 ms doubling to 50 ms) would make over 30. */
 static void test_fleet_waiters_are_woken_by_the_release(void **state) {
     (void)state;
     redis_server_ok(&srv, "FLUSHALL");
-    int entered[2], release[2], results[2];
+    int entered[2], release[2], parked[2], results[2];
     assert_int_equal(pipe(entered), 0);
     assert_int_equal(pipe(release), 0);
+    assert_int_equal(pipe(parked), 0);
     assert_int_equal(pipe(results), 0);
-    producer_ctx lead = { entered[1], release[0], "made-by-leader", false, false };
+    producer_ctx lead = {
+        .entered = entered[1], .release = release[0], .parked = -1, .value = "made-by-leader"
+    };
     pid_t leader = spawn(results[1], &lead, 20000);
     char b;
     assert_int_equal(read(entered[0], &b, 1), 1); /* it holds the lease and runs */
-    producer_ctx other = { -1, -1, "made-by-waiter", false, false };
+    producer_ctx other = {
+        .entered = -1, .release = -1, .parked = parked[1], .value = "made-by-waiter"
+    };
     pid_t w[WAITERS];
     for (size_t i = 0; i < WAITERS; i++)
         w[i] = spawn(results[1], &other, 20000);
-    wait_subscribers(WAITERS);
-    struct timespec hold = { 0, 600 * 1000000 }; /* the producer's work, not a synchronisation */
-    nanosleep(&hold, NULL);
+    assert_int_equal(close(parked[1]), 0); /* the waiters hold it: read fails if they all die */
+    for (size_t i = 0; i < WAITERS; i++)
+        assert_int_equal(read(parked[0], &b, 1), 1);
     assert_int_equal(write(release[1], "x", 1), 1);
     char lines[WAITERS + 1][128];
     read_results(results[0], lines, WAITERS + 1);
@@ -186,8 +225,7 @@ static void test_fleet_waiters_are_woken_by_the_release(void **state) {
         assert_string_equal(value, "made-by-leader");
         if (role == 'P') continue;
         waited++;
-        /* Each was subscribed and parked on its watch 600 ms before the release (its fallback
-         * poll is 1 s): each was woken by it. */
+        /* Each waited on a live watch when the release came: each was woken by it. */
         assert_int_equal(wakeups, 1);
         woken += (size_t)wakeups;
         assert_in_range(trips, 3, 20);
@@ -199,6 +237,7 @@ static void test_fleet_waiters_are_woken_by_the_release(void **state) {
         close(release[i]);
         close(results[i]);
     }
+    close(parked[0]);
 }
 
 /* The leader dies holding its lease (SIGKILL in its producer): once the lease expires, one
@@ -209,11 +248,13 @@ static void test_fleet_a_dead_leader_is_replaced_after_its_lease(void **state) {
     int entered[2], results[2];
     assert_int_equal(pipe(entered), 0);
     assert_int_equal(pipe(results), 0);
-    producer_ctx stuck = { entered[1], -1, "never", true, false };
+    producer_ctx stuck = {
+        .entered = entered[1], .release = -1, .parked = -1, .value = "never", .stuck = true
+    };
     pid_t leader = spawn(results[1], &stuck, 1000);
     char b;
     assert_int_equal(read(entered[0], &b, 1), 1);
-    producer_ctx next = { -1, -1, "made-by-next", false, false };
+    producer_ctx next = { .entered = -1, .release = -1, .parked = -1, .value = "made-by-next" };
     pid_t w[WAITERS];
     for (size_t i = 0; i < WAITERS; i++)
         w[i] = spawn(results[1], &next, 1000);
