@@ -115,20 +115,36 @@ static void need_cluster(void) {
     }
 }
 
-/* One command to the node on `port` on a new connection (2 s deadlines); NULL when unanswered. */
-static redisReply *node_cmd(int port, const char *fmt, ...) {
-    struct timeval tv = { 2, 0 };
+/* One command to the node on `port` on a new connection with deadlines of `secs`; NULL when
+ * unanswered. */
+static redisReply *node_cmdv(int port, long secs, const char *fmt, va_list ap) {
+    struct timeval tv = { secs, 0 };
     redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
     if (!ctx || ctx->err) {
         if (ctx) redisFree(ctx);
         return NULL;
     }
     redisSetTimeout(ctx, tv);
+    redisReply *r = redisvCommand(ctx, fmt, ap);
+    redisFree(ctx);
+    return r;
+}
+
+/* node_cmdv with 2 s deadlines. */
+static redisReply *node_cmd(int port, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(ctx, fmt, ap);
+    redisReply *r = node_cmdv(port, 2, fmt, ap);
     va_end(ap);
-    redisFree(ctx);
+    return r;
+}
+
+/* node_cmdv with 20 s deadlines: a command whose time grows with the machine's load. */
+static redisReply *node_cmd_slow(int port, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = node_cmdv(port, 20, fmt, ap);
+    va_end(ap);
     return r;
 }
 
@@ -974,7 +990,10 @@ static void test_cluster_lease_release_wakes_waiters(void **state) {
         corral *holder = open_handle(""), *waiter = open_handle(queries[q]);
         release_wakes(holder, waiter, "v"); /* the waiter's announcements are live from here */
         corral_lease *held = hold(holder, "w");
-        lease_waiter_fx w = { .c = waiter, .key = "w" };
+        /* Static: a failed assertion leaves the test by a longjmp (calls.h) with the thread
+         * still running, which must not write into a dead frame. */
+        static lease_waiter_fx w;
+        w = (lease_waiter_fx){ .c = waiter, .key = "w" };
         unsigned long long woken = redis_fx_counter(waiter, "lease_wakeups_total");
         char lease[16];
         int lease_len = snprintf(lease, sizeof lease, "site:1:w%clease", 0x1f);
@@ -1065,14 +1084,19 @@ static void test_cluster_near_cache_has_dropped_the_leaders_writes_at_the_wake(v
         corral_lease *watch = live_watch(near, "flight", k, &before);
         /* Megabytes of invalidations ahead of the leader's write on its primary's connection:
          * the release's copy from the lease's primary arrives long before that write's. */
-        redisReply *r = node_cmd(obj_node, "EVAL %s 1 %s", FLOOD_SRC, flood);
+        redisReply *r = node_cmd_slow(obj_node, "EVAL %s 1 %s", FLOOD_SRC, flood);
         assert_non_null(r);
         assert_int_equal(r->type, REDIS_REPLY_INTEGER);
         freeReplyObject(r);
         assert_int_equal(corral_set(lead, obj, obj_len, fresh, strlen(fresh), 60000, NULL),
                          CORRAL_OK);
         assert_int_equal(corral_lease_end(lead, held), CORRAL_OK);
-        assert_int_equal(called_after(k, before), before + 1);
+        /* The tracker gives a release up when one primary's connection brings it over a second
+         * after another's (tiered.c, REL_MAX_AGE_NS): then no call-back comes. */
+        if (called_after(k, before) != before + 1)
+            fail_msg("round %d: no call-back; releases given up %llu, tracker pings %llu", round,
+                     redis_fx_counter(near, "near_lease_releases_dropped_total"),
+                     redis_fx_counter(near, "near_pings_total"));
         assert_int_equal(watch_end(near, watch), CORRAL_MISS);
         assert_int_equal(corral_get_into(near, obj, obj_len, NULL, buf, sizeof buf, &len),
                          CORRAL_OK);
