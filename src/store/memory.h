@@ -60,6 +60,12 @@ typedef bool (*corral__mem_guard_fn)(void *ctx);
 int corral__mem_set_guarded(corral__store *s, const corral__skey *k, const void *val, size_t len,
                             int64_t ttl_ms, corral__mem_guard_fn still, void *ctx);
 
+/* Bytes the shards' hash tables on the heap account for now: a part of used_bytes, which
+ * the events callback does not report (it reports entries). A shard's first table (16 heads)
+ * is part of the shard and counts for nothing; a table on the heap costs what its block costs
+ * (memory_block.h). Thread-safe. */
+size_t corral__mem_table_bytes(corral__store *s);
+
 /* Bytes one entry with these key and value lengths accounts for. */
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);
 

@@ -19,6 +19,10 @@
 /* Writers try the shard mutex this many times, pausing between tries, before they sleep on it:
  * a shard's critical section is shorter than a futex sleep and wake-up. */
 #define MEM_LOCK_SPINS 64u
+/* A shard's table grows only while the doubled table costs at most this share of its budget:
+ * a table of one head an entry is 8 bytes an entry, at most a twelfth of the smallest
+ * entry's. */
+#define MEM_TABLE_SHARE 8u
 
 /* ---- Small helpers ---- */
 
@@ -44,12 +48,6 @@ static inline size_t entry_bytes(const corral__mem_blocks *b, const mem_entry *e
     return corral__mem_block_cost(b, entry_block_bytes(e));
 }
 
-/* The shard that owns the bucket of `hash`: the top bits of the bucket index, so each shard
- * owns a contiguous range of buckets. */
-static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
-    return &s->shards[((hash & s->bucket_mask) * s->nshards) >> s->bucket_bits];
-}
-
 static inline bool is_expired(const mem_entry *e, uint64_t now) {
     uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
     return at != MEM_NEVER && now >= at;
@@ -71,19 +69,36 @@ static inline void shard_unlock(mem_shard *sh) {
 
 /* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
  * until the section ends. Under the key's shard mutex, a found entry is LIVE. The stored hash
- * is compared first: a chain's other entries then cost one load each. */
+ * is compared first: a chain's other entries then cost one load each. A walk that finds
+ * nothing while a resize moves the shard's entries walks again (mem_chain_retry). */
 static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
-    mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
-    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
-        if (e->hash == (uint32_t)k->hash &&
-            (mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) ==
-                (k->len | (kind == MEM_LEASE ? MEM_KW_LEASE : 0)) &&
-            key_equal(e->key, k->data, k->len)) {
-            CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
-            return e;
+    mem_shard *sh = shard_of(s, k->hash);
+    for (unsigned i = 0;; i++) {
+        uint32_t rs;
+        mem_entry *e = mem_chain_rcu(sh, k->hash, &rs);
+        for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+            if (e->hash == (uint32_t)k->hash &&
+                (mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) ==
+                    (k->len | (kind == MEM_LEASE ? MEM_KW_LEASE : 0)) &&
+                key_equal(e->key, k->data, k->len)) {
+                CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
+                return e;
+            }
         }
+        if (!mem_chain_retry(sh, rs)) return NULL;
+        mem_spin(i);
     }
-    return NULL;
+}
+
+/* The bytes of a table of 2^bits heads on the heap: its header, then the heads. */
+static inline size_t mem_table_bytes(unsigned bits) {
+    return sizeof(mem_table) + ((size_t)1 << bits) * sizeof(mem_link);
+}
+
+/* The shard's current table. Under its mutex, the only place it changes. */
+static inline mem_table *table_locked(mem_shard *sh) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    return atomic_load_explicit(&sh->table, memory_order_relaxed);
 }
 
 /* pthread calls on our own initialised objects fail only on a bug. */
@@ -121,6 +136,18 @@ void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *
 size_t corral__mem_shard_count_locked(mem_shard *sh);
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
 void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
+/* The bits of the table shard `sh` should grow to, or 0: it holds more entries than heads,
+ * and the doubled table costs at most a MEM_TABLE_SHARE-th of its budget. */
+unsigned corral__mem_table_grow_bits_locked(const mem_store *s, mem_shard *sh);
+/* Doubles shard `sh`'s table to 2^bits heads if it still has 2^(bits - 1), evicting what the
+ * larger table's charge needs. Allocates the table before it takes the mutex (no allocator
+ * under a shard mutex); not inside a read-side section. An allocation that fails leaves the
+ * table as it was: its chains grow longer until a later write grows it. */
+void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits);
+/* Moves shard `sh`'s entries back into its `home` table and retires the table on the heap:
+ * for a shard with no entries left (clear, or eviction that found no victim). Call inside a
+ * read-side section. */
+void corral__mem_table_home_locked(mem_store *s, mem_shard *sh);
 
 /* ---- memory_write.c: the writes (the vtable's set, del, touch, incr and leases) ---- */
 
@@ -154,6 +181,9 @@ void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e);
 
 /* Hands an entry already out of the table to the limbo. Call inside a read-side section. */
 void corral__mem_entry_retire(mem_store *s, mem_entry *e);
+/* Frees a table on the heap that a resize replaced, after a grace period. Call under the
+ * shard's mutex, after the new table is published. */
+void corral__mem_table_retire(mem_store *s, mem_table *t);
 /* Waits until every callback this store queued has run. Not inside a read-side section. */
 void corral__mem_wait_rcu_idle(mem_store *s);
 /* corral_value's release function of an entry: frees its block. */

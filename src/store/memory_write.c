@@ -230,9 +230,11 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
         e = NULL;
         rc = CORRAL_OK;
     }
+    unsigned grow = corral__mem_table_grow_bits_locked(s, sh);
     shard_unlock(sh);
     read_unlock(s);
     corral__mem_entry_discard(s, e);
+    if (grow) corral__mem_table_grow(s, sh, grow);
     return rc;
 }
 
