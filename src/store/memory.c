@@ -10,18 +10,21 @@
  *   holding the header (mem_entry), the key, the value and a NUL; it accounts for what that
  *   block costs (memory.h). The value is a corral_value embedded in the header, so a hit hands
  *   out the stored bytes.
- * - One hash table: a fixed array of 2^n bucket heads sized at open from max_bytes, chains
- *   linked through the entries' `next`. It never grows: the byte bound bounds the entries.
- *   Values and leases are separate keyspaces: the lookup compares the entry's kind too.
- * - Shards: a shard owns a contiguous range of buckets, a byte budget (max_bytes / shards) and
- *   the eviction queues of its entries, so a chain has one shard and only its writers change it.
+ * - Shards: the top bits of a key's 32 stored hash bits pick its shard (shard_of). A shard owns
+ *   a hash table, a byte budget (max_bytes / shards) and the eviction queues of its entries, so
+ *   a chain has one shard and only its writers change it.
+ * - A shard's table: 2^n bucket heads (the low bits of the hash), chains linked through the
+ *   entries' `next`. It starts as the 16 heads inside the shard and doubles on the heap when
+ *   the shard holds more entries than heads (the resize below), so a chain averages at most one
+ *   entry. Values and leases are separate keyspaces: the lookup compares the entry's kind too.
  *
  * Invariants (under the shard's mutex)
  * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff
  *   it is MEM_KW_LIVE. A set that replaces an entry takes the old one out of its queue first and
  *   out of the table last, in the same store that links the new one.
- * - shard.used is the sum of the bytes of its queued entries and never exceeds shard.budget.
- *   Every change of it is reported through the events callback with the same byte count.
+ * - shard.used is the sum of the bytes of its queued entries and of its table on the heap
+ *   (table_bytes), and never exceeds shard.budget. Every change of the entries' part is
+ *   reported through the events callback with the same byte count; the table's is not.
  * - An entry's key, kind, hash and size never change once published. Its value changes only
  *   by an overwrite in place (memory_write.c), while the table holds the value's only
  *   reference, under `seq` (memory_read.h); otherwise set and incr publish a new entry in one
@@ -39,6 +42,11 @@
  *   are never called under one; the events callback is, as store.h allows.
  * - Chains change only under the shard mutex, by release stores. An unlinked entry keeps its
  *   `next`, so a reader standing on it still reaches the rest of the chain.
+ * - A resize (table_move_locked) moves every entry of a shard into a new table under the
+ *   shard's mutex, with `resize_seq` odd meanwhile, and publishes it; the old table is freed
+ *   after a grace period. Readers that find nothing while it moves walk again
+ *   (mem_chain_retry), so a present key is never missed. docs/memory-store.md, "Tables that
+ *   grow".
  * - The table holds one reference on each entry's value and each get adds one. A removed entry
  *   goes to memory_rcu.c, which drops the table's reference after a grace period. Lock order:
  *   docs/threads.md.
@@ -198,7 +206,9 @@ static void table_init(mem_table *t, mem_link *heads, unsigned bits) {
  * reader standing on any entry follows an acyclic chain, of the old table or the new one, and
  * ends; a reader that finds nothing meanwhile walks again (mem_chain_retry): `resize_seq` is
  * odd while entries move. Every link store is a release, so a reader that sees one sees the
- * odd sequence. Work: one step per entry and per old head. */
+ * odd sequence. Work: one step per entry and per old head.
+ * XXX(#15): that is all of a shard's entries in one mutex hold (2^16 in a million-entry store
+ * of 16 shards); moving a bounded number of chains per write would bound it. */
 static void table_move_locked(mem_shard *sh, mem_table *to) {
     mem_table *from = table_locked(sh);
     uint32_t rs = atomic_load_explicit(&sh->resize_seq, memory_order_relaxed);

@@ -81,7 +81,8 @@ static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
 }
 
 /* A ghost slot is picked by a multiplicative hash of the entry's 32 stored hash bits (their low
- * bits pick the shard and the bucket, so they alone would use a shard's share of the slots);
+ * bits pick the bucket and their top bits the shard, so they alone would use a shard's share of
+ * the slots);
  * it holds those bits, never 0. */
 static uint32_t *ghost_slot_locked(mem_shard *sh, uint32_t hash) {
     CORRAL_ASSERT_HELD(&sh->lock);

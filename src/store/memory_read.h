@@ -84,8 +84,9 @@ typedef struct mem_entry {
      * with acquire by readers; left as it is when the entry is unlinked. With `hash`, in one
      * 16-byte slot of the block (16-aligned): an entry a chain walk passes costs one line. */
     _Atomic(struct mem_entry *) next;
-    /* The low 32 bits of corral__skey.hash; immutable. They hold the bucket index (at most
-     * MEM_MAX_BUCKET_BITS bits), so the shard and the chain; a lookup compares them first. */
+    /* The low 32 bits of corral__skey.hash; immutable. They hold the shard (the top
+     * MEM_SHARD_BITS) and the bucket index (the low bits, at most MEM_MAX_BUCKET_BITS), so a
+     * resize finds the entry's new chain; a lookup compares them first. */
     uint32_t hash;
     /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
      * shard mutex. A reader that copies without a reference (get_into) checks it did not
