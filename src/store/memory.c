@@ -191,14 +191,15 @@ static void table_remove_locked(mem_shard *sh, mem_entry *e) {
 
 /* ---- Resizes ---- */
 
-/* Sets up `t` as an empty table of 2^bits heads at `heads`. */
+/* Sets up `t` as an empty table of 2^bits heads at `heads`. Zeroed memory is an array of NULL
+ * heads on every platform we build on (C11 leaves the representation of an atomic pointer
+ * open; we rely on it being the plain pointer's). */
 static void table_init(mem_table *t, mem_link *heads, unsigned bits) {
     t->heads = heads;
     t->mask = ((uint64_t)1 << bits) - 1;
     t->bits = bits;
     t->store = NULL;
-    for (size_t i = 0; i <= t->mask; i++)
-        atomic_init(&heads[i], NULL);
+    memset(heads, 0, ((size_t)1 << bits) * sizeof *heads);
 }
 
 /* Moves every entry of shard `sh`'s table into `to` (empty, of any size) and publishes `to`.
@@ -239,14 +240,6 @@ static void table_charge_locked(mem_shard *sh, size_t cost) {
     assert(used <= sh->budget);
     atomic_store_explicit(&sh->used, used, memory_order_relaxed);
     atomic_store_explicit(&sh->table_bytes, cost, memory_order_relaxed);
-}
-
-unsigned corral__mem_table_grow_bits_locked(const mem_store *s, mem_shard *sh) {
-    const mem_table *t = table_locked(sh);
-    if (t->bits >= MEM_MAX_BUCKET_BITS || corral__mem_shard_count_locked(sh) <= t->mask + 1)
-        return 0;
-    size_t cost = corral__mem_block_cost(&s->blocks, mem_table_bytes(t->bits + 1));
-    return cost <= sh->budget / MEM_TABLE_SHARE ? t->bits + 1 : 0;
 }
 
 void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {

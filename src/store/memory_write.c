@@ -216,7 +216,7 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
      * mutex, an entry still LIVE is still in the table, so still the key's entry. */
     mem_entry *old = lookup_rcu(s, k, kind);
     shard_lock(sh);
-    if (!old || !mem_live(old)) old = lookup_rcu(s, k, kind);
+    if (!old || !mem_live(old)) old = lookup_locked(sh, k, kind);
     bool live = old && !is_expired(old, now);
     if (still && !still(still_ctx)) {
         rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
@@ -230,7 +230,7 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
         e = NULL;
         rc = CORRAL_OK;
     }
-    unsigned grow = corral__mem_table_grow_bits_locked(s, sh);
+    unsigned grow = table_grow_bits_locked(s, sh);
     shard_unlock(sh);
     read_unlock(s);
     corral__mem_entry_discard(s, e);
@@ -248,7 +248,7 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
-    mem_entry *e = lookup_rcu(s, k, kind);
+    mem_entry *e = lookup_locked(sh, k, kind);
     if (e && is_expired(e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e && (!token || (e->val.len == token_len &&
@@ -308,7 +308,7 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
-    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    mem_entry *e = lookup_locked(sh, k, MEM_VALUE);
     if (e && is_expired(e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
@@ -374,7 +374,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
             goto done;
         }
         shard_lock(sh);
-        if (lookup_rcu(s, k, MEM_VALUE) == e && !is_expired(e, now) &&
+        if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(e, now) &&
             atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
             atomic_store_explicit(&ne->expires_ns,
                                   atomic_load_explicit(&e->expires_ns, memory_order_relaxed),
