@@ -106,6 +106,14 @@ static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, u
     }
 }
 
+/* lookup_rcu's first walk alone, in the key's shard `sh`: it may miss a present key while a
+ * resize moves entries. For a writer that looks again under the mutex when it finds nothing
+ * (a miss here costs no retry check). Call inside a read-side section. */
+static inline mem_entry *lookup_hint_rcu(mem_shard *sh, const corral__skey *k, uint8_t kind) {
+    uint32_t rs;
+    return chain_find(mem_chain_rcu(sh, k->hash, &rs), k, kind);
+}
+
 /* lookup_rcu under the mutex of the key's shard `sh`, where no resize runs: one walk answers,
  * and a found entry is LIVE. Call inside a read-side section. */
 static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uint8_t kind) {

@@ -170,7 +170,7 @@ static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, c
                            corral__mem_guard_fn still, void *still_ctx, uint64_t now, int *rc) {
     bool done = false;
     read_lock(s);
-    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    mem_entry *e = lookup_hint_rcu(sh, k, MEM_VALUE); /* a miss: the allocating path looks again */
     /* A first look without the mutex, at lengths that may be changing: a size that cannot fit
      * does not take the mutex twice. */
     if (e && fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), k, len)) {
@@ -214,7 +214,7 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     read_lock(s);
     /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
      * mutex, an entry still LIVE is still in the table, so still the key's entry. */
-    mem_entry *old = lookup_rcu(s, k, kind);
+    mem_entry *old = lookup_hint_rcu(sh, k, kind);
     shard_lock(sh);
     if (!old || !mem_live(old)) old = lookup_locked(sh, k, kind);
     bool live = old && !is_expired(old, now);
