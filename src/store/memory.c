@@ -10,18 +10,21 @@
  *   holding the header (mem_entry), the key, the value and a NUL; it accounts for what that
  *   block costs (memory.h). The value is a corral_value embedded in the header, so a hit hands
  *   out the stored bytes.
- * - One hash table: a fixed array of 2^n bucket heads sized at open from max_bytes, chains
- *   linked through the entries' `next`. It never grows: the byte bound bounds the entries.
- *   Values and leases are separate keyspaces: the lookup compares the entry's kind too.
- * - Shards: a shard owns a contiguous range of buckets, a byte budget (max_bytes / shards) and
- *   the eviction queues of its entries, so a chain has one shard and only its writers change it.
+ * - Shards: the top bits of a key's 32 stored hash bits pick its shard (shard_of). A shard owns
+ *   a hash table, a byte budget (max_bytes / shards) and the eviction queues of its entries, so
+ *   a chain has one shard and only its writers change it.
+ * - A shard's table: 2^n bucket heads (the low bits of the hash), chains linked through the
+ *   entries' `next`. It starts as the 16 heads inside the shard and doubles on the heap when
+ *   the shard holds more entries than heads (the resize below), so a chain averages at most one
+ *   entry. Values and leases are separate keyspaces: the lookup compares the entry's kind too.
  *
  * Invariants (under the shard's mutex)
  * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff
  *   it is MEM_KW_LIVE. A set that replaces an entry takes the old one out of its queue first and
  *   out of the table last, in the same store that links the new one.
- * - shard.used is the sum of the bytes of its queued entries and never exceeds shard.budget.
- *   Every change of it is reported through the events callback with the same byte count.
+ * - shard.used is the sum of the bytes of its queued entries and of its table on the heap
+ *   (table_bytes), and never exceeds shard.budget. Every change of the entries' part is
+ *   reported through the events callback with the same byte count; the table's is not.
  * - An entry's key, kind, hash and size never change once published. Its value changes only
  *   by an overwrite in place (memory_write.c), while the table holds the value's only
  *   reference, under `seq` (memory_read.h); otherwise set and incr publish a new entry in one
@@ -39,6 +42,11 @@
  *   are never called under one; the events callback is, as store.h allows.
  * - Chains change only under the shard mutex, by release stores. An unlinked entry keeps its
  *   `next`, so a reader standing on it still reaches the rest of the chain.
+ * - A resize (table_move_locked) moves every entry of a shard into a new table under the
+ *   shard's mutex, with `resize_seq` odd meanwhile, and publishes it; the old table is freed
+ *   after a grace period. Readers that find nothing while it moves walk again
+ *   (mem_chain_retry), so a present key is never missed. docs/memory-store.md, "Tables that
+ *   grow".
  * - The table holds one reference on each entry's value and each get adds one. A removed entry
  *   goes to memory_rcu.c, which drops the table's reference after a grace period. Lock order:
  *   docs/threads.md.
@@ -53,7 +61,6 @@
 #include <string.h>
 
 #define MEM_DEFAULT_POLICY  CORRAL_EVICT_S3FIFO /* measured best: docs/eviction.md */
-#define MEM_MAX_SHARDS      1024u
 #define MEM_AUTO_SHARDS     16u
 #define MEM_MIN_SHARD_BYTES ((size_t)1 << 20) /* automatic sharding keeps shards at least this */
 #define MEM_SHARD_VALUES    4u   /* ... and able to hold this many of the largest values */
@@ -61,15 +68,6 @@
 #define MEM_GHOST_BYTES     512u /* S3-FIFO: one ghost slot per this many budget bytes */
 #define MEM_GHOST_MIN       64u
 #define MEM_GHOST_MAX       ((size_t)1 << 20)
-/* The bucket array: 2^n heads with 2^n >= max_bytes / MEM_BUCKET_BYTES, so one bucket per 128
- * to 256 bytes of the bound. The smallest entry is about 120 bytes, so chains average at most
- * ~2 entries, and under 1 for entries of 256 bytes and more. The floor gives every one of up
- * to MEM_MAX_SHARDS shards a bucket; past the cap (max_bytes of 16 GiB), chains grow. */
-#define MEM_BUCKET_BYTES    256u
-#define MEM_MIN_BUCKET_BITS 10u /* 2^10 == MEM_MAX_SHARDS */
-#define MEM_MAX_BUCKET_BITS 26u
-/* An entry keeps 32 bits of its key's hash (memory_read.h): they must hold the bucket index. */
-_Static_assert(MEM_MAX_BUCKET_BITS <= 32, "the entry's 32-bit hash must hold the bucket index");
 
 /* ---- Small helpers ---- */
 
@@ -149,10 +147,9 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
 
 /* The link (bucket head or an entry's `next`) that points at the LIVE entry `e`; NULL only if
  * `e` is not in its chain, which the invariants exclude. */
-static mem_link *link_of_locked(const mem_store *s, mem_shard *sh, const mem_entry *e) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    (void)sh;
-    mem_link *link = bucket_of(s, e->hash);
+static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e) {
+    const mem_table *t = table_locked(sh);
+    mem_link *link = &t->heads[e->hash & t->mask];
     for (;;) {
         mem_entry *cur = atomic_load_explicit(link, memory_order_relaxed);
         if (CORRAL_NEVER(cur == NULL)) return NULL;
@@ -163,9 +160,9 @@ static mem_link *link_of_locked(const mem_store *s, mem_shard *sh, const mem_ent
 
 /* Links the filled entry `e` at the head of its chain: readers see all of it or nothing. */
 void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    (void)sh;
-    mem_link *head = bucket_of(s, e->hash);
+    (void)s;
+    const mem_table *t = table_locked(sh);
+    mem_link *head = &t->heads[e->hash & t->mask];
     atomic_store_explicit(&e->next, atomic_load_explicit(head, memory_order_relaxed),
                           memory_order_relaxed);
     atomic_store_explicit(head, e, memory_order_release);
@@ -174,7 +171,7 @@ void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) 
 /* Puts the filled entry `e` where `old` is, in one store: a reader finds one or the other. */
 void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    mem_link *link = link_of_locked(s, sh, old);
+    mem_link *link = link_of_locked(sh, old);
     if (CORRAL_NEVER(link == NULL)) {
         corral__mem_table_insert_locked(s, sh, e);
         return;
@@ -185,12 +182,104 @@ void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *ol
 }
 
 /* Unlinks `e`. Its own `next` stays, for readers standing on it. */
-static void table_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
-    CORRAL_ASSERT_HELD(&sh->lock);
-    mem_link *link = link_of_locked(s, sh, e);
+static void table_remove_locked(mem_shard *sh, mem_entry *e) {
+    mem_link *link = link_of_locked(sh, e);
     if (CORRAL_NEVER(link == NULL)) return;
     atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
                           memory_order_release);
+}
+
+/* ---- Resizes ---- */
+
+/* Sets up `t` as an empty table of 2^bits heads at `heads`. Zeroed memory is an array of NULL
+ * heads on every platform we build on (C11 leaves the representation of an atomic pointer
+ * open; we rely on it being the plain pointer's). */
+static void table_init(mem_table *t, mem_link *heads, unsigned bits) {
+    t->heads = heads;
+    t->mask = ((uint64_t)1 << bits) - 1;
+    t->bits = bits;
+    t->store = NULL;
+    memset(heads, 0, ((size_t)1 << bits) * sizeof *heads);
+}
+
+/* Moves every entry of shard `sh`'s table into `to` (empty, of any size) and publishes `to`.
+ * Chain by chain, each entry is unlinked from its old head and pushed onto its new chain, so a
+ * reader standing on any entry follows an acyclic chain, of the old table or the new one, and
+ * ends; a reader that finds nothing meanwhile walks again (mem_chain_retry): `resize_seq` is
+ * odd while entries move. Every link store is a release, so a reader that sees one sees the
+ * odd sequence. Work: one step per entry and per old head.
+ * XXX(#15): that is all of a shard's entries in one mutex hold (2^16 in a million-entry store
+ * of 16 shards); moving a bounded number of chains per write would bound it. */
+static void table_move_locked(mem_shard *sh, mem_table *to) {
+    mem_table *from = table_locked(sh);
+    uint32_t rs = atomic_load_explicit(&sh->resize_seq, memory_order_relaxed);
+    assert(!(rs & 1u));
+    atomic_store_explicit(&sh->resize_seq, rs + 1, memory_order_relaxed);
+    for (size_t i = 0; i <= from->mask; i++) {
+        mem_link *head = &from->heads[i];
+        mem_entry *e;
+        while ((e = atomic_load_explicit(head, memory_order_relaxed))) {
+            mem_link *dst = &to->heads[e->hash & to->mask];
+            atomic_store_explicit(head, atomic_load_explicit(&e->next, memory_order_relaxed),
+                                  memory_order_release);
+            atomic_store_explicit(&e->next, atomic_load_explicit(dst, memory_order_relaxed),
+                                  memory_order_release);
+            atomic_store_explicit(dst, e, memory_order_release);
+        }
+    }
+    atomic_store_explicit(&sh->table, to, memory_order_release);
+    atomic_store_explicit(&sh->resize_seq, rs + 2, memory_order_release);
+}
+
+/* Charges the shard for its table's new cost `cost` (0: the home table) in place of the old. */
+static void table_charge_locked(mem_shard *sh, size_t cost) {
+    size_t had = atomic_load_explicit(&sh->table_bytes, memory_order_relaxed);
+    size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
+    assert(used >= had);
+    used = used - had + cost;
+    assert(used <= sh->budget);
+    atomic_store_explicit(&sh->used, used, memory_order_relaxed);
+    atomic_store_explicit(&sh->table_bytes, cost, memory_order_relaxed);
+}
+
+void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
+    size_t bytes = mem_table_bytes(bits);
+    mem_table *to = corral__mem_block_alloc(&s->blocks, bytes);
+    if (!to) return;
+    table_init(to, (mem_link *)(to + 1), bits);
+    uint64_t now = clock_now(s);
+    read_lock(s);
+    shard_lock(sh);
+    size_t cost = corral__mem_block_cost(&s->blocks, bytes);
+    size_t had = atomic_load_explicit(&sh->table_bytes, memory_order_relaxed);
+    if (table_locked(sh)->bits + 1 == bits) /* no other writer grew it first */
+        corral__mem_make_room_locked(s, sh, cost - had, now);
+    mem_table *from = table_locked(sh);
+    if (from->bits + 1 == bits) { /* and eviction did not send it home */
+        table_move_locked(sh, to);
+        table_charge_locked(sh, cost);
+        if (from != &sh->home) corral__mem_table_retire(s, from);
+        to = NULL;
+    }
+    shard_unlock(sh);
+    read_unlock(s);
+    corral__mem_block_free(&s->blocks, to, bytes);
+}
+
+void corral__mem_table_home_locked(mem_store *s, mem_shard *sh) {
+    mem_table *from = table_locked(sh);
+    if (from == &sh->home) return;
+    table_move_locked(sh, &sh->home);
+    table_charge_locked(sh, 0);
+    corral__mem_table_retire(s, from);
+}
+
+size_t corral__mem_table_bytes(corral__store *base) {
+    mem_store *s = store_of(base);
+    size_t n = 0;
+    for (unsigned i = 0; i < s->nshards; i++)
+        n += atomic_load_explicit(&s->shards[i].table_bytes, memory_order_relaxed);
+    return n;
 }
 
 /* ---- Queues ---- */
@@ -285,7 +374,7 @@ void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral
     CORRAL_ASSERT_HELD(&sh->lock);
     CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     assert(mem_live(e));
-    table_remove_locked(s, sh, e);
+    table_remove_locked(sh, e);
     corral__mem_queue_unlink_locked(sh, e);
     corral__mem_account_locked(s, sh, e, why);
     corral__mem_entry_retire(s, e);
@@ -336,17 +425,20 @@ static int mem_get(corral__store *base, const corral__skey *k, corral_value **ou
 /* get_many overlaps its keys' cache misses: for each group of keys it prefetches their
  * buckets, then the first entry of each chain, then reads them as get does. A lone get waits
  * for its bucket, then for its entry; here a group's misses are in flight at once. One
- * read-side section covers the batch. */
+ * read-side section covers the batch, so the tables it prefetches from stay allocated. */
 static int mem_get_many(corral__store *base, const corral__skey *ks, size_t n, corral_value **out) {
     mem_store *s = store_of(base);
     read_lock(s);
     for (size_t i = 0; i < n; i += MEM_PREFETCH_GROUP) {
         size_t m = CORRAL_MIN(n - i, (size_t)MEM_PREFETCH_GROUP);
-        for (size_t j = 0; j < m; j++)
-            __builtin_prefetch(bucket_of(s, ks[i + j].hash));
         for (size_t j = 0; j < m; j++) {
-            const mem_entry *e =
-                atomic_load_explicit(bucket_of(s, ks[i + j].hash), memory_order_acquire);
+            const mem_table *t =
+                atomic_load_explicit(&shard_of(s, ks[i + j].hash)->table, memory_order_acquire);
+            __builtin_prefetch(&t->heads[ks[i + j].hash & t->mask]);
+        }
+        for (size_t j = 0; j < m; j++) {
+            uint32_t rs;
+            const mem_entry *e = mem_chain_rcu(shard_of(s, ks[i + j].hash), ks[i + j].hash, &rs);
             if (!e) continue;
             __builtin_prefetch(&e->next); /* the start of what a lookup reads */
             __builtin_prefetch(&e->val);  /* the reference a hit takes */
@@ -412,6 +504,12 @@ static int mem_clear(corral__store *base) {
             read_unlock(s);
             todo = n ? todo - n : 0;
         }
+        /* An emptied shard gives its table's bytes back. */
+        read_lock(s);
+        shard_lock(sh);
+        if (corral__mem_shard_count_locked(sh) == 0) corral__mem_table_home_locked(s, sh);
+        shard_unlock(sh);
+        read_unlock(s);
     }
     return CORRAL_OK;
 }
@@ -434,9 +532,10 @@ static void store_free(mem_store *s, unsigned shards_inited, bool sync_inited) {
         pthread_ok(pthread_cond_destroy(&s->rcu_idle));
         pthread_ok(pthread_mutex_destroy(&s->rcu_lock));
     }
-    corral__free(a, s->buckets, ((size_t)1 << s->bucket_bits) * sizeof *s->buckets);
     for (unsigned i = 0; i < shards_inited; i++) {
         mem_shard *sh = &s->shards[i];
+        mem_table *t = atomic_load_explicit(&sh->table, memory_order_relaxed);
+        if (t != &sh->home) corral__mem_block_free(&s->blocks, t, mem_table_bytes(t->bits));
         corral__free(a, sh->ghost, (sh->ghost_mask + 1) * sizeof *sh->ghost);
         corral__mutex_deinit(&sh->lock);
     }
@@ -517,16 +616,6 @@ static unsigned choose_shards(const corral__mem_config *cfg) {
     return n;
 }
 
-/* log2 of the bucket count: one bucket per MEM_BUCKET_BYTES of max_bytes, rounded up to a
- * power of two, within [2^MEM_MIN_BUCKET_BITS, 2^MEM_MAX_BUCKET_BITS]. */
-static unsigned choose_bucket_bits(size_t max_bytes) {
-    size_t want = max_bytes / MEM_BUCKET_BYTES;
-    unsigned bits = MEM_MIN_BUCKET_BITS;
-    while (bits < MEM_MAX_BUCKET_BITS && ((size_t)1 << bits) < want)
-        bits++;
-    return bits;
-}
-
 /* Where a hit mark saturates: SIEVE's visited bit, S3-FIFO's 2-bit frequency. LRU moves entries
  * instead of marking them. */
 static uint8_t hit_max_of(corral_eviction policy) {
@@ -546,19 +635,18 @@ static size_t ghost_slots(size_t budget) {
 }
 
 /* Each shard's budget: max_bytes / nshards, less, when the store bounds what the process holds
- * (libc's allocator: memory_block.h), a share of the store's fixed structures (the bucket array,
- * the ghost tables, the shards), at most half of max_bytes in all (only stores of a few KiB
- * reach that cap). With allocator hooks, the budgets bound the entries' bytes alone. */
+ * (libc's allocator: memory_block.h), a share of the store's fixed structures (the ghost
+ * tables, the shards with their home tables), at most half of max_bytes in all (only stores of
+ * a few KiB reach that cap). With allocator hooks, the budgets bound the entries' bytes and the
+ * tables on the heap alone; either way a shard's table on the heap counts in its `used`. */
 static size_t shard_budget(const mem_store *s, size_t max_bytes, unsigned nshards,
                            corral_eviction policy) {
     if (!s->blocks.real_cost) return max_bytes / nshards;
     size_t ghost =
         policy == CORRAL_EVICT_S3FIFO ? ghost_slots(max_bytes / nshards) * sizeof(uint32_t) : 0;
-    size_t fixed =
-        corral__mem_block_cost(&s->blocks, ((size_t)1 << s->bucket_bits) * sizeof(mem_link)) +
-        (size_t)nshards * corral__mem_block_cost(&s->blocks, ghost) +
-        corral__mem_block_cost(&s->blocks, (size_t)nshards * sizeof(mem_shard)) +
-        corral__mem_block_cost(&s->blocks, sizeof(mem_store));
+    size_t fixed = (size_t)nshards * corral__mem_block_cost(&s->blocks, ghost) +
+                   corral__mem_block_cost(&s->blocks, (size_t)nshards * sizeof(mem_shard)) +
+                   corral__mem_block_cost(&s->blocks, sizeof(mem_store));
     return (max_bytes - CORRAL_MIN(fixed, max_bytes / 2)) / nshards;
 }
 
@@ -586,8 +674,6 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->max_bytes = cfg->max_bytes;
     s->max_value_bytes = cfg->max_value_bytes;
     s->nshards = nshards;
-    s->bucket_bits = choose_bucket_bits(cfg->max_bytes);
-    s->bucket_mask = ((uint64_t)1 << s->bucket_bits) - 1;
     corral__mem_blocks_init(&s->blocks, env->alloc, cfg->max_bytes);
     size_t budget = shard_budget(s, cfg->max_bytes, nshards, policy);
     atomic_init(&s->reclaim_next, 0);
@@ -608,6 +694,10 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
         sh->blocks = &s->blocks;
         sh->small_budget = sh->budget / 100 * MEM_SMALL_PERCENT;
         atomic_init(&sh->used, 0);
+        atomic_init(&sh->table_bytes, 0);
+        atomic_init(&sh->resize_seq, 0);
+        table_init(&sh->home, sh->home_heads, MEM_HOME_BITS);
+        atomic_init(&sh->table, &sh->home);
         if (policy == CORRAL_EVICT_S3FIFO) {
             size_t slots = ghost_slots(sh->budget);
             sh->ghost = corral__calloc(env->alloc, slots, sizeof *sh->ghost);
@@ -619,10 +709,6 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
             goto fail;
         }
     }
-    /* Zeroed memory is an array of NULL heads on every platform we build on (C11 leaves the
-     * representation of an atomic pointer open; we rely on it being the plain pointer's). */
-    s->buckets = corral__calloc(env->alloc, (size_t)1 << s->bucket_bits, sizeof *s->buckets);
-    if (!s->buckets) goto fail;
     *out = &s->base;
     return CORRAL_OK;
 fail:

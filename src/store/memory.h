@@ -8,10 +8,12 @@
  * allocation asks the hooks for; with libc's malloc, what the process holds for it (glibc's size
  * word and rounding, or its own page-rounded mapping). Leases (lease_acquire) are entries
  * too: they count in used_bytes, are reported through the events callback under their key's
- * class like values, and may be evicted. The store's own structures (shards, the S3-FIFO ghost
- * table, the hash table's bucket array of 3 to 6 % of max_bytes: docs/eviction.md) come from
- * the same allocator, at open; with libc's malloc they are charged to the budget (each shard's
- * budget is max_bytes less their cost, over the shards), with hooks they are not.
+ * class like values, and may be evicted. Each shard's hash table, once it grows past the 16
+ * heads inside the shard, counts in used_bytes too (corral__mem_table_bytes), at most 8 bytes
+ * an entry, but is reported by no event. The store's fixed structures (shards, the S3-FIFO
+ * ghost table: docs/eviction.md) come from the same allocator, at open; with libc's malloc they
+ * are charged to the budget (each shard's budget is max_bytes less their cost, over the
+ * shards), with hooks they are not.
  *
  * Threads: every function is thread-safe, except that close must be the last call.
  */
@@ -59,6 +61,12 @@ void corral__mem_quiesce(corral__store *s);
 typedef bool (*corral__mem_guard_fn)(void *ctx);
 int corral__mem_set_guarded(corral__store *s, const corral__skey *k, const void *val, size_t len,
                             int64_t ttl_ms, corral__mem_guard_fn still, void *ctx);
+
+/* Bytes the shards' hash tables on the heap account for now: a part of used_bytes, which
+ * the events callback does not report (it reports entries). A shard's first table (16 heads)
+ * is part of the shard and counts for nothing; a table on the heap costs what its block costs
+ * (memory_block.h). Thread-safe. */
+size_t corral__mem_table_bytes(corral__store *s);
 
 /* Bytes one entry with these key and value lengths accounts for. */
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);

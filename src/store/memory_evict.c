@@ -81,7 +81,8 @@ static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
 }
 
 /* A ghost slot is picked by a multiplicative hash of the entry's 32 stored hash bits (their low
- * bits pick the shard and the bucket, so they alone would use a shard's share of the slots);
+ * bits pick the bucket and their top bits the shard, so they alone would use a shard's share of
+ * the slots);
  * it holds those bits, never 0. */
 static uint32_t *ghost_slot_locked(mem_shard *sh, uint32_t hash) {
     CORRAL_ASSERT_HELD(&sh->lock);
@@ -133,12 +134,18 @@ static mem_entry *victim_locked(mem_store *s, mem_shard *sh, uint64_t now) {
     }
 }
 
-/* Evicts until `need` more bytes fit the shard's budget. need <= budget (check_size). */
+/* Evicts until `need` more bytes fit the shard's budget. need <= budget (check_size). With
+ * no entry left, the shard's table on the heap goes too (back to its home table), so what
+ * check_size lets through always fits. */
 void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     assert(need <= sh->budget);
     while (atomic_load_explicit(&sh->used, memory_order_relaxed) > sh->budget - need) {
         mem_entry *v = victim_locked(s, sh, now);
+        if (v == NULL && table_locked(sh) != &sh->home) {
+            corral__mem_table_home_locked(s, sh);
+            continue;
+        }
         if (CORRAL_NEVER(v == NULL)) break;
         corral__mem_remove_locked(s, sh, v, is_expired(v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
     }

@@ -19,6 +19,10 @@
 /* Writers try the shard mutex this many times, pausing between tries, before they sleep on it:
  * a shard's critical section is shorter than a futex sleep and wake-up. */
 #define MEM_LOCK_SPINS 64u
+/* A shard's table grows only while the doubled table costs at most this share of its budget:
+ * a table of one head an entry is 8 bytes an entry, at most a twelfth of the smallest
+ * entry's. */
+#define MEM_TABLE_SHARE 8u
 
 /* ---- Small helpers ---- */
 
@@ -44,12 +48,6 @@ static inline size_t entry_bytes(const corral__mem_blocks *b, const mem_entry *e
     return corral__mem_block_cost(b, entry_block_bytes(e));
 }
 
-/* The shard that owns the bucket of `hash`: the top bits of the bucket index, so each shard
- * owns a contiguous range of buckets. */
-static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
-    return &s->shards[((hash & s->bucket_mask) * s->nshards) >> s->bucket_bits];
-}
-
 static inline bool is_expired(const mem_entry *e, uint64_t now) {
     uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
     return at != MEM_NEVER && now >= at;
@@ -69,11 +67,20 @@ static inline void shard_unlock(mem_shard *sh) {
     corral__mutex_unlock(&sh->lock);
 }
 
-/* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
- * until the section ends. Under the key's shard mutex, a found entry is LIVE. The stored hash
- * is compared first: a chain's other entries then cost one load each. */
-static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
-    mem_entry *e = atomic_load_explicit(bucket_of(s, k->hash), memory_order_acquire);
+/* The bytes of a table of 2^bits heads on the heap: its header, then the heads. */
+static inline size_t mem_table_bytes(unsigned bits) {
+    return sizeof(mem_table) + ((size_t)1 << bits) * sizeof(mem_link);
+}
+
+/* The shard's current table. Under its mutex, the only place it changes. */
+static inline mem_table *table_locked(mem_shard *sh) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    return atomic_load_explicit(&sh->table, memory_order_relaxed);
+}
+
+/* The entry of `k` in keyspace `kind` on the chain from `e`, or NULL. The stored hash is
+ * compared first: a chain's other entries then cost one load each. */
+static inline mem_entry *chain_find(mem_entry *e, const corral__skey *k, uint8_t kind) {
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
         if (e->hash == (uint32_t)k->hash &&
             (mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) ==
@@ -84,6 +91,35 @@ static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, u
         }
     }
     return NULL;
+}
+
+/* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
+ * until the section ends. A walk that finds nothing while a resize moves the shard's entries
+ * walks again (mem_chain_retry). Under the key's shard mutex, lookup_locked is the same. */
+static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
+    mem_shard *sh = shard_of(s, k->hash);
+    for (unsigned i = 0;; i++) {
+        uint32_t rs;
+        mem_entry *e = chain_find(mem_chain_rcu(sh, k->hash, &rs), k, kind);
+        if (e || !mem_chain_retry(sh, rs)) return e;
+        mem_spin(i);
+    }
+}
+
+/* lookup_rcu's first walk alone, in the key's shard `sh`: it may miss a present key while a
+ * resize moves entries. For a writer that looks again under the mutex when it finds nothing
+ * (a miss here costs no retry check). Call inside a read-side section. */
+static inline mem_entry *lookup_hint_rcu(mem_shard *sh, const corral__skey *k, uint8_t kind) {
+    uint32_t rs;
+    return chain_find(mem_chain_rcu(sh, k->hash, &rs), k, kind);
+}
+
+/* lookup_rcu under the mutex of the key's shard `sh`, where no resize runs: one walk answers,
+ * and a found entry is LIVE. Call inside a read-side section. */
+static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uint8_t kind) {
+    const mem_table *t = table_locked(sh);
+    return chain_find(atomic_load_explicit(&t->heads[k->hash & t->mask], memory_order_acquire), k,
+                      kind);
 }
 
 /* pthread calls on our own initialised objects fail only on a bug. */
@@ -121,6 +157,27 @@ void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *
 size_t corral__mem_shard_count_locked(mem_shard *sh);
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
 void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
+/* Doubles shard `sh`'s table to 2^bits heads if it still has 2^(bits - 1), evicting what the
+ * larger table's charge needs. Allocates the table before it takes the mutex (no allocator
+ * under a shard mutex); not inside a read-side section. An allocation that fails leaves the
+ * table as it was: its chains grow longer until a later write grows it. */
+void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits);
+/* Moves shard `sh`'s entries back into its `home` table and retires the table on the heap:
+ * for a shard with no entries left (clear, or eviction that found no victim). Call inside a
+ * read-side section. */
+void corral__mem_table_home_locked(mem_store *s, mem_shard *sh);
+
+/* The bits of the table shard `sh` should grow to, or 0: it holds more entries than heads,
+ * and the doubled table costs at most a MEM_TABLE_SHARE-th of its budget. Inline: every
+ * write that adds an entry asks. */
+static inline unsigned table_grow_bits_locked(const mem_store *s, mem_shard *sh) {
+    const mem_table *t = table_locked(sh);
+    if (sh->q[MEM_MAIN].count + sh->q[MEM_SMALL].count <= t->mask + 1 ||
+        t->bits >= MEM_MAX_BUCKET_BITS)
+        return 0;
+    size_t cost = corral__mem_block_cost(&s->blocks, mem_table_bytes(t->bits + 1));
+    return cost <= sh->budget / MEM_TABLE_SHARE ? t->bits + 1 : 0;
+}
 
 /* ---- memory_write.c: the writes (the vtable's set, del, touch, incr and leases) ---- */
 
@@ -154,6 +211,9 @@ void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e);
 
 /* Hands an entry already out of the table to the limbo. Call inside a read-side section. */
 void corral__mem_entry_retire(mem_store *s, mem_entry *e);
+/* Frees a table on the heap that a resize replaced, after a grace period. Call under the
+ * shard's mutex, after the new table is published. */
+void corral__mem_table_retire(mem_store *s, mem_table *t);
 /* Waits until every callback this store queued has run. Not inside a read-side section. */
 void corral__mem_wait_rcu_idle(mem_store *s);
 /* corral_value's release function of an entry: frees its block. */

@@ -21,6 +21,9 @@
  *   preceded by a release on the flush's head, which the flush acquires first. The limbo's
  *   atomics order a retire before the flush that takes its entry. With them our code needs no
  *   TSan suppression (scripts/tsan.supp is empty on purpose).
+ * - A table a resize replaced (memory.c) goes the same way with a call_rcu of its own: resizes
+ *   are few (a shard's table doubles), so each waits for its own grace period, and counts in
+ *   `rcu_pending` until it is freed.
  * - `rcu_lock` guards the last decrement of `rcu_pending`. It is a leaf of the lock order
  *   (docs/threads.md).
  *
@@ -100,6 +103,25 @@ void corral__mem_entry_retire(mem_store *s, mem_entry *e) {
         MEM_TSAN_RELEASE(&s->flush_head); /* shows TSan that call_rcu happens before the flush */
         call_rcu(&s->flush_head, mem_limbo_flush_rcu);
     }
+}
+
+/* Runs on liburcu's call_rcu thread: waits for a grace period of our read-side sections, which
+ * began after the table was replaced, and frees it. */
+static void mem_table_free_rcu(struct rcu_head *head) {
+    mem_table *t = CORRAL_CONTAINER_OF(head, mem_table, rcu);
+    MEM_TSAN_ACQUIRE(head); /* call_rcu happened before: see corral__mem_table_retire */
+    mem_store *s = t->store;
+    corral__reader_sync();
+    MEM_TSAN_ACQUIRE(&s->tsan_gp); /* every read-side section that saw it has ended */
+    corral__mem_block_free(&s->blocks, t, mem_table_bytes(t->bits));
+    pending_done(s, 1);
+}
+
+void corral__mem_table_retire(mem_store *s, mem_table *t) {
+    t->store = s;
+    atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
+    MEM_TSAN_RELEASE(&t->rcu); /* shows TSan that call_rcu happens before the free */
+    call_rcu(&t->rcu, mem_table_free_rcu);
 }
 
 void corral__mem_quiesce(corral__store *base) {

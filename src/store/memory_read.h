@@ -84,8 +84,9 @@ typedef struct mem_entry {
      * with acquire by readers; left as it is when the entry is unlinked. With `hash`, in one
      * 16-byte slot of the block (16-aligned): an entry a chain walk passes costs one line. */
     _Atomic(struct mem_entry *) next;
-    /* The low 32 bits of corral__skey.hash; immutable. They hold the bucket index (at most
-     * MEM_MAX_BUCKET_BITS bits), so the shard and the chain; a lookup compares them first. */
+    /* The low 32 bits of corral__skey.hash; immutable. They hold the shard (the top
+     * MEM_SHARD_BITS) and the bucket index (the low bits, at most MEM_MAX_BUCKET_BITS), so a
+     * resize finds the entry's new chain; a lookup compares them first. */
     uint32_t hash;
     /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
      * shard mutex. A reader that copies without a reference (get_into) checks it did not
@@ -140,7 +141,41 @@ typedef struct mem_queue {
     size_t count;
 } mem_queue;
 
+typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
+
+/* The shards: at most 2^MEM_SHARD_BITS. A key's shard is picked by the top MEM_SHARD_BITS of
+ * the 32 hash bits an entry keeps, its bucket by the low bits (at most MEM_MAX_BUCKET_BITS):
+ * disjoint bits, so a shard's table uses all of its heads, and a resize moves every entry to a
+ * bucket of the same shard. */
+#define MEM_MAX_SHARDS      1024u
+#define MEM_SHARD_BITS      10u
+#define MEM_HOME_BITS       4u  /* a shard's table starts at 2^4 heads, in the shard itself */
+#define MEM_MAX_BUCKET_BITS 22u /* 4M heads a shard: past it, chains grow */
+_Static_assert(MEM_MAX_SHARDS <= (1u << MEM_SHARD_BITS), "the shard bits pick every shard");
+_Static_assert(MEM_SHARD_BITS + MEM_MAX_BUCKET_BITS <= 32,
+               "the entry's 32-bit hash holds the shard and the bucket index apart");
+
+/* A shard's hash table: 2^bits chain heads. The shard publishes its current table through
+ * `mem_shard.table`; a resize (memory.c) moves every entry into a new table under the shard's
+ * mutex, publishes it and frees the old one after a grace period. A table starts as the
+ * shard's `home` table (never freed) and doubles on the heap as the shard's entries pass its
+ * heads. Immutable but for its heads, which change under the shard's mutex. */
+typedef struct mem_table {
+    mem_link *heads; /* 2^bits heads: the shard's `home_heads`, or just after this header */
+    uint64_t mask;   /* 2^bits - 1 */
+    unsigned bits;
+    mem_store *store;    /* a table on the heap: the store that frees it after a grace period */
+    struct rcu_head rcu; /* that free's call_rcu head */
+} mem_table;
+
 typedef struct mem_shard {
+    /* Loaded by every lookup and written only by a resize: on a line of their own, apart from
+     * the fields every write changes. `table` is the current table (release stores under
+     * `lock`, acquire loads); `resize_seq` is even, odd while a resize moves entries: a
+     * lookup that finds nothing walks again if it moved (mem_chain_retry). */
+    _Atomic(mem_table *) table;
+    _Atomic uint32_t resize_seq;
+    char pad_read[64 - sizeof(void *) - sizeof(uint32_t)];
     corral__mutex lock;
     mem_queue q[MEM_QUEUES];          /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;              /* accounted bytes; written under `lock`, read anywhere */
@@ -152,22 +187,20 @@ typedef struct mem_shard {
      * direct-mapped by hash (a newer key overwrites an older one in its slot). Under `lock`. */
     uint32_t *ghost;
     size_t ghost_mask;
+    /* What the current table costs when it is on the heap (memory_block.h), counted in `used`;
+     * 0 while it is `home`. Written under `lock`, read anywhere (corral__mem_table_bytes). */
+    _Atomic size_t table_bytes;
+    mem_table home;                           /* the first table, part of the shard */
+    mem_link home_heads[1u << MEM_HOME_BITS]; /* its heads */
     char pad[64]; /* keeps neighbouring shards' mutexes off one cache line */
 } mem_shard;
-
-typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
 
 struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
     uint32_t magic;
     corral__store_env env;     /* a copy; what it points to outlives the store */
     corral__mem_blocks blocks; /* the entries' blocks and what each costs (memory_block.h) */
-    /* 2^bucket_bits chain heads; the array is immutable, each head changes under the mutex of
-     * the shard that owns its bucket (shard_of). */
-    mem_link *buckets;
-    unsigned bucket_bits;
-    uint64_t bucket_mask;   /* 2^bucket_bits - 1 */
-    corral_eviction policy; /* never CORRAL_EVICT_DEFAULT */
+    corral_eviction policy;    /* never CORRAL_EVICT_DEFAULT */
     uint8_t hit_max; /* saturation of the hit mark (mem_hits): 1 (SIEVE), 3 (S3-FIFO), 0 (LRU) */
     size_t max_bytes;
     size_t max_value_bytes; /* 0: only the shard budget bounds a value */
@@ -202,8 +235,27 @@ static inline mem_store *store_of(corral__store *base) {
     return s;
 }
 
-static inline mem_link *bucket_of(const mem_store *s, uint64_t hash) {
-    return &s->buckets[hash & s->bucket_mask];
+/* The shard of `hash`: the top MEM_SHARD_BITS of its low 32 bits, scaled to the shards. */
+static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
+    return &s->shards[(((uint32_t)hash >> MEM_MAX_BUCKET_BITS) * s->nshards) >> MEM_SHARD_BITS];
+}
+
+/* The first entry of the chain of `hash` in the current table of its shard `sh`, with in *rs
+ * the resize sequence the walk starts at (for mem_chain_retry). Call inside a read-side
+ * section: a resize frees the table after a grace period. */
+static inline mem_entry *mem_chain_rcu(mem_shard *sh, uint64_t hash, uint32_t *rs) {
+    *rs = atomic_load_explicit(&sh->resize_seq, memory_order_acquire);
+    const mem_table *t = atomic_load_explicit(&sh->table, memory_order_acquire);
+    return atomic_load_explicit(&t->heads[hash & t->mask], memory_order_acquire);
+}
+
+/* True when a walk that began at resize sequence `rs` and found nothing may have missed its
+ * key: a resize was moving entries (odd) or moved them since. A walk that saw any link a
+ * resize changed (acquire loads of its release stores) sees the sequence it made odd, so a
+ * walk this lets stand read the chain as it was before any move: a key it did not find was
+ * not there. A hit needs no check: the key was compared. */
+static inline bool mem_chain_retry(mem_shard *sh, uint32_t rs) {
+    return (rs & 1u) || atomic_load_explicit(&sh->resize_seq, memory_order_acquire) != rs;
 }
 
 static inline uint64_t clock_now(const mem_store *s) {
@@ -382,6 +434,22 @@ static __attribute__((noinline, unused)) mem_entry *hot_find_after(mem_entry *e,
     return NULL;
 }
 
+/* hot_find's walk again after a miss that a resize of shard `sh` may have caused
+ * (mem_chain_retry), until a walk finds the entry or no resize moved entries during it. */
+static __attribute__((noinline, unused)) mem_entry *hot_find_again(mem_shard *sh,
+                                                                   const corral__keyscheme *ks,
+                                                                   const void *key, size_t key_len,
+                                                                   uint64_t hash) {
+    for (unsigned i = 0;; i++) {
+        mem_spin(i);
+        uint32_t rs;
+        mem_entry *e = mem_chain_rcu(sh, hash, &rs);
+        for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire))
+            if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) return e;
+        if (!mem_chain_retry(sh, rs)) return NULL;
+    }
+}
+
 /* The read path's start (corral__mem_get_into_hot, corral__mem_get_hot): hashes the key into
  * *hash and enters the read-side section, returning CORRAL_OK; or returns the answer, having
  * entered nothing: CORRAL_EBADKEY (its length), CORRAL__MEM_HOT_SLOW (LRU: a hit moves the
@@ -400,10 +468,13 @@ static inline int hot_begin(mem_store *s, const corral__keyscheme *ks, const voi
  * envelope header to the general path too. */
 static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, const void *key,
                                   size_t key_len, uint64_t hash, int *rc) {
-    mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
+    mem_shard *sh = shard_of(s, hash);
+    uint32_t rs;
+    mem_entry *e = mem_chain_rcu(sh, hash, &rs);
     while (e && e->hash != (uint32_t)hash)
         e = atomic_load_explicit(&e->next, memory_order_acquire);
     if (e && !hot_key_equal(e, ks, key, key_len)) e = hot_find_after(e, ks, key, key_len, hash);
+    if (!e && mem_chain_retry(sh, rs)) e = hot_find_again(sh, ks, key, key_len, hash);
     *rc = CORRAL_MISS;
     if (!e) return NULL;
     uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);

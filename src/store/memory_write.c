@@ -170,7 +170,7 @@ static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, c
                            corral__mem_guard_fn still, void *still_ctx, uint64_t now, int *rc) {
     bool done = false;
     read_lock(s);
-    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    mem_entry *e = lookup_hint_rcu(sh, k, MEM_VALUE); /* a miss: the allocating path looks again */
     /* A first look without the mutex, at lengths that may be changing: a size that cannot fit
      * does not take the mutex twice. */
     if (e && fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), k, len)) {
@@ -214,9 +214,9 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     read_lock(s);
     /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
      * mutex, an entry still LIVE is still in the table, so still the key's entry. */
-    mem_entry *old = lookup_rcu(s, k, kind);
+    mem_entry *old = lookup_hint_rcu(sh, k, kind);
     shard_lock(sh);
-    if (!old || !mem_live(old)) old = lookup_rcu(s, k, kind);
+    if (!old || !mem_live(old)) old = lookup_locked(sh, k, kind);
     bool live = old && !is_expired(old, now);
     if (still && !still(still_ctx)) {
         rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
@@ -230,9 +230,11 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
         e = NULL;
         rc = CORRAL_OK;
     }
+    unsigned grow = table_grow_bits_locked(s, sh);
     shard_unlock(sh);
     read_unlock(s);
     corral__mem_entry_discard(s, e);
+    if (grow) corral__mem_table_grow(s, sh, grow);
     return rc;
 }
 
@@ -246,7 +248,7 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
-    mem_entry *e = lookup_rcu(s, k, kind);
+    mem_entry *e = lookup_locked(sh, k, kind);
     if (e && is_expired(e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e && (!token || (e->val.len == token_len &&
@@ -306,7 +308,7 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
-    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+    mem_entry *e = lookup_locked(sh, k, MEM_VALUE);
     if (e && is_expired(e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
@@ -372,7 +374,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
             goto done;
         }
         shard_lock(sh);
-        if (lookup_rcu(s, k, MEM_VALUE) == e && !is_expired(e, now) &&
+        if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(e, now) &&
             atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
             atomic_store_explicit(&ne->expires_ns,
                                   atomic_load_explicit(&e->expires_ns, memory_order_relaxed),

@@ -128,11 +128,12 @@ static size_t used(fx *f) {
     return f->s->ops->used_bytes(f->s);
 }
 
-/* After every freed entry is gone: used_bytes == the events' balance == entry bytes the
- * allocator holds. */
+/* After every freed entry and table is gone: used_bytes == the events' balance (the entries)
+ * plus the tables on the heap == the bytes the allocator holds beyond the store's own. */
 static void check_accounting(fx *f) {
     corral__mem_quiesce(f->s);
-    assert_int_equal((long long)used(f), event_balance(&f->rec));
+    assert_int_equal((long long)used(f),
+                     event_balance(&f->rec) + (long long)corral__mem_table_bytes(f->s));
     assert_int_equal(outstanding(&f->ca) - f->baseline, used(f));
 }
 
@@ -477,7 +478,8 @@ static void test_mem_write_reclaims_a_few_expired_entries_per_call(void **state)
     assert_in_range(first, 1, 4); /* a few, never the whole shard */
     assert_int_equal(set(f, "fresh2", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
     assert_in_range(events(&f->rec, CORRAL__EXPIRED) - first, 1, 4);
-    assert_int_equal((long long)used(f), event_balance(&f->rec));
+    assert_int_equal((long long)used(f),
+                     event_balance(&f->rec) + (long long)corral__mem_table_bytes(f->s));
     long left = 40 - events(&f->rec, CORRAL__EXPIRED);
     assert_int_equal(corral__mem_reclaim(f->s, 100), left);
     fx_close(f);
@@ -510,7 +512,7 @@ static void test_mem_reclaim_removes_at_most_its_budget(void **state) {
     assert_int_equal(corral__mem_reclaim(f->s, 1000), 30);
     assert_int_equal(corral__mem_reclaim(f->s, 1000), 0);
     assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 40);
-    assert_int_equal(used(f), corral__mem_entry_bytes(4, 1));
+    assert_int_equal(used(f), corral__mem_entry_bytes(4, 1) + corral__mem_table_bytes(f->s));
     expect_stored(f, "live", "v");
     fx_close(f);
 }
@@ -1454,6 +1456,208 @@ static void test_mem_readers_never_miss_a_key_while_its_chain_changes(void **sta
     fx_close(f); /* used == events == allocator */
 }
 
+/* ---- Tables that grow ---- */
+
+/* The bytes the shards' tables on the heap hold, from the tables themselves: a header and
+ * 8 bytes a head (memory_read.h); a shard's home table is part of the shard. */
+static size_t heap_table_bytes(fx *f) {
+    mem_store *ms = (mem_store *)f->s;
+    size_t n = 0;
+    for (unsigned i = 0; i < ms->nshards; i++) {
+        const mem_table *t = atomic_load(&ms->shards[i].table);
+        if (t != &ms->shards[i].home) n += sizeof *t + (sizeof(mem_link) << t->bits);
+    }
+    return n;
+}
+
+/* The fewest heads a shard's table has, in units of its entries (a load of at most 1). */
+static void expect_a_head_per_entry(fx *f) {
+    mem_store *ms = (mem_store *)f->s;
+    for (unsigned i = 0; i < ms->nshards; i++) {
+        const mem_shard *sh = &ms->shards[i];
+        size_t count = sh->q[MEM_MAIN].count + sh->q[MEM_SMALL].count;
+        assert_true(count <= ((size_t)1 << atomic_load(&sh->table)->bits));
+    }
+}
+
+static int set_key(fx *f, int i, const char *v) {
+    char k[16];
+    snprintf(k, sizeof k, "key:%d", i);
+    return set(f, k, v, CORRAL__NO_EXPIRY);
+}
+
+static int get_key(fx *f, int i) {
+    char k[16];
+    snprintf(k, sizeof k, "key:%d", i);
+    return get_rc(f, k);
+}
+
+/* Filled from empty, each shard's table doubles as its entries pass its heads; after every
+ * growth each key written is still found, and used_bytes is the entries' bytes plus the
+ * tables', to the byte, which is what the allocator holds beyond the store itself. */
+static void test_mem_tables_grow_with_entries_and_keep_every_key(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 4);
+    size_t entry = corral__mem_entry_bytes(8, 5); /* "key:1000" .. "key:2999", "value" */
+    int growths = 0;
+    size_t tables = 0;
+    for (int i = 1000; i < 3000; i++) {
+        assert_int_equal(set_key(f, i, "value"), CORRAL_OK);
+        expect_a_head_per_entry(f);
+        if (heap_table_bytes(f) == tables) continue;
+        growths++;
+        tables = heap_table_bytes(f);
+        for (int j = 1000; j <= i; j++)
+            assert_int_equal(get_key(f, j), CORRAL_OK);
+        assert_int_equal(corral__mem_table_bytes(f->s), tables);
+        assert_int_equal(used(f), (size_t)(i - 999) * entry + tables);
+        check_accounting(f); /* the old tables were freed */
+    }
+    assert_true(growths >= 4 * 5); /* ~500 entries a shard: 16 heads to 512, or more */
+    fx_close(f);                   /* frees the tables: the allocator holds nothing */
+}
+
+/* clear gives every table on the heap back, to the byte; the store grows them again. */
+static void test_mem_clear_frees_the_tables(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 2);
+    for (int i = 0; i < 500; i++)
+        assert_int_equal(set_key(f, i, "v"), CORRAL_OK);
+    assert_true(corral__mem_table_bytes(f->s) > 0);
+    assert_int_equal(f->s->ops->clear(f->s), CORRAL_OK);
+    assert_int_equal(corral__mem_table_bytes(f->s), 0);
+    assert_int_equal(used(f), 0);
+    corral__mem_quiesce(f->s);
+    assert_int_equal(outstanding(&f->ca), f->baseline);
+    for (int i = 0; i < 500; i++)
+        assert_int_equal(set_key(f, i, "v"), CORRAL_OK);
+    assert_int_equal(corral__mem_table_bytes(f->s), heap_table_bytes(f));
+    assert_true(heap_table_bytes(f) > 0);
+    fx_close(f);
+}
+
+/* A full store whose eviction finds no entry left to make room for a large one sends the
+ * shard's table home, so an entry of the whole budget still fits. */
+static void test_mem_entry_of_the_whole_budget_fits_after_tables_grew(void **state) {
+    (void)state;
+    size_t max = 64 * 1024;
+    fx *f = fx_open(max, CORRAL_EVICT_DEFAULT, 1);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(set_key(f, i, "v"), CORRAL_OK);
+    assert_true(corral__mem_table_bytes(f->s) > 0);
+    static char big[64 * 1024];
+    size_t len = max - corral__mem_entry_bytes(3, 100) + 100; /* an entry of max bytes */
+    memset(big, 'b', len);
+    corral__skey sk = ss_key("big");
+    assert_int_equal(f->s->ops->set(f->s, &sk, big, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_OK);
+    assert_int_equal(corral__mem_table_bytes(f->s), 0);
+    assert_int_equal(used(f), max);
+    fx_close(f);
+}
+
+/* Readers look up keys known to be present while one writer inserts enough keys to double a
+ * shard's table ten times: no lookup may miss, on the general path (get_into, get_many) or
+ * the read path (corral__mem_get_into_hot), whatever table or chain a resize has them on. */
+#define GROW_KEYS    20000
+#define GROW_READERS 2
+
+typedef struct grow_arg {
+    fx *f;
+    pthread_barrier_t *start;
+    _Atomic int *inserted; /* keys 0 .. inserted - 1 are present */
+    _Atomic bool *done;
+    unsigned id;
+    long lookups, misses;
+} grow_arg;
+
+static int grow_key(char *k, size_t cap, int i) {
+    return snprintf(k, cap, ":1:g%d", i);
+}
+
+static void *grow_main(void *p) {
+    grow_arg *a = p;
+    corral__store *s = a->f->s;
+    corral__keyscheme ks;
+    corral__keyscheme_init(&ks, "", 0, 1, false, NULL, NULL);
+    char k[32], buf[16];
+    int rc = pthread_barrier_wait(a->start);
+    assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
+    if (a->id == 0) { /* the writer */
+        for (int i = 0; i < GROW_KEYS; i++) {
+            int kl = grow_key(k, sizeof k, i);
+            corral__skey sk = KH(k, corral__key_hash(&ks, k, (size_t)kl));
+            assert_int_equal(s->ops->set(s, &sk, "v", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                             CORRAL_OK);
+            atomic_store_explicit(a->inserted, i + 1, memory_order_release);
+        }
+        atomic_store(a->done, true);
+        return NULL;
+    }
+    uint64_t x = 0x2545f4914f6cdd1du * a->id;
+    while (!atomic_load(a->done)) {
+        int n = atomic_load_explicit(a->inserted, memory_order_acquire);
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        int i = (int)((x >> 33) % (uint64_t)n);
+        int kl = grow_key(k, sizeof k, i);
+        corral__skey sk = KH(k, corral__key_hash(&ks, k, (size_t)kl));
+        size_t len = 0, hlen = 0;
+        uint16_t cls = 0;
+        corral_value *v = NULL;
+        switch (x % 3) {
+        case 0: rc = s->ops->get_into(s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen); break;
+        case 1:
+            rc = corral__mem_get_into_hot(s, &ks, k + 3, (size_t)kl - 3, buf, 16, &len, &cls);
+            break;
+        default:
+            assert_int_equal(s->ops->get_many(s, &sk, 1, &v), CORRAL_OK);
+            rc = v ? CORRAL_OK : CORRAL_MISS;
+            corral_value_unref(v);
+            break;
+        }
+        a->lookups++;
+        if (rc != CORRAL_OK) a->misses++;
+    }
+    return NULL;
+}
+
+static void test_mem_readers_find_present_keys_while_tables_grow(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    _Atomic int inserted = 0;
+    _Atomic bool done = false;
+    corral__keyscheme ks;
+    corral__keyscheme_init(&ks, "", 0, 1, false, NULL, NULL);
+    /* The readers' first keys, before the writer starts: 8, in the home table. */
+    for (int i = 0; i < 8; i++) {
+        char k[32];
+        int kl = grow_key(k, sizeof k, i);
+        corral__skey sk = KH(k, corral__key_hash(&ks, k, (size_t)kl));
+        assert_int_equal(
+            f->s->ops->set(f->s, &sk, "v", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0), CORRAL_OK);
+    }
+    atomic_store(&inserted, 8);
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, 1 + GROW_READERS), 0);
+    grow_arg a[1 + GROW_READERS];
+    pthread_t t[1 + GROW_READERS];
+    for (unsigned i = 0; i <= GROW_READERS; i++) {
+        a[i] = (grow_arg){ .f = f, .start = &start, .inserted = &inserted, .done = &done, .id = i };
+        assert_int_equal(pthread_create(&t[i], NULL, grow_main, &a[i]), 0);
+    }
+    long lookups = 0;
+    for (unsigned i = 0; i <= GROW_READERS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(a[i].misses, 0);
+        lookups += a[i].lookups;
+    }
+    assert_int_equal(pthread_barrier_destroy(&start), 0);
+    assert_true(lookups > 0);
+    const mem_table *tb = atomic_load(&((mem_store *)f->s)->shards[0].table);
+    assert_true(tb->bits >= 15); /* 16 heads to 32768: eleven resizes */
+    fx_close(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         STORE_SUITE_TESTS(&mem_target),
@@ -1492,6 +1696,10 @@ int main(void) {
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
         cmocka_unit_test(test_mem_get_many_answers_as_get_does),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
+        cmocka_unit_test(test_mem_tables_grow_with_entries_and_keep_every_key),
+        cmocka_unit_test(test_mem_clear_frees_the_tables),
+        cmocka_unit_test(test_mem_entry_of_the_whole_budget_fits_after_tables_grew),
+        cmocka_unit_test(test_mem_readers_find_present_keys_while_tables_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
