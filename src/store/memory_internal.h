@@ -50,6 +50,19 @@ static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
     return &s->shards[((hash & s->bucket_mask) * s->nshards) >> s->bucket_bits];
 }
 
+/* How many entries of `sh` have an expiry: exact under its mutex, a hint without it. */
+static inline size_t shard_expiring(const mem_shard *sh) {
+    return atomic_load_explicit(&sh->expiring, memory_order_relaxed);
+}
+
+/* Counts `plus` entries with an expiry into shard `sh` and `minus` out of it. */
+static inline void shard_expiring_add_locked(mem_shard *sh, size_t plus, size_t minus) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    size_t n = shard_expiring(sh);
+    assert(n + plus >= minus);
+    atomic_store_explicit(&sh->expiring, n + plus - minus, memory_order_relaxed);
+}
+
 static inline bool is_expired(const mem_entry *e, uint64_t now) {
     uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
     return at != MEM_NEVER && now >= at;

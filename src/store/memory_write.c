@@ -110,8 +110,7 @@ static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k
 static void account_overwrite_locked(mem_store *s, mem_shard *sh, const mem_entry *e,
                                      bool had_expiry, uint64_t at) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    assert(sh->expiring >= had_expiry);
-    sh->expiring = sh->expiring - had_expiry + (at != MEM_NEVER);
+    shard_expiring_add_locked(sh, at != MEM_NEVER, had_expiry);
     if (s->env.events.changed)
         s->env.events.changed(s->env.events.ctx, e->cls, CORRAL__OVERWRITTEN,
                               entry_bytes(&s->blocks, e));
@@ -162,19 +161,56 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     return true;
 }
 
+/* ---- The time of a write ----
+ * A write needs the time only to compare it with expiries: the key's old entry's (is it
+ * live?), those of the entries the write scan examines, and eviction's, which takes an expired
+ * entry first. So a write reads the clock (about 28 ns of clock_gettime on a guest) only when
+ * it gives a TTL or when its shard holds an entry with an expiry: with none (the shard's
+ * `expiring` 0 under its mutex) and no TTL, every entry it may examine is unexpired at any
+ * time, so its decisions are those of any time and 0 stands in for it. */
+
+typedef struct write_time {
+    uint64_t now; /* the clock's time once is_read; 0 before */
+    bool is_read;
+} write_time;
+
+/* Before the shard mutex: the time of a write with a TTL (ttl_ms not CORRAL__NO_EXPIRY), or
+ * of one into a shard that holds an entry with an expiry (a peek, without the mutex:
+ * shard_lock_timed looks again under it); else nothing is read yet. Reading the clock here
+ * keeps it out of the critical section (and the hook out from under the mutex). */
+static inline write_time write_time_begin(const mem_store *s, const mem_shard *sh, int64_t ttl_ms) {
+    if (ttl_ms != CORRAL__NO_EXPIRY || shard_expiring(sh) != 0)
+        return (write_time){ .now = clock_now(s), .is_read = true };
+    return (write_time){ .now = 0, .is_read = false };
+}
+
+/* Takes the mutex of shard `sh` for a write, with the time it decides with in t->now. If an
+ * entry with an expiry came into the shard since write_time_begin looked, the clock is read
+ * with the mutex released (the clock hook is never called under a shard mutex:
+ * docs/threads.md) and the mutex taken again; what the caller read before the mutex it checks
+ * again under it, as it does anyway. */
+static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
+    shard_lock(sh);
+    if (t->is_read || shard_expiring(sh) == 0) return;
+    shard_unlock(sh);
+    *t = (write_time){ .now = clock_now(s), .is_read = true };
+    shard_lock(sh);
+}
+
 /* set and add of a value, in place when they can: true when it decided the write (*rc its
  * outcome), false when the allocating path must (no live entry of the key, a block of another
  * cost, a reference held on the value). */
 static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, const void *val,
                            size_t len, uint64_t at, corral__set_mode mode,
-                           corral__mem_guard_fn still, void *still_ctx, uint64_t now, int *rc) {
+                           corral__mem_guard_fn still, void *still_ctx, write_time *t, int *rc) {
     bool done = false;
     read_lock(s);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     /* A first look without the mutex, at lengths that may be changing: a size that cannot fit
      * does not take the mutex twice. */
     if (e && fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), k, len)) {
-        shard_lock(sh);
+        shard_lock_timed(s, sh, t);
+        uint64_t now = t->now;
         if (mem_live(e) && !is_expired(e, now) &&
             fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, k, len)) {
             done = true;
@@ -203,10 +239,10 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     mem_shard *sh = shard_of(s, k->hash);
     int rc = corral__mem_check_size(s, sh, k->len, len, kind);
     if (rc != CORRAL_OK) return rc;
-    uint64_t now = clock_now(s);
-    uint64_t at = corral__mem_expiry_at(now, ttl_ms);
+    write_time t = write_time_begin(s, sh, ttl_ms);
+    uint64_t at = ttl_ms == CORRAL__NO_EXPIRY ? MEM_NEVER : corral__mem_expiry_at(t.now, ttl_ms);
     if (kind == MEM_VALUE && len <= MEM_INPLACE_MAX &&
-        write_in_place(s, sh, k, val, len, at, mode, still, still_ctx, now, &rc))
+        write_in_place(s, sh, k, val, len, at, mode, still, still_ctx, &t, &rc))
         return rc;
     mem_entry *e = corral__mem_entry_new(s, k, kind, val, len, at);
     if (!e) return CORRAL_ENOMEM;
@@ -215,7 +251,8 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
      * mutex, an entry still LIVE is still in the table, so still the key's entry. */
     mem_entry *old = lookup_rcu(s, k, kind);
-    shard_lock(sh);
+    shard_lock_timed(s, sh, &t);
+    uint64_t now = t.now;
     if (!old || !mem_live(old)) old = lookup_rcu(s, k, kind);
     bool live = old && !is_expired(old, now);
     if (still && !still(still_ctx)) {
@@ -311,8 +348,9 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
         uint64_t at = corral__mem_expiry_at(now, ttl_ms);
-        sh->expiring -= atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
-        sh->expiring += at != MEM_NEVER;
+        shard_expiring_add_locked(sh, at != MEM_NEVER,
+                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed) !=
+                                      MEM_NEVER);
         atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
         rc = CORRAL_OK;
     }

@@ -44,9 +44,11 @@
 
 typedef struct fake_clock {
     _Atomic uint64_t now_ns;
+    _Atomic long reads; /* calls of fake_now */
 } fake_clock;
 
 static uint64_t fake_now(void *ctx) {
+    atomic_fetch_add(&((fake_clock *)ctx)->reads, 1);
     return atomic_load(&((fake_clock *)ctx)->now_ns);
 }
 
@@ -1250,6 +1252,84 @@ static void test_mem_gets_read_the_clock_only_for_entries_that_expire(void **sta
     fx_close(f);
 }
 
+/* The clock reads of one write, from a count of zero. */
+static long clock_reads_of(fx *f, const char *k, const char *v, int64_t ttl_ms,
+                           corral__set_mode m) {
+    atomic_store(&f->clock.reads, 0);
+    assert_int_equal(set_mode(f, k, v, ttl_ms, m), CORRAL_OK);
+    return atomic_load(&f->clock.reads);
+}
+
+/* A write without a TTL into a shard where no entry expires needs no time: not for an insert,
+ * an add, an overwrite in place or one that allocates. One with a TTL reads the clock once,
+ * and so does one without, once the shard holds an entry that expires (the write scan). */
+static void test_mem_sets_read_the_clock_only_when_an_expiry_needs_it(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    assert_int_equal(clock_reads_of(f, "a", "one", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 0);
+    assert_int_equal(clock_reads_of(f, "a", "two", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 0);
+    assert_int_equal(events(&f->rec, CORRAL__OVERWRITTEN), 1);
+    assert_int_equal(
+        clock_reads_of(f, "a", "a longer value", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 0);
+    assert_int_equal(clock_reads_of(f, "b", "v", CORRAL__NO_EXPIRY, CORRAL__SET_NX), 0);
+    assert_int_equal(clock_reads_of(f, "c", "v", 1000, CORRAL__SET_ALWAYS), 1);
+    assert_int_equal(clock_reads_of(f, "a", "three", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 1);
+    assert_int_equal(clock_reads_of(f, "a", "four!", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 1);
+    expect_stored(f, "a", "four!");
+    fx_close(f);
+}
+
+/* A write without a TTL still finds the key's entry expired when it is: a set of the same size
+ * replaces it as EXPIRED (not an overwrite in place of a live entry), an add succeeds, and the
+ * entry given an expiry by touch counts too. */
+static void test_mem_set_without_ttl_treats_an_expired_entry_as_expired(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    assert_int_equal(set(f, "j", "one", 100), CORRAL_OK);
+    assert_int_equal(set(f, "k", "old", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(touch(f, "k", 100), CORRAL_OK);
+    advance_ms(f, 100);
+    assert_int_equal(set(f, "j", "two", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(events(&f->rec, CORRAL__OVERWRITTEN), 0);
+    assert_int_equal(set_mode(f, "k", "new", CORRAL__NO_EXPIRY, CORRAL__SET_NX), CORRAL_OK);
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 2);
+    assert_int_equal(events(&f->rec, CORRAL__REPLACED), 0);
+    expect_stored(f, "j", "two");
+    expect_stored(f, "k", "new");
+    fx_close(f);
+}
+
+/* An allocator that, once armed, writes "e" with a TTL of 1 ms and moves the clock past it from
+ * inside the next allocation: after a write without a TTL looked at its shard (no entry with
+ * an expiry) and before it takes the shard's mutex. `ctx` is the fixture's counter, its first
+ * member. */
+static _Atomic bool sneak_armed;
+
+static void *sneaking_alloc(void *ctx, size_t n) {
+    if (atomic_exchange(&sneak_armed, false)) {
+        fx *f = (fx *)ctx;
+        assert_int_equal(set(f, "e", "v", 1), CORRAL_OK);
+        advance_ms(f, 1);
+    }
+    return count_alloc(ctx, n);
+}
+
+/* The write then reads the clock after all, and its write scan removes "e" as expired. */
+static void test_mem_write_reads_the_clock_for_an_expiry_that_came_while_it_locked(void **state) {
+    (void)state;
+    fx *f = fx_init(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    f->alloc.alloc = sneaking_alloc;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    f->baseline = outstanding(&f->ca);
+    atomic_store(&sneak_armed, true);
+    assert_int_equal(set(f, "x", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_false(atomic_load(&sneak_armed));
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 1);
+    assert_int_equal(get_rc(f, "e"), CORRAL_MISS);
+    expect_stored(f, "x", "v");
+    fx_close(f);
+}
+
 /* get_many (prefetching groups of keys) answers as get does, key by key: across more than one
  * group, an expired entry is a miss and is reaped (EXPIRED), the rest are hits, absent keys
  * miss. */
@@ -1384,6 +1464,9 @@ int main(void) {
         cmocka_unit_test(test_mem_removed_entry_outlives_the_sections_that_saw_it),
         cmocka_unit_test(test_mem_set_guarded_stores_only_what_its_guard_allows),
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
+        cmocka_unit_test(test_mem_sets_read_the_clock_only_when_an_expiry_needs_it),
+        cmocka_unit_test(test_mem_set_without_ttl_treats_an_expired_entry_as_expired),
+        cmocka_unit_test(test_mem_write_reads_the_clock_for_an_expiry_that_came_while_it_locked),
         cmocka_unit_test(test_mem_get_many_answers_as_get_does),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
     };
