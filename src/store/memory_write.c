@@ -229,21 +229,34 @@ static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, c
     return done;
 }
 
+/* True when a value of `len` bytes under `k` may be tried in place (write_in_place) before
+ * corral__mem_check_size: a value only the key's entry's block would hold. That block passed
+ * the size check with a value of the same entry size, so of the check only the value bound
+ * is left (a short key's padding holds a longer value than the one before), and the key's
+ * length, so that the lookup compares only lengths an entry can have. */
+static inline bool may_write_in_place(const mem_store *s, const corral__skey *k, uint8_t kind,
+                                      size_t len) {
+    return kind == MEM_VALUE && len <= MEM_INPLACE_MAX && k->len <= MEM_KLEN_MAX &&
+           (s->max_value_bytes == 0 || len <= s->max_value_bytes);
+}
+
 /* ---- Writes that allocate ---- */
 
-/* The write path of set, add and lease_acquire: an overwrite in place when it can be; else
- * builds the entry outside the lock, then decides under the shard mutex. */
+/* The write path of set, add and lease_acquire: an overwrite in place when it can be, tried
+ * before the size check (may_write_in_place); else checks the size, builds the entry outside
+ * the lock, then decides under the shard mutex. */
 static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
                        size_t len, int64_t ttl_ms, corral__set_mode mode,
                        corral__mem_guard_fn still, void *still_ctx) {
     mem_shard *sh = shard_of(s, k->hash);
-    int rc = corral__mem_check_size(s, sh, k->len, len, kind);
-    if (rc != CORRAL_OK) return rc;
     write_time t = write_time_begin(s, sh, ttl_ms);
     uint64_t at = ttl_ms == CORRAL__NO_EXPIRY ? MEM_NEVER : corral__mem_expiry_at(t.now, ttl_ms);
-    if (kind == MEM_VALUE && len <= MEM_INPLACE_MAX &&
+    int rc;
+    if (may_write_in_place(s, k, kind, len) &&
         write_in_place(s, sh, k, val, len, at, mode, still, still_ctx, &t, &rc))
         return rc;
+    rc = corral__mem_check_size(s, sh, k->len, len, kind);
+    if (rc != CORRAL_OK) return rc;
     mem_entry *e = corral__mem_entry_new(s, k, kind, val, len, at);
     if (!e) return CORRAL_ENOMEM;
 

@@ -357,6 +357,41 @@ static void test_mem_refuses_values_too_big_without_change(void **state) {
 /* An entry holds its key's length in 13 bits (mem_entry.kw, beside the kind, queue and live
  * flags): a key of MEM_KLEN_MAX bytes is stored and found, in both keyspaces, and the kind bit
  * next to the length keeps them apart; one byte more is refused, changing nothing. */
+/* An overwrite in place keeps the value bound: a value over it is refused even where the old
+ * entry's block would hold it (a one-byte key pads its block to 16 bytes of key and value). */
+static void test_mem_overwrite_in_place_keeps_the_value_bound(void **state) {
+    (void)state;
+    fx *f = fx_init(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    f->cfg.max_value_bytes = 4;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    f->baseline = outstanding(&f->ca);
+    assert_int_equal(corral__mem_entry_bytes(1, 3), corral__mem_entry_bytes(1, 8));
+    assert_int_equal(set(f, "k", "abc", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(set(f, "k", "abcdefgh", CORRAL__NO_EXPIRY), CORRAL_ETOOBIG);
+    assert_int_equal(set(f, "k", "wxyz", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(events(&f->rec, CORRAL__OVERWRITTEN), 1);
+    expect_stored(f, "k", "wxyz");
+    fx_close(f);
+}
+
+/* A key one byte over the header's limit is refused before any lookup: its length, masked to
+ * the header's bits, reads as the lease flag over an empty key, which a lookup would then
+ * compare over the over-long key's length. */
+static void test_mem_refuses_a_key_over_the_limit_beside_an_empty_lease(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    corral__skey empty = { .data = "", .len = 0, .hash = 7, .cls = 1 };
+    assert_int_equal(f->s->ops->lease_acquire(f->s, &empty, "t", 1, 1000), CORRAL_OK);
+    char *key = calloc(1, MEM_KW_LEASE);
+    assert_non_null(key);
+    corral__skey over = { .data = key, .len = MEM_KW_LEASE, .hash = 7, .cls = 1 };
+    assert_int_equal(f->s->ops->set(f->s, &over, "v", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_ETOOBIG);
+    assert_int_equal(f->s->ops->lease_release(f->s, &empty, "t", 1), CORRAL_OK);
+    free(key);
+    fx_close(f);
+}
+
 static void test_mem_key_length_limit_of_the_entry_header(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
@@ -1436,7 +1471,9 @@ int main(void) {
         cmocka_unit_test(test_mem_entry_bytes_is_exactly_what_the_allocator_gives),
         cmocka_unit_test(test_mem_value_outlives_its_removal_until_released),
         cmocka_unit_test(test_mem_refuses_values_too_big_without_change),
+        cmocka_unit_test(test_mem_overwrite_in_place_keeps_the_value_bound),
         cmocka_unit_test(test_mem_key_length_limit_of_the_entry_header),
+        cmocka_unit_test(test_mem_refuses_a_key_over_the_limit_beside_an_empty_lease),
         cmocka_unit_test(test_mem_keeps_an_envelope_header_of_the_longest_length),
         cmocka_unit_test(test_mem_values_are_freed_by_the_release_their_index_names),
         cmocka_unit_test(test_mem_open_refuses_invalid_configs),
