@@ -99,6 +99,21 @@ static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, u
     return NULL;
 }
 
+/* lookup_rcu of the store key "<ks->hdr><key>" of a hot scheme's user key (hashed to `hash` by
+ * corral__key_hash_hot_inline) in keyspace MEM_VALUE, without that key built: the header is
+ * compared as two masked words, the user key's bytes where the caller has them. */
+static inline mem_entry *hot_lookup_rcu(const mem_store *s, const corral__keyscheme *ks,
+                                        const void *key, size_t key_len, uint64_t hash) {
+    mem_entry *e = atomic_load_explicit(bucket_of(s, hash), memory_order_acquire);
+    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+        if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) {
+            CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
+            return e;
+        }
+    }
+    return NULL;
+}
+
 /* pthread calls on our own initialised objects fail only on a bug. */
 static inline void pthread_ok(int rc) {
     assert(rc == 0);

@@ -11,6 +11,10 @@
  * to end before it takes a reference, a get_into copies again if the entry's `seq` moved
  * (memory_read.h); a value handed out is never rewritten, since a reference held refuses the
  * write, which then takes the allocating path. docs/memory-store.md has the measurements.
+ *
+ * corral_set on a hot key scheme writes through corral__mem_set_hot: the same path, given the
+ * user key as the caller has it, so that an overwrite in place neither builds nor checks the
+ * store key (docs/memory-density.md, "The set path above the store").
  */
 #include "memory_internal.h"
 #include "../envelope.h"
@@ -92,15 +96,17 @@ static void copy_in(unsigned char *dst, const void *src, size_t n) {
 #endif
 }
 
-/* True when a value of `len` bytes under `k` may replace the value of `e`, whose key and
- * value hold `have` bytes, in `e`'s block: the same metrics class (the events name it), a
- * small value (readers wait for the copy), and a block of the same size, so the accounting
- * and the block's free are what they would have been. (A block of the same cost would hold it
- * with glibc, but not with an allocator that gives the bytes asked, as the sanitizers' do,
- * and the size the block is freed with must be the size it was allocated with.) */
-static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k, size_t len) {
-    return e->cls == k->cls && len <= MEM_INPLACE_MAX &&
-           mem_entry_bytes(mem_klen(e), have) == mem_entry_bytes(k->len, len);
+/* True when a value of `len` bytes under a key of class `cls` may replace the value of `e`,
+ * the key's entry, whose key and value hold `have` bytes, in `e`'s block: the same metrics
+ * class (the events name it), a small value (readers wait for the copy), and a block of the
+ * same size, so the accounting and the block's free are what they would have been. (A block
+ * of the same cost would hold it with glibc, but not with an allocator that gives the bytes
+ * asked, as the sanitizers' do, and the size the block is freed with must be the size it was
+ * allocated with.) */
+static bool fits_in_place(const mem_entry *e, size_t have, uint16_t cls, size_t len) {
+    size_t klen = mem_klen(e);
+    return e->cls == cls && len <= MEM_INPLACE_MAX &&
+           mem_entry_bytes(klen, have) == mem_entry_bytes(klen, len);
 }
 
 /* The accounting of an overwrite in place of `e`, whose expiry was `had_expiry` and is now
@@ -197,65 +203,58 @@ static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
     shard_lock(sh);
 }
 
-/* set and add of a value, in place when they can: true when it decided the write (*rc its
- * outcome), false when the allocating path must (no live entry of the key, a block of another
- * cost, a reference held on the value). */
-static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, const void *val,
-                           size_t len, uint64_t at, corral__set_mode mode,
-                           corral__mem_guard_fn still, void *still_ctx, write_time *t, int *rc) {
-    bool done = false;
-    read_lock(s);
-    mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
+/* set and add of a value, in place when they can: `e` is the key's entry in keyspace MEM_VALUE
+ * as a lookup in the caller's read-side section found it (NULL: none), `cls` the key's class.
+ * True when it decided the write (*rc its outcome), false when the allocating path must (no
+ * live entry of the key, a block of another size, a reference held on the value). */
+static bool write_in_place_rcu(mem_store *s, mem_shard *sh, mem_entry *e, uint16_t cls,
+                               const void *val, size_t len, uint64_t at, corral__set_mode mode,
+                               corral__mem_guard_fn still, void *still_ctx, write_time *t,
+                               int *rc) {
     /* A first look without the mutex, at lengths that may be changing: a size that cannot fit
      * does not take the mutex twice. */
-    if (e && fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), k, len)) {
-        shard_lock_timed(s, sh, t);
-        uint64_t now = t->now;
-        if (mem_live(e) && !is_expired(e, now) &&
-            fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, k, len)) {
-            done = true;
-            if (still && !still(still_ctx))
-                *rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
-            else if (mode == CORRAL__SET_NX)
-                *rc = CORRAL_EXISTS;
-            else if (overwrite_locked(s, sh, e, val, len, at, now))
-                *rc = CORRAL_OK;
-            else
-                done = false;
-        }
-        shard_unlock(sh);
+    if (!e || !fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), cls, len)) return false;
+    bool done = false;
+    shard_lock_timed(s, sh, t);
+    uint64_t now = t->now;
+    if (mem_live(e) && !is_expired(e, now) &&
+        fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, cls, len)) {
+        done = true;
+        if (still && !still(still_ctx))
+            *rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
+        else if (mode == CORRAL__SET_NX)
+            *rc = CORRAL_EXISTS;
+        else if (overwrite_locked(s, sh, e, val, len, at, now))
+            *rc = CORRAL_OK;
+        else
+            done = false;
     }
-    read_unlock(s);
+    shard_unlock(sh);
     return done;
 }
 
-/* True when a value of `len` bytes under `k` may be tried in place (write_in_place) before
- * corral__mem_check_size: a value only the key's entry's block would hold. That block passed
- * the size check with a value of the same entry size, so of the check only the value bound
- * is left (a short key's padding holds a longer value than the one before), and the key's
- * length, so that the lookup compares only lengths an entry can have. */
-static inline bool may_write_in_place(const mem_store *s, const corral__skey *k, uint8_t kind,
-                                      size_t len) {
-    return kind == MEM_VALUE && len <= MEM_INPLACE_MAX && k->len <= MEM_KLEN_MAX &&
+/* True when a value of `len` bytes under a key of `klen` bytes may be tried in place
+ * (write_in_place_rcu) before corral__mem_check_size: a value only the key's entry's block
+ * would hold. That block passed the size check with a value of the same entry size, so of the
+ * check only the value bound is left (a short key's padding holds a longer value than the one
+ * before), and the key's length, so that the lookup compares only lengths an entry can have. */
+static inline bool may_write_in_place(const mem_store *s, size_t klen, uint8_t kind, size_t len) {
+    return kind == MEM_VALUE && len <= MEM_INPLACE_MAX && klen <= MEM_KLEN_MAX &&
            (s->max_value_bytes == 0 || len <= s->max_value_bytes);
+}
+
+static inline uint64_t expiry_of(const write_time *t, int64_t ttl_ms) {
+    return ttl_ms == CORRAL__NO_EXPIRY ? MEM_NEVER : corral__mem_expiry_at(t->now, ttl_ms);
 }
 
 /* ---- Writes that allocate ---- */
 
-/* The write path of set, add and lease_acquire: an overwrite in place when it can be, tried
- * before the size check (may_write_in_place); else checks the size, builds the entry outside
- * the lock, then decides under the shard mutex. */
-static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                       size_t len, int64_t ttl_ms, corral__set_mode mode,
-                       corral__mem_guard_fn still, void *still_ctx) {
-    mem_shard *sh = shard_of(s, k->hash);
-    write_time t = write_time_begin(s, sh, ttl_ms);
-    uint64_t at = ttl_ms == CORRAL__NO_EXPIRY ? MEM_NEVER : corral__mem_expiry_at(t.now, ttl_ms);
-    int rc;
-    if (may_write_in_place(s, k, kind, len) &&
-        write_in_place(s, sh, k, val, len, at, mode, still, still_ctx, &t, &rc))
-        return rc;
-    rc = corral__mem_check_size(s, sh, k->len, len, kind);
+/* The allocating half of write_entry: checks the size, builds the entry outside the lock, then
+ * decides under the shard mutex. */
+static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t kind,
+                     const void *val, size_t len, uint64_t at, corral__set_mode mode,
+                     corral__mem_guard_fn still, void *still_ctx, write_time *t) {
+    int rc = corral__mem_check_size(s, sh, k->len, len, kind);
     if (rc != CORRAL_OK) return rc;
     mem_entry *e = corral__mem_entry_new(s, k, kind, val, len, at);
     if (!e) return CORRAL_ENOMEM;
@@ -264,8 +263,8 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
      * mutex, an entry still LIVE is still in the table, so still the key's entry. */
     mem_entry *old = lookup_rcu(s, k, kind);
-    shard_lock_timed(s, sh, &t);
-    uint64_t now = t.now;
+    shard_lock_timed(s, sh, t);
+    uint64_t now = t->now;
     if (!old || !mem_live(old)) old = lookup_rcu(s, k, kind);
     bool live = old && !is_expired(old, now);
     if (still && !still(still_ctx)) {
@@ -284,6 +283,53 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     read_unlock(s);
     corral__mem_entry_discard(s, e);
     return rc;
+}
+
+/* The write path of set, add and lease_acquire: an overwrite in place when it can be, tried
+ * before the size check (may_write_in_place); else write_new. */
+static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
+                       size_t len, int64_t ttl_ms, corral__set_mode mode,
+                       corral__mem_guard_fn still, void *still_ctx) {
+    mem_shard *sh = shard_of(s, k->hash);
+    write_time t = write_time_begin(s, sh, ttl_ms);
+    uint64_t at = expiry_of(&t, ttl_ms);
+    if (may_write_in_place(s, k->len, kind, len)) {
+        int rc;
+        read_lock(s);
+        bool done = write_in_place_rcu(s, sh, lookup_rcu(s, k, MEM_VALUE), k->cls, val, len, at,
+                                       mode, still, still_ctx, &t, &rc);
+        read_unlock(s);
+        if (done) return rc;
+    }
+    return write_new(s, sh, k, kind, val, len, at, mode, still, still_ctx, &t);
+}
+
+/* memory.h. write_entry's way for a key of a hot scheme, given as the caller has it: hashed
+ * where it is, looked up by the header's words and its bytes (hot_lookup_rcu), and built into
+ * a store key only when the write allocates. A key that an entry of the table holds passed
+ * the byte check when it was stored (the read path's argument, memory_read.h, hot_end), so an
+ * overwrite in place does without it. */
+int corral__mem_set_hot(corral__store *base, const corral__keyscheme *ks, const void *key,
+                        size_t key_len, uint16_t cls, const void *val, size_t len, int64_t ttl_ms) {
+    mem_store *s = store_of(base);
+    uint64_t hash;
+    if (!corral__key_hash_hot_inline(ks, key, key_len, &hash)) return CORRAL_EBADKEY;
+    mem_shard *sh = shard_of(s, hash);
+    write_time t = write_time_begin(s, sh, ttl_ms);
+    uint64_t at = expiry_of(&t, ttl_ms);
+    int rc;
+    if (may_write_in_place(s, ks->hdr_len + key_len, MEM_VALUE, len)) {
+        read_lock(s);
+        bool done = write_in_place_rcu(s, sh, hot_lookup_rcu(s, ks, key, key_len, hash), cls, val,
+                                       len, at, CORRAL__SET_ALWAYS, NULL, NULL, &t, &rc);
+        read_unlock(s);
+        if (done) return rc;
+    }
+    char buf[CORRAL__KEYBUF];
+    corral__skey sk = { .data = buf, .hash = hash, .cls = cls };
+    rc = corral__key_copy_hot_inline(ks, key, key_len, buf, &sk.len);
+    if (rc != CORRAL_OK) return rc;
+    return write_new(s, sh, &sk, MEM_VALUE, val, len, at, CORRAL__SET_ALWAYS, NULL, NULL, &t);
 }
 
 /* Removes the live entry `k` of keyspace `kind` if `token` is NULL or equals its value (a
