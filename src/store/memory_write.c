@@ -104,9 +104,10 @@ static void copy_in(unsigned char *dst, const void *src, size_t n) {
  * asked, as the sanitizers' do, and the size the block is freed with must be the size it was
  * allocated with.) */
 static bool fits_in_place(const mem_entry *e, size_t have, uint16_t cls, size_t len) {
-    size_t klen = mem_klen(e);
+    /* mem_entry_bytes(klen, have) == mem_entry_bytes(klen, len), without its overflow checks
+     * (both are small): the same bytes, or both within the padding of a short key's block. */
     return e->cls == cls && len <= MEM_INPLACE_MAX &&
-           mem_entry_bytes(klen, have) == mem_entry_bytes(klen, len);
+           (have == len || mem_klen(e) + CORRAL_MAX(have, len) < MEM_KEY_LOAD);
 }
 
 /* The accounting of an overwrite in place of `e`, whose expiry was `had_expiry` and is now
@@ -206,11 +207,13 @@ static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
 /* set and add of a value, in place when they can: `e` is the key's entry in keyspace MEM_VALUE
  * as a lookup in the caller's read-side section found it (NULL: none), `cls` the key's class.
  * True when it decided the write (*rc its outcome), false when the allocating path must (no
- * live entry of the key, a block of another size, a reference held on the value). */
-static bool write_in_place_rcu(mem_store *s, mem_shard *sh, mem_entry *e, uint16_t cls,
-                               const void *val, size_t len, uint64_t at, corral__set_mode mode,
-                               corral__mem_guard_fn still, void *still_ctx, write_time *t,
-                               int *rc) {
+ * live entry of the key, a block of another size, a reference held on the value). Inline in
+ * both callers: a call cost the overwrite a frame for its twelve arguments, most of them
+ * constants in corral__mem_set_hot. */
+static inline __attribute__((always_inline)) bool
+write_in_place_rcu(mem_store *s, mem_shard *sh, mem_entry *e, uint16_t cls, const void *val,
+                   size_t len, uint64_t at, corral__set_mode mode, corral__mem_guard_fn still,
+                   void *still_ctx, write_time *t, int *rc) {
     /* A first look without the mutex, at lengths that may be changing: a size that cannot fit
      * does not take the mutex twice. */
     if (!e || !fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), cls, len)) return false;
