@@ -377,8 +377,31 @@ static int do_set(corral *c, const void *key, size_t key_len, const void *val, s
     return rc;
 }
 
+/* set without a call on a handle with hot_reads (a memory store, a hot key scheme) of a raw
+ * value that it stores: the memory store takes the user key and its class as the caller has
+ * them (corral__mem_set_hot), so the key is hashed where it is and an overwrite in place
+ * neither builds nor checks the store key. What it leaves (a call, TTL 0 or an invalid one, a
+ * value over the bound, one that needs an envelope) takes do_set. Same results and counters
+ * either way. */
+static int set_hot(corral *c, const void *key, size_t key_len, const void *val, size_t val_len,
+                   int64_t store_ttl) {
+    if (!key && key_len) return CORRAL_EBADKEY;
+    uint16_t cls = corral__key_class(c, key, key_len, NULL);
+    int rc = corral__mem_set_hot(c->store, &c->ks, key, key_len, cls, val, val_len, store_ttl);
+    if (rc == CORRAL_OK) count(c, cls, CORRAL__M_cache_sets_total);
+    return rc;
+}
+
 int corral_set(corral *c, const void *key, size_t key_len, const void *val, size_t val_len,
                int64_t ttl_ms, const corral_call *call) {
+    if (c && !call && (val || !val_len)) {
+        CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);
+        int64_t store_ttl;
+        if (c->hot_reads && val_len <= c->max_value_bytes &&
+            corral__resolve_ttl(c, ttl_ms, &store_ttl) == CORRAL_OK &&
+            !corral__env_needed_for_raw(val, val_len))
+            return set_hot(c, key, key_len, val, val_len, store_ttl);
+    }
     return do_set(c, key, key_len, val, val_len, ttl_ms, call, CORRAL__SET_ALWAYS);
 }
 

@@ -29,6 +29,21 @@ static inline bool corral__key_hash_hot_inline(const corral__keyscheme *ks, cons
     return true;
 }
 
+/* The second half of corral__key_build_hot_inline (below), for a caller that hashed `key` with
+ * corral__key_hash_hot_inline already: checks its bytes, then copies the header as one
+ * CORRAL__HOT_HDR-byte block and the key after it into `out` (at least CORRAL__KEYBUF bytes),
+ * NUL-terminated. CORRAL_OK, or CORRAL_EBADKEY with nothing written. */
+static inline __attribute__((always_inline)) int
+corral__key_copy_hot_inline(const corral__keyscheme *ks, const void *key, size_t key_len, char *out,
+                            size_t *out_len) {
+    if (!corral__key_bytes_ok_inline(key, key_len)) return CORRAL_EBADKEY;
+    memcpy(out, ks->hdr, CORRAL__HOT_HDR);
+    if (key_len) memcpy(out + ks->hdr_len, key, key_len);
+    out[ks->hdr_len + key_len] = '\0';
+    *out_len = ks->hdr_len + key_len;
+    return CORRAL_OK;
+}
+
 /* corral__key_build and corral__key_hash of `key` under a hot scheme at its own version, in one
  * pass over the caller's bytes: the length and bytes checked and the key hashed where the
  * caller has it, then the header copied as one CORRAL__HOT_HDR-byte block and the key after it
@@ -38,14 +53,8 @@ static inline bool corral__key_hash_hot_inline(const corral__keyscheme *ks, cons
 static inline __attribute__((always_inline)) int
 corral__key_build_hot_inline(const corral__keyscheme *ks, const void *key, size_t key_len,
                              char *out, size_t *out_len, uint64_t *hash) {
-    if (!corral__key_hash_hot_inline(ks, key, key_len, hash) ||
-        !corral__key_bytes_ok_inline(key, key_len))
-        return CORRAL_EBADKEY;
-    memcpy(out, ks->hdr, CORRAL__HOT_HDR);
-    if (key_len) memcpy(out + ks->hdr_len, key, key_len);
-    out[ks->hdr_len + key_len] = '\0';
-    *out_len = ks->hdr_len + key_len;
-    return CORRAL_OK;
+    if (!corral__key_hash_hot_inline(ks, key, key_len, hash)) return CORRAL_EBADKEY;
+    return corral__key_copy_hot_inline(ks, key, key_len, out, out_len);
 }
 
 #endif /* CORRAL_KEY_HOT_H */

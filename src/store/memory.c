@@ -38,8 +38,9 @@
  *   shard's mutex is free (trylock).
  * - Writers look their key up without the lock (bringing its chain into the cache), then take
  *   their shard's mutex, spinning briefly first. It guards the shard's chains, queues, cursors,
- *   ghost table and `used`. No thread holds two shard mutexes; the allocator and clock hooks
- *   are never called under one; the events callback is, as store.h allows.
+ *   ghost table, `used` and `expiring` (both also read without it). No thread holds two
+ *   shard mutexes; the allocator and clock hooks are never called under one; the events
+ *   callback is, as store.h allows.
  * - Chains change only under the shard mutex, by release stores. An unlinked entry keeps its
  *   `next`, so a reader standing on it still reaches the rest of the chain.
  * - A resize (table_move_locked) moves every entry of a shard into a new table under the
@@ -358,12 +359,12 @@ void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corra
     bool expires = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
     if (why == CORRAL__ADDED) {
         used += bytes;
-        sh->expiring += expires;
+        shard_expiring_add_locked(sh, expires, 0);
         assert(used <= sh->budget);
     } else {
-        assert(used >= bytes && sh->expiring >= expires);
+        assert(used >= bytes);
         used -= bytes;
-        sh->expiring -= expires;
+        shard_expiring_add_locked(sh, 0, expires);
     }
     atomic_store_explicit(&sh->used, used, memory_order_relaxed);
     report(s, e, why, bytes);

@@ -68,6 +68,15 @@ int corral__mem_set_guarded(corral__store *s, const corral__skey *k, const void 
  * (memory_block.h). Thread-safe. */
 size_t corral__mem_table_bytes(corral__store *s);
 
+/* corral_set's write on a handle whose key scheme is hot (key.h): the set (CORRAL__SET_ALWAYS)
+ * of `val` under the store key "<ks->hdr><key>" of class `cls` (corral__key_class of `key`),
+ * given the user key as the caller has it, so that an overwrite in place neither builds nor
+ * checks the store key (memory_write.c). `val` is written as it is: the caller has checked it
+ * needs no envelope. `ttl_ms` is > 0 or CORRAL__NO_EXPIRY. Returns what the store's set of the
+ * built key returns, or CORRAL_EBADKEY when corral__key_build would refuse the key. */
+int corral__mem_set_hot(corral__store *s, const corral__keyscheme *ks, const void *key,
+                        size_t key_len, uint16_t cls, const void *val, size_t len, int64_t ttl_ms);
+
 /* Bytes one entry with these key and value lengths accounts for. */
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);
 

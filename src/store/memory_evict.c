@@ -46,7 +46,7 @@ size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t
                                size_t max_remove, size_t *examined) {
     CORRAL_ASSERT_HELD(&sh->lock);
     size_t removed = 0;
-    if (sh->expiring == 0) return 0; /* examines nothing: the caller moves on */
+    if (shard_expiring(sh) == 0) return 0; /* examines nothing: the caller moves on */
     for (unsigned qi = 0; qi < MEM_QUEUES && removed < max_remove; qi++)
         removed += scan_queue_locked(s, sh, qi, now, n, max_remove - removed, examined);
     return removed;

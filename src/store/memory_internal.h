@@ -48,6 +48,19 @@ static inline size_t entry_bytes(const corral__mem_blocks *b, const mem_entry *e
     return corral__mem_block_cost(b, entry_block_bytes(e));
 }
 
+/* How many entries of `sh` have an expiry: exact under its mutex, a hint without it. */
+static inline size_t shard_expiring(const mem_shard *sh) {
+    return atomic_load_explicit(&sh->expiring, memory_order_relaxed);
+}
+
+/* Counts `plus` entries with an expiry into shard `sh` and `minus` out of it. */
+static inline void shard_expiring_add_locked(mem_shard *sh, size_t plus, size_t minus) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    size_t n = shard_expiring(sh);
+    assert(n + plus >= minus);
+    atomic_store_explicit(&sh->expiring, n + plus - minus, memory_order_relaxed);
+}
+
 static inline bool is_expired(const mem_entry *e, uint64_t now) {
     uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
     return at != MEM_NEVER && now >= at;
@@ -120,6 +133,24 @@ static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uin
     const mem_table *t = table_locked(sh);
     return chain_find(atomic_load_explicit(&t->heads[k->hash & t->mask], memory_order_acquire), k,
                       kind);
+}
+
+/* lookup_hint_rcu of the store key "<ks->hdr><key>" of a hot scheme's user key (hashed to
+ * `hash` by corral__key_hash_hot_inline) in keyspace MEM_VALUE of its shard `sh`, without that
+ * key built: the header is compared as two masked words, the user key's bytes where the caller
+ * has them. One walk: a writer's first look, which looks again under the mutex when it finds
+ * nothing. Call inside a read-side section. */
+static inline mem_entry *hot_lookup_hint_rcu(mem_shard *sh, const corral__keyscheme *ks,
+                                             const void *key, size_t key_len, uint64_t hash) {
+    uint32_t rs;
+    mem_entry *e = mem_chain_rcu(sh, hash, &rs);
+    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+        if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) {
+            CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
+            return e;
+        }
+    }
+    return NULL;
 }
 
 /* pthread calls on our own initialised objects fail only on a bug. */

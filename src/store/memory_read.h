@@ -177,9 +177,11 @@ typedef struct mem_shard {
     _Atomic uint32_t resize_seq;
     char pad_read[64 - sizeof(void *) - sizeof(uint32_t)];
     corral__mutex lock;
-    mem_queue q[MEM_QUEUES];          /* SIEVE and LRU use MEM_MAIN only */
-    _Atomic size_t used;              /* accounted bytes; written under `lock`, read anywhere */
-    size_t expiring;                  /* entries with an expiry, under `lock`: no scan when 0 */
+    mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
+    _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
+    /* Entries with an expiry: no scan when 0. Written under `lock` (load and store, no
+     * read-modify-write); a writer peeks at it before taking `lock` (memory_write.c). */
+    _Atomic size_t expiring;
     size_t budget;                    /* bound on `used`; immutable */
     const corral__mem_blocks *blocks; /* the store's, for what an entry costs; immutable */
     size_t small_budget;              /* S3-FIFO: the small queue's share; immutable */

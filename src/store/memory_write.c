@@ -11,6 +11,10 @@
  * to end before it takes a reference, a get_into copies again if the entry's `seq` moved
  * (memory_read.h); a value handed out is never rewritten, since a reference held refuses the
  * write, which then takes the allocating path. docs/memory-store.md has the measurements.
+ *
+ * corral_set on a hot key scheme writes through corral__mem_set_hot: the same path, given the
+ * user key as the caller has it, so that an overwrite in place neither builds nor checks the
+ * store key (docs/memory-density.md, "The set path above the store").
  */
 #include "memory_internal.h"
 #include "../envelope.h"
@@ -92,15 +96,18 @@ static void copy_in(unsigned char *dst, const void *src, size_t n) {
 #endif
 }
 
-/* True when a value of `len` bytes under `k` may replace the value of `e`, whose key and
- * value hold `have` bytes, in `e`'s block: the same metrics class (the events name it), a
- * small value (readers wait for the copy), and a block of the same size, so the accounting
- * and the block's free are what they would have been. (A block of the same cost would hold it
- * with glibc, but not with an allocator that gives the bytes asked, as the sanitizers' do,
- * and the size the block is freed with must be the size it was allocated with.) */
-static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k, size_t len) {
-    return e->cls == k->cls && len <= MEM_INPLACE_MAX &&
-           mem_entry_bytes(mem_klen(e), have) == mem_entry_bytes(k->len, len);
+/* True when a value of `len` bytes under a key of class `cls` may replace the value of `e`,
+ * the key's entry, whose key and value hold `have` bytes, in `e`'s block: the same metrics
+ * class (the events name it), a small value (readers wait for the copy), and a block of the
+ * same size, so the accounting and the block's free are what they would have been. (A block
+ * of the same cost would hold it with glibc, but not with an allocator that gives the bytes
+ * asked, as the sanitizers' do, and the size the block is freed with must be the size it was
+ * allocated with.) */
+static bool fits_in_place(const mem_entry *e, size_t have, uint16_t cls, size_t len) {
+    /* mem_entry_bytes(klen, have) == mem_entry_bytes(klen, len), without its overflow checks
+     * (both are small): the same bytes, or both within the padding of a short key's block. */
+    return e->cls == cls && len <= MEM_INPLACE_MAX &&
+           (have == len || mem_klen(e) + CORRAL_MAX(have, len) < MEM_KEY_LOAD);
 }
 
 /* The accounting of an overwrite in place of `e`, whose expiry was `had_expiry` and is now
@@ -110,8 +117,7 @@ static bool fits_in_place(const mem_entry *e, size_t have, const corral__skey *k
 static void account_overwrite_locked(mem_store *s, mem_shard *sh, const mem_entry *e,
                                      bool had_expiry, uint64_t at) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    assert(sh->expiring >= had_expiry);
-    sh->expiring = sh->expiring - had_expiry + (at != MEM_NEVER);
+    shard_expiring_add_locked(sh, at != MEM_NEVER, had_expiry);
     if (s->env.events.changed)
         s->env.events.changed(s->env.events.ctx, e->cls, CORRAL__OVERWRITTEN,
                               entry_bytes(&s->blocks, e));
@@ -162,52 +168,97 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     return true;
 }
 
-/* set and add of a value, in place when they can: true when it decided the write (*rc its
- * outcome), false when the allocating path must (no live entry of the key, a block of another
- * cost, a reference held on the value). */
-static bool write_in_place(mem_store *s, mem_shard *sh, const corral__skey *k, const void *val,
-                           size_t len, uint64_t at, corral__set_mode mode,
-                           corral__mem_guard_fn still, void *still_ctx, uint64_t now, int *rc) {
-    bool done = false;
-    read_lock(s);
-    mem_entry *e = lookup_hint_rcu(sh, k, MEM_VALUE); /* a miss: the allocating path looks again */
+/* ---- The time of a write ----
+ * A write needs the time only to compare it with expiries: the key's old entry's (is it
+ * live?), those of the entries the write scan examines, and eviction's, which takes an expired
+ * entry first. So a write reads the clock (about 28 ns of clock_gettime on a guest) only when
+ * it gives a TTL or when its shard holds an entry with an expiry: with none (the shard's
+ * `expiring` 0 under its mutex) and no TTL, every entry it may examine is unexpired at any
+ * time, so its decisions are those of any time and 0 stands in for it. */
+
+typedef struct write_time {
+    uint64_t now; /* the clock's time once is_read; 0 before */
+    bool is_read;
+} write_time;
+
+/* Before the shard mutex: the time of a write with a TTL (ttl_ms not CORRAL__NO_EXPIRY), or
+ * of one into a shard that holds an entry with an expiry (a peek, without the mutex:
+ * shard_lock_timed looks again under it); else nothing is read yet. Reading the clock here
+ * keeps it out of the critical section (and the hook out from under the mutex). */
+static inline write_time write_time_begin(const mem_store *s, const mem_shard *sh, int64_t ttl_ms) {
+    if (ttl_ms != CORRAL__NO_EXPIRY || shard_expiring(sh) != 0)
+        return (write_time){ .now = clock_now(s), .is_read = true };
+    return (write_time){ .now = 0, .is_read = false };
+}
+
+/* Takes the mutex of shard `sh` for a write, with the time it decides with in t->now. If an
+ * entry with an expiry came into the shard since write_time_begin looked, the clock is read
+ * with the mutex released (the clock hook is never called under a shard mutex:
+ * docs/threads.md) and the mutex taken again; what the caller read before the mutex it checks
+ * again under it, as it does anyway. */
+static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
+    shard_lock(sh);
+    if (t->is_read || shard_expiring(sh) == 0) return;
+    shard_unlock(sh);
+    *t = (write_time){ .now = clock_now(s), .is_read = true };
+    shard_lock(sh);
+}
+
+/* set and add of a value, in place when they can: `e` is the key's entry in keyspace MEM_VALUE
+ * as a lookup in the caller's read-side section found it (NULL: none), `cls` the key's class.
+ * True when it decided the write (*rc its outcome), false when the allocating path must (no
+ * live entry of the key, a block of another size, a reference held on the value). Inline in
+ * both callers: a call cost the overwrite a frame for its twelve arguments, most of them
+ * constants in corral__mem_set_hot. */
+static inline __attribute__((always_inline)) bool
+write_in_place_rcu(mem_store *s, mem_shard *sh, mem_entry *e, uint16_t cls, const void *val,
+                   size_t len, uint64_t at, corral__set_mode mode, corral__mem_guard_fn still,
+                   void *still_ctx, write_time *t, int *rc) {
     /* A first look without the mutex, at lengths that may be changing: a size that cannot fit
      * does not take the mutex twice. */
-    if (e && fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), k, len)) {
-        shard_lock(sh);
-        if (mem_live(e) && !is_expired(e, now) &&
-            fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, k, len)) {
-            done = true;
-            if (still && !still(still_ctx))
-                *rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
-            else if (mode == CORRAL__SET_NX)
-                *rc = CORRAL_EXISTS;
-            else if (overwrite_locked(s, sh, e, val, len, at, now))
-                *rc = CORRAL_OK;
-            else
-                done = false;
-        }
-        shard_unlock(sh);
+    if (!e || !fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), cls, len)) return false;
+    bool done = false;
+    shard_lock_timed(s, sh, t);
+    uint64_t now = t->now;
+    if (mem_live(e) && !is_expired(e, now) &&
+        fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, cls, len)) {
+        done = true;
+        if (still && !still(still_ctx))
+            *rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
+        else if (mode == CORRAL__SET_NX)
+            *rc = CORRAL_EXISTS;
+        else if (overwrite_locked(s, sh, e, val, len, at, now))
+            *rc = CORRAL_OK;
+        else
+            done = false;
     }
-    read_unlock(s);
+    shard_unlock(sh);
     return done;
+}
+
+/* True when a value of `len` bytes under a key of `klen` bytes may be tried in place
+ * (write_in_place_rcu) before corral__mem_check_size: a value only the key's entry's block
+ * would hold. That block passed the size check with a value of the same entry size, so of the
+ * check only the value bound is left (a short key's padding holds a longer value than the one
+ * before), and the key's length, so that the lookup compares only lengths an entry can have. */
+static inline bool may_write_in_place(const mem_store *s, size_t klen, uint8_t kind, size_t len) {
+    return kind == MEM_VALUE && len <= MEM_INPLACE_MAX && klen <= MEM_KLEN_MAX &&
+           (s->max_value_bytes == 0 || len <= s->max_value_bytes);
+}
+
+static inline uint64_t expiry_of(const write_time *t, int64_t ttl_ms) {
+    return ttl_ms == CORRAL__NO_EXPIRY ? MEM_NEVER : corral__mem_expiry_at(t->now, ttl_ms);
 }
 
 /* ---- Writes that allocate ---- */
 
-/* The write path of set, add and lease_acquire: an overwrite in place when it can be; else
- * builds the entry outside the lock, then decides under the shard mutex. */
-static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                       size_t len, int64_t ttl_ms, corral__set_mode mode,
-                       corral__mem_guard_fn still, void *still_ctx) {
-    mem_shard *sh = shard_of(s, k->hash);
+/* The allocating half of write_entry: checks the size, builds the entry outside the lock, then
+ * decides under the shard mutex. */
+static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t kind,
+                     const void *val, size_t len, uint64_t at, corral__set_mode mode,
+                     corral__mem_guard_fn still, void *still_ctx, write_time *t) {
     int rc = corral__mem_check_size(s, sh, k->len, len, kind);
     if (rc != CORRAL_OK) return rc;
-    uint64_t now = clock_now(s);
-    uint64_t at = corral__mem_expiry_at(now, ttl_ms);
-    if (kind == MEM_VALUE && len <= MEM_INPLACE_MAX &&
-        write_in_place(s, sh, k, val, len, at, mode, still, still_ctx, now, &rc))
-        return rc;
     mem_entry *e = corral__mem_entry_new(s, k, kind, val, len, at);
     if (!e) return CORRAL_ENOMEM;
 
@@ -215,7 +266,8 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
      * mutex, an entry still LIVE is still in the table, so still the key's entry. */
     mem_entry *old = lookup_hint_rcu(sh, k, kind);
-    shard_lock(sh);
+    shard_lock_timed(s, sh, t);
+    uint64_t now = t->now;
     if (!old || !mem_live(old)) old = lookup_locked(sh, k, kind);
     bool live = old && !is_expired(old, now);
     if (still && !still(still_ctx)) {
@@ -236,6 +288,53 @@ static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const 
     corral__mem_entry_discard(s, e);
     if (grow) corral__mem_table_grow(s, sh, grow);
     return rc;
+}
+
+/* The write path of set, add and lease_acquire: an overwrite in place when it can be, tried
+ * before the size check (may_write_in_place); else write_new. */
+static int write_entry(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
+                       size_t len, int64_t ttl_ms, corral__set_mode mode,
+                       corral__mem_guard_fn still, void *still_ctx) {
+    mem_shard *sh = shard_of(s, k->hash);
+    write_time t = write_time_begin(s, sh, ttl_ms);
+    uint64_t at = expiry_of(&t, ttl_ms);
+    if (may_write_in_place(s, k->len, kind, len)) {
+        int rc;
+        read_lock(s);
+        bool done = write_in_place_rcu(s, sh, lookup_hint_rcu(sh, k, MEM_VALUE), k->cls, val, len,
+                                       at, mode, still, still_ctx, &t, &rc);
+        read_unlock(s);
+        if (done) return rc;
+    }
+    return write_new(s, sh, k, kind, val, len, at, mode, still, still_ctx, &t);
+}
+
+/* memory.h. write_entry's way for a key of a hot scheme, given as the caller has it: hashed
+ * where it is, looked up by the header's words and its bytes (hot_lookup_hint_rcu), and built into
+ * a store key only when the write allocates. A key that an entry of the table holds passed
+ * the byte check when it was stored (the read path's argument, memory_read.h, hot_end), so an
+ * overwrite in place does without it. */
+int corral__mem_set_hot(corral__store *base, const corral__keyscheme *ks, const void *key,
+                        size_t key_len, uint16_t cls, const void *val, size_t len, int64_t ttl_ms) {
+    mem_store *s = store_of(base);
+    uint64_t hash;
+    if (!corral__key_hash_hot_inline(ks, key, key_len, &hash)) return CORRAL_EBADKEY;
+    mem_shard *sh = shard_of(s, hash);
+    write_time t = write_time_begin(s, sh, ttl_ms);
+    uint64_t at = expiry_of(&t, ttl_ms);
+    int rc;
+    if (may_write_in_place(s, ks->hdr_len + key_len, MEM_VALUE, len)) {
+        read_lock(s);
+        bool done = write_in_place_rcu(s, sh, hot_lookup_hint_rcu(sh, ks, key, key_len, hash), cls,
+                                       val, len, at, CORRAL__SET_ALWAYS, NULL, NULL, &t, &rc);
+        read_unlock(s);
+        if (done) return rc;
+    }
+    char buf[CORRAL__KEYBUF];
+    corral__skey sk = { .data = buf, .hash = hash, .cls = cls };
+    rc = corral__key_copy_hot_inline(ks, key, key_len, buf, &sk.len);
+    if (rc != CORRAL_OK) return rc;
+    return write_new(s, sh, &sk, MEM_VALUE, val, len, at, CORRAL__SET_ALWAYS, NULL, NULL, &t);
 }
 
 /* Removes the live entry `k` of keyspace `kind` if `token` is NULL or equals its value (a
@@ -313,8 +412,9 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
         uint64_t at = corral__mem_expiry_at(now, ttl_ms);
-        sh->expiring -= atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
-        sh->expiring += at != MEM_NEVER;
+        shard_expiring_add_locked(sh, at != MEM_NEVER,
+                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed) !=
+                                      MEM_NEVER);
         atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
         rc = CORRAL_OK;
     }

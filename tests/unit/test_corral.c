@@ -400,6 +400,43 @@ static void test_get_into_without_a_call_handles_expiry_envelopes_and_lru(void *
     corral_close(lru);
 }
 
+/* corral_set without a call: the memory store's hot write (corral__mem_set_hot) overwrites in
+ * place without building the key and leaves to the general path what it cannot write there,
+ * with the results and counters of the general path: an entry expired under the old TTL is
+ * replaced as expired (not overwritten) by a set without one, a bad key is refused, a raw value
+ * that begins as an envelope does is kept as it is, TTL 0 removes the key. */
+static void test_set_without_a_call_answers_as_the_general_path(void **state) {
+    fixture *f = *state;
+    assert_int_equal(set_str(f->c, "p:k", "one", 1000), CORRAL_OK);
+    assert_int_equal(set_str(f->c, "p:k", "two", 1000), CORRAL_OK);
+    expect_str(f->c, "p:k", "two");
+    advance_ms(f, 1000);
+    assert_int_equal(set_str(f->c, "p:k", "six", CORRAL_TTL_FOREVER), CORRAL_OK);
+    expect_str(f->c, "p:k", "six");
+    assert_int_equal(set_str(f->c, "p k", "v", 1000), CORRAL_EBADKEY);
+    assert_int_equal(corral_set(f->c, NULL, 3, "v", 1, 1000, NULL), CORRAL_EBADKEY);
+    const char raw[] = { (char)0xC7, 'x' };
+    assert_int_equal(corral_set(f->c, "p:raw", 5, raw, 2, 1000, NULL), CORRAL_OK);
+    corral_value *v = NULL;
+    assert_int_equal(corral_get(f->c, "p:raw", 5, NULL, &v), CORRAL_OK);
+    assert_int_equal(corral_value_len(v), 2);
+    assert_memory_equal(corral_value_data(v), raw, 2);
+    corral_value_unref(v);
+    assert_int_equal(set_str(f->c, "p:k", "seven", 0), CORRAL_OK);
+    assert_int_equal(corral_get(f->c, "p:k", 3, NULL, &v), CORRAL_MISS);
+    corral_stats_snapshot *st = NULL;
+    assert_int_equal(corral_stats(f->c, &st), CORRAL_OK);
+    const corral_prefix_stats *p = NULL;
+    for (size_t i = 0; i < st->n_prefixes; i++)
+        if (strcmp(st->prefixes[i].prefix, "p") == 0) p = &st->prefixes[i];
+    assert_non_null(p);
+    assert_int_equal(p->sets, 4);
+    assert_int_equal(p->expirations, 1);
+    assert_int_equal(p->deletes, 1);
+    assert_int_equal(p->items, 1);
+    corral_stats_free(f->c, st);
+}
+
 /* corral_get without a call: corral__mem_get_hot, handing off as get_into's read path does. */
 static void expect_get(corral *c, const char *key, int want_rc, const char *want) {
     corral_value *v = (corral_value *)&v;
@@ -871,6 +908,7 @@ int main(void) {
         T(test_get_into_small_buffer_reports_length_and_copies_nothing),
         T(test_get_into_miss_sets_length_zero),
         T(test_get_into_without_a_call_handles_expiry_envelopes_and_lru),
+        T(test_set_without_a_call_answers_as_the_general_path),
         T(test_get_without_a_call_handles_expiry_envelopes_and_lru),
         T(test_get_many_returns_hits_and_null_for_misses),
         T(test_get_many_all_misses_is_ok),

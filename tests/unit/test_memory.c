@@ -44,9 +44,11 @@
 
 typedef struct fake_clock {
     _Atomic uint64_t now_ns;
+    _Atomic long reads; /* calls of fake_now */
 } fake_clock;
 
 static uint64_t fake_now(void *ctx) {
+    atomic_fetch_add(&((fake_clock *)ctx)->reads, 1);
     return atomic_load(&((fake_clock *)ctx)->now_ns);
 }
 
@@ -356,6 +358,41 @@ static void test_mem_refuses_values_too_big_without_change(void **state) {
 /* An entry holds its key's length in 13 bits (mem_entry.kw, beside the kind, queue and live
  * flags): a key of MEM_KLEN_MAX bytes is stored and found, in both keyspaces, and the kind bit
  * next to the length keeps them apart; one byte more is refused, changing nothing. */
+/* An overwrite in place keeps the value bound: a value over it is refused even where the old
+ * entry's block would hold it (a one-byte key pads its block to 16 bytes of key and value). */
+static void test_mem_overwrite_in_place_keeps_the_value_bound(void **state) {
+    (void)state;
+    fx *f = fx_init(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    f->cfg.max_value_bytes = 4;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    f->baseline = outstanding(&f->ca);
+    assert_int_equal(corral__mem_entry_bytes(1, 3), corral__mem_entry_bytes(1, 8));
+    assert_int_equal(set(f, "k", "abc", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(set(f, "k", "abcdefgh", CORRAL__NO_EXPIRY), CORRAL_ETOOBIG);
+    assert_int_equal(set(f, "k", "wxyz", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(events(&f->rec, CORRAL__OVERWRITTEN), 1);
+    expect_stored(f, "k", "wxyz");
+    fx_close(f);
+}
+
+/* A key one byte over the header's limit is refused before any lookup: its length, masked to
+ * the header's bits, reads as the lease flag over an empty key, which a lookup would then
+ * compare over the over-long key's length. */
+static void test_mem_refuses_a_key_over_the_limit_beside_an_empty_lease(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    corral__skey empty = { .data = "", .len = 0, .hash = 7, .cls = 1 };
+    assert_int_equal(f->s->ops->lease_acquire(f->s, &empty, "t", 1, 1000), CORRAL_OK);
+    char *key = calloc(1, MEM_KW_LEASE);
+    assert_non_null(key);
+    corral__skey over = { .data = key, .len = MEM_KW_LEASE, .hash = 7, .cls = 1 };
+    assert_int_equal(f->s->ops->set(f->s, &over, "v", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_ETOOBIG);
+    assert_int_equal(f->s->ops->lease_release(f->s, &empty, "t", 1), CORRAL_OK);
+    free(key);
+    fx_close(f);
+}
+
 static void test_mem_key_length_limit_of_the_entry_header(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
@@ -1357,6 +1394,84 @@ static void test_mem_gets_read_the_clock_only_for_entries_that_expire(void **sta
     fx_close(f);
 }
 
+/* The clock reads of one write, from a count of zero. */
+static long clock_reads_of(fx *f, const char *k, const char *v, int64_t ttl_ms,
+                           corral__set_mode m) {
+    atomic_store(&f->clock.reads, 0);
+    assert_int_equal(set_mode(f, k, v, ttl_ms, m), CORRAL_OK);
+    return atomic_load(&f->clock.reads);
+}
+
+/* A write without a TTL into a shard where no entry expires needs no time: not for an insert,
+ * an add, an overwrite in place or one that allocates. One with a TTL reads the clock once,
+ * and so does one without, once the shard holds an entry that expires (the write scan). */
+static void test_mem_sets_read_the_clock_only_when_an_expiry_needs_it(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    assert_int_equal(clock_reads_of(f, "a", "one", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 0);
+    assert_int_equal(clock_reads_of(f, "a", "two", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 0);
+    assert_int_equal(events(&f->rec, CORRAL__OVERWRITTEN), 1);
+    assert_int_equal(
+        clock_reads_of(f, "a", "a longer value", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 0);
+    assert_int_equal(clock_reads_of(f, "b", "v", CORRAL__NO_EXPIRY, CORRAL__SET_NX), 0);
+    assert_int_equal(clock_reads_of(f, "c", "v", 1000, CORRAL__SET_ALWAYS), 1);
+    assert_int_equal(clock_reads_of(f, "a", "three", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 1);
+    assert_int_equal(clock_reads_of(f, "a", "four!", CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS), 1);
+    expect_stored(f, "a", "four!");
+    fx_close(f);
+}
+
+/* A write without a TTL still finds the key's entry expired when it is: a set of the same size
+ * replaces it as EXPIRED (not an overwrite in place of a live entry), an add succeeds, and the
+ * entry given an expiry by touch counts too. */
+static void test_mem_set_without_ttl_treats_an_expired_entry_as_expired(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    assert_int_equal(set(f, "j", "one", 100), CORRAL_OK);
+    assert_int_equal(set(f, "k", "old", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(touch(f, "k", 100), CORRAL_OK);
+    advance_ms(f, 100);
+    assert_int_equal(set(f, "j", "two", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(events(&f->rec, CORRAL__OVERWRITTEN), 0);
+    assert_int_equal(set_mode(f, "k", "new", CORRAL__NO_EXPIRY, CORRAL__SET_NX), CORRAL_OK);
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 2);
+    assert_int_equal(events(&f->rec, CORRAL__REPLACED), 0);
+    expect_stored(f, "j", "two");
+    expect_stored(f, "k", "new");
+    fx_close(f);
+}
+
+/* An allocator that, once armed, writes "e" with a TTL of 1 ms and moves the clock past it from
+ * inside the next allocation: after a write without a TTL looked at its shard (no entry with
+ * an expiry) and before it takes the shard's mutex. `ctx` is the fixture's counter, its first
+ * member. */
+static _Atomic bool sneak_armed;
+
+static void *sneaking_alloc(void *ctx, size_t n) {
+    if (atomic_exchange(&sneak_armed, false)) {
+        fx *f = (fx *)ctx;
+        assert_int_equal(set(f, "e", "v", 1), CORRAL_OK);
+        advance_ms(f, 1);
+    }
+    return count_alloc(ctx, n);
+}
+
+/* The write then reads the clock after all, and its write scan removes "e" as expired. */
+static void test_mem_write_reads_the_clock_for_an_expiry_that_came_while_it_locked(void **state) {
+    (void)state;
+    fx *f = fx_init(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    f->alloc.alloc = sneaking_alloc;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    f->baseline = outstanding(&f->ca);
+    atomic_store(&sneak_armed, true);
+    assert_int_equal(set(f, "x", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_false(atomic_load(&sneak_armed));
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 1);
+    assert_int_equal(get_rc(f, "e"), CORRAL_MISS);
+    expect_stored(f, "x", "v");
+    fx_close(f);
+}
+
 /* get_many (prefetching groups of keys) answers as get does, key by key: across more than one
  * group, an expired entry is a miss and is reaped (EXPIRED), the rest are hits, absent keys
  * miss. */
@@ -1665,7 +1780,9 @@ int main(void) {
         cmocka_unit_test(test_mem_entry_bytes_is_exactly_what_the_allocator_gives),
         cmocka_unit_test(test_mem_value_outlives_its_removal_until_released),
         cmocka_unit_test(test_mem_refuses_values_too_big_without_change),
+        cmocka_unit_test(test_mem_overwrite_in_place_keeps_the_value_bound),
         cmocka_unit_test(test_mem_key_length_limit_of_the_entry_header),
+        cmocka_unit_test(test_mem_refuses_a_key_over_the_limit_beside_an_empty_lease),
         cmocka_unit_test(test_mem_keeps_an_envelope_header_of_the_longest_length),
         cmocka_unit_test(test_mem_values_are_freed_by_the_release_their_index_names),
         cmocka_unit_test(test_mem_open_refuses_invalid_configs),
@@ -1694,6 +1811,9 @@ int main(void) {
         cmocka_unit_test(test_mem_removed_entry_outlives_the_sections_that_saw_it),
         cmocka_unit_test(test_mem_set_guarded_stores_only_what_its_guard_allows),
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
+        cmocka_unit_test(test_mem_sets_read_the_clock_only_when_an_expiry_needs_it),
+        cmocka_unit_test(test_mem_set_without_ttl_treats_an_expired_entry_as_expired),
+        cmocka_unit_test(test_mem_write_reads_the_clock_for_an_expiry_that_came_while_it_locked),
         cmocka_unit_test(test_mem_get_many_answers_as_get_does),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
         cmocka_unit_test(test_mem_tables_grow_with_entries_and_keep_every_key),
