@@ -234,6 +234,7 @@ static void table_move_locked(mem_shard *sh, mem_table *to) {
 
 /* Charges the shard for its table's new cost `cost` (0: the home table) in place of the old. */
 static void table_charge_locked(mem_shard *sh, size_t cost) {
+    CORRAL_ASSERT_HELD(&sh->lock);
     size_t had = atomic_load_explicit(&sh->table_bytes, memory_order_relaxed);
     size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
     assert(used >= had);
@@ -696,6 +697,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
         sh->small_budget = sh->budget / 100 * MEM_SMALL_PERCENT;
         atomic_init(&sh->used, 0);
         atomic_init(&sh->table_bytes, 0);
+        atomic_init(&sh->expiring, 0);
         atomic_init(&sh->resize_seq, 0);
         table_init(&sh->home, sh->home_heads, MEM_HOME_BITS);
         atomic_init(&sh->table, &sh->home);

@@ -15,6 +15,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -193,7 +194,6 @@ static void test_fleet_waiters_are_woken_by_the_release(void **state) {
     int entered[2], release[2], parked[2], results[2];
     assert_int_equal(pipe(entered), 0);
     assert_int_equal(pipe(release), 0);
-    assert_int_equal(pipe(parked), 0);
     assert_int_equal(pipe(results), 0);
     producer_ctx lead = {
         .entered = entered[1], .release = release[0], .parked = -1, .value = "made-by-leader"
@@ -201,15 +201,23 @@ static void test_fleet_waiters_are_woken_by_the_release(void **state) {
     pid_t leader = spawn(results[1], &lead, 20000);
     char b;
     assert_int_equal(read(entered[0], &b, 1), 1); /* it holds the lease and runs */
+    /* Made after the leader's fork, so only the waiters hold its write end: a waiter that dies
+     * before it reports closes its end, and the others close theirs once their get_or_set
+     * gives up (wait_timeout_ms), so the read below ends. */
+    assert_int_equal(pipe(parked), 0);
     producer_ctx other = {
         .entered = -1, .release = -1, .parked = parked[1], .value = "made-by-waiter"
     };
     pid_t w[WAITERS];
     for (size_t i = 0; i < WAITERS; i++)
         w[i] = spawn(results[1], &other, 20000);
-    assert_int_equal(close(parked[1]), 0); /* the waiters hold it: read fails if they all die */
-    for (size_t i = 0; i < WAITERS; i++)
+    assert_int_equal(close(parked[1]), 0);  /* the waiters hold it: read fails if they all die */
+    assert_int_equal(close(results[1]), 0); /* the children hold it: read_results sees a death */
+    for (size_t i = 0; i < WAITERS; i++) {
+        struct pollfd pf = { .fd = parked[0], .events = POLLIN };
+        if (poll(&pf, 1, 60000) != 1) fail_msg("waiter %zu did not report within 60 s", i);
         assert_int_equal(read(parked[0], &b, 1), 1);
+    }
     assert_int_equal(write(release[1], "x", 1), 1);
     char lines[WAITERS + 1][128];
     read_results(results[0], lines, WAITERS + 1);
@@ -235,8 +243,8 @@ static void test_fleet_waiters_are_woken_by_the_release(void **state) {
     for (int i = 0; i < 2; i++) {
         close(entered[i]);
         close(release[i]);
-        close(results[i]);
     }
+    close(results[0]);
     close(parked[0]);
 }
 
