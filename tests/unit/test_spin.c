@@ -48,8 +48,10 @@ static void test_spin_lock_loses_no_increment_between_threads(void **state) {
     corral__spin_init(&sh.lock);
     assert_int_equal(pthread_barrier_init(&sh.start, NULL, THREADS), 0);
     pthread_t t[THREADS];
-    for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_create(&t[i], NULL, adder, &sh), 0);
-    for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, adder, &sh), 0);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
     assert_int_equal(sh.counter, (unsigned long)THREADS * ROUNDS);
     assert_int_equal(pthread_barrier_destroy(&sh.start), 0);
     corral__spin_deinit(&sh.lock);
