@@ -682,6 +682,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     atomic_init(&s->rcu_pending, 0);
     atomic_init(&s->limbo, NULL);
     atomic_init(&s->flush_queued, false);
+    /* liburcu's call_rcu thread, which its first call_rcu would create under a shard lock. */
+    (void)get_default_call_rcu_data();
     if (pthread_mutex_init(&s->rcu_lock, NULL) != 0) goto fail;
     if (pthread_cond_init(&s->rcu_idle, NULL) != 0) {
         pthread_ok(pthread_mutex_destroy(&s->rcu_lock));
