@@ -53,9 +53,13 @@ void corral__mutex_deinit(corral__mutex *m);
 void corral__mutex_lock(corral__mutex *m);
 int corral__mutex_trylock(corral__mutex *m); /* 0 when taken */
 void corral__mutex_unlock(corral__mutex *m);
+/* spin.h's lock, named here so CORRAL_ASSERT_HELD takes either kind. */
+typedef struct corral__spin corral__spin;
 #ifndef NDEBUG
 int corral__mutex_held(corral__mutex *m);
-#define CORRAL_ASSERT_HELD(mu) assert(corral__mutex_held(mu))
+int corral__spin_held(const corral__spin *l);
+#define CORRAL_ASSERT_HELD(mu) \
+    assert(_Generic((mu), corral__spin * : corral__spin_held, default : corral__mutex_held)(mu))
 #else
 #define CORRAL_ASSERT_HELD(mu) ((void)0)
 #endif

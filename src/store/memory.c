@@ -18,7 +18,7 @@
  *   the shard holds more entries than heads (the resize below), so a chain averages at most one
  *   entry. Values and leases are separate keyspaces: the lookup compares the entry's kind too.
  *
- * Invariants (under the shard's mutex)
+ * Invariants (under the shard's lock)
  * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff
  *   it is MEM_KW_LIVE. A set that replaces an entry takes the old one out of its queue first and
  *   out of the table last, in the same store that links the new one.
@@ -35,16 +35,16 @@
  * - Readers run inside a read-side section (reader.h) and take no lock: they walk a chain with
  *   acquire loads, compare the stored hash before the key, and mark a hit with a relaxed store
  *   only when the mark changes. A reader that finds an expired entry removes it only if the
- *   shard's mutex is free (trylock).
+ *   shard's lock is free (trylock).
  * - Writers look their key up without the lock (bringing its chain into the cache), then take
- *   their shard's mutex, spinning briefly first. It guards the shard's chains, queues, cursors,
- *   ghost table, `used` and `expiring` (both also read without it). No thread holds two
- *   shard mutexes; the allocator and clock hooks are never called under one; the events
- *   callback is, as store.h allows.
- * - Chains change only under the shard mutex, by release stores. An unlinked entry keeps its
+ *   their shard's lock (spin.h: one locked instruction; waiters spin, then yield). It guards the
+ * shard's chains, queues, cursors, ghost table, `used` and `expiring` (both also read without it).
+ * No thread holds two shard locks; the allocator and clock hooks are never called under one; the
+ * events callback is, as store.h allows.
+ * - Chains change only under the shard lock, by release stores. An unlinked entry keeps its
  *   `next`, so a reader standing on it still reaches the rest of the chain.
  * - A resize (table_move_locked) moves every entry of a shard into a new table under the
- *   shard's mutex, with `resize_seq` odd meanwhile, and publishes it; the old table is freed
+ *   shard's lock, with `resize_seq` odd meanwhile, and publishes it; the old table is freed
  *   after a grace period. Readers that find nothing while it moves walk again
  *   (mem_chain_retry), so a present key is never missed. docs/memory-store.md, "Tables that
  *   grow".
@@ -209,7 +209,7 @@ static void table_init(mem_table *t, mem_link *heads, unsigned bits) {
  * ends; a reader that finds nothing meanwhile walks again (mem_chain_retry): `resize_seq` is
  * odd while entries move. Every link store is a release, so a reader that sees one sees the
  * odd sequence. Work: one step per entry and per old head.
- * XXX(#15): that is all of a shard's entries in one mutex hold (2^16 in a million-entry store
+ * XXX(#15): that is all of a shard's entries in one lock hold (2^16 in a million-entry store
  * of 16 shards); moving a bounded number of chains per write would bound it. */
 static void table_move_locked(mem_shard *sh, mem_table *to) {
     mem_table *from = table_locked(sh);
@@ -489,7 +489,7 @@ static int mem_clear(corral__store *base) {
     mem_store *s = store_of(base);
     for (unsigned i = 0; i < s->nshards; i++) {
         mem_shard *sh = &s->shards[i];
-        /* Bounded work per mutex hold; entries written while clear runs may survive it. */
+        /* Bounded work per lock hold; entries written while clear runs may survive it. */
         size_t todo = SIZE_MAX;
         while (todo) {
             size_t n = 0;
@@ -539,7 +539,7 @@ static void store_free(mem_store *s, unsigned shards_inited, bool sync_inited) {
         mem_table *t = atomic_load_explicit(&sh->table, memory_order_relaxed);
         if (t != &sh->home) corral__mem_block_free(&s->blocks, t, mem_table_bytes(t->bits));
         corral__free(a, sh->ghost, (sh->ghost_mask + 1) * sizeof *sh->ghost);
-        corral__mutex_deinit(&sh->lock);
+        corral__spin_deinit(&sh->lock);
     }
     corral__free(a, s->shards, (size_t)s->nshards * sizeof *s->shards);
     s->magic = 0;
@@ -682,6 +682,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     atomic_init(&s->rcu_pending, 0);
     atomic_init(&s->limbo, NULL);
     atomic_init(&s->flush_queued, false);
+    /* liburcu's call_rcu thread, which its first call_rcu would create under a shard lock. */
+    (void)get_default_call_rcu_data();
     if (pthread_mutex_init(&s->rcu_lock, NULL) != 0) goto fail;
     if (pthread_cond_init(&s->rcu_idle, NULL) != 0) {
         pthread_ok(pthread_mutex_destroy(&s->rcu_lock));
@@ -707,10 +709,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
             if (!sh->ghost) goto fail;
             sh->ghost_mask = slots - 1;
         }
-        if (corral__mutex_init(&sh->lock) != CORRAL_OK) {
-            corral__free(env->alloc, sh->ghost, (sh->ghost_mask + 1) * sizeof *sh->ghost);
-            goto fail;
-        }
+        corral__spin_init(&sh->lock);
     }
     *out = &s->base;
     return CORRAL_OK;

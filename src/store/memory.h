@@ -41,7 +41,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
 
 /* Reclaims up to `budget` expired entries (bounded work, for maintenance and tests); returns how
  * many were reclaimed. Examines at most 8 x budget entries, and at most one lap of each shard,
- * holding a shard mutex for 64 entries at a time. Thread-safe. */
+ * holding a shard lock for 64 entries at a time. Thread-safe. */
 size_t corral__mem_reclaim(corral__store *s, size_t budget);
 
 /* Waits until every entry this store removed so far has dropped the store's reference after
@@ -51,7 +51,7 @@ size_t corral__mem_reclaim(corral__store *s, size_t budget);
 void corral__mem_quiesce(corral__store *s);
 
 /* A set (CORRAL__SET_ALWAYS) that stores only if `still(ctx)` holds when it would publish.
- * `still` runs with the mutex of the key's shard held, the mutex every write and delete of the
+ * `still` runs with the lock of the key's shard held, the lock every write and delete of the
  * key takes; it must be quick and take no lock of this store. The near cache fills with it
  * (tiered.c): its `still` checks that no invalidation of the key began since the value was
  * read, and an invalidation counts itself before it deletes, so either the fill sees it and

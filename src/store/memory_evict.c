@@ -1,13 +1,13 @@
 /*
  * memory_evict.c - what leaves the memory store, and when: expiry and eviction. Everything here
- * runs under the mutex of the shard it works on (the `_locked` functions) or takes it with a
+ * runs under the lock of the shard it works on (the `_locked` functions) or takes it with a
  * trylock from a read-side section (the `_rcu` ones); removal itself is memory.c's
  * (corral__mem_remove_locked).
  *
  * Expiry: an expired entry is never returned. Its memory is reclaimed incrementally, never by a
  * scan of a whole shard in one call: each write examines MEM_WRITE_SCAN entries of each queue at
  * a per-queue cursor, eviction takes the expired entries it meets first, a read that finds an
- * expired entry removes it when the shard's mutex is free, and corral__mem_reclaim does bounded
+ * expired entry removes it when the shard's lock is free, and corral__mem_reclaim does bounded
  * work on demand.
  *
  * Eviction: a write makes room in its shard before it publishes. SIEVE keeps one queue and a
@@ -52,11 +52,11 @@ size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t
     return removed;
 }
 
-/* A reader found `e` expired: removes it if the shard's mutex is free, otherwise leaves it to
+/* A reader found `e` expired: removes it if the shard's lock is free, otherwise leaves it to
  * the writers' cursors. Call inside the read-side section that found `e`. */
 void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
     mem_shard *sh = shard_of(s, e->hash);
-    if (corral__mutex_trylock(&sh->lock) != 0) return;
+    if (!corral__spin_trylock(&sh->lock)) return;
     if (mem_live(e) && is_expired(e, now)) corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     shard_unlock(sh);
 }
@@ -153,10 +153,10 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
 
 /* ---- Hits (LRU) and reclaim ---- */
 
-/* LRU: a hit moves the entry to the head when the shard's mutex is free. */
+/* LRU: a hit moves the entry to the head when the shard's lock is free. */
 void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e) {
     mem_shard *sh = shard_of(s, e->hash);
-    if (corral__mutex_trylock(&sh->lock) != 0) return;
+    if (!corral__spin_trylock(&sh->lock)) return;
     if (mem_live(e) && sh->q[MEM_MAIN].head != e) {
         corral__mem_queue_unlink_locked(sh, e);
         corral__mem_queue_push_locked(sh, MEM_MAIN, e);

@@ -13,12 +13,9 @@
 
 #define MEM_WRITE_SCAN     4u  /* entries of each queue a write examines for expiry */
 #define MEM_RECLAIM_FACTOR 8u  /* corral__mem_reclaim examines at most budget x this */
-#define MEM_LOCK_BATCH     64u /* entries examined or removed per mutex hold (reclaim, clear) */
+#define MEM_LOCK_BATCH     64u /* entries examined or removed per lock hold (reclaim, clear) */
 #define MEM_S3_FREQ_MAX    3u  /* S3-FIFO: frequencies saturate here (2 bits) */
 #define MEM_S3_PROMOTE     1u  /* S3-FIFO: hits in the small queue that earn the main queue */
-/* Writers try the shard mutex this many times, pausing between tries, before they sleep on it:
- * a shard's critical section is shorter than a futex sleep and wake-up. */
-#define MEM_LOCK_SPINS 64u
 /* A shard's table grows only while the doubled table costs at most this share of its budget:
  * a table of one head an entry is 8 bytes an entry, at most a twelfth of the smallest
  * entry's. */
@@ -36,7 +33,7 @@ static inline size_t mem_entry_bytes(size_t key_len, size_t val_len) {
     return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
 }
 
-/* The size of `e`'s block. Under the shard mutex, or once `e` is DEAD (an overwrite in place
+/* The size of `e`'s block. Under the shard lock, or once `e` is DEAD (an overwrite in place
  * rewrites the lengths). */
 static inline size_t entry_block_bytes(const mem_entry *e) {
     return mem_entry_bytes(mem_klen(e), (size_t)e->val.hdr_len + e->val.len);
@@ -48,7 +45,7 @@ static inline size_t entry_bytes(const corral__mem_blocks *b, const mem_entry *e
     return corral__mem_block_cost(b, entry_block_bytes(e));
 }
 
-/* How many entries of `sh` have an expiry: exact under its mutex, a hint without it. */
+/* How many entries of `sh` have an expiry: exact under its lock, a hint without it. */
 static inline size_t shard_expiring(const mem_shard *sh) {
     return atomic_load_explicit(&sh->expiring, memory_order_relaxed);
 }
@@ -66,18 +63,13 @@ static inline bool is_expired(const mem_entry *e, uint64_t now) {
     return at != MEM_NEVER && now >= at;
 }
 
-/* A writer's lock: a shard's critical section is short, so a writer that finds the mutex taken
- * tries again a few times before it sleeps on it. */
+/* A writer's lock: spin.h's, one locked instruction to take it and none to give it back. */
 static inline void shard_lock(mem_shard *sh) {
-    for (unsigned i = 0; i < MEM_LOCK_SPINS; i++) {
-        if (corral__mutex_trylock(&sh->lock) == 0) return;
-        caa_cpu_relax();
-    }
-    corral__mutex_lock(&sh->lock);
+    corral__spin_lock(&sh->lock);
 }
 
 static inline void shard_unlock(mem_shard *sh) {
-    corral__mutex_unlock(&sh->lock);
+    corral__spin_unlock(&sh->lock);
 }
 
 /* The bytes of a table of 2^bits heads on the heap: its header, then the heads. */
@@ -85,7 +77,7 @@ static inline size_t mem_table_bytes(unsigned bits) {
     return sizeof(mem_table) + ((size_t)1 << bits) * sizeof(mem_link);
 }
 
-/* The shard's current table. Under its mutex, the only place it changes. */
+/* The shard's current table. Under its lock, the only place it changes. */
 static inline mem_table *table_locked(mem_shard *sh) {
     CORRAL_ASSERT_HELD(&sh->lock);
     return atomic_load_explicit(&sh->table, memory_order_relaxed);
@@ -108,7 +100,7 @@ static inline mem_entry *chain_find(mem_entry *e, const corral__skey *k, uint8_t
 
 /* Looks `k` up in keyspace `kind`. Call inside a read-side section; the entry stays readable
  * until the section ends. A walk that finds nothing while a resize moves the shard's entries
- * walks again (mem_chain_retry). Under the key's shard mutex, lookup_locked is the same. */
+ * walks again (mem_chain_retry). Under the key's shard lock, lookup_locked is the same. */
 static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, uint8_t kind) {
     mem_shard *sh = shard_of(s, k->hash);
     for (unsigned i = 0;; i++) {
@@ -120,14 +112,14 @@ static inline mem_entry *lookup_rcu(const mem_store *s, const corral__skey *k, u
 }
 
 /* lookup_rcu's first walk alone, in the key's shard `sh`: it may miss a present key while a
- * resize moves entries. For a writer that looks again under the mutex when it finds nothing
+ * resize moves entries. For a writer that looks again under the lock when it finds nothing
  * (a miss here costs no retry check). Call inside a read-side section. */
 static inline mem_entry *lookup_hint_rcu(mem_shard *sh, const corral__skey *k, uint8_t kind) {
     uint32_t rs;
     return chain_find(mem_chain_rcu(sh, k->hash, &rs), k, kind);
 }
 
-/* lookup_rcu under the mutex of the key's shard `sh`, where no resize runs: one walk answers,
+/* lookup_rcu under the lock of the key's shard `sh`, where no resize runs: one walk answers,
  * and a found entry is LIVE. Call inside a read-side section. */
 static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uint8_t kind) {
     const mem_table *t = table_locked(sh);
@@ -138,7 +130,7 @@ static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uin
 /* lookup_hint_rcu of the store key "<ks->hdr><key>" of a hot scheme's user key (hashed to
  * `hash` by corral__key_hash_hot_inline) in keyspace MEM_VALUE of its shard `sh`, without that
  * key built: the header is compared as two masked words, the user key's bytes where the caller
- * has them. One walk: a writer's first look, which looks again under the mutex when it finds
+ * has them. One walk: a writer's first look, which looks again under the lock when it finds
  * nothing. Call inside a read-side section. */
 static inline mem_entry *hot_lookup_hint_rcu(mem_shard *sh, const corral__keyscheme *ks,
                                              const void *key, size_t key_len, uint64_t hash) {
@@ -189,8 +181,8 @@ size_t corral__mem_shard_count_locked(mem_shard *sh);
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
 void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
 /* Doubles shard `sh`'s table to 2^bits heads if it still has 2^(bits - 1), evicting what the
- * larger table's charge needs. Allocates the table before it takes the mutex (no allocator
- * under a shard mutex); not inside a read-side section. An allocation that fails leaves the
+ * larger table's charge needs. Allocates the table before it takes the lock (no allocator
+ * under a shard lock); not inside a read-side section. An allocation that fails leaves the
  * table as it was: its chains grow longer until a later write grows it. */
 void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits);
 /* Moves shard `sh`'s entries back into its `home` table and retires the table on the heap:
@@ -228,14 +220,14 @@ int corral__mem_op_lease_release(corral__store *base, const corral__skey *k, con
  * `max_remove`; adds the entries examined to `*examined` and returns how many it removed. */
 size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t n,
                                size_t max_remove, size_t *examined);
-/* A reader found `e` expired: removes it if the shard's mutex is free. Call inside the
+/* A reader found `e` expired: removes it if the shard's lock is free. Call inside the
  * read-side section that found `e`. */
 void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now);
 /* Evicts until `need` more bytes fit the shard's budget (need <= budget). */
 void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint64_t now);
 /* S3-FIFO: true (and the slot cleared) when `hash` was evicted from the small queue lately. */
 bool corral__mem_ghost_take_locked(mem_shard *sh, uint32_t hash);
-/* LRU: a hit moves the entry to the head when the shard's mutex is free. */
+/* LRU: a hit moves the entry to the head when the shard's lock is free. */
 void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e);
 
 /* ---- memory_rcu.c: freeing removed entries ---- */
@@ -243,7 +235,7 @@ void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e);
 /* Hands an entry already out of the table to the limbo. Call inside a read-side section. */
 void corral__mem_entry_retire(mem_store *s, mem_entry *e);
 /* Frees a table on the heap that a resize replaced, after a grace period. Call under the
- * shard's mutex, after the new table is published. */
+ * shard's lock, after the new table is published. */
 void corral__mem_table_retire(mem_store *s, mem_table *t);
 /* Waits until every callback this store queued has run. Not inside a read-side section. */
 void corral__mem_wait_rcu_idle(mem_store *s);

@@ -2,7 +2,7 @@
  * memory_rcu.c - freeing what the memory store removed: an entry leaves the table at once, and
  * its block is freed only once no reader can still be looking at it.
  *
- * - Removal (corral__mem_entry_retire, under the shard mutex) clears the entry's LIVE flag, records
+ * - Removal (corral__mem_entry_retire, under the shard lock) clears the entry's LIVE flag, records
  * the store in it and pushes it on the store's limbo, a lock-free stack. Unless one is queued, it
  *   then queues a flush with liburcu's call_rcu (only to run on its call_rcu thread: the grace
  *   period that matters is ours). The flush takes the whole limbo, waits for one grace period

@@ -15,6 +15,7 @@
 #include "memory_block.h"
 #include "reader.h"
 #include "../key_hot.h"
+#include "../spin.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -47,7 +48,7 @@ enum { MEM_VALUE = 0, MEM_LEASE = 1 }; /* an entry's kind: the two keyspaces */
 enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 /* mem_entry.kw: the key's length and kind (immutable), the queue and whether the entry is in the
- * table (both under the shard mutex). One word, so the header stays 68 bytes and a lookup
+ * table (both under the shard lock). One word, so the header stays 68 bytes and a lookup
  * compares the length and the kind at once. */
 #define MEM_KLEN_MAX 0x1fffu /* keys are at most 4 KiB (key.h); longer ones are refused */
 #define MEM_KW_LEASE 0x2000u /* kind MEM_LEASE */
@@ -62,7 +63,7 @@ typedef struct mem_store mem_store;
  * `u`; the read path reads from `val` to the end of the value, one contiguous run. */
 typedef struct mem_entry {
     union {
-        /* Queue links while live, under the shard mutex. `newer` points toward the head. */
+        /* Queue links while live, under the shard lock. `newer` points toward the head. */
         struct {
             struct mem_entry *newer, *older;
         } q;
@@ -75,12 +76,12 @@ typedef struct mem_entry {
     } u;
     /* The embedded value; val.data points just after the key. val.owner is the hit mark:
      * SIEVE's visited bit, S3-FIFO's frequency 0..MEM_S3_FREQ_MAX; raised by readers with
-     * relaxed stores, lowered by the evictor under the shard mutex; unused by LRU. */
+     * relaxed stores, lowered by the evictor under the shard lock; unused by LRU. */
     corral_value val;
     /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
-     * mutex; readers load it relaxed. */
+     * lock; readers load it relaxed. */
     _Atomic uint64_t expires_ns;
-    /* The next entry of the chain. Changed under the shard mutex with release stores, loaded
+    /* The next entry of the chain. Changed under the shard lock with release stores, loaded
      * with acquire by readers; left as it is when the entry is unlinked. With `hash`, in one
      * 16-byte slot of the block (16-aligned): an entry a chain walk passes costs one line. */
     _Atomic(struct mem_entry *) next;
@@ -89,11 +90,11 @@ typedef struct mem_entry {
      * resize finds the entry's new chain; a lookup compares them first. */
     uint32_t hash;
     /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
-     * shard mutex. A reader that copies without a reference (get_into) checks it did not
+     * shard lock. A reader that copies without a reference (get_into) checks it did not
      * move across the copy: a seqlock. */
     _Atomic uint32_t seq;
     /* The key's length (MEM_KLEN_MAX bits) and the MEM_KW_* flags above. Written under the
-     * shard mutex, loaded relaxed: mem_klen and the others below. */
+     * shard lock, loaded relaxed: mem_klen and the others below. */
     _Atomic uint16_t kw;
     /* Metrics class of the key, reported with every event; immutable. In the read run,
      * because a hit counts under it. */
@@ -117,8 +118,8 @@ static inline bool mem_live(const mem_entry *e) {
     return mem_kw(e) & MEM_KW_LIVE;
 }
 
-/* Sets the `mask` bits of kw to `bits`. Under the shard mutex, or before the entry is
- * published: the mutex orders the writers, readers only load. */
+/* Sets the `mask` bits of kw to `bits`. Under the shard lock, or before the entry is
+ * published: the lock orders the writers, readers only load. */
 static inline void mem_kw_set(mem_entry *e, unsigned mask, unsigned bits) {
     atomic_store_explicit(&e->kw, (uint16_t)((mem_kw(e) & ~mask) | bits), memory_order_relaxed);
 }
@@ -157,9 +158,9 @@ _Static_assert(MEM_SHARD_BITS + MEM_MAX_BUCKET_BITS <= 32,
 
 /* A shard's hash table: 2^bits chain heads. The shard publishes its current table through
  * `mem_shard.table`; a resize (memory.c) moves every entry into a new table under the shard's
- * mutex, publishes it and frees the old one after a grace period. A table starts as the
+ * lock, publishes it and frees the old one after a grace period. A table starts as the
  * shard's `home` table (never freed) and doubles on the heap as the shard's entries pass its
- * heads. Immutable but for its heads, which change under the shard's mutex. */
+ * heads. Immutable but for its heads, which change under the shard's lock. */
 typedef struct mem_table {
     mem_link *heads; /* 2^bits heads: the shard's `home_heads`, or just after this header */
     uint64_t mask;   /* 2^bits - 1 */
@@ -176,7 +177,7 @@ typedef struct mem_shard {
     _Atomic(mem_table *) table;
     _Atomic uint32_t resize_seq;
     char pad_read[64 - sizeof(void *) - sizeof(uint32_t)];
-    corral__mutex lock;
+    corral__spin lock;       /* spin.h: waiters spin, then yield; docs/threads.md */
     mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
     /* Entries with an expiry: no scan when 0. Written under `lock` (load and store, no
@@ -194,7 +195,7 @@ typedef struct mem_shard {
     _Atomic size_t table_bytes;
     mem_table home;                           /* the first table, part of the shard */
     mem_link home_heads[1u << MEM_HOME_BITS]; /* its heads */
-    char pad[64]; /* keeps neighbouring shards' mutexes off one cache line */
+    char pad[64]; /* keeps neighbouring shards' locks off one cache line */
 } mem_shard;
 
 struct mem_store {
@@ -210,7 +211,7 @@ struct mem_store {
     mem_shard *shards;
     _Atomic unsigned reclaim_next; /* shard where corral__mem_reclaim starts next */
     /* Entries retired and not yet released, plus the flush while it is queued. Raised by
-     * writers (under a shard mutex) and by the flush, lowered on the call_rcu thread once they
+     * writers (under a shard lock) and by the flush, lowered on the call_rcu thread once they
      * are released (memory_rcu.c, release_after_grace): without a lock while it stays above
      * zero, under `rcu_lock` to zero, which broadcasts `rcu_idle`. */
     _Atomic size_t rcu_pending;
@@ -227,7 +228,7 @@ struct mem_store {
 
 /* ---- The read side ---- */
 
-/* Readers that wait for an overwrite in place (a short copy under the shard mutex) pause this
+/* Readers that wait for an overwrite in place (a short copy under the shard lock) pause this
  * many times before they yield the CPU to a writer that may have been preempted. */
 #define MEM_SPIN_YIELD 256u
 

@@ -3,10 +3,10 @@
  * delete, touch, incr and the leases. memory.c holds the entries, the table and the queues they
  * change; memory.c's top comment states the invariants and the locking they keep.
  *
- * A write builds its entry outside the lock and decides under the mutex of the key's shard,
+ * A write builds its entry outside the lock and decides under the lock of the key's shard,
  * except an overwrite in place: a set of a key whose entry is live, unexpired and of a block
  * the size the new entry's would be, and whose value only the table holds,
- * rewrites that entry's value under the mutex instead (overwrite_locked). No allocation, no
+ * rewrites that entry's value under the lock instead (overwrite_locked). No allocation, no
  * grace period, no free. Readers see the old value or the new one: a get waits for the write
  * to end before it takes a reference, a get_into copies again if the entry's `seq` moved
  * (memory_read.h); a value handed out is never rewritten, since a reference held refuses the
@@ -67,7 +67,7 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
     }
     if (!in_place) corral__mem_make_room_locked(s, sh, entry_bytes(&s->blocks, e), now);
 
-    /* Eviction may have changed the chain: the link to `old` is found now. The mutex keeps
+    /* Eviction may have changed the chain: the link to `old` is found now. The lock keeps
      * other writers of the key out. */
     mem_kw_set(e, MEM_KW_LIVE, MEM_KW_LIVE);
     if (old) {
@@ -173,7 +173,7 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
  * live?), those of the entries the write scan examines, and eviction's, which takes an expired
  * entry first. So a write reads the clock (about 28 ns of clock_gettime on a guest) only when
  * it gives a TTL or when its shard holds an entry with an expiry: with none (the shard's
- * `expiring` 0 under its mutex) and no TTL, every entry it may examine is unexpired at any
+ * `expiring` 0 under its lock) and no TTL, every entry it may examine is unexpired at any
  * time, so its decisions are those of any time and 0 stands in for it. */
 
 typedef struct write_time {
@@ -181,20 +181,20 @@ typedef struct write_time {
     bool is_read;
 } write_time;
 
-/* Before the shard mutex: the time of a write with a TTL (ttl_ms not CORRAL__NO_EXPIRY), or
- * of one into a shard that holds an entry with an expiry (a peek, without the mutex:
+/* Before the shard lock: the time of a write with a TTL (ttl_ms not CORRAL__NO_EXPIRY), or
+ * of one into a shard that holds an entry with an expiry (a peek, without the lock:
  * shard_lock_timed looks again under it); else nothing is read yet. Reading the clock here
- * keeps it out of the critical section (and the hook out from under the mutex). */
+ * keeps it out of the critical section (and the hook out from under the lock). */
 static inline write_time write_time_begin(const mem_store *s, const mem_shard *sh, int64_t ttl_ms) {
     if (ttl_ms != CORRAL__NO_EXPIRY || shard_expiring(sh) != 0)
         return (write_time){ .now = clock_now(s), .is_read = true };
     return (write_time){ .now = 0, .is_read = false };
 }
 
-/* Takes the mutex of shard `sh` for a write, with the time it decides with in t->now. If an
+/* Takes the lock of shard `sh` for a write, with the time it decides with in t->now. If an
  * entry with an expiry came into the shard since write_time_begin looked, the clock is read
- * with the mutex released (the clock hook is never called under a shard mutex:
- * docs/threads.md) and the mutex taken again; what the caller read before the mutex it checks
+ * with the lock released (the clock hook is never called under a shard lock:
+ * docs/threads.md) and the lock taken again; what the caller read before the lock it checks
  * again under it, as it does anyway. */
 static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
     shard_lock(sh);
@@ -214,8 +214,8 @@ static inline __attribute__((always_inline)) bool
 write_in_place_rcu(mem_store *s, mem_shard *sh, mem_entry *e, uint16_t cls, const void *val,
                    size_t len, uint64_t at, corral__set_mode mode, corral__mem_guard_fn still,
                    void *still_ctx, write_time *t, int *rc) {
-    /* A first look without the mutex, at lengths that may be changing: a size that cannot fit
-     * does not take the mutex twice. */
+    /* A first look without the lock, at lengths that may be changing: a size that cannot fit
+     * does not take the lock twice. */
     if (!e || !fits_in_place(e, (size_t)mem_dlen(e) + mem_hlen(e), cls, len)) return false;
     bool done = false;
     shard_lock_timed(s, sh, t);
@@ -253,7 +253,7 @@ static inline uint64_t expiry_of(const write_time *t, int64_t ttl_ms) {
 /* ---- Writes that allocate ---- */
 
 /* The allocating half of write_entry: checks the size, builds the entry outside the lock, then
- * decides under the shard mutex. */
+ * decides under the shard lock. */
 static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t kind,
                      const void *val, size_t len, uint64_t at, corral__set_mode mode,
                      corral__mem_guard_fn still, void *still_ctx, write_time *t) {
@@ -263,8 +263,8 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
     if (!e) return CORRAL_ENOMEM;
 
     read_lock(s);
-    /* Looked up before the mutex, so the chain is in the cache while we hold it. Under the
-     * mutex, an entry still LIVE is still in the table, so still the key's entry. */
+    /* Looked up before the lock, so the chain is in the cache while we hold it. Under the
+     * lock, an entry still LIVE is still in the table, so still the key's entry. */
     mem_entry *old = lookup_hint_rcu(sh, k, kind);
     shard_lock_timed(s, sh, t);
     uint64_t now = t->now;
@@ -423,7 +423,7 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
     return rc;
 }
 
-/* incr reads the counter and allocates the new entry without the mutex, then publishes it
+/* incr reads the counter and allocates the new entry without the lock, then publishes it
  * only if the entry it read is still the key's entry with the value it read (the entry cannot
  * be freed and reused within one read-side section, and an overwrite in place moves its
  * `seq`); otherwise it tries again. */

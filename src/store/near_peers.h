@@ -20,7 +20,7 @@
  *
  * Threads: every function is thread-safe. `changed` runs each peer's `forget` with the list's
  * read lock held, on the writer's thread: forget must be quick and take no lock but the near
- * cache's own (L1's shard mutexes). Lock order (docs/threads.md): the list's lock, then L1's.
+ * cache's own (L1's shard locks). Lock order (docs/threads.md): the list's lock, then L1's.
  */
 #ifndef CORRAL_STORE_NEAR_PEERS_H
 #define CORRAL_STORE_NEAR_PEERS_H

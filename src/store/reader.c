@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <urcu-bp.h>
 
 _Thread_local corral__reader corral__reader_self __attribute__((tls_model("initial-exec")));
 
@@ -74,6 +75,10 @@ static void register_self(void) {
     /* Registered before the key is set: if the thread is exiting (a destructor that reads),
      * glibc runs the key's destructor again after this one. */
     if (pthread_setspecific(exit_key, r) != 0) abort();
+    /* liburcu-bp's record too, which call_rcu needs: its first use registers the thread (a
+     * sleeping mutex, signals blocked), and writers call call_rcu under a shard's spin lock
+     * (docs/threads.md). A thread's first section is before any shard lock. */
+    urcu_bp_register_thread();
 }
 
 void corral__reader_enter_slow(void) {

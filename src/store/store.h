@@ -237,7 +237,7 @@ typedef struct corral__store_env {
  *   docs/eviction.md ("What bounds a get").
  * - The tiered store's private calls into the two stores it is made of (tiered.c):
  *     corral__mem_set_guarded (memory.h): a set that stores only while a guard holds, checked
- *       under the key's shard mutex: the near cache's fill, which must not keep a value an
+ *       under the key's shard lock: the near cache's fill, which must not keep a value an
  *       invalidation has overtaken;
  *     corral__redis_get_ttl and corral__redis_get_many_ttl (redis.h): reads from the primary
  *       that also return the remaining TTL, which the near cache keeps;

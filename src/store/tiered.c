@@ -191,7 +191,7 @@ static void ensure_tracker(tiered_store *t) {
         atomic_store(&t->started, 0);
 }
 
-/* What a fill checks under L1's shard mutex, just before it stores: nothing has invalidated the
+/* What a fill checks under L1's shard lock, just before it stores: nothing has invalidated the
  * key's slot or flushed L1 since the read was sent, and the tracker is still subscribed. */
 typedef struct fill_guard {
     tiered_store *t;
@@ -208,7 +208,7 @@ static bool fill_still_valid(void *ctx) {
 /* Fills L1 with `v`, read from Redis with `ttl_ms` left (0: not worth keeping), unless an
  * invalidation of its slot or a flush overtook the read: `g0` and `e0` are the slot's generation
  * and the epoch noted before the read was sent (see the race argument at the top). The check is
- * made under L1's shard mutex as it stores (corral__mem_set_guarded), so an overtaken value is
+ * made under L1's shard lock as it stores (corral__mem_set_guarded), so an overtaken value is
  * never in L1, not even for the moment another reader could have found it there. */
 static void keep(tiered_store *t, const corral__skey *k, const corral_value *v, int64_t ttl_ms,
                  uint64_t g0, uint64_t e0) {
