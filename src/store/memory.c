@@ -6,51 +6,37 @@
  * inline. Design and measurements: docs/memory-store.md; eviction policies: docs/eviction.md.
  *
  * Data model
- * - One entry per key: one block (memory_block.h) of corral__mem_entry_bytes(klen, vlen) bytes
- *   holding the header (mem_entry), the key, the value and a NUL; it accounts for what that
- *   block costs (memory.h). The value is a corral_value embedded in the header, so a hit hands
- *   out the stored bytes.
+ * - One entry per key: one block (memory_block.h) holding the header (mem_entry, with the
+ *   value's corral_value embedded, so a hit hands out the stored bytes), the key, the value
+ *   and a NUL; it accounts for what that block costs (memory.h).
  * - Shards: the top bits of a key's 32 stored hash bits pick its shard (shard_of). A shard owns
- *   a hash table, a byte budget (max_bytes / shards) and the eviction queues of its entries, so
- *   a chain has one shard and only its writers change it.
- * - A shard's table: 2^n bucket heads (the low bits of the hash), chains linked through the
- *   entries' `next`. It starts as the 16 heads inside the shard and doubles on the heap when
- *   the shard holds more entries than heads (the resize below), so a chain averages at most one
- *   entry. Values and leases are separate keyspaces: the lookup compares the entry's kind too.
+ *   a table of 2^n chain heads (the hash's low bits), a byte budget and the eviction queues of
+ *   its entries. The table starts as the 16 heads inside the shard and doubles on the heap when
+ *   the shard holds more entries than heads (docs/memory-store.md, "Tables that grow"). Values
+ *   and leases are separate keyspaces: the lookup compares the entry's kind too.
  *
  * Invariants (under the shard's lock)
- * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff
- *   it is MEM_KW_LIVE. A set that replaces an entry takes the old one out of its queue first and
+ * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff it
+ *   is MEM_KW_LIVE. A set that replaces an entry takes the old one out of its queue first and
  *   out of the table last, in the same store that links the new one.
- * - shard.used is the sum of the bytes of its queued entries and of its table on the heap
- *   (table_bytes), and never exceeds shard.budget. Every change of the entries' part is
- *   reported through the events callback with the same byte count; the table's is not.
- * - An entry's key, kind, hash and size never change once published. Its value changes only
- *   by an overwrite in place (memory_write.c), while the table holds the value's only
- *   reference, under `seq` (memory_read.h); otherwise set and incr publish a new entry in one
- *   atomic store. Either way a reader sees the old value or the new one, and a value handed
- *   out never changes.
+ * - shard.used is the bytes of its queued entries and of its table on the heap, never over
+ *   shard.budget. Every change of the entries' part is reported through the events callback
+ *   with the same byte count; the table's is not.
+ * - An entry's key, kind, hash and size never change once published. Its value changes only by
+ *   an overwrite in place (memory_write.c), under `seq` (memory_read.h), while the table holds
+ *   its only reference; otherwise a write publishes a new entry in one atomic store. A reader
+ *   sees the old value or the new one, and a value handed out never changes.
  *
  * Locking and references
- * - Readers run inside a read-side section (reader.h) and take no lock: they walk a chain with
- *   acquire loads, compare the stored hash before the key, and mark a hit with a relaxed store
- *   only when the mark changes. A reader that finds an expired entry removes it only if the
- *   shard's lock is free (trylock).
- * - Writers look their key up without the lock (bringing its chain into the cache), then take
- *   their shard's lock (spin.h: one locked instruction; waiters spin, then yield). It guards the
- * shard's chains, queues, cursors, ghost table, `used` and `expiring` (both also read without it).
- * No thread holds two shard locks; the allocator and clock hooks are never called under one; the
- * events callback is, as store.h allows.
- * - Chains change only under the shard lock, by release stores. An unlinked entry keeps its
- *   `next`, so a reader standing on it still reaches the rest of the chain.
- * - A resize (table_move_locked) moves every entry of a shard into a new table under the
- *   shard's lock, with `resize_seq` odd meanwhile, and publishes it; the old table is freed
- *   after a grace period. Readers that find nothing while it moves walk again
- *   (mem_chain_retry), so a present key is never missed. docs/memory-store.md, "Tables that
- *   grow".
- * - The table holds one reference on each entry's value and each get adds one. A removed entry
- *   goes to memory_rcu.c, which drops the table's reference after a grace period. Lock order:
- *   docs/threads.md.
+ * - Readers take no lock, inside a read-side section (reader.h): acquire loads down a chain,
+ *   the stored hash compared before the key. One that finds nothing while a resize moves its
+ *   shard walks again (mem_chain_retry), so a present key is never missed.
+ * - Writers look their key up without the lock, then take their shard's (spin.h). It guards
+ *   the chains, queues, cursors, ghost table, `used` and `expiring`. No thread holds two; the
+ *   allocator and clock hooks are never called under one (docs/threads.md).
+ * - Chains change only under the shard lock, by release stores; an unlinked entry keeps its
+ *   `next`. A replaced table and a removed entry are freed after a grace period
+ *   (memory_rcu.c), which drops the table's reference on the entry's value.
  */
 #include "memory.h"
 #include "memory_internal.h"

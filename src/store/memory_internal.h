@@ -135,14 +135,9 @@ static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uin
 static inline mem_entry *hot_lookup_hint_rcu(mem_shard *sh, const corral__keyscheme *ks,
                                              const void *key, size_t key_len, uint64_t hash) {
     uint32_t rs;
-    mem_entry *e = mem_chain_rcu(sh, hash, &rs);
-    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
-        if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) {
-            CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
-            return e;
-        }
-    }
-    return NULL;
+    mem_entry *e = hot_chain_find(mem_chain_rcu(sh, hash, &rs), ks, key, key_len, hash);
+    if (e) CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
+    return e;
 }
 
 /* pthread calls on our own initialised objects fail only on a bug. */

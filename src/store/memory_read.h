@@ -426,15 +426,23 @@ static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks
     return d == 0 && key_equal(e->key + ks->hdr_len, key, key_len);
 }
 
+/* The entry of "<ks->hdr><key>" (hash `hash`) on the chain from `e`, or NULL: the walk of
+ * hot_find's slow cases and of the writers' first look (hot_lookup_hint_rcu). */
+static inline mem_entry *hot_chain_find(mem_entry *e, const corral__keyscheme *ks, const void *key,
+                                        size_t key_len, uint64_t hash) {
+    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire))
+        if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) return e;
+    return NULL;
+}
+
 /* hot_find's walk past an entry whose hash matched and key did not (a 64-bit collision):
  * out of line, so the common walk keeps few registers live. */
 static __attribute__((noinline, unused)) mem_entry *hot_find_after(mem_entry *e,
                                                                    const corral__keyscheme *ks,
                                                                    const void *key, size_t key_len,
                                                                    uint64_t hash) {
-    while ((e = atomic_load_explicit(&e->next, memory_order_acquire)))
-        if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) return e;
-    return NULL;
+    return hot_chain_find(atomic_load_explicit(&e->next, memory_order_acquire), ks, key, key_len,
+                          hash);
 }
 
 /* hot_find's walk again after a miss that a resize of shard `sh` may have caused
@@ -446,10 +454,8 @@ static __attribute__((noinline, unused)) mem_entry *hot_find_again(mem_shard *sh
     for (unsigned i = 0;; i++) {
         mem_spin(i);
         uint32_t rs;
-        mem_entry *e = mem_chain_rcu(sh, hash, &rs);
-        for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire))
-            if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) return e;
-        if (!mem_chain_retry(sh, rs)) return NULL;
+        mem_entry *e = hot_chain_find(mem_chain_rcu(sh, hash, &rs), ks, key, key_len, hash);
+        if (e || !mem_chain_retry(sh, rs)) return e;
     }
 }
 
