@@ -52,6 +52,7 @@
 #define MEM_MIN_SHARD_BYTES ((size_t)1 << 20) /* automatic sharding keeps shards at least this */
 #define MEM_SHARD_VALUES    4u   /* ... and able to hold this many of the largest values */
 #define MEM_SMALL_PERCENT   10u  /* S3-FIFO: the small queue's share of a shard's budget */
+#define MEM_MOVE_AHEAD      8u   /* a resize prefetches the chain this many heads on */
 #define MEM_GHOST_BYTES     512u /* S3-FIFO: one ghost slot per this many budget bytes */
 #define MEM_GHOST_MIN       64u
 #define MEM_GHOST_MAX       ((size_t)1 << 20)
@@ -203,6 +204,12 @@ static void table_move_locked(mem_shard *sh, mem_table *to) {
     assert(!(rs & 1u));
     atomic_store_explicit(&sh->resize_seq, rs + 1, memory_order_relaxed);
     for (size_t i = 0; i <= from->mask; i++) {
+        /* The entries are cold: the chain a few heads on is fetched while this one moves. */
+        if (i + MEM_MOVE_AHEAD <= from->mask) {
+            mem_entry *ahead =
+                atomic_load_explicit(&from->heads[i + MEM_MOVE_AHEAD], memory_order_relaxed);
+            if (ahead) __builtin_prefetch(ahead, 1);
+        }
         mem_link *head = &from->heads[i];
         mem_entry *e;
         while ((e = atomic_load_explicit(head, memory_order_relaxed))) {

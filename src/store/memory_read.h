@@ -190,6 +190,10 @@ typedef struct mem_shard {
      * direct-mapped by hash (a newer key overwrites an older one in its slot). Under `lock`. */
     uint32_t *ghost;
     size_t ghost_mask;
+    /* Slots the ghost has filled since the store opened: 0 until the small queue first evicts,
+     * so a shard that never evicted skips the ghost's cache miss on every insert. Under
+     * `lock`. */
+    size_t ghost_puts;
     /* What the current table costs when it is on the heap (memory_block.h), counted in `used`;
      * 0 while it is `home`. Written under `lock`, read anywhere (corral__mem_table_bytes). */
     _Atomic size_t table_bytes;
