@@ -19,7 +19,7 @@
  * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff it
  *   is MEM_KW_LIVE. A set that replaces an entry takes the old one out of its queue first and
  *   out of the table last, in the same store that links the new one.
- * - shard.used is the bytes of its queued entries and of its table on the heap, never over
+ * - shard.used is the bytes of its queued entries and of its tables on the heap, never over
  *   shard.budget. Every change of the entries' part is reported through the events callback
  *   with the same byte count; the table's is not.
  * - An entry's key, kind, hash and size never change once published. Its value changes only by
@@ -29,8 +29,9 @@
  *
  * Locking and references
  * - Readers take no lock, inside a read-side section (reader.h): acquire loads down a chain,
- *   the stored hash compared before the key. One that finds nothing while a resize moves its
- *   shard walks again (mem_chain_retry), so a present key is never missed.
+ *   the stored hash compared before the key. One that finds nothing while a step of a resize
+ *   moves entries of its shard walks again (mem_chain_retry), so a present key is never
+ *   missed. A resize moves MEM_RESIZE_STEP buckets a write (docs/memory-store.md).
  * - Writers look their key up without the lock, then take their shard's (spin.h). It guards
  *   the chains, queues, cursors, ghost table, `used` and `expiring`. No thread holds two; the
  *   allocator and clock hooks are never called under one (docs/threads.md).
@@ -136,8 +137,7 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
 /* The link (bucket head or an entry's `next`) that points at the LIVE entry `e`; NULL only if
  * `e` is not in its chain, which the invariants exclude. */
 static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e) {
-    const mem_table *t = table_locked(sh);
-    mem_link *link = &t->heads[e->hash & t->mask];
+    mem_link *link = head_locked(sh, e->hash);
     for (;;) {
         mem_entry *cur = atomic_load_explicit(link, memory_order_relaxed);
         if (CORRAL_NEVER(cur == NULL)) return NULL;
@@ -149,8 +149,7 @@ static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e) {
 /* Links the filled entry `e` at the head of its chain: readers see all of it or nothing. */
 void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
     (void)s;
-    const mem_table *t = table_locked(sh);
-    mem_link *head = &t->heads[e->hash & t->mask];
+    mem_link *head = head_locked(sh, e->hash);
     atomic_store_explicit(&e->next, atomic_load_explicit(head, memory_order_relaxed),
                           memory_order_relaxed);
     atomic_store_explicit(head, e, memory_order_release);
@@ -190,27 +189,32 @@ static void table_init(mem_table *t, mem_link *heads, unsigned bits) {
     memset(heads, 0, ((size_t)1 << bits) * sizeof *heads);
 }
 
-/* Moves every entry of shard `sh`'s table into `to` (empty, of any size) and publishes `to`.
- * Chain by chain, each entry is unlinked from its old head and pushed onto its new chain, so a
- * reader standing on any entry follows an acyclic chain, of the old table or the new one, and
- * ends; a reader that finds nothing meanwhile walks again (mem_chain_retry): `resize_seq` is
- * odd while entries move. Every link store is a release, so a reader that sees one sees the
- * odd sequence. Work: one step per entry and per old head.
- * XXX(#15): that is all of a shard's entries in one lock hold (2^16 in a million-entry store
- * of 16 shards); moving a bounded number of chains per write would bound it. */
-static void table_move_locked(mem_shard *sh, mem_table *to) {
-    mem_table *from = table_locked(sh);
+/* Makes the resize sequence of `sh` odd, for a move of entries that readers may miss a key
+ * during (mem_chain_retry); returns the even value it had. */
+static uint32_t resize_begin_locked(mem_shard *sh) {
     uint32_t rs = atomic_load_explicit(&sh->resize_seq, memory_order_relaxed);
     assert(!(rs & 1u));
     atomic_store_explicit(&sh->resize_seq, rs + 1, memory_order_relaxed);
-    for (size_t i = 0; i <= from->mask; i++) {
+    return rs;
+}
+
+static void resize_end_locked(mem_shard *sh, uint32_t rs) {
+    atomic_store_explicit(&sh->resize_seq, rs + 2, memory_order_release);
+}
+
+/* Moves the entries of buckets [from, to_bucket) of table `t` onto their chains in `to`. Each
+ * entry is unlinked from its old head and pushed onto its new chain, so a reader standing on
+ * any entry follows an acyclic chain, of the old table or the new one, and ends. Every link
+ * store is a release, so a reader that sees one sees the odd sequence of the move. */
+static void chains_move_locked(mem_table *t, size_t from, size_t until, mem_table *to) {
+    for (size_t i = from; i < until; i++) {
         /* The entries are cold: the chain a few heads on is fetched while this one moves. */
-        if (i + MEM_MOVE_AHEAD <= from->mask) {
+        if (i + MEM_MOVE_AHEAD < until) {
             mem_entry *ahead =
-                atomic_load_explicit(&from->heads[i + MEM_MOVE_AHEAD], memory_order_relaxed);
+                atomic_load_explicit(&t->heads[i + MEM_MOVE_AHEAD], memory_order_relaxed);
             if (ahead) __builtin_prefetch(ahead, 1);
         }
-        mem_link *head = &from->heads[i];
+        mem_link *head = &t->heads[i];
         mem_entry *e;
         while ((e = atomic_load_explicit(head, memory_order_relaxed))) {
             mem_link *dst = &to->heads[e->hash & to->mask];
@@ -221,11 +225,10 @@ static void table_move_locked(mem_shard *sh, mem_table *to) {
             atomic_store_explicit(dst, e, memory_order_release);
         }
     }
-    atomic_store_explicit(&sh->table, to, memory_order_release);
-    atomic_store_explicit(&sh->resize_seq, rs + 2, memory_order_release);
 }
 
-/* Charges the shard for its table's new cost `cost` (0: the home table) in place of the old. */
+/* Charges the shard for its tables' new cost `cost` (0: the home table alone) in place of the
+ * old. */
 static void table_charge_locked(mem_shard *sh, size_t cost) {
     CORRAL_ASSERT_HELD(&sh->lock);
     size_t had = atomic_load_explicit(&sh->table_bytes, memory_order_relaxed);
@@ -237,6 +240,33 @@ static void table_charge_locked(mem_shard *sh, size_t cost) {
     atomic_store_explicit(&sh->table_bytes, cost, memory_order_relaxed);
 }
 
+/* What table `t` costs the shard: nothing for its home table. */
+static size_t table_cost(const mem_store *s, const mem_shard *sh, const mem_table *t) {
+    return t == &sh->home ? 0 : corral__mem_block_cost(&s->blocks, mem_table_bytes(t->bits));
+}
+
+/* Ends the resize of `sh` whose every bucket moved (inside its odd sequence): `grow` becomes
+ * the table, the old one is retired and leaves the charge. */
+static void resize_finish_locked(mem_store *s, mem_shard *sh) {
+    mem_table *from = table_locked(sh), *to = grow_locked(sh);
+    atomic_store_explicit(&sh->table, to, memory_order_release);
+    atomic_store_explicit(&sh->grow, NULL, memory_order_release);
+    table_charge_locked(sh, table_cost(s, sh, to));
+    if (from != &sh->home) corral__mem_table_retire(s, from);
+}
+
+void corral__mem_table_step_locked(mem_store *s, mem_shard *sh) {
+    mem_table *t = table_locked(sh), *to = grow_locked(sh);
+    assert(to != NULL);
+    size_t from = atomic_load_explicit(&sh->moved, memory_order_relaxed);
+    size_t until = CORRAL_MIN(from + MEM_RESIZE_STEP, (size_t)t->mask + 1);
+    uint32_t rs = resize_begin_locked(sh);
+    chains_move_locked(t, from, until, to);
+    atomic_store_explicit(&sh->moved, until, memory_order_release);
+    if (until == t->mask + 1) resize_finish_locked(s, sh);
+    resize_end_locked(sh, rs);
+}
+
 void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
     size_t bytes = mem_table_bytes(bits);
     mem_table *to = corral__mem_block_alloc(&s->blocks, bytes);
@@ -246,14 +276,15 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
     read_lock(s);
     shard_lock(sh);
     size_t cost = corral__mem_block_cost(&s->blocks, bytes);
-    size_t had = atomic_load_explicit(&sh->table_bytes, memory_order_relaxed);
-    if (table_locked(sh)->bits + 1 == bits) /* no other writer grew it first */
-        corral__mem_make_room_locked(s, sh, cost - had, now);
     mem_table *from = table_locked(sh);
-    if (from->bits + 1 == bits) { /* and eviction did not send it home */
-        table_move_locked(sh, to);
-        table_charge_locked(sh, cost);
-        if (from != &sh->home) corral__mem_table_retire(s, from);
+    if (from->bits + 1 == bits && !grow_locked(sh)) /* no other writer grew it first */
+        corral__mem_make_room_locked(s, sh, cost, now);
+    /* and eviction did not send it home: both tables are charged while the resize runs */
+    if (table_locked(sh) == from && from->bits + 1 == bits && !grow_locked(sh)) {
+        table_charge_locked(sh, table_cost(s, sh, from) + cost);
+        atomic_store_explicit(&sh->moved, 0, memory_order_release);
+        atomic_store_explicit(&sh->grow, to, memory_order_release);
+        corral__mem_table_step_locked(s, sh);
         to = NULL;
     }
     shard_unlock(sh);
@@ -262,11 +293,17 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
 }
 
 void corral__mem_table_home_locked(mem_store *s, mem_shard *sh) {
-    mem_table *from = table_locked(sh);
-    if (from == &sh->home) return;
-    table_move_locked(sh, &sh->home);
+    mem_table *from = table_locked(sh), *to = grow_locked(sh);
+    if (from == &sh->home && !to) return;
+    uint32_t rs = resize_begin_locked(sh);
+    if (from != &sh->home) chains_move_locked(from, 0, (size_t)from->mask + 1, &sh->home);
+    if (to) chains_move_locked(to, 0, (size_t)to->mask + 1, &sh->home);
+    atomic_store_explicit(&sh->table, &sh->home, memory_order_release);
+    atomic_store_explicit(&sh->grow, NULL, memory_order_release);
     table_charge_locked(sh, 0);
-    corral__mem_table_retire(s, from);
+    resize_end_locked(sh, rs);
+    if (from != &sh->home) corral__mem_table_retire(s, from);
+    if (to) corral__mem_table_retire(s, to);
 }
 
 size_t corral__mem_table_bytes(corral__store *base) {
@@ -531,6 +568,8 @@ static void store_free(mem_store *s, unsigned shards_inited, bool sync_inited) {
         mem_shard *sh = &s->shards[i];
         mem_table *t = atomic_load_explicit(&sh->table, memory_order_relaxed);
         if (t != &sh->home) corral__mem_block_free(&s->blocks, t, mem_table_bytes(t->bits));
+        t = atomic_load_explicit(&sh->grow, memory_order_relaxed);
+        if (t) corral__mem_block_free(&s->blocks, t, mem_table_bytes(t->bits));
         corral__free(a, sh->ghost, (sh->ghost_mask + 1) * sizeof *sh->ghost);
         corral__spin_deinit(&sh->lock);
     }
@@ -696,6 +735,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
         atomic_init(&sh->resize_seq, 0);
         table_init(&sh->home, sh->home_heads, MEM_HOME_BITS);
         atomic_init(&sh->table, &sh->home);
+        atomic_init(&sh->grow, NULL);
+        atomic_init(&sh->moved, 0);
         if (policy == CORRAL_EVICT_S3FIFO) {
             size_t slots = ghost_slots(sh->budget);
             sh->ghost = corral__calloc(env->alloc, slots, sizeof *sh->ghost);

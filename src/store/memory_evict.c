@@ -144,7 +144,7 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
     assert(need <= sh->budget);
     while (atomic_load_explicit(&sh->used, memory_order_relaxed) > sh->budget - need) {
         mem_entry *v = victim_locked(s, sh, now);
-        if (v == NULL && table_locked(sh) != &sh->home) {
+        if (v == NULL && (table_locked(sh) != &sh->home || grow_locked(sh))) {
             corral__mem_table_home_locked(s, sh);
             continue;
         }

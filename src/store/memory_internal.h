@@ -119,11 +119,23 @@ static inline mem_entry *lookup_hint_rcu(mem_shard *sh, const corral__skey *k, u
     return chain_find(mem_chain_rcu(sh, k->hash, &rs), k, kind);
 }
 
-/* lookup_rcu under the lock of the key's shard `sh`, where no resize runs: one walk answers,
+/* The table a resize of shard `sh` moves its chains into, or NULL. Under its lock. */
+static inline mem_table *grow_locked(mem_shard *sh) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    return atomic_load_explicit(&sh->grow, memory_order_relaxed);
+}
+
+/* The head of the chain of `hash` in shard `sh` (mem_head). Under its lock. */
+static inline mem_link *head_locked(mem_shard *sh, uint64_t hash) {
+    mem_table *to = grow_locked(sh);
+    size_t moved = to ? atomic_load_explicit(&sh->moved, memory_order_relaxed) : 0;
+    return mem_head(table_locked(sh), to, moved, hash);
+}
+
+/* lookup_rcu under the lock of the key's shard `sh`, where no entry moves: one walk answers,
  * and a found entry is LIVE. Call inside a read-side section. */
 static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uint8_t kind) {
-    const mem_table *t = table_locked(sh);
-    return chain_find(atomic_load_explicit(&t->heads[k->hash & t->mask], memory_order_acquire), k,
+    return chain_find(atomic_load_explicit(head_locked(sh, k->hash), memory_order_acquire), k,
                       kind);
 }
 
@@ -175,23 +187,34 @@ void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *
 size_t corral__mem_shard_count_locked(mem_shard *sh);
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
 void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
-/* Doubles shard `sh`'s table to 2^bits heads if it still has 2^(bits - 1), evicting what the
- * larger table's charge needs. Allocates the table before it takes the lock (no allocator
- * under a shard lock); not inside a read-side section. An allocation that fails leaves the
- * table as it was: its chains grow longer until a later write grows it. */
+/* Starts doubling shard `sh`'s table to 2^bits heads if it still has 2^(bits - 1) and no
+ * resize runs, evicting what the larger table's charge needs, and takes the resize's first
+ * step. Allocates the table before it takes the lock (no allocator under a shard lock); not
+ * inside a read-side section. An allocation that fails leaves the table as it was: its chains
+ * grow longer until a later write grows it. */
 void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits);
-/* Moves shard `sh`'s entries back into its `home` table and retires the table on the heap:
- * for a shard with no entries left (clear, or eviction that found no victim). Call inside a
- * read-side section. */
+/* Moves the next MEM_RESIZE_STEP buckets of the resize running in shard `sh` (grow_locked is
+ * not NULL) into the new table; the step that moves the last publishes it and retires the old
+ * one. Call inside a read-side section. */
+void corral__mem_table_step_locked(mem_store *s, mem_shard *sh);
+/* Moves shard `sh`'s entries back into its `home` table and retires its tables on the heap
+ * (a resize that runs ends there): for a shard with no entries left (clear, or eviction that
+ * found no victim). Call inside a read-side section. */
 void corral__mem_table_home_locked(mem_store *s, mem_shard *sh);
 
-/* The bits of the table shard `sh` should grow to, or 0: it holds more entries than heads,
- * and the doubled table costs at most a MEM_TABLE_SHARE-th of its budget. Inline: every
- * write that adds an entry asks. */
+/* A write's share of a running resize: one step, if one runs. Under the lock of `sh`, inside
+ * a read-side section. */
+static inline void table_step_locked(mem_store *s, mem_shard *sh) {
+    if (__builtin_expect(grow_locked(sh) != NULL, 0)) corral__mem_table_step_locked(s, sh);
+}
+
+/* The bits of the table shard `sh` should grow to, or 0: no resize runs, it holds more
+ * entries than heads, and the doubled table costs at most a MEM_TABLE_SHARE-th of its
+ * budget. Inline: every write that adds an entry asks. */
 static inline unsigned table_grow_bits_locked(const mem_store *s, mem_shard *sh) {
     const mem_table *t = table_locked(sh);
     if (sh->q[MEM_MAIN].count + sh->q[MEM_SMALL].count <= t->mask + 1 ||
-        t->bits >= MEM_MAX_BUCKET_BITS)
+        t->bits >= MEM_MAX_BUCKET_BITS || grow_locked(sh))
         return 0;
     size_t cost = corral__mem_block_cost(&s->blocks, mem_table_bytes(t->bits + 1));
     return cost <= sh->budget / MEM_TABLE_SHARE ? t->bits + 1 : 0;

@@ -152,15 +152,18 @@ typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
 #define MEM_SHARD_BITS      10u
 #define MEM_HOME_BITS       4u  /* a shard's table starts at 2^4 heads, in the shard itself */
 #define MEM_MAX_BUCKET_BITS 22u /* 4M heads a shard: past it, chains grow */
+#define MEM_RESIZE_STEP     64u /* buckets of a running resize a write moves */
 _Static_assert(MEM_MAX_SHARDS <= (1u << MEM_SHARD_BITS), "the shard bits pick every shard");
 _Static_assert(MEM_SHARD_BITS + MEM_MAX_BUCKET_BITS <= 32,
                "the entry's 32-bit hash holds the shard and the bucket index apart");
 
 /* A shard's hash table: 2^bits chain heads. The shard publishes its current table through
- * `mem_shard.table`; a resize (memory.c) moves every entry into a new table under the shard's
- * lock, publishes it and frees the old one after a grace period. A table starts as the
- * shard's `home` table (never freed) and doubles on the heap as the shard's entries pass its
- * heads. Immutable but for its heads, which change under the shard's lock. */
+ * `mem_shard.table`. A resize (memory.c) publishes a table twice as large in `mem_shard.grow`,
+ * and writes move the old table's chains into it, MEM_RESIZE_STEP at a time under the shard's
+ * lock, in bucket order; the last step publishes it as `table` and frees the old one after a
+ * grace period. A table starts as the shard's `home` table (never freed) and doubles on the
+ * heap as the shard's entries pass its heads. Immutable but for its heads, which change under
+ * the shard's lock. */
 typedef struct mem_table {
     mem_link *heads; /* 2^bits heads: the shard's `home_heads`, or just after this header */
     uint64_t mask;   /* 2^bits - 1 */
@@ -171,12 +174,16 @@ typedef struct mem_table {
 
 typedef struct mem_shard {
     /* Loaded by every lookup and written only by a resize: on a line of their own, apart from
-     * the fields every write changes. `table` is the current table (release stores under
-     * `lock`, acquire loads); `resize_seq` is even, odd while a resize moves entries: a
-     * lookup that finds nothing walks again if it moved (mem_chain_retry). */
+     * the fields every write changes. All are stored under `lock` with release and loaded
+     * with acquire. `table` is the current table; `grow` the table a resize moves its chains
+     * into, NULL when none runs, and `moved` how many of `table`'s buckets, from the first,
+     * are in `grow` (mem_head). `resize_seq` is even, odd while a step of a resize moves
+     * entries: a lookup that finds nothing walks again if it moved (mem_chain_retry). */
     _Atomic(mem_table *) table;
+    _Atomic(mem_table *) grow;
+    _Atomic size_t moved;
     _Atomic uint32_t resize_seq;
-    char pad_read[64 - sizeof(void *) - sizeof(uint32_t)];
+    char pad_read[64 - 3 * sizeof(void *) - sizeof(uint32_t)];
     corral__spin lock;       /* spin.h: waiters spin, then yield; docs/threads.md */
     mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
@@ -247,17 +254,28 @@ static inline mem_shard *shard_of(const mem_store *s, uint64_t hash) {
     return &s->shards[(((uint32_t)hash >> MEM_MAX_BUCKET_BITS) * s->nshards) >> MEM_SHARD_BITS];
 }
 
-/* The first entry of the chain of `hash` in the current table of its shard `sh`, with in *rs
- * the resize sequence the walk starts at (for mem_chain_retry). Call inside a read-side
- * section: a resize frees the table after a grace period. */
+/* The head of `hash`'s chain, in table `t` or, during a resize, in `to` when the bucket of `t`
+ * it had is one of the `moved` buckets already moved there. */
+static inline mem_link *mem_head(const mem_table *t, const mem_table *to, size_t moved,
+                                 uint64_t hash) {
+    if (__builtin_expect(to != NULL, 0) && (hash & t->mask) < moved) t = to;
+    return &t->heads[hash & t->mask];
+}
+
+/* The first entry of the chain of `hash` in the tables of its shard `sh`, with in *rs the
+ * resize sequence the walk starts at (for mem_chain_retry). Call inside a read-side section:
+ * a resize frees the old table after a grace period. */
 static inline mem_entry *mem_chain_rcu(mem_shard *sh, uint64_t hash, uint32_t *rs) {
     *rs = atomic_load_explicit(&sh->resize_seq, memory_order_acquire);
     const mem_table *t = atomic_load_explicit(&sh->table, memory_order_acquire);
-    return atomic_load_explicit(&t->heads[hash & t->mask], memory_order_acquire);
+    const mem_table *to = atomic_load_explicit(&sh->grow, memory_order_acquire);
+    size_t moved = to ? atomic_load_explicit(&sh->moved, memory_order_acquire) : 0;
+    return atomic_load_explicit(mem_head(t, to, moved, hash), memory_order_acquire);
 }
 
 /* True when a walk that began at resize sequence `rs` and found nothing may have missed its
- * key: a resize was moving entries (odd) or moved them since. A walk that saw any link a
+ * key: a step of a resize was moving entries (odd) or moved them since (every step, and the
+ * last one's switch of tables, runs at an odd sequence). A walk that saw any link a
  * resize changed (acquire loads of its release stores) sees the sequence it made odd, so a
  * walk this lets stand read the chain as it was before any move: a key it did not find was
  * not there. A hit needs no check: the key was compared. */

@@ -282,6 +282,7 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
         e = NULL;
         rc = CORRAL_OK;
     }
+    table_step_locked(s, sh);
     unsigned grow = table_grow_bits_locked(s, sh);
     shard_unlock(sh);
     read_unlock(s);

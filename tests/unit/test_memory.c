@@ -1581,17 +1581,27 @@ static size_t heap_table_bytes(fx *f) {
     for (unsigned i = 0; i < ms->nshards; i++) {
         const mem_table *t = atomic_load(&ms->shards[i].table);
         if (t != &ms->shards[i].home) n += sizeof *t + (sizeof(mem_link) << t->bits);
+        t = atomic_load(&ms->shards[i].grow); /* a resize running: both tables are held */
+        if (t) n += sizeof *t + (sizeof(mem_link) << t->bits);
     }
     return n;
 }
 
-/* The fewest heads a shard's table has, in units of its entries (a load of at most 1). */
+/* The bits of shard `i`'s table, or of the table a running resize moves it into. */
+static unsigned table_bits(fx *f, unsigned i) {
+    const mem_shard *sh = &((mem_store *)f->s)->shards[i];
+    const mem_table *t = atomic_load(&sh->grow);
+    return (t ? t : atomic_load(&sh->table))->bits;
+}
+
+/* The fewest heads a shard's table has, in units of its entries (a load of at most 1), once
+ * a running resize ends. */
 static void expect_a_head_per_entry(fx *f) {
     mem_store *ms = (mem_store *)f->s;
     for (unsigned i = 0; i < ms->nshards; i++) {
         const mem_shard *sh = &ms->shards[i];
         size_t count = sh->q[MEM_MAIN].count + sh->q[MEM_SMALL].count;
-        assert_true(count <= ((size_t)1 << atomic_load(&sh->table)->bits));
+        assert_true(count <= ((size_t)1 << table_bits(f, i)));
     }
 }
 
@@ -1771,8 +1781,78 @@ static void test_mem_readers_find_present_keys_while_tables_grow(void **state) {
     }
     assert_int_equal(pthread_barrier_destroy(&start), 0);
     assert_true(lookups > 0);
-    const mem_table *tb = atomic_load(&((mem_store *)f->s)->shards[0].table);
-    assert_true(tb->bits >= 15); /* 16 heads to 32768: eleven resizes */
+    assert_true(table_bits(f, 0) >= 15); /* 16 heads to 32768: eleven resizes */
+    fx_close(f);
+}
+
+/* The bytes of set_key(f, i, "v")'s entry. */
+static size_t key_entry_bytes(int i) {
+    char k[16];
+    return corral__mem_entry_bytes((size_t)snprintf(k, sizeof k, "key:%d", i), 1);
+}
+
+/* A resize moves MEM_RESIZE_STEP buckets a write, not the whole table: the write that starts
+ * it moves the first step, each insert after it one more, the step that moves the last
+ * bucket switches the tables. Throughout, every key is found (by the general and the read
+ * path), deletes and overwrites reach keys of both tables, and used_bytes holds the entries
+ * and both tables to the byte. */
+static void test_mem_a_resize_moves_a_step_each_write(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    mem_shard *sh = &((mem_store *)f->s)->shards[0];
+    const size_t heads = (size_t)1 << 10, steps = heads / MEM_RESIZE_STEP;
+    int n = 0;
+    while (table_bits(f, 0) < 10 || atomic_load(&sh->grow)) /* until a 1024-head table */
+        assert_int_equal(set_key(f, n++, "v"), CORRAL_OK);
+    while ((size_t)n < heads)
+        assert_int_equal(set_key(f, n++, "v"), CORRAL_OK);
+    assert_null(atomic_load(&sh->grow));
+    size_t entries = 0;
+    for (int i = 0; i < n; i++)
+        entries += key_entry_bytes(i);
+    /* The insert that passes the heads starts the resize and takes its first step. */
+    assert_int_equal(set_key(f, n, "v"), CORRAL_OK);
+    entries += key_entry_bytes(n++);
+    const mem_table *from = atomic_load(&sh->table);
+    assert_non_null(atomic_load(&sh->grow));
+    assert_int_equal(from->bits, 10);
+    for (size_t step = 1; step < steps; step++) {
+        assert_int_equal(atomic_load(&sh->moved), step * MEM_RESIZE_STEP);
+        assert_ptr_equal(atomic_load(&sh->table), from);
+        assert_int_equal(used(f), entries + heap_table_bytes(f));
+        assert_int_equal(corral__mem_table_bytes(f->s), heap_table_bytes(f));
+        for (int i = 0; i < n; i++)
+            assert_int_equal(get_key(f, i), CORRAL_OK);
+        /* An overwrite and a delete of keys whose chains may be in either table. */
+        assert_int_equal(set_key(f, (int)step, "w"), CORRAL_OK);
+        assert_int_equal(get_key(f, (int)step), CORRAL_OK);
+        assert_int_equal(set_key(f, n, "v"), CORRAL_OK); /* an insert: one more step */
+        entries += key_entry_bytes(n++);
+    }
+    assert_null(atomic_load(&sh->grow));
+    assert_int_equal(atomic_load(&sh->table)->bits, 11);
+    assert_int_equal(used(f), entries + heap_table_bytes(f));
+    for (int i = 0; i < n; i++)
+        assert_int_equal(get_key(f, i), CORRAL_OK);
+    fx_close(f); /* frees both tables of a resize that ran: the allocator holds nothing */
+}
+
+/* clear during a running resize sends both tables home and gives their bytes back. */
+static void test_mem_clear_during_a_resize_frees_both_tables(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    mem_shard *sh = &((mem_store *)f->s)->shards[0];
+    int n = 0;
+    while (table_bits(f, 0) < 10 || !atomic_load(&sh->grow))
+        assert_int_equal(set_key(f, n++, "v"), CORRAL_OK);
+    assert_non_null(atomic_load(&sh->grow));
+    assert_int_equal(f->s->ops->clear(f->s), CORRAL_OK);
+    assert_null(atomic_load(&sh->grow));
+    assert_ptr_equal(atomic_load(&sh->table), &sh->home);
+    assert_int_equal(corral__mem_table_bytes(f->s), 0);
+    assert_int_equal(used(f), 0);
+    corral__mem_quiesce(f->s);
+    assert_int_equal(outstanding(&f->ca), f->baseline);
     fx_close(f);
 }
 
@@ -1823,6 +1903,8 @@ int main(void) {
         cmocka_unit_test(test_mem_clear_frees_the_tables),
         cmocka_unit_test(test_mem_entry_of_the_whole_budget_fits_after_tables_grew),
         cmocka_unit_test(test_mem_readers_find_present_keys_while_tables_grow),
+        cmocka_unit_test(test_mem_a_resize_moves_a_step_each_write),
+        cmocka_unit_test(test_mem_clear_during_a_resize_frees_both_tables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
