@@ -192,6 +192,7 @@ static void table_init(mem_table *t, mem_link *heads, unsigned bits) {
 /* Makes the resize sequence of `sh` odd, for a move of entries that readers may miss a key
  * during (mem_chain_retry); returns the even value it had. */
 static uint32_t resize_begin_locked(mem_shard *sh) {
+    CORRAL_ASSERT_HELD(&sh->lock);
     uint32_t rs = atomic_load_explicit(&sh->resize_seq, memory_order_relaxed);
     assert(!(rs & 1u));
     atomic_store_explicit(&sh->resize_seq, rs + 1, memory_order_relaxed);
@@ -202,27 +203,29 @@ static void resize_end_locked(mem_shard *sh, uint32_t rs) {
     atomic_store_explicit(&sh->resize_seq, rs + 2, memory_order_release);
 }
 
-/* Moves the entries of buckets [from, to_bucket) of table `t` onto their chains in `to`. Each
- * entry is unlinked from its old head and pushed onto its new chain, so a reader standing on
- * any entry follows an acyclic chain, of the old table or the new one, and ends. Every link
- * store is a release, so a reader that sees one sees the odd sequence of the move. */
-static void chains_move_locked(mem_table *t, size_t from, size_t until, mem_table *to) {
-    for (size_t i = from; i < until; i++) {
-        /* The entries are cold: the chain a few heads on is fetched while this one moves. */
+/* Moves the entries of buckets [first, until) of table `src` onto their chains in `dst`.
+ * Each entry is unlinked from its old head and pushed onto its new chain, so a reader standing
+ * on any entry follows an acyclic chain, of the old table or the new one, and ends. Every link
+ * store is a release, so a reader that sees one sees the odd sequence of the move. Under the
+ * shard's lock, inside resize_begin_locked and resize_end_locked. */
+static void chains_move_locked(mem_table *src, size_t first, size_t until, mem_table *dst) {
+    for (size_t i = first; i < until; i++) {
+        /* The entries are cold: the chain a few heads on is fetched while this one moves (the
+         * move reads an entry's `next` and `hash`, one 16-byte slot). */
         if (i + MEM_MOVE_AHEAD < until) {
             mem_entry *ahead =
-                atomic_load_explicit(&t->heads[i + MEM_MOVE_AHEAD], memory_order_relaxed);
-            if (ahead) __builtin_prefetch(ahead, 1);
+                atomic_load_explicit(&src->heads[i + MEM_MOVE_AHEAD], memory_order_relaxed);
+            if (ahead) __builtin_prefetch(&ahead->next, 1);
         }
-        mem_link *head = &t->heads[i];
+        mem_link *head = &src->heads[i];
         mem_entry *e;
         while ((e = atomic_load_explicit(head, memory_order_relaxed))) {
-            mem_link *dst = &to->heads[e->hash & to->mask];
+            mem_link *to = &dst->heads[e->hash & dst->mask];
             atomic_store_explicit(head, atomic_load_explicit(&e->next, memory_order_relaxed),
                                   memory_order_release);
-            atomic_store_explicit(&e->next, atomic_load_explicit(dst, memory_order_relaxed),
+            atomic_store_explicit(&e->next, atomic_load_explicit(to, memory_order_relaxed),
                                   memory_order_release);
-            atomic_store_explicit(dst, e, memory_order_release);
+            atomic_store_explicit(to, e, memory_order_release);
         }
     }
 }
@@ -246,22 +249,24 @@ static size_t table_cost(const mem_store *s, const mem_shard *sh, const mem_tabl
 }
 
 /* Ends the resize of `sh` whose every bucket moved (inside its odd sequence): `grow` becomes
- * the table, the old one is retired and leaves the charge. */
+ * the table, the old one is retired and leaves the charge. `moved` goes back to 0 in the same
+ * window, so a reader never pairs `grow == NULL` with a count of another resize. */
 static void resize_finish_locked(mem_store *s, mem_shard *sh) {
-    mem_table *from = table_locked(sh), *to = grow_locked(sh);
-    atomic_store_explicit(&sh->table, to, memory_order_release);
+    mem_table *old = table_locked(sh), *t = grow_locked(sh);
+    atomic_store_explicit(&sh->table, t, memory_order_release);
     atomic_store_explicit(&sh->grow, NULL, memory_order_release);
-    table_charge_locked(sh, table_cost(s, sh, to));
-    if (from != &sh->home) corral__mem_table_retire(s, from);
+    atomic_store_explicit(&sh->moved, 0, memory_order_release);
+    table_charge_locked(sh, table_cost(s, sh, t));
+    if (old != &sh->home) corral__mem_table_retire(s, old);
 }
 
 void corral__mem_table_step_locked(mem_store *s, mem_shard *sh) {
     mem_table *t = table_locked(sh), *to = grow_locked(sh);
     assert(to != NULL);
-    size_t from = atomic_load_explicit(&sh->moved, memory_order_relaxed);
-    size_t until = CORRAL_MIN(from + MEM_RESIZE_STEP, (size_t)t->mask + 1);
+    size_t first = atomic_load_explicit(&sh->moved, memory_order_relaxed);
+    size_t until = CORRAL_MIN(first + MEM_RESIZE_STEP, (size_t)t->mask + 1);
     uint32_t rs = resize_begin_locked(sh);
-    chains_move_locked(t, from, until, to);
+    chains_move_locked(t, first, until, to);
     atomic_store_explicit(&sh->moved, until, memory_order_release);
     if (until == t->mask + 1) resize_finish_locked(s, sh);
     resize_end_locked(sh, rs);
@@ -282,7 +287,10 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
     /* and eviction did not send it home: both tables are charged while the resize runs */
     if (table_locked(sh) == from && from->bits + 1 == bits && !grow_locked(sh)) {
         table_charge_locked(sh, table_cost(s, sh, from) + cost);
-        atomic_store_explicit(&sh->moved, 0, memory_order_release);
+        /* No entry moves yet, so no odd sequence: a reader that sees `grow` sees `moved` at 0
+         * (0 since the last resize ended; acquire of `grow`, then of `moved`) and walks the
+         * old table, where every chain still is. */
+        assert(atomic_load_explicit(&sh->moved, memory_order_relaxed) == 0);
         atomic_store_explicit(&sh->grow, to, memory_order_release);
         corral__mem_table_step_locked(s, sh);
         to = NULL;
@@ -295,11 +303,13 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
 void corral__mem_table_home_locked(mem_store *s, mem_shard *sh) {
     mem_table *from = table_locked(sh), *to = grow_locked(sh);
     if (from == &sh->home && !to) return;
+    /* Every entry in a table is in a queue: with none queued, every chain is empty and there
+     * is nothing to move (the home table's heads are NULL too). */
+    assert(corral__mem_shard_count_locked(sh) == 0);
     uint32_t rs = resize_begin_locked(sh);
-    if (from != &sh->home) chains_move_locked(from, 0, (size_t)from->mask + 1, &sh->home);
-    if (to) chains_move_locked(to, 0, (size_t)to->mask + 1, &sh->home);
     atomic_store_explicit(&sh->table, &sh->home, memory_order_release);
     atomic_store_explicit(&sh->grow, NULL, memory_order_release);
+    atomic_store_explicit(&sh->moved, 0, memory_order_release);
     table_charge_locked(sh, 0);
     resize_end_locked(sh, rs);
     if (from != &sh->home) corral__mem_table_retire(s, from);

@@ -90,7 +90,7 @@ static uint32_t *ghost_slot_locked(mem_shard *sh, uint32_t hash) {
 }
 
 bool corral__mem_ghost_take_locked(mem_shard *sh, uint32_t hash) {
-    if (sh->ghost_puts == 0) return false;
+    if (!sh->ghost_used) return false;
     uint32_t *slot = ghost_slot_locked(sh, hash);
     if (*slot != (hash | 1u)) return false;
     *slot = 0;
@@ -99,7 +99,7 @@ bool corral__mem_ghost_take_locked(mem_shard *sh, uint32_t hash) {
 
 static void ghost_put_locked(mem_shard *sh, uint32_t hash) {
     *ghost_slot_locked(sh, hash) = hash | 1u;
-    sh->ghost_puts++;
+    sh->ghost_used = true;
 }
 
 /* S3-FIFO: while the small queue holds more than its share, its tail either earns the main

@@ -197,9 +197,9 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits);
  * not NULL) into the new table; the step that moves the last publishes it and retires the old
  * one. Call inside a read-side section. */
 void corral__mem_table_step_locked(mem_store *s, mem_shard *sh);
-/* Moves shard `sh`'s entries back into its `home` table and retires its tables on the heap
- * (a resize that runs ends there): for a shard with no entries left (clear, or eviction that
- * found no victim). Call inside a read-side section. */
+/* Sends shard `sh`, which holds no entry (clear, or eviction that found no victim), back to its
+ * `home` table and retires its tables on the heap (a resize that runs ends there): no chain to
+ * move, so a short hold of the lock. Call inside a read-side section. */
 void corral__mem_table_home_locked(mem_store *s, mem_shard *sh);
 
 /* A write's share of a running resize: one step, if one runs. Under the lock of `sh`, inside

@@ -153,6 +153,8 @@ typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
 #define MEM_HOME_BITS       4u  /* a shard's table starts at 2^4 heads, in the shard itself */
 #define MEM_MAX_BUCKET_BITS 22u /* 4M heads a shard: past it, chains grow */
 #define MEM_RESIZE_STEP     64u /* buckets of a running resize a write moves */
+_Static_assert(MEM_RESIZE_STEP >= (1u << MEM_HOME_BITS),
+               "a resize from the home table ends in its first step");
 _Static_assert(MEM_MAX_SHARDS <= (1u << MEM_SHARD_BITS), "the shard bits pick every shard");
 _Static_assert(MEM_SHARD_BITS + MEM_MAX_BUCKET_BITS <= 32,
                "the entry's 32-bit hash holds the shard and the bucket index apart");
@@ -174,8 +176,9 @@ typedef struct mem_table {
 
 typedef struct mem_shard {
     /* Loaded by every lookup and written only by a resize: on a line of their own, apart from
-     * the fields every write changes. All are stored under `lock` with release and loaded
-     * with acquire. `table` is the current table; `grow` the table a resize moves its chains
+     * the fields every write changes. All are stored under `lock` (with release, but for the
+     * odd `resize_seq`: the link stores after it carry the release) and loaded with acquire.
+     * `table` is the current table; `grow` the table a resize moves its chains
      * into, NULL when none runs, and `moved` how many of `table`'s buckets, from the first,
      * are in `grow` (mem_head). `resize_seq` is even, odd while a step of a resize moves
      * entries: a lookup that finds nothing walks again if it moved (mem_chain_retry). */
@@ -183,7 +186,7 @@ typedef struct mem_shard {
     _Atomic(mem_table *) grow;
     _Atomic size_t moved;
     _Atomic uint32_t resize_seq;
-    char pad_read[64 - 3 * sizeof(void *) - sizeof(uint32_t)];
+    char pad_read[64 - 2 * sizeof(void *) - sizeof(size_t) - sizeof(uint32_t)];
     corral__spin lock;       /* spin.h: waiters spin, then yield; docs/threads.md */
     mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
@@ -197,17 +200,18 @@ typedef struct mem_shard {
      * direct-mapped by hash (a newer key overwrites an older one in its slot). Under `lock`. */
     uint32_t *ghost;
     size_t ghost_mask;
-    /* Slots the ghost has filled since the store opened: 0 until the small queue first evicts,
-     * so a shard that never evicted skips the ghost's cache miss on every insert. Under
-     * `lock`. */
-    size_t ghost_puts;
-    /* What the current table costs when it is on the heap (memory_block.h), counted in `used`;
-     * 0 while it is `home`. Written under `lock`, read anywhere (corral__mem_table_bytes). */
+    /* Whether the ghost ever held a key: false until the small queue first evicts, so a shard
+     * that never evicted skips the ghost's cache miss on every insert. Under `lock`. */
+    bool ghost_used;
+    /* What its tables on the heap cost (memory_block.h; both while a resize runs), counted in
+     * `used`; 0 while it has only `home`. Written under `lock`, read anywhere
+     * (corral__mem_table_bytes). */
     _Atomic size_t table_bytes;
     mem_table home;                           /* the first table, part of the shard */
     mem_link home_heads[1u << MEM_HOME_BITS]; /* its heads */
     char pad[64]; /* keeps neighbouring shards' locks off one cache line */
 } mem_shard;
+_Static_assert(offsetof(mem_shard, lock) == 64, "the read line holds only what lookups load");
 
 struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
@@ -275,7 +279,8 @@ static inline mem_entry *mem_chain_rcu(mem_shard *sh, uint64_t hash, uint32_t *r
 
 /* True when a walk that began at resize sequence `rs` and found nothing may have missed its
  * key: a step of a resize was moving entries (odd) or moved them since (every step, and the
- * last one's switch of tables, runs at an odd sequence). A walk that saw any link a
+ * last one's switch of tables, runs at an odd sequence; the start of a resize moves nothing,
+ * and publishes `grow` after `moved` is 0). A walk that saw any link a
  * resize changed (acquire loads of its release stores) sees the sequence it made odd, so a
  * walk this lets stand read the chain as it was before any move: a key it did not find was
  * not there. A hit needs no check: the key was compared. */

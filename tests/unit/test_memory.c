@@ -1785,67 +1785,163 @@ static void test_mem_readers_find_present_keys_while_tables_grow(void **state) {
     fx_close(f);
 }
 
-/* The bytes of set_key(f, i, "v")'s entry. */
-static size_t key_entry_bytes(int i) {
-    char k[16];
-    return corral__mem_entry_bytes((size_t)snprintf(k, sizeof k, "key:%d", i), 1);
+/* ---- A resize in steps ---- */
+
+#define RZ_KEYS 2048
+
+/* A one-shard store, its keys ":1:r<i>" (a hot scheme's store keys, so that the read path finds
+ * them too), and what each holds: its value's length, 0 once deleted. */
+typedef struct rz {
+    fx *f;
+    mem_shard *sh;
+    corral__keyscheme ks;
+    size_t vlen[RZ_KEYS];
+    int n; /* keys written: 0 .. n - 1 */
+} rz;
+
+static corral__skey rz_key(rz *r, char *k, size_t cap, int i) {
+    int kl = snprintf(k, cap, ":1:r%d", i);
+    return KH(k, corral__key_hash(&r->ks, k, (size_t)kl));
 }
 
-/* A resize moves MEM_RESIZE_STEP buckets a write, not the whole table: the write that starts
- * it moves the first step, each insert after it one more, the step that moves the last
- * bucket switches the tables. Throughout, every key is found (by the general and the read
- * path), deletes and overwrites reach keys of both tables, and used_bytes holds the entries
- * and both tables to the byte. */
-static void test_mem_a_resize_moves_a_step_each_write(void **state) {
+static void rz_set(rz *r, int i, const char *v) {
+    char k[32];
+    corral__skey sk = rz_key(r, k, sizeof k, i);
+    assert_int_equal(
+        r->f->s->ops->set(r->f->s, &sk, v, strlen(v), CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+        CORRAL_OK);
+    r->vlen[i] = strlen(v);
+    if (i == r->n) r->n++;
+}
+
+static void rz_del(rz *r, int i) {
+    char k[32];
+    corral__skey sk = rz_key(r, k, sizeof k, i);
+    assert_int_equal(r->f->s->ops->del(r->f->s, &sk), CORRAL_OK);
+    r->vlen[i] = 0;
+}
+
+/* Every key written is found, by the general path and the read path, unless deleted; and
+ * used_bytes is the entries' bytes and the tables', to the byte. */
+static void rz_check(rz *r) {
+    size_t entries = 0;
+    for (int i = 0; i < r->n; i++) {
+        char k[32], buf[32];
+        corral__skey sk = rz_key(r, k, sizeof k, i);
+        size_t len = 0, hlen = 0;
+        uint16_t cls = 0;
+        int want = r->vlen[i] ? CORRAL_OK : CORRAL_MISS;
+        assert_int_equal(
+            r->f->s->ops->get_into(r->f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen), want);
+        assert_int_equal(corral__mem_get_into_hot(r->f->s, &r->ks, k + 3, sk.len - 3, buf,
+                                                  sizeof buf, &len, &cls),
+                         want);
+        if (r->vlen[i]) entries += corral__mem_entry_bytes(sk.len, r->vlen[i]);
+    }
+    assert_int_equal(used(r->f), entries + heap_table_bytes(r->f));
+    assert_int_equal(corral__mem_table_bytes(r->f->s), heap_table_bytes(r->f));
+}
+
+/* A live key with a value of `vlen` bytes whose chain is in the new table of the running resize
+ * (`moved`) or still in the old one (!moved). */
+static int rz_pick(rz *r, bool moved, size_t vlen) {
+    const mem_table *t = atomic_load(&r->sh->table);
+    size_t done = atomic_load(&r->sh->moved);
+    for (int i = 0; i < r->n; i++) {
+        char k[32];
+        corral__skey sk = rz_key(r, k, sizeof k, i);
+        if (r->vlen[i] == vlen && ((sk.hash & t->mask) < done) == moved) return i;
+    }
+    fail_msg("no key with a %zu-byte value in a %s bucket", vlen, moved ? "moved" : "waiting");
+    return -1;
+}
+
+/* A resize moves MEM_RESIZE_STEP buckets a write that builds an entry, not the whole table:
+ * the insert that starts it moves the first step; each insert, or replacement by a value of
+ * another size, one more; deletes and overwrites in place none, wherever their keys' chains
+ * are; the step that moves the last bucket switches the tables. Throughout, every key is
+ * found and used_bytes holds the entries and both tables to the byte. */
+static void test_mem_a_resize_moves_a_step_each_insert(void **state) {
+    (void)state;
+    static rz r;
+    memset(&r, 0, sizeof r);
+    r.f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    r.sh = &((mem_store *)r.f->s)->shards[0];
+    corral__keyscheme_init(&r.ks, "", 0, 1, false, NULL, NULL);
+    const size_t heads = (size_t)1 << 10;
+    while ((size_t)r.n < heads) /* a 1024-head table, full, no resize running */
+        rz_set(&r, r.n, "v");
+    assert_int_equal(table_bits(r.f, 0), 10);
+    assert_null(atomic_load(&r.sh->grow));
+    rz_set(&r, r.n, "v"); /* passes the heads: starts the resize, moves its first step */
+    const mem_table *from = atomic_load(&r.sh->table);
+    assert_int_equal(from->bits, 10);
+    for (size_t step = 1; step < heads / MEM_RESIZE_STEP; step++) {
+        assert_non_null(atomic_load(&r.sh->grow));
+        assert_ptr_equal(atomic_load(&r.sh->table), from);
+        assert_int_equal(atomic_load(&r.sh->moved), step * MEM_RESIZE_STEP);
+        rz_check(&r);
+        for (int moved = 0; moved < 2; moved++) {
+            rz_del(&r, rz_pick(&r, moved, 1));
+            rz_set(&r, rz_pick(&r, moved, 1), "w"); /* in place: the same size */
+        }
+        assert_int_equal(atomic_load(&r.sh->moved), step * MEM_RESIZE_STEP);
+        rz_check(&r);
+        if (step % 2) /* a replacement by a larger value builds an entry */
+            rz_set(&r, rz_pick(&r, step % 4 == 1, 1), "a longer value");
+        else
+            rz_set(&r, r.n, "v");
+    }
+    assert_null(atomic_load(&r.sh->grow));
+    assert_int_equal(atomic_load(&r.sh->table)->bits, 11);
+    assert_int_equal(atomic_load(&r.sh->moved), 0);
+    rz_check(&r);
+    fx_close(r.f); /* the allocator holds nothing: the old table was freed */
+}
+
+/* A resize of at least two steps started in a one-shard store. */
+static mem_shard *start_a_resize(fx *f) {
+    mem_shard *sh = &((mem_store *)f->s)->shards[0];
+    int n = 0;
+    while (table_bits(f, 0) < 8 || !atomic_load(&sh->grow))
+        assert_int_equal(set_key(f, n++, "v"), CORRAL_OK);
+    assert_true(atomic_load(&sh->moved) < ((size_t)1 << 7));
+    return sh;
+}
+
+/* close during a running resize frees both tables. */
+static void test_mem_close_during_a_resize_frees_both_tables(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
-    mem_shard *sh = &((mem_store *)f->s)->shards[0];
-    const size_t heads = (size_t)1 << 10, steps = heads / MEM_RESIZE_STEP;
-    int n = 0;
-    while (table_bits(f, 0) < 10 || atomic_load(&sh->grow)) /* until a 1024-head table */
-        assert_int_equal(set_key(f, n++, "v"), CORRAL_OK);
-    while ((size_t)n < heads)
-        assert_int_equal(set_key(f, n++, "v"), CORRAL_OK);
+    start_a_resize(f);
+    fx_close(f); /* the allocator holds nothing */
+}
+
+/* An entry of the whole budget, written while a resize runs, sends both tables home once
+ * eviction finds no entry left, and fits. */
+static void test_mem_entry_of_the_whole_budget_fits_during_a_resize(void **state) {
+    (void)state;
+    size_t max = 64 * 1024;
+    fx *f = fx_open(max, CORRAL_EVICT_DEFAULT, 1);
+    mem_shard *sh = start_a_resize(f);
+    static char big[64 * 1024];
+    size_t len = max - corral__mem_entry_bytes(3, 100) + 100; /* an entry of max bytes */
+    memset(big, 'b', len);
+    corral__skey sk = ss_key("big");
+    assert_int_equal(f->s->ops->set(f->s, &sk, big, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_OK);
     assert_null(atomic_load(&sh->grow));
-    size_t entries = 0;
-    for (int i = 0; i < n; i++)
-        entries += key_entry_bytes(i);
-    /* The insert that passes the heads starts the resize and takes its first step. */
-    assert_int_equal(set_key(f, n, "v"), CORRAL_OK);
-    entries += key_entry_bytes(n++);
-    const mem_table *from = atomic_load(&sh->table);
-    assert_non_null(atomic_load(&sh->grow));
-    assert_int_equal(from->bits, 10);
-    for (size_t step = 1; step < steps; step++) {
-        assert_int_equal(atomic_load(&sh->moved), step * MEM_RESIZE_STEP);
-        assert_ptr_equal(atomic_load(&sh->table), from);
-        assert_int_equal(used(f), entries + heap_table_bytes(f));
-        assert_int_equal(corral__mem_table_bytes(f->s), heap_table_bytes(f));
-        for (int i = 0; i < n; i++)
-            assert_int_equal(get_key(f, i), CORRAL_OK);
-        /* An overwrite and a delete of keys whose chains may be in either table. */
-        assert_int_equal(set_key(f, (int)step, "w"), CORRAL_OK);
-        assert_int_equal(get_key(f, (int)step), CORRAL_OK);
-        assert_int_equal(set_key(f, n, "v"), CORRAL_OK); /* an insert: one more step */
-        entries += key_entry_bytes(n++);
-    }
-    assert_null(atomic_load(&sh->grow));
-    assert_int_equal(atomic_load(&sh->table)->bits, 11);
-    assert_int_equal(used(f), entries + heap_table_bytes(f));
-    for (int i = 0; i < n; i++)
-        assert_int_equal(get_key(f, i), CORRAL_OK);
-    fx_close(f); /* frees both tables of a resize that ran: the allocator holds nothing */
+    assert_ptr_equal(atomic_load(&sh->table), &sh->home);
+    assert_int_equal(corral__mem_table_bytes(f->s), 0);
+    assert_int_equal(used(f), max);
+    fx_close(f);
 }
 
 /* clear during a running resize sends both tables home and gives their bytes back. */
 static void test_mem_clear_during_a_resize_frees_both_tables(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
-    mem_shard *sh = &((mem_store *)f->s)->shards[0];
-    int n = 0;
-    while (table_bits(f, 0) < 10 || !atomic_load(&sh->grow))
-        assert_int_equal(set_key(f, n++, "v"), CORRAL_OK);
-    assert_non_null(atomic_load(&sh->grow));
+    mem_shard *sh = start_a_resize(f);
     assert_int_equal(f->s->ops->clear(f->s), CORRAL_OK);
     assert_null(atomic_load(&sh->grow));
     assert_ptr_equal(atomic_load(&sh->table), &sh->home);
@@ -1903,8 +1999,10 @@ int main(void) {
         cmocka_unit_test(test_mem_clear_frees_the_tables),
         cmocka_unit_test(test_mem_entry_of_the_whole_budget_fits_after_tables_grew),
         cmocka_unit_test(test_mem_readers_find_present_keys_while_tables_grow),
-        cmocka_unit_test(test_mem_a_resize_moves_a_step_each_write),
+        cmocka_unit_test(test_mem_a_resize_moves_a_step_each_insert),
         cmocka_unit_test(test_mem_clear_during_a_resize_frees_both_tables),
+        cmocka_unit_test(test_mem_close_during_a_resize_frees_both_tables),
+        cmocka_unit_test(test_mem_entry_of_the_whole_budget_fits_during_a_resize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
