@@ -74,10 +74,10 @@ uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms) {
 /* The reader's test: reads the clock only when `e` has an expiry, and then stores the time
  * read in `*now` for the caller's later use. */
 static bool is_expired_lazy(const mem_store *s, const mem_entry *e, uint64_t *now) {
-    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-    if (at == MEM_NEVER) return false;
+    uint32_t x = atomic_load_explicit(&e->expiry, memory_order_relaxed);
+    if (x == MEM_EXP_NEVER) return false;
     *now = clock_now(s);
-    return *now >= at;
+    return mem_exp_passed(x, *now);
 }
 
 static void report(const mem_store *s, const mem_entry *e, corral__change why, size_t bytes) {
@@ -88,7 +88,7 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why, s
 
 /* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                                 size_t len, uint64_t expires_ns) {
+                                 size_t len, uint64_t at) {
     size_t bytes = mem_entry_bytes(k->len, len);
     mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
     if (!e) return NULL;
@@ -97,7 +97,7 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     e->u.q.newer = e->u.q.older = NULL;
     atomic_init(&e->next, NULL);
     e->hash = (uint32_t)k->hash;
-    atomic_init(&e->expires_ns, expires_ns);
+    atomic_init(&e->expiry, mem_exp_of(at));
     if (k->len) memcpy(e->key, k->data, k->len);
     unsigned char *data = e->key + k->len;
     if (len) memcpy(data, val, len);
@@ -343,7 +343,7 @@ void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corra
     CORRAL_ASSERT_HELD(&sh->lock);
     size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
     size_t bytes = entry_bytes(sh->blocks, e);
-    bool expires = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
+    bool expires = has_expiry(e);
     if (why == CORRAL__ADDED) {
         used += bytes;
         shard_expiring_add_locked(sh, expires, 0);
@@ -564,8 +564,9 @@ static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) 
     read_lock(s);
     const mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     if (e && !is_expired(e, now)) {
-        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-        *ttl_ms = at == MEM_NEVER ? CORRAL__NO_EXPIRY : (int64_t)((at - now + 999999) / 1000000);
+        uint32_t x = atomic_load_explicit(&e->expiry, memory_order_relaxed);
+        *ttl_ms = x == MEM_EXP_NEVER ? CORRAL__NO_EXPIRY
+                                     : (int64_t)((mem_exp_ns(x) - now + MEM_MS - 1) / MEM_MS);
         rc = CORRAL_OK;
     }
     read_unlock(s);
@@ -657,6 +658,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->base.ops = &mem_ops;
     s->magic = MEM_STORE_MAGIC;
     s->env = *env;
+    s->epoch_ns = env->now_ns(env->clock_ctx);
     s->policy = policy;
     s->hit_max = hit_max_of(policy);
     s->max_bytes = cfg->max_bytes;

@@ -58,9 +58,14 @@ static inline void shard_expiring_add_locked(mem_shard *sh, size_t plus, size_t 
     atomic_store_explicit(&sh->expiring, n + plus - minus, memory_order_relaxed);
 }
 
+/* True when `e` has expired at the store's time `now` (clock_now). */
 static inline bool is_expired(const mem_entry *e, uint64_t now) {
-    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-    return at != MEM_NEVER && now >= at;
+    return mem_exp_passed(atomic_load_explicit(&e->expiry, memory_order_relaxed), now);
+}
+
+/* True when `e` has an expiry. */
+static inline bool has_expiry(const mem_entry *e) {
+    return atomic_load_explicit(&e->expiry, memory_order_relaxed) != MEM_EXP_NEVER;
 }
 
 /* A writer's lock: spin.h's, one locked instruction to take it and none to give it back. */
@@ -148,11 +153,12 @@ static inline void pthread_ok(int rc) {
 
 /* ---- memory.c: entries, the table, queues, accounting and removal ---- */
 
-/* The absolute expiry of a TTL (> 0 or CORRAL__NO_EXPIRY) read at `now`, saturating. */
+/* The expiry, in the store's time, of a TTL (> 0 or CORRAL__NO_EXPIRY) read at the store's
+ * time `now` (clock_now), saturating; mem_exp_of keeps it in an entry. */
 uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms);
 /* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                                 size_t len, uint64_t expires_ns);
+                                 size_t len, uint64_t at);
 /* Frees an entry that was never published. Accepts NULL. */
 void corral__mem_entry_discard(mem_store *s, mem_entry *e);
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */

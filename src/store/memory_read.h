@@ -40,7 +40,7 @@
 #endif
 
 #define MEM_STORE_MAGIC 0x3e3057a5u
-#define MEM_NEVER       UINT64_MAX /* expires_ns of an entry that never expires */
+#define MEM_NEVER       UINT64_MAX /* the expiry, in the store's ns, of what never expires */
 
 /* ---- Types ---- */
 
@@ -48,7 +48,7 @@ enum { MEM_VALUE = 0, MEM_LEASE = 1 }; /* an entry's kind: the two keyspaces */
 enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 /* mem_entry.kw: the key's length and kind (immutable), the queue and whether the entry is in the
- * table (both under the shard lock). One word, so the header stays 68 bytes and a lookup
+ * table (both under the shard lock). One word, so the header stays small and a lookup
  * compares the length and the kind at once. */
 #define MEM_KLEN_MAX 0x1fffu /* keys are at most 4 KiB (key.h); longer ones are refused */
 #define MEM_KW_LEASE 0x2000u /* kind MEM_LEASE */
@@ -59,9 +59,56 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 typedef struct mem_store mem_store;
 
-/* 68 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
- * `u`; the read path reads from `val` to the end of the value, one contiguous run. */
+/* ---- Expiry: 32 bits an entry ----
+ * The store keeps its own time: ns since it opened (clock_now; the env clock at corral__mem_open
+ * is its epoch). An entry's expiry is such a time in 32 bits (mem_entry.expiry): whole ms while
+ * it is under 2^31 ms (24.8 days after the open), whole seconds after (MEM_EXP_SECS set, up to
+ * MEM_EXP_LAST: 2^31 - 2 s, 68 years), always rounded up: an entry expires when asked or up to
+ * one unit later, never earlier. An expiry beyond MEM_EXP_LAST is stored as MEM_EXP_LAST, the
+ * one case that expires early: a TTL that reaches more than 68 years past the store's open. A
+ * store that runs past that point (a clock that jumps, a process of 68 years) therefore finds
+ * every entry with a TTL expired at the first look, the entries written from then on included:
+ * they are misses, never stale hits. MEM_EXP_NEVER is never reached by a time. */
+#define MEM_EXP_NEVER UINT32_MAX       /* mem_entry.expiry of an entry that never expires */
+#define MEM_EXP_SECS  0x80000000u      /* the low 31 bits count seconds, not ms */
+#define MEM_EXP_LAST  (UINT32_MAX - 1) /* the furthest expiry: MEM_EXP_SECS + 2^31 - 2 s */
+#define MEM_MS        UINT64_C(1000000)
+#define MEM_SEC       UINT64_C(1000000000)
+
+/* The time, in the store's ns, of the expiry `x` (not MEM_EXP_NEVER). */
+static inline uint64_t mem_exp_ns(uint32_t x) {
+    return x < MEM_EXP_SECS ? x * MEM_MS : (x - MEM_EXP_SECS) * MEM_SEC;
+}
+
+/* The expiry of the store's time `at` (MEM_NEVER: MEM_EXP_NEVER), rounded up to its unit. */
+static inline uint32_t mem_exp_of(uint64_t at) {
+    if (at == MEM_NEVER) return MEM_EXP_NEVER;
+    uint64_t ms = at / MEM_MS + (at % MEM_MS != 0);
+    if (ms < MEM_EXP_SECS) return (uint32_t)ms;
+    uint64_t sec = at / MEM_SEC + (at % MEM_SEC != 0);
+    return sec <= MEM_EXP_LAST - MEM_EXP_SECS ? (uint32_t)(MEM_EXP_SECS + sec) : MEM_EXP_LAST;
+}
+
+/* True when the expiry `x` has come at the store's time `now`. */
+static inline bool mem_exp_passed(uint32_t x, uint64_t now) {
+    return x != MEM_EXP_NEVER && now >= mem_exp_ns(x);
+}
+
+/* 64 bytes before the key (docs/memory-density.md counts them). The first 16-byte slot holds
+ * what a chain walk reads of every entry it passes (`next`, `hash`) and what a hit reads next (the
+ * expiry): the block is 16-aligned, so an entry passed costs one line. Writers and reclamation
+ * use `u`; the read path reads from `val` to the end of the value, one contiguous run. */
 typedef struct mem_entry {
+    /* The next entry of the chain. Changed under the shard lock with release stores, loaded
+     * with acquire by readers; left as it is when the entry is unlinked. */
+    _Atomic(struct mem_entry *) next;
+    /* The low 32 bits of corral__skey.hash; immutable. They hold the shard (the top
+     * MEM_SHARD_BITS) and the bucket index (the low bits, at most MEM_MAX_BUCKET_BITS), so a
+     * resize finds the entry's new chain; a lookup compares them first. */
+    uint32_t hash;
+    /* The expiry (mem_exp_of), or MEM_EXP_NEVER. touch rewrites it under the shard lock;
+     * readers load it relaxed. */
+    _Atomic uint32_t expiry;
     union {
         /* Queue links while live, under the shard lock. `newer` points toward the head. */
         struct {
@@ -78,17 +125,6 @@ typedef struct mem_entry {
      * SIEVE's visited bit, S3-FIFO's frequency 0..MEM_S3_FREQ_MAX; raised by readers with
      * relaxed stores, lowered by the evictor under the shard lock; unused by LRU. */
     corral_value val;
-    /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
-     * lock; readers load it relaxed. */
-    _Atomic uint64_t expires_ns;
-    /* The next entry of the chain. Changed under the shard lock with release stores, loaded
-     * with acquire by readers; left as it is when the entry is unlinked. With `hash`, in one
-     * 16-byte slot of the block (16-aligned): an entry a chain walk passes costs one line. */
-    _Atomic(struct mem_entry *) next;
-    /* The low 32 bits of corral__skey.hash; immutable. They hold the shard (the top
-     * MEM_SHARD_BITS) and the bucket index (the low bits, at most MEM_MAX_BUCKET_BITS), so a
-     * resize finds the entry's new chain; a lookup compares them first. */
-    uint32_t hash;
     /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
      * shard lock. A reader that copies without a reference (get_into) checks it did not
      * move across the copy: a seqlock. */
@@ -202,6 +238,7 @@ struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
     uint32_t magic;
     corral__store_env env;     /* a copy; what it points to outlives the store */
+    uint64_t epoch_ns;         /* env's clock at open: the store's time 0 (clock_now) */
     corral__mem_blocks blocks; /* the entries' blocks and what each costs (memory_block.h) */
     corral_eviction policy;    /* never CORRAL_EVICT_DEFAULT */
     uint8_t hit_max; /* saturation of the hit mark (mem_hits): 1 (SIEVE), 3 (S3-FIFO), 0 (LRU) */
@@ -261,8 +298,10 @@ static inline bool mem_chain_retry(mem_shard *sh, uint32_t rs) {
     return (rs & 1u) || atomic_load_explicit(&sh->resize_seq, memory_order_acquire) != rs;
 }
 
+/* The store's time: ns since it opened (its epoch); 0 while the env clock is behind it. */
 static inline uint64_t clock_now(const mem_store *s) {
-    return s->env.now_ns(s->env.clock_ctx);
+    uint64_t t = s->env.now_ns(s->env.clock_ctx);
+    return t > s->epoch_ns ? t - s->epoch_ns : 0;
 }
 
 static inline void read_lock(mem_store *s) {
@@ -394,9 +433,9 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
-_Static_assert(offsetof(mem_entry, key) == 68, "the entry header docs/memory-density.md counts");
-_Static_assert(offsetof(mem_entry, next) % 16 == 0 &&
-                   offsetof(mem_entry, hash) == offsetof(mem_entry, next) + 8,
+_Static_assert(offsetof(mem_entry, key) == 64, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, next) == 0 && offsetof(mem_entry, hash) == 8 &&
+                   offsetof(mem_entry, expiry) == 12,
                "a chain walk reads one 16-byte slot of an entry");
 _Static_assert(CORRAL__MAX_BINARY_KEY <= MEM_KLEN_MAX, "every physical key fits mem_entry.kw");
 
@@ -486,8 +525,8 @@ static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, con
     if (!e && mem_chain_retry(sh, rs)) e = hot_find_again(sh, ks, key, key_len, hash);
     *rc = CORRAL_MISS;
     if (!e) return NULL;
-    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-    if (at != MEM_NEVER && clock_now(s) >= at) {
+    uint32_t x = atomic_load_explicit(&e->expiry, memory_order_relaxed);
+    if (x != MEM_EXP_NEVER && clock_now(s) >= mem_exp_ns(x)) {
         *rc = CORRAL__MEM_HOT_SLOW;
         return NULL;
     }

@@ -141,7 +141,7 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     bool to_head = s->policy == CORRAL_EVICT_LRU;
     if (to_head) corral__mem_queue_unlink_locked(sh, e);
     mem_set_hits(e, overwritten_hits(s, e));
-    bool had_expiry = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
+    bool had_expiry = has_expiry(e);
 
     size_t hdr = corral__env_hdr_len(val, len);
     unsigned char *data = e->key + mem_klen(e);
@@ -157,7 +157,7 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
     __atomic_store_n(&e->val.hdr_len, (uint16_t)hdr, __ATOMIC_RELAXED);
     e->val.data = data + hdr;
-    atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
+    atomic_store_explicit(&e->expiry, mem_exp_of(at), memory_order_relaxed);
     atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
     atomic_store_explicit(&e->val.refs, 1, memory_order_release);
 
@@ -412,10 +412,8 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
         uint64_t at = corral__mem_expiry_at(now, ttl_ms);
-        shard_expiring_add_locked(sh, at != MEM_NEVER,
-                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed) !=
-                                      MEM_NEVER);
-        atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
+        shard_expiring_add_locked(sh, at != MEM_NEVER, has_expiry(e));
+        atomic_store_explicit(&e->expiry, mem_exp_of(at), memory_order_relaxed);
         rc = CORRAL_OK;
     }
     shard_unlock(sh);
@@ -476,8 +474,8 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         shard_lock(sh);
         if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(e, now) &&
             atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
-            atomic_store_explicit(&ne->expires_ns,
-                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed),
+            atomic_store_explicit(&ne->expiry,
+                                  atomic_load_explicit(&e->expiry, memory_order_relaxed),
                                   memory_order_relaxed);
             publish_locked(s, sh, ne, e, now);
             ne = NULL;

@@ -1441,6 +1441,106 @@ static void test_mem_set_without_ttl_treats_an_expired_entry_as_expired(void **s
     fx_close(f);
 }
 
+/* ---- Expiry in 32 bits (memory_read.h, "Expiry") ---- */
+
+#define SEC_MS  1000ull
+#define DAY_MS  (86400ull * SEC_MS)
+#define YEAR_MS (365ull * DAY_MS)
+
+/* An expiry is the store's time rounded up to its unit: ms below 2^31 ms, seconds from there,
+ * MEM_EXP_LAST beyond the range; never earlier than asked, less than one unit later. */
+static void test_mem_expiry_rounds_up_to_its_unit(void **state) {
+    (void)state;
+    const uint64_t ms_end = (uint64_t)MEM_EXP_SECS * MS; /* the first time in seconds */
+    const struct {
+        uint64_t at;
+        uint32_t x;
+    } rows[] = {
+        { 0, 0 },
+        { 1, 1 },
+        { MS, 1 },
+        { MS + 1, 2 },
+        { ms_end - MS, MEM_EXP_SECS - 1 },           /* the last whole ms */
+        { ms_end - MS + 1, MEM_EXP_SECS + 2147484 }, /* past it: 2147483.647 s and 1 ns, up */
+        { ms_end, MEM_EXP_SECS + 2147484 },
+        { 2147484 * MS * SEC_MS, MEM_EXP_SECS + 2147484 },
+        { 10 * YEAR_MS * MS, MEM_EXP_SECS + 10 * 365 * 86400 },
+        { mem_exp_ns(MEM_EXP_LAST), MEM_EXP_LAST },
+        { mem_exp_ns(MEM_EXP_LAST) + 1, MEM_EXP_LAST }, /* beyond the range: the last */
+        { MEM_NEVER - 1, MEM_EXP_LAST },
+        { MEM_NEVER, MEM_EXP_NEVER },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        uint32_t x = mem_exp_of(rows[i].at);
+        assert_int_equal(x, rows[i].x);
+        if (x == MEM_EXP_NEVER || rows[i].at > mem_exp_ns(MEM_EXP_LAST)) continue;
+        uint64_t unit = x < MEM_EXP_SECS ? MS : SEC_MS * MS;
+        assert_true(mem_exp_ns(x) >= rows[i].at && mem_exp_ns(x) - rows[i].at < unit);
+        if (rows[i].at) assert_false(mem_exp_passed(x, rows[i].at - 1));
+        assert_true(mem_exp_passed(x, mem_exp_ns(x)));
+    }
+}
+
+/* Either side of the unit boundary, through the store: an expiry at the last whole ms comes at
+ * that ms; one a ms later is in seconds and comes at the next whole second, not before. */
+static void test_mem_ttl_across_the_unit_boundary_expires_at_its_rounded_time(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    const uint64_t last_ms = MEM_EXP_SECS - 1; /* 2147483647 ms */
+    assert_int_equal(set(f, "m", "v", (int64_t)last_ms), CORRAL_OK);
+    assert_int_equal(set(f, "s", "v", (int64_t)last_ms + 1), CORRAL_OK); /* 2147483.648 s */
+    advance_ms(f, last_ms - 1);
+    expect_stored(f, "m", "v");
+    advance_ms(f, 1);
+    assert_int_equal(get_rc(f, "m"), CORRAL_MISS);
+    expect_stored(f, "s", "v");
+    advance_ms(f, 2147484000 - last_ms - 1); /* 1 ms before the whole second */
+    expect_stored(f, "s", "v");
+    advance_ms(f, 1);
+    assert_int_equal(get_rc(f, "s"), CORRAL_MISS);
+    fx_close(f);
+}
+
+/* A TTL of years expires at its time; a short TTL set after 30 days (in seconds then) never
+ * comes early and comes within a second; touch sets the same expiries. */
+static void test_mem_long_ttls_and_late_short_ones_expire_never_early(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    assert_int_equal(set(f, "y", "v", (int64_t)(10 * YEAR_MS)), CORRAL_OK);
+    advance_ms(f, 30 * DAY_MS);
+    assert_int_equal(set(f, "s", "v", 1500), CORRAL_OK);
+    assert_int_equal(set(f, "t", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    assert_int_equal(touch(f, "t", 1500), CORRAL_OK);
+    advance_ms(f, 1499);
+    expect_stored(f, "s", "v");
+    expect_stored(f, "t", "v");
+    advance_ms(f, 500); /* 1999 ms: within the second the expiry was rounded up to */
+    expect_stored(f, "s", "v");
+    advance_ms(f, 1);
+    assert_int_equal(get_rc(f, "s"), CORRAL_MISS);
+    assert_int_equal(get_rc(f, "t"), CORRAL_MISS);
+    advance_ms(f, 10 * YEAR_MS - 30 * DAY_MS - 2000 - 1);
+    expect_stored(f, "y", "v");
+    advance_ms(f, 1);
+    assert_int_equal(get_rc(f, "y"), CORRAL_MISS);
+    fx_close(f);
+}
+
+/* Past the range (68 years after the open), an entry with a TTL expires at the first look, an
+ * entry written then with a TTL too: misses, never stale hits. Without a TTL it stays. */
+static void test_mem_store_past_its_expiry_range_expires_every_ttl(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    assert_int_equal(set(f, "c", "v", (int64_t)(100 * YEAR_MS)), CORRAL_OK);
+    advance_ms(f, 69 * YEAR_MS);
+    assert_int_equal(get_rc(f, "c"), CORRAL_MISS);
+    assert_int_equal(set(f, "n", "v", 1000), CORRAL_OK);
+    assert_int_equal(get_rc(f, "n"), CORRAL_MISS);
+    assert_int_equal(set(f, "f", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    expect_stored(f, "f", "v");
+    fx_close(f);
+}
+
 /* An allocator that, once armed, writes "e" with a TTL of 1 ms and moves the clock past it from
  * inside the next allocation: after a write without a TTL looked at its shard (no entry with
  * an expiry) and before it takes the shard's mutex. `ctx` is the fixture's counter, its first
@@ -1816,6 +1916,10 @@ int main(void) {
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
         cmocka_unit_test(test_mem_sets_read_the_clock_only_when_an_expiry_needs_it),
         cmocka_unit_test(test_mem_set_without_ttl_treats_an_expired_entry_as_expired),
+        cmocka_unit_test(test_mem_expiry_rounds_up_to_its_unit),
+        cmocka_unit_test(test_mem_ttl_across_the_unit_boundary_expires_at_its_rounded_time),
+        cmocka_unit_test(test_mem_long_ttls_and_late_short_ones_expire_never_early),
+        cmocka_unit_test(test_mem_store_past_its_expiry_range_expires_every_ttl),
         cmocka_unit_test(test_mem_write_reads_the_clock_for_an_expiry_that_came_while_it_locked),
         cmocka_unit_test(test_mem_get_many_answers_as_get_does),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
