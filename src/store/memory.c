@@ -104,7 +104,7 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     data[len] = '\0';
     /* A value's envelope header sits before the bytes handed out; leases are raw. */
     size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
-    corral__value_init(&e->val, data + hdr, len - hdr, CORRAL__RELEASE_MEM_ENTRY);
+    corral__value_init(&e->val, len - hdr, CORRAL__RELEASE_MEM_ENTRY);
     e->val.hdr_len = (uint16_t)hdr; /* the envelope's length field is 16 bits */
     atomic_init(&e->seq, 0);
     return e;
@@ -116,7 +116,7 @@ void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
     CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     assert(!mem_live(e));
     size_t bytes = entry_block_bytes(e);
-    e->val.magic = 0;
+    corral__value_kill(&e->val);
     corral__mem_block_free(&s->blocks, e, bytes);
 }
 
@@ -458,7 +458,8 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
             n = mem_dlen(e);
             h = mem_hlen(e);
             if (mem_seq_retry(e, sq)) continue;
-            const unsigned char *data = e->key + mem_klen(e) + h; /* == e->val.data */
+            /* corral__value_data, from the lengths of one version */
+            const unsigned char *data = e->key + mem_klen(e) + h;
             if (h && h <= hdr_cap) mem_copy_out(hdr, data - h, h);
             rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
             if (rc == CORRAL_OK && n) mem_copy_out(buf, data, n);

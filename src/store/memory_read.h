@@ -50,9 +50,9 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 /* mem_entry.kw: the key's length and kind (immutable), the queue and whether the entry is in the
  * table (both under the shard lock). One word, so the header stays small and a lookup
  * compares the length and the kind at once. */
-#define MEM_KLEN_MAX 0x1fffu /* keys are at most 4 KiB (key.h); longer ones are refused */
-#define MEM_KW_LEASE 0x2000u /* kind MEM_LEASE */
-#define MEM_KW_SMALL 0x4000u /* in queue MEM_SMALL, else MEM_MAIN */
+#define MEM_KLEN_MAX CORRAL__MEM_KLEN_MASK /* keys are at most 4 KiB (key.h); longer: refused */
+#define MEM_KW_LEASE 0x2000u               /* kind MEM_LEASE */
+#define MEM_KW_SMALL 0x4000u               /* in queue MEM_SMALL, else MEM_MAIN */
 /* In the table: set when published, cleared when removed (before it, and after, the entry is
  * no reader's concern: not yet findable, or waiting for a grace period). */
 #define MEM_KW_LIVE 0x8000u
@@ -94,8 +94,9 @@ static inline bool mem_exp_passed(uint32_t x, uint64_t now) {
     return x != MEM_EXP_NEVER && now >= mem_exp_ns(x);
 }
 
-/* 64 bytes before the key (docs/memory-density.md counts them). The first 16-byte slot holds
- * what a chain walk reads of every entry it passes (`next`, `hash`) and what a hit reads next (the
+/* 52 bytes before the key in release builds, 56 in debug builds, where the embedded value keeps
+ * its magic (value.h); docs/memory-density.md counts them. The first 16-byte slot holds what a
+ * chain walk reads of every entry it passes (`next`, `hash`) and what a hit reads next (the
  * expiry): the block is 16-aligned, so an entry passed costs one line. Writers and reclamation
  * use `u`; the read path reads from `val` to the end of the value, one contiguous run. */
 typedef struct mem_entry {
@@ -121,9 +122,11 @@ typedef struct mem_entry {
             mem_store *store;
         } dead;
     } u;
-    /* The embedded value; val.data points just after the key. val.owner is the hit mark:
-     * SIEVE's visited bit, S3-FIFO's frequency 0..MEM_S3_FREQ_MAX; raised by readers with
-     * relaxed stores, lowered by the evictor under the shard lock; unused by LRU. */
+    /* The embedded value (CORRAL__RELEASE_MEM_ENTRY): its bytes follow the key and the
+     * envelope header, found from `kw` (corral__value_data; value.h has the offsets, asserted
+     * below). val.owner is the hit mark: SIEVE's visited bit, S3-FIFO's frequency
+     * 0..MEM_S3_FREQ_MAX; raised by readers with relaxed stores, lowered by the evictor under
+     * the shard lock; unused by LRU. */
     corral_value val;
     /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
      * shard lock. A reader that copies without a reference (get_into) checks it did not
@@ -433,10 +436,17 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
-_Static_assert(offsetof(mem_entry, key) == 64, "the entry header docs/memory-density.md counts");
+#ifdef NDEBUG
+_Static_assert(offsetof(mem_entry, key) == 52, "the entry header docs/memory-density.md counts");
+#else
+_Static_assert(offsetof(mem_entry, key) == 56, "52 and the value's debug magic");
+#endif
 _Static_assert(offsetof(mem_entry, next) == 0 && offsetof(mem_entry, hash) == 8 &&
                    offsetof(mem_entry, expiry) == 12,
                "a chain walk reads one 16-byte slot of an entry");
+_Static_assert(offsetof(mem_entry, kw) - offsetof(mem_entry, val) == CORRAL__MEM_VAL_TO_KW &&
+                   offsetof(mem_entry, key) - offsetof(mem_entry, val) == CORRAL__MEM_VAL_TO_KEY,
+               "corral__value_data finds the key's length and the bytes from the value");
 _Static_assert(CORRAL__MAX_BINARY_KEY <= MEM_KLEN_MAX, "every physical key fits mem_entry.kw");
 
 /* load64 of a stored key's first 16 bytes, which reach into the value when the key is

@@ -152,11 +152,10 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
 #endif
     copy_in(data, val, len);
     copy_in(data + len, "", 1);
-    /* Readers without a reference load the lengths atomically (mem_dlen, mem_hlen); `data` is
-     * read by holders of a reference only: none now. */
+    /* Readers without a reference load the lengths atomically (mem_dlen, mem_hlen); holders
+     * of a reference (corral__value_data reads hdr_len plainly) are none now. */
     __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
     __atomic_store_n(&e->val.hdr_len, (uint16_t)hdr, __ATOMIC_RELAXED);
-    e->val.data = data + hdr;
     atomic_store_explicit(&e->expiry, mem_exp_of(at), memory_order_relaxed);
     atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
     atomic_store_explicit(&e->val.refs, 1, memory_order_release);
@@ -351,7 +350,8 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     if (e && is_expired(e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e && (!token || (e->val.len == token_len &&
-                                (token_len == 0 || memcmp(e->val.data, token, token_len) == 0)))) {
+                                (token_len == 0 ||
+                                 memcmp(corral__value_data(&e->val), token, token_len) == 0)))) {
         corral__mem_remove_locked(s, sh, e, CORRAL__DELETED);
         rc = CORRAL_OK;
     }
