@@ -82,11 +82,10 @@ static inline uint64_t mem_exp_ns(uint32_t x) {
 
 /* The expiry of the store's time `at` (MEM_NEVER: MEM_EXP_NEVER), rounded up to its unit. */
 static inline uint32_t mem_exp_of(uint64_t at) {
+    if (at <= (MEM_EXP_SECS - 1) * MEM_MS) return (uint32_t)((at + MEM_MS - 1) / MEM_MS);
     if (at == MEM_NEVER) return MEM_EXP_NEVER;
-    uint64_t ms = at / MEM_MS + (at % MEM_MS != 0);
-    if (ms < MEM_EXP_SECS) return (uint32_t)ms;
-    uint64_t sec = at / MEM_SEC + (at % MEM_SEC != 0);
-    return sec <= MEM_EXP_LAST - MEM_EXP_SECS ? (uint32_t)(MEM_EXP_SECS + sec) : MEM_EXP_LAST;
+    if (at > mem_exp_ns(MEM_EXP_LAST)) return MEM_EXP_LAST;
+    return (uint32_t)(MEM_EXP_SECS + (at + MEM_SEC - 1) / MEM_SEC);
 }
 
 /* True when the expiry `x` has come at the store's time `now`. */
