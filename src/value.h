@@ -72,9 +72,9 @@ typedef struct corral__value_at {
 #define CORRAL__MEM_VAL_TO_KEY (sizeof(corral_value) + 8)
 #define CORRAL__MEM_KLEN_MASK  0x1fffu
 
-/* The envelope header and the bytes of `v`: the header is the hdr_len bytes before them, a NUL
- * follows them. Immutable while the caller holds a reference. Inline: every read of a value
- * goes through it, the memory store's hits included. */
+/* The bytes of `v` (len of them, then a NUL); its envelope header is the hdr_len bytes before
+ * them. Immutable while the caller holds a reference. Inline: every read of a value's bytes goes
+ * through it, the memory store's hits included. */
 static inline const unsigned char *corral__value_data(const corral_value *v) {
     const unsigned char *p = (const unsigned char *)v;
     switch (v->release) {
@@ -86,7 +86,7 @@ static inline const unsigned char *corral__value_data(const corral_value *v) {
         return p + CORRAL__MEM_VAL_TO_KEY + (kw & CORRAL__MEM_KLEN_MASK) + v->hdr_len;
     }
     case CORRAL__RELEASE_BLOCK: return ((const corral__value_block *)p)->stored + v->hdr_len;
-    default: return ((const corral__value_at *)p)->data;
+    default: return ((const corral__value_at *)p)->data; /* CORRAL__RELEASE_REDIS_REPLY */
     }
 }
 
