@@ -60,37 +60,54 @@ enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 typedef struct mem_store mem_store;
 
 /* ---- Expiry: 32 bits an entry ----
- * The store keeps its own time: ns since it opened (clock_now; the env clock at corral__mem_open
- * is its epoch). An entry's expiry is such a time in 32 bits (mem_entry.expiry): whole ms while
- * it is under 2^31 ms (24.8 days after the open), whole seconds after (MEM_EXP_SECS set, up to
- * MEM_EXP_LAST: 2^31 - 2 s, 68 years), always rounded up: an entry expires when asked or up to
- * one unit later, never earlier. An expiry beyond MEM_EXP_LAST is stored as MEM_EXP_LAST, the
- * one case that expires early: a TTL that reaches more than 68 years past the store's open. A
- * store that runs past that point (a clock that jumps, a process of 68 years) therefore finds
- * every entry with a TTL expired at the first look, the entries written from then on included:
- * they are misses, never stale hits. MEM_EXP_NEVER is never reached by a time. */
-#define MEM_EXP_NEVER UINT32_MAX       /* mem_entry.expiry of an entry that never expires */
-#define MEM_EXP_SECS  0x80000000u      /* the low 31 bits count seconds, not ms */
-#define MEM_EXP_LAST  (UINT32_MAX - 1) /* the furthest expiry: MEM_EXP_SECS + 2^31 - 2 s */
-#define MEM_MS        UINT64_C(1000000)
-#define MEM_SEC       UINT64_C(1000000000)
+ * The store keeps its own time: ns since its epoch, MEM_EXP_MARGIN before the env clock's time
+ * at corral__mem_open (clock_now). The margin keeps a clock stepped back by less than a day
+ * after the open (NTP) reading correct times; one stepped back further reads 0 until it is
+ * past the epoch again.
+ *
+ * An entry's expiry (mem_entry.expiry) is 32 bits relative to one of its shard's two epoch
+ * bases (mem_shard.exp_base, whole seconds of the store's time): bit 31 the parity p that
+ * picks base[p], bit 30 the unit, bits 0..29 the count past base[p], always rounded up. Whole
+ * ms while the expiry is under 2^30 ms (12.4 days) past the base, whole seconds beyond (up to
+ * MEM_EXP_COUNT_LAST s, 34 years): an entry expires when asked or up to one unit later, never
+ * earlier. A shard's writes keep its newer base at most MEM_EXP_REBASE_AFTER (2^29 ms, 6.2
+ * days) old (mem_shard, "Expiry epochs"; memory.c), so an expiry up to 6.2 days away is always
+ * exact to the ms, and only one further away may be rounded up to the second. An expiry
+ * beyond the last count is stored as the last count, the one case that expires early: a TTL
+ * of more than 34 years. MEM_EXP_NEVER is no count of either parity. */
+#define MEM_EXP_NEVER      UINT32_MAX          /* mem_entry.expiry of an entry that never expires */
+#define MEM_EXP_PARITY     0x80000000u         /* the base the count is relative to: exp_base[1] */
+#define MEM_EXP_SECS       0x40000000u         /* the count is of seconds, not ms */
+#define MEM_EXP_COUNT      0x3fffffffu         /* the count's bits */
+#define MEM_EXP_COUNT_LAST (MEM_EXP_COUNT - 1) /* the furthest count of either unit */
+#define MEM_MS             UINT64_C(1000000)
+#define MEM_SEC            UINT64_C(1000000000)
+/* A write that finds its shard's newer base older than this starts a rebase (memory.c). */
+#define MEM_EXP_REBASE_AFTER (((uint64_t)1 << 29) * MEM_MS)
+#define MEM_EXP_MARGIN       (UINT64_C(86400) * MEM_SEC) /* the epoch before the open; bases */
 
-/* The time, in the store's ns, of the expiry `x` (not MEM_EXP_NEVER). */
-static inline uint64_t mem_exp_ns(uint32_t x) {
-    return x < MEM_EXP_SECS ? x * MEM_MS : (x - MEM_EXP_SECS) * MEM_SEC;
+/* The parity (0 or 1) of the expiry `x` (not MEM_EXP_NEVER). */
+static inline unsigned mem_exp_parity(uint32_t x) {
+    return x >> 31;
 }
 
-/* The expiry of the store's time `at` (MEM_NEVER: MEM_EXP_NEVER), rounded up to its unit. */
-static inline uint32_t mem_exp_of(uint64_t at) {
-    if (at <= (MEM_EXP_SECS - 1) * MEM_MS) return (uint32_t)((at + MEM_MS - 1) / MEM_MS);
+/* The time, in the store's ns, of the expiry `x` (not MEM_EXP_NEVER) against `base`, the base
+ * of its parity. */
+static inline uint64_t mem_exp_decode(uint32_t x, uint64_t base) {
+    uint64_t n = x & MEM_EXP_COUNT;
+    return base + n * ((x & MEM_EXP_SECS) ? MEM_SEC : MEM_MS);
+}
+
+/* The expiry of the store's time `at` (MEM_NEVER: MEM_EXP_NEVER) with parity `p` against
+ * `base`, the base of that parity, rounded up to its unit. A time before the base is the
+ * base's. */
+static inline uint32_t mem_exp_encode(uint64_t at, unsigned p, uint64_t base) {
     if (at == MEM_NEVER) return MEM_EXP_NEVER;
-    if (at > mem_exp_ns(MEM_EXP_LAST)) return MEM_EXP_LAST;
-    return (uint32_t)(MEM_EXP_SECS + (at + MEM_SEC - 1) / MEM_SEC);
-}
-
-/* True when the expiry `x` has come at the store's time `now`. */
-static inline bool mem_exp_passed(uint32_t x, uint64_t now) {
-    return x != MEM_EXP_NEVER && now >= mem_exp_ns(x);
+    uint64_t d = at > base ? at - base : 0;
+    uint32_t x = p ? MEM_EXP_PARITY : 0;
+    if (d <= MEM_EXP_COUNT_LAST * MEM_MS) return x | (uint32_t)((d + MEM_MS - 1) / MEM_MS);
+    uint64_t n = (d + MEM_SEC - 1) / MEM_SEC;
+    return x | MEM_EXP_SECS | (uint32_t)CORRAL_MIN(n, (uint64_t)MEM_EXP_COUNT_LAST);
 }
 
 /* 52 bytes before the key in release builds, 56 in debug builds, where the embedded value keeps
@@ -106,8 +123,9 @@ typedef struct mem_entry {
      * MEM_SHARD_BITS) and the bucket index (the low bits, at most MEM_MAX_BUCKET_BITS), so a
      * resize finds the entry's new chain; a lookup compares them first. */
     uint32_t hash;
-    /* The expiry (mem_exp_of), or MEM_EXP_NEVER. touch rewrites it under the shard lock;
-     * readers load it relaxed. */
+    /* The expiry (mem_exp_encode against the shard's base of its parity), or MEM_EXP_NEVER.
+     * Rewritten under the shard lock (touch, an overwrite, a rebase's walk) with release
+     * stores; readers load it with acquire, so they see the base of its parity (mem_exp_ns). */
     _Atomic uint32_t expiry;
     union {
         /* Queue links while live, under the shard lock. `newer` points toward the head. */
@@ -176,6 +194,7 @@ typedef struct mem_queue {
     mem_entry *head, *tail;
     mem_entry *hand; /* SIEVE: next entry the hand examines; NULL: start at the tail */
     mem_entry *scan; /* expiry cursor: next entry examined; NULL: start at the tail */
+    mem_entry *walk; /* a rebase's cursor: next entry re-encoded; NULL: past the head */
     size_t bytes;
     size_t count;
 } mem_queue;
@@ -214,8 +233,19 @@ typedef struct mem_shard {
      * lookup that finds nothing walks again if it moved (mem_chain_retry). */
     _Atomic(mem_table *) table;
     _Atomic uint32_t resize_seq;
-    char pad_read[64 - sizeof(void *) - sizeof(uint32_t)];
-    corral__spin lock;       /* spin.h: waiters spin, then yield; docs/threads.md */
+    /* Expiry epochs: the bases, in the store's ns (whole seconds), that entries' expiries
+     * count from, picked by their parity (mem_exp_decode). Here because a hit decodes its
+     * entry's expiry right after it loaded `table`. Written under `lock` (relaxed), only the
+     * base of the parity no entry of the shard carries (see exp_cur); loaded relaxed after
+     * an acquire load of the expiry. */
+    _Atomic uint64_t exp_base[2];
+    char pad_read[64 - sizeof(void *) - sizeof(uint32_t) - 2 * sizeof(uint64_t)];
+    corral__spin lock; /* spin.h: waiters spin, then yield; docs/threads.md */
+    /* Under `lock`. The parity new expiries are encoded with; and the queue a rebase's walk is
+     * re-encoding the other parity's entries of (through its `walk` cursor), MEM_QUEUES when
+     * none: every entry of the shard then carries exp_cur (memory.c, "Expiry epochs"). */
+    uint8_t exp_cur;
+    uint8_t exp_walk_q;
     mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
     /* Entries with an expiry: no scan when 0. Written under `lock` (load and store, no
@@ -240,7 +270,7 @@ struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
     uint32_t magic;
     corral__store_env env;     /* a copy; what it points to outlives the store */
-    uint64_t epoch_ns;         /* env's clock at open: the store's time 0 (clock_now) */
+    uint64_t epoch_ns;         /* the store's time 0 (clock_now): MEM_EXP_MARGIN before the open */
     corral__mem_blocks blocks; /* the entries' blocks and what each costs (memory_block.h) */
     corral_eviction policy;    /* never CORRAL_EVICT_DEFAULT */
     uint8_t hit_max; /* saturation of the hit mark (mem_hits): 1 (SIEVE), 3 (S3-FIFO), 0 (LRU) */
@@ -300,10 +330,28 @@ static inline bool mem_chain_retry(mem_shard *sh, uint32_t rs) {
     return (rs & 1u) || atomic_load_explicit(&sh->resize_seq, memory_order_acquire) != rs;
 }
 
-/* The store's time: ns since it opened (its epoch); 0 while the env clock is behind it. */
+/* The store's time: ns since its epoch (MEM_EXP_MARGIN before the open); 0 while the env
+ * clock is behind it. */
 static inline uint64_t clock_now(const mem_store *s) {
     uint64_t t = s->env.now_ns(s->env.clock_ctx);
     return t > s->epoch_ns ? t - s->epoch_ns : 0;
+}
+
+/* The time, in the store's ns, of the expiry `x` (not MEM_EXP_NEVER) of an entry of shard
+ * `sh`, loaded with acquire (mem_exp_load). */
+static inline uint64_t mem_exp_ns(const mem_shard *sh, uint32_t x) {
+    return mem_exp_decode(
+        x, atomic_load_explicit(&sh->exp_base[mem_exp_parity(x)], memory_order_relaxed));
+}
+
+/* The expiry of `e`: acquire, so that the base of its parity is seen as it was stored. */
+static inline uint32_t mem_exp_load(const mem_entry *e) {
+    return atomic_load_explicit(&e->expiry, memory_order_acquire);
+}
+
+/* True when the expiry `x` of an entry of shard `sh` has come at the store's time `now`. */
+static inline bool mem_exp_passed(const mem_shard *sh, uint32_t x, uint64_t now) {
+    return x != MEM_EXP_NEVER && now >= mem_exp_ns(sh, x);
 }
 
 static inline void read_lock(mem_store *s) {
@@ -534,8 +582,8 @@ static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, con
     if (!e && mem_chain_retry(sh, rs)) e = hot_find_again(sh, ks, key, key_len, hash);
     *rc = CORRAL_MISS;
     if (!e) return NULL;
-    uint32_t x = atomic_load_explicit(&e->expiry, memory_order_relaxed);
-    if (x != MEM_EXP_NEVER && clock_now(s) >= mem_exp_ns(x)) {
+    uint32_t x = mem_exp_load(e);
+    if (x != MEM_EXP_NEVER && clock_now(s) >= mem_exp_ns(sh, x)) {
         *rc = CORRAL__MEM_HOT_SLOW;
         return NULL;
     }

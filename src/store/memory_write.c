@@ -46,7 +46,7 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
                            uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     unsigned qi = MEM_MAIN;
-    bool live = old && !is_expired(old, now);
+    bool live = old && !is_expired(sh, old, now);
     bool in_place = live && s->policy != CORRAL_EVICT_LRU &&
                     entry_bytes(&s->blocks, e) <= entry_bytes(&s->blocks, old);
     if (live) {
@@ -156,7 +156,7 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
      * of a reference (corral__value_data reads hdr_len plainly) are none now. */
     __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
     __atomic_store_n(&e->val.hdr_len, (uint16_t)hdr, __ATOMIC_RELAXED);
-    atomic_store_explicit(&e->expiry, mem_exp_of(at), memory_order_relaxed);
+    mem_exp_set_locked(sh, e, at);
     atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
     atomic_store_explicit(&e->val.refs, 1, memory_order_release);
 
@@ -197,10 +197,12 @@ static inline write_time write_time_begin(const mem_store *s, const mem_shard *s
  * again under it, as it does anyway. */
 static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
     shard_lock(sh);
-    if (t->is_read || shard_expiring(sh) == 0) return;
-    shard_unlock(sh);
-    *t = (write_time){ .now = clock_now(s), .is_read = true };
-    shard_lock(sh);
+    if (!t->is_read && shard_expiring(sh) != 0) {
+        shard_unlock(sh);
+        *t = (write_time){ .now = clock_now(s), .is_read = true };
+        shard_lock(sh);
+    }
+    mem_epoch_tick_locked(sh, t->now);
 }
 
 /* set and add of a value, in place when they can: `e` is the key's entry in keyspace MEM_VALUE
@@ -219,7 +221,7 @@ write_in_place_rcu(mem_store *s, mem_shard *sh, mem_entry *e, uint16_t cls, cons
     bool done = false;
     shard_lock_timed(s, sh, t);
     uint64_t now = t->now;
-    if (mem_live(e) && !is_expired(e, now) &&
+    if (mem_live(e) && !is_expired(sh, e, now) &&
         fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, cls, len)) {
         done = true;
         if (still && !still(still_ctx))
@@ -258,7 +260,7 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
                      corral__mem_guard_fn still, void *still_ctx, write_time *t) {
     int rc = corral__mem_check_size(s, sh, k->len, len, kind);
     if (rc != CORRAL_OK) return rc;
-    mem_entry *e = corral__mem_entry_new(s, k, kind, val, len, at);
+    mem_entry *e = corral__mem_entry_new(s, k, kind, val, len);
     if (!e) return CORRAL_ENOMEM;
 
     read_lock(s);
@@ -268,7 +270,8 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
     shard_lock_timed(s, sh, t);
     uint64_t now = t->now;
     if (!old || !mem_live(old)) old = lookup_locked(sh, k, kind);
-    bool live = old && !is_expired(old, now);
+    mem_exp_set_locked(sh, e, at); /* against the base the tick above may have moved */
+    bool live = old && !is_expired(sh, old, now);
     if (still && !still(still_ctx)) {
         rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
     } else if (mode == CORRAL__SET_NX && live) {
@@ -346,8 +349,9 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
+    mem_epoch_tick_locked(sh, now);
     mem_entry *e = lookup_locked(sh, k, kind);
-    if (e && is_expired(e, now)) {
+    if (e && is_expired(sh, e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e && (!token || (e->val.len == token_len &&
                                 (token_len == 0 ||
@@ -407,13 +411,14 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
+    mem_epoch_tick_locked(sh, now);
     mem_entry *e = lookup_locked(sh, k, MEM_VALUE);
-    if (e && is_expired(e, now)) {
+    if (e && is_expired(sh, e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
         uint64_t at = corral__mem_expiry_at(now, ttl_ms);
         shard_expiring_add_locked(sh, at != MEM_NEVER, has_expiry(e));
-        atomic_store_explicit(&e->expiry, mem_exp_of(at), memory_order_relaxed);
+        mem_exp_set_locked(sh, e, at);
         rc = CORRAL_OK;
     }
     shard_unlock(sh);
@@ -437,7 +442,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         mem_entry *ne = NULL;
         read_lock(s);
         mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-        if (!e || is_expired(e, now)) {
+        if (!e || is_expired(sh, e, now)) {
             if (e) corral__mem_reap_rcu(s, e, now);
             rc = CORRAL_MISS;
             goto done;
@@ -466,14 +471,16 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         }
         rc = corral__mem_check_size(s, sh, k->len, (size_t)n, MEM_VALUE);
         if (rc != CORRAL_OK) goto done;
-        ne = corral__mem_entry_new(s, k, MEM_VALUE, text, (size_t)n, MEM_NEVER);
+        ne = corral__mem_entry_new(s, k, MEM_VALUE, text, (size_t)n);
         if (!ne) {
             rc = CORRAL_ENOMEM;
             goto done;
         }
         shard_lock(sh);
-        if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(e, now) &&
+        mem_epoch_tick_locked(sh, now);
+        if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(sh, e, now) &&
             atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
+            /* `e`'s expiry, in its parity: publish_locked re-encodes it if a rebase moved on */
             atomic_store_explicit(&ne->expiry,
                                   atomic_load_explicit(&e->expiry, memory_order_relaxed),
                                   memory_order_relaxed);

@@ -1441,102 +1441,198 @@ static void test_mem_set_without_ttl_treats_an_expired_entry_as_expired(void **s
     fx_close(f);
 }
 
-/* ---- Expiry in 32 bits (memory_read.h, "Expiry") ---- */
+/* ---- Expiry in 32 bits (memory_read.h, "Expiry"; memory.c, "Expiry epochs") ---- */
 
 #define SEC_MS  1000ull
 #define DAY_MS  (86400ull * SEC_MS)
 #define YEAR_MS (365ull * DAY_MS)
 
-/* An expiry is the store's time rounded up to its unit: ms below 2^31 ms, seconds from there,
- * MEM_EXP_LAST beyond the range; never earlier than asked, less than one unit later. */
+/* An expiry is its time past the base of its parity rounded up to its unit: ms up to
+ * MEM_EXP_COUNT_LAST ms, seconds from there, the last count beyond; never earlier than asked,
+ * less than one unit later; the parity in the top bit. */
 static void test_mem_expiry_rounds_up_to_its_unit(void **state) {
     (void)state;
-    const uint64_t ms_end = (uint64_t)MEM_EXP_SECS * MS; /* the first time in seconds */
+    const uint64_t b = 5 * DAY_MS * MS; /* a base: whole seconds */
+    const uint64_t ms_last = (uint64_t)MEM_EXP_COUNT_LAST * MS;
+    const uint32_t s_first = MEM_EXP_SECS + 1073742; /* 1073741.822 s and 1 ns, up */
     const struct {
         uint64_t at;
         uint32_t x;
     } rows[] = {
-        { 0, 0 },
-        { 1, 1 },
-        { MS, 1 },
-        { MS + 1, 2 },
-        { ms_end - MS, MEM_EXP_SECS - 1 },           /* the last whole ms */
-        { ms_end - MS + 1, MEM_EXP_SECS + 2147484 }, /* past it: 2147483.647 s and 1 ns, up */
-        { ms_end, MEM_EXP_SECS + 2147484 },
-        { 2147484 * MS * SEC_MS, MEM_EXP_SECS + 2147484 },
-        { 10 * YEAR_MS * MS, MEM_EXP_SECS + 10 * 365 * 86400 },
-        { mem_exp_ns(MEM_EXP_LAST), MEM_EXP_LAST },
-        { mem_exp_ns(MEM_EXP_LAST) + 1, MEM_EXP_LAST }, /* beyond the range: the last */
-        { MEM_NEVER - 1, MEM_EXP_LAST },
-        { MEM_NEVER, MEM_EXP_NEVER },
+        { b - 1, 0 }, /* before the base: the base */
+        { b, 0 },
+        { b + 1, 1 },
+        { b + MS, 1 },
+        { b + MS + 1, 2 },
+        { b + ms_last, MEM_EXP_COUNT_LAST }, /* the last whole ms */
+        { b + ms_last + 1, s_first },
+        { b + 1073742 * SEC_MS * MS, s_first },
+        { b + 10 * YEAR_MS * MS, MEM_EXP_SECS + 10 * 365 * 86400 },
+        { b + (uint64_t)MEM_EXP_COUNT_LAST * SEC_MS * MS, MEM_EXP_SECS | MEM_EXP_COUNT_LAST },
+        { b + (uint64_t)MEM_EXP_COUNT * SEC_MS * MS, MEM_EXP_SECS | MEM_EXP_COUNT_LAST },
+        { MEM_NEVER - 1, MEM_EXP_SECS | MEM_EXP_COUNT_LAST },
     };
-    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
-        uint32_t x = mem_exp_of(rows[i].at);
-        assert_int_equal(x, rows[i].x);
-        if (x == MEM_EXP_NEVER || rows[i].at > mem_exp_ns(MEM_EXP_LAST)) continue;
-        uint64_t unit = x < MEM_EXP_SECS ? MS : SEC_MS * MS;
-        assert_true(mem_exp_ns(x) >= rows[i].at && mem_exp_ns(x) - rows[i].at < unit);
-        if (rows[i].at) assert_false(mem_exp_passed(x, rows[i].at - 1));
-        assert_true(mem_exp_passed(x, mem_exp_ns(x)));
+    for (unsigned p = 0; p < 2; p++) {
+        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+            uint32_t x = mem_exp_encode(rows[i].at, p, b);
+            assert_int_equal(x, rows[i].x | (p ? MEM_EXP_PARITY : 0));
+            assert_int_equal(mem_exp_parity(x), p);
+            uint64_t ns = mem_exp_decode(x, b), unit = x & MEM_EXP_SECS ? SEC_MS * MS : MS;
+            if (rows[i].at < b || (x & MEM_EXP_COUNT) == MEM_EXP_COUNT_LAST) continue;
+            assert_true(ns >= rows[i].at && ns - rows[i].at < unit);
+        }
+        assert_int_equal(mem_exp_encode(MEM_NEVER, p, b), MEM_EXP_NEVER);
     }
 }
 
-/* Either side of the unit boundary, through the store: an expiry at the last whole ms comes at
- * that ms; one a ms later is in seconds and comes at the next whole second, not before. */
-static void test_mem_ttl_across_the_unit_boundary_expires_at_its_rounded_time(void **state) {
+/* The shard of a one-shard fixture, for the epochs' state. */
+static mem_shard *shard0(fx *f) {
+    return &((mem_store *)f->s)->shards[0];
+}
+
+/* The expiry of `k` in the store (the ms left, rounded up). */
+static int64_t ttl_left(fx *f, const char *k) {
+    corral__skey sk = ss_key(k);
+    int64_t ms = 0;
+    assert_int_equal(f->s->ops->ttl(f->s, &sk, &ms), CORRAL_OK);
+    return ms;
+}
+
+/* `k` holds `v` until `ms` from now and not from then, moving the clock there. */
+static void expect_expires_in(fx *f, const char *k, const char *v, uint64_t ms) {
+    advance_ms(f, ms - 1);
+    expect_stored(f, k, v);
+    advance_ms(f, 1);
+    assert_int_equal(get_rc(f, k), CORRAL_MISS);
+}
+
+/* The reviewer's case: a store open for 30 and 60 days still gives a short TTL its ms (the
+ * old encoding counted from the open, in seconds after 24.8 days: 100 ms lived up to 1.1 s),
+ * set, touch and the ttl it reports alike. */
+static void test_mem_short_ttls_keep_their_ms_after_the_store_ran_for_weeks(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
-    const uint64_t last_ms = MEM_EXP_SECS - 1; /* 2147483647 ms */
-    assert_int_equal(set(f, "m", "v", (int64_t)last_ms), CORRAL_OK);
-    assert_int_equal(set(f, "s", "v", (int64_t)last_ms + 1), CORRAL_OK); /* 2147483.648 s */
-    advance_ms(f, last_ms - 1);
-    expect_stored(f, "m", "v");
-    advance_ms(f, 1);
-    assert_int_equal(get_rc(f, "m"), CORRAL_MISS);
-    expect_stored(f, "s", "v");
-    advance_ms(f, 2147484000 - last_ms - 1); /* 1 ms before the whole second */
-    expect_stored(f, "s", "v");
-    advance_ms(f, 1);
-    assert_int_equal(get_rc(f, "s"), CORRAL_MISS);
+    for (int run = 0; run < 2; run++) {
+        advance_ms(f, 30 * DAY_MS + 567);
+        assert_int_equal(set(f, "s", "v", 100), CORRAL_OK);
+        expect_expires_in(f, "s", "v", 100);
+        assert_int_equal(set(f, "t", "v", 1500), CORRAL_OK);
+        int64_t left = ttl_left(f, "t");
+        assert_true(left <= 1500 && left >= 1499);
+        assert_int_equal(set(f, "u", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+        advance_ms(f, 3);
+        assert_int_equal(touch(f, "u", 250), CORRAL_OK);
+        expect_expires_in(f, "u", "v", 250);
+        expect_expires_in(f, "t", "v", 1500 - 250 - 3);
+    }
     fx_close(f);
 }
 
-/* A TTL of years expires at its time; a short TTL set after 30 days (in seconds then) never
- * comes early and comes within a second; touch sets the same expiries. */
-static void test_mem_long_ttls_and_late_short_ones_expire_never_early(void **state) {
+/* Advances the clock a day `days` times with a write each day, which drives the rebases;
+ * returns how many rebases there were (the flips of the shard's parity). */
+static unsigned days_of_writes(fx *f, unsigned days) {
+    unsigned flips = 0;
+    for (unsigned i = 0; i < days; i++) {
+        unsigned cur = shard0(f)->exp_cur;
+        advance_ms(f, DAY_MS);
+        assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK);
+        flips += shard0(f)->exp_cur != cur;
+    }
+    return flips;
+}
+
+/* Entries written before rebases keep their expiry across them and their walks: the one of
+ * an ms TTL expires at its ms, the one in seconds at its second. Rebases come every 6.2 days
+ * past a base a day before the write that set it (the epoch: a day before the open). */
+static void test_mem_expiries_stay_exact_across_rebases(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
-    assert_int_equal(set(f, "y", "v", (int64_t)(10 * YEAR_MS)), CORRAL_OK);
-    advance_ms(f, 30 * DAY_MS);
-    assert_int_equal(set(f, "s", "v", 1500), CORRAL_OK);
-    assert_int_equal(set(f, "t", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    advance_ms(f, DAY_MS + 1234); /* the store's time: 2 days and 1234 ms */
+    assert_int_equal(set(f, "a", "v", (int64_t)(10 * DAY_MS)), CORRAL_OK);
+    assert_int_equal(set(f, "b", "v", (int64_t)(25 * DAY_MS)), CORRAL_OK); /* in seconds */
+    assert_int_equal(days_of_writes(f, 8), 1);                             /* at 7 days */
+    assert_int_equal(shard0(f)->exp_walk_q, MEM_QUEUES); /* three entries: walked at once */
+    expect_expires_in(f, "a", "v", 2 * DAY_MS);
+    assert_int_equal(days_of_writes(f, 14), 3); /* at 13, 19 and 25 days */
+    /* b: 27 days and 1234 ms, rounded up to 27 days and 2 s; the clock is at 26 days 1234 ms */
+    advance_ms(f, DAY_MS + 766 - 1);
+    expect_stored(f, "b", "v");
+    advance_ms(f, 1);
+    assert_int_equal(get_rc(f, "b"), CORRAL_MISS);
+    fx_close(f);
+}
+
+/* A rebase due while the walk of the one before is unfinished (a shard without writes for a
+ * week) finishes that walk first: no entry keeps the parity whose base it sets. */
+static void test_mem_rebase_finishes_the_walk_before_it(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK);
+    }
+    advance_ms(f, 6 * DAY_MS);
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK);
+    assert_int_not_equal(shard0(f)->exp_walk_q, MEM_QUEUES);
+    advance_ms(f, 7 * DAY_MS);
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the next one */
+    assert_int_not_equal(shard0(f)->exp_walk_q, MEM_QUEUES);
+    advance_ms(f, 7 * DAY_MS - 1);
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        expect_stored(f, k, "v");
+    }
+    advance_ms(f, 1);
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(get_rc(f, k), CORRAL_MISS);
+    }
+    fx_close(f);
+}
+
+/* incr keeps a counter's expiry and touch sets a new one across a rebase. */
+static void test_mem_incr_and_touch_keep_expiries_across_a_rebase(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    advance_ms(f, 777);
+    assert_int_equal(set(f, "c", "1", (int64_t)(8 * DAY_MS)), CORRAL_OK);
+    assert_int_equal(set(f, "t", "v", (int64_t)(8 * DAY_MS)), CORRAL_OK);
+    advance_ms(f, 6 * DAY_MS);
+    unsigned cur = shard0(f)->exp_cur;
+    int64_t n = 0;
+    assert_int_equal(incr(f, "c", 1, &n), CORRAL_OK); /* its write rebases */
+    assert_int_equal(n, 2);
+    assert_int_not_equal(shard0(f)->exp_cur, cur);
     assert_int_equal(touch(f, "t", 1500), CORRAL_OK);
-    advance_ms(f, 1499);
-    expect_stored(f, "s", "v");
-    expect_stored(f, "t", "v");
-    advance_ms(f, 500); /* 1999 ms: within the second the expiry was rounded up to */
-    expect_stored(f, "s", "v");
-    advance_ms(f, 1);
-    assert_int_equal(get_rc(f, "s"), CORRAL_MISS);
-    assert_int_equal(get_rc(f, "t"), CORRAL_MISS);
-    advance_ms(f, 10 * YEAR_MS - 30 * DAY_MS - 2000 - 1);
-    expect_stored(f, "y", "v");
-    advance_ms(f, 1);
-    assert_int_equal(get_rc(f, "y"), CORRAL_MISS);
+    expect_expires_in(f, "t", "v", 1500);
+    expect_expires_in(f, "c", "2", 2 * DAY_MS - 1500);
     fx_close(f);
 }
 
-/* Past the range (68 years after the open), an entry with a TTL expires at the first look, an
- * entry written then with a TTL too: misses, never stale hits. Without a TTL it stays. */
-static void test_mem_store_past_its_expiry_range_expires_every_ttl(void **state) {
+/* A clock stepped back after the open (by less than the day the epoch keeps before it) still
+ * gives a write its TTL by that clock: the store's time is not stuck at 0. */
+static void test_mem_clock_stepped_back_after_the_open_keeps_ttls(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    atomic_fetch_sub(&f->clock.now_ns, 3600 * SEC_MS * MS);
+    assert_int_equal(set(f, "s", "v", 1000), CORRAL_OK);
+    expect_expires_in(f, "s", "v", 1000);
+    fx_close(f);
+}
+
+/* A TTL past the range (34 years after the base) expires at its end: early, never a stale
+ * hit. Writes after it, with bases moved on, get their TTLs. */
+static void test_mem_ttl_past_its_range_expires_at_the_range_end(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
     assert_int_equal(set(f, "c", "v", (int64_t)(100 * YEAR_MS)), CORRAL_OK);
-    advance_ms(f, 69 * YEAR_MS);
+    assert_int_equal(set(f, "f", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    advance_ms(f, 35 * YEAR_MS);
     assert_int_equal(get_rc(f, "c"), CORRAL_MISS);
     assert_int_equal(set(f, "n", "v", 1000), CORRAL_OK);
-    assert_int_equal(get_rc(f, "n"), CORRAL_MISS);
-    assert_int_equal(set(f, "f", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    expect_expires_in(f, "n", "v", 1000);
     expect_stored(f, "f", "v");
     fx_close(f);
 }
@@ -1917,9 +2013,12 @@ int main(void) {
         cmocka_unit_test(test_mem_sets_read_the_clock_only_when_an_expiry_needs_it),
         cmocka_unit_test(test_mem_set_without_ttl_treats_an_expired_entry_as_expired),
         cmocka_unit_test(test_mem_expiry_rounds_up_to_its_unit),
-        cmocka_unit_test(test_mem_ttl_across_the_unit_boundary_expires_at_its_rounded_time),
-        cmocka_unit_test(test_mem_long_ttls_and_late_short_ones_expire_never_early),
-        cmocka_unit_test(test_mem_store_past_its_expiry_range_expires_every_ttl),
+        cmocka_unit_test(test_mem_short_ttls_keep_their_ms_after_the_store_ran_for_weeks),
+        cmocka_unit_test(test_mem_expiries_stay_exact_across_rebases),
+        cmocka_unit_test(test_mem_rebase_finishes_the_walk_before_it),
+        cmocka_unit_test(test_mem_incr_and_touch_keep_expiries_across_a_rebase),
+        cmocka_unit_test(test_mem_clock_stepped_back_after_the_open_keeps_ttls),
+        cmocka_unit_test(test_mem_ttl_past_its_range_expires_at_the_range_end),
         cmocka_unit_test(test_mem_write_reads_the_clock_for_an_expiry_that_came_while_it_locked),
         cmocka_unit_test(test_mem_get_many_answers_as_get_does),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),
