@@ -33,6 +33,7 @@
 #include "value.h"
 #include "store/memory.h"
 #include "store/memory_read.h"
+#include "store/memory_internal.h"
 #include "store_suite.h"
 
 #define T0_NS    1700000000000000000ull /* the fake clock's start */
@@ -1592,6 +1593,35 @@ static void test_mem_rebase_finishes_the_walk_before_it(void **state) {
     fx_close(f);
 }
 
+/* An entry moved into a queue during a walk (an S3-FIFO promotion from the small queue to the
+ * main one, which the walk has passed) is re-encoded as it goes in: the walk would not come
+ * back for it, and the next rebase would decode it against a base it never had. */
+static void test_mem_entry_moved_behind_a_walk_keeps_its_expiry(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_S3FIFO, 1);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK); /* small queue */
+    }
+    advance_ms(f, 6 * DAY_MS);
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the main queue (empty) walked */
+    mem_shard *sh = shard0(f);
+    assert_int_equal(sh->exp_walk_q, MEM_SMALL);
+    corral__skey sk = ss_key("k99"); /* near the small queue's head: not walked yet */
+    corral__spin_lock(&sh->lock);
+    mem_entry *e = lookup_locked(sh, &sk, MEM_VALUE);
+    assert_non_null(e);
+    corral__mem_queue_unlink_locked(sh, e);
+    corral__mem_queue_push_locked(sh, MEM_MAIN, e);
+    corral__spin_unlock(&sh->lock);
+    advance_ms(f, 7 * DAY_MS);
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the next rebase */
+    expect_expires_in(f, "k99", "v", 7 * DAY_MS);
+    fx_close(f);
+}
+
 /* incr keeps a counter's expiry and touch sets a new one across a rebase. */
 static void test_mem_incr_and_touch_keep_expiries_across_a_rebase(void **state) {
     (void)state;
@@ -2016,6 +2046,7 @@ int main(void) {
         cmocka_unit_test(test_mem_short_ttls_keep_their_ms_after_the_store_ran_for_weeks),
         cmocka_unit_test(test_mem_expiries_stay_exact_across_rebases),
         cmocka_unit_test(test_mem_rebase_finishes_the_walk_before_it),
+        cmocka_unit_test(test_mem_entry_moved_behind_a_walk_keeps_its_expiry),
         cmocka_unit_test(test_mem_incr_and_touch_keep_expiries_across_a_rebase),
         cmocka_unit_test(test_mem_clock_stepped_back_after_the_open_keeps_ttls),
         cmocka_unit_test(test_mem_ttl_past_its_range_expires_at_the_range_end),
