@@ -47,6 +47,11 @@ struct corral_value {
      * keeps its entry's hit mark there); 0 and unused elsewhere. */
     _Atomic uint8_t owner;
 };
+#ifdef NDEBUG
+_Static_assert(sizeof(corral_value) == 12, "the value docs/memory-density.md counts");
+#else
+_Static_assert(sizeof(corral_value) == 16, "12 and the debug magic");
+#endif
 
 /* CORRAL__RELEASE_BLOCK: a standalone value, one block (value.c): the value, the header, the
  * bytes, a NUL. */
@@ -86,7 +91,8 @@ static inline const unsigned char *corral__value_data(const corral_value *v) {
         return p + CORRAL__MEM_VAL_TO_KEY + (kw & CORRAL__MEM_KLEN_MASK) + v->hdr_len;
     }
     case CORRAL__RELEASE_BLOCK: return ((const corral__value_block *)p)->stored + v->hdr_len;
-    default: return ((const corral__value_at *)p)->data; /* CORRAL__RELEASE_REDIS_REPLY */
+    case CORRAL__RELEASE_REDIS_REPLY: return ((const corral__value_at *)p)->data;
+    default: assert(!"corral__value_data: an unknown release kind"); return NULL;
     }
 }
 
