@@ -625,7 +625,9 @@ static void mem_close(corral__store *base) {
     store_free(s, s->nshards, true);
 }
 
-/* The store's expiry of a key: remaining ms rounded up, or CORRAL__NO_EXPIRY (store.h). */
+/* The store's expiry of a key: the ms left, or CORRAL__NO_EXPIRY (store.h). Rounded down, at
+ * least 1: the expiry was rounded up to its unit (memory_read.h), so right after a set of an
+ * expiry in ms this is the TTL set, never more. */
 static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
     mem_store *s = store_of(base);
     uint64_t now = clock_now(s);
@@ -635,8 +637,9 @@ static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) 
     const mem_shard *sh = shard_of(s, k->hash);
     uint32_t x = e ? mem_exp_load(e) : MEM_EXP_NEVER;
     if (e && !mem_exp_passed(sh, x, now)) {
+        uint64_t left = x == MEM_EXP_NEVER ? 0 : mem_exp_ns(sh, x) - now; /* > 0: not passed */
         *ttl_ms = x == MEM_EXP_NEVER ? CORRAL__NO_EXPIRY
-                                     : (int64_t)((mem_exp_ns(sh, x) - now + MEM_MS - 1) / MEM_MS);
+                                     : (int64_t)CORRAL_MAX(left / MEM_MS, (uint64_t)1);
         rc = CORRAL_OK;
     }
     read_unlock(s);
