@@ -232,14 +232,14 @@ typedef struct mem_shard {
      * `lock`, acquire loads); `resize_seq` is even, odd while a resize moves entries: a
      * lookup that finds nothing walks again if it moved (mem_chain_retry). */
     _Atomic(mem_table *) table;
-    _Atomic uint32_t resize_seq;
     /* Expiry epochs: the bases, in the store's ns (whole seconds), that entries' expiries
      * count from, picked by their parity (mem_exp_decode). Here because a hit decodes its
      * entry's expiry right after it loaded `table`. Written under `lock` (relaxed), only the
      * base of the parity no entry of the shard carries (see exp_cur); loaded relaxed after
      * an acquire load of the expiry. */
     _Atomic uint64_t exp_base[2];
-    char pad_read[64 - sizeof(void *) - sizeof(uint32_t) - 2 * sizeof(uint64_t)];
+    _Atomic uint32_t resize_seq;
+    char pad_read[64 - sizeof(void *) - 2 * sizeof(uint64_t) - sizeof(uint32_t)];
     corral__spin lock; /* spin.h: waiters spin, then yield; docs/threads.md */
     /* Under `lock`. The parity new expiries are encoded with; and the queue a rebase's walk is
      * re-encoding the other parity's entries of (through its `walk` cursor), MEM_QUEUES when
@@ -265,6 +265,7 @@ typedef struct mem_shard {
     mem_link home_heads[1u << MEM_HOME_BITS]; /* its heads */
     char pad[64]; /* keeps neighbouring shards' locks off one cache line */
 } mem_shard;
+_Static_assert(offsetof(mem_shard, lock) == 64, "the fields a lookup loads fill one line");
 
 struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
