@@ -821,6 +821,9 @@ static void *worker_main(void *arg) {
     assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
     for (int i = 0; i < w->iters; i++) {
         x = x * 6364136223846793005u + 1442695040888963407u;
+        /* Two days now and then: the writes rebase their shards' expiries and walk them
+         * while the others read (memory.c, "Expiry epochs"). */
+        if (w->id == 0 && i % 500 == 499) advance_ms(f, 2 * 86400000ull);
         int kl = snprintf(k, sizeof k, "k%u", (unsigned)((x >> 40) % N_KEYS));
         corral__skey sk = {
             .data = k, .len = (size_t)kl, .hash = corral__hash_bytes(k, (size_t)kl), .cls = 1
