@@ -32,8 +32,9 @@
  *   the stored hash compared before the key. One that finds nothing while a resize moves its
  *   shard walks again (mem_chain_retry), so a present key is never missed.
  * - Writers look their key up without the lock, then take their shard's (spin.h). It guards
- *   the chains, queues, cursors, ghost table, `used` and `expiring`. No thread holds two; the
- *   allocator and clock hooks are never called under one (docs/threads.md).
+ *   the chains, queues, cursors, ghost table, `used`, `expiring` and the expiry epochs (the
+ *   bases' writes, the parity, the rebase's walk: "Expiry epochs" below). No thread holds two;
+ *   the allocator and clock hooks are never called under one (docs/threads.md).
  * - Chains change only under the shard lock, by release stores; an unlinked entry keeps its
  *   `next`. A replaced table and a removed entry are freed after a grace period
  *   (memory_rcu.c), which drops the table's reference on the entry's value.

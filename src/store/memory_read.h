@@ -71,7 +71,7 @@ typedef struct mem_store mem_store;
  * ms while the expiry is under 2^30 ms (12.4 days) past the base, whole seconds beyond (up to
  * MEM_EXP_COUNT_LAST s, 34 years): an entry expires when asked or up to one unit later, never
  * earlier. A shard's writes keep its newer base at most MEM_EXP_REBASE_AFTER (2^29 ms, 6.2
- * days) old (mem_shard, "Expiry epochs"; memory.c), so an expiry up to 6.2 days away is always
+ * days) old (memory.c, "Expiry epochs"), so an expiry up to 6.2 days away is always
  * exact to the ms, and only one further away may be rounded up to the second. An expiry
  * beyond the last count is stored as the last count, the one case that expires early: a TTL
  * of more than 34 years. MEM_EXP_NEVER is no count of either parity. */

@@ -194,7 +194,8 @@ static inline write_time write_time_begin(const mem_store *s, const mem_shard *s
  * entry with an expiry came into the shard since write_time_begin looked, the clock is read
  * with the lock released (the clock hook is never called under a shard lock:
  * docs/threads.md) and the lock taken again; what the caller read before the lock it checks
- * again under it, as it does anyway. */
+ * again under it, as it does anyway. Under the lock, the write then does its share of the
+ * shard's expiry epochs (mem_epoch_tick_locked, memory.c "Expiry epochs"). */
 static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
     shard_lock(sh);
     if (!t->is_read && shard_expiring(sh) != 0) {
