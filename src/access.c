@@ -415,7 +415,7 @@ int corral__read(corral *c, const corral__skey *sk, uint64_t now_ms, const corra
     int rc = store_checks ? c->store->ops->get_checked(c->store, sk, &v)
                           : c->store->ops->get(c->store, sk, &v);
     if (rc != CORRAL_OK) return rc;
-    if (corral__classify(c, v->data - v->hdr_len, v->hdr_len, now_ms, w, !store_checks, view) ==
+    if (corral__classify(c, corral__value_hdr(v), v->hdr_len, now_ms, w, !store_checks, view) ==
         CORRAL__V_BUSTED) {
         corral_value_unref(v);
         return CORRAL_MISS;
@@ -461,7 +461,7 @@ int corral__read_fresh_into(corral *c, const corral__skey *sk, void *buf, size_t
             if (v->len > cap)
                 rc = CORRAL_ENOSPC;
             else if (v->len)
-                memcpy(buf, v->data, v->len);
+                memcpy(buf, corral__value_data(v), v->len);
         }
         corral_value_unref(v);
         return rc;
@@ -485,7 +485,7 @@ int corral__read_many_fresh(corral *c, const corral__skey *keys, size_t n, corra
         corral_value *v = out[i];
         if (!v || !v->hdr_len) continue;
         corral__view view;
-        if (corral__classify(c, v->data - v->hdr_len, v->hdr_len, corral__now_ms(c), NULL, true,
+        if (corral__classify(c, corral__value_hdr(v), v->hdr_len, corral__now_ms(c), NULL, true,
                              &view) == CORRAL__V_FRESH)
             continue;
         corral_value_unref(v);

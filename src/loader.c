@@ -564,7 +564,7 @@ static bool served_by_own_windows(corral *c, uint16_t cls, const corral_value *v
     if (!v) return false;
     corral__view view;
     corral__verdict verdict =
-        corral__freshness(v->data - v->hdr_len, v->hdr_len, corral__now_ms(c), w, &view);
+        corral__freshness(corral__value_hdr(v), v->hdr_len, corral__now_ms(c), w, &view);
     if (verdict == CORRAL__V_FRESH || verdict == CORRAL__V_EARLY) {
         *rc = CORRAL_OK;
         return true;

@@ -6,16 +6,9 @@
 
 #include <string.h>
 
-typedef struct value_block {
-    corral_value v;
-    const corral__allocator *alloc; /* frees the block; must outlive the value */
-    size_t block_bytes;
-    unsigned char data[];
-} value_block;
-
 static void value_block_release(corral_value *v) {
-    value_block *b = CORRAL_CONTAINER_OF(v, value_block, v);
-    v->magic = 0;
+    corral__value_block *b = CORRAL_CONTAINER_OF(v, corral__value_block, v);
+    corral__value_kill(v);
     corral__free(b->alloc, b, b->block_bytes);
 }
 
@@ -25,13 +18,14 @@ static void (*const releases[CORRAL__RELEASES])(corral_value *v) = {
     [CORRAL__RELEASE_REDIS_REPLY] = corral__redis_reply_release,
 };
 
-void corral__value_init(corral_value *v, const unsigned char *data, size_t len, unsigned release) {
+void corral__value_init(corral_value *v, size_t len, unsigned release) {
+#ifndef NDEBUG
     v->magic = CORRAL_VALUE_MAGIC;
+#endif
     atomic_init(&v->refs, 1);
     v->hdr_len = 0;
     assert(len <= UINT32_MAX);
     v->len = (uint32_t)len;
-    v->data = data;
     assert(release < CORRAL__RELEASES);
     v->release = (uint8_t)release;
     atomic_init(&v->owner, 0);
@@ -39,14 +33,14 @@ void corral__value_init(corral_value *v, const unsigned char *data, size_t len, 
 
 corral_value *corral__value_new(const corral__allocator *a, const void *data, size_t len) {
     if (len > UINT32_MAX) return NULL; /* corral_value.len */
-    size_t bytes = sizeof(value_block) + len + 1;
-    value_block *b = corral__alloc(a, bytes);
+    size_t bytes = sizeof(corral__value_block) + len + 1;
+    corral__value_block *b = corral__alloc(a, bytes);
     if (!b) return NULL;
-    if (len) memcpy(b->data, data, len);
-    b->data[len] = '\0';
+    if (len) memcpy(b->stored, data, len);
+    b->stored[len] = '\0';
     b->alloc = a;
     b->block_bytes = bytes;
-    corral__value_init(&b->v, b->data, len, CORRAL__RELEASE_BLOCK);
+    corral__value_init(&b->v, len, CORRAL__RELEASE_BLOCK);
     return &b->v;
 }
 
@@ -64,7 +58,7 @@ bool corral__value_tryref(corral_value *v) {
 
 const void *corral_value_data(const corral_value *v) {
     CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
-    return v->data;
+    return corral__value_data(v);
 }
 
 size_t corral_value_len(const corral_value *v) {

@@ -18,8 +18,9 @@
 #define CORRAL_VALUE_MAGIC 0x7a1e0b1du
 
 /* Which function frees the block that holds a value (corral_value.release): one per kind of
- * block the library makes. An index, not a pointer: 1 byte of the 24, where a pointer took 8
- * of every memory store entry (docs/memory-density.md). */
+ * block the library makes, and so where the value's bytes are (corral__value_data). An index,
+ * not a pointer: 1 byte, where a pointer took 8 of every memory store entry
+ * (docs/memory-density.md). */
 enum {
     CORRAL__RELEASE_BLOCK = 0,       /* value.c: a standalone value (corral__value_new) */
     CORRAL__RELEASE_MEM_ENTRY = 1,   /* memory_rcu.c: an entry of the memory store */
@@ -27,29 +28,96 @@ enum {
     CORRAL__RELEASES = 3
 };
 
+/* 12 bytes in release builds, 16 with the debug `magic`: the memory store embeds one in every
+ * entry (docs/memory-density.md). The bytes are not pointed at: corral__value_data finds them
+ * from `release`, which says what block holds the value and so where its bytes are. */
 struct corral_value {
-    uint32_t magic;
+#ifndef NDEBUG
+    uint32_t magic; /* CORRAL_VALUE_MAGIC; debug builds only: only CORRAL_CHECK_OBJ reads it */
+#endif
     _Atomic uint32_t refs;
-    /* Bytes at `data`, not counting the NUL that follows them. 32 bits: values are bounded far
-     * below 4 GiB (Redis's 512 MB, the memory store's budget). */
+    /* Bytes at corral__value_data, not counting the NUL that follows them. 32 bits: values are
+     * bounded far below 4 GiB (Redis's 512 MB, the memory store's budget). */
     uint32_t len;
-    /* Bytes of the envelope header stored just before `data` (envelope.h): 16 bits, as the
+    /* Bytes of the envelope header stored just before the bytes (envelope.h): 16 bits, as the
      * envelope's own length field. */
     uint16_t hdr_len;
     uint8_t release; /* CORRAL__RELEASE_*: frees the block that holds `v`, called at refs 0 */
     /* A byte for the store that embeds the value, in what would be padding (the memory store
      * keeps its entry's hit mark there); 0 and unused elsewhere. */
     _Atomic uint8_t owner;
-    const unsigned char *data; /* immutable; followed by a NUL */
 };
+#ifdef NDEBUG
+_Static_assert(sizeof(corral_value) == 12, "the value docs/memory-density.md counts");
+#else
+_Static_assert(sizeof(corral_value) == 16, "12 and the debug magic");
+#endif
+
+/* CORRAL__RELEASE_BLOCK: a standalone value, one block (value.c): the value, the header, the
+ * bytes, a NUL. */
+typedef struct corral__value_block {
+    corral_value v;
+    const corral__allocator *alloc; /* frees the block; must outlive the value */
+    size_t block_bytes;
+    unsigned char stored[]; /* hdr_len header bytes, then len bytes and a NUL */
+} corral__value_block;
+
+/* CORRAL__RELEASE_REDIS_REPLY: a value whose bytes are elsewhere (in a hiredis reply), which
+ * keeps a pointer to them beside it. */
+typedef struct corral__value_at {
+    corral_value v;
+    const unsigned char *data; /* the bytes (after the header); followed by a NUL */
+} corral__value_at;
+
+/* CORRAL__RELEASE_MEM_ENTRY: the memory store's entry (memory_read.h, mem_entry) holds after
+ * its value a 4-byte sequence, the 16-bit word whose low bits are the key's length and a 16-bit
+ * class, then the key, the header and the bytes. Offsets from the value, which memory_read.h
+ * asserts. */
+#define CORRAL__MEM_VAL_TO_KW  (sizeof(corral_value) + 4)
+#define CORRAL__MEM_VAL_TO_KEY (sizeof(corral_value) + 8)
+#define CORRAL__MEM_KLEN_MASK  0x1fffu
+
+/* The bytes of `v` (len of them, then a NUL); its envelope header is the hdr_len bytes before
+ * them. Immutable while the caller holds a reference. Inline: every read of a value's bytes goes
+ * through it, the memory store's hits included. */
+static inline const unsigned char *corral__value_data(const corral_value *v) {
+    const unsigned char *p = (const unsigned char *)v;
+    switch (v->release) {
+    case CORRAL__RELEASE_MEM_ENTRY: {
+        /* The key's length bits are immutable; the word's other bits change under the store's
+         * lock, hence the atomic load. */
+        unsigned kw = atomic_load_explicit((const _Atomic uint16_t *)(p + CORRAL__MEM_VAL_TO_KW),
+                                           memory_order_relaxed);
+        return p + CORRAL__MEM_VAL_TO_KEY + (kw & CORRAL__MEM_KLEN_MASK) + v->hdr_len;
+    }
+    case CORRAL__RELEASE_BLOCK: return ((const corral__value_block *)p)->stored + v->hdr_len;
+    case CORRAL__RELEASE_REDIS_REPLY: return ((const corral__value_at *)p)->data;
+    default: assert(!"corral__value_data: an unknown release kind"); return NULL;
+    }
+}
+
+/* The envelope header of `v` (hdr_len bytes, none when 0), just before its bytes. */
+static inline const unsigned char *corral__value_hdr(const corral_value *v) {
+    return corral__value_data(v) - v->hdr_len;
+}
+
+/* Marks a value freed for CORRAL_CHECK_OBJ (debug builds); nothing in release builds. */
+static inline void corral__value_kill(corral_value *v) {
+#ifndef NDEBUG
+    v->magic = 0;
+#else
+    (void)v;
+#endif
+}
 
 /* Makes a standalone value: a copy of `data` (plus a NUL) in one block from `a`, refs = 1.
  * `a` must outlive the value. Returns NULL on allocation failure, or when len >= 4 GiB. */
 corral_value *corral__value_new(const corral__allocator *a, const void *data, size_t len);
 
 /* Initialises a value embedded in a larger block, freed at refs 0 by `release`
- * (CORRAL__RELEASE_*); refs = 1, hdr_len = 0. len < 4 GiB. */
-void corral__value_init(corral_value *v, const unsigned char *data, size_t len, unsigned release);
+ * (CORRAL__RELEASE_*), which also says where its bytes are (corral__value_data); refs = 1,
+ * hdr_len = 0. len < 4 GiB. */
+void corral__value_init(corral_value *v, size_t len, unsigned release);
 
 /* Takes a reference only if the value is still live (refs > 0); returns false otherwise.
  * Acquire on success. */

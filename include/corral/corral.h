@@ -98,10 +98,13 @@ typedef struct corral_error {
 
 /* ---- Time to live ---- */
 
-/* TTL arguments are milliseconds. An entry set at time t with TTL d is live on [t, t + d) and
- * expired from t + d on. 0 means "expire at once": a set with TTL 0 stores nothing and removes
- * any existing value (Django's timeout=0). Other negative values than the two below are
- * CORRAL_EINVAL. */
+/* TTL arguments are milliseconds. An entry set at time t with TTL d is live from t and expires
+ * at t + d rounded up to the whole millisecond of the store's clock: it is never expired
+ * before t + d and lives at most 1 ms longer. The memory store rounds an expiry more than
+ * about 6 days away up to the whole second instead (at most 1 s longer, under 2e-6 of such a
+ * TTL), and one more than 34 years away down to 34 years. 0 means "expire at once": a set
+ * with TTL 0 stores nothing and removes any existing value (Django's timeout=0). Other
+ * negative values than the two below are CORRAL_EINVAL. */
 #define CORRAL_TTL_DEFAULT (-1) /* the handle's default (the URL's `timeout`) */
 #define CORRAL_TTL_FOREVER (-2) /* never expires (Django's timeout=None) */
 
@@ -451,14 +454,16 @@ CORRAL_API int corral_delete(corral *c, const void *key, size_t key_len, const c
 CORRAL_API int corral_touch(corral *c, const void *key, size_t key_len, int64_t ttl_ms,
                             const corral_call *call);
 
-/* The time the store keeps a key: CORRAL_OK with `*ttl_ms` the milliseconds left (> 0, rounded
- * up) or CORRAL_TTL_FOREVER when it never expires; CORRAL_MISS with `*ttl_ms` 0 when the key is
- * absent or expired (or in a namespace that has no generation: nothing is created). This is the
- * store's expiry, as Redis's PTTL: a value made by corral_get_or_set with a grace window
- * (stale_ttl_ms) is kept that long past its logical expiry, and a value whose tag was busted is
- * kept until it expires. Counts no hit or miss. On Redis, a read that fails is CORRAL_MISS, as
- * for corral_get. CORRAL_EBADKEY for an invalid key, CORRAL_EINVAL for a NULL handle or `ttl_ms`.
- * Thread-safe. */
+/* The time the store keeps a key: CORRAL_OK with `*ttl_ms` the whole milliseconds left to the
+ * expiry (at least 1: the key is live; since the expiry was rounded up as above, right after a
+ * set this is at most the TTL set, or up to 1 s more for an expiry more than about 6 days
+ * away in the memory store) or CORRAL_TTL_FOREVER when it never expires; CORRAL_MISS with `*ttl_ms`
+ * 0 when the key is absent or expired (or in a namespace that has no generation: nothing is
+ * created). This is the store's expiry, as Redis's PTTL: a value made by corral_get_or_set with a
+ * grace window (stale_ttl_ms) is kept that long past its logical expiry, and a value whose tag was
+ * busted is kept until it expires. Counts no hit or miss. On Redis, a read that fails is
+ * CORRAL_MISS, as for corral_get. CORRAL_EBADKEY for an invalid key, CORRAL_EINVAL for a NULL
+ * handle or `ttl_ms`. Thread-safe. */
 CORRAL_API int corral_ttl(corral *c, const void *key, size_t key_len, const corral_call *call,
                           int64_t *ttl_ms);
 

@@ -33,8 +33,9 @@
  *   moves entries of its shard walks again (mem_chain_retry), so a present key is never
  *   missed. A resize moves MEM_RESIZE_STEP buckets a write (docs/memory-store.md).
  * - Writers look their key up without the lock, then take their shard's (spin.h). It guards
- *   the chains, queues, cursors, ghost table, `used` and `expiring`. No thread holds two; the
- *   allocator and clock hooks are never called under one (docs/threads.md).
+ *   the chains, queues, cursors, ghost table, `used`, `expiring` and the expiry epochs (the
+ *   bases' writes, the parity, the rebase's walk: "Expiry epochs" below). No thread holds two;
+ *   the allocator and clock hooks are never called under one (docs/threads.md).
  * - Chains change only under the shard lock, by release stores; an unlinked entry keeps its
  *   `next`. A replaced table and a removed entry are freed after a grace period
  *   (memory_rcu.c), which drops the table's reference on the entry's value.
@@ -76,10 +77,10 @@ uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms) {
 /* The reader's test: reads the clock only when `e` has an expiry, and then stores the time
  * read in `*now` for the caller's later use. */
 static bool is_expired_lazy(const mem_store *s, const mem_entry *e, uint64_t *now) {
-    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-    if (at == MEM_NEVER) return false;
+    uint32_t x = mem_exp_load(e);
+    if (x == MEM_EXP_NEVER) return false;
     *now = clock_now(s);
-    return *now >= at;
+    return mem_exp_passed(shard_of(s, e->hash), x, *now);
 }
 
 static void report(const mem_store *s, const mem_entry *e, corral__change why, size_t bytes) {
@@ -88,9 +89,8 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why, s
 
 /* ---- Entries ---- */
 
-/* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                                 size_t len, uint64_t expires_ns) {
+                                 size_t len) {
     size_t bytes = mem_entry_bytes(k->len, len);
     mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
     if (!e) return NULL;
@@ -99,14 +99,14 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     e->u.q.newer = e->u.q.older = NULL;
     atomic_init(&e->next, NULL);
     e->hash = (uint32_t)k->hash;
-    atomic_init(&e->expires_ns, expires_ns);
+    atomic_init(&e->expiry, MEM_EXP_NEVER);
     if (k->len) memcpy(e->key, k->data, k->len);
     unsigned char *data = e->key + k->len;
     if (len) memcpy(data, val, len);
     data[len] = '\0';
     /* A value's envelope header sits before the bytes handed out; leases are raw. */
     size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
-    corral__value_init(&e->val, data + hdr, len - hdr, CORRAL__RELEASE_MEM_ENTRY);
+    corral__value_init(&e->val, len - hdr, CORRAL__RELEASE_MEM_ENTRY);
     e->val.hdr_len = (uint16_t)hdr; /* the envelope's length field is 16 bits */
     atomic_init(&e->seq, 0);
     return e;
@@ -118,7 +118,7 @@ void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
     CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     assert(!mem_live(e));
     size_t bytes = entry_block_bytes(e);
-    e->val.magic = 0;
+    corral__value_kill(&e->val);
     corral__mem_block_free(&s->blocks, e, bytes);
 }
 
@@ -324,12 +324,78 @@ size_t corral__mem_table_bytes(corral__store *base) {
     return n;
 }
 
+/* ---- Expiry epochs ----
+ * A shard's expiries count from one of its two bases (memory_read.h, "Expiry"); new ones from
+ * exp_cur's. A write under the shard lock that finds that base more than MEM_EXP_REBASE_AFTER
+ * old starts a rebase: the other base becomes the time MEM_EXP_MARGIN before now (whole
+ * seconds), exp_cur flips, and a walk re-encodes every entry that still carries the old parity
+ * (mem_exp_current_locked: exact, the bases are whole seconds apart). The walk goes through
+ * each queue from its tail to its head by the queue's `walk` cursor, which an unlink or a
+ * replace keeps valid as they keep `scan`; each later write under the lock re-encodes
+ * MEM_EXP_WALK_STEP entries of it (mem_epoch_tick_locked), so no write pays for the shard's
+ * entries. An entry pushed into a queue meanwhile is re-encoded as it goes in (an LRU hit or an
+ * S3-FIFO promotion may move an entry the walk has not reached behind it), and a new entry is
+ * encoded under the lock with exp_cur: the walk misses none.
+ *
+ * A rebase due while the walk before it is unfinished (a shard with almost no writes for six
+ * days) finishes that walk first, under the lock, bounded by the shard's entries. So the base a
+ * rebase overwrites is one no entry in the shard carries, and a reader, which decodes without
+ * the lock, sees the base of an entry's parity unchanged while the entry has it: the base is
+ * stored before any entry gets its parity, with a release store of the expiry (or the entry's
+ * publication) after it, and readers load the expiry with acquire. An entry out of the queues
+ * (being built, or removed and waiting for its grace period) is not walked: it is encoded under
+ * the lock before it goes in, or freed, long before its parity's base could be reused, six days
+ * later.
+ *
+ * Per shard, not per store: the walk runs under the shard's lock on its queues, so one rebase
+ * for the store would need the writes of any shard to drive every shard's walk, taking other
+ * shards' locks (and a store-wide flag each write checks). Per shard, each shard's writes
+ * drive its own walk, a shard without expiring entries rebases without one, and a hit finds the
+ * bases on the line it loaded for the shard's table. */
+#define MEM_EXP_WALK_STEP 16u /* entries a write re-encodes of a walk under way */
+
+/* Re-encodes up to `n` entries of the walk under way in shard `sh`; ends it at the last. */
+static void epoch_walk_locked(mem_shard *sh, size_t n) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    while (n && sh->exp_walk_q < MEM_QUEUES) {
+        mem_queue *q = &sh->q[sh->exp_walk_q];
+        mem_entry *e = q->walk;
+        if (!e) { /* past the head: the next queue, from its tail */
+            if (++sh->exp_walk_q < MEM_QUEUES)
+                sh->q[sh->exp_walk_q].walk = sh->q[sh->exp_walk_q].tail;
+            continue;
+        }
+        q->walk = e->u.q.newer;
+        mem_exp_current_locked(sh, e);
+        n--;
+    }
+}
+
+void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    unsigned cur = sh->exp_cur;
+    if (now <=
+        atomic_load_explicit(&sh->exp_base[cur], memory_order_relaxed) + MEM_EXP_REBASE_AFTER) {
+        epoch_walk_locked(sh, MEM_EXP_WALK_STEP);
+        return;
+    }
+    epoch_walk_locked(sh, SIZE_MAX); /* the walk before, if unfinished: no entry keeps !cur */
+    /* now > MEM_EXP_REBASE_AFTER > MEM_EXP_MARGIN: no wrap */
+    uint64_t base = now / MEM_SEC * MEM_SEC - MEM_EXP_MARGIN;
+    atomic_store_explicit(&sh->exp_base[!cur], base, memory_order_relaxed);
+    sh->exp_cur = (uint8_t)!cur;
+    if (shard_expiring(sh) == 0) return; /* no entry carries a parity */
+    sh->exp_walk_q = 0;
+    sh->q[0].walk = sh->q[0].tail;
+}
+
 /* ---- Queues ---- */
 
 void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[qi];
     mem_kw_set(e, MEM_KW_SMALL, qi == MEM_SMALL ? MEM_KW_SMALL : 0);
+    mem_exp_current_locked(sh, e); /* where a rebase's walk may have passed (memory.c) */
     e->u.q.newer = NULL;
     e->u.q.older = q->head;
     if (q->head)
@@ -341,13 +407,14 @@ void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
     q->count++;
 }
 
-/* Takes `e` out of its queue. The SIEVE hand and the expiry cursor that pointed at it move to
- * its newer neighbour, as they would have next. */
+/* Takes `e` out of its queue. The SIEVE hand, the expiry cursor and a rebase's walk that
+ * pointed at it move to its newer neighbour, as they would have next. */
 void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[mem_queue_of(e)];
     if (q->hand == e) q->hand = e->u.q.newer;
     if (q->scan == e) q->scan = e->u.q.newer;
+    if (q->walk == e) q->walk = e->u.q.newer;
     if (e->u.q.newer)
         e->u.q.newer->u.q.older = e->u.q.older;
     else
@@ -367,6 +434,7 @@ void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[mem_queue_of(old)];
     mem_kw_set(e, MEM_KW_SMALL, mem_kw(old) & MEM_KW_SMALL);
+    mem_exp_current_locked(sh, e);
     e->u.q.newer = old->u.q.newer;
     e->u.q.older = old->u.q.older;
     if (e->u.q.newer)
@@ -379,6 +447,7 @@ void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *
         q->tail = e;
     if (q->hand == old) q->hand = e;
     if (q->scan == old) q->scan = e;
+    if (q->walk == old) q->walk = e;
     old->u.q.newer = old->u.q.older = NULL;
     size_t bytes = entry_bytes(sh->blocks, old);
     assert(q->bytes >= bytes);
@@ -397,7 +466,7 @@ void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corra
     CORRAL_ASSERT_HELD(&sh->lock);
     size_t used = atomic_load_explicit(&sh->used, memory_order_relaxed);
     size_t bytes = entry_bytes(sh->blocks, e);
-    bool expires = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
+    bool expires = has_expiry(e);
     if (why == CORRAL__ADDED) {
         used += bytes;
         shard_expiring_add_locked(sh, expires, 0);
@@ -512,7 +581,8 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
             n = mem_dlen(e);
             h = mem_hlen(e);
             if (mem_seq_retry(e, sq)) continue;
-            const unsigned char *data = e->key + mem_klen(e) + h; /* == e->val.data */
+            /* corral__value_data, from the lengths of one version */
+            const unsigned char *data = e->key + mem_klen(e) + h;
             if (h && h <= hdr_cap) mem_copy_out(hdr, data - h, h);
             rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
             if (rc == CORRAL_OK && n) mem_copy_out(buf, data, n);
@@ -612,16 +682,21 @@ static void mem_close(corral__store *base) {
     store_free(s, s->nshards, true);
 }
 
-/* The store's expiry of a key: remaining ms rounded up, or CORRAL__NO_EXPIRY (store.h). */
+/* The store's expiry of a key: the ms left, or CORRAL__NO_EXPIRY (store.h). Rounded down, at
+ * least 1: the expiry was rounded up to its unit (memory_read.h), so right after a set of an
+ * expiry in ms this is the TTL set, never more. */
 static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) {
     mem_store *s = store_of(base);
     uint64_t now = clock_now(s);
     int rc = CORRAL_MISS;
     read_lock(s);
     const mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && !is_expired(e, now)) {
-        uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-        *ttl_ms = at == MEM_NEVER ? CORRAL__NO_EXPIRY : (int64_t)((at - now + 999999) / 1000000);
+    const mem_shard *sh = shard_of(s, k->hash);
+    uint32_t x = e ? mem_exp_load(e) : MEM_EXP_NEVER;
+    if (e && !mem_exp_passed(sh, x, now)) {
+        uint64_t left = x == MEM_EXP_NEVER ? 0 : mem_exp_ns(sh, x) - now; /* > 0: not passed */
+        *ttl_ms = x == MEM_EXP_NEVER ? CORRAL__NO_EXPIRY
+                                     : (int64_t)CORRAL_MAX(left / MEM_MS, (uint64_t)1);
         rc = CORRAL_OK;
     }
     read_unlock(s);
@@ -713,6 +788,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->base.ops = &mem_ops;
     s->magic = MEM_STORE_MAGIC;
     s->env = *env;
+    uint64_t opened = env->now_ns(env->clock_ctx);
+    s->epoch_ns = opened > MEM_EXP_MARGIN ? opened - MEM_EXP_MARGIN : 0;
     s->policy = policy;
     s->hit_max = hit_max_of(policy);
     s->max_bytes = cfg->max_bytes;
@@ -743,6 +820,10 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
         atomic_init(&sh->table_bytes, 0);
         atomic_init(&sh->expiring, 0);
         atomic_init(&sh->resize_seq, 0);
+        atomic_init(&sh->exp_base[0], 0); /* the epoch: every expiry is after it */
+        atomic_init(&sh->exp_base[1], 0);
+        sh->exp_cur = 0;
+        sh->exp_walk_q = MEM_QUEUES;
         table_init(&sh->home, sh->home_heads, MEM_HOME_BITS);
         atomic_init(&sh->table, &sh->home);
         atomic_init(&sh->grow, NULL);

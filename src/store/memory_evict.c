@@ -34,7 +34,7 @@ static size_t scan_queue_locked(mem_store *s, mem_shard *sh, unsigned qi, uint64
         mem_entry *e = q->scan ? q->scan : q->tail;
         q->scan = e->u.q.newer;
         (*examined)++;
-        if (is_expired(e, now)) {
+        if (is_expired(sh, e, now)) {
             corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
             removed++;
         }
@@ -57,7 +57,7 @@ size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t
 void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
     mem_shard *sh = shard_of(s, e->hash);
     if (!corral__spin_trylock(&sh->lock)) return;
-    if (mem_live(e) && is_expired(e, now)) corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+    if (mem_live(e) && is_expired(sh, e, now)) corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     shard_unlock(sh);
 }
 
@@ -72,7 +72,7 @@ static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
     /* Two laps clear every bit; readers setting bits again behind the hand cannot hold it
      * longer than that. */
     for (size_t seen = 0; seen <= 2 * q->count; seen++) {
-        if (is_expired(e, now) || !mem_hits(e)) break;
+        if (is_expired(sh, e, now) || !mem_hits(e)) break;
         mem_set_hits(e, 0);
         e = e->u.q.newer ? e->u.q.newer : q->tail;
     }
@@ -114,7 +114,7 @@ static mem_entry *s3fifo_victim_locked(mem_shard *sh, uint64_t now) {
     for (;;) {
         bool from_small = small->count && (small->bytes > sh->small_budget || !mainq->count);
         mem_entry *e = from_small ? small->tail : mainq->tail;
-        if (is_expired(e, now) || moves-- == 0) return e;
+        if (is_expired(sh, e, now) || moves-- == 0) return e;
         uint8_t f = mem_hits(e);
         if (from_small && f < MEM_S3_PROMOTE) {
             ghost_put_locked(sh, e->hash);
@@ -149,7 +149,8 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
             continue;
         }
         if (CORRAL_NEVER(v == NULL)) break;
-        corral__mem_remove_locked(s, sh, v, is_expired(v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
+        corral__mem_remove_locked(s, sh, v,
+                                  is_expired(sh, v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
     }
 }
 

@@ -58,9 +58,52 @@ static inline void shard_expiring_add_locked(mem_shard *sh, size_t plus, size_t 
     atomic_store_explicit(&sh->expiring, n + plus - minus, memory_order_relaxed);
 }
 
-static inline bool is_expired(const mem_entry *e, uint64_t now) {
-    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-    return at != MEM_NEVER && now >= at;
+/* True when `e`, an entry of shard `sh`, has expired at the store's time `now` (clock_now). */
+static inline bool is_expired(const mem_shard *sh, const mem_entry *e, uint64_t now) {
+    return mem_exp_passed(sh, mem_exp_load(e), now);
+}
+
+/* The expiry, in the shard's current parity, of the store's time `at` (MEM_NEVER: never). */
+static inline uint32_t mem_exp_of_locked(mem_shard *sh, uint64_t at) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    return mem_exp_encode(at, sh->exp_cur,
+                          atomic_load_explicit(&sh->exp_base[sh->exp_cur], memory_order_relaxed));
+}
+
+/* Sets the expiry of `e`, an entry of shard `sh`, to the store's time `at` (MEM_NEVER: never).
+ * Release: a reader that loads it sees the base of its parity. */
+static inline void mem_exp_set_locked(mem_shard *sh, mem_entry *e, uint64_t at) {
+    atomic_store_explicit(&e->expiry, mem_exp_of_locked(sh, at), memory_order_release);
+}
+
+/* Re-encodes the expiry of `e` in the shard's current parity if it has the other one: the
+ * time is kept exactly (both bases are whole seconds, so a count of either unit moves by a
+ * whole number of its units), unless the time is before the current base, which becomes the
+ * base (it was at least MEM_EXP_MARGIN ago then: expired). */
+static inline void mem_exp_current_locked(mem_shard *sh, mem_entry *e) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    uint32_t x = atomic_load_explicit(&e->expiry, memory_order_relaxed);
+    if (x == MEM_EXP_NEVER || mem_exp_parity(x) == sh->exp_cur) return;
+    mem_exp_set_locked(sh, e, mem_exp_ns(sh, x));
+}
+
+/* mem_epoch_tick_locked's work: the rebase, or a step of the walk (memory.c). */
+void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now);
+
+/* Under the shard lock of a write, with the store's time `now` (0 when the write did not read
+ * the clock): starts a rebase when the current base is more than MEM_EXP_REBASE_AFTER old, or
+ * re-encodes a few entries of the walk under way (memory.c, "Expiry epochs"). */
+static inline void mem_epoch_tick_locked(mem_shard *sh, uint64_t now) {
+    CORRAL_ASSERT_HELD(&sh->lock);
+    if (sh->exp_walk_q != MEM_QUEUES ||
+        now > atomic_load_explicit(&sh->exp_base[sh->exp_cur], memory_order_relaxed) +
+                  MEM_EXP_REBASE_AFTER)
+        corral__mem_epoch_step_locked(sh, now);
+}
+
+/* True when `e` has an expiry. */
+static inline bool has_expiry(const mem_entry *e) {
+    return atomic_load_explicit(&e->expiry, memory_order_relaxed) != MEM_EXP_NEVER;
 }
 
 /* A writer's lock: spin.h's, one locked instruction to take it and none to give it back. */
@@ -160,11 +203,13 @@ static inline void pthread_ok(int rc) {
 
 /* ---- memory.c: entries, the table, queues, accounting and removal ---- */
 
-/* The absolute expiry of a TTL (> 0 or CORRAL__NO_EXPIRY) read at `now`, saturating. */
+/* The expiry, in the store's time, of a TTL (> 0 or CORRAL__NO_EXPIRY) read at the store's
+ * time `now` (clock_now), saturating; mem_exp_set_locked keeps it in an entry. */
 uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms);
-/* A new, unpublished entry; NULL when the allocator fails. The caller has checked the size. */
+/* A new, unpublished entry that never expires (the caller sets its expiry under the shard
+ * lock: mem_exp_set_locked); NULL when the allocator fails. The caller has checked the size. */
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
-                                 size_t len, uint64_t expires_ns);
+                                 size_t len);
 /* Frees an entry that was never published. Accepts NULL. */
 void corral__mem_entry_discard(mem_store *s, mem_entry *e);
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
@@ -178,11 +223,12 @@ void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *ol
 void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
 
 void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e);
-/* Takes `e` out of its queue; the SIEVE hand and the expiry cursor move to its newer
- * neighbour. */
+/* Takes `e` out of its queue; the SIEVE hand, the expiry cursor and a rebase's walk move to
+ * its newer neighbour. */
 void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e);
-/* Puts `e` (not in a queue) in `old`'s place in its queue, `old` out of it; the SIEVE hand
- * and the expiry cursor that pointed at `old` point at `e`. */
+/* Puts `e` (not in a queue) in `old`'s place in its queue, `old` out of it; the SIEVE hand,
+ * the expiry cursor and a rebase's walk that pointed at `old` point at `e`. Both push and
+ * replace re-encode the entry's expiry in the shard's current parity (memory.c). */
 void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *e);
 size_t corral__mem_shard_count_locked(mem_shard *sh);
 /* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */

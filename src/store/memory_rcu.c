@@ -40,7 +40,7 @@ void corral__mem_entry_release(corral_value *v) {
     assert(!mem_live(e));
     mem_store *s = e->u.dead.store;
     size_t bytes = entry_block_bytes(e);
-    v->magic = 0;
+    corral__value_kill(v);
     corral__mem_block_free(&s->blocks, e, bytes);
 }
 

@@ -40,7 +40,7 @@
 #endif
 
 #define MEM_STORE_MAGIC 0x3e3057a5u
-#define MEM_NEVER       UINT64_MAX /* expires_ns of an entry that never expires */
+#define MEM_NEVER       UINT64_MAX /* the expiry, in the store's ns, of what never expires */
 
 /* ---- Types ---- */
 
@@ -48,20 +48,85 @@ enum { MEM_VALUE = 0, MEM_LEASE = 1 }; /* an entry's kind: the two keyspaces */
 enum { MEM_MAIN = 0, MEM_SMALL = 1, MEM_QUEUES = 2 };
 
 /* mem_entry.kw: the key's length and kind (immutable), the queue and whether the entry is in the
- * table (both under the shard lock). One word, so the header stays 68 bytes and a lookup
+ * table (both under the shard lock). One word, so the header stays small and a lookup
  * compares the length and the kind at once. */
-#define MEM_KLEN_MAX 0x1fffu /* keys are at most 4 KiB (key.h); longer ones are refused */
-#define MEM_KW_LEASE 0x2000u /* kind MEM_LEASE */
-#define MEM_KW_SMALL 0x4000u /* in queue MEM_SMALL, else MEM_MAIN */
+#define MEM_KLEN_MAX CORRAL__MEM_KLEN_MASK /* keys are at most 4 KiB (key.h); longer: refused */
+#define MEM_KW_LEASE 0x2000u               /* kind MEM_LEASE */
+#define MEM_KW_SMALL 0x4000u               /* in queue MEM_SMALL, else MEM_MAIN */
 /* In the table: set when published, cleared when removed (before it, and after, the entry is
  * no reader's concern: not yet findable, or waiting for a grace period). */
 #define MEM_KW_LIVE 0x8000u
 
 typedef struct mem_store mem_store;
 
-/* 68 bytes before the key (docs/memory-density.md counts them). Writers and reclamation use
- * `u`; the read path reads from `val` to the end of the value, one contiguous run. */
+/* ---- Expiry: 32 bits an entry ----
+ * The store keeps its own time: ns since its epoch, MEM_EXP_MARGIN before the env clock's time
+ * at corral__mem_open (clock_now). The margin keeps a clock stepped back by less than a day
+ * after the open (NTP) reading correct times; one stepped back further reads 0 until it is
+ * past the epoch again.
+ *
+ * An entry's expiry (mem_entry.expiry) is 32 bits relative to one of its shard's two epoch
+ * bases (mem_shard.exp_base, whole seconds of the store's time): bit 31 the parity p that
+ * picks base[p], bit 30 the unit, bits 0..29 the count past base[p], always rounded up. Whole
+ * ms while the expiry is under 2^30 ms (12.4 days) past the base, whole seconds beyond (up to
+ * MEM_EXP_COUNT_LAST s, 34 years): an entry expires when asked or up to one unit later, never
+ * earlier. A shard's writes keep its newer base at most MEM_EXP_REBASE_AFTER (2^29 ms, 6.2
+ * days) old (memory.c, "Expiry epochs"), so an expiry up to 6.2 days away is always
+ * exact to the ms, and only one further away may be rounded up to the second. An expiry
+ * beyond the last count is stored as the last count, the one case that expires early: a TTL
+ * of more than 34 years. MEM_EXP_NEVER is no count of either parity. */
+#define MEM_EXP_NEVER      UINT32_MAX          /* mem_entry.expiry of an entry that never expires */
+#define MEM_EXP_PARITY     0x80000000u         /* the base the count is relative to: exp_base[1] */
+#define MEM_EXP_SECS       0x40000000u         /* the count is of seconds, not ms */
+#define MEM_EXP_COUNT      0x3fffffffu         /* the count's bits */
+#define MEM_EXP_COUNT_LAST (MEM_EXP_COUNT - 1) /* the furthest count of either unit */
+#define MEM_MS             UINT64_C(1000000)
+#define MEM_SEC            UINT64_C(1000000000)
+/* A write that finds its shard's newer base older than this starts a rebase (memory.c). */
+#define MEM_EXP_REBASE_AFTER (((uint64_t)1 << 29) * MEM_MS)
+#define MEM_EXP_MARGIN       (UINT64_C(86400) * MEM_SEC) /* the epoch before the open; bases */
+
+/* The parity (0 or 1) of the expiry `x` (not MEM_EXP_NEVER). */
+static inline unsigned mem_exp_parity(uint32_t x) {
+    return x >> 31;
+}
+
+/* The time, in the store's ns, of the expiry `x` (not MEM_EXP_NEVER) against `base`, the base
+ * of its parity. */
+static inline uint64_t mem_exp_decode(uint32_t x, uint64_t base) {
+    uint64_t n = x & MEM_EXP_COUNT;
+    return base + n * ((x & MEM_EXP_SECS) ? MEM_SEC : MEM_MS);
+}
+
+/* The expiry of the store's time `at` (MEM_NEVER: MEM_EXP_NEVER) with parity `p` against
+ * `base`, the base of that parity, rounded up to its unit. A time before the base is the
+ * base's. */
+static inline uint32_t mem_exp_encode(uint64_t at, unsigned p, uint64_t base) {
+    if (at == MEM_NEVER) return MEM_EXP_NEVER;
+    uint64_t d = at > base ? at - base : 0;
+    uint32_t x = p ? MEM_EXP_PARITY : 0;
+    if (d <= MEM_EXP_COUNT_LAST * MEM_MS) return x | (uint32_t)((d + MEM_MS - 1) / MEM_MS);
+    uint64_t n = (d + MEM_SEC - 1) / MEM_SEC;
+    return x | MEM_EXP_SECS | (uint32_t)CORRAL_MIN(n, (uint64_t)MEM_EXP_COUNT_LAST);
+}
+
+/* 52 bytes before the key in release builds, 56 in debug builds, where the embedded value keeps
+ * its magic (value.h); docs/memory-density.md counts them. The first 16-byte slot holds what a
+ * chain walk reads of every entry it passes (`next`, `hash`) and what a hit reads next (the
+ * expiry): the block is 16-aligned, so an entry passed costs one line. Writers and reclamation
+ * use `u`; the read path reads from `val` to the end of the value, one contiguous run. */
 typedef struct mem_entry {
+    /* The next entry of the chain. Changed under the shard lock with release stores, loaded
+     * with acquire by readers; left as it is when the entry is unlinked. */
+    _Atomic(struct mem_entry *) next;
+    /* The low 32 bits of corral__skey.hash; immutable. They hold the shard (the top
+     * MEM_SHARD_BITS) and the bucket index (the low bits, at most MEM_MAX_BUCKET_BITS), so a
+     * resize finds the entry's new chain; a lookup compares them first. */
+    uint32_t hash;
+    /* The expiry (mem_exp_encode against the shard's base of its parity), or MEM_EXP_NEVER.
+     * Rewritten under the shard lock (touch, an overwrite, a rebase's walk) with release
+     * stores; readers load it with acquire, so they see the base of its parity (mem_exp_ns). */
+    _Atomic uint32_t expiry;
     union {
         /* Queue links while live, under the shard lock. `newer` points toward the head. */
         struct {
@@ -74,21 +139,12 @@ typedef struct mem_entry {
             mem_store *store;
         } dead;
     } u;
-    /* The embedded value; val.data points just after the key. val.owner is the hit mark:
-     * SIEVE's visited bit, S3-FIFO's frequency 0..MEM_S3_FREQ_MAX; raised by readers with
-     * relaxed stores, lowered by the evictor under the shard lock; unused by LRU. */
+    /* The embedded value (CORRAL__RELEASE_MEM_ENTRY): its bytes follow the key and the
+     * envelope header, found from `kw` (corral__value_data; value.h has the offsets, asserted
+     * below). val.owner is the hit mark: SIEVE's visited bit, S3-FIFO's frequency
+     * 0..MEM_S3_FREQ_MAX; raised by readers with relaxed stores, lowered by the evictor under
+     * the shard lock; unused by LRU. */
     corral_value val;
-    /* Absolute expiry in the env clock's ns, or MEM_NEVER. touch rewrites it under the shard
-     * lock; readers load it relaxed. */
-    _Atomic uint64_t expires_ns;
-    /* The next entry of the chain. Changed under the shard lock with release stores, loaded
-     * with acquire by readers; left as it is when the entry is unlinked. With `hash`, in one
-     * 16-byte slot of the block (16-aligned): an entry a chain walk passes costs one line. */
-    _Atomic(struct mem_entry *) next;
-    /* The low 32 bits of corral__skey.hash; immutable. They hold the shard (the top
-     * MEM_SHARD_BITS) and the bucket index (the low bits, at most MEM_MAX_BUCKET_BITS), so a
-     * resize finds the entry's new chain; a lookup compares them first. */
-    uint32_t hash;
     /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
      * shard lock. A reader that copies without a reference (get_into) checks it did not
      * move across the copy: a seqlock. */
@@ -138,6 +194,7 @@ typedef struct mem_queue {
     mem_entry *head, *tail;
     mem_entry *hand; /* SIEVE: next entry the hand examines; NULL: start at the tail */
     mem_entry *scan; /* expiry cursor: next entry examined; NULL: start at the tail */
+    mem_entry *walk; /* a rebase's cursor: next entry re-encoded; NULL: past the head */
     size_t bytes;
     size_t count;
 } mem_queue;
@@ -176,18 +233,30 @@ typedef struct mem_table {
 
 typedef struct mem_shard {
     /* Loaded by every lookup and written only by a resize: on a line of their own, apart from
-     * the fields every write changes. All are stored under `lock` (with release, but for the
-     * odd `resize_seq`: the link stores after it carry the release) and loaded with acquire.
-     * `table` is the current table; `grow` the table a resize moves its chains
+     * the fields every write changes. The table's are stored under `lock` (with release, but
+     * for the odd `resize_seq`: the link stores after it carry the release) and loaded with
+     * acquire. `table` is the current table; `grow` the table a resize moves its chains
      * into, NULL when none runs, and `moved` how many of `table`'s buckets, from the first,
      * are in `grow` (mem_head). `resize_seq` is even, odd while a step of a resize moves
      * entries: a lookup that finds nothing walks again if it moved (mem_chain_retry). */
     _Atomic(mem_table *) table;
     _Atomic(mem_table *) grow;
     _Atomic size_t moved;
+    /* Expiry epochs: the bases, in the store's ns (whole seconds), that entries' expiries
+     * count from, picked by their parity (mem_exp_decode). Here because a hit decodes its
+     * entry's expiry right after it loaded `table`. Written under `lock` (relaxed), only the
+     * base of the parity no entry of the shard carries (see exp_cur); loaded relaxed after
+     * an acquire load of the expiry. */
+    _Atomic uint64_t exp_base[2];
     _Atomic uint32_t resize_seq;
-    char pad_read[64 - 2 * sizeof(void *) - sizeof(size_t) - sizeof(uint32_t)];
-    corral__spin lock;       /* spin.h: waiters spin, then yield; docs/threads.md */
+    char pad_read[64 - 2 * sizeof(void *) - sizeof(size_t) - 2 * sizeof(uint64_t) -
+                  sizeof(uint32_t)];
+    corral__spin lock; /* spin.h: waiters spin, then yield; docs/threads.md */
+    /* Under `lock`. The parity new expiries are encoded with; and the queue a rebase's walk is
+     * re-encoding the other parity's entries of (through its `walk` cursor), MEM_QUEUES when
+     * none: every entry of the shard then carries exp_cur (memory.c, "Expiry epochs"). */
+    uint8_t exp_cur;
+    uint8_t exp_walk_q;
     mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
     /* Entries with an expiry: no scan when 0. Written under `lock` (load and store, no
@@ -211,12 +280,13 @@ typedef struct mem_shard {
     mem_link home_heads[1u << MEM_HOME_BITS]; /* its heads */
     char pad[64]; /* keeps neighbouring shards' locks off one cache line */
 } mem_shard;
-_Static_assert(offsetof(mem_shard, lock) == 64, "the read line holds only what lookups load");
+_Static_assert(offsetof(mem_shard, lock) == 64, "the fields a lookup loads fill one line");
 
 struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
     uint32_t magic;
     corral__store_env env;     /* a copy; what it points to outlives the store */
+    uint64_t epoch_ns;         /* the store's time 0 (clock_now): MEM_EXP_MARGIN before the open */
     corral__mem_blocks blocks; /* the entries' blocks and what each costs (memory_block.h) */
     corral_eviction policy;    /* never CORRAL_EVICT_DEFAULT */
     uint8_t hit_max; /* saturation of the hit mark (mem_hits): 1 (SIEVE), 3 (S3-FIFO), 0 (LRU) */
@@ -288,8 +358,28 @@ static inline bool mem_chain_retry(mem_shard *sh, uint32_t rs) {
     return (rs & 1u) || atomic_load_explicit(&sh->resize_seq, memory_order_acquire) != rs;
 }
 
+/* The store's time: ns since its epoch (MEM_EXP_MARGIN before the open); 0 while the env
+ * clock is behind it. */
 static inline uint64_t clock_now(const mem_store *s) {
-    return s->env.now_ns(s->env.clock_ctx);
+    uint64_t t = s->env.now_ns(s->env.clock_ctx);
+    return t > s->epoch_ns ? t - s->epoch_ns : 0;
+}
+
+/* The time, in the store's ns, of the expiry `x` (not MEM_EXP_NEVER) of an entry of shard
+ * `sh`, loaded with acquire (mem_exp_load). */
+static inline uint64_t mem_exp_ns(const mem_shard *sh, uint32_t x) {
+    return mem_exp_decode(
+        x, atomic_load_explicit(&sh->exp_base[mem_exp_parity(x)], memory_order_relaxed));
+}
+
+/* The expiry of `e`: acquire, so that the base of its parity is seen as it was stored. */
+static inline uint32_t mem_exp_load(const mem_entry *e) {
+    return atomic_load_explicit(&e->expiry, memory_order_acquire);
+}
+
+/* True when the expiry `x` of an entry of shard `sh` has come at the store's time `now`. */
+static inline bool mem_exp_passed(const mem_shard *sh, uint32_t x, uint64_t now) {
+    return x != MEM_EXP_NEVER && now >= mem_exp_ns(sh, x);
 }
 
 static inline void read_lock(mem_store *s) {
@@ -421,10 +511,17 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
  * short one): hot_key_equal loads the first 16 whatever the key's length. */
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
-_Static_assert(offsetof(mem_entry, key) == 68, "the entry header docs/memory-density.md counts");
-_Static_assert(offsetof(mem_entry, next) % 16 == 0 &&
-                   offsetof(mem_entry, hash) == offsetof(mem_entry, next) + 8,
+#ifdef NDEBUG
+_Static_assert(offsetof(mem_entry, key) == 52, "the entry header docs/memory-density.md counts");
+#else
+_Static_assert(offsetof(mem_entry, key) == 56, "52 and the value's debug magic");
+#endif
+_Static_assert(offsetof(mem_entry, next) == 0 && offsetof(mem_entry, hash) == 8 &&
+                   offsetof(mem_entry, expiry) == 12,
                "a chain walk reads one 16-byte slot of an entry");
+_Static_assert(offsetof(mem_entry, kw) - offsetof(mem_entry, val) == CORRAL__MEM_VAL_TO_KW &&
+                   offsetof(mem_entry, key) - offsetof(mem_entry, val) == CORRAL__MEM_VAL_TO_KEY,
+               "corral__value_data finds the key's length and the bytes from the value");
 _Static_assert(CORRAL__MAX_BINARY_KEY <= MEM_KLEN_MAX, "every physical key fits mem_entry.kw");
 
 /* load64 of a stored key's first 16 bytes, which reach into the value when the key is
@@ -513,8 +610,8 @@ static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, con
     if (!e && mem_chain_retry(sh, rs)) e = hot_find_again(sh, ks, key, key_len, hash);
     *rc = CORRAL_MISS;
     if (!e) return NULL;
-    uint64_t at = atomic_load_explicit(&e->expires_ns, memory_order_relaxed);
-    if (at != MEM_NEVER && clock_now(s) >= at) {
+    uint32_t x = mem_exp_load(e);
+    if (x != MEM_EXP_NEVER && clock_now(s) >= mem_exp_ns(sh, x)) {
         *rc = CORRAL__MEM_HOT_SLOW;
         return NULL;
     }

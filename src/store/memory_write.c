@@ -46,7 +46,7 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
                            uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     unsigned qi = MEM_MAIN;
-    bool live = old && !is_expired(old, now);
+    bool live = old && !is_expired(sh, old, now);
     bool in_place = live && s->policy != CORRAL_EVICT_LRU &&
                     entry_bytes(&s->blocks, e) <= entry_bytes(&s->blocks, old);
     if (live) {
@@ -141,7 +141,7 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     bool to_head = s->policy == CORRAL_EVICT_LRU;
     if (to_head) corral__mem_queue_unlink_locked(sh, e);
     mem_set_hits(e, overwritten_hits(s, e));
-    bool had_expiry = atomic_load_explicit(&e->expires_ns, memory_order_relaxed) != MEM_NEVER;
+    bool had_expiry = has_expiry(e);
 
     size_t hdr = corral__env_hdr_len(val, len);
     unsigned char *data = e->key + mem_klen(e);
@@ -152,12 +152,11 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
 #endif
     copy_in(data, val, len);
     copy_in(data + len, "", 1);
-    /* Readers without a reference load the lengths atomically (mem_dlen, mem_hlen); `data` is
-     * read by holders of a reference only: none now. */
+    /* Readers without a reference load the lengths atomically (mem_dlen, mem_hlen); holders
+     * of a reference (corral__value_data reads hdr_len plainly) are none now. */
     __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
     __atomic_store_n(&e->val.hdr_len, (uint16_t)hdr, __ATOMIC_RELAXED);
-    e->val.data = data + hdr;
-    atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
+    mem_exp_set_locked(sh, e, at);
     atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
     atomic_store_explicit(&e->val.refs, 1, memory_order_release);
 
@@ -195,13 +194,16 @@ static inline write_time write_time_begin(const mem_store *s, const mem_shard *s
  * entry with an expiry came into the shard since write_time_begin looked, the clock is read
  * with the lock released (the clock hook is never called under a shard lock:
  * docs/threads.md) and the lock taken again; what the caller read before the lock it checks
- * again under it, as it does anyway. */
+ * again under it, as it does anyway. Under the lock, the write then does its share of the
+ * shard's expiry epochs (mem_epoch_tick_locked, memory.c "Expiry epochs"). */
 static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
     shard_lock(sh);
-    if (t->is_read || shard_expiring(sh) == 0) return;
-    shard_unlock(sh);
-    *t = (write_time){ .now = clock_now(s), .is_read = true };
-    shard_lock(sh);
+    if (!t->is_read && shard_expiring(sh) != 0) {
+        shard_unlock(sh);
+        *t = (write_time){ .now = clock_now(s), .is_read = true };
+        shard_lock(sh);
+    }
+    mem_epoch_tick_locked(sh, t->now);
 }
 
 /* set and add of a value, in place when they can: `e` is the key's entry in keyspace MEM_VALUE
@@ -220,7 +222,7 @@ write_in_place_rcu(mem_store *s, mem_shard *sh, mem_entry *e, uint16_t cls, cons
     bool done = false;
     shard_lock_timed(s, sh, t);
     uint64_t now = t->now;
-    if (mem_live(e) && !is_expired(e, now) &&
+    if (mem_live(e) && !is_expired(sh, e, now) &&
         fits_in_place(e, (size_t)e->val.hdr_len + e->val.len, cls, len)) {
         done = true;
         if (still && !still(still_ctx))
@@ -259,7 +261,7 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
                      corral__mem_guard_fn still, void *still_ctx, write_time *t) {
     int rc = corral__mem_check_size(s, sh, k->len, len, kind);
     if (rc != CORRAL_OK) return rc;
-    mem_entry *e = corral__mem_entry_new(s, k, kind, val, len, at);
+    mem_entry *e = corral__mem_entry_new(s, k, kind, val, len);
     if (!e) return CORRAL_ENOMEM;
 
     read_lock(s);
@@ -269,7 +271,8 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
     shard_lock_timed(s, sh, t);
     uint64_t now = t->now;
     if (!old || !mem_live(old)) old = lookup_locked(sh, k, kind);
-    bool live = old && !is_expired(old, now);
+    mem_exp_set_locked(sh, e, at); /* against the base the tick above may have moved */
+    bool live = old && !is_expired(sh, old, now);
     if (still && !still(still_ctx)) {
         rc = CORRAL_MISS; /* corral__mem_set_guarded: refused, nothing changes */
     } else if (mode == CORRAL__SET_NX && live) {
@@ -348,11 +351,13 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
+    mem_epoch_tick_locked(sh, now);
     mem_entry *e = lookup_locked(sh, k, kind);
-    if (e && is_expired(e, now)) {
+    if (e && is_expired(sh, e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e && (!token || (e->val.len == token_len &&
-                                (token_len == 0 || memcmp(e->val.data, token, token_len) == 0)))) {
+                                (token_len == 0 ||
+                                 memcmp(corral__value_data(&e->val), token, token_len) == 0)))) {
         corral__mem_remove_locked(s, sh, e, CORRAL__DELETED);
         rc = CORRAL_OK;
     }
@@ -408,15 +413,14 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
     int rc = CORRAL_MISS;
     read_lock(s);
     shard_lock(sh);
+    mem_epoch_tick_locked(sh, now);
     mem_entry *e = lookup_locked(sh, k, MEM_VALUE);
-    if (e && is_expired(e, now)) {
+    if (e && is_expired(sh, e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
     } else if (e) {
         uint64_t at = corral__mem_expiry_at(now, ttl_ms);
-        shard_expiring_add_locked(sh, at != MEM_NEVER,
-                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed) !=
-                                      MEM_NEVER);
-        atomic_store_explicit(&e->expires_ns, at, memory_order_relaxed);
+        shard_expiring_add_locked(sh, at != MEM_NEVER, has_expiry(e));
+        mem_exp_set_locked(sh, e, at);
         rc = CORRAL_OK;
     }
     shard_unlock(sh);
@@ -440,7 +444,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         mem_entry *ne = NULL;
         read_lock(s);
         mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-        if (!e || is_expired(e, now)) {
+        if (!e || is_expired(sh, e, now)) {
             if (e) corral__mem_reap_rcu(s, e, now);
             rc = CORRAL_MISS;
             goto done;
@@ -469,16 +473,18 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         }
         rc = corral__mem_check_size(s, sh, k->len, (size_t)n, MEM_VALUE);
         if (rc != CORRAL_OK) goto done;
-        ne = corral__mem_entry_new(s, k, MEM_VALUE, text, (size_t)n, MEM_NEVER);
+        ne = corral__mem_entry_new(s, k, MEM_VALUE, text, (size_t)n);
         if (!ne) {
             rc = CORRAL_ENOMEM;
             goto done;
         }
         shard_lock(sh);
-        if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(e, now) &&
+        mem_epoch_tick_locked(sh, now);
+        if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(sh, e, now) &&
             atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
-            atomic_store_explicit(&ne->expires_ns,
-                                  atomic_load_explicit(&e->expires_ns, memory_order_relaxed),
+            /* `e`'s expiry, in its parity: publish_locked re-encodes it if a rebase moved on */
+            atomic_store_explicit(&ne->expiry,
+                                  atomic_load_explicit(&e->expiry, memory_order_relaxed),
                                   memory_order_relaxed);
             publish_locked(s, sh, ne, e, now);
             ne = NULL;

@@ -161,7 +161,7 @@ static int stored_bytes(const redis_store *s, const redisReply *r, const char **
     return rc;
 }
 
-/* A value holding a copy of a reply's bytes, its envelope header (if any) before `data`. */
+/* A value holding a copy of a reply's bytes, its envelope header (if any) before the bytes. */
 int corral__redis_make_value(redis_store *s, const redisReply *r, corral_value **out) {
     const char *bytes;
     size_t len;
@@ -170,8 +170,7 @@ int corral__redis_make_value(redis_store *s, const redisReply *r, corral_value *
     corral_value *v = corral__value_new(s->alloc, bytes, len);
     if (!v) return CORRAL_ENOMEM;
     size_t hdr = header_len(s, bytes, len);
-    v->data += hdr;
-    v->len -= hdr;
+    v->len -= hdr; /* the block's bytes begin hdr_len in (corral__value_data) */
     v->hdr_len = (uint16_t)hdr;
     *out = v;
     return CORRAL_OK;
@@ -336,8 +335,7 @@ static int r_get_checked(corral__store *base, const corral__skey *k, corral_valu
     if (s->cluster) return corral__redis_cluster_get_checked(s, k, out); /* tags on other slots */
     if (!cls_tagged(s, k->cls)) {
         int rc = r_get(base, k, out);
-        if (rc != CORRAL_OK || !has_tags((*out)->data - (*out)->hdr_len, (*out)->hdr_len))
-            return rc;
+        if (rc != CORRAL_OK || !has_tags(corral__value_hdr(*out), (*out)->hdr_len)) return rc;
         /* Tags where none were seen: this read and the class's next ones go through CHECKED. */
         mark_tagged(s, k->cls);
         corral_value_unref(*out);

@@ -343,7 +343,7 @@ int corral__redis_cluster_get_checked(redis_store *s, const corral__skey *k, cor
     if (rc != CORRAL_OK || s->django || (*out)->hdr_len == 0) return rc;
     corral_value *v = *out;
     corral__env env;
-    if (corral__env_parse(v->data - v->hdr_len, v->hdr_len, &env) != CORRAL_OK) goto busted;
+    if (corral__env_parse(corral__value_hdr(v), v->hdr_len, &env) != CORRAL_OK) goto busted;
     if (!(env.flags & CORRAL__ENV_TAGS) || env.n_tags == 0) return CORRAL_OK;
     /* The tag keys, "<KEY_PREFIX>:tag:<name>", one block. */
     size_t key_cap = s->tag_prefix_len + 256, n = env.n_tags;
@@ -367,7 +367,7 @@ int corral__redis_cluster_get_checked(redis_store *s, const corral__skey *k, cor
     for (size_t i = 0; i < n; i++) {
         const corral_value *c = cur[i];
         valid = valid && c && c->hdr_len == 0 && c->len == env.tags[i].version_len &&
-                memcmp(c->data, env.tags[i].version, c->len) == 0;
+                memcmp(corral__value_data(c), env.tags[i].version, c->len) == 0;
         corral_value_unref(cur[i]);
     }
     corral__free(s->alloc, keys, n * key_cap);

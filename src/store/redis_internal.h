@@ -93,7 +93,7 @@ static inline size_t header_len(const redis_store *s, const char *bytes, size_t 
 }
 
 /* A value holding a copy of a reply's bytes (decoded in Django's format), its envelope header
- * (if any) before `data`. CORRAL_OK, CORRAL_ENOMEM or CORRAL_EFORMAT. */
+ * (if any) before its bytes (corral__value_data). CORRAL_OK, CORRAL_ENOMEM or CORRAL_EFORMAT. */
 int corral__redis_make_value(redis_store *s, const redisReply *r, corral_value **out);
 /* A GET of `k` through a connection of `role` (on a cluster: on its slot's node, following
  * redirections): the store's get with READ, the near cache's read of a moving slot with

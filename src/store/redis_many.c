@@ -30,7 +30,7 @@
  * replies with libc (0.14 has no allocator hooks), and keeps every string NUL-terminated, as a
  * value must be. */
 typedef struct reply_value {
-    corral_value v;
+    corral__value_at a; /* the value and where its bytes are in the reply */
     struct reply_holder *h;
 } reply_value;
 
@@ -44,8 +44,8 @@ typedef struct reply_holder {
 
 /* CORRAL__RELEASE_REDIS_REPLY (value.h): drops one value of the reply; the last frees it. */
 void corral__redis_reply_release(corral_value *v) {
-    reply_holder *h = CORRAL_CONTAINER_OF(v, reply_value, v)->h;
-    v->magic = 0;
+    reply_holder *h = CORRAL_CONTAINER_OF(v, reply_value, a.v)->h;
+    corral__value_kill(v);
     if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1) return;
     freeReplyObject(h->reply);
     corral__free(h->alloc, h, h->bytes);
@@ -77,10 +77,10 @@ static int values_from_reply(redis_store *s, redisReply *r, size_t m, corral_val
         size_t hdr = header_len(s, e->str, e->len);
         reply_value *rv = &h->vals[i];
         rv->h = h;
-        corral__value_init(&rv->v, (const unsigned char *)e->str + hdr, e->len - hdr,
-                           CORRAL__RELEASE_REDIS_REPLY);
-        rv->v.hdr_len = (uint16_t)hdr;
-        out[i] = &rv->v;
+        rv->a.data = (const unsigned char *)e->str + hdr;
+        corral__value_init(&rv->a.v, e->len - hdr, CORRAL__RELEASE_REDIS_REPLY);
+        rv->a.v.hdr_len = (uint16_t)hdr;
+        out[i] = &rv->a.v;
     }
     return CORRAL_OK;
 }

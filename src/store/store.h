@@ -17,9 +17,9 @@
  *   CORRAL_EXISTS for an add on a present key or a lease held by another owner.
  * - An expired entry is never returned by any operation.
  * - Values are bytes. A value that begins with a valid envelope header (envelope.h) is handed out
- *   with `data`/`len` covering the payload after it and `hdr_len` its length: stores find the
- *   header with corral__env_hdr_len and otherwise ignore it. Leases are raw. A store with
- *   CORRAL__STORE_NO_ENVELOPE hands every value out whole (hdr_len 0).
+ *   with its bytes (corral__value_data) and `len` covering the payload after it, `hdr_len` the
+ *   header's length: stores find the header with corral__env_hdr_len and otherwise ignore it.
+ *   Leases are raw. A store with CORRAL__STORE_NO_ENVELOPE hands every value out whole.
  * - Every operation is thread-safe; the store does its own locking.
  * - A store that knows every change of what it holds reports it through `events` (set at open),
  *   so the layer above keeps per-prefix item, byte, eviction and expiration counters without

@@ -215,11 +215,13 @@ static void keep(tiered_store *t, const corral__skey *k, const corral_value *v, 
     if (ttl_ms == 0) return;
     /* L1 (the memory store) splits an envelope off whatever begins with one; a store without
      * envelopes hands such a value out whole, so it is served but not kept near. */
-    if ((t->base.caps & CORRAL__STORE_NO_ENVELOPE) && corral__env_hdr_len(v->data, v->len)) return;
+    if ((t->base.caps & CORRAL__STORE_NO_ENVELOPE) &&
+        corral__env_hdr_len(corral__value_data(v), v->len))
+        return;
     if (t->after_fetch) t->after_fetch(t->after_fetch_ctx, k);
     fill_guard g = { .t = t, .slot = slot_of(t, k->hash), .g0 = g0, .e0 = e0 };
     /* The bytes as Redis holds them, envelope header included, so L1 splits it the same. */
-    int rc = corral__mem_set_guarded(t->near, k, v->data - v->hdr_len, v->len + v->hdr_len, ttl_ms,
+    int rc = corral__mem_set_guarded(t->near, k, corral__value_hdr(v), v->len + v->hdr_len, ttl_ms,
                                      fill_still_valid, &g);
     if (rc == CORRAL_OK)
         count(&t->ctr.fills);
@@ -270,11 +272,11 @@ static int t_get_into(corral__store *base, const corral__skey *k, void *buf, siz
     if (rc != CORRAL_OK) return rc;
     *len = v->len;
     *hdr_len = v->hdr_len;
-    if (v->hdr_len && v->hdr_len <= hdr_cap) memcpy(hdr, v->data - v->hdr_len, v->hdr_len);
+    if (v->hdr_len && v->hdr_len <= hdr_cap) memcpy(hdr, corral__value_hdr(v), v->hdr_len);
     if (v->len > cap) {
         rc = CORRAL_ENOSPC;
     } else if (v->len) {
-        memcpy(buf, v->data, v->len);
+        memcpy(buf, corral__value_data(v), v->len);
     }
     corral_value_unref(v);
     return rc;

@@ -33,6 +33,7 @@
 #include "value.h"
 #include "store/memory.h"
 #include "store/memory_read.h"
+#include "store/memory_internal.h"
 #include "store_suite.h"
 
 #define T0_NS    1700000000000000000ull /* the fake clock's start */
@@ -820,6 +821,9 @@ static void *worker_main(void *arg) {
     assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
     for (int i = 0; i < w->iters; i++) {
         x = x * 6364136223846793005u + 1442695040888963407u;
+        /* Two days now and then: the writes rebase their shards' expiries and walk them
+         * while the others read (memory.c, "Expiry epochs"). */
+        if (w->id == 0 && i % 500 == 499) advance_ms(f, 2 * 86400000ull);
         int kl = snprintf(k, sizeof k, "k%u", (unsigned)((x >> 40) % N_KEYS));
         corral__skey sk = {
             .data = k, .len = (size_t)kl, .hash = corral__hash_bytes(k, (size_t)kl), .cls = 1
@@ -1441,6 +1445,241 @@ static void test_mem_set_without_ttl_treats_an_expired_entry_as_expired(void **s
     fx_close(f);
 }
 
+/* ---- Expiry in 32 bits (memory_read.h, "Expiry"; memory.c, "Expiry epochs") ---- */
+
+#define SEC_MS  1000ull
+#define DAY_MS  (86400ull * SEC_MS)
+#define YEAR_MS (365ull * DAY_MS)
+
+/* An expiry is its time past the base of its parity rounded up to its unit: ms up to
+ * MEM_EXP_COUNT_LAST ms, seconds from there, the last count beyond; never earlier than asked,
+ * less than one unit later; the parity in the top bit. */
+static void test_mem_expiry_rounds_up_to_its_unit(void **state) {
+    (void)state;
+    const uint64_t b = 5 * DAY_MS * MS; /* a base: whole seconds */
+    const uint64_t ms_last = (uint64_t)MEM_EXP_COUNT_LAST * MS;
+    const uint32_t s_first = MEM_EXP_SECS + 1073742; /* 1073741.822 s and 1 ns, up */
+    const struct {
+        uint64_t at;
+        uint32_t x;
+    } rows[] = {
+        { b - 1, 0 }, /* before the base: the base */
+        { b, 0 },
+        { b + 1, 1 },
+        { b + MS, 1 },
+        { b + MS + 1, 2 },
+        { b + ms_last, MEM_EXP_COUNT_LAST }, /* the last whole ms */
+        { b + ms_last + 1, s_first },
+        { b + 1073742 * SEC_MS * MS, s_first },
+        { b + 10 * YEAR_MS * MS, MEM_EXP_SECS + 10 * 365 * 86400 },
+        { b + (uint64_t)MEM_EXP_COUNT_LAST * SEC_MS * MS, MEM_EXP_SECS | MEM_EXP_COUNT_LAST },
+        { b + (uint64_t)MEM_EXP_COUNT * SEC_MS * MS, MEM_EXP_SECS | MEM_EXP_COUNT_LAST },
+        { MEM_NEVER - 1, MEM_EXP_SECS | MEM_EXP_COUNT_LAST },
+    };
+    for (unsigned p = 0; p < 2; p++) {
+        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+            uint32_t x = mem_exp_encode(rows[i].at, p, b);
+            assert_int_equal(x, rows[i].x | (p ? MEM_EXP_PARITY : 0));
+            assert_int_equal(mem_exp_parity(x), p);
+            uint64_t ns = mem_exp_decode(x, b), unit = x & MEM_EXP_SECS ? SEC_MS * MS : MS;
+            if (rows[i].at < b || (x & MEM_EXP_COUNT) == MEM_EXP_COUNT_LAST) continue;
+            assert_true(ns >= rows[i].at && ns - rows[i].at < unit);
+        }
+        assert_int_equal(mem_exp_encode(MEM_NEVER, p, b), MEM_EXP_NEVER);
+    }
+}
+
+/* The shard of a one-shard fixture, for the epochs' state. */
+static mem_shard *shard0(fx *f) {
+    return &((mem_store *)f->s)->shards[0];
+}
+
+/* The expiry of `k` in the store (the ms left, rounded up). */
+static int64_t ttl_left(fx *f, const char *k) {
+    corral__skey sk = ss_key(k);
+    int64_t ms = 0;
+    assert_int_equal(f->s->ops->ttl(f->s, &sk, &ms), CORRAL_OK);
+    return ms;
+}
+
+/* `k` holds `v` until `ms` from now and not from then, moving the clock there. */
+static void expect_expires_in(fx *f, const char *k, const char *v, uint64_t ms) {
+    advance_ms(f, ms - 1);
+    expect_stored(f, k, v);
+    advance_ms(f, 1);
+    assert_int_equal(get_rc(f, k), CORRAL_MISS);
+}
+
+/* The reviewer's case: a store open for 30 and 60 days still gives a short TTL its ms (the
+ * old encoding counted from the open, in seconds after 24.8 days: 100 ms lived up to 1.1 s),
+ * set, touch and the ttl it reports alike. The writes come between two whole ms: an expiry
+ * rounded up to its ms comes within the ms after its TTL. */
+static void test_mem_short_ttls_keep_their_ms_after_the_store_ran_for_weeks(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    for (int run = 0; run < 2; run++) {
+        advance_ms(f, 30 * DAY_MS + 567);
+        atomic_fetch_add(&f->clock.now_ns, 123456);
+        assert_int_equal(set(f, "s", "v", 100), CORRAL_OK);
+        assert_int_equal(set(f, "t", "v", 1500), CORRAL_OK);
+        int64_t left = ttl_left(f, "t");
+        assert_true(left <= 1500 && left >= 1499);
+        assert_int_equal(set(f, "u", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+        assert_int_equal(touch(f, "u", 250), CORRAL_OK);
+        advance_ms(f, 99);
+        expect_stored(f, "s", "v");
+        advance_ms(f, 2);
+        assert_int_equal(get_rc(f, "s"), CORRAL_MISS);
+        advance_ms(f, 148);
+        expect_stored(f, "u", "v");
+        advance_ms(f, 2);
+        assert_int_equal(get_rc(f, "u"), CORRAL_MISS);
+        advance_ms(f, 1248);
+        expect_stored(f, "t", "v");
+        advance_ms(f, 2);
+        assert_int_equal(get_rc(f, "t"), CORRAL_MISS);
+    }
+    fx_close(f);
+}
+
+/* Advances the clock a day `days` times with a write each day, which drives the rebases;
+ * returns how many rebases there were (the flips of the shard's parity). */
+static unsigned days_of_writes(fx *f, unsigned days) {
+    unsigned flips = 0;
+    for (unsigned i = 0; i < days; i++) {
+        unsigned cur = shard0(f)->exp_cur;
+        advance_ms(f, DAY_MS);
+        assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK);
+        flips += shard0(f)->exp_cur != cur;
+    }
+    return flips;
+}
+
+/* Entries written before rebases keep their expiry across them and their walks: the one of
+ * an ms TTL expires at its ms, the one in seconds at its second. Rebases come every 6.2 days
+ * past a base a day before the write that set it (the epoch: a day before the open). */
+static void test_mem_expiries_stay_exact_across_rebases(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    advance_ms(f, DAY_MS + 1234); /* the store's time: 2 days and 1234 ms */
+    assert_int_equal(set(f, "a", "v", (int64_t)(10 * DAY_MS)), CORRAL_OK);
+    assert_int_equal(set(f, "b", "v", (int64_t)(25 * DAY_MS)), CORRAL_OK); /* in seconds */
+    assert_int_equal(days_of_writes(f, 8), 1);                             /* at 7 days */
+    assert_int_equal(shard0(f)->exp_walk_q, MEM_QUEUES); /* three entries: walked at once */
+    expect_expires_in(f, "a", "v", 2 * DAY_MS);
+    assert_int_equal(days_of_writes(f, 14), 3); /* at 13, 19 and 25 days */
+    /* b: 27 days and 1234 ms, rounded up to 27 days and 2 s; the clock is at 26 days 1234 ms */
+    advance_ms(f, DAY_MS + 766 - 1);
+    expect_stored(f, "b", "v");
+    advance_ms(f, 1);
+    assert_int_equal(get_rc(f, "b"), CORRAL_MISS);
+    fx_close(f);
+}
+
+/* A rebase due while the walk of the one before is unfinished (a shard without writes for a
+ * week) finishes that walk first: no entry keeps the parity whose base it sets. */
+static void test_mem_rebase_finishes_the_walk_before_it(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK);
+    }
+    advance_ms(f, 6 * DAY_MS);
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK);
+    assert_int_not_equal(shard0(f)->exp_walk_q, MEM_QUEUES);
+    advance_ms(f, 7 * DAY_MS);
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the next one */
+    assert_int_not_equal(shard0(f)->exp_walk_q, MEM_QUEUES);
+    advance_ms(f, 7 * DAY_MS - 1);
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        expect_stored(f, k, "v");
+    }
+    advance_ms(f, 1);
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(get_rc(f, k), CORRAL_MISS);
+    }
+    fx_close(f);
+}
+
+/* An entry moved into a queue during a walk (an S3-FIFO promotion from the small queue to the
+ * main one, which the walk has passed) is re-encoded as it goes in: the walk would not come
+ * back for it, and the next rebase would decode it against a base it never had. */
+static void test_mem_entry_moved_behind_a_walk_keeps_its_expiry(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_S3FIFO, 1);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK); /* small queue */
+    }
+    advance_ms(f, 6 * DAY_MS);
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the main queue (empty) walked */
+    mem_shard *sh = shard0(f);
+    assert_int_equal(sh->exp_walk_q, MEM_SMALL);
+    corral__skey sk = ss_key("k99"); /* near the small queue's head: not walked yet */
+    corral__spin_lock(&sh->lock);
+    mem_entry *e = lookup_locked(sh, &sk, MEM_VALUE);
+    assert_non_null(e);
+    corral__mem_queue_unlink_locked(sh, e);
+    corral__mem_queue_push_locked(sh, MEM_MAIN, e);
+    corral__spin_unlock(&sh->lock);
+    advance_ms(f, 7 * DAY_MS);
+    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the next rebase */
+    expect_expires_in(f, "k99", "v", 7 * DAY_MS);
+    fx_close(f);
+}
+
+/* incr keeps a counter's expiry and touch sets a new one across a rebase. */
+static void test_mem_incr_and_touch_keep_expiries_across_a_rebase(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    advance_ms(f, 777);
+    assert_int_equal(set(f, "c", "1", (int64_t)(8 * DAY_MS)), CORRAL_OK);
+    assert_int_equal(set(f, "t", "v", (int64_t)(8 * DAY_MS)), CORRAL_OK);
+    advance_ms(f, 6 * DAY_MS);
+    unsigned cur = shard0(f)->exp_cur;
+    int64_t n = 0;
+    assert_int_equal(incr(f, "c", 1, &n), CORRAL_OK); /* its write rebases */
+    assert_int_equal(n, 2);
+    assert_int_not_equal(shard0(f)->exp_cur, cur);
+    assert_int_equal(touch(f, "t", 1500), CORRAL_OK);
+    expect_expires_in(f, "t", "v", 1500);
+    expect_expires_in(f, "c", "2", 2 * DAY_MS - 1500);
+    fx_close(f);
+}
+
+/* A clock stepped back after the open (by less than the day the epoch keeps before it) still
+ * gives a write its TTL by that clock: the store's time is not stuck at 0. */
+static void test_mem_clock_stepped_back_after_the_open_keeps_ttls(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    atomic_fetch_sub(&f->clock.now_ns, 3600 * SEC_MS * MS);
+    assert_int_equal(set(f, "s", "v", 1000), CORRAL_OK);
+    expect_expires_in(f, "s", "v", 1000);
+    fx_close(f);
+}
+
+/* A TTL past the range (34 years after the base) expires at its end: early, never a stale
+ * hit. Writes after it, with bases moved on, get their TTLs. */
+static void test_mem_ttl_past_its_range_expires_at_the_range_end(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    assert_int_equal(set(f, "c", "v", (int64_t)(100 * YEAR_MS)), CORRAL_OK);
+    assert_int_equal(set(f, "f", "v", CORRAL__NO_EXPIRY), CORRAL_OK);
+    advance_ms(f, 35 * YEAR_MS);
+    assert_int_equal(get_rc(f, "c"), CORRAL_MISS);
+    assert_int_equal(set(f, "n", "v", 1000), CORRAL_OK);
+    expect_expires_in(f, "n", "v", 1000);
+    expect_stored(f, "f", "v");
+    fx_close(f);
+}
+
 /* An allocator that, once armed, writes "e" with a TTL of 1 ms and moves the clock past it from
  * inside the next allocation: after a write without a TTL looked at its shard (no entry with
  * an expiry) and before it takes the shard's mutex. `ctx` is the fixture's counter, its first
@@ -1992,6 +2231,14 @@ int main(void) {
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
         cmocka_unit_test(test_mem_sets_read_the_clock_only_when_an_expiry_needs_it),
         cmocka_unit_test(test_mem_set_without_ttl_treats_an_expired_entry_as_expired),
+        cmocka_unit_test(test_mem_expiry_rounds_up_to_its_unit),
+        cmocka_unit_test(test_mem_short_ttls_keep_their_ms_after_the_store_ran_for_weeks),
+        cmocka_unit_test(test_mem_expiries_stay_exact_across_rebases),
+        cmocka_unit_test(test_mem_rebase_finishes_the_walk_before_it),
+        cmocka_unit_test(test_mem_entry_moved_behind_a_walk_keeps_its_expiry),
+        cmocka_unit_test(test_mem_incr_and_touch_keep_expiries_across_a_rebase),
+        cmocka_unit_test(test_mem_clock_stepped_back_after_the_open_keeps_ttls),
+        cmocka_unit_test(test_mem_ttl_past_its_range_expires_at_the_range_end),
         cmocka_unit_test(test_mem_write_reads_the_clock_for_an_expiry_that_came_while_it_locked),
         cmocka_unit_test(test_mem_get_many_answers_as_get_does),
         cmocka_unit_test(test_mem_readers_never_miss_a_key_while_its_chain_changes),

@@ -305,7 +305,7 @@ static void test_redis_get_splits_an_envelope_header_from_the_payload(void **sta
     assert_int_equal(v->hdr_len, hl);
     assert_int_equal(corral_value_len(v), 7);
     assert_memory_equal(corral_value_data(v), "payload", 8); /* NUL after the payload */
-    assert_memory_equal(v->data - hl, raw, hl);
+    assert_memory_equal(corral__value_hdr(v), raw, hl);
     corral_value_unref(v);
     char buf[16], hdr[32];
     size_t len = 0, got_hl = 0;

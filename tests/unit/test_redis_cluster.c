@@ -281,7 +281,7 @@ static int get_str(corral__store *s, const char *k, char *buf, size_t cap) {
     int rc = s->ops->get(s, &sk, &v);
     buf[0] = '\0';
     if (rc == CORRAL_OK) {
-        snprintf(buf, cap, "%.*s", (int)v->len, (const char *)v->data);
+        snprintf(buf, cap, "%.*s", (int)v->len, (const char *)corral__value_data(v));
         corral_value_unref(v);
     }
     return rc;
@@ -412,7 +412,7 @@ static void test_cluster_get_many_is_one_round_trip_per_primary(void **state) {
     long long rt1 = store_metric(f->s, "round_trips_total");
     for (int i = 0; i < N; i++) {
         assert_non_null(out[i]);
-        assert_memory_equal(out[i]->data, names[i], strlen(names[i]));
+        assert_memory_equal(corral__value_data(out[i]), names[i], strlen(names[i]));
         corral_value_unref(out[i]);
     }
     assert_int_equal(rt1 - rt0, (long long)np); /* 3 pipelines, not 100 commands */

@@ -282,7 +282,7 @@ static void test_redis_checked_script_decides_as_the_handle_does(void **state) {
             /* The handle's generic decision: get, then the envelope's tags read one by one. */
             assert_int_equal(c->store->ops->get(c->store, &sk, &plain), CORRAL_OK);
             corral__view view;
-            int generic = corral__classify(c, plain->data - plain->hdr_len, plain->hdr_len,
+            int generic = corral__classify(c, corral__value_hdr(plain), plain->hdr_len,
                                            corral__now_ms(c), NULL, true, &view) == CORRAL__V_FRESH
                               ? CORRAL_OK
                               : CORRAL_MISS;
@@ -291,7 +291,7 @@ static void test_redis_checked_script_decides_as_the_handle_does(void **state) {
             if (rc == CORRAL_OK) {
                 assert_int_equal(checked->hdr_len, plain->hdr_len);
                 assert_int_equal(corral_value_len(checked), corral_value_len(plain));
-                assert_memory_equal(checked->data - checked->hdr_len, t->bytes, t->len);
+                assert_memory_equal(corral__value_hdr(checked), t->bytes, t->len);
             } else {
                 assert_null(checked);
             }
@@ -346,7 +346,7 @@ static int c_decides(corral *c, const corral__skey *sk) {
     assert_int_equal(c->store->ops->get(c->store, sk, &plain), CORRAL_OK);
     corral__view view;
     corral__verdict v =
-        corral__classify(c, plain->data - plain->hdr_len, plain->hdr_len, 0, NULL, true, &view);
+        corral__classify(c, corral__value_hdr(plain), plain->hdr_len, 0, NULL, true, &view);
     corral_value_unref(plain);
     assert_true(v == CORRAL__V_FRESH || v == CORRAL__V_BUSTED);
     return v == CORRAL__V_FRESH ? CORRAL_OK : CORRAL_MISS;
@@ -390,7 +390,7 @@ static void test_redis_checked_script_agrees_with_c_on_the_envelope_corpus(void 
                          pass ? "tags vanished" : "tags current", rc, want);
             if (rc == CORRAL_OK) {
                 assert_int_equal(checked->hdr_len + corral_value_len(checked), len);
-                if (len) assert_memory_equal(checked->data - checked->hdr_len, bytes, len);
+                if (len) assert_memory_equal(corral__value_hdr(checked), bytes, len);
                 tagged_ok += parsed && env.n_tags > 0;
             } else {
                 misses++;
