@@ -332,20 +332,19 @@ size_t corral__mem_table_bytes(corral__store *base) {
  * (mem_exp_current_locked: exact, the bases are whole seconds apart). The walk goes through
  * each queue from its tail to its head by the queue's `walk` cursor, which an unlink or a
  * replace keeps valid as they keep `scan`; each later write under the lock re-encodes
- * MEM_EXP_WALK_STEP entries of it (mem_epoch_tick_locked), so no write pays for the shard's
- * entries. An entry pushed into a queue meanwhile is re-encoded as it goes in (an LRU hit or an
- * S3-FIFO promotion may move an entry the walk has not reached behind it), and a new entry is
- * encoded under the lock with exp_cur: the walk misses none.
+ * MEM_EXP_WALK_STEP entries of it (MEM_LOCK_BATCH once the next rebase is due), so no write
+ * pays for the shard's entries. An entry pushed into a queue meanwhile is re-encoded as it
+ * goes in (an LRU hit or an S3-FIFO promotion may move an entry the walk has not reached behind
+ * it), and a new entry is encoded under the lock with exp_cur: the walk misses no queued entry.
  *
- * A rebase due while the walk before it is unfinished (a shard with almost no writes for six
- * days) finishes that walk first, under the lock, bounded by the shard's entries. So the base a
- * rebase overwrites is one no entry in the shard carries, and a reader, which decodes without
- * the lock, sees the base of an entry's parity unchanged while the entry has it: the base is
- * stored before any entry gets its parity, with a release store of the expiry (or the entry's
- * publication) after it, and readers load the expiry with acquire. An entry out of the queues
- * (being built, or removed and waiting for its grace period) is not walked: it is encoded under
- * the lock before it goes in, or freed, long before its parity's base could be reused, six days
- * later.
+ * A base is overwritten only when no entry can still be decoded against it: the next rebase
+ * waits until the walk has ended and MEM_EXP_MARGIN (a day) has passed since (exp_walk_end).
+ * An entry that left the queues before the walk reached it (removed, in the limbo) or an
+ * expiry a reader loaded before the walk re-encoded it keeps the old parity; a day later its
+ * grace period has long ended and the reader has long decoded it, since no read-side section
+ * lasts a day. A rebase that waits leaves new expiries counted from an older base: past 12.4
+ * days of it they are rounded up to the second (never early), until the rebase comes. That
+ * takes a shard with fewer writes in six days than a 64th of its entries.
  *
  * Per shard, not per store: the walk runs under the shard's lock on its queues, so one rebase
  * for the store would need the writes of any shard to drive every shard's walk, taking other
@@ -374,17 +373,27 @@ static void epoch_walk_locked(mem_shard *sh, size_t n) {
 void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     unsigned cur = sh->exp_cur;
-    if (now <=
-        atomic_load_explicit(&sh->exp_base[cur], memory_order_relaxed) + MEM_EXP_REBASE_AFTER) {
-        epoch_walk_locked(sh, MEM_EXP_WALK_STEP);
+    bool due = now > atomic_load_explicit(&sh->exp_base[cur], memory_order_relaxed) +
+                         MEM_EXP_REBASE_AFTER;
+    if (sh->exp_walk_q < MEM_QUEUES) {
+        epoch_walk_locked(sh, due ? MEM_LOCK_BATCH : MEM_EXP_WALK_STEP);
+        if (sh->exp_walk_q == MEM_QUEUES) sh->exp_walk_end = now ? now : MEM_NEVER;
         return;
     }
-    epoch_walk_locked(sh, SIZE_MAX); /* the walk before, if unfinished: no entry keeps !cur */
+    if (!due) return;
+    if (sh->exp_walk_end == MEM_NEVER) { /* the walk ended at a write without the time */
+        sh->exp_walk_end = now;
+        return;
+    }
+    if (now < sh->exp_walk_end || now - sh->exp_walk_end < MEM_EXP_MARGIN) return;
     /* now > MEM_EXP_REBASE_AFTER > MEM_EXP_MARGIN: no wrap */
     uint64_t base = now / MEM_SEC * MEM_SEC - MEM_EXP_MARGIN;
     atomic_store_explicit(&sh->exp_base[!cur], base, memory_order_relaxed);
     sh->exp_cur = (uint8_t)!cur;
-    if (shard_expiring(sh) == 0) return; /* no entry carries a parity */
+    if (shard_expiring(sh) == 0) { /* no queued entry carries a parity */
+        sh->exp_walk_end = now;
+        return;
+    }
     sh->exp_walk_q = 0;
     sh->q[0].walk = sh->q[0].tail;
 }
@@ -824,6 +833,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
         atomic_init(&sh->exp_base[1], 0);
         sh->exp_cur = 0;
         sh->exp_walk_q = MEM_QUEUES;
+        sh->exp_walk_end = 0;
         table_init(&sh->home, sh->home_heads, MEM_HOME_BITS);
         atomic_init(&sh->table, &sh->home);
         atomic_init(&sh->grow, NULL);

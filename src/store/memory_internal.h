@@ -73,6 +73,7 @@ static inline uint32_t mem_exp_of_locked(mem_shard *sh, uint64_t at) {
 /* Sets the expiry of `e`, an entry of shard `sh`, to the store's time `at` (MEM_NEVER: never).
  * Release: a reader that loads it sees the base of its parity. */
 static inline void mem_exp_set_locked(mem_shard *sh, mem_entry *e, uint64_t at) {
+    CORRAL_ASSERT_HELD(&sh->lock);
     atomic_store_explicit(&e->expiry, mem_exp_of_locked(sh, at), memory_order_release);
 }
 

@@ -257,6 +257,10 @@ typedef struct mem_shard {
      * none: every entry of the shard then carries exp_cur (memory.c, "Expiry epochs"). */
     uint8_t exp_cur;
     uint8_t exp_walk_q;
+    /* Under `lock`: the store's time the last walk ended (or the last rebase that needed
+     * none); MEM_NEVER when it ended at a write that did not read the clock, until one does.
+     * The next rebase waits MEM_EXP_MARGIN past it (memory.c, "Expiry epochs"). */
+    uint64_t exp_walk_end;
     mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
     /* Entries with an expiry: no scan when 0. Written under `lock` (load and store, no

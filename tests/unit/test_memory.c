@@ -1565,7 +1565,7 @@ static void test_mem_expiries_stay_exact_across_rebases(void **state) {
     assert_int_equal(set(f, "a", "v", (int64_t)(10 * DAY_MS)), CORRAL_OK);
     assert_int_equal(set(f, "b", "v", (int64_t)(25 * DAY_MS)), CORRAL_OK); /* in seconds */
     assert_int_equal(days_of_writes(f, 8), 1);                             /* at 7 days */
-    assert_int_equal(shard0(f)->exp_walk_q, MEM_QUEUES); /* three entries: walked at once */
+    assert_int_equal(shard0(f)->exp_walk_q, MEM_QUEUES); /* three entries: walked by a write */
     expect_expires_in(f, "a", "v", 2 * DAY_MS);
     assert_int_equal(days_of_writes(f, 14), 3); /* at 13, 19 and 25 days */
     /* b: 27 days and 1234 ms, rounded up to 27 days and 2 s; the clock is at 26 days 1234 ms */
@@ -1576,24 +1576,41 @@ static void test_mem_expiries_stay_exact_across_rebases(void **state) {
     fx_close(f);
 }
 
-/* A rebase due while the walk of the one before is unfinished (a shard without writes for a
- * week) finishes that walk first: no entry keeps the parity whose base it sets. */
-static void test_mem_rebase_finishes_the_walk_before_it(void **state) {
+/* A rebase due while the walk of the one before is unfinished (a shard with few writes) waits:
+ * the walk goes on, a batch a write, and the rebase comes a day after it ended, so no entry,
+ * queued, removed or loaded by a reader, still counts from the base it sets. Expiries stay
+ * exact throughout. */
+static void test_mem_rebase_waits_a_day_past_the_walk_before_it(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    mem_shard *sh = shard0(f);
     char k[16];
     for (int i = 0; i < 100; i++) {
         snprintf(k, sizeof k, "k%d", i);
         assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK);
     }
+    /* Each write below inserts a new key: one lock hold, one step of the epochs. */
     advance_ms(f, 6 * DAY_MS);
-    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
-    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK);
-    assert_int_not_equal(shard0(f)->exp_walk_q, MEM_QUEUES);
-    advance_ms(f, 7 * DAY_MS);
-    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the next one */
-    assert_int_not_equal(shard0(f)->exp_walk_q, MEM_QUEUES);
-    advance_ms(f, 7 * DAY_MS - 1);
+    unsigned cur = sh->exp_cur;
+    assert_int_equal(set(f, "w0", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
+    assert_int_not_equal(sh->exp_cur, cur);
+    cur = sh->exp_cur;
+    assert_int_equal(set(f, "w1", "v", 1000), CORRAL_OK); /* 16 entries of 101 */
+    assert_int_not_equal(sh->exp_walk_q, MEM_QUEUES);
+    advance_ms(f, 7 * DAY_MS); /* the next rebase is due */
+    assert_int_equal(set(f, "w2", "v", 1000), CORRAL_OK); /* 64 more: the walk goes on */
+    assert_int_not_equal(sh->exp_walk_q, MEM_QUEUES);
+    assert_int_equal(sh->exp_cur, cur);
+    assert_int_equal(set(f, "w3", "v", 1000), CORRAL_OK); /* the walk ends: no rebase yet */
+    assert_int_equal(sh->exp_walk_q, MEM_QUEUES);
+    assert_int_equal(sh->exp_cur, cur);
+    advance_ms(f, DAY_MS - 1);
+    assert_int_equal(set(f, "w4", "v", 1000), CORRAL_OK);
+    assert_int_equal(sh->exp_cur, cur); /* a day after the walk, less a ms */
+    advance_ms(f, 1);
+    assert_int_equal(set(f, "w5", "v", 1000), CORRAL_OK);
+    assert_int_not_equal(sh->exp_cur, cur); /* the rebase */
+    advance_ms(f, 6 * DAY_MS - 1);          /* 20 days after the writes, less a ms */
     for (int i = 0; i < 100; i++) {
         snprintf(k, sizeof k, "k%d", i);
         expect_stored(f, k, "v");
@@ -1623,15 +1640,23 @@ static void test_mem_entry_moved_behind_a_walk_keeps_its_expiry(void **state) {
     mem_shard *sh = shard0(f);
     assert_int_equal(sh->exp_walk_q, MEM_SMALL);
     corral__skey sk = ss_key("k99"); /* near the small queue's head: not walked yet */
+    read_lock((mem_store *)f->s);
     corral__spin_lock(&sh->lock);
     mem_entry *e = lookup_locked(sh, &sk, MEM_VALUE);
     assert_non_null(e);
     corral__mem_queue_unlink_locked(sh, e);
     corral__mem_queue_push_locked(sh, MEM_MAIN, e);
     corral__spin_unlock(&sh->lock);
+    read_unlock((mem_store *)f->s);
     advance_ms(f, 7 * DAY_MS);
-    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the next rebase */
-    expect_expires_in(f, "k99", "v", 7 * DAY_MS);
+    assert_int_equal(set(f, "w1", "v", 1000), CORRAL_OK); /* 64 entries a write, now */
+    assert_int_equal(set(f, "w2", "v", 1000), CORRAL_OK); /* the walk ends */
+    assert_int_equal(sh->exp_walk_q, MEM_QUEUES);
+    unsigned cur = sh->exp_cur;
+    advance_ms(f, DAY_MS);
+    assert_int_equal(set(f, "w3", "v", 1000), CORRAL_OK); /* the next rebase, a day later */
+    assert_int_not_equal(sh->exp_cur, cur);
+    expect_expires_in(f, "k99", "v", 6 * DAY_MS);
     fx_close(f);
 }
 
@@ -2234,7 +2259,7 @@ int main(void) {
         cmocka_unit_test(test_mem_expiry_rounds_up_to_its_unit),
         cmocka_unit_test(test_mem_short_ttls_keep_their_ms_after_the_store_ran_for_weeks),
         cmocka_unit_test(test_mem_expiries_stay_exact_across_rebases),
-        cmocka_unit_test(test_mem_rebase_finishes_the_walk_before_it),
+        cmocka_unit_test(test_mem_rebase_waits_a_day_past_the_walk_before_it),
         cmocka_unit_test(test_mem_entry_moved_behind_a_walk_keeps_its_expiry),
         cmocka_unit_test(test_mem_incr_and_touch_keep_expiries_across_a_rebase),
         cmocka_unit_test(test_mem_clock_stepped_back_after_the_open_keeps_ttls),
