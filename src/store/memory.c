@@ -373,8 +373,8 @@ static void epoch_walk_locked(mem_shard *sh, size_t n) {
 void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     unsigned cur = sh->exp_cur;
-    bool due = now > atomic_load_explicit(&sh->exp_base[cur], memory_order_relaxed) +
-                         MEM_EXP_REBASE_AFTER;
+    bool due =
+        now > atomic_load_explicit(&sh->exp_base[cur], memory_order_relaxed) + MEM_EXP_REBASE_AFTER;
     if (sh->exp_walk_q < MEM_QUEUES) {
         epoch_walk_locked(sh, due ? MEM_LOCK_BATCH : MEM_EXP_WALK_STEP);
         if (sh->exp_walk_q == MEM_QUEUES) sh->exp_walk_end = now ? now : MEM_NEVER;

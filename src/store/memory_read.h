@@ -232,13 +232,13 @@ typedef struct mem_table {
 } mem_table;
 
 typedef struct mem_shard {
-    /* Loaded by every lookup and written only by a resize: on a line of their own, apart from
-     * the fields every write changes. The table's are stored under `lock` (with release, but
-     * for the odd `resize_seq`: the link stores after it carry the release) and loaded with
-     * acquire. `table` is the current table; `grow` the table a resize moves its chains
-     * into, NULL when none runs, and `moved` how many of `table`'s buckets, from the first,
-     * are in `grow` (mem_head). `resize_seq` is even, odd while a step of a resize moves
-     * entries: a lookup that finds nothing walks again if it moved (mem_chain_retry). */
+    /* Loaded by lookups and written only by a resize or a rebase: on a line of their own,
+     * apart from the fields every write changes. The table's are stored under `lock` (with
+     * release, but for the odd `resize_seq`: the link stores after it carry the release) and
+     * loaded with acquire. `table` is the current table; `grow` the table a resize moves its
+     * chains into, NULL when none runs, and `moved` how many of `table`'s buckets, from the
+     * first, are in `grow` (mem_head). `resize_seq` is even, odd while a step of a resize
+     * moves entries: a lookup that finds nothing walks again if it moved (mem_chain_retry). */
     _Atomic(mem_table *) table;
     _Atomic(mem_table *) grow;
     _Atomic size_t moved;

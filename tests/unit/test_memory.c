@@ -1597,7 +1597,7 @@ static void test_mem_rebase_waits_a_day_past_the_walk_before_it(void **state) {
     cur = sh->exp_cur;
     assert_int_equal(set(f, "w1", "v", 1000), CORRAL_OK); /* 16 entries of 101 */
     assert_int_not_equal(sh->exp_walk_q, MEM_QUEUES);
-    advance_ms(f, 7 * DAY_MS); /* the next rebase is due */
+    advance_ms(f, 7 * DAY_MS);                            /* the next rebase is due */
     assert_int_equal(set(f, "w2", "v", 1000), CORRAL_OK); /* 64 more: the walk goes on */
     assert_int_not_equal(sh->exp_walk_q, MEM_QUEUES);
     assert_int_equal(sh->exp_cur, cur);
