@@ -101,7 +101,8 @@ typedef struct corral_error {
 /* TTL arguments are milliseconds. An entry set at time t with TTL d is live from t and expires
  * at t + d rounded up to the whole millisecond of the store's clock: it is never expired
  * before t + d and lives at most 1 ms longer. The memory store may round an expiry more than
- * about 6 days away up to the whole second instead (at most 1 s longer, under 2e-6 of such a
+ * about 6 days away (less in a shard with very few writes: docs/memory-store.md) up to the
+ * whole second instead (at most 1 s longer, under 2e-6 of such a
  * TTL), and rounds one more than 34 years away down to 34 years. 0 means "expire at once": a set
  * with TTL 0 stores nothing and removes any existing value (Django's timeout=0). Other
  * negative values than the two below are CORRAL_EINVAL. */

@@ -330,12 +330,15 @@ size_t corral__mem_table_bytes(corral__store *base) {
  * old starts a rebase: the other base becomes the time MEM_EXP_MARGIN before now (whole
  * seconds), exp_cur flips, and a walk re-encodes every entry that still carries the old parity
  * (mem_exp_current_locked: exact, the bases are whole seconds apart). The walk goes through
- * each queue from its tail to its head by the queue's `walk` cursor, which an unlink or a
+ * each queue from its head to its tail by the queue's `walk` cursor, which an unlink or a
  * replace keeps valid as they keep `scan`; each later write under the lock re-encodes
  * MEM_EXP_WALK_STEP entries of it (MEM_LOCK_BATCH once the next rebase is due), so no write
- * pays for the shard's entries. An entry pushed into a queue meanwhile is re-encoded as it
- * goes in (an LRU hit or an S3-FIFO promotion may move an entry the walk has not reached behind
- * it), and a new entry is encoded under the lock with exp_cur: the walk misses no queued entry.
+ * pays for the shard's entries. An entry pushed into a queue meanwhile (a new one, an LRU hit,
+ * an S3-FIFO promotion or reinsertion) is re-encoded as it goes in and lands at the head,
+ * behind the cursor: the walk misses no queued entry, and what it has left only shrinks, so it
+ * ends after the shard's entries at its start / MEM_EXP_WALK_STEP writes, however many hits
+ * move entries meanwhile. While a walk runs, every write reads the clock (memory_write.c), so
+ * its end has a time.
  *
  * A base is overwritten only when no entry can still be decoded against it: the next rebase
  * waits until the walk has ended and MEM_EXP_MARGIN (a day) has passed since (exp_walk_end).
@@ -343,8 +346,9 @@ size_t corral__mem_table_bytes(corral__store *base) {
  * expiry a reader loaded before the walk re-encoded it keeps the old parity; a day later its
  * grace period has long ended and the reader has long decoded it, since no read-side section
  * lasts a day. A rebase that waits leaves new expiries counted from an older base: past 12.4
- * days of it they are rounded up to the second (never early), until the rebase comes. That
- * takes a shard with fewer writes in six days than a 64th of its entries.
+ * days of it they are rounded up to the second (never early), until the rebase comes. It is on
+ * time when the walk ends within about four days of its start (a 16th of the shard's entries
+ * in writes by then).
  *
  * Per shard, not per store: the walk runs under the shard's lock on its queues, so one rebase
  * for the store would need the writes of any shard to drive every shard's walk, taking other
@@ -356,15 +360,16 @@ size_t corral__mem_table_bytes(corral__store *base) {
 /* Re-encodes up to `n` entries of the walk under way in shard `sh`; ends it at the last. */
 static void epoch_walk_locked(mem_shard *sh, size_t n) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    while (n && sh->exp_walk_q < MEM_QUEUES) {
-        mem_queue *q = &sh->q[sh->exp_walk_q];
+    unsigned qi = atomic_load_explicit(&sh->exp_walk_q, memory_order_relaxed);
+    while (n && qi < MEM_QUEUES) {
+        mem_queue *q = &sh->q[qi];
         mem_entry *e = q->walk;
-        if (!e) { /* past the head: the next queue, from its tail */
-            if (++sh->exp_walk_q < MEM_QUEUES)
-                sh->q[sh->exp_walk_q].walk = sh->q[sh->exp_walk_q].tail;
+        if (!e) { /* past the tail: the next queue, from its head */
+            if (++qi < MEM_QUEUES) sh->q[qi].walk = sh->q[qi].head;
+            atomic_store_explicit(&sh->exp_walk_q, (uint8_t)qi, memory_order_relaxed);
             continue;
         }
-        q->walk = e->u.q.newer;
+        q->walk = e->u.q.older;
         mem_exp_current_locked(sh, e);
         n--;
     }
@@ -375,16 +380,14 @@ void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now) {
     unsigned cur = sh->exp_cur;
     bool due =
         now > atomic_load_explicit(&sh->exp_base[cur], memory_order_relaxed) + MEM_EXP_REBASE_AFTER;
-    if (sh->exp_walk_q < MEM_QUEUES) {
+    if (shard_walking(sh)) {
+        /* Every write reads the clock while a walk runs (memory_write.c): its end has a time. */
+        assert(now != 0);
         epoch_walk_locked(sh, due ? MEM_LOCK_BATCH : MEM_EXP_WALK_STEP);
-        if (sh->exp_walk_q == MEM_QUEUES) sh->exp_walk_end = now ? now : MEM_NEVER;
+        if (!shard_walking(sh)) sh->exp_walk_end = now;
         return;
     }
     if (!due) return;
-    if (sh->exp_walk_end == MEM_NEVER) { /* the walk ended at a write without the time */
-        sh->exp_walk_end = now;
-        return;
-    }
     if (now < sh->exp_walk_end || now - sh->exp_walk_end < MEM_EXP_MARGIN) return;
     /* now > MEM_EXP_REBASE_AFTER > MEM_EXP_MARGIN: no wrap */
     uint64_t base = now / MEM_SEC * MEM_SEC - MEM_EXP_MARGIN;
@@ -394,8 +397,8 @@ void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now) {
         sh->exp_walk_end = now;
         return;
     }
-    sh->exp_walk_q = 0;
-    sh->q[0].walk = sh->q[0].tail;
+    sh->q[0].walk = sh->q[0].head;
+    atomic_store_explicit(&sh->exp_walk_q, 0, memory_order_relaxed);
 }
 
 /* ---- Queues ---- */
@@ -423,7 +426,7 @@ void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     mem_queue *q = &sh->q[mem_queue_of(e)];
     if (q->hand == e) q->hand = e->u.q.newer;
     if (q->scan == e) q->scan = e->u.q.newer;
-    if (q->walk == e) q->walk = e->u.q.newer;
+    if (q->walk == e) q->walk = e->u.q.older;
     if (e->u.q.newer)
         e->u.q.newer->u.q.older = e->u.q.older;
     else
@@ -832,7 +835,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
         atomic_init(&sh->exp_base[0], 0); /* the epoch: every expiry is after it */
         atomic_init(&sh->exp_base[1], 0);
         sh->exp_cur = 0;
-        sh->exp_walk_q = MEM_QUEUES;
+        atomic_init(&sh->exp_walk_q, MEM_QUEUES);
         sh->exp_walk_end = 0;
         table_init(&sh->home, sh->home_heads, MEM_HOME_BITS);
         atomic_init(&sh->table, &sh->home);

@@ -88,6 +88,11 @@ static inline void mem_exp_current_locked(mem_shard *sh, mem_entry *e) {
     mem_exp_set_locked(sh, e, mem_exp_ns(sh, x));
 }
 
+/* True while a rebase's walk runs in shard `sh`: exact under its lock, a hint without it. */
+static inline bool shard_walking(const mem_shard *sh) {
+    return atomic_load_explicit(&sh->exp_walk_q, memory_order_relaxed) != MEM_QUEUES;
+}
+
 /* mem_epoch_tick_locked's work: the rebase, or a step of the walk (memory.c). */
 void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now);
 
@@ -96,7 +101,7 @@ void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now);
  * re-encodes a few entries of the walk under way (memory.c, "Expiry epochs"). */
 static inline void mem_epoch_tick_locked(mem_shard *sh, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    if (sh->exp_walk_q != MEM_QUEUES ||
+    if (shard_walking(sh) ||
         now > atomic_load_explicit(&sh->exp_base[sh->exp_cur], memory_order_relaxed) +
                   MEM_EXP_REBASE_AFTER)
         corral__mem_epoch_step_locked(sh, now);

@@ -70,9 +70,10 @@ typedef struct mem_store mem_store;
  * picks base[p], bit 30 the unit, bits 0..29 the count past base[p], always rounded up. Whole
  * ms while the expiry is under 2^30 ms (12.4 days) past the base, whole seconds beyond (up to
  * MEM_EXP_COUNT_LAST s, 34 years): an entry expires when asked or up to one unit later, never
- * earlier. A shard's writes keep its newer base at most MEM_EXP_REBASE_AFTER (2^29 ms, 6.2
- * days) old (memory.c, "Expiry epochs"), so an expiry up to 6.2 days away is always
- * exact to the ms, and only one further away may be rounded up to the second. An expiry
+ * earlier. A shard's writes keep its newer base about MEM_EXP_REBASE_AFTER (2^29 ms, 6.2
+ * days) old (memory.c, "Expiry epochs"), so an expiry up to 6.2 days away is exact to the ms,
+ * and only one further away may be rounded up to the second; in a shard with too few writes
+ * for its rebase to come on time, that horizon shrinks while it waits. An expiry
  * beyond the last count is stored as the last count, the one case that expires early: a TTL
  * of more than 34 years. MEM_EXP_NEVER is no count of either parity. */
 #define MEM_EXP_NEVER      UINT32_MAX          /* mem_entry.expiry of an entry that never expires */
@@ -256,10 +257,10 @@ typedef struct mem_shard {
      * re-encoding the other parity's entries of (through its `walk` cursor), MEM_QUEUES when
      * none: every entry of the shard then carries exp_cur (memory.c, "Expiry epochs"). */
     uint8_t exp_cur;
-    uint8_t exp_walk_q;
+    /* Written under `lock`; a writer peeks at it before, to read the clock (shard_walking). */
+    _Atomic uint8_t exp_walk_q;
     /* Under `lock`: the store's time the last walk ended (or the last rebase that needed
-     * none); MEM_NEVER when it ended at a write that did not read the clock, until one does.
-     * The next rebase waits MEM_EXP_MARGIN past it (memory.c, "Expiry epochs"). */
+     * none). The next rebase waits MEM_EXP_MARGIN past it (memory.c, "Expiry epochs"). */
     uint64_t exp_walk_end;
     mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */

@@ -185,7 +185,7 @@ typedef struct write_time {
  * shard_lock_timed looks again under it); else nothing is read yet. Reading the clock here
  * keeps it out of the critical section (and the hook out from under the lock). */
 static inline write_time write_time_begin(const mem_store *s, const mem_shard *sh, int64_t ttl_ms) {
-    if (ttl_ms != CORRAL__NO_EXPIRY || shard_expiring(sh) != 0)
+    if (ttl_ms != CORRAL__NO_EXPIRY || shard_expiring(sh) != 0 || shard_walking(sh))
         return (write_time){ .now = clock_now(s), .is_read = true };
     return (write_time){ .now = 0, .is_read = false };
 }
@@ -198,7 +198,7 @@ static inline write_time write_time_begin(const mem_store *s, const mem_shard *s
  * shard's expiry epochs (mem_epoch_tick_locked, memory.c "Expiry epochs"). */
 static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
     shard_lock(sh);
-    if (!t->is_read && shard_expiring(sh) != 0) {
+    if (!t->is_read && (shard_expiring(sh) != 0 || shard_walking(sh))) {
         shard_unlock(sh);
         *t = (write_time){ .now = clock_now(s), .is_read = true };
         shard_lock(sh);

@@ -1639,7 +1639,7 @@ static void test_mem_entry_moved_behind_a_walk_keeps_its_expiry(void **state) {
     assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the main queue (empty) walked */
     mem_shard *sh = shard0(f);
     assert_int_equal(sh->exp_walk_q, MEM_SMALL);
-    corral__skey sk = ss_key("k99"); /* near the small queue's head: not walked yet */
+    corral__skey sk = ss_key("k0"); /* at the small queue's tail: not walked yet */
     read_lock((mem_store *)f->s);
     corral__spin_lock(&sh->lock);
     mem_entry *e = lookup_locked(sh, &sk, MEM_VALUE);
@@ -1656,7 +1656,37 @@ static void test_mem_entry_moved_behind_a_walk_keeps_its_expiry(void **state) {
     advance_ms(f, DAY_MS);
     assert_int_equal(set(f, "w3", "v", 1000), CORRAL_OK); /* the next rebase, a day later */
     assert_int_not_equal(sh->exp_cur, cur);
-    expect_expires_in(f, "k99", "v", 6 * DAY_MS);
+    expect_expires_in(f, "k0", "v", 6 * DAY_MS);
+    fx_close(f);
+}
+
+/* Under LRU every hit moves its entry to the head of the queue: many hits a write do not keep
+ * a walk from ending (it goes from the head to the tail, and a moved entry lands behind it,
+ * re-encoded), so the rebases keep coming and the expiries stay exact. */
+static void test_mem_walk_ends_under_lru_hits(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_LRU, 1);
+    mem_shard *sh = shard0(f);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK);
+    }
+    advance_ms(f, 6 * DAY_MS);
+    unsigned cur = sh->exp_cur;
+    assert_int_equal(set(f, "w0", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
+    assert_int_not_equal(sh->exp_cur, cur);
+    int writes = 0;
+    while (shard_walking(sh)) {
+        for (int j = 0; j < 200; j++) { /* every key hit twice: all move to the head */
+            snprintf(k, sizeof k, "k%d", j % 100);
+            expect_stored(f, k, "v");
+        }
+        snprintf(k, sizeof k, "w%d", ++writes);
+        assert_int_equal(set(f, k, "v", 1000), CORRAL_OK);
+        assert_true(writes <= 7); /* 101 entries at the start, 16 a write */
+    }
+    expect_expires_in(f, "k5", "v", 14 * DAY_MS);
     fx_close(f);
 }
 
@@ -2260,6 +2290,7 @@ int main(void) {
         cmocka_unit_test(test_mem_short_ttls_keep_their_ms_after_the_store_ran_for_weeks),
         cmocka_unit_test(test_mem_expiries_stay_exact_across_rebases),
         cmocka_unit_test(test_mem_rebase_waits_a_day_past_the_walk_before_it),
+        cmocka_unit_test(test_mem_walk_ends_under_lru_hits),
         cmocka_unit_test(test_mem_entry_moved_behind_a_walk_keeps_its_expiry),
         cmocka_unit_test(test_mem_incr_and_touch_keep_expiries_across_a_rebase),
         cmocka_unit_test(test_mem_clock_stepped_back_after_the_open_keeps_ttls),
