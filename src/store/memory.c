@@ -381,13 +381,18 @@ void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now) {
     bool due =
         now > atomic_load_explicit(&sh->exp_base[cur], memory_order_relaxed) + MEM_EXP_REBASE_AFTER;
     if (shard_walking(sh)) {
-        /* Every write reads the clock while a walk runs (memory_write.c): its end has a time. */
-        assert(now != 0);
+        /* Every write reads the clock while a walk runs (memory_write.c), so its end has a
+         * time, but for a clock stepped back past the epoch (clock_now 0): MEM_NEVER, which
+         * the next due write replaces with its time, a day before the rebase. */
         epoch_walk_locked(sh, due ? MEM_LOCK_BATCH : MEM_EXP_WALK_STEP);
-        if (!shard_walking(sh)) sh->exp_walk_end = now;
+        if (!shard_walking(sh)) sh->exp_walk_end = now ? now : MEM_NEVER;
         return;
     }
     if (!due) return;
+    if (sh->exp_walk_end == MEM_NEVER) {
+        sh->exp_walk_end = now;
+        return;
+    }
     if (now < sh->exp_walk_end || now - sh->exp_walk_end < MEM_EXP_MARGIN) return;
     /* now > MEM_EXP_REBASE_AFTER > MEM_EXP_MARGIN: no wrap */
     uint64_t base = now / MEM_SEC * MEM_SEC - MEM_EXP_MARGIN;
@@ -419,8 +424,8 @@ void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
     q->count++;
 }
 
-/* Takes `e` out of its queue. The SIEVE hand, the expiry cursor and a rebase's walk that
- * pointed at it move to its newer neighbour, as they would have next. */
+/* Takes `e` out of its queue. The SIEVE hand and the expiry cursor that pointed at it move to
+ * its newer neighbour, a rebase's walk to its older one, as each would have next. */
 void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[mem_queue_of(e)];

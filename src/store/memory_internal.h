@@ -229,8 +229,8 @@ void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *ol
 void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
 
 void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e);
-/* Takes `e` out of its queue; the SIEVE hand, the expiry cursor and a rebase's walk move to
- * its newer neighbour. */
+/* Takes `e` out of its queue; the SIEVE hand and the expiry cursor move to its newer
+ * neighbour, a rebase's walk to its older one. */
 void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e);
 /* Puts `e` (not in a queue) in `old`'s place in its queue, `old` out of it; the SIEVE hand,
  * the expiry cursor and a rebase's walk that pointed at `old` point at `e`. Both push and

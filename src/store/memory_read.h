@@ -195,7 +195,7 @@ typedef struct mem_queue {
     mem_entry *head, *tail;
     mem_entry *hand; /* SIEVE: next entry the hand examines; NULL: start at the tail */
     mem_entry *scan; /* expiry cursor: next entry examined; NULL: start at the tail */
-    mem_entry *walk; /* a rebase's cursor: next entry re-encoded; NULL: past the head */
+    mem_entry *walk; /* a rebase's cursor: next entry re-encoded; NULL: past the tail */
     size_t bytes;
     size_t count;
 } mem_queue;
@@ -260,7 +260,8 @@ typedef struct mem_shard {
     /* Written under `lock`; a writer peeks at it before, to read the clock (shard_walking). */
     _Atomic uint8_t exp_walk_q;
     /* Under `lock`: the store's time the last walk ended (or the last rebase that needed
-     * none). The next rebase waits MEM_EXP_MARGIN past it (memory.c, "Expiry epochs"). */
+     * none; MEM_NEVER: at a clock stepped back past the epoch, until a due write has the time).
+     * The next rebase waits MEM_EXP_MARGIN past it (memory.c, "Expiry epochs"). */
     uint64_t exp_walk_end;
     mem_queue q[MEM_QUEUES]; /* SIEVE and LRU use MEM_MAIN only */
     _Atomic size_t used;     /* accounted bytes; written under `lock`, read anywhere */
