@@ -1576,25 +1576,33 @@ static void test_mem_expiries_stay_exact_across_rebases(void **state) {
     fx_close(f);
 }
 
+/* A one-shard store under `ev` holding k0 .. k99 with a 20-day TTL, six days later: the write
+ * of "w0" started a rebase, whose walk begins at the next write. */
+static fx *open_at_a_rebase(corral_eviction ev) {
+    fx *f = fx_open(NO_LIMIT, ev, 1);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK);
+    }
+    advance_ms(f, 6 * DAY_MS);
+    unsigned cur = shard0(f)->exp_cur;
+    assert_int_equal(set(f, "w0", "v", 1000), CORRAL_OK);
+    assert_int_not_equal(shard0(f)->exp_cur, cur);
+    return f;
+}
+
 /* A rebase due while the walk of the one before is unfinished (a shard with few writes) waits:
  * the walk goes on, a batch a write, and the rebase comes a day after it ended, so no entry,
  * queued, removed or loaded by a reader, still counts from the base it sets. Expiries stay
  * exact throughout. */
 static void test_mem_rebase_waits_a_day_past_the_walk_before_it(void **state) {
     (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    fx *f = open_at_a_rebase(CORRAL_EVICT_DEFAULT);
     mem_shard *sh = shard0(f);
     char k[16];
-    for (int i = 0; i < 100; i++) {
-        snprintf(k, sizeof k, "k%d", i);
-        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK);
-    }
     /* Each write below inserts a new key: one lock hold, one step of the epochs. */
-    advance_ms(f, 6 * DAY_MS);
     unsigned cur = sh->exp_cur;
-    assert_int_equal(set(f, "w0", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
-    assert_int_not_equal(sh->exp_cur, cur);
-    cur = sh->exp_cur;
     assert_int_equal(set(f, "w1", "v", 1000), CORRAL_OK); /* 16 entries of 101 */
     assert_int_not_equal(sh->exp_walk_q, MEM_QUEUES);
     advance_ms(f, 7 * DAY_MS);                            /* the next rebase is due */
@@ -1628,14 +1636,7 @@ static void test_mem_rebase_waits_a_day_past_the_walk_before_it(void **state) {
  * back for it, and the next rebase would decode it against a base it never had. */
 static void test_mem_entry_moved_behind_a_walk_keeps_its_expiry(void **state) {
     (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_S3FIFO, 1);
-    char k[16];
-    for (int i = 0; i < 100; i++) {
-        snprintf(k, sizeof k, "k%d", i);
-        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK); /* small queue */
-    }
-    advance_ms(f, 6 * DAY_MS);
-    assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
+    fx *f = open_at_a_rebase(CORRAL_EVICT_S3FIFO);       /* the k entries in the small queue */
     assert_int_equal(set(f, "w", "v", 1000), CORRAL_OK); /* the main queue (empty) walked */
     mem_shard *sh = shard0(f);
     assert_int_equal(sh->exp_walk_q, MEM_SMALL);
@@ -1665,17 +1666,9 @@ static void test_mem_entry_moved_behind_a_walk_keeps_its_expiry(void **state) {
  * re-encoded), so the rebases keep coming and the expiries stay exact. */
 static void test_mem_walk_ends_under_lru_hits(void **state) {
     (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_LRU, 1);
+    fx *f = open_at_a_rebase(CORRAL_EVICT_LRU);
     mem_shard *sh = shard0(f);
     char k[16];
-    for (int i = 0; i < 100; i++) {
-        snprintf(k, sizeof k, "k%d", i);
-        assert_int_equal(set(f, k, "v", (int64_t)(20 * DAY_MS)), CORRAL_OK);
-    }
-    advance_ms(f, 6 * DAY_MS);
-    unsigned cur = sh->exp_cur;
-    assert_int_equal(set(f, "w0", "v", 1000), CORRAL_OK); /* a rebase; its walk begins */
-    assert_int_not_equal(sh->exp_cur, cur);
     int writes = 0;
     while (shard_walking(sh)) {
         for (int j = 0; j < 200; j++) { /* every key hit twice: all move to the head */
