@@ -1948,6 +1948,18 @@ static void test_mem_clear_frees_the_tables(void **state) {
     fx_close(f);
 }
 
+/* Sets "big" to an entry of `max` bytes (at most 64 KiB), the whole budget of a one-shard
+ * store of max_bytes `max`: it fits only once eviction has emptied the shard. */
+static void set_whole_budget(fx *f, size_t max) {
+    static char big[64 * 1024];
+    assert_true(max <= sizeof big);
+    size_t len = max - corral__mem_entry_bytes(3, 100) + 100; /* an entry of max bytes */
+    memset(big, 'b', len);
+    corral__skey sk = ss_key("big");
+    assert_int_equal(f->s->ops->set(f->s, &sk, big, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                     CORRAL_OK);
+}
+
 /* A full store whose eviction finds no entry left to make room for a large one sends the
  * shard's table home, so an entry of the whole budget still fits. */
 static void test_mem_entry_of_the_whole_budget_fits_after_tables_grew(void **state) {
@@ -1957,12 +1969,7 @@ static void test_mem_entry_of_the_whole_budget_fits_after_tables_grew(void **sta
     for (int i = 0; i < 100; i++)
         assert_int_equal(set_key(f, i, "v"), CORRAL_OK);
     assert_true(corral__mem_table_bytes(f->s) > 0);
-    static char big[64 * 1024];
-    size_t len = max - corral__mem_entry_bytes(3, 100) + 100; /* an entry of max bytes */
-    memset(big, 'b', len);
-    corral__skey sk = ss_key("big");
-    assert_int_equal(f->s->ops->set(f->s, &sk, big, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
-                     CORRAL_OK);
+    set_whole_budget(f, max);
     assert_int_equal(corral__mem_table_bytes(f->s), 0);
     assert_int_equal(used(f), max);
     fx_close(f);
@@ -2211,12 +2218,7 @@ static void test_mem_entry_of_the_whole_budget_fits_during_a_resize(void **state
     size_t max = 64 * 1024;
     fx *f = fx_open(max, CORRAL_EVICT_DEFAULT, 1);
     mem_shard *sh = start_a_resize(f);
-    static char big[64 * 1024];
-    size_t len = max - corral__mem_entry_bytes(3, 100) + 100; /* an entry of max bytes */
-    memset(big, 'b', len);
-    corral__skey sk = ss_key("big");
-    assert_int_equal(f->s->ops->set(f->s, &sk, big, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
-                     CORRAL_OK);
+    set_whole_budget(f, max);
     assert_null(atomic_load(&sh->grow));
     assert_ptr_equal(atomic_load(&sh->table), &sh->home);
     assert_int_equal(corral__mem_table_bytes(f->s), 0);
