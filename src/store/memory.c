@@ -282,10 +282,11 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
     shard_lock(sh);
     size_t cost = corral__mem_block_cost(&s->blocks, bytes);
     mem_table *from = table_locked(sh);
-    if (from->bits + 1 == bits && !grow_locked(sh)) /* no other writer grew it first */
-        corral__mem_make_room_locked(s, sh, cost, now);
-    /* and eviction did not send it home: both tables are charged while the resize runs */
-    if (table_locked(sh) == from && from->bits + 1 == bits && !grow_locked(sh)) {
+    bool start = from->bits + 1 == bits && !grow_locked(sh); /* no other writer grew it first */
+    if (start) corral__mem_make_room_locked(s, sh, cost, now);
+    /* and eviction did not send it home (it starts no resize): both tables are charged while
+     * the resize runs */
+    if (start && table_locked(sh) == from) {
         table_charge_locked(sh, table_cost(s, sh, from) + cost);
         /* No entry moves yet, so no odd sequence: a reader that sees `grow` sees `moved` at 0
          * (0 since the last resize ended; acquire of `grow`, then of `moved`) and walks the
@@ -300,9 +301,9 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
     corral__mem_block_free(&s->blocks, to, bytes);
 }
 
-void corral__mem_table_home_locked(mem_store *s, mem_shard *sh) {
+bool corral__mem_table_home_locked(mem_store *s, mem_shard *sh) {
     mem_table *from = table_locked(sh), *to = grow_locked(sh);
-    if (from == &sh->home && !to) return;
+    if (from == &sh->home && !to) return false;
     /* Every entry in a table is in a queue: with none queued, every chain is empty and there
      * is nothing to move (the home table's heads are NULL too). */
     assert(corral__mem_shard_count_locked(sh) == 0);
@@ -314,6 +315,7 @@ void corral__mem_table_home_locked(mem_store *s, mem_shard *sh) {
     resize_end_locked(sh, rs);
     if (from != &sh->home) corral__mem_table_retire(s, from);
     if (to) corral__mem_table_retire(s, to);
+    return true;
 }
 
 size_t corral__mem_table_bytes(corral__store *base) {
@@ -378,8 +380,7 @@ static void epoch_walk_locked(mem_shard *sh, size_t n) {
 void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     unsigned cur = sh->exp_cur;
-    bool due =
-        now > atomic_load_explicit(&sh->exp_base[cur], memory_order_relaxed) + MEM_EXP_REBASE_AFTER;
+    bool due = epoch_due(sh, now);
     if (shard_walking(sh)) {
         /* Every write reads the clock while a walk runs (memory_write.c), so its end has a
          * time, but for a clock stepped back past the epoch (clock_now 0): MEM_NEVER, which
@@ -710,10 +711,10 @@ static int mem_ttl(corral__store *base, const corral__skey *k, int64_t *ttl_ms) 
     const mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
     const mem_shard *sh = shard_of(s, k->hash);
     uint32_t x = e ? mem_exp_load(e) : MEM_EXP_NEVER;
-    if (e && !mem_exp_passed(sh, x, now)) {
-        uint64_t left = x == MEM_EXP_NEVER ? 0 : mem_exp_ns(sh, x) - now; /* > 0: not passed */
-        *ttl_ms = x == MEM_EXP_NEVER ? CORRAL__NO_EXPIRY
-                                     : (int64_t)CORRAL_MAX(left / MEM_MS, (uint64_t)1);
+    uint64_t at = e && x != MEM_EXP_NEVER ? mem_exp_ns(sh, x) : MEM_NEVER;
+    if (e && now < at) {
+        *ttl_ms = at == MEM_NEVER ? CORRAL__NO_EXPIRY
+                                  : (int64_t)CORRAL_MAX((at - now) / MEM_MS, (uint64_t)1);
         rc = CORRAL_OK;
     }
     read_unlock(s);

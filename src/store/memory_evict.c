@@ -144,10 +144,7 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
     assert(need <= sh->budget);
     while (atomic_load_explicit(&sh->used, memory_order_relaxed) > sh->budget - need) {
         mem_entry *v = victim_locked(s, sh, now);
-        if (v == NULL && (table_locked(sh) != &sh->home || grow_locked(sh))) {
-            corral__mem_table_home_locked(s, sh);
-            continue;
-        }
+        if (v == NULL && corral__mem_table_home_locked(s, sh)) continue;
         if (CORRAL_NEVER(v == NULL)) break;
         corral__mem_remove_locked(s, sh, v,
                                   is_expired(sh, v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);

@@ -93,6 +93,13 @@ static inline bool shard_walking(const mem_shard *sh) {
     return atomic_load_explicit(&sh->exp_walk_q, memory_order_relaxed) != MEM_QUEUES;
 }
 
+/* True when shard `sh`'s current base is more than MEM_EXP_REBASE_AFTER old at the store's
+ * time `now`: a rebase is due (it may still wait for a walk: memory.c, "Expiry epochs"). */
+static inline bool epoch_due(const mem_shard *sh, uint64_t now) {
+    return now > atomic_load_explicit(&sh->exp_base[sh->exp_cur], memory_order_relaxed) +
+                     MEM_EXP_REBASE_AFTER;
+}
+
 /* mem_epoch_tick_locked's work: the rebase, or a step of the walk (memory.c). */
 void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now);
 
@@ -101,10 +108,7 @@ void corral__mem_epoch_step_locked(mem_shard *sh, uint64_t now);
  * re-encodes a few entries of the walk under way (memory.c, "Expiry epochs"). */
 static inline void mem_epoch_tick_locked(mem_shard *sh, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    if (shard_walking(sh) ||
-        now > atomic_load_explicit(&sh->exp_base[sh->exp_cur], memory_order_relaxed) +
-                  MEM_EXP_REBASE_AFTER)
-        corral__mem_epoch_step_locked(sh, now);
+    if (shard_walking(sh) || epoch_due(sh, now)) corral__mem_epoch_step_locked(sh, now);
 }
 
 /* True when `e` has an expiry. */
@@ -251,8 +255,9 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits);
 void corral__mem_table_step_locked(mem_store *s, mem_shard *sh);
 /* Sends shard `sh`, which holds no entry (clear, or eviction that found no victim), back to its
  * `home` table and retires its tables on the heap (a resize that runs ends there): no chain to
- * move, so a short hold of the lock. Call inside a read-side section. */
-void corral__mem_table_home_locked(mem_store *s, mem_shard *sh);
+ * move, so a short hold of the lock. Returns false when it had only `home` already. Call
+ * inside a read-side section. */
+bool corral__mem_table_home_locked(mem_store *s, mem_shard *sh);
 
 /* A write's share of a running resize: one step, if one runs. Under the lock of `sh`, inside
  * a read-side section. */

@@ -206,6 +206,13 @@ static void shard_lock_timed(const mem_store *s, mem_shard *sh, write_time *t) {
     mem_epoch_tick_locked(sh, t->now);
 }
 
+/* Takes the lock of shard `sh` for a write that read the clock before it (`now`), and does
+ * the write's share of the shard's expiry epochs, as shard_lock_timed does. */
+static void shard_lock_at(mem_shard *sh, uint64_t now) {
+    shard_lock(sh);
+    mem_epoch_tick_locked(sh, now);
+}
+
 /* set and add of a value, in place when they can: `e` is the key's entry in keyspace MEM_VALUE
  * as a lookup in the caller's read-side section found it (NULL: none), `cls` the key's class.
  * True when it decided the write (*rc its outcome), false when the allocating path must (no
@@ -350,8 +357,7 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     uint64_t now = clock_now(s);
     int rc = CORRAL_MISS;
     read_lock(s);
-    shard_lock(sh);
-    mem_epoch_tick_locked(sh, now);
+    shard_lock_at(sh, now);
     mem_entry *e = lookup_locked(sh, k, kind);
     if (e && is_expired(sh, e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
@@ -412,8 +418,7 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
     uint64_t now = clock_now(s);
     int rc = CORRAL_MISS;
     read_lock(s);
-    shard_lock(sh);
-    mem_epoch_tick_locked(sh, now);
+    shard_lock_at(sh, now);
     mem_entry *e = lookup_locked(sh, k, MEM_VALUE);
     if (e && is_expired(sh, e, now)) {
         corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
@@ -478,8 +483,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
             rc = CORRAL_ENOMEM;
             goto done;
         }
-        shard_lock(sh);
-        mem_epoch_tick_locked(sh, now);
+        shard_lock_at(sh, now);
         if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(sh, e, now) &&
             atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
             /* `e`'s expiry, in its parity: publish_locked re-encodes it if a rebase moved on */
