@@ -298,7 +298,7 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
     }
     shard_unlock(sh);
     read_unlock(s);
-    corral__mem_block_free(&s->blocks, to, bytes);
+    corral__mem_block_free_unkept(&s->blocks, to, bytes);
 }
 
 bool corral__mem_table_home_locked(mem_store *s, mem_shard *sh) {
@@ -665,13 +665,14 @@ static void store_free(mem_store *s, unsigned shards_inited, bool sync_inited) {
     for (unsigned i = 0; i < shards_inited; i++) {
         mem_shard *sh = &s->shards[i];
         mem_table *t = atomic_load_explicit(&sh->table, memory_order_relaxed);
-        if (t != &sh->home) corral__mem_block_free(&s->blocks, t, mem_table_bytes(t->bits));
+        if (t != &sh->home) corral__mem_block_free_unkept(&s->blocks, t, mem_table_bytes(t->bits));
         t = atomic_load_explicit(&sh->grow, memory_order_relaxed);
-        if (t) corral__mem_block_free(&s->blocks, t, mem_table_bytes(t->bits));
+        if (t) corral__mem_block_free_unkept(&s->blocks, t, mem_table_bytes(t->bits));
         corral__free(a, sh->ghost, (sh->ghost_mask + 1) * sizeof *sh->ghost);
         corral__spin_deinit(&sh->lock);
     }
     corral__free(a, s->shards, (size_t)s->nshards * sizeof *s->shards);
+    corral__mem_blocks_destroy(&s->blocks);
     s->magic = 0;
     corral__free(a, s, sizeof *s);
 }
@@ -818,6 +819,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     atomic_init(&s->reclaim_next, 0);
     atomic_init(&s->rcu_pending, 0);
     atomic_init(&s->limbo, NULL);
+    atomic_init(&s->limbo_bytes, 0);
+    s->limbo_max = CORRAL_MAX(cfg->max_bytes / MEM_LIMBO_DIV, MEM_LIMBO_MIN);
     atomic_init(&s->flush_queued, false);
     /* liburcu's call_rcu thread, which its first call_rcu would create under a shard lock. */
     (void)get_default_call_rcu_data();

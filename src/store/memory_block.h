@@ -6,10 +6,15 @@
  * With the application's allocator hooks, a block is what the hooks give, and it costs exactly
  * the bytes asked for: the hooks' memory is the application's to bound, and tests count it to
  * the byte. With libc's malloc (no hooks), the store bounds what the process really holds:
- * - a block of `map_min` bytes or more (256 KiB) is an anonymous mapping of its own, rounded to
- *   pages and unmapped when freed. glibc raises its mmap threshold each time it unmaps a block
- *   it mapped, after which large blocks land in the heap and fragment it; ours never do. (At
- *   64 KiB, the page faults of fresh mappings made the mixed-size writes 2.5x slower.)
+ * - a block of `map_min` bytes or more (32 KiB) is an anonymous mapping of its own, rounded to
+ *   pages. glibc raises its mmap threshold each time it unmaps a block it mapped, after which
+ *   large blocks land in the heap and fragment it; ours never do, and blocks of 32 KiB and
+ *   more, half the bytes of a mixed-size load, leave no holes in the heap. (At 16 KiB the
+ *   pages' rounding cost the mixed-size density 0.5 % more for the same RSS bound.)
+ * - a freed mapping of at most CORRAL__MEM_CACHE_PAGES pages is kept, resident, for the next
+ *   block of its size or a little smaller (its tail unmapped), while the kept ones total at
+ *   most `cache_cap` bytes: a fresh mapping costs a page fault a page, which made mixed-size
+ *   writes twice as slow without the cache. The rest are unmapped.
  * - a smaller block costs what glibc's malloc holds for it: the request plus the 8-byte size
  *   word, rounded up to 16, at least 32 bytes;
  * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
@@ -26,11 +31,14 @@
 #define CORRAL_STORE_MEMORY_BLOCK_H
 
 #include "../common.h"
+#include "../spin.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#define CORRAL__MEM_MAP_MIN ((size_t)256 << 10)
+#define CORRAL__MEM_MAP_MIN ((size_t)32 << 10)
+/* Mappings of at most this many pages are kept for reuse when freed (1 MiB of 4 KiB pages). */
+#define CORRAL__MEM_CACHE_PAGES 256u
 
 typedef struct corral__mem_blocks {
     const corral__allocator *alloc;
@@ -41,11 +49,20 @@ typedef struct corral__mem_blocks {
     _Atomic size_t freed;  /* cost freed since the last trim */
     _Atomic size_t mapped; /* cost of the blocks mapped now (tests, stats) */
     _Atomic size_t trims;  /* trims done (tests) */
+    /* Freed mappings kept for reuse, by their pages: each linked through its first word. */
+    corral__spin cache_lock;
+    void *cache[CORRAL__MEM_CACHE_PAGES + 1];
+    size_t cache_cap;      /* bytes the kept mappings may total */
+    _Atomic size_t cached; /* bytes they total now; changed under cache_lock */
+    _Atomic size_t reused; /* blocks served from them (tests) */
 } corral__mem_blocks;
 
 /* Sets up the blocks of a store bounded at `max_bytes` that allocates from `a` (which must
  * outlive them). */
 void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes);
+
+/* Unmaps the mappings kept for reuse. Every block must have been freed. */
+void corral__mem_blocks_destroy(corral__mem_blocks *b);
 
 /* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). Inline:
  * an overwrite counts its entry's cost out and in, and reports both. */
@@ -62,6 +79,11 @@ void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);
 
 /* Frees a block of `n` bytes (NULL accepted) and counts its cost toward the next trim. */
 void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n);
+
+/* corral__mem_block_free of a block that no later block is likely to reuse, never kept: a
+ * bucket table (the next one a resize asks for is twice its size). Kept, the old tables of a
+ * store that grew to 1M entries held 4 bytes an entry of RSS. */
+void corral__mem_block_free_unkept(corral__mem_blocks *b, void *p, size_t n);
 
 /* Trims the heap if trim_every bytes were freed since the last trim; returns true if it did.
  * Can take milliseconds on a large heap: call it where no request waits. */

@@ -20,6 +20,10 @@
  * a table of one head an entry is 8 bytes an entry, at most a twelfth of the smallest
  * entry's. */
 #define MEM_TABLE_SHARE 8u
+/* A write frees the limbo itself once it holds more than max_bytes / MEM_LIMBO_DIV, at least
+ * MEM_LIMBO_MIN (memory_rcu.c): RSS the bound does not count, a small share of its slack. */
+#define MEM_LIMBO_DIV 32u
+#define MEM_LIMBO_MIN ((size_t)1 << 20)
 
 /* ---- Small helpers ---- */
 
@@ -316,5 +320,16 @@ void corral__mem_table_retire(mem_store *s, mem_table *t);
 void corral__mem_wait_rcu_idle(mem_store *s);
 /* corral_value's release function of an entry: frees its block. */
 void corral__mem_entry_release(corral_value *v);
+/* Takes the limbo whole, waits for a grace period and releases its entries: a writer's share
+ * of the frees (limbo_check). Not inside a read-side section, no lock held. */
+void corral__mem_limbo_help(mem_store *s);
+
+/* After a write that may have retired entries: frees the limbo when it holds more than
+ * `limbo_max` bytes. Not inside a read-side section, no lock held. */
+static inline void limbo_check(mem_store *s) {
+    if (__builtin_expect(atomic_load_explicit(&s->limbo_bytes, memory_order_relaxed) > s->limbo_max,
+                         0))
+        corral__mem_limbo_help(s);
+}
 
 #endif /* CORRAL_STORE_MEMORY_INTERNAL_H */

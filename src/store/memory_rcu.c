@@ -63,22 +63,40 @@ static void pending_done(mem_store *s, size_t n) {
  * entry pushed after the take finds it clear and queues the next flush (both seq_cst). Then
  * waits for a grace period of our read-side sections, which began after every entry taken was
  * unlinked, and drops the table's reference on each. */
+/* Drops the table's reference on each entry of `list`, taken from the limbo a grace period
+ * ago, and counts their bytes out of limbo_bytes; returns how many there were. */
+static size_t limbo_release(mem_store *s, mem_entry *list) {
+    size_t n = 0, bytes = 0;
+    while (list) {
+        mem_entry *next = list->u.dead.next;
+        MEM_TSAN_ACQUIRE(&s->tsan_gp); /* every read-side section that saw it has ended */
+        bytes += entry_bytes(&s->blocks, list);
+        corral_value_unref(&list->val); /* may free it */
+        list = next;
+        n++;
+    }
+    atomic_fetch_sub_explicit(&s->limbo_bytes, bytes, memory_order_relaxed);
+    return n;
+}
+
 static void mem_limbo_flush_rcu(struct rcu_head *head) {
     mem_store *s = CORRAL_CONTAINER_OF(head, mem_store, flush_head);
     MEM_TSAN_ACQUIRE(head); /* call_rcu happened before: see corral__mem_entry_retire */
     atomic_store(&s->flush_queued, false);
     mem_entry *list = atomic_exchange(&s->limbo, NULL);
     corral__reader_sync();
-    size_t n = 1; /* this flush */
-    while (list) {
-        mem_entry *next = list->u.dead.next;
-        MEM_TSAN_ACQUIRE(&s->tsan_gp);  /* every read-side section that saw it has ended */
-        corral_value_unref(&list->val); /* may free it */
-        list = next;
-        n++;
-    }
-    corral__mem_blocks_trim(&s->blocks); /* on the call_rcu thread: no request waits */
+    size_t n = 1 + limbo_release(s, list); /* this flush, and its entries */
+    corral__mem_blocks_trim(&s->blocks);   /* on the call_rcu thread: no request waits */
     pending_done(s, n);
+}
+
+/* The flush's work on the writer's thread, without the trim. A flush queued before still runs
+ * and finds what was retired since. */
+void corral__mem_limbo_help(mem_store *s) {
+    mem_entry *list = atomic_exchange(&s->limbo, NULL);
+    if (!list) return;
+    corral__reader_sync();
+    pending_done(s, limbo_release(s, list));
 }
 
 /* Waits until every callback this store queued has run. Not inside a read-side section. */
@@ -94,6 +112,7 @@ void corral__mem_entry_retire(mem_store *s, mem_entry *e) {
     mem_kw_set(e, MEM_KW_LIVE, 0);
     e->u.dead.store = s;
     atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->limbo_bytes, entry_bytes(&s->blocks, e), memory_order_relaxed);
     mem_entry *top = atomic_load_explicit(&s->limbo, memory_order_relaxed);
     do
         e->u.dead.next = top;
@@ -113,7 +132,7 @@ static void mem_table_free_rcu(struct rcu_head *head) {
     mem_store *s = t->store;
     corral__reader_sync();
     MEM_TSAN_ACQUIRE(&s->tsan_gp); /* every read-side section that saw it has ended */
-    corral__mem_block_free(&s->blocks, t, mem_table_bytes(t->bits));
+    corral__mem_block_free_unkept(&s->blocks, t, mem_table_bytes(t->bits));
     pending_done(s, 1);
 }
 

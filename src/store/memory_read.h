@@ -312,6 +312,12 @@ struct mem_store {
      * writers push and the flush takes whole (memory_rcu.c); and the call_rcu head of that
      * flush, queued while `flush_queued` is set. */
     _Atomic(mem_entry *) limbo;
+    /* What the limbo's entries cost (entry_bytes): memory the budget no longer counts and the
+     * process still holds. A write that finds more than `limbo_max` frees the limbo itself
+     * (corral__mem_limbo_help), so RSS stays within the bound however far liburcu's call_rcu
+     * thread lags (it sleeps 10 ms between batches). */
+    _Atomic size_t limbo_bytes;
+    size_t limbo_max;
     _Atomic bool flush_queued;
     struct rcu_head flush_head;
     char tsan_gp; /* TSan only: the sync object that models grace periods */

@@ -298,6 +298,7 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
     read_unlock(s);
     corral__mem_entry_discard(s, e);
     if (grow) corral__mem_table_grow(s, sh, grow);
+    limbo_check(s);
     return rc;
 }
 

@@ -1372,6 +1372,40 @@ static void test_mem_removed_entry_outlives_the_sections_that_saw_it(void **stat
     fx_close(f);
 }
 
+/* A write that finds more than limbo_max bytes removed and not yet freed frees them itself
+ * (memory_rcu.c, corral__mem_limbo_help): with liburcu's call_rcu thread paused, as fork's
+ * prepare pauses it, no flush runs, and still what the allocator holds beyond the accounting
+ * never passes the limbo's cap and an entry. */
+static void test_mem_write_frees_the_limbo_when_the_flush_lags(void **state) {
+    (void)state;
+    fx *f = fx_open((size_t)4 << 20, CORRAL_EVICT_DEFAULT, 1);
+    const mem_store *ms = (const mem_store *)f->s;
+    assert_int_equal(ms->limbo_max, MEM_LIMBO_MIN); /* a small store's: the floor */
+    enum { VAL = 5000 }; /* over MEM_INPLACE_MAX (memory_write.c): every set allocates */
+    char *val = malloc(VAL + 1);
+    assert_non_null(val);
+    memset(val, 'v', VAL + 1);
+    size_t entry = corral__mem_entry_bytes(3, VAL + 1), peak = 0, written = 0;
+    call_rcu_before_fork();
+    for (unsigned i = 0; written < 8 * ms->limbo_max; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "k%02u", i % 16);
+        corral__skey sk = ss_key(k);
+        assert_int_equal(
+            f->s->ops->set(f->s, &sk, val, VAL + (i & 1), CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+            CORRAL_OK);
+        written += VAL;
+        size_t held = outstanding(&f->ca) - f->baseline - used(f);
+        peak = held > peak ? held : peak;
+    }
+    call_rcu_after_fork_parent();
+    print_message("held beyond the accounting: at most %zu bytes (cap %zu)\n", peak, ms->limbo_max);
+    assert_true(peak > ms->limbo_max / 2); /* the limbo filled, and was freed by writes */
+    assert_true(peak <= ms->limbo_max + entry);
+    free(val);
+    fx_close(f);
+}
+
 /* Counts the calls of a clock that stands still. */
 static _Atomic long clock_calls;
 
@@ -2277,6 +2311,7 @@ int main(void) {
         cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
         cmocka_unit_test(test_mem_read_path_compares_the_whole_header),
         cmocka_unit_test(test_mem_removed_entry_outlives_the_sections_that_saw_it),
+        cmocka_unit_test(test_mem_write_frees_the_limbo_when_the_flush_lags),
         cmocka_unit_test(test_mem_set_guarded_stores_only_what_its_guard_allows),
         cmocka_unit_test(test_mem_gets_read_the_clock_only_for_entries_that_expire),
         cmocka_unit_test(test_mem_sets_read_the_clock_only_when_an_expiry_needs_it),

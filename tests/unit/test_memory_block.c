@@ -9,6 +9,7 @@
  * (`ctest --test-dir build/release -R test_memory_block`). bench_memory measures the same bound
  * at full size (docs/memory-density.md).
  */
+#define _DEFAULT_SOURCE /* mincore */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -104,6 +106,95 @@ static void test_large_blocks_are_mapped_and_unmapped(void **state) {
     /* Too big to map: refused, nothing counted. */
     assert_null(corral__mem_block_alloc(&b, SIZE_MAX - 1));
     assert_int_equal(atomic_load(&b.mapped), 0);
+    corral__mem_blocks_destroy(&b);
+}
+
+/* True when the `pages` pages at `p` are mapped (mincore fails with ENOMEM on a hole). */
+static bool is_mapped(void *p, size_t pages, size_t page) {
+    unsigned char vec[64];
+    assert_true(pages <= sizeof vec);
+    return mincore(p, pages * page, vec) == 0;
+}
+
+static void test_freed_mappings_are_kept_for_the_next_block_of_their_size(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    b.map_min = 3 * b.page; /* as in a release build, at a size quick to test */
+    size_t page = b.page;
+    assert_int_equal(b.cache_cap, ((size_t)64 << 20) / 16);
+
+    /* Freed, a mapping stays, and the next block of its pages is that mapping. */
+    unsigned char *p = corral__mem_block_alloc(&b, 4 * page - 8);
+    assert_non_null(p);
+    memset(p, 0xab, 4 * page - 8);
+    corral__mem_block_free(&b, p, 4 * page - 8);
+    assert_int_equal(atomic_load(&b.mapped), 0);
+    assert_int_equal(atomic_load(&b.cached), 4 * page);
+    assert_true(is_mapped(p, 4, page));
+    unsigned char *q = corral__mem_block_alloc(&b, 4 * page);
+    assert_ptr_equal(q, p);
+    assert_int_equal(atomic_load(&b.reused), 1);
+    assert_int_equal(atomic_load(&b.cached), 0);
+    assert_int_equal(atomic_load(&b.mapped), 4 * page);
+
+    /* A block of fewer pages takes a kept mapping of up to half again as many and unmaps its
+     * tail; one of half as many does not. */
+    corral__mem_block_free(&b, q, 4 * page);
+    unsigned char *r = corral__mem_block_alloc(&b, 3 * page);
+    assert_ptr_equal(r, p);
+    assert_int_equal(atomic_load(&b.reused), 2);
+    assert_int_equal(atomic_load(&b.cached), 0);
+    assert_true(is_mapped(r, 3, page));
+    assert_false(is_mapped(r + 3 * page, 1, page));
+    unsigned char *big = corral__mem_block_alloc(&b, 8 * page);
+    assert_non_null(big);
+    corral__mem_block_free(&b, big, 8 * page);
+    unsigned char *small = corral__mem_block_alloc(&b, 4 * page);
+    assert_ptr_not_equal(small, big);
+    assert_int_equal(atomic_load(&b.reused), 2);
+    assert_int_equal(atomic_load(&b.cached), 8 * page);
+
+    /* destroy unmaps what is kept. */
+    corral__mem_block_free(&b, small, 4 * page);
+    corral__mem_block_free(&b, r, 3 * page);
+    assert_int_equal(atomic_load(&b.cached), 15 * page);
+    corral__mem_blocks_destroy(&b);
+    assert_int_equal(atomic_load(&b.cached), 0);
+    assert_false(is_mapped(big, 8, page));
+    assert_false(is_mapped(small, 4, page));
+    assert_false(is_mapped(r, 3, page));
+}
+
+static void test_kept_mappings_stay_under_their_cap(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    b.map_min = 3 * b.page;
+    size_t page = b.page;
+    b.cache_cap = 7 * page;
+    void *p[3];
+    for (int i = 0; i < 3; i++)
+        assert_non_null(p[i] = corral__mem_block_alloc(&b, 4 * page));
+    corral__mem_block_free(&b, p[0], 4 * page); /* kept: 4 of 7 pages */
+    corral__mem_block_free(&b, p[1], 4 * page); /* 8 > 7: unmapped */
+    assert_int_equal(atomic_load(&b.cached), 4 * page);
+    assert_true(is_mapped(p[0], 4, page));
+    assert_false(is_mapped(p[1], 4, page));
+    /* More pages than a kept mapping may have: unmapped whatever the room. */
+    b.cache_cap = SIZE_MAX;
+    size_t huge = (CORRAL__MEM_CACHE_PAGES + 1) * page;
+    void *h = corral__mem_block_alloc(&b, huge);
+    assert_non_null(h);
+    corral__mem_block_free(&b, h, huge);
+    assert_int_equal(atomic_load(&b.cached), 4 * page);
+    corral__mem_block_free(&b, p[2], 4 * page);
+    assert_int_equal(atomic_load(&b.cached), 8 * page);
+    corral__mem_blocks_destroy(&b);
 }
 
 static void test_trim_after_enough_freed_and_only_then(void **state) {
@@ -229,6 +320,8 @@ int main(void) {
         cmocka_unit_test(test_block_with_hooks_costs_the_bytes_asked),
         cmocka_unit_test(test_block_with_libc_costs_what_glibc_holds),
         cmocka_unit_test(test_large_blocks_are_mapped_and_unmapped),
+        cmocka_unit_test(test_freed_mappings_are_kept_for_the_next_block_of_their_size),
+        cmocka_unit_test(test_kept_mappings_stay_under_their_cap),
         cmocka_unit_test(test_trim_after_enough_freed_and_only_then),
         cmocka_unit_test(test_bound_holds_in_rss_under_mixed_sizes),
     };
