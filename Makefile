@@ -2,7 +2,8 @@
 #   make run     bootstrap, build, start corral-proxy in front of the shop example
 #                (examples/shop, scripts/run-shop) on the embedded memory store; Ctrl-C stops
 #   make demo    bootstrap, build, run `corral demo` (the guide's scenarios on the library)
-#   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest)
+#   make test    bootstrap, build with ASan+UBSan and -Werror, run every test (ctest); then the
+#                memory store's RSS bound test in the release build (glibc's allocator)
 #   make bench   build optimised, run every benchmark (bench/bench_*, bench/bench_django.py)
 #   make bench-proxy   corral-proxy vs nginx proxy_cache vs Varnish (bench/proxy.sh), one table
 #   make bench-fleet   fleets of 2 and 4: corral-proxy on one Redis (with the near cache and
@@ -50,6 +51,11 @@ test: bootstrap
 	$(CMAKE) --build build/asan -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ctest --test-dir build/asan --output-on-failure -j$(JOBS)
+	@# The memory store's bound in RSS needs glibc's own allocator, which the sanitizers replace
+	@# (the test skips itself there): test_memory_block again, in the release build.
+	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release $(CFG_COMMON) >/dev/null
+	$(CMAKE) --build build/release -j$(JOBS) --target test_memory_block
+	ctest --test-dir build/release --output-on-failure -R '^test_memory_block$$'
 
 tsan: bootstrap
 	$(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug $(CFG_COMMON) \

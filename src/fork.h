@@ -27,7 +27,9 @@
  * go of them; the child lets go of them and runs every hook, in registration order.
  *
  * Not covered: a fork while another thread of the parent is inside a corral call on the handle
- * (that thread may hold a memory store's shard lock or be mid-command): fork from a thread
+ * (that thread may hold a memory store's shard lock or be mid-command; corral_value_unref is
+ * such a call, since the last reference frees the block under the store's lock of kept
+ * mappings, store/memory_block.h): fork from a thread
  * while the others are quiet, as pre-forking servers do. The child never writes to a socket or
  * a pipe it shares with the parent, and the parent is unaffected by anything the child does.
  *

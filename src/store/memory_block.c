@@ -27,10 +27,16 @@
 #define MEM_TRIM_DIV   2u
 #define MEM_TRIM_SLACK ((size_t)4 << 20)
 /* The mappings kept for reuse total at most max_bytes / MEM_CACHE_DIV: RSS the bound does not
- * count, so a share of the slack the bound allows. A sixteenth (4 MiB of 64) served the
- * mixed-size writes of bench_memory 1.4x faster than before the cache, a thirty-second as fast
- * as before, an eighth 2x faster for 4 MB more RSS (docs/memory-density.md). */
+ * count, so a share of the slack the bound allows. bench_memory's 5 GB of mixed sizes into
+ * 64 MB took 6.5 s with a sixteenth kept (74 MB of RSS growth), 8.7 s with a thirty-second
+ * (72 MB), 4.7 s with an eighth (79 MB), 20 s with none (docs/memory-density.md). */
 #define MEM_CACHE_DIV 16u
+
+#ifdef MAP_POPULATE /* Linux */
+#define MEM_POPULATE MAP_POPULATE
+#else
+#define MEM_POPULATE 0
+#endif
 
 void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes) {
     long page = sysconf(_SC_PAGESIZE);
@@ -40,7 +46,7 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
     b->map_min = SIZE_MAX;
     b->trim_every = 0;
 #if !defined(MEM_BLOCK_SANITIZED)
-    if (b->real_cost) b->map_min = CORRAL__MEM_MAP_MIN;
+    if (b->real_cost) b->map_min = corral__mem_map_min(max_bytes);
 #if defined(__GLIBC__)
     if (b->real_cost) b->trim_every = max_bytes / MEM_TRIM_DIV + MEM_TRIM_SLACK;
 #endif
@@ -119,7 +125,7 @@ void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
     /* Populated: the caller writes the whole block at once, and one call that faults every
      * page in costs less than a fault a page (the mixed-size writes ran 1.4x faster). */
     if (!p)
-        p = mmap(NULL, cost, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
+        p = mmap(NULL, cost, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MEM_POPULATE, -1,
                  0);
     if (p == MAP_FAILED) return NULL;
     atomic_fetch_add_explicit(&b->mapped, cost, memory_order_relaxed);

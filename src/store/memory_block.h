@@ -6,11 +6,12 @@
  * With the application's allocator hooks, a block is what the hooks give, and it costs exactly
  * the bytes asked for: the hooks' memory is the application's to bound, and tests count it to
  * the byte. With libc's malloc (no hooks), the store bounds what the process really holds:
- * - a block of `map_min` bytes or more (32 KiB) is an anonymous mapping of its own, rounded to
- *   pages. glibc raises its mmap threshold each time it unmaps a block it mapped, after which
- *   large blocks land in the heap and fragment it; ours never do, and blocks of 32 KiB and
- *   more, half the bytes of a mixed-size load, leave no holes in the heap. (At 16 KiB the
- *   pages' rounding cost the mixed-size density 0.5 % more for the same RSS bound.)
+ * - a block of `map_min` bytes or more (32 KiB, more in a store over 512 MiB:
+ *   corral__mem_map_min) is an anonymous mapping of its own, rounded to pages. glibc raises its
+ *   mmap threshold each time it unmaps a block it mapped, after which large blocks land in the
+ *   heap and fragment it; ours never do, and blocks of 32 KiB and more, half the bytes of a
+ *   mixed-size load, leave no holes in the heap. (At 16 KiB the pages' rounding cost the
+ *   mixed-size density 0.5 % more for the same RSS bound.)
  * - a freed mapping of at most CORRAL__MEM_CACHE_PAGES pages is kept, resident, for the next
  *   block of its size or a little smaller (its tail unmapped), while the kept ones total at
  *   most `cache_cap` bytes: a fresh mapping costs a page fault a page, which made mixed-size
@@ -25,7 +26,10 @@
  * keeps seeing every entry (bounds, leaks), and the sanitizers' allocators are not glibc's.
  *
  * Threads: every function is thread-safe; the struct is immutable after init but for its
- * atomic counters.
+ * atomic counters and the kept mappings, which `cache_lock` guards (a leaf: no lock is taken and
+ * no system call made under it). A block is freed by whichever thread drops its last reference,
+ * an application's thread included (corral_value_unref), so that call too may hold the lock: a
+ * fork while another thread is inside it is a fork during a corral call (fork.h).
  */
 #ifndef CORRAL_STORE_MEMORY_BLOCK_H
 #define CORRAL_STORE_MEMORY_BLOCK_H
@@ -37,6 +41,10 @@
 #include <stdbool.h>
 
 #define CORRAL__MEM_MAP_MIN ((size_t)32 << 10)
+/* At most this many blocks of a store are mapped at once (its bound over map_min): with the kept
+ * ones and those in the limbo, about 18,000 mappings, within Linux's default of 65,530 a
+ * process (vm.max_map_count) with room for the application's own. */
+#define CORRAL__MEM_MAP_BLOCKS 16384u
 /* Mappings of at most this many pages are kept for reuse when freed (1 MiB of 4 KiB pages). */
 #define CORRAL__MEM_CACHE_PAGES 256u
 
@@ -74,10 +82,18 @@ static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t 
     return CORRAL_MAX((n + 8 + 15) & ~(size_t)15, (size_t)32);
 }
 
+/* The smallest block a store bounded at `max_bytes` maps (with libc's malloc, no sanitizer):
+ * CORRAL__MEM_MAP_MIN, or the bound over CORRAL__MEM_MAP_BLOCKS in a larger store, so that its
+ * blocks never need more mappings than the kernel gives a process. */
+static inline size_t corral__mem_map_min(size_t max_bytes) {
+    return CORRAL_MAX(CORRAL__MEM_MAP_MIN, max_bytes / CORRAL__MEM_MAP_BLOCKS);
+}
+
 /* A block of `n` bytes, or NULL. Free it with corral__mem_block_free and the same `n`. */
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);
 
-/* Frees a block of `n` bytes (NULL accepted) and counts its cost toward the next trim. */
+/* Frees a block of `n` bytes (NULL accepted): a mapping is kept for reuse while there is room,
+ * or unmapped; a block of the heap counts its cost toward the next trim. */
 void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n);
 
 /* corral__mem_block_free of a block that no later block is likely to reuse, never kept: a

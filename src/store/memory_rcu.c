@@ -10,6 +10,10 @@
  *   last reference frees the block (corral__mem_entry_release). Under a stream of removals one
  *   grace period frees a batch. The entry needs no rcu_head of its own, so after removal its
  *   queue links hold the limbo's link and the store (memory_read.h, `u.dead`).
+ * - liburcu's call_rcu thread sleeps 10 ms after each batch, so under fast writes the limbo
+ *   grew to megabytes the budget no longer counts. The store counts its bytes (`limbo_bytes`),
+ *   and a write that allocated and finds more than `limbo_max` does the flush's work on its own
+ *   thread (corral__mem_limbo_help), out of its read-side section and its shard's lock.
  * - `rcu_pending` counts the entries retired and not yet released, plus a queued flush;
  *   corral__mem_quiesce and close wait on `rcu_idle` until it is zero. liburcu's rcu_barrier is
  *   not used: it waits for every callback in the process, and it allocates on the caller's
@@ -59,10 +63,6 @@ static void pending_done(mem_store *s, size_t n) {
     pthread_ok(pthread_mutex_unlock(&s->rcu_lock));
 }
 
-/* Runs on liburcu's call_rcu thread. Clears `flush_queued` before it takes the limbo, so an
- * entry pushed after the take finds it clear and queues the next flush (both seq_cst). Then
- * waits for a grace period of our read-side sections, which began after every entry taken was
- * unlinked, and drops the table's reference on each. */
 /* Drops the table's reference on each entry of `list`, taken from the limbo a grace period
  * ago, and counts their bytes out of limbo_bytes; returns how many there were. */
 static size_t limbo_release(mem_store *s, mem_entry *list) {
@@ -79,6 +79,10 @@ static size_t limbo_release(mem_store *s, mem_entry *list) {
     return n;
 }
 
+/* Runs on liburcu's call_rcu thread. Clears `flush_queued` before it takes the limbo, so an
+ * entry pushed after the take finds it clear and queues the next flush (both seq_cst). Then
+ * waits for a grace period of our read-side sections, which began after every entry taken was
+ * unlinked, and drops the table's reference on each. */
 static void mem_limbo_flush_rcu(struct rcu_head *head) {
     mem_store *s = CORRAL_CONTAINER_OF(head, mem_store, flush_head);
     MEM_TSAN_ACQUIRE(head); /* call_rcu happened before: see corral__mem_entry_retire */
@@ -90,13 +94,19 @@ static void mem_limbo_flush_rcu(struct rcu_head *head) {
     pending_done(s, n);
 }
 
-/* The flush's work on the writer's thread, without the trim. A flush queued before still runs
- * and finds what was retired since. */
+/* The flush's work on the writer's thread, without the trim; one write at a time (the bytes it
+ * took count until it released them, and every other write would see them and wait for a grace
+ * period of its own). A flush queued before still runs and finds what was retired since. */
 void corral__mem_limbo_help(mem_store *s) {
+    if (atomic_exchange_explicit(&s->limbo_helping, true, memory_order_acquire)) return;
     mem_entry *list = atomic_exchange(&s->limbo, NULL);
-    if (!list) return;
-    corral__reader_sync();
-    pending_done(s, limbo_release(s, list));
+    size_t n = 0;
+    if (list) {
+        corral__reader_sync();
+        n = limbo_release(s, list);
+    }
+    atomic_store_explicit(&s->limbo_helping, false, memory_order_release);
+    if (n) pending_done(s, n); /* last: a count at zero lets close free the store */
 }
 
 /* Waits until every callback this store queued has run. Not inside a read-side section. */

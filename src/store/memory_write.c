@@ -502,6 +502,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         corral__mem_entry_discard(s, ne);
         if (rc == MEM_RETRY) continue; /* another writer got there first */
         if (rc == CORRAL_OK && out) *out = next;
+        limbo_check(s);
         return rc;
     }
 }

@@ -1,13 +1,14 @@
 /*
  * test_memory_block.c - the blocks behind the memory store's entries (src/store/memory_block.c):
- * what a block costs with hooks and with libc, the page-rounded mappings of large blocks, the
- * heap trim after enough frees; and the store's byte bound held in the process's RSS under
- * mixed-size writes, checked against /proc/self/statm and glibc's own statistics (mallinfo2).
+ * what a block costs with hooks and with libc, the page-rounded mappings of large blocks and
+ * the freed ones kept for reuse, the heap trim after enough frees; and the store's byte bound
+ * held in the process's RSS under mixed-size writes, checked against /proc/self/statm and
+ * glibc's own statistics (mallinfo2).
  *
  * The bound test needs glibc's allocator itself: under a sanitizer (whose allocator replaces
- * it, and which keeps freed memory in quarantine) it is skipped; it runs in the release build
- * (`ctest --test-dir build/release -R test_memory_block`). bench_memory measures the same bound
- * at full size (docs/memory-density.md).
+ * it, and which keeps freed memory in quarantine) it is skipped; `make test` runs it in the
+ * release build (`ctest --test-dir build/release -R test_memory_block`). bench_memory measures
+ * the same bound at full size (docs/memory-density.md).
  */
 #define _DEFAULT_SOURCE /* mincore */
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include "counting_alloc.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +79,11 @@ static void test_block_with_libc_costs_what_glibc_holds(void **state) {
     assert_int_equal(corral__mem_block_cost(&b, 25), 48);
     assert_int_equal(corral__mem_block_cost(&b, 226), 240); /* a 100-byte value's entry */
     assert_int_equal(corral__mem_block_cost(&b, SIZE_MAX - 1), SIZE_MAX);
-    b.map_min = CORRAL__MEM_MAP_MIN; /* as in a release build, whatever this one is */
+    /* A release build's, whatever this one is: 32 KiB, more past 512 MiB. */
+    assert_int_equal(corral__mem_map_min((size_t)64 << 20), CORRAL__MEM_MAP_MIN);
+    assert_int_equal(corral__mem_map_min((size_t)512 << 20), CORRAL__MEM_MAP_MIN);
+    assert_int_equal(corral__mem_map_min((size_t)8 << 30), (size_t)512 << 10);
+    b.map_min = CORRAL__MEM_MAP_MIN;
     size_t page = b.page;
     assert_int_equal(corral__mem_block_cost(&b, CORRAL__MEM_MAP_MIN), CORRAL__MEM_MAP_MIN);
     assert_int_equal(corral__mem_block_cost(&b, CORRAL__MEM_MAP_MIN + 1),
@@ -147,6 +153,7 @@ static void test_freed_mappings_are_kept_for_the_next_block_of_their_size(void *
     assert_ptr_equal(r, p);
     assert_int_equal(atomic_load(&b.reused), 2);
     assert_int_equal(atomic_load(&b.cached), 0);
+    assert_int_equal(atomic_load(&b.mapped), 3 * page);
     assert_true(is_mapped(r, 3, page));
     assert_false(is_mapped(r + 3 * page, 1, page));
     unsigned char *big = corral__mem_block_alloc(&b, 8 * page);
@@ -194,6 +201,65 @@ static void test_kept_mappings_stay_under_their_cap(void **state) {
     assert_int_equal(atomic_load(&b.cached), 4 * page);
     corral__mem_block_free(&b, p[2], 4 * page);
     assert_int_equal(atomic_load(&b.cached), 8 * page);
+    corral__mem_blocks_destroy(&b);
+}
+
+typedef struct churn {
+    corral__mem_blocks *b;
+    unsigned seed;
+    size_t bad;
+} churn;
+
+/* Allocates and frees blocks of 3 to 12 pages, a few held at a time, each filled with its own
+ * byte and checked before it is freed. */
+static void *churn_main(void *p) {
+    churn *c = p;
+    size_t page = c->b->page;
+    unsigned char *held[4] = { 0 };
+    size_t len[4] = { 0 };
+    unsigned r = c->seed;
+    for (unsigned i = 0; i < 3000; i++) {
+        unsigned slot = i % 4;
+        if (held[slot]) {
+            for (size_t j = 0; j < len[slot]; j += 512)
+                c->bad += held[slot][j] != (unsigned char)(c->seed + slot);
+            corral__mem_block_free(c->b, held[slot], len[slot]);
+        }
+        r = r * 1103515245u + 12345u;
+        len[slot] = (3 + (r >> 16) % 10) * page - (r >> 8) % 64;
+        held[slot] = corral__mem_block_alloc(c->b, len[slot]);
+        if (!held[slot]) {
+            c->bad++;
+            continue;
+        }
+        memset(held[slot], (unsigned char)(c->seed + slot), len[slot]);
+    }
+    for (unsigned slot = 0; slot < 4; slot++)
+        corral__mem_block_free(c->b, held[slot], len[slot]);
+    return NULL;
+}
+
+/* Two threads allocate and free mappings of mixed pages through one cache: no block is handed
+ * out twice (each keeps its bytes), and at the end nothing is mapped and the kept mappings
+ * are within their cap. ThreadSanitizer runs it. */
+static void test_kept_mappings_under_two_threads(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    b.map_min = 3 * b.page;
+    b.cache_cap = 40 * b.page;
+    churn c[2] = { { &b, 11, 0 }, { &b, 97, 0 } };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churn_main, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(c[0].bad + c[1].bad, 0);
+    assert_int_equal(atomic_load(&b.mapped), 0);
+    assert_true(atomic_load(&b.cached) <= b.cache_cap);
+    assert_true(atomic_load(&b.reused) > 0);
     corral__mem_blocks_destroy(&b);
 }
 
@@ -322,6 +388,7 @@ int main(void) {
         cmocka_unit_test(test_large_blocks_are_mapped_and_unmapped),
         cmocka_unit_test(test_freed_mappings_are_kept_for_the_next_block_of_their_size),
         cmocka_unit_test(test_kept_mappings_stay_under_their_cap),
+        cmocka_unit_test(test_kept_mappings_under_two_threads),
         cmocka_unit_test(test_trim_after_enough_freed_and_only_then),
         cmocka_unit_test(test_bound_holds_in_rss_under_mixed_sizes),
     };
