@@ -821,6 +821,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     atomic_init(&s->limbo, NULL);
     atomic_init(&s->limbo_bytes, 0);
     atomic_init(&s->limbo_helping, false);
+    atomic_init(&s->limbo_helps, 0);
     s->limbo_max = CORRAL_MAX(cfg->max_bytes / MEM_LIMBO_DIV, MEM_LIMBO_MIN);
     atomic_init(&s->flush_queued, false);
     /* liburcu's call_rcu thread, which its first call_rcu would create under a shard lock. */

@@ -28,8 +28,10 @@
 #define MEM_TRIM_SLACK ((size_t)4 << 20)
 /* The mappings kept for reuse total at most max_bytes / MEM_CACHE_DIV: RSS the bound does not
  * count, so a share of the slack the bound allows. bench_memory's 5 GB of mixed sizes into
- * 64 MB took 6.5 s with a sixteenth kept (74 MB of RSS growth), 8.7 s with a thirty-second
- * (72 MB), 4.7 s with an eighth (79 MB), 20 s with none (docs/memory-density.md). */
+ * 64 MB, with blocks mapped from 16 KiB, the limbo capped and fresh mappings populated, took
+ * 6.5 s with a sixteenth kept (74 MB of RSS growth), 8.7 s with a thirty-second (72 MB) and
+ * 4.7 s with an eighth (79 MB); with none kept (nor the cap, nor populated), 20 s. The table in
+ * docs/memory-density.md has each step. */
 #define MEM_CACHE_DIV 16u
 
 #ifdef MAP_POPULATE /* Linux */

@@ -104,6 +104,7 @@ void corral__mem_limbo_help(mem_store *s) {
     if (list) {
         corral__reader_sync();
         n = limbo_release(s, list);
+        atomic_fetch_add_explicit(&s->limbo_helps, 1, memory_order_relaxed);
     }
     atomic_store_explicit(&s->limbo_helping, false, memory_order_release);
     if (n) pending_done(s, n); /* last: a count at zero lets close free the store */

@@ -319,6 +319,7 @@ struct mem_store {
     _Atomic size_t limbo_bytes;
     size_t limbo_max;
     _Atomic bool limbo_helping; /* a write is freeing the limbo: the others go on */
+    _Atomic size_t limbo_helps; /* writes that freed the limbo (tests) */
     _Atomic bool flush_queued;
     struct rcu_head flush_head;
     char tsan_gp; /* TSan only: the sync object that models grace periods */
