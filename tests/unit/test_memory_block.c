@@ -90,13 +90,19 @@ static void test_block_with_libc_costs_what_glibc_holds(void **state) {
                      CORRAL__MEM_MAP_MIN + page);
 }
 
+/* The blocks of a 64 MB store on libc's malloc that maps from 3 pages up: a release build's
+ * rules (whatever this build's are) at a size quick to test. */
+static void blocks_mapping(corral__mem_blocks *b, corral__allocator *a) {
+    corral__allocator_init(a, NULL);
+    corral__mem_blocks_init(b, a, (size_t)64 << 20);
+    b->map_min = 3 * b->page;
+}
+
 static void test_large_blocks_are_mapped_and_unmapped(void **state) {
     (void)state;
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
-    b.map_min = 3 * b.page; /* small enough to test quickly */
+    blocks_mapping(&b, &a);
     size_t n = 3 * b.page + 100;
     unsigned char *p = corral__mem_block_alloc(&b, n);
     assert_non_null(p);
@@ -125,10 +131,8 @@ static bool is_mapped(void *p, size_t pages, size_t page) {
 static void test_freed_mappings_are_kept_for_the_next_block_of_their_size(void **state) {
     (void)state;
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
-    b.map_min = 3 * b.page; /* as in a release build, at a size quick to test */
+    blocks_mapping(&b, &a);
     size_t page = b.page;
     assert_int_equal(b.cache_cap, ((size_t)64 << 20) / 16);
 
@@ -178,10 +182,8 @@ static void test_freed_mappings_are_kept_for_the_next_block_of_their_size(void *
 static void test_kept_mappings_stay_under_their_cap(void **state) {
     (void)state;
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
-    b.map_min = 3 * b.page;
+    blocks_mapping(&b, &a);
     size_t page = b.page;
     b.cache_cap = 7 * page;
     void *p[3];
@@ -245,10 +247,8 @@ static void *churn_main(void *p) {
 static void test_kept_mappings_under_two_threads(void **state) {
     (void)state;
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
-    b.map_min = 3 * b.page;
+    blocks_mapping(&b, &a);
     b.cache_cap = 40 * b.page;
     churn c[2] = { { &b, 11, 0 }, { &b, 97, 0 } };
     pthread_t t[2];
