@@ -95,12 +95,14 @@ class RunShop:
 
 def start_shop(workdir, token=None):
     """RunShop on free ports, started. Tests run in parallel, so a port free_port() found may be
-    taken before run-shop binds it: then it tries other ports, as conftest's Proxy does."""
+    taken before run-shop binds it: then it tries other ports, as conftest's Proxy does. Taken
+    before run-shop's own check, it says "already in use"; between that check and the proxy's
+    bind, corral-proxy says "cannot listen on ...: address in use"."""
     for attempt in range(3):
         rs = RunShop(workdir, token=token)
         eventually(lambda: BANNER_END in rs.output() or rs.proc.poll() is not None,
                    deadline_s=60, what="run-shop's banner")
-        if rs.proc.poll() is None or "already in use" not in rs.errors() or attempt == 2:
+        if rs.proc.poll() is None or " in use" not in rs.errors() or attempt == 2:
             return rs
         rs.stop()
 
