@@ -109,14 +109,15 @@ int corral__metrics_new(corral__metrics **out, const corral__allocator *a, size_
     m->table = corral__calloc(a, m->table_cap, sizeof *m->table);
     m->labels = corral__calloc(a, m->n_classes, sizeof *m->labels);
     size_t ncells = m->stride * CORRAL__METRICS_STRIPES;
-    m->cells_block = corral__alloc3(a, ncells, sizeof(int64_t), CACHE_LINE);
     m->cells_bytes = ncells * sizeof(int64_t) + CACHE_LINE;
+    /* Zeroed by calloc, not cell by cell: a zero cell is all zero bytes, and libc's calloc
+     * leaves a fresh mapping's pages untouched, so a stripe costs RSS only where a thread
+     * counts (every page written, the stripes took 1.2 MB a handle: docs/memory-density.md). */
+    m->cells_block = corral__calloc(a, 1, m->cells_bytes);
     if (!m->table || !m->labels || !m->cells_block) goto fail;
     if (corral__mutex_init(&m->lock) != CORRAL_OK) goto fail;
     uintptr_t base = ((uintptr_t)m->cells_block + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1);
     m->cells = (_Atomic int64_t *)base;
-    for (size_t i = 0; i < ncells; i++)
-        atomic_init(&m->cells[i], 0);
     for (size_t i = 0; i < m->table_cap; i++)
         atomic_init(&m->table[i].cls1, 0);
     for (size_t i = 0; i < CORRAL__METRICS_OWNED; i++)

@@ -32,6 +32,7 @@
 #include "store/memory.h"
 #include "store/memory_block.h"
 #include "store/memory_read.h"
+#include "metrics.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
@@ -300,7 +301,7 @@ static void test_bound_holds_in_rss_under_mixed_sizes(void **state) {
     skip(); /* the sanitizer's allocator is not glibc's: see the top comment */
 }
 
-static void test_open_leaves_the_ghost_tables_out_of_rss(void **state) {
+static void test_open_leaves_the_large_zeroed_tables_out_of_rss(void **state) {
     (void)state;
     skip(); /* as above */
 }
@@ -390,10 +391,13 @@ static void test_bound_holds_in_rss_under_mixed_sizes(void **state) {
     free(val);
 }
 
-/* An S3-FIFO store's ghost tables (a 4-byte slot per 512 bytes of the bound) are zeroed by
- * calloc, which leaves a fresh mapping's pages untouched: they cost RSS only once eviction
- * writes them (docs/memory-density.md). Runs first (main). */
-static void test_open_leaves_the_ghost_tables_out_of_rss(void **state) {
+/* An S3-FIFO store's ghost tables (a 4-byte slot per 512 bytes of the bound) and a handle's
+ * metrics stripes (1.2 MB for the default 256 prefixes) are zeroed by calloc, which leaves a
+ * fresh mapping's pages untouched: they cost RSS only once eviction or counting writes them
+ * (docs/memory-density.md). Both are made before either is freed, and the test runs first
+ * (main): glibc maps a large block only while its mmap threshold is where a process starts it,
+ * and freeing a block it mapped raises it. */
+static void test_open_leaves_the_large_zeroed_tables_out_of_rss(void **state) {
     (void)state;
     /* Either makes glibc write or move what calloc gives (a perturbed fill, another threshold). */
     if (getenv("MALLOC_PERTURB_") || getenv("GLIBC_TUNABLES")) skip();
@@ -409,9 +413,16 @@ static void test_open_leaves_the_ghost_tables_out_of_rss(void **state) {
     size_t ghost = 0;
     for (unsigned i = 0; i < ms->nshards; i++)
         ghost += (ms->shards[i].ghost_mask + 1) * sizeof *ms->shards[i].ghost;
-    print_message("open: RSS growth %zu KB, ghost tables %zu KB\n", growth >> 10, ghost >> 10);
+    corral__metrics *m;
+    size_t rss1 = rss_bytes();
+    assert_int_equal(corral__metrics_new(&m, &a, 256), CORRAL_OK);
+    size_t metrics_growth = rss_bytes() - rss1;
+    print_message("open: RSS growth %zu KB with ghost tables of %zu KB; metrics %zu KB\n",
+                  growth >> 10, ghost >> 10, metrics_growth >> 10);
     assert_true(ghost >= ((size_t)2 << 20)); /* what would show if it were written */
     assert_true(growth < ghost / 4);
+    assert_true(metrics_growth < ((size_t)256 << 10)); /* of 1.2 MB of stripes, and more */
+    corral__metrics_free(m);
     s->ops->close(s);
 }
 #endif
@@ -420,7 +431,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         /* First: glibc maps a large calloc (and leaves it untouched) only while its mmap
          * threshold is where a process starts it; freeing a block it mapped raises it. */
-        cmocka_unit_test(test_open_leaves_the_ghost_tables_out_of_rss),
+        cmocka_unit_test(test_open_leaves_the_large_zeroed_tables_out_of_rss),
         cmocka_unit_test(test_block_with_hooks_costs_the_bytes_asked),
         cmocka_unit_test(test_block_with_libc_costs_what_glibc_holds),
         cmocka_unit_test(test_large_blocks_are_mapped_and_unmapped),
