@@ -110,6 +110,8 @@ int corral__metrics_new(corral__metrics **out, const corral__allocator *a, size_
     m->labels = corral__calloc(a, m->n_classes, sizeof *m->labels);
     size_t ncells = m->stride * CORRAL__METRICS_STRIPES;
     m->cells_bytes = ncells * sizeof(int64_t) + CACHE_LINE;
+    _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && sizeof(_Atomic int64_t) == sizeof(int64_t),
+                   "a cell is a plain 64-bit word, zero when its bytes are");
     /* Zeroed by calloc, not cell by cell: a zero cell is all zero bytes, and libc's calloc
      * leaves a fresh mapping's pages untouched, so a stripe costs RSS only where a thread
      * counts (every page written, the stripes took 1.2 MB a handle: docs/memory-density.md). */
