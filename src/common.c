@@ -114,14 +114,13 @@ void *corral__alloc3(const corral__allocator *a, size_t n, size_t m, size_t extr
 }
 
 void *corral__calloc(const corral__allocator *a, size_t n, size_t size) {
+    if (size != 0 && n > SIZE_MAX / size) return NULL;
     /* libc's calloc knows that a fresh mapping is zero and leaves its pages untouched: a large
-     * array (a memory store's ghost table, the metrics' table) costs RSS only where it is
+     * array (a memory store's ghost table, the metrics' stripes) costs RSS only where it is
      * written (docs/memory-density.md). */
-    if (corral__allocator_is_libc(a)) {
-        if (size != 0 && n > SIZE_MAX / size) return NULL;
+    if (corral__allocator_is_libc(a))
         return n && size ? calloc(n, size) : malloc(1); /* libc_alloc's malloc(0) */
-    }
-    void *p = corral__alloc3(a, n, size, 0);
+    void *p = corral__alloc(a, n * size);
     if (p) memset(p, 0, n * size);
     return p;
 }
