@@ -1372,6 +1372,15 @@ static void test_mem_removed_entry_outlives_the_sections_that_saw_it(void **stat
     fx_close(f);
 }
 
+/* The limbo tests' values: over MEM_INPLACE_MAX (memory_write.c), so every set allocates. */
+#define LIMBO_VAL 5000
+
+/* The store key "k00".."k15" of the limbo tests' i-th write, rendered into `buf`. */
+static corral__skey limbo_key(char buf[8], unsigned i) {
+    snprintf(buf, 8, "k%02u", i % 16);
+    return ss_key(buf);
+}
+
 /* A write that finds more than limbo_max bytes removed and not yet freed frees them itself
  * (memory_rcu.c, corral__mem_limbo_help): with liburcu's call_rcu thread paused, as fork's
  * prepare pauses it, no flush runs, and still what the allocator holds beyond the accounting
@@ -1381,20 +1390,18 @@ static void test_issue_15_write_frees_the_limbo_when_the_flush_lags(void **state
     fx *f = fx_open((size_t)4 << 20, CORRAL_EVICT_DEFAULT, 1);
     const mem_store *ms = (const mem_store *)f->s;
     assert_int_equal(ms->limbo_max, MEM_LIMBO_MIN); /* a small store's: the floor */
-    enum { VAL = 5000 }; /* over MEM_INPLACE_MAX (memory_write.c): every set allocates */
-    char *val = malloc(VAL + 1);
+    char *val = malloc(LIMBO_VAL + 1);
     assert_non_null(val);
-    memset(val, 'v', VAL + 1);
-    size_t entry = corral__mem_entry_bytes(3, VAL + 1), peak = 0, written = 0, failed = 0;
+    memset(val, 'v', LIMBO_VAL + 1);
+    size_t entry = corral__mem_entry_bytes(3, LIMBO_VAL + 1), peak = 0, written = 0, failed = 0;
     /* No assertion until the thread runs again: a failure would leave it paused. */
     call_rcu_before_fork();
     for (unsigned i = 0; written < 8 * ms->limbo_max; i++) {
         char k[8];
-        snprintf(k, sizeof k, "k%02u", i % 16);
-        corral__skey sk = ss_key(k);
-        failed += f->s->ops->set(f->s, &sk, val, VAL + (i & 1), CORRAL__NO_EXPIRY,
+        corral__skey sk = limbo_key(k, i);
+        failed += f->s->ops->set(f->s, &sk, val, LIMBO_VAL + (i & 1), CORRAL__NO_EXPIRY,
                                  CORRAL__SET_ALWAYS, 0) != CORRAL_OK;
-        written += VAL;
+        written += LIMBO_VAL;
         size_t held = outstanding(&f->ca) - f->baseline - used(f);
         peak = held > peak ? held : peak;
     }
@@ -1418,14 +1425,12 @@ typedef struct limbo_writer {
 /* Overwrites 16 keys with values too large to write in place, every byte the writer's own. */
 static void *limbo_write_main(void *p) {
     limbo_writer *w = p;
-    enum { VAL = 5000 };
-    char val[VAL];
-    memset(val, 'a' + (int)w->id, VAL);
+    char val[LIMBO_VAL];
+    memset(val, 'a' + (int)w->id, LIMBO_VAL);
     for (unsigned i = 0; i < 1500; i++) {
         char k[8];
-        snprintf(k, sizeof k, "k%02u", i % 16);
-        corral__skey sk = ss_key(k);
-        w->failed += w->f->s->ops->set(w->f->s, &sk, val, VAL - (i & 1), CORRAL__NO_EXPIRY,
+        corral__skey sk = limbo_key(k, i);
+        w->failed += w->f->s->ops->set(w->f->s, &sk, val, LIMBO_VAL - (i & 1), CORRAL__NO_EXPIRY,
                                        CORRAL__SET_ALWAYS, 0) != CORRAL_OK;
     }
     return NULL;
@@ -1436,8 +1441,7 @@ static void *limbo_read_main(void *p) {
     limbo_writer *r = p;
     for (unsigned i = 0; !atomic_load(r->stop); i++) {
         char k[8];
-        snprintf(k, sizeof k, "k%02u", i % 16);
-        corral__skey sk = ss_key(k);
+        corral__skey sk = limbo_key(k, i);
         corral_value *v;
         if (r->f->s->ops->get(r->f->s, &sk, &v) != CORRAL_OK) continue;
         const unsigned char *d = corral__value_data(v);
