@@ -111,7 +111,8 @@ int corral_open_opts(corral **out, const corral_options *o, corral_error *err) {
     corral__mem_config mc = { .max_bytes = o->max_memory_bytes,
                               .max_value_bytes = c->max_value_bytes,
                               .eviction = o->eviction,
-                              .shards = o->shards };
+                              .shards = o->shards,
+                              .key_hash_ctx = &c->ks }; /* corral__key_hash_of */
     corral__store_env env = { .alloc = &c->alloc,
                               .now_ns = c->now_ns,
                               .clock_ctx = c->clock_ctx,

@@ -145,6 +145,10 @@ uint64_t corral__hash_bytes(const void *key, size_t len) {
     return XXH3_64bits(key, len);
 }
 
+uint64_t corral__key_hash_of(const void *ks, const void *key, size_t len) {
+    return ks ? corral__key_hash(ks, key, len) : XXH3_64bits(key, len);
+}
+
 size_t corral__key_metric_prefix(const void *key, size_t len) {
     static const char frag[] = "template.cache.";
     const size_t frag_len = sizeof frag - 1;

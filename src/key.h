@@ -71,6 +71,12 @@ uint64_t corral__key_hash(const corral__keyscheme *ks, const void *key, size_t l
 /* XXH3 of `len` bytes: a store-level hash for keys that belong to no scheme (tests). */
 uint64_t corral__hash_bytes(const void *key, size_t len);
 
+/* A key hash with a context: what a store that recomputes its keys' hashes is given
+ * (memory.h). corral__key_hash_of is corral__key_hash with the scheme as its context; with a
+ * NULL context, corral__hash_bytes. */
+typedef uint64_t (*corral__key_hash_fn)(const void *ctx, const void *key, size_t len);
+uint64_t corral__key_hash_of(const void *ks, const void *key, size_t len);
+
 /* The metrics prefix of a user key: up to the first ':'; for a fragment key
  * "template.cache.<name>.<md5>", "template.cache.<name>". Returns its length. */
 size_t corral__key_metric_prefix(const void *key, size_t len);

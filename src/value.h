@@ -69,12 +69,12 @@ typedef struct corral__value_at {
     const unsigned char *data; /* the bytes (after the header); followed by a NUL */
 } corral__value_at;
 
-/* CORRAL__RELEASE_MEM_ENTRY: the memory store's entry (memory_read.h, mem_entry) holds after
- * its value a 4-byte sequence, the 16-bit word whose low bits are the key's length and a 16-bit
- * class, then the key, the header and the bytes. Offsets from the value, which memory_read.h
- * asserts. */
-#define CORRAL__MEM_VAL_TO_KW  (sizeof(corral_value) + 4)
-#define CORRAL__MEM_VAL_TO_KEY (sizeof(corral_value) + 8)
+/* CORRAL__RELEASE_MEM_ENTRY: the memory store's entry (memory_read.h, mem_entry) holds,
+ * CORRAL__MEM_KW_TO_VAL bytes before its value, the 16-bit word whose low bits are the key's
+ * length, and after the value a 4-byte sequence, then the key, the header and the bytes. The
+ * offsets, which memory_read.h asserts. */
+#define CORRAL__MEM_KW_TO_VAL  24
+#define CORRAL__MEM_VAL_TO_KEY (sizeof(corral_value) + 4)
 #define CORRAL__MEM_KLEN_MASK  0x1fffu
 
 /* The bytes of `v` (len of them, then a NUL); its envelope header is the hdr_len bytes before
@@ -86,7 +86,7 @@ static inline const unsigned char *corral__value_data(const corral_value *v) {
     case CORRAL__RELEASE_MEM_ENTRY: {
         /* The key's length bits are immutable; the word's other bits change under the store's
          * lock, hence the atomic load. */
-        unsigned kw = atomic_load_explicit((const _Atomic uint16_t *)(p + CORRAL__MEM_VAL_TO_KW),
+        unsigned kw = atomic_load_explicit((const _Atomic uint16_t *)(p - CORRAL__MEM_KW_TO_VAL),
                                            memory_order_relaxed);
         return p + CORRAL__MEM_VAL_TO_KEY + (kw & CORRAL__MEM_KLEN_MASK) + v->hdr_len;
     }

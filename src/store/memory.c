@@ -9,11 +9,14 @@
  * - One entry per key: one block (memory_block.h) holding the header (mem_entry, with the
  *   value's corral_value embedded, so a hit hands out the stored bytes), the key, the value
  *   and a NUL; it accounts for what that block costs (memory.h).
- * - Shards: the top bits of a key's 32 stored hash bits pick its shard (shard_of). A shard owns
- *   a table of 2^n chain heads (the hash's low bits), a byte budget and the eviction queues of
- *   its entries. The table starts as the 16 heads inside the shard and doubles on the heap when
- *   the shard holds more entries than heads (docs/memory-store.md, "Tables that grow"). Values
- *   and leases are separate keyspaces: the lookup compares the entry's kind too.
+ * - Shards: the top bits of the low 32 bits of a key's hash pick its shard (shard_of). A
+ *   shard owns a table of 2^n chain heads (the hash's low bits), a byte budget and the
+ *   eviction queues of its entries. The table starts as the 16 heads inside the shard and
+ *   doubles on the heap when the shard holds more entries than heads (docs/memory-store.md,
+ *   "Tables that grow"). Values and leases are separate keyspaces: the lookup compares the
+ *   entry's kind too. Entries keep no hash: code that reaches one without its key (a resize,
+ *   eviction, expiry, clear) recomputes it from the stored key with the hash the store was
+ *   opened with (mem_entry_hash, corral__mem_config.key_hash).
  *
  * Invariants (under the shard's lock)
  * - An entry is reachable from its bucket iff it is in exactly one queue of its shard iff it
@@ -22,16 +25,17 @@
  * - shard.used is the bytes of its queued entries and of its tables on the heap, never over
  *   shard.budget. Every change of the entries' part is reported through the events callback
  *   with the same byte count; the table's is not.
- * - An entry's key, kind, hash and size never change once published. Its value changes only by
+ * - An entry's key, kind and size never change once published. Its value changes only by
  *   an overwrite in place (memory_write.c), under `seq` (memory_read.h), while the table holds
  *   its only reference; otherwise a write publishes a new entry in one atomic store. A reader
  *   sees the old value or the new one, and a value handed out never changes.
  *
  * Locking and references
  * - Readers take no lock, inside a read-side section (reader.h): acquire loads down a chain,
- *   the stored hash compared before the key. One that finds nothing while a step of a resize
- *   moves entries of its shard walks again (mem_chain_retry), so a present key is never
- *   missed. A resize moves MEM_RESIZE_STEP buckets a write (docs/memory-store.md).
+ *   each entry's key length and kind compared before its key's bytes. One that finds nothing
+ *   while a step of a resize moves entries of its shard walks again (mem_chain_retry), so a
+ *   present key is never missed. A resize moves MEM_RESIZE_STEP buckets a write
+ *   (docs/memory-store.md).
  * - Writers look their key up without the lock, then take their shard's (spin.h). It guards
  *   the chains, queues, cursors, ghost table, `used`, `expiring` and the expiry epochs (the
  *   bases' writes, the parity, the rebase's walk: "Expiry epochs" below). No thread holds two;
@@ -74,13 +78,14 @@ uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms) {
     return at;
 }
 
-/* The reader's test: reads the clock only when `e` has an expiry, and then stores the time
- * read in `*now` for the caller's later use. */
-static bool is_expired_lazy(const mem_store *s, const mem_entry *e, uint64_t *now) {
+/* The reader's test of `e`, an entry of shard `sh`: reads the clock only when `e` has an
+ * expiry, and then stores the time read in `*now` for the caller's later use. */
+static bool is_expired_lazy(const mem_store *s, const mem_shard *sh, const mem_entry *e,
+                            uint64_t *now) {
     uint32_t x = mem_exp_load(e);
     if (x == MEM_EXP_NEVER) return false;
     *now = clock_now(s);
-    return mem_exp_passed(shard_of(s, e->hash), x, *now);
+    return mem_exp_passed(sh, x, *now);
 }
 
 static void report(const mem_store *s, const mem_entry *e, corral__change why, size_t bytes) {
@@ -98,7 +103,6 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     atomic_init(&e->kw, (uint16_t)(k->len | (kind == MEM_LEASE ? MEM_KW_LEASE : 0)));
     e->u.q.newer = e->u.q.older = NULL;
     atomic_init(&e->next, NULL);
-    e->hash = (uint32_t)k->hash;
     atomic_init(&e->expiry, MEM_EXP_NEVER);
     if (k->len) memcpy(e->key, k->data, k->len);
     unsigned char *data = e->key + k->len;
@@ -109,6 +113,9 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     corral__value_init(&e->val, len - hdr, CORRAL__RELEASE_MEM_ENTRY);
     e->val.hdr_len = (uint16_t)hdr; /* the envelope's length field is 16 bits */
     atomic_init(&e->seq, 0);
+    /* The store finds the entry's chain again by this hash (mem_entry_hash): the caller's must
+     * be it. */
+    assert(mem_entry_hash(s, e) == k->hash);
     return e;
 }
 
@@ -134,10 +141,10 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
 
 /* ---- The table ---- */
 
-/* The link (bucket head or an entry's `next`) that points at the LIVE entry `e`; NULL only if
- * `e` is not in its chain, which the invariants exclude. */
-static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e) {
-    mem_link *link = head_locked(sh, e->hash);
+/* The link (bucket head or an entry's `next`) that points at the LIVE entry `e` of key hash
+ * `hash`; NULL only if `e` is not in its chain, which the invariants exclude. */
+static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e, uint64_t hash) {
+    mem_link *link = head_locked(sh, hash);
     for (;;) {
         mem_entry *cur = atomic_load_explicit(link, memory_order_relaxed);
         if (CORRAL_NEVER(cur == NULL)) return NULL;
@@ -147,20 +154,21 @@ static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e) {
 }
 
 /* Links the filled entry `e` at the head of its chain: readers see all of it or nothing. */
-void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e) {
+void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e, uint64_t hash) {
     (void)s;
-    mem_link *head = head_locked(sh, e->hash);
+    mem_link *head = head_locked(sh, hash);
     atomic_store_explicit(&e->next, atomic_load_explicit(head, memory_order_relaxed),
                           memory_order_relaxed);
     atomic_store_explicit(head, e, memory_order_release);
 }
 
 /* Puts the filled entry `e` where `old` is, in one store: a reader finds one or the other. */
-void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e) {
+void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e,
+                                      uint64_t hash) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    mem_link *link = link_of_locked(sh, old);
+    mem_link *link = link_of_locked(sh, old, hash);
     if (CORRAL_NEVER(link == NULL)) {
-        corral__mem_table_insert_locked(s, sh, e);
+        corral__mem_table_insert_locked(s, sh, e, hash);
         return;
     }
     atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed),
@@ -168,9 +176,9 @@ void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *ol
     atomic_store_explicit(link, e, memory_order_release);
 }
 
-/* Unlinks `e`. Its own `next` stays, for readers standing on it. */
-static void table_remove_locked(mem_shard *sh, mem_entry *e) {
-    mem_link *link = link_of_locked(sh, e);
+/* Unlinks `e`, of key hash `hash`. Its own `next` stays, for readers standing on it. */
+static void table_remove_locked(mem_shard *sh, mem_entry *e, uint64_t hash) {
+    mem_link *link = link_of_locked(sh, e, hash);
     if (CORRAL_NEVER(link == NULL)) return;
     atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
                           memory_order_release);
@@ -203,24 +211,29 @@ static void resize_end_locked(mem_shard *sh, uint32_t rs) {
     atomic_store_explicit(&sh->resize_seq, rs + 2, memory_order_release);
 }
 
-/* Moves the entries of buckets [first, until) of table `src` onto their chains in `dst`.
- * Each entry is unlinked from its old head and pushed onto its new chain, so a reader standing
- * on any entry follows an acyclic chain, of the old table or the new one, and ends. Every link
- * store is a release, so a reader that sees one sees the odd sequence of the move. Under the
- * shard's lock, inside resize_begin_locked and resize_end_locked. */
-static void chains_move_locked(mem_table *src, size_t first, size_t until, mem_table *dst) {
+/* Moves the entries of buckets [first, until) of table `src` onto their chains in `dst`, each
+ * by its key's hash, recomputed (mem_entry_hash). Each entry is unlinked from its old head and
+ * pushed onto its new chain, so a reader standing on any entry follows an acyclic chain, of
+ * the old table or the new one, and ends. Every link store is a release, so a reader that sees
+ * one sees the odd sequence of the move. Under the shard's lock, inside resize_begin_locked
+ * and resize_end_locked. */
+static void chains_move_locked(const mem_store *s, mem_table *src, size_t first, size_t until,
+                               mem_table *dst) {
     for (size_t i = first; i < until; i++) {
         /* The entries are cold: the chain a few heads on is fetched while this one moves (the
-         * move reads an entry's `next` and `hash`, one 16-byte slot). */
+         * move reads an entry's `next`, its first slot, and its key, which the hash needs). */
         if (i + MEM_MOVE_AHEAD < until) {
             mem_entry *ahead =
                 atomic_load_explicit(&src->heads[i + MEM_MOVE_AHEAD], memory_order_relaxed);
-            if (ahead) __builtin_prefetch(&ahead->next, 1);
+            if (ahead) {
+                __builtin_prefetch(&ahead->next, 1);
+                __builtin_prefetch(ahead->key);
+            }
         }
         mem_link *head = &src->heads[i];
         mem_entry *e;
         while ((e = atomic_load_explicit(head, memory_order_relaxed))) {
-            mem_link *to = &dst->heads[e->hash & dst->mask];
+            mem_link *to = &dst->heads[mem_entry_hash(s, e) & dst->mask];
             atomic_store_explicit(head, atomic_load_explicit(&e->next, memory_order_relaxed),
                                   memory_order_release);
             atomic_store_explicit(&e->next, atomic_load_explicit(to, memory_order_relaxed),
@@ -266,7 +279,7 @@ void corral__mem_table_step_locked(mem_store *s, mem_shard *sh) {
     size_t first = atomic_load_explicit(&sh->moved, memory_order_relaxed);
     size_t until = CORRAL_MIN(first + MEM_RESIZE_STEP, (size_t)t->mask + 1);
     uint32_t rs = resize_begin_locked(sh);
-    chains_move_locked(t, first, until, to);
+    chains_move_locked(s, t, first, until, to);
     atomic_store_explicit(&sh->moved, until, memory_order_release);
     if (until == t->mask + 1) resize_finish_locked(s, sh);
     resize_end_locked(sh, rs);
@@ -498,12 +511,13 @@ void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corra
     report(s, e, why, bytes);
 }
 
-/* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
-void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why) {
+/* Removes a LIVE entry of shard `sh`, of key hash `hash`: table, queue, bytes, event, RCU. */
+void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, uint64_t hash,
+                               corral__change why) {
     CORRAL_ASSERT_HELD(&sh->lock);
     CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     assert(mem_live(e));
-    table_remove_locked(sh, e);
+    table_remove_locked(sh, e, hash);
     corral__mem_queue_unlink_locked(sh, e);
     corral__mem_account_locked(s, sh, e, why);
     corral__mem_entry_retire(s, e);
@@ -511,12 +525,13 @@ void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral
 
 /* ---- Hits ---- */
 
-/* Marks a hit without a lock: SIEVE's visited bit (hit_max 1) or S3-FIFO's frequency (hit_max
- * 3). The store happens only when the mark changes, so a hot entry's line is written once or
- * three times per pass of the evictor, not on every hit. Inline: it is on every hit's path. */
-static inline void note_hit_rcu(mem_store *s, mem_entry *e) {
+/* Marks a hit on `e`, an entry of shard `sh`, without a lock: SIEVE's visited bit (hit_max 1)
+ * or S3-FIFO's frequency (hit_max 3). The store happens only when the mark changes, so a hot
+ * entry's line is written once or three times per pass of the evictor, not on every hit.
+ * Inline: it is on every hit's path. */
+static inline void note_hit_rcu(mem_store *s, mem_shard *sh, mem_entry *e) {
     if (s->policy == CORRAL_EVICT_LRU) {
-        corral__mem_lru_touch_rcu(s, e);
+        corral__mem_lru_touch_rcu(sh, e);
         return;
     }
     uint8_t h = mem_hits(e);
@@ -529,11 +544,12 @@ static inline void note_hit_rcu(mem_store *s, mem_entry *e) {
 static int get_rcu(mem_store *s, const corral__skey *k, corral_value **out) {
     *out = NULL;
     uint64_t now = 0;
+    mem_shard *sh = shard_of(s, k->hash);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && is_expired_lazy(s, e, &now)) {
-        corral__mem_reap_rcu(s, e, now);
+    if (e && is_expired_lazy(s, sh, e, &now)) {
+        corral__mem_reap_rcu(s, e, k->hash, now);
     } else if (e) {
-        note_hit_rcu(s, e);
+        note_hit_rcu(s, sh, e);
         *out = mem_value_ref_rcu(e);
         return CORRAL_OK;
     }
@@ -586,11 +602,12 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
     size_t n = 0, h = 0;
     int rc = CORRAL_MISS;
     read_lock(s);
+    mem_shard *sh = shard_of(s, k->hash);
     mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
-    if (e && is_expired_lazy(s, e, &now)) {
-        corral__mem_reap_rcu(s, e, now);
+    if (e && is_expired_lazy(s, sh, e, &now)) {
+        corral__mem_reap_rcu(s, e, k->hash, now);
     } else if (e) {
-        note_hit_rcu(s, e);
+        note_hit_rcu(s, sh, e);
         /* Copied again if an overwrite in place moved `seq` (memory_read.h). `seq` is checked
          * twice: after the lengths, since the payload starts h bytes in and h of one version
          * with n of another can reach past the block; and after the copy, as any seqlock. */
@@ -626,7 +643,8 @@ static int mem_clear(corral__store *base) {
             if (todo == SIZE_MAX) todo = corral__mem_shard_count_locked(sh);
             for (unsigned qi = 0; qi < MEM_QUEUES; qi++) {
                 while (n < MEM_LOCK_BATCH && n < todo && sh->q[qi].tail) {
-                    corral__mem_remove_locked(s, sh, sh->q[qi].tail, CORRAL__DELETED);
+                    mem_entry *e = sh->q[qi].tail;
+                    corral__mem_remove_locked(s, sh, e, mem_entry_hash(s, e), CORRAL__DELETED);
                     n++;
                 }
             }
@@ -807,6 +825,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->base.ops = &mem_ops;
     s->magic = MEM_STORE_MAGIC;
     s->env = *env;
+    s->key_hash = cfg->key_hash ? cfg->key_hash : corral__key_hash_of;
+    s->key_hash_ctx = cfg->key_hash_ctx;
     uint64_t opened = env->now_ns(env->clock_ctx);
     s->epoch_ns = opened > MEM_EXP_MARGIN ? opened - MEM_EXP_MARGIN : 0;
     s->policy = policy;

@@ -30,6 +30,13 @@ typedef struct corral__mem_config {
     corral_eviction eviction;
     unsigned shards; /* write shards, at most 1024; 0 = automatic: up to 16, keeping each shard
                         at least 1 MiB and able to hold 4 values of max_value_bytes */
+    /* The hash every caller of the store puts in corral__skey.hash: key_hash(key_hash_ctx,
+     * bytes, len) of the key's bytes, for every key, of either keyspace. The store recomputes it
+     * from an entry's key (its entries keep none: memory_read.h), so a key stored under another
+     * hash is lost at the next resize of its shard. NULL: corral__key_hash_of (ctx a
+     * corral__keyscheme, or NULL for corral__hash_bytes). The context must outlive the store. */
+    corral__key_hash_fn key_hash;
+    const void *key_hash_ctx;
 } corral__mem_config;
 
 /* Opens a memory store. `env` is copied; what it points to (allocator, clock context, events

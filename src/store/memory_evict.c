@@ -35,7 +35,7 @@ static size_t scan_queue_locked(mem_store *s, mem_shard *sh, unsigned qi, uint64
         q->scan = e->u.q.newer;
         (*examined)++;
         if (is_expired(sh, e, now)) {
-            corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+            corral__mem_remove_locked(s, sh, e, mem_entry_hash(s, e), CORRAL__EXPIRED);
             removed++;
         }
     }
@@ -54,10 +54,11 @@ size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t
 
 /* A reader found `e` expired: removes it if the shard's lock is free, otherwise leaves it to
  * the writers' cursors. Call inside the read-side section that found `e`. */
-void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now) {
-    mem_shard *sh = shard_of(s, e->hash);
+void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t hash, uint64_t now) {
+    mem_shard *sh = shard_of(s, hash);
     if (!corral__spin_trylock(&sh->lock)) return;
-    if (mem_live(e) && is_expired(sh, e, now)) corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+    if (mem_live(e) && is_expired(sh, e, now))
+        corral__mem_remove_locked(s, sh, e, hash, CORRAL__EXPIRED);
     shard_unlock(sh);
 }
 
@@ -80,60 +81,69 @@ static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
     return e;
 }
 
-/* A ghost slot is picked by a multiplicative hash of the entry's 32 stored hash bits (their low
- * bits pick the bucket and their top bits the shard, so they alone would use a shard's share of
- * the slots);
- * it holds those bits, never 0. */
+/* A ghost slot is picked by a multiplicative hash of the low 32 bits of the key's hash (their
+ * low bits pick the bucket and their top bits the shard, so they alone would use a shard's
+ * share of the slots); it holds those bits, never 0. */
 static uint32_t *ghost_slot_locked(mem_shard *sh, uint32_t hash) {
     CORRAL_ASSERT_HELD(&sh->lock);
     return &sh->ghost[((uint64_t)hash * 0x9e3779b97f4a7c15u >> 32) & sh->ghost_mask];
 }
 
-bool corral__mem_ghost_take_locked(mem_shard *sh, uint32_t hash) {
+bool corral__mem_ghost_take_locked(mem_shard *sh, uint64_t hash) {
     if (!sh->ghost_used) return false;
-    uint32_t *slot = ghost_slot_locked(sh, hash);
-    if (*slot != (hash | 1u)) return false;
+    uint32_t *slot = ghost_slot_locked(sh, (uint32_t)hash);
+    if (*slot != ((uint32_t)hash | 1u)) return false;
     *slot = 0;
     return true;
 }
 
-static void ghost_put_locked(mem_shard *sh, uint32_t hash) {
-    *ghost_slot_locked(sh, hash) = hash | 1u;
+static void ghost_put_locked(mem_shard *sh, uint64_t hash) {
+    *ghost_slot_locked(sh, (uint32_t)hash) = (uint32_t)hash | 1u;
     sh->ghost_used = true;
 }
 
 /* S3-FIFO: while the small queue holds more than its share, its tail either earns the main
- * queue (it was hit) or leaves, remembered in the ghost; otherwise the main queue's tail is
- * reinserted while it has frequency left (one less each time) or leaves. */
-static mem_entry *s3fifo_victim_locked(mem_shard *sh, uint64_t now) {
+ * queue (it was hit) or leaves, remembered in the ghost by its key's hash; otherwise the main
+ * queue's tail is reinserted while it has frequency left (one less each time) or leaves. The
+ * victim's hash in *hash. */
+static mem_entry *s3fifo_victim_locked(mem_store *s, mem_shard *sh, uint64_t now, uint64_t *hash) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *small = &sh->q[MEM_SMALL], *mainq = &sh->q[MEM_MAIN];
     /* Each entry moves at most MEM_S3_FREQ_MAX + 1 times unless readers keep raising its
      * frequency; past this bound the tail goes regardless. */
     size_t moves = (MEM_S3_FREQ_MAX + 2) * (small->count + mainq->count);
+    mem_entry *e;
     for (;;) {
         bool from_small = small->count && (small->bytes > sh->small_budget || !mainq->count);
-        mem_entry *e = from_small ? small->tail : mainq->tail;
-        if (is_expired(sh, e, now) || moves-- == 0) return e;
+        e = from_small ? small->tail : mainq->tail;
+        if (is_expired(sh, e, now) || moves-- == 0) break;
         uint8_t f = mem_hits(e);
         if (from_small && f < MEM_S3_PROMOTE) {
-            ghost_put_locked(sh, e->hash);
+            *hash = mem_entry_hash(s, e);
+            ghost_put_locked(sh, *hash);
             return e;
         }
-        if (!from_small && f == 0) return e;
+        if (!from_small && f == 0) break;
         corral__mem_queue_unlink_locked(sh, e);
         mem_set_hits(e, from_small ? 0 : (uint8_t)(f - 1));
         corral__mem_queue_push_locked(sh, MEM_MAIN, e);
     }
+    *hash = mem_entry_hash(s, e);
+    return e;
 }
 
-static mem_entry *victim_locked(mem_store *s, mem_shard *sh, uint64_t now) {
+/* The entry eviction removes next, or NULL when the shard holds none; with its key's hash in
+ * *hash. */
+static mem_entry *victim_locked(mem_store *s, mem_shard *sh, uint64_t now, uint64_t *hash) {
     if (corral__mem_shard_count_locked(sh) == 0) return NULL;
+    mem_entry *e;
     switch (s->policy) {
-    case CORRAL_EVICT_S3FIFO: return s3fifo_victim_locked(sh, now);
-    case CORRAL_EVICT_LRU: return sh->q[MEM_MAIN].tail;
-    default: return sieve_victim_locked(sh, now);
+    case CORRAL_EVICT_S3FIFO: return s3fifo_victim_locked(s, sh, now, hash);
+    case CORRAL_EVICT_LRU: e = sh->q[MEM_MAIN].tail; break;
+    default: e = sieve_victim_locked(sh, now); break;
     }
+    *hash = mem_entry_hash(s, e);
+    return e;
 }
 
 /* Evicts until `need` more bytes fit the shard's budget. need <= budget (check_size). With
@@ -143,10 +153,11 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
     CORRAL_ASSERT_HELD(&sh->lock);
     assert(need <= sh->budget);
     while (atomic_load_explicit(&sh->used, memory_order_relaxed) > sh->budget - need) {
-        mem_entry *v = victim_locked(s, sh, now);
+        uint64_t hash;
+        mem_entry *v = victim_locked(s, sh, now, &hash);
         if (v == NULL && corral__mem_table_home_locked(s, sh)) continue;
         if (CORRAL_NEVER(v == NULL)) break;
-        corral__mem_remove_locked(s, sh, v,
+        corral__mem_remove_locked(s, sh, v, hash,
                                   is_expired(sh, v, now) ? CORRAL__EXPIRED : CORRAL__EVICTED);
     }
 }
@@ -154,8 +165,7 @@ void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint
 /* ---- Hits (LRU) and reclaim ---- */
 
 /* LRU: a hit moves the entry to the head when the shard's lock is free. */
-void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e) {
-    mem_shard *sh = shard_of(s, e->hash);
+void corral__mem_lru_touch_rcu(mem_shard *sh, mem_entry *e) {
     if (!corral__spin_trylock(&sh->lock)) return;
     if (mem_live(e) && sh->q[MEM_MAIN].head != e) {
         corral__mem_queue_unlink_locked(sh, e);

@@ -140,12 +140,18 @@ static inline mem_table *table_locked(mem_shard *sh) {
     return atomic_load_explicit(&sh->table, memory_order_relaxed);
 }
 
-/* The entry of `k` in keyspace `kind` on the chain from `e`, or NULL. The stored hash is
- * compared first: a chain's other entries then cost one load each. */
+/* The hash of `e`'s key, the one its callers gave with it (corral__mem_config.key_hash): for
+ * an entry reached without its key. Its key never changes, so anywhere `e` may be read. */
+static inline uint64_t mem_entry_hash(const mem_store *s, const mem_entry *e) {
+    return s->key_hash(s->key_hash_ctx, e->key, mem_klen(e));
+}
+
+/* The entry of `k` in keyspace `kind` on the chain from `e`, or NULL. The key's length and
+ * kind are compared first (the entry's first slot): a chain's other entries of other lengths
+ * cost one load each. */
 static inline mem_entry *chain_find(mem_entry *e, const corral__skey *k, uint8_t kind) {
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
-        if (e->hash == (uint32_t)k->hash &&
-            (mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) ==
+        if ((mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) ==
                 (k->len | (kind == MEM_LEASE ? MEM_KW_LEASE : 0)) &&
             key_equal(e->key, k->data, k->len)) {
             CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
@@ -204,7 +210,7 @@ static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uin
 static inline mem_entry *hot_lookup_hint_rcu(mem_shard *sh, const corral__keyscheme *ks,
                                              const void *key, size_t key_len, uint64_t hash) {
     uint32_t rs;
-    mem_entry *e = hot_chain_find(mem_chain_rcu(sh, hash, &rs), ks, key, key_len, hash);
+    mem_entry *e = hot_chain_find(mem_chain_rcu(sh, hash, &rs), ks, key, key_len);
     if (e) CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     return e;
 }
@@ -229,10 +235,13 @@ void corral__mem_entry_discard(mem_store *s, mem_entry *e);
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
 int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
                            uint8_t kind);
-/* Links the filled entry `e` at the head of its chain: readers see all of it or nothing. */
-void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e);
-/* Puts the filled entry `e` where `old` is, in one store: a reader finds one or the other. */
-void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e);
+/* Links the filled entry `e`, of key hash `hash`, at the head of its chain: readers see all of
+ * it or nothing. */
+void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e, uint64_t hash);
+/* Puts the filled entry `e` where `old` is (both of key hash `hash`), in one store: a reader
+ * finds one or the other. */
+void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *old, mem_entry *e,
+                                      uint64_t hash);
 /* Counts `e` in (ADDED) or out (any other change) of the shard and reports it. */
 void corral__mem_account_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
 
@@ -245,8 +254,10 @@ void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e);
  * replace re-encode the entry's expiry in the shard's current parity (memory.c). */
 void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *e);
 size_t corral__mem_shard_count_locked(mem_shard *sh);
-/* Removes a LIVE entry of shard `sh`: table, queue, bytes, event, RCU. */
-void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, corral__change why);
+/* Removes a LIVE entry of shard `sh`, of key hash `hash` (mem_entry_hash when the caller has no
+ * key): table, queue, bytes, event, RCU. */
+void corral__mem_remove_locked(mem_store *s, mem_shard *sh, mem_entry *e, uint64_t hash,
+                               corral__change why);
 /* Starts doubling shard `sh`'s table to 2^bits heads if it still has 2^(bits - 1) and no
  * resize runs, evicting what the larger table's charge needs, and takes the resize's first
  * step. Allocates the table before it takes the lock (no allocator under a shard lock); not
@@ -299,15 +310,16 @@ int corral__mem_op_lease_release(corral__store *base, const corral__skey *k, con
  * `max_remove`; adds the entries examined to `*examined` and returns how many it removed. */
 size_t corral__mem_scan_locked(mem_store *s, mem_shard *sh, uint64_t now, size_t n,
                                size_t max_remove, size_t *examined);
-/* A reader found `e` expired: removes it if the shard's lock is free. Call inside the
- * read-side section that found `e`. */
-void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t now);
+/* A reader found `e`, the entry of key hash `hash`, expired: removes it if the shard's lock is
+ * free. Call inside the read-side section that found `e`. */
+void corral__mem_reap_rcu(mem_store *s, mem_entry *e, uint64_t hash, uint64_t now);
 /* Evicts until `need` more bytes fit the shard's budget (need <= budget). */
 void corral__mem_make_room_locked(mem_store *s, mem_shard *sh, size_t need, uint64_t now);
-/* S3-FIFO: true (and the slot cleared) when `hash` was evicted from the small queue lately. */
-bool corral__mem_ghost_take_locked(mem_shard *sh, uint32_t hash);
-/* LRU: a hit moves the entry to the head when the shard's lock is free. */
-void corral__mem_lru_touch_rcu(mem_store *s, mem_entry *e);
+/* S3-FIFO: true (and the slot cleared) when the key of `hash` was evicted from the small queue
+ * lately. */
+bool corral__mem_ghost_take_locked(mem_shard *sh, uint64_t hash);
+/* LRU: a hit moves the entry `e` of shard `sh` to the head when the shard's lock is free. */
+void corral__mem_lru_touch_rcu(mem_shard *sh, mem_entry *e);
 
 /* ---- memory_rcu.c: freeing removed entries ---- */
 

@@ -111,19 +111,27 @@ static inline uint32_t mem_exp_encode(uint64_t at, unsigned p, uint64_t base) {
     return x | MEM_EXP_SECS | (uint32_t)CORRAL_MIN(n, (uint64_t)MEM_EXP_COUNT_LAST);
 }
 
-/* 52 bytes before the key in release builds, 56 in debug builds, where the embedded value keeps
+/* 48 bytes before the key in release builds, 52 in debug builds, where the embedded value keeps
  * its magic (value.h); docs/memory-density.md counts them. The first 16-byte slot holds what a
- * chain walk reads of every entry it passes (`next`, `hash`) and what a hit reads next (the
- * expiry): the block is 16-aligned, so an entry passed costs one line. Writers and reclamation
- * use `u`; the read path reads from `val` to the end of the value, one contiguous run. */
+ * chain walk reads of every entry it passes (`next`, and `kw`, the key's length and kind, which
+ * it compares first) and what a hit reads next (the class, the expiry): the block is 16-aligned,
+ * so an entry of another key length passed costs one line. Writers and reclamation use `u`; the
+ * read path reads from `val` to the end of the value, one contiguous run.
+ *
+ * The entry keeps no hash of its key. A lookup compares `kw` and then the key's bytes; whoever
+ * needs the hash of an entry it did not look up by key (a resize moving its chain, eviction
+ * and expiry finding its chain, the S3-FIFO ghost) recomputes it from the key's bytes with the
+ * store's key hash (mem_entry_hash), the function its callers hash their keys with. */
 typedef struct mem_entry {
     /* The next entry of the chain. Changed under the shard lock with release stores, loaded
      * with acquire by readers; left as it is when the entry is unlinked. */
     _Atomic(struct mem_entry *) next;
-    /* The low 32 bits of corral__skey.hash; immutable. They hold the shard (the top
-     * MEM_SHARD_BITS) and the bucket index (the low bits, at most MEM_MAX_BUCKET_BITS), so a
-     * resize finds the entry's new chain; a lookup compares them first. */
-    uint32_t hash;
+    /* The key's length (MEM_KLEN_MAX bits) and the MEM_KW_* flags above. Written under the
+     * shard lock, loaded relaxed: mem_klen and the others below. */
+    _Atomic uint16_t kw;
+    /* Metrics class of the key, reported with every event; immutable. Read by a hit, which
+     * counts under it. */
+    uint16_t cls;
     /* The expiry (mem_exp_encode against the shard's base of its parity), or MEM_EXP_NEVER.
      * Rewritten under the shard lock (touch, an overwrite, a rebase's walk) with release
      * stores; readers load it with acquire, so they see the base of its parity (mem_exp_ns). */
@@ -150,12 +158,6 @@ typedef struct mem_entry {
      * shard lock. A reader that copies without a reference (get_into) checks it did not
      * move across the copy: a seqlock. */
     _Atomic uint32_t seq;
-    /* The key's length (MEM_KLEN_MAX bits) and the MEM_KW_* flags above. Written under the
-     * shard lock, loaded relaxed: mem_klen and the others below. */
-    _Atomic uint16_t kw;
-    /* Metrics class of the key, reported with every event; immutable. In the read run,
-     * because a hit counts under it. */
-    uint16_t cls;
     unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
 
@@ -203,7 +205,7 @@ typedef struct mem_queue {
 typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
 
 /* The shards: at most 2^MEM_SHARD_BITS. A key's shard is picked by the top MEM_SHARD_BITS of
- * the 32 hash bits an entry keeps, its bucket by the low bits (at most MEM_MAX_BUCKET_BITS):
+ * the low 32 bits of its hash, its bucket by the low bits (at most MEM_MAX_BUCKET_BITS):
  * disjoint bits, so a shard's table uses all of its heads, and a resize moves every entry to a
  * bucket of the same shard. */
 #define MEM_MAX_SHARDS      1024u
@@ -215,7 +217,7 @@ _Static_assert(MEM_RESIZE_STEP >= (1u << MEM_HOME_BITS),
                "a resize from the home table ends in its first step");
 _Static_assert(MEM_MAX_SHARDS <= (1u << MEM_SHARD_BITS), "the shard bits pick every shard");
 _Static_assert(MEM_SHARD_BITS + MEM_MAX_BUCKET_BITS <= 32,
-               "the entry's 32-bit hash holds the shard and the bucket index apart");
+               "the hash's low 32 bits hold the shard and the bucket index apart");
 
 /* A shard's hash table: 2^bits chain heads. The shard publishes its current table through
  * `mem_shard.table`. A resize (memory.c) publishes a table twice as large in `mem_shard.grow`,
@@ -291,7 +293,11 @@ _Static_assert(offsetof(mem_shard, lock) == 64, "the fields a lookup loads fill 
 struct mem_store {
     corral__store base; /* first: the vtable header every store begins with */
     uint32_t magic;
-    corral__store_env env;     /* a copy; what it points to outlives the store */
+    corral__store_env env; /* a copy; what it points to outlives the store */
+    /* The hash every caller puts in corral__skey.hash, of a key's bytes: the store recomputes
+     * it for an entry it reached without its key (mem_entry_hash). Immutable. */
+    corral__key_hash_fn key_hash;
+    const void *key_hash_ctx;
     uint64_t epoch_ns;         /* the store's time 0 (clock_now): MEM_EXP_MARGIN before the open */
     corral__mem_blocks blocks; /* the entries' blocks and what each costs (memory_block.h) */
     corral_eviction policy;    /* never CORRAL_EVICT_DEFAULT */
@@ -526,14 +532,14 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
 #ifdef NDEBUG
-_Static_assert(offsetof(mem_entry, key) == 52, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, key) == 48, "the entry header docs/memory-density.md counts");
 #else
-_Static_assert(offsetof(mem_entry, key) == 56, "52 and the value's debug magic");
+_Static_assert(offsetof(mem_entry, key) == 52, "48 and the value's debug magic");
 #endif
-_Static_assert(offsetof(mem_entry, next) == 0 && offsetof(mem_entry, hash) == 8 &&
+_Static_assert(offsetof(mem_entry, next) == 0 && offsetof(mem_entry, kw) == 8 &&
                    offsetof(mem_entry, expiry) == 12,
                "a chain walk reads one 16-byte slot of an entry");
-_Static_assert(offsetof(mem_entry, kw) - offsetof(mem_entry, val) == CORRAL__MEM_VAL_TO_KW &&
+_Static_assert(offsetof(mem_entry, val) - offsetof(mem_entry, kw) == CORRAL__MEM_KW_TO_VAL &&
                    offsetof(mem_entry, key) - offsetof(mem_entry, val) == CORRAL__MEM_VAL_TO_KEY,
                "corral__value_data finds the key's length and the bytes from the value");
 _Static_assert(CORRAL__MAX_BINARY_KEY <= MEM_KLEN_MAX, "every physical key fits mem_entry.kw");
@@ -564,23 +570,20 @@ static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks
     return d == 0 && key_equal(e->key + ks->hdr_len, key, key_len);
 }
 
-/* The entry of "<ks->hdr><key>" (hash `hash`) on the chain from `e`, or NULL: the walk of
- * hot_find's slow cases and of the writers' first look (hot_lookup_hint_rcu). */
+/* The entry of "<ks->hdr><key>" on the chain from `e`, or NULL: the walk of hot_find's slow
+ * cases and of the writers' first look (hot_lookup_hint_rcu). */
 static inline mem_entry *hot_chain_find(mem_entry *e, const corral__keyscheme *ks, const void *key,
-                                        size_t key_len, uint64_t hash) {
+                                        size_t key_len) {
     for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire))
-        if (e->hash == (uint32_t)hash && hot_key_equal(e, ks, key, key_len)) return e;
+        if (hot_key_equal(e, ks, key, key_len)) return e;
     return NULL;
 }
 
-/* hot_find's walk past an entry whose hash matched and key did not (a 64-bit collision):
- * out of line, so the common walk keeps few registers live. */
-static __attribute__((noinline, unused)) mem_entry *hot_find_after(mem_entry *e,
-                                                                   const corral__keyscheme *ks,
-                                                                   const void *key, size_t key_len,
-                                                                   uint64_t hash) {
-    return hot_chain_find(atomic_load_explicit(&e->next, memory_order_acquire), ks, key, key_len,
-                          hash);
+/* hot_find's walk past the chain's first entry, which was not the key's: out of line, so the
+ * common case (the first entry is the key's) keeps few registers live. */
+static __attribute__((noinline, unused)) mem_entry *
+hot_find_after(mem_entry *e, const corral__keyscheme *ks, const void *key, size_t key_len) {
+    return hot_chain_find(atomic_load_explicit(&e->next, memory_order_acquire), ks, key, key_len);
 }
 
 /* hot_find's walk again after a miss that a resize of shard `sh` may have caused
@@ -592,7 +595,7 @@ static __attribute__((noinline, unused)) mem_entry *hot_find_again(mem_shard *sh
     for (unsigned i = 0;; i++) {
         mem_spin(i);
         uint32_t rs;
-        mem_entry *e = hot_chain_find(mem_chain_rcu(sh, hash, &rs), ks, key, key_len, hash);
+        mem_entry *e = hot_chain_find(mem_chain_rcu(sh, hash, &rs), ks, key, key_len);
         if (e || !mem_chain_retry(sh, rs)) return e;
     }
 }
@@ -618,9 +621,7 @@ static inline mem_entry *hot_find(mem_store *s, const corral__keyscheme *ks, con
     mem_shard *sh = shard_of(s, hash);
     uint32_t rs;
     mem_entry *e = mem_chain_rcu(sh, hash, &rs);
-    while (e && e->hash != (uint32_t)hash)
-        e = atomic_load_explicit(&e->next, memory_order_acquire);
-    if (e && !hot_key_equal(e, ks, key, key_len)) e = hot_find_after(e, ks, key, key_len, hash);
+    if (e && !hot_key_equal(e, ks, key, key_len)) e = hot_find_after(e, ks, key, key_len);
     if (!e && mem_chain_retry(sh, rs)) e = hot_find_again(sh, ks, key, key_len, hash);
     *rc = CORRAL_MISS;
     if (!e) return NULL;

@@ -36,13 +36,13 @@ static uint8_t overwritten_hits(const mem_store *s, const mem_entry *old) {
     return h < s->hit_max ? (uint8_t)(h + 1) : h;
 }
 
-/* Puts the new entry `e` in the table and a queue in place of `old` (NULL when absent), after
- * evicting what it needs. `old` is reported REPLACED when live, EXPIRED otherwise. A live `old`
- * hands `e` its hit mark, raised by one, and its place in its queue, as an overwrite in place
- * keeps it; but under LRU, or when `e` is the larger and eviction may need to run, `e` goes to
- * the head of `old`'s queue. Then examines a few entries for expiry. Call inside a read-side
- * section; cannot fail. */
-static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry *old,
+/* Puts the new entry `e` of key hash `hash` in the table and a queue in place of `old` (the
+ * key's entry; NULL when absent), after evicting what it needs. `old` is reported REPLACED when
+ * live, EXPIRED otherwise. A live `old` hands `e` its hit mark, raised by one, and its place in its
+ * queue, as an overwrite in place keeps it; but under LRU, or when `e` is the larger and eviction
+ * may need to run, `e` goes to the head of `old`'s queue. Then examines a few entries for expiry.
+ * Call inside a read-side section; cannot fail. */
+static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry *old, uint64_t hash,
                            uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
     unsigned qi = MEM_MAIN;
@@ -53,7 +53,7 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
         qi = mem_queue_of(old);
         mem_set_hits(e, overwritten_hits(s, old));
     } else if (s->policy == CORRAL_EVICT_S3FIFO) {
-        qi = corral__mem_ghost_take_locked(sh, e->hash) ? MEM_MAIN : MEM_SMALL;
+        qi = corral__mem_ghost_take_locked(sh, hash) ? MEM_MAIN : MEM_SMALL;
     }
     if (in_place) {
         /* `e` fits where `old` was: nothing to evict. */
@@ -71,10 +71,10 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
      * other writers of the key out. */
     mem_kw_set(e, MEM_KW_LIVE, MEM_KW_LIVE);
     if (old) {
-        corral__mem_table_replace_locked(s, sh, old, e);
+        corral__mem_table_replace_locked(s, sh, old, e, hash);
         corral__mem_entry_retire(s, old);
     } else {
-        corral__mem_table_insert_locked(s, sh, e);
+        corral__mem_table_insert_locked(s, sh, e, hash);
     }
     if (!in_place) corral__mem_queue_push_locked(sh, qi, e);
     corral__mem_account_locked(s, sh, e, CORRAL__ADDED);
@@ -285,10 +285,10 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
     } else if (mode == CORRAL__SET_NX && live) {
         rc = CORRAL_EXISTS;
     } else if (mode == CORRAL__SET_XX && !live) {
-        if (old) corral__mem_remove_locked(s, sh, old, CORRAL__EXPIRED);
+        if (old) corral__mem_remove_locked(s, sh, old, k->hash, CORRAL__EXPIRED);
         rc = CORRAL_MISS;
     } else {
-        publish_locked(s, sh, e, old, now);
+        publish_locked(s, sh, e, old, k->hash, now);
         e = NULL;
         rc = CORRAL_OK;
     }
@@ -361,11 +361,11 @@ static int remove_key(mem_store *s, const corral__skey *k, uint8_t kind, const v
     shard_lock_at(sh, now);
     mem_entry *e = lookup_locked(sh, k, kind);
     if (e && is_expired(sh, e, now)) {
-        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+        corral__mem_remove_locked(s, sh, e, k->hash, CORRAL__EXPIRED);
     } else if (e && (!token || (e->val.len == token_len &&
                                 (token_len == 0 ||
                                  memcmp(corral__value_data(&e->val), token, token_len) == 0)))) {
-        corral__mem_remove_locked(s, sh, e, CORRAL__DELETED);
+        corral__mem_remove_locked(s, sh, e, k->hash, CORRAL__DELETED);
         rc = CORRAL_OK;
     }
     shard_unlock(sh);
@@ -422,7 +422,7 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
     shard_lock_at(sh, now);
     mem_entry *e = lookup_locked(sh, k, MEM_VALUE);
     if (e && is_expired(sh, e, now)) {
-        corral__mem_remove_locked(s, sh, e, CORRAL__EXPIRED);
+        corral__mem_remove_locked(s, sh, e, k->hash, CORRAL__EXPIRED);
     } else if (e) {
         uint64_t at = corral__mem_expiry_at(now, ttl_ms);
         shard_expiring_add_locked(sh, at != MEM_NEVER, has_expiry(e));
@@ -451,7 +451,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         read_lock(s);
         mem_entry *e = lookup_rcu(s, k, MEM_VALUE);
         if (!e || is_expired(sh, e, now)) {
-            if (e) corral__mem_reap_rcu(s, e, now);
+            if (e) corral__mem_reap_rcu(s, e, k->hash, now);
             rc = CORRAL_MISS;
             goto done;
         }
@@ -491,7 +491,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
             atomic_store_explicit(&ne->expiry,
                                   atomic_load_explicit(&e->expiry, memory_order_relaxed),
                                   memory_order_relaxed);
-            publish_locked(s, sh, ne, e, now);
+            publish_locked(s, sh, ne, e, k->hash, now);
             ne = NULL;
         } else {
             rc = MEM_RETRY;

@@ -158,10 +158,7 @@ static void flush(tiered_store *t) {
 /* forget() for a key known by name only (reported by Redis, or by another handle of this
  * process), hashed as the handle hashes its keys. */
 static void forget_named(tiered_store *t, const char *key, size_t len) {
-    corral__skey sk = { .data = key,
-                        .len = len,
-                        .hash = t->ks ? corral__key_hash(t->ks, key, len)
-                                      : corral__hash_bytes(key, len) };
+    corral__skey sk = { .data = key, .len = len, .hash = corral__key_hash_of(t->ks, key, len) };
     forget(t, &sk);
 }
 
@@ -836,7 +833,10 @@ int corral__tiered_open_take(corral__store **out, corral__store *redis,
         t->track[cfg->key_prefix_len] = ':';
         t->track[t->track_len] = '\0';
     }
-    corral__mem_config mc = { .max_bytes = cfg->near_bytes, .eviction = CORRAL_EVICT_DEFAULT };
+    /* L1's keys are hashed as forget_named hashes them: corral__key_hash_of(t->ks) */
+    corral__mem_config mc = { .max_bytes = cfg->near_bytes,
+                              .eviction = CORRAL_EVICT_DEFAULT,
+                              .key_hash_ctx = t->ks };
     corral__store_env near_env = *env;
     near_env.events = (corral__store_events){ 0 }; /* L1 is a cache of a cache: no gauges */
     rc = corral__mem_open(&t->near, &mc, &near_env);

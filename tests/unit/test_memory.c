@@ -101,6 +101,9 @@ typedef struct fx {
     fake_clock clock;
     recorder rec;
     corral__store_env env;
+    /* The store's key hash (cfg.key_hash_ctx): the hot scheme of KEY_PREFIX "" and version 1,
+     * whose hash of a key that does not begin with ':' is corral__hash_bytes, the suite's. */
+    corral__keyscheme ks;
     corral__mem_config cfg;
     corral__store *s;
     size_t baseline; /* allocator bytes of the store itself, measured after open */
@@ -115,7 +118,10 @@ static fx *fx_init(size_t max_bytes, corral_eviction ev, unsigned shards) {
                                   .now_ns = fake_now,
                                   .clock_ctx = &f->clock,
                                   .events = { .ctx = &f->rec, .changed = on_change } };
-    f->cfg = (corral__mem_config){ .max_bytes = max_bytes, .eviction = ev, .shards = shards };
+    corral__keyscheme_init(&f->ks, "", 0, 1, false, NULL, NULL);
+    f->cfg = (corral__mem_config){
+        .max_bytes = max_bytes, .eviction = ev, .shards = shards, .key_hash_ctx = &f->ks
+    };
     return f;
 }
 
@@ -382,11 +388,13 @@ static void test_mem_overwrite_in_place_keeps_the_value_bound(void **state) {
 static void test_mem_refuses_a_key_over_the_limit_beside_an_empty_lease(void **state) {
     (void)state;
     fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
-    corral__skey empty = { .data = "", .len = 0, .hash = 7, .cls = 1 };
+    corral__skey empty = { .data = "", .len = 0, .hash = corral__hash_bytes("", 0), .cls = 1 };
     assert_int_equal(f->s->ops->lease_acquire(f->s, &empty, "t", 1, 1000), CORRAL_OK);
     char *key = calloc(1, MEM_KW_LEASE);
     assert_non_null(key);
-    corral__skey over = { .data = key, .len = MEM_KW_LEASE, .hash = 7, .cls = 1 };
+    corral__skey over = {
+        .data = key, .len = MEM_KW_LEASE, .hash = corral__hash_bytes(key, MEM_KW_LEASE), .cls = 1
+    };
     assert_int_equal(f->s->ops->set(f->s, &over, "v", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
                      CORRAL_ETOOBIG);
     assert_int_equal(f->s->ops->lease_release(f->s, &empty, "t", 1), CORRAL_OK);
@@ -626,6 +634,65 @@ static void test_mem_s3fifo_keeps_reused_entries_through_a_scan(void **state) {
 static void test_mem_default_policy_is_s3fifo(void **state) {
     (void)state;
     s3fifo_trace(CORRAL_EVICT_DEFAULT); /* the measured best, docs/eviction.md */
+}
+
+/* The store key ":1:<c>" of the user key <c> under the fixture's scheme (fx.ks), its class c:
+ * hashed as the read path hashes "<c>", not as corral__hash_bytes hashes ":1:<c>". */
+static corral__skey scheme_key(fx *f, char *buf, char c) {
+    memcpy(buf, ":1:", 3);
+    buf[3] = c;
+    buf[4] = '\0';
+    return (corral__skey){
+        .data = buf, .len = 4, .hash = corral__key_hash(&f->ks, buf, 4), .cls = (unsigned char)c
+    };
+}
+
+static void scheme_put(fx *f, const char *keys, int64_t ttl_ms) {
+    for (const char *p = keys; *p; p++) {
+        char k[8];
+        corral__skey sk = scheme_key(f, k, *p);
+        assert_int_equal(f->s->ops->set(f->s, &sk, "12345678", 8, ttl_ms, CORRAL__SET_ALWAYS, 0),
+                         CORRAL_OK);
+    }
+}
+
+static void scheme_hit(fx *f, const char *keys) {
+    for (const char *p = keys; *p; p++) {
+        char k[8], buf[8];
+        size_t len = 0, hlen = 0;
+        uint16_t cls = 0;
+        corral__skey sk = scheme_key(f, k, *p);
+        assert_int_equal(f->s->ops->get_into(f->s, &sk, buf, sizeof buf, &len, NULL, 0, &hlen),
+                         CORRAL_OK);
+        assert_int_equal(corral__mem_get_into_hot(f->s, &f->ks, p, 1, buf, sizeof buf, &len, &cls),
+                         CORRAL_OK);
+    }
+}
+
+/* Eviction, the S3-FIFO ghost, the expiry scan and clear reach entries without their
+ * key, and find their chains by the hash recomputed from the stored key (mem_entry_hash): with
+ * keys of a scheme's own hash, s3fifo_trace's order, then an expired entry removed by the
+ * scan and the rest by clear, every chain kept exact (a removal that missed its chain would
+ * leave a freed entry in the table, and fx_close's accounting would not balance). */
+static void test_mem_removes_entries_found_without_their_key_by_its_scheme_hash(void **state) {
+    (void)state;
+    fx *f = fx_open(10 * corral__mem_entry_bytes(4, 8), CORRAL_EVICT_S3FIFO, 1);
+    scheme_put(f, "abcdefghij", CORRAL__NO_EXPIRY);
+    scheme_hit(f, "ab");
+    scheme_put(f, "kl", CORRAL__NO_EXPIRY);
+    expect_removed(f, "cd", CORRAL__EVICTED);
+    scheme_put(f, "c", CORRAL__NO_EXPIRY); /* the ghost sends it to the main queue */
+    scheme_put(f, "mnopqrst", CORRAL__NO_EXPIRY);
+    expect_removed(f, "cdefghijklm", CORRAL__EVICTED);
+    scheme_hit(f, "abcnopqrst");
+    scheme_put(f, "u", 10);
+    advance_ms(f, 10);
+    assert_int_equal(corral__mem_reclaim(f->s, 10), 1); /* u, by the expiry scan */
+    assert_int_equal(events(&f->rec, CORRAL__EXPIRED), 1);
+    scheme_hit(f, "abc");
+    assert_int_equal(f->s->ops->clear(f->s), CORRAL_OK);
+    assert_int_equal(used(f), 0);
+    fx_close(f);
 }
 
 static void test_mem_eviction_prefers_expired_entries(void **state) {
@@ -1074,8 +1141,25 @@ static void test_mem_incr_reads_a_counter_rewritten_in_place(void **state) {
 
 /* ---- Chains (keys whose hashes collide) ---- */
 
-/* A store key of a C string with a forced hash: keys built with the same hash share a bucket
- * chain, which the tests below need. */
+/* A key hash that gives every key the hash at `ctx`: a store opened with it (fx_open_same_hash)
+ * holds all its keys in one chain, which the tests below need. */
+static uint64_t same_hash(const void *ctx, const void *key, size_t len) {
+    (void)key;
+    (void)len;
+    return *(const uint64_t *)ctx;
+}
+
+static fx *fx_open_same_hash(const uint64_t *hash) {
+    fx *f = fx_init(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    f->cfg.key_hash = same_hash;
+    f->cfg.key_hash_ctx = hash;
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    f->baseline = outstanding(&f->ca);
+    return f;
+}
+
+/* A store key of a C string with the hash `hash`, which must be the store's hash of it (a
+ * lookup under another hash looks in another chain). */
 static corral__skey KH(const char *k, uint64_t hash) {
     return (corral__skey){ .data = k, .len = strlen(k), .hash = hash, .cls = 1 };
 }
@@ -1101,8 +1185,8 @@ static void expect_h(fx *f, const char *k, uint64_t hash, const char *want) {
 
 static void test_mem_keys_that_share_a_hash_stay_apart_in_one_chain(void **state) {
     (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
-    const uint64_t h = 0x5eedu;
+    static const uint64_t h = 0x5eedu;
+    fx *f = fx_open_same_hash(&h);
     assert_int_equal(set_h(f, "a", h, "1"), CORRAL_OK);
     assert_int_equal(set_h(f, "b", h, "2"), CORRAL_OK);
     assert_int_equal(set_h(f, "c", h, "3"), CORRAL_OK);
@@ -1120,22 +1204,23 @@ static void test_mem_keys_that_share_a_hash_stay_apart_in_one_chain(void **state
     expect_h(f, "b", h, "2b");
     expect_h(f, "c", h, "3");
     expect_h(f, "dd", h, NULL);
-    expect_h(f, "b", h + 1, NULL); /* the hash is part of the match */
+    expect_h(f, "b", h + 1, NULL); /* under another hash: another chain */
     assert_int_equal(f->s->ops->lease_release(f->s, &lk, "t", 1), CORRAL_OK);
     expect_h(f, "b", h, "2b"); /* the lease was its own entry */
     fx_close(f);
 }
 
-/* The read path (memory_read.h) walks past entries whose hash matches and key does not: stored
- * keys ":1:a", a lease of ":1:b", ":1:bb" and ":1:b" all under the hash the read path computes
- * for "b" (the later ones first in the chain), so finding "b" passes three of them. */
+/* The read path (memory_read.h) walks past the entries of its chain that are not its key's: a
+ * store that hashes every key as the read path hashes "b" holds ":1:a" (the same length and
+ * kind: its bytes are compared), a lease of ":1:b" (another kind), ":1:bb" (another length)
+ * and ":1:b" in one chain, the later ones first, so finding "b" passes three of them. */
 static void test_mem_read_path_passes_entries_that_share_its_hash(void **state) {
     (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
     corral__keyscheme ks;
     corral__keyscheme_init(&ks, "", 0, 1, false, NULL, NULL);
     assert_true(ks.hot);
     const uint64_t h = corral__key_hash(&ks, ":1:b", 4);
+    fx *f = fx_open_same_hash(&h);
     assert_int_equal(set_h(f, ":1:b", h, "right"), CORRAL_OK);
     assert_int_equal(set_h(f, ":1:bb", h, "longer"), CORRAL_OK);
     corral__skey lk = KH(":1:b", h);
@@ -1153,9 +1238,6 @@ static void test_mem_read_path_passes_entries_that_share_its_hash(void **state) 
     assert_int_equal(corral_value_len(v), 5);
     assert_memory_equal(corral_value_data(v), "right", 5);
     corral_value_unref(v);
-    /* ":1:a" is stored under b's hash, not its own: the read path does not find it. */
-    assert_int_equal(corral__mem_get_into_hot(f->s, &ks, "a", 1, buf, sizeof buf, &len, &cls),
-                     CORRAL_MISS);
     assert_int_equal(f->s->ops->lease_release(f->s, &lk, "t", 1), CORRAL_OK);
     fx_close(f);
 }
@@ -1163,7 +1245,6 @@ static void test_mem_read_path_passes_entries_that_share_its_hash(void **state) 
 /* The read path compares a stored key's "prefix:version:" header as two masked words: keys
  * that differ from the scheme's only in the header, in either word, are not its key. */
 static void check_header_compared(const char *prefix, const char *other_prefix) {
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
     corral__keyscheme ks;
     corral__keyscheme_init(&ks, prefix, strlen(prefix), 1, false, NULL, NULL);
     assert_true(ks.hot);
@@ -1172,6 +1253,7 @@ static void check_header_compared(const char *prefix, const char *other_prefix) 
     snprintf(other_version, sizeof other_version, "%s:2:k", prefix);
     snprintf(other_prefix_key, sizeof other_prefix_key, "%s:1:k", other_prefix);
     const uint64_t h = corral__key_hash(&ks, mine, strlen(mine));
+    fx *f = fx_open_same_hash(&h); /* the three keys in one chain */
     assert_int_equal(set_h(f, other_version, h, "version 2"), CORRAL_OK);
     assert_int_equal(set_h(f, other_prefix_key, h, "other prefix"), CORRAL_OK);
     char buf[16];
@@ -1944,7 +2026,8 @@ static void *chain_main(void *p) {
 
 static void test_mem_readers_never_miss_a_key_while_its_chain_changes(void **state) {
     (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 0);
+    static const uint64_t chain_hash = CHAIN_HASH;
+    fx *f = fx_open_same_hash(&chain_hash);
     char val[512];
     size_t len = make_value(val, 7);
     corral__skey stay = { .data = "stay", .len = 4, .hash = CHAIN_HASH, .cls = 1 };
@@ -2367,6 +2450,7 @@ int main(void) {
         cmocka_unit_test(test_mem_lru_evicts_least_recently_used_entry),
         cmocka_unit_test(test_mem_s3fifo_keeps_reused_entries_through_a_scan),
         cmocka_unit_test(test_mem_default_policy_is_s3fifo),
+        cmocka_unit_test(test_mem_removes_entries_found_without_their_key_by_its_scheme_hash),
         cmocka_unit_test(test_mem_eviction_prefers_expired_entries),
         cmocka_unit_test(test_mem_byte_bound_holds_and_matches_the_allocator),
         cmocka_unit_test(test_mem_events_balance_used_bytes),
