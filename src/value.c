@@ -46,7 +46,8 @@ corral_value *corral__value_new(const corral__allocator *a, const void *data, si
 
 bool corral__value_tryref(corral_value *v) {
     uint32_t r = atomic_load_explicit(&v->refs, memory_order_relaxed);
-    while (r != 0) {
+    while (r & CORRAL__REFS_COUNT) {
+        assert((r & CORRAL__REFS_COUNT) != CORRAL__REFS_COUNT); /* the bound: value.h */
         /* acquire: a store that rewrites a value while it holds the only reference (the
          * memory store's overwrite in place) releases it with a store of refs. */
         if (atomic_compare_exchange_weak_explicit(&v->refs, &r, r + 1, memory_order_acquire,
@@ -68,7 +69,9 @@ size_t corral_value_len(const corral_value *v) {
 
 corral_value *corral_value_ref(corral_value *v) {
     CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
-    atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+    uint32_t r = atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+    assert((r & CORRAL__REFS_COUNT) != CORRAL__REFS_COUNT); /* the bound: value.h */
+    (void)r;
     return v;
 }
 
@@ -76,7 +79,9 @@ void corral_value_unref(corral_value *v) {
     if (!v) return;
     CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
     /* acq_rel: the last holder must see every other holder's reads finished before freeing. */
-    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1) return;
+    uint32_t r = atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel);
+    assert(r & CORRAL__REFS_COUNT);
+    if ((r & CORRAL__REFS_COUNT) != 1) return;
     /* An index out of the table is a corrupted value: asserted in debug builds; in release
      * builds the block leaks rather than a call through whatever lies past the table. */
     if (CORRAL_NEVER(v->release >= CORRAL__RELEASES)) return;

@@ -35,6 +35,8 @@ struct corral_value {
 #ifndef NDEBUG
     uint32_t magic; /* CORRAL_VALUE_MAGIC; debug builds only: only CORRAL_CHECK_OBJ reads it */
 #endif
+    /* The count of references in the CORRAL__REFS_COUNT bits; above them a generation, which
+     * only the memory store's overwrite in place moves (memory_read.h). */
     _Atomic uint32_t refs;
     /* Bytes at corral__value_data, not counting the NUL that follows them. 32 bits: values are
      * bounded far below 4 GiB (Redis's 512 MB, the memory store's budget). */
@@ -47,6 +49,14 @@ struct corral_value {
      * keeps its entry's hit mark there); 0 and unused elsewhere. */
     _Atomic uint8_t owner;
 };
+/* corral_value.refs. The count holds one reference for the store that keeps the value, one for
+ * each reference handed out and not yet released (get, get_many, corral_value_ref) and one for
+ * a corral__value_tryref under way: each is a pointer its holder keeps, so 2^24 - 1 of them
+ * held at once on one value (128 MiB of pointers) is the bound, asserted in debug builds; one
+ * more would carry into the generation. The generation is 0 but in the memory store's entries,
+ * each of which moves it at most to its last value (memory_read.h, "Overwrites in place"). */
+#define CORRAL__REFS_COUNT   0x00ffffffu
+#define CORRAL__REFS_GEN_ONE 0x01000000u /* the generation's unit */
 #ifdef NDEBUG
 _Static_assert(sizeof(corral_value) == 12, "the value docs/memory-density.md counts");
 #else
@@ -71,10 +81,10 @@ typedef struct corral__value_at {
 
 /* CORRAL__RELEASE_MEM_ENTRY: the memory store's entry (memory_read.h, mem_entry) holds,
  * CORRAL__MEM_KW_TO_VAL bytes before its value, the 16-bit word whose low bits are the key's
- * length, and after the value a 4-byte sequence, then the key, the header and the bytes. The
- * offsets, which memory_read.h asserts. */
+ * length, and right after the value the key, the header and the bytes. The offsets, which
+ * memory_read.h asserts. */
 #define CORRAL__MEM_KW_TO_VAL  24
-#define CORRAL__MEM_VAL_TO_KEY (sizeof(corral_value) + 4)
+#define CORRAL__MEM_VAL_TO_KEY sizeof(corral_value)
 #define CORRAL__MEM_KLEN_MASK  0x1fffu
 
 /* The bytes of `v` (len of them, then a NUL); its envelope header is the hdr_len bytes before
@@ -119,8 +129,8 @@ corral_value *corral__value_new(const corral__allocator *a, const void *data, si
  * hdr_len = 0. len < 4 GiB. */
 void corral__value_init(corral_value *v, size_t len, unsigned release);
 
-/* Takes a reference only if the value is still live (refs > 0); returns false otherwise.
- * Acquire on success. */
+/* Takes a reference only if the value is still live (its count of references is not 0);
+ * returns false otherwise. Acquire on success. */
 bool corral__value_tryref(corral_value *v);
 
 /* The release functions of the blocks of the memory store and the Redis store, which

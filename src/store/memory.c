@@ -26,9 +26,10 @@
  *   shard.budget. Every change of the entries' part is reported through the events callback
  *   with the same byte count; the table's is not.
  * - An entry's key, kind and size never change once published. Its value changes only by
- *   an overwrite in place (memory_write.c), under `seq` (memory_read.h), while the table holds
- *   its only reference; otherwise a write publishes a new entry in one atomic store. A reader
- *   sees the old value or the new one, and a value handed out never changes.
+ *   an overwrite in place (memory_write.c), at a count of 0 references and moving the
+ *   value's generation (memory_read.h), while the table holds its only reference; otherwise a write
+ * publishes a new entry in one atomic store. A reader sees the old value or the new one, and a
+ * value handed out never changes.
  *
  * Locking and references
  * - Readers take no lock, inside a read-side section (reader.h): acquire loads down a chain,
@@ -112,7 +113,6 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
     size_t hdr = kind == MEM_VALUE ? corral__env_hdr_len(data, len) : 0;
     corral__value_init(&e->val, len - hdr, CORRAL__RELEASE_MEM_ENTRY);
     e->val.hdr_len = (uint16_t)hdr; /* the envelope's length field is 16 bits */
-    atomic_init(&e->seq, 0);
     /* The store finds the entry's chain again by this hash (mem_entry_hash): the caller's must
      * be it. */
     assert(mem_entry_hash(s, e) == k->hash);
@@ -608,20 +608,20 @@ static int mem_get_into(corral__store *base, const corral__skey *k, void *buf, s
         corral__mem_reap_rcu(s, e, k->hash, now);
     } else if (e) {
         note_hit_rcu(s, sh, e);
-        /* Copied again if an overwrite in place moved `seq` (memory_read.h). `seq` is checked
-         * twice: after the lengths, since the payload starts h bytes in and h of one version
-         * with n of another can reach past the block; and after the copy, as any seqlock. */
+        /* Copied again if an overwrite in place ran (memory_read.h). Checked twice: after the
+         * lengths, since the payload starts h bytes in and h of one version with n of another
+         * can reach past the block; and after the copy, as any seqlock. */
         for (;;) {
-            uint32_t sq = mem_seq_begin(e);
+            uint32_t gen = mem_gen_begin(e);
             n = mem_dlen(e);
             h = mem_hlen(e);
-            if (mem_seq_retry(e, sq)) continue;
+            if (mem_gen_retry(e, gen)) continue;
             /* corral__value_data, from the lengths of one version */
             const unsigned char *data = e->key + mem_klen(e) + h;
             if (h && h <= hdr_cap) mem_copy_out(hdr, data - h, h);
             rc = n > cap ? CORRAL_ENOSPC : CORRAL_OK;
             if (rc == CORRAL_OK && n) mem_copy_out(buf, data, n);
-            if (!mem_seq_retry(e, sq)) break;
+            if (!mem_gen_retry(e, gen)) break;
         }
     }
     read_unlock(s);

@@ -111,7 +111,7 @@ static inline uint32_t mem_exp_encode(uint64_t at, unsigned p, uint64_t base) {
     return x | MEM_EXP_SECS | (uint32_t)CORRAL_MIN(n, (uint64_t)MEM_EXP_COUNT_LAST);
 }
 
-/* 48 bytes before the key in release builds, 52 in debug builds, where the embedded value keeps
+/* 44 bytes before the key in release builds, 48 in debug builds, where the embedded value keeps
  * its magic (value.h); docs/memory-density.md counts them. The first 16-byte slot holds what a
  * chain walk reads of every entry it passes (`next`, and `kw`, the key's length and kind, which
  * it compares first) and what a hit reads next (the class, the expiry): the block is 16-aligned,
@@ -152,12 +152,9 @@ typedef struct mem_entry {
      * envelope header, found from `kw` (corral__value_data; value.h has the offsets, asserted
      * below). val.owner is the hit mark: SIEVE's visited bit, S3-FIFO's frequency
      * 0..MEM_S3_FREQ_MAX; raised by readers with relaxed stores, lowered by the evictor under
-     * the shard lock; unused by LRU. */
+     * the shard lock; unused by LRU. The generation in val.refs is the seqlock of an overwrite
+     * in place (see "Overwrites in place" below). */
     corral_value val;
-    /* Even; odd while an overwrite in place rewrites the value (memory_write.c), under the
-     * shard lock. A reader that copies without a reference (get_into) checks it did not
-     * move across the copy: a seqlock. */
-    _Atomic uint32_t seq;
     unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
 
@@ -448,22 +445,37 @@ static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
 
 /* ---- Overwrites in place: what readers do about them ----
  * An overwrite in place (memory_write.c) rewrites an entry's value when only the table holds
- * it: it swaps the value's refs from 1 to 0, which corral__value_tryref refuses, makes `seq`
- * odd, writes, makes `seq` even again and puts refs back to 1. A get that takes a reference
- * therefore waits until refs is not 0 (mem_value_ref_rcu): inside a read-side section refs
- * is 0 only during such a write, since the table's reference is dropped after a grace period.
- * A get_into copies without a reference, so it reads `seq` before and after the copy and
- * copies again if it moved (the seqlock of Linux's seqcount_t; Boehm, "Can seqlocks get along
- * with programming language memory models?", MSPC 2012). The bytes are copied with memcpy; under
+ * it: it swaps the value's refs from a count of 1 to 0, which corral__value_tryref refuses,
+ * writes, and stores a count of 1 with the next generation (the bits of refs above
+ * CORRAL__REFS_COUNT, value.h). A get that takes a reference therefore waits until the count
+ * is not 0 (mem_value_ref_rcu): inside a read-side section it is 0 only during such a write,
+ * since the table's reference is dropped after a grace period. A get_into copies without a
+ * reference, so it loads refs before and after the copy and copies again if the count was 0
+ * or the generation moved: the seqlock of Linux's seqcount_t (Boehm, "Can seqlocks get along
+ * with programming language memory models?", MSPC 2012), a count of 0 standing for an odd
+ * sequence. An entry's generation only grows: at MEM_GEN_LAST the next write allocates a new
+ * entry instead, and this one is never rewritten, so no generation comes back while a reader
+ * may stand on it, however long it stops. The bytes are copied with memcpy; under
  * ThreadSanitizer, byte by byte with atomic loads and stores, which it checks.
+ *
+ * Ordering: the writer's swap to 0 comes before a release fence and the bytes after it; the
+ * reader's copy comes before an acquire fence and its second load after it. So a copy that
+ * read a byte of a write sees that write's 0 or a later refs (a later count of 0, or a later
+ * generation: no other change happens during the write, whose count 0 admits no reference).
+ * The writer's last store is a release and the reader's first load an acquire: a copy that
+ * begins after a write sees all of it.
  *
  * Such a copy must stay inside the entry's block even when it is torn. An overwrite in place
  * keeps the block, so every version's hdr_len + len fits it (fits_in_place, memory_write.c),
  * but a reader's two loads of the lengths may come from two versions. Copying `len` bytes from
  * the end of the key (the read path, incr) is safe with any version's `len`. Copying them from
  * `hdr_len` bytes further (the general get_into) is not: a plain value of 200 bytes and one
- * with a header of 100 and 100 bytes after it give 100 + 200. So that reader checks `seq`
+ * with a header of 100 and 100 bytes after it give 100 + 200. So that reader checks refs
  * between the loads of the lengths and the copy, and copies only with lengths of one version. */
+
+/* The last generation of an entry's value: an entry takes MEM_GEN_LAST / CORRAL__REFS_GEN_ONE
+ * overwrites in place, and the write after them allocates (overwrite_locked). */
+#define MEM_GEN_LAST (~(uint32_t)CORRAL__REFS_COUNT)
 
 static inline void mem_spin(unsigned i) {
     if (i < MEM_SPIN_YIELD)
@@ -472,27 +484,31 @@ static inline void mem_spin(unsigned i) {
         sched_yield();
 }
 
-/* The even `seq` of `e` before a copy of its value. Call inside a read-side section. */
-static inline uint32_t mem_seq_begin(const mem_entry *e) {
-    uint32_t sq;
-    for (unsigned i = 0; (sq = atomic_load_explicit(&e->seq, memory_order_acquire)) & 1u; i++)
+/* The generation of `e`'s value (its refs without the count) before a copy of it, once no
+ * overwrite in place runs. Call inside a read-side section. */
+static inline uint32_t mem_gen_begin(const mem_entry *e) {
+    uint32_t r;
+    for (unsigned i = 0;
+         !((r = atomic_load_explicit(&e->val.refs, memory_order_acquire)) & CORRAL__REFS_COUNT);
+         i++)
         mem_spin(i);
-    return sq;
+    return r & ~CORRAL__REFS_COUNT;
 }
 
-/* True when the value copied since mem_seq_begin returned `sq` may be torn: copy again. */
-static inline bool mem_seq_retry(const mem_entry *e, uint32_t sq) {
+/* True when the value copied since mem_gen_begin returned `gen` may be torn: copy again. */
+static inline bool mem_gen_retry(const mem_entry *e, uint32_t gen) {
 #ifndef MEM_TSAN
     atomic_thread_fence(memory_order_acquire); /* the copy's loads before the check */
 #endif
-    return atomic_load_explicit(&e->seq, memory_order_relaxed) != sq;
+    uint32_t r = atomic_load_explicit(&e->val.refs, memory_order_relaxed);
+    return !(r & CORRAL__REFS_COUNT) || (r & ~CORRAL__REFS_COUNT) != gen;
 }
 
 /* memcpy from a value an overwrite in place may be rewriting (see above). */
 static inline void mem_copy_out(void *dst, const unsigned char *src, size_t n) {
 #ifdef MEM_TSAN
     unsigned char *d = dst;
-    for (size_t i = 0; i < n; i++) /* acquire: the loads stay before mem_seq_retry's */
+    for (size_t i = 0; i < n; i++) /* acquire: the loads stay before mem_gen_retry's */
         d[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
 #else
     memcpy(dst, src, n);
@@ -507,9 +523,9 @@ static inline corral_value *mem_value_ref_rcu(mem_entry *e) {
     return &e->val;
 }
 
-/* The value's lengths, which an overwrite in place rewrites (with atomic stores) under `seq`:
+/* The value's lengths, which an overwrite in place rewrites (with atomic stores) at count 0:
  * read with atomic loads by readers that hold no reference. Under ThreadSanitizer, which has no
- * fences, acquire keeps them before a mem_seq_retry that checks them, as mem_copy_out's. */
+ * fences, acquire keeps them before a mem_gen_retry that checks them, as mem_copy_out's. */
 #ifdef MEM_TSAN
 #define MEM_LEN_ORDER __ATOMIC_ACQUIRE
 #else
@@ -532,9 +548,9 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
 #ifdef NDEBUG
-_Static_assert(offsetof(mem_entry, key) == 48, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, key) == 44, "the entry header docs/memory-density.md counts");
 #else
-_Static_assert(offsetof(mem_entry, key) == 52, "48 and the value's debug magic");
+_Static_assert(offsetof(mem_entry, key) == 48, "44 and the value's debug magic");
 #endif
 _Static_assert(offsetof(mem_entry, next) == 0 && offsetof(mem_entry, kw) == 8 &&
                    offsetof(mem_entry, expiry) == 12,
@@ -664,14 +680,14 @@ static inline int corral__mem_get_into_hot(corral__store *base, const corral__ke
     const mem_entry *e = hot_find(s, ks, key, key_len, hash, &rc);
     if (e) {
         *cls = e->cls;
-        uint32_t sq;
+        uint32_t gen;
         size_t n;
         do { /* `len` from the key's end: in the block whatever version it is (see above) */
-            sq = mem_seq_begin(e);
+            gen = mem_gen_begin(e);
             n = mem_dlen(e);
             rc = mem_hlen(e) ? CORRAL__MEM_HOT_SLOW : n > cap ? CORRAL_ENOSPC : CORRAL_OK;
             if (rc == CORRAL_OK && n) mem_copy_out(buf, e->key + ks->hdr_len + key_len, n);
-        } while (mem_seq_retry(e, sq));
+        } while (mem_gen_retry(e, gen));
         *len = rc == CORRAL__MEM_HOT_SLOW ? 0 : n;
     }
     return hot_end(s, rc, key, key_len);

@@ -8,8 +8,8 @@
  * the size the new entry's would be, and whose value only the table holds,
  * rewrites that entry's value under the lock instead (overwrite_locked). No allocation, no
  * grace period, no free. Readers see the old value or the new one: a get waits for the write
- * to end before it takes a reference, a get_into copies again if the entry's `seq` moved
- * (memory_read.h); a value handed out is never rewritten, since a reference held refuses the
+ * to end before it takes a reference, a get_into copies again if the value's generation
+ * moved (memory_read.h); a value handed out is never rewritten, since a reference held refuses the
  * write, which then takes the allocating path. docs/memory-store.md has the measurements.
  *
  * corral_set on a hot key scheme writes through corral__mem_set_hot: the same path, given the
@@ -89,7 +89,7 @@ static void publish_locked(mem_store *s, mem_shard *sh, mem_entry *e, mem_entry 
 static void copy_in(unsigned char *dst, const void *src, size_t n) {
 #ifdef MEM_TSAN
     const unsigned char *q = src;
-    for (size_t i = 0; i < n; i++) /* release: after the store that made `seq` odd */
+    for (size_t i = 0; i < n; i++) /* release: after the swap of refs to 0 */
         __atomic_store_n(&dst[i], q[i], __ATOMIC_RELEASE);
 #else
     memcpy(dst, src, n);
@@ -124,16 +124,19 @@ static void account_overwrite_locked(mem_store *s, mem_shard *sh, const mem_entr
 }
 
 /* Rewrites the value of `e` (LIVE, unexpired, fits_in_place) with `len` bytes at `val`,
- * expiring at `at`, if the table holds the only reference to it; returns false, having
- * changed nothing, otherwise. The queue sees what a replacing set does: `e` keeps its place
- * and its hit mark is raised; the events hear one OVERWRITTEN (account_overwrite_locked). */
+ * expiring at `at`, if the table holds the only reference to it and its generation is not the
+ * last (memory_read.h, "Overwrites in place"); returns false, having changed nothing,
+ * otherwise: the write then allocates a new entry, whose generations start again. The queue sees
+ * what a replacing set does: `e` keeps its place and its hit mark is raised; the events hear one
+ * OVERWRITTEN (account_overwrite_locked). */
 static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const void *val, size_t len,
                              uint64_t at, uint64_t now) {
     CORRAL_ASSERT_HELD(&sh->lock);
-    uint32_t one = 1;
-    /* refs 0 keeps gets out until the write ends (tryref refuses 0); acquire: the last
-     * holder's reads are done. */
-    if (!atomic_compare_exchange_strong_explicit(&e->val.refs, &one, 0, memory_order_acquire,
+    uint32_t r = atomic_load_explicit(&e->val.refs, memory_order_relaxed);
+    if ((r & CORRAL__REFS_COUNT) != 1 || (r & ~CORRAL__REFS_COUNT) == MEM_GEN_LAST) return false;
+    /* A count of 0 keeps gets out until the write ends (tryref refuses it) and tells readers
+     * without a reference one runs; acquire: the last holder's reads are done. */
+    if (!atomic_compare_exchange_strong_explicit(&e->val.refs, &r, r - 1, memory_order_acquire,
                                                  memory_order_relaxed))
         return false;
     /* The entry keeps its place (LRU: goes to the head) and counts the overwrite as a hit:
@@ -145,10 +148,8 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
 
     size_t hdr = corral__env_hdr_len(val, len);
     unsigned char *data = e->key + mem_klen(e);
-    uint32_t sq = atomic_load_explicit(&e->seq, memory_order_relaxed);
-    atomic_store_explicit(&e->seq, sq + 1, memory_order_relaxed);
 #ifndef MEM_TSAN
-    atomic_thread_fence(memory_order_release); /* `seq` odd before the bytes change */
+    atomic_thread_fence(memory_order_release); /* the count of 0 before the bytes change */
 #endif
     copy_in(data, val, len);
     copy_in(data + len, "", 1);
@@ -157,8 +158,8 @@ static bool overwrite_locked(mem_store *s, mem_shard *sh, mem_entry *e, const vo
     __atomic_store_n(&e->val.len, (uint32_t)(len - hdr), __ATOMIC_RELAXED);
     __atomic_store_n(&e->val.hdr_len, (uint16_t)hdr, __ATOMIC_RELAXED);
     mem_exp_set_locked(sh, e, at);
-    atomic_store_explicit(&e->seq, sq + 2, memory_order_release);
-    atomic_store_explicit(&e->val.refs, 1, memory_order_release);
+    /* the table's reference back, at the next generation */
+    atomic_store_explicit(&e->val.refs, r + CORRAL__REFS_GEN_ONE, memory_order_release);
 
     if (to_head) corral__mem_queue_push_locked(sh, mem_queue_of(e), e);
     account_overwrite_locked(s, sh, e, had_expiry, at);
@@ -437,7 +438,7 @@ int corral__mem_op_touch(corral__store *base, const corral__skey *k, int64_t ttl
 /* incr reads the counter and allocates the new entry without the lock, then publishes it
  * only if the entry it read is still the key's entry with the value it read (the entry cannot
  * be freed and reused within one read-side section, and an overwrite in place moves its
- * `seq`); otherwise it tries again. */
+ * value's generation); otherwise it tries again. */
 int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delta, int64_t *out) {
     mem_store *s = store_of(base);
     mem_shard *sh = shard_of(s, k->hash);
@@ -455,14 +456,14 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
             rc = CORRAL_MISS;
             goto done;
         }
-        /* A value with an envelope (tags, times) is not a plain integer. Read under `seq`:
-         * an overwrite in place may be rewriting it. */
+        /* A value with an envelope (tags, times) is not a plain integer. Read as get_into
+         * reads: an overwrite in place may be rewriting it. */
         unsigned char digits[20];
-        uint32_t sq = mem_seq_begin(e);
+        uint32_t gen = mem_gen_begin(e);
         size_t dl = mem_dlen(e);
         bool plain = mem_hlen(e) == 0 && dl <= sizeof digits;
         if (plain) mem_copy_out(digits, e->key + mem_klen(e), dl);
-        if (mem_seq_retry(e, sq)) {
+        if (mem_gen_retry(e, gen)) {
             rc = MEM_RETRY;
             goto done;
         }
@@ -486,7 +487,8 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         }
         shard_lock_at(sh, now);
         if (lookup_locked(sh, k, MEM_VALUE) == e && !is_expired(sh, e, now) &&
-            atomic_load_explicit(&e->seq, memory_order_relaxed) == sq) {
+            (atomic_load_explicit(&e->val.refs, memory_order_relaxed) & ~CORRAL__REFS_COUNT) ==
+                gen) {
             /* `e`'s expiry, in its parity: publish_locked re-encodes it if a rebase moved on */
             atomic_store_explicit(&ne->expiry,
                                   atomic_load_explicit(&e->expiry, memory_order_relaxed),
