@@ -433,10 +433,11 @@ static inline uint32_t load32(const void *p) {
 static inline bool key_equal(const unsigned char *a, const void *b, size_t n) {
     const unsigned char *q = b;
     if (n > 32) return memcmp(a, q, n) == 0;
-    if (n >= 8) {
+    if (n >= 8) { /* the last word first: keys of one length differ most often at the end */
+        if (load64(a + n - 8) != load64(q + n - 8)) return false;
         for (size_t i = 0; i + 8 < n; i += 8)
             if (load64(a + i) != load64(q + i)) return false;
-        return load64(a + n - 8) == load64(q + n - 8);
+        return true;
     }
     if (n >= 4) return load32(a) == load32(q) && load32(a + n - 4) == load32(q + n - 4);
     if (n >= 2) return load16(a) == load16(q) && a[n - 1] == q[n - 1]; /* ":1:" is 3 bytes */
@@ -581,9 +582,11 @@ static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks
                                  size_t key_len) {
     /* the length and the kind (MEM_VALUE: no flag) in one compare */
     if ((mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) != ks->hdr_len + key_len) return false;
+    /* the caller's bytes first: the chain's other keys of the scheme share its header */
+    if (!key_equal(e->key + ks->hdr_len, key, key_len)) return false;
     uint64_t d = ((load64_key(e->key) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
                  ((load64_key(e->key + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1]);
-    return d == 0 && key_equal(e->key + ks->hdr_len, key, key_len);
+    return d == 0;
 }
 
 /* The entry of "<ks->hdr><key>" on the chain from `e`, or NULL: the walk of hot_find's slow
