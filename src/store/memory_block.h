@@ -16,19 +16,31 @@
  *   block of its size or a little smaller (its tail unmapped), while the kept ones total at
  *   most `cache_cap` bytes: a fresh mapping costs a page fault a page, which made mixed-size
  *   writes twice as slow without the cache. The rest are unmapped.
- * - a smaller block costs what glibc's malloc holds for it: the request plus the 8-byte size
- *   word, rounded up to 16, at least 32 bytes;
+ * - a block of at most CORRAL__MEM_SLAB_MAX bytes is a slot of a slab of the store's own: a
+ *   64 KiB (128 KiB past 4 KiB slots) aligned mapping of slots of one size class, with no
+ *   header a slot. The classes step by 8 bytes up to 256, then by a sixteenth of their power of
+ *   two (corral__mem_slab_class_of): a block costs its class's size. glibc's malloc held a 166-byte
+ *   entry in a 176-byte chunk (its size word and 16-byte rounding), a slab in 168. A slab whose
+ *   last slot is freed is kept for any class of its size while the kept ones total at most
+ *   `pool_cap`, or unmapped: a shift of the size mix does not leave memory with the old sizes
+ *   once their entries go.
+ * - a block between the two costs what glibc's malloc holds for it: the request plus the
+ *   8-byte size word, rounded up to 16, at least 32 bytes;
  * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
  *   trim, corral__mem_blocks_trim gives the heap's free pages back (malloc_trim): glibc returns
  *   the top of its heap by itself, never a hole inside it. The store calls it on its call_rcu
  *   thread, after a batch of frees, never on a writer's or reader's path.
- * Under a sanitizer, blocks are never mapped and the heap is never trimmed: AddressSanitizer
- * keeps seeing every entry (bounds, leaks), and the sanitizers' allocators are not glibc's.
+ * Under a sanitizer, blocks are never mapped and the heap is never trimmed: the sanitizers'
+ * allocators are not glibc's. Slabs stay: under AddressSanitizer a slot is poisoned but for the
+ * bytes asked while handed out, and the store asserts every slab empty when it closes (a leaked
+ * entry), so ASan still sees an entry's bounds, a use after free until the slot's reuse, and
+ * leaks.
  *
  * Threads: every function is thread-safe; the struct is immutable after init but for its
- * atomic counters and the kept mappings, which `cache_lock` guards (a leaf: no lock is taken and
- * no system call made under it). A block is freed by whichever thread drops its last reference,
- * an application's thread included (corral_value_unref), so that call too may hold the lock: a
+ * atomic counters, the kept mappings, which `cache_lock` guards, the slab classes, each behind
+ * its own `lock`, and the kept slabs, behind `pool_lock` (all leaves: no lock is taken and no
+ * system call made under them). A block is freed by whichever thread drops its last reference,
+ * an application's thread included (corral_value_unref), so that call too may hold them: a
  * fork while another thread is inside it is a fork during a corral call (fork.h).
  */
 #ifndef CORRAL_STORE_MEMORY_BLOCK_H
@@ -48,6 +60,30 @@
 /* Mappings of at most this many pages are kept for reuse when freed (1 MiB of 4 KiB pages). */
 #define CORRAL__MEM_CACHE_PAGES 256u
 
+/* Blocks of at most this many bytes are slab slots (with libc's allocator). Above 4 KiB a slab
+ * is 128 KiB, so that it holds 15 slots at least: the partly used slab of each class is RSS
+ * the bound does not count, and larger slabs for the larger classes cost a small store more
+ * of it than glibc's heap does. */
+#define CORRAL__MEM_SLAB_MAX     8192u
+#define CORRAL__MEM_SLAB_CLASSES 112u /* 32 of 8-byte steps, then 16 an octave to 8 KiB */
+#define CORRAL__MEM_SLAB_HDR     64u  /* a slab's header, before its first slot */
+#define CORRAL__MEM_SLAB_SMALL   ((size_t)64 << 10)  /* a slab of slots up to 4 KiB */
+#define CORRAL__MEM_SLAB_LARGE   ((size_t)128 << 10) /* a slab of larger slots */
+
+#define CORRAL__MEM_SLAB_CHUNK ((size_t)2 << 20) /* slabs are carved from chunks this big */
+
+typedef struct corral__mem_slab corral__mem_slab;   /* memory_block.c */
+typedef struct corral__mem_chunk corral__mem_chunk; /* memory_block.c */
+
+/* A size class: its slabs that have a free slot, behind `lock`. Padded to a line, as writers
+ * of two sizes take two classes' locks at once. */
+typedef struct corral__mem_slab_class {
+    corral__spin lock;
+    corral__mem_slab *partial; /* slabs with a free slot, the last one to gain one first */
+    size_t slabs;              /* slabs of the class (tests, stats) */
+    char pad[64 - sizeof(corral__spin) - sizeof(void *) - sizeof(size_t)];
+} corral__mem_slab_class;
+
 typedef struct corral__mem_blocks {
     const corral__allocator *alloc;
     bool real_cost;        /* libc: cost is what glibc or the mapping holds; hooks: bytes asked */
@@ -63,19 +99,55 @@ typedef struct corral__mem_blocks {
     size_t cache_cap;      /* bytes the kept mappings may total */
     _Atomic size_t cached; /* bytes they total now; changed under cache_lock */
     _Atomic size_t reused; /* blocks served from them (tests) */
+    /* Slabs: blocks of at most slab_max bytes (0: none, with hooks) are slots of them. */
+    size_t slab_max;
+    bool huge;              /* the chunks ask for huge pages (a large store) */
+    _Atomic size_t slabbed; /* bytes of the slabs in use by a class */
+    _Atomic size_t chunked; /* bytes of the chunks mapped (tests, stats) */
+    /* Under pool_lock: every chunk, the empty slabs kept resident and the chunks with cold
+     * slabs, each by slab size (CORRAL__MEM_SLAB_SMALL, then _LARGE). */
+    corral__spin pool_lock;
+    corral__mem_chunk *chunks;
+    corral__mem_slab *pool[2];
+    corral__mem_chunk *cold[2];
+    size_t pool_cap;       /* bytes the resident empty slabs may total */
+    _Atomic size_t pooled; /* bytes they total now; changed under pool_lock */
+    corral__mem_slab_class slab[CORRAL__MEM_SLAB_CLASSES];
 } corral__mem_blocks;
+
+/* The size class of a slot for a block of `n` bytes (1 <= n <= CORRAL__MEM_SLAB_MAX): 8-byte
+ * steps up to 256, then 16 steps an octave, so a slot wastes at most a sixteenth past 256. */
+static inline unsigned corral__mem_slab_class_of(size_t n) {
+    if (n <= 256) return (unsigned)((n + 7) / 8 - 1);
+    unsigned o = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1)); /* 2^o < n */
+    return 32u + (o - 8u) * 16u + (unsigned)(((n - 1) - ((size_t)1 << o)) >> (o - 4u));
+}
+
+/* The size of class `c`'s slots: a multiple of 8, so each is 8-aligned. */
+static inline size_t corral__mem_slab_size(unsigned c) {
+    if (c < 32) return ((size_t)c + 1) * 8;
+    unsigned o = 8u + (c - 32u) / 16u, k = (c - 32u) % 16u;
+    return ((size_t)1 << o) + (((size_t)k + 1) << (o - 4u));
+}
+
+/* The bytes of a slab of class `c`. */
+static inline size_t corral__mem_slab_bytes(unsigned c) {
+    return corral__mem_slab_size(c) <= 4096 ? CORRAL__MEM_SLAB_SMALL : CORRAL__MEM_SLAB_LARGE;
+}
 
 /* Sets up the blocks of a store bounded at `max_bytes` that allocates from `a` (which must
  * outlive them). */
 void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes);
 
-/* Unmaps the mappings kept for reuse. Every block must have been freed. */
+/* Unmaps the mappings and slabs kept for reuse. Every block must have been freed (asserted of
+ * the slabs' slots: a slab still mapped here holds a leaked block). */
 void corral__mem_blocks_destroy(corral__mem_blocks *b);
 
 /* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). Inline:
  * an overwrite counts its entry's cost out and in, and reports both. */
 static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n) {
     if (!b->real_cost) return n;
+    if (n <= b->slab_max) return corral__mem_slab_size(corral__mem_slab_class_of(n ? n : 1));
     if (n > SIZE_MAX - b->page) return SIZE_MAX;
     if (n >= b->map_min) return (n + b->page - 1) / b->page * b->page;
     /* glibc: the size word, 16-byte alignment, 32 bytes at least (also a fair guess elsewhere). */
