@@ -38,7 +38,7 @@
  * large slabs: enough that a class whose last slab empties and refills does not map and unmap
  * one each time. */
 #define MEM_SLAB_POOL_DIV 64u
-#define MEM_SLAB_POOL_MIN (2 * CORRAL__MEM_SLAB_LARGE)
+#define MEM_SLAB_POOL_MIN (4 * CORRAL__MEM_SLAB_BYTES)
 /* A store bounded at this or more asks for huge pages under its slabs (chunk_new): a 2 MiB
  * chunk then is resident whole once a slab of it is used, under 1 % of such a store. */
 #define MEM_SLAB_HUGE_MIN ((size_t)256 << 20)
@@ -71,7 +71,7 @@ struct corral__mem_slab {
     bool listed;
     corral__mem_chunk *chunk; /* the chunk that holds it */
 };
-/* A chunk: CORRAL__MEM_SLAB_CHUNK bytes of slabs of one size, aligned to the chunk's size, in a
+/* A chunk: CORRAL__MEM_SLAB_CHUNK bytes of 32 slabs, aligned to the chunk's size, in a
  * mapping of twice as much (the part outside is never touched: no RSS, and no munmaps to cut it
  * off, each a TLB shootdown across the cores). A slab of it is in use (its header in it), kept
  * resident in `pool` (linked through its header), or cold: never touched, or given back with
@@ -81,13 +81,14 @@ struct corral__mem_chunk {
     char *mem;                    /* the aligned chunk; immutable */
     void *map;                    /* the mapping, twice the chunk; immutable */
     corral__mem_chunk *next_all;  /* every chunk of the store, for destroy */
-    corral__mem_chunk *next_cold; /* in `cold[pi]` while `cold` is not 0 */
+    corral__mem_chunk *next_cold; /* in the store's `cold` list while `cold` is not 0 */
     uint32_t cold;                /* bit i: slab i is cold */
 };
 
 _Static_assert(sizeof(corral__mem_slab) <= CORRAL__MEM_SLAB_HDR, "the header fits before slot 0");
 _Static_assert(CORRAL__MEM_SLAB_HDR % 16 == 0, "slot 0 is 16-aligned");
-_Static_assert(CORRAL__MEM_SLAB_CLASSES == 32 + 5 * 16, "8-byte steps, then five octaves");
+_Static_assert(CORRAL__MEM_SLAB_CLASSES == 32 + 4 * 16, "8-byte steps, then four octaves");
+_Static_assert(CORRAL__MEM_SLAB_CHUNK == 32 * CORRAL__MEM_SLAB_BYTES, "a chunk's slabs: 32 bits");
 
 #ifdef MAP_POPULATE /* Linux */
 #define MEM_POPULATE MAP_POPULATE
@@ -112,8 +113,8 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
     atomic_init(&b->slabbed, 0);
     atomic_init(&b->chunked, 0);
     corral__spin_init(&b->pool_lock);
-    b->pool[0] = b->pool[1] = NULL;
-    b->cold[0] = b->cold[1] = NULL;
+    b->pool = NULL;
+    b->cold = NULL;
     b->chunks = NULL;
     b->huge = max_bytes >= MEM_SLAB_HUGE_MIN;
     b->pool_cap = CORRAL_MAX(max_bytes / MEM_SLAB_POOL_DIV, MEM_SLAB_POOL_MIN);
@@ -153,8 +154,8 @@ void corral__mem_blocks_destroy(corral__mem_blocks *b) {
         corral__free(b->alloc, ch, sizeof *ch);
     }
     atomic_store_explicit(&b->chunked, 0, memory_order_relaxed);
-    b->pool[0] = b->pool[1] = NULL;
-    b->cold[0] = b->cold[1] = NULL;
+    b->pool = NULL;
+    b->cold = NULL;
     atomic_store_explicit(&b->pooled, 0, memory_order_relaxed);
     corral__spin_deinit(&b->pool_lock);
     for (unsigned c = 0; c < CORRAL__MEM_SLAB_CLASSES; c++)
@@ -162,11 +163,6 @@ void corral__mem_blocks_destroy(corral__mem_blocks *b) {
 }
 
 /* ---- Slabs ---- */
-
-/* The index of the kept lists of a slab of `bytes`: 0 small, 1 large. */
-static unsigned slab_pi(size_t bytes) {
-    return bytes == CORRAL__MEM_SLAB_LARGE;
-}
 
 /* Faults in the pages of a slab about to be used, in one call instead of a fault a page. */
 static void slab_populate(void *p, size_t bytes) {
@@ -178,8 +174,8 @@ static void slab_populate(void *p, size_t bytes) {
 #endif
 }
 
-/* A new chunk of slabs of `bytes`, every slab cold, or NULL. Not under pool_lock. */
-static corral__mem_chunk *chunk_new(corral__mem_blocks *b, size_t bytes) {
+/* A new chunk, every slab cold, or NULL. Not under pool_lock. */
+static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
     corral__mem_chunk *ch = corral__alloc(b->alloc, sizeof *ch);
     if (!ch) return NULL;
     size_t cb = CORRAL__MEM_SLAB_CHUNK;
@@ -194,8 +190,7 @@ static corral__mem_chunk *chunk_new(corral__mem_blocks *b, size_t bytes) {
     /* A large store's slabs in huge pages: one fault and one TLB entry for 2 MiB. */
     if (b->huge) (void)madvise(ch->mem, cb, MADV_HUGEPAGE);
 #endif
-    unsigned n = (unsigned)(cb / bytes);
-    ch->cold = n == 32 ? UINT32_MAX : ((uint32_t)1 << n) - 1;
+    ch->cold = UINT32_MAX;
     ch->next_all = ch->next_cold = NULL;
     return ch;
 }
@@ -203,38 +198,37 @@ static corral__mem_chunk *chunk_new(corral__mem_blocks *b, size_t bytes) {
 /* An empty slab for class `c`: a resident kept one of its size, else a cold one (of a chunk,
  * a new chunk if none is left), faulted in. NULL when the system refuses. */
 static corral__mem_slab *slab_new(corral__mem_blocks *b, unsigned c) {
-    size_t bytes = corral__mem_slab_bytes(c);
-    unsigned pi = slab_pi(bytes);
+    size_t bytes = CORRAL__MEM_SLAB_BYTES;
     corral__mem_slab *sl = NULL;
     corral__mem_chunk *fresh = NULL, *from = NULL;
     for (;;) {
         corral__spin_lock(&b->pool_lock);
-        if ((sl = b->pool[pi]) != NULL) {
-            b->pool[pi] = sl->older;
+        if ((sl = b->pool) != NULL) {
+            b->pool = sl->older;
             atomic_store_explicit(&b->pooled,
                                   atomic_load_explicit(&b->pooled, memory_order_relaxed) - bytes,
                                   memory_order_relaxed);
         } else {
-            if (!b->cold[pi] && fresh) { /* ours, unless another thread's came first */
+            if (!b->cold && fresh) { /* ours, unless another thread's came first */
                 fresh->next_all = b->chunks;
                 b->chunks = fresh;
                 atomic_fetch_add_explicit(&b->chunked, CORRAL__MEM_SLAB_CHUNK,
                                           memory_order_relaxed);
-                b->cold[pi] = fresh;
+                b->cold = fresh;
                 fresh = NULL;
             }
-            corral__mem_chunk *ch = b->cold[pi];
+            corral__mem_chunk *ch = b->cold;
             if (ch) {
                 unsigned i = (unsigned)__builtin_ctz(ch->cold);
                 ch->cold &= ch->cold - 1;
-                if (!ch->cold) b->cold[pi] = ch->next_cold;
+                if (!ch->cold) b->cold = ch->next_cold;
                 sl = (corral__mem_slab *)(ch->mem + (size_t)i * bytes);
                 from = ch; /* written after the unlock: the first write faults the page in */
             }
         }
         corral__spin_unlock(&b->pool_lock);
         if (sl) break;
-        fresh = chunk_new(b, bytes);
+        fresh = chunk_new(b);
         if (!fresh) return NULL;
     }
     if (fresh) { /* another thread's chunk served us */
@@ -257,17 +251,17 @@ static corral__mem_slab *slab_new(corral__mem_blocks *b, unsigned c) {
     return sl;
 }
 
-/* Gives back an empty slab of `bytes`: kept resident while the kept ones have room, else its
+/* Gives back an empty slab: kept resident while the kept ones have room, else its
  * pages are given back to the system and it is marked cold in its chunk. */
-static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl, size_t bytes) {
-    unsigned pi = slab_pi(bytes);
+static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl) {
+    size_t bytes = CORRAL__MEM_SLAB_BYTES;
     corral__mem_chunk *ch = sl->chunk;
     atomic_fetch_sub_explicit(&b->slabbed, bytes, memory_order_relaxed);
     corral__spin_lock(&b->pool_lock);
     size_t pooled = atomic_load_explicit(&b->pooled, memory_order_relaxed);
     if (pooled + bytes <= b->pool_cap) {
-        sl->older = b->pool[pi];
-        b->pool[pi] = sl;
+        sl->older = b->pool;
+        b->pool = sl;
         atomic_store_explicit(&b->pooled, pooled + bytes, memory_order_relaxed);
         corral__spin_unlock(&b->pool_lock);
         return;
@@ -279,8 +273,8 @@ static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl, size_t byt
     unsigned i = (unsigned)(((char *)sl - ch->mem) / bytes);
     corral__spin_lock(&b->pool_lock);
     if (!ch->cold) {
-        ch->next_cold = b->cold[pi];
-        b->cold[pi] = ch;
+        ch->next_cold = b->cold;
+        b->cold = ch;
     }
     ch->cold |= (uint32_t)1 << i;
     corral__spin_unlock(&b->pool_lock);
@@ -343,7 +337,7 @@ static void *slab_alloc(corral__mem_blocks *b, size_t n) {
 static void slab_free(corral__mem_blocks *b, void *p, size_t n) {
     unsigned c = corral__mem_slab_class_of(n ? n : 1);
     corral__mem_slab_class *k = &b->slab[c];
-    size_t bytes = corral__mem_slab_bytes(c);
+    size_t bytes = CORRAL__MEM_SLAB_BYTES;
     corral__mem_slab *sl = (corral__mem_slab *)((uintptr_t)p & ~(uintptr_t)(bytes - 1));
     MEM_POISON(p, corral__mem_slab_size(c));
     MEM_UNPOISON(p, sizeof sl->free);
@@ -362,7 +356,7 @@ static void slab_free(corral__mem_blocks *b, void *p, size_t n) {
         slab_list(k, sl); /* it was full */
     }
     corral__spin_unlock(&k->lock);
-    if (empty) slab_release(b, sl, bytes);
+    if (empty) slab_release(b, sl);
 }
 
 /* A kept mapping for a block of `pages` pages: one of exactly that size, or else the smallest

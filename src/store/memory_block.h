@@ -16,14 +16,17 @@
  *   block of its size or a little smaller (its tail unmapped), while the kept ones total at
  *   most `cache_cap` bytes: a fresh mapping costs a page fault a page, which made mixed-size
  *   writes twice as slow without the cache. The rest are unmapped.
- * - a block of at most CORRAL__MEM_SLAB_MAX bytes is a slot of a slab of the store's own: a
- *   64 KiB (128 KiB past 4 KiB slots) aligned mapping of slots of one size class, with no
- *   header a slot. The classes step by 8 bytes up to 256, then by a sixteenth of their power of
- *   two (corral__mem_slab_class_of): a block costs its class's size. glibc's malloc held a 166-byte
- *   entry in a 176-byte chunk (its size word and 16-byte rounding), a slab in 168. A slab whose
- *   last slot is freed is kept for any class of its size while the kept ones total at most
- *   `pool_cap`, or unmapped: a shift of the size mix does not leave memory with the old sizes
- *   once their entries go.
+ * - a block of at most CORRAL__MEM_SLAB_MAX bytes (4 KiB) is a slot of a slab of the store's
+ *   own: 64 KiB of slots of one size class, aligned to its size, with no header a slot. The
+ *   classes step by 8 bytes up to 256, then by a sixteenth of their power of two
+ *   (corral__mem_slab_class_of): a block costs its class's size. glibc's malloc held a 166-byte
+ *   entry in a 176-byte chunk (its size word and 16-byte rounding), a slab holds it in 168.
+ *   Slabs are carved from 2 MiB chunks, huge pages in a store of 256 MiB or more, and faulted in
+ *   whole when first used: on this project's machine a page fault cost the fresh inserts of a
+ *   new store about half their time. A slab whose last slot is freed is kept resident for any
+ *   class while the kept ones total at most `pool_cap`; past it, its pages go back to the
+ *   system (MADV_DONTNEED) and its chunk marks it cold: a shift of the size mix does not leave
+ *   memory with the old sizes once their entries go.
  * - a block between the two costs what glibc's malloc holds for it: the request plus the
  *   8-byte size word, rounded up to 16, at least 32 bytes;
  * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
@@ -60,15 +63,13 @@
 /* Mappings of at most this many pages are kept for reuse when freed (1 MiB of 4 KiB pages). */
 #define CORRAL__MEM_CACHE_PAGES 256u
 
-/* Blocks of at most this many bytes are slab slots (with libc's allocator). Above 4 KiB a slab
- * is 128 KiB, so that it holds 15 slots at least: the partly used slab of each class is RSS
- * the bound does not count, and larger slabs for the larger classes cost a small store more
- * of it than glibc's heap does. */
-#define CORRAL__MEM_SLAB_MAX     8192u
-#define CORRAL__MEM_SLAB_CLASSES 112u /* 32 of 8-byte steps, then 16 an octave to 8 KiB */
-#define CORRAL__MEM_SLAB_HDR     64u  /* a slab's header, before its first slot */
-#define CORRAL__MEM_SLAB_SMALL   ((size_t)64 << 10)  /* a slab of slots up to 4 KiB */
-#define CORRAL__MEM_SLAB_LARGE   ((size_t)128 << 10) /* a slab of larger slots */
+/* Blocks of at most this many bytes are slab slots (with libc's allocator): a 64 KiB slab holds
+ * 15 of the largest at least. Each class's partly used slab is RSS the bound does not count, so
+ * larger classes would need larger slabs, which cost a small store more than glibc's heap. */
+#define CORRAL__MEM_SLAB_MAX     4096u
+#define CORRAL__MEM_SLAB_CLASSES 96u /* 32 of 8-byte steps, then 16 an octave to 4 KiB */
+#define CORRAL__MEM_SLAB_HDR     64u /* a slab's header, before its first slot */
+#define CORRAL__MEM_SLAB_BYTES   ((size_t)64 << 10)
 
 #define CORRAL__MEM_SLAB_CHUNK ((size_t)2 << 20) /* slabs are carved from chunks this big */
 
@@ -105,11 +106,11 @@ typedef struct corral__mem_blocks {
     _Atomic size_t slabbed; /* bytes of the slabs in use by a class */
     _Atomic size_t chunked; /* bytes of the chunks mapped (tests, stats) */
     /* Under pool_lock: every chunk, the empty slabs kept resident and the chunks with cold
-     * slabs, each by slab size (CORRAL__MEM_SLAB_SMALL, then _LARGE). */
+     * slabs. */
     corral__spin pool_lock;
     corral__mem_chunk *chunks;
-    corral__mem_slab *pool[2];
-    corral__mem_chunk *cold[2];
+    corral__mem_slab *pool;
+    corral__mem_chunk *cold;
     size_t pool_cap;       /* bytes the resident empty slabs may total */
     _Atomic size_t pooled; /* bytes they total now; changed under pool_lock */
     corral__mem_slab_class slab[CORRAL__MEM_SLAB_CLASSES];
@@ -128,11 +129,6 @@ static inline size_t corral__mem_slab_size(unsigned c) {
     if (c < 32) return ((size_t)c + 1) * 8;
     unsigned o = 8u + (c - 32u) / 16u, k = (c - 32u) % 16u;
     return ((size_t)1 << o) + (((size_t)k + 1) << (o - 4u));
-}
-
-/* The bytes of a slab of class `c`. */
-static inline size_t corral__mem_slab_bytes(unsigned c) {
-    return corral__mem_slab_size(c) <= 4096 ? CORRAL__MEM_SLAB_SMALL : CORRAL__MEM_SLAB_LARGE;
 }
 
 /* Sets up the blocks of a store bounded at `max_bytes` that allocates from `a` (which must

@@ -92,9 +92,9 @@ static void test_block_with_libc_costs_what_glibc_holds(void **state) {
     assert_int_equal(corral__mem_block_cost(&b, 25), 32);
     assert_int_equal(corral__mem_block_cost(&b, 166), 168); /* a 100-byte value's entry */
     assert_int_equal(corral__mem_block_cost(&b, 257), 272);
-    assert_int_equal(corral__mem_block_cost(&b, 8192), 8192);
+    assert_int_equal(corral__mem_block_cost(&b, 4096), 4096);
     /* Past it, glibc's chunk: the size word and 16-byte rounding, 32 bytes at least. */
-    assert_int_equal(corral__mem_block_cost(&b, 8193), 8208);
+    assert_int_equal(corral__mem_block_cost(&b, 4097), 4112);
     b.slab_max = 0;
     assert_int_equal(corral__mem_block_cost(&b, 1), 32);
     assert_int_equal(corral__mem_block_cost(&b, 24), 32);
@@ -312,7 +312,7 @@ static void test_slab_classes_step_finely(void **state) {
         else
             assert_true((size - n) * 16 < size);
         assert_int_equal(corral__mem_slab_class_of(size), c);
-        assert_true((corral__mem_slab_bytes(c) - CORRAL__MEM_SLAB_HDR) / size >= 15);
+        assert_true((CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / size >= 15);
     }
     assert_int_equal(last, CORRAL__MEM_SLAB_CLASSES - 1);
 }
@@ -337,7 +337,7 @@ static void test_small_blocks_share_slabs(void **state) {
     corral__mem_blocks b;
     corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
     enum { N = 1000, LEN = 166 };
-    size_t per = (CORRAL__MEM_SLAB_SMALL - CORRAL__MEM_SLAB_HDR) / 168;
+    size_t per = (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / 168;
     size_t slabs = (N + per - 1) / per;
     for (int round = 0; round < 2; round++) {
         unsigned char **p = malloc(N * sizeof *p);
@@ -356,7 +356,7 @@ static void test_small_blocks_share_slabs(void **state) {
         assert_false(__asan_address_is_poisoned(p[0] + LEN - 1));
         assert_true(__asan_address_is_poisoned(p[0] + LEN));
 #endif
-        assert_int_equal(atomic_load(&b.slabbed), slabs * CORRAL__MEM_SLAB_SMALL);
+        assert_int_equal(atomic_load(&b.slabbed), slabs * CORRAL__MEM_SLAB_BYTES);
         assert_int_equal(atomic_load(&b.chunked), CORRAL__MEM_SLAB_CHUNK);
         for (int i = 0; i < N; i++)
             corral__mem_block_free(&b, p[i], LEN);
@@ -366,7 +366,7 @@ static void test_small_blocks_share_slabs(void **state) {
         free(p);
         assert_int_equal(atomic_load(&b.slabbed), 0);
         /* The empty slabs are kept resident: the bound's pool has room for them. */
-        assert_int_equal(atomic_load(&b.pooled), slabs * CORRAL__MEM_SLAB_SMALL);
+        assert_int_equal(atomic_load(&b.pooled), slabs * CORRAL__MEM_SLAB_BYTES);
     }
     corral__mem_blocks_destroy(&b);
 }
@@ -381,7 +381,7 @@ static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
     corral__mem_blocks_init(&b, &a, (size_t)8 << 20);
     size_t page = b.page;
     enum { LEN = 1000, SLABS = 20 };
-    size_t per = (CORRAL__MEM_SLAB_SMALL - CORRAL__MEM_SLAB_HDR) / 1024;
+    size_t per = (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / 1024;
     size_t n = SLABS * per;
     void **p = malloc(n * sizeof *p);
     assert_non_null(p);
@@ -391,16 +391,16 @@ static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
             assert_non_null(p[i]);
             memset(p[i], 7, LEN);
         }
-        assert_int_equal(atomic_load(&b.slabbed), SLABS * CORRAL__MEM_SLAB_SMALL);
+        assert_int_equal(atomic_load(&b.slabbed), SLABS * CORRAL__MEM_SLAB_BYTES);
         assert_int_equal(atomic_load(&b.chunked), CORRAL__MEM_SLAB_CHUNK);
         char *chunk = (char *)((uintptr_t)p[0] & ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
         size_t pages = CORRAL__MEM_SLAB_CHUNK / page;
-        assert_true(resident_pages(chunk, pages, page) >= SLABS * CORRAL__MEM_SLAB_SMALL / page);
+        assert_true(resident_pages(chunk, pages, page) >= SLABS * CORRAL__MEM_SLAB_BYTES / page);
         for (size_t i = 0; i < n; i++)
             corral__mem_block_free(&b, p[i], LEN);
         assert_int_equal(atomic_load(&b.slabbed), 0);
         assert_true(atomic_load(&b.pooled) <= b.pool_cap);
-        assert_true(b.pool_cap < SLABS * CORRAL__MEM_SLAB_SMALL);
+        assert_true(b.pool_cap < SLABS * CORRAL__MEM_SLAB_BYTES);
         /* Only the pool stays resident, unless the chunk is in a huge page (not asked for
          * under 256 MiB, but `always` in the system's settings gives one anyway). */
         size_t res = resident_pages(chunk, pages, page);
@@ -424,9 +424,9 @@ static size_t churn_len(const unsigned char *p) {
     return len;
 }
 
-/* Allocates and frees blocks of 2 to 8192 bytes, 8 held at a time, each filled with its own
- * byte and checked before it is freed; now and then one goes through `handoff`, so the other
- * thread frees it. */
+/* Allocates and frees blocks of 2 to CORRAL__MEM_SLAB_MAX bytes, 8 held at a time, each filled with
+ * its own byte and checked before it is freed; now and then one goes through `handoff`, so the
+ * other thread frees it. */
 static void *slab_churn_main(void *arg) {
     slab_churn *c = arg;
     unsigned char *held[8] = { 0 };
