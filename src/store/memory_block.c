@@ -39,8 +39,13 @@
  * one each time. */
 #define MEM_SLAB_POOL_DIV 64u
 #define MEM_SLAB_POOL_MIN (4 * CORRAL__MEM_SLAB_BYTES)
+/* Slabs serve stores bounded at this or more. Each class in use holds a partly used slab the
+ * bound does not count: at most 96 x 64 KiB, 6 MiB, within the bound's 8 MB of slack
+ * (bench_memory's RSS bound); in a 1 MiB near cache it would be six times the bound. */
+#define MEM_SLAB_MIN_BOUND ((size_t)16 << 20)
 /* A store bounded at this or more asks for huge pages under its slabs (chunk_new): a 2 MiB
- * chunk then is resident whole once a slab of it is used, under 1 % of such a store. */
+ * chunk then is resident whole once a slab of it is used: the last chunk, a few MiB of such a
+ * store (each chunk that has given a slab back asks for none after, slab_release). */
 #define MEM_SLAB_HUGE_MIN ((size_t)256 << 20)
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -109,7 +114,7 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
     if (b->real_cost) b->trim_every = max_bytes / MEM_TRIM_DIV + MEM_TRIM_SLACK;
 #endif
 #endif
-    b->slab_max = b->real_cost ? CORRAL__MEM_SLAB_MAX : 0;
+    b->slab_max = b->real_cost && max_bytes >= MEM_SLAB_MIN_BOUND ? CORRAL__MEM_SLAB_MAX : 0;
     atomic_init(&b->slabbed, 0);
     atomic_init(&b->chunked, 0);
     corral__spin_init(&b->pool_lock);
@@ -150,6 +155,8 @@ void corral__mem_blocks_destroy(corral__mem_blocks *b) {
     while (b->chunks) {
         corral__mem_chunk *ch = b->chunks;
         b->chunks = ch->next_all;
+        /* AddressSanitizer does not see munmap: the next mapping here would keep the poison. */
+        MEM_UNPOISON(ch->mem, CORRAL__MEM_SLAB_CHUNK);
         CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
         corral__free(b->alloc, ch, sizeof *ch);
     }
@@ -174,22 +181,35 @@ static void slab_populate(void *p, size_t bytes) {
 #endif
 }
 
+/* Asks for huge pages under [p, p + n), or for none. */
+static void slab_advise(void *p, size_t n, bool huge) {
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
+    (void)madvise(p, n, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+    (void)huge;
+#endif
+}
+
 /* A new chunk, every slab cold, or NULL. Not under pool_lock. */
 static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
     corral__mem_chunk *ch = corral__alloc(b->alloc, sizeof *ch);
     if (!ch) return NULL;
     size_t cb = CORRAL__MEM_SLAB_CHUNK;
-    char *p = mmap(NULL, 2 * cb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *p = mmap(NULL, 2 * cb, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
         corral__free(b->alloc, ch, sizeof *ch);
         return NULL;
     }
+    MEM_UNPOISON(p, 2 * cb); /* poison another user of these addresses left */
     ch->map = p;
     ch->mem = (char *)(((uintptr_t)p + cb - 1) & ~(uintptr_t)(cb - 1));
-#ifdef MADV_HUGEPAGE
-    /* A large store's slabs in huge pages: one fault and one TLB entry for 2 MiB. */
-    if (b->huge) (void)madvise(ch->mem, cb, MADV_HUGEPAGE);
-#endif
+    /* The whole mapping, so it stays one VMA: a large store's slabs in huge pages (one fault and
+     * one TLB entry for 2 MiB), a small store's never, even where the system's setting is
+     * `always` (a huge page would hold a chunk's cold slabs resident). */
+    slab_advise(p, 2 * cb, b->huge);
     ch->cold = UINT32_MAX;
     ch->next_all = ch->next_cold = NULL;
     return ch;
@@ -240,11 +260,10 @@ static corral__mem_slab *slab_new(corral__mem_blocks *b, unsigned c) {
         sl->chunk = from;
     }
     atomic_fetch_add_explicit(&b->slabbed, bytes, memory_order_relaxed);
-    size_t size = corral__mem_slab_size(c);
     sl->newer = sl->older = NULL;
     sl->free = NULL;
     sl->live = sl->bumped = 0;
-    sl->cap = (uint32_t)((bytes - CORRAL__MEM_SLAB_HDR) / size);
+    sl->cap = (uint32_t)corral__mem_slab_cap(c);
     sl->cls = c;
     sl->listed = false;
     MEM_POISON((char *)sl + CORRAL__MEM_SLAB_HDR, bytes - CORRAL__MEM_SLAB_HDR);
@@ -267,9 +286,13 @@ static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl) {
         return;
     }
     corral__spin_unlock(&b->pool_lock);
-    /* Given back before it is marked cold: a thread that takes it then finds zero pages. */
+    /* Given back before it is marked cold: once marked, another thread may take it and write
+     * it, and a later DONTNEED would drop its writes. A huge page under it is split; the chunk
+     * then asks for none, so khugepaged does not fill the hole again. Nothing needs the pages
+     * zero: a refusal (mlockall) only keeps them resident. */
     MEM_UNPOISON(sl, bytes);
-    CORRAL_MUST(madvise(sl, bytes, MADV_DONTNEED) == 0);
+    if (b->huge) slab_advise(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK, false);
+    (void)madvise(sl, bytes, MADV_DONTNEED);
     unsigned i = (unsigned)(((char *)sl - ch->mem) / bytes);
     corral__spin_lock(&b->pool_lock);
     if (!ch->cold) {
@@ -280,8 +303,9 @@ static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl) {
     corral__spin_unlock(&b->pool_lock);
 }
 
-/* Puts `sl` first in its class's list of slabs with a free slot. Under the class's lock. */
-static void slab_list(corral__mem_slab_class *k, corral__mem_slab *sl) {
+/* Puts `sl` first in its class's list of slabs with a free slot. */
+static void slab_list_locked(corral__mem_slab_class *k, corral__mem_slab *sl) {
+    CORRAL_ASSERT_HELD(&k->lock);
     sl->newer = NULL;
     sl->older = k->partial;
     if (k->partial) k->partial->newer = sl;
@@ -289,8 +313,9 @@ static void slab_list(corral__mem_slab_class *k, corral__mem_slab *sl) {
     sl->listed = true;
 }
 
-/* Takes `sl` out of its class's list. Under the class's lock. */
-static void slab_unlist(corral__mem_slab_class *k, corral__mem_slab *sl) {
+/* Takes `sl` out of its class's list. */
+static void slab_unlist_locked(corral__mem_slab_class *k, corral__mem_slab *sl) {
+    CORRAL_ASSERT_HELD(&k->lock);
     if (sl->newer)
         sl->newer->older = sl->older;
     else
@@ -300,60 +325,63 @@ static void slab_unlist(corral__mem_slab_class *k, corral__mem_slab *sl) {
     sl->listed = false;
 }
 
-/* A slot for a block of `n` bytes (n <= slab_max), or NULL. */
+/* A slot for a block of `n` bytes (1 <= n <= slab_max), or NULL. */
 static void *slab_alloc(corral__mem_blocks *b, size_t n) {
-    unsigned c = corral__mem_slab_class_of(n ? n : 1);
+    unsigned c = corral__mem_slab_class_of(n);
     corral__mem_slab_class *k = &b->slab[c];
-    size_t size = corral__mem_slab_size(c);
-    for (;;) {
-        corral__spin_lock(&k->lock);
-        corral__mem_slab *sl = k->partial;
-        if (sl) {
-            void *p;
-            if (sl->free) {
-                p = sl->free;
-                memcpy(&sl->free, p, sizeof sl->free); /* the link stays unpoisoned */
-            } else {
-                p = (char *)sl + CORRAL__MEM_SLAB_HDR + (size_t)sl->bumped++ * size;
-            }
-            if (++sl->live == sl->cap) slab_unlist(k, sl);
-            corral__spin_unlock(&k->lock);
-            MEM_UNPOISON(p, n);
-            return p;
+    corral__spin_lock(&k->lock);
+    corral__mem_slab *sl = k->partial;
+    if (sl) {
+        void *p;
+        if (sl->free) {
+            p = sl->free;
+            MEM_UNPOISON(p, sizeof sl->free); /* the link, poisoned while the slot is free */
+            memcpy(&sl->free, p, sizeof sl->free);
+        } else {
+            p = (char *)sl + CORRAL__MEM_SLAB_HDR + (size_t)sl->bumped++ * corral__mem_slab_size(c);
         }
+        if (++sl->live == sl->cap) slab_unlist_locked(k, sl);
         corral__spin_unlock(&k->lock);
-        /* No slot: a new slab, mapped outside the lock. Another thread may take its slots
-         * first; then the loop asks for another. */
-        sl = slab_new(b, c);
-        if (!sl) return NULL;
-        corral__spin_lock(&k->lock);
-        k->slabs++;
-        slab_list(k, sl);
-        corral__spin_unlock(&k->lock);
+        MEM_UNPOISON(p, n);
+        return p;
     }
+    corral__spin_unlock(&k->lock);
+    /* No slot: a new slab, faulted in outside the lock. Its first slot is ours before it is
+     * listed, so no slab is ever listed empty. */
+    sl = slab_new(b, c);
+    if (!sl) return NULL;
+    void *p = (char *)sl + CORRAL__MEM_SLAB_HDR;
+    sl->bumped = sl->live = 1;
+    corral__spin_lock(&k->lock);
+    k->slabs++;
+    if (sl->live < sl->cap) slab_list_locked(k, sl);
+    corral__spin_unlock(&k->lock);
+    MEM_UNPOISON(p, n);
+    return p;
 }
 
 /* Frees the slot `p` of a block of `n` bytes, the size it was allocated with. */
 static void slab_free(corral__mem_blocks *b, void *p, size_t n) {
-    unsigned c = corral__mem_slab_class_of(n ? n : 1);
+    unsigned c = corral__mem_slab_class_of(n);
     corral__mem_slab_class *k = &b->slab[c];
-    size_t bytes = CORRAL__MEM_SLAB_BYTES;
-    corral__mem_slab *sl = (corral__mem_slab *)((uintptr_t)p & ~(uintptr_t)(bytes - 1));
-    MEM_POISON(p, corral__mem_slab_size(c));
-    MEM_UNPOISON(p, sizeof sl->free);
+    corral__mem_slab *sl =
+        (corral__mem_slab *)((uintptr_t)p & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
     bool empty = false;
     corral__spin_lock(&k->lock);
     assert(sl->cls == c && sl->live > 0);
+    MEM_UNPOISON(p, sizeof sl->free); /* a block of fewer bytes left some of it poisoned */
     memcpy(p, &sl->free, sizeof sl->free);
+    /* Under the lock: the next allocation unpoisons the link it reads under it. */
+    MEM_POISON(p, corral__mem_slab_size(c));
     sl->free = p;
     if (--sl->live == 0) {
         /* The last slot: the slab goes back to the kept ones (slab_release), which a class
          * that empties and refills takes it from again without a system call. */
-        if (sl->listed) slab_unlist(k, sl);
+        if (sl->listed) slab_unlist_locked(k, sl);
         k->slabs--;
         empty = true;
     } else if (!sl->listed) {
-        slab_list(k, sl); /* it was full */
+        slab_list_locked(k, sl); /* it was full */
     }
     corral__spin_unlock(&k->lock);
     if (empty) slab_release(b, sl);
@@ -403,7 +431,7 @@ static bool cache_put(corral__mem_blocks *b, void *p, size_t pages) {
 }
 
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
-    if (n <= b->slab_max) return slab_alloc(b, n);
+    if (n && n <= b->slab_max) return slab_alloc(b, n);
     if (n < b->map_min) return corral__alloc(b->alloc, n);
     size_t cost = corral__mem_block_cost(b, n);
     if (cost == SIZE_MAX) return NULL;
@@ -420,7 +448,7 @@ void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
 
 static void block_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
     if (!p) return;
-    if (n <= b->slab_max) {
+    if (n && n <= b->slab_max) {
         slab_free(b, p, n);
         return;
     }

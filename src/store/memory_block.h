@@ -76,14 +76,17 @@
 typedef struct corral__mem_slab corral__mem_slab;   /* memory_block.c */
 typedef struct corral__mem_chunk corral__mem_chunk; /* memory_block.c */
 
-/* A size class: its slabs that have a free slot, behind `lock`. Padded to a line, as writers
- * of two sizes take two classes' locks at once. */
-typedef struct corral__mem_slab_class {
-    corral__spin lock;
-    corral__mem_slab *partial; /* slabs with a free slot, the last one to gain one first */
-    size_t slabs;              /* slabs of the class (tests, stats) */
-    char pad[64 - sizeof(corral__spin) - sizeof(void *) - sizeof(size_t)];
+/* A size class: its slabs that have a free slot, behind `lock`. A line of its own: the call_rcu
+ * thread frees into one class while a writer allocates from another. */
+typedef union corral__mem_slab_class {
+    struct {
+        corral__spin lock;
+        corral__mem_slab *partial; /* slabs with a free slot, the last one to gain one first */
+        size_t slabs;              /* slabs of the class (tests, stats) */
+    };
+    char line[64];
 } corral__mem_slab_class;
+_Static_assert(sizeof(corral__mem_slab_class) == 64, "a class is one line");
 
 typedef struct corral__mem_blocks {
     const corral__allocator *alloc;
@@ -131,6 +134,18 @@ static inline size_t corral__mem_slab_size(unsigned c) {
     return ((size_t)1 << o) + (((size_t)k + 1) << (o - 4u));
 }
 
+/* The slots of a slab of class `c`. */
+static inline size_t corral__mem_slab_cap(unsigned c) {
+    return (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / corral__mem_slab_size(c);
+}
+
+/* What a slot of class `c` costs: its share of its slab, header and tail included (at most a
+ * sixteenth more than its size, for the 4 KiB class; 169 for 168). */
+static inline size_t corral__mem_slab_cost(unsigned c) {
+    size_t cap = corral__mem_slab_cap(c);
+    return (CORRAL__MEM_SLAB_BYTES + cap - 1) / cap;
+}
+
 /* Sets up the blocks of a store bounded at `max_bytes` that allocates from `a` (which must
  * outlive them). */
 void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes);
@@ -143,7 +158,7 @@ void corral__mem_blocks_destroy(corral__mem_blocks *b);
  * an overwrite counts its entry's cost out and in, and reports both. */
 static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n) {
     if (!b->real_cost) return n;
-    if (n <= b->slab_max) return corral__mem_slab_size(corral__mem_slab_class_of(n ? n : 1));
+    if (n && n <= b->slab_max) return corral__mem_slab_cost(corral__mem_slab_class_of(n));
     if (n > SIZE_MAX - b->page) return SIZE_MAX;
     if (n >= b->map_min) return (n + b->page - 1) / b->page * b->page;
     /* glibc: the size word, 16-byte alignment, 32 bytes at least (also a fair guess elsewhere). */
@@ -160,13 +175,15 @@ static inline size_t corral__mem_map_min(size_t max_bytes) {
 /* A block of `n` bytes, or NULL. Free it with corral__mem_block_free and the same `n`. */
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);
 
-/* Frees a block of `n` bytes (NULL accepted): a mapping is kept for reuse while there is room,
- * or unmapped; a block of the heap counts its cost toward the next trim. */
+/* Frees a block of `n` bytes, the size it was allocated with (NULL accepted): a slot goes back
+ * to its slab, and a slab left empty to the kept ones or the system (memory_block.c); a mapping
+ * is kept for reuse while there is room, or unmapped; a block of the heap counts its cost
+ * toward the next trim. */
 void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n);
 
-/* corral__mem_block_free of a block that no later block is likely to reuse, never kept: a
- * bucket table (the next one a resize asks for is twice its size). Kept, the old tables of a
- * store that grew to 1M entries held 4 bytes an entry of RSS. */
+/* corral__mem_block_free of a block that no later block is likely to reuse, a mapping never
+ * kept (a slot is freed as any other): a bucket table (the next one a resize asks for is twice its
+ * size). Kept, the old tables of a store that grew to 1M entries held 4 bytes an entry of RSS. */
 void corral__mem_block_free_unkept(corral__mem_blocks *b, void *p, size_t n);
 
 /* Trims the heap if trim_every bytes were freed since the last trim; returns true if it did.

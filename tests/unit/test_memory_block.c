@@ -1,9 +1,10 @@
 /*
  * test_memory_block.c - the blocks behind the memory store's entries (src/store/memory_block.c):
- * what a block costs with hooks and with libc, the page-rounded mappings of large blocks and
- * the freed ones kept for reuse, the heap trim after enough frees; and the store's byte bound
- * held in the process's RSS under mixed-size writes, checked against /proc/self/statm and
- * glibc's own statistics (mallinfo2).
+ * what a block costs with hooks and with libc, the slabs of small blocks (their classes, slots,
+ * kept and cold slabs, two threads), the page-rounded mappings of large blocks and the freed
+ * ones kept for reuse, the heap trim after enough frees; and the store's byte bound held in the
+ * process's RSS under mixed-size writes, checked against /proc/self/statm and the allocators'
+ * own counts (glibc's mallinfo2, the mappings' and the slabs').
  *
  * The bound test needs glibc's allocator itself: under a sanitizer (whose allocator replaces
  * it, and which keeps freed memory in quarantine) it is skipped; `make test` runs it in the
@@ -78,7 +79,7 @@ static void test_block_with_hooks_costs_the_bytes_asked(void **state) {
     assert_balanced(&ca);
 }
 
-static void test_block_with_libc_costs_what_glibc_holds(void **state) {
+static void test_block_with_libc_costs_what_the_process_holds(void **state) {
     (void)state;
     corral__allocator a;
     corral__allocator_init(&a, NULL);
@@ -87,14 +88,20 @@ static void test_block_with_libc_costs_what_glibc_holds(void **state) {
     assert_true(b.real_cost);
     /* Up to CORRAL__MEM_SLAB_MAX: the slot of its class, 8-byte steps up to 256. */
     assert_int_equal(b.slab_max, CORRAL__MEM_SLAB_MAX);
-    assert_int_equal(corral__mem_block_cost(&b, 1), 8);
-    assert_int_equal(corral__mem_block_cost(&b, 24), 24);
-    assert_int_equal(corral__mem_block_cost(&b, 25), 32);
-    assert_int_equal(corral__mem_block_cost(&b, 166), 168); /* a 100-byte value's entry */
-    assert_int_equal(corral__mem_block_cost(&b, 257), 272);
-    assert_int_equal(corral__mem_block_cost(&b, 4096), 4096);
+    /* Its share of the 64 KiB slab: its size, and the header and tail spread over the slots. */
+    assert_int_equal(corral__mem_block_cost(&b, 1), 9);
+    assert_int_equal(corral__mem_block_cost(&b, 24), 25);
+    assert_int_equal(corral__mem_block_cost(&b, 25), 33);
+    assert_int_equal(corral__mem_block_cost(&b, 166), 169); /* a 100-byte value's entry */
+    assert_int_equal(corral__mem_block_cost(&b, 257), 274);
+    assert_int_equal(corral__mem_block_cost(&b, 4096), 4370);
     /* Past it, glibc's chunk: the size word and 16-byte rounding, 32 bytes at least. */
     assert_int_equal(corral__mem_block_cost(&b, 4097), 4112);
+    /* A store under 16 MiB has no slabs (their per-class slack would be too large a share). */
+    corral__mem_blocks small;
+    corral__mem_blocks_init(&small, &a, (size_t)8 << 20);
+    assert_int_equal(small.slab_max, 0);
+    corral__mem_blocks_destroy(&small);
     b.slab_max = 0;
     assert_int_equal(corral__mem_block_cost(&b, 1), 32);
     assert_int_equal(corral__mem_block_cost(&b, 24), 32);
@@ -312,7 +319,10 @@ static void test_slab_classes_step_finely(void **state) {
         else
             assert_true((size - n) * 16 < size);
         assert_int_equal(corral__mem_slab_class_of(size), c);
-        assert_true((CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / size >= 15);
+        assert_true(corral__mem_slab_cap(c) >= 15);
+        size_t cost = corral__mem_slab_cost(c);
+        assert_true(cost >= size && cost * corral__mem_slab_cap(c) >= CORRAL__MEM_SLAB_BYTES);
+        assert_true((cost - size) * 15 <= size + 15);
     }
     assert_int_equal(last, CORRAL__MEM_SLAB_CLASSES - 1);
 }
@@ -371,6 +381,41 @@ static void test_small_blocks_share_slabs(void **state) {
     corral__mem_blocks_destroy(&b);
 }
 
+/* A full slab takes a freed slot back before any new slab, and an emptied slab kept resident
+ * serves the next slab any class asks for. */
+static void test_freed_slots_and_slabs_are_taken_again(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    unsigned c = corral__mem_slab_class_of(1000);
+    size_t cap = corral__mem_slab_cap(c);
+    void **p = malloc(cap * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < cap; i++)
+        assert_non_null(p[i] = corral__mem_block_alloc(&b, 1000));
+    assert_int_equal(b.slab[c].slabs, 1);
+    assert_null(b.slab[c].partial); /* full */
+    corral__mem_block_free(&b, p[cap / 2], 1000);
+    assert_ptr_equal(corral__mem_block_alloc(&b, 1000), p[cap / 2]);
+    assert_int_equal(b.slab[c].slabs, 1);
+    for (size_t i = 0; i < cap; i++)
+        corral__mem_block_free(&b, p[i], 1000);
+    free(p);
+    assert_int_equal(b.slab[c].slabs, 0);
+    assert_int_equal(atomic_load(&b.pooled), CORRAL__MEM_SLAB_BYTES);
+    char *slab = NULL;
+    void *q = corral__mem_block_alloc(&b, 40); /* another class: the kept slab */
+    assert_non_null(q);
+    slab = (char *)((uintptr_t)q & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
+    assert_ptr_equal(q, slab + CORRAL__MEM_SLAB_HDR);
+    assert_int_equal(atomic_load(&b.pooled), 0);
+    assert_int_equal(atomic_load(&b.chunked), CORRAL__MEM_SLAB_CHUNK);
+    corral__mem_block_free(&b, q, 40);
+    corral__mem_blocks_destroy(&b);
+}
+
 /* Past the resident pool, an emptied slab gives its pages back to the system, and a later
  * block takes such a slab again before it maps a new chunk. */
 static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
@@ -378,7 +423,7 @@ static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
     corral__allocator a;
     corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)8 << 20);
+    corral__mem_blocks_init(&b, &a, (size_t)16 << 20);
     size_t page = b.page;
     enum { LEN = 1000, SLABS = 20 };
     size_t per = (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / 1024;
@@ -401,10 +446,10 @@ static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
         assert_int_equal(atomic_load(&b.slabbed), 0);
         assert_true(atomic_load(&b.pooled) <= b.pool_cap);
         assert_true(b.pool_cap < SLABS * CORRAL__MEM_SLAB_BYTES);
-        /* Only the pool stays resident, unless the chunk is in a huge page (not asked for
-         * under 256 MiB, but `always` in the system's settings gives one anyway). */
-        size_t res = resident_pages(chunk, pages, page);
-        if (res != pages) assert_true(res <= atomic_load(&b.pooled) / page);
+        /* Only the pool stays resident: the chunk asked for no huge page (a store under
+         * 256 MiB), which would have held its cold slabs, even where `always` is the system's
+         * setting. */
+        assert_true(resident_pages(chunk, pages, page) <= atomic_load(&b.pooled) / page);
     }
     free(p);
     corral__mem_blocks_destroy(&b);
@@ -463,7 +508,7 @@ static void test_slabs_under_two_threads(void **state) {
     corral__allocator a;
     corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)8 << 20);
+    corral__mem_blocks_init(&b, &a, (size_t)16 << 20);
     _Atomic(unsigned char *) handoff = NULL;
     slab_churn c[2] = { { &b, 11, &handoff, 0 }, { &b, 97, &handoff, 0 } };
     pthread_t t[2];
@@ -593,12 +638,17 @@ static void test_bound_holds_in_rss_under_mixed_sizes(void **state) {
     size_t used = s->ops->used_bytes(s);
     size_t heap_in_use = m1.uordblks + m1.hblkhd - (m0.uordblks + m0.hblkhd);
     print_message("RSS growth %zu KB (peaks %zu / %zu KB), limit %zu KB; glibc in use %zu KB, "
-                  "mapped %zu KB, accounted %zu KB\n",
+                  "mapped %zu KB, slabs %zu KB, accounted %zu KB\n",
                   growth >> 10, peak_first >> 10, peak_second >> 10, limit >> 10, heap_in_use >> 10,
-                  atomic_load(&ms->blocks.mapped) >> 10, used >> 10);
-    /* glibc's view: what it holds for the store is within the store's accounting, which
-     * charges the fixed structures to the budget (max - used covers them). */
-    assert_true(heap_in_use + atomic_load(&ms->blocks.mapped) <= max);
+                  atomic_load(&ms->blocks.mapped) >> 10, atomic_load(&ms->blocks.slabbed) >> 10,
+                  used >> 10);
+    /* The allocators' view: what glibc, the mappings and the slabs in use hold for the store
+     * is within the store's accounting, which charges the fixed structures to the budget (max -
+     * used covers them), but for each class's partly used slab. */
+    size_t slabbed = atomic_load(&ms->blocks.slabbed);
+    assert_true(slabbed > 0);
+    assert_true(heap_in_use + atomic_load(&ms->blocks.mapped) + slabbed <=
+                max + CORRAL__MEM_SLAB_CLASSES * CORRAL__MEM_SLAB_BYTES);
     assert_true(used <= max);
     /* The process's view once the frees in flight are done (quiesce). The peaks sampled while
      * writing also hold what waits for a grace period (up to a few MB at full speed), so they
@@ -650,13 +700,14 @@ int main(void) {
          * threshold is where a process starts it; freeing a block it mapped raises it. */
         cmocka_unit_test(test_open_leaves_the_large_zeroed_tables_out_of_rss),
         cmocka_unit_test(test_block_with_hooks_costs_the_bytes_asked),
-        cmocka_unit_test(test_block_with_libc_costs_what_glibc_holds),
+        cmocka_unit_test(test_block_with_libc_costs_what_the_process_holds),
         cmocka_unit_test(test_large_blocks_are_mapped_and_unmapped),
         cmocka_unit_test(test_freed_mappings_are_kept_for_the_next_block_of_their_size),
         cmocka_unit_test(test_kept_mappings_stay_under_their_cap),
         cmocka_unit_test(test_kept_mappings_under_two_threads),
         cmocka_unit_test(test_slab_classes_step_finely),
         cmocka_unit_test(test_small_blocks_share_slabs),
+        cmocka_unit_test(test_freed_slots_and_slabs_are_taken_again),
         cmocka_unit_test(test_empty_slabs_past_the_pool_give_their_pages_back),
         cmocka_unit_test(test_slabs_under_two_threads),
         cmocka_unit_test(test_trim_after_enough_freed_and_only_then),
