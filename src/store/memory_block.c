@@ -34,8 +34,8 @@
  * docs/memory-density.md has each step. */
 #define MEM_CACHE_DIV 16u
 
-/* The empty slabs kept for reuse total at most max_bytes / MEM_SLAB_POOL_DIV, and at least two
- * large slabs: enough that a class whose last slab empties and refills does not map and unmap
+/* The empty slabs kept for reuse total at most max_bytes / MEM_SLAB_POOL_DIV, and at least four
+ * slabs (256 KiB): enough that a class whose last slab empties and refills does not map and unmap
  * one each time. */
 #define MEM_SLAB_POOL_DIV 64u
 #define MEM_SLAB_POOL_MIN (4 * CORRAL__MEM_SLAB_BYTES)
@@ -57,11 +57,18 @@
 #endif
 #ifdef MEM_ASAN
 #include <sanitizer/asan_interface.h>
-#define MEM_POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
-#define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#include <sanitizer/lsan_interface.h>
+/* LeakSanitizer does not scan our mappings: a chunk is a root region while mapped, since a slot
+ * may hold the only pointer to a block of the heap (an entry's links, a small bucket table). */
+#define MEM_LSAN_ROOT(p, n)   __lsan_register_root_region((p), (n))
+#define MEM_LSAN_UNROOT(p, n) __lsan_unregister_root_region((p), (n))
+#define MEM_POISON(p, n)      ASAN_POISON_MEMORY_REGION((p), (n))
+#define MEM_UNPOISON(p, n)    ASAN_UNPOISON_MEMORY_REGION((p), (n))
 #else
-#define MEM_POISON(p, n)   ((void)(p), (void)(n))
-#define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
+#define MEM_POISON(p, n)      ((void)(p), (void)(n))
+#define MEM_UNPOISON(p, n)    ((void)(p), (void)(n))
+#define MEM_LSAN_ROOT(p, n)   ((void)(p), (void)(n))
+#define MEM_LSAN_UNROOT(p, n) ((void)(p), (void)(n))
 #endif
 
 /* A slab: this header, then `cap` slots of its class's size. Aligned to its size, so a slot's
@@ -88,6 +95,7 @@ struct corral__mem_chunk {
     corral__mem_chunk *next_all;  /* every chunk of the store, for destroy */
     corral__mem_chunk *next_cold; /* in the store's `cold` list while `cold` is not 0 */
     uint32_t cold;                /* bit i: slab i is cold */
+    bool nohuge;                  /* advised MADV_NOHUGEPAGE, or about to be */
 };
 
 _Static_assert(sizeof(corral__mem_slab) <= CORRAL__MEM_SLAB_HDR, "the header fits before slot 0");
@@ -157,6 +165,7 @@ void corral__mem_blocks_destroy(corral__mem_blocks *b) {
         b->chunks = ch->next_all;
         /* AddressSanitizer does not see munmap: the next mapping here would keep the poison. */
         MEM_UNPOISON(ch->mem, CORRAL__MEM_SLAB_CHUNK);
+        MEM_LSAN_UNROOT(ch->mem, CORRAL__MEM_SLAB_CHUNK);
         CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
         corral__free(b->alloc, ch, sizeof *ch);
     }
@@ -197,6 +206,7 @@ static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
     corral__mem_chunk *ch = corral__alloc(b->alloc, sizeof *ch);
     if (!ch) return NULL;
     size_t cb = CORRAL__MEM_SLAB_CHUNK;
+    /* MAP_NORESERVE: the half never touched stays out of the commit charge. */
     char *p = mmap(NULL, 2 * cb, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
@@ -210,6 +220,8 @@ static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
      * one TLB entry for 2 MiB), a small store's never, even where the system's setting is
      * `always` (a huge page would hold a chunk's cold slabs resident). */
     slab_advise(p, 2 * cb, b->huge);
+    ch->nohuge = !b->huge;
+    MEM_LSAN_ROOT(ch->mem, cb);
     ch->cold = UINT32_MAX;
     ch->next_all = ch->next_cold = NULL;
     return ch;
@@ -252,6 +264,7 @@ static corral__mem_slab *slab_new(corral__mem_blocks *b, unsigned c) {
         if (!fresh) return NULL;
     }
     if (fresh) { /* another thread's chunk served us */
+        MEM_LSAN_UNROOT(fresh->mem, CORRAL__MEM_SLAB_CHUNK);
         CORRAL_MUST(munmap(fresh->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
         corral__free(b->alloc, fresh, sizeof *fresh);
     }
@@ -291,7 +304,11 @@ static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl) {
      * then asks for none, so khugepaged does not fill the hole again. Nothing needs the pages
      * zero: a refusal (mlockall) only keeps them resident. */
     MEM_UNPOISON(sl, bytes);
-    if (b->huge) slab_advise(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK, false);
+    corral__spin_lock(&b->pool_lock);
+    bool advise = !ch->nohuge;
+    ch->nohuge = true; /* one call a chunk: each takes the process's mmap lock */
+    corral__spin_unlock(&b->pool_lock);
+    if (advise) slab_advise(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK, false);
     (void)madvise(sl, bytes, MADV_DONTNEED);
     unsigned i = (unsigned)(((char *)sl - ch->mem) / bytes);
     corral__spin_lock(&b->pool_lock);
@@ -332,6 +349,7 @@ static void *slab_alloc(corral__mem_blocks *b, size_t n) {
     corral__spin_lock(&k->lock);
     corral__mem_slab *sl = k->partial;
     if (sl) {
+        assert(sl->live > 0 && sl->live < sl->cap); /* a listed slab is neither empty nor full */
         void *p;
         if (sl->free) {
             p = sl->free;

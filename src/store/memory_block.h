@@ -19,12 +19,12 @@
  * - a block of at most CORRAL__MEM_SLAB_MAX bytes (4 KiB) is a slot of a slab of the store's
  *   own: 64 KiB of slots of one size class, aligned to its size, with no header a slot. The
  *   classes step by 8 bytes up to 256, then by a sixteenth of their power of two
- *   (corral__mem_slab_class_of): a block costs its class's size. glibc's malloc held a 166-byte
- *   entry in a 176-byte chunk (its size word and 16-byte rounding), a slab holds it in 168.
- *   Slabs are carved from 2 MiB chunks, huge pages in a store of 256 MiB or more, and faulted in
- *   whole when first used: on this project's machine a page fault cost the fresh inserts of a
- *   new store about half their time. A slab whose last slot is freed is kept resident for any
- *   class while the kept ones total at most `pool_cap`; past it, its pages go back to the
+ *   (corral__mem_slab_class_of): a block costs its share of its slab (corral__mem_slab_cost).
+ * glibc's malloc held a 166-byte entry in a 176-byte chunk (its size word and 16-byte rounding), a
+ * slab holds it in 168. Slabs are carved from 2 MiB chunks, huge pages in a store of 256 MiB or
+ * more, and faulted in whole when first used: on this project's machine a page fault cost the fresh
+ * inserts of a new store about half their time. A slab whose last slot is freed is kept resident
+ * for any class while the kept ones total at most `pool_cap`; past it, its pages go back to the
  *   system (MADV_DONTNEED) and its chunk marks it cold: a shift of the size mix does not leave
  *   memory with the old sizes once their entries go.
  * - a block between the two costs what glibc's malloc holds for it: the request plus the
@@ -36,8 +36,8 @@
  * Under a sanitizer, blocks are never mapped and the heap is never trimmed: the sanitizers'
  * allocators are not glibc's. Slabs stay: under AddressSanitizer a slot is poisoned but for the
  * bytes asked while handed out, and the store asserts every slab empty when it closes (a leaked
- * entry), so ASan still sees an entry's bounds, a use after free until the slot's reuse, and
- * leaks.
+ * entry): ASan still sees an entry's bounds and a use after free until the slot's reuse, and
+ * LeakSanitizer scans the chunks as roots (a slot may hold the only pointer to a heap block).
  *
  * Threads: every function is thread-safe; the struct is immutable after init but for its
  * atomic counters, the kept mappings, which `cache_lock` guards, the slab classes, each behind
@@ -58,7 +58,9 @@
 #define CORRAL__MEM_MAP_MIN ((size_t)32 << 10)
 /* At most this many blocks of a store are mapped at once (its bound over map_min): with the kept
  * ones and those in the limbo, about 18,000 mappings, within Linux's default of 65,530 a
- * process (vm.max_map_count) with room for the application's own. */
+ * process (vm.max_map_count) with room for the application's own. The slabs' chunks add one or
+ * two a 2 MiB (adjacent ones merge when their advice is the same): a store of 16 GiB of small
+ * entries may need more than the default. */
 #define CORRAL__MEM_MAP_BLOCKS 16384u
 /* Mappings of at most this many pages are kept for reuse when freed (1 MiB of 4 KiB pages). */
 #define CORRAL__MEM_CACHE_PAGES 256u
@@ -76,8 +78,9 @@
 typedef struct corral__mem_slab corral__mem_slab;   /* memory_block.c */
 typedef struct corral__mem_chunk corral__mem_chunk; /* memory_block.c */
 
-/* A size class: its slabs that have a free slot, behind `lock`. A line of its own: the call_rcu
- * thread frees into one class while a writer allocates from another. */
+/* A size class: its slabs that have a free slot, behind `lock`. A line's size (the store is only
+ * 16-aligned, so two classes may share a line): the call_rcu thread frees into one class while a
+ * writer allocates from another. */
 typedef union corral__mem_slab_class {
     struct {
         corral__spin lock;

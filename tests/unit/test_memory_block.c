@@ -371,6 +371,7 @@ static void test_small_blocks_share_slabs(void **state) {
         for (int i = 0; i < N; i++)
             corral__mem_block_free(&b, p[i], LEN);
 #ifdef ASAN
+        assert_true(__asan_address_is_poisoned(p[1]));      /* the free link */
         assert_true(__asan_address_is_poisoned(p[1] + 16)); /* a use after free */
 #endif
         free(p);
@@ -378,7 +379,14 @@ static void test_small_blocks_share_slabs(void **state) {
         /* The empty slabs are kept resident: the bound's pool has room for them. */
         assert_int_equal(atomic_load(&b.pooled), slabs * CORRAL__MEM_SLAB_BYTES);
     }
+    char *chunk = (char *)((uintptr_t)corral__mem_block_alloc(&b, 40) &
+                           ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
+    corral__mem_block_free(&b, chunk + CORRAL__MEM_SLAB_HDR, 40);
     corral__mem_blocks_destroy(&b);
+#ifdef ASAN
+    /* AddressSanitizer does not see munmap: the next mapping here must not find poison. */
+    assert_null(__asan_region_is_poisoned(chunk, CORRAL__MEM_SLAB_CHUNK));
+#endif
 }
 
 /* A full slab takes a freed slot back before any new slab, and an emptied slab kept resident
@@ -395,6 +403,7 @@ static void test_freed_slots_and_slabs_are_taken_again(void **state) {
     assert_non_null(p);
     for (size_t i = 0; i < cap; i++)
         assert_non_null(p[i] = corral__mem_block_alloc(&b, 1000));
+    char *slab = (char *)((uintptr_t)p[0] & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
     assert_int_equal(b.slab[c].slabs, 1);
     assert_null(b.slab[c].partial); /* full */
     corral__mem_block_free(&b, p[cap / 2], 1000);
@@ -405,15 +414,38 @@ static void test_freed_slots_and_slabs_are_taken_again(void **state) {
     free(p);
     assert_int_equal(b.slab[c].slabs, 0);
     assert_int_equal(atomic_load(&b.pooled), CORRAL__MEM_SLAB_BYTES);
-    char *slab = NULL;
     void *q = corral__mem_block_alloc(&b, 40); /* another class: the kept slab */
-    assert_non_null(q);
-    slab = (char *)((uintptr_t)q & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
     assert_ptr_equal(q, slab + CORRAL__MEM_SLAB_HDR);
     assert_int_equal(atomic_load(&b.pooled), 0);
     assert_int_equal(atomic_load(&b.chunked), CORRAL__MEM_SLAB_CHUNK);
     corral__mem_block_free(&b, q, 40);
     corral__mem_blocks_destroy(&b);
+}
+
+/* True when the mapping that holds `p` has `flag` among its VmFlags (/proc/self/smaps). */
+static bool vma_flag(const void *p, const char *flag) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    assert_non_null(f);
+    char line[512];
+    bool in = false, found = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            char pat[8];
+            snprintf(pat, sizeof pat, " %s", flag);
+            found = strstr(line, pat) != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* True when the system has transparent huge pages (and so reads madvise's advice on them). */
+static bool thp_present(void) {
+    return access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0;
 }
 
 /* Past the resident pool, an emptied slab gives its pages back to the system, and a later
@@ -441,6 +473,7 @@ static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
         char *chunk = (char *)((uintptr_t)p[0] & ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
         size_t pages = CORRAL__MEM_SLAB_CHUNK / page;
         assert_true(resident_pages(chunk, pages, page) >= SLABS * CORRAL__MEM_SLAB_BYTES / page);
+        if (thp_present()) assert_true(vma_flag(chunk, "nh"));
         for (size_t i = 0; i < n; i++)
             corral__mem_block_free(&b, p[i], LEN);
         assert_int_equal(atomic_load(&b.slabbed), 0);
@@ -452,6 +485,45 @@ static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
         assert_true(resident_pages(chunk, pages, page) <= atomic_load(&b.pooled) / page);
     }
     free(p);
+    corral__mem_blocks_destroy(&b);
+}
+
+/* A store of 256 MiB or more asks for huge pages under its chunks, and a chunk that gives a
+ * slab back asks for none after, with the bytes of its slots still in use intact. */
+static void test_a_chunk_that_gives_a_slab_back_drops_huge_pages(void **state) {
+    (void)state;
+    if (!thp_present()) skip();
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)256 << 20);
+    assert_true(b.huge);
+    b.pool_cap = 2 * CORRAL__MEM_SLAB_BYTES; /* a 256 MiB store's would keep all these */
+    enum { LEN = 1000, SLABS = 20 };
+    size_t per = corral__mem_slab_cap(corral__mem_slab_class_of(LEN));
+    size_t n = SLABS * per;
+    unsigned char **p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) {
+        p[i] = corral__mem_block_alloc(&b, LEN);
+        assert_non_null(p[i]);
+        memset(p[i], (unsigned char)(i / per), LEN);
+    }
+    char *chunk = (char *)((uintptr_t)p[0] & ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
+    assert_true(vma_flag(chunk, "hg"));
+    /* Every slab empties but the first of each eight: more than the pool keeps. */
+    for (size_t i = 0; i < n; i++)
+        if ((i / per) % 8 != 0) corral__mem_block_free(&b, p[i], LEN);
+    assert_true(vma_flag(chunk, "nh"));
+    assert_false(vma_flag(chunk, "hg"));
+    for (size_t i = 0; i < n; i++) {
+        if ((i / per) % 8 != 0) continue;
+        for (size_t j = 0; j < LEN; j += 37)
+            assert_int_equal(p[i][j], (unsigned char)(i / per));
+        corral__mem_block_free(&b, p[i], LEN);
+    }
+    free(p);
+    assert_int_equal(atomic_load(&b.slabbed), 0);
     corral__mem_blocks_destroy(&b);
 }
 
@@ -709,6 +781,7 @@ int main(void) {
         cmocka_unit_test(test_small_blocks_share_slabs),
         cmocka_unit_test(test_freed_slots_and_slabs_are_taken_again),
         cmocka_unit_test(test_empty_slabs_past_the_pool_give_their_pages_back),
+        cmocka_unit_test(test_a_chunk_that_gives_a_slab_back_drops_huge_pages),
         cmocka_unit_test(test_slabs_under_two_threads),
         cmocka_unit_test(test_trim_after_enough_freed_and_only_then),
         cmocka_unit_test(test_bound_holds_in_rss_under_mixed_sizes),
