@@ -5,14 +5,14 @@
  *
  * Accounting: every entry accounts for what its block costs (memory_block.h): with the
  * application's allocator hooks, exactly the corral__mem_entry_bytes(key, value) bytes its one
- * allocation asks the hooks for; with libc's malloc, what the process holds for it (glibc's size
- * word and rounding, or its own page-rounded mapping). Leases (lease_acquire) are entries
- * too: they count in used_bytes, are reported through the events callback under their key's
- * class like values, and may be evicted. Each shard's hash table, once it grows past the 16
- * heads inside the shard, counts in used_bytes too (corral__mem_table_bytes), at most 8 bytes
- * an entry (24 while a resize holds the old table and the new), but is reported by no event.
- * The store's fixed structures (shards, the S3-FIFO ghost table: docs/eviction.md) come from
- * the same allocator, at open; with libc's malloc they are charged to the budget (each shard's
+ * allocation asks the hooks for; with libc's malloc, what the process holds for it (its slab
+ * slot's share of the slab, glibc's size word and rounding, or its own page-rounded mapping).
+ * Leases (lease_acquire) are entries too: they count in used_bytes, are reported through the events
+ * callback under their key's class like values, and may be evicted. Each shard's hash table, once
+ * it grows past the 16 heads inside the shard, counts in used_bytes too (corral__mem_table_bytes),
+ * at most 8 bytes an entry (24 while a resize holds the old table and the new), but is reported by
+ * no event. The store's fixed structures (shards, the S3-FIFO ghost table: docs/eviction.md) come
+ * from the same allocator, at open; with libc's malloc they are charged to the budget (each shard's
  * budget is max_bytes less their cost, over the shards), with hooks they are not.
  *
  * Threads: every function is thread-safe, except that close must be the last call.

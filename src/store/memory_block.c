@@ -34,6 +34,75 @@
  * docs/memory-density.md has each step. */
 #define MEM_CACHE_DIV 16u
 
+/* The empty slabs kept for reuse total at most max_bytes / MEM_SLAB_POOL_DIV, and at least four
+ * slabs (256 KiB): enough that a class whose last slab empties and refills does not map and unmap
+ * one each time. */
+#define MEM_SLAB_POOL_DIV 64u
+#define MEM_SLAB_POOL_MIN (4 * CORRAL__MEM_SLAB_BYTES)
+/* Slabs serve stores bounded at this or more. Each class in use holds a partly used slab the
+ * bound does not count: at most 96 x 64 KiB, 6 MiB, within the bound's 8 MB of slack
+ * (bench_memory's RSS bound); in a 1 MiB near cache it would be six times the bound. */
+#define MEM_SLAB_MIN_BOUND ((size_t)16 << 20)
+/* A store bounded at this or more asks for huge pages under its slabs (chunk_new): a 2 MiB
+ * chunk then is resident whole once a slab of it is used: the last chunk, a few MiB of such a
+ * store (each chunk that has given a slab back asks for none after, slab_release). */
+#define MEM_SLAB_HUGE_MIN ((size_t)256 << 20)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEM_ASAN 1
+#endif
+#endif
+#ifdef MEM_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
+/* LeakSanitizer does not scan our mappings: a chunk is a root region while mapped, since a slot
+ * may hold the only pointer to a block of the heap (an entry's links, a small bucket table). */
+#define MEM_LSAN_ROOT(p, n)   __lsan_register_root_region((p), (n))
+#define MEM_LSAN_UNROOT(p, n) __lsan_unregister_root_region((p), (n))
+#define MEM_POISON(p, n)      ASAN_POISON_MEMORY_REGION((p), (n))
+#define MEM_UNPOISON(p, n)    ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define MEM_POISON(p, n)      ((void)(p), (void)(n))
+#define MEM_UNPOISON(p, n)    ((void)(p), (void)(n))
+#define MEM_LSAN_ROOT(p, n)   ((void)(p), (void)(n))
+#define MEM_LSAN_UNROOT(p, n) ((void)(p), (void)(n))
+#endif
+
+/* A slab: this header, then `cap` slots of its class's size. Aligned to its size, so a slot's
+ * slab is its address with the low bits cleared. Under its class's lock. */
+struct corral__mem_slab {
+    corral__mem_slab *newer, *older; /* in the class's `partial` list while `listed` */
+    void *free;                      /* freed slots, linked through their first word */
+    uint32_t live;                   /* slots handed out now */
+    uint32_t bumped;                 /* slots handed out once at least: the first `bumped` */
+    uint32_t cap;
+    uint32_t cls;
+    bool listed;
+    corral__mem_chunk *chunk; /* the chunk that holds it */
+};
+/* A chunk: CORRAL__MEM_SLAB_CHUNK bytes of 32 slabs, aligned to the chunk's size, in a
+ * mapping of twice as much (the part outside is never touched: no RSS, and no munmaps to cut it
+ * off, each a TLB shootdown across the cores). A slab of it is in use (its header in it), kept
+ * resident in `pool` (linked through its header), or cold: never touched, or given back with
+ * MADV_DONTNEED, and marked in `cold` here since its memory holds nothing. Under `pool_lock`
+ * but for the immutable fields. Records live outside the chunk, so a cold slab costs no RSS. */
+struct corral__mem_chunk {
+    char *mem;                    /* the aligned chunk; immutable */
+    void *map;                    /* the mapping, twice the chunk; immutable */
+    corral__mem_chunk *next_all;  /* every chunk of the store, for destroy */
+    corral__mem_chunk *next_cold; /* in the store's `cold` list while `cold` is not 0 */
+    uint32_t cold;                /* bit i: slab i is cold */
+    bool nohuge;                  /* advised MADV_NOHUGEPAGE, or about to be */
+};
+
+_Static_assert(sizeof(corral__mem_slab) <= CORRAL__MEM_SLAB_HDR, "the header fits before slot 0");
+_Static_assert(CORRAL__MEM_SLAB_HDR % 16 == 0, "slot 0 is 16-aligned");
+_Static_assert(CORRAL__MEM_SLAB_CLASSES == 32 + 4 * 16, "8-byte steps, then four octaves");
+_Static_assert(CORRAL__MEM_SLAB_CHUNK == 32 * CORRAL__MEM_SLAB_BYTES, "a chunk's slabs: 32 bits");
+
 #ifdef MAP_POPULATE /* Linux */
 #define MEM_POPULATE MAP_POPULATE
 #else
@@ -53,6 +122,21 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
     if (b->real_cost) b->trim_every = max_bytes / MEM_TRIM_DIV + MEM_TRIM_SLACK;
 #endif
 #endif
+    b->slab_max = b->real_cost && max_bytes >= MEM_SLAB_MIN_BOUND ? CORRAL__MEM_SLAB_MAX : 0;
+    atomic_init(&b->slabbed, 0);
+    atomic_init(&b->chunked, 0);
+    corral__spin_init(&b->pool_lock);
+    b->pool = NULL;
+    b->cold = NULL;
+    b->chunks = NULL;
+    b->huge = max_bytes >= MEM_SLAB_HUGE_MIN;
+    b->pool_cap = CORRAL_MAX(max_bytes / MEM_SLAB_POOL_DIV, MEM_SLAB_POOL_MIN);
+    atomic_init(&b->pooled, 0);
+    for (unsigned c = 0; c < CORRAL__MEM_SLAB_CLASSES; c++) {
+        corral__spin_init(&b->slab[c].lock);
+        b->slab[c].partial = NULL;
+        b->slab[c].slabs = 0;
+    }
     b->cache_cap = max_bytes / MEM_CACHE_DIV;
     atomic_init(&b->freed, 0);
     atomic_init(&b->mapped, 0);
@@ -74,6 +158,251 @@ void corral__mem_blocks_destroy(corral__mem_blocks *b) {
     }
     atomic_store_explicit(&b->cached, 0, memory_order_relaxed);
     corral__spin_deinit(&b->cache_lock);
+    /* Every slab empties when its last block is freed: one still in use holds a leak. */
+    assert(atomic_load_explicit(&b->slabbed, memory_order_relaxed) == 0);
+    while (b->chunks) {
+        corral__mem_chunk *ch = b->chunks;
+        b->chunks = ch->next_all;
+        /* AddressSanitizer does not see munmap: the next mapping here would keep the poison. */
+        MEM_UNPOISON(ch->mem, CORRAL__MEM_SLAB_CHUNK);
+        MEM_LSAN_UNROOT(ch->mem, CORRAL__MEM_SLAB_CHUNK);
+        CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
+        corral__free(b->alloc, ch, sizeof *ch);
+    }
+    atomic_store_explicit(&b->chunked, 0, memory_order_relaxed);
+    b->pool = NULL;
+    b->cold = NULL;
+    atomic_store_explicit(&b->pooled, 0, memory_order_relaxed);
+    corral__spin_deinit(&b->pool_lock);
+    for (unsigned c = 0; c < CORRAL__MEM_SLAB_CLASSES; c++)
+        corral__spin_deinit(&b->slab[c].lock);
+}
+
+/* ---- Slabs ---- */
+
+/* Faults in the pages of a slab about to be used, in one call instead of a fault a page. */
+static void slab_populate(void *p, size_t bytes) {
+#ifdef MADV_POPULATE_WRITE /* Linux 5.14; where it is refused, the pages fault in as used */
+    (void)madvise(p, bytes, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+/* Asks for huge pages under [p, p + n), or for none. */
+static void slab_advise(void *p, size_t n, bool huge) {
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
+    (void)madvise(p, n, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+    (void)huge;
+#endif
+}
+
+/* A new chunk, every slab cold, or NULL. Not under pool_lock. */
+static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
+    corral__mem_chunk *ch = corral__alloc(b->alloc, sizeof *ch);
+    if (!ch) return NULL;
+    size_t cb = CORRAL__MEM_SLAB_CHUNK;
+    /* MAP_NORESERVE: the half never touched stays out of the commit charge. */
+    char *p = mmap(NULL, 2 * cb, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        corral__free(b->alloc, ch, sizeof *ch);
+        return NULL;
+    }
+    MEM_UNPOISON(p, 2 * cb); /* poison another user of these addresses left */
+    ch->map = p;
+    ch->mem = (char *)(((uintptr_t)p + cb - 1) & ~(uintptr_t)(cb - 1));
+    /* The whole mapping, so it stays one VMA: a large store's slabs in huge pages (one fault and
+     * one TLB entry for 2 MiB), a small store's never, even where the system's setting is
+     * `always` (a huge page would hold a chunk's cold slabs resident). */
+    slab_advise(p, 2 * cb, b->huge);
+    ch->nohuge = !b->huge;
+    MEM_LSAN_ROOT(ch->mem, cb);
+    ch->cold = UINT32_MAX;
+    ch->next_all = ch->next_cold = NULL;
+    return ch;
+}
+
+/* An empty slab for class `c`: a resident kept one of its size, else a cold one (of a chunk,
+ * a new chunk if none is left), faulted in. NULL when the system refuses. */
+static corral__mem_slab *slab_new(corral__mem_blocks *b, unsigned c) {
+    size_t bytes = CORRAL__MEM_SLAB_BYTES;
+    corral__mem_slab *sl = NULL;
+    corral__mem_chunk *fresh = NULL, *from = NULL;
+    for (;;) {
+        corral__spin_lock(&b->pool_lock);
+        if ((sl = b->pool) != NULL) {
+            b->pool = sl->older;
+            atomic_store_explicit(&b->pooled,
+                                  atomic_load_explicit(&b->pooled, memory_order_relaxed) - bytes,
+                                  memory_order_relaxed);
+        } else {
+            if (!b->cold && fresh) { /* ours, unless another thread's came first */
+                fresh->next_all = b->chunks;
+                b->chunks = fresh;
+                atomic_fetch_add_explicit(&b->chunked, CORRAL__MEM_SLAB_CHUNK,
+                                          memory_order_relaxed);
+                b->cold = fresh;
+                fresh = NULL;
+            }
+            corral__mem_chunk *ch = b->cold;
+            if (ch) {
+                unsigned i = (unsigned)__builtin_ctz(ch->cold);
+                ch->cold &= ch->cold - 1;
+                if (!ch->cold) b->cold = ch->next_cold;
+                sl = (corral__mem_slab *)(ch->mem + (size_t)i * bytes);
+                from = ch; /* written after the unlock: the first write faults the page in */
+            }
+        }
+        corral__spin_unlock(&b->pool_lock);
+        if (sl) break;
+        fresh = chunk_new(b);
+        if (!fresh) return NULL;
+    }
+    if (fresh) { /* another thread's chunk served us */
+        MEM_LSAN_UNROOT(fresh->mem, CORRAL__MEM_SLAB_CHUNK);
+        CORRAL_MUST(munmap(fresh->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
+        corral__free(b->alloc, fresh, sizeof *fresh);
+    }
+    if (from) {
+        slab_populate(sl, bytes);
+        sl->chunk = from;
+    }
+    atomic_fetch_add_explicit(&b->slabbed, bytes, memory_order_relaxed);
+    sl->newer = sl->older = NULL;
+    sl->free = NULL;
+    sl->live = sl->bumped = 0;
+    sl->cap = (uint32_t)corral__mem_slab_cap(c);
+    sl->cls = c;
+    sl->listed = false;
+    MEM_POISON((char *)sl + CORRAL__MEM_SLAB_HDR, bytes - CORRAL__MEM_SLAB_HDR);
+    return sl;
+}
+
+/* Gives back an empty slab: kept resident while the kept ones have room, else its
+ * pages are given back to the system and it is marked cold in its chunk. */
+static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl) {
+    size_t bytes = CORRAL__MEM_SLAB_BYTES;
+    corral__mem_chunk *ch = sl->chunk;
+    atomic_fetch_sub_explicit(&b->slabbed, bytes, memory_order_relaxed);
+    corral__spin_lock(&b->pool_lock);
+    size_t pooled = atomic_load_explicit(&b->pooled, memory_order_relaxed);
+    if (pooled + bytes <= b->pool_cap) {
+        sl->older = b->pool;
+        b->pool = sl;
+        atomic_store_explicit(&b->pooled, pooled + bytes, memory_order_relaxed);
+        corral__spin_unlock(&b->pool_lock);
+        return;
+    }
+    corral__spin_unlock(&b->pool_lock);
+    /* Given back before it is marked cold: once marked, another thread may take it and write
+     * it, and a later DONTNEED would drop its writes. A huge page under it is split; the chunk
+     * then asks for none, so khugepaged does not fill the hole again. Nothing needs the pages
+     * zero: a refusal (mlockall) only keeps them resident. */
+    MEM_UNPOISON(sl, bytes);
+    corral__spin_lock(&b->pool_lock);
+    bool advise = !ch->nohuge;
+    ch->nohuge = true; /* one call a chunk: each takes the process's mmap lock */
+    corral__spin_unlock(&b->pool_lock);
+    if (advise) slab_advise(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK, false);
+    (void)madvise(sl, bytes, MADV_DONTNEED);
+    unsigned i = (unsigned)(((char *)sl - ch->mem) / bytes);
+    corral__spin_lock(&b->pool_lock);
+    if (!ch->cold) {
+        ch->next_cold = b->cold;
+        b->cold = ch;
+    }
+    ch->cold |= (uint32_t)1 << i;
+    corral__spin_unlock(&b->pool_lock);
+}
+
+/* Puts `sl` first in its class's list of slabs with a free slot. */
+static void slab_list_locked(corral__mem_slab_class *k, corral__mem_slab *sl) {
+    CORRAL_ASSERT_HELD(&k->lock);
+    sl->newer = NULL;
+    sl->older = k->partial;
+    if (k->partial) k->partial->newer = sl;
+    k->partial = sl;
+    sl->listed = true;
+}
+
+/* Takes `sl` out of its class's list. */
+static void slab_unlist_locked(corral__mem_slab_class *k, corral__mem_slab *sl) {
+    CORRAL_ASSERT_HELD(&k->lock);
+    if (sl->newer)
+        sl->newer->older = sl->older;
+    else
+        k->partial = sl->older;
+    if (sl->older) sl->older->newer = sl->newer;
+    sl->newer = sl->older = NULL;
+    sl->listed = false;
+}
+
+/* A slot for a block of `n` bytes (1 <= n <= slab_max), or NULL. */
+static void *slab_alloc(corral__mem_blocks *b, size_t n) {
+    unsigned c = corral__mem_slab_class_of(n);
+    corral__mem_slab_class *k = &b->slab[c];
+    corral__spin_lock(&k->lock);
+    corral__mem_slab *sl = k->partial;
+    if (sl) {
+        assert(sl->live > 0 && sl->live < sl->cap); /* a listed slab is neither empty nor full */
+        void *p;
+        if (sl->free) {
+            p = sl->free;
+            MEM_UNPOISON(p, sizeof sl->free); /* the link, poisoned while the slot is free */
+            memcpy(&sl->free, p, sizeof sl->free);
+        } else {
+            p = (char *)sl + CORRAL__MEM_SLAB_HDR + (size_t)sl->bumped++ * corral__mem_slab_size(c);
+        }
+        if (++sl->live == sl->cap) slab_unlist_locked(k, sl);
+        corral__spin_unlock(&k->lock);
+        MEM_UNPOISON(p, n);
+        return p;
+    }
+    corral__spin_unlock(&k->lock);
+    /* No slot: a new slab, faulted in outside the lock. Its first slot is ours before it is
+     * listed, so no slab is ever listed empty. */
+    sl = slab_new(b, c);
+    if (!sl) return NULL;
+    void *p = (char *)sl + CORRAL__MEM_SLAB_HDR;
+    sl->bumped = sl->live = 1;
+    corral__spin_lock(&k->lock);
+    k->slabs++;
+    if (sl->live < sl->cap) slab_list_locked(k, sl);
+    corral__spin_unlock(&k->lock);
+    MEM_UNPOISON(p, n);
+    return p;
+}
+
+/* Frees the slot `p` of a block of `n` bytes, the size it was allocated with. */
+static void slab_free(corral__mem_blocks *b, void *p, size_t n) {
+    unsigned c = corral__mem_slab_class_of(n);
+    corral__mem_slab_class *k = &b->slab[c];
+    corral__mem_slab *sl =
+        (corral__mem_slab *)((uintptr_t)p & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
+    bool empty = false;
+    corral__spin_lock(&k->lock);
+    assert(sl->cls == c && sl->live > 0);
+    MEM_UNPOISON(p, sizeof sl->free); /* a block of fewer bytes left some of it poisoned */
+    memcpy(p, &sl->free, sizeof sl->free);
+    /* Under the lock: the next allocation unpoisons the link it reads under it. */
+    MEM_POISON(p, corral__mem_slab_size(c));
+    sl->free = p;
+    if (--sl->live == 0) {
+        /* The last slot: the slab goes back to the kept ones (slab_release), which a class
+         * that empties and refills takes it from again without a system call. */
+        if (sl->listed) slab_unlist_locked(k, sl);
+        k->slabs--;
+        empty = true;
+    } else if (!sl->listed) {
+        slab_list_locked(k, sl); /* it was full */
+    }
+    corral__spin_unlock(&k->lock);
+    if (empty) slab_release(b, sl);
 }
 
 /* A kept mapping for a block of `pages` pages: one of exactly that size, or else the smallest
@@ -120,6 +449,7 @@ static bool cache_put(corral__mem_blocks *b, void *p, size_t pages) {
 }
 
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
+    if (n && n <= b->slab_max) return slab_alloc(b, n);
     if (n < b->map_min) return corral__alloc(b->alloc, n);
     size_t cost = corral__mem_block_cost(b, n);
     if (cost == SIZE_MAX) return NULL;
@@ -136,6 +466,10 @@ void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
 
 static void block_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
     if (!p) return;
+    if (n && n <= b->slab_max) {
+        slab_free(b, p, n);
+        return;
+    }
     size_t cost = corral__mem_block_cost(b, n);
     if (n >= b->map_min) {
         atomic_fetch_sub_explicit(&b->mapped, cost, memory_order_relaxed);

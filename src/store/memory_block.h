@@ -16,19 +16,34 @@
  *   block of its size or a little smaller (its tail unmapped), while the kept ones total at
  *   most `cache_cap` bytes: a fresh mapping costs a page fault a page, which made mixed-size
  *   writes twice as slow without the cache. The rest are unmapped.
- * - a smaller block costs what glibc's malloc holds for it: the request plus the 8-byte size
- *   word, rounded up to 16, at least 32 bytes;
+ * - a block of at most CORRAL__MEM_SLAB_MAX bytes (4 KiB) is a slot of a slab of the store's
+ *   own: 64 KiB of slots of one size class, aligned to its size, with no header a slot. The
+ *   classes step by 8 bytes up to 256, then by a sixteenth of their power of two
+ *   (corral__mem_slab_class_of): a block costs its share of its slab (corral__mem_slab_cost).
+ * glibc's malloc held a 166-byte entry in a 176-byte chunk (its size word and 16-byte rounding), a
+ * slab holds it in 168. Slabs are carved from 2 MiB chunks, huge pages in a store of 256 MiB or
+ * more, and faulted in whole when first used: on this project's machine a page fault cost the fresh
+ * inserts of a new store about half their time. A slab whose last slot is freed is kept resident
+ * for any class while the kept ones total at most `pool_cap`; past it, its pages go back to the
+ *   system (MADV_DONTNEED) and its chunk marks it cold: a shift of the size mix does not leave
+ *   memory with the old sizes once their entries go.
+ * - a block between the two costs what glibc's malloc holds for it: the request plus the
+ *   8-byte size word, rounded up to 16, at least 32 bytes;
  * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
  *   trim, corral__mem_blocks_trim gives the heap's free pages back (malloc_trim): glibc returns
  *   the top of its heap by itself, never a hole inside it. The store calls it on its call_rcu
  *   thread, after a batch of frees, never on a writer's or reader's path.
- * Under a sanitizer, blocks are never mapped and the heap is never trimmed: AddressSanitizer
- * keeps seeing every entry (bounds, leaks), and the sanitizers' allocators are not glibc's.
+ * Under a sanitizer, blocks are never mapped and the heap is never trimmed: the sanitizers'
+ * allocators are not glibc's. Slabs stay: under AddressSanitizer a slot is poisoned but for the
+ * bytes asked while handed out, and the store asserts every slab empty when it closes (a leaked
+ * entry): ASan still sees an entry's bounds and a use after free until the slot's reuse, and
+ * LeakSanitizer scans the chunks as roots (a slot may hold the only pointer to a heap block).
  *
  * Threads: every function is thread-safe; the struct is immutable after init but for its
- * atomic counters and the kept mappings, which `cache_lock` guards (a leaf: no lock is taken and
- * no system call made under it). A block is freed by whichever thread drops its last reference,
- * an application's thread included (corral_value_unref), so that call too may hold the lock: a
+ * atomic counters, the kept mappings, which `cache_lock` guards, the slab classes, each behind
+ * its own `lock`, and the kept slabs, behind `pool_lock` (all leaves: no lock is taken and no
+ * system call made under them). A block is freed by whichever thread drops its last reference,
+ * an application's thread included (corral_value_unref), so that call too may hold them: a
  * fork while another thread is inside it is a fork during a corral call (fork.h).
  */
 #ifndef CORRAL_STORE_MEMORY_BLOCK_H
@@ -43,10 +58,38 @@
 #define CORRAL__MEM_MAP_MIN ((size_t)32 << 10)
 /* At most this many blocks of a store are mapped at once (its bound over map_min): with the kept
  * ones and those in the limbo, about 18,000 mappings, within Linux's default of 65,530 a
- * process (vm.max_map_count) with room for the application's own. */
+ * process (vm.max_map_count) with room for the application's own. The slabs' chunks add one or
+ * two a 2 MiB (adjacent ones merge when their advice is the same): a store of 16 GiB of small
+ * entries may need more than the default. */
 #define CORRAL__MEM_MAP_BLOCKS 16384u
 /* Mappings of at most this many pages are kept for reuse when freed (1 MiB of 4 KiB pages). */
 #define CORRAL__MEM_CACHE_PAGES 256u
+
+/* Blocks of at most this many bytes are slab slots (with libc's allocator): a 64 KiB slab holds
+ * 15 of the largest at least. Each class's partly used slab is RSS the bound does not count, so
+ * larger classes would need larger slabs, which cost a small store more than glibc's heap. */
+#define CORRAL__MEM_SLAB_MAX     4096u
+#define CORRAL__MEM_SLAB_CLASSES 96u /* 32 of 8-byte steps, then 16 an octave to 4 KiB */
+#define CORRAL__MEM_SLAB_HDR     64u /* a slab's header, before its first slot */
+#define CORRAL__MEM_SLAB_BYTES   ((size_t)64 << 10)
+
+#define CORRAL__MEM_SLAB_CHUNK ((size_t)2 << 20) /* slabs are carved from chunks this big */
+
+typedef struct corral__mem_slab corral__mem_slab;   /* memory_block.c */
+typedef struct corral__mem_chunk corral__mem_chunk; /* memory_block.c */
+
+/* A size class: its slabs that have a free slot, behind `lock`. A line's size (the store is only
+ * 16-aligned, so two classes may share a line): the call_rcu thread frees into one class while a
+ * writer allocates from another. */
+typedef union corral__mem_slab_class {
+    struct {
+        corral__spin lock;
+        corral__mem_slab *partial; /* slabs with a free slot, the last one to gain one first */
+        size_t slabs;              /* slabs of the class (tests, stats) */
+    };
+    char line[64];
+} corral__mem_slab_class;
+_Static_assert(sizeof(corral__mem_slab_class) == 64, "a class is one line");
 
 typedef struct corral__mem_blocks {
     const corral__allocator *alloc;
@@ -63,19 +106,62 @@ typedef struct corral__mem_blocks {
     size_t cache_cap;      /* bytes the kept mappings may total */
     _Atomic size_t cached; /* bytes they total now; changed under cache_lock */
     _Atomic size_t reused; /* blocks served from them (tests) */
+    /* Slabs: blocks of at most slab_max bytes (0: none, with hooks) are slots of them. */
+    size_t slab_max;
+    bool huge;              /* the chunks ask for huge pages (a large store) */
+    _Atomic size_t slabbed; /* bytes of the slabs in use by a class */
+    _Atomic size_t chunked; /* bytes of the chunks mapped (tests, stats) */
+    /* Under pool_lock: every chunk, the empty slabs kept resident and the chunks with cold
+     * slabs. */
+    corral__spin pool_lock;
+    corral__mem_chunk *chunks;
+    corral__mem_slab *pool;
+    corral__mem_chunk *cold;
+    size_t pool_cap;       /* bytes the resident empty slabs may total */
+    _Atomic size_t pooled; /* bytes they total now; changed under pool_lock */
+    corral__mem_slab_class slab[CORRAL__MEM_SLAB_CLASSES];
 } corral__mem_blocks;
+
+/* The size class of a slot for a block of `n` bytes (1 <= n <= CORRAL__MEM_SLAB_MAX): 8-byte
+ * steps up to 256, then 16 steps an octave, so a slot wastes at most a sixteenth past 256. */
+static inline unsigned corral__mem_slab_class_of(size_t n) {
+    if (n <= 256) return (unsigned)((n + 7) / 8 - 1);
+    unsigned o = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1)); /* 2^o < n */
+    return 32u + (o - 8u) * 16u + (unsigned)(((n - 1) - ((size_t)1 << o)) >> (o - 4u));
+}
+
+/* The size of class `c`'s slots: a multiple of 8, so each is 8-aligned. */
+static inline size_t corral__mem_slab_size(unsigned c) {
+    if (c < 32) return ((size_t)c + 1) * 8;
+    unsigned o = 8u + (c - 32u) / 16u, k = (c - 32u) % 16u;
+    return ((size_t)1 << o) + (((size_t)k + 1) << (o - 4u));
+}
+
+/* The slots of a slab of class `c`. */
+static inline size_t corral__mem_slab_cap(unsigned c) {
+    return (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / corral__mem_slab_size(c);
+}
+
+/* What a slot of class `c` costs: its share of its slab, header and tail included (at most a
+ * sixteenth more than its size, for the 4 KiB class; 169 for 168). */
+static inline size_t corral__mem_slab_cost(unsigned c) {
+    size_t cap = corral__mem_slab_cap(c);
+    return (CORRAL__MEM_SLAB_BYTES + cap - 1) / cap;
+}
 
 /* Sets up the blocks of a store bounded at `max_bytes` that allocates from `a` (which must
  * outlive them). */
 void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes);
 
-/* Unmaps the mappings kept for reuse. Every block must have been freed. */
+/* Unmaps the mappings and slabs kept for reuse. Every block must have been freed (asserted of
+ * the slabs' slots: a slab still mapped here holds a leaked block). */
 void corral__mem_blocks_destroy(corral__mem_blocks *b);
 
 /* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). Inline:
  * an overwrite counts its entry's cost out and in, and reports both. */
 static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n) {
     if (!b->real_cost) return n;
+    if (n && n <= b->slab_max) return corral__mem_slab_cost(corral__mem_slab_class_of(n));
     if (n > SIZE_MAX - b->page) return SIZE_MAX;
     if (n >= b->map_min) return (n + b->page - 1) / b->page * b->page;
     /* glibc: the size word, 16-byte alignment, 32 bytes at least (also a fair guess elsewhere). */
@@ -92,13 +178,15 @@ static inline size_t corral__mem_map_min(size_t max_bytes) {
 /* A block of `n` bytes, or NULL. Free it with corral__mem_block_free and the same `n`. */
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);
 
-/* Frees a block of `n` bytes (NULL accepted): a mapping is kept for reuse while there is room,
- * or unmapped; a block of the heap counts its cost toward the next trim. */
+/* Frees a block of `n` bytes, the size it was allocated with (NULL accepted): a slot goes back
+ * to its slab, and a slab left empty to the kept ones or the system (memory_block.c); a mapping
+ * is kept for reuse while there is room, or unmapped; a block of the heap counts its cost
+ * toward the next trim. */
 void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n);
 
-/* corral__mem_block_free of a block that no later block is likely to reuse, never kept: a
- * bucket table (the next one a resize asks for is twice its size). Kept, the old tables of a
- * store that grew to 1M entries held 4 bytes an entry of RSS. */
+/* corral__mem_block_free of a block that no later block is likely to reuse, a mapping never
+ * kept (a slot is freed as any other): a bucket table (the next one a resize asks for is twice its
+ * size). Kept, the old tables of a store that grew to 1M entries held 4 bytes an entry of RSS. */
 void corral__mem_block_free_unkept(corral__mem_blocks *b, void *p, size_t n);
 
 /* Trims the heap if trim_every bytes were freed since the last trim; returns true if it did.

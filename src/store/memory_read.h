@@ -114,8 +114,10 @@ static inline uint32_t mem_exp_encode(uint64_t at, unsigned p, uint64_t base) {
 /* 44 bytes before the key in release builds, 48 in debug builds, where the embedded value keeps
  * its magic (value.h); docs/memory-density.md counts them. The first 16-byte slot holds what a
  * chain walk reads of every entry it passes (`next`, and `kw`, the key's length and kind, which
- * it compares first) and what a hit reads next (the class, the expiry): the block is 16-aligned,
- * so an entry of another key length passed costs one line. Writers and reclamation use `u`; the
+ * it compares first) and what a hit reads next (the class, the expiry). A slab slot is 8-aligned
+ * (memory_block.h): in a class that is 16-aligned (160, the 1M x 100 B load's) an entry of
+ * another key length passed costs one line; in one that is 8 mod 16, one entry in eight has
+ * that slot across two lines. Writers and reclamation use `u`; the
  * read path reads from `val` to the end of the value, one contiguous run.
  *
  * The entry keeps no hash of its key. A lookup compares `kw` and then the key's bytes; whoever

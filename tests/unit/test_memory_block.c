@@ -1,9 +1,10 @@
 /*
  * test_memory_block.c - the blocks behind the memory store's entries (src/store/memory_block.c):
- * what a block costs with hooks and with libc, the page-rounded mappings of large blocks and
- * the freed ones kept for reuse, the heap trim after enough frees; and the store's byte bound
- * held in the process's RSS under mixed-size writes, checked against /proc/self/statm and
- * glibc's own statistics (mallinfo2).
+ * what a block costs with hooks and with libc, the slabs of small blocks (their classes, slots,
+ * kept and cold slabs, two threads), the page-rounded mappings of large blocks and the freed
+ * ones kept for reuse, the heap trim after enough frees; and the store's byte bound held in the
+ * process's RSS under mixed-size writes, checked against /proc/self/statm and the allocators'
+ * own counts (glibc's mallinfo2, the mappings' and the slabs').
  *
  * The bound test needs glibc's allocator itself: under a sanitizer (whose allocator replaces
  * it, and which keeps freed memory in quarantine) it is skipped; `make test` runs it in the
@@ -33,6 +34,17 @@
 #include "store/memory_block.h"
 #include "store/memory_read.h"
 #include "metrics.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN 1
+#endif
+#endif
+#ifdef ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
@@ -67,18 +79,34 @@ static void test_block_with_hooks_costs_the_bytes_asked(void **state) {
     assert_balanced(&ca);
 }
 
-static void test_block_with_libc_costs_what_glibc_holds(void **state) {
+static void test_block_with_libc_costs_what_the_process_holds(void **state) {
     (void)state;
     corral__allocator a;
     corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
     corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
     assert_true(b.real_cost);
-    /* The size word and 16-byte rounding, 32 bytes at least. */
+    /* Up to CORRAL__MEM_SLAB_MAX: the slot of its class, 8-byte steps up to 256. */
+    assert_int_equal(b.slab_max, CORRAL__MEM_SLAB_MAX);
+    /* Its share of the 64 KiB slab: its size, and the header and tail spread over the slots. */
+    assert_int_equal(corral__mem_block_cost(&b, 1), 9);
+    assert_int_equal(corral__mem_block_cost(&b, 24), 25);
+    assert_int_equal(corral__mem_block_cost(&b, 25), 33);
+    assert_int_equal(corral__mem_block_cost(&b, 166), 169); /* a 100-byte value's entry */
+    assert_int_equal(corral__mem_block_cost(&b, 257), 274);
+    assert_int_equal(corral__mem_block_cost(&b, 4096), 4370);
+    /* Past it, glibc's chunk: the size word and 16-byte rounding, 32 bytes at least. */
+    assert_int_equal(corral__mem_block_cost(&b, 4097), 4112);
+    /* A store under 16 MiB has no slabs (their per-class slack would be too large a share). */
+    corral__mem_blocks small;
+    corral__mem_blocks_init(&small, &a, (size_t)8 << 20);
+    assert_int_equal(small.slab_max, 0);
+    corral__mem_blocks_destroy(&small);
+    b.slab_max = 0;
     assert_int_equal(corral__mem_block_cost(&b, 1), 32);
     assert_int_equal(corral__mem_block_cost(&b, 24), 32);
     assert_int_equal(corral__mem_block_cost(&b, 25), 48);
-    assert_int_equal(corral__mem_block_cost(&b, 226), 240); /* a 100-byte value's entry */
+    assert_int_equal(corral__mem_block_cost(&b, 166), 176);
     assert_int_equal(corral__mem_block_cost(&b, SIZE_MAX - 1), SIZE_MAX);
     /* A release build's, whatever this one is: 32 KiB, more past 512 MiB. */
     assert_int_equal(corral__mem_map_min((size_t)64 << 20), CORRAL__MEM_MAP_MIN);
@@ -269,26 +297,332 @@ static void test_kept_mappings_under_two_threads(void **state) {
     corral__mem_blocks_destroy(&b);
 }
 
+/* ---- Slabs ---- */
+
+/* Every block of at most CORRAL__MEM_SLAB_MAX bytes gets the smallest class that holds it:
+ * within 8 bytes up to 256, within a sixteenth of its slot past it; slots are 8-aligned and a
+ * slab holds 15 at least. */
+static void test_slab_classes_step_finely(void **state) {
+    (void)state;
+    unsigned last = 0;
+    for (size_t n = 1; n <= CORRAL__MEM_SLAB_MAX; n++) {
+        unsigned c = corral__mem_slab_class_of(n);
+        size_t size = corral__mem_slab_size(c);
+        assert_true(c < CORRAL__MEM_SLAB_CLASSES);
+        assert_true(c == last || c == last + 1);
+        last = c;
+        assert_true(size >= n);
+        assert_int_equal(size % 8, 0);
+        if (c > 0) assert_true(corral__mem_slab_size(c - 1) < n);
+        if (n <= 256)
+            assert_true(size - n < 8);
+        else
+            assert_true((size - n) * 16 < size);
+        assert_int_equal(corral__mem_slab_class_of(size), c);
+        assert_true(corral__mem_slab_cap(c) >= 15);
+        size_t cost = corral__mem_slab_cost(c);
+        assert_true(cost >= size && cost * corral__mem_slab_cap(c) >= CORRAL__MEM_SLAB_BYTES);
+        assert_true((cost - size) * 15 <= size + 15);
+    }
+    assert_int_equal(last, CORRAL__MEM_SLAB_CLASSES - 1);
+}
+
+/* The number of the `pages` pages at `p` that are resident. */
+static size_t resident_pages(void *p, size_t pages, size_t page) {
+    unsigned char vec[1024];
+    assert_true(pages <= sizeof vec);
+    assert_int_equal(mincore(p, pages * page, vec), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+/* Blocks of one class share slabs: each keeps its own bytes, the slabs hold what their slots
+ * need and nothing more, and the freed slabs serve the next blocks without a new chunk. */
+static void test_small_blocks_share_slabs(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    enum { N = 1000, LEN = 166 };
+    size_t per = (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / 168;
+    size_t slabs = (N + per - 1) / per;
+    for (int round = 0; round < 2; round++) {
+        unsigned char **p = malloc(N * sizeof *p);
+        assert_non_null(p);
+        for (int i = 0; i < N; i++) {
+            p[i] = corral__mem_block_alloc(&b, LEN);
+            assert_non_null(p[i]);
+            assert_int_equal((uintptr_t)p[i] % 8, 0);
+            memset(p[i], (unsigned char)i, LEN);
+        }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < LEN; j++)
+                assert_int_equal(p[i][j], (unsigned char)i);
+#ifdef ASAN
+        /* AddressSanitizer sees the bytes asked, not the slot's padding. */
+        assert_false(__asan_address_is_poisoned(p[0] + LEN - 1));
+        assert_true(__asan_address_is_poisoned(p[0] + LEN));
+#endif
+        assert_int_equal(atomic_load(&b.slabbed), slabs * CORRAL__MEM_SLAB_BYTES);
+        assert_int_equal(atomic_load(&b.chunked), CORRAL__MEM_SLAB_CHUNK);
+        for (int i = 0; i < N; i++)
+            corral__mem_block_free(&b, p[i], LEN);
+#ifdef ASAN
+        assert_true(__asan_address_is_poisoned(p[1]));      /* the free link */
+        assert_true(__asan_address_is_poisoned(p[1] + 16)); /* a use after free */
+#endif
+        free(p);
+        assert_int_equal(atomic_load(&b.slabbed), 0);
+        /* The empty slabs are kept resident: the bound's pool has room for them. */
+        assert_int_equal(atomic_load(&b.pooled), slabs * CORRAL__MEM_SLAB_BYTES);
+    }
+    char *chunk = (char *)((uintptr_t)corral__mem_block_alloc(&b, 40) &
+                           ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
+    corral__mem_block_free(&b, chunk + CORRAL__MEM_SLAB_HDR, 40);
+    corral__mem_blocks_destroy(&b);
+#ifdef ASAN
+    /* AddressSanitizer does not see munmap: the next mapping here must not find poison. */
+    assert_null(__asan_region_is_poisoned(chunk, CORRAL__MEM_SLAB_CHUNK));
+#endif
+}
+
+/* A full slab takes a freed slot back before any new slab, and an emptied slab kept resident
+ * serves the next slab any class asks for. */
+static void test_freed_slots_and_slabs_are_taken_again(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    unsigned c = corral__mem_slab_class_of(1000);
+    size_t cap = corral__mem_slab_cap(c);
+    void **p = malloc(cap * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < cap; i++)
+        assert_non_null(p[i] = corral__mem_block_alloc(&b, 1000));
+    char *slab = (char *)((uintptr_t)p[0] & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
+    assert_int_equal(b.slab[c].slabs, 1);
+    assert_null(b.slab[c].partial); /* full */
+    corral__mem_block_free(&b, p[cap / 2], 1000);
+    assert_ptr_equal(corral__mem_block_alloc(&b, 1000), p[cap / 2]);
+    assert_int_equal(b.slab[c].slabs, 1);
+    for (size_t i = 0; i < cap; i++)
+        corral__mem_block_free(&b, p[i], 1000);
+    free(p);
+    assert_int_equal(b.slab[c].slabs, 0);
+    assert_int_equal(atomic_load(&b.pooled), CORRAL__MEM_SLAB_BYTES);
+    void *q = corral__mem_block_alloc(&b, 40); /* another class: the kept slab */
+    assert_ptr_equal(q, slab + CORRAL__MEM_SLAB_HDR);
+    assert_int_equal(atomic_load(&b.pooled), 0);
+    assert_int_equal(atomic_load(&b.chunked), CORRAL__MEM_SLAB_CHUNK);
+    corral__mem_block_free(&b, q, 40);
+    corral__mem_blocks_destroy(&b);
+}
+
+/* True when the mapping that holds `p` has `flag` among its VmFlags (/proc/self/smaps). */
+static bool vma_flag(const void *p, const char *flag) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    assert_non_null(f);
+    char line[512];
+    bool in = false, found = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            char pat[8];
+            snprintf(pat, sizeof pat, " %s", flag);
+            found = strstr(line, pat) != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* True when the system has transparent huge pages (and so reads madvise's advice on them). */
+static bool thp_present(void) {
+    return access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0;
+}
+
+/* Past the resident pool, an emptied slab gives its pages back to the system, and a later
+ * block takes such a slab again before it maps a new chunk. */
+static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)16 << 20);
+    size_t page = b.page;
+    enum { LEN = 1000, SLABS = 20 };
+    size_t per = (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / 1024;
+    size_t n = SLABS * per;
+    void **p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++) {
+            p[i] = corral__mem_block_alloc(&b, LEN);
+            assert_non_null(p[i]);
+            memset(p[i], 7, LEN);
+        }
+        assert_int_equal(atomic_load(&b.slabbed), SLABS * CORRAL__MEM_SLAB_BYTES);
+        assert_int_equal(atomic_load(&b.chunked), CORRAL__MEM_SLAB_CHUNK);
+        char *chunk = (char *)((uintptr_t)p[0] & ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
+        size_t pages = CORRAL__MEM_SLAB_CHUNK / page;
+        assert_true(resident_pages(chunk, pages, page) >= SLABS * CORRAL__MEM_SLAB_BYTES / page);
+        if (thp_present()) assert_true(vma_flag(chunk, "nh"));
+        for (size_t i = 0; i < n; i++)
+            corral__mem_block_free(&b, p[i], LEN);
+        assert_int_equal(atomic_load(&b.slabbed), 0);
+        assert_true(atomic_load(&b.pooled) <= b.pool_cap);
+        assert_true(b.pool_cap < SLABS * CORRAL__MEM_SLAB_BYTES);
+        /* Only the pool stays resident: the chunk asked for no huge page (a store under
+         * 256 MiB), which would have held its cold slabs, even where `always` is the system's
+         * setting. */
+        assert_true(resident_pages(chunk, pages, page) <= atomic_load(&b.pooled) / page);
+    }
+    free(p);
+    corral__mem_blocks_destroy(&b);
+}
+
+/* A store of 256 MiB or more asks for huge pages under its chunks, and a chunk that gives a
+ * slab back asks for none after, with the bytes of its slots still in use intact. */
+static void test_a_chunk_that_gives_a_slab_back_drops_huge_pages(void **state) {
+    (void)state;
+    if (!thp_present()) skip();
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)256 << 20);
+    assert_true(b.huge);
+    b.pool_cap = 2 * CORRAL__MEM_SLAB_BYTES; /* a 256 MiB store's would keep all these */
+    enum { LEN = 1000, SLABS = 20 };
+    size_t per = corral__mem_slab_cap(corral__mem_slab_class_of(LEN));
+    size_t n = SLABS * per;
+    unsigned char **p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) {
+        p[i] = corral__mem_block_alloc(&b, LEN);
+        assert_non_null(p[i]);
+        memset(p[i], (unsigned char)(i / per), LEN);
+    }
+    char *chunk = (char *)((uintptr_t)p[0] & ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
+    assert_true(vma_flag(chunk, "hg"));
+    /* Every slab empties but the first of each eight: more than the pool keeps. */
+    for (size_t i = 0; i < n; i++)
+        if ((i / per) % 8 != 0) corral__mem_block_free(&b, p[i], LEN);
+    assert_true(vma_flag(chunk, "nh"));
+    assert_false(vma_flag(chunk, "hg"));
+    for (size_t i = 0; i < n; i++) {
+        if ((i / per) % 8 != 0) continue;
+        for (size_t j = 0; j < LEN; j += 37)
+            assert_int_equal(p[i][j], (unsigned char)(i / per));
+        corral__mem_block_free(&b, p[i], LEN);
+    }
+    free(p);
+    assert_int_equal(atomic_load(&b.slabbed), 0);
+    corral__mem_blocks_destroy(&b);
+}
+
+typedef struct slab_churn {
+    corral__mem_blocks *b;
+    unsigned seed;
+    _Atomic(unsigned char *) *handoff; /* a block one thread leaves for the other to free */
+    size_t bad;
+} slab_churn;
+
+/* The length a block at `p` was allocated with, kept in its first bytes by slab_churn_main. */
+static size_t churn_len(const unsigned char *p) {
+    uint16_t len;
+    memcpy(&len, p, sizeof len);
+    return len;
+}
+
+/* Allocates and frees blocks of 2 to CORRAL__MEM_SLAB_MAX bytes, 8 held at a time, each filled with
+ * its own byte and checked before it is freed; now and then one goes through `handoff`, so the
+ * other thread frees it. */
+static void *slab_churn_main(void *arg) {
+    slab_churn *c = arg;
+    unsigned char *held[8] = { 0 };
+    unsigned r = c->seed;
+    for (unsigned i = 0; i < 20000; i++) {
+        unsigned slot = i % 8;
+        if (held[slot]) {
+            size_t len = churn_len(held[slot]);
+            for (size_t j = 2; j < len; j += 61)
+                c->bad += held[slot][j] != (unsigned char)len;
+            if (i % 5 == 0) held[slot] = atomic_exchange(c->handoff, held[slot]);
+            if (held[slot]) corral__mem_block_free(c->b, held[slot], churn_len(held[slot]));
+        }
+        r = r * 1103515245u + 12345u;
+        uint16_t len = (uint16_t)(2 + (r >> 8) % (CORRAL__MEM_SLAB_MAX - 1));
+        held[slot] = corral__mem_block_alloc(c->b, len);
+        if (!held[slot]) {
+            c->bad++;
+            continue;
+        }
+        memset(held[slot], (unsigned char)len, len);
+        memcpy(held[slot], &len, sizeof len);
+    }
+    for (unsigned slot = 0; slot < 8; slot++)
+        if (held[slot]) corral__mem_block_free(c->b, held[slot], churn_len(held[slot]));
+    return NULL;
+}
+
+/* Two threads allocate and free slots of every class, some freed by the other thread: each
+ * block keeps the bytes its thread wrote, ThreadSanitizer finds no race on the slabs' lists,
+ * and at the end every slab is empty, the resident ones within the pool's cap. */
+static void test_slabs_under_two_threads(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)16 << 20);
+    _Atomic(unsigned char *) handoff = NULL;
+    slab_churn c[2] = { { &b, 11, &handoff, 0 }, { &b, 97, &handoff, 0 } };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, slab_churn_main, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    unsigned char *left = atomic_load(&handoff);
+    if (left) corral__mem_block_free(&b, left, churn_len(left));
+    assert_int_equal(c[0].bad + c[1].bad, 0);
+    assert_int_equal(atomic_load(&b.slabbed), 0);
+    assert_true(atomic_load(&b.pooled) <= b.pool_cap);
+    for (unsigned k = 0; k < CORRAL__MEM_SLAB_CLASSES; k++) {
+        assert_null(b.slab[k].partial);
+        assert_int_equal(b.slab[k].slabs, 0);
+    }
+    corral__mem_blocks_destroy(&b);
+}
+
 static void test_trim_after_enough_freed_and_only_then(void **state) {
     (void)state;
     corral__allocator a;
     corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
     corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
-    b.trim_every = 1000;
+    /* Blocks of the heap: past the slabs, under map_min. */
+    enum { N = CORRAL__MEM_SLAB_MAX + 1000 };
+    size_t cost = corral__mem_block_cost(&b, N);
+    b.trim_every = 4 * cost + cost / 2;
     void *p[8];
     for (int i = 0; i < 8; i++)
-        assert_non_null(p[i] = corral__mem_block_alloc(&b, 200));
-    for (int i = 0; i < 4; i++) /* 4 x 208 = 832 bytes freed */
-        corral__mem_block_free(&b, p[i], 200);
+        assert_non_null(p[i] = corral__mem_block_alloc(&b, N));
+    for (int i = 0; i < 4; i++) /* 4 blocks' cost freed */
+        corral__mem_block_free(&b, p[i], N);
     assert_false(corral__mem_blocks_trim(&b));
     assert_int_equal(atomic_load(&b.trims), 0);
-    corral__mem_block_free(&b, p[4], 200); /* 1040 */
+    corral__mem_block_free(&b, p[4], N); /* 5 */
     assert_true(corral__mem_blocks_trim(&b));
     assert_int_equal(atomic_load(&b.trims), 1);
     assert_false(corral__mem_blocks_trim(&b)); /* the count started again */
     for (int i = 5; i < 8; i++)
-        corral__mem_block_free(&b, p[i], 200);
+        corral__mem_block_free(&b, p[i], N);
     assert_false(corral__mem_blocks_trim(&b));
     assert_int_equal(atomic_load(&b.trims), 1);
 }
@@ -376,12 +710,17 @@ static void test_bound_holds_in_rss_under_mixed_sizes(void **state) {
     size_t used = s->ops->used_bytes(s);
     size_t heap_in_use = m1.uordblks + m1.hblkhd - (m0.uordblks + m0.hblkhd);
     print_message("RSS growth %zu KB (peaks %zu / %zu KB), limit %zu KB; glibc in use %zu KB, "
-                  "mapped %zu KB, accounted %zu KB\n",
+                  "mapped %zu KB, slabs %zu KB, accounted %zu KB\n",
                   growth >> 10, peak_first >> 10, peak_second >> 10, limit >> 10, heap_in_use >> 10,
-                  atomic_load(&ms->blocks.mapped) >> 10, used >> 10);
-    /* glibc's view: what it holds for the store is within the store's accounting, which
-     * charges the fixed structures to the budget (max - used covers them). */
-    assert_true(heap_in_use + atomic_load(&ms->blocks.mapped) <= max);
+                  atomic_load(&ms->blocks.mapped) >> 10, atomic_load(&ms->blocks.slabbed) >> 10,
+                  used >> 10);
+    /* The allocators' view: what glibc, the mappings and the slabs in use hold for the store
+     * is within the store's accounting, which charges the fixed structures to the budget (max -
+     * used covers them), but for each class's partly used slab. */
+    size_t slabbed = atomic_load(&ms->blocks.slabbed);
+    assert_true(slabbed > 0);
+    assert_true(heap_in_use + atomic_load(&ms->blocks.mapped) + slabbed <=
+                max + CORRAL__MEM_SLAB_CLASSES * CORRAL__MEM_SLAB_BYTES);
     assert_true(used <= max);
     /* The process's view once the frees in flight are done (quiesce). The peaks sampled while
      * writing also hold what waits for a grace period (up to a few MB at full speed), so they
@@ -433,11 +772,17 @@ int main(void) {
          * threshold is where a process starts it; freeing a block it mapped raises it. */
         cmocka_unit_test(test_open_leaves_the_large_zeroed_tables_out_of_rss),
         cmocka_unit_test(test_block_with_hooks_costs_the_bytes_asked),
-        cmocka_unit_test(test_block_with_libc_costs_what_glibc_holds),
+        cmocka_unit_test(test_block_with_libc_costs_what_the_process_holds),
         cmocka_unit_test(test_large_blocks_are_mapped_and_unmapped),
         cmocka_unit_test(test_freed_mappings_are_kept_for_the_next_block_of_their_size),
         cmocka_unit_test(test_kept_mappings_stay_under_their_cap),
         cmocka_unit_test(test_kept_mappings_under_two_threads),
+        cmocka_unit_test(test_slab_classes_step_finely),
+        cmocka_unit_test(test_small_blocks_share_slabs),
+        cmocka_unit_test(test_freed_slots_and_slabs_are_taken_again),
+        cmocka_unit_test(test_empty_slabs_past_the_pool_give_their_pages_back),
+        cmocka_unit_test(test_a_chunk_that_gives_a_slab_back_drops_huge_pages),
+        cmocka_unit_test(test_slabs_under_two_threads),
         cmocka_unit_test(test_trim_after_enough_freed_and_only_then),
         cmocka_unit_test(test_bound_holds_in_rss_under_mixed_sizes),
     };
