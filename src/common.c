@@ -87,6 +87,8 @@ static void libc_free(void *ctx, void *p, size_t n) {
     free(p);
 }
 
+const corral__allocator corral__libc_allocator = { libc_alloc, libc_realloc, libc_free, NULL };
+
 void corral__allocator_init(corral__allocator *a, const corral_allocator *user) {
     if (user && user->alloc && user->realloc && user->free) {
         a->alloc = user->alloc;

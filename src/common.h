@@ -74,6 +74,9 @@ typedef struct corral__allocator {
     void *ctx;
 } corral__allocator;
 
+/* libc's, for the rare block that outlives any handle's allocator (value.c). */
+extern const corral__allocator corral__libc_allocator;
+
 /* Fills `a` from the user's hooks, or libc's when `user` has none. */
 void corral__allocator_init(corral__allocator *a, const corral_allocator *user);
 

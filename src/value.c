@@ -44,17 +44,27 @@ corral_value *corral__value_new(const corral__allocator *a, const void *data, si
     return &b->v;
 }
 
-bool corral__value_tryref(corral_value *v) {
+corral__ref corral__value_tryref(corral_value *v) {
     uint32_t r = atomic_load_explicit(&v->refs, memory_order_relaxed);
-    while (r & CORRAL__REFS_COUNT) {
-        assert((r & CORRAL__REFS_COUNT) != CORRAL__REFS_COUNT); /* the bound: value.h */
+    for (;;) {
+        if (!(r & CORRAL__REFS_COUNT)) return CORRAL__REF_BUSY;
+        if ((r & CORRAL__REFS_COUNT) >= CORRAL__REFS_FULL) return CORRAL__REF_FULL;
         /* acquire: a store that rewrites a value while it holds the only reference (the
          * memory store's overwrite in place) releases it with a store of refs. */
         if (atomic_compare_exchange_weak_explicit(&v->refs, &r, r + 1, memory_order_acquire,
                                                   memory_order_relaxed))
-            return true;
+            return CORRAL__REF_TAKEN;
     }
-    return false;
+}
+
+corral_value *corral__value_copy(const corral__allocator *a, const corral_value *v) {
+    const unsigned char *data = corral__value_data(v);
+    size_t hdr = v->hdr_len, len = v->len;
+    corral_value *c = corral__value_new(a, data - hdr, hdr + len);
+    if (!c) return NULL;
+    c->len = (uint32_t)len;
+    c->hdr_len = (uint16_t)hdr;
+    return c;
 }
 
 const void *corral_value_data(const corral_value *v) {
@@ -69,10 +79,17 @@ size_t corral_value_len(const corral_value *v) {
 
 corral_value *corral_value_ref(corral_value *v) {
     CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
-    uint32_t r = atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
-    assert((r & CORRAL__REFS_COUNT) != CORRAL__REFS_COUNT); /* the bound: value.h */
-    (void)r;
-    return v;
+    uint32_t r = atomic_load_explicit(&v->refs, memory_order_relaxed);
+    while ((r & CORRAL__REFS_COUNT) < CORRAL__REFS_FULL)
+        if (atomic_compare_exchange_weak_explicit(&v->refs, &r, r + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return v;
+    /* The count is full: a copy, which the caller's own reference keeps whole while it is
+     * made (no overwrite in place runs while a reference is out). From libc: this call has no
+     * handle, and only a caller holding 16 million references on one value gets here. */
+    corral_value *c = corral__value_copy(&corral__libc_allocator, v);
+    CORRAL_MUST(c != NULL); /* the API returns a reference: out of memory here is fatal */
+    return c;
 }
 
 void corral_value_unref(corral_value *v) {

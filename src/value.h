@@ -49,14 +49,15 @@ struct corral_value {
      * keeps its entry's hit mark there); 0 and unused elsewhere. */
     _Atomic uint8_t owner;
 };
-/* corral_value.refs. The count holds one reference for the store that keeps the value, one for
- * each reference handed out and not yet released (get, get_many, corral_value_ref) and one for
- * a corral__value_tryref under way: each is a pointer its holder keeps, so 2^24 - 1 of them
- * held at once on one value (128 MiB of pointers) is the bound, asserted in debug builds; one
- * more would carry into the generation. The generation is 0 but in the memory store's entries,
- * each of which moves it at most to its last value (memory_read.h, "Overwrites in place"). */
+/* corral_value.refs. The count holds one reference for the store that keeps the value and one
+ * for each reference handed out and not yet released (get, get_many, corral_value_ref). It
+ * never passes CORRAL__REFS_FULL, so it never carries into the generation: past it, a store's
+ * get (corral__value_tryref) and corral_value_ref hand out a copy of the value instead of
+ * another reference. The generation is 0 but in the memory store's entries, each of which moves
+ * it at most to its last value (memory_read.h, "Overwrites in place"). */
 #define CORRAL__REFS_COUNT   0x00ffffffu
 #define CORRAL__REFS_GEN_ONE 0x01000000u /* the generation's unit */
+#define CORRAL__REFS_FULL    (CORRAL__REFS_COUNT - 0xffffu)
 #ifdef NDEBUG
 _Static_assert(sizeof(corral_value) == 12, "the value docs/memory-density.md counts");
 #else
@@ -129,9 +130,21 @@ corral_value *corral__value_new(const corral__allocator *a, const void *data, si
  * hdr_len = 0. len < 4 GiB. */
 void corral__value_init(corral_value *v, size_t len, unsigned release);
 
-/* Takes a reference only if the value is still live (its count of references is not 0);
- * returns false otherwise. Acquire on success. */
-bool corral__value_tryref(corral_value *v);
+/* What corral__value_tryref did. */
+typedef enum corral__ref {
+    CORRAL__REF_TAKEN, /* a reference, acquired */
+    CORRAL__REF_BUSY,  /* none: the count is 0 (the memory store rewrites the value in place) */
+    CORRAL__REF_FULL   /* none: the count is at CORRAL__REFS_FULL; hand out a copy */
+} corral__ref;
+
+/* Takes a reference only if the value is still live (its count is not 0) and the count is
+ * below CORRAL__REFS_FULL. */
+corral__ref corral__value_tryref(corral_value *v);
+
+/* A standalone copy of `v`, its envelope header included, from `a`; NULL when `a` fails. The
+ * caller keeps `v`'s bytes from changing (a reference, or the memory store's generation check
+ * around the copy). */
+corral_value *corral__value_copy(const corral__allocator *a, const corral_value *v);
 
 /* The release functions of the blocks of the memory store and the Redis store, which
  * corral_value_unref calls through `release`. */

@@ -143,11 +143,33 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
 
 /* The link (bucket head or an entry's `next`) that points at the LIVE entry `e` of key hash
  * `hash`; NULL only if `e` is not in its chain, which the invariants exclude. */
+/* The link to `e` in any chain of shard `sh`: the grown table's, then the unmoved buckets of the
+ * current one. For an entry that is not in the chain of the hash it was reached by, which only
+ * a caller that broke the hash's contract (store.h, skey.hash) makes: it is unlinked before it
+ * is freed all the same, slowly. NULL when no chain holds it. */
+static mem_link *link_scan_locked(mem_shard *sh, const mem_entry *e) {
+    mem_table *to = grow_locked(sh), *t = table_locked(sh);
+    size_t moved = to ? atomic_load_explicit(&sh->moved, memory_order_relaxed) : 0;
+    const mem_table *tables[2] = { to, t };
+    for (int i = 0; i < 2; i++) {
+        if (!tables[i]) continue;
+        for (uint64_t b = tables[i] == t ? moved : 0; b <= tables[i]->mask; b++) {
+            for (mem_link *link = &tables[i]->heads[b];;) {
+                mem_entry *cur = atomic_load_explicit(link, memory_order_relaxed);
+                if (!cur) break;
+                if (cur == e) return link;
+                link = &cur->next;
+            }
+        }
+    }
+    return NULL;
+}
+
 static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e, uint64_t hash) {
     mem_link *link = head_locked(sh, hash);
     for (;;) {
         mem_entry *cur = atomic_load_explicit(link, memory_order_relaxed);
-        if (CORRAL_NEVER(cur == NULL)) return NULL;
+        if (CORRAL_NEVER(cur == NULL)) return link_scan_locked(sh, e);
         if (cur == e) return link;
         link = &cur->next;
     }
@@ -538,6 +560,33 @@ static inline void note_hit_rcu(mem_store *s, mem_shard *sh, mem_entry *e) {
     if (h < s->hit_max) mem_set_hits(e, (uint8_t)(h + 1));
 }
 
+/* mem_value_ref_rcu's copy of a value whose count is full: its lengths and bytes read between
+ * two looks at its generation, as a get_into copies them (memory_read.h, "Overwrites in
+ * place"), then made a standalone value. Rare: 16 million references held on one value. */
+corral_value *corral__mem_value_copy_rcu(mem_store *s, mem_entry *e) {
+    const corral__allocator *a = s->env.alloc;
+    for (unsigned i = 0;; i++) {
+        uint32_t gen = mem_gen_begin(e);
+        size_t hdr = mem_hlen(e), n = hdr + mem_dlen(e);
+        if (mem_gen_retry(e, gen)) continue; /* lengths of two versions */
+        unsigned char *buf = corral__alloc(a, n ? n : 1);
+        if (!buf) return NULL;
+        mem_copy_out(buf, e->key + mem_klen(e), n);
+        bool torn = mem_gen_retry(e, gen);
+        corral_value *v = torn ? NULL : corral__value_new(a, buf, n);
+        corral__free(a, buf, n ? n : 1);
+        if (torn) {
+            mem_spin(i);
+            continue;
+        }
+        if (v) {
+            v->len = (uint32_t)(n - hdr);
+            v->hdr_len = (uint16_t)hdr;
+        }
+        return v; /* NULL: the allocator failed */
+    }
+}
+
 /* ---- The vtable ---- */
 
 /* get inside a read-side section the caller holds (mem_get, mem_get_many). */
@@ -550,8 +599,8 @@ static int get_rcu(mem_store *s, const corral__skey *k, corral_value **out) {
         corral__mem_reap_rcu(s, e, k->hash, now);
     } else if (e) {
         note_hit_rcu(s, sh, e);
-        *out = mem_value_ref_rcu(e);
-        return CORRAL_OK;
+        *out = mem_value_ref_rcu(s, e);
+        return *out ? CORRAL_OK : CORRAL_ENOMEM;
     }
     return CORRAL_MISS;
 }

@@ -518,12 +518,18 @@ static inline void mem_copy_out(void *dst, const unsigned char *src, size_t n) {
 #endif
 }
 
-/* A reference on `e`'s value, waiting out an overwrite in place. Call inside the read-side
- * section that found `e` in the table. */
-static inline corral_value *mem_value_ref_rcu(mem_entry *e) {
-    for (unsigned i = 0; !corral__value_tryref(&e->val); i++)
+corral_value *corral__mem_value_copy_rcu(mem_store *s, mem_entry *e);
+
+/* A reference on `e`'s value, waiting out an overwrite in place; a copy of it when its count
+ * is full (value.h), NULL if that copy's allocation fails. Call inside the read-side section
+ * that found `e` in the table. */
+static inline corral_value *mem_value_ref_rcu(mem_store *s, mem_entry *e) {
+    for (unsigned i = 0;; i++) {
+        corral__ref r = corral__value_tryref(&e->val);
+        if (__builtin_expect(r == CORRAL__REF_TAKEN, 1)) return &e->val;
+        if (r == CORRAL__REF_FULL) return corral__mem_value_copy_rcu(s, e);
         mem_spin(i);
-    return &e->val;
+    }
 }
 
 /* The value's lengths, which an overwrite in place rewrites (with atomic stores) at count 0:
@@ -712,9 +718,10 @@ static inline int corral__mem_get_hot(corral__store *base, const corral__keysche
     if (e && mem_hlen(e)) {
         rc = CORRAL__MEM_HOT_SLOW;
     } else if (e) {
-        corral_value *v = mem_value_ref_rcu(e);
-        if (v->hdr_len) { /* an envelope: the general path reads it (our reference is not the
-                             last: the table holds one until after this section) */
+        corral_value *v = mem_value_ref_rcu(s, e);
+        if (!v || v->hdr_len) { /* an envelope: the general path reads it (our reference is not
+                                  the last, or it is a copy's); a failed copy: the general path
+                                  answers CORRAL_ENOMEM */
             corral_value_unref(v);
             rc = CORRAL__MEM_HOT_SLOW;
         } else {

@@ -48,7 +48,10 @@
 typedef struct corral__skey {
     const char *data; /* the physical key, e.g. "djzen:1:featured_products:v3" */
     size_t len;
-    uint64_t hash; /* corral__key_hash of the key's bytes */
+    /* corral__key_hash of the key's bytes under the handle's scheme: the memory store
+     * recomputes it from a stored key with the same function (corral__mem_config.key_hash), and
+     * a caller whose hash differs leaves its entry in a chain it does not look in. */
+    uint64_t hash;
     uint16_t cls;  /* metrics class (prefix slot) of the key, recorded with the entry */
 } corral__skey;
 

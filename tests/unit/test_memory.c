@@ -385,16 +385,17 @@ static void test_mem_overwrite_in_place_keeps_the_value_bound(void **state) {
 /* A key one byte over the header's limit is refused before any lookup: its length, masked to
  * the header's bits, reads as the lease flag over an empty key, which a lookup would then
  * compare over the over-long key's length. */
+static fx *fx_open_same_hash(const uint64_t *hash);
+
 static void test_mem_refuses_a_key_over_the_limit_beside_an_empty_lease(void **state) {
     (void)state;
-    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
-    corral__skey empty = { .data = "", .len = 0, .hash = corral__hash_bytes("", 0), .cls = 1 };
+    static const uint64_t h = 7; /* one chain: the over-long key meets the empty lease */
+    fx *f = fx_open_same_hash(&h);
+    corral__skey empty = { .data = "", .len = 0, .hash = h, .cls = 1 };
     assert_int_equal(f->s->ops->lease_acquire(f->s, &empty, "t", 1, 1000), CORRAL_OK);
     char *key = calloc(1, MEM_KW_LEASE);
     assert_non_null(key);
-    corral__skey over = {
-        .data = key, .len = MEM_KW_LEASE, .hash = corral__hash_bytes(key, MEM_KW_LEASE), .cls = 1
-    };
+    corral__skey over = { .data = key, .len = MEM_KW_LEASE, .hash = h, .cls = 1 };
     assert_int_equal(f->s->ops->set(f->s, &over, "v", 1, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
                      CORRAL_ETOOBIG);
     assert_int_equal(f->s->ops->lease_release(f->s, &empty, "t", 1), CORRAL_OK);
@@ -1151,6 +1152,27 @@ static mem_entry *entry_of(fx *f, const char *k) {
     return e;
 }
 
+/* An entry whose count of references is full (value.h) answers a get with a copy of its bytes,
+ * and keeps its count: the get path never carries the count into the generation. */
+static void test_mem_a_get_at_a_full_count_hands_out_a_copy(void **state) {
+    (void)state;
+    fx *f = fx_open(NO_LIMIT, CORRAL_EVICT_DEFAULT, 1);
+    assert_int_equal(set(f, "k", "hello", CORRAL__NO_EXPIRY), CORRAL_OK);
+    mem_entry *e = entry_of(f, "k");
+    uint32_t had = atomic_load(&e->val.refs);
+    atomic_store(&e->val.refs, (had & ~CORRAL__REFS_COUNT) | CORRAL__REFS_FULL);
+    corral__skey sk = ss_key("k");
+    corral_value *v = NULL;
+    assert_int_equal(f->s->ops->get(f->s, &sk, &v), CORRAL_OK);
+    assert_ptr_not_equal(v, &e->val);
+    assert_int_equal(corral_value_len(v), 5);
+    assert_memory_equal(corral_value_data(v), "hello", 6);
+    assert_int_equal(atomic_load(&e->val.refs) & CORRAL__REFS_COUNT, CORRAL__REFS_FULL);
+    corral_value_unref(v);
+    atomic_store(&e->val.refs, had);
+    fx_close(f);
+}
+
 /* The seqlock of a copy without a reference (memory_read.h, "Overwrites in place"): a copy that
  * an overwrite in place ran across (the generation moved) or runs under (a count of 0) is made
  * again; references taken and dropped meanwhile move the count only, and leave it standing. */
@@ -1261,6 +1283,43 @@ static void expect_h(fx *f, const char *k, uint64_t hash, const char *want) {
     assert_int_equal(rc, CORRAL_OK);
     assert_int_equal(len, strlen(want));
     assert_memory_equal(buf, want, len);
+}
+
+/* Keys of one length in one chain are told apart by their bytes alone (key_equal): keys of 9
+ * to 33 bytes that differ only in their first byte, or only in a middle word, each answer with
+ * their own value. */
+static void test_mem_keys_of_one_length_in_one_chain_differ_anywhere(void **state) {
+    (void)state;
+    static const uint64_t h = 0x5eedu;
+    fx *f = fx_open_same_hash(&h);
+    static const size_t lens[] = { 9, 16, 17, 32, 33 };
+    char keys[5][3][40];
+    for (int i = 0; i < 5; i++) {
+        for (int j = 0; j < 3; j++) {
+            memset(keys[i][j], 'k', lens[i]);
+            keys[i][j][lens[i]] = '\0';
+        }
+        keys[i][1][0] = 'a';               /* the first byte */
+        keys[i][2][lens[i] / 2 - 1] = 'm'; /* a middle word */
+        for (int j = 0; j < 3; j++) {
+            char v[8];
+            snprintf(v, sizeof v, "%d.%d", i, j);
+            assert_int_equal(set_h(f, keys[i][j], h, v), CORRAL_OK);
+        }
+    }
+    for (int i = 0; i < 5; i++) {
+        for (int j = 0; j < 3; j++) {
+            char v[8];
+            snprintf(v, sizeof v, "%d.%d", i, j);
+            expect_h(f, keys[i][j], h, v);
+            corral__skey sk = KH(keys[i][j], h);
+            corral_value *got = NULL;
+            assert_int_equal(f->s->ops->get(f->s, &sk, &got), CORRAL_OK);
+            assert_string_equal(corral_value_data(got), v);
+            corral_value_unref(got);
+        }
+    }
+    fx_close(f);
 }
 
 static void test_mem_keys_that_share_a_hash_stay_apart_in_one_chain(void **state) {
@@ -2545,8 +2604,10 @@ int main(void) {
         cmocka_unit_test(test_mem_overwrite_leaves_a_held_value_unchanged),
         cmocka_unit_test(test_mem_incr_reads_a_counter_rewritten_in_place),
         cmocka_unit_test(test_mem_a_copy_across_an_overwrite_in_place_is_made_again),
+        cmocka_unit_test(test_mem_a_get_at_a_full_count_hands_out_a_copy),
         cmocka_unit_test(test_mem_an_entry_at_its_last_generation_is_replaced),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),
+        cmocka_unit_test(test_mem_keys_of_one_length_in_one_chain_differ_anywhere),
         cmocka_unit_test(test_mem_get_into_copies_within_the_block_while_the_header_length_changes),
         cmocka_unit_test(test_mem_read_path_passes_entries_that_share_its_hash),
         cmocka_unit_test(test_mem_read_path_compares_the_whole_header),

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "envelope.h"
@@ -106,11 +107,40 @@ static void test_value_data_of_a_value_with_its_bytes_elsewhere(void **state) {
     expect_bytes(&at.v, raw, hl, "payload");
 }
 
+/* A count at CORRAL__REFS_FULL takes no more references: tryref says so, and corral_value_ref
+ * hands out a standalone copy (header and bytes), so the count never carries into the
+ * generation. */
+static void test_a_full_count_hands_out_a_copy(void **state) {
+    (void)state;
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    unsigned char raw[64];
+    size_t hl = with_header("payload", raw, sizeof raw);
+    corral_value *v = corral__value_new(&a, raw, hl + 7);
+    assert_non_null(v);
+    v->len -= (uint32_t)hl;
+    v->hdr_len = (uint16_t)hl;
+    assert_int_equal(corral__value_tryref(v), CORRAL__REF_TAKEN);
+    corral_value_unref(v);
+    atomic_store(&v->refs, CORRAL__REFS_GEN_ONE | CORRAL__REFS_FULL);
+    assert_int_equal(corral__value_tryref(v), CORRAL__REF_FULL);
+    corral_value *c = corral_value_ref(v);
+    assert_ptr_not_equal(c, v);
+    expect_bytes(c, raw, hl, "payload");
+    assert_int_equal(atomic_load(&v->refs), CORRAL__REFS_GEN_ONE | CORRAL__REFS_FULL);
+    corral_value_unref(c);
+    atomic_store(&v->refs, 0);
+    assert_int_equal(corral__value_tryref(v), CORRAL__REF_BUSY);
+    atomic_store(&v->refs, 1);
+    corral_value_unref(v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_value_data_of_a_standalone_block),
         cmocka_unit_test(test_value_data_of_a_memory_store_entry),
         cmocka_unit_test(test_value_data_of_a_value_with_its_bytes_elsewhere),
+        cmocka_unit_test(test_a_full_count_hands_out_a_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
