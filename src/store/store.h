@@ -52,7 +52,7 @@ typedef struct corral__skey {
      * recomputes it from a stored key with the same function (corral__mem_config.key_hash), and
      * a caller whose hash differs leaves its entry in a chain it does not look in. */
     uint64_t hash;
-    uint16_t cls;  /* metrics class (prefix slot) of the key, recorded with the entry */
+    uint16_t cls; /* metrics class (prefix slot) of the key, recorded with the entry */
 } corral__skey;
 
 /* Why an entry stopped (or started) being held, for the events callback. */
