@@ -876,6 +876,8 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     s->env = *env;
     s->key_hash = cfg->key_hash ? cfg->key_hash : corral__key_hash_of;
     s->key_hash_ctx = cfg->key_hash_ctx;
+    const corral__keyscheme *ks = cfg->key_hash_ctx;
+    s->hot_ks = s->key_hash == corral__key_hash_of && ks && ks->hot ? ks : NULL;
     uint64_t opened = env->now_ns(env->clock_ctx);
     s->epoch_ns = opened > MEM_EXP_MARGIN ? opened - MEM_EXP_MARGIN : 0;
     s->policy = policy;

@@ -143,7 +143,16 @@ static inline mem_table *table_locked(mem_shard *sh) {
 /* The hash of `e`'s key, the one its callers gave with it (corral__mem_config.key_hash): for
  * an entry reached without its key. Its key never changes, so anywhere `e` may be read. */
 static inline uint64_t mem_entry_hash(const mem_store *s, const mem_entry *e) {
-    return s->key_hash(s->key_hash_ctx, e->key, mem_klen(e));
+    const corral__keyscheme *ks = s->hot_ks;
+    size_t klen = mem_klen(e);
+    /* A key of the hot scheme's own header: corral__key_hash's value (the header's seed, then
+     * the rest), without its search for the header's end. The header's 16 bytes are there to
+     * load (MEM_KEY_LOAD); a key shorter than the header fails the compare's length check. */
+    if (ks && klen >= ks->hdr_len &&
+        (((load64_key(e->key) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
+         ((load64_key(e->key + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1])) == 0)
+        return XXH3_64bits_withSeed(e->key + ks->hdr_len, klen - ks->hdr_len, ks->hdr_seed);
+    return s->key_hash(s->key_hash_ctx, e->key, klen);
 }
 
 /* The entry of `k` in keyspace `kind` on the chain from `e`, or NULL. The key's length and

@@ -297,6 +297,9 @@ struct mem_store {
      * it for an entry it reached without its key (mem_entry_hash). Immutable. */
     corral__key_hash_fn key_hash;
     const void *key_hash_ctx;
+    /* key_hash_ctx when key_hash is a hot scheme's own (corral__key_hash_of): mem_entry_hash
+     * then hashes a key of that scheme's header inline, as the read path does. Immutable. */
+    const corral__keyscheme *hot_ks;
     uint64_t epoch_ns;         /* the store's time 0 (clock_now): MEM_EXP_MARGIN before the open */
     corral__mem_blocks blocks; /* the entries' blocks and what each costs (memory_block.h) */
     corral_eviction policy;    /* never CORRAL_EVICT_DEFAULT */
