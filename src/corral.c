@@ -165,6 +165,10 @@ int corral_open(corral **out, const char *url, corral_error *err) {
     return rc;
 }
 
+void corral_release_memory(void) {
+    corral__mem_depot_drain();
+}
+
 void corral_close(corral *c) {
     if (!c) return;
     CORRAL_CHECK_OBJ(c, CORRAL_MAGIC);

@@ -367,6 +367,12 @@ CORRAL_API int corral_open_opts(corral **out, const corral_options *o, corral_er
  * released before. Accepts NULL. No other thread may be using the handle. */
 CORRAL_API void corral_close(corral *c);
 
+/* Gives back to the system the memory that closed memory stores left resident for the next
+ * store the process opens: each a quarter of its bound at most, 256 MiB in all (as a freed heap
+ * stays with the process, so a new store's first writes do not fault in fresh pages). Call it
+ * after closing a large store for good, or before measuring a process's memory. Thread-safe. */
+CORRAL_API void corral_release_memory(void);
+
 /* Frees memory the library allocated for the caller (metrics text). Accepts NULL. */
 CORRAL_API void corral_free(corral *c, void *p);
 

@@ -43,6 +43,8 @@
  * bound does not count: at most 96 x 64 KiB, 6 MiB, within the bound's 8 MB of slack
  * (bench_memory's RSS bound); in a 1 MiB near cache it would be six times the bound. */
 #define MEM_SLAB_MIN_BOUND ((size_t)16 << 20)
+/* A store leaves the depot at most a quarter of its bound (memory_block.c, the depot). */
+#define MEM_DEPOT_SHARE_DIV 4u
 /* A store bounded at this or more asks for huge pages under its slabs (chunk_new): a 2 MiB
  * chunk then is resident whole once a slab of it is used: the last chunk, a few MiB of such a
  * store (each chunk that has given a slab back asks for none after, slab_release). */
@@ -99,6 +101,17 @@ struct corral__mem_chunk {
 };
 
 _Static_assert(sizeof(corral__mem_slab) <= CORRAL__MEM_SLAB_HDR, "the header fits before slot 0");
+
+/* The depot: chunks that destroyed stores left resident for the next store of the process,
+ * as glibc keeps a freed heap. A store's first inserts into pages never touched cost a page
+ * fault a page, which on this project's machine was a third of a fresh insert's time
+ * (docs/memory-density.md). A store leaves at most a quarter of its bound, the process keeps at
+ * most CORRAL__MEM_DEPOT_MAX; corral_release_memory() gives them all back. The chunks' records
+ * are libc's (slabs are libc's only), so they outlive the store's allocator. A leaf lock. */
+static corral__spin depot_lock; /* zero: free */
+static corral__mem_chunk *depot;
+static _Atomic size_t depot_bytes; /* changed under depot_lock */
+static bool depot_put(corral__mem_chunk *ch);
 _Static_assert(CORRAL__MEM_SLAB_HDR % 16 == 0, "slot 0 is 16-aligned");
 _Static_assert(CORRAL__MEM_SLAB_CLASSES == 32 + 4 * 16, "8-byte steps, then four octaves");
 _Static_assert(CORRAL__MEM_SLAB_CHUNK == 32 * CORRAL__MEM_SLAB_BYTES, "a chunk's slabs: 32 bits");
@@ -130,6 +143,7 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
     b->cold = NULL;
     b->chunks = NULL;
     b->huge = max_bytes >= MEM_SLAB_HUGE_MIN;
+    b->depot_share = b->slab_max ? max_bytes / MEM_DEPOT_SHARE_DIV : 0;
     b->pool_cap = CORRAL_MAX(max_bytes / MEM_SLAB_POOL_DIV, MEM_SLAB_POOL_MIN);
     atomic_init(&b->pooled, 0);
     for (unsigned c = 0; c < CORRAL__MEM_SLAB_CLASSES; c++) {
@@ -160,14 +174,19 @@ void corral__mem_blocks_destroy(corral__mem_blocks *b) {
     corral__spin_deinit(&b->cache_lock);
     /* Every slab empties when its last block is freed: one still in use holds a leak. */
     assert(atomic_load_explicit(&b->slabbed, memory_order_relaxed) == 0);
+    size_t left = 0;
     while (b->chunks) {
         corral__mem_chunk *ch = b->chunks;
         b->chunks = ch->next_all;
         /* AddressSanitizer does not see munmap: the next mapping here would keep the poison. */
         MEM_UNPOISON(ch->mem, CORRAL__MEM_SLAB_CHUNK);
         MEM_LSAN_UNROOT(ch->mem, CORRAL__MEM_SLAB_CHUNK);
+        if (left + CORRAL__MEM_SLAB_CHUNK <= b->depot_share && depot_put(ch)) {
+            left += CORRAL__MEM_SLAB_CHUNK;
+            continue;
+        }
         CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
-        corral__free(b->alloc, ch, sizeof *ch);
+        corral__free(&corral__libc_allocator, ch, sizeof *ch);
     }
     atomic_store_explicit(&b->chunked, 0, memory_order_relaxed);
     b->pool = NULL;
@@ -201,16 +220,86 @@ static void slab_advise(void *p, size_t n, bool huge) {
 #endif
 }
 
-/* A new chunk, every slab cold, or NULL. Not under pool_lock. */
+/* A chunk of the depot, or NULL. */
+static corral__mem_chunk *depot_take(void) {
+    if (atomic_load_explicit(&depot_bytes, memory_order_relaxed) == 0) return NULL;
+    corral__spin_lock(&depot_lock);
+    corral__mem_chunk *ch = depot;
+    if (ch) {
+        depot = ch->next_all;
+        atomic_store_explicit(&depot_bytes,
+                              atomic_load_explicit(&depot_bytes, memory_order_relaxed) -
+                                  CORRAL__MEM_SLAB_CHUNK,
+                              memory_order_relaxed);
+    }
+    corral__spin_unlock(&depot_lock);
+    return ch;
+}
+
+/* Leaves the chunk `ch` in the depot if it has room. */
+static bool depot_put(corral__mem_chunk *ch) {
+    bool kept = false;
+    corral__spin_lock(&depot_lock);
+    size_t have = atomic_load_explicit(&depot_bytes, memory_order_relaxed);
+    if (have + CORRAL__MEM_SLAB_CHUNK <= CORRAL__MEM_DEPOT_MAX) {
+        ch->next_all = depot;
+        depot = ch;
+        atomic_store_explicit(&depot_bytes, have + CORRAL__MEM_SLAB_CHUNK, memory_order_relaxed);
+        kept = true;
+    }
+    corral__spin_unlock(&depot_lock);
+    return kept;
+}
+
+/* Unmaps a chunk (its poison and its root gone) and frees its record. */
+static void chunk_unmap(corral__mem_chunk *ch) {
+    MEM_LSAN_UNROOT(ch->mem, CORRAL__MEM_SLAB_CHUNK);
+    CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
+    corral__free(&corral__libc_allocator, ch, sizeof *ch);
+}
+
+void corral__mem_depot_drain(void) {
+    for (;;) {
+        corral__spin_lock(&depot_lock);
+        corral__mem_chunk *ch = depot;
+        if (ch) {
+            depot = ch->next_all;
+            atomic_store_explicit(&depot_bytes,
+                                  atomic_load_explicit(&depot_bytes, memory_order_relaxed) -
+                                      CORRAL__MEM_SLAB_CHUNK,
+                                  memory_order_relaxed);
+        }
+        corral__spin_unlock(&depot_lock);
+        if (!ch) return;
+        CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
+        corral__free(&corral__libc_allocator, ch, sizeof *ch);
+    }
+}
+
+size_t corral__mem_depot_bytes(void) {
+    return atomic_load_explicit(&depot_bytes, memory_order_relaxed);
+}
+
+/* A new chunk, every slab cold, or NULL: the depot's, else a new mapping. Not under
+ * pool_lock. */
 static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
-    corral__mem_chunk *ch = corral__alloc(b->alloc, sizeof *ch);
+    corral__mem_chunk *ch = depot_take();
+    if (ch) {
+        ch->cold = UINT32_MAX; /* every slab free; those the last store used are resident */
+        ch->next_all = ch->next_cold = NULL;
+        slab_advise(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK, b->huge);
+        ch->nohuge = !b->huge;
+        MEM_LSAN_ROOT(ch->mem, CORRAL__MEM_SLAB_CHUNK);
+        return ch;
+    }
+    ch = corral__alloc(&corral__libc_allocator, sizeof *ch);
     if (!ch) return NULL;
     size_t cb = CORRAL__MEM_SLAB_CHUNK;
     /* MAP_NORESERVE: the half never touched stays out of the commit charge. */
     char *p = mmap(NULL, 2 * cb, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
-        corral__free(b->alloc, ch, sizeof *ch);
+        corral__free(&corral__libc_allocator, ch, sizeof *ch);
         return NULL;
     }
     MEM_UNPOISON(p, 2 * cb); /* poison another user of these addresses left */
@@ -265,8 +354,7 @@ static corral__mem_slab *slab_new(corral__mem_blocks *b, unsigned c) {
     }
     if (fresh) { /* another thread's chunk served us */
         MEM_LSAN_UNROOT(fresh->mem, CORRAL__MEM_SLAB_CHUNK);
-        CORRAL_MUST(munmap(fresh->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
-        corral__free(b->alloc, fresh, sizeof *fresh);
+        chunk_unmap(fresh);
     }
     if (from) {
         slab_populate(sl, bytes);

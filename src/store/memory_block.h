@@ -73,7 +73,8 @@
 #define CORRAL__MEM_SLAB_HDR     64u /* a slab's header, before its first slot */
 #define CORRAL__MEM_SLAB_BYTES   ((size_t)64 << 10)
 
-#define CORRAL__MEM_SLAB_CHUNK ((size_t)2 << 20) /* slabs are carved from chunks this big */
+#define CORRAL__MEM_SLAB_CHUNK ((size_t)2 << 20)   /* slabs are carved from chunks this big */
+#define CORRAL__MEM_DEPOT_MAX  ((size_t)256 << 20) /* the process's depot holds at most this */
 
 typedef struct corral__mem_slab corral__mem_slab;   /* memory_block.c */
 typedef struct corral__mem_chunk corral__mem_chunk; /* memory_block.c */
@@ -118,6 +119,7 @@ typedef struct corral__mem_blocks {
     corral__mem_slab *pool;
     corral__mem_chunk *cold;
     size_t pool_cap;       /* bytes the resident empty slabs may total */
+    size_t depot_share;    /* bytes of chunks destroy may leave in the depot */
     _Atomic size_t pooled; /* bytes they total now; changed under pool_lock */
     corral__mem_slab_class slab[CORRAL__MEM_SLAB_CLASSES];
 } corral__mem_blocks;
@@ -188,6 +190,12 @@ void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n);
  * kept (a slot is freed as any other): a bucket table (the next one a resize asks for is twice its
  * size). Kept, the old tables of a store that grew to 1M entries held 4 bytes an entry of RSS. */
 void corral__mem_block_free_unkept(corral__mem_blocks *b, void *p, size_t n);
+
+/* Unmaps the chunks destroyed stores left in the process's depot (memory_block.c). */
+void corral__mem_depot_drain(void);
+
+/* The bytes of the chunks in the depot (tests, stats). */
+size_t corral__mem_depot_bytes(void);
 
 /* Trims the heap if trim_every bytes were freed since the last trim; returns true if it did.
  * Can take milliseconds on a large heap: call it where no request waits. */

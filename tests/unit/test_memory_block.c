@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "corral/corral.h"
 #include "key.h"
 #include "store/memory.h"
 #include "store/memory_block.h"
@@ -342,6 +343,7 @@ static size_t resident_pages(void *p, size_t pages, size_t page) {
  * need and nothing more, and the freed slabs serve the next blocks without a new chunk. */
 static void test_small_blocks_share_slabs(void **state) {
     (void)state;
+    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     corral__allocator a;
     corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
@@ -393,6 +395,7 @@ static void test_small_blocks_share_slabs(void **state) {
  * serves the next slab any class asks for. */
 static void test_freed_slots_and_slabs_are_taken_again(void **state) {
     (void)state;
+    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     corral__allocator a;
     corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
@@ -452,6 +455,7 @@ static bool thp_present(void) {
  * block takes such a slab again before it maps a new chunk. */
 static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
     (void)state;
+    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     corral__allocator a;
     corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
@@ -492,6 +496,7 @@ static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
  * slab back asks for none after, with the bytes of its slots still in use intact. */
 static void test_a_chunk_that_gives_a_slab_back_drops_huge_pages(void **state) {
     (void)state;
+    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     if (!thp_present()) skip();
     corral__allocator a;
     corral__allocator_init(&a, NULL);
@@ -524,6 +529,47 @@ static void test_a_chunk_that_gives_a_slab_back_drops_huge_pages(void **state) {
     }
     free(p);
     assert_int_equal(atomic_load(&b.slabbed), 0);
+    corral__mem_blocks_destroy(&b);
+}
+
+/* A destroyed store's chunks stay resident in the process's depot, within its share, and the
+ * next store takes them before it maps any; corral_release_memory gives them back. */
+static void test_a_destroyed_stores_chunks_serve_the_next_store(void **state) {
+    (void)state;
+    corral__mem_depot_drain();
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    assert_int_equal(b.depot_share, (size_t)16 << 20);
+    enum { N = 2000, LEN = 166 };
+    void **p = malloc(N * sizeof *p);
+    assert_non_null(p);
+    for (int i = 0; i < N; i++)
+        assert_non_null(p[i] = corral__mem_block_alloc(&b, LEN));
+    char *chunk = (char *)((uintptr_t)p[0] & ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
+    for (int i = 0; i < N; i++)
+        corral__mem_block_free(&b, p[i], LEN);
+    free(p);
+    corral__mem_blocks_destroy(&b);
+    assert_int_equal(corral__mem_depot_bytes(), CORRAL__MEM_SLAB_CHUNK);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    assert_true(resident_pages(chunk, CORRAL__MEM_SLAB_BYTES / page, page) > 0); /* still warm */
+
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    void *q = corral__mem_block_alloc(&b, LEN);
+    assert_non_null(q);
+    assert_ptr_equal((char *)((uintptr_t)q & ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1)), chunk);
+    assert_int_equal(corral__mem_depot_bytes(), 0);
+    corral__mem_block_free(&b, q, LEN);
+    corral__mem_blocks_destroy(&b);
+    assert_int_equal(corral__mem_depot_bytes(), CORRAL__MEM_SLAB_CHUNK);
+    corral_release_memory();
+    assert_int_equal(corral__mem_depot_bytes(), 0);
+
+    /* A store under 16 MiB has no slabs, and leaves nothing. */
+    corral__mem_blocks_init(&b, &a, (size_t)8 << 20);
+    assert_int_equal(b.depot_share, 0);
     corral__mem_blocks_destroy(&b);
 }
 
@@ -632,12 +678,14 @@ static void test_trim_after_enough_freed_and_only_then(void **state) {
 #ifdef SANITIZED
 static void test_bound_holds_in_rss_under_mixed_sizes(void **state) {
     (void)state;
-    skip(); /* the sanitizer's allocator is not glibc's: see the top comment */
+    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
+    skip();                    /* the sanitizer's allocator is not glibc's: see the top comment */
 }
 
 static void test_open_leaves_the_large_zeroed_tables_out_of_rss(void **state) {
     (void)state;
-    skip(); /* as above */
+    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
+    skip();                    /* as above */
 }
 #else
 static size_t rss_bytes(void) {
@@ -673,6 +721,7 @@ static uint64_t realtime(void *ctx) {
 
 static void test_bound_holds_in_rss_under_mixed_sizes(void **state) {
     (void)state;
+    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     const size_t max = (size_t)16 << 20, written_max = (size_t)600 << 20;
     const size_t limit = max + max / 100 * 15 + ((size_t)8 << 20);
     unsigned char *val = malloc((size_t)1 << 20);
@@ -738,6 +787,7 @@ static void test_bound_holds_in_rss_under_mixed_sizes(void **state) {
  * and freeing a block it mapped raises it. */
 static void test_open_leaves_the_large_zeroed_tables_out_of_rss(void **state) {
     (void)state;
+    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     /* Either makes glibc write or move what calloc gives (a perturbed fill, another threshold). */
     if (getenv("MALLOC_PERTURB_") || getenv("GLIBC_TUNABLES")) skip();
     corral__allocator a;
@@ -782,6 +832,7 @@ int main(void) {
         cmocka_unit_test(test_freed_slots_and_slabs_are_taken_again),
         cmocka_unit_test(test_empty_slabs_past_the_pool_give_their_pages_back),
         cmocka_unit_test(test_a_chunk_that_gives_a_slab_back_drops_huge_pages),
+        cmocka_unit_test(test_a_destroyed_stores_chunks_serve_the_next_store),
         cmocka_unit_test(test_slabs_under_two_threads),
         cmocka_unit_test(test_trim_after_enough_freed_and_only_then),
         cmocka_unit_test(test_bound_holds_in_rss_under_mixed_sizes),
