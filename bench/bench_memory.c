@@ -190,7 +190,7 @@ static void corral_density(const void *arg, void *out) {
     const load *l = arg;
     density *d = out;
     unsigned char *fill = filler();
-    corral_release_memory(); /* nothing a closed store left counts as this one's (none: a child) */
+    corral_release_memory(); /* a no-op here (the parent opens no store): keeps it honest */
     size_t before = rss_of(getpid());
     corral *c = open_mem(l->max_mb);
     char key[16];

@@ -3,11 +3,13 @@
  *
  * Lock order in prepare: the hooks' mutex, then liburcu's call_rcu (paused: its thread is
  * between callbacks, so in no grace period of ours), then liburcu-bp's locks, then the reader
- * registry's (store/reader.c). The parent and the child let go in the reverse order.
+ * registry's (store/reader.c), then the memory store's depot (store/memory_block.c, a leaf).
+ * The parent and the child let go in the reverse order.
  */
 #include "fork.h"
 
 #include "common.h"
+#include "store/memory_block.h"
 #include "store/reader.h"
 
 #include <pthread.h>
@@ -25,9 +27,11 @@ static void prepare(void) {
     call_rcu_before_fork();
     urcu_bp_before_fork();
     corral__reader_before_fork();
+    corral__mem_depot_before_fork();
 }
 
 static void parent(void) {
+    corral__mem_depot_after_fork();
     corral__reader_after_fork_parent();
     urcu_bp_after_fork_parent();
     call_rcu_after_fork_parent();
@@ -35,6 +39,7 @@ static void parent(void) {
 }
 
 static void child(void) {
+    corral__mem_depot_after_fork();
     corral__reader_after_fork_child();
     urcu_bp_after_fork_child();
     call_rcu_after_fork_child();

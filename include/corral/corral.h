@@ -363,14 +363,17 @@ CORRAL_API int corral_open(corral **out, const char *url, corral_error *err);
 /* Opens a handle from options. Same contract as corral_open. */
 CORRAL_API int corral_open_opts(corral **out, const corral_options *o, corral_error *err);
 
-/* Closes the handle and frees everything it holds. Every value obtained from the handle must be
- * released before. Accepts NULL. No other thread may be using the handle. */
+/* Closes the handle and frees everything it holds, but for the memory a memory store leaves
+ * resident for the process's next store (corral_release_memory). Every value obtained from the
+ * handle must be released before. Accepts NULL. No other thread may be using the handle. */
 CORRAL_API void corral_close(corral *c);
 
 /* Gives back to the system the memory that closed memory stores left resident for the next
- * store the process opens: each a quarter of its bound at most, 256 MiB in all (as a freed heap
- * stays with the process, so a new store's first writes do not fault in fresh pages). Call it
- * after closing a large store for good, or before measuring a process's memory. Thread-safe. */
+ * store the process opens, as a freed heap stays with a process, so that a new store's first
+ * writes do not fault in fresh pages: only stores of 16 MiB or more on libc's allocator leave
+ * any, each at most a quarter of its bound in 2 MiB chunks, 256 MiB in all. A forked child
+ * inherits what its parent kept. Call it after closing a large store for good, or before
+ * measuring a process's memory. Thread-safe. */
 CORRAL_API void corral_release_memory(void);
 
 /* Frees memory the library allocated for the caller (metrics text). Accepts NULL. */

@@ -748,7 +748,7 @@ static void mem_close(corral__store *base) {
     if (!base) return;
     mem_store *s = store_of(base);
     /* Slabs emptied by the close stay resident, for the depot (memory_block.c). */
-    s->blocks.pool_cap = SIZE_MAX;
+    corral__mem_blocks_keep_emptied(&s->blocks);
     /* No other thread uses the store now and every handed-out value has been released, so no
      * reader can see an entry: each live one (each is in a queue) drops the table's reference
      * at once, without a grace period. Close reports no events: the handle's gauges die with

@@ -96,8 +96,8 @@ struct corral__mem_chunk {
     void *map;                    /* the mapping, twice the chunk; immutable */
     corral__mem_chunk *next_all;  /* every chunk of the store, for destroy */
     corral__mem_chunk *next_cold; /* in the store's `cold` list while `cold` is not 0 */
-    uint32_t cold;                /* bit i: slab i is cold */
-    bool nohuge;                  /* advised MADV_NOHUGEPAGE, or about to be */
+    uint32_t cold; /* bit i: slab i is free and not in the pool (from the depot: maybe resident) */
+    bool nohuge;   /* advised MADV_NOHUGEPAGE, or about to be */
 };
 
 _Static_assert(sizeof(corral__mem_slab) <= CORRAL__MEM_SLAB_HDR, "the header fits before slot 0");
@@ -112,6 +112,7 @@ static corral__spin depot_lock; /* zero: free */
 static corral__mem_chunk *depot;
 static _Atomic size_t depot_bytes; /* changed under depot_lock */
 static bool depot_put(corral__mem_chunk *ch);
+static void chunk_unmap(corral__mem_chunk *ch);
 _Static_assert(CORRAL__MEM_SLAB_HDR % 16 == 0, "slot 0 is 16-aligned");
 _Static_assert(CORRAL__MEM_SLAB_CLASSES == 32 + 4 * 16, "8-byte steps, then four octaves");
 _Static_assert(CORRAL__MEM_SLAB_CHUNK == 32 * CORRAL__MEM_SLAB_BYTES, "a chunk's slabs: 32 bits");
@@ -185,8 +186,7 @@ void corral__mem_blocks_destroy(corral__mem_blocks *b) {
             left += CORRAL__MEM_SLAB_CHUNK;
             continue;
         }
-        CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
-        corral__free(&corral__libc_allocator, ch, sizeof *ch);
+        chunk_unmap(ch);
     }
     atomic_store_explicit(&b->chunked, 0, memory_order_relaxed);
     b->pool = NULL;
@@ -251,29 +251,30 @@ static bool depot_put(corral__mem_chunk *ch) {
     return kept;
 }
 
-/* Unmaps a chunk (its poison and its root gone) and frees its record. */
+/* Unmaps a chunk that is no LeakSanitizer root (any more) and frees its record. */
 static void chunk_unmap(corral__mem_chunk *ch) {
-    MEM_LSAN_UNROOT(ch->mem, CORRAL__MEM_SLAB_CHUNK);
     CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
     corral__free(&corral__libc_allocator, ch, sizeof *ch);
 }
 
+void corral__mem_blocks_keep_emptied(corral__mem_blocks *b) {
+    corral__spin_lock(&b->pool_lock);
+    b->pool_cap = SIZE_MAX;
+    corral__spin_unlock(&b->pool_lock);
+}
+
 void corral__mem_depot_drain(void) {
-    for (;;) {
-        corral__spin_lock(&depot_lock);
-        corral__mem_chunk *ch = depot;
-        if (ch) {
-            depot = ch->next_all;
-            atomic_store_explicit(&depot_bytes,
-                                  atomic_load_explicit(&depot_bytes, memory_order_relaxed) -
-                                      CORRAL__MEM_SLAB_CHUNK,
-                                  memory_order_relaxed);
-        }
-        corral__spin_unlock(&depot_lock);
-        if (!ch) return;
-        CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
-        corral__free(&corral__libc_allocator, ch, sizeof *ch);
-    }
+    corral__mem_chunk *ch;
+    while ((ch = depot_take()) != NULL)
+        chunk_unmap(ch);
+}
+
+void corral__mem_depot_before_fork(void) {
+    corral__spin_lock(&depot_lock);
+}
+
+void corral__mem_depot_after_fork(void) {
+    corral__spin_unlock(&depot_lock);
 }
 
 size_t corral__mem_depot_bytes(void) {
@@ -354,7 +355,7 @@ static corral__mem_slab *slab_new(corral__mem_blocks *b, unsigned c) {
     }
     if (fresh) { /* another thread's chunk served us */
         MEM_LSAN_UNROOT(fresh->mem, CORRAL__MEM_SLAB_CHUNK);
-        chunk_unmap(fresh);
+        if (!depot_put(fresh)) chunk_unmap(fresh);
     }
     if (from) {
         slab_populate(sl, bytes);

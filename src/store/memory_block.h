@@ -26,7 +26,9 @@
  * inserts of a new store about half their time. A slab whose last slot is freed is kept resident
  * for any class while the kept ones total at most `pool_cap`; past it, its pages go back to the
  *   system (MADV_DONTNEED) and its chunk marks it cold: a shift of the size mix does not leave
- *   memory with the old sizes once their entries go.
+ *   memory with the old sizes once their entries go. A destroyed store leaves its chunks,
+ *   resident, in a process-wide depot (a quarter of its bound, CORRAL__MEM_DEPOT_MAX in all) for
+ *   the next store, as glibc keeps a freed heap; corral_release_memory unmaps them.
  * - a block between the two costs what glibc's malloc holds for it: the request plus the
  *   8-byte size word, rounded up to 16, at least 32 bytes;
  * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
@@ -191,8 +193,17 @@ void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n);
  * size). Kept, the old tables of a store that grew to 1M entries held 4 bytes an entry of RSS. */
 void corral__mem_block_free_unkept(corral__mem_blocks *b, void *p, size_t n);
 
+/* Keeps every slab emptied from now on resident (no MADV_DONTNEED), for the depot: a closing
+ * store's, whose frees empty them all. */
+void corral__mem_blocks_keep_emptied(corral__mem_blocks *b);
+
 /* Unmaps the chunks destroyed stores left in the process's depot (memory_block.c). */
 void corral__mem_depot_drain(void);
+
+/* fork.c's prepare takes the depot's lock (last), its parent and child handlers give it back
+ * (first): a thread in the middle of a depot's list would leave it half-linked in the child. */
+void corral__mem_depot_before_fork(void);
+void corral__mem_depot_after_fork(void);
 
 /* The bytes of the chunks in the depot (tests, stats). */
 size_t corral__mem_depot_bytes(void);

@@ -573,6 +573,50 @@ static void test_a_destroyed_stores_chunks_serve_the_next_store(void **state) {
     corral__mem_blocks_destroy(&b);
 }
 
+static uint64_t clock_one(void *ctx) {
+    (void)ctx;
+    return 1;
+}
+
+/* A store's close keeps the slabs its frees empty resident, past its pool, so the chunk it
+ * leaves in the depot is warm for the next store. */
+static void test_a_closed_store_leaves_its_chunks_warm(void **state) {
+    (void)state;
+    corral__mem_depot_drain();
+    corral__allocator a;
+    corral__allocator_init(&a, NULL);
+    corral__store *s = NULL;
+    corral__mem_config cfg = { .max_bytes = (size_t)64 << 20, .eviction = CORRAL_EVICT_DEFAULT };
+    corral__store_env env = { .alloc = &a, .now_ns = clock_one };
+    assert_int_equal(corral__mem_open(&s, &cfg, &env), CORRAL_OK);
+    const mem_store *ms = (const mem_store *)s;
+    size_t pool_cap = ms->blocks.pool_cap;
+    char val[100];
+    memset(val, 'v', sizeof val);
+    for (int i = 0; i < 30000; i++) { /* 30,000 x 160-byte slots: 4.6 MiB, past the pool */
+        char key[24];
+        int n = snprintf(key, sizeof key, "key:%d", i);
+        corral__skey sk = { .data = key, .len = (size_t)n, .hash = corral__hash_bytes(key, n) };
+        assert_int_equal(
+            s->ops->set(s, &sk, val, sizeof val, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+            CORRAL_OK);
+    }
+    s->ops->close(s);
+    assert_true(corral__mem_depot_bytes() >= CORRAL__MEM_SLAB_CHUNK);
+    corral__mem_blocks b;
+    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    void *q = corral__mem_block_alloc(&b, 150);
+    assert_non_null(q);
+    char *chunk = (char *)((uintptr_t)q & ~(uintptr_t)(CORRAL__MEM_SLAB_CHUNK - 1));
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    /* Without the close's keep, only the pool's slabs would be resident. */
+    assert_true(resident_pages(chunk, CORRAL__MEM_SLAB_CHUNK / page, page) > pool_cap / page);
+    corral__mem_block_free(&b, q, 150);
+    corral__mem_blocks_destroy(&b);
+    corral_release_memory();
+    assert_int_equal(corral__mem_depot_bytes(), 0);
+}
+
 typedef struct slab_churn {
     corral__mem_blocks *b;
     unsigned seed;
@@ -833,6 +877,7 @@ int main(void) {
         cmocka_unit_test(test_empty_slabs_past_the_pool_give_their_pages_back),
         cmocka_unit_test(test_a_chunk_that_gives_a_slab_back_drops_huge_pages),
         cmocka_unit_test(test_a_destroyed_stores_chunks_serve_the_next_store),
+        cmocka_unit_test(test_a_closed_store_leaves_its_chunks_warm),
         cmocka_unit_test(test_slabs_under_two_threads),
         cmocka_unit_test(test_trim_after_enough_freed_and_only_then),
         cmocka_unit_test(test_bound_holds_in_rss_under_mixed_sizes),
