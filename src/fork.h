@@ -17,14 +17,18 @@
  * - each handle forgets its refresh workers (they restart on the next background refresh) and
  *   the flights of threads that no longer exist (their waiters are gone too);
  * - the memory store's reader registry keeps only the forking thread, and liburcu's call_rcu
- *   thread is restarted (call_rcu_after_fork_child, urcu_bp_after_fork_child).
+ *   thread is restarted (call_rcu_after_fork_child, urcu_bp_after_fork_child);
+ * - the depot of chunks closed memory stores left (store/memory_block.c) stays the child's, as
+ *   copy-on-write pages: a pre-forking master that closed a store may call
+ *   corral_release_memory before it forks.
  *
  * How: one pthread_atfork registration for the process (made with the first hook) and a list
  * of hooks, one per part that owns such resources; each part embeds its hook and adds it at open,
  * removes it at close. The list is the process's because fork is: it holds no handle state.
  * prepare takes the list's mutex, pauses the call_rcu thread and takes the reader registry's
- * locks, so none of them is held by a thread that will not exist in the child; the parent lets
- * go of them; the child lets go of them and runs every hook, in registration order.
+ * locks and the memory store's depot lock, so none of them is held by a thread that will not
+ * exist in the child; the parent lets go of them; the child lets go of them and runs every hook,
+ * in registration order.
  *
  * Not covered: a fork while another thread of the parent is inside a corral call on the handle
  * (that thread may hold a memory store's shard lock or be mid-command; corral_value_unref is
