@@ -25,18 +25,16 @@
  * - shard.used is the bytes of its queued entries and of its tables on the heap, never over
  *   shard.budget. Every change of the entries' part is reported through the events callback
  *   with the same byte count; the table's is not.
- * - An entry's key, kind and size never change once published. Its value changes only by
- *   an overwrite in place (memory_write.c), at a count of 0 references and moving the
- *   value's generation (memory_read.h), while the table holds its only reference; otherwise a write
- * publishes a new entry in one atomic store. A reader sees the old value or the new one, and a
- * value handed out never changes.
+ * - An entry's key, kind and size never change once published. Its value changes only by an
+ *   overwrite in place (memory_write.c, memory_read.h) while the table holds its only
+ *   reference; otherwise a write publishes a new entry in one atomic store. A reader sees the
+ *   old value or the new one, and a value handed out never changes.
  *
  * Locking and references
  * - Readers take no lock, inside a read-side section (reader.h): acquire loads down a chain,
  *   each entry's key length and kind compared before its key's bytes. One that finds nothing
  *   while a step of a resize moves entries of its shard walks again (mem_chain_retry), so a
- *   present key is never missed. A resize moves MEM_RESIZE_STEP buckets a write
- *   (docs/memory-store.md).
+ *   present key is never missed.
  * - Writers look their key up without the lock, then take their shard's (spin.h). It guards
  *   the chains, queues, cursors, ghost table, `used`, `expiring` and the expiry epochs (the
  *   bases' writes, the parity, the rebase's walk: "Expiry epochs" below). No thread holds two;

@@ -101,6 +101,9 @@ struct corral__mem_chunk {
 };
 
 _Static_assert(sizeof(corral__mem_slab) <= CORRAL__MEM_SLAB_HDR, "the header fits before slot 0");
+_Static_assert(CORRAL__MEM_SLAB_HDR % 16 == 0, "slot 0 is 16-aligned");
+_Static_assert(CORRAL__MEM_SLAB_CLASSES == 32 + 4 * 16, "8-byte steps, then four octaves");
+_Static_assert(CORRAL__MEM_SLAB_CHUNK == 32 * CORRAL__MEM_SLAB_BYTES, "a chunk's slabs: 32 bits");
 
 /* The depot: chunks that destroyed stores left resident for the next store of the process,
  * as glibc keeps a freed heap. A store's first inserts into pages never touched cost a page
@@ -113,9 +116,6 @@ static corral__mem_chunk *depot;
 static _Atomic size_t depot_bytes; /* changed under depot_lock */
 static bool depot_put(corral__mem_chunk *ch);
 static void chunk_unmap(corral__mem_chunk *ch);
-_Static_assert(CORRAL__MEM_SLAB_HDR % 16 == 0, "slot 0 is 16-aligned");
-_Static_assert(CORRAL__MEM_SLAB_CLASSES == 32 + 4 * 16, "8-byte steps, then four octaves");
-_Static_assert(CORRAL__MEM_SLAB_CHUNK == 32 * CORRAL__MEM_SLAB_BYTES, "a chunk's slabs: 32 bits");
 
 #ifdef MAP_POPULATE /* Linux */
 #define MEM_POPULATE MAP_POPULATE
@@ -284,35 +284,29 @@ size_t corral__mem_depot_bytes(void) {
 /* A new chunk, every slab cold, or NULL: the depot's, else a new mapping. Not under
  * pool_lock. */
 static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
-    corral__mem_chunk *ch = depot_take();
-    if (ch) {
-        ch->cold = UINT32_MAX; /* every slab free; those the last store used are resident */
-        ch->next_all = ch->next_cold = NULL;
-        slab_advise(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK, b->huge);
-        ch->nohuge = !b->huge;
-        MEM_LSAN_ROOT(ch->mem, CORRAL__MEM_SLAB_CHUNK);
-        return ch;
-    }
-    ch = corral__alloc(&corral__libc_allocator, sizeof *ch);
-    if (!ch) return NULL;
     size_t cb = CORRAL__MEM_SLAB_CHUNK;
-    /* MAP_NORESERVE: the half never touched stays out of the commit charge. */
-    char *p = mmap(NULL, 2 * cb, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        corral__free(&corral__libc_allocator, ch, sizeof *ch);
-        return NULL;
+    corral__mem_chunk *ch = depot_take();
+    if (!ch) {
+        ch = corral__alloc(&corral__libc_allocator, sizeof *ch);
+        if (!ch) return NULL;
+        /* MAP_NORESERVE: the half never touched stays out of the commit charge. */
+        char *p = mmap(NULL, 2 * cb, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            corral__free(&corral__libc_allocator, ch, sizeof *ch);
+            return NULL;
+        }
+        MEM_UNPOISON(p, 2 * cb); /* poison another user of these addresses left */
+        ch->map = p;
+        ch->mem = (char *)(((uintptr_t)p + cb - 1) & ~(uintptr_t)(cb - 1));
     }
-    MEM_UNPOISON(p, 2 * cb); /* poison another user of these addresses left */
-    ch->map = p;
-    ch->mem = (char *)(((uintptr_t)p + cb - 1) & ~(uintptr_t)(cb - 1));
     /* The whole mapping, so it stays one VMA: a large store's slabs in huge pages (one fault and
      * one TLB entry for 2 MiB), a small store's never, even where the system's setting is
      * `always` (a huge page would hold a chunk's cold slabs resident). */
-    slab_advise(p, 2 * cb, b->huge);
+    slab_advise(ch->map, 2 * cb, b->huge);
     ch->nohuge = !b->huge;
     MEM_LSAN_ROOT(ch->mem, cb);
-    ch->cold = UINT32_MAX;
+    ch->cold = UINT32_MAX; /* every slab free; a depot chunk's the last store used are resident */
     ch->next_all = ch->next_cold = NULL;
     return ch;
 }
@@ -387,16 +381,14 @@ static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl) {
         corral__spin_unlock(&b->pool_lock);
         return;
     }
+    bool advise = !ch->nohuge;
+    ch->nohuge = true; /* one call a chunk: each takes the process's mmap lock */
     corral__spin_unlock(&b->pool_lock);
     /* Given back before it is marked cold: once marked, another thread may take it and write
      * it, and a later DONTNEED would drop its writes. A huge page under it is split; the chunk
      * then asks for none, so khugepaged does not fill the hole again. Nothing needs the pages
      * zero: a refusal (mlockall) only keeps them resident. */
     MEM_UNPOISON(sl, bytes);
-    corral__spin_lock(&b->pool_lock);
-    bool advise = !ch->nohuge;
-    ch->nohuge = true; /* one call a chunk: each takes the process's mmap lock */
-    corral__spin_unlock(&b->pool_lock);
     if (advise) slab_advise(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK, false);
     (void)madvise(sl, bytes, MADV_DONTNEED);
     unsigned i = (unsigned)(((char *)sl - ch->mem) / bytes);

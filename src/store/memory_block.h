@@ -7,39 +7,29 @@
  * the bytes asked for: the hooks' memory is the application's to bound, and tests count it to
  * the byte. With libc's malloc (no hooks), the store bounds what the process really holds:
  * - a block of `map_min` bytes or more (32 KiB, more in a store over 512 MiB:
- *   corral__mem_map_min) is an anonymous mapping of its own, rounded to pages. glibc raises its
- *   mmap threshold each time it unmaps a block it mapped, after which large blocks land in the
- *   heap and fragment it; ours never do, and blocks of 32 KiB and more, half the bytes of a
- *   mixed-size load, leave no holes in the heap. (At 16 KiB the pages' rounding cost the
- *   mixed-size density 0.5 % more for the same RSS bound.)
+ *   corral__mem_map_min) is an anonymous mapping of its own, rounded to pages, so that large
+ *   blocks never land in glibc's heap and fragment it;
  * - a freed mapping of at most CORRAL__MEM_CACHE_PAGES pages is kept, resident, for the next
  *   block of its size or a little smaller (its tail unmapped), while the kept ones total at
- *   most `cache_cap` bytes: a fresh mapping costs a page fault a page, which made mixed-size
- *   writes twice as slow without the cache. The rest are unmapped.
+ *   most `cache_cap` bytes; the rest are unmapped.
  * - a block of at most CORRAL__MEM_SLAB_MAX bytes (4 KiB) is a slot of a slab of the store's
  *   own: 64 KiB of slots of one size class, aligned to its size, with no header a slot. The
  *   classes step by 8 bytes up to 256, then by a sixteenth of their power of two
  *   (corral__mem_slab_class_of): a block costs its share of its slab (corral__mem_slab_cost).
- * glibc's malloc held a 166-byte entry in a 176-byte chunk (its size word and 16-byte rounding), a
- * slab holds it in 168. Slabs are carved from 2 MiB chunks, huge pages in a store of 256 MiB or
- * more, and faulted in whole when first used: on this project's machine a page fault cost the fresh
- * inserts of a new store about half their time. A slab whose last slot is freed is kept resident
- * for any class while the kept ones total at most `pool_cap`; past it, its pages go back to the
- *   system (MADV_DONTNEED) and its chunk marks it cold: a shift of the size mix does not leave
- *   memory with the old sizes once their entries go. A destroyed store leaves its chunks,
- *   resident, in a process-wide depot (a quarter of its bound, CORRAL__MEM_DEPOT_MAX in all) for
- *   the next store, as glibc keeps a freed heap; corral_release_memory unmaps them.
+ *   Slabs are carved from 2 MiB chunks (huge pages in a store of 256 MiB or more) and faulted
+ *   in whole when first used. An emptied slab is kept resident for any class up to `pool_cap`;
+ *   past it, its pages go back to the system and its chunk marks it cold, so a shift of the
+ *   size mix leaves no memory with the old sizes. A destroyed store leaves its chunks, resident,
+ *   in a process-wide depot for the next store; corral_release_memory unmaps them.
  * - a block between the two costs what glibc's malloc holds for it: the request plus the
  *   8-byte size word, rounded up to 16, at least 32 bytes;
  * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
  *   trim, corral__mem_blocks_trim gives the heap's free pages back (malloc_trim): glibc returns
  *   the top of its heap by itself, never a hole inside it. The store calls it on its call_rcu
  *   thread, after a batch of frees, never on a writer's or reader's path.
- * Under a sanitizer, blocks are never mapped and the heap is never trimmed: the sanitizers'
- * allocators are not glibc's. Slabs stay: under AddressSanitizer a slot is poisoned but for the
- * bytes asked while handed out, and the store asserts every slab empty when it closes (a leaked
- * entry): ASan still sees an entry's bounds and a use after free until the slot's reuse, and
- * LeakSanitizer scans the chunks as roots (a slot may hold the only pointer to a heap block).
+ * Under a sanitizer, blocks are never mapped and the heap is never trimmed. Slabs stay: under
+ * AddressSanitizer a slot is poisoned but for the bytes asked, chunks are LeakSanitizer roots,
+ * and destroy asserts every slab empty (a leaked entry).
  *
  * Threads: every function is thread-safe; the struct is immutable after init but for its
  * atomic counters, the kept mappings, which `cache_lock` guards, the slab classes, each behind

@@ -339,15 +339,21 @@ static size_t resident_pages(void *p, size_t pages, size_t page) {
     return n;
 }
 
+/* `b`, with libc's allocator `a` and a bound of `max` bytes, after the depot is emptied: a chunk
+ * an earlier test left there would be resident, and taken first. */
+static void slab_blocks(corral__mem_blocks *b, corral__allocator *a, size_t max) {
+    corral__mem_depot_drain();
+    corral__allocator_init(a, NULL);
+    corral__mem_blocks_init(b, a, max);
+}
+
 /* Blocks of one class share slabs: each keeps its own bytes, the slabs hold what their slots
  * need and nothing more, and the freed slabs serve the next blocks without a new chunk. */
 static void test_small_blocks_share_slabs(void **state) {
     (void)state;
-    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    slab_blocks(&b, &a, (size_t)64 << 20);
     enum { N = 1000, LEN = 166 };
     size_t per = (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / 168;
     size_t slabs = (N + per - 1) / per;
@@ -395,11 +401,9 @@ static void test_small_blocks_share_slabs(void **state) {
  * serves the next slab any class asks for. */
 static void test_freed_slots_and_slabs_are_taken_again(void **state) {
     (void)state;
-    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    slab_blocks(&b, &a, (size_t)64 << 20);
     unsigned c = corral__mem_slab_class_of(1000);
     size_t cap = corral__mem_slab_cap(c);
     void **p = malloc(cap * sizeof *p);
@@ -455,11 +459,9 @@ static bool thp_present(void) {
  * block takes such a slab again before it maps a new chunk. */
 static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
     (void)state;
-    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)16 << 20);
+    slab_blocks(&b, &a, (size_t)16 << 20);
     size_t page = b.page;
     enum { LEN = 1000, SLABS = 20 };
     size_t per = (CORRAL__MEM_SLAB_BYTES - CORRAL__MEM_SLAB_HDR) / 1024;
@@ -496,12 +498,10 @@ static void test_empty_slabs_past_the_pool_give_their_pages_back(void **state) {
  * slab back asks for none after, with the bytes of its slots still in use intact. */
 static void test_a_chunk_that_gives_a_slab_back_drops_huge_pages(void **state) {
     (void)state;
-    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
     if (!thp_present()) skip();
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)256 << 20);
+    slab_blocks(&b, &a, (size_t)256 << 20);
     assert_true(b.huge);
     b.pool_cap = 2 * CORRAL__MEM_SLAB_BYTES; /* a 256 MiB store's would keep all these */
     enum { LEN = 1000, SLABS = 20 };
@@ -536,11 +536,9 @@ static void test_a_chunk_that_gives_a_slab_back_drops_huge_pages(void **state) {
  * next store takes them before it maps any; corral_release_memory gives them back. */
 static void test_a_destroyed_stores_chunks_serve_the_next_store(void **state) {
     (void)state;
-    corral__mem_depot_drain();
     corral__allocator a;
-    corral__allocator_init(&a, NULL);
     corral__mem_blocks b;
-    corral__mem_blocks_init(&b, &a, (size_t)64 << 20);
+    slab_blocks(&b, &a, (size_t)64 << 20);
     assert_int_equal(b.depot_share, (size_t)16 << 20);
     enum { N = 2000, LEN = 166 };
     void **p = malloc(N * sizeof *p);
@@ -722,14 +720,12 @@ static void test_trim_after_enough_freed_and_only_then(void **state) {
 #ifdef SANITIZED
 static void test_bound_holds_in_rss_under_mixed_sizes(void **state) {
     (void)state;
-    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
-    skip();                    /* the sanitizer's allocator is not glibc's: see the top comment */
+    skip(); /* the sanitizer's allocator is not glibc's: see the top comment */
 }
 
 static void test_open_leaves_the_large_zeroed_tables_out_of_rss(void **state) {
     (void)state;
-    corral__mem_depot_drain(); /* a chunk of an earlier test would be resident */
-    skip();                    /* as above */
+    skip(); /* as above */
 }
 #else
 static size_t rss_bytes(void) {
