@@ -3,7 +3,8 @@
  *
  * Lock order in prepare: the hooks' mutex, then liburcu's call_rcu (paused: its thread is
  * between callbacks, so in no grace period of ours), then liburcu-bp's locks, then the reader
- * registry's (store/reader.c), then the memory store's depot (store/memory_block.c, a leaf).
+ * registry's (store/reader.c), then the memory store's far table and depot
+ * (store/memory_block.c, leaves).
  * The parent and the child let go in the reverse order.
  */
 #include "fork.h"

@@ -26,9 +26,9 @@
  * of hooks, one per part that owns such resources; each part embeds its hook and adds it at open,
  * removes it at close. The list is the process's because fork is: it holds no handle state.
  * prepare takes the list's mutex, pauses the call_rcu thread and takes the reader registry's
- * locks and the memory store's depot lock, so none of them is held by a thread that will not
- * exist in the child; the parent lets go of them; the child lets go of them and runs every hook,
- * in registration order.
+ * locks and the memory store's far table and depot locks, so none of them is held by a thread that
+ * will not exist in the child; the parent lets go of them; the child lets go of them and runs every
+ * hook, in registration order.
  *
  * Not covered: a fork while another thread of the parent is inside a corral call on the handle
  * (that thread may hold a memory store's shard lock or be mid-command; corral_value_unref is

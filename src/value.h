@@ -84,7 +84,7 @@ typedef struct corral__value_at {
  * CORRAL__MEM_KW_TO_VAL bytes before its value, the 16-bit word whose low bits are the key's
  * length, and right after the value the key, the header and the bytes. The offsets, which
  * memory_read.h asserts. */
-#define CORRAL__MEM_KW_TO_VAL  24
+#define CORRAL__MEM_KW_TO_VAL  16
 #define CORRAL__MEM_VAL_TO_KEY sizeof(corral_value)
 #define CORRAL__MEM_KLEN_MASK  0x1fffu
 

@@ -65,7 +65,8 @@
 /* ---- Small helpers ---- */
 
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len) {
-    return mem_entry_bytes(key_len, val_len);
+    size_t n = mem_entry_bytes(key_len, val_len);
+    return n > SIZE_MAX - MEM_FAR_HDR ? SIZE_MAX : n + MEM_FAR_HDR;
 }
 
 uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms) {
@@ -93,15 +94,43 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why, s
 
 /* ---- Entries ---- */
 
+/* A block for an entry of `n` bytes (mem_entry_bytes): a slot, or a block whose mem_far names
+ * it. NULL when the allocator or the far table refuses. */
+static mem_entry *entry_alloc(mem_store *s, size_t n) {
+    size_t a = entry_alloc_bytes(&s->blocks, n);
+    char *p = corral__mem_block_alloc(&s->blocks, a);
+    if (!p || a == n) return (mem_entry *)p; /* a slot: the region names it */
+    mem_entry *e = (mem_entry *)(p + MEM_FAR_HDR);
+    mem_far *f = (mem_far *)p;
+    f->blocks = &s->blocks;
+    f->name = corral__mem_far_new(e);
+    if (!f->name) {
+        corral__mem_block_free(&s->blocks, p, a);
+        return NULL;
+    }
+    return e;
+}
+
+void corral__mem_entry_free(mem_entry *e) {
+    size_t n = entry_block_bytes(e);
+    corral__value_kill(&e->val);
+    if (corral__mem_in_region(e)) {
+        corral__mem_slot_free(e, n);
+        return;
+    }
+    mem_far *f = (mem_far *)(void *)((char *)e - MEM_FAR_HDR);
+    corral__mem_far_free(f->name);
+    corral__mem_block_free(f->blocks, f, entry_alloc_bytes(f->blocks, n));
+}
+
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
                                  size_t len) {
-    size_t bytes = mem_entry_bytes(k->len, len);
-    mem_entry *e = corral__mem_block_alloc(&s->blocks, bytes);
+    mem_entry *e = entry_alloc(s, mem_entry_bytes(k->len, len));
     if (!e) return NULL;
     e->cls = k->cls;
     atomic_init(&e->kw, (uint16_t)(k->len | (kind == MEM_LEASE ? MEM_KW_LEASE : 0)));
-    e->u.q.newer = e->u.q.older = NULL;
-    atomic_init(&e->next, NULL);
+    e->u.q.newer = e->u.q.older = 0;
+    atomic_init(&e->next, 0);
     atomic_init(&e->expiry, MEM_EXP_NEVER);
     if (k->len) memcpy(e->key, k->data, k->len);
     unsigned char *data = e->key + k->len;
@@ -122,9 +151,8 @@ void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
     if (!e) return;
     CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     assert(!mem_live(e));
-    size_t bytes = entry_block_bytes(e);
-    corral__value_kill(&e->val);
-    corral__mem_block_free(&s->blocks, e, bytes);
+    (void)s;
+    corral__mem_entry_free(e);
 }
 
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
@@ -133,7 +161,8 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
     /* mem_entry.kw holds 13 bits of key length, corral_value.len 32; keys are far shorter. */
     if (klen > MEM_KLEN_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
-    size_t cost = corral__mem_block_cost(&s->blocks, mem_entry_bytes(klen, vlen));
+    size_t cost = corral__mem_block_cost(
+        &s->blocks, entry_alloc_bytes(&s->blocks, mem_entry_bytes(klen, vlen)));
     return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 
@@ -153,7 +182,7 @@ static mem_link *link_scan_locked(mem_shard *sh, const mem_entry *e) {
         if (!tables[i]) continue;
         for (uint64_t b = tables[i] == t ? moved : 0; b <= tables[i]->mask; b++) {
             for (mem_link *link = &tables[i]->heads[b];;) {
-                mem_entry *cur = atomic_load_explicit(link, memory_order_relaxed);
+                mem_entry *cur = mem_deref(atomic_load_explicit(link, memory_order_relaxed));
                 if (!cur) break;
                 if (cur == e) return link;
                 link = &cur->next;
@@ -166,7 +195,7 @@ static mem_link *link_scan_locked(mem_shard *sh, const mem_entry *e) {
 static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e, uint64_t hash) {
     mem_link *link = head_locked(sh, hash);
     for (;;) {
-        mem_entry *cur = atomic_load_explicit(link, memory_order_relaxed);
+        mem_entry *cur = mem_deref(atomic_load_explicit(link, memory_order_relaxed));
         if (CORRAL_NEVER(cur == NULL)) return link_scan_locked(sh, e);
         if (cur == e) return link;
         link = &cur->next;
@@ -179,7 +208,7 @@ void corral__mem_table_insert_locked(mem_store *s, mem_shard *sh, mem_entry *e, 
     mem_link *head = head_locked(sh, hash);
     atomic_store_explicit(&e->next, atomic_load_explicit(head, memory_order_relaxed),
                           memory_order_relaxed);
-    atomic_store_explicit(head, e, memory_order_release);
+    atomic_store_explicit(head, mem_ref_of(e), memory_order_release);
 }
 
 /* Puts the filled entry `e` where `old` is, in one store: a reader finds one or the other. */
@@ -193,7 +222,7 @@ void corral__mem_table_replace_locked(mem_store *s, mem_shard *sh, mem_entry *ol
     }
     atomic_store_explicit(&e->next, atomic_load_explicit(&old->next, memory_order_relaxed),
                           memory_order_relaxed);
-    atomic_store_explicit(link, e, memory_order_release);
+    atomic_store_explicit(link, mem_ref_of(e), memory_order_release);
 }
 
 /* Unlinks `e`, of key hash `hash`. Its own `next` stays, for readers standing on it. */
@@ -206,9 +235,9 @@ static void table_remove_locked(mem_shard *sh, mem_entry *e, uint64_t hash) {
 
 /* ---- Resizes ---- */
 
-/* Sets up `t` as an empty table of 2^bits heads at `heads`. Zeroed memory is an array of NULL
- * heads on every platform we build on (C11 leaves the representation of an atomic pointer
- * open; we rely on it being the plain pointer's). */
+/* Sets up `t` as an empty table of 2^bits heads at `heads`. Zeroed memory is an array of empty
+ * heads (name 0) on every platform we build on (C11 leaves the representation of an atomic
+ * integer open; we rely on it being the plain integer's). */
 static void table_init(mem_table *t, mem_link *heads, unsigned bits) {
     t->heads = heads;
     t->mask = ((uint64_t)1 << bits) - 1;
@@ -243,22 +272,23 @@ static void chains_move_locked(const mem_store *s, mem_table *src, size_t first,
         /* The entries are cold: the chain a few heads on is fetched while this one moves (the
          * move reads an entry's `next`, its first slot, and its key, which the hash needs). */
         if (i + MEM_MOVE_AHEAD < until) {
-            mem_entry *ahead =
-                atomic_load_explicit(&src->heads[i + MEM_MOVE_AHEAD], memory_order_relaxed);
+            mem_entry *ahead = mem_deref(
+                atomic_load_explicit(&src->heads[i + MEM_MOVE_AHEAD], memory_order_relaxed));
             if (ahead) {
                 __builtin_prefetch(&ahead->next, 1);
                 __builtin_prefetch(ahead->key);
             }
         }
         mem_link *head = &src->heads[i];
-        mem_entry *e;
-        while ((e = atomic_load_explicit(head, memory_order_relaxed))) {
+        mem_ref r;
+        while ((r = atomic_load_explicit(head, memory_order_relaxed))) {
+            mem_entry *e = mem_deref(r);
             mem_link *to = &dst->heads[mem_entry_hash(s, e) & dst->mask];
             atomic_store_explicit(head, atomic_load_explicit(&e->next, memory_order_relaxed),
                                   memory_order_release);
             atomic_store_explicit(&e->next, atomic_load_explicit(to, memory_order_relaxed),
                                   memory_order_release);
-            atomic_store_explicit(to, e, memory_order_release);
+            atomic_store_explicit(to, r, memory_order_release);
         }
     }
 }
@@ -404,7 +434,7 @@ static void epoch_walk_locked(mem_shard *sh, size_t n) {
             atomic_store_explicit(&sh->exp_walk_q, (uint8_t)qi, memory_order_relaxed);
             continue;
         }
-        q->walk = e->u.q.older;
+        q->walk = q_older(e);
         mem_exp_current_locked(sh, e);
         n--;
     }
@@ -447,10 +477,10 @@ void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
     mem_queue *q = &sh->q[qi];
     mem_kw_set(e, MEM_KW_SMALL, qi == MEM_SMALL ? MEM_KW_SMALL : 0);
     mem_exp_current_locked(sh, e); /* where a rebase's walk may have passed (memory.c) */
-    e->u.q.newer = NULL;
-    e->u.q.older = q->head;
+    e->u.q.newer = 0;
+    e->u.q.older = mem_ref_of(q->head);
     if (q->head)
-        q->head->u.q.newer = e;
+        q->head->u.q.newer = mem_ref_of(e);
     else
         q->tail = e;
     q->head = e;
@@ -463,18 +493,19 @@ void corral__mem_queue_push_locked(mem_shard *sh, unsigned qi, mem_entry *e) {
 void corral__mem_queue_unlink_locked(mem_shard *sh, mem_entry *e) {
     CORRAL_ASSERT_HELD(&sh->lock);
     mem_queue *q = &sh->q[mem_queue_of(e)];
-    if (q->hand == e) q->hand = e->u.q.newer;
-    if (q->scan == e) q->scan = e->u.q.newer;
-    if (q->walk == e) q->walk = e->u.q.older;
-    if (e->u.q.newer)
-        e->u.q.newer->u.q.older = e->u.q.older;
+    mem_entry *newer = q_newer(e), *older = q_older(e);
+    if (q->hand == e) q->hand = newer;
+    if (q->scan == e) q->scan = newer;
+    if (q->walk == e) q->walk = older;
+    if (newer)
+        newer->u.q.older = e->u.q.older;
     else
-        q->head = e->u.q.older;
-    if (e->u.q.older)
-        e->u.q.older->u.q.newer = e->u.q.newer;
+        q->head = older;
+    if (older)
+        older->u.q.newer = e->u.q.newer;
     else
-        q->tail = e->u.q.newer;
-    e->u.q.newer = e->u.q.older = NULL;
+        q->tail = newer;
+    e->u.q.newer = e->u.q.older = 0;
     size_t bytes = entry_bytes(sh->blocks, e);
     assert(q->bytes >= bytes && q->count > 0);
     q->bytes -= bytes;
@@ -486,20 +517,22 @@ void corral__mem_queue_replace_locked(mem_shard *sh, mem_entry *old, mem_entry *
     mem_queue *q = &sh->q[mem_queue_of(old)];
     mem_kw_set(e, MEM_KW_SMALL, mem_kw(old) & MEM_KW_SMALL);
     mem_exp_current_locked(sh, e);
+    mem_entry *newer = q_newer(old), *older = q_older(old);
+    mem_ref r = mem_ref_of(e);
     e->u.q.newer = old->u.q.newer;
     e->u.q.older = old->u.q.older;
-    if (e->u.q.newer)
-        e->u.q.newer->u.q.older = e;
+    if (newer)
+        newer->u.q.older = r;
     else
         q->head = e;
-    if (e->u.q.older)
-        e->u.q.older->u.q.newer = e;
+    if (older)
+        older->u.q.newer = r;
     else
         q->tail = e;
     if (q->hand == old) q->hand = e;
     if (q->scan == old) q->scan = e;
     if (q->walk == old) q->walk = e;
-    old->u.q.newer = old->u.q.older = NULL;
+    old->u.q.newer = old->u.q.older = 0;
     size_t bytes = entry_bytes(sh->blocks, old);
     assert(q->bytes >= bytes);
     q->bytes = q->bytes - bytes + entry_bytes(sh->blocks, e);
@@ -756,9 +789,8 @@ static void mem_close(corral__store *base) {
             mem_entry *e = s->shards[i].q[qi].head;
             while (e) {
                 CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
-                mem_entry *older = e->u.q.older;
+                mem_entry *older = q_older(e);
                 mem_kw_set(e, MEM_KW_LIVE, 0);
-                e->u.dead.store = s;
                 corral_value_unref(&e->val); /* frees `e` */
                 e = older;
             }

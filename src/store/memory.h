@@ -10,7 +10,7 @@
  * Leases (lease_acquire) are entries too: they count in used_bytes, are reported through the events
  * callback under their key's class like values, and may be evicted. Each shard's hash table, once
  * it grows past the 16 heads inside the shard, counts in used_bytes too (corral__mem_table_bytes),
- * at most 8 bytes an entry (24 while a resize holds the old table and the new), but is reported by
+ * at most 4 bytes an entry (12 while a resize holds the old table and the new), but is reported by
  * no event. The store's fixed structures (shards, the S3-FIFO ghost table: docs/eviction.md) come
  * from the same allocator, at open; with libc's malloc they are charged to the budget (each shard's
  * budget is max_bytes less their cost, over the shards), with hooks they are not.

@@ -5,6 +5,7 @@
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "memory_block.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <string.h>
 #include <unistd.h>
@@ -83,17 +84,16 @@ struct corral__mem_slab {
     uint32_t cap;
     uint32_t cls;
     bool listed;
-    corral__mem_chunk *chunk; /* the chunk that holds it */
+    corral__mem_chunk *chunk;  /* the chunk that holds it */
+    corral__mem_blocks *owner; /* the blocks it serves while a class uses it */
 };
-/* A chunk: CORRAL__MEM_SLAB_CHUNK bytes of 32 slabs, aligned to the chunk's size, in a
- * mapping of twice as much (the part outside is never touched: no RSS, and no munmaps to cut it
- * off, each a TLB shootdown across the cores). A slab of it is in use (its header in it), kept
+/* A chunk: CORRAL__MEM_SLAB_CHUNK bytes of 32 slabs, one of the region's places (aligned to
+ * the chunk's size). A slab of it is in use (its header in it), kept
  * resident in `pool` (linked through its header), or cold: never touched, or given back with
  * MADV_DONTNEED, and marked in `cold` here since its memory holds nothing. Under `pool_lock`
  * but for the immutable fields. Records live outside the chunk, so a cold slab costs no RSS. */
 struct corral__mem_chunk {
-    char *mem;                    /* the aligned chunk; immutable */
-    void *map;                    /* the mapping, twice the chunk; immutable */
+    char *mem;                    /* the chunk, in the region; immutable */
     corral__mem_chunk *next_all;  /* every chunk of the store, for destroy */
     corral__mem_chunk *next_cold; /* in the store's `cold` list while `cold` is not 0 */
     uint32_t cold; /* bit i: slab i is free and not in the pool (from the depot: maybe resident) */
@@ -117,11 +117,40 @@ static _Atomic size_t depot_bytes; /* changed under depot_lock */
 static bool depot_put(corral__mem_chunk *ch);
 static void chunk_unmap(corral__mem_chunk *ch);
 
+/* The region (memory_block.h): reserved once, PROT_NONE, by the first store that wants slabs.
+ * `region_used` marks its places that hold a chunk, under depot_lock (a chunk's mapping and
+ * unmapping, system calls, happen outside it). */
+#define MEM_REGION_PLACES (CORRAL__MEM_REGION_BYTES / CORRAL__MEM_SLAB_CHUNK)
+_Atomic uintptr_t corral__mem_region = CORRAL__MEM_REGION_NONE;
+static pthread_once_t region_once = PTHREAD_ONCE_INIT;
+static uint64_t region_used[MEM_REGION_PLACES / 64];
+
+/* The far table (memory_block.h): pages of CORRAL__MEM_FAR_PAGE slots, allocated as indices
+ * reach them and kept for the process's life. A free slot holds the next free index, shifted
+ * left and tagged with bit 0 (a block's address has it clear). Under `far_lock`, a leaf. */
+void *_Atomic *_Atomic corral__mem_far[CORRAL__MEM_FAR_PAGES];
+static corral__spin far_lock; /* zero: free */
+static uint32_t far_free;     /* the first free index, 0: none */
+static uint32_t far_next = 1; /* indices from here on were never used; 0 is no index */
+
 #ifdef MAP_POPULATE /* Linux */
 #define MEM_POPULATE MAP_POPULATE
 #else
 #define MEM_POPULATE 0
 #endif
+
+/* Reserves the region; leaves corral__mem_region at CORRAL__MEM_REGION_NONE if the system
+ * refuses (an address-space limit): stores then do without slabs. */
+static void region_reserve(void) {
+    size_t cb = CORRAL__MEM_SLAB_CHUNK;
+    char *p = mmap(NULL, CORRAL__MEM_REGION_BYTES + cb, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return;
+    uintptr_t at = ((uintptr_t)p + cb - 1) & ~(uintptr_t)(cb - 1);
+    /* Place 0 stays unused: its first word is reference 0, which is no block's (NULL). */
+    region_used[0] = 1;
+    atomic_store_explicit(&corral__mem_region, at, memory_order_release);
+}
 
 void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, size_t max_bytes) {
     long page = sysconf(_SC_PAGESIZE);
@@ -136,7 +165,13 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
     if (b->real_cost) b->trim_every = max_bytes / MEM_TRIM_DIV + MEM_TRIM_SLACK;
 #endif
 #endif
-    b->slab_max = b->real_cost && max_bytes >= MEM_SLAB_MIN_BOUND ? CORRAL__MEM_SLAB_MAX : 0;
+    b->slab_max = 0;
+    if (b->real_cost && max_bytes >= MEM_SLAB_MIN_BOUND) {
+        CORRAL_MUST(pthread_once(&region_once, region_reserve) == 0);
+        if (atomic_load_explicit(&corral__mem_region, memory_order_acquire) !=
+            CORRAL__MEM_REGION_NONE)
+            b->slab_max = CORRAL__MEM_SLAB_MAX;
+    }
     atomic_init(&b->slabbed, 0);
     atomic_init(&b->chunked, 0);
     corral__spin_init(&b->pool_lock);
@@ -251,9 +286,43 @@ static bool depot_put(corral__mem_chunk *ch) {
     return kept;
 }
 
+/* The place of the region at `mem`: its bit in region_used. */
+static size_t region_place(const char *mem) {
+    return (size_t)((uintptr_t)mem -
+                    atomic_load_explicit(&corral__mem_region, memory_order_relaxed)) /
+           CORRAL__MEM_SLAB_CHUNK;
+}
+
+/* Gives a place of the region back: its pages to the system (PROT_NONE again, as reserved),
+ * then its mark, so no chunk is mapped there before. */
+static void region_put(char *mem) {
+    CORRAL_MUST(mmap(mem, CORRAL__MEM_SLAB_CHUNK, PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == mem);
+    size_t i = region_place(mem);
+    corral__spin_lock(&depot_lock);
+    region_used[i / 64] &= ~((uint64_t)1 << (i % 64));
+    corral__spin_unlock(&depot_lock);
+}
+
+/* A free place of the region, marked used, or NULL when every place holds a chunk. */
+static char *region_take(void) {
+    uintptr_t base = atomic_load_explicit(&corral__mem_region, memory_order_relaxed);
+    char *mem = NULL;
+    corral__spin_lock(&depot_lock);
+    for (size_t w = 0; w < MEM_REGION_PLACES / 64; w++) {
+        if (region_used[w] == UINT64_MAX) continue;
+        unsigned bit = (unsigned)__builtin_ctzll(~region_used[w]);
+        region_used[w] |= (uint64_t)1 << bit;
+        mem = (char *)(base + (w * 64 + bit) * CORRAL__MEM_SLAB_CHUNK);
+        break;
+    }
+    corral__spin_unlock(&depot_lock);
+    return mem;
+}
+
 /* Unmaps a chunk that is no LeakSanitizer root (any more) and frees its record. */
 static void chunk_unmap(corral__mem_chunk *ch) {
-    CORRAL_MUST(munmap(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK) == 0);
+    region_put(ch->mem);
     corral__free(&corral__libc_allocator, ch, sizeof *ch);
 }
 
@@ -270,11 +339,13 @@ void corral__mem_depot_drain(void) {
 }
 
 void corral__mem_depot_before_fork(void) {
+    corral__spin_lock(&far_lock);
     corral__spin_lock(&depot_lock);
 }
 
 void corral__mem_depot_after_fork(void) {
     corral__spin_unlock(&depot_lock);
+    corral__spin_unlock(&far_lock);
 }
 
 size_t corral__mem_depot_bytes(void) {
@@ -289,21 +360,21 @@ static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
     if (!ch) {
         ch = corral__alloc(&corral__libc_allocator, sizeof *ch);
         if (!ch) return NULL;
-        /* MAP_NORESERVE: the half never touched stays out of the commit charge. */
-        char *p = mmap(NULL, 2 * cb, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) {
+        char *p = region_take();
+        /* MAP_NORESERVE: the slabs never used stay out of the commit charge. */
+        if (!p || mmap(p, cb, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != p) {
+            if (p) region_put(p);
             corral__free(&corral__libc_allocator, ch, sizeof *ch);
             return NULL;
         }
-        MEM_UNPOISON(p, 2 * cb); /* poison another user of these addresses left */
-        ch->map = p;
-        ch->mem = (char *)(((uintptr_t)p + cb - 1) & ~(uintptr_t)(cb - 1));
+        MEM_UNPOISON(p, cb); /* poison a chunk unmapped here before left */
+        ch->mem = p;
     }
-    /* The whole mapping, so it stays one VMA: a large store's slabs in huge pages (one fault and
-     * one TLB entry for 2 MiB), a small store's never, even where the system's setting is
-     * `always` (a huge page would hold a chunk's cold slabs resident). */
-    slab_advise(ch->map, 2 * cb, b->huge);
+    /* A large store's slabs in huge pages (one fault and one TLB entry for 2 MiB), a small
+     * store's never, even where the system's setting is `always` (a huge page would hold a
+     * chunk's cold slabs resident). */
+    slab_advise(ch->mem, cb, b->huge);
     ch->nohuge = !b->huge;
     MEM_LSAN_ROOT(ch->mem, cb);
     ch->cold = UINT32_MAX; /* every slab free; a depot chunk's the last store used are resident */
@@ -362,6 +433,7 @@ static corral__mem_slab *slab_new(corral__mem_blocks *b, unsigned c) {
     sl->cap = (uint32_t)corral__mem_slab_cap(c);
     sl->cls = c;
     sl->listed = false;
+    sl->owner = b;
     MEM_POISON((char *)sl + CORRAL__MEM_SLAB_HDR, bytes - CORRAL__MEM_SLAB_HDR);
     return sl;
 }
@@ -389,7 +461,7 @@ static void slab_release(corral__mem_blocks *b, corral__mem_slab *sl) {
      * then asks for none, so khugepaged does not fill the hole again. Nothing needs the pages
      * zero: a refusal (mlockall) only keeps them resident. */
     MEM_UNPOISON(sl, bytes);
-    if (advise) slab_advise(ch->map, 2 * CORRAL__MEM_SLAB_CHUNK, false);
+    if (advise) slab_advise(ch->mem, CORRAL__MEM_SLAB_CHUNK, false);
     (void)madvise(sl, bytes, MADV_DONTNEED);
     unsigned i = (unsigned)(((char *)sl - ch->mem) / bytes);
     corral__spin_lock(&b->pool_lock);
@@ -563,6 +635,60 @@ static void block_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
 
 void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n) {
     block_free(b, p, n, true);
+}
+
+void corral__mem_slot_free(void *p, size_t n) {
+    corral__mem_slab *sl =
+        (corral__mem_slab *)((uintptr_t)p & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
+    slab_free(sl->owner, p, n);
+}
+
+/* ---- The far table ---- */
+
+uint32_t corral__mem_far_new(void *p) {
+    assert(((uintptr_t)p & 1u) == 0);
+    void *_Atomic *fresh = NULL;
+    uint32_t i = 0;
+    for (;;) {
+        corral__spin_lock(&far_lock);
+        if (far_free) {
+            i = far_free;
+            uintptr_t link = (uintptr_t)atomic_load_explicit(
+                &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE],
+                memory_order_relaxed);
+            far_free = (uint32_t)(link >> 1);
+        } else if (far_next < CORRAL__MEM_FAR_PAGES * CORRAL__MEM_FAR_PAGE) {
+            void *_Atomic *_Atomic *page = &corral__mem_far[far_next / CORRAL__MEM_FAR_PAGE];
+            if (!atomic_load_explicit(page, memory_order_relaxed) && fresh) {
+                atomic_store_explicit(page, fresh, memory_order_relaxed);
+                fresh = NULL;
+            }
+            if (atomic_load_explicit(page, memory_order_relaxed)) i = far_next++;
+        } else {
+            corral__spin_unlock(&far_lock);
+            break; /* every index in use */
+        }
+        if (i)
+            atomic_store_explicit(
+                &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE], p,
+                memory_order_relaxed);
+        corral__spin_unlock(&far_lock);
+        if (i || fresh) break;
+        /* The next index's page is missing: allocated outside the lock (a leaf). */
+        fresh = corral__alloc(&corral__libc_allocator, CORRAL__MEM_FAR_PAGE * sizeof *fresh);
+        if (!fresh) return 0;
+    }
+    if (fresh) corral__free(&corral__libc_allocator, fresh, CORRAL__MEM_FAR_PAGE * sizeof *fresh);
+    return i;
+}
+
+void corral__mem_far_free(uint32_t i) {
+    corral__spin_lock(&far_lock);
+    assert(i > 0 && i < far_next);
+    atomic_store_explicit(&corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE],
+                          (void *)(((uintptr_t)far_free << 1) | 1u), memory_order_relaxed);
+    far_free = i;
+    corral__spin_unlock(&far_lock);
 }
 
 void corral__mem_block_free_unkept(corral__mem_blocks *b, void *p, size_t n) {

@@ -16,11 +16,11 @@
  *   own: 64 KiB of slots of one size class, aligned to its size, with no header a slot. The
  *   classes step by 8 bytes up to 256, then by a sixteenth of their power of two
  *   (corral__mem_slab_class_of): a block costs its share of its slab (corral__mem_slab_cost).
- *   Slabs are carved from 2 MiB chunks (huge pages in a store of 256 MiB or more) and faulted
- *   in whole when first used. An emptied slab is kept resident for any class up to `pool_cap`;
- *   past it, its pages go back to the system and its chunk marks it cold, so a shift of the
- *   size mix leaves no memory with the old sizes. A destroyed store leaves its chunks, resident,
- *   in a process-wide depot for the next store; corral_release_memory unmaps them.
+ *   Slabs are carved from 2 MiB chunks of one region of the process (huge pages in a store of 256
+ * MiB or more) and faulted in whole when first used. An emptied slab is kept resident for any class
+ * up to `pool_cap`; past it, its pages go back to the system and its chunk marks it cold, so a
+ * shift of the size mix leaves no memory with the old sizes. A destroyed store leaves its chunks,
+ * resident, in a process-wide depot for the next store; corral_release_memory unmaps them.
  * - a block between the two costs what glibc's malloc holds for it: the request plus the
  *   8-byte size word, rounded up to 16, at least 32 bytes;
  * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
@@ -33,8 +33,9 @@
  *
  * Threads: every function is thread-safe; the struct is immutable after init but for its
  * atomic counters, the kept mappings, which `cache_lock` guards, the slab classes, each behind
- * its own `lock`, and the kept slabs, behind `pool_lock` (all leaves: no lock is taken and no
- * system call made under them). A block is freed by whichever thread drops its last reference,
+ * its own `lock`, and the kept slabs, behind `pool_lock`; the process's depot, region and far
+ * table have locks of their own (all leaves: no lock is taken and no system call made under
+ * them). A block is freed by whichever thread drops its last reference,
  * an application's thread included (corral_value_unref), so that call too may hold them: a
  * fork while another thread is inside it is a fork during a corral call (fork.h).
  */
@@ -116,6 +117,45 @@ typedef struct corral__mem_blocks {
     corral__mem_slab_class slab[CORRAL__MEM_SLAB_CLASSES];
 } corral__mem_blocks;
 
+/* The region: one reservation of the process's address space that every chunk is mapped in,
+ * so that a slot is named by 31 bits, its offset in the region over 8 (memory_read.h, mem_ref).
+ * 16 GiB of chunks at most; past them, slab_alloc fails as when the system refuses a chunk.
+ * Reserved PROT_NONE (no memory, no commit charge) by the first store with slabs;
+ * corral__mem_region is its address, or CORRAL__MEM_REGION_NONE (no address of user space:
+ * corral__mem_in_region is false of every block) before, or if the system refused it. */
+#define CORRAL__MEM_REGION_BYTES ((size_t)1 << 34)
+#define CORRAL__MEM_REGION_NONE  ((uintptr_t)1 << 63)
+extern _Atomic uintptr_t corral__mem_region;
+
+static inline uintptr_t corral__mem_region_base(void) {
+    return atomic_load_explicit(&corral__mem_region, memory_order_relaxed);
+}
+
+/* True when the block at `p` (not NULL) is a slot, in the region. Anywhere: whoever holds a
+ * block of the region has seen the region's address, stored before its first chunk. */
+static inline bool corral__mem_in_region(const void *p) {
+    return (uintptr_t)p - corral__mem_region_base() < CORRAL__MEM_REGION_BYTES;
+}
+
+/* The far table: 28-bit names for blocks outside the region, process-wide (corral__mem_far_new
+ * names one, corral__mem_far_get finds it, corral__mem_far_free frees the name). Its pages are
+ * never freed, so a name may be looked up without a lock by whoever received it through an
+ * acquire of what named it, until it is freed. */
+#define CORRAL__MEM_FAR_PAGE  4096u
+#define CORRAL__MEM_FAR_PAGES 65536u
+extern void *_Atomic *_Atomic corral__mem_far[CORRAL__MEM_FAR_PAGES];
+
+static inline void *corral__mem_far_get(uint32_t i) {
+    void *_Atomic *page =
+        atomic_load_explicit(&corral__mem_far[i / CORRAL__MEM_FAR_PAGE], memory_order_relaxed);
+    return atomic_load_explicit(&page[i % CORRAL__MEM_FAR_PAGE], memory_order_relaxed);
+}
+
+/* A name (1 .. 2^28 - 1) for the block at `p`, or 0 when the allocator refuses a page of the
+ * table or every name is taken. */
+uint32_t corral__mem_far_new(void *p);
+void corral__mem_far_free(uint32_t i);
+
 /* The size class of a slot for a block of `n` bytes (1 <= n <= CORRAL__MEM_SLAB_MAX): 8-byte
  * steps up to 256, then 16 steps an octave, so a slot wastes at most a sixteenth past 256. */
 static inline unsigned corral__mem_slab_class_of(size_t n) {
@@ -178,6 +218,10 @@ void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);
  * toward the next trim. */
 void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n);
 
+/* corral__mem_block_free of a slot (corral__mem_in_region) of `n` bytes, into the blocks that
+ * gave it (its slab knows them). */
+void corral__mem_slot_free(void *p, size_t n);
+
 /* corral__mem_block_free of a block that no later block is likely to reuse, a mapping never
  * kept (a slot is freed as any other): a bucket table (the next one a resize asks for is twice its
  * size). Kept, the old tables of a store that grew to 1M entries held 4 bytes an entry of RSS. */
@@ -190,8 +234,9 @@ void corral__mem_blocks_keep_emptied(corral__mem_blocks *b);
 /* Unmaps the chunks destroyed stores left in the process's depot (memory_block.c). */
 void corral__mem_depot_drain(void);
 
-/* fork.c's prepare takes the depot's lock (last), its parent and child handlers give it back
- * (first): a thread in the middle of a depot's list would leave it half-linked in the child. */
+/* fork.c's prepare takes the far table's lock and the depot's (last), its parent and child
+ * handlers give them back (first): a thread in the middle of the far table's free list or the
+ * depot's list would leave it half-linked in the child. */
 void corral__mem_depot_before_fork(void);
 void corral__mem_depot_after_fork(void);
 

@@ -32,7 +32,7 @@ static size_t scan_queue_locked(mem_store *s, mem_shard *sh, unsigned qi, uint64
     n = CORRAL_MIN(n, q->count); /* one lap at most */
     for (size_t i = 0; i < n && removed < max_remove && q->count; i++) {
         mem_entry *e = q->scan ? q->scan : q->tail;
-        q->scan = e->u.q.newer;
+        q->scan = q_newer(e);
         (*examined)++;
         if (is_expired(sh, e, now)) {
             corral__mem_remove_locked(s, sh, e, mem_entry_hash(s, e), CORRAL__EXPIRED);
@@ -75,7 +75,8 @@ static mem_entry *sieve_victim_locked(mem_shard *sh, uint64_t now) {
     for (size_t seen = 0; seen <= 2 * q->count; seen++) {
         if (is_expired(sh, e, now) || !mem_hits(e)) break;
         mem_set_hits(e, 0);
-        e = e->u.q.newer ? e->u.q.newer : q->tail;
+        mem_entry *newer = q_newer(e);
+        e = newer ? newer : q->tail;
     }
     q->hand = e; /* removal moves it on to the newer neighbour */
     return e;

@@ -17,8 +17,8 @@
 #define MEM_S3_FREQ_MAX    3u  /* S3-FIFO: frequencies saturate here (2 bits) */
 #define MEM_S3_PROMOTE     1u  /* S3-FIFO: hits in the small queue that earn the main queue */
 /* A shard's table grows only while the doubled table costs at most this share of its budget:
- * a table of one head an entry is 8 bytes an entry, at most a twelfth of the smallest
- * entry's. */
+ * a table of one head an entry is 4 bytes an entry (mem_ref), at most a sixteenth of the
+ * smallest entry's. */
 #define MEM_TABLE_SHARE 8u
 /* A write frees the limbo itself once it holds more than max_bytes / MEM_LIMBO_DIV, at least
  * MEM_LIMBO_MIN (memory_rcu.c): RSS the bound does not count, a small share of its slack. */
@@ -37,8 +37,15 @@ static inline size_t mem_entry_bytes(size_t key_len, size_t val_len) {
     return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
 }
 
-/* The size of `e`'s block. Under the shard lock, or once `e` is DEAD (an overwrite in place
- * rewrites the lengths). */
+/* The bytes an entry of `n` bytes (mem_entry_bytes) asks `b` for: a slot holds the entry alone;
+ * any other block puts the entry's mem_far before it (memory_read.h). SIZE_MAX: too large. */
+static inline size_t entry_alloc_bytes(const corral__mem_blocks *b, size_t n) {
+    if (n <= b->slab_max) return n;
+    return n > SIZE_MAX - MEM_FAR_HDR ? SIZE_MAX : n + MEM_FAR_HDR;
+}
+
+/* The size of `e` (mem_entry_bytes). Under the shard lock, or once `e` is DEAD (an overwrite in
+ * place rewrites the lengths). */
 static inline size_t entry_block_bytes(const mem_entry *e) {
     return mem_entry_bytes(mem_klen(e), (size_t)e->val.hdr_len + e->val.len);
 }
@@ -46,7 +53,16 @@ static inline size_t entry_block_bytes(const mem_entry *e) {
 /* What `e` accounts for: what its block costs in `b` (memory_block.h), its size with allocator
  * hooks. */
 static inline size_t entry_bytes(const corral__mem_blocks *b, const mem_entry *e) {
-    return corral__mem_block_cost(b, entry_block_bytes(e));
+    return corral__mem_block_cost(b, entry_alloc_bytes(b, entry_block_bytes(e)));
+}
+
+/* The entries of `e`'s queue next to it, under the shard lock. */
+static inline mem_entry *q_newer(const mem_entry *e) {
+    return mem_deref(e->u.q.newer);
+}
+
+static inline mem_entry *q_older(const mem_entry *e) {
+    return mem_deref(e->u.q.older);
 }
 
 /* How many entries of `sh` have an expiry: exact under its lock, a hint without it. */
@@ -159,7 +175,7 @@ static inline uint64_t mem_entry_hash(const mem_store *s, const mem_entry *e) {
  * kind are compared first (the entry's first slot): a chain's other entries of other lengths
  * cost one load each. */
 static inline mem_entry *chain_find(mem_entry *e, const corral__skey *k, uint8_t kind) {
-    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+    for (; e; e = mem_next_rcu(e)) {
         if ((mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) ==
                 (k->len | (kind == MEM_LEASE ? MEM_KW_LEASE : 0)) &&
             key_equal(e->key, k->data, k->len)) {
@@ -207,8 +223,8 @@ static inline mem_link *head_locked(mem_shard *sh, uint64_t hash) {
 /* lookup_rcu under the lock of the key's shard `sh`, where no entry moves: one walk answers,
  * and a found entry is LIVE. Call inside a read-side section. */
 static inline mem_entry *lookup_locked(mem_shard *sh, const corral__skey *k, uint8_t kind) {
-    return chain_find(atomic_load_explicit(head_locked(sh, k->hash), memory_order_acquire), k,
-                      kind);
+    return chain_find(
+        mem_deref(atomic_load_explicit(head_locked(sh, k->hash), memory_order_acquire)), k, kind);
 }
 
 /* lookup_hint_rcu of the store key "<ks->hdr><key>" of a hot scheme's user key (hashed to
@@ -241,6 +257,8 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
                                  size_t len);
 /* Frees an entry that was never published. Accepts NULL. */
 void corral__mem_entry_discard(mem_store *s, mem_entry *e);
+/* Frees the block of `e`, no longer anyone's: into its slab, or its far name and its block. */
+void corral__mem_entry_free(mem_entry *e);
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */
 int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen, size_t vlen,
                            uint8_t kind);

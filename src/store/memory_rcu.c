@@ -2,8 +2,8 @@
  * memory_rcu.c - freeing what the memory store removed: an entry leaves the table at once, and
  * its block is freed only once no reader can still be looking at it.
  *
- * - Removal (corral__mem_entry_retire, under the shard lock) clears the entry's LIVE flag, records
- * the store in it and pushes it on the store's limbo, a lock-free stack. Unless one is queued, it
+ * - Removal (corral__mem_entry_retire, under the shard lock) clears the entry's LIVE flag and
+ * pushes it on the store's limbo, a lock-free stack. Unless one is queued, it
  *   then queues a flush with liburcu's call_rcu (only to run on its call_rcu thread: the grace
  *   period that matters is ours). The flush takes the whole limbo, waits for one grace period
  *   of our read-side sections (reader.h) and drops the table's reference on each entry; the
@@ -42,10 +42,7 @@ void corral__mem_entry_release(corral_value *v) {
     mem_entry *e = CORRAL_CONTAINER_OF(v, mem_entry, val);
     CORRAL_CHECK_OBJ(v, CORRAL_VALUE_MAGIC);
     assert(!mem_live(e));
-    mem_store *s = e->u.dead.store;
-    size_t bytes = entry_block_bytes(e);
-    corral__value_kill(v);
-    corral__mem_block_free(&s->blocks, e, bytes);
+    corral__mem_entry_free(e);
 }
 
 /* Counts `n` of the store's pending frees done (rcu_pending). A count that stays above zero
@@ -68,7 +65,7 @@ static void pending_done(mem_store *s, size_t n) {
 static size_t limbo_release(mem_store *s, mem_entry *list) {
     size_t n = 0, bytes = 0;
     while (list) {
-        mem_entry *next = list->u.dead.next;
+        mem_entry *next = mem_deref(list->u.dead.next);
         MEM_TSAN_ACQUIRE(&s->tsan_gp); /* every read-side section that saw it has ended */
         bytes += entry_bytes(&s->blocks, list);
         corral_value_unref(&list->val); /* may free it */
@@ -121,12 +118,13 @@ void corral__mem_wait_rcu_idle(mem_store *s) {
 /* Hands an entry already out of the table to the limbo. Call inside a read-side section. */
 void corral__mem_entry_retire(mem_store *s, mem_entry *e) {
     mem_kw_set(e, MEM_KW_LIVE, 0);
-    e->u.dead.store = s;
     atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->limbo_bytes, entry_bytes(&s->blocks, e), memory_order_relaxed);
-    mem_entry *top = atomic_load_explicit(&s->limbo, memory_order_relaxed);
+    /* Acquire (as the failed exchange's load): naming `top` reads its mem_far, which the
+     * thread that pushed it may have written. Inside our section, it is not freed meanwhile. */
+    mem_entry *top = atomic_load_explicit(&s->limbo, memory_order_acquire);
     do
-        e->u.dead.next = top;
+        e->u.dead.next = mem_ref_of(top);
     while (!atomic_compare_exchange_weak(&s->limbo, &top, e));
     if (!atomic_load(&s->flush_queued) && !atomic_exchange(&s->flush_queued, true)) {
         atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);

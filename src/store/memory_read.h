@@ -111,14 +111,23 @@ static inline uint32_t mem_exp_encode(uint64_t at, unsigned p, uint64_t base) {
     return x | MEM_EXP_SECS | (uint32_t)CORRAL_MIN(n, (uint64_t)MEM_EXP_COUNT_LAST);
 }
 
-/* 44 bytes before the key in release builds, 48 in debug builds, where the embedded value keeps
- * its magic (value.h); docs/memory-density.md counts them. The first 16-byte slot holds what a
+/* An entry's name in 32 bits, for the links of chains and queues: 0 is none; an entry in a slot
+ * (memory_block.h, the region) is its offset in the region over 8; any other (a larger entry,
+ * or any entry of a store without slabs) has MEM_REF_FAR and its name in the far table, which
+ * its block's mem_far prefix holds. Four bytes a link where a pointer takes eight: the entry
+ * header loses twelve and the bucket array half (docs/memory-density.md). */
+typedef uint32_t mem_ref;
+#define MEM_REF_FAR 0x80000000u
+_Static_assert(CORRAL__MEM_REGION_BYTES / 8 <= MEM_REF_FAR, "a slot's offset over 8 fits 31 bits");
+_Static_assert((uint64_t)CORRAL__MEM_FAR_PAGE *CORRAL__MEM_FAR_PAGES <= MEM_REF_FAR,
+               "a far name fits 31 bits");
+
+/* 32 bytes before the key in release builds, 36 in debug builds, where the embedded value keeps
+ * its magic (value.h); docs/memory-density.md counts them. The first 12 bytes hold what a
  * chain walk reads of every entry it passes (`next`, and `kw`, the key's length and kind, which
- * it compares first) and what a hit reads next (the class, the expiry). A slab slot is 8-aligned
- * (memory_block.h): in a class that is 16-aligned (160, the 1M x 100 B load's) an entry of
- * another key length passed costs one line; in one that is 8 mod 16, one entry in eight has
- * that slot across two lines. Writers and reclamation use `u`; the
- * read path reads from `val` to the end of the value, one contiguous run.
+ * it compares first) and what a hit reads next (the class, the expiry). Writers and
+ * reclamation use `u`; the read path reads from `val` to the end of the value, one contiguous
+ * run.
  *
  * The entry keeps no hash of its key. A lookup compares `kw` and then the key's bytes; whoever
  * needs the hash of an entry it did not look up by key (a resize moving its chain, eviction
@@ -127,7 +136,7 @@ static inline uint32_t mem_exp_encode(uint64_t at, unsigned p, uint64_t base) {
 typedef struct mem_entry {
     /* The next entry of the chain. Changed under the shard lock with release stores, loaded
      * with acquire by readers; left as it is when the entry is unlinked. */
-    _Atomic(struct mem_entry *) next;
+    _Atomic mem_ref next;
     /* The key's length (MEM_KLEN_MAX bits) and the MEM_KW_* flags above. Written under the
      * shard lock, loaded relaxed: mem_klen and the others below. */
     _Atomic uint16_t kw;
@@ -141,13 +150,11 @@ typedef struct mem_entry {
     union {
         /* Queue links while live, under the shard lock. `newer` points toward the head. */
         struct {
-            struct mem_entry *newer, *older;
+            mem_ref newer, older;
         } q;
-        /* Once removed (memory_rcu.c): the next entry waiting for its grace period, and the
-         * store, which the release callback frees the block through. */
+        /* Once removed (memory_rcu.c): the next entry waiting for its grace period. */
         struct {
-            struct mem_entry *next;
-            mem_store *store;
+            mem_ref next;
         } dead;
     } u;
     /* The embedded value (CORRAL__RELEASE_MEM_ENTRY): its bytes follow the key and the
@@ -159,6 +166,29 @@ typedef struct mem_entry {
     corral_value val;
     unsigned char key[]; /* klen key bytes, the envelope header, the value bytes, then a NUL */
 } mem_entry;
+
+/* Before an entry outside the region, in its block: its far name, and the blocks that free it
+ * (a slot's slab knows its own). */
+typedef struct mem_far {
+    uint32_t name;
+    corral__mem_blocks *blocks;
+} mem_far;
+#define MEM_FAR_HDR sizeof(mem_far)
+
+/* The entry named `r`, or NULL. Wherever the name was read with acquire from where its
+ * publisher stored it with release (a chain's link, under the shard lock a queue's). */
+static inline mem_entry *mem_deref(mem_ref r) {
+    if (__builtin_expect(r & MEM_REF_FAR, 0)) return corral__mem_far_get(r & ~MEM_REF_FAR);
+    return r ? (mem_entry *)(corral__mem_region_base() + ((uintptr_t)r << 3)) : NULL;
+}
+
+/* The name of `e` (NULL: 0). */
+static inline mem_ref mem_ref_of(const mem_entry *e) {
+    if (!e) return 0;
+    uintptr_t off = (uintptr_t)e - corral__mem_region_base();
+    if (off < CORRAL__MEM_REGION_BYTES) return (mem_ref)(off >> 3);
+    return MEM_REF_FAR | ((const mem_far *)(const void *)((const char *)e - MEM_FAR_HDR))->name;
+}
 
 static inline unsigned mem_kw(const mem_entry *e) {
     return atomic_load_explicit(&e->kw, memory_order_relaxed);
@@ -201,7 +231,7 @@ typedef struct mem_queue {
     size_t count;
 } mem_queue;
 
-typedef _Atomic(mem_entry *) mem_link; /* a bucket head, or an entry's `next` */
+typedef _Atomic mem_ref mem_link; /* a bucket head, or an entry's `next` */
 
 /* The shards: at most 2^MEM_SHARD_BITS. A key's shard is picked by the top MEM_SHARD_BITS of
  * the low 32 bits of its hash, its bucket by the low bits (at most MEM_MAX_BUCKET_BITS):
@@ -366,7 +396,12 @@ static inline mem_entry *mem_chain_rcu(mem_shard *sh, uint64_t hash, uint32_t *r
     const mem_table *t = atomic_load_explicit(&sh->table, memory_order_acquire);
     const mem_table *to = atomic_load_explicit(&sh->grow, memory_order_acquire);
     size_t moved = to ? atomic_load_explicit(&sh->moved, memory_order_acquire) : 0;
-    return atomic_load_explicit(mem_head(t, to, moved, hash), memory_order_acquire);
+    return mem_deref(atomic_load_explicit(mem_head(t, to, moved, hash), memory_order_acquire));
+}
+
+/* The entry after `e` on its chain, or NULL. Call inside a read-side section. */
+static inline mem_entry *mem_next_rcu(const mem_entry *e) {
+    return mem_deref(atomic_load_explicit(&e->next, memory_order_acquire));
 }
 
 /* True when a walk that began at resize sequence `rs` and found nothing may have missed its
@@ -560,13 +595,13 @@ static inline uint32_t mem_hlen(const mem_entry *e) {
 #define MEM_KEY_LOAD 16u
 _Static_assert(CORRAL__HOT_HDR <= MEM_KEY_LOAD, "a hot header fits the two words compared");
 #ifdef NDEBUG
-_Static_assert(offsetof(mem_entry, key) == 44, "the entry header docs/memory-density.md counts");
+_Static_assert(offsetof(mem_entry, key) == 32, "the entry header docs/memory-density.md counts");
 #else
-_Static_assert(offsetof(mem_entry, key) == 48, "44 and the value's debug magic");
+_Static_assert(offsetof(mem_entry, key) == 36, "32 and the value's debug magic");
 #endif
-_Static_assert(offsetof(mem_entry, next) == 0 && offsetof(mem_entry, kw) == 8 &&
-                   offsetof(mem_entry, expiry) == 12,
-               "a chain walk reads one 16-byte slot of an entry");
+_Static_assert(offsetof(mem_entry, next) == 0 && offsetof(mem_entry, kw) == 4 &&
+                   offsetof(mem_entry, expiry) == 8,
+               "a chain walk reads the first 12 bytes of an entry");
 _Static_assert(offsetof(mem_entry, val) - offsetof(mem_entry, kw) == CORRAL__MEM_KW_TO_VAL &&
                    offsetof(mem_entry, key) - offsetof(mem_entry, val) == CORRAL__MEM_VAL_TO_KEY,
                "corral__value_data finds the key's length and the bytes from the value");
@@ -604,7 +639,7 @@ static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks
  * cases and of the writers' first look (hot_lookup_hint_rcu). */
 static inline mem_entry *hot_chain_find(mem_entry *e, const corral__keyscheme *ks, const void *key,
                                         size_t key_len) {
-    for (; e; e = atomic_load_explicit(&e->next, memory_order_acquire))
+    for (; e; e = mem_next_rcu(e))
         if (hot_key_equal(e, ks, key, key_len)) return e;
     return NULL;
 }
@@ -613,7 +648,7 @@ static inline mem_entry *hot_chain_find(mem_entry *e, const corral__keyscheme *k
  * common case (the first entry is the key's) keeps few registers live. */
 static __attribute__((noinline, unused)) mem_entry *
 hot_find_after(mem_entry *e, const corral__keyscheme *ks, const void *key, size_t key_len) {
-    return hot_chain_find(atomic_load_explicit(&e->next, memory_order_acquire), ks, key, key_len);
+    return hot_chain_find(mem_next_rcu(e), ks, key, key_len);
 }
 
 /* hot_find's walk again after a miss that a resize of shard `sh` may have caused

@@ -1152,6 +1152,86 @@ static mem_entry *entry_of(fx *f, const char *k) {
     return e;
 }
 
+/* Asserts that `k` holds `len` bytes of `c`, or (when `may_miss`) that it is gone. */
+static void expect_fill(fx *f, const char *k, size_t len, char c, bool may_miss) {
+    corral__skey sk = ss_key(k);
+    corral_value *v = NULL;
+    int rc = f->s->ops->get(f->s, &sk, &v);
+    if (rc == CORRAL_MISS && may_miss) return;
+    assert_int_equal(rc, CORRAL_OK);
+    assert_int_equal(corral_value_len(v), len);
+    const char *d = corral_value_data(v);
+    for (size_t i = 0; i < len; i++)
+        if (d[i] != c) fail_msg("%s: byte %zu is %d, not %d", k, i, d[i], c);
+    corral_value_unref(v);
+}
+
+/* With libc's allocator, a store's entries of at most 4 KiB are slab slots, named by their
+ * place in the region, and the larger ones far entries, named by the far table (memory_read.h,
+ * mem_ref). The two kinds share chains and queues through every write that relinks them: an
+ * insert, an overwrite by an entry of the other kind, a delete, eviction; each key is found
+ * with its own bytes throughout. */
+static void test_mem_slot_and_far_entries_share_chains_and_queues(void **state) {
+    (void)state;
+    enum { N = 3000, SMALL = 40, BIG = 6000, EVICT = 12000 };
+    fx *f = fx_init((size_t)32 << 20, CORRAL_EVICT_DEFAULT, 1);
+    corral__allocator_init(&f->alloc, NULL);
+    assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    char *val = malloc(BIG);
+    assert_non_null(val);
+    char k[32];
+    for (unsigned round = 0; round < 2; round++) { /* the second swaps the kinds of 2 in 3 */
+        for (unsigned i = 0; i < N; i++) {
+            bool big = round == 0 ? i % 3 == 0 : i % 3 == 1;
+            size_t len = big ? BIG : SMALL;
+            memset(val, 'a' + (int)((i + round) % 26), len);
+            snprintf(k, sizeof k, "k%u", i);
+            corral__skey sk = ss_key(k);
+            assert_int_equal(
+                f->s->ops->set(f->s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                CORRAL_OK);
+            assert_int_equal(corral__mem_in_region(entry_of(f, k)), !big);
+        }
+        for (unsigned i = 0; i < N; i++) {
+            bool big = round == 0 ? i % 3 == 0 : i % 3 == 1;
+            snprintf(k, sizeof k, "k%u", i);
+            expect_fill(f, k, big ? BIG : SMALL, (char)('a' + (i + round) % 26), false);
+        }
+    }
+    for (unsigned i = 0; i < N; i += 4) {
+        snprintf(k, sizeof k, "k%u", i);
+        corral__skey sk = ss_key(k);
+        assert_int_equal(f->s->ops->del(f->s, &sk), CORRAL_OK);
+    }
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "k%u", i);
+        if (i % 4 == 0)
+            assert_int_equal(get_rc(f, k), CORRAL_MISS);
+        else
+            expect_fill(f, k, i % 3 == 1 ? BIG : SMALL, (char)('a' + (i + 1) % 26), false);
+    }
+    /* Four times the bound of large entries: eviction unlinks both kinds from the queue. */
+    memset(val, 'z', BIG);
+    for (unsigned i = 0; i < EVICT; i++) {
+        snprintf(k, sizeof k, "e%u", i);
+        corral__skey sk = ss_key(k);
+        assert_int_equal(
+            f->s->ops->set(f->s, &sk, val, BIG, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+            CORRAL_OK);
+    }
+    assert_true(used(f) <= f->cfg.max_bytes);
+    assert_int_equal(get_rc(f, "e0"), CORRAL_MISS);
+    snprintf(k, sizeof k, "e%u", EVICT - 1);
+    expect_fill(f, k, BIG, 'z', false);
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "k%u", i);
+        if (i % 4) expect_fill(f, k, i % 3 == 1 ? BIG : SMALL, (char)('a' + (i + 1) % 26), true);
+    }
+    free(val);
+    f->s->ops->close(f->s);
+    free(f);
+}
+
 /* An entry whose count of references is full (value.h) answers a get with a copy of its bytes,
  * and keeps its count: the get path never carries the count into the generation. */
 static void test_mem_a_get_at_a_full_count_hands_out_a_copy(void **state) {
@@ -2604,6 +2684,7 @@ int main(void) {
         cmocka_unit_test(test_mem_overwrite_leaves_a_held_value_unchanged),
         cmocka_unit_test(test_mem_incr_reads_a_counter_rewritten_in_place),
         cmocka_unit_test(test_mem_a_copy_across_an_overwrite_in_place_is_made_again),
+        cmocka_unit_test(test_mem_slot_and_far_entries_share_chains_and_queues),
         cmocka_unit_test(test_mem_a_get_at_a_full_count_hands_out_a_copy),
         cmocka_unit_test(test_mem_an_entry_at_its_last_generation_is_replaced),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),

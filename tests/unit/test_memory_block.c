@@ -347,6 +347,62 @@ static void slab_blocks(corral__mem_blocks *b, corral__allocator *a, size_t max)
     corral__mem_blocks_init(b, a, max);
 }
 
+/* Slots are in the region, named by their offset over 8 (never 0: memory_read.h's mem_ref),
+ * and go back to the blocks that gave them through their slab alone; larger blocks and the
+ * heap's are outside it. */
+static void test_slots_lie_in_the_region_and_other_blocks_do_not(void **state) {
+    (void)state;
+    corral__mem_blocks b;
+    corral__allocator a;
+    slab_blocks(&b, &a, (size_t)64 << 20);
+    assert_int_equal(b.slab_max, CORRAL__MEM_SLAB_MAX);
+    void *slot = corral__mem_block_alloc(&b, 100);
+    assert_non_null(slot);
+    assert_true(corral__mem_in_region(slot));
+    uintptr_t off = (uintptr_t)slot - corral__mem_region_base();
+    assert_true(off > 0 && off % 8 == 0 && off < CORRAL__MEM_REGION_BYTES);
+    void *big = corral__mem_block_alloc(&b, CORRAL__MEM_SLAB_MAX + 1);
+    assert_non_null(big);
+    assert_false(corral__mem_in_region(big));
+    void *heap = malloc(16);
+    assert_non_null(heap);
+    assert_false(corral__mem_in_region(heap));
+    assert_false(corral__mem_in_region(NULL));
+    free(heap);
+    assert_int_equal(atomic_load(&b.slabbed), CORRAL__MEM_SLAB_BYTES);
+    corral__mem_slot_free(slot, 100);
+    assert_int_equal(atomic_load(&b.slabbed), 0);
+    corral__mem_block_free(&b, big, CORRAL__MEM_SLAB_MAX + 1);
+    corral__mem_blocks_destroy(&b);
+}
+
+/* The far table names a block until the name is freed: names across pages of the table each
+ * find their own block, and a freed name is the next one given. */
+static void test_far_names_find_their_blocks_and_are_reused(void **state) {
+    (void)state;
+    enum { N = 2 * CORRAL__MEM_FAR_PAGE + 10 };
+    uint32_t *names = malloc(N * sizeof *names);
+    uint64_t *blocks = malloc(N * sizeof *blocks);
+    assert_non_null(names);
+    assert_non_null(blocks);
+    for (size_t i = 0; i < N; i++) {
+        names[i] = corral__mem_far_new(&blocks[i]);
+        assert_true(names[i] > 0 && names[i] < CORRAL__MEM_FAR_PAGE * CORRAL__MEM_FAR_PAGES);
+    }
+    for (size_t i = 0; i < N; i++) /* distinct: each still finds its own */
+        assert_ptr_equal(corral__mem_far_get(names[i]), &blocks[i]);
+    uint64_t other;
+    corral__mem_far_free(names[5]);
+    uint32_t again = corral__mem_far_new(&other);
+    assert_int_equal(again, names[5]);
+    assert_ptr_equal(corral__mem_far_get(again), &other);
+    assert_ptr_equal(corral__mem_far_get(names[6]), &blocks[6]);
+    for (size_t i = 0; i < N; i++)
+        corral__mem_far_free(names[i]);
+    free(names);
+    free(blocks);
+}
+
 /* Blocks of one class share slabs: each keeps its own bytes, the slabs hold what their slots
  * need and nothing more, and the freed slabs serve the next blocks without a new chunk. */
 static void test_small_blocks_share_slabs(void **state) {
@@ -868,6 +924,8 @@ int main(void) {
         cmocka_unit_test(test_kept_mappings_stay_under_their_cap),
         cmocka_unit_test(test_kept_mappings_under_two_threads),
         cmocka_unit_test(test_slab_classes_step_finely),
+        cmocka_unit_test(test_slots_lie_in_the_region_and_other_blocks_do_not),
+        cmocka_unit_test(test_far_names_find_their_blocks_and_are_reused),
         cmocka_unit_test(test_small_blocks_share_slabs),
         cmocka_unit_test(test_freed_slots_and_slabs_are_taken_again),
         cmocka_unit_test(test_empty_slabs_past_the_pool_give_their_pages_back),
