@@ -20,7 +20,8 @@
  *   thread is restarted (call_rcu_after_fork_child, urcu_bp_after_fork_child);
  * - the depot of chunks closed memory stores left (store/memory_block.c) stays the child's, as
  *   copy-on-write pages: a pre-forking master that closed a store may call
- *   corral_release_memory before it forks.
+ *   corral_release_memory before it forks; so do the region's reservation and the far table
+ *   (the names of the parent's entries stay taken in the child).
  *
  * How: one pthread_atfork registration for the process (made with the first hook) and a list
  * of hooks, one per part that owns such resources; each part embeds its hook and adds it at open,

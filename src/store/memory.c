@@ -94,18 +94,23 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why, s
 
 /* ---- Entries ---- */
 
-/* A block for an entry of `n` bytes (mem_entry_bytes): a slot, or a block whose mem_far names
- * it. NULL when the allocator or the far table refuses. */
+/* A block for an entry of `n` bytes (mem_entry_bytes): a slot if it may be one and the region
+ * has room, else a block of the heap whose mem_far names it. NULL when the allocator or the far
+ * table refuses. */
 static mem_entry *entry_alloc(mem_store *s, size_t n) {
-    size_t a = entry_alloc_bytes(&s->blocks, n);
-    char *p = corral__mem_block_alloc(&s->blocks, a);
-    if (!p || a == n) return (mem_entry *)p; /* a slot: the region names it */
+    if (n <= s->blocks.slab_max) {
+        mem_entry *e = corral__mem_block_alloc(&s->blocks, n);
+        if (e) return e; /* a slot: the region names it */
+    }
+    size_t a = far_block_bytes(n);
+    char *p = a == SIZE_MAX ? NULL : corral__mem_heap_alloc(&s->blocks, a);
+    if (!p) return NULL;
     mem_entry *e = (mem_entry *)(p + MEM_FAR_HDR);
     mem_far *f = (mem_far *)p;
     f->blocks = &s->blocks;
     f->name = corral__mem_far_new(e);
     if (!f->name) {
-        corral__mem_block_free(&s->blocks, p, a);
+        corral__mem_heap_free(&s->blocks, p, a);
         return NULL;
     }
     return e;
@@ -120,7 +125,7 @@ void corral__mem_entry_free(mem_entry *e) {
     }
     mem_far *f = (mem_far *)(void *)((char *)e - MEM_FAR_HDR);
     corral__mem_far_free(f->name);
-    corral__mem_block_free(f->blocks, f, entry_alloc_bytes(f->blocks, n));
+    corral__mem_heap_free(f->blocks, f, far_block_bytes(n));
 }
 
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
@@ -161,8 +166,11 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
     if (kind == MEM_VALUE && s->max_value_bytes && vlen > s->max_value_bytes) return CORRAL_ETOOBIG;
     /* mem_entry.kw holds 13 bits of key length, corral_value.len 32; keys are far shorter. */
     if (klen > MEM_KLEN_MAX || vlen > UINT32_MAX) return CORRAL_ETOOBIG;
-    size_t cost = corral__mem_block_cost(
-        &s->blocks, entry_alloc_bytes(&s->blocks, mem_entry_bytes(klen, vlen)));
+    /* a slot's cost, or a far block's if the region has no room for it */
+    size_t n = mem_entry_bytes(klen, vlen);
+    size_t cost = corral__mem_heap_cost(&s->blocks, far_block_bytes(n));
+    if (n <= s->blocks.slab_max)
+        cost = CORRAL_MAX(cost, corral__mem_slab_cost(corral__mem_slab_class_of(n)));
     return cost > sh->budget ? CORRAL_ETOOBIG : CORRAL_OK;
 }
 

@@ -84,7 +84,9 @@ size_t corral__mem_table_bytes(corral__store *s);
 int corral__mem_set_hot(corral__store *s, const corral__keyscheme *ks, const void *key,
                         size_t key_len, uint16_t cls, const void *val, size_t len, int64_t ttl_ms);
 
-/* Bytes one entry with these key and value lengths accounts for. */
+/* The bytes of the block of an entry with these key and value lengths that is no slab slot (a
+ * store with allocator hooks has none): what its one allocation asks the hooks for, and what
+ * it accounts for with them. */
 size_t corral__mem_entry_bytes(size_t key_len, size_t val_len);
 
 #endif /* CORRAL_STORE_MEM_H */

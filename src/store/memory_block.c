@@ -62,7 +62,7 @@
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/lsan_interface.h>
 /* LeakSanitizer does not scan our mappings: a chunk is a root region while mapped, since a slot
- * may hold the only pointer to a block of the heap (an entry's links, a small bucket table). */
+ * may hold the only pointer to a block of the heap (a small bucket table's store). */
 #define MEM_LSAN_ROOT(p, n)   __lsan_register_root_region((p), (n))
 #define MEM_LSAN_UNROOT(p, n) __lsan_unregister_root_region((p), (n))
 #define MEM_POISON(p, n)      ASAN_POISON_MEMORY_REGION((p), (n))
@@ -124,14 +124,16 @@ static void chunk_unmap(corral__mem_chunk *ch);
 _Atomic uintptr_t corral__mem_region = CORRAL__MEM_REGION_NONE;
 static pthread_once_t region_once = PTHREAD_ONCE_INIT;
 static uint64_t region_used[MEM_REGION_PLACES / 64];
+static size_t region_limit = MEM_REGION_PLACES; /* places from here on are not taken (tests) */
 
 /* The far table (memory_block.h): pages of CORRAL__MEM_FAR_PAGE slots, allocated as indices
  * reach them and kept for the process's life. A free slot holds the next free index, shifted
  * left and tagged with bit 0 (a block's address has it clear). Under `far_lock`, a leaf. */
 void *_Atomic *_Atomic corral__mem_far[CORRAL__MEM_FAR_PAGES];
-static corral__spin far_lock; /* zero: free */
-static uint32_t far_free;     /* the first free index, 0: none */
-static uint32_t far_next = 1; /* indices from here on were never used; 0 is no index */
+static corral__spin far_lock;   /* zero: free */
+static uint32_t far_free;       /* the first free index, 0: none */
+static uint32_t far_next = 1;   /* indices from here on were never used; 0 is no index */
+static _Atomic size_t far_used; /* names given and not freed; changed under far_lock */
 
 #ifdef MAP_POPULATE /* Linux */
 #define MEM_POPULATE MAP_POPULATE
@@ -140,15 +142,14 @@ static uint32_t far_next = 1; /* indices from here on were never used; 0 is no i
 #endif
 
 /* Reserves the region; leaves corral__mem_region at CORRAL__MEM_REGION_NONE if the system
- * refuses (an address-space limit): stores then do without slabs. */
+ * refuses (an address-space limit: the reservation counts in RLIMIT_AS and VSZ): stores then do
+ * without slabs. */
 static void region_reserve(void) {
     size_t cb = CORRAL__MEM_SLAB_CHUNK;
     char *p = mmap(NULL, CORRAL__MEM_REGION_BYTES + cb, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return;
     uintptr_t at = ((uintptr_t)p + cb - 1) & ~(uintptr_t)(cb - 1);
-    /* Place 0 stays unused: its first word is reference 0, which is no block's (NULL). */
-    region_used[0] = 1;
     atomic_store_explicit(&corral__mem_region, at, memory_order_release);
 }
 
@@ -293,18 +294,26 @@ static size_t region_place(const char *mem) {
            CORRAL__MEM_SLAB_CHUNK;
 }
 
-/* Gives a place of the region back: its pages to the system (PROT_NONE again, as reserved),
- * then its mark, so no chunk is mapped there before. */
-static void region_put(char *mem) {
-    CORRAL_MUST(mmap(mem, CORRAL__MEM_SLAB_CHUNK, PROT_NONE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == mem);
+/* Marks the place at `mem` free again. */
+static void region_unmark(char *mem) {
     size_t i = region_place(mem);
     corral__spin_lock(&depot_lock);
     region_used[i / 64] &= ~((uint64_t)1 << (i % 64));
     corral__spin_unlock(&depot_lock);
 }
 
-/* A free place of the region, marked used, or NULL when every place holds a chunk. */
+/* Gives a place of the region back: its pages to the system and PROT_NONE again, as reserved
+ * (a mapping of PROT_NONE is never refused: it is not charged), and only then its mark, so a
+ * chunk is never mapped onto a live one. */
+static void region_put(char *mem) {
+    CORRAL_MUST(mmap(mem, CORRAL__MEM_SLAB_CHUNK, PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == mem);
+    region_unmark(mem);
+}
+
+/* A free place of the region (below region_limit), marked used and made writable, or NULL when
+ * every place holds a chunk or the system refuses: mprotect fails without changing anything,
+ * where a mapping over the reservation could leave a hole another mapping takes. */
 static char *region_take(void) {
     uintptr_t base = atomic_load_explicit(&corral__mem_region, memory_order_relaxed);
     char *mem = NULL;
@@ -312,12 +321,23 @@ static char *region_take(void) {
     for (size_t w = 0; w < MEM_REGION_PLACES / 64; w++) {
         if (region_used[w] == UINT64_MAX) continue;
         unsigned bit = (unsigned)__builtin_ctzll(~region_used[w]);
+        if (w * 64 + bit >= region_limit) break;
         region_used[w] |= (uint64_t)1 << bit;
         mem = (char *)(base + (w * 64 + bit) * CORRAL__MEM_SLAB_CHUNK);
         break;
     }
     corral__spin_unlock(&depot_lock);
+    if (mem && mprotect(mem, CORRAL__MEM_SLAB_CHUNK, PROT_READ | PROT_WRITE) != 0) {
+        region_unmark(mem);
+        mem = NULL;
+    }
     return mem;
+}
+
+void corral__mem_region_limit(size_t places) {
+    corral__spin_lock(&depot_lock);
+    region_limit = CORRAL_MIN(places, MEM_REGION_PLACES);
+    corral__spin_unlock(&depot_lock);
 }
 
 /* Unmaps a chunk that is no LeakSanitizer root (any more) and frees its record. */
@@ -360,11 +380,8 @@ static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
     if (!ch) {
         ch = corral__alloc(&corral__libc_allocator, sizeof *ch);
         if (!ch) return NULL;
-        char *p = region_take();
-        /* MAP_NORESERVE: the slabs never used stay out of the commit charge. */
-        if (!p || mmap(p, cb, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != p) {
-            if (p) region_put(p);
+        char *p = region_take(); /* reserved MAP_NORESERVE: unused slabs cost no commit */
+        if (!p) {
             corral__free(&corral__libc_allocator, ch, sizeof *ch);
             return NULL;
         }
@@ -603,8 +620,12 @@ static bool cache_put(corral__mem_blocks *b, void *p, size_t pages) {
 
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
     if (n && n <= b->slab_max) return slab_alloc(b, n);
+    return corral__mem_heap_alloc(b, n);
+}
+
+void *corral__mem_heap_alloc(corral__mem_blocks *b, size_t n) {
     if (n < b->map_min) return corral__alloc(b->alloc, n);
-    size_t cost = corral__mem_block_cost(b, n);
+    size_t cost = corral__mem_heap_cost(b, n);
     if (cost == SIZE_MAX) return NULL;
     void *p = cache_take(b, cost / b->page);
     /* Populated: the caller writes the whole block at once, and one call that faults every
@@ -617,13 +638,9 @@ void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
     return p;
 }
 
-static void block_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
+static void heap_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
     if (!p) return;
-    if (n && n <= b->slab_max) {
-        slab_free(b, p, n);
-        return;
-    }
-    size_t cost = corral__mem_block_cost(b, n);
+    size_t cost = corral__mem_heap_cost(b, n);
     if (n >= b->map_min) {
         atomic_fetch_sub_explicit(&b->mapped, cost, memory_order_relaxed);
         if (!keep || !cache_put(b, p, cost / b->page)) CORRAL_MUST(munmap(p, cost) == 0);
@@ -633,8 +650,19 @@ static void block_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
     }
 }
 
+static void block_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
+    if (p && n && n <= b->slab_max)
+        slab_free(b, p, n);
+    else
+        heap_free(b, p, n, keep);
+}
+
 void corral__mem_block_free(corral__mem_blocks *b, void *p, size_t n) {
     block_free(b, p, n, true);
+}
+
+void corral__mem_heap_free(corral__mem_blocks *b, void *p, size_t n) {
+    heap_free(b, p, n, true);
 }
 
 void corral__mem_slot_free(void *p, size_t n) {
@@ -668,10 +696,14 @@ uint32_t corral__mem_far_new(void *p) {
             corral__spin_unlock(&far_lock);
             break; /* every index in use */
         }
-        if (i)
+        if (i) {
             atomic_store_explicit(
                 &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE], p,
                 memory_order_relaxed);
+            atomic_store_explicit(&far_used,
+                                  atomic_load_explicit(&far_used, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        }
         corral__spin_unlock(&far_lock);
         if (i || fresh) break;
         /* The next index's page is missing: allocated outside the lock (a leaf). */
@@ -682,12 +714,20 @@ uint32_t corral__mem_far_new(void *p) {
     return i;
 }
 
+size_t corral__mem_far_used(void) {
+    return atomic_load_explicit(&far_used, memory_order_relaxed);
+}
+
 void corral__mem_far_free(uint32_t i) {
+    void *_Atomic *slot = &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE];
     corral__spin_lock(&far_lock);
     assert(i > 0 && i < far_next);
-    atomic_store_explicit(&corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE],
-                          (void *)(((uintptr_t)far_free << 1) | 1u), memory_order_relaxed);
+    /* a free slot holds a tagged link: a name freed twice */
+    assert(((uintptr_t)atomic_load_explicit(slot, memory_order_relaxed) & 1u) == 0);
+    atomic_store_explicit(slot, (void *)(((uintptr_t)far_free << 1) | 1u), memory_order_relaxed);
     far_free = i;
+    atomic_store_explicit(&far_used, atomic_load_explicit(&far_used, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     corral__spin_unlock(&far_lock);
 }
 

@@ -33,8 +33,8 @@
  *
  * Threads: every function is thread-safe; the struct is immutable after init but for its
  * atomic counters, the kept mappings, which `cache_lock` guards, the slab classes, each behind
- * its own `lock`, and the kept slabs, behind `pool_lock`; the process's depot, region and far
- * table have locks of their own (all leaves: no lock is taken and no system call made under
+ * its own `lock`, and the kept slabs, behind `pool_lock`; the process's depot and region share
+ * a lock, its far table has one (all leaves: no lock is taken and no system call made under
  * them). A block is freed by whichever thread drops its last reference,
  * an application's thread included (corral_value_unref), so that call too may hold them: a
  * fork while another thread is inside it is a fork during a corral call (fork.h).
@@ -51,9 +51,9 @@
 #define CORRAL__MEM_MAP_MIN ((size_t)32 << 10)
 /* At most this many blocks of a store are mapped at once (its bound over map_min): with the kept
  * ones and those in the limbo, about 18,000 mappings, within Linux's default of 65,530 a
- * process (vm.max_map_count) with room for the application's own. The slabs' chunks add one or
- * two a 2 MiB (adjacent ones merge when their advice is the same): a store of 16 GiB of small
- * entries may need more than the default. */
+ * process (vm.max_map_count) with room for the application's own. The slabs' chunks, in one
+ * region, add one or two a 2 MiB where neighbours differ in protection or advice: at most 16,384
+ * in all. */
 #define CORRAL__MEM_MAP_BLOCKS 16384u
 /* Mappings of at most this many pages are kept for reuse when freed (1 MiB of 4 KiB pages). */
 #define CORRAL__MEM_CACHE_PAGES 256u
@@ -119,10 +119,12 @@ typedef struct corral__mem_blocks {
 
 /* The region: one reservation of the process's address space that every chunk is mapped in,
  * so that a slot is named by 31 bits, its offset in the region over 8 (memory_read.h, mem_ref).
- * 16 GiB of chunks at most; past them, slab_alloc fails as when the system refuses a chunk.
- * Reserved PROT_NONE (no memory, no commit charge) by the first store with slabs;
+ * 16 GiB of chunks at most; past them, slab_alloc fails as when the system refuses a chunk (the
+ * memory store then puts its small entries on the heap). Reserved PROT_NONE (no memory, no
+ * commit charge; 16 GiB of VSZ, which RLIMIT_AS counts) by the first store with slabs;
  * corral__mem_region is its address, or CORRAL__MEM_REGION_NONE (no address of user space:
  * corral__mem_in_region is false of every block) before, or if the system refused it. */
+_Static_assert(sizeof(void *) == 8, "the region needs a 64-bit address space");
 #define CORRAL__MEM_REGION_BYTES ((size_t)1 << 34)
 #define CORRAL__MEM_REGION_NONE  ((uintptr_t)1 << 63)
 extern _Atomic uintptr_t corral__mem_region;
@@ -137,12 +139,14 @@ static inline bool corral__mem_in_region(const void *p) {
     return (uintptr_t)p - corral__mem_region_base() < CORRAL__MEM_REGION_BYTES;
 }
 
-/* The far table: 28-bit names for blocks outside the region, process-wide (corral__mem_far_new
+/* The far table: 31-bit names for blocks outside the region, process-wide (corral__mem_far_new
  * names one, corral__mem_far_get finds it, corral__mem_far_free frees the name). Its pages are
  * never freed, so a name may be looked up without a lock by whoever received it through an
- * acquire of what named it, until it is freed. */
+ * acquire of what named it, until it is freed. 8 bytes of libc's a name, outside any store's
+ * bound, kept at their peak for the process's life; the blocks it names stay reachable, so
+ * LeakSanitizer does not report a leaked one: tests count the names (corral__mem_far_used). */
 #define CORRAL__MEM_FAR_PAGE  4096u
-#define CORRAL__MEM_FAR_PAGES 65536u
+#define CORRAL__MEM_FAR_PAGES 524288u
 extern void *_Atomic *_Atomic corral__mem_far[CORRAL__MEM_FAR_PAGES];
 
 static inline void *corral__mem_far_get(uint32_t i) {
@@ -151,10 +155,16 @@ static inline void *corral__mem_far_get(uint32_t i) {
     return atomic_load_explicit(&page[i % CORRAL__MEM_FAR_PAGE], memory_order_relaxed);
 }
 
-/* A name (1 .. 2^28 - 1) for the block at `p`, or 0 when the allocator refuses a page of the
+/* A name (1 .. 2^31 - 1) for the block at `p`, or 0 when the allocator refuses a page of the
  * table or every name is taken. */
 uint32_t corral__mem_far_new(void *p);
 void corral__mem_far_free(uint32_t i);
+/* Names given and not freed (tests). */
+size_t corral__mem_far_used(void);
+
+/* Tests: chunks are mapped only in the region's first `places` places (2 MiB each) from now on;
+ * SIZE_MAX: all of them. */
+void corral__mem_region_limit(size_t places);
 
 /* The size class of a slot for a block of `n` bytes (1 <= n <= CORRAL__MEM_SLAB_MAX): 8-byte
  * steps up to 256, then 16 steps an octave, so a slot wastes at most a sixteenth past 256. */
@@ -191,15 +201,21 @@ void corral__mem_blocks_init(corral__mem_blocks *b, const corral__allocator *a, 
  * the slabs' slots: a slab still mapped here holds a leaked block). */
 void corral__mem_blocks_destroy(corral__mem_blocks *b);
 
-/* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). Inline:
- * an overwrite counts its entry's cost out and in, and reports both. */
-static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n) {
+/* What a block of `n` bytes that is no slot costs (corral__mem_heap_alloc). */
+static inline size_t corral__mem_heap_cost(const corral__mem_blocks *b, size_t n) {
     if (!b->real_cost) return n;
-    if (n && n <= b->slab_max) return corral__mem_slab_cost(corral__mem_slab_class_of(n));
     if (n > SIZE_MAX - b->page) return SIZE_MAX;
     if (n >= b->map_min) return (n + b->page - 1) / b->page * b->page;
     /* glibc: the size word, 16-byte alignment, 32 bytes at least (also a fair guess elsewhere). */
     return CORRAL_MAX((n + 8 + 15) & ~(size_t)15, (size_t)32);
+}
+
+/* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). Inline:
+ * an overwrite counts its entry's cost out and in, and reports both. */
+static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n) {
+    if (b->real_cost && n && n <= b->slab_max)
+        return corral__mem_slab_cost(corral__mem_slab_class_of(n));
+    return corral__mem_heap_cost(b, n);
 }
 
 /* The smallest block a store bounded at `max_bytes` maps (with libc's malloc, no sanitizer):
@@ -211,6 +227,11 @@ static inline size_t corral__mem_map_min(size_t max_bytes) {
 
 /* A block of `n` bytes, or NULL. Free it with corral__mem_block_free and the same `n`. */
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);
+
+/* corral__mem_block_alloc and corral__mem_block_free of a block that is never a slot, whatever
+ * its size: of the heap, or a mapping (a small entry the region has no room for). */
+void *corral__mem_heap_alloc(corral__mem_blocks *b, size_t n);
+void corral__mem_heap_free(corral__mem_blocks *b, void *p, size_t n);
 
 /* Frees a block of `n` bytes, the size it was allocated with (NULL accepted): a slot goes back
  * to its slab, and a slab left empty to the kept ones or the system (memory_block.c); a mapping

@@ -17,8 +17,8 @@
 #define MEM_S3_FREQ_MAX    3u  /* S3-FIFO: frequencies saturate here (2 bits) */
 #define MEM_S3_PROMOTE     1u  /* S3-FIFO: hits in the small queue that earn the main queue */
 /* A shard's table grows only while the doubled table costs at most this share of its budget:
- * a table of one head an entry is 4 bytes an entry (mem_ref), at most a sixteenth of the
- * smallest entry's. */
+ * a table of one head an entry is 4 bytes an entry (mem_ref), at most a twelfth of the
+ * smallest entry's (a 48-byte slot). */
 #define MEM_TABLE_SHARE 8u
 /* A write frees the limbo itself once it holds more than max_bytes / MEM_LIMBO_DIV, at least
  * MEM_LIMBO_MIN (memory_rcu.c): RSS the bound does not count, a small share of its slack. */
@@ -27,7 +27,8 @@
 
 /* ---- Small helpers ---- */
 
-/* corral__mem_entry_bytes (memory.h), inline for the write path. */
+/* An entry's size: its header, key, value and NUL (corral__mem_entry_bytes adds a far entry's
+ * prefix), inline for the write path. */
 static inline size_t mem_entry_bytes(size_t key_len, size_t val_len) {
     size_t n = offsetof(mem_entry, key);
     if (key_len > SIZE_MAX - n) return SIZE_MAX;
@@ -37,10 +38,9 @@ static inline size_t mem_entry_bytes(size_t key_len, size_t val_len) {
     return CORRAL_MAX(n, offsetof(mem_entry, key) + MEM_KEY_LOAD); /* see hot_key_equal */
 }
 
-/* The bytes an entry of `n` bytes (mem_entry_bytes) asks `b` for: a slot holds the entry alone;
- * any other block puts the entry's mem_far before it (memory_read.h). SIZE_MAX: too large. */
-static inline size_t entry_alloc_bytes(const corral__mem_blocks *b, size_t n) {
-    if (n <= b->slab_max) return n;
+/* The bytes of a far entry's block (memory_read.h, mem_far) for an entry of `n` bytes
+ * (mem_entry_bytes). SIZE_MAX: too large. */
+static inline size_t far_block_bytes(size_t n) {
     return n > SIZE_MAX - MEM_FAR_HDR ? SIZE_MAX : n + MEM_FAR_HDR;
 }
 
@@ -51,9 +51,11 @@ static inline size_t entry_block_bytes(const mem_entry *e) {
 }
 
 /* What `e` accounts for: what its block costs in `b` (memory_block.h), its size with allocator
- * hooks. */
+ * hooks: a slot's share of its slab, or a far entry's block, prefix included. */
 static inline size_t entry_bytes(const corral__mem_blocks *b, const mem_entry *e) {
-    return corral__mem_block_cost(b, entry_alloc_bytes(b, entry_block_bytes(e)));
+    size_t n = entry_block_bytes(e);
+    if (corral__mem_in_region(e)) return corral__mem_slab_cost(corral__mem_slab_class_of(n));
+    return corral__mem_heap_cost(b, far_block_bytes(n));
 }
 
 /* The entries of `e`'s queue next to it, under the shard lock. */

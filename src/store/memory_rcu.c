@@ -9,7 +9,7 @@
  *   of our read-side sections (reader.h) and drops the table's reference on each entry; the
  *   last reference frees the block (corral__mem_entry_release). Under a stream of removals one
  *   grace period frees a batch. The entry needs no rcu_head of its own, so after removal its
- *   queue links hold the limbo's link and the store (memory_read.h, `u.dead`).
+ *   queue links hold the limbo's link (memory_read.h, `u.dead`).
  * - liburcu's call_rcu thread sleeps 10 ms after each batch, so under fast writes the limbo
  *   grew to megabytes the budget no longer counts. The store counts its bytes (`limbo_bytes`),
  *   and a write that allocated and finds more than `limbo_max` does the flush's work on its own

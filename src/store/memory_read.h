@@ -111,11 +111,12 @@ static inline uint32_t mem_exp_encode(uint64_t at, unsigned p, uint64_t base) {
     return x | MEM_EXP_SECS | (uint32_t)CORRAL_MIN(n, (uint64_t)MEM_EXP_COUNT_LAST);
 }
 
-/* An entry's name in 32 bits, for the links of chains and queues: 0 is none; an entry in a slot
+/* An entry's name in 32 bits, for the links of chains, bucket heads, queues and the limbo: 0 is
+ * none (a region's offset 0 is a slab's header, never a slot); an entry in a slot
  * (memory_block.h, the region) is its offset in the region over 8; any other (a larger entry,
- * or any entry of a store without slabs) has MEM_REF_FAR and its name in the far table, which
- * its block's mem_far prefix holds. Four bytes a link where a pointer takes eight: the entry
- * header loses twelve and the bucket array half (docs/memory-density.md). */
+ * an entry of a store without slabs, or one the region had no room for) has MEM_REF_FAR and its
+ * name in the far table, which its block's mem_far prefix holds. A link is 4 bytes: the header
+ * is 32 and a bucket head 4 (docs/memory-density.md). */
 typedef uint32_t mem_ref;
 #define MEM_REF_FAR 0x80000000u
 _Static_assert(CORRAL__MEM_REGION_BYTES / 8 <= MEM_REF_FAR, "a slot's offset over 8 fits 31 bits");

@@ -107,6 +107,7 @@ typedef struct fx {
     corral__mem_config cfg;
     corral__store *s;
     size_t baseline; /* allocator bytes of the store itself, measured after open */
+    size_t far_base; /* the far table's names taken before open (corral__mem_far_used) */
 } fx;
 
 static fx *fx_init(size_t max_bytes, corral_eviction ev, unsigned shards) {
@@ -122,6 +123,7 @@ static fx *fx_init(size_t max_bytes, corral_eviction ev, unsigned shards) {
     f->cfg = (corral__mem_config){
         .max_bytes = max_bytes, .eviction = ev, .shards = shards, .key_hash_ctx = &f->ks
     };
+    f->far_base = corral__mem_far_used();
     return f;
 }
 
@@ -150,6 +152,7 @@ static void fx_close(fx *f) {
     if (f->s) {
         check_accounting(f);
         f->s->ops->close(f->s);
+        assert_int_equal(corral__mem_far_used(), f->far_base); /* every entry's name freed */
     }
     assert_int_equal(outstanding(&f->ca), 0);
     free(f);
@@ -1152,84 +1155,206 @@ static mem_entry *entry_of(fx *f, const char *k) {
     return e;
 }
 
-/* Asserts that `k` holds `len` bytes of `c`, or (when `may_miss`) that it is gone. */
-static void expect_fill(fx *f, const char *k, size_t len, char c, bool may_miss) {
-    corral__skey sk = ss_key(k);
+/* Asserts that `sk` holds `len` bytes of `c`, or (when `may_miss`) that it is gone; returns
+ * whether it holds them. */
+static bool expect_fill(fx *f, const corral__skey *sk, size_t len, char c, bool may_miss) {
     corral_value *v = NULL;
-    int rc = f->s->ops->get(f->s, &sk, &v);
-    if (rc == CORRAL_MISS && may_miss) return;
+    int rc = f->s->ops->get(f->s, sk, &v);
+    if (rc == CORRAL_MISS && may_miss) return false;
     assert_int_equal(rc, CORRAL_OK);
     assert_int_equal(corral_value_len(v), len);
     const char *d = corral_value_data(v);
     for (size_t i = 0; i < len; i++)
-        if (d[i] != c) fail_msg("%s: byte %zu is %d, not %d", k, i, d[i], c);
+        if (d[i] != c) fail_msg("%.*s: byte %zu is %d, not %d", (int)sk->len, sk->data, i, d[i], c);
     corral_value_unref(v);
+    return true;
 }
 
-/* With libc's allocator, a store's entries of at most 4 KiB are slab slots, named by their
- * place in the region, and the larger ones far entries, named by the far table (memory_read.h,
- * mem_ref). The two kinds share chains and queues through every write that relinks them: an
- * insert, an overwrite by an entry of the other kind, a delete, eviction; each key is found
- * with its own bytes throughout. */
-static void test_mem_slot_and_far_entries_share_chains_and_queues(void **state) {
-    (void)state;
-    enum { N = 3000, SMALL = 40, BIG = 6000, EVICT = 12000 };
-    fx *f = fx_init((size_t)32 << 20, CORRAL_EVICT_DEFAULT, 1);
+/* A store of 32 MiB with libc's allocator, so that its entries of at most 4 KiB are slots; NULL
+ * (nothing open) where the system refused the region (memory_block.h). */
+static fx *fx_open_slots(corral_eviction ev, corral__key_hash_fn hash, const void *hash_ctx) {
+    fx *f = fx_init((size_t)32 << 20, ev, 1);
     corral__allocator_init(&f->alloc, NULL);
+    if (hash) {
+        f->cfg.key_hash = hash;
+        f->cfg.key_hash_ctx = hash_ctx;
+    }
     assert_int_equal(corral__mem_open(&f->s, &f->cfg, &f->env), CORRAL_OK);
+    if (store_of(f->s)->blocks.slab_max == 0) {
+        f->s->ops->close(f->s);
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* Closes a store fx_open_slots opened: its accounting is the events' and the tables' (the
+ * allocator is libc's, which counts nothing), and it leaves no far name taken. */
+static void fx_close_slots(fx *f) {
+    corral__mem_quiesce(f->s);
+    assert_int_equal((long long)used(f),
+                     event_balance(&f->rec) + (long long)corral__mem_table_bytes(f->s));
+    f->s->ops->close(f->s);
+    assert_int_equal(corral__mem_far_used(), f->far_base);
+    free(f);
+}
+
+/* `e` is a slot (named by its place in the region) or a far entry (named in the far table, its
+ * name's top bit set), as `big` says, and its name finds it again. */
+static void expect_named(const mem_entry *e, bool big) {
+    assert_int_equal(corral__mem_in_region(e), !big);
+    assert_int_equal((mem_ref_of(e) & MEM_REF_FAR) != 0, big);
+    assert_ptr_equal(mem_deref(mem_ref_of(e)), e);
+}
+
+static uint64_t same_hash(const void *ctx, const void *key, size_t len);
+static corral__skey KH(const char *k, uint64_t hash);
+
+/* With libc's allocator, a store's entries of at most 4 KiB are slab slots and the larger ones
+ * far entries (memory_read.h, mem_ref). Sixty-four keys of both kinds in one chain (one hash):
+ * every insert, overwrite by an entry of the other kind and delete relinks the chain and the
+ * queue across kinds, and each key is found with its own bytes. */
+static void test_mem_slot_and_far_entries_share_a_chain(void **state) {
+    (void)state;
+    enum { N = 64, SMALL = 40, BIG = 6000 };
+    const uint64_t h = 0x5eedu;
+    fx *f = fx_open_slots(CORRAL_EVICT_DEFAULT, same_hash, &h);
+    if (!f) skip();
     char *val = malloc(BIG);
     assert_non_null(val);
-    char k[32];
-    for (unsigned round = 0; round < 2; round++) { /* the second swaps the kinds of 2 in 3 */
+    char k[N][8];
+    for (unsigned round = 0; round < 2; round++) { /* the second swaps every key's kind */
         for (unsigned i = 0; i < N; i++) {
-            bool big = round == 0 ? i % 3 == 0 : i % 3 == 1;
-            size_t len = big ? BIG : SMALL;
-            memset(val, 'a' + (int)((i + round) % 26), len);
-            snprintf(k, sizeof k, "k%u", i);
-            corral__skey sk = ss_key(k);
-            assert_int_equal(
-                f->s->ops->set(f->s, &sk, val, len, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
-                CORRAL_OK);
-            assert_int_equal(corral__mem_in_region(entry_of(f, k)), !big);
+            bool big = (i + round) % 2 == 0;
+            memset(val, 'a' + (int)((i + round) % 26), big ? BIG : SMALL);
+            snprintf(k[i], sizeof k[i], "k%u", i);
+            corral__skey sk = KH(k[i], h);
+            assert_int_equal(f->s->ops->set(f->s, &sk, val, big ? BIG : SMALL, CORRAL__NO_EXPIRY,
+                                            CORRAL__SET_ALWAYS, 0),
+                             CORRAL_OK);
         }
         for (unsigned i = 0; i < N; i++) {
-            bool big = round == 0 ? i % 3 == 0 : i % 3 == 1;
-            snprintf(k, sizeof k, "k%u", i);
-            expect_fill(f, k, big ? BIG : SMALL, (char)('a' + (i + round) % 26), false);
+            bool big = (i + round) % 2 == 0;
+            corral__skey sk = KH(k[i], h);
+            mem_store *s = store_of(f->s);
+            read_lock(s);
+            expect_named(lookup_rcu(s, &sk, MEM_VALUE), big);
+            read_unlock(s);
+            expect_fill(f, &sk, big ? BIG : SMALL, (char)('a' + (i + round) % 26), false);
         }
     }
-    for (unsigned i = 0; i < N; i += 4) {
-        snprintf(k, sizeof k, "k%u", i);
-        corral__skey sk = ss_key(k);
+    for (unsigned i = 0; i < N; i += 3) { /* from the chain's middle, ends and both kinds */
+        corral__skey sk = KH(k[i], h);
         assert_int_equal(f->s->ops->del(f->s, &sk), CORRAL_OK);
     }
     for (unsigned i = 0; i < N; i++) {
-        snprintf(k, sizeof k, "k%u", i);
-        if (i % 4 == 0)
-            assert_int_equal(get_rc(f, k), CORRAL_MISS);
+        corral__skey sk = KH(k[i], h);
+        if (i % 3 == 0)
+            assert_int_equal(f->s->ops->get(f->s, &sk, &(corral_value *){ NULL }), CORRAL_MISS);
         else
-            expect_fill(f, k, i % 3 == 1 ? BIG : SMALL, (char)('a' + (i + 1) % 26), false);
-    }
-    /* Four times the bound of large entries: eviction unlinks both kinds from the queue. */
-    memset(val, 'z', BIG);
-    for (unsigned i = 0; i < EVICT; i++) {
-        snprintf(k, sizeof k, "e%u", i);
-        corral__skey sk = ss_key(k);
-        assert_int_equal(
-            f->s->ops->set(f->s, &sk, val, BIG, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
-            CORRAL_OK);
-    }
-    assert_true(used(f) <= f->cfg.max_bytes);
-    assert_int_equal(get_rc(f, "e0"), CORRAL_MISS);
-    snprintf(k, sizeof k, "e%u", EVICT - 1);
-    expect_fill(f, k, BIG, 'z', false);
-    for (unsigned i = 0; i < N; i++) {
-        snprintf(k, sizeof k, "k%u", i);
-        if (i % 4) expect_fill(f, k, i % 3 == 1 ? BIG : SMALL, (char)('a' + (i + 1) % 26), true);
+            expect_fill(f, &sk, (i + 1) % 2 == 0 ? BIG : SMALL, (char)('a' + (i + 1) % 26), false);
     }
     free(val);
-    f->s->ops->close(f->s);
-    free(f);
+    fx_close_slots(f);
+}
+
+/* Eviction unlinks entries of both kinds from the queues: under each policy, keys of both
+ * kinds, then three times the bound of large entries; some keys of each kind are evicted, and
+ * every key still there holds its own bytes. */
+static void test_mem_eviction_takes_slot_and_far_entries(void **state) {
+    (void)state;
+    enum { N = 3000, SMALL = 40, BIG = 6000, EVICT = 3 * (32 << 20) / BIG };
+    const corral_eviction evs[] = { CORRAL_EVICT_SIEVE, CORRAL_EVICT_S3FIFO, CORRAL_EVICT_LRU };
+    char *val = malloc(BIG);
+    assert_non_null(val);
+    char k[32];
+    for (size_t p = 0; p < sizeof evs / sizeof evs[0]; p++) {
+        fx *f = fx_open_slots(evs[p], NULL, NULL);
+        if (!f) {
+            free(val);
+            skip();
+        }
+        for (unsigned i = 0; i < N; i++) {
+            bool big = i % 3 == 0;
+            memset(val, 'a' + (int)(i % 26), big ? BIG : SMALL);
+            snprintf(k, sizeof k, "k%u", i);
+            corral__skey sk = ss_key(k);
+            assert_int_equal(f->s->ops->set(f->s, &sk, val, big ? BIG : SMALL, CORRAL__NO_EXPIRY,
+                                            CORRAL__SET_ALWAYS, 0),
+                             CORRAL_OK);
+        }
+        memset(val, 'z', BIG);
+        for (unsigned i = 0; i < EVICT; i++) {
+            snprintf(k, sizeof k, "e%u", i);
+            corral__skey sk = ss_key(k);
+            assert_int_equal(
+                f->s->ops->set(f->s, &sk, val, BIG, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+                CORRAL_OK);
+        }
+        assert_true(used(f) <= f->cfg.max_bytes);
+        snprintf(k, sizeof k, "e%u", EVICT - 1);
+        corral__skey last = ss_key(k);
+        expect_fill(f, &last, BIG, 'z', false);
+        unsigned gone[2] = { 0, 0 }; /* small, big */
+        for (unsigned i = 0; i < N; i++) {
+            bool big = i % 3 == 0;
+            snprintf(k, sizeof k, "k%u", i);
+            corral__skey sk = ss_key(k);
+            if (!expect_fill(f, &sk, big ? BIG : SMALL, (char)('a' + i % 26), true)) gone[big]++;
+        }
+        assert_true(gone[0] > 0 && gone[1] > 0);
+        fx_close_slots(f);
+    }
+    free(val);
+}
+
+/* Readers without a lock on a store of slots (every store above runs with allocator hooks, so
+ * its entries are far): the writer replaces values while readers copy them and a holder drops
+ * the last reference; no reader sees a freed or torn value. Under ThreadSanitizer too. */
+static void test_mem_lock_free_readers_of_slots_never_see_freed_or_torn_values(void **state) {
+    (void)state;
+    fx *f = fx_open_slots(CORRAL_EVICT_DEFAULT, NULL, NULL);
+    if (!f) skip();
+    run_rcu_roles(f, false, 20000);
+    assert_int_equal(events(&f->rec, CORRAL__ADDED), 20000);
+    fx_close_slots(f);
+}
+
+/* A region with no room left (memory_block.h: 16 GiB of chunks in the process, here one chunk)
+ * costs a store nothing but density: its small entries go on the heap as far entries, every
+ * one is found with its bytes, and the accounting holds. */
+static void test_mem_small_entries_go_on_the_heap_when_the_region_is_full(void **state) {
+    (void)state;
+    enum { N = 30000, LEN = 100 };
+    corral__mem_depot_drain(); /* no chunk left by an earlier test: place 0 is free */
+    corral__mem_region_limit(1);
+    fx *f = fx_open_slots(CORRAL_EVICT_DEFAULT, NULL, NULL);
+    if (!f) {
+        corral__mem_region_limit(SIZE_MAX);
+        skip();
+    }
+    char val[LEN], k[32];
+    size_t slots = 0, far = 0;
+    for (unsigned i = 0; i < N; i++) {
+        memset(val, 'a' + (int)(i % 26), LEN);
+        snprintf(k, sizeof k, "k%u", i);
+        corral__skey sk = ss_key(k);
+        assert_int_equal(
+            f->s->ops->set(f->s, &sk, val, LEN, CORRAL__NO_EXPIRY, CORRAL__SET_ALWAYS, 0),
+            CORRAL_OK);
+        mem_entry *e = entry_of(f, k);
+        bool in = corral__mem_in_region(e);
+        expect_named(e, !in);
+        in ? slots++ : far++;
+    }
+    assert_true(slots > 0 && far > 0); /* one chunk holds about 13,000 of them */
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "k%u", i);
+        corral__skey sk = ss_key(k);
+        expect_fill(f, &sk, LEN, (char)('a' + i % 26), false);
+    }
+    fx_close_slots(f);
+    corral__mem_region_limit(SIZE_MAX);
 }
 
 /* An entry whose count of references is full (value.h) answers a get with a copy of its bytes,
@@ -2684,7 +2809,10 @@ int main(void) {
         cmocka_unit_test(test_mem_overwrite_leaves_a_held_value_unchanged),
         cmocka_unit_test(test_mem_incr_reads_a_counter_rewritten_in_place),
         cmocka_unit_test(test_mem_a_copy_across_an_overwrite_in_place_is_made_again),
-        cmocka_unit_test(test_mem_slot_and_far_entries_share_chains_and_queues),
+        cmocka_unit_test(test_mem_slot_and_far_entries_share_a_chain),
+        cmocka_unit_test(test_mem_eviction_takes_slot_and_far_entries),
+        cmocka_unit_test(test_mem_lock_free_readers_of_slots_never_see_freed_or_torn_values),
+        cmocka_unit_test(test_mem_small_entries_go_on_the_heap_when_the_region_is_full),
         cmocka_unit_test(test_mem_a_get_at_a_full_count_hands_out_a_copy),
         cmocka_unit_test(test_mem_an_entry_at_its_last_generation_is_replaced),
         cmocka_unit_test(test_mem_keys_that_share_a_hash_stay_apart_in_one_chain),

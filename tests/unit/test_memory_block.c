@@ -374,6 +374,15 @@ static void test_slots_lie_in_the_region_and_other_blocks_do_not(void **state) {
     assert_int_equal(atomic_load(&b.slabbed), 0);
     corral__mem_block_free(&b, big, CORRAL__MEM_SLAB_MAX + 1);
     corral__mem_blocks_destroy(&b);
+    /* Its chunk, unmapped (the depot drained), gives its place back: the next store's first
+     * slot is the same one, writable again. */
+    slab_blocks(&b, &a, (size_t)64 << 20);
+    void *again = corral__mem_block_alloc(&b, 100);
+    assert_ptr_equal(again, slot);
+    memset(again, 0xa5, 100);
+    corral__mem_block_free(&b, again, 100);
+    corral__mem_blocks_destroy(&b);
+    corral__mem_depot_drain();
 }
 
 /* The far table names a block until the name is freed: names across pages of the table each
@@ -397,10 +406,49 @@ static void test_far_names_find_their_blocks_and_are_reused(void **state) {
     assert_int_equal(again, names[5]);
     assert_ptr_equal(corral__mem_far_get(again), &other);
     assert_ptr_equal(corral__mem_far_get(names[6]), &blocks[6]);
+    size_t used = corral__mem_far_used();
     for (size_t i = 0; i < N; i++)
         corral__mem_far_free(names[i]);
+    assert_int_equal(corral__mem_far_used(), used - N);
     free(names);
     free(blocks);
+}
+
+#define FAR_HELD 3000u /* names a thread holds at once: the two cross pages of the table */
+
+static void *far_main(void *arg) {
+    pthread_barrier_t *start = arg;
+    uint32_t names[FAR_HELD];
+    uint64_t blocks[FAR_HELD];
+    int rc = pthread_barrier_wait(start);
+    assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
+    for (int round = 0; round < 20; round++) {
+        for (size_t i = 0; i < FAR_HELD; i++) {
+            names[i] = corral__mem_far_new(&blocks[i]);
+            assert_true(names[i] > 0);
+        }
+        for (size_t i = 0; i < FAR_HELD; i++) {
+            assert_ptr_equal(corral__mem_far_get(names[i]), &blocks[i]);
+            corral__mem_far_free(names[i]);
+        }
+    }
+    return NULL;
+}
+
+/* Two threads take and free names at once, so that pages of the table are added while the other
+ * thread looks names up: each finds its own blocks, and every name goes back. */
+static void test_far_names_under_two_threads(void **state) {
+    (void)state;
+    size_t used = corral__mem_far_used();
+    pthread_barrier_t start;
+    assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, far_main, &start), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(pthread_barrier_destroy(&start), 0);
+    assert_int_equal(corral__mem_far_used(), used);
 }
 
 /* Blocks of one class share slabs: each keeps its own bytes, the slabs hold what their slots
@@ -926,6 +974,7 @@ int main(void) {
         cmocka_unit_test(test_slab_classes_step_finely),
         cmocka_unit_test(test_slots_lie_in_the_region_and_other_blocks_do_not),
         cmocka_unit_test(test_far_names_find_their_blocks_and_are_reused),
+        cmocka_unit_test(test_far_names_under_two_threads),
         cmocka_unit_test(test_small_blocks_share_slabs),
         cmocka_unit_test(test_freed_slots_and_slabs_are_taken_again),
         cmocka_unit_test(test_empty_slabs_past_the_pool_give_their_pages_back),
