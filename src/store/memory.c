@@ -99,7 +99,7 @@ static void report(const mem_store *s, const mem_entry *e, corral__change why, s
  * table refuses. */
 static mem_entry *entry_alloc(mem_store *s, size_t n) {
     if (n <= s->blocks.slab_max) {
-        mem_entry *e = corral__mem_block_alloc(&s->blocks, n);
+        mem_entry *e = corral__mem_slot_alloc(&s->blocks, n);
         if (e) return e; /* a slot: the region names it */
     }
     size_t a = far_block_bytes(n);
@@ -316,7 +316,7 @@ static void table_charge_locked(mem_shard *sh, size_t cost) {
 
 /* What table `t` costs the shard: nothing for its home table. */
 static size_t table_cost(const mem_store *s, const mem_shard *sh, const mem_table *t) {
-    return t == &sh->home ? 0 : corral__mem_block_cost(&s->blocks, mem_table_bytes(t->bits));
+    return t == &sh->home ? 0 : corral__mem_block_cost_at(&s->blocks, t, mem_table_bytes(t->bits));
 }
 
 /* Ends the resize of `sh` whose every bucket moved (inside its odd sequence): `grow` becomes
@@ -351,7 +351,7 @@ void corral__mem_table_grow(mem_store *s, mem_shard *sh, unsigned bits) {
     uint64_t now = clock_now(s);
     read_lock(s);
     shard_lock(sh);
-    size_t cost = corral__mem_block_cost(&s->blocks, bytes);
+    size_t cost = corral__mem_block_cost_at(&s->blocks, to, bytes);
     mem_table *from = table_locked(sh);
     bool start = from->bits + 1 == bits && !grow_locked(sh); /* no other writer grew it first */
     if (start) corral__mem_make_room_locked(s, sh, cost, now);
@@ -889,9 +889,9 @@ static size_t shard_budget(const mem_store *s, size_t max_bytes, unsigned nshard
     if (!s->blocks.real_cost) return max_bytes / nshards;
     size_t ghost =
         policy == CORRAL_EVICT_S3FIFO ? ghost_slots(max_bytes / nshards) * sizeof(uint32_t) : 0;
-    size_t fixed = (size_t)nshards * corral__mem_block_cost(&s->blocks, ghost) +
-                   corral__mem_block_cost(&s->blocks, (size_t)nshards * sizeof(mem_shard)) +
-                   corral__mem_block_cost(&s->blocks, sizeof(mem_store));
+    size_t fixed = (size_t)nshards * corral__mem_heap_cost(&s->blocks, ghost) +
+                   corral__mem_heap_cost(&s->blocks, (size_t)nshards * sizeof(mem_shard)) +
+                   corral__mem_heap_cost(&s->blocks, sizeof(mem_store));
     return (max_bytes - CORRAL_MIN(fixed, max_bytes / 2)) / nshards;
 }
 

@@ -125,6 +125,9 @@ _Atomic uintptr_t corral__mem_region = CORRAL__MEM_REGION_NONE;
 static pthread_once_t region_once = PTHREAD_ONCE_INIT;
 static uint64_t region_used[MEM_REGION_PLACES / 64];
 static size_t region_limit = MEM_REGION_PLACES; /* places from here on are not taken (tests) */
+/* Set when a take found no free place, cleared when one is freed: a full region costs a new
+ * chunk no record and no scan. Changed under depot_lock. */
+static _Atomic bool region_full;
 
 /* The far table (memory_block.h): pages of CORRAL__MEM_FAR_PAGE slots, allocated as indices
  * reach them and kept for the process's life. A free slot holds the next free index, shifted
@@ -299,15 +302,16 @@ static void region_unmark(char *mem) {
     size_t i = region_place(mem);
     corral__spin_lock(&depot_lock);
     region_used[i / 64] &= ~((uint64_t)1 << (i % 64));
+    atomic_store_explicit(&region_full, false, memory_order_relaxed);
     corral__spin_unlock(&depot_lock);
 }
 
-/* Gives a place of the region back: its pages to the system and PROT_NONE again, as reserved
- * (a mapping of PROT_NONE is never refused: it is not charged), and only then its mark, so a
- * chunk is never mapped onto a live one. */
+/* Gives a place of the region back: its pages to the system, PROT_NONE again as reserved (a
+ * refusal, at the process's count of mappings, leaves it writable and empty, which the next take
+ * makes writable again), and only then its mark, so a chunk is never mapped onto a live one. */
 static void region_put(char *mem) {
-    CORRAL_MUST(mmap(mem, CORRAL__MEM_SLAB_CHUNK, PROT_NONE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == mem);
+    (void)madvise(mem, CORRAL__MEM_SLAB_CHUNK, MADV_DONTNEED);
+    (void)mprotect(mem, CORRAL__MEM_SLAB_CHUNK, PROT_NONE);
     region_unmark(mem);
 }
 
@@ -326,6 +330,7 @@ static char *region_take(void) {
         mem = (char *)(base + (w * 64 + bit) * CORRAL__MEM_SLAB_CHUNK);
         break;
     }
+    if (!mem) atomic_store_explicit(&region_full, true, memory_order_relaxed);
     corral__spin_unlock(&depot_lock);
     if (mem && mprotect(mem, CORRAL__MEM_SLAB_CHUNK, PROT_READ | PROT_WRITE) != 0) {
         region_unmark(mem);
@@ -337,6 +342,7 @@ static char *region_take(void) {
 void corral__mem_region_limit(size_t places) {
     corral__spin_lock(&depot_lock);
     region_limit = CORRAL_MIN(places, MEM_REGION_PLACES);
+    atomic_store_explicit(&region_full, false, memory_order_relaxed);
     corral__spin_unlock(&depot_lock);
 }
 
@@ -378,6 +384,7 @@ static corral__mem_chunk *chunk_new(corral__mem_blocks *b) {
     size_t cb = CORRAL__MEM_SLAB_CHUNK;
     corral__mem_chunk *ch = depot_take();
     if (!ch) {
+        if (atomic_load_explicit(&region_full, memory_order_relaxed)) return NULL;
         ch = corral__alloc(&corral__libc_allocator, sizeof *ch);
         if (!ch) return NULL;
         char *p = region_take(); /* reserved MAP_NORESERVE: unused slabs cost no commit */
@@ -619,8 +626,16 @@ static bool cache_put(corral__mem_blocks *b, void *p, size_t pages) {
 }
 
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n) {
-    if (n && n <= b->slab_max) return slab_alloc(b, n);
+    if (n && n <= b->slab_max) {
+        void *p = slab_alloc(b, n);
+        if (p) return p;
+    }
     return corral__mem_heap_alloc(b, n);
+}
+
+void *corral__mem_slot_alloc(corral__mem_blocks *b, size_t n) {
+    assert(n && n <= b->slab_max);
+    return slab_alloc(b, n);
 }
 
 void *corral__mem_heap_alloc(corral__mem_blocks *b, size_t n) {
@@ -651,7 +666,7 @@ static void heap_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
 }
 
 static void block_free(corral__mem_blocks *b, void *p, size_t n, bool keep) {
-    if (p && n && n <= b->slab_max)
+    if (p && corral__mem_in_region(p))
         slab_free(b, p, n);
     else
         heap_free(b, p, n, keep);
@@ -719,9 +734,9 @@ size_t corral__mem_far_used(void) {
 }
 
 void corral__mem_far_free(uint32_t i) {
-    void *_Atomic *slot = &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE];
     corral__spin_lock(&far_lock);
     assert(i > 0 && i < far_next);
+    void *_Atomic *slot = &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE];
     /* a free slot holds a tagged link: a name freed twice */
     assert(((uintptr_t)atomic_load_explicit(slot, memory_order_relaxed) & 1u) == 0);
     atomic_store_explicit(slot, (void *)(((uintptr_t)far_free << 1) | 1u), memory_order_relaxed);

@@ -13,14 +13,15 @@
  *   block of its size or a little smaller (its tail unmapped), while the kept ones total at
  *   most `cache_cap` bytes; the rest are unmapped.
  * - a block of at most CORRAL__MEM_SLAB_MAX bytes (4 KiB) is a slot of a slab of the store's
- *   own: 64 KiB of slots of one size class, aligned to its size, with no header a slot. The
- *   classes step by 8 bytes up to 256, then by a sixteenth of their power of two
- *   (corral__mem_slab_class_of): a block costs its share of its slab (corral__mem_slab_cost).
- *   Slabs are carved from 2 MiB chunks of one region of the process (huge pages in a store of 256
- * MiB or more) and faulted in whole when first used. An emptied slab is kept resident for any class
- * up to `pool_cap`; past it, its pages go back to the system and its chunk marks it cold, so a
- * shift of the size mix leaves no memory with the old sizes. A destroyed store leaves its chunks,
- * resident, in a process-wide depot for the next store; corral_release_memory unmaps them.
+ *   own (or the heap's when the region is full): 64 KiB of slots of one size class, aligned to its
+ * size, with no header a slot. The classes step by 8 bytes up to 256, then by a sixteenth of their
+ * power of two (corral__mem_slab_class_of): a block costs its share of its slab
+ * (corral__mem_slab_cost). Slabs are carved from 2 MiB chunks of one region of the process (huge
+ * pages in a store of 256 MiB or more) and faulted in whole when first used. An emptied slab is
+ * kept resident for any class up to `pool_cap`; past it, its pages go back to the system and its
+ * chunk marks it cold, so a shift of the size mix leaves no memory with the old sizes. A destroyed
+ * store leaves its chunks, resident, in a process-wide depot for the next store;
+ * corral_release_memory unmaps them.
  * - a block between the two costs what glibc's malloc holds for it: the request plus the
  *   8-byte size word, rounded up to 16, at least 32 bytes;
  * - once `trim_every` bytes (half the bound plus 4 MiB) were freed since the last
@@ -218,6 +219,20 @@ static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t 
     return corral__mem_heap_cost(b, n);
 }
 
+/* What the block `p` of `n` bytes costs: a slot's share of its slab, or corral__mem_heap_cost
+ * for any other (a small block the full region had no slot for is one). */
+static inline size_t corral__mem_block_cost_at(const corral__mem_blocks *b, const void *p,
+                                               size_t n) {
+    if (corral__mem_in_region(p)) return corral__mem_slab_cost(corral__mem_slab_class_of(n));
+    return corral__mem_heap_cost(b, n);
+}
+
+/* The most a block of `n` bytes may cost, wherever it lands (a slot, or the heap when the
+ * region is full): for a check made before the allocation. */
+static inline size_t corral__mem_block_cost_most(const corral__mem_blocks *b, size_t n) {
+    return CORRAL_MAX(corral__mem_block_cost(b, n), corral__mem_heap_cost(b, n));
+}
+
 /* The smallest block a store bounded at `max_bytes` maps (with libc's malloc, no sanitizer):
  * CORRAL__MEM_MAP_MIN, or the bound over CORRAL__MEM_MAP_BLOCKS in a larger store, so that its
  * blocks never need more mappings than the kernel gives a process. */
@@ -225,8 +240,14 @@ static inline size_t corral__mem_map_min(size_t max_bytes) {
     return CORRAL_MAX(CORRAL__MEM_MAP_MIN, max_bytes / CORRAL__MEM_MAP_BLOCKS);
 }
 
-/* A block of `n` bytes, or NULL. Free it with corral__mem_block_free and the same `n`. */
+/* A block of `n` bytes, or NULL: a slot for one of at most slab_max bytes, or the heap's when
+ * the region has none. Free it with corral__mem_block_free and the same `n`; it costs
+ * corral__mem_block_cost_at. */
 void *corral__mem_block_alloc(corral__mem_blocks *b, size_t n);
+
+/* A slot for a block of `n` bytes (1 <= n <= slab_max), or NULL when the region or the system
+ * has no room: for a caller that names its blocks by their place (the memory store's entries). */
+void *corral__mem_slot_alloc(corral__mem_blocks *b, size_t n);
 
 /* corral__mem_block_alloc and corral__mem_block_free of a block that is never a slot, whatever
  * its size: of the heap, or a mapping (a small entry the region has no room for). */

@@ -317,7 +317,7 @@ static inline unsigned table_grow_bits_locked(const mem_store *s, mem_shard *sh)
     if (sh->q[MEM_MAIN].count + sh->q[MEM_SMALL].count <= t->mask + 1 ||
         t->bits >= MEM_MAX_BUCKET_BITS || grow_locked(sh))
         return 0;
-    size_t cost = corral__mem_block_cost(&s->blocks, mem_table_bytes(t->bits + 1));
+    size_t cost = corral__mem_block_cost_most(&s->blocks, mem_table_bytes(t->bits + 1));
     return cost <= sh->budget / MEM_TABLE_SHARE ? t->bits + 1 : 0;
 }
 

@@ -377,8 +377,10 @@ static void test_slots_lie_in_the_region_and_other_blocks_do_not(void **state) {
     /* Its chunk, unmapped (the depot drained), gives its place back: the next store's first
      * slot is the same one, writable again. */
     slab_blocks(&b, &a, (size_t)64 << 20);
-    void *again = corral__mem_block_alloc(&b, 100);
+    unsigned char *again = corral__mem_block_alloc(&b, 100);
     assert_ptr_equal(again, slot);
+    for (size_t i = 0; i < 100; i++) /* its pages were given back: they read as new */
+        assert_int_equal(again[i], 0);
     memset(again, 0xa5, 100);
     corral__mem_block_free(&b, again, 100);
     corral__mem_blocks_destroy(&b);
@@ -414,15 +416,19 @@ static void test_far_names_find_their_blocks_and_are_reused(void **state) {
     free(blocks);
 }
 
-#define FAR_HELD 3000u /* names a thread holds at once: the two cross pages of the table */
+/* Names a thread holds at once: more than earlier tests left free, so the two threads add pages
+ * to the table while the other looks names up. */
+#define FAR_HELD (3 * CORRAL__MEM_FAR_PAGE)
 
 static void *far_main(void *arg) {
     pthread_barrier_t *start = arg;
-    uint32_t names[FAR_HELD];
-    uint64_t blocks[FAR_HELD];
+    uint32_t *names = malloc(FAR_HELD * sizeof *names);
+    uint64_t *blocks = malloc(FAR_HELD * sizeof *blocks);
+    assert_non_null(names);
+    assert_non_null(blocks);
     int rc = pthread_barrier_wait(start);
     assert_true(rc == 0 || rc == PTHREAD_BARRIER_SERIAL_THREAD);
-    for (int round = 0; round < 20; round++) {
+    for (int round = 0; round < 4; round++) {
         for (size_t i = 0; i < FAR_HELD; i++) {
             names[i] = corral__mem_far_new(&blocks[i]);
             assert_true(names[i] > 0);
@@ -432,6 +438,8 @@ static void *far_main(void *arg) {
             corral__mem_far_free(names[i]);
         }
     }
+    free(names);
+    free(blocks);
     return NULL;
 }
 
