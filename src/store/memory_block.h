@@ -211,8 +211,9 @@ static inline size_t corral__mem_heap_cost(const corral__mem_blocks *b, size_t n
     return CORRAL_MAX((n + 8 + 15) & ~(size_t)15, (size_t)32);
 }
 
-/* What a block of `n` bytes costs (>= n; SIZE_MAX when n is too large to allocate). Inline:
- * an overwrite counts its entry's cost out and in, and reports both. */
+/* What a block of `n` bytes costs where its size puts it, a slot or not (>= n; SIZE_MAX when n
+ * is too large to allocate); an allocated block costs corral__mem_block_cost_at. Inline: an
+ * overwrite counts its entry's cost out and in, and reports both. */
 static inline size_t corral__mem_block_cost(const corral__mem_blocks *b, size_t n) {
     if (b->real_cost && n && n <= b->slab_max)
         return corral__mem_slab_cost(corral__mem_slab_class_of(n));

@@ -1374,7 +1374,7 @@ static int region_unlimit(void **state) {
  * tables on the heap. */
 static void test_mem_small_entries_go_on_the_heap_when_the_region_is_full(void **state) {
     (void)state;
-    enum { N = 30000, M = 10000 };
+    enum { N = 30000, M = 200 };
     corral__mem_depot_drain(); /* no chunk left by an earlier test: place 0 is free */
     corral__mem_region_limit(1);
     fx *f = fx_open_slots(CORRAL_EVICT_DEFAULT, NULL, NULL);
@@ -1401,10 +1401,30 @@ static void test_mem_small_entries_go_on_the_heap_when_the_region_is_full(void *
     slots = 0;
     fill_keys(g, "g", M, 100, 0, &slots);
     assert_int_equal(slots, 0);
-    assert_true(corral__mem_table_bytes(g->s) > 0); /* its tables grew, on the heap */
+    /* its table grew to 256 heads, on the heap, and costs what the heap holds for it (a slot of
+     * its size would cost another amount) */
+    mem_shard *sh = &store_of(g->s)->shards[0];
+    shard_lock(sh);
+    size_t want = 0;
+    for (mem_table *t = table_locked(sh), *to = grow_locked(sh); t; t = to, to = NULL) {
+        assert_false(corral__mem_in_region(t));
+        want += corral__mem_heap_cost(sh->blocks, mem_table_bytes(t->bits));
+    }
+    shard_unlock(sh);
+    assert_true(corral__mem_heap_cost(sh->blocks, mem_table_bytes(8)) !=
+                corral__mem_block_cost(sh->blocks, mem_table_bytes(8)));
+    assert_int_equal(corral__mem_table_bytes(g->s), want);
     expect_keys(g, "g", M, 100, 0, 0);
     fx_close_slots(g);
     fx_close_slots(f);
+    /* Closed, f's chunk leaves the depot and gives place 0 back: the region has room again. */
+    corral__mem_depot_drain();
+    fx *h = fx_open_slots(CORRAL_EVICT_DEFAULT, NULL, NULL);
+    assert_non_null(h);
+    size_t in = 0;
+    fill_keys(h, "h", 1, 100, 0, &in);
+    assert_int_equal(in, 1);
+    fx_close_slots(h);
 }
 
 /* An entry whose count of references is full (value.h) answers a get with a copy of its bytes,
