@@ -57,14 +57,18 @@ corral__ref corral__value_tryref(corral_value *v) {
     }
 }
 
-corral_value *corral__value_copy(const corral__allocator *a, const corral_value *v) {
-    const unsigned char *data = corral__value_data(v);
-    size_t hdr = v->hdr_len, len = v->len;
-    corral_value *c = corral__value_new(a, data - hdr, hdr + len);
+corral_value *corral__value_new_env(const corral__allocator *a, const void *bytes, size_t hdr,
+                                    size_t len) {
+    corral_value *c = corral__value_new(a, bytes, hdr + len);
     if (!c) return NULL;
     c->len = (uint32_t)len;
     c->hdr_len = (uint16_t)hdr;
     return c;
+}
+
+corral_value *corral__value_copy(const corral__allocator *a, const corral_value *v) {
+    const unsigned char *data = corral__value_data(v);
+    return corral__value_new_env(a, data - v->hdr_len, v->hdr_len, v->len);
 }
 
 const void *corral_value_data(const corral_value *v) {

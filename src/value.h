@@ -125,6 +125,11 @@ static inline void corral__value_kill(corral_value *v) {
  * `a` must outlive the value. Returns NULL on allocation failure, or when len >= 4 GiB. */
 corral_value *corral__value_new(const corral__allocator *a, const void *data, size_t len);
 
+/* corral__value_new of the `hdr + len` bytes at `bytes`, the first `hdr` an envelope header
+ * (hdr_len), the rest the value's bytes (len). */
+corral_value *corral__value_new_env(const corral__allocator *a, const void *bytes, size_t hdr,
+                                    size_t len);
+
 /* Initialises a value embedded in a larger block, freed at refs 0 by `release`
  * (CORRAL__RELEASE_*), which also says where its bytes are (corral__value_data); refs = 1,
  * hdr_len = 0. len < 4 GiB. */

@@ -152,11 +152,10 @@ mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t ki
 }
 
 /* Frees an entry that was never published. Accepts NULL. */
-void corral__mem_entry_discard(mem_store *s, mem_entry *e) {
+void corral__mem_entry_discard(mem_entry *e) {
     if (!e) return;
     CORRAL_CHECK_OBJ(&e->val, CORRAL_VALUE_MAGIC);
     assert(!mem_live(e));
-    (void)s;
     corral__mem_entry_free(e);
 }
 
@@ -176,8 +175,6 @@ int corral__mem_check_size(const mem_store *s, const mem_shard *sh, size_t klen,
 
 /* ---- The table ---- */
 
-/* The link (bucket head or an entry's `next`) that points at the LIVE entry `e` of key hash
- * `hash`; NULL only if `e` is not in its chain, which the invariants exclude. */
 /* The link to `e` in any chain of shard `sh`: the grown table's, then the unmoved buckets of the
  * current one. For an entry that is not in the chain of the hash it was reached by, which only
  * a caller that broke the hash's contract (store.h, skey.hash) makes: it is unlinked before it
@@ -200,6 +197,9 @@ static mem_link *link_scan_locked(mem_shard *sh, const mem_entry *e) {
     return NULL;
 }
 
+/* The link (bucket head or an entry's `next`) that points at the LIVE entry `e` of key hash
+ * `hash`: in its chain, or wherever link_scan_locked finds it; NULL when no chain holds it,
+ * which the invariants exclude. */
 static mem_link *link_of_locked(mem_shard *sh, const mem_entry *e, uint64_t hash) {
     mem_link *link = head_locked(sh, hash);
     for (;;) {
@@ -612,15 +612,11 @@ corral_value *corral__mem_value_copy_rcu(mem_store *s, mem_entry *e) {
         if (!buf) return NULL;
         mem_copy_out(buf, e->key + mem_klen(e), n);
         bool torn = mem_gen_retry(e, gen);
-        corral_value *v = torn ? NULL : corral__value_new(a, buf, n);
+        corral_value *v = torn ? NULL : corral__value_new_env(a, buf, hdr, n - hdr);
         corral__free(a, buf, n ? n : 1);
         if (torn) {
             mem_spin(i);
             continue;
-        }
-        if (v) {
-            v->len = (uint32_t)(n - hdr);
-            v->hdr_len = (uint16_t)hdr;
         }
         return v; /* NULL: the allocator failed */
     }
@@ -929,7 +925,7 @@ int corral__mem_open(corral__store **out, const corral__mem_config *cfg,
     size_t budget = shard_budget(s, cfg->max_bytes, nshards, policy);
     atomic_init(&s->reclaim_next, 0);
     atomic_init(&s->rcu_pending, 0);
-    atomic_init(&s->limbo, NULL);
+    atomic_init(&s->limbo, 0);
     atomic_init(&s->limbo_bytes, 0);
     atomic_init(&s->limbo_helping, false);
     atomic_init(&s->limbo_helps, 0);

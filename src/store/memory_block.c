@@ -555,12 +555,16 @@ static void *slab_alloc(corral__mem_blocks *b, size_t n) {
     return p;
 }
 
+/* The slab of the slot `p`: slabs are aligned to their size. */
+static corral__mem_slab *slab_of(const void *p) {
+    return (corral__mem_slab *)((uintptr_t)p & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
+}
+
 /* Frees the slot `p` of a block of `n` bytes, the size it was allocated with. */
 static void slab_free(corral__mem_blocks *b, void *p, size_t n) {
     unsigned c = corral__mem_slab_class_of(n);
     corral__mem_slab_class *k = &b->slab[c];
-    corral__mem_slab *sl =
-        (corral__mem_slab *)((uintptr_t)p & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
+    corral__mem_slab *sl = slab_of(p);
     bool empty = false;
     corral__spin_lock(&k->lock);
     assert(sl->cls == c && sl->live > 0);
@@ -681,9 +685,7 @@ void corral__mem_heap_free(corral__mem_blocks *b, void *p, size_t n) {
 }
 
 void corral__mem_slot_free(void *p, size_t n) {
-    corral__mem_slab *sl =
-        (corral__mem_slab *)((uintptr_t)p & ~(uintptr_t)(CORRAL__MEM_SLAB_BYTES - 1));
-    slab_free(sl->owner, p, n);
+    slab_free(slab_of(p)->owner, p, n);
 }
 
 /* ---- The far table ---- */
@@ -696,9 +698,8 @@ uint32_t corral__mem_far_new(void *p) {
         corral__spin_lock(&far_lock);
         if (far_free) {
             i = far_free;
-            uintptr_t link = (uintptr_t)atomic_load_explicit(
-                &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE],
-                memory_order_relaxed);
+            uintptr_t link =
+                (uintptr_t)atomic_load_explicit(corral__mem_far_slot(i), memory_order_relaxed);
             far_free = (uint32_t)(link >> 1);
         } else if (far_next < CORRAL__MEM_FAR_PAGES * CORRAL__MEM_FAR_PAGE) {
             void *_Atomic *_Atomic *page = &corral__mem_far[far_next / CORRAL__MEM_FAR_PAGE];
@@ -712,9 +713,7 @@ uint32_t corral__mem_far_new(void *p) {
             break; /* every index in use */
         }
         if (i) {
-            atomic_store_explicit(
-                &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE], p,
-                memory_order_relaxed);
+            atomic_store_explicit(corral__mem_far_slot(i), p, memory_order_relaxed);
             atomic_store_explicit(&far_used,
                                   atomic_load_explicit(&far_used, memory_order_relaxed) + 1,
                                   memory_order_relaxed);
@@ -736,7 +735,7 @@ size_t corral__mem_far_used(void) {
 void corral__mem_far_free(uint32_t i) {
     corral__spin_lock(&far_lock);
     assert(i > 0 && i < far_next);
-    void *_Atomic *slot = &corral__mem_far[i / CORRAL__MEM_FAR_PAGE][i % CORRAL__MEM_FAR_PAGE];
+    void *_Atomic *slot = corral__mem_far_slot(i);
     /* a free slot holds a tagged link: a name freed twice */
     assert(((uintptr_t)atomic_load_explicit(slot, memory_order_relaxed) & 1u) == 0);
     atomic_store_explicit(slot, (void *)(((uintptr_t)far_free << 1) | 1u), memory_order_relaxed);

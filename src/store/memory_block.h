@@ -150,10 +150,15 @@ static inline bool corral__mem_in_region(const void *p) {
 #define CORRAL__MEM_FAR_PAGES 524288u
 extern void *_Atomic *_Atomic corral__mem_far[CORRAL__MEM_FAR_PAGES];
 
-static inline void *corral__mem_far_get(uint32_t i) {
+/* The table's slot of the name `i`, whose page exists. */
+static inline void *_Atomic *corral__mem_far_slot(uint32_t i) {
     void *_Atomic *page =
         atomic_load_explicit(&corral__mem_far[i / CORRAL__MEM_FAR_PAGE], memory_order_relaxed);
-    return atomic_load_explicit(&page[i % CORRAL__MEM_FAR_PAGE], memory_order_relaxed);
+    return &page[i % CORRAL__MEM_FAR_PAGE];
+}
+
+static inline void *corral__mem_far_get(uint32_t i) {
+    return atomic_load_explicit(corral__mem_far_slot(i), memory_order_relaxed);
 }
 
 /* A name (1 .. 2^31 - 1) for the block at `p`, or 0 when the allocator refuses a page of the

@@ -164,11 +164,8 @@ static inline uint64_t mem_entry_hash(const mem_store *s, const mem_entry *e) {
     const corral__keyscheme *ks = s->hot_ks;
     size_t klen = mem_klen(e);
     /* A key of the hot scheme's own header: corral__key_hash's value (the header's seed, then
-     * the rest), without its search for the header's end. The header's 16 bytes are there to
-     * load (MEM_KEY_LOAD); a key shorter than the header fails the compare's length check. */
-    if (ks && klen >= ks->hdr_len &&
-        (((load64_key(e->key) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
-         ((load64_key(e->key + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1])) == 0)
+     * the rest), without its search for the header's end. */
+    if (ks && klen >= ks->hdr_len && hot_hdr_equal(ks, e->key))
         return XXH3_64bits_withSeed(e->key + ks->hdr_len, klen - ks->hdr_len, ks->hdr_seed);
     return s->key_hash(s->key_hash_ctx, e->key, klen);
 }
@@ -258,7 +255,7 @@ uint64_t corral__mem_expiry_at(uint64_t now, int64_t ttl_ms);
 mem_entry *corral__mem_entry_new(mem_store *s, const corral__skey *k, uint8_t kind, const void *val,
                                  size_t len);
 /* Frees an entry that was never published. Accepts NULL. */
-void corral__mem_entry_discard(mem_store *s, mem_entry *e);
+void corral__mem_entry_discard(mem_entry *e);
 /* Frees the block of `e`, no longer anyone's: into its slab, or its far name and its block. */
 void corral__mem_entry_free(mem_entry *e);
 /* CORRAL_ETOOBIG when an entry of this size can never be held, CORRAL_OK otherwise. */

@@ -3,13 +3,13 @@
  * its block is freed only once no reader can still be looking at it.
  *
  * - Removal (corral__mem_entry_retire, under the shard lock) clears the entry's LIVE flag and
- * pushes it on the store's limbo, a lock-free stack. Unless one is queued, it
- *   then queues a flush with liburcu's call_rcu (only to run on its call_rcu thread: the grace
- *   period that matters is ours). The flush takes the whole limbo, waits for one grace period
- *   of our read-side sections (reader.h) and drops the table's reference on each entry; the
- *   last reference frees the block (corral__mem_entry_release). Under a stream of removals one
- *   grace period frees a batch. The entry needs no rcu_head of its own, so after removal its
- *   queue links hold the limbo's link (memory_read.h, `u.dead`).
+ *   pushes it on the store's limbo, a lock-free stack. Unless one is queued, it then queues a
+ *   flush with liburcu's call_rcu (only to run on its call_rcu thread: the grace period that
+ *   matters is ours). The flush takes the whole limbo, waits for one grace period of our
+ *   read-side sections (reader.h) and drops the table's reference on each entry; the last
+ *   reference frees the block (corral__mem_entry_release). Under a stream of removals one grace
+ *   period frees a batch. The entry needs no rcu_head of its own, so after removal its queue
+ *   links hold the limbo's link (memory_read.h, `u.dead`).
  * - liburcu's call_rcu thread sleeps 10 ms after each batch, so under fast writes the limbo
  *   grew to megabytes the budget no longer counts. The store counts its bytes (`limbo_bytes`),
  *   and a write that allocated and finds more than `limbo_max` does the flush's work on its own
@@ -84,7 +84,7 @@ static void mem_limbo_flush_rcu(struct rcu_head *head) {
     mem_store *s = CORRAL_CONTAINER_OF(head, mem_store, flush_head);
     MEM_TSAN_ACQUIRE(head); /* call_rcu happened before: see corral__mem_entry_retire */
     atomic_store(&s->flush_queued, false);
-    mem_entry *list = atomic_exchange(&s->limbo, NULL);
+    mem_entry *list = mem_deref(atomic_exchange(&s->limbo, 0));
     corral__reader_sync();
     size_t n = 1 + limbo_release(s, list); /* this flush, and its entries */
     corral__mem_blocks_trim(&s->blocks);   /* on the call_rcu thread: no request waits */
@@ -96,7 +96,7 @@ static void mem_limbo_flush_rcu(struct rcu_head *head) {
  * period of its own). A flush queued before still runs and finds what was retired since. */
 void corral__mem_limbo_help(mem_store *s) {
     if (atomic_exchange_explicit(&s->limbo_helping, true, memory_order_acquire)) return;
-    mem_entry *list = atomic_exchange(&s->limbo, NULL);
+    mem_entry *list = mem_deref(atomic_exchange(&s->limbo, 0));
     size_t n = 0;
     if (list) {
         corral__reader_sync();
@@ -120,12 +120,10 @@ void corral__mem_entry_retire(mem_store *s, mem_entry *e) {
     mem_kw_set(e, MEM_KW_LIVE, 0);
     atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->limbo_bytes, entry_bytes(&s->blocks, e), memory_order_relaxed);
-    /* Acquire (as the failed exchange's load): naming `top` reads its mem_far, which the
-     * thread that pushed it may have written. Inside our section, it is not freed meanwhile. */
-    mem_entry *top = atomic_load_explicit(&s->limbo, memory_order_acquire);
+    mem_ref me = mem_ref_of(e), top = atomic_load_explicit(&s->limbo, memory_order_relaxed);
     do
-        e->u.dead.next = mem_ref_of(top);
-    while (!atomic_compare_exchange_weak(&s->limbo, &top, e));
+        e->u.dead.next = top;
+    while (!atomic_compare_exchange_weak(&s->limbo, &top, me));
     if (!atomic_load(&s->flush_queued) && !atomic_exchange(&s->flush_queued, true)) {
         atomic_fetch_add_explicit(&s->rcu_pending, 1, memory_order_relaxed);
         MEM_TSAN_RELEASE(&s->flush_head); /* shows TSan that call_rcu happens before the flush */

@@ -347,10 +347,10 @@ struct mem_store {
     _Atomic size_t rcu_pending;
     pthread_mutex_t rcu_lock; /* guards only the last decrement of rcu_pending */
     pthread_cond_t rcu_idle;
-    /* Entries removed and waiting for a grace period, linked through u.dead.next: a stack that
-     * writers push and the flush takes whole (memory_rcu.c); and the call_rcu head of that
-     * flush, queued while `flush_queued` is set. */
-    _Atomic(mem_entry *) limbo;
+    /* Entries removed and waiting for a grace period, named by the top one (mem_ref) and linked
+     * through u.dead.next: a stack that writers push and the flush takes whole (memory_rcu.c);
+     * and the call_rcu head of that flush, queued while `flush_queued` is set. */
+    _Atomic mem_ref limbo;
     /* What the limbo's entries cost (entry_bytes): memory the budget no longer counts and the
      * process still holds. A write that finds more than `limbo_max` frees the limbo itself
      * (corral__mem_limbo_help), so RSS stays within the bound however far liburcu's call_rcu
@@ -623,6 +623,13 @@ static inline uint64_t load64_key(const unsigned char *p) {
 #endif
 }
 
+/* True when the stored key at `k` begins with the hot scheme's header (at most 16 bytes),
+ * compared as two masked words: the entry's block holds 16 bytes there (MEM_KEY_LOAD). */
+static inline bool hot_hdr_equal(const corral__keyscheme *ks, const unsigned char *k) {
+    return (((load64_key(k) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
+            ((load64_key(k + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1])) == 0;
+}
+
 /* True when `e` holds the value of "<ks->hdr><key>": the header (at most 16 bytes in a hot
  * scheme) compared as two masked words, then the caller's bytes in place. */
 static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks, const void *key,
@@ -631,9 +638,7 @@ static inline bool hot_key_equal(const mem_entry *e, const corral__keyscheme *ks
     if ((mem_kw(e) & (MEM_KLEN_MAX | MEM_KW_LEASE)) != ks->hdr_len + key_len) return false;
     /* the caller's bytes first: the chain's other keys of the scheme share its header */
     if (!key_equal(e->key + ks->hdr_len, key, key_len)) return false;
-    uint64_t d = ((load64_key(e->key) ^ ks->hdr_word[0]) & ks->hdr_mask[0]) |
-                 ((load64_key(e->key + 8) ^ ks->hdr_word[1]) & ks->hdr_mask[1]);
-    return d == 0;
+    return hot_hdr_equal(ks, e->key);
 }
 
 /* The entry of "<ks->hdr><key>" on the chain from `e`, or NULL: the walk of hot_find's slow

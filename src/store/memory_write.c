@@ -297,7 +297,7 @@ static int write_new(mem_store *s, mem_shard *sh, const corral__skey *k, uint8_t
     unsigned grow = table_grow_bits_locked(s, sh);
     shard_unlock(sh);
     read_unlock(s);
-    corral__mem_entry_discard(s, e);
+    corral__mem_entry_discard(e);
     if (grow) corral__mem_table_grow(s, sh, grow);
     limbo_check(s);
     return rc;
@@ -501,7 +501,7 @@ int corral__mem_op_incr(corral__store *base, const corral__skey *k, int64_t delt
         shard_unlock(sh);
     done:
         read_unlock(s);
-        corral__mem_entry_discard(s, ne);
+        corral__mem_entry_discard(ne);
         if (rc == MEM_RETRY) continue; /* another writer got there first */
         if (rc == CORRAL_OK && out) *out = next;
         limbo_check(s);
